@@ -1,0 +1,107 @@
+package errand
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+
+	pb "github.com/errand-dev/errand/go/errandv1"
+	"github.com/errand-dev/errand/go/internal/backoff"
+	"github.com/errand-dev/errand/go/internal/rpcerr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Completions follows a session: it yields every retained completion with
+// Seq > afterSeq, then live ones as tasks finish, in Seq order, each once.
+//
+// When the stream breaks (the server restarts, the connection drops), it
+// reconnects with jittered exponential backoff and resumes after the last Seq
+// it yielded, so a loop sees no gap and no duplicate. It ends when the loop
+// breaks, or after yielding one final error: ctx's (errors.Is with
+// context.Canceled or context.DeadlineExceeded), or one that retrying cannot
+// fix (ErrInvalidArgument for a bad session ID, ErrUnauthenticated, ...).
+//
+//	for c, err := range client.Completions(ctx, "s1", 0) {
+//		if err != nil {
+//			return err
+//		}
+//		fmt.Println(c.Seq, c.TaskID, c.Status, string(c.Result))
+//	}
+//
+// To resume in another process, store the last Seq you processed and pass it
+// as afterSeq; AckCompletions lets the server drop what you no longer need.
+func (c *Client) Completions(ctx context.Context, session string, afterSeq uint64) iter.Seq2[*Completion, error] {
+	return func(yield func(*Completion, error) bool) {
+		last := afterSeq
+		b := backoff.Backoff{Min: c.opts.minBackoff, Max: c.opts.maxBackoff}
+		for {
+			err := c.follow(ctx, session, &last, &b, yield)
+			if err == errStop {
+				return
+			}
+			if ctx.Err() != nil {
+				if werr := rpcerr.Wrap("Completions", err); errors.Is(werr, ctx.Err()) {
+					yield(nil, werr)
+				} else {
+					yield(nil, fmt.Errorf("errand: Completions: %w", ctx.Err()))
+				}
+				return
+			}
+			if !rpcerr.Transient(err) {
+				yield(nil, rpcerr.Wrap("Completions", err))
+				return
+			}
+			c.opts.logger.Warn("errand: completions stream broke; reconnecting",
+				"session_id", session, "after_seq", last, "err", err)
+			if werr := b.Wait(ctx); werr != nil {
+				yield(nil, fmt.Errorf("errand: Completions: %w", werr))
+				return
+			}
+		}
+	}
+}
+
+var (
+	// errStop means the consumer broke out of the loop.
+	errStop = errors.New("stop")
+	// errEnded is a stream the server closed without an error (it shut down):
+	// worth reopening, like any other broken connection.
+	errEnded = status.Error(codes.Unavailable, "the server ended the stream")
+)
+
+// follow runs one stream until it fails (returning the error, io.EOF turned
+// into Unavailable) or the consumer stops (errStop). It advances *last past
+// every completion yielded.
+func (c *Client) follow(ctx context.Context, session string, last *uint64, b *backoff.Backoff,
+	yield func(*Completion, error) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// WaitForReady: while the server is down the call waits for it to come
+	// back (bounded by ctx) instead of failing at once.
+	stream, err := c.tools.Completions(ctx, &pb.CompletionsRequest{SessionId: session, AfterSeq: *last},
+		grpc.WaitForReady(true))
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			return errEnded
+		}
+		if err != nil {
+			return err
+		}
+		b.Reset()
+		if m.GetSeq() <= *last {
+			continue // seen before a reconnect; never yield twice
+		}
+		*last = m.GetSeq()
+		if !yield(completionFromPB(m), nil) {
+			return errStop
+		}
+	}
+}

@@ -1,0 +1,37 @@
+package errand
+
+import "github.com/errand-dev/errand/go/internal/rpcerr"
+
+// Error is a failed call: which RPC (Op), the gRPC status code (Code) and the
+// server's message, which says what to fix.
+//
+// errors.Is(err, ErrNotFound) and the other sentinels match on the code;
+// errors.Is(err, context.DeadlineExceeded) and context.Canceled match those
+// codes too; status.Code(err) and status.FromError(err) see the original
+// gRPC status.
+type Error = rpcerr.Error
+
+// Sentinel errors, one per gRPC status code a caller is expected to handle.
+// Every error that came from the server is an *Error; test it with errors.Is
+// against these, or with status.Code:
+//
+//	if _, err := c.Submit(ctx, "s1", "nope", nil); errors.Is(err, errand.ErrNotFound) { ... }
+var (
+	// ErrInvalidArgument: the request was malformed (empty session ID,
+	// arguments that are not a JSON object or fail the tool's schema, ...).
+	ErrInvalidArgument = rpcerr.ErrInvalidArgument
+	// ErrNotFound: unknown tool, or a task ID that is unknown or no longer retained.
+	ErrNotFound = rpcerr.ErrNotFound
+	// ErrResourceExhausted: arguments too large, or too many pending tasks in a session.
+	ErrResourceExhausted = rpcerr.ErrResourceExhausted
+	// ErrFailedPrecondition: e.g. cancelling a task that already finished.
+	ErrFailedPrecondition = rpcerr.ErrFailedPrecondition
+	// ErrUnauthenticated: missing or invalid credentials.
+	ErrUnauthenticated = rpcerr.ErrUnauthenticated
+	// ErrPermissionDenied: the credentials do not allow this call.
+	ErrPermissionDenied = rpcerr.ErrPermissionDenied
+	// ErrUnavailable: the server could not be reached.
+	ErrUnavailable = rpcerr.ErrUnavailable
+	// ErrInternal: the server failed; the message says how.
+	ErrInternal = rpcerr.ErrInternal
+)

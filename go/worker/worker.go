@@ -1,0 +1,415 @@
+// Package worker serves errand tools written in Go.
+//
+// A Worker holds one stream to the server (WorkerService.Connect), registers
+// its tools and concurrency limit, runs each Assignment in its own goroutine
+// and sends back the result. The handler's context is cancelled when the
+// server cancels the task (CancelAssignment), when the task's timeout passes,
+// or when the connection is lost (the server then gives the task to another
+// worker as a new attempt). After a server restart it reconnects with backoff
+// and registers again.
+//
+//	c, err := errand.Dial(ctx, "127.0.0.1:7070")
+//	...
+//	w := worker.New(c, worker.WithName("geo"), worker.WithConcurrency(8))
+//	w.Handle("weather", "Current weather for a city.",
+//		`{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`,
+//		func(ctx context.Context, args json.RawMessage) (any, error) {
+//			var in struct{ City string }
+//			if err := json.Unmarshal(args, &in); err != nil {
+//				return nil, err
+//			}
+//			return map[string]any{"city": in.City, "celsius": 21}, nil
+//		})
+//	err = w.Run(ctx) // until ctx is done
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	errand "github.com/errand-dev/errand/go"
+	pb "github.com/errand-dev/errand/go/errandv1"
+	"github.com/errand-dev/errand/go/internal/backoff"
+	"github.com/errand-dev/errand/go/internal/rpcerr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Handler runs one tool call. args is the JSON arguments object. The result
+// is encoded like Submit's arguments (json.RawMessage and []byte as JSON
+// text, anything else through encoding/json). A non-nil error fails the task
+// with code "tool_error" and the error's text, or with the code and message of
+// an *errand.ToolError found in its chain (see ToolError).
+//
+// ctx is cancelled when the task is cancelled, times out or its worker loses
+// the server; context.Cause(ctx) tells which (ErrCancelled, ErrTimedOut,
+// ErrConnectionLost, or the Run context's own error).
+type Handler func(ctx context.Context, args json.RawMessage) (any, error)
+
+// Causes of a handler's context being cancelled, as returned by context.Cause.
+var (
+	// ErrCancelled: the task was cancelled through CancelTask.
+	ErrCancelled = errors.New("errand worker: task cancelled")
+	// ErrTimedOut: the task's timeout passed.
+	ErrTimedOut = errors.New("errand worker: task timed out")
+	// ErrConnectionLost: the stream to the server broke; the server will run
+	// the task again as a new attempt.
+	ErrConnectionLost = errors.New("errand worker: connection to the server lost")
+)
+
+// ToolError returns an error that fails a task with the given code and
+// message (the code "tool_error" is used for any other error).
+func ToolError(code, message string) error {
+	return &errand.ToolError{Code: code, Message: message}
+}
+
+// Worker serves tools. Register them with Handle, then call Run.
+type Worker struct {
+	client       *errand.Client
+	name         string
+	concurrency  uint32
+	logger       *slog.Logger
+	minBackoff   time.Duration
+	maxBackoff   time.Duration
+	onRegistered func(workerID string)
+
+	mu      sync.Mutex
+	tools   []*tool
+	byName  map[string]*tool
+	running atomic.Bool
+}
+
+type tool struct {
+	name        string
+	description string
+	schema      string
+	timeout     time.Duration
+	handler     Handler
+}
+
+// Option configures a Worker.
+type Option func(*Worker)
+
+// WithName names the worker in the server's logs (default: the host name).
+func WithName(name string) Option { return func(w *Worker) { w.name = name } }
+
+// WithConcurrency sets how many tasks the worker runs at once (default 1).
+// The server never assigns more.
+func WithConcurrency(n int) Option {
+	return func(w *Worker) {
+		if n > 0 {
+			w.concurrency = uint32(n)
+		}
+	}
+}
+
+// WithLogger receives connection events and handler panics. By default
+// nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(w *Worker) {
+		if l != nil {
+			w.logger = l
+		}
+	}
+}
+
+// WithReconnectBackoff bounds the delay between reconnect attempts
+// (default 100ms to 5s, doubling, jittered).
+func WithReconnectBackoff(min, max time.Duration) Option {
+	return func(w *Worker) {
+		if min > 0 && max >= min {
+			w.minBackoff, w.maxBackoff = min, max
+		}
+	}
+}
+
+// OnRegistered is called each time the server accepts the worker's
+// registration: at start and after every reconnect.
+func OnRegistered(f func(workerID string)) Option {
+	return func(w *Worker) { w.onRegistered = f }
+}
+
+// ToolOption configures one tool in Handle.
+type ToolOption func(*tool)
+
+// WithTimeout sets the tool's default timeout per run (default: the server's).
+func WithTimeout(d time.Duration) ToolOption { return func(t *tool) { t.timeout = d } }
+
+// New returns a worker that connects through c. c may be shared with agent
+// calls; the worker does not close it.
+func New(c *errand.Client, opts ...Option) *Worker {
+	host, _ := os.Hostname()
+	w := &Worker{
+		client:      c,
+		name:        host,
+		concurrency: 1,
+		logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		minBackoff:  100 * time.Millisecond,
+		maxBackoff:  5 * time.Second,
+		byName:      map[string]*tool{},
+	}
+	for _, opt := range opts {
+		opt(w)
+	}
+	return w
+}
+
+// Handle registers a tool: its name (1-64 of [A-Za-z0-9_-]), a description
+// for the model, the JSON Schema of its arguments (a string or []byte of JSON
+// text, or a value encoded with encoding/json; nil accepts any object) and
+// the handler. Call it before Run. It panics on a duplicate name, a nil
+// handler or a schema that is not JSON, as these are programming errors.
+func (w *Worker) Handle(name, description string, schema any, h Handler, opts ...ToolOption) {
+	if h == nil {
+		panic("worker: Handle " + name + ": nil handler")
+	}
+	var schemaJSON string
+	var err error
+	if s, ok := schema.(string); ok {
+		schemaJSON, err = errand.JSONText(json.RawMessage(s))
+	} else {
+		schemaJSON, err = errand.JSONText(schema)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("worker: Handle %s: schema: %v", name, err))
+	}
+	t := &tool{name: name, description: description, schema: schemaJSON, handler: h}
+	for _, opt := range opts {
+		opt(t)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, dup := w.byName[name]; dup {
+		panic("worker: Handle " + name + ": tool registered twice")
+	}
+	w.byName[name] = t
+	w.tools = append(w.tools, t)
+}
+
+// Run connects, registers and serves until ctx is done, reconnecting with
+// backoff whenever the stream breaks. It returns ctx's error once ctx is done
+// and every handler has returned (handlers must honour their context), or an
+// *errand.Error the server answered that retrying cannot fix (a tool name or
+// schema it rejects, bad credentials, ...).
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("errand worker: Run called twice")
+	}
+	defer w.running.Store(false)
+	w.mu.Lock()
+	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
+	for _, t := range w.tools {
+		reg.Tools = append(reg.Tools, &pb.Tool{
+			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
+			TimeoutMs: uint64(t.timeout / time.Millisecond),
+		})
+	}
+	w.mu.Unlock()
+	if len(reg.Tools) == 0 {
+		return errors.New("errand worker: no tools: call Handle before Run")
+	}
+
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+	b := backoff.Backoff{Min: w.minBackoff, Max: w.maxBackoff}
+	for {
+		err := w.serve(ctx, reg, &b, &handlers)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !rpcerr.Transient(err) {
+			return rpcerr.Wrap("Connect", err)
+		}
+		w.logger.Warn("errand worker: stream broke; reconnecting", "worker", w.name, "err", err)
+		if err := b.Wait(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+var errEnded = status.Error(codes.Unavailable, "the server ended the stream")
+
+// serve runs one stream: register, then execute commands until it breaks.
+func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff, handlers *sync.WaitGroup) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(ErrConnectionLost)
+	stream, err := pb.NewWorkerServiceClient(w.client.Conn()).Connect(ctx, grpc.WaitForReady(true))
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Register{Register: reg}}); err != nil {
+		return recvErr(stream, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return eof(err)
+	}
+	registered := first.GetRegistered()
+	if registered == nil {
+		return status.Errorf(codes.Internal, "expected Registered as the server's first message, got %T", first.GetKind())
+	}
+	b.Reset()
+	w.logger.Info("errand worker: registered", "worker", w.name, "worker_id", registered.GetWorkerId(), "tools", len(reg.Tools))
+	if w.onRegistered != nil {
+		w.onRegistered(registered.GetWorkerId())
+	}
+
+	s := &session{w: w, stream: stream, ctx: ctx, running: map[string]*run{}}
+	for {
+		cmd, err := stream.Recv()
+		if err != nil {
+			return eof(err)
+		}
+		switch k := cmd.GetKind().(type) {
+		case *pb.WorkerCommand_Assignment:
+			s.start(k.Assignment, handlers)
+		case *pb.WorkerCommand_Cancel:
+			s.cancel(k.Cancel)
+		}
+	}
+}
+
+func eof(err error) error {
+	if err == io.EOF {
+		return errEnded
+	}
+	return err
+}
+
+// recvErr: a failed Send only says io.EOF; the status is read from Recv.
+func recvErr(stream grpc.BidiStreamingClient[pb.WorkerMessage, pb.WorkerCommand], err error) error {
+	if err == io.EOF {
+		if _, rerr := stream.Recv(); rerr != nil {
+			return eof(rerr)
+		}
+	}
+	return err
+}
+
+// session is the state of one stream: the tasks it is running.
+type session struct {
+	w      *Worker
+	stream grpc.BidiStreamingClient[pb.WorkerMessage, pb.WorkerCommand]
+	ctx    context.Context // done when the stream is
+
+	sendMu  sync.Mutex // a gRPC stream allows one sender at a time
+	mu      sync.Mutex
+	running map[string]*run
+}
+
+type run struct {
+	attempt uint32
+	cancel  context.CancelCauseFunc
+}
+
+func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
+	s.w.mu.Lock()
+	t := s.w.byName[a.GetTool()]
+	s.w.mu.Unlock()
+	if t == nil {
+		s.send(a, "", &pb.ToolError{Code: "unknown_tool", Message: "this worker does not serve " + a.GetTool()})
+		return
+	}
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	if a.GetTimeoutMs() > 0 {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeoutCause(ctx, time.Duration(a.GetTimeoutMs())*time.Millisecond, ErrTimedOut)
+		inner := cancel
+		cancel = func(cause error) { inner(cause); stop() }
+	}
+	r := &run{attempt: a.GetAttempt(), cancel: cancel}
+	s.mu.Lock()
+	s.running[a.GetTaskId()] = r
+	s.mu.Unlock()
+
+	handlers.Add(1)
+	go func() {
+		defer handlers.Done()
+		result, terr := s.call(ctx, t, a)
+		s.mu.Lock()
+		if s.running[a.GetTaskId()] == r {
+			delete(s.running, a.GetTaskId())
+		}
+		s.mu.Unlock()
+		done := ctx.Err() != nil
+		cancel(nil)
+		if done {
+			// Cancelled, timed out or disconnected: the server has settled the
+			// task itself (or will re-run it) and expects no result.
+			return
+		}
+		s.send(a, result, terr)
+	}()
+}
+
+// call runs the handler, turning its result, error or panic into the wire form.
+func (s *session) call(ctx context.Context, t *tool, a *pb.Assignment) (result string, terr *pb.ToolError) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.w.logger.Error("errand worker: handler panicked", "tool", t.name, "task_id", a.GetTaskId(),
+				"panic", p, "stack", string(debug.Stack()))
+			result, terr = "", &pb.ToolError{Code: "tool_error", Message: fmt.Sprintf("panic: %v", p)}
+		}
+	}()
+	args := json.RawMessage(a.GetArgumentsJson())
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	out, err := t.handler(ctx, args)
+	if err != nil {
+		var te *errand.ToolError
+		if errors.As(err, &te) {
+			return "", &pb.ToolError{Code: te.Code, Message: te.Message}
+		}
+		return "", &pb.ToolError{Code: "tool_error", Message: err.Error()}
+	}
+	text, err := errand.JSONText(out)
+	if err != nil {
+		return "", &pb.ToolError{Code: "tool_error", Message: "the result could not be encoded as JSON: " + err.Error()}
+	}
+	if text == "" {
+		text = "null"
+	}
+	return text, nil
+}
+
+func (s *session) cancel(c *pb.CancelAssignment) {
+	s.mu.Lock()
+	r := s.running[c.GetTaskId()]
+	delete(s.running, c.GetTaskId())
+	s.mu.Unlock()
+	if r == nil {
+		return // finished meanwhile
+	}
+	cause := ErrCancelled
+	if c.GetReason() == "timeout" {
+		cause = ErrTimedOut
+	}
+	r.cancel(cause)
+}
+
+func (s *session) send(a *pb.Assignment, result string, terr *pb.ToolError) {
+	res := &pb.TaskResult{TaskId: a.GetTaskId(), Attempt: a.GetAttempt()}
+	if terr != nil {
+		res.Outcome = &pb.TaskResult_Error{Error: terr}
+	} else {
+		res.Outcome = &pb.TaskResult_ResultJson{ResultJson: result}
+	}
+	s.sendMu.Lock()
+	err := s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Result{Result: res}})
+	s.sendMu.Unlock()
+	if err != nil {
+		// The stream broke: the server re-runs the task as a new attempt.
+		s.w.logger.Warn("errand worker: result not delivered", "task_id", a.GetTaskId(), "err", err)
+	}
+}
