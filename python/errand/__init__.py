@@ -1,0 +1,76 @@
+"""errand: asynchronous tools for AI agents, over gRPC.
+
+Layout:
+- `errand.client`  — `Client`, the blocking client (submit, completions, ...).
+- `errand.aio`     — `AsyncClient`, the same for asyncio.
+- `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.
+- `errand.worker`  — `Worker` (and the seed's `AsyncToolManager`): serves tools.
+- `errand.agent`   — `AsyncAgent`: delivers results to an agent, queueing while it is busy.
+- `errand.specs`   — tools in the formats of OpenAI, Anthropic and Bedrock Converse.
+- `errand.errors`  — every exception the SDK raises.
+- `errand.types`   — the dataclasses the calls return.
+- `errand.v1`      — the generated protobuf/gRPC stubs (not edited by hand).
+"""
+
+from __future__ import annotations
+
+from errand import errors
+from errand.agent import Agent, AsyncAgent, default_batch_text, prune_history
+from errand.aio import AsyncClient, AsyncCompletionStream
+from errand.client import Client, CompletionStream
+from errand.errors import (
+    ClosedError,
+    ErrandError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    RpcError,
+    ToolFailure,
+    Unavailable,
+)
+from errand.specs import anthropic_tools, bedrock_tool_config, bedrock_tools, openai_tools
+from errand.tool import ToolDef, async_tool, schema_for_function, schema_for_type
+from errand.types import Ack, Completion, Task, TaskStatus, ToolError, ToolInfo
+from errand.worker import AsyncToolManager, TaskContext, Worker, current_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ack",
+    "Agent",
+    "AsyncAgent",
+    "AsyncClient",
+    "AsyncCompletionStream",
+    "AsyncToolManager",
+    "Client",
+    "ClosedError",
+    "Completion",
+    "CompletionStream",
+    "ErrandError",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "ResourceExhausted",
+    "RpcError",
+    "Task",
+    "TaskContext",
+    "TaskStatus",
+    "ToolDef",
+    "ToolError",
+    "ToolFailure",
+    "ToolInfo",
+    "Unavailable",
+    "Worker",
+    "anthropic_tools",
+    "async_tool",
+    "bedrock_tool_config",
+    "bedrock_tools",
+    "current_task",
+    "default_batch_text",
+    "errors",
+    "openai_tools",
+    "prune_history",
+    "schema_for_function",
+    "schema_for_type",
+]

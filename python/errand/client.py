@@ -1,0 +1,293 @@
+"""The blocking client: submit tool calls, follow a session's completions.
+
+    from errand import Client
+
+    with Client("127.0.0.1:50051") as client:
+        ack = client.submit("research_topic", topic="tides")
+        print(ack.ack)                        # text for the model, at once
+        for completion in client.completions():
+            print(completion.task_id, completion.result)
+            break
+
+Every method raises a subclass of `errand.errors.RpcError` when the server
+answers with an error; see `errand.errors`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Callable, Optional, TypeVar
+
+import grpc
+
+from errand._common import (
+    CHANNEL_OPTIONS,
+    RETRYABLE,
+    Backoff,
+    new_session_id,
+    resolve_target,
+    submit_request,
+)
+from errand.errors import ClosedError, from_grpc
+from errand.types import (
+    Ack,
+    Completion,
+    Task,
+    ToolInfo,
+    ack_from_pb,
+    completion_from_pb,
+    task_from_pb,
+    tool_from_pb,
+)
+from errand.v1 import errand_pb2 as pb
+from errand.v1 import errand_pb2_grpc as pb_grpc
+
+__all__ = ["Client", "CompletionStream"]
+
+T = TypeVar("T")
+Metadata = Sequence[tuple[str, str]]
+
+
+class Client:
+    """A blocking connection to an errand server, for agents.
+
+    Args:
+        target: "host:port" of the server; defaults to $ERRAND_ADDRESS, then
+            127.0.0.1:50051.
+        session_id: the session that `submit` and `completions` use when not
+            told otherwise; a fresh random one by default.
+        timeout: seconds each unary call may take (None: no limit).
+        metadata: extra gRPC metadata sent with every call.
+        channel: an existing channel to use instead of opening one (it is
+            not closed by `close()`).
+    """
+
+    def __init__(
+        self,
+        target: Optional[str] = None,
+        *,
+        session_id: Optional[str] = None,
+        timeout: Optional[float] = 30.0,
+        metadata: Optional[Metadata] = None,
+        channel: Optional[grpc.Channel] = None,
+    ) -> None:
+        self.target = resolve_target(target)
+        self.session_id = session_id or new_session_id()
+        self.timeout = timeout
+        self._metadata = tuple(metadata or ())
+        self._own_channel = channel is None
+        self._channel = channel or grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.ToolServiceStub(self._channel)
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------
+    def close(self) -> None:
+        """Close the channel; open completion streams end."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._own_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    # -- calls -----------------------------------------------------------------
+    def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
+        if self._closed:
+            raise ClosedError("the client is closed")
+        try:
+            return fn(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise from_grpc(exc, method) from None
+
+    def list_tools(self) -> list[ToolInfo]:
+        """The tools workers have registered, sorted by name."""
+        resp = self._call("ListTools", self._stub.ListTools, pb.ListToolsRequest())
+        return [tool_from_pb(t) for t in resp.tools]
+
+    def submit(
+        self,
+        tool: str,
+        arguments: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        session_id: Optional[str] = None,
+        timeout_ms: int = 0,
+        idempotency_key: str = "",
+        **kwargs: Any,
+    ) -> Ack:
+        """Queue one call of `tool` and return at once with its task id and ack text.
+
+        Arguments come as a mapping, as keywords, or both:
+        `submit("search", query="x")` or `submit("search", {"query": "x"})`
+        (use the mapping for an argument named like one of the options).
+
+        Raises:
+            InvalidArgument: arguments not JSON or failing the tool's schema.
+            NotFound: no worker has registered `tool`.
+            ResourceExhausted: arguments too large or too many pending tasks.
+        """
+        request = submit_request(
+            session_id or self.session_id, tool, arguments, kwargs, timeout_ms, idempotency_key
+        )
+        return ack_from_pb(self._call("SubmitTool", self._stub.SubmitTool, request))
+
+    def get_task(self, task_id: str) -> Task:
+        """One task's state. Raises NotFound when unknown or no longer retained."""
+        return task_from_pb(
+            self._call("GetTask", self._stub.GetTask, pb.GetTaskRequest(task_id=task_id))
+        )
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a queued or running task. Raises FailedPrecondition if it finished."""
+        return task_from_pb(
+            self._call("CancelTask", self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id))
+        )
+
+    def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
+        """Let the server drop the session's completions up to `up_to_seq`; returns how many."""
+        request = pb.AckCompletionsRequest(
+            session_id=session_id or self.session_id, up_to_seq=up_to_seq
+        )
+        removed: int = self._call("AckCompletions", self._stub.AckCompletions, request).removed
+        return removed
+
+    def completions(
+        self,
+        session_id: Optional[str] = None,
+        *,
+        after_seq: int = 0,
+        reconnect: bool = True,
+        backoff: Optional[Backoff] = None,
+    ) -> CompletionStream:
+        """Iterate over a session's completions, replayed after `after_seq`, then live.
+
+        The iterator never ends by itself: when the connection breaks it opens
+        the stream again with the last seq it yielded, waiting `backoff`
+        between tries, so nothing is missed or repeated. Call `close()` on it
+        (from any thread) or leave the `with` block to stop.
+        """
+        if self._closed:
+            raise ClosedError("the client is closed")
+        return CompletionStream(
+            self._stub,
+            session_id or self.session_id,
+            after_seq,
+            reconnect=reconnect,
+            backoff=backoff or Backoff(),
+            metadata=self._metadata,
+        )
+
+
+class CompletionStream(Iterator[Completion]):
+    """A reconnecting iterator over one session's completions.
+
+    `last_seq` is the seq of the last completion yielded: persist it to resume
+    later with `client.completions(after_seq=stream.last_seq)`.
+    """
+
+    def __init__(
+        self,
+        stub: pb_grpc.ToolServiceStub,
+        session_id: str,
+        after_seq: int,
+        *,
+        reconnect: bool,
+        backoff: Backoff,
+        metadata: Metadata,
+    ) -> None:
+        self.session_id = session_id
+        self.last_seq = after_seq
+        self.reconnects = 0
+        self._stub = stub
+        self._reconnect = reconnect
+        self._backoff = backoff
+        self._metadata = tuple(metadata)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._call: Any = None
+
+    def __iter__(self) -> CompletionStream:
+        return self
+
+    def __enter__(self) -> CompletionStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the stream; a blocked `next()` in another thread ends with StopIteration."""
+        self._closed.set()
+        with self._lock:
+            call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _open(self) -> Any:
+        with self._lock:
+            if self._closed.is_set():
+                return None
+            if self._call is None:
+                request = pb.CompletionsRequest(session_id=self.session_id, after_seq=self.last_seq)
+                self._call = self._stub.Completions(
+                    request, metadata=self._metadata, wait_for_ready=True
+                )
+            return self._call
+
+    def _drop(self, call: Any) -> None:
+        with self._lock:
+            if self._call is call:
+                self._call = None
+        call.cancel()
+
+    def __next__(self) -> Completion:
+        while True:
+            call = self._open()
+            if call is None:
+                raise StopIteration
+            try:
+                msg = next(call)
+            except StopIteration:
+                # The server ended a stream that should never end (a restart
+                # or shutdown): open it again.
+                self._drop(call)
+                if not self._retry():
+                    raise
+                continue
+            except grpc.RpcError as exc:
+                self._drop(call)
+                if self._closed.is_set():
+                    raise StopIteration from None
+                if not (self._reconnect and exc.code() in RETRYABLE):
+                    raise from_grpc(exc, "Completions") from None
+                if not self._retry():
+                    raise StopIteration from None
+                continue
+            if msg.seq <= self.last_seq:
+                continue  # already yielded (a server replaying more than asked)
+            self.last_seq = msg.seq
+            self._backoff.reset()
+            return completion_from_pb(msg)
+
+    def _retry(self) -> bool:
+        """Wait before reconnecting; False when the stream was closed meanwhile."""
+        if self._closed.is_set() or not self._reconnect:
+            return False
+        self.reconnects += 1
+        return not self._closed.wait(self._backoff.next())

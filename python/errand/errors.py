@@ -1,0 +1,151 @@
+"""Every exception the errand SDK raises, in one place.
+
+    ErrandError
+    ├── RpcError                  a call to the server failed; carries .code and .message
+    │   ├── InvalidArgument       bad input: the message says what to fix
+    │   ├── NotFound              unknown tool or task
+    │   ├── AlreadyExists
+    │   ├── ResourceExhausted     a limit was hit (argument size, pending tasks, ...)
+    │   ├── FailedPrecondition    e.g. cancelling a task that already finished
+    │   ├── Unauthenticated
+    │   ├── PermissionDenied
+    │   ├── Unavailable           the server cannot be reached (retry later)
+    │   ├── DeadlineExceeded      the call's own timeout ran out
+    │   └── Cancelled
+    ├── ToolFailure               raise it from a tool to choose the error code
+    └── ClosedError               the client or stream was closed
+
+`from_grpc()` is the only place that turns a `grpc.RpcError` into one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import grpc
+
+__all__ = [
+    "AlreadyExists",
+    "Cancelled",
+    "ClosedError",
+    "DeadlineExceeded",
+    "ErrandError",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "RpcError",
+    "ToolFailure",
+    "Unauthenticated",
+    "Unavailable",
+    "from_grpc",
+]
+
+
+class ErrandError(Exception):
+    """Base of every error raised by the errand SDK."""
+
+
+class RpcError(ErrandError):
+    """A call to the errand server failed with a gRPC status.
+
+    Attributes:
+        code: the `grpc.StatusCode` the server (or the channel) answered.
+        message: the status message; errand's messages say what to fix.
+        method: the RPC that failed, e.g. "SubmitTool", when known.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, method: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.method = method
+        where = f"{method}: " if method else ""
+        super().__init__(f"{where}{code.name}: {message}")
+
+
+class InvalidArgument(RpcError):
+    """The request was malformed: the message names the field or path to fix."""
+
+
+class NotFound(RpcError):
+    """Unknown tool, task or session (the message names what is known)."""
+
+
+class AlreadyExists(RpcError):
+    """The thing to create exists already."""
+
+
+class ResourceExhausted(RpcError):
+    """A server limit was hit: arguments too large, too many pending tasks, ..."""
+
+
+class FailedPrecondition(RpcError):
+    """The request is valid but not in this state, e.g. cancelling a finished task."""
+
+
+class Unauthenticated(RpcError):
+    """The server requires credentials the client did not present."""
+
+
+class PermissionDenied(RpcError):
+    """The credentials do not allow this call."""
+
+
+class Unavailable(RpcError):
+    """The server could not be reached; the call may be retried."""
+
+
+class DeadlineExceeded(RpcError):
+    """The call's timeout ran out before the server answered."""
+
+
+class Cancelled(RpcError):
+    """The call was cancelled."""
+
+
+class ToolFailure(ErrandError):
+    """Raise from a tool to fail the task with a chosen error code.
+
+    Any other exception fails it with code "tool_error" and the exception text.
+    """
+
+    def __init__(self, message: str, code: str = "tool_error") -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+class ClosedError(ErrandError):
+    """The client, worker or stream was closed and cannot be used any more."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: Cancelled,
+}
+
+
+def from_grpc(err: grpc.RpcError, method: str = "") -> RpcError:
+    """Turn a `grpc.RpcError` (sync or aio) into the matching `RpcError` subclass."""
+    code: Optional[grpc.StatusCode] = None
+    message = ""
+    code_fn = getattr(err, "code", None)
+    if callable(code_fn):
+        code = code_fn()
+    details_fn = getattr(err, "details", None)
+    if callable(details_fn):
+        message = details_fn() or ""
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN
+        message = message or str(err)
+    cls = _BY_CODE.get(code, RpcError)
+    return cls(code, message, method)

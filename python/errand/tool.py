@@ -1,0 +1,358 @@
+"""`@async_tool`: turn a plain function into a tool that a `Worker` serves.
+
+    @async_tool
+    def research_topic(topic: str, depth: Literal["quick", "deep"] = "quick") -> str:
+        \"\"\"Research a topic thoroughly and return detailed findings.\"\"\"
+        ...
+
+The decorator only attaches a `ToolDef` (name, description, JSON Schema of the
+input, timeout) to the function and returns the function unchanged: calling it
+still runs it in place. The name comes from the function, the description from
+its docstring, the schema from its type hints: str, int, float, bool, None,
+list[...], tuple[...], dict[str, ...], Optional/Union, Literal, Enum,
+Annotated[..., "description"], Any, and pydantic models
+when pydantic is installed.
+
+It works bare (`@async_tool`), with options (`@async_tool(name=..., timeout_ms=...)`)
+and, as in the seed text, with a worker or `AsyncToolManager` to register with
+(`@async_tool(manager)`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import json
+import re
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
+
+if TYPE_CHECKING:
+    from errand.worker import Worker
+
+__all__ = ["ToolDef", "async_tool", "schema_for_function", "schema_for_type", "tool_def"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ATTR = "__errand_tool__"
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolDef:
+    """What a worker registers for one tool, and the function that runs it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    fn: Callable[..., Any]
+    timeout_ms: int = 0
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def input_schema_json(self) -> str:
+        return json.dumps(self.input_schema, separators=(",", ":"))
+
+    def bind(self, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Turn a JSON arguments object into call arguments (validating pydantic models)."""
+        sig = inspect.signature(self.fn)
+        hints = _hints(self.fn)
+        kwargs: dict[str, Any] = {}
+        for key, value in arguments.items():
+            param = sig.parameters.get(key)
+            if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                if _accepts_var_keyword(sig):
+                    kwargs[key] = value
+                    continue
+                raise TypeError(f"{self.name}() got an unexpected argument {key!r}")
+            kwargs[key] = _coerce(hints.get(key, Any), value)
+        bound = sig.bind(**kwargs)
+        return list(bound.args), dict(bound.kwargs)
+
+
+@overload
+def async_tool(fn: F, /) -> F: ...
+
+
+@overload
+def async_tool(
+    target: Optional[Worker] = None,
+    /,
+    *,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+    schema: Optional[Mapping[str, Any]] = None,
+    timeout_ms: int = 0,
+) -> Callable[[F], F]: ...
+
+
+def async_tool(
+    target: Any = None,
+    /,
+    *,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+    schema: Optional[Mapping[str, Any]] = None,
+    timeout_ms: int = 0,
+) -> Any:
+    """Mark a function (sync or `async def`) as an errand tool.
+
+    Args:
+        target: a `Worker` (or `AsyncToolManager`) to add the tool to. Omit it
+            and pass the function to `Worker(tools=[...])` instead.
+        name: tool name (default: the function's name); 1-64 of [A-Za-z0-9_-].
+        description: for the model (default: the docstring).
+        schema: JSON Schema of the arguments object (default: from type hints).
+        timeout_ms: default timeout of one run; 0 leaves it to the server.
+    """
+
+    def decorate(fn: F) -> F:
+        spec = tool_def(
+            fn, name=name, description=description, schema=schema, timeout_ms=timeout_ms
+        )
+        setattr(fn, _ATTR, spec)
+        if target is not None:
+            target.add_tool(fn)
+        return fn
+
+    if callable(target) and not hasattr(target, "add_tool"):
+        fn, target = target, None
+        return decorate(fn)
+    return decorate
+
+
+def tool_def(
+    fn: Callable[..., Any],
+    *,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+    schema: Optional[Mapping[str, Any]] = None,
+    timeout_ms: int = 0,
+) -> ToolDef:
+    """The `ToolDef` of a function: the one `@async_tool` attached, or a new one."""
+    existing = getattr(fn, _ATTR, None)
+    if isinstance(existing, ToolDef) and not (name or description or schema or timeout_ms):
+        return existing
+    tool_name: str = name or str(getattr(fn, "__name__", ""))
+    if not _NAME.match(tool_name):
+        raise ValueError(
+            f"tool name {tool_name!r} must be 1-64 characters of [A-Za-z0-9_-]; "
+            "pass name= to @async_tool"
+        )
+    if timeout_ms < 0:
+        raise ValueError("timeout_ms must be >= 0")
+    doc = description if description is not None else inspect.getdoc(fn) or ""
+    input_schema = dict(schema) if schema is not None else schema_for_function(fn)
+    return ToolDef(
+        name=tool_name,
+        description=doc.strip(),
+        input_schema=input_schema,
+        fn=fn,
+        timeout_ms=timeout_ms,
+    )
+
+
+# -- schema generation ---------------------------------------------------------
+
+
+def schema_for_function(fn: Callable[..., Any]) -> dict[str, Any]:
+    """JSON Schema of the arguments object of `fn`, from its signature and hints."""
+    sig = inspect.signature(fn)
+    hints = _hints(fn)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    defs: dict[str, Any] = {}
+    extra_allowed = False
+    for pname, param in sig.parameters.items():
+        if param.kind == param.VAR_KEYWORD:
+            extra_allowed = True
+            continue
+        if param.kind == param.VAR_POSITIONAL:
+            continue
+        if param.kind == param.POSITIONAL_ONLY:
+            raise ValueError(f"parameter {pname!r} is positional-only; tools take keywords")
+        prop = _schema(hints.get(pname, Any), defs)
+        if param.default is inspect.Parameter.empty:
+            required.append(pname)
+        else:
+            default = _json_default(param.default)
+            if default is not _NO_DEFAULT:
+                prop = {**prop, "default": default}
+        properties[pname] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if not extra_allowed:
+        schema["additionalProperties"] = False
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def schema_for_type(tp: Any) -> dict[str, Any]:
+    """JSON Schema of one Python type hint (with `$defs` when pydantic models need them)."""
+    defs: dict[str, Any] = {}
+    schema = _schema(tp, defs)
+    if defs:
+        schema = {**schema, "$defs": defs}
+    return schema
+
+
+_NO_DEFAULT = object()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return _NO_DEFAULT
+    return value
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:
+        raise ValueError(f"cannot resolve the type hints of {fn!r}: {exc}") from exc
+
+
+def _accepts_var_keyword(sig: inspect.Signature) -> bool:
+    return any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+_UNION_TYPES: tuple[Any, ...] = (Union,)
+if sys.version_info >= (3, 10):
+    _UNION_TYPES = (Union, types.UnionType)
+
+_SIMPLE: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    if tp is Any or tp is inspect.Parameter.empty or tp is object:
+        return {}
+    if tp is None:
+        return {"type": "null"}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        base = _schema(args[0], defs)
+        notes = [a for a in args[1:] if isinstance(a, str)]
+        if notes:
+            base = {**base, "description": " ".join(notes)}
+        return base
+    if tp in _SIMPLE:
+        return {"type": _SIMPLE[tp]}
+    if origin in _UNION_TYPES:
+        members = [a for a in args if a is not type(None)]
+        nullable = len(members) != len(args)
+        subs = [_schema(a, defs) for a in members]
+        simple = all(set(s) == {"type"} and isinstance(s["type"], str) for s in subs)
+        if simple:
+            names = [s["type"] for s in subs] + (["null"] if nullable else [])
+            return {"type": names[0] if len(names) == 1 else names}
+        if nullable:
+            subs.append({"type": "null"})
+        return subs[0] if len(subs) == 1 else {"anyOf": subs}
+    if origin is typing.Literal:
+        values = [v.value if isinstance(v, enum.Enum) else v for v in args]
+        out: dict[str, Any] = {"enum": values}
+        kinds = {_SIMPLE.get(type(v)) for v in values}
+        if len(kinds) == 1 and None not in kinds:
+            out = {"type": kinds.pop(), **out}
+        return out
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        values = [m.value for m in tp]
+        out = {"enum": values}
+        kinds = {_SIMPLE.get(type(v)) for v in values}
+        if len(kinds) == 1 and None not in kinds:
+            out = {"type": kinds.pop(), **out}
+        return out
+    if origin in (list, set, frozenset, Sequence) or tp in (list, set, frozenset):
+        out = {"type": "array"}
+        if args:
+            out["items"] = _schema(args[0], defs)
+        if origin in (set, frozenset) or tp in (set, frozenset):
+            out["uniqueItems"] = True
+        return out
+    if origin is tuple or tp is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": _schema(args[0], defs)}
+        if args:
+            items = [_schema(a, defs) for a in args]
+            return {
+                "type": "array",
+                "prefixItems": items,
+                "minItems": len(items),
+                "maxItems": len(items),
+            }
+        return {"type": "array"}
+    if origin in (dict, Mapping) or tp is dict:
+        out = {"type": "object"}
+        if len(args) == 2 and args[1] is not Any:
+            out["additionalProperties"] = _schema(args[1], defs)
+        return out
+    model = _pydantic_model(tp)
+    if model is not None:
+        return _pydantic_schema(model, defs)
+    raise ValueError(
+        f"no JSON Schema for the type {tp!r}: use str/int/float/bool/list/dict/"
+        "Optional/Literal/Enum or a pydantic model, or pass schema= to @async_tool"
+    )
+
+
+def _pydantic_model(tp: Any) -> Optional[type]:
+    base = sys.modules.get("pydantic")
+    if base is None:
+        try:
+            import pydantic as base
+        except ImportError:
+            return None
+    model_cls = getattr(base, "BaseModel", None)
+    if model_cls is not None and isinstance(tp, type) and issubclass(tp, model_cls):
+        return tp
+    return None
+
+
+def _pydantic_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = dict(model.model_json_schema())
+    for key, value in schema.pop("$defs", {}).items():
+        defs.setdefault(key, value)
+    return schema
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    """Build pydantic models (also inside Optional/list) from their JSON form."""
+    if value is None:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _coerce(args[0], value)
+    if origin in _UNION_TYPES:
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _coerce(members[0], value)
+        return value
+    if origin in (list, Sequence) and args and isinstance(value, list):
+        return [_coerce(args[0], v) for v in value]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    model = _pydantic_model(tp)
+    if model is not None and isinstance(value, dict):
+        return model.model_validate(value)  # type: ignore[attr-defined]
+    return value

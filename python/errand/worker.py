@@ -1,0 +1,471 @@
+"""`Worker`: serve `@async_tool` functions to an errand server.
+
+    from errand import Worker, async_tool
+
+    @async_tool
+    def research_topic(topic: str) -> str:
+        \"\"\"Research a topic thoroughly and return detailed findings.\"\"\"
+        return f"Findings about {topic}..."
+
+    Worker("127.0.0.1:50051", tools=[research_topic], max_concurrency=4).run()
+
+A worker holds one `WorkerService.Connect` stream: it registers its tools, runs
+each assignment (plain functions on a thread pool of `max_concurrency`
+threads, `async def` ones on its event loop), sends back the return value as
+JSON or the exception text as a FAILED result, stops a task the server
+cancels, and reconnects with backoff when the server goes away.
+
+A running tool can see its task through `errand.current_task()`; a plain
+function that runs long should poll `current_task().cancelled` (a
+`threading.Event`) so that cancellation reaches it. An `async def` tool is
+cancelled with `asyncio.CancelledError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import datetime as _dt
+import enum
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+import grpc
+import grpc.aio
+
+from errand._common import CHANNEL_OPTIONS, RETRYABLE, Backoff, resolve_target
+from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
+from errand.tool import ToolDef, tool_def
+from errand.v1 import errand_pb2 as pb
+from errand.v1 import errand_pb2_grpc as pb_grpc
+
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
+
+__all__ = ["AsyncToolManager", "TaskContext", "Worker", "current_task"]
+
+log = logging.getLogger("errand.worker")
+
+
+@dataclasses.dataclass
+class TaskContext:
+    """The task a tool call is running for (see `current_task()`)."""
+
+    task_id: str
+    session_id: str
+    tool: str
+    attempt: int
+    timeout_ms: int
+    #: Set when the server cancels the task or times it out; poll it from
+    #: long-running plain functions. `cancel_reason` then says which.
+    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
+    cancel_reason: str = ""
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set()
+
+
+_current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar(
+    "errand_current_task", default=None
+)
+
+
+def current_task() -> Optional[TaskContext]:
+    """The task of the tool call running in this thread or asyncio task, or None."""
+    return _current.get()
+
+
+class _Running:
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        self.task: Optional[asyncio.Task[None]] = None
+
+    def cancel(self, reason: str) -> None:
+        self.ctx.cancel_reason = reason
+        self.ctx.cancelled.set()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Worker:
+    """Serves tools to an errand server over one reconnecting stream.
+
+    Args:
+        target: "host:port" of the server; defaults to $ERRAND_ADDRESS, then
+            127.0.0.1:50051.
+        tools: functions (decorated with `@async_tool` or plain) to serve.
+        max_concurrency: most calls run at once; the server sends no more.
+        name: worker name for the server's logs (default host:pid).
+        backoff: delays between reconnection attempts.
+        metadata: extra gRPC metadata sent on the stream.
+    """
+
+    def __init__(
+        self,
+        target: Optional[str] = None,
+        *,
+        tools: Iterable[Callable[..., Any]] = (),
+        max_concurrency: int = 4,
+        name: Optional[str] = None,
+        backoff: Optional[Backoff] = None,
+        metadata: Optional[Sequence[tuple[str, str]]] = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.target = resolve_target(target)
+        self.max_concurrency = max_concurrency
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = ""
+        self._backoff = backoff or Backoff(initial=0.1, maximum=2.0)
+        self._metadata = tuple(metadata or ())
+        self._tools: dict[str, ToolDef] = {}
+        for fn in tools:
+            self.add_tool(fn)
+        self._cond = threading.Condition()
+        self._registrations = 0
+        self._error: Optional[BaseException] = None
+        self._stopping = threading.Event()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._thread: Optional[threading.Thread] = None
+        self._started = False
+
+    # -- configuration ---------------------------------------------------------
+    def add_tool(self, fn: Callable[..., Any]) -> None:
+        """Serve one more tool (before `run()`/`start()`)."""
+        if getattr(self, "_started", False):
+            raise RuntimeError("add tools before the worker starts")
+        spec = tool_def(fn)
+        if spec.name in self._tools and self._tools[spec.name].fn is not fn:
+            raise ValueError(f"two tools are named {spec.name!r}")
+        self._tools[spec.name] = spec
+
+    @property
+    def tools(self) -> dict[str, ToolDef]:
+        return dict(self._tools)
+
+    @property
+    def registrations(self) -> int:
+        """How many times the server has answered Registered (1 + reconnects)."""
+        with self._cond:
+            return self._registrations
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The error that stopped the worker for good, if any."""
+        return self._error
+
+    # -- running ---------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until `stop()` is called (from another thread or a signal handler).
+
+        Raises the error that made the server refuse the worker, e.g.
+        InvalidArgument for a bad tool schema.
+        """
+        asyncio.run(self.run_async())
+
+    async def run_async(self) -> None:
+        """`run()` for code that already has an event loop."""
+        if not self._tools:
+            raise ValueError("a worker needs at least one tool")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        if self._stopping.is_set():
+            return
+        executor = ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix=f"errand-{self.name}"
+        )
+        try:
+            await self._serve(executor)
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            with self._cond:
+                self._cond.notify_all()
+
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> Worker:
+        """Run in a background (daemon) thread; by default wait until registered.
+
+        Raises the server's refusal, or Unavailable when not registered within
+        `timeout` seconds (the worker is then stopped).
+        """
+        if self._thread is not None:
+            raise RuntimeError("the worker was already started")
+        self._started = True
+        self._thread = threading.Thread(target=self._thread_main, name="errand-worker", daemon=True)
+        self._thread.start()
+        if wait and not self.wait_registered(timeout):
+            self.stop()
+            if self._error is not None:
+                raise self._error
+            raise Unavailable(
+                grpc.StatusCode.UNAVAILABLE,
+                f"not registered with {self.target} within {timeout}s",
+                "Connect",
+            )
+        return self
+
+    def _thread_main(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            self._error = exc
+            log.error("errand worker stopped: %s", exc)
+
+    def wait_registered(self, timeout: Optional[float] = None, *, count: int = 1) -> bool:
+        """Block until the server has answered Registered `count` times in all.
+
+        Returns False on timeout; raises the error that stopped the worker.
+        """
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: self._registrations >= count or self._error is not None or self._done(),
+                timeout,
+            )
+            if self._error is not None and self._registrations < count:
+                raise self._error
+            return ok and self._registrations >= count
+
+    def _done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    def stop(self, timeout: Optional[float] = 10.0) -> None:
+        """Stop serving: close the stream (the server gives running tasks to other
+        workers) and, when started with `start()`, join the thread."""
+        self._stopping.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:
+                pass  # the loop closed meanwhile
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the stream --------------------------------------------------------------
+    async def _serve(self, executor: ThreadPoolExecutor) -> None:
+        assert self._wake is not None
+        while not self._stopping.is_set():
+            channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            try:
+                await self._connection(channel, executor)
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE:
+                    raise from_grpc(exc, "Connect") from None
+                log.warning("errand worker: stream to %s broke: %s", self.target, exc.code())
+            except _StreamEnded:
+                log.warning("errand worker: server %s ended the stream", self.target)
+            finally:
+                await channel.close(None)
+            if self._stopping.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._backoff.next())
+            except asyncio.TimeoutError:
+                pass
+
+    def _register_message(self) -> pb.WorkerMessage:
+        tools = [
+            pb.Tool(
+                name=t.name,
+                description=t.description,
+                input_schema_json=t.input_schema_json,
+                timeout_ms=t.timeout_ms,
+            )
+            for t in self._tools.values()
+        ]
+        return pb.WorkerMessage(
+            register=pb.Register(
+                worker_name=self.name, tools=tools, max_concurrency=self.max_concurrency
+            )
+        )
+
+    async def _connection(self, channel: grpc.aio.Channel, executor: ThreadPoolExecutor) -> None:
+        assert self._wake is not None
+        outgoing: asyncio.Queue[Optional[pb.WorkerMessage]] = asyncio.Queue()
+        outgoing.put_nowait(self._register_message())
+
+        async def requests() -> AsyncIterator[pb.WorkerMessage]:
+            while True:
+                msg = await outgoing.get()
+                if msg is None:
+                    return
+                yield msg
+
+        stub = pb_grpc.WorkerServiceStub(channel)
+        call = stub.Connect(requests(), metadata=self._metadata, wait_for_ready=True)
+        running: dict[str, _Running] = {}
+        stop_wait = asyncio.ensure_future(self._wake.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(call.read())
+                done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if read not in done:
+                    read.cancel()
+                    return  # stop() was called
+                cmd = read.result()
+                if cmd is _EOF:
+                    raise _StreamEnded
+                kind = cmd.WhichOneof("kind")
+                if kind == "registered":
+                    self.worker_id = cmd.registered.worker_id
+                    self._backoff.reset()
+                    with self._cond:
+                        self._registrations += 1
+                        self._cond.notify_all()
+                    log.info("errand worker registered as %s", self.worker_id)
+                elif kind == "assignment":
+                    self._spawn(cmd.assignment, running, outgoing, executor)
+                elif kind == "cancel":
+                    entry = running.get(cmd.cancel.task_id)
+                    if entry is not None:
+                        entry.cancel(cmd.cancel.reason or "cancelled")
+        finally:
+            stop_wait.cancel()
+            # The server gives this connection's tasks to other workers as new
+            # attempts: results of these runs would be ignored, so stop them.
+            for entry in list(running.values()):
+                entry.cancel("disconnected")
+            outgoing.put_nowait(None)
+            call.cancel()
+
+    def _spawn(
+        self,
+        assignment: pb.Assignment,
+        running: dict[str, _Running],
+        outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        ctx = TaskContext(
+            task_id=assignment.task_id,
+            session_id=assignment.session_id,
+            tool=assignment.tool,
+            attempt=assignment.attempt,
+            timeout_ms=assignment.timeout_ms,
+        )
+        entry = _Running(ctx)
+        running[ctx.task_id] = entry
+
+        async def body() -> None:
+            try:
+                result = await self._execute(assignment, ctx, executor)
+            except asyncio.CancelledError:
+                return  # cancelled by the server or disconnected: no result expected
+            finally:
+                if running.get(ctx.task_id) is entry:
+                    del running[ctx.task_id]
+            if ctx.cancelled.is_set():
+                return
+            outgoing.put_nowait(pb.WorkerMessage(result=result))
+
+        entry.task = asyncio.ensure_future(body())
+
+    async def _execute(
+        self, assignment: pb.Assignment, ctx: TaskContext, executor: ThreadPoolExecutor
+    ) -> pb.TaskResult:
+        def failed(code: str, message: str) -> pb.TaskResult:
+            return pb.TaskResult(
+                task_id=ctx.task_id,
+                error=pb.ToolError(code=code, message=message),
+                attempt=ctx.attempt,
+            )
+
+        spec = self._tools.get(assignment.tool)
+        if spec is None:
+            return failed("unknown_tool", f"this worker does not serve {assignment.tool!r}")
+        try:
+            arguments = json.loads(assignment.arguments_json or "{}")
+            if not isinstance(arguments, dict):
+                raise TypeError("arguments must be a JSON object")
+            args, kwargs = spec.bind(arguments)
+        except Exception as exc:
+            return failed("invalid_arguments", f"{type(exc).__name__}: {exc}")
+        try:
+            if spec.is_async:
+                token = _current.set(ctx)
+                try:
+                    value = await spec.fn(*args, **kwargs)
+                finally:
+                    _current.reset(token)
+            else:
+                loop = asyncio.get_running_loop()
+                value = await loop.run_in_executor(
+                    executor, _call_with_context, ctx, spec, args, kwargs
+                )
+        except asyncio.CancelledError:
+            raise
+        except ToolFailure as exc:
+            return failed(exc.code, exc.message)
+        except Exception as exc:
+            log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
+            return failed("tool_error", f"{type(exc).__name__}: {exc}")
+        try:
+            result_json = json.dumps(value, default=_to_json, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            return failed("tool_error", f"the result is not JSON serialisable: {exc}")
+        return pb.TaskResult(task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt)
+
+
+class _StreamEnded(ErrandError):
+    """The server closed the worker stream without an error (it is shutting down)."""
+
+
+def _call_with_context(
+    ctx: TaskContext, spec: ToolDef, args: list[Any], kwargs: dict[str, Any]
+) -> Any:
+    token = _current.set(ctx)
+    try:
+        return spec.fn(*args, **kwargs)
+    finally:
+        _current.reset(token)
+
+
+def _to_json(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # pydantic v2 models
+        return dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class AsyncToolManager(Worker):
+    """The seed text's name for a worker, so its code runs unchanged:
+
+        manager = AsyncToolManager(max_workers=4)
+
+        @async_tool(manager)
+        def research_topic(topic: str) -> str: ...
+
+        manager.start()     # or manager.run()
+
+    `max_workers` is the worker's `max_concurrency`; the server address comes
+    from `target=` or $ERRAND_ADDRESS.
+    """
+
+    def __init__(self, max_workers: int = 4, target: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(target, max_concurrency=max_workers, **kwargs)
