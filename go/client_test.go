@@ -368,4 +368,3 @@ func TestCompletionsAcrossServerRestart(t *testing.T) {
 		}
 	}
 }
-

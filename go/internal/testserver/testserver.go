@@ -180,4 +180,3 @@ func (b *syncBuffer) Tail(n int) string {
 	}
 	return s
 }
-
