@@ -13,6 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Kept for gRPC server reflection.
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out.join("errand_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // No `connect` constructors on clients: WorkerService has an RPC named
+    // Connect, whose method would clash. Clients are built from a `Channel`.
+    tonic_prost_build::configure()
+        .build_transport(false)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -3,7 +3,10 @@
 //! ```no_run
 //! use errand_proto::v1::{tool_service_client::ToolServiceClient, SubmitToolRequest};
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut client = ToolServiceClient::connect("http://127.0.0.1:7466").await?;
+//! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:7466")
+//!     .connect()
+//!     .await?;
+//! let mut client = ToolServiceClient::new(channel);
 //! let ack = client
 //!     .submit_tool(SubmitToolRequest {
 //!         session_id: "demo".into(),

@@ -1,0 +1,845 @@
+//! The scheduler: the one owner of errand's live state.
+//!
+//! Queued and running tasks, connected workers and per-session counts live in
+//! one [`State`] behind a `Mutex` that is only held for short, synchronous
+//! sections, never across an `.await`. Every transition that must outlive the
+//! process is handed to the [`Store`](crate::store::Store) after the lock is
+//! released; completions then wake the session's streams through the
+//! [`SessionHub`].
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use errand_proto::v1 as pb;
+use futures::future::join_all;
+use tokio::{sync::mpsc, task::AbortHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::{
+    config::Config,
+    error::Error,
+    model::{Finish, Outcome, TaskRecord, TaskState, codes},
+    queue::FairQueue,
+    sessions::SessionHub,
+    store::{Inserted, SharedStore, StoreError},
+    tools::ToolSpec,
+};
+
+/// Server-side ID of one worker connection.
+pub type WorkerId = u64;
+
+/// Commands to one worker's `Connect` response stream.
+pub type CommandTx = mpsc::Sender<Result<pb::WorkerCommand, Status>>;
+
+/// The scheduler. Shared as `Arc<Core>` by every handler.
+pub struct Core {
+    config: Config,
+    store: SharedStore,
+    state: Mutex<State>,
+    sessions: SessionHub,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    /// Unfinished tasks only; finished ones live in the store.
+    tasks: HashMap<Uuid, Live>,
+    tools: HashMap<Arc<str>, ToolEntry>,
+    workers: HashMap<WorkerId, WorkerEntry>,
+    /// Queued plus running tasks per session. The key is the one `Arc<str>`
+    /// every task of the session shares.
+    pending: HashMap<Arc<str>, usize>,
+    next_worker: WorkerId,
+}
+
+struct Live {
+    task: TaskRecord,
+    worker: Option<WorkerId>,
+    timer: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct ToolEntry {
+    /// `None` while the tool is known only from tasks recovered at start.
+    spec: Option<ToolSpec>,
+    workers: Vec<WorkerId>,
+    queue: FairQueue,
+}
+
+struct WorkerEntry {
+    name: String,
+    tools: Vec<Arc<str>>,
+    max_concurrency: usize,
+    running: HashSet<Uuid>,
+    tx: CommandTx,
+    /// Its stream is gone; cleanup is on the way. Gets no more tasks.
+    closed: bool,
+    /// Where the next round over its tools starts, so no tool starves another.
+    next_tool: usize,
+}
+
+impl WorkerEntry {
+    fn has_room(&self) -> bool {
+        !self.closed && self.running.len() < self.max_concurrency
+    }
+}
+
+/// A task removed from the live state, on its way to the store.
+struct Ending {
+    task: TaskRecord,
+    finish: Finish,
+}
+
+impl Core {
+    pub fn new(config: Config, store: SharedStore) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            store,
+            state: Mutex::new(State::default()),
+            sessions: SessionHub::default(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    pub fn sessions(&self) -> &SessionHub {
+        &self.sessions
+    }
+
+    /// Cancelled when the server stops: streams end and workers are let go.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes up the work a previous run left: queued tasks are queued again,
+    /// running ones get a new attempt (or fail once attempts are used up).
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let tasks = self.store.unfinished_tasks().await?;
+        let count = tasks.len();
+        let mut exhausted = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            for mut task in tasks {
+                if task.attempts >= self.config.max_attempts {
+                    let message = format!(
+                        "the server stopped while the task ran, on each of its {} attempts",
+                        task.attempts
+                    );
+                    exhausted.push(Ending {
+                        finish: finish(
+                            &task,
+                            TaskState::Failed,
+                            Outcome::error(codes::WORKER_LOST, message),
+                        ),
+                        task,
+                    });
+                    continue;
+                }
+                task.state = TaskState::Queued;
+                task.session = st.reserve(&task.session);
+                let entry = st.tools.entry(task.tool.clone()).or_default();
+                entry.queue.push_back(&task.session, task.id);
+                st.tasks.insert(
+                    task.id,
+                    Live {
+                        task,
+                        worker: None,
+                        timer: None,
+                    },
+                );
+            }
+        }
+        join_all(exhausted.into_iter().map(|e| self.finalize(e))).await;
+        if count > 0 {
+            info!(tasks = count, "recovered unfinished tasks");
+        }
+        Ok(count)
+    }
+
+    /// Known tools, sorted by name, as `ListTools` shows them.
+    pub fn list_tools(&self) -> Vec<pb::Tool> {
+        let st = self.lock();
+        let mut tools: Vec<_> = st
+            .tools
+            .values()
+            .filter_map(|t| t.spec.as_ref().map(|s| s.to_proto(t.workers.len() as u32)))
+            .collect();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        tools
+    }
+
+    /// Accepts one tool call: checked, stored, queued, dispatched if a worker
+    /// has room. Returns the task and whether it was an idempotent repeat.
+    pub async fn submit(
+        self: &Arc<Self>,
+        req: pb::SubmitToolRequest,
+    ) -> Result<(TaskRecord, bool), Error> {
+        let limits = &self.config.limits;
+        self.check_session(&req.session_id)?;
+        if req.idempotency_key.len() > limits.max_idempotency_key_bytes {
+            return Err(Error::invalid(format!(
+                "idempotency_key is {} bytes, the limit is {}",
+                req.idempotency_key.len(),
+                limits.max_idempotency_key_bytes
+            )));
+        }
+        let spec = self.tool_spec(&req.tool)?;
+        let arguments = spec.check_arguments(&req.arguments_json, limits)?;
+        let timeout = if req.timeout_ms > 0 {
+            Duration::from_millis(req.timeout_ms)
+        } else {
+            spec.timeout.unwrap_or(self.config.default_timeout)
+        };
+        let session = {
+            let mut st = self.lock();
+            let pending = st
+                .pending
+                .get(req.session_id.as_str())
+                .copied()
+                .unwrap_or(0);
+            if pending >= limits.max_pending_per_session {
+                return Err(Error::ResourceExhausted(format!(
+                    "session {:?} has {pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
+                    req.session_id, limits.max_pending_per_session
+                )));
+            }
+            st.reserve(&req.session_id)
+        };
+        let task = TaskRecord {
+            id: Uuid::new_v4(),
+            session,
+            tool: spec.name.clone(),
+            arguments,
+            timeout,
+            idempotency_key: (!req.idempotency_key.is_empty())
+                .then(|| req.idempotency_key.as_str().into()),
+            created_at: SystemTime::now(),
+            state: TaskState::Queued,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+        };
+        match self.store.insert_task(&task).await {
+            Ok(Inserted::New) => {}
+            Ok(Inserted::Existing(earlier)) => {
+                self.lock().release(&task.session);
+                let current = self.live_task(earlier.id).unwrap_or(*earlier);
+                return Ok((current, true));
+            }
+            Err(e) => {
+                self.lock().release(&task.session);
+                return Err(e.into());
+            }
+        }
+        debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
+        let mut st = self.lock();
+        let entry = st.tools.entry(task.tool.clone()).or_default();
+        entry.queue.push_back(&task.session, task.id);
+        st.tasks.insert(
+            task.id,
+            Live {
+                task: task.clone(),
+                worker: None,
+                timer: None,
+            },
+        );
+        self.dispatch_tool(&mut st, &task.tool);
+        Ok((task, false))
+    }
+
+    /// One task, live or finished.
+    pub async fn get_task(&self, task_id: &str) -> Result<TaskRecord, Error> {
+        let id = parse_task_id(task_id)?;
+        if let Some(task) = self.live_task(id) {
+            return Ok(task);
+        }
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| not_found(task_id))
+    }
+
+    /// Cancels a queued or running task.
+    pub async fn cancel(self: &Arc<Self>, task_id: &str) -> Result<TaskRecord, Error> {
+        let id = parse_task_id(task_id)?;
+        let ending = {
+            let mut st = self.lock();
+            self.take(
+                &mut st,
+                id,
+                TaskState::Cancelled,
+                Outcome::error(codes::CANCELLED, "cancelled by the client"),
+                Some(codes::CANCELLED),
+            )
+        };
+        if let Some(ending) = ending {
+            info!(task_id = %id, "task cancelled");
+            return Ok(self.finalize(ending).await);
+        }
+        let task = self
+            .store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| not_found(task_id))?;
+        match task.state {
+            TaskState::Cancelled => Ok(task),
+            state if state.is_final() => Err(Error::FailedPrecondition(format!(
+                "task {id} already finished as {}: cancelling changes nothing",
+                state.name()
+            ))),
+            _ => Err(Error::FailedPrecondition(format!(
+                "task {id} is completing right now: read its outcome with GetTask"
+            ))),
+        }
+    }
+
+    /// Releases a session's completions up to `up_to_seq`.
+    pub async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, Error> {
+        self.check_session(session)?;
+        Ok(self.store.ack_completions(session, up_to_seq).await?)
+    }
+
+    /// Adds a worker and its tools; sends `Registered`, then any queued work.
+    pub fn register_worker(
+        self: &Arc<Self>,
+        reg: &pb::Register,
+        tx: CommandTx,
+    ) -> Result<WorkerId, Error> {
+        let limits = &self.config.limits;
+        if reg.tools.is_empty() {
+            return Err(Error::invalid("Register must list at least one tool"));
+        }
+        if reg.tools.len() > limits.max_tools_per_worker {
+            return Err(Error::invalid(format!(
+                "Register lists {} tools, the limit is {}",
+                reg.tools.len(),
+                limits.max_tools_per_worker
+            )));
+        }
+        if reg.max_concurrency > limits.max_worker_concurrency {
+            return Err(Error::invalid(format!(
+                "max_concurrency {} is above the limit of {}",
+                reg.max_concurrency, limits.max_worker_concurrency
+            )));
+        }
+        let specs = reg
+            .tools
+            .iter()
+            .map(|t| ToolSpec::from_proto(t, limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = HashSet::new();
+        if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.clone())) {
+            return Err(Error::invalid(format!(
+                "Register lists tool `{}` twice",
+                dup.name
+            )));
+        }
+        let max_concurrency = reg.max_concurrency.max(1) as usize;
+        let mut st = self.lock();
+        let st_ref = &mut *st;
+        st_ref.next_worker += 1;
+        let id = st_ref.next_worker;
+        let mut tools = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let name = spec.name.clone();
+            let entry = st_ref.tools.entry(name.clone()).or_default();
+            entry.spec = Some(spec);
+            entry.workers.push(id);
+            tools.push(name);
+        }
+        let registered = pb::WorkerCommand {
+            kind: Some(pb::worker_command::Kind::Registered(pb::Registered {
+                worker_id: id.to_string(),
+            })),
+        };
+        // The channel is new and empty: this cannot be full.
+        let _ = tx.try_send(Ok(registered));
+        let name = if reg.worker_name.is_empty() {
+            "worker".to_string()
+        } else {
+            reg.worker_name.clone()
+        };
+        info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
+        st_ref.workers.insert(
+            id,
+            WorkerEntry {
+                name,
+                tools,
+                max_concurrency,
+                running: HashSet::new(),
+                tx,
+                closed: false,
+                next_tool: 0,
+            },
+        );
+        self.fill_worker(&mut st, id);
+        Ok(id)
+    }
+
+    /// Checks a worker's result and takes its task out of the live state.
+    /// Results for tasks the worker does not hold (finished, cancelled, timed
+    /// out, given to another attempt, or never its own) are logged and
+    /// dropped: they never complete a task twice.
+    fn accept_result(self: &Arc<Self>, worker: WorkerId, result: pb::TaskResult) -> Option<Ending> {
+        let Ok(id) = Uuid::parse_str(&result.task_id) else {
+            warn!(worker_id = worker, task_id = %result.task_id, "result with a malformed task_id ignored");
+            return None;
+        };
+        let max_result = self.config.limits.max_result_bytes;
+        let (state, outcome) = match result.outcome {
+            Some(pb::task_result::Outcome::ResultJson(json)) if json.len() > max_result => (
+                TaskState::Failed,
+                Outcome::error(
+                    codes::INVALID_RESULT,
+                    format!(
+                        "the tool's result is {} bytes, the limit is {max_result}",
+                        json.len()
+                    ),
+                ),
+            ),
+            Some(pb::task_result::Outcome::ResultJson(json)) => {
+                match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+                    Ok(_) => (TaskState::Succeeded, Outcome::Result(json)),
+                    Err(e) => (
+                        TaskState::Failed,
+                        Outcome::error(
+                            codes::INVALID_RESULT,
+                            format!("the worker sent a result that is not JSON: {e}"),
+                        ),
+                    ),
+                }
+            }
+            Some(pb::task_result::Outcome::Error(e)) => {
+                let code = if e.code.is_empty() {
+                    codes::TOOL_ERROR.to_string()
+                } else {
+                    e.code
+                };
+                let mut message = e.message;
+                truncate_utf8(&mut message, max_result);
+                (TaskState::Failed, Outcome::Error { code, message })
+            }
+            None => (
+                TaskState::Failed,
+                Outcome::error(
+                    codes::INVALID_RESULT,
+                    "the worker sent a result with neither result_json nor error",
+                ),
+            ),
+        };
+        let mut st = self.lock();
+        let held = st.tasks.get(&id).is_some_and(|live| {
+            live.worker == Some(worker)
+                && (result.attempt == 0 || result.attempt == live.task.attempts)
+        });
+        if !held {
+            warn!(worker_id = worker, task_id = %id, attempt = result.attempt, "result for a task the worker does not hold ignored");
+            return None;
+        }
+        self.take(&mut st, id, state, outcome, None)
+    }
+
+    /// A worker's stream ended: its running tasks go back to the queue with
+    /// their place kept, or fail once their attempts are used up.
+    pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
+        let mut endings = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let Some(entry) = st.workers.remove(&worker) else {
+                return;
+            };
+            for tool in &entry.tools {
+                if let Some(t) = st.tools.get_mut(tool) {
+                    t.workers.retain(|w| *w != worker);
+                }
+            }
+            info!(worker_id = worker, worker = %entry.name, running = entry.running.len(), "worker disconnected");
+            for id in &entry.running {
+                let Some(live) = st.tasks.get_mut(id) else {
+                    continue;
+                };
+                live.worker = None;
+                if let Some(timer) = live.timer.take() {
+                    timer.abort();
+                }
+                if live.task.attempts >= self.config.max_attempts {
+                    let message = format!(
+                        "the worker running the task went away, on each of its {} attempts",
+                        live.task.attempts
+                    );
+                    endings.extend(self.take(
+                        st,
+                        *id,
+                        TaskState::Failed,
+                        Outcome::error(codes::WORKER_LOST, message),
+                        None,
+                    ));
+                } else {
+                    warn!(task_id = %id, attempt = live.task.attempts, "worker lost mid-task: task queued for another attempt");
+                    live.task.state = TaskState::Queued;
+                    let tool = st.tools.entry(live.task.tool.clone()).or_default();
+                    tool.queue.push_front(&live.task.session, *id);
+                }
+            }
+            for tool in &entry.tools {
+                self.dispatch_tool(st, tool);
+            }
+        }
+        join_all(endings.into_iter().map(|e| self.finalize(e))).await;
+    }
+
+    /// Handles one message a worker sent after `Register`. Returns the ending
+    /// to finalize, if the message finished a task.
+    pub fn on_worker_message(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        msg: pb::WorkerMessage,
+    ) -> Result<Option<impl Future<Output = TaskRecord> + use<>>, Error> {
+        match msg.kind {
+            Some(pb::worker_message::Kind::Result(result)) => {
+                let ending = self.accept_result(worker, result);
+                let core = self.clone();
+                Ok(ending.map(|e| async move { core.finalize(e).await }))
+            }
+            Some(pb::worker_message::Kind::Heartbeat(_)) => Ok(None),
+            Some(pb::worker_message::Kind::Register(_)) => Err(Error::invalid(
+                "Register may only be sent once, as the first message",
+            )),
+            None => Err(Error::invalid("WorkerMessage has no kind set")),
+        }
+    }
+
+    /// Removes a task from the live state and frees what it held.
+    /// `tell_worker` sends the worker a `CancelAssignment` with that reason.
+    fn take(
+        self: &Arc<Self>,
+        st: &mut State,
+        id: Uuid,
+        state: TaskState,
+        outcome: Outcome,
+        tell_worker: Option<&str>,
+    ) -> Option<Ending> {
+        let live = st.tasks.remove(&id)?;
+        if let Some(timer) = live.timer {
+            timer.abort();
+        }
+        match live.worker {
+            None => {
+                if let Some(tool) = st.tools.get_mut(&live.task.tool) {
+                    tool.queue.remove(&live.task.session, id);
+                }
+            }
+            Some(worker) => {
+                if let Some(w) = st.workers.get_mut(&worker) {
+                    w.running.remove(&id);
+                    if let Some(reason) = tell_worker {
+                        let cancel = pb::WorkerCommand {
+                            kind: Some(pb::worker_command::Kind::Cancel(pb::CancelAssignment {
+                                task_id: id.to_string(),
+                                reason: reason.to_string(),
+                            })),
+                        };
+                        if w.tx.try_send(Ok(cancel)).is_err() {
+                            debug!(worker_id = worker, task_id = %id, "worker not reachable for CancelAssignment");
+                        }
+                    }
+                }
+                self.fill_worker(st, worker);
+            }
+        }
+        st.release(&live.task.session);
+        let finish = finish(&live.task, state, outcome);
+        Some(Ending {
+            task: live.task,
+            finish,
+        })
+    }
+
+    /// Writes a finished task to the store and wakes its session's streams.
+    /// Store errors are retried: the task has left the live state and must
+    /// not be lost. Returns the task as finished.
+    async fn finalize(&self, ending: Ending) -> TaskRecord {
+        let Ending { mut task, finish } = ending;
+        let mut backoff = Duration::from_millis(50);
+        let completion = loop {
+            match self.store.finish_task(&finish).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    error!(task_id = %finish.task_id, error = %e, "storing a completion failed; retrying");
+                    if self.shutdown.is_cancelled() {
+                        // Recovery at the next start runs the task again.
+                        break None;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        task.state = finish.state;
+        task.attempts = finish.attempts;
+        task.finished_at = Some(finish.finished_at);
+        task.outcome = Some(finish.outcome);
+        if let Some(c) = completion {
+            task.seq = c.seq;
+            debug!(task_id = %task.id, session_id = %task.session, seq = c.seq, status = task.state.name(), "task completed");
+            self.sessions.notify(&c.session, c.seq);
+        }
+        task
+    }
+
+    /// Gives queued tasks of `tool` to its workers with room, the least
+    /// loaded first.
+    fn dispatch_tool(self: &Arc<Self>, st: &mut State, tool: &str) {
+        loop {
+            let Some(entry) = st.tools.get(tool) else {
+                return;
+            };
+            if entry.queue.is_empty() {
+                return;
+            }
+            let best = entry
+                .workers
+                .iter()
+                .filter_map(|id| st.workers.get(id).map(|w| (*id, w)))
+                .filter(|(_, w)| w.has_room())
+                .max_by_key(|(_, w)| w.max_concurrency - w.running.len())
+                .map(|(id, _)| id);
+            let Some(worker) = best else { return };
+            let Some((_, task)) = st.tools.get_mut(tool).and_then(|t| t.queue.pop()) else {
+                return;
+            };
+            self.assign(st, worker, task);
+        }
+    }
+
+    /// Fills a worker's free slots, taking its tools in turn.
+    fn fill_worker(self: &Arc<Self>, st: &mut State, worker: WorkerId) {
+        loop {
+            let State { workers, tools, .. } = &mut *st;
+            let Some(w) = workers.get_mut(&worker) else {
+                return;
+            };
+            if !w.has_room() {
+                return;
+            }
+            let n = w.tools.len();
+            let picked = (0..n).find_map(|i| {
+                let idx = (w.next_tool + i) % n;
+                let task = tools.get_mut(&w.tools[idx])?.queue.pop()?;
+                Some((idx, task.1))
+            });
+            let Some((idx, task)) = picked else { return };
+            w.next_tool = (idx + 1) % n;
+            self.assign(st, worker, task);
+        }
+    }
+
+    fn assign(self: &Arc<Self>, st: &mut State, worker: WorkerId, id: Uuid) {
+        let State { tasks, workers, .. } = &mut *st;
+        let (Some(live), Some(w)) = (tasks.get_mut(&id), workers.get_mut(&worker)) else {
+            return;
+        };
+        let now = SystemTime::now();
+        live.task.state = TaskState::Running;
+        live.task.attempts += 1;
+        live.task.started_at = Some(now);
+        live.worker = Some(worker);
+        w.running.insert(id);
+        let attempt = live.task.attempts;
+        let assignment = pb::WorkerCommand {
+            kind: Some(pb::worker_command::Kind::Assignment(pb::Assignment {
+                task_id: id.to_string(),
+                session_id: live.task.session.to_string(),
+                tool: live.task.tool.to_string(),
+                arguments_json: live.task.arguments.to_string(),
+                attempt,
+                timeout_ms: crate::model::millis(live.task.timeout),
+            })),
+        };
+        if w.tx.try_send(Ok(assignment)).is_err() {
+            // The stream is gone or stuck; its cleanup gives the task back.
+            w.closed = true;
+        }
+        self.store.record_dispatch(id, attempt, now);
+        let core = self.clone();
+        let timeout = live.task.timeout;
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            core.time_out(id, attempt).await;
+        });
+        live.timer = Some(timer.abort_handle());
+        debug!(task_id = %id, worker_id = worker, attempt, "task dispatched");
+    }
+
+    async fn time_out(self: Arc<Self>, id: Uuid, attempt: u32) {
+        let ending = {
+            let mut st = self.lock();
+            match st.tasks.get_mut(&id) {
+                Some(live)
+                    if live.task.state == TaskState::Running && live.task.attempts == attempt =>
+                {
+                    // This timer is the running task: dropping, not aborting, it.
+                    live.timer = None;
+                    let message = format!(
+                        "no result within {} ms",
+                        crate::model::millis(live.task.timeout)
+                    );
+                    self.take(
+                        &mut st,
+                        id,
+                        TaskState::TimedOut,
+                        Outcome::error(codes::TIMEOUT, message),
+                        Some(codes::TIMEOUT),
+                    )
+                }
+                _ => None,
+            }
+        };
+        if let Some(ending) = ending {
+            info!(task_id = %id, attempt, "task timed out");
+            self.finalize(ending).await;
+        }
+    }
+
+    /// Removes expired completions and finished tasks, periodically.
+    pub async fn purge_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.purge_interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let cutoff = SystemTime::now() - self.config.retention;
+            match self.store.purge_finished_before(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => info!(completions = n, "purged expired completions"),
+                Err(e) => error!(error = %e, "purging expired completions failed"),
+            }
+            self.sessions.prune();
+        }
+    }
+
+    fn live_task(&self, id: Uuid) -> Option<TaskRecord> {
+        self.lock().tasks.get(&id).map(|l| l.task.clone())
+    }
+
+    fn tool_spec(&self, name: &str) -> Result<ToolSpec, Error> {
+        let st = self.lock();
+        if let Some(spec) = st.tools.get(name).and_then(|t| t.spec.clone()) {
+            return Ok(spec);
+        }
+        let mut known: Vec<&str> = st
+            .tools
+            .iter()
+            .filter(|(_, t)| t.spec.is_some())
+            .map(|(n, _)| &**n)
+            .collect();
+        known.sort_unstable();
+        let known = if known.is_empty() {
+            "none yet: start a worker that serves it".to_string()
+        } else {
+            known.join(", ")
+        };
+        Err(Error::NotFound(format!(
+            "unknown tool {name:?}; known tools: {known}"
+        )))
+    }
+
+    pub fn check_session(&self, session: &str) -> Result<(), Error> {
+        let max = self.config.limits.max_session_id_bytes;
+        if session.is_empty() {
+            return Err(Error::invalid(
+                "session_id is required: name the agent conversation",
+            ));
+        }
+        if session.len() > max {
+            return Err(Error::invalid(format!(
+                "session_id is {} bytes, the limit is {max}",
+                session.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Counts one more pending task for the session; returns the session's
+    /// shared name.
+    fn reserve(&mut self, session: &str) -> Arc<str> {
+        if let Some((name, count)) = self.pending.get_key_value(session) {
+            let name = name.clone();
+            let count = *count;
+            self.pending.insert(name.clone(), count + 1);
+            return name;
+        }
+        let name: Arc<str> = session.into();
+        self.pending.insert(name.clone(), 1);
+        name
+    }
+
+    fn release(&mut self, session: &str) {
+        if let Some(count) = self.pending.get_mut(session) {
+            *count -= 1;
+            if *count == 0 {
+                self.pending.remove(session);
+            }
+        }
+    }
+}
+
+fn finish(task: &TaskRecord, state: TaskState, outcome: Outcome) -> Finish {
+    Finish {
+        task_id: task.id,
+        state,
+        outcome,
+        attempts: task.attempts,
+        finished_at: SystemTime::now(),
+    }
+}
+
+fn parse_task_id(task_id: &str) -> Result<Uuid, Error> {
+    if task_id.is_empty() {
+        return Err(Error::invalid("task_id is required"));
+    }
+    Uuid::parse_str(task_id).map_err(|_| {
+        Error::invalid(format!(
+            "task_id {task_id:?} is not a UUID: pass the task_id SubmitTool returned"
+        ))
+    })
+}
+
+fn not_found(task_id: &str) -> Error {
+    Error::NotFound(format!(
+        "no task {task_id}: it never existed here or is no longer retained"
+    ))
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}

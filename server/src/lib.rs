@@ -1,0 +1,41 @@
+//! The errand server: agents submit tool calls, workers run them, and each
+//! session's results stream back in completion order.
+//!
+//! Layout, one module per concern:
+//! - [`config`]: every limit and default, in one struct.
+//! - [`model`]: tasks and completions as the core sees them, and their wire form.
+//! - [`core`]: the scheduler: one owner of the live state (queues, workers,
+//!   running tasks), dispatch, timeouts, cancellation, retries.
+//! - [`queue`]: the per-tool queue that keeps sessions fair to each other.
+//! - [`tools`]: the tool registry and argument validation against each
+//!   tool's JSON Schema.
+//! - [`sessions`]: wake-ups for open `Completions` streams and the stream
+//!   loop that replays then follows a session's completions.
+//! - [`store`]: the persistence seam ([`store::Store`]) and its in-memory
+//!   implementation.
+//! - [`text`]: the texts errand writes for the model.
+//! - [`grpc`]: thin tonic handlers that translate between the wire and the core.
+//! - [`server`]: binds it all to a listener with a shutdown signal.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use errand_server::{config::Config, server, store::memory::MemoryStore};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let store = std::sync::Arc::new(MemoryStore::default());
+//! server::serve(listener, Config::default(), store, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod grpc;
+pub mod model;
+pub mod queue;
+pub mod server;
+pub mod sessions;
+pub mod store;
+pub mod text;
+pub mod tools;
+
+pub use error::Error;

@@ -1,0 +1,169 @@
+//! The in-memory store: fast, bounded by retention, gone on restart.
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{Inserted, Store, StoreError};
+use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
+
+/// Keeps everything in a map behind a short, never-awaited lock.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tasks: HashMap<Uuid, TaskRecord>,
+    idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
+    sessions: HashMap<Arc<str>, SessionLog>,
+}
+
+#[derive(Default)]
+struct SessionLog {
+    /// Last seq handed out; kept after the log empties so seqs never repeat.
+    last_seq: u64,
+    log: VecDeque<CompletionRecord>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind, still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn remove_task(&mut self, id: Uuid) {
+        if let Some(task) = self.tasks.remove(&id)
+            && let Some(key) = task.idempotency_key
+        {
+            self.idempotency.remove(&(task.session, key));
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        let mut tasks: Vec<_> = inner
+            .tasks
+            .values()
+            .filter(|t| !t.state.is_final())
+            .cloned()
+            .collect();
+        tasks.sort_by_key(|t| t.created_at);
+        Ok(tasks)
+    }
+
+    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
+        let mut inner = self.lock();
+        if let Some(key) = &task.idempotency_key {
+            let slot = (task.session.clone(), key.clone());
+            if let Some(t) = inner
+                .idempotency
+                .get(&slot)
+                .and_then(|id| inner.tasks.get(id))
+            {
+                return Ok(Inserted::Existing(Box::new(t.clone())));
+            }
+            inner.idempotency.insert(slot, task.id);
+        }
+        inner.tasks.insert(task.id, task.clone());
+        Ok(Inserted::New)
+    }
+
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
+        if let Some(task) = self.lock().tasks.get_mut(&task_id)
+            && !task.state.is_final()
+        {
+            task.state = TaskState::Running;
+            task.attempts = attempt;
+            task.started_at = Some(at);
+        }
+    }
+
+    async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let Some(task) = inner.tasks.get_mut(&finish.task_id) else {
+            return Ok(None);
+        };
+        if task.state.is_final() {
+            return Ok(None);
+        }
+        let session = inner.sessions.entry(task.session.clone()).or_default();
+        session.last_seq += 1;
+        let completion = CompletionRecord::new(task, finish, session.last_seq);
+        task.state = finish.state;
+        task.outcome = Some(finish.outcome.clone());
+        task.attempts = finish.attempts;
+        task.finished_at = Some(finish.finished_at);
+        task.seq = completion.seq;
+        session.log.push_back(completion.clone());
+        Ok(Some(completion))
+    }
+
+    async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.lock().tasks.get(&task_id).cloned())
+    }
+
+    async fn completions_after(
+        &self,
+        session: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<CompletionRecord>, StoreError> {
+        let inner = self.lock();
+        let Some(log) = inner.sessions.get(session) else {
+            return Ok(Vec::new());
+        };
+        // The log is sorted by seq: skip to the first one after `after_seq`.
+        let start = log.log.partition_point(|c| c.seq <= after_seq);
+        Ok(log.log.iter().skip(start).take(limit).cloned().collect())
+    }
+
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let Some(log) = inner.sessions.get_mut(session) else {
+            return Ok(0);
+        };
+        let mut removed = Vec::new();
+        while log.log.front().is_some_and(|c| c.seq <= up_to_seq) {
+            removed.extend(log.log.pop_front().map(|c| c.task_id));
+        }
+        for id in &removed {
+            inner.remove_task(*id);
+        }
+        Ok(removed.len() as u64)
+    }
+
+    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut removed = Vec::new();
+        for log in inner.sessions.values_mut() {
+            while log.log.front().is_some_and(|c| c.completed_at < cutoff) {
+                removed.extend(log.log.pop_front().map(|c| c.task_id));
+            }
+        }
+        let count = removed.len() as u64;
+        for id in removed {
+            inner.remove_task(id);
+        }
+        // Sessions with nothing left are forgotten, seq counter included:
+        // they have been idle for a whole retention period.
+        let Inner {
+            tasks, sessions, ..
+        } = &mut *inner;
+        let busy: std::collections::HashSet<&Arc<str>> =
+            tasks.values().map(|t| &t.session).collect();
+        sessions.retain(|name, log| !log.log.is_empty() || busy.contains(name));
+        Ok(count)
+    }
+}

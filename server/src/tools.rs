@@ -1,0 +1,278 @@
+//! Tool definitions as registered by workers, and the checks every submitted
+//! argument object passes: JSON, an object, within size, valid for the tool's
+//! input schema.
+use std::{sync::Arc, time::Duration};
+
+use errand_proto::v1 as pb;
+use serde_json::Value;
+
+use crate::{config::Limits, error::Error, text};
+
+/// A registered tool, with its schema compiled once.
+#[derive(Clone)]
+pub struct ToolSpec {
+    pub name: Arc<str>,
+    pub description: String,
+    pub input_schema_json: String,
+    /// The tool's default timeout, if it set one.
+    pub timeout: Option<Duration>,
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+impl std::fmt::Debug for ToolSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSpec")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Checks a tool name: what model APIs accept as a function name.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "tool name {name:?} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
+        )))
+    }
+}
+
+impl ToolSpec {
+    /// Validates a tool a worker registers.
+    pub fn from_proto(tool: &pb::Tool, limits: &Limits) -> Result<Self, Error> {
+        check_name(&tool.name)?;
+        if tool.description.len() > limits.max_description_bytes {
+            return Err(Error::invalid(format!(
+                "tool `{}`: description is {} bytes, the limit is {}",
+                tool.name,
+                tool.description.len(),
+                limits.max_description_bytes
+            )));
+        }
+        let validator = if tool.input_schema_json.trim().is_empty() {
+            None
+        } else {
+            Some(Arc::new(compile_schema(
+                &tool.name,
+                &tool.input_schema_json,
+                limits,
+            )?))
+        };
+        Ok(Self {
+            name: tool.name.as_str().into(),
+            description: tool.description.clone(),
+            input_schema_json: tool.input_schema_json.clone(),
+            timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
+            validator,
+        })
+    }
+
+    /// The tool as `ListTools` shows it: the async notice appended.
+    pub fn to_proto(&self, workers: u32) -> pb::Tool {
+        pb::Tool {
+            name: self.name.to_string(),
+            description: text::tool_description(&self.description),
+            input_schema_json: if self.input_schema_json.is_empty() {
+                r#"{"type":"object"}"#.to_string()
+            } else {
+                self.input_schema_json.clone()
+            },
+            timeout_ms: self.timeout.map_or(0, crate::model::millis),
+            workers,
+        }
+    }
+
+    /// Checks submitted arguments; returns them as the task will carry them.
+    pub fn check_arguments(
+        &self,
+        arguments_json: &str,
+        limits: &Limits,
+    ) -> Result<Arc<str>, Error> {
+        let value = parse_arguments(arguments_json, limits)?;
+        if let Some(validator) = &self.validator {
+            let mut errors = validator.iter_errors(&value);
+            if let Some(first) = errors.next() {
+                let more = errors.count();
+                let path = first.instance_path().to_string();
+                let path = if path.is_empty() {
+                    "/".to_string()
+                } else {
+                    path
+                };
+                let extra = if more > 0 {
+                    format!(
+                        " (and {more} more error{})",
+                        if more == 1 { "" } else { "s" }
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(Error::invalid(format!(
+                    "arguments_json fails the input schema of tool `{}` at {path}: {first}{extra}",
+                    self.name
+                )));
+            }
+        }
+        if arguments_json.trim().is_empty() {
+            Ok("{}".into())
+        } else {
+            Ok(arguments_json.into())
+        }
+    }
+}
+
+/// Parses arguments: within size, JSON, an object. Empty means `{}`.
+pub fn parse_arguments(arguments_json: &str, limits: &Limits) -> Result<Value, Error> {
+    if arguments_json.len() > limits.max_arguments_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "arguments_json is {} bytes, the limit is {}: pass large data by reference (a URL or a path)",
+            arguments_json.len(),
+            limits.max_arguments_bytes
+        )));
+    }
+    if arguments_json.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    let value: Value = serde_json::from_str(arguments_json)
+        .map_err(|e| Error::invalid(format!("arguments_json is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Error::invalid(format!(
+            "arguments_json must be a JSON object, got {}",
+            json_kind(&value)
+        )));
+    }
+    Ok(value)
+}
+
+fn compile_schema(
+    tool: &str,
+    schema_json: &str,
+    limits: &Limits,
+) -> Result<jsonschema::Validator, Error> {
+    if schema_json.len() > limits.max_schema_bytes {
+        return Err(Error::invalid(format!(
+            "tool `{tool}`: input_schema_json is {} bytes, the limit is {}",
+            schema_json.len(),
+            limits.max_schema_bytes
+        )));
+    }
+    let schema: Value = serde_json::from_str(schema_json).map_err(|e| {
+        Error::invalid(format!(
+            "tool `{tool}`: input_schema_json is not valid JSON: {e}"
+        ))
+    })?;
+    if !schema.is_object() {
+        return Err(Error::invalid(format!(
+            "tool `{tool}`: input_schema_json must be a JSON Schema object, got {}",
+            json_kind(&schema)
+        )));
+    }
+    jsonschema::validator_for(&schema).map_err(|e| {
+        Error::invalid(format!(
+            "tool `{tool}`: input_schema_json is not a valid JSON Schema: {e}"
+        ))
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(schema: &str) -> ToolSpec {
+        ToolSpec::from_proto(
+            &pb::Tool {
+                name: "search".into(),
+                input_schema_json: schema.into(),
+                ..Default::default()
+            },
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn names_follow_model_api_rules() {
+        assert!(check_name("web_search-2").is_ok());
+        for bad in ["", "has space", "dot.ted", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn schema_failure_names_the_path() {
+        let s = spec(
+            r#"{"type":"object","properties":{"q":{"type":"string"},"n":{"type":"integer"}},"required":["q"]}"#,
+        );
+        let limits = Limits::default();
+        assert!(s.check_arguments(r#"{"q":"x","n":3}"#, &limits).is_ok());
+        let err = s
+            .check_arguments(r#"{"q":"x","n":"three"}"#, &limits)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)));
+        assert!(err.to_string().contains("/n"), "{err}");
+        let err = s.check_arguments("{}", &limits).unwrap_err();
+        assert!(
+            err.to_string().contains("required") || err.to_string().contains("\"q\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn arguments_must_be_a_bounded_json_object() {
+        let s = spec("");
+        let limits = Limits {
+            max_arguments_bytes: 16,
+            ..Limits::default()
+        };
+        assert_eq!(&*s.check_arguments("", &limits).unwrap(), "{}");
+        assert!(
+            matches!(s.check_arguments("[1]", &limits), Err(Error::InvalidArgument(m)) if m.contains("array"))
+        );
+        assert!(
+            matches!(s.check_arguments("{", &limits), Err(Error::InvalidArgument(m)) if m.contains("not valid JSON"))
+        );
+        assert!(matches!(
+            s.check_arguments(r#"{"a":"0123456789abcdef"}"#, &limits),
+            Err(Error::ResourceExhausted(_))
+        ));
+    }
+
+    #[test]
+    fn bad_schemas_are_refused() {
+        let limits = Limits::default();
+        for bad in ["[]", "{", r#"{"type":"nonsense"}"#] {
+            let tool = pb::Tool {
+                name: "t".into(),
+                input_schema_json: bad.into(),
+                ..Default::default()
+            };
+            assert!(ToolSpec::from_proto(&tool, &limits).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listing_appends_the_async_notice() {
+        let mut s = spec("");
+        s.description = "Search the web.".into();
+        let p = s.to_proto(2);
+        assert!(p.description.starts_with("Search the web.\n\n"));
+        assert!(p.description.contains("asynchronous"));
+        assert_eq!(p.workers, 2);
+    }
+}
