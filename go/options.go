@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Option configures Dial.
@@ -137,7 +138,8 @@ func WithMaxRecvBytes(n int) Option {
 	}
 }
 
-// WithDialOptions passes raw grpc.DialOptions through, after errand's own.
+// WithDialOptions passes raw grpc.DialOptions through, after errand's own
+// (so they win: e.g. grpc.WithKeepaliveParams replaces the default 30s pings).
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) error { o.dialOpts = append(o.dialOpts, opts...); return nil }
 }
@@ -150,6 +152,9 @@ func (o *options) grpcOptions() []grpc.DialOption {
 		grpc.WithTransportCredentials(o.creds),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 5 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxRecvBytes)),
+		// Pings on open streams notice a dead server or network that sends no
+		// RST (a Completions or worker stream may be quiet for long).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 	if o.perRPC != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(o.perRPC))

@@ -20,7 +20,7 @@ for f in "$GO_DIR"/errandv1/*.pb.go; do
   [[ -f "$TMP/errandv1/$(basename "$f")" ]] || { echo "check-gen: go/errandv1/$(basename "$f") is no longer generated" >&2; status=1; }
 done
 if [[ $status -ne 0 ]]; then
-  echo "check-gen: the Go stubs do not match proto/. The proto changed: run go/scripts/gen.sh and commit go/errandv1." >&2
+  echo "check-gen: the committed Go stubs do not match proto/ (the proto changed, or the stubs were edited by hand). Run go/scripts/gen.sh and commit go/errandv1." >&2
   exit 1
 fi
 echo "check-gen: go/errandv1 matches proto/"
