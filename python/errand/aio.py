@@ -62,12 +62,14 @@ class AsyncClient:
         *,
         session_id: Optional[str] = None,
         timeout: Optional[float] = 30.0,
+        wait_for_ready: bool = True,
         metadata: Optional[Metadata] = None,
         channel: Optional[grpc.aio.Channel] = None,
     ) -> None:
         self.target = resolve_target(target)
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
         self._metadata = tuple(metadata or ())
         self._own_channel = channel is None
         self._channel = channel or grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
@@ -97,7 +99,12 @@ class AsyncClient:
         if self._closed:
             raise ClosedError("the client is closed")
         try:
-            return await fn(request, timeout=self.timeout, metadata=self._metadata)
+            return await fn(
+                request,
+                timeout=self.timeout,
+                metadata=self._metadata,
+                wait_for_ready=self.wait_for_ready,
+            )
         except grpc.RpcError as exc:
             raise from_grpc(exc, method) from None
 

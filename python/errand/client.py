@@ -59,6 +59,9 @@ class Client:
         session_id: the session that `submit` and `completions` use when not
             told otherwise; a fresh random one by default.
         timeout: seconds each unary call may take (None: no limit).
+        wait_for_ready: let calls wait (up to `timeout`) for the server to be
+            reachable, e.g. while it restarts, instead of failing at once
+            with Unavailable.
         metadata: extra gRPC metadata sent with every call.
         channel: an existing channel to use instead of opening one (it is
             not closed by `close()`).
@@ -70,12 +73,14 @@ class Client:
         *,
         session_id: Optional[str] = None,
         timeout: Optional[float] = 30.0,
+        wait_for_ready: bool = True,
         metadata: Optional[Metadata] = None,
         channel: Optional[grpc.Channel] = None,
     ) -> None:
         self.target = resolve_target(target)
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
         self._metadata = tuple(metadata or ())
         self._own_channel = channel is None
         self._channel = channel or grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
@@ -107,7 +112,12 @@ class Client:
         if self._closed:
             raise ClosedError("the client is closed")
         try:
-            return fn(request, timeout=self.timeout, metadata=self._metadata)
+            return fn(
+                request,
+                timeout=self.timeout,
+                metadata=self._metadata,
+                wait_for_ready=self.wait_for_ready,
+            )
         except grpc.RpcError as exc:
             raise from_grpc(exc, method) from None
 

@@ -73,8 +73,8 @@ class ToolDef:
                     continue
                 raise TypeError(f"{self.name}() got an unexpected argument {key!r}")
             kwargs[key] = _coerce(hints.get(key, Any), value)
-        bound = sig.bind(**kwargs)
-        return list(bound.args), dict(bound.kwargs)
+        sig.bind(**kwargs)  # raises TypeError for missing arguments
+        return [], kwargs
 
 
 @overload

@@ -252,6 +252,17 @@ class Worker:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait until a worker started with `start()` stops (KeyboardInterrupt stops it)."""
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            thread.join(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+
     def __enter__(self) -> Worker:
         return self.start()
 

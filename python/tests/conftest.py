@@ -1,0 +1,215 @@
+"""Fixtures: a real `errand` server on a free loopback port, clients and workers.
+
+The binary comes from $ERRAND_BIN, else <repo>/target/debug/errand. The server
+prints `errand listening on 127.0.0.1:PORT` on stdout once bound; the fixture
+waits for that line (with a deadline), never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, Callable, Optional
+
+import pytest
+
+from errand import Client, Completion, CompletionStream, Worker
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+REPO = PYTHON_DIR.parent
+LISTENING = re.compile(r"errand listening on (\S+:\d+)")
+START_TIMEOUT = 30.0
+EVENT_TIMEOUT = 30.0
+
+
+def errand_bin() -> Path:
+    path = Path(os.environ.get("ERRAND_BIN") or REPO / "target" / "debug" / "errand")
+    if not path.exists():
+        pytest.fail(
+            f"errand server binary not found at {path}: build it (cargo build) or set ERRAND_BIN",
+            pytrace=False,
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """One `errand serve` child process; `start()` returns once it listens."""
+
+    def __init__(self, args: Sequence[str], log_path: Path) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        self.proc: Optional[subprocess.Popen[str]] = None
+        self.address = ""
+        self._log: Optional[IO[str]] = None
+
+    def start(self) -> str:
+        self._log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(errand_bin()), *self.args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        )
+        lines: queue.Queue[Optional[str]] = queue.Queue()
+        stdout = self.proc.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            while True:
+                line = lines.get(timeout=START_TIMEOUT)
+                if line is None:
+                    raise RuntimeError(
+                        f"errand serve exited ({self.proc.wait()}) before listening; "
+                        f"log: {self.log_path.read_text()[-2000:]}"
+                    )
+                match = LISTENING.search(line)
+                if match:
+                    self.address = match.group(1)
+                    return self.address
+        except queue.Empty:
+            self.kill()
+            raise RuntimeError(
+                f"errand serve did not print its address in {START_TIMEOUT}s"
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address of a shared in-memory server for the whole session."""
+    log = tmp_path_factory.mktemp("errand") / "server.log"
+    proc = ServerProcess(["serve", "--listen", "127.0.0.1:0", "--store", "memory"], log)
+    address = proc.start()
+    os.environ["ERRAND_ADDRESS"] = address
+    yield address
+    proc.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers of one's own (for kill/restart tests); all are stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def make(*args: str) -> ServerProcess:
+        proc = ServerProcess(["serve", *args], tmp_path / f"server-{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+def unique(prefix: str) -> str:
+    """A tool or session name no other test uses on the shared server."""
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[Client]:
+    with Client(server, session_id=unique("session")) as c:
+        yield c
+
+
+@pytest.fixture
+def start_worker(server: str) -> Iterator[Callable[..., Worker]]:
+    """Start a worker serving some tools; stopped at the end of the test."""
+    workers: list[Worker] = []
+
+    def start(*tools: Callable[..., Any], target: Optional[str] = None, **kw: Any) -> Worker:
+        worker = Worker(target or server, tools=tools, **kw)
+        workers.append(worker)
+        worker.start(timeout=START_TIMEOUT)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+class Collector:
+    """Reads a completion stream on a thread into a queue, for tests to await."""
+
+    def __init__(self, stream: CompletionStream) -> None:
+        self.stream = stream
+        self.items: queue.Queue[Completion] = queue.Queue()
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for completion in self.stream:
+                self.items.put(completion)
+        except BaseException as exc:
+            self.error = exc
+
+    def take(self, n: int, timeout: float = EVENT_TIMEOUT) -> list[Completion]:
+        out = []
+        for _ in range(n):
+            try:
+                out.append(self.items.get(timeout=timeout))
+            except queue.Empty:
+                raise AssertionError(
+                    f"got {len(out)} of {n} completions in {timeout}s (stream error: {self.error})"
+                ) from None
+        return out
+
+    def close(self) -> None:
+        self.stream.close()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def collect() -> Iterator[Callable[[CompletionStream], Collector]]:
+    collectors: list[Collector] = []
+
+    def make(stream: CompletionStream) -> Collector:
+        c = Collector(stream)
+        collectors.append(c)
+        return c
+
+    yield make
+    for c in collectors:
+        c.close()

@@ -1,0 +1,171 @@
+"""Client and AsyncClient against the real server: calls, results, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Callable
+
+import pytest
+
+from errand import (
+    AsyncClient,
+    Client,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    TaskStatus,
+    Worker,
+    async_tool,
+    errors,
+)
+
+from .conftest import EVENT_TIMEOUT, Collector, unique
+
+
+def echo_tool() -> Callable[..., object]:
+    @async_tool(name=unique("echo"))
+    def echo(text: str, times: int = 1) -> dict[str, object]:
+        """Repeat the text."""
+        return {"echo": text * times}
+
+    return echo
+
+
+def test_submit_returns_at_once_and_the_result_streams(
+    client: Client,
+    start_worker: Callable[..., Worker],
+    collect: Callable[..., Collector],
+) -> None:
+    echo = echo_tool()
+    name = echo.__errand_tool__.name  # type: ignore[attr-defined]
+    start_worker(echo)
+
+    tools = {t.name: t for t in client.list_tools()}
+    assert name in tools
+    info = tools[name]
+    assert info.workers >= 1
+    assert info.description.startswith("Repeat the text.")
+    assert len(info.description) > len("Repeat the text.")  # the async notice
+    assert info.input_schema["properties"]["text"] == {"type": "string"}
+
+    ack = client.submit(name, text="ab", times=2)
+    assert ack.task_id in ack.ack
+    assert ack.task.status in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+    assert ack.task.arguments == {"text": "ab", "times": 2}
+
+    stream = collect(client.completions())
+    (done,) = stream.take(1)
+    assert done.task_id == ack.task_id
+    assert done.status == TaskStatus.SUCCEEDED
+    assert done.result == {"echo": "abab"}
+    assert done.tool == name
+    assert done.seq >= 1
+    assert ack.task_id in done.text()
+
+    task = client.get_task(ack.task_id)
+    assert task.status == TaskStatus.SUCCEEDED
+    assert task.result == {"echo": "abab"}
+    assert task.seq == done.seq
+    assert task.attempts == 1
+
+
+def test_mapping_and_keywords_and_idempotency(
+    client: Client, start_worker: Callable[..., Worker]
+) -> None:
+    echo = echo_tool()
+    name = echo.__errand_tool__.name  # type: ignore[attr-defined]
+    start_worker(echo)
+    first = client.submit(name, {"text": "x"}, idempotency_key="k1")
+    again = client.submit(name, {"text": "x"}, idempotency_key="k1")
+    assert again.deduplicated and again.task_id == first.task_id
+    with pytest.raises(InvalidArgument, match="both"):
+        client.submit(name, {"text": "x"}, text="y")
+
+
+def test_bad_input_raises_the_right_exception(
+    client: Client, start_worker: Callable[..., Worker]
+) -> None:
+    echo = echo_tool()
+    name = echo.__errand_tool__.name  # type: ignore[attr-defined]
+    start_worker(echo)
+
+    with pytest.raises(NotFound) as unknown:
+        client.submit(unique("no_such_tool"), text="x")
+    assert unknown.value.method == "SubmitTool"
+    assert isinstance(unknown.value, errors.RpcError)
+
+    with pytest.raises(InvalidArgument):  # fails the schema: text must be a string
+        client.submit(name, text=5)
+    with pytest.raises(InvalidArgument):  # missing required property
+        client.submit(name, times=2)
+    with pytest.raises(InvalidArgument):  # session id over 128 bytes
+        client.submit(name, text="x", session_id="s" * 200)
+    with pytest.raises(InvalidArgument, match="JSON"):  # refused before sending
+        client.submit(name, text=object())
+    with pytest.raises(NotFound):
+        client.get_task("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(NotFound):
+        client.cancel("00000000-0000-0000-0000-000000000000")
+
+    done = client.submit(name, text="x")
+    with client.completions() as stream:
+        assert next(stream).task_id == done.task_id
+    with pytest.raises(FailedPrecondition):
+        client.cancel(done.task_id)
+
+
+def test_ack_completions_releases_them(
+    client: Client, start_worker: Callable[..., Worker], collect: Callable[..., Collector]
+) -> None:
+    echo = echo_tool()
+    name = echo.__errand_tool__.name  # type: ignore[attr-defined]
+    start_worker(echo)
+    acks = [client.submit(name, text=str(i)) for i in range(3)]
+    got = collect(client.completions()).take(3)
+    assert {c.task_id for c in got} == {a.task_id for a in acks}
+    assert client.ack_completions(max(c.seq for c in got)) == 3
+    # A new stream from the start replays nothing that was acknowledged.
+    extra = client.submit(name, text="later")
+    (replayed,) = collect(client.completions(after_seq=0)).take(1)
+    assert replayed.task_id == extra.task_id
+
+
+def test_closing_a_stream_from_another_thread_ends_iteration(client: Client) -> None:
+    stream = client.completions()
+    ended = threading.Event()
+
+    def consume() -> None:
+        for _ in stream:
+            pass
+        ended.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    stream.close()
+    assert ended.wait(EVENT_TIMEOUT)
+
+
+def test_async_client(server: str, start_worker: Callable[..., Worker]) -> None:
+    echo = echo_tool()
+    name = echo.__errand_tool__.name  # type: ignore[attr-defined]
+    start_worker(echo)
+
+    async def scenario() -> None:
+        async with AsyncClient(server, session_id=unique("session")) as client:
+            assert name in {t.name for t in await client.list_tools()}
+            ack = await client.submit(name, text="hi")
+            stream = client.completions()
+            done = await asyncio.wait_for(stream.__anext__(), EVENT_TIMEOUT)
+            assert (done.task_id, done.result) == (ack.task_id, {"echo": "hi"})
+            assert stream.last_seq == done.seq
+            await stream.aclose()
+            assert (await client.get_task(ack.task_id)).status == TaskStatus.SUCCEEDED
+            with pytest.raises(NotFound):
+                await client.submit(unique("missing"))
+            with pytest.raises(InvalidArgument):
+                await client.submit(name, text=1)
+            with pytest.raises(FailedPrecondition):
+                await client.cancel(ack.task_id)
+            assert await client.ack_completions(done.seq) == 1
+
+    asyncio.run(scenario())

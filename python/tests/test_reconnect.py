@@ -1,0 +1,170 @@
+"""Kill the server (SIGKILL) mid-stream and restart it on the same port and data dir:
+the completion iterators resume from their last seq and the worker registers again,
+so nothing is lost and nothing is repeated."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Callable
+
+from errand import (
+    AsyncAgent,
+    AsyncClient,
+    Client,
+    Completion,
+    TaskStatus,
+    Worker,
+    async_tool,
+)
+from errand._common import Backoff
+
+from .conftest import EVENT_TIMEOUT, Collector, ServerProcess, free_port, unique
+
+
+def durable_server(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> tuple[ServerProcess, str]:
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = server_factory("--listen", f"127.0.0.1:{port}", "--data-dir", str(data))
+    return proc, proc.start()
+
+
+def restart(server_factory: Callable[..., ServerProcess], old: ServerProcess) -> ServerProcess:
+    old.kill()
+    new = server_factory(*old.args[1:])
+    new.start()
+    return new
+
+
+def test_stream_and_worker_survive_kill_and_restart(
+    server_factory: Callable[..., ServerProcess],
+    tmp_path: Path,
+    collect: Callable[..., Collector],
+) -> None:
+    proc, address = durable_server(server_factory, tmp_path)
+
+    @async_tool(name="square")
+    def square(n: int) -> int:
+        return n * n
+
+    worker = Worker(address, tools=[square], backoff=Backoff(0.05, 0.5))
+    worker.start(timeout=EVENT_TIMEOUT)
+    try:
+        with Client(address, session_id=unique("session")) as client:
+            stream = client.completions(backoff=Backoff(0.05, 0.5))
+            seen = collect(stream)
+            submitted = [client.submit("square", n=n).task_id for n in range(3)]
+            first = seen.take(3)
+
+            # The collector thread is blocked in next() on the open stream: kill now.
+            proc = restart(server_factory, proc)
+            assert worker.wait_registered(EVENT_TIMEOUT, count=2), "worker did not re-register"
+            submitted += [client.submit("square", n=n).task_id for n in range(3, 6)]
+            second = seen.take(3)
+
+            # A stream that is not being read while the server dies and its
+            # completions happen still gets them all after reconnecting.
+            proc = restart(server_factory, proc)
+            assert worker.wait_registered(EVENT_TIMEOUT, count=3)
+            submitted += [client.submit("square", n=n).task_id for n in range(6, 9)]
+            with client.completions(after_seq=6) as watch:  # wait, by event, for all three
+                [next(watch) for _ in range(3)]
+            third = seen.take(3)
+
+            got = first + second + third
+            assert [c.seq for c in got] == list(range(1, 10))  # nothing lost, nothing twice
+            assert sorted(c.task_id for c in got) == sorted(submitted)
+            assert sorted(c.result for c in got) == [n * n for n in range(9)]
+            assert all(c.status == TaskStatus.SUCCEEDED for c in got)
+            assert stream.reconnects >= 2
+            assert seen.items.empty()
+    finally:
+        worker.stop()
+
+
+def test_a_task_running_when_the_server_dies_completes_after_restart(
+    server_factory: Callable[..., ServerProcess],
+    tmp_path: Path,
+    collect: Callable[..., Collector],
+) -> None:
+    proc, address = durable_server(server_factory, tmp_path)
+    attempts: list[int] = []
+    first_attempt_running = threading.Event()
+
+    @async_tool(name="resumable")
+    def resumable() -> str:
+        from errand import current_task
+
+        task = current_task()
+        assert task is not None
+        attempts.append(task.attempt)
+        if len(attempts) == 1:
+            first_attempt_running.set()
+            task.cancelled.wait(EVENT_TIMEOUT)  # the server dies under us
+            return "first"
+        return "second"
+
+    worker = Worker(address, tools=[resumable], backoff=Backoff(0.05, 0.5))
+    worker.start(timeout=EVENT_TIMEOUT)
+    try:
+        with Client(address, session_id=unique("session")) as client:
+            seen = collect(client.completions(backoff=Backoff(0.05, 0.5)))
+            ack = client.submit("resumable")
+            assert first_attempt_running.wait(EVENT_TIMEOUT)
+            proc = restart(server_factory, proc)
+            (done,) = seen.take(1)
+            assert done.task_id == ack.task_id
+            assert done.status == TaskStatus.SUCCEEDED
+            assert done.result == "second"
+            assert attempts[-1] > 1
+    finally:
+        worker.stop()
+
+
+def test_async_agent_survives_kill_and_restart(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    proc, address = durable_server(server_factory, tmp_path)
+
+    @async_tool(name="double")
+    def double(n: int) -> int:
+        return 2 * n
+
+    worker = Worker(address, tools=[double], backoff=Backoff(0.05, 0.5))
+    worker.start(timeout=EVENT_TIMEOUT)
+
+    class Agent:
+        def __init__(self) -> None:
+            self.received: asyncio.Queue[str] = asyncio.Queue()
+
+        async def send(self, message: str) -> None:
+            await self.received.put(message)
+
+    async def scenario() -> None:
+        nonlocal proc
+        async with AsyncClient(address, session_id=unique("session")) as client:
+            agent = Agent()
+            delivered: list[Completion] = []
+            async with AsyncAgent(
+                agent,
+                client,
+                on_status=lambda s, cs: delivered.extend(cs) if s == "delivered" else None,
+            ) as async_agent:
+                a = await async_agent.submit("double", n=1)
+                assert a.task_id in await asyncio.wait_for(agent.received.get(), EVENT_TIMEOUT)
+                proc = await asyncio.to_thread(restart, server_factory, proc)
+                assert await asyncio.to_thread(worker.wait_registered, EVENT_TIMEOUT, count=2)
+                b = await async_agent.submit("double", n=2)
+                assert b.task_id in await asyncio.wait_for(agent.received.get(), EVENT_TIMEOUT)
+                assert [c.task_id for c in delivered] == [a.task_id, b.task_id]
+                assert [c.result for c in delivered] == [2, 4]
+                assert agent.received.empty()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()
