@@ -77,6 +77,8 @@ class ScriptedModel:
             ids = [i for i in UUID.findall(text) if i in acked]
             pairs = "; ".join(f"task {i}: {f}" for i, f in zip(ids, findings))
             return {"content": f"Results are in: {pairs}. Still waiting on {waiting}."}
+        if text.startswith("Thanks"):
+            return {"content": "You're welcome."}
         return {"content": f"2 + 2 = 4. (Still waiting on {waiting} research task(s).)"}
 
 
