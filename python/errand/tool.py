@@ -315,7 +315,7 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _pydantic_model(tp: Any) -> Optional[type]:
+def _pydantic_model(tp: Any) -> Any:
     base = sys.modules.get("pydantic")
     if base is None:
         try:
@@ -329,7 +329,11 @@ def _pydantic_model(tp: Any) -> Optional[type]:
 
 
 def _pydantic_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
-    schema: dict[str, Any] = dict(model.model_json_schema())
+    if hasattr(model, "model_json_schema"):  # pydantic 2
+        schema: dict[str, Any] = dict(model.model_json_schema())
+    else:  # pydantic 1
+        schema = dict(model.schema(ref_template="#/$defs/{model}"))
+        schema["$defs"] = schema.pop("definitions", {})
     for key, value in schema.pop("$defs", {}).items():
         defs.setdefault(key, value)
     return schema
@@ -354,5 +358,6 @@ def _coerce(tp: Any, value: Any) -> Any:
         return tp(value)
     model = _pydantic_model(tp)
     if model is not None and isinstance(value, dict):
-        return model.model_validate(value)  # type: ignore[attr-defined]
+        validate = getattr(model, "model_validate", None) or model.parse_obj
+        return validate(value)
     return value

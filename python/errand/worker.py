@@ -449,8 +449,10 @@ def _call_with_context(
 
 def _to_json(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
-    if callable(dump):  # pydantic v2 models
+    if callable(dump):  # pydantic 2 models
         return dump(mode="json")
+    if callable(getattr(value, "json", None)) and hasattr(value, "__fields__"):  # pydantic 1
+        return json.loads(value.json())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, enum.Enum):
