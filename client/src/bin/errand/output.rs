@@ -1,0 +1,121 @@
+//! How the CLI prints tasks, completions and tools: one readable line for
+//! people, or one JSON object per line with `--json`.
+use errand_client::pb;
+use serde_json::{Value, json};
+
+pub fn status_name(status: i32) -> &'static str {
+    pb::TaskStatus::try_from(status).map_or("UNKNOWN", |s| {
+        s.as_str_name().trim_start_matches("TASK_STATUS_")
+    })
+}
+
+/// Milliseconds since the Unix epoch, or null.
+fn time(t: &Option<prost_types::Timestamp>) -> Value {
+    t.as_ref().map_or(Value::Null, |t| {
+        json!(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+    })
+}
+
+fn error_json(e: &pb::ToolError) -> Value {
+    json!({ "code": e.code, "message": e.message })
+}
+
+fn outcome_json(result: Option<&str>, error: Option<&pb::ToolError>) -> (Value, Value) {
+    let result = result.map_or(Value::Null, |r| {
+        serde_json::from_str(r).unwrap_or_else(|_| json!(r))
+    });
+    (result, error.map_or(Value::Null, error_json))
+}
+
+pub fn completion_json(c: &pb::Completion) -> Value {
+    let (result, error) = match &c.outcome {
+        Some(pb::completion::Outcome::ResultJson(r)) => outcome_json(Some(r), None),
+        Some(pb::completion::Outcome::Error(e)) => outcome_json(None, Some(e)),
+        None => (Value::Null, Value::Null),
+    };
+    json!({
+        "seq": c.seq,
+        "task_id": c.task_id,
+        "session_id": c.session_id,
+        "tool": c.tool,
+        "arguments": serde_json::from_str::<Value>(&c.arguments_json).unwrap_or(Value::Null),
+        "status": status_name(c.status),
+        "result": result,
+        "error": error,
+        "elapsed_ms": c.elapsed_ms,
+        "attempts": c.attempts,
+        "message": c.message,
+        "completed_at_ms": time(&c.completed_at),
+    })
+}
+
+pub fn completion_line(c: &pb::Completion) -> String {
+    let detail = match &c.outcome {
+        Some(pb::completion::Outcome::ResultJson(r)) => r.clone(),
+        Some(pb::completion::Outcome::Error(e)) => format!("[{}] {}", e.code, e.message),
+        None => String::new(),
+    };
+    format!(
+        "#{seq} {id} {tool} {status} in {ms} ms: {detail}",
+        seq = c.seq,
+        id = c.task_id,
+        tool = c.tool,
+        status = status_name(c.status),
+        ms = c.elapsed_ms,
+    )
+}
+
+pub fn task_json(t: &pb::Task) -> Value {
+    let (result, error) = match &t.outcome {
+        Some(pb::task::Outcome::ResultJson(r)) => outcome_json(Some(r), None),
+        Some(pb::task::Outcome::Error(e)) => outcome_json(None, Some(e)),
+        None => (Value::Null, Value::Null),
+    };
+    json!({
+        "task_id": t.task_id,
+        "session_id": t.session_id,
+        "tool": t.tool,
+        "arguments": serde_json::from_str::<Value>(&t.arguments_json).unwrap_or(Value::Null),
+        "status": status_name(t.status),
+        "result": result,
+        "error": error,
+        "attempts": t.attempts,
+        "timeout_ms": t.timeout_ms,
+        "seq": t.seq,
+        "elapsed_ms": t.elapsed_ms,
+        "created_at_ms": time(&t.created_at),
+        "started_at_ms": time(&t.started_at),
+        "finished_at_ms": time(&t.finished_at),
+    })
+}
+
+pub fn task_text(t: &pb::Task) -> String {
+    let mut out = format!(
+        "task     {}\nsession  {}\ntool     {}\nargs     {}\nstatus   {}\nattempts {}\nelapsed  {} ms",
+        t.task_id,
+        t.session_id,
+        t.tool,
+        t.arguments_json,
+        status_name(t.status),
+        t.attempts,
+        t.elapsed_ms
+    );
+    match &t.outcome {
+        Some(pb::task::Outcome::ResultJson(r)) => out.push_str(&format!("\nresult   {r}")),
+        Some(pb::task::Outcome::Error(e)) => {
+            out.push_str(&format!("\nerror    [{}] {}", e.code, e.message))
+        }
+        None => {}
+    }
+    out
+}
+
+pub fn tool_json(t: &pb::Tool) -> Value {
+    json!({
+        "name": t.name,
+        "description": t.description,
+        "input_schema": serde_json::from_str::<Value>(&t.input_schema_json).unwrap_or(Value::Null),
+        "timeout_ms": t.timeout_ms,
+        "workers": t.workers,
+    })
+}

@@ -1,0 +1,131 @@
+//! `errand serve`: run the server.
+use std::{
+    io::Write, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+use errand_server::{
+    config::Config,
+    server,
+    store::{SharedStore, memory::MemoryStore},
+};
+use tracing::{info, warn};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Address to listen on. Port 0 picks a free port; the chosen address is
+    /// printed as "errand listening on ADDR".
+    #[arg(long, env = "ERRAND_LISTEN", default_value = "127.0.0.1:7466")]
+    listen: String,
+    /// Where the durable store keeps its data.
+    #[arg(long, env = "ERRAND_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Where tasks and completions are kept.
+    #[arg(long, env = "ERRAND_STORE", value_enum, default_value_t = StoreKind::Memory)]
+    store: StoreKind,
+    /// Serve a non-loopback address with no authentication. Anyone who can
+    /// reach the address can then submit tasks and serve tools.
+    #[arg(long)]
+    allow_unauthenticated: bool,
+    /// Timeout of a run when neither the submit nor the tool sets one.
+    #[arg(long, default_value_t = 600_000)]
+    default_timeout_ms: u64,
+    /// Dispatches of one task before a lost worker fails it.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// Queued plus running tasks allowed per session.
+    #[arg(long, default_value_t = 10_000)]
+    max_pending_per_session: usize,
+    /// Largest arguments_json accepted, in bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    max_arguments_bytes: usize,
+    /// How long finished tasks and completions are kept, in seconds.
+    #[arg(long, default_value_t = 24 * 3600)]
+    retention_secs: u64,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StoreKind {
+    /// In memory: fast, and gone when the server stops.
+    Memory,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("errand")
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    crate::init_logs(args.log_format == LogFormat::Json);
+    let addr: SocketAddr = tokio::net::lookup_host(&args.listen)
+        .await
+        .with_context(|| format!("cannot resolve --listen {:?}", args.listen))?
+        .next()
+        .with_context(|| format!("--listen {:?} resolves to no address", args.listen))?;
+    if !addr.ip().is_loopback() {
+        if !args.allow_unauthenticated {
+            bail!(
+                "refusing to serve {addr} without authentication: anyone who can reach it could run tools. \
+                 Listen on 127.0.0.1, or pass --allow-unauthenticated if the network is trusted"
+            );
+        }
+        warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach it can submit tasks and serve tools");
+    }
+    let config = Config {
+        default_timeout: Duration::from_millis(args.default_timeout_ms),
+        max_attempts: args.max_attempts.max(1),
+        retention: Duration::from_secs(args.retention_secs),
+        limits: errand_server::config::Limits {
+            max_pending_per_session: args.max_pending_per_session,
+            max_arguments_bytes: args.max_arguments_bytes,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let store: SharedStore = match args.store {
+        StoreKind::Memory => Arc::new(MemoryStore::default()),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    info!(addr = %local, "errand serving");
+    // The one line on stdout: scripts and tests wait for it.
+    println!("errand listening on {local}");
+    std::io::stdout().flush()?;
+    server::serve(listener, config, store, shutdown_signal()).await?;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("errand: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,30 @@
+//! The errand Rust client: call errand as an agent ([`Client`]) or serve
+//! tools as a worker ([`worker`]). The `errand` command-line program is built
+//! on the same pieces.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), errand_client::Error> {
+//! use tokio_stream::StreamExt;
+//! let client = errand_client::Client::connect("127.0.0.1:7466").await?;
+//! let ack = client.submit("demo", "echo", r#"{"text":"hi"}"#).await?;
+//! println!("{}", ack.ack); // text for the model: the result comes later
+//! let mut results = client.completions("demo", 0);
+//! while let Some(done) = results.next().await {
+//!     let done = done?;
+//!     println!("{} finished: {}", done.task_id, done.message);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: [`client`] (the agent side), [`worker`] (a worker's connection
+//! loop around any [`worker::Handler`]), [`exec`] (a handler that runs a
+//! program per task), [`error`].
+
+pub mod client;
+pub mod error;
+pub mod exec;
+pub mod worker;
+
+pub use client::{Client, endpoint};
+pub use errand_proto::v1 as pb;
+pub use error::Error;

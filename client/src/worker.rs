@@ -1,0 +1,161 @@
+//! A worker's life: connect, register, run assignments with a [`Handler`],
+//! send results, stop what the server cancels, and reconnect when the
+//! server goes away.
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use errand_proto::v1::{
+    self as pb, worker_command::Kind as Command, worker_service_client::WorkerServiceClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, transport::Channel};
+use tracing::{info, warn};
+
+use crate::error::{Error, is_transient};
+
+/// Runs one tool call. Returns the result as JSON text, or the error to
+/// report. `cancel` fires when the server cancels the task or times it out;
+/// a handler should stop soon after (its result is then ignored).
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn run(
+        &self,
+        task: pb::Assignment,
+        cancel: CancellationToken,
+    ) -> Result<String, pb::ToolError>;
+}
+
+/// What a worker registers.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub name: String,
+    pub tools: Vec<pb::Tool>,
+    pub max_concurrency: u32,
+}
+
+/// Serves `handler` through the server at `channel` until `shutdown` fires.
+/// Reconnects with backoff while the server is away; returns an error only
+/// when the server refuses the registration itself (for example an invalid
+/// schema), which retrying cannot fix. `on_registered` is called after each
+/// successful (re)registration.
+pub async fn run(
+    channel: Channel,
+    config: WorkerConfig,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+    on_registered: impl Fn(&pb::Registered) + Send + Sync,
+) -> Result<(), Error> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(
+            channel.clone(),
+            &config,
+            &handler,
+            &shutdown,
+            &on_registered,
+            &mut backoff,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(Error::Status(status)) if !is_transient(status.code()) => return Err(status.into()),
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "worker connection lost; reconnecting")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One connection: `Ok` when `shutdown` fired, `Err` when the stream ended.
+async fn session(
+    channel: Channel,
+    config: &WorkerConfig,
+    handler: &Arc<dyn Handler>,
+    shutdown: &CancellationToken,
+    on_registered: &(impl Fn(&pb::Registered) + Send + Sync),
+    backoff: &mut Duration,
+) -> Result<(), Error> {
+    let capacity = 2 * config.max_concurrency.max(1) as usize + 8;
+    let (out, outbound) = mpsc::channel(capacity);
+    let register = pb::Register {
+        worker_name: config.name.clone(),
+        tools: config.tools.clone(),
+        max_concurrency: config.max_concurrency,
+    };
+    out.send(message(pb::worker_message::Kind::Register(register)))
+        .await
+        .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
+    let mut rpc = WorkerServiceClient::new(channel);
+    let mut commands = tokio::select! {
+        r = rpc.connect(ReceiverStream::new(outbound)) => r?.into_inner(),
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    let connection = shutdown.child_token();
+    // Cancel whatever still runs when this connection ends, however it ends:
+    // the server gives those tasks to another attempt.
+    let _stop_running = connection.clone().drop_guard();
+    let mut running: HashMap<String, CancellationToken> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    loop {
+        let command = tokio::select! {
+            c = commands.message() => c?,
+            Some(task_id) = done_rx.recv() => {
+                running.remove(&task_id);
+                continue;
+            }
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(command) = command.and_then(|c| c.kind) else {
+            return Err(Status::unavailable("the server ended the worker stream").into());
+        };
+        match command {
+            Command::Registered(registered) => {
+                *backoff = Duration::from_millis(100);
+                info!(worker_id = %registered.worker_id, "registered");
+                on_registered(&registered);
+            }
+            Command::Assignment(task) => {
+                let cancel = connection.child_token();
+                running.insert(task.task_id.clone(), cancel.clone());
+                let (handler, out, done) = (handler.clone(), out.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let task_id = task.task_id.clone();
+                    let attempt = task.attempt;
+                    let outcome = handler.run(task, cancel.clone()).await;
+                    if !cancel.is_cancelled() {
+                        let outcome = match outcome {
+                            Ok(json) => pb::task_result::Outcome::ResultJson(json),
+                            Err(e) => pb::task_result::Outcome::Error(e),
+                        };
+                        let result = pb::TaskResult {
+                            task_id: task_id.clone(),
+                            outcome: Some(outcome),
+                            attempt,
+                        };
+                        let _ = out
+                            .send(message(pb::worker_message::Kind::Result(result)))
+                            .await;
+                    }
+                    let _ = done.send(task_id);
+                });
+            }
+            Command::Cancel(cancel) => {
+                if let Some(token) = running.remove(&cancel.task_id) {
+                    info!(task_id = %cancel.task_id, reason = %cancel.reason, "task cancelled by the server");
+                    token.cancel();
+                }
+            }
+        }
+    }
+}
+
+fn message(kind: pb::worker_message::Kind) -> pb::WorkerMessage {
+    pb::WorkerMessage { kind: Some(kind) }
+}
