@@ -199,6 +199,27 @@ func TestCompletionsAfterSeqAndAck(t *testing.T) {
 	}
 }
 
+func TestIdempotencyKey(t *testing.T) {
+	c := testkit.Dial(t, testkit.Addr())
+	tool := serveEcho(t, c)
+	ctx := testkit.Ctx(t)
+	session := testkit.Name("session")
+	first, err := c.Submit(ctx, session, tool, nil, errand.WithIdempotencyKey("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Submit(ctx, session, tool, nil, errand.WithIdempotencyKey("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.TaskID != first.TaskID || !again.Deduplicated || first.Deduplicated {
+		t.Errorf("resubmit with the same key: %s (dedup %v), first %s (dedup %v)", again.TaskID, again.Deduplicated, first.TaskID, first.Deduplicated)
+	}
+	if again.Task == nil || again.Task.IdempotencyKey != "k1" {
+		t.Errorf("task should carry the key: %+v", again.Task)
+	}
+}
+
 func TestListTools(t *testing.T) {
 	c := testkit.Dial(t, testkit.Addr())
 	tool := serveEcho(t, c)
@@ -257,6 +278,15 @@ func TestErrors(t *testing.T) {
 	check("Cancel(finished task)", err, errand.ErrFailedPrecondition, codes.FailedPrecondition)
 	if errors.Is(err, errand.ErrNotFound) {
 		t.Errorf("a FAILED_PRECONDITION error must not match ErrNotFound")
+	}
+
+	n := 0
+	for _, err := range c.Completions(ctx, "", 0) {
+		n++
+		check("Completions(empty session)", err, errand.ErrInvalidArgument, codes.InvalidArgument)
+	}
+	if n != 1 {
+		t.Errorf("Completions(empty session) yielded %d items, want one error", n)
 	}
 
 	_, err = c.Submit(ctx, session, tool, func() {})

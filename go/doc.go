@@ -3,7 +3,7 @@
 // a text for its model at once, and receives the results later on one
 // stream per session, in completion order, each keyed by its task ID.
 //
-//	c, err := errand.Dial(ctx, "127.0.0.1:7070")
+//	c, err := errand.Dial(ctx, "127.0.0.1:7466")
 //	if err != nil {
 //		return err
 //	}

@@ -8,7 +8,7 @@
 // worker as a new attempt). After a server restart it reconnects with backoff
 // and registers again.
 //
-//	c, err := errand.Dial(ctx, "127.0.0.1:7070")
+//	c, err := errand.Dial(ctx, "127.0.0.1:7466")
 //	...
 //	w := worker.New(c, worker.WithName("geo"), worker.WithConcurrency(8))
 //	w.Handle("weather", "Current weather for a city.",

@@ -223,13 +223,29 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	t.Cleanup(func() { srv.Kill() })
 	c := testkit.Dial(t, srv.Addr)
 	tool := testkit.Name("echo")
+	blocker := testkit.Name("blocker")
+	started := make(chan struct{}, 1)
+	stopped := make(chan error, 1)
 	w := testkit.StartWorker(t, c, func(w *worker.Worker) {
 		w.Handle(tool, "Returns its arguments.", nil, func(_ context.Context, a json.RawMessage) (any, error) { return a, nil })
-	})
+		w.Handle(blocker, "Runs until its context ends.", nil, func(ctx context.Context, _ json.RawMessage) (any, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			stopped <- context.Cause(ctx)
+			return nil, ctx.Err()
+		})
+	}, worker.WithConcurrency(2))
+	if _, err := c.Submit(testkit.Ctx(t), testkit.Name("before"), blocker, nil); err != nil {
+		t.Fatal(err)
+	}
+	await(t, started, "blocker start")
 	if srv, err = srv.Restart(); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
 	t.Cleanup(func() { srv.Kill() })
+	if cause := await(t, stopped, "running handler cancelled"); !errors.Is(cause, worker.ErrConnectionLost) {
+		t.Errorf("running handler's context.Cause = %v, want worker.ErrConnectionLost", cause)
+	}
 	w.AwaitRegistered(t)
 
 	ctx := testkit.Ctx(t)

@@ -3,7 +3,7 @@
 // to its model:
 //
 //	go run ./examples/worker &          # serves sleep and word_count
-//	go run ./examples/agent -addr 127.0.0.1:7070
+//	go run ./examples/agent -addr 127.0.0.1:7466
 package main
 
 import (
@@ -13,13 +13,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	errand "github.com/errand-dev/errand/go"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:7070", "errand server address")
+	addr := flag.String("addr", "127.0.0.1:7466", "errand server address (the server's default)")
 	session := flag.String("session", fmt.Sprintf("go-agent-%d", time.Now().UnixNano()), "session ID")
 	flag.Parse()
 	if err := run(*addr, *session); err != nil {
@@ -45,7 +46,8 @@ func run(addr, session string) error {
 		return err
 	}
 	for _, t := range tools {
-		fmt.Printf("tool %s (%d workers): %s\n", t.Name, t.Workers, t.Description)
+		summary, _, _ := strings.Cut(t.Description, "\n") // the rest is the server's async notice
+		fmt.Printf("tool %s (%d workers): %s\n", t.Name, t.Workers, summary)
 	}
 
 	// The slow call goes first, yet its result arrives last.

@@ -1,7 +1,7 @@
 // Command worker serves two example tools to an errand server until
 // interrupted:
 //
-//	go run ./examples/worker -addr 127.0.0.1:7070
+//	go run ./examples/worker -addr 127.0.0.1:7466
 //
 // The tools: sleep waits `seconds` (honouring cancellation) and reports how
 // long it slept; word_count counts the words of `text`.
@@ -25,7 +25,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:7070", "errand server address")
+	addr := flag.String("addr", "127.0.0.1:7466", "errand server address")
 	concurrency := flag.Int("concurrency", 4, "tasks run at once")
 	flag.Parse()
 	if err := run(*addr, *concurrency); err != nil && !errors.Is(err, context.Canceled) {
