@@ -4,7 +4,7 @@
 As written in the seed apart from the import line (and `import json`, which
 the seed's snippet uses without importing). Run it as a worker:
 
-    ERRAND_ADDRESS=127.0.0.1:50051 python examples/python/aws_dynamodb_tool.py
+    ERRAND_SERVER=127.0.0.1:7466 python examples/python/aws_dynamodb_tool.py
 
 boto3 finds the region, credentials and endpoint the usual way; against a
 local AWS stand-in (moto's server) set AWS_ENDPOINT_URL.

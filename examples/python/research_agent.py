@@ -8,8 +8,8 @@ agent: a scripted stand-in for a model decides to call the tool twice, gets
 the acks at once, keeps talking to its user, and receives the findings through
 `AsyncAgent` when they arrive.
 
-    errand serve --listen 127.0.0.1:50051 --store memory &
-    ERRAND_ADDRESS=127.0.0.1:50051 RESEARCH_SECONDS=2 python examples/python/research_agent.py
+    errand serve --listen 127.0.0.1:7466 --store memory &
+    ERRAND_SERVER=127.0.0.1:7466 RESEARCH_SECONDS=2 python examples/python/research_agent.py
 """
 
 from __future__ import annotations

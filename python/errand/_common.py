@@ -14,8 +14,8 @@ import grpc
 from errand.errors import InvalidArgument
 from errand.v1 import errand_pb2 as pb
 
-#: Used when neither `target=` nor the ERRAND_ADDRESS environment variable is given.
-DEFAULT_TARGET = "127.0.0.1:50051"
+#: Used when neither `target=` nor the ERRAND_SERVER environment variable is given.
+DEFAULT_TARGET = "127.0.0.1:7466"
 
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
 #: backoff grows to two minutes), notice dead connections through keepalive,
@@ -46,7 +46,12 @@ RETRYABLE = frozenset(
 
 
 def resolve_target(target: Optional[str]) -> str:
-    return target or os.environ.get("ERRAND_ADDRESS") or DEFAULT_TARGET
+    """HOST:PORT from `target`, else $ERRAND_SERVER (as the `errand` CLI reads it)."""
+    value = target or os.environ.get("ERRAND_SERVER") or DEFAULT_TARGET
+    for scheme in ("http://", "grpc://"):
+        if value.startswith(scheme):
+            value = value[len(scheme) :]
+    return value.rstrip("/")
 
 
 def new_session_id() -> str:

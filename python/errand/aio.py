@@ -2,7 +2,7 @@
 
 from errand import AsyncClient
 
-async with AsyncClient("127.0.0.1:50051") as client:
+async with AsyncClient("127.0.0.1:7466") as client:
     ack = await client.submit("research_topic", topic="tides")
     async for completion in client.completions():
         print(completion.task_id, completion.result)

@@ -2,7 +2,7 @@
 
     from errand import Client
 
-    with Client("127.0.0.1:50051") as client:
+    with Client("127.0.0.1:7466") as client:
         ack = client.submit("research_topic", topic="tides")
         print(ack.ack)                        # text for the model, at once
         for completion in client.completions():
@@ -54,8 +54,8 @@ class Client:
     """A blocking connection to an errand server, for agents.
 
     Args:
-        target: "host:port" of the server; defaults to $ERRAND_ADDRESS, then
-            127.0.0.1:50051.
+        target: "host:port" of the server; defaults to $ERRAND_SERVER, then
+            127.0.0.1:7466.
         session_id: the session that `submit` and `completions` use when not
             told otherwise; a fresh random one by default.
         timeout: seconds each unary call may take (None: no limit).

@@ -7,7 +7,7 @@
         \"\"\"Research a topic thoroughly and return detailed findings.\"\"\"
         return f"Findings about {topic}..."
 
-    Worker("127.0.0.1:50051", tools=[research_topic], max_concurrency=4).run()
+    Worker("127.0.0.1:7466", tools=[research_topic], max_concurrency=4).run()
 
 A worker holds one `WorkerService.Connect` stream: it registers its tools, runs
 each assignment (plain functions on a thread pool of `max_concurrency`
@@ -97,8 +97,8 @@ class Worker:
     """Serves tools to an errand server over one reconnecting stream.
 
     Args:
-        target: "host:port" of the server; defaults to $ERRAND_ADDRESS, then
-            127.0.0.1:50051.
+        target: "host:port" of the server; defaults to $ERRAND_SERVER, then
+            127.0.0.1:7466.
         tools: functions (decorated with `@async_tool` or plain) to serve.
         max_concurrency: most calls run at once; the server sends no more.
         name: worker name for the server's logs (default host:pid).
@@ -477,7 +477,7 @@ class AsyncToolManager(Worker):
         manager.start()     # or manager.run()
 
     `max_workers` is the worker's `max_concurrency`; the server address comes
-    from `target=` or $ERRAND_ADDRESS.
+    from `target=` or $ERRAND_SERVER.
     """
 
     def __init__(self, max_workers: int = 4, target: Optional[str] = None, **kwargs: Any) -> None:

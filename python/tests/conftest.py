@@ -115,13 +115,108 @@ class ServerProcess:
             self._log = None
 
 
+def durable_store_available() -> bool:
+    """Whether this build's `errand serve` keeps state in --data-dir across restarts."""
+    done = subprocess.run(
+        [str(errand_bin()), "serve", "--help"], capture_output=True, text=True, check=False
+    )
+    return "sqlite" in (done.stdout + done.stderr).lower()
+
+
+class CuttableProxy:
+    """A loopback TCP proxy whose connections the test can cut, as a network blip.
+
+    While cut, new connections are closed at once; `restore()` lets them through.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._cut = False
+        self._closed = False
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._cut or self._closed:
+                    conn.close()
+                    continue
+                try:
+                    up = socket.create_connection(self.upstream, timeout=5)
+                except OSError:
+                    conn.close()
+                    continue
+                up.settimeout(None)
+                self._open += [conn, up]
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(conn, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, conn), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Break every open connection and refuse new ones."""
+        with self._lock:
+            self._cut = True
+            conns, self._open = self._open, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._listener.close()
+
+
+@pytest.fixture
+def proxy(server: str) -> Iterator[CuttableProxy]:
+    p = CuttableProxy(server)
+    yield p
+    p.close()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Address of a shared in-memory server for the whole session."""
     log = tmp_path_factory.mktemp("errand") / "server.log"
     proc = ServerProcess(["serve", "--listen", "127.0.0.1:0", "--store", "memory"], log)
     address = proc.start()
-    os.environ["ERRAND_ADDRESS"] = address
+    os.environ["ERRAND_SERVER"] = address
     yield address
     proc.stop()
 

@@ -39,7 +39,7 @@ def run_example(name: str, env: dict[str, str], timeout: float = 120) -> str:
 def test_research_agent_end_to_end(server: str) -> None:
     out = run_example(
         "research_agent.py",
-        {"ERRAND_ADDRESS": server, "RESEARCH_SECONDS": "0.5", "RESEARCH_TIMEOUT": "60"},
+        {"ERRAND_SERVER": server, "RESEARCH_SECONDS": "0.5", "RESEARCH_TIMEOUT": "60"},
     )
     assert "findings: Findings about tides... | Findings about volcanoes..." in out
     assert out.count("tool   > research_topic") == 2
@@ -158,7 +158,7 @@ def aws_env() -> Iterator[dict[str, str]]:
 def test_aws_lambda_and_dynamodb_tools_against_moto(
     server: str, aws_env: dict[str, str], client: Client, collect: object
 ) -> None:
-    env = {**aws_env, "ERRAND_ADDRESS": server}
+    env = {**aws_env, "ERRAND_SERVER": server}
     workers = [
         ExampleWorker("aws_lambda_tool.py", env),
         ExampleWorker("aws_dynamodb_tool.py", env),
