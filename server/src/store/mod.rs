@@ -1,7 +1,9 @@
 //! The persistence seam. The core keeps live scheduling state in memory and
 //! tells a [`Store`] every fact that must outlive the process: a task accepted,
 //! a task dispatched, a task finished with its completion. Implementations:
-//! [`memory::MemoryStore`] (nothing survives a restart; tests and throwaway use).
+//! [`memory::MemoryStore`] (nothing survives a restart; tests and throwaway use)
+//! and [`sqlite::SqliteStore`] (durable, embedded, the default of `errand serve`).
+//! Both pass the same behavioural tests (`store/tests.rs`).
 use std::{sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
@@ -10,6 +12,9 @@ use uuid::Uuid;
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 
 pub mod memory;
+pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,0 +1,453 @@
+//! The behaviour every [`Store`] keeps, written once against the trait and
+//! run for each implementation (see `for_each_store!` at the bottom).
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use uuid::Uuid;
+
+use super::{Inserted, Store};
+use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
+
+/// A fixed instant `secs` after a base, with sub-millisecond digits so that
+/// a store that rounds times is caught.
+pub(super) fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::new(1_700_000_000 + secs, 123_456_789)
+}
+
+pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> TaskRecord {
+    TaskRecord {
+        id: Uuid::new_v4(),
+        session: session.into(),
+        tool: "search".into(),
+        arguments: r#"{"q":"weather in Lyon"}"#.into(),
+        timeout: Duration::from_millis(30_500),
+        idempotency_key: key.map(Into::into),
+        created_at,
+        state: TaskState::Queued,
+        attempts: 0,
+        started_at: None,
+        finished_at: None,
+        outcome: None,
+        seq: 0,
+    }
+}
+
+pub(super) fn succeed(task: &TaskRecord, finished_at: SystemTime) -> Finish {
+    Finish {
+        task_id: task.id,
+        state: TaskState::Succeeded,
+        outcome: Outcome::Result(r#"{"temp":21}"#.into()),
+        attempts: 1,
+        finished_at,
+    }
+}
+
+pub(super) async fn insert_new(store: &dyn Store, task: &TaskRecord) {
+    match store.insert_task(task).await.expect("insert") {
+        Inserted::New => {}
+        Inserted::Existing(t) => panic!("expected a new task, got the existing {}", t.id),
+    }
+}
+
+pub(super) async fn finish_seq(store: &dyn Store, finish: &Finish) -> u64 {
+    store
+        .finish_task(finish)
+        .await
+        .expect("finish")
+        .expect("a completion")
+        .seq
+}
+
+/// Waits until every change sent before is applied: `record_dispatch` does
+/// not wait, and an awaited write behind it in the same store does.
+async fn barrier(store: &dyn Store) {
+    store.ack_completions("barrier", 0).await.expect("barrier");
+}
+
+fn seqs(completions: &[CompletionRecord]) -> Vec<u64> {
+    completions.iter().map(|c| c.seq).collect()
+}
+
+pub(super) fn assert_same_task(got: &TaskRecord, want: &TaskRecord) {
+    assert_eq!(got.id, want.id);
+    assert_eq!(got.session, want.session);
+    assert_eq!(got.tool, want.tool);
+    assert_eq!(got.arguments, want.arguments);
+    assert_eq!(got.timeout, want.timeout);
+    assert_eq!(got.idempotency_key, want.idempotency_key);
+    assert_eq!(got.created_at, want.created_at);
+    assert_eq!(got.state, want.state);
+    assert_eq!(got.attempts, want.attempts);
+    assert_eq!(got.started_at, want.started_at);
+    assert_eq!(got.finished_at, want.finished_at);
+    assert_eq!(got.outcome, want.outcome);
+    assert_eq!(got.seq, want.seq);
+}
+
+async fn task_round_trips(store: &dyn Store) {
+    let t = task("s1", Some("key-1"), at(1));
+    insert_new(store, &t).await;
+    let got = store.get_task(t.id).await.unwrap().expect("stored");
+    assert_same_task(&got, &t);
+    assert!(store.get_task(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn unknown_task_does_not_finish(store: &dyn Store) {
+    let ghost = task("s1", None, at(1));
+    assert!(
+        store
+            .finish_task(&succeed(&ghost, at(2)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .completions_after("s1", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn finish_sets_outcome_once(store: &dyn Store) {
+    let t = task("s1", None, at(1));
+    insert_new(store, &t).await;
+    let finish = Finish {
+        task_id: t.id,
+        state: TaskState::Failed,
+        outcome: Outcome::error(codes::TOOL_ERROR, "exit status 3"),
+        attempts: 2,
+        finished_at: at(5),
+    };
+    let c = store
+        .finish_task(&finish)
+        .await
+        .unwrap()
+        .expect("completion");
+    assert_eq!(c.seq, 1);
+    assert_eq!(c.task_id, t.id);
+    assert_eq!(&*c.session, "s1");
+    assert_eq!(&*c.tool, "search");
+    assert_eq!(c.arguments, t.arguments);
+    assert_eq!(c.state, TaskState::Failed);
+    assert_eq!(c.outcome, finish.outcome);
+    assert_eq!(c.attempts, 2);
+    assert_eq!(c.elapsed, Duration::from_secs(4));
+    assert_eq!(c.completed_at, at(5));
+
+    // A second ending (a late result, a timeout racing it) changes nothing.
+    assert!(
+        store
+            .finish_task(&succeed(&t, at(6)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(got.state, TaskState::Failed);
+    assert_eq!(got.outcome, Some(finish.outcome.clone()));
+    assert_eq!(got.attempts, 2);
+    assert_eq!(got.finished_at, Some(at(5)));
+    assert_eq!(got.seq, 1);
+
+    let stored = store.completions_after("s1", 0, 10).await.unwrap();
+    assert_eq!(seqs(&stored), [1]);
+    assert_eq!(stored[0].outcome, finish.outcome);
+    assert_eq!(stored[0].elapsed, Duration::from_secs(4));
+    assert_eq!(stored[0].completed_at, at(5));
+}
+
+async fn dispatch_marks_running(store: &dyn Store) {
+    let t = task("s1", None, at(1));
+    insert_new(store, &t).await;
+    store.record_dispatch(t.id, 1, at(2));
+    store.record_dispatch(t.id, 2, at(3));
+    barrier(store).await;
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(got.state, TaskState::Running);
+    assert_eq!(got.attempts, 2);
+    assert_eq!(got.started_at, Some(at(3)));
+
+    // A dispatch recorded after the end (a stale one) changes nothing.
+    finish_seq(store, &succeed(&t, at(4))).await;
+    store.record_dispatch(t.id, 3, at(5));
+    barrier(store).await;
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!(got.state, TaskState::Succeeded);
+    assert_eq!(got.attempts, 1);
+}
+
+async fn unfinished_tasks_oldest_first(store: &dyn Store) {
+    let a = task("s1", None, at(3));
+    let b = task("s2", None, at(1));
+    let c = task("s1", None, at(2));
+    let done = task("s1", None, at(0));
+    for t in [&a, &b, &c, &done] {
+        insert_new(store, t).await;
+    }
+    store.record_dispatch(c.id, 1, at(4));
+    finish_seq(store, &succeed(&done, at(5))).await;
+    let unfinished = store.unfinished_tasks().await.unwrap();
+    let ids: Vec<_> = unfinished.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [b.id, c.id, a.id]);
+    assert_eq!(unfinished[1].state, TaskState::Running);
+    assert_eq!(unfinished[1].attempts, 1);
+}
+
+async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
+    let first = task("s1", Some("k"), at(1));
+    insert_new(store, &first).await;
+    let again = task("s1", Some("k"), at(2));
+    match store.insert_task(&again).await.unwrap() {
+        Inserted::Existing(t) => assert_same_task(&t, &first),
+        Inserted::New => panic!("the same key in the same session stored a second task"),
+    }
+    assert!(store.get_task(again.id).await.unwrap().is_none());
+    // Keys are per session; tasks without a key never collide.
+    insert_new(store, &task("s2", Some("k"), at(3))).await;
+    insert_new(store, &task("s1", None, at(4))).await;
+    insert_new(store, &task("s1", None, at(5))).await;
+
+    // The earlier task is returned as it is now, finished included.
+    let seq = finish_seq(store, &succeed(&first, at(6))).await;
+    match store
+        .insert_task(&task("s1", Some("k"), at(7)))
+        .await
+        .unwrap()
+    {
+        Inserted::Existing(t) => {
+            assert_eq!(t.id, first.id);
+            assert_eq!(t.state, TaskState::Succeeded);
+            assert_eq!(t.seq, seq);
+        }
+        Inserted::New => panic!("a finished task's key was forgotten before removal"),
+    }
+    // Once the task is acknowledged and removed, its key is free again.
+    store.ack_completions("s1", seq).await.unwrap();
+    insert_new(store, &task("s1", Some("k"), at(8))).await;
+}
+
+async fn seq_is_per_session_and_gapless(store: &dyn Store) {
+    let mut got = Vec::new();
+    for (i, session) in ["a", "b", "a", "a", "b"].into_iter().enumerate() {
+        let t = task(session, None, at(i as u64));
+        insert_new(store, &t).await;
+        got.push((
+            session,
+            finish_seq(store, &succeed(&t, at(10 + i as u64))).await,
+        ));
+    }
+    assert_eq!(got, [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)]);
+    let a = store.completions_after("a", 0, 100).await.unwrap();
+    assert_eq!(seqs(&a), [1, 2, 3]);
+    assert!(a.iter().all(|c| &*c.session == "a"));
+    assert_eq!(
+        seqs(&store.completions_after("b", 0, 100).await.unwrap()),
+        [1, 2]
+    );
+    assert!(
+        store
+            .completions_after("c", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn completions_after_pages_in_order(store: &dyn Store) {
+    for i in 0..10 {
+        let t = task("s1", None, at(i));
+        insert_new(store, &t).await;
+        finish_seq(store, &succeed(&t, at(100 + i))).await;
+    }
+    assert_eq!(
+        seqs(&store.completions_after("s1", 0, 4).await.unwrap()),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        seqs(&store.completions_after("s1", 4, 4).await.unwrap()),
+        [5, 6, 7, 8]
+    );
+    assert_eq!(
+        seqs(&store.completions_after("s1", 8, 4).await.unwrap()),
+        [9, 10]
+    );
+    assert!(
+        store
+            .completions_after("s1", 10, 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .completions_after("s1", 99, 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_finishes_get_distinct_gapless_seqs(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..200).map(|i| task("s1", None, at(i))).collect();
+    for t in &tasks {
+        insert_new(&*store, t).await;
+    }
+    let mut handles = Vec::new();
+    for t in tasks {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            finish_seq(&*store, &succeed(&t, at(1000))).await
+        }));
+    }
+    let mut got = Vec::new();
+    for h in handles {
+        got.push(h.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..=200).collect::<Vec<_>>());
+    let stored = store.completions_after("s1", 0, 1000).await.unwrap();
+    assert_eq!(seqs(&stored), (1..=200).collect::<Vec<_>>());
+    let ids: HashSet<_> = stored.iter().map(|c| c.task_id).collect();
+    assert_eq!(ids.len(), 200);
+}
+
+async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let t = task("s1", None, at(i));
+        insert_new(store, &t).await;
+        finish_seq(store, &succeed(&t, at(10 + i))).await;
+        tasks.push(t);
+    }
+    let other = task("s2", None, at(0));
+    insert_new(store, &other).await;
+    finish_seq(store, &succeed(&other, at(10))).await;
+
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 3);
+    assert_eq!(
+        seqs(&store.completions_after("s1", 0, 10).await.unwrap()),
+        [4, 5]
+    );
+    for t in &tasks[..3] {
+        assert!(store.get_task(t.id).await.unwrap().is_none());
+    }
+    assert!(store.get_task(tasks[3].id).await.unwrap().is_some());
+    // Acking again, or another session, removes nothing more.
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 0);
+    assert_eq!(store.ack_completions("nobody", 100).await.unwrap(), 0);
+    assert_eq!(
+        seqs(&store.completions_after("s2", 0, 10).await.unwrap()),
+        [1]
+    );
+
+    // Acknowledging everything does not reset the numbering.
+    assert_eq!(store.ack_completions("s1", 5).await.unwrap(), 2);
+    assert!(
+        store
+            .completions_after("s1", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let t = task("s1", None, at(20));
+    insert_new(store, &t).await;
+    assert_eq!(finish_seq(store, &succeed(&t, at(21))).await, 6);
+    assert_eq!(
+        seqs(&store.completions_after("s1", 5, 10).await.unwrap()),
+        [6]
+    );
+}
+
+async fn purge_removes_only_old_finished_work(store: &dyn Store) {
+    let old = task("s1", None, at(0));
+    let recent = task("s1", None, at(1));
+    let waiting = task("s1", None, at(2));
+    for t in [&old, &recent, &waiting] {
+        insert_new(store, t).await;
+    }
+    finish_seq(store, &succeed(&old, at(10))).await;
+    finish_seq(store, &succeed(&recent, at(30))).await;
+
+    assert_eq!(store.purge_finished_before(at(20)).await.unwrap(), 1);
+    assert!(store.get_task(old.id).await.unwrap().is_none());
+    assert!(store.get_task(recent.id).await.unwrap().is_some());
+    assert!(store.get_task(waiting.id).await.unwrap().is_some());
+    assert_eq!(
+        seqs(&store.completions_after("s1", 0, 10).await.unwrap()),
+        [2]
+    );
+    assert_eq!(store.purge_finished_before(at(20)).await.unwrap(), 0);
+
+    assert_eq!(store.purge_finished_before(at(40)).await.unwrap(), 1);
+    let unfinished = store.unfinished_tasks().await.unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].id, waiting.id);
+    // The session still has work: its numbering goes on.
+    assert_eq!(finish_seq(store, &succeed(&waiting, at(50))).await, 3);
+}
+
+/// Declares one `#[tokio::test]` per listed behaviour and store.
+macro_rules! for_each_store {
+    (shared: [$($name:ident),* $(,)?], arc: [$($arc:ident),* $(,)?] $(,)?) => {
+        mod memory {
+            use std::sync::Arc;
+
+            use crate::store::memory::MemoryStore;
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&MemoryStore::default()).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $arc() {
+                    super::$arc(Arc::new(MemoryStore::default())).await;
+                }
+            )*
+        }
+
+        mod sqlite {
+            use std::sync::Arc;
+
+            use crate::store::sqlite::SqliteStore;
+
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(&SqliteStore::open(dir.path()).unwrap()).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $arc() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$arc(Arc::new(SqliteStore::open(dir.path()).unwrap())).await;
+                }
+            )*
+        }
+    };
+}
+
+for_each_store! {
+    shared: [
+        task_round_trips,
+        unknown_task_does_not_finish,
+        finish_sets_outcome_once,
+        dispatch_marks_running,
+        unfinished_tasks_oldest_first,
+        idempotency_key_returns_the_earlier_task,
+        seq_is_per_session_and_gapless,
+        completions_after_pages_in_order,
+        ack_removes_completions_and_tasks_and_keeps_seq,
+        purge_removes_only_old_finished_work,
+    ],
+    arc: [concurrent_finishes_get_distinct_gapless_seqs],
+}
