@@ -1,0 +1,215 @@
+//! The `errand` program as a user runs it: the quick start, `worker --exec`,
+//! and one clear error line with a non-zero exit.
+use std::time::Duration;
+
+use errand_client::pb;
+use errand_tests::*;
+use serde_json::Value;
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn quick_start_worker_submit_watch_status() {
+    let server = Server::start(&[]).await;
+    let _echo = server
+        .exec_worker(
+            "echo",
+            "cat",
+            &["--description", "Echo the arguments back."],
+        )
+        .await;
+    let _upper = server
+        .exec_worker(
+            "shout",
+            "tr a-z A-Z | sed 's/^/said: /'",
+            &["--concurrency", "2"],
+        )
+        .await;
+
+    let tools = server.cli(&["tools", "--json"]).await;
+    assert!(tools.status.success(), "{}", stderr(&tools));
+    let names: Vec<String> = stdout(&tools)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["echo", "shout"]);
+
+    let submitted = server
+        .cli(&[
+            "submit",
+            "echo",
+            "--args",
+            r#"{"text":"hi"}"#,
+            "--session",
+            "demo",
+        ])
+        .await;
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let task_id = stdout(&submitted).trim().to_string();
+    assert!(
+        stderr(&submitted).contains("fabricate"),
+        "the ack goes to stderr for people"
+    );
+
+    let waited = server
+        .cli(&[
+            "submit",
+            "shout",
+            "--args",
+            r#"{"text":"hi"}"#,
+            "--session",
+            "demo",
+            "--wait",
+        ])
+        .await;
+    assert!(waited.status.success(), "{}", stderr(&waited));
+    assert_eq!(
+        stdout(&waited).trim(),
+        r#""said: {\"TEXT\":\"HI\"}""#,
+        "non-JSON stdout becomes a JSON string"
+    );
+
+    let watched = server
+        .cli(&["watch", "--session", "demo", "--json", "--count", "2"])
+        .await;
+    let lines: Vec<Value> = stdout(&watched)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[0]["task_id"], task_id.as_str());
+    assert_eq!(lines[0]["status"], "SUCCEEDED");
+    assert_eq!(lines[0]["result"]["text"], "hi", "JSON stdout stays JSON");
+    assert_eq!(lines[1]["seq"], 2);
+
+    let human = server
+        .cli(&["watch", "--session", "demo", "--after", "1", "--count", "1"])
+        .await;
+    assert!(stdout(&human).starts_with("#2 "), "{}", stdout(&human));
+
+    let status = server.cli(&["status", &task_id, "--json"]).await;
+    let task: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(task["status"], "SUCCEEDED");
+    assert_eq!(task["attempts"], 1);
+}
+
+#[tokio::test]
+async fn a_failing_program_is_a_failed_completion_with_its_stderr() {
+    let server = Server::start(&[]).await;
+    let _w = server
+        .exec_worker("flaky", "echo 'disk on fire' >&2; exit 3", &[])
+        .await;
+    let out = server.cli(&["submit", "flaky", "--wait", "--json"]).await;
+    assert!(!out.status.success(), "a failed task exits non-zero");
+    let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(c["status"], "FAILED");
+    assert_eq!(c["error"]["code"], "exit_status");
+    let message = c["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("exit status 3") && message.contains("disk on fire"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_task_kills_its_process() {
+    let server = Server::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pid");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let _w = server
+        .exec_worker(
+            "nap",
+            &format!("echo $$ > {}; exec sleep 600", fifo.display()),
+            &[],
+        )
+        .await;
+    let client = server.client().await;
+    let id = client.submit("s", "nap", "{}").await.unwrap().task_id;
+    let pid: i32 = {
+        let fifo = fifo.clone();
+        within(
+            "the program to start",
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap()),
+        )
+        .await
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let out = server.cli(&["cancel", &id]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("CANCELLED"));
+    // The worker kills the process group and reaps it.
+    within("the program to be killed", async {
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let task = client.get_task(&id).await.unwrap();
+    assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn errors_print_one_line_and_exit_non_zero() {
+    let server = Server::start(&[]).await;
+    let out = server
+        .cli(&["status", "2f0a6a7e-8f8e-4d8b-9a8e-0c6b8a7d6e5f"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("errand: NOT_FOUND: no task"), "{err}");
+
+    let out = server.cli(&["submit", "missing", "--args", "{}"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("errand: NOT_FOUND: unknown tool \"missing\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = tokio::process::Command::new(errand_bin())
+        .args(["tools", "--server", "127.0.0.1:1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("errand: cannot reach errand at 127.0.0.1:1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_a_public_address_without_protection() {
+    let out = tokio::process::Command::new(errand_bin())
+        .args(["serve", "--store", "memory", "--listen", "0.0.0.0:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to serve") && err.contains("--allow-unauthenticated"),
+        "{err}"
+    );
+}

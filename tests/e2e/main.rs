@@ -1,0 +1,6 @@
+//! End-to-end tests of the core service: one test binary, one module per
+//! area. Each test starts its own server on a free loopback port.
+mod cli;
+mod delivery;
+mod dispatch;
+mod validation;

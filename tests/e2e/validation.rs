@@ -1,0 +1,233 @@
+//! Bad input gets a precise status and a message that says what to fix, and
+//! never disturbs anyone else.
+use errand_client::pb;
+use errand_tests::*;
+use tonic::Code;
+
+const SCHEMA: &str = r#"{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer","minimum":1}},"required":["query"],"additionalProperties":false}"#;
+
+fn submit(session: &str, tool: &str, args: &str) -> pb::SubmitToolRequest {
+    pb::SubmitToolRequest {
+        session_id: session.into(),
+        tool: tool.into(),
+        arguments_json: args.into(),
+        ..Default::default()
+    }
+}
+
+async fn status(server: &Server, req: pb::SubmitToolRequest) -> tonic::Status {
+    server
+        .raw()
+        .submit_tool(req)
+        .await
+        .expect_err("the submit should fail")
+}
+
+#[tokio::test]
+async fn submit_rejects_bad_sessions_tools_and_arguments() {
+    let server = Server::start(&["--max-arguments-bytes", "1024"]).await;
+    let _worker = server
+        .exec_worker(
+            "search",
+            "cat",
+            &["--schema", SCHEMA, "--description", "Search."],
+        )
+        .await;
+    let cases: Vec<(pb::SubmitToolRequest, Code, &str)> = vec![
+        (
+            submit("", "search", r#"{"query":"x"}"#),
+            Code::InvalidArgument,
+            "session_id is required",
+        ),
+        (
+            submit(&"s".repeat(129), "search", "{}"),
+            Code::InvalidArgument,
+            "limit is 128",
+        ),
+        (
+            submit("s", "nope", "{}"),
+            Code::NotFound,
+            "known tools: search",
+        ),
+        (
+            submit("s", "search", "{not json"),
+            Code::InvalidArgument,
+            "not valid JSON",
+        ),
+        (
+            submit("s", "search", r#"["query"]"#),
+            Code::InvalidArgument,
+            "must be a JSON object, got an array",
+        ),
+        (
+            submit("s", "search", "42"),
+            Code::InvalidArgument,
+            "got a number",
+        ),
+        (
+            submit("s", "search", r#"{"limit":3}"#),
+            Code::InvalidArgument,
+            "query",
+        ),
+        (
+            submit("s", "search", r#"{"query":"x","limit":"3"}"#),
+            Code::InvalidArgument,
+            "/limit",
+        ),
+        (
+            submit("s", "search", r#"{"query":"x","limit":0}"#),
+            Code::InvalidArgument,
+            "/limit",
+        ),
+        (
+            submit("s", "search", r#"{"query":"x","extra":1}"#),
+            Code::InvalidArgument,
+            "extra",
+        ),
+        (
+            submit(
+                "s",
+                "search",
+                &format!(r#"{{"query":"{}"}}"#, "x".repeat(2000)),
+            ),
+            Code::ResourceExhausted,
+            "the limit is 1024",
+        ),
+    ];
+    for (req, code, needle) in cases {
+        let what = format!("{}:{:.40}", req.tool, req.arguments_json);
+        let s = status(&server, req).await;
+        assert_eq!(s.code(), code, "{what}: {}", s.message());
+        assert!(
+            s.message().contains(needle),
+            "{what}: {:?} lacks {needle:?}",
+            s.message()
+        );
+    }
+    // The same server still serves good input.
+    let ok = server
+        .client()
+        .await
+        .submit("s", "search", r#"{"query":"x","limit":2}"#)
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[tokio::test]
+async fn too_many_pending_tasks_in_a_session_is_resource_exhausted() {
+    let server = Server::start(&["--max-pending-per-session", "2"]).await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let client = server.client().await;
+    client.submit("busy", "t", "{}").await.unwrap();
+    client.submit("busy", "t", "{}").await.unwrap();
+    let err = client.submit("busy", "t", "{}").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::ResourceExhausted));
+    assert!(err.to_string().contains("limit is 2"), "{err}");
+    // Other sessions are not affected, and finishing one frees a slot.
+    client.submit("calm", "t", "{}").await.unwrap();
+    worker.next().await.succeed("0");
+    let mut stream = client.completions("busy", 0);
+    take_completions(&mut stream, 1).await;
+    client.submit("busy", "t", "{}").await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_task_ids() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let unknown = "2f0a6a7e-8f8e-4d8b-9a8e-0c6b8a7d6e5f";
+    assert_eq!(code(client.get_task(unknown).await), Code::NotFound);
+    assert_eq!(code(client.cancel(unknown).await), Code::NotFound);
+    assert_eq!(code(client.get_task("").await), Code::InvalidArgument);
+    let err = client.get_task("task-1").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::InvalidArgument));
+    assert!(err.to_string().contains("not a UUID"));
+    let mut raw = server.raw();
+    let stream = raw
+        .completions(pb::CompletionsRequest {
+            session_id: String::new(),
+            after_seq: 0,
+        })
+        .await;
+    assert_eq!(stream.unwrap_err().code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn invalid_worker_registrations_are_refused() {
+    let server = Server::start(&[]).await;
+    let cases = [
+        (vec![], "at least one tool"),
+        (vec![tool("bad name", "")], "invalid"),
+        (vec![tool("t", "[1]")], "JSON Schema object"),
+        (
+            vec![tool("t", r#"{"type":"wat"}"#)],
+            "not a valid JSON Schema",
+        ),
+        (vec![tool("t", ""), tool("t", "")], "twice"),
+    ];
+    for (tools, needle) in cases {
+        let status = register(
+            &server,
+            pb::Register {
+                worker_name: "w".into(),
+                tools,
+                max_concurrency: 1,
+            },
+        )
+        .await
+        .expect_err("registration should fail");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().contains(needle),
+            "{:?} lacks {needle:?}",
+            status.message()
+        );
+    }
+    // A first message that is not Register.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Heartbeat(pb::Heartbeat {})),
+    })
+    .await
+    .unwrap();
+    let status = worker_rpc(&server)
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("must be Register"));
+    assert!(server.client().await.list_tools().await.unwrap().is_empty());
+}
+
+fn tool(name: &str, schema: &str) -> pb::Tool {
+    pb::Tool {
+        name: name.into(),
+        input_schema_json: schema.into(),
+        ..Default::default()
+    }
+}
+
+fn worker_rpc(
+    server: &Server,
+) -> pb::worker_service_client::WorkerServiceClient<tonic::transport::Channel> {
+    pb::worker_service_client::WorkerServiceClient::new(
+        errand_client::endpoint(&server.addr)
+            .unwrap()
+            .connect_lazy(),
+    )
+}
+
+async fn register(server: &Server, register: pb::Register) -> Result<(), tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(register)),
+    })
+    .await
+    .unwrap();
+    let mut stream = worker_rpc(server)
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    stream.message().await?;
+    Ok(())
+}
