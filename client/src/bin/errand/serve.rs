@@ -8,7 +8,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::{
     config::Config,
     server,
-    store::{SharedStore, memory::MemoryStore},
+    store::{SharedStore, memory::MemoryStore, sqlite::SqliteStore},
 };
 use tracing::{info, warn};
 
@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, env = "ERRAND_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
     /// Where tasks and completions are kept.
-    #[arg(long, env = "ERRAND_STORE", value_enum, default_value_t = StoreKind::Memory)]
+    #[arg(long, env = "ERRAND_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
     /// Serve a non-loopback address with no authentication. Anyone who can
     /// reach the address can then submit tasks and serve tools.
@@ -50,6 +50,8 @@ pub struct Args {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum StoreKind {
+    /// SQLite in --data-dir: every accepted task survives a crash.
+    Sqlite,
     /// In memory: fast, and gone when the server stops.
     Memory,
 }
@@ -96,6 +98,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         ..Config::default()
     };
     let store: SharedStore = match args.store {
+        StoreKind::Sqlite => {
+            let dir = args.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+                .await?
+                .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+            Arc::new(store)
+        }
         StoreKind::Memory => Arc::new(MemoryStore::default()),
     };
     let listener = tokio::net::TcpListener::bind(addr)
