@@ -34,6 +34,10 @@ import (
 //
 // To resume in another process, store the last Seq you processed and pass it
 // as afterSeq; AckCompletions lets the server drop what you no longer need.
+//
+// Resuming across a server restart relies on the server's durable store: a
+// server run with the memory store starts its sessions over at Seq 1, and
+// completions numbered up to the last Seq seen would then be skipped.
 func (c *Client) Completions(ctx context.Context, session string, afterSeq uint64) iter.Seq2[*Completion, error] {
 	return func(yield func(*Completion, error) bool) {
 		last := afterSeq
