@@ -142,7 +142,8 @@ func OnRegistered(f func(workerID string)) Option {
 // ToolOption configures one tool in Handle.
 type ToolOption func(*tool)
 
-// WithTimeout sets the tool's default timeout per run (default: the server's).
+// WithTimeout sets the tool's default timeout per run, rounded up to whole
+// milliseconds (default: the server's).
 func WithTimeout(d time.Duration) ToolOption { return func(t *tool) { t.timeout = d } }
 
 // New returns a worker that connects through c. c may be shared with agent
@@ -211,7 +212,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, t := range w.tools {
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
-			TimeoutMs: uint64(t.timeout / time.Millisecond),
+			TimeoutMs: uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
 		})
 	}
 	w.mu.Unlock()
