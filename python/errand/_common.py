@@ -17,10 +17,34 @@ from errand.v1 import errand_pb2 as pb
 #: Used when neither `target=` nor the ERRAND_SERVER environment variable is given.
 DEFAULT_TARGET = "127.0.0.1:7466"
 
+#: ToolService calls that fail with UNAVAILABLE (the connection broke under
+#: them) are retried by gRPC itself. That is safe for SubmitTool too: every
+#: submit carries an idempotency key (a random one unless the caller gives
+#: one), so a retried submit returns the first task instead of a second one.
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "errand.v1.ToolService"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
-#: backoff grows to two minutes), notice dead connections through keepalive,
-#: and allow the server's largest message.
+#: backoff grows to two minutes), retry calls cut by a broken connection,
+#: notice dead connections through keepalive, and allow the server's largest
+#: message.
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
@@ -118,5 +142,5 @@ def submit_request(
         tool=tool,
         arguments_json=encode_arguments(arguments, extra, "SubmitTool"),
         timeout_ms=timeout_ms,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or uuid.uuid4().hex,
     )

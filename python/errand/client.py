@@ -143,6 +143,9 @@ class Client:
         `submit("search", query="x")` or `submit("search", {"query": "x"})`
         (use the mapping for an argument named like one of the options).
 
+        A submit cut off by a broken connection is retried; the idempotency
+        key (random unless given) makes sure the tool still runs once.
+
         Raises:
             InvalidArgument: arguments not JSON or failing the tool's schema.
             NotFound: no worker has registered `tool`.

@@ -100,7 +100,9 @@ def test_out_of_order_results_arrive_in_completion_order(
         async with AsyncClient(server, session_id=unique("session")) as client:
             agent = RecordingAgent()
             statuses = Statuses()
-            async with AsyncAgent(agent, client, on_status=statuses) as async_agent:
+            # ack=False: the agent must not release completions that the
+            # second stream below has yet to read.
+            async with AsyncAgent(agent, client, on_status=statuses, ack=False) as async_agent:
                 acks = {k: await async_agent.submit(gates.name, key=k) for k in "abc"}
                 # A second stream on the session tells the test when each task
                 # finished, so the completion order is c, a, b for certain.

@@ -79,6 +79,9 @@ def test_mapping_and_keywords_and_idempotency(
     first = client.submit(name, {"text": "x"}, idempotency_key="k1")
     again = client.submit(name, {"text": "x"}, idempotency_key="k1")
     assert again.deduplicated and again.task_id == first.task_id
+    # Without a key each submit is its own task (the SDK's own keys differ).
+    one, two = client.submit(name, text="x"), client.submit(name, text="x")
+    assert one.task_id != two.task_id and not two.deduplicated
     with pytest.raises(InvalidArgument, match="both"):
         client.submit(name, {"text": "x"}, text="y")
 
