@@ -3,4 +3,5 @@
 mod cli;
 mod delivery;
 mod dispatch;
+mod durability;
 mod validation;

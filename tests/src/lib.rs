@@ -69,6 +69,13 @@ impl Server {
         Self::start_on("127.0.0.1:0", args).await
     }
 
+    /// Starts a server with the durable store in `data_dir` and `extra` flags.
+    pub async fn start_durable(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--data-dir".to_string(), data_dir.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_on("127.0.0.1:0", args).await
+    }
+
     /// Starts `errand serve --listen listen ARGS`.
     pub async fn start_on(listen: &str, args: Vec<String>) -> Server {
         let mut child = Command::new(errand_bin())

@@ -43,6 +43,9 @@ pub struct Args {
     /// How long finished tasks and completions are kept, in seconds.
     #[arg(long, default_value_t = 24 * 3600)]
     retention_secs: u64,
+    /// How often expired tasks and completions are purged, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    purge_interval_ms: u64,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -90,6 +93,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         default_timeout: Duration::from_millis(args.default_timeout_ms),
         max_attempts: args.max_attempts.max(1),
         retention: Duration::from_secs(args.retention_secs),
+        purge_interval: Duration::from_millis(args.purge_interval_ms.max(1)),
         limits: errand_server::config::Limits {
             max_pending_per_session: args.max_pending_per_session,
             max_arguments_bytes: args.max_arguments_bytes,

@@ -1,0 +1,358 @@
+//! Nothing accepted is lost: the durable store across SIGKILL and restart,
+//! retention, acknowledgement and idempotent submits.
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use errand_client::{
+    Client, endpoint, pb,
+    worker::{self, Handler, WorkerConfig},
+};
+use errand_tests::*;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn a_restart_keeps_seq_numbering_and_a_stream_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_durable(dir.path(), &[]).await;
+    let mut worker = server.gate_worker(&["t"], 8).await;
+    let client = server.client().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            client
+                .submit("s", "t", &format!(r#"{{"i":{i}}}"#))
+                .await
+                .unwrap()
+                .task_id,
+        );
+    }
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(worker.next().await);
+    }
+    jobs.sort_by_key(|j| j.args()["i"].as_u64());
+    let mut unfinished = jobs.split_off(3);
+    for job in jobs {
+        job.succeed("\"before\"");
+    }
+    let mut stream = client.completions("s", 0);
+    let before = take_completions(&mut stream, 3).await;
+    assert_eq!(seqs(&before), [1, 2, 3]);
+    drop(stream);
+
+    server.restart().await;
+    // The two tasks that were running come back as a second attempt, to the
+    // same worker once it has reconnected by itself.
+    let mut again = vec![worker.next().await, worker.next().await];
+    again.sort_by_key(|j| j.args()["i"].as_u64());
+    for (job, old) in again.into_iter().zip(unfinished.drain(..)) {
+        assert_eq!(job.task.task_id, old.task.task_id);
+        assert_eq!(job.task.attempt, 2);
+        job.succeed("\"after\"");
+    }
+    let client = server.client().await;
+    let mut resumed = client.completions("s", 3);
+    let after = take_completions(&mut resumed, 2).await;
+    assert_eq!(
+        seqs(&after),
+        [4, 5],
+        "seq continues after the last stored one"
+    );
+    let mut all: Vec<_> = before
+        .iter()
+        .chain(&after)
+        .map(|c| c.task_id.clone())
+        .collect();
+    all.sort();
+    ids.sort();
+    assert_eq!(all, ids);
+    // A fresh stream from 0 replays the same five, in the same order.
+    let mut replay = client.completions("s", 0);
+    let replayed = take_completions(&mut replay, 5).await;
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|c| (c.seq, c.task_id.clone()))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .chain(&after)
+            .map(|c| (c.seq, c.task_id.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn an_idempotent_submit_returns_the_same_task_also_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_durable(dir.path(), &[]).await;
+    let _worker = server.gate_worker(&["t"], 1).await;
+    let request = pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "t".into(),
+        arguments_json: "{}".into(),
+        idempotency_key: "call-1".into(),
+        ..Default::default()
+    };
+    let first = server
+        .client()
+        .await
+        .submit_request(request.clone())
+        .await
+        .unwrap();
+    assert!(!first.deduplicated);
+    let again = server
+        .client()
+        .await
+        .submit_request(request.clone())
+        .await
+        .unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.task_id, first.task_id);
+    server.restart().await;
+    let _worker = server.gate_worker(&["t"], 1).await;
+    let after = server
+        .client()
+        .await
+        .submit_request(request.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.task_id.as_str(), after.deduplicated),
+        (first.task_id.as_str(), true)
+    );
+    // The key is per session.
+    let other = server
+        .client()
+        .await
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "other".into(),
+            ..request
+        })
+        .await
+        .unwrap();
+    assert_ne!(other.task_id, first.task_id);
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Runs `n` tasks with 2 KiB of arguments through `worker` and reads their
+/// completions; returns the last seq.
+async fn run_batch(client: &Client, worker: &mut GateWorker, n: usize) -> u64 {
+    let blob = "x".repeat(2048);
+    let mut stream = client.completions("s", 0);
+    for _ in 0..n {
+        client
+            .submit("s", "t", &format!(r#"{{"blob":"{blob}"}}"#))
+            .await
+            .unwrap();
+        worker.next().await.succeed(&format!(r#""{blob}""#));
+    }
+    take_completions(&mut stream, n).await.last().unwrap().seq
+}
+
+#[tokio::test]
+async fn acknowledged_and_expired_data_is_removed_so_the_data_dir_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_durable(dir.path(), &[]).await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let client = server.client().await;
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let last = run_batch(&client, &mut worker, 300).await;
+        client.ack_completions("s", last).await.unwrap();
+        sizes.push(dir_bytes(dir.path()));
+    }
+    // Freed pages are reused: the second and third rounds need no new room.
+    assert!(
+        sizes[2] <= sizes[0] + sizes[0] / 4,
+        "data dir grew: {sizes:?}"
+    );
+    let mut replay = client.completions("s", 0);
+    client.submit("s", "t", "{}").await.unwrap();
+    worker.next().await.succeed("0");
+    assert_eq!(
+        seqs(&take_completions(&mut replay, 1).await),
+        [901],
+        "acknowledged completions are gone, seqs go on"
+    );
+    drop(server);
+
+    // Retention by time: a 1 s retention purged every 100 ms.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_durable(
+        dir.path(),
+        &["--retention-secs", "1", "--purge-interval-ms", "100"],
+    )
+    .await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let client = server.client().await;
+    let id = client.submit("s", "t", "{}").await.unwrap().task_id;
+    worker.next().await.succeed("0");
+    let mut stream = client.completions("s", 0);
+    take_completions(&mut stream, 1).await;
+    within("the finished task to expire", async {
+        while client.get_task(&id).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+/// A tool that sleeps 0–20 ms and records every run, to count re-runs.
+struct Recorder(Arc<Mutex<HashMap<String, Vec<u32>>>>);
+
+#[async_trait::async_trait]
+impl Handler for Recorder {
+    async fn run(
+        &self,
+        task: pb::Assignment,
+        cancel: CancellationToken,
+    ) -> Result<String, pb::ToolError> {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(task.task_id.clone())
+            .or_default()
+            .push(task.attempt);
+        let ms = task.task_id.bytes().map(u64::from).sum::<u64>() % 21;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            _ = cancel.cancelled() => {}
+        }
+        Ok(format!(r#"{{"task":"{}"}}"#, task.task_id))
+    }
+}
+
+/// Submits with an idempotency key until the server answers, as an agent
+/// retrying after network errors does.
+async fn submit_until_acked(addr: &str, i: usize) -> String {
+    let client = Client::from_channel(endpoint(addr).unwrap().connect_lazy());
+    let request = pb::SubmitToolRequest {
+        session_id: "crash".into(),
+        tool: "work".into(),
+        arguments_json: format!(r#"{{"i":{i}}}"#),
+        idempotency_key: format!("k{i}"),
+        ..Default::default()
+    };
+    loop {
+        match client.submit_request(request.clone()).await {
+            Ok(ack) => return ack.task_id,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
+    const TASKS: usize = 3000;
+    const KILLS: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_durable(dir.path(), &["--max-attempts", "10"]).await;
+    let addr = server.addr.clone();
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let shutdown = CancellationToken::new();
+    let _stop_worker = shutdown.clone().drop_guard();
+    let worker = worker::run(
+        endpoint(&addr).unwrap().connect_lazy(),
+        WorkerConfig {
+            name: "recorder".into(),
+            tools: vec![pb::Tool {
+                name: "work".into(),
+                ..Default::default()
+            }],
+            max_concurrency: 32,
+        },
+        Arc::new(Recorder(runs.clone())),
+        shutdown.clone(),
+        |_| {},
+    );
+    tokio::spawn(worker);
+
+    // Eight agents submit everything; the server is killed under them.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let agents: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, next) = (addr.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= TASKS {
+                        return acked;
+                    }
+                    acked.push(submit_until_acked(&addr, i).await);
+                }
+            })
+        })
+        .collect();
+    for kill in 0..KILLS {
+        // Kill at a moment chosen by how far the burst has got, which
+        // differs from run to run.
+        let target = (kill + 1) * TASKS / (KILLS + 2);
+        within("the burst to progress", async {
+            while next.load(std::sync::atomic::Ordering::Relaxed) < target {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        server.restart().await;
+    }
+    let mut submitted = Vec::new();
+    for agent in agents {
+        submitted.extend(within("the agents to finish", agent).await.unwrap());
+    }
+
+    // Read the whole session back from seq 0.
+    let client = server.client().await;
+    let mut stream = client.completions("crash", 0);
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    let mut seen_seqs = Vec::new();
+    let wanted: std::collections::HashSet<_> = submitted.iter().cloned().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while wanted.iter().any(|id| !delivered.contains_key(id)) {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("every submitted task should complete")
+            .unwrap()
+            .unwrap();
+        seen_seqs.push(next.seq);
+        *delivered.entry(next.task_id).or_default() += 1;
+    }
+    let lost = wanted
+        .iter()
+        .filter(|id| !delivered.contains_key(*id))
+        .count();
+    let duplicated: usize = delivered.values().map(|n| n - 1).sum();
+    let reruns: usize = runs
+        .lock()
+        .unwrap()
+        .values()
+        .map(|r| r.len().saturating_sub(1))
+        .sum();
+    println!(
+        "submitted {} / completed {} / lost {lost} / duplicated deliveries {duplicated} / re-run tools {reruns} ({KILLS} kills)",
+        wanted.len(),
+        delivered.len(),
+    );
+    assert_eq!(wanted.len(), TASKS, "each agent call got exactly one task");
+    assert_eq!(lost, 0);
+    assert_eq!(duplicated, 0);
+    assert!(
+        delivered.keys().all(|id| wanted.contains(id)),
+        "a completion for a task nobody submitted"
+    );
+    let expected: Vec<u64> = (1..=seen_seqs.len() as u64).collect();
+    assert_eq!(seen_seqs, expected, "seqs run 1, 2, 3, … with no gap");
+}
