@@ -645,11 +645,9 @@ impl Core {
             let n = w.tools.len();
             let picked = (0..n).find_map(|i| {
                 let idx = (w.next_tool + i) % n;
-                let task = tools.get_mut(&w.tools[idx])?.queue.pop()?;
-                Some((idx, task.1))
+                tools.get_mut(&w.tools[idx])?.queue.pop()
             });
-            let Some((idx, task)) = picked else { return };
-            w.next_tool = (idx + 1) % n;
+            let Some((_, task)) = picked else { return };
             self.assign(st, worker, task);
         }
     }
@@ -665,6 +663,9 @@ impl Core {
         live.task.started_at = Some(now);
         live.worker = Some(worker);
         w.running.insert(id);
+        if let Some(idx) = w.tools.iter().position(|t| *t == live.task.tool) {
+            w.next_tool = (idx + 1) % w.tools.len();
+        }
         let attempt = live.task.attempts;
         let assignment = pb::WorkerCommand {
             kind: Some(pb::worker_command::Kind::Assignment(pb::Assignment {
@@ -843,3 +844,7 @@ fn truncate_utf8(s: &mut String, max: usize) {
         s.truncate(end);
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

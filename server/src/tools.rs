@@ -8,12 +8,13 @@ use serde_json::Value;
 
 use crate::{config::Limits, error::Error, text};
 
-/// A registered tool, with its schema compiled once.
+/// A registered tool, with its schema compiled once. Cheap to clone: a
+/// submit takes a copy without holding the scheduler's lock.
 #[derive(Clone)]
 pub struct ToolSpec {
     pub name: Arc<str>,
-    pub description: String,
-    pub input_schema_json: String,
+    pub description: Arc<str>,
+    pub input_schema_json: Arc<str>,
     /// The tool's default timeout, if it set one.
     pub timeout: Option<Duration>,
     validator: Option<Arc<jsonschema::Validator>>,
@@ -65,8 +66,8 @@ impl ToolSpec {
         };
         Ok(Self {
             name: tool.name.as_str().into(),
-            description: tool.description.clone(),
-            input_schema_json: tool.input_schema_json.clone(),
+            description: tool.description.as_str().into(),
+            input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
             validator,
         })
@@ -80,7 +81,7 @@ impl ToolSpec {
             input_schema_json: if self.input_schema_json.is_empty() {
                 r#"{"type":"object"}"#.to_string()
             } else {
-                self.input_schema_json.clone()
+                self.input_schema_json.to_string()
             },
             timeout_ms: self.timeout.map_or(0, crate::model::millis),
             workers,

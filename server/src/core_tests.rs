@@ -1,0 +1,207 @@
+//! The scheduler on its own: no gRPC, an in-memory store, a worker that is
+//! just a channel, and tokio's paused clock for timeouts.
+use std::{sync::Arc, time::Duration};
+
+use errand_proto::v1 as pb;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::store::memory::MemoryStore;
+
+type Commands = mpsc::Receiver<Result<pb::WorkerCommand, Status>>;
+
+fn core(config: Config) -> Arc<Core> {
+    Core::new(config, Arc::new(MemoryStore::default()))
+}
+
+fn worker(core: &Arc<Core>, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let register = pb::Register {
+        worker_name: "w".into(),
+        tools: tools
+            .iter()
+            .map(|t| pb::Tool {
+                name: t.to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        max_concurrency,
+    };
+    let id = core.register_worker(&register, tx).unwrap();
+    assert!(matches!(
+        rx.try_recv().unwrap().unwrap().kind,
+        Some(pb::worker_command::Kind::Registered(_))
+    ));
+    (id, rx)
+}
+
+fn submit_request(session: &str, tool: &str) -> pb::SubmitToolRequest {
+    pb::SubmitToolRequest {
+        session_id: session.into(),
+        tool: tool.into(),
+        arguments_json: "{}".into(),
+        ..Default::default()
+    }
+}
+
+fn next(rx: &mut Commands) -> pb::worker_command::Kind {
+    rx.try_recv().expect("a command").unwrap().kind.unwrap()
+}
+
+fn assignment(rx: &mut Commands) -> pb::Assignment {
+    match next(rx) {
+        pb::worker_command::Kind::Assignment(a) => a,
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+async fn result(core: &Arc<Core>, worker: WorkerId, a: &pb::Assignment, json: &str) {
+    let msg = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
+            task_id: a.task_id.clone(),
+            outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
+            attempt: a.attempt,
+        })),
+    };
+    if let Some(done) = core.on_worker_message(worker, msg).unwrap() {
+        done.await;
+    }
+}
+
+#[tokio::test]
+async fn submit_dispatches_within_the_call_and_a_result_completes_with_seq_1() {
+    let core = core(Config::default());
+    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (task, dedup) = core.submit(submit_request("s", "t")).await.unwrap();
+    assert!(!dedup);
+    let a = assignment(&mut rx);
+    assert_eq!((a.task_id.clone(), a.attempt), (task.id.to_string(), 1));
+    result(&core, w, &a, r#"{"ok":true}"#).await;
+    let done = core.get_task(&a.task_id).await.unwrap();
+    assert_eq!((done.state, done.seq), (TaskState::Succeeded, 1));
+    let log = core.store().completions_after("s", 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_result_for_the_same_task_is_ignored() {
+    let core = core(Config::default());
+    let (w, mut rx) = worker(&core, &["t"], 1);
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let a = assignment(&mut rx);
+    result(&core, w, &a, "1").await;
+    result(&core, w, &a, "2").await;
+    let log = core.store().completions_after("s", 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, Outcome::Result("1".into()));
+}
+
+#[tokio::test]
+async fn results_that_are_not_json_fail_the_task() {
+    let core = core(Config::default());
+    let (w, mut rx) = worker(&core, &["t"], 1);
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let a = assignment(&mut rx);
+    result(&core, w, &a, "not json").await;
+    let task = core.get_task(&a.task_id).await.unwrap();
+    assert_eq!(task.state, TaskState::Failed);
+    assert!(
+        matches!(task.outcome, Some(Outcome::Error { ref code, .. }) if code == codes::INVALID_RESULT)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
+    let core = core(Config {
+        default_timeout: Duration::from_secs(30),
+        ..Config::default()
+    });
+    let (_w, mut rx) = worker(&core, &["t"], 1);
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let a = assignment(&mut rx);
+    assert_eq!(a.timeout_ms, 30_000);
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(
+        core.get_task(&a.task_id).await.unwrap().state,
+        TaskState::Running
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cancel = rx.recv().await.unwrap().unwrap().kind.unwrap();
+    assert!(matches!(cancel, pb::worker_command::Kind::Cancel(ref c) if c.reason == "timeout"));
+    // The timer finalizes right after telling the worker.
+    tokio::task::yield_now().await;
+    assert_eq!(
+        core.get_task(&a.task_id).await.unwrap().state,
+        TaskState::TimedOut
+    );
+}
+
+#[tokio::test]
+async fn a_lost_worker_s_task_keeps_its_place_at_the_head_of_its_session() {
+    let core = core(Config::default());
+    let (w1, mut rx1) = worker(&core, &["t"], 1);
+    let (first, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    let (second, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    assert_eq!(assignment(&mut rx1).task_id, first.id.to_string());
+    core.worker_gone(w1).await;
+    let (_w2, mut rx2) = worker(&core, &["t"], 1);
+    let a = assignment(&mut rx2);
+    assert_eq!((a.task_id, a.attempt), (first.id.to_string(), 2));
+    assert_eq!(
+        core.get_task(&second.id.to_string()).await.unwrap().state,
+        TaskState::Queued
+    );
+}
+
+#[tokio::test]
+async fn a_worker_takes_its_tools_in_turn() {
+    let core = core(Config::default());
+    assert!(matches!(
+        core.submit(submit_request("s", "a")).await,
+        Err(Error::NotFound(_))
+    ));
+    let (w, mut rx) = worker(&core, &["a", "b"], 1);
+    for _ in 0..3 {
+        core.submit(submit_request("s", "a")).await.unwrap();
+        core.submit(submit_request("s", "b")).await.unwrap();
+    }
+    let mut tools = Vec::new();
+    for _ in 0..4 {
+        let a = assignment(&mut rx);
+        tools.push(a.tool.clone());
+        result(&core, w, &a, "0").await;
+    }
+    assert_eq!(tools, ["a", "b", "a", "b"]);
+}
+
+#[tokio::test]
+async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    let config = Config {
+        max_attempts: 2,
+        ..Config::default()
+    };
+    let before = Core::new(config.clone(), store.clone());
+    let (_w, mut rx) = worker(&before, &["t"], 2);
+    let (queued_once, _) = before.submit(submit_request("s", "t")).await.unwrap();
+    let (exhausted, _) = before.submit(submit_request("s", "t")).await.unwrap();
+    let _ = assignment(&mut rx);
+    let _ = assignment(&mut rx);
+    // Make the second one look like it already used its attempts.
+    store.record_dispatch(exhausted.id, 2, std::time::SystemTime::now());
+    drop(before);
+
+    let after = Core::new(config, store.clone());
+    assert_eq!(after.recover().await.unwrap(), 2);
+    assert_eq!(
+        after
+            .get_task(&exhausted.id.to_string())
+            .await
+            .unwrap()
+            .state,
+        TaskState::Failed
+    );
+    let (_w, mut rx) = worker(&after, &["t"], 2);
+    let a = assignment(&mut rx);
+    assert_eq!((a.task_id, a.attempt), (queued_once.id.to_string(), 2));
+}
