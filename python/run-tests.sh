@@ -24,7 +24,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 echo "==> installing ./python[test]"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here[test]"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$here[test]"
 
 cd "$here"
 echo "==> generated stubs match the proto"

@@ -14,6 +14,7 @@ from errand import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     TaskStatus,
     Worker,
     async_tool,
@@ -104,6 +105,8 @@ def test_bad_input_raises_the_right_exception(
         client.submit(name, times=2)
     with pytest.raises(InvalidArgument):  # session id over 128 bytes
         client.submit(name, text="x", session_id="s" * 200)
+    with pytest.raises(ResourceExhausted):  # arguments over the server's limit
+        client.submit(name, text="x" * 300_000)
     with pytest.raises(InvalidArgument, match="JSON"):  # refused before sending
         client.submit(name, text=object())
     with pytest.raises(NotFound):

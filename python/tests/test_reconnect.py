@@ -262,3 +262,29 @@ def test_async_agent_survives_kill_and_restart(
         asyncio.run(scenario())
     finally:
         worker.stop()
+
+
+def test_worker_reregisters_after_a_memory_server_restart(
+    server_factory: Callable[..., ServerProcess], collect: Callable[..., Collector]
+) -> None:
+    """Even without a durable store, a worker comes back by itself after a restart."""
+    port = free_port()
+    proc = server_factory("--listen", f"127.0.0.1:{port}", "--store", "memory")
+    address = proc.start()
+
+    @async_tool(name="halve")
+    def halve(n: int) -> float:
+        return n / 2
+
+    worker = Worker(address, tools=[halve], backoff=Backoff(0.05, 0.5))
+    worker.start(timeout=EVENT_TIMEOUT)
+    try:
+        proc = restart(server_factory, proc)
+        assert worker.wait_registered(EVENT_TIMEOUT, count=2), "worker did not re-register"
+        with Client(address, session_id=unique("session")) as client:
+            assert [t.name for t in client.list_tools()] == ["halve"]
+            ack = client.submit("halve", n=3)
+            (done,) = collect(client.completions()).take(1)
+            assert (done.task_id, done.result) == (ack.task_id, 1.5)
+    finally:
+        worker.stop()

@@ -7,9 +7,11 @@ import threading
 from typing import Callable, Optional
 
 import pydantic
+import pytest
 
 from errand import (
     Client,
+    InvalidArgument,
     TaskStatus,
     ToolFailure,
     Worker,
@@ -201,3 +203,14 @@ def test_timeout_reaches_a_running_tool(
     assert (done.task_id, done.status) == (a.task_id, TaskStatus.TIMED_OUT)
     assert seen.wait(EVENT_TIMEOUT)
     assert reasons == ["timeout"]
+
+
+def test_a_worker_the_server_refuses_raises_on_start(server: str) -> None:
+    @async_tool(name=unique("verbose"), description="x" * 100_000)
+    def verbose() -> None:
+        pass
+
+    worker = Worker(server, tools=[verbose])
+    with pytest.raises(InvalidArgument):
+        worker.start(timeout=EVENT_TIMEOUT)
+    assert isinstance(worker.error, InvalidArgument)
