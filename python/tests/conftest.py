@@ -115,14 +115,6 @@ class ServerProcess:
             self._log = None
 
 
-def durable_store_available() -> bool:
-    """Whether this build's `errand serve` keeps state in --data-dir across restarts."""
-    done = subprocess.run(
-        [str(errand_bin()), "serve", "--help"], capture_output=True, text=True, check=False
-    )
-    return "sqlite" in (done.stdout + done.stderr).lower()
-
-
 class CuttableProxy:
     """A loopback TCP proxy whose connections the test can cut, as a network blip.
 

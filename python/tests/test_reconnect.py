@@ -22,6 +22,7 @@ from errand import (
     AsyncClient,
     Client,
     Completion,
+    NotFound,
     TaskStatus,
     Worker,
     async_tool,
@@ -33,16 +34,36 @@ from .conftest import (
     Collector,
     CuttableProxy,
     ServerProcess,
-    durable_store_available,
     free_port,
     unique,
 )
 
 
 @pytest.fixture
-def durable() -> None:
-    if not durable_store_available():
-        pytest.skip("this errand build has no durable store (--data-dir): kill/restart not tested")
+def durable(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """Skip, saying so, when this server build does not keep tasks across a restart."""
+    port = free_port()
+    data = tmp_path / "probe"
+    data.mkdir()
+    proc = server_factory("--listen", f"127.0.0.1:{port}", "--data-dir", str(data))
+    address = proc.start()
+
+    @async_tool(name="probe")
+    def probe() -> str:
+        return "ok"
+
+    with Worker(address, tools=[probe]), Client(address, session_id="probe") as client:
+        task_id = client.submit("probe").task_id
+        with client.completions() as stream:
+            next(stream)
+        restart(server_factory, proc)
+        try:
+            client.get_task(task_id)
+        except NotFound:
+            pytest.skip(
+                "this errand build keeps no state in --data-dir across a restart: "
+                "kill/restart tests not run"
+            )
 
 
 def test_network_blip_mid_stream_loses_and_repeats_nothing(
