@@ -83,7 +83,9 @@ class AsyncAgent:
         after_seq: resume after this completion seq (0: everything retained).
         on_status: called with ("queued" | "draining" | "delivered", completions);
             may be a coroutine function.
-        ack: tell the server to drop completions once delivered.
+        ack: tell the server to drop completions once delivered (AckCompletions);
+            this drops them for every stream of the session, so pass False
+            when something else also reads the session's completions.
         format_batch: turns a list of completions into one message.
     """
 
