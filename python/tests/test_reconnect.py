@@ -3,9 +3,9 @@
 - A network blip (a proxy cuts the connection) mid-stream: the completion
   iterators reopen the stream after their last seq; completions that happened
   meanwhile are replayed.
-- The server killed (SIGKILL) and restarted on the same port and data dir: the
-  iterators resume and the worker registers again. These need the durable
-  store and are skipped, saying so, by a server build without it.
+- The server killed (SIGKILL) and restarted on the same port and data dir
+  (the durable SQLite store): the iterators resume and the worker registers
+  again; a task that was running is dispatched again and completes once.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 from errand import (
     AsyncAgent,
     AsyncClient,
     Client,
     Completion,
-    NotFound,
     TaskStatus,
     Worker,
     async_tool,
@@ -37,33 +34,6 @@ from .conftest import (
     free_port,
     unique,
 )
-
-
-@pytest.fixture
-def durable(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
-    """Skip, saying so, when this server build does not keep tasks across a restart."""
-    port = free_port()
-    data = tmp_path / "probe"
-    data.mkdir()
-    proc = server_factory("--listen", f"127.0.0.1:{port}", "--data-dir", str(data))
-    address = proc.start()
-
-    @async_tool(name="probe")
-    def probe() -> str:
-        return "ok"
-
-    with Worker(address, tools=[probe]), Client(address, session_id="probe") as client:
-        task_id = client.submit("probe").task_id
-        with client.completions() as stream:
-            next(stream)
-        restart(server_factory, proc)
-        try:
-            client.get_task(task_id)
-        except NotFound:
-            pytest.skip(
-                "this errand build keeps no state in --data-dir across a restart: "
-                "kill/restart tests not run"
-            )
 
 
 def test_network_blip_mid_stream_loses_and_repeats_nothing(
@@ -152,7 +122,6 @@ def restart(server_factory: Callable[..., ServerProcess], old: ServerProcess) ->
     return new
 
 
-@pytest.mark.usefixtures("durable")
 def test_stream_and_worker_survive_kill_and_restart(
     server_factory: Callable[..., ServerProcess],
     tmp_path: Path,
@@ -199,7 +168,6 @@ def test_stream_and_worker_survive_kill_and_restart(
         worker.stop()
 
 
-@pytest.mark.usefixtures("durable")
 def test_a_task_running_when_the_server_dies_completes_after_restart(
     server_factory: Callable[..., ServerProcess],
     tmp_path: Path,
@@ -239,7 +207,6 @@ def test_a_task_running_when_the_server_dies_completes_after_restart(
         worker.stop()
 
 
-@pytest.mark.usefixtures("durable")
 def test_async_agent_survives_kill_and_restart(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
