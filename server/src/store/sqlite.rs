@@ -8,9 +8,10 @@
 //! transaction, commits with one fsync, and only then answers every caller.
 //! Submits and results that arrive while a commit is in flight therefore
 //! share the next fsync: the cost of durability is one fsync per batch, not
-//! one per task. Each change runs in its own savepoint, so a change that
-//! fails (a full disk) fails alone unless SQLite abandons the whole
-//! transaction, in which case every change of that batch fails with it.
+//! one per task. Each change is one statement, or a savepoint when it takes
+//! several, so a change that fails (a full disk) fails alone, unless SQLite
+//! abandons the whole transaction, in which case every change of that batch
+//! fails with it.
 //!
 //! **Reads** (`get_task`, `completions_after`, `unfinished_tasks`) use a small
 //! pool of separate connections on the blocking thread pool: WAL lets them run
@@ -99,8 +100,29 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
-const TASK_COLUMNS: &str = "id, session, tool, arguments, timeout_ns, idempotency_key, \
-     created_at, state, attempts, started_at, finished_at, result, error_code, error_message, seq";
+/// The columns [`task_from_row`] reads, in its order.
+macro_rules! task_columns {
+    () => {
+        "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
+         attempts, started_at, finished_at, result, error_code, error_message, seq"
+    };
+}
+const SELECT_TASK: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
+const SELECT_BY_KEY: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE session = ?1 AND idempotency_key = ?2"
+);
+const SELECT_UNFINISHED: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE state < 2 ORDER BY created_at"
+);
+const SELECT_COMPLETIONS: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
+);
 
 /// Counters of the writer, for tests, benchmarks and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -244,9 +266,7 @@ impl Drop for SqliteStore {
 impl Store for SqliteStore {
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         self.read(|conn| {
-            let sql =
-                format!("SELECT {TASK_COLUMNS} FROM tasks WHERE state < 2 ORDER BY created_at");
-            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(SELECT_UNFINISHED)?;
             let rows = stmt.query_map([], task_from_row)?;
             rows.collect()
         })
@@ -275,8 +295,7 @@ impl Store for SqliteStore {
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
         self.read(move |conn| {
-            let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
-            conn.prepare_cached(&sql)?
+            conn.prepare_cached(SELECT_TASK)?
                 .query_row([&task_id.as_bytes()[..]], task_from_row)
                 .optional()
         })
@@ -291,11 +310,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         let session = session.to_string();
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM tasks
-                 WHERE session = ?1 AND seq > 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(SELECT_COMPLETIONS)?;
             let rows = stmt.query_map(
                 params![session, to_i64(after_seq), to_i64(limit as u64)],
                 |row| task_from_row(row).and_then(|t| completion_of(&t)),
@@ -449,7 +464,7 @@ impl Writer {
         }
         let mut ops = std::mem::take(batch).into_iter();
         while let Some(op) = ops.next() {
-            let applied = self.apply_in_savepoint(op);
+            let applied = self.apply(op);
             if let Some(next) = applied.more {
                 more = Some(next);
             }
@@ -493,31 +508,6 @@ impl Writer {
         }
         // A failed commit loses the purge step too; its caller is told.
         if commit.is_err() { None } else { more }
-    }
-
-    /// Applies one change in a savepoint, so that its failure undoes only it.
-    fn apply_in_savepoint(&mut self, op: Op) -> Applied {
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
-            let e = store_error(e);
-            fail(op, &e);
-            return Applied {
-                answer: None,
-                more: None,
-                failed: Some(e),
-            };
-        }
-        let applied = self.apply(op);
-        let end = if applied.failed.is_some() {
-            "ROLLBACK TO op; RELEASE op"
-        } else {
-            "RELEASE op"
-        };
-        if !self.conn.is_autocommit()
-            && let Err(e) = self.conn.execute_batch(end)
-        {
-            warn!(error = %e, "ending a store savepoint failed");
-        }
-        applied
     }
 
     fn apply(&mut self, op: Op) -> Applied {
@@ -614,10 +604,8 @@ fn fail(op: Op, e: &StoreError) {
 
 fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<Inserted> {
     if let Some(key) = &task.idempotency_key {
-        let sql =
-            format!("SELECT {TASK_COLUMNS} FROM tasks WHERE session = ?1 AND idempotency_key = ?2");
         let earlier = conn
-            .prepare_cached(&sql)?
+            .prepare_cached(SELECT_BY_KEY)?
             .query_row(params![&*task.session, &**key], task_from_row)
             .optional()?;
         if let Some(earlier) = earlier {
@@ -664,10 +652,30 @@ fn dispatch(conn: &Connection, id: Uuid, attempt: u32, at: SystemTime) -> rusqli
     Ok(())
 }
 
+/// Finishes a task in a savepoint: the seq counter and the task row change
+/// together or not at all (no seq is handed out and lost).
 fn finish_task(conn: &Connection, finish: &Finish) -> rusqlite::Result<Option<CompletionRecord>> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+    conn.prepare_cached("SAVEPOINT finish")?.execute([])?;
+    match finish_task_inner(conn, finish) {
+        Ok(done) => {
+            conn.prepare_cached("RELEASE finish")?.execute([])?;
+            Ok(done)
+        }
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK TO finish; RELEASE finish");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn finish_task_inner(
+    conn: &Connection,
+    finish: &Finish,
+) -> rusqlite::Result<Option<CompletionRecord>> {
     let task = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SELECT_TASK)?
         .query_row([&finish.task_id.as_bytes()[..]], task_from_row)
         .optional()?;
     let Some(task) = task.filter(|t| !t.state.is_final()) else {
