@@ -156,14 +156,8 @@ impl Store for MemoryStore {
         for id in removed {
             inner.remove_task(id);
         }
-        // Sessions with nothing left are forgotten, seq counter included:
-        // they have been idle for a whole retention period.
-        let Inner {
-            tasks, sessions, ..
-        } = &mut *inner;
-        let busy: std::collections::HashSet<&Arc<str>> =
-            tasks.values().map(|t| &t.session).collect();
-        sessions.retain(|name, log| !log.log.is_empty() || busy.contains(name));
+        // Session counters stay, empty or not: a client resuming with an old
+        // after_seq must never meet a seq that starts again at 1.
         Ok(count)
     }
 }
