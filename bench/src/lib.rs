@@ -1,0 +1,11 @@
+//! errand's benchmark programs. `bench/run` drives them (with the peers in
+//! `bench/*.py`); each workload prints one JSON object on stdout.
+//!
+//! Layout: [`agent`] (the load-generating agent, one function per workload),
+//! [`workers`] (the no-op, sleeping and stalling tools on errand's Rust
+//! worker runtime), [`echo`] (a plain tonic unary echo, the round-trip
+//! floor), [`stats`] (percentiles, and RSS and CPU from `/proc`).
+pub mod agent;
+pub mod echo;
+pub mod stats;
+pub mod workers;

@@ -1,0 +1,124 @@
+//! Latency samples and their percentiles, process facts from `/proc`.
+use std::{
+    fs,
+    io::Write,
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{Value, json};
+
+/// Nanoseconds since the Unix epoch. Workers stamp results with it and
+/// agents subtract it on receipt: both run on this machine's one clock.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Summarises latencies given in nanoseconds as microseconds, and writes
+/// them (one value in µs per line) to `path` for the plots when given.
+pub fn summarize(mut ns: Vec<u64>, path: Option<&Path>) -> anyhow::Result<Value> {
+    ns.sort_unstable();
+    if let Some(path) = path {
+        let mut out = std::io::BufWriter::new(fs::File::create(path)?);
+        for v in &ns {
+            writeln!(out, "{:.1}", *v as f64 / 1e3)?;
+        }
+        out.flush()?;
+    }
+    let us = |v: u64| (v as f64 / 1e3 * 10.0).round() / 10.0;
+    let mean = if ns.is_empty() {
+        0.0
+    } else {
+        ns.iter().map(|&v| v as f64).sum::<f64>() / ns.len() as f64 / 1e3
+    };
+    Ok(json!({
+        "n": ns.len(),
+        "p50_us": us(percentile(&ns, 0.50)),
+        "p99_us": us(percentile(&ns, 0.99)),
+        "p999_us": us(percentile(&ns, 0.999)),
+        "max_us": us(ns.last().copied().unwrap_or(0)),
+        "mean_us": (mean * 10.0).round() / 10.0,
+    }))
+}
+
+/// Resident memory of a process in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// User plus system CPU time of a process in clock ticks (`/proc/PID/stat`).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU seconds used by the given processes (and this one) between two calls.
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    start: Vec<u64>,
+}
+
+impl CpuMeter {
+    pub fn start(pids: &[u32]) -> Self {
+        let mut pids = pids.to_vec();
+        pids.push(std::process::id());
+        let start = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
+        Self { pids, start }
+    }
+
+    /// CPU seconds per process since `start`, keyed by pid; the last is this one.
+    pub fn stop(&self) -> Vec<(u32, f64)> {
+        // Linux reports /proc times in USER_HZ, 100 on every common configuration.
+        const TICKS_PER_SEC: f64 = 100.0;
+        self.pids
+            .iter()
+            .zip(&self.start)
+            .map(|(&p, &s)| {
+                let now = cpu_ticks(p).unwrap_or(s);
+                (p, now.saturating_sub(s) as f64 / TICKS_PER_SEC)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 0.999), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn reads_own_rss_and_cpu() {
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
+        assert!(cpu_ticks(std::process::id()).is_some());
+    }
+}
