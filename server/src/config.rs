@@ -32,6 +32,8 @@ pub struct Limits {
     pub max_worker_concurrency: u32,
     pub max_description_bytes: usize,
     pub max_schema_bytes: usize,
+    /// Longest timeout a submit or a tool may set.
+    pub max_timeout: Duration,
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
@@ -63,6 +65,7 @@ impl Default for Limits {
             max_worker_concurrency: 10_000,
             max_description_bytes: 16 * 1024,
             max_schema_bytes: 64 * 1024,
+            max_timeout: Duration::from_secs(7 * 24 * 3600),
             stream_buffer: 64,
         }
     }

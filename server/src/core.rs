@@ -200,6 +200,7 @@ impl Core {
                 limits.max_idempotency_key_bytes
             )));
         }
+        crate::tools::check_timeout("timeout_ms", req.timeout_ms, limits)?;
         let spec = self.tool_spec(&req.tool)?;
         let arguments = spec.check_arguments(&req.arguments_json, limits)?;
         let timeout = if req.timeout_ms > 0 {

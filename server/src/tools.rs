@@ -55,6 +55,11 @@ impl ToolSpec {
                 limits.max_description_bytes
             )));
         }
+        check_timeout(
+            &format!("tool `{}`: timeout_ms", tool.name),
+            tool.timeout_ms,
+            limits,
+        )?;
         let validator = if tool.input_schema_json.trim().is_empty() {
             None
         } else {
@@ -125,6 +130,17 @@ impl ToolSpec {
             Ok(arguments_json.into())
         }
     }
+}
+
+/// Checks a timeout in milliseconds against the limit; `what` names it.
+pub fn check_timeout(what: &str, timeout_ms: u64, limits: &Limits) -> Result<(), Error> {
+    let max = crate::model::millis(limits.max_timeout);
+    if timeout_ms > max {
+        return Err(Error::invalid(format!(
+            "{what} is {timeout_ms}, the limit is {max}"
+        )));
+    }
+    Ok(())
 }
 
 /// Parses arguments: within size, JSON, an object. Empty means `{}`.

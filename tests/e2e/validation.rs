@@ -33,7 +33,7 @@ async fn submit_rejects_bad_sessions_tools_and_arguments() {
             &["--schema", SCHEMA, "--description", "Search."],
         )
         .await;
-    let cases: Vec<(pb::SubmitToolRequest, Code, &str)> = vec![
+    let mut cases: Vec<(pb::SubmitToolRequest, Code, &str)> = vec![
         (
             submit("", "search", r#"{"query":"x"}"#),
             Code::InvalidArgument,
@@ -94,6 +94,9 @@ async fn submit_rejects_bad_sessions_tools_and_arguments() {
             "the limit is 1024",
         ),
     ];
+    let mut forever = submit("s", "search", r#"{"query":"x"}"#);
+    forever.timeout_ms = u64::MAX;
+    cases.push((forever, Code::InvalidArgument, "timeout_ms is"));
     for (req, code, needle) in cases {
         let what = format!("{}:{:.40}", req.tool, req.arguments_json);
         let s = status(&server, req).await;
