@@ -4,8 +4,9 @@
 //! Layout: [`agent`] (the load-generating agent, one function per workload),
 //! [`workers`] (the no-op, sleeping and stalling tools on errand's Rust
 //! worker runtime), [`echo`] (a plain tonic unary echo, the round-trip
-//! floor), [`stats`] (percentiles, and RSS and CPU from `/proc`).
+//! floor), [`floor`] (the disk's `fdatasync` floor), [`stats`] (percentiles, and RSS and CPU from `/proc`).
 pub mod agent;
 pub mod echo;
+pub mod floor;
 pub mod stats;
 pub mod workers;

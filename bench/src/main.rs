@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use errand_bench::{agent, echo, workers};
+use errand_bench::{agent, echo, floor, workers};
 
 #[derive(Parser)]
 #[command(about = "Load generator, workers and echo for errand's benchmark (driven by bench/run)")]
@@ -40,6 +40,13 @@ enum Command {
         payload: usize,
         #[arg(long)]
         samples: Option<PathBuf>,
+    },
+    /// The disk's floor: fdatasync of small appends in DIR.
+    Fsync {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
     },
     /// Workload 1: agents submitting as fast as they can (or at --rate).
     Submit {
@@ -160,6 +167,7 @@ async fn run(command: Command) -> anyhow::Result<Option<serde_json::Value>> {
             payload,
             samples,
         } => echo::measure(&addr, count, payload, samples.as_deref()).await?,
+        Command::Fsync { dir, count } => floor::fsync(&dir, count)?,
         Command::Submit {
             addr,
             server_pid,
