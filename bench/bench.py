@@ -485,6 +485,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def report(R: dict[str, Any], sz: dict[str, Any]) -> tuple[str, list[tuple[str, str, str, bool]]]:
+    sz = {**sz, "submit_counts": {int(k): v for k, v in sz["submit_counts"].items()}}
     parts = []
     g = R.get
     # 1. Submit.
@@ -714,6 +715,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> tuple[str, list[tuple[str, 
 
 def targets(R: dict[str, Any], sz: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(target, measured, bound, holds) for every target of issue 6 that was measured."""
+    sz = {**sz, "submit_counts": {int(k): v for k, v in sz["submit_counts"].items()}}
     out = []
     g = R.get
     e2e = g("e2e/durable/rust")
@@ -865,13 +867,22 @@ def plot(R: dict[str, Any]) -> Optional[str]:
             ],
         ),
     ]
+    colors = {
+        "errand durable": "C0",
+        "errand memory": "C1",
+        "seed TPE": "C2",
+        "Celery+Redis": "C3",
+        "Ray": "C4",
+        "tonic echo RTT": "k",
+        "errand, 1,000 streams": "C5",
+    }
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     for ax, (title, series) in zip(axes.flat, panels):
         for label, name in series:
             v = sorted(load(name))
             if v:
                 ys = [(i + 1) / len(v) for i in range(len(v))]
-                ax.plot([max(x, 0.1) for x in v], ys, label=f"{label} (n={len(v):,})")
+                ax.plot([max(x, 0.1) for x in v], ys, label=f"{label} (n={len(v):,})", color=colors.get(label))
         ax.set_xscale("log")
         ax.set_xlabel("latency (µs, log scale)")
         ax.set_ylabel("fraction ≤ x (CDF)")
@@ -890,7 +901,20 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="errand only")
     parser.add_argument("--skip", default="", help="comma-separated peers not to run: seed,celery,ray")
     parser.add_argument("--command", default="bench/run", help="the command line to record in RESULTS.md")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render RESULTS.md and latency.png from bench/out (after editing ANALYSIS.md)",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        saved = json.loads((OUT / "results.json").read_text())
+        body, tgts = report(saved["results"], saved["sizes"])
+        tgt_table = table(
+            ["target (issue 6)", "measured", "holds"], [[t, m, "yes" if ok else "**no**"] for t, m, _, ok in tgts]
+        )
+        write_results(body, tgt_table, saved["machine"], saved["command"], plot(saved["results"]))
+        return 0
     sz = SMOKE if args.smoke else FULL
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("*.txt"):
@@ -933,7 +957,10 @@ def main() -> int:
         finally:
             for p in PROCS:
                 stop(p)
-    (OUT / "results.json").write_text(json.dumps(R, indent=1))
+    sizes = {**sz, "submit_counts": {str(k): v for k, v in sz["submit_counts"].items()}}
+    (OUT / "results.json").write_text(
+        json.dumps({"results": R, "sizes": sizes, "machine": facts, "command": args.command}, indent=1)
+    )
     body, tgts = report(R, sz)
     tgt_table = table(
         ["target (issue 6)", "measured", "holds"], [[t, m, "yes" if ok else "**no**"] for t, m, _, ok in tgts]
