@@ -916,7 +916,10 @@ def main() -> int:
         write_results(body, tgt_table, saved["machine"], saved["command"], plot(saved["results"]))
         return 0
     sz = SMOKE if args.smoke else FULL
-    OUT.mkdir(exist_ok=True)
+    global OUT
+    if args.smoke:  # keep a full run's samples and results.json for --report-only
+        OUT = OUT / "smoke"
+    OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.txt"):
         old.unlink()
     (OUT / "server.log").write_text("")
