@@ -896,6 +896,7 @@ def plot(R: dict[str, Any]) -> Optional[str]:
 
 
 def main() -> int:
+    global OUT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; exit 1 if anything broke")
     parser.add_argument("--no-peers", action="store_true", help="errand only")
@@ -916,7 +917,6 @@ def main() -> int:
         write_results(body, tgt_table, saved["machine"], saved["command"], plot(saved["results"]))
         return 0
     sz = SMOKE if args.smoke else FULL
-    global OUT
     if args.smoke:  # keep a full run's samples and results.json for --report-only
         OUT = OUT / "smoke"
     OUT.mkdir(parents=True, exist_ok=True)
