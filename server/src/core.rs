@@ -603,7 +603,7 @@ impl Core {
         if let Some(c) = completion {
             task.seq = c.seq;
             debug!(task_id = %task.id, session_id = %task.session, seq = c.seq, status = task.state.name(), "task completed");
-            self.sessions.notify(&c.session, c.seq);
+            self.sessions.completed(c);
         }
         task
     }

@@ -1,64 +1,88 @@
 //! Session streams: wake-ups for open `Completions` streams, and the loop
 //! that replays a session's retained completions, then follows live ones.
 //!
-//! A stream keeps only a cursor (the last seq it sent) and reads the store
-//! after it whenever the session's seq moves. Replay and live delivery are
-//! one code path, a slow reader costs a bounded channel and nothing more,
-//! and nothing is missed or sent twice: each stream sends seqs in order,
-//! each once.
+//! A stream keeps a cursor (the last seq it sent). It replays from the store
+//! until it has caught up, then takes live completions straight from the
+//! session's broadcast as they are committed, as long as each is the next
+//! seq; on a gap (completions committed out of order by concurrent
+//! finishes), a lag (a slow reader overran the broadcast) or a bare wake-up
+//! it reads the store again. Replay and live delivery share one cursor, a
+//! slow reader costs a bounded channel and nothing more, and nothing is
+//! missed or sent twice: each stream sends seqs in order, each once.
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
 };
 
 use errand_proto::v1 as pb;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::debug;
 
-use crate::core::Core;
+use crate::{core::Core, model::CompletionRecord};
 
-/// Completions read from the store per wake-up.
+/// Completions read from the store per read.
 const BATCH: usize = 256;
 
-/// The latest seq of each session that has an open stream.
+/// Live completions buffered per watched session before slow readers lag
+/// (and fall back to the store).
+const LIVE_BUFFER: usize = 64;
+
+/// What a session's streams hear.
+#[derive(Clone, Debug)]
+pub enum Wake {
+    /// A completion, committed and readable from the store.
+    Completion(Arc<CompletionRecord>),
+    /// Completions up to this seq are readable from the store (for example
+    /// finished by another server).
+    Seq(u64),
+}
+
+/// Wake-ups for sessions that have an open stream.
 #[derive(Default)]
 pub struct SessionHub {
-    watchers: Mutex<HashMap<Arc<str>, watch::Sender<u64>>>,
+    watchers: Mutex<HashMap<Arc<str>, broadcast::Sender<Wake>>>,
 }
 
 impl SessionHub {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, watch::Sender<u64>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, broadcast::Sender<Wake>>> {
         self.watchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A receiver that changes whenever the session gets a new completion.
-    pub fn subscribe(&self, session: &str) -> watch::Receiver<u64> {
+    /// A receiver of the session's wake-ups from now on.
+    pub fn subscribe(&self, session: &str) -> broadcast::Receiver<Wake> {
         let mut watchers = self.lock();
         match watchers.get(session) {
             Some(tx) => tx.subscribe(),
             None => {
-                let (tx, rx) = watch::channel(0);
+                let (tx, rx) = broadcast::channel(LIVE_BUFFER);
                 watchers.insert(session.into(), tx);
                 rx
             }
         }
     }
 
-    /// Wakes the session's streams: `seq` is now readable from the store.
+    /// Hands a committed completion to the session's streams.
+    pub fn completed(&self, completion: CompletionRecord) {
+        self.wake(
+            &completion.session.clone(),
+            Wake::Completion(Arc::new(completion)),
+        );
+    }
+
+    /// Tells the session's streams that completions up to `seq` are readable.
     pub fn notify(&self, session: &str, seq: u64) {
+        self.wake(session, Wake::Seq(seq));
+    }
+
+    fn wake(&self, session: &str, wake: Wake) {
         let mut watchers = self.lock();
-        if let Some(tx) = watchers.get(session) {
-            if tx.receiver_count() == 0 {
-                watchers.remove(session);
-            } else {
-                tx.send_if_modified(|latest| {
-                    let newer = seq > *latest;
-                    *latest = (*latest).max(seq);
-                    newer
-                });
-            }
+        if let Some(tx) = watchers.get(session)
+            && tx.send(wake).is_err()
+        {
+            // Every stream of the session has closed.
+            watchers.remove(session);
         }
     }
 
@@ -104,32 +128,66 @@ async fn follow(
         )
     };
     // Subscribe before the first read, so no completion falls between them.
-    let mut latest = core.sessions().subscribe(session);
+    let mut live = core.sessions().subscribe(session);
     let mut cursor = after_seq;
-    loop {
-        latest.borrow_and_update();
-        let batch = core
-            .store()
-            .completions_after(session, cursor, BATCH)
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "reading completions failed: {e}; reconnect with after_seq={cursor}"
-                ))
-            })?;
-        if batch.is_empty() {
+    let send = |completion: &CompletionRecord| {
+        let message = completion.to_proto();
+        async move {
             tokio::select! {
-                changed = latest.changed() => if changed.is_err() { return Err(ended()) },
+                sent = tx.send(Ok(message)) => sent.is_ok(),
+                _ = shutdown.cancelled() => false,
+            }
+        }
+    };
+    'read_store: loop {
+        loop {
+            let batch = core
+                .store()
+                .completions_after(session, cursor, BATCH)
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!(
+                        "reading completions failed: {e}; reconnect with after_seq={cursor}"
+                    ))
+                })?;
+            let full = batch.len() == BATCH;
+            for completion in &batch {
+                if !send(completion).await {
+                    return if shutdown.is_cancelled() {
+                        Err(ended())
+                    } else {
+                        Ok(())
+                    };
+                }
+                cursor = completion.seq;
+            }
+            if !full {
+                break;
+            }
+        }
+        // Caught up: follow the broadcast while it brings the next seq.
+        loop {
+            let wake = tokio::select! {
+                wake = live.recv() => wake,
                 _ = tx.closed() => return Ok(()),
                 _ = shutdown.cancelled() => return Err(ended()),
-            }
-            continue;
-        }
-        for completion in batch {
-            cursor = completion.seq;
-            tokio::select! {
-                sent = tx.send(Ok(completion.to_proto())) => if sent.is_err() { return Ok(()) },
-                _ = shutdown.cancelled() => return Err(ended()),
+            };
+            match wake {
+                Ok(Wake::Completion(c)) if c.seq <= cursor => {}
+                Ok(Wake::Completion(c)) if c.seq == cursor + 1 => {
+                    if !send(&c).await {
+                        return if shutdown.is_cancelled() {
+                            Err(ended())
+                        } else {
+                            Ok(())
+                        };
+                    }
+                    cursor = c.seq;
+                }
+                Ok(Wake::Seq(seq)) if seq <= cursor => {}
+                // A gap, a bare wake-up, or a lag: the store has it all.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue 'read_store,
+                Err(broadcast::error::RecvError::Closed) => return Err(ended()),
             }
         }
     }

@@ -395,11 +395,17 @@ struct Applied {
 struct Writer {
     conn: Connection,
     counters: Arc<Counters>,
+    /// Whether commits run with `synchronous = FULL` (an fsync each).
+    synced_commits: bool,
 }
 
 impl Writer {
     fn new(conn: Connection, counters: Arc<Counters>) -> Self {
-        Self { conn, counters }
+        Self {
+            conn,
+            counters,
+            synced_commits: true,
+        }
     }
 
     fn run(mut self, rx: mpsc::Receiver<Op>) {
@@ -453,6 +459,22 @@ impl Writer {
         let count = batch.len() as u64;
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let mut more = None;
+        // A batch of dispatch records only answers nobody: commit it without
+        // an fsync. The next synchronous commit syncs the WAL, these frames
+        // included; a crash before that only forgets some dispatches, which
+        // recovery treats as queued tasks.
+        let sync = batch.iter().any(|op| !matches!(op, Op::Dispatch { .. }));
+        if sync != self.synced_commits {
+            let mode = if sync { "FULL" } else { "NORMAL" };
+            if let Err(e) = self
+                .conn
+                .execute_batch(&format!("PRAGMA synchronous = {mode}"))
+            {
+                error!(error = %e, "setting the store's synchronous mode failed");
+            } else {
+                self.synced_commits = sync;
+            }
+        }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let e = store_error(e);
             error!(error = %e, "starting a store transaction failed");
