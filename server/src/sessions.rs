@@ -131,6 +131,10 @@ async fn follow(
                 sent = tx.send(Ok(completion.to_proto())) => if sent.is_err() { return Ok(()) },
                 _ = shutdown.cancelled() => return Err(ended()),
             }
+            let waited = std::time::SystemTime::now()
+                .duration_since(completion.completed_at)
+                .unwrap_or_default();
+            core.metrics().delivered_after(waited);
         }
     }
 }

@@ -44,12 +44,14 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 
 impl ToolSpec {
     /// Validates a tool a worker registers.
+    /// `tool.name` may be a tenant key ([`crate::tenant`]); the name checked
+    /// and shown in errors is the client's.
     pub fn from_proto(tool: &pb::Tool, limits: &Limits) -> Result<Self, Error> {
-        check_name(&tool.name)?;
+        let shown = crate::tenant::strip(&tool.name);
+        check_name(shown)?;
         if tool.description.len() > limits.max_description_bytes {
             return Err(Error::invalid(format!(
-                "tool `{}`: description is {} bytes, the limit is {}",
-                tool.name,
+                "tool `{shown}`: description is {} bytes, the limit is {}",
                 tool.description.len(),
                 limits.max_description_bytes
             )));
@@ -58,7 +60,7 @@ impl ToolSpec {
             None
         } else {
             Some(Arc::new(compile_schema(
-                &tool.name,
+                shown,
                 &tool.input_schema_json,
                 limits,
             )?))
@@ -75,7 +77,7 @@ impl ToolSpec {
     /// The tool as `ListTools` shows it: the async notice appended.
     pub fn to_proto(&self, workers: u32) -> pb::Tool {
         pb::Tool {
-            name: self.name.to_string(),
+            name: crate::tenant::strip(&self.name).to_string(),
             description: text::tool_description(&self.description),
             input_schema_json: if self.input_schema_json.is_empty() {
                 r#"{"type":"object"}"#.to_string()
@@ -114,7 +116,7 @@ impl ToolSpec {
                 };
                 return Err(Error::invalid(format!(
                     "arguments_json fails the input schema of tool `{}` at {path}: {first}{extra}",
-                    self.name
+                    crate::tenant::strip(&self.name)
                 )));
             }
         }

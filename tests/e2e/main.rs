@@ -3,4 +3,5 @@
 mod cli;
 mod delivery;
 mod dispatch;
+mod security;
 mod validation;
