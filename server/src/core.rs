@@ -8,7 +8,10 @@
 //! [`SessionHub`].
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -54,6 +57,9 @@ pub struct Core {
     tracker: TaskTracker,
     /// Woken when a running task ends while the server drains.
     idle: Notify,
+    /// Endings taken from the live state and not yet in the store: a drain
+    /// waits for them too, so streams can deliver them before they close.
+    finishing: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -128,6 +134,7 @@ impl Core {
             metrics: Metrics::default(),
             tracker: TaskTracker::new(),
             idle: Notify::new(),
+            finishing: AtomicUsize::new(0),
         })
     }
 
@@ -175,6 +182,7 @@ impl Core {
                         "the server stopped while the task ran, on each of its {} attempts",
                         task.attempts
                     );
+                    self.finishing.fetch_add(1, Ordering::SeqCst);
                     exhausted.push(Ending {
                         finish: finish(
                             &task,
@@ -630,6 +638,7 @@ impl Core {
             }
         }
         st.release(&live.task.session);
+        self.finishing.fetch_add(1, Ordering::SeqCst);
         let finish = finish(&live.task, state, outcome);
         Some(Ending {
             task: live.task,
@@ -666,6 +675,9 @@ impl Core {
             task.seq = c.seq;
             debug!(task_id = %task.id, session_id = %task.session, seq = c.seq, status = task.state.name(), "task completed");
             self.sessions.notify(&c.session, c.seq);
+        }
+        if self.finishing.fetch_sub(1, Ordering::SeqCst) == 1 && self.lock().draining {
+            self.idle.notify_waiters();
         }
         task
     }
@@ -849,7 +861,7 @@ impl Core {
                 .values()
                 .filter(|l| l.worker.is_some())
                 .count();
-            if running == 0 {
+            if running == 0 && self.finishing.load(Ordering::SeqCst) == 0 {
                 return 0;
             }
             info!(running, "waiting for running tasks to finish");

@@ -50,6 +50,9 @@ pub struct Options {
     pub metrics: Option<TcpListener>,
 }
 
+/// How long connections may stay open once every stream was told to end.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
 const SERVICES: [&str; 2] = ["errand.v1.ToolService", "errand.v1.WorkerService"];
 
 /// Serves errand on `listener` until `shutdown` resolves, then ends every
@@ -114,8 +117,9 @@ pub async fn serve_with(
                 .max_encoding_message_size(max),
             Auth::new(tokens, Some(Role::Worker), "WorkerService"),
         ));
-    let result = router
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), {
+    let serving = router.serve_with_incoming_shutdown(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        {
             let core = core.clone();
             async move {
                 shutdown.await;
@@ -137,8 +141,18 @@ pub async fn serve_with(
                 }
                 core.shutdown_token().cancel();
             }
-        })
-        .await;
+        },
+    );
+    // Streams end once the drain is over; connections that stay open after
+    // that (a health Watch, a client that never reads) are not waited for.
+    let stopped = core.shutdown_token().clone();
+    let result = tokio::select! {
+        r = serving => r,
+        _ = async { stopped.cancelled().await; tokio::time::sleep(CLOSE_WAIT).await } => {
+            warn!("connections still open {} s after the drain: closing them", CLOSE_WAIT.as_secs());
+            Ok(())
+        }
+    };
     core.shutdown_token().cancel();
     // Worker streams write their last results to the store before they end.
     core.tracker().close();

@@ -22,6 +22,9 @@ use crate::core::Core;
 /// Completions read from the store per wake-up.
 const BATCH: usize = 256;
 
+/// How long a stopping server waits for a reader to take one completion.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The latest seq of each session that has an open stream.
 #[derive(Default)]
 pub struct SessionHub {
@@ -118,18 +121,34 @@ async fn follow(
                 ))
             })?;
         if batch.is_empty() {
+            if shutdown.is_cancelled() {
+                // Everything stored before the stop has been sent.
+                return Err(ended());
+            }
             tokio::select! {
                 changed = latest.changed() => if changed.is_err() { return Err(ended()) },
                 _ = tx.closed() => return Ok(()),
-                _ = shutdown.cancelled() => return Err(ended()),
+                // One more read: completions of the drain go out first.
+                _ = shutdown.cancelled() => {}
             }
             continue;
         }
         for completion in batch {
             cursor = completion.seq;
-            tokio::select! {
-                sent = tx.send(Ok(completion.to_proto())) => if sent.is_err() { return Ok(()) },
-                _ = shutdown.cancelled() => return Err(ended()),
+            // A stopping server still sends what is stored, but waits for a
+            // slow reader no longer than the flush allows.
+            let send = tx.send(Ok(completion.to_proto()));
+            if shutdown.is_cancelled() {
+                match tokio::time::timeout(SHUTDOWN_FLUSH, send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => return Err(ended()),
+                }
+            } else {
+                tokio::select! {
+                    sent = send => if sent.is_err() { return Ok(()) },
+                    _ = shutdown.cancelled() => return Err(ended()),
+                }
             }
             let waited = std::time::SystemTime::now()
                 .duration_since(completion.completed_at)

@@ -2,7 +2,7 @@
 //! agents and workers that should not all trust each other.
 use std::time::Duration;
 
-use errand_client::{Client, ConnectOptions, Credentials, pb};
+use errand_client::{Client, ConnectOptions, pb};
 use errand_tests::*;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -71,44 +71,6 @@ async fn every_agent_rpc(server: &Server, token: Option<&str>) -> Vec<(&'static 
     out
 }
 
-/// Opens a worker stream with `token` and registers `tool`; the status the
-/// server answers with (OK when it accepted).
-async fn register_as(server: &Server, token: Option<&str>, tool: &str) -> Code {
-    let channel = errand_client::endpoint(&server.addr)
-        .unwrap()
-        .connect_lazy();
-    let mut rpc = pb::worker_service_client::WorkerServiceClient::with_interceptor(
-        channel,
-        Credentials::new(token).unwrap(),
-    );
-    let register = pb::WorkerMessage {
-        kind: Some(pb::worker_message::Kind::Register(pb::Register {
-            worker_name: "w".into(),
-            tools: vec![pb::Tool {
-                name: tool.into(),
-                ..Default::default()
-            }],
-            max_concurrency: 1,
-        })),
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tx.send(register).await.unwrap();
-    let result = rpc
-        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
-    match result {
-        Err(status) => status.code(),
-        Ok(stream) => {
-            let first = stream.into_inner().message().await;
-            match first {
-                Ok(Some(_)) => Code::Ok,
-                Ok(None) => Code::Unknown,
-                Err(status) => status.code(),
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn without_a_valid_token_every_rpc_is_refused() {
     let tokens = Tokens::new();
@@ -140,7 +102,7 @@ async fn without_a_valid_token_every_rpc_is_refused() {
             assert_eq!(code, Code::Unauthenticated, "{rpc} with {token:?}");
         }
         assert_eq!(
-            register_as(&server, token, "search").await,
+            register_raw(&server.addr, token, "search").await,
             Code::Unauthenticated
         );
     }
@@ -149,12 +111,12 @@ async fn without_a_valid_token_every_rpc_is_refused() {
         assert_eq!(code, Code::PermissionDenied, "{rpc} with a worker token");
     }
     assert_eq!(
-        register_as(&server, Some(&agent), "search").await,
+        register_raw(&server.addr, Some(&agent), "search").await,
         Code::PermissionDenied
     );
     // A worker registering a tool outside its list.
     assert_eq!(
-        register_as(&server, Some(&worker), "shell").await,
+        register_raw(&server.addr, Some(&worker), "shell").await,
         Code::PermissionDenied
     );
 

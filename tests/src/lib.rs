@@ -562,3 +562,70 @@ impl Default for Pki {
 pub fn strs(flags: &[String]) -> Vec<&str> {
     flags.iter().map(String::as_str).collect()
 }
+
+/// Opens a worker stream with `token` and registers `tool`; the status the
+/// server answers with (OK when it accepted).
+pub async fn register_raw(addr: &str, token: Option<&str>, tool: &str) -> tonic::Code {
+    use tonic::Code;
+    let channel = endpoint(addr).unwrap().connect_lazy();
+    let mut rpc = pb::worker_service_client::WorkerServiceClient::with_interceptor(
+        channel,
+        errand_client::Credentials::new(token).unwrap(),
+    );
+    let register = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "w".into(),
+            tools: vec![pb::Tool {
+                name: tool.into(),
+                ..Default::default()
+            }],
+            max_concurrency: 1,
+        })),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(register).await.unwrap();
+    let result = rpc
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    match result {
+        Err(status) => status.code(),
+        Ok(stream) => {
+            let first = stream.into_inner().message().await;
+            match first {
+                Ok(Some(_)) => Code::Ok,
+                Ok(None) => Code::Unknown,
+                Err(status) => status.code(),
+            }
+        }
+    }
+}
+
+impl GateWorker {
+    /// Succeeds every task it receives with `result_json`, from now on.
+    pub fn auto_succeed(mut self, result_json: String) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some(job) = self.jobs.recv().await {
+                job.succeed(&result_json);
+            }
+        })
+    }
+}
+
+/// Fetches `url` (http://HOST:PORT/PATH) with a bare HTTP/1.0 GET; the body.
+pub async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
