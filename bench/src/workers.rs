@@ -75,6 +75,7 @@ pub async fn serve(
             })
             .collect(),
         max_concurrency: concurrency,
+        token: None,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -4,7 +4,12 @@ use std::time::Duration;
 use errand_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, transport::Channel, transport::Endpoint};
+use tonic::{
+    Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
 use tracing::debug;
 
 use crate::error::{Error, is_transient};
@@ -31,29 +36,121 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, Error> {
         .map_err(|_| Error::Address(addr.to_string()))
 }
 
+/// How to reach a server beyond its address: a bearer token, TLS.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Sent as `authorization: Bearer <token>` on every call.
+    pub token: Option<String>,
+    /// Connect with TLS (the address's scheme becomes https).
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS for a client: the CA that signed the server's certificate, and the
+/// client's own certificate for mutual TLS. PEM contents, not paths.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Trusted CA; `None`: the system's roots are not used, so set this.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and key, for servers that require mTLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the server's certificate must carry; default: the host.
+    pub domain: Option<String>,
+}
+
+/// Parses an address and applies `options`' TLS settings.
+pub fn endpoint_with(addr: &str, options: &ConnectOptions) -> Result<Endpoint, Error> {
+    let Some(tls) = &options.tls else {
+        return endpoint(addr);
+    };
+    let url = if addr.contains("://") {
+        addr.replacen("http://", "https://", 1)
+    } else {
+        format!("https://{addr}")
+    };
+    let mut config = ClientTlsConfig::new();
+    if let Some(ca) = &tls.ca_pem {
+        config = config.ca_certificate(Certificate::from_pem(ca));
+    }
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    if let Some(domain) = &tls.domain {
+        config = config.domain_name(domain.clone());
+    }
+    endpoint(&url)?
+        .tls_config(config)
+        .map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// Adds the bearer token, if any, to every call.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    bearer: Option<MetadataValue<Ascii>>,
+}
+
+impl Credentials {
+    pub fn new(token: Option<&str>) -> Result<Self, Error> {
+        let bearer = token
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| Error::Token("the token is not printable ASCII".into()))
+            })
+            .transpose()?;
+        Ok(Self { bearer })
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel with credentials on every call.
+pub type AuthChannel = InterceptedService<Channel, Credentials>;
+
 /// A connection to errand's `ToolService`. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    rpc: ToolServiceClient<Channel>,
+    rpc: ToolServiceClient<AuthChannel>,
 }
 
 impl Client {
     /// Connects to `addr` (`host:port` or a URL), failing at once when the
     /// server cannot be reached.
     pub async fn connect(addr: &str) -> Result<Self, Error> {
-        let channel = endpoint(addr)?
+        Self::connect_with(addr, &ConnectOptions::default()).await
+    }
+
+    /// Connects with a token and/or TLS.
+    pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Self, Error> {
+        let channel = endpoint_with(addr, options)?
             .connect()
             .await
             .map_err(|source| Error::Connect {
                 addr: addr.to_string(),
                 source,
             })?;
-        Ok(Self::from_channel(channel))
+        Ok(Self::from_channel_with(
+            channel,
+            Credentials::new(options.token.as_deref())?,
+        ))
     }
 
     pub fn from_channel(channel: Channel) -> Self {
+        Self::from_channel_with(channel, Credentials::default())
+    }
+
+    pub fn from_channel_with(channel: Channel, credentials: Credentials) -> Self {
         Self {
-            rpc: ToolServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            rpc: ToolServiceClient::with_interceptor(channel, credentials)
+                .max_decoding_message_size(64 * 1024 * 1024),
         }
     }
 
@@ -156,7 +253,7 @@ impl Client {
 
 /// Follows one stream until it fails (`Err`) or the receiver is dropped.
 async fn follow(
-    mut rpc: ToolServiceClient<Channel>,
+    mut rpc: ToolServiceClient<AuthChannel>,
     session: &str,
     cursor: &mut u64,
     tx: &mpsc::Sender<Result<pb::Completion, Error>>,

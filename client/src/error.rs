@@ -16,6 +16,12 @@ pub enum Error {
     /// An address that is not `host:port` or a URL.
     #[error("invalid server address {0:?}: use HOST:PORT or http://HOST:PORT")]
     Address(String),
+    /// TLS settings that cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A token that cannot be sent.
+    #[error("token: {0}")]
+    Token(String),
     /// The server broke the protocol (for example a worker stream without
     /// `Registered`).
     #[error("protocol error: {0}")]

@@ -33,6 +33,8 @@ pub struct WorkerConfig {
     pub name: String,
     pub tools: Vec<pb::Tool>,
     pub max_concurrency: u32,
+    /// A worker token, sent as `authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 /// Serves `handler` through the server at `channel` until `shutdown` fires.
@@ -92,7 +94,8 @@ async fn session(
     out.send(message(pb::worker_message::Kind::Register(register)))
         .await
         .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
-    let mut rpc = WorkerServiceClient::new(channel);
+    let credentials = crate::Credentials::new(config.token.as_deref())?;
+    let mut rpc = WorkerServiceClient::with_interceptor(channel, credentials);
     let mut commands = tokio::select! {
         r = rpc.connect(ReceiverStream::new(outbound)) => r?.into_inner(),
         _ = shutdown.cancelled() => return Ok(()),

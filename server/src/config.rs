@@ -15,6 +15,9 @@ pub struct Config {
     pub purge_interval: Duration,
     /// How long a connecting worker may take to send `Register`.
     pub register_timeout: Duration,
+    /// On shutdown, how long running tasks may take to finish before the
+    /// server stops anyway (they are then run again at the next start).
+    pub shutdown_grace: Duration,
 }
 
 /// Bounds on what clients may make the server hold.
@@ -34,6 +37,15 @@ pub struct Limits {
     pub max_schema_bytes: usize,
     /// Longest timeout a submit or a tool may set.
     pub max_timeout: Duration,
+    /// Queued plus running tasks of one tenant, all sessions together.
+    pub max_pending_per_tenant: usize,
+    /// Open `Completions` streams of one tenant.
+    pub max_streams_per_tenant: usize,
+    /// Connected workers of one tenant.
+    pub max_workers_per_tenant: usize,
+    /// `SubmitTool` calls per second per token (a burst of one second's
+    /// worth is allowed). 0: no limit. Applies when tokens are configured.
+    pub submits_per_second_per_token: u32,
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
@@ -48,6 +60,7 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(60),
             register_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -66,6 +79,10 @@ impl Default for Limits {
             max_description_bytes: 16 * 1024,
             max_schema_bytes: 64 * 1024,
             max_timeout: Duration::from_secs(7 * 24 * 3600),
+            max_pending_per_tenant: 100_000,
+            max_streams_per_tenant: 4096,
+            max_workers_per_tenant: 1024,
+            submits_per_second_per_token: 1000,
             stream_buffer: 64,
         }
     }

@@ -8,14 +8,20 @@
 //! [`SessionHub`].
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
 use errand_proto::v1 as pb;
 use futures::future::join_all;
-use tokio::{sync::mpsc, task::AbortHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::{
+    sync::{Notify, mpsc},
+    task::AbortHandle,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::Status;
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
@@ -23,10 +29,12 @@ use uuid::Uuid;
 use crate::{
     config::Config,
     error::Error,
+    metrics::Metrics,
     model::{Finish, Outcome, TaskRecord, TaskState, codes},
     queue::FairQueue,
     sessions::SessionHub,
     store::{Inserted, SharedStore, StoreError},
+    tenant,
     tools::ToolSpec,
 };
 
@@ -43,6 +51,15 @@ pub struct Core {
     state: Mutex<State>,
     sessions: SessionHub,
     shutdown: CancellationToken,
+    metrics: Metrics,
+    /// Worker streams in flight: a graceful stop waits for their last
+    /// results to reach the store.
+    tracker: TaskTracker,
+    /// Woken when a running task ends while the server drains.
+    idle: Notify,
+    /// Endings taken from the live state and not yet in the store: a drain
+    /// waits for them too, so streams can deliver them before they close.
+    finishing: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -54,7 +71,18 @@ struct State {
     /// Queued plus running tasks per session. The key is the one `Arc<str>`
     /// every task of the session shares.
     pending: HashMap<Arc<str>, usize>,
+    /// Queued plus running tasks per tenant (see [`tenant`]; "" when auth is off).
+    tenant_pending: HashMap<Box<str>, usize>,
+    /// Shutting down: no new submits, registrations or dispatches.
+    draining: bool,
     next_worker: WorkerId,
+}
+
+/// What the live state holds, for metrics.
+pub struct Load {
+    /// Per tool key: queued and running tasks.
+    pub tools: Vec<(Arc<str>, usize, usize)>,
+    pub workers: usize,
 }
 
 struct Live {
@@ -103,6 +131,10 @@ impl Core {
             state: Mutex::new(State::default()),
             sessions: SessionHub::default(),
             shutdown: CancellationToken::new(),
+            metrics: Metrics::default(),
+            tracker: TaskTracker::new(),
+            idle: Notify::new(),
+            finishing: AtomicUsize::new(0),
         })
     }
 
@@ -116,6 +148,14 @@ impl Core {
 
     pub fn sessions(&self) -> &SessionHub {
         &self.sessions
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
     }
 
     /// Cancelled when the server stops: streams end and workers are let go.
@@ -142,6 +182,7 @@ impl Core {
                         "the server stopped while the task ran, on each of its {} attempts",
                         task.attempts
                     );
+                    self.finishing.fetch_add(1, Ordering::SeqCst);
                     exhausted.push(Ending {
                         finish: finish(
                             &task,
@@ -174,11 +215,14 @@ impl Core {
     }
 
     /// Known tools, sorted by name, as `ListTools` shows them.
-    pub fn list_tools(&self) -> Vec<pb::Tool> {
+    /// Only `tenant`'s tools ("" when auth is off).
+    pub fn list_tools(&self, tenant: &str) -> Vec<pb::Tool> {
         let st = self.lock();
         let mut tools: Vec<_> = st
             .tools
-            .values()
+            .iter()
+            .filter(|(name, _)| tenant::of(name) == tenant)
+            .map(|(_, t)| t)
             .filter_map(|t| t.spec.as_ref().map(|s| s.to_proto(t.workers.len() as u32)))
             .collect();
         tools.sort_by(|a, b| a.name.cmp(&b.name));
@@ -210,6 +254,19 @@ impl Core {
         };
         let session = {
             let mut st = self.lock();
+            if st.draining {
+                return Err(Error::Unavailable(
+                    "the server is shutting down: submit again once it is back".into(),
+                ));
+            }
+            let owner = tenant::of(&req.session_id);
+            let tenant_pending = st.tenant_pending.get(owner).copied().unwrap_or(0);
+            if tenant_pending >= limits.max_pending_per_tenant {
+                return Err(Error::ResourceExhausted(format!(
+                    "your tenant has {tenant_pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
+                    limits.max_pending_per_tenant
+                )));
+            }
             let pending = st
                 .pending
                 .get(req.session_id.as_str())
@@ -218,7 +275,8 @@ impl Core {
             if pending >= limits.max_pending_per_session {
                 return Err(Error::ResourceExhausted(format!(
                     "session {:?} has {pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
-                    req.session_id, limits.max_pending_per_session
+                    tenant::strip(&req.session_id),
+                    limits.max_pending_per_session
                 )));
             }
             st.reserve(&req.session_id)
@@ -252,6 +310,7 @@ impl Core {
             }
         }
         debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
+        self.metrics.submitted(&task.tool);
         let mut st = self.lock();
         let entry = st.tools.entry(task.tool.clone()).or_default();
         entry.queue.push_back(&task.session, task.id);
@@ -356,6 +415,11 @@ impl Core {
         }
         let max_concurrency = reg.max_concurrency.max(1) as usize;
         let mut st = self.lock();
+        if st.draining {
+            return Err(Error::Unavailable(
+                "the server is shutting down: connect again once it is back".into(),
+            ));
+        }
         let st_ref = &mut *st;
         st_ref.next_worker += 1;
         let id = st_ref.next_worker;
@@ -505,6 +569,9 @@ impl Core {
             for tool in &entry.tools {
                 self.dispatch_tool(st, tool);
             }
+            if st.draining {
+                self.idle.notify_waiters();
+            }
         }
         join_all(endings.into_iter().map(|e| self.finalize(e))).await;
     }
@@ -566,9 +633,13 @@ impl Core {
                     }
                 }
                 self.fill_worker(st, worker);
+                if st.draining {
+                    self.idle.notify_waiters();
+                }
             }
         }
         st.release(&live.task.session);
+        self.finishing.fetch_add(1, Ordering::SeqCst);
         let finish = finish(&live.task, state, outcome);
         Some(Ending {
             task: live.task,
@@ -601,9 +672,13 @@ impl Core {
         task.finished_at = Some(finish.finished_at);
         task.outcome = Some(finish.outcome);
         if let Some(c) = completion {
+            self.metrics.finished(&task.tool, task.state);
             task.seq = c.seq;
             debug!(task_id = %task.id, session_id = %task.session, seq = c.seq, status = task.state.name(), "task completed");
             self.sessions.completed(c);
+        }
+        if self.finishing.fetch_sub(1, Ordering::SeqCst) == 1 && self.lock().draining {
+            self.idle.notify_waiters();
         }
         task
     }
@@ -611,6 +686,9 @@ impl Core {
     /// Gives queued tasks of `tool` to its workers with room, the least
     /// loaded first.
     fn dispatch_tool(self: &Arc<Self>, st: &mut State, tool: &str) {
+        if st.draining {
+            return;
+        }
         loop {
             let Some(entry) = st.tools.get(tool) else {
                 return;
@@ -635,6 +713,9 @@ impl Core {
 
     /// Fills a worker's free slots, taking its tools in turn.
     fn fill_worker(self: &Arc<Self>, st: &mut State, worker: WorkerId) {
+        if st.draining {
+            return;
+        }
         loop {
             let State { workers, tools, .. } = &mut *st;
             let Some(w) = workers.get_mut(&worker) else {
@@ -668,11 +749,15 @@ impl Core {
             w.next_tool = (idx + 1) % w.tools.len();
         }
         let attempt = live.task.attempts;
+        if attempt == 1 {
+            self.metrics
+                .dispatched_after(now.duration_since(live.task.created_at).unwrap_or_default());
+        }
         let assignment = pb::WorkerCommand {
             kind: Some(pb::worker_command::Kind::Assignment(pb::Assignment {
                 task_id: id.to_string(),
-                session_id: live.task.session.to_string(),
-                tool: live.task.tool.to_string(),
+                session_id: tenant::strip(&live.task.session).to_string(),
+                tool: tenant::strip(&live.task.tool).to_string(),
                 arguments_json: live.task.arguments.to_string(),
                 attempt,
                 timeout_ms: crate::model::millis(live.task.timeout),
@@ -741,6 +826,58 @@ impl Core {
         }
     }
 
+    /// Queued and running tasks per tool, and workers connected.
+    pub fn load(&self) -> Load {
+        let st = self.lock();
+        let mut running: HashMap<&Arc<str>, usize> = HashMap::new();
+        for live in st.tasks.values().filter(|l| l.worker.is_some()) {
+            *running.entry(&live.task.tool).or_default() += 1;
+        }
+        let tools = st
+            .tools
+            .iter()
+            .map(|(name, t)| {
+                let r = running.get(name).copied().unwrap_or(0);
+                (name.clone(), t.queue.len(), r)
+            })
+            .collect();
+        Load {
+            tools,
+            workers: st.workers.len(),
+        }
+    }
+
+    /// Starts a graceful stop: no new submits, registrations or dispatches;
+    /// waits until no task runs, or `grace` has passed. Returns how many
+    /// tasks still run (they are taken up again at the next start).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.lock().draining = true;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let running = self
+                .lock()
+                .tasks
+                .values()
+                .filter(|l| l.worker.is_some())
+                .count();
+            if running == 0 && self.finishing.load(Ordering::SeqCst) == 0 {
+                return 0;
+            }
+            info!(running, "waiting for running tasks to finish");
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self
+                    .lock()
+                    .tasks
+                    .values()
+                    .filter(|l| l.worker.is_some())
+                    .count();
+            }
+        }
+    }
+
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {
         self.lock().tasks.get(&id).map(|l| l.task.clone())
     }
@@ -750,11 +887,13 @@ impl Core {
         if let Some(spec) = st.tools.get(name).and_then(|t| t.spec.clone()) {
             return Ok(spec);
         }
+        // Only the caller's tenant's tools: another tenant's are not its business.
+        let owner = tenant::of(name);
         let mut known: Vec<&str> = st
             .tools
             .iter()
-            .filter(|(_, t)| t.spec.is_some())
-            .map(|(n, _)| &**n)
+            .filter(|(n, t)| t.spec.is_some() && tenant::of(n) == owner)
+            .map(|(n, _)| tenant::strip(n))
             .collect();
         known.sort_unstable();
         let known = if known.is_empty() {
@@ -763,12 +902,15 @@ impl Core {
             known.join(", ")
         };
         Err(Error::NotFound(format!(
-            "unknown tool {name:?}; known tools: {known}"
+            "unknown tool {:?}; known tools: {known}",
+            tenant::strip(name)
         )))
     }
 
+    /// Checks a session name (or key: its tenant prefix does not count).
     pub fn check_session(&self, session: &str) -> Result<(), Error> {
         let max = self.config.limits.max_session_id_bytes;
+        let session = tenant::strip(session);
         if session.is_empty() {
             return Err(Error::invalid(
                 "session_id is required: name the agent conversation",
@@ -788,6 +930,10 @@ impl State {
     /// Counts one more pending task for the session; returns the session's
     /// shared name.
     fn reserve(&mut self, session: &str) -> Arc<str> {
+        *self
+            .tenant_pending
+            .entry(tenant::of(session).into())
+            .or_default() += 1;
         if let Some((name, count)) = self.pending.get_key_value(session) {
             let name = name.clone();
             let count = *count;
@@ -800,6 +946,12 @@ impl State {
     }
 
     fn release(&mut self, session: &str) {
+        if let Some(count) = self.tenant_pending.get_mut(tenant::of(session)) {
+            *count -= 1;
+            if *count == 0 {
+                self.tenant_pending.remove(tenant::of(session));
+            }
+        }
         if let Some(count) = self.pending.get_mut(session) {
             *count -= 1;
             if *count == 0 {

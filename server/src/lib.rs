@@ -15,7 +15,14 @@
 //!   implementation.
 //! - [`text`]: the texts errand writes for the model.
 //! - [`grpc`]: thin tonic handlers that translate between the wire and the core.
-//! - [`server`]: binds it all to a listener with a shutdown signal.
+//! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
+//!   and the interceptor that turns one into a [`auth::Caller`].
+//! - [`tenant`]: how the handlers namespace sessions and tools per tenant,
+//!   so the core and the store need not know tenants exist.
+//! - [`quota`]: per-tenant stream and worker counts, per-token submit rate.
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
+//! - [`server`]: binds it all to a listener (TLS optional) with health,
+//!   reflection and a graceful shutdown.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,15 +33,19 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod model;
 pub mod queue;
+pub mod quota;
 pub mod server;
 pub mod sessions;
 pub mod store;
+pub mod tenant;
 pub mod text;
 pub mod tools;
 

@@ -7,7 +7,7 @@ use std::{
 use errand_proto::v1 as pb;
 use uuid::Uuid;
 
-use crate::text;
+use crate::{tenant, text};
 
 /// Where a task is in its life. The last four are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,8 +136,8 @@ impl TaskRecord {
         let end = self.finished_at.unwrap_or_else(SystemTime::now);
         pb::Task {
             task_id: self.id.to_string(),
-            session_id: self.session.to_string(),
-            tool: self.tool.to_string(),
+            session_id: tenant::strip(&self.session).to_string(),
+            tool: tenant::strip(&self.tool).to_string(),
             arguments_json: self.arguments.to_string(),
             status: self.state.to_proto() as i32,
             outcome: self.outcome.as_ref().map(Outcome::task_outcome),
@@ -206,8 +206,8 @@ impl CompletionRecord {
         pb::Completion {
             seq: self.seq,
             task_id: self.task_id.to_string(),
-            session_id: self.session.to_string(),
-            tool: self.tool.to_string(),
+            session_id: tenant::strip(&self.session).to_string(),
+            tool: tenant::strip(&self.tool).to_string(),
             arguments_json: self.arguments.to_string(),
             status: self.state.to_proto() as i32,
             outcome: Some(self.outcome.completion_outcome()),

@@ -1,17 +1,32 @@
 //! Binds the services to a listener and runs them until a shutdown signal.
+//!
+//! Besides errand's two services the server carries the standard gRPC health
+//! service (open to all, for load balancers and probes) and server reflection
+//! (so `grpcurl` works; it needs a valid token when tokens are configured).
+//! Shutdown is graceful: the signal starts a drain (no new submits,
+//! registrations or dispatches; health says NOT_SERVING), running tasks get
+//! up to `Config::shutdown_grace` to finish, then every stream ends, the last
+//! results reach the store, and `serve` returns.
 use std::{future::Future, sync::Arc, time::Duration};
 
 use errand_proto::v1::{
-    tool_service_server::ToolServiceServer, worker_service_server::WorkerServiceServer,
+    FILE_DESCRIPTOR_SET, tool_service_server::ToolServiceServer,
+    worker_service_server::WorkerServiceServer,
 };
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
-use tracing::info;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, ServerTlsConfig, server::TcpIncoming},
+};
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
 
 use crate::{
+    auth::{Auth, Role, Tokens},
     config::Config,
     core::Core,
     grpc::{ToolApi, WorkerApi},
+    metrics,
     store::{SharedStore, StoreError},
 };
 
@@ -23,6 +38,23 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// What `serve_with` adds to a plain server. `Default`: no auth, no TLS, no
+/// metrics endpoint.
+#[derive(Default)]
+pub struct Options {
+    /// Accepted tokens; `None` turns authentication off.
+    pub tokens: Option<Arc<Tokens>>,
+    /// TLS (and, with a client CA, mTLS) on the gRPC listener.
+    pub tls: Option<ServerTlsConfig>,
+    /// Where to serve Prometheus metrics (`GET /metrics`).
+    pub metrics: Option<TcpListener>,
+}
+
+/// How long connections may stay open once every stream was told to end.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+const SERVICES: [&str; 2] = ["errand.v1.ToolService", "errand.v1.WorkerService"];
+
 /// Serves errand on `listener` until `shutdown` resolves, then ends every
 /// stream (clients are told to reconnect) and returns.
 pub async fn serve(
@@ -31,37 +63,108 @@ pub async fn serve(
     store: SharedStore,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with(listener, config, store, Options::default(), shutdown).await
+}
+
+/// [`serve`] with authentication, TLS and metrics as `options` say.
+pub async fn serve_with(
+    listener: TcpListener,
+    config: Config,
+    store: SharedStore,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let grace = config.shutdown_grace;
     let core = Core::new(config, store);
     core.recover().await?;
     let purge = tokio::spawn(core.clone().purge_loop());
-    let result = router(&core)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), {
-            let token = core.shutdown_token().clone();
-            async move {
-                shutdown.await;
-                info!("shutting down");
-                token.cancel();
-            }
-        })
-        .await;
-    core.shutdown_token().cancel();
-    purge.abort();
-    result.map_err(Into::into)
-}
-
-fn router(core: &Arc<Core>) -> tonic::transport::server::Router {
-    let max = core.config().limits.max_message_bytes;
-    Server::builder()
+    let metrics = options
+        .metrics
+        .map(|l| tokio::spawn(metrics::serve(l, core.clone())));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in ["", SERVICES[0], SERVICES[1]] {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    if let Some(tls) = options.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let tokens = options.tokens;
+    let max = core.config().limits.max_message_bytes;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the contract's descriptor set is valid");
+    let router = builder
+        .add_service(health_service)
+        .add_service(InterceptedService::new(
+            reflection,
+            Auth::new(tokens.clone(), None, "server reflection"),
+        ))
+        .add_service(InterceptedService::new(
             ToolServiceServer::new(ToolApi::new(core.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
-        .add_service(
+            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService"),
+        ))
+        .add_service(InterceptedService::new(
             WorkerServiceServer::new(WorkerApi::new(core.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
+            Auth::new(tokens, Some(Role::Worker), "WorkerService"),
+        ));
+    let serving = router.serve_with_incoming_shutdown(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        {
+            let core = core.clone();
+            async move {
+                shutdown.await;
+                info!(
+                    grace_secs = grace.as_secs_f64(),
+                    "shutting down: draining running tasks"
+                );
+                for name in ["", SERVICES[0], SERVICES[1]] {
+                    health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                }
+                let left = core.drain(grace).await;
+                if left > 0 {
+                    warn!(
+                        running = left,
+                        "grace period over: tasks still running will run again at the next start"
+                    );
+                }
+                core.shutdown_token().cancel();
+            }
+        },
+    );
+    // Streams end once the drain is over; connections that stay open after
+    // that (a health Watch, a client that never reads) are not waited for.
+    let stopped = core.shutdown_token().clone();
+    let result = tokio::select! {
+        r = serving => r,
+        _ = async { stopped.cancelled().await; tokio::time::sleep(CLOSE_WAIT).await } => {
+            warn!("connections still open {} s after the drain: closing them", CLOSE_WAIT.as_secs());
+            Ok(())
+        }
+    };
+    core.shutdown_token().cancel();
+    // Worker streams write their last results to the store before they end.
+    core.tracker().close();
+    if tokio::time::timeout(Duration::from_secs(10), core.tracker().wait())
+        .await
+        .is_err()
+    {
+        warn!("worker streams did not finish within 10 s");
+    }
+    purge.abort();
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
+    result.map_err(Into::into)
 }

@@ -39,6 +39,9 @@ pub enum Wake {
     Seq(u64),
 }
 
+/// How long a stopping server waits for a reader to take one completion.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Wake-ups for sessions that have an open stream.
 #[derive(Default)]
 pub struct SessionHub {
@@ -114,7 +117,8 @@ pub fn completions(
 }
 
 /// Sends completions until the client goes away (`Ok`) or the stream must end
-/// with a status (`Err`).
+/// with a status (`Err`). A stopping server still sends what is stored, then
+/// ends the stream with UNAVAILABLE.
 async fn follow(
     core: &Core,
     session: &str,
@@ -122,23 +126,9 @@ async fn follow(
     tx: &mpsc::Sender<Result<pb::Completion, Status>>,
 ) -> Result<(), Status> {
     let shutdown = core.shutdown_token();
-    let ended = || {
-        Status::unavailable(
-            "the server is shutting down: reconnect with after_seq set to the last seq you processed",
-        )
-    };
     // Subscribe before the first read, so no completion falls between them.
     let mut live = core.sessions().subscribe(session);
     let mut cursor = after_seq;
-    let send = |completion: &CompletionRecord| {
-        let message = completion.to_proto();
-        async move {
-            tokio::select! {
-                sent = tx.send(Ok(message)) => sent.is_ok(),
-                _ = shutdown.cancelled() => false,
-            }
-        }
-    };
     'read_store: loop {
         loop {
             let batch = core
@@ -152,12 +142,8 @@ async fn follow(
                 })?;
             let full = batch.len() == BATCH;
             for completion in &batch {
-                if !send(completion).await {
-                    return if shutdown.is_cancelled() {
-                        Err(ended())
-                    } else {
-                        Ok(())
-                    };
+                if !send(core, tx, completion).await? {
+                    return Ok(());
                 }
                 cursor = completion.seq;
             }
@@ -165,22 +151,23 @@ async fn follow(
                 break;
             }
         }
+        if shutdown.is_cancelled() {
+            // Everything stored before the stop has been sent.
+            return Err(ended());
+        }
         // Caught up: follow the broadcast while it brings the next seq.
         loop {
             let wake = tokio::select! {
                 wake = live.recv() => wake,
                 _ = tx.closed() => return Ok(()),
-                _ = shutdown.cancelled() => return Err(ended()),
+                // One more read: completions of the drain go out first.
+                _ = shutdown.cancelled() => continue 'read_store,
             };
             match wake {
                 Ok(Wake::Completion(c)) if c.seq <= cursor => {}
                 Ok(Wake::Completion(c)) if c.seq == cursor + 1 => {
-                    if !send(&c).await {
-                        return if shutdown.is_cancelled() {
-                            Err(ended())
-                        } else {
-                            Ok(())
-                        };
+                    if !send(core, tx, &c).await? {
+                        return Ok(());
                     }
                     cursor = c.seq;
                 }
@@ -191,4 +178,37 @@ async fn follow(
             }
         }
     }
+}
+
+/// Sends one completion: `Ok(false)` when the client has gone. While the
+/// server stops, a slow reader is waited for no longer than the flush allows.
+async fn send(
+    core: &Core,
+    tx: &mpsc::Sender<Result<pb::Completion, Status>>,
+    completion: &CompletionRecord,
+) -> Result<bool, Status> {
+    let shutdown = core.shutdown_token();
+    let send = tx.send(Ok(completion.to_proto()));
+    tokio::pin!(send);
+    let sent = tokio::select! {
+        sent = &mut send => sent,
+        _ = shutdown.cancelled() => match tokio::time::timeout(SHUTDOWN_FLUSH, &mut send).await {
+            Ok(sent) => sent,
+            Err(_) => return Err(ended()),
+        },
+    };
+    if sent.is_err() {
+        return Ok(false);
+    }
+    let waited = std::time::SystemTime::now()
+        .duration_since(completion.completed_at)
+        .unwrap_or_default();
+    core.metrics().delivered_after(waited);
+    Ok(true)
+}
+
+fn ended() -> Status {
+    Status::unavailable(
+        "the server is shutting down: reconnect with after_seq set to the last seq you processed",
+    )
 }

@@ -24,14 +24,18 @@ pub fn ack(task: &TaskRecord) -> String {
 Its result is not available yet; it will arrive later in a message that carries task ID {id}. \
 Do not guess, invent or fabricate the result. Continue with other work, and use the result only once that message arrives.",
         id = task.id,
-        tool = task.tool,
+        tool = crate::tenant::strip(&task.tool),
         args = task.arguments,
     )
 }
 
 /// The text a completion carries for the model.
 pub fn completion_message(c: &CompletionRecord) -> String {
-    let head = format!("Async result for task {} (tool `{}`", c.task_id, c.tool);
+    let head = format!(
+        "Async result for task {} (tool `{}`",
+        c.task_id,
+        crate::tenant::strip(&c.tool)
+    );
     match &c.outcome {
         Outcome::Result(json) => format!("{head}) succeeded: {json}"),
         Outcome::Error { code, message } => {

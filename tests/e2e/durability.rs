@@ -273,6 +273,7 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
                 ..Default::default()
             }],
             max_concurrency: 32,
+            token: None,
         },
         Arc::new(Recorder(runs.clone())),
         shutdown.clone(),

@@ -1,7 +1,11 @@
 //! End-to-end tests of the core service: one test binary, one module per
 //! area. Each test starts its own server on a free loopback port.
+mod abuse;
 mod cli;
 mod delivery;
 mod dispatch;
 mod durability;
+mod limits;
+mod ops;
+mod security;
 mod validation;

@@ -11,7 +11,7 @@ use std::{
 };
 
 use errand_client::{
-    Client, endpoint, pb,
+    Client, ConnectOptions, Credentials, endpoint, pb,
     worker::{self, Handler, WorkerConfig},
 };
 use tokio::{
@@ -59,6 +59,10 @@ pub struct Server {
     child: Child,
     pub addr: String,
     args: Vec<String>,
+    /// `http://ADDR/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
+    /// How clients reach it (TLS); tokens are given per call.
+    pub tls: Option<errand_client::TlsOptions>,
 }
 
 impl Server {
@@ -93,13 +97,93 @@ impl Server {
             .spawn()
             .expect("starting errand serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = within(
-            "the server's listening line",
-            wait_line(&mut lines, "errand listening on "),
-        )
+        let mut metrics_url = None;
+        let line = within("the server's listening line", async {
+            loop {
+                let line = wait_line(&mut lines, "errand ").await;
+                if let Some(url) = line.strip_prefix("errand metrics on ") {
+                    metrics_url = Some(url.to_string());
+                } else if line.starts_with("errand listening on ") {
+                    return line;
+                }
+            }
+        })
         .await;
         let addr = line.trim_start_matches("errand listening on ").to_string();
-        Server { child, addr, args }
+        Server {
+            child,
+            addr,
+            args,
+            metrics_url,
+            tls: None,
+        }
+    }
+
+    /// The server's process ID.
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("the server is running") as i32
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping it would.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) with a pid we own and a valid signal.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        within("the server to exit", self.child.wait())
+            .await
+            .expect("waiting for the server")
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    fn options(&self, token: Option<&str>) -> ConnectOptions {
+        ConnectOptions {
+            token: token.map(str::to_string),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// A client that sends `token` on every call.
+    pub async fn client_as(&self, token: &str) -> Client {
+        Client::connect_with(&self.addr, &self.options(Some(token)))
+            .await
+            .expect("connecting to the server")
+    }
+
+    /// A raw `ToolService` client that sends `token` (if any).
+    pub fn raw_as(
+        &self,
+        token: Option<&str>,
+    ) -> pb::tool_service_client::ToolServiceClient<errand_client::client::AuthChannel> {
+        let channel = errand_client::endpoint_with(&self.addr, &self.options(token))
+            .unwrap()
+            .connect_lazy();
+        pb::tool_service_client::ToolServiceClient::with_interceptor(
+            channel,
+            Credentials::new(token).unwrap(),
+        )
+    }
+
+    /// An in-process worker with a worker token.
+    pub async fn gate_worker_as(
+        &self,
+        token: &str,
+        tools: &[&str],
+        max_concurrency: u32,
+    ) -> GateWorker {
+        GateWorker::start_with(&self.addr, tools, max_concurrency, Some(token.to_string())).await
     }
 
     /// SIGKILL, as a crash would.
@@ -230,6 +314,34 @@ pub struct GateWorker {
 
 impl GateWorker {
     async fn start(addr: &str, tools: &[&str], max_concurrency: u32) -> GateWorker {
+        Self::start_with(addr, tools, max_concurrency, None).await
+    }
+
+    /// A gate worker over an existing channel (TLS, for example).
+    pub async fn on_channel(
+        channel: tonic::transport::Channel,
+        tools: &[&str],
+        max_concurrency: u32,
+    ) -> GateWorker {
+        Self::start_on(channel, tools, max_concurrency, None).await
+    }
+
+    async fn start_with(
+        addr: &str,
+        tools: &[&str],
+        max_concurrency: u32,
+        token: Option<String>,
+    ) -> GateWorker {
+        let channel = endpoint(addr).unwrap().connect_lazy();
+        Self::start_on(channel, tools, max_concurrency, token).await
+    }
+
+    async fn start_on(
+        channel: tonic::transport::Channel,
+        tools: &[&str],
+        max_concurrency: u32,
+        token: Option<String>,
+    ) -> GateWorker {
         let (tx, jobs) = mpsc::unbounded_channel();
         let (registered_tx, registered) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
@@ -244,8 +356,8 @@ impl GateWorker {
                 })
                 .collect(),
             max_concurrency,
+            token,
         };
-        let channel = endpoint(addr).unwrap().connect_lazy();
         tokio::spawn(worker::run(
             channel,
             config,
@@ -312,4 +424,215 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, errand_client::Error>) -> toni
         .expect_err("the call should have failed")
         .code()
         .expect("a gRPC status")
+}
+
+/// A tokens file in a temporary directory, filled through the real
+/// `errand token new --append`.
+pub struct Tokens {
+    dir: tempfile::TempDir,
+}
+
+impl Tokens {
+    pub fn new() -> Tokens {
+        Tokens {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("tokens")
+    }
+
+    /// `errand token new ARGS --append FILE`; returns the secret.
+    pub async fn add(&self, args: &[&str]) -> String {
+        let out = Command::new(errand_bin())
+            .args(["token", "new"])
+            .args(args)
+            .arg("--append")
+            .arg(self.path())
+            .output()
+            .await
+            .expect("running errand token new");
+        assert!(
+            out.status.success(),
+            "errand token new failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `--tokens-file PATH` for `Server::start`.
+    pub fn flag(&self) -> [String; 2] {
+        [
+            "--tokens-file".to_string(),
+            self.path().display().to_string(),
+        ]
+    }
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A certificate authority, a server certificate (localhost, 127.0.0.1) and
+/// a client certificate, made with `rcgen` for this test only and written as
+/// PEM files to a temporary directory. No key is ever checked in.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    pub ca_pem: Vec<u8>,
+    pub client: (Vec<u8>, Vec<u8>),
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca.distinguished_name
+            .push(DnType::CommonName, "errand test CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |names: Vec<String>, cn: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+        };
+        let server = leaf(
+            vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            "errand server",
+        );
+        let client = leaf(vec!["agent.test".to_string()], "errand client");
+        let ca_pem = ca_cert.pem().into_bytes();
+        let write = |name: &str, data: &[u8]| std::fs::write(dir.path().join(name), data).unwrap();
+        write("ca.pem", &ca_pem);
+        write("server.pem", &server.0);
+        write("server.key", &server.1);
+        write("client.pem", &client.0);
+        write("client.key", &client.1);
+        Pki {
+            dir,
+            ca_pem,
+            client,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `--tls-cert --tls-key` for `errand serve`, and `--tls-client-ca` when
+    /// `mutual`.
+    pub fn serve_flags(&self, mutual: bool) -> Vec<String> {
+        let mut flags = vec![
+            "--tls-cert".to_string(),
+            self.path("server.pem"),
+            "--tls-key".to_string(),
+            self.path("server.key"),
+        ];
+        if mutual {
+            flags.extend(["--tls-client-ca".to_string(), self.path("ca.pem")]);
+        }
+        flags
+    }
+
+    /// TLS options of a client that trusts the CA, with the client
+    /// certificate when `identity`.
+    pub fn client(&self, identity: bool) -> errand_client::TlsOptions {
+        errand_client::TlsOptions {
+            ca_pem: Some(self.ca_pem.clone()),
+            identity: identity.then(|| self.client.clone()),
+            domain: None,
+        }
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Borrows owned flags for `Server::start`.
+pub fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+/// Opens a worker stream with `token` and registers `tool`; the status the
+/// server answers with (OK when it accepted).
+pub async fn register_raw(addr: &str, token: Option<&str>, tool: &str) -> tonic::Code {
+    use tonic::Code;
+    let channel = endpoint(addr).unwrap().connect_lazy();
+    let mut rpc = pb::worker_service_client::WorkerServiceClient::with_interceptor(
+        channel,
+        errand_client::Credentials::new(token).unwrap(),
+    );
+    let register = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "w".into(),
+            tools: vec![pb::Tool {
+                name: tool.into(),
+                ..Default::default()
+            }],
+            max_concurrency: 1,
+        })),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(register).await.unwrap();
+    let result = rpc
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    match result {
+        Err(status) => status.code(),
+        Ok(stream) => {
+            let first = stream.into_inner().message().await;
+            match first {
+                Ok(Some(_)) => Code::Ok,
+                Ok(None) => Code::Unknown,
+                Err(status) => status.code(),
+            }
+        }
+    }
+}
+
+impl GateWorker {
+    /// Succeeds every task it receives with `result_json`, from now on.
+    pub fn auto_succeed(mut self, result_json: String) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            while let Some(job) = self.jobs.recv().await {
+                job.succeed(&result_json);
+            }
+        })
+    }
+}
+
+/// Fetches `url` (http://HOST:PORT/PATH) with a bare HTTP/1.0 GET; the body.
+pub async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
 }

@@ -8,7 +8,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use crate::core::{Core, WorkerId};
+use crate::{
+    auth::Caller,
+    core::{Core, WorkerId},
+    quota::{Counter, Slot},
+    tenant,
+};
 
 /// Completions of one worker being written to the store at once. Past this,
 /// the server stops reading the worker's stream until some are written.
@@ -16,11 +21,15 @@ const MAX_FINISHING: usize = 1024;
 
 pub struct WorkerApi {
     core: Arc<Core>,
+    workers: Counter,
 }
 
 impl WorkerApi {
     pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+        Self {
+            core,
+            workers: Counter::default(),
+        }
     }
 }
 
@@ -32,6 +41,13 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let caller = Caller::of(&request);
+        let max = self.core.config().limits.max_workers_per_tenant;
+        let slot = self.workers.acquire(&caller.tenant, max).map_err(|n| {
+            Status::resource_exhausted(format!(
+                "your tenant has {n} workers connected, the limit is {max}"
+            ))
+        })?;
         let mut inbound = request.into_inner();
         let wait = self.core.config().register_timeout;
         let first = tokio::time::timeout(wait, inbound.message())
@@ -42,7 +58,7 @@ impl WorkerService for WorkerApi {
                     wait.as_millis()
                 ))
             })??;
-        let register = match first.and_then(|m| m.kind) {
+        let mut register = match first.and_then(|m| m.kind) {
             Some(pb::worker_message::Kind::Register(register)) => register,
             Some(_) => {
                 return Err(Status::invalid_argument(
@@ -55,10 +71,23 @@ impl WorkerService for WorkerApi {
                 ));
             }
         };
+        if let Some(denied) = register.tools.iter().find(|t| !caller.may_serve(&t.name)) {
+            return Err(Status::permission_denied(format!(
+                "this worker token may not serve tool {:?}: it may serve {}",
+                denied.name,
+                caller.tools.as_deref().unwrap_or_default().join(", ")
+            )));
+        }
+        for tool in &mut register.tools {
+            crate::tools::check_name(&tool.name)?;
+            tool.name = tenant::key(&caller.tenant, &tool.name);
+        }
         let capacity = 2 * register.max_concurrency.max(1) as usize + 8;
         let (tx, rx) = mpsc::channel(capacity);
         let worker = self.core.register_worker(&register, tx.clone())?;
-        tokio::spawn(serve_worker(self.core.clone(), worker, inbound, tx));
+        self.core
+            .tracker()
+            .spawn(serve_worker(self.core.clone(), worker, inbound, tx, slot));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
@@ -69,6 +98,7 @@ async fn serve_worker(
     worker: WorkerId,
     mut inbound: Streaming<pb::WorkerMessage>,
     tx: mpsc::Sender<Result<pb::WorkerCommand, Status>>,
+    _slot: Slot,
 ) {
     let mut finishing = FuturesUnordered::new();
     let shutdown = core.shutdown_token().clone();

@@ -10,6 +10,8 @@ use crate::output;
 
 #[derive(ClapArgs)]
 pub struct ToolsArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
     /// One JSON object per tool.
     #[arg(long)]
     json: bool,
@@ -17,6 +19,8 @@ pub struct ToolsArgs {
 
 #[derive(ClapArgs)]
 pub struct SubmitArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
     /// The tool to call.
     tool: String,
     /// Arguments as a JSON object.
@@ -41,6 +45,8 @@ pub struct SubmitArgs {
 
 #[derive(ClapArgs)]
 pub struct WatchArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
     /// The session to follow.
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
@@ -57,6 +63,8 @@ pub struct WatchArgs {
 
 #[derive(ClapArgs)]
 pub struct TaskArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
     /// The task ID SubmitTool returned.
     task_id: String,
     #[arg(long)]
@@ -65,6 +73,8 @@ pub struct TaskArgs {
 
 #[derive(ClapArgs)]
 pub struct AckArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
     /// Completions with seq up to and including this are released.
@@ -72,12 +82,12 @@ pub struct AckArgs {
     up_to: u64,
 }
 
-async fn connect(server: &str) -> Result<Client> {
-    Ok(Client::connect(server).await?)
+async fn connect(server: &str, conn: &crate::ConnectArgs) -> Result<Client> {
+    Ok(Client::connect_with(server, &conn.options()?).await?)
 }
 
 pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
-    let tools = connect(server).await?.list_tools().await?;
+    let tools = connect(server, &args.conn).await?.list_tools().await?;
     for tool in &tools {
         if args.json {
             println!("{}", output::tool_json(tool));
@@ -96,7 +106,7 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
 }
 
 pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
-    let client = connect(server).await?;
+    let client = connect(server, &args.conn).await?;
     let ack = client
         .submit_request(pb::SubmitToolRequest {
             session_id: args.session.clone(),
@@ -149,7 +159,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
 }
 
 pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
-    let client = connect(server).await?;
+    let client = connect(server, &args.conn).await?;
     let mut stream = client.completions(&args.session, args.after);
     let mut seen = 0;
     while let Some(completion) = stream.next().await {
@@ -168,19 +178,25 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
 }
 
 pub async fn status(server: &str, args: TaskArgs) -> Result<ExitCode> {
-    let task = connect(server).await?.get_task(&args.task_id).await?;
+    let task = connect(server, &args.conn)
+        .await?
+        .get_task(&args.task_id)
+        .await?;
     print_task(&task, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn cancel(server: &str, args: TaskArgs) -> Result<ExitCode> {
-    let task = connect(server).await?.cancel(&args.task_id).await?;
+    let task = connect(server, &args.conn)
+        .await?
+        .cancel(&args.task_id)
+        .await?;
     print_task(&task, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
-    let removed = connect(server)
+    let removed = connect(server, &args.conn)
         .await?
         .ack_completions(&args.session, args.up_to)
         .await?;

@@ -6,7 +6,54 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod output;
 mod serve;
+mod token;
 mod worker;
+
+/// How client commands reach a server that requires a token or TLS.
+#[derive(clap::Args, Clone)]
+pub struct ConnectArgs {
+    /// Bearer token (from `errand token new`), sent on every call.
+    #[arg(long, env = "ERRAND_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Connect with TLS, trusting this CA certificate (PEM).
+    #[arg(long, env = "ERRAND_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, env = "ERRAND_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "ERRAND_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the host).
+    #[arg(long, env = "ERRAND_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+}
+
+impl ConnectArgs {
+    pub fn options(&self) -> anyhow::Result<errand_client::ConnectOptions> {
+        use anyhow::Context;
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        let tls_wanted = self.tls_ca.is_some() || self.tls_cert.is_some();
+        let tls = if tls_wanted {
+            Some(errand_client::TlsOptions {
+                ca_pem: self.tls_ca.as_ref().map(read).transpose()?,
+                identity: match (&self.tls_cert, &self.tls_key) {
+                    (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                    _ => None,
+                },
+                domain: self.tls_domain.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(errand_client::ConnectOptions {
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            tls,
+        })
+    }
+}
 
 /// errand: asynchronous tools for AI agents.
 ///
@@ -45,6 +92,9 @@ enum Command {
     Ack(agent::AckArgs),
     /// Serve a tool by running a program per call.
     Worker(worker::Args),
+    /// Make tokens for the server's --tokens-file.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// Logs go to stderr: stdout is for results and the lines scripts wait for.
@@ -73,6 +123,7 @@ async fn main() -> ExitCode {
         Command::Cancel(args) => agent::cancel(&cli.server, args).await,
         Command::Ack(args) => agent::ack(&cli.server, args).await,
         Command::Worker(args) => worker::run(&cli.server, args).await,
+        Command::Token(cmd) => token::run(cmd),
     };
     match result {
         Ok(code) => code,

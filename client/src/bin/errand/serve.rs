@@ -6,10 +6,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::{
+    auth::Tokens,
     config::Config,
     server,
     store::{SharedStore, memory::MemoryStore, sqlite::SqliteStore},
 };
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 #[derive(ClapArgs)]
@@ -28,6 +30,24 @@ pub struct Args {
     /// reach the address can then submit tasks and serve tools.
     #[arg(long)]
     allow_unauthenticated: bool,
+    /// Require bearer tokens listed (hashed) in this file; see `errand token new`.
+    #[arg(long, env = "ERRAND_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM). Needs --tls-key.
+    #[arg(long, env = "ERRAND_SERVE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "ERRAND_SERVE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "ERRAND_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, env = "ERRAND_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// On SIGTERM, how long running tasks may take to finish before exiting.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_secs: u64,
     /// Timeout of a run when neither the submit nor the tool sets one.
     #[arg(long, default_value_t = 600_000)]
     default_timeout_ms: u64,
@@ -40,6 +60,22 @@ pub struct Args {
     /// Largest arguments_json accepted, in bytes.
     #[arg(long, default_value_t = 256 * 1024)]
     max_arguments_bytes: usize,
+    /// Queued plus running tasks allowed per tenant, all sessions together.
+    #[arg(long, default_value_t = 100_000)]
+    max_pending_per_tenant: usize,
+    /// Open Completions streams allowed per tenant.
+    #[arg(long, default_value_t = 4096)]
+    max_streams_per_tenant: usize,
+    /// Connected workers allowed per tenant.
+    #[arg(long, default_value_t = 1024)]
+    max_workers_per_tenant: usize,
+    /// SubmitTool calls per second per token (bursts of one second's worth;
+    /// 0: no limit). Applies with --tokens-file.
+    #[arg(long, default_value_t = 1000)]
+    submits_per_second: u32,
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_message_bytes: usize,
     /// How long finished tasks and completions are kept, in seconds.
     #[arg(long, default_value_t = 24 * 3600)]
     retention_secs: u64,
@@ -80,23 +116,70 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot resolve --listen {:?}", args.listen))?
         .next()
         .with_context(|| format!("--listen {:?} resolves to no address", args.listen))?;
-    if !addr.ip().is_loopback() {
-        if !args.allow_unauthenticated {
-            bail!(
-                "refusing to serve {addr} without authentication: anyone who can reach it could run tools. \
-                 Listen on 127.0.0.1, or pass --allow-unauthenticated if the network is trusted"
-            );
+    let tokens = match &args.tokens_file {
+        Some(path) => {
+            let tokens = Tokens::load(path).map_err(anyhow::Error::msg)?;
+            if tokens.is_empty() {
+                warn!(file = %path.display(), "the tokens file lists no token: every call will be refused");
+            }
+            info!(tokens = tokens.len(), "authentication on");
+            Some(Arc::new(tokens))
         }
-        warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach it can submit tasks and serve tools");
+        None => None,
+    };
+    if !addr.ip().is_loopback() {
+        if tokens.is_none() {
+            if !args.allow_unauthenticated {
+                bail!(
+                    "refusing to serve {addr} without authentication: anyone who can reach it could run tools. \
+                     Pass --tokens-file (see `errand token new`), listen on 127.0.0.1, \
+                     or pass --allow-unauthenticated if the network is trusted"
+                );
+            }
+            warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach it can submit tasks and serve tools");
+        } else if args.tls_cert.is_none() {
+            warn!(%addr, "serving tokens without TLS on a non-loopback address: anyone on the path can read them; pass --tls-cert and --tls-key");
+        }
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            if let Some(ca) = &args.tls_client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+            }
+            Some(tls)
+        }
+        _ => None,
+    };
+    let metrics = match &args.metrics_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-listen {a}"))?;
+            let local = l.local_addr()?;
+            println!("errand metrics on http://{local}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
     let config = Config {
         default_timeout: Duration::from_millis(args.default_timeout_ms),
         max_attempts: args.max_attempts.max(1),
         retention: Duration::from_secs(args.retention_secs),
         purge_interval: Duration::from_millis(args.purge_interval_ms.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         limits: errand_server::config::Limits {
             max_pending_per_session: args.max_pending_per_session,
             max_arguments_bytes: args.max_arguments_bytes,
+            max_pending_per_tenant: args.max_pending_per_tenant,
+            max_streams_per_tenant: args.max_streams_per_tenant,
+            max_workers_per_tenant: args.max_workers_per_tenant,
+            submits_per_second_per_token: args.submits_per_second,
+            max_message_bytes: args.max_message_bytes,
             ..Default::default()
         },
         ..Config::default()
@@ -119,7 +202,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // The one line on stdout: scripts and tests wait for it.
     println!("errand listening on {local}");
     std::io::stdout().flush()?;
-    server::serve(listener, config, store, shutdown_signal()).await?;
+    let options = server::Options {
+        tokens,
+        tls,
+        metrics,
+    };
+    server::serve_with(listener, config, store, options, shutdown_signal()).await?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use errand_client::{
-    endpoint,
+    endpoint_with,
     exec::ExecTool,
     pb,
     worker::{self, WorkerConfig},
@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(ClapArgs)]
 pub struct Args {
+    #[command(flatten)]
+    conn: crate::ConnectArgs,
     /// Name of the tool to serve.
     #[arg(long)]
     tool: String,
@@ -38,7 +40,8 @@ pub struct Args {
 
 pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
     crate::init_logs(false);
-    let channel = endpoint(server)?.connect_lazy();
+    let options = args.conn.options()?;
+    let channel = endpoint_with(server, &options)?.connect_lazy();
     let config = WorkerConfig {
         name: args.name,
         tools: vec![pb::Tool {
@@ -49,6 +52,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             workers: 0,
         }],
         max_concurrency: args.concurrency,
+        token: options.token.clone(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn({

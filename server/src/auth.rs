@@ -1,0 +1,437 @@
+//! Who is calling: bearer tokens from the tokens file the operator writes.
+//!
+//! A token is 32 random bytes (256 bits) shown once, as `ert_` + 64 hex
+//! digits. The file keeps only its SHA-256. A fast hash is the right tool for
+//! a secret with that much entropy: nobody can guess their way to a preimage,
+//! so the slow, salted hashes made for low-entropy passwords would only slow
+//! every RPC down. Looking a token up by its hash also leaks nothing through
+//! timing that helps an attacker: the hash of a guess says nothing about a
+//! real token.
+//!
+//! The file has one token per line, `key=value` fields separated by spaces,
+//! `#` comments and blank lines ignored:
+//!
+//! ```text
+//! sha256=<64 hex> role=agent tenant=acme expires=2027-01-01T00:00:00Z name=ci-agent
+//! sha256=<64 hex> role=worker tenant=acme tools=search,fetch
+//! ```
+//!
+//! `expires` (RFC 3339, UTC) and `name` are optional; `tools` is optional and
+//! only for workers: when present, the worker may register those tools only.
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use sha2::{Digest, Sha256};
+use tonic::{Request, Status, service::Interceptor};
+
+use crate::tenant;
+
+/// What a token may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `ToolService`: submit, stream, get and cancel tasks.
+    Agent,
+    /// `WorkerService`: register tools and run tasks.
+    Worker,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Worker => "worker",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "agent" => Some(Role::Agent),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// The caller of one RPC, put in the request's extensions by [`Auth`].
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// "" when authentication is off.
+    pub tenant: Arc<str>,
+    /// `None` when authentication is off: anyone may call anything.
+    pub role: Option<Role>,
+    /// For workers: the only tools they may register, when restricted.
+    pub tools: Option<Arc<[String]>>,
+    /// A short public ID of the token (a prefix of its hash), for logs and
+    /// per-token limits. "" when authentication is off.
+    pub token_id: Arc<str>,
+}
+
+impl Caller {
+    pub fn anonymous() -> Self {
+        Caller {
+            tenant: "".into(),
+            role: None,
+            tools: None,
+            token_id: "".into(),
+        }
+    }
+
+    /// The caller of `request`; anonymous when no [`Auth`] layer ran.
+    pub fn of<T>(request: &Request<T>) -> Self {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_else(Caller::anonymous)
+    }
+
+    /// Whether a worker with this token may serve `tool`.
+    pub fn may_serve(&self, tool: &str) -> bool {
+        self.tools
+            .as_ref()
+            .is_none_or(|tools| tools.iter().any(|t| t == tool))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    caller: Caller,
+    expires: Option<SystemTime>,
+}
+
+/// The tokens a server accepts, by hash.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    by_hash: HashMap<[u8; 32], Entry>,
+}
+
+impl Tokens {
+    /// Reads a tokens file. Errors name the line and what to fix.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut by_hash = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (hash, entry) = parse_line(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            if by_hash.insert(hash, entry).is_some() {
+                return Err(format!("line {}: the same token is listed twice", i + 1));
+            }
+        }
+        Ok(Tokens { by_hash })
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The caller a bearer token stands for, at `now`.
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<Caller, Status> {
+        let entry = self
+            .by_hash
+            .get(&hash(token))
+            .ok_or_else(|| Status::unauthenticated("the bearer token is not valid here"))?;
+        if let Some(expires) = entry.expires
+            && now >= expires
+        {
+            return Err(Status::unauthenticated(format!(
+                "the bearer token expired at {}: ask the operator for a new one",
+                humantime::format_rfc3339_seconds(expires)
+            )));
+        }
+        Ok(entry.caller.clone())
+    }
+}
+
+fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
+    let (mut hash, mut role, mut tenant, mut tools, mut expires) = (None, None, None, None, None);
+    for field in line.split_whitespace() {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| format!("{field:?} is not key=value"))?;
+        match k {
+            "sha256" => hash = Some(parse_hash(v)?),
+            "role" => {
+                role = Some(Role::parse(v).ok_or_else(|| {
+                    format!("role {v:?} is unknown: use role=agent or role=worker")
+                })?)
+            }
+            "tenant" => {
+                tenant::check_name(v)?;
+                tenant = Some(v.to_string());
+            }
+            "tools" => {
+                let list: Vec<String> = v
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                tools = Some(list);
+            }
+            "expires" => {
+                expires = Some(humantime::parse_rfc3339_weak(v).map_err(|e| {
+                    format!("expires={v:?} is not an RFC 3339 time (2027-01-01T00:00:00Z): {e}")
+                })?)
+            }
+            "name" => {}
+            _ => return Err(format!("unknown field {k:?}")),
+        }
+    }
+    let hash = hash.ok_or("sha256=<hex> is missing")?;
+    let role = role.ok_or("role= is missing")?;
+    let tenant = tenant.ok_or("tenant= is missing")?;
+    if tools.is_some() && role != Role::Worker {
+        return Err("tools= applies to role=worker only".into());
+    }
+    let caller = Caller {
+        tenant: tenant.into(),
+        role: Some(role),
+        tools: tools.map(Into::into),
+        token_id: hex(&hash[..6]).into(),
+    };
+    Ok((hash, Entry { caller, expires }))
+}
+
+fn parse_hash(v: &str) -> Result<[u8; 32], String> {
+    let bad = || format!("sha256={v:?} is not 64 hex digits");
+    if v.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A new token, to be shown once: `ert_` + 64 hex digits of 32 random bytes.
+pub fn new_token() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a token: {e}"))?;
+    Ok(format!("ert_{}", hex(&bytes)))
+}
+
+/// What `errand token new` asks for.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub role: Role,
+    pub tenant: String,
+    pub tools: Option<Vec<String>>,
+    pub expires: Option<SystemTime>,
+    pub name: Option<String>,
+}
+
+impl TokenSpec {
+    /// The tokens-file line for `token`. Checks what the file would refuse.
+    pub fn line(&self, token: &str) -> Result<String, String> {
+        tenant::check_name(&self.tenant)?;
+        let mut line = format!(
+            "sha256={} role={} tenant={}",
+            hex(&hash(token)),
+            self.role.name(),
+            self.tenant
+        );
+        if let Some(tools) = &self.tools {
+            if self.role != Role::Worker {
+                return Err("--tools applies to worker tokens only".into());
+            }
+            for t in tools {
+                crate::tools::check_name(t).map_err(|e| e.to_string())?;
+            }
+            let _ = write!(line, " tools={}", tools.join(","));
+        }
+        if let Some(expires) = self.expires {
+            let _ = write!(
+                line,
+                " expires={}",
+                humantime::format_rfc3339_seconds(expires)
+            );
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.contains(char::is_whitespace) || name.contains('=') {
+                return Err("--name must be one word without '='".into());
+            }
+            let _ = write!(line, " name={name}");
+        }
+        Ok(line)
+    }
+}
+
+/// Parses `--expires`: an RFC 3339 time, or a duration from now ("30d", "12h").
+pub fn parse_expiry(s: &str, now: SystemTime) -> Result<SystemTime, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    humantime::parse_duration(s)
+        .map(|d: Duration| now + d)
+        .map_err(|_| {
+            format!("--expires {s:?} is neither an RFC 3339 time (2027-01-01T00:00:00Z) nor a duration (30d, 12h)")
+        })
+}
+
+/// Who may call a service: the tonic interceptor that checks the bearer
+/// token in `authorization` metadata and leaves a [`Caller`] in the request.
+#[derive(Clone)]
+pub struct Auth {
+    tokens: Option<Arc<Tokens>>,
+    /// The role the service needs; `None`: any valid token.
+    role: Option<Role>,
+    service: &'static str,
+}
+
+impl Auth {
+    /// `tokens: None` turns authentication off: every caller is anonymous.
+    pub fn new(tokens: Option<Arc<Tokens>>, role: Option<Role>, service: &'static str) -> Self {
+        Auth {
+            tokens,
+            role,
+            service,
+        }
+    }
+
+    fn check<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(Caller::anonymous());
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "no credentials: send `authorization: Bearer <token>` metadata",
+                )
+            })?
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the authorization metadata is not text"))?;
+        let token = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| {
+                Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
+            })?;
+        let caller = tokens.verify(token, SystemTime::now())?;
+        if let (Some(need), Some(has)) = (self.role, caller.role)
+            && need != has
+        {
+            return Err(Status::permission_denied(format!(
+                "a {} token cannot call {}: use a {} token",
+                has.name(),
+                self.service,
+                need.name()
+            )));
+        }
+        Ok(caller)
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.check(&request)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(role: Role) -> TokenSpec {
+        TokenSpec {
+            role,
+            tenant: "acme".into(),
+            tools: None,
+            expires: None,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn a_new_token_verifies_and_a_wrong_one_does_not() {
+        let token = new_token().unwrap();
+        assert_eq!(token.len(), 4 + 64);
+        let mut s = spec(Role::Worker);
+        s.tools = Some(vec!["search".into()]);
+        let line = s.line(&token).unwrap();
+        assert!(!line.contains(&token), "the file never holds the secret");
+        let tokens = Tokens::parse(&format!("# comment\n\n{line}\n")).unwrap();
+        let caller = tokens.verify(&token, SystemTime::now()).unwrap();
+        assert_eq!(&*caller.tenant, "acme");
+        assert_eq!(caller.role, Some(Role::Worker));
+        assert!(caller.may_serve("search") && !caller.may_serve("other"));
+        let err = tokens.verify("ert_nope", SystemTime::now()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let token = new_token().unwrap();
+        let mut s = spec(Role::Agent);
+        let now = SystemTime::now();
+        s.expires = Some(now + Duration::from_secs(60));
+        let tokens = Tokens::parse(&s.line(&token).unwrap()).unwrap();
+        assert!(tokens.verify(&token, now).is_ok());
+        let err = tokens
+            .verify(&token, now + Duration::from_secs(61))
+            .unwrap_err();
+        assert!(err.message().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn bad_lines_name_the_line_and_the_fix() {
+        let h = "0".repeat(64);
+        for (text, needle) in [
+            ("role=agent tenant=a", "sha256"),
+            (&format!("sha256={h} role=boss tenant=a") as &str, "role"),
+            (&format!("sha256={h} role=agent tenant=a tools=x"), "worker"),
+            (&format!("sha256={h} role=agent tenant=a b"), "key=value"),
+            (
+                &format!("sha256={h} role=agent tenant=a expires=soon"),
+                "RFC 3339",
+            ),
+            ("sha256=zz role=agent tenant=a", "64 hex"),
+        ] {
+            let err = Tokens::parse(&format!("\n{text}")).unwrap_err();
+            assert!(err.starts_with("line 2: ") && err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn expiry_takes_a_time_or_a_duration() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_expiry("1d", now).unwrap(),
+            now + Duration::from_secs(86400)
+        );
+        assert!(parse_expiry("2030-01-01T00:00:00Z", now).is_ok());
+        assert!(parse_expiry("tomorrow", now).is_err());
+    }
+}

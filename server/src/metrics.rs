@@ -1,0 +1,187 @@
+//! Prometheus metrics, served as text on `GET /metrics` of `--metrics-listen`.
+//!
+//! Counters and histograms are updated where things happen (submit, dispatch,
+//! completion, delivery); gauges of the live state (queue depth, running
+//! tasks, workers, streams) are read from the core at each scrape, so they
+//! cannot drift.
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::{core::Core, model::TaskState, tenant};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    pub tenant: String,
+    pub tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub tenant: String,
+    pub tool: String,
+    pub state: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    submitted: Family<ToolLabels, Counter>,
+    finished: Family<StateLabels, Counter>,
+    queued: Family<ToolLabels, Gauge>,
+    running: Family<ToolLabels, Gauge>,
+    workers: Gauge,
+    streams: Gauge,
+    dispatch_latency: Histogram,
+    delivery_latency: Histogram,
+}
+
+fn labels(tool_key: &str) -> ToolLabels {
+    let (tenant, tool) = tenant::split(tool_key);
+    ToolLabels {
+        tenant: tenant.to_string(),
+        tool: tool.to_string(),
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("errand");
+        let m = Metrics {
+            submitted: Family::default(),
+            finished: Family::default(),
+            queued: Family::default(),
+            running: Family::default(),
+            workers: Gauge::default(),
+            streams: Gauge::default(),
+            // 100 µs to ~30 min.
+            dispatch_latency: Histogram::new(exponential_buckets(0.0001, 2.5, 18)),
+            delivery_latency: Histogram::new(exponential_buckets(0.0001, 2.5, 18)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "tasks_submitted",
+            "Tasks accepted by SubmitTool",
+            m.submitted.clone(),
+        );
+        registry.register(
+            "tasks_finished",
+            "Tasks finished, by final state",
+            m.finished.clone(),
+        );
+        registry.register(
+            "tasks_queued",
+            "Tasks waiting for a worker (queue depth)",
+            m.queued.clone(),
+        );
+        registry.register("tasks_running", "Tasks held by a worker", m.running.clone());
+        registry.register("workers_connected", "Registered workers", m.workers.clone());
+        registry.register(
+            "completion_streams",
+            "Open Completions streams",
+            m.streams.clone(),
+        );
+        registry.register(
+            "dispatch_latency_seconds",
+            "From submit to the first dispatch to a worker",
+            m.dispatch_latency.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "From a task's completion to its sending on a Completions stream",
+            m.delivery_latency.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn submitted(&self, tool_key: &str) {
+        self.submitted.get_or_create(&labels(tool_key)).inc();
+    }
+
+    pub fn finished(&self, tool_key: &str, state: TaskState) {
+        let ToolLabels { tenant, tool } = labels(tool_key);
+        self.finished
+            .get_or_create(&StateLabels {
+                tenant,
+                tool,
+                state: state.name().to_ascii_lowercase(),
+            })
+            .inc();
+    }
+
+    pub fn dispatched_after(&self, wait: Duration) {
+        self.dispatch_latency.observe(wait.as_secs_f64());
+    }
+
+    pub fn delivered_after(&self, wait: Duration) {
+        self.delivery_latency.observe(wait.as_secs_f64());
+    }
+
+    pub fn stream_opened(&self) {
+        self.streams.inc();
+    }
+
+    pub fn stream_closed(&self) {
+        self.streams.dec();
+    }
+
+    /// The metrics in Prometheus' text format, the live gauges read from `core`.
+    pub fn render(&self, core: &Core) -> String {
+        let load = core.load();
+        self.queued.clear();
+        self.running.clear();
+        for (tool, queued, running) in &load.tools {
+            self.queued.get_or_create(&labels(tool)).set(*queued as i64);
+            self.running
+                .get_or_create(&labels(tool))
+                .set(*running as i64);
+        }
+        self.workers.set(load.workers as i64);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the core shuts down.
+pub async fn serve(listener: TcpListener, core: Arc<Core>) {
+    use axum::{Router, http::header, routing::get};
+    let addr = listener.local_addr().ok();
+    let shutdown = core.shutdown_token().clone();
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let core = core.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    core.metrics().render(&core),
+                )
+            }
+        }),
+    );
+    info!(addr = ?addr, "metrics on http://ADDR/metrics");
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+    {
+        warn!(error = %e, "the metrics endpoint failed");
+    }
+}

@@ -1,0 +1,138 @@
+//! Every limit has a safe default, a flag, and refuses with a status that
+//! says what to do, without disturbing anyone else.
+use std::time::Duration;
+
+use errand_client::pb;
+use errand_tests::*;
+use tonic::Code;
+
+#[tokio::test]
+async fn pending_tasks_are_bounded_per_tenant() {
+    let server = Server::start(&["--max-pending-per-tenant", "3"]).await;
+    let _gate = server.gate_worker(&["search"], 1).await;
+    let client = server.client().await;
+    for s in ["s1", "s2", "s3"] {
+        client.submit(s, "search", "{}").await.unwrap();
+    }
+    let err = client.submit("s4", "search", "{}").await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::ResourceExhausted));
+    assert!(err.to_string().contains("limit is 3"), "{err}");
+}
+
+#[tokio::test]
+async fn open_streams_are_bounded_per_tenant_and_given_back() {
+    let server = Server::start(&["--max-streams-per-tenant", "2"]).await;
+    let req = |s: &str| pb::CompletionsRequest {
+        session_id: s.into(),
+        after_seq: 0,
+    };
+    let mut raw = server.raw();
+    let first = raw.completions(req("a")).await.unwrap();
+    let _second = raw.completions(req("b")).await.unwrap();
+    let third = raw.completions(req("c")).await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert!(third.message().contains("limit is 2"), "{third:?}");
+    // Closing one frees its place, as soon as the server notices.
+    drop(first);
+    within("a freed stream slot", async {
+        loop {
+            if server.raw().completions(req("c")).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn submits_per_second_are_bounded_per_token_with_a_retry_hint() {
+    let tokens = Tokens::new();
+    let fast = tokens.add(&["--role", "agent", "--tenant", "t"]).await;
+    let other = tokens.add(&["--role", "agent", "--tenant", "t"]).await;
+    let worker = tokens.add(&["--role", "worker", "--tenant", "t"]).await;
+    let mut flags = tokens.flag().to_vec();
+    flags.extend(["--submits-per-second".into(), "5".into()]);
+    let server = Server::start(&strs(&flags)).await;
+    let _gate = server.gate_worker_as(&worker, &["search"], 1).await;
+    let mut raw = server.raw_as(Some(&fast));
+    let req = || pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "search".into(),
+        arguments_json: "{}".into(),
+        ..Default::default()
+    };
+    let mut refused = None;
+    for _ in 0..20 {
+        if let Err(status) = raw.submit_tool(req()).await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("the sixth submit within a second is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("retry in"), "{status:?}");
+    let ms: u64 = status
+        .metadata()
+        .get("retry-after-ms")
+        .expect("retry-after-ms metadata")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1000).contains(&ms), "{ms}");
+    // Another token is not slowed down by this one.
+    server
+        .raw_as(Some(&other))
+        .submit_tool(req())
+        .await
+        .expect("another token submits");
+    // And after the hint, this one may submit again.
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    raw.submit_tool(req())
+        .await
+        .expect("a submit after the hint");
+}
+
+#[tokio::test]
+async fn worker_registrations_are_bounded_per_tenant() {
+    let server = Server::start(&["--max-workers-per-tenant", "1"]).await;
+    let first = server.gate_worker(&["search"], 1).await;
+    assert_eq!(
+        register_raw(&server.addr, None, "fetch").await,
+        Code::ResourceExhausted
+    );
+    first.stop();
+    within("a freed worker slot", async {
+        while register_raw(&server.addr, None, "fetch").await != Code::Ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_over_the_size_limit_are_refused_and_the_server_goes_on() {
+    let server = Server::start(&["--max-message-bytes", "65536"]).await;
+    let _gate = server.gate_worker(&["search"], 1).await;
+    let huge = format!(r#"{{"blob":"{}"}}"#, "x".repeat(200_000));
+    let status = server
+        .raw()
+        .submit_tool(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "search".into(),
+            arguments_json: huge,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{status:?}"
+    );
+    let client = server.client().await;
+    client
+        .submit("s", "search", "{}")
+        .await
+        .expect("a normal submit");
+}
