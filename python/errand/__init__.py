@@ -24,9 +24,11 @@ from errand.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     RpcError,
     ToolFailure,
+    Unauthenticated,
     Unavailable,
 )
 from errand.specs import anthropic_tools, bedrock_tool_config, bedrock_tools, openai_tools
@@ -51,6 +53,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
     "RpcError",
     "Task",
@@ -60,6 +63,7 @@ __all__ = [
     "ToolError",
     "ToolFailure",
     "ToolInfo",
+    "Unauthenticated",
     "Unavailable",
     "Worker",
     "anthropic_tools",

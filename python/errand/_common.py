@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 import uuid
-from collections.abc import Mapping
-from typing import Any, Optional
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
 
 import grpc
+import grpc.aio
 
 from errand.errors import InvalidArgument
 from errand.v1 import errand_pb2 as pb
@@ -72,10 +75,105 @@ RETRYABLE = frozenset(
 def resolve_target(target: Optional[str]) -> str:
     """HOST:PORT from `target`, else $ERRAND_SERVER (as the `errand` CLI reads it)."""
     value = target or os.environ.get("ERRAND_SERVER") or DEFAULT_TARGET
-    for scheme in ("http://", "grpc://"):
+    for scheme in ("http://", "https://", "grpc://"):
         if value.startswith(scheme):
             value = value[len(scheme) :]
     return value.rstrip("/")
+
+
+#: A file path as the TLS arguments take it.
+PathLike = Union[str, "os.PathLike[str]"]
+Metadata = Sequence[tuple[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """How to reach a server: the address, TLS credentials, channel options and
+    the metadata every call carries (the bearer token among it)."""
+
+    target: str
+    credentials: Optional[grpc.ChannelCredentials]
+    options: tuple[tuple[str, Any], ...]
+    metadata: tuple[tuple[str, str], ...]
+
+    @property
+    def tls(self) -> bool:
+        return self.credentials is not None
+
+    def channel(self) -> grpc.Channel:
+        if self.credentials is None:
+            return grpc.insecure_channel(self.target, options=self.options)
+        return grpc.secure_channel(self.target, self.credentials, options=self.options)
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(self.target, options=self.options)
+        return grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
+
+
+def _setting(value: Optional[Any], env: str) -> Optional[Any]:
+    """An explicit argument wins ("" switches the setting off); None falls back to $env."""
+    if value is None:
+        value = os.environ.get(env) or None
+    return value or None
+
+
+def _read(path: PathLike, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} {os.fspath(path)!r}: {exc}") from exc
+
+
+def connection(
+    target: Optional[str],
+    *,
+    token: Optional[str] = None,
+    tls_ca: Optional[PathLike] = None,
+    tls_cert: Optional[PathLike] = None,
+    tls_key: Optional[PathLike] = None,
+    tls_domain: Optional[str] = None,
+    metadata: Optional[Metadata] = None,
+) -> Connection:
+    """Resolve the connection settings of a client or worker, as the CLI does.
+
+    Each argument left as None falls back to its environment variable
+    (ERRAND_SERVER, ERRAND_TOKEN, ERRAND_TLS_CA, ERRAND_TLS_CERT, ERRAND_TLS_KEY,
+    ERRAND_TLS_DOMAIN); an empty string switches it off. TLS is used when a CA
+    or a client certificate is given, or the target starts with https://
+    (then with the system's roots unless a CA is given).
+    """
+    raw_target = target or os.environ.get("ERRAND_SERVER") or DEFAULT_TARGET
+    resolved = resolve_target(raw_target)
+    ca = _setting(tls_ca, "ERRAND_TLS_CA")
+    cert = _setting(tls_cert, "ERRAND_TLS_CERT")
+    key = _setting(tls_key, "ERRAND_TLS_KEY")
+    domain = _setting(tls_domain, "ERRAND_TLS_DOMAIN")
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
+    credentials: Optional[grpc.ChannelCredentials] = None
+    if ca is not None or cert is not None or raw_target.startswith("https://"):
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca, "CA certificate (tls_ca)") if ca is not None else None,
+            private_key=_read(key, "client key (tls_key)") if key is not None else None,
+            certificate_chain=_read(cert, "client certificate (tls_cert)")
+            if cert is not None
+            else None,
+        )
+    options = list(CHANNEL_OPTIONS)
+    if credentials is not None and domain is not None:
+        options.append(("grpc.ssl_target_name_override", domain))
+    md = [(k, v) for k, v in (metadata or ())]
+    bearer = _setting(token, "ERRAND_TOKEN")
+    if bearer is not None:
+        if any(k.lower() == "authorization" for k, _ in md):
+            if token:
+                raise ValueError("give the token either as token= or in metadata, not both")
+        else:
+            if not bearer.isascii() or not bearer.isprintable() or " " in bearer.strip():
+                raise ValueError("the token must be printable ASCII without spaces")
+            md.append(("authorization", f"Bearer {bearer.strip()}"))
+    return Connection(resolved, credentials, tuple(options), tuple(md))
 
 
 def new_session_id() -> str:

@@ -20,11 +20,11 @@ import grpc
 import grpc.aio
 
 from errand._common import (
-    CHANNEL_OPTIONS,
     RETRYABLE,
     Backoff,
+    PathLike,
+    connection,
     new_session_id,
-    resolve_target,
     submit_request,
 )
 from errand.errors import ClosedError, from_grpc
@@ -52,8 +52,8 @@ Metadata = Sequence[tuple[str, str]]
 class AsyncClient:
     """An asyncio connection to an errand server, for agents.
 
-    Takes the same arguments as `errand.Client`; create it inside the event
-    loop that will use it.
+    Takes the same arguments as `errand.Client` (the token and TLS ones too);
+    create it inside the event loop that will use it.
     """
 
     def __init__(
@@ -65,14 +65,28 @@ class AsyncClient:
         wait_for_ready: bool = True,
         metadata: Optional[Metadata] = None,
         channel: Optional[grpc.aio.Channel] = None,
+        token: Optional[str] = None,
+        tls_ca: Optional[PathLike] = None,
+        tls_cert: Optional[PathLike] = None,
+        tls_key: Optional[PathLike] = None,
+        tls_domain: Optional[str] = None,
     ) -> None:
-        self.target = resolve_target(target)
+        self._conn = connection(
+            target,
+            token=token,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_domain=tls_domain,
+            metadata=metadata,
+        )
+        self.target = self._conn.target
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
-        self._metadata = tuple(metadata or ())
+        self._metadata = self._conn.metadata
         self._own_channel = channel is None
-        self._channel = channel or grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        self._channel = channel or self._conn.aio_channel()
         self._stub = pb_grpc.ToolServiceStub(self._channel)
         self._closed = False
 

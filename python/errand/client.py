@@ -23,11 +23,11 @@ from typing import Any, Callable, Optional, TypeVar
 import grpc
 
 from errand._common import (
-    CHANNEL_OPTIONS,
     RETRYABLE,
     Backoff,
+    PathLike,
+    connection,
     new_session_id,
-    resolve_target,
     submit_request,
 )
 from errand.errors import ClosedError, from_grpc
@@ -64,7 +64,18 @@ class Client:
             with Unavailable.
         metadata: extra gRPC metadata sent with every call.
         channel: an existing channel to use instead of opening one (it is
-            not closed by `close()`).
+            not closed by `close()`; the TLS arguments are then unused).
+        token: bearer token (from `errand token new`), sent as
+            `authorization: Bearer <token>` on every call and stream;
+            defaults to $ERRAND_TOKEN ("" sends none).
+        tls_ca: connect with TLS, trusting this CA certificate (a PEM file);
+            defaults to $ERRAND_TLS_CA. A target starting with https:// uses
+            TLS with the system's roots.
+        tls_cert, tls_key: the client certificate and its key (PEM files),
+            for servers that require mutual TLS; default $ERRAND_TLS_CERT and
+            $ERRAND_TLS_KEY. Either one implies TLS.
+        tls_domain: the name the server's certificate must carry, instead of
+            the target's host; default $ERRAND_TLS_DOMAIN.
     """
 
     def __init__(
@@ -76,14 +87,28 @@ class Client:
         wait_for_ready: bool = True,
         metadata: Optional[Metadata] = None,
         channel: Optional[grpc.Channel] = None,
+        token: Optional[str] = None,
+        tls_ca: Optional[PathLike] = None,
+        tls_cert: Optional[PathLike] = None,
+        tls_key: Optional[PathLike] = None,
+        tls_domain: Optional[str] = None,
     ) -> None:
-        self.target = resolve_target(target)
+        self._conn = connection(
+            target,
+            token=token,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_domain=tls_domain,
+            metadata=metadata,
+        )
+        self.target = self._conn.target
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
-        self._metadata = tuple(metadata or ())
+        self._metadata = self._conn.metadata
         self._own_channel = channel is None
-        self._channel = channel or grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        self._channel = channel or self._conn.channel()
         self._stub = pb_grpc.ToolServiceStub(self._channel)
         self._closed = False
 

@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 import grpc
 import grpc.aio
 
-from errand._common import CHANNEL_OPTIONS, RETRYABLE, Backoff, resolve_target
+from errand._common import RETRYABLE, Backoff, PathLike, connection
 from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
@@ -104,6 +104,17 @@ class Worker:
         name: worker name for the server's logs (default host:pid).
         backoff: delays between reconnection attempts.
         metadata: extra gRPC metadata sent on the stream.
+        token: bearer token (a worker token from `errand token new`), sent as
+            `authorization: Bearer <token>` on the Connect stream and each reconnect;
+            defaults to $ERRAND_TOKEN ("" sends none).
+        tls_ca: connect with TLS, trusting this CA certificate (a PEM file);
+            defaults to $ERRAND_TLS_CA. A target starting with https:// uses
+            TLS with the system's roots.
+        tls_cert, tls_key: the client certificate and its key (PEM files),
+            for servers that require mutual TLS; default $ERRAND_TLS_CERT and
+            $ERRAND_TLS_KEY. Either one implies TLS.
+        tls_domain: the name the server's certificate must carry, instead of
+            the target's host; default $ERRAND_TLS_DOMAIN.
     """
 
     def __init__(
@@ -115,15 +126,29 @@ class Worker:
         name: Optional[str] = None,
         backoff: Optional[Backoff] = None,
         metadata: Optional[Sequence[tuple[str, str]]] = None,
+        token: Optional[str] = None,
+        tls_ca: Optional[PathLike] = None,
+        tls_cert: Optional[PathLike] = None,
+        tls_key: Optional[PathLike] = None,
+        tls_domain: Optional[str] = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self.target = resolve_target(target)
+        self._conn = connection(
+            target,
+            token=token,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_domain=tls_domain,
+            metadata=metadata,
+        )
+        self.target = self._conn.target
         self.max_concurrency = max_concurrency
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.worker_id = ""
         self._backoff = backoff or Backoff(initial=0.1, maximum=2.0)
-        self._metadata = tuple(metadata or ())
+        self._metadata = self._conn.metadata
         self._tools: dict[str, ToolDef] = {}
         for fn in tools:
             self.add_tool(fn)
@@ -273,7 +298,7 @@ class Worker:
     async def _serve(self, executor: ThreadPoolExecutor) -> None:
         assert self._wake is not None
         while not self._stopping.is_set():
-            channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+            channel = self._conn.aio_channel()
             try:
                 await self._connection(channel, executor)
             except grpc.RpcError as exc:
