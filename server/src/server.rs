@@ -34,6 +34,7 @@ pub async fn serve(
     let core = Core::new(config, store);
     core.recover().await?;
     let purge = tokio::spawn(core.clone().purge_loop());
+    let cluster = crate::cluster::start(&core);
     let result = router(&core)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), {
             let token = core.shutdown_token().clone();
@@ -46,6 +47,10 @@ pub async fn serve(
         .await;
     core.shutdown_token().cancel();
     purge.abort();
+    for task in cluster {
+        task.abort();
+    }
+    crate::cluster::stop(&core).await;
     result.map_err(Into::into)
 }
 
