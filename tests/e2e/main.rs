@@ -3,4 +3,5 @@
 mod cli;
 mod delivery;
 mod dispatch;
+mod multi_server;
 mod validation;
