@@ -328,3 +328,49 @@ async fn three_servers_one_database_survive_a_kill_and_a_restart() {
         w.cancel();
     }
 }
+
+#[tokio::test]
+async fn a_database_outage_mid_run_loses_nothing_acknowledged() {
+    let Some(bin) = pg::bin_dir() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    // A cluster of its own, to stop and start again.
+    let cluster = pg::Cluster::start(&bin, &[("fsync", "off")]);
+    let url = cluster.create_database().await;
+    let server = Server::start_postgres(&url, &["--lease-ms", "1500"]).await;
+    let mut worker = server.gate_worker(&["t"], 4).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let acked = client.submit("s", "t", r#"{"n":1}"#).await.unwrap();
+    let job = worker.next().await;
+
+    cluster.stop();
+    // While the database is down: a submit is refused with UNAVAILABLE
+    // (after the store's retries), and a result that arrives waits.
+    let refused = client.submit("s", "t", r#"{"n":2}"#).await;
+    assert_eq!(code(refused), tonic::Code::Unavailable);
+    job.succeed(r#"{"n":1}"#);
+
+    cluster.restart();
+    // The server did not exit: the waiting completion is stored and
+    // delivered, and new work flows again.
+    let first = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        (first.seq, first.task_id.as_str()),
+        (1, acked.task_id.as_str())
+    );
+    let again = within(
+        "a submit after the outage",
+        client.submit("s", "t", r#"{"n":3}"#),
+    )
+    .await
+    .unwrap();
+    worker.next().await.succeed(r#"{"n":3}"#);
+    let second = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        (second.seq, second.task_id.as_str()),
+        (2, again.task_id.as_str())
+    );
+    cluster.stop();
+}

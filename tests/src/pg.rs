@@ -10,6 +10,9 @@
 //!
 //! This file is also compiled into the server's unit tests (by `#[path]`), so
 //! it uses only std, libc, tempfile and tokio-postgres.
+// Compiled into two crates; each uses part of it.
+#![allow(dead_code)]
+
 use std::{
     io::{BufRead, BufReader, Write},
     net::TcpListener,
@@ -17,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{
-        Mutex, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU32, Ordering},
         mpsc,
     },
@@ -28,12 +31,16 @@ use std::{
 pub struct Cluster {
     pub port: u16,
     /// Holds the data dir, the socket and `postgres.log`.
-    #[allow(dead_code)] // read by the e2e crate, not by the store tests
     pub dir: PathBuf,
+    bin: PathBuf,
+    settings: Vec<(String, String)>,
+    owner: Option<(u32, u32)>,
+    pid: Arc<AtomicU32>,
 }
 
 static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
-static CLEANUP: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
+/// Clusters to stop at exit: (postmaster pid, dir).
+static CLEANUP: Mutex<Vec<(Arc<AtomicU32>, PathBuf)>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 /// The process's cluster, started on first use with settings for tests
@@ -98,14 +105,14 @@ fn run_as() -> Option<(u32, u32)> {
 }
 
 extern "C" fn stop_at_exit() {
-    if let Ok(mut slot) = CLEANUP.lock()
-        && let Some((pid, dir)) = slot.take()
-    {
-        // SAFETY: kill(2) on the postmaster we started.
-        unsafe {
-            libc::kill(pid as i32, libc::SIGKILL);
+    if let Ok(mut clusters) = CLEANUP.lock() {
+        for (pid, dir) in clusters.drain(..) {
+            // SAFETY: kill(2) on a postmaster this process started.
+            unsafe {
+                libc::kill(pid.load(Ordering::Relaxed) as i32, libc::SIGKILL);
+            }
+            let _ = std::fs::remove_dir_all(dir);
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -125,11 +132,6 @@ impl Cluster {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
             std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
         }
-        let as_owner = |cmd: &mut Command| {
-            if let Some((uid, gid)) = owner {
-                cmd.uid(uid).gid(gid).env("HOME", &dir);
-            }
-        };
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
             .args([
@@ -146,20 +148,45 @@ impl Cluster {
             .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        as_owner(&mut initdb);
+        if let Some((uid, gid)) = owner {
+            initdb.uid(uid).gid(gid).env("HOME", &dir);
+        }
         let out = initdb.output().expect("running initdb");
         assert!(
             out.status.success(),
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let mut postgres = Command::new(bin.join("postgres"));
+        let cluster = Cluster {
+            port: free_port(),
+            dir: dir.clone(),
+            bin: bin.to_path_buf(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            owner,
+            pid: Arc::new(AtomicU32::new(0)),
+        };
+        cluster.launch();
+        CLEANUP.lock().unwrap().push((cluster.pid.clone(), dir));
+        // SAFETY: registers a plain extern "C" fn (once is enough; it
+        // stops every cluster listed).
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| unsafe {
+            libc::atexit(stop_at_exit);
+        });
+        cluster
+    }
+
+    /// Starts the postmaster and waits until it accepts connections.
+    fn launch(&self) {
+        let mut postgres = Command::new(self.bin.join("postgres"));
         postgres
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -168,14 +195,16 @@ impl Cluster {
                 "-c",
                 "shared_buffers=128MB",
             ]);
-        for (name, value) in settings {
+        for (name, value) in &self.settings {
             postgres.arg("-c").arg(format!("{name}={value}"));
         }
         postgres
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        as_owner(&mut postgres);
+        if let Some((uid, gid)) = self.owner {
+            postgres.uid(uid).gid(gid).env("HOME", &self.dir);
+        }
         // SAFETY: prctl in the child before exec: it dies with this process.
         unsafe {
             postgres.pre_exec(|| {
@@ -190,9 +219,9 @@ impl Cluster {
             .name("errand-test-postgres".into())
             .spawn(move || {
                 let spawned = postgres.spawn();
-                let keep = spawned.as_ref().ok().map(|c| c.id());
+                let keep = spawned.is_ok();
                 let _ = started.send(spawned);
-                if keep.is_some() {
+                if keep {
                     loop {
                         std::thread::park();
                     }
@@ -203,18 +232,17 @@ impl Cluster {
             .recv()
             .unwrap()
             .expect("starting postgres (is Debian's postgresql package installed?)");
-        let pid = child.id();
-        *CLEANUP.lock().unwrap() = Some((pid, dir.clone()));
-        // SAFETY: registers a plain extern "C" fn.
-        unsafe {
-            libc::atexit(stop_at_exit);
-        }
+        self.pid.store(child.id(), Ordering::Relaxed);
         // Ready when the postmaster says so; its log goes on to a file.
         let stderr = child.stderr.take().unwrap();
         let (ready_tx, ready) = mpsc::channel();
-        let log_path = dir.join("postgres.log");
+        let log_path = self.dir.join("postgres.log");
         std::thread::spawn(move || {
-            let mut log = std::fs::File::create(log_path).ok();
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_path)
+                .ok();
             let mut ready_tx = Some(ready_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(log) = log.as_mut() {
@@ -240,8 +268,25 @@ impl Cluster {
             Ok(Err(line)) => panic!("postgres failed to start: {line}"),
             Err(_) => panic!("postgres was not ready within 60 s"),
         }
+        // Reaped by `stop`, or killed at exit.
         std::mem::forget(child);
-        Cluster { port, dir }
+    }
+
+    /// Stops the postmaster (fast shutdown: clients are disconnected) and
+    /// waits until it has exited.
+    pub fn stop(&self) {
+        let pid = self.pid.load(Ordering::Relaxed) as i32;
+        // SAFETY: signals and reaps the postmaster this process started.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+
+    /// Starts the stopped cluster again, on the same port and data.
+    pub fn restart(&self) {
+        self.launch();
     }
 
     /// The URL of database `name` in this cluster.
