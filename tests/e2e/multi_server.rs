@@ -374,3 +374,55 @@ async fn a_database_outage_mid_run_loses_nothing_acknowledged() {
     );
     cluster.stop();
 }
+
+#[tokio::test]
+async fn submit_on_one_run_on_another_cancel_through_a_third() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let a = Server::start_postgres(&url, &[]).await;
+    let b = Server::start_postgres(&url, &[]).await;
+    let c = Server::start_postgres(&url, &[]).await;
+    let mut worker = b.gate_worker(&["research"], 1).await;
+    let (on_a, on_c) = (a.client().await, c.client().await);
+    within("A to learn B's tool", async {
+        while on_a.list_tools().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut stream = on_c.completions("s", 0);
+
+    // Submitted through A, run by B's worker, completed on C's stream.
+    let first = on_a.submit("s", "research", r#"{"q":1}"#).await.unwrap();
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, first.task_id);
+    job.succeed(r#"{"a":1}"#);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!((done.seq, done.task_id.as_str()), (1, first.task_id.as_str()));
+    assert_eq!(status_of(done.status), pb::TaskStatus::Succeeded);
+
+    // Running on B, cancelled through C: B's worker is told, the stream
+    // gets one CANCELLED completion, and the late result changes nothing.
+    let second = on_a.submit("s", "research", r#"{"q":2}"#).await.unwrap();
+    let job = worker.next().await;
+    let cancelled = on_c.cancel(&second.task_id).await.unwrap();
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+    within("B's worker to be told", job.cancel.cancelled()).await;
+    job.succeed(r#"{"a":"late"}"#);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!((done.seq, done.task_id.as_str()), (2, second.task_id.as_str()));
+    assert_eq!(status_of(done.status), pb::TaskStatus::Cancelled);
+    let task = on_a.get_task(&second.task_id).await.unwrap();
+    assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled);
+
+    // B's worker is free again: the next task runs there.
+    let third = on_c.submit("s", "research", r#"{"q":3}"#).await.unwrap();
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, third.task_id);
+    job.succeed("{}");
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.seq, 3);
+}
