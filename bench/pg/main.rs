@@ -101,28 +101,17 @@ async fn main() {
     // Durable PostgreSQL: the defaults (fsync=on, synchronous_commit=on).
     let cluster = pg::Cluster::start(&bin, &[]);
     let mut rows = Vec::new();
-
-    let server = Server::start_on("127.0.0.1:0", vec!["--store".into(), "memory".into()]).await;
-    rows.push(run("memory store, 1 server", &[server], tasks).await);
-
-    let dir = tempfile::tempdir().unwrap();
-    let args = vec![
-        "--store".into(),
-        "sqlite".into(),
-        "--data-dir".into(),
-        dir.path().display().to_string(),
-    ];
-    let server = Server::start_on("127.0.0.1:0", args).await;
-    rows.push(
-        run(
-            "SQLite store (embedded, durable), 1 server",
-            &[server],
-            tasks,
-        )
-        .await,
-    );
-
-    for n in 1..=3 {
+    // BENCH_ONLY=postgres skips the embedded stores; BENCH_SERVERS=1 runs
+    // only that many PostgreSQL servers.
+    let only_pg = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "postgres");
+    let max_servers: usize = std::env::var("BENCH_SERVERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    if !only_pg {
+        embedded(&mut rows, tasks).await;
+    }
+    for n in 1..=max_servers {
         let url = cluster.create_database().await;
         let mut servers = Vec::new();
         for _ in 0..n {
@@ -159,6 +148,28 @@ async fn main() {
     print!("{md}");
     std::fs::write(&out, md).expect("writing the results table");
     eprintln!("table written to {out}");
+}
+
+/// The embedded stores, as the baseline: memory, then durable SQLite.
+async fn embedded(rows: &mut Vec<Measured>, tasks: usize) {
+    let server = Server::start_on("127.0.0.1:0", vec!["--store".into(), "memory".into()]).await;
+    rows.push(run("memory store, 1 server", &[server], tasks).await);
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec![
+        "--store".into(),
+        "sqlite".into(),
+        "--data-dir".into(),
+        dir.path().display().to_string(),
+    ];
+    let server = Server::start_on("127.0.0.1:0", args).await;
+    rows.push(
+        run(
+            "SQLite store (embedded, durable), 1 server",
+            &[server],
+            tasks,
+        )
+        .await,
+    );
 }
 
 /// Runs `tasks` no-op tasks through `servers`: one worker (concurrency 512)

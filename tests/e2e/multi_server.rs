@@ -401,7 +401,10 @@ async fn submit_on_one_run_on_another_cancel_through_a_third() {
     assert_eq!(job.task.task_id, first.task_id);
     job.succeed(r#"{"a":1}"#);
     let done = take_completions(&mut stream, 1).await.remove(0);
-    assert_eq!((done.seq, done.task_id.as_str()), (1, first.task_id.as_str()));
+    assert_eq!(
+        (done.seq, done.task_id.as_str()),
+        (1, first.task_id.as_str())
+    );
     assert_eq!(status_of(done.status), pb::TaskStatus::Succeeded);
 
     // Running on B, cancelled through C: B's worker is told, the stream
@@ -413,7 +416,10 @@ async fn submit_on_one_run_on_another_cancel_through_a_third() {
     within("B's worker to be told", job.cancel.cancelled()).await;
     job.succeed(r#"{"a":"late"}"#);
     let done = take_completions(&mut stream, 1).await.remove(0);
-    assert_eq!((done.seq, done.task_id.as_str()), (2, second.task_id.as_str()));
+    assert_eq!(
+        (done.seq, done.task_id.as_str()),
+        (2, second.task_id.as_str())
+    );
     assert_eq!(status_of(done.status), pb::TaskStatus::Cancelled);
     let task = on_a.get_task(&second.task_id).await.unwrap();
     assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled);

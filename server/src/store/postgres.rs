@@ -841,8 +841,14 @@ impl Writer {
     ) -> Result<Answers, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let inserted = self.insert_in(&tx, inserts).await?;
-        if !dispatches.is_empty() {
+        // Inserts, dispatch records and completions touch different rows:
+        // their statements are pipelined on the connection (sent without
+        // waiting for each other's answers). Releases follow the dispatch
+        // records they may undo.
+        let dispatch = async {
+            if dispatches.is_empty() {
+                return Ok(());
+            }
             let ids: Vec<Uuid> = dispatches.keys().copied().collect();
             let attempts: Vec<i32> = ids.iter().map(|id| dispatches[id].0 as i32).collect();
             let at: Vec<i64> = ids.iter().map(|id| time_to_i64(dispatches[id].1)).collect();
@@ -856,9 +862,14 @@ impl Writer {
                    AND (t.owner IS NULL OR t.owner = $4)",
                 &[&ids, &attempts, &at, &&*self.server_id, &lease_ms],
             )
-            .await?;
-        }
-        let finished = finish_in(&tx, finishes).await?;
+            .await
+        };
+        let (inserted, dispatched, finished) = tokio::join!(
+            self.insert_in(&tx, inserts),
+            dispatch,
+            finish_in(&tx, finishes)
+        );
+        let (inserted, (), finished) = (inserted?, dispatched?, finished?);
         if !releases.is_empty() {
             let tools: Vec<String> = rows(
                 &tx,
