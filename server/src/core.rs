@@ -6,6 +6,14 @@
 //! process is handed to the [`Store`](crate::store::Store) after the lock is
 //! released; completions then wake the session's streams through the
 //! [`SessionHub`].
+//!
+//! **Shared mode.** When the store offers a
+//! [`SharedQueue`](crate::store::SharedQueue) (several servers on one
+//! database), the queue lives in the store: a submit is only stored, and
+//! [`crate::cluster`] claims queued tasks for this server's workers and hands
+//! them to [`Core::adopt`]; from there they are dispatched, timed out,
+//! retried and finished exactly as in single-server mode. Everything else
+//! here is the same in both modes.
 use std::{
     collections::{HashMap, HashSet},
     sync::{
@@ -60,6 +68,10 @@ pub struct Core {
     /// Endings taken from the live state and not yet in the store: a drain
     /// waits for them too, so streams can deliver them before they close.
     finishing: AtomicUsize,
+    /// Shared mode: wakes the claimer (a worker has room, work was queued).
+    claim_wake: Notify,
+    /// Shared mode: wakes the publisher of this server's tools.
+    tools_wake: Notify,
 }
 
 #[derive(Default)]
@@ -76,6 +88,8 @@ struct State {
     /// Shutting down: no new submits, registrations or dispatches.
     draining: bool,
     next_worker: WorkerId,
+    /// Shared mode: tools other servers' workers serve, and how many.
+    remote: HashMap<Arc<str>, (ToolSpec, u32)>,
 }
 
 /// What the live state holds, for metrics.
@@ -135,7 +149,14 @@ impl Core {
             tracker: TaskTracker::new(),
             idle: Notify::new(),
             finishing: AtomicUsize::new(0),
+            claim_wake: Notify::new(),
+            tools_wake: Notify::new(),
         })
+    }
+
+    /// Whether the queue lives in a store shared with other servers.
+    pub fn is_shared(&self) -> bool {
+        self.store.shared().is_some()
     }
 
     pub fn config(&self) -> &Config {
@@ -170,6 +191,11 @@ impl Core {
     /// Takes up the work a previous run left: queued tasks are queued again,
     /// running ones get a new attempt (or fail once attempts are used up).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+        if self.is_shared() {
+            // The shared queue is the store's; expired leases are reclaimed
+            // by whichever server reaps first.
+            return Ok(0);
+        }
         let tasks = self.store.unfinished_tasks().await?;
         let count = tasks.len();
         let mut exhausted = Vec::new();
@@ -225,6 +251,13 @@ impl Core {
             .map(|(_, t)| t)
             .filter_map(|t| t.spec.as_ref().map(|s| s.to_proto(t.workers.len() as u32)))
             .collect();
+        for (name, (spec, workers)) in st.remote.iter().filter(|(n, _)| tenant::of(n) == tenant) {
+            let shown = tenant::strip(name);
+            match tools.iter_mut().find(|t| t.name == shown) {
+                Some(t) => t.workers += workers,
+                None => tools.push(spec.to_proto(*workers)),
+            }
+        }
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
     }
@@ -297,7 +330,18 @@ impl Core {
             outcome: None,
             seq: 0,
         };
-        match self.store.insert_task(&task).await {
+        // Shared mode: a task a worker here can take at once is stored as
+        // claimed by this server (`Running` at insert) and dispatched here,
+        // with no trip through the shared queue.
+        let claim_here = self.is_shared() && self.has_room_for(&task.tool);
+        let stored = if claim_here {
+            let mut claimed = task.clone();
+            claimed.state = TaskState::Running;
+            self.store.insert_task(&claimed).await
+        } else {
+            self.store.insert_task(&task).await
+        };
+        match stored {
             Ok(Inserted::New) => {}
             Ok(Inserted::Existing(earlier)) => {
                 self.lock().release(&task.session);
@@ -311,6 +355,17 @@ impl Core {
         }
         debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
         self.metrics.submitted(&task.tool);
+        if self.is_shared() {
+            self.lock().release(&task.session);
+            if claim_here {
+                self.adopt(vec![task.clone()]).await;
+            } else {
+                // Queued in the store: a claimer (this server's or
+                // another's) takes it for a worker with room.
+                self.claim_wake.notify_one();
+            }
+            return Ok((task, false));
+        }
         let mut st = self.lock();
         let entry = st.tools.entry(task.tool.clone()).or_default();
         entry.queue.push_back(&task.session, task.id);
@@ -354,6 +409,14 @@ impl Core {
         if let Some(ending) = ending {
             info!(task_id = %id, "task cancelled");
             return Ok(self.finalize(ending).await);
+        }
+        if let Some(shared) = self.store.shared()
+            && let Some(c) = shared.cancel(id).await?
+        {
+            // Queued in the store or held by another server (told by a
+            // notification, or at its next lease renewal).
+            info!(task_id = %id, "task cancelled");
+            self.sessions.notify(&c.session, c.seq);
         }
         let task = self
             .store
@@ -457,6 +520,7 @@ impl Core {
             },
         );
         self.fill_worker(&mut st, id);
+        self.tools_wake.notify_one();
         Ok(id)
     }
 
@@ -527,6 +591,7 @@ impl Core {
     /// their place kept, or fail once their attempts are used up.
     pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
         let mut endings = Vec::new();
+        let mut released = Vec::new();
         {
             let mut st = self.lock();
             let st = &mut *st;
@@ -572,7 +637,12 @@ impl Core {
             if st.draining {
                 self.idle.notify_waiters();
             }
+            if self.is_shared() {
+                released = self.unservable(st, &entry.tools);
+            }
         }
+        self.tools_wake.notify_one();
+        self.give_back(released).await;
         join_all(endings.into_iter().map(|e| self.finalize(e))).await;
     }
 
@@ -677,10 +747,16 @@ impl Core {
             debug!(task_id = %task.id, session_id = %task.session, seq = c.seq, status = task.state.name(), "task completed");
             self.sessions.completed(c);
         }
+        self.ended_one();
+        task
+    }
+
+    /// Counts off one ending taken by [`Core::take`], finalized or dropped.
+    /// Takes the lock: never call it with the lock held.
+    fn ended_one(&self) {
         if self.finishing.fetch_sub(1, Ordering::SeqCst) == 1 && self.lock().draining {
             self.idle.notify_waiters();
         }
-        task
     }
 
     /// Gives queued tasks of `tool` to its workers with room, the least
@@ -729,7 +805,12 @@ impl Core {
                 let idx = (w.next_tool + i) % n;
                 tools.get_mut(&w.tools[idx])?.queue.pop()
             });
-            let Some((_, task)) = picked else { return };
+            let Some((_, task)) = picked else {
+                // Room left and nothing queued here: the shared queue may
+                // have some.
+                self.claim_wake.notify_one();
+                return;
+            };
             self.assign(st, worker, task);
         }
     }
@@ -887,6 +968,9 @@ impl Core {
         if let Some(spec) = st.tools.get(name).and_then(|t| t.spec.clone()) {
             return Ok(spec);
         }
+        if let Some((spec, _)) = st.remote.get(name) {
+            return Ok(spec.clone());
+        }
         // Only the caller's tenant's tools: another tenant's are not its business.
         let owner = tenant::of(name);
         let mut known: Vec<&str> = st
@@ -894,8 +978,15 @@ impl Core {
             .iter()
             .filter(|(n, t)| t.spec.is_some() && tenant::of(n) == owner)
             .map(|(n, _)| tenant::strip(n))
+            .chain(
+                st.remote
+                    .keys()
+                    .filter(|n| tenant::of(n) == owner)
+                    .map(|n| tenant::strip(n)),
+            )
             .collect();
         known.sort_unstable();
+        known.dedup();
         let known = if known.is_empty() {
             "none yet: start a worker that serves it".to_string()
         } else {
@@ -995,6 +1086,198 @@ fn truncate_utf8(s: &mut String, max: usize) {
             end -= 1;
         }
         s.truncate(end);
+    }
+}
+
+/// Shared mode: what [`crate::cluster`] asks of the live state. Each method
+/// holds the lock for one short synchronous section, as everywhere here.
+impl Core {
+    pub(crate) fn claim_wake(&self) -> &Notify {
+        &self.claim_wake
+    }
+
+    pub(crate) fn tools_wake(&self) -> &Notify {
+        &self.tools_wake
+    }
+
+    /// Per tool served here: free worker slots not already covered by
+    /// claimed tasks waiting here.
+    pub(crate) fn wants(&self) -> Vec<(Arc<str>, usize)> {
+        let st = self.lock();
+        st.tools
+            .iter()
+            .filter_map(|(name, entry)| {
+                let free: usize = entry
+                    .workers
+                    .iter()
+                    .filter_map(|id| st.workers.get(id))
+                    .filter(|w| w.has_room())
+                    .map(|w| w.max_concurrency - w.running.len())
+                    .sum();
+                let want = free.saturating_sub(entry.queue.len());
+                (want > 0).then(|| (name.clone(), want))
+            })
+            .collect()
+    }
+
+    /// Whether a worker here serving `tool` has a free slot and no claimed
+    /// task of the tool is waiting here.
+    fn has_room_for(&self, tool: &str) -> bool {
+        let st = self.lock();
+        st.tools.get(tool).is_some_and(|entry| {
+            entry.queue.is_empty()
+                && entry
+                    .workers
+                    .iter()
+                    .filter_map(|id| st.workers.get(id))
+                    .any(WorkerEntry::has_room)
+        })
+    }
+
+    /// Whether a worker here serves `tool`.
+    pub(crate) fn serves(&self, tool: &str) -> bool {
+        self.lock()
+            .tools
+            .get(tool)
+            .is_some_and(|t| !t.workers.is_empty())
+    }
+
+    /// Takes claimed tasks into the live state and dispatches them. Tasks no
+    /// local worker serves any more go back to the store.
+    pub(crate) async fn adopt(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
+        let mut released = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let mut tools = HashSet::new();
+            for mut task in tasks {
+                if st.tasks.contains_key(&task.id) {
+                    continue;
+                }
+                task.state = TaskState::Queued;
+                task.session = st.reserve(&task.session);
+                let entry = st.tools.entry(task.tool.clone()).or_default();
+                entry.queue.push_back(&task.session, task.id);
+                tools.insert(task.tool.clone());
+                st.tasks.insert(
+                    task.id,
+                    Live {
+                        task,
+                        worker: None,
+                        timer: None,
+                    },
+                );
+            }
+            let tools: Vec<_> = tools.into_iter().collect();
+            for tool in &tools {
+                self.dispatch_tool(st, tool);
+            }
+            released.extend(self.unservable(st, &tools));
+        }
+        self.give_back(released).await;
+    }
+
+    /// Takes out of the live state the queued tasks of `tools` that no
+    /// worker here serves: they are to be released to the store.
+    fn unservable(self: &Arc<Self>, st: &mut State, tools: &[Arc<str>]) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        for tool in tools {
+            let Some(entry) = st.tools.get_mut(tool) else {
+                continue;
+            };
+            if !entry.workers.is_empty() {
+                continue;
+            }
+            while let Some((session, id)) = entry.queue.pop() {
+                st.tasks.remove(&id);
+                out.push((session, id));
+            }
+        }
+        out.into_iter()
+            .map(|(session, id)| {
+                st.release(&session);
+                id
+            })
+            .collect()
+    }
+
+    async fn give_back(&self, ids: Vec<Uuid>) {
+        let Some(shared) = self.store.shared() else {
+            return;
+        };
+        if ids.is_empty() {
+            return;
+        }
+        debug!(
+            tasks = ids.len(),
+            "claimed tasks given back to the shared queue"
+        );
+        if let Err(e) = shared.release(ids).await {
+            // Their leases expire and the reaper queues them again.
+            warn!(error = %e, "giving tasks back to the shared queue failed");
+        }
+    }
+
+    /// Every task this server holds (claimed, queued here or running).
+    pub(crate) fn held(&self) -> Vec<Uuid> {
+        self.lock().tasks.keys().copied().collect()
+    }
+
+    /// Drops tasks this server no longer holds in the store (finished or
+    /// cancelled through another server, or reclaimed after an expired
+    /// lease): their workers are told to stop; nothing is stored.
+    pub(crate) fn forget(self: &Arc<Self>, ids: &[Uuid]) {
+        let dropped: Vec<Ending> = {
+            let mut st = self.lock();
+            ids.iter()
+                .filter_map(|id| {
+                    self.take(
+                        &mut st,
+                        *id,
+                        TaskState::Cancelled,
+                        Outcome::error(codes::CANCELLED, "no longer held by this server"),
+                        Some(codes::CANCELLED),
+                    )
+                })
+                .collect()
+        };
+        for ending in dropped {
+            info!(task_id = %ending.task.id, "task no longer held here: its worker is told to stop");
+            self.ended_one();
+        }
+    }
+
+    /// The tools this server's workers serve, to publish.
+    pub(crate) fn local_tools(&self) -> Vec<pb::Tool> {
+        let st = self.lock();
+        st.tools
+            .values()
+            .filter(|t| !t.workers.is_empty())
+            .filter_map(|t| {
+                t.spec.as_ref().map(|s| pb::Tool {
+                    name: s.name.to_string(),
+                    description: s.description.to_string(),
+                    input_schema_json: s.input_schema_json.to_string(),
+                    timeout_ms: s.timeout.map(crate::model::millis).unwrap_or(0),
+                    workers: t.workers.len() as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces what is known of other servers' tools.
+    pub(crate) fn set_remote_tools(&self, tools: Vec<pb::Tool>) {
+        let remote: HashMap<Arc<str>, (ToolSpec, u32)> = tools
+            .iter()
+            .filter_map(|t| match ToolSpec::from_proto(t, &self.config.limits) {
+                Ok(spec) => Some((spec.name.clone(), (spec, t.workers))),
+                Err(e) => {
+                    warn!(tool = %t.name, error = %e, "another server's tool is not usable here");
+                    None
+                }
+            })
+            .collect();
+        self.lock().remote = remote;
     }
 }
 

@@ -40,8 +40,13 @@ impl From<Error> for Status {
             Error::Unavailable(_) => Code::Unavailable,
             Error::Store(StoreError::Full(_)) => Code::ResourceExhausted,
             Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
+            Error::Store(StoreError::LimitReached(_)) => Code::ResourceExhausted,
             Error::Store(_) => Code::Internal,
         };
-        Status::new(code, err.to_string())
+        let message = match err {
+            Error::Store(StoreError::LimitReached(m)) => m,
+            other => other.to_string(),
+        };
+        Status::new(code, message)
     }
 }

@@ -11,9 +11,11 @@
 //!   tool's JSON Schema.
 //! - [`sessions`]: wake-ups for open `Completions` streams and the stream
 //!   loop that replays then follows a session's completions.
-//! - [`store`]: the persistence seam ([`store::Store`]) and its in-memory
-//!   implementation.
+//! - [`store`]: the persistence seam ([`store::Store`]) and its memory,
+//!   SQLite and PostgreSQL implementations.
 //! - [`text`]: the texts errand writes for the model.
+//! - [`cluster`]: shared mode, several servers on one database: claiming,
+//!   leases, the reaper, cross-server wake-ups and tool discovery.
 //! - [`grpc`]: thin tonic handlers that translate between the wire and the core.
 //! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
 //!   and the interceptor that turns one into a [`auth::Caller`].
@@ -34,6 +36,7 @@
 //! ```
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -50,3 +53,9 @@ pub mod text;
 pub mod tools;
 
 pub use error::Error;
+
+/// The throwaway PostgreSQL cluster of the end-to-end harness, for the
+/// store tests.
+#[cfg(test)]
+#[path = "../../tests/src/pg.rs"]
+pub(crate) mod test_pg;

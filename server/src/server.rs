@@ -78,6 +78,8 @@ pub async fn serve_with(
     let core = Core::new(config, store);
     core.recover().await?;
     let purge = tokio::spawn(core.clone().purge_loop());
+    // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
+    let cluster = crate::cluster::start(&core);
     let metrics = options
         .metrics
         .map(|l| tokio::spawn(metrics::serve(l, core.clone())));
@@ -163,6 +165,10 @@ pub async fn serve_with(
         warn!("worker streams did not finish within 10 s");
     }
     purge.abort();
+    for task in cluster {
+        task.abort();
+    }
+    crate::cluster::stop(&core).await;
     if let Some(m) = metrics {
         let _ = m.await;
     }

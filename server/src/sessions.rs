@@ -94,6 +94,16 @@ impl SessionHub {
         self.lock().retain(|_, tx| tx.receiver_count() > 0);
     }
 
+    /// The sessions with an open stream (shared mode checks their latest
+    /// seq periodically, in case a wake-up from another server was lost).
+    pub fn watched_sessions(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     /// Number of sessions with at least one open stream.
     pub fn watched(&self) -> usize {
         self.lock().len()

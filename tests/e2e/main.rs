@@ -6,6 +6,7 @@ mod delivery;
 mod dispatch;
 mod durability;
 mod limits;
+mod multi_server;
 mod ops;
 mod security;
 mod validation;

@@ -22,6 +22,8 @@ use tokio::{
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+pub mod pg;
+
 /// How long any single awaited event may take before the test fails.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -66,9 +68,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server with the in-memory store and `extra` flags.
+    /// Starts a server with the test store and `extra` flags: the in-memory
+    /// store, or with `ERRAND_TEST_STORE=postgres` a fresh database in the
+    /// test run's PostgreSQL cluster ([`pg::cluster`]).
     pub async fn start(extra: &[&str]) -> Server {
-        let mut args = vec!["--store".to_string(), "memory".to_string()];
+        let mut args = store_args().await;
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_on("127.0.0.1:0", args).await
+    }
+
+    /// Starts a server on an existing PostgreSQL database (several servers
+    /// on one database act as one service).
+    pub async fn start_postgres(url: &str, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = ["--store", "postgres", "--database-url", url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start_on("127.0.0.1:0", args).await
     }
@@ -247,6 +262,27 @@ impl Server {
     pub async fn gate_worker(&self, tools: &[&str], max_concurrency: u32) -> GateWorker {
         GateWorker::start(&self.addr, tools, max_concurrency).await
     }
+}
+
+/// Whether the e2e suite runs on PostgreSQL (`ERRAND_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("ERRAND_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+async fn store_args() -> Vec<String> {
+    if !on_postgres() {
+        return vec!["--store".into(), "memory".into()];
+    }
+    let cluster = pg::cluster().expect(
+        "ERRAND_TEST_STORE=postgres needs PostgreSQL's binaries (Debian's postgresql package)",
+    );
+    let url = cluster.create_database().await;
+    vec![
+        "--store".into(),
+        "postgres".into(),
+        "--database-url".into(),
+        url,
+    ]
 }
 
 async fn wait_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {

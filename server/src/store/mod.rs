@@ -2,16 +2,27 @@
 //! tells a [`Store`] every fact that must outlive the process: a task accepted,
 //! a task dispatched, a task finished with its completion. Implementations:
 //! [`memory::MemoryStore`] (nothing survives a restart; tests and throwaway use)
-//! and [`sqlite::SqliteStore`] (durable, embedded, the default of `errand serve`).
-//! Both pass the same behavioural tests (`store/tests.rs`).
-use std::{sync::Arc, time::SystemTime};
+//! [`sqlite::SqliteStore`] (durable, embedded, the default of `errand serve`)
+//! and [`postgres::PostgresStore`] (shared by several servers). All pass the
+//! same behavioural tests (`store/tests.rs`).
+//!
+//! A store that several servers share also offers a [`SharedQueue`]: the
+//! queue then lives in the store, and each server claims queued work for its
+//! own workers instead of keeping the queue in memory.
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use async_trait::async_trait;
+use errand_proto::v1 as pb;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -28,6 +39,10 @@ pub enum StoreError {
     /// Corrupt or unreadable data, or a bug.
     #[error("{0}")]
     Internal(String),
+    /// A limit the store enforces (a shared store counts a session's
+    /// unfinished tasks across servers); the message says which.
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 /// What [`Store::insert_task`] did.
@@ -86,6 +101,76 @@ pub trait Store: Send + Sync + 'static {
     /// Removes completions and finished tasks that finished before `cutoff`.
     /// Returns how many completions were removed.
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
+
+    /// The shared queue, when several servers share this store. `None` (the
+    /// default) keeps the queue in the server's memory.
+    fn shared(&self) -> Option<&dyn SharedQueue> {
+        None
+    }
+}
+
+/// A hint from another server (or this one) through the shared store. Hints
+/// may be lost; the core also checks periodically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedEvent {
+    /// Tasks of `tool` were queued (submitted, released or reclaimed).
+    TasksQueued { tool: String },
+    /// `session` has a completion numbered `seq`.
+    Completed { session: String, seq: u64 },
+    /// A running task was cancelled through another server.
+    Cancelled { task_id: Uuid },
+    /// Some server's set of tools changed.
+    ToolsChanged,
+    /// Hints may have been missed (the store reconnected): check everything.
+    Resync,
+}
+
+/// The queue of a store shared by several servers.
+///
+/// A task is claimed by one server at a time, for its own workers, under a
+/// lease that server renews; an expired lease is reclaimed by [`Self::reap`]
+/// (queued again, or failed once its attempts are used up). Claiming does not
+/// count an attempt: [`Store::record_dispatch`] does, as before.
+#[async_trait]
+pub trait SharedQueue: Send + Sync {
+    /// This server's name as a lease holder.
+    fn server_id(&self) -> &str;
+
+    /// How long a claim lasts without renewal.
+    fn lease(&self) -> Duration;
+
+    /// Claims up to `limit` queued tasks of `tool` for this server, fairly
+    /// between sessions. They come back `Queued`, with their attempts so far.
+    async fn claim(&self, tool: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Gives claimed tasks back to the queue, for any server.
+    async fn release(&self, task_ids: Vec<Uuid>) -> Result<(), StoreError>;
+
+    /// Renews the leases of `held`; returns those this server still holds
+    /// (the others were finished elsewhere or reclaimed).
+    async fn renew(&self, held: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Reclaims expired leases, if no other server is doing so right now.
+    /// Returns how many tasks it reclaimed.
+    async fn reap(&self, max_attempts: u32) -> Result<usize, StoreError>;
+
+    /// Cancels an unfinished task that another server may hold.
+    async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// Publishes the tools this server's workers serve (`workers` set).
+    async fn publish_tools(&self, tools: Vec<pb::Tool>) -> Result<(), StoreError>;
+
+    /// Withdraws this server's tools (it is stopping).
+    async fn withdraw_tools(&self) -> Result<(), StoreError>;
+
+    /// The tools other live servers' workers serve, `workers` summed.
+    async fn remote_tools(&self) -> Result<Vec<pb::Tool>, StoreError>;
+
+    /// The last seq of each of `sessions` that has one.
+    async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Hints from the store.
+    fn events(&self) -> broadcast::Receiver<SharedEvent>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -9,7 +9,12 @@ use errand_server::{
     auth::Tokens,
     config::Config,
     server,
-    store::{SharedStore, memory::MemoryStore, sqlite::SqliteStore},
+    store::{
+        SharedStore,
+        memory::MemoryStore,
+        postgres::{PostgresOptions, PostgresStore},
+        sqlite::SqliteStore,
+    },
 };
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
@@ -26,6 +31,16 @@ pub struct Args {
     /// Where tasks and completions are kept.
     #[arg(long, env = "ERRAND_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
+    /// The PostgreSQL database of `--store postgres`, as a URL
+    /// (postgres://USER[:PASSWORD]@HOST:PORT/DBNAME) or key=value string.
+    /// Every server pointed at one database acts as one service.
+    #[arg(long, env = "ERRAND_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// With --store postgres: how long a task claimed by this server stays
+    /// its own without renewal; a server that dies loses its tasks to the
+    /// others after this long.
+    #[arg(long, default_value_t = 10_000)]
+    lease_ms: u64,
     /// Serve a non-loopback address with no authentication. Anyone who can
     /// reach the address can then submit tasks and serve tools.
     #[arg(long)]
@@ -93,6 +108,8 @@ enum StoreKind {
     Sqlite,
     /// In memory: fast, and gone when the server stops.
     Memory,
+    /// PostgreSQL at --database-url, shared by every server pointed at it.
+    Postgres,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -193,6 +210,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             Arc::new(store)
         }
         StoreKind::Memory => Arc::new(MemoryStore::default()),
+        StoreKind::Postgres => {
+            let Some(url) = args.database_url.as_deref() else {
+                bail!(
+                    "--store postgres needs --database-url URL (or ERRAND_DATABASE_URL), \
+                     e.g. postgres://errand@127.0.0.1:5432/errand"
+                );
+            };
+            let options = PostgresOptions {
+                lease: Duration::from_millis(args.lease_ms.max(300)),
+                max_pending_per_session: args.max_pending_per_session,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect(url, options)
+                .await
+                .context("cannot use the PostgreSQL store")?;
+            Arc::new(store)
+        }
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
