@@ -19,7 +19,9 @@ type Client struct {
 	opts  options
 }
 
-// Dial connects to the errand server at addr ("host:port").
+// Dial connects to the errand server at addr ("host:port"; "" means
+// $ERRAND_SERVER, else DefaultAddr; an "https://" prefix means TLS with the
+// system's roots unless a TLS option says otherwise).
 //
 // Unless WithLazyConnect is given, Dial waits until the server is reachable
 // or ctx is done; in the latter case the error matches both ErrUnavailable and
@@ -32,6 +34,11 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("errand: dial %s: %w", addr, err)
 		}
 	}
+	resolved, err := o.resolve(addr)
+	if err != nil {
+		return nil, fmt.Errorf("errand: dial %s: %w", addr, err)
+	}
+	addr = resolved
 	conn, err := grpc.NewClient(addr, o.grpcOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("errand: dial %s: %w", addr, err)

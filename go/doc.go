@@ -20,6 +20,13 @@
 //		fmt.Println(comp.TaskID, comp.Status, string(comp.Result))
 //	}
 //
+// A server with tokens and TLS (see "Running in production" in the
+// repository's README) takes WithBearerToken and WithTLSFiles (or WithTLS),
+// or WithEnv to read ERRAND_TOKEN and ERRAND_TLS_* as the errand CLI does:
+//
+//	c, err := errand.Dial(ctx, "localhost:7466",
+//		errand.WithBearerToken(token), errand.WithTLSFiles("ca.pem", "", ""))
+//
 // Layout of the module:
 //   - package errand (this one): Dial and the Client for agents, with
 //     Submit, Completions, GetTask, Cancel, ListTools and AckCompletions;

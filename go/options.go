@@ -3,10 +3,13 @@ package errand
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,7 +23,10 @@ import (
 type Option func(*options) error
 
 type options struct {
-	creds        credentials.TransportCredentials
+	creds        credentials.TransportCredentials // WithTransportCredentials
+	tlsConfig    *tls.Config                      // WithTLS, WithTLSFiles, WithEnv
+	serverName   string
+	env          bool
 	perRPC       credentials.PerRPCCredentials
 	dialOpts     []grpc.DialOption
 	lazy         bool
@@ -32,7 +38,6 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		creds:        insecure.NewCredentials(),
 		minBackoff:   100 * time.Millisecond,
 		maxBackoff:   5 * time.Second,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -41,26 +46,90 @@ func defaultOptions() options {
 }
 
 // WithTLS connects over TLS with the given configuration (nil: the system
-// roots and the host name from addr). Without it the connection is plaintext,
-// which is what a server on loopback expects.
+// roots and the host name from addr). Without it (or WithTLSFiles, or WithEnv
+// finding a CA) the connection is plaintext, which is what a server on
+// loopback expects.
 func WithTLS(cfg *tls.Config) Option {
 	return func(o *options) error {
 		if cfg == nil {
 			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-		o.creds = credentials.NewTLS(cfg)
+		o.tlsConfig, o.creds = cfg.Clone(), nil
 		return nil
 	}
 }
 
+// WithTLSFiles connects over TLS, trusting the CA certificate in caFile
+// (PEM; "" trusts the system's roots) and, for servers that require mutual
+// TLS, presenting the client certificate chain in certFile with its private
+// key in keyFile (both PEM; both "" for none). The files are read by Dial.
+// These are the CLI's --tls-ca, --tls-cert and --tls-key.
+func WithTLSFiles(caFile, certFile, keyFile string) Option {
+	return func(o *options) error {
+		cfg, err := TLSConfigFromFiles(caFile, certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		o.tlsConfig, o.creds = cfg, nil
+		return nil
+	}
+}
+
+// WithServerName checks the server's certificate for name instead of the
+// host of Dial's address (the CLI's --tls-domain), for a server reached
+// through an IP address or a tunnel. It applies to WithTLS, WithTLSFiles and
+// WithEnv's TLS, not to WithTransportCredentials.
+func WithServerName(name string) Option {
+	return func(o *options) error { o.serverName = name; return nil }
+}
+
+// WithEnv takes the settings the errand CLI reads from the environment, for
+// whatever the other options leave unset (explicit options win, whatever
+// their order): ERRAND_TOKEN (as WithBearerToken), ERRAND_TLS_CA,
+// ERRAND_TLS_CERT and ERRAND_TLS_KEY (as WithTLSFiles, used when the CA or
+// the certificate is set) and ERRAND_TLS_DOMAIN (as WithServerName). An
+// empty Dial address means $ERRAND_SERVER with or without it.
+func WithEnv() Option {
+	return func(o *options) error { o.env = true; return nil }
+}
+
+// TLSConfigFromFiles builds the TLS configuration of WithTLSFiles: the CA in
+// caFile ("" for the system's roots), and the client certificate and key of
+// certFile and keyFile ("" and "" for none). All files are PEM.
+func TLSConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS CA: no PEM certificate in %s", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("TLS client certificate: give both the certificate and its key, or neither")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
 // WithTransportCredentials sets the gRPC transport credentials directly, for
-// setups WithTLS does not cover (mTLS from files, ALTS, ...).
+// setups WithTLS and WithTLSFiles do not cover (ALTS, a custom verifier, ...).
 func WithTransportCredentials(c credentials.TransportCredentials) Option {
 	return func(o *options) error {
 		if c == nil {
 			return errors.New("WithTransportCredentials: nil credentials")
 		}
-		o.creds = c
+		o.creds, o.tlsConfig = c, nil
 		return nil
 	}
 }
@@ -76,12 +145,21 @@ func WithPerRPCCredentials(c credentials.PerRPCCredentials) Option {
 	}
 }
 
-// WithBearerToken sends "authorization: Bearer TOKEN" with every call. The
-// token is sent even over plaintext, so use it with WithTLS off loopback.
+// WithBearerToken sends "authorization: Bearer TOKEN" with every call and
+// stream: the Completions streams and their reconnects, and the Connect
+// stream of a worker built on the client. The token is sent even over
+// plaintext (a server on loopback may want tokens without TLS), so use it
+// with TLS off loopback.
 func WithBearerToken(token string) Option {
 	return func(o *options) error {
+		token = strings.TrimSpace(token)
 		if token == "" {
 			return errors.New("WithBearerToken: empty token")
+		}
+		for _, r := range token {
+			if r <= ' ' || r > '~' {
+				return errors.New("WithBearerToken: the token must be printable ASCII without spaces")
+			}
 		}
 		o.perRPC = bearer(token)
 		return nil
@@ -142,6 +220,64 @@ func WithMaxRecvBytes(n int) Option {
 // (so they win: e.g. grpc.WithKeepaliveParams replaces the default 30s pings).
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) error { o.dialOpts = append(o.dialOpts, opts...); return nil }
+}
+
+// DefaultAddr is the server address when Dial gets "" and $ERRAND_SERVER is unset.
+const DefaultAddr = "127.0.0.1:7466"
+
+// resolve applies WithEnv and the address's scheme, and settles the transport
+// credentials; it returns the address to dial.
+func (o *options) resolve(addr string) (string, error) {
+	if addr == "" {
+		addr = os.Getenv("ERRAND_SERVER")
+	}
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	https := false
+	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
+		addr, https = rest, true
+	} else if rest, ok := strings.CutPrefix(addr, "http://"); ok {
+		addr = rest
+	}
+	addr = strings.TrimSuffix(addr, "/")
+	if o.env {
+		if o.perRPC == nil {
+			if tok := os.Getenv("ERRAND_TOKEN"); tok != "" {
+				if err := WithBearerToken(tok)(o); err != nil {
+					return "", fmt.Errorf("ERRAND_TOKEN: %w", err)
+				}
+			}
+		}
+		if o.creds == nil && o.tlsConfig == nil {
+			ca, cert, key := os.Getenv("ERRAND_TLS_CA"), os.Getenv("ERRAND_TLS_CERT"), os.Getenv("ERRAND_TLS_KEY")
+			if ca != "" || cert != "" || key != "" {
+				cfg, err := TLSConfigFromFiles(ca, cert, key)
+				if err != nil {
+					return "", fmt.Errorf("ERRAND_TLS_CA/CERT/KEY: %w", err)
+				}
+				o.tlsConfig = cfg
+			}
+		}
+		if o.serverName == "" {
+			o.serverName = os.Getenv("ERRAND_TLS_DOMAIN")
+		}
+	}
+	if https && o.creds == nil && o.tlsConfig == nil {
+		o.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	switch {
+	case o.creds != nil:
+	case o.tlsConfig != nil:
+		cfg := o.tlsConfig.Clone()
+		if o.serverName != "" {
+			cfg.ServerName = o.serverName
+		}
+		o.creds = credentials.NewTLS(cfg)
+	default:
+		o.creds = insecure.NewCredentials()
+	}
+	return addr, nil
 }
 
 func (o *options) grpcOptions() []grpc.DialOption {

@@ -20,7 +20,8 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:7466", "errand server address (the server's default)")
+	addr := flag.String("addr", "", "errand server address (default $ERRAND_SERVER, else 127.0.0.1:7466); "+
+		"ERRAND_TOKEN and ERRAND_TLS_CA/CERT/KEY are read as the errand CLI reads them")
 	session := flag.String("session", fmt.Sprintf("go-agent-%d", time.Now().UnixNano()), "session ID")
 	flag.Parse()
 	if err := run(*addr, *session); err != nil {
@@ -35,7 +36,7 @@ func run(addr, session string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 
-	c, err := errand.Dial(ctx, addr)
+	c, err := errand.Dial(ctx, addr, errand.WithEnv())
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,8 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:7466", "errand server address")
+	addr := flag.String("addr", "", "errand server address (default $ERRAND_SERVER, else 127.0.0.1:7466); "+
+		"ERRAND_TOKEN and ERRAND_TLS_CA/CERT/KEY are read as the errand CLI reads them")
 	concurrency := flag.Int("concurrency", 4, "tasks run at once")
 	flag.Parse()
 	if err := run(*addr, *concurrency); err != nil && !errors.Is(err, context.Canceled) {
@@ -41,7 +42,7 @@ func run(addr string, concurrency int) error {
 
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := errand.Dial(dialCtx, addr, errand.WithLogger(logger))
+	c, err := errand.Dial(dialCtx, addr, errand.WithEnv(), errand.WithLogger(logger))
 	if err != nil {
 		return err
 	}

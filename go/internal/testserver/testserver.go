@@ -39,6 +39,8 @@ type Options struct {
 	DataDir string
 	// Listen is the address to bind; empty: 127.0.0.1:0 (a free port).
 	Listen string
+	// Args are more flags of `errand serve` (--tokens-file, --tls-cert, ...).
+	Args []string
 }
 
 // Server is one running `errand serve`.
@@ -67,6 +69,7 @@ func Start(opts Options) (*Server, error) {
 	} else {
 		args = append(args, "--store", "memory")
 	}
+	args = append(args, opts.Args...)
 	s := &Server{opts: opts, exited: make(chan struct{}), stderr: &syncBuffer{}}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = s.stderr
@@ -141,6 +144,25 @@ func (s *Server) Restart() (*Server, error) {
 
 // Stderr returns the end of what the server logged, for failure messages.
 func (s *Server) Stderr() string { return s.stderr.Tail(8000) }
+
+// NewToken makes a token with `errand token new --role ROLE --tenant TENANT
+// --append FILE [extra...]` and returns its secret (the first line of stdout).
+func NewToken(file, role, tenant string, extra ...string) (string, error) {
+	args := append([]string{"token", "new", "--role", role, "--tenant", tenant, "--append", file}, extra...)
+	cmd := exec.Command(Bin(), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("errand %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	secret, _, _ := strings.Cut(string(out), "\n")
+	secret = strings.TrimSpace(secret)
+	if !strings.HasPrefix(secret, "ert_") {
+		return "", fmt.Errorf("errand token new printed %q, want a token (ert_...) on the first line", out)
+	}
+	return secret, nil
+}
 
 // SupportsDataDir reports whether the binary knows `serve --data-dir`.
 func SupportsDataDir() bool {
