@@ -342,7 +342,7 @@ impl Auth {
             && need != has
         {
             return Err(Status::permission_denied(format!(
-                "a {} token cannot call {}: use a {} token",
+                "a token with role {} cannot call {}: use one with role {}",
                 has.name(),
                 self.service,
                 need.name()

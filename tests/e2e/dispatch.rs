@@ -33,9 +33,11 @@ async fn a_worker_never_holds_more_than_its_max_concurrency() {
         ),
         (2, 4)
     );
+    let mut stream = client.completions("s", 0);
     let first = worker.next().await;
     let _second = worker.next().await;
     first.succeed("1");
+    take_completions(&mut stream, 1).await;
     let _third = worker.next().await;
     let s = statuses(&client, &ids).await;
     assert_eq!(
