@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 
+mod codec;
 pub mod memory;
 pub mod postgres;
 pub mod sqlite;

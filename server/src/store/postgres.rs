@@ -37,7 +37,7 @@ use std::{
     collections::{HashMap, HashSet},
     str::FromStr,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use async_trait::async_trait;
@@ -54,6 +54,9 @@ use tokio_postgres::{AsyncMessage, NoTls, Row, error::SqlState, types::ToSql};
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use super::codec::{
+    duration_to_i64, state_code, state_from_code, time_from_i64, time_to_i64, to_i64,
+};
 use super::{Inserted, SharedEvent, SharedQueue, Store, StoreError};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
@@ -1463,54 +1466,6 @@ fn outcome_columns(outcome: Option<&Outcome>) -> (Option<&str>, Option<&str>, Op
 }
 
 /// Stored state codes: 0 queued, 1 running (claimed), 2 and up final.
-fn state_code(state: TaskState) -> i16 {
-    match state {
-        TaskState::Queued => 0,
-        TaskState::Running => 1,
-        TaskState::Succeeded => 2,
-        TaskState::Failed => 3,
-        TaskState::Cancelled => 4,
-        TaskState::TimedOut => 5,
-    }
-}
-
-fn state_from_code(code: i16) -> Option<TaskState> {
-    Some(match code {
-        0 => TaskState::Queued,
-        1 => TaskState::Running,
-        2 => TaskState::Succeeded,
-        3 => TaskState::Failed,
-        4 => TaskState::Cancelled,
-        5 => TaskState::TimedOut,
-        _ => return None,
-    })
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn duration_to_i64(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-}
-
-/// Nanoseconds since the Unix epoch (negative before it).
-fn time_to_i64(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => duration_to_i64(d),
-        Err(e) => -duration_to_i64(e.duration()),
-    }
-}
-
-fn time_from_i64(n: i64) -> SystemTime {
-    let d = Duration::from_nanos(n.unsigned_abs());
-    if n >= 0 {
-        UNIX_EPOCH + d
-    } else {
-        UNIX_EPOCH - d
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
