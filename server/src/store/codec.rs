@@ -2,8 +2,36 @@
 //! SQLite and PostgreSQL, so a task reads back the same from either.
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::model::TaskState;
+use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
 
+/// The `result`, `error_code` and `error_message` columns of an outcome.
+pub(super) fn outcome_columns(
+    outcome: Option<&Outcome>,
+) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match outcome {
+        None => (None, None, None),
+        Some(Outcome::Result(json)) => (Some(json), None, None),
+        Some(Outcome::Error { code, message }) => (None, Some(code), Some(message)),
+    }
+}
+
+/// The completion a finished task row carries (its seq, outcome and finish
+/// time); `None` when the row lacks them.
+pub(super) fn completion_of(task: &TaskRecord) -> Option<CompletionRecord> {
+    let (Some(outcome), Some(finished_at)) = (&task.outcome, task.finished_at) else {
+        return None;
+    };
+    let finish = Finish {
+        task_id: task.id,
+        state: task.state,
+        outcome: outcome.clone(),
+        attempts: task.attempts,
+        finished_at,
+    };
+    Some(CompletionRecord::new(task, &finish, task.seq))
+}
+
+/// Stored state codes: below 2 is unfinished (the stores' indexes rely on it).
 pub(super) fn state_code(state: TaskState) -> i16 {
     match state {
         TaskState::Queued => 0,

@@ -55,7 +55,8 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::codec::{
-    duration_to_i64, state_code, state_from_code, time_from_i64, time_to_i64, to_i64,
+    self, duration_to_i64, outcome_columns, state_code, state_from_code, time_from_i64,
+    time_to_i64, to_i64,
 };
 use super::{Inserted, SharedEvent, SharedQueue, Store, StoreError};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
@@ -1441,31 +1442,10 @@ fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
 }
 
 fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, StoreError> {
-    let (Some(outcome), Some(finished_at)) = (&task.outcome, task.finished_at) else {
-        return Err(StoreError::Internal(format!(
-            "task {} has a seq but no outcome",
-            task.id
-        )));
-    };
-    let finish = Finish {
-        task_id: task.id,
-        state: task.state,
-        outcome: outcome.clone(),
-        attempts: task.attempts,
-        finished_at,
-    };
-    Ok(CompletionRecord::new(task, &finish, task.seq))
+    codec::completion_of(task)
+        .ok_or_else(|| StoreError::Internal(format!("task {} has a seq but no outcome", task.id)))
 }
 
-fn outcome_columns(outcome: Option<&Outcome>) -> (Option<&str>, Option<&str>, Option<&str>) {
-    match outcome {
-        None => (None, None, None),
-        Some(Outcome::Result(json)) => (Some(json), None, None),
-        Some(Outcome::Error { code, message }) => (None, Some(code), Some(message)),
-    }
-}
-
-/// Stored state codes: 0 queued, 1 running (claimed), 2 and up final.
 #[cfg(test)]
 mod tests {
     use super::*;

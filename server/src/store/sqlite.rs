@@ -52,7 +52,8 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::codec::{
-    duration_to_i64, state_code, state_from_code, time_from_i64, time_to_i64, to_i64,
+    self, duration_to_i64, outcome_columns, state_code, state_from_code, time_from_i64,
+    time_to_i64, to_i64,
 };
 use super::{Inserted, Store, StoreError};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
@@ -1004,32 +1005,15 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
 
 /// The completion a finished task row carries.
 fn completion_of(task: &TaskRecord) -> rusqlite::Result<CompletionRecord> {
-    let (Some(outcome), Some(finished_at)) = (&task.outcome, task.finished_at) else {
-        return Err(rusqlite::Error::FromSqlConversionFailure(
+    codec::completion_of(task).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
             11,
             Type::Null,
             Box::new(FromSqlError::InvalidType),
-        ));
-    };
-    let finish = Finish {
-        task_id: task.id,
-        state: task.state,
-        outcome: outcome.clone(),
-        attempts: task.attempts,
-        finished_at,
-    };
-    Ok(CompletionRecord::new(task, &finish, task.seq))
+        )
+    })
 }
 
-fn outcome_columns(outcome: Option<&Outcome>) -> (Option<&str>, Option<&str>, Option<&str>) {
-    match outcome {
-        None => (None, None, None),
-        Some(Outcome::Result(json)) => (Some(json), None, None),
-        Some(Outcome::Error { code, message }) => (None, Some(code), Some(message)),
-    }
-}
-
-/// Stored state codes: below 2 is unfinished (the schema's indexes rely on it).
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
