@@ -283,9 +283,11 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
 
     // Eight agents submit everything; the server is killed under them.
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // How many submits have been acknowledged: the killer waits on it.
+    let (acks_tx, mut acks) = tokio::sync::watch::channel(0usize);
     let agents: Vec<_> = (0..8)
         .map(|_| {
-            let (addr, next) = (addr.clone(), next.clone());
+            let (addr, next, acks_tx) = (addr.clone(), next.clone(), acks_tx.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 loop {
@@ -294,6 +296,7 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
                         return acked;
                     }
                     acked.push(submit_until_acked(&addr, i).await);
+                    acks_tx.send_modify(|n| *n += 1);
                 }
             })
         })
@@ -302,12 +305,9 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
         // Kill at a moment chosen by how far the burst has got, which
         // differs from run to run.
         let target = (kill + 1) * TASKS / (KILLS + 2);
-        within("the burst to progress", async {
-            while next.load(std::sync::atomic::Ordering::Relaxed) < target {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
+        within("the burst to progress", acks.wait_for(|n| *n >= target))
+            .await
+            .expect("the agents are running");
         server.restart().await;
     }
     let mut submitted = Vec::new();
