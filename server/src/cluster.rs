@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    grpc::convert,
     scheduler::{Scheduler, queue::SharedBacklog},
     sessions::SessionHub,
     store::SharedEvent,
@@ -183,16 +182,7 @@ impl Cluster {
                 _ = self.shutdown.cancelled() => return,
             }
             let mut backoff = Duration::from_millis(100);
-            loop {
-                let tools = self
-                    .sched
-                    .local_tools()
-                    .into_iter()
-                    .map(|(def, workers)| convert::tool_advert(def, workers))
-                    .collect();
-                let Err(e) = shared.publish_tools(tools).await else {
-                    break;
-                };
+            while let Err(e) = shared.publish_tools(self.sched.local_tools()).await {
                 warn!(error = %e, "publishing this server's tools failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -205,15 +195,7 @@ impl Cluster {
 
     async fn refresh_tools(&self) {
         match self.backlog.queue().remote_tools().await {
-            Ok(tools) => self.sched.set_remote_tools(
-                tools
-                    .into_iter()
-                    .map(|t| {
-                        let workers = t.workers;
-                        (convert::tool_def(t), workers)
-                    })
-                    .collect(),
-            ),
+            Ok(tools) => self.sched.set_remote_tools(tools),
             Err(e) => warn!(error = %e, "reading other servers' tools failed"),
         }
     }

@@ -79,16 +79,6 @@ impl ToolSpec {
         })
     }
 
-    /// The tool as its worker declared it (`name` is the key).
-    pub fn def(&self) -> ToolDef {
-        ToolDef {
-            name: self.name.to_string(),
-            description: self.description.to_string(),
-            input_schema_json: self.input_schema_json.to_string(),
-            timeout_ms: self.timeout.map_or(0, crate::model::millis),
-        }
-    }
-
     /// Checks submitted arguments; returns them as the task will carry them.
     pub fn check_arguments(
         &self,

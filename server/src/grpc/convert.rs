@@ -144,24 +144,13 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
     }
 }
 
-/// A tool as a worker declares it, or as another server advertises it.
+/// A tool as a worker declares it.
 pub fn tool_def(tool: pb::Tool) -> ToolDef {
     ToolDef {
         name: tool.name,
         description: tool.description,
         input_schema_json: tool.input_schema_json,
         timeout_ms: tool.timeout_ms,
-    }
-}
-
-/// A tool this server advertises to the others (shared mode), as declared.
-pub fn tool_advert(def: ToolDef, workers: u32) -> pb::Tool {
-    pb::Tool {
-        name: def.name,
-        description: def.description,
-        input_schema_json: def.input_schema_json,
-        timeout_ms: def.timeout_ms,
-        workers,
     }
 }
 

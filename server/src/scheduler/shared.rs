@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::Scheduler;
 use crate::{
-    model::{Outcome, TaskRecord, TaskState, ToolDef, codes},
+    model::{Outcome, TaskRecord, TaskState, ToolDef, codes, millis},
+    store::ToolAdvert,
     tools::ToolSpec,
 };
 
@@ -69,25 +70,39 @@ impl Scheduler {
         }
     }
 
-    /// The tools this server's workers serve, to publish, with how many
-    /// workers serve each.
-    pub fn local_tools(&self) -> Vec<(ToolDef, u32)> {
+    /// The tools this server's workers serve, to publish.
+    pub fn local_tools(&self) -> Vec<ToolAdvert> {
         self.lock()
             .local_tools()
             .into_iter()
-            .map(|(spec, workers)| (spec.def(), workers))
+            .map(|(spec, workers)| ToolAdvert {
+                name: spec.name.to_string(),
+                description: spec.description.to_string(),
+                input_schema: spec.input_schema_json.to_string(),
+                default_timeout_ms: spec.timeout.map(millis),
+                workers,
+            })
             .collect()
     }
 
-    /// Replaces what is known of other servers' tools.
-    pub fn set_remote_tools(&self, tools: Vec<(ToolDef, u32)>) {
+    /// Replaces what is known of other servers' tools. Each is checked as a
+    /// worker's registration is; one that fails is left out.
+    pub fn set_remote_tools(&self, tools: Vec<ToolAdvert>) {
         let remote: HashMap<Arc<str>, (ToolSpec, u32)> = tools
-            .iter()
-            .filter_map(|(t, workers)| match ToolSpec::new(t, &self.config.limits) {
-                Ok(spec) => Some((spec.name.clone(), (spec, *workers))),
-                Err(e) => {
-                    warn!(tool = %t.name, error = %e, "another server's tool is not usable here");
-                    None
+            .into_iter()
+            .filter_map(|t| {
+                let def = ToolDef {
+                    name: t.name,
+                    description: t.description,
+                    input_schema_json: t.input_schema,
+                    timeout_ms: t.default_timeout_ms.unwrap_or(0),
+                };
+                match ToolSpec::new(&def, &self.config.limits) {
+                    Ok(spec) => Some((spec.name.clone(), (spec, t.workers))),
+                    Err(e) => {
+                        warn!(tool = %def.name, error = %e, "another server's tool is not usable here");
+                        None
+                    }
                 }
             })
             .collect();
