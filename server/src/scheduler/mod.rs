@@ -190,12 +190,12 @@ impl Scheduler {
             let mut st = self.lock();
             admission::check_room(&st, &sub.session, limits)?;
             let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
-            (st.reserve(sub.session.as_key()), placement)
+            (st.reserve(sub.session.as_arc()), placement)
         };
         let mut task = TaskRecord {
             id: Uuid::new_v4(),
             session,
-            tool: spec.name.to_arc(),
+            tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
             idempotency_key: (!sub.idempotency_key.is_empty())
@@ -357,7 +357,7 @@ impl Scheduler {
                 "the server is shutting down: connect again once it is back".into(),
             ));
         }
-        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.to_arc()).collect();
+        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
         info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());
