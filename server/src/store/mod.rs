@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 
-mod codec;
 pub mod memory;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;

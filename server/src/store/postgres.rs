@@ -46,24 +46,29 @@ use deadpool_postgres::{
 };
 use futures::StreamExt;
 use tokio::{
-    sync::{broadcast, mpsc, oneshot},
+    sync::{broadcast, mpsc},
     task::JoinHandle,
 };
-use tokio_postgres::{AsyncMessage, NoTls, Row, error::SqlState, types::ToSql};
+use tokio_postgres::{
+    AsyncMessage, NoTls, Row,
+    error::SqlState,
+    types::{FromSql, ToSql},
+};
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
-use super::codec::{
-    self, duration_to_i64, outcome_columns, state_code, state_from_code, time_from_i64,
-    time_to_i64, to_i64,
+pub use super::sql::batch::WriterStats;
+use super::sql::{
+    PURGE_CHUNK, Purge,
+    batch::{self, Counters, Reply},
+    codec::{
+        self, TASK_COLUMNS, TaskRow, duration_to_i64, outcome_columns, state_code, time_to_i64,
+        to_i64,
+    },
 };
 use super::{Inserted, SharedEvent, SharedQueue, Store, StoreError, ToolAdvert};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
-/// Most changes applied in one transaction.
-pub const MAX_BATCH: usize = 1024;
-/// Rows one purge statement deletes.
-const PURGE_CHUNK: i64 = 5_000;
 /// Advisory lock keys ("ERND" + n).
 const MIGRATE_LOCK: i64 = 0x4552_4e44_0001;
 const REAPER_LOCK: i64 = 0x4552_4e44_0002;
@@ -122,9 +127,6 @@ pub const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-const TASK_COLUMNS: &str = "id, session, tool, arguments, timeout_ns, idempotency_key, \
-     created_at, state, attempts, started_at, finished_at, result, error_code, error_message, seq";
-
 /// How the store behaves; `Default` is what `errand serve` uses.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -152,7 +154,7 @@ impl Default for PostgresOptions {
 /// A store on PostgreSQL, shared by every server pointed at the database.
 pub struct PostgresStore {
     pool: Pool,
-    tx: mpsc::UnboundedSender<Op>,
+    tx: batch::Sender<Op>,
     server_id: Arc<str>,
     options: PostgresOptions,
     events: broadcast::Sender<SharedEvent>,
@@ -219,11 +221,12 @@ impl PostgresStore {
         )
         .into();
         let (events, _) = broadcast::channel(4096);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = batch::queue();
         let writer = Writer {
             pool: pool.clone(),
             server_id: server_id.clone(),
             options: options.clone(),
+            counters: rx.counters(),
         };
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
@@ -244,10 +247,14 @@ impl PostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// Sends a change to the writer and waits until it is committed.
     async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send(op(reply)).map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        self.tx.write(op).await
+    }
+
+    /// What this store's writer has done so far.
+    pub fn stats(&self) -> WriterStats {
+        self.tx.stats()
     }
 }
 
@@ -325,11 +332,13 @@ impl Store for PostgresStore {
     }
 
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
-        let _ = self.tx.send(Op::Dispatch {
+        if let Err(e) = self.tx.send(Op::Dispatch {
             task_id,
             attempt,
             at,
-        });
+        }) {
+            warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+        }
     }
 
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
@@ -393,17 +402,13 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-        let mut removed = 0;
-        loop {
-            let n = client
-                .execute(&st, &[&time_to_i64(cutoff), &PURGE_CHUNK])
+        let mut purge = Purge::new(cutoff);
+        while purge.step(
+            client
+                .execute(&st, &[&time_to_i64(purge.cutoff), &PURGE_CHUNK])
                 .await
-                .map_err(pg_error)?;
-            removed += n;
-            if n < PURGE_CHUNK as u64 {
-                break;
-            }
-        }
+                .map_err(pg_error)?,
+        ) {}
         // Seq counters stay (seqs never repeat); turns of idle sessions go.
         client
             .execute(
@@ -412,7 +417,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-        Ok(removed)
+        Ok(purge.removed)
     }
 
     fn shared(&self) -> Option<&dyn SharedQueue> {
@@ -712,8 +717,6 @@ impl SharedQueue for PostgresStore {
 
 // ---------------------------------------------------------------- writer
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
 /// Which finishes a stored task accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Guard {
@@ -742,6 +745,7 @@ struct Writer {
     pool: Pool,
     server_id: Arc<str>,
     options: PostgresOptions,
+    counters: Arc<Counters>,
 }
 
 /// The answers of one batch, sent after its commit.
@@ -752,21 +756,15 @@ struct Answers {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(op) = rx.recv().await {
-            batch.push(op);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
+    async fn run(self, mut rx: batch::Receiver<Op>) {
+        let mut batch = Vec::with_capacity(batch::MAX_BATCH);
+        while rx.fill(&mut batch).await {
             self.apply_batch(std::mem::take(&mut batch)).await;
         }
     }
 
     async fn apply_batch(&self, batch: Vec<Op>) {
+        let count = batch.len() as u64;
         let mut inserts = Vec::new();
         let mut dispatches: HashMap<Uuid, (u32, SystemTime)> = HashMap::new();
         let mut finishes = Vec::new();
@@ -809,6 +807,10 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
+        self.counters.applied(count);
+        if result.is_ok() {
+            self.counters.committed();
+        }
         for reply in barriers {
             let _ = reply.send(Ok(()));
         }
@@ -1386,10 +1388,6 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-fn writer_gone() -> StoreError {
-    StoreError::Unavailable("the store is closed (its writer stopped)".into())
-}
-
 // ---------------------------------------------------------------- rows
 
 fn prefixed(prefix: &str) -> String {
@@ -1400,53 +1398,37 @@ fn prefixed(prefix: &str) -> String {
         .join(", ")
 }
 
+/// Decodes a task row through the shared codec.
 fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
-    let bad = |e: tokio_postgres::Error| StoreError::Internal(format!("reading a task row: {e}"));
-    let state: i16 = row.try_get(7).map_err(bad)?;
-    let state = state_from_code(state)
-        .ok_or_else(|| StoreError::Internal(format!("unknown task state {state}")))?;
-    let result: Option<String> = row.try_get(11).map_err(bad)?;
-    let error_code: Option<String> = row.try_get(12).map_err(bad)?;
-    let outcome = match (result, error_code) {
-        (Some(json), _) => Some(Outcome::Result(json)),
-        (None, Some(code)) => Some(Outcome::Error {
-            code,
-            message: row
-                .try_get::<_, Option<String>>(13)
-                .map_err(bad)?
-                .unwrap_or_default(),
-        }),
-        (None, None) => None,
-    };
-    Ok(TaskRecord {
-        id: row.try_get(0).map_err(bad)?,
-        session: row.try_get::<_, String>(1).map_err(bad)?.into(),
-        tool: row.try_get::<_, String>(2).map_err(bad)?.into(),
-        arguments: row.try_get::<_, String>(3).map_err(bad)?.into(),
-        timeout: Duration::from_nanos(row.try_get::<_, i64>(4).map_err(bad)?.max(0) as u64),
-        idempotency_key: row
-            .try_get::<_, Option<String>>(5)
-            .map_err(bad)?
-            .map(Into::into),
-        created_at: time_from_i64(row.try_get(6).map_err(bad)?),
-        state,
-        attempts: row.try_get::<_, i32>(8).map_err(bad)?.max(0) as u32,
-        started_at: row
-            .try_get::<_, Option<i64>>(9)
-            .map_err(bad)?
-            .map(time_from_i64),
-        finished_at: row
-            .try_get::<_, Option<i64>>(10)
-            .map_err(bad)?
-            .map(time_from_i64),
-        outcome,
-        seq: row.try_get::<_, i64>(14).map_err(bad)?.max(0) as u64,
-    })
+    TaskRow {
+        id: col(row, 0)?,
+        session: col(row, 1)?,
+        tool: col(row, 2)?,
+        arguments: col(row, 3)?,
+        timeout_ns: col(row, 4)?,
+        idempotency_key: col(row, 5)?,
+        created_at: col(row, 6)?,
+        state: col(row, 7)?,
+        attempts: col::<i32>(row, 8)?.into(),
+        started_at: col(row, 9)?,
+        finished_at: col(row, 10)?,
+        result: col(row, 11)?,
+        error_code: col(row, 12)?,
+        error_message: col(row, 13)?,
+        seq: col(row, 14)?,
+    }
+    .decode()
+    .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))
+}
+
+/// Column `i` of `row`.
+fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))
 }
 
 fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, StoreError> {
-    codec::completion_of(task)
-        .ok_or_else(|| StoreError::Internal(format!("task {} has a seq but no outcome", task.id)))
+    codec::completion_of(task).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -29,46 +29,39 @@
 //! exclusive advisory lock (`flock` through the `fs4` crate) for the store's
 //! lifetime; a second server on the same dir fails at open with a clear error.
 use std::{
-    collections::VecDeque,
     fs::{File, OpenOptions},
     io::{Read, Seek, Write},
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
-        mpsc,
-    },
+    sync::{Arc, Mutex, MutexGuard},
     thread::JoinHandle,
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use async_trait::async_trait;
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Row, params,
-    types::{FromSqlError, Type},
-};
-use tokio::sync::{Semaphore, oneshot};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, types::Type};
+use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use super::codec::{
-    self, duration_to_i64, outcome_columns, state_code, state_from_code, time_from_i64,
-    time_to_i64, to_i64,
+pub use super::sql::batch::WriterStats;
+use super::sql::{
+    PURGE_CHUNK, Purge,
+    batch::{self, Counters, MAX_BATCH, Reply, writer_gone},
+    codec::{
+        self, TaskRow, duration_to_i64, outcome_columns, state_code, task_columns, time_to_i64,
+        to_i64,
+    },
 };
 use super::{Inserted, Store, StoreError};
-use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
+use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "errand.db";
 /// The lock file inside the data dir, held while a server runs.
 pub const LOCK_FILE: &str = "errand.lock";
 
-/// Most changes applied in one transaction: bounds the latency a batch adds.
-pub const MAX_BATCH: usize = 1024;
 /// Read connections kept open, and most reads running at once.
 const READERS: usize = 4;
-/// Rows one purge step deletes before letting other writes through.
-const PURGE_CHUNK: i64 = 5_000;
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
 const APPLICATION_ID: i32 = 0x4552_4e44;
 
@@ -104,13 +97,6 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
-/// The columns [`task_from_row`] reads, in its order.
-macro_rules! task_columns {
-    () => {
-        "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
-         attempts, started_at, finished_at, result, error_code, error_message, seq"
-    };
-}
 const SELECT_TASK: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
 const SELECT_BY_KEY: &str = concat!(
     "SELECT ",
@@ -128,34 +114,15 @@ const SELECT_COMPLETIONS: &str = concat!(
     " FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
 );
 
-/// Counters of the writer, for tests, benchmarks and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriterStats {
-    /// Changes sent to the writer.
-    pub sent: u64,
-    /// Changes applied (committed or failed).
-    pub applied: u64,
-    /// Transactions committed: one fsync each.
-    pub commits: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    applied: AtomicU64,
-    commits: AtomicU64,
-}
-
 /// The durable store. Dropping it lets the writer finish what is queued,
 /// closes the database and releases the data dir.
 pub struct SqliteStore {
     // Field order is drop order: the writer channel closes first, then the
     // thread is joined (in `Drop`), then readers close, the lock goes last.
-    tx: Option<mpsc::Sender<Op>>,
+    tx: Option<batch::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     read_permits: Semaphore,
-    counters: Arc<Counters>,
     _lock: File,
 }
 
@@ -175,15 +142,11 @@ impl SqliteStore {
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let conn = open_writer(&path)?;
-        let counters = Arc::new(Counters::default());
-        let (tx, rx) = mpsc::channel();
-        let writer = {
-            let counters = counters.clone();
-            std::thread::Builder::new()
-                .name("errand-store-writer".into())
-                .spawn(move || Writer::new(conn, counters).run(rx))
-                .map_err(|e| io_error("cannot start the store's writer thread".into(), e))?
-        };
+        let (tx, rx) = batch::queue();
+        let writer = std::thread::Builder::new()
+            .name("errand-store-writer".into())
+            .spawn(move || Writer::new(conn, rx.counters()).run(rx))
+            .map_err(|e| io_error("cannot start the store's writer thread".into(), e))?;
         let readers = Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
@@ -197,32 +160,26 @@ impl SqliteStore {
             writer: Some(writer),
             readers,
             read_permits: Semaphore::new(READERS),
-            counters,
             _lock: lock,
         })
     }
 
     /// What the writer has done so far.
     pub fn stats(&self) -> WriterStats {
-        WriterStats {
-            sent: self.counters.sent.load(Ordering::Relaxed),
-            applied: self.counters.applied.load(Ordering::Relaxed),
-            commits: self.counters.commits.load(Ordering::Relaxed),
-        }
+        self.tx.as_ref().map(|tx| tx.stats()).unwrap_or_default()
+    }
+
+    fn queue(&self) -> Result<&batch::Sender<Op>, StoreError> {
+        self.tx.as_ref().ok_or_else(writer_gone)
     }
 
     fn send(&self, op: Op) -> Result<(), StoreError> {
-        let tx = self.tx.as_ref().ok_or_else(writer_gone)?;
-        tx.send(op).map_err(|_| writer_gone())?;
-        self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.queue()?.send(op)
     }
 
     /// Sends a change to the writer and waits until it is committed.
     async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(op(reply))?;
-        answer.await.map_err(|_| writer_gone())?
+        self.queue()?.write(op).await
     }
 
     /// Runs a query on a read connection, on the blocking pool.
@@ -335,18 +292,12 @@ impl Store for SqliteStore {
     }
 
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        self.write(|reply| Op::Purge {
-            cutoff,
-            removed: 0,
-            reply,
-        })
-        .await
+        self.write(|reply| Op::Purge(Purge::new(cutoff), reply))
+            .await
     }
 }
 
 // ---------------------------------------------------------------- writer
-
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One change for the writer.
 enum Op {
@@ -365,11 +316,7 @@ enum Op {
     /// Deletes in chunks of [`PURGE_CHUNK`]; a step that filled its chunk
     /// goes round again with the next batch, so a big purge never holds up
     /// submits for long.
-    Purge {
-        cutoff: SystemTime,
-        removed: u64,
-        reply: Reply<u64>,
-    },
+    Purge(Purge, Reply<u64>),
     /// Runs on the writer's connection outside any batch (tests).
     #[cfg(test)]
     Exec(Box<dyn FnOnce(&Connection) + Send>),
@@ -412,43 +359,28 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Op>) {
+    fn run(mut self, mut rx: batch::Receiver<Op>) {
         // Changes received but not yet applied, in arrival order; a purge
-        // with more to do goes back at the end.
-        let mut pending: VecDeque<Op> = VecDeque::new();
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            if pending.is_empty() {
-                match rx.recv() {
-                    Ok(op) => pending.push_back(op),
-                    Err(_) => break, // every sender is gone: the store closed
-                }
-            }
-            while pending.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => pending.push_back(op),
-                    Err(_) => break,
-                }
-            }
+        // with more to do goes back at the end. Stops once every sender is
+        // gone (the store closed) and nothing is left.
+        let mut pending: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+        while rx.blocking_fill(&mut pending) {
             #[cfg(test)]
-            if matches!(pending.front(), Some(Op::Exec(_))) {
-                if let Some(Op::Exec(f)) = pending.pop_front() {
+            if matches!(pending.first(), Some(Op::Exec(_))) {
+                if let Op::Exec(f) = pending.remove(0) {
                     f(&self.conn);
                 }
                 continue;
             }
-            while batch.len() < MAX_BATCH {
-                #[cfg(test)]
-                if matches!(pending.front(), Some(Op::Exec(_))) {
-                    break;
-                }
-                match pending.pop_front() {
-                    Some(op) => batch.push(op),
-                    None => break,
-                }
-            }
+            #[cfg(test)]
+            let end = (pending.iter())
+                .position(|op| matches!(op, Op::Exec(_)))
+                .unwrap_or(pending.len());
+            #[cfg(not(test))]
+            let end = pending.len();
+            let mut batch: Vec<Op> = pending.drain(..end).collect();
             if let Some(more) = self.apply_batch(&mut batch) {
-                pending.push_back(more);
+                pending.push(more);
             }
         }
         // Closing the writer connection checkpoints the WAL into the file.
@@ -485,7 +417,7 @@ impl Writer {
             for op in batch.drain(..) {
                 fail(op, &e);
             }
-            self.counters.applied.fetch_add(count, Ordering::Relaxed);
+            self.counters.applied(count);
             return None;
         }
         let mut ops = std::mem::take(batch).into_iter();
@@ -513,7 +445,7 @@ impl Writer {
                     for op in ops {
                         fail(op, &e);
                     }
-                    self.counters.applied.fetch_add(count, Ordering::Relaxed);
+                    self.counters.applied(count);
                     return None;
                 }
             }
@@ -526,9 +458,9 @@ impl Writer {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
         } else {
-            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            self.counters.committed();
         }
-        self.counters.applied.fetch_add(count, Ordering::Relaxed);
+        self.counters.applied(count);
         for a in answers {
             a(commit.as_ref().map(|_| ()));
         }
@@ -576,24 +508,13 @@ impl Writer {
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
-            Op::Purge {
-                cutoff,
-                removed,
-                reply,
-            } => match purge_step(conn, cutoff) {
-                Ok(n) if n == PURGE_CHUNK as u64 => {
-                    let more = Op::Purge {
-                        cutoff,
-                        removed: removed + n,
-                        reply,
-                    };
-                    (None, Some(more), None)
-                }
-                Ok(n) => {
+            Op::Purge(mut purge, reply) => match purge_step(conn, purge.cutoff) {
+                Ok(n) if purge.step(n) => (None, Some(Op::Purge(purge, reply)), None),
+                Ok(_) => {
                     if let Err(e) = reclaim_space(conn) {
                         warn!(error = %e, "returning free space to the file system failed");
                     }
-                    (Some(self::answer(reply, Ok(removed + n))), None, None)
+                    (Some(self::answer(reply, Ok(purge.removed))), None, None)
                 }
                 Err(e) => {
                     let e = store_error(e);
@@ -619,7 +540,7 @@ fn fail(op: Op, e: &StoreError) {
     match op {
         Op::Insert(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Finish(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
-        Op::Ack { reply, .. } | Op::Purge { reply, .. } => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Ack { reply, .. } | Op::Purge(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Dispatch { task_id, .. } => {
             warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
         }
@@ -963,60 +884,44 @@ fn io_error(what: String, e: std::io::Error) -> StoreError {
     }
 }
 
-fn writer_gone() -> StoreError {
-    StoreError::Unavailable("the store is closed (its writer thread stopped)".into())
-}
-
 // ---------------------------------------------------------------- rows
 
+/// Decodes a task row through the shared codec.
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(i, Type::Integer, what.to_string().into())
-    };
     let id: [u8; 16] = row.get(0)?;
-    let state = state_from_code(row.get(7)?).ok_or_else(|| bad(7, "unknown task state"))?;
-    let result: Option<String> = row.get(11)?;
-    let error_code: Option<String> = row.get(12)?;
-    let outcome = match (result, error_code) {
-        (Some(json), _) => Some(Outcome::Result(json)),
-        (None, Some(code)) => Some(Outcome::Error {
-            code,
-            message: row.get::<_, Option<String>>(13)?.unwrap_or_default(),
-        }),
-        (None, None) => None,
-    };
-    let seq: i64 = row.get(14)?;
-    Ok(TaskRecord {
+    TaskRow {
         id: Uuid::from_bytes(id),
-        session: row.get::<_, String>(1)?.into(),
-        tool: row.get::<_, String>(2)?.into(),
-        arguments: row.get::<_, String>(3)?.into(),
-        timeout: Duration::from_nanos(u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0)),
-        idempotency_key: row.get::<_, Option<String>>(5)?.map(Into::into),
-        created_at: time_from_i64(row.get(6)?),
-        state,
+        session: row.get(1)?,
+        tool: row.get(2)?,
+        arguments: row.get(3)?,
+        timeout_ns: row.get(4)?,
+        idempotency_key: row.get(5)?,
+        created_at: row.get(6)?,
+        state: row.get(7)?,
         attempts: row.get(8)?,
-        started_at: row.get::<_, Option<i64>>(9)?.map(time_from_i64),
-        finished_at: row.get::<_, Option<i64>>(10)?.map(time_from_i64),
-        outcome,
-        seq: u64::try_from(seq).map_err(|_| bad(14, "negative seq"))?,
-    })
+        started_at: row.get(9)?,
+        finished_at: row.get(10)?,
+        result: row.get(11)?,
+        error_code: row.get(12)?,
+        error_message: row.get(13)?,
+        seq: row.get(14)?,
+    }
+    .decode()
+    .map_err(bad_row)
 }
 
 /// The completion a finished task row carries.
 fn completion_of(task: &TaskRecord) -> rusqlite::Result<CompletionRecord> {
-    codec::completion_of(task).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            11,
-            Type::Null,
-            Box::new(FromSqlError::InvalidType),
-        )
-    })
+    codec::completion_of(task).map_err(bad_row)
+}
+
+fn bad_row(e: codec::BadRow) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, Type::Integer, Box::new(e))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, mpsc};
 
     use futures::future::join_all;
 
