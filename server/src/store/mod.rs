@@ -9,6 +9,22 @@
 //! A store that several servers share also offers a [`SharedQueue`]: the
 //! queue then lives in the store, and each server claims queued work for its
 //! own workers instead of keeping the queue in memory.
+//!
+//! Layout:
+//! - `mod.rs`: the [`Store`] and [`SharedQueue`] traits and their domain types;
+//! - `memory.rs`: [`memory::MemoryStore`];
+//! - `sql/`: what both SQL engines share: column encoding and decoding
+//!   (`codec.rs`), the group-commit queue that answers after commit
+//!   (`batch.rs`), the purge chunking (`mod.rs`);
+//! - `sqlite/`: the embedded engine: the store and its readers (`mod.rs`),
+//!   the writer thread (`writer.rs`), statements on task rows (`rows.rs`),
+//!   opening and migrations (`schema.rs`), error mapping (`errors.rs`);
+//! - `postgres/`: the shared engine: the store (`mod.rs`), the writer task
+//!   (`writer.rs`, `finish.rs`), claims, leases and the reaper (`queue.rs`),
+//!   `LISTEN`/`NOTIFY` (`listen.rs`), migrations (`schema.rs`), row helpers
+//!   (`rows.rs`), error mapping (`errors.rs`);
+//! - `tests.rs`: the contract tests every engine runs; each engine's own
+//!   tests are in its `tests.rs`.
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
