@@ -93,6 +93,11 @@ pub trait Store: Send + Sync + 'static {
     /// wait for durability: losing it in a crash only means the restart sees
     /// the task queued with fewer attempts. Applied before any later
     /// `finish_task` of the same task.
+    ///
+    /// The scheduler calls this under its lock: it must never block or wait,
+    /// and must not drop the record because a queue is full (the SQL stores
+    /// keep the latest attempt per task beside their bounded queue). A
+    /// failure (the store is closed) is logged, not returned.
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime);
 
     /// Finishes a task and appends its completion with the session's next seq.

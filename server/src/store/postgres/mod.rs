@@ -5,10 +5,11 @@
 //! by the database.
 //!
 //! **Group commit.** Inserts, dispatch records, completions and releases go
-//! through one writer task: it takes everything queued (up to `MAX_BATCH`, `sql/batch.rs`),
-//! applies it in one transaction with a handful of multi-row statements
-//! (`unnest` of arrays), commits once, and only then answers each caller. A
-//! submit is acknowledged only after its commit.
+//! through one writer task, fed by the bounded queue of `sql/batch.rs`: it
+//! takes everything queued (up to `MAX_BATCH`), applies it in one
+//! transaction with a handful of multi-row statements (`unnest` of arrays),
+//! commits once, and only then answers each caller. A submit is
+//! acknowledged only after its commit.
 //!
 //! **Seq.** A completion takes its `seq` from the session's counter row in
 //! `errand_sessions`, updated in the transaction that finishes the task. The
@@ -233,11 +234,7 @@ impl Store for PostgresStore {
     }
 
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
-        if let Err(e) = self.tx.send(Op::Dispatch {
-            task_id,
-            attempt,
-            at,
-        }) {
+        if let Err(e) = self.tx.record_dispatch(task_id, attempt, at) {
             warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
         }
     }

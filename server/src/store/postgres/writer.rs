@@ -16,7 +16,7 @@ use super::finish::finish_in;
 use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 use crate::store::sql::{
-    batch::{self, Counters, Reply},
+    batch::{self, Counters, Dispatches, Reply},
     codec::{duration_to_i64, state_code, time_to_i64},
 };
 use crate::store::{Inserted, StoreError};
@@ -36,13 +36,10 @@ pub(super) enum Guard {
     Cancel,
 }
 
+/// One change for the writer. Dispatch records come beside the queue
+/// ([`batch::Receiver::take_dispatches`]).
 pub(super) enum Op {
     Insert(Box<TaskRecord>, Reply<Inserted>),
-    Dispatch {
-        task_id: Uuid,
-        attempt: u32,
-        at: SystemTime,
-    },
     Finish(Box<Finish>, Guard, Reply<Option<CompletionRecord>>),
     Release(Vec<Uuid>, Reply<()>),
     /// Answered once every change sent before it is applied.
@@ -67,30 +64,25 @@ impl Writer {
     pub(super) async fn run(self, mut rx: batch::Receiver<Op>) {
         let mut batch = Vec::with_capacity(batch::MAX_BATCH);
         while rx.fill(&mut batch).await {
-            self.apply_batch(std::mem::take(&mut batch)).await;
+            let dispatches = rx.take_dispatches();
+            self.apply_batch(std::mem::take(&mut batch), dispatches)
+                .await;
         }
     }
 
-    async fn apply_batch(&self, batch: Vec<Op>) {
-        let count = batch.len() as u64;
+    async fn apply_batch(&self, batch: Vec<Op>, dispatches: Dispatches) {
+        let count = batch.len() as u64 + dispatches.records;
+        let dispatches = dispatches.latest;
+        if count == 0 {
+            return;
+        }
         let mut inserts = Vec::new();
-        let mut dispatches: HashMap<Uuid, (u32, SystemTime)> = HashMap::new();
         let mut finishes = Vec::new();
         let mut releases = Vec::new();
         let mut barriers = Vec::new();
         for op in batch {
             match op {
                 Op::Insert(t, r) => inserts.push((t, r)),
-                Op::Dispatch {
-                    task_id,
-                    attempt,
-                    at,
-                } => {
-                    let e = dispatches.entry(task_id).or_insert((attempt, at));
-                    if attempt >= e.0 {
-                        *e = (attempt, at);
-                    }
-                }
                 Op::Finish(f, g, r) => finishes.push((f, g, r)),
                 Op::Release(ids, r) => releases.push((ids, r)),
                 Op::Barrier(r) => barriers.push(r),

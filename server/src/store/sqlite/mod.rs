@@ -3,9 +3,11 @@
 //! disk (the WAL is fsynced at each commit).
 //!
 //! **Group commit.** One writer thread owns the only write connection. Callers
-//! send their change over a channel and await a oneshot answer; the writer
-//! takes everything queued (up to `MAX_BATCH`, `sql/batch.rs`), applies it in one
-//! transaction, commits with one fsync, and only then answers every caller.
+//! send their change over the bounded queue of `sql/batch.rs` (which says
+//! how it pushes back, and why dispatch records never wait) and await a
+//! oneshot answer; the writer takes everything queued (up to `MAX_BATCH`),
+//! applies it in one transaction, commits with one fsync, and only then
+//! answers every caller.
 //! Submits and results that arrive while a commit is in flight therefore
 //! share the next fsync: the cost of durability is one fsync per batch, not
 //! one per task. Each change is one statement, or a savepoint when it takes
@@ -129,10 +131,6 @@ impl SqliteStore {
         self.tx.as_ref().ok_or_else(writer_gone)
     }
 
-    fn send(&self, op: Op) -> Result<(), StoreError> {
-        self.queue()?.send(op)
-    }
-
     /// Sends a change to the writer and waits until it is committed.
     async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
         self.queue()?.write(op).await
@@ -163,7 +161,8 @@ impl SqliteStore {
     /// Runs `f` on the writer's connection between two batches (tests only).
     #[cfg(test)]
     pub(crate) fn with_writer(&self, f: impl FnOnce(&Connection) + Send + 'static) {
-        self.send(Op::Exec(Box::new(f))).expect("writer running");
+        (self.queue().and_then(|q| q.try_send(Op::Exec(Box::new(f)))))
+            .expect("writer running, with room");
     }
 }
 
@@ -196,11 +195,7 @@ impl Store for SqliteStore {
     }
 
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
-        if let Err(e) = self.send(Op::Dispatch {
-            task_id,
-            attempt,
-            at,
-        }) {
+        if let Err(e) = (self.queue()).and_then(|q| q.record_dispatch(task_id, attempt, at)) {
             warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
         }
     }

@@ -5,7 +5,10 @@ use futures::future::join_all;
 
 use super::*;
 use crate::model::TaskState;
-use crate::store::sql::{PURGE_CHUNK, batch::MAX_BATCH};
+use crate::store::sql::{
+    PURGE_CHUNK,
+    batch::{MAX_BATCH, QUEUE_CAPACITY},
+};
 use crate::store::tests::{assert_same_task, at, finish_seq, insert_new, succeed, task};
 
 fn open(dir: &Path) -> SqliteStore {
@@ -112,6 +115,35 @@ async fn a_batch_is_capped() {
     let (results, ()) = tokio::join!(inserts, release_later);
     assert!(results.iter().all(|r| matches!(r, Ok(Inserted::New))));
     assert_eq!(store.stats().commits, commits + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_holds_writes_back_but_never_a_dispatch_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let running = task("s1", None, at(0));
+    insert_new(&*store, &running).await;
+
+    let release = hold_writer(&store);
+    let sent = store.stats().sent;
+    let inserts: Vec<_> = (0..QUEUE_CAPACITY + 10)
+        .map(|i| {
+            let store = store.clone();
+            let t = task("s2", None, at(i as u64 + 1));
+            tokio::spawn(async move { insert_new(&*store, &t).await })
+        })
+        .collect();
+    sent_reaches(&store, sent + QUEUE_CAPACITY as u64).await;
+    // The queue is full; this is what the scheduler does under its lock.
+    store.record_dispatch(running.id, 1, at(5));
+    drop(release);
+    for h in inserts {
+        h.await.unwrap();
+    }
+    let stored = store.get_task(running.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Running);
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.started_at, Some(at(5)));
 }
 
 #[tokio::test]

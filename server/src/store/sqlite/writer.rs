@@ -18,6 +18,7 @@ use crate::store::{Inserted, StoreError};
 /// One change for the writer.
 pub(super) enum Op {
     Insert(Box<TaskRecord>, Reply<Inserted>),
+    /// Made by the writer from the queue's dispatch records, never sent.
     Dispatch {
         task_id: Uuid,
         attempt: u32,
@@ -29,7 +30,7 @@ pub(super) enum Op {
         up_to_seq: u64,
         reply: Reply<u64>,
     },
-    /// Deletes in chunks of [`PURGE_CHUNK`]; a step that filled its chunk
+    /// Deletes in chunks of `PURGE_CHUNK`; a step that filled its chunk
     /// goes round again with the next batch, so a big purge never holds up
     /// submits for long.
     Purge(Purge, Reply<u64>),
@@ -94,7 +95,29 @@ impl Writer {
                 .unwrap_or(pending.len());
             #[cfg(not(test))]
             let end = pending.len();
-            let mut batch: Vec<Op> = pending.drain(..end).collect();
+            // Dispatch records first: each is of a task already committed,
+            // and must land before any later change of that task.
+            let dispatches = rx.take_dispatches();
+            // Records merged into one count as applied with it.
+            let merged = dispatches
+                .records
+                .saturating_sub(dispatches.latest.len() as u64);
+            let mut batch: Vec<Op> = Vec::with_capacity(dispatches.latest.len() + end);
+            batch.extend(
+                dispatches
+                    .latest
+                    .into_iter()
+                    .map(|(task_id, (attempt, at))| Op::Dispatch {
+                        task_id,
+                        attempt,
+                        at,
+                    }),
+            );
+            batch.extend(pending.drain(..end));
+            self.counters.applied(merged);
+            if batch.is_empty() {
+                continue;
+            }
             if let Some(more) = self.apply_batch(&mut batch) {
                 pending.push(more);
             }
