@@ -3,12 +3,10 @@
 use super::*;
 use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
 
+/// A fresh database, or `None`: the test is skipped, visibly (see
+/// `pg_database`).
 async fn url() -> Option<String> {
-    let Some(cluster) = crate::test_pg::cluster() else {
-        eprintln!("skipped: PostgreSQL's binaries are not installed");
-        return None;
-    };
-    Some(cluster.create_database().await)
+    crate::store::tests::pg_database().await
 }
 
 async fn open(url: &str) -> PostgresStore {
