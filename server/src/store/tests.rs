@@ -1,5 +1,6 @@
 //! The behaviour every [`Store`] keeps, written once against the trait and
-//! run for each implementation (see `for_each_store!` at the bottom).
+//! run for each implementation (see `for_each_store!` at the bottom). The
+//! [`SharedQueue`](super::SharedQueue) contract is in `tests/shared_queue.rs`.
 use std::{
     collections::HashSet,
     io::Write,
@@ -11,6 +12,8 @@ use uuid::Uuid;
 
 use super::{Inserted, Store};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
+
+mod shared_queue;
 
 /// A fresh database on the test process's PostgreSQL cluster (started on
 /// first use), or `None` where PostgreSQL's binaries are not installed. A
