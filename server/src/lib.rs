@@ -60,8 +60,7 @@ pub mod tools;
 
 pub use error::Error;
 
-/// The throwaway PostgreSQL cluster of the end-to-end harness, for the
-/// store tests.
+/// The throwaway PostgreSQL cluster (from the `errand-testkit`
+/// dev-dependency) that the store tests run on.
 #[cfg(test)]
-#[path = "../../tests/src/pg.rs"]
-pub(crate) mod test_pg;
+pub(crate) use errand_testkit::pg as test_pg;
