@@ -47,7 +47,14 @@ from errand.errors import (
     Unavailable,
 )
 from errand.manager import AsyncTaskResult, AsyncToolManager
-from errand.specs import anthropic_tools, bedrock_tool_config, bedrock_tools, openai_tools
+from errand.specs import (
+    anthropic_tools,
+    bedrock_tool_config,
+    bedrock_tools,
+    openai_responses_tools,
+    openai_tools,
+    strict_schema,
+)
 from errand.tool import ToolDef, async_tool, schema_for_function, schema_for_type
 from errand.types import Ack, Completion, Task, TaskStatus, ToolError, ToolInfo
 from errand.worker import TaskContext, Worker, current_task
@@ -96,8 +103,10 @@ __all__ = [
     "default_batch_text",
     "default_user_text",
     "errors",
+    "openai_responses_tools",
     "openai_tools",
     "prune_history",
     "schema_for_function",
     "schema_for_type",
+    "strict_schema",
 ]

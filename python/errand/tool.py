@@ -304,12 +304,24 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": _schema(args[0], defs)}
         if args:
+            # Not `prefixItems`: several model providers reject it. The items
+            # may be any member type; the description gives their order.
             items = [_schema(a, defs) for a in args]
+            unique = [i for n, i in enumerate(items) if i not in items[:n]]
+            simple = all(set(i) == {"type"} and isinstance(i["type"], str) for i in unique)
+            if len(unique) == 1:
+                member: dict[str, Any] = unique[0]
+            elif simple:
+                member = {"type": [i["type"] for i in unique]}
+            else:
+                member = {"anyOf": unique}
+            order = ", ".join(str(i.get("type", "any")) for i in items)
             return {
                 "type": "array",
-                "prefixItems": items,
+                "items": member,
                 "minItems": len(items),
                 "maxItems": len(items),
+                "description": f"a tuple, in this order: {order}",
             }
         return {"type": "array"}
     if origin in (dict, Mapping) or tp is dict:

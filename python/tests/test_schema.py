@@ -123,7 +123,14 @@ def test_type_hints_become_json_schema() -> None:
     assert props["maybe"] == {"type": ["string", "null"]}
     assert props["mode"] == {"type": "string", "enum": ["fast", "slow"]}
     assert props["color"] == {"type": "string", "enum": ["red", "blue"]}
-    assert props["pair"]["prefixItems"] == [{"type": "integer"}, {"type": "string"}]
+    # Issue 14 item 7: no `prefixItems` (providers reject it); bounds and order instead.
+    assert props["pair"] == {
+        "type": "array",
+        "items": {"type": ["integer", "string"]},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "a tuple, in this order: integer, string",
+    }
     assert props["many"] == {"type": "array", "items": {"type": "integer"}}
     assert props["either"] == {"type": ["integer", "string"]}
     assert props["nested"] == {
