@@ -11,6 +11,7 @@ import pytest
 # adapter module, the framework's top-level package, the extra that installs it
 ADAPTERS = [
     ("strands", "strands", "strands"),
+    ("openai_agents", "agents", "openai-agents"),
 ]
 
 
