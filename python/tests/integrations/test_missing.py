@@ -12,6 +12,7 @@ import pytest
 ADAPTERS = [
     ("strands", "strands", "strands"),
     ("openai_agents", "agents", "openai-agents"),
+    ("langchain", "langchain_core", "langchain"),
 ]
 
 
@@ -19,7 +20,10 @@ ADAPTERS = [
 def test_missing_framework_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, adapter: str, framework: str, extra: str
 ) -> None:
-    monkeypatch.setitem(sys.modules, framework, None)  # makes `import framework` fail
+    # None in sys.modules makes `import framework` (and its loaded submodules) fail.
+    for name in [m for m in sys.modules if m == framework or m.startswith(f"{framework}.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, framework, None)
     monkeypatch.delitem(sys.modules, f"errand.integrations.{adapter}", raising=False)
     with pytest.raises(ImportError) as info:
         importlib.import_module(f"errand.integrations.{adapter}")
