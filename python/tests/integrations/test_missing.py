@@ -13,6 +13,7 @@ ADAPTERS = [
     ("strands", "strands", "strands"),
     ("openai_agents", "agents", "openai-agents"),
     ("langchain", "langchain_core", "langchain"),
+    ("pydantic_ai", "pydantic_ai", "pydantic-ai"),
 ]
 
 
