@@ -28,6 +28,6 @@ extra to install. This package itself imports no framework.
 
 from __future__ import annotations
 
-from errand.integrations._core import ASYNC_NOTICE, ErrandTool, ToolSource, resolve_tools
+from errand.integrations._tools import ASYNC_NOTICE, ErrandTool, ToolSource, resolve_tools
 
 __all__ = ["ASYNC_NOTICE", "ErrandTool", "ToolSource", "resolve_tools"]

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from errand.client import Client
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from errand.integrations._core import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 
 try:
     from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage

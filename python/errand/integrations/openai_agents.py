@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from errand.integrations._core import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 
 try:
     from agents import Agent, FunctionTool, RunConfig, Runner, TResponseInputItem
