@@ -3,6 +3,7 @@
 Layout:
 - `errand.client`  — `Client`, the blocking client (submit, completions, ...).
 - `errand.aio`     — `AsyncClient`, the same for asyncio.
+- `errand._core`   — what both share, without I/O: settings, requests, the stream cursor.
 - `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.
 - `errand.worker`  — `Worker` (and the seed's `AsyncToolManager`): serves tools.
 - `errand.agent`   — `AsyncAgent`: delivers results to an agent, queueing while it is busy.
@@ -19,7 +20,10 @@ from errand.agent import Agent, AsyncAgent, default_batch_text, prune_history
 from errand.aio import AsyncClient, AsyncCompletionStream
 from errand.client import Client, CompletionStream
 from errand.errors import (
+    AlreadyExists,
+    Cancelled,
     ClosedError,
+    DeadlineExceeded,
     ErrandError,
     FailedPrecondition,
     InvalidArgument,
@@ -41,14 +45,17 @@ __version__ = "0.1.0"
 __all__ = [
     "Ack",
     "Agent",
+    "AlreadyExists",
     "AsyncAgent",
     "AsyncClient",
     "AsyncCompletionStream",
     "AsyncToolManager",
+    "Cancelled",
     "Client",
     "ClosedError",
     "Completion",
     "CompletionStream",
+    "DeadlineExceeded",
     "ErrandError",
     "FailedPrecondition",
     "InvalidArgument",

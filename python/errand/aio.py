@@ -12,33 +12,17 @@ async with AsyncClient("127.0.0.1:7466") as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import grpc
 import grpc.aio
 
-from errand._common import (
-    RETRYABLE,
-    Backoff,
-    PathLike,
-    connection,
-    new_session_id,
-    submit_request,
-)
+from errand._common import Backoff, PathLike, connection
+from errand._core import Call, ClientCore, Settings, Step, StreamCursor
 from errand.errors import ClosedError, from_grpc
-from errand.types import (
-    Ack,
-    Completion,
-    Task,
-    ToolInfo,
-    ack_from_pb,
-    completion_from_pb,
-    task_from_pb,
-    tool_from_pb,
-)
-from errand.v1 import errand_pb2 as pb
+from errand.types import Ack, Completion, Task, ToolInfo
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
@@ -49,7 +33,7 @@ T = TypeVar("T")
 Metadata = Sequence[tuple[str, str]]
 
 
-class AsyncClient:
+class AsyncClient(Settings):
     """An asyncio connection to an errand server, for agents.
 
     Takes the same arguments as `errand.Client` (the token and TLS ones too);
@@ -71,22 +55,23 @@ class AsyncClient:
         tls_key: Optional[PathLike] = None,
         tls_domain: Optional[str] = None,
     ) -> None:
-        self._conn = connection(
-            target,
-            token=token,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            tls_domain=tls_domain,
-            metadata=metadata,
+        self._core = ClientCore(
+            connection(
+                target,
+                token=token,
+                tls_ca=tls_ca,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                tls_domain=tls_domain,
+                metadata=metadata,
+            ),
+            session_id=session_id,
+            timeout=timeout,
+            wait_for_ready=wait_for_ready,
         )
-        self.target = self._conn.target
-        self.session_id = session_id or new_session_id()
-        self.timeout = timeout
-        self.wait_for_ready = wait_for_ready
-        self._metadata = self._conn.metadata
+        self.target = self._core.target
         self._own_channel = channel is None
-        self._channel = channel or self._conn.aio_channel()
+        self._channel = channel or self._core.conn.aio_channel()
         self._stub = pb_grpc.ToolServiceStub(self._channel)
         self._closed = False
 
@@ -109,23 +94,20 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    async def _call(self, method: str, fn: Callable[..., Awaitable[T]], request: Any) -> T:
+    async def _run(self, call: Call[T]) -> T:
         if self._closed:
             raise ClosedError("the client is closed")
         try:
-            return await fn(
-                request,
-                timeout=self.timeout,
-                metadata=self._metadata,
-                wait_for_ready=self.wait_for_ready,
+            answer = await getattr(self._stub, call.method)(
+                call.request, **self._core.call_options()
             )
         except grpc.RpcError as exc:
-            raise from_grpc(exc, method) from None
+            raise from_grpc(exc, call.method) from None
+        return call.decode(answer)
 
     async def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
-        resp = await self._call("ListTools", self._stub.ListTools, pb.ListToolsRequest())
-        return [tool_from_pb(t) for t in resp.tools]
+        return await self._run(self._core.list_tools())
 
     async def submit(
         self,
@@ -139,29 +121,28 @@ class AsyncClient:
         **kwargs: Any,
     ) -> Ack:
         """Queue one call of `tool`; see `errand.Client.submit`."""
-        request = submit_request(
-            session_id or self.session_id, tool, arguments, kwargs, timeout_ms, idempotency_key
+        return await self._run(
+            self._core.submit(
+                tool,
+                arguments,
+                kwargs,
+                session_id=session_id,
+                timeout_ms=timeout_ms,
+                idempotency_key=idempotency_key,
+            )
         )
-        return ack_from_pb(await self._call("SubmitTool", self._stub.SubmitTool, request))
 
     async def get_task(self, task_id: str) -> Task:
         """One task's state. Raises NotFound when unknown or no longer retained."""
-        request = pb.GetTaskRequest(task_id=task_id)
-        return task_from_pb(await self._call("GetTask", self._stub.GetTask, request))
+        return await self._run(self._core.get_task(task_id))
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel a queued or running task. Raises FailedPrecondition if it finished."""
-        request = pb.CancelTaskRequest(task_id=task_id)
-        return task_from_pb(await self._call("CancelTask", self._stub.CancelTask, request))
+        return await self._run(self._core.cancel(task_id))
 
     async def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
         """Let the server drop the session's completions up to `up_to_seq`; returns how many."""
-        request = pb.AckCompletionsRequest(
-            session_id=session_id or self.session_id, up_to_seq=up_to_seq
-        )
-        resp = await self._call("AckCompletions", self._stub.AckCompletions, request)
-        removed: int = resp.removed
-        return removed
+        return await self._run(self._core.ack_completions(up_to_seq, session_id))
 
     def completions(
         self,
@@ -174,14 +155,8 @@ class AsyncClient:
         """Async-iterate a session's completions; see `errand.Client.completions`."""
         if self._closed:
             raise ClosedError("the client is closed")
-        return AsyncCompletionStream(
-            self._stub,
-            session_id or self.session_id,
-            after_seq,
-            reconnect=reconnect,
-            backoff=backoff or Backoff(),
-            metadata=self._metadata,
-        )
+        cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
+        return AsyncCompletionStream(self._stub, cursor, metadata=self._core.metadata)
 
 
 class AsyncCompletionStream(AsyncIterator[Completion]):
@@ -191,24 +166,22 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
     """
 
     def __init__(
-        self,
-        stub: pb_grpc.ToolServiceStub,
-        session_id: str,
-        after_seq: int,
-        *,
-        reconnect: bool,
-        backoff: Backoff,
-        metadata: Metadata,
+        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
     ) -> None:
-        self.session_id = session_id
-        self.last_seq = after_seq
-        self.reconnects = 0
+        self.session_id = cursor.session_id
+        self._cursor = cursor
         self._stub = stub
-        self._reconnect = reconnect
-        self._backoff = backoff
         self._metadata = tuple(metadata)
         self._closed = asyncio.Event()
         self._call: Any = None
+
+    @property
+    def last_seq(self) -> int:
+        return self._cursor.last_seq
+
+    @property
+    def reconnects(self) -> int:
+        return self._cursor.reconnects
 
     def __aiter__(self) -> AsyncCompletionStream:
         return self
@@ -235,9 +208,8 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
             if self._closed.is_set():
                 raise StopAsyncIteration
             if self._call is None:
-                request = pb.CompletionsRequest(session_id=self.session_id, after_seq=self.last_seq)
                 self._call = self._stub.Completions(
-                    request, metadata=self._metadata, wait_for_ready=True
+                    self._cursor.request(), metadata=self._metadata, wait_for_ready=True
                 )
             call = self._call
             try:
@@ -248,33 +220,25 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
                 raise
             except grpc.RpcError as exc:
                 self._drop(call)
-                if self._closed.is_set():
-                    raise StopAsyncIteration from None
-                if not (self._reconnect and exc.code() in RETRYABLE):
+                step = self._cursor.failed(exc.code(), self._closed.is_set())
+                if step is Step.RAISE:
                     raise from_grpc(exc, "Completions") from None
-                await self._retry()
-                continue
-            if msg is _EOF:
-                # The server ended a stream that should never end: open it again.
+            else:
+                if msg is not _EOF:
+                    completion = self._cursor.accept(msg)
+                    if completion is None:
+                        continue
+                    return completion
                 self._drop(call)
-                if not self._reconnect:
-                    raise StopAsyncIteration
-                await self._retry()
-                continue
-            if msg.seq <= self.last_seq:
-                continue
-            self.last_seq = msg.seq
-            self._backoff.reset()
-            return completion_from_pb(msg)
+                step = self._cursor.ended(self._closed.is_set())
+            if step is Step.STOP:
+                raise StopAsyncIteration
+            try:
+                await asyncio.wait_for(self._closed.wait(), self._cursor.delay())
+            except asyncio.TimeoutError:
+                pass
 
     def _drop(self, call: Any) -> None:
         if self._call is call:
             self._call = None
         call.cancel()
-
-    async def _retry(self) -> None:
-        self.reconnects += 1
-        try:
-            await asyncio.wait_for(self._closed.wait(), self._backoff.next())
-        except asyncio.TimeoutError:
-            pass

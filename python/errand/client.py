@@ -18,30 +18,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import grpc
 
-from errand._common import (
-    RETRYABLE,
-    Backoff,
-    PathLike,
-    connection,
-    new_session_id,
-    submit_request,
-)
+from errand._common import Backoff, PathLike, connection
+from errand._core import Call, ClientCore, Settings, Step, StreamCursor
 from errand.errors import ClosedError, from_grpc
-from errand.types import (
-    Ack,
-    Completion,
-    Task,
-    ToolInfo,
-    ack_from_pb,
-    completion_from_pb,
-    task_from_pb,
-    tool_from_pb,
-)
-from errand.v1 import errand_pb2 as pb
+from errand.types import Ack, Completion, Task, ToolInfo
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
 __all__ = ["Client", "CompletionStream"]
@@ -50,7 +34,7 @@ T = TypeVar("T")
 Metadata = Sequence[tuple[str, str]]
 
 
-class Client:
+class Client(Settings):
     """A blocking connection to an errand server, for agents.
 
     Args:
@@ -93,22 +77,23 @@ class Client:
         tls_key: Optional[PathLike] = None,
         tls_domain: Optional[str] = None,
     ) -> None:
-        self._conn = connection(
-            target,
-            token=token,
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            tls_domain=tls_domain,
-            metadata=metadata,
+        self._core = ClientCore(
+            connection(
+                target,
+                token=token,
+                tls_ca=tls_ca,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                tls_domain=tls_domain,
+                metadata=metadata,
+            ),
+            session_id=session_id,
+            timeout=timeout,
+            wait_for_ready=wait_for_ready,
         )
-        self.target = self._conn.target
-        self.session_id = session_id or new_session_id()
-        self.timeout = timeout
-        self.wait_for_ready = wait_for_ready
-        self._metadata = self._conn.metadata
+        self.target = self._core.target
         self._own_channel = channel is None
-        self._channel = channel or self._conn.channel()
+        self._channel = channel or self._core.conn.channel()
         self._stub = pb_grpc.ToolServiceStub(self._channel)
         self._closed = False
 
@@ -133,23 +118,18 @@ class Client:
         self.close()
 
     # -- calls -----------------------------------------------------------------
-    def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
+    def _run(self, call: Call[T]) -> T:
         if self._closed:
             raise ClosedError("the client is closed")
         try:
-            return fn(
-                request,
-                timeout=self.timeout,
-                metadata=self._metadata,
-                wait_for_ready=self.wait_for_ready,
-            )
+            answer = getattr(self._stub, call.method)(call.request, **self._core.call_options())
         except grpc.RpcError as exc:
-            raise from_grpc(exc, method) from None
+            raise from_grpc(exc, call.method) from None
+        return call.decode(answer)
 
     def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
-        resp = self._call("ListTools", self._stub.ListTools, pb.ListToolsRequest())
-        return [tool_from_pb(t) for t in resp.tools]
+        return self._run(self._core.list_tools())
 
     def submit(
         self,
@@ -176,30 +156,28 @@ class Client:
             NotFound: no worker has registered `tool`.
             ResourceExhausted: arguments too large or too many pending tasks.
         """
-        request = submit_request(
-            session_id or self.session_id, tool, arguments, kwargs, timeout_ms, idempotency_key
+        return self._run(
+            self._core.submit(
+                tool,
+                arguments,
+                kwargs,
+                session_id=session_id,
+                timeout_ms=timeout_ms,
+                idempotency_key=idempotency_key,
+            )
         )
-        return ack_from_pb(self._call("SubmitTool", self._stub.SubmitTool, request))
 
     def get_task(self, task_id: str) -> Task:
         """One task's state. Raises NotFound when unknown or no longer retained."""
-        return task_from_pb(
-            self._call("GetTask", self._stub.GetTask, pb.GetTaskRequest(task_id=task_id))
-        )
+        return self._run(self._core.get_task(task_id))
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a queued or running task. Raises FailedPrecondition if it finished."""
-        return task_from_pb(
-            self._call("CancelTask", self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id))
-        )
+        return self._run(self._core.cancel(task_id))
 
     def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
         """Let the server drop the session's completions up to `up_to_seq`; returns how many."""
-        request = pb.AckCompletionsRequest(
-            session_id=session_id or self.session_id, up_to_seq=up_to_seq
-        )
-        removed: int = self._call("AckCompletions", self._stub.AckCompletions, request).removed
-        return removed
+        return self._run(self._core.ack_completions(up_to_seq, session_id))
 
     def completions(
         self,
@@ -218,14 +196,8 @@ class Client:
         """
         if self._closed:
             raise ClosedError("the client is closed")
-        return CompletionStream(
-            self._stub,
-            session_id or self.session_id,
-            after_seq,
-            reconnect=reconnect,
-            backoff=backoff or Backoff(),
-            metadata=self._metadata,
-        )
+        cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
+        return CompletionStream(self._stub, cursor, metadata=self._core.metadata)
 
 
 class CompletionStream(Iterator[Completion]):
@@ -236,25 +208,23 @@ class CompletionStream(Iterator[Completion]):
     """
 
     def __init__(
-        self,
-        stub: pb_grpc.ToolServiceStub,
-        session_id: str,
-        after_seq: int,
-        *,
-        reconnect: bool,
-        backoff: Backoff,
-        metadata: Metadata,
+        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
     ) -> None:
-        self.session_id = session_id
-        self.last_seq = after_seq
-        self.reconnects = 0
+        self.session_id = cursor.session_id
+        self._cursor = cursor
         self._stub = stub
-        self._reconnect = reconnect
-        self._backoff = backoff
         self._metadata = tuple(metadata)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._call: Any = None
+
+    @property
+    def last_seq(self) -> int:
+        return self._cursor.last_seq
+
+    @property
+    def reconnects(self) -> int:
+        return self._cursor.reconnects
 
     def __iter__(self) -> CompletionStream:
         return self
@@ -282,9 +252,8 @@ class CompletionStream(Iterator[Completion]):
             if self._closed.is_set():
                 return None
             if self._call is None:
-                request = pb.CompletionsRequest(session_id=self.session_id, after_seq=self.last_seq)
                 self._call = self._stub.Completions(
-                    request, metadata=self._metadata, wait_for_ready=True
+                    self._cursor.request(), metadata=self._metadata, wait_for_ready=True
                 )
             return self._call
 
@@ -302,30 +271,17 @@ class CompletionStream(Iterator[Completion]):
             try:
                 msg = next(call)
             except StopIteration:
-                # The server ended a stream that should never end (a restart
-                # or shutdown): open it again.
                 self._drop(call)
-                if not self._retry():
-                    raise
-                continue
+                step = self._cursor.ended(self._closed.is_set())
             except grpc.RpcError as exc:
                 self._drop(call)
-                if self._closed.is_set():
-                    raise StopIteration from None
-                if not (self._reconnect and exc.code() in RETRYABLE):
+                step = self._cursor.failed(exc.code(), self._closed.is_set())
+                if step is Step.RAISE:
                     raise from_grpc(exc, "Completions") from None
-                if not self._retry():
-                    raise StopIteration from None
-                continue
-            if msg.seq <= self.last_seq:
-                continue  # already yielded (a server replaying more than asked)
-            self.last_seq = msg.seq
-            self._backoff.reset()
-            return completion_from_pb(msg)
-
-    def _retry(self) -> bool:
-        """Wait before reconnecting; False when the stream was closed meanwhile."""
-        if self._closed.is_set() or not self._reconnect:
-            return False
-        self.reconnects += 1
-        return not self._closed.wait(self._backoff.next())
+            else:
+                completion = self._cursor.accept(msg)
+                if completion is None:
+                    continue
+                return completion
+            if step is Step.STOP or self._closed.wait(self._cursor.delay()):
+                raise StopIteration
