@@ -17,10 +17,10 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
-from errand import AsyncClient, Client
+from errand import AsyncAgent, AsyncClient, Client
 from errand.integrations.strands import StrandsConversation, strands_tools
 
-from ..conftest import unique
+from ..conftest import EVENT_TIMEOUT, unique
 from . import scenario
 from .scenario import Gates, ModelLog
 
@@ -115,3 +115,63 @@ def test_a_refused_call_is_an_error_result_for_the_model(server: str, gates: Gat
         result = asyncio.run(call())
     assert result["status"] == "error"
     assert "was not started" in result["content"][0]["text"]
+
+
+class HeldModel(ScriptedModel):
+    """Holds its answer to "hold" until the test releases it."""
+
+    def __init__(self, log: ModelLog) -> None:
+        super().__init__(log)
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def stream(  # type: ignore[override]
+        self, messages: Messages, tool_specs: list[ToolSpec] | None = None, *a: Any, **kw: Any
+    ) -> AsyncIterable[StreamEvent]:
+        if view_of(messages)[-1] == ("user", "hold"):
+            self.holding.set()
+            await self.release.wait()
+        async for event in super().stream(messages, tool_specs, *a, **kw):
+            yield event
+
+
+def test_a_result_waits_while_the_agent_is_invoked_elsewhere(server: str, gates: Gates) -> None:
+    """The hooks tell AsyncAgent that the agent is busy even when the app invokes it itself."""
+    session = unique("session")
+    log = ModelLog(gates)
+
+    async def main() -> None:
+        model = HeldModel(log)
+        with Client(server, session_id=session) as client:
+            agent = Agent(
+                model=model, tools=strands_tools(client, gates.tools()), callback_handler=None
+            )
+            conversation = StrandsConversation(agent)
+            statuses: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+
+            def on_status(status: str, completions: Any) -> None:
+                statuses.put_nowait((status, [c.task_id for c in completions]))
+
+            async with (
+                AsyncClient(server, session_id=session) as aclient,
+                AsyncAgent(conversation, aclient, on_status=on_status) as async_agent,
+            ):
+                ack = await aclient.submit(gates.research_name, topic="a")
+                direct = asyncio.ensure_future(agent.invoke_async("hold"))  # not through AsyncAgent
+                await asyncio.wait_for(model.holding.wait(), EVENT_TIMEOUT)
+                assert not conversation.is_idle()
+                gates.open("a")
+                assert await asyncio.wait_for(statuses.get(), EVENT_TIMEOUT) == (
+                    "queued",
+                    [ack.task_id],
+                )
+                model.release.set()
+                await asyncio.wait_for(direct, EVENT_TIMEOUT)
+                assert conversation.is_idle()
+                await async_agent.drain()
+                got = [await asyncio.wait_for(statuses.get(), EVENT_TIMEOUT) for _ in range(2)]
+                assert got == [("draining", [ack.task_id]), ("delivered", [ack.task_id])]
+        users = [text for kind, text in view_of(agent.messages) if kind == "user"]
+        assert users[0] == "hold" and ack.task_id in users[1]
+
+    asyncio.run(main())
