@@ -17,15 +17,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 import grpc
 
 from errand._common import RETRYABLE, Backoff, Connection, new_session_id, submit_request
+from errand.errors import NotFound, TaskFailed
 from errand.types import (
     Ack,
     Completion,
     Task,
+    TaskStatus,
     ToolInfo,
     ack_from_pb,
     completion_from_pb,
@@ -65,13 +67,24 @@ class ClientCore:
         session_id: Optional[str],
         timeout: Optional[float],
         wait_for_ready: bool,
+        connect_timeout: float,
     ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be > 0 (seconds)")
         self.conn = conn
+        self.connect_timeout = connect_timeout
+        #: Set once the channel has connected: from then on calls keep
+        #: `wait_for_ready` (a restart is waited out) instead of failing fast.
+        self.connected = False
         self.target = conn.target
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
         self.metadata = conn.metadata
+
+    def check_connection(self) -> bool:
+        """True when the transport must first wait for a connection (fail fast)."""
+        return self.wait_for_ready and not self.connected
 
     def call_options(self) -> dict[str, Any]:
         """The keyword arguments every unary stub call takes."""
@@ -121,6 +134,23 @@ class ClientCore:
         return StreamCursor(
             session_id or self.session_id, after_seq, reconnect=reconnect, backoff=backoff
         )
+
+
+def outcome(done: Union[Task, Completion]) -> Any:
+    """The parsed result of a finished task; raises TaskFailed when it did not succeed."""
+    if done.status == TaskStatus.SUCCEEDED:
+        return done.result
+    code, message = (done.error.code, done.error.message) if done.error else ("", "")
+    raise TaskFailed(done.task_id, done.status.name, code, message)
+
+
+def unknown_tool(name: str, known: list[str]) -> NotFound:
+    shown = ", ".join(known[:20]) or "none"
+    return NotFound(
+        grpc.StatusCode.NOT_FOUND,
+        f"no worker serves the tool {name!r} (registered: {shown})",
+        "ListTools",
+    )
 
 
 class Settings:

@@ -11,7 +11,11 @@ from errand.v1 import errand_pb2 as pb
 
 def core() -> ClientCore:
     return ClientCore(
-        connection("127.0.0.1:1", token=""), session_id="s1", timeout=2.0, wait_for_ready=True
+        connection("127.0.0.1:1", token=""),
+        session_id="s1",
+        timeout=2.0,
+        wait_for_ready=True,
+        connect_timeout=5.0,
     )
 
 
