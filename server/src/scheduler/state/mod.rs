@@ -348,7 +348,7 @@ impl<I: Io> State<I> {
         let id = self.next_worker;
         let mut tools = Vec::with_capacity(specs.len());
         for spec in specs {
-            let name = spec.name.clone();
+            let name = spec.name.to_arc();
             let entry = self.tools.entry(name.clone()).or_default();
             entry.spec = Some(spec);
             entry.workers.push(id);

@@ -3,7 +3,10 @@
 use std::{cell::RefCell, rc::Rc};
 
 use super::*;
-use crate::{config::Limits, model::ToolDef};
+use crate::{
+    config::Limits,
+    model::{ToolDef, ToolKey},
+};
 
 struct Test;
 
@@ -25,7 +28,7 @@ fn now() -> SystemTime {
 
 fn spec(name: &str) -> ToolSpec {
     let def = ToolDef {
-        name: name.into(),
+        name: ToolKey::from_key(name),
         ..Default::default()
     };
     ToolSpec::new(&def, &Limits::default()).unwrap()
@@ -211,7 +214,7 @@ fn tools_are_listed_per_tenant_with_their_workers() {
     let listed: Vec<(String, u32)> = st
         .list_tools("acme")
         .into_iter()
-        .map(|(s, n)| (tenant::strip(&s.name).to_string(), n))
+        .map(|(s, n)| (s.name.to_string(), n))
         .collect();
     assert_eq!(listed, [("a".to_string(), 2), ("b".to_string(), 1)]);
     assert_eq!(st.tool_names(""), ["a"]);
