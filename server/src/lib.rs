@@ -2,7 +2,8 @@
 //! session's results stream back in completion order.
 //!
 //! Layout, one module per concern:
-//! - [`config`]: every limit and default, in one struct.
+//! - [`config`]: the server's settings (limits, timeouts, retention, the
+//!   PostgreSQL store's options), each default once, and `Config::validate`.
 //! - [`model`]: tasks and completions as the core sees them, and their wire form.
 //! - [`core`]: the scheduler: one owner of the live state (queues, workers,
 //!   running tasks), dispatch, timeouts, cancellation, retries.
