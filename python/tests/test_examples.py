@@ -149,7 +149,13 @@ def aws_env() -> Iterator[dict[str, str]]:
     )
     dynamodb.put_item(
         TableName="slow-query-table",
-        Item={"id": {"S": "order-42"}, "status": {"S": "shipped"}, "carrier": {"S": "ups"}},
+        Item={
+            "id": {"S": "order-42"},
+            "status": {"S": "shipped"},
+            "carrier": {"S": "ups"},
+            "parcels": {"N": "3"},
+            "weight_kg": {"N": "2.5"},
+        },
     )
     yield env
     moto.stop()
@@ -171,7 +177,7 @@ def test_aws_lambda_and_dynamodb_tools_against_moto(
         missing = client.submit("query_database", key=unique("no-such-key"))
         by_id = {c.task_id: c for c in stream.take(3)}
 
-        # InvocationType='Event' answers 202; moto's simple backend echoes the payload.
+        # InvocationType='RequestResponse': the function's own answer (it echoes the event).
         assert by_id[api.task_id].status == TaskStatus.SUCCEEDED
         assert json.loads(by_id[api.task_id].result) == {"endpoint": "/slow/report"}
 
@@ -180,6 +186,8 @@ def test_aws_lambda_and_dynamodb_tools_against_moto(
             "id": "order-42",
             "status": "shipped",
             "carrier": "ups",
+            "parcels": 3,  # DynamoDB's Decimal numbers, as JSON numbers
+            "weight_kg": 2.5,
         }
         # The seed's code reads response['Item'] unguarded: a missing key fails the task.
         failed = by_id[missing.task_id]

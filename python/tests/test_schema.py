@@ -123,7 +123,14 @@ def test_type_hints_become_json_schema() -> None:
     assert props["maybe"] == {"type": ["string", "null"]}
     assert props["mode"] == {"type": "string", "enum": ["fast", "slow"]}
     assert props["color"] == {"type": "string", "enum": ["red", "blue"]}
-    assert props["pair"]["prefixItems"] == [{"type": "integer"}, {"type": "string"}]
+    # Issue 14 item 7: no `prefixItems` (providers reject it); bounds and order instead.
+    assert props["pair"] == {
+        "type": "array",
+        "items": {"type": ["integer", "string"]},
+        "minItems": 2,
+        "maxItems": 2,
+        "description": "a tuple, in this order: integer, string",
+    }
     assert props["many"] == {"type": "array", "items": {"type": "integer"}}
     assert props["either"] == {"type": ["integer", "string"]}
     assert props["nested"] == {
@@ -205,7 +212,9 @@ def test_decorator_registers_with_a_manager_as_in_the_seed() -> None:
     assert isinstance(manager, Worker)
     assert manager.max_concurrency == 4
     assert list(manager.tools) == ["research_topic"]
-    assert research_topic("x") == "x"
+    # Issue 14: calling it submits through errand (tests/test_seed.py); .run() is the function.
+    assert research_topic.run("x") == "x"  # type: ignore[attr-defined]
+    assert research_topic.__doc__ is not None and "asynchronous" in research_topic.__doc__
 
 
 def test_model_tool_specs() -> None:
