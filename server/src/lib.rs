@@ -2,7 +2,8 @@
 //! session's results stream back in completion order.
 //!
 //! Layout, one module per concern:
-//! - [`config`]: the server's limits and defaults.
+//! - [`config`]: the server's settings (limits, timeouts, retention, the
+//!   PostgreSQL store's options), each default once, and `Config::validate`.
 //! - [`model`]: tasks, completions and what workers and agents send, as the
 //!   scheduler and the store see them (domain types, no wire types).
 //! - [`scheduler`]: the one owner of the live state (queues, workers,
