@@ -198,8 +198,9 @@ class AsyncAgent(TurnLoop):
         self._closed = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._own_loop: Optional[LoopThread] = None
-        self._early: list[Completion] = []  # from the manager before a loop was bound
-        self._early_lock = threading.Lock()
+        # Results from the manager before a loop was bound (at most max_pending).
+        self._early: list[Completion] = []
+        self._early_lock = threading.Condition()
         self._wake: Optional[asyncio.Event] = None
         self._user_arrived: Optional[asyncio.Event] = None
         self._space: Optional[asyncio.Event] = None
@@ -242,6 +243,7 @@ class AsyncAgent(TurnLoop):
         with self._early_lock:
             self._loop = asyncio.get_running_loop()
             early, self._early = self._early, []
+            self._early_lock.notify_all()
         for completion in early:
             await self.on_completion(completion)
         self._runner = asyncio.ensure_future(self._run())
@@ -387,6 +389,12 @@ class AsyncAgent(TurnLoop):
         """
         completion = result.completion if isinstance(result, AsyncTaskResult) else result
         with self._early_lock:
+            # Not started yet: hold it for the start, and hold the caller (the
+            # manager's stream) while max_pending wait, rather than grow.
+            while self._loop is None and len(self._early) >= self.max_pending:
+                if self._closed:
+                    return
+                self._early_lock.wait(1.0)
             loop = self._loop
             if loop is None:
                 self._early.append(completion)
