@@ -16,9 +16,11 @@ in the reverse order of their calls.
 
 from __future__ import annotations
 
+import inspect
 import queue
 import threading
 import time
+import typing
 from typing import Any, Optional
 
 from errand import AsyncAgent, AsyncTaskResult, AsyncToolManager, Completion, async_tool
@@ -122,6 +124,10 @@ def test_the_seed_program_runs_with_only_its_import_changed(server: str) -> None
     assert research_topic.__doc__.startswith("Research a topic thoroughly")
     assert "asynchronous" in research_topic.__doc__  # the decorator's async notice
     assert query_database.run(topic="x") == "rows about x"  # type: ignore[attr-defined]
+    # What frameworks read to build a tool: real types (this module uses
+    # `from __future__ import annotations`), and a str answer, the ack.
+    assert typing.get_type_hints(research_topic) == {"topic": str, "return": str}
+    assert str(inspect.signature(research_topic)) == "(topic: str) -> str"
 
     results: list[AsyncTaskResult] = []
     all_done = threading.Event()
