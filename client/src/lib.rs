@@ -1,6 +1,7 @@
 //! The errand Rust client: call errand as an agent ([`Client`]) or serve
-//! tools as a worker ([`worker`]). The `errand` command-line program is built
-//! on the same pieces.
+//! tools as a worker ([`worker`]). The `errand` command-line program (the
+//! `errand-cli` crate) is built on the same pieces; this crate does not
+//! depend on the server.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), errand_client::Error> {

@@ -3,7 +3,7 @@
 
 As written in the seed apart from the import line, `import json` (which the
 seed's snippet uses without importing) and one fix for real AWS: the seed
-invokes with InvocationType='RequestResponse',  # the seed's 'Event' returns no result which answers 202 with an empty payload
+invokes with InvocationType='Event', which answers 202 with an empty payload
 and never the function's result. errand already makes the call asynchronous,
 so the tool invokes with 'RequestResponse' and returns what the function
 returned. Run it as a worker:

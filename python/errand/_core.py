@@ -22,7 +22,8 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 import grpc
 
 from errand._common import RETRYABLE, Backoff, Connection, new_session_id, submit_request
-from errand.errors import NotFound, TaskFailed
+from errand._connect import no_server
+from errand.errors import NotFound, RpcError, TaskFailed, from_grpc
 from errand.types import (
     Ack,
     Completion,
@@ -82,17 +83,38 @@ class ClientCore:
         self.wait_for_ready = wait_for_ready
         self.metadata = conn.metadata
 
-    def check_connection(self) -> bool:
-        """True when the transport must first wait for a connection (fail fast)."""
-        return self.wait_for_ready and not self.connected
-
     def call_options(self) -> dict[str, Any]:
-        """The keyword arguments every unary stub call takes."""
-        return {
-            "timeout": self.timeout,
-            "metadata": self.metadata,
-            "wait_for_ready": self.wait_for_ready,
-        }
+        """The keyword arguments of a unary stub call.
+
+        Until the channel has connected once, a call does not wait for the
+        server (`wait_for_ready=False`, at most `connect_timeout` seconds), so
+        that a missing server fails it at once; see `failed`.
+        """
+        if self.connected or not self.wait_for_ready:
+            return {
+                "timeout": self.timeout,
+                "metadata": self.metadata,
+                "wait_for_ready": self.wait_for_ready,
+            }
+        timeout = self.connect_timeout
+        if self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        return {"timeout": timeout, "metadata": self.metadata, "wait_for_ready": False}
+
+    def answered(self) -> None:
+        """The server answered a call (with a result or an error status)."""
+        self.connected = True
+
+    def failed(self, err: grpc.RpcError, method: str) -> RpcError:
+        """The error to raise for a failed call: "no errand server at ADDR" when
+        the first call found nobody there."""
+        code = err.code() if callable(getattr(err, "code", None)) else None
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if not self.connected and self.wait_for_ready:
+                return no_server(self.target, self.conn.tls, method, code)
+        else:
+            self.connected = True
+        return from_grpc(err, method)
 
     def list_tools(self) -> Call[list[ToolInfo]]:
         return Call("ListTools", pb.ListToolsRequest(), _tools)

@@ -20,7 +20,7 @@ import grpc
 import grpc.aio
 
 from errand._common import Backoff, Connection, PathLike, connection
-from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
+from errand._connect import CONNECT_TIMEOUT
 from errand._core import Call, ClientCore, Settings, Step, StreamCursor, outcome, unknown_tool
 from errand.callables import async_remote_tool
 from errand.errors import ClosedError, DeadlineExceeded, from_grpc
@@ -103,17 +103,13 @@ class AsyncClient(Settings):
     async def _run(self, call: Call[T]) -> T:
         if self._closed:
             raise ClosedError("the client is closed")
-        if self._core.check_connection():
-            state = await wait_ready_async(self._channel, self._core.connect_timeout)
-            if state is not grpc.ChannelConnectivity.READY:
-                raise no_server(self.target, self._core.conn.tls, call.method, state)
-            self._core.connected = True
         try:
             answer = await getattr(self._stub, call.method)(
                 call.request, **self._core.call_options()
             )
         except grpc.RpcError as exc:
-            raise from_grpc(exc, call.method) from None
+            raise self._core.failed(exc, call.method) from None
+        self._core.answered()
         return call.decode(answer)
 
     async def list_tools(self) -> list[ToolInfo]:

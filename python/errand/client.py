@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal, Optional, TypeVar, overload
 import grpc
 
 from errand._common import Backoff, Connection, PathLike, connection
-from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready
+from errand._connect import CONNECT_TIMEOUT
 from errand._core import Call, ClientCore, Settings, Step, StreamCursor, outcome, unknown_tool
 from errand.callables import remote_tool
 from errand.errors import ClosedError, DeadlineExceeded, from_grpc
@@ -131,19 +131,12 @@ class Client(Settings):
     def _run(self, call: Call[T]) -> T:
         if self._closed:
             raise ClosedError("the client is closed")
-        if self._core.check_connection():
-            self._connect(call.method)
         try:
             answer = getattr(self._stub, call.method)(call.request, **self._core.call_options())
         except grpc.RpcError as exc:
-            raise from_grpc(exc, call.method) from None
+            raise self._core.failed(exc, call.method) from None
+        self._core.answered()
         return call.decode(answer)
-
-    def _connect(self, method: str) -> None:
-        state = wait_ready(self._channel, self._core.connect_timeout)
-        if state is not grpc.ChannelConnectivity.READY:
-            raise no_server(self.target, self._core.conn.tls, method, state)
-        self._core.connected = True
 
     def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""

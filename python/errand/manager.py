@@ -40,11 +40,16 @@ import inspect
 import json
 import logging
 import threading
+from collections import OrderedDict
 from typing import Any, Callable, Optional
 
+import grpc
+
 from errand._common import new_session_id
+from errand._core import outcome
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, CompletionStream
+from errand.errors import DeadlineExceeded, NotFound
 from errand.tool import ToolDef, tool_def
 from errand.types import Ack, Completion, Task, TaskStatus, ToolInfo
 from errand.worker import Worker, _to_json
@@ -146,6 +151,10 @@ class AsyncToolManager(Worker):
         self._client: Optional[Client] = None
         self._stream: Optional[CompletionStream] = None
         self._listener: Optional[threading.Thread] = None
+        #: How many finished tasks `result()` remembers.
+        self.keep_results = 1000
+        self._seen: OrderedDict[str, AsyncTaskResult] = OrderedDict()
+        self._seen_cond = threading.Condition()
 
     @property
     def max_workers(self) -> int:
@@ -216,8 +225,35 @@ class AsyncToolManager(Worker):
         return self.client.get_task(task_id)
 
     def result(self, task_id: str, *, timeout: Optional[float] = None) -> Any:
-        """Wait for a task and return its result (see `Client.result`)."""
-        return self.client.result(task_id, timeout=timeout)
+        """Wait for one of the manager's tasks and return its result.
+
+        Answers from the completions the manager has seen (it remembers the
+        last `keep_results`; the server may have dropped them once acked),
+        else waits for the task as `Client.result` does.
+
+        Raises TaskFailed when the task did not succeed, DeadlineExceeded
+        after `timeout` seconds.
+        """
+        with self._seen_cond:
+            seen = self._seen.get(task_id)
+        if seen is not None:
+            return outcome(seen.completion)
+        if self._listener is None:
+            return self.client.result(task_id, timeout=timeout)
+        try:
+            task = self.client.get_task(task_id)
+        except NotFound:
+            task = None  # acked meanwhile, if it is ours: then it is in _seen
+        if task is not None and task.session_id != self.session_id:
+            return self.client.result(task_id, timeout=timeout)
+        with self._seen_cond:
+            if not self._seen_cond.wait_for(lambda: task_id in self._seen, timeout):
+                raise DeadlineExceeded(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"task {task_id} did not finish within {timeout}s",
+                    "result",
+                )
+            return outcome(self._seen[task_id].completion)
 
     def cancel(self, task_id: str) -> Task:
         return self.client.cancel(task_id)
@@ -253,7 +289,13 @@ class AsyncToolManager(Worker):
     def _listen(self, stream: CompletionStream) -> None:
         try:
             for completion in stream:
-                self.on_complete(AsyncTaskResult.from_completion(completion))
+                result = AsyncTaskResult.from_completion(completion)
+                with self._seen_cond:
+                    self._seen[result.task_id] = result
+                    while len(self._seen) > self.keep_results:
+                        self._seen.popitem(last=False)
+                    self._seen_cond.notify_all()
+                self.on_complete(result)
                 if self.ack:
                     try:
                         self.client.ack_completions(completion.seq, session_id=self.session_id)

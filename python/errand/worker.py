@@ -42,7 +42,7 @@ import grpc
 import grpc.aio
 
 from errand._common import RETRYABLE, Backoff, PathLike, connection
-from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready
+from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
 from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
@@ -162,6 +162,7 @@ class Worker:
         self._wake: Optional[asyncio.Event] = None
         self._thread: Optional[threading.Thread] = None
         self._started = False
+        self._fail_fast = 0.0  # seconds start() gives the first connection
 
     # -- configuration ---------------------------------------------------------
     def add_tool(self, fn: Callable[..., Any]) -> None:
@@ -228,8 +229,7 @@ class Worker:
         """
         if self._thread is not None:
             raise RuntimeError("the worker was already started")
-        if wait:
-            self._check_server(min(CONNECT_TIMEOUT, timeout))
+        self._fail_fast = min(CONNECT_TIMEOUT, timeout) if wait else 0.0
         self._started = True
         self._thread = threading.Thread(target=self._thread_main, name="errand-worker", daemon=True)
         self._thread.start()
@@ -243,16 +243,6 @@ class Worker:
                 "Connect",
             )
         return self
-
-    def _check_server(self, timeout: float) -> None:
-        """Fail fast, with a clear message, when nothing answers at the target."""
-        channel = self._conn.channel()
-        try:
-            state = wait_ready(channel, timeout)
-        finally:
-            channel.close()
-        if state is not grpc.ChannelConnectivity.READY:
-            raise no_server(self.target, self._conn.tls, "Connect", state)
 
     def _thread_main(self) -> None:
         try:
@@ -314,6 +304,12 @@ class Worker:
         assert self._wake is not None
         while not self._stopping.is_set():
             channel = self._conn.aio_channel()
+            if self._fail_fast and self.registrations == 0:
+                # start(wait=True): no server at all is an error, not a retry.
+                state = await wait_ready_async(channel, self._fail_fast)
+                if state is not grpc.ChannelConnectivity.READY:
+                    await channel.close(None)
+                    raise no_server(self.target, self._conn.tls, "Connect", state)
             try:
                 await self._connection(channel, executor)
             except grpc.RpcError as exc:

@@ -41,7 +41,7 @@ use crate::{
     model::{Finish, Outcome, TaskRecord, TaskState, codes},
     queue::FairQueue,
     sessions::SessionHub,
-    store::{Inserted, SharedStore, StoreError},
+    store::{Inserted, SharedStore, StoreError, ToolAdvert},
     tenant,
     tools::ToolSpec,
 };
@@ -1248,17 +1248,17 @@ impl Core {
     }
 
     /// The tools this server's workers serve, to publish.
-    pub(crate) fn local_tools(&self) -> Vec<pb::Tool> {
+    pub(crate) fn local_tools(&self) -> Vec<ToolAdvert> {
         let st = self.lock();
         st.tools
             .values()
             .filter(|t| !t.workers.is_empty())
             .filter_map(|t| {
-                t.spec.as_ref().map(|s| pb::Tool {
+                t.spec.as_ref().map(|s| ToolAdvert {
                     name: s.name.to_string(),
                     description: s.description.to_string(),
-                    input_schema_json: s.input_schema_json.to_string(),
-                    timeout_ms: s.timeout.map(crate::model::millis).unwrap_or(0),
+                    input_schema: s.input_schema_json.to_string(),
+                    default_timeout_ms: s.timeout.map(crate::model::millis),
                     workers: t.workers.len() as u32,
                 })
             })
@@ -1266,10 +1266,19 @@ impl Core {
     }
 
     /// Replaces what is known of other servers' tools.
-    pub(crate) fn set_remote_tools(&self, tools: Vec<pb::Tool>) {
+    pub(crate) fn set_remote_tools(&self, tools: Vec<ToolAdvert>) {
         let remote: HashMap<Arc<str>, (ToolSpec, u32)> = tools
-            .iter()
-            .filter_map(|t| match ToolSpec::from_proto(t, &self.config.limits) {
+            .into_iter()
+            // Validated as a worker's registration is (the conversion moves
+            // to `grpc/convert.rs` with the scheduler split).
+            .map(|t| pb::Tool {
+                name: t.name,
+                description: t.description,
+                input_schema_json: t.input_schema,
+                timeout_ms: t.default_timeout_ms.unwrap_or(0),
+                workers: t.workers,
+            })
+            .filter_map(|t| match ToolSpec::from_proto(&t, &self.config.limits) {
                 Ok(spec) => Some((spec.name.clone(), (spec, t.workers))),
                 Err(e) => {
                     warn!(tool = %t.name, error = %e, "another server's tool is not usable here");

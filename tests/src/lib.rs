@@ -47,7 +47,7 @@ pub fn errand_bin() -> &'static Path {
             .unwrap()
             .to_path_buf();
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "errand-client", "--bin", "errand"])
+            .args(["build", "-q", "-p", "errand-cli", "--bin", "errand"])
             .current_dir(&root)
             .status()
             .expect("running cargo build");

@@ -15,7 +15,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use errand_proto::v1 as pb;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -110,6 +109,23 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A tool as one server advertises it to the others through a shared store:
+/// what a worker registered, plus how many of this server's workers serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolAdvert {
+    /// The tool's key (tenant-prefixed when auth is on).
+    pub name: String,
+    /// What the tool does, for the model.
+    pub description: String,
+    /// The JSON Schema of its arguments, as JSON text.
+    pub input_schema: String,
+    /// The worker's default timeout in milliseconds; `None`: the server's.
+    pub default_timeout_ms: Option<u64>,
+    /// Workers serving it (on one server when published; summed over the
+    /// other live servers by [`SharedQueue::remote_tools`]).
+    pub workers: u32,
+}
+
 /// A hint from another server (or this one) through the shared store. Hints
 /// may be lost; the core also checks periodically.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,13 +175,13 @@ pub trait SharedQueue: Send + Sync {
     async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Publishes the tools this server's workers serve (`workers` set).
-    async fn publish_tools(&self, tools: Vec<pb::Tool>) -> Result<(), StoreError>;
+    async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError>;
 
     /// Withdraws this server's tools (it is stopping).
     async fn withdraw_tools(&self) -> Result<(), StoreError>;
 
     /// The tools other live servers' workers serve, `workers` summed.
-    async fn remote_tools(&self) -> Result<Vec<pb::Tool>, StoreError>;
+    async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError>;
 
     /// The last seq of each of `sessions` that has one.
     async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError>;

@@ -44,7 +44,6 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction,
 };
-use errand_proto::v1 as pb;
 use futures::StreamExt;
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
@@ -58,7 +57,7 @@ use super::codec::{
     self, duration_to_i64, outcome_columns, state_code, state_from_code, time_from_i64,
     time_to_i64, to_i64,
 };
-use super::{Inserted, SharedEvent, SharedQueue, Store, StoreError};
+use super::{Inserted, SharedEvent, SharedQueue, Store, StoreError, ToolAdvert};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
 /// Most changes applied in one transaction.
@@ -616,7 +615,7 @@ impl SharedQueue for PostgresStore {
             .await
     }
 
-    async fn publish_tools(&self, tools: Vec<pb::Tool>) -> Result<(), StoreError> {
+    async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         tx.execute(
@@ -627,8 +626,12 @@ impl SharedQueue for PostgresStore {
         .map_err(pg_error)?;
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
         let descriptions: Vec<&str> = tools.iter().map(|t| t.description.as_str()).collect();
-        let schemas: Vec<&str> = tools.iter().map(|t| t.input_schema_json.as_str()).collect();
-        let timeouts: Vec<i64> = tools.iter().map(|t| to_i64(t.timeout_ms)).collect();
+        let schemas: Vec<&str> = tools.iter().map(|t| t.input_schema.as_str()).collect();
+        // 0: no default timeout (the column predates `Option`).
+        let timeouts: Vec<i64> = tools
+            .iter()
+            .map(|t| to_i64(t.default_timeout_ms.unwrap_or(0)))
+            .collect();
         let workers: Vec<i32> = tools.iter().map(|t| t.workers as i32).collect();
         tx.execute(
             "INSERT INTO errand_tools (server_id, name, description, input_schema_json, timeout_ms, workers)
@@ -643,7 +646,7 @@ impl SharedQueue for PostgresStore {
         tx.commit().await.map_err(pg_error)
     }
 
-    async fn remote_tools(&self) -> Result<Vec<pb::Tool>, StoreError> {
+    async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError> {
         let client = self.client().await?;
         let stale_ms = 3.0 * self.options.lease.as_millis() as f64;
         let rows = client
@@ -655,17 +658,17 @@ impl SharedQueue for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-        let mut tools: Vec<pb::Tool> = Vec::new();
+        let mut tools: Vec<ToolAdvert> = Vec::new();
         for r in rows {
             let name: String = r.get(0);
             let workers: i32 = r.get(4);
             match tools.last_mut() {
                 Some(t) if t.name == name => t.workers += workers.max(0) as u32,
-                _ => tools.push(pb::Tool {
+                _ => tools.push(ToolAdvert {
                     name,
                     description: r.get(1),
-                    input_schema_json: r.get(2),
-                    timeout_ms: r.get::<_, i64>(3).max(0) as u64,
+                    input_schema: r.get(2),
+                    default_timeout_ms: Some(r.get::<_, i64>(3).max(0) as u64).filter(|&ms| ms > 0),
                     workers: workers.max(0) as u32,
                 }),
             }

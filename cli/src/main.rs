@@ -1,4 +1,13 @@
 //! `errand`: run the server, a worker, or talk to a server as an agent would.
+//!
+//! Layout, one module per command group:
+//! - `serve`: `errand serve`, flags to an `errand_server::config::Config`,
+//!   the store, TLS and tokens, and the signal handling of a graceful stop.
+//! - `worker`: `errand worker`, a tool served by running a program per call.
+//! - `token`: `errand token new`, a bearer token and its tokens-file line.
+//! - `agent`: `tools`, `submit`, `watch`, `status`, `cancel`, `ack`.
+//! - `output`: how those commands print tasks, completions and tools (a
+//!   line for people, or JSON with `--json`).
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
