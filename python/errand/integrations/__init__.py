@@ -3,10 +3,10 @@
 Each adapter is a module of its own, imported only when used, and needs its
 framework installed (an optional extra of the errand package):
 
-- `errand.integrations.strands`       Strands Agents      `pip install 'errand[strands]'`
-- `errand.integrations.openai_agents` OpenAI Agents SDK   `pip install 'errand[openai-agents]'`
-- `errand.integrations.langchain`     LangChain/LangGraph `pip install 'errand[langchain]'`
-- `errand.integrations.pydantic_ai`   Pydantic AI         `pip install 'errand[pydantic-ai]'`
+- `errand.integrations.strands`       Strands Agents      `pip install 'errand-sdk[strands]'`
+- `errand.integrations.openai_agents` OpenAI Agents SDK   `pip install 'errand-sdk[openai-agents]'`
+- `errand.integrations.langchain`     LangChain/LangGraph `pip install 'errand-sdk[langchain]'`
+- `errand.integrations.pydantic_ai`   Pydantic AI         `pip install 'errand-sdk[pydantic-ai]'`
 
 Every adapter does two things:
 

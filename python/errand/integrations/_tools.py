@@ -53,11 +53,11 @@ def missing(adapter: str, package: str, extra: str, exc: ImportError) -> ImportE
     """The error an adapter raises when its framework is not installed.
 
     The message names the package and the `pip install` line of the extra
-    that brings it, e.g. `pip install 'errand[strands]'`.
+    that brings it, e.g. `pip install 'errand-sdk[strands]'`.
     """
     return ImportError(
         f"errand.integrations.{adapter} needs the {package!r} package, which is not "
-        f"installed ({exc}): pip install 'errand[{extra}]' (from a checkout of errand: "
+        f"installed ({exc}): pip install 'errand-sdk[{extra}]' (from a checkout of errand: "
         f"pip install './python[{extra}]')"
     )
 

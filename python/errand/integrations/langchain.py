@@ -24,7 +24,7 @@ carries from turn to turn. Any compiled LangGraph graph whose state has
 `messages` works: `langchain.agents.create_agent`, `create_react_agent`, or
 your own `StateGraph` with a `ToolNode`.
 
-Needs `pip install 'errand[langchain]'` (langchain-core and langgraph, Python 3.11+).
+Needs `pip install 'errand-sdk[langchain]'` (langchain-core and langgraph, Python 3.11+).
 """
 
 from __future__ import annotations

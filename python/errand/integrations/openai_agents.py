@@ -20,7 +20,7 @@ runs `Runner.run` with it as the next input, on the SDK `Session` you give
 (e.g. `SQLiteSession`), or else on the input list `RunResult.to_input_list()`
 carries from turn to turn.
 
-Needs `pip install 'errand[openai-agents]'` (openai-agents, Python 3.10+).
+Needs `pip install 'errand-sdk[openai-agents]'` (openai-agents, Python 3.10+).
 """
 
 from __future__ import annotations

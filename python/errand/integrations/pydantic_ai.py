@@ -20,7 +20,7 @@ the failure and adapts). A result arrives later as the user prompt of the
 next run, continuing `message_history`, which is how a Pydantic AI
 conversation goes on.
 
-Needs `pip install 'errand[pydantic-ai]'` (pydantic-ai-slim, Python 3.11+).
+Needs `pip install 'errand-sdk[pydantic-ai]'` (pydantic-ai-slim, Python 3.11+).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ model can correct itself. Results arrive later as user text messages in
 `agent.messages`, through `agent.invoke_async`, which is how a Strands
 conversation takes new input.
 
-Needs `pip install 'errand[strands]'` (strands-agents, Python 3.10+).
+Needs `pip install 'errand-sdk[strands]'` (strands-agents, Python 3.10+).
 """
 
 from __future__ import annotations
