@@ -3,10 +3,9 @@
 //! input schema.
 use std::{sync::Arc, time::Duration};
 
-use errand_proto::v1 as pb;
 use serde_json::Value;
 
-use crate::{config::Limits, error::Error, text};
+use crate::{config::Limits, error::Error, model::ToolDef};
 
 /// A registered tool, with its schema compiled once. Cheap to clone: a
 /// submit takes a copy without holding the scheduler's lock.
@@ -47,7 +46,7 @@ impl ToolSpec {
     /// Validates a tool a worker registers.
     /// `tool.name` may be a tenant key ([`crate::tenant`]); the name checked
     /// and shown in errors is the client's.
-    pub fn from_proto(tool: &pb::Tool, limits: &Limits) -> Result<Self, Error> {
+    pub fn new(tool: &ToolDef, limits: &Limits) -> Result<Self, Error> {
         let shown = crate::tenant::strip(&tool.name);
         check_name(shown)?;
         if tool.description.len() > limits.max_description_bytes {
@@ -58,7 +57,7 @@ impl ToolSpec {
             )));
         }
         check_timeout(
-            &format!("tool `{}`: timeout_ms", tool.name),
+            &format!("tool `{shown}`: timeout_ms"),
             tool.timeout_ms,
             limits,
         )?;
@@ -78,21 +77,6 @@ impl ToolSpec {
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
             validator,
         })
-    }
-
-    /// The tool as `ListTools` shows it: the async notice appended.
-    pub fn to_proto(&self, workers: u32) -> pb::Tool {
-        pb::Tool {
-            name: crate::tenant::strip(&self.name).to_string(),
-            description: text::tool_description(&self.description),
-            input_schema_json: if self.input_schema_json.is_empty() {
-                r#"{"type":"object"}"#.to_string()
-            } else {
-                self.input_schema_json.to_string()
-            },
-            timeout_ms: self.timeout.map_or(0, crate::model::millis),
-            workers,
-        }
     }
 
     /// Checks submitted arguments; returns them as the task will carry them.
@@ -214,8 +198,8 @@ mod tests {
     use super::*;
 
     fn spec(schema: &str) -> ToolSpec {
-        ToolSpec::from_proto(
-            &pb::Tool {
+        ToolSpec::new(
+            &ToolDef {
                 name: "search".into(),
                 input_schema_json: schema.into(),
                 ..Default::default()
@@ -276,23 +260,13 @@ mod tests {
     fn bad_schemas_are_refused() {
         let limits = Limits::default();
         for bad in ["[]", "{", r#"{"type":"nonsense"}"#] {
-            let tool = pb::Tool {
+            let tool = ToolDef {
                 name: "t".into(),
                 input_schema_json: bad.into(),
                 ..Default::default()
             };
-            assert!(ToolSpec::from_proto(&tool, &limits).is_err(), "{bad}");
+            assert!(ToolSpec::new(&tool, &limits).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn listing_appends_the_async_notice() {
-        let mut s = spec("");
-        s.description = "Search the web.".into();
-        let p = s.to_proto(2);
-        assert!(p.description.starts_with("Search the web.\n\n"));
-        assert!(p.description.contains("asynchronous"));
-        assert_eq!(p.workers, 2);
     }
 }
 
@@ -301,13 +275,13 @@ mod tests {
 /// would. Any input must give `Ok` or a precise error, never a panic.
 pub fn fuzz_tool_input(name: &str, schema: &str, arguments: &str) {
     let limits = Limits::default();
-    let tool = pb::Tool {
+    let tool = ToolDef {
         name: name.to_string(),
         input_schema_json: schema.to_string(),
         ..Default::default()
     };
     let _ = parse_arguments(arguments, &limits);
-    if let Ok(spec) = ToolSpec::from_proto(&tool, &limits) {
+    if let Ok(spec) = ToolSpec::new(&tool, &limits) {
         match spec.check_arguments(arguments, &limits) {
             Ok(args) => assert!(serde_json::from_str::<Value>(&args).is_ok_and(|v| v.is_object())),
             Err(Error::InvalidArgument(_) | Error::ResourceExhausted(_)) => {}
