@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """The seed text's first AWS example, a Lambda invoke as an async tool.
 
-As written in the seed apart from the import line (and `import json`, which
-the seed's snippet uses without importing). Run it as a worker:
+As written in the seed apart from the import line, `import json` (which the
+seed's snippet uses without importing) and one fix for real AWS: the seed
+invokes with InvocationType='Event', which answers 202 with an empty payload
+and never the function's result. errand already makes the call asynchronous,
+so the tool invokes with 'RequestResponse' and returns what the function
+returned. Run it as a worker:
 
     ERRAND_SERVER=127.0.0.1:7466 python examples/python/aws_lambda_tool.py
 
@@ -24,7 +28,7 @@ def call_api(endpoint: str) -> str:
     """Call a slow API and return the result."""
     response = lambda_client.invoke(
         FunctionName='slow-api-function',
-        InvocationType='Event',
+        InvocationType='RequestResponse',  # the seed's 'Event' returns no result
         Payload=json.dumps({"endpoint": endpoint})
     )
     return response['Payload'].read().decode('utf-8')

@@ -5,8 +5,14 @@ Layout:
 - `errand.aio`     — `AsyncClient`, the same for asyncio.
 - `errand._core`   — what both share, without I/O: settings, requests, the stream cursor.
 - `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.
-- `errand.worker`  — `Worker` (and the seed's `AsyncToolManager`): serves tools.
-- `errand.agent`   — `AsyncAgent`: delivers results to an agent, queueing while it is busy.
+- `errand.worker`  — `Worker`: serves tools.
+- `errand.manager` — the seed's `AsyncToolManager`: serves `@async_tool(manager)` functions,
+                     whose calls submit through errand and answer at once; completion callbacks.
+- `errand.callables` — tools as plain functions for agent frameworks (`client.tool(name)`).
+- `errand.agent`   — `AsyncAgent`: delivers results to an agent, the user first, queueing
+                     while it is busy (its turn loop: `errand._turns`).
+- `errand.sync_agent` — `SyncAgent`: the same for blocking code.
+- `errand.history` — `prune_history`: drop delivered results from a message history.
 - `errand.specs`   — tools in the formats of OpenAI, Anthropic and Bedrock Converse.
 - `errand.errors`  — every exception the SDK raises.
 - `errand.types`   — the dataclasses the calls return.
@@ -16,7 +22,13 @@ Layout:
 from __future__ import annotations
 
 from errand import errors
-from errand.agent import Agent, AsyncAgent, default_batch_text, prune_history
+from errand.agent import (
+    Agent,
+    AsyncAgent,
+    default_batch_text,
+    default_user_text,
+    prune_history,
+)
 from errand.aio import AsyncClient, AsyncCompletionStream
 from errand.client import Client, CompletionStream
 from errand.errors import (
@@ -31,14 +43,24 @@ from errand.errors import (
     PermissionDenied,
     ResourceExhausted,
     RpcError,
+    TaskFailed,
     ToolFailure,
     Unauthenticated,
     Unavailable,
 )
-from errand.specs import anthropic_tools, bedrock_tool_config, bedrock_tools, openai_tools
+from errand.manager import AsyncTaskResult, AsyncToolManager
+from errand.specs import (
+    anthropic_tools,
+    bedrock_tool_config,
+    bedrock_tools,
+    openai_responses_tools,
+    openai_tools,
+    strict_schema,
+)
+from errand.sync_agent import SyncAgent
 from errand.tool import ToolDef, async_tool, schema_for_function, schema_for_type
 from errand.types import Ack, Completion, Task, TaskStatus, ToolError, ToolInfo
-from errand.worker import AsyncToolManager, TaskContext, Worker, current_task
+from errand.worker import TaskContext, Worker, current_task
 
 __version__ = "0.1.0"
 
@@ -49,6 +71,7 @@ __all__ = [
     "AsyncAgent",
     "AsyncClient",
     "AsyncCompletionStream",
+    "AsyncTaskResult",
     "AsyncToolManager",
     "Cancelled",
     "Client",
@@ -63,7 +86,9 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "RpcError",
+    "SyncAgent",
     "Task",
+    "TaskFailed",
     "TaskContext",
     "TaskStatus",
     "ToolDef",
@@ -79,9 +104,12 @@ __all__ = [
     "bedrock_tools",
     "current_task",
     "default_batch_text",
+    "default_user_text",
     "errors",
+    "openai_responses_tools",
     "openai_tools",
     "prune_history",
     "schema_for_function",
     "schema_for_type",
+    "strict_schema",
 ]

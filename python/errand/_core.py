@@ -17,15 +17,18 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 import grpc
 
 from errand._common import RETRYABLE, Backoff, Connection, new_session_id, submit_request
+from errand._connect import no_server
+from errand.errors import NotFound, RpcError, TaskFailed, from_grpc
 from errand.types import (
     Ack,
     Completion,
     Task,
+    TaskStatus,
     ToolInfo,
     ack_from_pb,
     completion_from_pb,
@@ -65,8 +68,15 @@ class ClientCore:
         session_id: Optional[str],
         timeout: Optional[float],
         wait_for_ready: bool,
+        connect_timeout: float,
     ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be > 0 (seconds)")
         self.conn = conn
+        self.connect_timeout = connect_timeout
+        #: Set once the channel has connected: from then on calls keep
+        #: `wait_for_ready` (a restart is waited out) instead of failing fast.
+        self.connected = False
         self.target = conn.target
         self.session_id = session_id or new_session_id()
         self.timeout = timeout
@@ -74,12 +84,37 @@ class ClientCore:
         self.metadata = conn.metadata
 
     def call_options(self) -> dict[str, Any]:
-        """The keyword arguments every unary stub call takes."""
-        return {
-            "timeout": self.timeout,
-            "metadata": self.metadata,
-            "wait_for_ready": self.wait_for_ready,
-        }
+        """The keyword arguments of a unary stub call.
+
+        Until the channel has connected once, a call does not wait for the
+        server (`wait_for_ready=False`, at most `connect_timeout` seconds), so
+        that a missing server fails it at once; see `failed`.
+        """
+        if self.connected or not self.wait_for_ready:
+            return {
+                "timeout": self.timeout,
+                "metadata": self.metadata,
+                "wait_for_ready": self.wait_for_ready,
+            }
+        timeout = self.connect_timeout
+        if self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        return {"timeout": timeout, "metadata": self.metadata, "wait_for_ready": False}
+
+    def answered(self) -> None:
+        """The server answered a call (with a result or an error status)."""
+        self.connected = True
+
+    def failed(self, err: grpc.RpcError, method: str) -> RpcError:
+        """The error to raise for a failed call: "no errand server at ADDR" when
+        the first call found nobody there."""
+        code = err.code() if callable(getattr(err, "code", None)) else None
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if not self.connected and self.wait_for_ready:
+                return no_server(self.target, self.conn.tls, method, code)
+        else:
+            self.connected = True
+        return from_grpc(err, method)
 
     def list_tools(self) -> Call[list[ToolInfo]]:
         return Call("ListTools", pb.ListToolsRequest(), _tools)
@@ -121,6 +156,23 @@ class ClientCore:
         return StreamCursor(
             session_id or self.session_id, after_seq, reconnect=reconnect, backoff=backoff
         )
+
+
+def outcome(done: Union[Task, Completion]) -> Any:
+    """The parsed result of a finished task; raises TaskFailed when it did not succeed."""
+    if done.status == TaskStatus.SUCCEEDED:
+        return done.result
+    code, message = (done.error.code, done.error.message) if done.error else ("", "")
+    raise TaskFailed(done.task_id, done.status.name, code, message)
+
+
+def unknown_tool(name: str, known: list[str]) -> NotFound:
+    shown = ", ".join(known[:20]) or "none"
+    return NotFound(
+        grpc.StatusCode.NOT_FOUND,
+        f"no worker serves the tool {name!r} (registered: {shown})",
+        "ListTools",
+    )
 
 
 class Settings:

@@ -8,44 +8,76 @@ and may offer
 
     is_idle() -> bool                  # False while it is busy for reasons of its own
 
-`AsyncAgent` holds the session's completion stream and, as in the seed text,
-delivers each result **at once** when the agent is idle, **queues** it while
-the agent is busy (a turn is running, or `is_idle()` says False), and
-**drains** the queue after each turn: everything that arrived meanwhile goes
-to the agent as one batched message, in completion order, each result naming
-its task id and tool. `on_status(status, completions)` hears "queued",
-"draining" and "delivered".
+`AsyncAgent` takes the session's completions (from an `AsyncClient`'s stream,
+or as the completion callback of an `AsyncToolManager`, as in the seed text)
+and runs the agent's turns one at a time, in this order:
+
+1. **The user first.** A pending `send(message)` takes the next turn, ahead of
+   any results. Results that arrived meanwhile go **in the same message**,
+   after the user's text (`results_with_user=True`, the default): the model
+   answers its user knowing everything that has arrived, in one turn instead
+   of two, and chat APIs get one user message per turn rather than a second
+   one right behind it. `prune()` later takes the results' text out of that
+   message and keeps the user's words. With `results_with_user=False` they go
+   in the turn right after instead. `send()` returns when its own turn ends;
+   delivery goes on in the background.
+2. **Results at once when idle**, batched: the first result starts a short
+   window (`batch_window`, 50 ms) that gathers the others arriving with it
+   into one message, each result naming its task ID and tool.
+3. **Queued while busy** (a turn is running, or `is_idle()` says False), and
+   **drained** as one message after the turn.
+
+`on_status(status, completions)` hears "queued", "draining" and "delivered".
+Memory is bounded: at most `max_pending` results wait (the stream is then
+not read further, so the server keeps the rest), and only the last
+`keep_delivered` delivered results are remembered.
 
     async with AsyncClient(addr) as client, AsyncAgent(my_agent, client) as agent:
         await agent.send("Research tides and moons for me.")
-        ...
 
-Delivered results stay in the model's history; `prune_history` (or
-`AsyncAgent.prune`) drops them again once they have served their purpose.
+Blocking code (the seed's style) uses the same object without asyncio:
+`send`, `drain`, `submit`, `start` and `close` block when called outside an
+event loop, running the agent on a private loop thread; `errand.SyncAgent`
+(in `errand.sync_agent`) is that spelled out with plain signatures.
+
+The turn logic itself is in `errand._turns`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import concurrent.futures
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union, runtime_checkable
 
+from errand._loop import LoopThread, running_loop
+from errand._turns import DELIVERED, DRAINING, QUEUED, TurnLoop, _UserTurn
 from errand.aio import AsyncClient, AsyncCompletionStream
+from errand.client import Client
+from errand.errors import ClosedError
+from errand.history import prune_history
+from errand.manager import AsyncTaskResult, AsyncToolManager
 from errand.types import Ack, Completion
 
-__all__ = ["Agent", "AsyncAgent", "default_batch_text", "prune_history"]
+__all__ = [
+    "Agent",
+    "AsyncAgent",
+    "DELIVERED",
+    "DRAINING",
+    "QUEUED",
+    "default_batch_text",
+    "default_user_text",
+    "prune_history",
+]
 
 log = logging.getLogger("errand.agent")
 
-#: The status names passed to `on_status`.
-QUEUED = "queued"
-DRAINING = "draining"
-DELIVERED = "delivered"
-
 StatusCallback = Callable[[str, Sequence[Completion]], Any]
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -63,88 +95,203 @@ class Agent(Protocol):
 
 
 def default_batch_text(completions: Sequence[Completion]) -> str:
-    """One message for results that arrived while the agent was busy."""
+    """One message for results delivered together."""
     if len(completions) == 1:
         return completions[0].text()
-    parts = [
-        f"{len(completions)} async tool results arrived while you were busy (in completion order):"
-    ]
+    parts = [f"{len(completions)} async tool results arrived (in completion order):"]
     parts.extend(f"[{i}] {c.text()}" for i, c in enumerate(completions, 1))
     return "\n\n".join(parts)
 
 
-class AsyncAgent:
-    """Wraps an agent and feeds it a session's completions as they arrive.
+def default_user_text(message: str, results_text: str) -> str:
+    """A user's message with the results that arrived before it, after its text."""
+    return f"{message}\n\n{results_text}"
+
+
+class AsyncAgent(TurnLoop):
+    """Wraps an agent and feeds it a session's completions, the user first.
 
     Args:
-        agent: the object to deliver to (see `Agent`).
-        client: the `AsyncClient` to follow the session with.
-        session_id: the session (default: the client's).
-        after_seq: resume after this completion seq (0: everything retained).
+        agent: the object to deliver to (see `Agent`): it needs `send(message)`.
+        source: an `AsyncClient` (its session's completion stream is followed)
+            or an `AsyncToolManager` (the agent registers as its completion
+            callback, as in the seed text).
+        session_id: the session (default: the client's or the manager's).
+        after_seq: with a client, resume after this completion seq.
         on_status: called with ("queued" | "draining" | "delivered", completions);
             may be a coroutine function.
-        ack: tell the server to drop completions once delivered (AckCompletions);
-            this drops them for every stream of the session, so pass False
-            when something else also reads the session's completions.
+        ack: with a client, tell the server to drop completions once delivered
+            (AckCompletions; pass False when something else also reads the
+            session). A manager acknowledges them itself.
         format_batch: turns a list of completions into one message.
+        results_with_user: put results that arrived before a user's message
+            in that message (True) or in the turn right after it (False).
+        format_user: joins a user's message and the results' text.
+        batch_window: seconds an idle agent waits after a first result for
+            others to deliver with it (0: none).
+        max_pending: most results held for delivery before the stream waits.
+        keep_delivered: how many delivered results `delivered` and `prune` remember.
+
+    Raises:
+        TypeError: `agent` has no `send`, or `source` is neither an
+            `AsyncClient` nor an `AsyncToolManager` (a blocking `Client`
+            goes with `SyncAgent`).
     """
 
     def __init__(
         self,
         agent: Agent,
-        client: AsyncClient,
+        source: Union[AsyncClient, AsyncToolManager],
         *,
         session_id: Optional[str] = None,
         after_seq: int = 0,
         on_status: Optional[StatusCallback] = None,
         ack: bool = True,
         format_batch: Callable[[Sequence[Completion]], str] = default_batch_text,
+        results_with_user: bool = True,
+        format_user: Callable[[str, str], str] = default_user_text,
+        batch_window: float = 0.05,
+        max_pending: int = 10_000,
+        keep_delivered: int = 1_000,
     ) -> None:
+        if not callable(getattr(agent, "send", None)):
+            raise TypeError(
+                f"AsyncAgent(agent, source): agent must have a send(message) method "
+                f"(plain or async def); got {type(agent).__name__}"
+            )
+        self.client: Optional[AsyncClient] = None
+        self.manager: Optional[AsyncToolManager] = None
+        if isinstance(source, AsyncToolManager):
+            self.manager = source
+        elif isinstance(source, AsyncClient):
+            self.client = source
+        elif isinstance(source, Client):
+            raise TypeError(
+                "AsyncAgent(agent, source) takes an AsyncClient (in asyncio code) or an "
+                "AsyncToolManager, not the blocking Client: use AsyncClient(...), or "
+                "SyncAgent(agent, client) in blocking code"
+            )
+        else:
+            raise TypeError(
+                "AsyncAgent(agent, source): source must be an AsyncClient or an "
+                f"AsyncToolManager; got {type(source).__name__}"
+            )
+        if batch_window < 0 or max_pending < 1 or keep_delivered < 0:
+            raise ValueError("batch_window >= 0, max_pending >= 1 and keep_delivered >= 0")
         self.agent = agent
-        self.client = client
-        self.session_id = session_id or client.session_id
+        self.session_id = session_id or source.session_id
         self.on_status = on_status
-        self.ack = ack
+        self.ack = ack and self.client is not None
         self.format_batch = format_batch
+        self.results_with_user = results_with_user
+        self.format_user = format_user
+        self.batch_window = batch_window
+        self.max_pending = max_pending
         self.last_error: Optional[BaseException] = None
         self._after_seq = after_seq
-        self._pending: list[Completion] = []
-        self._delivered: list[Completion] = []
-        self._delivered_texts: list[str] = []
+        self._results: deque[Completion] = deque()
+        self._users: deque[_UserTurn] = deque()
+        self._delivered: deque[Completion] = deque(maxlen=keep_delivered)
+        self._delivered_texts: deque[str] = deque(maxlen=keep_delivered)
+        self._queued_while_busy = False
         self._busy = False
-        self._cond: Optional[asyncio.Condition] = None
+        self._closed = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._own_loop: Optional[LoopThread] = None
+        # Results from the manager before a loop was bound (at most max_pending).
+        self._early: list[Completion] = []
+        self._early_lock = threading.Condition()
+        self._wake: Optional[asyncio.Event] = None
+        self._user_arrived: Optional[asyncio.Event] = None
+        self._space: Optional[asyncio.Event] = None
+        self._drained: list[asyncio.Future[None]] = []
         self._stream: Optional[AsyncCompletionStream] = None
         self._listener: Optional[asyncio.Task[None]] = None
-        self._turns: set[asyncio.Task[None]] = set()
+        self._runner: Optional[asyncio.Task[None]] = None
+        self._handoffs: set[asyncio.Task[None]] = set()
+        if self.manager is not None:
+            self.manager.add_done_callback(self.on_result)
 
-    # -- lifecycle -------------------------------------------------------------
-    async def start(self) -> AsyncAgent:
-        """Open the session's completion stream and start delivering."""
-        if self._listener is not None:
+    # -- running on a loop, from asyncio or from blocking code ----------------------
+    def _dual(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Any:
+        """Inside the agent's event loop: the coroutine, to await. Outside any
+        loop: run it on the agent's loop (a private one if none) and block."""
+        running = running_loop()
+        if running is not None:
+            if self._loop is not None and running is not self._loop:
+                raise RuntimeError("this AsyncAgent runs on another event loop")
+            return make()
+        if self._loop is None:
+            self._own_loop = LoopThread()
+            self._own_loop.call(self._start())
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+
+    def start(self) -> Any:
+        """Start delivering (`await agent.start()`, or blocking outside asyncio)."""
+        return self._dual(self._start)
+
+    async def _start(self) -> AsyncAgent:
+        if self._closed:
+            raise ClosedError("the AsyncAgent is closed")
+        if self._runner is not None:
             return self
-        self._cond = asyncio.Condition()
-        self._stream = self.client.completions(self.session_id, after_seq=self._after_seq)
-        self._listener = asyncio.ensure_future(self._listen(self._stream))
+        self._wake = asyncio.Event()
+        self._user_arrived = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        with self._early_lock:
+            self._loop = asyncio.get_running_loop()
+            early, self._early = self._early, []
+            self._early_lock.notify_all()
+        for completion in early:
+            await self.on_completion(completion)
+        self._runner = asyncio.ensure_future(self._run())
+        if self.client is not None:
+            self._stream = self.client.completions(self.session_id, after_seq=self._after_seq)
+            self._listener = asyncio.ensure_future(self._listen(self._stream))
+        elif self.manager is not None:
+            await asyncio.to_thread(self.manager.ensure_started)
         return self
 
-    async def close(self) -> None:
-        """Stop following the stream; waits for a delivery in progress to end."""
+    def close(self) -> Any:
+        """Stop delivering (awaitable, or blocking outside asyncio); a turn in
+        progress ends first. Pending `send`s fail with ClosedError."""
+        if self._loop is None:
+            self._closed = True
+            if self.manager is not None:
+                self.manager.remove_done_callback(self.on_result)
+            return _done() if running_loop() is not None else None
+        result = self._dual(self._close)
+        if self._own_loop is not None and running_loop() is None:
+            self._own_loop.close()
+            self._own_loop = None
+        return result
+
+    async def _close(self) -> None:
+        self._closed = True
+        if self.manager is not None:
+            self.manager.remove_done_callback(self.on_result)
         if self._stream is not None:
             await self._stream.aclose()
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self._turns:
-            await asyncio.gather(*self._turns, return_exceptions=True)
+        for task in (self._listener, self._runner):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        while self._users:
+            turn = self._users.popleft()
+            if not turn.future.done():
+                turn.future.set_exception(ClosedError("the AsyncAgent was closed"))
+        self._release_drained()
 
     async def __aenter__(self) -> AsyncAgent:
-        return await self.start()
+        return await self._start()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self._close()
 
     # -- state -----------------------------------------------------------------
     @property
@@ -154,73 +301,142 @@ class AsyncAgent:
 
     @property
     def pending(self) -> list[Completion]:
-        """Results queued for the next drain, in completion order."""
-        return list(self._pending)
+        """Results waiting for delivery, in completion order."""
+        return list(self._results)
+
+    @property
+    def queue(self) -> list[Completion]:
+        """The seed's name for `pending`."""
+        return self.pending
 
     @property
     def delivered(self) -> list[Completion]:
-        """Results handed to the agent so far, in delivery order."""
+        """The last `keep_delivered` results handed to the agent, in delivery order."""
         return list(self._delivered)
 
     @property
     def last_seq(self) -> int:
         """Seq of the last completion received (persist it to resume with after_seq)."""
-        return self._stream.last_seq if self._stream is not None else self._after_seq
+        if self._stream is not None:
+            return self._stream.last_seq
+        return max((c.seq for c in self._delivered), default=self._after_seq)
 
     # -- the agent's side --------------------------------------------------------
-    async def submit(
+    def submit(
         self, tool: str, arguments: Optional[Mapping[str, Any]] = None, /, **kwargs: Any
-    ) -> Ack:
-        """Submit a tool call in this agent's session (see `AsyncClient.submit`)."""
-        return await self.client.submit(tool, arguments, session_id=self.session_id, **kwargs)
+    ) -> Any:
+        """Submit a tool call in this agent's session; returns the `Ack`
+        (awaitable, or blocking outside asyncio)."""
+        return self._dual(lambda: self._submit(tool, dict(arguments or {}), kwargs))
 
-    async def send(self, message: str) -> Any:
-        """Run one turn with `message`, then drain results that arrived meanwhile.
+    async def _submit(self, tool: str, arguments: dict[str, Any], options: dict[str, Any]) -> Ack:
+        if self.client is not None:
+            ack: Ack = await self.client.submit(
+                tool, arguments, session_id=self.session_id, **options
+            )
+            return ack
+        assert self.manager is not None
+        return await asyncio.to_thread(self.manager.submit_call, tool, {**arguments, **options})
 
-        Waits for a turn already running (a delivery, say) to end first.
-        Returns what the agent's `send` returned.
+    def send(self, message: str) -> Any:
+        """Run a turn with the user's `message`, ahead of any pending results.
+
+        Results that arrived before it go with it (see `results_with_user`).
+        Returns what the agent's `send` returned, once this turn is over;
+        results keep being delivered in the background. Awaitable in asyncio
+        code; blocking outside an event loop.
         """
-        await self._begin_turn()
-        try:
-            reply = await self._call_agent(message)
-            await self._drain_queue()
-            return reply
-        finally:
-            await self._end_turn()
+        if not isinstance(message, str):
+            raise TypeError(f"send() takes the user's message as a str, not {type(message)!r}")
+        return self._dual(lambda: self._send(message))
 
-    async def drain(self) -> None:
-        """Deliver queued results now, if the agent is idle.
+    async def _send(self, message: str) -> Any:
+        await self._start()
+        assert self._wake is not None and self._user_arrived is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._users.append(_UserTurn(message, future))
+        self._user_arrived.set()
+        self._wake.set()
+        return await future
+
+    def drain(self) -> Any:
+        """Deliver queued results now, if the agent is idle; returns when done.
 
         Needed only for agents whose `is_idle()` turns True outside `send`.
+        Awaitable, or blocking outside asyncio.
         """
-        if not self._pending or self._busy or not self._agent_idle():
+        return self._dual(self._drain)
+
+    def drain_queue(self) -> Any:
+        """The seed's name for `drain`."""
+        return self.drain()
+
+    async def _drain(self) -> None:
+        await self._start()
+        if not self._results or not self._agent_idle():
             return
-        await self._begin_turn()
+        assert self._wake is not None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drained.append(waiter)
+        self._wake.set()
+        await waiter
+
+    def on_result(self, result: Union[AsyncTaskResult, Completion]) -> None:
+        """Take one result, from any thread (the manager's callback calls this).
+
+        Delivered at once when the agent is idle, else queued, as in the seed.
+        Blocks the calling thread while `max_pending` results wait.
+        """
+        completion = result.completion if isinstance(result, AsyncTaskResult) else result
+        with self._early_lock:
+            # Not started yet: hold it for the start, and hold the caller (the
+            # manager's stream) while max_pending wait, rather than grow.
+            while self._loop is None and len(self._early) >= self.max_pending:
+                if self._closed:
+                    return
+                self._early_lock.wait(1.0)
+            loop = self._loop
+            if loop is None:
+                self._early.append(completion)
+                return
+        if loop.is_closed() or self._closed:
+            return
+        if running_loop() is loop:
+            task = asyncio.ensure_future(self.on_completion(completion))
+            self._handoffs.add(task)
+            task.add_done_callback(self._handoffs.discard)
+            return
         try:
-            await self._drain_queue()
-        finally:
-            await self._end_turn()
+            handed = asyncio.run_coroutine_threadsafe(self.on_completion(completion), loop)
+        except RuntimeError:
+            return  # the loop closed: so was the agent
+        while True:  # wait for room (max_pending), but not on a loop that stopped
+            try:
+                handed.result(timeout=1.0)
+                return
+            except concurrent.futures.TimeoutError:
+                if self._closed or not loop.is_running():
+                    handed.cancel()
+                    return
+            except (concurrent.futures.CancelledError, RuntimeError):
+                return
 
     async def on_completion(self, completion: Completion) -> None:
-        """Take one completion: deliver it now if idle, else queue it.
+        """Take one completion in the agent's loop: deliver now if idle, else queue.
 
         The stream listener calls this; call it yourself to feed completions
-        from elsewhere.
+        from elsewhere. Waits while `max_pending` results are held.
         """
+        assert self._space is not None and self._wake is not None
+        while len(self._results) >= self.max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self._results.append(completion)
+        self._wake.set()
         if self._busy or not self._agent_idle():
-            self._pending.append(completion)
+            self._queued_while_busy = True
             await self._status(QUEUED, [completion])
-            return
-        self._busy = True  # claimed synchronously: nothing can start a turn in between
-        task = asyncio.ensure_future(self._delivery_turn(completion))
-        self._turns.add(task)
-        task.add_done_callback(self._turns.discard)
 
-    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
-        """`prune_history` with the results this agent delivered."""
-        return prune_history(history, self._delivered_texts, keep_last=keep_last)
-
-    # -- internals ---------------------------------------------------------------
     async def _listen(self, stream: AsyncCompletionStream) -> None:
         try:
             async for completion in stream:
@@ -231,119 +447,16 @@ class AsyncAgent:
             self.last_error = exc
             log.error("errand AsyncAgent: completion stream failed: %s", exc)
 
-    async def _delivery_turn(self, completion: Completion) -> None:
-        try:
-            await self._deliver([completion])
-            await self._drain_queue()
-        except Exception as exc:
-            self.last_error = exc
-            log.error("errand AsyncAgent: delivery failed: %s", exc)
-        finally:
-            await self._end_turn()
+    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
+        """`prune_history` with the results this agent delivered."""
+        return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
 
-    async def _begin_turn(self) -> None:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        async with self._cond:
-            await self._cond.wait_for(lambda: not self._busy)
-            self._busy = True
-
-    async def _end_turn(self) -> None:
-        assert self._cond is not None
-        async with self._cond:
-            self._busy = False
-            self._cond.notify_all()
-
-    async def _drain_queue(self) -> None:
-        while self._pending and self._agent_idle():
-            batch, self._pending = self._pending, []
-            await self._status(DRAINING, batch)
-            try:
-                await self._deliver(batch)
-            except BaseException:
-                self._pending[:0] = batch
-                raise
-
-    async def _deliver(self, batch: list[Completion]) -> None:
-        text = self.format_batch(batch)
-        await self._call_agent(text)
-        self._delivered.extend(batch)
-        self._delivered_texts.append(text)
-        await self._status(DELIVERED, batch)
-        if self.ack:
-            try:
-                await self.client.ack_completions(
-                    max(c.seq for c in batch), session_id=self.session_id
-                )
-            except Exception as exc:  # the results are delivered; acking is an optimisation
-                log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
-
-    async def _call_agent(self, message: str) -> Any:
-        send = self.agent.send
-        if inspect.iscoroutinefunction(send):
-            return await send(message)
-        result = await asyncio.to_thread(send, message)
-        if inspect.isawaitable(result):
-            return await result
-        return result
-
-    def _agent_idle(self) -> bool:
-        is_idle = getattr(self.agent, "is_idle", None)
-        return bool(is_idle()) if callable(is_idle) else True
-
-    async def _status(self, status: str, completions: list[Completion]) -> None:
-        if self.on_status is None:
-            return
-        try:
-            result = self.on_status(status, list(completions))
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            log.warning("errand AsyncAgent: on_status(%s) raised: %s", status, exc)
+    # -- the turn loop -------------------------------------------------------------
 
 
-def _message_text(message: Any) -> str:
-    """The text of a history entry: a string, or an OpenAI/Anthropic/Bedrock message."""
-    if isinstance(message, str):
-        return message
-    content: Any = message.get("content") if isinstance(message, Mapping) else message
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Iterable):
-        texts = []
-        for block in content:
-            if isinstance(block, str):
-                texts.append(block)
-            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
-                texts.append(block["text"])
-        return "\n".join(texts)
-    return ""
+async def _noop() -> None:
+    return None
 
 
-def prune_history(
-    history: Sequence[M],
-    delivered: Iterable[Union[str, Completion]],
-    *,
-    keep_last: int = 0,
-) -> list[M]:
-    """Drop delivered async results from a message history.
-
-    Args:
-        history: messages as strings or dicts with "content" (a string or a
-            list of blocks with "text", as OpenAI, Anthropic and Bedrock use).
-        delivered: the delivered texts (`AsyncAgent.prune` passes its own) or
-            completions (matched by their `text()`).
-        keep_last: keep this many of the most recent result messages.
-
-    Returns a new list; the tool calls and their acks are kept, so tool
-    call/result pairs that model APIs require stay intact.
-    """
-    needles = [d.text() if isinstance(d, Completion) else d for d in delivered]
-    needles = [n for n in needles if n]
-    hits = [
-        i
-        for i, message in enumerate(history)
-        if (text := _message_text(message)) and any(n in text for n in needles)
-    ]
-    drop = set(hits[: len(hits) - keep_last] if keep_last > 0 else hits)
-    return [m for i, m in enumerate(history) if i not in drop]
+def _done() -> Coroutine[Any, Any, None]:
+    return _noop()

@@ -12,16 +12,18 @@ async with AsyncClient("127.0.0.1:7466") as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Optional, TypeVar
+from typing import Any, Callable, Literal, Optional, TypeVar, overload
 
 import grpc
 import grpc.aio
 
-from errand._common import Backoff, PathLike, connection
-from errand._core import Call, ClientCore, Settings, Step, StreamCursor
-from errand.errors import ClosedError, from_grpc
+from errand._common import Backoff, Connection, PathLike, connection
+from errand._connect import CONNECT_TIMEOUT
+from errand._core import Call, ClientCore, Settings, Step, StreamCursor, outcome, unknown_tool
+from errand.callables import async_remote_tool
+from errand.errors import ClosedError, DeadlineExceeded, from_grpc
 from errand.types import Ack, Completion, Task, ToolInfo
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
@@ -54,9 +56,12 @@ class AsyncClient(Settings):
         tls_cert: Optional[PathLike] = None,
         tls_key: Optional[PathLike] = None,
         tls_domain: Optional[str] = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        _connection: Optional[Connection] = None,
     ) -> None:
         self._core = ClientCore(
-            connection(
+            _connection
+            or connection(
                 target,
                 token=token,
                 tls_ca=tls_ca,
@@ -68,6 +73,7 @@ class AsyncClient(Settings):
             session_id=session_id,
             timeout=timeout,
             wait_for_ready=wait_for_ready,
+            connect_timeout=connect_timeout,
         )
         self.target = self._core.target
         self._own_channel = channel is None
@@ -102,12 +108,41 @@ class AsyncClient(Settings):
                 call.request, **self._core.call_options()
             )
         except grpc.RpcError as exc:
-            raise from_grpc(exc, call.method) from None
+            raise self._core.failed(exc, call.method) from None
+        self._core.answered()
         return call.decode(answer)
 
     async def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
         return await self._run(self._core.list_tools())
+
+    @overload
+    async def submit(
+        self,
+        tool: str,
+        arguments: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        session_id: Optional[str] = None,
+        timeout_ms: int = 0,
+        idempotency_key: str = "",
+        wait: Literal[False] = False,
+        **kwargs: Any,
+    ) -> Ack: ...
+
+    @overload
+    async def submit(
+        self,
+        tool: str,
+        arguments: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        session_id: Optional[str] = None,
+        timeout_ms: int = 0,
+        idempotency_key: str = "",
+        wait: Literal[True],
+        **kwargs: Any,
+    ) -> Any: ...
 
     async def submit(
         self,
@@ -118,10 +153,11 @@ class AsyncClient(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        wait: bool = False,
         **kwargs: Any,
-    ) -> Ack:
-        """Queue one call of `tool`; see `errand.Client.submit`."""
-        return await self._run(
+    ) -> Any:
+        """Queue one call of `tool`; see `errand.Client.submit` (`wait=True` included)."""
+        ack = await self._run(
             self._core.submit(
                 tool,
                 arguments,
@@ -131,6 +167,44 @@ class AsyncClient(Settings):
                 idempotency_key=idempotency_key,
             )
         )
+        return await self.result(ack.task_id) if wait else ack
+
+    async def result(self, task_id: str, *, timeout: Optional[float] = None) -> Any:
+        """Wait for a task to finish and return its result; see `errand.Client.result`."""
+        task = await self.get_task(task_id)
+        if task.status.finished:
+            return outcome(task)
+
+        async def follow() -> Any:
+            async with self.completions(task.session_id) as stream:
+                async for done in stream:
+                    if done.task_id == task_id:
+                        return outcome(done)
+            return None  # the client closed
+
+        try:
+            return await asyncio.wait_for(follow(), timeout)
+        except asyncio.TimeoutError:
+            task = await self.get_task(task_id)  # finished as the wait ran out?
+            if task.status.finished:
+                return outcome(task)
+            raise DeadlineExceeded(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"task {task_id} did not finish within {timeout}s",
+                "result",
+            ) from None
+
+    async def tool(self, name: str) -> Callable[..., Awaitable[str]]:
+        """A registered tool as an `async def` function; see `errand.Client.tool`."""
+        tools = await self.list_tools()
+        for info in tools:
+            if info.name == name:
+                return async_remote_tool(self, info)
+        raise unknown_tool(name, [t.name for t in tools])
+
+    async def tools(self) -> list[Callable[..., Awaitable[str]]]:
+        """Every registered tool as an `async def` function, sorted by name."""
+        return [async_remote_tool(self, info) for info in await self.list_tools()]
 
     async def get_task(self, task_id: str) -> Task:
         """One task's state. Raises NotFound when unknown or no longer retained."""

@@ -18,13 +18,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Optional, TypeVar
+from typing import Any, Callable, Literal, Optional, TypeVar, overload
 
 import grpc
 
-from errand._common import Backoff, PathLike, connection
-from errand._core import Call, ClientCore, Settings, Step, StreamCursor
-from errand.errors import ClosedError, from_grpc
+from errand._common import Backoff, Connection, PathLike, connection
+from errand._connect import CONNECT_TIMEOUT
+from errand._core import Call, ClientCore, Settings, Step, StreamCursor, outcome, unknown_tool
+from errand.callables import remote_tool
+from errand.errors import ClosedError, DeadlineExceeded, from_grpc
 from errand.types import Ack, Completion, Task, ToolInfo
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
@@ -45,7 +47,8 @@ class Client(Settings):
         timeout: seconds each unary call may take (None: no limit).
         wait_for_ready: let calls wait (up to `timeout`) for the server to be
             reachable, e.g. while it restarts, instead of failing at once
-            with Unavailable.
+            with Unavailable. The first call still fails fast: see
+            `connect_timeout`.
         metadata: extra gRPC metadata sent with every call.
         channel: an existing channel to use instead of opening one (it is
             not closed by `close()`; the TLS arguments are then unused).
@@ -60,6 +63,9 @@ class Client(Settings):
             $ERRAND_TLS_KEY. Either one implies TLS.
         tls_domain: the name the server's certificate must carry, instead of
             the target's host; default $ERRAND_TLS_DOMAIN.
+        connect_timeout: seconds the first call waits for a connection; a
+            refused one fails at once. Either way it raises
+            `Unavailable("no errand server at ADDR: is errand serve running?")`.
     """
 
     def __init__(
@@ -76,9 +82,12 @@ class Client(Settings):
         tls_cert: Optional[PathLike] = None,
         tls_key: Optional[PathLike] = None,
         tls_domain: Optional[str] = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        _connection: Optional[Connection] = None,
     ) -> None:
         self._core = ClientCore(
-            connection(
+            _connection
+            or connection(
                 target,
                 token=token,
                 tls_ca=tls_ca,
@@ -90,6 +99,7 @@ class Client(Settings):
             session_id=session_id,
             timeout=timeout,
             wait_for_ready=wait_for_ready,
+            connect_timeout=connect_timeout,
         )
         self.target = self._core.target
         self._own_channel = channel is None
@@ -124,12 +134,41 @@ class Client(Settings):
         try:
             answer = getattr(self._stub, call.method)(call.request, **self._core.call_options())
         except grpc.RpcError as exc:
-            raise from_grpc(exc, call.method) from None
+            raise self._core.failed(exc, call.method) from None
+        self._core.answered()
         return call.decode(answer)
 
     def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
         return self._run(self._core.list_tools())
+
+    @overload
+    def submit(
+        self,
+        tool: str,
+        arguments: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        session_id: Optional[str] = None,
+        timeout_ms: int = 0,
+        idempotency_key: str = "",
+        wait: Literal[False] = False,
+        **kwargs: Any,
+    ) -> Ack: ...
+
+    @overload
+    def submit(
+        self,
+        tool: str,
+        arguments: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        session_id: Optional[str] = None,
+        timeout_ms: int = 0,
+        idempotency_key: str = "",
+        wait: Literal[True],
+        **kwargs: Any,
+    ) -> Any: ...
 
     def submit(
         self,
@@ -140,8 +179,9 @@ class Client(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        wait: bool = False,
         **kwargs: Any,
-    ) -> Ack:
+    ) -> Any:
         """Queue one call of `tool` and return at once with its task id and ack text.
 
         Arguments come as a mapping, as keywords, or both:
@@ -151,12 +191,17 @@ class Client(Settings):
         A submit cut off by a broken connection is retried; the idempotency
         key (random unless given) makes sure the tool still runs once.
 
+        `wait=True` is the one-line blocking case: it waits for the task and
+        returns its result, as `result(ack.task_id)` does.
+
         Raises:
             InvalidArgument: arguments not JSON or failing the tool's schema.
             NotFound: no worker has registered `tool`.
             ResourceExhausted: arguments too large or too many pending tasks.
+            Unavailable: no server at the target.
+            TaskFailed: with `wait=True`, the task did not succeed.
         """
-        return self._run(
+        ack = self._run(
             self._core.submit(
                 tool,
                 arguments,
@@ -166,6 +211,60 @@ class Client(Settings):
                 idempotency_key=idempotency_key,
             )
         )
+        return self.result(ack.task_id) if wait else ack
+
+    def result(self, task_id: str, *, timeout: Optional[float] = None) -> Any:
+        """Wait for a task to finish and return its result (the parsed JSON).
+
+        Follows the task's session until its completion arrives (a finished
+        task answers at once). `timeout` is in seconds; None waits as long
+        as the task lives (the server times tasks out).
+
+        Raises:
+            TaskFailed: the task failed, was cancelled or timed out.
+            DeadlineExceeded: not finished within `timeout`.
+            NotFound: unknown task, or no longer retained.
+        """
+        task = self.get_task(task_id)
+        if task.status.finished:
+            return outcome(task)
+        stream = self.completions(task.session_id)
+        timer = threading.Timer(timeout, stream.close) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            for done in stream:
+                if done.task_id == task_id:
+                    return outcome(done)
+        finally:
+            stream.close()
+            if timer is not None:
+                timer.cancel()
+        task = self.get_task(task_id)  # finished as the stream closed?
+        if task.status.finished:
+            return outcome(task)
+        raise DeadlineExceeded(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"task {task_id} did not finish within {timeout}s",
+            "result",
+        )
+
+    def tool(self, name: str) -> Callable[..., str]:
+        """A registered tool as a plain function that submits and returns the ack text.
+
+        Hand it to an agent framework as a tool: it has the tool's name, a
+        signature and docstring from its schema and description (see
+        `errand.callables`). Raises NotFound when no worker serves `name`.
+        """
+        for info in self.list_tools():
+            if info.name == name:
+                return remote_tool(self, info)
+        raise unknown_tool(name, [t.name for t in self.list_tools()])
+
+    def tools(self) -> list[Callable[..., str]]:
+        """Every registered tool as a function (see `tool`), sorted by name."""
+        return [remote_tool(self, info) for info in self.list_tools()]
 
     def get_task(self, task_id: str) -> Task:
         """One task's state. Raises NotFound when unknown or no longer retained."""

@@ -12,6 +12,7 @@
     │   ├── Unavailable           the server cannot be reached (retry later)
     │   ├── DeadlineExceeded      the call's own timeout ran out
     │   └── Cancelled
+    ├── TaskFailed                `result()` of a task that failed, was cancelled or timed out
     ├── ToolFailure               raise it from a tool to choose the error code
     └── ClosedError               the client or stream was closed
 
@@ -36,6 +37,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "RpcError",
+    "TaskFailed",
     "ToolFailure",
     "Unauthenticated",
     "Unavailable",
@@ -102,6 +104,23 @@ class DeadlineExceeded(RpcError):
 
 class Cancelled(RpcError):
     """The call was cancelled."""
+
+
+class TaskFailed(ErrandError):
+    """A task waited on with `result()` (or `submit(..., wait=True)`) did not succeed.
+
+    Attributes:
+        task_id: the task.
+        status: "FAILED", "CANCELLED" or "TIMED_OUT".
+        code, message: the task's error code (e.g. "tool_error") and message.
+    """
+
+    def __init__(self, task_id: str, status: str, code: str, message: str) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(f"task {task_id} {status.lower()}: [{code}] {message}")
 
 
 class ToolFailure(ErrandError):

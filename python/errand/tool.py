@@ -13,9 +13,10 @@ list[...], tuple[...], dict[str, ...], Optional/Union, Literal, Enum,
 Annotated[..., "description"], Any, and pydantic models
 when pydantic is installed.
 
-It works bare (`@async_tool`), with options (`@async_tool(name=..., timeout_ms=...)`)
-and, as in the seed text, with a worker or `AsyncToolManager` to register with
-(`@async_tool(manager)`).
+It works bare (`@async_tool`), with options (`@async_tool(name=..., timeout_ms=...)`),
+with a `Worker` to add the tool to, and, as in the seed text, with an
+`AsyncToolManager` (`@async_tool(manager)`): then calling the function submits
+it through errand and returns the acknowledgement at once (see `errand.manager`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
 if TYPE_CHECKING:
+    from errand.manager import AsyncToolManager
     from errand.worker import Worker
 
 __all__ = ["ToolDef", "async_tool", "schema_for_function", "schema_for_type", "tool_def"]
@@ -83,7 +85,7 @@ def async_tool(fn: F, /) -> F: ...
 
 @overload
 def async_tool(
-    target: Optional[Worker] = None,
+    target: Union[Worker, AsyncToolManager, None] = None,
     /,
     *,
     name: Optional[str] = None,
@@ -104,9 +106,15 @@ def async_tool(
 ) -> Any:
     """Mark a function (sync or `async def`) as an errand tool.
 
+    With an `AsyncToolManager` (the seed's `@async_tool(manager)`), the
+    decorator returns the agent-side callable instead of the function:
+    calling it submits the call through errand and returns the
+    acknowledgement text at once, its docstring gains the async notice, and
+    `.run(...)` calls the plain function (see `errand.manager`).
+
     Args:
-        target: a `Worker` (or `AsyncToolManager`) to add the tool to. Omit it
-            and pass the function to `Worker(tools=[...])` instead.
+        target: an `AsyncToolManager`, or a `Worker` to add the tool to. Omit
+            it and pass the function to `Worker(tools=[...])` instead.
         name: tool name (default: the function's name); 1-64 of [A-Za-z0-9_-].
         description: for the model (default: the docstring).
         schema: JSON Schema of the arguments object (default: from type hints).
@@ -118,6 +126,9 @@ def async_tool(
             fn, name=name, description=description, schema=schema, timeout_ms=timeout_ms
         )
         setattr(fn, _ATTR, spec)
+        wrap = getattr(target, "wrap_tool", None)
+        if callable(wrap):  # an AsyncToolManager: calls submit through errand
+            return typing.cast(F, wrap(fn))
         if target is not None:
             target.add_tool(fn)
         return fn
@@ -293,12 +304,24 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": _schema(args[0], defs)}
         if args:
+            # Not `prefixItems`: several model providers reject it. The items
+            # may be any member type; the description gives their order.
             items = [_schema(a, defs) for a in args]
+            unique = [i for n, i in enumerate(items) if i not in items[:n]]
+            simple = all(set(i) == {"type"} and isinstance(i["type"], str) for i in unique)
+            if len(unique) == 1:
+                member: dict[str, Any] = unique[0]
+            elif simple:
+                member = {"type": [i["type"] for i in unique]}
+            else:
+                member = {"anyOf": unique}
+            order = ", ".join(str(i.get("type", "any")) for i in items)
             return {
                 "type": "array",
-                "prefixItems": items,
+                "items": member,
                 "minItems": len(items),
                 "maxItems": len(items),
+                "description": f"a tuple, in this order: {order}",
             }
         return {"type": "array"}
     if origin in (dict, Mapping) or tp is dict:

@@ -27,6 +27,7 @@ import asyncio
 import contextvars
 import dataclasses
 import datetime as _dt
+import decimal
 import enum
 import json
 import logging
@@ -41,6 +42,7 @@ import grpc
 import grpc.aio
 
 from errand._common import RETRYABLE, Backoff, PathLike, connection
+from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
 from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
@@ -48,7 +50,7 @@ from errand.v1 import errand_pb2_grpc as pb_grpc
 
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
 
-__all__ = ["AsyncToolManager", "TaskContext", "Worker", "current_task"]
+__all__ = ["TaskContext", "Worker", "current_task"]
 
 log = logging.getLogger("errand.worker")
 
@@ -160,6 +162,7 @@ class Worker:
         self._wake: Optional[asyncio.Event] = None
         self._thread: Optional[threading.Thread] = None
         self._started = False
+        self._fail_fast = 0.0  # seconds start() gives the first connection
 
     # -- configuration ---------------------------------------------------------
     def add_tool(self, fn: Callable[..., Any]) -> None:
@@ -221,10 +224,12 @@ class Worker:
         """Run in a background (daemon) thread; by default wait until registered.
 
         Raises the server's refusal, or Unavailable when not registered within
-        `timeout` seconds (the worker is then stopped).
+        `timeout` seconds (the worker is then stopped); with no server at the
+        target, Unavailable("no errand server at ...") within a few seconds.
         """
         if self._thread is not None:
             raise RuntimeError("the worker was already started")
+        self._fail_fast = min(CONNECT_TIMEOUT, timeout) if wait else 0.0
         self._started = True
         self._thread = threading.Thread(target=self._thread_main, name="errand-worker", daemon=True)
         self._thread.start()
@@ -299,6 +304,12 @@ class Worker:
         assert self._wake is not None
         while not self._stopping.is_set():
             channel = self._conn.aio_channel()
+            if self._fail_fast and self.registrations == 0:
+                # start(wait=True): no server at all is an error, not a retry.
+                state = await wait_ready_async(channel, self._fail_fast)
+                if state is not grpc.ChannelConnectivity.READY:
+                    await channel.close(None)
+                    raise no_server(self.target, self._conn.tls, "Connect", state)
             try:
                 await self._connection(channel, executor)
             except grpc.RpcError as exc:
@@ -488,22 +499,15 @@ def _to_json(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
+    if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
+        return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-class AsyncToolManager(Worker):
-    """The seed text's name for a worker, so its code runs unchanged:
+def __getattr__(name: str) -> Any:
+    # `AsyncToolManager` lives in errand.manager now; it was importable from here.
+    if name == "AsyncToolManager":
+        from errand.manager import AsyncToolManager
 
-        manager = AsyncToolManager(max_workers=4)
-
-        @async_tool(manager)
-        def research_topic(topic: str) -> str: ...
-
-        manager.start()     # or manager.run()
-
-    `max_workers` is the worker's `max_concurrency`; the server address comes
-    from `target=` or $ERRAND_SERVER.
-    """
-
-    def __init__(self, max_workers: int = 4, target: Optional[str] = None, **kwargs: Any) -> None:
-        super().__init__(target, max_concurrency=max_workers, **kwargs)
+        return AsyncToolManager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,12 +6,17 @@ import grpc
 
 from errand._common import Backoff, connection
 from errand._core import ClientCore, Step, StreamCursor
+from errand.errors import Unavailable
 from errand.v1 import errand_pb2 as pb
 
 
 def core() -> ClientCore:
     return ClientCore(
-        connection("127.0.0.1:1", token=""), session_id="s1", timeout=2.0, wait_for_ready=True
+        connection("127.0.0.1:1", token=""),
+        session_id="s1",
+        timeout=2.0,
+        wait_for_ready=True,
+        connect_timeout=5.0,
     )
 
 
@@ -24,7 +29,33 @@ def test_calls_name_their_rpc_and_decode_the_answer() -> None:
     assert (call.request.timeout_ms, call.request.idempotency_key) == (5, "k")
     assert c.ack_completions(7, "other").request.session_id == "other"
     assert c.ack_completions(7, None).decode(pb.AckCompletionsResponse(removed=3)) == 3
+    # The first call does not wait for a server, so that a missing one fails fast.
+    assert c.call_options() == {"timeout": 2.0, "metadata": (), "wait_for_ready": False}
+    c.answered()
     assert c.call_options() == {"timeout": 2.0, "metadata": (), "wait_for_ready": True}
+
+
+class Refused(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "failed to connect to all addresses"
+
+
+def test_a_first_call_that_finds_no_server_says_so() -> None:
+    c = core()
+    err = c.failed(Refused(grpc.StatusCode.UNAVAILABLE), "SubmitTool")
+    assert isinstance(err, Unavailable)
+    assert err.message == "no errand server at 127.0.0.1:1: is errand serve running?"
+    silent = c.failed(Refused(grpc.StatusCode.DEADLINE_EXCEEDED), "SubmitTool")
+    assert isinstance(silent, Unavailable) and "(no answer in time)" in silent.message
+    c.answered()  # once connected, a restart is the caller's ordinary Unavailable
+    later = c.failed(Refused(grpc.StatusCode.UNAVAILABLE), "SubmitTool")
+    assert later.message == "failed to connect to all addresses"
 
 
 def test_cursor_resumes_after_the_last_seq_and_drops_replays() -> None:

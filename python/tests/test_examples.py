@@ -48,6 +48,18 @@ def test_research_agent_end_to_end(server: str) -> None:
     assert "[delivered]" in out
 
 
+def test_the_seed_program_as_written(server: str) -> None:
+    out = run_example(
+        "seed_agent.py",
+        {"ERRAND_SERVER": server, "RESEARCH_SECONDS": "0.5", "RESEARCH_TIMEOUT": "60"},
+    )
+    assert out.count("tool  -> Task ") == 2  # both calls answered at once with an ack
+    assert "agent -> 2 + 2 = 4." in out  # the agent kept talking meanwhile
+    assert "all findings in" in out
+    first_ack = out.index("tool  -> Task ")
+    assert out.index("Findings about tides...") > first_ack
+
+
 class ExampleWorker:
     """An example file run as a worker process, ready once it prints its line."""
 
@@ -149,7 +161,13 @@ def aws_env() -> Iterator[dict[str, str]]:
     )
     dynamodb.put_item(
         TableName="slow-query-table",
-        Item={"id": {"S": "order-42"}, "status": {"S": "shipped"}, "carrier": {"S": "ups"}},
+        Item={
+            "id": {"S": "order-42"},
+            "status": {"S": "shipped"},
+            "carrier": {"S": "ups"},
+            "parcels": {"N": "3"},
+            "weight_kg": {"N": "2.5"},
+        },
     )
     yield env
     moto.stop()
@@ -171,7 +189,7 @@ def test_aws_lambda_and_dynamodb_tools_against_moto(
         missing = client.submit("query_database", key=unique("no-such-key"))
         by_id = {c.task_id: c for c in stream.take(3)}
 
-        # InvocationType='Event' answers 202; moto's simple backend echoes the payload.
+        # InvocationType='RequestResponse': the function's own answer (it echoes the event).
         assert by_id[api.task_id].status == TaskStatus.SUCCEEDED
         assert json.loads(by_id[api.task_id].result) == {"endpoint": "/slow/report"}
 
@@ -180,6 +198,8 @@ def test_aws_lambda_and_dynamodb_tools_against_moto(
             "id": "order-42",
             "status": "shipped",
             "carrier": "ups",
+            "parcels": 3,  # DynamoDB's Decimal numbers, as JSON numbers
+            "weight_kg": 2.5,
         }
         # The seed's code reads response['Item'] unguarded: a missing key fails the task.
         failed = by_id[missing.task_id]

@@ -2,7 +2,8 @@
 //! session's results stream back in completion order.
 //!
 //! Layout, one module per concern:
-//! - [`config`]: the server's limits and defaults.
+//! - [`config`]: the server's settings (limits, timeouts, retention, the
+//!   PostgreSQL store's options), each default once, and `Config::validate`.
 //! - [`model`]: tasks, completions and what workers and agents send, as the
 //!   scheduler and the store see them (domain types, no wire types), and
 //!   the tenant-keyed [`model::SessionKey`] and [`model::ToolKey`], which
@@ -62,8 +63,7 @@ pub mod tools;
 
 pub use error::Error;
 
-/// The throwaway PostgreSQL cluster of the end-to-end harness, for the
-/// store tests.
+/// The throwaway PostgreSQL cluster (from the `errand-testkit`
+/// dev-dependency) that the store tests run on.
 #[cfg(test)]
-#[path = "../../tests/src/pg.rs"]
-pub(crate) mod test_pg;
+pub(crate) use errand_testkit::pg as test_pg;

@@ -1,0 +1,105 @@
+"""Message histories: drop the async results an agent delivered once they served.
+
+`prune_history(history, delivered)` works on strings and on OpenAI, Anthropic
+and Bedrock message dicts. A message that is only a delivered result is
+dropped; a user's message that carried results (`AsyncAgent` puts results
+that arrived meanwhile after the user's text) keeps the user's words.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar, Union
+
+from errand.types import Completion
+
+__all__ = ["prune_history"]
+
+M = TypeVar("M")
+
+
+def _message_text(message: Any) -> str:
+    """The text of a history entry: a string, or an OpenAI/Anthropic/Bedrock message."""
+    if isinstance(message, str):
+        return message
+    content: Any = message.get("content") if isinstance(message, Mapping) else message
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Iterable):
+        texts = []
+        for block in content:
+            if isinstance(block, str):
+                texts.append(block)
+            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+        return "\n".join(texts)
+    return ""
+
+
+def prune_history(
+    history: Sequence[M],
+    delivered: Iterable[Union[str, Completion]],
+    *,
+    keep_last: int = 0,
+) -> list[M]:
+    """Drop delivered async results from a message history.
+
+    Args:
+        history: messages as strings or dicts with "content" (a string or a
+            list of blocks with "text", as OpenAI, Anthropic and Bedrock use).
+        delivered: the delivered texts (`AsyncAgent.prune` passes its own) or
+            completions (matched by their `text()`).
+        keep_last: keep this many of the most recent result messages.
+
+    Returns a new list; the tool calls and their acks are kept, so tool
+    call/result pairs that model APIs require stay intact. A message with
+    other text besides the results (a user's message that carried them)
+    stays, as a copy without the results' text.
+    """
+    needles = [d.text() if isinstance(d, Completion) else d for d in delivered]
+    needles = [n for n in needles if n]
+    hits = [
+        i
+        for i, message in enumerate(history)
+        if (text := _message_text(message)) and any(n in text for n in needles)
+    ]
+    prune = set(hits[: len(hits) - keep_last] if keep_last > 0 else hits)
+    out: list[M] = []
+    for i, message in enumerate(history):
+        if i not in prune:
+            out.append(message)
+            continue
+        rest = _without(message, needles)
+        if _message_text(rest).strip():
+            out.append(rest)
+    return out
+
+
+def _cut(text: str, needles: Sequence[str]) -> str:
+    for needle in needles:
+        text = text.replace(needle, "")
+    return text.strip()
+
+
+def _without(message: M, needles: Sequence[str]) -> M:
+    """A copy of `message` with the needles' text taken out."""
+    if isinstance(message, str):
+        return _cut(message, needles)  # type: ignore[return-value]
+    if not isinstance(message, Mapping):
+        return message
+    content = message.get("content")
+    rest: Any = copy.copy(message)
+    if isinstance(content, str):
+        rest["content"] = _cut(content, needles)
+    elif isinstance(content, list):
+        blocks: list[Any] = []
+        for block in content:
+            if isinstance(block, str):
+                block = _cut(block, needles)
+            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
+                block = {**block, "text": _cut(block["text"], needles)}
+            blocks.append(block)
+        rest["content"] = blocks
+    return typing.cast(M, rest)

@@ -1,0 +1,381 @@
+"""`AsyncToolManager`: the seed text's manager, backed by errand.
+
+    from errand import AsyncToolManager, async_tool
+
+    manager = AsyncToolManager(max_workers=4)
+
+    @async_tool(manager)
+    def research_topic(topic: str) -> str:
+        \"\"\"Research a topic thoroughly and return detailed findings.\"\"\"
+        time.sleep(15)
+        return f"Findings about {topic}..."
+
+    research_topic(topic="tides")   # -> "Task 7f3e... submitted: ..." at once
+
+The manager is both halves of the seed's design in one object:
+
+- the **worker** that runs the decorated functions (it is a `Worker` with
+  `max_concurrency = max_workers`: plain functions on threads, `async def`
+  ones natively on its event loop);
+- the **agent-side handle**: calling a decorated function submits the call
+  through errand in the manager's session and returns the server's
+  acknowledgement text at once (task ID, tool, arguments, "do not guess the
+  result"); `fn.run(...)` still calls the plain function;
+- the **completion callbacks**: it follows its session's completions and
+  calls each `on_complete` callback with an `AsyncTaskResult` (task ID, tool
+  name, arguments, result or error, elapsed seconds). `AsyncAgent(agent,
+  manager)` registers itself as one.
+
+It connects on first use (the first call, `submit`, `start()` or an
+`AsyncAgent`), to `server=` / `target=`, else $ERRAND_SERVER, else
+127.0.0.1:7466, and fails fast with `Unavailable` when nothing answers there.
+Decorate every tool before that first use: a worker registers its tools once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import json
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Optional
+
+import grpc
+
+from errand._common import new_session_id
+from errand._core import outcome
+from errand.callables import call_arguments, with_notice
+from errand.client import Client, CompletionStream
+from errand.errors import DeadlineExceeded, NotFound
+from errand.tool import ToolDef, _hints, tool_def
+from errand.types import Ack, Completion, Task, TaskStatus, ToolInfo
+from errand.worker import Worker, _to_json
+
+__all__ = ["AsyncTaskResult", "AsyncToolManager"]
+
+log = logging.getLogger("errand.manager")
+
+Callback = Callable[["AsyncTaskResult"], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncTaskResult:
+    """What a completion callback gets, as in the seed text.
+
+    Attributes:
+        task_id: the task, as the acknowledgement named it.
+        tool_name: the tool that ran.
+        arguments: the arguments it ran with (a dict).
+        result: the tool's return value (parsed JSON) when it succeeded, else None.
+        error: "[code] message" when it failed, was cancelled or timed out, else None.
+        elapsed: seconds from the start of the run to its end.
+        status: the final `TaskStatus`.
+        completion: the `Completion` it was made from (seq, message, ...).
+    """
+
+    task_id: str
+    tool_name: str
+    arguments: dict[str, Any]
+    result: Any
+    error: Optional[str]
+    elapsed: float
+    status: TaskStatus
+    completion: Completion
+
+    @property
+    def ok(self) -> bool:
+        return self.status == TaskStatus.SUCCEEDED
+
+    def text(self) -> str:
+        """The text for the model: the result or error, with the task ID."""
+        return self.completion.text()
+
+    def __str__(self) -> str:
+        return self.text()
+
+    @classmethod
+    def from_completion(cls, c: Completion) -> AsyncTaskResult:
+        error = f"[{c.error.code}] {c.error.message}" if c.error is not None else None
+        if error is None and not c.ok:
+            error = f"[{c.status.name.lower()}] the task ended as {c.status.name}"
+        arguments = c.arguments
+        return cls(
+            task_id=c.task_id,
+            tool_name=c.tool,
+            arguments=arguments if isinstance(arguments, dict) else {},
+            result=c.result if c.ok else None,
+            error=error,
+            elapsed=c.elapsed_ms / 1000.0,
+            status=c.status,
+            completion=c,
+        )
+
+
+class AsyncToolManager(Worker):
+    """Serves `@async_tool(manager)` functions and submits their calls through errand.
+
+    Args:
+        max_workers: most calls that run at once in this process (the
+            worker's `max_concurrency`), as the seed's ThreadPoolExecutor.
+        target: "host:port" of the server (also `server=`); defaults to
+            $ERRAND_SERVER, then 127.0.0.1:7466.
+        server: another name for `target`.
+        session_id: the session the calls are submitted in and whose
+            completions the callbacks hear; a fresh random one by default.
+        on_complete: a first completion callback (see `add_done_callback`).
+        ack: let the server drop each completion once the callbacks ran.
+        **kwargs: the other `Worker` arguments (token, tls_ca, name, ...).
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 4,
+        target: Optional[str] = None,
+        *,
+        server: Optional[str] = None,
+        session_id: Optional[str] = None,
+        on_complete: Optional[Callback] = None,
+        ack: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if target and server and target != server:
+            raise ValueError("give the server address once: target= or server=")
+        super().__init__(target or server, max_concurrency=max_workers, **kwargs)
+        self.session_id = session_id or new_session_id()
+        self.ack = ack
+        self._callbacks: list[Callback] = [on_complete] if on_complete is not None else []
+        self._guard = threading.RLock()
+        self._client: Optional[Client] = None
+        self._stream: Optional[CompletionStream] = None
+        self._listener: Optional[threading.Thread] = None
+        #: How many finished tasks `result()` remembers.
+        self.keep_results = 1000
+        self._seen: OrderedDict[str, AsyncTaskResult] = OrderedDict()
+        self._seen_cond = threading.Condition()
+
+    @property
+    def max_workers(self) -> int:
+        return self.max_concurrency
+
+    # -- the agent's side --------------------------------------------------------
+    @property
+    def client(self) -> Client:
+        """The blocking `Client` the manager submits with (in `session_id`)."""
+        with self._guard:
+            if self._client is None:
+                self._client = Client(session_id=self.session_id, _connection=self._conn)
+            return self._client
+
+    def ensure_started(self) -> AsyncToolManager:
+        """Connect and register the tools, once; then follow the session's completions."""
+        with self._guard:
+            if self._thread is None:
+                return self.start()
+            self._follow()
+        return self
+
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> AsyncToolManager:
+        """Start serving the tools (as `Worker.start`: by default it waits until
+        registered) and following the session's completions."""
+        with self._guard:
+            if self._tools:
+                super().start(wait=wait, timeout=timeout)
+            self._follow()
+        return self
+
+    def add_tool(self, fn: Callable[..., Any]) -> None:
+        if self._thread is not None and tool_def(fn).name not in self._tools:
+            raise RuntimeError(
+                f"the manager has started: decorate {tool_def(fn).name!r} before the first "
+                "tool call, submit or start() (a worker registers its tools once)"
+            )
+        super().add_tool(fn)
+
+    def _follow(self) -> None:
+        if self._listener is None:
+            self._stream = self.client.completions(self.session_id)
+            self._listener = threading.Thread(
+                target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
+            )
+            self._listener.start()
+
+    def submit(
+        self, tool_name: str, fn: Optional[Callable[..., Any]] = None, /, **kwargs: Any
+    ) -> str:
+        """Submit one call of `tool_name` with keyword arguments; returns its task ID.
+
+        The seed's signature: `fn` may be the function itself (it is added
+        as a tool if the manager has not started yet).
+        """
+        if fn is not None and tool_name not in self._tools:
+            self.add_tool(fn)
+        return self.submit_call(tool_name, kwargs).task_id
+
+    def submit_call(self, tool_name: str, arguments: dict[str, Any]) -> Ack:
+        """Submit one call (arguments as a mapping) and return the whole `Ack`."""
+        self.ensure_started()
+        plain = json.loads(json.dumps(arguments, default=_to_json))
+        return self.client.submit(tool_name, plain)
+
+    def get_task(self, task_id: str) -> Task:
+        """A task's state (QUEUED, RUNNING, SUCCEEDED, ...)."""
+        return self.client.get_task(task_id)
+
+    def result(self, task_id: str, *, timeout: Optional[float] = None) -> Any:
+        """Wait for one of the manager's tasks and return its result.
+
+        Answers from the completions the manager has seen (it remembers the
+        last `keep_results`; the server may have dropped them once acked),
+        else waits for the task as `Client.result` does.
+
+        Raises TaskFailed when the task did not succeed, DeadlineExceeded
+        after `timeout` seconds.
+        """
+        with self._seen_cond:
+            seen = self._seen.get(task_id)
+        if seen is not None:
+            return outcome(seen.completion)
+        if self._listener is None:
+            return self.client.result(task_id, timeout=timeout)
+        try:
+            task = self.client.get_task(task_id)
+        except NotFound:
+            task = None  # acked meanwhile, if it is ours: then it is in _seen
+        if task is not None and task.session_id != self.session_id:
+            return self.client.result(task_id, timeout=timeout)
+        with self._seen_cond:
+            if not self._seen_cond.wait_for(lambda: task_id in self._seen, timeout):
+                raise DeadlineExceeded(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"task {task_id} did not finish within {timeout}s",
+                    "result",
+                )
+            return outcome(self._seen[task_id].completion)
+
+    def cancel(self, task_id: str) -> Task:
+        return self.client.cancel(task_id)
+
+    # -- completion callbacks ------------------------------------------------------
+    def add_done_callback(self, callback: Callback) -> None:
+        """Call `callback(AsyncTaskResult)` for each completion of the session.
+
+        Callbacks run on the manager's listener thread, in completion order;
+        keep them short (hand work to a queue or a loop). An exception is
+        logged and does not stop the others.
+        """
+        if not callable(callback):
+            raise TypeError(f"a completion callback must be callable, not {type(callback)!r}")
+        with self._guard:
+            self._callbacks.append(callback)
+
+    def remove_done_callback(self, callback: Callback) -> None:
+        with self._guard:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+    def on_complete(self, result: AsyncTaskResult) -> None:
+        """Fire the callbacks for one finished task (override to handle results yourself)."""
+        with self._guard:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback(result)
+            except Exception:
+                log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
+
+    def _listen(self, stream: CompletionStream) -> None:
+        try:
+            for completion in stream:
+                result = AsyncTaskResult.from_completion(completion)
+                with self._seen_cond:
+                    self._seen[result.task_id] = result
+                    while len(self._seen) > self.keep_results:
+                        self._seen.popitem(last=False)
+                    self._seen_cond.notify_all()
+                self.on_complete(result)
+                if self.ack:
+                    try:
+                        self.client.ack_completions(completion.seq, session_id=self.session_id)
+                    except Exception as exc:  # an optimisation: the server's retention bounds it
+                        log.warning("errand AsyncToolManager: AckCompletions failed: %s", exc)
+        except Exception as exc:
+            self._error = exc
+            log.error("errand AsyncToolManager: completion stream failed: %s", exc)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def stop(self, timeout: Optional[float] = 10.0) -> None:
+        """Stop serving and following completions; close the client."""
+        with self._guard:
+            stream, self._stream = self._stream, None
+            listener, self._listener = self._listener, None
+            client, self._client = self._client, None
+        if stream is not None:
+            stream.close()
+        super().stop(timeout)
+        if listener is not None and listener is not threading.current_thread():
+            listener.join(timeout)
+        if client is not None:
+            client.close()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """The seed's executor spelling of `stop()`."""
+        self.stop(10.0 if wait else 0.0)
+
+    def __enter__(self) -> AsyncToolManager:
+        return self.start()
+
+    # -- the decorator's half --------------------------------------------------------
+    def wrap_tool(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Register `fn` (an `@async_tool` function) and return its agent-side callable.
+
+        Calling the result submits and returns the acknowledgement text;
+        `.run(...)` calls `fn` itself; `.submit(...)` returns the whole `Ack`.
+        An `async def` function gives an `async def` callable.
+        """
+        self.add_tool(fn)
+        return tool_function(self, tool_def(fn))
+
+
+def tool_function(manager: AsyncToolManager, spec: ToolDef) -> Callable[..., Any]:
+    """The callable `@async_tool(manager)` returns for `spec` (see `wrap_tool`)."""
+    fn = spec.fn
+    # Real types, not the strings of `from __future__ import annotations`: a
+    # framework resolving them against this module's globals would fail.
+    hints = {k: v for k, v in _hints(fn).items() if k != "return"}
+    plain = inspect.signature(fn)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in plain.parameters.values()
+    ]
+    sig = plain.replace(parameters=params, return_annotation=str)
+
+    def submit(*args: Any, **kwargs: Any) -> Ack:
+        return manager.submit_call(spec.name, call_arguments(sig, args, kwargs))
+
+    if spec.is_async:
+
+        async def acall(*args: Any, **kwargs: Any) -> str:
+            return (await asyncio.to_thread(submit, *args, **kwargs)).ack
+
+        call: Callable[..., Any] = acall
+    else:
+
+        def scall(*args: Any, **kwargs: Any) -> str:
+            return submit(*args, **kwargs).ack
+
+        call = scall
+    for attr in ("__module__", "__name__", "__qualname__"):
+        setattr(call, attr, getattr(fn, attr, spec.name))
+    call.__doc__ = with_notice(spec.description)
+    call.__signature__ = sig  # type: ignore[attr-defined]
+    call.__annotations__ = {**hints, "return": str}
+    call.__errand_tool__ = spec  # type: ignore[attr-defined]
+    call.tool_info = ToolInfo(  # type: ignore[attr-defined]
+        spec.name, with_notice(spec.description), spec.input_schema, spec.timeout_ms, 0
+    )
+    call.run = fn  # type: ignore[attr-defined]
+    call.submit = submit  # type: ignore[attr-defined]
+    call.manager = manager  # type: ignore[attr-defined]
+    return call
