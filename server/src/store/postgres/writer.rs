@@ -254,7 +254,8 @@ impl Writer {
                 answers[i] = Some(Err(StoreError::LimitReached(format!(
                     "session {:?} has {count} unfinished tasks, the limit is {limit}: wait for \
                      completions or cancel some",
-                    &*t.session
+                    // The client's name, never the tenant's key.
+                    crate::tenant::strip(&t.session)
                 ))));
                 continue;
             }
