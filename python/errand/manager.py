@@ -182,7 +182,16 @@ class AsyncToolManager(Worker):
         registered) and following the session's completions."""
         with self._guard:
             if self._tools:
-                super().start(wait=wait, timeout=timeout)
+                try:
+                    super().start(wait=wait, timeout=timeout)
+                except BaseException:
+                    # No server yet (or it refused us): the next call tries again,
+                    # once the failed attempt's thread has finished recording it.
+                    if self._thread is not None:
+                        self._thread.join(10)
+                    self._thread, self._error, self._started = None, None, False
+                    self._stopping.clear()
+                    raise
             self._follow()
         return self
 
