@@ -193,6 +193,8 @@ class AsyncToolManager(Worker):
                     self._stopping.clear()
                     raise
             self._follow()
+            if not self.client._core.connected:
+                self.client.list_tools()  # connect now: the first tool call answers at once
         return self
 
     def add_tool(self, fn: Callable[..., Any]) -> None:

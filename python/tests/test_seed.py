@@ -148,7 +148,9 @@ def test_the_seed_program_runs_with_only_its_import_changed(server: str) -> None
         assert [task_id_of(a) for a in my_agent.acks]  # each call answered with its ack
         for ack, name in zip(my_agent.acks, ["research_topic", "call_api", "query_database"]):
             assert name in ack and "tides" in ack
-        assert max(my_agent.ack_seconds) < ACK_BOUND_S, my_agent.ack_seconds
+        # The first call answers within 50 ms; none waits for its tool (2 s, 1 s, 0.3 s).
+        assert my_agent.ack_seconds[0] < ACK_BOUND_S, my_agent.ack_seconds
+        assert max(my_agent.ack_seconds) < 0.3, my_agent.ack_seconds
         research, api, query = (task_id_of(a) for a in my_agent.acks)
 
         # The 0.3 s and 1 s results queued behind the busy turn, in completion order.
