@@ -23,7 +23,14 @@ import time
 import typing
 from typing import Any, Optional
 
-from errand import AsyncAgent, AsyncTaskResult, AsyncToolManager, Completion, async_tool
+from errand import (
+    AsyncAgent,
+    AsyncTaskResult,
+    AsyncToolManager,
+    Completion,
+    SyncAgent,
+    async_tool,
+)
 
 from .conftest import EVENT_TIMEOUT
 
@@ -242,4 +249,35 @@ def test_a_tool_decorated_after_the_manager_started_is_refused_with_a_reason(
             error = None
         assert error is not None and "before the first tool call" in str(error)
     finally:
+        manager.stop()
+
+
+def test_sync_agent_on_a_manager(server: str) -> None:
+    manager = AsyncToolManager(max_workers=2)
+
+    @async_tool(manager)
+    def double(n: int) -> int:
+        """Double n."""
+        return 2 * n
+
+    class Agent:
+        def __init__(self) -> None:
+            self.inbox: queue.Queue[str] = queue.Queue()
+
+        def send(self, prompt: str) -> str:
+            self.inbox.put(prompt)
+            if prompt == "go":
+                return double(n=21)  # the tool call answers with its ack at once
+            return "noted"
+
+    agent = Agent()
+    sync_agent = SyncAgent(agent, manager)
+    try:
+        ack = sync_agent.send("go")
+        assert isinstance(ack, str) and ack.startswith("Task ")
+        assert agent.inbox.get(timeout=EVENT_TIMEOUT) == "go"
+        result = agent.inbox.get(timeout=EVENT_TIMEOUT)
+        assert task_id_of(ack) in result and "42" in result
+    finally:
+        sync_agent.close()
         manager.stop()
