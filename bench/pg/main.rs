@@ -1,7 +1,7 @@
 //! End-to-end benchmark of no-op tasks: tasks/s (submit → worker → result →
 //! completion on a stream) and the latency of `SubmitTool`'s answer (ack),
 //! with 1, 2 and 3 servers on one PostgreSQL database, beside the embedded
-//! stores. Not a test: run `bench/pg/run.sh`, which writes
+//! stores. A program of the bench crate (`errand-bench-pg`): run `bench/pg/run.sh`, which writes
 //! `bench/pg/RESULTS.md`.
 //!
 //! Everything runs on this machine: PostgreSQL (durable settings: fsync and
@@ -19,7 +19,7 @@ use errand_client::{
     Client, endpoint, pb,
     worker::{self, Handler, WorkerConfig},
 };
-use errand_tests::{Server, pg};
+use errand_testkit::{ServeProcess as Server, pg};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +115,8 @@ async fn main() {
         let url = cluster.create_database().await;
         let mut servers = Vec::new();
         for _ in 0..n {
-            servers.push(Server::start_postgres(&url, &[]).await);
+            let args = ["--store", "postgres", "--database-url", &url].map(String::from);
+            servers.push(Server::start("127.0.0.1:0", &args).await);
         }
         let label = format!(
             "PostgreSQL store (durable), {n} server{}",
@@ -152,7 +153,7 @@ async fn main() {
 
 /// The embedded stores, as the baseline: memory, then durable SQLite.
 async fn embedded(rows: &mut Vec<Measured>, tasks: usize) {
-    let server = Server::start_on("127.0.0.1:0", vec!["--store".into(), "memory".into()]).await;
+    let server = Server::start("127.0.0.1:0", &["--store".into(), "memory".into()]).await;
     rows.push(run("memory store, 1 server", &[server], tasks).await);
     let dir = tempfile::tempdir().unwrap();
     let args = vec![
@@ -161,7 +162,7 @@ async fn embedded(rows: &mut Vec<Measured>, tasks: usize) {
         "--data-dir".into(),
         dir.path().display().to_string(),
     ];
-    let server = Server::start_on("127.0.0.1:0", args).await;
+    let server = Server::start("127.0.0.1:0", &args).await;
     rows.push(
         run(
             "SQLite store (embedded, durable), 1 server",
@@ -197,7 +198,7 @@ async fn run(label: &str, servers: &[Server], tasks: usize) -> Measured {
         ));
     }
     for s in servers {
-        let client = s.client().await;
+        let client = Client::connect(&s.addr).await.unwrap();
         loop {
             let tools = client.list_tools().await.unwrap();
             if tools

@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 cargo build --release --locked -p errand-cli --bin errand
 export ERRAND_BIN="$PWD/target/release/errand"
-RUST_LOG=${RUST_LOG:-error} cargo run --release --locked -p errand-tests --example bench_pg -- bench/pg/RESULTS-table.md
+RUST_LOG=${RUST_LOG:-error} cargo run --release --locked -p errand-bench --bin errand-bench-pg -- bench/pg/RESULTS-table.md

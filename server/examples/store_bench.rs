@@ -14,6 +14,8 @@
 //! (the in-memory store keeps every task it is given, so it needs the cap).
 //! `--dir` picks the file system the SQLite files go on (default: the system
 //! temp dir); put it on the disk you mean to measure, not a tmpfs.
+//! `--postgres URL` adds rows for a PostgreSQL store on that database (its
+//! tables are created if missing; use a scratch database).
 use std::{
     path::PathBuf,
     sync::{
@@ -25,7 +27,12 @@ use std::{
 
 use errand_server::{
     model::{Finish, Outcome, TaskRecord, TaskState},
-    store::{Store, memory::MemoryStore, sqlite::SqliteStore},
+    store::{
+        Store,
+        memory::MemoryStore,
+        postgres::{PostgresOptions, PostgresStore},
+        sqlite::SqliteStore,
+    },
 };
 use uuid::Uuid;
 
@@ -44,14 +51,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut seconds = 3.0_f64;
     let mut max_tasks = 200_000_usize;
     let mut dir = std::env::temp_dir();
+    let mut postgres: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = args.next().ok_or("--seconds needs a value")?.parse()?,
             "--max-tasks" => max_tasks = args.next().ok_or("--max-tasks needs a value")?.parse()?,
             "--dir" => dir = PathBuf::from(args.next().ok_or("--dir needs a value")?),
+            "--postgres" => postgres = Some(args.next().ok_or("--postgres needs a URL")?),
             "-h" | "--help" => {
-                println!("usage: store_bench [--seconds S] [--max-tasks N] [--dir PATH]");
+                println!(
+                    "usage: store_bench [--seconds S] [--max-tasks N] [--dir PATH] [--postgres URL]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}; see --help").into()),
@@ -65,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!();
     println!(
-        "{:<7} {:>5} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "{:<8} {:>5} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12}",
         "store",
         "conc",
         "tasks",
@@ -93,6 +104,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .zip(before)
                 .map(|(s, b)| s.stats().commits - b);
             print_row(name, concurrency, &mut run);
+        }
+    }
+    if let Some(url) = postgres {
+        for concurrency in CONCURRENCY {
+            let pg = Arc::new(PostgresStore::connect(&url, PostgresOptions::default()).await?);
+            let before = pg.stats().commits;
+            let mut run = run(pg.clone(), concurrency, duration, max_tasks).await;
+            run.commits = Some(pg.stats().commits - before);
+            print_row("postgres", concurrency, &mut run);
         }
     }
     Ok(())
@@ -198,7 +218,7 @@ fn print_row(store: &str, concurrency: usize, run: &mut Run) {
         .map(|c| format!("{:.1}", run.tasks as f64 / c as f64))
         .unwrap_or_else(|| "-".into());
     println!(
-        "{:<7} {:>5} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "{:<8} {:>5} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>12}",
         store,
         concurrency,
         run.tasks,

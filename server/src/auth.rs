@@ -26,10 +26,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use crate::{error::Error, tenant};
 use sha2::{Digest, Sha256};
-use tonic::{Request, Status, service::Interceptor};
-
-use crate::tenant;
 
 /// What a token may call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +55,7 @@ impl Role {
     }
 }
 
-/// The caller of one RPC, put in the request's extensions by [`Auth`].
+/// The caller of one RPC, as the interceptor ([`crate::grpc::auth`]) found it.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// "" when authentication is off.
@@ -79,15 +77,6 @@ impl Caller {
             tools: None,
             token_id: "".into(),
         }
-    }
-
-    /// The caller of `request`; anonymous when no [`Auth`] layer ran.
-    pub fn of<T>(request: &Request<T>) -> Self {
-        request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .unwrap_or_else(Caller::anonymous)
     }
 
     /// Whether a worker with this token may serve `tool`.
@@ -142,15 +131,16 @@ impl Tokens {
     }
 
     /// The caller a bearer token stands for, at `now`.
-    pub fn verify(&self, token: &str, now: SystemTime) -> Result<Caller, Status> {
+    /// Errors: [`Error::Unauthenticated`], saying why.
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<Caller, Error> {
         let entry = self
             .by_hash
             .get(&hash(token))
-            .ok_or_else(|| Status::unauthenticated("the bearer token is not valid here"))?;
+            .ok_or_else(|| Error::Unauthenticated("the bearer token is not valid here".into()))?;
         if let Some(expires) = entry.expires
             && now >= expires
         {
-            return Err(Status::unauthenticated(format!(
+            return Err(Error::Unauthenticated(format!(
                 "the bearer token expired at {}: ask the operator for a new one",
                 humantime::format_rfc3339_seconds(expires)
             )));
@@ -296,70 +286,6 @@ pub fn parse_expiry(s: &str, now: SystemTime) -> Result<SystemTime, String> {
         })
 }
 
-/// Who may call a service: the tonic interceptor that checks the bearer
-/// token in `authorization` metadata and leaves a [`Caller`] in the request.
-#[derive(Clone)]
-pub struct Auth {
-    tokens: Option<Arc<Tokens>>,
-    /// The role the service needs; `None`: any valid token.
-    role: Option<Role>,
-    service: &'static str,
-}
-
-impl Auth {
-    /// `tokens: None` turns authentication off: every caller is anonymous.
-    pub fn new(tokens: Option<Arc<Tokens>>, role: Option<Role>, service: &'static str) -> Self {
-        Auth {
-            tokens,
-            role,
-            service,
-        }
-    }
-
-    fn check<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let Some(tokens) = &self.tokens else {
-            return Ok(Caller::anonymous());
-        };
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "no credentials: send `authorization: Bearer <token>` metadata",
-                )
-            })?
-            .to_str()
-            .map_err(|_| Status::unauthenticated("the authorization metadata is not text"))?;
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(|| {
-                Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
-            })?;
-        let caller = tokens.verify(token, SystemTime::now())?;
-        if let (Some(need), Some(has)) = (self.role, caller.role)
-            && need != has
-        {
-            return Err(Status::permission_denied(format!(
-                "a token with role {} cannot call {}: use one with role {}",
-                has.name(),
-                self.service,
-                need.name()
-            )));
-        }
-        Ok(caller)
-    }
-}
-
-impl Interceptor for Auth {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.check(&request)?;
-        request.extensions_mut().insert(caller);
-        Ok(request)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,7 +314,7 @@ mod tests {
         assert_eq!(caller.role, Some(Role::Worker));
         assert!(caller.may_serve("search") && !caller.may_serve("other"));
         let err = tokens.verify("ert_nope", SystemTime::now()).unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert!(matches!(err, Error::Unauthenticated(_)), "{err}");
     }
 
     #[test]
@@ -402,7 +328,7 @@ mod tests {
         let err = tokens
             .verify(&token, now + Duration::from_secs(61))
             .unwrap_err();
-        assert!(err.message().contains("expired"), "{err}");
+        assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[test]

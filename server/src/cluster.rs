@@ -4,7 +4,7 @@
 //! The background work of shared mode, beside the core:
 //! - the **claimer** takes queued tasks from the store for the tools this
 //!   server's workers serve, up to their free slots, and hands them to
-//!   [`Core::adopt`]. It runs when woken (a submit here, a worker with room,
+//!   [`Scheduler::adopt`]. It runs when woken (a submit here, a worker with room,
 //!   a notification that work was queued elsewhere) and once a second anyway;
 //! - the **listener** turns the store's hints into wake-ups: a completion
 //!   written by any server wakes this server's streams of that session, a
@@ -20,203 +20,196 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{core::Core, store::SharedEvent};
+use crate::{
+    scheduler::{Scheduler, queue::SharedBacklog},
+    sessions::SessionHub,
+    store::SharedEvent,
+};
 
 /// How often the claimer looks at the queue when nothing woke it.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 
-/// Starts the shared-mode loops; none when the store is not shared.
-pub fn start(core: &Arc<Core>) -> Vec<JoinHandle<()>> {
-    if !core.is_shared() {
-        return Vec::new();
-    }
-    vec![
-        tokio::spawn(claimer(core.clone())),
-        tokio::spawn(listener(core.clone())),
-        tokio::spawn(upkeep(core.clone())),
-        tokio::spawn(publisher(core.clone())),
-    ]
+/// What the shared-mode loops work with.
+#[derive(Clone)]
+pub struct Cluster {
+    pub sched: Arc<Scheduler>,
+    pub backlog: Arc<SharedBacklog>,
+    pub hub: Arc<SessionHub>,
+    /// The loops end when it is cancelled.
+    pub shutdown: CancellationToken,
 }
 
-/// On a clean stop: gives held tasks back to the queue and withdraws this
-/// server's tools, so other servers take over at once rather than after a
-/// lease.
-pub async fn stop(core: &Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    let held = core.held();
-    let count = held.len();
-    if let Err(e) = shared.release(held).await {
-        warn!(error = %e, "giving tasks back at stop failed; their leases will expire");
-    } else if count > 0 {
-        info!(tasks = count, "tasks given back to the shared queue");
+impl Cluster {
+    /// Starts the shared-mode loops.
+    pub fn start(&self) -> Vec<JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.clone().claimer()),
+            tokio::spawn(self.clone().listener()),
+            tokio::spawn(self.clone().upkeep()),
+            tokio::spawn(self.clone().publisher()),
+        ]
     }
-    if let Err(e) = shared.withdraw_tools().await {
-        warn!(error = %e, "withdrawing this server's tools failed");
-    }
-}
 
-async fn claimer(core: Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    let shutdown = core.shutdown_token().clone();
-    let mut tick = tokio::time::interval(CLAIM_EVERY);
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        tokio::select! {
-            _ = core.claim_wake().notified() => {}
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
+    /// On a clean stop: gives held tasks back to the queue and withdraws
+    /// this server's tools, so other servers take over at once rather than
+    /// after a lease.
+    pub async fn stop(&self) {
+        let shared = self.backlog.queue();
+        let held = self.sched.held();
+        let count = held.len();
+        if let Err(e) = shared.release(held).await {
+            warn!(error = %e, "giving tasks back at stop failed; their leases will expire");
+        } else if count > 0 {
+            info!(tasks = count, "tasks given back to the shared queue");
         }
+        if let Err(e) = shared.withdraw_tools().await {
+            warn!(error = %e, "withdrawing this server's tools failed");
+        }
+    }
+
+    async fn claimer(self) {
+        let shared = self.backlog.queue();
+        let mut tick = tokio::time::interval(CLAIM_EVERY);
+        let mut backoff = Duration::from_millis(50);
         loop {
-            let wants = core.wants();
-            if wants.is_empty() {
-                break;
-            }
-            let results = join_all(wants.iter().map(|(tool, n)| shared.claim(tool, *n))).await;
-            let mut claimed = Vec::new();
-            let mut full = false;
-            let mut failed = false;
-            for ((tool, n), result) in wants.iter().zip(results) {
-                match result {
-                    Ok(tasks) => {
-                        full |= tasks.len() == *n;
-                        claimed.extend(tasks);
-                    }
-                    Err(e) => {
-                        warn!(tool = %tool, error = %e, "claiming queued tasks failed");
-                        failed = true;
-                    }
-                }
-            }
-            if !claimed.is_empty() {
-                debug!(tasks = claimed.len(), "claimed queued tasks");
-                core.adopt(claimed).await;
-            }
-            if failed {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                break;
-            }
-            backoff = Duration::from_millis(50);
-            // Every slot was filled: there may be more for slots freed since.
-            if !full {
-                break;
-            }
-        }
-    }
-}
-
-async fn listener(core: Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    let shutdown = core.shutdown_token().clone();
-    let mut events = shared.events();
-    loop {
-        let event = tokio::select! {
-            e = events.recv() => e,
-            _ = shutdown.cancelled() => return,
-        };
-        match event {
-            Ok(SharedEvent::TasksQueued { tool }) => {
-                if core.serves(&tool) {
-                    core.claim_wake().notify_one();
-                }
-            }
-            Ok(SharedEvent::Completed { session, seq }) => core.sessions().notify(&session, seq),
-            Ok(SharedEvent::Cancelled { task_id }) => core.forget(&[task_id]),
-            Ok(SharedEvent::ToolsChanged) => refresh_tools(&core).await,
-            Ok(SharedEvent::Resync) | Err(RecvError::Lagged(_)) => {
-                core.claim_wake().notify_one();
-                refresh_tools(&core).await;
-                check_sessions(&core).await;
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
-}
-
-async fn upkeep(core: Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    let shutdown = core.shutdown_token().clone();
-    let mut tick = tokio::time::interval(shared.lease() / 3);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let held = core.held();
-        match shared.renew(&held).await {
-            Ok(still) => {
-                let still: HashSet<_> = still.into_iter().collect();
-                let lost: Vec<_> = held.into_iter().filter(|id| !still.contains(id)).collect();
-                if !lost.is_empty() {
-                    core.forget(&lost);
-                }
-            }
-            Err(e) => warn!(error = %e, "renewing leases failed"),
-        }
-        match shared.reap(core.config().max_attempts).await {
-            Ok(0) => {}
-            Ok(n) => debug!(tasks = n, "reclaimed expired leases"),
-            Err(e) => warn!(error = %e, "reclaiming expired leases failed"),
-        }
-        refresh_tools(&core).await;
-        check_sessions(&core).await;
-    }
-}
-
-async fn publisher(core: Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    let shutdown = core.shutdown_token().clone();
-    loop {
-        tokio::select! {
-            _ = core.tools_wake().notified() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = shared.publish_tools(core.local_tools()).await {
-            warn!(error = %e, "publishing this server's tools failed; retrying");
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.cancelled() => return,
+                _ = self.backlog.claim_wake().notified() => {}
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            loop {
+                let wants = self.sched.wants();
+                if wants.is_empty() {
+                    break;
+                }
+                let results = join_all(wants.iter().map(|(tool, n)| shared.claim(tool, *n))).await;
+                let mut claimed = Vec::new();
+                let mut full = false;
+                let mut failed = false;
+                for ((tool, n), result) in wants.iter().zip(results) {
+                    match result {
+                        Ok(tasks) => {
+                            full |= tasks.len() == *n;
+                            claimed.extend(tasks);
+                        }
+                        Err(e) => {
+                            warn!(tool = %tool, error = %e, "claiming queued tasks failed");
+                            failed = true;
+                        }
+                    }
+                }
+                if !claimed.is_empty() {
+                    debug!(tasks = claimed.len(), "claimed queued tasks");
+                    self.sched.adopt(claimed).await;
+                }
+                if failed {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    break;
+                }
+                backoff = Duration::from_millis(50);
+                // Every slot was filled: there may be more for slots freed since.
+                if !full {
+                    break;
+                }
+            }
         }
     }
-}
 
-async fn refresh_tools(core: &Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    match shared.remote_tools().await {
-        Ok(tools) => core.set_remote_tools(tools),
-        Err(e) => warn!(error = %e, "reading other servers' tools failed"),
-    }
-}
-
-/// Wakes every watched session's streams up to its latest stored seq.
-async fn check_sessions(core: &Arc<Core>) {
-    let Some(shared) = core.store().shared() else {
-        return;
-    };
-    let watched = core.sessions().watched_sessions();
-    match shared.last_seqs(&watched).await {
-        Ok(seqs) => {
-            for (session, seq) in seqs {
-                core.sessions().notify(&session, seq);
+    async fn listener(self) {
+        let mut events = self.backlog.queue().events();
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => e,
+                _ = self.shutdown.cancelled() => return,
+            };
+            match event {
+                Ok(SharedEvent::TasksQueued { tool }) => {
+                    if self.sched.serves(&tool) {
+                        self.backlog.claim_wake().notify_one();
+                    }
+                }
+                Ok(SharedEvent::Completed { session, seq }) => self.hub.notify(&session, seq),
+                Ok(SharedEvent::Cancelled { task_id }) => self.sched.forget(&[task_id]),
+                Ok(SharedEvent::ToolsChanged) => self.refresh_tools().await,
+                Ok(SharedEvent::Resync) | Err(RecvError::Lagged(_)) => {
+                    self.backlog.claim_wake().notify_one();
+                    self.refresh_tools().await;
+                    self.check_sessions().await;
+                }
+                Err(RecvError::Closed) => return,
             }
         }
-        Err(e) => warn!(error = %e, "checking watched sessions failed"),
+    }
+
+    async fn upkeep(self) {
+        let shared = self.backlog.queue();
+        let mut tick = tokio::time::interval(shared.lease() / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let held = self.sched.held();
+            match shared.renew(&held).await {
+                Ok(still) => {
+                    let still: HashSet<_> = still.into_iter().collect();
+                    let lost: Vec<_> = held.into_iter().filter(|id| !still.contains(id)).collect();
+                    if !lost.is_empty() {
+                        self.sched.forget(&lost);
+                    }
+                }
+                Err(e) => warn!(error = %e, "renewing leases failed"),
+            }
+            match shared.reap(self.sched.config().max_attempts).await {
+                Ok(0) => {}
+                Ok(n) => debug!(tasks = n, "reclaimed expired leases"),
+                Err(e) => warn!(error = %e, "reclaiming expired leases failed"),
+            }
+            self.refresh_tools().await;
+            self.check_sessions().await;
+        }
+    }
+
+    async fn publisher(self) {
+        let shared = self.backlog.queue();
+        loop {
+            tokio::select! {
+                _ = self.backlog.tools_wake().notified() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = shared.publish_tools(self.sched.local_tools()).await {
+                warn!(error = %e, "publishing this server's tools failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = self.shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    async fn refresh_tools(&self) {
+        match self.backlog.queue().remote_tools().await {
+            Ok(tools) => self.sched.set_remote_tools(tools),
+            Err(e) => warn!(error = %e, "reading other servers' tools failed"),
+        }
+    }
+
+    /// Wakes every watched session's streams up to its latest stored seq.
+    async fn check_sessions(&self) {
+        let watched = self.hub.watched_sessions();
+        match self.backlog.queue().last_seqs(&watched).await {
+            Ok(seqs) => {
+                for (session, seq) in seqs {
+                    self.hub.notify(&session, seq);
+                }
+            }
+            Err(e) => warn!(error = %e, "checking watched sessions failed"),
+        }
     }
 }

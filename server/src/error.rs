@@ -1,10 +1,10 @@
-//! The core's error type, and the one place it becomes a gRPC status.
-use tonic::{Code, Status};
+//! The server's error type. Each variant maps to one gRPC code, in one
+//! place: [`crate::grpc::convert`].
+use std::time::Duration;
 
 use crate::store::StoreError;
 
-/// An error a caller can act on. Each variant maps to one gRPC code; the
-/// message says what to fix.
+/// An error a caller can act on; the message says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -13,10 +13,20 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Too many calls: retry after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
     PermissionDenied(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("store: {0}")]
@@ -26,27 +36,5 @@ pub enum Error {
 impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::InvalidArgument(msg.into())
-    }
-}
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let code = match &err {
-            Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::Store(StoreError::Full(_)) => Code::ResourceExhausted,
-            Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
-            Error::Store(StoreError::LimitReached(_)) => Code::ResourceExhausted,
-            Error::Store(_) => Code::Internal,
-        };
-        let message = match err {
-            Error::Store(StoreError::LimitReached(m)) => m,
-            other => other.to_string(),
-        };
-        Status::new(code, message)
     }
 }

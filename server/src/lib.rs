@@ -2,28 +2,36 @@
 //! session's results stream back in completion order.
 //!
 //! Layout, one module per concern:
-//! - [`config`]: every limit and default, in one struct.
-//! - [`model`]: tasks and completions as the core sees them, and their wire form.
-//! - [`core`]: the scheduler: one owner of the live state (queues, workers,
-//!   running tasks), dispatch, timeouts, cancellation, retries.
-//! - [`queue`]: the per-tool queue that keeps sessions fair to each other.
-//! - [`tools`]: the tool registry and argument validation against each
+//! - [`config`]: the server's settings (limits, timeouts, retention, the
+//!   PostgreSQL store's options), each default once, and `Config::validate`.
+//! - [`model`]: tasks, completions and what workers and agents send, as the
+//!   scheduler and the store see them (domain types, no wire types).
+//! - [`scheduler`]: the one owner of the live state (queues, workers,
+//!   running tasks): `state` (synchronous transitions), `admission`
+//!   (argument, size, timeout and quota checks), `finisher` (store write,
+//!   then the session's streams), `timers`, `lifecycle` (recover, drain,
+//!   purge), `queue` (the fair per-tool queue and the [`scheduler::queue::Backlog`]
+//!   seam between single-server and shared mode).
+//! - [`tools`]: tool definitions and argument validation against each
 //!   tool's JSON Schema.
-//! - [`sessions`]: wake-ups for open `Completions` streams and the stream
-//!   loop that replays then follows a session's completions.
+//! - [`sessions`]: the hub that wakes open `Completions` streams and the
+//!   feed that replays then follows a session's completions.
 //! - [`store`]: the persistence seam ([`store::Store`]) and its memory,
 //!   SQLite and PostgreSQL implementations.
 //! - [`text`]: the texts errand writes for the model.
 //! - [`cluster`]: shared mode, several servers on one database: claiming,
 //!   leases, the reaper, cross-server wake-ups and tool discovery.
-//! - [`grpc`]: thin tonic handlers that translate between the wire and the core.
+//! - [`grpc`]: the wire edge: thin tonic handlers, the auth interceptor,
+//!   and [`grpc::convert`], every `pb` <-> domain mapping and the one
+//!   error-to-status mapping.
 //! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
-//!   and the interceptor that turns one into a [`auth::Caller`].
-//! - [`tenant`]: how the handlers namespace sessions and tools per tenant,
-//!   so the core and the store need not know tenants exist.
+//!   and the [`auth::Caller`] a token stands for.
+//! - [`tenant`]: how sessions and tools are keyed per tenant: the handlers
+//!   key what clients name, the scheduler counts and lists per tenant, and
+//!   the store keeps keys as it keeps names.
 //! - [`quota`]: per-tenant stream and worker counts, per-token submit rate.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
-//! - [`server`]: binds it all to a listener (TLS optional) with health,
+//! - [`server`]: wires it all to a listener (TLS optional) with health,
 //!   reflection and a graceful shutdown.
 //!
 //! ```no_run
@@ -38,13 +46,12 @@
 pub mod auth;
 pub mod cluster;
 pub mod config;
-pub mod core;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod model;
-pub mod queue;
 pub mod quota;
+pub mod scheduler;
 pub mod server;
 pub mod sessions;
 pub mod store;
@@ -54,8 +61,7 @@ pub mod tools;
 
 pub use error::Error;
 
-/// The throwaway PostgreSQL cluster of the end-to-end harness, for the
-/// store tests.
+/// The throwaway PostgreSQL cluster (from the `errand-testkit`
+/// dev-dependency) that the store tests run on.
 #[cfg(test)]
-#[path = "../../tests/src/pg.rs"]
-pub(crate) mod test_pg;
+pub(crate) use errand_testkit::pg as test_pg;

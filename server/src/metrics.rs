@@ -1,8 +1,9 @@
 //! Prometheus metrics, served as text on `GET /metrics` of `--metrics-listen`.
 //!
 //! Counters and histograms are updated where things happen (submit, dispatch,
-//! completion, delivery); gauges of the live state (queue depth, running
-//! tasks, workers, streams) are read from the core at each scrape, so they
+//! completion, delivery); the open-streams gauge moves as streams open and
+//! close; the gauges of the scheduler's live state (queue depth, running
+//! tasks, workers) are read from a [`LoadSource`] at each scrape, so they
 //! cannot drift.
 use std::{sync::Arc, time::Duration};
 
@@ -19,7 +20,22 @@ use prometheus_client::{
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::{core::Core, model::TaskState, tenant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{model::TaskState, tenant};
+
+/// What the live state holds, read at each scrape.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Per tool key: queued and running tasks.
+    pub tools: Vec<(Arc<str>, usize, usize)>,
+    pub workers: usize,
+}
+
+/// Whatever can tell the live load (the scheduler).
+pub trait LoadSource: Send + Sync {
+    fn load(&self) -> Load;
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ToolLabels {
@@ -137,9 +153,9 @@ impl Metrics {
         self.streams.dec();
     }
 
-    /// The metrics in Prometheus' text format, the live gauges read from `core`.
-    pub fn render(&self, core: &Core) -> String {
-        let load = core.load();
+    /// The metrics in Prometheus' text format, the live gauges read from `source`.
+    pub fn render(&self, source: &dyn LoadSource) -> String {
+        let load = source.load();
         self.queued.clear();
         self.running.clear();
         for (tool, queued, running) in &load.tools {
@@ -157,22 +173,27 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the core shuts down.
-pub async fn serve(listener: TcpListener, core: Arc<Core>) {
+/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    source: Arc<dyn LoadSource>,
+    shutdown: CancellationToken,
+) {
     use axum::{Router, http::header, routing::get};
     let addr = listener.local_addr().ok();
-    let shutdown = core.shutdown_token().clone();
     let app = Router::new().route(
         "/metrics",
         get(move || {
-            let core = core.clone();
+            let metrics = metrics.clone();
+            let source = source.clone();
             async move {
                 (
                     [(
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    core.metrics().render(&core),
+                    metrics.render(&*source),
                 )
             }
         }),

@@ -10,7 +10,7 @@ use std::{
 
 /// Counts of something each tenant holds, bounded per tenant.
 #[derive(Default, Clone)]
-pub struct Counter {
+pub struct SlotCounter {
     counts: Arc<Mutex<HashMap<Arc<str>, usize>>>,
 }
 
@@ -24,7 +24,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Counter {
+impl SlotCounter {
     /// Takes a place for `tenant`, or says how many it already holds.
     pub fn acquire(&self, tenant: &Arc<str>, max: usize) -> Result<Slot, usize> {
         let mut counts = lock(&self.counts);
@@ -40,7 +40,8 @@ impl Counter {
     }
 
     /// Places held by every tenant together.
-    pub fn total(&self) -> usize {
+    #[cfg(test)]
+    fn total(&self) -> usize {
         lock(&self.counts).values().sum()
     }
 }
@@ -113,7 +114,7 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_per_tenant_and_given_back() {
-        let c = Counter::default();
+        let c = SlotCounter::default();
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         let s1 = c.acquire(&a, 2).unwrap();
         let _s2 = c.acquire(&a, 2).unwrap();

@@ -21,12 +21,19 @@ use tonic::{
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
-    auth::{Auth, Role, Tokens},
+    auth::{Role, Tokens},
+    cluster::Cluster,
     config::Config,
-    core::Core,
-    grpc::{ToolApi, WorkerApi},
-    metrics,
+    grpc::{ToolApi, WorkerApi, auth::Auth},
+    metrics::{self, LoadSource, Metrics},
+    scheduler::{
+        Parts, Scheduler,
+        queue::{Backlog, LocalBacklog, SharedBacklog},
+    },
+    sessions::{Feed, SessionHub},
     store::{SharedStore, StoreError},
 };
 
@@ -75,14 +82,45 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
-    let core = Core::new(config, store);
-    core.recover().await?;
-    let purge = tokio::spawn(core.clone().purge_loop());
+    let stream_buffer = config.limits.stream_buffer;
+    let hub = Arc::new(SessionHub::default());
+    let metrics = Arc::new(Metrics::default());
+    let shutdown_token = CancellationToken::new();
+    let shared = SharedBacklog::new(store.clone());
+    let backlog: Arc<dyn Backlog> = match &shared {
+        Some(shared) => shared.clone(),
+        None => Arc::new(LocalBacklog),
+    };
+    let sched = Scheduler::new(
+        config,
+        store.clone(),
+        Parts {
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown_token.clone(),
+            backlog,
+        },
+    );
+    let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
+    sched.recover().await?;
+    let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
-    let cluster = crate::cluster::start(&core);
-    let metrics = options
-        .metrics
-        .map(|l| tokio::spawn(metrics::serve(l, core.clone())));
+    let cluster = shared.map(|backlog| Cluster {
+        sched: sched.clone(),
+        backlog,
+        hub,
+        shutdown: shutdown_token.clone(),
+    });
+    let cluster_loops = cluster.as_ref().map(Cluster::start).unwrap_or_default();
+    let metrics_endpoint = options.metrics.map(|l| {
+        let source: Arc<dyn LoadSource> = sched.clone();
+        tokio::spawn(metrics::serve(
+            l,
+            metrics.clone(),
+            source,
+            shutdown_token.clone(),
+        ))
+    });
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in ["", SERVICES[0], SERVICES[1]] {
         health
@@ -96,7 +134,7 @@ pub async fn serve_with(
         builder = builder.tls_config(tls)?;
     }
     let tokens = options.tokens;
-    let max = core.config().limits.max_message_bytes;
+    let max = sched.config().limits.max_message_bytes;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -108,13 +146,13 @@ pub async fn serve_with(
             Auth::new(tokens.clone(), None, "server reflection"),
         ))
         .add_service(InterceptedService::new(
-            ToolServiceServer::new(ToolApi::new(core.clone()))
+            ToolServiceServer::new(ToolApi::new(sched.clone(), feed, metrics))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             Auth::new(tokens.clone(), Some(Role::Agent), "ToolService"),
         ))
         .add_service(InterceptedService::new(
-            WorkerServiceServer::new(WorkerApi::new(core.clone()))
+            WorkerServiceServer::new(WorkerApi::new(sched.clone(), shutdown_token.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             Auth::new(tokens, Some(Role::Worker), "WorkerService"),
@@ -122,7 +160,8 @@ pub async fn serve_with(
     let serving = router.serve_with_incoming_shutdown(
         TcpIncoming::from(listener).with_nodelay(Some(true)),
         {
-            let core = core.clone();
+            let sched = sched.clone();
+            let shutdown_token = shutdown_token.clone();
             async move {
                 shutdown.await;
                 info!(
@@ -134,20 +173,20 @@ pub async fn serve_with(
                         .set_service_status(name, ServingStatus::NotServing)
                         .await;
                 }
-                let left = core.drain(grace).await;
+                let left = sched.drain(grace).await;
                 if left > 0 {
                     warn!(
                         running = left,
                         "grace period over: tasks still running will run again at the next start"
                     );
                 }
-                core.shutdown_token().cancel();
+                shutdown_token.cancel();
             }
         },
     );
     // Streams end once the drain is over; connections that stay open after
     // that (a health Watch, a client that never reads) are not waited for.
-    let stopped = core.shutdown_token().clone();
+    let stopped = shutdown_token.clone();
     let result = tokio::select! {
         r = serving => r,
         _ = async { stopped.cancelled().await; tokio::time::sleep(CLOSE_WAIT).await } => {
@@ -155,21 +194,23 @@ pub async fn serve_with(
             Ok(())
         }
     };
-    core.shutdown_token().cancel();
+    shutdown_token.cancel();
     // Worker streams write their last results to the store before they end.
-    core.tracker().close();
-    if tokio::time::timeout(Duration::from_secs(10), core.tracker().wait())
+    sched.tracker().close();
+    if tokio::time::timeout(Duration::from_secs(10), sched.tracker().wait())
         .await
         .is_err()
     {
         warn!("worker streams did not finish within 10 s");
     }
     purge.abort();
-    for task in cluster {
+    for task in cluster_loops {
         task.abort();
     }
-    crate::cluster::stop(&core).await;
-    if let Some(m) = metrics {
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+    }
+    if let Some(m) = metrics_endpoint {
         let _ = m.await;
     }
     result.map_err(Into::into)

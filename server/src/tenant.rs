@@ -1,9 +1,10 @@
-//! Tenant namespaces for the names the core keys by.
+//! Tenant namespaces for the names the scheduler keys by.
 //!
-//! The core and the store know nothing of tenants: the handlers turn a
-//! client's session or tool name into a key, `tenant` + U+001F + `name`, on
-//! the way in, and [`strip`] takes the tenant off again wherever a name goes
-//! back on the wire. Two tenants' sessions and tools are therefore different
+//! The handlers turn a client's session or tool name into a key, `tenant` +
+//! U+001F + `name`, on the way in, and [`strip`] takes the tenant off again
+//! wherever a name goes back on the wire or into a message. The store keeps
+//! keys as it would keep names; the scheduler reads the tenant of a key to
+//! count a tenant's pending tasks and to list only its tools. Two tenants' sessions and tools are therefore different
 //! keys: their queues, pending counts, completion logs and tool schemas never
 //! meet, and store schemas stay as they are. The anonymous tenant (auth off)
 //! is the empty string and adds no prefix, so a server that had no auth keeps

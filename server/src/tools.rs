@@ -3,16 +3,19 @@
 //! input schema.
 use std::{sync::Arc, time::Duration};
 
-use errand_proto::v1 as pb;
 use serde_json::Value;
 
-use crate::{config::Limits, error::Error, text};
+use crate::{
+    config::Limits,
+    error::Error,
+    model::{ToolDef, ToolKey},
+};
 
 /// A registered tool, with its schema compiled once. Cheap to clone: a
 /// submit takes a copy without holding the scheduler's lock.
 #[derive(Clone)]
 pub struct ToolSpec {
-    pub name: Arc<str>,
+    pub name: ToolKey,
     pub description: Arc<str>,
     pub input_schema_json: Arc<str>,
     /// The tool's default timeout, if it set one.
@@ -44,11 +47,10 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 }
 
 impl ToolSpec {
-    /// Validates a tool a worker registers.
-    /// `tool.name` may be a tenant key ([`crate::tenant`]); the name checked
-    /// and shown in errors is the client's.
-    pub fn from_proto(tool: &pb::Tool, limits: &Limits) -> Result<Self, Error> {
-        let shown = crate::tenant::strip(&tool.name);
+    /// Validates a tool a worker registers (or another server advertises).
+    /// The name checked and shown in errors is the client's.
+    pub fn new(tool: &ToolDef, limits: &Limits) -> Result<Self, Error> {
+        let shown = tool.name.name();
         check_name(shown)?;
         if tool.description.len() > limits.max_description_bytes {
             return Err(Error::invalid(format!(
@@ -58,7 +60,7 @@ impl ToolSpec {
             )));
         }
         check_timeout(
-            &format!("tool `{}`: timeout_ms", tool.name),
+            &format!("tool `{shown}`: timeout_ms"),
             tool.timeout_ms,
             limits,
         )?;
@@ -72,27 +74,12 @@ impl ToolSpec {
             )?))
         };
         Ok(Self {
-            name: tool.name.as_str().into(),
+            name: tool.name.clone(),
             description: tool.description.as_str().into(),
             input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
             validator,
         })
-    }
-
-    /// The tool as `ListTools` shows it: the async notice appended.
-    pub fn to_proto(&self, workers: u32) -> pb::Tool {
-        pb::Tool {
-            name: crate::tenant::strip(&self.name).to_string(),
-            description: text::tool_description(&self.description),
-            input_schema_json: if self.input_schema_json.is_empty() {
-                r#"{"type":"object"}"#.to_string()
-            } else {
-                self.input_schema_json.to_string()
-            },
-            timeout_ms: self.timeout.map_or(0, crate::model::millis),
-            workers,
-        }
     }
 
     /// Checks submitted arguments; returns them as the task will carry them.
@@ -122,7 +109,7 @@ impl ToolSpec {
                 };
                 return Err(Error::invalid(format!(
                     "arguments_json fails the input schema of tool `{}` at {path}: {first}{extra}",
-                    crate::tenant::strip(&self.name)
+                    self.name
                 )));
             }
         }
@@ -214,9 +201,9 @@ mod tests {
     use super::*;
 
     fn spec(schema: &str) -> ToolSpec {
-        ToolSpec::from_proto(
-            &pb::Tool {
-                name: "search".into(),
+        ToolSpec::new(
+            &ToolDef {
+                name: ToolKey::from_key("search"),
                 input_schema_json: schema.into(),
                 ..Default::default()
             },
@@ -276,23 +263,13 @@ mod tests {
     fn bad_schemas_are_refused() {
         let limits = Limits::default();
         for bad in ["[]", "{", r#"{"type":"nonsense"}"#] {
-            let tool = pb::Tool {
-                name: "t".into(),
+            let tool = ToolDef {
+                name: ToolKey::from_key("t"),
                 input_schema_json: bad.into(),
                 ..Default::default()
             };
-            assert!(ToolSpec::from_proto(&tool, &limits).is_err(), "{bad}");
+            assert!(ToolSpec::new(&tool, &limits).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn listing_appends_the_async_notice() {
-        let mut s = spec("");
-        s.description = "Search the web.".into();
-        let p = s.to_proto(2);
-        assert!(p.description.starts_with("Search the web.\n\n"));
-        assert!(p.description.contains("asynchronous"));
-        assert_eq!(p.workers, 2);
     }
 }
 
@@ -301,13 +278,13 @@ mod tests {
 /// would. Any input must give `Ok` or a precise error, never a panic.
 pub fn fuzz_tool_input(name: &str, schema: &str, arguments: &str) {
     let limits = Limits::default();
-    let tool = pb::Tool {
-        name: name.to_string(),
+    let tool = ToolDef {
+        name: ToolKey::from_key(name),
         input_schema_json: schema.to_string(),
         ..Default::default()
     };
     let _ = parse_arguments(arguments, &limits);
-    if let Ok(spec) = ToolSpec::from_proto(&tool, &limits) {
+    if let Ok(spec) = ToolSpec::new(&tool, &limits) {
         match spec.check_arguments(arguments, &limits) {
             Ok(args) => assert!(serde_json::from_str::<Value>(&args).is_ok_and(|v| v.is_object())),
             Err(Error::InvalidArgument(_) | Error::ResourceExhausted(_)) => {}

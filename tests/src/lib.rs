@@ -1,64 +1,32 @@
 //! The end-to-end harness: start the real `errand` binary on a free loopback
-//! port, start real workers (processes, or in-process ones the test steers),
-//! and talk to it as clients do. Every wait is for an event: a line on a
-//! child's stdout, a message on a stream, a channel receive, each bounded by
-//! a timeout so a broken server fails the test instead of hanging it.
+//! port (through [`errand_testkit`]'s process harness), start real workers
+//! (processes, or in-process ones the test steers), and talk to it as
+//! clients do. Every wait is for an event: a line on a child's stdout, a
+//! message on a stream, a channel receive, each bounded by a timeout so a
+//! broken server fails the test instead of hanging it.
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, OnceLock},
-    time::Duration,
+    sync::Arc,
 };
 
 use errand_client::{
     Client, ConnectOptions, Credentials, endpoint, pb,
     worker::{self, Handler, WorkerConfig},
 };
+use errand_testkit::ServeProcess;
+pub use errand_testkit::{EVENT_TIMEOUT, errand_bin, pg, wait_line, within};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
     sync::{mpsc, oneshot},
 };
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-pub mod pg;
-
-/// How long any single awaited event may take before the test fails.
-pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Awaits `fut`, failing the test with `what` if it takes too long.
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(EVENT_TIMEOUT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// The `errand` binary: `$ERRAND_BIN`, or the workspace's debug build
-/// (built once per test run when missing).
-pub fn errand_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("ERRAND_BIN") {
-            return PathBuf::from(bin);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "errand-cli", "--bin", "errand"])
-            .current_dir(&root)
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building the errand binary failed");
-        root.join("target/debug/errand")
-    })
-}
-
 /// A running `errand serve`.
 pub struct Server {
-    child: Child,
+    process: ServeProcess,
     pub addr: String,
     args: Vec<String>,
     /// `http://ADDR/metrics` when started with `--metrics-listen`.
@@ -97,70 +65,34 @@ impl Server {
 
     /// Starts `errand serve --listen listen ARGS`.
     pub async fn start_on(listen: &str, args: Vec<String>) -> Server {
-        let mut child = Command::new(errand_bin())
-            .arg("serve")
-            .arg("--listen")
-            .arg(listen)
-            .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("starting errand serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut metrics_url = None;
-        let line = within("the server's listening line", async {
-            loop {
-                let line = wait_line(&mut lines, "errand ").await;
-                if let Some(url) = line.strip_prefix("errand metrics on ") {
-                    metrics_url = Some(url.to_string());
-                } else if line.starts_with("errand listening on ") {
-                    return line;
-                }
-            }
-        })
-        .await;
-        let addr = line.trim_start_matches("errand listening on ").to_string();
+        let process = ServeProcess::start(listen, &args).await;
         Server {
-            child,
-            addr,
+            addr: process.addr.clone(),
+            metrics_url: process.metrics_url.clone(),
+            process,
             args,
-            metrics_url,
             tls: None,
         }
     }
 
     /// The server's process ID.
     pub fn pid(&self) -> i32 {
-        self.child.id().expect("the server is running") as i32
+        self.process.pid()
     }
 
     /// Sends SIGTERM, as an orchestrator stopping it would.
     pub fn terminate(&self) {
-        // SAFETY: kill(2) with a pid we own and a valid signal.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.process.terminate()
     }
 
     /// Waits for the process to exit.
     pub async fn exited(&mut self) -> std::process::ExitStatus {
-        within("the server to exit", self.child.wait())
-            .await
-            .expect("waiting for the server")
+        self.process.exited().await
     }
 
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("reading /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        self.process.rss_kib()
     }
 
     fn options(&self, token: Option<&str>) -> ConnectOptions {
@@ -203,7 +135,7 @@ impl Server {
 
     /// SIGKILL, as a crash would.
     pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+        self.process.kill().await
     }
 
     /// Kills the server and starts it again on the same address and flags.
@@ -283,15 +215,6 @@ async fn store_args() -> Vec<String> {
         "--database-url".into(),
         url,
     ]
-}
-
-async fn wait_line(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
-    while let Some(line) = lines.next_line().await.expect("reading a child's stdout") {
-        if line.starts_with(prefix) {
-            return line;
-        }
-    }
-    panic!("the process exited before printing {prefix:?}")
 }
 
 /// One task a [`GateWorker`] received: finish it with [`Job::succeed`] or

@@ -1,5 +1,9 @@
-//! Thin tonic handlers: each RPC checks its input shape, calls the core, and
-//! turns the answer into its wire form. No scheduling logic lives here.
+//! The wire edge: thin tonic handlers that turn each request into domain
+//! types ([`convert`]), make one scheduler call, and turn the answer back.
+//! No scheduling logic lives here.
+pub mod auth;
+pub mod completions;
+pub mod convert;
 pub mod tool_service;
 pub mod worker_service;
 

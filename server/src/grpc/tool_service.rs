@@ -1,109 +1,77 @@
 //! `errand.v1.ToolService`: what agents call.
 //!
 //! Every name a client sends (session, tool) is keyed by the caller's tenant
-//! before it reaches the core, and every task is checked to be the caller's
-//! before it is shown or cancelled: another tenant's task is NOT_FOUND.
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Instant,
-};
+//! before it reaches the scheduler, and every task is checked to be the
+//! caller's before it is shown or cancelled: another tenant's task is
+//! NOT_FOUND.
+use std::{sync::Arc, time::Instant};
 
 use errand_proto::v1::{self as pb, tool_service_server::ToolService};
-use tokio_stream::{Stream, wrappers::ReceiverStream};
-use tonic::{Request, Response, Status, metadata::MetadataValue};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
+use super::{auth::caller, completions::CompletionsStream, convert};
 use crate::{
     Error,
     auth::Caller,
-    core::Core,
-    model::TaskRecord,
-    quota::{Counter, RateLimiter, Slot},
-    sessions, tenant, text,
+    metrics::Metrics,
+    model::{SessionKey, TaskRecord},
+    quota::{RateLimiter, SlotCounter},
+    scheduler::{self, Scheduler},
+    sessions::Feed,
+    tenant, text,
 };
 
 pub struct ToolApi {
-    core: Arc<Core>,
-    streams: Counter,
+    sched: Arc<Scheduler>,
+    feed: Feed,
+    metrics: Arc<Metrics>,
+    streams: SlotCounter,
     submits: RateLimiter,
 }
 
 impl ToolApi {
-    pub fn new(core: Arc<Core>) -> Self {
-        let rate = core.config().limits.submits_per_second_per_token;
+    pub fn new(sched: Arc<Scheduler>, feed: Feed, metrics: Arc<Metrics>) -> Self {
+        let rate = sched.config().limits.submits_per_second_per_token;
         Self {
-            core,
-            streams: Counter::default(),
+            sched,
+            feed,
+            metrics,
+            streams: SlotCounter::default(),
             submits: RateLimiter::new(rate),
         }
     }
 
-    /// The core's key of a session the caller named.
-    fn session_key(&self, caller: &Caller, session: &str) -> Result<String, Status> {
-        self.core.check_session(session)?;
-        if session.contains(tenant::SEP) {
-            return Err(Status::invalid_argument(
-                "session_id may not contain the control character U+001F",
-            ));
-        }
-        Ok(tenant::key(&caller.tenant, session))
+    /// The key of a session the caller named.
+    fn session_key(&self, caller: &Caller, session: &str) -> Result<SessionKey, Error> {
+        SessionKey::new(&caller.tenant, session, &self.sched.config().limits)
     }
 
     /// A task of the caller's tenant; anyone else's is NOT_FOUND, with the
     /// very message an unknown ID gets.
-    async fn own_task(&self, caller: &Caller, task_id: &str) -> Result<TaskRecord, Status> {
-        let task = self.core.get_task(task_id).await?;
+    async fn own_task(&self, caller: &Caller, task_id: &str) -> Result<(Uuid, TaskRecord), Error> {
+        let id = scheduler::parse_task_id(task_id)?;
+        let task = self.sched.get_task(id).await?;
         if tenant::of(&task.session) != &*caller.tenant {
-            return Err(Error::NotFound(format!(
-                "no task {task_id}: it never existed here or is no longer retained"
-            ))
-            .into());
+            return Err(scheduler::not_found(task_id));
         }
-        Ok(task)
+        Ok((id, task))
     }
 
-    fn check_rate(&self, caller: &Caller) -> Result<(), Status> {
+    fn check_rate(&self, caller: &Caller) -> Result<(), Error> {
         if caller.role.is_none() {
             return Ok(()); // auth off: nothing to key a rate by
         }
         self.submits
             .take(&caller.token_id, Instant::now())
-            .map_err(|wait| {
-                let ms = wait.as_millis().max(1) as u64;
-                let mut status = Status::resource_exhausted(format!(
-                    "this token submits faster than {} per second: retry in {ms} ms",
-                    self.core.config().limits.submits_per_second_per_token
-                ));
-                status
-                    .metadata_mut()
-                    .insert("retry-after-ms", MetadataValue::from(ms));
-                status
-                    .metadata_mut()
-                    .insert("retry-after", MetadataValue::from(ms.div_ceil(1000)));
-                status
+            .map_err(|wait| Error::RateLimited {
+                message: format!(
+                    "this token submits faster than {} per second: retry in {} ms",
+                    self.sched.config().limits.submits_per_second_per_token,
+                    wait.as_millis().max(1)
+                ),
+                retry_after: wait,
             })
-    }
-}
-
-/// A `Completions` stream that holds its tenant's stream slot while open.
-pub struct CompletionsStream {
-    inner: ReceiverStream<Result<pb::Completion, Status>>,
-    _slot: Slot,
-    core: Arc<Core>,
-}
-
-impl Stream for CompletionsStream {
-    type Item = Result<pb::Completion, Status>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
-    }
-}
-
-impl Drop for CompletionsStream {
-    fn drop(&mut self) {
-        self.core.metrics().stream_closed();
     }
 }
 
@@ -113,9 +81,13 @@ impl ToolService for ToolApi {
         &self,
         request: Request<pb::ListToolsRequest>,
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
-        let caller = Caller::of(&request);
+        let caller = caller(&request);
+        let tools = self.sched.list_tools(&caller.tenant);
         Ok(Response::new(pb::ListToolsResponse {
-            tools: self.core.list_tools(&caller.tenant),
+            tools: tools
+                .iter()
+                .map(|(spec, workers)| convert::listed_tool(spec, *workers))
+                .collect(),
         }))
     }
 
@@ -123,16 +95,15 @@ impl ToolService for ToolApi {
         &self,
         request: Request<pb::SubmitToolRequest>,
     ) -> Result<Response<pb::SubmitToolResponse>, Status> {
-        let caller = Caller::of(&request);
+        let caller = caller(&request);
         self.check_rate(&caller)?;
-        let mut req = request.into_inner();
-        req.session_id = self.session_key(&caller, &req.session_id)?;
-        req.tool = tenant::key(&caller.tenant, &req.tool);
-        let (task, deduplicated) = self.core.submit(req).await?;
+        let limits = &self.sched.config().limits;
+        let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
+        let (task, deduplicated) = self.sched.submit(sub).await?;
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),
             ack: text::ack(&task),
-            task: Some(task.to_proto()),
+            task: Some(convert::task(&task)),
             deduplicated,
         }))
     }
@@ -143,54 +114,55 @@ impl ToolService for ToolApi {
         &self,
         request: Request<pb::CompletionsRequest>,
     ) -> Result<Response<Self::CompletionsStream>, Status> {
-        let caller = Caller::of(&request);
+        let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let max = self.core.config().limits.max_streams_per_tenant;
+        let max = self.sched.config().limits.max_streams_per_tenant;
         let slot = self.streams.acquire(&caller.tenant, max).map_err(|open| {
-            Status::resource_exhausted(format!(
+            Error::ResourceExhausted(format!(
                 "your tenant has {open} Completions streams open, the limit is {max}: close some (one stream per session is enough)"
             ))
         })?;
-        self.core.metrics().stream_opened();
-        Ok(Response::new(CompletionsStream {
-            inner: sessions::completions(self.core.clone(), session, req.after_seq),
-            _slot: slot,
-            core: self.core.clone(),
-        }))
+        let feed = self.feed.open(session, req.after_seq);
+        Ok(Response::new(CompletionsStream::new(
+            feed,
+            self.metrics.clone(),
+            slot,
+        )))
     }
 
     async fn get_task(
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let caller = Caller::of(&request);
-        let task = self
+        let caller = caller(&request);
+        let (_, task) = self
             .own_task(&caller, &request.into_inner().task_id)
             .await?;
-        Ok(Response::new(task.to_proto()))
+        Ok(Response::new(convert::task(&task)))
     }
 
     async fn cancel_task(
         &self,
         request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let caller = Caller::of(&request);
-        let task_id = request.into_inner().task_id;
+        let caller = caller(&request);
         // A task's session never changes: checked once, it stays the caller's.
-        self.own_task(&caller, &task_id).await?;
-        let task = self.core.cancel(&task_id).await?;
-        Ok(Response::new(task.to_proto()))
+        let (id, _) = self
+            .own_task(&caller, &request.into_inner().task_id)
+            .await?;
+        let task = self.sched.cancel(id).await?;
+        Ok(Response::new(convert::task(&task)))
     }
 
     async fn ack_completions(
         &self,
         request: Request<pb::AckCompletionsRequest>,
     ) -> Result<Response<pb::AckCompletionsResponse>, Status> {
-        let caller = Caller::of(&request);
+        let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let removed = self.core.ack_completions(&session, req.up_to_seq).await?;
+        let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
         Ok(Response::new(pb::AckCompletionsResponse { removed }))
     }
 }

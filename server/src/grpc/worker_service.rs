@@ -1,129 +1,155 @@
 //! `errand.v1.WorkerService`: a worker's one long stream.
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
 use errand_proto::v1::{self as pb, worker_service_server::WorkerService};
-use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
+use super::{auth::caller, convert};
 use crate::{
-    auth::Caller,
-    core::{Core, WorkerId},
-    quota::{Counter, Slot},
-    tenant,
+    Error,
+    quota::{Slot, SlotCounter},
+    scheduler::{CommandTx, Scheduler, WorkerId},
 };
 
-/// Completions of one worker being written to the store at once. Past this,
-/// the server stops reading the worker's stream until some are written.
-const MAX_FINISHING: usize = 1024;
-
 pub struct WorkerApi {
-    core: Arc<Core>,
-    workers: Counter,
+    sched: Arc<Scheduler>,
+    shutdown: CancellationToken,
+    workers: SlotCounter,
 }
 
 impl WorkerApi {
-    pub fn new(core: Arc<Core>) -> Self {
+    /// `shutdown`: once cancelled, worker streams end.
+    pub fn new(sched: Arc<Scheduler>, shutdown: CancellationToken) -> Self {
         Self {
-            core,
-            workers: Counter::default(),
+            sched,
+            shutdown,
+            workers: SlotCounter::default(),
         }
     }
 }
 
+type Commands = Pin<Box<dyn Stream<Item = Result<pb::WorkerCommand, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl WorkerService for WorkerApi {
-    type ConnectStream = ReceiverStream<Result<pb::WorkerCommand, Status>>;
+    type ConnectStream = Commands;
 
     async fn connect(
         &self,
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let caller = Caller::of(&request);
-        let max = self.core.config().limits.max_workers_per_tenant;
+        let caller = caller(&request);
+        let max = self.sched.config().limits.max_workers_per_tenant;
         let slot = self.workers.acquire(&caller.tenant, max).map_err(|n| {
-            Status::resource_exhausted(format!(
+            Error::ResourceExhausted(format!(
                 "your tenant has {n} workers connected, the limit is {max}"
             ))
         })?;
         let mut inbound = request.into_inner();
-        let wait = self.core.config().register_timeout;
+        let wait = self.sched.config().register_timeout;
         let first = tokio::time::timeout(wait, inbound.message())
             .await
             .map_err(|_| {
-                Status::deadline_exceeded(format!(
+                Error::DeadlineExceeded(format!(
                     "send Register as the first message within {} ms",
                     wait.as_millis()
                 ))
             })??;
-        let mut register = match first.and_then(|m| m.kind) {
+        let register = match first.and_then(|m| m.kind) {
             Some(pb::worker_message::Kind::Register(register)) => register,
             Some(_) => {
-                return Err(Status::invalid_argument(
-                    "the first message on Connect must be Register",
-                ));
+                return Err(Error::invalid("the first message on Connect must be Register").into());
             }
             None => {
-                return Err(Status::invalid_argument(
+                return Err(Error::invalid(
                     "the stream ended or sent an empty message before Register",
-                ));
+                )
+                .into());
             }
         };
         if let Some(denied) = register.tools.iter().find(|t| !caller.may_serve(&t.name)) {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::PermissionDenied(format!(
                 "this worker token may not serve tool {:?}: it may serve {}",
                 denied.name,
                 caller.tools.as_deref().unwrap_or_default().join(", ")
-            )));
+            ))
+            .into());
         }
-        for tool in &mut register.tools {
-            crate::tools::check_name(&tool.name)?;
-            tool.name = tenant::key(&caller.tenant, &tool.name);
-        }
-        let capacity = 2 * register.max_concurrency.max(1) as usize + 8;
+        let reg = convert::registration(register, &caller.tenant)?;
+        let capacity = 2 * reg.max_concurrency.max(1) as usize + 8;
         let (tx, rx) = mpsc::channel(capacity);
-        let worker = self.core.register_worker(&register, tx.clone())?;
-        self.core
-            .tracker()
-            .spawn(serve_worker(self.core.clone(), worker, inbound, tx, slot));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let worker = self.sched.register(reg, tx.clone())?;
+        self.sched.tracker().spawn(serve_worker(
+            self.sched.clone(),
+            self.shutdown.clone(),
+            worker,
+            inbound,
+            tx,
+            slot,
+        ));
+        let registered = tokio_stream::once(Ok(convert::registered(worker)));
+        let commands =
+            ReceiverStream::new(rx).map(|c| c.map(convert::command).map_err(Status::from));
+        Ok(Response::new(Box::pin(registered.chain(commands))))
     }
 }
 
 /// Reads a worker's messages until its stream ends, then gives its tasks back.
 async fn serve_worker(
-    core: Arc<Core>,
+    sched: Arc<Scheduler>,
+    shutdown: CancellationToken,
     worker: WorkerId,
     mut inbound: Streaming<pb::WorkerMessage>,
-    tx: mpsc::Sender<Result<pb::WorkerCommand, Status>>,
+    tx: CommandTx,
     _slot: Slot,
 ) {
-    let mut finishing = FuturesUnordered::new();
-    let shutdown = core.shutdown_token().clone();
     loop {
-        tokio::select! {
-            Some(_) = finishing.next(), if !finishing.is_empty() => continue,
+        let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
-            msg = inbound.message(), if finishing.len() < MAX_FINISHING => match msg {
-                Ok(Some(msg)) => match core.on_worker_message(worker, msg) {
-                    Ok(Some(done)) => finishing.push(done),
-                    Ok(None) => {}
-                    Err(e) => {
-                        warn!(worker_id = worker, error = %e, "protocol error: closing the worker's stream");
-                        let _ = tx.send(Err(e.into())).await;
-                        break;
-                    }
-                },
-                Ok(None) => break,
-                Err(status) => {
-                    debug!(worker_id = worker, %status, "worker stream failed");
-                    break;
-                }
-            },
+            msg = inbound.message() => msg,
+        };
+        let kind = match msg {
+            Ok(Some(msg)) => msg.kind,
+            Ok(None) => break,
+            Err(status) => {
+                debug!(worker_id = worker, %status, "worker stream failed");
+                break;
+            }
+        };
+        let result = match kind {
+            Some(pb::worker_message::Kind::Result(result)) => result,
+            Some(pb::worker_message::Kind::Heartbeat(_)) => continue,
+            Some(pb::worker_message::Kind::Register(_)) => {
+                protocol_error(
+                    &tx,
+                    worker,
+                    "Register may only be sent once, as the first message",
+                )
+                .await;
+                break;
+            }
+            None => {
+                protocol_error(&tx, worker, "WorkerMessage has no kind set").await;
+                break;
+            }
+        };
+        match convert::task_result(result) {
+            // Waits while the finisher is full: the stream is not read meanwhile.
+            Ok(result) => sched.on_result(worker, result).await,
+            Err(task_id) => {
+                warn!(worker_id = worker, task_id = %task_id, "result with a malformed task_id ignored");
+            }
         }
     }
-    while finishing.next().await.is_some() {}
-    core.worker_gone(worker).await;
+    sched.worker_gone(worker).await;
+}
+
+async fn protocol_error(tx: &CommandTx, worker: WorkerId, message: &str) {
+    let e = Error::invalid(message);
+    warn!(worker_id = worker, error = %e, "protocol error: closing the worker's stream");
+    let _ = tx.send(Err(e)).await;
 }

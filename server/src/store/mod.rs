@@ -9,6 +9,22 @@
 //! A store that several servers share also offers a [`SharedQueue`]: the
 //! queue then lives in the store, and each server claims queued work for its
 //! own workers instead of keeping the queue in memory.
+//!
+//! Layout:
+//! - `mod.rs`: the [`Store`] and [`SharedQueue`] traits and their domain types;
+//! - `memory.rs`: [`memory::MemoryStore`];
+//! - `sql/`: what both SQL engines share: column encoding and decoding
+//!   (`codec.rs`), the group-commit queue that answers after commit
+//!   (`batch.rs`), the purge chunking (`mod.rs`);
+//! - `sqlite/`: the embedded engine: the store and its readers (`mod.rs`),
+//!   the writer thread (`writer.rs`), statements on task rows (`rows.rs`),
+//!   opening and migrations (`schema.rs`), error mapping (`errors.rs`);
+//! - `postgres/`: the shared engine: the store (`mod.rs`), the writer task
+//!   (`writer.rs`, `finish.rs`), claims, leases and the reaper (`queue.rs`),
+//!   `LISTEN`/`NOTIFY` (`listen.rs`), migrations (`schema.rs`), row helpers
+//!   (`rows.rs`), error mapping (`errors.rs`);
+//! - `tests.rs`: the contract tests every engine runs; each engine's own
+//!   tests are in its `tests.rs`.
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -20,9 +36,9 @@ use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 
-mod codec;
 pub mod memory;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -77,6 +93,11 @@ pub trait Store: Send + Sync + 'static {
     /// wait for durability: losing it in a crash only means the restart sees
     /// the task queued with fewer attempts. Applied before any later
     /// `finish_task` of the same task.
+    ///
+    /// The scheduler calls this under its lock: it must never block or wait,
+    /// and must not drop the record because a queue is full (the SQL stores
+    /// keep the latest attempt per task beside their bounded queue). A
+    /// failure (the store is closed) is logged, not returned.
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime);
 
     /// Finishes a task and appends its completion with the session's next seq.

@@ -1,7 +1,9 @@
 //! The behaviour every [`Store`] keeps, written once against the trait and
-//! run for each implementation (see `for_each_store!` at the bottom).
+//! run for each implementation (see `for_each_store!` at the bottom). The
+//! [`SharedQueue`](super::SharedQueue) contract is in `tests/shared_queue.rs`.
 use std::{
     collections::HashSet,
+    io::Write,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -10,6 +12,35 @@ use uuid::Uuid;
 
 use super::{Inserted, Store};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
+
+mod shared_queue;
+
+/// A fresh database on the test process's PostgreSQL cluster (started on
+/// first use), or `None` where PostgreSQL's binaries are not installed. A
+/// skip is never silent: it is written past the test harness's capture, so
+/// `SKIPPED <test>` shows in every run; and where `CI` or
+/// `ERRAND_REQUIRE_POSTGRES` is set, a missing PostgreSQL fails the test.
+pub(super) async fn pg_database() -> Option<String> {
+    let Some(cluster) = crate::test_pg::cluster() else {
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a PostgreSQL test");
+        let required = ["CI", "ERRAND_REQUIRE_POSTGRES"]
+            .iter()
+            .any(|var| std::env::var(var).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false")));
+        assert!(
+            !required,
+            "{test}: PostgreSQL's binaries are not installed, and CI must run this test: \
+             install PostgreSQL (Debian's postgresql package)"
+        );
+        // Not `eprintln!`: the harness captures that, and hides it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: PostgreSQL's binaries are not installed"
+        );
+        return None;
+    };
+    Some(cluster.create_database().await)
+}
 
 /// A fixed instant `secs` after a base, with sub-millisecond digits so that
 /// a store that rounds times is caught.
@@ -422,14 +453,10 @@ macro_rules! for_each_store {
 
             use crate::store::postgres::{PostgresOptions, PostgresStore};
 
-            /// A store on a fresh database, or `None` (the test is skipped)
-            /// where PostgreSQL is not installed.
+            /// A store on a fresh database, or `None` (the test is skipped,
+            /// visibly: see `pg_database`) where PostgreSQL is not installed.
             async fn store() -> Option<PostgresStore> {
-                let Some(cluster) = crate::test_pg::cluster() else {
-                    eprintln!("skipped: PostgreSQL's binaries are not installed");
-                    return None;
-                };
-                let url = cluster.create_database().await;
+                let url = super::pg_database().await?;
                 Some(PostgresStore::connect(&url, PostgresOptions::default()).await.unwrap())
             }
 

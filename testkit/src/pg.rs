@@ -8,10 +8,7 @@
 //! removes its directory, and the postmaster also gets SIGKILL through
 //! `PR_SET_PDEATHSIG` if the test process dies without exiting cleanly.
 //!
-//! This file is also compiled into the server's unit tests (by `#[path]`), so
-//! it uses only std, libc, tempfile and tokio-postgres.
-// Compiled into two crates; each uses part of it.
-#![allow(dead_code)]
+//! Used by the server's store tests, the end-to-end suite and `bench/pg`.
 
 use std::{
     io::{BufRead, BufReader, Write},

@@ -1,21 +1,72 @@
-//! The scheduler on its own: no gRPC, an in-memory store, a worker that is
-//! just a channel, and tokio's paused clock for timeouts.
-use std::{sync::Arc, time::Duration};
+//! The scheduler on its own: no gRPC server, an in-memory store, a worker
+//! that is just a channel, and tokio's paused clock for timeouts. A worker's
+//! commands are read in their wire form (through [`crate::grpc::convert`]),
+//! so these checks are the ones a worker sees.
+use std::{collections::VecDeque, ops::Deref, sync::Arc, time::Duration};
 
 use errand_proto::v1 as pb;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TryRecvError};
+use tonic::Status;
 
 use super::*;
-use crate::store::memory::MemoryStore;
+use crate::{config::Limits, grpc::convert, store::memory::MemoryStore};
 
-type Commands = mpsc::Receiver<Result<pb::WorkerCommand, Status>>;
+/// A scheduler with the test's view of it: task IDs as a client sends them.
+struct Core(Arc<Scheduler>);
 
-fn core(config: Config) -> Arc<Core> {
+impl Core {
+    fn new(config: Config, store: SharedStore) -> Self {
+        Core(Scheduler::new(config, store, Parts::default()))
+    }
+
+    async fn get_task(&self, task_id: &str) -> Result<TaskRecord, Error> {
+        self.0.get_task(parse_task_id(task_id)?).await
+    }
+
+    fn store(&self) -> &SharedStore {
+        &self.0.store
+    }
+}
+
+impl Deref for Core {
+    type Target = Arc<Scheduler>;
+    fn deref(&self) -> &Arc<Scheduler> {
+        &self.0
+    }
+}
+
+/// A worker's command stream as the wire carries it: `Registered`, then
+/// what the scheduler sends.
+struct Commands {
+    registered: VecDeque<pb::WorkerCommand>,
+    rx: mpsc::Receiver<Result<Command, Error>>,
+}
+
+impl Commands {
+    fn try_recv(&mut self) -> Result<Result<pb::WorkerCommand, Status>, TryRecvError> {
+        if let Some(first) = self.registered.pop_front() {
+            return Ok(Ok(first));
+        }
+        self.rx
+            .try_recv()
+            .map(|c| c.map(convert::command).map_err(Status::from))
+    }
+
+    async fn recv(&mut self) -> Option<Result<pb::WorkerCommand, Status>> {
+        if let Some(first) = self.registered.pop_front() {
+            return Some(Ok(first));
+        }
+        let c = self.rx.recv().await?;
+        Some(c.map(convert::command).map_err(Status::from))
+    }
+}
+
+fn core(config: Config) -> Core {
     Core::new(config, Arc::new(MemoryStore::default()))
 }
 
-fn worker(core: &Arc<Core>, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
-    let (tx, mut rx) = mpsc::channel(64);
+fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
+    let (tx, rx) = mpsc::channel(64);
     let register = pb::Register {
         worker_name: "w".into(),
         tools: tools
@@ -27,7 +78,13 @@ fn worker(core: &Arc<Core>, tools: &[&str], max_concurrency: u32) -> (WorkerId, 
             .collect(),
         max_concurrency,
     };
-    let id = core.register_worker(&register, tx).unwrap();
+    let id = core
+        .register(convert::registration(register, "").unwrap(), tx)
+        .unwrap();
+    let mut rx = Commands {
+        registered: VecDeque::from([convert::registered(id)]),
+        rx,
+    };
     assert!(matches!(
         rx.try_recv().unwrap().unwrap().kind,
         Some(pb::worker_command::Kind::Registered(_))
@@ -35,13 +92,14 @@ fn worker(core: &Arc<Core>, tools: &[&str], max_concurrency: u32) -> (WorkerId, 
     (id, rx)
 }
 
-fn submit_request(session: &str, tool: &str) -> pb::SubmitToolRequest {
-    pb::SubmitToolRequest {
+fn submit_request(session: &str, tool: &str) -> Submission {
+    let req = pb::SubmitToolRequest {
         session_id: session.into(),
         tool: tool.into(),
         arguments_json: "{}".into(),
         ..Default::default()
-    }
+    };
+    convert::submission(req, "", &Limits::default()).unwrap()
 }
 
 fn next(rx: &mut Commands) -> pb::worker_command::Kind {
@@ -55,17 +113,18 @@ fn assignment(rx: &mut Commands) -> pb::Assignment {
     }
 }
 
-async fn result(core: &Arc<Core>, worker: WorkerId, a: &pb::Assignment, json: &str) {
-    let msg = pb::WorkerMessage {
-        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
-            task_id: a.task_id.clone(),
-            outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
-            attempt: a.attempt,
-        })),
+async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
+        attempt: a.attempt,
     };
-    if let Some(done) = core.on_worker_message(worker, msg).unwrap() {
-        done.await;
-    }
+    core.on_result(worker, convert::task_result(result).unwrap())
+        .await;
+    // The finisher writes in the background: wait until it has.
+    core.tracker().close();
+    core.tracker().wait().await;
+    core.tracker().reopen();
 }
 
 #[tokio::test]

@@ -1,0 +1,137 @@
+"""errand tools in Strands Agents, and results fed back into the agent's conversation.
+
+    from strands import Agent
+    from errand import AsyncAgent, AsyncClient, Client
+    from errand.integrations.strands import StrandsConversation, strands_tools
+
+    client = Client(session_id="chat-1")                  # submits the tool calls
+    agent = Agent(model=..., tools=strands_tools(client, [research_topic, "web_search"]))
+
+    async with AsyncClient(session_id="chat-1") as aclient, \\
+            AsyncAgent(StrandsConversation(agent), aclient) as chat:
+        await chat.send("Research tides for me.")         # the tool answers with its ack
+        await chat.send("Meanwhile: what is the capital of France?")
+        # each result reaches the agent as a user message naming its task ID
+
+A tool call returns a `ToolResult` whose text is errand's acknowledgement, at
+once; a call the server refuses (arguments that fail the schema, a tool no
+worker serves) returns an "error" result with the server's message, so the
+model can correct itself. Results arrive later as user text messages in
+`agent.messages`, through `agent.invoke_async`, which is how a Strands
+conversation takes new input.
+
+Needs `pip install 'errand-sdk[strands]'` (strands-agents, Python 3.10+).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+
+try:
+    from strands import Agent
+    from strands.hooks import AfterInvocationEvent, BeforeInvocationEvent
+    from strands.tools.tools import PythonAgentTool
+    from strands.types.tools import AgentTool, ToolResult, ToolSpec, ToolUse
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise missing("strands", "strands-agents", "strands", exc) from exc
+
+__all__ = ["StrandsConversation", "strands_tool", "strands_tools"]
+
+#: Refusals the model can act on (fix the arguments, pick another tool, wait):
+#: they become an "error" tool result instead of failing the agent's turn.
+_MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
+
+
+def strands_tool(tool: ErrandTool) -> AgentTool:
+    """One `ErrandTool` as a Strands tool whose call submits and returns the ack."""
+    spec: ToolSpec = {
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": {"json": tool.schema()},
+    }
+
+    async def call(tool_use: ToolUse, **_invocation_state: Any) -> ToolResult:
+        tool_use_id = tool_use["toolUseId"]
+        arguments = tool_use.get("input") or {}
+        if not isinstance(arguments, dict):
+            return {
+                "toolUseId": tool_use_id,
+                "status": "error",
+                "content": [{"text": f"arguments of {tool.name} must be a JSON object"}],
+            }
+        try:
+            ack = await tool.asubmit(arguments)
+        except _MODEL_VISIBLE as exc:
+            return {
+                "toolUseId": tool_use_id,
+                "status": "error",
+                "content": [{"text": f"{tool.name} was not started: {exc}"}],
+            }
+        return {"toolUseId": tool_use_id, "status": "success", "content": [{"text": ack.ack}]}
+
+    return PythonAgentTool(tool.name, spec, call)
+
+
+def strands_tools(
+    client: Optional[AnyClient],
+    tools: Optional[Iterable[ToolSource]] = None,
+    *,
+    session_id: Optional[str] = None,
+) -> list[AgentTool]:
+    """errand tools as Strands tools, for `Agent(tools=...)`.
+
+    Args:
+        client: submits the calls: an `AsyncToolManager` or a blocking
+            `errand.Client` (either works from any thread and event loop, as
+            frameworks run tools on loops of their own), or an `AsyncClient`
+            (only from its own loop). None: each `@async_tool(manager)`
+            function submits through its manager, each `client.tool()`
+            callable through its client.
+        tools: `@async_tool` functions, `client.tool()` callables, `ToolInfo`s
+            or tool names (None: every registered tool); see
+            `errand.integrations.resolve_tools`.
+        session_id: the errand session the calls go to (default: the
+            client's or manager's); the `AsyncAgent` delivering the results
+            follows it.
+    """
+    return [strands_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
+
+
+class StrandsConversation:
+    """A Strands `Agent` as the `send`/`is_idle` agent that `errand.AsyncAgent` drives.
+
+    `send(message)` runs one invocation (`agent.invoke_async`), so the user's
+    messages and delivered results both join `agent.messages` as user turns, in
+    order. The agent is busy from each invocation's start to its end, also for
+    invocations made directly on the agent (tracked with Strands hooks), so a
+    result that arrives meanwhile waits for `AsyncAgent` to drain it.
+    """
+
+    def __init__(self, agent: Agent) -> None:
+        if not isinstance(agent, Agent):
+            raise TypeError(
+                f"StrandsConversation wraps a strands.Agent, not {type(agent).__name__}"
+            )
+        self.agent = agent
+        self._running = 0
+        agent.add_hook(self._started, BeforeInvocationEvent)
+        agent.add_hook(self._ended, AfterInvocationEvent)
+
+    def _started(self, event: BeforeInvocationEvent) -> None:
+        self._running += 1
+
+    def _ended(self, event: AfterInvocationEvent) -> None:
+        self._running = max(0, self._running - 1)
+
+    def is_idle(self) -> bool:
+        """False while an invocation of the agent is running."""
+        return self._running == 0
+
+    async def send(self, message: str) -> str:
+        """Run one invocation with `message` as the user's turn; returns the reply text."""
+        result = await self.agent.invoke_async(message)
+        return str(result).strip()

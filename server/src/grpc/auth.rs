@@ -1,0 +1,82 @@
+//! The tonic interceptor that checks the bearer token in `authorization`
+//! metadata against the operator's [`Tokens`] and leaves a [`Caller`] in the
+//! request.
+use std::{sync::Arc, time::SystemTime};
+
+use tonic::{Request, Status, service::Interceptor};
+
+use crate::{
+    auth::{Caller, Role, Tokens},
+    error::Error,
+};
+
+/// Who may call a service.
+#[derive(Clone)]
+pub struct Auth {
+    tokens: Option<Arc<Tokens>>,
+    /// The role the service needs; `None`: any valid token.
+    role: Option<Role>,
+    service: &'static str,
+}
+
+impl Auth {
+    /// `tokens: None` turns authentication off: every caller is anonymous.
+    pub fn new(tokens: Option<Arc<Tokens>>, role: Option<Role>, service: &'static str) -> Self {
+        Auth {
+            tokens,
+            role,
+            service,
+        }
+    }
+
+    fn check<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(Caller::anonymous());
+        };
+        let unauthenticated = |m: &str| Error::Unauthenticated(m.into());
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| {
+                unauthenticated("no credentials: send `authorization: Bearer <token>` metadata")
+            })?
+            .to_str()
+            .map_err(|_| unauthenticated("the authorization metadata is not text"))?;
+        let token = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| {
+                unauthenticated("the authorization metadata must be `Bearer <token>`")
+            })?;
+        let caller = tokens.verify(token, SystemTime::now())?;
+        if let (Some(need), Some(has)) = (self.role, caller.role)
+            && need != has
+        {
+            return Err(Error::PermissionDenied(format!(
+                "a token with role {} cannot call {}: use one with role {}",
+                has.name(),
+                self.service,
+                need.name()
+            )));
+        }
+        Ok(caller)
+    }
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.check(&request)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+/// The caller of `request`; anonymous when no [`Auth`] layer ran.
+pub fn caller<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::anonymous)
+}

@@ -1,0 +1,159 @@
+//! Tasks and completions as the scheduler and the store see them, and what
+//! workers and agents send it, in domain types (their wire form is
+//! [`crate::grpc::convert`]'s business).
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use uuid::Uuid;
+
+mod keys;
+mod worker;
+
+pub use keys::{SessionKey, ToolKey, check_session};
+pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef};
+
+/// Where a task is in its life. The last four are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl TaskState {
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::Queued | TaskState::Running)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Queued => "QUEUED",
+            TaskState::Running => "RUNNING",
+            TaskState::Succeeded => "SUCCEEDED",
+            TaskState::Failed => "FAILED",
+            TaskState::Cancelled => "CANCELLED",
+            TaskState::TimedOut => "TIMED_OUT",
+        }
+    }
+}
+
+/// Error codes the server itself puts in [`Outcome::Error`].
+pub mod codes {
+    pub const TOOL_ERROR: &str = "tool_error";
+    pub const TIMEOUT: &str = "timeout";
+    pub const CANCELLED: &str = "cancelled";
+    pub const WORKER_LOST: &str = "worker_lost";
+    pub const INVALID_RESULT: &str = "invalid_result";
+}
+
+/// How a finished task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tool's result, JSON text.
+    Result(String),
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+impl Outcome {
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        Outcome::Error {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One tool call. Strings shared between the live state, the store and the
+/// wire are `Arc<str>`, so a queued task costs one allocation per field.
+/// `session` and `tool` hold keys ([`SessionKey`], [`ToolKey`]): on the
+/// wire and in messages they go through [`crate::tenant::strip`].
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub id: Uuid,
+    pub session: Arc<str>,
+    pub tool: Arc<str>,
+    pub arguments: Arc<str>,
+    /// Timeout of one run, resolved at submit.
+    pub timeout: Duration,
+    pub idempotency_key: Option<Arc<str>>,
+    pub created_at: SystemTime,
+    pub state: TaskState,
+    /// Dispatches so far.
+    pub attempts: u32,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub outcome: Option<Outcome>,
+    /// Seq of the task's completion; 0 while unfinished.
+    pub seq: u64,
+}
+
+/// A tool call as an agent submits it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub session: SessionKey,
+    pub tool: ToolKey,
+    /// JSON object text; empty means `{}`.
+    pub arguments_json: String,
+    /// Timeout of one run in milliseconds; 0: the tool's or the server's default.
+    pub timeout_ms: u64,
+    /// Empty: none.
+    pub idempotency_key: String,
+}
+
+/// What the store is told when a task ends.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub task_id: Uuid,
+    pub state: TaskState,
+    pub outcome: Outcome,
+    pub attempts: u32,
+    pub finished_at: SystemTime,
+}
+
+/// One finished task in its session's completion log.
+#[derive(Debug, Clone)]
+pub struct CompletionRecord {
+    pub seq: u64,
+    pub task_id: Uuid,
+    pub session: Arc<str>,
+    pub tool: Arc<str>,
+    pub arguments: Arc<str>,
+    pub state: TaskState,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+    pub attempts: u32,
+    pub completed_at: SystemTime,
+}
+
+impl CompletionRecord {
+    /// The completion of `task` as `finish` ends it, numbered `seq`.
+    pub fn new(task: &TaskRecord, finish: &Finish, seq: u64) -> Self {
+        Self {
+            seq,
+            task_id: task.id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            arguments: task.arguments.clone(),
+            state: finish.state,
+            outcome: finish.outcome.clone(),
+            elapsed: finish
+                .finished_at
+                .duration_since(task.created_at)
+                .unwrap_or_default(),
+            attempts: finish.attempts,
+            completed_at: finish.finished_at,
+        }
+    }
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

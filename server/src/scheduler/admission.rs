@@ -1,0 +1,223 @@
+//! What the scheduler accepts: sessions, submits (idempotency key, timeout,
+//! arguments against the tool's schema), per-session and per-tenant quotas,
+//! worker registrations, and workers' results. Plain functions over the
+//! input, the limits and (for quotas) the live state.
+use std::{collections::HashSet, time::Duration};
+
+use uuid::Uuid;
+
+use super::state::{Io, State};
+use crate::{
+    config::{Config, Limits},
+    error::Error,
+    model::{Outcome, Registration, SessionKey, Submission, TaskState, ToolKey, codes},
+    tools::{self, ToolSpec},
+};
+
+/// A task ID as a client passes it.
+pub fn parse_task_id(task_id: &str) -> Result<Uuid, Error> {
+    if task_id.is_empty() {
+        return Err(Error::invalid("task_id is required"));
+    }
+    Uuid::parse_str(task_id).map_err(|_| {
+        Error::invalid(format!(
+            "task_id {task_id:?} is not a UUID: pass the task_id SubmitTool returned"
+        ))
+    })
+}
+
+/// The answer for a task that is not here (or not the caller's).
+pub fn not_found(task_id: impl std::fmt::Display) -> Error {
+    Error::NotFound(format!(
+        "no task {task_id}: it never existed here or is no longer retained"
+    ))
+}
+
+/// The submit's checks that need no live state: idempotency key, timeout
+/// limit (its session was checked when its key was made).
+pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> {
+    if sub.idempotency_key.len() > limits.max_idempotency_key_bytes {
+        return Err(Error::invalid(format!(
+            "idempotency_key is {} bytes, the limit is {}",
+            sub.idempotency_key.len(),
+            limits.max_idempotency_key_bytes
+        )));
+    }
+    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)
+}
+
+/// The timeout of one run: the submit's, else the tool's, else the server's.
+pub fn timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
+    if sub.timeout_ms > 0 {
+        Duration::from_millis(sub.timeout_ms)
+    } else {
+        spec.timeout.unwrap_or(config.default_timeout)
+    }
+}
+
+/// The spec of tool `key`, or NOT_FOUND listing the tools of the same
+/// tenant (another tenant's are not its business).
+pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error> {
+    if let Some(spec) = st.tool_spec(key.as_key()) {
+        return Ok(spec);
+    }
+    let known = st.tool_names(key.tenant());
+    let known = if known.is_empty() {
+        "none yet: start a worker that serves it".to_string()
+    } else {
+        known.join(", ")
+    };
+    Err(Error::NotFound(format!(
+        "unknown tool {:?}; known tools: {known}",
+        key.name()
+    )))
+}
+
+/// Room for one more task of `session` and of its tenant, on a server that
+/// is not stopping.
+pub fn check_room<I: Io>(
+    st: &State<I>,
+    session: &SessionKey,
+    limits: &Limits,
+) -> Result<(), Error> {
+    if st.is_draining() {
+        return Err(Error::Unavailable(
+            "the server is shutting down: submit again once it is back".into(),
+        ));
+    }
+    let tenant_pending = st.tenant_pending(session.tenant());
+    if tenant_pending >= limits.max_pending_per_tenant {
+        return Err(Error::ResourceExhausted(format!(
+            "your tenant has {tenant_pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
+            limits.max_pending_per_tenant
+        )));
+    }
+    let pending = st.pending(session.as_key());
+    if pending >= limits.max_pending_per_session {
+        return Err(Error::ResourceExhausted(format!(
+            "session {:?} has {pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
+            session.name(),
+            limits.max_pending_per_session
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a worker's registration; returns its tools' specs.
+pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<ToolSpec>, Error> {
+    if reg.tools.is_empty() {
+        return Err(Error::invalid("Register must list at least one tool"));
+    }
+    if reg.tools.len() > limits.max_tools_per_worker {
+        return Err(Error::invalid(format!(
+            "Register lists {} tools, the limit is {}",
+            reg.tools.len(),
+            limits.max_tools_per_worker
+        )));
+    }
+    if reg.max_concurrency > limits.max_worker_concurrency {
+        return Err(Error::invalid(format!(
+            "max_concurrency {} is above the limit of {}",
+            reg.max_concurrency, limits.max_worker_concurrency
+        )));
+    }
+    let specs = reg
+        .tools
+        .iter()
+        .map(|t| ToolSpec::new(t, limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut names = HashSet::new();
+    if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.clone())) {
+        return Err(Error::invalid(format!(
+            "Register lists tool `{}` twice",
+            dup.name
+        )));
+    }
+    Ok(specs)
+}
+
+/// How a worker's result ends its task: a result within `max_result` bytes
+/// that is JSON succeeds; anything else fails, saying why.
+pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, Outcome) {
+    match outcome {
+        Some(Outcome::Result(json)) if json.len() > max_result => (
+            TaskState::Failed,
+            Outcome::error(
+                codes::INVALID_RESULT,
+                format!(
+                    "the tool's result is {} bytes, the limit is {max_result}",
+                    json.len()
+                ),
+            ),
+        ),
+        Some(Outcome::Result(json)) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+            Ok(_) => (TaskState::Succeeded, Outcome::Result(json)),
+            Err(e) => (
+                TaskState::Failed,
+                Outcome::error(
+                    codes::INVALID_RESULT,
+                    format!("the worker sent a result that is not JSON: {e}"),
+                ),
+            ),
+        },
+        Some(Outcome::Error { code, mut message }) => {
+            let code = if code.is_empty() {
+                codes::TOOL_ERROR.to_string()
+            } else {
+                code
+            };
+            truncate_utf8(&mut message, max_result);
+            (TaskState::Failed, Outcome::Error { code, message })
+        }
+        None => (
+            TaskState::Failed,
+            Outcome::error(
+                codes::INVALID_RESULT,
+                "the worker sent a result with neither result_json nor error",
+            ),
+        ),
+    }
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_judged_by_size_and_json() {
+        let ok = judge_result(Some(Outcome::Result("{}".into())), 8);
+        assert_eq!(ok.0, TaskState::Succeeded);
+        let big = judge_result(Some(Outcome::Result("[1,2,3,4,5]".into())), 8);
+        assert!(
+            matches!(big, (TaskState::Failed, Outcome::Error { ref code, .. }) if code == codes::INVALID_RESULT)
+        );
+        let bad = judge_result(Some(Outcome::Result("nope".into())), 8);
+        assert_eq!(bad.0, TaskState::Failed);
+        let err = judge_result(Some(Outcome::error("", "ééééé")), 3);
+        assert_eq!(
+            err.1,
+            Outcome::Error {
+                code: codes::TOOL_ERROR.into(),
+                message: "é".into()
+            }
+        );
+        assert_eq!(judge_result(None, 8).0, TaskState::Failed);
+    }
+
+    #[test]
+    fn task_ids_are_checked() {
+        assert!(parse_task_id("").is_err() && parse_task_id("x").is_err());
+        let id = Uuid::new_v4();
+        assert_eq!(parse_task_id(&id.to_string()).unwrap(), id);
+    }
+}

@@ -1,0 +1,440 @@
+//! The scheduler: the one owner of errand's live state.
+//!
+//! Queued and running tasks, connected workers and per-session counts live in
+//! one [`State`] (`state.rs`, plain synchronous transitions) behind a `Mutex`
+//! that is only held for short, synchronous sections, never across an
+//! `.await`. The [`Scheduler`] around it does the side effects: it stores
+//! new tasks before they are queued, and finished ones after the lock is
+//! released ([`finisher`]); dispatch records go to
+//! [`Store::record_dispatch`](crate::store::Store::record_dispatch), which
+//! must not block, *under* the lock, so they reach the store before any
+//! finish of the same attempt; timers ([`timers`]) and worker commands are
+//! started and sent under the lock too, without waiting.
+//!
+//! The API takes and returns domain types ([`crate::model`]); a worker's
+//! commands arrive on its channel as [`Command`]s. Where queued work waits,
+//! in memory or (shared mode) in the store, is the [`Backlog`]'s business.
+mod admission;
+mod finisher;
+mod lifecycle;
+pub mod queue;
+mod shared;
+mod state;
+mod timers;
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use tokio::{sync::mpsc, task::AbortHandle};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info};
+use uuid::Uuid;
+
+pub use admission::{not_found, parse_task_id};
+use finisher::Finisher;
+use queue::{Backlog, LocalBacklog, Placement};
+pub use state::WorkerId;
+use state::{Ended, Io, State};
+
+use crate::{
+    config::Config,
+    error::Error,
+    metrics::{Load, LoadSource, Metrics},
+    model::{
+        Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
+        codes,
+    },
+    sessions::SessionHub,
+    store::{Inserted, SharedStore},
+    tools::ToolSpec,
+};
+
+/// Commands to one worker, in order. An `Err` ends its stream with that
+/// error (a protocol violation the handler found).
+pub type CommandTx = mpsc::Sender<Result<Command, Error>>;
+
+/// The channel ends the state reaches the world through.
+struct Tokio;
+
+impl Io for Tokio {
+    type Tx = CommandTx;
+    type Timer = AbortHandle;
+    fn send(tx: &CommandTx, command: Command) -> bool {
+        tx.try_send(Ok(command)).is_ok()
+    }
+    fn stop(timer: AbortHandle) {
+        timer.abort();
+    }
+}
+
+/// What a scheduler is built from, besides its config and store.
+pub struct Parts {
+    pub hub: Arc<SessionHub>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server stops: timers and retries give up.
+    pub shutdown: CancellationToken,
+    /// Where queued work waits; [`LocalBacklog`] for a single server.
+    pub backlog: Arc<dyn Backlog>,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Self {
+            hub: Arc::default(),
+            metrics: Arc::default(),
+            shutdown: CancellationToken::new(),
+            backlog: Arc::new(LocalBacklog),
+        }
+    }
+}
+
+/// The scheduler. Shared as `Arc<Scheduler>` by the handlers.
+pub struct Scheduler {
+    config: Config,
+    store: SharedStore,
+    state: Mutex<State<Tokio>>,
+    hub: Arc<SessionHub>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    backlog: Arc<dyn Backlog>,
+    /// Worker streams and result writes in flight: a graceful stop waits
+    /// for them to reach the store.
+    tracker: TaskTracker,
+    finisher: Finisher,
+}
+
+impl Scheduler {
+    pub fn new(config: Config, store: SharedStore, parts: Parts) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            store,
+            state: Mutex::new(State::default()),
+            hub: parts.hub,
+            metrics: parts.metrics,
+            shutdown: parts.shutdown,
+            backlog: parts.backlog,
+            tracker: TaskTracker::new(),
+            finisher: Finisher::default(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Worker streams and result writes in flight.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<Tokio>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Does what the last transitions asked: records and times dispatches,
+    /// asks for shared work, wakes a drain. Call with the lock held.
+    fn apply(self: &Arc<Self>, st: &mut State<Tokio>) {
+        let effects = st.take_effects();
+        for d in effects.dispatched {
+            if let Some(wait) = d.first_wait {
+                self.metrics.dispatched_after(wait);
+            }
+            self.store.record_dispatch(d.id, d.attempt, d.at);
+            let timer = self.arm_timer(d.id, d.attempt, d.timeout);
+            st.set_timer(d.id, d.attempt, timer);
+            debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
+        }
+        if effects.wants_work {
+            self.backlog.wants_work();
+        }
+        if effects.running_ended {
+            self.finisher.wake_drain();
+        }
+    }
+
+    /// Takes a task out of the live state (see [`State::take`]), counting it
+    /// as finishing until [`Self::end`] or [`Self::ended_one`].
+    fn take(
+        self: &Arc<Self>,
+        st: &mut State<Tokio>,
+        id: Uuid,
+        state: TaskState,
+        outcome: Outcome,
+        tell_worker: Option<&'static str>,
+    ) -> Option<Ended> {
+        let ended = st.take(id, state, outcome, tell_worker, SystemTime::now());
+        if ended.is_some() {
+            self.finisher.started();
+        }
+        self.apply(st);
+        ended
+    }
+
+    /// Known tools of `tenant` ("" when auth is off), sorted by name, with
+    /// the workers serving each.
+    pub fn list_tools(&self, tenant: &str) -> Vec<(ToolSpec, u32)> {
+        self.lock().list_tools(tenant)
+    }
+
+    /// Accepts one tool call: checked, stored, queued, dispatched if a worker
+    /// has room. Returns the task and whether it was an idempotent repeat.
+    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
+        let limits = &self.config.limits;
+        admission::check_submission(&sub, limits)?;
+        let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
+        let arguments = spec.check_arguments(&sub.arguments_json, limits)?;
+        let timeout = admission::timeout(&sub, &spec, &self.config);
+        let (session, placement) = {
+            let mut st = self.lock();
+            admission::check_room(&st, &sub.session, limits)?;
+            let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
+            (st.reserve(sub.session.as_key()), placement)
+        };
+        let mut task = TaskRecord {
+            id: Uuid::new_v4(),
+            session,
+            tool: spec.name.to_arc(),
+            arguments,
+            timeout,
+            idempotency_key: (!sub.idempotency_key.is_empty())
+                .then(|| sub.idempotency_key.as_str().into()),
+            created_at: SystemTime::now(),
+            state: TaskState::Queued,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+        };
+        if let Placement::Here(state) = placement {
+            task.state = state;
+        }
+        let stored = self.store.insert_task(&task).await;
+        task.state = TaskState::Queued;
+        match stored {
+            Ok(Inserted::New) => {}
+            Ok(Inserted::Existing(earlier)) => {
+                self.lock().release(&task.session);
+                let current = self.live_task(earlier.id).unwrap_or(*earlier);
+                return Ok((current, true));
+            }
+            Err(e) => {
+                self.lock().release(&task.session);
+                return Err(e.into());
+            }
+        }
+        debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
+        self.metrics.submitted(&task.tool);
+        match placement {
+            Placement::Here(_) => self.queue_one(task.clone()).await,
+            Placement::Elsewhere => {
+                self.lock().release(&task.session);
+                // A claimer (this server's or another's) takes it for a
+                // worker with room.
+                self.backlog.wants_work();
+            }
+        }
+        Ok((task, false))
+    }
+
+    /// Queues tasks here whose sessions are reserved, and dispatches them.
+    /// With a shared backlog, those no local worker serves go back to it.
+    async fn queue_here(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
+        let released = {
+            let mut st = self.lock();
+            let mut tools: Vec<Arc<str>> = Vec::new();
+            for task in tasks {
+                let (session, tool) = (task.session.clone(), task.tool.clone());
+                if !st.enqueue(task) {
+                    st.release(&session);
+                } else if !tools.contains(&tool) {
+                    tools.push(tool);
+                }
+            }
+            let now = SystemTime::now();
+            for tool in &tools {
+                st.dispatch_tool(tool, now);
+            }
+            self.apply(&mut st);
+            if self.backlog.hands_back() {
+                st.unservable(&tools)
+            } else {
+                Vec::new()
+            }
+        };
+        self.backlog.give_back(released).await;
+    }
+
+    /// [`Self::queue_here`] for one task, the submit's hot path.
+    async fn queue_one(self: &Arc<Self>, task: TaskRecord) {
+        if self.backlog.hands_back() {
+            return self.queue_here(vec![task]).await;
+        }
+        let mut st = self.lock();
+        let (session, tool) = (task.session.clone(), task.tool.clone());
+        if !st.enqueue(task) {
+            st.release(&session);
+            return;
+        }
+        st.dispatch_tool(&tool, SystemTime::now());
+        self.apply(&mut st);
+    }
+
+    /// One task, live or finished.
+    pub async fn get_task(&self, id: Uuid) -> Result<TaskRecord, Error> {
+        if let Some(task) = self.live_task(id) {
+            return Ok(task);
+        }
+        self.store.get_task(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// Cancels a queued or running task.
+    pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<TaskRecord, Error> {
+        let ended = {
+            let mut st = self.lock();
+            self.take(
+                &mut st,
+                id,
+                TaskState::Cancelled,
+                Outcome::error(codes::CANCELLED, "cancelled by the client"),
+                Some(codes::CANCELLED),
+            )
+        };
+        if let Some(ended) = ended {
+            info!(task_id = %id, "task cancelled");
+            return Ok(self.end(ended).await);
+        }
+        if let Some(c) = self.backlog.cancel_elsewhere(id).await? {
+            // Queued in the store or held by another server (told by a
+            // notification, or at its next lease renewal).
+            info!(task_id = %id, "task cancelled");
+            self.hub.notify(&c.session, c.seq);
+        }
+        let task = self
+            .store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        match task.state {
+            TaskState::Cancelled => Ok(task),
+            state if state.is_final() => Err(Error::FailedPrecondition(format!(
+                "task {id} already finished as {}: cancelling changes nothing",
+                state.name()
+            ))),
+            _ => Err(Error::FailedPrecondition(format!(
+                "task {id} is completing right now: read its outcome with GetTask"
+            ))),
+        }
+    }
+
+    /// Releases a session's completions up to `up_to_seq`.
+    pub async fn ack_completions(
+        &self,
+        session: &SessionKey,
+        up_to_seq: u64,
+    ) -> Result<u64, Error> {
+        Ok(self
+            .store
+            .ack_completions(session.as_key(), up_to_seq)
+            .await?)
+    }
+
+    /// Adds a worker and its tools. Its commands (queued work first) arrive
+    /// on `tx`, which must be new and have room for `max_concurrency`.
+    pub fn register(self: &Arc<Self>, reg: Registration, tx: CommandTx) -> Result<WorkerId, Error> {
+        let specs = admission::check_registration(&reg, &self.config.limits)?;
+        let max_concurrency = reg.max_concurrency.max(1) as usize;
+        let name = if reg.worker_name.is_empty() {
+            "worker".to_string()
+        } else {
+            reg.worker_name
+        };
+        let mut st = self.lock();
+        if st.is_draining() {
+            return Err(Error::Unavailable(
+                "the server is shutting down: connect again once it is back".into(),
+            ));
+        }
+        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.to_arc()).collect();
+        let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
+        info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
+        st.start_worker(id, SystemTime::now());
+        self.apply(&mut st);
+        self.backlog.tools_changed();
+        Ok(id)
+    }
+
+    /// A worker's result. Results for tasks the worker does not hold
+    /// (finished, cancelled, timed out, given to another attempt, or never
+    /// its own) are logged and dropped: they never complete a task twice.
+    /// Waits only while the [`finisher`] is full.
+    pub async fn on_result(self: &Arc<Self>, worker: WorkerId, result: TaskResult) {
+        let (state, outcome) =
+            admission::judge_result(result.outcome, self.config.limits.max_result_bytes);
+        let id = result.task_id;
+        let ended = {
+            let mut st = self.lock();
+            if !st.holds(worker, id, result.attempt) {
+                tracing::warn!(worker_id = worker, task_id = %id, attempt = result.attempt, "result for a task the worker does not hold ignored");
+                return;
+            }
+            self.take(&mut st, id, state, outcome, None)
+        };
+        if let Some(ended) = ended {
+            self.finish_later(ended).await;
+        }
+    }
+
+    /// A worker's stream ended: its running tasks go back to the queue with
+    /// their place kept, or fail once their attempts are used up.
+    pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
+        let max_attempts = self.config.max_attempts;
+        let (ended, released) = {
+            let mut st = self.lock();
+            let lost = |attempts| {
+                Outcome::error(
+                    codes::WORKER_LOST,
+                    format!(
+                        "the worker running the task went away, on each of its {attempts} attempts"
+                    ),
+                )
+            };
+            let Some(gone) = st.remove_worker(worker, max_attempts, lost, SystemTime::now()) else {
+                return;
+            };
+            info!(worker_id = worker, worker = %gone.name, running = gone.running, "worker disconnected");
+            for (id, attempt) in &gone.requeued {
+                tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
+            }
+            for _ in &gone.ended {
+                self.finisher.started();
+            }
+            self.apply(&mut st);
+            let released = if self.backlog.hands_back() {
+                st.unservable(&gone.tools)
+            } else {
+                Vec::new()
+            };
+            (gone.ended, released)
+        };
+        self.backlog.tools_changed();
+        self.backlog.give_back(released).await;
+        futures::future::join_all(ended.into_iter().map(|e| self.end(e))).await;
+    }
+
+    fn live_task(&self, id: Uuid) -> Option<TaskRecord> {
+        self.lock().task(id).cloned()
+    }
+}
+
+impl LoadSource for Scheduler {
+    fn load(&self) -> Load {
+        let (tools, workers) = self.lock().load();
+        Load { tools, workers }
+    }
+}
+
+#[cfg(test)]
+mod tests;

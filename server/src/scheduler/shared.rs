@@ -1,0 +1,111 @@
+//! Shared mode: what [`crate::cluster`] asks of the live state. Each method
+//! holds the lock for one short synchronous section, as everywhere here.
+use std::{collections::HashMap, sync::Arc};
+
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::Scheduler;
+use crate::{
+    model::{Outcome, TaskRecord, TaskState, ToolDef, ToolKey, codes, millis},
+    store::ToolAdvert,
+    tools::ToolSpec,
+};
+
+impl Scheduler {
+    /// Per tool served here: free worker slots not already covered by
+    /// claimed tasks waiting here.
+    pub fn wants(&self) -> Vec<(Arc<str>, usize)> {
+        self.lock().wants()
+    }
+
+    /// Whether a worker here serves `tool`.
+    pub fn serves(&self, tool: &str) -> bool {
+        self.lock().serves(tool)
+    }
+
+    /// Takes claimed tasks into the live state and dispatches them. Tasks no
+    /// local worker serves any more go back to the store.
+    pub async fn adopt(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
+        let tasks = {
+            let mut st = self.lock();
+            let mut fresh = Vec::with_capacity(tasks.len());
+            for mut task in tasks {
+                if st.task(task.id).is_none() {
+                    task.session = st.reserve(&task.session);
+                    fresh.push(task);
+                }
+            }
+            fresh
+        };
+        self.queue_here(tasks).await;
+    }
+
+    /// Every task this server holds (claimed, queued here or running).
+    pub fn held(&self) -> Vec<Uuid> {
+        self.lock().task_ids()
+    }
+
+    /// Drops tasks this server no longer holds in the store (finished or
+    /// cancelled through another server, or reclaimed after an expired
+    /// lease): their workers are told to stop; nothing is stored.
+    pub fn forget(self: &Arc<Self>, ids: &[Uuid]) {
+        let dropped: Vec<_> = {
+            let mut st = self.lock();
+            ids.iter()
+                .filter_map(|id| {
+                    self.take(
+                        &mut st,
+                        *id,
+                        TaskState::Cancelled,
+                        Outcome::error(codes::CANCELLED, "no longer held by this server"),
+                        Some(codes::CANCELLED),
+                    )
+                })
+                .collect()
+        };
+        for ended in dropped {
+            info!(task_id = %ended.task.id, "task no longer held here: its worker is told to stop");
+            self.ended_one();
+        }
+    }
+
+    /// The tools this server's workers serve, to publish.
+    pub fn local_tools(&self) -> Vec<ToolAdvert> {
+        self.lock()
+            .local_tools()
+            .into_iter()
+            .map(|(spec, workers)| ToolAdvert {
+                name: spec.name.as_key().to_string(),
+                description: spec.description.to_string(),
+                input_schema: spec.input_schema_json.to_string(),
+                default_timeout_ms: spec.timeout.map(millis),
+                workers,
+            })
+            .collect()
+    }
+
+    /// Replaces what is known of other servers' tools. Each is checked as a
+    /// worker's registration is; one that fails is left out.
+    pub fn set_remote_tools(&self, tools: Vec<ToolAdvert>) {
+        let remote: HashMap<Arc<str>, (ToolSpec, u32)> = tools
+            .into_iter()
+            .filter_map(|t| {
+                let def = ToolDef {
+                    name: ToolKey::from_key(t.name),
+                    description: t.description,
+                    input_schema_json: t.input_schema,
+                    timeout_ms: t.default_timeout_ms.unwrap_or(0),
+                };
+                match ToolSpec::new(&def, &self.config.limits) {
+                    Ok(spec) => Some((spec.name.to_arc(), (spec, t.workers))),
+                    Err(e) => {
+                        warn!(tool = %def.name, error = %e, "another server's tool is not usable here");
+                        None
+                    }
+                }
+            })
+            .collect();
+        self.lock().set_remote_tools(remote);
+    }
+}

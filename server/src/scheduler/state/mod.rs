@@ -1,0 +1,525 @@
+//! The scheduler's live state and its transitions: plain synchronous Rust,
+//! no clock but the `now` passed in, no store, no tasks spawned.
+//!
+//! The state reaches the world through an [`Io`]: it sends a worker its
+//! commands and stops a run's timer through it, and leaves everything else
+//! (arming timers, recording dispatches, waking waiters) to its owner, as
+//! [`Effects`] the owner reads back after each transition
+//! ([`State::take_effects`]). What the state can tell about tools and load,
+//! and the questions shared mode asks, are in `registry.rs`.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use uuid::Uuid;
+
+use super::queue::FairQueue;
+use crate::{
+    model::{Assignment, Command, Finish, Outcome, TaskRecord, TaskState},
+    tenant,
+    tools::ToolSpec,
+};
+
+mod registry;
+
+/// Server-side ID of one worker connection.
+pub type WorkerId = u64;
+
+/// How the state reaches a worker and a run's timer.
+pub trait Io {
+    /// A worker's command channel.
+    type Tx;
+    /// A running attempt's timer.
+    type Timer;
+    /// Sends without waiting; false when the worker cannot take it now.
+    fn send(tx: &Self::Tx, command: Command) -> bool;
+    fn stop(timer: Self::Timer);
+}
+
+/// One attempt handed to a worker by a transition: its owner arms the
+/// timer ([`State::set_timer`]) and records the dispatch.
+#[derive(Debug, Clone, Copy)]
+pub struct Dispatched {
+    pub id: Uuid,
+    pub attempt: u32,
+    pub timeout: Duration,
+    pub at: SystemTime,
+    /// From submit to this dispatch, for the first attempt only.
+    pub first_wait: Option<Duration>,
+}
+
+/// What the transitions since the last [`State::take_effects`] ask of the
+/// state's owner.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub dispatched: Vec<Dispatched>,
+    /// A worker has room and nothing is queued for it here (shared mode:
+    /// the store's queue may have some).
+    pub wants_work: bool,
+    /// A running task ended while the server drains.
+    pub running_ended: bool,
+}
+
+/// A task taken out of the live state, on its way to the store.
+#[derive(Debug)]
+pub struct Ended {
+    pub task: TaskRecord,
+    pub finish: Finish,
+}
+
+pub struct State<I: Io> {
+    /// Unfinished tasks only; finished ones live in the store.
+    tasks: HashMap<Uuid, Live<I>>,
+    tools: HashMap<Arc<str>, ToolEntry>,
+    workers: HashMap<WorkerId, WorkerEntry<I>>,
+    /// Queued plus running tasks per session key. The key is the one
+    /// `Arc<str>` every task of the session shares.
+    pending: HashMap<Arc<str>, usize>,
+    /// Queued plus running tasks per tenant (see [`tenant`]; "" when auth is off).
+    tenant_pending: HashMap<Box<str>, usize>,
+    /// Shutting down: no new submits, registrations or dispatches.
+    draining: bool,
+    next_worker: WorkerId,
+    /// Shared mode: tools other servers' workers serve, and how many.
+    remote: HashMap<Arc<str>, (ToolSpec, u32)>,
+    effects: Effects,
+}
+
+struct Live<I: Io> {
+    task: TaskRecord,
+    worker: Option<WorkerId>,
+    timer: Option<I::Timer>,
+}
+
+#[derive(Default)]
+struct ToolEntry {
+    /// `None` while the tool is known only from tasks recovered at start.
+    spec: Option<ToolSpec>,
+    workers: Vec<WorkerId>,
+    queue: FairQueue,
+}
+
+struct WorkerEntry<I: Io> {
+    name: String,
+    tools: Vec<Arc<str>>,
+    max_concurrency: usize,
+    running: HashSet<Uuid>,
+    tx: I::Tx,
+    /// Its stream is gone or stuck; cleanup is on the way. Gets no more tasks.
+    closed: bool,
+    /// Where the next round over its tools starts, so no tool starves another.
+    next_tool: usize,
+}
+
+impl<I: Io> WorkerEntry<I> {
+    fn has_room(&self) -> bool {
+        !self.closed && self.running.len() < self.max_concurrency
+    }
+
+    fn free(&self) -> usize {
+        if self.has_room() {
+            self.max_concurrency - self.running.len()
+        } else {
+            0
+        }
+    }
+}
+
+/// A worker that left, and what became of its running tasks.
+pub struct Departed {
+    pub name: String,
+    pub tools: Vec<Arc<str>>,
+    pub running: usize,
+    /// Tasks that used up their attempts.
+    pub ended: Vec<Ended>,
+    /// Tasks queued again for another attempt, with the attempts they used.
+    pub requeued: Vec<(Uuid, u32)>,
+}
+
+impl<I: Io> Default for State<I> {
+    fn default() -> Self {
+        Self {
+            tasks: HashMap::new(),
+            tools: HashMap::new(),
+            workers: HashMap::new(),
+            pending: HashMap::new(),
+            tenant_pending: HashMap::new(),
+            draining: false,
+            next_worker: 0,
+            remote: HashMap::new(),
+            effects: Effects::default(),
+        }
+    }
+}
+
+impl<I: Io> State<I> {
+    /// Starts a graceful stop: no new submits, registrations or dispatches.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// What the transitions since the last call asked for.
+    pub fn take_effects(&mut self) -> Effects {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Queued plus running tasks of a session key.
+    pub fn pending(&self, session: &str) -> usize {
+        self.pending.get(session).copied().unwrap_or(0)
+    }
+
+    /// Queued plus running tasks of a tenant.
+    pub fn tenant_pending(&self, tenant: &str) -> usize {
+        self.tenant_pending.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Counts one more pending task for the session; returns the session's
+    /// shared key.
+    pub fn reserve(&mut self, session: &str) -> Arc<str> {
+        *self
+            .tenant_pending
+            .entry(tenant::of(session).into())
+            .or_default() += 1;
+        if let Some((name, count)) = self.pending.get_key_value(session) {
+            let name = name.clone();
+            let count = *count;
+            self.pending.insert(name.clone(), count + 1);
+            return name;
+        }
+        let name: Arc<str> = session.into();
+        self.pending.insert(name.clone(), 1);
+        name
+    }
+
+    /// Counts one pending task of the session off.
+    pub fn release(&mut self, session: &str) {
+        if let Some(count) = self.tenant_pending.get_mut(tenant::of(session)) {
+            *count -= 1;
+            if *count == 0 {
+                self.tenant_pending.remove(tenant::of(session));
+            }
+        }
+        if let Some(count) = self.pending.get_mut(session) {
+            *count -= 1;
+            if *count == 0 {
+                self.pending.remove(session);
+            }
+        }
+    }
+
+    /// Takes a task into the live state, queued behind its session's others.
+    /// Its session must be reserved (and `task.session` the reserved key).
+    /// Returns false, changing nothing, when the task is live already.
+    pub fn enqueue(&mut self, mut task: TaskRecord) -> bool {
+        if self.tasks.contains_key(&task.id) {
+            return false;
+        }
+        task.state = TaskState::Queued;
+        let entry = self.tools.entry(task.tool.clone()).or_default();
+        entry.queue.push_back(&task.session, task.id);
+        self.tasks.insert(
+            task.id,
+            Live {
+                task,
+                worker: None,
+                timer: None,
+            },
+        );
+        true
+    }
+
+    /// A live task.
+    pub fn task(&self, id: Uuid) -> Option<&TaskRecord> {
+        self.tasks.get(&id).map(|l| &l.task)
+    }
+
+    /// Every live task's ID.
+    pub fn task_ids(&self) -> Vec<Uuid> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Tasks held by a worker.
+    pub fn running(&self) -> usize {
+        self.tasks.values().filter(|l| l.worker.is_some()).count()
+    }
+
+    /// Whether `worker` holds attempt `attempt` (0: any) of task `id`.
+    pub fn holds(&self, worker: WorkerId, id: Uuid, attempt: u32) -> bool {
+        self.tasks.get(&id).is_some_and(|live| {
+            live.worker == Some(worker) && (attempt == 0 || attempt == live.task.attempts)
+        })
+    }
+
+    /// Whether attempt `attempt` of task `id` is the one running.
+    pub fn is_running(&self, id: Uuid, attempt: u32) -> bool {
+        self.tasks
+            .get(&id)
+            .is_some_and(|l| l.task.state == TaskState::Running && l.task.attempts == attempt)
+    }
+
+    /// Keeps the timer of a running attempt; stops it if the attempt is over.
+    pub fn set_timer(&mut self, id: Uuid, attempt: u32, timer: I::Timer) {
+        match self.tasks.get_mut(&id) {
+            Some(live) if live.task.attempts == attempt && live.worker.is_some() => {
+                if let Some(old) = live.timer.replace(timer) {
+                    I::stop(old);
+                }
+            }
+            _ => I::stop(timer),
+        }
+    }
+
+    /// Forgets the timer of a running attempt without stopping it (the
+    /// timer itself is calling).
+    pub fn clear_timer(&mut self, id: Uuid) {
+        if let Some(live) = self.tasks.get_mut(&id) {
+            live.timer = None;
+        }
+    }
+
+    /// Removes a task from the live state and frees what it held.
+    /// `tell_worker` sends the worker a [`Command::Cancel`] with that reason.
+    pub fn take(
+        &mut self,
+        id: Uuid,
+        state: TaskState,
+        outcome: Outcome,
+        tell_worker: Option<&'static str>,
+        now: SystemTime,
+    ) -> Option<Ended> {
+        let live = self.tasks.remove(&id)?;
+        if let Some(timer) = live.timer {
+            I::stop(timer);
+        }
+        match live.worker {
+            None => {
+                if let Some(tool) = self.tools.get_mut(&live.task.tool) {
+                    tool.queue.remove(&live.task.session, id);
+                }
+            }
+            Some(worker) => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.running.remove(&id);
+                    if let Some(reason) = tell_worker {
+                        let cancel = Command::Cancel {
+                            task_id: id,
+                            reason,
+                        };
+                        // Unreachable: its cleanup is on the way.
+                        let _ = I::send(&w.tx, cancel);
+                    }
+                }
+                self.fill_worker(worker, now);
+                if self.draining {
+                    self.effects.running_ended = true;
+                }
+            }
+        }
+        self.release(&live.task.session);
+        let finish = Finish {
+            task_id: id,
+            state,
+            outcome,
+            attempts: live.task.attempts,
+            finished_at: now,
+        };
+        Some(Ended {
+            task: live.task,
+            finish,
+        })
+    }
+
+    /// Adds a worker serving `specs` (checked, no duplicates). Call
+    /// [`Self::start_worker`] once its commands may flow.
+    pub fn add_worker(
+        &mut self,
+        name: String,
+        specs: Vec<ToolSpec>,
+        max_concurrency: usize,
+        tx: I::Tx,
+    ) -> WorkerId {
+        self.next_worker += 1;
+        let id = self.next_worker;
+        let mut tools = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let name = spec.name.to_arc();
+            let entry = self.tools.entry(name.clone()).or_default();
+            entry.spec = Some(spec);
+            entry.workers.push(id);
+            tools.push(name);
+        }
+        self.workers.insert(
+            id,
+            WorkerEntry {
+                name,
+                tools,
+                max_concurrency,
+                running: HashSet::new(),
+                tx,
+                closed: false,
+                next_tool: 0,
+            },
+        );
+        id
+    }
+
+    /// Sends a worker its queued work, up to its free slots.
+    pub fn start_worker(&mut self, worker: WorkerId, now: SystemTime) {
+        self.fill_worker(worker, now);
+    }
+
+    /// Removes a worker: its running tasks go back to the queue with their
+    /// place kept, or end as `lost(attempts)` says once `max_attempts` are
+    /// used up.
+    pub fn remove_worker(
+        &mut self,
+        worker: WorkerId,
+        max_attempts: u32,
+        lost: impl Fn(u32) -> Outcome,
+        now: SystemTime,
+    ) -> Option<Departed> {
+        let entry = self.workers.remove(&worker)?;
+        for tool in &entry.tools {
+            if let Some(t) = self.tools.get_mut(tool) {
+                t.workers.retain(|w| *w != worker);
+            }
+        }
+        let mut ended = Vec::new();
+        let mut requeued = Vec::new();
+        for id in &entry.running {
+            let Some(live) = self.tasks.get_mut(id) else {
+                continue;
+            };
+            live.worker = None;
+            if let Some(timer) = live.timer.take() {
+                I::stop(timer);
+            }
+            if live.task.attempts >= max_attempts {
+                let outcome = lost(live.task.attempts);
+                ended.extend(self.take(*id, TaskState::Failed, outcome, None, now));
+            } else {
+                live.task.state = TaskState::Queued;
+                requeued.push((*id, live.task.attempts));
+                let tool = self.tools.entry(live.task.tool.clone()).or_default();
+                tool.queue.push_front(&live.task.session, *id);
+            }
+        }
+        for tool in &entry.tools {
+            self.dispatch_tool(tool, now);
+        }
+        if self.draining {
+            self.effects.running_ended = true;
+        }
+        Some(Departed {
+            name: entry.name,
+            running: entry.running.len(),
+            tools: entry.tools,
+            ended,
+            requeued,
+        })
+    }
+
+    /// Gives queued tasks of `tool` to its workers with room, the least
+    /// loaded first.
+    pub fn dispatch_tool(&mut self, tool: &str, now: SystemTime) {
+        if self.draining {
+            return;
+        }
+        loop {
+            let Some(entry) = self.tools.get(tool) else {
+                return;
+            };
+            if entry.queue.is_empty() {
+                return;
+            }
+            let best = entry
+                .workers
+                .iter()
+                .filter_map(|id| self.workers.get(id).map(|w| (*id, w)))
+                .filter(|(_, w)| w.has_room())
+                .max_by_key(|(_, w)| w.max_concurrency - w.running.len())
+                .map(|(id, _)| id);
+            let Some(worker) = best else { return };
+            let Some((_, task)) = self.tools.get_mut(tool).and_then(|t| t.queue.pop()) else {
+                return;
+            };
+            self.assign(worker, task, now);
+        }
+    }
+
+    /// Fills a worker's free slots, taking its tools in turn.
+    fn fill_worker(&mut self, worker: WorkerId, now: SystemTime) {
+        if self.draining {
+            return;
+        }
+        loop {
+            let Self { workers, tools, .. } = &mut *self;
+            let Some(w) = workers.get_mut(&worker) else {
+                return;
+            };
+            if !w.has_room() {
+                return;
+            }
+            let n = w.tools.len();
+            let picked = (0..n).find_map(|i| {
+                let idx = (w.next_tool + i) % n;
+                tools.get_mut(&w.tools[idx])?.queue.pop()
+            });
+            let Some((_, task)) = picked else {
+                self.effects.wants_work = true;
+                return;
+            };
+            self.assign(worker, task, now);
+        }
+    }
+
+    fn assign(&mut self, worker: WorkerId, id: Uuid, now: SystemTime) {
+        let Self {
+            tasks,
+            workers,
+            effects,
+            ..
+        } = &mut *self;
+        let (Some(live), Some(w)) = (tasks.get_mut(&id), workers.get_mut(&worker)) else {
+            return;
+        };
+        live.task.state = TaskState::Running;
+        live.task.attempts += 1;
+        live.task.started_at = Some(now);
+        live.worker = Some(worker);
+        w.running.insert(id);
+        if let Some(idx) = w.tools.iter().position(|t| *t == live.task.tool) {
+            w.next_tool = (idx + 1) % w.tools.len();
+        }
+        let attempt = live.task.attempts;
+        let assignment = Assignment {
+            task_id: id,
+            session: live.task.session.clone(),
+            tool: live.task.tool.clone(),
+            arguments: live.task.arguments.clone(),
+            attempt,
+            timeout: live.task.timeout,
+        };
+        if !I::send(&w.tx, Command::Assign(assignment)) {
+            // The stream is gone or stuck; its cleanup gives the task back.
+            w.closed = true;
+        }
+        effects.dispatched.push(Dispatched {
+            id,
+            attempt,
+            timeout: live.task.timeout,
+            at: now,
+            first_wait: (attempt == 1)
+                .then(|| now.duration_since(live.task.created_at).unwrap_or_default()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

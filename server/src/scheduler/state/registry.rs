@@ -1,0 +1,148 @@
+//! What the live state tells about tools and load: lookups for submits,
+//! listings, metrics, and the questions shared mode asks.
+use std::{collections::HashMap, sync::Arc};
+
+use uuid::Uuid;
+
+use super::{Io, State, WorkerEntry};
+use crate::{tenant, tools::ToolSpec};
+
+impl<I: Io> State<I> {
+    /// A registered tool's spec, local or (shared mode) another server's.
+    pub fn tool_spec(&self, key: &str) -> Option<ToolSpec> {
+        if let Some(spec) = self.tools.get(key).and_then(|t| t.spec.clone()) {
+            return Some(spec);
+        }
+        self.remote.get(key).map(|(spec, _)| spec.clone())
+    }
+
+    /// The names (not keys) of `tenant`'s registered tools, sorted, once each.
+    pub fn tool_names(&self, tenant: &str) -> Vec<&str> {
+        let mut known: Vec<&str> = self
+            .tools
+            .iter()
+            .filter(|(n, t)| t.spec.is_some() && tenant::of(n) == tenant)
+            .map(|(n, _)| tenant::strip(n))
+            .chain(
+                self.remote
+                    .keys()
+                    .filter(|n| tenant::of(n) == tenant)
+                    .map(|n| tenant::strip(n)),
+            )
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        known
+    }
+
+    /// `tenant`'s tools with the workers serving each (here and, in shared
+    /// mode, elsewhere), sorted by name.
+    pub fn list_tools(&self, tenant: &str) -> Vec<(ToolSpec, u32)> {
+        let mut tools: Vec<(ToolSpec, u32)> = self
+            .tools
+            .iter()
+            .filter(|(name, _)| tenant::of(name) == tenant)
+            .filter_map(|(_, t)| t.spec.clone().map(|s| (s, t.workers.len() as u32)))
+            .collect();
+        let remote = self.remote.iter().filter(|(n, _)| tenant::of(n) == tenant);
+        for (name, (spec, workers)) in remote {
+            match tools.iter_mut().find(|(s, _)| s.name.as_key() == &**name) {
+                Some((_, w)) => *w += workers,
+                None => tools.push((spec.clone(), *workers)),
+            }
+        }
+        tools.sort_by(|a, b| a.0.name.name().cmp(b.0.name.name()));
+        tools
+    }
+
+    /// Queued and running tasks per tool key, and workers connected.
+    pub fn load(&self) -> (Vec<(Arc<str>, usize, usize)>, usize) {
+        let mut running: HashMap<&Arc<str>, usize> = HashMap::new();
+        for live in self.tasks.values().filter(|l| l.worker.is_some()) {
+            *running.entry(&live.task.tool).or_default() += 1;
+        }
+        let tools = self
+            .tools
+            .iter()
+            .map(|(name, t)| {
+                let r = running.get(name).copied().unwrap_or(0);
+                (name.clone(), t.queue.len(), r)
+            })
+            .collect();
+        (tools, self.workers.len())
+    }
+
+    /// Shared mode: per tool served here, free worker slots not already
+    /// covered by claimed tasks waiting here.
+    pub fn wants(&self) -> Vec<(Arc<str>, usize)> {
+        self.tools
+            .iter()
+            .filter_map(|(name, entry)| {
+                let free: usize = entry
+                    .workers
+                    .iter()
+                    .filter_map(|id| self.workers.get(id))
+                    .map(WorkerEntry::free)
+                    .sum();
+                let want = free.saturating_sub(entry.queue.len());
+                (want > 0).then(|| (name.clone(), want))
+            })
+            .collect()
+    }
+
+    /// Whether a worker here serving `tool` has a free slot and no task of
+    /// the tool is waiting here.
+    pub fn has_room_for(&self, tool: &str) -> bool {
+        self.tools.get(tool).is_some_and(|entry| {
+            entry.queue.is_empty()
+                && entry
+                    .workers
+                    .iter()
+                    .filter_map(|id| self.workers.get(id))
+                    .any(WorkerEntry::has_room)
+        })
+    }
+
+    /// Whether a worker here serves `tool`.
+    pub fn serves(&self, tool: &str) -> bool {
+        self.tools.get(tool).is_some_and(|t| !t.workers.is_empty())
+    }
+
+    /// Shared mode: takes out the queued tasks of `tools` that no worker
+    /// here serves (they go back to the store's queue).
+    pub fn unservable(&mut self, tools: &[Arc<str>]) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        for tool in tools {
+            let Some(entry) = self.tools.get_mut(tool) else {
+                continue;
+            };
+            if !entry.workers.is_empty() {
+                continue;
+            }
+            while let Some((session, id)) = entry.queue.pop() {
+                self.tasks.remove(&id);
+                out.push((session, id));
+            }
+        }
+        out.into_iter()
+            .map(|(session, id)| {
+                self.release(&session);
+                id
+            })
+            .collect()
+    }
+
+    /// The specs of the tools this server's workers serve, with how many.
+    pub fn local_tools(&self) -> Vec<(ToolSpec, u32)> {
+        self.tools
+            .values()
+            .filter(|t| !t.workers.is_empty())
+            .filter_map(|t| t.spec.clone().map(|s| (s, t.workers.len() as u32)))
+            .collect()
+    }
+
+    /// Replaces what is known of other servers' tools.
+    pub fn set_remote_tools(&mut self, remote: HashMap<Arc<str>, (ToolSpec, u32)>) {
+        self.remote = remote;
+    }
+}

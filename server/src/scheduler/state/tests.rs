@@ -1,0 +1,221 @@
+//! The state's transitions on their own: no runtime, no store, a worker
+//! that is a list of commands.
+use std::{cell::RefCell, rc::Rc};
+
+use super::*;
+use crate::{
+    config::Limits,
+    model::{ToolDef, ToolKey},
+};
+
+struct Test;
+
+impl Io for Test {
+    type Tx = Rc<RefCell<Vec<Command>>>;
+    type Timer = ();
+    fn send(tx: &Self::Tx, command: Command) -> bool {
+        tx.borrow_mut().push(command);
+        true
+    }
+    fn stop(_: ()) {}
+}
+
+type Sent = Rc<RefCell<Vec<Command>>>;
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+}
+
+fn spec(name: &str) -> ToolSpec {
+    let def = ToolDef {
+        name: ToolKey::from_key(name),
+        ..Default::default()
+    };
+    ToolSpec::new(&def, &Limits::default()).unwrap()
+}
+
+fn worker(st: &mut State<Test>, tools: &[&str], max: usize) -> (WorkerId, Sent) {
+    let sent = Sent::default();
+    let specs = tools.iter().map(|t| spec(t)).collect();
+    let id = st.add_worker("w".into(), specs, max, sent.clone());
+    st.start_worker(id, now());
+    (id, sent)
+}
+
+fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
+    let session = st.reserve(session);
+    let task = TaskRecord {
+        id: Uuid::new_v4(),
+        session,
+        tool: tool.into(),
+        arguments: "{}".into(),
+        timeout: Duration::from_secs(5),
+        idempotency_key: None,
+        created_at: now(),
+        state: TaskState::Queued,
+        attempts: 0,
+        started_at: None,
+        finished_at: None,
+        outcome: None,
+        seq: 0,
+    };
+    let id = task.id;
+    assert!(st.enqueue(task));
+    st.dispatch_tool(tool, now());
+    id
+}
+
+fn assigned(sent: &Sent) -> Vec<(Uuid, u32)> {
+    sent.borrow()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Assign(a) => Some((a.task_id, a.attempt)),
+            Command::Cancel { .. } => None,
+        })
+        .collect()
+}
+
+fn lost(attempts: u32) -> Outcome {
+    Outcome::error("worker_lost", format!("{attempts}"))
+}
+
+#[test]
+fn pending_counts_follow_reserve_and_release_per_session_and_tenant() {
+    let mut st = State::<Test>::default();
+    let key = tenant::key("acme", "s");
+    let a = st.reserve(&key);
+    let b = st.reserve(&key);
+    assert!(Arc::ptr_eq(&a, &b), "one shared key per session");
+    assert_eq!((st.pending(&key), st.tenant_pending("acme")), (2, 2));
+    st.release(&key);
+    st.release(&key);
+    assert_eq!((st.pending(&key), st.tenant_pending("acme")), (0, 0));
+}
+
+#[test]
+fn a_queued_task_goes_to_a_worker_with_room_and_is_reported_dispatched() {
+    let mut st = State::<Test>::default();
+    let (_w, sent) = worker(&mut st, &["t"], 1);
+    let first = queue(&mut st, "s", "t");
+    let second = queue(&mut st, "s", "t");
+    assert_eq!(assigned(&sent), [(first, 1)]);
+    let effects = st.take_effects();
+    assert_eq!(effects.dispatched.len(), 1);
+    assert_eq!(effects.dispatched[0].first_wait, Some(Duration::ZERO));
+    assert_eq!(st.task(second).unwrap().state, TaskState::Queued);
+    assert_eq!(st.running(), 1);
+}
+
+#[test]
+fn taking_a_running_task_tells_its_worker_and_fills_the_slot() {
+    let mut st = State::<Test>::default();
+    let (w, sent) = worker(&mut st, &["t"], 1);
+    let first = queue(&mut st, "s", "t");
+    let second = queue(&mut st, "s", "t");
+    let ended = st
+        .take(
+            first,
+            TaskState::Cancelled,
+            lost(1),
+            Some("cancelled"),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(
+        (ended.finish.state, ended.finish.attempts),
+        (TaskState::Cancelled, 1)
+    );
+    assert!(sent.borrow().contains(&Command::Cancel {
+        task_id: first,
+        reason: "cancelled"
+    }));
+    assert_eq!(assigned(&sent), [(first, 1), (second, 1)]);
+    assert!(st.holds(w, second, 1) && !st.holds(w, first, 0));
+    assert_eq!(st.pending("s"), 1);
+}
+
+#[test]
+fn a_worker_takes_its_tools_in_turn_and_asks_for_more_when_idle() {
+    let mut st = State::<Test>::default();
+    let a = queue(&mut st, "s", "a");
+    let b = queue(&mut st, "s", "b");
+    let a2 = queue(&mut st, "s", "a");
+    let (w, sent) = worker(&mut st, &["a", "b"], 3);
+    assert_eq!(assigned(&sent), [(a, 1), (b, 1), (a2, 1)]);
+    st.take_effects();
+    st.take(
+        a,
+        TaskState::Succeeded,
+        Outcome::Result("1".into()),
+        None,
+        now(),
+    );
+    assert!(
+        st.take_effects().wants_work,
+        "a free slot and nothing queued"
+    );
+    assert!(st.holds(w, b, 0));
+}
+
+#[test]
+fn a_departed_worker_s_tasks_are_requeued_first_or_end_when_exhausted() {
+    let mut st = State::<Test>::default();
+    let (w1, _) = worker(&mut st, &["t"], 2);
+    queue(&mut st, "s", "t");
+    queue(&mut st, "s", "t");
+    let waiting = queue(&mut st, "s", "t");
+    let gone = st.remove_worker(w1, 1, lost, now()).unwrap();
+    assert_eq!(gone.running, 2);
+    assert_eq!(gone.ended.len(), 2, "max_attempts 1: both running end");
+    assert!(gone.requeued.is_empty());
+    let (w2, sent) = worker(&mut st, &["t"], 1);
+    assert_eq!(assigned(&sent), [(waiting, 1)]);
+    let gone = st.remove_worker(w2, 3, lost, now()).unwrap();
+    assert_eq!(gone.requeued, [(waiting, 1)]);
+    let (_w3, sent) = worker(&mut st, &["t"], 1);
+    assert_eq!(assigned(&sent), [(waiting, 2)], "its place kept, attempt 2");
+}
+
+#[test]
+fn nothing_is_dispatched_while_draining() {
+    let mut st = State::<Test>::default();
+    st.start_draining();
+    let (_w, sent) = worker(&mut st, &["t"], 1);
+    queue(&mut st, "s", "t");
+    assert!(sent.borrow().is_empty());
+    assert_eq!(st.running(), 0);
+}
+
+#[test]
+fn queued_tasks_no_worker_here_serves_are_handed_out() {
+    let mut st = State::<Test>::default();
+    let (w, _) = worker(&mut st, &["t"], 1);
+    queue(&mut st, "s", "t");
+    let queued = queue(&mut st, "s", "t");
+    assert!(!st.has_room_for("t") && st.serves("t"));
+    st.remove_worker(w, 3, lost, now()).unwrap();
+    let tools: Vec<Arc<str>> = vec!["t".into()];
+    let out = st.unservable(&tools);
+    assert_eq!(out.len(), 2);
+    assert!(out.contains(&queued));
+    assert_eq!((st.pending("s"), st.task_ids().len()), (0, 0));
+}
+
+#[test]
+fn tools_are_listed_per_tenant_with_their_workers() {
+    let mut st = State::<Test>::default();
+    worker(
+        &mut st,
+        &[&tenant::key("acme", "b"), &tenant::key("acme", "a")],
+        1,
+    );
+    worker(&mut st, &[&tenant::key("acme", "a")], 1);
+    worker(&mut st, &["a"], 1);
+    let listed: Vec<(String, u32)> = st
+        .list_tools("acme")
+        .into_iter()
+        .map(|(s, n)| (s.name.to_string(), n))
+        .collect();
+    assert_eq!(listed, [("a".to_string(), 2), ("b".to_string(), 1)]);
+    assert_eq!(st.tool_names(""), ["a"]);
+}

@@ -1,0 +1,86 @@
+//! Per-session broadcast of committed completions.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use tokio::sync::broadcast;
+
+use crate::model::CompletionRecord;
+
+/// Live completions buffered per watched session before slow readers lag
+/// (and fall back to the store).
+const LIVE_BUFFER: usize = 64;
+
+/// What a session's streams hear.
+#[derive(Clone, Debug)]
+pub enum Wake {
+    /// A completion, committed and readable from the store.
+    Completion(Arc<CompletionRecord>),
+    /// Completions up to this seq are readable from the store (for example
+    /// finished by another server).
+    Seq(u64),
+}
+
+/// Wake-ups for sessions that have an open stream, keyed by session key.
+#[derive(Default)]
+pub struct SessionHub {
+    watchers: Mutex<HashMap<Arc<str>, broadcast::Sender<Wake>>>,
+}
+
+impl SessionHub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, broadcast::Sender<Wake>>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver of the session's wake-ups from now on.
+    pub fn subscribe(&self, session: &str) -> broadcast::Receiver<Wake> {
+        let mut watchers = self.lock();
+        match watchers.get(session) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(LIVE_BUFFER);
+                watchers.insert(session.into(), tx);
+                rx
+            }
+        }
+    }
+
+    /// Hands a committed completion to the session's streams.
+    pub fn completed(&self, completion: CompletionRecord) {
+        self.wake(
+            &completion.session.clone(),
+            Wake::Completion(Arc::new(completion)),
+        );
+    }
+
+    /// Tells the session's streams that completions up to `seq` are readable.
+    pub fn notify(&self, session: &str, seq: u64) {
+        self.wake(session, Wake::Seq(seq));
+    }
+
+    fn wake(&self, session: &str, wake: Wake) {
+        let mut watchers = self.lock();
+        if let Some(tx) = watchers.get(session)
+            && tx.send(wake).is_err()
+        {
+            // Every stream of the session has closed.
+            watchers.remove(session);
+        }
+    }
+
+    /// Forgets sessions whose streams have all closed.
+    pub fn prune(&self) {
+        self.lock().retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    /// The sessions with an open stream (shared mode checks their latest
+    /// seq periodically, in case a wake-up from another server was lost).
+    pub fn watched_sessions(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+}

@@ -1,0 +1,41 @@
+//! What PostgreSQL's errors mean to the store's callers.
+
+use tokio_postgres::error::SqlState;
+
+use crate::store::StoreError;
+
+/// Maps a PostgreSQL error to what the caller can do about it.
+pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    if e.is_closed() {
+        return StoreError::Unavailable(format!("the database connection closed ({e})"));
+    }
+    match e.code() {
+        None => StoreError::Unavailable(format!("the database is unreachable ({e})")),
+        Some(code) => {
+            let class = &code.code()[..2];
+            if *code == SqlState::DISK_FULL || *code == SqlState::OUT_OF_MEMORY {
+                StoreError::Full(format!("the database is out of space ({e})"))
+            } else if class == "08"
+                || class == "57"
+                || class == "53"
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            {
+                StoreError::Unavailable(format!("the database is unavailable ({e})"))
+            } else {
+                let detail = e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_default();
+                StoreError::Internal(format!("store: {e} {detail}"))
+            }
+        }
+    }
+}
+
+pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::Unavailable(format!("no database connection ({other})")),
+    }
+}

@@ -1,0 +1,99 @@
+//! `LISTEN`/`NOTIFY`: the notification channels, turned into [`SharedEvent`]s.
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use crate::store::SharedEvent;
+
+/// Notifications read but not yet turned into events. The turning never
+/// waits, so this only smooths bursts; when full, the connection is read
+/// more slowly and PostgreSQL keeps the rest.
+const NOTES_BUFFER: usize = 1024;
+
+/// Follows the notification channels on a connection of its own, turning
+/// each into a [`SharedEvent`]; reconnects with backoff, and sends
+/// [`SharedEvent::Resync`] after each (re)connection, since notifications
+/// may have been missed meanwhile.
+pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Sender<SharedEvent>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (note_tx, mut notes) = mpsc::channel(NOTES_BUFFER);
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if note_tx.send(n).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                warn!(error = %e, "the PostgreSQL notification connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                let listening = client
+                    .batch_execute(
+                        "LISTEN errand_tasks; LISTEN errand_completions; LISTEN errand_cancels; \
+                         LISTEN errand_tools;",
+                    )
+                    .await;
+                if let Err(e) = listening {
+                    warn!(error = %e, "LISTEN failed");
+                    driver.abort();
+                } else {
+                    backoff = Duration::from_millis(100);
+                    let _ = events.send(SharedEvent::Resync);
+                    while let Some(n) = notes.recv().await {
+                        if let Some(event) = parse_event(n.channel(), n.payload()) {
+                            let _ = events.send(event);
+                        }
+                    }
+                    drop(client);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    "cannot open the PostgreSQL notification connection; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+pub(super) fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
+    match channel {
+        "errand_tasks" => Some(SharedEvent::TasksQueued {
+            tool: payload.to_string(),
+        }),
+        "errand_completions" => {
+            let (seq, session) = payload.split_once('\t')?;
+            Some(SharedEvent::Completed {
+                session: session.to_string(),
+                seq: seq.parse().ok()?,
+            })
+        }
+        "errand_cancels" => Some(SharedEvent::Cancelled {
+            task_id: Uuid::parse_str(payload).ok()?,
+        }),
+        "errand_tools" => Some(SharedEvent::ToolsChanged),
+        other => {
+            debug!(
+                channel = other,
+                "notification on an unknown channel ignored"
+            );
+            None
+        }
+    }
+}

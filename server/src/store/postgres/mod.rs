@@ -1,0 +1,304 @@
+//! The shared store: PostgreSQL, through `tokio-postgres` with a
+//! `deadpool-postgres` pool. Several errand servers on one database act as one
+//! service: the queue lives in the database ([`SharedQueue`]), each server
+//! claims work for its own workers, and completions are numbered per session
+//! by the database.
+//!
+//! **Group commit.** Inserts, dispatch records, completions and releases go
+//! through one writer task, fed by the bounded queue of `sql/batch.rs`: it
+//! takes everything queued (up to `MAX_BATCH`), applies it in one
+//! transaction with a handful of multi-row statements (`unnest` of arrays),
+//! commits once, and only then answers each caller. A submit is
+//! acknowledged only after its commit.
+//!
+//! **Seq.** A completion takes its `seq` from the session's counter row in
+//! `errand_sessions`, updated in the transaction that finishes the task. The
+//! task row is locked first (`FOR UPDATE`) and must still be unfinished, and a
+//! result of an older attempt cannot finish a newer running attempt, so a
+//! repeated or late result never makes a second completion. The counter row
+//! stays locked until commit, so a session's seqs become visible in order with
+//! no gap, whichever server wrote them. Rows are locked in a fixed order
+//! (tasks by id, then sessions by name) so concurrent batches do not deadlock;
+//! a batch that meets a deadlock or a lost connection is retried whole.
+//!
+//! **Leases.** A claimed task carries `owner` (the server's id) and
+//! `lease_until` (database clock), renewed by its owner. An expired lease is
+//! reclaimed by one reaper at a time (`pg_try_advisory_xact_lock`): queued
+//! again, or failed with `worker_lost` once its attempts are used up.
+//!
+//! **Wake-ups.** `LISTEN`/`NOTIFY` on `errand_tasks` (a tool got work),
+//! `errand_completions` (session and seq), `errand_cancels` (task id) and
+//! `errand_tools` are hints, delivered to the core as [`SharedEvent`]s; the
+//! core also checks periodically, so a lost notification delays, never loses.
+//!
+//! **Schema.** Versioned migrations (`MIGRATIONS` in `schema.rs`) embedded in the binary run
+//! at start under an advisory lock; a database whose schema is newer than this
+//! binary knows is refused.
+use std::{
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio::{sync::broadcast, task::JoinHandle};
+use tokio_postgres::NoTls;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::model::{CompletionRecord, Finish, TaskRecord};
+pub use crate::store::sql::batch::WriterStats;
+use crate::store::sql::{
+    PURGE_CHUNK, Purge,
+    batch::{self, Reply},
+    codec::{TASK_COLUMNS, time_to_i64, to_i64},
+};
+use crate::store::{Inserted, SharedEvent, SharedQueue, Store, StoreError};
+use errors::{pg_error, pool_error};
+use listen::listen;
+use rows::{completion_of, rows, task_from_row};
+use schema::migrate;
+use writer::{Guard, Op, Writer};
+
+mod errors;
+mod finish;
+mod listen;
+mod queue;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+/// How the store behaves: part of the one server configuration.
+pub use crate::config::PostgresOptions;
+
+/// A store on PostgreSQL, shared by every server pointed at the database.
+pub struct PostgresStore {
+    pool: Pool,
+    tx: batch::Sender<Op>,
+    server_id: Arc<str>,
+    options: PostgresOptions,
+    events: broadcast::Sender<SharedEvent>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgres://` URL or `key=value` string), runs
+    /// the migrations and starts the writer and the listener. While the
+    /// database is unreachable it logs why and retries with backoff (up to
+    /// `options.connect_timeout`); a schema newer than this binary is refused.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Internal(format!(
+                "the database URL is not valid ({e}): use postgres://USER@HOST:PORT/DBNAME"
+            ))
+        })?;
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match migrate(&pool).await {
+                Ok(()) => break,
+                Err(StoreError::Unavailable(why)) => {
+                    if options
+                        .connect_timeout
+                        .is_some_and(|limit| started.elapsed() >= limit)
+                    {
+                        return Err(StoreError::Unavailable(format!(
+                            "cannot reach PostgreSQL at {target}: {why}"
+                        )));
+                    }
+                    error!(database = %target, error = %why, retry_in_ms = backoff.as_millis() as u64,
+                        "cannot reach PostgreSQL; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let server_id: Arc<str> = format!(
+            "{}-{}",
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        )
+        .into();
+        let (events, _) = broadcast::channel(4096);
+        let (tx, rx) = batch::queue();
+        let writer = Writer {
+            pool: pool.clone(),
+            server_id: server_id.clone(),
+            options: options.clone(),
+            counters: rx.counters(),
+        };
+        let tasks = vec![
+            tokio::spawn(writer.run(rx)),
+            tokio::spawn(listen(config, events.clone())),
+        ];
+        info!(database = %target, server_id = %server_id, "PostgreSQL store ready");
+        Ok(Self {
+            pool,
+            tx,
+            server_id,
+            options,
+            events,
+            tasks,
+        })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Sends a change to the writer and waits until it is committed.
+    async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        self.tx.write(op).await
+    }
+
+    /// What this store's writer has done so far.
+    pub fn stats(&self) -> WriterStats {
+        self.tx.stats()
+    }
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("(default)");
+    format!("{host}:{port}/{db}")
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql =
+            format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state < 2 ORDER BY created_at");
+        rows(&client, &sql, &[])
+            .await?
+            .iter()
+            .map(task_from_row)
+            .collect()
+    }
+
+    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
+        let task = Box::new(task.clone());
+        self.write(|reply| Op::Insert(task, reply)).await
+    }
+
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
+        if let Err(e) = self.tx.record_dispatch(task_id, attempt, at) {
+            warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+        }
+    }
+
+    async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
+        let finish = Box::new(finish.clone());
+        self.write(|reply| Op::Finish(finish, Guard::Attempt, reply))
+            .await
+    }
+
+    async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1");
+        rows(&client, &sql, &[&task_id])
+            .await?
+            .first()
+            .map(task_from_row)
+            .transpose()
+    }
+
+    async fn completions_after(
+        &self,
+        session: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<CompletionRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks
+             WHERE session = $1 AND seq > 0 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        rows(
+            &client,
+            &sql,
+            &[&session, &to_i64(after_seq), &to_i64(limit as u64)],
+        )
+        .await?
+        .iter()
+        .map(|r| task_from_row(r).and_then(|t| completion_of(&t)))
+        .collect()
+    }
+
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+        // After what this server has already sent, as the other stores do.
+        self.write(Op::Barrier).await?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("DELETE FROM errand_tasks WHERE session = $1 AND seq > 0 AND seq <= $2")
+            .await
+            .map_err(pg_error)?;
+        client
+            .execute(&st, &[&session, &to_i64(up_to_seq)])
+            .await
+            .map_err(pg_error)
+    }
+
+    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "DELETE FROM errand_tasks WHERE id IN (
+                     SELECT id FROM errand_tasks WHERE seq > 0 AND finished_at < $1 LIMIT $2)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut purge = Purge::new(cutoff);
+        while purge.step(
+            client
+                .execute(&st, &[&time_to_i64(purge.cutoff), &PURGE_CHUNK])
+                .await
+                .map_err(pg_error)?,
+        ) {}
+        // Seq counters stay (seqs never repeat); turns of idle sessions go.
+        client
+            .execute(
+                "DELETE FROM errand_turns WHERE served_at < now() - interval '1 hour'",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(purge.removed)
+    }
+
+    fn shared(&self) -> Option<&dyn SharedQueue> {
+        Some(self)
+    }
+}

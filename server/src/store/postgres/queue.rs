@@ -1,0 +1,312 @@
+//! The shared queue: claims, leases and the reaper, published tools, and
+//! the hints of [`SharedEvent`]s.
+use std::{
+    collections::HashSet,
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use tokio::sync::broadcast;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::PostgresStore;
+use super::errors::pg_error;
+use super::finish::finish_in;
+use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
+use super::writer::{Guard, Op};
+use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
+use crate::store::sql::codec::{TASK_COLUMNS, to_i64};
+use crate::store::{SharedEvent, SharedQueue, StoreError, ToolAdvert};
+
+/// Advisory lock key ("ERND" + n) held by the one reaper at work.
+pub(super) const REAPER_LOCK: i64 = 0x4552_4e44_0002;
+
+#[async_trait]
+impl SharedQueue for PostgresStore {
+    fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    fn lease(&self) -> Duration {
+        self.options.lease
+    }
+
+    async fn claim(&self, tool: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        // Fair between sessions: every session's oldest queued tasks are
+        // ranked by their place in their session, then sessions take turns:
+        // the one served longest ago (or never) first.
+        let sql = format!(
+            "WITH heads AS (
+                 SELECT t.id, t.created_at, s.session,
+                        row_number() OVER (PARTITION BY s.session ORDER BY t.created_at) AS rn
+                 FROM (SELECT DISTINCT session FROM errand_tasks WHERE state = 0 AND tool = $1) s
+                 CROSS JOIN LATERAL (
+                     SELECT id, created_at FROM errand_tasks
+                     WHERE state = 0 AND tool = $1 AND session = s.session
+                     ORDER BY created_at LIMIT $2) t
+             ), picked AS (
+                 SELECT id FROM errand_tasks
+                 WHERE id IN (
+                     SELECT h.id FROM heads h LEFT JOIN errand_turns u ON u.session = h.session
+                     ORDER BY h.rn, u.served_at NULLS FIRST, h.created_at LIMIT $2)
+                   AND state = 0
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE errand_tasks t SET state = 1, owner = $3,
+                 lease_until = now() + $4 * interval '1 millisecond'
+             FROM picked WHERE t.id = picked.id
+             RETURNING {}",
+            prefixed("t.")
+        );
+        let lease_ms = self.options.lease.as_millis() as f64;
+        let claimed: Vec<TaskRecord> = rows(
+            &client,
+            &sql,
+            &[&tool, &(limit as i64), &&*self.server_id, &lease_ms],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            // The claim is not a dispatch: the task is queued here until a
+            // worker takes it, and its attempts count only real dispatches.
+            task_from_row(r).map(|mut t| {
+                t.state = TaskState::Queued;
+                t
+            })
+        })
+        .collect::<Result<_, _>>()?;
+        if !claimed.is_empty() {
+            let mut sessions: Vec<&str> = claimed.iter().map(|t| &*t.session).collect();
+            sessions.sort_unstable();
+            sessions.dedup();
+            exec(
+                &client,
+                "INSERT INTO errand_turns (session, served_at)
+                 SELECT s, clock_timestamp() FROM unnest($1::text[]) AS s
+                 ON CONFLICT (session) DO UPDATE SET served_at = EXCLUDED.served_at",
+                &[&sessions],
+            )
+            .await?;
+        }
+        Ok(claimed)
+    }
+
+    async fn release(&self, task_ids: Vec<Uuid>) -> Result<(), StoreError> {
+        if task_ids.is_empty() {
+            return Ok(());
+        }
+        self.write(|reply| Op::Release(task_ids, reply)).await
+    }
+
+    async fn renew(&self, held: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.client().await?;
+        let lease_ms = self.options.lease.as_millis() as f64;
+        client
+            .execute(
+                "UPDATE errand_tools SET seen_at = now() WHERE server_id = $1",
+                &[&&*self.server_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let st = client
+            .prepare_cached(
+                "UPDATE errand_tasks SET lease_until = now() + $2 * interval '1 millisecond'
+                 WHERE id = ANY($3) AND owner = $1 AND state = 1 RETURNING id",
+            )
+            .await
+            .map_err(pg_error)?;
+        let ids: Vec<Uuid> = held.to_vec();
+        Ok(client
+            .query(&st, &[&&*self.server_id, &lease_ms, &ids])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn reap(&self, max_attempts: u32) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REAPER_LOCK])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if !locked {
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
+             ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"
+        );
+        let expired: Vec<TaskRecord> = rows(&tx, &sql, &[])
+            .await?
+            .iter()
+            .map(task_from_row)
+            .collect::<Result<_, _>>()?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let now = SystemTime::now();
+        let (spent, again): (Vec<_>, Vec<_>) = expired
+            .iter()
+            .partition(|t| t.attempts >= max_attempts.max(1));
+        let finishes: Vec<(Finish, Guard)> = spent
+            .iter()
+            .map(|t| {
+                let message = format!(
+                    "the server running the task stopped, on each of its {} attempts",
+                    t.attempts
+                );
+                (
+                    Finish {
+                        task_id: t.id,
+                        state: TaskState::Failed,
+                        outcome: Outcome::error(codes::WORKER_LOST, message),
+                        attempts: t.attempts,
+                        finished_at: now,
+                    },
+                    Guard::Any,
+                )
+            })
+            .collect();
+        finish_in(&tx, &finishes).await?;
+        let ids: Vec<Uuid> = again.iter().map(|t| t.id).collect();
+        tx.execute(
+            "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(pg_error)?;
+        let tools: Vec<String> = again
+            .iter()
+            .map(|t| t.tool.to_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        notify_tools(&tx, &tools).await?;
+        tx.commit().await.map_err(pg_error)?;
+        warn!(
+            requeued = again.len(),
+            failed = spent.len(),
+            "reclaimed tasks whose server stopped renewing their lease"
+        );
+        Ok(expired.len())
+    }
+
+    async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
+        let finish = Box::new(Finish {
+            task_id,
+            state: TaskState::Cancelled,
+            outcome: Outcome::error(codes::CANCELLED, "cancelled by the client"),
+            attempts: 0,
+            finished_at: SystemTime::now(),
+        });
+        self.write(|reply| Op::Finish(finish, Guard::Cancel, reply))
+            .await
+    }
+
+    async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(
+            "DELETE FROM errand_tools WHERE server_id = $1",
+            &[&&*self.server_id],
+        )
+        .await
+        .map_err(pg_error)?;
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        let descriptions: Vec<&str> = tools.iter().map(|t| t.description.as_str()).collect();
+        let schemas: Vec<&str> = tools.iter().map(|t| t.input_schema.as_str()).collect();
+        // 0: no default timeout (the column predates `Option`).
+        let timeouts: Vec<i64> = tools
+            .iter()
+            .map(|t| to_i64(t.default_timeout_ms.unwrap_or(0)))
+            .collect();
+        let workers: Vec<i32> = tools.iter().map(|t| t.workers as i32).collect();
+        tx.execute(
+            "INSERT INTO errand_tools (server_id, name, description, input_schema_json, timeout_ms, workers)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[])",
+            &[&&*self.server_id, &names, &descriptions, &schemas, &timeouts, &workers],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute("SELECT pg_notify('errand_tools', $1)", &[&&*self.server_id])
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError> {
+        let client = self.client().await?;
+        let stale_ms = 3.0 * self.options.lease.as_millis() as f64;
+        let rows = client
+            .query(
+                "SELECT name, description, input_schema_json, timeout_ms, workers FROM errand_tools
+                 WHERE server_id <> $1 AND seen_at > now() - $2 * interval '1 millisecond'
+                 ORDER BY name, seen_at DESC",
+                &[&&*self.server_id, &stale_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut tools: Vec<ToolAdvert> = Vec::new();
+        for r in rows {
+            let name: String = r.get(0);
+            let workers: i32 = r.get(4);
+            match tools.last_mut() {
+                Some(t) if t.name == name => t.workers += workers.max(0) as u32,
+                _ => tools.push(ToolAdvert {
+                    name,
+                    description: r.get(1),
+                    input_schema: r.get(2),
+                    default_timeout_ms: Some(r.get::<_, i64>(3).max(0) as u64).filter(|&ms| ms > 0),
+                    workers: workers.max(0) as u32,
+                }),
+            }
+        }
+        Ok(tools)
+    }
+
+    async fn withdraw_tools(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM errand_tools WHERE server_id = $1",
+                &[&&*self.server_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT session, last_seq FROM errand_sessions WHERE session = ANY($1)",
+                &[&sessions],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    }
+
+    fn events(&self) -> broadcast::Receiver<SharedEvent> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,84 @@
+//! Statement helpers and the decoding of task rows through the shared codec.
+
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::{
+    Row,
+    types::{FromSql, ToSql},
+};
+
+use super::errors::pg_error;
+use crate::model::{CompletionRecord, TaskRecord};
+use crate::store::StoreError;
+use crate::store::sql::codec::{self, TASK_COLUMNS, TaskRow};
+
+pub(super) async fn notify_tools(tx: &Transaction<'_>, tools: &[String]) -> Result<(), StoreError> {
+    if tools.is_empty() {
+        return Ok(());
+    }
+    exec(
+        tx,
+        "SELECT pg_notify('errand_tasks', p) FROM unnest($1::text[]) AS p",
+        &[&tools],
+    )
+    .await
+}
+
+pub(super) async fn rows(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let st = client.prepare_cached(sql).await.map_err(pg_error)?;
+    client.query(&st, params).await.map_err(pg_error)
+}
+
+pub(super) async fn exec(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), StoreError> {
+    let st = client.prepare_cached(sql).await.map_err(pg_error)?;
+    client.execute(&st, params).await.map_err(pg_error)?;
+    Ok(())
+}
+
+pub(super) fn prefixed(prefix: &str) -> String {
+    TASK_COLUMNS
+        .split(", ")
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decodes a task row through the shared codec.
+pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
+    TaskRow {
+        id: col(row, 0)?,
+        session: col(row, 1)?,
+        tool: col(row, 2)?,
+        arguments: col(row, 3)?,
+        timeout_ns: col(row, 4)?,
+        idempotency_key: col(row, 5)?,
+        created_at: col(row, 6)?,
+        state: col(row, 7)?,
+        attempts: col::<i32>(row, 8)?.into(),
+        started_at: col(row, 9)?,
+        finished_at: col(row, 10)?,
+        result: col(row, 11)?,
+        error_code: col(row, 12)?,
+        error_message: col(row, 13)?,
+        seq: col(row, 14)?,
+    }
+    .decode()
+    .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))
+}
+
+/// Column `i` of `row`.
+pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))
+}
+
+pub(super) fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, StoreError> {
+    codec::completion_of(task).map_err(|e| StoreError::Internal(e.to_string()))
+}

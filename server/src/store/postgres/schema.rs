@@ -1,0 +1,101 @@
+//! The database schema: versioned migrations, applied at start under an
+//! advisory lock.
+
+use deadpool_postgres::{GenericClient, Pool};
+use tracing::info;
+
+use super::errors::{pg_error, pool_error};
+use crate::store::StoreError;
+
+/// Advisory lock key ("ERND" + n) held while migrating.
+pub(super) const MIGRATE_LOCK: i64 = 0x4552_4e44_0001;
+
+/// Schema migrations, applied in order; `errand_schema` records each one.
+/// Only ever append.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: tasks carrying their completion and lease; per-session seq counters;
+    //    the tools each server's workers serve.
+    "CREATE TABLE errand_tasks (
+        id              uuid PRIMARY KEY,
+        session         text NOT NULL,
+        tool            text NOT NULL,
+        arguments       text NOT NULL,
+        timeout_ns      bigint NOT NULL,
+        idempotency_key text,
+        created_at      bigint NOT NULL,
+        state           smallint NOT NULL,
+        attempts        integer NOT NULL,
+        started_at      bigint,
+        finished_at     bigint,
+        result          text,
+        error_code      text,
+        error_message   text,
+        seq             bigint NOT NULL DEFAULT 0,
+        owner           text,
+        lease_until     timestamptz
+    );
+    CREATE INDEX errand_tasks_queued ON errand_tasks (tool, session, created_at) WHERE state = 0;
+    CREATE INDEX errand_tasks_unfinished ON errand_tasks (session) WHERE state < 2;
+    CREATE INDEX errand_tasks_leases ON errand_tasks (lease_until) WHERE state = 1;
+    CREATE UNIQUE INDEX errand_tasks_idempotency ON errand_tasks (session, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX errand_tasks_completions ON errand_tasks (session, seq) WHERE seq > 0;
+    CREATE INDEX errand_tasks_finished ON errand_tasks (finished_at) WHERE seq > 0;
+    CREATE TABLE errand_sessions (
+        session  text PRIMARY KEY,
+        last_seq bigint NOT NULL
+    );
+    CREATE TABLE errand_turns (
+        session   text PRIMARY KEY,
+        served_at timestamptz NOT NULL
+    );
+    CREATE TABLE errand_tools (
+        server_id         text NOT NULL,
+        name              text NOT NULL,
+        description       text NOT NULL,
+        input_schema_json text NOT NULL,
+        timeout_ms        bigint NOT NULL,
+        workers           integer NOT NULL,
+        seen_at           timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (server_id, name)
+    );",
+];
+
+/// Creates or upgrades the schema, one server at a time.
+pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS errand_schema (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(pg_error)?;
+    let version: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM errand_schema", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        return Err(StoreError::Internal(format!(
+            "the database has errand schema version {version}, newer than this errand knows \
+             ({known}): it was written by a newer errand; run that version or a later one"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await.map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO errand_schema (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )
+        .await
+        .map_err(pg_error)?;
+        info!(version = i + 1, "database schema migrated");
+    }
+    tx.commit().await.map_err(pg_error)
+}

@@ -1,0 +1,151 @@
+//! PostgreSQL-only behaviour: attempts, several stores on one database,
+//! claims and leases, schema and connection errors.
+use super::*;
+use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
+
+/// A fresh database, or `None`: the test is skipped, visibly (see
+/// `pg_database`).
+async fn url() -> Option<String> {
+    crate::store::tests::pg_database().await
+}
+
+async fn open(url: &str) -> PostgresStore {
+    PostgresStore::connect(url, PostgresOptions::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_result_of_an_older_attempt_never_finishes_a_newer_one() {
+    let Some(url) = url().await else { return };
+    let store = open(&url).await;
+    let t = task("s1", None, at(1));
+    insert_new(&store, &t).await;
+    store.record_dispatch(t.id, 1, at(2));
+    store.record_dispatch(t.id, 2, at(3));
+    let mut late = succeed(&t, at(4));
+    late.attempts = 1;
+    assert!(store.finish_task(&late).await.unwrap().is_none());
+    let mut current = succeed(&t, at(5));
+    current.attempts = 2;
+    assert_eq!(finish_seq(&store, &current).await, 1);
+    // Repeated: still one completion.
+    assert!(store.finish_task(&current).await.unwrap().is_none());
+    assert_eq!(store.completions_after("s1", 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn two_stores_on_one_database_number_one_sequence() {
+    let Some(url) = url().await else { return };
+    let (a, b) = (Arc::new(open(&url).await), Arc::new(open(&url).await));
+    let tasks: Vec<_> = (0..200).map(|i| task("s1", None, at(i))).collect();
+    for (i, t) in tasks.iter().enumerate() {
+        insert_new(if i % 2 == 0 { &*a } else { &*b }, t).await;
+    }
+    let handles: Vec<_> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let f = succeed(t, at(1000));
+            tokio::spawn(async move { finish_seq(&*store, &f).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for h in handles {
+        seqs.push(h.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+    // The same task finished through both: one completion.
+    let t = task("s1", None, at(2000));
+    insert_new(&*a, &t).await;
+    let (fa, fb) = (succeed(&t, at(2001)), succeed(&t, at(2002)));
+    let (x, y) = tokio::join!(a.finish_task(&fa), b.finish_task(&fb));
+    assert_eq!(
+        [x.unwrap(), y.unwrap()].iter().flatten().count(),
+        1,
+        "exactly one completion"
+    );
+}
+
+#[tokio::test]
+async fn claims_are_fair_exclusive_and_leased() {
+    let Some(url) = url().await else { return };
+    let options = PostgresOptions {
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let many: Vec<_> = (0..50).map(|i| task("busy", None, at(i))).collect();
+    for t in &many {
+        insert_new(&a, t).await;
+    }
+    let lone = task("quiet", None, at(100));
+    insert_new(&a, &lone).await;
+    let first = a.claim("search", 2).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|t| t.id).collect();
+    assert!(
+        ids.contains(&lone.id),
+        "the quiet session's one task is among the first two"
+    );
+    let rest = b.claim("search", 100).await.unwrap();
+    assert_eq!(rest.len(), 49);
+    assert!(
+        rest.iter().all(|t| !ids.contains(&t.id)),
+        "claims are exclusive"
+    );
+    assert!(b.claim("search", 10).await.unwrap().is_empty());
+
+    // a stops renewing: after its lease, b's reaper queues the two again.
+    let held: Vec<_> = rest.iter().map(|t| t.id).collect();
+    let mut reaped = 0;
+    while reaped < 2 {
+        b.renew(&held).await.unwrap();
+        reaped += b.reap(3).await.unwrap();
+    }
+    assert_eq!(
+        a.renew(&ids).await.unwrap(),
+        Vec::<Uuid>::new(),
+        "a lost its claims"
+    );
+    let again = b.claim("search", 10).await.unwrap();
+    assert_eq!(again.len(), 2);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let Some(url) = url().await else { return };
+    drop(open(&url).await);
+    crate::test_pg::Cluster::execute(&url, "INSERT INTO errand_schema (version) VALUES (99)").await;
+    let err = PostgresStore::connect(&url, PostgresOptions::default())
+        .await
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("schema version 99") && msg.contains("newer"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error() {
+    let err = PostgresStore::connect(
+        "postgres://errand@127.0.0.1:1/none",
+        PostgresOptions {
+            connect_timeout: Some(Duration::from_millis(300)),
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("cannot reach PostgreSQL at 127.0.0.1:1/none"),
+        "{err}"
+    );
+}

@@ -1,0 +1,284 @@
+//! The durable embedded store: SQLite in WAL mode with `synchronous=FULL`, in
+//! `errand.db` inside the data dir. Once a call returns `Ok`, its change is on
+//! disk (the WAL is fsynced at each commit).
+//!
+//! **Group commit.** One writer thread owns the only write connection. Callers
+//! send their change over the bounded queue of `sql/batch.rs` (which says
+//! how it pushes back, and why dispatch records never wait) and await a
+//! oneshot answer; the writer takes everything queued (up to `MAX_BATCH`),
+//! applies it in one transaction, commits with one fsync, and only then
+//! answers every caller.
+//! Submits and results that arrive while a commit is in flight therefore
+//! share the next fsync: the cost of durability is one fsync per batch, not
+//! one per task. Each change is one statement, or a savepoint when it takes
+//! several, so a change that fails (a full disk) fails alone, unless SQLite
+//! abandons the whole transaction, in which case every change of that batch
+//! fails with it.
+//!
+//! **Reads** (`get_task`, `completions_after`, `unfinished_tasks`) use a small
+//! pool of separate connections on the blocking thread pool: WAL lets them run
+//! while the writer commits, and they only ever see whole commits, so a
+//! session's completions appear in `seq` order with no gap.
+//!
+//! **Data layout.** One `tasks` row per task; a finished task carries its
+//! completion (`seq > 0`), so a completion costs no second row and removing a
+//! completion removes its task and idempotency key with it. `sessions` keeps
+//! each session's last seq, also after its completions are gone, so seqs never
+//! repeat. The schema is versioned with `PRAGMA user_version` (`MIGRATIONS` in `schema.rs`);
+//! a file written by a newer errand is refused rather than misread.
+//!
+//! **One server per data dir.** `errand.lock` in the data dir is held with an
+//! exclusive advisory lock (`flock` through the `fs4` crate) for the store's
+//! lifetime; a second server on the same dir fails at open with a clear error.
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    thread::JoinHandle,
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+pub use super::sql::batch::WriterStats;
+use super::sql::{
+    Purge,
+    batch::{self, Reply, writer_gone},
+    codec::to_i64,
+};
+use super::{Inserted, Store, StoreError};
+use crate::model::{CompletionRecord, Finish, TaskRecord};
+use errors::{io_error, open_error, store_error};
+use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
+use schema::{lock_data_dir, open_writer};
+use writer::{Op, Writer};
+
+mod errors;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "errand.db";
+/// The lock file inside the data dir, held while a server runs.
+pub const LOCK_FILE: &str = "errand.lock";
+
+/// Read connections kept open, and most reads running at once.
+const READERS: usize = 4;
+
+/// The durable store. Dropping it lets the writer finish what is queued,
+/// closes the database and releases the data dir.
+pub struct SqliteStore {
+    // Field order is drop order: the writer channel closes first, then the
+    // thread is joined (in `Drop`), then readers close, the lock goes last.
+    tx: Option<batch::Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<Readers>,
+    read_permits: Semaphore,
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the data dir and `errand.db` in it.
+    ///
+    /// Fails with a message that says what to do when the dir is in use by
+    /// another server, the file is not an errand database or is corrupt, or
+    /// it was written by a newer errand.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            io_error(
+                format!("cannot create the data dir {}", data_dir.display()),
+                e,
+            )
+        })?;
+        let lock = lock_data_dir(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let conn = open_writer(&path)?;
+        let (tx, rx) = batch::queue();
+        let writer = std::thread::Builder::new()
+            .name("errand-store-writer".into())
+            .spawn(move || Writer::new(conn, rx.counters()).run(rx))
+            .map_err(|e| io_error("cannot start the store's writer thread".into(), e))?;
+        let readers = Arc::new(Readers {
+            path,
+            idle: Mutex::new(Vec::new()),
+        });
+        // Open one reader now so a problem shows at start, not on first read.
+        let first = readers.open()?;
+        readers.put(first);
+        info!(data_dir = %data_dir.display(), "store opened");
+        Ok(SqliteStore {
+            tx: Some(tx),
+            writer: Some(writer),
+            readers,
+            read_permits: Semaphore::new(READERS),
+            _lock: lock,
+        })
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> WriterStats {
+        self.tx.as_ref().map(|tx| tx.stats()).unwrap_or_default()
+    }
+
+    fn queue(&self) -> Result<&batch::Sender<Op>, StoreError> {
+        self.tx.as_ref().ok_or_else(writer_gone)
+    }
+
+    /// Sends a change to the writer and waits until it is committed.
+    async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        self.queue()?.write(op).await
+    }
+
+    /// Runs a query on a read connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        // At most READERS reads at once, so at most READERS connections.
+        let _permit = self
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| writer_gone())?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = query(&conn).map_err(store_error);
+            readers.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("a store read failed: {e}")))?
+    }
+
+    /// Runs `f` on the writer's connection between two batches (tests only).
+    #[cfg(test)]
+    pub(crate) fn with_writer(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        (self.queue().and_then(|q| q.try_send(Op::Exec(Box::new(f)))))
+            .expect("writer running, with room");
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain what is queued and stop.
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            error!("the store's writer thread panicked");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(SELECT_UNFINISHED)?;
+            let rows = stmt.query_map([], task_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
+        let task = Box::new(task.clone());
+        self.write(|reply| Op::Insert(task, reply)).await
+    }
+
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
+        if let Err(e) = (self.queue()).and_then(|q| q.record_dispatch(task_id, attempt, at)) {
+            warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+        }
+    }
+
+    async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
+        let finish = Box::new(finish.clone());
+        self.write(|reply| Op::Finish(finish, reply)).await
+    }
+
+    async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(SELECT_TASK)?
+                .query_row([&task_id.as_bytes()[..]], task_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn completions_after(
+        &self,
+        session: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<CompletionRecord>, StoreError> {
+        let session = session.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(SELECT_COMPLETIONS)?;
+            let rows = stmt.query_map(
+                params![session, to_i64(after_seq), to_i64(limit as u64)],
+                |row| task_from_row(row).and_then(|t| completion_of(&t)),
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+        let session = session.to_string();
+        self.write(|reply| Op::Ack {
+            session,
+            up_to_seq,
+            reply,
+        })
+        .await
+    }
+
+    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        self.write(|reply| Op::Purge(Purge::new(cutoff), reply))
+            .await
+    }
+}
+
+// ---------------------------------------------------------------- readers
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn lock(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.path).map_err(|e| open_error(&self.path, e))?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .map_err(|e| open_error(&self.path, e))?;
+        Ok(conn)
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self.lock().pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.open(),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.lock();
+        if idle.len() < READERS {
+            idle.push(conn);
+        }
+    }
+}

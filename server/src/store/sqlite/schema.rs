@@ -1,0 +1,169 @@
+//! Opening the data dir: its lock file, the file checks and the schema
+//! migrations of `errand.db`.
+use std::{
+    fs::{File, OpenOptions},
+    io::{Read, Seek, Write},
+    path::Path,
+};
+
+use rusqlite::Connection;
+use tracing::info;
+
+use super::errors::{io_error, open_error};
+use super::{LOCK_FILE, StoreError};
+
+/// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
+const APPLICATION_ID: i32 = 0x4552_4e44;
+
+/// Schema migrations; `PRAGMA user_version` is how many have been applied.
+/// Only ever append.
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks carrying their completion; per-session seq counters.
+    "CREATE TABLE tasks (
+        id              BLOB NOT NULL UNIQUE,
+        session         TEXT NOT NULL,
+        tool            TEXT NOT NULL,
+        arguments       TEXT NOT NULL,
+        timeout_ns      INTEGER NOT NULL,
+        idempotency_key TEXT,
+        created_at      INTEGER NOT NULL,
+        state           INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL,
+        started_at      INTEGER,
+        finished_at     INTEGER,
+        result          TEXT,
+        error_code      TEXT,
+        error_message   TEXT,
+        seq             INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_unfinished ON tasks (created_at) WHERE state < 2;
+    CREATE UNIQUE INDEX tasks_idempotency ON tasks (session, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX tasks_completions ON tasks (session, seq) WHERE seq > 0;
+    CREATE INDEX tasks_finished ON tasks (finished_at) WHERE seq > 0;
+    CREATE TABLE sessions (
+        session  TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+];
+
+/// Takes the data dir's lock file, or says who holds it.
+pub(super) fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_error(format!("cannot open the lock file {}", path.display()), e))?;
+    match fs4::FileExt::try_lock(&file) {
+        Ok(()) => {}
+        Err(fs4::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let by = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (process {holder})")
+            };
+            return Err(StoreError::Unavailable(format!(
+                "the data dir {} is in use by another errand server{by}: stop that server or \
+                 choose another --data-dir",
+                data_dir.display()
+            )));
+        }
+        Err(fs4::TryLockError::Error(e)) => {
+            return Err(io_error(format!("cannot lock {}", path.display()), e));
+        }
+    }
+    // Who holds the lock, for the message above; only a hint.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
+/// Opens the write connection: checks the file, migrates the schema.
+pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let err = |e| open_error(path, e);
+    let conn = Connection::open(path).map_err(err)?;
+    // Before any table exists this takes effect; on an existing file it is a
+    // no-op. It lets purges give space back to the file system.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+        .map_err(err)?;
+    let (app_id, version): (i32, i64) = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .and_then(|app| {
+            Ok((
+                app,
+                conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+            ))
+        })
+        .map_err(err)?;
+    if app_id != 0 && app_id != APPLICATION_ID || app_id == 0 && version != 0 {
+        return Err(StoreError::Internal(format!(
+            "{} is not an errand database (another program's SQLite file): move it away or \
+             choose another --data-dir",
+            path.display()
+        )));
+    }
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Internal(format!(
+            "{} has schema version {version}, newer than this errand knows ({known}): it was \
+             written by a newer errand; run that version or a later one",
+            path.display()
+        )));
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Internal(format!(
+            "{}: cannot switch to WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA journal_size_limit = 67108864;",
+    )
+    .map_err(err)?;
+    quick_check(&conn, path)?;
+    let mut conn = conn;
+    if version < known {
+        let tx = conn.transaction().map_err(err)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(err)?;
+            info!(version = i + 1, "store schema migrated");
+        }
+        tx.execute_batch(&format!(
+            "PRAGMA user_version = {known}; PRAGMA application_id = {APPLICATION_ID};"
+        ))
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// `PRAGMA quick_check`: a corrupt file is refused at start, not found out
+/// by a later write.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| open_error(path, e))?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Internal(format!(
+        "{} is corrupt ({}): restore it from a backup, or move it away to start empty",
+        path.display(),
+        problems.join("; ")
+    )))
+}

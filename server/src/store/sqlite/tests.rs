@@ -1,0 +1,408 @@
+//! SQLite-only behaviour: group commit, restarts, file problems.
+use std::sync::{Arc, mpsc};
+
+use futures::future::join_all;
+
+use super::*;
+use crate::model::TaskState;
+use crate::store::sql::{
+    PURGE_CHUNK,
+    batch::{MAX_BATCH, QUEUE_CAPACITY},
+};
+use crate::store::tests::{assert_same_task, at, finish_seq, insert_new, succeed, task};
+
+fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir).expect("open")
+}
+
+fn file_size(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(DB_FILE)).unwrap().len()
+}
+
+fn row_count(dir: &Path) -> i64 {
+    let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+    conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Stops the writer until the returned sender is dropped or sent to.
+fn hold_writer(store: &SqliteStore) -> mpsc::Sender<()> {
+    let (release, held) = mpsc::channel::<()>();
+    store.with_writer(move |_| {
+        let _ = held.recv();
+    });
+    release
+}
+
+async fn sent_reaches(store: &SqliteStore, n: u64) {
+    while store.stats().sent < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_shares_one_commit_among_queued_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let tasks: Vec<_> = (0..300).map(|i| task("s1", None, at(i))).collect();
+
+    let release = hold_writer(&store);
+    let sent = store.stats().sent;
+    let inserts: Vec<_> = tasks
+        .iter()
+        .cloned()
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move { insert_new(&*store, &t).await })
+        })
+        .collect();
+    sent_reaches(&store, sent + 300).await;
+    let commits = store.stats().commits;
+    drop(release);
+    for h in inserts {
+        h.await.unwrap();
+    }
+    assert_eq!(
+        store.stats().commits,
+        commits + 1,
+        "300 queued inserts, one commit"
+    );
+
+    // Results (and dispatch records) batch the same way.
+    let release = hold_writer(&store);
+    let sent = store.stats().sent;
+    for t in &tasks {
+        store.record_dispatch(t.id, 1, at(500));
+    }
+    let finishes: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            let store = store.clone();
+            let finish = succeed(t, at(1000));
+            tokio::spawn(async move { finish_seq(&*store, &finish).await })
+        })
+        .collect();
+    sent_reaches(&store, sent + 600).await;
+    let commits = store.stats().commits;
+    drop(release);
+    let mut seqs = Vec::new();
+    for h in finishes {
+        seqs.push(h.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
+    assert_eq!(
+        store.stats().commits,
+        commits + 1,
+        "600 queued changes, one commit"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tasks: Vec<_> = (0..MAX_BATCH + 10)
+        .map(|i| task("s1", None, at(i as u64)))
+        .collect();
+    let release = hold_writer(&store);
+    let commits = store.stats().commits;
+    let inserts = join_all(tasks.iter().map(|t| store.insert_task(t)));
+    let release_later = async {
+        sent_reaches(&store, (MAX_BATCH + 11) as u64).await;
+        drop(release);
+    };
+    let (results, ()) = tokio::join!(inserts, release_later);
+    assert!(results.iter().all(|r| matches!(r, Ok(Inserted::New))));
+    assert_eq!(store.stats().commits, commits + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_holds_writes_back_but_never_a_dispatch_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let running = task("s1", None, at(0));
+    insert_new(&*store, &running).await;
+
+    let release = hold_writer(&store);
+    let sent = store.stats().sent;
+    let inserts: Vec<_> = (0..QUEUE_CAPACITY + 10)
+        .map(|i| {
+            let store = store.clone();
+            let t = task("s2", None, at(i as u64 + 1));
+            tokio::spawn(async move { insert_new(&*store, &t).await })
+        })
+        .collect();
+    sent_reaches(&store, sent + QUEUE_CAPACITY as u64).await;
+    // The queue is full; this is what the scheduler does under its lock.
+    store.record_dispatch(running.id, 1, at(5));
+    drop(release);
+    for h in inserts {
+        h.await.unwrap();
+    }
+    let stored = store.get_task(running.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, TaskState::Running);
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.started_at, Some(at(5)));
+}
+
+#[tokio::test]
+async fn restart_keeps_seq_completions_and_unfinished_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (queued, running, done1, done2) = (
+        task("s1", None, at(1)),
+        task("s1", None, at(2)),
+        task("s1", None, at(3)),
+        task("s1", None, at(4)),
+    );
+    {
+        let store = open(dir.path());
+        for t in [&queued, &running, &done1, &done2] {
+            insert_new(&store, t).await;
+        }
+        store.record_dispatch(running.id, 1, at(5));
+        assert_eq!(finish_seq(&store, &succeed(&done1, at(6))).await, 1);
+        assert_eq!(finish_seq(&store, &succeed(&done2, at(7))).await, 2);
+        // Dropped without waiting for the dispatch record: the writer
+        // drains what is queued before it stops.
+    }
+    let store = open(dir.path());
+    let unfinished = store.unfinished_tasks().await.unwrap();
+    assert_eq!(unfinished.len(), 2);
+    assert_same_task(&unfinished[0], &queued);
+    assert_eq!(unfinished[1].id, running.id);
+    assert_eq!(unfinished[1].state, TaskState::Running);
+    assert_eq!(unfinished[1].attempts, 1);
+    assert_eq!(unfinished[1].started_at, Some(at(5)));
+    let completions = store.completions_after("s1", 0, 10).await.unwrap();
+    assert_eq!(
+        completions.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(completions[0].task_id, done1.id);
+    assert_eq!(finish_seq(&store, &succeed(&queued, at(8))).await, 3);
+
+    // An acknowledged, then purged-idle session keeps counting after a
+    // restart: seqs never repeat.
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 3);
+    assert_eq!(finish_seq(&store, &succeed(&running, at(9))).await, 4);
+    assert_eq!(store.purge_finished_before(at(100)).await.unwrap(), 1);
+    drop(store);
+    let store = open(dir.path());
+    assert!(store.unfinished_tasks().await.unwrap().is_empty());
+    let t = task("s1", None, at(10));
+    insert_new(&store, &t).await;
+    assert_eq!(finish_seq(&store, &succeed(&t, at(11))).await, 5);
+}
+
+#[tokio::test]
+async fn idempotency_key_holds_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = task("s1", Some("retry-me"), at(1));
+    insert_new(&open(dir.path()), &first).await;
+    let store = open(dir.path());
+    match store
+        .insert_task(&task("s1", Some("retry-me"), at(2)))
+        .await
+        .unwrap()
+    {
+        Inserted::Existing(t) => assert_same_task(&t, &first),
+        Inserted::New => panic!("the key was forgotten across a restart"),
+    }
+    insert_new(&store, &task("s2", Some("retry-me"), at(3))).await;
+}
+
+#[tokio::test]
+async fn ack_and_purge_shrink_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(4000));
+    let fill = |store: Arc<SqliteStore>, round: u64| {
+        let big = big.clone();
+        async move {
+            let tasks: Vec<_> = (0..1000)
+                .map(|i| {
+                    let mut t = task(if i % 2 == 0 { "a" } else { "b" }, None, at(round));
+                    t.arguments = big.as_str().into();
+                    t
+                })
+                .collect();
+            join_all(tasks.iter().map(|t| insert_new(&*store, t))).await;
+            let finishes: Vec<_> = tasks.iter().map(|t| succeed(t, at(round))).collect();
+            join_all(finishes.iter().map(|f| store.finish_task(f)))
+                .await
+                .into_iter()
+                .for_each(|r| assert!(r.unwrap().is_some()));
+        }
+    };
+    let store = Arc::new(open(dir.path()));
+    fill(store.clone(), 0).await;
+    drop(store);
+    let full = file_size(dir.path());
+    assert!(full > 4_000_000, "1000 tasks of 4 kB take {full} bytes");
+
+    let store = Arc::new(open(dir.path()));
+    assert_eq!(store.ack_completions("a", 500).await.unwrap(), 500);
+    assert_eq!(store.purge_finished_before(at(1)).await.unwrap(), 500);
+    drop(store);
+    assert_eq!(row_count(dir.path()), 0);
+    let empty = file_size(dir.path());
+    assert!(
+        empty < full / 4,
+        "emptied file is {empty} bytes, full was {full}"
+    );
+
+    // Fill and purge again and again: the file stays the same size.
+    for round in 1..4 {
+        let store = Arc::new(open(dir.path()));
+        fill(store.clone(), round).await;
+        assert_eq!(
+            store.purge_finished_before(at(round + 1)).await.unwrap(),
+            1000
+        );
+    }
+    assert!(file_size(dir.path()) < full / 4);
+    assert_eq!(row_count(dir.path()), 0);
+}
+
+#[tokio::test]
+async fn a_large_purge_runs_in_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let n = PURGE_CHUNK as usize * 2 + 7;
+    let tasks: Vec<_> = (0..n).map(|i| task("s1", None, at(i as u64))).collect();
+    join_all(tasks.iter().map(|t| insert_new(&store, t))).await;
+    let finishes: Vec<_> = tasks.iter().map(|t| succeed(t, at(1))).collect();
+    join_all(finishes.iter().map(|f| store.finish_task(f))).await;
+    let commits = store.stats().commits;
+    assert_eq!(store.purge_finished_before(at(2)).await.unwrap(), n as u64);
+    assert_eq!(store.stats().commits, commits + 3);
+    assert!(
+        store
+            .completions_after("s1", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(conn);
+    let err = SqliteStore::open(dir.path()).err().expect("refused");
+    assert!(matches!(err, StoreError::Internal(_)));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("schema version 99") && msg.contains("newer"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_locked_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = SqliteStore::open(dir.path()).err().expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)));
+    let msg = err.to_string();
+    assert!(msg.contains("in use by another errand server"), "{msg}");
+    assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+    drop(first);
+    drop(open(dir.path()));
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DB_FILE), "not a database ".repeat(500)).unwrap();
+    let msg = SqliteStore::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(msg.contains("not a readable errand database"), "{msg}");
+}
+
+#[test]
+fn another_programs_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let msg = SqliteStore::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(msg.contains("not an errand database"), "{msg}");
+}
+
+#[tokio::test]
+async fn corrupt_pages_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let tasks: Vec<_> = (0..500).map(|i| task("s1", None, at(i))).collect();
+        join_all(tasks.iter().map(|t| insert_new(&store, t))).await;
+    }
+    let path = dir.path().join(DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 40_000);
+    // Scribble over pages in the middle of the file.
+    bytes[20_000..36_000].fill(0x5a);
+    std::fs::write(&path, bytes).unwrap();
+    let msg = SqliteStore::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        msg.contains("corrupt") || msg.contains("not a readable"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_call_with_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let small = task("s1", None, at(1));
+    insert_new(&store, &small).await;
+    // SQLite's page limit gives the same SQLITE_FULL as ENOSPC does.
+    store.with_writer(|conn| {
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    });
+    let mut big = task("s1", None, at(2));
+    big.arguments = format!(r#"{{"x":"{}"}}"#, "y".repeat(200_000)).into();
+    let err = store.insert_task(&big).await.expect_err("full");
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+    assert!(err.to_string().contains("full"), "{err}");
+
+    // Nothing half-done; the store goes on once there is room.
+    assert!(store.get_task(big.id).await.unwrap().is_none());
+    assert!(store.get_task(small.id).await.unwrap().is_some());
+    store.with_writer(|conn| {
+        let _: i64 = conn
+            .query_row("PRAGMA max_page_count = 1073741823", [], |r| r.get(0))
+            .unwrap();
+    });
+    insert_new(&store, &big).await;
+    assert_eq!(finish_seq(&store, &succeed(&small, at(3))).await, 1);
+}
+
+#[test]
+fn open_creates_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/data");
+    drop(open(&nested));
+    assert!(nested.join(DB_FILE).is_file());
+    assert!(nested.join(LOCK_FILE).is_file());
+}

@@ -1,0 +1,289 @@
+//! The writer thread: group commit over the one write connection.
+use std::{sync::Arc, time::SystemTime};
+
+use rusqlite::{Connection, params};
+use tracing::{error, warn};
+use uuid::Uuid;
+
+use super::errors::store_error;
+use super::rows::{dispatch, finish_task, insert, purge_step, reclaim_space};
+use crate::model::{CompletionRecord, Finish, TaskRecord};
+use crate::store::sql::{
+    Purge,
+    batch::{self, Counters, MAX_BATCH, Reply},
+    codec::to_i64,
+};
+use crate::store::{Inserted, StoreError};
+
+/// One change for the writer.
+pub(super) enum Op {
+    Insert(Box<TaskRecord>, Reply<Inserted>),
+    /// Made by the writer from the queue's dispatch records, never sent.
+    Dispatch {
+        task_id: Uuid,
+        attempt: u32,
+        at: SystemTime,
+    },
+    Finish(Box<Finish>, Reply<Option<CompletionRecord>>),
+    Ack {
+        session: String,
+        up_to_seq: u64,
+        reply: Reply<u64>,
+    },
+    /// Deletes in chunks of `PURGE_CHUNK`; a step that filled its chunk
+    /// goes round again with the next batch, so a big purge never holds up
+    /// submits for long.
+    Purge(Purge, Reply<u64>),
+    /// Runs on the writer's connection outside any batch (tests).
+    #[cfg(test)]
+    Exec(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+/// What a change does once its batch is committed (or failed).
+type Answer = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
+
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Answer {
+    Box::new(move |commit| {
+        let result = match commit {
+            Ok(()) => result,
+            Err(e) => Err(e.clone()),
+        };
+        // A caller that stopped waiting is no error: the change is made.
+        let _ = reply.send(result);
+    })
+}
+
+/// What applying one change gave: its answer, and maybe a purge to continue.
+struct Applied {
+    answer: Option<Answer>,
+    more: Option<Op>,
+    failed: Option<StoreError>,
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    counters: Arc<Counters>,
+    /// Whether commits run with `synchronous = FULL` (an fsync each).
+    synced_commits: bool,
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, counters: Arc<Counters>) -> Self {
+        Self {
+            conn,
+            counters,
+            synced_commits: true,
+        }
+    }
+
+    pub(super) fn run(mut self, mut rx: batch::Receiver<Op>) {
+        // Changes received but not yet applied, in arrival order; a purge
+        // with more to do goes back at the end. Stops once every sender is
+        // gone (the store closed) and nothing is left.
+        let mut pending: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+        while rx.blocking_fill(&mut pending) {
+            #[cfg(test)]
+            if matches!(pending.first(), Some(Op::Exec(_))) {
+                if let Op::Exec(f) = pending.remove(0) {
+                    f(&self.conn);
+                }
+                continue;
+            }
+            #[cfg(test)]
+            let end = (pending.iter())
+                .position(|op| matches!(op, Op::Exec(_)))
+                .unwrap_or(pending.len());
+            #[cfg(not(test))]
+            let end = pending.len();
+            // Dispatch records first: each is of a task already committed,
+            // and must land before any later change of that task.
+            let dispatches = rx.take_dispatches();
+            // Records merged into one count as applied with it.
+            let merged = dispatches
+                .records
+                .saturating_sub(dispatches.latest.len() as u64);
+            let mut batch: Vec<Op> = Vec::with_capacity(dispatches.latest.len() + end);
+            batch.extend(
+                dispatches
+                    .latest
+                    .into_iter()
+                    .map(|(task_id, (attempt, at))| Op::Dispatch {
+                        task_id,
+                        attempt,
+                        at,
+                    }),
+            );
+            batch.extend(pending.drain(..end));
+            self.counters.applied(merged);
+            if batch.is_empty() {
+                continue;
+            }
+            if let Some(more) = self.apply_batch(&mut batch) {
+                pending.push(more);
+            }
+        }
+        // Closing the writer connection checkpoints the WAL into the file.
+        if let Err((_, e)) = self.conn.close() {
+            error!(error = %e, "closing the store failed");
+        }
+    }
+
+    /// Applies `batch` in one transaction and answers each change after the
+    /// commit. Returns a purge that has more to do.
+    fn apply_batch(&mut self, batch: &mut Vec<Op>) -> Option<Op> {
+        let count = batch.len() as u64;
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let mut more = None;
+        // A batch of dispatch records only answers nobody: commit it without
+        // an fsync. The next synchronous commit syncs the WAL, these frames
+        // included; a crash before that only forgets some dispatches, which
+        // recovery treats as queued tasks.
+        let sync = batch.iter().any(|op| !matches!(op, Op::Dispatch { .. }));
+        if sync != self.synced_commits {
+            let mode = if sync { "FULL" } else { "NORMAL" };
+            if let Err(e) = self
+                .conn
+                .execute_batch(&format!("PRAGMA synchronous = {mode}"))
+            {
+                error!(error = %e, "setting the store's synchronous mode failed");
+            } else {
+                self.synced_commits = sync;
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = store_error(e);
+            error!(error = %e, "starting a store transaction failed");
+            for op in batch.drain(..) {
+                fail(op, &e);
+            }
+            self.counters.applied(count);
+            return None;
+        }
+        let mut ops = std::mem::take(batch).into_iter();
+        while let Some(op) = ops.next() {
+            let applied = self.apply(op);
+            if let Some(next) = applied.more {
+                more = Some(next);
+            }
+            if let Some(a) = applied.answer {
+                answers.push(a);
+            }
+            if let Some(e) = applied.failed
+                && self.conn.is_autocommit()
+            {
+                // SQLite gave up the whole transaction (e.g. SQLITE_FULL):
+                // nothing before this change is stored either.
+                for a in answers.drain(..) {
+                    a(Err(&e));
+                }
+                if let Some(op) = more.take() {
+                    fail(op, &e);
+                }
+                if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                    let e = store_error(e);
+                    for op in ops {
+                        fail(op, &e);
+                    }
+                    self.counters.applied(count);
+                    return None;
+                }
+            }
+        }
+        let commit = self.conn.execute_batch("COMMIT").map_err(store_error);
+        if let Err(e) = &commit {
+            error!(error = %e, "committing to the store failed");
+            // A failed COMMIT may leave the transaction open: end it.
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+        } else {
+            self.counters.committed();
+        }
+        self.counters.applied(count);
+        for a in answers {
+            a(commit.as_ref().map(|_| ()));
+        }
+        // A failed commit loses the purge step too; its caller is told.
+        if commit.is_err() { None } else { more }
+    }
+
+    fn apply(&mut self, op: Op) -> Applied {
+        let conn = &self.conn;
+        let (answer, more, failed) = match op {
+            Op::Insert(task, reply) => {
+                let r = insert(conn, &task).map_err(store_error);
+                let failed = r.as_ref().err().cloned();
+                (Some(self::answer(reply, r)), None, failed)
+            }
+            Op::Dispatch {
+                task_id,
+                attempt,
+                at,
+            } => {
+                let r = dispatch(conn, task_id, attempt, at).map_err(store_error);
+                let failed = r.err();
+                if let Some(e) = &failed {
+                    warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+                }
+                (None, None, failed)
+            }
+            Op::Finish(finish, reply) => {
+                let r = finish_task(conn, &finish).map_err(store_error);
+                let failed = r.as_ref().err().cloned();
+                (Some(self::answer(reply, r)), None, failed)
+            }
+            Op::Ack {
+                session,
+                up_to_seq,
+                reply,
+            } => {
+                let r = conn
+                    .prepare_cached(
+                        "DELETE FROM tasks WHERE session = ?1 AND seq > 0 AND seq <= ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![session, to_i64(up_to_seq)]))
+                    .map(|n| n as u64)
+                    .map_err(store_error);
+                let failed = r.as_ref().err().cloned();
+                (Some(self::answer(reply, r)), None, failed)
+            }
+            Op::Purge(mut purge, reply) => match purge_step(conn, purge.cutoff) {
+                Ok(n) if purge.step(n) => (None, Some(Op::Purge(purge, reply)), None),
+                Ok(_) => {
+                    if let Err(e) = reclaim_space(conn) {
+                        warn!(error = %e, "returning free space to the file system failed");
+                    }
+                    (Some(self::answer(reply, Ok(purge.removed))), None, None)
+                }
+                Err(e) => {
+                    let e = store_error(e);
+                    (Some(self::answer(reply, Err(e.clone()))), None, Some(e))
+                }
+            },
+            #[cfg(test)]
+            Op::Exec(f) => {
+                f(conn);
+                (None, None, None)
+            }
+        };
+        Applied {
+            answer,
+            more,
+            failed,
+        }
+    }
+}
+
+/// Answers a change that could not be applied.
+fn fail(op: Op, e: &StoreError) {
+    match op {
+        Op::Insert(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Finish(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Ack { reply, .. } | Op::Purge(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Dispatch { task_id, .. } => {
+            warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+        }
+        #[cfg(test)]
+        Op::Exec(_) => {}
+    }
+}
