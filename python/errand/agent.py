@@ -234,7 +234,7 @@ class AsyncAgent(TurnLoop):
     async def _start(self) -> AsyncAgent:
         if self._closed:
             raise ClosedError("the AsyncAgent is closed")
-        if self._runner is not None:
+        if self._loop is not None:  # started, or starting (set before any await below)
             return self
         self._wake = asyncio.Event()
         self._user_arrived = asyncio.Event()
@@ -427,6 +427,8 @@ class AsyncAgent(TurnLoop):
         The stream listener calls this; call it yourself to feed completions
         from elsewhere. Waits while `max_pending` results are held.
         """
+        if self._space is None:
+            await self._start()
         assert self._space is not None and self._wake is not None
         while len(self._results) >= self.max_pending:
             self._space.clear()
