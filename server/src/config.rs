@@ -1,39 +1,59 @@
-//! Server configuration: every limit and default in one place.
+//! Server configuration: every tunable of the server, its default (written
+//! here once) and its check ([`Config::validate`]).
+//!
+//! `errand serve` takes its flag defaults from [`Config::default`] and has
+//! one flag per field, named after it (`max_attempts` is `--max-attempts`,
+//! durations carry their unit: `default_timeout` is `--default-timeout-ms`).
+//! What the server is handed at run time rather than configured with (the
+//! loaded tokens, TLS material, a bound metrics listener) is
+//! `server::Options`.
 use std::time::Duration;
 
 /// How the server behaves. `Default` gives the values `errand serve` uses.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub limits: Limits,
-    /// Timeout of a run when neither the submit nor the tool sets one.
+    /// Timeout of a run when neither the submit nor the tool sets one; at
+    /// most `limits.max_timeout`.
     pub default_timeout: Duration,
-    /// Dispatches of one task before a lost worker fails it for good.
+    /// Dispatches of one task before a lost worker fails it for good; ≥ 1.
     pub max_attempts: u32,
     /// How long finished tasks and their completions are kept.
     pub retention: Duration,
-    /// How often expired tasks and completions are purged.
+    /// How often expired tasks and completions are purged; > 0.
     pub purge_interval: Duration,
-    /// How long a connecting worker may take to send `Register`.
+    /// How long a connecting worker may take to send `Register`; > 0.
     pub register_timeout: Duration,
     /// On shutdown, how long running tasks may take to finish before the
     /// server stops anyway (they are then run again at the next start).
     pub shutdown_grace: Duration,
+    /// The PostgreSQL store's settings (used with `--store postgres`).
+    pub postgres: PostgresOptions,
 }
 
-/// Bounds on what clients may make the server hold.
+/// Bounds on what clients may make the server hold. Sizes are in bytes;
+/// every bound is at least 1.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Longest session ID.
     pub max_session_id_bytes: usize,
+    /// Longest idempotency key.
     pub max_idempotency_key_bytes: usize,
+    /// Largest `arguments_json` of a submit.
     pub max_arguments_bytes: usize,
+    /// Largest result (or error message) a worker may send.
     pub max_result_bytes: usize,
     /// Queued plus running tasks of one session.
     pub max_pending_per_session: usize,
-    /// Largest gRPC message accepted, in bytes.
+    /// Largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
+    /// Tools one worker may register.
     pub max_tools_per_worker: usize,
+    /// Highest `max_concurrency` a worker may register with.
     pub max_worker_concurrency: u32,
+    /// Longest tool description.
     pub max_description_bytes: usize,
+    /// Largest tool input JSON Schema.
     pub max_schema_bytes: usize,
     /// Longest timeout a submit or a tool may set.
     pub max_timeout: Duration,
@@ -51,6 +71,30 @@ pub struct Limits {
     pub stream_buffer: usize,
 }
 
+/// How the PostgreSQL store behaves; `Default` is what `errand serve` uses.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// How long a claimed task stays this server's without a renewal;
+    /// at least [`MIN_LEASE`].
+    pub lease: Duration,
+    /// Unfinished tasks one session may have, across all servers.
+    /// [`Config::postgres_options`] sets it from `limits.max_pending_per_session`.
+    pub max_pending_per_session: usize,
+    /// Connections in the pool (reads, claims, renewals; the writer takes
+    /// one); at least 2.
+    pub pool_size: usize,
+    /// Give up connecting at start after this long (`None`: keep trying).
+    pub connect_timeout: Option<Duration>,
+}
+
+/// The shortest lease: renewals run at a third of it, and a shorter one
+/// would have servers take each other's tasks under ordinary load.
+pub const MIN_LEASE: Duration = Duration::from_millis(300);
+
+/// The longest duration any setting may have (10 years): longer ones would
+/// overflow the clock arithmetic they feed.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -61,6 +105,7 @@ impl Default for Config {
             purge_interval: Duration::from_secs(60),
             register_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            postgres: PostgresOptions::default(),
         }
     }
 }
@@ -85,5 +130,232 @@ impl Default for Limits {
             submits_per_second_per_token: 1000,
             stream_buffer: 64,
         }
+    }
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(10),
+            max_pending_per_session: Limits::default().max_pending_per_session,
+            pool_size: 8,
+            connect_timeout: None,
+        }
+    }
+}
+
+/// A setting `errand serve` cannot run with: which flag, and what to fix.
+/// Displays as `invalid --FLAG (ERRAND_FLAG): PROBLEM`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --{flag} ({env}): {problem}", env = self.env())]
+pub struct ConfigError {
+    /// The `errand serve` flag of the setting, without `--`.
+    pub flag: &'static str,
+    /// What is wrong with the value and what it must be.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// The flag's environment variable: `ERRAND_` and the flag in capitals
+    /// (`--max-attempts` is `ERRAND_MAX_ATTEMPTS`).
+    pub fn env(&self) -> String {
+        format!("ERRAND_{}", self.flag.to_uppercase().replace('-', "_"))
+    }
+}
+
+impl Config {
+    /// Checks every setting, returning the first one that is out of range.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag: a count or size of 0, a duration
+    /// of 0 where the server needs a positive one or one over
+    /// [`MAX_DURATION`], `max_attempts` 0, a lease under [`MIN_LEASE`], a
+    /// pool under 2 connections, or a default timeout over `max_timeout`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (flag, value) in [
+            ("max-session-id-bytes", l.max_session_id_bytes),
+            ("max-idempotency-key-bytes", l.max_idempotency_key_bytes),
+            ("max-arguments-bytes", l.max_arguments_bytes),
+            ("max-result-bytes", l.max_result_bytes),
+            ("max-pending-per-session", l.max_pending_per_session),
+            ("max-message-bytes", l.max_message_bytes),
+            ("max-tools-per-worker", l.max_tools_per_worker),
+            ("max-worker-concurrency", l.max_worker_concurrency as usize),
+            ("max-description-bytes", l.max_description_bytes),
+            ("max-schema-bytes", l.max_schema_bytes),
+            ("max-pending-per-tenant", l.max_pending_per_tenant),
+            ("max-streams-per-tenant", l.max_streams_per_tenant),
+            ("max-workers-per-tenant", l.max_workers_per_tenant),
+            ("stream-buffer", l.stream_buffer),
+            ("max-attempts", self.max_attempts as usize),
+        ] {
+            at_least(flag, value, 1)?;
+        }
+        at_least("database-pool-size", self.postgres.pool_size, 2)?;
+        for (flag, value, positive) in [
+            ("max-timeout-ms", l.max_timeout, true),
+            ("default-timeout-ms", self.default_timeout, true),
+            ("retention-secs", self.retention, false),
+            ("purge-interval-ms", self.purge_interval, true),
+            ("register-timeout-ms", self.register_timeout, true),
+            ("shutdown-grace-secs", self.shutdown_grace, false),
+            ("lease-ms", self.postgres.lease, true),
+        ] {
+            duration(flag, value, positive)?;
+        }
+        if let Some(timeout) = self.postgres.connect_timeout {
+            duration("database-connect-timeout-ms", timeout, true)?;
+        }
+        if self.default_timeout > l.max_timeout {
+            return Err(ConfigError {
+                flag: "default-timeout-ms",
+                problem: format!(
+                    "{} ms is over --max-timeout-ms ({} ms): a default no submit could ask for; \
+                     lower it or raise --max-timeout-ms",
+                    self.default_timeout.as_millis(),
+                    l.max_timeout.as_millis()
+                ),
+            });
+        }
+        if self.postgres.lease < MIN_LEASE {
+            return Err(ConfigError {
+                flag: "lease-ms",
+                problem: format!(
+                    "{} ms is under the shortest lease, {} ms",
+                    self.postgres.lease.as_millis(),
+                    MIN_LEASE.as_millis()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL store's options, with the per-session bound taken from
+    /// `limits` so the store and the scheduler enforce one number.
+    pub fn postgres_options(&self) -> PostgresOptions {
+        PostgresOptions {
+            max_pending_per_session: self.limits.max_pending_per_session,
+            ..self.postgres.clone()
+        }
+    }
+}
+
+fn at_least(flag: &'static str, value: usize, min: usize) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError {
+            flag,
+            problem: format!("{value} is below the minimum, {min}"),
+        });
+    }
+    Ok(())
+}
+
+fn duration(flag: &'static str, value: Duration, positive: bool) -> Result<(), ConfigError> {
+    if positive && value.is_zero() {
+        return Err(ConfigError {
+            flag,
+            problem: "must be more than 0".into(),
+        });
+    }
+    if value > MAX_DURATION {
+        return Err(ConfigError {
+            flag,
+            problem: format!(
+                "{} s is over the longest duration errand accepts, {} s (10 years)",
+                value.as_secs(),
+                MAX_DURATION.as_secs()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(change: impl FnOnce(&mut Config)) -> ConfigError {
+        let mut config = Config::default();
+        change(&mut config);
+        config.validate().expect_err("the change is invalid")
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(
+            Config::default().postgres.max_pending_per_session,
+            Limits::default().max_pending_per_session
+        );
+    }
+
+    #[test]
+    fn a_zero_bound_names_its_flag() {
+        let e = error(|c| c.max_attempts = 0);
+        assert_eq!(e.flag, "max-attempts");
+        assert_eq!(
+            e.to_string(),
+            "invalid --max-attempts (ERRAND_MAX_ATTEMPTS): 0 is below the minimum, 1"
+        );
+        assert_eq!(error(|c| c.limits.stream_buffer = 0).flag, "stream-buffer");
+        assert_eq!(
+            error(|c| c.limits.max_worker_concurrency = 0).flag,
+            "max-worker-concurrency"
+        );
+        assert_eq!(
+            error(|c| c.limits.max_result_bytes = 0).flag,
+            "max-result-bytes"
+        );
+        assert_eq!(
+            error(|c| c.postgres.pool_size = 1).to_string(),
+            "invalid --database-pool-size (ERRAND_DATABASE_POOL_SIZE): 1 is below the minimum, 2"
+        );
+    }
+
+    #[test]
+    fn durations_must_be_positive_where_needed_and_bounded() {
+        assert_eq!(
+            error(|c| c.purge_interval = Duration::ZERO).to_string(),
+            "invalid --purge-interval-ms (ERRAND_PURGE_INTERVAL_MS): must be more than 0"
+        );
+        assert_eq!(
+            error(|c| c.register_timeout = Duration::ZERO).flag,
+            "register-timeout-ms"
+        );
+        let e = error(|c| c.retention = MAX_DURATION + Duration::from_secs(1));
+        assert_eq!(e.flag, "retention-secs");
+        assert!(e.problem.contains("10 years"), "{e}");
+        assert_eq!(
+            error(|c| c.postgres.connect_timeout = Some(Duration::ZERO)).flag,
+            "database-connect-timeout-ms"
+        );
+        // Zero retention (purge at once) and zero grace (stop at once) are
+        // choices, not mistakes.
+        let config = Config {
+            retention: Duration::ZERO,
+            shutdown_grace: Duration::ZERO,
+            ..Config::default()
+        };
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_short_lease_and_a_default_over_the_maximum_are_refused() {
+        let e = error(|c| c.postgres.lease = Duration::from_millis(299));
+        assert_eq!(
+            e.to_string(),
+            "invalid --lease-ms (ERRAND_LEASE_MS): 299 ms is under the shortest lease, 300 ms"
+        );
+        let e = error(|c| c.default_timeout = c.limits.max_timeout + Duration::from_millis(1));
+        assert_eq!(e.flag, "default-timeout-ms");
+        assert!(e.problem.contains("--max-timeout-ms"), "{e}");
+    }
+
+    #[test]
+    fn the_store_enforces_the_session_bound_of_the_limits() {
+        let mut config = Config::default();
+        config.limits.max_pending_per_session = 7;
+        assert_eq!(config.postgres_options().max_pending_per_session, 7);
     }
 }

@@ -71,29 +71,8 @@ mod schema;
 mod tests;
 mod writer;
 
-/// How the store behaves; `Default` is what `errand serve` uses.
-#[derive(Debug, Clone)]
-pub struct PostgresOptions {
-    /// How long a claimed task stays this server's without a renewal.
-    pub lease: Duration,
-    /// Unfinished tasks one session may have, across all servers.
-    pub max_pending_per_session: usize,
-    /// Connections in the pool (reads, claims, renewals; the writer takes one).
-    pub pool_size: usize,
-    /// Give up connecting at start after this long (`None`: keep trying).
-    pub connect_timeout: Option<Duration>,
-}
-
-impl Default for PostgresOptions {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(10),
-            max_pending_per_session: 10_000,
-            pool_size: 8,
-            connect_timeout: None,
-        }
-    }
-}
+/// How the store behaves: part of the one server configuration.
+pub use crate::config::PostgresOptions;
 
 /// A store on PostgreSQL, shared by every server pointed at the database.
 pub struct PostgresStore {

@@ -1,0 +1,309 @@
+//! The flags of `errand serve`: one per setting of the server's `Config`,
+//! each with an `ERRAND_*` environment variable, and defaults read from
+//! `Config::default()` so they are written once, in the server crate.
+use std::{path::PathBuf, sync::LazyLock, time::Duration};
+
+use clap::{Args as ClapArgs, ValueEnum};
+use errand_server::config::{Config, ConfigError, Limits, PostgresOptions};
+
+static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Address to listen on. Port 0 picks a free port; the chosen address is
+    /// printed as "errand listening on ADDR".
+    #[arg(long, env = "ERRAND_LISTEN", default_value = "127.0.0.1:7466")]
+    pub listen: String,
+    /// Where the durable store keeps its data.
+    #[arg(long, env = "ERRAND_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Where tasks and completions are kept.
+    #[arg(long, env = "ERRAND_STORE", value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+    /// The PostgreSQL database of `--store postgres`, as a URL
+    /// (postgres://USER[:PASSWORD]@HOST:PORT/DBNAME) or key=value string.
+    /// Every server pointed at one database acts as one service.
+    #[arg(long, env = "ERRAND_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// With --store postgres: how long a task claimed by this server stays
+    /// its own without renewal; a server that dies loses its tasks to the
+    /// others after this long. At least 300.
+    #[arg(long, env = "ERRAND_LEASE_MS", default_value_t = ms(DEFAULTS.postgres.lease))]
+    pub lease_ms: u64,
+    /// With --store postgres: connections in the pool (reads, claims,
+    /// renewals; the writer takes one). At least 2.
+    #[arg(long, env = "ERRAND_DATABASE_POOL_SIZE", default_value_t = DEFAULTS.postgres.pool_size)]
+    pub database_pool_size: usize,
+    /// With --store postgres: give up at start when the database is still
+    /// unreachable after this many milliseconds (default: keep trying).
+    #[arg(long, env = "ERRAND_DATABASE_CONNECT_TIMEOUT_MS")]
+    pub database_connect_timeout_ms: Option<u64>,
+    /// Serve a non-loopback address with no authentication. Anyone who can
+    /// reach the address can then submit tasks and serve tools.
+    #[arg(
+        long,
+        env = "ERRAND_ALLOW_UNAUTHENTICATED",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_unauthenticated: bool,
+    /// Require bearer tokens listed (hashed) in this file; see `errand token new`.
+    #[arg(long, env = "ERRAND_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM). Needs --tls-key.
+    #[arg(long, env = "ERRAND_SERVE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "ERRAND_SERVE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "ERRAND_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, env = "ERRAND_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// On SIGTERM, how long running tasks may take to finish before exiting, in seconds.
+    #[arg(long, env = "ERRAND_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULTS.shutdown_grace.as_secs())]
+    pub shutdown_grace_secs: u64,
+    /// Timeout of a run when neither the submit nor the tool sets one, in
+    /// milliseconds. At most --max-timeout-ms.
+    #[arg(long, env = "ERRAND_DEFAULT_TIMEOUT_MS", default_value_t = ms(DEFAULTS.default_timeout))]
+    pub default_timeout_ms: u64,
+    /// Longest timeout a submit or a tool may set, in milliseconds.
+    #[arg(long, env = "ERRAND_MAX_TIMEOUT_MS", default_value_t = ms(DEFAULTS.limits.max_timeout))]
+    pub max_timeout_ms: u64,
+    /// Dispatches of one task before a lost worker fails it. At least 1.
+    #[arg(long, env = "ERRAND_MAX_ATTEMPTS", default_value_t = DEFAULTS.max_attempts)]
+    pub max_attempts: u32,
+    /// How long a connecting worker may take to register, in milliseconds.
+    #[arg(long, env = "ERRAND_REGISTER_TIMEOUT_MS", default_value_t = ms(DEFAULTS.register_timeout))]
+    pub register_timeout_ms: u64,
+    /// Queued plus running tasks allowed per session.
+    #[arg(long, env = "ERRAND_MAX_PENDING_PER_SESSION", default_value_t = DEFAULTS.limits.max_pending_per_session)]
+    pub max_pending_per_session: usize,
+    /// Queued plus running tasks allowed per tenant, all sessions together.
+    #[arg(long, env = "ERRAND_MAX_PENDING_PER_TENANT", default_value_t = DEFAULTS.limits.max_pending_per_tenant)]
+    pub max_pending_per_tenant: usize,
+    /// Open Completions streams allowed per tenant.
+    #[arg(long, env = "ERRAND_MAX_STREAMS_PER_TENANT", default_value_t = DEFAULTS.limits.max_streams_per_tenant)]
+    pub max_streams_per_tenant: usize,
+    /// Connected workers allowed per tenant.
+    #[arg(long, env = "ERRAND_MAX_WORKERS_PER_TENANT", default_value_t = DEFAULTS.limits.max_workers_per_tenant)]
+    pub max_workers_per_tenant: usize,
+    /// SubmitTool calls per second per token (bursts of one second's worth;
+    /// 0: no limit). Applies with --tokens-file.
+    #[arg(long, env = "ERRAND_SUBMITS_PER_SECOND", default_value_t = DEFAULTS.limits.submits_per_second_per_token)]
+    pub submits_per_second: u32,
+    /// Longest session ID accepted, in bytes.
+    #[arg(long, env = "ERRAND_MAX_SESSION_ID_BYTES", default_value_t = DEFAULTS.limits.max_session_id_bytes)]
+    pub max_session_id_bytes: usize,
+    /// Longest idempotency key accepted, in bytes.
+    #[arg(long, env = "ERRAND_MAX_IDEMPOTENCY_KEY_BYTES", default_value_t = DEFAULTS.limits.max_idempotency_key_bytes)]
+    pub max_idempotency_key_bytes: usize,
+    /// Largest arguments_json accepted, in bytes.
+    #[arg(long, env = "ERRAND_MAX_ARGUMENTS_BYTES", default_value_t = DEFAULTS.limits.max_arguments_bytes)]
+    pub max_arguments_bytes: usize,
+    /// Largest result (or error message) a worker may send, in bytes; a
+    /// larger one fails the task.
+    #[arg(long, env = "ERRAND_MAX_RESULT_BYTES", default_value_t = DEFAULTS.limits.max_result_bytes)]
+    pub max_result_bytes: usize,
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "ERRAND_MAX_MESSAGE_BYTES", default_value_t = DEFAULTS.limits.max_message_bytes)]
+    pub max_message_bytes: usize,
+    /// Tools one worker may register.
+    #[arg(long, env = "ERRAND_MAX_TOOLS_PER_WORKER", default_value_t = DEFAULTS.limits.max_tools_per_worker)]
+    pub max_tools_per_worker: usize,
+    /// Highest max_concurrency a worker may register with.
+    #[arg(long, env = "ERRAND_MAX_WORKER_CONCURRENCY", default_value_t = DEFAULTS.limits.max_worker_concurrency)]
+    pub max_worker_concurrency: u32,
+    /// Longest tool description accepted, in bytes.
+    #[arg(long, env = "ERRAND_MAX_DESCRIPTION_BYTES", default_value_t = DEFAULTS.limits.max_description_bytes)]
+    pub max_description_bytes: usize,
+    /// Largest tool input JSON Schema accepted, in bytes.
+    #[arg(long, env = "ERRAND_MAX_SCHEMA_BYTES", default_value_t = DEFAULTS.limits.max_schema_bytes)]
+    pub max_schema_bytes: usize,
+    /// Completions buffered per open stream before it waits for its client.
+    #[arg(long, env = "ERRAND_STREAM_BUFFER", default_value_t = DEFAULTS.limits.stream_buffer)]
+    pub stream_buffer: usize,
+    /// How long finished tasks and completions are kept, in seconds.
+    #[arg(long, env = "ERRAND_RETENTION_SECS", default_value_t = DEFAULTS.retention.as_secs())]
+    pub retention_secs: u64,
+    /// How often expired tasks and completions are purged, in milliseconds.
+    #[arg(long, env = "ERRAND_PURGE_INTERVAL_MS", default_value_t = ms(DEFAULTS.purge_interval))]
+    pub purge_interval_ms: u64,
+    /// Log format on stderr.
+    #[arg(long, env = "ERRAND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StoreKind {
+    /// SQLite in --data-dir: every accepted task survives a crash.
+    Sqlite,
+    /// In memory: fast, and gone when the server stops.
+    Memory,
+    /// PostgreSQL at --database-url, shared by every server pointed at it.
+    Postgres,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("errand")
+}
+
+impl Args {
+    /// The server's configuration from these flags, checked.
+    ///
+    /// # Errors
+    /// The first out-of-range value, naming its flag ([`Config::validate`]).
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let config = Config {
+            limits: Limits {
+                max_session_id_bytes: self.max_session_id_bytes,
+                max_idempotency_key_bytes: self.max_idempotency_key_bytes,
+                max_arguments_bytes: self.max_arguments_bytes,
+                max_result_bytes: self.max_result_bytes,
+                max_pending_per_session: self.max_pending_per_session,
+                max_message_bytes: self.max_message_bytes,
+                max_tools_per_worker: self.max_tools_per_worker,
+                max_worker_concurrency: self.max_worker_concurrency,
+                max_description_bytes: self.max_description_bytes,
+                max_schema_bytes: self.max_schema_bytes,
+                max_timeout: Duration::from_millis(self.max_timeout_ms),
+                max_pending_per_tenant: self.max_pending_per_tenant,
+                max_streams_per_tenant: self.max_streams_per_tenant,
+                max_workers_per_tenant: self.max_workers_per_tenant,
+                submits_per_second_per_token: self.submits_per_second,
+                stream_buffer: self.stream_buffer,
+            },
+            default_timeout: Duration::from_millis(self.default_timeout_ms),
+            max_attempts: self.max_attempts,
+            retention: Duration::from_secs(self.retention_secs),
+            purge_interval: Duration::from_millis(self.purge_interval_ms),
+            register_timeout: Duration::from_millis(self.register_timeout_ms),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            postgres: PostgresOptions {
+                lease: Duration::from_millis(self.lease_ms),
+                max_pending_per_session: self.max_pending_per_session,
+                pool_size: self.database_pool_size,
+                connect_timeout: self.database_connect_timeout_ms.map(Duration::from_millis),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: Args,
+    }
+
+    fn parse(flags: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+            .expect("the flags parse")
+            .serve
+    }
+
+    #[test]
+    fn no_flags_give_the_default_config() {
+        let config = parse(&[]).config().unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{:?}", config.limits), format!("{:?}", d.limits));
+        assert_eq!(
+            format!("{:?}", config.postgres),
+            format!("{:?}", d.postgres)
+        );
+        assert_eq!(config.default_timeout, d.default_timeout);
+        assert_eq!(config.max_attempts, d.max_attempts);
+        assert_eq!(config.retention, d.retention);
+        assert_eq!(config.purge_interval, d.purge_interval);
+        assert_eq!(config.register_timeout, d.register_timeout);
+        assert_eq!(config.shutdown_grace, d.shutdown_grace);
+    }
+
+    #[test]
+    fn every_limit_is_a_flag() {
+        let config = parse(&[
+            "--max-session-id-bytes=1",
+            "--max-idempotency-key-bytes=2",
+            "--max-result-bytes=3",
+            "--max-tools-per-worker=4",
+            "--max-worker-concurrency=5",
+            "--max-description-bytes=6",
+            "--max-schema-bytes=7",
+            "--max-timeout-ms=8000",
+            "--default-timeout-ms=8000",
+            "--stream-buffer=9",
+            "--register-timeout-ms=10",
+            "--database-pool-size=11",
+            "--database-connect-timeout-ms=12",
+            "--max-pending-per-session=13",
+        ])
+        .config()
+        .unwrap();
+        let l = &config.limits;
+        assert_eq!(
+            (
+                l.max_session_id_bytes,
+                l.max_idempotency_key_bytes,
+                l.max_result_bytes,
+                l.max_tools_per_worker,
+                l.max_worker_concurrency,
+                l.max_description_bytes,
+                l.max_schema_bytes,
+                l.stream_buffer
+            ),
+            (1, 2, 3, 4, 5, 6, 7, 9)
+        );
+        assert_eq!(l.max_timeout, Duration::from_secs(8));
+        assert_eq!(config.register_timeout, Duration::from_millis(10));
+        assert_eq!(config.postgres.pool_size, 11);
+        assert_eq!(
+            config.postgres.connect_timeout,
+            Some(Duration::from_millis(12))
+        );
+        assert_eq!(config.postgres_options().max_pending_per_session, 13);
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_not_a_clamp() {
+        for (flag, expected) in [
+            (
+                "--max-attempts=0",
+                "invalid --max-attempts (ERRAND_MAX_ATTEMPTS): 0 is below the minimum, 1",
+            ),
+            (
+                "--purge-interval-ms=0",
+                "invalid --purge-interval-ms (ERRAND_PURGE_INTERVAL_MS): must be more than 0",
+            ),
+            (
+                "--lease-ms=100",
+                "invalid --lease-ms (ERRAND_LEASE_MS): 100 ms is under the shortest lease, 300 ms",
+            ),
+        ] {
+            let err = parse(&[flag]).config().expect_err("refused");
+            assert_eq!(err.to_string(), expected);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `errand serve`: run the server. The flags and their translation to the
+//! server's `Config` are in [`args`].
+use std::{io::Write, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{Context, Result, bail};
+use errand_server::{
+    auth::Tokens,
+    server,
+    store::{SharedStore, memory::MemoryStore, postgres::PostgresStore, sqlite::SqliteStore},
+};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tracing::{info, warn};
+
+mod args;
+pub use args::Args;
+use args::{LogFormat, StoreKind};
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    crate::init_logs(args.log_format == LogFormat::Json);
+    let config = args.config()?;
+    let addr: SocketAddr = tokio::net::lookup_host(&args.listen)
+        .await
+        .with_context(|| format!("cannot resolve --listen {:?}", args.listen))?
+        .next()
+        .with_context(|| format!("--listen {:?} resolves to no address", args.listen))?;
+    let tokens = match &args.tokens_file {
+        Some(path) => {
+            let tokens = Tokens::load(path).map_err(anyhow::Error::msg)?;
+            if tokens.is_empty() {
+                warn!(file = %path.display(), "the tokens file lists no token: every call will be refused");
+            }
+            info!(tokens = tokens.len(), "authentication on");
+            Some(Arc::new(tokens))
+        }
+        None => None,
+    };
+    if !addr.ip().is_loopback() {
+        if tokens.is_none() {
+            if !args.allow_unauthenticated {
+                bail!(
+                    "refusing to serve {addr} without authentication: anyone who can reach it could run tools. \
+                     Pass --tokens-file (see `errand token new`), listen on 127.0.0.1, \
+                     or pass --allow-unauthenticated if the network is trusted"
+                );
+            }
+            warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach it can submit tasks and serve tools");
+        } else if args.tls_cert.is_none() {
+            warn!(%addr, "serving tokens without TLS on a non-loopback address: anyone on the path can read them; pass --tls-cert and --tls-key");
+        }
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            if let Some(ca) = &args.tls_client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+            }
+            Some(tls)
+        }
+        _ => None,
+    };
+    let metrics = match &args.metrics_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-listen {a}"))?;
+            let local = l.local_addr()?;
+            println!("errand metrics on http://{local}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
+    let store: SharedStore = match args.store {
+        StoreKind::Sqlite => {
+            let dir = args.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+                .await?
+                .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+            Arc::new(store)
+        }
+        StoreKind::Memory => Arc::new(MemoryStore::default()),
+        StoreKind::Postgres => {
+            let Some(url) = args.database_url.as_deref() else {
+                bail!(
+                    "--store postgres needs --database-url URL (or ERRAND_DATABASE_URL), \
+                     e.g. postgres://errand@127.0.0.1:5432/errand"
+                );
+            };
+            let store = PostgresStore::connect(url, config.postgres_options())
+                .await
+                .context("cannot use the PostgreSQL store")?;
+            Arc::new(store)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    info!(addr = %local, "errand serving");
+    // The one line on stdout: scripts and tests wait for it.
+    println!("errand listening on {local}");
+    std::io::stdout().flush()?;
+    let options = server::Options {
+        tokens,
+        tls,
+        metrics,
+    };
+    server::serve_with(listener, config, store, options, shutdown_signal()).await?;
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("errand: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
