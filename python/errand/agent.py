@@ -300,6 +300,18 @@ class AsyncAgent(TurnLoop):
         return self._busy
 
     @property
+    def state(self) -> str:
+        """The seed's state machine: "busy" (a turn runs), "queued" (results wait
+        for the agent to be idle) or "idle"."""
+        if self._busy:
+            return "busy"
+        return "queued" if self._results else "idle"
+
+    def is_idle(self) -> bool:
+        """No turn runs and the wrapped agent (if it says) is idle."""
+        return not self._busy and self._agent_idle()
+
+    @property
     def pending(self) -> list[Completion]:
         """Results waiting for delivery, in completion order."""
         return list(self._results)
