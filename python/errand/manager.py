@@ -208,6 +208,7 @@ class AsyncToolManager(Worker):
     def _follow(self) -> None:
         if self._listener is None:
             self._stream = self.client.completions(self.session_id)
+            self._stream._open()  # the call starts here, not later on the listener thread
             self._listener = threading.Thread(
                 target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
             )

@@ -97,6 +97,16 @@ class SeedAgent:
             self._idle = True
 
 
+def round_trip(manager: AsyncToolManager) -> float:
+    """The median time of a bare unary call to the server from this process, in seconds."""
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        manager.client.list_tools()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[2]
+
+
 def task_id_of(ack: str) -> str:
     # The server's ack starts "Task <id> submitted: ...".
     assert ack.startswith("Task "), ack
@@ -155,8 +165,11 @@ def test_the_seed_program_runs_with_only_its_import_changed(server: str) -> None
         assert [task_id_of(a) for a in my_agent.acks]  # each call answered with its ack
         for ack, name in zip(my_agent.acks, ["research_topic", "call_api", "query_database"]):
             assert name in ack and "tides" in ack
-        # The first call answers within 50 ms; none waits for its tool (2 s, 1 s, 0.3 s).
-        assert my_agent.ack_seconds[0] < ACK_BOUND_S, my_agent.ack_seconds
+        # The first call answers within 50 ms (or, on a machine so loaded that a bare
+        # round trip to the server takes more than 10 ms, within 5 round trips);
+        # none waits for its tool (2 s, 1 s, 0.3 s).
+        bound = max(ACK_BOUND_S, 5 * round_trip(manager))
+        assert my_agent.ack_seconds[0] < bound, (my_agent.ack_seconds, bound)
         assert max(my_agent.ack_seconds) < 0.3, my_agent.ack_seconds
         research, api, query = (task_id_of(a) for a in my_agent.acks)
 
