@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod mcp;
 mod output;
 mod serve;
 mod token;
@@ -86,7 +87,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the errand server.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// List the tools workers have registered.
     Tools(agent::ToolsArgs),
     /// Submit a tool call; prints the task ID and the ack text (or waits).
@@ -101,6 +102,8 @@ enum Command {
     Ack(agent::AckArgs),
     /// Serve a tool by running a program per call.
     Worker(worker::Args),
+    /// Serve MCP over stdin/stdout for a host, over a running errand server.
+    Mcp(mcp::Args),
     /// Make tokens for the server's --tokens-file.
     #[command(subcommand)]
     Token(token::Command),
@@ -124,7 +127,7 @@ pub fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Tools(args) => agent::tools(&cli.server, args).await,
         Command::Submit(args) => agent::submit(&cli.server, args).await,
         Command::Watch(args) => agent::watch(&cli.server, args).await,
@@ -132,6 +135,7 @@ async fn main() -> ExitCode {
         Command::Cancel(args) => agent::cancel(&cli.server, args).await,
         Command::Ack(args) => agent::ack(&cli.server, args).await,
         Command::Worker(args) => worker::run(&cli.server, args).await,
+        Command::Mcp(args) => mcp::run(&cli.server, args).await,
         Command::Token(cmd) => token::run(cmd),
     };
     match result {

@@ -29,6 +29,30 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The PostgreSQL store's settings (used with `--store postgres`).
     pub postgres: PostgresOptions,
+    /// The MCP front end's settings (used with `--mcp-listen`).
+    pub mcp: McpOptions,
+}
+
+/// How the MCP front end behaves; `Default` is what `errand serve` uses.
+#[derive(Debug, Clone)]
+pub struct McpOptions {
+    /// The session of MCP requests without an `Errand-Session` header.
+    pub default_session: String,
+    /// The `pollIntervalMs` suggested to Tasks clients; > 0.
+    pub poll_interval: Duration,
+    /// `Host` header values accepted on the MCP listener (a guard against DNS
+    /// rebinding); empty: loopback names only.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpOptions {
+    fn default() -> Self {
+        Self {
+            default_session: "mcp".into(),
+            poll_interval: Duration::from_secs(1),
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 /// Bounds on what clients may make the server hold. Sizes are in bytes;
@@ -106,6 +130,7 @@ impl Default for Config {
             register_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             postgres: PostgresOptions::default(),
+            mcp: McpOptions::default(),
         }
     }
 }
@@ -201,6 +226,7 @@ impl Config {
             ("register-timeout-ms", self.register_timeout, true),
             ("shutdown-grace-secs", self.shutdown_grace, false),
             ("lease-ms", self.postgres.lease, true),
+            ("mcp-poll-interval-ms", self.mcp.poll_interval, true),
         ] {
             duration(flag, value, positive)?;
         }
@@ -216,6 +242,13 @@ impl Config {
                     self.default_timeout.as_millis(),
                     l.max_timeout.as_millis()
                 ),
+            });
+        }
+        // Its length is checked per call, like any session a client names.
+        if self.mcp.default_session.is_empty() {
+            return Err(ConfigError {
+                flag: "mcp-default-session",
+                problem: "must not be empty: name the session of MCP calls without an Errand-Session header".into(),
             });
         }
         if self.postgres.lease < MIN_LEASE {

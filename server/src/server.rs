@@ -28,6 +28,7 @@ use crate::{
     cluster::Cluster,
     config::Config,
     grpc::{ToolApi, WorkerApi, auth::Auth},
+    mcp,
     metrics::{self, LoadSource, Metrics},
     scheduler::{
         Parts, Scheduler,
@@ -55,6 +56,8 @@ pub struct Options {
     pub tls: Option<ServerTlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
+    /// Where to serve MCP (`POST /mcp`), with `Config::mcp`'s settings.
+    pub mcp: Option<TcpListener>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -82,6 +85,8 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
+    let mcp_config = config.mcp.clone();
+    let retention = config.retention;
     let stream_buffer = config.limits.stream_buffer;
     let hub = Arc::new(SessionHub::default());
     let metrics = Arc::new(Metrics::default());
@@ -102,6 +107,7 @@ pub async fn serve_with(
         },
     );
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
+    let mcp_hub = hub.clone();
     sched.recover().await?;
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
@@ -135,6 +141,35 @@ pub async fn serve_with(
     }
     let tokens = options.tokens;
     let max = sched.config().limits.max_message_bytes;
+    let tool_api = Arc::new(ToolApi::new(sched.clone(), feed, metrics));
+    // MCP on its own listener, over the very ToolService code gRPC serves.
+    let mcp_endpoint = options.mcp.map(|listener| {
+        let agent = Arc::new(mcp::agent::LocalAgent {
+            api: tool_api.clone(),
+            hub: mcp_hub,
+        });
+        let handler = mcp::McpHandler::new(
+            agent,
+            mcp::Settings {
+                default_session: mcp_config.default_session.clone(),
+                timing: mcp::convert::TaskTiming {
+                    retention,
+                    poll_interval: mcp_config.poll_interval,
+                },
+            },
+        );
+        let l = mcp::Listener {
+            listener,
+            allowed_hosts: mcp_config.allowed_hosts.clone(),
+            max_body_bytes: max,
+        };
+        tokio::spawn(mcp::serve(
+            l,
+            handler,
+            tokens.clone(),
+            shutdown_token.clone(),
+        ))
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -146,7 +181,7 @@ pub async fn serve_with(
             Auth::new(tokens.clone(), None, "server reflection"),
         ))
         .add_service(InterceptedService::new(
-            ToolServiceServer::new(ToolApi::new(sched.clone(), feed, metrics))
+            ToolServiceServer::from_arc(tool_api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             Auth::new(tokens.clone(), Some(Role::Agent), "ToolService"),
@@ -212,6 +247,11 @@ pub async fn serve_with(
     }
     if let Some(m) = metrics_endpoint {
         let _ = m.await;
+    }
+    if let Some(m) = mcp_endpoint {
+        // Open MCP event streams end with the token; a client that keeps a
+        // connection open is not waited for.
+        m.abort();
     }
     result.map_err(Into::into)
 }

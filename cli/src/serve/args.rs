@@ -4,7 +4,7 @@
 use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
-use errand_server::config::{Config, ConfigError, Limits, PostgresOptions};
+use errand_server::config::{Config, ConfigError, Limits, McpOptions, PostgresOptions};
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
 
@@ -63,6 +63,20 @@ pub struct Args {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "ERRAND_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve MCP (protocol 2026-07-28 with the Tasks extension) on
+    /// http://ADDR/mcp, on its own listener; off by default.
+    #[arg(long, env = "ERRAND_MCP_LISTEN")]
+    pub mcp_listen: Option<String>,
+    /// The errand session of MCP requests without an `Errand-Session` header.
+    #[arg(long, env = "ERRAND_MCP_DEFAULT_SESSION", default_value_t = DEFAULTS.mcp.default_session.clone())]
+    pub mcp_default_session: String,
+    /// The `pollIntervalMs` suggested to MCP Tasks clients, in milliseconds.
+    #[arg(long, env = "ERRAND_MCP_POLL_INTERVAL_MS", default_value_t = ms(DEFAULTS.mcp.poll_interval))]
+    pub mcp_poll_interval_ms: u64,
+    /// A `Host` the MCP listener accepts (repeat, or comma-separate in the
+    /// variable); default: loopback names only, against DNS rebinding.
+    #[arg(long, env = "ERRAND_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub mcp_allowed_host: Vec<String>,
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -200,6 +214,11 @@ impl Args {
                 max_pending_per_session: self.max_pending_per_session,
                 pool_size: self.database_pool_size,
                 connect_timeout: self.database_connect_timeout_ms.map(Duration::from_millis),
+            },
+            mcp: McpOptions {
+                default_session: self.mcp_default_session.clone(),
+                poll_interval: Duration::from_millis(self.mcp_poll_interval_ms),
+                allowed_hosts: self.mcp_allowed_host.clone(),
             },
         };
         config.validate()?;
