@@ -37,21 +37,24 @@ not read further, so the server keeps the rest), and only the last
 
 Blocking code (the seed's style) uses the same object without asyncio:
 `send`, `drain`, `submit`, `start` and `close` block when called outside an
-event loop, running the agent on a private loop thread; `SyncAgent` is that
-spelled out with plain signatures.
+event loop, running the agent on a private loop thread; `errand.SyncAgent`
+(in `errand.sync_agent`) is that spelled out with plain signatures.
+
+The turn logic itself is in `errand._turns`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import logging
 import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union, runtime_checkable
 
+from errand._loop import LoopThread, running_loop
+from errand._turns import DELIVERED, DRAINING, QUEUED, TurnLoop, _UserTurn
 from errand.aio import AsyncClient, AsyncCompletionStream
 from errand.client import Client
 from errand.errors import ClosedError
@@ -62,18 +65,15 @@ from errand.types import Ack, Completion
 __all__ = [
     "Agent",
     "AsyncAgent",
-    "SyncAgent",
+    "DELIVERED",
+    "DRAINING",
+    "QUEUED",
     "default_batch_text",
     "default_user_text",
     "prune_history",
 ]
 
 log = logging.getLogger("errand.agent")
-
-#: The status names passed to `on_status`.
-QUEUED = "queued"
-DRAINING = "draining"
-DELIVERED = "delivered"
 
 StatusCallback = Callable[[str, Sequence[Completion]], Any]
 M = TypeVar("M")
@@ -108,39 +108,7 @@ def default_user_text(message: str, results_text: str) -> str:
     return f"{message}\n\n{results_text}"
 
 
-class _UserTurn:
-    def __init__(self, message: str, future: asyncio.Future[Any]) -> None:
-        self.message = message
-        self.future = future
-
-
-class _LoopThread:
-    """A private event loop on a daemon thread, for callers without asyncio."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="errand-agent")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
-def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class AsyncAgent:
+class AsyncAgent(TurnLoop):
     """Wraps an agent and feeds it a session's completions, the user first.
 
     Args:
@@ -229,9 +197,10 @@ class AsyncAgent:
         self._busy = False
         self._closed = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._own_loop: Optional[_LoopThread] = None
-        self._early: list[Completion] = []  # from the manager before a loop was bound
-        self._early_lock = threading.Lock()
+        self._own_loop: Optional[LoopThread] = None
+        # Results from the manager before a loop was bound (at most max_pending).
+        self._early: list[Completion] = []
+        self._early_lock = threading.Condition()
         self._wake: Optional[asyncio.Event] = None
         self._user_arrived: Optional[asyncio.Event] = None
         self._space: Optional[asyncio.Event] = None
@@ -247,13 +216,13 @@ class AsyncAgent:
     def _dual(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Any:
         """Inside the agent's event loop: the coroutine, to await. Outside any
         loop: run it on the agent's loop (a private one if none) and block."""
-        running = _running_loop()
+        running = running_loop()
         if running is not None:
             if self._loop is not None and running is not self._loop:
                 raise RuntimeError("this AsyncAgent runs on another event loop")
             return make()
         if self._loop is None:
-            self._own_loop = _LoopThread()
+            self._own_loop = LoopThread()
             self._own_loop.call(self._start())
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
@@ -265,7 +234,7 @@ class AsyncAgent:
     async def _start(self) -> AsyncAgent:
         if self._closed:
             raise ClosedError("the AsyncAgent is closed")
-        if self._runner is not None:
+        if self._loop is not None:  # started, or starting (set before any await below)
             return self
         self._wake = asyncio.Event()
         self._user_arrived = asyncio.Event()
@@ -274,6 +243,7 @@ class AsyncAgent:
         with self._early_lock:
             self._loop = asyncio.get_running_loop()
             early, self._early = self._early, []
+            self._early_lock.notify_all()
         for completion in early:
             await self.on_completion(completion)
         self._runner = asyncio.ensure_future(self._run())
@@ -291,9 +261,9 @@ class AsyncAgent:
             self._closed = True
             if self.manager is not None:
                 self.manager.remove_done_callback(self.on_result)
-            return _done() if _running_loop() is not None else None
+            return _done() if running_loop() is not None else None
         result = self._dual(self._close)
-        if self._own_loop is not None and _running_loop() is None:
+        if self._own_loop is not None and running_loop() is None:
             self._own_loop.close()
             self._own_loop = None
         return result
@@ -328,6 +298,18 @@ class AsyncAgent:
     def busy(self) -> bool:
         """True while a turn (a `send` or a delivery) is running."""
         return self._busy
+
+    @property
+    def state(self) -> str:
+        """The seed's state machine: "busy" (a turn runs), "queued" (results wait
+        for the agent to be idle) or "idle"."""
+        if self._busy:
+            return "busy"
+        return "queued" if self._results else "idle"
+
+    def is_idle(self) -> bool:
+        """No turn runs and the wrapped agent (if it says) is idle."""
+        return not self._busy and self._agent_idle()
 
     @property
     def pending(self) -> list[Completion]:
@@ -419,13 +401,19 @@ class AsyncAgent:
         """
         completion = result.completion if isinstance(result, AsyncTaskResult) else result
         with self._early_lock:
+            # Not started yet: hold it for the start, and hold the caller (the
+            # manager's stream) while max_pending wait, rather than grow.
+            while self._loop is None and len(self._early) >= self.max_pending:
+                if self._closed:
+                    return
+                self._early_lock.wait(1.0)
             loop = self._loop
             if loop is None:
                 self._early.append(completion)
                 return
         if loop.is_closed() or self._closed:
             return
-        if _running_loop() is loop:
+        if running_loop() is loop:
             task = asyncio.ensure_future(self.on_completion(completion))
             self._handoffs.add(task)
             task.add_done_callback(self._handoffs.discard)
@@ -451,6 +439,8 @@ class AsyncAgent:
         The stream listener calls this; call it yourself to feed completions
         from elsewhere. Waits while `max_pending` results are held.
         """
+        if self._space is None:
+            await self._start()
         assert self._space is not None and self._wake is not None
         while len(self._results) >= self.max_pending:
             self._space.clear()
@@ -460,108 +450,6 @@ class AsyncAgent:
         if self._busy or not self._agent_idle():
             self._queued_while_busy = True
             await self._status(QUEUED, [completion])
-
-    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
-        """`prune_history` with the results this agent delivered."""
-        return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
-
-    # -- the turn loop -------------------------------------------------------------
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while not self._closed:
-                if self._users:
-                    await self._user_turn(self._users.popleft())
-                elif self._results and self._agent_idle():
-                    if not self._queued_while_busy and self.batch_window > 0:
-                        await self._gather()
-                        if self._users:
-                            continue  # the user came in meanwhile: the user first
-                    if not await self._results_turn():
-                        break
-                else:
-                    break
-            self._release_drained()
-
-    async def _gather(self) -> None:
-        """Let results that come with the first one join its message (or a user's)."""
-        assert self._user_arrived is not None
-        self._user_arrived.clear()
-        try:
-            await asyncio.wait_for(self._user_arrived.wait(), self.batch_window)
-        except asyncio.TimeoutError:
-            pass
-
-    def _take_results(self) -> list[Completion]:
-        assert self._space is not None
-        batch = list(self._results)
-        self._results.clear()
-        self._space.set()
-        self._queued_while_busy = False
-        return batch
-
-    async def _user_turn(self, turn: _UserTurn) -> None:
-        batch = self._take_results() if self.results_with_user and self._results else []
-        text = self.format_batch(batch) if batch else ""
-        message = self.format_user(turn.message, text) if batch else turn.message
-        if batch:
-            await self._status(DRAINING, batch)
-        self._busy = True
-        try:
-            reply = await self._call_agent(message)
-        except BaseException as exc:
-            self._results.extendleft(reversed(batch))
-            if not turn.future.done():
-                turn.future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        finally:
-            self._busy = False
-        if not turn.future.done():
-            turn.future.set_result(reply)
-        if batch:
-            await self._record(batch, text)
-
-    async def _results_turn(self) -> bool:
-        """Deliver everything pending as one message; False when the agent failed."""
-        draining = self._queued_while_busy
-        batch = self._take_results()
-        if draining:
-            await self._status(DRAINING, batch)
-        text = self.format_batch(batch)
-        self._busy = True
-        try:
-            await self._call_agent(text)
-        except Exception as exc:
-            self._results.extendleft(reversed(batch))  # kept for the next turn
-            self.last_error = exc
-            log.error("errand AsyncAgent: delivery failed: %s", exc)
-            return False
-        finally:
-            self._busy = False
-        await self._record(batch, text)
-        return True
-
-    async def _record(self, batch: list[Completion], text: str) -> None:
-        self._delivered.extend(batch)
-        self._delivered_texts.append(text)
-        await self._status(DELIVERED, batch)
-        if self.ack and self.client is not None:
-            try:
-                await self.client.ack_completions(
-                    max(c.seq for c in batch), session_id=self.session_id
-                )
-            except Exception as exc:  # the results are delivered; acking is an optimisation
-                log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
-
-    def _release_drained(self) -> None:
-        waiters, self._drained = self._drained, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     async def _listen(self, stream: AsyncCompletionStream) -> None:
         try:
@@ -573,28 +461,11 @@ class AsyncAgent:
             self.last_error = exc
             log.error("errand AsyncAgent: completion stream failed: %s", exc)
 
-    async def _call_agent(self, message: str) -> Any:
-        send = self.agent.send
-        if inspect.iscoroutinefunction(send):
-            return await send(message)
-        result = await asyncio.to_thread(send, message)
-        if inspect.isawaitable(result):
-            return await result
-        return result
+    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
+        """`prune_history` with the results this agent delivered."""
+        return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
 
-    def _agent_idle(self) -> bool:
-        is_idle = getattr(self.agent, "is_idle", None)
-        return bool(is_idle()) if callable(is_idle) else True
-
-    async def _status(self, status: str, completions: list[Completion]) -> None:
-        if self.on_status is None:
-            return
-        try:
-            result = self.on_status(status, list(completions))
-            if inspect.isawaitable(result):
-                await result
-        except Exception as exc:
-            log.warning("errand AsyncAgent: on_status(%s) raised: %s", status, exc)
+    # -- the turn loop -------------------------------------------------------------
 
 
 async def _noop() -> None:
@@ -603,81 +474,3 @@ async def _noop() -> None:
 
 def _done() -> Coroutine[Any, Any, None]:
     return _noop()
-
-
-class SyncAgent:
-    """`AsyncAgent` for blocking code: every method is a plain, blocking call.
-
-        manager = AsyncToolManager(max_workers=4)
-        agent = SyncAgent(my_agent, manager)       # or SyncAgent(my_agent, Client(...))
-        reply = agent.send("Research tides for me.")
-        ...
-        agent.close()
-
-    The agent runs on a private event loop thread; `my_agent.send` may be a
-    plain method (the seed's style) or a coroutine function. Takes the
-    `AsyncAgent` options as keywords.
-    """
-
-    def __init__(self, agent: Agent, source: Union[Client, AsyncToolManager], **options: Any):
-        self._own_client: Optional[AsyncClient] = None
-        if isinstance(source, AsyncToolManager):
-            self.inner = AsyncAgent(agent, source, **options)
-            self.inner.start()
-            return
-        if not isinstance(source, Client):
-            raise TypeError(
-                "SyncAgent(agent, source): source must be a Client or an AsyncToolManager; "
-                f"got {type(source).__name__} (in asyncio code use AsyncAgent)"
-            )
-        loop = _LoopThread()
-        client = source
-
-        async def make() -> AsyncAgent:
-            own = AsyncClient(
-                session_id=client.session_id,
-                timeout=client.timeout,
-                _connection=client._core.conn,
-            )
-            self._own_client = own
-            inner = AsyncAgent(agent, own, **options)
-            inner._own_loop = loop
-            return await inner._start()
-
-        self.inner = loop.call(make())
-
-    @property
-    def pending(self) -> list[Completion]:
-        return self.inner.pending
-
-    @property
-    def delivered(self) -> list[Completion]:
-        return self.inner.delivered
-
-    def send(self, message: str) -> Any:
-        """Run the user's turn (ahead of pending results) and return the agent's reply."""
-        return self.inner.send(message)
-
-    def submit(self, tool: str, arguments: Optional[Mapping[str, Any]] = None, /, **kw: Any) -> Ack:
-        ack: Ack = self.inner.submit(tool, arguments, **kw)
-        return ack
-
-    def drain(self) -> None:
-        self.inner.drain()
-
-    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
-        return self.inner.prune(history, keep_last=keep_last)
-
-    def close(self) -> None:
-        own = self._own_client
-        loop = self.inner._own_loop
-        if own is not None and loop is not None:
-            loop.call(self.inner._close())
-            loop.call(own.close())
-        self.inner.close()
-
-    def __enter__(self) -> SyncAgent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -100,14 +100,20 @@ def signature_from_schema(schema: Mapping[str, Any]) -> inspect.Signature:
 
 
 def call_arguments(
-    sig: inspect.Signature, required: set[str], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    sig: inspect.Signature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The arguments object for one call: what was passed, minus None for optional ones.
+    """The arguments object for one call: what was passed, except None where None
+    is the default anyway (frameworks pass every parameter).
 
     Raises TypeError, as a Python call would, for unknown or missing arguments.
     """
     bound = sig.bind(*args, **kwargs)
-    return {k: v for k, v in bound.arguments.items() if v is not None or k in required}
+    params = sig.parameters
+    return {
+        k: v
+        for k, v in bound.arguments.items()
+        if not (v is None and k in params and params[k].default is None)
+    }
 
 
 def _decorate(fn: Callable[..., Any], info: ToolInfo, sig: inspect.Signature) -> None:
@@ -125,10 +131,9 @@ def _decorate(fn: Callable[..., Any], info: ToolInfo, sig: inspect.Signature) ->
 def remote_tool(client: Client, info: ToolInfo) -> Callable[..., str]:
     """A plain function that submits `info`'s tool through `client` and returns the ack text."""
     sig = signature_from_schema(info.input_schema)
-    required = set(info.input_schema.get("required") or [])
 
     def submit(*args: Any, **kwargs: Any) -> Ack:
-        return client.submit(info.name, call_arguments(sig, required, args, kwargs))
+        return client.submit(info.name, call_arguments(sig, args, kwargs))
 
     def call(*args: Any, **kwargs: Any) -> str:
         return submit(*args, **kwargs).ack
@@ -141,10 +146,9 @@ def remote_tool(client: Client, info: ToolInfo) -> Callable[..., str]:
 def async_remote_tool(client: AsyncClient, info: ToolInfo) -> Callable[..., Awaitable[str]]:
     """`remote_tool` for an `AsyncClient`: an `async def` function."""
     sig = signature_from_schema(info.input_schema)
-    required = set(info.input_schema.get("required") or [])
 
     async def submit(*args: Any, **kwargs: Any) -> Ack:
-        return await client.submit(info.name, call_arguments(sig, required, args, kwargs))
+        return await client.submit(info.name, call_arguments(sig, args, kwargs))
 
     async def call(*args: Any, **kwargs: Any) -> str:
         return (await submit(*args, **kwargs)).ack

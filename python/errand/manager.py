@@ -50,7 +50,7 @@ from errand._core import outcome
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, CompletionStream
 from errand.errors import DeadlineExceeded, NotFound
-from errand.tool import ToolDef, tool_def
+from errand.tool import ToolDef, _hints, tool_def
 from errand.types import Ack, Completion, Task, TaskStatus, ToolInfo
 from errand.worker import Worker, _to_json
 
@@ -182,8 +182,19 @@ class AsyncToolManager(Worker):
         registered) and following the session's completions."""
         with self._guard:
             if self._tools:
-                super().start(wait=wait, timeout=timeout)
+                try:
+                    super().start(wait=wait, timeout=timeout)
+                except BaseException:
+                    # No server yet (or it refused us): the next call tries again,
+                    # once the failed attempt's thread has finished recording it.
+                    if self._thread is not None:
+                        self._thread.join(10)
+                    self._thread, self._error, self._started = None, None, False
+                    self._stopping.clear()
+                    raise
             self._follow()
+            if not self.client._core.connected:
+                self.client.list_tools()  # connect now: the first tool call answers at once
         return self
 
     def add_tool(self, fn: Callable[..., Any]) -> None:
@@ -197,6 +208,7 @@ class AsyncToolManager(Worker):
     def _follow(self) -> None:
         if self._listener is None:
             self._stream = self.client.completions(self.session_id)
+            self._stream._open()  # the call starts here, not later on the listener thread
             self._listener = threading.Thread(
                 target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
             )
@@ -342,11 +354,17 @@ class AsyncToolManager(Worker):
 def tool_function(manager: AsyncToolManager, spec: ToolDef) -> Callable[..., Any]:
     """The callable `@async_tool(manager)` returns for `spec` (see `wrap_tool`)."""
     fn = spec.fn
-    sig = inspect.signature(fn).replace(return_annotation=str)
-    required = {p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty}
+    # Real types, not the strings of `from __future__ import annotations`: a
+    # framework resolving them against this module's globals would fail.
+    hints = {k: v for k, v in _hints(fn).items() if k != "return"}
+    plain = inspect.signature(fn)
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in plain.parameters.values()
+    ]
+    sig = plain.replace(parameters=params, return_annotation=str)
 
     def submit(*args: Any, **kwargs: Any) -> Ack:
-        return manager.submit_call(spec.name, call_arguments(sig, required, args, kwargs))
+        return manager.submit_call(spec.name, call_arguments(sig, args, kwargs))
 
     if spec.is_async:
 
@@ -364,7 +382,7 @@ def tool_function(manager: AsyncToolManager, spec: ToolDef) -> Callable[..., Any
         setattr(call, attr, getattr(fn, attr, spec.name))
     call.__doc__ = with_notice(spec.description)
     call.__signature__ = sig  # type: ignore[attr-defined]
-    call.__annotations__ = {**getattr(fn, "__annotations__", {}), "return": str}
+    call.__annotations__ = {**hints, "return": str}
     call.__errand_tool__ = spec  # type: ignore[attr-defined]
     call.tool_info = ToolInfo(  # type: ignore[attr-defined]
         spec.name, with_notice(spec.description), spec.input_schema, spec.timeout_ms, 0

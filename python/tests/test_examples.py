@@ -48,6 +48,18 @@ def test_research_agent_end_to_end(server: str) -> None:
     assert "[delivered]" in out
 
 
+def test_the_seed_program_as_written(server: str) -> None:
+    out = run_example(
+        "seed_agent.py",
+        {"ERRAND_SERVER": server, "RESEARCH_SECONDS": "0.5", "RESEARCH_TIMEOUT": "60"},
+    )
+    assert out.count("tool  -> Task ") == 2  # both calls answered at once with an ack
+    assert "agent -> 2 + 2 = 4." in out  # the agent kept talking meanwhile
+    assert "all findings in" in out
+    first_ack = out.index("tool  -> Task ")
+    assert out.index("Findings about tides...") > first_ack
+
+
 class ExampleWorker:
     """An example file run as a worker process, ready once it prints its line."""
 

@@ -15,9 +15,11 @@ from errand import (
     anthropic_tools,
     async_tool,
     bedrock_tool_config,
+    openai_responses_tools,
     openai_tools,
     schema_for_function,
     schema_for_type,
+    strict_schema,
 )
 from errand.tool import tool_def
 from errand.types import ToolInfo
@@ -252,4 +254,55 @@ def test_model_tool_specs() -> None:
             "description": "Anything.",
             "inputSchema": {"json": {"type": "object", "properties": {}}},
         }
+    }
+
+
+def test_openai_responses_format_and_strict_mode() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "topic": {"type": "string"},
+            "depth": {"type": "integer", "default": 1},
+            "mode": {"type": "string", "enum": ["fast", "slow"]},
+            "filters": {
+                "type": "object",
+                "properties": {"lang": {"type": "string"}},
+                "additionalProperties": {"type": "string"},
+            },
+            "tags": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+        },
+        "required": ["topic"],
+        "additionalProperties": False,
+    }
+    tool = ToolInfo("research_topic", "Research. (async)", schema, 0, 1)
+    (flat,) = openai_responses_tools([tool])
+    assert flat == {
+        "type": "function",
+        "name": "research_topic",
+        "description": "Research. (async)",
+        "parameters": schema,
+        "strict": False,
+    }
+    (strict,) = openai_responses_tools([tool], strict=True)
+    params = strict["parameters"]
+    assert strict["strict"] is True
+    assert params["required"] == ["topic", "depth", "mode", "filters", "tags"]
+    assert params["additionalProperties"] is False
+    props = params["properties"]
+    assert props["topic"] == {"type": "string"}  # required already: unchanged
+    assert props["depth"] == {"type": ["integer", "null"]}  # optional: nullable, no default
+    assert props["mode"] == {"type": ["string", "null"], "enum": ["fast", "slow", None]}
+    assert props["filters"]["additionalProperties"] is False
+    assert props["filters"]["required"] == ["lang"]
+    assert props["filters"]["properties"]["lang"] == {"type": ["string", "null"]}
+    assert props["tags"] == {"anyOf": [schema["properties"]["tags"], {"type": "null"}]}
+    assert schema["properties"]["depth"] == {"type": "integer", "default": 1}  # not mutated
+    (chat,) = openai_tools([tool], strict=True)
+    assert chat["function"]["strict"] is True
+    assert chat["function"]["parameters"] == params
+    assert strict_schema({"type": "object"}) == {
+        "type": "object",
+        "properties": {},
+        "required": [],
+        "additionalProperties": False,
     }

@@ -5,13 +5,17 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 
-use crate::{config::Limits, error::Error, model::ToolDef};
+use crate::{
+    config::Limits,
+    error::Error,
+    model::{ToolDef, ToolKey},
+};
 
 /// A registered tool, with its schema compiled once. Cheap to clone: a
 /// submit takes a copy without holding the scheduler's lock.
 #[derive(Clone)]
 pub struct ToolSpec {
-    pub name: Arc<str>,
+    pub name: ToolKey,
     pub description: Arc<str>,
     pub input_schema_json: Arc<str>,
     /// The tool's default timeout, if it set one.
@@ -43,11 +47,10 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 }
 
 impl ToolSpec {
-    /// Validates a tool a worker registers.
-    /// `tool.name` may be a tenant key ([`crate::tenant`]); the name checked
-    /// and shown in errors is the client's.
+    /// Validates a tool a worker registers (or another server advertises).
+    /// The name checked and shown in errors is the client's.
     pub fn new(tool: &ToolDef, limits: &Limits) -> Result<Self, Error> {
-        let shown = crate::tenant::strip(&tool.name);
+        let shown = tool.name.name();
         check_name(shown)?;
         if tool.description.len() > limits.max_description_bytes {
             return Err(Error::invalid(format!(
@@ -71,7 +74,7 @@ impl ToolSpec {
             )?))
         };
         Ok(Self {
-            name: tool.name.as_str().into(),
+            name: tool.name.clone(),
             description: tool.description.as_str().into(),
             input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
@@ -106,7 +109,7 @@ impl ToolSpec {
                 };
                 return Err(Error::invalid(format!(
                     "arguments_json fails the input schema of tool `{}` at {path}: {first}{extra}",
-                    crate::tenant::strip(&self.name)
+                    self.name
                 )));
             }
         }
@@ -200,7 +203,7 @@ mod tests {
     fn spec(schema: &str) -> ToolSpec {
         ToolSpec::new(
             &ToolDef {
-                name: "search".into(),
+                name: ToolKey::from_key("search"),
                 input_schema_json: schema.into(),
                 ..Default::default()
             },
@@ -261,7 +264,7 @@ mod tests {
         let limits = Limits::default();
         for bad in ["[]", "{", r#"{"type":"nonsense"}"#] {
             let tool = ToolDef {
-                name: "t".into(),
+                name: ToolKey::from_key("t"),
                 input_schema_json: bad.into(),
                 ..Default::default()
             };
@@ -276,7 +279,7 @@ mod tests {
 pub fn fuzz_tool_input(name: &str, schema: &str, arguments: &str) {
     let limits = Limits::default();
     let tool = ToolDef {
-        name: name.to_string(),
+        name: ToolKey::from_key(name),
         input_schema_json: schema.to_string(),
         ..Default::default()
     };

@@ -3,15 +3,16 @@
 Each adapter is a module of its own, imported only when used, and needs its
 framework installed (an optional extra of the errand package):
 
-- `errand.integrations.strands`       Strands Agents      `pip install 'errand[strands]'`
-- `errand.integrations.openai_agents` OpenAI Agents SDK   `pip install 'errand[openai-agents]'`
-- `errand.integrations.langchain`     LangChain/LangGraph `pip install 'errand[langchain]'`
-- `errand.integrations.pydantic_ai`   Pydantic AI         `pip install 'errand[pydantic-ai]'`
+- `errand.integrations.strands`       Strands Agents      `pip install 'errand-sdk[strands]'`
+- `errand.integrations.openai_agents` OpenAI Agents SDK   `pip install 'errand-sdk[openai-agents]'`
+- `errand.integrations.langchain`     LangChain/LangGraph `pip install 'errand-sdk[langchain]'`
+- `errand.integrations.pydantic_ai`   Pydantic AI         `pip install 'errand-sdk[pydantic-ai]'`
 
 Every adapter does two things:
 
-1. **Tools.** It turns errand tools (local `@async_tool` functions, `ToolInfo`s
-   from `list_tools()`, or tool names) into the framework's tool objects. When
+1. **Tools.** It turns errand tools (the seed's `@async_tool(manager)`
+   functions, `client.tool()` callables, bare `@async_tool` functions served
+   elsewhere, `ToolInfo`s, or tool names) into the framework's tool objects. When
    the model calls one, the call is submitted through errand and the tool
    returns the server's acknowledgement at once (task ID, tool, arguments, and
    "the result arrives later"), while a worker runs the tool.
@@ -20,7 +21,16 @@ Every adapter does two things:
    `AsyncAgent` follows the session's completions and hands each result (a
    text naming its task ID, tool and result) to the agent as a new user message
    in the framework's own conversation (history, session or thread), when the
-   agent is idle, or after the turn it is busy with.
+   agent is idle, or with or after the turn it is busy with.
+
+    manager = AsyncToolManager(max_workers=4)
+
+    @async_tool(manager)
+    def research_topic(topic: str) -> str: ...
+
+    agent = strands.Agent(model=..., tools=strands_tools(manager, [research_topic]))
+    async with AsyncAgent(StrandsConversation(agent), manager) as chat:
+        await chat.send("Research tides for me.")
 
 Without the framework, importing its adapter raises ImportError naming the
 extra to install. This package itself imports no framework.

@@ -24,7 +24,7 @@ carries from turn to turn. Any compiled LangGraph graph whose state has
 `messages` works: `langchain.agents.create_agent`, `create_react_agent`, or
 your own `StateGraph` with a `ToolNode`.
 
-Needs `pip install 'errand[langchain]'` (langchain-core and langgraph, Python 3.11+).
+Needs `pip install 'errand-sdk[langchain]'` (langchain-core and langgraph, Python 3.11+).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from errand.client import Client
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 
@@ -51,8 +50,8 @@ _MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPreconditi
 def langchain_tool(tool: ErrandTool) -> StructuredTool:
     """One `ErrandTool` as a `StructuredTool` whose call submits and returns the ack.
 
-    With a blocking `Client` the tool runs both ways (`invoke` and
-    `ainvoke`); with an `AsyncClient`, only `ainvoke`.
+    The tool runs both ways (`invoke` and `ainvoke`), except through an
+    `AsyncClient`: then only `ainvoke`.
     """
 
     async def acall(**arguments: Any) -> str:
@@ -68,7 +67,7 @@ def langchain_tool(tool: ErrandTool) -> StructuredTool:
             raise ToolException(f"{tool.name} was not started: {exc}") from exc
 
     return StructuredTool.from_function(
-        func=call if isinstance(tool.client, Client) else None,
+        func=call if tool.blocking else None,
         coroutine=acall,
         name=tool.name,
         description=tool.description,
@@ -79,7 +78,7 @@ def langchain_tool(tool: ErrandTool) -> StructuredTool:
 
 
 def langchain_tools(
-    client: AnyClient,
+    client: Optional[AnyClient],
     tools: Optional[Iterable[ToolSource]] = None,
     *,
     session_id: Optional[str] = None,
@@ -87,12 +86,18 @@ def langchain_tools(
     """errand tools as LangChain `StructuredTool`s, for `bind_tools`, `ToolNode` or agents.
 
     Args:
-        client: submits the calls (a blocking `errand.Client` works from any
-            thread and event loop; an `AsyncClient` only from its own loop).
-        tools: `@async_tool` functions, `ToolInfo`s or tool names (None: every
-            registered tool); see `errand.integrations.resolve_tools`.
+        client: submits the calls: an `AsyncToolManager` or a blocking
+            `errand.Client` (either works from any thread and event loop, as
+            frameworks run tools on loops of their own), or an `AsyncClient`
+            (only from its own loop). None: each `@async_tool(manager)`
+            function submits through its manager, each `client.tool()`
+            callable through its client.
+        tools: `@async_tool` functions, `client.tool()` callables, `ToolInfo`s
+            or tool names (None: every registered tool); see
+            `errand.integrations.resolve_tools`.
         session_id: the errand session the calls go to (default: the
-            client's); the `AsyncAgent` delivering the results follows it.
+            client's or manager's); the `AsyncAgent` delivering the results
+            follows it.
     """
     return [langchain_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
 

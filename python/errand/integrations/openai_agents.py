@@ -20,7 +20,7 @@ runs `Runner.run` with it as the next input, on the SDK `Session` you give
 (e.g. `SQLiteSession`), or else on the input list `RunResult.to_input_list()`
 carries from turn to turn.
 
-Needs `pip install 'errand[openai-agents]'` (openai-agents, Python 3.10+).
+Needs `pip install 'errand-sdk[openai-agents]'` (openai-agents, Python 3.10+).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.specs import strict_schema
 
 try:
     from agents import Agent, FunctionTool, RunConfig, Runner, TResponseInputItem
@@ -44,12 +45,18 @@ __all__ = ["OpenAIAgentsConversation", "openai_agents_tool", "openai_agents_tool
 _MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
 
 
-def openai_agents_tool(tool: ErrandTool) -> FunctionTool:
+def openai_agents_tool(tool: ErrandTool, *, strict: bool = False) -> FunctionTool:
     """One `ErrandTool` as a `FunctionTool` whose call submits and returns the ack.
 
-    The schema is errand's own (optional arguments stay optional), so it is
-    not sent in the SDK's strict mode.
+    By default the schema is errand's own (optional arguments stay optional)
+    and is not sent in the SDK's strict mode. `strict=True` sends it as
+    strict mode demands (`errand.specs.strict_schema`: every argument
+    required, optional ones nullable); a null the model gives for an optional
+    top-level argument is then left out of the call, so the tool's default
+    applies.
     """
+    schema = tool.schema()
+    optional = set(schema.get("properties") or {}) - set(schema.get("required") or [])
 
     async def invoke(context: ToolContext[Any], arguments_json: str) -> str:
         try:
@@ -58,6 +65,8 @@ def openai_agents_tool(tool: ErrandTool) -> FunctionTool:
             return f"{tool.name} was not started: its arguments are not JSON ({exc})"
         if not isinstance(arguments, dict):
             return f"{tool.name} was not started: its arguments must be a JSON object"
+        if strict:
+            arguments = {k: v for k, v in arguments.items() if v is not None or k not in optional}
         try:
             ack = await tool.asubmit(arguments)
         except _MODEL_VISIBLE as exc:
@@ -67,29 +76,38 @@ def openai_agents_tool(tool: ErrandTool) -> FunctionTool:
     return FunctionTool(
         name=tool.name,
         description=tool.description,
-        params_json_schema=tool.schema(),
+        params_json_schema=strict_schema(schema) if strict else schema,
         on_invoke_tool=invoke,
-        strict_json_schema=False,
+        strict_json_schema=strict,
     )
 
 
 def openai_agents_tools(
-    client: AnyClient,
+    client: Optional[AnyClient],
     tools: Optional[Iterable[ToolSource]] = None,
     *,
     session_id: Optional[str] = None,
+    strict: bool = False,
 ) -> list[FunctionTool]:
     """errand tools as `FunctionTool`s, for `Agent(tools=...)`.
 
     Args:
-        client: submits the calls (a blocking `errand.Client` works from any
-            event loop; an `AsyncClient` only from its own).
-        tools: `@async_tool` functions, `ToolInfo`s or tool names (None: every
-            registered tool); see `errand.integrations.resolve_tools`.
+        client: submits the calls: an `AsyncToolManager` or a blocking
+            `errand.Client` (either works from any thread and event loop, as
+            frameworks run tools on loops of their own), or an `AsyncClient`
+            (only from its own loop). None: each `@async_tool(manager)`
+            function submits through its manager, each `client.tool()`
+            callable through its client.
+        tools: `@async_tool` functions, `client.tool()` callables, `ToolInfo`s
+            or tool names (None: every registered tool); see
+            `errand.integrations.resolve_tools`.
         session_id: the errand session the calls go to (default: the
-            client's); the `AsyncAgent` delivering the results follows it.
+            client's or manager's); the `AsyncAgent` delivering the results
+            follows it.
+        strict: send the schemas in strict mode (see `openai_agents_tool`).
     """
-    return [openai_agents_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
+    resolved = resolve_tools(client, tools, session_id=session_id)
+    return [openai_agents_tool(t, strict=strict) for t in resolved]
 
 
 class OpenAIAgentsConversation:

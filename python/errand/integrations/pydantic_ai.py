@@ -20,7 +20,7 @@ the failure and adapts). A result arrives later as the user prompt of the
 next run, continuing `message_history`, which is how a Pydantic AI
 conversation goes on.
 
-Needs `pip install 'errand[pydantic-ai]'` (pydantic-ai-slim, Python 3.11+).
+Needs `pip install 'errand-sdk[pydantic-ai]'` (pydantic-ai-slim, Python 3.11+).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def pydantic_ai_tool(tool: ErrandTool) -> Tool[Any]:
 
 
 def pydantic_ai_tools(
-    client: AnyClient,
+    client: Optional[AnyClient],
     tools: Optional[Iterable[ToolSource]] = None,
     *,
     session_id: Optional[str] = None,
@@ -65,13 +65,18 @@ def pydantic_ai_tools(
     """errand tools as Pydantic AI `Tool`s, for `Agent(tools=...)`.
 
     Args:
-        client: submits the calls (a blocking `errand.Client` works from any
-            event loop, e.g. under `agent.run_sync`; an `AsyncClient` only
-            from its own).
-        tools: `@async_tool` functions, `ToolInfo`s or tool names (None: every
-            registered tool); see `errand.integrations.resolve_tools`.
+        client: submits the calls: an `AsyncToolManager` or a blocking
+            `errand.Client` (either works from any thread and event loop, as
+            frameworks run tools on loops of their own), or an `AsyncClient`
+            (only from its own loop). None: each `@async_tool(manager)`
+            function submits through its manager, each `client.tool()`
+            callable through its client.
+        tools: `@async_tool` functions, `client.tool()` callables, `ToolInfo`s
+            or tool names (None: every registered tool); see
+            `errand.integrations.resolve_tools`.
         session_id: the errand session the calls go to (default: the
-            client's); the `AsyncAgent` delivering the results follows it.
+            client's or manager's); the `AsyncAgent` delivering the results
+            follows it.
     """
     return [pydantic_ai_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
 

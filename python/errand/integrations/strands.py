@@ -20,7 +20,7 @@ model can correct itself. Results arrive later as user text messages in
 `agent.messages`, through `agent.invoke_async`, which is how a Strands
 conversation takes new input.
 
-Needs `pip install 'errand[strands]'` (strands-agents, Python 3.10+).
+Needs `pip install 'errand-sdk[strands]'` (strands-agents, Python 3.10+).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def strands_tool(tool: ErrandTool) -> AgentTool:
 
 
 def strands_tools(
-    client: AnyClient,
+    client: Optional[AnyClient],
     tools: Optional[Iterable[ToolSource]] = None,
     *,
     session_id: Optional[str] = None,
@@ -85,13 +85,18 @@ def strands_tools(
     """errand tools as Strands tools, for `Agent(tools=...)`.
 
     Args:
-        client: submits the calls; a blocking `errand.Client` is the safe
-            choice, since a Strands agent called synchronously runs its tools
-            on an event loop of its own.
-        tools: `@async_tool` functions, `ToolInfo`s or tool names (None: every
-            registered tool); see `errand.integrations.resolve_tools`.
-        session_id: the session the calls go to (default: the client's); the
-            `AsyncAgent` that delivers the results must follow the same one.
+        client: submits the calls: an `AsyncToolManager` or a blocking
+            `errand.Client` (either works from any thread and event loop, as
+            frameworks run tools on loops of their own), or an `AsyncClient`
+            (only from its own loop). None: each `@async_tool(manager)`
+            function submits through its manager, each `client.tool()`
+            callable through its client.
+        tools: `@async_tool` functions, `client.tool()` callables, `ToolInfo`s
+            or tool names (None: every registered tool); see
+            `errand.integrations.resolve_tools`.
+        session_id: the errand session the calls go to (default: the
+            client's or manager's); the `AsyncAgent` delivering the results
+            follows it.
     """
     return [strands_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
 

@@ -21,9 +21,9 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
-from errand import AsyncAgent, AsyncClient, Completion, async_tool
+from errand import AsyncAgent, AsyncClient, AsyncToolManager, Completion, Task, async_tool
 from errand.tool import tool_def
 
 from ..conftest import EVENT_TIMEOUT, unique
@@ -35,20 +35,24 @@ ACK = re.compile(r"Task (\S+) submitted")
 
 
 class Gates:
-    """Two tools (`research`, `lookup`) whose calls each wait for the test to open their gate."""
+    """Two tools (`research`, `lookup`) whose calls each wait for the test to open their gate.
 
-    def __init__(self) -> None:
+    With a manager they are the seed's `@async_tool(manager)` functions (calling
+    one submits it), else bare `@async_tool` ones for a `Worker`.
+    """
+
+    def __init__(self, manager: Optional[AsyncToolManager] = None) -> None:
         self._gates: defaultdict[str, threading.Event] = defaultdict(threading.Event)
         self._lock = threading.Lock()
         gate = self._wait
 
-        @async_tool(name=unique("research"))
+        @async_tool(manager, name=unique("research"))
         def research(topic: str) -> str:
             """Research a topic thoroughly and return detailed findings."""
             gate(topic)
             return f"done {topic}"
 
-        @async_tool(name=unique("lookup"))
+        @async_tool(manager, name=unique("lookup"))
         def lookup(key: str) -> str:
             """Look a key up in a slow database."""
             gate(key)
@@ -149,10 +153,23 @@ class Statuses:
                 return
 
 
-async def run(aclient: AsyncClient, conversation: Any, log: ModelLog) -> None:
-    """Drive one conversation through the story above and check what the model saw."""
+Source = Union[AsyncClient, AsyncToolManager]
+
+
+async def get_task(source: Source, task_id: str) -> Task:
+    if isinstance(source, AsyncToolManager):
+        return await asyncio.to_thread(source.get_task, task_id)
+    return await source.get_task(task_id)
+
+
+async def run(source: Source, conversation: Any, log: ModelLog) -> None:
+    """Drive one conversation through the story above and check what the model saw.
+
+    `source` is what the `AsyncAgent` follows: an `AsyncClient` on the tools'
+    session, or the seed's `AsyncToolManager`.
+    """
     statuses = Statuses()
-    async with AsyncAgent(conversation, aclient, on_status=statuses) as agent:
+    async with AsyncAgent(conversation, source, on_status=statuses) as agent:
         # 1. Three tool calls; the turn ends with every tool still held at its gate.
         reply = await asyncio.wait_for(agent.send(RESEARCH_PROMPT), EVENT_TIMEOUT)
         assert STARTED in str(reply), reply
@@ -165,19 +182,19 @@ async def run(aclient: AsyncClient, conversation: Any, log: ModelLog) -> None:
             task_ids.append(match.group(1))
         by_key: dict[str, str] = {}
         for task_id in task_ids:
-            task = await aclient.get_task(task_id)
+            task = await get_task(source, task_id)
             assert not task.status.finished, task  # the ack came back while it runs
-            assert task.session_id == aclient.session_id
+            assert task.session_id == source.session_id
             by_key[next(iter(task.arguments.values()))] = task_id
         assert sorted(by_key) == ["a", "b", "c"]
-        tools = {(await aclient.get_task(t)).tool for t in task_ids}
+        tools = {(await get_task(source, t)).tool for t in task_ids}
         assert tools == {log.gates.research_name, log.gates.lookup_name}
 
         # 2. The user is answered while the tools run.
         reply = await asyncio.wait_for(agent.send(QUESTION), EVENT_TIMEOUT)
         assert "Paris" in str(reply), reply
         for task_id in task_ids:
-            assert not (await aclient.get_task(task_id)).status.finished
+            assert not (await get_task(source, task_id)).status.finished
 
         # 3. Results out of order: each reaches the model with its task ID.
         order = ["c", "a", "b"]

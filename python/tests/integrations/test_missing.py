@@ -28,7 +28,7 @@ def test_missing_framework_names_the_extra(
     monkeypatch.delitem(sys.modules, f"errand.integrations.{adapter}", raising=False)
     with pytest.raises(ImportError) as info:
         importlib.import_module(f"errand.integrations.{adapter}")
-    assert f"pip install 'errand[{extra}]'" in str(info.value)
+    assert f"pip install 'errand-sdk[{extra}]'" in str(info.value)
     assert f"errand.integrations.{adapter} needs" in str(info.value)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -14,7 +14,7 @@ from agents import Agent, RunConfig, SQLiteSession
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
 
-from errand import AsyncClient, Client
+from errand import AsyncClient, Client, Worker, async_tool
 from errand.integrations.openai_agents import OpenAIAgentsConversation, openai_agents_tools
 
 from ..conftest import unique
@@ -94,3 +94,27 @@ def test_a_refused_call_is_an_error_output_for_the_model(server: str, gates: Gat
         )
         output = asyncio.run(tool.on_invoke_tool(ctx, '{"key": 7}'))
     assert str(output).startswith(f"{tool.name} was not started:")
+
+
+def test_strict_mode_schema_and_null_optional_arguments(
+    server: str, start_worker: Callable[..., Worker]
+) -> None:
+    @async_tool(name=unique("depth"))
+    def research_depth(topic: str, depth: int = 1) -> str:
+        """Research a topic to some depth."""
+        return f"{topic} at {depth}"
+
+    start_worker(research_depth)
+    with Client(server, session_id=unique("session")) as client:
+        (tool,) = openai_agents_tools(client, [research_depth], strict=True)
+        assert tool.strict_json_schema
+        schema = tool.params_json_schema
+        assert schema["required"] == ["topic", "depth"]
+        assert schema["additionalProperties"] is False
+        assert schema["properties"]["depth"]["type"] == ["integer", "null"]
+        args = '{"topic": "tides", "depth": null}'  # strict mode: the model sends null
+        ctx = ToolContext(context=None, tool_name=tool.name, tool_call_id="c1", tool_arguments=args)
+        ack = str(asyncio.run(tool.on_invoke_tool(ctx, args)))
+        match = scenario.ACK.search(ack)
+        assert match, ack
+        assert client.result(match.group(1), timeout=30) == "tides at 1"  # the default applied

@@ -17,7 +17,7 @@ from strands.types.content import Messages
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
-from errand import AsyncAgent, AsyncClient, Client
+from errand import AsyncAgent, AsyncClient, AsyncToolManager, Client
 from errand.integrations.strands import StrandsConversation, strands_tools
 
 from ..conftest import EVENT_TIMEOUT, unique
@@ -175,3 +175,21 @@ def test_a_result_waits_while_the_agent_is_invoked_elsewhere(server: str, gates:
         assert users[0] == "hold" and ack.task_id in users[1]
 
     asyncio.run(main())
+
+
+def test_the_seeds_manager_and_decorator_with_a_strands_agent(server: str) -> None:
+    """The seed's own parts: AsyncToolManager, @async_tool(manager), AsyncAgent(agent, manager)."""
+    manager = AsyncToolManager(max_workers=4, server=server, session_id=unique("session"))
+    gates = Gates(manager)  # @async_tool(manager) functions: calling one submits it
+    log = ModelLog(gates)
+    with manager:
+        try:
+            # No client: each decorated function submits through its manager;
+            # the other tool is found by name through the manager.
+            tools = strands_tools(manager, gates.tools())
+            assert [t.tool_name for t in tools] == [gates.research_name, gates.lookup_name]
+            agent = Agent(model=ScriptedModel(log), tools=tools, callback_handler=None)
+            asyncio.run(scenario.run(manager, StrandsConversation(agent), log))
+            assert strands_tools(None, [gates.research])[0].tool_name == gates.research_name
+        finally:
+            gates.open_all()

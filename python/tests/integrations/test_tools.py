@@ -72,3 +72,26 @@ def test_bad_sources_say_what_to_pass(server: str, gates: Gates) -> None:
             resolve_tools(client, ["nope"])
         with pytest.raises(TypeError, match="@async_tool function"):
             resolve_tools(client, [42])  # type: ignore[list-item]
+
+
+def test_client_tool_callables_submit_through_their_own_client(server: str, gates: Gates) -> None:
+    session = unique("session")
+    with Client(server, session_id=session) as client:
+        remote = client.tool(gates.lookup_name)
+        (own,) = resolve_tools(None, [remote])  # no client: the callable's own submit
+        (other,) = resolve_tools(client, [remote], session_id="elsewhere")
+        assert own.name == gates.lookup_name and own.session_id is None
+        assert own.description.count(ASYNC_NOTICE) == 1
+        assert own.schema()["required"] == ["key"]
+        assert client.get_task(own.submit({"key": "a"}).task_id).session_id == session
+        assert other.submit({"key": "a"}).task.session_id == "elsewhere"
+        with pytest.raises(TypeError, match="nothing to submit"):
+            resolve_tools(None, [gates.research])  # a bare @async_tool has no client
+
+    async def main() -> None:
+        async with AsyncClient(server, session_id=session) as aclient:
+            (tool,) = resolve_tools(None, [await aclient.tool(gates.lookup_name)])
+            assert not tool.blocking
+            assert (await tool.asubmit({"key": "b"})).task.session_id == session
+
+    asyncio.run(main())

@@ -7,10 +7,11 @@ use tonic::{Code, Status, metadata::MetadataValue};
 use uuid::Uuid;
 
 use crate::{
+    config::Limits,
     error::Error,
     model::{
-        Command, CompletionRecord, Outcome, Registration, Submission, TaskRecord, TaskResult,
-        TaskState, ToolDef, millis,
+        Command, CompletionRecord, Outcome, Registration, SessionKey, Submission, TaskRecord,
+        TaskResult, TaskState, ToolDef, ToolKey, millis,
     },
     store::StoreError,
     tenant, text,
@@ -132,7 +133,7 @@ pub fn completion(c: &CompletionRecord) -> pb::Completion {
 /// appended, an empty schema shown as any object.
 pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
     pb::Tool {
-        name: tenant::strip(&spec.name).to_string(),
+        name: spec.name.name().to_string(),
         description: text::tool_description(&spec.description),
         input_schema_json: if spec.input_schema_json.is_empty() {
             r#"{"type":"object"}"#.to_string()
@@ -144,33 +145,42 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
     }
 }
 
-/// A tool as a worker declares it.
-pub fn tool_def(tool: pb::Tool) -> ToolDef {
-    ToolDef {
-        name: tool.name,
-        description: tool.description,
-        input_schema_json: tool.input_schema_json,
-        timeout_ms: tool.timeout_ms,
-    }
-}
-
-/// A submit, its names already keyed by tenant.
-pub fn submission(req: pb::SubmitToolRequest) -> Submission {
-    Submission {
-        session: req.session_id,
-        tool: req.tool,
+/// A submit of `tenant`'s. Errors: a bad session name (see [`SessionKey::new`]).
+pub fn submission(
+    req: pb::SubmitToolRequest,
+    tenant: &str,
+    limits: &Limits,
+) -> Result<Submission, Error> {
+    Ok(Submission {
+        session: SessionKey::new(tenant, &req.session_id, limits)?,
+        tool: ToolKey::new(tenant, &req.tool),
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
         idempotency_key: req.idempotency_key,
-    }
+    })
 }
 
-pub fn registration(reg: pb::Register) -> Registration {
-    Registration {
+/// A worker's registration for `tenant`. Errors: a tool name models would
+/// refuse ([`crate::tools::check_name`]).
+pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Error> {
+    let tools = reg
+        .tools
+        .into_iter()
+        .map(|tool| {
+            crate::tools::check_name(&tool.name)?;
+            Ok(ToolDef {
+                name: ToolKey::new(tenant, &tool.name),
+                description: tool.description,
+                input_schema_json: tool.input_schema_json,
+                timeout_ms: tool.timeout_ms,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Registration {
         worker_name: reg.worker_name,
-        tools: reg.tools.into_iter().map(tool_def).collect(),
+        tools,
         max_concurrency: reg.max_concurrency,
-    }
+    })
 }
 
 /// A worker's result; `Err` holds a `task_id` that is not a UUID.
@@ -223,12 +233,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::Limits;
 
     #[test]
     fn listing_appends_the_async_notice() {
         let def = ToolDef {
-            name: tenant::key("acme", "search"),
+            name: ToolKey::new("acme", "search"),
             description: "Search the web.".into(),
             ..Default::default()
         };

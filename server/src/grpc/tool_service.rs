@@ -15,7 +15,7 @@ use crate::{
     Error,
     auth::Caller,
     metrics::Metrics,
-    model::TaskRecord,
+    model::{SessionKey, TaskRecord},
     quota::{RateLimiter, SlotCounter},
     scheduler::{self, Scheduler},
     sessions::Feed,
@@ -42,15 +42,9 @@ impl ToolApi {
         }
     }
 
-    /// The scheduler's key of a session the caller named.
-    fn session_key(&self, caller: &Caller, session: &str) -> Result<String, Error> {
-        scheduler::check_session(session, &self.sched.config().limits)?;
-        if session.contains(tenant::SEP) {
-            return Err(Error::invalid(
-                "session_id may not contain the control character U+001F",
-            ));
-        }
-        Ok(tenant::key(&caller.tenant, session))
+    /// The key of a session the caller named.
+    fn session_key(&self, caller: &Caller, session: &str) -> Result<SessionKey, Error> {
+        SessionKey::new(&caller.tenant, session, &self.sched.config().limits)
     }
 
     /// A task of the caller's tenant; anyone else's is NOT_FOUND, with the
@@ -59,7 +53,7 @@ impl ToolApi {
         let id = scheduler::parse_task_id(task_id)?;
         let task = self.sched.get_task(id).await?;
         if tenant::of(&task.session) != &*caller.tenant {
-            return Err(scheduler::not_found(task_id));
+            return Err(scheduler::not_found(id));
         }
         Ok((id, task))
     }
@@ -103,9 +97,8 @@ impl ToolService for ToolApi {
     ) -> Result<Response<pb::SubmitToolResponse>, Status> {
         let caller = caller(&request);
         self.check_rate(&caller)?;
-        let mut sub = convert::submission(request.into_inner());
-        sub.session = self.session_key(&caller, &sub.session)?;
-        sub.tool = tenant::key(&caller.tenant, &sub.tool);
+        let limits = &self.sched.config().limits;
+        let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
         let (task, deduplicated) = self.sched.submit(sub).await?;
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),

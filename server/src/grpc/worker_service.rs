@@ -13,7 +13,6 @@ use crate::{
     Error,
     quota::{Slot, SlotCounter},
     scheduler::{CommandTx, Scheduler, WorkerId},
-    tenant,
 };
 
 pub struct WorkerApi {
@@ -80,11 +79,7 @@ impl WorkerService for WorkerApi {
             ))
             .into());
         }
-        let mut reg = convert::registration(register);
-        for tool in &mut reg.tools {
-            crate::tools::check_name(&tool.name)?;
-            tool.name = tenant::key(&caller.tenant, &tool.name);
-        }
+        let reg = convert::registration(register, &caller.tenant)?;
         let capacity = 2 * reg.max_concurrency.max(1) as usize + 8;
         let (tx, rx) = mpsc::channel(capacity);
         let worker = self.sched.register(reg, tx.clone())?;

@@ -8,8 +8,10 @@ use std::{
 
 use uuid::Uuid;
 
+mod keys;
 mod worker;
 
+pub use keys::{SessionKey, ToolKey};
 pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef};
 
 /// Where a task is in its life. The last four are final.
@@ -71,6 +73,8 @@ impl Outcome {
 
 /// One tool call. Strings shared between the live state, the store and the
 /// wire are `Arc<str>`, so a queued task costs one allocation per field.
+/// `session` and `tool` hold keys ([`SessionKey`], [`ToolKey`]): on the
+/// wire and in messages they go through [`crate::tenant::strip`].
 #[derive(Debug, Clone)]
 pub struct TaskRecord {
     pub id: Uuid,
@@ -91,12 +95,11 @@ pub struct TaskRecord {
     pub seq: u64,
 }
 
-/// A tool call as an agent submits it. `session` and `tool` are keys (see
-/// [`crate::tenant`]).
-#[derive(Debug, Clone, Default)]
+/// A tool call as an agent submits it.
+#[derive(Debug, Clone)]
 pub struct Submission {
-    pub session: String,
-    pub tool: String,
+    pub session: SessionKey,
+    pub tool: ToolKey,
     /// JSON object text; empty means `{}`.
     pub arguments_json: String,
     /// Timeout of one run in milliseconds; 0: the tool's or the server's default.

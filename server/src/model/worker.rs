@@ -3,12 +3,12 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::Outcome;
+use super::{Outcome, ToolKey};
 
-/// A tool as a worker declares it. `name` may be a key (see [`crate::tenant`]).
+/// A tool as a worker declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolDef {
-    pub name: String,
+    pub name: ToolKey,
     pub description: String,
     /// JSON Schema of the arguments; empty: any object.
     pub input_schema_json: String,

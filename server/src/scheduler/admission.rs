@@ -10,28 +10,9 @@ use super::state::{Io, State};
 use crate::{
     config::{Config, Limits},
     error::Error,
-    model::{Outcome, Registration, Submission, TaskState, codes},
-    tenant,
+    model::{Outcome, Registration, SessionKey, Submission, TaskState, ToolKey, codes},
     tools::{self, ToolSpec},
 };
-
-/// Checks a session name (or key: its tenant prefix does not count).
-pub fn check_session(session: &str, limits: &Limits) -> Result<(), Error> {
-    let max = limits.max_session_id_bytes;
-    let session = tenant::strip(session);
-    if session.is_empty() {
-        return Err(Error::invalid(
-            "session_id is required: name the agent conversation",
-        ));
-    }
-    if session.len() > max {
-        return Err(Error::invalid(format!(
-            "session_id is {} bytes, the limit is {max}",
-            session.len()
-        )));
-    }
-    Ok(())
-}
 
 /// A task ID as a client passes it.
 pub fn parse_task_id(task_id: &str) -> Result<Uuid, Error> {
@@ -52,10 +33,9 @@ pub fn not_found(task_id: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// The submit's checks that need no live state: session, idempotency key,
-/// timeout limit.
+/// The submit's checks that need no live state: idempotency key, timeout
+/// limit (its session was checked when its key was made).
 pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> {
-    check_session(&sub.session, limits)?;
     if sub.idempotency_key.len() > limits.max_idempotency_key_bytes {
         return Err(Error::invalid(format!(
             "idempotency_key is {} bytes, the limit is {}",
@@ -75,13 +55,13 @@ pub fn timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
     }
 }
 
-/// The spec of tool key `key`, or NOT_FOUND listing the tools of the same
+/// The spec of tool `key`, or NOT_FOUND listing the tools of the same
 /// tenant (another tenant's are not its business).
-pub fn tool_spec<I: Io>(st: &State<I>, key: &str) -> Result<ToolSpec, Error> {
-    if let Some(spec) = st.tool_spec(key) {
+pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error> {
+    if let Some(spec) = st.tool_spec(key.as_key()) {
         return Ok(spec);
     }
-    let known = st.tool_names(tenant::of(key));
+    let known = st.tool_names(key.tenant());
     let known = if known.is_empty() {
         "none yet: start a worker that serves it".to_string()
     } else {
@@ -89,30 +69,34 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &str) -> Result<ToolSpec, Error> {
     };
     Err(Error::NotFound(format!(
         "unknown tool {:?}; known tools: {known}",
-        tenant::strip(key)
+        key.name()
     )))
 }
 
-/// Room for one more task of `session` (a key) and of its tenant, on a
-/// server that is not stopping.
-pub fn check_room<I: Io>(st: &State<I>, session: &str, limits: &Limits) -> Result<(), Error> {
+/// Room for one more task of `session` and of its tenant, on a server that
+/// is not stopping.
+pub fn check_room<I: Io>(
+    st: &State<I>,
+    session: &SessionKey,
+    limits: &Limits,
+) -> Result<(), Error> {
     if st.is_draining() {
         return Err(Error::Unavailable(
             "the server is shutting down: submit again once it is back".into(),
         ));
     }
-    let tenant_pending = st.tenant_pending(tenant::of(session));
+    let tenant_pending = st.tenant_pending(session.tenant());
     if tenant_pending >= limits.max_pending_per_tenant {
         return Err(Error::ResourceExhausted(format!(
             "your tenant has {tenant_pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
             limits.max_pending_per_tenant
         )));
     }
-    let pending = st.pending(session);
+    let pending = st.pending(session.as_key());
     if pending >= limits.max_pending_per_session {
         return Err(Error::ResourceExhausted(format!(
             "session {:?} has {pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
-            tenant::strip(session),
+            session.name(),
             limits.max_pending_per_session
         )));
     }
@@ -146,7 +130,7 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
     if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.clone())) {
         return Err(Error::invalid(format!(
             "Register lists tool `{}` twice",
-            tenant::strip(&dup.name)
+            dup.name
         )));
     }
     Ok(specs)
@@ -231,11 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn sessions_and_task_ids_are_checked() {
-        let limits = Limits::default();
-        assert!(check_session(&tenant::key("acme", "s"), &limits).is_ok());
-        assert!(check_session(&tenant::key("acme", ""), &limits).is_err());
-        assert!(check_session(&"x".repeat(129), &limits).is_err());
+    fn task_ids_are_checked() {
         assert!(parse_task_id("").is_err() && parse_task_id("x").is_err());
         let id = Uuid::new_v4();
         assert_eq!(parse_task_id(&id.to_string()).unwrap(), id);

@@ -32,7 +32,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info};
 use uuid::Uuid;
 
-pub use admission::{check_session, not_found, parse_task_id};
+pub use admission::{not_found, parse_task_id};
 use finisher::Finisher;
 use queue::{Backlog, LocalBacklog, Placement};
 pub use state::WorkerId;
@@ -42,7 +42,10 @@ use crate::{
     config::Config,
     error::Error,
     metrics::{Load, LoadSource, Metrics},
-    model::{Command, Outcome, Registration, Submission, TaskRecord, TaskResult, TaskState, codes},
+    model::{
+        Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
+        codes,
+    },
     sessions::SessionHub,
     store::{Inserted, SharedStore},
     tools::ToolSpec,
@@ -186,13 +189,13 @@ impl Scheduler {
         let (session, placement) = {
             let mut st = self.lock();
             admission::check_room(&st, &sub.session, limits)?;
-            let placement = self.backlog.place(&|| st.has_room_for(&spec.name));
-            (st.reserve(&sub.session), placement)
+            let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
+            (st.reserve(sub.session.as_arc()), placement)
         };
         let mut task = TaskRecord {
             id: Uuid::new_v4(),
             session,
-            tool: spec.name.clone(),
+            tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
             idempotency_key: (!sub.idempotency_key.is_empty())
@@ -327,9 +330,15 @@ impl Scheduler {
     }
 
     /// Releases a session's completions up to `up_to_seq`.
-    pub async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, Error> {
-        check_session(session, &self.config.limits)?;
-        Ok(self.store.ack_completions(session, up_to_seq).await?)
+    pub async fn ack_completions(
+        &self,
+        session: &SessionKey,
+        up_to_seq: u64,
+    ) -> Result<u64, Error> {
+        Ok(self
+            .store
+            .ack_completions(session.as_key(), up_to_seq)
+            .await?)
     }
 
     /// Adds a worker and its tools. Its commands (queued work first) arrive
@@ -348,7 +357,7 @@ impl Scheduler {
                 "the server is shutting down: connect again once it is back".into(),
             ));
         }
-        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.clone()).collect();
+        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
         info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());

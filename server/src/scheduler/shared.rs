@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Scheduler;
 use crate::{
-    model::{Outcome, TaskRecord, TaskState, ToolDef, codes, millis},
+    model::{Outcome, TaskRecord, TaskState, ToolDef, ToolKey, codes, millis},
     store::ToolAdvert,
     tools::ToolSpec,
 };
@@ -76,7 +76,7 @@ impl Scheduler {
             .local_tools()
             .into_iter()
             .map(|(spec, workers)| ToolAdvert {
-                name: spec.name.to_string(),
+                name: spec.name.as_key().to_string(),
                 description: spec.description.to_string(),
                 input_schema: spec.input_schema_json.to_string(),
                 default_timeout_ms: spec.timeout.map(millis),
@@ -92,13 +92,13 @@ impl Scheduler {
             .into_iter()
             .filter_map(|t| {
                 let def = ToolDef {
-                    name: t.name,
+                    name: ToolKey::from_key(t.name),
                     description: t.description,
                     input_schema_json: t.input_schema,
                     timeout_ms: t.default_timeout_ms.unwrap_or(0),
                 };
                 match ToolSpec::new(&def, &self.config.limits) {
-                    Ok(spec) => Some((spec.name.clone(), (spec, t.workers))),
+                    Ok(spec) => Some((spec.name.as_arc().clone(), (spec, t.workers))),
                     Err(e) => {
                         warn!(tool = %def.name, error = %e, "another server's tool is not usable here");
                         None

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tonic::Status;
 
 use super::*;
-use crate::{grpc::convert, store::memory::MemoryStore};
+use crate::{config::Limits, grpc::convert, store::memory::MemoryStore};
 
 /// A scheduler with the test's view of it: task IDs as a client sends them.
 struct Core(Arc<Scheduler>);
@@ -78,7 +78,9 @@ fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Comma
             .collect(),
         max_concurrency,
     };
-    let id = core.register(convert::registration(register), tx).unwrap();
+    let id = core
+        .register(convert::registration(register, "").unwrap(), tx)
+        .unwrap();
     let mut rx = Commands {
         registered: VecDeque::from([convert::registered(id)]),
         rx,
@@ -91,12 +93,13 @@ fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Comma
 }
 
 fn submit_request(session: &str, tool: &str) -> Submission {
-    convert::submission(pb::SubmitToolRequest {
+    let req = pb::SubmitToolRequest {
         session_id: session.into(),
         tool: tool.into(),
         arguments_json: "{}".into(),
         ..Default::default()
-    })
+    };
+    convert::submission(req, "", &Limits::default()).unwrap()
 }
 
 fn next(rx: &mut Commands) -> pb::worker_command::Kind {

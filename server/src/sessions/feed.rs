@@ -16,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::hub::{SessionHub, Wake};
-use crate::{error::Error, model::CompletionRecord, store::SharedStore};
+use crate::{
+    error::Error,
+    model::{CompletionRecord, SessionKey},
+    store::SharedStore,
+};
 
 /// Completions read from the store per read.
 const BATCH: usize = 256;
@@ -55,13 +59,13 @@ impl Feed {
         }
     }
 
-    /// The completions of `session` (a key) with seq > `after_seq`, in
-    /// order, until the receiver is dropped or an error item ends them.
-    pub fn open(&self, session: String, after_seq: u64) -> mpsc::Receiver<FeedItem> {
+    /// The completions of `session` with seq > `after_seq`, in order, until
+    /// the receiver is dropped or an error item ends them.
+    pub fn open(&self, session: SessionKey, after_seq: u64) -> mpsc::Receiver<FeedItem> {
         let (tx, rx) = mpsc::channel(self.buffer);
         let feed = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = feed.follow(&session, after_seq, &tx).await {
+            if let Err(e) = feed.follow(session.as_key(), after_seq, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
             debug!(session_id = %session, "completions feed ended");
@@ -230,7 +234,7 @@ mod tests {
         let f = fixture();
         complete(&f.store, "s").await;
         complete(&f.store, "s").await;
-        let mut rx = f.feed.open("s".into(), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
         assert_eq!((seq(&mut rx).await, seq(&mut rx).await), (1, 2));
         let c = complete(&f.store, "s").await;
         f.hub.completed(c);
@@ -242,14 +246,14 @@ mod tests {
         let f = fixture();
         complete(&f.store, "s").await;
         complete(&f.store, "s").await;
-        let mut rx = f.feed.open("s".into(), 1);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 1);
         assert_eq!(seq(&mut rx).await, 2);
     }
 
     #[tokio::test]
     async fn a_gap_in_the_broadcast_is_filled_from_the_store() {
         let f = fixture();
-        let mut rx = f.feed.open("s".into(), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
         let first = complete(&f.store, "s").await;
         f.hub.completed(first);
         assert_eq!(seq(&mut rx).await, 1);
@@ -265,7 +269,7 @@ mod tests {
         let f = fixture();
         complete(&f.store, "other").await;
         complete(&f.store, "s").await;
-        let mut rx = f.feed.open("s".into(), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
         let first = rx.recv().await.unwrap().unwrap();
         assert_eq!((&*first.session, first.seq), ("s", 1));
     }
@@ -273,7 +277,7 @@ mod tests {
     #[tokio::test]
     async fn a_stop_sends_what_is_stored_then_ends_unavailable() {
         let f = fixture();
-        let mut rx = f.feed.open("s".into(), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
         complete(&f.store, "s").await;
         f.shutdown.cancel();
         assert_eq!(seq(&mut rx).await, 1);

@@ -46,12 +46,12 @@ impl<I: Io> State<I> {
             .collect();
         let remote = self.remote.iter().filter(|(n, _)| tenant::of(n) == tenant);
         for (name, (spec, workers)) in remote {
-            match tools.iter_mut().find(|(s, _)| s.name == *name) {
+            match tools.iter_mut().find(|(s, _)| s.name.as_key() == &**name) {
                 Some((_, w)) => *w += workers,
                 None => tools.push((spec.clone(), *workers)),
             }
         }
-        tools.sort_by(|a, b| tenant::strip(&a.0.name).cmp(tenant::strip(&b.0.name)));
+        tools.sort_by(|a, b| a.0.name.name().cmp(b.0.name.name()));
         tools
     }
 

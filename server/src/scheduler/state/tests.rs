@@ -3,7 +3,10 @@
 use std::{cell::RefCell, rc::Rc};
 
 use super::*;
-use crate::{config::Limits, model::ToolDef};
+use crate::{
+    config::Limits,
+    model::{ToolDef, ToolKey},
+};
 
 struct Test;
 
@@ -25,7 +28,7 @@ fn now() -> SystemTime {
 
 fn spec(name: &str) -> ToolSpec {
     let def = ToolDef {
-        name: name.into(),
+        name: ToolKey::from_key(name),
         ..Default::default()
     };
     ToolSpec::new(&def, &Limits::default()).unwrap()
@@ -40,7 +43,7 @@ fn worker(st: &mut State<Test>, tools: &[&str], max: usize) -> (WorkerId, Sent) 
 }
 
 fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
-    let session = st.reserve(session);
+    let session = st.reserve(&session.into());
     let task = TaskRecord {
         id: Uuid::new_v4(),
         session,
@@ -80,8 +83,8 @@ fn lost(attempts: u32) -> Outcome {
 fn pending_counts_follow_reserve_and_release_per_session_and_tenant() {
     let mut st = State::<Test>::default();
     let key = tenant::key("acme", "s");
-    let a = st.reserve(&key);
-    let b = st.reserve(&key);
+    let a = st.reserve(&key.as_str().into());
+    let b = st.reserve(&key.as_str().into());
     assert!(Arc::ptr_eq(&a, &b), "one shared key per session");
     assert_eq!((st.pending(&key), st.tenant_pending("acme")), (2, 2));
     st.release(&key);
@@ -211,7 +214,7 @@ fn tools_are_listed_per_tenant_with_their_workers() {
     let listed: Vec<(String, u32)> = st
         .list_tools("acme")
         .into_iter()
-        .map(|(s, n)| (tenant::strip(&s.name).to_string(), n))
+        .map(|(s, n)| (s.name.to_string(), n))
         .collect();
     assert_eq!(listed, [("a".to_string(), 2), ("b".to_string(), 1)]);
     assert_eq!(st.tool_names(""), ["a"]);

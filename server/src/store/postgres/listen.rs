@@ -9,6 +9,11 @@ use uuid::Uuid;
 
 use crate::store::SharedEvent;
 
+/// Notifications read but not yet turned into events. The turning never
+/// waits, so this only smooths bursts; when full, the connection is read
+/// more slowly and PostgreSQL keeps the rest.
+const NOTES_BUFFER: usize = 1024;
+
 /// Follows the notification channels on a connection of its own, turning
 /// each into a [`SharedEvent`]; reconnects with backoff, and sends
 /// [`SharedEvent::Resync`] after each (re)connection, since notifications
@@ -18,14 +23,14 @@ pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Se
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
-                let (note_tx, mut notes) = mpsc::unbounded_channel();
+                let (note_tx, mut notes) = mpsc::channel(NOTES_BUFFER);
                 let driver = tokio::spawn(async move {
                     let mut messages =
                         futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         match m {
                             Ok(AsyncMessage::Notification(n)) => {
-                                if note_tx.send(n).is_err() {
+                                if note_tx.send(n).await.is_err() {
                                     break;
                                 }
                             }
@@ -67,7 +72,7 @@ pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Se
     }
 }
 
-pub(super) fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
+fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
     match channel {
         "errand_tasks" => Some(SharedEvent::TasksQueued {
             tool: payload.to_string(),
