@@ -1,8 +1,10 @@
 //! `errand`: run the server, a worker, or talk to a server as an agent would.
 //!
 //! Layout, one module per command group:
-//! - `serve`: `errand serve`, flags to an `errand_server::config::Config`,
-//!   the store, TLS and tokens, and the signal handling of a graceful stop.
+//! - `serve`: `errand serve`: the store, TLS and tokens, and the signals of
+//!   a graceful stop; `serve::args` holds its flags, one per setting of
+//!   `errand_server::config::Config` with an `ERRAND_*` variable and the
+//!   default from `Config::default()`, checked by `Config::validate`.
 //! - `worker`: `errand worker`, a tool served by running a program per call.
 //! - `token`: `errand token new`, a bearer token and its tokens-file line.
 //! - `agent`: `tools`, `submit`, `watch`, `status`, `cancel`, `ack`.
