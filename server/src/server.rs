@@ -27,7 +27,7 @@ use crate::{
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
-    grpc::{ToolApi, WorkerApi, auth::Auth},
+    grpc::{ToolApi, WorkerApi, auth::Auth, status_codes},
     metrics::{self, LoadSource, Metrics},
     scheduler::{
         Parts, Scheduler,
@@ -128,6 +128,7 @@ pub async fn serve_with(
             .await;
     }
     let mut builder = Server::builder()
+        .layer(status_codes::layer())
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = options.tls {
