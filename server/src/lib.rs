@@ -14,6 +14,8 @@
 //!   then the session's streams), `timers`, `lifecycle` (recover, drain,
 //!   purge), `queue` (the fair per-tool queue and the [`scheduler::queue::Backlog`]
 //!   seam between single-server and shared mode).
+//! - [`json_text`]: the one rule for every JSON text accepted (arguments,
+//!   results, schemas): size, syntax, no lone surrogates, a depth limit.
 //! - [`tools`]: tool definitions and argument validation against each
 //!   tool's JSON Schema.
 //! - [`sessions`]: the hub that wakes open `Completions` streams and the
@@ -50,6 +52,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod json_text;
 pub mod metrics;
 pub mod model;
 pub mod quota;

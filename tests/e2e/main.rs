@@ -9,4 +9,5 @@ mod limits;
 mod multi_server;
 mod ops;
 mod security;
+mod status_codes;
 mod validation;
