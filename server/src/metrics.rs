@@ -17,12 +17,11 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::warn;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{model::TaskState, tenant};
+use crate::{config::Connections, model::TaskState, net::Incoming, tenant};
 
 /// What the live state holds, read at each scrape.
 #[derive(Debug, Default)]
@@ -173,15 +172,15 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
+/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled.
 pub async fn serve(
-    listener: TcpListener,
+    incoming: Incoming,
+    limits: Connections,
     metrics: Arc<Metrics>,
     source: Arc<dyn LoadSource>,
     shutdown: CancellationToken,
 ) {
     use axum::{Router, http::header, routing::get};
-    let addr = listener.local_addr().ok();
     let app = Router::new().route(
         "/metrics",
         get(move || {
@@ -198,11 +197,5 @@ pub async fn serve(
             }
         }),
     );
-    info!(addr = ?addr, "metrics on http://ADDR/metrics");
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
-        warn!(error = %e, "the metrics endpoint failed");
-    }
+    crate::net::http::serve(incoming, app, &limits, shutdown).await;
 }

@@ -2,6 +2,7 @@
 //! area. Each test starts its own server on a free loopback port.
 mod abuse;
 mod cli;
+mod connections;
 mod delivery;
 mod dispatch;
 mod durability;
