@@ -1,6 +1,7 @@
 //! End-to-end tests of the core service: one test binary, one module per
 //! area. Each test starts its own server on a free loopback port.
 mod abuse;
+mod auth_abuse;
 mod cli;
 mod connections;
 mod delivery;
