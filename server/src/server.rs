@@ -1,8 +1,9 @@
 //! Binds the services to a listener and runs them until a shutdown signal.
 //!
 //! Besides errand's two services the server carries the standard gRPC health
-//! service (open to all, for load balancers and probes) and server reflection
-//! (so `grpcurl` works; it needs a valid token when tokens are configured).
+//! service (open to all, for load balancers and probes) and server reflection,
+//! v1 and v1alpha, describing every service including health (so `grpcurl`
+//! works; it needs a valid token when tokens are configured).
 //! Shutdown is graceful: the signal starts a drain (no new submits,
 //! registrations or dispatches; health says NOT_SERVING), running tasks get
 //! up to `Config::shutdown_grace` to finish, then every stream ends, the last
@@ -24,7 +25,7 @@ use crate::{
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
-    grpc::{ToolApi, WorkerApi, auth::Auth},
+    grpc::{ToolApi, WorkerApi, auth::Auth, status_codes},
     metrics::{self, LoadSource, Metrics},
     net::{self, Incoming},
     scheduler::{
@@ -134,20 +135,33 @@ pub async fn serve_with(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let mut builder = net::grpc_server(&connections);
+    let mut builder = net::grpc_server(&connections).layer(status_codes::layer());
     if let Some(tls) = options.tls {
         builder = builder.tls_config(tls)?;
     }
     let tokens = options.tokens;
     let max = sched.config().limits.max_message_bytes;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+    // Both reflection versions (grpcurl and older tools ask v1alpha), each
+    // describing every service served, health included.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
-        .expect("the contract's descriptor set is valid");
+        .expect("the descriptor sets are valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the descriptor sets are valid");
     let router = builder
         .add_service(health_service)
         .add_service(InterceptedService::new(
-            reflection,
+            reflection_v1,
+            Auth::new(tokens.clone(), None, "server reflection"),
+        ))
+        .add_service(InterceptedService::new(
+            reflection_v1alpha,
             Auth::new(tokens.clone(), None, "server reflection"),
         ))
         .add_service(InterceptedService::new(

@@ -12,4 +12,5 @@ mod logs;
 mod multi_server;
 mod ops;
 mod security;
+mod status_codes;
 mod validation;

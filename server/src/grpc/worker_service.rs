@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::{auth::caller, convert};
+use super::{auth::caller, convert, status_codes};
 use crate::{
     Error, logs,
     quota::{Slot, SlotCounter},
@@ -73,9 +73,9 @@ impl WorkerService for WorkerApi {
         };
         if let Some(denied) = register.tools.iter().find(|t| !caller.may_serve(&t.name)) {
             return Err(Error::PermissionDenied(format!(
-                "this worker token may not serve tool {:?}: it may serve {}",
-                denied.name,
-                caller.tools.as_deref().unwrap_or_default().join(", ")
+                "this worker token may not serve tool {}: it may serve {}",
+                crate::error::quote(&denied.name),
+                crate::error::list(caller.tools.as_deref().unwrap_or_default())
             ))
             .into());
         }
@@ -117,6 +117,12 @@ async fn serve_worker(
             Ok(None) => break,
             Err(status) => {
                 debug!(worker_id = worker, code = ?status.code(), message = %logs::field(status.message()), "worker stream failed");
+                // An oversized message: tell the worker as gRPC's table says
+                // (if its stream has room: a worker that reads nothing is not
+                // waited for).
+                if let Some(e) = status_codes::oversized(&status) {
+                    let _ = tx.try_send(Err(e));
+                }
                 break;
             }
         };
