@@ -54,6 +54,8 @@ pub struct Options {
     pub tls: Option<ServerTlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
+    /// The bearer token `GET /metrics` requires; `None`: open to all.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -121,6 +123,7 @@ pub async fn serve_with(
         tokio::spawn(metrics::serve(
             Incoming::new(l, connections.clone()),
             connections.clone(),
+            options.metrics_token.clone(),
             metrics.clone(),
             source,
             shutdown_token.clone(),
