@@ -160,7 +160,7 @@ async def run(results: dict[str, str]) -> None:
     data = tempfile.mkdtemp(prefix="errand-mcp-")
     server = Server(data)
     worker = subprocess.Popen(
-        [ERRAND, "--server", server.addr, "worker", "--tool", "sleep_echo", "--concurrency", "4",
+        [ERRAND, "worker", "--server", server.addr, "--tool", "sleep_echo", "--concurrency", "4",
          "--description", "Sleeps, then echoes.", "--schema", json.dumps(SCHEMA), "--exec", SLEEP_ECHO],
     )
     url = server.mcp_url
@@ -200,7 +200,7 @@ async def run(results: dict[str, str]) -> None:
                     seqs[secs] = state.result["_meta"]["errand/task"]["seq"]
                 assert seqs == {1: 1, 2: 2, 3: 3}, seqs
             watched = subprocess.run(
-                [ERRAND, "--server", server.addr, "watch", "--session", "order", "--json", "--count", "3"],
+                [ERRAND, "watch", "--server", server.addr, "--session", "order", "--json", "--count", "3"],
                 capture_output=True, text=True, timeout=DEADLINE_S, check=True,
             )
             lines = [json.loads(line) for line in watched.stdout.splitlines()]

@@ -26,10 +26,13 @@ use axum::{
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Caller, Role, Tokens};
+use crate::{
+    auth::{Caller, Role, Tokens},
+    config::Connections,
+    net::{self, Incoming},
+};
 pub use handler::{McpHandler, Settings};
 
 /// The MCP endpoint's path.
@@ -37,20 +40,23 @@ pub const PATH: &str = "/mcp";
 
 /// What the MCP listener is given besides the handler.
 pub struct Listener {
-    pub listener: TcpListener,
+    /// Connections, bounded as on every listener ([`crate::net`]).
+    pub incoming: Incoming,
+    pub limits: Connections,
     /// `Host` values accepted (DNS-rebinding guard); empty: loopback names only.
     pub allowed_hosts: Vec<String>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
 }
 
-/// Serves MCP on `l` until `shutdown` is cancelled.
+/// Serves MCP on `l` until `shutdown` is cancelled (then open connections
+/// get [`net::http::serve`]'s few seconds to finish).
 pub async fn serve(
     l: Listener,
     handler: McpHandler,
     tokens: Option<Arc<Tokens>>,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) {
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown.child_token())
         .with_max_request_body_bytes(l.max_body_bytes);
@@ -65,9 +71,7 @@ pub async fn serve(
     let app = axum::Router::new()
         .route_service(PATH, service)
         .layer(middleware::from_fn_with_state(tokens, authenticate));
-    axum::serve(l.listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    net::http::serve(l.incoming, app, &l.limits, shutdown).await;
 }
 
 /// Leaves the [`Caller`] of the request's bearer token in its extensions,
