@@ -124,10 +124,10 @@ def client(url: str, session: str, tasks: bool = True, legacy: bool = False) -> 
 
 
 class Server:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, poll_ms: int = 100) -> None:
         self.proc = subprocess.Popen(
             [ERRAND, "serve", "--listen", "127.0.0.1:0", "--mcp-listen", "127.0.0.1:0",
-             "--data-dir", data_dir, "--mcp-poll-interval-ms", "100"],
+             "--data-dir", data_dir, "--mcp-poll-interval-ms", str(poll_ms)],
             stdout=subprocess.PIPE, text=True,
         )
         self.mcp_url = self.addr = ""
@@ -139,6 +139,10 @@ class Server:
                 self.addr = line.split()[-1]
                 break
         assert self.mcp_url and self.addr, "the server printed its addresses"
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no drain, no goodbye
+        self.proc.wait(timeout=30)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -156,13 +160,53 @@ async def wait_for_tool(url: str) -> types.ListToolsResult:
             await asyncio.sleep(0.05)
 
 
+def start_worker(addr: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [ERRAND, "worker", "--server", addr, "--tool", "sleep_echo", "--concurrency", "4",
+         "--description", "Sleeps, then echoes.", "--schema", json.dumps(SCHEMA), "--exec", SLEEP_ECHO],
+        start_new_session=True,  # its own process group, so the test can end the tool's processes too
+    )
+
+
+def end_worker(worker: subprocess.Popen[bytes]) -> None:
+    os.killpg(worker.pid, 9)
+    worker.wait(timeout=30)
+
+
+async def task_survives_a_server_kill() -> None:
+    """kill -9 mid-task, a restart on the same data dir: the task ID still answers, then with the result."""
+    data = tempfile.mkdtemp(prefix="errand-mcp-restart-")
+    server = Server(data)
+    worker = start_worker(server.addr)
+    try:
+        await wait_for_tool(server.mcp_url)
+        async with client(server.mcp_url, "restart") as c:
+            created = await c.session.call_tool(
+                "sleep_echo", {"seconds": 3, "text": "durable"}, allow_claimed=True
+            )
+            assert isinstance(created, CreateTask), created
+            end = time.monotonic() + DEADLINE_S
+            while ((await get_task(c.session, created.task_id)).meta or {})["errand/task"]["status"] != "RUNNING":
+                assert time.monotonic() < end, "the task was dispatched"
+                await asyncio.sleep(0.05)
+        server.kill()
+        end_worker(worker)
+        server = Server(data)
+        worker = start_worker(server.addr)
+        await wait_for_tool(server.mcp_url)
+        async with client(server.mcp_url, "restart") as c:
+            state = await settle(c.session, created.task_id)
+            assert state.status == "completed", state
+            assert state.result and state.result["structuredContent"] == {"echo": "durable"}, state
+    finally:
+        end_worker(worker)
+        server.stop()
+
+
 async def run(results: dict[str, str]) -> None:
     data = tempfile.mkdtemp(prefix="errand-mcp-")
     server = Server(data)
-    worker = subprocess.Popen(
-        [ERRAND, "worker", "--server", server.addr, "--tool", "sleep_echo", "--concurrency", "4",
-         "--description", "Sleeps, then echoes.", "--schema", json.dumps(SCHEMA), "--exec", SLEEP_ECHO],
-    )
+    worker = start_worker(server.addr)
     url = server.mcp_url
 
     async def check(name: str, body: Any) -> None:
@@ -295,9 +339,9 @@ async def run(results: dict[str, str]) -> None:
         ):
             await check(body.__name__, body)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        end_worker(worker)
         server.stop()
+    await check(task_survives_a_server_kill.__name__, task_survives_a_server_kill)
 
 
 def main() -> int:
