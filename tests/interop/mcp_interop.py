@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import httpx2
 import mcp_types as types
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -266,6 +266,21 @@ async def run(results: dict[str, str]) -> None:
                 result = await c.call_tool("sleep_echo", {"seconds": 0.2, "text": "old"})
                 assert not result.is_error and result.structured_content == {"echo": "old"}, result
 
+        async def stdio_adapter_over_a_running_server() -> None:
+            params = StdioServerParameters(
+                command=ERRAND,
+                args=["mcp", "--stdio", "--server", server.addr, "--session", "stdio",
+                      "--poll-interval-ms", "50"],
+            )
+            async with Client(params, extensions=[Tasks()], read_timeout_seconds=DEADLINE_S) as c:
+                listed = await c.list_tools()
+                assert [t.name for t in listed.tools] == ["sleep_echo"], listed
+                result = await c.call_tool("sleep_echo", {"seconds": 0.2, "text": "piped"})
+                assert result.structured_content == {"echo": "piped"}, result
+            async with Client(params, read_timeout_seconds=DEADLINE_S) as c:
+                result = await c.call_tool("sleep_echo", {"seconds": 0.2, "text": "waited"})
+                assert result.structured_content == {"echo": "waited"}, result
+
         async def cancel_reaches_the_task() -> None:
             async with client(url, "cancel") as c:
                 created = await c.session.call_tool(
@@ -330,6 +345,7 @@ async def run(results: dict[str, str]) -> None:
             claim_settles_call_tool,
             no_extension_gets_a_synchronous_result,
             legacy_client_gets_a_synchronous_result,
+            stdio_adapter_over_a_running_server,
             cancel_reaches_the_task,
             unknown_tool_is_invalid_params,
             schema_failure_is_an_error_result,
