@@ -120,3 +120,47 @@ fn caller(
         _ => Ok(caller),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+    use crate::auth::{TokenSpec, new_token};
+
+    fn tokens(role: Role) -> (Tokens, String) {
+        let token = new_token().unwrap();
+        let spec = TokenSpec {
+            role,
+            tenant: "acme".into(),
+            tools: None,
+            expires: None,
+            name: None,
+        };
+        (Tokens::parse(&spec.line(&token).unwrap()).unwrap(), token)
+    }
+
+    #[test]
+    fn agent_tokens_pass_and_others_are_told_what_to_send() {
+        assert_eq!(&*caller(None, None).unwrap().tenant, "");
+        let (agents, token) = tokens(Role::Agent);
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        assert_eq!(
+            &*caller(Some(&agents), Some(&bearer)).unwrap().tenant,
+            "acme"
+        );
+        let (status, message) = caller(Some(&agents), None).unwrap_err();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(message.contains("Authorization: Bearer"), "{message}");
+        let basic = HeaderValue::from_static("Basic abc");
+        assert_eq!(
+            caller(Some(&agents), Some(&basic)).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (workers, token) = tokens(Role::Worker);
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        let (status, message) = caller(Some(&workers), Some(&bearer)).unwrap_err();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(message.contains("role agent"), "{message}");
+    }
+}
