@@ -35,6 +35,10 @@
 //!   the store keeps keys as it keeps names.
 //! - [`quota`]: per-tenant stream and worker counts, per-token submit rate.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
+//! - [`net`]: what every listener bounds: connections per listener and per
+//!   peer, handshake and idle timeouts, HTTP/2 streams, headers and windows.
+//! - [`logs`]: client values escaped and bounded in log lines, and a
+//!   throttle for lines a client can trigger at will.
 //! - [`server`]: wires it all to a listener (TLS optional) with health,
 //!   reflection and a graceful shutdown.
 //!
@@ -53,8 +57,10 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod json_text;
+pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod quota;
 pub mod scheduler;
 pub mod server;

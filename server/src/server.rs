@@ -15,10 +15,7 @@ use errand_proto::v1::{
     worker_service_server::WorkerServiceServer,
 };
 use tokio::net::TcpListener;
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Server, ServerTlsConfig, server::TcpIncoming},
-};
+use tonic::{service::interceptor::InterceptedService, transport::ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -30,6 +27,7 @@ use crate::{
     config::Config,
     grpc::{ToolApi, WorkerApi, auth::Auth, status_codes},
     metrics::{self, LoadSource, Metrics},
+    net::{self, Incoming},
     scheduler::{
         Parts, Scheduler,
         queue::{Backlog, LocalBacklog, SharedBacklog},
@@ -56,6 +54,8 @@ pub struct Options {
     pub tls: Option<ServerTlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
+    /// The bearer token `GET /metrics` requires; `None`: open to all.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -64,7 +64,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 const SERVICES: [&str; 2] = ["errand.v1.ToolService", "errand.v1.WorkerService"];
 
 /// Serves errand on `listener` until `shutdown` resolves, then ends every
-/// stream (clients are told to reconnect) and returns.
+/// stream (clients are told to reconnect) and returns. Every listener takes
+/// `config.connections`' bounds ([`net`]); the process's soft open-files
+/// limit is raised to the hard one.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -83,6 +85,9 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
+    let mut connections = config.connections.clone();
+    connections.max_connections =
+        net::connection_cap(connections.max_connections, net::raise_open_files_limit());
     let stream_buffer = config.limits.stream_buffer;
     let hub = Arc::new(SessionHub::default());
     let metrics = Arc::new(Metrics::default());
@@ -116,7 +121,9 @@ pub async fn serve_with(
     let metrics_endpoint = options.metrics.map(|l| {
         let source: Arc<dyn LoadSource> = sched.clone();
         tokio::spawn(metrics::serve(
-            l,
+            Incoming::new(l, connections.clone()),
+            connections.clone(),
+            options.metrics_token.clone(),
             metrics.clone(),
             source,
             shutdown_token.clone(),
@@ -128,10 +135,7 @@ pub async fn serve_with(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let mut builder = Server::builder()
-        .layer(status_codes::layer())
-        .http2_keepalive_interval(Some(Duration::from_secs(15)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    let mut builder = net::grpc_server(&connections).layer(status_codes::layer());
     if let Some(tls) = options.tls {
         builder = builder.tls_config(tls)?;
     }
@@ -172,33 +176,30 @@ pub async fn serve_with(
                 .max_encoding_message_size(max),
             Auth::new(tokens, Some(Role::Worker), "WorkerService"),
         ));
-    let serving = router.serve_with_incoming_shutdown(
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        {
-            let sched = sched.clone();
-            let shutdown_token = shutdown_token.clone();
-            async move {
-                shutdown.await;
-                info!(
-                    grace_secs = grace.as_secs_f64(),
-                    "shutting down: draining running tasks"
-                );
-                for name in ["", SERVICES[0], SERVICES[1]] {
-                    health
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
-                }
-                let left = sched.drain(grace).await;
-                if left > 0 {
-                    warn!(
-                        running = left,
-                        "grace period over: tasks still running will run again at the next start"
-                    );
-                }
-                shutdown_token.cancel();
+    let serving = router.serve_with_incoming_shutdown(Incoming::new(listener, connections), {
+        let sched = sched.clone();
+        let shutdown_token = shutdown_token.clone();
+        async move {
+            shutdown.await;
+            info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: draining running tasks"
+            );
+            for name in ["", SERVICES[0], SERVICES[1]] {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
-        },
-    );
+            let left = sched.drain(grace).await;
+            if left > 0 {
+                warn!(
+                    running = left,
+                    "grace period over: tasks still running will run again at the next start"
+                );
+            }
+            shutdown_token.cancel();
+        }
+    });
     // Streams end once the drain is over; connections that stay open after
     // that (a health Watch, a client that never reads) are not waited for.
     let stopped = shutdown_token.clone();
