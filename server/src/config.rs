@@ -120,6 +120,10 @@ pub struct Limits {
     /// `SubmitTool` calls per second per token (a burst of one second's
     /// worth is allowed). 0: no limit. Applies when tokens are configured.
     pub submits_per_second_per_token: u32,
+    /// Calls without a valid token one peer address may make per minute
+    /// (a burst of a minute's worth) before it is told to wait; counted and
+    /// logged either way. 0: no throttle.
+    pub auth_failures_per_minute: u32,
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
@@ -202,6 +206,7 @@ impl Default for Limits {
             max_streams_per_tenant: 4096,
             max_workers_per_tenant: 1024,
             submits_per_second_per_token: 1000,
+            auth_failures_per_minute: 60,
             stream_buffer: 64,
         }
     }

@@ -25,7 +25,7 @@ use crate::{
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
-    grpc::{ToolApi, WorkerApi, auth::Auth, status_codes},
+    grpc::{ToolApi, WorkerApi, auth::Auth, failed_auth::FailedAuth, status_codes},
     mcp,
     metrics::{self, LoadSource, Metrics},
     net::{self, Incoming},
@@ -146,6 +146,10 @@ pub async fn serve_with(
         builder = builder.tls_config(tls)?;
     }
     let tokens = options.tokens;
+    let failures = Arc::new(FailedAuth::new(
+        sched.config().limits.auth_failures_per_minute,
+        metrics.clone(),
+    ));
     let max = sched.config().limits.max_message_bytes;
     let tool_api = Arc::new(ToolApi::new(sched.clone(), feed, metrics));
     // MCP on its own listener, over the very ToolService code gRPC serves.
@@ -194,23 +198,24 @@ pub async fn serve_with(
         .add_service(health_service)
         .add_service(InterceptedService::new(
             reflection_v1,
-            Auth::new(tokens.clone(), None, "server reflection"),
+            Auth::new(tokens.clone(), None, "server reflection").with_failures(failures.clone()),
         ))
         .add_service(InterceptedService::new(
             reflection_v1alpha,
-            Auth::new(tokens.clone(), None, "server reflection"),
+            Auth::new(tokens.clone(), None, "server reflection").with_failures(failures.clone()),
         ))
         .add_service(InterceptedService::new(
             ToolServiceServer::from_arc(tool_api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService"),
+            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService")
+                .with_failures(failures.clone()),
         ))
         .add_service(InterceptedService::new(
             WorkerServiceServer::new(WorkerApi::new(sched.clone(), shutdown_token.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens, Some(Role::Worker), "WorkerService"),
+            Auth::new(tokens, Some(Role::Worker), "WorkerService").with_failures(failures.clone()),
         ));
     let serving = router.serve_with_incoming_shutdown(Incoming::new(listener, connections), {
         let sched = sched.clone();

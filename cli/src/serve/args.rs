@@ -122,6 +122,11 @@ pub struct Args {
     /// 0: no limit). Applies with --tokens-file.
     #[arg(long, env = "ERRAND_SUBMITS_PER_SECOND", default_value_t = DEFAULTS.limits.submits_per_second_per_token)]
     pub submits_per_second: u32,
+    /// Calls without a valid token one peer address may make per minute
+    /// before it is told to wait (RESOURCE_EXHAUSTED, retry-after-ms); 0: no
+    /// throttle. Every failure is counted in errand_auth_failures_total.
+    #[arg(long, env = "ERRAND_AUTH_FAILURES_PER_MINUTE", default_value_t = DEFAULTS.limits.auth_failures_per_minute)]
+    pub auth_failures_per_minute: u32,
     /// Longest session ID accepted, in bytes.
     #[arg(long, env = "ERRAND_MAX_SESSION_ID_BYTES", default_value_t = DEFAULTS.limits.max_session_id_bytes)]
     pub max_session_id_bytes: usize,
@@ -238,6 +243,7 @@ impl Args {
                 max_streams_per_tenant: self.max_streams_per_tenant,
                 max_workers_per_tenant: self.max_workers_per_tenant,
                 submits_per_second_per_token: self.submits_per_second,
+                auth_failures_per_minute: self.auth_failures_per_minute,
                 stream_buffer: self.stream_buffer,
             },
             default_timeout: Duration::from_millis(self.default_timeout_ms),
