@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -201,6 +202,7 @@ async def task_survives_a_server_kill() -> None:
     finally:
         end_worker(worker)
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def run(results: dict[str, str]) -> None:
@@ -357,6 +359,7 @@ async def run(results: dict[str, str]) -> None:
     finally:
         end_worker(worker)
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
     await check(task_survives_a_server_kill.__name__, task_survives_a_server_kill)
 
 
