@@ -39,7 +39,7 @@ impl Deref for Core {
 /// what the scheduler sends.
 struct Commands {
     registered: VecDeque<pb::WorkerCommand>,
-    rx: mpsc::Receiver<Result<Command, Error>>,
+    rx: mpsc::Receiver<Result<Outgoing, Error>>,
 }
 
 impl Commands {
@@ -49,7 +49,7 @@ impl Commands {
         }
         self.rx
             .try_recv()
-            .map(|c| c.map(convert::command).map_err(Status::from))
+            .map(|c| c.map(wire).map_err(Status::from))
     }
 
     async fn recv(&mut self) -> Option<Result<pb::WorkerCommand, Status>> {
@@ -57,8 +57,17 @@ impl Commands {
             return Some(Ok(first));
         }
         let c = self.rx.recv().await?;
-        Some(c.map(convert::command).map_err(Status::from))
+        Some(c.map(wire).map_err(Status::from))
     }
+}
+
+/// A command as the worker gets it: the memory store's dispatch records are
+/// durable at once.
+fn wire(out: Outgoing) -> pb::WorkerCommand {
+    if let Some(after) = out.after {
+        assert!(futures::FutureExt::now_or_never(after.wait()).is_some_and(|r| r.is_ok()));
+    }
+    convert::command(out.command)
 }
 
 fn core(config: Config) -> Core {

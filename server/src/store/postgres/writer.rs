@@ -72,7 +72,7 @@ impl Writer {
 
     async fn apply_batch(&self, batch: Vec<Op>, dispatches: Dispatches) {
         let count = batch.len() as u64 + dispatches.records;
-        let dispatches = dispatches.latest;
+        let (dispatches, recorded) = (dispatches.latest, dispatches.done);
         if count == 0 {
             return;
         }
@@ -111,6 +111,8 @@ impl Writer {
         if result.is_ok() {
             self.counters.committed();
         }
+        // Only now may the workers be sent what the dispatch records explain.
+        recorded.send_replace(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
         for reply in barriers {
             let _ = reply.send(Ok(()));
         }
