@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod completions;
 pub mod convert;
+pub mod fields;
 pub mod tool_service;
 pub mod worker_service;
 

@@ -106,7 +106,7 @@ pub fn check_session(session: &str, limits: &Limits) -> Result<(), Error> {
             session.len()
         )));
     }
-    Ok(())
+    crate::grpc::fields::identifier("session_id", session)
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub enum StoreError {
     /// Corrupt or unreadable data, or a bug.
     #[error("{0}")]
     Internal(String),
+    /// The store refused this one item's data (a value it cannot hold):
+    /// permanent, retrying cannot help; other items are unaffected.
+    #[error("the store refused the data: {0}")]
+    Rejected(String),
     /// A limit the store enforces (a shared store counts a session's
     /// unfinished tasks across servers); the message says which.
     #[error("{0}")]
@@ -100,6 +104,13 @@ impl Durable {
 impl std::fmt::Debug for Durable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Durable")
+    }
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (out of space, unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Full(_) | StoreError::Unavailable(_))
     }
 }
 

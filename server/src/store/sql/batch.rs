@@ -265,7 +265,8 @@ impl<Op> Receiver<Op> {
         true
     }
 
-    fn top_up(&mut self, ops: &mut Vec<Op>) {
+    /// Moves what is queued into `ops`, up to [`MAX_BATCH`], without waiting.
+    pub fn top_up(&mut self, ops: &mut Vec<Op>) {
         while ops.len() < MAX_BATCH {
             match self.rx.try_recv() {
                 Ok(msg) => push(ops, msg),
