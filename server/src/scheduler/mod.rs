@@ -1,15 +1,14 @@
 //! The scheduler: the one owner of errand's live state.
 //!
 //! Queued and running tasks, connected workers and per-session counts live in
-//! one [`State`] (`state.rs`, plain synchronous transitions) behind a `Mutex`
-//! that is only held for short, synchronous sections, never across an
-//! `.await`. The [`Scheduler`] around it does the side effects: it stores
-//! new tasks before they are queued, and finished ones after the lock is
-//! released ([`finisher`]); dispatch records go to
+//! one `State` behind a `Mutex` that is only held for short, synchronous
+//! sections, never across an `.await`. The [`Scheduler`] around it does the
+//! side effects: it stores a new task before it is queued, and a finished
+//! one after the lock is released (`finisher.rs`). Dispatch records go to
 //! [`Store::record_dispatch`](crate::store::Store::record_dispatch), which
 //! must not block, *under* the lock, so they reach the store before any
-//! finish of the same attempt; timers ([`timers`]) and worker commands are
-//! started and queued under the lock too, without waiting.
+//! finish of the same attempt; timers and worker commands are started and
+//! queued under the lock too, without waiting.
 //!
 //! **Nothing leaves before its record is durable.** An Assignment is queued
 //! with the [`Durable`] of its dispatch record ([`Outgoing`]) and the
@@ -21,8 +20,17 @@
 //! as a new attempt, never under an attempt number already handed out.
 //!
 //! The API takes and returns domain types ([`crate::model`]); a worker's
-//! commands arrive on its channel as [`Command`]s. Where queued work waits,
-//! in memory or (shared mode) in the store, is the [`Backlog`]'s business.
+//! commands arrive on its channel as [`Command`]s.
+//!
+//! - `state/`: the live state and its synchronous transitions (`mod.rs`),
+//!   and what it tells about tools and load (`registry.rs`).
+//! - `admission.rs`: submit, registration and result checks; quotas.
+//! - `finisher.rs`: store write with retry, then the session's streams.
+//! - `timers.rs`: per-attempt timeouts.
+//! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
+//! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
+//!   whether queued work waits here or (shared mode) in the store.
+//! - `shared.rs`: what [`crate::cluster`] asks of the scheduler.
 mod admission;
 mod finisher;
 mod lifecycle;
@@ -50,6 +58,7 @@ use state::{Ended, Io, State};
 use crate::{
     config::Config,
     error::Error,
+    logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
         Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
@@ -230,12 +239,12 @@ impl Scheduler {
             let mut st = self.lock();
             admission::check_room(&st, &sub.session, limits)?;
             let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
-            (st.reserve(sub.session.as_key()), placement)
+            (st.reserve(sub.session.as_arc()), placement)
         };
         let mut task = TaskRecord {
             id: Uuid::new_v4(),
             session,
-            tool: spec.name.to_arc(),
+            tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
             idempotency_key: (!sub.idempotency_key.is_empty())
@@ -265,7 +274,7 @@ impl Scheduler {
                 return Err(e.into());
             }
         }
-        debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
+        debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
@@ -401,9 +410,9 @@ impl Scheduler {
                 "the server is shutting down: connect again once it is back".into(),
             ));
         }
-        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.to_arc()).collect();
+        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
-        info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
+        info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());
         self.apply(&mut st);
         self.backlog.tools_changed();
@@ -413,7 +422,7 @@ impl Scheduler {
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
-    /// Waits only while the [`finisher`] is full.
+    /// Waits only while the finisher is full.
     pub async fn on_result(self: &Arc<Self>, worker: WorkerId, result: TaskResult) {
         let (state, outcome) =
             admission::judge_result(result.outcome, self.config.limits.max_result_bytes);
@@ -448,7 +457,7 @@ impl Scheduler {
             let Some(gone) = st.remove_worker(worker, max_attempts, lost, SystemTime::now()) else {
                 return;
             };
-            info!(worker_id = worker, worker = %gone.name, running = gone.running, "worker disconnected");
+            info!(worker_id = worker, worker = %logs::field(&gone.name), running = gone.running, "worker disconnected");
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
             }

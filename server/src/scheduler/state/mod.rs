@@ -5,8 +5,9 @@
 //! commands and stops a run's timer through it, and leaves everything else
 //! (arming timers, recording dispatches, waking waiters) to its owner, as
 //! [`Effects`] the owner reads back after each transition
-//! ([`State::take_effects`]). What the state can tell about tools and load,
-//! and the questions shared mode asks, are in `registry.rs`.
+//! ([`State::take_effects`]). Workers coming and going are in `workers.rs`;
+//! what the state can tell about tools and load, and the questions shared
+//! mode asks, are in `registry.rs`.
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -23,6 +24,7 @@ use crate::{
 };
 
 mod registry;
+mod workers;
 
 /// Server-side ID of one worker connection.
 pub type WorkerId = u64;
@@ -130,17 +132,6 @@ impl<I: Io> WorkerEntry<I> {
     }
 }
 
-/// A worker that left, and what became of its running tasks.
-pub struct Departed {
-    pub name: String,
-    pub tools: Vec<Arc<str>>,
-    pub running: usize,
-    /// Tasks that used up their attempts.
-    pub ended: Vec<Ended>,
-    /// Tasks queued again for another attempt, with the attempts they used.
-    pub requeued: Vec<(Uuid, u32)>,
-}
-
 impl<I: Io> Default for State<I> {
     fn default() -> Self {
         Self {
@@ -182,22 +173,24 @@ impl<I: Io> State<I> {
         self.tenant_pending.get(tenant).copied().unwrap_or(0)
     }
 
-    /// Counts one more pending task for the session; returns the session's
-    /// shared key.
-    pub fn reserve(&mut self, session: &str) -> Arc<str> {
-        *self
-            .tenant_pending
-            .entry(tenant::of(session).into())
-            .or_default() += 1;
-        if let Some((name, count)) = self.pending.get_key_value(session) {
+    /// Counts one more pending task for the session key; returns the key
+    /// every pending task of the session shares.
+    pub fn reserve(&mut self, session: &Arc<str>) -> Arc<str> {
+        let tenant = tenant::of(session);
+        match self.tenant_pending.get_mut(tenant) {
+            Some(count) => *count += 1,
+            None => {
+                self.tenant_pending.insert(tenant.into(), 1);
+            }
+        }
+        if let Some((name, count)) = self.pending.get_key_value(&**session) {
             let name = name.clone();
             let count = *count;
             self.pending.insert(name.clone(), count + 1);
             return name;
         }
-        let name: Arc<str> = session.into();
-        self.pending.insert(name.clone(), 1);
-        name
+        self.pending.insert(session.clone(), 1);
+        session.clone()
     }
 
     /// Counts one pending task of the session off.
@@ -335,96 +328,6 @@ impl<I: Io> State<I> {
         Some(Ended {
             task: live.task,
             finish,
-        })
-    }
-
-    /// Adds a worker serving `specs` (checked, no duplicates). Call
-    /// [`Self::start_worker`] once its commands may flow.
-    pub fn add_worker(
-        &mut self,
-        name: String,
-        specs: Vec<ToolSpec>,
-        max_concurrency: usize,
-        tx: I::Tx,
-    ) -> WorkerId {
-        self.next_worker += 1;
-        let id = self.next_worker;
-        let mut tools = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let name = spec.name.to_arc();
-            let entry = self.tools.entry(name.clone()).or_default();
-            entry.spec = Some(spec);
-            entry.workers.push(id);
-            tools.push(name);
-        }
-        self.workers.insert(
-            id,
-            WorkerEntry {
-                name,
-                tools,
-                max_concurrency,
-                running: HashSet::new(),
-                tx,
-                closed: false,
-                next_tool: 0,
-            },
-        );
-        id
-    }
-
-    /// Sends a worker its queued work, up to its free slots.
-    pub fn start_worker(&mut self, worker: WorkerId, now: SystemTime) {
-        self.fill_worker(worker, now);
-    }
-
-    /// Removes a worker: its running tasks go back to the queue with their
-    /// place kept, or end as `lost(attempts)` says once `max_attempts` are
-    /// used up.
-    pub fn remove_worker(
-        &mut self,
-        worker: WorkerId,
-        max_attempts: u32,
-        lost: impl Fn(u32) -> Outcome,
-        now: SystemTime,
-    ) -> Option<Departed> {
-        let entry = self.workers.remove(&worker)?;
-        for tool in &entry.tools {
-            if let Some(t) = self.tools.get_mut(tool) {
-                t.workers.retain(|w| *w != worker);
-            }
-        }
-        let mut ended = Vec::new();
-        let mut requeued = Vec::new();
-        for id in &entry.running {
-            let Some(live) = self.tasks.get_mut(id) else {
-                continue;
-            };
-            live.worker = None;
-            if let Some(timer) = live.timer.take() {
-                I::stop(timer);
-            }
-            if live.task.attempts >= max_attempts {
-                let outcome = lost(live.task.attempts);
-                ended.extend(self.take(*id, TaskState::Failed, outcome, None, now));
-            } else {
-                live.task.state = TaskState::Queued;
-                requeued.push((*id, live.task.attempts));
-                let tool = self.tools.entry(live.task.tool.clone()).or_default();
-                tool.queue.push_front(&live.task.session, *id);
-            }
-        }
-        for tool in &entry.tools {
-            self.dispatch_tool(tool, now);
-        }
-        if self.draining {
-            self.effects.running_ended = true;
-        }
-        Some(Departed {
-            name: entry.name,
-            running: entry.running.len(),
-            tools: entry.tools,
-            ended,
-            requeued,
         })
     }
 

@@ -95,23 +95,17 @@ impl Writer {
             // Dispatch records first: each is of a task already committed,
             // and must land before any later change of that task.
             let mut dispatches = rx.take_dispatches();
-            // Records merged into one count as applied with it.
-            let merged = dispatches
-                .records
-                .saturating_sub(dispatches.latest.len() as u64);
+            self.counters.applied(dispatches.merged());
             let latest = std::mem::take(&mut dispatches.latest);
-            let mut batch: Vec<Op> = Vec::with_capacity(latest.len() + end);
-            batch.extend(
-                latest
-                    .into_iter()
-                    .map(|(task_id, (attempt, at))| Op::Dispatch {
-                        task_id,
-                        attempt,
-                        at,
-                    }),
-            );
+            let mut batch: Vec<Op> = latest
+                .into_iter()
+                .map(|(task_id, (attempt, at))| Op::Dispatch {
+                    task_id,
+                    attempt,
+                    at,
+                })
+                .collect();
             batch.extend(pending.drain(..end));
-            self.counters.applied(merged);
             if batch.is_empty() {
                 dispatches.answer(Ok(()));
                 continue;
