@@ -88,8 +88,8 @@ impl Handler for ExecTool {
                 return Err(tool_error("cancelled", "the program was killed"));
             }
         };
-        let stdout = stdout.await.unwrap_or_default();
-        let stderr = stderr.await.unwrap_or_default();
+        let (stdout, written) = stdout.await.unwrap_or_default();
+        let (stderr, _) = stderr.await.unwrap_or_default();
         if !status.success() {
             let code = status.code().map_or_else(
                 || "killed by a signal".to_string(),
@@ -99,6 +99,16 @@ impl Handler for ExecTool {
             return Err(tool_error(
                 "exit_status",
                 format!("{code}: {}", stderr.trim()),
+            ));
+        }
+        if written > self.max_output_bytes {
+            // The program's real output size, not that of the part kept.
+            return Err(tool_error(
+                "output_too_large",
+                format!(
+                    "the program wrote {written} bytes to stdout, the limit is {}",
+                    self.max_output_bytes
+                ),
             ));
         }
         Ok(as_json(&String::from_utf8_lossy(&stdout)))
@@ -115,23 +125,47 @@ pub fn as_json(stdout: &str) -> String {
     }
 }
 
-/// Reads all of `reader`, keeping at most `max` bytes.
-async fn read_capped(mut reader: impl AsyncRead + Unpin, max: usize) -> Vec<u8> {
+/// Reads all of `reader`, keeping at most `max` bytes; returns them and how
+/// many bytes were read in all.
+async fn read_capped(mut reader: impl AsyncRead + Unpin, max: usize) -> (Vec<u8>, usize) {
     let mut kept = Vec::new();
+    let mut total = 0usize;
     let mut buf = [0u8; 8192];
     while let Ok(n) = reader.read(&mut buf).await {
         if n == 0 {
             break;
         }
+        total = total.saturating_add(n);
         let room = max.saturating_sub(kept.len());
         kept.extend_from_slice(&buf[..n.min(room)]);
     }
-    kept
+    (kept, total)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::as_json;
+    use super::*;
+
+    /// Issue 15.3: the size reported is the program's, not the kept copy's.
+    #[tokio::test]
+    async fn output_over_the_limit_reports_its_real_size() {
+        let tool = ExecTool {
+            command: "head -c 5000 /dev/zero".into(),
+            max_output_bytes: 1000,
+        };
+        let task = pb::Assignment {
+            task_id: "t".into(),
+            arguments_json: "{}".into(),
+            ..Default::default()
+        };
+        let err = tool.run(task, CancellationToken::new()).await.unwrap_err();
+        assert_eq!(err.code, "output_too_large");
+        assert!(
+            err.message.contains("5000 bytes") && err.message.contains("limit is 1000"),
+            "{}",
+            err.message
+        );
+    }
 
     #[test]
     fn stdout_becomes_json() {

@@ -183,6 +183,10 @@ impl Cluster {
             }
             let mut backoff = Duration::from_millis(100);
             while let Err(e) = shared.publish_tools(self.sched.local_tools()).await {
+                if !e.is_transient() {
+                    tracing::error!(error = %e, "this server's tools cannot be published: the store refuses them");
+                    break;
+                }
                 warn!(error = %e, "publishing this server's tools failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

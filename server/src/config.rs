@@ -145,6 +145,10 @@ pub struct PostgresOptions {
     pub connect_timeout: Option<Duration>,
 }
 
+/// Room in a message for what is not arguments or result: IDs, names,
+/// timestamps, field tags and the texts errand writes around them.
+pub const MESSAGE_OVERHEAD: usize = 8 * 1024;
+
 /// The shortest lease: renewals run at a third of it, and a shorter one
 /// would have servers take each other's tasks under ordinary load.
 pub const MIN_LEASE: Duration = Duration::from_millis(300);
@@ -328,6 +332,7 @@ impl Config {
                 problem: "must not be empty: name the session of MCP calls without an Errand-Session header".into(),
             });
         }
+        self.check_messages_fit()?;
         if self.postgres.lease < MIN_LEASE {
             return Err(ConfigError {
                 flag: "lease-ms",
@@ -335,6 +340,40 @@ impl Config {
                     "{} ms is under the shortest lease, {} ms",
                     self.postgres.lease.as_millis(),
                     MIN_LEASE.as_millis()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The largest message the other limits let the server send: a
+    /// completion (arguments, result, the message quoting at most
+    /// [`crate::text::MAX_QUOTED_BYTES`] of it, and its fields) or a submit's
+    /// answer (the arguments in the task and in the ack).
+    pub fn largest_message(&self) -> usize {
+        let l = &self.limits;
+        let quoted = l.max_result_bytes.min(crate::text::MAX_QUOTED_BYTES);
+        let completion = l.max_arguments_bytes + l.max_result_bytes + quoted;
+        let ack = 2 * l.max_arguments_bytes;
+        completion.max(ack) + MESSAGE_OVERHEAD
+    }
+
+    /// Every accepted size must fit the message that carries it.
+    fn check_messages_fit(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let need = self.largest_message();
+        if l.max_message_bytes < need {
+            return Err(ConfigError {
+                flag: "max-message-bytes",
+                problem: format!(
+                    "{} bytes cannot carry the largest completion the other limits accept \
+                     ({need} bytes: --max-arguments-bytes {}, --max-result-bytes {}, and up to \
+                     {} bytes of text and fields): raise --max-message-bytes to at least \
+                     {need}, or lower --max-result-bytes or --max-arguments-bytes",
+                    l.max_message_bytes,
+                    l.max_arguments_bytes,
+                    l.max_result_bytes,
+                    need - l.max_arguments_bytes - l.max_result_bytes,
                 ),
             });
         }
@@ -421,6 +460,23 @@ mod tests {
             error(|c| c.postgres.pool_size = 1).to_string(),
             "invalid --database-pool-size (ERRAND_DATABASE_POOL_SIZE): 1 is below the minimum, 2"
         );
+    }
+
+    /// Issue 15.3: every accepted size fits the message that carries it.
+    #[test]
+    fn limits_that_cannot_add_up_name_the_flags_to_change() {
+        let e = error(|c| c.limits.max_message_bytes = 1024 * 1024);
+        assert_eq!(e.flag, "max-message-bytes");
+        let text = e.to_string();
+        assert!(
+            text.contains("--max-result-bytes") && text.contains("at least"),
+            "{text}"
+        );
+        let mut fits = Config::default();
+        fits.limits.max_message_bytes = 1024 * 1024;
+        fits.limits.max_result_bytes = 512 * 1024;
+        fits.validate().unwrap();
+        assert!(fits.largest_message() <= 1024 * 1024);
     }
 
     #[test]

@@ -65,6 +65,13 @@ pub struct Metrics {
     streams: Gauge,
     dispatch_latency: Histogram,
     delivery_latency: Histogram,
+    store_retries: Family<OpLabels, Counter>,
+    store_failures: Family<OpLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
 }
 
 fn labels(tool_key: &str) -> ToolLabels {
@@ -90,7 +97,19 @@ impl Default for Metrics {
             dispatch_latency: Histogram::new(exponential_buckets(0.0001, 2.5, 18)),
             delivery_latency: Histogram::new(exponential_buckets(0.0001, 2.5, 18)),
             registry: Registry::default(),
+            store_retries: Family::default(),
+            store_failures: Family::default(),
         };
+        registry.register(
+            "store_retries",
+            "Store writes retried after a transient error, by operation",
+            m.store_retries.clone(),
+        );
+        registry.register(
+            "store_failures",
+            "Store writes given up (a permanent error, or retries used up), by operation",
+            m.store_failures.clone(),
+        );
         registry.register(
             "tasks_submitted",
             "Tasks accepted by SubmitTool",
@@ -134,6 +153,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A store write of `op` is retried after a transient error.
+    pub fn store_retry(&self, op: &str) {
+        let labels = OpLabels { op: op.to_string() };
+        self.store_retries.get_or_create(&labels).inc();
+    }
+
+    /// A store write of `op` was given up.
+    pub fn store_failure(&self, op: &str) {
+        let labels = OpLabels { op: op.to_string() };
+        self.store_failures.get_or_create(&labels).inc();
+    }
+
     pub fn submitted(&self, tool_key: &str) {
         self.submitted.get_or_create(&labels(tool_key)).inc();
     }

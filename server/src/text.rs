@@ -29,6 +29,11 @@ Do not guess, invent or fabricate the result. Continue with other work, and use 
     )
 }
 
+/// Most bytes of a result (or error message) a completion's `message`
+/// repeats: the whole outcome travels once, in `result_json` or `error`, so
+/// a completion is never twice the size of its result.
+pub const MAX_QUOTED_BYTES: usize = 64 * 1024;
+
 /// The text a completion carries for the model.
 pub fn completion_message(c: &CompletionRecord) -> String {
     let head = format!(
@@ -37,9 +42,25 @@ pub fn completion_message(c: &CompletionRecord) -> String {
         crate::tenant::strip(&c.tool)
     );
     match &c.outcome {
-        Outcome::Result(json) => format!("{head}) succeeded: {json}"),
+        Outcome::Result(json) if json.len() <= MAX_QUOTED_BYTES => {
+            format!("{head}) succeeded: {json}")
+        }
+        Outcome::Result(json) => format!(
+            "{head}) succeeded. Its result is {} bytes, too long to repeat here: it is the \
+             completion's result_json.",
+            json.len()
+        ),
         Outcome::Error { code, message } => {
-            format!("{head}) ended as {}: [{code}] {message}", c.state.name())
+            let mut end = message.len().min(MAX_QUOTED_BYTES);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = if end < message.len() { " [...]" } else { "" };
+            format!(
+                "{head}) ended as {}: [{code}] {}{cut}",
+                c.state.name(),
+                &message[..end]
+            )
         }
     }
 }

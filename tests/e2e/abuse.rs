@@ -94,7 +94,13 @@ async fn send_raw(addr: &str, path: &'static str, body: Vec<u8>) -> Code {
 
 #[tokio::test]
 async fn malformed_empty_huge_and_wrong_typed_input_on_every_rpc() {
-    let server = Server::start(&["--max-message-bytes", "1048576"]).await;
+    let server = Server::start(&[
+        "--max-message-bytes",
+        "1048576",
+        "--max-result-bytes",
+        "524288",
+    ])
+    .await;
     let mut gate = server.gate_worker(&["search"], 4).await;
     let client = server.client().await;
     let mut stream = client.completions("victim", 0);

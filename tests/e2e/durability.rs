@@ -256,10 +256,24 @@ async fn submit_until_acked(addr: &str, i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
-    const TASKS: usize = 3000;
-    const KILLS: usize = 5;
+    crash_burst(10, 3000, 5).await;
+}
+
+/// Issue 15.1: with one attempt allowed, a task a worker received before a
+/// SIGKILL is never run again (it fails as worker_lost instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_never_hands_out_an_attempt_twice_nor_past_the_maximum() {
+    crash_burst(1, 2000, 4).await;
+}
+
+/// Submits `tasks` tasks through eight agents while the server is SIGKILLed
+/// `kills` times; checks that nothing is lost or delivered twice, that seqs
+/// have no gap, and that the worker never received one `(task_id, attempt)`
+/// twice nor an attempt above `max_attempts`.
+async fn crash_burst(max_attempts: u32, tasks: usize, kills: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_durable(dir.path(), &["--max-attempts", "10"]).await;
+    let max = max_attempts.to_string();
+    let mut server = Server::start_durable(dir.path(), &["--max-attempts", &max]).await;
     let addr = server.addr.clone();
     let runs = Arc::new(Mutex::new(HashMap::new()));
     let shutdown = CancellationToken::new();
@@ -292,7 +306,7 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
                 let mut acked = Vec::new();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= TASKS {
+                    if i >= tasks {
                         return acked;
                     }
                     acked.push(submit_until_acked(&addr, i).await);
@@ -301,10 +315,10 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
             })
         })
         .collect();
-    for kill in 0..KILLS {
+    for kill in 0..kills {
         // Kill at a moment chosen by how far the burst has got, which
         // differs from run to run.
-        let target = (kill + 1) * TASKS / (KILLS + 2);
+        let target = (kill + 1) * tasks / (kills + 2);
         within("the burst to progress", acks.wait_for(|n| *n >= target))
             .await
             .expect("the agents are running");
@@ -343,11 +357,11 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
         .map(|r| r.len().saturating_sub(1))
         .sum();
     println!(
-        "submitted {} / completed {} / lost {lost} / duplicated deliveries {duplicated} / re-run tools {reruns} ({KILLS} kills)",
+        "submitted {} / completed {} / lost {lost} / duplicated deliveries {duplicated} / re-run tools {reruns} ({kills} kills)",
         wanted.len(),
         delivered.len(),
     );
-    assert_eq!(wanted.len(), TASKS, "each agent call got exactly one task");
+    assert_eq!(wanted.len(), tasks, "each agent call got exactly one task");
     assert_eq!(lost, 0);
     assert_eq!(duplicated, 0);
     assert!(
@@ -356,4 +370,20 @@ async fn kill_9_during_a_burst_loses_nothing_and_delivers_nothing_twice() {
     );
     let expected: Vec<u64> = (1..=seen_seqs.len() as u64).collect();
     assert_eq!(seen_seqs, expected, "seqs run 1, 2, 3, … with no gap");
+    // Every (task_id, attempt) a worker received, checked for repeats and
+    // for attempts past the maximum.
+    for (task, attempts) in runs.lock().unwrap().iter() {
+        let mut sorted = attempts.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            attempts.len(),
+            "task {task} was handed the same attempt twice: {attempts:?}"
+        );
+        assert!(
+            attempts.iter().all(|a| (1..=max_attempts).contains(a)),
+            "task {task} ran attempts {attempts:?}, the maximum is {max_attempts}"
+        );
+    }
 }

@@ -119,7 +119,15 @@ async fn worker_registrations_are_bounded_per_tenant() {
 
 #[tokio::test]
 async fn messages_over_the_size_limit_are_refused_and_the_server_goes_on() {
-    let server = Server::start(&["--max-message-bytes", "65536"]).await;
+    let server = Server::start(&[
+        "--max-message-bytes",
+        "65536",
+        "--max-arguments-bytes",
+        "16384",
+        "--max-result-bytes",
+        "16384",
+    ])
+    .await;
     let _gate = server.gate_worker(&["search"], 1).await;
     let huge = format!(r#"{{"blob":"{}"}}"#, "x".repeat(200_000));
     let status = server
@@ -138,4 +146,58 @@ async fn messages_over_the_size_limit_are_refused_and_the_server_goes_on() {
         .submit("s", "search", "{}")
         .await
         .expect("a normal submit");
+}
+
+/// Issue 15.3: a result at the result limit is delivered, and so is the
+/// completion after it: no accepted result can block a stream.
+#[tokio::test]
+async fn a_result_at_the_limit_is_delivered_and_so_is_the_next_completion() {
+    let server = Server::start(&[]).await;
+    let mut gate = server.gate_worker(&["search"], 2).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    // A JSON string of exactly the default limit, 4 MiB.
+    let big = format!("\"{}\"", "x".repeat(4 * 1024 * 1024 - 2));
+    let first = client.submit("s", "search", "{}").await.unwrap().task_id;
+    gate.next().await.succeed(&big);
+    let second = client.submit("s", "search", "{}").await.unwrap().task_id;
+    gate.next().await.succeed("1");
+    // Both arrive, in completion order (the small one may finish first).
+    let got = take_completions(&mut stream, 2).await;
+    let find = |id: &str| got.iter().find(|c| c.task_id == id).expect("delivered");
+    let large = find(&first);
+    assert_eq!(status_of(large.status), pb::TaskStatus::Succeeded);
+    assert!(
+        matches!(&large.outcome, Some(pb::completion::Outcome::ResultJson(r)) if r.len() == big.len())
+    );
+    assert!(
+        large.message.len() < 1024,
+        "the message does not repeat a large result: {} bytes",
+        large.message.len()
+    );
+    assert_eq!(status_of(find(&second).status), pb::TaskStatus::Succeeded);
+}
+
+/// Issue 15.3: a configuration whose limits cannot add up is refused at
+/// start, naming the flags to change.
+#[tokio::test]
+async fn limits_that_cannot_add_up_are_refused_at_start() {
+    let out = within(
+        "errand serve to refuse the configuration",
+        tokio::process::Command::new(errand_bin())
+            .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+            .args(["--max-message-bytes", "1048576"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--max-message-bytes")
+            && err.contains("--max-result-bytes")
+            && err.contains("at least"),
+        "{err}"
+    );
 }

@@ -404,3 +404,56 @@ async fn oversized_inputs_get_their_precise_code_and_a_bounded_message() {
         "{stderr}"
     );
 }
+
+/// Issue 15.5: one rule for NUL, whatever the store: refused in
+/// identifiers, escaped in free text; a worker's error message with a NUL
+/// still ends its task (it used to stay RUNNING on PostgreSQL).
+#[tokio::test]
+async fn nul_is_refused_in_identifiers_and_escaped_in_free_text_on_every_store() {
+    let server = Server::start(&[]).await;
+    let mut gate = server.gate_worker(&["search"], 1).await;
+    for (req, field) in [
+        (submit("a\0b", "search", "{}"), "session_id"),
+        (
+            pb::SubmitToolRequest {
+                idempotency_key: "k\0".into(),
+                ..submit("s", "search", "{}")
+            },
+            "idempotency_key",
+        ),
+        (submit("s", "sea\0rch", "{}"), "tool"),
+    ] {
+        let s = status(&server, req).await;
+        assert_eq!(s.code(), Code::InvalidArgument, "{field}: {s:?}");
+        assert!(
+            s.message().contains(field) && s.message().contains("NUL"),
+            "{s:?}"
+        );
+    }
+    let err = server
+        .raw()
+        .ack_completions(pb::AckCompletionsRequest {
+            session_id: "\0".into(),
+            up_to_seq: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let id = client.submit("s", "search", "{}").await.unwrap().task_id;
+    gate.next().await.fail("bad\0code", "a NUL \0 here");
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        (c.task_id.as_str(), status_of(c.status)),
+        (id.as_str(), pb::TaskStatus::Failed)
+    );
+    let Some(pb::completion::Outcome::Error(e)) = c.outcome else {
+        panic!("an error outcome");
+    };
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("bad\\u0000code", "a NUL \\u0000 here")
+    );
+}

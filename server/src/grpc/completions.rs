@@ -10,6 +10,7 @@ use std::{
 };
 
 use errand_proto::v1 as pb;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
@@ -21,19 +22,56 @@ use crate::{metrics::Metrics, quota::Slot, sessions::FeedItem};
 pub struct CompletionsStream {
     feed: mpsc::Receiver<FeedItem>,
     metrics: Arc<Metrics>,
+    /// The largest message the server may send.
+    max_bytes: usize,
     _slot: Slot,
 }
 
 impl CompletionsStream {
     /// Counts the stream open until it is dropped.
-    pub fn new(feed: mpsc::Receiver<FeedItem>, metrics: Arc<Metrics>, slot: Slot) -> Self {
+    pub fn new(
+        feed: mpsc::Receiver<FeedItem>,
+        metrics: Arc<Metrics>,
+        max_bytes: usize,
+        slot: Slot,
+    ) -> Self {
         metrics.stream_opened();
         Self {
             feed,
             metrics,
+            max_bytes,
             _slot: slot,
         }
     }
+}
+
+/// A completion that fits `max_bytes`: one too large to send (the limits
+/// are checked to add up at start, so only a store written under larger
+/// limits holds one) is delivered with its outcome replaced by an error
+/// that says so, and logged, instead of failing the stream on every reopen.
+pub fn deliverable(mut c: pb::Completion, max_bytes: usize) -> pb::Completion {
+    let size = c.encoded_len();
+    if size <= max_bytes {
+        return c;
+    }
+    tracing::error!(task_id = %c.task_id, seq = c.seq, bytes = size, max_bytes, "a completion is too large to send: delivering an error in its place");
+    let why = format!(
+        "the completion is {size} bytes, over the server's message limit of {max_bytes} \
+         (--max-message-bytes): its outcome cannot be delivered"
+    );
+    c.status = pb::TaskStatus::Failed as i32;
+    c.outcome = Some(pb::completion::Outcome::Error(pb::ToolError {
+        code: "undeliverable".into(),
+        message: why.clone(),
+    }));
+    c.message = format!(
+        "Async result for task {} (tool `{}`) cannot be delivered: {why}",
+        c.task_id, c.tool
+    );
+    if c.encoded_len() > max_bytes {
+        c.arguments_json = String::new();
+    }
+    c
 }
 
 impl Stream for CompletionsStream {
@@ -47,7 +85,7 @@ impl Stream for CompletionsStream {
                         .duration_since(c.completed_at)
                         .unwrap_or_default();
                     self.metrics.delivered_after(waited);
-                    Ok(convert::completion(&c))
+                    Ok(deliverable(convert::completion(&c), self.max_bytes))
                 }
                 Err(e) => Err(e.into()),
             })
@@ -58,5 +96,36 @@ impl Stream for CompletionsStream {
 impl Drop for CompletionsStream {
     fn drop(&mut self) {
         self.metrics.stream_closed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_too_large_to_send_becomes_an_error_that_says_so() {
+        let big = pb::Completion {
+            seq: 3,
+            task_id: "t".into(),
+            tool: "search".into(),
+            arguments_json: "{}".into(),
+            status: pb::TaskStatus::Succeeded as i32,
+            outcome: Some(pb::completion::Outcome::ResultJson("1".repeat(5000))),
+            ..Default::default()
+        };
+        let sent = deliverable(big.clone(), 1000);
+        assert!(sent.encoded_len() <= 1000);
+        assert_eq!((sent.seq, sent.status), (3, pb::TaskStatus::Failed as i32));
+        let Some(pb::completion::Outcome::Error(e)) = sent.outcome else {
+            panic!("an error in place of the result");
+        };
+        assert_eq!(e.code, "undeliverable");
+        assert!(e.message.contains("--max-message-bytes"), "{}", e.message);
+        assert_eq!(
+            deliverable(big.clone(), 100_000),
+            big,
+            "one that fits is untouched"
+        );
     }
 }

@@ -6,6 +6,7 @@ use errand_proto::v1 as pb;
 use tonic::{Code, Status, metadata::MetadataValue};
 use uuid::Uuid;
 
+use super::fields;
 use crate::{
     config::Limits,
     error::Error,
@@ -42,6 +43,7 @@ impl From<Error> for Status {
             Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
             Error::Store(StoreError::LimitReached(_)) => Code::ResourceExhausted,
             Error::Store(StoreError::Internal(_)) => Code::Internal,
+            Error::Store(StoreError::Rejected(_)) => Code::InvalidArgument,
         };
         let retry_after = match &err {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
@@ -163,7 +165,9 @@ pub fn submission(
     limits: &Limits,
 ) -> Result<Submission, Error> {
     let session = SessionKey::new(tenant, &req.session_id, limits)?;
+    fields::identifier("tool", &req.tool)?;
     crate::tools::check_name(&req.tool)?;
+    fields::identifier("idempotency_key", &req.idempotency_key)?;
     Ok(Submission {
         session,
         tool: ToolKey::new(tenant, &req.tool),
@@ -183,14 +187,14 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
             crate::tools::check_name(&tool.name)?;
             Ok(ToolDef {
                 name: ToolKey::new(tenant, &tool.name),
-                description: tool.description,
+                description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
             })
         })
         .collect::<Result<_, Error>>()?;
     Ok(Registration {
-        worker_name: reg.worker_name,
+        worker_name: fields::free_text(reg.worker_name),
         tools,
         max_concurrency: reg.max_concurrency,
     })
@@ -205,8 +209,8 @@ pub fn task_result(result: pb::TaskResult) -> Result<TaskResult, String> {
         outcome: result.outcome.map(|o| match o {
             pb::task_result::Outcome::ResultJson(json) => Outcome::Result(json),
             pb::task_result::Outcome::Error(e) => Outcome::Error {
-                code: e.code,
-                message: e.message,
+                code: fields::free_text(e.code),
+                message: fields::free_text(e.message),
             },
         }),
     })

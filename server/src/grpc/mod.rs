@@ -5,6 +5,7 @@ pub mod auth;
 pub mod completions;
 pub mod convert;
 pub mod failed_auth;
+pub mod fields;
 pub mod status_codes;
 pub mod tool_service;
 pub mod worker_service;

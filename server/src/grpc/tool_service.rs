@@ -127,6 +127,7 @@ impl ToolService for ToolApi {
         Ok(Response::new(CompletionsStream::new(
             feed,
             self.metrics.clone(),
+            self.sched.config().limits.max_message_bytes,
             slot,
         )))
     }

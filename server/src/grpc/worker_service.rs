@@ -92,8 +92,20 @@ impl WorkerService for WorkerApi {
             slot,
         ));
         let registered = tokio_stream::once(Ok(convert::registered(worker)));
-        let commands =
-            ReceiverStream::new(rx).map(|c| c.map(convert::command).map_err(Status::from));
+        // Sequential: an Assignment waits for its dispatch record to be
+        // durable, and the commands behind it wait with it.
+        let commands = futures::StreamExt::then(ReceiverStream::new(rx), move |c| async move {
+            let out = c?;
+            if let Some(after) = out.after
+                && let Err(e) = after.wait().await
+            {
+                warn!(worker_id = worker, error = %e, "a dispatch could not be recorded: closing the worker's stream, its tasks go back to the queue");
+                return Err(Status::unavailable(format!(
+                    "the server could not record a dispatch ({e}): connect again"
+                )));
+            }
+            Ok(convert::command(out.command))
+        });
         Ok(Response::new(Box::pin(registered.chain(commands))))
     }
 }

@@ -49,6 +49,8 @@ pub mod codes {
     pub const CANCELLED: &str = "cancelled";
     pub const WORKER_LOST: &str = "worker_lost";
     pub const INVALID_RESULT: &str = "invalid_result";
+    /// The store refused the task's outcome (a value it cannot hold).
+    pub const STORE_REJECTED: &str = "store_rejected";
 }
 
 /// How a finished task ended.

@@ -16,10 +16,13 @@ use std::{
 };
 
 use tokio::sync::{Notify, Semaphore};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use super::{Scheduler, state::Ended};
-use crate::model::TaskRecord;
+use crate::{
+    model::{Outcome, TaskRecord, TaskState, codes},
+    store::StoreError,
+};
 
 /// Worker results being written to the store at once, for the whole server.
 const MAX_FINISHING: usize = 4096;
@@ -27,6 +30,10 @@ const MAX_FINISHING: usize = 4096;
 /// First and longest wait between attempts to store a completion.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long transient store errors are retried before a completion is
+/// given up (the task stays unfinished in the store: the next start takes
+/// it up again).
+const RETRY_FOR: Duration = Duration::from_secs(120);
 
 pub(super) struct Finisher {
     /// Endings taken from the live state and not yet in the store.
@@ -86,16 +93,40 @@ impl Scheduler {
     }
 
     /// Writes a finished task to the store and wakes its session's streams.
-    /// Store errors are retried until the server stops (recovery at the next
-    /// start runs the task again). Returns the task as finished.
+    /// A permanent store error ends that one task FAILED with code
+    /// `store_rejected` instead; transient ones are retried for
+    /// [`RETRY_FOR`] (counted in `errand_store_retries`), then given up
+    /// (recovery at the next start runs the task again). Returns the task
+    /// as finished.
     pub(super) async fn end(&self, ended: Ended) -> TaskRecord {
-        let Ended { mut task, finish } = ended;
+        let Ended {
+            mut task,
+            mut finish,
+        } = ended;
         let mut backoff = RETRY_FIRST;
+        let started = tokio::time::Instant::now();
+        let mut replaced = false;
         let completion = loop {
             match self.store.finish_task(&finish).await {
                 Ok(c) => break c,
+                Err(StoreError::Rejected(why)) if !replaced => {
+                    error!(task_id = %finish.task_id, error = %why, "the store refused a task's outcome: the task fails with store_rejected");
+                    self.metrics.store_failure("finish");
+                    finish.state = TaskState::Failed;
+                    finish.outcome = Outcome::error(
+                        codes::STORE_REJECTED,
+                        format!("the store could not keep the task's outcome ({why})"),
+                    );
+                    replaced = true;
+                }
+                Err(e) if replaced || started.elapsed() >= RETRY_FOR => {
+                    error!(task_id = %finish.task_id, error = %e, "storing a completion failed for good: the task stays unfinished until the next start");
+                    self.metrics.store_failure("finish");
+                    break None;
+                }
                 Err(e) => {
-                    error!(task_id = %finish.task_id, error = %e, "storing a completion failed; retrying");
+                    warn!(task_id = %finish.task_id, error = %e, "storing a completion failed; retrying");
+                    self.metrics.store_retry("finish");
                     if self.shutdown.is_cancelled() {
                         break None;
                     }

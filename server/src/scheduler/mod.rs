@@ -8,7 +8,16 @@
 //! [`Store::record_dispatch`](crate::store::Store::record_dispatch), which
 //! must not block, *under* the lock, so they reach the store before any
 //! finish of the same attempt; timers and worker commands are started and
-//! sent under the lock too, without waiting.
+//! queued under the lock too, without waiting.
+//!
+//! **Nothing leaves before its record is durable.** An Assignment is queued
+//! with the [`Durable`] of its dispatch record ([`Outgoing`]) and the
+//! worker's stream sends it only once that record is committed (group
+//! commit shares one commit between many). Acks (SubmitTool), completions
+//! and CancelTask answers go out after their store writes return. The one
+//! send ahead of its record is CancelAssignment (a cancel or timeout): it
+//! only stops work, and if a crash forgets the ending, the task runs again
+//! as a new attempt, never under an attempt number already handed out.
 //!
 //! The API takes and returns domain types ([`crate::model`]); a worker's
 //! commands arrive on its channel as [`Command`]s.
@@ -52,26 +61,58 @@ use crate::{
     logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
-        Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
-        codes,
+        Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
+        TaskState, codes,
     },
     sessions::SessionHub,
-    store::{Inserted, SharedStore},
+    store::{Durable, Inserted, SharedStore},
     tools::ToolSpec,
 };
 
+/// One command for a worker, to be sent once `after` resolves.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub command: Command,
+    /// The dispatch record that explains an Assignment: the worker's stream
+    /// sends the Assignment only once the record is durable, and ends the
+    /// stream instead when it cannot be written (the worker's tasks then go
+    /// back to the queue). Commands behind it wait, so the order holds.
+    pub after: Option<Durable>,
+}
+
 /// Commands to one worker, in order. An `Err` ends its stream with that
 /// error (a protocol violation the handler found).
-pub type CommandTx = mpsc::Sender<Result<Command, Error>>;
+pub type CommandTx = mpsc::Sender<Result<Outgoing, Error>>;
+
+/// A worker's command channel, and the store its dispatches are recorded in.
+pub struct WorkerTx {
+    commands: CommandTx,
+    store: SharedStore,
+}
 
 /// The channel ends the state reaches the world through.
 struct Tokio;
 
 impl Io for Tokio {
-    type Tx = CommandTx;
+    type Tx = WorkerTx;
     type Timer = AbortHandle;
-    fn send(tx: &CommandTx, command: Command) -> bool {
-        tx.try_send(Ok(command)).is_ok()
+    fn send(tx: &WorkerTx, command: Command) -> bool {
+        let out = Outgoing {
+            command,
+            after: None,
+        };
+        tx.commands.try_send(Ok(out)).is_ok()
+    }
+    fn assign(tx: &WorkerTx, assignment: Assignment, at: SystemTime) -> bool {
+        // Recorded even when the send fails: the attempt is spent either way.
+        let after = tx
+            .store
+            .record_dispatch(assignment.task_id, assignment.attempt, at);
+        let out = Outgoing {
+            command: Command::Assign(assignment),
+            after: Some(after),
+        };
+        tx.commands.try_send(Ok(out)).is_ok()
     }
     fn stop(timer: AbortHandle) {
         timer.abort();
@@ -150,7 +191,6 @@ impl Scheduler {
             if let Some(wait) = d.first_wait {
                 self.metrics.dispatched_after(wait);
             }
-            self.store.record_dispatch(d.id, d.attempt, d.at);
             let timer = self.arm_timer(d.id, d.attempt, d.timeout);
             st.set_timer(d.id, d.attempt, timer);
             debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
@@ -353,6 +393,10 @@ impl Scheduler {
     /// Adds a worker and its tools. Its commands (queued work first) arrive
     /// on `tx`, which must be new and have room for `max_concurrency`.
     pub fn register(self: &Arc<Self>, reg: Registration, tx: CommandTx) -> Result<WorkerId, Error> {
+        let tx = WorkerTx {
+            commands: tx,
+            store: self.store.clone(),
+        };
         let specs = admission::check_registration(&reg, &self.config.limits)?;
         let max_concurrency = reg.max_concurrency.max(1) as usize;
         let name = if reg.worker_name.is_empty() {

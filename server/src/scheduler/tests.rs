@@ -9,7 +9,11 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tonic::Status;
 
 use super::*;
-use crate::{config::Limits, grpc::convert, store::memory::MemoryStore};
+use crate::{
+    config::Limits,
+    grpc::convert,
+    store::{StoreError, memory::MemoryStore},
+};
 
 /// A scheduler with the test's view of it: task IDs as a client sends them.
 struct Core(Arc<Scheduler>);
@@ -39,7 +43,7 @@ impl Deref for Core {
 /// what the scheduler sends.
 struct Commands {
     registered: VecDeque<pb::WorkerCommand>,
-    rx: mpsc::Receiver<Result<Command, Error>>,
+    rx: mpsc::Receiver<Result<Outgoing, Error>>,
 }
 
 impl Commands {
@@ -49,7 +53,7 @@ impl Commands {
         }
         self.rx
             .try_recv()
-            .map(|c| c.map(convert::command).map_err(Status::from))
+            .map(|c| c.map(wire).map_err(Status::from))
     }
 
     async fn recv(&mut self) -> Option<Result<pb::WorkerCommand, Status>> {
@@ -57,8 +61,17 @@ impl Commands {
             return Some(Ok(first));
         }
         let c = self.rx.recv().await?;
-        Some(c.map(convert::command).map_err(Status::from))
+        Some(c.map(wire).map_err(Status::from))
     }
+}
+
+/// A command as the worker gets it: the memory store's dispatch records are
+/// durable at once.
+fn wire(out: Outgoing) -> pb::WorkerCommand {
+    if let Some(after) = out.after {
+        assert!(futures::FutureExt::now_or_never(after.wait()).is_some_and(|r| r.is_ok()));
+    }
+    convert::command(out.command)
 }
 
 fn core(config: Config) -> Core {
@@ -263,4 +276,70 @@ async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
     let (_w, mut rx) = worker(&after, &["t"], 2);
     let a = assignment(&mut rx);
     assert_eq!((a.task_id, a.attempt), (queued_once.id.to_string(), 2));
+}
+
+/// A memory store that refuses (permanently) any outcome whose result
+/// contains "poison", as PostgreSQL refuses a value it cannot hold.
+#[derive(Default)]
+struct Refusing(MemoryStore);
+
+#[async_trait::async_trait]
+impl crate::store::Store for Refusing {
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.0.unfinished_tasks().await
+    }
+    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
+        self.0.insert_task(task).await
+    }
+    fn record_dispatch(&self, id: uuid::Uuid, attempt: u32, at: SystemTime) -> Durable {
+        self.0.record_dispatch(id, attempt, at)
+    }
+    async fn finish_task(
+        &self,
+        finish: &crate::model::Finish,
+    ) -> Result<Option<crate::model::CompletionRecord>, StoreError> {
+        if matches!(&finish.outcome, Outcome::Result(r) if r.contains("poison")) {
+            return Err(StoreError::Rejected("invalid byte sequence".into()));
+        }
+        self.0.finish_task(finish).await
+    }
+    async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        self.0.get_task(id).await
+    }
+    async fn completions_after(
+        &self,
+        session: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::model::CompletionRecord>, StoreError> {
+        self.0.completions_after(session, after_seq, limit).await
+    }
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+        self.0.ack_completions(session, up_to_seq).await
+    }
+    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        self.0.purge_finished_before(cutoff).await
+    }
+}
+
+/// Issue 15.5: a permanent store error ends that one task FAILED with
+/// store_rejected (it used to be retried for ever, the task left RUNNING).
+#[tokio::test]
+async fn an_outcome_the_store_refuses_fails_that_task_only() {
+    let core = Core::new(Config::default(), Arc::new(Refusing::default()));
+    let (w, mut rx) = worker(&core, &["t"], 2);
+    core.submit(submit_request("s", "t")).await.unwrap();
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let (bad, good) = (assignment(&mut rx), assignment(&mut rx));
+    result(&core, w, &bad, r#""poison""#).await;
+    result(&core, w, &good, "1").await;
+    let bad = core.get_task(&bad.task_id).await.unwrap();
+    assert_eq!(bad.state, TaskState::Failed);
+    assert!(
+        matches!(&bad.outcome, Some(Outcome::Error { code, .. }) if code == codes::STORE_REJECTED),
+        "{:?}",
+        bad.outcome
+    );
+    let good = core.get_task(&good.task_id).await.unwrap();
+    assert_eq!(good.state, TaskState::Succeeded);
 }

@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Inserted, Store, StoreError};
+use super::{Durable, Inserted, Store, StoreError};
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
@@ -79,7 +79,7 @@ impl Store for MemoryStore {
         Ok(Inserted::New)
     }
 
-    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable {
         if let Some(task) = self.lock().tasks.get_mut(&task_id)
             && !task.state.is_final()
         {
@@ -87,6 +87,7 @@ impl Store for MemoryStore {
             task.attempts = attempt;
             task.started_at = Some(at);
         }
+        Durable::done(Ok(()))
     }
 
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {

@@ -31,7 +31,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord};
@@ -55,10 +55,63 @@ pub enum StoreError {
     /// Corrupt or unreadable data, or a bug.
     #[error("{0}")]
     Internal(String),
+    /// The store refused this one item's data (a value it cannot hold):
+    /// permanent, retrying cannot help; other items are unaffected.
+    #[error("the store refused the data: {0}")]
+    Rejected(String),
     /// A limit the store enforces (a shared store counts a session's
     /// unfinished tasks across servers); the message says which.
     #[error("{0}")]
     LimitReached(String),
+}
+
+/// Resolves once a dispatch record ([`Store::record_dispatch`]) is durable,
+/// or failed to become so. Cheap to make: the SQL stores share one
+/// wake-up per group commit between all the records it carries.
+pub struct Durable(DurableInner);
+
+enum DurableInner {
+    Done(Result<(), StoreError>),
+    /// The commit of the batch the record rides: `None` until answered.
+    Batch(watch::Receiver<Option<Result<(), StoreError>>>),
+}
+
+impl Durable {
+    /// A record that is durable already (or failed already).
+    pub fn done(result: Result<(), StoreError>) -> Self {
+        Self(DurableInner::Done(result))
+    }
+
+    pub(crate) fn batch(rx: watch::Receiver<Option<Result<(), StoreError>>>) -> Self {
+        Self(DurableInner::Batch(rx))
+    }
+
+    /// Waits until the record is durable. Fails with the store's error, or
+    /// `Unavailable` when the store stopped before answering.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            DurableInner::Done(r) => r,
+            DurableInner::Batch(mut rx) => match rx.wait_for(Option::is_some).await {
+                Ok(answer) => answer.clone().unwrap_or(Ok(())),
+                Err(_) => Err(StoreError::Unavailable(
+                    "the store stopped before the dispatch record was written".into(),
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Durable")
+    }
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (out of space, unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Full(_) | StoreError::Unavailable(_))
+    }
 }
 
 /// What [`Store::insert_task`] did.
@@ -89,16 +142,19 @@ pub trait Store: Send + Sync + 'static {
     /// its session, stores nothing and returns the earlier task.
     async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError>;
 
-    /// Records that a task was dispatched (RUNNING, `attempt`, `at`). Does not
-    /// wait for durability: losing it in a crash only means the restart sees
-    /// the task queued with fewer attempts. Applied before any later
+    /// Records that a task was dispatched (RUNNING, `attempt`, `at`) and
+    /// returns a [`Durable`] that resolves once the record is durable: the
+    /// scheduler sends the worker its Assignment only then, so a crash never
+    /// forgets an attempt a worker may have started (and `(task_id,
+    /// attempt)` is never handed out twice). Applied before any later
     /// `finish_task` of the same task.
     ///
     /// The scheduler calls this under its lock: it must never block or wait,
     /// and must not drop the record because a queue is full (the SQL stores
-    /// keep the latest attempt per task beside their bounded queue). A
-    /// failure (the store is closed) is logged, not returned.
-    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime);
+    /// keep the latest attempt per task beside their bounded queue, and
+    /// commit them with the next group commit). A failure (the store is
+    /// closed, the write failed) resolves the [`Durable`] with the error.
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable;
 
     /// Finishes a task and appends its completion with the session's next seq.
     /// `None` when the task is unknown or already finished.

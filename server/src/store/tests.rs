@@ -216,6 +216,20 @@ async fn dispatch_marks_running(store: &dyn Store) {
     assert_eq!(got.attempts, 2);
 }
 
+/// What the scheduler waits for before it sends an Assignment: once the
+/// record's `Durable` resolves, the dispatch is stored (no barrier needed).
+async fn a_dispatch_is_stored_once_durable(store: &dyn Store) {
+    let t = task("s1", None, at(1));
+    insert_new(store, &t).await;
+    store
+        .record_dispatch(t.id, 1, at(2))
+        .wait()
+        .await
+        .expect("durable");
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!((got.state, got.attempts), (TaskState::Running, 1));
+}
+
 async fn unfinished_tasks_oldest_first(store: &dyn Store) {
     let a = task("s1", None, at(3));
     let b = task("s2", None, at(1));
@@ -507,6 +521,7 @@ for_each_store! {
         unknown_task_does_not_finish,
         finish_sets_outcome_once,
         dispatch_marks_running,
+        a_dispatch_is_stored_once_durable,
         unfinished_tasks_oldest_first,
         idempotency_key_returns_the_earlier_task,
         seq_is_per_session_and_gapless,

@@ -37,17 +37,20 @@ pub trait Io {
     type Timer;
     /// Sends without waiting; false when the worker cannot take it now.
     fn send(tx: &Self::Tx, command: Command) -> bool;
+    /// Records the dispatch that started at `at` and queues the Assignment
+    /// without waiting, to be sent once the record is durable; false when
+    /// the worker cannot take it now.
+    fn assign(tx: &Self::Tx, assignment: Assignment, at: SystemTime) -> bool;
     fn stop(timer: Self::Timer);
 }
 
-/// One attempt handed to a worker by a transition: its owner arms the
-/// timer ([`State::set_timer`]) and records the dispatch.
+/// One attempt handed to a worker by a transition (its dispatch recorded
+/// through [`Io::assign`]): its owner arms the timer ([`State::set_timer`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Dispatched {
     pub id: Uuid,
     pub attempt: u32,
     pub timeout: Duration,
-    pub at: SystemTime,
     /// From submit to this dispatch, for the first attempt only.
     pub first_wait: Option<Duration>,
 }
@@ -409,7 +412,7 @@ impl<I: Io> State<I> {
             attempt,
             timeout: live.task.timeout,
         };
-        if !I::send(&w.tx, Command::Assign(assignment)) {
+        if !I::assign(&w.tx, assignment, now) {
             // The stream is gone or stuck; its cleanup gives the task back.
             w.closed = true;
         }
@@ -417,7 +420,6 @@ impl<I: Io> State<I> {
             id,
             attempt,
             timeout: live.task.timeout,
-            at: now,
             first_wait: (attempt == 1)
                 .then(|| now.duration_since(live.task.created_at).unwrap_or_default()),
         });

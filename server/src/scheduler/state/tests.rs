@@ -17,6 +17,9 @@ impl Io for Test {
         tx.borrow_mut().push(command);
         true
     }
+    fn assign(tx: &Self::Tx, assignment: Assignment, _: SystemTime) -> bool {
+        Self::send(tx, Command::Assign(assignment))
+    }
     fn stop(_: ()) {}
 }
 

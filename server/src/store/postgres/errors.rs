@@ -22,6 +22,10 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
             {
                 StoreError::Unavailable(format!("the database is unavailable ({e})"))
+            } else if class == "22" || class == "54" {
+                // Data exception, program limit: this row's values.
+                let detail = e.as_db_error().map(|d| d.message().to_string());
+                StoreError::Rejected(detail.unwrap_or_else(|| e.to_string()))
             } else {
                 let detail = e
                     .as_db_error()

@@ -54,7 +54,7 @@ use crate::store::sql::{
     batch::{self, Reply},
     codec::{TASK_COLUMNS, time_to_i64, to_i64},
 };
-use crate::store::{Inserted, SharedEvent, SharedQueue, Store, StoreError};
+use crate::store::{Durable, Inserted, SharedEvent, SharedQueue, Store, StoreError};
 use errors::{pg_error, pool_error};
 use listen::listen;
 use rows::{completion_of, rows, task_from_row};
@@ -213,9 +213,13 @@ impl Store for PostgresStore {
         self.write(|reply| Op::Insert(task, reply)).await
     }
 
-    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
-        if let Err(e) = self.tx.record_dispatch(task_id, attempt, at) {
-            warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable {
+        match self.tx.record_dispatch(task_id, attempt, at) {
+            Ok(durable) => durable,
+            Err(e) => {
+                warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+                Durable::done(Err(e))
+            }
         }
     }
 

@@ -72,7 +72,7 @@ impl Writer {
 
     async fn apply_batch(&self, batch: Vec<Op>, dispatches: Dispatches) {
         let count = batch.len() as u64 + dispatches.records;
-        let dispatches = dispatches.latest;
+        let (dispatches, recorded) = (dispatches.latest, dispatches.done);
         if count == 0 {
             return;
         }
@@ -107,10 +107,46 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
+        let items = tasks.len() + fins.len() + usize::from(!dispatches.is_empty());
+        if let Err(StoreError::Rejected(why)) = &result
+            && items + usize::from(!released.is_empty()) > 1
+        {
+            // One item's data was refused, and the whole transaction with
+            // it: apply each item on its own, so only that one fails.
+            warn!(error = %why, "PostgreSQL refused an item of a batch: applying the batch's items one by one");
+            self.counters.applied(count);
+            let none = HashMap::new();
+            let alone = self.apply(&[], &dispatches, &[], &released).await;
+            if alone.is_ok() {
+                self.counters.committed();
+            }
+            recorded.send_replace(Some(alone.as_ref().map(|_| ()).map_err(Clone::clone)));
+            for (_, reply) in releases {
+                let _ = reply.send(alone.as_ref().map(|_| ()).map_err(Clone::clone));
+            }
+            for (t, reply) in inserts {
+                let a = self.apply(&[&*t], &none, &[], &[]).await;
+                let a =
+                    a.and_then(|mut a| a.inserted.pop().unwrap_or(Ok(crate::store::Inserted::New)));
+                let _ = reply.send(a);
+            }
+            for ((_, _, reply), fin) in finishes.into_iter().zip(fins) {
+                let a = self
+                    .apply(&[], &none, std::slice::from_ref(&fin), &[])
+                    .await;
+                let _ = reply.send(a.map(|mut a| a.finished.pop().flatten()));
+            }
+            for reply in barriers {
+                let _ = reply.send(Ok(()));
+            }
+            return;
+        }
         self.counters.applied(count);
         if result.is_ok() {
             self.counters.committed();
         }
+        // Only now may the workers be sent what the dispatch records explain.
+        recorded.send_replace(Some(result.as_ref().map(|_| ()).map_err(Clone::clone)));
         for reply in barriers {
             let _ = reply.send(Ok(()));
         }

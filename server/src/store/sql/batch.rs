@@ -30,11 +30,11 @@ use std::{
 
 use tokio::sync::{
     mpsc::{self, error::TrySendError},
-    oneshot,
+    oneshot, watch,
 };
 use uuid::Uuid;
 
-use crate::store::StoreError;
+use crate::store::{Durable, StoreError};
 
 /// Most changes applied in one transaction: bounds the latency a batch adds.
 pub const MAX_BATCH: usize = 1024;
@@ -45,15 +45,34 @@ pub const MAX_BATCH: usize = 1024;
 pub const QUEUE_CAPACITY: usize = 2 * MAX_BATCH;
 
 /// Dispatch records waiting for the writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Dispatches {
     /// The latest recorded attempt of each task, and when it started.
     pub latest: HashMap<Uuid, (u32, SystemTime)>,
     /// How many records were merged into `latest` (for the counters).
     pub records: u64,
+    /// Where the writer says whether these records are committed: every
+    /// [`Durable`] of them waits on it.
+    pub done: watch::Sender<Option<Result<(), StoreError>>>,
+}
+
+impl Default for Dispatches {
+    fn default() -> Self {
+        Self {
+            latest: HashMap::new(),
+            records: 0,
+            done: watch::channel(None).0,
+        }
+    }
 }
 
 impl Dispatches {
+    /// Tells every [`Durable`] of these records whether they are committed.
+    /// The writer calls it after the batch's commit (or failure).
+    pub fn answer(&self, result: Result<(), StoreError>) {
+        self.done.send_replace(Some(result));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.latest.is_empty()
     }
@@ -171,23 +190,24 @@ impl<Op> Sender<Op> {
     }
 
     /// Records that `task_id` started `attempt` at `at`, for the writer's
-    /// next batch. Never waits (it is called under the scheduler's lock) and
-    /// never drops a record, even when the queue is full. Fails with
+    /// next batch; the [`Durable`] resolves once that batch is committed.
+    /// Never waits (it is called under the scheduler's lock) and never
+    /// drops a record, even when the queue is full. Fails with
     /// `Unavailable` only when the writer has stopped.
     pub fn record_dispatch(
         &self,
         task_id: Uuid,
         attempt: u32,
         at: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Durable, StoreError> {
         if self.tx.is_closed() {
             return Err(writer_gone());
         }
-        let wake = {
+        let (wake, durable) = {
             let mut dispatches = lock(&self.dispatches);
             let wake = dispatches.is_empty();
             dispatches.merge(task_id, attempt, at);
-            wake
+            (wake, Durable::batch(dispatches.done.subscribe()))
         };
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
         // One wake-up per batch of records: the writer takes them all. A
@@ -195,7 +215,7 @@ impl<Op> Sender<Op> {
         if wake && let Err(TrySendError::Closed(_)) = self.tx.try_send(Msg::Wake) {
             return Err(writer_gone());
         }
-        Ok(())
+        Ok(durable)
     }
 
     /// Queues `op` without waiting for room or an answer (tests: the queue
@@ -252,7 +272,8 @@ impl<Op> Receiver<Op> {
         true
     }
 
-    fn top_up(&mut self, ops: &mut Vec<Op>) {
+    /// Moves what is queued into `ops`, up to [`MAX_BATCH`], without waiting.
+    pub fn top_up(&mut self, ops: &mut Vec<Op>) {
         while ops.len() < MAX_BATCH {
             match self.rx.try_recv() {
                 Ok(msg) => push(ops, msg),
@@ -264,7 +285,9 @@ impl<Op> Receiver<Op> {
     /// The dispatch records so far, for the batch being built. Taken after
     /// [`Self::fill`], they include every record made before a change of
     /// that batch was sent, so a record is applied before any later change
-    /// of the same task.
+    /// of the same task. The writer must [`Dispatches::answer`] them once
+    /// the batch is committed (dropping them unanswered fails their
+    /// [`Durable`]s).
     pub fn take_dispatches(&self) -> Dispatches {
         mem::take(&mut *lock(&self.dispatches))
     }

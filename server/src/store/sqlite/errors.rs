@@ -38,6 +38,7 @@ pub(super) fn store_error(e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             StoreError::Unavailable(format!("the database is busy ({e})"))
         }
+        Some(ErrorCode::TooBig | ErrorCode::TypeMismatch) => StoreError::Rejected(e.to_string()),
         _ => StoreError::Internal(format!("store: {e}")),
     }
 }

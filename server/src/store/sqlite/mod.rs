@@ -50,7 +50,7 @@ use super::sql::{
     batch::{self, Reply, writer_gone},
     codec::to_i64,
 };
-use super::{Inserted, Store, StoreError};
+use super::{Durable, Inserted, Store, StoreError};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use errors::{io_error, open_error, store_error};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
@@ -194,9 +194,13 @@ impl Store for SqliteStore {
         self.write(|reply| Op::Insert(task, reply)).await
     }
 
-    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) {
-        if let Err(e) = (self.queue()).and_then(|q| q.record_dispatch(task_id, attempt, at)) {
-            warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+    fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable {
+        match (self.queue()).and_then(|q| q.record_dispatch(task_id, attempt, at)) {
+            Ok(durable) => durable,
+            Err(e) => {
+                warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
+                Durable::done(Err(e))
+            }
         }
     }
 

@@ -146,6 +146,31 @@ async fn a_full_queue_holds_writes_back_but_never_a_dispatch_record() {
     assert_eq!(stored.started_at, Some(at(5)));
 }
 
+/// Issue 15.1: an Assignment goes out only once its dispatch record is on
+/// disk, so the record's `Durable` must not resolve before the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_record_is_durable_before_it_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = task("s1", None, at(0));
+    insert_new(&store, &t).await;
+    let release = hold_writer(&store);
+    let durable = store.record_dispatch(t.id, 1, at(5));
+    let mut wait = Box::pin(durable.wait());
+    assert!(
+        futures::poll!(wait.as_mut()).is_pending(),
+        "not durable while the writer has not committed it"
+    );
+    drop(release);
+    wait.await.expect("committed");
+    // Read from the file by another connection: the record is on disk.
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let attempts: i64 = conn
+        .query_row("SELECT attempts FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(attempts, 1);
+}
+
 #[tokio::test]
 async fn restart_keeps_seq_completions_and_unfinished_tasks() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,17 +63,11 @@ struct Applied {
 pub(super) struct Writer {
     conn: Connection,
     counters: Arc<Counters>,
-    /// Whether commits run with `synchronous = FULL` (an fsync each).
-    synced_commits: bool,
 }
 
 impl Writer {
     pub(super) fn new(conn: Connection, counters: Arc<Counters>) -> Self {
-        Self {
-            conn,
-            counters,
-            synced_commits: true,
-        }
+        Self { conn, counters }
     }
 
     pub(super) fn run(mut self, mut rx: batch::Receiver<Op>) {
@@ -82,12 +76,15 @@ impl Writer {
         // gone (the store closed) and nothing is left.
         let mut pending: Vec<Op> = Vec::with_capacity(MAX_BATCH);
         while rx.blocking_fill(&mut pending) {
+            // A test's Exec runs alone; then the batch goes on with what
+            // queued meanwhile, so dispatch records whose wake-up it
+            // swallowed are written too.
             #[cfg(test)]
-            if matches!(pending.first(), Some(Op::Exec(_))) {
-                if let Op::Exec(f) = pending.remove(0) {
-                    f(&self.conn);
-                }
-                continue;
+            if matches!(pending.first(), Some(Op::Exec(_)))
+                && let Op::Exec(f) = pending.remove(0)
+            {
+                f(&self.conn);
+                rx.top_up(&mut pending);
             }
             #[cfg(test)]
             let end = (pending.iter())
@@ -97,9 +94,11 @@ impl Writer {
             let end = pending.len();
             // Dispatch records first: each is of a task already committed,
             // and must land before any later change of that task.
-            let dispatches = rx.take_dispatches();
+            let mut dispatches = rx.take_dispatches();
             self.counters.applied(dispatches.merged());
-            let mut batch: Vec<Op> = (dispatches.latest.into_iter())
+            let latest = std::mem::take(&mut dispatches.latest);
+            let mut batch: Vec<Op> = latest
+                .into_iter()
                 .map(|(task_id, (attempt, at))| Op::Dispatch {
                     task_id,
                     attempt,
@@ -108,9 +107,13 @@ impl Writer {
                 .collect();
             batch.extend(pending.drain(..end));
             if batch.is_empty() {
+                dispatches.answer(Ok(()));
                 continue;
             }
-            if let Some(more) = self.apply_batch(&mut batch) {
+            let (more, recorded) = self.apply_batch(&mut batch);
+            // Only now may the workers be sent what these records explain.
+            dispatches.answer(recorded);
+            if let Some(more) = more {
                 pending.push(more);
             }
         }
@@ -121,27 +124,16 @@ impl Writer {
     }
 
     /// Applies `batch` in one transaction and answers each change after the
-    /// commit. Returns a purge that has more to do.
-    fn apply_batch(&mut self, batch: &mut Vec<Op>) -> Option<Op> {
+    /// commit. Returns a purge that has more to do, and whether the batch's
+    /// dispatch records are committed.
+    fn apply_batch(&mut self, batch: &mut Vec<Op>) -> (Option<Op>, Result<(), StoreError>) {
         let count = batch.len() as u64;
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let mut more = None;
-        // A batch of dispatch records only answers nobody: commit it without
-        // an fsync. The next synchronous commit syncs the WAL, these frames
-        // included; a crash before that only forgets some dispatches, which
-        // recovery treats as queued tasks.
-        let sync = batch.iter().any(|op| !matches!(op, Op::Dispatch { .. }));
-        if sync != self.synced_commits {
-            let mode = if sync { "FULL" } else { "NORMAL" };
-            if let Err(e) = self
-                .conn
-                .execute_batch(&format!("PRAGMA synchronous = {mode}"))
-            {
-                error!(error = %e, "setting the store's synchronous mode failed");
-            } else {
-                self.synced_commits = sync;
-            }
-        }
+        // Every commit is synchronous (`synchronous = FULL`), dispatch
+        // records too: a worker is sent its Assignment only once the record
+        // is on disk.
+        let mut recorded = Ok(());
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let e = store_error(e);
             error!(error = %e, "starting a store transaction failed");
@@ -149,10 +141,11 @@ impl Writer {
                 fail(op, &e);
             }
             self.counters.applied(count);
-            return None;
+            return (None, Err(e));
         }
         let mut ops = std::mem::take(batch).into_iter();
         while let Some(op) = ops.next() {
+            let dispatch = matches!(op, Op::Dispatch { .. });
             let applied = self.apply(op);
             if let Some(next) = applied.more {
                 more = Some(next);
@@ -160,24 +153,31 @@ impl Writer {
             if let Some(a) = applied.answer {
                 answers.push(a);
             }
-            if let Some(e) = applied.failed
-                && self.conn.is_autocommit()
-            {
-                // SQLite gave up the whole transaction (e.g. SQLITE_FULL):
-                // nothing before this change is stored either.
-                for a in answers.drain(..) {
-                    a(Err(&e));
+            if let Some(e) = applied.failed {
+                if dispatch && recorded.is_ok() {
+                    recorded = Err(e.clone());
                 }
-                if let Some(op) = more.take() {
-                    fail(op, &e);
-                }
-                if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-                    let e = store_error(e);
-                    for op in ops {
+                if self.conn.is_autocommit() {
+                    // SQLite gave up the whole transaction (e.g. SQLITE_FULL):
+                    // nothing before this change is stored either, the
+                    // dispatch records (applied first) included.
+                    if recorded.is_ok() {
+                        recorded = Err(e.clone());
+                    }
+                    for a in answers.drain(..) {
+                        a(Err(&e));
+                    }
+                    if let Some(op) = more.take() {
                         fail(op, &e);
                     }
-                    self.counters.applied(count);
-                    return None;
+                    if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                        let e = store_error(e);
+                        for op in ops {
+                            fail(op, &e);
+                        }
+                        self.counters.applied(count);
+                        return (None, recorded);
+                    }
                 }
             }
         }
@@ -188,6 +188,7 @@ impl Writer {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
+            recorded = Err(e.clone());
         } else {
             self.counters.committed();
         }
@@ -196,7 +197,8 @@ impl Writer {
             a(commit.as_ref().map(|_| ()));
         }
         // A failed commit loses the purge step too; its caller is told.
-        if commit.is_err() { None } else { more }
+        let more = if commit.is_err() { None } else { more };
+        (more, recorded)
     }
 
     fn apply(&mut self, op: Op) -> Applied {
