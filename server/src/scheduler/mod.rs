@@ -48,7 +48,7 @@ use crate::{
     },
     sessions::SessionHub,
     store::{Inserted, SharedStore},
-    tools::ToolSpec,
+    tools::{ToolSpec, ValidationPool},
 };
 
 /// Commands to one worker, in order. An `Err` ends its stream with that
@@ -103,6 +103,8 @@ pub struct Scheduler {
     /// for them to reach the store.
     tracker: TaskTracker,
     finisher: Finisher,
+    /// Where submitted arguments are checked against their tool's schema.
+    validation: ValidationPool,
 }
 
 impl Scheduler {
@@ -117,6 +119,7 @@ impl Scheduler {
             backlog: parts.backlog,
             tracker: TaskTracker::new(),
             finisher: Finisher::default(),
+            validation: ValidationPool::default(),
         })
     }
 
@@ -180,11 +183,18 @@ impl Scheduler {
 
     /// Accepts one tool call: checked, stored, queued, dispatched if a worker
     /// has room. Returns the task and whether it was an idempotent repeat.
-    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        mut sub: Submission,
+    ) -> Result<(TaskRecord, bool), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
         let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
-        let arguments = spec.check_arguments(&sub.arguments_json, limits)?;
+        let arguments_json = std::mem::take(&mut sub.arguments_json);
+        let arguments = self
+            .validation
+            .check(&spec, sub.tool.tenant(), arguments_json, limits)
+            .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
         let (session, placement) = {
             let mut st = self.lock();
