@@ -47,6 +47,9 @@ const (
 type ToolServiceClient interface {
 	// Lists the tools that workers have registered. Each description carries
 	// an appended notice that the tool is asynchronous, for the model to read.
+	// Paged (see ListToolsRequest); without page fields the first response
+	// holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
+	// page_token this server did not give).
 	ListTools(ctx context.Context, in *ListToolsRequest, opts ...grpc.CallOption) (*ListToolsResponse, error)
 	// Queues one tool call and answers at once, whatever the tool's latency.
 	// Errors: INVALID_ARGUMENT (empty or over-long session_id, arguments that are
@@ -158,6 +161,9 @@ func (c *toolServiceClient) AckCompletions(ctx context.Context, in *AckCompletio
 type ToolServiceServer interface {
 	// Lists the tools that workers have registered. Each description carries
 	// an appended notice that the tool is asynchronous, for the model to read.
+	// Paged (see ListToolsRequest); without page fields the first response
+	// holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
+	// page_token this server did not give).
 	ListTools(context.Context, *ListToolsRequest) (*ListToolsResponse, error)
 	// Queues one tool call and answers at once, whatever the tool's latency.
 	// Errors: INVALID_ARGUMENT (empty or over-long session_id, arguments that are

@@ -27,7 +27,11 @@ use crate::{
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
-    grpc::{ToolApi, WorkerApi, auth::Auth},
+    grpc::{
+        ToolApi, WorkerApi,
+        auth::Auth,
+        rate::{Limited, TenantRate},
+    },
     metrics::{self, LoadSource, Metrics},
     scheduler::{
         Parts, Scheduler,
@@ -139,23 +143,26 @@ pub async fn serve_with(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the contract's descriptor set is valid");
+    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
+    let guard =
+        |role, service| Limited::new(Auth::new(tokens.clone(), role, service), rate.clone());
     let router = builder
         .add_service(health_service)
         .add_service(InterceptedService::new(
             reflection,
-            Auth::new(tokens.clone(), None, "server reflection"),
+            guard(None, "server reflection"),
         ))
         .add_service(InterceptedService::new(
             ToolServiceServer::new(ToolApi::new(sched.clone(), feed, metrics))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService"),
+            guard(Some(Role::Agent), "ToolService"),
         ))
         .add_service(InterceptedService::new(
             WorkerServiceServer::new(WorkerApi::new(sched.clone(), shutdown_token.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens, Some(Role::Worker), "WorkerService"),
+            guard(Some(Role::Worker), "WorkerService"),
         ));
     let serving = router.serve_with_incoming_shutdown(
         TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -5,6 +5,8 @@ mod cli;
 mod delivery;
 mod dispatch;
 mod durability;
+mod expiry;
+mod isolation;
 mod limits;
 mod multi_server;
 mod ops;

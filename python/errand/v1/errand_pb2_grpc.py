@@ -74,6 +74,9 @@ class ToolServiceServicer(object):
     def ListTools(self, request, context):
         """Lists the tools that workers have registered. Each description carries
         an appended notice that the tool is asynchronous, for the model to read.
+        Paged (see ListToolsRequest); without page fields the first response
+        holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
+        page_token this server did not give).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

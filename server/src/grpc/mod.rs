@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod completions;
 pub mod convert;
+pub mod expiry;
+pub mod rate;
 pub mod tool_service;
 pub mod worker_service;
 

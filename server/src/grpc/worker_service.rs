@@ -8,9 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::{auth::caller, convert};
+use super::{auth::caller, convert, expiry};
 use crate::{
     Error,
+    auth::Caller,
     quota::{Slot, SlotCounter},
     scheduler::{CommandTx, Scheduler, WorkerId},
 };
@@ -89,7 +90,7 @@ impl WorkerService for WorkerApi {
             worker,
             inbound,
             tx,
-            slot,
+            (slot, caller),
         ));
         let registered = tokio_stream::once(Ok(convert::registered(worker)));
         let commands =
@@ -98,18 +99,28 @@ impl WorkerService for WorkerApi {
     }
 }
 
-/// Reads a worker's messages until its stream ends, then gives its tasks back.
+/// Reads a worker's messages until its stream ends (or its token expires),
+/// then gives its tasks back.
 async fn serve_worker(
     sched: Arc<Scheduler>,
     shutdown: CancellationToken,
     worker: WorkerId,
     mut inbound: Streaming<pb::WorkerMessage>,
     tx: CommandTx,
-    _slot: Slot,
+    (_slot, caller): (Slot, Caller),
 ) {
+    let expiry = expiry::reached(expiry::deadline(&caller));
+    tokio::pin!(expiry);
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = &mut expiry => {
+                debug!(worker_id = worker, "the worker's token expired: closing its stream");
+                // Never waits: a worker that does not read its commands
+                // sees its stream end without the reason.
+                let _ = tx.try_send(Err(expiry::expired(&caller)));
+                break;
+            }
             msg = inbound.message() => msg,
         };
         let kind = match msg {

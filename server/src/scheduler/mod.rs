@@ -368,6 +368,17 @@ impl Scheduler {
             ));
         }
         let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.to_arc()).collect();
+        let tenant = specs[0].name.tenant();
+        let max = self.config.limits.max_tools_per_tenant;
+        let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {
+            Error::ResourceExhausted(format!(
+                "your tenant has {kept} tools that workers serve or queued tasks need, and this \
+                 registration adds more than the limit of {max} allows: stop the workers of tools \
+                 you no longer need (unserved tools are forgotten) or ask the operator to raise \
+                 --max-tools-per-tenant"
+            ))
+        })?;
+        self.forgot(&forgotten, "to make room for a registration");
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
         info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());
@@ -432,6 +443,26 @@ impl Scheduler {
         self.backlog.tools_changed();
         self.backlog.give_back(released).await;
         futures::future::join_all(ended.into_iter().map(|e| self.end(e))).await;
+    }
+
+    /// Tools the registry forgot (see `state/forget.rs`): logged. A
+    /// persisted registry removes them from the store here.
+    fn forgot(&self, keys: &[Arc<str>], why: &str) {
+        if !keys.is_empty() {
+            let (tenant, first) = crate::tenant::split(&keys[0]);
+            info!(
+                tools = keys.len(),
+                tenant, first, "forgot tools no worker serves {why}"
+            );
+        }
+    }
+
+    /// Forgets tools unserved for `config.tool_retention`; see `purge_loop`.
+    fn forget_unserved_tools(&self) {
+        let keys = self
+            .lock()
+            .forget_unserved(self.config.tool_retention, SystemTime::now());
+        self.forgot(&keys, "past --tool-retention-secs");
     }
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {

@@ -22,6 +22,7 @@ use crate::{
     tools::ToolSpec,
 };
 
+mod forget;
 mod registry;
 
 /// Server-side ID of one worker connection.
@@ -99,6 +100,9 @@ struct ToolEntry {
     spec: Option<ToolSpec>,
     workers: Vec<WorkerId>,
     queue: FairQueue,
+    /// Since when no worker has served it (set when the last one leaves,
+    /// or by the first sweep that sees it unserved); `None` while served.
+    unserved_since: Option<SystemTime>,
 }
 
 struct WorkerEntry<I: Io> {
@@ -352,6 +356,7 @@ impl<I: Io> State<I> {
             let entry = self.tools.entry(name.clone()).or_default();
             entry.spec = Some(spec);
             entry.workers.push(id);
+            entry.unserved_since = None;
             tools.push(name);
         }
         self.workers.insert(
@@ -388,6 +393,9 @@ impl<I: Io> State<I> {
         for tool in &entry.tools {
             if let Some(t) = self.tools.get_mut(tool) {
                 t.workers.retain(|w| *w != worker);
+                if t.workers.is_empty() {
+                    t.unserved_since = Some(now);
+                }
             }
         }
         let mut ended = Vec::new();
