@@ -4,6 +4,8 @@ Layout:
 - `errand.client`  — `Client`, the blocking client (submit, completions, ...).
 - `errand.aio`     — `AsyncClient`, the same for asyncio.
 - `errand._core`   — what both share, without I/O: settings, requests, the stream cursor.
+- `errand._common` — connection settings from arguments and ERRAND_* (TLS, token), backoff.
+- `errand._connect` — failing fast, with a clear message, when no server answers.
 - `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.
 - `errand.worker`  — `Worker`: serves tools.
 - `errand.manager` — the seed's `AsyncToolManager`: serves `@async_tool(manager)` functions,
@@ -11,7 +13,7 @@ Layout:
 - `errand.callables` — tools as plain functions for agent frameworks (`client.tool(name)`).
 - `errand.agent`   — `AsyncAgent`: delivers results to an agent, the user first, queueing
                      while it is busy (its turn loop: `errand._turns`).
-- `errand.sync_agent` — `SyncAgent`: the same for blocking code.
+- `errand.sync_agent` — `SyncAgent`: the same for blocking code (on `errand._loop`).
 - `errand.history` — `prune_history`: drop delivered results from a message history.
 - `errand.specs`   — tools in the formats of OpenAI, Anthropic and Bedrock Converse.
 - `errand.errors`  — every exception the SDK raises.

@@ -44,8 +44,11 @@ SERVICE_CONFIG = json.dumps(
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
 #: backoff grows to two minutes), retry calls cut by a broken connection,
 #: notice dead connections through keepalive, and allow the server's largest
-#: message.
+#: message. Each channel keeps its own connections: a new channel (a worker's
+#: next attempt, a new client) connects afresh instead of inheriting another
+#: channel's failure and backoff.
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.enable_retries", 1),
     ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.initial_reconnect_backoff_ms", 100),

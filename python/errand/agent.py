@@ -234,7 +234,7 @@ class AsyncAgent(TurnLoop):
     async def _start(self) -> AsyncAgent:
         if self._closed:
             raise ClosedError("the AsyncAgent is closed")
-        if self._runner is not None:
+        if self._loop is not None:  # started, or starting (set before any await below)
             return self
         self._wake = asyncio.Event()
         self._user_arrived = asyncio.Event()
@@ -298,6 +298,18 @@ class AsyncAgent(TurnLoop):
     def busy(self) -> bool:
         """True while a turn (a `send` or a delivery) is running."""
         return self._busy
+
+    @property
+    def state(self) -> str:
+        """The seed's state machine: "busy" (a turn runs), "queued" (results wait
+        for the agent to be idle) or "idle"."""
+        if self._busy:
+            return "busy"
+        return "queued" if self._results else "idle"
+
+    def is_idle(self) -> bool:
+        """No turn runs and the wrapped agent (if it says) is idle."""
+        return not self._busy and self._agent_idle()
 
     @property
     def pending(self) -> list[Completion]:
@@ -427,6 +439,8 @@ class AsyncAgent(TurnLoop):
         The stream listener calls this; call it yourself to feed completions
         from elsewhere. Waits while `max_pending` results are held.
         """
+        if self._space is None:
+            await self._start()
         assert self._space is not None and self._wake is not None
         while len(self._results) >= self.max_pending:
             self._space.clear()

@@ -180,7 +180,7 @@ class AsyncClient(Settings):
                 async for done in stream:
                     if done.task_id == task_id:
                         return outcome(done)
-            return None  # the client closed
+            raise ClosedError(f"the client closed while waiting for task {task_id}")
 
         try:
             return await asyncio.wait_for(follow(), timeout)

@@ -182,8 +182,19 @@ class AsyncToolManager(Worker):
         registered) and following the session's completions."""
         with self._guard:
             if self._tools:
-                super().start(wait=wait, timeout=timeout)
+                try:
+                    super().start(wait=wait, timeout=timeout)
+                except BaseException:
+                    # No server yet (or it refused us): the next call tries again,
+                    # once the failed attempt's thread has finished recording it.
+                    if self._thread is not None:
+                        self._thread.join(10)
+                    self._thread, self._error, self._started = None, None, False
+                    self._stopping.clear()
+                    raise
             self._follow()
+            if not self.client._core.connected:
+                self.client.list_tools()  # connect now: the first tool call answers at once
         return self
 
     def add_tool(self, fn: Callable[..., Any]) -> None:
@@ -197,6 +208,7 @@ class AsyncToolManager(Worker):
     def _follow(self) -> None:
         if self._listener is None:
             self._stream = self.client.completions(self.session_id)
+            self._stream._open()  # the call starts here, not later on the listener thread
             self._listener = threading.Thread(
                 target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
             )

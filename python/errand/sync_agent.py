@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
 from errand._loop import LoopThread
@@ -15,6 +15,7 @@ from errand.types import Ack, Completion
 __all__ = ["SyncAgent"]
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 class SyncAgent:
@@ -32,31 +33,34 @@ class SyncAgent:
     """
 
     def __init__(self, agent: Agent, source: Union[Client, AsyncToolManager], **options: Any):
-        self._own_client: Optional[AsyncClient] = None
-        if isinstance(source, AsyncToolManager):
-            self.inner = AsyncAgent(agent, source, **options)
-            self.inner.start()
-            return
-        if not isinstance(source, Client):
+        if not isinstance(source, (Client, AsyncToolManager)):
             raise TypeError(
                 "SyncAgent(agent, source): source must be a Client or an AsyncToolManager; "
                 f"got {type(source).__name__} (in asyncio code use AsyncAgent)"
             )
-        loop = LoopThread()
-        client = source
+        self._loop = LoopThread()
+        self._own_client: Optional[AsyncClient] = None
 
         async def make() -> AsyncAgent:
-            own = AsyncClient(
-                session_id=client.session_id,
-                timeout=client.timeout,
-                _connection=client._core.conn,
-            )
-            self._own_client = own
-            inner = AsyncAgent(agent, own, **options)
-            inner._own_loop = loop
+            if isinstance(source, AsyncToolManager):
+                inner = AsyncAgent(agent, source, **options)
+            else:  # an AsyncClient of the same connection and session, on this loop
+                self._own_client = AsyncClient(
+                    session_id=source.session_id,
+                    timeout=source.timeout,
+                    _connection=source._core.conn,
+                )
+                inner = AsyncAgent(agent, self._own_client, **options)
             return await inner._start()
 
-        self.inner = loop.call(make())
+        try:
+            self.inner = self._loop.call(make())
+        except BaseException:
+            self._loop.close()
+            raise
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.call(coro)
 
     @property
     def pending(self) -> list[Completion]:
@@ -68,25 +72,29 @@ class SyncAgent:
 
     def send(self, message: str) -> Any:
         """Run the user's turn (ahead of pending results) and return the agent's reply."""
-        return self.inner.send(message)
+        if not isinstance(message, str):
+            raise TypeError(f"send() takes the user's message as a str, not {type(message)!r}")
+        return self._call(self.inner._send(message))
 
     def submit(self, tool: str, arguments: Optional[Mapping[str, Any]] = None, /, **kw: Any) -> Ack:
-        ack: Ack = self.inner.submit(tool, arguments, **kw)
-        return ack
+        """Submit a tool call in the agent's session."""
+        return self._call(self.inner._submit(tool, dict(arguments or {}), kw))
 
     def drain(self) -> None:
-        self.inner.drain()
+        """Deliver queued results now, if the agent is idle."""
+        self._call(self.inner._drain())
 
     def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
         return self.inner.prune(history, keep_last=keep_last)
 
     def close(self) -> None:
-        own = self._own_client
-        loop = self.inner._own_loop
-        if own is not None and loop is not None:
-            loop.call(self.inner._close())
-            loop.call(own.close())
-        self.inner.close()
+        """Stop delivering, close what the wrapper opened, end its loop thread."""
+        if self._loop.loop.is_closed():
+            return
+        self._call(self.inner._close())
+        if self._own_client is not None:
+            self._call(self._own_client.close())
+        self._loop.close()
 
     def __enter__(self) -> SyncAgent:
         return self

@@ -178,6 +178,7 @@ def test_results_queue_while_busy_and_drain_as_one_batch(
                 gates.open("x")
                 assert await statuses.expect("queued") == [x.task_id]
                 assert [c.task_id for c in async_agent.pending] == [y.task_id, x.task_id]
+                assert async_agent.state == "busy" and not async_agent.is_idle()
                 assert agent.received == ["a long user turn"]  # nothing delivered mid-turn
 
                 hold.set()
@@ -191,6 +192,7 @@ def test_results_queue_while_busy_and_drain_as_one_batch(
                 assert "done y" in batch and "done x" in batch
                 assert async_agent.pending == []
                 assert not async_agent.busy
+                assert async_agent.state == "idle" and async_agent.is_idle()
 
                 # Pruning drops the delivered results from a history, keeps the rest.
                 history = [{"role": "user", "content": m} for m in agent.received]
@@ -229,6 +231,7 @@ def test_an_agent_busy_on_its_own_gets_results_on_drain(
                 gates.open("q")
                 assert await statuses.expect("queued") == [ack.task_id]
                 assert agent.received == []
+                assert async_agent.state == "queued"
                 agent.idle = True
                 await async_agent.drain()
                 assert await statuses.expect("draining") == [ack.task_id]

@@ -23,7 +23,14 @@ import time
 import typing
 from typing import Any, Optional
 
-from errand import AsyncAgent, AsyncTaskResult, AsyncToolManager, Completion, async_tool
+from errand import (
+    AsyncAgent,
+    AsyncTaskResult,
+    AsyncToolManager,
+    Completion,
+    SyncAgent,
+    async_tool,
+)
 
 from .conftest import EVENT_TIMEOUT
 
@@ -90,6 +97,16 @@ class SeedAgent:
             self._idle = True
 
 
+def round_trip(manager: AsyncToolManager) -> float:
+    """The median time of a bare unary call to the server from this process, in seconds."""
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        manager.client.list_tools()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[2]
+
+
 def task_id_of(ack: str) -> str:
     # The server's ack starts "Task <id> submitted: ...".
     assert ack.startswith("Task "), ack
@@ -148,7 +165,12 @@ def test_the_seed_program_runs_with_only_its_import_changed(server: str) -> None
         assert [task_id_of(a) for a in my_agent.acks]  # each call answered with its ack
         for ack, name in zip(my_agent.acks, ["research_topic", "call_api", "query_database"]):
             assert name in ack and "tides" in ack
-        assert max(my_agent.ack_seconds) < ACK_BOUND_S, my_agent.ack_seconds
+        # The first call answers within 50 ms (or, on a machine so loaded that a bare
+        # round trip to the server takes more than 10 ms, within 5 round trips);
+        # none waits for its tool (2 s, 1 s, 0.3 s).
+        bound = max(ACK_BOUND_S, 5 * round_trip(manager))
+        assert my_agent.ack_seconds[0] < bound, (my_agent.ack_seconds, bound)
+        assert max(my_agent.ack_seconds) < 0.3, my_agent.ack_seconds
         research, api, query = (task_id_of(a) for a in my_agent.acks)
 
         # The 0.3 s and 1 s results queued behind the busy turn, in completion order.
@@ -240,4 +262,35 @@ def test_a_tool_decorated_after_the_manager_started_is_refused_with_a_reason(
             error = None
         assert error is not None and "before the first tool call" in str(error)
     finally:
+        manager.stop()
+
+
+def test_sync_agent_on_a_manager(server: str) -> None:
+    manager = AsyncToolManager(max_workers=2)
+
+    @async_tool(manager)
+    def double(n: int) -> int:
+        """Double n."""
+        return 2 * n
+
+    class Agent:
+        def __init__(self) -> None:
+            self.inbox: queue.Queue[str] = queue.Queue()
+
+        def send(self, prompt: str) -> str:
+            self.inbox.put(prompt)
+            if prompt == "go":
+                return double(n=21)  # the tool call answers with its ack at once
+            return "noted"
+
+    agent = Agent()
+    sync_agent = SyncAgent(agent, manager)
+    try:
+        ack = sync_agent.send("go")
+        assert isinstance(ack, str) and ack.startswith("Task ")
+        assert agent.inbox.get(timeout=EVENT_TIMEOUT) == "go"
+        result = agent.inbox.get(timeout=EVENT_TIMEOUT)
+        assert task_id_of(ack) in result and "42" in result
+    finally:
+        sync_agent.close()
         manager.stop()

@@ -27,7 +27,7 @@ from errand import (
 )
 from errand.tool import tool_def
 
-from .conftest import EVENT_TIMEOUT, free_port, unique
+from .conftest import EVENT_TIMEOUT, ServerProcess, free_port, unique
 from .test_agent import Gates
 
 FAST_S = 2.0  # "fails fast": far below the 30 s call timeout
@@ -45,7 +45,9 @@ def expect_no_server(fn: Callable[[], Any], address: str) -> None:
     assert f"no errand server at {address}: is errand serve running?" in str(caught.value)
 
 
-def test_no_server_fails_fast_with_a_clear_message() -> None:
+def test_no_server_fails_fast_with_a_clear_message(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
     address = no_server()
     with Client(address) as client:
         expect_no_server(lambda: client.submit("anything", x=1), address)
@@ -70,6 +72,13 @@ def test_no_server_fails_fast_with_a_clear_message() -> None:
         return text.upper()
 
     expect_no_server(lambda: shout("hi"), address)
+    # Once a server is there, the same manager works: the next call tries again.
+    server_factory("--listen", address, "--store", "memory").start()
+    try:
+        ack = shout("hi")
+        assert manager.result(ack.split()[1], timeout=EVENT_TIMEOUT) == "HI"
+    finally:
+        manager.stop()
 
 
 def test_connect_timeout_bounds_the_first_call() -> None:

@@ -109,9 +109,8 @@ def test_the_user_message_takes_the_next_turn_through_a_busy_stream(
                     f"{latency * 1000:.0f} ms after send(); send() returned after "
                     f"{total * 1000:.0f} ms (model turn {THINK_S * 1000:.0f} ms)"
                 )
-                # Bounded by the turn in progress, then its own turn (generous slack).
-                assert latency < THINK_S + 1.0
-                assert total < 2 * THINK_S + 1.0
+                # The bounds are in turns (asserted above), not in seconds, so that a
+                # loaded machine cannot fail them; the times are printed (pytest -s).
                 for k in keys:
                     gates.open(k)
 

@@ -5,7 +5,9 @@
 //! - [`config`]: the server's settings (limits, timeouts, retention, the
 //!   PostgreSQL store's options), each default once, and `Config::validate`.
 //! - [`model`]: tasks, completions and what workers and agents send, as the
-//!   scheduler and the store see them (domain types, no wire types).
+//!   scheduler and the store see them (domain types, no wire types), and
+//!   the tenant-keyed [`model::SessionKey`] and [`model::ToolKey`], which
+//!   print as the client's name only.
 //! - [`scheduler`]: the one owner of the live state (queues, workers,
 //!   running tasks): `state` (synchronous transitions), `admission`
 //!   (argument, size, timeout and quota checks), `finisher` (store write,

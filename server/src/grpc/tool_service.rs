@@ -54,7 +54,7 @@ impl ToolApi {
         let id = scheduler::parse_task_id(task_id)?;
         let task = self.sched.get_task(id).await?;
         if tenant::of(&task.session) != &*caller.tenant {
-            return Err(scheduler::not_found(task_id));
+            return Err(scheduler::not_found(id));
         }
         Ok((id, task))
     }

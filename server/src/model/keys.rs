@@ -26,8 +26,8 @@ macro_rules! key_type {
             }
 
             /// The whole key as the shared string the live state holds.
-            pub fn to_arc(&self) -> Arc<str> {
-                self.0.clone()
+            pub fn as_arc(&self) -> &Arc<str> {
+                &self.0
             }
 
             /// The client's name.
@@ -78,7 +78,7 @@ impl SessionKey {
                 "session_id may not contain the control character U+001F",
             ));
         }
-        Ok(Self(tenant::key(tenant, name).into()))
+        Ok(Self(keyed(tenant, name)))
     }
 }
 
@@ -87,12 +87,21 @@ impl ToolKey {
     /// checked: an unknown tool is NOT_FOUND at submit, and a worker's tool
     /// names are checked at registration.
     pub fn new(tenant: &str, name: &str) -> Self {
-        Self(tenant::key(tenant, name).into())
+        Self(keyed(tenant, name))
     }
 }
 
-/// Checks a session name (or key: its tenant prefix does not count).
-pub fn check_session(session: &str, limits: &Limits) -> Result<(), Error> {
+/// One allocation for an anonymous name, as for a `String`.
+fn keyed(tenant: &str, name: &str) -> Arc<str> {
+    if tenant.is_empty() {
+        name.into()
+    } else {
+        tenant::key(tenant, name).into()
+    }
+}
+
+/// Checks a session name.
+fn check_session(session: &str, limits: &Limits) -> Result<(), Error> {
     let max = limits.max_session_id_bytes;
     let session = tenant::strip(session);
     if session.is_empty() {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 mod keys;
 mod worker;
 
-pub use keys::{SessionKey, ToolKey, check_session};
+pub use keys::{SessionKey, ToolKey};
 pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef};
 
 /// Where a task is in its life. The last four are final.

@@ -200,12 +200,12 @@ impl Scheduler {
             let mut st = self.lock();
             admission::check_room(&st, &sub.session, limits)?;
             let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
-            (st.reserve(sub.session.as_key()), placement)
+            (st.reserve(sub.session.as_arc()), placement)
         };
         let mut task = TaskRecord {
             id: Uuid::new_v4(),
             session,
-            tool: spec.name.to_arc(),
+            tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
             idempotency_key: (!sub.idempotency_key.is_empty())
@@ -367,7 +367,7 @@ impl Scheduler {
                 "the server is shutting down: connect again once it is back".into(),
             ));
         }
-        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.to_arc()).collect();
+        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         let tenant = specs[0].name.tenant();
         let max = self.config.limits.max_tools_per_tenant;
         let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {

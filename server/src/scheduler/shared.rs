@@ -98,7 +98,7 @@ impl Scheduler {
                     timeout_ms: t.default_timeout_ms.unwrap_or(0),
                 };
                 match ToolSpec::new(&def, &self.config.limits) {
-                    Ok(spec) => Some((spec.name.to_arc(), (spec, t.workers))),
+                    Ok(spec) => Some((spec.name.as_arc().clone(), (spec, t.workers))),
                     Err(e) => {
                         warn!(tool = %def.name, error = %e, "another server's tool is not usable here");
                         None

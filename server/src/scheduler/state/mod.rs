@@ -183,22 +183,24 @@ impl<I: Io> State<I> {
         self.tenant_pending.get(tenant).copied().unwrap_or(0)
     }
 
-    /// Counts one more pending task for the session; returns the session's
-    /// shared key.
-    pub fn reserve(&mut self, session: &str) -> Arc<str> {
-        *self
-            .tenant_pending
-            .entry(tenant::of(session).into())
-            .or_default() += 1;
-        if let Some((name, count)) = self.pending.get_key_value(session) {
+    /// Counts one more pending task for the session key; returns the key
+    /// every pending task of the session shares.
+    pub fn reserve(&mut self, session: &Arc<str>) -> Arc<str> {
+        let tenant = tenant::of(session);
+        match self.tenant_pending.get_mut(tenant) {
+            Some(count) => *count += 1,
+            None => {
+                self.tenant_pending.insert(tenant.into(), 1);
+            }
+        }
+        if let Some((name, count)) = self.pending.get_key_value(&**session) {
             let name = name.clone();
             let count = *count;
             self.pending.insert(name.clone(), count + 1);
             return name;
         }
-        let name: Arc<str> = session.into();
-        self.pending.insert(name.clone(), 1);
-        name
+        self.pending.insert(session.clone(), 1);
+        session.clone()
     }
 
     /// Counts one pending task of the session off.
@@ -352,7 +354,7 @@ impl<I: Io> State<I> {
         let id = self.next_worker;
         let mut tools = Vec::with_capacity(specs.len());
         for spec in specs {
-            let name = spec.name.to_arc();
+            let name = spec.name.as_arc().clone();
             let entry = self.tools.entry(name.clone()).or_default();
             entry.spec = Some(spec);
             entry.workers.push(id);

@@ -43,7 +43,7 @@ fn worker(st: &mut State<Test>, tools: &[&str], max: usize) -> (WorkerId, Sent) 
 }
 
 fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
-    let session = st.reserve(session);
+    let session = st.reserve(&session.into());
     let task = TaskRecord {
         id: Uuid::new_v4(),
         session,
@@ -83,8 +83,8 @@ fn lost(attempts: u32) -> Outcome {
 fn pending_counts_follow_reserve_and_release_per_session_and_tenant() {
     let mut st = State::<Test>::default();
     let key = tenant::key("acme", "s");
-    let a = st.reserve(&key);
-    let b = st.reserve(&key);
+    let a = st.reserve(&key.as_str().into());
+    let b = st.reserve(&key.as_str().into());
     assert!(Arc::ptr_eq(&a, &b), "one shared key per session");
     assert_eq!((st.pending(&key), st.tenant_pending("acme")), (2, 2));
     st.release(&key);

@@ -72,7 +72,7 @@ pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Se
     }
 }
 
-pub(super) fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
+fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
     match channel {
         "errand_tasks" => Some(SharedEvent::TasksQueued {
             tool: payload.to_string(),

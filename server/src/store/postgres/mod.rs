@@ -31,9 +31,9 @@
 //! `errand_tools` are hints, delivered to the core as [`SharedEvent`]s; the
 //! core also checks periodically, so a lost notification delays, never loses.
 //!
-//! **Schema.** Versioned migrations (`MIGRATIONS` in `schema.rs`) embedded in the binary run
-//! at start under an advisory lock; a database whose schema is newer than this
-//! binary knows is refused.
+//! **Schema.** Versioned migrations (`MIGRATIONS` in `schema.rs`), embedded
+//! in the binary, run at start under an advisory lock; a database whose
+//! schema is newer than this binary knows is refused.
 use std::{
     str::FromStr,
     sync::Arc,

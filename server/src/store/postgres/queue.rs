@@ -21,7 +21,7 @@ use crate::store::sql::codec::{TASK_COLUMNS, to_i64};
 use crate::store::{SharedEvent, SharedQueue, StoreError, ToolAdvert};
 
 /// Advisory lock key ("ERND" + n) held by the one reaper at work.
-pub(super) const REAPER_LOCK: i64 = 0x4552_4e44_0002;
+const REAPER_LOCK: i64 = 0x4552_4e44_0002;
 
 #[async_trait]
 impl SharedQueue for PostgresStore {

@@ -11,6 +11,7 @@ use crate::model::{CompletionRecord, TaskRecord};
 use crate::store::StoreError;
 use crate::store::sql::codec::{self, TASK_COLUMNS, TaskRow};
 
+/// Tells every server (`errand_tasks`) that `tools` have queued work.
 pub(super) async fn notify_tools(tx: &Transaction<'_>, tools: &[String]) -> Result<(), StoreError> {
     if tools.is_empty() {
         return Ok(());
@@ -23,6 +24,7 @@ pub(super) async fn notify_tools(tx: &Transaction<'_>, tools: &[String]) -> Resu
     .await
 }
 
+/// Runs a query through the connection's statement cache.
 pub(super) async fn rows(
     client: &impl GenericClient,
     sql: &str,
@@ -32,6 +34,7 @@ pub(super) async fn rows(
     client.query(&st, params).await.map_err(pg_error)
 }
 
+/// Runs a statement through the connection's statement cache.
 pub(super) async fn exec(
     client: &impl GenericClient,
     sql: &str,
@@ -42,6 +45,7 @@ pub(super) async fn exec(
     Ok(())
 }
 
+/// The task columns, each qualified with `prefix` ("t.").
 pub(super) fn prefixed(prefix: &str) -> String {
     TASK_COLUMNS
         .split(", ")
@@ -74,11 +78,12 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
 }
 
 /// Column `i` of `row`.
-pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
+fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
     row.try_get(i)
         .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))
 }
 
+/// The completion a finished task row carries.
 pub(super) fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, StoreError> {
     codec::completion_of(task).map_err(|e| StoreError::Internal(e.to_string()))
 }

@@ -8,7 +8,7 @@ use super::errors::{pg_error, pool_error};
 use crate::store::StoreError;
 
 /// Advisory lock key ("ERND" + n) held while migrating.
-pub(super) const MIGRATE_LOCK: i64 = 0x4552_4e44_0001;
+const MIGRATE_LOCK: i64 = 0x4552_4e44_0001;
 
 /// Schema migrations, applied in order; `errand_schema` records each one.
 /// Only ever append.

@@ -149,3 +149,30 @@ async fn an_unreachable_database_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_pending_limit_message_names_the_session_without_its_tenant() {
+    let Some(url) = url().await else { return };
+    let store = PostgresStore::connect(
+        &url,
+        PostgresOptions {
+            max_pending_per_session: 1,
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let session = crate::tenant::key("acme", "s1");
+    insert_new(&store, &task(&session, None, at(1))).await;
+    let err = store
+        .insert_task(&task(&session, None, at(2)))
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(err, StoreError::LimitReached(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("session \"s1\" has 1 unfinished tasks"),
+        "{msg}"
+    );
+    assert!(!msg.contains("acme"), "the tenant leaked: {msg}");
+}

@@ -23,7 +23,7 @@ use crate::store::{Inserted, StoreError};
 
 /// How long the writer keeps retrying a batch on a lost database before it
 /// fails the callers (who may retry: nothing was acknowledged).
-pub(super) const WRITE_RETRY_FOR: Duration = Duration::from_secs(10);
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// Which finishes a stored task accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(super) struct Writer {
 
 /// The answers of one batch, sent after its commit.
 #[derive(Default)]
-pub(super) struct Answers {
+struct Answers {
     inserted: Vec<Result<Inserted, StoreError>>,
     finished: Vec<Option<CompletionRecord>>,
 }
@@ -254,7 +254,8 @@ impl Writer {
                 answers[i] = Some(Err(StoreError::LimitReached(format!(
                     "session {:?} has {count} unfinished tasks, the limit is {limit}: wait for \
                      completions or cancel some",
-                    &*t.session
+                    // The client's name, never the tenant's key.
+                    crate::tenant::strip(&t.session)
                 ))));
                 continue;
             }

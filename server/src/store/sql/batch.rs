@@ -57,6 +57,12 @@ impl Dispatches {
         self.latest.is_empty()
     }
 
+    /// Records merged into another of the same task: counted as applied
+    /// with the one that is.
+    pub fn merged(&self) -> u64 {
+        self.records.saturating_sub(self.latest.len() as u64)
+    }
+
     /// Keeps the later of two records of one task.
     fn merge(&mut self, task_id: Uuid, attempt: u32, at: SystemTime) {
         self.records += 1;

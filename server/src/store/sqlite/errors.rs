@@ -5,6 +5,7 @@ use rusqlite::ErrorCode;
 
 use super::StoreError;
 
+/// An error met opening `path`, with what to do about it.
 pub(super) fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
@@ -41,6 +42,7 @@ pub(super) fn store_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// A file-system error: `Full` when the disk is.
 pub(super) fn io_error(what: String, e: std::io::Error) -> StoreError {
     // ENOSPC: 28 on Linux and the BSDs.
     if e.raw_os_error() == Some(28) {

@@ -32,6 +32,7 @@ pub(super) const SELECT_COMPLETIONS: &str = concat!(
     " FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
 );
 
+/// Inserts a task, unless its idempotency key is taken: then the earlier task.
 pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<Inserted> {
     if let Some(key) = &task.idempotency_key {
         let earlier = conn
@@ -69,6 +70,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
     Ok(Inserted::New)
 }
 
+/// Marks an unfinished task running its `attempt` since `at`.
 pub(super) fn dispatch(
     conn: &Connection,
     id: Uuid,
@@ -146,7 +148,7 @@ fn finish_task_inner(
     Ok(Some(CompletionRecord::new(&task, finish, seq)))
 }
 
-/// Deletes up to [`PURGE_CHUNK`] finished tasks that finished before `cutoff`.
+/// Deletes up to `PURGE_CHUNK` finished tasks that finished before `cutoff`.
 pub(super) fn purge_step(conn: &Connection, cutoff: SystemTime) -> rusqlite::Result<u64> {
     let n = conn
         .prepare_cached(

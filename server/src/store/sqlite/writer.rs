@@ -98,23 +98,15 @@ impl Writer {
             // Dispatch records first: each is of a task already committed,
             // and must land before any later change of that task.
             let dispatches = rx.take_dispatches();
-            // Records merged into one count as applied with it.
-            let merged = dispatches
-                .records
-                .saturating_sub(dispatches.latest.len() as u64);
-            let mut batch: Vec<Op> = Vec::with_capacity(dispatches.latest.len() + end);
-            batch.extend(
-                dispatches
-                    .latest
-                    .into_iter()
-                    .map(|(task_id, (attempt, at))| Op::Dispatch {
-                        task_id,
-                        attempt,
-                        at,
-                    }),
-            );
+            self.counters.applied(dispatches.merged());
+            let mut batch: Vec<Op> = (dispatches.latest.into_iter())
+                .map(|(task_id, (attempt, at))| Op::Dispatch {
+                    task_id,
+                    attempt,
+                    at,
+                })
+                .collect();
             batch.extend(pending.drain(..end));
-            self.counters.applied(merged);
             if batch.is_empty() {
                 continue;
             }
