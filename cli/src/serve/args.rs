@@ -304,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn the_abuse_limits_are_flags() {
+        let config = parse(&[
+            "--max-tools-per-tenant=300",
+            "--requests-per-second-per-tenant=7",
+            "--tool-retention-secs=60",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(config.limits.max_tools_per_tenant, 300);
+        assert_eq!(config.limits.requests_per_second_per_tenant, 7);
+        assert_eq!(config.tool_retention, Duration::from_secs(60));
+        let e = parse(&["--max-tools-per-tenant=10"]).config().unwrap_err();
+        assert!(e.to_string().contains("ERRAND_MAX_TOOLS_PER_TENANT"), "{e}");
+    }
+
+    #[test]
     fn a_bad_value_is_an_error_not_a_clamp() {
         for (flag, expected) in [
             (
