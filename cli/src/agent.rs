@@ -67,6 +67,7 @@ pub struct TaskArgs {
     pub conn: crate::ConnectArgs,
     /// The task ID SubmitTool returned.
     task_id: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -75,6 +76,7 @@ pub struct TaskArgs {
 pub struct AckArgs {
     #[command(flatten)]
     pub conn: crate::ConnectArgs,
+    /// The session whose completions are released.
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
     /// Completions with seq up to and including this are released.

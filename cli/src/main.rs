@@ -1,8 +1,10 @@
 //! `errand`: run the server, a worker, or talk to a server as an agent would.
 //!
 //! Layout, one module per command group:
-//! - `serve`: `errand serve`, flags to an `errand_server::config::Config`,
-//!   the store, TLS and tokens, and the signal handling of a graceful stop.
+//! - `serve`: `errand serve`: the store, TLS and tokens, and the signals of
+//!   a graceful stop; `serve::args` holds its flags, one per setting of
+//!   `errand_server::config::Config` with an `ERRAND_*` variable and the
+//!   default from `Config::default()`, checked by `Config::validate`.
 //! - `worker`: `errand worker`, a tool served by running a program per call.
 //! - `token`: `errand token new`, a bearer token and its tokens-file line.
 //! - `agent`: `tools`, `submit`, `watch`, `status`, `cancel`, `ack`.
@@ -21,6 +23,9 @@ mod worker;
 /// How client commands reach a server that requires a token or TLS.
 #[derive(clap::Args, Clone)]
 pub struct ConnectArgs {
+    /// Server address: HOST:PORT, HOST (port 7466) or http://HOST:PORT.
+    #[arg(long, env = "ERRAND_SERVER", default_value = "127.0.0.1:7466")]
+    pub server: String,
     /// Bearer token (from `errand token new`), sent on every call.
     #[arg(long, env = "ERRAND_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -71,14 +76,6 @@ impl ConnectArgs {
 #[derive(Parser)]
 #[command(name = "errand", version, propagate_version = true)]
 struct Cli {
-    /// Server address for client commands (HOST:PORT or http://HOST:PORT).
-    #[arg(
-        long,
-        global = true,
-        env = "ERRAND_SERVER",
-        default_value = "127.0.0.1:7466"
-    )]
-    server: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,11 +104,18 @@ enum Command {
 }
 
 /// Logs go to stderr: stdout is for results and the lines scripts wait for.
+/// Coloured only on a terminal, and never with `NO_COLOR` set.
 pub fn init_logs(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
@@ -120,25 +124,111 @@ pub fn init_logs(json: bool) {
     };
 }
 
+/// Whether logs are coloured: on a terminal, unless `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The one line an error prints: the causes, each once; a server that
+/// cannot be reached says how to start or find one.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // Layers that repeat their source's words add nothing.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    let mut line = parts.join(": ");
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<errand_client::Error>(),
+            Some(errand_client::Error::Connect { .. })
+        )
+    }) {
+        line.push_str(": start one with errand serve, or set --server/ERRAND_SERVER");
+    }
+    line
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Tools(args) => agent::tools(&cli.server, args).await,
-        Command::Submit(args) => agent::submit(&cli.server, args).await,
-        Command::Watch(args) => agent::watch(&cli.server, args).await,
-        Command::Status(args) => agent::status(&cli.server, args).await,
-        Command::Cancel(args) => agent::cancel(&cli.server, args).await,
-        Command::Ack(args) => agent::ack(&cli.server, args).await,
-        Command::Worker(args) => worker::run(&cli.server, args).await,
+        Command::Tools(args) => agent::tools(&args.conn.server.clone(), args).await,
+        Command::Submit(args) => agent::submit(&args.conn.server.clone(), args).await,
+        Command::Watch(args) => agent::watch(&args.conn.server.clone(), args).await,
+        Command::Status(args) => agent::status(&args.conn.server.clone(), args).await,
+        Command::Cancel(args) => agent::cancel(&args.conn.server.clone(), args).await,
+        Command::Ack(args) => agent::ack(&args.conn.server.clone(), args).await,
+        Command::Worker(args) => worker::run(&args.conn.server.clone(), args).await,
         Command::Token(cmd) => token::run(cmd),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("errand: {e:#}");
+            eprintln!("errand: {}", error_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Walks clap's command tree: every flag and argument of every command
+    /// says what it is for.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cli, "errand", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
+
+    #[test]
+    fn serve_lists_no_client_flags() {
+        let mut cli = Cli::command();
+        let serve = cli.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        for client_only in ["--server", "--token ", "--tls-ca", "ERRAND_SERVER"] {
+            assert!(
+                !help.contains(client_only),
+                "serve --help lists {client_only}"
+            );
+        }
+        let mut cli = Cli::command();
+        let tools = cli.find_subcommand_mut("tools").unwrap();
+        assert!(tools.render_long_help().to_string().contains("--server"));
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
     }
 }

@@ -30,8 +30,8 @@ pub struct NewArgs {
     /// A label for the operator, kept in the file.
     #[arg(long)]
     name: Option<String>,
-    /// Append the line to this tokens file (created with mode 0600) instead
-    /// of printing it.
+    /// Append the line to this tokens file (created, or narrowed, to mode
+    /// 0600) instead of printing it.
     #[arg(long)]
     append: Option<PathBuf>,
 }
@@ -66,13 +66,21 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
     writeln!(out, "{token}")?;
     match args.append {
         Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .mode(0o600)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
+            // `mode` applies to a new file only: narrow an existing one, which
+            // the server refuses when group or others may write it.
+            let mode = file.metadata()?.permissions().mode() & 0o777;
+            if mode != 0o600 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot chmod 600 {}", path.display()))?;
+                eprintln!("errand: {} was mode {mode:o}, now 600", path.display());
+            }
             writeln!(file, "{line}")?;
             eprintln!(
                 "errand: token added to {}; the secret above is shown only now",

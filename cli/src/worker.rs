@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(ClapArgs)]
 pub struct Args {
     #[command(flatten)]
-    conn: crate::ConnectArgs,
+    pub conn: crate::ConnectArgs,
     /// Name of the tool to serve.
     #[arg(long)]
     tool: String,

@@ -17,15 +17,18 @@ use crate::error::{Error, is_transient};
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Parses `host:port` or a URL into an endpoint. The connection is made
-/// lazily and re-made after failures.
+/// The port an address without one means: errand's default.
+pub const DEFAULT_PORT: u16 = 7466;
+
+/// Parses `host:port`, `host` (port [`DEFAULT_PORT`]) or a URL into an
+/// endpoint. The connection is made lazily and re-made after failures.
 pub fn endpoint(addr: &str) -> Result<Endpoint, Error> {
     let url = if addr.contains("://") {
         addr.to_string()
     } else {
         format!("http://{addr}")
     };
-    Endpoint::from_shared(url)
+    Endpoint::from_shared(with_default_port(url))
         .map(|e| {
             e.connect_timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)
@@ -34,6 +37,21 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, Error> {
                 .keep_alive_while_idle(true)
         })
         .map_err(|_| Error::Address(addr.to_string()))
+}
+
+/// `url` with [`DEFAULT_PORT`] when it names no port (a bad URL is left for
+/// the endpoint to refuse).
+fn with_default_port(url: String) -> String {
+    let Ok(uri) = url.parse::<tonic::codegen::http::Uri>() else {
+        return url;
+    };
+    match uri.authority() {
+        Some(a) if a.port().is_none() => {
+            let a = a.as_str();
+            url.replacen(&format!("://{a}"), &format!("://{a}:{DEFAULT_PORT}"), 1)
+        }
+        _ => url,
+    }
 }
 
 /// How to reach a server beyond its address: a bearer token, TLS.
@@ -133,9 +151,9 @@ impl Client {
         let channel = endpoint_with(addr, options)?
             .connect()
             .await
-            .map_err(|source| Error::Connect {
+            .map_err(|cause| Error::Connect {
                 addr: addr.to_string(),
-                source,
+                cause,
             })?;
         Ok(Self::from_channel_with(
             channel,
@@ -304,5 +322,22 @@ async fn follow(
         if tx.send(Ok(completion)).await.is_err() {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_a_port_means_7466() {
+        let uri = |addr: &str| endpoint(addr).unwrap().uri().to_string();
+        assert_eq!(uri("localhost"), "http://localhost:7466/");
+        assert_eq!(uri("10.0.0.1"), "http://10.0.0.1:7466/");
+        assert_eq!(uri("[::1]"), "http://[::1]:7466/");
+        assert_eq!(uri("http://example.com"), "http://example.com:7466/");
+        assert_eq!(uri("localhost:9000"), "http://localhost:9000/");
+        assert_eq!(uri("http://h:1/x"), "http://h:1/x");
+        assert!(matches!(endpoint("a b"), Err(Error::Address(_))));
     }
 }

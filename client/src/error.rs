@@ -6,12 +6,13 @@ pub enum Error {
     /// The server answered with an error status.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
     Status(Status),
-    /// The server could not be reached.
-    #[error("cannot reach errand at {addr}: {source}")]
+    /// The server could not be reached: `no errand server at ADDR
+    /// (connection refused)`. The transport's own error (a chain that
+    /// repeats itself) is kept in `cause`, not shown.
+    #[error("no errand server at {addr} ({})", reason(.cause))]
     Connect {
         addr: String,
-        #[source]
-        source: tonic::transport::Error,
+        cause: tonic::transport::Error,
     },
     /// An address that is not `host:port` or a URL.
     #[error("invalid server address {0:?}: use HOST:PORT or http://HOST:PORT")]
@@ -26,6 +27,23 @@ pub enum Error {
     /// `Registered`).
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+/// Why a connection failed, in a few words: the innermost cause, as the
+/// operating system names it when it does ("connection refused").
+pub fn reason(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = err;
+    while let Some(next) = inner.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::TimedOut => "timed out".into(),
+                _ => io.to_string(),
+            };
+        }
+        inner = next;
+    }
+    inner.to_string()
 }
 
 impl From<Status> for Error {

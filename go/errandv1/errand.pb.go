@@ -7,6 +7,16 @@
 // (not submission order), each keyed by its task ID and numbered by a
 // per-session sequence number `seq`.
 //
+// JSON texts: every field named *_json that the server accepts
+// (SubmitToolRequest.arguments_json, TaskResult.result_json,
+// Tool.input_schema_json) follows one rule: valid JSON within the field's size
+// limit, strings of valid Unicode (a lone UTF-16 surrogate escape such as
+// "\ud800" is refused), and at most 128 levels of nested arrays and objects
+// ([[1]] is 2 levels). A submit or registration that breaks it gets
+// INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
+// worker's result that breaks it ends the task FAILED with error code
+// "invalid_result" and a message saying why.
+//
 // This file is the public contract of errand: clients in every language are
 // generated from it. Names are stable; fields are only ever added.
 
@@ -106,7 +116,7 @@ type Tool struct {
 	// appends a notice that the tool is asynchronous.
 	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	// JSON Schema (draft 2020-12 or earlier) of the arguments object. Empty means
-	// any JSON object.
+	// any JSON object. A JSON text by the rule above (at most 128 levels deep).
 	InputSchemaJson string `protobuf:"bytes,3,opt,name=input_schema_json,json=inputSchemaJson,proto3" json:"input_schema_json,omitempty"`
 	// Default timeout of one run in milliseconds, counted from dispatch to a
 	// worker. 0 means the server's default.
@@ -302,7 +312,7 @@ type SubmitToolRequest struct {
 	// Name of a registered tool.
 	Tool string `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
 	// Arguments as a JSON object, checked against the tool's input schema.
-	// Empty means {}.
+	// Empty means {}. A JSON text by the rule above (at most 128 levels deep).
 	ArgumentsJson string `protobuf:"bytes,3,opt,name=arguments_json,json=argumentsJson,proto3" json:"arguments_json,omitempty"`
 	// Timeout of this call in milliseconds; 0 means the tool's default.
 	TimeoutMs uint64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
@@ -1370,7 +1380,9 @@ type isTaskResult_Outcome interface {
 }
 
 type TaskResult_ResultJson struct {
-	// The result as JSON text.
+	// The result as JSON text, by the rule above (at most 128 levels deep, no
+	// lone surrogates, within the server's result size limit); one that breaks
+	// it ends the task FAILED with error code "invalid_result".
 	ResultJson string `protobuf:"bytes,2,opt,name=result_json,json=resultJson,proto3,oneof"`
 }
 

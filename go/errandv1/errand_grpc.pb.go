@@ -7,6 +7,16 @@
 // (not submission order), each keyed by its task ID and numbered by a
 // per-session sequence number `seq`.
 //
+// JSON texts: every field named *_json that the server accepts
+// (SubmitToolRequest.arguments_json, TaskResult.result_json,
+// Tool.input_schema_json) follows one rule: valid JSON within the field's size
+// limit, strings of valid Unicode (a lone UTF-16 surrogate escape such as
+// "\ud800" is refused), and at most 128 levels of nested arrays and objects
+// ([[1]] is 2 levels). A submit or registration that breaks it gets
+// INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
+// worker's result that breaks it ends the task FAILED with error code
+// "invalid_result" and a message saying why.
+//
 // This file is the public contract of errand: clients in every language are
 // generated from it. Names are stable; fields are only ever added.
 

@@ -103,8 +103,24 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Reads a tokens file. Errors name the line and what to fix.
+    /// Reads a tokens file. Errors name the line and what to fix; a file
+    /// that group or others may write is refused (whoever can write it can
+    /// add an admin token), saying to `chmod 600` it.
     pub fn load(path: &Path) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if let Some(who) = writable_by_others(mode) {
+            return Err(format!(
+                "the tokens file {} is writable by {who} (mode {:o}): anyone who can write it \
+                 can add a token; run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -149,6 +165,17 @@ impl Tokens {
             )));
         }
         Ok(entry.caller.clone())
+    }
+}
+
+/// Who besides the owner may write a file of `mode`: "group", "others",
+/// "group and others", or `None`.
+pub fn writable_by_others(mode: u32) -> Option<&'static str> {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (false, false) => None,
+        (true, false) => Some("group"),
+        (false, true) => Some("others"),
+        (true, true) => Some("group and others"),
     }
 }
 
@@ -352,6 +379,31 @@ mod tests {
             let err = Tokens::parse(&format!("\n{text}")).unwrap_err();
             assert!(err.starts_with("line 2: ") && err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn a_tokens_file_others_may_write_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let line = spec(Role::Agent).line(&new_token().unwrap()).unwrap();
+        std::fs::write(&path, line).unwrap();
+        for (mode, who) in [
+            (0o666, "group and others"),
+            (0o620, "group"),
+            (0o602, "others"),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Tokens::load(&path).unwrap_err();
+            assert!(err.contains(&format!("writable by {who}")), "{err}");
+            assert!(
+                err.contains(&format!("chmod 600 {}", path.display())),
+                "{err}"
+            );
+        }
+        // Readable is fine: the file holds hashes, not secrets.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Tokens::load(&path).unwrap().len(), 1);
     }
 
     #[test]

@@ -33,6 +33,36 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The PostgreSQL store's settings (used with `--store postgres`).
     pub postgres: PostgresOptions,
+    /// What one connection, and one peer, may hold on every listener.
+    pub connections: Connections,
+}
+
+/// Bounds on connections, the same on every listener (gRPC, metrics, and
+/// the HTTP ones to come): see [`crate::net`].
+#[derive(Debug, Clone)]
+pub struct Connections {
+    /// Open connections of a listener, all peers together; at least 1.
+    /// Lowered at start to what the open-files limit leaves room for.
+    pub max_connections: usize,
+    /// Open connections from one IP address; at least 1.
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may take to send its first bytes (the
+    /// HTTP/2 preface or a TLS hello); > 0.
+    pub handshake_timeout: Duration,
+    /// A connection whose peer sends nothing for this long is closed; > 0.
+    /// Live gRPC peers answer the server's pings every 15 s.
+    pub idle_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once; at least 1.
+    pub max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list (all headers of one request), in bytes;
+    /// at least 1024.
+    pub max_header_list_bytes: u32,
+    /// HTTP/2 flow-control window of one stream, in bytes: what a peer may
+    /// send on it before the server reads; 65,535 to 2^31-1.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window of a connection, all streams together, in
+    /// bytes; 65,535 to 2^31-1.
+    pub connection_window_bytes: u32,
 }
 
 /// Bounds on what clients may make the server hold. Sizes are in bytes;
@@ -103,6 +133,9 @@ pub struct PostgresOptions {
 /// would have servers take each other's tasks under ordinary load.
 pub const MIN_LEASE: Duration = Duration::from_millis(300);
 
+/// HTTP/2's largest flow-control window, 2^31-1 bytes.
+pub const MAX_WINDOW: u32 = (1 << 31) - 1;
+
 /// The longest duration any setting may have (10 years): longer ones would
 /// overflow the clock arithmetic they feed.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -119,6 +152,22 @@ impl Default for Config {
             tool_retention: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(30),
             postgres: PostgresOptions::default(),
+            connections: Connections::default(),
+        }
+    }
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_peer: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_concurrent_streams: 1024,
+            max_header_list_bytes: 16 * 1024,
+            stream_window_bytes: 1024 * 1024,
+            connection_window_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -188,6 +237,7 @@ impl Config {
     /// pool under 2 connections, or a default timeout over `max_timeout`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
+        let c = &self.connections;
         for (flag, value) in [
             ("max-session-id-bytes", l.max_session_id_bytes),
             ("max-idempotency-key-bytes", l.max_idempotency_key_bytes),
@@ -205,8 +255,28 @@ impl Config {
             ("max-workers-per-tenant", l.max_workers_per_tenant),
             ("stream-buffer", l.stream_buffer),
             ("max-attempts", self.max_attempts as usize),
+            ("max-connections", c.max_connections),
+            ("max-connections-per-peer", c.max_connections_per_peer),
+            ("max-concurrent-streams", c.max_concurrent_streams as usize),
         ] {
             at_least(flag, value, 1)?;
+        }
+        at_least(
+            "max-header-list-bytes",
+            c.max_header_list_bytes as usize,
+            1024,
+        )?;
+        for (flag, value) in [
+            ("stream-window-bytes", c.stream_window_bytes),
+            ("connection-window-bytes", c.connection_window_bytes),
+        ] {
+            at_least(flag, value as usize, 65_535)?;
+            if value > MAX_WINDOW {
+                return Err(ConfigError {
+                    flag,
+                    problem: format!("{value} is over HTTP/2's largest window, {MAX_WINDOW}"),
+                });
+            }
         }
         at_least("database-pool-size", self.postgres.pool_size, 2)?;
         for (flag, value, positive) in [
@@ -218,6 +288,8 @@ impl Config {
             ("tool-retention-secs", self.tool_retention, true),
             ("shutdown-grace-secs", self.shutdown_grace, false),
             ("lease-ms", self.postgres.lease, true),
+            ("handshake-timeout-ms", c.handshake_timeout, true),
+            ("idle-timeout-ms", c.idle_timeout, true),
         ] {
             duration(flag, value, positive)?;
         }
@@ -365,6 +437,33 @@ mod tests {
             ..Config::default()
         };
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn connection_bounds_are_checked() {
+        assert_eq!(
+            error(|c| c.connections.max_connections_per_peer = 0).to_string(),
+            "invalid --max-connections-per-peer (ERRAND_MAX_CONNECTIONS_PER_PEER): 0 is below the minimum, 1"
+        );
+        assert_eq!(
+            error(|c| c.connections.max_concurrent_streams = 0).flag,
+            "max-concurrent-streams"
+        );
+        assert_eq!(
+            error(|c| c.connections.stream_window_bytes = 1000).flag,
+            "stream-window-bytes"
+        );
+        let e = error(|c| c.connections.connection_window_bytes = u32::MAX);
+        assert_eq!(e.flag, "connection-window-bytes");
+        assert!(e.problem.contains("largest window"), "{e}");
+        assert_eq!(
+            error(|c| c.connections.handshake_timeout = Duration::ZERO).flag,
+            "handshake-timeout-ms"
+        );
+        assert_eq!(
+            error(|c| c.connections.max_header_list_bytes = 100).flag,
+            "max-header-list-bytes"
+        );
     }
 
     #[test]

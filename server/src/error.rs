@@ -38,3 +38,91 @@ impl Error {
         Self::InvalidArgument(msg.into())
     }
 }
+
+/// Most bytes of one client input that a status message quotes.
+pub const QUOTE_BYTES: usize = 100;
+/// Most names (of tools, say) that a status message lists.
+pub const LIST_ITEMS: usize = 20;
+/// Most bytes of any status message. The message travels in the
+/// `grpc-message` HTTP/2 header (percent-encoded: up to 3 times longer),
+/// and clients cap headers at 8-16 KiB: past that they see RESOURCE_EXHAUSTED
+/// or an h2 protocol error instead of the real code.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `input` as a status message quotes it: Rust-escaped in double quotes, at
+/// most [`QUOTE_BYTES`] of it, and when cut, its length:
+/// `"xxxx…" (20000 bytes)`.
+pub fn quote(input: &str) -> String {
+    if input.len() <= QUOTE_BYTES {
+        format!("{input:?}")
+    } else {
+        format!("{:?}… ({} bytes)", cut(input, QUOTE_BYTES), input.len())
+    }
+}
+
+/// `names` as a status message lists them: comma-separated, at most
+/// [`LIST_ITEMS`], each quoted by [`quote`]'s rule without the quotes, then
+/// how many more there are: `a, b, … and 380 more`.
+pub fn list<S: AsRef<str>>(names: &[S]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(LIST_ITEMS)
+        .map(|n| {
+            let n = n.as_ref();
+            if n.len() <= QUOTE_BYTES {
+                n.to_string()
+            } else {
+                format!("{}…", cut(n, QUOTE_BYTES))
+            }
+        })
+        .collect();
+    let mut out = shown.join(", ");
+    if names.len() > LIST_ITEMS {
+        out.push_str(&format!(" and {} more", names.len() - LIST_ITEMS));
+    }
+    out
+}
+
+/// `message` within [`MAX_MESSAGE_BYTES`]: every status passes here, so
+/// no message, whatever it quotes, can break the header it travels in.
+pub fn bound(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let total = message.len();
+        let tail = format!("… ({total} bytes in all)");
+        message.truncate(cut(&message, MAX_MESSAGE_BYTES - tail.len()).len());
+        message.push_str(&tail);
+    }
+    message
+}
+
+/// The longest prefix of `s` within `max` bytes that ends on a char boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_lists_and_messages_are_bounded() {
+        assert_eq!(quote("search"), r#""search""#);
+        let long = "é".repeat(10_000);
+        let q = quote(&long);
+        assert!(q.len() < QUOTE_BYTES + 40, "{q}");
+        assert!(q.ends_with("… (20000 bytes)"), "{q}");
+        let names: Vec<String> = (0..400).map(|i| format!("tool_{i:03}")).collect();
+        let l = list(&names);
+        assert!(l.starts_with("tool_000, tool_001,"), "{l}");
+        assert!(l.ends_with("tool_019 and 380 more"), "{l}");
+        assert_eq!(list(&["a", "b"]), "a, b");
+        assert_eq!(bound("short".into()), "short");
+        let b = bound("ü".repeat(5000));
+        assert!(b.len() <= MAX_MESSAGE_BYTES, "{}", b.len());
+        assert!(b.ends_with("… (10000 bytes in all)"), "{b}");
+    }
+}

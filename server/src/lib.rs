@@ -14,6 +14,8 @@
 //!   then the session's streams), `timers`, `lifecycle` (recover, drain,
 //!   purge), `queue` (the fair per-tool queue and the [`scheduler::queue::Backlog`]
 //!   seam between single-server and shared mode).
+//! - [`json_text`]: the one rule for every JSON text accepted (arguments,
+//!   results, schemas): size, syntax, no lone surrogates, a depth limit.
 //! - [`tools`]: tool definitions and argument validation against each
 //!   tool's JSON Schema.
 //! - [`sessions`]: the hub that wakes open `Completions` streams and the
@@ -33,6 +35,10 @@
 //!   the store keeps keys as it keeps names.
 //! - [`quota`]: per-tenant stream and worker counts, per-token submit rate.
 //! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
+//! - [`net`]: what every listener bounds: connections per listener and per
+//!   peer, handshake and idle timeouts, HTTP/2 streams, headers and windows.
+//! - [`logs`]: client values escaped and bounded in log lines, and a
+//!   throttle for lines a client can trigger at will.
 //! - [`server`]: wires it all to a listener (TLS optional) with health,
 //!   reflection and a graceful shutdown.
 //!
@@ -50,8 +56,11 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod json_text;
+pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod quota;
 pub mod scheduler;
 pub mod server;

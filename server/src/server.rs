@@ -1,8 +1,9 @@
 //! Binds the services to a listener and runs them until a shutdown signal.
 //!
 //! Besides errand's two services the server carries the standard gRPC health
-//! service (open to all, for load balancers and probes) and server reflection
-//! (so `grpcurl` works; it needs a valid token when tokens are configured).
+//! service (open to all, for load balancers and probes) and server reflection,
+//! v1 and v1alpha, describing every service including health (so `grpcurl`
+//! works; it needs a valid token when tokens are configured).
 //! Shutdown is graceful: the signal starts a drain (no new submits,
 //! registrations or dispatches; health says NOT_SERVING), running tasks get
 //! up to `Config::shutdown_grace` to finish, then every stream ends, the last
@@ -14,10 +15,7 @@ use errand_proto::v1::{
     worker_service_server::WorkerServiceServer,
 };
 use tokio::net::TcpListener;
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Server, ServerTlsConfig, server::TcpIncoming},
-};
+use tonic::{service::interceptor::InterceptedService, transport::ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -31,8 +29,10 @@ use crate::{
         ToolApi, WorkerApi,
         auth::Auth,
         rate::{Limited, TenantRate},
+        status_codes,
     },
     metrics::{self, LoadSource, Metrics},
+    net::{self, Incoming},
     scheduler::{
         Parts, Scheduler,
         queue::{Backlog, LocalBacklog, SharedBacklog},
@@ -59,6 +59,8 @@ pub struct Options {
     pub tls: Option<ServerTlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
+    /// The bearer token `GET /metrics` requires; `None`: open to all.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -67,7 +69,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 const SERVICES: [&str; 2] = ["errand.v1.ToolService", "errand.v1.WorkerService"];
 
 /// Serves errand on `listener` until `shutdown` resolves, then ends every
-/// stream (clients are told to reconnect) and returns.
+/// stream (clients are told to reconnect) and returns. Every listener takes
+/// `config.connections`' bounds ([`net`]); the process's soft open-files
+/// limit is raised to the hard one.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -86,6 +90,9 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
+    let mut connections = config.connections.clone();
+    connections.max_connections =
+        net::connection_cap(connections.max_connections, net::raise_open_files_limit());
     let stream_buffer = config.limits.stream_buffer;
     let hub = Arc::new(SessionHub::default());
     let metrics = Arc::new(Metrics::default());
@@ -119,7 +126,9 @@ pub async fn serve_with(
     let metrics_endpoint = options.metrics.map(|l| {
         let source: Arc<dyn LoadSource> = sched.clone();
         tokio::spawn(metrics::serve(
-            l,
+            Incoming::new(l, connections.clone()),
+            connections.clone(),
+            options.metrics_token.clone(),
             metrics.clone(),
             source,
             shutdown_token.clone(),
@@ -131,25 +140,36 @@ pub async fn serve_with(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let mut builder = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(15)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    let mut builder = net::grpc_server(&connections).layer(status_codes::layer());
     if let Some(tls) = options.tls {
         builder = builder.tls_config(tls)?;
     }
     let tokens = options.tokens;
     let max = sched.config().limits.max_message_bytes;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+    // Both reflection versions (grpcurl and older tools ask v1alpha), each
+    // describing every service served, health included.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
-        .expect("the contract's descriptor set is valid");
+        .expect("the descriptor sets are valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the descriptor sets are valid");
     let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let guard =
         |role, service| Limited::new(Auth::new(tokens.clone(), role, service), rate.clone());
     let router = builder
         .add_service(health_service)
         .add_service(InterceptedService::new(
-            reflection,
+            reflection_v1,
+            guard(None, "server reflection"),
+        ))
+        .add_service(InterceptedService::new(
+            reflection_v1alpha,
             guard(None, "server reflection"),
         ))
         .add_service(InterceptedService::new(
@@ -164,33 +184,30 @@ pub async fn serve_with(
                 .max_encoding_message_size(max),
             guard(Some(Role::Worker), "WorkerService"),
         ));
-    let serving = router.serve_with_incoming_shutdown(
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        {
-            let sched = sched.clone();
-            let shutdown_token = shutdown_token.clone();
-            async move {
-                shutdown.await;
-                info!(
-                    grace_secs = grace.as_secs_f64(),
-                    "shutting down: draining running tasks"
-                );
-                for name in ["", SERVICES[0], SERVICES[1]] {
-                    health
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
-                }
-                let left = sched.drain(grace).await;
-                if left > 0 {
-                    warn!(
-                        running = left,
-                        "grace period over: tasks still running will run again at the next start"
-                    );
-                }
-                shutdown_token.cancel();
+    let serving = router.serve_with_incoming_shutdown(Incoming::new(listener, connections), {
+        let sched = sched.clone();
+        let shutdown_token = shutdown_token.clone();
+        async move {
+            shutdown.await;
+            info!(
+                grace_secs = grace.as_secs_f64(),
+                "shutting down: draining running tasks"
+            );
+            for name in ["", SERVICES[0], SERVICES[1]] {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
-        },
-    );
+            let left = sched.drain(grace).await;
+            if left > 0 {
+                warn!(
+                    running = left,
+                    "grace period over: tasks still running will run again at the next start"
+                );
+            }
+            shutdown_token.cancel();
+        }
+    });
     // Streams end once the drain is over; connections that stay open after
     // that (a health Watch, a client that never reads) are not waited for.
     let stopped = shutdown_token.clone();

@@ -1,6 +1,6 @@
 //! Tool definitions as registered by workers, and the checks every submitted
-//! argument object passes: JSON, an object, within size, valid for the tool's
-//! input schema.
+//! argument object passes: a JSON text by [`crate::json_text`]'s rule, an
+//! object, valid for the tool's input schema.
 use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::{
     config::Limits,
     error::Error,
+    json_text::{self, Problem},
     model::{ToolDef, ToolKey},
 };
 
@@ -45,7 +46,8 @@ pub fn check_name(name: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "tool name {name:?} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' and '-'"
+            "tool name {} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+            crate::error::quote(name)
         )))
     }
 }
@@ -104,7 +106,10 @@ impl ToolSpec {
             let mut errors = validator.iter_errors(&value);
             if let Some(first) = errors.next() {
                 let more = errors.count();
-                let path = first.instance_path().to_string();
+                // The validator's text quotes the failing value, and the path
+                // the input's keys: a prefix of each says what failed.
+                let path = clip(&first.instance_path().to_string());
+                let first = clip(&first.to_string());
                 let path = if path.is_empty() {
                     "/".to_string()
                 } else {
@@ -143,20 +148,20 @@ pub fn check_timeout(what: &str, timeout_ms: u64, limits: &Limits) -> Result<(),
     Ok(())
 }
 
-/// Parses arguments: within size, JSON, an object. Empty means `{}`.
+/// Parses arguments: a JSON text by errand's one rule ([`json_text`]), an
+/// object. Empty means `{}`. Errors: RESOURCE_EXHAUSTED over the size limit,
+/// else INVALID_ARGUMENT saying why.
 pub fn parse_arguments(arguments_json: &str, limits: &Limits) -> Result<Value, Error> {
-    if arguments_json.len() > limits.max_arguments_bytes {
-        return Err(Error::ResourceExhausted(format!(
-            "arguments_json is {} bytes, the limit is {}: pass large data by reference (a URL or a path)",
-            arguments_json.len(),
-            limits.max_arguments_bytes
-        )));
-    }
-    if arguments_json.trim().is_empty() {
+    if arguments_json.trim().is_empty() && arguments_json.len() <= limits.max_arguments_bytes {
         return Ok(Value::Object(Default::default()));
     }
-    let value: Value = serde_json::from_str(arguments_json)
-        .map_err(|e| Error::invalid(format!("arguments_json is not valid JSON: {e}")))?;
+    let value =
+        json_text::parse(arguments_json, limits.max_arguments_bytes).map_err(|p| match p {
+            Problem::TooLarge { .. } => Error::ResourceExhausted(format!(
+                "arguments_json {p}: pass large data by reference (a URL or a path)"
+            )),
+            p => Error::invalid(format!("arguments_json {p}")),
+        })?;
     if !value.is_object() {
         return Err(Error::invalid(format!(
             "arguments_json must be a JSON object, got {}",
@@ -171,18 +176,8 @@ fn compile_schema(
     schema_json: &str,
     limits: &Limits,
 ) -> Result<jsonschema::Validator, Error> {
-    if schema_json.len() > limits.max_schema_bytes {
-        return Err(Error::invalid(format!(
-            "tool `{tool}`: input_schema_json is {} bytes, the limit is {}",
-            schema_json.len(),
-            limits.max_schema_bytes
-        )));
-    }
-    let schema: Value = serde_json::from_str(schema_json).map_err(|e| {
-        Error::invalid(format!(
-            "tool `{tool}`: input_schema_json is not valid JSON: {e}"
-        ))
-    })?;
+    let schema = json_text::parse(schema_json, limits.max_schema_bytes)
+        .map_err(|p| Error::invalid(format!("tool `{tool}`: input_schema_json {p}")))?;
     if !schema.is_object() {
         return Err(Error::invalid(format!(
             "tool `{tool}`: input_schema_json must be a JSON Schema object, got {}",
@@ -201,8 +196,9 @@ fn compile_schema(
         .with_pattern_options(engine)
         .build(&schema)
         .map_err(|e| {
-            let at = e.schema_path().to_string();
-            let keyword = at.rsplit('/').find(|k| REGEX_KEYWORDS.contains(k));
+            let path = e.schema_path().to_string();
+            let keyword = path.rsplit('/').find(|k| REGEX_KEYWORDS.contains(k));
+            let (at, e) = (clip(&path), clip(&e.to_string()));
             match keyword {
                 Some(keyword) => Error::invalid(format!(
                     "tool `{tool}`: input_schema_json `{keyword}` at {at} is not a regular expression errand runs: \
@@ -221,6 +217,16 @@ const REGEX_KEYWORDS: [&str; 2] = ["pattern", "patternProperties"];
 
 /// Bytes one compiled pattern (and its lazy DFA cache) may take.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// `text` cut to twice [`crate::error::QUOTE_BYTES`], marked when cut.
+fn clip(text: &str) -> String {
+    let cut = crate::error::cut(text, 2 * crate::error::QUOTE_BYTES);
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        text.to_string()
+    }
+}
 
 fn json_kind(value: &Value) -> &'static str {
     match value {

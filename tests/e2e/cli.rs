@@ -192,10 +192,11 @@ async fn errors_print_one_line_and_exit_non_zero() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).starts_with("errand: cannot reach errand at 127.0.0.1:1"),
-        "{}",
-        stderr(&out)
+    // One line, each cause once, and what to do.
+    assert_eq!(
+        stderr(&out),
+        "errand: no errand server at 127.0.0.1:1 (connection refused): \
+start one with errand serve, or set --server/ERRAND_SERVER\n"
     );
 }
 
@@ -212,4 +213,39 @@ async fn serve_refuses_a_public_address_without_protection() {
         err.contains("refusing to serve") && err.contains("--allow-unauthenticated"),
         "{err}"
     );
+}
+
+/// Logs are coloured only on a terminal: a log file or pipe gets no ANSI
+/// escapes.
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(errand_bin())
+        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    within("the listening line", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("errand listening on") {
+                break;
+            }
+        }
+    })
+    .await;
+    child.start_kill().unwrap();
+    let mut logs = String::new();
+    within(
+        "the log's end",
+        child.stderr.take().unwrap().read_to_string(&mut logs),
+    )
+    .await
+    .unwrap();
+    assert!(logs.contains("INFO"), "{logs}");
+    assert!(!logs.contains('\x1b'), "{logs:?}");
 }

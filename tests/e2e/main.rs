@@ -1,14 +1,18 @@
 //! End-to-end tests of the core service: one test binary, one module per
 //! area. Each test starts its own server on a free loopback port.
 mod abuse;
+mod auth_abuse;
 mod cli;
+mod connections;
 mod delivery;
 mod dispatch;
 mod durability;
 mod expiry;
 mod isolation;
 mod limits;
+mod logs;
 mod multi_server;
 mod ops;
 mod security;
+mod status_codes;
 mod validation;

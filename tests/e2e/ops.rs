@@ -60,6 +60,80 @@ async fn health_is_open_and_reflection_needs_a_token() {
     assert!(names.contains(&"errand.v1.WorkerService"), "{names:?}");
 }
 
+/// What `grpcurl list` and `grpcurl describe` ask, in one reflection
+/// version: every service is listed and each symbol's file describes it.
+macro_rules! list_and_describe {
+    ($version:ident, $channel:expr) => {{
+        use prost::Message;
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let mut requests = vec![ask(MessageRequest::ListServices(String::new()))];
+        let symbols = [
+            "grpc.health.v1.Health",
+            "errand.v1.ToolService",
+            "errand.v1.WorkerService",
+        ];
+        for symbol in symbols {
+            requests.push(ask(MessageRequest::FileContainingSymbol(symbol.into())));
+        }
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = answers.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(listed)) = first.message_response else {
+            panic!("not a service list: {first:?}");
+        };
+        let names: Vec<_> = listed.service.iter().map(|s| s.name.clone()).collect();
+        for symbol in symbols {
+            assert!(
+                names.iter().any(|n| n == symbol),
+                "{names:?} lacks {symbol}"
+            );
+            let answer = answers.next().await.unwrap().unwrap();
+            let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response
+            else {
+                panic!("{symbol}: not a descriptor: {answer:?}");
+            };
+            let (package, service) = symbol.rsplit_once('.').unwrap();
+            let described = files.file_descriptor_proto.iter().any(|bytes| {
+                let file = prost_types::FileDescriptorProto::decode(&bytes[..]).unwrap();
+                file.package() == package && file.service.iter().any(|s| s.name() == service)
+            });
+            assert!(described, "{symbol}: no file describes it");
+        }
+        names
+    }};
+}
+
+#[tokio::test]
+async fn both_reflection_versions_list_and_describe_every_service_health_included() {
+    let server = Server::start(&[]).await;
+    let channel = errand_client::endpoint(&server.addr)
+        .unwrap()
+        .connect_lazy();
+    let v1 = list_and_describe!(v1, channel.clone());
+    assert!(
+        v1.iter()
+            .any(|n| n == "grpc.reflection.v1.ServerReflection"),
+        "{v1:?}"
+    );
+    let v1alpha = list_and_describe!(v1alpha, channel);
+    assert!(
+        v1alpha
+            .iter()
+            .any(|n| n == "grpc.reflection.v1alpha.ServerReflection"),
+        "{v1alpha:?}"
+    );
+}
+
 #[tokio::test]
 async fn metrics_count_tasks_latencies_and_workers() {
     if on_postgres() {

@@ -234,3 +234,173 @@ async fn register(server: &Server, register: pb::Register) -> Result<(), tonic::
     stream.message().await?;
     Ok(())
 }
+
+/// One rule for every JSON text: what a submit may not carry, a worker may
+/// not return either. A result with a lone surrogate or nested deeper than
+/// 128 levels ends FAILED with `invalid_result`, saying why; the limit
+/// itself (128 levels) passes both ways.
+#[tokio::test]
+async fn results_follow_the_rule_arguments_follow() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["echo"], 4).await;
+    let client = server.client().await;
+    let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let lone = r#"{"s":"\ud800"}"#;
+    let deep = format!(r#"{{"a":{}}}"#, nest(128));
+    // Arguments: refused at submit, with the reason.
+    for (args, why) in [(lone, "lone UTF-16 surrogate"), (&deep, "deeper than 128")] {
+        let s = status(&server, submit("s", "echo", args)).await;
+        assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
+        assert!(s.message().contains(why), "{:?} lacks {why:?}", s.message());
+    }
+    let at_limit = format!(r#"{{"a":{}}}"#, nest(127));
+    client.submit("s", "echo", &at_limit).await.unwrap();
+    worker.next().await.succeed(&nest(128));
+    // Results: the same texts end the task FAILED, saying why.
+    let cases = [
+        (lone.to_string(), "lone UTF-16 surrogate"),
+        (nest(129), "deeper than 128"),
+        (nest(100_000), "deeper than 128"),
+    ];
+    for (result, _) in &cases {
+        client.submit("s", "echo", "{}").await.unwrap();
+        worker.next().await.succeed(result);
+    }
+    let mut stream = client.completions("s", 0);
+    let got = take_completions(&mut stream, 1 + cases.len()).await;
+    assert_eq!(status_of(got[0].status), pb::TaskStatus::Succeeded);
+    assert_eq!(
+        got[0].outcome,
+        Some(pb::completion::Outcome::ResultJson(nest(128)))
+    );
+    for (c, (_, why)) in got[1..].iter().zip(&cases) {
+        assert_eq!(status_of(c.status), pb::TaskStatus::Failed);
+        let Some(pb::completion::Outcome::Error(e)) = &c.outcome else {
+            panic!("{c:?}")
+        };
+        assert_eq!(e.code, "invalid_result");
+        assert!(e.message.contains(why), "{:?} lacks {why:?}", e.message);
+    }
+    // A schema by the same rule: too deep is refused at registration.
+    let deep_schema = format!(
+        r#"{{"type":"object","properties":{{"a":{{"enum":[{}]}}}}}}"#,
+        nest(130)
+    );
+    let s = register(
+        &server,
+        pb::Register {
+            worker_name: "w".into(),
+            tools: vec![tool("deep", &deep_schema)],
+            max_concurrency: 1,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
+    assert!(s.message().contains("deeper than 128"), "{}", s.message());
+}
+
+/// Every status message is bounded, whatever the input: quotes keep ~100
+/// bytes and say the length, lists keep 20 names and say how many more. An
+/// unbounded message travels in an HTTP/2 header that clients cap at 8-16
+/// KiB, and they then see RESOURCE_EXHAUSTED or an h2 INTERNAL error
+/// instead of the real code.
+#[tokio::test]
+async fn oversized_inputs_get_their_precise_code_and_a_bounded_message() {
+    let server = Server::start(&[]).await;
+    let names: Vec<String> = (0..400).map(|i| format!("tool_{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let _a = server.gate_worker(&names[..200], 1).await;
+    let _b = server.gate_worker(&names[200..], 1).await;
+    let picky = r#"{"type":"object","additionalProperties":false}"#;
+    let _picky = server
+        .exec_worker("picky", "cat", &["--schema", picky])
+        .await;
+    let long = "x".repeat(20_000);
+    let bounded = |what: &str, s: &tonic::Status, code: Code, needle: &str| {
+        assert_eq!(s.code(), code, "{what}: {}", s.message());
+        assert!(
+            s.message().len() <= 1024,
+            "{what}: {} bytes",
+            s.message().len()
+        );
+        assert!(
+            s.message().contains(needle),
+            "{what}: {:?} lacks {needle:?}",
+            s.message()
+        );
+    };
+    let s = status(&server, submit("s", "nope", "{}")).await;
+    bounded("unknown tool", &s, Code::NotFound, "tool_018 and 381 more");
+    let s = status(&server, submit("s", &long, "{}")).await;
+    bounded("long tool", &s, Code::InvalidArgument, "(20000 bytes)");
+    let s = status(&server, submit(&long, "tool_000", "{}")).await;
+    bounded("long session", &s, Code::InvalidArgument, "20000 bytes");
+    let mut keyed = submit("s", "tool_000", "{}");
+    keyed.idempotency_key = long.clone();
+    let s = status(&server, keyed).await;
+    bounded("long key", &s, Code::InvalidArgument, "20000 bytes");
+    let args = format!(r#"{{"{long}":1}}"#);
+    let s = status(&server, submit("s", "picky", &args)).await;
+    bounded("long property", &s, Code::InvalidArgument, "input schema");
+    let mut raw = server.raw();
+    let s = raw
+        .get_task(pb::GetTaskRequest {
+            task_id: long.clone(),
+        })
+        .await
+        .unwrap_err();
+    bounded("long task id", &s, Code::InvalidArgument, "(20000 bytes)");
+    let s = raw
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: long.clone(),
+        })
+        .await
+        .unwrap_err();
+    bounded("cancel long id", &s, Code::InvalidArgument, "(20000 bytes)");
+    let s = raw
+        .completions(pb::CompletionsRequest {
+            session_id: long.clone(),
+            after_seq: 0,
+        })
+        .await
+        .unwrap_err();
+    bounded(
+        "stream long session",
+        &s,
+        Code::InvalidArgument,
+        "20000 bytes",
+    );
+    let s = raw
+        .ack_completions(pb::AckCompletionsRequest {
+            session_id: long.clone(),
+            up_to_seq: 1,
+        })
+        .await
+        .unwrap_err();
+    bounded("ack long session", &s, Code::InvalidArgument, "20000 bytes");
+    let s = register(
+        &server,
+        pb::Register {
+            worker_name: "w".into(),
+            tools: vec![tool(&long, "")],
+            max_concurrency: 1,
+        },
+    )
+    .await
+    .unwrap_err();
+    bounded(
+        "register long tool",
+        &s,
+        Code::InvalidArgument,
+        "(20000 bytes)",
+    );
+    // The CLI reads the same codes: NOT_FOUND, not an h2 protocol error.
+    let out = server.cli(&["submit", "nope"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unknown tool") && !stderr.contains("h2 protocol error"),
+        "{stderr}"
+    );
+}

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
-use errand_server::config::{Config, ConfigError, Limits, PostgresOptions};
+use errand_server::config::{Config, ConfigError, Connections, Limits, PostgresOptions};
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
 
@@ -42,8 +42,10 @@ pub struct Args {
     /// unreachable after this many milliseconds (default: keep trying).
     #[arg(long, env = "ERRAND_DATABASE_CONNECT_TIMEOUT_MS")]
     pub database_connect_timeout_ms: Option<u64>,
-    /// Serve a non-loopback address with no authentication. Anyone who can
-    /// reach the address can then submit tasks and serve tools.
+    /// Serve a non-loopback address with no authentication (the gRPC
+    /// listener without --tokens-file, metrics without --metrics-token).
+    /// Anyone who can reach the address can then submit tasks and serve
+    /// tools, or read every tenant's metrics.
     #[arg(
         long,
         env = "ERRAND_ALLOW_UNAUTHENTICATED",
@@ -63,9 +65,15 @@ pub struct Args {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "ERRAND_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve Prometheus metrics on http://ADDR/metrics.
+    /// Serve Prometheus metrics on http://ADDR/metrics. A non-loopback
+    /// address needs --metrics-token (or --allow-unauthenticated).
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16
+    /// characters; prefer the environment variable to the flag, which other
+    /// local users can see).
+    #[arg(long, env = "ERRAND_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// On SIGTERM, how long running tasks may take to finish before exiting, in seconds.
     #[arg(long, env = "ERRAND_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULTS.shutdown_grace.as_secs())]
     pub shutdown_grace_secs: u64,
@@ -149,6 +157,33 @@ pub struct Args {
     /// How often expired tasks and completions are purged, in milliseconds.
     #[arg(long, env = "ERRAND_PURGE_INTERVAL_MS", default_value_t = ms(DEFAULTS.purge_interval))]
     pub purge_interval_ms: u64,
+    /// Open connections per listener, all peers together (lowered at start
+    /// to what the open-files limit allows).
+    #[arg(long, env = "ERRAND_MAX_CONNECTIONS", default_value_t = DEFAULTS.connections.max_connections)]
+    pub max_connections: usize,
+    /// Open connections per listener from one IP address.
+    #[arg(long, env = "ERRAND_MAX_CONNECTIONS_PER_PEER", default_value_t = DEFAULTS.connections.max_connections_per_peer)]
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may take to send its first bytes (HTTP/2
+    /// preface or TLS hello), in milliseconds; then it is closed.
+    #[arg(long, env = "ERRAND_HANDSHAKE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.connections.handshake_timeout))]
+    pub handshake_timeout_ms: u64,
+    /// A connection whose peer sends nothing for this long is closed, in
+    /// milliseconds (live gRPC peers answer the server's pings every 15 s).
+    #[arg(long, env = "ERRAND_IDLE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.connections.idle_timeout))]
+    pub idle_timeout_ms: u64,
+    /// HTTP/2 streams (concurrent RPCs) one connection may have open.
+    #[arg(long, env = "ERRAND_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULTS.connections.max_concurrent_streams)]
+    pub max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list (all metadata of one request), in bytes.
+    #[arg(long, env = "ERRAND_MAX_HEADER_LIST_BYTES", default_value_t = DEFAULTS.connections.max_header_list_bytes)]
+    pub max_header_list_bytes: u32,
+    /// HTTP/2 flow-control window per stream, in bytes.
+    #[arg(long, env = "ERRAND_STREAM_WINDOW_BYTES", default_value_t = DEFAULTS.connections.stream_window_bytes)]
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window per connection, in bytes.
+    #[arg(long, env = "ERRAND_CONNECTION_WINDOW_BYTES", default_value_t = DEFAULTS.connections.connection_window_bytes)]
+    pub connection_window_bytes: u32,
     /// Log format on stderr.
     #[arg(long, env = "ERRAND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -218,6 +253,16 @@ impl Args {
                 pool_size: self.database_pool_size,
                 connect_timeout: self.database_connect_timeout_ms.map(Duration::from_millis),
             },
+            connections: Connections {
+                max_connections: self.max_connections,
+                max_connections_per_peer: self.max_connections_per_peer,
+                handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                max_concurrent_streams: self.max_concurrent_streams,
+                max_header_list_bytes: self.max_header_list_bytes,
+                stream_window_bytes: self.stream_window_bytes,
+                connection_window_bytes: self.connection_window_bytes,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -257,6 +302,39 @@ mod tests {
         assert_eq!(config.purge_interval, d.purge_interval);
         assert_eq!(config.register_timeout, d.register_timeout);
         assert_eq!(config.shutdown_grace, d.shutdown_grace);
+        assert_eq!(
+            format!("{:?}", config.connections),
+            format!("{:?}", d.connections)
+        );
+    }
+
+    #[test]
+    fn every_connection_bound_is_a_flag() {
+        let c = parse(&[
+            "--max-connections=1",
+            "--max-connections-per-peer=2",
+            "--handshake-timeout-ms=3",
+            "--idle-timeout-ms=4",
+            "--max-concurrent-streams=5",
+            "--max-header-list-bytes=6000",
+            "--stream-window-bytes=70000",
+            "--connection-window-bytes=80000",
+        ])
+        .config()
+        .unwrap()
+        .connections;
+        assert_eq!((c.max_connections, c.max_connections_per_peer), (1, 2));
+        assert_eq!(c.handshake_timeout, Duration::from_millis(3));
+        assert_eq!(c.idle_timeout, Duration::from_millis(4));
+        assert_eq!(
+            (
+                c.max_concurrent_streams,
+                c.max_header_list_bytes,
+                c.stream_window_bytes,
+                c.connection_window_bytes
+            ),
+            (5, 6000, 70_000, 80_000)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! A session's [`Feed`] as a `Completions` response stream: each completion
-//! mapped to `pb::Completion`, the feed's error to a status, and the
-//! tenant's stream slot and the open-streams gauge held while it is open.
+//! A session's [`Feed`](crate::sessions::Feed) as a `Completions` response
+//! stream: each completion mapped to `pb::Completion`, the feed's error to a
+//! status, and the tenant's stream slot and the open-streams gauge held
+//! while it is open.
 use std::{
     future::Future,
     pin::Pin,

@@ -18,6 +18,15 @@ use crate::{
     tools::ToolSpec,
 };
 
+/// Each error's code, as gRPC's status-code table defines them:
+/// INVALID_ARGUMENT for input that is wrong whatever the server's state,
+/// NOT_FOUND for a task or tool that is not there, RESOURCE_EXHAUSTED for a
+/// quota, a rate or a size limit (and a full disk), FAILED_PRECONDITION for a
+/// request the task's state refuses (retrying will not help until it
+/// changes), UNAUTHENTICATED and PERMISSION_DENIED for who may call,
+/// DEADLINE_EXCEEDED for a wait that ran out, UNAVAILABLE for what a retry
+/// may fix (draining, the store unreachable), INTERNAL for a broken
+/// invariant. The message is bounded ([`crate::error::bound`]).
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         let code = match &err {
@@ -42,7 +51,7 @@ impl From<Error> for Status {
             Error::Store(StoreError::LimitReached(m)) => m,
             other => other.to_string(),
         };
-        let mut status = Status::new(code, message);
+        let mut status = Status::new(code, crate::error::bound(message));
         if let Some(wait) = retry_after {
             let ms = wait.as_millis().max(1) as u64;
             let meta = status.metadata_mut();
@@ -145,14 +154,18 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
     }
 }
 
-/// A submit of `tenant`'s. Errors: a bad session name (see [`SessionKey::new`]).
+/// A submit of `tenant`'s. Errors: a bad session name (see
+/// [`SessionKey::new`]); a tool name no tool can have (INVALID_ARGUMENT, not
+/// NOT_FOUND: it is wrong whatever is registered).
 pub fn submission(
     req: pb::SubmitToolRequest,
     tenant: &str,
     limits: &Limits,
 ) -> Result<Submission, Error> {
+    let session = SessionKey::new(tenant, &req.session_id, limits)?;
+    crate::tools::check_name(&req.tool)?;
     Ok(Submission {
-        session: SessionKey::new(tenant, &req.session_id, limits)?,
+        session,
         tool: ToolKey::new(tenant, &req.tool),
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
@@ -247,6 +260,48 @@ mod tests {
         assert!(p.description.contains("asynchronous"));
         assert_eq!(p.workers, 2);
         assert_eq!(p.name, "search");
+    }
+
+    #[test]
+    fn every_error_has_the_code_grpc_s_table_gives_it() {
+        use StoreError as S;
+        let m = || "m".to_string();
+        let rate = Error::RateLimited {
+            message: m(),
+            retry_after: Duration::from_secs(1),
+        };
+        let table = [
+            (Error::InvalidArgument(m()), Code::InvalidArgument),
+            (Error::NotFound(m()), Code::NotFound),
+            (Error::ResourceExhausted(m()), Code::ResourceExhausted),
+            (rate, Code::ResourceExhausted),
+            (Error::FailedPrecondition(m()), Code::FailedPrecondition),
+            (Error::Unauthenticated(m()), Code::Unauthenticated),
+            (Error::PermissionDenied(m()), Code::PermissionDenied),
+            (Error::DeadlineExceeded(m()), Code::DeadlineExceeded),
+            (Error::Unavailable(m()), Code::Unavailable),
+            (Error::Store(S::Full(m())), Code::ResourceExhausted),
+            (Error::Store(S::Unavailable(m())), Code::Unavailable),
+            (Error::Store(S::LimitReached(m())), Code::ResourceExhausted),
+            (Error::Store(S::Internal(m())), Code::Internal),
+        ];
+        for (err, code) in table {
+            let what = format!("{err:?}");
+            assert_eq!(Status::from(err).code(), code, "{what}");
+        }
+        // Never OUT_OF_RANGE (tonic's choice for oversized messages, mapped
+        // in `status_codes`), UNKNOWN or OK.
+    }
+
+    #[test]
+    fn every_message_is_bounded() {
+        let s = Status::from(Error::invalid("x".repeat(100_000)));
+        assert!(s.message().len() <= crate::error::MAX_MESSAGE_BYTES);
+        assert!(
+            s.message().ends_with("(100000 bytes in all)"),
+            "{}",
+            s.message()
+        );
     }
 
     #[test]

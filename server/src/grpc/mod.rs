@@ -6,6 +6,7 @@ pub mod completions;
 pub mod convert;
 pub mod expiry;
 pub mod rate;
+pub mod status_codes;
 pub mod tool_service;
 pub mod worker_service;
 

@@ -8,10 +8,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::{auth::caller, convert, expiry};
+use super::{auth::caller, convert, expiry, status_codes};
 use crate::{
     Error,
     auth::Caller,
+    logs,
     quota::{Slot, SlotCounter},
     scheduler::{CommandTx, Scheduler, WorkerId},
 };
@@ -74,9 +75,9 @@ impl WorkerService for WorkerApi {
         };
         if let Some(denied) = register.tools.iter().find(|t| !caller.may_serve(&t.name)) {
             return Err(Error::PermissionDenied(format!(
-                "this worker token may not serve tool {:?}: it may serve {}",
-                denied.name,
-                caller.tools.as_deref().unwrap_or_default().join(", ")
+                "this worker token may not serve tool {}: it may serve {}",
+                crate::error::quote(&denied.name),
+                crate::error::list(caller.tools.as_deref().unwrap_or_default())
             ))
             .into());
         }
@@ -127,7 +128,13 @@ async fn serve_worker(
             Ok(Some(msg)) => msg.kind,
             Ok(None) => break,
             Err(status) => {
-                debug!(worker_id = worker, %status, "worker stream failed");
+                debug!(worker_id = worker, code = ?status.code(), message = %logs::field(status.message()), "worker stream failed");
+                // An oversized message: tell the worker as gRPC's table says
+                // (if its stream has room: a worker that reads nothing is not
+                // waited for).
+                if let Some(e) = status_codes::oversized(&status) {
+                    let _ = tx.try_send(Err(e));
+                }
                 break;
             }
         };
@@ -152,7 +159,7 @@ async fn serve_worker(
             // Waits while the finisher is full: the stream is not read meanwhile.
             Ok(result) => sched.on_result(worker, result).await,
             Err(task_id) => {
-                warn!(worker_id = worker, task_id = %task_id, "result with a malformed task_id ignored");
+                warn!(worker_id = worker, task_id = %logs::field(&task_id), "result with a malformed task_id ignored");
             }
         }
     }

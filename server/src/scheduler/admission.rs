@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::state::{Io, State};
 use crate::{
     config::{Config, Limits},
-    error::Error,
+    error::{self, Error},
+    json_text,
     model::{Outcome, Registration, SessionKey, Submission, TaskState, ToolKey, codes},
     tools::{self, ToolSpec},
 };
@@ -21,7 +22,8 @@ pub fn parse_task_id(task_id: &str) -> Result<Uuid, Error> {
     }
     Uuid::parse_str(task_id).map_err(|_| {
         Error::invalid(format!(
-            "task_id {task_id:?} is not a UUID: pass the task_id SubmitTool returned"
+            "task_id {} is not a UUID: pass the task_id SubmitTool returned",
+            error::quote(task_id)
         ))
     })
 }
@@ -65,11 +67,11 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error>
     let known = if known.is_empty() {
         "none yet: start a worker that serves it".to_string()
     } else {
-        known.join(", ")
+        error::list(&known)
     };
     Err(Error::NotFound(format!(
-        "unknown tool {:?}; known tools: {known}",
-        key.name()
+        "unknown tool {}; known tools: {known}",
+        error::quote(key.name())
     )))
 }
 
@@ -136,27 +138,18 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
     Ok(specs)
 }
 
-/// How a worker's result ends its task: a result within `max_result` bytes
-/// that is JSON succeeds; anything else fails, saying why.
+/// How a worker's result ends its task: a JSON text by errand's one rule
+/// ([`json_text`], with `max_result` bytes) succeeds; anything else fails
+/// with [`codes::INVALID_RESULT`], saying why.
 pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, Outcome) {
     match outcome {
-        Some(Outcome::Result(json)) if json.len() > max_result => (
-            TaskState::Failed,
-            Outcome::error(
-                codes::INVALID_RESULT,
-                format!(
-                    "the tool's result is {} bytes, the limit is {max_result}",
-                    json.len()
-                ),
-            ),
-        ),
-        Some(Outcome::Result(json)) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
-            Ok(_) => (TaskState::Succeeded, Outcome::Result(json)),
-            Err(e) => (
+        Some(Outcome::Result(json)) => match json_text::check(&json, max_result) {
+            Ok(()) => (TaskState::Succeeded, Outcome::Result(json)),
+            Err(problem) => (
                 TaskState::Failed,
                 Outcome::error(
                     codes::INVALID_RESULT,
-                    format!("the worker sent a result that is not JSON: {e}"),
+                    format!("the tool's result {problem}"),
                 ),
             ),
         },
@@ -203,6 +196,22 @@ mod tests {
         );
         let bad = judge_result(Some(Outcome::Result("nope".into())), 8);
         assert_eq!(bad.0, TaskState::Failed);
+        // The rule arguments follow: no lone surrogate, bounded depth.
+        for (text, why) in [
+            (r#"{"a":"\ud800"}"#.to_string(), "lone UTF-16 surrogate"),
+            (
+                format!("{}{}", "[".repeat(129), "]".repeat(129)),
+                "deeper than 128",
+            ),
+        ] {
+            let (state, outcome) = judge_result(Some(Outcome::Result(text)), 1024);
+            assert_eq!(state, TaskState::Failed);
+            assert!(
+                matches!(&outcome, Outcome::Error { code, message }
+                    if code == codes::INVALID_RESULT && message.contains(why)),
+                "{outcome:?}"
+            );
+        }
         let err = judge_result(Some(Outcome::error("", "ééééé")), 3);
         assert_eq!(
             err.1,

@@ -1,19 +1,27 @@
 //! The scheduler: the one owner of errand's live state.
 //!
 //! Queued and running tasks, connected workers and per-session counts live in
-//! one [`State`] (`state.rs`, plain synchronous transitions) behind a `Mutex`
-//! that is only held for short, synchronous sections, never across an
-//! `.await`. The [`Scheduler`] around it does the side effects: it stores
-//! new tasks before they are queued, and finished ones after the lock is
-//! released ([`finisher`]); dispatch records go to
+//! one `State` behind a `Mutex` that is only held for short, synchronous
+//! sections, never across an `.await`. The [`Scheduler`] around it does the
+//! side effects: it stores a new task before it is queued, and a finished
+//! one after the lock is released (`finisher.rs`). Dispatch records go to
 //! [`Store::record_dispatch`](crate::store::Store::record_dispatch), which
 //! must not block, *under* the lock, so they reach the store before any
-//! finish of the same attempt; timers ([`timers`]) and worker commands are
-//! started and sent under the lock too, without waiting.
+//! finish of the same attempt; timers and worker commands are started and
+//! sent under the lock too, without waiting.
 //!
 //! The API takes and returns domain types ([`crate::model`]); a worker's
-//! commands arrive on its channel as [`Command`]s. Where queued work waits,
-//! in memory or (shared mode) in the store, is the [`Backlog`]'s business.
+//! commands arrive on its channel as [`Command`]s.
+//!
+//! - `state/`: the live state and its synchronous transitions (`mod.rs`),
+//!   and what it tells about tools and load (`registry.rs`).
+//! - `admission.rs`: submit, registration and result checks; quotas.
+//! - `finisher.rs`: store write with retry, then the session's streams.
+//! - `timers.rs`: per-attempt timeouts.
+//! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
+//! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
+//!   whether queued work waits here or (shared mode) in the store.
+//! - `shared.rs`: what [`crate::cluster`] asks of the scheduler.
 mod admission;
 mod finisher;
 mod lifecycle;
@@ -41,6 +49,7 @@ use state::{Ended, Io, State};
 use crate::{
     config::Config,
     error::Error,
+    logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
         Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
@@ -235,7 +244,7 @@ impl Scheduler {
                 return Err(e.into());
             }
         }
-        debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
+        debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
@@ -380,7 +389,7 @@ impl Scheduler {
         })?;
         self.forgot(&forgotten, "to make room for a registration");
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
-        info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
+        info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());
         self.apply(&mut st);
         self.backlog.tools_changed();
@@ -390,7 +399,7 @@ impl Scheduler {
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
-    /// Waits only while the [`finisher`] is full.
+    /// Waits only while the finisher is full.
     pub async fn on_result(self: &Arc<Self>, worker: WorkerId, result: TaskResult) {
         let (state, outcome) =
             admission::judge_result(result.outcome, self.config.limits.max_result_bytes);
@@ -425,7 +434,7 @@ impl Scheduler {
             let Some(gone) = st.remove_worker(worker, max_attempts, lost, SystemTime::now()) else {
                 return;
             };
-            info!(worker_id = worker, worker = %gone.name, running = gone.running, "worker disconnected");
+            info!(worker_id = worker, worker = %logs::field(&gone.name), running = gone.running, "worker disconnected");
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
             }

@@ -199,9 +199,14 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A pointer as shown in messages: `/` for the root.
-fn pointer_text(at: &str) -> &str {
-    if at.is_empty() { "/" } else { at }
+/// A pointer as shown in messages: `/` for the root, a long one cut.
+fn pointer_text(at: &str) -> String {
+    let cut = crate::error::cut(at, 2 * crate::error::QUOTE_BYTES);
+    match cut {
+        "" => "/".into(),
+        _ if cut.len() < at.len() => format!("{cut}…"),
+        _ => cut.into(),
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! commands and stops a run's timer through it, and leaves everything else
 //! (arming timers, recording dispatches, waking waiters) to its owner, as
 //! [`Effects`] the owner reads back after each transition
-//! ([`State::take_effects`]). What the state can tell about tools and load,
-//! and the questions shared mode asks, are in `registry.rs`.
+//! ([`State::take_effects`]). Workers coming and going are in `workers.rs`;
+//! what the state can tell about tools and load, and the questions shared
+//! mode asks, are in `registry.rs`.
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -24,6 +25,7 @@ use crate::{
 
 mod forget;
 mod registry;
+mod workers;
 
 /// Server-side ID of one worker connection.
 pub type WorkerId = u64;
@@ -129,17 +131,6 @@ impl<I: Io> WorkerEntry<I> {
             0
         }
     }
-}
-
-/// A worker that left, and what became of its running tasks.
-pub struct Departed {
-    pub name: String,
-    pub tools: Vec<Arc<str>>,
-    pub running: usize,
-    /// Tasks that used up their attempts.
-    pub ended: Vec<Ended>,
-    /// Tasks queued again for another attempt, with the attempts they used.
-    pub requeued: Vec<(Uuid, u32)>,
 }
 
 impl<I: Io> Default for State<I> {
@@ -338,100 +329,6 @@ impl<I: Io> State<I> {
         Some(Ended {
             task: live.task,
             finish,
-        })
-    }
-
-    /// Adds a worker serving `specs` (checked, no duplicates). Call
-    /// [`Self::start_worker`] once its commands may flow.
-    pub fn add_worker(
-        &mut self,
-        name: String,
-        specs: Vec<ToolSpec>,
-        max_concurrency: usize,
-        tx: I::Tx,
-    ) -> WorkerId {
-        self.next_worker += 1;
-        let id = self.next_worker;
-        let mut tools = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let name = spec.name.as_arc().clone();
-            let entry = self.tools.entry(name.clone()).or_default();
-            entry.spec = Some(spec);
-            entry.workers.push(id);
-            entry.unserved_since = None;
-            tools.push(name);
-        }
-        self.workers.insert(
-            id,
-            WorkerEntry {
-                name,
-                tools,
-                max_concurrency,
-                running: HashSet::new(),
-                tx,
-                closed: false,
-                next_tool: 0,
-            },
-        );
-        id
-    }
-
-    /// Sends a worker its queued work, up to its free slots.
-    pub fn start_worker(&mut self, worker: WorkerId, now: SystemTime) {
-        self.fill_worker(worker, now);
-    }
-
-    /// Removes a worker: its running tasks go back to the queue with their
-    /// place kept, or end as `lost(attempts)` says once `max_attempts` are
-    /// used up.
-    pub fn remove_worker(
-        &mut self,
-        worker: WorkerId,
-        max_attempts: u32,
-        lost: impl Fn(u32) -> Outcome,
-        now: SystemTime,
-    ) -> Option<Departed> {
-        let entry = self.workers.remove(&worker)?;
-        for tool in &entry.tools {
-            if let Some(t) = self.tools.get_mut(tool) {
-                t.workers.retain(|w| *w != worker);
-                if t.workers.is_empty() {
-                    t.unserved_since = Some(now);
-                }
-            }
-        }
-        let mut ended = Vec::new();
-        let mut requeued = Vec::new();
-        for id in &entry.running {
-            let Some(live) = self.tasks.get_mut(id) else {
-                continue;
-            };
-            live.worker = None;
-            if let Some(timer) = live.timer.take() {
-                I::stop(timer);
-            }
-            if live.task.attempts >= max_attempts {
-                let outcome = lost(live.task.attempts);
-                ended.extend(self.take(*id, TaskState::Failed, outcome, None, now));
-            } else {
-                live.task.state = TaskState::Queued;
-                requeued.push((*id, live.task.attempts));
-                let tool = self.tools.entry(live.task.tool.clone()).or_default();
-                tool.queue.push_front(&live.task.session, *id);
-            }
-        }
-        for tool in &entry.tools {
-            self.dispatch_tool(tool, now);
-        }
-        if self.draining {
-            self.effects.running_ended = true;
-        }
-        Some(Departed {
-            name: entry.name,
-            running: entry.running.len(),
-            tools: entry.tools,
-            ended,
-            requeued,
         })
     }
 

@@ -16,7 +16,8 @@
 //! a map of the latest attempt per task, which the writer takes whole with
 //! each batch. The map holds at most one entry per unfinished task, so the
 //! scheduler's pending limits bound it; a full queue delays a dispatch record
-//! to the next batch and never drops it.
+//! to the next batch and never drops it. The map's own lock is held only to
+//! insert a record or to take the map, never while taking another lock.
 use std::{
     collections::HashMap,
     mem,
@@ -86,7 +87,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// Counters of a writer, for tests, benchmarks and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Changes sent to the writer.
+    /// Changes sent to the writer, dispatch records included.
     pub sent: u64,
     /// Changes applied (committed or failed).
     pub applied: u64,

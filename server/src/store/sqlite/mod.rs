@@ -58,6 +58,7 @@ use schema::{lock_data_dir, open_writer};
 use writer::{Op, Writer};
 
 mod errors;
+pub mod files;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -85,20 +86,19 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the data dir and `errand.db` in it.
+    /// Opens (creating when missing) the data dir (mode 0700) and `errand.db`
+    /// in it (0600, as are its `-wal`/`-shm` files; see [`files`]).
     ///
     /// Fails with a message that says what to do when the dir is in use by
     /// another server, the file is not an errand database or is corrupt, or
     /// it was written by a newer errand.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            io_error(
-                format!("cannot create the data dir {}", data_dir.display()),
-                e,
-            )
-        })?;
+        files::prepare_data_dir(data_dir)?;
+        files::own_file(&data_dir.join(LOCK_FILE))?;
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        files::own_file(&path)?;
+        files::own_sidecars(&path)?;
         let conn = open_writer(&path)?;
         let (tx, rx) = batch::queue();
         let writer = std::thread::Builder::new()

@@ -406,3 +406,48 @@ fn open_creates_the_data_dir() {
     assert!(nested.join(DB_FILE).is_file());
     assert!(nested.join(LOCK_FILE).is_file());
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn the_data_dir_and_every_db_file_are_the_owners_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = open(&data);
+    insert_new(&store, &task("s", None, at(1))).await;
+    assert_eq!(mode(&data), 0o700);
+    for name in [DB_FILE, "errand.db-wal", "errand.db-shm", LOCK_FILE] {
+        assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn files_an_older_errand_left_readable_are_narrowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    insert_new(&store, &task("s", None, at(1))).await;
+    drop(store);
+    let loose = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(dir.path().join(DB_FILE), loose.clone()).unwrap();
+    // An unclean stop leaves the WAL behind, with the old mode.
+    std::fs::write(dir.path().join("errand.db-wal"), b"").unwrap();
+    std::fs::set_permissions(dir.path().join("errand.db-wal"), loose).unwrap();
+    let store = open(dir.path());
+    insert_new(&store, &task("t", None, at(2))).await;
+    for name in [DB_FILE, "errand.db-wal", "errand.db-shm"] {
+        assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+    }
+}
+
+#[test]
+fn a_data_dir_others_can_read_is_named() {
+    use files::open_to_others;
+    assert_eq!(open_to_others(0o700), None);
+    assert_eq!(open_to_others(0o750), Some("group"));
+    assert_eq!(open_to_others(0o701), Some("others"));
+    assert_eq!(open_to_others(0o755), Some("group and others"));
+}

@@ -1,0 +1,190 @@
+//! What one connection, or many, may cost the server: HTTP/2 streams per
+//! connection are capped (and advertised), and connections that never speak
+//! are closed without locking anyone else out.
+use std::time::{Duration, Instant};
+
+use errand_tests::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+const SETTINGS: u8 = 0x4;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const GOAWAY: u8 = 0x7;
+const REFUSED_STREAM: u32 = 0x7;
+
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+async fn write_frame(s: &mut TcpStream, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len() as u32;
+    let mut head = len.to_be_bytes()[1..].to_vec();
+    head.extend([kind, flags]);
+    head.extend(stream.to_be_bytes());
+    s.write_all(&head).await.unwrap();
+    s.write_all(payload).await.unwrap();
+}
+
+async fn read_frame(s: &mut TcpStream) -> Frame {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head)
+        .await
+        .expect("a frame from the server");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0; len];
+    s.read_exact(&mut payload).await.unwrap();
+    Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+        payload,
+    }
+}
+
+/// An HPACK header block of literal fields (no indexing, no Huffman).
+fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0);
+        out.push(name.len() as u8);
+        out.extend(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend(value.as_bytes());
+    }
+    out
+}
+
+/// A stream the server keeps open: a health Watch whose request never ends.
+fn open_watch() -> Vec<u8> {
+    header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/grpc.health.v1.Health/Watch"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ])
+}
+
+#[tokio::test]
+async fn one_connection_is_refused_streams_past_the_advertised_limit() {
+    const LIMIT: u32 = 8;
+    let server = Server::start(&[
+        "--max-concurrent-streams",
+        &LIMIT.to_string(),
+        "--max-header-list-bytes",
+        "4096",
+        "--stream-window-bytes",
+        "100000",
+    ])
+    .await;
+    let mut s = TcpStream::connect(&server.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    write_frame(&mut s, SETTINGS, 0, 0, &[]).await;
+    let settings = within("the server's SETTINGS", async {
+        loop {
+            let f = read_frame(&mut s).await;
+            if f.kind == SETTINGS && f.flags & 1 == 0 {
+                return f.payload;
+            }
+        }
+    })
+    .await;
+    let advertised: Vec<(u16, u32)> = settings
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    for expected in [(0x3, LIMIT), (0x4, 100_000), (0x6, 4096)] {
+        assert!(
+            advertised.contains(&expected),
+            "{expected:?} in {advertised:?}"
+        );
+    }
+    write_frame(&mut s, SETTINGS, 1, 0, &[]).await;
+    // END_HEADERS, not END_STREAM: every stream stays open.
+    for i in 0..=LIMIT {
+        write_frame(&mut s, HEADERS, 0x4, 2 * i + 1, &open_watch()).await;
+    }
+    let last = 2 * LIMIT + 1;
+    let refused = within("the stream past the limit refused", async {
+        loop {
+            let f = read_frame(&mut s).await;
+            assert_ne!(f.kind, GOAWAY, "the whole connection was closed");
+            if f.kind == RST_STREAM {
+                return (
+                    f.stream,
+                    u32::from_be_bytes(f.payload[..4].try_into().unwrap()),
+                );
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        refused,
+        (last, REFUSED_STREAM),
+        "only the stream past the limit"
+    );
+    // The connection still serves: the others are open and a new client works.
+    server.client().await.list_tools().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_thousand_silent_connections_lock_no_one_out_and_are_closed() {
+    const IDLE: usize = 1000;
+    const HANDSHAKE: Duration = Duration::from_secs(10);
+    let server = Server::start(&[
+        "--max-connections-per-peer",
+        "2000",
+        "--handshake-timeout-ms",
+        &HANDSHAKE.as_millis().to_string(),
+    ])
+    .await;
+    let opened = Instant::now();
+    let mut silent = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        silent.push(TcpStream::connect(&server.addr).await.unwrap());
+    }
+    let client = server.client().await;
+    client.list_tools().await.expect("a new client is served");
+    if opened.elapsed() < HANDSHAKE {
+        // None can have been closed yet: they were still open when the client was served.
+        for s in &silent {
+            // The server's SETTINGS may be there to read; EOF or an error is a close.
+            let mut buf = [0u8; 64];
+            let r = s.try_read(&mut buf);
+            let still_open = match &r {
+                Ok(n) => *n > 0,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            };
+            assert!(still_open, "closed before the handshake timeout: {r:?}");
+        }
+    }
+    within("every silent connection closed", async {
+        for mut s in silent {
+            let mut buf = [0u8; 16];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+    })
+    .await;
+    assert!(opened.elapsed() >= HANDSHAKE, "closed before the timeout");
+    // The client that spoke is still connected and served.
+    client.list_tools().await.unwrap();
+}

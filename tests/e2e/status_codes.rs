@@ -1,0 +1,209 @@
+//! Status codes as gRPC's status-code table defines them, where the server
+//! answers before (or beside) errand's own errors: a message larger than the
+//! configured limit is RESOURCE_EXHAUSTED on every path (tonic's default is
+//! OUT_OF_RANGE), a worker that never registers is DEADLINE_EXCEEDED, an
+//! unknown method UNIMPLEMENTED. The other codes have their tests beside
+//! their cause: INVALID_ARGUMENT and NOT_FOUND in `validation`, quotas'
+//! RESOURCE_EXHAUSTED in `limits`, FAILED_PRECONDITION in `dispatch`,
+//! UNAUTHENTICATED and PERMISSION_DENIED in `security`, UNAVAILABLE in `ops`
+//! and `multi_server`; every error's code is in `grpc::convert`'s unit test.
+use errand_client::pb;
+use errand_tests::*;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+/// Limits that add up under a 64 KiB message limit.
+const SMALL: [&str; 10] = [
+    "--max-message-bytes",
+    "65536",
+    "--max-arguments-bytes",
+    "16384",
+    "--max-result-bytes",
+    "16384",
+    "--max-schema-bytes",
+    "16384",
+    "--max-description-bytes",
+    "4096",
+];
+
+fn worker_rpc(
+    server: &Server,
+) -> pb::worker_service_client::WorkerServiceClient<tonic::transport::Channel> {
+    pb::worker_service_client::WorkerServiceClient::new(
+        errand_client::endpoint(&server.addr)
+            .unwrap()
+            .connect_lazy(),
+    )
+    .max_encoding_message_size(usize::MAX)
+}
+
+fn register(tool: &str, description: String) -> pb::WorkerMessage {
+    pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "w".into(),
+            tools: vec![pb::Tool {
+                name: tool.into(),
+                description,
+                ..Default::default()
+            }],
+            max_concurrency: 1,
+        })),
+    }
+}
+
+fn assert_exhausted(what: &str, s: &tonic::Status) {
+    assert_eq!(s.code(), Code::ResourceExhausted, "{what}: {s:?}");
+    assert!(
+        s.message().contains("the server's limit is 65536"),
+        "{what}: {:?}",
+        s.message()
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_resource_exhausted_on_every_path() {
+    let server = Server::start(&SMALL).await;
+    let huge = "x".repeat(200_000);
+    let mut raw = server.raw().max_encoding_message_size(usize::MAX);
+    // Unary.
+    let s = raw
+        .submit_tool(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "t".into(),
+            arguments_json: format!(r#"{{"blob":"{huge}"}}"#),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_exhausted("SubmitTool", &s);
+    // Server streaming: the request is read before the stream starts.
+    let s = raw
+        .completions(pb::CompletionsRequest {
+            session_id: huge.clone(),
+            after_seq: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_exhausted("Completions", &s);
+    // A worker's first message.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(register("big", huge.clone())).await.unwrap();
+    let s = worker_rpc(&server)
+        .connect(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_exhausted("Register", &s);
+    // A later message: the worker's stream ends saying why.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(register("t", String::new())).await.unwrap();
+    let mut commands = worker_rpc(&server)
+        .connect(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    within("Registered", commands.message()).await.unwrap();
+    let task = server.client().await.submit("s", "t", "{}").await.unwrap();
+    let assigned = within("the assignment", commands.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        assigned.kind,
+        Some(pb::worker_command::Kind::Assignment(_))
+    ));
+    tx.send(pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
+            task_id: task.task_id,
+            outcome: Some(pb::task_result::Outcome::ResultJson(format!(r#""{huge}""#))),
+            attempt: 0,
+        })),
+    })
+    .await
+    .unwrap();
+    let s = within("the stream's end", commands.message())
+        .await
+        .unwrap_err();
+    assert_exhausted("TaskResult", &s);
+    // And the server goes on.
+    server.client().await.list_tools().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_that_never_registers_gets_deadline_exceeded() {
+    let server = Server::start(&["--register-timeout-ms", "200"]).await;
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::WorkerMessage>(1);
+    let s = within(
+        "the refusal",
+        worker_rpc(&server).connect(ReceiverStream::new(rx)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(s.code(), Code::DeadlineExceeded, "{s:?}");
+    assert!(s.message().contains("Register"), "{}", s.message());
+}
+
+#[tokio::test]
+async fn an_unknown_method_is_unimplemented() {
+    let server = Server::start(&[]).await;
+    let channel = errand_client::endpoint(&server.addr)
+        .unwrap()
+        .connect_lazy();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/errand.v1.ToolService/Nope");
+    let s = grpc
+        .unary::<_, pb::ListToolsResponse, _>(
+            tonic::Request::new(pb::ListToolsRequest {}),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unimplemented, "{s:?}");
+}
+
+/// A response over the limit (tonic's OUT_OF_RANGE in the trailers) is
+/// RESOURCE_EXHAUSTED too: here a tool list larger than one message.
+#[tokio::test]
+async fn a_response_over_the_limit_is_resource_exhausted() {
+    let server = Server::start(&SMALL).await;
+    let mut workers = Vec::new();
+    for w in 0..2 {
+        let tools = (0..10)
+            .map(|i| pb::Tool {
+                name: format!("tool_{w}_{i}"),
+                description: "d".repeat(4000),
+                ..Default::default()
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(pb::WorkerMessage {
+            kind: Some(pb::worker_message::Kind::Register(pb::Register {
+                worker_name: format!("w{w}"),
+                tools,
+                max_concurrency: 1,
+            })),
+        })
+        .await
+        .unwrap();
+        let mut commands = worker_rpc(&server)
+            .connect(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        within("Registered", commands.message()).await.unwrap();
+        workers.push((tx, commands));
+    }
+    let s = server
+        .raw()
+        .max_decoding_message_size(usize::MAX)
+        .list_tools(pb::ListToolsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert!(
+        s.message().starts_with("the response message is"),
+        "{}",
+        s.message()
+    );
+}
