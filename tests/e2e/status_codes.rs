@@ -153,7 +153,7 @@ async fn an_unknown_method_is_unimplemented() {
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/errand.v1.ToolService/Nope");
     let s = grpc
         .unary::<_, pb::ListToolsResponse, _>(
-            tonic::Request::new(pb::ListToolsRequest {}),
+            tonic::Request::new(pb::ListToolsRequest::default()),
             path,
             tonic_prost::ProstCodec::default(),
         )
@@ -197,7 +197,7 @@ async fn a_response_over_the_limit_is_resource_exhausted() {
     let s = server
         .raw()
         .max_decoding_message_size(usize::MAX)
-        .list_tools(pb::ListToolsRequest {})
+        .list_tools(pb::ListToolsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
