@@ -54,11 +54,21 @@ pub fn is_final(task: &pb::Task) -> bool {
 #[tonic::async_trait]
 impl Agent for LocalAgent {
     async fn list_tools(&self, caller: &Caller) -> Result<Vec<pb::Tool>, Status> {
-        let resp = self
-            .api
-            .list_tools(request(caller, pb::ListToolsRequest {}))
-            .await?;
-        Ok(resp.into_inner().tools)
+        // Every page: a host's tool list is the whole registry it may call.
+        let mut tools = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let req = pb::ListToolsRequest {
+                page_token,
+                ..Default::default()
+            };
+            let page = self.api.list_tools(request(caller, req)).await?.into_inner();
+            tools.extend(page.tools);
+            if page.next_page_token.is_empty() {
+                return Ok(tools);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     async fn submit(
