@@ -62,7 +62,11 @@ impl Agent for LocalAgent {
                 page_token,
                 ..Default::default()
             };
-            let page = self.api.list_tools(request(caller, req)).await?.into_inner();
+            let page = self
+                .api
+                .list_tools(request(caller, req))
+                .await?
+                .into_inner();
             tools.extend(page.tools);
             if page.next_page_token.is_empty() {
                 return Ok(tools);
