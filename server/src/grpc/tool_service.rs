@@ -10,7 +10,7 @@ use errand_proto::v1::{self as pb, tool_service_server::ToolService};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{auth::caller, completions::CompletionsStream, convert};
+use super::{auth::caller, completions::CompletionsStream, convert, listing};
 use crate::{
     Error,
     auth::Caller,
@@ -83,10 +83,18 @@ impl ToolService for ToolApi {
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
         let caller = caller(&request);
         let tools = self.sched.list_tools(&caller.tenant);
+        let depth = self.sched.depth(&caller.tenant);
         Ok(Response::new(pb::ListToolsResponse {
             tools: tools
                 .iter()
-                .map(|(spec, workers)| convert::listed_tool(spec, *workers))
+                .map(|(spec, workers)| {
+                    let mut tool = convert::listed_tool(spec, *workers);
+                    let (queued, running) =
+                        depth.get(spec.name.as_key()).copied().unwrap_or_default();
+                    tool.queued = u32::try_from(queued).unwrap_or(u32::MAX);
+                    tool.running = u32::try_from(running).unwrap_or(u32::MAX);
+                    tool
+                })
                 .collect(),
         }))
     }
@@ -136,10 +144,11 @@ impl ToolService for ToolApi {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let caller = caller(&request);
-        let (_, task) = self
+        let (id, _) = self
             .own_task(&caller, &request.into_inner().task_id)
             .await?;
-        Ok(Response::new(convert::task(&task)))
+        let view = self.sched.task_view(id).await?;
+        Ok(Response::new(listing::task(&view)))
     }
 
     async fn cancel_task(
@@ -164,5 +173,78 @@ impl ToolService for ToolApi {
         let session = self.session_key(&caller, &req.session_id)?;
         let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
         Ok(Response::new(pb::AckCompletionsResponse { removed }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let query = listing::task_query(&req, &caller, &self.sched.config().limits)?;
+        let views = self.sched.list_tasks(&query).await?;
+        let next_page_token = match views.last() {
+            Some(last) if views.len() == query.limit => {
+                listing::page_token(&crate::store::Cursor::of(&last.task), query.newest_first)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: views.iter().map(listing::task).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let tool = if req.tool.is_empty() {
+            None
+        } else {
+            crate::tools::check_name(&req.tool)?;
+            Some(crate::model::ToolKey::new(&caller.tenant, &req.tool))
+        };
+        let tenant = (caller.role.is_some()).then_some(&*caller.tenant);
+        let workers = self
+            .sched
+            .list_workers(tenant, tool.as_ref().map(|t| t.as_key()));
+        let server = self.sched.server_id();
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers.iter().map(|w| listing::worker(w, server)).collect(),
+        }))
+    }
+
+    async fn cancel_tasks(
+        &self,
+        request: Request<pb::CancelTasksRequest>,
+    ) -> Result<Response<pb::CancelTasksResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let query = listing::cancel_query(&req, &caller, &self.sched.config().limits)?;
+        let cancelled = self.sched.cancel_matching(query, &req.reason).await?;
+        Ok(Response::new(pb::CancelTasksResponse { cancelled }))
+    }
+
+    async fn retry_task(
+        &self,
+        request: Request<pb::RetryTaskRequest>,
+    ) -> Result<Response<pb::SubmitToolResponse>, Status> {
+        let caller = caller(&request);
+        self.check_rate(&caller)?;
+        let (_, original) = self
+            .own_task(&caller, &request.into_inner().task_id)
+            .await?;
+        let (task, deduplicated) = self.sched.retry(&original).await?;
+        let mut out = convert::task(&task);
+        out.retry_of = original.id.to_string();
+        Ok(Response::new(pb::SubmitToolResponse {
+            task_id: task.id.to_string(),
+            ack: text::ack(&task),
+            task: Some(out),
+            deduplicated,
+        }))
     }
 }
