@@ -7,6 +7,7 @@ mod delivery;
 mod dispatch;
 mod durability;
 mod limits;
+mod listings;
 mod multi_server;
 mod ops;
 mod security;

@@ -66,19 +66,32 @@ impl Scheduler {
 
     /// Cancels every queued or running task matching `query` (its states
     /// must be unfinished ones; its cursor and limit are the walk's own).
-    /// Tasks that finish meanwhile are skipped. Returns how many it
-    /// cancelled.
+    /// Queued tasks go first, so slots that cancelled running tasks free
+    /// are never given to a task about to be cancelled. Tasks that finish
+    /// meanwhile are skipped. Returns how many it cancelled.
     pub async fn cancel_matching(
         self: &Arc<Self>,
-        mut query: TaskQuery,
+        query: TaskQuery,
         reason: &str,
     ) -> Result<u64, Error> {
-        if query.states.is_empty() {
-            query.states = vec![TaskState::Queued, TaskState::Running];
+        let mut cancelled = 0;
+        for state in [TaskState::Queued, TaskState::Running] {
+            if query.states.is_empty() || query.states.contains(&state) {
+                let pass = TaskQuery {
+                    states: vec![state],
+                    newest_first: false,
+                    limit: CANCEL_PAGE,
+                    after: None,
+                    ..query.clone()
+                };
+                cancelled += self.cancel_pass(pass).await?;
+            }
         }
-        query.newest_first = false;
-        query.limit = CANCEL_PAGE;
-        query.after = None;
+        info!(cancelled, reason = %crate::logs::field(reason), "tasks cancelled in bulk");
+        Ok(cancelled)
+    }
+
+    async fn cancel_pass(self: &Arc<Self>, mut query: TaskQuery) -> Result<u64, Error> {
         let mut cancelled = 0;
         loop {
             let page = self.store.list_tasks(&query).await?;
@@ -96,7 +109,6 @@ impl Scheduler {
                 break;
             }
         }
-        info!(cancelled, reason = %crate::logs::field(reason), "tasks cancelled in bulk");
         Ok(cancelled)
     }
 
