@@ -54,6 +54,8 @@ pub struct Options {
     pub tls: Option<ServerTlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
+    /// Where to serve the dashboard ([`crate::ui`]).
+    pub ui: Option<TcpListener>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -109,6 +111,7 @@ pub async fn serve_with(
     sched.recover().await?;
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
+    let hub_for_ui = hub.clone();
     let cluster = shared.map(|backlog| Cluster {
         sched: sched.clone(),
         backlog,
@@ -123,6 +126,15 @@ pub async fn serve_with(
             connections.clone(),
             metrics.clone(),
             source,
+            shutdown_token.clone(),
+        ))
+    });
+    let ui_endpoint = options.ui.map(|l| {
+        let ui = crate::ui::Ui::new(sched.clone(), hub_for_ui.clone(), options.tokens.clone());
+        tokio::spawn(crate::ui::serve(
+            Incoming::new(l, connections.clone()),
+            connections.clone(),
+            ui,
             shutdown_token.clone(),
         ))
     });
@@ -225,6 +237,9 @@ pub async fn serve_with(
     }
     if let Some(m) = metrics_endpoint {
         let _ = m.await;
+    }
+    if let Some(u) = ui_endpoint {
+        let _ = u.await;
     }
     result.map_err(Into::into)
 }

@@ -2,6 +2,7 @@
 //! area. Each test starts its own server on a free loopback port.
 mod abuse;
 mod cli;
+mod cli_ops;
 mod connections;
 mod delivery;
 mod dispatch;
@@ -12,4 +13,5 @@ mod multi_server;
 mod ops;
 mod security;
 mod status_codes;
+mod ui;
 mod validation;

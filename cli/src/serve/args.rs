@@ -66,6 +66,10 @@ pub struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Serve the dashboard on http://ADDR/ (off by default). Loopback only
+    /// unless --tokens-file is set: then it asks for an agent token.
+    #[arg(long, env = "ERRAND_UI_LISTEN")]
+    pub ui_listen: Option<String>,
     /// On SIGTERM, how long running tasks may take to finish before exiting, in seconds.
     #[arg(long, env = "ERRAND_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULTS.shutdown_grace.as_secs())]
     pub shutdown_grace_secs: u64,

@@ -73,6 +73,22 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
+    let ui = match &args.ui_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --ui-listen {a}"))?;
+            let local = l.local_addr()?;
+            if tokens.is_none() && !local.ip().is_loopback() {
+                bail!(
+                    "refusing to serve the dashboard on {local} without authentication:                      pass --tokens-file, or --ui-listen on 127.0.0.1"
+                );
+            }
+            println!("errand dashboard on http://{local}/");
+            Some(l)
+        }
+        None => None,
+    };
     let store: SharedStore = match args.store {
         StoreKind::Sqlite => {
             let dir = args.data_dir.clone();
@@ -107,6 +123,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         tokens,
         tls,
         metrics,
+        ui,
     };
     server::serve_with(listener, config, store, options, shutdown_signal()).await?;
     info!("stopped");
