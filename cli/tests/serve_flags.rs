@@ -105,3 +105,27 @@ async fn help_documents_every_flag_with_its_environment_variable() {
         assert!(!text.is_empty(), "{flag} is not documented");
     }
 }
+
+#[tokio::test]
+async fn metrics_on_a_non_loopback_address_need_a_token() {
+    let base = ["serve", "--store", "memory", "--listen", "127.0.0.1:0"];
+    let out = errand(
+        &[&base[..], &["--metrics-listen", "0.0.0.0:0"]].concat(),
+        &[],
+    )
+    .await;
+    refused(
+        &out,
+        "refusing to serve metrics on 0.0.0.0:0 without authentication: anyone who can reach it \
+         could read every tenant's name, tool names and counts. Pass --metrics-token (ERRAND_METRICS_TOKEN)",
+    );
+    let out = errand(
+        &[&base[..], &["--metrics-listen", "127.0.0.1:0"]].concat(),
+        &[("ERRAND_METRICS_TOKEN", "short")],
+    )
+    .await;
+    refused(
+        &out,
+        "invalid --metrics-token (ERRAND_METRICS_TOKEN): shorter than 16 characters",
+    );
+}

@@ -96,7 +96,7 @@ impl Cluster {
                             claimed.extend(tasks);
                         }
                         Err(e) => {
-                            warn!(tool = %tool, error = %e, "claiming queued tasks failed");
+                            warn!(tool = %crate::logs::field(tool), error = %e, "claiming queued tasks failed");
                             failed = true;
                         }
                     }

@@ -172,21 +172,45 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled.
+/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled. With
+/// `token`, a scrape must send `Authorization: Bearer <token>` or gets 401.
 pub async fn serve(
     incoming: Incoming,
     limits: Connections,
+    token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
     source: Arc<dyn LoadSource>,
     shutdown: CancellationToken,
 ) {
-    use axum::{Router, http::header, routing::get};
+    use axum::{
+        Router,
+        http::{HeaderMap, StatusCode, header},
+        response::IntoResponse,
+        routing::get,
+    };
+    let expected = token.map(|t| hash(t.as_bytes()));
     let app = Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: HeaderMap| {
             let metrics = metrics.clone();
             let source = source.clone();
             async move {
+                if let Some(expected) = expected {
+                    let presented = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split_once(' '))
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                        .map(|(_, t)| hash(t.trim().as_bytes()));
+                    if presented != Some(expected) {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Bearer")],
+                            "send `Authorization: Bearer <the --metrics-token>`\n",
+                        )
+                            .into_response();
+                    }
+                }
                 (
                     [(
                         header::CONTENT_TYPE,
@@ -194,8 +218,16 @@ pub async fn serve(
                     )],
                     metrics.render(&*source),
                 )
+                    .into_response()
             }
         }),
     );
     crate::net::http::serve(incoming, app, &limits, shutdown).await;
+}
+
+/// Compared as hashes: equal-length values, and nothing about the token
+/// leaks through how long a comparison takes.
+fn hash(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
 }

@@ -56,6 +56,8 @@ pub struct Options {
     pub metrics: Option<TcpListener>,
     /// Where to serve the dashboard ([`crate::ui`]).
     pub ui: Option<TcpListener>,
+    /// The bearer token `GET /metrics` requires; `None`: open to all.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -124,6 +126,7 @@ pub async fn serve_with(
         tokio::spawn(metrics::serve(
             Incoming::new(l, connections.clone()),
             connections.clone(),
+            options.metrics_token.clone(),
             metrics.clone(),
             source,
             shutdown_token.clone(),

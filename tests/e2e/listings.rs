@@ -334,6 +334,14 @@ async fn listings_span_servers_on_postgres() {
     let two = Server::start_postgres(&url, &[]).await;
     let (c1, c2) = (one.client().await, two.client().await);
     let mut worker = two.gate_worker(&["t"], 1).await;
+    // Server one learns server two's tool through the store, as the
+    // multi-server tests wait for it.
+    within("server one to learn the tool", async {
+        while c1.list_tools().await.unwrap().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let id = c1.submit("x", "t", "{}").await.unwrap().task_id;
     worker.next().await.succeed("{}");
     take_completions(&mut c1.completions("x", 0), 1).await;

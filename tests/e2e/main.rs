@@ -1,6 +1,7 @@
 //! End-to-end tests of the core service: one test binary, one module per
 //! area. Each test starts its own server on a free loopback port.
 mod abuse;
+mod auth_abuse;
 mod cli;
 mod cli_ops;
 mod connections;
@@ -9,6 +10,7 @@ mod dispatch;
 mod durability;
 mod limits;
 mod listings;
+mod logs;
 mod multi_server;
 mod ops;
 mod security;

@@ -161,3 +161,49 @@ async fn an_unknown_method_is_unimplemented() {
         .unwrap_err();
     assert_eq!(s.code(), Code::Unimplemented, "{s:?}");
 }
+
+/// A response over the limit (tonic's OUT_OF_RANGE in the trailers) is
+/// RESOURCE_EXHAUSTED too: here a tool list larger than one message.
+#[tokio::test]
+async fn a_response_over_the_limit_is_resource_exhausted() {
+    let server = Server::start(&SMALL).await;
+    let mut workers = Vec::new();
+    for w in 0..2 {
+        let tools = (0..10)
+            .map(|i| pb::Tool {
+                name: format!("tool_{w}_{i}"),
+                description: "d".repeat(4000),
+                ..Default::default()
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(pb::WorkerMessage {
+            kind: Some(pb::worker_message::Kind::Register(pb::Register {
+                worker_name: format!("w{w}"),
+                tools,
+                max_concurrency: 1,
+            })),
+        })
+        .await
+        .unwrap();
+        let mut commands = worker_rpc(&server)
+            .connect(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        within("Registered", commands.message()).await.unwrap();
+        workers.push((tx, commands));
+    }
+    let s = server
+        .raw()
+        .max_decoding_message_size(usize::MAX)
+        .list_tools(pb::ListToolsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert!(
+        s.message().starts_with("the response message is"),
+        "{}",
+        s.message()
+    );
+}

@@ -582,19 +582,29 @@ impl GateWorker {
 
 /// Fetches `url` (http://HOST:PORT/PATH) with a bare HTTP/1.0 GET; the body.
 pub async fn http_get(url: &str) -> String {
+    let (head, body) = http_get_as(url, None).await;
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body
+}
+
+/// Fetches `url` with a bare HTTP/1.0 GET, sending `Authorization: Bearer
+/// TOKEN` when given; the response head and body.
+pub async fn http_get_as(url: &str, token: Option<&str>) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
-    conn.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    conn.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n").as_bytes())
         .await
         .unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    body.to_string()
+    (head.to_string(), body.to_string())
 }

@@ -42,8 +42,10 @@ pub struct Args {
     /// unreachable after this many milliseconds (default: keep trying).
     #[arg(long, env = "ERRAND_DATABASE_CONNECT_TIMEOUT_MS")]
     pub database_connect_timeout_ms: Option<u64>,
-    /// Serve a non-loopback address with no authentication. Anyone who can
-    /// reach the address can then submit tasks and serve tools.
+    /// Serve a non-loopback address with no authentication (the gRPC
+    /// listener without --tokens-file, metrics without --metrics-token).
+    /// Anyone who can reach the address can then submit tasks and serve
+    /// tools, or read every tenant's metrics.
     #[arg(
         long,
         env = "ERRAND_ALLOW_UNAUTHENTICATED",
@@ -63,13 +65,19 @@ pub struct Args {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "ERRAND_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve Prometheus metrics on http://ADDR/metrics.
+    /// Serve Prometheus metrics on http://ADDR/metrics. A non-loopback
+    /// address needs --metrics-token (or --allow-unauthenticated).
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Serve the dashboard on http://ADDR/ (off by default). Loopback only
     /// unless --tokens-file is set: then it asks for an agent token.
     #[arg(long, env = "ERRAND_UI_LISTEN")]
     pub ui_listen: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16
+    /// characters; prefer the environment variable to the flag, which other
+    /// local users can see).
+    #[arg(long, env = "ERRAND_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// On SIGTERM, how long running tasks may take to finish before exiting, in seconds.
     #[arg(long, env = "ERRAND_SHUTDOWN_GRACE_SECS", default_value_t = DEFAULTS.shutdown_grace.as_secs())]
     pub shutdown_grace_secs: u64,

@@ -18,11 +18,7 @@ use args::{LogFormat, StoreKind};
 pub async fn run(args: Args) -> Result<ExitCode> {
     crate::init_logs(args.log_format == LogFormat::Json);
     let config = args.config()?;
-    let addr: SocketAddr = tokio::net::lookup_host(&args.listen)
-        .await
-        .with_context(|| format!("cannot resolve --listen {:?}", args.listen))?
-        .next()
-        .with_context(|| format!("--listen {:?} resolves to no address", args.listen))?;
+    let addr = resolve("--listen", &args.listen).await?;
     let tokens = match &args.tokens_file {
         Some(path) => {
             let tokens = Tokens::load(path).map_err(anyhow::Error::msg)?;
@@ -34,20 +30,44 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    if !addr.ip().is_loopback() {
-        if tokens.is_none() {
-            if !args.allow_unauthenticated {
-                bail!(
-                    "refusing to serve {addr} without authentication: anyone who can reach it could run tools. \
-                     Pass --tokens-file (see `errand token new`), listen on 127.0.0.1, \
-                     or pass --allow-unauthenticated if the network is trusted"
-                );
-            }
-            warn!(%addr, "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach it can submit tasks and serve tools");
-        } else if args.tls_cert.is_none() {
-            warn!(%addr, "serving tokens without TLS on a non-loopback address: anyone on the path can read them; pass --tls-cert and --tls-key");
-        }
+    protect(
+        &Exposure {
+            addr,
+            authenticated: tokens.is_some(),
+            what: "tasks and tools",
+            harm: "submit tasks and serve tools",
+            auth_flag: "--tokens-file (see `errand token new`)",
+        },
+        args.allow_unauthenticated,
+    )?;
+    if !addr.ip().is_loopback() && tokens.is_some() && args.tls_cert.is_none() {
+        warn!(%addr, "serving tokens without TLS on a non-loopback address: anyone on the path can read them; pass --tls-cert and --tls-key");
     }
+    let metrics_token = match &args.metrics_token {
+        Some(t) if t.trim().len() < MIN_METRICS_TOKEN => bail!(
+            "invalid --metrics-token (ERRAND_METRICS_TOKEN): shorter than {MIN_METRICS_TOKEN} characters; \
+             use a random one, e.g. from `errand token new`"
+        ),
+        Some(t) => Some(Arc::<str>::from(t.trim())),
+        None => None,
+    };
+    let metrics_addr = match &args.metrics_listen {
+        Some(a) => {
+            let addr = resolve("--metrics-listen", a).await?;
+            protect(
+                &Exposure {
+                    addr,
+                    authenticated: metrics_token.is_some(),
+                    what: "metrics",
+                    harm: "read every tenant's name, tool names and counts",
+                    auth_flag: "--metrics-token (ERRAND_METRICS_TOKEN)",
+                },
+                args.allow_unauthenticated,
+            )?;
+            Some(addr)
+        }
+        None => None,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
@@ -62,7 +82,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         _ => None,
     };
-    let metrics = match &args.metrics_listen {
+    let metrics = match metrics_addr {
         Some(a) => {
             let l = tokio::net::TcpListener::bind(a)
                 .await
@@ -75,16 +95,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let ui = match &args.ui_listen {
         Some(a) => {
-            let l = tokio::net::TcpListener::bind(a)
+            let addr = resolve("--ui-listen", a).await?;
+            protect(
+                &Exposure {
+                    addr,
+                    authenticated: tokens.is_some(),
+                    what: "the dashboard",
+                    harm: "see and cancel every task",
+                    auth_flag: "--tokens-file (see `errand token new`)",
+                },
+                args.allow_unauthenticated,
+            )?;
+            let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on --ui-listen {a}"))?;
-            let local = l.local_addr()?;
-            if tokens.is_none() && !local.ip().is_loopback() {
-                bail!(
-                    "refusing to serve the dashboard on {local} without authentication:                      pass --tokens-file, or --ui-listen on 127.0.0.1"
-                );
-            }
-            println!("errand dashboard on http://{local}/");
+            println!("errand dashboard on http://{}/", l.local_addr()?);
             Some(l)
         }
         None => None,
@@ -124,10 +149,55 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         tls,
         metrics,
         ui,
+        metrics_token,
     };
     server::serve_with(listener, config, store, options, shutdown_signal()).await?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shortest `--metrics-token` accepted.
+const MIN_METRICS_TOKEN: usize = 16;
+
+async fn resolve(flag: &str, addr: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {flag} {addr:?}"))?
+        .next()
+        .with_context(|| format!("{flag} {addr:?} resolves to no address"))
+}
+
+/// A listener as the protected-mode rule sees it.
+struct Exposure {
+    addr: SocketAddr,
+    /// Whether callers must authenticate.
+    authenticated: bool,
+    /// What it serves, and what a stranger could do with it.
+    what: &'static str,
+    harm: &'static str,
+    /// The flag that turns authentication on.
+    auth_flag: &'static str,
+}
+
+/// The protected-mode rule, the same for every listener: a non-loopback
+/// address without authentication is refused unless `allow`
+/// (--allow-unauthenticated), and then served with a loud warning.
+fn protect(e: &Exposure, allow: bool) -> Result<()> {
+    if e.addr.ip().is_loopback() || e.authenticated {
+        return Ok(());
+    }
+    if !allow {
+        bail!(
+            "refusing to serve {} on {} without authentication: anyone who can reach it could {}. \
+             Pass {}, listen on 127.0.0.1, or pass --allow-unauthenticated if the network is trusted",
+            e.what,
+            e.addr,
+            e.harm,
+            e.auth_flag
+        );
+    }
+    warn!(addr = %e.addr, "SERVING {} WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach it can {}", e.what.to_uppercase(), e.harm);
+    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.

@@ -1,23 +1,39 @@
 //! Status codes as gRPC's status-code table defines them, where tonic
-//! answers before a handler runs. tonic refuses a request message over the
-//! server's decoding limit with OUT_OF_RANGE; the table says
-//! RESOURCE_EXHAUSTED ("a message larger than the configured limit"), and
-//! that is what clients and the contract expect for oversized input.
+//! answers outside errand's handlers. tonic refuses a message over the
+//! server's limit (a request it decodes, a response it encodes) with
+//! OUT_OF_RANGE; the table says RESOURCE_EXHAUSTED ("a message larger than
+//! the configured limit"), and that is what clients and the contract expect.
 //!
 //! The codes errand's own errors map to are in [`super::convert`].
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::Frame;
 use tonic::{Status, body::Body, codegen::http};
 
 use crate::error::Error;
 
 /// How tonic words a request message over the decoding limit.
 const DECODE_TOO_LARGE: &str = "Error, decoded message length too large";
+/// How tonic words a response message over the encoding limit.
+const ENCODE_TOO_LARGE: &str = "Error, encoded message length too large";
 
-/// tonic's decode-length error as errand's RESOURCE_EXHAUSTED, saying the
+/// tonic's message-length errors as errand's RESOURCE_EXHAUSTED, saying the
 /// sizes and what to do; `None` for any other status.
 pub fn oversized(status: &Status) -> Option<Error> {
-    if status.code() != tonic::Code::OutOfRange || !status.message().starts_with(DECODE_TOO_LARGE) {
+    if status.code() != tonic::Code::OutOfRange {
         return None;
     }
+    let (what, hint) = if status.message().starts_with(DECODE_TOO_LARGE) {
+        ("request", "pass large data by reference (a URL or a path)")
+    } else if status.message().starts_with(ENCODE_TOO_LARGE) {
+        ("response", "ask for less at once, or raise the limit")
+    } else {
+        return None;
+    };
     // "...: found 2097157 bytes, the limit is: 1048576 bytes"
     let numbers: Vec<&str> = status
         .message()
@@ -29,28 +45,67 @@ pub fn oversized(status: &Status) -> Option<Error> {
         _ => "is over the server's limit".to_string(),
     };
     Some(Error::ResourceExhausted(format!(
-        "the request message {sizes} (--max-message-bytes): pass large data by reference (a URL or a path)"
+        "the {what} message {sizes} (--max-message-bytes): {hint}"
     )))
 }
 
-/// The server layer that applies [`oversized`] to every trailers-only
-/// response: unary and server-streaming requests, and a worker's first
-/// message (the handlers map later messages themselves).
+/// The server layer that applies [`oversized`] to every response: to the
+/// headers of a trailers-only one (a request refused before its handler
+/// ran) and to the trailers that end a body (a response message over the
+/// limit). The worker stream maps a worker's later messages itself.
 pub fn layer() -> tower::util::MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>> {
     tower::util::MapResponseLayer::new(rewrite as fn(_) -> _)
 }
 
 fn rewrite(mut response: http::Response<Body>) -> http::Response<Body> {
-    let mapped = Status::from_header_map(response.headers())
+    remap(response.headers_mut());
+    response.map(|body| Body::new(MapTrailers(body)))
+}
+
+/// Rewrites the status in `headers` (response headers or trailers) when it
+/// is one of tonic's message-length errors.
+fn remap(headers: &mut http::HeaderMap) {
+    if let Some(err) = Status::from_header_map(headers)
         .as_ref()
-        .and_then(oversized);
-    if let Some(err) = mapped {
-        let headers = response.headers_mut();
+        .and_then(oversized)
+    {
         headers.remove(Status::GRPC_STATUS_DETAILS);
         // Overwrites grpc-status and grpc-message.
         let _ = Status::from(err).add_header(headers);
     }
-    response
+}
+
+/// A response body whose trailers pass through [`remap`].
+struct MapTrailers(Body);
+
+impl http_body::Body for MapTrailers {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        Pin::new(&mut self.0).poll_frame(cx).map(|frame| {
+            frame.map(|frame| {
+                frame.map(|frame| match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        remap(&mut trailers);
+                        Frame::trailers(trailers)
+                    }
+                    Err(data) => data,
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.0)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.0)
+    }
 }
 
 #[cfg(test)]
@@ -88,5 +143,31 @@ mod tests {
         let other = rewrite(Status::not_found("no task").into_http());
         let s = Status::from_header_map(other.headers()).unwrap();
         assert_eq!((s.code(), s.message()), (Code::NotFound, "no task"));
+    }
+
+    #[tokio::test]
+    async fn trailers_that_end_a_body_are_rewritten() {
+        use http_body_util::BodyExt;
+        let mut trailers = http::HeaderMap::new();
+        Status::out_of_range(format!(
+            "{ENCODE_TOO_LARGE}: found 9 bytes, the limit is: 4 bytes"
+        ))
+        .add_header(&mut trailers)
+        .unwrap();
+        let frames = vec![
+            Ok::<_, Status>(Frame::data(Bytes::from_static(b"x"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)));
+        let out = rewrite(http::Response::new(body));
+        let collected = out.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().unwrap().clone();
+        let s = Status::from_header_map(&trailers).unwrap();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(
+            s.message().starts_with("the response message is 9 bytes"),
+            "{}",
+            s.message()
+        );
     }
 }

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use super::{auth::caller, convert, status_codes};
 use crate::{
-    Error,
+    Error, logs,
     quota::{Slot, SlotCounter},
     scheduler::{CommandTx, Scheduler, WorkerId},
 };
@@ -116,7 +116,7 @@ async fn serve_worker(
             Ok(Some(msg)) => msg.kind,
             Ok(None) => break,
             Err(status) => {
-                debug!(worker_id = worker, %status, "worker stream failed");
+                debug!(worker_id = worker, code = ?status.code(), message = %logs::field(status.message()), "worker stream failed");
                 // An oversized message: tell the worker as gRPC's table says
                 // (if its stream has room: a worker that reads nothing is not
                 // waited for).
@@ -147,7 +147,7 @@ async fn serve_worker(
             // Waits while the finisher is full: the stream is not read meanwhile.
             Ok(result) => sched.on_result(worker, result).await,
             Err(task_id) => {
-                warn!(worker_id = worker, task_id = %task_id, "result with a malformed task_id ignored");
+                warn!(worker_id = worker, task_id = %logs::field(&task_id), "result with a malformed task_id ignored");
             }
         }
     }

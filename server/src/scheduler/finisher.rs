@@ -111,7 +111,7 @@ impl Scheduler {
         if let Some(c) = completion {
             self.metrics.finished(&task.tool, task.state);
             task.seq = c.seq;
-            debug!(task_id = %task.id, session_id = %task.session, seq = c.seq, status = task.state.name(), "task completed");
+            debug!(task_id = %task.id, session_id = %crate::logs::field(&task.session), seq = c.seq, status = task.state.name(), "task completed");
             self.hub.completed(c);
         }
         self.ended_one();

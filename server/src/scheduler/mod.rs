@@ -50,6 +50,7 @@ use state::{Ended, Io, State};
 use crate::{
     config::Config,
     error::Error,
+    logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
         Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
@@ -234,7 +235,7 @@ impl Scheduler {
                 return Err(e.into());
             }
         }
-        debug!(task_id = %task.id, session_id = %task.session, tool = %task.tool, "task queued");
+        debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
@@ -368,7 +369,7 @@ impl Scheduler {
         }
         let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
-        info!(worker_id = id, worker = %name, tools = ?tools, max_concurrency, "worker registered");
+        info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());
         self.apply(&mut st);
         self.backlog.tools_changed();
@@ -414,7 +415,7 @@ impl Scheduler {
             let Some(gone) = st.remove_worker(worker, max_attempts, lost, SystemTime::now()) else {
                 return;
             };
-            info!(worker_id = worker, worker = %gone.name, running = gone.running, "worker disconnected");
+            info!(worker_id = worker, worker = %logs::field(&gone.name), running = gone.running, "worker disconnected");
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
             }

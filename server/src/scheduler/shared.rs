@@ -100,7 +100,7 @@ impl Scheduler {
                 match ToolSpec::new(&def, &self.config.limits) {
                     Ok(spec) => Some((spec.name.as_arc().clone(), (spec, t.workers))),
                     Err(e) => {
-                        warn!(tool = %def.name, error = %e, "another server's tool is not usable here");
+                        warn!(tool = %crate::logs::field(def.name.name()), error = %e, "another server's tool is not usable here");
                         None
                     }
                 }

@@ -68,7 +68,7 @@ impl Feed {
             if let Err(e) = feed.follow(session.as_key(), after_seq, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
-            debug!(session_id = %session, "completions feed ended");
+            debug!(session_id = %crate::logs::field(session.name()), "completions feed ended");
         });
         rx
     }
