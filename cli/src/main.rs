@@ -85,7 +85,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the errand server.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// List the tools workers have registered.
     Tools(agent::ToolsArgs),
     /// Submit a tool call; prints the task ID and the ack text (or waits).
@@ -165,7 +165,7 @@ fn error_line(e: &anyhow::Error) -> String {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Tools(args) => agent::tools(&args.conn.server.clone(), args).await,
         Command::Submit(args) => agent::submit(&args.conn.server.clone(), args).await,
         Command::Watch(args) => agent::watch(&args.conn.server.clone(), args).await,

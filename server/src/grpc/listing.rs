@@ -150,7 +150,7 @@ fn parse_token(token: &str, newest_first: bool) -> Result<Cursor, Error> {
              unchanged, with the same newest_first, or leave it empty for the first page",
         )
     };
-    if token.len() > 256 || token.len() % 2 != 0 {
+    if token.len() > 256 || !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..token.len())

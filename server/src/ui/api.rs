@@ -28,6 +28,15 @@ const PAGE: u32 = 50;
 /// Characters of a result shown inline; the task's JSON has the rest.
 const RESULT_PREVIEW: usize = 4_000;
 
+/// A refused or failed request: its status and a message for the page.
+pub(super) struct Denied(pub StatusCode, pub String);
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        json_error(self.0, &self.1)
+    }
+}
+
 pub(super) fn json_error(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({ "error": message }))
 }
@@ -49,7 +58,7 @@ fn ok(body: Value) -> Response {
 }
 
 /// An errand error as an HTTP status and its message.
-fn failed(e: crate::Error) -> Response {
+fn failed(e: crate::Error) -> Denied {
     let status = tonic::Status::from(e);
     let code = match status.code() {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
@@ -59,7 +68,7 @@ fn failed(e: crate::Error) -> Response {
         tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    json_error(code, status.message())
+    Denied(code, status.message().to_string())
 }
 
 fn millis(t: &Option<prost_types::Timestamp>) -> Value {
@@ -139,14 +148,14 @@ pub(super) async fn me(State(ui): State<Ui>, headers: HeaderMap) -> Response {
             "csrf": &*ui.csrf,
             "auth": ui.tokens.is_some(),
         })),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 pub(super) async fn tools(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     let caller = match ui.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let depth = ui.sched.depth(&caller.tenant);
     let tools: Vec<Value> = ui
@@ -174,7 +183,7 @@ pub(super) async fn tasks(
 ) -> Response {
     let caller = match ui.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut req = pb::ListTasksRequest {
         page_size: PAGE,
@@ -200,11 +209,11 @@ pub(super) async fn tasks(
     let limits = &ui.sched.config().limits;
     let q = match listing::task_query(&req, &caller, limits) {
         Ok(q) => q,
-        Err(e) => return failed(e),
+        Err(e) => return failed(e).into_response(),
     };
     let views = match ui.sched.list_tasks(&q).await {
         Ok(v) => v,
-        Err(e) => return failed(e),
+        Err(e) => return failed(e).into_response(),
     };
     let next = match views.last() {
         Some(last) if views.len() == q.limit => {
@@ -217,7 +226,7 @@ pub(super) async fn tasks(
 }
 
 /// The caller's task `id`, or the response to send instead.
-async fn own(ui: &Ui, caller: &Caller, id: &str) -> Result<TaskView, Response> {
+async fn own(ui: &Ui, caller: &Caller, id: &str) -> Result<TaskView, Denied> {
     let id = scheduler::parse_task_id(id).map_err(failed)?;
     let view = ui.sched.task_view(id).await.map_err(failed)?;
     if tenant::of(&view.task.session) != &*caller.tenant {
@@ -233,11 +242,11 @@ pub(super) async fn task(
 ) -> Response {
     let caller = match ui.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match own(&ui, &caller, &id).await {
         Ok(view) => ok(task_json(&view, true)),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -248,15 +257,15 @@ pub(super) async fn cancel(
 ) -> Response {
     let caller = match ui.changer(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let view = match own(&ui, &caller, &id).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match ui.sched.cancel(view.task.id).await {
         Ok(task) => ok(task_json(&TaskView { task, runner: None }, true)),
-        Err(e) => failed(e),
+        Err(e) => failed(e).into_response(),
     }
 }
 
@@ -267,22 +276,22 @@ pub(super) async fn retry(
 ) -> Response {
     let caller = match ui.changer(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let view = match own(&ui, &caller, &id).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match ui.sched.retry(&view.task).await {
         Ok((task, _)) => ok(json!({ "task_id": task.id.to_string(), "retry_of": id })),
-        Err(e) => failed(e),
+        Err(e) => failed(e).into_response(),
     }
 }
 
 pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     let caller = match ui.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let tenant = caller.role.is_some().then_some(&*caller.tenant);
     let server = ui.sched.server_id();
@@ -313,7 +322,7 @@ pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Respons
 pub(super) async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     let caller = match ui.caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let rx = ui.hub.subscribe_all();
     let stream = completions(rx, caller.tenant.to_string());

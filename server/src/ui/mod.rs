@@ -57,7 +57,7 @@ impl Ui {
 
     /// Who sent the request. Errors: 401 without a valid token (when
     /// tokens are configured), 403 for a worker token.
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Response> {
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, api::Denied> {
         let Some(tokens) = &self.tokens else {
             return Ok(Caller::anonymous());
         };
@@ -79,7 +79,7 @@ impl Ui {
     }
 
     /// The caller of a state-changing request, whose CSRF token matches.
-    fn changer(&self, headers: &HeaderMap) -> Result<Caller, Response> {
+    fn changer(&self, headers: &HeaderMap) -> Result<Caller, api::Denied> {
         let caller = self.caller(headers)?;
         let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
         if sent != Some(&*self.csrf) {
@@ -92,8 +92,8 @@ impl Ui {
     }
 }
 
-fn denied(status: StatusCode, message: &str) -> Response {
-    api::json_error(status, message)
+fn denied(status: StatusCode, message: &str) -> api::Denied {
+    api::Denied(status, message.to_string())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
