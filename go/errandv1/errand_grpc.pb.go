@@ -88,8 +88,8 @@ type ToolServiceClient interface {
 	// Lists the caller's tasks, finished or not, from the store (so it works
 	// after a restart and, on a shared store, across servers). Oldest first
 	// unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
-	// page token this server did not issue or one of another query, a bad
-	// session_id or tool).
+	// page_token that ListTasks did not issue for the same newest_first, an
+	// unknown status, a bad session_id or tool).
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// Lists the workers connected to this server, sorted by worker_id.
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
@@ -258,8 +258,8 @@ type ToolServiceServer interface {
 	// Lists the caller's tasks, finished or not, from the store (so it works
 	// after a restart and, on a shared store, across servers). Oldest first
 	// unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
-	// page token this server did not issue or one of another query, a bad
-	// session_id or tool).
+	// page_token that ListTasks did not issue for the same newest_first, an
+	// unknown status, a bad session_id or tool).
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// Lists the workers connected to this server, sorted by worker_id.
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)

@@ -151,8 +151,8 @@ class ToolServiceServicer(object):
         """Lists the caller's tasks, finished or not, from the store (so it works
         after a restart and, on a shared store, across servers). Oldest first
         unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
-        page token this server did not issue or one of another query, a bad
-        session_id or tool).
+        page_token that ListTasks did not issue for the same newest_first, an
+        unknown status, a bad session_id or tool).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
