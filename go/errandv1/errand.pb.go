@@ -123,7 +123,9 @@ type Tool struct {
 	TimeoutMs uint64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// Output only: number of connected workers serving the tool right now.
 	Workers uint32 `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
-	// Output only: tasks of the tool waiting for a worker on this server.
+	// Output only: tasks of the tool waiting for a worker on this server. With
+	// several servers on one database, tasks waiting in the shared store are
+	// not counted until a server claims them.
 	Queued uint32 `protobuf:"varint,6,opt,name=queued,proto3" json:"queued,omitempty"`
 	// Output only: tasks of the tool running on this server's workers.
 	Running       uint32 `protobuf:"varint,7,opt,name=running,proto3" json:"running,omitempty"`
