@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod mcp;
 mod ops;
 mod output;
 mod serve;
@@ -106,6 +107,8 @@ enum Command {
     Ack(agent::AckArgs),
     /// Serve a tool by running a program per call.
     Worker(worker::Args),
+    /// Serve MCP over stdin/stdout for a host, over a running errand server.
+    Mcp(mcp::Args),
     /// Make tokens for the server's --tokens-file.
     #[command(subcommand)]
     Token(token::Command),
@@ -176,6 +179,7 @@ async fn main() -> ExitCode {
         Command::Retry(args) => ops::retry(&args.conn.server.clone(), args).await,
         Command::Ack(args) => agent::ack(&args.conn.server.clone(), args).await,
         Command::Worker(args) => worker::run(&args.conn.server.clone(), args).await,
+        Command::Mcp(args) => mcp::run(&args.conn.server.clone(), args).await,
         Command::Token(cmd) => token::run(cmd),
     };
     match result {

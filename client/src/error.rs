@@ -3,8 +3,10 @@ use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server answered with an error status.
-    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    /// The server answered with an error status, or the transport failed
+    /// (then the cause follows in parentheses: `UNAVAILABLE: tcp connect
+    /// error (connection refused)`).
+    #[error("{}", status_line(.0))]
     Status(Status),
     /// The server could not be reached: `no errand server at ADDR
     /// (connection refused)`. The transport's own error (a chain that
@@ -44,6 +46,22 @@ pub fn reason(err: &(dyn std::error::Error + 'static)) -> String {
         inner = next;
     }
     inner.to_string()
+}
+
+/// `CODE: message`, and the transport's reason when it adds one.
+fn status_line(status: &Status) -> String {
+    let line = format!("{}: {}", code_name(status.code()), status.message());
+    match std::error::Error::source(status) {
+        Some(_) => {
+            let why = reason(status);
+            if line.contains(&why) {
+                line
+            } else {
+                format!("{line} ({why})")
+            }
+        }
+        None => line,
+    }
 }
 
 impl From<Status> for Error {
@@ -97,4 +115,27 @@ pub fn is_transient(code: Code) -> bool {
             | Code::Cancelled
             | Code::DeadlineExceeded
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport error that wraps an I/O error, as tonic's do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("tcp connect error")]
+    struct Connect(#[source] std::io::Error);
+
+    #[test]
+    fn a_transport_failure_says_why_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let mut status = Status::unavailable("tcp connect error");
+        status.set_source(std::sync::Arc::new(Connect(io)));
+        assert_eq!(
+            Error::Status(status).to_string(),
+            "UNAVAILABLE: tcp connect error (connection refused)"
+        );
+        let plain = Error::Status(Status::not_found("no task x"));
+        assert_eq!(plain.to_string(), "NOT_FOUND: no task x");
+    }
 }

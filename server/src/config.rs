@@ -31,6 +31,30 @@ pub struct Config {
     pub postgres: PostgresOptions,
     /// What one connection, and one peer, may hold on every listener.
     pub connections: Connections,
+    /// The MCP front end's settings (used with `--mcp-listen`).
+    pub mcp: McpOptions,
+}
+
+/// How the MCP front end behaves; `Default` is what `errand serve` uses.
+#[derive(Debug, Clone)]
+pub struct McpOptions {
+    /// The session of MCP requests without an `Errand-Session` header.
+    pub default_session: String,
+    /// The `pollIntervalMs` suggested to Tasks clients; > 0.
+    pub poll_interval: Duration,
+    /// `Host` header values accepted on the MCP listener (a guard against DNS
+    /// rebinding); empty: loopback names only.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpOptions {
+    fn default() -> Self {
+        Self {
+            default_session: "mcp".into(),
+            poll_interval: Duration::from_secs(1),
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 /// Bounds on connections, the same on every listener (gRPC, metrics, and
@@ -96,6 +120,10 @@ pub struct Limits {
     /// `SubmitTool` calls per second per token (a burst of one second's
     /// worth is allowed). 0: no limit. Applies when tokens are configured.
     pub submits_per_second_per_token: u32,
+    /// Calls without a valid token one peer address may make per minute
+    /// (a burst of a minute's worth) before it is told to wait; counted and
+    /// logged either way. 0: no throttle.
+    pub auth_failures_per_minute: u32,
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
@@ -140,6 +168,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             postgres: PostgresOptions::default(),
             connections: Connections::default(),
+            mcp: McpOptions::default(),
         }
     }
 }
@@ -177,6 +206,7 @@ impl Default for Limits {
             max_streams_per_tenant: 4096,
             max_workers_per_tenant: 1024,
             submits_per_second_per_token: 1000,
+            auth_failures_per_minute: 60,
             stream_buffer: 64,
         }
     }
@@ -273,6 +303,7 @@ impl Config {
             ("lease-ms", self.postgres.lease, true),
             ("handshake-timeout-ms", c.handshake_timeout, true),
             ("idle-timeout-ms", c.idle_timeout, true),
+            ("mcp-poll-interval-ms", self.mcp.poll_interval, true),
         ] {
             duration(flag, value, positive)?;
         }
@@ -288,6 +319,13 @@ impl Config {
                     self.default_timeout.as_millis(),
                     l.max_timeout.as_millis()
                 ),
+            });
+        }
+        // Its length is checked per call, like any session a client names.
+        if self.mcp.default_session.is_empty() {
+            return Err(ConfigError {
+                flag: "mcp-default-session",
+                problem: "must not be empty: name the session of MCP calls without an Errand-Session header".into(),
             });
         }
         if self.postgres.lease < MIN_LEASE {

@@ -28,6 +28,8 @@
 //! - [`grpc`]: the wire edge: thin tonic handlers, the auth interceptor,
 //!   and [`grpc::convert`], every `pb` <-> domain mapping and the one
 //!   error-to-status mapping.
+//! - [`mcp`]: the MCP front end (Tasks extension) on its own listener, a
+//!   thin adapter over `ToolService`'s code.
 //! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
 //!   and the [`auth::Caller`] a token stands for.
 //! - [`tenant`]: how sessions and tools are keyed per tenant: the handlers
@@ -60,6 +62,7 @@ pub mod error;
 pub mod grpc;
 pub mod json_text;
 pub mod logs;
+pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod net;

@@ -49,8 +49,14 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    auth_failures: Family<PeerLabels, Counter>,
     submitted: Family<ToolLabels, Counter>,
     finished: Family<StateLabels, Counter>,
     queued: Family<ToolLabels, Gauge>,
@@ -74,6 +80,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("errand");
         let m = Metrics {
             submitted: Family::default(),
+            auth_failures: Family::default(),
             finished: Family::default(),
             queued: Family::default(),
             running: Family::default(),
@@ -116,6 +123,12 @@ impl Default for Metrics {
             "From a task's completion to its sending on a Completions stream",
             m.delivery_latency.clone(),
         );
+        registry.register(
+            "auth_failures",
+            "Calls refused for a missing, wrong or expired token, by peer address \
+             (the first 256 addresses; later ones as \"other\")",
+            m.auth_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -132,6 +145,15 @@ impl Metrics {
                 tenant,
                 tool,
                 state: state.name().to_ascii_lowercase(),
+            })
+            .inc();
+    }
+
+    /// One call refused for its token, from `peer` (an address or "other").
+    pub fn auth_failed(&self, peer: &str) {
+        self.auth_failures
+            .get_or_create(&PeerLabels {
+                peer: peer.to_string(),
             })
             .inc();
     }

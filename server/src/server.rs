@@ -25,7 +25,8 @@ use crate::{
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
-    grpc::{ToolApi, WorkerApi, auth::Auth, status_codes},
+    grpc::{ToolApi, WorkerApi, auth::Auth, failed_auth::FailedAuth, status_codes},
+    mcp,
     metrics::{self, LoadSource, Metrics},
     net::{self, Incoming},
     scheduler::{
@@ -58,6 +59,8 @@ pub struct Options {
     pub ui: Option<TcpListener>,
     /// The bearer token `GET /metrics` requires; `None`: open to all.
     pub metrics_token: Option<Arc<str>>,
+    /// Where to serve MCP (`POST /mcp`), with `Config::mcp`'s settings.
+    pub mcp: Option<TcpListener>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -87,6 +90,8 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
+    let mcp_config = config.mcp.clone();
+    let retention = config.retention;
     let mut connections = config.connections.clone();
     connections.max_connections =
         net::connection_cap(connections.max_connections, net::raise_open_files_limit());
@@ -110,6 +115,7 @@ pub async fn serve_with(
         },
     );
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
+    let mcp_hub = hub.clone();
     sched.recover().await?;
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
@@ -152,7 +158,41 @@ pub async fn serve_with(
         builder = builder.tls_config(tls)?;
     }
     let tokens = options.tokens;
+    let failures = Arc::new(FailedAuth::new(
+        sched.config().limits.auth_failures_per_minute,
+        metrics.clone(),
+    ));
     let max = sched.config().limits.max_message_bytes;
+    let tool_api = Arc::new(ToolApi::new(sched.clone(), feed, metrics));
+    // MCP on its own listener, over the very ToolService code gRPC serves.
+    let mcp_endpoint = options.mcp.map(|listener| {
+        let agent = Arc::new(mcp::agent::LocalAgent {
+            api: tool_api.clone(),
+            hub: mcp_hub,
+        });
+        let handler = mcp::McpHandler::new(
+            agent,
+            mcp::Settings {
+                default_session: mcp_config.default_session.clone(),
+                timing: mcp::convert::TaskTiming {
+                    retention,
+                    poll_interval: mcp_config.poll_interval,
+                },
+            },
+        );
+        let l = mcp::Listener {
+            incoming: Incoming::new(listener, connections.clone()),
+            limits: connections.clone(),
+            allowed_hosts: mcp_config.allowed_hosts.clone(),
+            max_body_bytes: max,
+        };
+        tokio::spawn(mcp::serve(
+            l,
+            handler,
+            tokens.clone(),
+            shutdown_token.clone(),
+        ))
+    });
     // Both reflection versions (grpcurl and older tools ask v1alpha), each
     // describing every service served, health included.
     let reflection = || {
@@ -170,23 +210,24 @@ pub async fn serve_with(
         .add_service(health_service)
         .add_service(InterceptedService::new(
             reflection_v1,
-            Auth::new(tokens.clone(), None, "server reflection"),
+            Auth::new(tokens.clone(), None, "server reflection").with_failures(failures.clone()),
         ))
         .add_service(InterceptedService::new(
             reflection_v1alpha,
-            Auth::new(tokens.clone(), None, "server reflection"),
+            Auth::new(tokens.clone(), None, "server reflection").with_failures(failures.clone()),
         ))
         .add_service(InterceptedService::new(
-            ToolServiceServer::new(ToolApi::new(sched.clone(), feed, metrics))
+            ToolServiceServer::from_arc(tool_api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService"),
+            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService")
+                .with_failures(failures.clone()),
         ))
         .add_service(InterceptedService::new(
             WorkerServiceServer::new(WorkerApi::new(sched.clone(), shutdown_token.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens, Some(Role::Worker), "WorkerService"),
+            Auth::new(tokens, Some(Role::Worker), "WorkerService").with_failures(failures.clone()),
         ));
     let serving = router.serve_with_incoming_shutdown(Incoming::new(listener, connections), {
         let sched = sched.clone();
@@ -243,6 +284,9 @@ pub async fn serve_with(
     }
     if let Some(u) = ui_endpoint {
         let _ = u.await;
+    }
+    if let Some(m) = mcp_endpoint {
+        let _ = m.await;
     }
     result.map_err(Into::into)
 }

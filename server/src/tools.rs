@@ -264,6 +264,32 @@ mod tests {
         ));
     }
 
+    /// The deepest schema and arguments the JSON-text rule lets through
+    /// compile and validate within a tokio worker thread's 2 MiB stack.
+    #[test]
+    fn the_deepest_texts_fit_a_worker_thread_stack() {
+        let run = || {
+            let k = crate::json_text::MAX_DEPTH - 3;
+            let schema = format!(
+                r#"{{"type":"object","properties":{{"a":{}{{"type":"integer"}}{}}}}}"#,
+                r#"{"items":"#.repeat(k),
+                "}".repeat(k)
+            );
+            let s = spec(&schema);
+            let limits = Limits::default();
+            let args =
+                |inner: &str| format!(r#"{{"a":{}{inner}{}}}"#, "[".repeat(k), "]".repeat(k));
+            assert!(s.check_arguments(&args("1"), &limits).is_ok());
+            assert!(s.check_arguments(&args(r#""x""#), &limits).is_err());
+        };
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     #[test]
     fn bad_schemas_are_refused() {
         let limits = Limits::default();

@@ -250,7 +250,12 @@ impl Cluster {
                 {
                     let _ = tx.send(Ok(()));
                 }
+                // A client turned away while the postmaster starts (the
+                // servers of a test reconnect during a restart) is not a
+                // failure to start.
+                let refused_client = line.contains("the database system is starting up");
                 if (line.contains("FATAL") || line.contains("PANIC"))
+                    && !refused_client
                     && let Some(tx) = ready_tx.take()
                 {
                     let _ = tx.send(Err(line));

@@ -4,7 +4,9 @@
 use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
-use errand_server::config::{Config, ConfigError, Connections, Limits, PostgresOptions};
+use errand_server::config::{
+    Config, ConfigError, Connections, Limits, McpOptions, PostgresOptions,
+};
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
 
@@ -65,6 +67,20 @@ pub struct Args {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "ERRAND_SERVE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve MCP (protocol 2026-07-28 with the Tasks extension) on
+    /// http://ADDR/mcp, on its own listener; off by default.
+    #[arg(long, env = "ERRAND_MCP_LISTEN")]
+    pub mcp_listen: Option<String>,
+    /// The errand session of MCP requests without an `Errand-Session` header.
+    #[arg(long, env = "ERRAND_MCP_DEFAULT_SESSION", default_value_t = DEFAULTS.mcp.default_session.clone())]
+    pub mcp_default_session: String,
+    /// The `pollIntervalMs` suggested to MCP Tasks clients, in milliseconds.
+    #[arg(long, env = "ERRAND_MCP_POLL_INTERVAL_MS", default_value_t = ms(DEFAULTS.mcp.poll_interval))]
+    pub mcp_poll_interval_ms: u64,
+    /// A `Host` the MCP listener accepts (repeat, or comma-separate in the
+    /// variable); default: loopback names only, against DNS rebinding.
+    #[arg(long, env = "ERRAND_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub mcp_allowed_host: Vec<String>,
     /// Serve Prometheus metrics on http://ADDR/metrics. A non-loopback
     /// address needs --metrics-token (or --allow-unauthenticated).
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
@@ -110,6 +126,11 @@ pub struct Args {
     /// 0: no limit). Applies with --tokens-file.
     #[arg(long, env = "ERRAND_SUBMITS_PER_SECOND", default_value_t = DEFAULTS.limits.submits_per_second_per_token)]
     pub submits_per_second: u32,
+    /// Calls without a valid token one peer address may make per minute
+    /// before it is told to wait (RESOURCE_EXHAUSTED, retry-after-ms); 0: no
+    /// throttle. Every failure is counted in errand_auth_failures_total.
+    #[arg(long, env = "ERRAND_AUTH_FAILURES_PER_MINUTE", default_value_t = DEFAULTS.limits.auth_failures_per_minute)]
+    pub auth_failures_per_minute: u32,
     /// Longest session ID accepted, in bytes.
     #[arg(long, env = "ERRAND_MAX_SESSION_ID_BYTES", default_value_t = DEFAULTS.limits.max_session_id_bytes)]
     pub max_session_id_bytes: usize,
@@ -226,6 +247,7 @@ impl Args {
                 max_streams_per_tenant: self.max_streams_per_tenant,
                 max_workers_per_tenant: self.max_workers_per_tenant,
                 submits_per_second_per_token: self.submits_per_second,
+                auth_failures_per_minute: self.auth_failures_per_minute,
                 stream_buffer: self.stream_buffer,
             },
             default_timeout: Duration::from_millis(self.default_timeout_ms),
@@ -239,6 +261,11 @@ impl Args {
                 max_pending_per_session: self.max_pending_per_session,
                 pool_size: self.database_pool_size,
                 connect_timeout: self.database_connect_timeout_ms.map(Duration::from_millis),
+            },
+            mcp: McpOptions {
+                default_session: self.mcp_default_session.clone(),
+                poll_interval: Duration::from_millis(self.mcp_poll_interval_ms),
+                allowed_hosts: self.mcp_allowed_host.clone(),
             },
             connections: Connections {
                 max_connections: self.max_connections,

@@ -114,6 +114,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
+    let mcp = match &args.mcp_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on --mcp-listen {a}"))?;
+            let local = l.local_addr()?;
+            if !local.ip().is_loopback() && tokens.is_none() && !args.allow_unauthenticated {
+                bail!(
+                    "refusing to serve MCP on {local} without authentication: pass --tokens-file, \
+                     listen on 127.0.0.1, or pass --allow-unauthenticated"
+                );
+            }
+            println!("errand mcp on http://{local}/mcp");
+            Some(l)
+        }
+        None => None,
+    };
     let store: SharedStore = match args.store {
         StoreKind::Sqlite => {
             let dir = args.data_dir.clone();
@@ -149,6 +166,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         tls,
         metrics,
         ui,
+        mcp,
         metrics_token,
     };
     server::serve_with(listener, config, store, options, shutdown_signal()).await?;

@@ -1,10 +1,14 @@
 //! The tonic interceptor that checks the bearer token in `authorization`
 //! metadata against the operator's [`Tokens`] and leaves a [`Caller`] in the
 //! request.
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use tonic::{Request, Status, service::Interceptor};
 
+use super::failed_auth::FailedAuth;
 use crate::{
     auth::{Caller, Role, Tokens},
     error::Error,
@@ -17,6 +21,7 @@ pub struct Auth {
     /// The role the service needs; `None`: any valid token.
     role: Option<Role>,
     service: &'static str,
+    failures: Option<Arc<FailedAuth>>,
 }
 
 impl Auth {
@@ -26,7 +31,34 @@ impl Auth {
             tokens,
             role,
             service,
+            failures: None,
         }
+    }
+
+    /// Counts, logs and throttles failed calls in `failures`.
+    pub fn with_failures(mut self, failures: Arc<FailedAuth>) -> Self {
+        self.failures = Some(failures);
+        self
+    }
+
+    /// [`Self::check`], with a failure recorded per peer; a peer past its
+    /// budget gets RESOURCE_EXHAUSTED and how long to wait.
+    fn check_counted<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
+        let result = self.check(request);
+        if let (Err(Error::Unauthenticated(reason)), Some(failures)) = (&result, &self.failures) {
+            let peer = request.remote_addr().map(|a| a.ip());
+            if let Err(wait) = failures.failed(peer, reason, Instant::now()) {
+                return Err(Error::RateLimited {
+                    message: format!(
+                        "too many calls without a valid token from this address ({reason}): \
+                         retry in {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                    retry_after: wait,
+                });
+            }
+        }
+        result
     }
 
     fn check<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
@@ -66,7 +98,7 @@ impl Auth {
 
 impl Interceptor for Auth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.check(&request)?;
+        let caller = self.check_counted(&request)?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }

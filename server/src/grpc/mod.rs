@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod completions;
 pub mod convert;
+pub mod failed_auth;
 pub mod listing;
 pub mod status_codes;
 pub mod tool_service;

@@ -1,0 +1,234 @@
+//! The MCP `ServerHandler` over errand's [`Agent`]: `tools/list`,
+//! `tools/call` (a task with the Tasks extension, else a wait for the
+//! result) and `tasks/get`, `tasks/update`, `tasks/cancel`, all on the
+//! store through `ToolService`'s code: no task lives only in this adapter.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use errand_proto::v1 as pb;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+        CreateTaskResult, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
+        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
+    },
+    service::RequestContext,
+};
+use tonic::Code;
+
+use super::{
+    agent::{Agent, is_final},
+    convert::{self, TaskTiming},
+};
+use crate::auth::Caller;
+
+/// The header that names the errand session of an MCP request.
+pub const SESSION_HEADER: &str = "errand-session";
+
+/// How the adapter behaves, the same for every request.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The session of requests without an `Errand-Session` header.
+    pub default_session: String,
+    pub timing: TaskTiming,
+}
+
+/// One handler per MCP connection (or stateless request).
+#[derive(Clone)]
+pub struct McpHandler {
+    agent: Arc<dyn Agent>,
+    settings: Arc<Settings>,
+}
+
+impl McpHandler {
+    pub fn new(agent: Arc<dyn Agent>, settings: Settings) -> Self {
+        Self {
+            agent,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The caller (put in the HTTP request by the auth layer; anonymous over
+    /// stdio, where the remote server checks the token) and the session.
+    fn who(&self, ctx: &RequestContext<RoleServer>) -> (Caller, String) {
+        let parts = ctx.extensions.get::<axum::http::request::Parts>();
+        let caller = parts
+            .and_then(|p| p.extensions.get::<Caller>().cloned())
+            .unwrap_or_else(Caller::anonymous);
+        let session = parts
+            .and_then(|p| p.headers.get(SESSION_HEADER))
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| self.settings.default_session.clone(), str::to_string);
+        (caller, session)
+    }
+
+    async fn wait_for_result(
+        &self,
+        caller: &Caller,
+        task: pb::Task,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // The run's timeout, plus slack for queueing and the result's trip.
+        let until =
+            Instant::now() + Duration::from_millis(task.timeout_ms) + Duration::from_secs(5);
+        let id = task.task_id.clone();
+        let task = tokio::select! {
+            t = self.agent.wait(caller, task, until) => t.map_err(|s| convert::error(&s))?,
+            _ = ctx.ct.cancelled() => {
+                // The client gave up: so does the task.
+                let _ = self.agent.cancel_task(caller, &id).await;
+                return Err(ErrorData::internal_error("the request was cancelled", None));
+            }
+        };
+        if !is_final(&task) {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "task {id} is still {} after its timeout; it was not cancelled",
+                convert::meta(&task).0[convert::META_KEY]["status"]
+            ))])
+            .into());
+        }
+        let result = convert::call_result(&task).unwrap_or_else(|| {
+            let mut r = CallToolResult::error(vec![ContentBlock::text(format!(
+                "CANCELLED: task {id} was cancelled"
+            ))]);
+            r.meta = Some(convert::meta(&task));
+            r
+        });
+        Ok(result.into())
+    }
+}
+
+impl ServerHandler for McpHandler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+        .with_server_info(Implementation::new("errand", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let (caller, _) = self.who(&ctx);
+        let tools = self
+            .agent
+            .list_tools(&caller)
+            .await
+            .map_err(|s| convert::error(&s))?;
+        Ok(ListToolsResult::with_all_items(
+            tools
+                .into_iter()
+                .map(|t| {
+                    Tool::new(
+                        t.name,
+                        convert::description(&t.description),
+                        convert::input_schema(&t.input_schema_json),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let (caller, session) = self.who(&ctx);
+        let as_task = ctx
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks());
+        let arguments_json = match &request.arguments {
+            Some(args) => serde_json::to_string(args)
+                .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?,
+            None => String::new(),
+        };
+        let submitted = self
+            .agent
+            .submit(
+                &caller,
+                pb::SubmitToolRequest {
+                    session_id: session,
+                    tool: request.name.to_string(),
+                    arguments_json,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let resp = match submitted {
+            Ok(resp) => resp,
+            // Arguments the schema refuses: a result the model can read and
+            // fix, with no task created.
+            Err(s) if s.code() == Code::InvalidArgument => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(
+                    s.message().to_string(),
+                )])
+                .into());
+            }
+            Err(s) => return Err(convert::error(&s)),
+        };
+        let task = resp
+            .task
+            .ok_or_else(|| ErrorData::internal_error("the submit returned no task", None))?;
+        if as_task {
+            let created =
+                CreateTaskResult::new(convert::task(&task, Some(resp.ack), self.settings.timing))
+                    .with_meta(convert::meta(&task));
+            return Ok(CallToolResponse::Task(created));
+        }
+        self.wait_for_result(&caller, task, &ctx).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let (caller, _) = self.who(&ctx);
+        let task = self
+            .agent
+            .get_task(&caller, &request.task_id)
+            .await
+            .map_err(|s| convert::error(&s))?;
+        let mut result = GetTaskResult::new(convert::detailed(&task, self.settings.timing));
+        result.meta = Some(convert::meta(&task));
+        Ok(result)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // errand never asks for input: the task must exist, nothing changes.
+        let (caller, _) = self.who(&ctx);
+        self.agent
+            .get_task(&caller, &request.task_id)
+            .await
+            .map_err(|s| convert::error(&s))?;
+        Ok(())
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let (caller, _) = self.who(&ctx);
+        match self.agent.cancel_task(&caller, &request.task_id).await {
+            // A finished task does not change; the ack is empty either way.
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::FailedPrecondition => Ok(()),
+            Err(s) => Err(convert::error(&s)),
+        }
+    }
+}
