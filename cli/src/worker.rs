@@ -50,6 +50,8 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             input_schema_json: args.schema,
             timeout_ms: args.timeout_ms,
             workers: 0,
+            queued: 0,
+            running: 0,
         }],
         max_concurrency: args.concurrency,
         token: options.token.clone(),

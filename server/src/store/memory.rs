@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Durable, Inserted, Store, StoreError};
+use super::{Durable, Inserted, Store, StoreError, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
@@ -113,6 +113,19 @@ impl Store for MemoryStore {
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
         Ok(self.lock().tasks.get(&task_id).cloned())
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        let mut tasks: Vec<TaskRecord> = inner
+            .tasks
+            .values()
+            .filter(|t| query.matches(t))
+            .cloned()
+            .collect();
+        query.sort(&mut tasks);
+        tasks.truncate(query.limit);
+        Ok(tasks)
     }
 
     async fn completions_after(
