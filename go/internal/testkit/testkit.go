@@ -5,6 +5,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -169,3 +170,27 @@ func (s *Stream) Stop() { s.cancel() }
 
 // Items is the raw channel, to check that nothing more arrived.
 func (s *Stream) Items() <-chan Item { return s.ch }
+
+// RequireRPC skips t when the server answers UNIMPLEMENTED for rpc
+// ("PendingDigest" or "ReadResult"): the test covers a feature of issue 17
+// that the server under test does not have yet, and runs as soon as it does.
+// Any other answer (NOT_FOUND for the probe's unknown task, say) means the
+// RPC exists. PendingDigest stands for its branch's whole part (delivery,
+// progress, SessionEvents, cancel reasons), ReadResult for the other's
+// (budgets, summaries, joins, fallbacks).
+func RequireRPC(t testing.TB, c *errand.Client, rpc string) {
+	t.Helper()
+	ctx := Ctx(t)
+	var err error
+	switch rpc {
+	case "PendingDigest":
+		_, err = c.PendingDigest(ctx, Name("probe"), 0)
+	case "ReadResult":
+		_, err = c.ReadResult(ctx, "00000000-0000-0000-0000-000000000000", 0, 0)
+	default:
+		t.Fatalf("RequireRPC: no probe for %s", rpc)
+	}
+	if errors.Is(err, errand.ErrUnimplemented) {
+		t.Skipf("the server under test (%s) lacks %s: %v", testserver.Bin(), rpc, err)
+	}
+}
