@@ -64,8 +64,9 @@ type InboxOption func(*inboxConfig)
 // session's acknowledged seq, as the server starts every stream there).
 func WithAfterSeq(seq uint64) InboxOption { return func(c *inboxConfig) { c.afterSeq = seq } }
 
-// WithCoalesceWindow sets how long WaitReady waits, once a completion is
-// ready, for others to arrive and share the turn (default 100 ms; 0: none).
+// WithCoalesceWindow sets how long Notify and WaitReady wait, once a
+// completion is ready, for others to arrive and share the turn (default
+// 100 ms; 0: none).
 func WithCoalesceWindow(d time.Duration) InboxOption {
 	return func(c *inboxConfig) {
 		if d >= 0 {
@@ -171,6 +172,18 @@ func (in *Inbox) loop(ctx context.Context) {
 	defer close(in.interrupts)
 	var interrupt, idle, silent []*Completion
 	var lastSeq uint64 // of the last completion received
+	// The coalescing window: Notify fires once it has passed since the first
+	// completion that became ready, so completions arriving together share a turn.
+	var window <-chan time.Time
+	notify := func() {
+		if len(interrupt)+len(idle) == 0 {
+			return // taken meanwhile
+		}
+		select {
+		case in.signal <- struct{}{}:
+		default:
+		}
+	}
 	for {
 		var out chan *Completion
 		var head *Completion
@@ -192,12 +205,16 @@ func (in *Inbox) loop(ctx context.Context) {
 			default:
 				idle = append(idle, comp)
 			}
-			if comp.Delivery != DeliverySilent {
-				select {
-				case in.signal <- struct{}{}:
-				default:
+			if comp.Delivery != DeliverySilent && window == nil {
+				if in.cfg.window == 0 {
+					notify()
+				} else {
+					window = time.After(in.cfg.window)
 				}
 			}
+		case <-window:
+			window = nil
+			notify()
 		case out <- head:
 			interrupt = interrupt[1:]
 		case r := <-in.reqs:
@@ -260,10 +277,17 @@ func (in *Inbox) Silent() []*Completion {
 	return rep.items
 }
 
-// WaitReady waits until a completion is ready, then for the coalescing
-// window (WithCoalesceWindow) so that completions arriving together share a
-// turn, and drains them as Ready does. Errors: ctx's error; the stream's
-// final error (Err) once it ended and nothing is left; ErrInboxClosed.
+// Notify receives a value when completions are ready for Ready(): the
+// coalescing window (WithCoalesceWindow) after the first of them arrived, so
+// that completions arriving together share a turn. Wake-ups merge (the
+// channel holds one), and one may find Ready() empty if Interrupts() took its
+// completion. Select on it in an agent loop that also waits for user input;
+// WaitReady consumes the same signal, so use one or the other.
+func (in *Inbox) Notify() <-chan struct{} { return in.signal }
+
+// WaitReady returns the completions Ready() holds, or waits for some (see
+// Notify). Errors: ctx's error; the stream's final error (Err) once it ended
+// and nothing is left; ErrInboxClosed.
 func (in *Inbox) WaitReady(ctx context.Context) ([]*Completion, error) {
 	for {
 		if got := in.Ready(); len(got) > 0 {
@@ -271,15 +295,6 @@ func (in *Inbox) WaitReady(ctx context.Context) ([]*Completion, error) {
 		}
 		select {
 		case <-in.signal:
-			if in.cfg.window > 0 {
-				t := time.NewTimer(in.cfg.window)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return nil, ctx.Err()
-				}
-			}
 		case <-in.streamDone:
 			select {
 			case <-in.loopDone: // closed: the stream's error is just that
