@@ -145,3 +145,30 @@ func TestInboxReportsTheStreamsEnd(t *testing.T) {
 		t.Errorf("WaitReady after the end = %v, want ErrPermissionDenied", err)
 	}
 }
+
+func TestInboxNotifyWakesAnIdleAgent(t *testing.T) {
+	f := &fakeTools{hold: make(chan struct{})}
+	f.events = func(*pb.SessionEventsRequest, int) ([]*pb.SessionEvent, error) {
+		return []*pb.SessionEvent{comp(1, "a", pSilent), comp(2, "b", pIdle), comp(3, "c", pIdle)}, nil
+	}
+	c := dialFake(t, f)
+	ctx := testkit.Ctx(t)
+	in := c.NewInbox(ctx, "s", errand.WithCoalesceWindow(0))
+	defer in.Close()
+	var got []*errand.Completion
+	for len(got) < 2 {
+		select {
+		case <-in.Notify():
+			got = append(got, in.Ready()...)
+		case <-ctx.Done():
+			t.Fatalf("Notify did not fire for the idle completions (got %s)", seqs(got))
+		}
+	}
+	if seqs(got) != "2when_idle 3when_idle " {
+		t.Errorf("ready after Notify = %s", seqs(got))
+	}
+	// The silent one woke nobody but is there for the next user message.
+	if s := seqs(in.Silent()); s != "1silent " {
+		t.Errorf("silent = %s", s)
+	}
+}

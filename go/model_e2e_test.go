@@ -90,6 +90,15 @@ func TestE2EDeliveryPoliciesReachTheInbox(t *testing.T) {
 		w.Handle(plain, "Echo.", nil, echo)
 	})
 	ctx := testkit.Ctx(t)
+	tools, err := c.ListTools(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range tools {
+		if tool.Name == quiet && tool.Delivery != errand.DeliverySilent {
+			t.Errorf("ListTools: %s has delivery %v, registered silent", quiet, tool.Delivery)
+		}
+	}
 	session := testkit.Name("session")
 	stream := testkit.Follow(t, c, session, 0)
 	// One at a time, so the seqs are known: 1 silent (the tool's), 2 idle

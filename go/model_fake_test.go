@@ -261,6 +261,17 @@ func TestReadFullResultPages(t *testing.T) {
 	if full, err := c.CompletionResult(ctx, trunc); err != nil || !bytes.Equal(full, []byte(big)) {
 		t.Errorf("CompletionResult(truncated) = %d bytes, %v", len(full), err)
 	}
+	byRef := &errand.Completion{TaskID: "big", Status: errand.StatusSucceeded, ResultBytes: uint64(len(big))}
+	if byRef.ResultInline() {
+		t.Error("a completion without its result (by reference) reports it inline")
+	}
+	if full, err := c.CompletionResult(ctx, byRef); err != nil || !bytes.Equal(full, []byte(big)) {
+		t.Errorf("CompletionResult(by reference) = %d bytes, %v", len(full), err)
+	}
+	failed := &errand.Completion{TaskID: "big", Status: errand.StatusFailed, Error: &errand.ToolError{Code: "tool_error", Message: "x"}}
+	if _, err := c.CompletionResult(ctx, failed); err == nil || err.Error() != "tool_error: x" {
+		t.Errorf("CompletionResult(failed) = %v, want its ToolError", err)
+	}
 	inline := &errand.Completion{TaskID: "other", Status: errand.StatusSucceeded, Result: json.RawMessage(`1`), ResultBytes: 1}
 	if r, err := c.CompletionResult(ctx, inline); err != nil || string(r) != "1" {
 		t.Errorf("CompletionResult(inline) = %s, %v (must not call ReadResult)", r, err)
