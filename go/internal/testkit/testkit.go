@@ -180,6 +180,20 @@ func (s *Stream) Items() <-chan Item { return s.ch }
 // (budgets, summaries, joins, fallbacks).
 func RequireRPC(t testing.TB, c *errand.Client, rpc string) {
 	t.Helper()
+	if err := probe(t, c, rpc); err != nil {
+		t.Skipf("the server under test (%s) lacks %s: %v", testserver.Bin(), rpc, err)
+	}
+}
+
+// HasRPC reports whether the server implements rpc, probed as RequireRPC does.
+func HasRPC(t testing.TB, c *errand.Client, rpc string) bool {
+	t.Helper()
+	return probe(t, c, rpc) == nil
+}
+
+// probe returns the UNIMPLEMENTED error the server answers for rpc, or nil.
+func probe(t testing.TB, c *errand.Client, rpc string) error {
+	t.Helper()
 	ctx := Ctx(t)
 	var err error
 	switch rpc {
@@ -188,9 +202,10 @@ func RequireRPC(t testing.TB, c *errand.Client, rpc string) {
 	case "ReadResult":
 		_, err = c.ReadResult(ctx, "00000000-0000-0000-0000-000000000000", 0, 0)
 	default:
-		t.Fatalf("RequireRPC: no probe for %s", rpc)
+		t.Fatalf("testkit: no probe for %s", rpc)
 	}
 	if errors.Is(err, errand.ErrUnimplemented) {
-		t.Skipf("the server under test (%s) lacks %s: %v", testserver.Bin(), rpc, err)
+		return err
 	}
+	return nil
 }
