@@ -84,6 +84,7 @@ func (s *eventStream) nextCompletion(t *testing.T) *errand.Completion {
 func TestE2EDeliveryPoliciesReachTheInbox(t *testing.T) {
 	c := testkit.Dial(t, testkit.Addr())
 	testkit.RequireRPC(t, c, "PendingDigest")
+	testkit.RequireRPC(t, c, "SessionEvents")
 	quiet, plain := testkit.Name("quiet"), testkit.Name("plain")
 	testkit.StartWorker(t, c, func(w *worker.Worker) {
 		w.Handle(quiet, "Echo, silent by default.", nil, echo, worker.WithDelivery(errand.DeliverySilent))
@@ -356,8 +357,8 @@ func TestE2EResultBudgetAndReadResult(t *testing.T) {
 		t.Errorf("completion under a larger budget: truncated %v, %d of %d bytes inline", whole.ResultTruncated, len(whole.Result), whole.ResultBytes)
 	}
 	// By reference, SessionEvents leaves every result off, the whole one too
-	// (SessionEvents comes with the other server part: checked once it is in).
-	if testkit.HasRPC(t, c, "PendingDigest") {
+	// (checked once the server has SessionEvents).
+	if testkit.HasRPC(t, c, "SessionEvents") {
 		byRef := followEvents(t, c, session, whole.Seq-1, errand.WithResultsByReference())
 		got := byRef.nextCompletion(t)
 		if got.Seq != whole.Seq || len(got.Result) != 0 || got.ResultBytes != whole.ResultBytes || got.ResultInline() {
