@@ -259,6 +259,8 @@ func TestE2EJoinInFlight(t *testing.T) {
 			joined++
 			if ack.Text == "" {
 				t.Error("a joined ack has no text for the model")
+			} else if joined == 1 {
+				t.Logf("joined ack text: %s", ack.Text)
 			}
 		}
 	}
@@ -329,6 +331,7 @@ func TestE2EResultBudgetAndReadResult(t *testing.T) {
 		t.Fatalf("completion: truncated %v, %d bytes, %d inline; want truncated, %d bytes, none inline",
 			got.ResultTruncated, got.ResultBytes, len(got.Result), len(result))
 	}
+	t.Logf("truncated completion message: %.600s", got.Message)
 	if len(got.ResultPreview) == 0 || len(got.ResultPreview) > 16384 || got.Message == "" {
 		t.Errorf("preview of %d bytes (budget 16384), message %q", len(got.ResultPreview), got.Message)
 	}
@@ -427,6 +430,7 @@ func TestE2EFallbacks(t *testing.T) {
 	}
 	got := stream.Next(t)
 	recv(t, lastRuns, "the fallback's run")
+	t.Logf("fallback completion message: %s", got.Message)
 	if got.Status != errand.StatusSucceeded || got.Fallback == nil || got.Fallback.Tool != last ||
 		got.Fallback.PrimaryStatus != errand.StatusFailed || got.Fallback.PrimaryError == nil || got.Message == "" {
 		t.Errorf("completion answered by a fallback tool = %+v (fallback %+v)", got, got.Fallback)
@@ -456,6 +460,7 @@ func TestE2EFallbacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = stream.Next(t)
+	t.Logf("stale completion message: %s", got.Message)
 	if got.Status != errand.StatusSucceeded || got.Fallback == nil || got.Fallback.PrimaryStatus != errand.StatusTimedOut ||
 		got.Fallback.TaskID != good.TaskID || got.Fallback.LastGoodAge <= 0 || got.Fallback.Tool != "" || string(got.Result) != `{"v":1}` {
 		t.Errorf("completion answered by the last good result = %v %s, fallback %+v", got.Status, got.Result, got.Fallback)
