@@ -208,6 +208,7 @@ func TestE2ECancelWithReason(t *testing.T) {
 		t.Errorf("handler's cause = %v, want ErrCancelled with the reason", cause)
 	}
 	got := stream.Next(t)
+	t.Logf("cancelled completion message: %s", got.Message)
 	if got.Status != errand.StatusCancelled || !strings.Contains(got.Message, reason) {
 		t.Errorf("completion = %v %q, want cancelled with the reason in its message", got.Status, got.Message)
 	}

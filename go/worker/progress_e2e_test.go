@@ -91,6 +91,7 @@ func TestE2EProgressReachesSessionEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("digest text: %s", d.Text)
 		if d.PendingCount != 1 || len(d.Pending) != 1 || d.Pending[0].ID != ack.TaskID || d.Pending[0].Progress == nil || d.Text == "" {
 			t.Errorf("digest mid-task = %+v", d)
 		}
@@ -130,7 +131,8 @@ func TestE2EResumeDetailReachesTheNextAttempt(t *testing.T) {
 	lost := testkit.Dial(t, testkit.Addr())
 	runCtx, stop := context.WithCancel(context.Background())
 	defer stop()
-	w1 := worker.New(lost, worker.WithName("first"))
+	registered := make(chan string, 4)
+	w1 := worker.New(lost, worker.WithName("first"), worker.OnRegistered(func(id string) { registered <- id }))
 	w1.Handle(tool, "Resumable.", nil, func(ctx context.Context, _ json.RawMessage) (any, error) {
 		if err := worker.Progress(ctx, 3, 10, "page 3", map[string]int{"page": 3}); err != nil {
 			return nil, err
@@ -140,6 +142,7 @@ func TestE2EResumeDetailReachesTheNextAttempt(t *testing.T) {
 	})
 	ran := make(chan error, 1)
 	go func() { ran <- w1.Run(runCtx) }()
+	await(t, registered, "the first worker's registration")
 	ack, err := c.Submit(ctx, session, tool, nil)
 	if err != nil {
 		t.Fatal(err)
