@@ -166,6 +166,9 @@ func TestE2EDeliveryPoliciesReachTheInbox(t *testing.T) {
 	if got := events.nextCompletion(t); got.Seq != 5 {
 		t.Errorf("first completion after the ack = seq %d, want 5", got.Seq)
 	}
+	if _, err := c.Submit(ctx, session, plain, nil, errand.WithDelivery(errand.Delivery(9))); !errors.Is(err, errand.ErrInvalidArgument) {
+		t.Errorf("an unknown delivery = %v, want ErrInvalidArgument", err)
+	}
 	// Acknowledgement is monotonic.
 	if a, err := c.Acknowledge(ctx, session, 2); err != nil || a.Seq != 4 {
 		t.Errorf("Acknowledge(2) after 4 = %+v, %v; want Seq 4", a, err)

@@ -6,6 +6,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	errand "github.com/errand-dev/errand/go"
@@ -170,5 +171,30 @@ func TestE2EResumeDetailReachesTheNextAttempt(t *testing.T) {
 				ev.Completion.Status, ev.Completion.Result, ev.Completion.Attempts)
 		}
 		break
+	}
+}
+
+func TestE2ERegisterRefusesBadPolicies(t *testing.T) {
+	c := testkit.Dial(t, testkit.Addr())
+	testkit.RequireRPC(t, c, "ReadResult")
+	noop := func(context.Context, json.RawMessage) (any, error) { return nil, nil }
+	type badPolicy struct {
+		what string
+		opt  func(name string) worker.ToolOption
+	}
+	cases := []badPolicy{
+		{"a budget above the maximum", func(string) worker.ToolOption { return worker.WithResultBudget(1 << 40) }},
+		{"a fallback to itself", func(name string) worker.ToolOption { return worker.WithFallbackTool(name) }},
+	}
+	if testkit.HasRPC(t, c, "SessionEvents") { // delivery comes with the stream's server part
+		cases = append(cases, badPolicy{"an unknown delivery", func(string) worker.ToolOption { return worker.WithDelivery(errand.Delivery(9)) }})
+	}
+	for _, tc := range cases {
+		w := worker.New(c)
+		name := testkit.Name("bad_policy")
+		w.Handle(name, "Refused.", nil, noop, tc.opt(name))
+		if err := w.Run(testkit.Ctx(t)); !errors.Is(err, errand.ErrInvalidArgument) {
+			t.Errorf("Run with %s = %v, want ErrInvalidArgument", tc.what, err)
+		}
 	}
 }
