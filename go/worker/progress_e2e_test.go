@@ -176,7 +176,10 @@ func TestE2EResumeDetailReachesTheNextAttempt(t *testing.T) {
 
 func TestE2ERegisterRefusesBadPolicies(t *testing.T) {
 	c := testkit.Dial(t, testkit.Addr())
+	// Budgets and fallbacks come with ReadResult's server part, their checks
+	// at registration (and delivery) with SessionEvents'.
 	testkit.RequireRPC(t, c, "ReadResult")
+	testkit.RequireRPC(t, c, "SessionEvents")
 	noop := func(context.Context, json.RawMessage) (any, error) { return nil, nil }
 	type badPolicy struct {
 		what string
@@ -185,9 +188,7 @@ func TestE2ERegisterRefusesBadPolicies(t *testing.T) {
 	cases := []badPolicy{
 		{"a budget above the maximum", func(string) worker.ToolOption { return worker.WithResultBudget(1 << 40) }},
 		{"a fallback to itself", func(name string) worker.ToolOption { return worker.WithFallbackTool(name) }},
-	}
-	if testkit.HasRPC(t, c, "SessionEvents") { // delivery comes with the stream's server part
-		cases = append(cases, badPolicy{"an unknown delivery", func(string) worker.ToolOption { return worker.WithDelivery(errand.Delivery(9)) }})
+		{"an unknown delivery", func(string) worker.ToolOption { return worker.WithDelivery(errand.Delivery(9)) }},
 	}
 	for _, tc := range cases {
 		w := worker.New(c)
