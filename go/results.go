@@ -92,7 +92,7 @@ func (c *Client) ReadFullResult(ctx context.Context, taskID string) (json.RawMes
 		switch {
 		case len(buf) == 0 && ch.Offset == 0:
 			total = ch.TotalBytes
-			buf = make([]byte, 0, total)
+			buf = make([]byte, 0, min(total, 16<<20)) // the announced size, within reason
 		case ch.Offset != uint64(len(buf)) || ch.TotalBytes != total:
 			return nil, fmt.Errorf("errand: ReadResult %s: page at offset %d of %d bytes after %d of %d (%w)",
 				taskID, ch.Offset, ch.TotalBytes, len(buf), total, ErrInternal)
