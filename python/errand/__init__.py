@@ -31,8 +31,8 @@ from errand.agent import (
     default_user_text,
     prune_history,
 )
-from errand.aio import AsyncClient, AsyncCompletionStream
-from errand.client import Client, CompletionStream
+from errand.aio import AsyncClient, AsyncCompletionStream, AsyncSessionEventStream
+from errand.client import Client, CompletionStream, SessionEventStream
 from errand.errors import (
     AlreadyExists,
     Cancelled,
@@ -42,6 +42,7 @@ from errand.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     RpcError,
@@ -49,6 +50,7 @@ from errand.errors import (
     ToolFailure,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from errand.manager import AsyncTaskResult, AsyncToolManager
 from errand.specs import (
@@ -61,8 +63,30 @@ from errand.specs import (
 )
 from errand.sync_agent import SyncAgent
 from errand.tool import ToolDef, async_tool, schema_for_function, schema_for_type
-from errand.types import Ack, Completion, Task, TaskStatus, ToolError, ToolInfo
-from errand.worker import TaskContext, Worker, current_task
+from errand.types import (
+    Ack,
+    Completion,
+    DedupPolicy,
+    DeliveryPolicy,
+    Fallback,
+    FallbackUsed,
+    PendingDigest,
+    Progress,
+    ResultChunk,
+    SessionEvent,
+    Task,
+    TaskStatus,
+    ToolError,
+    ToolInfo,
+)
+from errand.worker import (
+    Summarized,
+    TaskContext,
+    Worker,
+    current_task,
+    report_progress,
+    resume_detail,
+)
 
 __version__ = "0.1.0"
 
@@ -73,6 +97,7 @@ __all__ = [
     "AsyncAgent",
     "AsyncClient",
     "AsyncCompletionStream",
+    "AsyncSessionEventStream",
     "AsyncTaskResult",
     "AsyncToolManager",
     "Cancelled",
@@ -81,17 +106,28 @@ __all__ = [
     "Completion",
     "CompletionStream",
     "DeadlineExceeded",
+    "DedupPolicy",
+    "DeliveryPolicy",
     "ErrandError",
     "FailedPrecondition",
+    "Fallback",
+    "FallbackUsed",
     "InvalidArgument",
     "NotFound",
+    "OutOfRange",
+    "PendingDigest",
     "PermissionDenied",
+    "Progress",
     "ResourceExhausted",
+    "ResultChunk",
     "RpcError",
+    "SessionEvent",
+    "SessionEventStream",
+    "Summarized",
     "SyncAgent",
     "Task",
-    "TaskFailed",
     "TaskContext",
+    "TaskFailed",
     "TaskStatus",
     "ToolDef",
     "ToolError",
@@ -99,6 +135,7 @@ __all__ = [
     "ToolInfo",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "Worker",
     "anthropic_tools",
     "async_tool",
@@ -111,6 +148,8 @@ __all__ = [
     "openai_responses_tools",
     "openai_tools",
     "prune_history",
+    "report_progress",
+    "resume_detail",
     "schema_for_function",
     "schema_for_type",
     "strict_schema",

@@ -19,6 +19,15 @@ A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
 `threading.Event`) so that cancellation reaches it. An `async def` tool is
 cancelled with `asyncio.CancelledError`.
+
+A long tool reports progress with `report_progress(progress, total, message,
+detail)` (the module function, or the method of `current_task()`), from a
+thread or a coroutine alike; the server passes the latest to the session
+(at most one per interval) and hands the last `detail` of a lost run to the
+next attempt as `resume_detail()`, so the tool can pick up where it was.
+A tool that returns `Summarized(value, summary)` sends `summary` with its
+result: the model sees it instead of a cut preview when the result is over
+its budget.
 """
 
 from __future__ import annotations
@@ -50,7 +59,17 @@ from errand.v1 import errand_pb2_grpc as pb_grpc
 
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
 
-__all__ = ["TaskContext", "Worker", "current_task"]
+__all__ = [
+    "Summarized",
+    "TaskContext",
+    "Worker",
+    "current_task",
+    "report_progress",
+    "resume_detail",
+]
+
+#: Most bytes of a progress detail_json (the server's limit).
+MAX_DETAIL_BYTES = 64 * 1024
 
 log = logging.getLogger("errand.worker")
 
@@ -68,9 +87,78 @@ class TaskContext:
     #: long-running plain functions. `cancel_reason` then says which.
     cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
     cancel_reason: str = ""
+    #: The detail_json the last run of this task reported before it was lost
+    #: ("" on a first attempt or when none was reported); see `resume_detail`.
+    resume_detail_json: str = ""
+    #: Sends one WorkerMessage from any thread (set by the worker).
+    _send: Optional[Callable[[pb.WorkerMessage], None]] = dataclasses.field(
+        default=None, repr=False
+    )
 
     def is_cancelled(self) -> bool:
         return self.cancelled.is_set()
+
+    @property
+    def resume_detail(self) -> Any:
+        """The parsed `resume_detail_json` (what an earlier attempt passed as
+        `detail`), or None."""
+        return json.loads(self.resume_detail_json) if self.resume_detail_json else None
+
+    def report_progress(
+        self,
+        progress: float = 0.0,
+        total: float = 0.0,
+        message: str = "",
+        detail: Any = None,
+    ) -> None:
+        """Report how far the task is (from the tool's thread or coroutine).
+
+        Args:
+            progress: work done, in the tool's own unit (0: unknown).
+            total: total work in the same unit (0: unknown).
+            message: a short status for people and the model (cut at 1 KiB by
+                the server).
+            detail: JSON-serialisable state to resume from (at most 64 KiB
+                as JSON): a later attempt gets it as `resume_detail`.
+
+        Never blocks; a report after the task was cancelled is dropped.
+        Raises ValueError for a negative value or a detail that is not JSON
+        or is too large.
+        """
+        if progress < 0 or total < 0:
+            raise ValueError("progress and total must be >= 0 (0: unknown)")
+        detail_json = ""
+        if detail is not None:
+            detail_json = json.dumps(detail, default=_to_json, ensure_ascii=False)
+            size = len(detail_json.encode())
+            if size > MAX_DETAIL_BYTES:
+                raise ValueError(
+                    f"a progress detail is at most {MAX_DETAIL_BYTES} bytes as JSON; got {size}"
+                )
+        if self._send is None or self.cancelled.is_set():
+            return
+        self._send(
+            pb.WorkerMessage(
+                progress=pb.Progress(
+                    task_id=self.task_id,
+                    attempt=self.attempt,
+                    progress=float(progress),
+                    total=float(total),
+                    message=message,
+                    detail_json=detail_json,
+                )
+            )
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Summarized:
+    """A tool's return value with a short `summary` for the model, which the
+    server shows instead of a cut preview when the value is over the
+    result budget (keep it within the budget)."""
+
+    value: Any
+    summary: str
 
 
 _current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar(
@@ -81,6 +169,22 @@ _current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar
 def current_task() -> Optional[TaskContext]:
     """The task of the tool call running in this thread or asyncio task, or None."""
     return _current.get()
+
+
+def report_progress(
+    progress: float = 0.0, total: float = 0.0, message: str = "", detail: Any = None
+) -> None:
+    """`current_task().report_progress(...)`; raises RuntimeError outside a tool call."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError("report_progress() is for a tool call that a Worker runs")
+    ctx.report_progress(progress, total, message, detail)
+
+
+def resume_detail() -> Any:
+    """What an earlier attempt of the running task reported as `detail` (None if nothing)."""
+    ctx = _current.get()
+    return ctx.resume_detail if ctx is not None else None
 
 
 class _Running:
@@ -334,6 +438,11 @@ class Worker:
                 description=t.description,
                 input_schema_json=t.input_schema_json,
                 timeout_ms=t.timeout_ms,
+                delivery=int(t.delivery),  # type: ignore[arg-type]
+                dedup=int(t.dedup),  # type: ignore[arg-type]
+                result_budget_bytes=t.result_budget_bytes,
+                fallback=t.fallback.to_pb() if t.fallback is not None else None,
+                cancellable_by_model=t.cancellable_by_model,
             )
             for t in self._tools.values()
         ]
@@ -405,6 +514,8 @@ class Worker:
             tool=assignment.tool,
             attempt=assignment.attempt,
             timeout_ms=assignment.timeout_ms,
+            resume_detail_json=assignment.resume_detail_json,
+            _send=self._sender(outgoing),
         )
         entry = _Running(ctx)
         running[ctx.task_id] = entry
@@ -422,6 +533,23 @@ class Worker:
             outgoing.put_nowait(pb.WorkerMessage(result=result))
 
         entry.task = asyncio.ensure_future(body())
+
+    def _sender(
+        self, outgoing: asyncio.Queue[Optional[pb.WorkerMessage]]
+    ) -> Callable[[pb.WorkerMessage], None]:
+        """Puts a message on this connection's stream, from the loop or any thread."""
+        loop = asyncio.get_running_loop()
+
+        def send(msg: pb.WorkerMessage) -> None:
+            if running_loop_is(loop):
+                outgoing.put_nowait(msg)
+            elif not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(outgoing.put_nowait, msg)
+                except RuntimeError:
+                    pass  # the loop closed meanwhile: the connection is gone
+
+        return send
 
     async def _execute(
         self, assignment: pb.Assignment, ctx: TaskContext, executor: ThreadPoolExecutor
@@ -462,11 +590,23 @@ class Worker:
         except Exception as exc:
             log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
             return failed("tool_error", f"{type(exc).__name__}: {exc}")
+        summary = ""
+        if isinstance(value, Summarized):
+            value, summary = value.value, value.summary
         try:
             result_json = json.dumps(value, default=_to_json, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             return failed("tool_error", f"the result is not JSON serialisable: {exc}")
-        return pb.TaskResult(task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt)
+        return pb.TaskResult(
+            task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
+        )
+
+
+def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class _StreamEnded(ErrandError):
