@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from errand import AsyncClient, Completion, DeliveryPolicy, PendingDigest, Progress, TaskStatus
 from errand.errors import Unimplemented
@@ -170,3 +170,29 @@ class InterruptibleModel(ScriptedModel):
                 await self._interrupted.wait()
 
         await asyncio.wait_for(wait(), TIMEOUT)
+
+
+class Statuses:
+    """`on_status` of an AsyncAgent that the test can await."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, list[Any]]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, status: str, items: list[Any]) -> None:
+        self.seen.append((status, list(items)))
+        self._changed.set()
+
+    async def until(self, check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+        async def wait() -> None:
+            while not check():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    def count(self, status: str) -> int:
+        return sum(1 for s, _ in self.seen if s == status)
+
+    def items(self, status: str) -> list[Any]:
+        return [item for s, items in self.seen if s == status for item in items]

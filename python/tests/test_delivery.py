@@ -18,34 +18,21 @@ import pytest
 
 from errand import AsyncAgent, DeliveryPolicy, Progress
 
-from .fakes import TIMEOUT, FakeSession, InterruptibleModel, ScriptedModel, completion, progress
+from .fakes import (
+    TIMEOUT,
+    FakeSession,
+    InterruptibleModel,
+    ScriptedModel,
+    Statuses,
+    completion,
+    progress,
+)
 
 INTERRUPT, WHEN_IDLE, SILENT = (
     DeliveryPolicy.INTERRUPT,
     DeliveryPolicy.WHEN_IDLE,
     DeliveryPolicy.SILENT,
 )
-
-
-class Statuses:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, list[Any]]] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, status: str, items: list[Any]) -> None:
-        self.seen.append((status, list(items)))
-        self._changed.set()
-
-    async def until(self, check: Callable[[], bool]) -> None:
-        async def wait() -> None:
-            while not check():
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(wait(), TIMEOUT)
-
-    def count(self, status: str) -> int:
-        return sum(1 for s, _ in self.seen if s == status)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
