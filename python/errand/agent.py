@@ -244,6 +244,7 @@ class AsyncAgent(TurnLoop):
         self._handoffs: set[asyncio.Task[None]] = set()
         if self.manager is not None:
             self.manager.add_done_callback(self.on_result)
+            self.manager.add_progress_callback(self._progress_from_thread)
 
     # -- running on a loop, from asyncio or from blocking code ----------------------
     def _dual(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Any:
@@ -299,6 +300,7 @@ class AsyncAgent(TurnLoop):
             self._closed = True
             if self.manager is not None:
                 self.manager.remove_done_callback(self.on_result)
+                self.manager.remove_progress_callback(self._progress_from_thread)
             return _done() if running_loop() is not None else None
         result = self._dual(self._close)
         if self._own_loop is not None and running_loop() is None:
@@ -310,6 +312,7 @@ class AsyncAgent(TurnLoop):
         self._closed = True
         if self.manager is not None:
             self.manager.remove_done_callback(self.on_result)
+            self.manager.remove_progress_callback(self._progress_from_thread)
         if self._stream is not None:
             await self._stream.aclose()
         for task in (self._listener, self._runner):
@@ -507,6 +510,17 @@ class AsyncAgent(TurnLoop):
         if busy:
             self._queued_while_busy = True
             await self._status(QUEUED, [completion])
+
+    def _progress_from_thread(self, progress: Progress) -> None:
+        """The manager's progress callback: hand the report to the agent's loop
+        (dropped before the agent starts: progress is not durable anyway)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.on_progress(progress), loop)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
 
     async def on_progress(self, progress: Progress) -> None:
         """A running task's progress: to `on_status("progress", [progress])`, never a turn."""
