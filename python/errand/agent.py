@@ -97,6 +97,19 @@ __all__ = [
 log = logging.getLogger("errand.agent")
 
 StatusCallback = Callable[[str, Sequence[Any]], Any]
+
+#: `Client.submit`'s options (the other keywords of `AsyncAgent.submit` are arguments).
+SUBMIT_OPTIONS = frozenset(
+    {
+        "timeout_ms",
+        "idempotency_key",
+        "delivery",
+        "dedup",
+        "result_budget_bytes",
+        "fallback_tool",
+        "fallback_last_good_max_age_ms",
+    }
+)
 M = TypeVar("M")
 T = TypeVar("T")
 
@@ -396,7 +409,11 @@ class AsyncAgent(TurnLoop):
             )
             return ack
         assert self.manager is not None
-        return await asyncio.to_thread(self.manager.submit_call, tool, {**arguments, **options})
+        # As with a client: submit's own options by name, the rest are arguments.
+        own = {k: options.pop(k) for k in list(options) if k in SUBMIT_OPTIONS}
+        return await asyncio.to_thread(
+            self.manager.submit_call, tool, {**arguments, **options}, **own
+        )
 
     def send(self, message: str) -> Any:
         """Run a turn with the user's `message`, ahead of any pending results.

@@ -229,11 +229,13 @@ class AsyncToolManager(Worker):
             self.add_tool(fn)
         return self.submit_call(tool_name, kwargs).task_id
 
-    def submit_call(self, tool_name: str, arguments: dict[str, Any]) -> Ack:
-        """Submit one call (arguments as a mapping) and return the whole `Ack`."""
+    def submit_call(self, tool_name: str, arguments: dict[str, Any], **options: Any) -> Ack:
+        """Submit one call (arguments as a mapping) and return the whole `Ack`;
+        `options` are `Client.submit`'s (delivery=, dedup=, ...)."""
         self.ensure_started()
         plain = json.loads(json.dumps(arguments, default=_to_json))
-        return self.client.submit(tool_name, plain)
+        ack: Ack = self.client.submit(tool_name, plain, **options)
+        return ack
 
     def get_task(self, task_id: str) -> Task:
         """A task's state (QUEUED, RUNNING, SUCCEEDED, ...)."""

@@ -90,3 +90,27 @@ def test_the_async_notice_is_the_servers(server: str) -> None:
         assert noted.__doc__ is not None and noted.__doc__.endswith(ASYNC_NOTICE)
     finally:
         manager.stop()
+
+
+def test_an_agent_on_a_manager_passes_submit_options_as_options(server: str) -> None:
+    """`agent.submit(tool, x=1, timeout_ms=...)`: the submit's own options by name, the
+    rest as arguments, with a manager as with a client."""
+    manager = AsyncToolManager(max_workers=1, session_id=unique("session"))
+
+    @async_tool(manager)
+    def echo(x: int) -> int:
+        return x
+
+    class Agent:
+        async def send(self, message: str) -> str:
+            return "ok"
+
+    async def scenario() -> None:
+        async with AsyncAgent(Agent(), manager) as agent:
+            ack = await agent.submit("echo", x=1, timeout_ms=7000)
+            assert ack.task.arguments == {"x": 1} and ack.task.timeout_ms == 7000
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), EVENT_TIMEOUT))
+    finally:
+        manager.stop()

@@ -275,24 +275,46 @@ def test_a_large_result_arrives_as_a_preview_and_pages_back_byte_for_byte(
 
     start_worker(report)
     expected = json.dumps(value, ensure_ascii=False).encode()
-    with Client(server, session_id=unique("session")) as client:
-        with client.session_events(results_by_reference=True, include_progress=False) as events:
-            plain = client.submit(name_of(report))
-            done = next(events)
-            assert isinstance(done, Completion) and done.task_id == plain.task_id
-            assert done.result_truncated and done.result_json in (None, "")
-            assert done.result_bytes == len(expected)
-            assert 0 < len(done.result_preview.encode()) <= 16 * 1024
-            full = client.read_full_result(plain.task_id, chunk_bytes=100_000)
-            assert hashlib.sha256(full.encode()).hexdigest() == hashlib.sha256(expected).hexdigest()
-            summed = client.submit(name_of(report), summarize=True)
-            done = next(events)
-            assert done.task_id == summed.task_id and done.result_preview == "a one-line summary"
-        with client.session_events(include_progress=False, after_seq=done.seq) as events:
-            whole = client.submit(name_of(report), result_budget_bytes=2 << 20)
-            done = next(events)
-        assert isinstance(done, Completion) and done.task_id == whole.task_id
+    client = Client(server, session_id=unique("session"))
+    with client, client.completions() as completions:
+        plain = client.submit(name_of(report))
+        done = next(completions)
+        assert done.task_id == plain.task_id
+        assert done.result_truncated and done.result_json in (None, "")
+        assert done.result_bytes == len(expected)
+        assert 0 < len(done.result_preview.encode()) <= 16 * 1024  # the default budget
+        assert str(len(expected)) in done.message  # the full size, and how to read it
+        full = client.read_full_result(plain.task_id, chunk_bytes=100_000)
+        assert hashlib.sha256(full.encode()).digest() == hashlib.sha256(expected).digest()
+        summed = client.submit(name_of(report), summarize=True)
+        done = next(completions)
+        assert done.task_id == summed.task_id and done.result_preview == "a one-line summary"
+        whole = client.submit(name_of(report), result_budget_bytes=2 << 20)
+        done = next(completions)
+        assert done.task_id == whole.task_id
         assert not done.result_truncated and done.result == value
+
+
+def test_results_by_reference_keep_result_json_off_the_stream(
+    server: str, start_worker: Callable[..., Worker]
+) -> None:
+    require(server, "SessionEvents")
+    require(server, "ReadResult")
+
+    @async_tool(name=unique("small"))
+    def small() -> dict[str, str]:
+        return {"answer": "forty-two"}
+
+    start_worker(small)
+    client = Client(server, session_id=unique("session"))
+    with client, client.session_events(results_by_reference=True) as events:
+        ack = client.submit(name_of(small))
+        done = next(e for e in events if isinstance(e, Completion))
+        assert done.task_id == ack.task_id and done.result_json in (None, "")
+        text = client.read_full_result(ack.task_id)
+        assert done.result_bytes == len(text.encode()) and json.loads(text) == {
+            "answer": "forty-two"
+        }
 
 
 def test_identical_calls_in_flight_are_joined(
@@ -338,9 +360,9 @@ def test_a_fallback_tool_answers_a_failure(
 
     start_worker(backup, flaky)
     client = Client(server, session_id=unique("session"))
-    with client, client.session_events(include_progress=False) as events:
+    with client, client.completions() as completions:
         ack = client.submit(name_of(flaky), q="x", fallback_tool=name_of(backup))
-        done = next(e for e in events if isinstance(e, Completion))
+        done = next(completions)
     assert done.task_id == ack.task_id
     assert done.status == TaskStatus.SUCCEEDED and done.result == "backup x"
     assert done.fallback is not None and done.fallback.tool == name_of(backup)
