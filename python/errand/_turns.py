@@ -133,12 +133,13 @@ class TurnLoop:
         return silent
 
     async def _user_turn(self, turn: _UserTurn) -> None:
+        digest = await self._digest_text()  # first: results arriving meanwhile still join
         silent = self._take_silent()
         batch = self._take_results(only_urgent=not self.results_with_user)
         text = self.format_batch(batch) if batch else ""
         message = self.format_user(turn.message, text) if batch else turn.message
         lead = self.format_batch(silent) if silent else ""
-        parts = [await self._digest_text(), lead, message]
+        parts = [digest, lead, message]
         if batch or silent:
             await self._status(DRAINING, silent + batch)
         self._busy = True
@@ -163,12 +164,13 @@ class TurnLoop:
 
     async def _results_turn(self) -> bool:
         """Deliver everything pending as one message; False when the agent failed."""
+        digest = await self._digest_text()
         draining = self._queued_while_busy
         batch = self._take_results()
         if draining:
             await self._status(DRAINING, batch)
         text = self.format_batch(batch)
-        message = _join([await self._digest_text(), text])
+        message = _join([digest, text])
         self._busy = True
         try:
             await self._call_agent(message)
