@@ -227,6 +227,17 @@ class ClientCore:
 MAX_REASON_BYTES = 1024
 
 
+def by_reference(done: Union[Task, Completion]) -> bool:
+    """True for a successful completion whose result is not on it (truncated
+    to a preview, or sent by reference): read it with ReadResult."""
+    return (
+        isinstance(done, Completion)
+        and done.ok
+        and not done.result_json
+        and (done.result_truncated or done.result_bytes > 0)
+    )
+
+
 def outcome(done: Union[Task, Completion]) -> Any:
     """The parsed result of a finished task; raises TaskFailed when it did not succeed."""
     if done.status == TaskStatus.SUCCEEDED:

@@ -12,6 +12,7 @@ async with AsyncClient("127.0.0.1:7466") as client:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
@@ -28,6 +29,7 @@ from errand._core import (
     Settings,
     Step,
     StreamCursor,
+    by_reference,
     outcome,
     unknown_tool,
 )
@@ -222,6 +224,8 @@ class AsyncClient(Settings):
             async with self.completions(task.session_id) as stream:
                 async for done in stream:
                     if done.task_id == task_id:
+                        if by_reference(done):
+                            return json.loads(await self.read_full_result(task_id))
                         return outcome(done)
             raise ClosedError(f"the client closed while waiting for task {task_id}")
 

@@ -15,6 +15,7 @@ answers with an error; see `errand.errors`.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
@@ -31,6 +32,7 @@ from errand._core import (
     Settings,
     Step,
     StreamCursor,
+    by_reference,
     outcome,
     unknown_tool,
 )
@@ -290,6 +292,8 @@ class Client(Settings):
         try:
             for done in stream:
                 if done.task_id == task_id:
+                    if by_reference(done):
+                        return json.loads(self.read_full_result(task_id))
                     return outcome(done)
         finally:
             stream.close()

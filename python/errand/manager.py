@@ -46,7 +46,7 @@ from typing import Any, Callable, Optional
 import grpc
 
 from errand._common import new_session_id
-from errand._core import outcome
+from errand._core import by_reference, outcome
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
 from errand.errors import DeadlineExceeded, NotFound
@@ -254,7 +254,7 @@ class AsyncToolManager(Worker):
         with self._seen_cond:
             seen = self._seen.get(task_id)
         if seen is not None:
-            return outcome(seen.completion)
+            return self._outcome(seen.completion)
         if self._listener is None:
             return self.client.result(task_id, timeout=timeout)
         try:
@@ -270,7 +270,13 @@ class AsyncToolManager(Worker):
                     f"task {task_id} did not finish within {timeout}s",
                     "result",
                 )
-            return outcome(self._seen[task_id].completion)
+            done = self._seen[task_id].completion
+        return self._outcome(done)
+
+    def _outcome(self, done: Completion) -> Any:
+        if by_reference(done):  # over its result budget: read it whole
+            return json.loads(self.client.read_full_result(done.task_id))
+        return outcome(done)
 
     def cancel(self, task_id: str, *, reason: str = "") -> Task:
         """Cancel a task; `reason` reaches the worker and the completion's message."""

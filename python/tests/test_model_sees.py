@@ -286,6 +286,7 @@ def test_a_large_result_arrives_as_a_preview_and_pages_back_byte_for_byte(
         assert str(len(expected)) in done.message  # the full size, and how to read it
         full = client.read_full_result(plain.task_id, chunk_bytes=100_000)
         assert hashlib.sha256(full.encode()).digest() == hashlib.sha256(expected).digest()
+        assert client.result(plain.task_id) == value  # result() reads past the preview
         summed = client.submit(name_of(report), summarize=True)
         done = next(completions)
         assert done.task_id == summed.task_id and done.result_preview == "a one-line summary"
