@@ -122,7 +122,9 @@ class Agent(Protocol):
     keeps flowing meanwhile) or a coroutine function; it returns when the
     model's turn is over. An optional `is_idle()` lets the agent report that
     it is busy outside `send` (streaming to its user, say); call
-    `AsyncAgent.drain()` when it becomes idle again.
+    `AsyncAgent.drain()` when it becomes idle again. An optional
+    `interrupt(message)` (plain or coroutine) takes an INTERRUPT result into
+    the turn that is running; it returns False to leave it for the next turn.
     """
 
     def send(self, message: str) -> Any: ...

@@ -71,6 +71,16 @@ class SyncAgent:
     def delivered(self) -> list[Completion]:
         return self.inner.delivered
 
+    @property
+    def silent(self) -> list[Completion]:
+        """SILENT results waiting to lead the next user message."""
+        return self.inner.silent
+
+    @property
+    def acked_seq(self) -> int:
+        """The seq up to which every result was delivered and acknowledged."""
+        return self.inner.acked_seq
+
     def send(self, message: str) -> Any:
         """Run the user's turn (ahead of pending results) and return the agent's reply."""
         if not isinstance(message, str):
