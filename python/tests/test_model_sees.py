@@ -325,7 +325,7 @@ def test_identical_calls_in_flight_are_joined(
     gate = threading.Event()
     runs: list[int] = []
 
-    @async_tool(name=unique("lookup"), dedup="join_in_flight")
+    @async_tool(name=unique("lookup"))
     def lookup(a: int, b: int) -> int:
         runs.append(a + b)
         gate.wait(EVENT_TIMEOUT)
@@ -335,12 +335,17 @@ def test_identical_calls_in_flight_are_joined(
     with Client(server, session_id=unique("session")) as client:
         orders = [{"a": 1, "b": 2}, {"b": 2, "a": 1}] * 10
         with ThreadPoolExecutor(8) as pool:
-            acks = list(pool.map(lambda args: client.submit(name_of(lookup), args), orders))
+            acks = list(
+                pool.map(
+                    lambda args: client.submit(name_of(lookup), args, dedup="join_in_flight"),
+                    orders,
+                )
+            )
         assert len({a.task_id for a in acks}) == 1
         assert sum(a.joined for a in acks) == 19
         gate.set()
         assert client.result(acks[0].task_id, timeout=EVENT_TIMEOUT) == 3
-        off = client.submit(name_of(lookup), {"a": 1, "b": 2}, dedup="off")
+        off = client.submit(name_of(lookup), {"a": 1, "b": 2})  # the tool's: OFF
         assert off.task_id != acks[0].task_id and not off.joined
         assert client.result(off.task_id, timeout=EVENT_TIMEOUT) == 3
     assert runs == [3, 3]
