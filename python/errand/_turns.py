@@ -228,7 +228,7 @@ class TurnLoop:
         except Exception as exc:  # the turn goes on without it
             log.warning("errand AsyncAgent: PendingDigest failed: %s", exc)
             return ""
-        return found.text
+        return found.text.rstrip()  # the server's text; _join puts a blank line after it
 
     def _received(self, completion: Completion) -> None:
         if completion.seq > 0:
@@ -245,14 +245,13 @@ class TurnLoop:
         upto = min(self._undelivered) - 1 if self._undelivered else self._max_seen
         if upto <= self.acked_seq:
             return
-        if not (self.ack and self.client is not None):
-            self.acked_seq = upto  # nothing to tell the server (a manager acks itself)
-            return
-        try:
-            await self.client.ack_completions(upto, session_id=self.session_id)
-        except Exception as exc:  # the results are delivered; acking is an optimisation
-            log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
-            return
+        if self.ack and self.client is not None:
+            try:
+                await self.client.ack_completions(upto, session_id=self.session_id)
+            except Exception as exc:  # the results are delivered; acking is an optimisation
+                log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
+                return
+        # Without `ack` there is nothing to tell the server (a manager acks itself).
         self.acked_seq = max(self.acked_seq, upto)
 
     def _release_drained(self) -> None:

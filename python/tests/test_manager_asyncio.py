@@ -45,7 +45,8 @@ def test_async_tools_and_an_async_agent_on_a_manager(server: str) -> None:
             if status == "delivered":
                 delivered.put_nowait(completions)
 
-        async with AsyncAgent(agent, manager, on_status=on_status) as async_agent:
+        # digest=False: "hello" is checked word for word (see tests/test_model_sees.py).
+        async with AsyncAgent(agent, manager, on_status=on_status, digest=False) as async_agent:
             ack = await asyncio.wait_for(lookup(term="tides"), EVENT_TIMEOUT)
             assert ack.startswith("Task ") and "lookup" in ack
             submitted = await async_agent.submit("lookup", term="moons")

@@ -227,10 +227,19 @@ def test_the_digest_lists_the_pending_calls_and_empties_once_acknowledged(
                 digest = await client.pending_digest()
                 assert {t.task_id for t in digest.pending} == {a.task_id for a in acks}
                 assert digest.pending_count == 3 and name_of(wait_for) in digest.text
+                acked: asyncio.Queue[int] = asyncio.Queue()
+                ack = client.ack_completions
+
+                async def ack_and_tell(up_to_seq: int, **kw: Any) -> int:
+                    removed = await ack(up_to_seq, **kw)
+                    acked.put_nowait(up_to_seq)
+                    return removed
+
+                client.ack_completions = ack_and_tell  # type: ignore[method-assign]
                 for n, key in enumerate("abc", 1):
                     gates[key].set()
                     await model.turn(n)
-                    await statuses.until(lambda n=n: agent.acked_seq >= n)
+                    assert await asyncio.wait_for(acked.get(), EVENT_TIMEOUT) == n
                 done = await client.pending_digest()
                 assert (done.text, done.pending, done.unacknowledged) == ("", [], 0)
                 assert done.acked_seq == done.last_seq == agent.acked_seq
