@@ -1,13 +1,17 @@
 """errand: asynchronous tools for AI agents, over gRPC.
 
 Layout:
-- `errand.client`  — `Client`, the blocking client (submit, completions, ...).
+- `errand.client`  — `Client`, the blocking client (submit, completions, session events, ...).
+- `errand.streams` — its reconnecting streams (`CompletionStream`, `SessionEventStream`).
 - `errand.aio`     — `AsyncClient`, the same for asyncio.
-- `errand._core`   — what both share, without I/O: settings, requests, the stream cursor.
+- `errand._core`   — what both share, without I/O: settings, requests, the stream cursors,
+                     the result pager.
 - `errand._common` — connection settings from arguments and ERRAND_* (TLS, token), backoff.
 - `errand._connect` — failing fast, with a clear message, when no server answers.
 - `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.
 - `errand.worker`  — `Worker`: serves tools.
+- `errand.context` — what a running tool sees: `current_task()`, `report_progress`,
+                     `resume_detail`, `Summarized`.
 - `errand.manager` — the seed's `AsyncToolManager`: serves `@async_tool(manager)` functions,
                      whose calls submit through errand and answer at once; completion callbacks.
 - `errand.callables` — tools as plain functions for agent frameworks (`client.tool(name)`).

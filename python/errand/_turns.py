@@ -25,16 +25,19 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from errand.aio import AsyncClient
 from errand.errors import Unimplemented
-from errand.types import Completion, DeliveryPolicy
+from errand.history import default_stub, prune_history, stub_results
+from errand.types import Completion, DeliveryPolicy, Progress
 
 if TYPE_CHECKING:
     from errand.manager import AsyncToolManager
 
 log = logging.getLogger("errand.agent")
+
+M = TypeVar("M")
 
 #: The status names passed to `on_status`.
 QUEUED = "queued"
@@ -68,6 +71,8 @@ class TurnLoop:
     results_with_user: bool
     format_user: Callable[[str, str], str]
     batch_window: float
+    max_pending: int
+    _loop: Optional[asyncio.AbstractEventLoop]
     last_error: Optional[BaseException]
     _results: deque[Completion]
     _users: deque[_UserTurn]
@@ -81,6 +86,82 @@ class TurnLoop:
     _space: Optional[asyncio.Event]
     _drained: list[asyncio.Future[None]]
 
+    async def _start(self) -> Any:
+        raise NotImplementedError  # AsyncAgent's
+
+    # -- what arrives: completions and progress ------------------------------------
+    async def on_completion(self, completion: Completion) -> None:
+        """Take one completion in the agent's loop: deliver now if idle, else queue.
+
+        The stream listener calls this; call it yourself to feed completions
+        from elsewhere. Waits while `max_pending` results are held.
+        """
+        if self._space is None:
+            await self._start()
+        assert self._space is not None and self._wake is not None
+        assert self._user_arrived is not None
+        while len(self._results) + len(self._silent) >= self.max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self._received(completion)
+        busy = self._busy or not self._agent_idle()
+        if completion.delivery == DeliveryPolicy.SILENT:
+            self._silent.append(completion)  # starts no turn
+            await self._status(QUEUED, [completion])
+            return
+        if completion.delivery == DeliveryPolicy.INTERRUPT:
+            if busy and await self._interrupt(completion):
+                return
+            self._urgent = True
+            self._user_arrived.set()  # cut a batch window short
+        self._results.append(completion)
+        self._wake.set()
+        if busy:
+            self._queued_while_busy = True
+            await self._status(QUEUED, [completion])
+
+    def _progress_from_thread(self, progress: Progress) -> None:
+        """The manager's progress callback: hand the report to the agent's loop
+        (dropped before the agent starts: progress is not durable anyway)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.on_progress(progress), loop)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
+
+    async def on_progress(self, progress: Progress) -> None:
+        """A running task's progress: to `on_status("progress", [progress])`, never a turn."""
+        await self._status(PROGRESS, [progress])
+
+    def prune(
+        self,
+        history: Sequence[M],
+        *,
+        keep_results: Optional[int] = None,
+        keep_last: int = 0,
+        stub: Callable[[Completion], str] = default_stub,
+    ) -> list[M]:
+        """A copy of `history` with this agent's older results taken out.
+
+        With `keep_results=N`: every acknowledged result (seq at most
+        `acked_seq`) but the last N delivered is replaced in place by
+        `stub(completion)`; results not yet acknowledged are never touched.
+        Without it: `prune_history` drops the delivered results' text (all
+        but the last `keep_last` messages that carry them).
+
+        `history` holds strings or OpenAI/Anthropic/Bedrock message dicts.
+        """
+        if keep_results is None:
+            return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
+        if keep_results < 0:
+            raise ValueError("keep_results must be >= 0")
+        acked = [c for c in self._delivered if c.seq <= self.acked_seq]
+        older = acked[: len(acked) - keep_results] if keep_results else acked
+        return stub_results(history, older, stub)
+
+    # -- the turn loop -------------------------------------------------------------
     async def _run(self) -> None:
         assert self._wake is not None
         while True:

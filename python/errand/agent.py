@@ -78,9 +78,9 @@ from errand._turns import DELIVERED, DRAINING, PROGRESS, QUEUED, TurnLoop, _User
 from errand.aio import AsyncClient, AsyncSessionEventStream
 from errand.client import Client
 from errand.errors import ClosedError
-from errand.history import default_stub, prune_history, stub_results
+from errand.history import prune_history
 from errand.manager import AsyncTaskResult, AsyncToolManager
-from errand.types import Ack, Completion, DeliveryPolicy, Progress
+from errand.types import Ack, Completion, Progress
 
 __all__ = [
     "Agent",
@@ -500,51 +500,6 @@ class AsyncAgent(TurnLoop):
             except (concurrent.futures.CancelledError, RuntimeError):
                 return
 
-    async def on_completion(self, completion: Completion) -> None:
-        """Take one completion in the agent's loop: deliver now if idle, else queue.
-
-        The stream listener calls this; call it yourself to feed completions
-        from elsewhere. Waits while `max_pending` results are held.
-        """
-        if self._space is None:
-            await self._start()
-        assert self._space is not None and self._wake is not None
-        assert self._user_arrived is not None
-        while len(self._results) + len(self._silent) >= self.max_pending:
-            self._space.clear()
-            await self._space.wait()
-        self._received(completion)
-        busy = self._busy or not self._agent_idle()
-        if completion.delivery == DeliveryPolicy.SILENT:
-            self._silent.append(completion)  # starts no turn
-            await self._status(QUEUED, [completion])
-            return
-        if completion.delivery == DeliveryPolicy.INTERRUPT:
-            if busy and await self._interrupt(completion):
-                return
-            self._urgent = True
-            self._user_arrived.set()  # cut a batch window short
-        self._results.append(completion)
-        self._wake.set()
-        if busy:
-            self._queued_while_busy = True
-            await self._status(QUEUED, [completion])
-
-    def _progress_from_thread(self, progress: Progress) -> None:
-        """The manager's progress callback: hand the report to the agent's loop
-        (dropped before the agent starts: progress is not durable anyway)."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or self._closed:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.on_progress(progress), loop)
-        except RuntimeError:
-            pass  # the loop closed meanwhile
-
-    async def on_progress(self, progress: Progress) -> None:
-        """A running task's progress: to `on_status("progress", [progress])`, never a turn."""
-        await self._status(PROGRESS, [progress])
-
     async def _listen(self, stream: AsyncSessionEventStream) -> None:
         try:
             async for event in stream:
@@ -557,34 +512,6 @@ class AsyncAgent(TurnLoop):
         except Exception as exc:
             self.last_error = exc
             log.error("errand AsyncAgent: completion stream failed: %s", exc)
-
-    def prune(
-        self,
-        history: Sequence[M],
-        *,
-        keep_results: Optional[int] = None,
-        keep_last: int = 0,
-        stub: Callable[[Completion], str] = default_stub,
-    ) -> list[M]:
-        """A copy of `history` with this agent's older results taken out.
-
-        With `keep_results=N`: every acknowledged result (seq at most
-        `acked_seq`) but the last N delivered is replaced in place by
-        `stub(completion)`; results not yet acknowledged are never touched.
-        Without it: `prune_history` drops the delivered results' text (all
-        but the last `keep_last` messages that carry them).
-
-        `history` holds strings or OpenAI/Anthropic/Bedrock message dicts.
-        """
-        if keep_results is None:
-            return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
-        if keep_results < 0:
-            raise ValueError("keep_results must be >= 0")
-        acked = [c for c in self._delivered if c.seq <= self.acked_seq]
-        older = acked[: len(acked) - keep_results] if keep_results else acked
-        return stub_results(history, older, stub)
-
-    # -- the turn loop -------------------------------------------------------------
 
 
 async def _noop() -> None:

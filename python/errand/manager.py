@@ -47,12 +47,13 @@ import grpc
 
 from errand._common import new_session_id
 from errand._core import by_reference, outcome
+from errand._jsonable import to_json as _to_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
 from errand.errors import DeadlineExceeded, NotFound
 from errand.tool import ToolDef, _hints, tool_def
 from errand.types import Ack, Completion, Progress, Task, TaskStatus, ToolInfo
-from errand.worker import Worker, _to_json
+from errand.worker import Worker
 
 __all__ = ["AsyncTaskResult", "AsyncToolManager"]
 

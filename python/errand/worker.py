@@ -20,24 +20,12 @@ function that runs long should poll `current_task().cancelled` (a
 `threading.Event`) so that cancellation reaches it. An `async def` tool is
 cancelled with `asyncio.CancelledError`.
 
-A long tool reports progress with `report_progress(progress, total, message,
-detail)` (the module function, or the method of `current_task()`), from a
-thread or a coroutine alike; the server passes the latest to the session
-(at most one per interval) and hands the last `detail` of a lost run to the
-next attempt as `resume_detail()`, so the tool can pick up where it was.
-A tool that returns `Summarized(value, summary)` sends `summary` with its
-result: the model sees it instead of a cut preview when the result is over
-its budget.
+Progress, resume and summaries: see `errand.context`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import dataclasses
-import datetime as _dt
-import decimal
-import enum
 import json
 import logging
 import os
@@ -52,6 +40,15 @@ import grpc.aio
 
 from errand._common import RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
+from errand._jsonable import to_json as _to_json
+from errand.context import (
+    Summarized,
+    TaskContext,
+    _current,
+    current_task,
+    report_progress,
+    resume_detail,
+)
 from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
@@ -68,123 +65,8 @@ __all__ = [
     "resume_detail",
 ]
 
-#: Most bytes of a progress detail_json (the server's limit).
-MAX_DETAIL_BYTES = 64 * 1024
 
 log = logging.getLogger("errand.worker")
-
-
-@dataclasses.dataclass
-class TaskContext:
-    """The task a tool call is running for (see `current_task()`)."""
-
-    task_id: str
-    session_id: str
-    tool: str
-    attempt: int
-    timeout_ms: int
-    #: Set when the server cancels the task or times it out; poll it from
-    #: long-running plain functions. `cancel_reason` then says which.
-    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
-    cancel_reason: str = ""
-    #: The detail_json the last run of this task reported before it was lost
-    #: ("" on a first attempt or when none was reported); see `resume_detail`.
-    resume_detail_json: str = ""
-    #: Sends one WorkerMessage from any thread (set by the worker).
-    _send: Optional[Callable[[pb.WorkerMessage], None]] = dataclasses.field(
-        default=None, repr=False
-    )
-
-    def is_cancelled(self) -> bool:
-        return self.cancelled.is_set()
-
-    @property
-    def resume_detail(self) -> Any:
-        """The parsed `resume_detail_json` (what an earlier attempt passed as
-        `detail`), or None."""
-        return json.loads(self.resume_detail_json) if self.resume_detail_json else None
-
-    def report_progress(
-        self,
-        progress: float = 0.0,
-        total: float = 0.0,
-        message: str = "",
-        detail: Any = None,
-    ) -> None:
-        """Report how far the task is (from the tool's thread or coroutine).
-
-        Args:
-            progress: work done, in the tool's own unit (0: unknown).
-            total: total work in the same unit (0: unknown).
-            message: a short status for people and the model (cut at 1 KiB by
-                the server).
-            detail: JSON-serialisable state to resume from (at most 64 KiB
-                as JSON): a later attempt gets it as `resume_detail`.
-
-        Never blocks; a report after the task was cancelled is dropped.
-        Raises ValueError for a negative value or a detail that is not JSON
-        or is too large.
-        """
-        if progress < 0 or total < 0:
-            raise ValueError("progress and total must be >= 0 (0: unknown)")
-        detail_json = ""
-        if detail is not None:
-            detail_json = json.dumps(detail, default=_to_json, ensure_ascii=False)
-            size = len(detail_json.encode())
-            if size > MAX_DETAIL_BYTES:
-                raise ValueError(
-                    f"a progress detail is at most {MAX_DETAIL_BYTES} bytes as JSON; got {size}"
-                )
-        if self._send is None or self.cancelled.is_set():
-            return
-        self._send(
-            pb.WorkerMessage(
-                progress=pb.Progress(
-                    task_id=self.task_id,
-                    attempt=self.attempt,
-                    progress=float(progress),
-                    total=float(total),
-                    message=message,
-                    detail_json=detail_json,
-                )
-            )
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Summarized:
-    """A tool's return value with a short `summary` for the model, which the
-    server shows instead of a cut preview when the value is over the
-    result budget (keep it within the budget)."""
-
-    value: Any
-    summary: str
-
-
-_current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar(
-    "errand_current_task", default=None
-)
-
-
-def current_task() -> Optional[TaskContext]:
-    """The task of the tool call running in this thread or asyncio task, or None."""
-    return _current.get()
-
-
-def report_progress(
-    progress: float = 0.0, total: float = 0.0, message: str = "", detail: Any = None
-) -> None:
-    """`current_task().report_progress(...)`; raises RuntimeError outside a tool call."""
-    ctx = _current.get()
-    if ctx is None:
-        raise RuntimeError("report_progress() is for a tool call that a Worker runs")
-    ctx.report_progress(progress, total, message, detail)
-
-
-def resume_detail() -> Any:
-    """What an earlier attempt of the running task reported as `detail` (None if nothing)."""
-    ctx = _current.get()
-    return ctx.resume_detail if ctx is not None else None
 
 
 class _Running:
@@ -621,27 +503,6 @@ def _call_with_context(
         return spec.fn(*args, **kwargs)
     finally:
         _current.reset(token)
-
-
-def _to_json(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):  # pydantic 2 models
-        return dump(mode="json")
-    if callable(getattr(value, "json", None)) and hasattr(value, "__fields__"):  # pydantic 1
-        return json.loads(value.json())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def __getattr__(name: str) -> Any:
