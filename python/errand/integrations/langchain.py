@@ -163,6 +163,8 @@ class LangGraphConversation(Conversation):
         ValueError: the graph has a checkpointer but `config` names no thread_id.
     """
 
+    _wraps = (Runnable, "a compiled LangGraph graph")
+
     def __init__(self, graph: Runnable[Any, Any], config: Optional[RunnableConfig] = None) -> None:
         super().__init__(graph)
         self.graph = graph
@@ -175,8 +177,6 @@ class LangGraphConversation(Conversation):
             )
         #: The history so far, when no checkpointer keeps it.
         self.messages: list[AnyMessage] = []
-
-    _wraps = (Runnable, "a compiled LangGraph graph")
 
     async def _turn(self, message: str) -> str:
         """Invoke the graph with `message` as a new human message; returns the last reply's text."""

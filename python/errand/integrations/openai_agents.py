@@ -157,6 +157,8 @@ class OpenAIAgentsConversation(Conversation):
     input item after the history, and returns the run's final output as text.
     """
 
+    _wraps = (Agent, "an agents.Agent")
+
     def __init__(
         self,
         agent: Agent[Any],
@@ -174,8 +176,6 @@ class OpenAIAgentsConversation(Conversation):
         self.max_turns = max_turns
         #: The input items so far, when no `session` keeps them.
         self.history: list[TResponseInputItem] = []
-
-    _wraps = (Agent, "an agents.Agent")
 
     async def _turn(self, message: str) -> str:
         """Run the agent with `message` as the user's next input; returns the final output."""

@@ -121,6 +121,8 @@ class PydanticAIConversation(Conversation):
     run's `all_messages()` become the history of the next.
     """
 
+    _wraps = (Agent, "a pydantic_ai.Agent")
+
     def __init__(
         self,
         agent: Agent[Any, Any],
@@ -133,8 +135,6 @@ class PydanticAIConversation(Conversation):
         self.deps = deps
         #: The conversation so far, as Pydantic AI messages.
         self.messages: list[ModelMessage] = list(message_history or [])
-
-    _wraps = (Agent, "a pydantic_ai.Agent")
 
     async def _turn(self, message: str) -> str:
         """Run the agent with `message` as the next user prompt; returns the output as text."""
