@@ -172,9 +172,29 @@ impl Client {
         }
     }
 
+    /// Every tool of the caller's tenant, sorted by name, following the
+    /// server's pages.
     pub async fn list_tools(&self) -> Result<Vec<pb::Tool>, Error> {
-        let tools = self.rpc.clone().list_tools(pb::ListToolsRequest {}).await?;
-        Ok(tools.into_inner().tools)
+        let (mut tools, mut page_token) = (Vec::new(), String::new());
+        loop {
+            let page = self
+                .rpc
+                .clone()
+                .list_tools(pb::ListToolsRequest {
+                    page_size: 0,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            tools.extend(page.tools);
+            // A token that does not move on would loop for ever.
+            if page.next_page_token.is_empty()
+                || tools.last().is_none_or(|t| t.name != page.next_page_token)
+            {
+                return Ok(tools);
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Submits one call with default options.

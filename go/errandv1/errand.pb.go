@@ -193,7 +193,14 @@ func (x *Tool) GetWorkers() uint32 {
 }
 
 type ListToolsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most tools to return in one response; 0 means no count limit. Either
+	// way a response holds no more tools than fit in the server's message
+	// limit (--max-message-bytes); next_page_token then says where to go on.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous response, to continue after it;
+	// empty to start from the first tool. Opaque to clients.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,10 +235,27 @@ func (*ListToolsRequest) Descriptor() ([]byte, []int) {
 	return file_errand_v1_errand_proto_rawDescGZIP(), []int{1}
 }
 
+func (x *ListToolsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListToolsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListToolsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sorted by name.
-	Tools         []*Tool `protobuf:"bytes,1,rep,name=tools,proto3" json:"tools,omitempty"`
+	Tools []*Tool `protobuf:"bytes,1,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Set when more tools follow: pass it as page_token to get them. Empty
+	// on the last page. A tenant has at most --max-tools-per-tenant tools.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +295,13 @@ func (x *ListToolsResponse) GetTools() []*Tool {
 		return x.Tools
 	}
 	return nil
+}
+
+func (x *ListToolsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type SubmitToolRequest struct {
@@ -1699,10 +1730,14 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x11input_schema_json\x18\x03 \x01(\tR\x0finputSchemaJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12\x18\n" +
-	"\aworkers\x18\x05 \x01(\rR\aworkers\"\x12\n" +
-	"\x10ListToolsRequest\":\n" +
+	"\aworkers\x18\x05 \x01(\rR\aworkers\"N\n" +
+	"\x10ListToolsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +
 	"\x11ListToolsResponse\x12%\n" +
-	"\x05tools\x18\x01 \x03(\v2\x0f.errand.v1.ToolR\x05tools\"\xb5\x01\n" +
+	"\x05tools\x18\x01 \x03(\v2\x0f.errand.v1.ToolR\x05tools\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb5\x01\n" +
 	"\x11SubmitToolRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +

@@ -54,9 +54,17 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // ToolService is what agents call.
+//
+// With tokens configured, every call of either service (a stream once, when
+// opened) counts against its tenant's request rate
+// (--requests-per-second-per-tenant); past it the call gets
+// RESOURCE_EXHAUSTED with `retry-after-ms` metadata: retry after that long.
 type ToolServiceClient interface {
 	// Lists the tools that workers have registered. Each description carries
 	// an appended notice that the tool is asynchronous, for the model to read.
+	// Paged (see ListToolsRequest); without page fields the first response
+	// holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
+	// page_token this server did not give).
 	ListTools(ctx context.Context, in *ListToolsRequest, opts ...grpc.CallOption) (*ListToolsResponse, error)
 	// Queues one tool call and answers at once, whatever the tool's latency.
 	// Errors: INVALID_ARGUMENT (empty or over-long session_id, arguments that are
@@ -69,6 +77,8 @@ type ToolServiceClient interface {
 	// with seq > after_seq, then live ones as tasks finish, until the client
 	// cancels. Each completion is sent exactly once per stream, in seq order.
 	// Several streams may follow the same session; each gets every completion.
+	// The stream ends with UNAUTHENTICATED ("token expired") when the token
+	// that opened it expires: reopen it with a fresh token and after_seq.
 	Completions(ctx context.Context, in *CompletionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Completion], error)
 	// Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
@@ -165,9 +175,17 @@ func (c *toolServiceClient) AckCompletions(ctx context.Context, in *AckCompletio
 // for forward compatibility.
 //
 // ToolService is what agents call.
+//
+// With tokens configured, every call of either service (a stream once, when
+// opened) counts against its tenant's request rate
+// (--requests-per-second-per-tenant); past it the call gets
+// RESOURCE_EXHAUSTED with `retry-after-ms` metadata: retry after that long.
 type ToolServiceServer interface {
 	// Lists the tools that workers have registered. Each description carries
 	// an appended notice that the tool is asynchronous, for the model to read.
+	// Paged (see ListToolsRequest); without page fields the first response
+	// holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
+	// page_token this server did not give).
 	ListTools(context.Context, *ListToolsRequest) (*ListToolsResponse, error)
 	// Queues one tool call and answers at once, whatever the tool's latency.
 	// Errors: INVALID_ARGUMENT (empty or over-long session_id, arguments that are
@@ -180,6 +198,8 @@ type ToolServiceServer interface {
 	// with seq > after_seq, then live ones as tasks finish, until the client
 	// cancels. Each completion is sent exactly once per stream, in seq order.
 	// Several streams may follow the same session; each gets every completion.
+	// The stream ends with UNAUTHENTICATED ("token expired") when the token
+	// that opened it expires: reopen it with a fresh token and after_seq.
 	Completions(*CompletionsRequest, grpc.ServerStreamingServer[Completion]) error
 	// Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
@@ -396,6 +416,11 @@ type WorkerServiceClient interface {
 	// Heartbeat) messages. The server never has more of the worker's tasks
 	// running at once than its max_concurrency. When the stream ends, the
 	// worker's running tasks are given to other workers as a new attempt.
+	// The stream ends with UNAUTHENTICATED ("token expired") when the worker's
+	// token expires: reconnect with a fresh one. Register is refused with
+	// RESOURCE_EXHAUSTED when the tenant would have more tools than the
+	// server's --max-tools-per-tenant (tools no worker serves and no queued
+	// task needs are forgotten first, to make room).
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, WorkerCommand], error)
 }
 
@@ -432,6 +457,11 @@ type WorkerServiceServer interface {
 	// Heartbeat) messages. The server never has more of the worker's tasks
 	// running at once than its max_concurrency. When the stream ends, the
 	// worker's running tasks are given to other workers as a new attempt.
+	// The stream ends with UNAUTHENTICATED ("token expired") when the worker's
+	// token expires: reconnect with a fresh one. Register is refused with
+	// RESOURCE_EXHAUSTED when the tenant would have more tools than the
+	// server's --max-tools-per-tenant (tools no worker serves and no queued
+	// task needs are forgotten first, to make room).
 	Connect(grpc.BidiStreamingServer[WorkerMessage, WorkerCommand]) error
 	mustEmbedUnimplementedWorkerServiceServer()
 }

@@ -67,6 +67,8 @@ pub struct Caller {
     /// A short public ID of the token (a prefix of its hash), for logs and
     /// per-token limits. "" when authentication is off.
     pub token_id: Arc<str>,
+    /// When the token stops working; streams it opened end then.
+    pub expires: Option<SystemTime>,
 }
 
 impl Caller {
@@ -76,6 +78,7 @@ impl Caller {
             role: None,
             tools: None,
             token_id: "".into(),
+            expires: None,
         }
     }
 
@@ -221,6 +224,7 @@ fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
         role: Some(role),
         tools: tools.map(Into::into),
         token_id: hex(&hash[..6]).into(),
+        expires,
     };
     Ok((hash, Entry { caller, expires }))
 }

@@ -24,6 +24,10 @@ pub struct Config {
     pub purge_interval: Duration,
     /// How long a connecting worker may take to send `Register`; > 0.
     pub register_timeout: Duration,
+    /// A tool no connected worker has served for this long, and that no
+    /// queued task needs, is forgotten (it is NOT_FOUND until a worker
+    /// registers it again); > 0.
+    pub tool_retention: Duration,
     /// On shutdown, how long running tasks may take to finish before the
     /// server stops anyway (they are then run again at the next start).
     pub shutdown_grace: Duration,
@@ -103,6 +107,10 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Tools one worker may register.
     pub max_tools_per_worker: usize,
+    /// Tools one tenant may have registered, served or not. A registration
+    /// past it first forgets the tenant's tools that no worker serves and
+    /// no queued task needs, longest unserved first.
+    pub max_tools_per_tenant: usize,
     /// Highest `max_concurrency` a worker may register with.
     pub max_worker_concurrency: u32,
     /// Longest tool description.
@@ -124,6 +132,10 @@ pub struct Limits {
     /// (a burst of a minute's worth) before it is told to wait; counted and
     /// logged either way. 0: no throttle.
     pub auth_failures_per_minute: u32,
+    /// Calls of every RPC (a stream counts once, when opened) per second per
+    /// tenant, bursts of one second's worth. 0: no limit. Applies when
+    /// tokens are configured.
+    pub requests_per_second_per_tenant: u32,
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
@@ -169,6 +181,7 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(60),
             register_timeout: Duration::from_secs(10),
+            tool_retention: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(30),
             postgres: PostgresOptions::default(),
             connections: Connections::default(),
@@ -202,6 +215,7 @@ impl Default for Limits {
             max_pending_per_session: 10_000,
             max_message_bytes: 8 * 1024 * 1024,
             max_tools_per_worker: 256,
+            max_tools_per_tenant: 1024,
             max_worker_concurrency: 10_000,
             max_description_bytes: 16 * 1024,
             max_schema_bytes: 64 * 1024,
@@ -211,6 +225,7 @@ impl Default for Limits {
             max_workers_per_tenant: 1024,
             submits_per_second_per_token: 1000,
             auth_failures_per_minute: 60,
+            requests_per_second_per_tenant: 5000,
             stream_buffer: 64,
         }
     }
@@ -265,6 +280,7 @@ impl Config {
             ("max-pending-per-session", l.max_pending_per_session),
             ("max-message-bytes", l.max_message_bytes),
             ("max-tools-per-worker", l.max_tools_per_worker),
+            ("max-tools-per-tenant", l.max_tools_per_tenant),
             ("max-worker-concurrency", l.max_worker_concurrency as usize),
             ("max-description-bytes", l.max_description_bytes),
             ("max-schema-bytes", l.max_schema_bytes),
@@ -303,6 +319,7 @@ impl Config {
             ("retention-secs", self.retention, false),
             ("purge-interval-ms", self.purge_interval, true),
             ("register-timeout-ms", self.register_timeout, true),
+            ("tool-retention-secs", self.tool_retention, true),
             ("shutdown-grace-secs", self.shutdown_grace, false),
             ("lease-ms", self.postgres.lease, true),
             ("handshake-timeout-ms", c.handshake_timeout, true),
@@ -333,6 +350,16 @@ impl Config {
             });
         }
         self.check_messages_fit()?;
+        if l.max_tools_per_worker > l.max_tools_per_tenant {
+            return Err(ConfigError {
+                flag: "max-tools-per-tenant",
+                problem: format!(
+                    "{} is under --max-tools-per-worker ({}): one worker could not register; \
+                     raise it or lower --max-tools-per-worker",
+                    l.max_tools_per_tenant, l.max_tools_per_worker
+                ),
+            });
+        }
         if self.postgres.lease < MIN_LEASE {
             return Err(ConfigError {
                 flag: "lease-ms",
@@ -543,6 +570,17 @@ mod tests {
         let e = error(|c| c.default_timeout = c.limits.max_timeout + Duration::from_millis(1));
         assert_eq!(e.flag, "default-timeout-ms");
         assert!(e.problem.contains("--max-timeout-ms"), "{e}");
+    }
+
+    #[test]
+    fn registry_bounds_must_fit_together() {
+        let e = error(|c| c.limits.max_tools_per_tenant = c.limits.max_tools_per_worker - 1);
+        assert_eq!(e.flag, "max-tools-per-tenant");
+        assert!(e.problem.contains("--max-tools-per-worker"), "{e}");
+        assert_eq!(
+            error(|c| c.tool_retention = Duration::ZERO).to_string(),
+            "invalid --tool-retention-secs (ERRAND_TOOL_RETENTION_SECS): must be more than 0"
+        );
     }
 
     #[test]

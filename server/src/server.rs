@@ -25,7 +25,13 @@ use crate::{
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
-    grpc::{ToolApi, WorkerApi, auth::Auth, failed_auth::FailedAuth, status_codes},
+    grpc::{
+        ToolApi, WorkerApi,
+        auth::Auth,
+        failed_auth::FailedAuth,
+        rate::{Limited, TenantRate},
+        status_codes,
+    },
     mcp,
     metrics::{self, LoadSource, Metrics},
     net::{self, Incoming},
@@ -194,28 +200,34 @@ pub async fn serve_with(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the descriptor sets are valid");
+    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
+    let guard = |role, service| {
+        Limited::new(
+            Auth::new(tokens.clone(), role, service).with_failures(failures.clone()),
+            rate.clone(),
+        )
+    };
     let router = builder
         .add_service(health_service)
         .add_service(InterceptedService::new(
             reflection_v1,
-            Auth::new(tokens.clone(), None, "server reflection").with_failures(failures.clone()),
+            guard(None, "server reflection"),
         ))
         .add_service(InterceptedService::new(
             reflection_v1alpha,
-            Auth::new(tokens.clone(), None, "server reflection").with_failures(failures.clone()),
+            guard(None, "server reflection"),
         ))
         .add_service(InterceptedService::new(
             ToolServiceServer::from_arc(tool_api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens.clone(), Some(Role::Agent), "ToolService")
-                .with_failures(failures.clone()),
+            guard(Some(Role::Agent), "ToolService"),
         ))
         .add_service(InterceptedService::new(
             WorkerServiceServer::new(WorkerApi::new(sched.clone(), shutdown_token.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            Auth::new(tokens, Some(Role::Worker), "WorkerService").with_failures(failures.clone()),
+            guard(Some(Role::Worker), "WorkerService"),
         ));
     let serving = router.serve_with_incoming_shutdown(Incoming::new(listener, connections), {
         let sched = sched.clone();

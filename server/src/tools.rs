@@ -12,6 +12,10 @@ use crate::{
     model::{ToolDef, ToolKey},
 };
 
+mod cost;
+mod pool;
+pub use pool::ValidationPool;
+
 /// A registered tool, with its schema compiled once. Cheap to clone: a
 /// submit takes a copy without holding the scheduler's lock.
 #[derive(Clone)]
@@ -84,7 +88,14 @@ impl ToolSpec {
         })
     }
 
+    /// Whether arguments are checked against a schema (CPU work that grows
+    /// with both; see [`ValidationPool`]).
+    pub fn has_schema(&self) -> bool {
+        self.validator.is_some()
+    }
+
     /// Checks submitted arguments; returns them as the task will carry them.
+    /// Synchronous CPU work: call it through [`ValidationPool::check`].
     pub fn check_arguments(
         &self,
         arguments_json: &str,
@@ -173,12 +184,39 @@ fn compile_schema(
             json_kind(&schema)
         )));
     }
-    jsonschema::validator_for(&schema).map_err(|e| {
-        Error::invalid(format!(
-            "tool `{tool}`: input_schema_json is not a valid JSON Schema: {e}"
-        ))
-    })
+    cost::check(&schema)
+        .map_err(|e| Error::invalid(format!("tool `{tool}`: input_schema_json: {e}")))?;
+    // The `regex` engine matches in linear time; the default (fancy-regex)
+    // backtracks, and one `pattern` like `^(a|a)*\1$` can hold a core for
+    // seconds per string. Patterns it cannot run are refused here.
+    let engine = jsonschema::PatternOptions::regex()
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT);
+    jsonschema::options()
+        .with_pattern_options(engine)
+        .build(&schema)
+        .map_err(|e| {
+            let path = e.schema_path().to_string();
+            let keyword = path.rsplit('/').find(|k| REGEX_KEYWORDS.contains(k));
+            let (at, e) = (clip(&path), clip(&e.to_string()));
+            match keyword {
+                Some(keyword) => Error::invalid(format!(
+                    "tool `{tool}`: input_schema_json `{keyword}` at {at} is not a regular expression errand runs: \
+                     backreferences, lookaround and other backtracking features are refused (errand matches \
+                     patterns in linear time); rewrite it without them: {e}"
+                )),
+                None => Error::invalid(format!(
+                    "tool `{tool}`: input_schema_json is not a valid JSON Schema: {e}"
+                )),
+            }
+        })
 }
+
+/// Schema keywords whose values (or keys) are regular expressions.
+const REGEX_KEYWORDS: [&str; 2] = ["pattern", "patternProperties"];
+
+/// Bytes one compiled pattern (and its lazy DFA cache) may take.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// `text` cut to twice [`crate::error::QUOTE_BYTES`], marked when cut.
 fn clip(text: &str) -> String {
@@ -288,6 +326,35 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn backtracking_patterns_are_refused_naming_the_keyword() {
+        let limits = Limits::default();
+        for (schema, keyword) in [
+            (
+                r#"{"type":"object","properties":{"a":{"type":"array","items":{"type":"string","pattern":"^(a|a)*\\1$"}}}}"#,
+                "pattern",
+            ),
+            (
+                r#"{"patternProperties":{"^(a)\\1":{}}}"#,
+                "patternProperties",
+            ),
+            (r#"{"propertyNames":{"pattern":"(?<=a)b"}}"#, "pattern"),
+        ] {
+            let tool = ToolDef {
+                name: ToolKey::from_key("t"),
+                input_schema_json: schema.into(),
+                ..Default::default()
+            };
+            let err = ToolSpec::new(&tool, &limits).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+            assert!(err.to_string().contains(&format!("`{keyword}`")), "{err}");
+        }
+        // Linear-time patterns still work, Unicode classes included.
+        let s = spec(r#"{"properties":{"x":{"type":"string","pattern":"^\\p{L}+[0-9]{1,3}$"}}}"#);
+        assert!(s.check_arguments(r#"{"x":"été42"}"#, &limits).is_ok());
+        assert!(s.check_arguments(r#"{"x":"42"}"#, &limits).is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod connections;
 mod delivery;
 mod dispatch;
 mod durability;
+mod expiry;
+mod isolation;
 mod limits;
 mod logs;
 mod multi_server;

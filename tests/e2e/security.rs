@@ -14,7 +14,7 @@ async fn every_agent_rpc(server: &Server, token: Option<&str>) -> Vec<(&'static 
     let mut out = vec![];
     out.push((
         "ListTools",
-        raw.list_tools(pb::ListToolsRequest {})
+        raw.list_tools(pb::ListToolsRequest::default())
             .await
             .unwrap_err()
             .code(),

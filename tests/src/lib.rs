@@ -4,6 +4,8 @@
 //! clients do. Every wait is for an event: a line on a child's stdout, a
 //! message on a stream, a channel receive, each bounded by a timeout so a
 //! broken server fails the test instead of hanging it.
+pub mod raw;
+
 use std::{
     path::{Path, PathBuf},
     process::Stdio,

@@ -127,6 +127,20 @@ pub struct Args {
     /// throttle. Every failure is counted in errand_auth_failures_total.
     #[arg(long, env = "ERRAND_AUTH_FAILURES_PER_MINUTE", default_value_t = DEFAULTS.limits.auth_failures_per_minute)]
     pub auth_failures_per_minute: u32,
+    /// Calls of any RPC per second per tenant (a stream counts once, when
+    /// opened; bursts of one second's worth; 0: no limit). Applies with
+    /// --tokens-file. Refused calls get RESOURCE_EXHAUSTED with retry-after-ms.
+    #[arg(long, env = "ERRAND_REQUESTS_PER_SECOND_PER_TENANT", default_value_t = DEFAULTS.limits.requests_per_second_per_tenant)]
+    pub requests_per_second_per_tenant: u32,
+    /// Tools one tenant may have registered, served or not. Past it, a
+    /// registration first forgets tools no worker serves and no queued task
+    /// needs; at least --max-tools-per-worker.
+    #[arg(long, env = "ERRAND_MAX_TOOLS_PER_TENANT", default_value_t = DEFAULTS.limits.max_tools_per_tenant)]
+    pub max_tools_per_tenant: usize,
+    /// Forget a tool no worker has served for this long and no queued task
+    /// needs, in seconds.
+    #[arg(long, env = "ERRAND_TOOL_RETENTION_SECS", default_value_t = DEFAULTS.tool_retention.as_secs())]
+    pub tool_retention_secs: u64,
     /// Longest session ID accepted, in bytes.
     #[arg(long, env = "ERRAND_MAX_SESSION_ID_BYTES", default_value_t = DEFAULTS.limits.max_session_id_bytes)]
     pub max_session_id_bytes: usize,
@@ -244,6 +258,8 @@ impl Args {
                 max_workers_per_tenant: self.max_workers_per_tenant,
                 submits_per_second_per_token: self.submits_per_second,
                 auth_failures_per_minute: self.auth_failures_per_minute,
+                requests_per_second_per_tenant: self.requests_per_second_per_tenant,
+                max_tools_per_tenant: self.max_tools_per_tenant,
                 stream_buffer: self.stream_buffer,
             },
             default_timeout: Duration::from_millis(self.default_timeout_ms),
@@ -251,6 +267,7 @@ impl Args {
             retention: Duration::from_secs(self.retention_secs),
             purge_interval: Duration::from_millis(self.purge_interval_ms),
             register_timeout: Duration::from_millis(self.register_timeout_ms),
+            tool_retention: Duration::from_secs(self.tool_retention_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             postgres: PostgresOptions {
                 lease: Duration::from_millis(self.lease_ms),
@@ -389,6 +406,22 @@ mod tests {
             Some(Duration::from_millis(12))
         );
         assert_eq!(config.postgres_options().max_pending_per_session, 13);
+    }
+
+    #[test]
+    fn the_abuse_limits_are_flags() {
+        let config = parse(&[
+            "--max-tools-per-tenant=300",
+            "--requests-per-second-per-tenant=7",
+            "--tool-retention-secs=60",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(config.limits.max_tools_per_tenant, 300);
+        assert_eq!(config.limits.requests_per_second_per_tenant, 7);
+        assert_eq!(config.tool_retention, Duration::from_secs(60));
+        let e = parse(&["--max-tools-per-tenant=10"]).config().unwrap_err();
+        assert!(e.to_string().contains("ERRAND_MAX_TOOLS_PER_TENANT"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,11 @@ if _version_not_supported:
 
 class ToolServiceStub(object):
     """ToolService is what agents call.
+
+    With tokens configured, every call of either service (a stream once, when
+    opened) counts against its tenant's request rate
+    (--requests-per-second-per-tenant); past it the call gets
+    RESOURCE_EXHAUSTED with `retry-after-ms` metadata: retry after that long.
     """
 
     def __init__(self, channel):
@@ -69,11 +74,19 @@ class ToolServiceStub(object):
 
 class ToolServiceServicer(object):
     """ToolService is what agents call.
+
+    With tokens configured, every call of either service (a stream once, when
+    opened) counts against its tenant's request rate
+    (--requests-per-second-per-tenant); past it the call gets
+    RESOURCE_EXHAUSTED with `retry-after-ms` metadata: retry after that long.
     """
 
     def ListTools(self, request, context):
         """Lists the tools that workers have registered. Each description carries
         an appended notice that the tool is asynchronous, for the model to read.
+        Paged (see ListToolsRequest); without page fields the first response
+        holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
+        page_token this server did not give).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +109,8 @@ class ToolServiceServicer(object):
         with seq > after_seq, then live ones as tasks finish, until the client
         cancels. Each completion is sent exactly once per stream, in seq order.
         Several streams may follow the same session; each gets every completion.
+        The stream ends with UNAUTHENTICATED ("token expired") when the token
+        that opened it expires: reopen it with a fresh token and after_seq.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +185,11 @@ def add_ToolServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ToolService(object):
     """ToolService is what agents call.
+
+    With tokens configured, every call of either service (a stream once, when
+    opened) counts against its tenant's request rate
+    (--requests-per-second-per-tenant); past it the call gets
+    RESOURCE_EXHAUSTED with `retry-after-ms` metadata: retry after that long.
     """
 
     @staticmethod
@@ -363,6 +383,11 @@ class WorkerServiceServicer(object):
         Heartbeat) messages. The server never has more of the worker's tasks
         running at once than its max_concurrency. When the stream ends, the
         worker's running tasks are given to other workers as a new attempt.
+        The stream ends with UNAUTHENTICATED ("token expired") when the worker's
+        token expires: reconnect with a fresh one. Register is refused with
+        RESOURCE_EXHAUSTED when the tenant would have more tools than the
+        server's --max-tools-per-tenant (tools no worker serves and no queued
+        task needs are forgotten first, to make room).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

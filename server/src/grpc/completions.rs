@@ -3,6 +3,7 @@
 //! status, and the tenant's stream slot and the open-streams gauge held
 //! while it is open.
 use std::{
+    future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -15,16 +16,20 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
 
-use super::convert;
-use crate::{metrics::Metrics, quota::Slot, sessions::FeedItem};
+use super::{convert, expiry};
+use crate::{auth::Caller, metrics::Metrics, quota::Slot, sessions::FeedItem};
 
-/// A `Completions` stream that holds its tenant's stream slot while open.
+/// A `Completions` stream that holds its tenant's stream slot while open,
+/// and ends when its token expires.
 pub struct CompletionsStream {
     feed: mpsc::Receiver<FeedItem>,
     metrics: Arc<Metrics>,
     /// The largest message the server may send.
     max_bytes: usize,
     _slot: Slot,
+    /// Resolves at the token's expiry; `None` once the stream has ended.
+    expiry: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    caller: Caller,
 }
 
 impl CompletionsStream {
@@ -34,6 +39,7 @@ impl CompletionsStream {
         metrics: Arc<Metrics>,
         max_bytes: usize,
         slot: Slot,
+        caller: Caller,
     ) -> Self {
         metrics.stream_opened();
         Self {
@@ -41,6 +47,8 @@ impl CompletionsStream {
             metrics,
             max_bytes,
             _slot: slot,
+            expiry: Some(Box::pin(expiry::reached(expiry::deadline(&caller)))),
+            caller,
         }
     }
 }
@@ -78,6 +86,13 @@ impl Stream for CompletionsStream {
     type Item = Result<pb::Completion, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(expiry) = self.expiry.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if expiry.as_mut().poll(cx).is_ready() {
+            self.expiry = None;
+            return Poll::Ready(Some(Err(expiry::expired(&self.caller).into())));
+        }
         self.feed.poll_recv(cx).map(|item| {
             item.map(|item| match item {
                 Ok(c) => {

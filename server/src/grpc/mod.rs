@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod completions;
 pub mod convert;
+pub mod expiry;
 pub mod failed_auth;
 pub mod fields;
+pub mod rate;
 pub mod status_codes;
 pub mod tool_service;
 pub mod worker_service;

@@ -20,6 +20,7 @@ use crate::{
     scheduler::{self, Scheduler},
     sessions::Feed,
     tenant, text,
+    tools::ToolSpec,
 };
 
 pub struct ToolApi {
@@ -82,13 +83,16 @@ impl ToolService for ToolApi {
         request: Request<pb::ListToolsRequest>,
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
         let caller = caller(&request);
+        let req = request.into_inner();
         let tools = self.sched.list_tools(&caller.tenant);
-        Ok(Response::new(pb::ListToolsResponse {
-            tools: tools
-                .iter()
-                .map(|(spec, workers)| convert::listed_tool(spec, *workers))
-                .collect(),
-        }))
+        // Room for the response's framing and its next_page_token.
+        let budget = self
+            .sched
+            .config()
+            .limits
+            .max_message_bytes
+            .saturating_sub(1024);
+        Ok(Response::new(page(&tools, &req, budget)?))
     }
 
     async fn submit_tool(
@@ -129,6 +133,7 @@ impl ToolService for ToolApi {
             self.metrics.clone(),
             self.sched.config().limits.max_message_bytes,
             slot,
+            caller,
         )))
     }
 
@@ -165,5 +170,99 @@ impl ToolService for ToolApi {
         let session = self.session_key(&caller, &req.session_id)?;
         let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
         Ok(Response::new(pb::AckCompletionsResponse { removed }))
+    }
+}
+
+/// One page of `tools` (sorted by name) after `req.page_token`: at most
+/// `req.page_size` tools (0: any number) and `budget` encoded bytes, at least
+/// one tool when any is left. The token is the last name sent.
+fn page(
+    tools: &[(ToolSpec, u32)],
+    req: &pb::ListToolsRequest,
+    budget: usize,
+) -> Result<pb::ListToolsResponse, Error> {
+    use prost::Message;
+    if !req.page_token.is_empty() && crate::tools::check_name(&req.page_token).is_err() {
+        return Err(Error::invalid(
+            "page_token is not one this server gave: pass a next_page_token, or empty to start over",
+        ));
+    }
+    let start = tools.partition_point(|(s, _)| s.name.name() <= req.page_token.as_str());
+    let max = if req.page_size == 0 {
+        usize::MAX
+    } else {
+        req.page_size as usize
+    };
+    let (mut out, mut used) = (Vec::new(), 0);
+    for (spec, workers) in &tools[start..] {
+        let tool = convert::listed_tool(spec, *workers);
+        let size = tool.encoded_len() + 8;
+        if out.len() == max || (!out.is_empty() && used + size > budget) {
+            break;
+        }
+        used += size;
+        out.push(tool);
+    }
+    let more = start + out.len() < tools.len();
+    let next_page_token = match out.last() {
+        Some(last) if more => last.name.clone(),
+        _ => String::new(),
+    };
+    Ok(pb::ListToolsResponse {
+        tools: out,
+        next_page_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        config::Limits,
+        model::{ToolDef, ToolKey},
+    };
+
+    fn tools(n: usize) -> Vec<(ToolSpec, u32)> {
+        (0..n)
+            .map(|i| {
+                let def = ToolDef {
+                    name: ToolKey::new("t", &format!("tool{i:03}")),
+                    description: "d".repeat(100),
+                    ..Default::default()
+                };
+                (ToolSpec::new(&def, &Limits::default()).unwrap(), 1)
+            })
+            .collect()
+    }
+
+    fn names(r: &pb::ListToolsResponse) -> Vec<&str> {
+        r.tools.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_follow_each_other_by_count_and_by_bytes() {
+        let all = tools(5);
+        let req = |size, token: &str| pb::ListToolsRequest {
+            page_size: size,
+            page_token: token.into(),
+        };
+        let whole = page(&all, &req(0, ""), usize::MAX).unwrap();
+        assert_eq!(whole.tools.len(), 5);
+        assert!(whole.next_page_token.is_empty());
+        let first = page(&all, &req(2, ""), usize::MAX).unwrap();
+        assert_eq!(names(&first), ["tool000", "tool001"]);
+        let second = page(&all, &req(2, &first.next_page_token), usize::MAX).unwrap();
+        assert_eq!(names(&second), ["tool002", "tool003"]);
+        let last = page(&all, &req(2, &second.next_page_token), usize::MAX).unwrap();
+        assert_eq!(names(&last), ["tool004"]);
+        assert!(last.next_page_token.is_empty());
+        // A byte budget smaller than one tool still sends one per page.
+        let tiny = page(&all, &req(0, ""), 1).unwrap();
+        assert_eq!(names(&tiny), ["tool000"]);
+        assert_eq!(tiny.next_page_token, "tool000");
+        assert!(matches!(
+            page(&all, &req(0, "not a token!"), 1),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }

@@ -8,9 +8,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::{auth::caller, convert, status_codes};
+use super::{auth::caller, convert, expiry, status_codes};
 use crate::{
-    Error, logs,
+    Error,
+    auth::Caller,
+    logs,
     quota::{Slot, SlotCounter},
     scheduler::{CommandTx, Scheduler, WorkerId},
 };
@@ -89,7 +91,7 @@ impl WorkerService for WorkerApi {
             worker,
             inbound,
             tx,
-            slot,
+            (slot, caller),
         ));
         let registered = tokio_stream::once(Ok(convert::registered(worker)));
         // Sequential: an Assignment waits for its dispatch record to be
@@ -110,18 +112,28 @@ impl WorkerService for WorkerApi {
     }
 }
 
-/// Reads a worker's messages until its stream ends, then gives its tasks back.
+/// Reads a worker's messages until its stream ends (or its token expires),
+/// then gives its tasks back.
 async fn serve_worker(
     sched: Arc<Scheduler>,
     shutdown: CancellationToken,
     worker: WorkerId,
     mut inbound: Streaming<pb::WorkerMessage>,
     tx: CommandTx,
-    _slot: Slot,
+    (_slot, caller): (Slot, Caller),
 ) {
+    let expiry = expiry::reached(expiry::deadline(&caller));
+    tokio::pin!(expiry);
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = &mut expiry => {
+                debug!(worker_id = worker, "the worker's token expired: closing its stream");
+                // Never waits: a worker that does not read its commands
+                // sees its stream end without the reason.
+                let _ = tx.try_send(Err(expiry::expired(&caller)));
+                break;
+            }
             msg = inbound.message() => msg,
         };
         let kind = match msg {

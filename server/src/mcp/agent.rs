@@ -54,11 +54,27 @@ pub fn is_final(task: &pb::Task) -> bool {
 #[tonic::async_trait]
 impl Agent for LocalAgent {
     async fn list_tools(&self, caller: &Caller) -> Result<Vec<pb::Tool>, Status> {
-        let resp = self
-            .api
-            .list_tools(request(caller, pb::ListToolsRequest {}))
-            .await?;
-        Ok(resp.into_inner().tools)
+        // Every page: the tenant's registry is capped, so this ends.
+        let mut tools = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let resp = self
+                .api
+                .list_tools(request(
+                    caller,
+                    pb::ListToolsRequest {
+                        page_token,
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            tools.extend(resp.tools);
+            if resp.next_page_token.is_empty() {
+                return Ok(tools);
+            }
+            page_token = resp.next_page_token;
+        }
     }
 
     async fn submit(

@@ -80,8 +80,9 @@ impl Scheduler {
         }
     }
 
-    /// Removes expired completions and finished tasks every
-    /// `config.purge_interval`, until the server stops.
+    /// Removes expired completions and finished tasks, and forgets tools
+    /// unserved past `config.tool_retention`, every `config.purge_interval`,
+    /// until the server stops.
     pub async fn purge_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.purge_interval);
         loop {
@@ -96,6 +97,7 @@ impl Scheduler {
                 Err(e) => error!(error = %e, "purging expired completions failed"),
             }
             self.hub.prune();
+            self.forget_unserved_tools();
         }
     }
 }

@@ -66,7 +66,7 @@ use crate::{
     },
     sessions::SessionHub,
     store::{Durable, Inserted, SharedStore},
-    tools::ToolSpec,
+    tools::{ToolSpec, ValidationPool},
 };
 
 /// One command for a worker, to be sent once `after` resolves.
@@ -153,6 +153,8 @@ pub struct Scheduler {
     /// for them to reach the store.
     tracker: TaskTracker,
     finisher: Finisher,
+    /// Where submitted arguments are checked against their tool's schema.
+    validation: ValidationPool,
 }
 
 impl Scheduler {
@@ -167,6 +169,7 @@ impl Scheduler {
             backlog: parts.backlog,
             tracker: TaskTracker::new(),
             finisher: Finisher::default(),
+            validation: ValidationPool::default(),
         })
     }
 
@@ -229,11 +232,18 @@ impl Scheduler {
 
     /// Accepts one tool call: checked, stored, queued, dispatched if a worker
     /// has room. Returns the task and whether it was an idempotent repeat.
-    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        mut sub: Submission,
+    ) -> Result<(TaskRecord, bool), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
         let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
-        let arguments = spec.check_arguments(&sub.arguments_json, limits)?;
+        let arguments_json = std::mem::take(&mut sub.arguments_json);
+        let arguments = self
+            .validation
+            .check(&spec, sub.tool.tenant(), arguments_json, limits)
+            .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
         let (session, placement) = {
             let mut st = self.lock();
@@ -411,6 +421,17 @@ impl Scheduler {
             ));
         }
         let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
+        let tenant = specs[0].name.tenant();
+        let max = self.config.limits.max_tools_per_tenant;
+        let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {
+            Error::ResourceExhausted(format!(
+                "your tenant has {kept} tools that workers serve or queued tasks need, and this \
+                 registration adds more than the limit of {max} allows: stop the workers of tools \
+                 you no longer need (unserved tools are forgotten) or ask the operator to raise \
+                 --max-tools-per-tenant"
+            ))
+        })?;
+        self.forgot(&forgotten, "to make room for a registration");
         let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
         info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
         st.start_worker(id, SystemTime::now());
@@ -475,6 +496,26 @@ impl Scheduler {
         self.backlog.tools_changed();
         self.backlog.give_back(released).await;
         futures::future::join_all(ended.into_iter().map(|e| self.end(e))).await;
+    }
+
+    /// Tools the registry forgot (see `state/forget.rs`): logged. A
+    /// persisted registry removes them from the store here.
+    fn forgot(&self, keys: &[Arc<str>], why: &str) {
+        if !keys.is_empty() {
+            let (tenant, first) = crate::tenant::split(&keys[0]);
+            info!(
+                tools = keys.len(),
+                tenant, first, "forgot tools no worker serves {why}"
+            );
+        }
+    }
+
+    /// Forgets tools unserved for `config.tool_retention`; see `purge_loop`.
+    fn forget_unserved_tools(&self) {
+        let keys = self
+            .lock()
+            .forget_unserved(self.config.tool_retention, SystemTime::now());
+        self.forgot(&keys, "past --tool-retention-secs");
     }
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {

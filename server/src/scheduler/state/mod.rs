@@ -23,6 +23,7 @@ use crate::{
     tools::ToolSpec,
 };
 
+mod forget;
 mod registry;
 mod workers;
 
@@ -104,6 +105,9 @@ struct ToolEntry {
     spec: Option<ToolSpec>,
     workers: Vec<WorkerId>,
     queue: FairQueue,
+    /// Since when no worker has served it (set when the last one leaves,
+    /// or by the first sweep that sees it unserved); `None` while served.
+    unserved_since: Option<SystemTime>,
 }
 
 struct WorkerEntry<I: Io> {

@@ -222,3 +222,53 @@ fn tools_are_listed_per_tenant_with_their_workers() {
     assert_eq!(listed, [("a".to_string(), 2), ("b".to_string(), 1)]);
     assert_eq!(st.tool_names(""), ["a"]);
 }
+
+mod forgetting {
+    use super::*;
+
+    fn keys(names: &[&str]) -> Vec<Arc<str>> {
+        names.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn a_full_tenant_forgets_its_longest_unserved_tools_to_make_room() {
+        let mut st = State::<Test>::default();
+        let (a, _) = worker(&mut st, &["a", "b"], 1);
+        let (c, _) = worker(&mut st, &["c"], 1);
+        let (_d, _) = worker(&mut st, &["d"], 1);
+        st.remove_worker(c, 3, lost, now());
+        st.remove_worker(a, 3, lost, now() + Duration::from_secs(1));
+        // "q" has no worker but a queued task: it is needed, never forgotten.
+        let (q, _) = worker(&mut st, &["q"], 1);
+        st.remove_worker(q, 3, lost, now());
+        queue(&mut st, "s", "q");
+        assert_eq!(st.tool_count(), 5);
+        // Room for 2 new names under a cap of 5: "c" (unserved longest),
+        // then one of "a"/"b" go; "d" (served) and "q" (needed) stay.
+        let gone = st.make_room("", &keys(&["x", "y"]), 5).unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(&*gone[0], "c");
+        assert!(st.tools.contains_key("d") && st.tools.contains_key("q"));
+        // Re-registering known names needs no room.
+        assert!(st.make_room("", &keys(&["d"]), 3).unwrap().is_empty());
+        // Nothing left to forget: refused with the count kept.
+        st.make_room("", &keys(&["x", "y"]), 5).unwrap();
+        let (_x, _) = worker(&mut st, &["x", "y"], 1);
+        assert_eq!(st.make_room("", &keys(&["z"]), 3), Err(5));
+    }
+
+    #[test]
+    fn unserved_tools_are_forgotten_after_the_retention_unless_needed() {
+        let mut st = State::<Test>::default();
+        let (a, _) = worker(&mut st, &["a", "q"], 1);
+        let (_b, _) = worker(&mut st, &["b"], 1);
+        st.remove_worker(a, 3, lost, now());
+        queue(&mut st, "s", "q");
+        let hour = Duration::from_secs(3600);
+        assert!(st.forget_unserved(hour, now() + hour / 2).is_empty());
+        assert_eq!(st.forget_unserved(hour, now() + hour), keys(&["a"]));
+        assert!(st.tools.contains_key("q") && st.tools.contains_key("b"));
+        // Needed and served tools stay however long.
+        assert!(st.forget_unserved(hour, now() + hour * 10).is_empty());
+    }
+}

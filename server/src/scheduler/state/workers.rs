@@ -39,6 +39,7 @@ impl<I: Io> State<I> {
             let entry = self.tools.entry(name.clone()).or_default();
             entry.spec = Some(spec);
             entry.workers.push(id);
+            entry.unserved_since = None;
             tools.push(name);
         }
         self.workers.insert(
@@ -75,6 +76,9 @@ impl<I: Io> State<I> {
         for tool in &entry.tools {
             if let Some(t) = self.tools.get_mut(tool) {
                 t.workers.retain(|w| *w != worker);
+                if t.workers.is_empty() {
+                    t.unserved_since = Some(now);
+                }
             }
         }
         let mut ended = Vec::new();

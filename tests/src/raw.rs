@@ -1,0 +1,56 @@
+//! A worker stream driven by hand: the test chooses every `Register` field
+//! (schemas, many tools) and holds the stream open as long as it likes.
+use errand_client::{Credentials, endpoint, pb};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// An open `Connect` stream that has been answered with `Registered`.
+pub struct RawWorker {
+    /// Sends the worker's messages; dropping it ends the worker's side.
+    pub tx: mpsc::Sender<pb::WorkerMessage>,
+    /// The server's commands after `Registered`.
+    pub commands: tonic::Streaming<pb::WorkerCommand>,
+}
+
+/// A tool with `name` and `input_schema_json`.
+pub fn tool(name: &str, schema: &str) -> pb::Tool {
+    pb::Tool {
+        name: name.into(),
+        input_schema_json: schema.into(),
+        ..Default::default()
+    }
+}
+
+/// Connects a worker with `token` serving `tools`; the status the server
+/// refused it with, if it did.
+pub async fn connect_worker(
+    addr: &str,
+    token: Option<&str>,
+    tools: Vec<pb::Tool>,
+) -> Result<RawWorker, tonic::Status> {
+    let channel = endpoint(addr).unwrap().connect_lazy();
+    let mut rpc = pb::worker_service_client::WorkerServiceClient::with_interceptor(
+        channel,
+        Credentials::new(token).unwrap(),
+    )
+    .max_decoding_message_size(64 << 20)
+    .max_encoding_message_size(64 << 20);
+    let register = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "raw".into(),
+            tools,
+            max_concurrency: 1,
+        })),
+    };
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(register).await.unwrap();
+    let mut commands = rpc.connect(ReceiverStream::new(rx)).await?.into_inner();
+    match commands.message().await? {
+        Some(pb::WorkerCommand {
+            kind: Some(pb::worker_command::Kind::Registered(_)),
+        }) => Ok(RawWorker { tx, commands }),
+        other => Err(tonic::Status::unknown(format!(
+            "expected Registered, got {other:?}"
+        ))),
+    }
+}
