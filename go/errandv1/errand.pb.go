@@ -122,9 +122,13 @@ type Tool struct {
 	// worker. 0 means the server's default.
 	TimeoutMs uint64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// Output only: number of connected workers serving the tool right now.
-	Workers       uint32 `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Workers uint32 `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
+	// Default queue timeout of a call in milliseconds, counted from submit: a
+	// call no worker has taken by then completes as TIMED_OUT with error code
+	// "queue_timeout". 0 means the server's default (--default-queue-timeout-ms).
+	QueueTimeoutMs uint64 `protobuf:"varint,6,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Tool) Reset() {
@@ -188,6 +192,13 @@ func (x *Tool) GetTimeoutMs() uint64 {
 func (x *Tool) GetWorkers() uint32 {
 	if x != nil {
 		return x.Workers
+	}
+	return 0
+}
+
+func (x *Tool) GetQueueTimeoutMs() uint64 {
+	if x != nil {
+		return x.QueueTimeoutMs
 	}
 	return 0
 }
@@ -319,6 +330,11 @@ type SubmitToolRequest struct {
 	// Optional. A retried submit with the same key in the same session returns
 	// the task of the first submit instead of running the tool again.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// Queue timeout of this call in milliseconds, counted from submit: if no
+	// worker has taken the call by then, it completes as TIMED_OUT with error
+	// code "queue_timeout". 0 means the tool's queue_timeout_ms, then the
+	// server's default (--default-queue-timeout-ms, 5 minutes by default).
+	QueueTimeoutMs uint64 `protobuf:"varint,6,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -386,6 +402,13 @@ func (x *SubmitToolRequest) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *SubmitToolRequest) GetQueueTimeoutMs() uint64 {
+	if x != nil {
+		return x.QueueTimeoutMs
+	}
+	return 0
 }
 
 type SubmitToolResponse struct {
@@ -1073,7 +1096,8 @@ func (*Task_Error) isTask_Outcome() {}
 type ToolError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Machine-readable cause. The server uses: "tool_error" (the tool failed or
-	// raised), "timeout", "cancelled", "worker_lost" (the worker went away on
+	// raised), "timeout", "queue_timeout" (no worker took the call within its
+	// queue timeout), "cancelled", "worker_lost" (the worker went away on
 	// every attempt), "exit_status" (errand worker --exec: the program exited
 	// non-zero). Workers may send codes of their own.
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
@@ -1723,21 +1747,22 @@ var File_errand_v1_errand_proto protoreflect.FileDescriptor
 
 const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
-	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n" +
+	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12*\n" +
 	"\x11input_schema_json\x18\x03 \x01(\tR\x0finputSchemaJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12\x18\n" +
-	"\aworkers\x18\x05 \x01(\rR\aworkers\"N\n" +
+	"\aworkers\x18\x05 \x01(\rR\aworkers\x12(\n" +
+	"\x10queue_timeout_ms\x18\x06 \x01(\x04R\x0equeueTimeoutMs\"N\n" +
 	"\x10ListToolsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +
 	"\x11ListToolsResponse\x12%\n" +
 	"\x05tools\x18\x01 \x03(\v2\x0f.errand.v1.ToolR\x05tools\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb5\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdf\x01\n" +
 	"\x11SubmitToolRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -1745,7 +1770,8 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x0earguments_json\x18\x03 \x01(\tR\rargumentsJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"\x88\x01\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12(\n" +
+	"\x10queue_timeout_ms\x18\x06 \x01(\x04R\x0equeueTimeoutMs\"\x88\x01\n" +
 	"\x12SubmitToolResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\tR\x03ack\x12#\n" +

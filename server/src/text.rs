@@ -17,6 +17,21 @@ pub fn tool_description(description: &str) -> String {
     }
 }
 
+/// The error message of a task no worker took within its queue timeout of
+/// `waited` (from submit); `tool` is a tool key.
+pub fn queue_timeout(task: &TaskRecord) -> String {
+    let waited = task
+        .queue_deadline
+        .and_then(|d| d.duration_since(task.created_at).ok())
+        .unwrap_or_default();
+    format!(
+        "no worker took this call to `{}` within its queue timeout of {} ms: no worker \
+serving the tool was connected with room; try again later or use another tool",
+        crate::tenant::strip(&task.tool),
+        crate::model::millis(waited)
+    )
+}
+
 /// The text `SubmitTool` returns for the model.
 pub fn ack(task: &TaskRecord) -> String {
     format!(

@@ -15,4 +15,5 @@ mod multi_server;
 mod ops;
 mod security;
 mod status_codes;
+mod unserved;
 mod validation;

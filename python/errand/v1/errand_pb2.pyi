@@ -28,18 +28,20 @@ TASK_STATUS_CANCELLED: TaskStatus
 TASK_STATUS_TIMED_OUT: TaskStatus
 
 class Tool(_message.Message):
-    __slots__ = ("name", "description", "input_schema_json", "timeout_ms", "workers")
+    __slots__ = ("name", "description", "input_schema_json", "timeout_ms", "workers", "queue_timeout_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     input_schema_json: str
     timeout_ms: int
     workers: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...
+    queue_timeout_ms: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., workers: _Optional[int] = ..., queue_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -58,18 +60,20 @@ class ListToolsResponse(_message.Message):
     def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitToolRequest(_message.Message):
-    __slots__ = ("session_id", "tool", "arguments_json", "timeout_ms", "idempotency_key")
+    __slots__ = ("session_id", "tool", "arguments_json", "timeout_ms", "idempotency_key", "queue_timeout_ms")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     tool: str
     arguments_json: str
     timeout_ms: int
     idempotency_key: str
-    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    queue_timeout_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., queue_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class SubmitToolResponse(_message.Message):
     __slots__ = ("task_id", "ack", "task", "deduplicated")

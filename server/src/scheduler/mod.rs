@@ -245,21 +245,24 @@ impl Scheduler {
             .check(&spec, sub.tool.tenant(), arguments_json, limits)
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
+        let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
         let (session, placement) = {
             let mut st = self.lock();
             admission::check_room(&st, &sub.session, limits)?;
             let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
             (st.reserve(sub.session.as_arc()), placement)
         };
+        let now = SystemTime::now();
         let mut task = TaskRecord {
             id: Uuid::new_v4(),
             session,
             tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
+            queue_deadline: Some(now + queue_timeout),
             idempotency_key: (!sub.idempotency_key.is_empty())
                 .then(|| sub.idempotency_key.as_str().into()),
-            created_at: SystemTime::now(),
+            created_at: now,
             state: TaskState::Queued,
             attempts: 0,
             started_at: None,
@@ -294,6 +297,9 @@ impl Scheduler {
                 // worker with room.
                 self.backlog.wants_work();
             }
+        }
+        if let Some(deadline) = task.queue_deadline {
+            self.arm_queue_timer(&task, deadline);
         }
         Ok((task, false))
     }

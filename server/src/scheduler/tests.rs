@@ -343,3 +343,75 @@ async fn an_outcome_the_store_refuses_fails_that_task_only() {
     let good = core.get_task(&good.task_id).await.unwrap();
     assert_eq!(good.state, TaskState::Succeeded);
 }
+
+fn submit_with_queue_timeout(session: &str, tool: &str, queue_timeout_ms: u64) -> Submission {
+    let mut sub = submit_request(session, tool);
+    sub.queue_timeout_ms = queue_timeout_ms;
+    sub
+}
+
+fn error_code(task: &TaskRecord) -> &str {
+    match &task.outcome {
+        Some(Outcome::Error { code, .. }) => code,
+        other => panic!("expected an error outcome, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_no_worker_takes_times_out_at_its_queue_deadline() {
+    let core = core(Config::default());
+    let (_w, mut rx) = worker(&core, &["t"], 1);
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let _busy = assignment(&mut rx);
+    let (waiting, _) = core
+        .submit(submit_with_queue_timeout("s", "t", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting.queue_deadline,
+        Some(waiting.created_at + Duration::from_secs(1))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = waiting.id.to_string();
+    assert_eq!(core.get_task(&id).await.unwrap().state, TaskState::Queued);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::task::yield_now().await;
+    let task = core.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
+    let Some(Outcome::Error { message, .. }) = &task.outcome else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("no worker took") && message.contains("1000 ms"),
+        "{message}"
+    );
+    // The worker is never told: it never had the task.
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_deadline_holds_across_a_restart() {
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    let before = Core::new(Config::default(), store.clone());
+    let (_w, mut rx) = worker(&before, &["t"], 1);
+    before.submit(submit_request("s", "t")).await.unwrap();
+    let _busy = assignment(&mut rx);
+    let (waiting, _) = before
+        .submit(submit_with_queue_timeout("s", "t", 1_000))
+        .await
+        .unwrap();
+    // The old server's timers stop with it.
+    before.shutdown.cancel();
+    drop(before);
+
+    let after = Core::new(Config::default(), store.clone());
+    assert_eq!(after.recover().await.unwrap(), 2);
+    let id = waiting.id.to_string();
+    assert_eq!(after.get_task(&id).await.unwrap().state, TaskState::Queued);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::task::yield_now().await;
+    let task = after.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
+}

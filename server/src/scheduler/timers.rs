@@ -1,14 +1,22 @@
 //! Per-attempt timeouts: each dispatch arms a timer that ends the attempt
 //! as TIMED_OUT unless a result, a cancel or a lost worker ends it first
-//! (they abort the timer).
-use std::{sync::Arc, time::Duration};
+//! (they abort the timer). Queue timeouts: each task queued here arms a
+//! timer at its stored deadline that ends it as TIMED_OUT (`queue_timeout`)
+//! if no worker has taken it by then.
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tokio::task::AbortHandle;
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::Scheduler;
-use crate::model::{Outcome, TaskState, codes, millis};
+use crate::{
+    model::{Outcome, TaskRecord, TaskState, codes, millis},
+    text,
+};
 
 impl Scheduler {
     /// Starts the timer of attempt `attempt` of task `id`.
@@ -24,6 +32,60 @@ impl Scheduler {
             me.time_out(id, attempt).await;
         })
         .abort_handle()
+    }
+
+    /// Starts the queue timer of `task`, due at its deadline (at once if it
+    /// has passed, as after a restart). It does nothing if the task is no
+    /// longer queued then; a task queued in the shared store is timed out
+    /// there.
+    pub(super) fn arm_queue_timer(self: &Arc<Self>, task: &TaskRecord, deadline: SystemTime) {
+        let wait = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let (me, id, message) = (self.clone(), task.id, text::queue_timeout(task));
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => me.queue_time_out(id, message).await,
+                _ = me.shutdown.cancelled() => {}
+            }
+        });
+    }
+
+    async fn queue_time_out(self: Arc<Self>, id: Uuid, message: String) {
+        let outcome = Outcome::error(codes::QUEUE_TIMEOUT, message);
+        let ended = {
+            let mut st = self.lock();
+            match st.task(id).map(|t| t.state) {
+                Some(TaskState::Queued) => {
+                    Ok(self.take(&mut st, id, TaskState::TimedOut, outcome, None))
+                }
+                // Running here, or ended: a worker took it, or it is over.
+                Some(_) => return,
+                None => Err(outcome),
+            }
+        };
+        match ended {
+            Ok(Some(ended)) => {
+                info!(task_id = %id, "task timed out in the queue");
+                self.end(ended).await;
+            }
+            Ok(None) => {}
+            Err(outcome) => self.queue_time_out_elsewhere(id, outcome).await,
+        }
+    }
+
+    /// A task queued in the shared store (or ended): times it out there if it
+    /// is still queued.
+    async fn queue_time_out_elsewhere(&self, id: Uuid, outcome: Outcome) {
+        match self.backlog.time_out_queued(id, outcome).await {
+            Ok(Some(c)) => {
+                info!(task_id = %id, "task timed out in the queue");
+                self.hub.notify(&c.session, c.seq);
+            }
+            Ok(None) => {}
+            // The reaper times it out later from its stored deadline.
+            Err(e) => warn!(task_id = %id, error = %e, "timing out a queued task failed"),
+        }
     }
 
     async fn time_out(self: Arc<Self>, id: Uuid, attempt: u32) {

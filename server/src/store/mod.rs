@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::model::{CompletionRecord, Finish, TaskRecord};
+use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord};
 
 pub mod memory;
 pub mod postgres;
@@ -250,6 +250,14 @@ pub trait SharedQueue: Send + Sync {
 
     /// Cancels an unfinished task that another server may hold.
     async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// Ends task `task_id` as TIMED_OUT with `outcome` if it is still
+    /// queued (no server holds it); `None` otherwise.
+    async fn time_out_queued(
+        &self,
+        task_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Publishes the tools this server's workers serve (`workers` set).
     async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError>;

@@ -55,6 +55,7 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         tool: "search".into(),
         arguments: r#"{"q":"weather in Lyon"}"#.into(),
         timeout: Duration::from_millis(30_500),
+        queue_deadline: Some(created_at + Duration::from_millis(90_250)),
         idempotency_key: key.map(Into::into),
         created_at,
         state: TaskState::Queued,
@@ -108,6 +109,7 @@ pub(super) fn assert_same_task(got: &TaskRecord, want: &TaskRecord) {
     assert_eq!(got.tool, want.tool);
     assert_eq!(got.arguments, want.arguments);
     assert_eq!(got.timeout, want.timeout);
+    assert_eq!(got.queue_deadline, want.queue_deadline);
     assert_eq!(got.idempotency_key, want.idempotency_key);
     assert_eq!(got.created_at, want.created_at);
     assert_eq!(got.state, want.state);

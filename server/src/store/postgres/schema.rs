@@ -59,6 +59,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at           timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (server_id, name)
     );",
+    // 2: a queued task's deadline (ns since the epoch), so a queue timeout
+    //    holds across restarts; NULL in older rows.
+    "ALTER TABLE errand_tasks ADD COLUMN queue_deadline bigint;
+    CREATE INDEX errand_tasks_queue_deadlines ON errand_tasks (queue_deadline) WHERE state = 0;",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

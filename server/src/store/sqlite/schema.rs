@@ -45,6 +45,9 @@ const MIGRATIONS: &[&str] = &[
         session  TEXT PRIMARY KEY,
         last_seq INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: a queued task's deadline (ns since the epoch), so a queue timeout
+    // holds across restarts; NULL in older rows.
+    "ALTER TABLE tasks ADD COLUMN queue_deadline INTEGER;",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.
