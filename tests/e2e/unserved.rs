@@ -43,3 +43,33 @@ async fn a_call_no_worker_takes_times_out_in_the_queue() {
         e.message
     );
 }
+
+#[tokio::test]
+async fn a_queue_timeout_holds_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_durable(dir.path(), &[]).await;
+    worker_came_and_went(&server, "t").await;
+    let id = server
+        .client()
+        .await
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "t".into(),
+            queue_timeout_ms: 1_500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .task_id;
+    server.restart().await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, id);
+    assert_eq!(status_of(done.status), pb::TaskStatus::TimedOut);
+    assert!(
+        matches!(done.outcome, Some(pb::completion::Outcome::Error(ref e)) if e.code == "queue_timeout"),
+        "{:?}",
+        done.outcome
+    );
+}
