@@ -211,7 +211,12 @@ type ListToolsRequest struct {
 	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous response, to continue after it;
 	// empty to start from the first tool. Opaque to clients.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// List only tools that a connected worker serves right now (workers > 0).
+	// Otherwise known tools no worker serves are listed too, with workers = 0:
+	// a call to one waits in the queue until a worker connects or its queue
+	// timeout passes.
+	OnlyServed    bool `protobuf:"varint,4,opt,name=only_served,json=onlyServed,proto3" json:"only_served,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -258,6 +263,13 @@ func (x *ListToolsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListToolsRequest) GetOnlyServed() bool {
+	if x != nil {
+		return x.OnlyServed
+	}
+	return false
 }
 
 type ListToolsResponse struct {
@@ -1755,11 +1767,13 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12\x18\n" +
 	"\aworkers\x18\x05 \x01(\rR\aworkers\x12(\n" +
-	"\x10queue_timeout_ms\x18\x06 \x01(\x04R\x0equeueTimeoutMs\"N\n" +
+	"\x10queue_timeout_ms\x18\x06 \x01(\x04R\x0equeueTimeoutMs\"o\n" +
 	"\x10ListToolsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vonly_served\x18\x04 \x01(\bR\n" +
+	"onlyServed\"b\n" +
 	"\x11ListToolsResponse\x12%\n" +
 	"\x05tools\x18\x01 \x03(\v2\x0f.errand.v1.ToolR\x05tools\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdf\x01\n" +

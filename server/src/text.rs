@@ -32,6 +32,20 @@ serving the tool was connected with room; try again later or use another tool",
     )
 }
 
+/// Appended to the ack of a call to a tool no connected worker serves.
+pub fn unserved_notice(task: &TaskRecord) -> String {
+    let wait = task
+        .queue_deadline
+        .and_then(|d| d.duration_since(task.created_at).ok())
+        .unwrap_or_default();
+    format!(
+        " Note: no worker serves tool `{}` right now. The call waits in the queue for one, \
+and may time out (error code queue_timeout) if none takes it within {} ms.",
+        crate::tenant::strip(&task.tool),
+        crate::model::millis(wait)
+    )
+}
+
 /// The text `SubmitTool` returns for the model.
 pub fn ack(task: &TaskRecord) -> String {
     format!(

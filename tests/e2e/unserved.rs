@@ -73,3 +73,78 @@ async fn a_queue_timeout_holds_across_a_restart() {
         done.outcome
     );
 }
+
+#[tokio::test]
+async fn a_known_tool_without_workers_is_listed_and_its_calls_are_queued_with_a_warning() {
+    let server = Server::start(&[]).await;
+    worker_came_and_went(&server, "t").await;
+    let mut raw = server.raw();
+    let listed = raw
+        .list_tools(pb::ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tools;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| (t.name.as_str(), t.workers))
+            .collect::<Vec<_>>(),
+        [("t", 0)]
+    );
+    let served = raw
+        .list_tools(pb::ListToolsRequest {
+            only_served: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tools;
+    assert!(served.is_empty(), "{served:?}");
+
+    let client = server.client().await;
+    let ack = client
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "t".into(),
+            queue_timeout_ms: 60_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        ack.ack.contains("no worker serves tool `t` right now") && ack.ack.contains("60000 ms"),
+        "{}",
+        ack.ack
+    );
+    // A worker that connects takes the queued call.
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, ack.task_id);
+}
+
+#[tokio::test]
+async fn an_idempotent_repeat_after_a_restart_is_answered_before_the_tool_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_durable(dir.path(), &[]).await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let request = pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "t".into(),
+        idempotency_key: "k1".into(),
+        ..Default::default()
+    };
+    let first = server
+        .client()
+        .await
+        .submit_request(request.clone())
+        .await
+        .unwrap();
+    worker.next().await.succeed("1");
+    server.restart().await;
+    // No worker has registered `t` since the restart.
+    let again = server.client().await.submit_request(request).await.unwrap();
+    assert_eq!(again.task_id, first.task_id);
+    assert!(again.deduplicated);
+}

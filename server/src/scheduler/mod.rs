@@ -230,6 +230,12 @@ impl Scheduler {
         self.lock().list_tools(tenant)
     }
 
+    /// Whether a connected worker (here or, in shared mode, elsewhere) serves
+    /// tool key `tool`.
+    pub fn is_served(&self, tool: &str) -> bool {
+        self.lock().is_served(tool)
+    }
+
     /// Accepts one tool call: checked, stored, queued, dispatched if a worker
     /// has room. Returns the task and whether it was an idempotent repeat.
     pub async fn submit(
@@ -238,6 +244,17 @@ impl Scheduler {
     ) -> Result<(TaskRecord, bool), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
+        // A repeat is answered before any tool check: right after a restart
+        // its tool may not be registered again yet.
+        if !sub.idempotency_key.is_empty()
+            && let Some(earlier) = self
+                .store
+                .task_by_key(sub.session.as_key(), &sub.idempotency_key)
+                .await?
+        {
+            let current = self.live_task(earlier.id).unwrap_or(earlier);
+            return Ok((current, true));
+        }
         let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
         let arguments_json = std::mem::take(&mut sub.arguments_json);
         let arguments = self

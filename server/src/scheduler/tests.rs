@@ -303,6 +303,13 @@ impl crate::store::Store for Refusing {
         }
         self.0.finish_task(finish).await
     }
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.0.task_by_key(session, key).await
+    }
     async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
         self.0.get_task(id).await
     }

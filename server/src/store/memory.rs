@@ -115,6 +115,20 @@ impl Store for MemoryStore {
         Ok(self.lock().tasks.get(&task_id).cloned())
     }
 
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        let slot: (Arc<str>, Arc<str>) = (session.into(), key.into());
+        Ok(inner
+            .idempotency
+            .get(&slot)
+            .and_then(|id| inner.tasks.get(id))
+            .cloned())
+    }
+
     async fn completions_after(
         &self,
         session: &str,

@@ -163,6 +163,10 @@ pub trait Store: Send + Sync + 'static {
     /// One task, finished or not.
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError>;
 
+    /// The task of `session` submitted with idempotency key `key`, if any.
+    async fn task_by_key(&self, session: &str, key: &str)
+    -> Result<Option<TaskRecord>, StoreError>;
+
     /// Up to `limit` completions of `session` with seq > `after_seq`, in order.
     async fn completions_after(
         &self,

@@ -126,6 +126,10 @@ async fn task_round_trips(store: &dyn Store) {
     let got = store.get_task(t.id).await.unwrap().expect("stored");
     assert_same_task(&got, &t);
     assert!(store.get_task(Uuid::new_v4()).await.unwrap().is_none());
+    let by_key = store.task_by_key("s1", "key-1").await.unwrap();
+    assert_same_task(&by_key.expect("found by its key"), &t);
+    assert!(store.task_by_key("s2", "key-1").await.unwrap().is_none());
+    assert!(store.task_by_key("s1", "key-2").await.unwrap().is_none());
 }
 
 async fn unknown_task_does_not_finish(store: &dyn Store) {

@@ -103,6 +103,12 @@ impl<I: Io> State<I> {
         })
     }
 
+    /// Whether a worker here or (in shared mode) elsewhere serves tool key
+    /// `tool`.
+    pub fn is_served(&self, tool: &str) -> bool {
+        self.serves(tool) || self.remote.get(tool).is_some_and(|(_, w)| *w > 0)
+    }
+
     /// Whether a worker here serves `tool`.
     pub fn serves(&self, tool: &str) -> bool {
         self.tools.get(tool).is_some_and(|t| !t.workers.is_empty())

@@ -218,6 +218,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let (session, key) = (session.to_string(), key.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached(rows::SELECT_BY_KEY)?
+                .query_row(rusqlite::params![session, key], task_from_row)
+                .optional()
+        })
+        .await
+    }
+
     async fn completions_after(
         &self,
         session: &str,

@@ -16,7 +16,7 @@ use crate::store::sql::{
 
 pub(super) const SELECT_TASK: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
-const SELECT_BY_KEY: &str = concat!(
+pub(super) const SELECT_BY_KEY: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE session = ?1 AND idempotency_key = ?2"
