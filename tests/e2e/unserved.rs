@@ -148,3 +148,43 @@ async fn an_idempotent_repeat_after_a_restart_is_answered_before_the_tool_check(
     assert_eq!(again.task_id, first.task_id);
     assert!(again.deduplicated);
 }
+
+#[tokio::test]
+async fn a_different_definition_is_refused_while_served_and_replaces_it_after() {
+    let server = Server::start(&[]).await;
+    let first = connect_worker(&server.addr, None, vec![raw::tool("t", "")])
+        .await
+        .unwrap();
+    let schema = r#"{"type":"object","properties":{"x":{"type":"integer"}}}"#;
+    let refused = connect_worker(&server.addr, None, vec![raw::tool("t", schema)])
+        .await
+        .err()
+        .expect("a different definition is refused while served");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("`t`") && refused.message().contains("input_schema_json"),
+        "{}",
+        refused.message()
+    );
+    // The same definition is welcome.
+    let same = connect_worker(&server.addr, None, vec![raw::tool("t", "")])
+        .await
+        .unwrap();
+    // Both leave; then nothing serves `t`, and a new definition replaces it.
+    for mut w in [first, same] {
+        drop(w.tx);
+        while let Ok(Some(_)) = within("the worker's departure", w.commands.message()).await {}
+    }
+    let mut raw = server.raw();
+    let _new = connect_worker(&server.addr, None, vec![raw::tool("t", schema)])
+        .await
+        .unwrap();
+    let listed = raw
+        .list_tools(pb::ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tools;
+    let t = listed.iter().find(|t| t.name == "t").unwrap();
+    assert_eq!(t.input_schema_json, schema);
+}

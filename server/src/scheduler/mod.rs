@@ -443,6 +443,24 @@ impl Scheduler {
                 "the server is shutting down: connect again once it is back".into(),
             ));
         }
+        for spec in &specs {
+            match st.differs(spec) {
+                Some((fields, true)) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "tool `{}` is served by connected workers with a different definition \
+                         ({} differ): register the same definition, or stop those workers first",
+                        spec.name.name(),
+                        fields.join(", ")
+                    )));
+                }
+                Some((fields, false)) => info!(
+                    tool = %logs::field(spec.name.name()),
+                    differ = ?fields,
+                    "no connected worker serves the tool: the new definition replaces the known one"
+                ),
+                None => {}
+            }
+        }
         let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         let tenant = specs[0].name.tenant();
         let max = self.config.limits.max_tools_per_tenant;
