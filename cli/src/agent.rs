@@ -1,4 +1,5 @@
-//! The agent-side commands: tools, submit, watch, status, cancel, ack.
+//! The agent-side commands: tools, submit, watch, status, ack (cancel is
+//! in `ops`).
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -100,8 +101,8 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
         } else {
             let first_line = tool.description.lines().next().unwrap_or_default();
             println!(
-                "{:<24} workers={:<3} {}",
-                tool.name, tool.workers, first_line
+                "{:<24} workers={:<3} queued={:<4} running={:<4} {}",
+                tool.name, tool.workers, tool.queued, tool.running, first_line
             );
         }
     }
@@ -189,16 +190,7 @@ pub async fn status(server: &str, args: TaskArgs) -> Result<ExitCode> {
         .await?
         .get_task(&args.task_id)
         .await?;
-    print_task(&task, args.json);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn cancel(server: &str, args: TaskArgs) -> Result<ExitCode> {
-    let task = connect(server, &args.conn)
-        .await?
-        .cancel(&args.task_id)
-        .await?;
-    print_task(&task, args.json);
+    output::print_task(&task, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,12 +204,4 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
         args.session
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_task(task: &pb::Task, json: bool) {
-    if json {
-        println!("{}", output::task_json(task));
-    } else {
-        println!("{}", output::task_text(task));
-    }
 }

@@ -7,7 +7,8 @@
 //!   default from `Config::default()`, checked by `Config::validate`.
 //! - `worker`: `errand worker`, a tool served by running a program per call.
 //! - `token`: `errand token new`, a bearer token and its tokens-file line.
-//! - `agent`: `tools`, `submit`, `watch`, `status`, `cancel`, `ack`.
+//! - `agent`: `tools`, `submit`, `watch`, `status`, `ack`.
+//! - `ops`: `tasks`, `workers`, `cancel` (one task or a session's), `retry`.
 //! - `output`: how those commands print tasks, completions and tools (a
 //!   line for people, or JSON with `--json`).
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod mcp;
+mod ops;
 mod output;
 mod serve;
 mod token;
@@ -93,8 +95,14 @@ enum Command {
     Watch(agent::WatchArgs),
     /// Show one task.
     Status(agent::TaskArgs),
-    /// Cancel a queued or running task.
-    Cancel(agent::TaskArgs),
+    /// Cancel a queued or running task, or with --session every one of a session.
+    Cancel(ops::CancelArgs),
+    /// List tasks, newest first: --session, --status, --tool, --limit.
+    Tasks(ops::TasksArgs),
+    /// List the workers connected to the server.
+    Workers(ops::WorkersArgs),
+    /// Run a FAILED, TIMED_OUT or CANCELLED task again as a new task.
+    Retry(ops::RetryArgs),
     /// Release a session's completions up to a seq.
     Ack(agent::AckArgs),
     /// Serve a tool by running a program per call.
@@ -165,7 +173,10 @@ async fn main() -> ExitCode {
         Command::Submit(args) => agent::submit(&args.conn.server.clone(), args).await,
         Command::Watch(args) => agent::watch(&args.conn.server.clone(), args).await,
         Command::Status(args) => agent::status(&args.conn.server.clone(), args).await,
-        Command::Cancel(args) => agent::cancel(&args.conn.server.clone(), args).await,
+        Command::Cancel(args) => ops::cancel(&args.conn.server.clone(), args).await,
+        Command::Tasks(args) => ops::tasks(&args.conn.server.clone(), args).await,
+        Command::Workers(args) => ops::workers(&args.conn.server.clone(), args).await,
+        Command::Retry(args) => ops::retry(&args.conn.server.clone(), args).await,
         Command::Ack(args) => agent::ack(&args.conn.server.clone(), args).await,
         Command::Worker(args) => worker::run(&args.conn.server.clone(), args).await,
         Command::Mcp(args) => mcp::run(&args.conn.server.clone(), args).await,

@@ -10,7 +10,7 @@ pub fn status_name(status: i32) -> &'static str {
 }
 
 /// Milliseconds since the Unix epoch, or null.
-fn time(t: &Option<prost_types::Timestamp>) -> Value {
+pub fn time(t: &Option<prost_types::Timestamp>) -> Value {
     t.as_ref().map_or(Value::Null, |t| {
         json!(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
     })
@@ -117,5 +117,15 @@ pub fn tool_json(t: &pb::Tool) -> Value {
         "input_schema": serde_json::from_str::<Value>(&t.input_schema_json).unwrap_or(Value::Null),
         "timeout_ms": t.timeout_ms,
         "workers": t.workers,
+        "queued": t.queued,
+        "running": t.running,
     })
+}
+
+pub fn print_task(task: &pb::Task, json: bool) {
+    if json {
+        println!("{}", task_json(task));
+    } else {
+        println!("{}", task_text(task));
+    }
 }

@@ -55,6 +55,8 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             timeout_ms: args.timeout_ms,
             workers: 0,
             queue_timeout_ms: args.queue_timeout_ms,
+            queued: 0,
+            running: 0,
         }],
         max_concurrency: args.concurrency,
         token: options.token.clone(),

@@ -236,6 +236,49 @@ impl Client {
         Ok(self.rpc.clone().cancel_task(req).await?.into_inner())
     }
 
+    /// One page of the caller's tasks; pass the response's
+    /// `next_page_token` back for the next.
+    pub async fn list_tasks(
+        &self,
+        request: pb::ListTasksRequest,
+    ) -> Result<pb::ListTasksResponse, Error> {
+        Ok(self.rpc.clone().list_tasks(request).await?.into_inner())
+    }
+
+    /// The workers connected to the server (`tool` empty: all of them).
+    pub async fn list_workers(&self, tool: &str) -> Result<Vec<pb::WorkerInfo>, Error> {
+        let req = pb::ListWorkersRequest {
+            tool: tool.to_string(),
+        };
+        Ok(self
+            .rpc
+            .clone()
+            .list_workers(req)
+            .await?
+            .into_inner()
+            .workers)
+    }
+
+    /// Cancels every queued or running task matching `request`; returns
+    /// how many.
+    pub async fn cancel_tasks(&self, request: pb::CancelTasksRequest) -> Result<u64, Error> {
+        Ok(self
+            .rpc
+            .clone()
+            .cancel_tasks(request)
+            .await?
+            .into_inner()
+            .cancelled)
+    }
+
+    /// Runs a FAILED, TIMED_OUT or CANCELLED task again as a new task.
+    pub async fn retry_task(&self, task_id: &str) -> Result<pb::SubmitToolResponse, Error> {
+        let req = pb::RetryTaskRequest {
+            task_id: task_id.to_string(),
+        };
+        Ok(self.rpc.clone().retry_task(req).await?.into_inner())
+    }
+
     /// Releases the session's completions up to `up_to_seq`; returns how many
     /// were removed.
     pub async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, Error> {

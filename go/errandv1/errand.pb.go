@@ -123,10 +123,16 @@ type Tool struct {
 	TimeoutMs uint64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// Output only: number of connected workers serving the tool right now.
 	Workers uint32 `protobuf:"varint,5,opt,name=workers,proto3" json:"workers,omitempty"`
+	// Output only: tasks of the tool waiting for a worker on this server. With
+	// several servers on one database, tasks waiting in the shared store are
+	// not counted until a server claims them.
+	Queued uint32 `protobuf:"varint,6,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Output only: tasks of the tool running on this server's workers.
+	Running uint32 `protobuf:"varint,7,opt,name=running,proto3" json:"running,omitempty"`
 	// Default queue timeout of a call in milliseconds, counted from submit: a
 	// call no worker has taken by then completes as TIMED_OUT with error code
 	// "queue_timeout". 0 means the server's default (--default-queue-timeout-ms).
-	QueueTimeoutMs uint64 `protobuf:"varint,6,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
+	QueueTimeoutMs uint64 `protobuf:"varint,8,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -192,6 +198,20 @@ func (x *Tool) GetTimeoutMs() uint64 {
 func (x *Tool) GetWorkers() uint32 {
 	if x != nil {
 		return x.Workers
+	}
+	return 0
+}
+
+func (x *Tool) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *Tool) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
 	}
 	return 0
 }
@@ -938,8 +958,16 @@ type Task struct {
 	// From submit to finish (or to now, while unfinished), in milliseconds.
 	ElapsedMs      uint64 `protobuf:"varint,14,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,15,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The server-chosen ID of the worker connection running the task (as in
+	// Registered.worker_id); empty unless RUNNING on a worker of this server.
+	WorkerId string `protobuf:"bytes,16,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// That worker's Register.worker_name; empty when worker_id is.
+	WorkerName string `protobuf:"bytes,17,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
+	// The task this one retries (RetryTask); empty for a task submitted with
+	// SubmitTool.
+	RetryOf       string `protobuf:"bytes,18,opt,name=retry_of,json=retryOf,proto3" json:"retry_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1088,6 +1116,27 @@ func (x *Task) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *Task) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Task) GetWorkerName() string {
+	if x != nil {
+		return x.WorkerName
+	}
+	return ""
+}
+
+func (x *Task) GetRetryOf() string {
+	if x != nil {
+		return x.RetryOf
+	}
+	return ""
+}
+
 type isTask_Outcome interface {
 	isTask_Outcome()
 }
@@ -1103,6 +1152,515 @@ type Task_Error struct {
 func (*Task_ResultJson) isTask_Outcome() {}
 
 func (*Task_Error) isTask_Outcome() {}
+
+type ListTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this session's tasks; empty means every session of the caller's
+	// tenant.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Only tasks in one of these states; empty means any.
+	Statuses []TaskStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=errand.v1.TaskStatus" json:"statuses,omitempty"`
+	// Only this tool's tasks; empty means any.
+	Tool string `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Most tasks in one response: 0 means 100; at most 1,000.
+	PageSize uint32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous response of the same query; empty
+	// for the first page. Opaque. Tasks inserted meanwhile never make a page
+	// repeat or skip a task that was there before.
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Newest first (by creation time) instead of oldest first.
+	NewestFirst   bool `protobuf:"varint,6,opt,name=newest_first,json=newestFirst,proto3" json:"newest_first,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListTasksRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetStatuses() []TaskStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ListTasksRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetNewestFirst() bool {
+	if x != nil {
+		return x.NewestFirst
+	}
+	return false
+}
+
+type ListTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In creation order (ties by task ID), as newest_first asks.
+	Tasks []*Task `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// Pass it as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListTasksResponse) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListWorkersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only workers serving this tool; empty means all of the caller's tenant.
+	Tool          string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListWorkersRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+type ListWorkersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*WorkerInfo          `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+// One connected worker, as ListWorkers shows it.
+type WorkerInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The server-chosen ID of its connection (Registered.worker_id).
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Its Register.worker_name.
+	WorkerName string `protobuf:"bytes,2,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
+	// The names of the tools it serves.
+	Tools []string `protobuf:"bytes,3,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Most tasks it runs at once.
+	MaxConcurrency uint32 `protobuf:"varint,4,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	// Tasks it is running now.
+	Running uint32 `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	// When it registered.
+	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	// When the server last heard from it (registration or a result).
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// The server it is connected to: the shared store's server ID, or empty
+	// for a single server.
+	Server        string `protobuf:"bytes,8,opt,name=server,proto3" json:"server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerInfo) Reset() {
+	*x = WorkerInfo{}
+	mi := &file_errand_v1_errand_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfo) ProtoMessage() {}
+
+func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
+func (*WorkerInfo) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WorkerInfo) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetWorkerName() string {
+	if x != nil {
+		return x.WorkerName
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetTools() []string {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetMaxConcurrency() uint32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+type CancelTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this session's tasks; empty means every session of the caller's
+	// tenant.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// QUEUED and/or RUNNING; empty means both.
+	Statuses []TaskStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=errand.v1.TaskStatus" json:"statuses,omitempty"`
+	// Only this tool's tasks; empty means any.
+	Tool string `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Why, for the logs; at most 256 bytes. Empty is fine.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasksRequest) Reset() {
+	*x = CancelTasksRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasksRequest) ProtoMessage() {}
+
+func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
+func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CancelTasksRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CancelTasksRequest) GetStatuses() []TaskStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *CancelTasksRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *CancelTasksRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many tasks this call cancelled.
+	Cancelled     uint64 `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTasksResponse) Reset() {
+	*x = CancelTasksResponse{}
+	mi := &file_errand_v1_errand_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTasksResponse) ProtoMessage() {}
+
+func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
+func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CancelTasksResponse) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+type RetryTaskRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The finished task to run again.
+	TaskId        string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryTaskRequest) Reset() {
+	*x = RetryTaskRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryTaskRequest) ProtoMessage() {}
+
+func (x *RetryTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryTaskRequest.ProtoReflect.Descriptor instead.
+func (*RetryTaskRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RetryTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
 
 // Why a task did not succeed.
 type ToolError struct {
@@ -1121,7 +1679,7 @@ type ToolError struct {
 
 func (x *ToolError) Reset() {
 	*x = ToolError{}
-	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	mi := &file_errand_v1_errand_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1691,7 @@ func (x *ToolError) String() string {
 func (*ToolError) ProtoMessage() {}
 
 func (x *ToolError) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	mi := &file_errand_v1_errand_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1704,7 @@ func (x *ToolError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolError.ProtoReflect.Descriptor instead.
 func (*ToolError) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{12}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ToolError) GetCode() string {
@@ -1178,7 +1736,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	mi := &file_errand_v1_errand_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1748,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	mi := &file_errand_v1_errand_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1761,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{13}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WorkerMessage) GetKind() isWorkerMessage_Kind {
@@ -1278,7 +1836,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	mi := &file_errand_v1_errand_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1848,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	mi := &file_errand_v1_errand_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1861,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{14}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Register) GetWorkerName() string {
@@ -1344,7 +1902,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	mi := &file_errand_v1_errand_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1914,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	mi := &file_errand_v1_errand_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1927,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{15}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1439,7 +1997,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_errand_v1_errand_proto_msgTypes[16]
+	mi := &file_errand_v1_errand_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +2009,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[16]
+	mi := &file_errand_v1_errand_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +2022,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{16}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{24}
 }
 
 // Server -> worker.
@@ -1482,7 +2040,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_errand_v1_errand_proto_msgTypes[17]
+	mi := &file_errand_v1_errand_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +2052,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[17]
+	mi := &file_errand_v1_errand_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +2065,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{17}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WorkerCommand) GetKind() isWorkerCommand_Kind {
@@ -1576,7 +2134,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_errand_v1_errand_proto_msgTypes[18]
+	mi := &file_errand_v1_errand_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +2146,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[18]
+	mi := &file_errand_v1_errand_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +2159,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{18}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Registered) GetWorkerId() string {
@@ -1630,7 +2188,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_errand_v1_errand_proto_msgTypes[19]
+	mi := &file_errand_v1_errand_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +2200,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[19]
+	mi := &file_errand_v1_errand_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +2213,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{19}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -1713,7 +2271,7 @@ type CancelAssignment struct {
 
 func (x *CancelAssignment) Reset() {
 	*x = CancelAssignment{}
-	mi := &file_errand_v1_errand_proto_msgTypes[20]
+	mi := &file_errand_v1_errand_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +2283,7 @@ func (x *CancelAssignment) String() string {
 func (*CancelAssignment) ProtoMessage() {}
 
 func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[20]
+	mi := &file_errand_v1_errand_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +2296,7 @@ func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssignment.ProtoReflect.Descriptor instead.
 func (*CancelAssignment) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{20}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelAssignment) GetTaskId() string {
@@ -1759,15 +2317,17 @@ var File_errand_v1_errand_proto protoreflect.FileDescriptor
 
 const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
-	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n" +
+	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12*\n" +
 	"\x11input_schema_json\x18\x03 \x01(\tR\x0finputSchemaJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12\x18\n" +
-	"\aworkers\x18\x05 \x01(\rR\aworkers\x12(\n" +
-	"\x10queue_timeout_ms\x18\x06 \x01(\x04R\x0equeueTimeoutMs\"o\n" +
+	"\aworkers\x18\x05 \x01(\rR\aworkers\x12\x16\n" +
+	"\x06queued\x18\x06 \x01(\rR\x06queued\x12\x18\n" +
+	"\arunning\x18\a \x01(\rR\arunning\x12(\n" +
+	"\x10queue_timeout_ms\x18\b \x01(\x04R\x0equeueTimeoutMs\"o\n" +
 	"\x10ListToolsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1823,7 +2383,7 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
 	"\tup_to_seq\x18\x02 \x01(\x04R\aupToSeq\"2\n" +
 	"\x16AckCompletionsResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\x04R\aremoved\"\xcc\x04\n" +
+	"\aremoved\x18\x01 \x01(\x04R\aremoved\"\xa5\x05\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
 	"\n" +
@@ -1847,8 +2407,49 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x03seq\x18\r \x01(\x04R\x03seq\x12\x1d\n" +
 	"\n" +
 	"elapsed_ms\x18\x0e \x01(\x04R\telapsedMs\x12'\n" +
-	"\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKeyB\t\n" +
-	"\aoutcome\"9\n" +
+	"\x0fidempotency_key\x18\x0f \x01(\tR\x0eidempotencyKey\x12\x1b\n" +
+	"\tworker_id\x18\x10 \x01(\tR\bworkerId\x12\x1f\n" +
+	"\vworker_name\x18\x11 \x01(\tR\n" +
+	"workerName\x12\x19\n" +
+	"\bretry_of\x18\x12 \x01(\tR\aretryOfB\t\n" +
+	"\aoutcome\"\xd7\x01\n" +
+	"\x10ListTasksRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x15.errand.v1.TaskStatusR\bstatuses\x12\x12\n" +
+	"\x04tool\x18\x03 \x01(\tR\x04tool\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12!\n" +
+	"\fnewest_first\x18\x06 \x01(\bR\vnewestFirst\"b\n" +
+	"\x11ListTasksResponse\x12%\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.errand.v1.TaskR\x05tasks\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n" +
+	"\x12ListWorkersRequest\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\"F\n" +
+	"\x13ListWorkersResponse\x12/\n" +
+	"\aworkers\x18\x01 \x03(\v2\x15.errand.v1.WorkerInfoR\aworkers\"\xb3\x02\n" +
+	"\n" +
+	"WorkerInfo\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +
+	"\vworker_name\x18\x02 \x01(\tR\n" +
+	"workerName\x12\x14\n" +
+	"\x05tools\x18\x03 \x03(\tR\x05tools\x12'\n" +
+	"\x0fmax_concurrency\x18\x04 \x01(\rR\x0emaxConcurrency\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\rR\arunning\x12=\n" +
+	"\fconnected_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x127\n" +
+	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x16\n" +
+	"\x06server\x18\b \x01(\tR\x06server\"\x92\x01\n" +
+	"\x12CancelTasksRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x121\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x15.errand.v1.TaskStatusR\bstatuses\x12\x12\n" +
+	"\x04tool\x18\x03 \x01(\tR\x04tool\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"3\n" +
+	"\x13CancelTasksResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x01(\x04R\tcancelled\"+\n" +
+	"\x10RetryTaskRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"9\n" +
 	"\tToolError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xb1\x01\n" +
@@ -1904,7 +2505,7 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
 	"\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n" +
 	"\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n" +
-	"\x15TASK_STATUS_TIMED_OUT\x10\x062\xb2\x03\n" +
+	"\x15TASK_STATUS_TIMED_OUT\x10\x062\xdf\x05\n" +
 	"\vToolService\x12F\n" +
 	"\tListTools\x12\x1b.errand.v1.ListToolsRequest\x1a\x1c.errand.v1.ListToolsResponse\x12I\n" +
 	"\n" +
@@ -1913,7 +2514,11 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\aGetTask\x12\x19.errand.v1.GetTaskRequest\x1a\x0f.errand.v1.Task\x12;\n" +
 	"\n" +
 	"CancelTask\x12\x1c.errand.v1.CancelTaskRequest\x1a\x0f.errand.v1.Task\x12U\n" +
-	"\x0eAckCompletions\x12 .errand.v1.AckCompletionsRequest\x1a!.errand.v1.AckCompletionsResponse2R\n" +
+	"\x0eAckCompletions\x12 .errand.v1.AckCompletionsRequest\x1a!.errand.v1.AckCompletionsResponse\x12F\n" +
+	"\tListTasks\x12\x1b.errand.v1.ListTasksRequest\x1a\x1c.errand.v1.ListTasksResponse\x12L\n" +
+	"\vListWorkers\x12\x1d.errand.v1.ListWorkersRequest\x1a\x1e.errand.v1.ListWorkersResponse\x12L\n" +
+	"\vCancelTasks\x12\x1d.errand.v1.CancelTasksRequest\x1a\x1e.errand.v1.CancelTasksResponse\x12G\n" +
+	"\tRetryTask\x12\x1b.errand.v1.RetryTaskRequest\x1a\x1d.errand.v1.SubmitToolResponse2R\n" +
 	"\rWorkerService\x12A\n" +
 	"\aConnect\x12\x18.errand.v1.WorkerMessage\x1a\x18.errand.v1.WorkerCommand(\x010\x01B3Z1github.com/errand-dev/errand/go/errandv1;errandv1b\x06proto3"
 
@@ -1930,7 +2535,7 @@ func file_errand_v1_errand_proto_rawDescGZIP() []byte {
 }
 
 var file_errand_v1_errand_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_errand_v1_errand_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_errand_v1_errand_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_errand_v1_errand_proto_goTypes = []any{
 	(TaskStatus)(0),                // 0: errand.v1.TaskStatus
 	(*Tool)(nil),                   // 1: errand.v1.Tool
@@ -1945,55 +2550,77 @@ var file_errand_v1_errand_proto_goTypes = []any{
 	(*AckCompletionsRequest)(nil),  // 10: errand.v1.AckCompletionsRequest
 	(*AckCompletionsResponse)(nil), // 11: errand.v1.AckCompletionsResponse
 	(*Task)(nil),                   // 12: errand.v1.Task
-	(*ToolError)(nil),              // 13: errand.v1.ToolError
-	(*WorkerMessage)(nil),          // 14: errand.v1.WorkerMessage
-	(*Register)(nil),               // 15: errand.v1.Register
-	(*TaskResult)(nil),             // 16: errand.v1.TaskResult
-	(*Heartbeat)(nil),              // 17: errand.v1.Heartbeat
-	(*WorkerCommand)(nil),          // 18: errand.v1.WorkerCommand
-	(*Registered)(nil),             // 19: errand.v1.Registered
-	(*Assignment)(nil),             // 20: errand.v1.Assignment
-	(*CancelAssignment)(nil),       // 21: errand.v1.CancelAssignment
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*ListTasksRequest)(nil),       // 13: errand.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 14: errand.v1.ListTasksResponse
+	(*ListWorkersRequest)(nil),     // 15: errand.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 16: errand.v1.ListWorkersResponse
+	(*WorkerInfo)(nil),             // 17: errand.v1.WorkerInfo
+	(*CancelTasksRequest)(nil),     // 18: errand.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),    // 19: errand.v1.CancelTasksResponse
+	(*RetryTaskRequest)(nil),       // 20: errand.v1.RetryTaskRequest
+	(*ToolError)(nil),              // 21: errand.v1.ToolError
+	(*WorkerMessage)(nil),          // 22: errand.v1.WorkerMessage
+	(*Register)(nil),               // 23: errand.v1.Register
+	(*TaskResult)(nil),             // 24: errand.v1.TaskResult
+	(*Heartbeat)(nil),              // 25: errand.v1.Heartbeat
+	(*WorkerCommand)(nil),          // 26: errand.v1.WorkerCommand
+	(*Registered)(nil),             // 27: errand.v1.Registered
+	(*Assignment)(nil),             // 28: errand.v1.Assignment
+	(*CancelAssignment)(nil),       // 29: errand.v1.CancelAssignment
+	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
 }
 var file_errand_v1_errand_proto_depIdxs = []int32{
 	1,  // 0: errand.v1.ListToolsResponse.tools:type_name -> errand.v1.Tool
 	12, // 1: errand.v1.SubmitToolResponse.task:type_name -> errand.v1.Task
 	0,  // 2: errand.v1.Completion.status:type_name -> errand.v1.TaskStatus
-	13, // 3: errand.v1.Completion.error:type_name -> errand.v1.ToolError
-	22, // 4: errand.v1.Completion.completed_at:type_name -> google.protobuf.Timestamp
+	21, // 3: errand.v1.Completion.error:type_name -> errand.v1.ToolError
+	30, // 4: errand.v1.Completion.completed_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: errand.v1.Task.status:type_name -> errand.v1.TaskStatus
-	13, // 6: errand.v1.Task.error:type_name -> errand.v1.ToolError
-	22, // 7: errand.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	22, // 8: errand.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	22, // 9: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 10: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
-	16, // 11: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
-	17, // 12: errand.v1.WorkerMessage.heartbeat:type_name -> errand.v1.Heartbeat
-	1,  // 13: errand.v1.Register.tools:type_name -> errand.v1.Tool
-	13, // 14: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
-	19, // 15: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
-	20, // 16: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
-	21, // 17: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
-	2,  // 18: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
-	4,  // 19: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
-	6,  // 20: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
-	8,  // 21: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
-	9,  // 22: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
-	10, // 23: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
-	14, // 24: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
-	3,  // 25: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
-	5,  // 26: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
-	7,  // 27: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
-	12, // 28: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
-	12, // 29: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
-	11, // 30: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
-	18, // 31: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
-	25, // [25:32] is the sub-list for method output_type
-	18, // [18:25] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	21, // 6: errand.v1.Task.error:type_name -> errand.v1.ToolError
+	30, // 7: errand.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	30, // 8: errand.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	30, // 9: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: errand.v1.ListTasksRequest.statuses:type_name -> errand.v1.TaskStatus
+	12, // 11: errand.v1.ListTasksResponse.tasks:type_name -> errand.v1.Task
+	17, // 12: errand.v1.ListWorkersResponse.workers:type_name -> errand.v1.WorkerInfo
+	30, // 13: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
+	30, // 14: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	0,  // 15: errand.v1.CancelTasksRequest.statuses:type_name -> errand.v1.TaskStatus
+	23, // 16: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
+	24, // 17: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
+	25, // 18: errand.v1.WorkerMessage.heartbeat:type_name -> errand.v1.Heartbeat
+	1,  // 19: errand.v1.Register.tools:type_name -> errand.v1.Tool
+	21, // 20: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
+	27, // 21: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
+	28, // 22: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
+	29, // 23: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
+	2,  // 24: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
+	4,  // 25: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
+	6,  // 26: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
+	8,  // 27: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
+	9,  // 28: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
+	10, // 29: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
+	13, // 30: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
+	15, // 31: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
+	18, // 32: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
+	20, // 33: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
+	22, // 34: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
+	3,  // 35: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
+	5,  // 36: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
+	7,  // 37: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
+	12, // 38: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
+	12, // 39: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
+	11, // 40: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
+	14, // 41: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
+	16, // 42: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
+	19, // 43: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
+	5,  // 44: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
+	26, // 45: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_errand_v1_errand_proto_init() }
@@ -2009,16 +2636,16 @@ func file_errand_v1_errand_proto_init() {
 		(*Task_ResultJson)(nil),
 		(*Task_Error)(nil),
 	}
-	file_errand_v1_errand_proto_msgTypes[13].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[21].OneofWrappers = []any{
 		(*WorkerMessage_Register)(nil),
 		(*WorkerMessage_Result)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 	}
-	file_errand_v1_errand_proto_msgTypes[15].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[23].OneofWrappers = []any{
 		(*TaskResult_ResultJson)(nil),
 		(*TaskResult_Error)(nil),
 	}
-	file_errand_v1_errand_proto_msgTypes[17].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[25].OneofWrappers = []any{
 		(*WorkerCommand_Registered)(nil),
 		(*WorkerCommand_Assignment)(nil),
 		(*WorkerCommand_Cancel)(nil),
@@ -2029,7 +2656,7 @@ func file_errand_v1_errand_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_errand_v1_errand_proto_rawDesc), len(file_errand_v1_errand_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

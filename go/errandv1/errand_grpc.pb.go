@@ -47,6 +47,10 @@ const (
 	ToolService_GetTask_FullMethodName        = "/errand.v1.ToolService/GetTask"
 	ToolService_CancelTask_FullMethodName     = "/errand.v1.ToolService/CancelTask"
 	ToolService_AckCompletions_FullMethodName = "/errand.v1.ToolService/AckCompletions"
+	ToolService_ListTasks_FullMethodName      = "/errand.v1.ToolService/ListTasks"
+	ToolService_ListWorkers_FullMethodName    = "/errand.v1.ToolService/ListWorkers"
+	ToolService_CancelTasks_FullMethodName    = "/errand.v1.ToolService/CancelTasks"
+	ToolService_RetryTask_FullMethodName      = "/errand.v1.ToolService/RetryTask"
 )
 
 // ToolServiceClient is the client API for ToolService service.
@@ -91,6 +95,25 @@ type ToolServiceClient interface {
 	// to and including up_to_seq: they (and their finished tasks) may be removed
 	// before the retention time runs out.
 	AckCompletions(ctx context.Context, in *AckCompletionsRequest, opts ...grpc.CallOption) (*AckCompletionsResponse, error)
+	// Lists the caller's tasks, finished or not, from the store (so it works
+	// after a restart and, on a shared store, across servers). Oldest first
+	// unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
+	// page_token that ListTasks did not issue for the same newest_first, an
+	// unknown status, a bad session_id or tool).
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
+	// Lists the workers connected to this server, sorted by worker_id.
+	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
+	// Cancels every queued or running task of the caller's that matches, as
+	// CancelTask would one by one; tasks that finish meanwhile are skipped.
+	// Errors: INVALID_ARGUMENT (a status other than QUEUED or RUNNING, a bad
+	// session_id or tool).
+	CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error)
+	// Runs a finished task again: a new task with the same session, tool,
+	// arguments and timeout, whose retry_of names the original. Only FAILED,
+	// TIMED_OUT and CANCELLED tasks may be retried. Errors: NOT_FOUND (unknown
+	// or another tenant's task), FAILED_PRECONDITION (the task is queued,
+	// running or succeeded), and SubmitTool's errors.
+	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*SubmitToolResponse, error)
 }
 
 type toolServiceClient struct {
@@ -170,6 +193,46 @@ func (c *toolServiceClient) AckCompletions(ctx context.Context, in *AckCompletio
 	return out, nil
 }
 
+func (c *toolServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksResponse)
+	err := c.cc.Invoke(ctx, ToolService_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *toolServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkersResponse)
+	err := c.cc.Invoke(ctx, ToolService_ListWorkers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *toolServiceClient) CancelTasks(ctx context.Context, in *CancelTasksRequest, opts ...grpc.CallOption) (*CancelTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelTasksResponse)
+	err := c.cc.Invoke(ctx, ToolService_CancelTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *toolServiceClient) RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*SubmitToolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitToolResponse)
+	err := c.cc.Invoke(ctx, ToolService_RetryTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ToolServiceServer is the server API for ToolService service.
 // All implementations must embed UnimplementedToolServiceServer
 // for forward compatibility.
@@ -212,6 +275,25 @@ type ToolServiceServer interface {
 	// to and including up_to_seq: they (and their finished tasks) may be removed
 	// before the retention time runs out.
 	AckCompletions(context.Context, *AckCompletionsRequest) (*AckCompletionsResponse, error)
+	// Lists the caller's tasks, finished or not, from the store (so it works
+	// after a restart and, on a shared store, across servers). Oldest first
+	// unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
+	// page_token that ListTasks did not issue for the same newest_first, an
+	// unknown status, a bad session_id or tool).
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
+	// Lists the workers connected to this server, sorted by worker_id.
+	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
+	// Cancels every queued or running task of the caller's that matches, as
+	// CancelTask would one by one; tasks that finish meanwhile are skipped.
+	// Errors: INVALID_ARGUMENT (a status other than QUEUED or RUNNING, a bad
+	// session_id or tool).
+	CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error)
+	// Runs a finished task again: a new task with the same session, tool,
+	// arguments and timeout, whose retry_of names the original. Only FAILED,
+	// TIMED_OUT and CANCELLED tasks may be retried. Errors: NOT_FOUND (unknown
+	// or another tenant's task), FAILED_PRECONDITION (the task is queued,
+	// running or succeeded), and SubmitTool's errors.
+	RetryTask(context.Context, *RetryTaskRequest) (*SubmitToolResponse, error)
 	mustEmbedUnimplementedToolServiceServer()
 }
 
@@ -239,6 +321,18 @@ func (UnimplementedToolServiceServer) CancelTask(context.Context, *CancelTaskReq
 }
 func (UnimplementedToolServiceServer) AckCompletions(context.Context, *AckCompletionsRequest) (*AckCompletionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AckCompletions not implemented")
+}
+func (UnimplementedToolServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedToolServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedToolServiceServer) CancelTasks(context.Context, *CancelTasksRequest) (*CancelTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelTasks not implemented")
+}
+func (UnimplementedToolServiceServer) RetryTask(context.Context, *RetryTaskRequest) (*SubmitToolResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RetryTask not implemented")
 }
 func (UnimplementedToolServiceServer) mustEmbedUnimplementedToolServiceServer() {}
 func (UnimplementedToolServiceServer) testEmbeddedByValue()                     {}
@@ -362,6 +456,78 @@ func _ToolService_AckCompletions_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ToolService_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ToolService_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).ListWorkers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_ListWorkers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).ListWorkers(ctx, req.(*ListWorkersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ToolService_CancelTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).CancelTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_CancelTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).CancelTasks(ctx, req.(*CancelTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ToolService_RetryTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).RetryTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_RetryTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).RetryTask(ctx, req.(*RetryTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ToolService_ServiceDesc is the grpc.ServiceDesc for ToolService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -388,6 +554,22 @@ var ToolService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AckCompletions",
 			Handler:    _ToolService_AckCompletions_Handler,
+		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _ToolService_ListTasks_Handler,
+		},
+		{
+			MethodName: "ListWorkers",
+			Handler:    _ToolService_ListWorkers_Handler,
+		},
+		{
+			MethodName: "CancelTasks",
+			Handler:    _ToolService_CancelTasks_Handler,
+		},
+		{
+			MethodName: "RetryTask",
+			Handler:    _ToolService_RetryTask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -41,6 +41,8 @@
 //!   peer, handshake and idle timeouts, HTTP/2 streams, headers and windows.
 //! - [`logs`]: client values escaped and bounded in log lines, and a
 //!   throttle for lines a client can trigger at will.
+//! - [`ui`]: the dashboard on `--ui-listen` (embedded assets, a JSON API,
+//!   live events from the session hub).
 //! - [`server`]: wires it all to a listener (TLS optional) with health,
 //!   reflection and a graceful shutdown.
 //!
@@ -72,6 +74,7 @@ pub mod store;
 pub mod tenant;
 pub mod text;
 pub mod tools;
+pub mod ui;
 
 pub use error::Error;
 

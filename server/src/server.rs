@@ -61,6 +61,8 @@ pub struct Options {
     pub tls: Option<ServerTlsConfig>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
+    /// Where to serve the dashboard ([`crate::ui`]).
+    pub ui: Option<TcpListener>,
     /// The bearer token `GET /metrics` requires; `None`: open to all.
     pub metrics_token: Option<Arc<str>>,
     /// Where to serve MCP (`POST /mcp`), with `Config::mcp`'s settings.
@@ -123,6 +125,7 @@ pub async fn serve_with(
     sched.recover().await?;
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
+    let hub_for_ui = hub.clone();
     let cluster = shared.map(|backlog| Cluster {
         sched: sched.clone(),
         backlog,
@@ -138,6 +141,15 @@ pub async fn serve_with(
             options.metrics_token.clone(),
             metrics.clone(),
             source,
+            shutdown_token.clone(),
+        ))
+    });
+    let ui_endpoint = options.ui.map(|l| {
+        let ui = crate::ui::Ui::new(sched.clone(), hub_for_ui.clone(), options.tokens.clone());
+        tokio::spawn(crate::ui::serve(
+            Incoming::new(l, connections.clone()),
+            connections.clone(),
+            ui,
             shutdown_token.clone(),
         ))
     });
@@ -281,6 +293,9 @@ pub async fn serve_with(
     }
     if let Some(m) = metrics_endpoint {
         let _ = m.await;
+    }
+    if let Some(u) = ui_endpoint {
+        let _ = u.await;
     }
     if let Some(m) = mcp_endpoint {
         let _ = m.await;

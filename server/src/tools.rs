@@ -28,6 +28,9 @@ pub struct ToolSpec {
     /// The tool's default queue timeout, if it set one.
     pub queue_timeout: Option<Duration>,
     validator: Option<Arc<jsonschema::Validator>>,
+    /// Most subschemas that apply to one value (see `tools/cost.rs`); 0
+    /// without a schema.
+    expansion: u64,
 }
 
 impl std::fmt::Debug for ToolSpec {
@@ -77,14 +80,11 @@ impl ToolSpec {
             tool.queue_timeout_ms,
             limits,
         )?;
-        let validator = if tool.input_schema_json.trim().is_empty() {
-            None
+        let (validator, expansion) = if tool.input_schema_json.trim().is_empty() {
+            (None, 0)
         } else {
-            Some(Arc::new(compile_schema(
-                shown,
-                &tool.input_schema_json,
-                limits,
-            )?))
+            let (validator, expansion) = compile_schema(shown, &tool.input_schema_json, limits)?;
+            (Some(Arc::new(validator)), expansion)
         };
         Ok(Self {
             name: tool.name.clone(),
@@ -94,6 +94,7 @@ impl ToolSpec {
             queue_timeout: (tool.queue_timeout_ms > 0)
                 .then(|| Duration::from_millis(tool.queue_timeout_ms)),
             validator,
+            expansion,
         })
     }
 
@@ -101,6 +102,12 @@ impl ToolSpec {
     /// with both; see [`ValidationPool`]).
     pub fn has_schema(&self) -> bool {
         self.validator.is_some()
+    }
+
+    /// A bound on the work of checking `bytes` of arguments: schema
+    /// expansion times size (size alone without a schema).
+    pub fn check_cost(&self, bytes: usize) -> u64 {
+        self.expansion.max(1).saturating_mul(bytes as u64)
     }
 
     /// Checks submitted arguments; returns them as the task will carry them.
@@ -184,7 +191,7 @@ fn compile_schema(
     tool: &str,
     schema_json: &str,
     limits: &Limits,
-) -> Result<jsonschema::Validator, Error> {
+) -> Result<(jsonschema::Validator, u64), Error> {
     let schema = json_text::parse(schema_json, limits.max_schema_bytes)
         .map_err(|p| Error::invalid(format!("tool `{tool}`: input_schema_json {p}")))?;
     if !schema.is_object() {
@@ -193,7 +200,7 @@ fn compile_schema(
             json_kind(&schema)
         )));
     }
-    cost::check(&schema)
+    let expansion = cost::check(&schema)
         .map_err(|e| Error::invalid(format!("tool `{tool}`: input_schema_json: {e}")))?;
     // The `regex` engine matches in linear time; the default (fancy-regex)
     // backtracks, and one `pattern` like `^(a|a)*\1$` can hold a core for
@@ -201,7 +208,7 @@ fn compile_schema(
     let engine = jsonschema::PatternOptions::regex()
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT);
-    jsonschema::options()
+    let validator = jsonschema::options()
         .with_pattern_options(engine)
         .build(&schema)
         .map_err(|e| {
@@ -218,7 +225,8 @@ fn compile_schema(
                     "tool `{tool}`: input_schema_json is not a valid JSON Schema: {e}"
                 )),
             }
-        })
+        })?;
+    Ok((validator, expansion))
 }
 
 /// Schema keywords whose values (or keys) are regular expressions.

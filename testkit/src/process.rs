@@ -107,6 +107,8 @@ pub struct ServeProcess {
     pub addr: String,
     /// `http://ADDR/metrics` when started with `--metrics-listen`.
     pub metrics_url: Option<String>,
+    /// `http://ADDR/` when started with `--ui-listen`.
+    pub ui_url: Option<String>,
 }
 
 impl ServeProcess {
@@ -130,11 +132,14 @@ impl ServeProcess {
             .expect("starting errand serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut metrics_url = None;
+        let mut ui_url = None;
         let line = within("the server's listening line", async {
             loop {
                 let line = wait_line(&mut lines, "errand ").await;
                 if let Some(url) = line.strip_prefix("errand metrics on ") {
                     metrics_url = Some(url.to_string());
+                } else if let Some(url) = line.strip_prefix("errand dashboard on ") {
+                    ui_url = Some(url.to_string());
                 } else if line.starts_with("errand listening on ") {
                     return line;
                 }
@@ -146,6 +151,7 @@ impl ServeProcess {
             child,
             addr,
             metrics_url,
+            ui_url,
         }
     }
 

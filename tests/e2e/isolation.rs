@@ -92,6 +92,12 @@ impl Abuse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_heavy_schema_does_not_stall_another_tenants_submits() {
+    if on_postgres() {
+        // What is measured is the executor, which the store does not change;
+        // on PostgreSQL each submit's p99 is the database's commit jitter.
+        eprintln!("skipped on PostgreSQL: measured on the default store");
+        return;
+    }
     let tokens = Tokens::new();
     let agent_a = tokens.add(&["--role", "agent", "--tenant", "a"]).await;
     let worker_a = tokens.add(&["--role", "worker", "--tenant", "a"]).await;

@@ -33,6 +33,8 @@ pub struct Server {
     args: Vec<String>,
     /// `http://ADDR/metrics` when started with `--metrics-listen`.
     pub metrics_url: Option<String>,
+    /// `http://ADDR/` when started with `--ui-listen`.
+    pub ui_url: Option<String>,
     /// How clients reach it (TLS); tokens are given per call.
     pub tls: Option<errand_client::TlsOptions>,
 }
@@ -71,6 +73,7 @@ impl Server {
         Server {
             addr: process.addr.clone(),
             metrics_url: process.metrics_url.clone(),
+            ui_url: process.ui_url.clone(),
             process,
             args,
             tls: None,

@@ -85,6 +85,10 @@ pub struct Args {
     /// address needs --metrics-token (or --allow-unauthenticated).
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Serve the dashboard on http://ADDR/ (off by default). Loopback only
+    /// unless --tokens-file is set: then it asks for an agent token.
+    #[arg(long, env = "ERRAND_UI_LISTEN")]
+    pub ui_listen: Option<String>,
     /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16
     /// characters; prefer the environment variable to the flag, which other
     /// local users can see).

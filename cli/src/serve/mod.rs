@@ -93,6 +93,27 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
+    let ui = match &args.ui_listen {
+        Some(a) => {
+            let addr = resolve("--ui-listen", a).await?;
+            protect(
+                &Exposure {
+                    addr,
+                    authenticated: tokens.is_some(),
+                    what: "the dashboard",
+                    harm: "see and cancel every task",
+                    auth_flag: "--tokens-file (see `errand token new`)",
+                },
+                args.allow_unauthenticated,
+            )?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --ui-listen {a}"))?;
+            println!("errand dashboard on http://{}/", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     let mcp = match &args.mcp_listen {
         Some(a) => {
             let l = tokio::net::TcpListener::bind(a)
@@ -144,6 +165,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         tokens,
         tls,
         metrics,
+        ui,
         mcp,
         metrics_token,
     };

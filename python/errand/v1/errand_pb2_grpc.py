@@ -70,6 +70,26 @@ class ToolServiceStub(object):
                 request_serializer=errand_dot_v1_dot_errand__pb2.AckCompletionsRequest.SerializeToString,
                 response_deserializer=errand_dot_v1_dot_errand__pb2.AckCompletionsResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/errand.v1.ToolService/ListTasks',
+                request_serializer=errand_dot_v1_dot_errand__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/errand.v1.ToolService/ListWorkers',
+                request_serializer=errand_dot_v1_dot_errand__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.CancelTasks = channel.unary_unary(
+                '/errand.v1.ToolService/CancelTasks',
+                request_serializer=errand_dot_v1_dot_errand__pb2.CancelTasksRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.CancelTasksResponse.FromString,
+                _registered_method=True)
+        self.RetryTask = channel.unary_unary(
+                '/errand.v1.ToolService/RetryTask',
+                request_serializer=errand_dot_v1_dot_errand__pb2.RetryTaskRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.SubmitToolResponse.FromString,
+                _registered_method=True)
 
 
 class ToolServiceServicer(object):
@@ -142,6 +162,45 @@ class ToolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Lists the caller's tasks, finished or not, from the store (so it works
+        after a restart and, on a shared store, across servers). Oldest first
+        unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
+        page_token that ListTasks did not issue for the same newest_first, an
+        unknown status, a bad session_id or tool).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Lists the workers connected to this server, sorted by worker_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTasks(self, request, context):
+        """Cancels every queued or running task of the caller's that matches, as
+        CancelTask would one by one; tasks that finish meanwhile are skipped.
+        Errors: INVALID_ARGUMENT (a status other than QUEUED or RUNNING, a bad
+        session_id or tool).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryTask(self, request, context):
+        """Runs a finished task again: a new task with the same session, tool,
+        arguments and timeout, whose retry_of names the original. Only FAILED,
+        TIMED_OUT and CANCELLED tasks may be retried. Errors: NOT_FOUND (unknown
+        or another tenant's task), FAILED_PRECONDITION (the task is queued,
+        running or succeeded), and SubmitTool's errors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ToolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +233,26 @@ def add_ToolServiceServicer_to_server(servicer, server):
                     servicer.AckCompletions,
                     request_deserializer=errand_dot_v1_dot_errand__pb2.AckCompletionsRequest.FromString,
                     response_serializer=errand_dot_v1_dot_errand__pb2.AckCompletionsResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.ListTasksRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.ListWorkersRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'CancelTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTasks,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.CancelTasksRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.CancelTasksResponse.SerializeToString,
+            ),
+            'RetryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTask,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.RetryTaskRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.SubmitToolResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +423,114 @@ class ToolService(object):
             '/errand.v1.ToolService/AckCompletions',
             errand_dot_v1_dot_errand__pb2.AckCompletionsRequest.SerializeToString,
             errand_dot_v1_dot_errand__pb2.AckCompletionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/errand.v1.ToolService/ListTasks',
+            errand_dot_v1_dot_errand__pb2.ListTasksRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/errand.v1.ToolService/ListWorkers',
+            errand_dot_v1_dot_errand__pb2.ListWorkersRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/errand.v1.ToolService/CancelTasks',
+            errand_dot_v1_dot_errand__pb2.CancelTasksRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.CancelTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/errand.v1.ToolService/RetryTask',
+            errand_dot_v1_dot_errand__pb2.RetryTaskRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.SubmitToolResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -115,6 +115,10 @@ pub fn task(task: &TaskRecord) -> pb::Task {
             .as_deref()
             .unwrap_or_default()
             .to_string(),
+        // Set by the listings, which know the runner ([`super::listing`]).
+        worker_id: String::new(),
+        worker_name: String::new(),
+        retry_of: String::new(),
     }
 }
 
@@ -154,6 +158,9 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         timeout_ms: spec.timeout.map_or(0, millis),
         workers,
         queue_timeout_ms: spec.queue_timeout.map_or(0, millis),
+        // Set by `ListTools` from the live state ([`super::listing`]).
+        queued: 0,
+        running: 0,
     }
 }
 

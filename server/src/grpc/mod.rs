@@ -7,6 +7,7 @@ pub mod convert;
 pub mod expiry;
 pub mod failed_auth;
 pub mod fields;
+pub mod listing;
 pub mod rate;
 pub mod status_codes;
 pub mod tool_service;

@@ -4,13 +4,13 @@
 //! before it reaches the scheduler, and every task is checked to be the
 //! caller's before it is shown or cancelled: another tenant's task is
 //! NOT_FOUND.
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use errand_proto::v1::{self as pb, tool_service_server::ToolService};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{auth::caller, completions::CompletionsStream, convert};
+use super::{auth::caller, completions::CompletionsStream, convert, listing};
 use crate::{
     Error,
     auth::Caller,
@@ -88,6 +88,7 @@ impl ToolService for ToolApi {
         if req.only_served {
             tools.retain(|(_, workers)| *workers > 0);
         }
+        let depth = self.sched.depth(&caller.tenant);
         // Room for the response's framing and its next_page_token.
         let budget = self
             .sched
@@ -95,7 +96,7 @@ impl ToolService for ToolApi {
             .limits
             .max_message_bytes
             .saturating_sub(1024);
-        Ok(Response::new(page(&tools, &req, budget)?))
+        Ok(Response::new(page(&tools, &depth, &req, budget)?))
     }
 
     async fn submit_tool(
@@ -149,10 +150,11 @@ impl ToolService for ToolApi {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let caller = caller(&request);
-        let (_, task) = self
+        let (id, _) = self
             .own_task(&caller, &request.into_inner().task_id)
             .await?;
-        Ok(Response::new(convert::task(&task)))
+        let view = self.sched.task_view(id).await?;
+        Ok(Response::new(listing::task(&view)))
     }
 
     async fn cancel_task(
@@ -178,13 +180,88 @@ impl ToolService for ToolApi {
         let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
         Ok(Response::new(pb::AckCompletionsResponse { removed }))
     }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let query = listing::task_query(&req, &caller, &self.sched.config().limits)?;
+        let views = self.sched.list_tasks(&query).await?;
+        let next_page_token = match views.last() {
+            Some(last) if views.len() == query.limit => {
+                listing::page_token(&crate::store::Cursor::of(&last.task), query.newest_first)
+            }
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: views.iter().map(listing::task).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let tool = if req.tool.is_empty() {
+            None
+        } else {
+            crate::tools::check_name(&req.tool)?;
+            Some(crate::model::ToolKey::new(&caller.tenant, &req.tool))
+        };
+        let tenant = (caller.role.is_some()).then_some(&*caller.tenant);
+        let workers = self
+            .sched
+            .list_workers(tenant, tool.as_ref().map(|t| t.as_key()));
+        let server = self.sched.server_id();
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers.iter().map(|w| listing::worker(w, server)).collect(),
+        }))
+    }
+
+    async fn cancel_tasks(
+        &self,
+        request: Request<pb::CancelTasksRequest>,
+    ) -> Result<Response<pb::CancelTasksResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let query = listing::cancel_query(&req, &caller, &self.sched.config().limits)?;
+        let cancelled = self.sched.cancel_matching(query, &req.reason).await?;
+        Ok(Response::new(pb::CancelTasksResponse { cancelled }))
+    }
+
+    async fn retry_task(
+        &self,
+        request: Request<pb::RetryTaskRequest>,
+    ) -> Result<Response<pb::SubmitToolResponse>, Status> {
+        let caller = caller(&request);
+        self.check_rate(&caller)?;
+        let (_, original) = self
+            .own_task(&caller, &request.into_inner().task_id)
+            .await?;
+        let (task, deduplicated) = self.sched.retry(&original).await?;
+        let mut out = convert::task(&task);
+        out.retry_of = original.id.to_string();
+        Ok(Response::new(pb::SubmitToolResponse {
+            task_id: task.id.to_string(),
+            ack: text::ack(&task),
+            task: Some(out),
+            deduplicated,
+        }))
+    }
 }
 
 /// One page of `tools` (sorted by name) after `req.page_token`: at most
 /// `req.page_size` tools (0: any number) and `budget` encoded bytes, at least
-/// one tool when any is left. The token is the last name sent.
+/// one tool when any is left, each with its queue depth from `depth` (by
+/// tool key: queued, running). The token is the last name sent.
 fn page(
     tools: &[(ToolSpec, u32)],
+    depth: &HashMap<Arc<str>, (usize, usize)>,
     req: &pb::ListToolsRequest,
     budget: usize,
 ) -> Result<pb::ListToolsResponse, Error> {
@@ -202,7 +279,10 @@ fn page(
     };
     let (mut out, mut used) = (Vec::new(), 0);
     for (spec, workers) in &tools[start..] {
-        let tool = convert::listed_tool(spec, *workers);
+        let mut tool = convert::listed_tool(spec, *workers);
+        let (queued, running) = depth.get(spec.name.as_key()).copied().unwrap_or_default();
+        tool.queued = u32::try_from(queued).unwrap_or(u32::MAX);
+        tool.running = u32::try_from(running).unwrap_or(u32::MAX);
         let size = tool.encoded_len() + 8;
         if out.len() == max || (!out.is_empty() && used + size > budget) {
             break;
@@ -254,22 +334,34 @@ mod tests {
             page_token: token.into(),
             only_served: false,
         };
-        let whole = page(&all, &req(0, ""), usize::MAX).unwrap();
+        let whole = page(&all, &HashMap::new(), &req(0, ""), usize::MAX).unwrap();
         assert_eq!(whole.tools.len(), 5);
         assert!(whole.next_page_token.is_empty());
-        let first = page(&all, &req(2, ""), usize::MAX).unwrap();
+        let first = page(&all, &HashMap::new(), &req(2, ""), usize::MAX).unwrap();
         assert_eq!(names(&first), ["tool000", "tool001"]);
-        let second = page(&all, &req(2, &first.next_page_token), usize::MAX).unwrap();
+        let second = page(
+            &all,
+            &HashMap::new(),
+            &req(2, &first.next_page_token),
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(names(&second), ["tool002", "tool003"]);
-        let last = page(&all, &req(2, &second.next_page_token), usize::MAX).unwrap();
+        let last = page(
+            &all,
+            &HashMap::new(),
+            &req(2, &second.next_page_token),
+            usize::MAX,
+        )
+        .unwrap();
         assert_eq!(names(&last), ["tool004"]);
         assert!(last.next_page_token.is_empty());
         // A byte budget smaller than one tool still sends one per page.
-        let tiny = page(&all, &req(0, ""), 1).unwrap();
+        let tiny = page(&all, &HashMap::new(), &req(0, ""), 1).unwrap();
         assert_eq!(names(&tiny), ["tool000"]);
         assert_eq!(tiny.next_page_token, "tool000");
         assert!(matches!(
-            page(&all, &req(0, "not a token!"), 1),
+            page(&all, &HashMap::new(), &req(0, "not a token!"), 1),
             Err(Error::InvalidArgument(_))
         ));
     }

@@ -54,26 +54,24 @@ pub fn is_final(task: &pb::Task) -> bool {
 #[tonic::async_trait]
 impl Agent for LocalAgent {
     async fn list_tools(&self, caller: &Caller) -> Result<Vec<pb::Tool>, Status> {
-        // Every page: the tenant's registry is capped, so this ends.
+        // Every page: a host's tool list is the whole registry it may call.
         let mut tools = Vec::new();
         let mut page_token = String::new();
         loop {
-            let resp = self
+            let req = pb::ListToolsRequest {
+                page_token,
+                ..Default::default()
+            };
+            let page = self
                 .api
-                .list_tools(request(
-                    caller,
-                    pb::ListToolsRequest {
-                        page_token,
-                        ..Default::default()
-                    },
-                ))
+                .list_tools(request(caller, req))
                 .await?
                 .into_inner();
-            tools.extend(resp.tools);
-            if resp.next_page_token.is_empty() {
+            tools.extend(page.tools);
+            if page.next_page_token.is_empty() {
                 return Ok(tools);
             }
-            page_token = resp.next_page_token;
+            page_token = page.next_page_token;
         }
     }
 

@@ -79,6 +79,11 @@ impl Finisher {
 impl Scheduler {
     /// Finishes `ended` in the background; waits while [`MAX_FINISHING`]
     /// are in flight.
+    ///
+    /// The write is started here, in the caller's task, before the rest is
+    /// spawned: the first poll hands the completion to the store's queue, so
+    /// results reach the store (and take their seqs) in the order they
+    /// arrived, as they did when one worker stream drove its own writes.
     pub(super) async fn finish_later(self: &Arc<Self>, ended: Ended) {
         let slots = self.finisher.slots.clone();
         // The semaphore is never closed.
@@ -86,8 +91,12 @@ impl Scheduler {
             return;
         };
         let me = self.clone();
+        let mut write = Box::pin(async move { me.end(ended).await });
+        if futures::poll!(&mut write).is_ready() {
+            return;
+        }
         self.tracker.spawn(async move {
-            me.end(ended).await;
+            write.await;
             drop(slot);
         });
     }

@@ -38,6 +38,7 @@ pub mod queue;
 mod shared;
 mod state;
 mod timers;
+pub mod views;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
@@ -489,6 +490,7 @@ impl Scheduler {
         let (state, outcome) =
             admission::judge_result(result.outcome, self.config.limits.max_result_bytes);
         let id = result.task_id;
+        self.touch(worker);
         let ended = {
             let mut st = self.lock();
             if !st.holds(worker, id, result.attempt) {

@@ -327,6 +327,12 @@ impl crate::store::Store for Refusing {
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
         self.0.purge_finished_before(cutoff).await
     }
+    async fn list_tasks(
+        &self,
+        query: &crate::store::TaskQuery,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.0.list_tasks(query).await
+    }
 }
 
 /// Issue 15.5: a permanent store error ends that one task FAILED with

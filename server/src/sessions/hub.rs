@@ -23,9 +23,19 @@ pub enum Wake {
 }
 
 /// Wake-ups for sessions that have an open stream, keyed by session key.
-#[derive(Default)]
 pub struct SessionHub {
     watchers: Mutex<HashMap<Arc<str>, broadcast::Sender<Wake>>>,
+    /// Every completion committed here, for the dashboard's live events.
+    all: broadcast::Sender<Arc<CompletionRecord>>,
+}
+
+impl Default for SessionHub {
+    fn default() -> Self {
+        Self {
+            watchers: Mutex::default(),
+            all: broadcast::channel(LIVE_BUFFER).0,
+        }
+    }
 }
 
 impl SessionHub {
@@ -48,10 +58,16 @@ impl SessionHub {
 
     /// Hands a committed completion to the session's streams.
     pub fn completed(&self, completion: CompletionRecord) {
-        self.wake(
-            &completion.session.clone(),
-            Wake::Completion(Arc::new(completion)),
-        );
+        let completion = Arc::new(completion);
+        // No receiver (no dashboard open) is fine.
+        let _ = self.all.send(completion.clone());
+        self.wake(&completion.session.clone(), Wake::Completion(completion));
+    }
+
+    /// A receiver of every completion committed here from now on (lagging
+    /// receivers lose the oldest).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<CompletionRecord>> {
+        self.all.subscribe()
     }
 
     /// Tells the session's streams that completions up to `seq` are readable.

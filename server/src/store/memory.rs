@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Durable, Inserted, Store, StoreError};
+use super::{Durable, Inserted, Store, StoreError, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
@@ -127,6 +127,19 @@ impl Store for MemoryStore {
             .get(&slot)
             .and_then(|id| inner.tasks.get(id))
             .cloned())
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        let mut tasks: Vec<TaskRecord> = inner
+            .tasks
+            .values()
+            .filter(|t| query.matches(t))
+            .cloned()
+            .collect();
+        query.sort(&mut tasks);
+        tasks.truncate(query.limit);
+        Ok(tasks)
     }
 
     async fn completions_after(

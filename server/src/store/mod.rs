@@ -35,7 +35,9 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord};
+pub use listing::{Cursor, TaskQuery};
 
+pub mod listing;
 pub mod memory;
 pub mod postgres;
 mod sql;
@@ -178,6 +180,11 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the session's completions with seq <= `up_to_seq`, and their
     /// tasks. Returns how many completions were removed.
     async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError>;
+
+    /// Up to `query.limit` stored tasks that match `query`, finished or not,
+    /// in its order (by created_at, then id). A dispatch not yet applied
+    /// may still show a task queued.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Removes completions and finished tasks that finished before `cutoff`.
     /// Returns how many completions were removed.

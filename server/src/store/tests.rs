@@ -13,7 +13,10 @@ use uuid::Uuid;
 use super::{Inserted, Store};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
+mod listing;
 mod shared_queue;
+
+use listing::{list_tasks_filters, list_tasks_pages_are_stable_under_inserts};
 
 /// A fresh database on the test process's PostgreSQL cluster (started on
 /// first use), or `None` where PostgreSQL's binaries are not installed. A
@@ -534,6 +537,8 @@ for_each_store! {
         completions_after_pages_in_order,
         ack_removes_completions_and_tasks_and_keeps_seq,
         purge_removes_only_old_finished_work,
+        list_tasks_filters,
+        list_tasks_pages_are_stable_under_inserts,
     ],
     arc: [concurrent_finishes_get_distinct_gapless_seqs],
 }

@@ -4,7 +4,7 @@
 //! arguments (up to `--max-arguments-bytes`) and the schema (up to
 //! `--max-schema-bytes`, its expansion bounded by `cost.rs`); run inline it
 //! would stall every other request on that executor thread. Checks that may
-//! cost more than parsing a few KiB run on the pool's own threads, one per
+//! cost more than a few microseconds run on the pool's own threads, one per
 //! core, at most `per_tenant` of one tenant at once, so one tenant's heavy
 //! schema holds at most its own share of the cores and never another
 //! tenant's submit. The threads run at the lowest CPU priority (nice 19 on
@@ -20,9 +20,11 @@ use tokio::sync::{Semaphore, oneshot};
 use super::ToolSpec;
 use crate::{config::Limits, error::Error};
 
-/// Arguments up to this size, for a tool without a schema, are parsed inline:
-/// that costs microseconds.
-const INLINE_BYTES: usize = 16 * 1024;
+/// Checks whose cost bound ([`ToolSpec::check_cost`]: schema expansion
+/// times argument bytes) is at most this run inline, at the executor's
+/// priority: they take microseconds, and a small argument must not wait
+/// behind the low-priority threads on a busy machine.
+const INLINE_COST: u64 = 4 * 1024;
 
 /// Tenants whose idle semaphores are kept before the map is swept.
 const SWEEP_AT: usize = 1024;
@@ -107,7 +109,7 @@ impl ValidationPool {
         arguments_json: String,
         limits: &Limits,
     ) -> Result<Arc<str>, Error> {
-        if !spec.has_schema() && arguments_json.len() <= INLINE_BYTES {
+        if spec.check_cost(arguments_json.len()) <= INLINE_COST {
             return spec.check_arguments(&arguments_json, limits);
         }
         // Over the size limit: refused without parsing, so no need to queue.
@@ -222,16 +224,15 @@ mod tests {
         let held = pool.tenant("a").acquire_owned().await.unwrap();
         let s = spec(r#"{"type":"object"}"#);
         let limits = Limits::default();
+        // Over the inline budget: these go to the pool.
+        let big = format!(r#"{{"s":"{}"}}"#, "x".repeat(INLINE_COST as usize));
         let waiting = {
-            let (pool, s, limits) = (pool.clone(), s.clone(), limits.clone());
-            tokio::spawn(async move { pool.check(&s, "a", "{}".into(), &limits).await })
+            let (pool, s, limits, big) = (pool.clone(), s.clone(), limits.clone(), big.clone());
+            tokio::spawn(async move { pool.check(&s, "a", big, &limits).await })
         };
-        let b = tokio::time::timeout(
-            Duration::from_secs(30),
-            pool.check(&s, "b", "{}".into(), &limits),
-        )
-        .await
-        .expect("b is not held up by a");
+        let b = tokio::time::timeout(Duration::from_secs(30), pool.check(&s, "b", big, &limits))
+            .await
+            .expect("b is not held up by a");
         assert!(b.is_ok());
         assert!(!waiting.is_finished());
         drop(held);

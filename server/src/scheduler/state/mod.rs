@@ -25,7 +25,10 @@ use crate::{
 
 mod forget;
 mod registry;
+mod views;
 mod workers;
+
+pub use views::WorkerView;
 
 /// Server-side ID of one worker connection.
 pub type WorkerId = u64;
@@ -120,6 +123,9 @@ struct WorkerEntry<I: Io> {
     closed: bool,
     /// Where the next round over its tools starts, so no tool starves another.
     next_tool: usize,
+    /// When it started (registered), and when it last sent a result.
+    connected_at: SystemTime,
+    last_seen: SystemTime,
 }
 
 impl<I: Io> WorkerEntry<I> {

@@ -52,6 +52,8 @@ impl<I: Io> State<I> {
                 tx,
                 closed: false,
                 next_tool: 0,
+                connected_at: SystemTime::UNIX_EPOCH,
+                last_seen: SystemTime::UNIX_EPOCH,
             },
         );
         id
@@ -59,6 +61,9 @@ impl<I: Io> State<I> {
 
     /// Sends a worker its queued work, up to its free slots.
     pub fn start_worker(&mut self, worker: WorkerId, now: SystemTime) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            (w.connected_at, w.last_seen) = (now, now);
+        }
         self.fill_worker(worker, now);
     }
 

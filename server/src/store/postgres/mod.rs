@@ -255,6 +255,34 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn list_tasks(
+        &self,
+        query: &crate::store::TaskQuery,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        use crate::store::sql::listing::{Param, select};
+        let (sql, params) = select(query, "errand_tasks", |n| format!("${n}"));
+        let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+            .into_iter()
+            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                match p {
+                    Param::Text(s) => Box::new(s),
+                    Param::Int(n) => Box::new(n),
+                    Param::Id(id) => Box::new(id),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let client = self.client().await?;
+        rows(&client, &sql, &refs)
+            .await?
+            .iter()
+            .map(task_from_row)
+            .collect()
+    }
+
     async fn completions_after(
         &self,
         session: &str,

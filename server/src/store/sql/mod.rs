@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 pub(crate) mod batch;
 pub(crate) mod codec;
+pub(crate) mod listing;
 
 /// Rows one purge statement deletes: a large purge runs as several short
 /// statements so it never holds the writer (SQLite) or its row locks

@@ -50,7 +50,7 @@ use super::sql::{
     batch::{self, Reply, writer_gone},
     codec::to_i64,
 };
-use super::{Durable, Inserted, Store, StoreError};
+use super::{Durable, Inserted, Store, StoreError, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use errors::{io_error, open_error, store_error};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
@@ -228,6 +228,25 @@ impl Store for SqliteStore {
             conn.prepare_cached(rows::SELECT_BY_KEY)?
                 .query_row(rusqlite::params![session, key], task_from_row)
                 .optional()
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        use super::sql::listing::{Param, select};
+        let (sql, params) = select(query, "tasks", |n| format!("?{n}"));
+        self.read(move |conn| {
+            let values: Vec<rusqlite::types::Value> = params
+                .into_iter()
+                .map(|p| match p {
+                    Param::Text(s) => s.into(),
+                    Param::Int(n) => n.into(),
+                    Param::Id(id) => id.as_bytes().to_vec().into(),
+                })
+                .collect();
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), task_from_row)?;
+            rows.collect()
         })
         .await
     }

@@ -1,0 +1,76 @@
+//! What [`super::Store::list_tasks`] is asked: a filter over stored tasks and
+//! a keyset cursor on (created_at, id), so a page never repeats or skips a
+//! task that was there before, however many are inserted meanwhile.
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
+use crate::model::{TaskRecord, TaskState};
+
+/// One page's worth of a task listing.
+#[derive(Debug, Clone)]
+pub struct TaskQuery {
+    /// Only keys that start with this (a tenant and its separator); `None`:
+    /// every task.
+    pub key_prefix: Option<String>,
+    /// Only this session key.
+    pub session: Option<String>,
+    /// Only this tool key.
+    pub tool: Option<String>,
+    /// Only these states; empty: any.
+    pub states: Vec<TaskState>,
+    /// Only tasks after this one in the listing's order.
+    pub after: Option<Cursor>,
+    /// Descending (created_at, id) instead of ascending.
+    pub newest_first: bool,
+    /// Most tasks returned.
+    pub limit: usize,
+}
+
+/// A position in a listing: the last task of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: SystemTime,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn of(task: &TaskRecord) -> Self {
+        Self {
+            created_at: task.created_at,
+            id: task.id,
+        }
+    }
+}
+
+impl TaskQuery {
+    /// Whether `task` passes the filter and comes after the cursor (the
+    /// memory store's test; the SQL stores say the same in SQL).
+    pub fn matches(&self, task: &TaskRecord) -> bool {
+        let prefix_ok = self
+            .key_prefix
+            .as_deref()
+            .is_none_or(|p| task.session.starts_with(p));
+        let after_ok = self.after.is_none_or(|c| {
+            let key = (task.created_at, task.id);
+            if self.newest_first {
+                key < (c.created_at, c.id)
+            } else {
+                key > (c.created_at, c.id)
+            }
+        });
+        prefix_ok
+            && after_ok
+            && self.session.as_deref().is_none_or(|s| &*task.session == s)
+            && self.tool.as_deref().is_none_or(|t| &*task.tool == t)
+            && (self.states.is_empty() || self.states.contains(&task.state))
+    }
+
+    /// Sorts tasks in the listing's order.
+    pub fn sort(&self, tasks: &mut [TaskRecord]) {
+        tasks.sort_by_key(|t| (t.created_at, t.id));
+        if self.newest_first {
+            tasks.reverse();
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! [`Store::list_tasks`]: filters, tenant prefixes, both orders, and keyset
+//! pages that neither repeat nor skip a task while others are inserted.
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::{at, insert_new, succeed, task};
+use crate::model::{TaskRecord, TaskState};
+use crate::store::{Cursor, Store, TaskQuery};
+
+fn query() -> TaskQuery {
+    TaskQuery {
+        key_prefix: None,
+        session: None,
+        tool: None,
+        states: Vec::new(),
+        after: None,
+        newest_first: false,
+        limit: 100,
+    }
+}
+
+fn ids(tasks: &[TaskRecord]) -> Vec<Uuid> {
+    tasks.iter().map(|t| t.id).collect()
+}
+
+pub(in crate::store) async fn list_tasks_filters(store: &dyn Store) {
+    let a1 = task("acme\u{1f}s1", None, at(1));
+    let mut a2 = task("acme\u{1f}s2", None, at(2));
+    a2.tool = "acme\u{1f}fetch".into();
+    let b1 = task("beta\u{1f}s1", None, at(3));
+    let anon = task("s1", None, at(4));
+    for t in [&a1, &a2, &b1, &anon] {
+        insert_new(store, t).await;
+    }
+    store.finish_task(&succeed(&a1, at(5))).await.unwrap();
+
+    let all = store.list_tasks(&query()).await.unwrap();
+    assert_eq!(
+        ids(&all),
+        ids(&[a1.clone(), a2.clone(), b1.clone(), anon.clone()])
+    );
+    assert_eq!(
+        all[0].state,
+        TaskState::Succeeded,
+        "finished tasks are listed too"
+    );
+
+    let acme = TaskQuery {
+        key_prefix: Some("acme\u{1f}".into()),
+        ..query()
+    };
+    assert_eq!(
+        ids(&store.list_tasks(&acme).await.unwrap()),
+        vec![a1.id, a2.id]
+    );
+    let session = TaskQuery {
+        session: Some("acme\u{1f}s2".into()),
+        ..acme.clone()
+    };
+    assert_eq!(ids(&store.list_tasks(&session).await.unwrap()), vec![a2.id]);
+    let tool = TaskQuery {
+        tool: Some("acme\u{1f}fetch".into()),
+        ..acme.clone()
+    };
+    assert_eq!(ids(&store.list_tasks(&tool).await.unwrap()), vec![a2.id]);
+    let queued = TaskQuery {
+        states: vec![TaskState::Queued],
+        ..acme.clone()
+    };
+    assert_eq!(ids(&store.list_tasks(&queued).await.unwrap()), vec![a2.id]);
+    let done = TaskQuery {
+        states: vec![TaskState::Succeeded, TaskState::Failed],
+        ..acme.clone()
+    };
+    assert_eq!(ids(&store.list_tasks(&done).await.unwrap()), vec![a1.id]);
+    let newest = TaskQuery {
+        newest_first: true,
+        limit: 3,
+        ..query()
+    };
+    assert_eq!(
+        ids(&store.list_tasks(&newest).await.unwrap()),
+        vec![anon.id, b1.id, a2.id]
+    );
+}
+
+/// Walks every page of `q`, inserting a task (created "now", and one in
+/// the past that sorts before the cursor) between pages.
+async fn walk(store: &dyn Store, mut q: TaskQuery, n: &mut u64) -> Vec<Uuid> {
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list_tasks(&q).await.unwrap();
+        assert!(page.len() <= q.limit);
+        seen.extend(ids(&page));
+        let Some(last) = page.last() else { break };
+        q.after = Some(Cursor::of(last));
+        *n += 1;
+        insert_new(store, &task("s", None, at(1_000 + *n))).await;
+        insert_new(store, &task("s", None, at(0))).await;
+        if page.len() < q.limit {
+            break;
+        }
+    }
+    seen
+}
+
+pub(in crate::store) async fn list_tasks_pages_are_stable_under_inserts(store: &dyn Store) {
+    // Equal creation times too: the ID breaks the tie.
+    let mut before = Vec::new();
+    for i in 0..25 {
+        let t = task("s", None, at(10 + i / 3));
+        insert_new(store, &t).await;
+        before.push(t.id);
+    }
+    let mut n = 0;
+    for newest_first in [false, true] {
+        let q = TaskQuery {
+            session: Some("s".into()),
+            newest_first,
+            limit: 4,
+            ..query()
+        };
+        let seen = walk(store, q, &mut n).await;
+        let unique: HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "no task twice");
+        for id in &before {
+            assert!(unique.contains(id), "no task that was there is missed");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `errand tasks`, `workers`, bulk `cancel`, `retry` and the queue columns
+//! of `errand tools`, as a user runs them.
+use errand_client::pb;
+use errand_tests::*;
+use serde_json::Value;
+
+fn lines(out: &std::process::Output) -> Vec<String> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn json_lines(out: &std::process::Output) -> Vec<Value> {
+    lines(out)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn tasks_workers_cancel_and_retry_from_the_cli() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["job"], 1).await;
+    let failed = client.submit("cli", "job", "{}").await.unwrap().task_id;
+    worker.next().await.fail("tool_error", "no");
+    take_completions(&mut client.completions("cli", 0), 1).await;
+    let running = client.submit("cli", "job", "{}").await.unwrap().task_id;
+    let held = worker.next().await;
+    let queued = client.submit("cli", "job", "{}").await.unwrap().task_id;
+
+    let tools = json_lines(&server.cli(&["tools", "--json"]).await);
+    // Shared mode keeps the queue in the store: not counted here.
+    let depth = if on_postgres() { 0 } else { 1 };
+    assert_eq!(
+        (tools[0]["queued"].as_u64(), tools[0]["running"].as_u64()),
+        (Some(depth), Some(1))
+    );
+    let table = lines(&server.cli(&["tools"]).await);
+    let want = format!("queued={depth}");
+    assert!(
+        table[0].contains(&want) && table[0].contains("running=1"),
+        "{table:?}"
+    );
+
+    // Newest first; one object per line.
+    let tasks = json_lines(&server.cli(&["tasks", "--session", "cli", "--json"]).await);
+    let ids: Vec<_> = tasks
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [&queued, &running, &failed]);
+    let only = json_lines(
+        &server
+            .cli(&["tasks", "--status", "failed", "--limit", "5", "--json"])
+            .await,
+    );
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["status"], "FAILED");
+    let table = lines(&server.cli(&["tasks", "--limit", "2"]).await);
+    assert_eq!(table.len(), 3, "a header and two rows: {table:?}");
+    assert!(table[0].starts_with("TASK") && table[0].contains("CREATED"));
+    assert!(table[1].contains("s ago"), "{table:?}");
+    let col = table[0].find("SESSION").unwrap();
+    assert_eq!(&table[1][col..col + 3], "cli", "aligned columns: {table:?}");
+    let bad = server.cli(&["tasks", "--status", "nope"]).await;
+    assert!(!bad.status.success());
+
+    let workers = json_lines(&server.cli(&["workers", "--json"]).await);
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0]["worker_name"], "gate");
+    assert_eq!(workers[0]["running"], 1);
+    let table = lines(&server.cli(&["workers"]).await);
+    assert!(table[1].contains("1/1"), "{table:?}");
+
+    let out = lines(&server.cli(&["cancel", "--session", "cli"]).await);
+    assert_eq!(out, ["cancelled 2 tasks of session \"cli\""]);
+    within("the worker's cancel", held.cancel.cancelled()).await;
+    let task = client.get_task(&queued).await.unwrap();
+    assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled);
+
+    let again = json_lines(&server.cli(&["retry", &failed, "--json"]).await);
+    assert_eq!(again[0]["retry_of"], failed.as_str());
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, again[0]["task_id"].as_str().unwrap());
+    job.succeed("{}");
+    let refused = server
+        .cli(&["retry", "00000000-0000-0000-0000-000000000000"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no task"));
+}

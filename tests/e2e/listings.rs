@@ -1,0 +1,369 @@
+//! The operator RPCs: ListTasks (filters, pages across inserts, tenants),
+//! ListWorkers and Tool.queued/running, CancelTasks reaching workers,
+//! RetryTask's rules, listings after a restart and across two servers.
+use std::collections::HashSet;
+
+use errand_client::{Client, pb};
+use errand_tests::*;
+use tonic::Code;
+
+fn list(session: &str, statuses: &[pb::TaskStatus], tool: &str) -> pb::ListTasksRequest {
+    pb::ListTasksRequest {
+        session_id: session.into(),
+        statuses: statuses.iter().map(|s| *s as i32).collect(),
+        tool: tool.into(),
+        ..Default::default()
+    }
+}
+
+/// Every page of `req`, submitting one more task to `session` between pages.
+async fn walk(client: &Client, mut req: pb::ListTasksRequest, session: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let page = client.list_tasks(req.clone()).await.unwrap();
+        assert!(page.tasks.len() <= req.page_size as usize);
+        seen.extend(page.tasks.into_iter().map(|t| t.task_id));
+        client.submit(session, "slow", "{}").await.unwrap();
+        if page.next_page_token.is_empty() {
+            return seen;
+        }
+        req.page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn list_tasks_filters_pages_and_keeps_tenants_apart() {
+    let tokens = Tokens::new();
+    let agent_a = tokens.add(&["--role", "agent", "--tenant", "a"]).await;
+    let worker_a = tokens.add(&["--role", "worker", "--tenant", "a"]).await;
+    let agent_b = tokens.add(&["--role", "agent", "--tenant", "b"]).await;
+    let worker_b = tokens.add(&["--role", "worker", "--tenant", "b"]).await;
+    let server = Server::start(&strs(&tokens.flag())).await;
+    let a = server.client_as(&agent_a).await;
+    let b = server.client_as(&agent_b).await;
+    let mut wa = server.gate_worker_as(&worker_a, &["echo", "slow"], 4).await;
+    let _wb = server.gate_worker_as(&worker_b, &["echo", "slow"], 1).await;
+
+    // Tenant a: two succeeded and one failed echo in s1, one echo in s2.
+    let mut mine = Vec::new();
+    for (session, fail) in [("s1", false), ("s1", true), ("s1", false), ("s2", false)] {
+        let id = a.submit(session, "echo", "{}").await.unwrap().task_id;
+        let job = wa.next().await;
+        if fail {
+            job.fail("tool_error", "no")
+        } else {
+            job.succeed("{}")
+        }
+        mine.push(id);
+    }
+    let mut done = a.completions("s2", 0);
+    take_completions(&mut done, 1).await;
+    let mut done = a.completions("s1", 0);
+    take_completions(&mut done, 3).await;
+    // Tenant b: one task in a session of the same name.
+    let foreign = b.submit("s1", "echo", "{}").await.unwrap().task_id;
+
+    let all = a.list_tasks(list("", &[], "")).await.unwrap();
+    let ids: Vec<_> = all.tasks.iter().map(|t| t.task_id.clone()).collect();
+    assert_eq!(ids, mine, "oldest first, tenant a only");
+    assert!(all.next_page_token.is_empty());
+    let s1 = a.list_tasks(list("s1", &[], "")).await.unwrap();
+    assert_eq!(s1.tasks.len(), 3);
+    let failed = a
+        .list_tasks(list("s1", &[pb::TaskStatus::Failed], "echo"))
+        .await
+        .unwrap();
+    assert_eq!(failed.tasks.len(), 1);
+    assert_eq!(failed.tasks[0].task_id, mine[1]);
+    let succeeded = a
+        .list_tasks(list("", &[pb::TaskStatus::Succeeded], ""))
+        .await
+        .unwrap();
+    assert_eq!(succeeded.tasks.len(), 3);
+    let none = a.list_tasks(list("", &[], "slow")).await.unwrap();
+    assert!(none.tasks.is_empty());
+    let newest = a
+        .list_tasks(pb::ListTasksRequest {
+            newest_first: true,
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = newest.tasks.iter().map(|t| t.task_id.clone()).collect();
+    assert_eq!(ids, vec![mine[3].clone(), mine[2].clone()]);
+    assert!(!newest.next_page_token.is_empty());
+
+    // The foreign task is never listed, shown, cancelled or retried.
+    let b_all = b.list_tasks(list("", &[], "")).await.unwrap();
+    assert_eq!(b_all.tasks.len(), 1);
+    assert_eq!(code(a.get_task(&foreign).await), Code::NotFound);
+    assert_eq!(code(a.retry_task(&foreign).await), Code::NotFound);
+    assert_eq!(code(b.retry_task(&mine[1]).await), Code::NotFound);
+    let cancelled = a
+        .cancel_tasks(pb::CancelTasksRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 0, "tenant a has nothing unfinished");
+    let still = b.get_task(&foreign).await.unwrap();
+    assert_ne!(status_of(still.status), pb::TaskStatus::Cancelled);
+
+    // Pages across inserts, both orders: no task twice, none missed.
+    for _ in 0..7 {
+        a.submit("p", "slow", "{}").await.unwrap();
+    }
+    let before: HashSet<String> = a
+        .list_tasks(pb::ListTasksRequest {
+            session_id: "p".into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .tasks
+        .into_iter()
+        .map(|t| t.task_id)
+        .collect();
+    assert_eq!(before.len(), 7);
+    for newest_first in [false, true] {
+        let req = pb::ListTasksRequest {
+            session_id: "p".into(),
+            page_size: 2,
+            newest_first,
+            ..Default::default()
+        };
+        let seen = walk(&a, req, "p").await;
+        let unique: HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "a task listed twice: {seen:?}");
+        assert!(before.is_subset(&unique), "a task missed");
+    }
+
+    // Bounds: page_size, tokens, statuses.
+    let too_big = pb::ListTasksRequest {
+        page_size: 1001,
+        ..Default::default()
+    };
+    assert_eq!(code(a.list_tasks(too_big).await), Code::InvalidArgument);
+    let junk = pb::ListTasksRequest {
+        page_token: "not-a-token".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(a.list_tasks(junk).await), Code::InvalidArgument);
+    let bad_status = pb::ListTasksRequest {
+        statuses: vec![42],
+        ..Default::default()
+    };
+    assert_eq!(code(a.list_tasks(bad_status).await), Code::InvalidArgument);
+    let finished = pb::CancelTasksRequest {
+        statuses: vec![pb::TaskStatus::Succeeded as i32],
+        ..Default::default()
+    };
+    assert_eq!(code(a.cancel_tasks(finished).await), Code::InvalidArgument);
+
+    // Workers and queue depth: each tenant sees its own.
+    let workers = a.list_workers("").await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].worker_name, "gate");
+    assert_eq!(workers[0].tools, vec!["echo", "slow"]);
+    assert_eq!(workers[0].max_concurrency, 4);
+    assert!(workers[0].connected_at.is_some() && workers[0].last_seen.is_some());
+    assert!(a.list_workers("nope").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn queue_depth_runner_and_bulk_cancel_reach_the_workers() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["work"], 2).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(client.submit("bulk", "work", "{}").await.unwrap().task_id);
+    }
+    let other = client.submit("other", "work", "{}").await.unwrap().task_id;
+    let first = worker.next().await;
+    let second = worker.next().await;
+
+    let tool = &client.list_tools().await.unwrap()[0];
+    // Shared mode keeps the queue in the store: not counted here.
+    let queued = if on_postgres() { 0 } else { 4 };
+    assert_eq!((tool.queued, tool.running, tool.workers), (queued, 2, 1));
+    let running = client.get_task(&first.task.task_id).await.unwrap();
+    assert_eq!(status_of(running.status), pb::TaskStatus::Running);
+    assert_eq!(running.worker_name, "gate");
+    assert!(!running.worker_id.is_empty());
+    let workers = client.list_workers("work").await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].running, 2);
+    assert_eq!(workers[0].worker_id, running.worker_id);
+
+    let cancelled = client
+        .cancel_tasks(pb::CancelTasksRequest {
+            session_id: "bulk".into(),
+            reason: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Both running tasks were in "bulk" (submitted first): their workers
+    // are told to stop.
+    assert_eq!(cancelled, 5);
+    within("the first cancel", first.cancel.cancelled()).await;
+    within("the second cancel", second.cancel.cancelled()).await;
+    for id in &ids {
+        let task = client.get_task(id).await.unwrap();
+        assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled, "{id}");
+    }
+    // The other session's task runs on the freed slot.
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, other);
+    job.succeed("{}");
+}
+
+#[tokio::test]
+async fn retry_runs_failed_timed_out_and_cancelled_tasks_again() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["flaky"], 4).await;
+    let mut stream = client.completions("r", 0);
+
+    let failed = client
+        .submit("r", "flaky", r#"{"n":1}"#)
+        .await
+        .unwrap()
+        .task_id;
+    worker.next().await.fail("tool_error", "boom");
+    let ok = client.submit("r", "flaky", "{}").await.unwrap().task_id;
+    worker.next().await.succeed("{}");
+    let timed_out = client
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "r".into(),
+            tool: "flaky".into(),
+            arguments_json: "{}".into(),
+            timeout_ms: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .task_id;
+    let hung = worker.next().await;
+    take_completions(&mut stream, 3).await;
+    drop(hung);
+    let running = client.submit("r", "flaky", "{}").await.unwrap().task_id;
+    let held = worker.next().await;
+
+    assert_eq!(
+        code(client.retry_task(&running).await),
+        Code::FailedPrecondition
+    );
+    assert_eq!(code(client.retry_task(&ok).await), Code::FailedPrecondition);
+    assert_eq!(
+        code(
+            client
+                .retry_task("00000000-0000-0000-0000-000000000000")
+                .await
+        ),
+        Code::NotFound
+    );
+    client.cancel(&running).await.unwrap();
+    within("the cancel", held.cancel.cancelled()).await;
+
+    for original in [&failed, &timed_out, &running] {
+        let again = client.retry_task(original).await.unwrap();
+        let task = again.task.unwrap();
+        assert_ne!(&again.task_id, original);
+        assert_eq!(&task.retry_of, original);
+        assert_eq!(task.session_id, "r");
+        let job = worker.next().await;
+        assert_eq!(job.task.task_id, again.task_id);
+        if original == &failed {
+            assert_eq!(job.args()["n"], 1, "same arguments");
+        }
+        job.succeed("{}");
+    }
+}
+
+#[tokio::test]
+async fn listings_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = if on_postgres() {
+        Server::start(&[]).await
+    } else {
+        Server::start_durable(dir.path(), &[]).await
+    };
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let done = client.submit("s", "t", "{}").await.unwrap().task_id;
+    worker.next().await.succeed("{}");
+    take_completions(&mut client.completions("s", 0), 1).await;
+    let queued = client.submit("s", "t", "{}").await.unwrap().task_id;
+    let _running = worker.next().await;
+    worker.stop();
+    drop(worker);
+    server.restart().await;
+    let client = server.client().await;
+    let listed = client.list_tasks(list("s", &[], "")).await.unwrap();
+    let ids: Vec<_> = listed.tasks.iter().map(|t| t.task_id.clone()).collect();
+    assert_eq!(ids, vec![done.clone(), queued.clone()]);
+    assert_eq!(status_of(listed.tasks[0].status), pb::TaskStatus::Succeeded);
+    let unfinished = client
+        .list_tasks(list(
+            "s",
+            &[pb::TaskStatus::Queued, pb::TaskStatus::Running],
+            "",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(unfinished.tasks.len(), 1);
+    assert_eq!(unfinished.tasks[0].task_id, queued);
+}
+
+#[tokio::test]
+async fn listings_span_servers_on_postgres() {
+    let Some(cluster) = pg::cluster() else {
+        assert!(
+            !on_postgres(),
+            "ERRAND_TEST_STORE=postgres needs PostgreSQL"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED listings_span_servers_on_postgres: PostgreSQL's binaries are not installed"
+        );
+        return;
+    };
+    let url = cluster.create_database().await;
+    let one = Server::start_postgres(&url, &[]).await;
+    let two = Server::start_postgres(&url, &[]).await;
+    let (c1, c2) = (one.client().await, two.client().await);
+    let mut worker = two.gate_worker(&["t"], 1).await;
+    // Server one learns server two's tool through the store, as the
+    // multi-server tests wait for it.
+    within("server one to learn the tool", async {
+        while c1.list_tools().await.unwrap().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let id = c1.submit("x", "t", "{}").await.unwrap().task_id;
+    worker.next().await.succeed("{}");
+    take_completions(&mut c1.completions("x", 0), 1).await;
+    for client in [&c1, &c2] {
+        let listed = client.list_tasks(list("x", &[], "")).await.unwrap();
+        assert_eq!(listed.tasks.len(), 1);
+        assert_eq!(listed.tasks[0].task_id, id);
+        assert_eq!(status_of(listed.tasks[0].status), pb::TaskStatus::Succeeded);
+    }
+    // Bulk cancel through one server reaches a task queued through the other.
+    let queued = c2.submit("y", "t", "{}").await.unwrap().task_id;
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, queued);
+    let n = c1
+        .cancel_tasks(pb::CancelTasksRequest {
+            session_id: "y".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    within("the cancel across servers", job.cancel.cancelled()).await;
+}
