@@ -17,17 +17,22 @@ pub fn tool_description(description: &str) -> String {
     }
 }
 
-/// The error message of a task no worker took within its queue timeout of
-/// `waited` (from submit); `tool` is a tool key.
+/// The error message of a task no worker took within its queue timeout.
 pub fn queue_timeout(task: &TaskRecord) -> String {
     let waited = task
         .queue_deadline
         .and_then(|d| d.duration_since(task.created_at).ok())
         .unwrap_or_default();
+    queue_timeout_after(&task.tool, waited)
+}
+
+/// [`queue_timeout`] of a call to tool key `tool` whose queue timeout
+/// (from submit) was `waited`.
+pub fn queue_timeout_after(tool: &str, waited: std::time::Duration) -> String {
     format!(
         "no worker took this call to `{}` within its queue timeout of {} ms: no worker \
 serving the tool was connected with room; try again later or use another tool",
-        crate::tenant::strip(&task.tool),
+        crate::tenant::strip(tool),
         crate::model::millis(waited)
     )
 }

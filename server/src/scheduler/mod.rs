@@ -26,7 +26,7 @@
 //!   and what it tells about tools and load (`registry.rs`).
 //! - `admission.rs`: submit, registration and result checks; quotas.
 //! - `finisher.rs`: store write with retry, then the session's streams.
-//! - `timers.rs`: per-attempt timeouts.
+//! - `timers.rs`: per-attempt timeouts, and the queue deadlines.
 //! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
 //! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
 //!   whether queued work waits here or (shared mode) in the store.
@@ -156,6 +156,8 @@ pub struct Scheduler {
     finisher: Finisher,
     /// Where submitted arguments are checked against their tool's schema.
     validation: ValidationPool,
+    /// Queue deadlines of the tasks submitted or recovered here.
+    deadlines: Arc<timers::QueueDeadlines>,
 }
 
 impl Scheduler {
@@ -171,6 +173,7 @@ impl Scheduler {
             tracker: TaskTracker::new(),
             finisher: Finisher::default(),
             validation: ValidationPool::default(),
+            deadlines: Arc::default(),
         })
     }
 
@@ -195,6 +198,8 @@ impl Scheduler {
             if let Some(wait) = d.first_wait {
                 self.metrics.dispatched_after(wait);
             }
+            // Taken by a worker: its wait in the queue is over.
+            self.deadlines.disarm(d.id);
             let timer = self.arm_timer(d.id, d.attempt, d.timeout);
             st.set_timer(d.id, d.attempt, timer);
             debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
@@ -219,6 +224,7 @@ impl Scheduler {
     ) -> Option<Ended> {
         let ended = st.take(id, state, outcome, tell_worker, SystemTime::now());
         if ended.is_some() {
+            self.deadlines.disarm(id);
             self.finisher.started();
         }
         self.apply(st);
@@ -307,6 +313,10 @@ impl Scheduler {
         }
         debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
+        // Before it is queued: a dispatch removes it.
+        if let Some(deadline) = task.queue_deadline {
+            self.arm_queue_timer(&task, deadline);
+        }
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
             Placement::Elsewhere => {
@@ -315,9 +325,6 @@ impl Scheduler {
                 // worker with room.
                 self.backlog.wants_work();
             }
-        }
-        if let Some(deadline) = task.queue_deadline {
-            self.arm_queue_timer(&task, deadline);
         }
         Ok((task, false))
     }
@@ -522,8 +529,15 @@ impl Scheduler {
                 return;
             };
             info!(worker_id = worker, worker = %logs::field(&gone.name), running = gone.running, "worker disconnected");
+            let now = SystemTime::now();
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
+                // Queued again before its deadline: the deadline holds again.
+                if let Some(task) = st.task(*id)
+                    && let Some(deadline) = task.queue_deadline.filter(|d| *d > now)
+                {
+                    self.arm_queue_timer(task, deadline);
+                }
             }
             for _ in &gone.ended {
                 self.finisher.started();

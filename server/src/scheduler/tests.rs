@@ -428,3 +428,29 @@ async fn a_queue_deadline_holds_across_a_restart() {
     assert_eq!(task.state, TaskState::TimedOut);
     assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
 }
+
+/// One deadline per task waiting in the queue, none once a worker took it
+/// or it ended: nothing is kept for a task's run or after it (the old timer
+/// per submit lived until the deadline, whatever became of its task).
+#[tokio::test(start_paused = true)]
+async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
+    let core = core(Config::default());
+    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (taken, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    let running = assignment(&mut rx);
+    assert_eq!(running.task_id, taken.id.to_string());
+    assert_eq!(core.deadlines.len(), 0, "a dispatched task keeps no deadline");
+    let (waiting, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    let (cancelled, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    assert_eq!(core.deadlines.len(), 2);
+    core.cancel(cancelled.id).await.unwrap();
+    assert_eq!(core.deadlines.len(), 1, "an ended task keeps no deadline");
+    // The worker goes away: its task is queued again before its deadline,
+    // which holds again; the waiting one is dispatched to the next worker.
+    core.worker_gone(w).await;
+    assert_eq!(core.deadlines.len(), 2);
+    let (_w2, mut rx2) = worker(&core, &["t"], 2);
+    let ids = [assignment(&mut rx2).task_id, assignment(&mut rx2).task_id];
+    assert!(ids.contains(&waiting.id.to_string()) && ids.contains(&taken.id.to_string()));
+    assert_eq!(core.deadlines.len(), 0);
+}

@@ -1,14 +1,23 @@
 //! Per-attempt timeouts: each dispatch arms a timer that ends the attempt
 //! as TIMED_OUT unless a result, a cancel or a lost worker ends it first
-//! (they abort the timer). Queue timeouts: each task queued here arms a
-//! timer at its stored deadline that ends it as TIMED_OUT (`queue_timeout`)
-//! if no worker has taken it by then.
+//! (they abort the timer).
+//!
+//! Queue timeouts: one deadline per task submitted or recovered here, in
+//! one ordered structure ([`QueueDeadlines`]) that one loop serves, rather
+//! than a timer task per submit. A dispatch or an ending removes the task's
+//! deadline, so nothing outlives its wait in the queue; a task still queued
+//! at its deadline ends as TIMED_OUT (`queue_timeout`).
 use std::{
-    sync::Arc,
+    collections::{BTreeSet, HashMap},
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
-use tokio::task::AbortHandle;
+use futures::future::join_all;
+use tokio::{sync::Notify, task::AbortHandle, time::Instant};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -17,6 +26,98 @@ use crate::{
     model::{Outcome, TaskRecord, TaskState, codes, millis},
     text,
 };
+
+/// Most queue timeouts ended at once; more due go round again.
+const FIRE_CHUNK: usize = 1024;
+
+/// Queue deadlines, earliest first, keyed by task. Cheap to arm and disarm
+/// (a short lock, no task spawned); its loop starts with the first deadline.
+#[derive(Default)]
+pub(super) struct QueueDeadlines {
+    inner: Mutex<Deadlines>,
+    /// Woken when a deadline earlier than all others is armed.
+    wake: Notify,
+    started: AtomicBool,
+}
+
+#[derive(Default)]
+struct Deadlines {
+    order: BTreeSet<(Instant, Uuid)>,
+    due: HashMap<Uuid, Due>,
+}
+
+/// What firing one deadline needs: when, and the message's words.
+struct Due {
+    at: Instant,
+    tool: Arc<str>,
+    /// The queue timeout, from submit to the deadline.
+    span: Duration,
+}
+
+impl QueueDeadlines {
+    fn lock(&self) -> MutexGuard<'_, Deadlines> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Arms (or moves) the deadline of `task` to `deadline` (wall clock).
+    fn arm(&self, task: &TaskRecord, deadline: SystemTime) {
+        let wait = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let at = Instant::now() + wait;
+        let span = deadline
+            .duration_since(task.created_at)
+            .unwrap_or_default();
+        let earliest = {
+            let mut d = self.lock();
+            if let Some(old) = d.due.remove(&task.id) {
+                d.order.remove(&(old.at, task.id));
+            }
+            let earliest = d.order.first().is_none_or(|(first, _)| at < *first);
+            d.order.insert((at, task.id));
+            let tool = task.tool.clone();
+            d.due.insert(task.id, Due { at, tool, span });
+            earliest
+        };
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Removes the deadline of task `id`, if it has one.
+    pub(super) fn disarm(&self, id: Uuid) {
+        let mut d = self.lock();
+        if let Some(old) = d.due.remove(&id) {
+            d.order.remove(&(old.at, id));
+        }
+    }
+
+    /// Takes out up to [`FIRE_CHUNK`] deadlines due at `now`; returns them
+    /// and when the next one is due.
+    fn take_due(&self, now: Instant) -> (Vec<(Uuid, Due)>, Option<Instant>) {
+        let mut d = self.lock();
+        let mut fired = Vec::new();
+        while fired.len() < FIRE_CHUNK {
+            match d.order.first() {
+                Some(&(at, id)) if at <= now => {
+                    d.order.pop_first();
+                    if let Some(due) = d.due.remove(&id) {
+                        fired.push((id, due));
+                    }
+                }
+                _ => break,
+            }
+        }
+        let next = d.order.first().map(|(at, _)| *at);
+        (fired, next)
+    }
+
+    /// Deadlines armed now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().due.len()
+    }
+}
 
 impl Scheduler {
     /// Starts the timer of attempt `attempt` of task `id`.
@@ -34,21 +135,19 @@ impl Scheduler {
         .abort_handle()
     }
 
-    /// Starts the queue timer of `task`, due at its deadline (at once if it
-    /// has passed, as after a restart). It does nothing if the task is no
-    /// longer queued then; a task queued in the shared store is timed out
-    /// there.
+    /// Arms the queue deadline of `task` (at once if it has passed, as
+    /// after a restart). At the deadline a task still queued here is timed
+    /// out; one no longer here is timed out in the shared store if it is
+    /// still queued there.
     pub(super) fn arm_queue_timer(self: &Arc<Self>, task: &TaskRecord, deadline: SystemTime) {
-        let wait = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let (me, id, message) = (self.clone(), task.id, text::queue_timeout(task));
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => me.queue_time_out(id, message).await,
-                _ = me.shutdown.cancelled() => {}
-            }
-        });
+        self.deadlines.arm(task, deadline);
+        if !self.deadlines.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(deadline_loop(
+                self.deadlines.clone(),
+                Arc::downgrade(self),
+                self.shutdown.clone(),
+            ));
+        }
     }
 
     async fn queue_time_out(self: Arc<Self>, id: Uuid, message: String) {
@@ -109,6 +208,43 @@ impl Scheduler {
         if let Some(ended) = ended {
             info!(task_id = %id, attempt, "task timed out");
             self.end(ended).await;
+        }
+    }
+}
+
+/// Serves `deadlines` until the server stops or the scheduler is gone:
+/// sleeps until the earliest, times out what is due, in chunks.
+async fn deadline_loop(
+    deadlines: Arc<QueueDeadlines>,
+    sched: Weak<Scheduler>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        // Registered before looking, so an earlier deadline armed meanwhile
+        // is not missed.
+        let woken = deadlines.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (fired, next) = deadlines.take_due(Instant::now());
+        if !fired.is_empty() {
+            let Some(me) = sched.upgrade() else { return };
+            join_all(fired.into_iter().map(|(id, due)| {
+                let message = text::queue_timeout_after(&due.tool, due.span);
+                me.clone().queue_time_out(id, message)
+            }))
+            .await;
+            continue;
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = &mut woken => {}
+            _ = shutdown.cancelled() => return,
         }
     }
 }
