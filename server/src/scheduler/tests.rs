@@ -333,6 +333,15 @@ impl crate::store::Store for Refusing {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.0.list_tasks(query).await
     }
+    async fn tools(&self) -> Result<Vec<crate::store::StoredTool>, StoreError> {
+        self.0.tools().await
+    }
+    async fn put_tools(&self, tools: &[crate::store::StoredTool]) -> Result<(), StoreError> {
+        self.0.put_tools(tools).await
+    }
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
+        self.0.forget_tools(names).await
+    }
 }
 
 /// Issue 15.5: a permanent store error ends that one task FAILED with
@@ -439,7 +448,11 @@ async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
     let (taken, _) = core.submit(submit_request("s", "t")).await.unwrap();
     let running = assignment(&mut rx);
     assert_eq!(running.task_id, taken.id.to_string());
-    assert_eq!(core.deadlines.len(), 0, "a dispatched task keeps no deadline");
+    assert_eq!(
+        core.deadlines.len(),
+        0,
+        "a dispatched task keeps no deadline"
+    );
     let (waiting, _) = core.submit(submit_request("s", "t")).await.unwrap();
     let (cancelled, _) = core.submit(submit_request("s", "t")).await.unwrap();
     assert_eq!(core.deadlines.len(), 2);

@@ -65,9 +65,7 @@ impl QueueDeadlines {
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         let at = Instant::now() + wait;
-        let span = deadline
-            .duration_since(task.created_at)
-            .unwrap_or_default();
+        let span = deadline.duration_since(task.created_at).unwrap_or_default();
         let earliest = {
             let mut d = self.lock();
             if let Some(old) = d.due.remove(&task.id) {

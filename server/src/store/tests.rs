@@ -15,8 +15,10 @@ use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, cod
 
 mod listing;
 mod shared_queue;
+pub(super) mod tools;
 
 use listing::{list_tasks_filters, list_tasks_pages_are_stable_under_inserts};
+use tools::tool_definitions_round_trip_replace_and_forget;
 
 /// A fresh database on the test process's PostgreSQL cluster (started on
 /// first use), or `None` where PostgreSQL's binaries are not installed. A
@@ -539,6 +541,7 @@ for_each_store! {
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
+        tool_definitions_round_trip_replace_and_forget,
     ],
     arc: [concurrent_finishes_get_distinct_gapless_seqs],
 }
