@@ -107,7 +107,7 @@ impl Scheduler {
                 Err(e) => error!(error = %e, "purging expired completions failed"),
             }
             self.hub.prune();
-            self.forget_unserved_tools();
+            self.registry_upkeep().await;
         }
     }
 }

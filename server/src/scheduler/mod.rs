@@ -24,6 +24,7 @@
 //!
 //! - `state/`: the live state and its synchronous transitions (`mod.rs`),
 //!   and what it tells about tools and load (`registry.rs`).
+//! - `registry.rs`: registrations, and the tool registry's stored copy.
 //! - `admission.rs`: submit, registration and result checks; quotas.
 //! - `finisher.rs`: store write with retry, then the session's streams.
 //! - `timers.rs`: per-attempt timeouts, and the queue deadlines.
@@ -35,6 +36,7 @@ mod admission;
 mod finisher;
 mod lifecycle;
 pub mod queue;
+mod registry;
 mod shared;
 mod state;
 mod timers;
@@ -62,8 +64,8 @@ use crate::{
     logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
-        Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
-        TaskState, codes,
+        Assignment, Command, Outcome, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
+        codes,
     },
     sessions::SessionHub,
     store::{Durable, Inserted, SharedStore},
@@ -158,6 +160,9 @@ pub struct Scheduler {
     validation: ValidationPool,
     /// Queue deadlines of the tasks submitted or recovered here.
     deadlines: Arc<timers::QueueDeadlines>,
+    /// Held while the tool registry changes and is written to the store,
+    /// so the store's copy ends as the live one.
+    registry_writes: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
@@ -174,6 +179,7 @@ impl Scheduler {
             finisher: Finisher::default(),
             validation: ValidationPool::default(),
             deadlines: Arc::default(),
+            registry_writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -431,64 +437,6 @@ impl Scheduler {
             .await?)
     }
 
-    /// Adds a worker and its tools. Its commands (queued work first) arrive
-    /// on `tx`, which must be new and have room for `max_concurrency`.
-    pub fn register(self: &Arc<Self>, reg: Registration, tx: CommandTx) -> Result<WorkerId, Error> {
-        let tx = WorkerTx {
-            commands: tx,
-            store: self.store.clone(),
-        };
-        let specs = admission::check_registration(&reg, &self.config.limits)?;
-        let max_concurrency = reg.max_concurrency.max(1) as usize;
-        let name = if reg.worker_name.is_empty() {
-            "worker".to_string()
-        } else {
-            reg.worker_name
-        };
-        let mut st = self.lock();
-        if st.is_draining() {
-            return Err(Error::Unavailable(
-                "the server is shutting down: connect again once it is back".into(),
-            ));
-        }
-        for spec in &specs {
-            match st.differs(spec) {
-                Some((fields, true)) => {
-                    return Err(Error::FailedPrecondition(format!(
-                        "tool `{}` is served by connected workers with a different definition \
-                         ({} differ): register the same definition, or stop those workers first",
-                        spec.name.name(),
-                        fields.join(", ")
-                    )));
-                }
-                Some((fields, false)) => info!(
-                    tool = %logs::field(spec.name.name()),
-                    differ = ?fields,
-                    "no connected worker serves the tool: the new definition replaces the known one"
-                ),
-                None => {}
-            }
-        }
-        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
-        let tenant = specs[0].name.tenant();
-        let max = self.config.limits.max_tools_per_tenant;
-        let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {
-            Error::ResourceExhausted(format!(
-                "your tenant has {kept} tools that workers serve or queued tasks need, and this \
-                 registration adds more than the limit of {max} allows: stop the workers of tools \
-                 you no longer need (unserved tools are forgotten) or ask the operator to raise \
-                 --max-tools-per-tenant"
-            ))
-        })?;
-        self.forgot(&forgotten, "to make room for a registration");
-        let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
-        info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
-        st.start_worker(id, SystemTime::now());
-        self.apply(&mut st);
-        self.backlog.tools_changed();
-        Ok(id)
-    }
-
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
@@ -515,7 +463,7 @@ impl Scheduler {
     /// their place kept, or fail once their attempts are used up.
     pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
         let max_attempts = self.config.max_attempts;
-        let (ended, released) = {
+        let (ended, released, gone_tools) = {
             let mut st = self.lock();
             let lost = |attempts| {
                 Outcome::error(
@@ -548,31 +496,12 @@ impl Scheduler {
             } else {
                 Vec::new()
             };
-            (gone.ended, released)
+            (gone.ended, released, gone.tools)
         };
         self.backlog.tools_changed();
         self.backlog.give_back(released).await;
+        self.unserved_now(&gone_tools).await;
         futures::future::join_all(ended.into_iter().map(|e| self.end(e))).await;
-    }
-
-    /// Tools the registry forgot (see `state/forget.rs`): logged. A
-    /// persisted registry removes them from the store here.
-    fn forgot(&self, keys: &[Arc<str>], why: &str) {
-        if !keys.is_empty() {
-            let (tenant, first) = crate::tenant::split(&keys[0]);
-            info!(
-                tools = keys.len(),
-                tenant, first, "forgot tools no worker serves {why}"
-            );
-        }
-    }
-
-    /// Forgets tools unserved for `config.tool_retention`; see `purge_loop`.
-    fn forget_unserved_tools(&self) {
-        let keys = self
-            .lock()
-            .forget_unserved(self.config.tool_retention, SystemTime::now());
-        self.forgot(&keys, "past --tool-retention-secs");
     }
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {

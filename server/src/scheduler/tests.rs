@@ -78,7 +78,7 @@ fn core(config: Config) -> Core {
     Core::new(config, Arc::new(MemoryStore::default()))
 }
 
-fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
+async fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
     let (tx, rx) = mpsc::channel(64);
     let register = pb::Register {
         worker_name: "w".into(),
@@ -93,6 +93,7 @@ fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Comma
     };
     let id = core
         .register(convert::registration(register, "").unwrap(), tx)
+        .await
         .unwrap();
     let mut rx = Commands {
         registered: VecDeque::from([convert::registered(id)]),
@@ -143,7 +144,7 @@ async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
 #[tokio::test]
 async fn submit_dispatches_within_the_call_and_a_result_completes_with_seq_1() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     let (task, dedup) = core.submit(submit_request("s", "t")).await.unwrap();
     assert!(!dedup);
     let a = assignment(&mut rx);
@@ -158,7 +159,7 @@ async fn submit_dispatches_within_the_call_and_a_result_completes_with_seq_1() {
 #[tokio::test]
 async fn a_second_result_for_the_same_task_is_ignored() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     result(&core, w, &a, "1").await;
@@ -171,7 +172,7 @@ async fn a_second_result_for_the_same_task_is_ignored() {
 #[tokio::test]
 async fn results_that_are_not_json_fail_the_task() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     result(&core, w, &a, "not json").await;
@@ -188,7 +189,7 @@ async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
         default_timeout: Duration::from_secs(30),
         ..Config::default()
     });
-    let (_w, mut rx) = worker(&core, &["t"], 1);
+    let (_w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     assert_eq!(a.timeout_ms, 30_000);
@@ -211,12 +212,12 @@ async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
 #[tokio::test]
 async fn a_lost_worker_s_task_keeps_its_place_at_the_head_of_its_session() {
     let core = core(Config::default());
-    let (w1, mut rx1) = worker(&core, &["t"], 1);
+    let (w1, mut rx1) = worker(&core, &["t"], 1).await;
     let (first, _) = core.submit(submit_request("s", "t")).await.unwrap();
     let (second, _) = core.submit(submit_request("s", "t")).await.unwrap();
     assert_eq!(assignment(&mut rx1).task_id, first.id.to_string());
     core.worker_gone(w1).await;
-    let (_w2, mut rx2) = worker(&core, &["t"], 1);
+    let (_w2, mut rx2) = worker(&core, &["t"], 1).await;
     let a = assignment(&mut rx2);
     assert_eq!((a.task_id, a.attempt), (first.id.to_string(), 2));
     assert_eq!(
@@ -232,7 +233,7 @@ async fn a_worker_takes_its_tools_in_turn() {
         core.submit(submit_request("s", "a")).await,
         Err(Error::NotFound(_))
     ));
-    let (w, mut rx) = worker(&core, &["a", "b"], 1);
+    let (w, mut rx) = worker(&core, &["a", "b"], 1).await;
     for _ in 0..3 {
         core.submit(submit_request("s", "a")).await.unwrap();
         core.submit(submit_request("s", "b")).await.unwrap();
@@ -254,7 +255,7 @@ async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
         ..Config::default()
     };
     let before = Core::new(config.clone(), store.clone());
-    let (_w, mut rx) = worker(&before, &["t"], 2);
+    let (_w, mut rx) = worker(&before, &["t"], 2).await;
     let (queued_once, _) = before.submit(submit_request("s", "t")).await.unwrap();
     let (exhausted, _) = before.submit(submit_request("s", "t")).await.unwrap();
     let _ = assignment(&mut rx);
@@ -273,7 +274,7 @@ async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
             .state,
         TaskState::Failed
     );
-    let (_w, mut rx) = worker(&after, &["t"], 2);
+    let (_w, mut rx) = worker(&after, &["t"], 2).await;
     let a = assignment(&mut rx);
     assert_eq!((a.task_id, a.attempt), (queued_once.id.to_string(), 2));
 }
@@ -349,7 +350,7 @@ impl crate::store::Store for Refusing {
 #[tokio::test]
 async fn an_outcome_the_store_refuses_fails_that_task_only() {
     let core = Core::new(Config::default(), Arc::new(Refusing::default()));
-    let (w, mut rx) = worker(&core, &["t"], 2);
+    let (w, mut rx) = worker(&core, &["t"], 2).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     core.submit(submit_request("s", "t")).await.unwrap();
     let (bad, good) = (assignment(&mut rx), assignment(&mut rx));
@@ -382,7 +383,7 @@ fn error_code(task: &TaskRecord) -> &str {
 #[tokio::test(start_paused = true)]
 async fn a_task_no_worker_takes_times_out_at_its_queue_deadline() {
     let core = core(Config::default());
-    let (_w, mut rx) = worker(&core, &["t"], 1);
+    let (_w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let _busy = assignment(&mut rx);
     let (waiting, _) = core
@@ -416,7 +417,7 @@ async fn a_task_no_worker_takes_times_out_at_its_queue_deadline() {
 async fn a_queue_deadline_holds_across_a_restart() {
     let store: SharedStore = Arc::new(MemoryStore::default());
     let before = Core::new(Config::default(), store.clone());
-    let (_w, mut rx) = worker(&before, &["t"], 1);
+    let (_w, mut rx) = worker(&before, &["t"], 1).await;
     before.submit(submit_request("s", "t")).await.unwrap();
     let _busy = assignment(&mut rx);
     let (waiting, _) = before
@@ -444,7 +445,7 @@ async fn a_queue_deadline_holds_across_a_restart() {
 #[tokio::test(start_paused = true)]
 async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     let (taken, _) = core.submit(submit_request("s", "t")).await.unwrap();
     let running = assignment(&mut rx);
     assert_eq!(running.task_id, taken.id.to_string());
@@ -462,8 +463,10 @@ async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
     // which holds again; the waiting one is dispatched to the next worker.
     core.worker_gone(w).await;
     assert_eq!(core.deadlines.len(), 2);
-    let (_w2, mut rx2) = worker(&core, &["t"], 2);
+    let (_w2, mut rx2) = worker(&core, &["t"], 2).await;
     let ids = [assignment(&mut rx2).task_id, assignment(&mut rx2).task_id];
     assert!(ids.contains(&waiting.id.to_string()) && ids.contains(&taken.id.to_string()));
     assert_eq!(core.deadlines.len(), 0);
 }
+
+mod registry;

@@ -160,6 +160,11 @@ impl<I: Io> State<I> {
             .collect()
     }
 
+    /// The spec of tool key `key` as known here (served or not).
+    pub fn local_spec(&self, key: &str) -> Option<ToolSpec> {
+        self.tools.get(key).and_then(|t| t.spec.clone())
+    }
+
     /// The specs of the tools this server's workers serve, with how many.
     pub fn local_tools(&self) -> Vec<(ToolSpec, u32)> {
         self.tools
