@@ -17,6 +17,6 @@ mod multi_server;
 mod ops;
 mod security;
 mod status_codes;
-mod unserved;
 mod ui;
+mod unserved;
 mod validation;

@@ -1,7 +1,7 @@
 //! Tools without workers: a call no worker takes within its queue timeout
 //! ends as TIMED_OUT (`queue_timeout`) instead of waiting for ever.
 use errand_client::pb;
-use errand_tests::{raw::connect_worker, *};
+use errand_tests::{pg, raw::connect_worker, *};
 
 /// Connects a worker serving `tool`, then lets it go and waits until the
 /// server has (its command stream ends).
@@ -187,4 +187,144 @@ async fn a_different_definition_is_refused_while_served_and_replaces_it_after() 
         .tools;
     let t = listed.iter().find(|t| t.name == "t").unwrap();
     assert_eq!(t.input_schema_json, schema);
+}
+
+/// A server whose store outlives a restart: the durable store in `dir`, or
+/// with `ERRAND_TEST_STORE=postgres` the test's database.
+async fn restartable(dir: &std::path::Path) -> Server {
+    if on_postgres() {
+        Server::start(&[]).await
+    } else {
+        Server::start_durable(dir, &[]).await
+    }
+}
+
+fn call(tool: &str, queue_timeout_ms: u64, key: &str) -> pb::SubmitToolRequest {
+    pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: tool.into(),
+        queue_timeout_ms,
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// Issue 15.7: the registry is stored. After a restart a known tool is
+/// listed (no worker serves it yet), an idempotent repeat of a call still
+/// queued gets its task, a new call is accepted and queued: it times out in
+/// the queue, or runs once a worker comes.
+#[tokio::test]
+async fn after_a_restart_a_known_tool_takes_calls_that_wait_for_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = restartable(dir.path()).await;
+    worker_came_and_went(&server, "t").await;
+    let before = server
+        .client()
+        .await
+        .submit_request(call("t", 60_000, "k1"))
+        .await
+        .unwrap();
+    server.restart().await;
+
+    let mut raw = server.raw();
+    let listed = raw
+        .list_tools(pb::ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tools;
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["t"]
+    );
+    // (On PostgreSQL the killed server's advert of its worker may linger
+    // for a few leases: the count and the ack's notice are checked on the
+    // durable store only.)
+    let shared = on_postgres();
+    assert!(shared || listed[0].workers == 0, "{listed:?}");
+    let client = server.client().await;
+    let again = client
+        .submit_request(call("t", 60_000, "k1"))
+        .await
+        .unwrap();
+    assert_eq!(again.task_id, before.task_id);
+    assert!(again.deduplicated);
+    assert_eq!(
+        status_of(again.task.unwrap().status),
+        pb::TaskStatus::Queued
+    );
+
+    let mut stream = client.completions("s", 0);
+    let short = client.submit_request(call("t", 1_000, "")).await.unwrap();
+    assert_eq!(
+        status_of(short.task.as_ref().unwrap().status),
+        pb::TaskStatus::Queued
+    );
+    assert!(
+        shared || short.ack.contains("no worker serves tool `t` right now"),
+        "{}",
+        short.ack
+    );
+    let long = client.submit_request(call("t", 60_000, "")).await.unwrap();
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, short.task_id);
+    assert_eq!(status_of(done.status), pb::TaskStatus::TimedOut);
+    assert!(
+        matches!(done.outcome, Some(pb::completion::Outcome::Error(ref e)) if e.code == "queue_timeout"),
+        "{:?}",
+        done.outcome
+    );
+    // A worker that comes takes the calls still waiting, oldest first.
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let first = worker.next().await;
+    assert_eq!(first.task.task_id, before.task_id);
+    first.succeed("1");
+    let second = worker.next().await;
+    assert_eq!(second.task.task_id, long.task_id);
+    second.succeed("2");
+    let ran: Vec<String> = take_completions(&mut stream, 2)
+        .await
+        .into_iter()
+        .map(|c| c.task_id)
+        .collect();
+    assert_eq!(ran, [before.task_id, long.task_id]);
+}
+
+/// Issue 15.7, shared store: a tool registered on one server is known on
+/// the others through the store, after its worker has left.
+#[tokio::test]
+async fn a_tool_registered_on_one_server_is_known_on_the_others() {
+    let Some(cluster) = pg::cluster() else {
+        assert!(
+            !on_postgres(),
+            "ERRAND_TEST_STORE=postgres needs PostgreSQL"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_tool_registered_on_one_server_is_known_on_the_others: PostgreSQL's \
+             binaries are not installed"
+        );
+        return;
+    };
+    let url = cluster.create_database().await;
+    let one = Server::start_postgres(&url, &[]).await;
+    let two = Server::start_postgres(&url, &[]).await;
+    worker_came_and_went(&two, "t").await;
+    // Server one learns it from the stored registry (at its next upkeep).
+    let c1 = one.client().await;
+    within("server one to know the tool, unserved", async {
+        loop {
+            let listed = c1.list_tools().await.unwrap();
+            if listed.iter().any(|t| t.name == "t" && t.workers == 0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let ack = c1.submit_request(call("t", 60_000, "")).await.unwrap();
+    assert_eq!(status_of(ack.task.unwrap().status), pb::TaskStatus::Queued);
+    let mut worker = one.gate_worker(&["t"], 1).await;
+    assert_eq!(worker.next().await.task.task_id, ack.task_id);
 }

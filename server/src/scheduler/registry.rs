@@ -125,6 +125,8 @@ impl Scheduler {
     /// Shared mode: learns the definitions other servers stored, so a tool
     /// registered on any server is known on this one too.
     pub async fn learn_stored_tools(&self) {
+        // A registration meanwhile must not be undone by an older read.
+        let _writes = self.registry_writes.lock().await;
         match self.store.tools().await {
             Ok(stored) => {
                 self.learn(stored);
@@ -176,6 +178,9 @@ impl Scheduler {
     /// The tools `tools` that no worker here serves any more (their last
     /// worker left): stored as last served now.
     pub(super) async fn unserved_now(&self, tools: &[Arc<str>]) {
+        // Read under the writes' lock: a registration meanwhile may have
+        // replaced a definition, and its write must not be undone.
+        let _writes = self.registry_writes.lock().await;
         let specs: Vec<ToolSpec> = {
             let st = self.lock();
             tools
@@ -184,7 +189,6 @@ impl Scheduler {
                 .filter_map(|t| st.local_spec(t))
                 .collect()
         };
-        let _writes = self.registry_writes.lock().await;
         self.store_tools(&specs, SystemTime::now()).await;
     }
 
