@@ -122,6 +122,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             timeout_ms: args.timeout_ms,
             queue_timeout_ms: args.queue_timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
+            ..Default::default()
         })
         .await?;
     if !args.wait {

@@ -53,10 +53,8 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             description: args.description,
             input_schema_json: args.schema,
             timeout_ms: args.timeout_ms,
-            workers: 0,
             queue_timeout_ms: args.queue_timeout_ms,
-            queued: 0,
-            running: 0,
+            ..Default::default()
         }],
         max_concurrency: args.concurrency,
         token: options.token.clone(),
