@@ -65,6 +65,35 @@ pub fn completion_line(c: &pb::Completion) -> String {
     )
 }
 
+pub fn progress_json(p: &pb::Progress) -> Value {
+    json!({
+        "task_id": p.task_id,
+        "session_id": p.session_id,
+        "tool": p.tool,
+        "index": p.index,
+        "progress": p.progress,
+        "total": p.total,
+        "message": p.message,
+        "detail": serde_json::from_str::<Value>(&p.detail_json).unwrap_or(Value::Null),
+        "elapsed_ms": p.elapsed_ms,
+    })
+}
+
+pub fn progress_line(p: &pb::Progress) -> String {
+    let amount = if p.total > 0.0 {
+        format!("{}/{}", p.progress, p.total)
+    } else {
+        format!("{}", p.progress)
+    };
+    format!(
+        "~ {id} {tool} progress {amount} after {ms} ms: {message}",
+        id = p.task_id,
+        tool = p.tool,
+        ms = p.elapsed_ms,
+        message = p.message,
+    )
+}
+
 pub fn task_json(t: &pb::Task) -> Value {
     let (result, error) = match &t.outcome {
         Some(pb::task::Outcome::ResultJson(r)) => outcome_json(Some(r), None),

@@ -11,8 +11,9 @@ use crate::{
     config::Limits,
     error::Error,
     model::{
-        Command, CompletionRecord, Outcome, Registration, SessionKey, Submission, TaskRecord,
-        TaskResult, TaskState, ToolDef, ToolKey, millis,
+        Command, CompletionRecord, Delivery, Outcome, ProgressRecord, ProgressReport, Registration,
+        SessionKey, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey, ToolPolicy,
+        millis,
     },
     store::StoreError,
     tenant, text,
@@ -35,6 +36,7 @@ impl From<Error> for Status {
             Error::NotFound(_) => Code::NotFound,
             Error::ResourceExhausted(_) | Error::RateLimited { .. } => Code::ResourceExhausted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::OutOfRange(_) => Code::OutOfRange,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -119,6 +121,7 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         worker_id: String::new(),
         worker_name: String::new(),
         retry_of: String::new(),
+        delivery: delivery_policy(task.delivery) as i32,
         ..Default::default()
     }
 }
@@ -142,8 +145,107 @@ pub fn completion(c: &CompletionRecord) -> pb::Completion {
         attempts: c.attempts,
         message: text::completion_message(c),
         completed_at: Some(timestamp(c.completed_at)),
+        delivery: delivery_policy(c.delivery) as i32,
         ..Default::default()
     }
+}
+
+/// A delivery policy on the wire.
+pub fn delivery_policy(d: Delivery) -> pb::DeliveryPolicy {
+    match d {
+        Delivery::WhenIdle => pb::DeliveryPolicy::WhenIdle,
+        Delivery::Interrupt => pb::DeliveryPolicy::Interrupt,
+        Delivery::Silent => pb::DeliveryPolicy::Silent,
+    }
+}
+
+/// A `DeliveryPolicy` a client sent in `field`: `None` for UNSPECIFIED.
+/// Errors: a value the enum does not have (INVALID_ARGUMENT).
+pub fn delivery(field: &str, value: i32) -> Result<Option<Delivery>, Error> {
+    match pb::DeliveryPolicy::try_from(value) {
+        Ok(pb::DeliveryPolicy::Unspecified) => Ok(None),
+        Ok(pb::DeliveryPolicy::WhenIdle) => Ok(Some(Delivery::WhenIdle)),
+        Ok(pb::DeliveryPolicy::Interrupt) => Ok(Some(Delivery::Interrupt)),
+        Ok(pb::DeliveryPolicy::Silent) => Ok(Some(Delivery::Silent)),
+        Err(_) => Err(Error::invalid(format!(
+            "{field} {value} is not a DeliveryPolicy: use DELIVERY_POLICY_WHEN_IDLE (1), \
+             DELIVERY_POLICY_INTERRUPT (2) or DELIVERY_POLICY_SILENT (3), or leave it unset"
+        ))),
+    }
+}
+
+/// A `DedupPolicy` a client sent in `field`: `None` for UNSPECIFIED,
+/// `Some(true)` to join identical calls in flight. Errors: a value the enum
+/// does not have (INVALID_ARGUMENT).
+pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
+    match pb::DedupPolicy::try_from(value) {
+        Ok(pb::DedupPolicy::Unspecified) => Ok(None),
+        Ok(pb::DedupPolicy::Off) => Ok(Some(false)),
+        Ok(pb::DedupPolicy::JoinInFlight) => Ok(Some(true)),
+        Err(_) => Err(Error::invalid(format!(
+            "{field} {value} is not a DedupPolicy: use DEDUP_POLICY_OFF (1) or \
+             DEDUP_POLICY_JOIN_IN_FLIGHT (2), or leave it unset"
+        ))),
+    }
+}
+
+/// What a registered tool declares about its calls (`tool` names it in
+/// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
+/// and fallback are checked with the tool ([`crate::tools::ToolSpec::new`]).
+fn tool_policy(tool: &pb::Tool) -> Result<ToolPolicy, Error> {
+    let field = |f: &str| format!("tool `{}`: {f}", tool.name);
+    Ok(ToolPolicy {
+        delivery: delivery(&field("delivery"), tool.delivery)?,
+        join_in_flight: dedup(&field("dedup"), tool.dedup)?,
+        result_budget_bytes: tool.result_budget_bytes,
+        cancellable_by_model: tool.cancellable_by_model,
+    })
+}
+
+/// How a stream renders its completions.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// The largest message the server may send.
+    pub max_bytes: usize,
+    /// `SessionEventsRequest.results_by_reference`: leave `result_json` off
+    /// (the result budget's rendering, issue 17b, applies it).
+    pub results_by_reference: bool,
+}
+
+/// A completion as both session streams (`Completions`, `SessionEvents`)
+/// send it: the one place that decides what of a completion goes on a
+/// stream, and that it fits the message limit.
+pub fn streamed_completion(c: &CompletionRecord, options: &StreamOptions) -> pb::Completion {
+    super::completions::deliverable(completion(c), options.max_bytes)
+}
+
+/// A progress report as `SessionEvents` and `Task.progress` show it.
+pub fn progress(p: &ProgressRecord) -> pb::Progress {
+    pb::Progress {
+        task_id: p.task_id.to_string(),
+        tool: tenant::strip(&p.tool).to_string(),
+        index: p.index,
+        progress: p.progress,
+        total: p.total,
+        message: p.message.clone(),
+        detail_json: p.detail_json.to_string(),
+        elapsed_ms: millis(p.elapsed),
+        session_id: tenant::strip(&p.session).to_string(),
+        attempt: 0,
+    }
+}
+
+/// A worker's progress report; `Err` holds a `task_id` that is not a UUID.
+pub fn progress_report(p: pb::Progress) -> Result<ProgressReport, String> {
+    let task_id = Uuid::parse_str(&p.task_id).map_err(|_| p.task_id)?;
+    Ok(ProgressReport {
+        task_id,
+        attempt: p.attempt,
+        progress: p.progress,
+        total: p.total,
+        message: fields::free_text(p.message),
+        detail_json: p.detail_json,
+    })
 }
 
 /// A tool as `ListTools` shows it: the client's name, the async notice
@@ -162,6 +264,17 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         // Set by `ListTools` from the live state ([`super::listing`]).
         queued: 0,
         running: 0,
+        delivery: spec
+            .policy
+            .delivery
+            .map_or(0, |d| delivery_policy(d) as i32),
+        dedup: match spec.policy.join_in_flight {
+            None => pb::DedupPolicy::Unspecified,
+            Some(false) => pb::DedupPolicy::Off,
+            Some(true) => pb::DedupPolicy::JoinInFlight,
+        } as i32,
+        result_budget_bytes: spec.policy.result_budget_bytes,
+        cancellable_by_model: spec.policy.cancellable_by_model,
         ..Default::default()
     }
 }
@@ -181,6 +294,7 @@ pub fn submission(
     Ok(Submission {
         session,
         tool: ToolKey::new(tenant, &req.tool),
+        delivery: delivery("delivery", req.delivery)?,
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
         idempotency_key: req.idempotency_key,
@@ -195,11 +309,13 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
         .into_iter()
         .map(|tool| {
             crate::tools::check_name(&tool.name)?;
+            let policy = tool_policy(&tool)?;
             Ok(ToolDef {
                 name: ToolKey::new(tenant, &tool.name),
                 description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
+                policy,
             })
         })
         .collect::<Result<_, Error>>()?;
@@ -244,7 +360,7 @@ pub fn command(command: Command) -> pb::WorkerCommand {
             arguments_json: a.arguments.to_string(),
             attempt: a.attempt,
             timeout_ms: millis(a.timeout),
-            ..Default::default()
+            resume_detail_json: a.resume_detail.as_deref().unwrap_or_default().to_string(),
         }),
         Command::Cancel { task_id, reason } => {
             pb::worker_command::Kind::Cancel(pb::CancelAssignment {

@@ -11,7 +11,10 @@ use crate::{
     config::{Config, Limits},
     error::{self, Error},
     json_text,
-    model::{Outcome, Registration, SessionKey, Submission, TaskState, ToolKey, codes},
+    model::{
+        Delivery, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES, Outcome, ProgressReport,
+        Registration, SessionKey, Submission, TaskState, ToolKey, codes,
+    },
     tools::{self, ToolSpec},
 };
 
@@ -55,6 +58,14 @@ pub fn timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
     } else {
         spec.timeout.unwrap_or(config.default_timeout)
     }
+}
+
+/// How the call's completion reaches the model: the submit's policy, else
+/// the tool's, else the server's `--default-delivery`.
+pub fn delivery(sub: &Submission, spec: &ToolSpec, config: &Config) -> Delivery {
+    sub.delivery
+        .or(spec.policy.delivery)
+        .unwrap_or(config.default_delivery)
 }
 
 /// The spec of tool `key`, or NOT_FOUND listing the tools of the same
@@ -136,6 +147,24 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
         )));
     }
     Ok(specs)
+}
+
+/// A worker's progress report as the scheduler keeps it: `message` cut to
+/// [`MAX_PROGRESS_MESSAGE_BYTES`], numbers that are not finite read as 0.
+/// Errors (the report is ignored): a `detail_json` that breaks errand's
+/// JSON rule or is over [`MAX_PROGRESS_DETAIL_BYTES`]; the text says why.
+pub fn check_progress(mut report: ProgressReport) -> Result<ProgressReport, String> {
+    if !report.detail_json.is_empty() {
+        json_text::check(&report.detail_json, MAX_PROGRESS_DETAIL_BYTES)
+            .map_err(|problem| format!("detail_json {problem}"))?;
+    }
+    truncate_utf8(&mut report.message, MAX_PROGRESS_MESSAGE_BYTES);
+    for n in [&mut report.progress, &mut report.total] {
+        if !n.is_finite() {
+            *n = 0.0;
+        }
+    }
+    Ok(report)
 }
 
 /// How a worker's result ends its task: a JSON text by errand's one rule
@@ -221,6 +250,33 @@ mod tests {
             }
         );
         assert_eq!(judge_result(None, 8).0, TaskState::Failed);
+    }
+
+    #[test]
+    fn progress_reports_are_bounded_and_their_detail_follows_the_json_rule() {
+        let report = |message: &str, detail: &str| ProgressReport {
+            message: message.into(),
+            detail_json: detail.into(),
+            progress: f64::NAN,
+            total: f64::INFINITY,
+            ..Default::default()
+        };
+        let ok = check_progress(report(&"é".repeat(1000), r#"{"page":2}"#)).unwrap();
+        assert!(ok.message.len() <= MAX_PROGRESS_MESSAGE_BYTES && ok.message.len() >= 1022);
+        assert_eq!((ok.progress, ok.total), (0.0, 0.0));
+        assert!(check_progress(report("m", "")).is_ok(), "no detail is fine");
+        let bad = check_progress(report("m", "{nope")).unwrap_err();
+        assert!(bad.starts_with("detail_json is not valid JSON"), "{bad}");
+        let big = format!("\"{}\"", "x".repeat(MAX_PROGRESS_DETAIL_BYTES));
+        assert!(
+            check_progress(report("m", &big))
+                .unwrap_err()
+                .contains("the limit is 65536")
+        );
+        assert!(
+            check_progress(report("m", r#""\ud800""#)).is_err(),
+            "lone surrogate"
+        );
     }
 
     #[test]

@@ -45,6 +45,11 @@ const MIGRATIONS: &[&str] = &[
         session  TEXT PRIMARY KEY,
         last_seq INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2 (issue 17): a task's delivery policy, resolved at submit (1
+    // WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
+    // each session's acknowledged seq.
+    "ALTER TABLE tasks ADD COLUMN delivery INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE sessions ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.
