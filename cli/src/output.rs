@@ -46,6 +46,7 @@ pub fn completion_json(c: &pb::Completion) -> Value {
         "attempts": c.attempts,
         "message": c.message,
         "completed_at_ms": time(&c.completed_at),
+        "delivery": delivery_name(c.delivery),
     })
 }
 
@@ -63,6 +64,16 @@ pub fn completion_line(c: &pb::Completion) -> String {
         status = status_name(c.status),
         ms = c.elapsed_ms,
     )
+}
+
+/// `WHEN_IDLE`, `INTERRUPT`, `SILENT`; "" when unset.
+fn delivery_name(code: i32) -> &'static str {
+    match pb::DeliveryPolicy::try_from(code) {
+        Ok(pb::DeliveryPolicy::WhenIdle) => "WHEN_IDLE",
+        Ok(pb::DeliveryPolicy::Interrupt) => "INTERRUPT",
+        Ok(pb::DeliveryPolicy::Silent) => "SILENT",
+        _ => "",
+    }
 }
 
 pub fn progress_json(p: &pb::Progress) -> Value {
@@ -115,6 +126,8 @@ pub fn task_json(t: &pb::Task) -> Value {
         "created_at_ms": time(&t.created_at),
         "started_at_ms": time(&t.started_at),
         "finished_at_ms": time(&t.finished_at),
+        "delivery": delivery_name(t.delivery),
+        "progress": t.progress.as_ref().map(progress_json),
     })
 }
 
