@@ -24,8 +24,8 @@ use crate::{auth::Caller, metrics::Metrics, quota::Slot, sessions::FeedItem};
 pub struct CompletionsStream {
     feed: mpsc::Receiver<FeedItem>,
     metrics: Arc<Metrics>,
-    /// The largest message the server may send.
-    max_bytes: usize,
+    /// How completions are rendered (message limit, result budget).
+    options: convert::StreamOptions,
     _slot: Slot,
     /// Resolves at the token's expiry; `None` once the stream has ended.
     expiry: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -37,7 +37,7 @@ impl CompletionsStream {
     pub fn new(
         feed: mpsc::Receiver<FeedItem>,
         metrics: Arc<Metrics>,
-        max_bytes: usize,
+        options: convert::StreamOptions,
         slot: Slot,
         caller: Caller,
     ) -> Self {
@@ -45,7 +45,7 @@ impl CompletionsStream {
         Self {
             feed,
             metrics,
-            max_bytes,
+            options,
             _slot: slot,
             expiry: Some(Box::pin(expiry::reached(expiry::deadline(&caller)))),
             caller,
@@ -100,7 +100,7 @@ impl Stream for CompletionsStream {
                         .duration_since(c.completed_at)
                         .unwrap_or_default();
                     self.metrics.delivered_after(waited);
-                    Ok(deliverable(convert::completion(&c), self.max_bytes))
+                    Ok(convert::streamed_completion(&c, &self.options))
                 }
                 Err(e) => Err(e.into()),
             })

@@ -59,6 +59,16 @@ impl ToolApi {
         Ok((id, task))
     }
 
+    /// How this server's streams render completions.
+    fn stream_options(&self, results_by_reference: bool) -> convert::StreamOptions {
+        let limits = &self.sched.config().limits;
+        convert::StreamOptions {
+            max_bytes: limits.max_message_bytes,
+            results_by_reference,
+            default_budget: limits.result_budget_bytes as u64,
+        }
+    }
+
     fn check_rate(&self, caller: &Caller) -> Result<(), Error> {
         if caller.role.is_none() {
             return Ok(()); // auth off: nothing to key a rate by
@@ -104,13 +114,18 @@ impl ToolService for ToolApi {
         self.check_rate(&caller)?;
         let limits = &self.sched.config().limits;
         let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
-        let (task, deduplicated) = self.sched.submit(sub).await?;
+        let (task, admitted) = self.sched.submit_call(sub).await?;
+        let joined = admitted == scheduler::Admitted::Joined;
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),
-            ack: text::ack(&task),
+            ack: if joined {
+                text::joined_ack(&task)
+            } else {
+                text::ack(&task)
+            },
             task: Some(convert::task(&task)),
-            deduplicated,
-            joined: false,
+            deduplicated: admitted == scheduler::Admitted::Repeat,
+            joined,
         }))
     }
 
@@ -133,7 +148,7 @@ impl ToolService for ToolApi {
         Ok(Response::new(CompletionsStream::new(
             feed,
             self.metrics.clone(),
-            self.sched.config().limits.max_message_bytes,
+            self.stream_options(false),
             slot,
             caller,
         )))
@@ -274,9 +289,17 @@ impl ToolService for ToolApi {
 
     async fn read_result(
         &self,
-        _request: Request<pb::ReadResultRequest>,
+        request: Request<pb::ReadResultRequest>,
     ) -> Result<Response<pb::ResultChunk>, Status> {
-        Err(Status::unimplemented("ReadResult is not implemented yet"))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let (_, task) = self.own_task(&caller, &req.task_id).await?;
+        let max_message = self.sched.config().limits.max_message_bytes;
+        Ok(Response::new(super::results::chunk(
+            &task,
+            &req,
+            max_message,
+        )?))
     }
 }
 

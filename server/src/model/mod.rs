@@ -8,9 +8,11 @@ use std::{
 
 use uuid::Uuid;
 
+pub mod call;
 mod keys;
 mod worker;
 
+pub use call::{Answered, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 pub use keys::{SessionKey, ToolKey};
 pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef};
 
@@ -95,6 +97,10 @@ pub struct TaskRecord {
     pub outcome: Option<Outcome>,
     /// Seq of the task's completion; 0 while unfinished.
     pub seq: u64,
+    /// Budget, dedup and fallback, resolved at submit.
+    pub call: CallOptions,
+    /// What its finish recorded beside the outcome; default while unfinished.
+    pub notes: FinishNotes,
 }
 
 /// A tool call as an agent submits it.
@@ -108,6 +114,14 @@ pub struct Submission {
     pub timeout_ms: u64,
     /// Empty: none.
     pub idempotency_key: String,
+    /// Most bytes of result delivered inline; 0: the tool's, then the
+    /// server's default.
+    pub result_budget_bytes: u64,
+    /// `Some(true)`: join an identical call in flight; `Some(false)`: never;
+    /// `None`: the tool's policy.
+    pub join_in_flight: Option<bool>,
+    /// `None`: the tool's fallback. The tool is a key.
+    pub fallback: Option<Fallback>,
 }
 
 /// What the store is told when a task ends.
@@ -118,6 +132,8 @@ pub struct Finish {
     pub outcome: Outcome,
     pub attempts: u32,
     pub finished_at: SystemTime,
+    /// The summary, the fallback that answered, a fallback run to drop.
+    pub notes: FinishNotes,
 }
 
 /// One finished task in its session's completion log.
@@ -133,6 +149,10 @@ pub struct CompletionRecord {
     pub elapsed: Duration,
     pub attempts: u32,
     pub completed_at: SystemTime,
+    /// The task's result budget (0: the server's default).
+    pub result_budget: u64,
+    /// The worker's summary; the fallback that answered.
+    pub notes: FinishNotes,
 }
 
 impl CompletionRecord {
@@ -152,6 +172,11 @@ impl CompletionRecord {
                 .unwrap_or_default(),
             attempts: finish.attempts,
             completed_at: finish.finished_at,
+            result_budget: task.call.result_budget,
+            notes: FinishNotes {
+                drop_run: None,
+                ..finish.notes.clone()
+            },
         }
     }
 }

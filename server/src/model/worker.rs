@@ -34,6 +34,8 @@ pub struct TaskResult {
     pub attempt: u32,
     /// `None`: the worker sent neither a result nor an error.
     pub outcome: Option<Outcome>,
+    /// The worker's summary of a result for the model; empty: none.
+    pub summary: String,
 }
 
 /// What the scheduler tells one worker, in order, on its command channel.

@@ -6,12 +6,15 @@ use std::{collections::HashSet, time::Duration};
 
 use uuid::Uuid;
 
-use super::state::{Io, State};
+use super::state::{Ended, Io, State};
 use crate::{
     config::{Config, Limits},
     error::{self, Error},
     json_text,
-    model::{Outcome, Registration, SessionKey, Submission, TaskState, ToolKey, codes},
+    model::{
+        CallOptions, Fallback, Outcome, Registration, SessionKey, Submission, TaskState, ToolKey,
+        call, codes,
+    },
     tools::{self, ToolSpec},
 };
 
@@ -45,7 +48,20 @@ pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> 
             limits.max_idempotency_key_bytes
         )));
     }
-    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)
+    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)?;
+    check_budget("result_budget_bytes", sub.result_budget_bytes, limits)
+}
+
+/// A result budget a submit or a tool asks for (0: the default).
+pub fn check_budget(field: &str, budget: u64, limits: &Limits) -> Result<(), Error> {
+    let max = limits.max_result_budget_bytes as u64;
+    if budget > max {
+        return Err(Error::invalid(format!(
+            "{field} is {budget} bytes, above the server's maximum of {max} \
+             (--max-result-budget-bytes): ask for at most {max}, or 0 for the default"
+        )));
+    }
+    Ok(())
 }
 
 /// The timeout of one run: the submit's, else the tool's, else the server's.
@@ -73,6 +89,57 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error>
         "unknown tool {}; known tools: {known}",
         error::quote(key.name())
     )))
+}
+
+/// Checks the call's fallback tool, if it has one (the submit's, else the
+/// tool's). Errors: NOT_FOUND for an unknown tool; INVALID_ARGUMENT for the
+/// call's own tool.
+pub fn check_fallback_tool<I: Io>(
+    st: &State<I>,
+    sub: &Submission,
+    spec: &ToolSpec,
+) -> Result<(), Error> {
+    let Some(Fallback::Tool(tool)) = resolved_fallback(sub, spec) else {
+        return Ok(());
+    };
+    let key = ToolKey::from_key(tool);
+    if key == spec.name {
+        return Err(Error::invalid(format!(
+            "fallback.tool is `{key}`, the call's own tool: a fallback must be another tool"
+        )));
+    }
+    tool_spec(st, &key).map(drop).map_err(|e| match e {
+        Error::NotFound(m) => Error::NotFound(format!("fallback.tool: {m}")),
+        other => other,
+    })
+}
+
+/// The submit's fallback, else the tool's.
+fn resolved_fallback(sub: &Submission, _spec: &ToolSpec) -> Option<Fallback> {
+    sub.fallback.clone()
+}
+
+/// The call's options: budget (the submit's, else the tool's, else
+/// `limits.result_budget_bytes`), dedup (the submit's, else the tool's,
+/// else off), fallback (the submit's, else the tool's), and the hash of
+/// its checked `arguments`.
+pub fn call_options(
+    sub: &Submission,
+    spec: &ToolSpec,
+    arguments: &str,
+    limits: &Limits,
+) -> CallOptions {
+    let result_budget = match sub.result_budget_bytes {
+        0 => limits.result_budget_bytes as u64,
+        n => n,
+    };
+    CallOptions {
+        result_budget,
+        args_hash: call::args_hash(arguments).into(),
+        joinable: sub.join_in_flight.unwrap_or(false),
+        fallback: resolved_fallback(sub, spec),
+        fallback_for: None,
+    }
 }
 
 /// Room for one more task of `session` and of its tenant, on a server that
@@ -170,6 +237,23 @@ pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, 
             ),
         ),
     }
+}
+
+/// The summary kept with a successful result: cut to the task's budget
+/// (and to `max_result`); `None` when empty or when the task did not
+/// succeed.
+pub fn summary(mut summary: String, ended: &Ended, max_result: usize) -> Option<String> {
+    if summary.is_empty() || ended.finish.state != TaskState::Succeeded {
+        return None;
+    }
+    let budget = usize::try_from(ended.task.call.result_budget).unwrap_or(usize::MAX);
+    let max = if budget == 0 {
+        max_result
+    } else {
+        budget.min(max_result)
+    };
+    truncate_utf8(&mut summary, max);
+    Some(summary)
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {

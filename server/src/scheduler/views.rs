@@ -134,6 +134,9 @@ impl Scheduler {
             arguments_json: original.arguments.to_string(),
             timeout_ms: millis(original.timeout),
             idempotency_key: String::new(),
+            result_budget_bytes: original.call.result_budget,
+            join_in_flight: Some(original.call.joinable),
+            fallback: original.call.fallback.clone(),
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

@@ -213,6 +213,8 @@ mod tests {
             finished_at: None,
             outcome: None,
             seq: 0,
+            call: Default::default(),
+            notes: Default::default(),
         };
         store.insert_task(&task).await.unwrap();
         let finish = Finish {
@@ -221,6 +223,7 @@ mod tests {
             outcome: Outcome::Result("1".into()),
             attempts: 1,
             finished_at: SystemTime::now(),
+            notes: Default::default(),
         };
         store.finish_task(&finish).await.unwrap().unwrap()
     }

@@ -61,6 +61,8 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         finished_at: None,
         outcome: None,
         seq: 0,
+        call: Default::default(),
+        notes: Default::default(),
     };
     let id = task.id;
     assert!(st.enqueue(task));
