@@ -40,6 +40,16 @@ pub struct SubmitArgs {
     /// (default: the tool's, else the server's).
     #[arg(long, value_parser = parse_delivery)]
     delivery: Option<pb::DeliveryPolicy>,
+    /// Join an identical call (same session, tool and arguments) still in
+    /// flight instead of running the tool again: `join` or `off` (default:
+    /// the tool's policy).
+    #[arg(long, value_parser = ["join", "off"])]
+    dedup: Option<String>,
+    /// Most bytes of the result delivered inline; a larger result arrives
+    /// as a preview (read it whole with `errand result`). 0: the tool's,
+    /// then the server's budget.
+    #[arg(long, default_value_t = 0)]
+    budget: u64,
     /// Wait for the result and print it; exit 1 unless it succeeded.
     #[arg(long)]
     wait: bool,
@@ -108,6 +118,17 @@ pub struct TaskArgs {
 }
 
 #[derive(ClapArgs)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
+    /// The task whose full result to print.
+    task_id: String,
+    /// Bytes per ReadResult page (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    page_bytes: u64,
+}
+
+#[derive(ClapArgs)]
 pub struct AckArgs {
     #[command(flatten)]
     pub conn: crate::ConnectArgs,
@@ -152,6 +173,12 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             timeout_ms: args.timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
             delivery: args.delivery.map_or(0, |d| d as i32),
+            dedup: match args.dedup.as_deref() {
+                Some("join") => pb::DedupPolicy::JoinInFlight as i32,
+                Some(_) => pb::DedupPolicy::Off as i32,
+                None => pb::DedupPolicy::Unspecified as i32,
+            },
+            result_budget_bytes: args.budget,
             ..Default::default()
         })
         .await?;
@@ -160,7 +187,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             let task = ack.task.as_ref().map(output::task_json);
             println!(
                 "{}",
-                serde_json::json!({"task_id": ack.task_id, "ack": ack.ack, "deduplicated": ack.deduplicated, "task": task})
+                serde_json::json!({"task_id": ack.task_id, "ack": ack.ack, "deduplicated": ack.deduplicated, "joined": ack.joined, "task": task})
             );
         } else {
             println!("{}", ack.task_id);
@@ -330,5 +357,31 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
         "released {removed} completions of session {:?}",
         args.session
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a task's full result to stdout, exactly its bytes (no newline
+/// added), reading it page by page with ReadResult.
+pub async fn result(server: &str, args: ResultArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    let client = connect(server, &args.conn).await?;
+    let mut stdout = std::io::stdout().lock();
+    let mut offset = 0u64;
+    loop {
+        let chunk = client
+            .read_result(&args.task_id, offset, args.page_bytes)
+            .await?;
+        stdout
+            .write_all(chunk.data.as_bytes())
+            .context("writing the result to stdout")?;
+        offset += chunk.data.len() as u64;
+        if chunk.eof {
+            break;
+        }
+        if chunk.data.is_empty() {
+            bail!("the server sent an empty page before the end of the result");
+        }
+    }
+    stdout.flush().context("writing the result to stdout")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -221,6 +221,37 @@ impl Client {
         Ok(self.rpc.clone().submit_tool(request).await?.into_inner())
     }
 
+    /// One page of a task's full result: `max_bytes` from byte `offset`
+    /// (0: the server's default page). Errors: NOT_FOUND, FAILED_PRECONDITION
+    /// (no result), OUT_OF_RANGE (offset past the end).
+    pub async fn read_result(
+        &self,
+        task_id: &str,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Result<pb::ResultChunk, Error> {
+        let req = pb::ReadResultRequest {
+            task_id: task_id.to_string(),
+            offset,
+            max_bytes,
+        };
+        Ok(self.rpc.clone().read_result(req).await?.into_inner())
+    }
+
+    /// A task's whole result text, read page by page with
+    /// [`Self::read_result`].
+    pub async fn read_whole_result(&self, task_id: &str) -> Result<String, Error> {
+        let mut out = String::new();
+        loop {
+            let chunk = self.read_result(task_id, out.len() as u64, 0).await?;
+            out.push_str(&chunk.data);
+            // A chunk that does not move on would loop for ever.
+            if chunk.eof || chunk.data.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
     pub async fn get_task(&self, task_id: &str) -> Result<pb::Task, Error> {
         let req = pb::GetTaskRequest {
             task_id: task_id.to_string(),

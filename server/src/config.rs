@@ -147,7 +147,18 @@ pub struct Limits {
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
+    /// Most bytes of a result delivered inline when neither the submit nor
+    /// the tool sets a budget (about 4 bytes per token); at least
+    /// [`MIN_RESULT_BUDGET`], at most `max_result_budget_bytes`.
+    pub result_budget_bytes: usize,
+    /// The largest result budget a submit or a tool may ask for; at least
+    /// [`MIN_RESULT_BUDGET`].
+    pub max_result_budget_bytes: usize,
 }
+
+/// The smallest result budget a server may be configured with: room for a
+/// preview's head, tail and the mark between them.
+pub const MIN_RESULT_BUDGET: usize = 64;
 
 /// How the PostgreSQL store behaves; `Default` is what `errand serve` uses.
 #[derive(Debug, Clone)]
@@ -237,6 +248,8 @@ impl Default for Limits {
             auth_failures_per_minute: 60,
             requests_per_second_per_tenant: 5000,
             stream_buffer: 64,
+            result_budget_bytes: 16 * 1024,
+            max_result_budget_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -323,6 +336,26 @@ impl Config {
             }
         }
         at_least("database-pool-size", self.postgres.pool_size, 2)?;
+        at_least(
+            "result-budget-bytes",
+            l.result_budget_bytes,
+            MIN_RESULT_BUDGET,
+        )?;
+        at_least(
+            "max-result-budget-bytes",
+            l.max_result_budget_bytes,
+            MIN_RESULT_BUDGET,
+        )?;
+        if l.result_budget_bytes > l.max_result_budget_bytes {
+            return Err(ConfigError {
+                flag: "result-budget-bytes",
+                problem: format!(
+                    "{} is over --max-result-budget-bytes ({}): a default no submit could ask \
+                     for; lower it or raise --max-result-budget-bytes",
+                    l.result_budget_bytes, l.max_result_budget_bytes
+                ),
+            });
+        }
         for (flag, value, positive) in [
             ("max-timeout-ms", l.max_timeout, true),
             ("default-timeout-ms", self.default_timeout, true),
@@ -388,6 +421,14 @@ impl Config {
     /// completion (arguments, result, the message quoting at most
     /// [`crate::text::MAX_QUOTED_BYTES`] of it, and its fields) or a submit's
     /// answer (the arguments in the task and in the ack).
+    ///
+    /// Result budgets only shrink a completion: a result is inline only
+    /// within its budget, and a truncated one is replaced by a preview
+    /// within it (a worker's summary is cut to the smaller of the budget and
+    /// `max_result_bytes`); error messages are bounded by
+    /// `max_result_bytes`. So the completion's bound is the larger of the
+    /// two, never more. A completion stored under larger limits is made to
+    /// fit when it is sent ([`crate::grpc::convert::fit`]).
     pub fn largest_message(&self) -> usize {
         let l = &self.limits;
         let quoted = l.max_result_bytes.min(crate::text::MAX_QUOTED_BYTES);

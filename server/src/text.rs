@@ -3,7 +3,7 @@
 //! message with each completion. Kept together so their wording is one voice.
 use std::time::{Duration, SystemTime};
 
-use crate::model::{CompletionRecord, Outcome, ProgressRecord, TaskRecord, TaskState};
+use crate::model::{Answered, CompletionRecord, Outcome, ProgressRecord, TaskRecord, TaskState};
 
 /// Appended to every tool description in `ListTools`.
 pub const ASYNC_NOTICE: &str = "This tool is asynchronous: calling it returns a task ID at once, \
@@ -36,30 +36,50 @@ Do not guess, invent or fabricate the result. Continue with other work, and use 
 /// a completion is never twice the size of its result.
 pub const MAX_QUOTED_BYTES: usize = 64 * 1024;
 
+/// How much of a successful result a completion shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Shown<'a> {
+    /// All of it (in `result_json`, or read by reference).
+    Whole,
+    /// A preview within `budget` bytes; the rest is read with `ReadResult`.
+    Preview { preview: &'a str, budget: u64 },
+}
+
+/// Most bytes of a primary call's error message a fallback's text repeats.
+const MAX_PRIMARY_BYTES: usize = 1024;
+
 /// The text a completion carries for the model.
-pub fn completion_message(c: &CompletionRecord) -> String {
+pub fn completion_message(c: &CompletionRecord, shown: Shown<'_>) -> String {
+    let tool = crate::tenant::strip(&c.tool);
+    let answered = match &c.notes.answered_by {
+        None => String::new(),
+        Some(a) => answered_clause(tool, a),
+    };
     let head = format!(
-        "Async result for task {} (tool `{}`",
-        c.task_id,
-        crate::tenant::strip(&c.tool)
+        "Async result for task {} (tool `{tool}`{answered}",
+        c.task_id
     );
-    match &c.outcome {
-        Outcome::Result(json) if json.len() <= MAX_QUOTED_BYTES => {
+    match (&c.outcome, shown) {
+        (Outcome::Result(json), Shown::Preview { preview, budget }) => format!(
+            "{head}) succeeded. Its result is {} bytes, more than the {budget} bytes this call \
+             may show, so only a preview follows. If you need the rest, read the full result \
+             with ReadResult (task_id {}, in pages by byte offset). Preview: {preview}",
+            json.len(),
+            c.task_id
+        ),
+        (Outcome::Result(json), Shown::Whole) if json.len() <= MAX_QUOTED_BYTES => {
             format!("{head}) succeeded: {json}")
         }
-        Outcome::Result(json) => format!(
+        (Outcome::Result(json), Shown::Whole) => format!(
             "{head}) succeeded. Its result is {} bytes, too long to repeat here: it is the \
              completion's result_json.",
             json.len()
         ),
-        Outcome::Error { code, message } => {
-            let mut end = message.len().min(MAX_QUOTED_BYTES);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            let cut = if end < message.len() { " [...]" } else { "" };
+        (Outcome::Error { code, message }, _) => {
+            let end = cut(message, MAX_QUOTED_BYTES);
+            let more = if end < message.len() { " [...]" } else { "" };
             format!(
-                "{head}) ended as {}: [{code}] {}{cut}",
+                "{head}) ended as {}: [{code}] {}{more}",
                 c.state.name(),
                 &message[..end]
             )
@@ -178,8 +198,161 @@ fn span(d: Duration) -> String {
     }
 }
 
+/// Why a fallback's outcome stands for the call: which fallback, and how
+/// the call itself ended.
+fn answered_clause(tool: &str, a: &Answered) -> String {
+    let p = &a.primary;
+    let end = cut(&p.message, MAX_PRIMARY_BYTES);
+    let more = if end < p.message.len() { " [...]" } else { "" };
+    let why = format!(
+        "`{tool}` itself ended as {} ([{}] {}{more})",
+        p.state.name(),
+        p.code,
+        &p.message[..end]
+    );
+    if a.tool.is_empty() {
+        format!(
+            ", answered by a stale result because {why}: this is the result of the same call \
+             that finished {} ago (task {}), and it may be out of date",
+            age(a.last_good_age_ms),
+            a.task_id
+        )
+    } else {
+        format!(
+            ", answered by its fallback tool `{}` with the same arguments because {why}",
+            crate::tenant::strip(&a.tool)
+        )
+    }
+}
+
+/// An age for the model: "850 ms", "12.3 s", "4 min 5 s".
+fn age(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// The text `SubmitTool` returns for a call that joined an identical one in
+/// flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
+pub fn joined_ack(task: &TaskRecord) -> String {
+    format!(
+        "Task {id} is already running: an identical call of tool `{tool}` with the same \
+arguments was submitted earlier in this session and has not finished, so this call joined it \
+instead of starting a second run. Its result is not available yet; it will arrive once, later, \
+in a message that carries task ID {id}. Do not guess, invent or fabricate the result, and do not \
+call the tool again for it. Continue with other work.",
+        id = task.id,
+        tool = crate::tenant::strip(&task.tool),
+    )
+}
+
+/// The largest byte length of a prefix of `s` within `max` bytes.
+fn cut(s: &str, max: usize) -> usize {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::model::{FinishNotes, Primary, TaskState};
+
+    fn completion(outcome: Outcome, answered_by: Option<Answered>) -> CompletionRecord {
+        CompletionRecord {
+            seq: 1,
+            task_id: Uuid::nil(),
+            session: "s".into(),
+            tool: "search".into(),
+            arguments: "{}".into(),
+            state: TaskState::Succeeded,
+            outcome,
+            elapsed: Duration::ZERO,
+            attempts: 1,
+            completed_at: SystemTime::now(),
+            delivery: Default::default(),
+            result_budget: 0,
+            notes: FinishNotes {
+                answered_by,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn primary() -> Primary {
+        Primary {
+            state: TaskState::TimedOut,
+            code: "timeout".into(),
+            message: "no answer in 5 s".into(),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn truncated_results_say_their_size_and_how_to_read_them() {
+        let c = completion(Outcome::Result("1".repeat(5000)), None);
+        let m = completion_message(
+            &c,
+            Shown::Preview {
+                preview: "11[...]11",
+                budget: 64,
+            },
+        );
+        for needle in ["5000 bytes", "64 bytes", "ReadResult", "Preview: 11[...]11"] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+    }
+
+    #[test]
+    fn fallbacks_and_stale_results_say_so_and_why() {
+        let fallback = Answered {
+            primary: primary(),
+            tool: "t\u{1f}backup_search".into(),
+            last_good_age_ms: 0,
+            task_id: Uuid::nil(),
+        };
+        let m = completion_message(
+            &completion(Outcome::Result("[1]".into()), Some(fallback)),
+            Shown::Whole,
+        );
+        for needle in [
+            "fallback tool `backup_search`",
+            "TIMED_OUT",
+            "no answer in 5 s",
+            ": [1]",
+        ] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+        let stale = Answered {
+            tool: String::new(),
+            last_good_age_ms: 12_300,
+            ..Answered {
+                primary: primary(),
+                tool: String::new(),
+                last_good_age_ms: 0,
+                task_id: Uuid::nil(),
+            }
+        };
+        let m = completion_message(
+            &completion(Outcome::Result("[1]".into()), Some(stale)),
+            Shown::Whole,
+        );
+        for needle in ["stale result", "12.3 s ago", "out of date", "TIMED_OUT"] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
     use std::{sync::Arc, time::Duration};
 
     use uuid::Uuid;
@@ -203,6 +376,8 @@ mod tests {
             outcome: None,
             seq: 0,
             delivery: Default::default(),
+            call: Default::default(),
+            notes: Default::default(),
         }
     }
 

@@ -260,7 +260,13 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
         .unwrap();
     let submitted = server
         .cli(&[
-            "submit", "crawl", "--session", "m", "--delivery", "interrupt", "--json",
+            "submit",
+            "crawl",
+            "--session",
+            "m",
+            "--delivery",
+            "interrupt",
+            "--json",
         ])
         .await;
     assert!(submitted.status.success(), "{}", stderr(&submitted));
@@ -283,7 +289,15 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
     };
     assert_eq!(assigned.task_id, id);
     let mut watch = tokio::process::Command::new(errand_bin())
-        .args(["watch", "--session", "m", "--progress", "--count", "1", "--json"])
+        .args([
+            "watch",
+            "--session",
+            "m",
+            "--progress",
+            "--count",
+            "1",
+            "--json",
+        ])
         .env("ERRAND_SERVER", &server.addr)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -313,7 +327,10 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
     let pending = server.cli(&["pending", "--session", "m"]).await;
     assert!(pending.status.success(), "{}", stderr(&pending));
     let text = stdout(&pending);
-    assert!(text.contains(&id) && text.contains("(25%): page 1"), "{text}");
+    assert!(
+        text.contains(&id) && text.contains("(25%): page 1"),
+        "{text}"
+    );
 
     let cancelled = server
         .cli(&["cancel", &id, "--reason", "no longer needed"])
@@ -338,10 +355,12 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
     .unwrap();
     assert_eq!(done["completion"]["status"], "CANCELLED");
     assert_eq!(done["completion"]["delivery"], "INTERRUPT");
-    assert!(within("watch exits after --count 1", watch.wait())
-        .await
-        .unwrap()
-        .success());
+    assert!(
+        within("watch exits after --count 1", watch.wait())
+            .await
+            .unwrap()
+            .success()
+    );
 
     let pending = server.cli(&["pending", "--session", "m"]).await;
     assert!(stdout(&pending).starts_with("No tool calls are pending. 1 result"));
@@ -349,5 +368,9 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
     assert!(acked.status.success(), "{}", stderr(&acked));
     let pending = server.cli(&["pending", "--session", "m"]).await;
     assert!(pending.status.success() && stdout(&pending).is_empty());
-    assert!(stderr(&pending).contains("nothing pending"), "{}", stderr(&pending));
+    assert!(
+        stderr(&pending).contains("nothing pending"),
+        "{}",
+        stderr(&pending)
+    );
 }

@@ -158,6 +158,14 @@ pub struct Args {
     /// larger one fails the task.
     #[arg(long, env = "ERRAND_MAX_RESULT_BYTES", default_value_t = DEFAULTS.limits.max_result_bytes)]
     pub max_result_bytes: usize,
+    /// Most bytes of a result delivered inline on a completion when neither
+    /// the submit nor the tool sets a budget (about 4 bytes per token); a
+    /// larger result is delivered as a preview and read with ReadResult.
+    #[arg(long, env = "ERRAND_RESULT_BUDGET_BYTES", default_value_t = DEFAULTS.limits.result_budget_bytes)]
+    pub result_budget_bytes: usize,
+    /// The largest result budget a submit or a tool may ask for, in bytes.
+    #[arg(long, env = "ERRAND_MAX_RESULT_BUDGET_BYTES", default_value_t = DEFAULTS.limits.max_result_budget_bytes)]
+    pub max_result_budget_bytes: usize,
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "ERRAND_MAX_MESSAGE_BYTES", default_value_t = DEFAULTS.limits.max_message_bytes)]
     pub max_message_bytes: usize,
@@ -293,6 +301,8 @@ impl Args {
                 requests_per_second_per_tenant: self.requests_per_second_per_tenant,
                 max_tools_per_tenant: self.max_tools_per_tenant,
                 stream_buffer: self.stream_buffer,
+                result_budget_bytes: self.result_budget_bytes,
+                max_result_budget_bytes: self.max_result_budget_bytes,
             },
             default_timeout: Duration::from_millis(self.default_timeout_ms),
             max_attempts: self.max_attempts,

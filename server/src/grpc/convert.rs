@@ -11,9 +11,9 @@ use crate::{
     config::Limits,
     error::Error,
     model::{
-        Command, CompletionRecord, Delivery, Outcome, ProgressRecord, ProgressReport, Registration,
-        SessionKey, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey, ToolPolicy,
-        millis,
+        Command, CompletionRecord, Delivery, Fallback, Outcome, ProgressRecord, ProgressReport,
+        Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey,
+        ToolPolicy, millis,
     },
     store::StoreError,
     tenant, text,
@@ -126,28 +126,105 @@ pub fn task(task: &TaskRecord) -> pb::Task {
     }
 }
 
-/// A completion as `Completions` streams it.
-pub fn completion(c: &CompletionRecord) -> pb::Completion {
-    pb::Completion {
+/// How a stream renders its completions.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// The largest message the server may send.
+    pub max_bytes: usize,
+    /// `SessionEventsRequest.results_by_reference`: leave `result_json` off
+    /// every completion (the message still shows a result within budget).
+    pub results_by_reference: bool,
+    /// The server's `--result-budget-bytes`, for tasks stored without one.
+    pub default_budget: u64,
+}
+
+/// A completion as both session streams (`Completions`, `SessionEvents`)
+/// send it: the one place that decides what of a completion goes on a
+/// stream. A result over the task's budget goes as a preview (the worker's
+/// summary, else head and tail) with `result_truncated`; `result_bytes` is
+/// always set. Whatever the limits, it fits `options.max_bytes`: a budget
+/// too large for the message limit is halved until the completion fits,
+/// and what still does not (huge arguments or error text) becomes the
+/// `undeliverable` error ([`super::completions::deliverable`]).
+pub fn streamed_completion(c: &CompletionRecord, options: &StreamOptions) -> pb::Completion {
+    use prost::Message;
+    let mut budget = if c.result_budget == 0 {
+        options.default_budget
+    } else {
+        c.result_budget
+    };
+    let mut out = completion(c, budget, options.results_by_reference);
+    while out.encoded_len() > options.max_bytes
+        && matches!(c.outcome, Outcome::Result(_))
+        && budget > crate::results::MIN_PAGE as u64
+    {
+        budget /= 2;
+        out = completion(c, budget, options.results_by_reference);
+    }
+    super::completions::deliverable(out, options.max_bytes)
+}
+
+/// `c` rendered with result budget `budget` (bytes).
+fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Completion {
+    let mut out = pb::Completion {
         seq: c.seq,
         task_id: c.task_id.to_string(),
         session_id: tenant::strip(&c.session).to_string(),
         tool: tenant::strip(&c.tool).to_string(),
         arguments_json: c.arguments.to_string(),
         status: status(c.state) as i32,
-        outcome: Some(match &c.outcome {
-            Outcome::Result(json) => pb::completion::Outcome::ResultJson(json.clone()),
-            Outcome::Error { code, message } => {
-                pb::completion::Outcome::Error(tool_error(code, message))
-            }
-        }),
         elapsed_ms: millis(c.elapsed),
         attempts: c.attempts,
-        message: text::completion_message(c),
         completed_at: Some(timestamp(c.completed_at)),
         delivery: delivery_policy(c.delivery) as i32,
+        fallback: c.notes.answered_by.as_ref().map(|a| pb::FallbackUsed {
+            primary_status: status(a.primary.state) as i32,
+            primary_error: Some(tool_error(&a.primary.code, &a.primary.message)),
+            tool: tenant::strip(&a.tool).to_string(),
+            last_good_age_ms: a.last_good_age_ms,
+            task_id: a.task_id.to_string(),
+        }),
         ..Default::default()
+    };
+    match &c.outcome {
+        Outcome::Result(json) => {
+            out.result_bytes = json.len() as u64;
+            let fits = out.result_bytes <= budget;
+            let limit = usize::try_from(budget).unwrap_or(usize::MAX);
+            let preview = if fits {
+                String::new()
+            } else {
+                match c.notes.summary.as_deref().filter(|s| !s.is_empty()) {
+                    Some(summary) => crate::results::head(summary, limit).to_string(),
+                    None => crate::results::preview(json, limit),
+                }
+            };
+            out.message = text::completion_message(
+                c,
+                if fits {
+                    text::Shown::Whole
+                } else {
+                    text::Shown::Preview {
+                        preview: &preview,
+                        budget,
+                    }
+                },
+            );
+            let inline = fits && !by_reference;
+            out.outcome = Some(pb::completion::Outcome::ResultJson(if inline {
+                json.clone()
+            } else {
+                String::new()
+            }));
+            out.result_truncated = !fits;
+            out.result_preview = preview;
+        }
+        Outcome::Error { code, message } => {
+            out.outcome = Some(pb::completion::Outcome::Error(tool_error(code, message)));
+            out.message = text::completion_message(c, text::Shown::Whole);
+        }
     }
+    out
 }
 
 /// A delivery policy on the wire.
@@ -191,32 +268,34 @@ pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
 
 /// What a registered tool declares about its calls (`tool` names it in
 /// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
-/// and fallback are checked with the tool ([`crate::tools::ToolSpec::new`]).
-fn tool_policy(tool: &pb::Tool) -> Result<ToolPolicy, Error> {
+/// and a fallback to itself ([`fallback`]); the budget is checked with the
+/// registration (`scheduler::admission::check_tool_policy`).
+fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
     let field = |f: &str| format!("tool `{}`: {f}", tool.name);
+    let fallback = match &tool.fallback {
+        None => None,
+        Some(f) => Some(
+            fallback(f.clone(), tenant, &tool.name)
+                .map_err(|e| Error::invalid(format!("tool `{}`: {e}", tool.name)))?,
+        ),
+    };
     Ok(ToolPolicy {
         delivery: delivery(&field("delivery"), tool.delivery)?,
         join_in_flight: dedup(&field("dedup"), tool.dedup)?,
         result_budget_bytes: tool.result_budget_bytes,
+        fallback,
         cancellable_by_model: tool.cancellable_by_model,
     })
 }
 
-/// How a stream renders its completions.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamOptions {
-    /// The largest message the server may send.
-    pub max_bytes: usize,
-    /// `SessionEventsRequest.results_by_reference`: leave `result_json` off
-    /// (the result budget's rendering, issue 17b, applies it).
-    pub results_by_reference: bool,
-}
-
-/// A completion as both session streams (`Completions`, `SessionEvents`)
-/// send it: the one place that decides what of a completion goes on a
-/// stream, and that it fits the message limit.
-pub fn streamed_completion(c: &CompletionRecord, options: &StreamOptions) -> pb::Completion {
-    super::completions::deliverable(completion(c), options.max_bytes)
+/// A fallback as `ListTools` shows it.
+fn listed_fallback(f: &Fallback) -> pb::Fallback {
+    pb::Fallback {
+        kind: Some(match f {
+            Fallback::Tool(key) => pb::fallback::Kind::Tool(tenant::strip(key).to_string()),
+            Fallback::LastGood { max_age_ms } => pb::fallback::Kind::LastGoodMaxAgeMs(*max_age_ms),
+        }),
+    }
 }
 
 /// A progress report as `SessionEvents` and `Task.progress` show it.
@@ -274,6 +353,7 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
             Some(true) => pb::DedupPolicy::JoinInFlight,
         } as i32,
         result_budget_bytes: spec.policy.result_budget_bytes,
+        fallback: spec.policy.fallback.as_ref().map(listed_fallback),
         cancellable_by_model: spec.policy.cancellable_by_model,
         ..Default::default()
     }
@@ -291,6 +371,22 @@ pub fn submission(
     fields::identifier("tool", &req.tool)?;
     crate::tools::check_name(&req.tool)?;
     fields::identifier("idempotency_key", &req.idempotency_key)?;
+    let join_in_flight = match pb::DedupPolicy::try_from(req.dedup) {
+        Ok(pb::DedupPolicy::Unspecified) => None,
+        Ok(pb::DedupPolicy::Off) => Some(false),
+        Ok(pb::DedupPolicy::JoinInFlight) => Some(true),
+        Err(_) => {
+            return Err(Error::invalid(format!(
+                "dedup {} is not a DedupPolicy: use DEDUP_POLICY_OFF (1) or \
+                 DEDUP_POLICY_JOIN_IN_FLIGHT (2), or leave it unset for the tool's",
+                req.dedup
+            )));
+        }
+    };
+    let fallback = req
+        .fallback
+        .map(|f| fallback(f, tenant, &req.tool))
+        .transpose()?;
     Ok(Submission {
         session,
         tool: ToolKey::new(tenant, &req.tool),
@@ -298,7 +394,40 @@ pub fn submission(
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
         idempotency_key: req.idempotency_key,
+        result_budget_bytes: req.result_budget_bytes,
+        join_in_flight,
+        fallback,
     })
+}
+
+/// A fallback of `tenant`'s, for calls of tool `own` (a name). Errors
+/// (INVALID_ARGUMENT): no kind set, the call's own tool, a tool name no
+/// tool can have, an age of 0. An unknown tool is NOT_FOUND later, at
+/// submit, where the tools are known.
+pub fn fallback(f: pb::Fallback, tenant: &str, own: &str) -> Result<Fallback, Error> {
+    match f.kind {
+        None => Err(Error::invalid(
+            "fallback is set but empty: set fallback.tool or fallback.last_good_max_age_ms, or \
+             leave fallback unset",
+        )),
+        Some(pb::fallback::Kind::Tool(tool)) => {
+            crate::tools::check_name(&tool)?;
+            if tool == own {
+                return Err(Error::invalid(format!(
+                    "fallback.tool is `{tool}`, the call's own tool: a fallback must be another \
+                     tool (or use fallback.last_good_max_age_ms)"
+                )));
+            }
+            Ok(Fallback::Tool(ToolKey::new(tenant, &tool).as_arc().clone()))
+        }
+        Some(pb::fallback::Kind::LastGoodMaxAgeMs(0)) => Err(Error::invalid(
+            "fallback.last_good_max_age_ms is 0: no earlier result is that young; give the \
+             oldest age (ms) a result may have to stand in",
+        )),
+        Some(pb::fallback::Kind::LastGoodMaxAgeMs(max_age_ms)) => {
+            Ok(Fallback::LastGood { max_age_ms })
+        }
+    }
 }
 
 /// A worker's registration for `tenant`. Errors: a tool name models would
@@ -309,7 +438,7 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
         .into_iter()
         .map(|tool| {
             crate::tools::check_name(&tool.name)?;
-            let policy = tool_policy(&tool)?;
+            let policy = tool_policy(&tool, tenant)?;
             Ok(ToolDef {
                 name: ToolKey::new(tenant, &tool.name),
                 description: fields::free_text(tool.description),
@@ -332,6 +461,7 @@ pub fn task_result(result: pb::TaskResult) -> Result<TaskResult, String> {
     Ok(TaskResult {
         task_id,
         attempt: result.attempt,
+        summary: fields::free_text(result.summary),
         outcome: result.outcome.map(|o| match o {
             pb::task_result::Outcome::ResultJson(json) => Outcome::Result(json),
             pb::task_result::Outcome::Error(e) => Outcome::Error {

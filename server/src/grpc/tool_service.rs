@@ -77,10 +77,13 @@ impl ToolApi {
         })
     }
 
+    /// How this server's streams render completions.
     fn stream_options(&self, results_by_reference: bool) -> convert::StreamOptions {
+        let limits = &self.sched.config().limits;
         convert::StreamOptions {
-            max_bytes: self.sched.config().limits.max_message_bytes,
+            max_bytes: limits.max_message_bytes,
             results_by_reference,
+            default_budget: limits.result_budget_bytes as u64,
         }
     }
 
@@ -129,13 +132,18 @@ impl ToolService for ToolApi {
         self.check_rate(&caller)?;
         let limits = &self.sched.config().limits;
         let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
-        let (task, deduplicated) = self.sched.submit(sub).await?;
+        let (task, admitted) = self.sched.submit_call(sub).await?;
+        let joined = admitted == scheduler::Admitted::Joined;
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),
-            ack: text::ack(&task),
+            ack: if joined {
+                text::joined_ack(&task)
+            } else {
+                text::ack(&task)
+            },
             task: Some(convert::task(&task)),
-            deduplicated,
-            joined: false,
+            deduplicated: admitted == scheduler::Admitted::Repeat,
+            joined,
         }))
     }
 
@@ -307,12 +315,12 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let limit = self.sched.config().limits.max_message_bytes / 2;
+        let limit = self.sched.config().limits.max_message_bytes;
         let max_bytes = match req.max_bytes {
             0 => DEFAULT_DIGEST_BYTES,
             n if n > limit as u64 => {
                 return Err(Error::invalid(format!(
-                    "max_bytes {n} is over the limit of {limit} (half of --max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
+                    "max_bytes {n} is over the server's message limit of {limit} (--max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
                 ))
                 .into());
             }
@@ -329,8 +337,21 @@ impl ToolService for ToolApi {
             max_bytes,
             std::time::SystemTime::now(),
         );
+        // The listed tasks share what the message limit leaves (their
+        // arguments may be large); the rest are counted in pending_count.
+        let mut room = limit.saturating_sub(text.len() + 1024);
+        let mut pending = Vec::new();
+        for view in &digest.pending {
+            let task = listing::task(view);
+            let size = prost::Message::encoded_len(&task) + 8;
+            if size > room {
+                break;
+            }
+            room -= size;
+            pending.push(task);
+        }
         Ok(Response::new(pb::PendingDigestResponse {
-            pending: digest.pending.iter().map(listing::task).collect(),
+            pending,
             last_seq: digest.seqs.last_seq,
             acked_seq: digest.seqs.acked_seq,
             text,
@@ -341,9 +362,17 @@ impl ToolService for ToolApi {
 
     async fn read_result(
         &self,
-        _request: Request<pb::ReadResultRequest>,
+        request: Request<pb::ReadResultRequest>,
     ) -> Result<Response<pb::ResultChunk>, Status> {
-        Err(Status::unimplemented("ReadResult is not implemented yet"))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let (_, task) = self.own_task(&caller, &req.task_id).await?;
+        let max_message = self.sched.config().limits.max_message_bytes;
+        Ok(Response::new(super::results::chunk(
+            &task,
+            &req,
+            max_message,
+        )?))
     }
 }
 

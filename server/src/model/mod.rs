@@ -8,10 +8,12 @@ use std::{
 
 use uuid::Uuid;
 
+pub mod call;
 mod keys;
 mod progress;
 mod worker;
 
+pub use call::{Answered, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 pub use keys::{SessionKey, ToolKey};
 pub use progress::{
     MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES, ProgressRecord, ProgressReport,
@@ -145,6 +147,10 @@ pub struct TaskRecord {
     pub seq: u64,
     /// How its completion reaches the model, resolved at submit.
     pub delivery: Delivery,
+    /// Budget, dedup and fallback, resolved at submit.
+    pub call: CallOptions,
+    /// What its finish recorded beside the outcome; default while unfinished.
+    pub notes: FinishNotes,
 }
 
 /// A tool call as an agent submits it.
@@ -160,6 +166,14 @@ pub struct Submission {
     pub idempotency_key: String,
     /// `None`: the tool's policy, then the server's default.
     pub delivery: Option<Delivery>,
+    /// Most bytes of result delivered inline; 0: the tool's, then the
+    /// server's default.
+    pub result_budget_bytes: u64,
+    /// `Some(true)`: join an identical call in flight; `Some(false)`: never;
+    /// `None`: the tool's policy.
+    pub join_in_flight: Option<bool>,
+    /// `None`: the tool's fallback. The tool is a key.
+    pub fallback: Option<Fallback>,
 }
 
 /// What the store is told when a task ends.
@@ -170,6 +184,8 @@ pub struct Finish {
     pub outcome: Outcome,
     pub attempts: u32,
     pub finished_at: SystemTime,
+    /// The summary, the fallback that answered, a fallback run to drop.
+    pub notes: FinishNotes,
 }
 
 /// One finished task in its session's completion log.
@@ -187,6 +203,10 @@ pub struct CompletionRecord {
     pub completed_at: SystemTime,
     /// The task's delivery policy.
     pub delivery: Delivery,
+    /// The task's result budget (0: the server's default).
+    pub result_budget: u64,
+    /// The worker's summary; the fallback that answered.
+    pub notes: FinishNotes,
 }
 
 impl CompletionRecord {
@@ -207,6 +227,11 @@ impl CompletionRecord {
             attempts: finish.attempts,
             completed_at: finish.finished_at,
             delivery: task.delivery,
+            result_budget: task.call.result_budget,
+            notes: FinishNotes {
+                drop_run: None,
+                ..finish.notes.clone()
+            },
         }
     }
 }

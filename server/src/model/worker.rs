@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{Delivery, Outcome, ToolKey};
+use super::{Delivery, Fallback, Outcome, ToolKey};
 
 /// A tool as a worker declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct ToolPolicy {
     pub join_in_flight: Option<bool>,
     /// Most bytes of a result delivered inline; 0: `--result-budget-bytes`.
     pub result_budget_bytes: u64,
+    /// What answers a failed or timed-out call; `None`: nothing.
+    pub fallback: Option<Fallback>,
     /// Whether a model may cancel its calls itself (the SDKs' tool refuses
     /// otherwise); never limits CancelTask.
     pub cancellable_by_model: bool,
@@ -51,6 +53,8 @@ pub struct TaskResult {
     pub attempt: u32,
     /// `None`: the worker sent neither a result nor an error.
     pub outcome: Option<Outcome>,
+    /// The worker's summary of a result for the model; empty: none.
+    pub summary: String,
 }
 
 /// What the scheduler tells one worker, in order, on its command channel.

@@ -6,14 +6,15 @@ use std::{collections::HashSet, time::Duration};
 
 use uuid::Uuid;
 
-use super::state::{Io, State};
+use super::state::{Ended, Io, State};
 use crate::{
     config::{Config, Limits},
     error::{self, Error},
     json_text,
     model::{
-        Delivery, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES, Outcome, ProgressReport,
-        Registration, SessionKey, Submission, TaskState, ToolKey, codes,
+        CallOptions, Delivery, Fallback, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES,
+        Outcome, ProgressReport, Registration, SessionKey, Submission, TaskState, ToolDef, ToolKey,
+        call, codes,
     },
     tools::{self, ToolSpec},
 };
@@ -48,7 +49,20 @@ pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> 
             limits.max_idempotency_key_bytes
         )));
     }
-    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)
+    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)?;
+    check_budget("result_budget_bytes", sub.result_budget_bytes, limits)
+}
+
+/// A result budget a submit or a tool asks for (0: the default).
+pub fn check_budget(field: &str, budget: u64, limits: &Limits) -> Result<(), Error> {
+    let max = limits.max_result_budget_bytes as u64;
+    if budget > max {
+        return Err(Error::invalid(format!(
+            "{field} is {budget} bytes, above the server's maximum of {max} \
+             (--max-result-budget-bytes): ask for at most {max}, or 0 for the default"
+        )));
+    }
+    Ok(())
 }
 
 /// The timeout of one run: the submit's, else the tool's, else the server's.
@@ -84,6 +98,62 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error>
         "unknown tool {}; known tools: {known}",
         error::quote(key.name())
     )))
+}
+
+/// Checks the call's fallback tool, if it has one (the submit's, else the
+/// tool's). Errors: NOT_FOUND for an unknown tool; INVALID_ARGUMENT for the
+/// call's own tool.
+pub fn check_fallback_tool<I: Io>(
+    st: &State<I>,
+    sub: &Submission,
+    spec: &ToolSpec,
+) -> Result<(), Error> {
+    let Some(Fallback::Tool(tool)) = resolved_fallback(sub, spec) else {
+        return Ok(());
+    };
+    let key = ToolKey::from_key(tool);
+    if key == spec.name {
+        return Err(Error::invalid(format!(
+            "fallback.tool is `{key}`, the call's own tool: a fallback must be another tool"
+        )));
+    }
+    tool_spec(st, &key).map(drop).map_err(|e| match e {
+        Error::NotFound(m) => Error::NotFound(format!("fallback.tool: {m}")),
+        other => other,
+    })
+}
+
+/// The submit's fallback, else the tool's.
+fn resolved_fallback(sub: &Submission, spec: &ToolSpec) -> Option<Fallback> {
+    sub.fallback
+        .clone()
+        .or_else(|| spec.policy.fallback.clone())
+}
+
+/// The call's options: budget (the submit's, else the tool's, else
+/// `limits.result_budget_bytes`), dedup (the submit's, else the tool's,
+/// else off), fallback (the submit's, else the tool's), and the hash of
+/// its checked `arguments`.
+pub fn call_options(
+    sub: &Submission,
+    spec: &ToolSpec,
+    arguments: &str,
+    limits: &Limits,
+) -> CallOptions {
+    let result_budget = match (sub.result_budget_bytes, spec.policy.result_budget_bytes) {
+        (0, 0) => limits.result_budget_bytes as u64,
+        (0, n) | (n, _) => n,
+    };
+    CallOptions {
+        result_budget,
+        args_hash: call::args_hash(arguments).into(),
+        joinable: sub
+            .join_in_flight
+            .or(spec.policy.join_in_flight)
+            .unwrap_or(false),
+        fallback: resolved_fallback(sub, spec),
+        fallback_for: None,
+    }
 }
 
 /// Room for one more task of `session` and of its tenant, on a server that
@@ -137,7 +207,10 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
     let specs = reg
         .tools
         .iter()
-        .map(|t| ToolSpec::new(t, limits))
+        .map(|t| {
+            check_tool_policy(t, limits)?;
+            ToolSpec::new(t, limits)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut names = HashSet::new();
     if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.clone())) {
@@ -165,6 +238,28 @@ pub fn check_progress(mut report: ProgressReport) -> Result<ProgressReport, Stri
         }
     }
     Ok(report)
+}
+
+/// What a registered tool declares about its calls, by the rules a submit
+/// follows (enum values were decoded at the wire): a budget within
+/// `--max-result-budget-bytes` ([`check_budget`]), a fallback tool other
+/// than itself. An unknown fallback tool is NOT_FOUND at submit, where the
+/// tools are known.
+pub fn check_tool_policy(tool: &ToolDef, limits: &Limits) -> Result<(), Error> {
+    let name = tool.name.name();
+    check_budget(
+        &format!("tool `{name}`: result_budget_bytes"),
+        tool.policy.result_budget_bytes,
+        limits,
+    )?;
+    if let Some(Fallback::Tool(key)) = &tool.policy.fallback
+        && **key == *tool.name.as_key()
+    {
+        return Err(Error::invalid(format!(
+            "tool `{name}`: fallback.tool is the tool itself: a fallback must be another tool"
+        )));
+    }
+    Ok(())
 }
 
 /// How a worker's result ends its task: a JSON text by errand's one rule
@@ -199,6 +294,23 @@ pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, 
             ),
         ),
     }
+}
+
+/// The summary kept with a successful result: cut to the task's budget
+/// (and to `max_result`); `None` when empty or when the task did not
+/// succeed.
+pub fn summary(mut summary: String, ended: &Ended, max_result: usize) -> Option<String> {
+    if summary.is_empty() || ended.finish.state != TaskState::Succeeded {
+        return None;
+    }
+    let budget = usize::try_from(ended.task.call.result_budget).unwrap_or(usize::MAX);
+    let max = if budget == 0 {
+        max_result
+    } else {
+        budget.min(max_result)
+    };
+    truncate_utf8(&mut summary, max);
+    Some(summary)
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {

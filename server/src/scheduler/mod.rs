@@ -27,6 +27,7 @@
 //! - `admission.rs`: submit, registration, result and progress checks; quotas.
 //! - [`digest`]: what a session is waiting for (`PendingDigest`).
 //! - `finisher.rs`: store write with retry, then the session's streams.
+//! - `fallback.rs`: what answers a call that failed or timed out.
 //! - `timers.rs`: per-attempt timeouts.
 //! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
 //! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
@@ -34,6 +35,7 @@
 //! - `shared.rs`: what [`crate::cluster`] asks of the scheduler.
 mod admission;
 pub mod digest;
+mod fallback;
 mod finisher;
 mod lifecycle;
 pub mod queue;
@@ -147,6 +149,17 @@ impl Default for Parts {
     }
 }
 
+/// How [`Scheduler::submit_call`] took a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// A new task.
+    New,
+    /// An earlier task with the same idempotency key.
+    Repeat,
+    /// An identical call in flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
+    Joined,
+}
+
 /// The scheduler. Shared as `Arc<Scheduler>` by the handlers.
 pub struct Scheduler {
     config: Config,
@@ -244,13 +257,25 @@ impl Scheduler {
 
     /// Accepts one tool call: checked, stored, queued, dispatched if a worker
     /// has room. Returns the task and whether it was an idempotent repeat.
-    pub async fn submit(
+    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
+        let (task, admitted) = self.submit_call(sub).await?;
+        Ok((task, admitted != Admitted::New))
+    }
+
+    /// [`Self::submit`], saying whether the call ran, repeated an
+    /// idempotency key or joined an identical call in flight.
+    pub async fn submit_call(
         self: &Arc<Self>,
         mut sub: Submission,
-    ) -> Result<(TaskRecord, bool), Error> {
+    ) -> Result<(TaskRecord, Admitted), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
-        let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
+        let spec = {
+            let st = self.lock();
+            let spec = admission::tool_spec(&st, &sub.tool)?;
+            admission::check_fallback_tool(&st, &sub, &spec)?;
+            spec
+        };
         let arguments_json = std::mem::take(&mut sub.arguments_json);
         let arguments = self
             .validation
@@ -258,15 +283,10 @@ impl Scheduler {
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
         let delivery = admission::delivery(&sub, &spec, &self.config);
-        let (session, placement) = {
-            let mut st = self.lock();
-            admission::check_room(&st, &sub.session, limits)?;
-            let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
-            (st.reserve(sub.session.as_arc()), placement)
-        };
-        let mut task = TaskRecord {
+        let call = admission::call_options(&sub, &spec, &arguments, limits);
+        let task = TaskRecord {
             id: Uuid::new_v4(),
-            session,
+            session: sub.session.as_arc().clone(),
             tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
@@ -280,6 +300,26 @@ impl Scheduler {
             outcome: None,
             seq: 0,
             delivery,
+            call,
+            notes: Default::default(),
+        };
+        self.admit(task).await
+    }
+
+    /// Stores a new task and queues it (here or, shared, in the store) if
+    /// its session and tenant have room; or answers with the earlier task
+    /// its idempotency key or its joinable call names.
+    async fn admit(
+        self: &Arc<Self>,
+        mut task: TaskRecord,
+    ) -> Result<(TaskRecord, Admitted), Error> {
+        let placement = {
+            let mut st = self.lock();
+            let session = SessionKey::from_key(task.session.clone());
+            admission::check_room(&st, &session, &self.config.limits)?;
+            let placement = self.backlog.place(&|| st.has_room_for(&task.tool));
+            task.session = st.reserve(&task.session);
+            placement
         };
         if let Placement::Here(state) = placement {
             task.state = state;
@@ -291,7 +331,13 @@ impl Scheduler {
             Ok(Inserted::Existing(earlier)) => {
                 self.lock().release(&task.session);
                 let current = self.live_task(earlier.id).unwrap_or(*earlier);
-                return Ok((current, true));
+                return Ok((current, Admitted::Repeat));
+            }
+            Ok(Inserted::Joined(running)) => {
+                self.lock().release(&task.session);
+                let current = self.live_task(running.id).unwrap_or(*running);
+                debug!(task_id = %current.id, "identical call joined the one in flight");
+                return Ok((current, Admitted::Joined));
             }
             Err(e) => {
                 self.lock().release(&task.session);
@@ -309,7 +355,7 @@ impl Scheduler {
                 self.backlog.wants_work();
             }
         }
-        Ok((task, false))
+        Ok((task, Admitted::New))
     }
 
     /// Queues tasks here whose sessions are reserved, and dispatches them.
@@ -491,7 +537,9 @@ impl Scheduler {
             }
             self.take(&mut st, id, state, outcome, None)
         };
-        if let Some(ended) = ended {
+        if let Some(mut ended) = ended {
+            ended.finish.notes.summary =
+                admission::summary(result.summary, &ended, self.config.limits.max_result_bytes);
             self.finish_later(ended).await;
         }
     }

@@ -234,6 +234,8 @@ mod tests {
             outcome: None,
             seq: 0,
             delivery: Default::default(),
+            call: Default::default(),
+            notes: Default::default(),
         };
         store.insert_task(&task).await.unwrap();
         let finish = Finish {
@@ -242,6 +244,7 @@ mod tests {
             outcome: Outcome::Result("1".into()),
             attempts: 1,
             finished_at: SystemTime::now(),
+            notes: Default::default(),
         };
         store.finish_task(&finish).await.unwrap().unwrap()
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, TaskQuery};
-use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
+use crate::model::{CompletionRecord, Finish, FinishNotes, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
 #[derive(Default)]
@@ -21,6 +21,8 @@ pub struct MemoryStore {
 struct Inner {
     tasks: HashMap<Uuid, TaskRecord>,
     idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
+    /// Unfinished joinable tasks by (session, tool, arguments hash).
+    in_flight: HashMap<(Arc<str>, Arc<str>, Arc<str>), Uuid>,
     sessions: HashMap<Arc<str>, SessionLog>,
 }
 
@@ -42,10 +44,27 @@ impl MemoryStore {
 
 impl Inner {
     fn remove_task(&mut self, id: Uuid) {
-        if let Some(task) = self.tasks.remove(&id)
-            && let Some(key) = task.idempotency_key
-        {
+        let Some(task) = self.tasks.remove(&id) else {
+            return;
+        };
+        self.leave_flight(&task);
+        if let Some(key) = task.idempotency_key {
             self.idempotency.remove(&(task.session, key));
+        }
+    }
+
+    fn flight_key(task: &TaskRecord) -> (Arc<str>, Arc<str>, Arc<str>) {
+        (
+            task.session.clone(),
+            task.tool.clone(),
+            task.call.args_hash.clone(),
+        )
+    }
+
+    fn leave_flight(&mut self, task: &TaskRecord) {
+        let key = Self::flight_key(task);
+        if task.call.joinable && self.in_flight.get(&key) == Some(&task.id) {
+            self.in_flight.remove(&key);
         }
     }
 }
@@ -75,7 +94,18 @@ impl Store for MemoryStore {
             {
                 return Ok(Inserted::Existing(Box::new(t.clone())));
             }
-            inner.idempotency.insert(slot, task.id);
+        }
+        if task.call.joinable {
+            let key = Inner::flight_key(task);
+            if let Some(t) = inner.in_flight.get(&key).and_then(|id| inner.tasks.get(id)) {
+                return Ok(Inserted::Joined(Box::new(t.clone())));
+            }
+            inner.in_flight.insert(key, task.id);
+        }
+        if let Some(key) = &task.idempotency_key {
+            inner
+                .idempotency
+                .insert((task.session.clone(), key.clone()), task.id);
         }
         inner.tasks.insert(task.id, task.clone());
         Ok(Inserted::New)
@@ -95,6 +125,9 @@ impl Store for MemoryStore {
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        if let Some(run) = finish.notes.drop_run {
+            inner.remove_task(run);
+        }
         let Some(task) = inner.tasks.get_mut(&finish.task_id) else {
             return Ok(None);
         };
@@ -109,8 +142,37 @@ impl Store for MemoryStore {
         task.attempts = finish.attempts;
         task.finished_at = Some(finish.finished_at);
         task.seq = completion.seq;
+        task.notes = FinishNotes {
+            drop_run: None,
+            ..finish.notes.clone()
+        };
         session.log.push_back(completion.clone());
+        let task = task.clone();
+        inner.leave_flight(&task);
         Ok(Some(completion))
+    }
+
+    async fn last_good(
+        &self,
+        session: &str,
+        tool: &str,
+        args_hash: &str,
+        not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .tasks
+            .values()
+            .filter(|t| {
+                t.state == TaskState::Succeeded
+                    && t.notes.answered_by.is_none()
+                    && &*t.session == session
+                    && &*t.tool == tool
+                    && &*t.call.args_hash == args_hash
+                    && t.finished_at.is_some_and(|at| at >= not_before)
+            })
+            .max_by_key(|t| t.finished_at)
+            .cloned())
     }
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {

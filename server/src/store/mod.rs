@@ -123,6 +123,12 @@ pub enum Inserted {
     New,
     /// A task with the same session and idempotency key exists: this one.
     Existing(Box<TaskRecord>),
+    /// The task is joinable ([`crate::model::CallOptions::joinable`]) and
+    /// an unfinished joinable task of the same session, tool and
+    /// arguments hash exists: this one. Nothing was stored. The stores
+    /// decide it atomically (one joinable unfinished task per call, a
+    /// unique index in the SQL stores), whichever server submits.
+    Joined(Box<TaskRecord>),
 }
 
 /// What [`Store::ack_completions`] did.
@@ -163,7 +169,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Stores a new task. When the task has an idempotency key already used in
-    /// its session, stores nothing and returns the earlier task.
+    /// its session, stores nothing and returns the earlier task; else, when
+    /// it is joinable and an identical joinable call is unfinished, stores
+    /// nothing and returns that one ([`Inserted::Joined`]).
     async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError>;
 
     /// Records that a task was dispatched (RUNNING, `attempt`, `at`) and
@@ -181,8 +189,33 @@ pub trait Store: Send + Sync + 'static {
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable;
 
     /// Finishes a task and appends its completion with the session's next seq.
-    /// `None` when the task is unknown or already finished.
+    /// `None` when the task is unknown or already finished. Records
+    /// `finish.notes` (summary, the fallback that answered), and deletes
+    /// the fallback run `finish.notes.drop_run` in the same write.
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// The latest task of `session` and `tool` whose arguments hash to
+    /// `args_hash`, that SUCCEEDED at or after `not_before` by itself (no
+    /// fallback answered it). Only retained tasks count: an acknowledged or
+    /// purged one is gone. The default knows none (stores for tests).
+    async fn last_good(
+        &self,
+        _session: &str,
+        _tool: &str,
+        _args_hash: &str,
+        _not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(None)
+    }
+
+    /// Parks an unfinished call whose fallback run is stored: it stays
+    /// unfinished until that run finishes it, and is neither queued nor
+    /// reclaimed meanwhile. Only a shared queue has anything to do: the
+    /// others keep no lease, and recovery skips a parked call by its
+    /// run's link ([`crate::model::FallbackFor`]).
+    async fn park(&self, _task_id: Uuid) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// One task, finished or not.
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError>;

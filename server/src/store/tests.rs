@@ -13,9 +13,14 @@ use uuid::Uuid;
 use super::{Inserted, Store};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
+mod calls;
 mod listing;
 mod shared_queue;
 
+use calls::{
+    a_fallback_run_goes_with_its_call_s_finish, joinable_calls_join_while_unfinished,
+    last_good_is_the_latest_own_success,
+};
 use listing::{list_tasks_filters, list_tasks_pages_are_stable_under_inserts};
 
 /// A fresh database on the test process's PostgreSQL cluster (started on
@@ -67,6 +72,8 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         outcome: None,
         seq: 0,
         delivery: Default::default(),
+        call: Default::default(),
+        notes: Default::default(),
     }
 }
 
@@ -77,13 +84,16 @@ pub(super) fn succeed(task: &TaskRecord, finished_at: SystemTime) -> Finish {
         outcome: Outcome::Result(r#"{"temp":21}"#.into()),
         attempts: 1,
         finished_at,
+        notes: Default::default(),
     }
 }
 
 pub(super) async fn insert_new(store: &dyn Store, task: &TaskRecord) {
     match store.insert_task(task).await.expect("insert") {
         Inserted::New => {}
-        Inserted::Existing(t) => panic!("expected a new task, got the existing {}", t.id),
+        Inserted::Existing(t) | Inserted::Joined(t) => {
+            panic!("expected a new task, got the existing {}", t.id)
+        }
     }
 }
 
@@ -157,6 +167,7 @@ async fn finish_sets_outcome_once(store: &dyn Store) {
         outcome: Outcome::error(codes::TOOL_ERROR, "exit status 3"),
         attempts: 2,
         finished_at: at(5),
+        notes: Default::default(),
     };
     let c = store
         .finish_task(&finish)
@@ -257,7 +268,7 @@ async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
     let again = task("s1", Some("k"), at(2));
     match store.insert_task(&again).await.unwrap() {
         Inserted::Existing(t) => assert_same_task(&t, &first),
-        Inserted::New => panic!("the same key in the same session stored a second task"),
+        other => panic!("the same key in the same session stored a second task: {other:?}"),
     }
     assert!(store.get_task(again.id).await.unwrap().is_none());
     // Keys are per session; tasks without a key never collide.
@@ -277,7 +288,7 @@ async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
             assert_eq!(t.state, TaskState::Succeeded);
             assert_eq!(t.seq, seq);
         }
-        Inserted::New => panic!("a finished task's key was forgotten before removal"),
+        other => panic!("a finished task's key was forgotten before removal: {other:?}"),
     }
     // Once the task is acknowledged and removed, its key is free again.
     store.ack_completions("s1", seq).await.unwrap();
@@ -601,6 +612,9 @@ for_each_store! {
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
+        joinable_calls_join_while_unfinished,
+        last_good_is_the_latest_own_success,
+        a_fallback_run_goes_with_its_call_s_finish,
     ],
     arc: [concurrent_finishes_get_distinct_gapless_seqs],
 }

@@ -353,6 +353,7 @@ impl<I: Io> State<I> {
             outcome,
             attempts: live.task.attempts,
             finished_at: now,
+            notes: Default::default(),
         };
         Some(Ended {
             task: live.task,

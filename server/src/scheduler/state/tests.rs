@@ -62,6 +62,8 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         outcome: None,
         seq: 0,
         delivery: Default::default(),
+        call: Default::default(),
+        notes: Default::default(),
     };
     let id = task.id;
     assert!(st.enqueue(task));

@@ -241,6 +241,45 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn last_good(
+        &self,
+        session: &str,
+        tool: &str,
+        args_hash: &str,
+        not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks
+             WHERE session = $1 AND tool = $2 AND args_hash = $3 AND state = 2
+               AND finished_at >= $4 AND answered_by IS NULL
+             ORDER BY finished_at DESC LIMIT 1"
+        );
+        rows(
+            &client,
+            &sql,
+            &[&session, &tool, &args_hash, &time_to_i64(not_before)],
+        )
+        .await?
+        .first()
+        .map(task_from_row)
+        .transpose()
+    }
+
+    async fn park(&self, task_id: Uuid) -> Result<(), StoreError> {
+        // Running with no owner and no lease: no claim (queued only) and no
+        // reaper (expired leases only) takes it; its fallback run finishes it.
+        let client = self.client().await?;
+        rows(
+            &client,
+            "UPDATE errand_tasks SET state = 1, owner = NULL, lease_until = NULL
+             WHERE id = $1 AND state < 2 RETURNING id",
+            &[&task_id],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn list_tasks(
         &self,
         query: &crate::store::TaskQuery,

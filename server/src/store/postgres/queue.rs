@@ -175,6 +175,7 @@ impl SharedQueue for PostgresStore {
                         outcome: Outcome::error(codes::WORKER_LOST, message),
                         attempts: t.attempts,
                         finished_at: now,
+                        notes: Default::default(),
                     },
                     Guard::Any,
                 )
@@ -211,6 +212,7 @@ impl SharedQueue for PostgresStore {
             outcome: Outcome::error(codes::CANCELLED, "cancelled by the client"),
             attempts: 0,
             finished_at: SystemTime::now(),
+            notes: Default::default(),
         });
         self.write(|reply| Op::Finish(finish, Guard::Cancel, reply))
             .await

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
+use super::call_columns::CallRow;
 use crate::model::{CompletionRecord, Delivery, Finish, Outcome, TaskRecord, TaskState};
 
 /// The task columns both engines select, in [`TaskRow`]'s order (a macro so
@@ -13,7 +14,8 @@ use crate::model::{CompletionRecord, Delivery, Finish, Outcome, TaskRecord, Task
 macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
-         attempts, started_at, finished_at, result, error_code, error_message, seq, delivery"
+         attempts, started_at, finished_at, result, error_code, error_message, seq, \
+         result_budget, args_hash, joinable, fallback, summary, answered_by, delivery"
     };
 }
 pub(crate) use task_columns;
@@ -45,6 +47,8 @@ pub(crate) struct TaskRow {
     pub error_message: Option<String>,
     /// 0 until the task is finished.
     pub seq: i64,
+    /// The six call columns ([`CallRow`]).
+    pub call: CallRow,
     /// A [`Delivery::code`].
     pub delivery: i16,
 }
@@ -74,6 +78,7 @@ impl TaskRow {
             .map_err(|_| BadRow(format!("attempts out of range: {}", self.attempts)))?;
         let seq =
             u64::try_from(self.seq).map_err(|_| BadRow(format!("negative seq {}", self.seq)))?;
+        let (call, notes) = self.call.decode()?;
         let delivery = Delivery::from_code(self.delivery)
             .ok_or_else(|| BadRow(format!("unknown delivery policy {}", self.delivery)))?;
         Ok(TaskRecord {
@@ -90,6 +95,8 @@ impl TaskRow {
             finished_at: self.finished_at.map(time_from_i64),
             outcome,
             seq,
+            call,
+            notes,
             delivery,
         })
     }
@@ -118,6 +125,7 @@ pub(crate) fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, BadRo
         outcome: outcome.clone(),
         attempts: task.attempts,
         finished_at,
+        notes: task.notes.clone(),
     };
     Ok(CompletionRecord::new(task, &finish, task.seq))
 }
@@ -219,6 +227,7 @@ mod tests {
             error_code: None,
             error_message: None,
             seq,
+            call: CallRow::default(),
             delivery: 1,
         }
     }

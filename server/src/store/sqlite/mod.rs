@@ -218,6 +218,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn last_good(
+        &self,
+        session: &str,
+        tool: &str,
+        args_hash: &str,
+        not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let (session, tool, hash) = (session.to_string(), tool.to_string(), args_hash.to_string());
+        let not_before = super::sql::codec::time_to_i64(not_before);
+        self.read(move |conn| {
+            conn.prepare_cached(rows::SELECT_LAST_GOOD)?
+                .query_row(
+                    rusqlite::params![session, tool, hash, not_before],
+                    task_from_row,
+                )
+                .optional()
+        })
+        .await
+    }
+
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         use super::sql::listing::{Param, select};
         let (sql, params) = select(query, "tasks", |n| format!("?{n}"));

@@ -232,7 +232,7 @@ async fn idempotency_key_holds_across_reopen() {
         .unwrap()
     {
         Inserted::Existing(t) => assert_same_task(&t, &first),
-        Inserted::New => panic!("the key was forgotten across a restart"),
+        other => panic!("the key was forgotten across a restart: {other:?}"),
     }
     insert_new(&store, &task("s2", Some("retry-me"), at(3))).await;
 }

@@ -1,0 +1,191 @@
+//! Fallbacks: a call that ends FAILED or TIMED_OUT (after its retries) is
+//! answered by its fallback, one hop only, never after a cancel.
+//!
+//! **A last-good result** is looked up in the store when the call ends
+//! ([`crate::store::Store::last_good`]: the session's latest retained
+//! SUCCEEDED task of the same tool and canonical arguments, itself not
+//! answered by a fallback, at most the given age) and finishes the call at
+//! once: SUCCEEDED with that result, [`Answered`] saying how old it is.
+//!
+//! **A fallback tool** runs as a *fallback run*: a task of its own (same
+//! session and arguments, the fallback tool, the call's budget, no dedup
+//! and no fallback of its own, so no chains) whose row links to the call
+//! with how the call ended ([`FallbackFor`]). The call stays unfinished in
+//! the store, parked ([`crate::store::Store::park`]), until the run ends,
+//! however it ends; the run's ending then finishes the call with the run's
+//! outcome and [`Answered`], and deletes the run's row in the same store
+//! write. So each call has one completion, with its own task_id, and a run
+//! never takes a completion of its own. Both rows are durable: a restart
+//! takes the run up again (recovery skips a call whose run is stored) and
+//! any server of a shared store may run it. A crash between the call's
+//! ending and the run's insert runs the call again, as any crash does.
+use std::{sync::Arc, time::Duration};
+
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::{Scheduler, admission, state::Ended};
+use crate::model::{
+    Answered, CallOptions, Fallback, FallbackFor, Finish, FinishNotes, Outcome, Primary,
+    TaskRecord, TaskState, ToolKey, call,
+};
+
+/// What becomes of an ending once fallbacks are considered.
+pub(super) enum Fallen {
+    /// Write this ending (perhaps the call's, rewritten by a fallback).
+    Finish(Ended),
+    /// A fallback run now answers for the call: nothing to write yet.
+    Parked(TaskRecord),
+}
+
+impl Scheduler {
+    /// Applies the task's fallback to its ending, if it has one that
+    /// applies; a fallback run's ending becomes its call's.
+    pub(super) async fn fall_back(self: &Arc<Self>, ended: Ended) -> Fallen {
+        if let Some(link) = ended.task.call.fallback_for.clone() {
+            return Fallen::Finish(answer_call(ended, link));
+        }
+        let state = ended.finish.state;
+        let Some(fallback) = ended.task.call.fallback.clone() else {
+            return Fallen::Finish(ended);
+        };
+        if !matches!(state, TaskState::Failed | TaskState::TimedOut) {
+            return Fallen::Finish(ended);
+        }
+        match fallback {
+            Fallback::LastGood { max_age_ms } => {
+                Fallen::Finish(self.last_good(ended, max_age_ms).await)
+            }
+            Fallback::Tool(tool) => self.run_fallback(ended, tool).await,
+        }
+    }
+
+    /// The call answered by its last good result, if one is young enough.
+    async fn last_good(&self, mut ended: Ended, max_age_ms: u64) -> Ended {
+        let task = &ended.task;
+        let now = ended.finish.finished_at;
+        let not_before = now
+            .checked_sub(Duration::from_millis(max_age_ms))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let found = self
+            .store
+            .last_good(&task.session, &task.tool, &task.call.args_hash, not_before)
+            .await;
+        let earlier = match found {
+            Ok(Some(t)) => t,
+            Ok(None) => return ended,
+            Err(e) => {
+                warn!(task_id = %task.id, error = %e, "looking up a last good result failed: the call ends as it is");
+                return ended;
+            }
+        };
+        let (Some(Outcome::Result(json)), Some(at)) = (earlier.outcome, earlier.finished_at) else {
+            return ended;
+        };
+        info!(task_id = %task.id, answered_by = %earlier.id, "a last good result answers the call");
+        let primary = primary(&ended);
+        ended.finish.notes.answered_by = Some(Answered {
+            primary,
+            tool: String::new(),
+            last_good_age_ms: call::age_ms(at, now),
+            task_id: earlier.id,
+        });
+        ended.finish.state = TaskState::Succeeded;
+        ended.finish.outcome = Outcome::Result(json);
+        ended
+    }
+
+    /// Starts the fallback run of the call; the call ends as it is when the
+    /// run cannot start (the tool is gone, the session is full).
+    async fn run_fallback(self: &Arc<Self>, ended: Ended, tool: Arc<str>) -> Fallen {
+        let task = &ended.task;
+        let spec = match admission::tool_spec(&self.lock(), &ToolKey::from_key(tool)) {
+            Ok(spec) => spec,
+            Err(e) => {
+                warn!(task_id = %task.id, error = %e, "the fallback tool is unknown now: the call ends as it is");
+                return Fallen::Finish(ended);
+            }
+        };
+        let run = TaskRecord {
+            id: Uuid::new_v4(),
+            session: task.session.clone(),
+            tool: spec.name.as_arc().clone(),
+            arguments: task.arguments.clone(),
+            timeout: spec.timeout.unwrap_or(self.config.default_timeout),
+            idempotency_key: None,
+            created_at: ended.finish.finished_at,
+            state: TaskState::Queued,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+            // Its ending finishes the call, whose policy it keeps.
+            delivery: task.delivery,
+            call: CallOptions {
+                result_budget: task.call.result_budget,
+                args_hash: task.call.args_hash.clone(),
+                joinable: false,
+                fallback: None,
+                fallback_for: Some(FallbackFor {
+                    parent: task.id,
+                    primary: primary(&ended),
+                }),
+            },
+            notes: FinishNotes::default(),
+        };
+        match self.admit(run).await {
+            Ok((run, _)) => {
+                info!(task_id = %task.id, fallback_task_id = %run.id, "the call failed: its fallback tool runs");
+                if let Err(e) = self.store.park(task.id).await {
+                    warn!(task_id = %task.id, error = %e, "parking a call for its fallback failed");
+                }
+                let mut parked = ended.task;
+                parked.state = TaskState::Running;
+                Fallen::Parked(parked)
+            }
+            Err(e) => {
+                warn!(task_id = %task.id, error = %e, "the fallback run could not start: the call ends as it is");
+                Fallen::Finish(ended)
+            }
+        }
+    }
+}
+
+/// How the call ended by itself.
+fn primary(ended: &Ended) -> Primary {
+    let (code, message) = match &ended.finish.outcome {
+        Outcome::Error { code, message } => (code.clone(), message.clone()),
+        Outcome::Result(_) => (String::new(), String::new()),
+    };
+    Primary {
+        state: ended.finish.state,
+        code,
+        message,
+        attempts: ended.finish.attempts,
+    }
+}
+
+/// A fallback run's ending as its call's: the run's outcome and summary,
+/// [`Answered`] naming the run, and the run's row dropped with the write.
+fn answer_call(ended: Ended, link: FallbackFor) -> Ended {
+    let Ended { task, finish } = ended;
+    let call = Finish {
+        task_id: link.parent,
+        state: finish.state,
+        outcome: finish.outcome,
+        attempts: link.primary.attempts,
+        finished_at: finish.finished_at,
+        notes: FinishNotes {
+            summary: finish.notes.summary,
+            answered_by: Some(Answered {
+                primary: link.primary,
+                tool: task.tool.to_string(),
+                last_good_age_ms: 0,
+                task_id: task.id,
+            }),
+            drop_run: Some(task.id),
+        },
+    };
+    Ended { task, finish: call }
+}
