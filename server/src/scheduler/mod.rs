@@ -412,6 +412,9 @@ impl Scheduler {
             info!(task_id = %id, "task cancelled");
             return Ok(self.end(ended).await);
         }
+        if let Some(call) = self.cancel_fallback(id).await? {
+            return Ok(call);
+        }
         if let Some(c) = self.backlog.cancel_elsewhere(id).await? {
             // Queued in the store or held by another server (told by a
             // notification, or at its next lease renewal).
