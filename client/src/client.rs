@@ -260,11 +260,40 @@ impl Client {
     }
 
     pub async fn cancel(&self, task_id: &str) -> Result<pb::Task, Error> {
+        self.cancel_with_reason(task_id, "").await
+    }
+
+    /// Cancels a task saying why (at most 1 KiB): the reason reaches the
+    /// worker and the completion's message.
+    pub async fn cancel_with_reason(&self, task_id: &str, reason: &str) -> Result<pb::Task, Error> {
         let req = pb::CancelTaskRequest {
             task_id: task_id.to_string(),
-            reason: String::new(),
+            reason: reason.to_string(),
         };
         Ok(self.rpc.clone().cancel_task(req).await?.into_inner())
+    }
+
+    /// What a session is waiting for: its pending calls, unacknowledged
+    /// results, and the text for the model (`max_bytes` 0: 4096).
+    pub async fn pending_digest(
+        &self,
+        session: &str,
+        max_bytes: u64,
+    ) -> Result<pb::PendingDigestResponse, Error> {
+        let req = pb::PendingDigestRequest {
+            session_id: session.to_string(),
+            max_bytes,
+        };
+        Ok(self.rpc.clone().pending_digest(req).await?.into_inner())
+    }
+
+    /// One `SessionEvents` stream (no reconnection: on an error, open
+    /// another after the last completion's seq).
+    pub async fn session_events(
+        &self,
+        request: pb::SessionEventsRequest,
+    ) -> Result<tonic::Streaming<pb::SessionEvent>, Error> {
+        Ok(self.rpc.clone().session_events(request).await?.into_inner())
     }
 
     /// One page of the caller's tasks; pass the response's

@@ -9,6 +9,8 @@
 //! `server::Options`.
 use std::time::Duration;
 
+pub use crate::model::Delivery;
+
 /// How the server behaves. `Default` gives the values `errand serve` uses.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +39,12 @@ pub struct Config {
     pub connections: Connections,
     /// The MCP front end's settings (used with `--mcp-listen`).
     pub mcp: McpOptions,
+    /// Least time between two progress events of one task on one
+    /// `SessionEvents` stream (the latest report wins); > 0.
+    pub progress_interval: Duration,
+    /// How completions reach the model when neither the submit nor the
+    /// tool says.
+    pub default_delivery: Delivery,
 }
 
 /// How the MCP front end behaves; `Default` is what `errand serve` uses.
@@ -197,6 +205,8 @@ impl Default for Config {
             postgres: PostgresOptions::default(),
             connections: Connections::default(),
             mcp: McpOptions::default(),
+            progress_interval: Duration::from_millis(500),
+            default_delivery: Delivery::WhenIdle,
         }
     }
 }
@@ -358,6 +368,7 @@ impl Config {
             ("handshake-timeout-ms", c.handshake_timeout, true),
             ("idle-timeout-ms", c.idle_timeout, true),
             ("mcp-poll-interval-ms", self.mcp.poll_interval, true),
+            ("progress-interval", self.progress_interval, true),
         ] {
             duration(flag, value, positive)?;
         }
@@ -456,6 +467,21 @@ impl Config {
             ..self.postgres.clone()
         }
     }
+}
+
+/// A duration as `errand serve` takes it: plain milliseconds (`500`) or
+/// a number with a unit (`500ms`, `2s`, `1m`).
+///
+/// # Errors
+/// A text that is neither, saying what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?} is not a duration ({e}): give milliseconds (500) or a unit (500ms, 2s)")
+    })
 }
 
 fn at_least(flag: &'static str, value: usize, min: usize) -> Result<(), ConfigError> {

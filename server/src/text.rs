@@ -1,7 +1,9 @@
 //! The texts errand writes for the model, as the seed's decorator does: an
 //! acknowledgement at submit, a notice on each tool's description, and a
 //! message with each completion. Kept together so their wording is one voice.
-use crate::model::{Answered, CompletionRecord, Outcome, TaskRecord};
+use std::time::{Duration, SystemTime};
+
+use crate::model::{Answered, CompletionRecord, Outcome, ProgressRecord, TaskRecord, TaskState};
 
 /// Appended to every tool description in `ListTools`.
 pub const ASYNC_NOTICE: &str = "This tool is asynchronous: calling it returns a task ID at once, \
@@ -144,9 +146,123 @@ fn cut(s: &str, max: usize) -> usize {
     end
 }
 
+/// Most bytes of a task's arguments a digest line quotes.
+pub const DIGEST_ARGUMENTS_BYTES: usize = 120;
+
+/// Room kept at the end of a digest for its last lines (tasks left out,
+/// results unacknowledged).
+const DIGEST_TAIL_BYTES: usize = 200;
+
+/// The text `PendingDigest` gives the model: the session's pending calls
+/// (tool, short arguments, state, time so far, latest progress) and how many
+/// results are unacknowledged; at most `max_bytes` (cut on a character
+/// boundary), tasks that do not fit counted instead of listed. Empty when
+/// nothing is pending and every result is acknowledged.
+pub fn digest<'a>(
+    tasks: impl IntoIterator<Item = (&'a TaskRecord, Option<&'a ProgressRecord>)>,
+    pending_count: u64,
+    unacknowledged: u64,
+    max_bytes: usize,
+    now: SystemTime,
+) -> String {
+    let mut out = String::new();
+    if pending_count > 0 {
+        out.push_str(&format!(
+            "Pending tool calls: {pending_count} still queued or running. Their results will \
+arrive later in messages that carry their task IDs; do not guess or fabricate them.\n"
+        ));
+        let room = max_bytes.saturating_sub(DIGEST_TAIL_BYTES);
+        let mut listed = 0u64;
+        for (task, progress) in tasks {
+            let line = digest_line(task, progress, now);
+            if out.len() + line.len() > room {
+                break;
+            }
+            out.push_str(&line);
+            listed += 1;
+        }
+        if listed < pending_count {
+            out.push_str(&format!("- and {} more.\n", pending_count - listed));
+        }
+    }
+    if unacknowledged > 0 {
+        if pending_count == 0 {
+            out.push_str("No tool calls are pending. ");
+        }
+        out.push_str(&if unacknowledged == 1 {
+            "1 result of earlier calls has arrived and has not yet been acknowledged.\n".to_string()
+        } else {
+            format!(
+                "{unacknowledged} results of earlier calls have arrived and have not yet been \
+acknowledged.\n"
+            )
+        });
+    }
+    let end = crate::error::cut(&out, max_bytes).len();
+    out.truncate(end);
+    out
+}
+
+/// One pending task in a digest.
+fn digest_line(task: &TaskRecord, progress: Option<&ProgressRecord>, now: SystemTime) -> String {
+    let args = crate::error::cut(&task.arguments, DIGEST_ARGUMENTS_BYTES);
+    let more = if args.len() < task.arguments.len() {
+        "…"
+    } else {
+        ""
+    };
+    let waited = now.duration_since(task.created_at).unwrap_or_default();
+    let state = match (task.state, task.started_at) {
+        (TaskState::Running, Some(started)) => format!(
+            "running for {} (submitted {} ago)",
+            span(now.duration_since(started).unwrap_or_default()),
+            span(waited)
+        ),
+        (TaskState::Running, None) => format!("running, submitted {} ago", span(waited)),
+        _ => format!("queued for {}", span(waited)),
+    };
+    let attempt = if task.attempts > 1 {
+        format!(", attempt {}", task.attempts)
+    } else {
+        String::new()
+    };
+    let progress = progress.map_or(String::new(), |p| {
+        let mut s = if p.total > 0.0 {
+            let pct = (p.progress / p.total * 100.0).clamp(0.0, 100.0);
+            format!("; progress {}/{} ({pct:.0}%)", p.progress, p.total)
+        } else if p.progress > 0.0 {
+            format!("; progress {}", p.progress)
+        } else {
+            String::from("; progress reported")
+        };
+        if !p.message.is_empty() {
+            s.push_str(&format!(": {}", crate::error::cut(&p.message, 200)));
+        }
+        s
+    });
+    format!(
+        "- task {} `{}` {args}{more}: {state}{attempt}{progress}\n",
+        task.id,
+        crate::tenant::strip(&task.tool)
+    )
+}
+
+/// A duration as people read it: "12 s", "3 min 4 s", "2 h 5 min".
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::{
+        sync::Arc,
+        time::{Duration, SystemTime},
+    };
 
     use uuid::Uuid;
 
@@ -170,6 +286,7 @@ mod tests {
                 answered_by,
                 ..Default::default()
             },
+            delivery: Default::default(),
         }
     }
 
@@ -179,6 +296,28 @@ mod tests {
             code: "timeout".into(),
             message: "no answer in 5 s".into(),
             attempts: 1,
+        }
+    }
+
+    fn task(state: TaskState, args: &str) -> TaskRecord {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        TaskRecord {
+            id: Uuid::new_v4(),
+            session: "s".into(),
+            tool: "acme\u{1f}search".into(),
+            arguments: args.into(),
+            timeout: Duration::from_secs(60),
+            idempotency_key: None,
+            created_at: created,
+            state,
+            attempts: u32::from(state == TaskState::Running),
+            started_at: (state == TaskState::Running).then(|| created + Duration::from_secs(2)),
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+            delivery: Default::default(),
+            call: Default::default(),
+            notes: Default::default(),
         }
     }
 
@@ -234,5 +373,58 @@ mod tests {
         for needle in ["stale result", "12.3 s ago", "out of date", "TIMED_OUT"] {
             assert!(m.contains(needle), "{needle}: {m}");
         }
+    }
+
+    #[test]
+    fn the_digest_lists_pending_calls_and_counts_unacknowledged_results() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_075);
+        let running = task(TaskState::Running, r#"{"q":"tides"}"#);
+        let queued = task(
+            TaskState::Queued,
+            &format!(r#"{{"q":"{}"}}"#, "x".repeat(500)),
+        );
+        let p = ProgressRecord {
+            task_id: running.id,
+            session: "s".into(),
+            tool: running.tool.clone(),
+            index: 3,
+            progress: 3.0,
+            total: 5.0,
+            message: "page 3".into(),
+            detail_json: Arc::from(""),
+            elapsed: Duration::from_secs(70),
+        };
+        let text = digest([(&running, Some(&p)), (&queued, None)], 2, 1, 4096, now);
+        assert!(
+            text.starts_with("Pending tool calls: 2 still queued or running."),
+            "{text}"
+        );
+        let line = format!(
+            "- task {} `search` {{\"q\":\"tides\"}}: running for 1 min 13 s (submitted 1 min 15 s ago); progress 3/5 (60%): page 3\n",
+            running.id
+        );
+        assert!(text.contains(&line), "{text}");
+        assert!(text.contains(&format!("- task {} `search` {{\"q\":\"xxx", queued.id)));
+        assert!(text.contains("…: queued for 1 min 15 s\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "1 result of earlier calls has arrived and has not yet been acknowledged.\n"
+            ),
+            "{text}"
+        );
+        // Bounded: tasks that do not fit are counted.
+        let small = digest([(&running, Some(&p)), (&queued, None)], 2, 0, 600, now);
+        assert!(
+            small.len() <= 600
+                && small.contains(&running.id.to_string())
+                && small.contains("- and 1 more."),
+            "{small}"
+        );
+        assert!(digest([], 0, 0, 4096, now).is_empty(), "nothing to say");
+        assert_eq!(
+            digest([], 0, 2, 4096, now),
+            "No tool calls are pending. 2 results of earlier calls have arrived and have not yet been acknowledged.\n"
+        );
+        assert!(digest([(&running, None)], 1, 0, 10, now).len() <= 10);
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     config::Limits,
     error::Error,
     json_text::{self, Problem},
-    model::{ToolDef, ToolKey},
+    model::{ToolDef, ToolKey, ToolPolicy},
 };
 
 mod cost;
@@ -25,6 +25,8 @@ pub struct ToolSpec {
     pub input_schema_json: Arc<str>,
     /// The tool's default timeout, if it set one.
     pub timeout: Option<Duration>,
+    /// What it declares about its calls' delivery (checked at registration).
+    pub policy: ToolPolicy,
     validator: Option<Arc<jsonschema::Validator>>,
     /// Most subschemas that apply to one value (see `tools/cost.rs`); 0
     /// without a schema.
@@ -73,6 +75,15 @@ impl ToolSpec {
             tool.timeout_ms,
             limits,
         )?;
+        let budget = tool.policy.result_budget_bytes;
+        let max_budget = limits.max_result_budget_bytes as u64;
+        if budget > max_budget {
+            return Err(Error::invalid(format!(
+                "tool `{shown}`: result_budget_bytes is {budget} bytes, above the server's \
+                 maximum of {max_budget} (--max-result-budget-bytes): declare at most \
+                 {max_budget}, or 0 for the server's default"
+            )));
+        }
         let (validator, expansion) = if tool.input_schema_json.trim().is_empty() {
             (None, 0)
         } else {
@@ -84,6 +95,7 @@ impl ToolSpec {
             description: tool.description.as_str().into(),
             input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
+            policy: tool.policy.clone(),
             validator,
             expansion,
         })

@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::config::{
-    Config, ConfigError, Connections, Limits, McpOptions, PostgresOptions,
+    Config, ConfigError, Connections, Delivery, Limits, McpOptions, PostgresOptions,
 };
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
@@ -217,6 +217,16 @@ pub struct Args {
     /// HTTP/2 flow-control window per connection, in bytes.
     #[arg(long, env = "ERRAND_CONNECTION_WINDOW_BYTES", default_value_t = DEFAULTS.connections.connection_window_bytes)]
     pub connection_window_bytes: u32,
+    /// Least time between two progress events of one task on one
+    /// SessionEvents stream (the latest report wins): milliseconds (500) or
+    /// with a unit (500ms, 2s).
+    #[arg(long, env = "ERRAND_PROGRESS_INTERVAL", default_value = "500ms", value_parser = errand_server::config::parse_duration)]
+    pub progress_interval: Duration,
+    /// How completions reach the model when neither the submit nor the
+    /// tool says: when-idle (between turns), interrupt (at once), silent
+    /// (never starts a turn).
+    #[arg(long, env = "ERRAND_DEFAULT_DELIVERY", value_enum, default_value_t = DeliveryArg::WhenIdle)]
+    pub default_delivery: DeliveryArg,
     /// Log format on stderr.
     #[arg(long, env = "ERRAND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -230,6 +240,24 @@ pub enum StoreKind {
     Memory,
     /// PostgreSQL at --database-url, shared by every server pointed at it.
     Postgres,
+}
+
+/// A delivery policy as `--default-delivery` names it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryArg {
+    WhenIdle,
+    Interrupt,
+    Silent,
+}
+
+impl From<DeliveryArg> for Delivery {
+    fn from(d: DeliveryArg) -> Self {
+        match d {
+            DeliveryArg::WhenIdle => Delivery::WhenIdle,
+            DeliveryArg::Interrupt => Delivery::Interrupt,
+            DeliveryArg::Silent => Delivery::Silent,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -304,6 +332,8 @@ impl Args {
                 stream_window_bytes: self.stream_window_bytes,
                 connection_window_bytes: self.connection_window_bytes,
             },
+            progress_interval: self.progress_interval,
+            default_delivery: self.default_delivery.into(),
         };
         config.validate()?;
         Ok(config)
@@ -343,10 +373,27 @@ mod tests {
         assert_eq!(config.purge_interval, d.purge_interval);
         assert_eq!(config.register_timeout, d.register_timeout);
         assert_eq!(config.shutdown_grace, d.shutdown_grace);
+        assert_eq!(config.progress_interval, d.progress_interval);
+        assert_eq!(config.default_delivery, d.default_delivery);
         assert_eq!(
             format!("{:?}", config.connections),
             format!("{:?}", d.connections)
         );
+    }
+
+    #[test]
+    fn the_progress_interval_takes_milliseconds_or_a_unit() {
+        for (flag, ms) in [("250", 250), ("250ms", 250), ("2s", 2000)] {
+            let c = parse(&["--progress-interval", flag]).config().unwrap();
+            assert_eq!(c.progress_interval, Duration::from_millis(ms), "{flag}");
+        }
+        let zero = parse(&["--progress-interval", "0"]).config().unwrap_err();
+        assert_eq!(zero.flag, "progress-interval");
+        assert!(Cli::try_parse_from(["serve", "--progress-interval", "soon"]).is_err());
+        let c = parse(&["--default-delivery", "interrupt"])
+            .config()
+            .unwrap();
+        assert_eq!(c.default_delivery, Delivery::Interrupt);
     }
 
     #[test]

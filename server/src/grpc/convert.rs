@@ -11,8 +11,9 @@ use crate::{
     config::Limits,
     error::Error,
     model::{
-        Command, CompletionRecord, Fallback, Outcome, Registration, SessionKey, Submission,
-        TaskRecord, TaskResult, TaskState, ToolDef, ToolKey, millis,
+        Command, CompletionRecord, Delivery, Fallback, Outcome, ProgressRecord, ProgressReport,
+        Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey,
+        ToolPolicy, millis,
     },
     store::StoreError,
     tenant, text,
@@ -120,6 +121,7 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         worker_id: String::new(),
         worker_name: String::new(),
         retry_of: String::new(),
+        delivery: delivery_policy(task.delivery) as i32,
         ..Default::default()
     }
 }
@@ -181,6 +183,7 @@ fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Comp
             last_good_age_ms: a.last_good_age_ms,
             task_id: a.task_id.to_string(),
         }),
+        delivery: delivery_policy(c.delivery) as i32,
         ..Default::default()
     };
     match &c.outcome {
@@ -224,6 +227,105 @@ fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Comp
     out
 }
 
+/// A delivery policy on the wire.
+pub fn delivery_policy(d: Delivery) -> pb::DeliveryPolicy {
+    match d {
+        Delivery::WhenIdle => pb::DeliveryPolicy::WhenIdle,
+        Delivery::Interrupt => pb::DeliveryPolicy::Interrupt,
+        Delivery::Silent => pb::DeliveryPolicy::Silent,
+    }
+}
+
+/// A `DeliveryPolicy` a client sent in `field`: `None` for UNSPECIFIED.
+/// Errors: a value the enum does not have (INVALID_ARGUMENT).
+pub fn delivery(field: &str, value: i32) -> Result<Option<Delivery>, Error> {
+    match pb::DeliveryPolicy::try_from(value) {
+        Ok(pb::DeliveryPolicy::Unspecified) => Ok(None),
+        Ok(pb::DeliveryPolicy::WhenIdle) => Ok(Some(Delivery::WhenIdle)),
+        Ok(pb::DeliveryPolicy::Interrupt) => Ok(Some(Delivery::Interrupt)),
+        Ok(pb::DeliveryPolicy::Silent) => Ok(Some(Delivery::Silent)),
+        Err(_) => Err(Error::invalid(format!(
+            "{field} {value} is not a DeliveryPolicy: use DELIVERY_POLICY_WHEN_IDLE (1), \
+             DELIVERY_POLICY_INTERRUPT (2) or DELIVERY_POLICY_SILENT (3), or leave it unset"
+        ))),
+    }
+}
+
+/// A `DedupPolicy` a client sent in `field`: `None` for UNSPECIFIED,
+/// `Some(true)` to join identical calls in flight. Errors: a value the enum
+/// does not have (INVALID_ARGUMENT).
+pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
+    match pb::DedupPolicy::try_from(value) {
+        Ok(pb::DedupPolicy::Unspecified) => Ok(None),
+        Ok(pb::DedupPolicy::Off) => Ok(Some(false)),
+        Ok(pb::DedupPolicy::JoinInFlight) => Ok(Some(true)),
+        Err(_) => Err(Error::invalid(format!(
+            "{field} {value} is not a DedupPolicy: use DEDUP_POLICY_OFF (1) or \
+             DEDUP_POLICY_JOIN_IN_FLIGHT (2), or leave it unset"
+        ))),
+    }
+}
+
+/// What a registered tool declares about its calls (`tool` names it in
+/// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
+/// and fallback are checked with the tool ([`crate::tools::ToolSpec::new`]).
+fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
+    let field = |f: &str| format!("tool `{}`: {f}", tool.name);
+    let fallback = match tool.fallback.clone() {
+        None => None,
+        Some(f) => Some(fallback(f, tenant, &tool.name).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::invalid(field(&m)),
+            other => other,
+        })?),
+    };
+    Ok(ToolPolicy {
+        delivery: delivery(&field("delivery"), tool.delivery)?,
+        join_in_flight: dedup(&field("dedup"), tool.dedup)?,
+        result_budget_bytes: tool.result_budget_bytes,
+        cancellable_by_model: tool.cancellable_by_model,
+        fallback,
+    })
+}
+
+/// A stored fallback on the wire (a tool key shown by its name).
+fn fallback_wire(f: &Fallback) -> pb::Fallback {
+    pb::Fallback {
+        kind: Some(match f {
+            Fallback::Tool(key) => pb::fallback::Kind::Tool(tenant::strip(key).to_string()),
+            Fallback::LastGood { max_age_ms } => pb::fallback::Kind::LastGoodMaxAgeMs(*max_age_ms),
+        }),
+    }
+}
+
+/// A progress report as `SessionEvents` and `Task.progress` show it.
+pub fn progress(p: &ProgressRecord) -> pb::Progress {
+    pb::Progress {
+        task_id: p.task_id.to_string(),
+        tool: tenant::strip(&p.tool).to_string(),
+        index: p.index,
+        progress: p.progress,
+        total: p.total,
+        message: p.message.clone(),
+        detail_json: p.detail_json.to_string(),
+        elapsed_ms: millis(p.elapsed),
+        session_id: tenant::strip(&p.session).to_string(),
+        attempt: 0,
+    }
+}
+
+/// A worker's progress report; `Err` holds a `task_id` that is not a UUID.
+pub fn progress_report(p: pb::Progress) -> Result<ProgressReport, String> {
+    let task_id = Uuid::parse_str(&p.task_id).map_err(|_| p.task_id)?;
+    Ok(ProgressReport {
+        task_id,
+        attempt: p.attempt,
+        progress: p.progress,
+        total: p.total,
+        message: fields::free_text(p.message),
+        detail_json: p.detail_json,
+    })
+}
+
 /// A tool as `ListTools` shows it: the client's name, the async notice
 /// appended, an empty schema shown as any object.
 pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
@@ -240,6 +342,18 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         // Set by `ListTools` from the live state ([`super::listing`]).
         queued: 0,
         running: 0,
+        delivery: spec
+            .policy
+            .delivery
+            .map_or(0, |d| delivery_policy(d) as i32),
+        dedup: match spec.policy.join_in_flight {
+            None => pb::DedupPolicy::Unspecified,
+            Some(false) => pb::DedupPolicy::Off,
+            Some(true) => pb::DedupPolicy::JoinInFlight,
+        } as i32,
+        result_budget_bytes: spec.policy.result_budget_bytes,
+        cancellable_by_model: spec.policy.cancellable_by_model,
+        fallback: spec.policy.fallback.as_ref().map(fallback_wire),
         ..Default::default()
     }
 }
@@ -256,18 +370,7 @@ pub fn submission(
     fields::identifier("tool", &req.tool)?;
     crate::tools::check_name(&req.tool)?;
     fields::identifier("idempotency_key", &req.idempotency_key)?;
-    let join_in_flight = match pb::DedupPolicy::try_from(req.dedup) {
-        Ok(pb::DedupPolicy::Unspecified) => None,
-        Ok(pb::DedupPolicy::Off) => Some(false),
-        Ok(pb::DedupPolicy::JoinInFlight) => Some(true),
-        Err(_) => {
-            return Err(Error::invalid(format!(
-                "dedup {} is not a DedupPolicy: use DEDUP_POLICY_OFF (1) or \
-                 DEDUP_POLICY_JOIN_IN_FLIGHT (2), or leave it unset for the tool's",
-                req.dedup
-            )));
-        }
-    };
+    let join_in_flight = dedup("dedup", req.dedup)?;
     let fallback = req
         .fallback
         .map(|f| fallback(f, tenant, &req.tool))
@@ -275,6 +378,7 @@ pub fn submission(
     Ok(Submission {
         session,
         tool: ToolKey::new(tenant, &req.tool),
+        delivery: delivery("delivery", req.delivery)?,
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
         idempotency_key: req.idempotency_key,
@@ -322,11 +426,13 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
         .into_iter()
         .map(|tool| {
             crate::tools::check_name(&tool.name)?;
+            let policy = tool_policy(&tool, tenant)?;
             Ok(ToolDef {
                 name: ToolKey::new(tenant, &tool.name),
                 description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
+                policy,
             })
         })
         .collect::<Result<_, Error>>()?;
@@ -372,7 +478,7 @@ pub fn command(command: Command) -> pb::WorkerCommand {
             arguments_json: a.arguments.to_string(),
             attempt: a.attempt,
             timeout_ms: millis(a.timeout),
-            ..Default::default()
+            resume_detail_json: a.resume_detail.as_deref().unwrap_or_default().to_string(),
         }),
         Command::Cancel { task_id, reason } => {
             pb::worker_command::Kind::Cancel(pb::CancelAssignment {
@@ -407,6 +513,7 @@ mod tests {
                 summary: summary.map(Into::into),
                 ..Default::default()
             },
+            delivery: Default::default(),
         }
     }
 

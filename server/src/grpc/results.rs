@@ -76,6 +76,7 @@ mod tests {
             seq: 0,
             call: Default::default(),
             notes: Default::default(),
+            delivery: Default::default(),
         }
     }
 

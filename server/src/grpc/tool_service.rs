@@ -18,7 +18,7 @@ use crate::{
     model::{SessionKey, TaskRecord},
     quota::{RateLimiter, SlotCounter},
     scheduler::{self, Scheduler},
-    sessions::Feed,
+    sessions::{Events, Feed},
     tenant, text,
     tools::ToolSpec,
 };
@@ -26,6 +26,7 @@ use crate::{
 pub struct ToolApi {
     sched: Arc<Scheduler>,
     feed: Feed,
+    events: Events,
     metrics: Arc<Metrics>,
     streams: SlotCounter,
     submits: RateLimiter,
@@ -34,9 +35,16 @@ pub struct ToolApi {
 impl ToolApi {
     pub fn new(sched: Arc<Scheduler>, feed: Feed, metrics: Arc<Metrics>) -> Self {
         let rate = sched.config().limits.submits_per_second_per_token;
+        let events = Events::new(
+            feed.clone(),
+            sched.hub().clone(),
+            sched.clone(),
+            sched.config().progress_interval,
+        );
         Self {
             sched,
             feed,
+            events,
             metrics,
             streams: SlotCounter::default(),
             submits: RateLimiter::new(rate),
@@ -57,6 +65,16 @@ impl ToolApi {
             return Err(scheduler::not_found(id));
         }
         Ok((id, task))
+    }
+
+    /// A slot for one more session stream of the caller's tenant.
+    fn stream_slot(&self, caller: &Caller) -> Result<crate::quota::Slot, Error> {
+        let max = self.sched.config().limits.max_streams_per_tenant;
+        self.streams.acquire(&caller.tenant, max).map_err(|open| {
+            Error::ResourceExhausted(format!(
+                "your tenant has {open} Completions and SessionEvents streams open, the limit is {max}: close some (one stream per session is enough)"
+            ))
+        })
     }
 
     /// How this server's streams render completions.
@@ -138,12 +156,7 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let max = self.sched.config().limits.max_streams_per_tenant;
-        let slot = self.streams.acquire(&caller.tenant, max).map_err(|open| {
-            Error::ResourceExhausted(format!(
-                "your tenant has {open} Completions streams open, the limit is {max}: close some (one stream per session is enough)"
-            ))
-        })?;
+        let slot = self.stream_slot(&caller)?;
         let feed = self.feed.open(session, req.after_seq);
         Ok(Response::new(CompletionsStream::new(
             feed,
@@ -171,11 +184,11 @@ impl ToolService for ToolApi {
         request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let caller = caller(&request);
+        let req = request.into_inner();
+        let reason = cancel_reason(req.reason)?;
         // A task's session never changes: checked once, it stays the caller's.
-        let (id, _) = self
-            .own_task(&caller, &request.into_inner().task_id)
-            .await?;
-        let task = self.sched.cancel(id).await?;
+        let (id, _) = self.own_task(&caller, &req.task_id).await?;
+        let task = self.sched.cancel(id, &reason).await?;
         Ok(Response::new(convert::task(&task)))
     }
 
@@ -186,10 +199,10 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
+        let acked = self.sched.ack_completions(&session, req.up_to_seq).await?;
         Ok(Response::new(pb::AckCompletionsResponse {
-            removed,
-            ..Default::default()
+            removed: acked.removed,
+            acked_seq: acked.acked_seq,
         }))
     }
 
@@ -267,24 +280,71 @@ impl ToolService for ToolApi {
         }))
     }
 
-    type SessionEventsStream = futures::stream::Empty<Result<pb::SessionEvent, Status>>;
+    type SessionEventsStream = CompletionsStream<pb::SessionEvent>;
 
     async fn session_events(
         &self,
-        _request: Request<pb::SessionEventsRequest>,
+        request: Request<pb::SessionEventsRequest>,
     ) -> Result<Response<Self::SessionEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "SessionEvents is not implemented yet",
-        ))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let session = self.session_key(&caller, &req.session_id)?;
+        let slot = self.stream_slot(&caller)?;
+        // Acknowledged completions are never sent again.
+        let acked = self.sched.session_seqs(&session).await?.acked_seq;
+        let buffer = self.sched.config().limits.stream_buffer;
+        let events = self.events.open(
+            session,
+            req.after_seq.max(acked),
+            req.include_progress,
+            buffer,
+        );
+        Ok(Response::new(CompletionsStream::events(
+            events,
+            self.metrics.clone(),
+            self.stream_options(req.results_by_reference),
+            slot,
+            caller,
+        )))
     }
 
     async fn pending_digest(
         &self,
-        _request: Request<pb::PendingDigestRequest>,
+        request: Request<pb::PendingDigestRequest>,
     ) -> Result<Response<pb::PendingDigestResponse>, Status> {
-        Err(Status::unimplemented(
-            "PendingDigest is not implemented yet",
-        ))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let session = self.session_key(&caller, &req.session_id)?;
+        let limit = self.sched.config().limits.max_message_bytes / 2;
+        let max_bytes = match req.max_bytes {
+            0 => DEFAULT_DIGEST_BYTES,
+            n if n > limit as u64 => {
+                return Err(Error::invalid(format!(
+                    "max_bytes {n} is over the limit of {limit} (half of --max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
+                ))
+                .into());
+            }
+            n => n as usize,
+        };
+        let digest = self.sched.digest(&session).await?;
+        let text = text::digest(
+            digest
+                .pending
+                .iter()
+                .map(|v| (&v.task, v.progress.as_deref())),
+            digest.pending_count,
+            digest.seqs.unacknowledged,
+            max_bytes,
+            std::time::SystemTime::now(),
+        );
+        Ok(Response::new(pb::PendingDigestResponse {
+            pending: digest.pending.iter().map(listing::task).collect(),
+            last_seq: digest.seqs.last_seq,
+            acked_seq: digest.seqs.acked_seq,
+            text,
+            unacknowledged: digest.seqs.unacknowledged,
+            pending_count: digest.pending_count,
+        }))
     }
 
     async fn read_result(
@@ -301,6 +361,24 @@ impl ToolService for ToolApi {
             max_message,
         )?))
     }
+}
+
+/// `PendingDigestRequest.max_bytes` when the request gives none.
+pub const DEFAULT_DIGEST_BYTES: usize = 4096;
+
+/// Most bytes of a `CancelTaskRequest.reason`.
+pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
+
+/// A cancel's reason as kept: NULs escaped. Errors: over
+/// [`MAX_CANCEL_REASON_BYTES`].
+fn cancel_reason(reason: String) -> Result<String, Error> {
+    if reason.len() > MAX_CANCEL_REASON_BYTES {
+        return Err(Error::invalid(format!(
+            "reason is {} bytes, over the limit of {MAX_CANCEL_REASON_BYTES}: shorten it",
+            reason.len()
+        )));
+    }
+    Ok(super::fields::free_text(reason))
 }
 
 /// One page of `tools` (sorted by name) after `req.page_token`: at most

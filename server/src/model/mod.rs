@@ -10,11 +10,15 @@ use uuid::Uuid;
 
 pub mod call;
 mod keys;
+mod progress;
 mod worker;
 
 pub use call::{Answered, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 pub use keys::{SessionKey, ToolKey};
-pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef};
+pub use progress::{
+    MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES, ProgressRecord, ProgressReport,
+};
+pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef, ToolPolicy};
 
 /// Where a task is in its life. The last four are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +44,50 @@ impl TaskState {
             TaskState::Failed => "FAILED",
             TaskState::Cancelled => "CANCELLED",
             TaskState::TimedOut => "TIMED_OUT",
+        }
+    }
+}
+
+/// How a completion reaches the model; resolved at submit (the submit's,
+/// else the tool's, else the server's default) and stamped on the task and
+/// its completion. The SDKs obey it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Delivery {
+    /// Between turns, coalesced with others that arrive close together.
+    #[default]
+    WhenIdle,
+    /// At once: through the agent's interrupt hook when it is busy.
+    Interrupt,
+    /// Never starts a turn: leads the next user message.
+    Silent,
+}
+
+impl Delivery {
+    /// How the stores keep it (1, 2, 3 as on the wire).
+    pub fn code(self) -> i16 {
+        match self {
+            Delivery::WhenIdle => 1,
+            Delivery::Interrupt => 2,
+            Delivery::Silent => 3,
+        }
+    }
+
+    /// The policy a stored code stands for; `None` for an unknown one.
+    pub fn from_code(code: i16) -> Option<Self> {
+        Some(match code {
+            1 => Delivery::WhenIdle,
+            2 => Delivery::Interrupt,
+            3 => Delivery::Silent,
+            _ => return None,
+        })
+    }
+
+    /// The name models and people read: `WHEN_IDLE`, `INTERRUPT`, `SILENT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::WhenIdle => "WHEN_IDLE",
+            Delivery::Interrupt => "INTERRUPT",
+            Delivery::Silent => "SILENT",
         }
     }
 }
@@ -101,6 +149,8 @@ pub struct TaskRecord {
     pub call: CallOptions,
     /// What its finish recorded beside the outcome; default while unfinished.
     pub notes: FinishNotes,
+    /// How its completion reaches the model, resolved at submit.
+    pub delivery: Delivery,
 }
 
 /// A tool call as an agent submits it.
@@ -122,6 +172,8 @@ pub struct Submission {
     pub join_in_flight: Option<bool>,
     /// `None`: the tool's fallback. The tool is a key.
     pub fallback: Option<Fallback>,
+    /// `None`: the tool's policy, then the server's default.
+    pub delivery: Option<Delivery>,
 }
 
 /// What the store is told when a task ends.
@@ -153,6 +205,8 @@ pub struct CompletionRecord {
     pub result_budget: u64,
     /// The worker's summary; the fallback that answered.
     pub notes: FinishNotes,
+    /// The task's delivery policy.
+    pub delivery: Delivery,
 }
 
 impl CompletionRecord {
@@ -177,6 +231,7 @@ impl CompletionRecord {
                 drop_run: None,
                 ..finish.notes.clone()
             },
+            delivery: task.delivery,
         }
     }
 }

@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{Outcome, ToolKey};
+use super::{Delivery, Outcome, ToolKey};
 
 /// A tool as a worker declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +14,26 @@ pub struct ToolDef {
     pub input_schema_json: String,
     /// The tool's default timeout in milliseconds; 0: none.
     pub timeout_ms: u64,
+    /// What it declares about its calls' delivery (issue 17).
+    pub policy: ToolPolicy,
+}
+
+/// What a tool declares about how its calls reach the model; each unset
+/// field means the server's default. A submit's own values win.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolPolicy {
+    /// `None`: `--default-delivery`.
+    pub delivery: Option<Delivery>,
+    /// `Some(true)`: identical calls in flight are joined; `None`: off.
+    pub join_in_flight: Option<bool>,
+    /// Most bytes of a result delivered inline; 0: `--result-budget-bytes`.
+    pub result_budget_bytes: u64,
+    /// Whether a model may cancel its calls itself (the SDKs' tool refuses
+    /// otherwise); never limits CancelTask.
+    pub cancellable_by_model: bool,
+    /// What answers its calls that fail or time out; `None`: nothing. A
+    /// fallback tool is a key of the same tenant.
+    pub fallback: Option<super::Fallback>,
 }
 
 /// A worker's first message: what it serves and how much at once.
@@ -43,8 +63,9 @@ pub struct TaskResult {
 pub enum Command {
     /// Run this task.
     Assign(Assignment),
-    /// Stop running a task: `reason` is one of [`super::codes`].
-    Cancel { task_id: Uuid, reason: &'static str },
+    /// Stop running a task: `reason` is one of [`super::codes`], or
+    /// "cancelled: " and the client's reason.
+    Cancel { task_id: Uuid, reason: Arc<str> },
 }
 
 /// One attempt of a task, handed to a worker. `session` and `tool` are keys.
@@ -57,4 +78,7 @@ pub struct Assignment {
     /// 1 for the first dispatch.
     pub attempt: u32,
     pub timeout: Duration,
+    /// The last `detail_json` an earlier attempt reported; `None` on a
+    /// first attempt or when none was reported.
+    pub resume_detail: Option<Arc<str>>,
 }

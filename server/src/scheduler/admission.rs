@@ -12,8 +12,9 @@ use crate::{
     error::{self, Error},
     json_text,
     model::{
-        CallOptions, Fallback, Outcome, Registration, SessionKey, Submission, TaskState, ToolKey,
-        call, codes,
+        CallOptions, Delivery, Fallback, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES,
+        Outcome, ProgressReport, Registration, SessionKey, Submission, TaskState, ToolKey, call,
+        codes,
     },
     tools::{self, ToolSpec},
 };
@@ -73,6 +74,14 @@ pub fn timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
     }
 }
 
+/// How the call's completion reaches the model: the submit's policy, else
+/// the tool's, else the server's `--default-delivery`.
+pub fn delivery(sub: &Submission, spec: &ToolSpec, config: &Config) -> Delivery {
+    sub.delivery
+        .or(spec.policy.delivery)
+        .unwrap_or(config.default_delivery)
+}
+
 /// The spec of tool `key`, or NOT_FOUND listing the tools of the same
 /// tenant (another tenant's are not its business).
 pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error> {
@@ -91,15 +100,16 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error>
     )))
 }
 
-/// Checks the call's fallback tool, if it has one (the submit's, else the
-/// tool's). Errors: NOT_FOUND for an unknown tool; INVALID_ARGUMENT for the
-/// call's own tool.
+/// Checks the submit's fallback tool, if it names one. Errors: NOT_FOUND
+/// for an unknown tool; INVALID_ARGUMENT for the call's own tool. A tool's
+/// declared fallback was checked at registration, and one unknown when a
+/// call fails leaves the call's own ending (logged).
 pub fn check_fallback_tool<I: Io>(
     st: &State<I>,
     sub: &Submission,
     spec: &ToolSpec,
 ) -> Result<(), Error> {
-    let Some(Fallback::Tool(tool)) = resolved_fallback(sub, spec) else {
+    let Some(Fallback::Tool(tool)) = sub.fallback.clone() else {
         return Ok(());
     };
     let key = ToolKey::from_key(tool);
@@ -115,8 +125,10 @@ pub fn check_fallback_tool<I: Io>(
 }
 
 /// The submit's fallback, else the tool's.
-fn resolved_fallback(sub: &Submission, _spec: &ToolSpec) -> Option<Fallback> {
-    sub.fallback.clone()
+fn resolved_fallback(sub: &Submission, spec: &ToolSpec) -> Option<Fallback> {
+    sub.fallback
+        .clone()
+        .or_else(|| spec.policy.fallback.clone())
 }
 
 /// The call's options: budget (the submit's, else the tool's, else
@@ -129,14 +141,18 @@ pub fn call_options(
     arguments: &str,
     limits: &Limits,
 ) -> CallOptions {
-    let result_budget = match sub.result_budget_bytes {
-        0 => limits.result_budget_bytes as u64,
-        n => n,
+    let result_budget = match (sub.result_budget_bytes, spec.policy.result_budget_bytes) {
+        (0, 0) => limits.result_budget_bytes as u64,
+        (0, tool) => tool,
+        (call, _) => call,
     };
     CallOptions {
         result_budget,
         args_hash: call::args_hash(arguments).into(),
-        joinable: sub.join_in_flight.unwrap_or(false),
+        joinable: sub
+            .join_in_flight
+            .or(spec.policy.join_in_flight)
+            .unwrap_or(false),
         fallback: resolved_fallback(sub, spec),
         fallback_for: None,
     }
@@ -203,6 +219,24 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
         )));
     }
     Ok(specs)
+}
+
+/// A worker's progress report as the scheduler keeps it: `message` cut to
+/// [`MAX_PROGRESS_MESSAGE_BYTES`], numbers that are not finite read as 0.
+/// Errors (the report is ignored): a `detail_json` that breaks errand's
+/// JSON rule or is over [`MAX_PROGRESS_DETAIL_BYTES`]; the text says why.
+pub fn check_progress(mut report: ProgressReport) -> Result<ProgressReport, String> {
+    if !report.detail_json.is_empty() {
+        json_text::check(&report.detail_json, MAX_PROGRESS_DETAIL_BYTES)
+            .map_err(|problem| format!("detail_json {problem}"))?;
+    }
+    truncate_utf8(&mut report.message, MAX_PROGRESS_MESSAGE_BYTES);
+    for n in [&mut report.progress, &mut report.total] {
+        if !n.is_finite() {
+            *n = 0.0;
+        }
+    }
+    Ok(report)
 }
 
 /// How a worker's result ends its task: a JSON text by errand's one rule
@@ -305,6 +339,33 @@ mod tests {
             }
         );
         assert_eq!(judge_result(None, 8).0, TaskState::Failed);
+    }
+
+    #[test]
+    fn progress_reports_are_bounded_and_their_detail_follows_the_json_rule() {
+        let report = |message: &str, detail: &str| ProgressReport {
+            message: message.into(),
+            detail_json: detail.into(),
+            progress: f64::NAN,
+            total: f64::INFINITY,
+            ..Default::default()
+        };
+        let ok = check_progress(report(&"é".repeat(1000), r#"{"page":2}"#)).unwrap();
+        assert!(ok.message.len() <= MAX_PROGRESS_MESSAGE_BYTES && ok.message.len() >= 1022);
+        assert_eq!((ok.progress, ok.total), (0.0, 0.0));
+        assert!(check_progress(report("m", "")).is_ok(), "no detail is fine");
+        let bad = check_progress(report("m", "{nope")).unwrap_err();
+        assert!(bad.starts_with("detail_json is not valid JSON"), "{bad}");
+        let big = format!("\"{}\"", "x".repeat(MAX_PROGRESS_DETAIL_BYTES));
+        assert!(
+            check_progress(report("m", &big))
+                .unwrap_err()
+                .contains("the limit is 65536")
+        );
+        assert!(
+            check_progress(report("m", r#""\ud800""#)).is_err(),
+            "lone surrogate"
+        );
     }
 
     #[test]

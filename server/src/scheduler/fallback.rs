@@ -138,6 +138,7 @@ impl Scheduler {
                 }),
             },
             notes: FinishNotes::default(),
+            delivery: task.delivery,
         };
         match self.admit(run).await {
             Ok((run, _)) => {
@@ -163,9 +164,12 @@ impl Scheduler {
     /// shared mode another server finds it gone at its next lease renewal)
     /// and the call completes CANCELLED, with FallbackUsed naming the run.
     /// `None` when `id` is neither (or not stored).
+    /// `why` is the completion's message, `tell` the worker's reason.
     pub(super) async fn cancel_fallback(
         self: &Arc<Self>,
         id: Uuid,
+        why: &str,
+        tell: &Arc<str>,
     ) -> Result<Option<TaskRecord>, Error> {
         let Some(task) = self.store.get_task(id).await? else {
             return Ok(None);
@@ -184,7 +188,7 @@ impl Scheduler {
         let Some(link) = run.call.fallback_for.clone() else {
             return Ok(None);
         };
-        let outcome = Outcome::error(codes::CANCELLED, "cancelled by the client");
+        let outcome = Outcome::error(codes::CANCELLED, why);
         let live = {
             let mut st = self.lock();
             self.take(
@@ -192,7 +196,7 @@ impl Scheduler {
                 run.id,
                 TaskState::Cancelled,
                 outcome.clone(),
-                Some(codes::CANCELLED),
+                Some(tell.clone()),
             )
         };
         let ended = live.unwrap_or_else(|| {

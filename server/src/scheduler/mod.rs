@@ -24,7 +24,8 @@
 //!
 //! - `state/`: the live state and its synchronous transitions (`mod.rs`),
 //!   and what it tells about tools and load (`registry.rs`).
-//! - `admission.rs`: submit, registration and result checks; quotas.
+//! - `admission.rs`: submit, registration, result and progress checks; quotas.
+//! - [`digest`]: what a session is waiting for (`PendingDigest`).
 //! - `finisher.rs`: store write with retry, then the session's streams.
 //! - `fallback.rs`: what answers a call that failed or timed out.
 //! - `timers.rs`: per-attempt timeouts.
@@ -33,6 +34,7 @@
 //!   whether queued work waits here or (shared mode) in the store.
 //! - `shared.rs`: what [`crate::cluster`] asks of the scheduler.
 mod admission;
+pub mod digest;
 mod fallback;
 mod finisher;
 mod lifecycle;
@@ -64,13 +66,17 @@ use crate::{
     logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
-        Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
-        TaskState, codes,
+        Assignment, Command, Outcome, ProgressRecord, ProgressReport, Registration, SessionKey,
+        Submission, TaskRecord, TaskResult, TaskState, codes,
     },
     sessions::SessionHub,
-    store::{Durable, Inserted, SharedStore},
+    store::{Acked, Durable, Inserted, SharedStore},
     tools::{ToolSpec, ValidationPool},
 };
+
+/// Ignored progress reports are logged at most this often: a worker can
+/// send them at will.
+static IGNORED_PROGRESS: logs::Throttle = logs::Throttle::new(std::time::Duration::from_secs(10));
 
 /// One command for a worker, to be sent once `after` resolves.
 #[derive(Debug)]
@@ -191,6 +197,11 @@ impl Scheduler {
         &self.config
     }
 
+    /// The session hub its completions and progress reports go to.
+    pub fn hub(&self) -> &Arc<SessionHub> {
+        &self.hub
+    }
+
     /// Worker streams and result writes in flight.
     pub fn tracker(&self) -> &TaskTracker {
         &self.tracker
@@ -228,7 +239,7 @@ impl Scheduler {
         id: Uuid,
         state: TaskState,
         outcome: Outcome,
-        tell_worker: Option<&'static str>,
+        tell_worker: Option<Arc<str>>,
     ) -> Option<Ended> {
         let ended = st.take(id, state, outcome, tell_worker, SystemTime::now());
         if ended.is_some() {
@@ -272,6 +283,7 @@ impl Scheduler {
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
         let call = admission::call_options(&sub, &spec, &arguments, limits);
+        let delivery = admission::delivery(&sub, &spec, &self.config);
         let task = TaskRecord {
             id: Uuid::new_v4(),
             session: sub.session.as_arc().clone(),
@@ -289,6 +301,7 @@ impl Scheduler {
             seq: 0,
             call,
             notes: Default::default(),
+            delivery,
         };
         self.admit(task).await
     }
@@ -396,23 +409,32 @@ impl Scheduler {
         self.store.get_task(id).await?.ok_or_else(|| not_found(id))
     }
 
-    /// Cancels a queued or running task.
-    pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<TaskRecord, Error> {
+    /// Cancels a queued or running task; a non-empty `reason` (checked by
+    /// the caller) reaches the worker and the completion's message.
+    pub async fn cancel(self: &Arc<Self>, id: Uuid, reason: &str) -> Result<TaskRecord, Error> {
+        let (why, tell): (String, Arc<str>) = if reason.is_empty() {
+            ("cancelled by the client".into(), codes::CANCELLED.into())
+        } else {
+            (
+                format!("cancelled by the client: {reason}"),
+                format!("{}: {reason}", codes::CANCELLED).into(),
+            )
+        };
         let ended = {
             let mut st = self.lock();
             self.take(
                 &mut st,
                 id,
                 TaskState::Cancelled,
-                Outcome::error(codes::CANCELLED, "cancelled by the client"),
-                Some(codes::CANCELLED),
+                Outcome::error(codes::CANCELLED, why.clone()),
+                Some(tell.clone()),
             )
         };
         if let Some(ended) = ended {
             info!(task_id = %id, "task cancelled");
             return Ok(self.end(ended).await);
         }
-        if let Some(call) = self.cancel_fallback(id).await? {
+        if let Some(call) = self.cancel_fallback(id, &why, &tell).await? {
             return Ok(call);
         }
         if let Some(c) = self.backlog.cancel_elsewhere(id).await? {
@@ -438,16 +460,27 @@ impl Scheduler {
         }
     }
 
-    /// Releases a session's completions up to `up_to_seq`.
+    /// Acknowledges a session's completions up to `up_to_seq`: releases
+    /// them and raises its acknowledged seq (never lowers it). Errors:
+    /// OUT_OF_RANGE beyond the session's last seq (nothing changes).
     pub async fn ack_completions(
         &self,
         session: &SessionKey,
         up_to_seq: u64,
-    ) -> Result<u64, Error> {
-        Ok(self
+    ) -> Result<Acked, Error> {
+        let acked = self
             .store
             .ack_completions(session.as_key(), up_to_seq)
-            .await?)
+            .await?;
+        if up_to_seq > acked.last_seq {
+            return Err(Error::OutOfRange(format!(
+                "up_to_seq {up_to_seq} is beyond session {}'s last seq, {}: acknowledge only \
+                 seqs you have received",
+                crate::error::quote(session.name()),
+                acked.last_seq
+            )));
+        }
+        Ok(acked)
     }
 
     /// Adds a worker and its tools. Its commands (queued work first) arrive
@@ -514,6 +547,38 @@ impl Scheduler {
         }
     }
 
+    /// A worker's progress report: kept (and sent to the session's event
+    /// streams) when the worker holds the task's current attempt, else
+    /// ignored and logged. Never ends the worker's stream.
+    pub fn on_progress(self: &Arc<Self>, worker: WorkerId, report: ProgressReport) {
+        let id = report.task_id;
+        let report = match admission::check_progress(report) {
+            Ok(report) => report,
+            Err(why) => {
+                if let Some(times) = IGNORED_PROGRESS.ready() {
+                    tracing::warn!(worker_id = worker, task_id = %id, times, problem = %logs::field(&why), "progress report ignored");
+                }
+                return;
+            }
+        };
+        let record = self
+            .lock()
+            .record_progress(worker, report, SystemTime::now());
+        match record {
+            Some(record) => self.hub.progress(record),
+            None => {
+                if let Some(times) = IGNORED_PROGRESS.ready() {
+                    tracing::warn!(worker_id = worker, task_id = %id, times, "progress for a task the worker does not hold ignored");
+                }
+            }
+        }
+    }
+
+    /// The latest progress of a live task's current run.
+    pub fn progress_of(&self, id: Uuid) -> Option<Arc<ProgressRecord>> {
+        self.lock().progress_of(id)
+    }
+
     /// A worker's stream ended: its running tasks go back to the queue with
     /// their place kept, or fail once their attempts are used up.
     pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
@@ -573,6 +638,16 @@ impl Scheduler {
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {
         self.lock().task(id).cloned()
+    }
+}
+
+impl crate::sessions::ProgressSource for Scheduler {
+    fn session_progress(&self, session: &str) -> Vec<Arc<ProgressRecord>> {
+        self.lock().session_progress(session)
+    }
+
+    fn progress_of(&self, task: Uuid) -> Option<Arc<ProgressRecord>> {
+        self.lock().progress_of(task)
     }
 }
 

@@ -59,7 +59,7 @@ impl Scheduler {
                         *id,
                         TaskState::Cancelled,
                         Outcome::error(codes::CANCELLED, "no longer held by this server"),
-                        Some(codes::CANCELLED),
+                        Some(codes::CANCELLED.into()),
                     )
                 })
                 .collect()
@@ -96,6 +96,8 @@ impl Scheduler {
                     description: t.description,
                     input_schema_json: t.input_schema,
                     timeout_ms: t.default_timeout_ms.unwrap_or(0),
+                    // Adverts carry no policy: the server's defaults apply.
+                    ..Default::default()
                 };
                 match ToolSpec::new(&def, &self.config.limits) {
                     Ok(spec) => Some((spec.name.as_arc().clone(), (spec, t.workers))),

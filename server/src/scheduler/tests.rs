@@ -315,8 +315,16 @@ impl crate::store::Store for Refusing {
     ) -> Result<Vec<crate::model::CompletionRecord>, StoreError> {
         self.0.completions_after(session, after_seq, limit).await
     }
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+    ) -> Result<crate::store::Acked, StoreError> {
         self.0.ack_completions(session, up_to_seq).await
+    }
+
+    async fn session_seqs(&self, session: &str) -> Result<crate::store::SessionSeqs, StoreError> {
+        self.0.session_seqs(session).await
     }
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
         self.0.purge_finished_before(cutoff).await

@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Durable, Inserted, Store, StoreError, TaskQuery};
+use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, TaskQuery};
 use crate::model::{CompletionRecord, Finish, FinishNotes, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
@@ -33,6 +33,8 @@ type Call = (Arc<str>, Arc<str>, Arc<str>);
 struct SessionLog {
     /// Last seq handed out; kept after the log empties so seqs never repeat.
     last_seq: u64,
+    /// Highest seq acknowledged.
+    acked_seq: u64,
     log: VecDeque<CompletionRecord>,
 }
 
@@ -208,11 +210,20 @@ impl Store for MemoryStore {
         Ok(log.log.iter().skip(start).take(limit).cloned().collect())
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
         let mut inner = self.lock();
         let Some(log) = inner.sessions.get_mut(session) else {
-            return Ok(0);
+            return Ok(Acked::default());
         };
+        if up_to_seq > log.last_seq {
+            return Ok(Acked {
+                removed: 0,
+                acked_seq: log.acked_seq,
+                last_seq: log.last_seq,
+            });
+        }
+        log.acked_seq = log.acked_seq.max(up_to_seq);
+        let (acked_seq, last_seq) = (log.acked_seq, log.last_seq);
         let mut removed = Vec::new();
         while log.log.front().is_some_and(|c| c.seq <= up_to_seq) {
             removed.extend(log.log.pop_front().map(|c| c.task_id));
@@ -220,7 +231,24 @@ impl Store for MemoryStore {
         for id in &removed {
             inner.remove_task(*id);
         }
-        Ok(removed.len() as u64)
+        Ok(Acked {
+            removed: removed.len() as u64,
+            acked_seq,
+            last_seq,
+        })
+    }
+
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
+        let inner = self.lock();
+        let Some(log) = inner.sessions.get(session) else {
+            return Ok(SessionSeqs::default());
+        };
+        let unacknowledged = log.log.iter().filter(|c| c.seq > log.acked_seq).count();
+        Ok(SessionSeqs {
+            last_seq: log.last_seq,
+            acked_seq: log.acked_seq,
+            unacknowledged: unacknowledged as u64,
+        })
     }
 
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {

@@ -131,6 +131,28 @@ pub enum Inserted {
     Joined(Box<TaskRecord>),
 }
 
+/// What [`Store::ack_completions`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Acked {
+    /// Completions removed by this call.
+    pub removed: u64,
+    /// The session's acknowledged seq after the call.
+    pub acked_seq: u64,
+    /// The session's last seq (0: none yet).
+    pub last_seq: u64,
+}
+
+/// A session's counters ([`Store::session_seqs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionSeqs {
+    /// The seq of its last completion; 0: none yet.
+    pub last_seq: u64,
+    /// The highest seq acknowledged.
+    pub acked_seq: u64,
+    /// Retained completions with seq > `acked_seq`.
+    pub unacknowledged: u64,
+}
+
 /// Durable home of tasks and completions.
 ///
 /// Invariants every implementation keeps:
@@ -206,9 +228,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError>;
 
-    /// Removes the session's completions with seq <= `up_to_seq`, and their
-    /// tasks. Returns how many completions were removed.
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError>;
+    /// Acknowledges a session's completions up to `up_to_seq`: removes them
+    /// and their tasks, and raises the session's acknowledged seq to it
+    /// (never lowers it). When `up_to_seq` is beyond the session's last seq
+    /// it changes nothing (the answer's `last_seq` says so).
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError>;
+
+    /// A session's last seq, acknowledged seq, and how many retained
+    /// completions are above the latter; zeros for a session never seen.
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError>;
 
     /// Up to `query.limit` stored tasks that match `query`, finished or not,
     /// in its order (by created_at, then id). A dispatch not yet applied

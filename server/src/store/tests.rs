@@ -73,6 +73,7 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         seq: 0,
         call: Default::default(),
         notes: Default::default(),
+        delivery: Default::default(),
     }
 }
 
@@ -391,7 +392,7 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     insert_new(store, &other).await;
     finish_seq(store, &succeed(&other, at(10))).await;
 
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 3);
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 3);
     assert_eq!(
         seqs(&store.completions_after("s1", 0, 10).await.unwrap()),
         [4, 5]
@@ -401,15 +402,18 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     }
     assert!(store.get_task(tasks[3].id).await.unwrap().is_some());
     // Acking again, or another session, removes nothing more.
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 0);
-    assert_eq!(store.ack_completions("nobody", 100).await.unwrap(), 0);
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 0);
+    assert_eq!(
+        store.ack_completions("nobody", 100).await.unwrap().removed,
+        0
+    );
     assert_eq!(
         seqs(&store.completions_after("s2", 0, 10).await.unwrap()),
         [1]
     );
 
     // Acknowledging everything does not reset the numbering.
-    assert_eq!(store.ack_completions("s1", 5).await.unwrap(), 2);
+    assert_eq!(store.ack_completions("s1", 5).await.unwrap().removed, 2);
     assert!(
         store
             .completions_after("s1", 0, 10)
@@ -424,6 +428,69 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
         seqs(&store.completions_after("s1", 5, 10).await.unwrap()),
         [6]
     );
+}
+
+async fn acknowledged_seq_is_monotonic_and_never_beyond_the_last(store: &dyn Store) {
+    use crate::{
+        model::Delivery,
+        store::{Acked, SessionSeqs},
+    };
+    assert_eq!(
+        store.session_seqs("s1").await.unwrap(),
+        SessionSeqs::default()
+    );
+    let mut silent = task("s1", None, at(0));
+    silent.delivery = Delivery::Silent;
+    insert_new(store, &silent).await;
+    assert_eq!(
+        store.get_task(silent.id).await.unwrap().unwrap().delivery,
+        Delivery::Silent
+    );
+    for i in 0..3 {
+        let t = task("s1", None, at(i));
+        insert_new(store, &t).await;
+        finish_seq(store, &succeed(&t, at(10 + i))).await;
+    }
+    let counts = |last_seq, acked_seq, unacknowledged| SessionSeqs {
+        last_seq,
+        acked_seq,
+        unacknowledged,
+    };
+    assert_eq!(store.session_seqs("s1").await.unwrap(), counts(3, 0, 3));
+    let beyond = store.ack_completions("s1", 4).await.unwrap();
+    assert_eq!(
+        beyond,
+        Acked {
+            removed: 0,
+            acked_seq: 0,
+            last_seq: 3
+        },
+        "changes nothing"
+    );
+    let acked = store.ack_completions("s1", 2).await.unwrap();
+    assert_eq!(
+        acked,
+        Acked {
+            removed: 2,
+            acked_seq: 2,
+            last_seq: 3
+        }
+    );
+    let lower = store.ack_completions("s1", 1).await.unwrap();
+    assert_eq!(
+        lower,
+        Acked {
+            removed: 0,
+            acked_seq: 2,
+            last_seq: 3
+        },
+        "never lowered"
+    );
+    assert_eq!(store.session_seqs("s1").await.unwrap(), counts(3, 2, 1));
+    finish_seq(store, &succeed(&silent, at(20))).await;
+    let c = store.completions_after("s1", 3, 10).await.unwrap();
+    assert_eq!(c[0].delivery, Delivery::Silent, "stamped on its completion");
+    assert_eq!(store.session_seqs("s1").await.unwrap(), counts(4, 2, 2));
 }
 
 async fn purge_removes_only_old_finished_work(store: &dyn Store) {
@@ -541,6 +608,7 @@ for_each_store! {
         seq_is_per_session_and_gapless,
         completions_after_pages_in_order,
         ack_removes_completions_and_tasks_and_keeps_seq,
+        acknowledged_seq_is_monotonic_and_never_beyond_the_last,
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,

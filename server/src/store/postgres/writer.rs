@@ -334,6 +334,7 @@ impl Writer {
                 .collect();
             let state: Vec<i16> = new.iter().map(|&i| state_code(tasks[i].state)).collect();
             let attempts: Vec<i32> = new.iter().map(|&i| tasks[i].attempts as i32).collect();
+            let delivery: Vec<i16> = new.iter().map(|&i| tasks[i].delivery.code()).collect();
             let calls: Vec<_> = new
                 .iter()
                 .map(|&i| call_columns::insert_columns(&tasks[i].call))
@@ -349,17 +350,17 @@ impl Writer {
             let stored: HashSet<Uuid> = rows(
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
-                     idempotency_key, created_at, state, attempts, result_budget, args_hash,
-                     joinable, fallback, owner, lease_until)
+                     idempotency_key, created_at, state, attempts, delivery, result_budget,
+                     args_hash, joinable, fallback, owner, lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
-                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[],
-                     $12::int8[], $13::text[], $14::int4[], $15::text[])
+                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int2[],
+                     $13::int8[], $14::text[], $15::int4[], $16::text[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
-                          created_at, state, attempts, result_budget, args_hash, joinable,
-                          fallback)
+                          created_at, state, attempts, delivery, result_budget, args_hash,
+                          joinable, fallback)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -373,6 +374,7 @@ impl Writer {
                     &attempts,
                     &&*self.server_id,
                     &lease_ms,
+                    &delivery,
                     &budget,
                     &hash,
                     &joinable,

@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use super::call_columns::CallRow;
-use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
+use crate::model::{CompletionRecord, Delivery, Finish, Outcome, TaskRecord, TaskState};
 
 /// The task columns both engines select, in [`TaskRow`]'s order (a macro so
 /// SQLite can `concat!` it into `const` statements).
 macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
-         attempts, started_at, finished_at, result, error_code, error_message, seq, \
+         attempts, started_at, finished_at, result, error_code, error_message, seq, delivery, \
          result_budget, args_hash, joinable, fallback, summary, answered_by"
     };
 }
@@ -47,6 +47,8 @@ pub(crate) struct TaskRow {
     pub error_message: Option<String>,
     /// 0 until the task is finished.
     pub seq: i64,
+    /// A [`Delivery::code`].
+    pub delivery: i16,
     /// The last six columns ([`CallRow`]).
     pub call: CallRow,
 }
@@ -76,6 +78,8 @@ impl TaskRow {
             .map_err(|_| BadRow(format!("attempts out of range: {}", self.attempts)))?;
         let seq =
             u64::try_from(self.seq).map_err(|_| BadRow(format!("negative seq {}", self.seq)))?;
+        let delivery = Delivery::from_code(self.delivery)
+            .ok_or_else(|| BadRow(format!("unknown delivery policy {}", self.delivery)))?;
         let (call, notes) = self.call.decode()?;
         Ok(TaskRecord {
             id: self.id,
@@ -91,6 +95,7 @@ impl TaskRow {
             finished_at: self.finished_at.map(time_from_i64),
             outcome,
             seq,
+            delivery,
             call,
             notes,
         })
@@ -193,6 +198,12 @@ mod tests {
         assert_eq!(state_from_code(9), None);
         assert!(row(9, 0).decode().is_err(), "unknown state");
         assert!(row(0, -1).decode().is_err(), "negative seq");
+        let mut silent = row(0, 0);
+        silent.delivery = Delivery::Silent.code();
+        assert_eq!(silent.decode().unwrap().delivery, Delivery::Silent);
+        let mut unknown = row(0, 0);
+        unknown.delivery = 7;
+        assert!(unknown.decode().is_err(), "unknown delivery");
         let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
         for t in [UNIX_EPOCH, before_epoch, SystemTime::now()] {
             assert_eq!(time_from_i64(time_to_i64(t)), t);
@@ -216,6 +227,7 @@ mod tests {
             error_code: None,
             error_message: None,
             seq,
+            delivery: 1,
             call: CallRow::default(),
         }
     }

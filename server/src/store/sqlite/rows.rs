@@ -5,7 +5,6 @@ use rusqlite::{Connection, OptionalExtension, Row, params, types::Type};
 use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
-use crate::store::Inserted;
 use crate::store::sql::{
     PURGE_CHUNK,
     call_columns::{self, CallRow},
@@ -14,6 +13,7 @@ use crate::store::sql::{
         to_i64,
     },
 };
+use crate::store::{Acked, Inserted};
 
 pub(super) const SELECT_TASK: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
@@ -74,9 +74,9 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
     conn.prepare_cached(
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
-             error_message, seq, result_budget, args_hash, joinable, fallback)
+             error_message, seq, delivery, result_budget, args_hash, joinable, fallback)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19)",
+             ?18, ?19, ?20)",
     )?
     .execute(params![
         &task.id.as_bytes()[..],
@@ -94,6 +94,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         error_code,
         error_message,
         to_i64(task.seq),
+        task.delivery.code(),
         budget,
         args_hash,
         joinable,
@@ -189,6 +190,36 @@ fn finish_task_inner(
     Ok(Some(CompletionRecord::new(&task, finish, seq)))
 }
 
+/// Acknowledges a session's completions up to `up_to_seq` (see
+/// [`crate::store::Store::ack_completions`]).
+pub(super) fn ack(conn: &Connection, session: &str, up_to_seq: u64) -> rusqlite::Result<Acked> {
+    let (last, acked): (i64, i64) = conn
+        .prepare_cached("SELECT last_seq, acked_seq FROM sessions WHERE session = ?1")?
+        .query_row([session], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
+    if up_to_seq > last_seq {
+        return Ok(Acked {
+            removed: 0,
+            acked_seq,
+            last_seq,
+        });
+    }
+    let removed = conn
+        .prepare_cached("DELETE FROM tasks WHERE session = ?1 AND seq > 0 AND seq <= ?2")?
+        .execute(params![session, to_i64(up_to_seq)])?;
+    if up_to_seq > acked_seq {
+        conn.prepare_cached("UPDATE sessions SET acked_seq = ?2 WHERE session = ?1")?
+            .execute(params![session, to_i64(up_to_seq)])?;
+    }
+    Ok(Acked {
+        removed: removed as u64,
+        acked_seq: acked_seq.max(up_to_seq),
+        last_seq,
+    })
+}
+
 /// Deletes up to `PURGE_CHUNK` finished tasks that finished before `cutoff`.
 pub(super) fn purge_step(conn: &Connection, cutoff: SystemTime) -> rusqlite::Result<u64> {
     let n = conn
@@ -234,13 +265,14 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         error_code: row.get(12)?,
         error_message: row.get(13)?,
         seq: row.get(14)?,
+        delivery: row.get(15)?,
         call: CallRow {
-            result_budget: row.get(15)?,
-            args_hash: row.get(16)?,
-            joinable: row.get(17)?,
-            fallback: row.get(18)?,
-            summary: row.get(19)?,
-            answered_by: row.get(20)?,
+            result_budget: row.get(16)?,
+            args_hash: row.get(17)?,
+            joinable: row.get(18)?,
+            fallback: row.get(19)?,
+            summary: row.get(20)?,
+            answered_by: row.get(21)?,
         },
     }
     .decode()
