@@ -36,6 +36,10 @@ pub struct SubmitArgs {
     /// Makes a retried submit return the first one's task.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// How the result reaches the model: when-idle, interrupt or silent
+    /// (default: the tool's, else the server's).
+    #[arg(long, value_parser = parse_delivery)]
+    delivery: Option<pb::DeliveryPolicy>,
     /// Join an identical call (same session, tool and arguments) still in
     /// flight instead of running the tool again: `join` or `off` (default:
     /// the tool's policy).
@@ -46,10 +50,6 @@ pub struct SubmitArgs {
     /// then the server's budget.
     #[arg(long, default_value_t = 0)]
     budget: u64,
-    /// How the result reaches the model: when-idle, interrupt or silent
-    /// (default: the tool's, else the server's).
-    #[arg(long, value_parser = parse_delivery)]
-    delivery: Option<pb::DeliveryPolicy>,
     /// Wait for the result and print it; exit 1 unless it succeeded.
     #[arg(long)]
     wait: bool,
@@ -172,13 +172,13 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             arguments_json: args.args,
             timeout_ms: args.timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
+            delivery: args.delivery.map_or(0, |d| d as i32),
             dedup: match args.dedup.as_deref() {
                 Some("join") => pb::DedupPolicy::JoinInFlight as i32,
                 Some(_) => pb::DedupPolicy::Off as i32,
                 None => pb::DedupPolicy::Unspecified as i32,
             },
             result_budget_bytes: args.budget,
-            delivery: args.delivery.map_or(0, |d| d as i32),
             ..Default::default()
         })
         .await?;

@@ -87,65 +87,6 @@ pub fn completion_message(c: &CompletionRecord, shown: Shown<'_>) -> String {
     }
 }
 
-/// Why a fallback's outcome stands for the call: which fallback, and how
-/// the call itself ended.
-fn answered_clause(tool: &str, a: &Answered) -> String {
-    let p = &a.primary;
-    let end = cut(&p.message, MAX_PRIMARY_BYTES);
-    let more = if end < p.message.len() { " [...]" } else { "" };
-    let why = format!(
-        "`{tool}` itself ended as {} ([{}] {}{more})",
-        p.state.name(),
-        p.code,
-        &p.message[..end]
-    );
-    if a.tool.is_empty() {
-        format!(
-            ", answered by a stale result because {why}: this is the result of the same call \
-             that finished {} ago (task {}), and it may be out of date",
-            age(a.last_good_age_ms),
-            a.task_id
-        )
-    } else {
-        format!(
-            ", answered by its fallback tool `{}` with the same arguments because {why}",
-            crate::tenant::strip(&a.tool)
-        )
-    }
-}
-
-/// An age for the model: "850 ms", "12.3 s", "4 min 5 s".
-fn age(ms: u64) -> String {
-    match ms {
-        0..1000 => format!("{ms} ms"),
-        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
-    }
-}
-
-/// The text `SubmitTool` returns for a call that joined an identical one in
-/// flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
-pub fn joined_ack(task: &TaskRecord) -> String {
-    format!(
-        "Task {id} is already running: an identical call of tool `{tool}` with the same \
-arguments was submitted earlier in this session and has not finished, so this call joined it \
-instead of starting a second run. Its result is not available yet; it will arrive once, later, \
-in a message that carries task ID {id}. Do not guess, invent or fabricate the result, and do not \
-call the tool again for it. Continue with other work.",
-        id = task.id,
-        tool = crate::tenant::strip(&task.tool),
-    )
-}
-
-/// The largest byte length of a prefix of `s` within `max` bytes.
-fn cut(s: &str, max: usize) -> usize {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
-}
-
 /// Most bytes of a task's arguments a digest line quotes.
 pub const DIGEST_ARGUMENTS_BYTES: usize = 120;
 
@@ -257,12 +198,68 @@ fn span(d: Duration) -> String {
     }
 }
 
+/// Why a fallback's outcome stands for the call: which fallback, and how
+/// the call itself ended.
+fn answered_clause(tool: &str, a: &Answered) -> String {
+    let p = &a.primary;
+    let end = cut(&p.message, MAX_PRIMARY_BYTES);
+    let more = if end < p.message.len() { " [...]" } else { "" };
+    let why = format!(
+        "`{tool}` itself ended as {} ([{}] {}{more})",
+        p.state.name(),
+        p.code,
+        &p.message[..end]
+    );
+    if a.tool.is_empty() {
+        format!(
+            ", answered by a stale result because {why}: this is the result of the same call \
+             that finished {} ago (task {}), and it may be out of date",
+            age(a.last_good_age_ms),
+            a.task_id
+        )
+    } else {
+        format!(
+            ", answered by its fallback tool `{}` with the same arguments because {why}",
+            crate::tenant::strip(&a.tool)
+        )
+    }
+}
+
+/// An age for the model: "850 ms", "12.3 s", "4 min 5 s".
+fn age(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// The text `SubmitTool` returns for a call that joined an identical one in
+/// flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
+pub fn joined_ack(task: &TaskRecord) -> String {
+    format!(
+        "Task {id} is already running: an identical call of tool `{tool}` with the same \
+arguments was submitted earlier in this session and has not finished, so this call joined it \
+instead of starting a second run. Its result is not available yet; it will arrive once, later, \
+in a message that carries task ID {id}. Do not guess, invent or fabricate the result, and do not \
+call the tool again for it. Continue with other work.",
+        id = task.id,
+        tool = crate::tenant::strip(&task.tool),
+    )
+}
+
+/// The largest byte length of a prefix of `s` within `max` bytes.
+fn cut(s: &str, max: usize) -> usize {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::Arc,
-        time::{Duration, SystemTime},
-    };
+    use std::time::{Duration, SystemTime};
 
     use uuid::Uuid;
 
@@ -281,12 +278,12 @@ mod tests {
             elapsed: Duration::ZERO,
             attempts: 1,
             completed_at: SystemTime::now(),
+            delivery: Default::default(),
             result_budget: 0,
             notes: FinishNotes {
                 answered_by,
                 ..Default::default()
             },
-            delivery: Default::default(),
         }
     }
 
@@ -296,28 +293,6 @@ mod tests {
             code: "timeout".into(),
             message: "no answer in 5 s".into(),
             attempts: 1,
-        }
-    }
-
-    fn task(state: TaskState, args: &str) -> TaskRecord {
-        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        TaskRecord {
-            id: Uuid::new_v4(),
-            session: "s".into(),
-            tool: "acme\u{1f}search".into(),
-            arguments: args.into(),
-            timeout: Duration::from_secs(60),
-            idempotency_key: None,
-            created_at: created,
-            state,
-            attempts: u32::from(state == TaskState::Running),
-            started_at: (state == TaskState::Running).then(|| created + Duration::from_secs(2)),
-            finished_at: None,
-            outcome: None,
-            seq: 0,
-            delivery: Default::default(),
-            call: Default::default(),
-            notes: Default::default(),
         }
     }
 
@@ -372,6 +347,37 @@ mod tests {
         );
         for needle in ["stale result", "12.3 s ago", "out of date", "TIMED_OUT"] {
             assert!(m.contains(needle), "{needle}: {m}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use std::{sync::Arc, time::Duration};
+
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn task(state: TaskState, args: &str) -> TaskRecord {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        TaskRecord {
+            id: Uuid::new_v4(),
+            session: "s".into(),
+            tool: "acme\u{1f}search".into(),
+            arguments: args.into(),
+            timeout: Duration::from_secs(60),
+            idempotency_key: None,
+            created_at: created,
+            state,
+            attempts: u32::from(state == TaskState::Running),
+            started_at: (state == TaskState::Running).then(|| created + Duration::from_secs(2)),
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+            delivery: Default::default(),
+            call: Default::default(),
+            notes: Default::default(),
         }
     }
 

@@ -75,15 +75,6 @@ impl ToolSpec {
             tool.timeout_ms,
             limits,
         )?;
-        let budget = tool.policy.result_budget_bytes;
-        let max_budget = limits.max_result_budget_bytes as u64;
-        if budget > max_budget {
-            return Err(Error::invalid(format!(
-                "tool `{shown}`: result_budget_bytes is {budget} bytes, above the server's \
-                 maximum of {max_budget} (--max-result-budget-bytes): declare at most \
-                 {max_budget}, or 0 for the server's default"
-            )));
-        }
         let (validator, expansion) = if tool.input_schema_json.trim().is_empty() {
             (None, 0)
         } else {

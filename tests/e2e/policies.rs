@@ -75,13 +75,14 @@ async fn delivery_is_the_submits_else_the_tools_else_the_default_and_is_stamped_
 {
     use pb::DeliveryPolicy::*;
     let server = Server::start(&[]).await;
-    let mut worker = connect_worker(
-        &server.addr,
-        None,
-        vec![tool("alert", Interrupt), tool("plain", Unspecified)],
-    )
-    .await
-    .unwrap();
+    let mut plain = tool("plain", Unspecified);
+    plain.dedup = pb::DedupPolicy::JoinInFlight as i32;
+    plain.fallback = Some(pb::Fallback {
+        kind: Some(pb::fallback::Kind::Tool("alert".into())),
+    });
+    let mut worker = connect_worker(&server.addr, None, vec![tool("alert", Interrupt), plain])
+        .await
+        .unwrap();
     let tools = server.client().await.list_tools().await.unwrap();
     let alert = tools.iter().find(|t| t.name == "alert").unwrap();
     assert_eq!(delivery_of(alert.delivery), Interrupt);
@@ -220,6 +221,18 @@ async fn unknown_enum_values_are_refused_on_submit_and_on_the_worker_stream() {
         pb::Tool {
             name: "odd".into(),
             dedup: 5,
+            ..Default::default()
+        },
+        pb::Tool {
+            name: "odd".into(),
+            result_budget_bytes: u64::MAX,
+            ..Default::default()
+        },
+        pb::Tool {
+            name: "odd".into(),
+            fallback: Some(pb::Fallback {
+                kind: Some(pb::fallback::Kind::Tool("odd".into())),
+            }),
             ..Default::default()
         },
     ] {

@@ -176,6 +176,7 @@ fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Comp
         elapsed_ms: millis(c.elapsed),
         attempts: c.attempts,
         completed_at: Some(timestamp(c.completed_at)),
+        delivery: delivery_policy(c.delivery) as i32,
         fallback: c.notes.answered_by.as_ref().map(|a| pb::FallbackUsed {
             primary_status: status(a.primary.state) as i32,
             primary_error: Some(tool_error(&a.primary.code, &a.primary.message)),
@@ -183,7 +184,6 @@ fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Comp
             last_good_age_ms: a.last_good_age_ms,
             task_id: a.task_id.to_string(),
         }),
-        delivery: delivery_policy(c.delivery) as i32,
         ..Default::default()
     };
     match &c.outcome {
@@ -268,27 +268,28 @@ pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
 
 /// What a registered tool declares about its calls (`tool` names it in
 /// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
-/// and fallback are checked with the tool ([`crate::tools::ToolSpec::new`]).
+/// and a fallback to itself ([`fallback`]); the budget is checked with the
+/// registration (`scheduler::admission::check_tool_policy`).
 fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
     let field = |f: &str| format!("tool `{}`: {f}", tool.name);
-    let fallback = match tool.fallback.clone() {
+    let fallback = match &tool.fallback {
         None => None,
-        Some(f) => Some(fallback(f, tenant, &tool.name).map_err(|e| match e {
-            Error::InvalidArgument(m) => Error::invalid(field(&m)),
-            other => other,
-        })?),
+        Some(f) => Some(
+            fallback(f.clone(), tenant, &tool.name)
+                .map_err(|e| Error::invalid(format!("tool `{}`: {e}", tool.name)))?,
+        ),
     };
     Ok(ToolPolicy {
         delivery: delivery(&field("delivery"), tool.delivery)?,
         join_in_flight: dedup(&field("dedup"), tool.dedup)?,
         result_budget_bytes: tool.result_budget_bytes,
-        cancellable_by_model: tool.cancellable_by_model,
         fallback,
+        cancellable_by_model: tool.cancellable_by_model,
     })
 }
 
-/// A stored fallback on the wire (a tool key shown by its name).
-fn fallback_wire(f: &Fallback) -> pb::Fallback {
+/// A fallback as `ListTools` shows it.
+fn listed_fallback(f: &Fallback) -> pb::Fallback {
     pb::Fallback {
         kind: Some(match f {
             Fallback::Tool(key) => pb::fallback::Kind::Tool(tenant::strip(key).to_string()),
@@ -352,8 +353,8 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
             Some(true) => pb::DedupPolicy::JoinInFlight,
         } as i32,
         result_budget_bytes: spec.policy.result_budget_bytes,
+        fallback: spec.policy.fallback.as_ref().map(listed_fallback),
         cancellable_by_model: spec.policy.cancellable_by_model,
-        fallback: spec.policy.fallback.as_ref().map(fallback_wire),
         ..Default::default()
     }
 }

@@ -74,9 +74,9 @@ mod tests {
             finished_at: None,
             outcome,
             seq: 0,
+            delivery: Default::default(),
             call: Default::default(),
             notes: Default::default(),
-            delivery: Default::default(),
         }
     }
 

@@ -315,12 +315,12 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let limit = self.sched.config().limits.max_message_bytes / 2;
+        let limit = self.sched.config().limits.max_message_bytes;
         let max_bytes = match req.max_bytes {
             0 => DEFAULT_DIGEST_BYTES,
             n if n > limit as u64 => {
                 return Err(Error::invalid(format!(
-                    "max_bytes {n} is over the limit of {limit} (half of --max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
+                    "max_bytes {n} is over the server's message limit of {limit} (--max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
                 ))
                 .into());
             }
@@ -337,8 +337,21 @@ impl ToolService for ToolApi {
             max_bytes,
             std::time::SystemTime::now(),
         );
+        // The listed tasks share what the message limit leaves (their
+        // arguments may be large); the rest are counted in pending_count.
+        let mut room = limit.saturating_sub(text.len() + 1024);
+        let mut pending = Vec::new();
+        for view in &digest.pending {
+            let task = listing::task(view);
+            let size = prost::Message::encoded_len(&task) + 8;
+            if size > room {
+                break;
+            }
+            room -= size;
+            pending.push(task);
+        }
         Ok(Response::new(pb::PendingDigestResponse {
-            pending: digest.pending.iter().map(listing::task).collect(),
+            pending,
             last_seq: digest.seqs.last_seq,
             acked_seq: digest.seqs.acked_seq,
             text,

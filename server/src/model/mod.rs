@@ -145,12 +145,12 @@ pub struct TaskRecord {
     pub outcome: Option<Outcome>,
     /// Seq of the task's completion; 0 while unfinished.
     pub seq: u64,
+    /// How its completion reaches the model, resolved at submit.
+    pub delivery: Delivery,
     /// Budget, dedup and fallback, resolved at submit.
     pub call: CallOptions,
     /// What its finish recorded beside the outcome; default while unfinished.
     pub notes: FinishNotes,
-    /// How its completion reaches the model, resolved at submit.
-    pub delivery: Delivery,
 }
 
 /// A tool call as an agent submits it.
@@ -164,6 +164,8 @@ pub struct Submission {
     pub timeout_ms: u64,
     /// Empty: none.
     pub idempotency_key: String,
+    /// `None`: the tool's policy, then the server's default.
+    pub delivery: Option<Delivery>,
     /// Most bytes of result delivered inline; 0: the tool's, then the
     /// server's default.
     pub result_budget_bytes: u64,
@@ -172,8 +174,6 @@ pub struct Submission {
     pub join_in_flight: Option<bool>,
     /// `None`: the tool's fallback. The tool is a key.
     pub fallback: Option<Fallback>,
-    /// `None`: the tool's policy, then the server's default.
-    pub delivery: Option<Delivery>,
 }
 
 /// What the store is told when a task ends.
@@ -201,12 +201,12 @@ pub struct CompletionRecord {
     pub elapsed: Duration,
     pub attempts: u32,
     pub completed_at: SystemTime,
+    /// The task's delivery policy.
+    pub delivery: Delivery,
     /// The task's result budget (0: the server's default).
     pub result_budget: u64,
     /// The worker's summary; the fallback that answered.
     pub notes: FinishNotes,
-    /// The task's delivery policy.
-    pub delivery: Delivery,
 }
 
 impl CompletionRecord {
@@ -226,12 +226,12 @@ impl CompletionRecord {
                 .unwrap_or_default(),
             attempts: finish.attempts,
             completed_at: finish.finished_at,
+            delivery: task.delivery,
             result_budget: task.call.result_budget,
             notes: FinishNotes {
                 drop_run: None,
                 ..finish.notes.clone()
             },
-            delivery: task.delivery,
         }
     }
 }

@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{Delivery, Outcome, ToolKey};
+use super::{Delivery, Fallback, Outcome, ToolKey};
 
 /// A tool as a worker declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,12 +28,11 @@ pub struct ToolPolicy {
     pub join_in_flight: Option<bool>,
     /// Most bytes of a result delivered inline; 0: `--result-budget-bytes`.
     pub result_budget_bytes: u64,
+    /// What answers a failed or timed-out call; `None`: nothing.
+    pub fallback: Option<Fallback>,
     /// Whether a model may cancel its calls itself (the SDKs' tool refuses
     /// otherwise); never limits CancelTask.
     pub cancellable_by_model: bool,
-    /// What answers its calls that fail or time out; `None`: nothing. A
-    /// fallback tool is a key of the same tenant.
-    pub fallback: Option<super::Fallback>,
 }
 
 /// A worker's first message: what it serves and how much at once.

@@ -13,8 +13,8 @@ use crate::{
     json_text,
     model::{
         CallOptions, Delivery, Fallback, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES,
-        Outcome, ProgressReport, Registration, SessionKey, Submission, TaskState, ToolKey, call,
-        codes,
+        Outcome, ProgressReport, Registration, SessionKey, Submission, TaskState, ToolDef, ToolKey,
+        call, codes,
     },
     tools::{self, ToolSpec},
 };
@@ -143,8 +143,7 @@ pub fn call_options(
 ) -> CallOptions {
     let result_budget = match (sub.result_budget_bytes, spec.policy.result_budget_bytes) {
         (0, 0) => limits.result_budget_bytes as u64,
-        (0, tool) => tool,
-        (call, _) => call,
+        (0, n) | (n, _) => n,
     };
     CallOptions {
         result_budget,
@@ -209,7 +208,10 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
     let specs = reg
         .tools
         .iter()
-        .map(|t| ToolSpec::new(t, limits))
+        .map(|t| {
+            check_tool_policy(t, limits)?;
+            ToolSpec::new(t, limits)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut names = HashSet::new();
     if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.clone())) {
@@ -237,6 +239,28 @@ pub fn check_progress(mut report: ProgressReport) -> Result<ProgressReport, Stri
         }
     }
     Ok(report)
+}
+
+/// What a registered tool declares about its calls, by the rules a submit
+/// follows (enum values were decoded at the wire): a budget within
+/// `--max-result-budget-bytes` ([`check_budget`]), a fallback tool other
+/// than itself. An unknown fallback tool is NOT_FOUND at submit, where the
+/// tools are known.
+pub fn check_tool_policy(tool: &ToolDef, limits: &Limits) -> Result<(), Error> {
+    let name = tool.name.name();
+    check_budget(
+        &format!("tool `{name}`: result_budget_bytes"),
+        tool.policy.result_budget_bytes,
+        limits,
+    )?;
+    if let Some(Fallback::Tool(key)) = &tool.policy.fallback
+        && **key == *tool.name.as_key()
+    {
+        return Err(Error::invalid(format!(
+            "tool `{name}`: fallback.tool is the tool itself: a fallback must be another tool"
+        )));
+    }
+    Ok(())
 }
 
 /// How a worker's result ends its task: a JSON text by errand's one rule

@@ -127,6 +127,8 @@ impl Scheduler {
             finished_at: None,
             outcome: None,
             seq: 0,
+            // Its ending finishes the call, whose policy it keeps.
+            delivery: task.delivery,
             call: CallOptions {
                 result_budget: task.call.result_budget,
                 args_hash: task.call.args_hash.clone(),
@@ -138,7 +140,6 @@ impl Scheduler {
                 }),
             },
             notes: FinishNotes::default(),
-            delivery: task.delivery,
         };
         match self.admit(run).await {
             Ok((run, _)) => {

@@ -282,8 +282,8 @@ impl Scheduler {
             .check(&spec, sub.tool.tenant(), arguments_json, limits)
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
-        let call = admission::call_options(&sub, &spec, &arguments, limits);
         let delivery = admission::delivery(&sub, &spec, &self.config);
+        let call = admission::call_options(&sub, &spec, &arguments, limits);
         let task = TaskRecord {
             id: Uuid::new_v4(),
             session: sub.session.as_arc().clone(),
@@ -299,9 +299,9 @@ impl Scheduler {
             finished_at: None,
             outcome: None,
             seq: 0,
+            delivery,
             call,
             notes: Default::default(),
-            delivery,
         };
         self.admit(task).await
     }

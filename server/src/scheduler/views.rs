@@ -151,10 +151,10 @@ impl Scheduler {
             arguments_json: original.arguments.to_string(),
             timeout_ms: millis(original.timeout),
             idempotency_key: String::new(),
+            delivery: Some(original.delivery),
             result_budget_bytes: original.call.result_budget,
             join_in_flight: Some(original.call.joinable),
             fallback: original.call.fallback.clone(),
-            delivery: Some(original.delivery),
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

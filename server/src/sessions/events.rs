@@ -340,6 +340,8 @@ mod tests {
                 outcome: None,
                 seq: 0,
                 delivery: Default::default(),
+                call: Default::default(),
+                notes: Default::default(),
             };
             self.store.insert_task(&record).await.unwrap();
             let finish = Finish {
@@ -348,6 +350,7 @@ mod tests {
                 outcome: Outcome::Result("1".into()),
                 attempts: 1,
                 finished_at: SystemTime::now(),
+                notes: Default::default(),
             };
             let c = self.store.finish_task(&finish).await.unwrap().unwrap();
             self.hub.completed(c);

@@ -233,9 +233,9 @@ mod tests {
             finished_at: None,
             outcome: None,
             seq: 0,
+            delivery: Default::default(),
             call: Default::default(),
             notes: Default::default(),
-            delivery: Default::default(),
         };
         store.insert_task(&task).await.unwrap();
         let finish = Finish {

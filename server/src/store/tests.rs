@@ -71,9 +71,9 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         finished_at: None,
         outcome: None,
         seq: 0,
+        delivery: Default::default(),
         call: Default::default(),
         notes: Default::default(),
-        delivery: Default::default(),
     }
 }
 

@@ -61,9 +61,9 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         finished_at: None,
         outcome: None,
         seq: 0,
+        delivery: Default::default(),
         call: Default::default(),
         notes: Default::default(),
-        delivery: Default::default(),
     };
     let id = task.id;
     assert!(st.enqueue(task));

@@ -59,12 +59,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at           timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (server_id, name)
     );",
-    // 2 (issue 17): a task's delivery policy, resolved at submit (1
-    //    WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
-    //    each session's acknowledged seq.
-    "ALTER TABLE errand_tasks ADD COLUMN delivery smallint NOT NULL DEFAULT 1;
-    ALTER TABLE errand_sessions ADD COLUMN acked_seq bigint NOT NULL DEFAULT 0;",
-    // 3 (issue 17): call options (result budget, the arguments' canonical
+    // 2: issue 17's call options (result budget, the arguments' canonical
     //    hash, dedup, fallback) and finish notes (summary, the fallback that
     //    answered). At most one unfinished joinable task per call, whichever
     //    server submits: the unique index makes joins atomic.
@@ -79,6 +74,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE joinable = 1 AND state < 2;
     CREATE INDEX errand_tasks_last_good ON errand_tasks (session, tool, args_hash, finished_at)
         WHERE state = 2;",
+    // 3 (issue 17): a task's delivery policy, resolved at submit (1
+    //    WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
+    //    each session's acknowledged seq.
+    "ALTER TABLE errand_tasks ADD COLUMN delivery smallint NOT NULL DEFAULT 1;
+    ALTER TABLE errand_sessions ADD COLUMN acked_seq bigint NOT NULL DEFAULT 0;",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

@@ -334,7 +334,6 @@ impl Writer {
                 .collect();
             let state: Vec<i16> = new.iter().map(|&i| state_code(tasks[i].state)).collect();
             let attempts: Vec<i32> = new.iter().map(|&i| tasks[i].attempts as i32).collect();
-            let delivery: Vec<i16> = new.iter().map(|&i| tasks[i].delivery.code()).collect();
             let calls: Vec<_> = new
                 .iter()
                 .map(|&i| call_columns::insert_columns(&tasks[i].call))
@@ -343,6 +342,7 @@ impl Writer {
             let hash: Vec<&str> = calls.iter().map(|c| c.1).collect();
             let joinable: Vec<i32> = calls.iter().map(|c| c.2 as i32).collect();
             let fallback: Vec<Option<&str>> = calls.iter().map(|c| c.3.as_deref()).collect();
+            let delivery: Vec<i16> = new.iter().map(|&i| tasks[i].delivery.code()).collect();
             // A task inserted `Running` is claimed by this server at once
             // (its worker has room); it gets a lease, and attempts count
             // from its dispatch as always.
@@ -350,17 +350,17 @@ impl Writer {
             let stored: HashSet<Uuid> = rows(
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
-                     idempotency_key, created_at, state, attempts, delivery, result_budget,
-                     args_hash, joinable, fallback, owner, lease_until)
+                     idempotency_key, created_at, state, attempts, result_budget, args_hash,
+                     joinable, fallback, delivery, owner, lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
-                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int2[],
-                     $13::int8[], $14::text[], $15::int4[], $16::text[])
+                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[],
+                     $12::int8[], $13::text[], $14::int4[], $15::text[], $16::int2[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
-                          created_at, state, attempts, delivery, result_budget, args_hash,
-                          joinable, fallback)
+                          created_at, state, attempts, result_budget, args_hash, joinable,
+                          fallback, delivery)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -374,11 +374,11 @@ impl Writer {
                     &attempts,
                     &&*self.server_id,
                     &lease_ms,
-                    &delivery,
                     &budget,
                     &hash,
                     &joinable,
                     &fallback,
+                    &delivery,
                 ],
             )
             .await?

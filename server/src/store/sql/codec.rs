@@ -14,8 +14,8 @@ use crate::model::{CompletionRecord, Delivery, Finish, Outcome, TaskRecord, Task
 macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
-         attempts, started_at, finished_at, result, error_code, error_message, seq, delivery, \
-         result_budget, args_hash, joinable, fallback, summary, answered_by"
+         attempts, started_at, finished_at, result, error_code, error_message, seq, \
+         result_budget, args_hash, joinable, fallback, summary, answered_by, delivery"
     };
 }
 pub(crate) use task_columns;
@@ -47,10 +47,10 @@ pub(crate) struct TaskRow {
     pub error_message: Option<String>,
     /// 0 until the task is finished.
     pub seq: i64,
+    /// The six call columns ([`CallRow`]).
+    pub call: CallRow,
     /// A [`Delivery::code`].
     pub delivery: i16,
-    /// The last six columns ([`CallRow`]).
-    pub call: CallRow,
 }
 
 /// A stored row that does not decode: corrupt data or a bug. The message
@@ -78,9 +78,9 @@ impl TaskRow {
             .map_err(|_| BadRow(format!("attempts out of range: {}", self.attempts)))?;
         let seq =
             u64::try_from(self.seq).map_err(|_| BadRow(format!("negative seq {}", self.seq)))?;
+        let (call, notes) = self.call.decode()?;
         let delivery = Delivery::from_code(self.delivery)
             .ok_or_else(|| BadRow(format!("unknown delivery policy {}", self.delivery)))?;
-        let (call, notes) = self.call.decode()?;
         Ok(TaskRecord {
             id: self.id,
             session: self.session.into(),
@@ -95,9 +95,9 @@ impl TaskRow {
             finished_at: self.finished_at.map(time_from_i64),
             outcome,
             seq,
-            delivery,
             call,
             notes,
+            delivery,
         })
     }
 }
@@ -227,8 +227,8 @@ mod tests {
             error_code: None,
             error_message: None,
             seq,
-            delivery: 1,
             call: CallRow::default(),
+            delivery: 1,
         }
     }
 

@@ -45,12 +45,7 @@ const MIGRATIONS: &[&str] = &[
         session  TEXT PRIMARY KEY,
         last_seq INTEGER NOT NULL
     ) WITHOUT ROWID;",
-    // 2 (issue 17): a task's delivery policy, resolved at submit (1
-    // WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
-    // each session's acknowledged seq.
-    "ALTER TABLE tasks ADD COLUMN delivery INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE sessions ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;",
-    // 3 (issue 17): call options (result budget, the arguments' canonical
+    // 2: issue 17's call options (result budget, the arguments' canonical
     //    hash, dedup, fallback) and finish notes (summary, the fallback that
     //    answered). At most one unfinished joinable task per call: the
     //    unique index makes joins atomic.
@@ -64,6 +59,11 @@ const MIGRATIONS: &[&str] = &[
         WHERE joinable = 1 AND state < 2;
     CREATE INDEX tasks_last_good ON tasks (session, tool, args_hash, finished_at)
         WHERE state = 2;",
+    // 3 (issue 17): a task's delivery policy, resolved at submit (1
+    // WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
+    // each session's acknowledged seq.
+    "ALTER TABLE tasks ADD COLUMN delivery INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE sessions ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.
