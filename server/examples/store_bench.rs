@@ -193,6 +193,7 @@ fn task(session: &str) -> TaskRecord {
         finished_at: None,
         outcome: None,
         seq: 0,
+        delivery: Default::default(),
         call: Default::default(),
         notes: Default::default(),
     }

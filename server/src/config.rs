@@ -574,6 +574,27 @@ mod tests {
     }
 
     #[test]
+    fn result_budgets_are_bounded_and_the_default_is_one_a_submit_may_ask_for() {
+        let e = error(|c| c.limits.result_budget_bytes = 10);
+        assert_eq!(e.flag, "result-budget-bytes");
+        assert!(e.problem.contains("minimum, 64"), "{e}");
+        let e = error(|c| c.limits.max_result_budget_bytes = 0);
+        assert_eq!(e.flag, "max-result-budget-bytes");
+        let e = error(|c| {
+            c.limits.result_budget_bytes = 4096;
+            c.limits.max_result_budget_bytes = 1024;
+        });
+        assert_eq!(e.flag, "result-budget-bytes");
+        assert!(e.problem.contains("--max-result-budget-bytes"), "{e}");
+        // A budget above the message limit is valid: completions shrink
+        // their preview to fit ([`crate::grpc::convert::streamed_completion`]).
+        let mut c = Config::default();
+        c.limits.result_budget_bytes = c.limits.max_message_bytes * 2;
+        c.limits.max_result_budget_bytes = c.limits.max_message_bytes * 2;
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn durations_must_be_positive_where_needed_and_bounded() {
         assert_eq!(
             error(|c| c.purge_interval = Duration::ZERO).to_string(),

@@ -126,6 +126,35 @@ async fn a_result_over_its_budget_arrives_as_a_preview_and_reads_back_whole() {
         c.message.len() < 20 * 1024,
         "the message holds the preview only"
     );
+    // With results_by_reference, SessionEvents carries no result text at all.
+    let mut events = server
+        .raw()
+        .session_events(pb::SessionEventsRequest {
+            session_id: "s".into(),
+            after_seq: 0,
+            include_progress: false,
+            results_by_reference: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let event = within("a replayed event", events.message())
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(pb::session_event::Event::Completion(by_ref)) = event.event else {
+        panic!("{event:?}");
+    };
+    assert_eq!(by_ref.task_id, first.task_id);
+    assert_eq!(
+        by_ref.outcome,
+        Some(pb::completion::Outcome::ResultJson(String::new()))
+    );
+    assert_eq!(
+        (by_ref.result_bytes, by_ref.result_truncated),
+        (full.len() as u64, true)
+    );
+    assert_eq!(by_ref.result_preview, c.result_preview);
     let (text, pages) = read_pages(&server, &first.task_id, 65536).await;
     assert_eq!(
         sha(&text),
@@ -248,4 +277,82 @@ async fn budgets_and_reads_refuse_bad_input_with_precise_codes() {
 
 fn uuid_like() -> String {
     "00000000-0000-4000-8000-000000000000".into()
+}
+
+fn declared(name: &str) -> pb::Tool {
+    pb::Tool {
+        name: name.into(),
+        result_budget_bytes: 100,
+        dedup: pb::DedupPolicy::JoinInFlight as i32,
+        fallback: Some(pb::Fallback {
+            kind: Some(pb::fallback::Kind::Tool("spare".into())),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_tool_s_declared_budget_dedup_and_fallback_apply_unless_the_submit_says_otherwise() {
+    let server = Server::start(&["--max-result-budget-bytes", "100000"]).await;
+    let mut worker = raw::connect_worker(
+        &server.addr,
+        None,
+        vec![declared("report"), raw::tool("spare", "")],
+    )
+    .await
+    .unwrap();
+    let listed = server.client().await.list_tools().await.unwrap();
+    let report = listed.iter().find(|t| t.name == "report").unwrap();
+    assert_eq!(report.result_budget_bytes, 100);
+    assert_eq!(
+        report.fallback.as_ref().unwrap().kind,
+        Some(pb::fallback::Kind::Tool("spare".into()))
+    );
+    let mut rpc = server.raw();
+    let mut stream = server.client().await.completions("s", 0);
+    // Declared dedup: the second identical call joins the first.
+    let a = rpc.submit_tool(submit_req(0)).await.unwrap().into_inner();
+    let b = rpc.submit_tool(submit_req(0)).await.unwrap().into_inner();
+    assert!(!a.joined && b.joined && a.task_id == b.task_id);
+    // Declared budget: 100 bytes.
+    answer(&mut worker, &format!("\"{}\"", "y".repeat(500)), "").await;
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert!(c.result_truncated && c.result_preview.len() <= 100);
+    // The submit's budget and dedup win.
+    let mut own = submit_req(1000);
+    own.dedup = pb::DedupPolicy::Off as i32;
+    let a = rpc.submit_tool(own.clone()).await.unwrap().into_inner();
+    let b = rpc.submit_tool(own).await.unwrap().into_inner();
+    assert!(!b.joined && a.task_id != b.task_id);
+    answer(&mut worker, &format!("\"{}\"", "y".repeat(500)), "").await;
+    answer(&mut worker, "1", "").await;
+    for c in take_completions(&mut stream, 2).await {
+        assert!(!c.result_truncated, "{c:?}");
+    }
+    // Register refuses a budget above the maximum, and a fallback to itself.
+    for (tool, why) in [
+        (
+            pb::Tool {
+                result_budget_bytes: 100_001,
+                ..raw::tool("greedy", "")
+            },
+            "--max-result-budget-bytes",
+        ),
+        (
+            pb::Tool {
+                fallback: Some(pb::Fallback {
+                    kind: Some(pb::fallback::Kind::Tool("loop".into())),
+                }),
+                ..raw::tool("loop", "")
+            },
+            "own tool",
+        ),
+    ] {
+        let refused = match raw::connect_worker(&server.addr, None, vec![tool]).await {
+            Err(status) => status,
+            Ok(_) => panic!("registration accepted"),
+        };
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains(why), "{}", refused.message());
+    }
 }

@@ -121,3 +121,49 @@ async fn with_dedup_off_every_call_runs() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("DedupPolicy"), "{}", e.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_database_join_one_call_between_them() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let a = Server::start_postgres(&url, &[]).await;
+    let b = Server::start_postgres(&url, &[]).await;
+    // A worker on each server: each knows the tool first-hand.
+    let mut on_a = a.gate_worker(&["lookup"], 20).await;
+    let mut on_b = b.gate_worker(&["lookup"], 20).await;
+    let b_client = b.client().await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut rpc = if i % 2 == 0 { a.raw() } else { b.raw() };
+        set.spawn(async move {
+            rpc.submit_tool(call(SAME[i % SAME.len()], pb::DedupPolicy::JoinInFlight))
+                .await
+        });
+    }
+    let mut acks = Vec::new();
+    while let Some(done) = within("20 submits", set.join_next()).await {
+        acks.push(done.unwrap().unwrap().into_inner());
+    }
+    let ids: std::collections::HashSet<&str> = acks.iter().map(|a| a.task_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one task across both servers");
+    assert_eq!(acks.iter().filter(|a| a.joined).count(), 19);
+    let job = tokio::select! {
+        job = on_a.next() => job,
+        job = on_b.next() => job,
+    };
+    assert_eq!(job.task.task_id, acks[0].task_id);
+    job.succeed("1");
+    let mut stream = b_client.completions("s", 0);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        (done.seq, done.task_id.as_str()),
+        (1, acks[0].task_id.as_str())
+    );
+    assert!(
+        on_a.try_next().is_none() && on_b.try_next().is_none(),
+        "one run"
+    );
+}

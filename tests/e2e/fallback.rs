@@ -258,3 +258,33 @@ async fn a_fallback_run_survives_a_restart_and_still_answers_its_call() {
         (pb::TaskStatus::Succeeded, 1)
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_call_during_its_fallback_stops_the_run() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["primary", "backup"], 4).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let ack = client
+        .submit_request(call("primary", r#"{"q":5}"#, to_backup()))
+        .await
+        .unwrap();
+    worker.next().await.fail("upstream_down", "503");
+    let run = worker.next().await;
+    assert_eq!(run.task.tool, "backup");
+    let task = client.cancel(&ack.task_id).await.unwrap();
+    assert_eq!(task.task_id, ack.task_id);
+    assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled);
+    within("the run's cancel", run.cancel.cancelled()).await;
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!((c.seq, c.task_id.as_str()), (1, ack.task_id.as_str()));
+    assert_eq!(status_of(c.status), pb::TaskStatus::Cancelled);
+    let used = c.fallback.as_ref().expect("FallbackUsed");
+    assert_eq!(
+        (used.tool.as_str(), used.task_id.as_str()),
+        ("backup", run.task.task_id.as_str())
+    );
+    // Cancelling again answers the cancelled call, as for any task.
+    let again = client.cancel(&ack.task_id).await.unwrap();
+    assert_eq!(status_of(again.status), pb::TaskStatus::Cancelled);
+}

@@ -374,18 +374,7 @@ pub fn submission(
     fields::identifier("tool", &req.tool)?;
     crate::tools::check_name(&req.tool)?;
     fields::identifier("idempotency_key", &req.idempotency_key)?;
-    let join_in_flight = match pb::DedupPolicy::try_from(req.dedup) {
-        Ok(pb::DedupPolicy::Unspecified) => None,
-        Ok(pb::DedupPolicy::Off) => Some(false),
-        Ok(pb::DedupPolicy::JoinInFlight) => Some(true),
-        Err(_) => {
-            return Err(Error::invalid(format!(
-                "dedup {} is not a DedupPolicy: use DEDUP_POLICY_OFF (1) or \
-                 DEDUP_POLICY_JOIN_IN_FLIGHT (2), or leave it unset for the tool's",
-                req.dedup
-            )));
-        }
-    };
+    let join_in_flight = dedup("dedup", req.dedup)?;
     let fallback = req
         .fallback
         .map(|f| fallback(f, tenant, &req.tool))
@@ -510,6 +499,84 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn finished(result: &str, budget: u64, summary: Option<&str>) -> CompletionRecord {
+        CompletionRecord {
+            seq: 1,
+            task_id: Uuid::nil(),
+            session: "s".into(),
+            tool: "report".into(),
+            arguments: "{}".into(),
+            state: TaskState::Succeeded,
+            outcome: Outcome::Result(result.into()),
+            elapsed: Duration::ZERO,
+            attempts: 1,
+            completed_at: SystemTime::now(),
+            result_budget: budget,
+            notes: crate::model::FinishNotes {
+                summary: summary.map(Into::into),
+                ..Default::default()
+            },
+            delivery: Default::default(),
+        }
+    }
+
+    fn options(max_bytes: usize, by_reference: bool) -> StreamOptions {
+        StreamOptions {
+            max_bytes,
+            results_by_reference: by_reference,
+            default_budget: 16 * 1024,
+        }
+    }
+
+    #[test]
+    fn completions_keep_to_their_budget_and_always_fit_the_stream() {
+        use prost::Message;
+        let result = format!("\"{}\"", "é".repeat(50_000));
+        // Budget 0: the server's default applies.
+        let c = streamed_completion(&finished(&result, 0, None), &options(1 << 20, false));
+        assert!(c.result_truncated && c.result_preview.len() <= 16 * 1024);
+        assert_eq!(c.result_bytes, result.len() as u64);
+        // A budget larger than the message limit: the preview shrinks to fit.
+        for max in [4_000, 20_000, 90_000] {
+            let c = streamed_completion(&finished(&result, 1 << 30, None), &options(max, false));
+            assert!(c.encoded_len() <= max, "{max}: {}", c.encoded_len());
+            assert!(c.result_truncated, "{max}");
+            assert_eq!(
+                c.status,
+                pb::TaskStatus::Succeeded as i32,
+                "never undeliverable"
+            );
+        }
+        // Within budget: whole, unless by reference.
+        let small = finished("[1,2]", 64, Some("ignored"));
+        let c = streamed_completion(&small, &options(1 << 20, false));
+        assert_eq!(
+            (c.result_truncated, c.result_bytes, c.outcome.clone()),
+            (
+                false,
+                5,
+                Some(pb::completion::Outcome::ResultJson("[1,2]".into()))
+            )
+        );
+        assert!(c.result_preview.is_empty());
+        let c = streamed_completion(&small, &options(1 << 20, true));
+        assert_eq!(
+            c.outcome,
+            Some(pb::completion::Outcome::ResultJson(String::new()))
+        );
+        assert!(
+            c.message.contains("[1,2]"),
+            "the model still reads it: {}",
+            c.message
+        );
+        // A summary stands in for the preview, cut to the budget.
+        let c = streamed_completion(
+            &finished(&result, 100, Some(&"s".repeat(500))),
+            &options(1 << 20, false),
+        );
+        assert_eq!(c.result_preview, "s".repeat(100));
+    }
 
     #[test]
     fn listing_appends_the_async_notice() {

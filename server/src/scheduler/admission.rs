@@ -100,15 +100,16 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error>
     )))
 }
 
-/// Checks the call's fallback tool, if it has one (the submit's, else the
-/// tool's). Errors: NOT_FOUND for an unknown tool; INVALID_ARGUMENT for the
-/// call's own tool.
+/// Checks the submit's fallback tool, if it names one. Errors: NOT_FOUND
+/// for an unknown tool; INVALID_ARGUMENT for the call's own tool. A tool's
+/// declared fallback was checked at registration, and one unknown when a
+/// call fails leaves the call's own ending (logged).
 pub fn check_fallback_tool<I: Io>(
     st: &State<I>,
     sub: &Submission,
     spec: &ToolSpec,
 ) -> Result<(), Error> {
-    let Some(Fallback::Tool(tool)) = resolved_fallback(sub, spec) else {
+    let Some(Fallback::Tool(tool)) = sub.fallback.clone() else {
         return Ok(());
     };
     let key = ToolKey::from_key(tool);

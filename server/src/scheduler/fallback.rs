@@ -19,23 +19,30 @@
 //! takes the run up again (recovery skips a call whose run is stored) and
 //! any server of a shared store may run it. A crash between the call's
 //! ending and the run's insert runs the call again, as any crash does.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{Scheduler, admission, state::Ended};
-use crate::model::{
-    Answered, CallOptions, Fallback, FallbackFor, Finish, FinishNotes, Outcome, Primary,
-    TaskRecord, TaskState, ToolKey, call,
+use crate::{
+    error::Error,
+    model::{
+        Answered, CallOptions, Fallback, FallbackFor, Finish, FinishNotes, Outcome, Primary,
+        TaskRecord, TaskState, ToolKey, call, codes,
+    },
+    store::{Cursor, TaskQuery},
 };
 
 /// What becomes of an ending once fallbacks are considered.
 pub(super) enum Fallen {
     /// Write this ending (perhaps the call's, rewritten by a fallback).
-    Finish(Ended),
+    Finish(Box<Ended>),
     /// A fallback run now answers for the call: nothing to write yet.
-    Parked(TaskRecord),
+    Parked(Box<TaskRecord>),
 }
 
 impl Scheduler {
@@ -43,18 +50,18 @@ impl Scheduler {
     /// applies; a fallback run's ending becomes its call's.
     pub(super) async fn fall_back(self: &Arc<Self>, ended: Ended) -> Fallen {
         if let Some(link) = ended.task.call.fallback_for.clone() {
-            return Fallen::Finish(answer_call(ended, link));
+            return Fallen::Finish(Box::new(answer_call(ended, link)));
         }
         let state = ended.finish.state;
         let Some(fallback) = ended.task.call.fallback.clone() else {
-            return Fallen::Finish(ended);
+            return Fallen::Finish(Box::new(ended));
         };
         if !matches!(state, TaskState::Failed | TaskState::TimedOut) {
-            return Fallen::Finish(ended);
+            return Fallen::Finish(Box::new(ended));
         }
         match fallback {
             Fallback::LastGood { max_age_ms } => {
-                Fallen::Finish(self.last_good(ended, max_age_ms).await)
+                Fallen::Finish(Box::new(self.last_good(ended, max_age_ms).await))
             }
             Fallback::Tool(tool) => self.run_fallback(ended, tool).await,
         }
@@ -103,7 +110,7 @@ impl Scheduler {
             Ok(spec) => spec,
             Err(e) => {
                 warn!(task_id = %task.id, error = %e, "the fallback tool is unknown now: the call ends as it is");
-                return Fallen::Finish(ended);
+                return Fallen::Finish(Box::new(ended));
             }
         };
         let run = TaskRecord {
@@ -142,13 +149,95 @@ impl Scheduler {
                 }
                 let mut parked = ended.task;
                 parked.state = TaskState::Running;
-                Fallen::Parked(parked)
+                Fallen::Parked(Box::new(parked))
             }
             Err(e) => {
                 warn!(task_id = %task.id, error = %e, "the fallback run could not start: the call ends as it is");
-                Fallen::Finish(ended)
+                Fallen::Finish(Box::new(ended))
             }
         }
+    }
+}
+
+impl Scheduler {
+    /// Cancels a call parked for its fallback run, or a fallback run (by
+    /// either ID): the run stops (its worker is told when it runs here; in
+    /// shared mode another server finds it gone at its next lease renewal)
+    /// and the call completes CANCELLED, with FallbackUsed naming the run.
+    /// `None` when `id` is neither (or not stored).
+    /// `why` is the completion's message, `tell` the worker's reason.
+    pub(super) async fn cancel_fallback(
+        self: &Arc<Self>,
+        id: Uuid,
+        why: &str,
+        tell: &Arc<str>,
+    ) -> Result<Option<TaskRecord>, Error> {
+        let Some(task) = self.store.get_task(id).await? else {
+            return Ok(None);
+        };
+        if task.state.is_final() {
+            return Ok(None);
+        }
+        let run = match (&task.call.fallback_for, &task.call.fallback) {
+            (Some(_), _) => task,
+            (None, Some(Fallback::Tool(_))) => match self.run_of(&task).await? {
+                Some(run) => run,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let Some(link) = run.call.fallback_for.clone() else {
+            return Ok(None);
+        };
+        let outcome = Outcome::error(codes::CANCELLED, why);
+        let live = {
+            let mut st = self.lock();
+            self.take(
+                &mut st,
+                run.id,
+                TaskState::Cancelled,
+                outcome.clone(),
+                Some(tell.clone()),
+            )
+        };
+        let ended = live.unwrap_or_else(|| {
+            self.finisher.started();
+            Ended {
+                finish: Finish {
+                    task_id: run.id,
+                    state: TaskState::Cancelled,
+                    outcome,
+                    attempts: run.attempts,
+                    finished_at: SystemTime::now(),
+                    notes: FinishNotes::default(),
+                },
+                task: run,
+            }
+        });
+        info!(task_id = %link.parent, fallback_task_id = %ended.task.id, "call cancelled during its fallback run");
+        self.end(ended).await;
+        Ok(self.store.get_task(link.parent).await?)
+    }
+
+    /// The unfinished fallback run of a parked call, found among its
+    /// session's unfinished tasks created after it.
+    async fn run_of(&self, call: &TaskRecord) -> Result<Option<TaskRecord>, Error> {
+        let query = TaskQuery {
+            key_prefix: None,
+            session: Some(call.session.to_string()),
+            tool: None,
+            states: vec![TaskState::Queued, TaskState::Running],
+            after: Some(Cursor::of(call)),
+            newest_first: false,
+            limit: self.config.limits.max_pending_per_session,
+        };
+        let tasks = self.store.list_tasks(&query).await?;
+        Ok(tasks.into_iter().find(|t| {
+            t.call
+                .fallback_for
+                .as_ref()
+                .is_some_and(|f| f.parent == call.id)
+        }))
     }
 }
 

@@ -109,10 +109,10 @@ impl Scheduler {
     /// as finished.
     pub(super) async fn end(self: &Arc<Self>, ended: Ended) -> TaskRecord {
         let ended = match self.fall_back(ended).await {
-            Fallen::Finish(ended) => ended,
+            Fallen::Finish(ended) => *ended,
             Fallen::Parked(task) => {
                 self.ended_one();
-                return task;
+                return *task;
             }
         };
         let Ended {

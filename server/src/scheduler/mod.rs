@@ -425,13 +425,16 @@ impl Scheduler {
                 &mut st,
                 id,
                 TaskState::Cancelled,
-                Outcome::error(codes::CANCELLED, why),
-                Some(tell),
+                Outcome::error(codes::CANCELLED, why.clone()),
+                Some(tell.clone()),
             )
         };
         if let Some(ended) = ended {
             info!(task_id = %id, "task cancelled");
             return Ok(self.end(ended).await);
+        }
+        if let Some(call) = self.cancel_fallback(id, &why, &tell).await? {
+            return Ok(call);
         }
         if let Some(c) = self.backlog.cancel_elsewhere(id).await? {
             // Queued in the store or held by another server (told by a

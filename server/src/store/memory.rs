@@ -21,10 +21,13 @@ pub struct MemoryStore {
 struct Inner {
     tasks: HashMap<Uuid, TaskRecord>,
     idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
-    /// Unfinished joinable tasks by (session, tool, arguments hash).
-    in_flight: HashMap<(Arc<str>, Arc<str>, Arc<str>), Uuid>,
+    /// Unfinished joinable tasks by their call.
+    in_flight: HashMap<Call, Uuid>,
     sessions: HashMap<Arc<str>, SessionLog>,
 }
+
+/// A joinable call: session, tool and arguments hash.
+type Call = (Arc<str>, Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct SessionLog {
@@ -53,7 +56,7 @@ impl Inner {
         }
     }
 
-    fn flight_key(task: &TaskRecord) -> (Arc<str>, Arc<str>, Arc<str>) {
+    fn flight_key(task: &TaskRecord) -> Call {
         (
             task.session.clone(),
             task.tool.clone(),
