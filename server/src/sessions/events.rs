@@ -27,6 +27,9 @@ use crate::{
     model::{CompletionRecord, ProgressRecord, SessionKey},
 };
 
+/// Tasks a stream tracks before it drops those no longer running.
+const PRUNE_AT: usize = 1024;
+
 /// One event of a session.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -106,6 +109,7 @@ impl Events {
     ) {
         let mut due = Coalescer::new(self.interval);
         let mut replayed = false;
+        let mut prune_at = PRUNE_AT;
         loop {
             let wake = due.next_due().filter(|_| replayed);
             tokio::select! {
@@ -157,6 +161,13 @@ impl Events {
                 },
                 () = sleep_until(wake), if wake.is_some() => {}
                 () = tx.closed() => return,
+            }
+            if due.tasks.len() > prune_at {
+                // Tasks that ended without their completion passing here
+                // (acknowledged before this stream read it).
+                due.tasks
+                    .retain(|id, _| self.source.progress_of(*id).is_some());
+                prune_at = (2 * due.tasks.len()).max(PRUNE_AT);
             }
             if replayed {
                 for p in due.ready(Instant::now()) {
