@@ -264,3 +264,46 @@ async fn bad_progress_is_ignored_and_the_interval_flag_is_checked() {
 fn uuid_like() -> String {
     "00000000-0000-4000-8000-000000000000".into()
 }
+
+#[tokio::test]
+async fn a_flood_of_reports_is_coalesced_to_one_event_per_interval_and_the_latest_arrives() {
+    let server = Server::start(&["--progress-interval", "100"]).await;
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let id = submit(&server, "s", "crawl").await;
+    assignment(&mut worker).await;
+    const REPORTS: u32 = 2000;
+    let started = std::time::Instant::now();
+    let flood = {
+        let (tx, id) = (worker.tx.clone(), id.clone());
+        tokio::spawn(async move {
+            for n in 1..=REPORTS {
+                tx.send(report(&id, n, "")).await.unwrap();
+            }
+        })
+    };
+    let mut events_seen = 0u32;
+    let mut last = 0;
+    while last < u64::from(REPORTS) {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            assert!(p.index > last, "index rising: {} after {last}", p.index);
+            last = p.index;
+            events_seen += 1;
+        }
+    }
+    let took = started.elapsed();
+    flood.await.unwrap();
+    // One event at once, then at most one per 100 ms interval.
+    let bound = (took.as_millis() / 100) as u32 + 2;
+    eprintln!("{REPORTS} reports in {took:?}: {events_seen} progress events (bound {bound})");
+    assert!(events_seen <= bound, "{events_seen} events in {took:?}");
+    worker.tx.send(result(&id, "1")).await.unwrap();
+    loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut stream).await {
+            assert_eq!(c.task_id, id);
+            break;
+        }
+    }
+}
