@@ -315,7 +315,7 @@ fn progress_is_taken_from_the_holder_only_numbered_across_attempts_and_resumed()
         .unwrap();
     let second = st.record_progress(w1, report(id, 0, ""), now()).unwrap();
     assert_eq!((first.index, second.index), (1, 2));
-    assert_eq!(st.session_progress("s"), [second.clone()]);
+    assert_eq!(st.session_progress("s"), std::slice::from_ref(&second));
     assert_eq!(st.progress_of(id), Some(second));
     // The worker is lost: the run's progress goes, its last detail reaches
     // the next attempt (on the idle second worker).
