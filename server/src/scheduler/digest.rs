@@ -1,11 +1,11 @@
 //! What a session is waiting for (`PendingDigest`): its unfinished tasks
 //! from the store with what the live state adds (state, progress), and its
-//! acknowledgement counters.
+//! acknowledgement counters; `AckCompletions`, monotonic.
 use super::{Scheduler, views::TaskView};
 use crate::{
     error::Error,
     model::{SessionKey, TaskState},
-    store::{SessionSeqs, TaskQuery},
+    store::{Acked, SessionSeqs, TaskQuery},
 };
 
 /// Most tasks a digest lists; more are counted.
@@ -23,6 +23,29 @@ pub struct Digest {
 }
 
 impl Scheduler {
+    /// Acknowledges a session's completions up to `up_to_seq`: releases
+    /// them and raises its acknowledged seq (never lowers it). Errors:
+    /// OUT_OF_RANGE beyond the session's last seq (nothing changes).
+    pub async fn ack_completions(
+        &self,
+        session: &SessionKey,
+        up_to_seq: u64,
+    ) -> Result<Acked, Error> {
+        let acked = self
+            .store
+            .ack_completions(session.as_key(), up_to_seq)
+            .await?;
+        if up_to_seq > acked.last_seq {
+            return Err(Error::OutOfRange(format!(
+                "up_to_seq {up_to_seq} is beyond session {}'s last seq, {}: acknowledge only \
+                 seqs you have received",
+                crate::error::quote(session.name()),
+                acked.last_seq
+            )));
+        }
+        Ok(acked)
+    }
+
     /// A session's last and acknowledged seqs, and its unacknowledged count.
     pub async fn session_seqs(&self, session: &SessionKey) -> Result<SessionSeqs, Error> {
         Ok(self.store.session_seqs(session.as_key()).await?)

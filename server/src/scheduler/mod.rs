@@ -25,7 +25,9 @@
 //! - `state/`: the live state and its synchronous transitions (`mod.rs`),
 //!   and what it tells about tools and load (`registry.rs`).
 //! - `admission.rs`: submit, registration, result and progress checks; quotas.
-//! - [`digest`]: what a session is waiting for (`PendingDigest`).
+//! - [`digest`]: what a session is waiting for (`PendingDigest`), and
+//!   acknowledgement.
+//! - `progress.rs`: workers' progress reports, kept for the running task.
 //! - `finisher.rs`: store write with retry, then the session's streams.
 //! - `fallback.rs`: what answers a call that failed or timed out.
 //! - `timers.rs`: per-attempt timeouts.
@@ -38,6 +40,7 @@ pub mod digest;
 mod fallback;
 mod finisher;
 mod lifecycle;
+mod progress;
 pub mod queue;
 mod shared;
 mod state;
@@ -66,17 +69,13 @@ use crate::{
     logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
-        Assignment, Command, Outcome, ProgressRecord, ProgressReport, Registration, SessionKey,
-        Submission, TaskRecord, TaskResult, TaskState, codes,
+        Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
+        TaskState, codes,
     },
     sessions::SessionHub,
-    store::{Acked, Durable, Inserted, SharedStore},
+    store::{Durable, Inserted, SharedStore},
     tools::{ToolSpec, ValidationPool},
 };
-
-/// Ignored progress reports are logged at most this often: a worker can
-/// send them at will.
-static IGNORED_PROGRESS: logs::Throttle = logs::Throttle::new(std::time::Duration::from_secs(10));
 
 /// One command for a worker, to be sent once `after` resolves.
 #[derive(Debug)]
@@ -460,29 +459,6 @@ impl Scheduler {
         }
     }
 
-    /// Acknowledges a session's completions up to `up_to_seq`: releases
-    /// them and raises its acknowledged seq (never lowers it). Errors:
-    /// OUT_OF_RANGE beyond the session's last seq (nothing changes).
-    pub async fn ack_completions(
-        &self,
-        session: &SessionKey,
-        up_to_seq: u64,
-    ) -> Result<Acked, Error> {
-        let acked = self
-            .store
-            .ack_completions(session.as_key(), up_to_seq)
-            .await?;
-        if up_to_seq > acked.last_seq {
-            return Err(Error::OutOfRange(format!(
-                "up_to_seq {up_to_seq} is beyond session {}'s last seq, {}: acknowledge only \
-                 seqs you have received",
-                crate::error::quote(session.name()),
-                acked.last_seq
-            )));
-        }
-        Ok(acked)
-    }
-
     /// Adds a worker and its tools. Its commands (queued work first) arrive
     /// on `tx`, which must be new and have room for `max_concurrency`.
     pub fn register(self: &Arc<Self>, reg: Registration, tx: CommandTx) -> Result<WorkerId, Error> {
@@ -547,38 +523,6 @@ impl Scheduler {
         }
     }
 
-    /// A worker's progress report: kept (and sent to the session's event
-    /// streams) when the worker holds the task's current attempt, else
-    /// ignored and logged. Never ends the worker's stream.
-    pub fn on_progress(self: &Arc<Self>, worker: WorkerId, report: ProgressReport) {
-        let id = report.task_id;
-        let report = match admission::check_progress(report) {
-            Ok(report) => report,
-            Err(why) => {
-                if let Some(times) = IGNORED_PROGRESS.ready() {
-                    tracing::warn!(worker_id = worker, task_id = %id, times, problem = %logs::field(&why), "progress report ignored");
-                }
-                return;
-            }
-        };
-        let record = self
-            .lock()
-            .record_progress(worker, report, SystemTime::now());
-        match record {
-            Some(record) => self.hub.progress(record),
-            None => {
-                if let Some(times) = IGNORED_PROGRESS.ready() {
-                    tracing::warn!(worker_id = worker, task_id = %id, times, "progress for a task the worker does not hold ignored");
-                }
-            }
-        }
-    }
-
-    /// The latest progress of a live task's current run.
-    pub fn progress_of(&self, id: Uuid) -> Option<Arc<ProgressRecord>> {
-        self.lock().progress_of(id)
-    }
-
     /// A worker's stream ended: its running tasks go back to the queue with
     /// their place kept, or fail once their attempts are used up.
     pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
@@ -638,16 +582,6 @@ impl Scheduler {
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {
         self.lock().task(id).cloned()
-    }
-}
-
-impl crate::sessions::ProgressSource for Scheduler {
-    fn session_progress(&self, session: &str) -> Vec<Arc<ProgressRecord>> {
-        self.lock().session_progress(session)
-    }
-
-    fn progress_of(&self, task: Uuid) -> Option<Arc<ProgressRecord>> {
-        self.lock().progress_of(task)
     }
 }
 

@@ -97,6 +97,8 @@ pub struct State<I: Io> {
     /// Per session key, its live tasks that have progress now (so a new
     /// session stream finds them without a scan of every task).
     progressing: HashMap<Arc<str>, HashSet<Uuid>>,
+    /// Shared mode: progress of tasks handed back to the store's queue.
+    parked: progress::ParkedProgress,
     effects: Effects,
 }
 
@@ -166,6 +168,7 @@ impl<I: Io> Default for State<I> {
             next_worker: 0,
             remote: HashMap::new(),
             progressing: HashMap::new(),
+            parked: Default::default(),
             effects: Effects::default(),
         }
     }
@@ -240,6 +243,7 @@ impl<I: Io> State<I> {
             return false;
         }
         task.state = TaskState::Queued;
+        let (reports, detail) = self.unpark_progress(task.id);
         let entry = self.tools.entry(task.tool.clone()).or_default();
         entry.queue.push_back(&task.session, task.id);
         self.tasks.insert(
@@ -249,8 +253,8 @@ impl<I: Io> State<I> {
                 worker: None,
                 timer: None,
                 progress: None,
-                reports: 0,
-                detail: None,
+                reports,
+                detail,
             },
         );
         true

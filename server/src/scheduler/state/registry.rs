@@ -120,12 +120,15 @@ impl<I: Io> State<I> {
                 continue;
             }
             while let Some((session, id)) = entry.queue.pop() {
-                self.tasks.remove(&id);
                 out.push((session, id));
             }
         }
         out.into_iter()
             .map(|(session, id)| {
+                if let Some(live) = self.tasks.remove(&id) {
+                    // Its next run, if it is claimed here again, resumes.
+                    self.park_progress(id, live.reports, live.detail);
+                }
                 self.release(&session);
                 id
             })

@@ -338,3 +338,24 @@ fn progress_is_taken_from_the_holder_only_numbered_across_attempts_and_resumed()
         "ended"
     );
 }
+
+#[test]
+fn a_task_handed_back_and_claimed_again_keeps_its_progress_count_and_detail() {
+    let mut st = State::<Test>::default();
+    let (w1, _) = worker(&mut st, &["t"], 1);
+    let id = queue(&mut st, "s", "t");
+    let task = st.task(id).unwrap().clone();
+    st.record_progress(w1, report(id, 0, r#"{"page":7}"#), now())
+        .unwrap();
+    drop(st.remove_worker(w1, 3, lost, now()));
+    // Shared mode: no worker here serves it, so it goes back to the store.
+    assert_eq!(st.unservable(&["t".into()]), [id]);
+    assert!(st.task(id).is_none());
+    // Claimed again later, for a new worker.
+    st.reserve(&"s".into());
+    assert!(st.enqueue(task));
+    let (w2, sent) = worker(&mut st, &["t"], 1);
+    assert_eq!(resume_of(&sent, id, 2).as_deref(), Some(r#"{"page":7}"#));
+    let next = st.record_progress(w2, report(id, 0, ""), now()).unwrap();
+    assert_eq!(next.index, 2, "the count went with it");
+}
