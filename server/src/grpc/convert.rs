@@ -358,7 +358,6 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         result_budget_bytes: spec.policy.result_budget_bytes,
         fallback: spec.policy.fallback.as_ref().map(listed_fallback),
         cancellable_by_model: spec.policy.cancellable_by_model,
-        ..Default::default()
     }
 }
 

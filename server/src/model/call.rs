@@ -82,6 +82,35 @@ pub struct Answered {
     pub task_id: Uuid,
 }
 
+/// A fallback run's ending (`finish`, of `run`, linked by `link`) as the
+/// ending of its call: the run's outcome and summary, [`Answered`] naming
+/// the run, and the run's row dropped with the call's finish. Every path
+/// that ends a run (its result, a timeout, a lost worker, a reaper) goes
+/// through it, so a run never takes a completion of its own.
+pub fn run_ending_as_call(
+    run: &super::TaskRecord,
+    link: FallbackFor,
+    finish: super::Finish,
+) -> super::Finish {
+    super::Finish {
+        task_id: link.parent,
+        state: finish.state,
+        outcome: finish.outcome,
+        attempts: link.primary.attempts,
+        finished_at: finish.finished_at,
+        notes: FinishNotes {
+            summary: finish.notes.summary,
+            answered_by: Some(Answered {
+                primary: link.primary,
+                tool: run.tool.to_string(),
+                last_good_age_ms: 0,
+                task_id: run.id,
+            }),
+            drop_run: Some(run.id),
+        },
+    }
+}
+
 /// The hex SHA-256 of `arguments` (JSON text) in RFC 8785 canonical form,
 /// so `{"a":1,"b":2}` and `{"b":2, "a":1}` are one call. Arguments that do
 /// not parse (never, after admission) hash as written.

@@ -255,26 +255,9 @@ fn primary(ended: &Ended) -> Primary {
     }
 }
 
-/// A fallback run's ending as its call's: the run's outcome and summary,
-/// [`Answered`] naming the run, and the run's row dropped with the write.
+/// A fallback run's ending as its call's ([`call::run_ending_as_call`]).
 fn answer_call(ended: Ended, link: FallbackFor) -> Ended {
     let Ended { task, finish } = ended;
-    let call = Finish {
-        task_id: link.parent,
-        state: finish.state,
-        outcome: finish.outcome,
-        attempts: link.primary.attempts,
-        finished_at: finish.finished_at,
-        notes: FinishNotes {
-            summary: finish.notes.summary,
-            answered_by: Some(Answered {
-                primary: link.primary,
-                tool: task.tool.to_string(),
-                last_good_age_ms: 0,
-                task_id: task.id,
-            }),
-            drop_run: Some(task.id),
-        },
-    };
+    let call = call::run_ending_as_call(&task, link, finish);
     Ended { task, finish: call }
 }

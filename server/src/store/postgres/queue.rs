@@ -168,17 +168,20 @@ impl SharedQueue for PostgresStore {
                     "the server running the task stopped, on each of its {} attempts",
                     t.attempts
                 );
-                (
-                    Finish {
-                        task_id: t.id,
-                        state: TaskState::Failed,
-                        outcome: Outcome::error(codes::WORKER_LOST, message),
-                        attempts: t.attempts,
-                        finished_at: now,
-                        notes: Default::default(),
-                    },
-                    Guard::Any,
-                )
+                let finish = Finish {
+                    task_id: t.id,
+                    state: TaskState::Failed,
+                    outcome: Outcome::error(codes::WORKER_LOST, message),
+                    attempts: t.attempts,
+                    finished_at: now,
+                    notes: Default::default(),
+                };
+                // A fallback run's ending is its call's (and drops the run).
+                let finish = match &t.call.fallback_for {
+                    Some(link) => crate::model::call::run_ending_as_call(t, link.clone(), finish),
+                    None => finish,
+                };
+                (finish, Guard::Any)
             })
             .collect();
         finish_in(&tx, &finishes).await?;
