@@ -40,6 +40,20 @@ pub struct SubmitArgs {
     /// Makes a retried submit return the first one's task.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// How the result reaches the model: when-idle, interrupt or silent
+    /// (default: the tool's, else the server's).
+    #[arg(long, value_parser = parse_delivery)]
+    delivery: Option<pb::DeliveryPolicy>,
+    /// Join an identical call (same session, tool and arguments) still in
+    /// flight instead of running the tool again: `join` or `off` (default:
+    /// the tool's policy).
+    #[arg(long, value_parser = ["join", "off"])]
+    dedup: Option<String>,
+    /// Most bytes of the result delivered inline; a larger result arrives
+    /// as a preview (read it whole with `errand result`). 0: the tool's,
+    /// then the server's budget.
+    #[arg(long, default_value_t = 0)]
+    budget: u64,
     /// Wait for the result and print it; exit 1 unless it succeeded.
     #[arg(long)]
     wait: bool,
@@ -61,9 +75,39 @@ pub struct WatchArgs {
     /// Stop after this many completions.
     #[arg(long)]
     count: Option<u64>,
+    /// Also show running tasks' progress (through SessionEvents).
+    #[arg(long)]
+    progress: bool,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(ClapArgs)]
+pub struct PendingArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
+    /// The session to ask about.
+    #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
+    session: String,
+    /// Most bytes of the text (0: the server's default, 4096).
+    #[arg(long, default_value_t = 0)]
+    max_bytes: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_delivery(s: &str) -> Result<pb::DeliveryPolicy, String> {
+    let name = format!(
+        "DELIVERY_POLICY_{}",
+        s.trim().to_ascii_uppercase().replace('-', "_")
+    );
+    pb::DeliveryPolicy::from_str_name(&name)
+        .filter(|d| *d != pb::DeliveryPolicy::Unspecified)
+        .ok_or_else(|| {
+            format!("{s:?} is not a delivery policy: use when-idle, interrupt or silent")
+        })
 }
 
 #[derive(ClapArgs)]
@@ -75,6 +119,17 @@ pub struct TaskArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(ClapArgs)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    pub conn: crate::ConnectArgs,
+    /// The task whose full result to print.
+    task_id: String,
+    /// Bytes per ReadResult page (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    page_bytes: u64,
 }
 
 #[derive(ClapArgs)]
@@ -122,6 +177,13 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             timeout_ms: args.timeout_ms,
             queue_timeout_ms: args.queue_timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
+            delivery: args.delivery.map_or(0, |d| d as i32),
+            dedup: match args.dedup.as_deref() {
+                Some("join") => pb::DedupPolicy::JoinInFlight as i32,
+                Some(_) => pb::DedupPolicy::Off as i32,
+                None => pb::DedupPolicy::Unspecified as i32,
+            },
+            result_budget_bytes: args.budget,
             ..Default::default()
         })
         .await?;
@@ -130,7 +192,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             let task = ack.task.as_ref().map(output::task_json);
             println!(
                 "{}",
-                serde_json::json!({"task_id": ack.task_id, "ack": ack.ack, "deduplicated": ack.deduplicated, "task": task})
+                serde_json::json!({"task_id": ack.task_id, "ack": ack.ack, "deduplicated": ack.deduplicated, "joined": ack.joined, "task": task})
             );
         } else {
             println!("{}", ack.task_id);
@@ -169,6 +231,9 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
 
 pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
+    if args.progress {
+        return watch_events(&client, &args).await;
+    }
     let mut stream = client.completions(&args.session, args.after);
     let mut seen = 0;
     while let Some(completion) = stream.next().await {
@@ -182,6 +247,99 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
         if args.count.is_some_and(|n| seen >= n) {
             break;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `watch --progress`: completions and progress from SessionEvents,
+/// reconnecting after the last seq when the server goes away.
+async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
+    let mut after = args.after;
+    let mut seen = 0;
+    loop {
+        let request = pb::SessionEventsRequest {
+            session_id: args.session.clone(),
+            after_seq: after,
+            include_progress: true,
+            results_by_reference: false,
+        };
+        let mut stream = match client.session_events(request).await {
+            Ok(stream) => stream,
+            Err(e) if e.code().is_some_and(errand_client::error::is_transient) => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("opening SessionEvents"),
+        };
+        loop {
+            let event = match stream.next().await {
+                Some(Ok(event)) => event,
+                Some(Err(status)) if errand_client::error::is_transient(status.code()) => break,
+                Some(Err(status)) => {
+                    return Err(errand_client::Error::from(status))
+                        .context("following session events");
+                }
+                None => break,
+            };
+            match event.event {
+                Some(pb::session_event::Event::Completion(c)) => {
+                    after = c.seq;
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"completion": output::completion_json(&c)})
+                        );
+                    } else {
+                        println!("{}", output::completion_line(&c));
+                    }
+                    seen += 1;
+                    if args.count.is_some_and(|n| seen >= n) {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                Some(pb::session_event::Event::Progress(p)) => {
+                    if args.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"progress": output::progress_json(&p)})
+                        );
+                    } else {
+                        println!("{}", output::progress_line(&p));
+                    }
+                }
+                None => {}
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn pending(server: &str, args: PendingArgs) -> Result<ExitCode> {
+    let digest = connect(server, &args.conn)
+        .await?
+        .pending_digest(&args.session, args.max_bytes)
+        .await?;
+    if args.json {
+        let tasks: Vec<_> = digest.pending.iter().map(output::task_json).collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "session_id": args.session,
+                "pending": tasks,
+                "pending_count": digest.pending_count,
+                "last_seq": digest.last_seq,
+                "acked_seq": digest.acked_seq,
+                "unacknowledged": digest.unacknowledged,
+                "text": digest.text,
+            })
+        );
+    } else if digest.text.is_empty() {
+        eprintln!(
+            "nothing pending in session {:?}, and every result is acknowledged",
+            args.session
+        );
+    } else {
+        print!("{}", digest.text);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,5 +362,31 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
         "released {removed} completions of session {:?}",
         args.session
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a task's full result to stdout, exactly its bytes (no newline
+/// added), reading it page by page with ReadResult.
+pub async fn result(server: &str, args: ResultArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    let client = connect(server, &args.conn).await?;
+    let mut stdout = std::io::stdout().lock();
+    let mut offset = 0u64;
+    loop {
+        let chunk = client
+            .read_result(&args.task_id, offset, args.page_bytes)
+            .await?;
+        stdout
+            .write_all(chunk.data.as_bytes())
+            .context("writing the result to stdout")?;
+        offset += chunk.data.len() as u64;
+        if chunk.eof {
+            break;
+        }
+        if chunk.data.is_empty() {
+            bail!("the server sent an empty page before the end of the result");
+        }
+    }
+    stdout.flush().context("writing the result to stdout")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -105,6 +105,10 @@ enum Command {
     Retry(ops::RetryArgs),
     /// Release a session's completions up to a seq.
     Ack(agent::AckArgs),
+    /// What a session is waiting for: pending calls and unacknowledged results, as the model reads it.
+    Pending(agent::PendingArgs),
+    /// Print a task's full result (exactly its bytes), read in pages.
+    Result(agent::ResultArgs),
     /// Serve a tool by running a program per call.
     Worker(worker::Args),
     /// Serve MCP over stdin/stdout for a host, over a running errand server.
@@ -178,6 +182,8 @@ async fn main() -> ExitCode {
         Command::Workers(args) => ops::workers(&args.conn.server.clone(), args).await,
         Command::Retry(args) => ops::retry(&args.conn.server.clone(), args).await,
         Command::Ack(args) => agent::ack(&args.conn.server.clone(), args).await,
+        Command::Pending(args) => agent::pending(&args.conn.server.clone(), args).await,
+        Command::Result(args) => agent::result(&args.conn.server.clone(), args).await,
         Command::Worker(args) => worker::run(&args.conn.server.clone(), args).await,
         Command::Mcp(args) => mcp::run(&args.conn.server.clone(), args).await,
         Command::Token(cmd) => token::run(cmd),

@@ -62,6 +62,9 @@ pub struct CancelArgs {
     /// With --session: only this tool's tasks.
     #[arg(long)]
     tool: Option<String>,
+    /// Why (at most 1 KiB): it reaches the worker and the completion's message.
+    #[arg(long)]
+    reason: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -181,7 +184,9 @@ pub async fn workers(server: &str, args: WorkersArgs) -> Result<ExitCode> {
 pub async fn cancel(server: &str, args: CancelArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
     if let Some(id) = &args.task_id {
-        let task = client.cancel(id).await?;
+        let task = client
+            .cancel_with_reason(id, args.reason.as_deref().unwrap_or_default())
+            .await?;
         output::print_task(&task, args.json);
         return Ok(ExitCode::SUCCESS);
     }
@@ -193,7 +198,9 @@ pub async fn cancel(server: &str, args: CancelArgs) -> Result<ExitCode> {
             session_id: session.clone(),
             statuses: args.status.iter().map(|s| *s as i32).collect(),
             tool: args.tool.unwrap_or_default(),
-            reason: "errand cancel --session".into(),
+            reason: args
+                .reason
+                .unwrap_or_else(|| "errand cancel --session".into()),
         })
         .await?;
     if args.json {

@@ -46,6 +46,7 @@ pub fn completion_json(c: &pb::Completion) -> Value {
         "attempts": c.attempts,
         "message": c.message,
         "completed_at_ms": time(&c.completed_at),
+        "delivery": delivery_name(c.delivery),
     })
 }
 
@@ -62,6 +63,45 @@ pub fn completion_line(c: &pb::Completion) -> String {
         tool = c.tool,
         status = status_name(c.status),
         ms = c.elapsed_ms,
+    )
+}
+
+/// `WHEN_IDLE`, `INTERRUPT`, `SILENT`; "" when unset.
+fn delivery_name(code: i32) -> &'static str {
+    match pb::DeliveryPolicy::try_from(code) {
+        Ok(pb::DeliveryPolicy::WhenIdle) => "WHEN_IDLE",
+        Ok(pb::DeliveryPolicy::Interrupt) => "INTERRUPT",
+        Ok(pb::DeliveryPolicy::Silent) => "SILENT",
+        _ => "",
+    }
+}
+
+pub fn progress_json(p: &pb::Progress) -> Value {
+    json!({
+        "task_id": p.task_id,
+        "session_id": p.session_id,
+        "tool": p.tool,
+        "index": p.index,
+        "progress": p.progress,
+        "total": p.total,
+        "message": p.message,
+        "detail": serde_json::from_str::<Value>(&p.detail_json).unwrap_or(Value::Null),
+        "elapsed_ms": p.elapsed_ms,
+    })
+}
+
+pub fn progress_line(p: &pb::Progress) -> String {
+    let amount = if p.total > 0.0 {
+        format!("{}/{}", p.progress, p.total)
+    } else {
+        format!("{}", p.progress)
+    };
+    format!(
+        "~ {id} {tool} progress {amount} after {ms} ms: {message}",
+        id = p.task_id,
+        tool = p.tool,
+        ms = p.elapsed_ms,
+        message = p.message,
     )
 }
 
@@ -86,6 +126,8 @@ pub fn task_json(t: &pb::Task) -> Value {
         "created_at_ms": time(&t.created_at),
         "started_at_ms": time(&t.started_at),
         "finished_at_ms": time(&t.finished_at),
+        "delivery": delivery_name(t.delivery),
+        "progress": t.progress.as_ref().map(progress_json),
     })
 }
 

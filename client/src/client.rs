@@ -222,6 +222,37 @@ impl Client {
         Ok(self.rpc.clone().submit_tool(request).await?.into_inner())
     }
 
+    /// One page of a task's full result: `max_bytes` from byte `offset`
+    /// (0: the server's default page). Errors: NOT_FOUND, FAILED_PRECONDITION
+    /// (no result), OUT_OF_RANGE (offset past the end).
+    pub async fn read_result(
+        &self,
+        task_id: &str,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Result<pb::ResultChunk, Error> {
+        let req = pb::ReadResultRequest {
+            task_id: task_id.to_string(),
+            offset,
+            max_bytes,
+        };
+        Ok(self.rpc.clone().read_result(req).await?.into_inner())
+    }
+
+    /// A task's whole result text, read page by page with
+    /// [`Self::read_result`].
+    pub async fn read_whole_result(&self, task_id: &str) -> Result<String, Error> {
+        let mut out = String::new();
+        loop {
+            let chunk = self.read_result(task_id, out.len() as u64, 0).await?;
+            out.push_str(&chunk.data);
+            // A chunk that does not move on would loop for ever.
+            if chunk.eof || chunk.data.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
     pub async fn get_task(&self, task_id: &str) -> Result<pb::Task, Error> {
         let req = pb::GetTaskRequest {
             task_id: task_id.to_string(),
@@ -230,11 +261,40 @@ impl Client {
     }
 
     pub async fn cancel(&self, task_id: &str) -> Result<pb::Task, Error> {
+        self.cancel_with_reason(task_id, "").await
+    }
+
+    /// Cancels a task saying why (at most 1 KiB): the reason reaches the
+    /// worker and the completion's message.
+    pub async fn cancel_with_reason(&self, task_id: &str, reason: &str) -> Result<pb::Task, Error> {
         let req = pb::CancelTaskRequest {
             task_id: task_id.to_string(),
-            reason: String::new(),
+            reason: reason.to_string(),
         };
         Ok(self.rpc.clone().cancel_task(req).await?.into_inner())
+    }
+
+    /// What a session is waiting for: its pending calls, unacknowledged
+    /// results, and the text for the model (`max_bytes` 0: 4096).
+    pub async fn pending_digest(
+        &self,
+        session: &str,
+        max_bytes: u64,
+    ) -> Result<pb::PendingDigestResponse, Error> {
+        let req = pb::PendingDigestRequest {
+            session_id: session.to_string(),
+            max_bytes,
+        };
+        Ok(self.rpc.clone().pending_digest(req).await?.into_inner())
+    }
+
+    /// One `SessionEvents` stream (no reconnection: on an error, open
+    /// another after the last completion's seq).
+    pub async fn session_events(
+        &self,
+        request: pb::SessionEventsRequest,
+    ) -> Result<tonic::Streaming<pb::SessionEvent>, Error> {
+        Ok(self.rpc.clone().session_events(request).await?.into_inner())
     }
 
     /// One page of the caller's tasks; pass the response's

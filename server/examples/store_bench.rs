@@ -143,6 +143,7 @@ async fn run(store: Arc<dyn Store>, concurrency: usize, duration: Duration, max:
                         outcome: Outcome::Result(r#"{"temperature_c":21,"sky":"clear"}"#.into()),
                         attempts: 1,
                         finished_at: SystemTime::now(),
+                        notes: Default::default(),
                     };
                     let t2 = Instant::now();
                     store.finish_task(&finish).await.expect("finish_task");
@@ -193,6 +194,9 @@ fn task(session: &str) -> TaskRecord {
         finished_at: None,
         outcome: None,
         seq: 0,
+        delivery: Default::default(),
+        call: Default::default(),
+        notes: Default::default(),
     }
 }
 

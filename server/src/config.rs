@@ -9,6 +9,8 @@
 //! `server::Options`.
 use std::time::Duration;
 
+pub use crate::model::Delivery;
+
 /// How the server behaves. `Default` gives the values `errand serve` uses.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,6 +42,12 @@ pub struct Config {
     pub connections: Connections,
     /// The MCP front end's settings (used with `--mcp-listen`).
     pub mcp: McpOptions,
+    /// Least time between two progress events of one task on one
+    /// `SessionEvents` stream (the latest report wins); > 0.
+    pub progress_interval: Duration,
+    /// How completions reach the model when neither the submit nor the
+    /// tool says.
+    pub default_delivery: Delivery,
 }
 
 /// How the MCP front end behaves; `Default` is what `errand serve` uses.
@@ -142,7 +150,18 @@ pub struct Limits {
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
+    /// Most bytes of a result delivered inline when neither the submit nor
+    /// the tool sets a budget (about 4 bytes per token); at least
+    /// [`MIN_RESULT_BUDGET`], at most `max_result_budget_bytes`.
+    pub result_budget_bytes: usize,
+    /// The largest result budget a submit or a tool may ask for; at least
+    /// [`MIN_RESULT_BUDGET`].
+    pub max_result_budget_bytes: usize,
 }
+
+/// The smallest result budget a server may be configured with: room for a
+/// preview's head, tail and the mark between them.
+pub const MIN_RESULT_BUDGET: usize = 64;
 
 /// How the PostgreSQL store behaves; `Default` is what `errand serve` uses.
 #[derive(Debug, Clone)]
@@ -190,6 +209,8 @@ impl Default for Config {
             postgres: PostgresOptions::default(),
             connections: Connections::default(),
             mcp: McpOptions::default(),
+            progress_interval: Duration::from_millis(500),
+            default_delivery: Delivery::WhenIdle,
         }
     }
 }
@@ -231,6 +252,8 @@ impl Default for Limits {
             auth_failures_per_minute: 60,
             requests_per_second_per_tenant: 5000,
             stream_buffer: 64,
+            result_budget_bytes: 16 * 1024,
+            max_result_budget_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -317,6 +340,26 @@ impl Config {
             }
         }
         at_least("database-pool-size", self.postgres.pool_size, 2)?;
+        at_least(
+            "result-budget-bytes",
+            l.result_budget_bytes,
+            MIN_RESULT_BUDGET,
+        )?;
+        at_least(
+            "max-result-budget-bytes",
+            l.max_result_budget_bytes,
+            MIN_RESULT_BUDGET,
+        )?;
+        if l.result_budget_bytes > l.max_result_budget_bytes {
+            return Err(ConfigError {
+                flag: "result-budget-bytes",
+                problem: format!(
+                    "{} is over --max-result-budget-bytes ({}): a default no submit could ask \
+                     for; lower it or raise --max-result-budget-bytes",
+                    l.result_budget_bytes, l.max_result_budget_bytes
+                ),
+            });
+        }
         for (flag, value, positive) in [
             ("max-timeout-ms", l.max_timeout, true),
             ("default-timeout-ms", self.default_timeout, true),
@@ -330,6 +373,7 @@ impl Config {
             ("handshake-timeout-ms", c.handshake_timeout, true),
             ("idle-timeout-ms", c.idle_timeout, true),
             ("mcp-poll-interval-ms", self.mcp.poll_interval, true),
+            ("progress-interval", self.progress_interval, true),
         ] {
             duration(flag, value, positive)?;
         }
@@ -382,6 +426,14 @@ impl Config {
     /// completion (arguments, result, the message quoting at most
     /// [`crate::text::MAX_QUOTED_BYTES`] of it, and its fields) or a submit's
     /// answer (the arguments in the task and in the ack).
+    ///
+    /// Result budgets only shrink a completion: a result is inline only
+    /// within its budget, and a truncated one is replaced by a preview
+    /// within it (a worker's summary is cut to the smaller of the budget and
+    /// `max_result_bytes`); error messages are bounded by
+    /// `max_result_bytes`. So the completion's bound is the larger of the
+    /// two, never more. A completion stored under larger limits is made to
+    /// fit when it is sent ([`crate::grpc::convert::fit`]).
     pub fn largest_message(&self) -> usize {
         let l = &self.limits;
         let quoted = l.max_result_bytes.min(crate::text::MAX_QUOTED_BYTES);
@@ -420,6 +472,21 @@ impl Config {
             ..self.postgres.clone()
         }
     }
+}
+
+/// A duration as `errand serve` takes it: plain milliseconds (`500`) or
+/// a number with a unit (`500ms`, `2s`, `1m`).
+///
+/// # Errors
+/// A text that is neither, saying what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?} is not a duration ({e}): give milliseconds (500) or a unit (500ms, 2s)")
+    })
 }
 
 fn at_least(flag: &'static str, value: usize, min: usize) -> Result<(), ConfigError> {
@@ -509,6 +576,27 @@ mod tests {
         fits.limits.max_result_bytes = 512 * 1024;
         fits.validate().unwrap();
         assert!(fits.largest_message() <= 1024 * 1024);
+    }
+
+    #[test]
+    fn result_budgets_are_bounded_and_the_default_is_one_a_submit_may_ask_for() {
+        let e = error(|c| c.limits.result_budget_bytes = 10);
+        assert_eq!(e.flag, "result-budget-bytes");
+        assert!(e.problem.contains("minimum, 64"), "{e}");
+        let e = error(|c| c.limits.max_result_budget_bytes = 0);
+        assert_eq!(e.flag, "max-result-budget-bytes");
+        let e = error(|c| {
+            c.limits.result_budget_bytes = 4096;
+            c.limits.max_result_budget_bytes = 1024;
+        });
+        assert_eq!(e.flag, "result-budget-bytes");
+        assert!(e.problem.contains("--max-result-budget-bytes"), "{e}");
+        // A budget above the message limit is valid: completions shrink
+        // their preview to fit ([`crate::grpc::convert::streamed_completion`]).
+        let mut c = Config::default();
+        c.limits.result_budget_bytes = c.limits.max_message_bytes * 2;
+        c.limits.max_result_budget_bytes = c.limits.max_message_bytes * 2;
+        c.validate().unwrap();
     }
 
     #[test]

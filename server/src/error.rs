@@ -21,6 +21,9 @@ pub enum Error {
     },
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A position past the end of what it points into (a result offset).
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]

@@ -23,6 +23,8 @@
 //! - [`store`]: the persistence seam ([`store::Store`]) and its memory,
 //!   SQLite and PostgreSQL implementations.
 //! - [`text`]: the texts errand writes for the model.
+//! - [`results`]: previews of results over their budget, and the pages
+//!   `ReadResult` cuts results into.
 //! - [`cluster`]: shared mode, several servers on one database: claiming,
 //!   leases, the reaper, cross-server wake-ups and tool discovery.
 //! - [`grpc`]: the wire edge: thin tonic handlers, the auth interceptor,
@@ -67,6 +69,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod quota;
+pub mod results;
 pub mod scheduler;
 pub mod server;
 pub mod sessions;

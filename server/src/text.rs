@@ -1,7 +1,9 @@
 //! The texts errand writes for the model, as the seed's decorator does: an
 //! acknowledgement at submit, a notice on each tool's description, and a
 //! message with each completion. Kept together so their wording is one voice.
-use crate::model::{CompletionRecord, Outcome, TaskRecord};
+use std::time::{Duration, SystemTime};
+
+use crate::model::{Answered, CompletionRecord, Outcome, ProgressRecord, TaskRecord, TaskState};
 
 /// Appended to every tool description in `ListTools`.
 pub const ASYNC_NOTICE: &str = "This tool is asynchronous: calling it returns a task ID at once, \
@@ -68,33 +70,402 @@ Do not guess, invent or fabricate the result. Continue with other work, and use 
 /// a completion is never twice the size of its result.
 pub const MAX_QUOTED_BYTES: usize = 64 * 1024;
 
+/// How much of a successful result a completion shows.
+#[derive(Debug, Clone, Copy)]
+pub enum Shown<'a> {
+    /// All of it (in `result_json`, or read by reference).
+    Whole,
+    /// A preview within `budget` bytes; the rest is read with `ReadResult`.
+    Preview { preview: &'a str, budget: u64 },
+}
+
+/// Most bytes of a primary call's error message a fallback's text repeats.
+const MAX_PRIMARY_BYTES: usize = 1024;
+
 /// The text a completion carries for the model.
-pub fn completion_message(c: &CompletionRecord) -> String {
+pub fn completion_message(c: &CompletionRecord, shown: Shown<'_>) -> String {
+    let tool = crate::tenant::strip(&c.tool);
+    let answered = match &c.notes.answered_by {
+        None => String::new(),
+        Some(a) => answered_clause(tool, a),
+    };
     let head = format!(
-        "Async result for task {} (tool `{}`",
-        c.task_id,
-        crate::tenant::strip(&c.tool)
+        "Async result for task {} (tool `{tool}`{answered}",
+        c.task_id
     );
-    match &c.outcome {
-        Outcome::Result(json) if json.len() <= MAX_QUOTED_BYTES => {
+    match (&c.outcome, shown) {
+        (Outcome::Result(json), Shown::Preview { preview, budget }) => format!(
+            "{head}) succeeded. Its result is {} bytes, more than the {budget} bytes this call \
+             may show, so only a preview follows. If you need the rest, read the full result \
+             with ReadResult (task_id {}, in pages by byte offset). Preview: {preview}",
+            json.len(),
+            c.task_id
+        ),
+        (Outcome::Result(json), Shown::Whole) if json.len() <= MAX_QUOTED_BYTES => {
             format!("{head}) succeeded: {json}")
         }
-        Outcome::Result(json) => format!(
+        (Outcome::Result(json), Shown::Whole) => format!(
             "{head}) succeeded. Its result is {} bytes, too long to repeat here: it is the \
              completion's result_json.",
             json.len()
         ),
-        Outcome::Error { code, message } => {
-            let mut end = message.len().min(MAX_QUOTED_BYTES);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            let cut = if end < message.len() { " [...]" } else { "" };
+        (Outcome::Error { code, message }, _) => {
+            let end = cut(message, MAX_QUOTED_BYTES);
+            let more = if end < message.len() { " [...]" } else { "" };
             format!(
-                "{head}) ended as {}: [{code}] {}{cut}",
+                "{head}) ended as {}: [{code}] {}{more}",
                 c.state.name(),
                 &message[..end]
             )
         }
+    }
+}
+
+/// Most bytes of a task's arguments a digest line quotes.
+pub const DIGEST_ARGUMENTS_BYTES: usize = 120;
+
+/// Room kept at the end of a digest for its last lines (tasks left out,
+/// results unacknowledged).
+const DIGEST_TAIL_BYTES: usize = 200;
+
+/// The text `PendingDigest` gives the model: the session's pending calls
+/// (tool, short arguments, state, time so far, latest progress) and how many
+/// results are unacknowledged; at most `max_bytes` (cut on a character
+/// boundary), tasks that do not fit counted instead of listed. Empty when
+/// nothing is pending and every result is acknowledged.
+pub fn digest<'a>(
+    tasks: impl IntoIterator<Item = (&'a TaskRecord, Option<&'a ProgressRecord>)>,
+    pending_count: u64,
+    unacknowledged: u64,
+    max_bytes: usize,
+    now: SystemTime,
+) -> String {
+    let mut out = String::new();
+    if pending_count > 0 {
+        out.push_str(&format!(
+            "Pending tool calls: {pending_count} still queued or running. Their results will \
+arrive later in messages that carry their task IDs; do not guess or fabricate them.\n"
+        ));
+        let room = max_bytes.saturating_sub(DIGEST_TAIL_BYTES);
+        let mut listed = 0u64;
+        for (task, progress) in tasks {
+            let line = digest_line(task, progress, now);
+            if out.len() + line.len() > room {
+                break;
+            }
+            out.push_str(&line);
+            listed += 1;
+        }
+        if listed < pending_count {
+            out.push_str(&format!("- and {} more.\n", pending_count - listed));
+        }
+    }
+    if unacknowledged > 0 {
+        if pending_count == 0 {
+            out.push_str("No tool calls are pending. ");
+        }
+        out.push_str(&if unacknowledged == 1 {
+            "1 result of earlier calls has arrived and has not yet been acknowledged.\n".to_string()
+        } else {
+            format!(
+                "{unacknowledged} results of earlier calls have arrived and have not yet been \
+acknowledged.\n"
+            )
+        });
+    }
+    let end = crate::error::cut(&out, max_bytes).len();
+    out.truncate(end);
+    out
+}
+
+/// One pending task in a digest.
+fn digest_line(task: &TaskRecord, progress: Option<&ProgressRecord>, now: SystemTime) -> String {
+    let args = crate::error::cut(&task.arguments, DIGEST_ARGUMENTS_BYTES);
+    let more = if args.len() < task.arguments.len() {
+        "…"
+    } else {
+        ""
+    };
+    let waited = now.duration_since(task.created_at).unwrap_or_default();
+    let state = match (task.state, task.started_at) {
+        (TaskState::Running, Some(started)) => format!(
+            "running for {} (submitted {} ago)",
+            span(now.duration_since(started).unwrap_or_default()),
+            span(waited)
+        ),
+        (TaskState::Running, None) => format!("running, submitted {} ago", span(waited)),
+        _ => format!("queued for {}", span(waited)),
+    };
+    let attempt = if task.attempts > 1 {
+        format!(", attempt {}", task.attempts)
+    } else {
+        String::new()
+    };
+    let progress = progress.map_or(String::new(), |p| {
+        let mut s = if p.total > 0.0 {
+            let pct = (p.progress / p.total * 100.0).clamp(0.0, 100.0);
+            format!("; progress {}/{} ({pct:.0}%)", p.progress, p.total)
+        } else if p.progress > 0.0 {
+            format!("; progress {}", p.progress)
+        } else {
+            String::from("; progress reported")
+        };
+        if !p.message.is_empty() {
+            s.push_str(&format!(": {}", crate::error::cut(&p.message, 200)));
+        }
+        s
+    });
+    format!(
+        "- task {} `{}` {args}{more}: {state}{attempt}{progress}\n",
+        task.id,
+        crate::tenant::strip(&task.tool)
+    )
+}
+
+/// A duration as people read it: "12 s", "3 min 4 s", "2 h 5 min".
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Why a fallback's outcome stands for the call: which fallback, and how
+/// the call itself ended.
+fn answered_clause(tool: &str, a: &Answered) -> String {
+    let p = &a.primary;
+    let end = cut(&p.message, MAX_PRIMARY_BYTES);
+    let more = if end < p.message.len() { " [...]" } else { "" };
+    let why = format!(
+        "`{tool}` itself ended as {} ([{}] {}{more})",
+        p.state.name(),
+        p.code,
+        &p.message[..end]
+    );
+    if a.tool.is_empty() {
+        format!(
+            ", answered by a stale result because {why}: this is the result of the same call \
+             that finished {} ago (task {}), and it may be out of date",
+            age(a.last_good_age_ms),
+            a.task_id
+        )
+    } else {
+        format!(
+            ", answered by its fallback tool `{}` with the same arguments because {why}",
+            crate::tenant::strip(&a.tool)
+        )
+    }
+}
+
+/// An age for the model: "850 ms", "12.3 s", "4 min 5 s".
+fn age(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// The text `SubmitTool` returns for a call that joined an identical one in
+/// flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
+pub fn joined_ack(task: &TaskRecord) -> String {
+    format!(
+        "Task {id} is already running: an identical call of tool `{tool}` with the same \
+arguments was submitted earlier in this session and has not finished, so this call joined it \
+instead of starting a second run. Its result is not available yet; it will arrive once, later, \
+in a message that carries task ID {id}. Do not guess, invent or fabricate the result, and do not \
+call the tool again for it. Continue with other work.",
+        id = task.id,
+        tool = crate::tenant::strip(&task.tool),
+    )
+}
+
+/// The largest byte length of a prefix of `s` within `max` bytes.
+fn cut(s: &str, max: usize) -> usize {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::model::{FinishNotes, Primary, TaskState};
+
+    fn completion(outcome: Outcome, answered_by: Option<Answered>) -> CompletionRecord {
+        CompletionRecord {
+            seq: 1,
+            task_id: Uuid::nil(),
+            session: "s".into(),
+            tool: "search".into(),
+            arguments: "{}".into(),
+            state: TaskState::Succeeded,
+            outcome,
+            elapsed: Duration::ZERO,
+            attempts: 1,
+            completed_at: SystemTime::now(),
+            delivery: Default::default(),
+            result_budget: 0,
+            notes: FinishNotes {
+                answered_by,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn primary() -> Primary {
+        Primary {
+            state: TaskState::TimedOut,
+            code: "timeout".into(),
+            message: "no answer in 5 s".into(),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn truncated_results_say_their_size_and_how_to_read_them() {
+        let c = completion(Outcome::Result("1".repeat(5000)), None);
+        let m = completion_message(
+            &c,
+            Shown::Preview {
+                preview: "11[...]11",
+                budget: 64,
+            },
+        );
+        for needle in ["5000 bytes", "64 bytes", "ReadResult", "Preview: 11[...]11"] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+    }
+
+    #[test]
+    fn fallbacks_and_stale_results_say_so_and_why() {
+        let fallback = Answered {
+            primary: primary(),
+            tool: "t\u{1f}backup_search".into(),
+            last_good_age_ms: 0,
+            task_id: Uuid::nil(),
+        };
+        let m = completion_message(
+            &completion(Outcome::Result("[1]".into()), Some(fallback)),
+            Shown::Whole,
+        );
+        for needle in [
+            "fallback tool `backup_search`",
+            "TIMED_OUT",
+            "no answer in 5 s",
+            ": [1]",
+        ] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+        let stale = Answered {
+            tool: String::new(),
+            last_good_age_ms: 12_300,
+            ..Answered {
+                primary: primary(),
+                tool: String::new(),
+                last_good_age_ms: 0,
+                task_id: Uuid::nil(),
+            }
+        };
+        let m = completion_message(
+            &completion(Outcome::Result("[1]".into()), Some(stale)),
+            Shown::Whole,
+        );
+        for needle in ["stale result", "12.3 s ago", "out of date", "TIMED_OUT"] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use std::{sync::Arc, time::Duration};
+
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn task(state: TaskState, args: &str) -> TaskRecord {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        TaskRecord {
+            id: Uuid::new_v4(),
+            session: "s".into(),
+            tool: "acme\u{1f}search".into(),
+            arguments: args.into(),
+            timeout: Duration::from_secs(60),
+            queue_deadline: None,
+            idempotency_key: None,
+            created_at: created,
+            state,
+            attempts: u32::from(state == TaskState::Running),
+            started_at: (state == TaskState::Running).then(|| created + Duration::from_secs(2)),
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+            delivery: Default::default(),
+            call: Default::default(),
+            notes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_digest_lists_pending_calls_and_counts_unacknowledged_results() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_075);
+        let running = task(TaskState::Running, r#"{"q":"tides"}"#);
+        let queued = task(
+            TaskState::Queued,
+            &format!(r#"{{"q":"{}"}}"#, "x".repeat(500)),
+        );
+        let p = ProgressRecord {
+            task_id: running.id,
+            session: "s".into(),
+            tool: running.tool.clone(),
+            index: 3,
+            progress: 3.0,
+            total: 5.0,
+            message: "page 3".into(),
+            detail_json: Arc::from(""),
+            elapsed: Duration::from_secs(70),
+        };
+        let text = digest([(&running, Some(&p)), (&queued, None)], 2, 1, 4096, now);
+        assert!(
+            text.starts_with("Pending tool calls: 2 still queued or running."),
+            "{text}"
+        );
+        let line = format!(
+            "- task {} `search` {{\"q\":\"tides\"}}: running for 1 min 13 s (submitted 1 min 15 s ago); progress 3/5 (60%): page 3\n",
+            running.id
+        );
+        assert!(text.contains(&line), "{text}");
+        assert!(text.contains(&format!("- task {} `search` {{\"q\":\"xxx", queued.id)));
+        assert!(text.contains("…: queued for 1 min 15 s\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "1 result of earlier calls has arrived and has not yet been acknowledged.\n"
+            ),
+            "{text}"
+        );
+        // Bounded: tasks that do not fit are counted.
+        let small = digest([(&running, Some(&p)), (&queued, None)], 2, 0, 600, now);
+        assert!(
+            small.len() <= 600
+                && small.contains(&running.id.to_string())
+                && small.contains("- and 1 more."),
+            "{small}"
+        );
+        assert!(digest([], 0, 0, 4096, now).is_empty(), "nothing to say");
+        assert_eq!(
+            digest([], 0, 2, 4096, now),
+            "No tool calls are pending. 2 results of earlier calls have arrived and have not yet been acknowledged.\n"
+        );
+        assert!(digest([(&running, None)], 1, 0, 10, now).len() <= 10);
     }
 }

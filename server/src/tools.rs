@@ -9,7 +9,7 @@ use crate::{
     config::Limits,
     error::Error,
     json_text::{self, Problem},
-    model::{ToolDef, ToolKey},
+    model::{ToolDef, ToolKey, ToolPolicy},
 };
 
 mod cost;
@@ -27,6 +27,8 @@ pub struct ToolSpec {
     pub timeout: Option<Duration>,
     /// The tool's default queue timeout, if it set one.
     pub queue_timeout: Option<Duration>,
+    /// What it declares about its calls' delivery (checked at registration).
+    pub policy: ToolPolicy,
     validator: Option<Arc<jsonschema::Validator>>,
     /// Most subschemas that apply to one value (see `tools/cost.rs`); 0
     /// without a schema.
@@ -93,6 +95,7 @@ impl ToolSpec {
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
             queue_timeout: (tool.queue_timeout_ms > 0)
                 .then(|| Duration::from_millis(tool.queue_timeout_ms)),
+            policy: tool.policy.clone(),
             validator,
             expansion,
         })

@@ -249,3 +249,128 @@ async fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(logs.contains("INFO"), "{logs}");
     assert!(!logs.contains('\x1b'), "{logs:?}");
 }
+
+#[tokio::test]
+async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
+    use errand_tests::raw::{connect_worker, tool};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let server = Server::start(&[]).await;
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let submitted = server
+        .cli(&[
+            "submit",
+            "crawl",
+            "--session",
+            "m",
+            "--delivery",
+            "interrupt",
+            "--json",
+        ])
+        .await;
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let ack: Value = serde_json::from_str(stdout(&submitted).trim()).unwrap();
+    let id = ack["task_id"].as_str().unwrap().to_string();
+    assert_eq!(ack["task"]["delivery"], "INTERRUPT");
+    let bad = server
+        .cli(&["submit", "crawl", "--session", "m", "--delivery", "loud"])
+        .await;
+    assert!(!bad.status.success() && stderr(&bad).contains("when-idle, interrupt or silent"));
+
+    let assigned = loop {
+        let cmd = within("an assignment", worker.commands.message())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(pb::worker_command::Kind::Assignment(a)) = cmd.kind {
+            break a;
+        }
+    };
+    assert_eq!(assigned.task_id, id);
+    let mut watch = tokio::process::Command::new(errand_bin())
+        .args([
+            "watch",
+            "--session",
+            "m",
+            "--progress",
+            "--count",
+            "1",
+            "--json",
+        ])
+        .env("ERRAND_SERVER", &server.addr)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let report = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Progress(pb::Progress {
+            task_id: id.clone(),
+            progress: 1.0,
+            total: 4.0,
+            message: "page 1".into(),
+            ..Default::default()
+        })),
+    };
+    worker.tx.send(report).await.unwrap();
+    let first: Value = serde_json::from_str(
+        &within("a progress line", lines.next_line())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["progress"]["task_id"], id.as_str());
+    assert_eq!(first["progress"]["message"], "page 1");
+
+    let pending = server.cli(&["pending", "--session", "m"]).await;
+    assert!(pending.status.success(), "{}", stderr(&pending));
+    let text = stdout(&pending);
+    assert!(
+        text.contains(&id) && text.contains("(25%): page 1"),
+        "{text}"
+    );
+
+    let cancelled = server
+        .cli(&["cancel", &id, "--reason", "no longer needed"])
+        .await;
+    assert!(cancelled.status.success(), "{}", stderr(&cancelled));
+    let reason = loop {
+        let cmd = within("a cancel", worker.commands.message())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(pb::worker_command::Kind::Cancel(c)) = cmd.kind {
+            break c.reason;
+        }
+    };
+    assert_eq!(reason, "cancelled: no longer needed");
+    let done: Value = serde_json::from_str(
+        &within("a completion line", lines.next_line())
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(done["completion"]["status"], "CANCELLED");
+    assert_eq!(done["completion"]["delivery"], "INTERRUPT");
+    assert!(
+        within("watch exits after --count 1", watch.wait())
+            .await
+            .unwrap()
+            .success()
+    );
+
+    let pending = server.cli(&["pending", "--session", "m"]).await;
+    assert!(stdout(&pending).starts_with("No tool calls are pending. 1 result"));
+    let acked = server.cli(&["ack", "--session", "m", "--up-to", "1"]).await;
+    assert!(acked.status.success(), "{}", stderr(&acked));
+    let pending = server.cli(&["pending", "--session", "m"]).await;
+    assert!(pending.status.success() && stdout(&pending).is_empty());
+    assert!(
+        stderr(&pending).contains("nothing pending"),
+        "{}",
+        stderr(&pending)
+    );
+}

@@ -158,7 +158,18 @@ async fn a_result_at_the_limit_is_delivered_and_so_is_the_next_completion() {
     let mut stream = client.completions("s", 0);
     // A JSON string of exactly the default limit, 4 MiB.
     let big = format!("\"{}\"", "x".repeat(4 * 1024 * 1024 - 2));
-    let first = client.submit("s", "search", "{}").await.unwrap().task_id;
+    // Delivered whole: the call's result budget (issue 17) is the limit too.
+    let first = client
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "search".into(),
+            arguments_json: "{}".into(),
+            result_budget_bytes: 4 * 1024 * 1024,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .task_id;
     gate.next().await.succeed(&big);
     let second = client.submit("s", "search", "{}").await.unwrap().task_id;
     gate.next().await.succeed("1");

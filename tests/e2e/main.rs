@@ -2,19 +2,25 @@
 //! area. Each test starts its own server on a free loopback port.
 mod abuse;
 mod auth_abuse;
+mod budgets;
 mod cli;
 mod cli_ops;
 mod connections;
+mod dedup;
 mod delivery;
+mod digest;
 mod dispatch;
 mod durability;
 mod expiry;
+mod fallback;
 mod isolation;
 mod limits;
 mod listings;
 mod logs;
 mod multi_server;
 mod ops;
+mod policies;
+mod progress;
 mod security;
 mod status_codes;
 mod ui;

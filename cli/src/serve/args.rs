@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::config::{
-    Config, ConfigError, Connections, Limits, McpOptions, PostgresOptions,
+    Config, ConfigError, Connections, Delivery, Limits, McpOptions, PostgresOptions,
 };
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
@@ -163,6 +163,14 @@ pub struct Args {
     /// larger one fails the task.
     #[arg(long, env = "ERRAND_MAX_RESULT_BYTES", default_value_t = DEFAULTS.limits.max_result_bytes)]
     pub max_result_bytes: usize,
+    /// Most bytes of a result delivered inline on a completion when neither
+    /// the submit nor the tool sets a budget (about 4 bytes per token); a
+    /// larger result is delivered as a preview and read with ReadResult.
+    #[arg(long, env = "ERRAND_RESULT_BUDGET_BYTES", default_value_t = DEFAULTS.limits.result_budget_bytes)]
+    pub result_budget_bytes: usize,
+    /// The largest result budget a submit or a tool may ask for, in bytes.
+    #[arg(long, env = "ERRAND_MAX_RESULT_BUDGET_BYTES", default_value_t = DEFAULTS.limits.max_result_budget_bytes)]
+    pub max_result_budget_bytes: usize,
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "ERRAND_MAX_MESSAGE_BYTES", default_value_t = DEFAULTS.limits.max_message_bytes)]
     pub max_message_bytes: usize,
@@ -214,6 +222,16 @@ pub struct Args {
     /// HTTP/2 flow-control window per connection, in bytes.
     #[arg(long, env = "ERRAND_CONNECTION_WINDOW_BYTES", default_value_t = DEFAULTS.connections.connection_window_bytes)]
     pub connection_window_bytes: u32,
+    /// Least time between two progress events of one task on one
+    /// SessionEvents stream (the latest report wins): milliseconds (500) or
+    /// with a unit (500ms, 2s).
+    #[arg(long, env = "ERRAND_PROGRESS_INTERVAL", default_value = "500ms", value_parser = errand_server::config::parse_duration)]
+    pub progress_interval: Duration,
+    /// How completions reach the model when neither the submit nor the
+    /// tool says: when-idle (between turns), interrupt (at once), silent
+    /// (never starts a turn).
+    #[arg(long, env = "ERRAND_DEFAULT_DELIVERY", value_enum, default_value_t = DeliveryArg::WhenIdle)]
+    pub default_delivery: DeliveryArg,
     /// Log format on stderr.
     #[arg(long, env = "ERRAND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -227,6 +245,24 @@ pub enum StoreKind {
     Memory,
     /// PostgreSQL at --database-url, shared by every server pointed at it.
     Postgres,
+}
+
+/// A delivery policy as `--default-delivery` names it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryArg {
+    WhenIdle,
+    Interrupt,
+    Silent,
+}
+
+impl From<DeliveryArg> for Delivery {
+    fn from(d: DeliveryArg) -> Self {
+        match d {
+            DeliveryArg::WhenIdle => Delivery::WhenIdle,
+            DeliveryArg::Interrupt => Delivery::Interrupt,
+            DeliveryArg::Silent => Delivery::Silent,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -270,6 +306,8 @@ impl Args {
                 requests_per_second_per_tenant: self.requests_per_second_per_tenant,
                 max_tools_per_tenant: self.max_tools_per_tenant,
                 stream_buffer: self.stream_buffer,
+                result_budget_bytes: self.result_budget_bytes,
+                max_result_budget_bytes: self.max_result_budget_bytes,
             },
             default_timeout: Duration::from_millis(self.default_timeout_ms),
             default_queue_timeout: Duration::from_millis(self.default_queue_timeout_ms),
@@ -300,6 +338,8 @@ impl Args {
                 stream_window_bytes: self.stream_window_bytes,
                 connection_window_bytes: self.connection_window_bytes,
             },
+            progress_interval: self.progress_interval,
+            default_delivery: self.default_delivery.into(),
         };
         config.validate()?;
         Ok(config)
@@ -340,10 +380,27 @@ mod tests {
         assert_eq!(config.purge_interval, d.purge_interval);
         assert_eq!(config.register_timeout, d.register_timeout);
         assert_eq!(config.shutdown_grace, d.shutdown_grace);
+        assert_eq!(config.progress_interval, d.progress_interval);
+        assert_eq!(config.default_delivery, d.default_delivery);
         assert_eq!(
             format!("{:?}", config.connections),
             format!("{:?}", d.connections)
         );
+    }
+
+    #[test]
+    fn the_progress_interval_takes_milliseconds_or_a_unit() {
+        for (flag, ms) in [("250", 250), ("250ms", 250), ("2s", 2000)] {
+            let c = parse(&["--progress-interval", flag]).config().unwrap();
+            assert_eq!(c.progress_interval, Duration::from_millis(ms), "{flag}");
+        }
+        let zero = parse(&["--progress-interval", "0"]).config().unwrap_err();
+        assert_eq!(zero.flag, "progress-interval");
+        assert!(Cli::try_parse_from(["serve", "--progress-interval", "soon"]).is_err());
+        let c = parse(&["--default-delivery", "interrupt"])
+            .config()
+            .unwrap();
+        assert_eq!(c.default_delivery, Delivery::Interrupt);
     }
 
     #[test]

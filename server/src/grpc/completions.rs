@@ -1,7 +1,8 @@
 //! A session's [`Feed`](crate::sessions::Feed) as a `Completions` response
-//! stream: each completion mapped to `pb::Completion`, the feed's error to a
-//! status, and the tenant's stream slot and the open-streams gauge held
-//! while it is open.
+//! stream, and its [`Events`](crate::sessions::Events) as a
+//! `SessionEvents` one: each completion mapped by
+//! [`convert::streamed_completion`], the feed's error to a status, and the
+//! tenant's stream slot and the open-streams gauge held while it is open.
 use std::{
     future::Future,
     pin::Pin,
@@ -13,43 +14,101 @@ use std::{
 use errand_proto::v1 as pb;
 use prost::Message;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::Status;
 
 use super::{convert, expiry};
-use crate::{auth::Caller, metrics::Metrics, quota::Slot, sessions::FeedItem};
+use crate::{
+    auth::Caller,
+    metrics::Metrics,
+    model::CompletionRecord,
+    quota::Slot,
+    sessions::{Event, EventItem, FeedItem},
+};
 
-/// A `Completions` stream that holds its tenant's stream slot while open,
+/// A `Completions` (or, as `CompletionsStream<pb::SessionEvent>`,
+/// `SessionEvents`) stream that holds its tenant's stream slot while open,
 /// and ends when its token expires.
-pub struct CompletionsStream {
-    feed: mpsc::Receiver<FeedItem>,
+pub struct CompletionsStream<T = pb::Completion> {
+    items: Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>,
     metrics: Arc<Metrics>,
-    /// The largest message the server may send.
-    max_bytes: usize,
     _slot: Slot,
     /// Resolves at the token's expiry; `None` once the stream has ended.
     expiry: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     caller: Caller,
 }
 
-impl CompletionsStream {
+impl<T> CompletionsStream<T> {
     /// Counts the stream open until it is dropped.
-    pub fn new(
-        feed: mpsc::Receiver<FeedItem>,
+    fn with(
+        items: Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>,
         metrics: Arc<Metrics>,
-        max_bytes: usize,
         slot: Slot,
         caller: Caller,
     ) -> Self {
         metrics.stream_opened();
         Self {
-            feed,
+            items,
             metrics,
-            max_bytes,
             _slot: slot,
             expiry: Some(Box::pin(expiry::reached(expiry::deadline(&caller)))),
             caller,
         }
+    }
+}
+
+/// Counts a completion's wait from commit to delivery.
+fn delivered(metrics: &Metrics, c: &CompletionRecord) {
+    let waited = SystemTime::now()
+        .duration_since(c.completed_at)
+        .unwrap_or_default();
+    metrics.delivered_after(waited);
+}
+
+impl CompletionsStream<pb::Completion> {
+    /// A `Completions` stream over a session's feed; each completion as
+    /// [`convert::streamed_completion`] renders it.
+    pub fn new(
+        feed: mpsc::Receiver<FeedItem>,
+        metrics: Arc<Metrics>,
+        options: convert::StreamOptions,
+        slot: Slot,
+        caller: Caller,
+    ) -> Self {
+        let m = metrics.clone();
+        let items = ReceiverStream::new(feed).map(move |item| match item {
+            Ok(c) => {
+                delivered(&m, &c);
+                Ok(convert::streamed_completion(&c, &options))
+            }
+            Err(e) => Err(e.into()),
+        });
+        Self::with(Box::pin(items), metrics, slot, caller)
+    }
+}
+
+impl CompletionsStream<pb::SessionEvent> {
+    /// A `SessionEvents` stream; completions rendered as on `Completions`.
+    pub fn events(
+        events: mpsc::Receiver<EventItem>,
+        metrics: Arc<Metrics>,
+        options: convert::StreamOptions,
+        slot: Slot,
+        caller: Caller,
+    ) -> Self {
+        let m = metrics.clone();
+        let items = ReceiverStream::new(events).map(move |item| {
+            let event = match item {
+                Ok(Event::Completion(c)) => {
+                    delivered(&m, &c);
+                    pb::session_event::Event::Completion(convert::streamed_completion(&c, &options))
+                }
+                Ok(Event::Progress(p)) => pb::session_event::Event::Progress(convert::progress(&p)),
+                Err(e) => return Err(e.into()),
+            };
+            Ok(pb::SessionEvent { event: Some(event) })
+        });
+        Self::with(Box::pin(items), metrics, slot, caller)
     }
 }
 
@@ -82,8 +141,8 @@ pub fn deliverable(mut c: pb::Completion, max_bytes: usize) -> pb::Completion {
     c
 }
 
-impl Stream for CompletionsStream {
-    type Item = Result<pb::Completion, Status>;
+impl<T> Stream for CompletionsStream<T> {
+    type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let Some(expiry) = self.expiry.as_mut() else {
@@ -93,22 +152,11 @@ impl Stream for CompletionsStream {
             self.expiry = None;
             return Poll::Ready(Some(Err(expiry::expired(&self.caller).into())));
         }
-        self.feed.poll_recv(cx).map(|item| {
-            item.map(|item| match item {
-                Ok(c) => {
-                    let waited = SystemTime::now()
-                        .duration_since(c.completed_at)
-                        .unwrap_or_default();
-                    self.metrics.delivered_after(waited);
-                    Ok(deliverable(convert::completion(&c), self.max_bytes))
-                }
-                Err(e) => Err(e.into()),
-            })
-        })
+        self.items.as_mut().poll_next(cx)
     }
 }
 
-impl Drop for CompletionsStream {
+impl<T> Drop for CompletionsStream<T> {
     fn drop(&mut self) {
         self.metrics.stream_closed();
     }

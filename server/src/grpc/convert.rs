@@ -11,8 +11,9 @@ use crate::{
     config::Limits,
     error::Error,
     model::{
-        Command, CompletionRecord, Outcome, Registration, SessionKey, Submission, TaskRecord,
-        TaskResult, TaskState, ToolDef, ToolKey, millis,
+        Command, CompletionRecord, Delivery, Fallback, Outcome, ProgressRecord, ProgressReport,
+        Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey,
+        ToolPolicy, millis,
     },
     store::StoreError,
     tenant, text,
@@ -35,6 +36,7 @@ impl From<Error> for Status {
             Error::NotFound(_) => Code::NotFound,
             Error::ResourceExhausted(_) | Error::RateLimited { .. } => Code::ResourceExhausted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::OutOfRange(_) => Code::OutOfRange,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -119,35 +121,217 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         worker_id: String::new(),
         worker_name: String::new(),
         retry_of: String::new(),
+        delivery: delivery_policy(task.delivery) as i32,
         ..Default::default()
     }
 }
 
-/// A completion as `Completions` streams it.
-pub fn completion(c: &CompletionRecord) -> pb::Completion {
-    pb::Completion {
+/// How a stream renders its completions.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// The largest message the server may send.
+    pub max_bytes: usize,
+    /// `SessionEventsRequest.results_by_reference`: leave `result_json` off
+    /// every completion (the message still shows a result within budget).
+    pub results_by_reference: bool,
+    /// The server's `--result-budget-bytes`, for tasks stored without one.
+    pub default_budget: u64,
+}
+
+/// A completion as both session streams (`Completions`, `SessionEvents`)
+/// send it: the one place that decides what of a completion goes on a
+/// stream. A result over the task's budget goes as a preview (the worker's
+/// summary, else head and tail) with `result_truncated`; `result_bytes` is
+/// always set. Whatever the limits, it fits `options.max_bytes`: a budget
+/// too large for the message limit is halved until the completion fits,
+/// and what still does not (huge arguments or error text) becomes the
+/// `undeliverable` error ([`super::completions::deliverable`]).
+pub fn streamed_completion(c: &CompletionRecord, options: &StreamOptions) -> pb::Completion {
+    use prost::Message;
+    let mut budget = if c.result_budget == 0 {
+        options.default_budget
+    } else {
+        c.result_budget
+    };
+    let mut out = completion(c, budget, options.results_by_reference);
+    while out.encoded_len() > options.max_bytes
+        && matches!(c.outcome, Outcome::Result(_))
+        && budget > crate::results::MIN_PAGE as u64
+    {
+        budget /= 2;
+        out = completion(c, budget, options.results_by_reference);
+    }
+    super::completions::deliverable(out, options.max_bytes)
+}
+
+/// `c` rendered with result budget `budget` (bytes).
+fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Completion {
+    let mut out = pb::Completion {
         seq: c.seq,
         task_id: c.task_id.to_string(),
         session_id: tenant::strip(&c.session).to_string(),
         tool: tenant::strip(&c.tool).to_string(),
         arguments_json: c.arguments.to_string(),
         status: status(c.state) as i32,
-        outcome: Some(match &c.outcome {
-            Outcome::Result(json) => pb::completion::Outcome::ResultJson(json.clone()),
-            Outcome::Error { code, message } => {
-                pb::completion::Outcome::Error(tool_error(code, message))
-            }
-        }),
         elapsed_ms: millis(c.elapsed),
         attempts: c.attempts,
-        message: text::completion_message(c),
         completed_at: Some(timestamp(c.completed_at)),
+        delivery: delivery_policy(c.delivery) as i32,
+        fallback: c.notes.answered_by.as_ref().map(|a| pb::FallbackUsed {
+            primary_status: status(a.primary.state) as i32,
+            primary_error: Some(tool_error(&a.primary.code, &a.primary.message)),
+            tool: tenant::strip(&a.tool).to_string(),
+            last_good_age_ms: a.last_good_age_ms,
+            task_id: a.task_id.to_string(),
+        }),
         ..Default::default()
+    };
+    match &c.outcome {
+        Outcome::Result(json) => {
+            out.result_bytes = json.len() as u64;
+            let fits = out.result_bytes <= budget;
+            let limit = usize::try_from(budget).unwrap_or(usize::MAX);
+            let preview = if fits {
+                String::new()
+            } else {
+                match c.notes.summary.as_deref().filter(|s| !s.is_empty()) {
+                    Some(summary) => crate::results::head(summary, limit).to_string(),
+                    None => crate::results::preview(json, limit),
+                }
+            };
+            out.message = text::completion_message(
+                c,
+                if fits {
+                    text::Shown::Whole
+                } else {
+                    text::Shown::Preview {
+                        preview: &preview,
+                        budget,
+                    }
+                },
+            );
+            let inline = fits && !by_reference;
+            out.outcome = Some(pb::completion::Outcome::ResultJson(if inline {
+                json.clone()
+            } else {
+                String::new()
+            }));
+            out.result_truncated = !fits;
+            out.result_preview = preview;
+        }
+        Outcome::Error { code, message } => {
+            out.outcome = Some(pb::completion::Outcome::Error(tool_error(code, message)));
+            out.message = text::completion_message(c, text::Shown::Whole);
+        }
     }
+    out
+}
+
+/// A delivery policy on the wire.
+pub fn delivery_policy(d: Delivery) -> pb::DeliveryPolicy {
+    match d {
+        Delivery::WhenIdle => pb::DeliveryPolicy::WhenIdle,
+        Delivery::Interrupt => pb::DeliveryPolicy::Interrupt,
+        Delivery::Silent => pb::DeliveryPolicy::Silent,
+    }
+}
+
+/// A `DeliveryPolicy` a client sent in `field`: `None` for UNSPECIFIED.
+/// Errors: a value the enum does not have (INVALID_ARGUMENT).
+pub fn delivery(field: &str, value: i32) -> Result<Option<Delivery>, Error> {
+    match pb::DeliveryPolicy::try_from(value) {
+        Ok(pb::DeliveryPolicy::Unspecified) => Ok(None),
+        Ok(pb::DeliveryPolicy::WhenIdle) => Ok(Some(Delivery::WhenIdle)),
+        Ok(pb::DeliveryPolicy::Interrupt) => Ok(Some(Delivery::Interrupt)),
+        Ok(pb::DeliveryPolicy::Silent) => Ok(Some(Delivery::Silent)),
+        Err(_) => Err(Error::invalid(format!(
+            "{field} {value} is not a DeliveryPolicy: use DELIVERY_POLICY_WHEN_IDLE (1), \
+             DELIVERY_POLICY_INTERRUPT (2) or DELIVERY_POLICY_SILENT (3), or leave it unset"
+        ))),
+    }
+}
+
+/// A `DedupPolicy` a client sent in `field`: `None` for UNSPECIFIED,
+/// `Some(true)` to join identical calls in flight. Errors: a value the enum
+/// does not have (INVALID_ARGUMENT).
+pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
+    match pb::DedupPolicy::try_from(value) {
+        Ok(pb::DedupPolicy::Unspecified) => Ok(None),
+        Ok(pb::DedupPolicy::Off) => Ok(Some(false)),
+        Ok(pb::DedupPolicy::JoinInFlight) => Ok(Some(true)),
+        Err(_) => Err(Error::invalid(format!(
+            "{field} {value} is not a DedupPolicy: use DEDUP_POLICY_OFF (1) or \
+             DEDUP_POLICY_JOIN_IN_FLIGHT (2), or leave it unset"
+        ))),
+    }
+}
+
+/// What a registered tool declares about its calls (`tool` names it in
+/// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
+/// and a fallback to itself ([`fallback`]); the budget is checked with the
+/// registration (`scheduler::admission::check_tool_policy`).
+fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
+    let field = |f: &str| format!("tool `{}`: {f}", tool.name);
+    let fallback = match &tool.fallback {
+        None => None,
+        Some(f) => Some(
+            fallback(f.clone(), tenant, &tool.name)
+                .map_err(|e| Error::invalid(format!("tool `{}`: {e}", tool.name)))?,
+        ),
+    };
+    Ok(ToolPolicy {
+        delivery: delivery(&field("delivery"), tool.delivery)?,
+        join_in_flight: dedup(&field("dedup"), tool.dedup)?,
+        result_budget_bytes: tool.result_budget_bytes,
+        fallback,
+        cancellable_by_model: tool.cancellable_by_model,
+    })
+}
+
+/// A fallback as `ListTools` shows it.
+fn listed_fallback(f: &Fallback) -> pb::Fallback {
+    pb::Fallback {
+        kind: Some(match f {
+            Fallback::Tool(key) => pb::fallback::Kind::Tool(tenant::strip(key).to_string()),
+            Fallback::LastGood { max_age_ms } => pb::fallback::Kind::LastGoodMaxAgeMs(*max_age_ms),
+        }),
+    }
+}
+
+/// A progress report as `SessionEvents` and `Task.progress` show it.
+pub fn progress(p: &ProgressRecord) -> pb::Progress {
+    pb::Progress {
+        task_id: p.task_id.to_string(),
+        tool: tenant::strip(&p.tool).to_string(),
+        index: p.index,
+        progress: p.progress,
+        total: p.total,
+        message: p.message.clone(),
+        detail_json: p.detail_json.to_string(),
+        elapsed_ms: millis(p.elapsed),
+        session_id: tenant::strip(&p.session).to_string(),
+        attempt: 0,
+    }
+}
+
+/// A worker's progress report; `Err` holds a `task_id` that is not a UUID.
+pub fn progress_report(p: pb::Progress) -> Result<ProgressReport, String> {
+    let task_id = Uuid::parse_str(&p.task_id).map_err(|_| p.task_id)?;
+    Ok(ProgressReport {
+        task_id,
+        attempt: p.attempt,
+        progress: p.progress,
+        total: p.total,
+        message: fields::free_text(p.message),
+        detail_json: p.detail_json,
+    })
 }
 
 /// A tool as `ListTools` shows it: the client's name, the async notice
 /// appended, an empty schema shown as any object.
+// Fields other branches add to `Tool` (queue_timeout_ms) come in by the
+// struct update.
+#[allow(clippy::needless_update)]
 pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
     pb::Tool {
         name: spec.name.name().to_string(),
@@ -163,7 +347,18 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         // Set by `ListTools` from the live state ([`super::listing`]).
         queued: 0,
         running: 0,
-        ..Default::default()
+        delivery: spec
+            .policy
+            .delivery
+            .map_or(0, |d| delivery_policy(d) as i32),
+        dedup: match spec.policy.join_in_flight {
+            None => pb::DedupPolicy::Unspecified,
+            Some(false) => pb::DedupPolicy::Off,
+            Some(true) => pb::DedupPolicy::JoinInFlight,
+        } as i32,
+        result_budget_bytes: spec.policy.result_budget_bytes,
+        fallback: spec.policy.fallback.as_ref().map(listed_fallback),
+        cancellable_by_model: spec.policy.cancellable_by_model,
     }
 }
 
@@ -179,14 +374,53 @@ pub fn submission(
     fields::identifier("tool", &req.tool)?;
     crate::tools::check_name(&req.tool)?;
     fields::identifier("idempotency_key", &req.idempotency_key)?;
+    let join_in_flight = dedup("dedup", req.dedup)?;
+    let fallback = req
+        .fallback
+        .map(|f| fallback(f, tenant, &req.tool))
+        .transpose()?;
     Ok(Submission {
         session,
         tool: ToolKey::new(tenant, &req.tool),
+        delivery: delivery("delivery", req.delivery)?,
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
         queue_timeout_ms: req.queue_timeout_ms,
         idempotency_key: req.idempotency_key,
+        result_budget_bytes: req.result_budget_bytes,
+        join_in_flight,
+        fallback,
     })
+}
+
+/// A fallback of `tenant`'s, for calls of tool `own` (a name). Errors
+/// (INVALID_ARGUMENT): no kind set, the call's own tool, a tool name no
+/// tool can have, an age of 0. An unknown tool is NOT_FOUND later, at
+/// submit, where the tools are known.
+pub fn fallback(f: pb::Fallback, tenant: &str, own: &str) -> Result<Fallback, Error> {
+    match f.kind {
+        None => Err(Error::invalid(
+            "fallback is set but empty: set fallback.tool or fallback.last_good_max_age_ms, or \
+             leave fallback unset",
+        )),
+        Some(pb::fallback::Kind::Tool(tool)) => {
+            crate::tools::check_name(&tool)?;
+            if tool == own {
+                return Err(Error::invalid(format!(
+                    "fallback.tool is `{tool}`, the call's own tool: a fallback must be another \
+                     tool (or use fallback.last_good_max_age_ms)"
+                )));
+            }
+            Ok(Fallback::Tool(ToolKey::new(tenant, &tool).as_arc().clone()))
+        }
+        Some(pb::fallback::Kind::LastGoodMaxAgeMs(0)) => Err(Error::invalid(
+            "fallback.last_good_max_age_ms is 0: no earlier result is that young; give the \
+             oldest age (ms) a result may have to stand in",
+        )),
+        Some(pb::fallback::Kind::LastGoodMaxAgeMs(max_age_ms)) => {
+            Ok(Fallback::LastGood { max_age_ms })
+        }
+    }
 }
 
 /// A worker's registration for `tenant`. Errors: a tool name models would
@@ -197,12 +431,14 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
         .into_iter()
         .map(|tool| {
             crate::tools::check_name(&tool.name)?;
+            let policy = tool_policy(&tool, tenant)?;
             Ok(ToolDef {
                 name: ToolKey::new(tenant, &tool.name),
                 description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
                 queue_timeout_ms: tool.queue_timeout_ms,
+                policy,
             })
         })
         .collect::<Result<_, Error>>()?;
@@ -219,6 +455,7 @@ pub fn task_result(result: pb::TaskResult) -> Result<TaskResult, String> {
     Ok(TaskResult {
         task_id,
         attempt: result.attempt,
+        summary: fields::free_text(result.summary),
         outcome: result.outcome.map(|o| match o {
             pb::task_result::Outcome::ResultJson(json) => Outcome::Result(json),
             pb::task_result::Outcome::Error(e) => Outcome::Error {
@@ -247,7 +484,7 @@ pub fn command(command: Command) -> pb::WorkerCommand {
             arguments_json: a.arguments.to_string(),
             attempt: a.attempt,
             timeout_ms: millis(a.timeout),
-            ..Default::default()
+            resume_detail_json: a.resume_detail.as_deref().unwrap_or_default().to_string(),
         }),
         Command::Cancel { task_id, reason } => {
             pb::worker_command::Kind::Cancel(pb::CancelAssignment {
@@ -264,6 +501,84 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn finished(result: &str, budget: u64, summary: Option<&str>) -> CompletionRecord {
+        CompletionRecord {
+            seq: 1,
+            task_id: Uuid::nil(),
+            session: "s".into(),
+            tool: "report".into(),
+            arguments: "{}".into(),
+            state: TaskState::Succeeded,
+            outcome: Outcome::Result(result.into()),
+            elapsed: Duration::ZERO,
+            attempts: 1,
+            completed_at: SystemTime::now(),
+            result_budget: budget,
+            notes: crate::model::FinishNotes {
+                summary: summary.map(Into::into),
+                ..Default::default()
+            },
+            delivery: Default::default(),
+        }
+    }
+
+    fn options(max_bytes: usize, by_reference: bool) -> StreamOptions {
+        StreamOptions {
+            max_bytes,
+            results_by_reference: by_reference,
+            default_budget: 16 * 1024,
+        }
+    }
+
+    #[test]
+    fn completions_keep_to_their_budget_and_always_fit_the_stream() {
+        use prost::Message;
+        let result = format!("\"{}\"", "é".repeat(50_000));
+        // Budget 0: the server's default applies.
+        let c = streamed_completion(&finished(&result, 0, None), &options(1 << 20, false));
+        assert!(c.result_truncated && c.result_preview.len() <= 16 * 1024);
+        assert_eq!(c.result_bytes, result.len() as u64);
+        // A budget larger than the message limit: the preview shrinks to fit.
+        for max in [4_000, 20_000, 90_000] {
+            let c = streamed_completion(&finished(&result, 1 << 30, None), &options(max, false));
+            assert!(c.encoded_len() <= max, "{max}: {}", c.encoded_len());
+            assert!(c.result_truncated, "{max}");
+            assert_eq!(
+                c.status,
+                pb::TaskStatus::Succeeded as i32,
+                "never undeliverable"
+            );
+        }
+        // Within budget: whole, unless by reference.
+        let small = finished("[1,2]", 64, Some("ignored"));
+        let c = streamed_completion(&small, &options(1 << 20, false));
+        assert_eq!(
+            (c.result_truncated, c.result_bytes, c.outcome.clone()),
+            (
+                false,
+                5,
+                Some(pb::completion::Outcome::ResultJson("[1,2]".into()))
+            )
+        );
+        assert!(c.result_preview.is_empty());
+        let c = streamed_completion(&small, &options(1 << 20, true));
+        assert_eq!(
+            c.outcome,
+            Some(pb::completion::Outcome::ResultJson(String::new()))
+        );
+        assert!(
+            c.message.contains("[1,2]"),
+            "the model still reads it: {}",
+            c.message
+        );
+        // A summary stands in for the preview, cut to the budget.
+        let c = streamed_completion(
+            &finished(&result, 100, Some(&"s".repeat(500))),
+            &options(1 << 20, false),
+        );
+        assert_eq!(c.result_preview, "s".repeat(100));
+    }
 
     #[test]
     fn listing_appends_the_async_notice() {

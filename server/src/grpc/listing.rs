@@ -183,6 +183,7 @@ pub fn task(view: &TaskView) -> pb::Task {
         out.worker_id = id.to_string();
         out.worker_name = name.clone();
     }
+    out.progress = view.progress.as_deref().map(convert::progress);
     out
 }
 

@@ -9,6 +9,7 @@ pub mod failed_auth;
 pub mod fields;
 pub mod listing;
 pub mod rate;
+pub mod results;
 pub mod status_codes;
 pub mod tool_service;
 pub mod worker_service;

@@ -18,7 +18,7 @@ use crate::{
     model::{SessionKey, TaskRecord, TaskState},
     quota::{RateLimiter, SlotCounter},
     scheduler::{self, Scheduler},
-    sessions::Feed,
+    sessions::{Events, Feed},
     tenant, text,
     tools::ToolSpec,
 };
@@ -26,6 +26,7 @@ use crate::{
 pub struct ToolApi {
     sched: Arc<Scheduler>,
     feed: Feed,
+    events: Events,
     metrics: Arc<Metrics>,
     streams: SlotCounter,
     submits: RateLimiter,
@@ -34,9 +35,16 @@ pub struct ToolApi {
 impl ToolApi {
     pub fn new(sched: Arc<Scheduler>, feed: Feed, metrics: Arc<Metrics>) -> Self {
         let rate = sched.config().limits.submits_per_second_per_token;
+        let events = Events::new(
+            feed.clone(),
+            sched.hub().clone(),
+            sched.clone(),
+            sched.config().progress_interval,
+        );
         Self {
             sched,
             feed,
+            events,
             metrics,
             streams: SlotCounter::default(),
             submits: RateLimiter::new(rate),
@@ -57,6 +65,26 @@ impl ToolApi {
             return Err(scheduler::not_found(id));
         }
         Ok((id, task))
+    }
+
+    /// A slot for one more session stream of the caller's tenant.
+    fn stream_slot(&self, caller: &Caller) -> Result<crate::quota::Slot, Error> {
+        let max = self.sched.config().limits.max_streams_per_tenant;
+        self.streams.acquire(&caller.tenant, max).map_err(|open| {
+            Error::ResourceExhausted(format!(
+                "your tenant has {open} Completions and SessionEvents streams open, the limit is {max}: close some (one stream per session is enough)"
+            ))
+        })
+    }
+
+    /// How this server's streams render completions.
+    fn stream_options(&self, results_by_reference: bool) -> convert::StreamOptions {
+        let limits = &self.sched.config().limits;
+        convert::StreamOptions {
+            max_bytes: limits.max_message_bytes,
+            results_by_reference,
+            default_budget: limits.result_budget_bytes as u64,
+        }
     }
 
     fn check_rate(&self, caller: &Caller) -> Result<(), Error> {
@@ -107,8 +135,13 @@ impl ToolService for ToolApi {
         self.check_rate(&caller)?;
         let limits = &self.sched.config().limits;
         let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
-        let (task, deduplicated) = self.sched.submit(sub).await?;
-        let mut ack = text::ack(&task);
+        let (task, admitted) = self.sched.submit_call(sub).await?;
+        let joined = admitted == scheduler::Admitted::Joined;
+        let mut ack = if joined {
+            text::joined_ack(&task)
+        } else {
+            text::ack(&task)
+        };
         if task.state == TaskState::Queued && !self.sched.is_served(&task.tool) {
             ack.push_str(&text::unserved_notice(&task));
         }
@@ -116,8 +149,8 @@ impl ToolService for ToolApi {
             task_id: task.id.to_string(),
             ack,
             task: Some(convert::task(&task)),
-            deduplicated,
-            joined: false,
+            deduplicated: admitted == scheduler::Admitted::Repeat,
+            joined,
         }))
     }
 
@@ -130,17 +163,12 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let max = self.sched.config().limits.max_streams_per_tenant;
-        let slot = self.streams.acquire(&caller.tenant, max).map_err(|open| {
-            Error::ResourceExhausted(format!(
-                "your tenant has {open} Completions streams open, the limit is {max}: close some (one stream per session is enough)"
-            ))
-        })?;
+        let slot = self.stream_slot(&caller)?;
         let feed = self.feed.open(session, req.after_seq);
         Ok(Response::new(CompletionsStream::new(
             feed,
             self.metrics.clone(),
-            self.sched.config().limits.max_message_bytes,
+            self.stream_options(false),
             slot,
             caller,
         )))
@@ -163,11 +191,11 @@ impl ToolService for ToolApi {
         request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let caller = caller(&request);
+        let req = request.into_inner();
+        let reason = cancel_reason(req.reason)?;
         // A task's session never changes: checked once, it stays the caller's.
-        let (id, _) = self
-            .own_task(&caller, &request.into_inner().task_id)
-            .await?;
-        let task = self.sched.cancel(id).await?;
+        let (id, _) = self.own_task(&caller, &req.task_id).await?;
+        let task = self.sched.cancel(id, &reason).await?;
         Ok(Response::new(convert::task(&task)))
     }
 
@@ -178,10 +206,10 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
-        let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
+        let acked = self.sched.ack_completions(&session, req.up_to_seq).await?;
         Ok(Response::new(pb::AckCompletionsResponse {
-            removed,
-            ..Default::default()
+            removed: acked.removed,
+            acked_seq: acked.acked_seq,
         }))
     }
 
@@ -259,32 +287,118 @@ impl ToolService for ToolApi {
         }))
     }
 
-    type SessionEventsStream = futures::stream::Empty<Result<pb::SessionEvent, Status>>;
+    type SessionEventsStream = CompletionsStream<pb::SessionEvent>;
 
     async fn session_events(
         &self,
-        _request: Request<pb::SessionEventsRequest>,
+        request: Request<pb::SessionEventsRequest>,
     ) -> Result<Response<Self::SessionEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "SessionEvents is not implemented yet",
-        ))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let session = self.session_key(&caller, &req.session_id)?;
+        let slot = self.stream_slot(&caller)?;
+        // Acknowledged completions are never sent again.
+        let acked = self.sched.session_seqs(&session).await?.acked_seq;
+        let buffer = self.sched.config().limits.stream_buffer;
+        let events = self.events.open(
+            session,
+            req.after_seq.max(acked),
+            req.include_progress,
+            buffer,
+        );
+        Ok(Response::new(CompletionsStream::events(
+            events,
+            self.metrics.clone(),
+            self.stream_options(req.results_by_reference),
+            slot,
+            caller,
+        )))
     }
 
     async fn pending_digest(
         &self,
-        _request: Request<pb::PendingDigestRequest>,
+        request: Request<pb::PendingDigestRequest>,
     ) -> Result<Response<pb::PendingDigestResponse>, Status> {
-        Err(Status::unimplemented(
-            "PendingDigest is not implemented yet",
-        ))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let session = self.session_key(&caller, &req.session_id)?;
+        let limit = self.sched.config().limits.max_message_bytes;
+        let max_bytes = match req.max_bytes {
+            0 => DEFAULT_DIGEST_BYTES,
+            n if n > limit as u64 => {
+                return Err(Error::invalid(format!(
+                    "max_bytes {n} is over the server's message limit of {limit} (--max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
+                ))
+                .into());
+            }
+            n => n as usize,
+        };
+        let digest = self.sched.digest(&session).await?;
+        let text = text::digest(
+            digest
+                .pending
+                .iter()
+                .map(|v| (&v.task, v.progress.as_deref())),
+            digest.pending_count,
+            digest.seqs.unacknowledged,
+            max_bytes,
+            std::time::SystemTime::now(),
+        );
+        // The listed tasks share what the message limit leaves (their
+        // arguments may be large); the rest are counted in pending_count.
+        let mut room = limit.saturating_sub(text.len() + 1024);
+        let mut pending = Vec::new();
+        for view in &digest.pending {
+            let task = listing::task(view);
+            let size = prost::Message::encoded_len(&task) + 8;
+            if size > room {
+                break;
+            }
+            room -= size;
+            pending.push(task);
+        }
+        Ok(Response::new(pb::PendingDigestResponse {
+            pending,
+            last_seq: digest.seqs.last_seq,
+            acked_seq: digest.seqs.acked_seq,
+            text,
+            unacknowledged: digest.seqs.unacknowledged,
+            pending_count: digest.pending_count,
+        }))
     }
 
     async fn read_result(
         &self,
-        _request: Request<pb::ReadResultRequest>,
+        request: Request<pb::ReadResultRequest>,
     ) -> Result<Response<pb::ResultChunk>, Status> {
-        Err(Status::unimplemented("ReadResult is not implemented yet"))
+        let caller = caller(&request);
+        let req = request.into_inner();
+        let (_, task) = self.own_task(&caller, &req.task_id).await?;
+        let max_message = self.sched.config().limits.max_message_bytes;
+        Ok(Response::new(super::results::chunk(
+            &task,
+            &req,
+            max_message,
+        )?))
     }
+}
+
+/// `PendingDigestRequest.max_bytes` when the request gives none.
+pub const DEFAULT_DIGEST_BYTES: usize = 4096;
+
+/// Most bytes of a `CancelTaskRequest.reason`.
+pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
+
+/// A cancel's reason as kept: NULs escaped. Errors: over
+/// [`MAX_CANCEL_REASON_BYTES`].
+fn cancel_reason(reason: String) -> Result<String, Error> {
+    if reason.len() > MAX_CANCEL_REASON_BYTES {
+        return Err(Error::invalid(format!(
+            "reason is {} bytes, over the limit of {MAX_CANCEL_REASON_BYTES}: shorten it",
+            reason.len()
+        )));
+    }
+    Ok(super::fields::free_text(reason))
 }
 
 /// One page of `tools` (sorted by name) after `req.page_token`: at most

@@ -154,7 +154,12 @@ async fn serve_worker(
             Some(pb::worker_message::Kind::Result(result)) => result,
             Some(pb::worker_message::Kind::Heartbeat(_)) => continue,
             Some(pb::worker_message::Kind::Progress(p)) => {
-                debug!(worker_id = worker, task_id = %logs::field(&p.task_id), "progress ignored");
+                match convert::progress_report(p) {
+                    Ok(report) => sched.on_progress(worker, report),
+                    Err(task_id) => {
+                        debug!(worker_id = worker, task_id = %logs::field(&task_id), "progress with a malformed task_id ignored");
+                    }
+                }
                 continue;
             }
             Some(pb::worker_message::Kind::Register(_)) => {

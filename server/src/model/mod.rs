@@ -8,11 +8,17 @@ use std::{
 
 use uuid::Uuid;
 
+pub mod call;
 mod keys;
+mod progress;
 mod worker;
 
+pub use call::{Answered, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 pub use keys::{SessionKey, ToolKey};
-pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef};
+pub use progress::{
+    MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES, ProgressRecord, ProgressReport,
+};
+pub use worker::{Assignment, Command, Registration, TaskResult, ToolDef, ToolPolicy};
 
 /// Where a task is in its life. The last four are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +44,50 @@ impl TaskState {
             TaskState::Failed => "FAILED",
             TaskState::Cancelled => "CANCELLED",
             TaskState::TimedOut => "TIMED_OUT",
+        }
+    }
+}
+
+/// How a completion reaches the model; resolved at submit (the submit's,
+/// else the tool's, else the server's default) and stamped on the task and
+/// its completion. The SDKs obey it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Delivery {
+    /// Between turns, coalesced with others that arrive close together.
+    #[default]
+    WhenIdle,
+    /// At once: through the agent's interrupt hook when it is busy.
+    Interrupt,
+    /// Never starts a turn: leads the next user message.
+    Silent,
+}
+
+impl Delivery {
+    /// How the stores keep it (1, 2, 3 as on the wire).
+    pub fn code(self) -> i16 {
+        match self {
+            Delivery::WhenIdle => 1,
+            Delivery::Interrupt => 2,
+            Delivery::Silent => 3,
+        }
+    }
+
+    /// The policy a stored code stands for; `None` for an unknown one.
+    pub fn from_code(code: i16) -> Option<Self> {
+        Some(match code {
+            1 => Delivery::WhenIdle,
+            2 => Delivery::Interrupt,
+            3 => Delivery::Silent,
+            _ => return None,
+        })
+    }
+
+    /// The name models and people read: `WHEN_IDLE`, `INTERRUPT`, `SILENT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::WhenIdle => "WHEN_IDLE",
+            Delivery::Interrupt => "INTERRUPT",
+            Delivery::Silent => "SILENT",
         }
     }
 }
@@ -101,6 +151,12 @@ pub struct TaskRecord {
     pub outcome: Option<Outcome>,
     /// Seq of the task's completion; 0 while unfinished.
     pub seq: u64,
+    /// How its completion reaches the model, resolved at submit.
+    pub delivery: Delivery,
+    /// Budget, dedup and fallback, resolved at submit.
+    pub call: CallOptions,
+    /// What its finish recorded beside the outcome; default while unfinished.
+    pub notes: FinishNotes,
 }
 
 /// A tool call as an agent submits it.
@@ -117,6 +173,16 @@ pub struct Submission {
     pub queue_timeout_ms: u64,
     /// Empty: none.
     pub idempotency_key: String,
+    /// `None`: the tool's policy, then the server's default.
+    pub delivery: Option<Delivery>,
+    /// Most bytes of result delivered inline; 0: the tool's, then the
+    /// server's default.
+    pub result_budget_bytes: u64,
+    /// `Some(true)`: join an identical call in flight; `Some(false)`: never;
+    /// `None`: the tool's policy.
+    pub join_in_flight: Option<bool>,
+    /// `None`: the tool's fallback. The tool is a key.
+    pub fallback: Option<Fallback>,
 }
 
 /// What the store is told when a task ends.
@@ -127,6 +193,8 @@ pub struct Finish {
     pub outcome: Outcome,
     pub attempts: u32,
     pub finished_at: SystemTime,
+    /// The summary, the fallback that answered, a fallback run to drop.
+    pub notes: FinishNotes,
 }
 
 /// One finished task in its session's completion log.
@@ -142,6 +210,12 @@ pub struct CompletionRecord {
     pub elapsed: Duration,
     pub attempts: u32,
     pub completed_at: SystemTime,
+    /// The task's delivery policy.
+    pub delivery: Delivery,
+    /// The task's result budget (0: the server's default).
+    pub result_budget: u64,
+    /// The worker's summary; the fallback that answered.
+    pub notes: FinishNotes,
 }
 
 impl CompletionRecord {
@@ -161,6 +235,12 @@ impl CompletionRecord {
                 .unwrap_or_default(),
             attempts: finish.attempts,
             completed_at: finish.finished_at,
+            delivery: task.delivery,
+            result_budget: task.call.result_budget,
+            notes: FinishNotes {
+                drop_run: None,
+                ..finish.notes.clone()
+            },
         }
     }
 }

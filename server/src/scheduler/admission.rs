@@ -6,12 +6,16 @@ use std::{collections::HashSet, time::Duration};
 
 use uuid::Uuid;
 
-use super::state::{Io, State};
+use super::state::{Ended, Io, State};
 use crate::{
     config::{Config, Limits},
     error::{self, Error},
     json_text,
-    model::{Outcome, Registration, SessionKey, Submission, TaskState, ToolKey, codes},
+    model::{
+        CallOptions, Delivery, Fallback, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES,
+        Outcome, ProgressReport, Registration, SessionKey, Submission, TaskState, ToolDef, ToolKey,
+        call, codes,
+    },
     tools::{self, ToolSpec},
 };
 
@@ -46,7 +50,20 @@ pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> 
         )));
     }
     tools::check_timeout("timeout_ms", sub.timeout_ms, limits)?;
-    tools::check_timeout("queue_timeout_ms", sub.queue_timeout_ms, limits)
+    tools::check_timeout("queue_timeout_ms", sub.queue_timeout_ms, limits)?;
+    check_budget("result_budget_bytes", sub.result_budget_bytes, limits)
+}
+
+/// A result budget a submit or a tool asks for (0: the default).
+pub fn check_budget(field: &str, budget: u64, limits: &Limits) -> Result<(), Error> {
+    let max = limits.max_result_budget_bytes as u64;
+    if budget > max {
+        return Err(Error::invalid(format!(
+            "{field} is {budget} bytes, above the server's maximum of {max} \
+             (--max-result-budget-bytes): ask for at most {max}, or 0 for the default"
+        )));
+    }
+    Ok(())
 }
 
 /// The timeout of one run: the submit's, else the tool's, else the server's.
@@ -68,6 +85,14 @@ pub fn queue_timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Dura
     }
 }
 
+/// How the call's completion reaches the model: the submit's policy, else
+/// the tool's, else the server's `--default-delivery`.
+pub fn delivery(sub: &Submission, spec: &ToolSpec, config: &Config) -> Delivery {
+    sub.delivery
+        .or(spec.policy.delivery)
+        .unwrap_or(config.default_delivery)
+}
+
 /// The spec of tool `key`, or NOT_FOUND listing the tools of the same
 /// tenant (another tenant's are not its business).
 pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error> {
@@ -84,6 +109,63 @@ pub fn tool_spec<I: Io>(st: &State<I>, key: &ToolKey) -> Result<ToolSpec, Error>
         "unknown tool {}; known tools: {known}",
         error::quote(key.name())
     )))
+}
+
+/// Checks the submit's fallback tool, if it names one. Errors: NOT_FOUND
+/// for an unknown tool; INVALID_ARGUMENT for the call's own tool. A tool's
+/// declared fallback was checked at registration, and one unknown when a
+/// call fails leaves the call's own ending (logged).
+pub fn check_fallback_tool<I: Io>(
+    st: &State<I>,
+    sub: &Submission,
+    spec: &ToolSpec,
+) -> Result<(), Error> {
+    let Some(Fallback::Tool(tool)) = sub.fallback.clone() else {
+        return Ok(());
+    };
+    let key = ToolKey::from_key(tool);
+    if key == spec.name {
+        return Err(Error::invalid(format!(
+            "fallback.tool is `{key}`, the call's own tool: a fallback must be another tool"
+        )));
+    }
+    tool_spec(st, &key).map(drop).map_err(|e| match e {
+        Error::NotFound(m) => Error::NotFound(format!("fallback.tool: {m}")),
+        other => other,
+    })
+}
+
+/// The submit's fallback, else the tool's.
+fn resolved_fallback(sub: &Submission, spec: &ToolSpec) -> Option<Fallback> {
+    sub.fallback
+        .clone()
+        .or_else(|| spec.policy.fallback.clone())
+}
+
+/// The call's options: budget (the submit's, else the tool's, else
+/// `limits.result_budget_bytes`), dedup (the submit's, else the tool's,
+/// else off), fallback (the submit's, else the tool's), and the hash of
+/// its checked `arguments`.
+pub fn call_options(
+    sub: &Submission,
+    spec: &ToolSpec,
+    arguments: &str,
+    limits: &Limits,
+) -> CallOptions {
+    let result_budget = match (sub.result_budget_bytes, spec.policy.result_budget_bytes) {
+        (0, 0) => limits.result_budget_bytes as u64,
+        (0, n) | (n, _) => n,
+    };
+    CallOptions {
+        result_budget,
+        args_hash: call::args_hash(arguments).into(),
+        joinable: sub
+            .join_in_flight
+            .or(spec.policy.join_in_flight)
+            .unwrap_or(false),
+        fallback: resolved_fallback(sub, spec),
+        fallback_for: None,
+    }
 }
 
 /// Room for one more task of `session` and of its tenant, on a server that
@@ -137,7 +219,10 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
     let specs = reg
         .tools
         .iter()
-        .map(|t| ToolSpec::new(t, limits))
+        .map(|t| {
+            check_tool_policy(t, limits)?;
+            ToolSpec::new(t, limits)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut names = HashSet::new();
     if let Some(dup) = specs.iter().find(|s| !names.insert(s.name.clone())) {
@@ -147,6 +232,46 @@ pub fn check_registration(reg: &Registration, limits: &Limits) -> Result<Vec<Too
         )));
     }
     Ok(specs)
+}
+
+/// A worker's progress report as the scheduler keeps it: `message` cut to
+/// [`MAX_PROGRESS_MESSAGE_BYTES`], numbers that are not finite read as 0.
+/// Errors (the report is ignored): a `detail_json` that breaks errand's
+/// JSON rule or is over [`MAX_PROGRESS_DETAIL_BYTES`]; the text says why.
+pub fn check_progress(mut report: ProgressReport) -> Result<ProgressReport, String> {
+    if !report.detail_json.is_empty() {
+        json_text::check(&report.detail_json, MAX_PROGRESS_DETAIL_BYTES)
+            .map_err(|problem| format!("detail_json {problem}"))?;
+    }
+    truncate_utf8(&mut report.message, MAX_PROGRESS_MESSAGE_BYTES);
+    for n in [&mut report.progress, &mut report.total] {
+        if !n.is_finite() {
+            *n = 0.0;
+        }
+    }
+    Ok(report)
+}
+
+/// What a registered tool declares about its calls, by the rules a submit
+/// follows (enum values were decoded at the wire): a budget within
+/// `--max-result-budget-bytes` ([`check_budget`]), a fallback tool other
+/// than itself. An unknown fallback tool is NOT_FOUND at submit, where the
+/// tools are known.
+pub fn check_tool_policy(tool: &ToolDef, limits: &Limits) -> Result<(), Error> {
+    let name = tool.name.name();
+    check_budget(
+        &format!("tool `{name}`: result_budget_bytes"),
+        tool.policy.result_budget_bytes,
+        limits,
+    )?;
+    if let Some(Fallback::Tool(key)) = &tool.policy.fallback
+        && **key == *tool.name.as_key()
+    {
+        return Err(Error::invalid(format!(
+            "tool `{name}`: fallback.tool is the tool itself: a fallback must be another tool"
+        )));
+    }
+    Ok(())
 }
 
 /// How a worker's result ends its task: a JSON text by errand's one rule
@@ -181,6 +306,23 @@ pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, 
             ),
         ),
     }
+}
+
+/// The summary kept with a successful result: cut to the task's budget
+/// (and to `max_result`); `None` when empty or when the task did not
+/// succeed.
+pub fn summary(mut summary: String, ended: &Ended, max_result: usize) -> Option<String> {
+    if summary.is_empty() || ended.finish.state != TaskState::Succeeded {
+        return None;
+    }
+    let budget = usize::try_from(ended.task.call.result_budget).unwrap_or(usize::MAX);
+    let max = if budget == 0 {
+        max_result
+    } else {
+        budget.min(max_result)
+    };
+    truncate_utf8(&mut summary, max);
+    Some(summary)
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
@@ -232,6 +374,33 @@ mod tests {
             }
         );
         assert_eq!(judge_result(None, 8).0, TaskState::Failed);
+    }
+
+    #[test]
+    fn progress_reports_are_bounded_and_their_detail_follows_the_json_rule() {
+        let report = |message: &str, detail: &str| ProgressReport {
+            message: message.into(),
+            detail_json: detail.into(),
+            progress: f64::NAN,
+            total: f64::INFINITY,
+            ..Default::default()
+        };
+        let ok = check_progress(report(&"é".repeat(1000), r#"{"page":2}"#)).unwrap();
+        assert!(ok.message.len() <= MAX_PROGRESS_MESSAGE_BYTES && ok.message.len() >= 1022);
+        assert_eq!((ok.progress, ok.total), (0.0, 0.0));
+        assert!(check_progress(report("m", "")).is_ok(), "no detail is fine");
+        let bad = check_progress(report("m", "{nope")).unwrap_err();
+        assert!(bad.starts_with("detail_json is not valid JSON"), "{bad}");
+        let big = format!("\"{}\"", "x".repeat(MAX_PROGRESS_DETAIL_BYTES));
+        assert!(
+            check_progress(report("m", &big))
+                .unwrap_err()
+                .contains("the limit is 65536")
+        );
+        assert!(
+            check_progress(report("m", r#""\ud800""#)).is_err(),
+            "lone surrogate"
+        );
     }
 
     #[test]

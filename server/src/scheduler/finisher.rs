@@ -18,7 +18,7 @@ use std::{
 use tokio::sync::{Notify, Semaphore};
 use tracing::{debug, error, warn};
 
-use super::{Scheduler, state::Ended};
+use super::{Scheduler, fallback::Fallen, state::Ended};
 use crate::{
     model::{Outcome, TaskRecord, TaskState, codes},
     store::StoreError,
@@ -107,7 +107,14 @@ impl Scheduler {
     /// [`RETRY_FOR`] (counted in `errand_store_retries`), then given up
     /// (recovery at the next start runs the task again). Returns the task
     /// as finished.
-    pub(super) async fn end(&self, ended: Ended) -> TaskRecord {
+    pub(super) async fn end(self: &Arc<Self>, ended: Ended) -> TaskRecord {
+        let ended = match self.fall_back(ended).await {
+            Fallen::Finish(ended) => *ended,
+            Fallen::Parked(task) => {
+                self.ended_one();
+                return *task;
+            }
+        };
         let Ended {
             mut task,
             mut finish,

@@ -23,7 +23,13 @@ impl Scheduler {
         if !self.backlog.recovers() {
             return Ok(0);
         }
-        let tasks = self.store.unfinished_tasks().await?;
+        let mut tasks = self.store.unfinished_tasks().await?;
+        // A call whose fallback run is stored waits for that run to finish it.
+        let parked: std::collections::HashSet<_> = tasks
+            .iter()
+            .filter_map(|t| t.call.fallback_for.as_ref().map(|f| f.parent))
+            .collect();
+        tasks.retain(|t| !parked.contains(&t.id));
         let count = tasks.len();
         let mut exhausted = Vec::new();
         let mut timers = Vec::new();
@@ -43,6 +49,7 @@ impl Scheduler {
                             outcome: Outcome::error(codes::WORKER_LOST, message),
                             attempts: task.attempts,
                             finished_at: SystemTime::now(),
+                            notes: Default::default(),
                         },
                         task,
                     });

@@ -25,16 +25,23 @@
 //! - `state/`: the live state and its synchronous transitions (`mod.rs`),
 //!   and what it tells about tools and load (`registry.rs`).
 //! - `registry.rs`: registrations, and the tool registry's stored copy.
-//! - `admission.rs`: submit, registration and result checks; quotas.
+//! - `admission.rs`: submit, registration, result and progress checks; quotas.
+//! - [`digest`]: what a session is waiting for (`PendingDigest`), and
+//!   acknowledgement.
+//! - `progress.rs`: workers' progress reports, kept for the running task.
 //! - `finisher.rs`: store write with retry, then the session's streams.
+//! - `fallback.rs`: what answers a call that failed or timed out.
 //! - `timers.rs`: per-attempt timeouts, and the queue deadlines.
 //! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
 //! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
 //!   whether queued work waits here or (shared mode) in the store.
 //! - `shared.rs`: what [`crate::cluster`] asks of the scheduler.
 mod admission;
+pub mod digest;
+mod fallback;
 mod finisher;
 mod lifecycle;
+mod progress;
 pub mod queue;
 mod registry;
 mod shared;
@@ -143,6 +150,17 @@ impl Default for Parts {
     }
 }
 
+/// How [`Scheduler::submit_call`] took a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// A new task.
+    New,
+    /// An earlier task with the same idempotency key.
+    Repeat,
+    /// An identical call in flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
+    Joined,
+}
+
 /// The scheduler. Shared as `Arc<Scheduler>` by the handlers.
 pub struct Scheduler {
     config: Config,
@@ -187,6 +205,11 @@ impl Scheduler {
         &self.config
     }
 
+    /// The session hub its completions and progress reports go to.
+    pub fn hub(&self) -> &Arc<SessionHub> {
+        &self.hub
+    }
+
     /// Worker streams and result writes in flight.
     pub fn tracker(&self) -> &TaskTracker {
         &self.tracker
@@ -226,7 +249,7 @@ impl Scheduler {
         id: Uuid,
         state: TaskState,
         outcome: Outcome,
-        tell_worker: Option<&'static str>,
+        tell_worker: Option<Arc<str>>,
     ) -> Option<Ended> {
         let ended = st.take(id, state, outcome, tell_worker, SystemTime::now());
         if ended.is_some() {
@@ -251,10 +274,17 @@ impl Scheduler {
 
     /// Accepts one tool call: checked, stored, queued, dispatched if a worker
     /// has room. Returns the task and whether it was an idempotent repeat.
-    pub async fn submit(
+    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
+        let (task, admitted) = self.submit_call(sub).await?;
+        Ok((task, admitted != Admitted::New))
+    }
+
+    /// [`Self::submit`], saying whether the call ran, repeated an
+    /// idempotency key or joined an identical call in flight.
+    pub async fn submit_call(
         self: &Arc<Self>,
         mut sub: Submission,
-    ) -> Result<(TaskRecord, bool), Error> {
+    ) -> Result<(TaskRecord, Admitted), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
         // A repeat is answered before any tool check: right after a restart
@@ -266,9 +296,14 @@ impl Scheduler {
                 .await?
         {
             let current = self.live_task(earlier.id).unwrap_or(earlier);
-            return Ok((current, true));
+            return Ok((current, Admitted::Repeat));
         }
-        let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
+        let spec = {
+            let st = self.lock();
+            let spec = admission::tool_spec(&st, &sub.tool)?;
+            admission::check_fallback_tool(&st, &sub, &spec)?;
+            spec
+        };
         let arguments_json = std::mem::take(&mut sub.arguments_json);
         let arguments = self
             .validation
@@ -276,16 +311,12 @@ impl Scheduler {
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
         let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
-        let (session, placement) = {
-            let mut st = self.lock();
-            admission::check_room(&st, &sub.session, limits)?;
-            let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
-            (st.reserve(sub.session.as_arc()), placement)
-        };
+        let delivery = admission::delivery(&sub, &spec, &self.config);
+        let call = admission::call_options(&sub, &spec, &arguments, limits);
         let now = SystemTime::now();
-        let mut task = TaskRecord {
+        let task = TaskRecord {
             id: Uuid::new_v4(),
-            session,
+            session: sub.session.as_arc().clone(),
             tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
@@ -299,6 +330,27 @@ impl Scheduler {
             finished_at: None,
             outcome: None,
             seq: 0,
+            delivery,
+            call,
+            notes: Default::default(),
+        };
+        self.admit(task).await
+    }
+
+    /// Stores a new task and queues it (here or, shared, in the store) if
+    /// its session and tenant have room; or answers with the earlier task
+    /// its idempotency key or its joinable call names.
+    async fn admit(
+        self: &Arc<Self>,
+        mut task: TaskRecord,
+    ) -> Result<(TaskRecord, Admitted), Error> {
+        let placement = {
+            let mut st = self.lock();
+            let session = SessionKey::from_key(task.session.clone());
+            admission::check_room(&st, &session, &self.config.limits)?;
+            let placement = self.backlog.place(&|| st.has_room_for(&task.tool));
+            task.session = st.reserve(&task.session);
+            placement
         };
         if let Placement::Here(state) = placement {
             task.state = state;
@@ -310,7 +362,13 @@ impl Scheduler {
             Ok(Inserted::Existing(earlier)) => {
                 self.lock().release(&task.session);
                 let current = self.live_task(earlier.id).unwrap_or(*earlier);
-                return Ok((current, true));
+                return Ok((current, Admitted::Repeat));
+            }
+            Ok(Inserted::Joined(running)) => {
+                self.lock().release(&task.session);
+                let current = self.live_task(running.id).unwrap_or(*running);
+                debug!(task_id = %current.id, "identical call joined the one in flight");
+                return Ok((current, Admitted::Joined));
             }
             Err(e) => {
                 self.lock().release(&task.session);
@@ -332,7 +390,7 @@ impl Scheduler {
                 self.backlog.wants_work();
             }
         }
-        Ok((task, false))
+        Ok((task, Admitted::New))
     }
 
     /// Queues tasks here whose sessions are reserved, and dispatches them.
@@ -386,21 +444,33 @@ impl Scheduler {
         self.store.get_task(id).await?.ok_or_else(|| not_found(id))
     }
 
-    /// Cancels a queued or running task.
-    pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<TaskRecord, Error> {
+    /// Cancels a queued or running task; a non-empty `reason` (checked by
+    /// the caller) reaches the worker and the completion's message.
+    pub async fn cancel(self: &Arc<Self>, id: Uuid, reason: &str) -> Result<TaskRecord, Error> {
+        let (why, tell): (String, Arc<str>) = if reason.is_empty() {
+            ("cancelled by the client".into(), codes::CANCELLED.into())
+        } else {
+            (
+                format!("cancelled by the client: {reason}"),
+                format!("{}: {reason}", codes::CANCELLED).into(),
+            )
+        };
         let ended = {
             let mut st = self.lock();
             self.take(
                 &mut st,
                 id,
                 TaskState::Cancelled,
-                Outcome::error(codes::CANCELLED, "cancelled by the client"),
-                Some(codes::CANCELLED),
+                Outcome::error(codes::CANCELLED, why.clone()),
+                Some(tell.clone()),
             )
         };
         if let Some(ended) = ended {
             info!(task_id = %id, "task cancelled");
             return Ok(self.end(ended).await);
+        }
+        if let Some(call) = self.cancel_fallback(id, &why, &tell).await? {
+            return Ok(call);
         }
         if let Some(c) = self.backlog.cancel_elsewhere(id).await? {
             // Queued in the store or held by another server (told by a
@@ -425,18 +495,6 @@ impl Scheduler {
         }
     }
 
-    /// Releases a session's completions up to `up_to_seq`.
-    pub async fn ack_completions(
-        &self,
-        session: &SessionKey,
-        up_to_seq: u64,
-    ) -> Result<u64, Error> {
-        Ok(self
-            .store
-            .ack_completions(session.as_key(), up_to_seq)
-            .await?)
-    }
-
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
@@ -454,7 +512,9 @@ impl Scheduler {
             }
             self.take(&mut st, id, state, outcome, None)
         };
-        if let Some(ended) = ended {
+        if let Some(mut ended) = ended {
+            ended.finish.notes.summary =
+                admission::summary(result.summary, &ended, self.config.limits.max_result_bytes);
             self.finish_later(ended).await;
         }
     }

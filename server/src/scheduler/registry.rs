@@ -17,7 +17,7 @@ use super::{CommandTx, Scheduler, WorkerTx, admission};
 use crate::{
     error::Error,
     logs,
-    model::{Registration, ToolDef, ToolKey, millis},
+    model::{Registration, ToolDef, ToolKey, ToolPolicy, millis},
     store::{StoreError, StoredTool},
     tools::ToolSpec,
 };
@@ -30,6 +30,7 @@ fn stored(spec: &ToolSpec, at: SystemTime) -> StoredTool {
         input_schema: spec.input_schema_json.to_string(),
         timeout_ms: spec.timeout.map_or(0, millis),
         queue_timeout_ms: spec.queue_timeout.map_or(0, millis),
+        policy: spec.policy.to_stored(),
         last_served_at: at,
     }
 }
@@ -147,6 +148,7 @@ impl Scheduler {
                     input_schema_json: t.input_schema,
                     timeout_ms: t.timeout_ms,
                     queue_timeout_ms: t.queue_timeout_ms,
+                    policy: ToolPolicy::from_stored(&t.policy),
                 };
                 match ToolSpec::new(&def, &self.config.limits) {
                     Ok(spec) => Some((spec, t.last_served_at)),

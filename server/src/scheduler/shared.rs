@@ -59,7 +59,7 @@ impl Scheduler {
                         *id,
                         TaskState::Cancelled,
                         Outcome::error(codes::CANCELLED, "no longer held by this server"),
-                        Some(codes::CANCELLED),
+                        Some(codes::CANCELLED.into()),
                     )
                 })
                 .collect()
@@ -98,6 +98,8 @@ impl Scheduler {
                     timeout_ms: t.default_timeout_ms.unwrap_or(0),
                     // Not advertised between servers: the server's default.
                     queue_timeout_ms: 0,
+                    // Adverts carry no policy: the server's defaults apply.
+                    ..Default::default()
                 };
                 match ToolSpec::new(&def, &self.config.limits) {
                     Ok(spec) => Some((spec.name.as_arc().clone(), (spec, t.workers))),

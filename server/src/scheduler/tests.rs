@@ -323,8 +323,16 @@ impl crate::store::Store for Refusing {
     ) -> Result<Vec<crate::model::CompletionRecord>, StoreError> {
         self.0.completions_after(session, after_seq, limit).await
     }
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+    ) -> Result<crate::store::Acked, StoreError> {
         self.0.ack_completions(session, up_to_seq).await
+    }
+
+    async fn session_seqs(&self, session: &str) -> Result<crate::store::SessionSeqs, StoreError> {
+        self.0.session_seqs(session).await
     }
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
         self.0.purge_finished_before(cutoff).await
@@ -458,7 +466,7 @@ async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
     let (waiting, _) = core.submit(submit_request("s", "t")).await.unwrap();
     let (cancelled, _) = core.submit(submit_request("s", "t")).await.unwrap();
     assert_eq!(core.deadlines.len(), 2);
-    core.cancel(cancelled.id).await.unwrap();
+    core.cancel(cancelled.id, "").await.unwrap();
     assert_eq!(core.deadlines.len(), 1, "an ended task keeps no deadline");
     // The worker goes away: its task is queued again before its deadline,
     // which holds again; the waiting one is dispatched to the next worker.

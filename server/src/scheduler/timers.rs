@@ -200,7 +200,7 @@ impl Scheduler {
                 id,
                 TaskState::TimedOut,
                 Outcome::error(codes::TIMEOUT, message),
-                Some(codes::TIMEOUT),
+                Some(codes::TIMEOUT.into()),
             )
         };
         if let Some(ended) = ended {

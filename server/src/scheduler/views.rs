@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Scheduler, WorkerId};
 use crate::{
     error::Error,
-    model::{SessionKey, Submission, TaskRecord, TaskState, ToolKey, millis},
+    model::{ProgressRecord, SessionKey, Submission, TaskRecord, TaskState, ToolKey, millis},
     store::{Cursor, TaskQuery},
 };
 
@@ -20,6 +20,8 @@ pub use super::state::WorkerView;
 pub struct TaskView {
     pub task: TaskRecord,
     pub runner: Option<(WorkerId, String)>,
+    /// The latest progress of its current run here, if any.
+    pub progress: Option<Arc<ProgressRecord>>,
 }
 
 /// Tasks one bulk cancel reads from the store at a time.
@@ -36,7 +38,12 @@ impl Scheduler {
             .map(|task| {
                 let task = st.task(task.id).cloned().unwrap_or(task);
                 let runner = st.runner(task.id).map(|(w, n)| (w, n.to_string()));
-                TaskView { task, runner }
+                let progress = st.progress_of(task.id);
+                TaskView {
+                    task,
+                    runner,
+                    progress,
+                }
             })
             .collect())
     }
@@ -44,8 +51,14 @@ impl Scheduler {
     /// A task with the worker of this server running it.
     pub async fn task_view(&self, id: Uuid) -> Result<TaskView, Error> {
         let task = self.get_task(id).await?;
-        let runner = self.lock().runner(id).map(|(w, n)| (w, n.to_string()));
-        Ok(TaskView { task, runner })
+        let st = self.lock();
+        let runner = st.runner(id).map(|(w, n)| (w, n.to_string()));
+        let progress = st.progress_of(id);
+        Ok(TaskView {
+            task,
+            runner,
+            progress,
+        })
     }
 
     /// Connected workers serving a tool of `tenant` (all when `None`), only
@@ -84,14 +97,18 @@ impl Scheduler {
                     after: None,
                     ..query.clone()
                 };
-                cancelled += self.cancel_pass(pass).await?;
+                cancelled += self.cancel_pass(pass, reason).await?;
             }
         }
         info!(cancelled, reason = %crate::logs::field(reason), "tasks cancelled in bulk");
         Ok(cancelled)
     }
 
-    async fn cancel_pass(self: &Arc<Self>, mut query: TaskQuery) -> Result<u64, Error> {
+    async fn cancel_pass(
+        self: &Arc<Self>,
+        mut query: TaskQuery,
+        reason: &str,
+    ) -> Result<u64, Error> {
         let mut cancelled = 0;
         loop {
             let page = self.store.list_tasks(&query).await?;
@@ -99,7 +116,7 @@ impl Scheduler {
             query.after = Some(Cursor::of(last));
             let full = page.len() == CANCEL_PAGE;
             for task in page {
-                match self.cancel(task.id).await {
+                match self.cancel(task.id, reason).await {
                     Ok(t) if t.state == TaskState::Cancelled => cancelled += 1,
                     Ok(_) | Err(Error::FailedPrecondition(_) | Error::NotFound(_)) => {}
                     Err(e) => return Err(e),
@@ -136,6 +153,10 @@ impl Scheduler {
             idempotency_key: String::new(),
             // The tool's (or the server's) queue timeout, counted anew.
             queue_timeout_ms: 0,
+            delivery: Some(original.delivery),
+            result_budget_bytes: original.call.result_budget,
+            join_in_flight: Some(original.call.joinable),
+            fallback: original.call.fallback.clone(),
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

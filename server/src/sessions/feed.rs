@@ -11,7 +11,7 @@
 //! missed or sent twice: each feed sends seqs in order, each once.
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -62,10 +62,25 @@ impl Feed {
     /// The completions of `session` with seq > `after_seq`, in order, until
     /// the receiver is dropped or an error item ends them.
     pub fn open(&self, session: SessionKey, after_seq: u64) -> mpsc::Receiver<FeedItem> {
+        self.open_marked(session, after_seq, None)
+    }
+
+    /// [`Self::open`], and `caught_up` fires once the first replay from the
+    /// store has been handed to the channel (its completions are in the
+    /// receiver before the signal).
+    pub fn open_marked(
+        &self,
+        session: SessionKey,
+        after_seq: u64,
+        caught_up: Option<oneshot::Sender<()>>,
+    ) -> mpsc::Receiver<FeedItem> {
         let (tx, rx) = mpsc::channel(self.buffer);
         let feed = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = feed.follow(session.as_key(), after_seq, &tx).await {
+            if let Err(e) = feed
+                .follow(session.as_key(), after_seq, &tx, caught_up)
+                .await
+            {
                 let _ = tx.send(Err(e)).await;
             }
             debug!(session_id = %crate::logs::field(session.name()), "completions feed ended");
@@ -80,6 +95,7 @@ impl Feed {
         session: &str,
         after_seq: u64,
         tx: &mpsc::Sender<FeedItem>,
+        mut caught_up: Option<oneshot::Sender<()>>,
     ) -> Result<(), Error> {
         // Subscribe before the first read, so no completion falls between them.
         let mut live = self.hub.subscribe(session);
@@ -106,6 +122,10 @@ impl Feed {
                 if !full {
                     break;
                 }
+            }
+            if let Some(signal) = caught_up.take() {
+                // The reader may have stopped waiting for it.
+                let _ = signal.send(());
             }
             if self.shutdown.is_cancelled() {
                 // Everything stored before the stop has been sent.
@@ -214,6 +234,9 @@ mod tests {
             finished_at: None,
             outcome: None,
             seq: 0,
+            delivery: Default::default(),
+            call: Default::default(),
+            notes: Default::default(),
         };
         store.insert_task(&task).await.unwrap();
         let finish = Finish {
@@ -222,6 +245,7 @@ mod tests {
             outcome: Outcome::Result("1".into()),
             attempts: 1,
             finished_at: SystemTime::now(),
+            notes: Default::default(),
         };
         store.finish_task(&finish).await.unwrap().unwrap()
     }

@@ -6,7 +6,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::model::CompletionRecord;
+use crate::model::{CompletionRecord, ProgressRecord};
 
 /// Live completions buffered per watched session before slow readers lag
 /// (and fall back to the store).
@@ -22,9 +22,15 @@ pub enum Wake {
     Seq(u64),
 }
 
+type Progress = broadcast::Sender<Arc<ProgressRecord>>;
+
 /// Wake-ups for sessions that have an open stream, keyed by session key.
 pub struct SessionHub {
     watchers: Mutex<HashMap<Arc<str>, broadcast::Sender<Wake>>>,
+    /// Progress reports, for sessions with an open `SessionEvents` stream
+    /// that asked for them. Lossy: a lagging reader asks the scheduler for
+    /// the latest instead.
+    progress: Mutex<HashMap<Arc<str>, Progress>>,
     /// Every completion committed here, for the dashboard's live events.
     all: broadcast::Sender<Arc<CompletionRecord>>,
 }
@@ -33,6 +39,7 @@ impl Default for SessionHub {
     fn default() -> Self {
         Self {
             watchers: Mutex::default(),
+            progress: Mutex::default(),
             all: broadcast::channel(LIVE_BUFFER).0,
         }
     }
@@ -88,6 +95,35 @@ impl SessionHub {
     /// Forgets sessions whose streams have all closed.
     pub fn prune(&self) {
         self.lock().retain(|_, tx| tx.receiver_count() > 0);
+        self.lock_progress().retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    fn lock_progress(&self) -> MutexGuard<'_, HashMap<Arc<str>, Progress>> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver of the session's progress reports from now on.
+    pub fn subscribe_progress(&self, session: &str) -> broadcast::Receiver<Arc<ProgressRecord>> {
+        let mut progress = self.lock_progress();
+        match progress.get(session) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(LIVE_BUFFER);
+                progress.insert(session.into(), tx);
+                rx
+            }
+        }
+    }
+
+    /// Hands an accepted progress report to the session's event streams.
+    pub fn progress(&self, record: Arc<ProgressRecord>) {
+        let mut progress = self.lock_progress();
+        if let Some(tx) = progress.get(&*record.session) {
+            let session = record.session.clone();
+            if tx.send(record).is_err() {
+                progress.remove(&*session);
+            }
+        }
     }
 
     /// The sessions with an open stream (shared mode checks their latest

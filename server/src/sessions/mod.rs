@@ -1,8 +1,11 @@
 //! Session streams: the [`SessionHub`] that wakes open streams when a
 //! session's completion is committed, and the [`Feed`] that replays a
-//! session's retained completions, then follows live ones.
+//! session's retained completions, then follows live ones; [`Events`]
+//! weaves running tasks' progress into a feed for `SessionEvents`.
+mod events;
 mod feed;
 mod hub;
 
+pub use events::{Event, EventItem, Events, ProgressSource};
 pub use feed::{Feed, FeedItem};
 pub use hub::{SessionHub, Wake};

@@ -8,8 +8,8 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Durable, Inserted, Store, StoreError, StoredTool, TaskQuery};
-use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
+use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
+use crate::model::{CompletionRecord, Finish, FinishNotes, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
 #[derive(Default)]
@@ -21,14 +21,21 @@ pub struct MemoryStore {
 struct Inner {
     tasks: HashMap<Uuid, TaskRecord>,
     idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
+    /// Unfinished joinable tasks by their call.
+    in_flight: HashMap<Call, Uuid>,
     sessions: HashMap<Arc<str>, SessionLog>,
     tools: HashMap<String, StoredTool>,
 }
+
+/// A joinable call: session, tool and arguments hash.
+type Call = (Arc<str>, Arc<str>, Arc<str>);
 
 #[derive(Default)]
 struct SessionLog {
     /// Last seq handed out; kept after the log empties so seqs never repeat.
     last_seq: u64,
+    /// Highest seq acknowledged.
+    acked_seq: u64,
     log: VecDeque<CompletionRecord>,
 }
 
@@ -41,10 +48,27 @@ impl MemoryStore {
 
 impl Inner {
     fn remove_task(&mut self, id: Uuid) {
-        if let Some(task) = self.tasks.remove(&id)
-            && let Some(key) = task.idempotency_key
-        {
+        let Some(task) = self.tasks.remove(&id) else {
+            return;
+        };
+        self.leave_flight(&task);
+        if let Some(key) = task.idempotency_key {
             self.idempotency.remove(&(task.session, key));
+        }
+    }
+
+    fn flight_key(task: &TaskRecord) -> Call {
+        (
+            task.session.clone(),
+            task.tool.clone(),
+            task.call.args_hash.clone(),
+        )
+    }
+
+    fn leave_flight(&mut self, task: &TaskRecord) {
+        let key = Self::flight_key(task);
+        if task.call.joinable && self.in_flight.get(&key) == Some(&task.id) {
+            self.in_flight.remove(&key);
         }
     }
 }
@@ -74,7 +98,18 @@ impl Store for MemoryStore {
             {
                 return Ok(Inserted::Existing(Box::new(t.clone())));
             }
-            inner.idempotency.insert(slot, task.id);
+        }
+        if task.call.joinable {
+            let key = Inner::flight_key(task);
+            if let Some(t) = inner.in_flight.get(&key).and_then(|id| inner.tasks.get(id)) {
+                return Ok(Inserted::Joined(Box::new(t.clone())));
+            }
+            inner.in_flight.insert(key, task.id);
+        }
+        if let Some(key) = &task.idempotency_key {
+            inner
+                .idempotency
+                .insert((task.session.clone(), key.clone()), task.id);
         }
         inner.tasks.insert(task.id, task.clone());
         Ok(Inserted::New)
@@ -94,6 +129,9 @@ impl Store for MemoryStore {
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        if let Some(run) = finish.notes.drop_run {
+            inner.remove_task(run);
+        }
         let Some(task) = inner.tasks.get_mut(&finish.task_id) else {
             return Ok(None);
         };
@@ -108,8 +146,37 @@ impl Store for MemoryStore {
         task.attempts = finish.attempts;
         task.finished_at = Some(finish.finished_at);
         task.seq = completion.seq;
+        task.notes = FinishNotes {
+            drop_run: None,
+            ..finish.notes.clone()
+        };
         session.log.push_back(completion.clone());
+        let task = task.clone();
+        inner.leave_flight(&task);
         Ok(Some(completion))
+    }
+
+    async fn last_good(
+        &self,
+        session: &str,
+        tool: &str,
+        args_hash: &str,
+        not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .tasks
+            .values()
+            .filter(|t| {
+                t.state == TaskState::Succeeded
+                    && t.notes.answered_by.is_none()
+                    && &*t.session == session
+                    && &*t.tool == tool
+                    && &*t.call.args_hash == args_hash
+                    && t.finished_at.is_some_and(|at| at >= not_before)
+            })
+            .max_by_key(|t| t.finished_at)
+            .cloned())
     }
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
@@ -158,11 +225,20 @@ impl Store for MemoryStore {
         Ok(log.log.iter().skip(start).take(limit).cloned().collect())
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
         let mut inner = self.lock();
         let Some(log) = inner.sessions.get_mut(session) else {
-            return Ok(0);
+            return Ok(Acked::default());
         };
+        if up_to_seq > log.last_seq {
+            return Ok(Acked {
+                removed: 0,
+                acked_seq: log.acked_seq,
+                last_seq: log.last_seq,
+            });
+        }
+        log.acked_seq = log.acked_seq.max(up_to_seq);
+        let (acked_seq, last_seq) = (log.acked_seq, log.last_seq);
         let mut removed = Vec::new();
         while log.log.front().is_some_and(|c| c.seq <= up_to_seq) {
             removed.extend(log.log.pop_front().map(|c| c.task_id));
@@ -170,7 +246,24 @@ impl Store for MemoryStore {
         for id in &removed {
             inner.remove_task(*id);
         }
-        Ok(removed.len() as u64)
+        Ok(Acked {
+            removed: removed.len() as u64,
+            acked_seq,
+            last_seq,
+        })
+    }
+
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
+        let inner = self.lock();
+        let Some(log) = inner.sessions.get(session) else {
+            return Ok(SessionSeqs::default());
+        };
+        let unacknowledged = log.log.iter().filter(|c| c.seq > log.acked_seq).count();
+        Ok(SessionSeqs {
+            last_seq: log.last_seq,
+            acked_seq: log.acked_seq,
+            unacknowledged: unacknowledged as u64,
+        })
     }
 
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {

@@ -125,6 +125,34 @@ pub enum Inserted {
     New,
     /// A task with the same session and idempotency key exists: this one.
     Existing(Box<TaskRecord>),
+    /// The task is joinable ([`crate::model::CallOptions::joinable`]) and
+    /// an unfinished joinable task of the same session, tool and
+    /// arguments hash exists: this one. Nothing was stored. The stores
+    /// decide it atomically (one joinable unfinished task per call, a
+    /// unique index in the SQL stores), whichever server submits.
+    Joined(Box<TaskRecord>),
+}
+
+/// What [`Store::ack_completions`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Acked {
+    /// Completions removed by this call.
+    pub removed: u64,
+    /// The session's acknowledged seq after the call.
+    pub acked_seq: u64,
+    /// The session's last seq (0: none yet).
+    pub last_seq: u64,
+}
+
+/// A session's counters ([`Store::session_seqs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionSeqs {
+    /// The seq of its last completion; 0: none yet.
+    pub last_seq: u64,
+    /// The highest seq acknowledged.
+    pub acked_seq: u64,
+    /// Retained completions with seq > `acked_seq`.
+    pub unacknowledged: u64,
 }
 
 /// Durable home of tasks and completions.
@@ -143,7 +171,9 @@ pub trait Store: Send + Sync + 'static {
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Stores a new task. When the task has an idempotency key already used in
-    /// its session, stores nothing and returns the earlier task.
+    /// its session, stores nothing and returns the earlier task; else, when
+    /// it is joinable and an identical joinable call is unfinished, stores
+    /// nothing and returns that one ([`Inserted::Joined`]).
     async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError>;
 
     /// Records that a task was dispatched (RUNNING, `attempt`, `at`) and
@@ -161,8 +191,33 @@ pub trait Store: Send + Sync + 'static {
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable;
 
     /// Finishes a task and appends its completion with the session's next seq.
-    /// `None` when the task is unknown or already finished.
+    /// `None` when the task is unknown or already finished. Records
+    /// `finish.notes` (summary, the fallback that answered), and deletes
+    /// the fallback run `finish.notes.drop_run` in the same write.
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// The latest task of `session` and `tool` whose arguments hash to
+    /// `args_hash`, that SUCCEEDED at or after `not_before` by itself (no
+    /// fallback answered it). Only retained tasks count: an acknowledged or
+    /// purged one is gone. The default knows none (stores for tests).
+    async fn last_good(
+        &self,
+        _session: &str,
+        _tool: &str,
+        _args_hash: &str,
+        _not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(None)
+    }
+
+    /// Parks an unfinished call whose fallback run is stored: it stays
+    /// unfinished until that run finishes it, and is neither queued nor
+    /// reclaimed meanwhile. Only a shared queue has anything to do: the
+    /// others keep no lease, and recovery skips a parked call by its
+    /// run's link ([`crate::model::FallbackFor`]).
+    async fn park(&self, _task_id: Uuid) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// One task, finished or not.
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError>;
@@ -179,9 +234,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError>;
 
-    /// Removes the session's completions with seq <= `up_to_seq`, and their
-    /// tasks. Returns how many completions were removed.
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError>;
+    /// Acknowledges a session's completions up to `up_to_seq`: removes them
+    /// and their tasks, and raises the session's acknowledged seq to it
+    /// (never lowers it). When `up_to_seq` is beyond the session's last seq
+    /// it changes nothing (the answer's `last_seq` says so).
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError>;
+
+    /// A session's last seq, acknowledged seq, and how many retained
+    /// completions are above the latter; zeros for a session never seen.
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError>;
 
     /// Up to `query.limit` stored tasks that match `query`, finished or not,
     /// in its order (by created_at, then id). A dispatch not yet applied
@@ -225,6 +286,9 @@ pub struct StoredTool {
     pub timeout_ms: u64,
     /// Default queue timeout in milliseconds; 0: the server's.
     pub queue_timeout_ms: u64,
+    /// Its delivery, dedup, budget, fallback and cancel policy
+    /// (`ToolPolicy::to_stored`); empty: none set.
+    pub policy: String,
     /// When a worker last served it, as far as the servers wrote it: at
     /// registration, when the last worker left, and every purge interval
     /// while served. Retention (`--tool-retention-secs`) counts from it.

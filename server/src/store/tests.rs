@@ -13,10 +13,15 @@ use uuid::Uuid;
 use super::{Inserted, Store};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
+mod calls;
 mod listing;
 mod shared_queue;
 pub(super) mod tools;
 
+use calls::{
+    a_fallback_run_goes_with_its_call_s_finish, joinable_calls_join_while_unfinished,
+    last_good_is_the_latest_own_success,
+};
 use listing::{list_tasks_filters, list_tasks_pages_are_stable_under_inserts};
 use tools::tool_definitions_round_trip_replace_and_forget;
 
@@ -69,6 +74,9 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         finished_at: None,
         outcome: None,
         seq: 0,
+        delivery: Default::default(),
+        call: Default::default(),
+        notes: Default::default(),
     }
 }
 
@@ -79,13 +87,16 @@ pub(super) fn succeed(task: &TaskRecord, finished_at: SystemTime) -> Finish {
         outcome: Outcome::Result(r#"{"temp":21}"#.into()),
         attempts: 1,
         finished_at,
+        notes: Default::default(),
     }
 }
 
 pub(super) async fn insert_new(store: &dyn Store, task: &TaskRecord) {
     match store.insert_task(task).await.expect("insert") {
         Inserted::New => {}
-        Inserted::Existing(t) => panic!("expected a new task, got the existing {}", t.id),
+        Inserted::Existing(t) | Inserted::Joined(t) => {
+            panic!("expected a new task, got the existing {}", t.id)
+        }
     }
 }
 
@@ -164,6 +175,7 @@ async fn finish_sets_outcome_once(store: &dyn Store) {
         outcome: Outcome::error(codes::TOOL_ERROR, "exit status 3"),
         attempts: 2,
         finished_at: at(5),
+        notes: Default::default(),
     };
     let c = store
         .finish_task(&finish)
@@ -264,7 +276,7 @@ async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
     let again = task("s1", Some("k"), at(2));
     match store.insert_task(&again).await.unwrap() {
         Inserted::Existing(t) => assert_same_task(&t, &first),
-        Inserted::New => panic!("the same key in the same session stored a second task"),
+        other => panic!("the same key in the same session stored a second task: {other:?}"),
     }
     assert!(store.get_task(again.id).await.unwrap().is_none());
     // Keys are per session; tasks without a key never collide.
@@ -284,7 +296,7 @@ async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
             assert_eq!(t.state, TaskState::Succeeded);
             assert_eq!(t.seq, seq);
         }
-        Inserted::New => panic!("a finished task's key was forgotten before removal"),
+        other => panic!("a finished task's key was forgotten before removal: {other:?}"),
     }
     // Once the task is acknowledged and removed, its key is free again.
     store.ack_completions("s1", seq).await.unwrap();
@@ -388,7 +400,7 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     insert_new(store, &other).await;
     finish_seq(store, &succeed(&other, at(10))).await;
 
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 3);
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 3);
     assert_eq!(
         seqs(&store.completions_after("s1", 0, 10).await.unwrap()),
         [4, 5]
@@ -398,15 +410,18 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     }
     assert!(store.get_task(tasks[3].id).await.unwrap().is_some());
     // Acking again, or another session, removes nothing more.
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 0);
-    assert_eq!(store.ack_completions("nobody", 100).await.unwrap(), 0);
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 0);
+    assert_eq!(
+        store.ack_completions("nobody", 100).await.unwrap().removed,
+        0
+    );
     assert_eq!(
         seqs(&store.completions_after("s2", 0, 10).await.unwrap()),
         [1]
     );
 
     // Acknowledging everything does not reset the numbering.
-    assert_eq!(store.ack_completions("s1", 5).await.unwrap(), 2);
+    assert_eq!(store.ack_completions("s1", 5).await.unwrap().removed, 2);
     assert!(
         store
             .completions_after("s1", 0, 10)
@@ -421,6 +436,69 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
         seqs(&store.completions_after("s1", 5, 10).await.unwrap()),
         [6]
     );
+}
+
+async fn acknowledged_seq_is_monotonic_and_never_beyond_the_last(store: &dyn Store) {
+    use crate::{
+        model::Delivery,
+        store::{Acked, SessionSeqs},
+    };
+    assert_eq!(
+        store.session_seqs("s1").await.unwrap(),
+        SessionSeqs::default()
+    );
+    let mut silent = task("s1", None, at(0));
+    silent.delivery = Delivery::Silent;
+    insert_new(store, &silent).await;
+    assert_eq!(
+        store.get_task(silent.id).await.unwrap().unwrap().delivery,
+        Delivery::Silent
+    );
+    for i in 0..3 {
+        let t = task("s1", None, at(i));
+        insert_new(store, &t).await;
+        finish_seq(store, &succeed(&t, at(10 + i))).await;
+    }
+    let counts = |last_seq, acked_seq, unacknowledged| SessionSeqs {
+        last_seq,
+        acked_seq,
+        unacknowledged,
+    };
+    assert_eq!(store.session_seqs("s1").await.unwrap(), counts(3, 0, 3));
+    let beyond = store.ack_completions("s1", 4).await.unwrap();
+    assert_eq!(
+        beyond,
+        Acked {
+            removed: 0,
+            acked_seq: 0,
+            last_seq: 3
+        },
+        "changes nothing"
+    );
+    let acked = store.ack_completions("s1", 2).await.unwrap();
+    assert_eq!(
+        acked,
+        Acked {
+            removed: 2,
+            acked_seq: 2,
+            last_seq: 3
+        }
+    );
+    let lower = store.ack_completions("s1", 1).await.unwrap();
+    assert_eq!(
+        lower,
+        Acked {
+            removed: 0,
+            acked_seq: 2,
+            last_seq: 3
+        },
+        "never lowered"
+    );
+    assert_eq!(store.session_seqs("s1").await.unwrap(), counts(3, 2, 1));
+    finish_seq(store, &succeed(&silent, at(20))).await;
+    let c = store.completions_after("s1", 3, 10).await.unwrap();
+    assert_eq!(c[0].delivery, Delivery::Silent, "stamped on its completion");
+    assert_eq!(store.session_seqs("s1").await.unwrap(), counts(4, 2, 2));
 }
 
 async fn purge_removes_only_old_finished_work(store: &dyn Store) {
@@ -538,10 +616,14 @@ for_each_store! {
         seq_is_per_session_and_gapless,
         completions_after_pages_in_order,
         ack_removes_completions_and_tasks_and_keeps_seq,
+        acknowledged_seq_is_monotonic_and_never_beyond_the_last,
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
         tool_definitions_round_trip_replace_and_forget,
+        joinable_calls_join_while_unfinished,
+        last_good_is_the_latest_own_success,
+        a_fallback_run_goes_with_its_call_s_finish,
     ],
     arc: [concurrent_finishes_get_distinct_gapless_seqs],
 }

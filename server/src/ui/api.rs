@@ -263,8 +263,15 @@ pub(super) async fn cancel(
         Ok(v) => v,
         Err(r) => return r.into_response(),
     };
-    match ui.sched.cancel(view.task.id).await {
-        Ok(task) => ok(task_json(&TaskView { task, runner: None }, true)),
+    match ui.sched.cancel(view.task.id, "").await {
+        Ok(task) => ok(task_json(
+            &TaskView {
+                task,
+                runner: None,
+                progress: None,
+            },
+            true,
+        )),
         Err(e) => failed(e).into_response(),
     }
 }

@@ -18,12 +18,13 @@ use uuid::Uuid;
 
 use super::queue::FairQueue;
 use crate::{
-    model::{Assignment, Command, Finish, Outcome, TaskRecord, TaskState},
+    model::{Assignment, Command, Finish, Outcome, ProgressRecord, TaskRecord, TaskState},
     tenant,
     tools::ToolSpec,
 };
 
 mod forget;
+mod progress;
 mod registry;
 mod views;
 mod workers;
@@ -93,6 +94,11 @@ pub struct State<I: Io> {
     next_worker: WorkerId,
     /// Shared mode: tools other servers' workers serve, and how many.
     remote: HashMap<Arc<str>, (ToolSpec, u32)>,
+    /// Per session key, its live tasks that have progress now (so a new
+    /// session stream finds them without a scan of every task).
+    progressing: HashMap<Arc<str>, HashSet<Uuid>>,
+    /// Shared mode: progress of tasks handed back to the store's queue.
+    parked: progress::ParkedProgress,
     effects: Effects,
 }
 
@@ -100,6 +106,14 @@ struct Live<I: Io> {
     task: TaskRecord,
     worker: Option<WorkerId>,
     timer: Option<I::Timer>,
+    /// The latest progress of the current run (cleared when it is lost).
+    progress: Option<Arc<ProgressRecord>>,
+    /// Reports accepted so far, over all attempts: the next one's index
+    /// is one more.
+    reports: u64,
+    /// The last non-empty `detail_json` of any attempt: the next attempt
+    /// resumes from it.
+    detail: Option<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -153,6 +167,8 @@ impl<I: Io> Default for State<I> {
             draining: false,
             next_worker: 0,
             remote: HashMap::new(),
+            progressing: HashMap::new(),
+            parked: Default::default(),
             effects: Effects::default(),
         }
     }
@@ -227,6 +243,7 @@ impl<I: Io> State<I> {
             return false;
         }
         task.state = TaskState::Queued;
+        let (reports, detail) = self.unpark_progress(task.id);
         let entry = self.tools.entry(task.tool.clone()).or_default();
         entry.queue.push_back(&task.session, task.id);
         self.tasks.insert(
@@ -235,6 +252,9 @@ impl<I: Io> State<I> {
                 task,
                 worker: None,
                 timer: None,
+                progress: None,
+                reports,
+                detail,
             },
         );
         true
@@ -296,10 +316,13 @@ impl<I: Io> State<I> {
         id: Uuid,
         state: TaskState,
         outcome: Outcome,
-        tell_worker: Option<&'static str>,
+        tell_worker: Option<Arc<str>>,
         now: SystemTime,
     ) -> Option<Ended> {
         let live = self.tasks.remove(&id)?;
+        if live.progress.is_some() {
+            self.forget_progress(&live.task.session, id);
+        }
         if let Some(timer) = live.timer {
             I::stop(timer);
         }
@@ -334,6 +357,7 @@ impl<I: Io> State<I> {
             outcome,
             attempts: live.task.attempts,
             finished_at: now,
+            notes: Default::default(),
         };
         Some(Ended {
             task: live.task,
@@ -421,6 +445,7 @@ impl<I: Io> State<I> {
             arguments: live.task.arguments.clone(),
             attempt,
             timeout: live.task.timeout,
+            resume_detail: live.detail.clone(),
         };
         if !I::assign(&w.tx, assignment, now) {
             // The stream is gone or stuck; its cleanup gives the task back.

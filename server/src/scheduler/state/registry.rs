@@ -122,6 +122,24 @@ impl<I: Io> State<I> {
         if old.queue_timeout != spec.queue_timeout {
             fields.push("queue_timeout_ms");
         }
+        let (a, b) = (&old.policy, &spec.policy);
+        for (differ, field) in [
+            (a.delivery != b.delivery, "delivery"),
+            (a.join_in_flight != b.join_in_flight, "dedup"),
+            (
+                a.result_budget_bytes != b.result_budget_bytes,
+                "result_budget_bytes",
+            ),
+            (a.fallback != b.fallback, "fallback"),
+            (
+                a.cancellable_by_model != b.cancellable_by_model,
+                "cancellable_by_model",
+            ),
+        ] {
+            if differ {
+                fields.push(field);
+            }
+        }
         (!fields.is_empty()).then_some((fields, !known.workers.is_empty()))
     }
 
@@ -148,12 +166,15 @@ impl<I: Io> State<I> {
                 continue;
             }
             while let Some((session, id)) = entry.queue.pop() {
-                self.tasks.remove(&id);
                 out.push((session, id));
             }
         }
         out.into_iter()
             .map(|(session, id)| {
+                if let Some(live) = self.tasks.remove(&id) {
+                    // Its next run, if it is claimed here again, resumes.
+                    self.park_progress(id, live.reports, live.detail);
+                }
                 self.release(&session);
                 id
             })

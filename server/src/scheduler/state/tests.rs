@@ -5,7 +5,7 @@ use std::{cell::RefCell, rc::Rc};
 use super::*;
 use crate::{
     config::Limits,
-    model::{ToolDef, ToolKey},
+    model::{ProgressReport, ToolDef, ToolKey},
 };
 
 struct Test;
@@ -62,6 +62,9 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         finished_at: None,
         outcome: None,
         seq: 0,
+        delivery: Default::default(),
+        call: Default::default(),
+        notes: Default::default(),
     };
     let id = task.id;
     assert!(st.enqueue(task));
@@ -121,7 +124,7 @@ fn taking_a_running_task_tells_its_worker_and_fills_the_slot() {
             first,
             TaskState::Cancelled,
             lost(1),
-            Some("cancelled"),
+            Some("cancelled".into()),
             now(),
         )
         .unwrap();
@@ -131,7 +134,7 @@ fn taking_a_running_task_tells_its_worker_and_fills_the_slot() {
     );
     assert!(sent.borrow().contains(&Command::Cancel {
         task_id: first,
-        reason: "cancelled"
+        reason: "cancelled".into()
     }));
     assert_eq!(assigned(&sent), [(first, 1), (second, 1)]);
     assert!(st.holds(w, second, 1) && !st.holds(w, first, 0));
@@ -272,4 +275,88 @@ mod forgetting {
         // Needed and served tools stay however long.
         assert!(st.forget_unserved(hour, now() + hour * 10).is_empty());
     }
+}
+
+fn report(id: Uuid, attempt: u32, detail: &str) -> ProgressReport {
+    ProgressReport {
+        task_id: id,
+        attempt,
+        progress: 1.0,
+        total: 5.0,
+        message: "working".into(),
+        detail_json: detail.into(),
+    }
+}
+
+fn resume_of(sent: &Sent, id: Uuid, attempt: u32) -> Option<Arc<str>> {
+    sent.borrow().iter().find_map(|c| match c {
+        Command::Assign(a) if a.task_id == id && a.attempt == attempt => {
+            Some(a.resume_detail.clone())
+        }
+        _ => None,
+    })?
+}
+
+#[test]
+fn progress_is_taken_from_the_holder_only_numbered_across_attempts_and_resumed() {
+    let mut st = State::<Test>::default();
+    let (w1, _) = worker(&mut st, &["t"], 1);
+    let id = queue(&mut st, "s", "t");
+    let (w2, sent) = worker(&mut st, &["t"], 1);
+    assert!(
+        st.record_progress(w2, report(id, 0, ""), now()).is_none(),
+        "not its task"
+    );
+    assert!(
+        st.record_progress(w1, report(id, 2, ""), now()).is_none(),
+        "not its attempt"
+    );
+    let first = st
+        .record_progress(w1, report(id, 1, r#"{"page":3}"#), now())
+        .unwrap();
+    let second = st.record_progress(w1, report(id, 0, ""), now()).unwrap();
+    assert_eq!((first.index, second.index), (1, 2));
+    assert_eq!(st.session_progress("s"), std::slice::from_ref(&second));
+    assert_eq!(st.progress_of(id), Some(second));
+    // The worker is lost: the run's progress goes, its last detail reaches
+    // the next attempt (on the idle second worker).
+    drop(st.remove_worker(w1, 3, lost, now()));
+    assert!(st.holds(w2, id, 2));
+    assert_eq!(resume_of(&sent, id, 2).as_deref(), Some(r#"{"page":3}"#));
+    assert!(st.progress_of(id).is_none() && st.session_progress("s").is_empty());
+    let third = st.record_progress(w2, report(id, 2, ""), now()).unwrap();
+    assert_eq!(third.index, 3, "the index keeps rising across attempts");
+    st.take(
+        id,
+        TaskState::Succeeded,
+        Outcome::Result("1".into()),
+        None,
+        now(),
+    );
+    assert!(st.session_progress("s").is_empty() && st.progress_of(id).is_none());
+    assert!(
+        st.record_progress(w2, report(id, 0, ""), now()).is_none(),
+        "ended"
+    );
+}
+
+#[test]
+fn a_task_handed_back_and_claimed_again_keeps_its_progress_count_and_detail() {
+    let mut st = State::<Test>::default();
+    let (w1, _) = worker(&mut st, &["t"], 1);
+    let id = queue(&mut st, "s", "t");
+    let task = st.task(id).unwrap().clone();
+    st.record_progress(w1, report(id, 0, r#"{"page":7}"#), now())
+        .unwrap();
+    drop(st.remove_worker(w1, 3, lost, now()));
+    // Shared mode: no worker here serves it, so it goes back to the store.
+    assert_eq!(st.unservable(&["t".into()]), [id]);
+    assert!(st.task(id).is_none());
+    // Claimed again later, for a new worker.
+    st.reserve(&"s".into());
+    assert!(st.enqueue(task));
+    let (w2, sent) = worker(&mut st, &["t"], 1);
+    assert_eq!(resume_of(&sent, id, 2).as_deref(), Some(r#"{"page":7}"#));
+    let next = st.record_progress(w2, report(id, 0, ""), now()).unwrap();
+    assert_eq!(next.index, 2, "the count went with it");
 }

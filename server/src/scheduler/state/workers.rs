@@ -96,6 +96,14 @@ impl<I: Io> State<I> {
             if let Some(timer) = live.timer.take() {
                 I::stop(timer);
             }
+            // Progress belongs to a run; the next one resumes from `detail`.
+            if live.progress.take().is_some() {
+                let session = live.task.session.clone();
+                self.forget_progress(&session, *id);
+            }
+            let Some(live) = self.tasks.get_mut(id) else {
+                continue;
+            };
             if live.task.attempts >= max_attempts {
                 let outcome = lost(live.task.attempts);
                 ended.extend(self.take(*id, TaskState::Failed, outcome, None, now));

@@ -102,6 +102,7 @@ async fn a_forgotten_tool_is_deleted_from_the_store() {
         input_schema: String::new(),
         timeout_ms: 0,
         queue_timeout_ms: 0,
+        policy: String::new(),
         last_served_at: at,
     };
     store

@@ -9,6 +9,7 @@ use super::rows::{exec, rows, task_from_row};
 use super::writer::Guard;
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 use crate::store::StoreError;
+use crate::store::sql::call_columns;
 use crate::store::sql::codec::{TASK_COLUMNS, outcome_columns, state_code, time_to_i64};
 
 /// Finishes tasks in `tx`: each gets its session's next seq, at most once.
@@ -21,6 +22,15 @@ pub(super) async fn finish_in(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = finishes.iter().map(|(f, _)| f.task_id).collect();
+    // Fallback runs go whether or not their call was still open: a run left
+    // behind would be claimed again.
+    let drops: Vec<Uuid> = finishes
+        .iter()
+        .filter_map(|(f, _)| f.notes.drop_run)
+        .collect();
+    if !drops.is_empty() {
+        exec(tx, "DELETE FROM errand_tasks WHERE id = ANY($1)", &[&drops]).await?;
+    }
     // Task rows first, in id order, then session rows in name order: one
     // lock order for every server.
     let sql = format!(
@@ -89,7 +99,11 @@ pub(super) async fn finish_in(
         mut u_code,
         mut u_msg,
         mut u_seq,
+        mut u_summary,
+        mut u_answered,
     ) = (
+        vec![],
+        vec![],
         vec![],
         vec![],
         vec![],
@@ -121,6 +135,9 @@ pub(super) async fn finish_in(
         u_code.push(code.map(str::to_string));
         u_msg.push(msg.map(str::to_string));
         u_seq.push(seq);
+        let (summary, answered) = call_columns::finish_columns(&finish.notes);
+        u_summary.push(summary.map(str::to_string));
+        u_answered.push(answered);
         if *guard == Guard::Cancel && task.state == TaskState::Running {
             cancelled.push(task.id.to_string());
         }
@@ -130,9 +147,10 @@ pub(super) async fn finish_in(
         tx,
         "UPDATE errand_tasks t SET state = u.state, attempts = u.attempts, finished_at = u.fin,
              result = u.res, error_code = u.code, error_message = u.msg, seq = u.seq,
-             owner = NULL, lease_until = NULL
+             summary = u.summary, answered_by = u.answered, owner = NULL, lease_until = NULL
          FROM unnest($1::uuid[], $2::int2[], $3::int4[], $4::int8[], $5::text[], $6::text[],
-                     $7::text[], $8::int8[]) AS u(id, state, attempts, fin, res, code, msg, seq)
+                     $7::text[], $8::int8[], $9::text[], $10::text[])
+             AS u(id, state, attempts, fin, res, code, msg, seq, summary, answered)
          WHERE t.id = u.id",
         &[
             &u_id,
@@ -143,9 +161,12 @@ pub(super) async fn finish_in(
             &u_code,
             &u_msg,
             &u_seq,
+            &u_summary,
+            &u_answered,
         ],
     )
     .await?;
+
     let payloads: Vec<String> = latest
         .into_iter()
         .map(|(s, seq)| format!("{seq}\t{s}"))

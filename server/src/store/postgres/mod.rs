@@ -54,7 +54,9 @@ use crate::store::sql::{
     batch::{self, Reply},
     codec::{TASK_COLUMNS, time_to_i64, to_i64},
 };
-use crate::store::{Durable, Inserted, SharedEvent, SharedQueue, Store, StoreError, StoredTool};
+use crate::store::{
+    Acked, Durable, Inserted, SessionSeqs, SharedEvent, SharedQueue, Store, StoreError, StoredTool,
+};
 use errors::{pg_error, pool_error};
 use listen::listen;
 use rows::{completion_of, rows, task_from_row};
@@ -256,6 +258,45 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn last_good(
+        &self,
+        session: &str,
+        tool: &str,
+        args_hash: &str,
+        not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks
+             WHERE session = $1 AND tool = $2 AND args_hash = $3 AND state = 2
+               AND finished_at >= $4 AND answered_by IS NULL
+             ORDER BY finished_at DESC LIMIT 1"
+        );
+        rows(
+            &client,
+            &sql,
+            &[&session, &tool, &args_hash, &time_to_i64(not_before)],
+        )
+        .await?
+        .first()
+        .map(task_from_row)
+        .transpose()
+    }
+
+    async fn park(&self, task_id: Uuid) -> Result<(), StoreError> {
+        // Running with no owner and no lease: no claim (queued only) and no
+        // reaper (expired leases only) takes it; its fallback run finishes it.
+        let client = self.client().await?;
+        rows(
+            &client,
+            "UPDATE errand_tasks SET state = 1, owner = NULL, lease_until = NULL
+             WHERE id = $1 AND state < 2 RETURNING id",
+            &[&task_id],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn list_tasks(
         &self,
         query: &crate::store::TaskQuery,
@@ -306,18 +347,72 @@ impl Store for PostgresStore {
         .collect()
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
         // After what this server has already sent, as the other stores do.
         self.write(Op::Barrier).await?;
-        let client = self.client().await?;
-        let st = client
-            .prepare_cached("DELETE FROM errand_tasks WHERE session = $1 AND seq > 0 AND seq <= $2")
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // The session's row is locked: concurrent acks raise acked_seq in turn.
+        let seqs = tx
+            .query_opt(
+                "SELECT last_seq, acked_seq FROM errand_sessions WHERE session = $1 FOR UPDATE",
+                &[&session],
+            )
+            .await
+            .map_err(pg_error)?
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+        let (last, acked) = seqs.unwrap_or((0, 0));
+        let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
+        if up_to_seq > last_seq {
+            return Ok(Acked {
+                removed: 0,
+                acked_seq,
+                last_seq,
+            });
+        }
+        let removed = tx
+            .execute(
+                "DELETE FROM errand_tasks WHERE session = $1 AND seq > 0 AND seq <= $2",
+                &[&session, &to_i64(up_to_seq)],
+            )
             .await
             .map_err(pg_error)?;
-        client
-            .execute(&st, &[&session, &to_i64(up_to_seq)])
+        if up_to_seq > acked_seq {
+            tx.execute(
+                "UPDATE errand_sessions SET acked_seq = $2 WHERE session = $1",
+                &[&session, &to_i64(up_to_seq)],
+            )
             .await
-            .map_err(pg_error)
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(Acked {
+            removed,
+            acked_seq: acked_seq.max(up_to_seq),
+            last_seq,
+        })
+    }
+
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT s.last_seq, s.acked_seq,
+                     (SELECT count(*) FROM errand_tasks t
+                      WHERE t.session = s.session AND t.seq > 0 AND t.seq > s.acked_seq)
+                 FROM errand_sessions s WHERE s.session = $1",
+                &[&session],
+            )
+            .await
+            .map_err(pg_error)?;
+        let (last, acked, count) = row.map_or((0, 0, 0), |r| {
+            (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
+        });
+        Ok(SessionSeqs {
+            last_seq: last.max(0) as u64,
+            acked_seq: acked.max(0) as u64,
+            unacknowledged: count.max(0) as u64,
+        })
     }
 
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {

@@ -172,16 +172,20 @@ impl SharedQueue for PostgresStore {
                     "the server running the task stopped, on each of its {} attempts",
                     t.attempts
                 );
-                (
-                    Finish {
-                        task_id: t.id,
-                        state: TaskState::Failed,
-                        outcome: Outcome::error(codes::WORKER_LOST, message),
-                        attempts: t.attempts,
-                        finished_at: now,
-                    },
-                    Guard::Any,
-                )
+                let finish = Finish {
+                    task_id: t.id,
+                    state: TaskState::Failed,
+                    outcome: Outcome::error(codes::WORKER_LOST, message),
+                    attempts: t.attempts,
+                    finished_at: now,
+                    notes: Default::default(),
+                };
+                // A fallback run's ending is its call's (and drops the run).
+                let finish = match &t.call.fallback_for {
+                    Some(link) => crate::model::call::run_ending_as_call(t, link.clone(), finish),
+                    None => finish,
+                };
+                (finish, Guard::Any)
             })
             .collect();
         finish_in(&tx, &finishes).await?;
@@ -215,6 +219,7 @@ impl SharedQueue for PostgresStore {
             outcome: Outcome::error(codes::CANCELLED, "cancelled by the client"),
             attempts: 0,
             finished_at: SystemTime::now(),
+            notes: Default::default(),
         });
         self.write(|reply| Op::Finish(finish, Guard::Cancel, reply))
             .await
@@ -231,6 +236,7 @@ impl SharedQueue for PostgresStore {
             outcome,
             attempts: 0,
             finished_at: SystemTime::now(),
+            notes: Default::default(),
         });
         self.write(|reply| Op::Finish(finish, Guard::Queued, reply))
             .await
@@ -355,6 +361,7 @@ async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usi
                 outcome,
                 attempts: t.attempts,
                 finished_at: now,
+                notes: Default::default(),
             };
             (finish, Guard::Queued)
         })

@@ -9,6 +9,7 @@ use tokio_postgres::{
 use super::errors::pg_error;
 use crate::model::{CompletionRecord, TaskRecord};
 use crate::store::StoreError;
+use crate::store::sql::call_columns::CallRow;
 use crate::store::sql::codec::{self, TASK_COLUMNS, TaskRow};
 
 /// Tells every server (`errand_tasks`) that `tools` have queued work.
@@ -73,6 +74,15 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
         error_message: col(row, 13)?,
         seq: col(row, 14)?,
         queue_deadline: col(row, 15)?,
+        call: CallRow {
+            result_budget: col(row, 16)?,
+            args_hash: col(row, 17)?,
+            joinable: col::<Option<i32>>(row, 18)?.map(i64::from),
+            fallback: col(row, 19)?,
+            summary: col(row, 20)?,
+            answered_by: col(row, 21)?,
+        },
+        delivery: col(row, 22)?,
     }
     .decode()
     .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))

@@ -73,6 +73,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
         queue_timeout_ms  bigint NOT NULL,
         last_served_at    bigint NOT NULL
     );",
+    // 4: issue 17's call options (result budget, the arguments' canonical
+    //    hash, dedup, fallback) and finish notes (summary, the fallback that
+    //    answered). At most one unfinished joinable task per call, whichever
+    //    server submits: the unique index makes joins atomic.
+    "ALTER TABLE errand_tasks
+        ADD COLUMN result_budget bigint,
+        ADD COLUMN args_hash text,
+        ADD COLUMN joinable integer,
+        ADD COLUMN fallback text,
+        ADD COLUMN summary text,
+        ADD COLUMN answered_by text;
+    CREATE UNIQUE INDEX errand_tasks_in_flight ON errand_tasks (session, tool, args_hash)
+        WHERE joinable = 1 AND state < 2;
+    CREATE INDEX errand_tasks_last_good ON errand_tasks (session, tool, args_hash, finished_at)
+        WHERE state = 2;",
+    // 5 (issue 17): a task's delivery policy, resolved at submit (1
+    //    WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
+    //    each session's acknowledged seq.
+    "ALTER TABLE errand_tasks ADD COLUMN delivery smallint NOT NULL DEFAULT 1;
+    ALTER TABLE errand_sessions ADD COLUMN acked_seq bigint NOT NULL DEFAULT 0;",
+    // 6: a tool's delivery, dedup, budget, fallback and cancel policy, kept
+    //    beside its definition (JSON text; empty: none set).
+    "ALTER TABLE errand_tool_defs ADD COLUMN policy text NOT NULL DEFAULT '';",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

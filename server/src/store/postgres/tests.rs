@@ -127,6 +127,55 @@ async fn claims_are_fair_exclusive_and_leased() {
 }
 
 #[tokio::test]
+async fn a_reaped_fallback_run_ends_its_call_and_takes_no_completion() {
+    use crate::model::{FallbackFor, Primary, TaskState};
+    let Some(url) = url().await else { return };
+    let options = PostgresOptions {
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let call = task("s1", None, at(1));
+    insert_new(&a, &call).await;
+    a.park(call.id).await.unwrap();
+    let mut run = task("s1", None, at(2));
+    run.call.fallback_for = Some(FallbackFor {
+        parent: call.id,
+        primary: Primary {
+            state: TaskState::Failed,
+            code: "tool_error".into(),
+            message: "broke".into(),
+            attempts: 1,
+        },
+    });
+    insert_new(&a, &run).await;
+    let claimed = a.claim("search", 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [run.id],
+        "the parked call is not claimed"
+    );
+    a.record_dispatch(run.id, 1, at(3)).wait().await.unwrap();
+    // a stops renewing; b reaps the run with its one attempt spent.
+    while b.reap(1).await.unwrap() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let done = b.completions_after("s1", 0, 10).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].task_id, done[0].state),
+        (call.id, TaskState::Failed)
+    );
+    let answered = done[0].notes.answered_by.as_ref().expect("FallbackUsed");
+    assert_eq!(answered.task_id, run.id);
+    assert!(
+        b.get_task(run.id).await.unwrap().is_none(),
+        "the run is gone"
+    );
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused() {
     let Some(url) = url().await else { return };
     drop(open(&url).await);

@@ -14,7 +14,7 @@ pub(super) async fn tools(client: &impl GenericClient) -> Result<Vec<StoredTool>
     let found = rows(
         client,
         "SELECT name, description, input_schema_json, timeout_ms, queue_timeout_ms,
-             last_served_at FROM errand_tool_defs ORDER BY name",
+             last_served_at, policy FROM errand_tool_defs ORDER BY name",
         &[],
     )
     .await?;
@@ -27,6 +27,7 @@ pub(super) async fn tools(client: &impl GenericClient) -> Result<Vec<StoredTool>
             timeout_ms: r.get::<_, i64>(3).max(0) as u64,
             queue_timeout_ms: r.get::<_, i64>(4).max(0) as u64,
             last_served_at: time_from_i64(r.get(5)),
+            policy: r.get(6),
         })
         .collect())
 }
@@ -49,16 +50,18 @@ pub(super) async fn put_tools(
         .iter()
         .map(|t| time_to_i64(t.last_served_at))
         .collect();
+    let policies: Vec<&str> = tools.iter().map(|t| t.policy.as_str()).collect();
     let st = client
         .prepare_cached(
             "INSERT INTO errand_tool_defs AS d (name, description, input_schema_json, timeout_ms,
-                 queue_timeout_ms, last_served_at)
+                 queue_timeout_ms, last_served_at, policy)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
-                 $5::bigint[], $6::bigint[])
+                 $5::bigint[], $6::bigint[], $7::text[])
              ON CONFLICT (name) DO UPDATE SET description = excluded.description,
                  input_schema_json = excluded.input_schema_json,
                  timeout_ms = excluded.timeout_ms,
                  queue_timeout_ms = excluded.queue_timeout_ms,
+                 policy = excluded.policy,
                  last_served_at = greatest(d.last_served_at, excluded.last_served_at)",
         )
         .await
@@ -73,6 +76,7 @@ pub(super) async fn put_tools(
                 &timeouts,
                 &queue_timeouts,
                 &served,
+                &policies,
             ],
         )
         .await

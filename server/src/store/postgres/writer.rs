@@ -17,6 +17,7 @@ use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 use crate::store::sql::{
     batch::{self, Counters, Dispatches, Reply},
+    call_columns,
     codec::{duration_to_i64, state_code, time_to_i64},
 };
 use crate::store::{Inserted, StoreError};
@@ -256,6 +257,16 @@ impl Writer {
                 answers[i] = Some(Ok(Inserted::Existing(Box::new(e.clone()))));
             }
         }
+        // Joinable tasks whose call is in flight.
+        let flying = self.in_flight(tx, tasks).await?;
+        for (i, t) in tasks.iter().enumerate() {
+            if answers[i].is_none()
+                && let Some(e) = flying.get(&call_of(t))
+                && e.id != t.id
+            {
+                answers[i] = Some(Ok(Inserted::Joined(Box::new(e.clone()))));
+            }
+        }
         // The per-session limit on unfinished tasks, across every server.
         let sessions: Vec<String> = tasks
             .iter()
@@ -275,6 +286,7 @@ impl Writer {
         .collect();
         let limit = self.options.max_pending_per_session;
         let mut seen_keys = HashSet::new();
+        let mut seen_calls = HashSet::new();
         let mut new = Vec::new();
         for (i, t) in tasks.iter().enumerate() {
             if answers[i].is_some() {
@@ -285,6 +297,11 @@ impl Writer {
             {
                 // A second task with this key in the same batch: answered
                 // with the first once it is stored.
+                continue;
+            }
+            if t.call.joinable && !seen_calls.insert(call_of(t)) {
+                // A second identical joinable call in the batch: joins the
+                // first once it is stored.
                 continue;
             }
             let count = pending.entry(t.session.to_string()).or_default();
@@ -323,6 +340,15 @@ impl Writer {
                 .iter()
                 .map(|&i| tasks[i].queue_deadline.map(time_to_i64))
                 .collect();
+            let calls: Vec<_> = new
+                .iter()
+                .map(|&i| call_columns::insert_columns(&tasks[i].call))
+                .collect();
+            let budget: Vec<i64> = calls.iter().map(|c| c.0).collect();
+            let hash: Vec<&str> = calls.iter().map(|c| c.1).collect();
+            let joinable: Vec<i32> = calls.iter().map(|c| c.2 as i32).collect();
+            let fallback: Vec<Option<&str>> = calls.iter().map(|c| c.3.as_deref()).collect();
+            let delivery: Vec<i16> = new.iter().map(|&i| tasks[i].delivery.code()).collect();
             // A task inserted `Running` is claimed by this server at once
             // (its worker has room); it gets a lease, and attempts count
             // from its dispatch as always.
@@ -330,15 +356,18 @@ impl Writer {
             let stored: HashSet<Uuid> = rows(
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
-                     idempotency_key, created_at, state, attempts, queue_deadline, owner,
-                     lease_until)
+                     idempotency_key, created_at, state, attempts, result_budget, args_hash,
+                     joinable, fallback, delivery, queue_deadline, owner, lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
-                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int8[])
+                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[],
+                     $12::int8[], $13::text[], $14::int4[], $15::text[], $16::int2[],
+                     $17::int8[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
-                          created_at, state, attempts, queue_deadline)
+                          created_at, state, attempts, result_budget, args_hash, joinable,
+                          fallback, delivery, queue_deadline)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -352,6 +381,11 @@ impl Writer {
                     &attempts,
                     &&*self.server_id,
                     &lease_ms,
+                    &budget,
+                    &hash,
+                    &joinable,
+                    &fallback,
+                    &delivery,
                     &queue_deadline,
                 ],
             )
@@ -375,6 +409,7 @@ impl Writer {
         // task of this batch), or is a retry of a batch that did commit.
         if answers.iter().any(Option::is_none) {
             let existing = self.existing_by_key(tx, tasks).await?;
+            let flying = self.in_flight(tx, tasks).await?;
             for (i, t) in tasks.iter().enumerate() {
                 if answers[i].is_some() {
                     continue;
@@ -383,8 +418,10 @@ impl Writer {
                     .idempotency_key
                     .as_ref()
                     .and_then(|k| existing.get(&(t.session.to_string(), k.to_string())));
-                answers[i] = Some(match found {
-                    Some(e) if e.id != t.id => Ok(Inserted::Existing(Box::new(e.clone()))),
+                let joined = flying.get(&call_of(t)).filter(|_| t.call.joinable);
+                answers[i] = Some(match (found, joined) {
+                    (Some(e), _) if e.id != t.id => Ok(Inserted::Existing(Box::new(e.clone()))),
+                    (_, Some(e)) if e.id != t.id => Ok(Inserted::Joined(Box::new(e.clone()))),
                     _ => Ok(Inserted::New),
                 });
             }
@@ -393,6 +430,39 @@ impl Writer {
             .into_iter()
             .map(|a| a.unwrap_or(Ok(Inserted::New)))
             .collect())
+    }
+
+    /// The unfinished joinable tasks of the joinable calls among `tasks`,
+    /// by [`call_of`].
+    async fn in_flight(
+        &self,
+        tx: &Transaction<'_>,
+        tasks: &[&TaskRecord],
+    ) -> Result<HashMap<(String, String, String), TaskRecord>, StoreError> {
+        let calls: Vec<(String, String, String)> = tasks
+            .iter()
+            .filter(|t| t.call.joinable)
+            .map(|t| call_of(t))
+            .collect();
+        if calls.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sessions: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+        let tools: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
+        let hashes: Vec<&str> = calls.iter().map(|c| c.2.as_str()).collect();
+        let sql = format!(
+            "SELECT {} FROM errand_tasks t
+             JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(session, tool, hash)
+               ON t.session = k.session AND t.tool = k.tool AND t.args_hash = k.hash
+             WHERE t.joinable = 1 AND t.state < 2",
+            prefixed("t.")
+        );
+        let mut out = HashMap::new();
+        for r in rows(tx, &sql, &[&sessions, &tools, &hashes]).await? {
+            let t = task_from_row(&r)?;
+            out.insert(call_of(&t), t);
+        }
+        Ok(out)
     }
 
     async fn existing_by_key(
@@ -421,4 +491,13 @@ impl Writer {
         }
         Ok(out)
     }
+}
+
+/// A joinable call's identity: session, tool and arguments hash.
+fn call_of(t: &TaskRecord) -> (String, String, String) {
+    (
+        t.session.to_string(),
+        t.tool.to_string(),
+        t.call.args_hash.to_string(),
+    )
 }

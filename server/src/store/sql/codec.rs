@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
+use super::call_columns::CallRow;
+use crate::model::{CompletionRecord, Delivery, Finish, Outcome, TaskRecord, TaskState};
 
 /// The task columns both engines select, in [`TaskRow`]'s order (a macro so
 /// SQLite can `concat!` it into `const` statements).
@@ -14,7 +15,8 @@ macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
          attempts, started_at, finished_at, result, error_code, error_message, seq, \
-         queue_deadline"
+         queue_deadline, result_budget, args_hash, joinable, fallback, summary, answered_by, \
+         delivery"
     };
 }
 pub(crate) use task_columns;
@@ -48,6 +50,10 @@ pub(crate) struct TaskRow {
     pub seq: i64,
     /// Nanoseconds since the Unix epoch; `None` in rows from before it.
     pub queue_deadline: Option<i64>,
+    /// The six call columns ([`CallRow`]).
+    pub call: CallRow,
+    /// A [`Delivery::code`].
+    pub delivery: i16,
 }
 
 /// A stored row that does not decode: corrupt data or a bug. The message
@@ -75,6 +81,9 @@ impl TaskRow {
             .map_err(|_| BadRow(format!("attempts out of range: {}", self.attempts)))?;
         let seq =
             u64::try_from(self.seq).map_err(|_| BadRow(format!("negative seq {}", self.seq)))?;
+        let (call, notes) = self.call.decode()?;
+        let delivery = Delivery::from_code(self.delivery)
+            .ok_or_else(|| BadRow(format!("unknown delivery policy {}", self.delivery)))?;
         Ok(TaskRecord {
             id: self.id,
             session: self.session.into(),
@@ -90,6 +99,9 @@ impl TaskRow {
             finished_at: self.finished_at.map(time_from_i64),
             outcome,
             seq,
+            call,
+            notes,
+            delivery,
         })
     }
 }
@@ -117,6 +129,7 @@ pub(crate) fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, BadRo
         outcome: outcome.clone(),
         attempts: task.attempts,
         finished_at,
+        notes: task.notes.clone(),
     };
     Ok(CompletionRecord::new(task, &finish, task.seq))
 }
@@ -189,6 +202,12 @@ mod tests {
         assert_eq!(state_from_code(9), None);
         assert!(row(9, 0).decode().is_err(), "unknown state");
         assert!(row(0, -1).decode().is_err(), "negative seq");
+        let mut silent = row(0, 0);
+        silent.delivery = Delivery::Silent.code();
+        assert_eq!(silent.decode().unwrap().delivery, Delivery::Silent);
+        let mut unknown = row(0, 0);
+        unknown.delivery = 7;
+        assert!(unknown.decode().is_err(), "unknown delivery");
         let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
         for t in [UNIX_EPOCH, before_epoch, SystemTime::now()] {
             assert_eq!(time_from_i64(time_to_i64(t)), t);
@@ -213,6 +232,8 @@ mod tests {
             error_message: None,
             seq,
             queue_deadline: None,
+            call: CallRow::default(),
+            delivery: 1,
         }
     }
 

@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 pub(crate) mod batch;
+pub(crate) mod call_columns;
 pub(crate) mod codec;
 pub(crate) mod listing;
 

@@ -50,7 +50,7 @@ use super::sql::{
     batch::{self, Reply, writer_gone},
     codec::to_i64,
 };
-use super::{Durable, Inserted, Store, StoreError, StoredTool, TaskQuery};
+use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use errors::{io_error, open_error, store_error};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
@@ -233,6 +233,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn last_good(
+        &self,
+        session: &str,
+        tool: &str,
+        args_hash: &str,
+        not_before: SystemTime,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let (session, tool, hash) = (session.to_string(), tool.to_string(), args_hash.to_string());
+        let not_before = super::sql::codec::time_to_i64(not_before);
+        self.read(move |conn| {
+            conn.prepare_cached(rows::SELECT_LAST_GOOD)?
+                .query_row(
+                    rusqlite::params![session, tool, hash, not_before],
+                    task_from_row,
+                )
+                .optional()
+        })
+        .await
+    }
+
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         use super::sql::listing::{Param, select};
         let (sql, params) = select(query, "tasks", |n| format!("?{n}"));
@@ -270,12 +290,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, StoreError> {
+    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
         let session = session.to_string();
         self.write(|reply| Op::Ack {
             session,
             up_to_seq,
             reply,
+        })
+        .await
+    }
+
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
+        let session = session.to_string();
+        self.read(move |conn| {
+            let row: Option<(i64, i64, i64)> = conn
+                .prepare_cached(
+                    "SELECT s.last_seq, s.acked_seq,
+                         (SELECT COUNT(*) FROM tasks t
+                          WHERE t.session = s.session AND t.seq > 0 AND t.seq > s.acked_seq)
+                     FROM sessions s WHERE s.session = ?1",
+                )?
+                .query_row([session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let (last, acked, count) = row.unwrap_or_default();
+            Ok(SessionSeqs {
+                last_seq: last.max(0) as u64,
+                acked_seq: acked.max(0) as u64,
+                unacknowledged: count.max(0) as u64,
+            })
         })
         .await
     }

@@ -5,14 +5,15 @@ use rusqlite::{Connection, OptionalExtension, Row, params, types::Type};
 use uuid::Uuid;
 
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
-use crate::store::Inserted;
 use crate::store::sql::{
     PURGE_CHUNK,
+    call_columns::{self, CallRow},
     codec::{
         self, TaskRow, duration_to_i64, outcome_columns, state_code, task_columns, time_to_i64,
         to_i64,
     },
 };
+use crate::store::{Acked, Inserted};
 
 pub(super) const SELECT_TASK: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
@@ -26,13 +27,26 @@ pub(super) const SELECT_UNFINISHED: &str = concat!(
     task_columns!(),
     " FROM tasks WHERE state < 2 ORDER BY created_at"
 );
+const SELECT_IN_FLIGHT: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE session = ?1 AND tool = ?2 AND args_hash = ?3 AND joinable = 1 AND state < 2"
+);
+pub(super) const SELECT_LAST_GOOD: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE session = ?1 AND tool = ?2 AND args_hash = ?3 AND state = 2
+     AND finished_at >= ?4 AND answered_by IS NULL ORDER BY finished_at DESC LIMIT 1"
+);
 pub(super) const SELECT_COMPLETIONS: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
 );
 
-/// Inserts a task, unless its idempotency key is taken: then the earlier task.
+/// Inserts a task, unless its idempotency key is taken (then the earlier
+/// task), or it is joinable and its call is in flight (then that task). The
+/// one writer thread makes the check and the insert atomic.
 pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<Inserted> {
     if let Some(key) = &task.idempotency_key {
         let earlier = conn
@@ -43,12 +57,27 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
             return Ok(Inserted::Existing(Box::new(earlier)));
         }
     }
+    if task.call.joinable {
+        let running = conn
+            .prepare_cached(SELECT_IN_FLIGHT)?
+            .query_row(
+                params![&*task.session, &*task.tool, &*task.call.args_hash],
+                task_from_row,
+            )
+            .optional()?;
+        if let Some(running) = running {
+            return Ok(Inserted::Joined(Box::new(running)));
+        }
+    }
     let (result, error_code, error_message) = outcome_columns(task.outcome.as_ref());
+    let (budget, args_hash, joinable, fallback) = call_columns::insert_columns(&task.call);
     conn.prepare_cached(
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
-             error_message, seq, queue_deadline)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             error_message, seq, result_budget, args_hash, joinable, fallback, delivery,
+             queue_deadline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         &task.id.as_bytes()[..],
@@ -66,6 +95,11 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         error_code,
         error_message,
         to_i64(task.seq),
+        budget,
+        args_hash,
+        joinable,
+        fallback,
+        task.delivery.code(),
         task.queue_deadline.map(time_to_i64),
     ])?;
     Ok(Inserted::New)
@@ -119,6 +153,12 @@ fn finish_task_inner(
         .prepare_cached(SELECT_TASK)?
         .query_row([&finish.task_id.as_bytes()[..]], task_from_row)
         .optional()?;
+    if let Some(run) = finish.notes.drop_run {
+        // The fallback run goes whether or not its call was still open: a
+        // run left behind would be taken up again at every start.
+        conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+            .execute([&run.as_bytes()[..]])?;
+    }
     let Some(task) = task.filter(|t| !t.state.is_final()) else {
         return Ok(None);
     };
@@ -131,9 +171,10 @@ fn finish_task_inner(
         .query_row([&*task.session], |row| row.get(0))?;
     let seq = u64::try_from(seq).unwrap_or(0);
     let (result, error_code, error_message) = outcome_columns(Some(&finish.outcome));
+    let (summary, answered_by) = call_columns::finish_columns(&finish.notes);
     conn.prepare_cached(
         "UPDATE tasks SET state = ?2, attempts = ?3, finished_at = ?4, result = ?5,
-             error_code = ?6, error_message = ?7, seq = ?8
+             error_code = ?6, error_message = ?7, seq = ?8, summary = ?9, answered_by = ?10
          WHERE id = ?1",
     )?
     .execute(params![
@@ -145,8 +186,40 @@ fn finish_task_inner(
         error_code,
         error_message,
         to_i64(seq),
+        summary,
+        answered_by,
     ])?;
     Ok(Some(CompletionRecord::new(&task, finish, seq)))
+}
+
+/// Acknowledges a session's completions up to `up_to_seq` (see
+/// [`crate::store::Store::ack_completions`]).
+pub(super) fn ack(conn: &Connection, session: &str, up_to_seq: u64) -> rusqlite::Result<Acked> {
+    let (last, acked): (i64, i64) = conn
+        .prepare_cached("SELECT last_seq, acked_seq FROM sessions WHERE session = ?1")?
+        .query_row([session], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
+    if up_to_seq > last_seq {
+        return Ok(Acked {
+            removed: 0,
+            acked_seq,
+            last_seq,
+        });
+    }
+    let removed = conn
+        .prepare_cached("DELETE FROM tasks WHERE session = ?1 AND seq > 0 AND seq <= ?2")?
+        .execute(params![session, to_i64(up_to_seq)])?;
+    if up_to_seq > acked_seq {
+        conn.prepare_cached("UPDATE sessions SET acked_seq = ?2 WHERE session = ?1")?
+            .execute(params![session, to_i64(up_to_seq)])?;
+    }
+    Ok(Acked {
+        removed: removed as u64,
+        acked_seq: acked_seq.max(up_to_seq),
+        last_seq,
+    })
 }
 
 /// Deletes up to `PURGE_CHUNK` finished tasks that finished before `cutoff`.
@@ -195,6 +268,15 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         error_message: row.get(13)?,
         seq: row.get(14)?,
         queue_deadline: row.get(15)?,
+        call: CallRow {
+            result_budget: row.get(16)?,
+            args_hash: row.get(17)?,
+            joinable: row.get(18)?,
+            fallback: row.get(19)?,
+            summary: row.get(20)?,
+            answered_by: row.get(21)?,
+        },
+        delivery: row.get(22)?,
     }
     .decode()
     .map_err(bad_row)

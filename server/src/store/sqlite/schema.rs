@@ -58,6 +58,28 @@ const MIGRATIONS: &[&str] = &[
         queue_timeout_ms INTEGER NOT NULL,
         last_served_at   INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 4: issue 17's call options (result budget, the arguments' canonical
+    //    hash, dedup, fallback) and finish notes (summary, the fallback that
+    //    answered). At most one unfinished joinable task per call: the
+    //    unique index makes joins atomic.
+    "ALTER TABLE tasks ADD COLUMN result_budget INTEGER;
+    ALTER TABLE tasks ADD COLUMN args_hash TEXT;
+    ALTER TABLE tasks ADD COLUMN joinable INTEGER;
+    ALTER TABLE tasks ADD COLUMN fallback TEXT;
+    ALTER TABLE tasks ADD COLUMN summary TEXT;
+    ALTER TABLE tasks ADD COLUMN answered_by TEXT;
+    CREATE UNIQUE INDEX tasks_in_flight ON tasks (session, tool, args_hash)
+        WHERE joinable = 1 AND state < 2;
+    CREATE INDEX tasks_last_good ON tasks (session, tool, args_hash, finished_at)
+        WHERE state = 2;",
+    // 5 (issue 17): a task's delivery policy, resolved at submit (1
+    // WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
+    // each session's acknowledged seq.
+    "ALTER TABLE tasks ADD COLUMN delivery INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE sessions ADD COLUMN acked_seq INTEGER NOT NULL DEFAULT 0;",
+    // 6: a tool's delivery, dedup, budget, fallback and cancel policy, kept
+    // beside its definition (JSON text; empty: none set).
+    "ALTER TABLE tools ADD COLUMN policy TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.

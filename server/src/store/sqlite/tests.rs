@@ -209,7 +209,7 @@ async fn restart_keeps_seq_completions_and_unfinished_tasks() {
 
     // An acknowledged, then purged-idle session keeps counting after a
     // restart: seqs never repeat.
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap(), 3);
+    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 3);
     assert_eq!(finish_seq(&store, &succeed(&running, at(9))).await, 4);
     assert_eq!(store.purge_finished_before(at(100)).await.unwrap(), 1);
     drop(store);
@@ -250,7 +250,7 @@ async fn idempotency_key_holds_across_reopen() {
         .unwrap()
     {
         Inserted::Existing(t) => assert_same_task(&t, &first),
-        Inserted::New => panic!("the key was forgotten across a restart"),
+        other => panic!("the key was forgotten across a restart: {other:?}"),
     }
     insert_new(&store, &task("s2", Some("retry-me"), at(3))).await;
 }
@@ -284,7 +284,7 @@ async fn ack_and_purge_shrink_the_data() {
     assert!(full > 4_000_000, "1000 tasks of 4 kB take {full} bytes");
 
     let store = Arc::new(open(dir.path()));
-    assert_eq!(store.ack_completions("a", 500).await.unwrap(), 500);
+    assert_eq!(store.ack_completions("a", 500).await.unwrap().removed, 500);
     assert_eq!(store.purge_finished_before(at(1)).await.unwrap(), 500);
     drop(store);
     assert_eq!(row_count(dir.path()), 0);

@@ -5,7 +5,7 @@ use crate::store::StoredTool;
 use crate::store::sql::codec::{time_from_i64, time_to_i64, to_i64};
 
 pub(super) const SELECT_TOOLS: &str = "SELECT name, description, input_schema, timeout_ms, \
-     queue_timeout_ms, last_served_at FROM tools ORDER BY name";
+     queue_timeout_ms, last_served_at, policy FROM tools ORDER BY name";
 
 pub(super) fn tool_from_row(row: &Row) -> rusqlite::Result<StoredTool> {
     Ok(StoredTool {
@@ -15,6 +15,7 @@ pub(super) fn tool_from_row(row: &Row) -> rusqlite::Result<StoredTool> {
         timeout_ms: row.get::<_, i64>(3)?.max(0) as u64,
         queue_timeout_ms: row.get::<_, i64>(4)?.max(0) as u64,
         last_served_at: time_from_i64(row.get(5)?),
+        policy: row.get(6)?,
     })
 }
 
@@ -39,10 +40,10 @@ pub(super) fn put_tools(conn: &Connection, tools: &[StoredTool]) -> rusqlite::Re
 fn put_tools_inner(conn: &Connection, tools: &[StoredTool]) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO tools (name, description, input_schema, timeout_ms, queue_timeout_ms,
-             last_served_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             last_served_at, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (name) DO UPDATE SET description = excluded.description,
              input_schema = excluded.input_schema, timeout_ms = excluded.timeout_ms,
-             queue_timeout_ms = excluded.queue_timeout_ms,
+             queue_timeout_ms = excluded.queue_timeout_ms, policy = excluded.policy,
              last_served_at = max(last_served_at, excluded.last_served_at)",
     )?;
     for t in tools {
@@ -53,6 +54,7 @@ fn put_tools_inner(conn: &Connection, tools: &[StoredTool]) -> rusqlite::Result<
             to_i64(t.timeout_ms),
             to_i64(t.queue_timeout_ms),
             time_to_i64(t.last_served_at),
+            t.policy,
         ])?;
     }
     Ok(())

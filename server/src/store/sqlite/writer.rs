@@ -1,20 +1,19 @@
 //! The writer thread: group commit over the one write connection.
 use std::{sync::Arc, time::SystemTime};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tracing::{error, warn};
 use uuid::Uuid;
 
 use super::errors::store_error;
-use super::rows::{dispatch, finish_task, insert, purge_step, reclaim_space};
+use super::rows::{ack, dispatch, finish_task, insert, purge_step, reclaim_space};
 use super::tools::{forget_tools, put_tools};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use crate::store::sql::{
     Purge,
     batch::{self, Counters, MAX_BATCH, Reply},
-    codec::to_i64,
 };
-use crate::store::{Inserted, StoreError, StoredTool};
+use crate::store::{Acked, Inserted, StoreError, StoredTool};
 
 /// One change for the writer.
 pub(super) enum Op {
@@ -29,7 +28,7 @@ pub(super) enum Op {
     Ack {
         session: String,
         up_to_seq: u64,
-        reply: Reply<u64>,
+        reply: Reply<Acked>,
     },
     /// Deletes in chunks of `PURGE_CHUNK`; a step that filled its chunk
     /// goes round again with the next batch, so a big purge never holds up
@@ -236,13 +235,7 @@ impl Writer {
                 up_to_seq,
                 reply,
             } => {
-                let r = conn
-                    .prepare_cached(
-                        "DELETE FROM tasks WHERE session = ?1 AND seq > 0 AND seq <= ?2",
-                    )
-                    .and_then(|mut s| s.execute(params![session, to_i64(up_to_seq)]))
-                    .map(|n| n as u64)
-                    .map_err(store_error);
+                let r = ack(conn, &session, up_to_seq).map_err(store_error);
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
@@ -288,9 +281,8 @@ fn fail(op: Op, e: &StoreError) {
     match op {
         Op::Insert(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Finish(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
-        Op::Ack { reply, .. } | Op::Purge(_, reply) | Op::ForgetTools(_, reply) => {
-            answer(reply, Err(e.clone()))(Ok(()))
-        }
+        Op::Ack { reply, .. } => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Purge(_, reply) | Op::ForgetTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::PutTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Dispatch { task_id, .. } => {
             warn!(task_id = %task_id, error = %e, "recording a dispatch failed");

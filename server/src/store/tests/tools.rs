@@ -12,6 +12,7 @@ pub(in crate::store) fn definitions() -> (StoredTool, StoredTool) {
         input_schema: r#"{"type":"object","properties":{"q":{"type":"string"}}}"#.into(),
         timeout_ms: 30_500,
         queue_timeout_ms: 90_250,
+        policy: r#"{"delivery":2}"#.into(),
         last_served_at: at(10),
     };
     let fetch = StoredTool {
@@ -20,6 +21,7 @@ pub(in crate::store) fn definitions() -> (StoredTool, StoredTool) {
         input_schema: String::new(),
         timeout_ms: 0,
         queue_timeout_ms: 0,
+        policy: String::new(),
         last_served_at: at(5),
     };
     (search, fetch)
@@ -45,6 +47,7 @@ pub(in crate::store) async fn tool_definitions_round_trip_replace_and_forget(sto
         input_schema: String::new(),
         timeout_ms: 10_000,
         queue_timeout_ms: 0,
+        policy: String::new(),
         last_served_at: at(7),
         ..search.clone()
     };

@@ -1,0 +1,144 @@
+//! What a submit resolves beyond the run itself (issue 17), stored with the
+//! task: its result budget, whether identical calls join it, what answers
+//! it if it fails; and what a finish records beside the outcome: the
+//! worker's summary and the fallback that answered.
+use std::{sync::Arc, time::SystemTime};
+
+use uuid::Uuid;
+
+use super::TaskState;
+
+/// A task's resolved call options. `Default` is what rows stored before
+/// issue 17 read back as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Most bytes of `result_json` delivered inline; 0 (older rows): the
+    /// server's `--result-budget-bytes` applies at delivery.
+    pub result_budget: u64,
+    /// Hex SHA-256 of the arguments in RFC 8785 canonical form, keyed by
+    /// nothing else; empty in older rows. Joins and last-good answers
+    /// match on session, tool and this.
+    pub args_hash: Arc<str>,
+    /// `DEDUP_POLICY_JOIN_IN_FLIGHT`: an identical submit joins this task
+    /// while it is unfinished (the stores keep one such task per call).
+    pub joinable: bool,
+    /// What answers the call if it ends FAILED or TIMED_OUT.
+    pub fallback: Option<Fallback>,
+    /// Set on a fallback run: the call it runs for. Its ending finishes
+    /// that call instead of taking a completion of its own.
+    pub fallback_for: Option<FallbackFor>,
+}
+
+/// What answers a call that failed or timed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// Run this tool (a key, same tenant) with the same arguments.
+    Tool(Arc<str>),
+    /// The session's last SUCCEEDED result of the same call, if it is at
+    /// most this many milliseconds old.
+    LastGood { max_age_ms: u64 },
+}
+
+/// A fallback run's link to the call it answers, with how that call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackFor {
+    pub parent: Uuid,
+    pub primary: Primary,
+}
+
+/// How a call with a fallback ended by itself (FAILED or TIMED_OUT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Primary {
+    pub state: TaskState,
+    pub code: String,
+    pub message: String,
+    /// Its attempts, so its final write is not mistaken for a stale one.
+    pub attempts: u32,
+}
+
+/// What a finish records beside the outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishNotes {
+    /// The worker's summary of its result (TaskResult.summary), cut to the
+    /// task's budget; the preview of a truncated result.
+    pub summary: Option<String>,
+    /// Set when a fallback answered the call.
+    pub answered_by: Option<Answered>,
+    /// A fallback run whose row goes with this finish (it never takes a
+    /// completion of its own).
+    pub drop_run: Option<Uuid>,
+}
+
+/// The fallback that answered a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    pub primary: Primary,
+    /// The fallback tool's key; empty when a last-good result answered.
+    pub tool: String,
+    /// Age of the last-good result (its finish to this one), ms; 0 for a
+    /// fallback tool.
+    pub last_good_age_ms: u64,
+    /// The fallback run, or the earlier task whose result was reused.
+    pub task_id: Uuid,
+}
+
+/// A fallback run's ending (`finish`, of `run`, linked by `link`) as the
+/// ending of its call: the run's outcome and summary, [`Answered`] naming
+/// the run, and the run's row dropped with the call's finish. Every path
+/// that ends a run (its result, a timeout, a lost worker, a reaper) goes
+/// through it, so a run never takes a completion of its own.
+pub fn run_ending_as_call(
+    run: &super::TaskRecord,
+    link: FallbackFor,
+    finish: super::Finish,
+) -> super::Finish {
+    super::Finish {
+        task_id: link.parent,
+        state: finish.state,
+        outcome: finish.outcome,
+        attempts: link.primary.attempts,
+        finished_at: finish.finished_at,
+        notes: FinishNotes {
+            summary: finish.notes.summary,
+            answered_by: Some(Answered {
+                primary: link.primary,
+                tool: run.tool.to_string(),
+                last_good_age_ms: 0,
+                task_id: run.id,
+            }),
+            drop_run: Some(run.id),
+        },
+    }
+}
+
+/// The hex SHA-256 of `arguments` (JSON text) in RFC 8785 canonical form,
+/// so `{"a":1,"b":2}` and `{"b":2, "a":1}` are one call. Arguments that do
+/// not parse (never, after admission) hash as written.
+pub fn args_hash(arguments: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::from_str::<serde_json::Value>(arguments)
+        .ok()
+        .and_then(|v| serde_json_canonicalizer::to_string(&v).ok())
+        .unwrap_or_else(|| arguments.to_string());
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Milliseconds from `earlier` to `later` (0 when it is not earlier).
+pub fn age_ms(earlier: SystemTime, later: SystemTime) -> u64 {
+    super::millis(later.duration_since(earlier).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_and_spacing_do_not_change_the_call() {
+        let a = args_hash(r#"{"q":"tides","opts":{"n":1,"lang":"en"}}"#);
+        let b = args_hash(r#"{ "opts" : {"lang":"en","n":1.0}, "q":"tides" }"#);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, args_hash(r#"{"q":"tide","opts":{"n":1,"lang":"en"}}"#));
+    }
+}

@@ -1,0 +1,169 @@
+//! Joined duplicates (issue 17): identical calls in flight share one run.
+use errand_client::pb;
+use errand_tests::*;
+
+fn call(args: &str, dedup: pb::DedupPolicy) -> pb::SubmitToolRequest {
+    pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "lookup".into(),
+        arguments_json: args.into(),
+        dedup: dedup as i32,
+        ..Default::default()
+    }
+}
+
+/// The same arguments, keys in different orders and spacing.
+const SAME: [&str; 4] = [
+    r#"{"city":"Lyon","days":3,"opts":{"units":"metric","lang":"fr"}}"#,
+    r#"{"days":3,"city":"Lyon","opts":{"lang":"fr","units":"metric"}}"#,
+    r#"{ "opts": {"units": "metric", "lang": "fr"}, "days": 3, "city": "Lyon" }"#,
+    r#"{"opts":{"lang":"fr","units":"metric"},"city":"Lyon","days":3.0}"#,
+];
+
+async fn submit_all(server: &Server, dedup: pb::DedupPolicy) -> Vec<pb::SubmitToolResponse> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut rpc = server.raw();
+        set.spawn(async move { rpc.submit_tool(call(SAME[i % SAME.len()], dedup)).await });
+    }
+    let mut acks = Vec::new();
+    while let Some(done) = within("20 submits", set.join_next()).await {
+        acks.push(done.unwrap().unwrap().into_inner());
+    }
+    acks
+}
+
+#[tokio::test]
+async fn identical_calls_in_flight_join_one_run_and_one_completion() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["lookup"], 20).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+
+    let acks = submit_all(&server, pb::DedupPolicy::JoinInFlight).await;
+    let id = &acks[0].task_id;
+    assert!(acks.iter().all(|a| &a.task_id == id), "one task for all 20");
+    let joined: Vec<&pb::SubmitToolResponse> = acks.iter().filter(|a| a.joined).collect();
+    assert_eq!(joined.len(), 19, "19 joined");
+    let first = acks.iter().find(|a| !a.joined).unwrap();
+    assert!(!first.ack.contains("already running"), "{}", first.ack);
+    for a in &joined {
+        assert!(!a.deduplicated);
+        for needle in ["already running", id.as_str(), "lookup", "fabricate"] {
+            assert!(a.ack.contains(needle), "{needle}: {}", a.ack);
+        }
+    }
+    // One run.
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, *id);
+    job.succeed(r#"{"temp":21}"#);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!((done.seq, done.task_id.as_str()), (1, id.as_str()));
+    assert!(worker.try_next().is_none(), "no second run");
+
+    // A finished call is never joined: the same call runs again.
+    let again = client
+        .submit_request(call(SAME[1], pb::DedupPolicy::JoinInFlight))
+        .await
+        .unwrap();
+    assert!(!again.joined);
+    assert_ne!(again.task_id, *id);
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, again.task_id);
+    job.succeed("1");
+    let next = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        (next.seq, next.task_id.as_str()),
+        (2, again.task_id.as_str()),
+        "one completion for the 20 joined calls"
+    );
+
+    // An idempotency key is checked first: a repeat is deduplicated, not joined.
+    let mut keyed = call(SAME[0], pb::DedupPolicy::JoinInFlight);
+    keyed.idempotency_key = "k1".into();
+    let k1 = client.submit_request(keyed.clone()).await.unwrap();
+    let k2 = client.submit_request(keyed).await.unwrap();
+    assert_eq!(k1.task_id, k2.task_id);
+    assert!(k2.deduplicated && !k2.joined);
+    let mut other_key = call(SAME[2], pb::DedupPolicy::JoinInFlight);
+    other_key.idempotency_key = "k2".into();
+    let k3 = client.submit_request(other_key).await.unwrap();
+    assert!(
+        k3.joined && !k3.deduplicated,
+        "a new key joins the call in flight"
+    );
+    assert_eq!(k3.task_id, k1.task_id);
+    worker.next().await.succeed("2");
+    take_completions(&mut stream, 1).await;
+}
+
+#[tokio::test]
+async fn with_dedup_off_every_call_runs() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["lookup"], 20).await;
+    let acks = submit_all(&server, pb::DedupPolicy::Off).await;
+    let ids: std::collections::HashSet<&str> = acks.iter().map(|a| a.task_id.as_str()).collect();
+    assert_eq!(ids.len(), 20);
+    assert!(acks.iter().all(|a| !a.joined));
+    for _ in 0..20 {
+        worker.next().await.succeed("1");
+    }
+    // Unset is the tool's policy: off.
+    let mut rpc = server.raw();
+    let a = rpc.submit_tool(call(SAME[0], pb::DedupPolicy::Unspecified));
+    let a = a.await.unwrap().into_inner();
+    let b = rpc.submit_tool(call(SAME[0], pb::DedupPolicy::Unspecified));
+    let b = b.await.unwrap().into_inner();
+    assert_ne!(a.task_id, b.task_id);
+    let mut bad = call(SAME[0], pb::DedupPolicy::Off);
+    bad.dedup = 7;
+    let e = server.raw().submit_tool(bad).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("DedupPolicy"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_database_join_one_call_between_them() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let a = Server::start_postgres(&url, &[]).await;
+    let b = Server::start_postgres(&url, &[]).await;
+    // A worker on each server: each knows the tool first-hand.
+    let mut on_a = a.gate_worker(&["lookup"], 20).await;
+    let mut on_b = b.gate_worker(&["lookup"], 20).await;
+    let b_client = b.client().await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut rpc = if i % 2 == 0 { a.raw() } else { b.raw() };
+        set.spawn(async move {
+            rpc.submit_tool(call(SAME[i % SAME.len()], pb::DedupPolicy::JoinInFlight))
+                .await
+        });
+    }
+    let mut acks = Vec::new();
+    while let Some(done) = within("20 submits", set.join_next()).await {
+        acks.push(done.unwrap().unwrap().into_inner());
+    }
+    let ids: std::collections::HashSet<&str> = acks.iter().map(|a| a.task_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one task across both servers");
+    assert_eq!(acks.iter().filter(|a| a.joined).count(), 19);
+    let job = tokio::select! {
+        job = on_a.next() => job,
+        job = on_b.next() => job,
+    };
+    assert_eq!(job.task.task_id, acks[0].task_id);
+    job.succeed("1");
+    let mut stream = b_client.completions("s", 0);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        (done.seq, done.task_id.as_str()),
+        (1, acks[0].task_id.as_str())
+    );
+    assert!(
+        on_a.try_next().is_none() && on_b.try_next().is_none(),
+        "one run"
+    );
+}

@@ -1,0 +1,309 @@
+//! Progress from workers (issue 17): reported on the worker's stream,
+//! streamed on `SessionEvents` beside the completions, kept in memory for
+//! the running task (`Task.progress`), and handed to the next attempt of a
+//! lost worker's task as `resume_detail_json`.
+use errand_client::pb;
+use errand_tests::{
+    raw::{RawWorker, connect_worker, tool},
+    *,
+};
+use tokio_stream::StreamExt;
+
+type Events = tonic::Streaming<pb::SessionEvent>;
+
+async fn events(server: &Server, session: &str, after_seq: u64) -> Events {
+    server
+        .raw()
+        .session_events(pb::SessionEventsRequest {
+            session_id: session.into(),
+            after_seq,
+            include_progress: true,
+            ..Default::default()
+        })
+        .await
+        .expect("SessionEvents opens")
+        .into_inner()
+}
+
+async fn next_event(stream: &mut Events) -> pb::session_event::Event {
+    within("a session event", stream.next())
+        .await
+        .expect("the stream ended")
+        .expect("the stream failed")
+        .event
+        .expect("an event")
+}
+
+async fn assignment(worker: &mut RawWorker) -> pb::Assignment {
+    loop {
+        let command = within("an assignment", worker.commands.message())
+            .await
+            .expect("the worker's stream failed")
+            .expect("the worker's stream ended");
+        if let Some(pb::worker_command::Kind::Assignment(a)) = command.kind {
+            return a;
+        }
+    }
+}
+
+fn report(task_id: &str, n: u32, detail: &str) -> pb::WorkerMessage {
+    pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Progress(pb::Progress {
+            task_id: task_id.into(),
+            progress: f64::from(n),
+            total: 5.0,
+            message: format!("step {n} of 5"),
+            detail_json: detail.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn result(task_id: &str, json: &str) -> pb::WorkerMessage {
+    pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
+            task_id: task_id.into(),
+            outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn submit(server: &Server, session: &str, tool: &str) -> String {
+    server
+        .client()
+        .await
+        .submit(session, tool, "{}")
+        .await
+        .expect("submit")
+        .task_id
+}
+
+#[tokio::test]
+async fn five_reports_stream_as_rising_progress_before_the_completion_and_seqs_stay_contiguous() {
+    let server = Server::start(&["--progress-interval", "100ms"]).await;
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let client = server.client().await;
+    let mut completions = client.completions("s", 0);
+    let mut stream = events(&server, "s", 0).await;
+    let first = submit(&server, "s", "crawl").await;
+    let task = assignment(&mut worker).await;
+    assert_eq!(task.task_id, first);
+    // A report for a task the worker does not hold is ignored; the worker stays.
+    worker.tx.send(report(&uuid_like(), 1, "")).await.unwrap();
+    for n in 1..=5 {
+        worker.tx.send(report(&first, n, "")).await.unwrap();
+    }
+    let mut indexes = Vec::new();
+    let mut sent_result = false;
+    let done = loop {
+        match next_event(&mut stream).await {
+            pb::session_event::Event::Progress(p) => {
+                assert_eq!(
+                    (p.task_id.as_str(), p.tool.as_str()),
+                    (first.as_str(), "crawl")
+                );
+                assert_eq!((p.session_id.as_str(), p.total), ("s", 5.0));
+                assert!(p.message.starts_with("step "), "{}", p.message);
+                indexes.push(p.index);
+                // The latest report (5) always goes out: then the result.
+                if p.index == 5 && !sent_result {
+                    worker
+                        .tx
+                        .send(result(&first, r#"{"pages":5}"#))
+                        .await
+                        .unwrap();
+                    sent_result = true;
+                }
+            }
+            pb::session_event::Event::Completion(c) => break c,
+        }
+    };
+    assert_eq!((done.seq, done.task_id.as_str()), (1, first.as_str()));
+    assert!(
+        (1..=5).contains(&indexes.len()) && indexes.windows(2).all(|w| w[0] < w[1]),
+        "at most five progress events, index rising: {indexes:?}"
+    );
+    assert!(indexes.iter().all(|i| (1..=5).contains(i)), "{indexes:?}");
+
+    // A second task: its progress reaches a stream opened mid-task (the
+    // latest report, after the replay), and the seqs stay 1, 2 everywhere.
+    let second = submit(&server, "s", "crawl").await;
+    assert_eq!(assignment(&mut worker).await.task_id, second);
+    worker
+        .tx
+        .send(report(&second, 3, r#"{"page":3}"#))
+        .await
+        .unwrap();
+    let seen = loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            break p;
+        }
+    };
+    assert_eq!((seen.task_id.as_str(), seen.index), (second.as_str(), 1));
+    let mut reconnected = events(&server, "s", 1).await;
+    match next_event(&mut reconnected).await {
+        pb::session_event::Event::Progress(p) => {
+            assert_eq!((p.task_id.as_str(), p.index), (second.as_str(), 1));
+            assert_eq!(p.detail_json, r#"{"page":3}"#);
+        }
+        other => panic!("the latest progress first, got {other:?}"),
+    }
+    // GetTask shows it too.
+    let shown = client.get_task(&second).await.unwrap();
+    assert_eq!(shown.progress.map(|p| p.index), Some(1));
+    worker.tx.send(result(&second, "2")).await.unwrap();
+    let on_completions = take_completions(&mut completions, 2).await;
+    assert_eq!(seqs(&on_completions), [1, 2]);
+    let last = loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut reconnected).await {
+            break c;
+        }
+    };
+    assert_eq!((last.seq, last.task_id.as_str()), (2, second.as_str()));
+    let finished = client.get_task(&second).await.unwrap();
+    assert!(
+        finished.progress.is_none(),
+        "progress belongs to a running task"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_workers_last_detail_reaches_the_next_attempt() {
+    let server = Server::start(&["--progress-interval", "1"]).await;
+    let mut first = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let id = submit(&server, "s", "crawl").await;
+    let a = assignment(&mut first).await;
+    assert_eq!((a.attempt, a.resume_detail_json.as_str()), (1, ""));
+    first
+        .tx
+        .send(report(&id, 1, r#"{"cursor":"abc"}"#))
+        .await
+        .unwrap();
+    first.tx.send(report(&id, 2, "")).await.unwrap();
+    // Both accepted (the stream shows the second) before the worker dies.
+    loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await
+            && p.index == 2
+        {
+            break;
+        }
+    }
+    drop(first);
+    let mut second = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let b = assignment(&mut second).await;
+    assert_eq!(b.task_id, id);
+    assert_eq!(b.attempt, 2);
+    assert_eq!(b.resume_detail_json, r#"{"cursor":"abc"}"#);
+    second.tx.send(report(&id, 3, "")).await.unwrap();
+    let p = loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            break p;
+        }
+    };
+    assert_eq!(p.index, 3, "the index keeps rising across attempts");
+}
+
+#[tokio::test]
+async fn bad_progress_is_ignored_and_the_interval_flag_is_checked() {
+    let server = Server::start(&[]).await;
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let id = submit(&server, "s", "crawl").await;
+    assignment(&mut worker).await;
+    // Not JSON, then a message over 1 KiB: the first is dropped, the second cut.
+    worker.tx.send(report(&id, 1, "{not json")).await.unwrap();
+    let mut long = report(&id, 2, "");
+    if let Some(pb::worker_message::Kind::Progress(p)) = &mut long.kind {
+        p.message = "é".repeat(2000);
+    }
+    worker.tx.send(long).await.unwrap();
+    let p = loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            break p;
+        }
+    };
+    assert_eq!(
+        p.index, 1,
+        "the report with bad detail_json was not counted"
+    );
+    assert!(
+        p.message.len() <= 1024 && p.message.len() > 1000,
+        "{}",
+        p.message.len()
+    );
+    worker.tx.send(result(&id, "1")).await.unwrap();
+    loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut stream).await {
+            assert_eq!(c.task_id, id, "the worker stayed and finished it");
+            break;
+        }
+    }
+    let out = tokio::process::Command::new(errand_bin())
+        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .args(["--progress-interval", "soon"])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--progress-interval"),
+        "{err}"
+    );
+}
+
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".into()
+}
+
+#[tokio::test]
+async fn a_flood_of_reports_is_coalesced_to_one_event_per_interval_and_the_latest_arrives() {
+    let server = Server::start(&["--progress-interval", "100"]).await;
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let id = submit(&server, "s", "crawl").await;
+    assignment(&mut worker).await;
+    const REPORTS: u32 = 2000;
+    let started = std::time::Instant::now();
+    let flood = {
+        let (tx, id) = (worker.tx.clone(), id.clone());
+        tokio::spawn(async move {
+            for n in 1..=REPORTS {
+                tx.send(report(&id, n, "")).await.unwrap();
+            }
+        })
+    };
+    let mut events_seen = 0u32;
+    let mut last = 0;
+    while last < u64::from(REPORTS) {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            assert!(p.index > last, "index rising: {} after {last}", p.index);
+            last = p.index;
+            events_seen += 1;
+        }
+    }
+    let took = started.elapsed();
+    flood.await.unwrap();
+    // One event at once, then at most one per 100 ms interval.
+    let bound = (took.as_millis() / 100) as u32 + 2;
+    eprintln!("{REPORTS} reports in {took:?}: {events_seen} progress events (bound {bound})");
+    assert!(events_seen <= bound, "{events_seen} events in {took:?}");
+    worker.tx.send(result(&id, "1")).await.unwrap();
+    loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut stream).await {
+            assert_eq!(c.task_id, id);
+            break;
+        }
+    }
+}
