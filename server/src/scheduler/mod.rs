@@ -257,18 +257,25 @@ impl Scheduler {
     ) -> Result<(TaskRecord, bool), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
-        // A repeat is answered before any tool check: right after a restart
-        // its tool may not be registered again yet.
-        if !sub.idempotency_key.is_empty()
-            && let Some(earlier) = self
-                .store
-                .task_by_key(sub.session.as_key(), &sub.idempotency_key)
-                .await?
-        {
-            let current = self.live_task(earlier.id).unwrap_or(earlier);
-            return Ok((current, true));
-        }
-        let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
+        let found = admission::tool_spec(&self.lock(), &sub.tool);
+        let spec = match found {
+            Ok(spec) => spec,
+            // A repeat is answered whatever the tool check says (its tool
+            // may be unknown here now); for a known tool the insert finds
+            // it, without a read on every submit.
+            Err(unknown) => {
+                if !sub.idempotency_key.is_empty()
+                    && let Some(earlier) = self
+                        .store
+                        .task_by_key(sub.session.as_key(), &sub.idempotency_key)
+                        .await?
+                {
+                    let current = self.live_task(earlier.id).unwrap_or(earlier);
+                    return Ok((current, true));
+                }
+                return Err(unknown);
+            }
+        };
         let arguments_json = std::mem::take(&mut sub.arguments_json);
         let arguments = self
             .validation
