@@ -287,23 +287,26 @@ impl Scheduler {
     ) -> Result<(TaskRecord, Admitted), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
-        // A repeat is answered before any tool check: right after a restart
-        // its tool may not be registered again yet.
-        if !sub.idempotency_key.is_empty()
-            && let Some(earlier) = self
-                .store
-                .task_by_key(sub.session.as_key(), &sub.idempotency_key)
-                .await?
-        {
-            let current = self.live_task(earlier.id).unwrap_or(earlier);
-            return Ok((current, Admitted::Repeat));
-        }
-        let spec = {
-            let st = self.lock();
-            let spec = admission::tool_spec(&st, &sub.tool)?;
-            admission::check_fallback_tool(&st, &sub, &spec)?;
-            spec
+        let found = admission::tool_spec(&self.lock(), &sub.tool);
+        let spec = match found {
+            Ok(spec) => spec,
+            // A repeat is answered whatever the tool check says (its tool
+            // may be unknown here now); for a known tool the insert finds
+            // it, without a read on every submit.
+            Err(unknown) => {
+                if !sub.idempotency_key.is_empty()
+                    && let Some(earlier) = self
+                        .store
+                        .task_by_key(sub.session.as_key(), &sub.idempotency_key)
+                        .await?
+                {
+                    let current = self.live_task(earlier.id).unwrap_or(earlier);
+                    return Ok((current, Admitted::Repeat));
+                }
+                return Err(unknown);
+            }
         };
+        admission::check_fallback_tool(&self.lock(), &sub, &spec)?;
         let arguments_json = std::mem::take(&mut sub.arguments_json);
         let arguments = self
             .validation

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// What the store keeps of `spec`, last served at `at`.
-fn stored(spec: &ToolSpec, at: SystemTime) -> StoredTool {
+fn to_stored(spec: &ToolSpec, at: SystemTime) -> StoredTool {
     StoredTool {
         name: spec.name.as_key().to_string(),
         description: spec.description.to_string(),
@@ -138,7 +138,18 @@ impl Scheduler {
 
     /// Takes stored definitions into the live state (see
     /// `State::learn_tools`); returns how many it holds now.
-    fn learn(&self, stored: Vec<StoredTool>) -> usize {
+    fn learn(&self, mut stored: Vec<StoredTool>) -> usize {
+        // Only what is new here is checked (its schema compiled): in shared
+        // mode this runs at every upkeep, over every stored tool.
+        {
+            let st = self.lock();
+            stored.retain(|t| {
+                !st.serves(&t.name)
+                    && st
+                        .local_spec(&t.name)
+                        .is_none_or(|known| to_stored(&known, t.last_served_at) != *t)
+            });
+        }
         let specs: Vec<(ToolSpec, SystemTime)> = stored
             .into_iter()
             .filter_map(|t| {
@@ -171,7 +182,7 @@ impl Scheduler {
         if specs.is_empty() {
             return;
         }
-        let tools: Vec<StoredTool> = specs.iter().map(|s| stored(s, at)).collect();
+        let tools: Vec<StoredTool> = specs.iter().map(|s| to_stored(s, at)).collect();
         if let Err(e) = self.store.put_tools(&tools).await {
             warn!(tools = tools.len(), error = %e, "storing tool definitions failed");
         }

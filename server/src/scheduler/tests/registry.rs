@@ -125,3 +125,29 @@ async fn a_forgotten_tool_is_deleted_from_the_store() {
         .collect();
     assert_eq!(listed, ["recent"]);
 }
+
+/// An idempotent repeat gets its task even when its tool is not known here
+/// (forgotten, or never stored): the store is asked by key; a new call to
+/// the unknown tool is NOT_FOUND.
+#[tokio::test]
+async fn a_repeat_to_a_tool_unknown_here_is_answered_from_the_store() {
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    let before = Core::new(Config::default(), store.clone());
+    let (_w, _rx) = worker(&before, &["t"], 1).await;
+    let mut keyed = submit_request("s", "t");
+    keyed.idempotency_key = "k1".into();
+    let (first, _) = before.submit(keyed.clone()).await.unwrap();
+    drop(before);
+
+    // Its registry not loaded: `t` is unknown to this scheduler.
+    let after = Core::new(Config::default(), store.clone());
+    let (again, repeated) = after.submit(keyed).await.unwrap();
+    assert!(repeated);
+    assert_eq!(again.id, first.id);
+    let mut other = submit_request("s", "t");
+    other.idempotency_key = "k2".into();
+    assert!(matches!(
+        after.submit(other).await,
+        Err(Error::NotFound(m)) if m.contains("unknown tool")
+    ));
+}
