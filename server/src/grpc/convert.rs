@@ -267,9 +267,10 @@ pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
 }
 
 /// What a registered tool declares about its calls (`tool` names it in
-/// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
-/// and a fallback to itself ([`fallback`]); the budget is checked with the
-/// registration (`scheduler::admission::check_tool_policy`).
+/// errors). Errors (INVALID_ARGUMENT): an unknown enum value; a fallback
+/// that [`fallback`] refuses (empty, the tool itself, an age of 0). The
+/// budget is checked with the registration
+/// (`scheduler::admission::check_tool_policy`).
 fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
     let field = |f: &str| format!("tool `{}`: {f}", tool.name);
     let fallback = match &tool.fallback {
