@@ -27,6 +27,8 @@ pub struct ToolSpec {
     pub timeout: Option<Duration>,
     /// What it declares about its calls' delivery (checked at registration).
     pub policy: ToolPolicy,
+    /// The tool's default queue timeout, if it set one.
+    pub queue_timeout: Option<Duration>,
     validator: Option<Arc<jsonschema::Validator>>,
     /// Most subschemas that apply to one value (see `tools/cost.rs`); 0
     /// without a schema.
@@ -75,6 +77,11 @@ impl ToolSpec {
             tool.timeout_ms,
             limits,
         )?;
+        check_timeout(
+            &format!("tool `{shown}`: queue_timeout_ms"),
+            tool.queue_timeout_ms,
+            limits,
+        )?;
         let (validator, expansion) = if tool.input_schema_json.trim().is_empty() {
             (None, 0)
         } else {
@@ -87,6 +94,8 @@ impl ToolSpec {
             input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
             policy: tool.policy.clone(),
+            queue_timeout: (tool.queue_timeout_ms > 0)
+                .then(|| Duration::from_millis(tool.queue_timeout_ms)),
             validator,
             expansion,
         })

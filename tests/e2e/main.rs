@@ -24,4 +24,5 @@ mod progress;
 mod security;
 mod status_codes;
 mod ui;
+mod unserved;
 mod validation;

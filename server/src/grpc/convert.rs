@@ -343,6 +343,7 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         },
         timeout_ms: spec.timeout.map_or(0, millis),
         workers,
+        queue_timeout_ms: spec.queue_timeout.map_or(0, millis),
         // Set by `ListTools` from the live state ([`super::listing`]).
         queued: 0,
         running: 0,
@@ -384,6 +385,7 @@ pub fn submission(
         delivery: delivery("delivery", req.delivery)?,
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
+        queue_timeout_ms: req.queue_timeout_ms,
         idempotency_key: req.idempotency_key,
         result_budget_bytes: req.result_budget_bytes,
         join_in_flight,
@@ -436,6 +438,7 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
                 policy,
+                queue_timeout_ms: tool.queue_timeout_ms,
             })
         })
         .collect::<Result<_, Error>>()?;

@@ -15,7 +15,7 @@ use crate::{
     Error,
     auth::Caller,
     metrics::Metrics,
-    model::{SessionKey, TaskRecord},
+    model::{SessionKey, TaskRecord, TaskState},
     quota::{RateLimiter, SlotCounter},
     scheduler::{self, Scheduler},
     sessions::{Events, Feed},
@@ -112,7 +112,10 @@ impl ToolService for ToolApi {
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
-        let tools = self.sched.list_tools(&caller.tenant);
+        let mut tools = self.sched.list_tools(&caller.tenant);
+        if req.only_served {
+            tools.retain(|(_, workers)| *workers > 0);
+        }
         let depth = self.sched.depth(&caller.tenant);
         // Room for the response's framing and its next_page_token.
         let budget = self
@@ -134,13 +137,17 @@ impl ToolService for ToolApi {
         let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
         let (task, admitted) = self.sched.submit_call(sub).await?;
         let joined = admitted == scheduler::Admitted::Joined;
+        let mut ack = if joined {
+            text::joined_ack(&task)
+        } else {
+            text::ack(&task)
+        };
+        if task.state == TaskState::Queued && !self.sched.is_served(&task.tool) {
+            ack.push_str(&text::unserved_notice(&task));
+        }
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),
-            ack: if joined {
-                text::joined_ack(&task)
-            } else {
-                text::ack(&task)
-            },
+            ack,
             task: Some(convert::task(&task)),
             deduplicated: admitted == scheduler::Admitted::Repeat,
             joined,
@@ -471,6 +478,7 @@ mod tests {
         let req = |size, token: &str| pb::ListToolsRequest {
             page_size: size,
             page_token: token.into(),
+            only_served: false,
         };
         let whole = page(&all, &HashMap::new(), &req(0, ""), usize::MAX).unwrap();
         assert_eq!(whole.tools.len(), 5);

@@ -50,6 +50,7 @@ pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> 
         )));
     }
     tools::check_timeout("timeout_ms", sub.timeout_ms, limits)?;
+    tools::check_timeout("queue_timeout_ms", sub.queue_timeout_ms, limits)?;
     check_budget("result_budget_bytes", sub.result_budget_bytes, limits)
 }
 
@@ -80,6 +81,16 @@ pub fn delivery(sub: &Submission, spec: &ToolSpec, config: &Config) -> Delivery 
     sub.delivery
         .or(spec.policy.delivery)
         .unwrap_or(config.default_delivery)
+}
+
+/// How long a call may wait for a worker: the submit's, else the tool's,
+/// else the server's.
+pub fn queue_timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
+    if sub.queue_timeout_ms > 0 {
+        Duration::from_millis(sub.queue_timeout_ms)
+    } else {
+        spec.queue_timeout.unwrap_or(config.default_queue_timeout)
+    }
 }
 
 /// The spec of tool `key`, or NOT_FOUND listing the tools of the same

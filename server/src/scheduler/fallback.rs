@@ -119,6 +119,12 @@ impl Scheduler {
             tool: spec.name.as_arc().clone(),
             arguments: task.arguments.clone(),
             timeout: spec.timeout.unwrap_or(self.config.default_timeout),
+            queue_deadline: Some(
+                ended.finish.finished_at
+                    + spec
+                        .queue_timeout
+                        .unwrap_or(self.config.default_queue_timeout),
+            ),
             idempotency_key: None,
             created_at: ended.finish.finished_at,
             state: TaskState::Queued,

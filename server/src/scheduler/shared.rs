@@ -96,6 +96,8 @@ impl Scheduler {
                     description: t.description,
                     input_schema_json: t.input_schema,
                     timeout_ms: t.default_timeout_ms.unwrap_or(0),
+                    // Not advertised between servers: the server's default.
+                    queue_timeout_ms: 0,
                     // Adverts carry no policy: the server's defaults apply.
                     ..Default::default()
                 };

@@ -155,6 +155,8 @@ impl Scheduler {
             result_budget_bytes: original.call.result_budget,
             join_in_flight: Some(original.call.joinable),
             fallback: original.call.fallback.clone(),
+            // The tool's (or the server's) queue timeout, counted anew.
+            queue_timeout_ms: 0,
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

@@ -73,15 +73,16 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
         error_code: col(row, 12)?,
         error_message: col(row, 13)?,
         seq: col(row, 14)?,
+        queue_deadline: col(row, 15)?,
         call: CallRow {
-            result_budget: col(row, 15)?,
-            args_hash: col(row, 16)?,
-            joinable: col::<Option<i32>>(row, 17)?.map(i64::from),
-            fallback: col(row, 18)?,
-            summary: col(row, 19)?,
-            answered_by: col(row, 20)?,
+            result_budget: col(row, 16)?,
+            args_hash: col(row, 17)?,
+            joinable: col::<Option<i32>>(row, 18)?.map(i64::from),
+            fallback: col(row, 19)?,
+            summary: col(row, 20)?,
+            answered_by: col(row, 21)?,
         },
-        delivery: col(row, 21)?,
+        delivery: col(row, 22)?,
     }
     .decode()
     .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))

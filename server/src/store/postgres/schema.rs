@@ -59,7 +59,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at           timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (server_id, name)
     );",
-    // 2: issue 17's call options (result budget, the arguments' canonical
+    // 2: a queued task's deadline (ns since the epoch), so a queue timeout
+    //    holds across restarts; NULL in older rows.
+    "ALTER TABLE errand_tasks ADD COLUMN queue_deadline bigint;
+    CREATE INDEX errand_tasks_queue_deadlines ON errand_tasks (queue_deadline) WHERE state = 0;",
+    // 3: the tool registry every server shares, so a known tool outlives a
+    //    restart and is known on every server; times in ns since the epoch.
+    "CREATE TABLE errand_tool_defs (
+        name              text PRIMARY KEY,
+        description       text NOT NULL,
+        input_schema_json text NOT NULL,
+        timeout_ms        bigint NOT NULL,
+        queue_timeout_ms  bigint NOT NULL,
+        last_served_at    bigint NOT NULL
+    );",
+    // 4: issue 17's call options (result budget, the arguments' canonical
     //    hash, dedup, fallback) and finish notes (summary, the fallback that
     //    answered). At most one unfinished joinable task per call, whichever
     //    server submits: the unique index makes joins atomic.
@@ -74,7 +88,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE joinable = 1 AND state < 2;
     CREATE INDEX errand_tasks_last_good ON errand_tasks (session, tool, args_hash, finished_at)
         WHERE state = 2;",
-    // 3 (issue 17): a task's delivery policy, resolved at submit (1
+    // 5 (issue 17): a task's delivery policy, resolved at submit (1
     //    WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
     //    each session's acknowledged seq.
     "ALTER TABLE errand_tasks ADD COLUMN delivery smallint NOT NULL DEFAULT 1;

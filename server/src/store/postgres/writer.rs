@@ -35,6 +35,8 @@ pub(super) enum Guard {
     Any,
     /// Any unfinished task, keeping its attempts; its holder is told.
     Cancel,
+    /// Only a task still queued, keeping its attempts (a queue timeout).
+    Queued,
 }
 
 /// One change for the writer. Dispatch records come beside the queue
@@ -334,6 +336,10 @@ impl Writer {
                 .collect();
             let state: Vec<i16> = new.iter().map(|&i| state_code(tasks[i].state)).collect();
             let attempts: Vec<i32> = new.iter().map(|&i| tasks[i].attempts as i32).collect();
+            let queue_deadline: Vec<Option<i64>> = new
+                .iter()
+                .map(|&i| tasks[i].queue_deadline.map(time_to_i64))
+                .collect();
             let calls: Vec<_> = new
                 .iter()
                 .map(|&i| call_columns::insert_columns(&tasks[i].call))
@@ -350,17 +356,17 @@ impl Writer {
             let stored: HashSet<Uuid> = rows(
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
-                     idempotency_key, created_at, state, attempts, result_budget, args_hash,
-                     joinable, fallback, delivery, owner, lease_until)
+                     idempotency_key, created_at, state, attempts, queue_deadline,
+                     result_budget, args_hash, joinable, fallback, delivery, owner, lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
-                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[],
-                     $12::int8[], $13::text[], $14::int4[], $15::text[], $16::int2[])
+                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int8[],
+                     $13::int8[], $14::text[], $15::int4[], $16::text[], $17::int2[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
-                          created_at, state, attempts, result_budget, args_hash, joinable,
-                          fallback, delivery)
+                          created_at, state, attempts, queue_deadline, result_budget, args_hash,
+                          joinable, fallback, delivery)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -374,6 +380,7 @@ impl Writer {
                     &attempts,
                     &&*self.server_id,
                     &lease_ms,
+                    &queue_deadline,
                     &budget,
                     &hash,
                     &joinable,

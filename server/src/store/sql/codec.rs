@@ -15,7 +15,8 @@ macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
          attempts, started_at, finished_at, result, error_code, error_message, seq, \
-         result_budget, args_hash, joinable, fallback, summary, answered_by, delivery"
+         queue_deadline, result_budget, args_hash, joinable, fallback, summary, answered_by, \
+         delivery"
     };
 }
 pub(crate) use task_columns;
@@ -47,6 +48,8 @@ pub(crate) struct TaskRow {
     pub error_message: Option<String>,
     /// 0 until the task is finished.
     pub seq: i64,
+    /// Nanoseconds since the Unix epoch; `None` in rows from before it.
+    pub queue_deadline: Option<i64>,
     /// The six call columns ([`CallRow`]).
     pub call: CallRow,
     /// A [`Delivery::code`].
@@ -87,6 +90,7 @@ impl TaskRow {
             tool: self.tool.into(),
             arguments: self.arguments.into(),
             timeout: Duration::from_nanos(u64::try_from(self.timeout_ns).unwrap_or(0)),
+            queue_deadline: self.queue_deadline.map(time_from_i64),
             idempotency_key: self.idempotency_key.map(Into::into),
             created_at: time_from_i64(self.created_at),
             state,
@@ -227,6 +231,7 @@ mod tests {
             error_code: None,
             error_message: None,
             seq,
+            queue_deadline: None,
             call: CallRow::default(),
             delivery: 1,
         }

@@ -17,7 +17,7 @@ use crate::store::{Acked, Inserted};
 
 pub(super) const SELECT_TASK: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
-const SELECT_BY_KEY: &str = concat!(
+pub(super) const SELECT_BY_KEY: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE session = ?1 AND idempotency_key = ?2"
@@ -74,9 +74,10 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
     conn.prepare_cached(
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
-             error_message, seq, result_budget, args_hash, joinable, fallback, delivery)
+             error_message, seq, queue_deadline, result_budget, args_hash, joinable, fallback,
+             delivery)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?20)",
+             ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         &task.id.as_bytes()[..],
@@ -94,6 +95,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         error_code,
         error_message,
         to_i64(task.seq),
+        task.queue_deadline.map(time_to_i64),
         budget,
         args_hash,
         joinable,
@@ -265,15 +267,16 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         error_code: row.get(12)?,
         error_message: row.get(13)?,
         seq: row.get(14)?,
+        queue_deadline: row.get(15)?,
         call: CallRow {
-            result_budget: row.get(15)?,
-            args_hash: row.get(16)?,
-            joinable: row.get(17)?,
-            fallback: row.get(18)?,
-            summary: row.get(19)?,
-            answered_by: row.get(20)?,
+            result_budget: row.get(16)?,
+            args_hash: row.get(17)?,
+            joinable: row.get(18)?,
+            fallback: row.get(19)?,
+            summary: row.get(20)?,
+            answered_by: row.get(21)?,
         },
-        delivery: row.get(21)?,
+        delivery: row.get(22)?,
     }
     .decode()
     .map_err(bad_row)

@@ -45,7 +45,20 @@ const MIGRATIONS: &[&str] = &[
         session  TEXT PRIMARY KEY,
         last_seq INTEGER NOT NULL
     ) WITHOUT ROWID;",
-    // 2: issue 17's call options (result budget, the arguments' canonical
+    // 2: a queued task's deadline (ns since the epoch), so a queue timeout
+    // holds across restarts; NULL in older rows.
+    "ALTER TABLE tasks ADD COLUMN queue_deadline INTEGER;",
+    // 3: the tool registry, so a known tool outlives a restart; times in ns
+    // since the epoch.
+    "CREATE TABLE tools (
+        name             TEXT PRIMARY KEY,
+        description      TEXT NOT NULL,
+        input_schema     TEXT NOT NULL,
+        timeout_ms       INTEGER NOT NULL,
+        queue_timeout_ms INTEGER NOT NULL,
+        last_served_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+    // 4: issue 17's call options (result budget, the arguments' canonical
     //    hash, dedup, fallback) and finish notes (summary, the fallback that
     //    answered). At most one unfinished joinable task per call: the
     //    unique index makes joins atomic.
@@ -59,7 +72,7 @@ const MIGRATIONS: &[&str] = &[
         WHERE joinable = 1 AND state < 2;
     CREATE INDEX tasks_last_good ON tasks (session, tool, args_hash, finished_at)
         WHERE state = 2;",
-    // 3 (issue 17): a task's delivery policy, resolved at submit (1
+    // 5 (issue 17): a task's delivery policy, resolved at submit (1
     // WHEN_IDLE, 2 INTERRUPT, 3 SILENT; older rows read WHEN_IDLE), and
     // each session's acknowledged seq.
     "ALTER TABLE tasks ADD COLUMN delivery INTEGER NOT NULL DEFAULT 1;
