@@ -438,8 +438,8 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
                 description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
-                queue_timeout_ms: tool.queue_timeout_ms,
                 policy,
+                queue_timeout_ms: tool.queue_timeout_ms,
             })
         })
         .collect::<Result<_, Error>>()?;
