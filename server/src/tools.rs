@@ -25,10 +25,10 @@ pub struct ToolSpec {
     pub input_schema_json: Arc<str>,
     /// The tool's default timeout, if it set one.
     pub timeout: Option<Duration>,
-    /// The tool's default queue timeout, if it set one.
-    pub queue_timeout: Option<Duration>,
     /// What it declares about its calls' delivery (checked at registration).
     pub policy: ToolPolicy,
+    /// The tool's default queue timeout, if it set one.
+    pub queue_timeout: Option<Duration>,
     validator: Option<Arc<jsonschema::Validator>>,
     /// Most subschemas that apply to one value (see `tools/cost.rs`); 0
     /// without a schema.
@@ -93,9 +93,9 @@ impl ToolSpec {
             description: tool.description.as_str().into(),
             input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
+            policy: tool.policy.clone(),
             queue_timeout: (tool.queue_timeout_ms > 0)
                 .then(|| Duration::from_millis(tool.queue_timeout_ms)),
-            policy: tool.policy.clone(),
             validator,
             expansion,
         })

@@ -267,9 +267,10 @@ pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
 }
 
 /// What a registered tool declares about its calls (`tool` names it in
-/// errors). Errors: an unknown enum value (INVALID_ARGUMENT); the budget
-/// and a fallback to itself ([`fallback`]); the budget is checked with the
-/// registration (`scheduler::admission::check_tool_policy`).
+/// errors). Errors (INVALID_ARGUMENT): an unknown enum value; a fallback
+/// that [`fallback`] refuses (empty, the tool itself, an age of 0). The
+/// budget is checked with the registration
+/// (`scheduler::admission::check_tool_policy`).
 fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
     let field = |f: &str| format!("tool `{}`: {f}", tool.name);
     let fallback = match &tool.fallback {
@@ -437,8 +438,8 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
                 description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
-                queue_timeout_ms: tool.queue_timeout_ms,
                 policy,
+                queue_timeout_ms: tool.queue_timeout_ms,
             })
         })
         .collect::<Result<_, Error>>()?;

@@ -75,6 +75,14 @@ pub fn timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
     }
 }
 
+/// How the call's completion reaches the model: the submit's policy, else
+/// the tool's, else the server's `--default-delivery`.
+pub fn delivery(sub: &Submission, spec: &ToolSpec, config: &Config) -> Delivery {
+    sub.delivery
+        .or(spec.policy.delivery)
+        .unwrap_or(config.default_delivery)
+}
+
 /// How long a call may wait for a worker: the submit's, else the tool's,
 /// else the server's.
 pub fn queue_timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
@@ -83,14 +91,6 @@ pub fn queue_timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Dura
     } else {
         spec.queue_timeout.unwrap_or(config.default_queue_timeout)
     }
-}
-
-/// How the call's completion reaches the model: the submit's policy, else
-/// the tool's, else the server's `--default-delivery`.
-pub fn delivery(sub: &Submission, spec: &ToolSpec, config: &Config) -> Delivery {
-    sub.delivery
-        .or(spec.policy.delivery)
-        .unwrap_or(config.default_delivery)
 }
 
 /// The spec of tool `key`, or NOT_FOUND listing the tools of the same

@@ -119,7 +119,6 @@ impl Scheduler {
             tool: spec.name.as_arc().clone(),
             arguments: task.arguments.clone(),
             timeout: spec.timeout.unwrap_or(self.config.default_timeout),
-            // Its own wait for a worker, from the call's end.
             queue_deadline: Some(
                 ended.finish.finished_at
                     + spec

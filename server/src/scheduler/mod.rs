@@ -313,9 +313,9 @@ impl Scheduler {
             .check(&spec, sub.tool.tenant(), arguments_json, limits)
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
-        let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
         let delivery = admission::delivery(&sub, &spec, &self.config);
         let call = admission::call_options(&sub, &spec, &arguments, limits);
+        let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
         let now = SystemTime::now();
         let task = TaskRecord {
             id: Uuid::new_v4(),

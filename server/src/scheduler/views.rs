@@ -151,12 +151,12 @@ impl Scheduler {
             arguments_json: original.arguments.to_string(),
             timeout_ms: millis(original.timeout),
             idempotency_key: String::new(),
-            // The tool's (or the server's) queue timeout, counted anew.
-            queue_timeout_ms: 0,
             delivery: Some(original.delivery),
             result_budget_bytes: original.call.result_budget,
             join_in_flight: Some(original.call.joinable),
             fallback: original.call.fallback.clone(),
+            // The tool's (or the server's) queue timeout, counted anew.
+            queue_timeout_ms: 0,
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

@@ -620,10 +620,10 @@ for_each_store! {
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
-        tool_definitions_round_trip_replace_and_forget,
         joinable_calls_join_while_unfinished,
         last_good_is_the_latest_own_success,
         a_fallback_run_goes_with_its_call_s_finish,
+        tool_definitions_round_trip_replace_and_forget,
     ],
     arc: [concurrent_finishes_get_distinct_gapless_seqs],
 }

@@ -242,22 +242,6 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn task_by_key(
-        &self,
-        session: &str,
-        key: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        let client = self.client().await?;
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE session = $1 AND idempotency_key = $2"
-        );
-        rows(&client, &sql, &[&session, &key])
-            .await?
-            .first()
-            .map(task_from_row)
-            .transpose()
-    }
-
     async fn last_good(
         &self,
         session: &str,
@@ -295,6 +279,22 @@ impl Store for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE session = $1 AND idempotency_key = $2"
+        );
+        rows(&client, &sql, &[&session, &key])
+            .await?
+            .first()
+            .map(task_from_row)
+            .transpose()
     }
 
     async fn list_tasks(

@@ -363,7 +363,15 @@ async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usi
                 finished_at: now,
                 notes: Default::default(),
             };
-            (finish, Guard::Queued)
+            // A fallback run's ending is its call's (and drops the run); the
+            // call itself is parked (RUNNING), so not guarded as queued.
+            match &t.call.fallback_for {
+                Some(link) => (
+                    crate::model::call::run_ending_as_call(t, link.clone(), finish),
+                    Guard::Any,
+                ),
+                None => (finish, Guard::Queued),
+            }
         })
         .collect();
     finish_in(tx, &finishes).await?;

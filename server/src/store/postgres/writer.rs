@@ -356,18 +356,17 @@ impl Writer {
             let stored: HashSet<Uuid> = rows(
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
-                     idempotency_key, created_at, state, attempts, result_budget, args_hash,
-                     joinable, fallback, delivery, queue_deadline, owner, lease_until)
+                     idempotency_key, created_at, state, attempts, queue_deadline,
+                     result_budget, args_hash, joinable, fallback, delivery, owner, lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
-                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[],
-                     $12::int8[], $13::text[], $14::int4[], $15::text[], $16::int2[],
-                     $17::int8[])
+                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int8[],
+                     $13::int8[], $14::text[], $15::int4[], $16::text[], $17::int2[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
-                          created_at, state, attempts, result_budget, args_hash, joinable,
-                          fallback, delivery, queue_deadline)
+                          created_at, state, attempts, queue_deadline, result_budget, args_hash,
+                          joinable, fallback, delivery)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -381,12 +380,12 @@ impl Writer {
                     &attempts,
                     &&*self.server_id,
                     &lease_ms,
+                    &queue_deadline,
                     &budget,
                     &hash,
                     &joinable,
                     &fallback,
                     &delivery,
-                    &queue_deadline,
                 ],
             )
             .await?

@@ -219,20 +219,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn task_by_key(
-        &self,
-        session: &str,
-        key: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        let (session, key) = (session.to_string(), key.to_string());
-        self.read(move |conn| {
-            conn.prepare_cached(rows::SELECT_BY_KEY)?
-                .query_row(rusqlite::params![session, key], task_from_row)
-                .optional()
-        })
-        .await
-    }
-
     async fn last_good(
         &self,
         session: &str,
@@ -248,6 +234,20 @@ impl Store for SqliteStore {
                     rusqlite::params![session, tool, hash, not_before],
                     task_from_row,
                 )
+                .optional()
+        })
+        .await
+    }
+
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let (session, key) = (session.to_string(), key.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached(rows::SELECT_BY_KEY)?
+                .query_row(rusqlite::params![session, key], task_from_row)
                 .optional()
         })
         .await

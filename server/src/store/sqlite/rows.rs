@@ -74,8 +74,8 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
     conn.prepare_cached(
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
-             error_message, seq, result_budget, args_hash, joinable, fallback, delivery,
-             queue_deadline)
+             error_message, seq, queue_deadline, result_budget, args_hash, joinable, fallback,
+             delivery)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
              ?18, ?19, ?20, ?21)",
     )?
@@ -95,12 +95,12 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         error_code,
         error_message,
         to_i64(task.seq),
+        task.queue_deadline.map(time_to_i64),
         budget,
         args_hash,
         joinable,
         fallback,
         task.delivery.code(),
-        task.queue_deadline.map(time_to_i64),
     ])?;
     Ok(Inserted::New)
 }
