@@ -333,8 +333,16 @@ def wire_codes(base: str) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
                 "jsonrpc": "2.0", "id": 2, "method": "SubscribeToTask", "params": {"id": task["id"]}})
         assert "-32004" in r.text, r.text
 
+    async def a_body_over_the_message_limit_is_refused() -> None:
+        big = msg(parts=[{"data": {"seconds": 0, "text": "x" * (9 * 1024 * 1024)}}], metadata={"skill": SKILL})
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(f"{base}/jsonrpc", headers={"A2A-Version": "1.0"},
+                                json={"jsonrpc": "2.0", "id": 3, "method": "SendMessage", "params": big})
+        assert r.status_code == 413, (r.status_code, r.text[:200])
+
     return [("JSONRPC wire: " + b.__name__, b) for b in (
-        error_codes_on_the_wire, finished_tasks_refuse_cancel_and_subscribe_on_the_wire)]
+        error_codes_on_the_wire, finished_tasks_refuse_cancel_and_subscribe_on_the_wire,
+        a_body_over_the_message_limit_is_refused)]
 
 
 async def restart_mid_task(binding: str) -> None:

@@ -31,6 +31,9 @@ timeout 600 "$venv/bin/python" "$here/mcp_interop.py"
 echo "==> A2A: Python a2a-sdk (gRPC and JSON-RPC) against errand serve --a2a-listen"
 timeout 600 "$venv/bin/python" "$here/a2a_interop.py"
 
+echo "==> Tokens, tenants, failed-auth throttling and TLS on the MCP and A2A listeners"
+timeout 600 "$venv/bin/python" "$here/secure_interop.py"
+
 echo "==> MCP Tasks: TypeScript client + ext-tasks against errand serve --mcp-listen"
 node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
 if (( node_major < 20 )); then

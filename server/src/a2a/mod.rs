@@ -79,7 +79,7 @@ pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken
     let app = calls
         .route(card::PATH, get(agent_card).with_state(handler))
         .layer(middleware::from_fn_with_state(hosts, check_host))
-        .layer(axum::extract::DefaultBodyLimit::max(l.max_body_bytes));
+        .layer(middleware::from_fn_with_state(l.max_body_bytes, limit_body));
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
 }
 
@@ -97,6 +97,14 @@ async fn agent_card(State(handler): State<Arc<A2aHandler>>, req: Request) -> Res
         header::HeaderValue::from_static("private, max-age=60"),
     );
     r
+}
+
+/// Caps every request body at `max` bytes (the SDK's routers set their own
+/// 10 MiB default, which this keeps from being the bound): a longer one
+/// fails to read, and the JSON-RPC and HTTP+JSON routers answer 413.
+async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
+    next.run(req).await
 }
 
 /// Loopback names, the configured ones and the public URL's host.

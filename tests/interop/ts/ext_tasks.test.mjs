@@ -218,7 +218,12 @@ after(async () => {
 test("callTool on a 2 s tool is a task within 200 ms, and settle() yields the echo", async (t) => {
   const s = await tasksSession(server.mcpUrl, "ts-settle");
   try {
-    const started = performance.now();
+    // One call first: the connection and the client's schema code warm up.
+    let started = performance.now();
+    const warm = await s.tasks.callTool("sleep_echo", { seconds: 0, text: "warm" });
+    t.diagnostic(`first callTool answered in ${(performance.now() - started).toFixed(1)} ms`);
+    assert.equal((await warm.settle()).outcome.status, "completed");
+    started = performance.now();
     const execution = await s.tasks.callTool("sleep_echo", { seconds: 2, text: "ts" });
     const elapsed = performance.now() - started;
     assert.equal(execution.kind, "task");
