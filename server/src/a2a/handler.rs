@@ -84,16 +84,10 @@ impl A2aHandler {
         caller: &Caller,
         req: &SendMessageRequest,
     ) -> Result<(pb::Task, String, bool), A2AError> {
-        let parsed = match request::submit(req, &[]) {
-            // Name the skills only when they are needed.
-            Err(e)
-                if e.code == a2a::error_code::INVALID_PARAMS
-                    && e.message.starts_with("no skill") =>
-            {
-                return Err(request::submit(req, &self.skills(caller).await).unwrap_err());
-            }
-            other => other?,
-        };
+        if request::skill(req).is_none() {
+            return Err(request::no_skill(&self.skills(caller).await));
+        }
+        let parsed = request::submit(req)?;
         let resp = self
             .agent
             .submit(caller, parsed.request)

@@ -42,15 +42,33 @@ pub struct Submit {
     pub return_immediately: bool,
 }
 
-/// Turns a `SendMessage` into a submit. `skills` names the tools, for the
-/// error of a message that names none or an unknown one.
+/// The skill (tool) a message names in `metadata.skill`.
+pub fn skill(req: &SendMessageRequest) -> Option<&str> {
+    req.message
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get(SKILL_KEY))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// The error of a message that names no skill; `skills` are the ones it
+/// may name.
+pub fn no_skill(skills: &[String]) -> A2AError {
+    A2AError::invalid_params(format!(
+        "no skill: set message.metadata.skill to one of the agent card's skills: {}",
+        known(skills)
+    ))
+}
+
+/// Turns a `SendMessage` into a submit.
 ///
 /// # Errors
 /// -32602 for a missing skill, no or several data parts, or a data part that
 /// is not a JSON object; `ContentTypeNotSupportedError` for a text, raw or
 /// URL part; `UnsupportedOperationError` for a follow-up message (one naming
 /// a task); `PushNotificationNotSupportedError` for a push config.
-pub fn submit(req: &SendMessageRequest, skills: &[String]) -> Result<Submit, A2AError> {
+pub fn submit(req: &SendMessageRequest) -> Result<Submit, A2AError> {
     let message = &req.message;
     if let Some(task) = message.task_id.as_deref().filter(|t| !t.is_empty()) {
         return Err(A2AError::unsupported_operation(format!(
@@ -63,18 +81,7 @@ pub fn submit(req: &SendMessageRequest, skills: &[String]) -> Result<Submit, A2A
     if config.is_some_and(|c| c.task_push_notification_config.is_some()) {
         return Err(push_not_supported());
     }
-    let skill = message
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get(SKILL_KEY))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            A2AError::invalid_params(format!(
-                "no skill: set message.metadata.skill to one of the agent card's skills: {}",
-                known(skills)
-            ))
-        })?;
+    let skill = skill(req).ok_or_else(|| no_skill(&[]))?;
     let mut data = None;
     for part in &message.parts {
         match &part.content {
@@ -176,33 +183,38 @@ mod tests {
             history_length: None,
             return_immediately: Some(true),
         });
-        let s = submit(&req, &[]).unwrap();
+        let s = submit(&req).unwrap();
         assert_eq!(s.request.tool, "echo");
         assert_eq!(s.request.session_id, "ctx");
         assert_eq!(s.request.idempotency_key, "m1");
         assert_eq!(s.request.arguments_json, r#"{"text":"hi"}"#);
         assert!(s.return_immediately);
         // No context: one is minted.
-        let minted = submit(&send(vec![Part::data(json!({}))], Some("echo")), &[]).unwrap();
+        let minted = submit(&send(vec![Part::data(json!({}))], Some("echo"))).unwrap();
         assert_eq!(minted.request.session_id.len(), 36);
     }
 
     #[test]
     fn bad_messages_are_told_what_to_send() {
-        let skills = ["echo".to_string()];
-        let e = submit(&send(vec![Part::data(json!({}))], None), &skills).unwrap_err();
+        let none = send(vec![Part::data(json!({}))], None);
+        assert!(skill(&none).is_none());
+        let e = no_skill(&["echo".to_string()]);
         assert_eq!(e.code, a2a::error_code::INVALID_PARAMS);
         assert!(e.message.contains("echo"), "{}", e.message);
-        let e = submit(&send(vec![Part::text("hi")], Some("echo")), &skills).unwrap_err();
+        assert_eq!(
+            submit(&none).unwrap_err().code,
+            a2a::error_code::INVALID_PARAMS
+        );
+        let e = submit(&send(vec![Part::text("hi")], Some("echo"))).unwrap_err();
         assert_eq!(e.code, a2a::error_code::CONTENT_TYPE_NOT_SUPPORTED);
         assert!(e.message.contains("text part"), "{}", e.message);
-        let e = submit(&send(vec![], Some("echo")), &skills).unwrap_err();
+        let e = submit(&send(vec![], Some("echo"))).unwrap_err();
         assert_eq!(e.code, a2a::error_code::INVALID_PARAMS);
-        let e = submit(&send(vec![Part::data(json!([1]))], Some("echo")), &skills).unwrap_err();
+        let e = submit(&send(vec![Part::data(json!([1]))], Some("echo"))).unwrap_err();
         assert!(e.message.contains("JSON object"), "{}", e.message);
         let mut follow_up = send(vec![Part::data(json!({}))], Some("echo"));
         follow_up.message.task_id = Some("t1".into());
-        let e = submit(&follow_up, &skills).unwrap_err();
+        let e = submit(&follow_up).unwrap_err();
         assert_eq!(e.code, a2a::error_code::UNSUPPORTED_OPERATION);
     }
 
