@@ -180,9 +180,11 @@ pub async fn serve_with(
     let tool_api = Arc::new(ToolApi::new(sched.clone(), feed, metrics));
     // MCP and A2A on their own listeners, over the very ToolService code
     // gRPC serves, with its tokens and failed-auth budget.
+    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let bearer = |what| Bearer {
         tokens: tokens.clone(),
         failures: Some(failures.clone()),
+        rate: Some(rate.clone()),
         what,
     };
     let local_agent = || mcp::agent::LocalAgent {
@@ -245,7 +247,6 @@ pub async fn serve_with(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the descriptor sets are valid");
-    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let guard = |role, service| {
         Limited::new(
             Auth::new(tokens.clone(), role, service).with_failures(failures.clone()),

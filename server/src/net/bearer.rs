@@ -1,10 +1,12 @@
 //! Bearer tokens on the HTTP front ends (MCP, A2A), checked as the gRPC
-//! port checks them: the same [`Tokens`], only agent tokens, and failed
-//! calls counted, logged and throttled per peer in the same [`FailedAuth`].
+//! port checks them: the same [`Tokens`], only agent tokens, failed calls
+//! counted, logged and throttled per peer in the same [`FailedAuth`], and
+//! each authenticated request counted in its tenant's [`TenantRate`], the
+//! very bucket its gRPC calls use.
 use std::{
     net::IpAddr,
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
@@ -16,7 +18,8 @@ use axum::{
 
 use crate::{
     auth::{Caller, Role, Tokens},
-    grpc::failed_auth::FailedAuth,
+    error::Error,
+    grpc::{failed_auth::FailedAuth, rate::TenantRate},
 };
 
 /// The peer address of an HTTP request, left in its extensions by
@@ -31,6 +34,9 @@ pub struct Bearer {
     pub tokens: Option<Arc<Tokens>>,
     /// Where failed calls are counted; `None`: not counted.
     pub failures: Option<Arc<FailedAuth>>,
+    /// The per-tenant request rate (applies when tokens are configured);
+    /// `None`: not limited.
+    pub rate: Option<TenantRate>,
     /// What a non-agent token is told it cannot do ("call MCP tools").
     pub what: &'static str,
 }
@@ -77,11 +83,21 @@ pub fn caller(
 }
 
 /// Middleware: leaves the request's [`Caller`] in its extensions, or
-/// answers 401/403 with what to fix. A peer past its failure budget gets
-/// 429 with `Retry-After` (seconds) instead of 401.
+/// answers 401/403 with what to fix. A peer past its failure budget, or a
+/// tenant past its request rate, gets 429 with `Retry-After` (seconds).
 pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: Next) -> Response {
     match bearer.caller(req.headers().get(header::AUTHORIZATION)) {
         Ok(caller) => {
+            // Only with tokens configured: an anonymous caller has no tenant
+            // to count against, as on the gRPC port.
+            if let (Some(rate), Some(_)) = (&bearer.rate, caller.role)
+                && let Err(Error::RateLimited {
+                    message,
+                    retry_after,
+                }) = rate.take(&caller.tenant)
+            {
+                return too_many(message, retry_after);
+            }
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
@@ -92,26 +108,28 @@ pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: 
                 .as_ref()
                 .and_then(|f| f.failed(peer, &message, Instant::now()).err());
             match over {
-                Some(wait) => {
-                    let secs = wait.as_secs() + 1;
-                    let mut r = (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        format!(
-                            "too many calls without a valid token from this address ({message}): \
-                             retry in {} ms",
-                            wait.as_millis().max(1)
-                        ),
-                    )
-                        .into_response();
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                    r
-                }
+                Some(wait) => too_many(
+                    format!(
+                        "too many calls without a valid token from this address ({message}): \
+                         retry in {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                    wait,
+                ),
                 None => (StatusCode::UNAUTHORIZED, message).into_response(),
             }
         }
         Err((status, message)) => (status, message).into_response(),
     }
+}
+
+/// 429 with `message` and `Retry-After` in whole seconds, rounded up.
+fn too_many(message: String, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
 }
 
 #[cfg(test)]
@@ -172,6 +190,7 @@ mod tests {
             tokens: Some(Arc::new(agents)),
             // A budget of one failure a minute: the second is throttled.
             failures: Some(Arc::new(FailedAuth::new(1, Arc::new(Metrics::default())))),
+            rate: None,
             what: "call tools",
         };
         let app = axum::Router::new()
@@ -187,5 +206,38 @@ mod tests {
         let second = app.oneshot(request()).await.unwrap();
         assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(second.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_past_its_request_rate_is_told_to_wait() {
+        use axum::{body::Body, routing::get};
+        use tower::ServiceExt;
+
+        let (agents, token) = tokens(Role::Agent);
+        let bearer = Bearer {
+            tokens: Some(Arc::new(agents)),
+            failures: None,
+            // One request a second: the second at once is refused.
+            rate: Some(TenantRate::new(1)),
+            what: "call tools",
+        };
+        let app = axum::Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(bearer, authenticate));
+        let request = || {
+            let mut r = Request::new(Body::empty());
+            r.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+            r
+        };
+        assert_eq!(
+            app.clone().oneshot(request()).await.unwrap().status(),
+            StatusCode::OK
+        );
+        let refused = app.oneshot(request()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
     }
 }
