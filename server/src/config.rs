@@ -48,6 +48,20 @@ pub struct Config {
     /// How completions reach the model when neither the submit nor the
     /// tool says.
     pub default_delivery: Delivery,
+    /// The A2A front end's settings (used with `--a2a-listen`).
+    pub a2a: A2aOptions,
+}
+
+/// How the A2A front end behaves; `Default` is what `errand serve` uses.
+#[derive(Debug, Clone, Default)]
+pub struct A2aOptions {
+    /// The base URL the agent card gives for every binding
+    /// (`http(s)://host[:port]`, no path); `None`: `http://` and the bound
+    /// address.
+    pub public_url: Option<String>,
+    /// `Host` header values accepted on the A2A listener besides the public
+    /// URL's host (a guard against DNS rebinding); empty: loopback names only.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How the MCP front end behaves; `Default` is what `errand serve` uses.
@@ -211,6 +225,7 @@ impl Default for Config {
             mcp: McpOptions::default(),
             progress_interval: Duration::from_millis(500),
             default_delivery: Delivery::WhenIdle,
+            a2a: A2aOptions::default(),
         }
     }
 }
@@ -267,6 +282,28 @@ impl Default for PostgresOptions {
             connect_timeout: None,
         }
     }
+}
+
+/// `--a2a-public-url` must be `http(s)://host[:port]` with nothing after.
+fn check_public_url(url: &str) -> Result<(), ConfigError> {
+    let problem = |p: &str| ConfigError {
+        flag: "a2a-public-url",
+        problem: format!("{url:?} {p}"),
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| problem("must start with http:// or https://"))?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() {
+        return Err(problem("names no host: give http(s)://host[:port]"));
+    }
+    if host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(problem(
+            "must be http(s)://host[:port] only: the bindings' paths (/jsonrpc, /rest) are added to it",
+        ));
+    }
+    Ok(())
 }
 
 /// A setting `errand serve` cannot run with: which flag, and what to fix.
@@ -397,6 +434,9 @@ impl Config {
                 flag: "mcp-default-session",
                 problem: "must not be empty: name the session of MCP calls without an Errand-Session header".into(),
             });
+        }
+        if let Some(url) = &self.a2a.public_url {
+            check_public_url(url)?;
         }
         self.check_messages_fit()?;
         if l.max_tools_per_worker > l.max_tools_per_tenant {
@@ -674,6 +714,19 @@ mod tests {
             error(|c| c.tool_retention = Duration::ZERO).to_string(),
             "invalid --tool-retention-secs (ERRAND_TOOL_RETENTION_SECS): must be more than 0"
         );
+    }
+
+    #[test]
+    fn the_a2a_public_url_is_a_base_url() {
+        for good in ["http://127.0.0.1:7000", "https://agents.example.com/"] {
+            let mut c = Config::default();
+            c.a2a.public_url = Some(good.into());
+            c.validate().unwrap();
+        }
+        for bad in ["agents.example.com", "http://", "https://h/a2a", "ftp://h"] {
+            let e = error(|c| c.a2a.public_url = Some(bad.into()));
+            assert_eq!(e.flag, "a2a-public-url", "{bad}");
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@
 //!   error-to-status mapping.
 //! - [`mcp`]: the MCP front end (Tasks extension) on its own listener, a
 //!   thin adapter over `ToolService`'s code.
+//! - [`a2a`]: the A2A 1.0 front end (agent card, JSON-RPC, HTTP+JSON and
+//!   gRPC on one listener), the same kind of adapter.
 //! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
 //!   and the [`auth::Caller`] a token stands for.
 //! - [`tenant`]: how sessions and tools are keyed per tenant: the handlers
@@ -57,6 +59,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod a2a;
 pub mod auth;
 pub mod cluster;
 pub mod config;

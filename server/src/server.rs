@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    a2a,
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
@@ -34,7 +35,7 @@ use crate::{
     },
     mcp,
     metrics::{self, LoadSource, Metrics},
-    net::{self, Incoming},
+    net::{self, Incoming, bearer::Bearer},
     scheduler::{
         Parts, Scheduler,
         queue::{Backlog, LocalBacklog, SharedBacklog},
@@ -69,6 +70,12 @@ pub struct Options {
     pub metrics_token: Option<Arc<str>>,
     /// Where to serve MCP (`POST /mcp`), with `Config::mcp`'s settings.
     pub mcp: Option<TcpListener>,
+    /// TLS of the MCP and A2A listeners (the gRPC port's certificate, key
+    /// and client CA, as [`net::tls::server_config`] builds them).
+    pub http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Where to serve A2A (card, JSON-RPC, HTTP+JSON, gRPC), with
+    /// `Config::a2a`'s settings.
+    pub a2a: Option<TcpListener>,
 }
 
 /// How long connections may stay open once every stream was told to end.
@@ -99,6 +106,7 @@ pub async fn serve_with(
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
     let mcp_config = config.mcp.clone();
+    let a2a_config = config.a2a.clone();
     let retention = config.retention;
     let mut connections = config.connections.clone();
     connections.max_connections =
@@ -174,12 +182,38 @@ pub async fn serve_with(
     ));
     let max = sched.config().limits.max_message_bytes;
     let tool_api = Arc::new(ToolApi::new(sched.clone(), feed, metrics));
-    // MCP on its own listener, over the very ToolService code gRPC serves.
+    // MCP and A2A on their own listeners, over the very ToolService code
+    // gRPC serves, with its tokens and failed-auth budget.
+    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
+    let bearer = |what| Bearer {
+        tokens: tokens.clone(),
+        failures: Some(failures.clone()),
+        rate: Some(rate.clone()),
+        what,
+    };
+    let local_agent = || mcp::agent::LocalAgent {
+        api: tool_api.clone(),
+        hub: mcp_hub.clone(),
+    };
+    let a2a_endpoint = options.a2a.map(|listener| {
+        let public_url = match (&a2a_config.public_url, listener.local_addr()) {
+            (Some(url), _) => url.clone(),
+            (None, Ok(addr)) if options.http_tls.is_some() => format!("https://{addr}"),
+            (None, Ok(addr)) => format!("http://{addr}"),
+            (None, Err(_)) => "http://127.0.0.1".into(),
+        };
+        let handler = a2a::A2aHandler::new(local_agent(), bearer("call A2A skills"), public_url);
+        let l = a2a::Listener {
+            incoming: Incoming::new(listener, connections.clone()),
+            limits: connections.clone(),
+            allowed_hosts: a2a_config.allowed_hosts.clone(),
+            tls: options.http_tls.clone(),
+            max_body_bytes: max,
+        };
+        tokio::spawn(a2a::serve(l, handler, shutdown_token.clone()))
+    });
     let mcp_endpoint = options.mcp.map(|listener| {
-        let agent = Arc::new(mcp::agent::LocalAgent {
-            api: tool_api.clone(),
-            hub: mcp_hub,
-        });
+        let agent = Arc::new(local_agent());
         let handler = mcp::McpHandler::new(
             agent,
             mcp::Settings {
@@ -194,12 +228,13 @@ pub async fn serve_with(
             incoming: Incoming::new(listener, connections.clone()),
             limits: connections.clone(),
             allowed_hosts: mcp_config.allowed_hosts.clone(),
+            tls: options.http_tls.clone(),
             max_body_bytes: max,
         };
         tokio::spawn(mcp::serve(
             l,
             handler,
-            tokens.clone(),
+            bearer("call MCP tools"),
             shutdown_token.clone(),
         ))
     });
@@ -216,7 +251,6 @@ pub async fn serve_with(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the descriptor sets are valid");
-    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let guard = |role, service| {
         Limited::new(
             Auth::new(tokens.clone(), role, service).with_failures(failures.clone()),
@@ -303,6 +337,9 @@ pub async fn serve_with(
     }
     if let Some(m) = mcp_endpoint {
         let _ = m.await;
+    }
+    if let Some(a) = a2a_endpoint {
+        let _ = a.await;
     }
     result.map_err(Into::into)
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::config::{
-    Config, ConfigError, Connections, Delivery, Limits, McpOptions, PostgresOptions,
+    A2aOptions, Config, ConfigError, Connections, Delivery, Limits, McpOptions, PostgresOptions,
 };
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
@@ -81,6 +81,19 @@ pub struct Args {
     /// variable); default: loopback names only, against DNS rebinding.
     #[arg(long, env = "ERRAND_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub mcp_allowed_host: Vec<String>,
+    /// Serve A2A 1.0 on its own listener, off by default: the agent card at
+    /// http://ADDR/.well-known/agent-card.json, JSON-RPC at /jsonrpc,
+    /// HTTP+JSON at /rest and gRPC (lf.a2a.v1.A2AService, h2c), one port.
+    #[arg(long, env = "ERRAND_A2A_LISTEN")]
+    pub a2a_listen: Option<String>,
+    /// The base URL (http(s)://host[:port]) the agent card gives for every
+    /// binding; default: http:// and the --a2a-listen address.
+    #[arg(long, env = "ERRAND_A2A_PUBLIC_URL")]
+    pub a2a_public_url: Option<String>,
+    /// A `Host` the A2A listener accepts besides the public URL's (repeat,
+    /// or comma-separate in the variable); default: loopback names only.
+    #[arg(long, env = "ERRAND_A2A_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub a2a_allowed_host: Vec<String>,
     /// Serve Prometheus metrics on http://ADDR/metrics. A non-loopback
     /// address needs --metrics-token (or --allow-unauthenticated).
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
@@ -327,6 +340,10 @@ impl Args {
                 default_session: self.mcp_default_session.clone(),
                 poll_interval: Duration::from_millis(self.mcp_poll_interval_ms),
                 allowed_hosts: self.mcp_allowed_host.clone(),
+            },
+            a2a: A2aOptions {
+                public_url: self.a2a_public_url.clone(),
+                allowed_hosts: self.a2a_allowed_host.clone(),
             },
             connections: Connections {
                 max_connections: self.max_connections,

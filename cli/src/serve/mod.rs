@@ -68,20 +68,26 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    // The gRPC port's TLS, and the same certificate for the MCP and A2A
+    // listeners.
+    let (tls, http_tls) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
                 std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
             };
-            let mut tls =
-                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-            if let Some(ca) = &args.tls_client_ca {
-                tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+            let (cert, key) = (read(cert)?, read(key)?);
+            let ca = args.tls_client_ca.as_ref().map(read).transpose()?;
+            let http = errand_server::net::tls::server_config(&cert, &key, ca.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+            if let Some(ca) = ca {
+                tls = tls.client_ca_root(Certificate::from_pem(ca));
             }
-            Some(tls)
+            (Some(tls), Some(http))
         }
-        _ => None,
+        _ => (None, None),
     };
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
     let metrics = match metrics_addr {
         Some(a) => {
             let l = tokio::net::TcpListener::bind(a)
@@ -126,7 +132,36 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                      listen on 127.0.0.1, or pass --allow-unauthenticated"
                 );
             }
-            println!("errand mcp on http://{local}/mcp");
+            println!("errand mcp on {scheme}://{local}/mcp");
+            Some(l)
+        }
+        None => None,
+    };
+    let a2a = match &args.a2a_listen {
+        Some(a) => {
+            let addr = resolve("--a2a-listen", a).await?;
+            protect(
+                &Exposure {
+                    addr,
+                    authenticated: tokens.is_some(),
+                    what: "A2A",
+                    harm: "submit tasks and read their results",
+                    auth_flag: "--tokens-file (see `errand token new`)",
+                },
+                args.allow_unauthenticated,
+            )?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --a2a-listen {a}"))?;
+            let local = l.local_addr()?;
+            let base = args
+                .a2a_public_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{local}"));
+            println!(
+                "errand a2a on {}/.well-known/agent-card.json",
+                base.trim_end_matches('/')
+            );
             Some(l)
         }
         None => None,
@@ -167,6 +202,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         metrics,
         ui,
         mcp,
+        a2a,
+        http_tls,
         metrics_token,
     };
     server::serve_with(listener, config, store, options, shutdown_signal()).await?;

@@ -26,7 +26,7 @@ impl TenantRate {
     }
 
     /// Counts one call of `tenant`, or says when to retry.
-    fn take(&self, tenant: &Arc<str>) -> Result<(), Error> {
+    pub(crate) fn take(&self, tenant: &Arc<str>) -> Result<(), Error> {
         self.limiter
             .take(tenant, Instant::now())
             .map_err(|wait| Error::RateLimited {

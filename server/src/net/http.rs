@@ -1,31 +1,54 @@
-//! A plain HTTP listener (HTTP/1.1 and HTTP/2) with the same bounds as the
-//! gRPC one: the metrics endpoint, and the HTTP listeners to come.
-use std::time::Duration;
+//! An HTTP listener (HTTP/1.1 and HTTP/2, plain or over TLS) with the same
+//! bounds as the gRPC one: the metrics endpoint, the dashboard, MCP and A2A.
+use std::{sync::Arc, time::Duration};
 
+use axum::http::Request;
 use futures::StreamExt;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
     service::TowerToHyperService,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::debug;
 
-use super::{Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
+use super::{Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, bearer::Peer};
 use crate::config::Connections;
 
 /// How long open connections may take to finish once shutdown starts.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Serves `app` on `incoming`'s connections with `limits`' HTTP/2 settings
-/// (and `handshake_timeout` for reading an HTTP/1 request's headers) until
+/// (and `handshake_timeout` for reading an HTTP/1 request's headers), each
+/// request carrying its peer's address as a [`Peer`] extension, until
 /// `shutdown` is cancelled; then lets open connections finish their
 /// requests, for up to 3 s.
 pub async fn serve(
-    mut incoming: Incoming,
+    incoming: Incoming,
     app: axum::Router,
     limits: &Connections,
     shutdown: CancellationToken,
 ) {
+    serve_tls(incoming, app, limits, None, shutdown).await;
+}
+
+/// A connection's byte stream, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// [`serve`], over TLS when `tls` is given (the handshake runs in the
+/// connection's task, bounded by the connection's handshake and idle
+/// timeouts; a failed one closes the connection).
+pub async fn serve_tls(
+    mut incoming: Incoming,
+    app: axum::Router,
+    limits: &Connections,
+    tls: Option<Arc<ServerConfig>>,
+    shutdown: CancellationToken,
+) {
+    let tls = tls.map(TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -47,9 +70,33 @@ pub async fn serve(
             next = incoming.next() => next,
         };
         let Some(Ok(conn)) = next else { break };
-        let (builder, app, shutdown) = (builder.clone(), app.clone(), shutdown.clone());
+        let (builder, app, shutdown, tls) =
+            (builder.clone(), app.clone(), shutdown.clone(), tls.clone());
+        let peer = conn.peer().ok().map(|a| Peer(a.ip()));
+        let app = tower::ServiceExt::map_request(app, move |mut req: Request<_>| {
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
+            req
+        });
         connections.spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(conn), TowerToHyperService::new(app));
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(conn),
+                Some(acceptor) => {
+                    let accepted = tokio::select! {
+                        accepted = acceptor.accept(conn) => accepted,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok(stream) => Box::new(stream),
+                        Err(e) => {
+                            debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    }
+                }
+            };
+            let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,

@@ -20,8 +20,10 @@ use tracing::{info, warn};
 
 use crate::config::Connections;
 
+pub mod bearer;
 pub mod http;
 pub mod incoming;
+pub mod tls;
 
 pub use incoming::{Conn, Incoming};
 

@@ -1,0 +1,304 @@
+//! errand's tasks and errors as A2A 1.0 sees them.
+//!
+//! | errand            | A2A `TaskState` | what comes with it                          |
+//! |-------------------|-----------------|---------------------------------------------|
+//! | QUEUED            | `SUBMITTED`     | the ack text as `status.message` on submit  |
+//! | RUNNING           | `WORKING`       |                                             |
+//! | SUCCEEDED         | `COMPLETED`     | one artifact `result`: the result JSON      |
+//! | FAILED, TIMED_OUT | `FAILED`        | `status.message`: the status and the error  |
+//! | CANCELLED         | `CANCELED`      |                                             |
+//!
+//! The exact status, `attempts`, `seq` and the tool ride in
+//! `task.metadata["errand"]`; `context_id` is the task's errand session.
+use std::{
+    collections::HashMap,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use a2a::{
+    A2AError, Artifact, Message, Part, Role, Task, TaskArtifactUpdateEvent, TaskState, TaskStatus,
+    TaskStatusUpdateEvent,
+};
+use chrono::{DateTime, Utc};
+use errand_proto::v1 as pb;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::mcp::agent::is_final;
+
+/// The metadata key of errand's own view of a task.
+pub const META_KEY: &str = "errand";
+
+/// The name (and ID suffix) of the one artifact a succeeded task has.
+pub const RESULT_ARTIFACT: &str = "result";
+
+pub fn state(task: &pb::Task) -> TaskState {
+    match task.status() {
+        pb::TaskStatus::Queued | pb::TaskStatus::Unspecified => TaskState::Submitted,
+        pb::TaskStatus::Running => TaskState::Working,
+        pb::TaskStatus::Succeeded => TaskState::Completed,
+        pb::TaskStatus::Failed | pb::TaskStatus::TimedOut => TaskState::Failed,
+        pb::TaskStatus::Cancelled => TaskState::Canceled,
+    }
+}
+
+/// A state as the wire writes it, without the `TASK_STATE_` prefix.
+pub fn state_name(state: &TaskState) -> &'static str {
+    match state {
+        TaskState::Unspecified => "UNSPECIFIED",
+        TaskState::Submitted => "SUBMITTED",
+        TaskState::Working => "WORKING",
+        TaskState::Completed => "COMPLETED",
+        TaskState::Failed => "FAILED",
+        TaskState::Canceled => "CANCELED",
+        TaskState::InputRequired => "INPUT_REQUIRED",
+        TaskState::Rejected => "REJECTED",
+        TaskState::AuthRequired => "AUTH_REQUIRED",
+    }
+}
+
+/// errand's name of a status, as in its proto without the prefix.
+pub fn status_name(task: &pb::Task) -> &'static str {
+    match task.status() {
+        pb::TaskStatus::Queued => "QUEUED",
+        pb::TaskStatus::Running => "RUNNING",
+        pb::TaskStatus::Succeeded => "SUCCEEDED",
+        pb::TaskStatus::Failed => "FAILED",
+        pb::TaskStatus::Cancelled => "CANCELLED",
+        pb::TaskStatus::TimedOut => "TIMED_OUT",
+        pb::TaskStatus::Unspecified => "UNSPECIFIED",
+    }
+}
+
+/// The context is the session, as the caller named it.
+pub fn context_id(task: &pb::Task) -> String {
+    task.session_id.clone()
+}
+
+fn time(ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    let ts = ts?;
+    let t = UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(ts.seconds).ok()?)
+        + Duration::from_nanos(u64::try_from(ts.nanos).ok()?);
+    Some(DateTime::<Utc>::from(t))
+}
+
+/// A message from the agent (errand) with one text part.
+pub fn agent_text(task: &pb::Task, text: String) -> Message {
+    let mut m = Message::new(Role::Agent, vec![Part::text(text)]);
+    m.message_id = format!("{}-status", task.task_id);
+    m.task_id = Some(task.task_id.clone());
+    m.context_id = Some(context_id(task));
+    m
+}
+
+/// Why a task did not succeed, starting with its exact status.
+fn failure_text(task: &pb::Task) -> String {
+    let detail = match &task.outcome {
+        Some(pb::task::Outcome::Error(e)) => format!(" [{}] {}", e.code, e.message),
+        _ => String::new(),
+    };
+    format!("{}: tool `{}`{detail}", status_name(task), task.tool)
+}
+
+/// The task's status; `message` (the ack on submit) when given, else the
+/// failure text of a failed task.
+pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
+    let state = state(task);
+    let message = message.or_else(|| (state == TaskState::Failed).then(|| failure_text(task)));
+    TaskStatus {
+        state,
+        message: message.map(|m| agent_text(task, m)),
+        timestamp: time(task.finished_at.as_ref())
+            .or_else(|| time(task.started_at.as_ref()))
+            .or_else(|| time(task.created_at.as_ref())),
+    }
+}
+
+/// The result artifact of a succeeded task: a data part with the result
+/// (a text part when the result is not JSON).
+pub fn artifact(task: &pb::Task) -> Option<Artifact> {
+    let (pb::TaskStatus::Succeeded, Some(pb::task::Outcome::ResultJson(json))) =
+        (task.status(), &task.outcome)
+    else {
+        return None;
+    };
+    let part = match serde_json::from_str::<Value>(json) {
+        Ok(v) => Part::data(v).with_media_type("application/json"),
+        Err(_) => Part::text(json.clone()),
+    };
+    Some(Artifact {
+        artifact_id: format!("{}-{RESULT_ARTIFACT}", task.task_id),
+        name: Some(RESULT_ARTIFACT.into()),
+        description: None,
+        parts: vec![part],
+        metadata: None,
+        extensions: None,
+    })
+}
+
+/// `{"errand": {status, attempts, seq, tool}}`.
+pub fn metadata(task: &pb::Task) -> HashMap<String, Value> {
+    HashMap::from([(
+        META_KEY.to_string(),
+        json!({
+            "status": status_name(task),
+            "attempts": task.attempts,
+            "seq": task.seq,
+            "tool": task.tool,
+        }),
+    )])
+}
+
+/// The A2A task; `message` as in [`status`].
+pub fn task(t: &pb::Task, message: Option<String>) -> Task {
+    Task {
+        id: t.task_id.clone(),
+        context_id: context_id(t),
+        status: status(t, message),
+        artifacts: artifact(t).map(|a| vec![a]),
+        history: None,
+        metadata: Some(metadata(t)),
+    }
+}
+
+/// What a stream sends once the task is final: its artifact (when it
+/// succeeded), then its final status.
+pub fn final_events(t: &pb::Task) -> Vec<a2a::StreamResponse> {
+    debug_assert!(is_final(t));
+    let mut events = Vec::with_capacity(2);
+    if let Some(artifact) = artifact(t) {
+        events.push(a2a::StreamResponse::ArtifactUpdate(
+            TaskArtifactUpdateEvent {
+                task_id: t.task_id.clone(),
+                context_id: context_id(t),
+                artifact,
+                append: Some(false),
+                last_chunk: Some(true),
+                metadata: None,
+            },
+        ));
+    }
+    events.push(a2a::StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
+        task_id: t.task_id.clone(),
+        context_id: context_id(t),
+        status: status(t, None),
+        metadata: Some(metadata(t)),
+    }));
+    events
+}
+
+/// A `ToolService` status as an A2A error: NOT_FOUND of a task is
+/// `TaskNotFoundError`; the caller's mistakes (INVALID_ARGUMENT, an unknown
+/// tool) are -32602; RESOURCE_EXHAUSTED and auth errors keep their message;
+/// anything else is internal.
+pub fn error(status: &tonic::Status) -> A2AError {
+    let message = status.message().to_string();
+    match status.code() {
+        Code::NotFound if message.starts_with("no task ") => A2AError::new(
+            a2a::error_code::TASK_NOT_FOUND,
+            format!("{message} (unknown, another tenant's, or past retention)"),
+        ),
+        Code::NotFound | Code::InvalidArgument | Code::OutOfRange => {
+            A2AError::invalid_params(message)
+        }
+        Code::FailedPrecondition => A2AError::new(a2a::error_code::TASK_NOT_CANCELABLE, message),
+        Code::ResourceExhausted => A2AError::new(SERVER_BUSY, message),
+        Code::Unauthenticated | Code::PermissionDenied => A2AError::invalid_request(message),
+        _ => A2AError::internal(message),
+    }
+}
+
+/// JSON-RPC code of a call refused for lack of room (too many pending
+/// tasks, a rate limit), as on the MCP listener.
+pub const SERVER_BUSY: i32 = -32000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pb_task(status: pb::TaskStatus, outcome: Option<pb::task::Outcome>) -> pb::Task {
+        pb::Task {
+            task_id: "t1".into(),
+            session_id: "ctx".into(),
+            tool: "echo".into(),
+            status: status as i32,
+            outcome,
+            attempts: 1,
+            seq: 7,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statuses_map_as_the_table_says() {
+        for (status, state) in [
+            (pb::TaskStatus::Queued, TaskState::Submitted),
+            (pb::TaskStatus::Running, TaskState::Working),
+            (pb::TaskStatus::Succeeded, TaskState::Completed),
+            (pb::TaskStatus::Failed, TaskState::Failed),
+            (pb::TaskStatus::TimedOut, TaskState::Failed),
+            (pb::TaskStatus::Cancelled, TaskState::Canceled),
+        ] {
+            assert_eq!(task(&pb_task(status, None), None).status.state, state);
+        }
+        let timed_out = task(
+            &pb_task(
+                pb::TaskStatus::TimedOut,
+                Some(pb::task::Outcome::Error(pb::ToolError {
+                    code: "timeout".into(),
+                    message: "ran 1 s".into(),
+                })),
+            ),
+            None,
+        );
+        let text = timed_out
+            .status
+            .message
+            .unwrap()
+            .text()
+            .unwrap()
+            .to_string();
+        assert_eq!(text, "TIMED_OUT: tool `echo` [timeout] ran 1 s");
+        assert_eq!(timed_out.metadata.unwrap()[META_KEY]["status"], "TIMED_OUT");
+    }
+
+    #[test]
+    fn a_result_is_one_data_artifact_then_the_final_status() {
+        let ok = pb_task(
+            pb::TaskStatus::Succeeded,
+            Some(pb::task::Outcome::ResultJson(r#"{"echo":"hi"}"#.into())),
+        );
+        let t = task(&ok, None);
+        let artifacts = t.artifacts.unwrap();
+        assert_eq!(artifacts.len(), 1);
+        assert_eq!(artifacts[0].name.as_deref(), Some(RESULT_ARTIFACT));
+        assert_eq!(
+            artifacts[0].parts[0].content,
+            a2a::PartContent::Data(json!({"echo": "hi"}))
+        );
+        let events = final_events(&ok);
+        assert!(matches!(events[0], a2a::StreamResponse::ArtifactUpdate(_)));
+        assert!(
+            matches!(&events[1], a2a::StreamResponse::StatusUpdate(s) if s.status.state == TaskState::Completed)
+        );
+        let cancelled = final_events(&pb_task(pb::TaskStatus::Cancelled, None));
+        assert_eq!(cancelled.len(), 1);
+    }
+
+    #[test]
+    fn errors_map_to_a2a_codes() {
+        let unknown = error(&tonic::Status::not_found("no task 1234"));
+        assert_eq!(unknown.code, a2a::error_code::TASK_NOT_FOUND);
+        let tool = error(&tonic::Status::not_found("unknown tool `x`; known: echo"));
+        assert_eq!(tool.code, a2a::error_code::INVALID_PARAMS);
+        assert_eq!(
+            error(&tonic::Status::resource_exhausted("10 pending")).code,
+            SERVER_BUSY
+        );
+        assert_eq!(
+            error(&tonic::Status::unavailable("x")).code,
+            a2a::error_code::INTERNAL_ERROR
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! A2A's `RequestHandler` over errand's `ToolService` code: the same
+//! handlers gRPC clients reach (tenant keying, quotas, the scheduler, the
+//! store), called in process. No task lives only in this adapter, so task
+//! IDs stay valid across restarts and on every server of a shared store.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use a2a::{
+    A2AError, AgentCard, CancelTaskRequest, DeleteTaskPushNotificationConfigRequest,
+    GetExtendedAgentCardRequest, GetTaskPushNotificationConfigRequest, GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest, ListTaskPushNotificationConfigsResponse,
+    ListTasksRequest, ListTasksResponse, SendMessageRequest, SendMessageResponse, StreamResponse,
+    SubscribeToTaskRequest, Task, TaskPushNotificationConfig, TaskState,
+};
+use a2a_server::{RequestHandler, ServiceParams};
+use axum::http::HeaderValue;
+use errand_proto::v1::{self as pb, tool_service_server::ToolService};
+use futures::stream::BoxStream;
+use tonic::Request;
+
+use super::{convert, request, stream};
+use crate::{
+    auth::Caller,
+    mcp::agent::{Agent, LocalAgent, is_final},
+    net::bearer::Bearer,
+};
+
+/// Tasks listed per `ListTasks` page when the request sets no size.
+const DEFAULT_PAGE: i32 = 50;
+/// The largest `ListTasks` page ToolService serves.
+const MAX_PAGE: i32 = 1000;
+
+/// Serves A2A for every binding on the listener.
+pub struct A2aHandler {
+    pub(super) agent: LocalAgent,
+    pub(super) bearer: Bearer,
+    /// `http(s)://host:port` of this listener as clients reach it.
+    pub(super) public_url: String,
+}
+
+impl A2aHandler {
+    pub fn new(agent: LocalAgent, bearer: Bearer, public_url: String) -> Self {
+        Self {
+            agent,
+            bearer,
+            public_url: public_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The version check and the caller of a request. The HTTP layer has
+    /// already refused (and counted) bad tokens; this reads the one it let
+    /// through, the same way for JSON-RPC, HTTP+JSON and gRPC metadata.
+    fn caller(&self, params: &ServiceParams) -> Result<Caller, A2AError> {
+        request::check_version(params)?;
+        let header = params
+            .get("authorization")
+            .and_then(|v| v.first())
+            .and_then(|v| HeaderValue::from_str(v).ok());
+        self.bearer
+            .caller(header.as_ref())
+            .map_err(|(_, message)| A2AError::invalid_request(message))
+    }
+
+    /// The card as `caller` sees it: its tenant's tools as skills.
+    pub async fn card(&self, caller: Option<&Caller>) -> AgentCard {
+        let tools = match caller {
+            Some(c) => self.agent.list_tools(c).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        super::card::card(&self.public_url, &tools, self.bearer.tokens.is_some())
+    }
+
+    async fn skills(&self, caller: &Caller) -> Vec<String> {
+        let tools = self.agent.list_tools(caller).await.unwrap_or_default();
+        tools.into_iter().map(|t| t.name).collect()
+    }
+
+    /// Submits the message's tool call; the task as queued (or as it is,
+    /// for a message ID seen before) and the ack text.
+    async fn submit(
+        &self,
+        caller: &Caller,
+        req: &SendMessageRequest,
+    ) -> Result<(pb::Task, String, bool), A2AError> {
+        if request::skill(req).is_none() {
+            return Err(request::no_skill(&self.skills(caller).await));
+        }
+        let parsed = request::submit(req)?;
+        let resp = self
+            .agent
+            .submit(caller, parsed.request)
+            .await
+            .map_err(|s| convert::error(&s))?;
+        let task = resp
+            .task
+            .ok_or_else(|| A2AError::internal("the submit returned no task"))?;
+        Ok((task, resp.ack, parsed.return_immediately))
+    }
+
+    async fn get(&self, caller: &Caller, id: &str) -> Result<pb::Task, A2AError> {
+        self.agent
+            .get_task(caller, id)
+            .await
+            .map_err(|s| convert::error(&s))
+    }
+}
+
+fn tool_request<T>(caller: &Caller, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.extensions_mut().insert(caller.clone());
+    req
+}
+
+/// errand's statuses of an A2A state, for `ListTasks`' filter.
+fn statuses(state: &TaskState) -> Result<Vec<i32>, A2AError> {
+    use pb::TaskStatus as S;
+    Ok(match state {
+        TaskState::Unspecified => Vec::new(),
+        TaskState::Submitted => vec![S::Queued as i32],
+        TaskState::Working => vec![S::Running as i32],
+        TaskState::Completed => vec![S::Succeeded as i32],
+        TaskState::Failed => vec![S::Failed as i32, S::TimedOut as i32],
+        TaskState::Canceled => vec![S::Cancelled as i32],
+        other => {
+            return Err(A2AError::invalid_params(format!(
+                "no errand task is ever {}: filter by SUBMITTED, WORKING, COMPLETED, \
+                 FAILED or CANCELED",
+                convert::state_name(other)
+            )));
+        }
+    })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for A2aHandler {
+    async fn send_message(
+        &self,
+        params: &ServiceParams,
+        req: SendMessageRequest,
+    ) -> Result<SendMessageResponse, A2AError> {
+        let caller = self.caller(params)?;
+        let (task, ack, immediately) = self.submit(&caller, &req).await?;
+        if immediately || is_final(&task) {
+            return Ok(SendMessageResponse::Task(convert::task(&task, Some(ack))));
+        }
+        // The run's timeout, plus slack for queueing and the result's trip.
+        let until =
+            Instant::now() + Duration::from_millis(task.timeout_ms) + Duration::from_secs(5);
+        let task = self
+            .agent
+            .wait(&caller, task, until)
+            .await
+            .map_err(|s| convert::error(&s))?;
+        Ok(SendMessageResponse::Task(convert::task(&task, None)))
+    }
+
+    async fn send_streaming_message(
+        &self,
+        params: &ServiceParams,
+        req: SendMessageRequest,
+    ) -> Result<BoxStream<'static, Result<StreamResponse, A2AError>>, A2AError> {
+        let caller = self.caller(params)?;
+        let (task, ack, _) = self.submit(&caller, &req).await?;
+        stream::follow(self, caller, task, Some(ack)).await
+    }
+
+    async fn get_task(
+        &self,
+        params: &ServiceParams,
+        req: GetTaskRequest,
+    ) -> Result<Task, A2AError> {
+        let caller = self.caller(params)?;
+        Ok(convert::task(&self.get(&caller, &req.id).await?, None))
+    }
+
+    async fn list_tasks(
+        &self,
+        params: &ServiceParams,
+        req: ListTasksRequest,
+    ) -> Result<ListTasksResponse, A2AError> {
+        let caller = self.caller(params)?;
+        let Some(context) = req.context_id.filter(|c| !c.is_empty()) else {
+            return Err(A2AError::invalid_params(
+                "ListTasks needs context_id: errand lists one context (session) at a time",
+            ));
+        };
+        let page_size = req.page_size.filter(|&n| n > 0).unwrap_or(DEFAULT_PAGE);
+        if page_size > MAX_PAGE {
+            return Err(A2AError::invalid_params(format!(
+                "page_size {page_size} is over {MAX_PAGE}"
+            )));
+        }
+        let listed = self
+            .agent
+            .api
+            .list_tasks(tool_request(
+                &caller,
+                pb::ListTasksRequest {
+                    session_id: context,
+                    statuses: req
+                        .status
+                        .as_ref()
+                        .map(statuses)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    page_size: page_size.unsigned_abs(),
+                    page_token: req.page_token.unwrap_or_default(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map_err(|s| convert::error(&s))?
+            .into_inner();
+        let include_artifacts = req.include_artifacts == Some(true);
+        let tasks: Vec<Task> = listed
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut task = convert::task(t, None);
+                if !include_artifacts {
+                    task.artifacts = None;
+                }
+                task
+            })
+            .collect();
+        let count = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
+        Ok(ListTasksResponse {
+            tasks,
+            next_page_token: listed.next_page_token,
+            page_size,
+            // errand does not count a context's tasks: this page's count.
+            total_size: count,
+        })
+    }
+
+    async fn cancel_task(
+        &self,
+        params: &ServiceParams,
+        req: CancelTaskRequest,
+    ) -> Result<Task, A2AError> {
+        let caller = self.caller(params)?;
+        let task = self.get(&caller, &req.id).await?;
+        if is_final(&task) {
+            return Err(not_cancelable(&task));
+        }
+        match self.agent.cancel_task(&caller, &req.id).await {
+            Ok(task) => Ok(convert::task(&task, None)),
+            // It finished meanwhile.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                Err(not_cancelable(&self.get(&caller, &req.id).await?))
+            }
+            Err(s) => Err(convert::error(&s)),
+        }
+    }
+
+    async fn subscribe_to_task(
+        &self,
+        params: &ServiceParams,
+        req: SubscribeToTaskRequest,
+    ) -> Result<BoxStream<'static, Result<StreamResponse, A2AError>>, A2AError> {
+        let caller = self.caller(params)?;
+        let task = self.get(&caller, &req.id).await?;
+        if is_final(&task) {
+            return Err(A2AError::unsupported_operation(format!(
+                "task {} is already {} ({}): there is nothing to subscribe to; read it with GetTask",
+                task.task_id,
+                convert::state_name(&convert::state(&task)),
+                convert::status_name(&task)
+            )));
+        }
+        stream::follow(self, caller, task, None).await
+    }
+
+    async fn create_push_config(
+        &self,
+        params: &ServiceParams,
+        _req: TaskPushNotificationConfig,
+    ) -> Result<TaskPushNotificationConfig, A2AError> {
+        self.caller(params)?;
+        Err(request::push_not_supported())
+    }
+
+    async fn get_push_config(
+        &self,
+        params: &ServiceParams,
+        _req: GetTaskPushNotificationConfigRequest,
+    ) -> Result<TaskPushNotificationConfig, A2AError> {
+        self.caller(params)?;
+        Err(request::push_not_supported())
+    }
+
+    async fn list_push_configs(
+        &self,
+        params: &ServiceParams,
+        _req: ListTaskPushNotificationConfigsRequest,
+    ) -> Result<ListTaskPushNotificationConfigsResponse, A2AError> {
+        self.caller(params)?;
+        Err(request::push_not_supported())
+    }
+
+    async fn delete_push_config(
+        &self,
+        params: &ServiceParams,
+        _req: DeleteTaskPushNotificationConfigRequest,
+    ) -> Result<(), A2AError> {
+        self.caller(params)?;
+        Err(request::push_not_supported())
+    }
+
+    async fn get_extended_agent_card(
+        &self,
+        params: &ServiceParams,
+        _req: GetExtendedAgentCardRequest,
+    ) -> Result<AgentCard, A2AError> {
+        let caller = self.caller(params)?;
+        // The public card already lists the caller's skills.
+        Ok(self.card(Some(&caller)).await)
+    }
+}
+
+fn not_cancelable(task: &pb::Task) -> A2AError {
+    A2AError::new(
+        a2a::error_code::TASK_NOT_CANCELABLE,
+        format!(
+            "task {} is already {} ({}): only SUBMITTED and WORKING tasks can be canceled",
+            task.task_id,
+            convert::state_name(&convert::state(task)),
+            convert::status_name(task)
+        ),
+    )
+}
+
+/// The handler shared by the three bindings.
+pub type Shared = Arc<A2aHandler>;

@@ -1,0 +1,243 @@
+//! Bearer tokens on the HTTP front ends (MCP, A2A), checked as the gRPC
+//! port checks them: the same [`Tokens`], only agent tokens, failed calls
+//! counted, logged and throttled per peer in the same [`FailedAuth`], and
+//! each authenticated request counted in its tenant's [`TenantRate`], the
+//! very bucket its gRPC calls use.
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{
+    auth::{Caller, Role, Tokens},
+    error::Error,
+    grpc::{failed_auth::FailedAuth, rate::TenantRate},
+};
+
+/// The peer address of an HTTP request, left in its extensions by
+/// [`super::http::serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub IpAddr);
+
+/// Who may call an HTTP front end.
+#[derive(Clone)]
+pub struct Bearer {
+    /// `None`: authentication off, every caller is anonymous.
+    pub tokens: Option<Arc<Tokens>>,
+    /// Where failed calls are counted; `None`: not counted.
+    pub failures: Option<Arc<FailedAuth>>,
+    /// The per-tenant request rate (applies when tokens are configured);
+    /// `None`: not limited.
+    pub rate: Option<TenantRate>,
+    /// What a non-agent token is told it cannot do ("call MCP tools").
+    pub what: &'static str,
+}
+
+impl Bearer {
+    /// The caller of an `Authorization` header value, or the HTTP status
+    /// (401, 403) and what to fix.
+    pub fn caller(&self, header: Option<&HeaderValue>) -> Result<Caller, (StatusCode, String)> {
+        caller(self.tokens.as_deref(), header, self.what)
+    }
+}
+
+/// [`Bearer::caller`] over `tokens`.
+pub fn caller(
+    tokens: Option<&Tokens>,
+    header: Option<&HeaderValue>,
+    what: &str,
+) -> Result<Caller, (StatusCode, String)> {
+    let Some(tokens) = tokens else {
+        return Ok(Caller::anonymous());
+    };
+    let unauthenticated = |m: &str| (StatusCode::UNAUTHORIZED, m.to_string());
+    let token = header
+        .ok_or_else(|| unauthenticated("no credentials: send `Authorization: Bearer <token>`"))?
+        .to_str()
+        .ok()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    let caller = tokens
+        .verify(token, SystemTime::now())
+        .map_err(|e| unauthenticated(&e.to_string()))?;
+    match caller.role {
+        Some(role) if role != Role::Agent => Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "a token with role {} cannot {what}: use one with role agent",
+                role.name()
+            ),
+        )),
+        _ => Ok(caller),
+    }
+}
+
+/// Middleware: leaves the request's [`Caller`] in its extensions, or
+/// answers 401/403 with what to fix. A peer past its failure budget, or a
+/// tenant past its request rate, gets 429 with `Retry-After` (seconds).
+pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: Next) -> Response {
+    match bearer.caller(req.headers().get(header::AUTHORIZATION)) {
+        Ok(caller) => {
+            // Only with tokens configured: an anonymous caller has no tenant
+            // to count against, as on the gRPC port.
+            if let (Some(rate), Some(_)) = (&bearer.rate, caller.role)
+                && let Err(Error::RateLimited {
+                    message,
+                    retry_after,
+                }) = rate.take(&caller.tenant)
+            {
+                return too_many(message, retry_after);
+            }
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err((StatusCode::UNAUTHORIZED, message)) => {
+            let peer = req.extensions().get::<Peer>().map(|p| p.0);
+            let over = bearer
+                .failures
+                .as_ref()
+                .and_then(|f| f.failed(peer, &message, Instant::now()).err());
+            match over {
+                Some(wait) => too_many(
+                    format!(
+                        "too many calls without a valid token from this address ({message}): \
+                         retry in {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                    wait,
+                ),
+                None => (StatusCode::UNAUTHORIZED, message).into_response(),
+            }
+        }
+        Err((status, message)) => (status, message).into_response(),
+    }
+}
+
+/// 429 with `message` and `Retry-After` in whole seconds, rounded up.
+fn too_many(message: String, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut r = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        auth::{TokenSpec, new_token},
+        metrics::Metrics,
+    };
+
+    fn tokens(role: Role) -> (Tokens, String) {
+        let token = new_token().unwrap();
+        let spec = TokenSpec {
+            role,
+            tenant: "acme".into(),
+            tools: None,
+            expires: None,
+            name: None,
+        };
+        (Tokens::parse(&spec.line(&token).unwrap()).unwrap(), token)
+    }
+
+    #[test]
+    fn agent_tokens_pass_and_others_are_told_what_to_send() {
+        assert_eq!(&*caller(None, None, "x").unwrap().tenant, "");
+        let (agents, token) = tokens(Role::Agent);
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        assert_eq!(
+            &*caller(Some(&agents), Some(&bearer), "x").unwrap().tenant,
+            "acme"
+        );
+        let (status, message) = caller(Some(&agents), None, "x").unwrap_err();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(message.contains("Authorization: Bearer"), "{message}");
+        let basic = HeaderValue::from_static("Basic abc");
+        assert_eq!(
+            caller(Some(&agents), Some(&basic), "x").unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (workers, token) = tokens(Role::Worker);
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        let (status, message) =
+            caller(Some(&workers), Some(&bearer), "call MCP tools").unwrap_err();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            message.contains("cannot call MCP tools") && message.contains("role agent"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_calls_are_counted_and_throttled_per_peer() {
+        use axum::{body::Body, routing::get};
+        use tower::ServiceExt;
+
+        let (agents, _) = tokens(Role::Agent);
+        let bearer = Bearer {
+            tokens: Some(Arc::new(agents)),
+            // A budget of one failure a minute: the second is throttled.
+            failures: Some(Arc::new(FailedAuth::new(1, Arc::new(Metrics::default())))),
+            rate: None,
+            what: "call tools",
+        };
+        let app = axum::Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(bearer, authenticate));
+        let request = || {
+            let mut r = Request::new(Body::empty());
+            r.extensions_mut().insert(Peer(IpAddr::from([10, 0, 0, 9])));
+            r
+        };
+        let first = app.clone().oneshot(request()).await.unwrap();
+        assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+        let second = app.oneshot(request()).await.unwrap();
+        assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(second.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_past_its_request_rate_is_told_to_wait() {
+        use axum::{body::Body, routing::get};
+        use tower::ServiceExt;
+
+        let (agents, token) = tokens(Role::Agent);
+        let bearer = Bearer {
+            tokens: Some(Arc::new(agents)),
+            failures: None,
+            // One request a second: the second at once is refused.
+            rate: Some(TenantRate::new(1)),
+            what: "call tools",
+        };
+        let app = axum::Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(bearer, authenticate));
+        let request = || {
+            let mut r = Request::new(Body::empty());
+            r.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+            r
+        };
+        assert_eq!(
+            app.clone().oneshot(request()).await.unwrap().status(),
+            StatusCode::OK
+        );
+        let refused = app.oneshot(request()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    }
+}
