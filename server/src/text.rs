@@ -97,7 +97,8 @@ pub fn completion_message(c: &CompletionRecord, shown: Shown<'_>) -> String {
         (Outcome::Result(json), Shown::Preview { preview, budget }) => format!(
             "{head}) succeeded. Its result is {} bytes, more than the {budget} bytes this call \
              may show, so only a preview follows. If you need the rest, read the full result \
-             with ReadResult (task_id {}, in pages by byte offset). Preview: {preview}",
+             with the errand_read_result tool (ReadResult: task_id {}, in pages by byte \
+             offset). Preview: {preview}",
             json.len(),
             c.task_id
         ),
