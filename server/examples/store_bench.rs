@@ -192,6 +192,7 @@ fn task(session: &str) -> TaskRecord {
         finished_at: None,
         outcome: None,
         seq: 0,
+        retry_of: None,
     }
 }
 

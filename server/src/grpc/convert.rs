@@ -118,7 +118,7 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         // Set by the listings, which know the runner ([`super::listing`]).
         worker_id: String::new(),
         worker_name: String::new(),
-        retry_of: String::new(),
+        retry_of: task.retry_of.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 
@@ -181,6 +181,7 @@ pub fn submission(
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
         idempotency_key: req.idempotency_key,
+        retry_of: None,
     })
 }
 

@@ -95,6 +95,8 @@ pub struct TaskRecord {
     pub outcome: Option<Outcome>,
     /// Seq of the task's completion; 0 while unfinished.
     pub seq: u64,
+    /// The task this one retries (`RetryTask`); `None` for a submitted one.
+    pub retry_of: Option<Uuid>,
 }
 
 /// A tool call as an agent submits it.
@@ -108,6 +110,8 @@ pub struct Submission {
     pub timeout_ms: u64,
     /// Empty: none.
     pub idempotency_key: String,
+    /// The task this one retries; `None` for an agent's own call.
+    pub retry_of: Option<Uuid>,
 }
 
 /// What the store is told when a task ends.

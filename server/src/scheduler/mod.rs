@@ -267,6 +267,7 @@ impl Scheduler {
             finished_at: None,
             outcome: None,
             seq: 0,
+            retry_of: sub.retry_of,
         };
         if let Placement::Here(state) = placement {
             task.state = state;

@@ -134,6 +134,7 @@ impl Scheduler {
             arguments_json: original.arguments.to_string(),
             timeout_ms: millis(original.timeout),
             idempotency_key: String::new(),
+            retry_of: Some(original.id),
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

@@ -213,6 +213,7 @@ mod tests {
             finished_at: None,
             outcome: None,
             seq: 0,
+            retry_of: None,
         };
         store.insert_task(&task).await.unwrap();
         let finish = Finish {

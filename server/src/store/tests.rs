@@ -66,6 +66,7 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         finished_at: None,
         outcome: None,
         seq: 0,
+        retry_of: None,
     }
 }
 
@@ -119,6 +120,7 @@ pub(super) fn assert_same_task(got: &TaskRecord, want: &TaskRecord) {
     assert_eq!(got.finished_at, want.finished_at);
     assert_eq!(got.outcome, want.outcome);
     assert_eq!(got.seq, want.seq);
+    assert_eq!(got.retry_of, want.retry_of);
 }
 
 async fn task_round_trips(store: &dyn Store) {
@@ -126,6 +128,13 @@ async fn task_round_trips(store: &dyn Store) {
     insert_new(store, &t).await;
     let got = store.get_task(t.id).await.unwrap().expect("stored");
     assert_same_task(&got, &t);
+    let retry = TaskRecord {
+        retry_of: Some(t.id),
+        ..task("s1", None, at(2))
+    };
+    insert_new(store, &retry).await;
+    let got = store.get_task(retry.id).await.unwrap().expect("stored");
+    assert_same_task(&got, &retry);
     assert!(store.get_task(Uuid::new_v4()).await.unwrap().is_none());
 }
 

@@ -61,6 +61,7 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         finished_at: None,
         outcome: None,
         seq: 0,
+        retry_of: None,
     };
     let id = task.id;
     assert!(st.enqueue(task));

@@ -59,6 +59,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at           timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (server_id, name)
     );",
+    // 2: the task a retry repeats (`RetryTask`); NULL for submitted tasks.
+    "ALTER TABLE errand_tasks ADD COLUMN retry_of uuid;",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

@@ -13,7 +13,7 @@ use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
 macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
-         attempts, started_at, finished_at, result, error_code, error_message, seq"
+         attempts, started_at, finished_at, result, error_code, error_message, seq, retry_of"
     };
 }
 pub(crate) use task_columns;
@@ -45,6 +45,8 @@ pub(crate) struct TaskRow {
     pub error_message: Option<String>,
     /// 0 until the task is finished.
     pub seq: i64,
+    /// `None` in rows from before it was stored.
+    pub retry_of: Option<Uuid>,
 }
 
 /// A stored row that does not decode: corrupt data or a bug. The message
@@ -86,6 +88,7 @@ impl TaskRow {
             finished_at: self.finished_at.map(time_from_i64),
             outcome,
             seq,
+            retry_of: self.retry_of,
         })
     }
 }
@@ -208,6 +211,7 @@ mod tests {
             error_code: None,
             error_message: None,
             seq,
+            retry_of: None,
         }
     }
 

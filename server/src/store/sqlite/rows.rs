@@ -47,8 +47,8 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
     conn.prepare_cached(
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
-             error_message, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             error_message, seq, retry_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         &task.id.as_bytes()[..],
@@ -66,6 +66,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         error_code,
         error_message,
         to_i64(task.seq),
+        task.retry_of.as_ref().map(|id| &id.as_bytes()[..]),
     ])?;
     Ok(Inserted::New)
 }
@@ -193,6 +194,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         error_code: row.get(12)?,
         error_message: row.get(13)?,
         seq: row.get(14)?,
+        retry_of: row.get::<_, Option<[u8; 16]>>(15)?.map(Uuid::from_bytes),
     }
     .decode()
     .map_err(bad_row)

@@ -45,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
         session  TEXT PRIMARY KEY,
         last_seq INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: the task a retry repeats (`RetryTask`); NULL for submitted tasks.
+    "ALTER TABLE tasks ADD COLUMN retry_of BLOB;",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.
