@@ -65,7 +65,7 @@ use crate::{
         Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
         TaskState, codes,
     },
-    sessions::SessionHub,
+    sessions::{Activity, ActivityKind, SessionHub},
     store::{Durable, Inserted, SharedStore},
     tools::{ToolSpec, ValidationPool},
 };
@@ -197,6 +197,7 @@ impl Scheduler {
             }
             let timer = self.arm_timer(d.id, d.attempt, d.timeout);
             st.set_timer(d.id, d.attempt, timer);
+            self.record_start(st, d.id, d.attempt);
             debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
         }
         if effects.wants_work {
@@ -205,6 +206,24 @@ impl Scheduler {
         if effects.running_ended {
             self.finisher.wake_drain();
         }
+    }
+
+    /// Tells the dashboard that attempt `attempt` of task `id` started.
+    fn record_start(&self, st: &State<Tokio>, id: Uuid, attempt: u32) {
+        let (Some(task), Some((worker_id, name))) = (st.task(id), st.runner(id)) else {
+            return;
+        };
+        self.hub.record(Activity {
+            kind: ActivityKind::Started {
+                attempt,
+                worker_id,
+                worker_name: name.to_string(),
+            },
+            task_id: id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            at: task.started_at.unwrap_or_else(SystemTime::now),
+        });
     }
 
     /// Takes a task out of the live state (see [`State::take`]), counting it
@@ -288,6 +307,13 @@ impl Scheduler {
         }
         debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
+        self.hub.record(Activity {
+            kind: ActivityKind::Submitted,
+            task_id: task.id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            at: task.created_at,
+        });
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
             Placement::Elsewhere => {
@@ -396,10 +422,18 @@ impl Scheduler {
         session: &SessionKey,
         up_to_seq: u64,
     ) -> Result<u64, Error> {
-        Ok(self
+        let removed = self
             .store
             .ack_completions(session.as_key(), up_to_seq)
-            .await?)
+            .await?;
+        self.hub.record(Activity {
+            kind: ActivityKind::Acked { up_to_seq },
+            task_id: Uuid::nil(),
+            session: session.as_arc().clone(),
+            tool: "".into(),
+            at: SystemTime::now(),
+        });
+        Ok(removed)
     }
 
     /// Adds a worker and its tools. Its commands (queued work first) arrive

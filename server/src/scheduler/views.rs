@@ -11,6 +11,7 @@ use crate::{
     error::Error,
     model::{SessionKey, Submission, TaskRecord, TaskState, ToolKey, millis},
     store::{Cursor, TaskQuery},
+    tools::ToolSpec,
 };
 
 pub use super::state::WorkerView;
@@ -57,6 +58,23 @@ impl Scheduler {
     /// This server's name in a shared store; "" for a single server.
     pub fn server_id(&self) -> &str {
         self.store.shared().map(|s| s.server_id()).unwrap_or("")
+    }
+
+    /// Queued and running tasks per tool key of every tenant, here.
+    pub fn depth_all(&self) -> HashMap<Arc<str>, (usize, usize)> {
+        self.lock().depth_all()
+    }
+
+    /// Unfinished tasks of the session key `session`, here.
+    pub fn pending(&self, session: &str) -> usize {
+        self.lock().pending(session)
+    }
+
+    /// Known tools of every tenant (see [`Self::list_tools`]), sorted by
+    /// tenant, then name.
+    pub fn list_tools_all(&self) -> Vec<(ToolSpec, u32)> {
+        let tenants = self.lock().tenants();
+        tenants.iter().flat_map(|t| self.list_tools(t)).collect()
     }
 
     /// Queued and running tasks per tool key of `tenant`, here.

@@ -1,16 +1,20 @@
 //! Per-session broadcast of committed completions.
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock},
 };
 
 use tokio::sync::broadcast;
 
+use super::Activity;
 use crate::model::CompletionRecord;
 
 /// Live completions buffered per watched session before slow readers lag
 /// (and fall back to the store).
 const LIVE_BUFFER: usize = 64;
+/// Task events buffered before the dashboard's slow readers lag (and
+/// reload their page).
+const ACTIVITY_BUFFER: usize = 1024;
 
 /// What a session's streams hear.
 #[derive(Clone, Debug)]
@@ -27,6 +31,18 @@ pub struct SessionHub {
     watchers: Mutex<HashMap<Arc<str>, broadcast::Sender<Wake>>>,
     /// Every completion committed here, for the dashboard's live events.
     all: broadcast::Sender<Arc<CompletionRecord>>,
+    /// Submits, starts, finishes and acks here, for the dashboard.
+    activity: broadcast::Sender<Arc<Activity>>,
+    /// Told of each [`Activity`] before it is broadcast, in the reporter's
+    /// task: what they keep is up to date when the RPC that caused it
+    /// returns.
+    sinks: RwLock<Vec<Arc<dyn ActivitySink>>>,
+}
+
+/// Keeps something from each [`Activity`]. Called with the scheduler's
+/// lock held: it must be quick and must not call the scheduler.
+pub trait ActivitySink: Send + Sync {
+    fn observe(&self, activity: &Activity);
 }
 
 impl Default for SessionHub {
@@ -34,6 +50,8 @@ impl Default for SessionHub {
         Self {
             watchers: Mutex::default(),
             all: broadcast::channel(LIVE_BUFFER).0,
+            activity: broadcast::channel(ACTIVITY_BUFFER).0,
+            sinks: RwLock::default(),
         }
     }
 }
@@ -68,6 +86,30 @@ impl SessionHub {
     /// receivers lose the oldest).
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<CompletionRecord>> {
         self.all.subscribe()
+    }
+
+    /// Tells the dashboard's followers what happened; never waits.
+    pub fn record(&self, activity: Activity) {
+        for sink in self.sinks.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            sink.observe(&activity);
+        }
+        if self.activity.receiver_count() > 0 {
+            let _ = self.activity.send(Arc::new(activity));
+        }
+    }
+
+    /// Adds a sink every later [`Activity`] is handed to.
+    pub fn add_sink(&self, sink: Arc<dyn ActivitySink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    /// A receiver of every [`Activity`] here from now on (lagging receivers
+    /// lose the oldest).
+    pub fn subscribe_activity(&self) -> broadcast::Receiver<Arc<Activity>> {
+        self.activity.subscribe()
     }
 
     /// Tells the session's streams that completions up to `seq` are readable.
