@@ -117,6 +117,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             arguments_json: args.args,
             timeout_ms: args.timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
+            ..Default::default()
         })
         .await?;
     if !args.wait {

@@ -49,9 +49,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             description: args.description,
             input_schema_json: args.schema,
             timeout_ms: args.timeout_ms,
-            workers: 0,
-            queued: 0,
-            running: 0,
+            ..Default::default()
         }],
         max_concurrency: args.concurrency,
         token: options.token.clone(),

@@ -231,6 +231,7 @@ impl Client {
     pub async fn cancel(&self, task_id: &str) -> Result<pb::Task, Error> {
         let req = pb::CancelTaskRequest {
             task_id: task_id.to_string(),
+            reason: String::new(),
         };
         Ok(self.rpc.clone().cancel_task(req).await?.into_inner())
     }

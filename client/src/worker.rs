@@ -141,6 +141,7 @@ async fn session(
                             task_id: task_id.clone(),
                             outcome: Some(outcome),
                             attempt,
+                            summary: String::new(),
                         };
                         let _ = out
                             .send(message(pb::worker_message::Kind::Result(result)))

@@ -9,7 +9,7 @@
 //
 // JSON texts: every field named *_json that the server accepts
 // (SubmitToolRequest.arguments_json, TaskResult.result_json,
-// Tool.input_schema_json) follows one rule: valid JSON within the field's size
+// Tool.input_schema_json, Progress.detail_json) follows one rule: valid JSON within the field's size
 // limit, strings of valid Unicode (a lone UTF-16 surrogate escape such as
 // "\ud800" is refused), and at most 128 levels of nested arrays and objects
 // ([[1]] is 2 levels). A submit or registration that breaks it gets
@@ -43,6 +43,124 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// How a completion reaches the model. The server resolves it at submit
+// (the submit's, else the tool's, else --default-delivery) and stamps it on
+// the task and its completion; the SDKs obey it.
+type DeliveryPolicy int32
+
+const (
+	// On a submit: the tool's policy. On a tool: the server's default.
+	DeliveryPolicy_DELIVERY_POLICY_UNSPECIFIED DeliveryPolicy = 0
+	// Delivered when the agent is idle (between turns), coalesced with other
+	// completions that arrive within a short window. The default.
+	DeliveryPolicy_DELIVERY_POLICY_WHEN_IDLE DeliveryPolicy = 1
+	// Delivered at once: if the agent is busy, through its interrupt hook when
+	// it has one, else at the next turn boundary.
+	DeliveryPolicy_DELIVERY_POLICY_INTERRUPT DeliveryPolicy = 2
+	// Never starts a turn: leads the next user message instead.
+	DeliveryPolicy_DELIVERY_POLICY_SILENT DeliveryPolicy = 3
+)
+
+// Enum value maps for DeliveryPolicy.
+var (
+	DeliveryPolicy_name = map[int32]string{
+		0: "DELIVERY_POLICY_UNSPECIFIED",
+		1: "DELIVERY_POLICY_WHEN_IDLE",
+		2: "DELIVERY_POLICY_INTERRUPT",
+		3: "DELIVERY_POLICY_SILENT",
+	}
+	DeliveryPolicy_value = map[string]int32{
+		"DELIVERY_POLICY_UNSPECIFIED": 0,
+		"DELIVERY_POLICY_WHEN_IDLE":   1,
+		"DELIVERY_POLICY_INTERRUPT":   2,
+		"DELIVERY_POLICY_SILENT":      3,
+	}
+)
+
+func (x DeliveryPolicy) Enum() *DeliveryPolicy {
+	p := new(DeliveryPolicy)
+	*p = x
+	return p
+}
+
+func (x DeliveryPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeliveryPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_errand_v1_errand_proto_enumTypes[0].Descriptor()
+}
+
+func (DeliveryPolicy) Type() protoreflect.EnumType {
+	return &file_errand_v1_errand_proto_enumTypes[0]
+}
+
+func (x DeliveryPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeliveryPolicy.Descriptor instead.
+func (DeliveryPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{0}
+}
+
+// Whether identical calls in flight share one run.
+type DedupPolicy int32
+
+const (
+	// On a submit: the tool's policy. On a tool: OFF.
+	DedupPolicy_DEDUP_POLICY_UNSPECIFIED DedupPolicy = 0
+	// Every submit runs the tool.
+	DedupPolicy_DEDUP_POLICY_OFF DedupPolicy = 1
+	// A submit with the same session, tool and canonical arguments (RFC 8785
+	// JSON canonicalization, so key order does not matter) as a task still
+	// QUEUED or RUNNING returns that task with SubmitToolResponse.joined set:
+	// one run, one completion. A finished task is never joined.
+	// idempotency_key is checked first.
+	DedupPolicy_DEDUP_POLICY_JOIN_IN_FLIGHT DedupPolicy = 2
+)
+
+// Enum value maps for DedupPolicy.
+var (
+	DedupPolicy_name = map[int32]string{
+		0: "DEDUP_POLICY_UNSPECIFIED",
+		1: "DEDUP_POLICY_OFF",
+		2: "DEDUP_POLICY_JOIN_IN_FLIGHT",
+	}
+	DedupPolicy_value = map[string]int32{
+		"DEDUP_POLICY_UNSPECIFIED":    0,
+		"DEDUP_POLICY_OFF":            1,
+		"DEDUP_POLICY_JOIN_IN_FLIGHT": 2,
+	}
+)
+
+func (x DedupPolicy) Enum() *DedupPolicy {
+	p := new(DedupPolicy)
+	*p = x
+	return p
+}
+
+func (x DedupPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DedupPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_errand_v1_errand_proto_enumTypes[1].Descriptor()
+}
+
+func (DedupPolicy) Type() protoreflect.EnumType {
+	return &file_errand_v1_errand_proto_enumTypes[1]
+}
+
+func (x DedupPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DedupPolicy.Descriptor instead.
+func (DedupPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{1}
+}
 
 type TaskStatus int32
 
@@ -91,11 +209,11 @@ func (x TaskStatus) String() string {
 }
 
 func (TaskStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_errand_v1_errand_proto_enumTypes[0].Descriptor()
+	return file_errand_v1_errand_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskStatus) Type() protoreflect.EnumType {
-	return &file_errand_v1_errand_proto_enumTypes[0]
+	return &file_errand_v1_errand_proto_enumTypes[2]
 }
 
 func (x TaskStatus) Number() protoreflect.EnumNumber {
@@ -104,7 +222,7 @@ func (x TaskStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus.Descriptor instead.
 func (TaskStatus) EnumDescriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{0}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{2}
 }
 
 // A tool that workers serve and agents call.
@@ -128,9 +246,27 @@ type Tool struct {
 	// not counted until a server claims them.
 	Queued uint32 `protobuf:"varint,6,opt,name=queued,proto3" json:"queued,omitempty"`
 	// Output only: tasks of the tool running on this server's workers.
-	Running       uint32 `protobuf:"varint,7,opt,name=running,proto3" json:"running,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Running uint32 `protobuf:"varint,7,opt,name=running,proto3" json:"running,omitempty"`
+	// (8 is the tool's queue_timeout_ms.)
+	// How completions of this tool's calls reach the model, when a submit does
+	// not say. UNSPECIFIED means the server's --default-delivery (WHEN_IDLE
+	// unless configured).
+	Delivery DeliveryPolicy `protobuf:"varint,9,opt,name=delivery,proto3,enum=errand.v1.DeliveryPolicy" json:"delivery,omitempty"`
+	// Whether identical calls in flight are joined, when a submit does not
+	// say. UNSPECIFIED means OFF.
+	Dedup DedupPolicy `protobuf:"varint,10,opt,name=dedup,proto3,enum=errand.v1.DedupPolicy" json:"dedup,omitempty"`
+	// Most bytes of result_json delivered inline on a completion, when a
+	// submit does not say. 0 means the server's --result-budget-bytes (16384
+	// by default); at most --max-result-budget-bytes. About 4 bytes per token.
+	ResultBudgetBytes uint64 `protobuf:"varint,11,opt,name=result_budget_bytes,json=resultBudgetBytes,proto3" json:"result_budget_bytes,omitempty"`
+	// What answers a call that ends FAILED or TIMED_OUT after its retries,
+	// when a submit does not say. Unset means no fallback.
+	Fallback *Fallback `protobuf:"bytes,12,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	// Whether a model may cancel this tool's calls itself (the SDKs'
+	// errand_cancel tool refuses otherwise). Does not limit CancelTask.
+	CancellableByModel bool `protobuf:"varint,13,opt,name=cancellable_by_model,json=cancellableByModel,proto3" json:"cancellable_by_model,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Tool) Reset() {
@@ -212,6 +348,346 @@ func (x *Tool) GetRunning() uint32 {
 	return 0
 }
 
+func (x *Tool) GetDelivery() DeliveryPolicy {
+	if x != nil {
+		return x.Delivery
+	}
+	return DeliveryPolicy_DELIVERY_POLICY_UNSPECIFIED
+}
+
+func (x *Tool) GetDedup() DedupPolicy {
+	if x != nil {
+		return x.Dedup
+	}
+	return DedupPolicy_DEDUP_POLICY_UNSPECIFIED
+}
+
+func (x *Tool) GetResultBudgetBytes() uint64 {
+	if x != nil {
+		return x.ResultBudgetBytes
+	}
+	return 0
+}
+
+func (x *Tool) GetFallback() *Fallback {
+	if x != nil {
+		return x.Fallback
+	}
+	return nil
+}
+
+func (x *Tool) GetCancellableByModel() bool {
+	if x != nil {
+		return x.CancellableByModel
+	}
+	return false
+}
+
+// What answers a call that ended FAILED or TIMED_OUT after its retries. Never
+// used for CANCELLED, and one hop only: a fallback's own failure is final.
+type Fallback struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Fallback_Tool
+	//	*Fallback_LastGoodMaxAgeMs
+	Kind          isFallback_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fallback) Reset() {
+	*x = Fallback{}
+	mi := &file_errand_v1_errand_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fallback) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fallback) ProtoMessage() {}
+
+func (x *Fallback) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fallback.ProtoReflect.Descriptor instead.
+func (*Fallback) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Fallback) GetKind() isFallback_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Fallback) GetTool() string {
+	if x != nil {
+		if x, ok := x.Kind.(*Fallback_Tool); ok {
+			return x.Tool
+		}
+	}
+	return ""
+}
+
+func (x *Fallback) GetLastGoodMaxAgeMs() uint64 {
+	if x != nil {
+		if x, ok := x.Kind.(*Fallback_LastGoodMaxAgeMs); ok {
+			return x.LastGoodMaxAgeMs
+		}
+	}
+	return 0
+}
+
+type isFallback_Kind interface {
+	isFallback_Kind()
+}
+
+type Fallback_Tool struct {
+	// Run this tool (same tenant, not the tool itself) with the same
+	// arguments; its outcome becomes the call's.
+	Tool string `protobuf:"bytes,1,opt,name=tool,proto3,oneof"`
+}
+
+type Fallback_LastGoodMaxAgeMs struct {
+	// Answer with the session's last SUCCEEDED result of the same tool and
+	// canonical arguments, if it finished at most this many milliseconds ago.
+	LastGoodMaxAgeMs uint64 `protobuf:"varint,2,opt,name=last_good_max_age_ms,json=lastGoodMaxAgeMs,proto3,oneof"`
+}
+
+func (*Fallback_Tool) isFallback_Kind() {}
+
+func (*Fallback_LastGoodMaxAgeMs) isFallback_Kind() {}
+
+// Set on a completion that a fallback answered.
+type FallbackUsed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How the call itself ended: FAILED or TIMED_OUT.
+	PrimaryStatus TaskStatus `protobuf:"varint,1,opt,name=primary_status,json=primaryStatus,proto3,enum=errand.v1.TaskStatus" json:"primary_status,omitempty"`
+	// Why it did not succeed.
+	PrimaryError *ToolError `protobuf:"bytes,2,opt,name=primary_error,json=primaryError,proto3" json:"primary_error,omitempty"`
+	// The fallback tool that ran; empty when a last-good result answered.
+	Tool string `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Age of the last-good result in milliseconds (from its completion to this
+	// one); 0 when a fallback tool answered.
+	LastGoodAgeMs uint64 `protobuf:"varint,4,opt,name=last_good_age_ms,json=lastGoodAgeMs,proto3" json:"last_good_age_ms,omitempty"`
+	// The task whose result answered: the fallback tool's run, or the earlier
+	// task whose result was reused.
+	TaskId        string `protobuf:"bytes,5,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FallbackUsed) Reset() {
+	*x = FallbackUsed{}
+	mi := &file_errand_v1_errand_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FallbackUsed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FallbackUsed) ProtoMessage() {}
+
+func (x *FallbackUsed) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FallbackUsed.ProtoReflect.Descriptor instead.
+func (*FallbackUsed) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FallbackUsed) GetPrimaryStatus() TaskStatus {
+	if x != nil {
+		return x.PrimaryStatus
+	}
+	return TaskStatus_TASK_STATUS_UNSPECIFIED
+}
+
+func (x *FallbackUsed) GetPrimaryError() *ToolError {
+	if x != nil {
+		return x.PrimaryError
+	}
+	return nil
+}
+
+func (x *FallbackUsed) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *FallbackUsed) GetLastGoodAgeMs() uint64 {
+	if x != nil {
+		return x.LastGoodAgeMs
+	}
+	return 0
+}
+
+func (x *FallbackUsed) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+// A running task's progress, as its worker reported it. Workers send it in
+// WorkerMessage.progress filling task_id, attempt, progress, total, message
+// and detail_json; the server fills the rest. Not durable: kept in memory
+// for the task's current run only.
+type Progress struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Output only: the task's tool.
+	Tool string `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Output only: 1 for the task's first progress report, then rising; never
+	// reused within a task, across attempts too.
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// Work done so far, in the tool's own unit (0 when unknown).
+	Progress float64 `protobuf:"fixed64,4,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Total work in the same unit; 0 when unknown.
+	Total float64 `protobuf:"fixed64,5,opt,name=total,proto3" json:"total,omitempty"`
+	// A short human-readable status, at most 1 KiB (longer is cut).
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// Optional JSON text (the JSON rule above, at most 64 KiB) the tool can
+	// resume from: a lost worker's last detail reaches the next attempt as
+	// Assignment.resume_detail_json.
+	DetailJson string `protobuf:"bytes,7,opt,name=detail_json,json=detailJson,proto3" json:"detail_json,omitempty"`
+	// Output only: milliseconds from submit to this report.
+	ElapsedMs uint64 `protobuf:"varint,8,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	// Output only: the task's session.
+	SessionId string `protobuf:"bytes,9,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The attempt this report belongs to; 0 means the current one. Reports
+	// for an attempt that is no longer current are ignored.
+	Attempt       uint32 `protobuf:"varint,10,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Progress) Reset() {
+	*x = Progress{}
+	mi := &file_errand_v1_errand_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Progress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Progress) ProtoMessage() {}
+
+func (x *Progress) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Progress.ProtoReflect.Descriptor instead.
+func (*Progress) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Progress) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *Progress) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *Progress) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Progress) GetProgress() float64 {
+	if x != nil {
+		return x.Progress
+	}
+	return 0
+}
+
+func (x *Progress) GetTotal() float64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *Progress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Progress) GetDetailJson() string {
+	if x != nil {
+		return x.DetailJson
+	}
+	return ""
+}
+
+func (x *Progress) GetElapsedMs() uint64 {
+	if x != nil {
+		return x.ElapsedMs
+	}
+	return 0
+}
+
+func (x *Progress) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Progress) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 type ListToolsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Most tools to return in one response; 0 means no count limit. Either
@@ -227,7 +703,7 @@ type ListToolsRequest struct {
 
 func (x *ListToolsRequest) Reset() {
 	*x = ListToolsRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[1]
+	mi := &file_errand_v1_errand_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +715,7 @@ func (x *ListToolsRequest) String() string {
 func (*ListToolsRequest) ProtoMessage() {}
 
 func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[1]
+	mi := &file_errand_v1_errand_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +728,7 @@ func (x *ListToolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsRequest.ProtoReflect.Descriptor instead.
 func (*ListToolsRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{1}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListToolsRequest) GetPageSize() uint32 {
@@ -282,7 +758,7 @@ type ListToolsResponse struct {
 
 func (x *ListToolsResponse) Reset() {
 	*x = ListToolsResponse{}
-	mi := &file_errand_v1_errand_proto_msgTypes[2]
+	mi := &file_errand_v1_errand_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +770,7 @@ func (x *ListToolsResponse) String() string {
 func (*ListToolsResponse) ProtoMessage() {}
 
 func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[2]
+	mi := &file_errand_v1_errand_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +783,7 @@ func (x *ListToolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListToolsResponse.ProtoReflect.Descriptor instead.
 func (*ListToolsResponse) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{2}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListToolsResponse) GetTools() []*Tool {
@@ -339,13 +815,28 @@ type SubmitToolRequest struct {
 	// Optional. A retried submit with the same key in the same session returns
 	// the task of the first submit instead of running the tool again.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// (6 is the call's queue_timeout_ms.)
+	// How this call's completion reaches the model; UNSPECIFIED means the
+	// tool's policy, then the server's default.
+	Delivery DeliveryPolicy `protobuf:"varint,7,opt,name=delivery,proto3,enum=errand.v1.DeliveryPolicy" json:"delivery,omitempty"`
+	// Whether this call joins an identical call in flight; UNSPECIFIED means
+	// the tool's policy (OFF by default).
+	Dedup DedupPolicy `protobuf:"varint,8,opt,name=dedup,proto3,enum=errand.v1.DedupPolicy" json:"dedup,omitempty"`
+	// Most bytes of result_json delivered inline; 0 means the tool's budget,
+	// then --result-budget-bytes. Above --max-result-budget-bytes:
+	// INVALID_ARGUMENT.
+	ResultBudgetBytes uint64 `protobuf:"varint,9,opt,name=result_budget_bytes,json=resultBudgetBytes,proto3" json:"result_budget_bytes,omitempty"`
+	// What answers this call if it fails or times out; unset means the tool's.
+	// A fallback tool that is unknown: NOT_FOUND; the call's own tool:
+	// INVALID_ARGUMENT.
+	Fallback      *Fallback `protobuf:"bytes,10,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitToolRequest) Reset() {
 	*x = SubmitToolRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[3]
+	mi := &file_errand_v1_errand_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +848,7 @@ func (x *SubmitToolRequest) String() string {
 func (*SubmitToolRequest) ProtoMessage() {}
 
 func (x *SubmitToolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[3]
+	mi := &file_errand_v1_errand_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +861,7 @@ func (x *SubmitToolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitToolRequest.ProtoReflect.Descriptor instead.
 func (*SubmitToolRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{3}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitToolRequest) GetSessionId() string {
@@ -408,6 +899,34 @@ func (x *SubmitToolRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *SubmitToolRequest) GetDelivery() DeliveryPolicy {
+	if x != nil {
+		return x.Delivery
+	}
+	return DeliveryPolicy_DELIVERY_POLICY_UNSPECIFIED
+}
+
+func (x *SubmitToolRequest) GetDedup() DedupPolicy {
+	if x != nil {
+		return x.Dedup
+	}
+	return DedupPolicy_DEDUP_POLICY_UNSPECIFIED
+}
+
+func (x *SubmitToolRequest) GetResultBudgetBytes() uint64 {
+	if x != nil {
+		return x.ResultBudgetBytes
+	}
+	return 0
+}
+
+func (x *SubmitToolRequest) GetFallback() *Fallback {
+	if x != nil {
+		return x.Fallback
+	}
+	return nil
+}
+
 type SubmitToolResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUID of the new task.
@@ -420,14 +939,18 @@ type SubmitToolResponse struct {
 	Task *Task `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
 	// True when idempotency_key matched an earlier submit and no new task was
 	// created.
-	Deduplicated  bool `protobuf:"varint,4,opt,name=deduplicated,proto3" json:"deduplicated,omitempty"`
+	Deduplicated bool `protobuf:"varint,4,opt,name=deduplicated,proto3" json:"deduplicated,omitempty"`
+	// True when the call joined an identical call in flight
+	// (DEDUP_POLICY_JOIN_IN_FLIGHT): task_id is that call's, and ack says it
+	// is already running.
+	Joined        bool `protobuf:"varint,5,opt,name=joined,proto3" json:"joined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitToolResponse) Reset() {
 	*x = SubmitToolResponse{}
-	mi := &file_errand_v1_errand_proto_msgTypes[4]
+	mi := &file_errand_v1_errand_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +962,7 @@ func (x *SubmitToolResponse) String() string {
 func (*SubmitToolResponse) ProtoMessage() {}
 
 func (x *SubmitToolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[4]
+	mi := &file_errand_v1_errand_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +975,7 @@ func (x *SubmitToolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitToolResponse.ProtoReflect.Descriptor instead.
 func (*SubmitToolResponse) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{4}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitToolResponse) GetTaskId() string {
@@ -483,6 +1006,13 @@ func (x *SubmitToolResponse) GetDeduplicated() bool {
 	return false
 }
 
+func (x *SubmitToolResponse) GetJoined() bool {
+	if x != nil {
+		return x.Joined
+	}
+	return false
+}
+
 type CompletionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session to follow.
@@ -497,7 +1027,7 @@ type CompletionsRequest struct {
 
 func (x *CompletionsRequest) Reset() {
 	*x = CompletionsRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[5]
+	mi := &file_errand_v1_errand_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +1039,7 @@ func (x *CompletionsRequest) String() string {
 func (*CompletionsRequest) ProtoMessage() {}
 
 func (x *CompletionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[5]
+	mi := &file_errand_v1_errand_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +1052,7 @@ func (x *CompletionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompletionsRequest.ProtoReflect.Descriptor instead.
 func (*CompletionsRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{5}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompletionsRequest) GetSessionId() string {
@@ -561,15 +1091,28 @@ type Completion struct {
 	Attempts uint32 `protobuf:"varint,10,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// Text for the model: names the task ID and tool and carries the result or
 	// the error.
-	Message       string                 `protobuf:"bytes,11,opt,name=message,proto3" json:"message,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message     string                 `protobuf:"bytes,11,opt,name=message,proto3" json:"message,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// How this completion should reach the model, as resolved at submit.
+	Delivery DeliveryPolicy `protobuf:"varint,13,opt,name=delivery,proto3,enum=errand.v1.DeliveryPolicy" json:"delivery,omitempty"`
+	// True when the result was larger than the task's result budget: the
+	// outcome's result_json is empty (the full text is read with ReadResult)
+	// and result_preview holds the worker's summary or the result's head and
+	// tail, within the budget.
+	ResultTruncated bool `protobuf:"varint,14,opt,name=result_truncated,json=resultTruncated,proto3" json:"result_truncated,omitempty"`
+	// Size of the full result_json in bytes (also when not truncated).
+	ResultBytes uint64 `protobuf:"varint,15,opt,name=result_bytes,json=resultBytes,proto3" json:"result_bytes,omitempty"`
+	// When result_truncated: a preview within the budget. Empty otherwise.
+	ResultPreview string `protobuf:"bytes,16,opt,name=result_preview,json=resultPreview,proto3" json:"result_preview,omitempty"`
+	// Set when a fallback answered; the outcome is then the fallback's.
+	Fallback      *FallbackUsed `protobuf:"bytes,17,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Completion) Reset() {
 	*x = Completion{}
-	mi := &file_errand_v1_errand_proto_msgTypes[6]
+	mi := &file_errand_v1_errand_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +1124,7 @@ func (x *Completion) String() string {
 func (*Completion) ProtoMessage() {}
 
 func (x *Completion) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[6]
+	mi := &file_errand_v1_errand_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +1137,7 @@ func (x *Completion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Completion.ProtoReflect.Descriptor instead.
 func (*Completion) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{6}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Completion) GetSeq() uint64 {
@@ -692,6 +1235,41 @@ func (x *Completion) GetCompletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Completion) GetDelivery() DeliveryPolicy {
+	if x != nil {
+		return x.Delivery
+	}
+	return DeliveryPolicy_DELIVERY_POLICY_UNSPECIFIED
+}
+
+func (x *Completion) GetResultTruncated() bool {
+	if x != nil {
+		return x.ResultTruncated
+	}
+	return false
+}
+
+func (x *Completion) GetResultBytes() uint64 {
+	if x != nil {
+		return x.ResultBytes
+	}
+	return 0
+}
+
+func (x *Completion) GetResultPreview() string {
+	if x != nil {
+		return x.ResultPreview
+	}
+	return ""
+}
+
+func (x *Completion) GetFallback() *FallbackUsed {
+	if x != nil {
+		return x.Fallback
+	}
+	return nil
+}
+
 type isCompletion_Outcome interface {
 	isCompletion_Outcome()
 }
@@ -710,6 +1288,444 @@ func (*Completion_ResultJson) isCompletion_Outcome() {}
 
 func (*Completion_Error) isCompletion_Outcome() {}
 
+type SessionEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session to follow.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// As CompletionsRequest.after_seq.
+	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// Also stream running tasks' progress.
+	IncludeProgress bool `protobuf:"varint,3,opt,name=include_progress,json=includeProgress,proto3" json:"include_progress,omitempty"`
+	// Leave result_json off every completion (result_bytes still says how
+	// large it is); read it with ReadResult.
+	ResultsByReference bool `protobuf:"varint,4,opt,name=results_by_reference,json=resultsByReference,proto3" json:"results_by_reference,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SessionEventsRequest) Reset() {
+	*x = SessionEventsRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEventsRequest) ProtoMessage() {}
+
+func (x *SessionEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEventsRequest.ProtoReflect.Descriptor instead.
+func (*SessionEventsRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SessionEventsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SessionEventsRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *SessionEventsRequest) GetIncludeProgress() bool {
+	if x != nil {
+		return x.IncludeProgress
+	}
+	return false
+}
+
+func (x *SessionEventsRequest) GetResultsByReference() bool {
+	if x != nil {
+		return x.ResultsByReference
+	}
+	return false
+}
+
+// One event of a session.
+type SessionEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*SessionEvent_Completion
+	//	*SessionEvent_Progress
+	Event         isSessionEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEvent) Reset() {
+	*x = SessionEvent{}
+	mi := &file_errand_v1_errand_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEvent) ProtoMessage() {}
+
+func (x *SessionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
+func (*SessionEvent) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SessionEvent) GetEvent() isSessionEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *SessionEvent) GetCompletion() *Completion {
+	if x != nil {
+		if x, ok := x.Event.(*SessionEvent_Completion); ok {
+			return x.Completion
+		}
+	}
+	return nil
+}
+
+func (x *SessionEvent) GetProgress() *Progress {
+	if x != nil {
+		if x, ok := x.Event.(*SessionEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+type isSessionEvent_Event interface {
+	isSessionEvent_Event()
+}
+
+type SessionEvent_Completion struct {
+	Completion *Completion `protobuf:"bytes,1,opt,name=completion,proto3,oneof"`
+}
+
+type SessionEvent_Progress struct {
+	Progress *Progress `protobuf:"bytes,2,opt,name=progress,proto3,oneof"`
+}
+
+func (*SessionEvent_Completion) isSessionEvent_Event() {}
+
+func (*SessionEvent_Progress) isSessionEvent_Event() {}
+
+type PendingDigestRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Most bytes of text; 0 means 4096. Tasks beyond it are counted, not
+	// listed.
+	MaxBytes      uint64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingDigestRequest) Reset() {
+	*x = PendingDigestRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingDigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingDigestRequest) ProtoMessage() {}
+
+func (x *PendingDigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingDigestRequest.ProtoReflect.Descriptor instead.
+func (*PendingDigestRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PendingDigestRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *PendingDigestRequest) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type PendingDigestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's QUEUED and RUNNING tasks, oldest first (at most 100), each
+	// with its latest progress.
+	Pending []*Task `protobuf:"bytes,1,rep,name=pending,proto3" json:"pending,omitempty"`
+	// The seq of the session's last completion; 0 when none.
+	LastSeq uint64 `protobuf:"varint,2,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// The highest seq acknowledged with AckCompletions.
+	AckedSeq uint64 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// For the model: the pending calls (tool, short arguments, state, time so
+	// far, latest progress) and how many results are unacknowledged. Empty when
+	// nothing is pending and everything is acknowledged. At most max_bytes.
+	Text string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// Completions with seq > acked_seq.
+	Unacknowledged uint64 `protobuf:"varint,5,opt,name=unacknowledged,proto3" json:"unacknowledged,omitempty"`
+	// Unfinished tasks in all (pending may list fewer).
+	PendingCount  uint64 `protobuf:"varint,6,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingDigestResponse) Reset() {
+	*x = PendingDigestResponse{}
+	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingDigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingDigestResponse) ProtoMessage() {}
+
+func (x *PendingDigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingDigestResponse.ProtoReflect.Descriptor instead.
+func (*PendingDigestResponse) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PendingDigestResponse) GetPending() []*Task {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *PendingDigestResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *PendingDigestResponse) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *PendingDigestResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *PendingDigestResponse) GetUnacknowledged() uint64 {
+	if x != nil {
+		return x.Unacknowledged
+	}
+	return 0
+}
+
+func (x *PendingDigestResponse) GetPendingCount() uint64 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+type ReadResultRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Byte offset into the result's UTF-8 text.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Most bytes to return; 0 means 65536; at most the server's message limit
+	// less 1 KiB. A chunk may be up to 3 bytes shorter so as to end on a
+	// character boundary.
+	MaxBytes      uint64 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResultRequest) Reset() {
+	*x = ReadResultRequest{}
+	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResultRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResultRequest) ProtoMessage() {}
+
+func (x *ReadResultRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResultRequest.ProtoReflect.Descriptor instead.
+func (*ReadResultRequest) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReadResultRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ReadResultRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadResultRequest) GetMaxBytes() uint64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type ResultChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bytes [offset, offset + len(data)) of the result text.
+	Data   string `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Size of the whole result text in bytes.
+	TotalBytes uint64 `protobuf:"varint,3,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	// True when this chunk reaches the end.
+	Eof           bool `protobuf:"varint,4,opt,name=eof,proto3" json:"eof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultChunk) Reset() {
+	*x = ResultChunk{}
+	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultChunk) ProtoMessage() {}
+
+func (x *ResultChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultChunk.ProtoReflect.Descriptor instead.
+func (*ResultChunk) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ResultChunk) GetData() string {
+	if x != nil {
+		return x.Data
+	}
+	return ""
+}
+
+func (x *ResultChunk) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ResultChunk) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *ResultChunk) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
 type GetTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -719,7 +1735,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[7]
+	mi := &file_errand_v1_errand_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +1747,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[7]
+	mi := &file_errand_v1_errand_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +1760,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{7}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetTaskRequest) GetTaskId() string {
@@ -755,15 +1771,18 @@ func (x *GetTaskRequest) GetTaskId() string {
 }
 
 type CancelTaskRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Why, at most 1 KiB: it reaches the worker (CancelAssignment.reason) and
+	// the completion's message.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[8]
+	mi := &file_errand_v1_errand_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1794,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[8]
+	mi := &file_errand_v1_errand_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,12 +1807,19 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{8}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelTaskRequest) GetTaskId() string {
 	if x != nil {
 		return x.TaskId
+	}
+	return ""
+}
+
+func (x *CancelTaskRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -809,7 +1835,7 @@ type AckCompletionsRequest struct {
 
 func (x *AckCompletionsRequest) Reset() {
 	*x = AckCompletionsRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[9]
+	mi := &file_errand_v1_errand_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +1847,7 @@ func (x *AckCompletionsRequest) String() string {
 func (*AckCompletionsRequest) ProtoMessage() {}
 
 func (x *AckCompletionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[9]
+	mi := &file_errand_v1_errand_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +1860,7 @@ func (x *AckCompletionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckCompletionsRequest.ProtoReflect.Descriptor instead.
 func (*AckCompletionsRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{9}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AckCompletionsRequest) GetSessionId() string {
@@ -854,14 +1880,18 @@ func (x *AckCompletionsRequest) GetUpToSeq() uint64 {
 type AckCompletionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How many completions were removed by this call.
-	Removed       uint64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	Removed uint64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	// The session's acknowledged seq after this call. Acknowledgement is
+	// monotonic: a lower up_to_seq changes nothing. Beyond the session's last
+	// seq: OUT_OF_RANGE.
+	AckedSeq      uint64 `protobuf:"varint,2,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AckCompletionsResponse) Reset() {
 	*x = AckCompletionsResponse{}
-	mi := &file_errand_v1_errand_proto_msgTypes[10]
+	mi := &file_errand_v1_errand_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1903,7 @@ func (x *AckCompletionsResponse) String() string {
 func (*AckCompletionsResponse) ProtoMessage() {}
 
 func (x *AckCompletionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[10]
+	mi := &file_errand_v1_errand_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,12 +1916,19 @@ func (x *AckCompletionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckCompletionsResponse.ProtoReflect.Descriptor instead.
 func (*AckCompletionsResponse) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{10}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AckCompletionsResponse) GetRemoved() uint64 {
 	if x != nil {
 		return x.Removed
+	}
+	return 0
+}
+
+func (x *AckCompletionsResponse) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
 	}
 	return 0
 }
@@ -930,14 +1967,19 @@ type Task struct {
 	WorkerName string `protobuf:"bytes,17,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
 	// The task this one retries (RetryTask); empty for a task submitted with
 	// SubmitTool.
-	RetryOf       string `protobuf:"bytes,18,opt,name=retry_of,json=retryOf,proto3" json:"retry_of,omitempty"`
+	RetryOf string `protobuf:"bytes,18,opt,name=retry_of,json=retryOf,proto3" json:"retry_of,omitempty"`
+	// How its completion reaches the model, as resolved at submit.
+	Delivery DeliveryPolicy `protobuf:"varint,19,opt,name=delivery,proto3,enum=errand.v1.DeliveryPolicy" json:"delivery,omitempty"`
+	// The latest progress of the current run; unset when none (or after a
+	// restart, since progress is not stored).
+	Progress      *Progress `protobuf:"bytes,20,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_errand_v1_errand_proto_msgTypes[11]
+	mi := &file_errand_v1_errand_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1991,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[11]
+	mi := &file_errand_v1_errand_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +2004,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{11}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Task) GetTaskId() string {
@@ -1102,6 +2144,20 @@ func (x *Task) GetRetryOf() string {
 	return ""
 }
 
+func (x *Task) GetDelivery() DeliveryPolicy {
+	if x != nil {
+		return x.Delivery
+	}
+	return DeliveryPolicy_DELIVERY_POLICY_UNSPECIFIED
+}
+
+func (x *Task) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 type isTask_Outcome interface {
 	isTask_Outcome()
 }
@@ -1141,7 +2197,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	mi := &file_errand_v1_errand_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +2209,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[12]
+	mi := &file_errand_v1_errand_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +2222,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{12}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTasksRequest) GetSessionId() string {
@@ -1223,7 +2279,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	mi := &file_errand_v1_errand_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +2291,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[13]
+	mi := &file_errand_v1_errand_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +2304,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{13}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1275,7 +2331,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	mi := &file_errand_v1_errand_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +2343,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[14]
+	mi := &file_errand_v1_errand_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +2356,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{14}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListWorkersRequest) GetTool() string {
@@ -1319,7 +2375,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	mi := &file_errand_v1_errand_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +2387,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[15]
+	mi := &file_errand_v1_errand_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +2400,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{15}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1380,7 +2436,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_errand_v1_errand_proto_msgTypes[16]
+	mi := &file_errand_v1_errand_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +2448,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[16]
+	mi := &file_errand_v1_errand_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +2461,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{16}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WorkerInfo) GetWorkerId() string {
@@ -1481,7 +2537,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[17]
+	mi := &file_errand_v1_errand_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +2549,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[17]
+	mi := &file_errand_v1_errand_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +2562,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{17}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelTasksRequest) GetSessionId() string {
@@ -1547,7 +2603,7 @@ type CancelTasksResponse struct {
 
 func (x *CancelTasksResponse) Reset() {
 	*x = CancelTasksResponse{}
-	mi := &file_errand_v1_errand_proto_msgTypes[18]
+	mi := &file_errand_v1_errand_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +2615,7 @@ func (x *CancelTasksResponse) String() string {
 func (*CancelTasksResponse) ProtoMessage() {}
 
 func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[18]
+	mi := &file_errand_v1_errand_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +2628,7 @@ func (x *CancelTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksResponse.ProtoReflect.Descriptor instead.
 func (*CancelTasksResponse) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{18}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelTasksResponse) GetCancelled() uint64 {
@@ -1592,7 +2648,7 @@ type RetryTaskRequest struct {
 
 func (x *RetryTaskRequest) Reset() {
 	*x = RetryTaskRequest{}
-	mi := &file_errand_v1_errand_proto_msgTypes[19]
+	mi := &file_errand_v1_errand_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +2660,7 @@ func (x *RetryTaskRequest) String() string {
 func (*RetryTaskRequest) ProtoMessage() {}
 
 func (x *RetryTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[19]
+	mi := &file_errand_v1_errand_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +2673,7 @@ func (x *RetryTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryTaskRequest.ProtoReflect.Descriptor instead.
 func (*RetryTaskRequest) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{19}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetryTaskRequest) GetTaskId() string {
@@ -1643,7 +2699,7 @@ type ToolError struct {
 
 func (x *ToolError) Reset() {
 	*x = ToolError{}
-	mi := &file_errand_v1_errand_proto_msgTypes[20]
+	mi := &file_errand_v1_errand_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +2711,7 @@ func (x *ToolError) String() string {
 func (*ToolError) ProtoMessage() {}
 
 func (x *ToolError) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[20]
+	mi := &file_errand_v1_errand_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +2724,7 @@ func (x *ToolError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolError.ProtoReflect.Descriptor instead.
 func (*ToolError) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{20}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ToolError) GetCode() string {
@@ -1693,6 +2749,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Register
 	//	*WorkerMessage_Result
 	//	*WorkerMessage_Heartbeat
+	//	*WorkerMessage_Progress
 	Kind          isWorkerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1700,7 +2757,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_errand_v1_errand_proto_msgTypes[21]
+	mi := &file_errand_v1_errand_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +2769,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[21]
+	mi := &file_errand_v1_errand_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +2782,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{21}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WorkerMessage) GetKind() isWorkerMessage_Kind {
@@ -1762,6 +2819,15 @@ func (x *WorkerMessage) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *WorkerMessage) GetProgress() *Progress {
+	if x != nil {
+		if x, ok := x.Kind.(*WorkerMessage_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Kind interface {
 	isWorkerMessage_Kind()
 }
@@ -1779,11 +2845,19 @@ type WorkerMessage_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,3,opt,name=heartbeat,proto3,oneof"`
 }
 
+type WorkerMessage_Progress struct {
+	// A running task's progress. For a task this worker does not hold, or
+	// that has ended, it is ignored (and logged); the worker stays.
+	Progress *Progress `protobuf:"bytes,4,opt,name=progress,proto3,oneof"`
+}
+
 func (*WorkerMessage_Register) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Result) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Kind() {}
+
+func (*WorkerMessage_Progress) isWorkerMessage_Kind() {}
 
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1800,7 +2874,7 @@ type Register struct {
 
 func (x *Register) Reset() {
 	*x = Register{}
-	mi := &file_errand_v1_errand_proto_msgTypes[22]
+	mi := &file_errand_v1_errand_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +2886,7 @@ func (x *Register) String() string {
 func (*Register) ProtoMessage() {}
 
 func (x *Register) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[22]
+	mi := &file_errand_v1_errand_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +2899,7 @@ func (x *Register) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Register.ProtoReflect.Descriptor instead.
 func (*Register) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{22}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Register) GetWorkerName() string {
@@ -1859,14 +2933,18 @@ type TaskResult struct {
 	Outcome isTaskResult_Outcome `protobuf_oneof:"outcome"`
 	// The attempt of the Assignment this answers; 0 means the current one.
 	// A result for an attempt that is no longer current is ignored.
-	Attempt       uint32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt uint32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Optional: a short summary of the result for the model, at most the
+	// task's result budget; used as the preview when the result is too large
+	// to deliver inline.
+	Summary       string `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_errand_v1_errand_proto_msgTypes[23]
+	mi := &file_errand_v1_errand_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +2956,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[23]
+	mi := &file_errand_v1_errand_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +2969,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{23}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskResult) GetTaskId() string {
@@ -1933,6 +3011,13 @@ func (x *TaskResult) GetAttempt() uint32 {
 	return 0
 }
 
+func (x *TaskResult) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
 type isTaskResult_Outcome interface {
 	isTaskResult_Outcome()
 }
@@ -1961,7 +3046,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_errand_v1_errand_proto_msgTypes[24]
+	mi := &file_errand_v1_errand_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +3058,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[24]
+	mi := &file_errand_v1_errand_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +3071,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{24}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{33}
 }
 
 // Server -> worker.
@@ -2004,7 +3089,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_errand_v1_errand_proto_msgTypes[25]
+	mi := &file_errand_v1_errand_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +3101,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[25]
+	mi := &file_errand_v1_errand_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +3114,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{25}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WorkerCommand) GetKind() isWorkerCommand_Kind {
@@ -2098,7 +3183,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_errand_v1_errand_proto_msgTypes[26]
+	mi := &file_errand_v1_errand_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +3195,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[26]
+	mi := &file_errand_v1_errand_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +3208,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{26}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Registered) GetWorkerId() string {
@@ -2145,14 +3230,17 @@ type Assignment struct {
 	// task_id + attempt to stay idempotent.
 	Attempt uint32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// The server times the task out this many milliseconds after dispatch.
-	TimeoutMs     uint64 `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TimeoutMs uint64 `protobuf:"varint,6,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// The detail_json of the last Progress an earlier attempt reported, so a
+	// long tool can resume; empty on a first attempt or when none was reported.
+	ResumeDetailJson string `protobuf:"bytes,7,opt,name=resume_detail_json,json=resumeDetailJson,proto3" json:"resume_detail_json,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_errand_v1_errand_proto_msgTypes[27]
+	mi := &file_errand_v1_errand_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +3252,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[27]
+	mi := &file_errand_v1_errand_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +3265,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{27}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -2222,12 +3310,20 @@ func (x *Assignment) GetTimeoutMs() uint64 {
 	return 0
 }
 
+func (x *Assignment) GetResumeDetailJson() string {
+	if x != nil {
+		return x.ResumeDetailJson
+	}
+	return ""
+}
+
 // Stop running a task: it was cancelled or timed out. No result is expected;
 // one that arrives is ignored.
 type CancelAssignment struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	// "cancelled" or "timeout".
+	// "cancelled" or "timeout"; for a cancel with a reason,
+	// "cancelled: " followed by it.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2235,7 +3331,7 @@ type CancelAssignment struct {
 
 func (x *CancelAssignment) Reset() {
 	*x = CancelAssignment{}
-	mi := &file_errand_v1_errand_proto_msgTypes[28]
+	mi := &file_errand_v1_errand_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +3343,7 @@ func (x *CancelAssignment) String() string {
 func (*CancelAssignment) ProtoMessage() {}
 
 func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[28]
+	mi := &file_errand_v1_errand_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +3356,7 @@ func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssignment.ProtoReflect.Descriptor instead.
 func (*CancelAssignment) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{28}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CancelAssignment) GetTaskId() string {
@@ -2281,7 +3377,7 @@ var File_errand_v1_errand_proto protoreflect.FileDescriptor
 
 const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
-	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n" +
+	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12*\n" +
@@ -2290,14 +3386,45 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12\x18\n" +
 	"\aworkers\x18\x05 \x01(\rR\aworkers\x12\x16\n" +
 	"\x06queued\x18\x06 \x01(\rR\x06queued\x12\x18\n" +
-	"\arunning\x18\a \x01(\rR\arunning\"N\n" +
+	"\arunning\x18\a \x01(\rR\arunning\x125\n" +
+	"\bdelivery\x18\t \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12,\n" +
+	"\x05dedup\x18\n" +
+	" \x01(\x0e2\x16.errand.v1.DedupPolicyR\x05dedup\x12.\n" +
+	"\x13result_budget_bytes\x18\v \x01(\x04R\x11resultBudgetBytes\x12/\n" +
+	"\bfallback\x18\f \x01(\v2\x13.errand.v1.FallbackR\bfallback\x120\n" +
+	"\x14cancellable_by_model\x18\r \x01(\bR\x12cancellableByModel\"Z\n" +
+	"\bFallback\x12\x14\n" +
+	"\x04tool\x18\x01 \x01(\tH\x00R\x04tool\x120\n" +
+	"\x14last_good_max_age_ms\x18\x02 \x01(\x04H\x00R\x10lastGoodMaxAgeMsB\x06\n" +
+	"\x04kind\"\xdd\x01\n" +
+	"\fFallbackUsed\x12<\n" +
+	"\x0eprimary_status\x18\x01 \x01(\x0e2\x15.errand.v1.TaskStatusR\rprimaryStatus\x129\n" +
+	"\rprimary_error\x18\x02 \x01(\v2\x14.errand.v1.ToolErrorR\fprimaryError\x12\x12\n" +
+	"\x04tool\x18\x03 \x01(\tR\x04tool\x12'\n" +
+	"\x10last_good_age_ms\x18\x04 \x01(\x04R\rlastGoodAgeMs\x12\x17\n" +
+	"\atask_id\x18\x05 \x01(\tR\x06taskId\"\x92\x02\n" +
+	"\bProgress\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1a\n" +
+	"\bprogress\x18\x04 \x01(\x01R\bprogress\x12\x14\n" +
+	"\x05total\x18\x05 \x01(\x01R\x05total\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1f\n" +
+	"\vdetail_json\x18\a \x01(\tR\n" +
+	"detailJson\x12\x1d\n" +
+	"\n" +
+	"elapsed_ms\x18\b \x01(\x04R\telapsedMs\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\t \x01(\tR\tsessionId\x12\x18\n" +
+	"\aattempt\x18\n" +
+	" \x01(\rR\aattempt\"N\n" +
 	"\x10ListToolsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +
 	"\x11ListToolsResponse\x12%\n" +
 	"\x05tools\x18\x01 \x03(\v2\x0f.errand.v1.ToolR\x05tools\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb5\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xfb\x02\n" +
 	"\x11SubmitToolRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -2305,16 +3432,22 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x0earguments_json\x18\x03 \x01(\tR\rargumentsJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"\x88\x01\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x125\n" +
+	"\bdelivery\x18\a \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12,\n" +
+	"\x05dedup\x18\b \x01(\x0e2\x16.errand.v1.DedupPolicyR\x05dedup\x12.\n" +
+	"\x13result_budget_bytes\x18\t \x01(\x04R\x11resultBudgetBytes\x12/\n" +
+	"\bfallback\x18\n" +
+	" \x01(\v2\x13.errand.v1.FallbackR\bfallback\"\xa0\x01\n" +
 	"\x12SubmitToolResponse\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\tR\x03ack\x12#\n" +
 	"\x04task\x18\x03 \x01(\v2\x0f.errand.v1.TaskR\x04task\x12\"\n" +
-	"\fdeduplicated\x18\x04 \x01(\bR\fdeduplicated\"P\n" +
+	"\fdeduplicated\x18\x04 \x01(\bR\fdeduplicated\x12\x16\n" +
+	"\x06joined\x18\x05 \x01(\bR\x06joined\"P\n" +
 	"\x12CompletionsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
-	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\"\xb0\x03\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\"\x91\x05\n" +
 	"\n" +
 	"Completion\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
@@ -2332,18 +3465,58 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\battempts\x18\n" +
 	" \x01(\rR\battempts\x12\x18\n" +
 	"\amessage\x18\v \x01(\tR\amessage\x12=\n" +
-	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAtB\t\n" +
-	"\aoutcome\")\n" +
+	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x125\n" +
+	"\bdelivery\x18\r \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12)\n" +
+	"\x10result_truncated\x18\x0e \x01(\bR\x0fresultTruncated\x12!\n" +
+	"\fresult_bytes\x18\x0f \x01(\x04R\vresultBytes\x12%\n" +
+	"\x0eresult_preview\x18\x10 \x01(\tR\rresultPreview\x123\n" +
+	"\bfallback\x18\x11 \x01(\v2\x17.errand.v1.FallbackUsedR\bfallbackB\t\n" +
+	"\aoutcome\"\xaf\x01\n" +
+	"\x14SessionEventsRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tafter_seq\x18\x02 \x01(\x04R\bafterSeq\x12)\n" +
+	"\x10include_progress\x18\x03 \x01(\bR\x0fincludeProgress\x120\n" +
+	"\x14results_by_reference\x18\x04 \x01(\bR\x12resultsByReference\"\x83\x01\n" +
+	"\fSessionEvent\x127\n" +
+	"\n" +
+	"completion\x18\x01 \x01(\v2\x15.errand.v1.CompletionH\x00R\n" +
+	"completion\x121\n" +
+	"\bprogress\x18\x02 \x01(\v2\x13.errand.v1.ProgressH\x00R\bprogressB\a\n" +
+	"\x05event\"R\n" +
+	"\x14PendingDigestRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n" +
+	"\tmax_bytes\x18\x02 \x01(\x04R\bmaxBytes\"\xdb\x01\n" +
+	"\x15PendingDigestResponse\x12)\n" +
+	"\apending\x18\x01 \x03(\v2\x0f.errand.v1.TaskR\apending\x12\x19\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq\x12\x1b\n" +
+	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12&\n" +
+	"\x0eunacknowledged\x18\x05 \x01(\x04R\x0eunacknowledged\x12#\n" +
+	"\rpending_count\x18\x06 \x01(\x04R\fpendingCount\"a\n" +
+	"\x11ReadResultRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1b\n" +
+	"\tmax_bytes\x18\x03 \x01(\x04R\bmaxBytes\"l\n" +
+	"\vResultChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\tR\x04data\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x1f\n" +
+	"\vtotal_bytes\x18\x03 \x01(\x04R\n" +
+	"totalBytes\x12\x10\n" +
+	"\x03eof\x18\x04 \x01(\bR\x03eof\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\",\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"D\n" +
 	"\x11CancelTaskRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"R\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"R\n" +
 	"\x15AckCompletionsRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
-	"\tup_to_seq\x18\x02 \x01(\x04R\aupToSeq\"2\n" +
+	"\tup_to_seq\x18\x02 \x01(\x04R\aupToSeq\"O\n" +
 	"\x16AckCompletionsResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\x04R\aremoved\"\xa5\x05\n" +
+	"\aremoved\x18\x01 \x01(\x04R\aremoved\x12\x1b\n" +
+	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\"\x8d\x06\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
 	"\n" +
@@ -2371,7 +3544,9 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\tworker_id\x18\x10 \x01(\tR\bworkerId\x12\x1f\n" +
 	"\vworker_name\x18\x11 \x01(\tR\n" +
 	"workerName\x12\x19\n" +
-	"\bretry_of\x18\x12 \x01(\tR\aretryOfB\t\n" +
+	"\bretry_of\x18\x12 \x01(\tR\aretryOf\x125\n" +
+	"\bdelivery\x18\x13 \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12/\n" +
+	"\bprogress\x18\x14 \x01(\v2\x13.errand.v1.ProgressR\bprogressB\t\n" +
 	"\aoutcome\"\xd7\x01\n" +
 	"\x10ListTasksRequest\x12\x1d\n" +
 	"\n" +
@@ -2412,24 +3587,26 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"9\n" +
 	"\tToolError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xb1\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xe4\x01\n" +
 	"\rWorkerMessage\x121\n" +
 	"\bregister\x18\x01 \x01(\v2\x13.errand.v1.RegisterH\x00R\bregister\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x15.errand.v1.TaskResultH\x00R\x06result\x124\n" +
-	"\theartbeat\x18\x03 \x01(\v2\x14.errand.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x14.errand.v1.HeartbeatH\x00R\theartbeat\x121\n" +
+	"\bprogress\x18\x04 \x01(\v2\x13.errand.v1.ProgressH\x00R\bprogressB\x06\n" +
 	"\x04kind\"{\n" +
 	"\bRegister\x12\x1f\n" +
 	"\vworker_name\x18\x01 \x01(\tR\n" +
 	"workerName\x12%\n" +
 	"\x05tools\x18\x02 \x03(\v2\x0f.errand.v1.ToolR\x05tools\x12'\n" +
-	"\x0fmax_concurrency\x18\x03 \x01(\rR\x0emaxConcurrency\"\x9b\x01\n" +
+	"\x0fmax_concurrency\x18\x03 \x01(\rR\x0emaxConcurrency\"\xb5\x01\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12!\n" +
 	"\vresult_json\x18\x02 \x01(\tH\x00R\n" +
 	"resultJson\x12,\n" +
 	"\x05error\x18\x03 \x01(\v2\x14.errand.v1.ToolErrorH\x00R\x05error\x12\x18\n" +
-	"\aattempt\x18\x04 \x01(\rR\aattemptB\t\n" +
+	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x18\n" +
+	"\asummary\x18\x05 \x01(\tR\asummaryB\t\n" +
 	"\aoutcome\"\v\n" +
 	"\tHeartbeat\"\xc0\x01\n" +
 	"\rWorkerCommand\x127\n" +
@@ -2443,7 +3620,7 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x04kind\")\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\xb8\x01\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\xe6\x01\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -2453,10 +3630,20 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x0earguments_json\x18\x04 \x01(\tR\rargumentsJson\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x06 \x01(\x04R\ttimeoutMs\"C\n" +
+	"timeout_ms\x18\x06 \x01(\x04R\ttimeoutMs\x12,\n" +
+	"\x12resume_detail_json\x18\a \x01(\tR\x10resumeDetailJson\"C\n" +
 	"\x10CancelAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\xc3\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x8b\x01\n" +
+	"\x0eDeliveryPolicy\x12\x1f\n" +
+	"\x1bDELIVERY_POLICY_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19DELIVERY_POLICY_WHEN_IDLE\x10\x01\x12\x1d\n" +
+	"\x19DELIVERY_POLICY_INTERRUPT\x10\x02\x12\x1a\n" +
+	"\x16DELIVERY_POLICY_SILENT\x10\x03*b\n" +
+	"\vDedupPolicy\x12\x1c\n" +
+	"\x18DEDUP_POLICY_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10DEDUP_POLICY_OFF\x10\x01\x12\x1f\n" +
+	"\x1bDEDUP_POLICY_JOIN_IN_FLIGHT\x10\x02*\xc3\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2465,7 +3652,7 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n" +
 	"\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n" +
 	"\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n" +
-	"\x15TASK_STATUS_TIMED_OUT\x10\x062\xdf\x05\n" +
+	"\x15TASK_STATUS_TIMED_OUT\x10\x062\xc4\a\n" +
 	"\vToolService\x12F\n" +
 	"\tListTools\x12\x1b.errand.v1.ListToolsRequest\x1a\x1c.errand.v1.ListToolsResponse\x12I\n" +
 	"\n" +
@@ -2478,7 +3665,11 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\tListTasks\x12\x1b.errand.v1.ListTasksRequest\x1a\x1c.errand.v1.ListTasksResponse\x12L\n" +
 	"\vListWorkers\x12\x1d.errand.v1.ListWorkersRequest\x1a\x1e.errand.v1.ListWorkersResponse\x12L\n" +
 	"\vCancelTasks\x12\x1d.errand.v1.CancelTasksRequest\x1a\x1e.errand.v1.CancelTasksResponse\x12G\n" +
-	"\tRetryTask\x12\x1b.errand.v1.RetryTaskRequest\x1a\x1d.errand.v1.SubmitToolResponse2R\n" +
+	"\tRetryTask\x12\x1b.errand.v1.RetryTaskRequest\x1a\x1d.errand.v1.SubmitToolResponse\x12K\n" +
+	"\rSessionEvents\x12\x1f.errand.v1.SessionEventsRequest\x1a\x17.errand.v1.SessionEvent0\x01\x12R\n" +
+	"\rPendingDigest\x12\x1f.errand.v1.PendingDigestRequest\x1a .errand.v1.PendingDigestResponse\x12B\n" +
+	"\n" +
+	"ReadResult\x12\x1c.errand.v1.ReadResultRequest\x1a\x16.errand.v1.ResultChunk2R\n" +
 	"\rWorkerService\x12A\n" +
 	"\aConnect\x12\x18.errand.v1.WorkerMessage\x1a\x18.errand.v1.WorkerCommand(\x010\x01B3Z1github.com/errand-dev/errand/go/errandv1;errandv1b\x06proto3"
 
@@ -2494,93 +3685,126 @@ func file_errand_v1_errand_proto_rawDescGZIP() []byte {
 	return file_errand_v1_errand_proto_rawDescData
 }
 
-var file_errand_v1_errand_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_errand_v1_errand_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_errand_v1_errand_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_errand_v1_errand_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_errand_v1_errand_proto_goTypes = []any{
-	(TaskStatus)(0),                // 0: errand.v1.TaskStatus
-	(*Tool)(nil),                   // 1: errand.v1.Tool
-	(*ListToolsRequest)(nil),       // 2: errand.v1.ListToolsRequest
-	(*ListToolsResponse)(nil),      // 3: errand.v1.ListToolsResponse
-	(*SubmitToolRequest)(nil),      // 4: errand.v1.SubmitToolRequest
-	(*SubmitToolResponse)(nil),     // 5: errand.v1.SubmitToolResponse
-	(*CompletionsRequest)(nil),     // 6: errand.v1.CompletionsRequest
-	(*Completion)(nil),             // 7: errand.v1.Completion
-	(*GetTaskRequest)(nil),         // 8: errand.v1.GetTaskRequest
-	(*CancelTaskRequest)(nil),      // 9: errand.v1.CancelTaskRequest
-	(*AckCompletionsRequest)(nil),  // 10: errand.v1.AckCompletionsRequest
-	(*AckCompletionsResponse)(nil), // 11: errand.v1.AckCompletionsResponse
-	(*Task)(nil),                   // 12: errand.v1.Task
-	(*ListTasksRequest)(nil),       // 13: errand.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 14: errand.v1.ListTasksResponse
-	(*ListWorkersRequest)(nil),     // 15: errand.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 16: errand.v1.ListWorkersResponse
-	(*WorkerInfo)(nil),             // 17: errand.v1.WorkerInfo
-	(*CancelTasksRequest)(nil),     // 18: errand.v1.CancelTasksRequest
-	(*CancelTasksResponse)(nil),    // 19: errand.v1.CancelTasksResponse
-	(*RetryTaskRequest)(nil),       // 20: errand.v1.RetryTaskRequest
-	(*ToolError)(nil),              // 21: errand.v1.ToolError
-	(*WorkerMessage)(nil),          // 22: errand.v1.WorkerMessage
-	(*Register)(nil),               // 23: errand.v1.Register
-	(*TaskResult)(nil),             // 24: errand.v1.TaskResult
-	(*Heartbeat)(nil),              // 25: errand.v1.Heartbeat
-	(*WorkerCommand)(nil),          // 26: errand.v1.WorkerCommand
-	(*Registered)(nil),             // 27: errand.v1.Registered
-	(*Assignment)(nil),             // 28: errand.v1.Assignment
-	(*CancelAssignment)(nil),       // 29: errand.v1.CancelAssignment
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
+	(DeliveryPolicy)(0),            // 0: errand.v1.DeliveryPolicy
+	(DedupPolicy)(0),               // 1: errand.v1.DedupPolicy
+	(TaskStatus)(0),                // 2: errand.v1.TaskStatus
+	(*Tool)(nil),                   // 3: errand.v1.Tool
+	(*Fallback)(nil),               // 4: errand.v1.Fallback
+	(*FallbackUsed)(nil),           // 5: errand.v1.FallbackUsed
+	(*Progress)(nil),               // 6: errand.v1.Progress
+	(*ListToolsRequest)(nil),       // 7: errand.v1.ListToolsRequest
+	(*ListToolsResponse)(nil),      // 8: errand.v1.ListToolsResponse
+	(*SubmitToolRequest)(nil),      // 9: errand.v1.SubmitToolRequest
+	(*SubmitToolResponse)(nil),     // 10: errand.v1.SubmitToolResponse
+	(*CompletionsRequest)(nil),     // 11: errand.v1.CompletionsRequest
+	(*Completion)(nil),             // 12: errand.v1.Completion
+	(*SessionEventsRequest)(nil),   // 13: errand.v1.SessionEventsRequest
+	(*SessionEvent)(nil),           // 14: errand.v1.SessionEvent
+	(*PendingDigestRequest)(nil),   // 15: errand.v1.PendingDigestRequest
+	(*PendingDigestResponse)(nil),  // 16: errand.v1.PendingDigestResponse
+	(*ReadResultRequest)(nil),      // 17: errand.v1.ReadResultRequest
+	(*ResultChunk)(nil),            // 18: errand.v1.ResultChunk
+	(*GetTaskRequest)(nil),         // 19: errand.v1.GetTaskRequest
+	(*CancelTaskRequest)(nil),      // 20: errand.v1.CancelTaskRequest
+	(*AckCompletionsRequest)(nil),  // 21: errand.v1.AckCompletionsRequest
+	(*AckCompletionsResponse)(nil), // 22: errand.v1.AckCompletionsResponse
+	(*Task)(nil),                   // 23: errand.v1.Task
+	(*ListTasksRequest)(nil),       // 24: errand.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 25: errand.v1.ListTasksResponse
+	(*ListWorkersRequest)(nil),     // 26: errand.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 27: errand.v1.ListWorkersResponse
+	(*WorkerInfo)(nil),             // 28: errand.v1.WorkerInfo
+	(*CancelTasksRequest)(nil),     // 29: errand.v1.CancelTasksRequest
+	(*CancelTasksResponse)(nil),    // 30: errand.v1.CancelTasksResponse
+	(*RetryTaskRequest)(nil),       // 31: errand.v1.RetryTaskRequest
+	(*ToolError)(nil),              // 32: errand.v1.ToolError
+	(*WorkerMessage)(nil),          // 33: errand.v1.WorkerMessage
+	(*Register)(nil),               // 34: errand.v1.Register
+	(*TaskResult)(nil),             // 35: errand.v1.TaskResult
+	(*Heartbeat)(nil),              // 36: errand.v1.Heartbeat
+	(*WorkerCommand)(nil),          // 37: errand.v1.WorkerCommand
+	(*Registered)(nil),             // 38: errand.v1.Registered
+	(*Assignment)(nil),             // 39: errand.v1.Assignment
+	(*CancelAssignment)(nil),       // 40: errand.v1.CancelAssignment
+	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
 }
 var file_errand_v1_errand_proto_depIdxs = []int32{
-	1,  // 0: errand.v1.ListToolsResponse.tools:type_name -> errand.v1.Tool
-	12, // 1: errand.v1.SubmitToolResponse.task:type_name -> errand.v1.Task
-	0,  // 2: errand.v1.Completion.status:type_name -> errand.v1.TaskStatus
-	21, // 3: errand.v1.Completion.error:type_name -> errand.v1.ToolError
-	30, // 4: errand.v1.Completion.completed_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: errand.v1.Task.status:type_name -> errand.v1.TaskStatus
-	21, // 6: errand.v1.Task.error:type_name -> errand.v1.ToolError
-	30, // 7: errand.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	30, // 8: errand.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	30, // 9: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 10: errand.v1.ListTasksRequest.statuses:type_name -> errand.v1.TaskStatus
-	12, // 11: errand.v1.ListTasksResponse.tasks:type_name -> errand.v1.Task
-	17, // 12: errand.v1.ListWorkersResponse.workers:type_name -> errand.v1.WorkerInfo
-	30, // 13: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
-	30, // 14: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 15: errand.v1.CancelTasksRequest.statuses:type_name -> errand.v1.TaskStatus
-	23, // 16: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
-	24, // 17: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
-	25, // 18: errand.v1.WorkerMessage.heartbeat:type_name -> errand.v1.Heartbeat
-	1,  // 19: errand.v1.Register.tools:type_name -> errand.v1.Tool
-	21, // 20: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
-	27, // 21: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
-	28, // 22: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
-	29, // 23: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
-	2,  // 24: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
-	4,  // 25: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
-	6,  // 26: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
-	8,  // 27: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
-	9,  // 28: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
-	10, // 29: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
-	13, // 30: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
-	15, // 31: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
-	18, // 32: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
-	20, // 33: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
-	22, // 34: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
-	3,  // 35: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
-	5,  // 36: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
-	7,  // 37: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
-	12, // 38: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
-	12, // 39: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
-	11, // 40: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
-	14, // 41: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
-	16, // 42: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
-	19, // 43: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
-	5,  // 44: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
-	26, // 45: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	0,  // 0: errand.v1.Tool.delivery:type_name -> errand.v1.DeliveryPolicy
+	1,  // 1: errand.v1.Tool.dedup:type_name -> errand.v1.DedupPolicy
+	4,  // 2: errand.v1.Tool.fallback:type_name -> errand.v1.Fallback
+	2,  // 3: errand.v1.FallbackUsed.primary_status:type_name -> errand.v1.TaskStatus
+	32, // 4: errand.v1.FallbackUsed.primary_error:type_name -> errand.v1.ToolError
+	3,  // 5: errand.v1.ListToolsResponse.tools:type_name -> errand.v1.Tool
+	0,  // 6: errand.v1.SubmitToolRequest.delivery:type_name -> errand.v1.DeliveryPolicy
+	1,  // 7: errand.v1.SubmitToolRequest.dedup:type_name -> errand.v1.DedupPolicy
+	4,  // 8: errand.v1.SubmitToolRequest.fallback:type_name -> errand.v1.Fallback
+	23, // 9: errand.v1.SubmitToolResponse.task:type_name -> errand.v1.Task
+	2,  // 10: errand.v1.Completion.status:type_name -> errand.v1.TaskStatus
+	32, // 11: errand.v1.Completion.error:type_name -> errand.v1.ToolError
+	41, // 12: errand.v1.Completion.completed_at:type_name -> google.protobuf.Timestamp
+	0,  // 13: errand.v1.Completion.delivery:type_name -> errand.v1.DeliveryPolicy
+	5,  // 14: errand.v1.Completion.fallback:type_name -> errand.v1.FallbackUsed
+	12, // 15: errand.v1.SessionEvent.completion:type_name -> errand.v1.Completion
+	6,  // 16: errand.v1.SessionEvent.progress:type_name -> errand.v1.Progress
+	23, // 17: errand.v1.PendingDigestResponse.pending:type_name -> errand.v1.Task
+	2,  // 18: errand.v1.Task.status:type_name -> errand.v1.TaskStatus
+	32, // 19: errand.v1.Task.error:type_name -> errand.v1.ToolError
+	41, // 20: errand.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	41, // 21: errand.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	41, // 22: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 23: errand.v1.Task.delivery:type_name -> errand.v1.DeliveryPolicy
+	6,  // 24: errand.v1.Task.progress:type_name -> errand.v1.Progress
+	2,  // 25: errand.v1.ListTasksRequest.statuses:type_name -> errand.v1.TaskStatus
+	23, // 26: errand.v1.ListTasksResponse.tasks:type_name -> errand.v1.Task
+	28, // 27: errand.v1.ListWorkersResponse.workers:type_name -> errand.v1.WorkerInfo
+	41, // 28: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
+	41, // 29: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	2,  // 30: errand.v1.CancelTasksRequest.statuses:type_name -> errand.v1.TaskStatus
+	34, // 31: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
+	35, // 32: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
+	36, // 33: errand.v1.WorkerMessage.heartbeat:type_name -> errand.v1.Heartbeat
+	6,  // 34: errand.v1.WorkerMessage.progress:type_name -> errand.v1.Progress
+	3,  // 35: errand.v1.Register.tools:type_name -> errand.v1.Tool
+	32, // 36: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
+	38, // 37: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
+	39, // 38: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
+	40, // 39: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
+	7,  // 40: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
+	9,  // 41: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
+	11, // 42: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
+	19, // 43: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
+	20, // 44: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
+	21, // 45: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
+	24, // 46: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
+	26, // 47: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
+	29, // 48: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
+	31, // 49: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
+	13, // 50: errand.v1.ToolService.SessionEvents:input_type -> errand.v1.SessionEventsRequest
+	15, // 51: errand.v1.ToolService.PendingDigest:input_type -> errand.v1.PendingDigestRequest
+	17, // 52: errand.v1.ToolService.ReadResult:input_type -> errand.v1.ReadResultRequest
+	33, // 53: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
+	8,  // 54: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
+	10, // 55: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
+	12, // 56: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
+	23, // 57: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
+	23, // 58: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
+	22, // 59: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
+	25, // 60: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
+	27, // 61: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
+	30, // 62: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
+	10, // 63: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
+	14, // 64: errand.v1.ToolService.SessionEvents:output_type -> errand.v1.SessionEvent
+	16, // 65: errand.v1.ToolService.PendingDigest:output_type -> errand.v1.PendingDigestResponse
+	18, // 66: errand.v1.ToolService.ReadResult:output_type -> errand.v1.ResultChunk
+	37, // 67: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_errand_v1_errand_proto_init() }
@@ -2588,24 +3812,33 @@ func file_errand_v1_errand_proto_init() {
 	if File_errand_v1_errand_proto != nil {
 		return
 	}
-	file_errand_v1_errand_proto_msgTypes[6].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[1].OneofWrappers = []any{
+		(*Fallback_Tool)(nil),
+		(*Fallback_LastGoodMaxAgeMs)(nil),
+	}
+	file_errand_v1_errand_proto_msgTypes[9].OneofWrappers = []any{
 		(*Completion_ResultJson)(nil),
 		(*Completion_Error)(nil),
 	}
 	file_errand_v1_errand_proto_msgTypes[11].OneofWrappers = []any{
+		(*SessionEvent_Completion)(nil),
+		(*SessionEvent_Progress)(nil),
+	}
+	file_errand_v1_errand_proto_msgTypes[20].OneofWrappers = []any{
 		(*Task_ResultJson)(nil),
 		(*Task_Error)(nil),
 	}
-	file_errand_v1_errand_proto_msgTypes[21].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[30].OneofWrappers = []any{
 		(*WorkerMessage_Register)(nil),
 		(*WorkerMessage_Result)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
+		(*WorkerMessage_Progress)(nil),
 	}
-	file_errand_v1_errand_proto_msgTypes[23].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[32].OneofWrappers = []any{
 		(*TaskResult_ResultJson)(nil),
 		(*TaskResult_Error)(nil),
 	}
-	file_errand_v1_errand_proto_msgTypes[25].OneofWrappers = []any{
+	file_errand_v1_errand_proto_msgTypes[34].OneofWrappers = []any{
 		(*WorkerCommand_Registered)(nil),
 		(*WorkerCommand_Assignment)(nil),
 		(*WorkerCommand_Cancel)(nil),
@@ -2615,8 +3848,8 @@ func file_errand_v1_errand_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_errand_v1_errand_proto_rawDesc), len(file_errand_v1_errand_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   29,
+			NumEnums:      3,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

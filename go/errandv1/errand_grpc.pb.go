@@ -9,7 +9,7 @@
 //
 // JSON texts: every field named *_json that the server accepts
 // (SubmitToolRequest.arguments_json, TaskResult.result_json,
-// Tool.input_schema_json) follows one rule: valid JSON within the field's size
+// Tool.input_schema_json, Progress.detail_json) follows one rule: valid JSON within the field's size
 // limit, strings of valid Unicode (a lone UTF-16 surrogate escape such as
 // "\ud800" is refused), and at most 128 levels of nested arrays and objects
 // ([[1]] is 2 levels). A submit or registration that breaks it gets
@@ -51,6 +51,9 @@ const (
 	ToolService_ListWorkers_FullMethodName    = "/errand.v1.ToolService/ListWorkers"
 	ToolService_CancelTasks_FullMethodName    = "/errand.v1.ToolService/CancelTasks"
 	ToolService_RetryTask_FullMethodName      = "/errand.v1.ToolService/RetryTask"
+	ToolService_SessionEvents_FullMethodName  = "/errand.v1.ToolService/SessionEvents"
+	ToolService_PendingDigest_FullMethodName  = "/errand.v1.ToolService/PendingDigest"
+	ToolService_ReadResult_FullMethodName     = "/errand.v1.ToolService/ReadResult"
 )
 
 // ToolServiceClient is the client API for ToolService service.
@@ -114,6 +117,27 @@ type ToolServiceClient interface {
 	// or another tenant's task), FAILED_PRECONDITION (the task is queued,
 	// running or succeeded), and SubmitTool's errors.
 	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*SubmitToolResponse, error)
+	// Streams a session's events: first every retained completion with
+	// seq > after_seq (and above the session's acked_seq), then, with
+	// include_progress, the latest Progress of each task still running, then
+	// both live until the client cancels. Completions keep their seq order and
+	// are sent once per stream, exactly as on Completions; progress events take
+	// no seq, are coalesced to at most one per task per --progress-interval
+	// (the latest wins) and never follow their task's completion. Progress is
+	// kept in memory only: after a server restart the replay carries none until
+	// workers report again. Errors as Completions.
+	SessionEvents(ctx context.Context, in *SessionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionEvent], error)
+	// What the session is waiting for: its unfinished tasks and how many
+	// completions the client has not acknowledged, with a text for the model
+	// (empty when there is nothing to say). Errors: INVALID_ARGUMENT (a bad
+	// session_id, max_bytes over the server's message limit).
+	PendingDigest(ctx context.Context, in *PendingDigestRequest, opts ...grpc.CallOption) (*PendingDigestResponse, error)
+	// Reads a task's full result_json in pages, for results delivered
+	// truncated (Completion.result_truncated) or by reference. Errors:
+	// NOT_FOUND (unknown or another tenant's task), FAILED_PRECONDITION (the
+	// task has no result: unfinished, or it did not succeed), OUT_OF_RANGE
+	// (offset past the end of the result).
+	ReadResult(ctx context.Context, in *ReadResultRequest, opts ...grpc.CallOption) (*ResultChunk, error)
 }
 
 type toolServiceClient struct {
@@ -233,6 +257,45 @@ func (c *toolServiceClient) RetryTask(ctx context.Context, in *RetryTaskRequest,
 	return out, nil
 }
 
+func (c *toolServiceClient) SessionEvents(ctx context.Context, in *SessionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ToolService_ServiceDesc.Streams[1], ToolService_SessionEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionEventsRequest, SessionEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ToolService_SessionEventsClient = grpc.ServerStreamingClient[SessionEvent]
+
+func (c *toolServiceClient) PendingDigest(ctx context.Context, in *PendingDigestRequest, opts ...grpc.CallOption) (*PendingDigestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PendingDigestResponse)
+	err := c.cc.Invoke(ctx, ToolService_PendingDigest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *toolServiceClient) ReadResult(ctx context.Context, in *ReadResultRequest, opts ...grpc.CallOption) (*ResultChunk, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResultChunk)
+	err := c.cc.Invoke(ctx, ToolService_ReadResult_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ToolServiceServer is the server API for ToolService service.
 // All implementations must embed UnimplementedToolServiceServer
 // for forward compatibility.
@@ -294,6 +357,27 @@ type ToolServiceServer interface {
 	// or another tenant's task), FAILED_PRECONDITION (the task is queued,
 	// running or succeeded), and SubmitTool's errors.
 	RetryTask(context.Context, *RetryTaskRequest) (*SubmitToolResponse, error)
+	// Streams a session's events: first every retained completion with
+	// seq > after_seq (and above the session's acked_seq), then, with
+	// include_progress, the latest Progress of each task still running, then
+	// both live until the client cancels. Completions keep their seq order and
+	// are sent once per stream, exactly as on Completions; progress events take
+	// no seq, are coalesced to at most one per task per --progress-interval
+	// (the latest wins) and never follow their task's completion. Progress is
+	// kept in memory only: after a server restart the replay carries none until
+	// workers report again. Errors as Completions.
+	SessionEvents(*SessionEventsRequest, grpc.ServerStreamingServer[SessionEvent]) error
+	// What the session is waiting for: its unfinished tasks and how many
+	// completions the client has not acknowledged, with a text for the model
+	// (empty when there is nothing to say). Errors: INVALID_ARGUMENT (a bad
+	// session_id, max_bytes over the server's message limit).
+	PendingDigest(context.Context, *PendingDigestRequest) (*PendingDigestResponse, error)
+	// Reads a task's full result_json in pages, for results delivered
+	// truncated (Completion.result_truncated) or by reference. Errors:
+	// NOT_FOUND (unknown or another tenant's task), FAILED_PRECONDITION (the
+	// task has no result: unfinished, or it did not succeed), OUT_OF_RANGE
+	// (offset past the end of the result).
+	ReadResult(context.Context, *ReadResultRequest) (*ResultChunk, error)
 	mustEmbedUnimplementedToolServiceServer()
 }
 
@@ -333,6 +417,15 @@ func (UnimplementedToolServiceServer) CancelTasks(context.Context, *CancelTasksR
 }
 func (UnimplementedToolServiceServer) RetryTask(context.Context, *RetryTaskRequest) (*SubmitToolResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RetryTask not implemented")
+}
+func (UnimplementedToolServiceServer) SessionEvents(*SessionEventsRequest, grpc.ServerStreamingServer[SessionEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method SessionEvents not implemented")
+}
+func (UnimplementedToolServiceServer) PendingDigest(context.Context, *PendingDigestRequest) (*PendingDigestResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PendingDigest not implemented")
+}
+func (UnimplementedToolServiceServer) ReadResult(context.Context, *ReadResultRequest) (*ResultChunk, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReadResult not implemented")
 }
 func (UnimplementedToolServiceServer) mustEmbedUnimplementedToolServiceServer() {}
 func (UnimplementedToolServiceServer) testEmbeddedByValue()                     {}
@@ -528,6 +621,53 @@ func _ToolService_RetryTask_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ToolService_SessionEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SessionEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ToolServiceServer).SessionEvents(m, &grpc.GenericServerStream[SessionEventsRequest, SessionEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ToolService_SessionEventsServer = grpc.ServerStreamingServer[SessionEvent]
+
+func _ToolService_PendingDigest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PendingDigestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).PendingDigest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_PendingDigest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).PendingDigest(ctx, req.(*PendingDigestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ToolService_ReadResult_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadResultRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ToolServiceServer).ReadResult(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ToolService_ReadResult_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ToolServiceServer).ReadResult(ctx, req.(*ReadResultRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ToolService_ServiceDesc is the grpc.ServiceDesc for ToolService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -571,11 +711,24 @@ var ToolService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RetryTask",
 			Handler:    _ToolService_RetryTask_Handler,
 		},
+		{
+			MethodName: "PendingDigest",
+			Handler:    _ToolService_PendingDigest_Handler,
+		},
+		{
+			MethodName: "ReadResult",
+			Handler:    _ToolService_ReadResult_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Completions",
 			Handler:       _ToolService_Completions_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "SessionEvents",
+			Handler:       _ToolService_SessionEvents_Handler,
 			ServerStreams: true,
 		},
 	},

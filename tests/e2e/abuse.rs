@@ -223,6 +223,7 @@ async fn a_worker_flooding_results_for_tasks_it_does_not_hold_changes_nothing() 
             task_id: id,
             outcome: Some(pb::task_result::Outcome::ResultJson(r#""forged""#.into())),
             attempt: 0,
+            ..Default::default()
         })),
     };
     for i in 0..20_000u32 {

@@ -353,6 +353,7 @@ impl RawWorker {
             task_id: task_id.into(),
             outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
             attempt,
+            ..Default::default()
         };
         self.out
             .send(pb::WorkerMessage {

@@ -44,6 +44,7 @@ async fn streams_end_at_their_tokens_expiry() {
             task_id: assignment.task_id.clone(),
             attempt: assignment.attempt,
             outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
+            ..Default::default()
         })),
     })
     .await

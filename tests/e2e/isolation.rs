@@ -232,6 +232,7 @@ async fn every_rpc_is_under_the_tenants_rate_limit() {
             let mut raw = raw.clone();
             let req = pb::CancelTaskRequest {
                 task_id: id.clone(),
+                ..Default::default()
             };
             async move { ok_or_status(raw.cancel_task(req).await.map(drop)) }
         })

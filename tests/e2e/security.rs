@@ -53,10 +53,13 @@ async fn every_agent_rpc(server: &Server, token: Option<&str>) -> Vec<(&'static 
     ));
     out.push((
         "CancelTask",
-        raw.cancel_task(pb::CancelTaskRequest { task_id: id })
-            .await
-            .unwrap_err()
-            .code(),
+        raw.cancel_task(pb::CancelTaskRequest {
+            task_id: id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .code(),
     ));
     out.push((
         "AckCompletions",

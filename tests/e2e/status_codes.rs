@@ -116,6 +116,7 @@ async fn a_message_over_the_limit_is_resource_exhausted_on_every_path() {
             task_id: task.task_id,
             outcome: Some(pb::task_result::Outcome::ResultJson(format!(r#""{huge}""#))),
             attempt: 0,
+            ..Default::default()
         })),
     })
     .await

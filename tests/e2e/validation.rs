@@ -354,6 +354,7 @@ async fn oversized_inputs_get_their_precise_code_and_a_bounded_message() {
     let s = raw
         .cancel_task(pb::CancelTaskRequest {
             task_id: long.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -10,6 +10,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DeliveryPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELIVERY_POLICY_UNSPECIFIED: _ClassVar[DeliveryPolicy]
+    DELIVERY_POLICY_WHEN_IDLE: _ClassVar[DeliveryPolicy]
+    DELIVERY_POLICY_INTERRUPT: _ClassVar[DeliveryPolicy]
+    DELIVERY_POLICY_SILENT: _ClassVar[DeliveryPolicy]
+
+class DedupPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEDUP_POLICY_UNSPECIFIED: _ClassVar[DedupPolicy]
+    DEDUP_POLICY_OFF: _ClassVar[DedupPolicy]
+    DEDUP_POLICY_JOIN_IN_FLIGHT: _ClassVar[DedupPolicy]
+
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_STATUS_UNSPECIFIED: _ClassVar[TaskStatus]
@@ -19,6 +32,13 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_FAILED: _ClassVar[TaskStatus]
     TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
     TASK_STATUS_TIMED_OUT: _ClassVar[TaskStatus]
+DELIVERY_POLICY_UNSPECIFIED: DeliveryPolicy
+DELIVERY_POLICY_WHEN_IDLE: DeliveryPolicy
+DELIVERY_POLICY_INTERRUPT: DeliveryPolicy
+DELIVERY_POLICY_SILENT: DeliveryPolicy
+DEDUP_POLICY_UNSPECIFIED: DedupPolicy
+DEDUP_POLICY_OFF: DedupPolicy
+DEDUP_POLICY_JOIN_IN_FLIGHT: DedupPolicy
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_QUEUED: TaskStatus
 TASK_STATUS_RUNNING: TaskStatus
@@ -28,7 +48,7 @@ TASK_STATUS_CANCELLED: TaskStatus
 TASK_STATUS_TIMED_OUT: TaskStatus
 
 class Tool(_message.Message):
-    __slots__ = ("name", "description", "input_schema_json", "timeout_ms", "workers", "queued", "running")
+    __slots__ = ("name", "description", "input_schema_json", "timeout_ms", "workers", "queued", "running", "delivery", "dedup", "result_budget_bytes", "fallback", "cancellable_by_model")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +56,11 @@ class Tool(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    CANCELLABLE_BY_MODEL_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     input_schema_json: str
@@ -43,7 +68,58 @@ class Tool(_message.Message):
     workers: int
     queued: int
     running: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., workers: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    delivery: DeliveryPolicy
+    dedup: DedupPolicy
+    result_budget_bytes: int
+    fallback: Fallback
+    cancellable_by_model: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., workers: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., dedup: _Optional[_Union[DedupPolicy, str]] = ..., result_budget_bytes: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., cancellable_by_model: bool = ...) -> None: ...
+
+class Fallback(_message.Message):
+    __slots__ = ("tool", "last_good_max_age_ms")
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    LAST_GOOD_MAX_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    tool: str
+    last_good_max_age_ms: int
+    def __init__(self, tool: _Optional[str] = ..., last_good_max_age_ms: _Optional[int] = ...) -> None: ...
+
+class FallbackUsed(_message.Message):
+    __slots__ = ("primary_status", "primary_error", "tool", "last_good_age_ms", "task_id")
+    PRIMARY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    LAST_GOOD_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    primary_status: TaskStatus
+    primary_error: ToolError
+    tool: str
+    last_good_age_ms: int
+    task_id: str
+    def __init__(self, primary_status: _Optional[_Union[TaskStatus, str]] = ..., primary_error: _Optional[_Union[ToolError, _Mapping]] = ..., tool: _Optional[str] = ..., last_good_age_ms: _Optional[int] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("task_id", "tool", "index", "progress", "total", "message", "detail_json", "elapsed_ms", "session_id", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    tool: str
+    index: int
+    progress: float
+    total: float
+    message: str
+    detail_json: str
+    elapsed_ms: int
+    session_id: str
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., tool: _Optional[str] = ..., index: _Optional[int] = ..., progress: _Optional[float] = ..., total: _Optional[float] = ..., message: _Optional[str] = ..., detail_json: _Optional[str] = ..., elapsed_ms: _Optional[int] = ..., session_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -62,30 +138,40 @@ class ListToolsResponse(_message.Message):
     def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitToolRequest(_message.Message):
-    __slots__ = ("session_id", "tool", "arguments_json", "timeout_ms", "idempotency_key")
+    __slots__ = ("session_id", "tool", "arguments_json", "timeout_ms", "idempotency_key", "delivery", "dedup", "result_budget_bytes", "fallback")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     tool: str
     arguments_json: str
     timeout_ms: int
     idempotency_key: str
-    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    delivery: DeliveryPolicy
+    dedup: DedupPolicy
+    result_budget_bytes: int
+    fallback: Fallback
+    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., dedup: _Optional[_Union[DedupPolicy, str]] = ..., result_budget_bytes: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ...) -> None: ...
 
 class SubmitToolResponse(_message.Message):
-    __slots__ = ("task_id", "ack", "task", "deduplicated")
+    __slots__ = ("task_id", "ack", "task", "deduplicated", "joined")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     ack: str
     task: Task
     deduplicated: bool
-    def __init__(self, task_id: _Optional[str] = ..., ack: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., deduplicated: bool = ...) -> None: ...
+    joined: bool
+    def __init__(self, task_id: _Optional[str] = ..., ack: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., deduplicated: bool = ..., joined: bool = ...) -> None: ...
 
 class CompletionsRequest(_message.Message):
     __slots__ = ("session_id", "after_seq")
@@ -96,7 +182,7 @@ class CompletionsRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
 class Completion(_message.Message):
-    __slots__ = ("seq", "task_id", "session_id", "tool", "arguments_json", "status", "result_json", "error", "elapsed_ms", "attempts", "message", "completed_at")
+    __slots__ = ("seq", "task_id", "session_id", "tool", "arguments_json", "status", "result_json", "error", "elapsed_ms", "attempts", "message", "completed_at", "delivery", "result_truncated", "result_bytes", "result_preview", "fallback")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +195,11 @@ class Completion(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    RESULT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     seq: int
     task_id: str
     session_id: str
@@ -121,7 +212,78 @@ class Completion(_message.Message):
     attempts: int
     message: str
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, seq: _Optional[int] = ..., task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., elapsed_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    delivery: DeliveryPolicy
+    result_truncated: bool
+    result_bytes: int
+    result_preview: str
+    fallback: FallbackUsed
+    def __init__(self, seq: _Optional[int] = ..., task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., elapsed_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., result_truncated: bool = ..., result_bytes: _Optional[int] = ..., result_preview: _Optional[str] = ..., fallback: _Optional[_Union[FallbackUsed, _Mapping]] = ...) -> None: ...
+
+class SessionEventsRequest(_message.Message):
+    __slots__ = ("session_id", "after_seq", "include_progress", "results_by_reference")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_BY_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    after_seq: int
+    include_progress: bool
+    results_by_reference: bool
+    def __init__(self, session_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., include_progress: bool = ..., results_by_reference: bool = ...) -> None: ...
+
+class SessionEvent(_message.Message):
+    __slots__ = ("completion", "progress")
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    completion: Completion
+    progress: Progress
+    def __init__(self, completion: _Optional[_Union[Completion, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class PendingDigestRequest(_message.Message):
+    __slots__ = ("session_id", "max_bytes")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    max_bytes: int
+    def __init__(self, session_id: _Optional[str] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class PendingDigestResponse(_message.Message):
+    __slots__ = ("pending", "last_seq", "acked_seq", "text", "unacknowledged", "pending_count")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    UNACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    pending: _containers.RepeatedCompositeFieldContainer[Task]
+    last_seq: int
+    acked_seq: int
+    text: str
+    unacknowledged: int
+    pending_count: int
+    def __init__(self, pending: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., last_seq: _Optional[int] = ..., acked_seq: _Optional[int] = ..., text: _Optional[str] = ..., unacknowledged: _Optional[int] = ..., pending_count: _Optional[int] = ...) -> None: ...
+
+class ReadResultRequest(_message.Message):
+    __slots__ = ("task_id", "offset", "max_bytes")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    offset: int
+    max_bytes: int
+    def __init__(self, task_id: _Optional[str] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ResultChunk(_message.Message):
+    __slots__ = ("data", "offset", "total_bytes", "eof")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
+    data: str
+    offset: int
+    total_bytes: int
+    eof: bool
+    def __init__(self, data: _Optional[str] = ..., offset: _Optional[int] = ..., total_bytes: _Optional[int] = ..., eof: bool = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("task_id",)
@@ -130,10 +292,12 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class CancelTaskRequest(_message.Message):
-    __slots__ = ("task_id",)
+    __slots__ = ("task_id", "reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AckCompletionsRequest(_message.Message):
     __slots__ = ("session_id", "up_to_seq")
@@ -144,13 +308,15 @@ class AckCompletionsRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., up_to_seq: _Optional[int] = ...) -> None: ...
 
 class AckCompletionsResponse(_message.Message):
-    __slots__ = ("removed",)
+    __slots__ = ("removed", "acked_seq")
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ACKED_SEQ_FIELD_NUMBER: _ClassVar[int]
     removed: int
-    def __init__(self, removed: _Optional[int] = ...) -> None: ...
+    acked_seq: int
+    def __init__(self, removed: _Optional[int] = ..., acked_seq: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "session_id", "tool", "arguments_json", "status", "result_json", "error", "attempts", "created_at", "started_at", "finished_at", "timeout_ms", "seq", "elapsed_ms", "idempotency_key", "worker_id", "worker_name", "retry_of")
+    __slots__ = ("task_id", "session_id", "tool", "arguments_json", "status", "result_json", "error", "attempts", "created_at", "started_at", "finished_at", "timeout_ms", "seq", "elapsed_ms", "idempotency_key", "worker_id", "worker_name", "retry_of", "delivery", "progress")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +335,8 @@ class Task(_message.Message):
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_NAME_FIELD_NUMBER: _ClassVar[int]
     RETRY_OF_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     session_id: str
     tool: str
@@ -187,7 +355,9 @@ class Task(_message.Message):
     worker_id: str
     worker_name: str
     retry_of: str
-    def __init__(self, task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., seq: _Optional[int] = ..., elapsed_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., retry_of: _Optional[str] = ...) -> None: ...
+    delivery: DeliveryPolicy
+    progress: Progress
+    def __init__(self, task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., seq: _Optional[int] = ..., elapsed_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., retry_of: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("session_id", "statuses", "tool", "page_size", "page_token", "newest_first")
@@ -278,14 +448,16 @@ class ToolError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("register", "result", "heartbeat")
+    __slots__ = ("register", "result", "heartbeat", "progress")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     register: Register
     result: TaskResult
     heartbeat: Heartbeat
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., result: _Optional[_Union[TaskResult, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    progress: Progress
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., result: _Optional[_Union[TaskResult, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class Register(_message.Message):
     __slots__ = ("worker_name", "tools", "max_concurrency")
@@ -298,16 +470,18 @@ class Register(_message.Message):
     def __init__(self, worker_name: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., max_concurrency: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "result_json", "error", "attempt")
+    __slots__ = ("task_id", "result_json", "error", "attempt", "summary")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     result_json: str
     error: ToolError
     attempt: int
-    def __init__(self, task_id: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+    summary: str
+    def __init__(self, task_id: _Optional[str] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., attempt: _Optional[int] = ..., summary: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ()
@@ -330,20 +504,22 @@ class Registered(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("task_id", "session_id", "tool", "arguments_json", "attempt", "timeout_ms")
+    __slots__ = ("task_id", "session_id", "tool", "arguments_json", "attempt", "timeout_ms", "resume_detail_json")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     session_id: str
     tool: str
     arguments_json: str
     attempt: int
     timeout_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    resume_detail_json: str
+    def __init__(self, task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., attempt: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., resume_detail_json: _Optional[str] = ...) -> None: ...
 
 class CancelAssignment(_message.Message):
     __slots__ = ("task_id", "reason")

@@ -90,6 +90,21 @@ class ToolServiceStub(object):
                 request_serializer=errand_dot_v1_dot_errand__pb2.RetryTaskRequest.SerializeToString,
                 response_deserializer=errand_dot_v1_dot_errand__pb2.SubmitToolResponse.FromString,
                 _registered_method=True)
+        self.SessionEvents = channel.unary_stream(
+                '/errand.v1.ToolService/SessionEvents',
+                request_serializer=errand_dot_v1_dot_errand__pb2.SessionEventsRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.SessionEvent.FromString,
+                _registered_method=True)
+        self.PendingDigest = channel.unary_unary(
+                '/errand.v1.ToolService/PendingDigest',
+                request_serializer=errand_dot_v1_dot_errand__pb2.PendingDigestRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.PendingDigestResponse.FromString,
+                _registered_method=True)
+        self.ReadResult = channel.unary_unary(
+                '/errand.v1.ToolService/ReadResult',
+                request_serializer=errand_dot_v1_dot_errand__pb2.ReadResultRequest.SerializeToString,
+                response_deserializer=errand_dot_v1_dot_errand__pb2.ResultChunk.FromString,
+                _registered_method=True)
 
 
 class ToolServiceServicer(object):
@@ -201,6 +216,42 @@ class ToolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SessionEvents(self, request, context):
+        """Streams a session's events: first every retained completion with
+        seq > after_seq (and above the session's acked_seq), then, with
+        include_progress, the latest Progress of each task still running, then
+        both live until the client cancels. Completions keep their seq order and
+        are sent once per stream, exactly as on Completions; progress events take
+        no seq, are coalesced to at most one per task per --progress-interval
+        (the latest wins) and never follow their task's completion. Progress is
+        kept in memory only: after a server restart the replay carries none until
+        workers report again. Errors as Completions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PendingDigest(self, request, context):
+        """What the session is waiting for: its unfinished tasks and how many
+        completions the client has not acknowledged, with a text for the model
+        (empty when there is nothing to say). Errors: INVALID_ARGUMENT (a bad
+        session_id, max_bytes over the server's message limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadResult(self, request, context):
+        """Reads a task's full result_json in pages, for results delivered
+        truncated (Completion.result_truncated) or by reference. Errors:
+        NOT_FOUND (unknown or another tenant's task), FAILED_PRECONDITION (the
+        task has no result: unfinished, or it did not succeed), OUT_OF_RANGE
+        (offset past the end of the result).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ToolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -253,6 +304,21 @@ def add_ToolServiceServicer_to_server(servicer, server):
                     servicer.RetryTask,
                     request_deserializer=errand_dot_v1_dot_errand__pb2.RetryTaskRequest.FromString,
                     response_serializer=errand_dot_v1_dot_errand__pb2.SubmitToolResponse.SerializeToString,
+            ),
+            'SessionEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.SessionEvents,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.SessionEventsRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.SessionEvent.SerializeToString,
+            ),
+            'PendingDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.PendingDigest,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.PendingDigestRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.PendingDigestResponse.SerializeToString,
+            ),
+            'ReadResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadResult,
+                    request_deserializer=errand_dot_v1_dot_errand__pb2.ReadResultRequest.FromString,
+                    response_serializer=errand_dot_v1_dot_errand__pb2.ResultChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +597,87 @@ class ToolService(object):
             '/errand.v1.ToolService/RetryTask',
             errand_dot_v1_dot_errand__pb2.RetryTaskRequest.SerializeToString,
             errand_dot_v1_dot_errand__pb2.SubmitToolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SessionEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/errand.v1.ToolService/SessionEvents',
+            errand_dot_v1_dot_errand__pb2.SessionEventsRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.SessionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PendingDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/errand.v1.ToolService/PendingDigest',
+            errand_dot_v1_dot_errand__pb2.PendingDigestRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.PendingDigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/errand.v1.ToolService/ReadResult',
+            errand_dot_v1_dot_errand__pb2.ReadResultRequest.SerializeToString,
+            errand_dot_v1_dot_errand__pb2.ResultChunk.FromString,
             options,
             channel_credentials,
             insecure,

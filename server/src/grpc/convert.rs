@@ -119,6 +119,7 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         worker_id: String::new(),
         worker_name: String::new(),
         retry_of: task.retry_of.map(|id| id.to_string()).unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -141,6 +142,7 @@ pub fn completion(c: &CompletionRecord) -> pb::Completion {
         attempts: c.attempts,
         message: text::completion_message(c),
         completed_at: Some(timestamp(c.completed_at)),
+        ..Default::default()
     }
 }
 
@@ -160,6 +162,7 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         // Set by `ListTools` from the live state ([`super::listing`]).
         queued: 0,
         running: 0,
+        ..Default::default()
     }
 }
 
@@ -242,6 +245,7 @@ pub fn command(command: Command) -> pb::WorkerCommand {
             arguments_json: a.arguments.to_string(),
             attempt: a.attempt,
             timeout_ms: millis(a.timeout),
+            ..Default::default()
         }),
         Command::Cancel { task_id, reason } => {
             pb::worker_command::Kind::Cancel(pb::CancelAssignment {

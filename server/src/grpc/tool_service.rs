@@ -110,6 +110,7 @@ impl ToolService for ToolApi {
             ack: text::ack(&task),
             task: Some(convert::task(&task)),
             deduplicated,
+            joined: false,
         }))
     }
 
@@ -171,7 +172,10 @@ impl ToolService for ToolApi {
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
         let removed = self.sched.ack_completions(&session, req.up_to_seq).await?;
-        Ok(Response::new(pb::AckCompletionsResponse { removed }))
+        Ok(Response::new(pb::AckCompletionsResponse {
+            removed,
+            ..Default::default()
+        }))
     }
 
     async fn list_tasks(
@@ -243,7 +247,35 @@ impl ToolService for ToolApi {
             ack: text::ack(&task),
             task: Some(out),
             deduplicated,
+            joined: false,
         }))
+    }
+
+    type SessionEventsStream = futures::stream::Empty<Result<pb::SessionEvent, Status>>;
+
+    async fn session_events(
+        &self,
+        _request: Request<pb::SessionEventsRequest>,
+    ) -> Result<Response<Self::SessionEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "SessionEvents is not implemented yet",
+        ))
+    }
+
+    async fn pending_digest(
+        &self,
+        _request: Request<pb::PendingDigestRequest>,
+    ) -> Result<Response<pb::PendingDigestResponse>, Status> {
+        Err(Status::unimplemented(
+            "PendingDigest is not implemented yet",
+        ))
+    }
+
+    async fn read_result(
+        &self,
+        _request: Request<pb::ReadResultRequest>,
+    ) -> Result<Response<pb::ResultChunk>, Status> {
+        Err(Status::unimplemented("ReadResult is not implemented yet"))
     }
 }
 

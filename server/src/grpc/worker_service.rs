@@ -153,6 +153,10 @@ async fn serve_worker(
         let result = match kind {
             Some(pb::worker_message::Kind::Result(result)) => result,
             Some(pb::worker_message::Kind::Heartbeat(_)) => continue,
+            Some(pb::worker_message::Kind::Progress(p)) => {
+                debug!(worker_id = worker, task_id = %logs::field(&p.task_id), "progress ignored");
+                continue;
+            }
             Some(pb::worker_message::Kind::Register(_)) => {
                 protocol_error(
                     &tx,

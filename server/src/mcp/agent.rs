@@ -96,6 +96,7 @@ impl Agent for LocalAgent {
 
     async fn cancel_task(&self, caller: &Caller, task_id: &str) -> Result<pb::Task, Status> {
         let req = pb::CancelTaskRequest {
+            reason: String::new(),
             task_id: task_id.to_string(),
         };
         Ok(self

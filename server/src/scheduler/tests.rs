@@ -131,6 +131,7 @@ async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
         task_id: a.task_id.clone(),
         outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
         attempt: a.attempt,
+        ..Default::default()
     };
     core.on_result(worker, convert::task_result(result).unwrap())
         .await;
