@@ -27,6 +27,29 @@ async fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> 
     (status, body.to_string())
 }
 
+/// `/api/events` of the dashboard at `url`, as `authorization` (if any),
+/// once its head has arrived.
+async fn open_events(url: &str, authorization: Option<&str>) -> tokio::net::TcpStream {
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut events = tokio::net::TcpStream::connect(host).await.unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let req = format!("GET /api/events HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n");
+    events.write_all(req.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    read_until(&mut events, &mut seen, "text/event-stream").await;
+    events
+}
+
+/// Reads the event stream into `seen` until it holds `needle`.
+async fn read_until(events: &mut tokio::net::TcpStream, seen: &mut String, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = within("an event", events.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "the event stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
 async fn json(url: &str, path: &str, headers: &[(&str, &str)]) -> Value {
     let (status, body) = http(url, "GET", path, headers).await;
     assert_eq!(status, 200, "{path}: {body}");
@@ -80,24 +103,7 @@ async fn dashboard_serves_pages_api_and_live_events() {
     assert_eq!(workers["workers"][0]["running"], 1);
 
     // Live events: open the stream, then cancel through the API.
-    let host = ui
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut events = tokio::net::TcpStream::connect(&host).await.unwrap();
-    events
-        .write_all(format!("GET /api/events HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains("text/event-stream") {
-        let n = within("the event stream's head", events.read(&mut buf))
-            .await
-            .unwrap();
-        assert!(n > 0);
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut events = open_events(&ui, None).await;
 
     let cancel = format!("/api/tasks/{id}/cancel");
     let (status, _) = http(&ui, "POST", &cancel, &[]).await;
@@ -107,13 +113,9 @@ async fn dashboard_serves_pages_api_and_live_events() {
     let (status, body) = http(&ui, "POST", &cancel, &[("x-csrf-token", &csrf)]).await;
     assert_eq!(status, 200, "{body}");
     within("the worker's cancel", job.cancel.cancelled()).await;
-    while !(seen.contains("event: finished") && seen.contains(&id)) {
-        let n = within("the finished event", events.read(&mut buf))
-            .await
-            .unwrap();
-        assert!(n > 0, "the event stream ended");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut seen = String::new();
+    read_until(&mut events, &mut seen, "event: finished").await;
+    assert!(seen.contains(&id), "{seen}");
     assert!(seen.contains("CANCELLED"), "{seen}");
 
     let retry = format!("/api/tasks/{id}/retry");
@@ -361,4 +363,14 @@ async fn dashboard_roles_admin_sees_all_viewer_only_looks() {
         pb::TaskStatus::Running
     );
     held_a.succeed("{}");
+
+    // Live events: tenant a's stream never carries tenant ops' tasks (the
+    // hub broadcasts in order, so ops' would arrive before a's).
+    let mut events = open_events(&ui, Some(&bearer(&agent_a))).await;
+    let hidden = ops.submit("x", "t", "{}").await.unwrap().task_id;
+    let shown = a.submit("s", "t", "{}").await.unwrap().task_id;
+    let mut seen = String::new();
+    read_until(&mut events, &mut seen, &shown).await;
+    assert!(!seen.contains(&hidden), "{seen}");
+    assert!(seen.contains("event: submitted"), "{seen}");
 }
