@@ -374,3 +374,57 @@ async fn dashboard_roles_admin_sees_all_viewer_only_looks() {
     assert!(!seen.contains(&hidden), "{seen}");
     assert!(seen.contains("event: submitted"), "{seen}");
 }
+
+/// With several servers on PostgreSQL the overview's queued counts the
+/// tasks waiting in the shared store, which no server's own queue holds.
+#[tokio::test]
+async fn overview_counts_the_shared_queue_on_postgres() {
+    let Some(cluster) = pg::cluster() else {
+        assert!(
+            !on_postgres(),
+            "ERRAND_TEST_STORE=postgres needs PostgreSQL"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED overview_counts_the_shared_queue_on_postgres: PostgreSQL's binaries are not installed"
+        );
+        return;
+    };
+    let url = cluster.create_database().await;
+    let one = Server::start_postgres(&url, &["--ui-listen", "127.0.0.1:0"]).await;
+    let two = Server::start_postgres(&url, &[]).await;
+    let (c1, c2) = (one.client().await, two.client().await);
+    let mut worker = two.gate_worker(&["t"], 1).await;
+    let running = c2.submit("s", "t", "{}").await.unwrap().task_id;
+    let held = worker.next().await;
+    assert_eq!(held.task.task_id, running);
+    // Server one learns the tool through the store, as the multi-server
+    // tests wait for it; its submits then wait in the shared queue, since
+    // the only worker is busy.
+    within("server one to learn the tool", async {
+        while c1.list_tools().await.unwrap().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for _ in 0..2 {
+        c1.submit("s", "t", "{}").await.unwrap();
+    }
+    let ui = one.ui_url.clone().unwrap();
+    let overview = json(&ui, "/api/overview", &[]).await;
+    let t = &overview["tools"][0];
+    assert_eq!(
+        (t["name"].as_str(), t["queued"].as_u64()),
+        (Some("t"), Some(2)),
+        "{overview}"
+    );
+    let now = overview["depth"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(now[1], 2, "{overview}");
+    held.succeed("{}");
+}

@@ -65,6 +65,20 @@ impl Scheduler {
         self.lock().depth_all()
     }
 
+    /// Tasks waiting in a shared store's queue (no server holds them), per
+    /// tool key of every tenant; empty for a single server's store.
+    pub async fn shared_queued(&self) -> Result<HashMap<Arc<str>, usize>, Error> {
+        let Some(shared) = self.store.shared() else {
+            return Ok(HashMap::new());
+        };
+        Ok(shared
+            .queued_by_tool()
+            .await?
+            .into_iter()
+            .map(|(tool, n)| (Arc::from(tool), usize::try_from(n).unwrap_or(usize::MAX)))
+            .collect())
+    }
+
     /// Unfinished tasks of the session key `session`, here.
     pub fn pending(&self, session: &str) -> usize {
         self.lock().pending(session)

@@ -99,14 +99,16 @@ pub(super) async fn me(State(ui): State<Ui>, headers: HeaderMap) -> Response {
 
 /// Tools with workers, queue depth, the last hour's finishes and run-time
 /// percentiles; queue depth over the last 15 minutes (`depth`: samples of
-/// `[at_ms, queued, running]`, oldest first, then one for now).
+/// `[at_ms, queued, running]`, oldest first, then one for now). Queued
+/// counts the shared queue too (several servers on PostgreSQL); running
+/// counts this server's workers.
 pub(super) async fn overview(State(ui): State<Ui>, headers: HeaderMap) -> Response {
     let access = match ui.access(&headers) {
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
     let now = SystemTime::now();
-    let depth = ui.sched.depth_all();
+    let depth = super::stats::depth(&ui.sched).await;
     let tools = match access.scope() {
         Some(t) => ui.sched.list_tools(t),
         None => ui.sched.list_tools_all(),

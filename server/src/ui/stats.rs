@@ -333,6 +333,23 @@ fn percentile(values: &[Duration], p: usize) -> Option<Duration> {
     values.get(rank - 1).copied()
 }
 
+/// Queued and running tasks per tool key of every tenant: this server's
+/// queue and workers, plus (several servers on one database) the tasks
+/// waiting in the shared queue, which any server may claim. A failed store
+/// read leaves those out, logged.
+pub async fn depth(sched: &Scheduler) -> HashMap<Arc<str>, (usize, usize)> {
+    let mut depth = sched.depth_all();
+    match sched.shared_queued().await {
+        Ok(shared) => {
+            for (tool, n) in shared {
+                depth.entry(tool).or_default().0 += n;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the shared queue's depth failed"),
+    }
+    depth
+}
+
 /// Samples queue depth into `stats` every [`DEPTH_EVERY`], until
 /// `shutdown`. (Activity reaches `stats` as the hub's sink.)
 pub fn spawn(stats: Arc<Stats>, sched: Arc<Scheduler>, shutdown: CancellationToken) {
@@ -342,7 +359,7 @@ pub fn spawn(stats: Arc<Stats>, sched: Arc<Scheduler>, shutdown: CancellationTok
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => stats.sample(&sched.depth_all(), SystemTime::now()),
+                _ = tick.tick() => stats.sample(&depth(&sched).await, SystemTime::now()),
             }
         }
     });
