@@ -156,7 +156,7 @@ impl Scheduler {
             let run = task
                 .started_at
                 .and_then(|s| c.completed_at.duration_since(s).ok());
-            self.hub.record(Activity {
+            self.hub.record(|| Activity {
                 kind: ActivityKind::Finished {
                     state: task.state,
                     seq: c.seq,

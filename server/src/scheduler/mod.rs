@@ -213,7 +213,7 @@ impl Scheduler {
         let (Some(task), Some((worker_id, name))) = (st.task(id), st.runner(id)) else {
             return;
         };
-        self.hub.record(Activity {
+        self.hub.record(|| Activity {
             kind: ActivityKind::Started {
                 attempt,
                 worker_id,
@@ -307,7 +307,7 @@ impl Scheduler {
         }
         debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
-        self.hub.record(Activity {
+        self.hub.record(|| Activity {
             kind: ActivityKind::Submitted,
             task_id: task.id,
             session: task.session.clone(),
@@ -426,7 +426,7 @@ impl Scheduler {
             .store
             .ack_completions(session.as_key(), up_to_seq)
             .await?;
-        self.hub.record(Activity {
+        self.hub.record(|| Activity {
             kind: ActivityKind::Acked { up_to_seq },
             task_id: Uuid::nil(),
             session: session.as_arc().clone(),

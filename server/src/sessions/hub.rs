@@ -88,12 +88,19 @@ impl SessionHub {
         self.all.subscribe()
     }
 
-    /// Tells the dashboard's followers what happened; never waits.
-    pub fn record(&self, activity: Activity) {
-        for sink in self.sinks.read().unwrap_or_else(|e| e.into_inner()).iter() {
+    /// Tells the dashboard's followers what happened; never waits. `make`
+    /// runs only when someone follows (a dashboard is configured).
+    pub fn record(&self, make: impl FnOnce() -> Activity) {
+        let sinks = self.sinks.read().unwrap_or_else(|e| e.into_inner());
+        let listeners = self.activity.receiver_count() > 0;
+        if sinks.is_empty() && !listeners {
+            return;
+        }
+        let activity = make();
+        for sink in sinks.iter() {
             sink.observe(&activity);
         }
-        if self.activity.receiver_count() > 0 {
+        if listeners {
             let _ = self.activity.send(Arc::new(activity));
         }
     }

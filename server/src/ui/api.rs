@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::{Access, Ui};
 use crate::{grpc::listing, model::TaskState, tenant};
 
-/// Rows on the sessions page.
-const SESSIONS_PAGE: usize = 100;
+/// Rows on the overview, sessions and workers pages: all the UI holds.
+const ROWS: usize = 100;
 
 /// A refused or failed request: its status and a message for the page.
 #[derive(Debug)]
@@ -115,7 +115,7 @@ pub(super) async fn overview(State(ui): State<Ui>, headers: HeaderMap) -> Respon
     };
     let tools: Vec<Value> = tools
         .iter()
-        .take(SESSIONS_PAGE)
+        .take(ROWS)
         .map(|(spec, workers)| {
             let key = spec.name.as_key();
             let (queued, running) = depth.get(key).copied().unwrap_or_default();
@@ -161,7 +161,7 @@ pub(super) async fn sessions(State(ui): State<Ui>, headers: HeaderMap) -> Respon
     };
     let rows: Vec<Value> = ui
         .stats
-        .sessions(access.scope(), SESSIONS_PAGE)
+        .sessions(access.scope(), ROWS)
         .iter()
         .map(|s| {
             json!({
@@ -187,7 +187,7 @@ pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Respons
         .sched
         .list_workers(access.scope(), None)
         .iter()
-        .take(SESSIONS_PAGE)
+        .take(ROWS)
         .map(|w| {
             let tenants = w.tools.first().map_or("", |k| tenant::of(k));
             let w = listing::worker(w, server);

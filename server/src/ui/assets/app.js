@@ -210,7 +210,8 @@ async function render() {
 }
 
 // A live event: reload the page shown if the event concerns it, at most
-// every 300 ms, and not while the user is typing in a filter.
+// every 300 ms for a task's page and every second for a listing, and not
+// while the user is typing in a filter.
 function changed(name, data) {
   if (state.taskId && name !== "lagged" && data.task_id !== state.taskId) return;
   if (state.pending) return;
@@ -218,7 +219,7 @@ function changed(name, data) {
     state.pending = null;
     const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
     if (!typing) render();
-  }, 300);
+  }, state.taskId ? 300 : 1000);
 }
 
 // Server-sent events over fetch, so the token goes in a header, not the URL.
