@@ -71,13 +71,19 @@ function showLogin(message) {
   document.getElementById("login-error").textContent = token() ? message : "";
 }
 
-// Queue depth over the last 15 minutes: queued and running, one point per sample.
+// Queue depth over the last 15 minutes: queued and running as steps, each
+// value held until the next sample. The last sample is the server's now
+// (so the browser's clock does not matter).
 function chart(samples) {
-  const w = 600, h = 120, pad = 24, span = 15 * 60 * 1000, now = Date.now();
+  const w = 600, h = 120, pad = 24, span = 15 * 60 * 1000;
+  const now = samples.length ? samples[samples.length - 1][0] : Date.now();
   const max = Math.max(1, ...samples.map(s => Math.max(s[1], s[2])));
   const x = t => pad + (w - 2 * pad) * Math.max(0, 1 - (now - t) / span);
   const y = v => h - pad + (-(h - 2 * pad) * v / max);
-  const line = (i, cls) => svg("polyline", { class: cls, points: samples.map(s => `${x(s[0]).toFixed(1)},${y(s[i]).toFixed(1)}`).join(" ") });
+  const line = (i, cls) => svg("polyline", { class: cls, points: samples.flatMap((s, k) => {
+    const here = `${x(s[0]).toFixed(1)},${y(s[i]).toFixed(1)}`;
+    return k === 0 ? [here] : [`${x(s[0]).toFixed(1)},${y(samples[k - 1][i]).toFixed(1)}`, here];
+  }).join(" ") });
   return svg("svg", { class: "chart", id: "depth-chart", width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "queue depth over the last 15 minutes" },
     svg("line", { x1: pad, y1: h - pad, x2: w - pad, y2: h - pad, stroke: "#cfd6e4" }),
     svg("text", { x: 2, y: pad }, String(max)), svg("text", { x: 2, y: h - pad }, "0"),
