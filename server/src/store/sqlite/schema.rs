@@ -13,11 +13,11 @@ use super::errors::{io_error, open_error};
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
-const APPLICATION_ID: i32 = 0x4552_4e44;
+pub(super) const APPLICATION_ID: i32 = 0x4552_4e44;
 
 /// Schema migrations; `PRAGMA user_version` is how many have been applied.
 /// Only ever append.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: tasks carrying their completion; per-session seq counters.
     "CREATE TABLE tasks (
         id              BLOB NOT NULL UNIQUE,
