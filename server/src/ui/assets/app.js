@@ -142,6 +142,7 @@ async function task(main, id) {
     } catch (e) { document.getElementById("action-error").textContent = e.message; }
   };
   const unfinished = t.status === "QUEUED" || t.status === "RUNNING";
+  const last = t.attempt_log[t.attempt_log.length - 1];
   const retryable = ["FAILED", "TIMED_OUT", "CANCELLED"].includes(t.status);
   const full = async (e) => {
     e.preventDefault();
@@ -159,7 +160,8 @@ async function task(main, id) {
       ...(t.tenant ? [el("dt", {}, "Tenant"), el("dd", {}, t.tenant)] : []),
       el("dt", {}, "Session"), el("dd", {}, t.session_id),
       el("dt", {}, "Tool"), el("dd", {}, t.tool),
-      el("dt", {}, "Worker"), el("dd", {}, t.worker_name ? `${t.worker_name} (${t.worker_id})` : "-"),
+      el("dt", {}, "Worker"), el("dd", {}, t.worker_name ? `${t.worker_name} (${t.worker_id})`
+        : last ? `${last.worker_name} (${last.worker_id}), last attempt` : "-"),
       el("dt", {}, "Created"), el("dd", {}, ago(t.created_at)),
       el("dt", {}, "Started"), el("dd", {}, ago(t.started_at)),
       el("dt", {}, "Finished"), el("dd", {}, ago(t.finished_at)),
