@@ -52,7 +52,7 @@ await shot("overview");
 await page.locator("#nav a[href='#/tasks']").click();
 await page.locator("#filters select[name=status]").selectOption("running");
 await page.locator("#filters button").click();
-await page.waitForURL(/status=running/);
+await page.locator("#main[data-route='/tasks?status=running']").waitFor();
 await page.locator(`a.task-link:text("${LIVE_TASK}")`).waitFor();
 assert.equal(await page.locator("a.task-link").count(), 2, "only the running tasks are listed");
 await shot("tasks");

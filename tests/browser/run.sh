@@ -26,7 +26,15 @@ if [[ "$want" != "$have" ]]; then
 fi
 WORK="$(mktemp -d)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  local rc=$?
+  if (( rc != 0 )); then
+    echo "browser test failed ($rc): the server's and the worker's last lines:" >&2
+    tail -n 20 "$WORK/serve.err" "$WORK/worker.out" >&2 2>/dev/null || true
+  fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # One server with tokens: the browser logs in as an admin; the CLI submits

@@ -211,7 +211,9 @@ async function render() {
     else if (path === "/sessions") await sessions(main);
     else if (path === "/workers") await workers(main);
     else await overview(main);
-    main.dataset.rendered = String(Date.now());
+    // Which route the page shows, for tests that must not mistake the
+    // previous page for this one.
+    main.dataset.route = query === undefined ? path : `${path}?${query}`;
   } catch (e) {
     if (e.message !== "unauthorized") main.replaceChildren(el("p", { class: "error" }, e.message));
   }
