@@ -19,16 +19,13 @@ A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
 `threading.Event`) so that cancellation reaches it. An `async def` tool is
 cancelled with `asyncio.CancelledError`.
+
+Progress, resume and summaries: see `errand.context`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import dataclasses
-import datetime as _dt
-import decimal
-import enum
 import json
 import logging
 import os
@@ -43,6 +40,15 @@ import grpc.aio
 
 from errand._common import RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
+from errand._jsonable import to_json as _to_json
+from errand.context import (
+    Summarized,
+    TaskContext,
+    _current,
+    current_task,
+    report_progress,
+    resume_detail,
+)
 from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
@@ -50,37 +56,17 @@ from errand.v1 import errand_pb2_grpc as pb_grpc
 
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
 
-__all__ = ["TaskContext", "Worker", "current_task"]
+__all__ = [
+    "Summarized",
+    "TaskContext",
+    "Worker",
+    "current_task",
+    "report_progress",
+    "resume_detail",
+]
+
 
 log = logging.getLogger("errand.worker")
-
-
-@dataclasses.dataclass
-class TaskContext:
-    """The task a tool call is running for (see `current_task()`)."""
-
-    task_id: str
-    session_id: str
-    tool: str
-    attempt: int
-    timeout_ms: int
-    #: Set when the server cancels the task or times it out; poll it from
-    #: long-running plain functions. `cancel_reason` then says which.
-    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
-    cancel_reason: str = ""
-
-    def is_cancelled(self) -> bool:
-        return self.cancelled.is_set()
-
-
-_current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar(
-    "errand_current_task", default=None
-)
-
-
-def current_task() -> Optional[TaskContext]:
-    """The task of the tool call running in this thread or asyncio task, or None."""
-    return _current.get()
 
 
 class _Running:
@@ -334,6 +320,11 @@ class Worker:
                 description=t.description,
                 input_schema_json=t.input_schema_json,
                 timeout_ms=t.timeout_ms,
+                delivery=int(t.delivery),  # type: ignore[arg-type]
+                dedup=int(t.dedup),  # type: ignore[arg-type]
+                result_budget_bytes=t.result_budget_bytes,
+                fallback=t.fallback.to_pb() if t.fallback is not None else None,
+                cancellable_by_model=t.cancellable_by_model,
             )
             for t in self._tools.values()
         ]
@@ -405,6 +396,8 @@ class Worker:
             tool=assignment.tool,
             attempt=assignment.attempt,
             timeout_ms=assignment.timeout_ms,
+            resume_detail_json=assignment.resume_detail_json,
+            _send=self._sender(outgoing),
         )
         entry = _Running(ctx)
         running[ctx.task_id] = entry
@@ -422,6 +415,23 @@ class Worker:
             outgoing.put_nowait(pb.WorkerMessage(result=result))
 
         entry.task = asyncio.ensure_future(body())
+
+    def _sender(
+        self, outgoing: asyncio.Queue[Optional[pb.WorkerMessage]]
+    ) -> Callable[[pb.WorkerMessage], None]:
+        """Puts a message on this connection's stream, from the loop or any thread."""
+        loop = asyncio.get_running_loop()
+
+        def send(msg: pb.WorkerMessage) -> None:
+            if running_loop_is(loop):
+                outgoing.put_nowait(msg)
+            elif not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(outgoing.put_nowait, msg)
+                except RuntimeError:
+                    pass  # the loop closed meanwhile: the connection is gone
+
+        return send
 
     async def _execute(
         self, assignment: pb.Assignment, ctx: TaskContext, executor: ThreadPoolExecutor
@@ -462,11 +472,23 @@ class Worker:
         except Exception as exc:
             log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
             return failed("tool_error", f"{type(exc).__name__}: {exc}")
+        summary = ""
+        if isinstance(value, Summarized):
+            value, summary = value.value, value.summary
         try:
             result_json = json.dumps(value, default=_to_json, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             return failed("tool_error", f"the result is not JSON serialisable: {exc}")
-        return pb.TaskResult(task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt)
+        return pb.TaskResult(
+            task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
+        )
+
+
+def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class _StreamEnded(ErrandError):
@@ -481,27 +503,6 @@ def _call_with_context(
         return spec.fn(*args, **kwargs)
     finally:
         _current.reset(token)
-
-
-def _to_json(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):  # pydantic 2 models
-        return dump(mode="json")
-    if callable(getattr(value, "json", None)) and hasattr(value, "__fields__"):  # pydantic 1
-        return json.loads(value.json())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def __getattr__(name: str) -> Any:

@@ -167,6 +167,8 @@ impl Scheduler {
             timeout_ms: millis(original.timeout),
             idempotency_key: String::new(),
             retry_of: Some(original.id),
+            // The tool's (or the server's) queue timeout, counted anew.
+            queue_timeout_ms: 0,
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");
