@@ -15,7 +15,9 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct NewArgs {
-    /// What the token may call: agent (ToolService) or worker (WorkerService).
+    /// What the token may call: agent (ToolService), worker (WorkerService),
+    /// admin (an agent that sees every tenant on the dashboard) or viewer
+    /// (looks at its tenant on the dashboard, changes nothing).
     #[arg(long, value_enum)]
     role: RoleArg,
     /// The tenant whose sessions, tasks and tools the token sees.
@@ -40,6 +42,8 @@ pub struct NewArgs {
 enum RoleArg {
     Agent,
     Worker,
+    Admin,
+    Viewer,
 }
 
 pub fn run(cmd: Command) -> Result<ExitCode> {
@@ -49,6 +53,8 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
         role: match args.role {
             RoleArg::Agent => Role::Agent,
             RoleArg::Worker => Role::Worker,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Viewer => Role::Viewer,
         },
         tenant: args.tenant,
         tools: args.tools,

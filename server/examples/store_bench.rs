@@ -197,6 +197,7 @@ fn task(session: &str) -> TaskRecord {
         delivery: Default::default(),
         call: Default::default(),
         notes: Default::default(),
+        retry_of: None,
     }
 }
 

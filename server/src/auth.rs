@@ -14,10 +14,17 @@
 //! ```text
 //! sha256=<64 hex> role=agent tenant=acme expires=2027-01-01T00:00:00Z name=ci-agent
 //! sha256=<64 hex> role=worker tenant=acme tools=search,fetch
+//! sha256=<64 hex> role=admin tenant=ops
+//! sha256=<64 hex> role=viewer tenant=acme
 //! ```
 //!
 //! `expires` (RFC 3339, UTC) and `name` are optional; `tools` is optional and
 //! only for workers: when present, the worker may register those tools only.
+//!
+//! Roles: `agent` calls ToolService; `worker` calls WorkerService; `admin`
+//! calls ToolService as an agent of its tenant and, on the dashboard, sees
+//! every tenant (it cancels and retries its own tenant's tasks only);
+//! `viewer` may only look at its tenant on the dashboard.
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -36,6 +43,10 @@ pub enum Role {
     Agent,
     /// `WorkerService`: register tools and run tasks.
     Worker,
+    /// An agent of its tenant that sees every tenant on the dashboard.
+    Admin,
+    /// Looks at its tenant on the dashboard; changes nothing, calls no RPC.
+    Viewer,
 }
 
 impl Role {
@@ -43,6 +54,8 @@ impl Role {
         match self {
             Role::Agent => "agent",
             Role::Worker => "worker",
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
         }
     }
 
@@ -50,8 +63,16 @@ impl Role {
         match s {
             "agent" => Some(Role::Agent),
             "worker" => Some(Role::Worker),
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
             _ => None,
         }
+    }
+
+    /// Whether a token of this role may call a service that needs `need`:
+    /// the same role, or an admin where an agent is needed.
+    pub fn may_act_as(self, need: Role) -> bool {
+        self == need || (self == Role::Admin && need == Role::Agent)
     }
 }
 
@@ -189,7 +210,7 @@ fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
             "sha256" => hash = Some(parse_hash(v)?),
             "role" => {
                 role = Some(Role::parse(v).ok_or_else(|| {
-                    format!("role {v:?} is unknown: use role=agent or role=worker")
+                    format!("role {v:?} is unknown: use role=agent, worker, admin or viewer")
                 })?)
             }
             "tenant" => {
@@ -346,6 +367,27 @@ mod tests {
         assert!(caller.may_serve("search") && !caller.may_serve("other"));
         let err = tokens.verify("ert_nope", SystemTime::now()).unwrap_err();
         assert!(matches!(err, Error::Unauthenticated(_)), "{err}");
+    }
+
+    #[test]
+    fn admin_and_viewer_roles_parse_and_only_admin_acts_as_an_agent() {
+        let (admin, viewer) = (new_token().unwrap(), new_token().unwrap());
+        let text = format!(
+            "{}\n{}",
+            spec(Role::Admin).line(&admin).unwrap(),
+            spec(Role::Viewer).line(&viewer).unwrap()
+        );
+        let tokens = Tokens::parse(&text).unwrap();
+        let now = SystemTime::now();
+        assert_eq!(tokens.verify(&admin, now).unwrap().role, Some(Role::Admin));
+        assert_eq!(
+            tokens.verify(&viewer, now).unwrap().role,
+            Some(Role::Viewer)
+        );
+        assert!(Role::Admin.may_act_as(Role::Agent));
+        assert!(!Role::Admin.may_act_as(Role::Worker));
+        assert!(!Role::Viewer.may_act_as(Role::Agent));
+        assert!(!Role::Agent.may_act_as(Role::Admin));
     }
 
     #[test]

@@ -402,6 +402,7 @@ mod digest_tests {
             tool: "acme\u{1f}search".into(),
             arguments: args.into(),
             timeout: Duration::from_secs(60),
+            retry_of: None,
             queue_deadline: None,
             idempotency_key: None,
             created_at: created,

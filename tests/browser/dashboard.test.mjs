@@ -1,69 +1,98 @@
 // The dashboard in a real browser: headless Chromium (Debian's package)
-// driven by playwright-core, against the real errand binary with workers.
-// Run by run.sh, which starts the server and the workers and passes:
-//   UI_URL (open server), UI_AUTH_URL (server with tokens), TOKEN (agent
-//   token of the latter), RUNNING_TASK (a task a worker holds), OUT (the
-//   screenshot folder).
+// driven by playwright-core, against the real errand binary with a worker.
+// Run by run.sh, which starts one server (with tokens) and one worker and
+// passes: UI_URL, ADMIN (an admin token), LIVE_TASK and CLICK_TASK (tasks the
+// worker runs until cancelled), BIG_TASK (a finished task whose result is
+// over the page's preview), ERRAND (the binary; ERRAND_SERVER and
+// ERRAND_TOKEN are set for it), OUT (the screenshot folder).
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 
-const { UI_URL, UI_AUTH_URL, TOKEN, RUNNING_TASK, OUT } = process.env;
+const { UI_URL, ADMIN, LIVE_TASK, CLICK_TASK, BIG_TASK, ERRAND, OUT } = process.env;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox"],
 });
 const errors = [];
-const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
-page.on("console", m => { if (m.type() === "error") errors.push(m.text()); });
-page.on("pageerror", e => errors.push(String(e)));
-const shot = name => page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
+const watch = page => {
+  page.on("console", m => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", e => errors.push(String(e)));
+};
 
-// Overview: the tools with their workers, queued and running.
-await page.goto(UI_URL + "#/overview");
-await page.getByRole("cell", { name: "sleepy" }).waitFor();
+// With tokens and none given: only the login shows.
+const anon = await browser.newPage({ viewport: { width: 1200, height: 500 } });
+watch(anon);
+await anon.goto(UI_URL);
+await anon.locator("#login-form").waitFor();
+assert.equal(await anon.locator("#nav").isHidden(), true, "no navigation before login");
+assert.equal(await anon.locator("#main").innerText(), "", "no data before login");
+await anon.screenshot({ path: `${OUT}/login.png` });
+await anon.close();
+
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+watch(page);
+const shot = name => page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true });
+await page.goto(UI_URL);
+await page.locator("#token").fill(ADMIN);
+await page.locator("#login-button").click();
+await page.locator("#nav").waitFor();
+
+// Overview: the tool with its worker, running tasks, the last hour, the chart.
+await page.getByRole("heading", { name: "Overview" }).waitFor();
+const row = page.locator("#tools tbody tr", { hasText: "job" });
+await row.waitFor();
+const cells = await row.locator("td").allInnerTexts();
+// Admin view: Tenant, Tool, Workers, Queued, Running, Succeeded, Failed, p50, p99.
+assert.deepEqual(cells.slice(0, 7), ["demo", "job", "1", "0", "2", "3", "0"], cells.join(" | "));
+assert.equal(await page.locator("#depth-chart polyline").count(), 2);
 await shot("overview");
 
 // Tasks, filtered by status.
-await page.goto(UI_URL + "#/tasks");
+await page.locator("#nav a[href='#/tasks']").click();
 await page.locator("#filters select[name=status]").selectOption("running");
 await page.locator("#filters button").click();
-await page.waitForURL(/status=running/);
-const link = page.locator(`a.task-link:text("${RUNNING_TASK}")`);
-await link.waitFor();
-assert.equal(await page.locator("a.task-link").count(), 1, "only the running task is listed");
+await page.locator("#main[data-route='/tasks?status=running']").waitFor();
+await page.locator(`a.task-link:text("${LIVE_TASK}")`).waitFor();
+assert.equal(await page.locator("a.task-link").count(), 2, "only the running tasks are listed");
 await shot("tasks");
 
-// The task page; Cancel turns it CANCELLED live, without a reload.
-await link.click();
-await page.locator("#task-status").getByText("RUNNING").waitFor();
-await shot("task");
+// A finished task with a large result: cut, and the full text on demand.
+await page.goto(`${UI_URL}#/task/${BIG_TASK}`);
+await page.locator("#task-status").getByText("SUCCEEDED").waitFor();
+await page.locator("#completion").waitFor();
+assert.equal((await page.locator("#attempts tbody tr").count()), 1, "one attempt, with its worker");
+assert.match(await page.locator("#attempts").innerText(), /worker-1/);
+await page.locator("#full-result").click();
+await page.waitForFunction(() => document.getElementById("result").textContent.length > 6000);
+
+// A running task turns CANCELLED live, without a reload, when the CLI
+// cancels it; the Cancel button does the same for another.
 let reloaded = false;
 page.on("load", () => { reloaded = true; });
-await page.locator("#cancel").click();
+await page.goto(`${UI_URL}#/task/${LIVE_TASK}`);
+await page.locator("#task-status").getByText("RUNNING").waitFor();
+await shot("task");
+reloaded = false;
+execFileSync(ERRAND, ["cancel", LIVE_TASK]);
 await page.locator("#task-status").getByText("CANCELLED").waitFor();
 assert.equal(reloaded, false, "no page reload");
 await page.locator("#retry").waitFor();
 await shot("task-cancelled");
+await page.evaluate(id => { location.hash = "#/task/" + id; }, CLICK_TASK);
+await page.locator("#task-status").getByText("RUNNING").waitFor();
+await page.locator("#cancel").click();
+await page.locator("#task-status").getByText("CANCELLED").waitFor();
+assert.equal(reloaded, false, "no page reload");
 
-// Workers.
-await page.goto(UI_URL + "#/workers");
-await page.getByRole("cell", { name: "sleepy" }).first().waitFor();
+// Sessions and workers.
+await page.locator("#nav a[href='#/sessions']").click();
+await page.locator("#sessions tbody tr", { hasText: "report" }).waitFor();
+await shot("sessions");
+await page.locator("#nav a[href='#/workers']").click();
+await page.locator("#workers tbody tr", { hasText: "worker-1" }).waitFor();
 await shot("workers");
-assert.deepEqual(errors, [], "no console errors");
 
-// With tokens: only the login until a token is given.
-const auth = await browser.newPage();
-const authErrors = [];
-auth.on("pageerror", e => authErrors.push(String(e)));
-await auth.goto(UI_AUTH_URL);
-await auth.locator("#login-form").waitFor();
-assert.equal(await auth.locator("#nav").isHidden(), true);
-assert.equal(await auth.locator("#main").innerText(), "");
-await auth.screenshot({ path: `${OUT}/login.png` });
-await auth.locator("#token").fill(TOKEN);
-await auth.locator("#login-form button").click();
-await auth.locator("#nav").waitFor();
-await auth.getByRole("heading", { name: "Overview" }).waitFor();
-assert.deepEqual(authErrors, []);
+assert.deepEqual(errors, [], "no console errors");
 await browser.close();
 console.log("dashboard browser test passed; screenshots in " + OUT);

@@ -317,6 +317,51 @@ async fn listings_survive_a_restart() {
     assert_eq!(unfinished.tasks[0].task_id, queued);
 }
 
+/// `retry_of` is stored: GetTask and ListTasks name the original, also
+/// after a restart (the durable store's column, not the live state).
+#[tokio::test]
+async fn retry_of_is_stored_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = if on_postgres() {
+        Server::start(&[]).await
+    } else {
+        Server::start_durable(dir.path(), &[]).await
+    };
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let original = client.submit("s", "t", "{}").await.unwrap().task_id;
+    worker.next().await.fail("boom", "it broke");
+    take_completions(&mut client.completions("s", 0), 1).await;
+    let again = client.retry_task(&original).await.unwrap().task_id;
+    worker.next().await.succeed("{}");
+    take_completions(&mut client.completions("s", 1), 1).await;
+    worker.stop();
+    drop(worker);
+    for round in ["before", "after"] {
+        if round == "after" {
+            server.restart().await;
+        }
+        let client = server.client().await;
+        let got = client.get_task(&again).await.unwrap();
+        assert_eq!(got.retry_of, original, "GetTask {round} the restart");
+        assert_eq!(client.get_task(&original).await.unwrap().retry_of, "");
+        let listed = client.list_tasks(list("s", &[], "")).await.unwrap();
+        let pairs: Vec<_> = listed
+            .tasks
+            .iter()
+            .map(|t| (t.task_id.clone(), t.retry_of.clone()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (original.clone(), String::new()),
+                (again.clone(), original.clone())
+            ],
+            "ListTasks {round} the restart"
+        );
+    }
+}
+
 #[tokio::test]
 async fn listings_span_servers_on_postgres() {
     let Some(cluster) = pg::cluster() else {

@@ -83,7 +83,7 @@ impl Auth {
             })?;
         let caller = tokens.verify(token, SystemTime::now())?;
         if let (Some(need), Some(has)) = (self.role, caller.role)
-            && need != has
+            && !has.may_act_as(need)
         {
             return Err(Error::PermissionDenied(format!(
                 "a token with role {} cannot call {}: use one with role {}",

@@ -120,7 +120,7 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         // Set by the listings, which know the runner ([`super::listing`]).
         worker_id: String::new(),
         worker_name: String::new(),
-        retry_of: String::new(),
+        retry_of: task.retry_of.map(|id| id.to_string()).unwrap_or_default(),
         delivery: delivery_policy(task.delivery) as i32,
         ..Default::default()
     }
@@ -391,6 +391,7 @@ pub fn submission(
         result_budget_bytes: req.result_budget_bytes,
         join_in_flight,
         fallback,
+        retry_of: None,
     })
 }
 

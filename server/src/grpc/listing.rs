@@ -143,7 +143,7 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn parse_token(token: &str, newest_first: bool) -> Result<Cursor, Error> {
+pub fn parse_token(token: &str, newest_first: bool) -> Result<Cursor, Error> {
     let bad = || {
         Error::invalid(
             "page_token is not one this server issued for this order: pass next_page_token \

@@ -276,8 +276,7 @@ impl ToolService for ToolApi {
             .own_task(&caller, &request.into_inner().task_id)
             .await?;
         let (task, deduplicated) = self.sched.retry(&original).await?;
-        let mut out = convert::task(&task);
-        out.retry_of = original.id.to_string();
+        let out = convert::task(&task);
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),
             ack: text::ack(&task),

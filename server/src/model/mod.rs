@@ -157,6 +157,8 @@ pub struct TaskRecord {
     pub call: CallOptions,
     /// What its finish recorded beside the outcome; default while unfinished.
     pub notes: FinishNotes,
+    /// The task this one retries (`RetryTask`); `None` for a submitted one.
+    pub retry_of: Option<Uuid>,
 }
 
 /// A tool call as an agent submits it.
@@ -183,6 +185,8 @@ pub struct Submission {
     pub join_in_flight: Option<bool>,
     /// `None`: the tool's fallback. The tool is a key.
     pub fallback: Option<Fallback>,
+    /// The task this one retries; `None` for an agent's own call.
+    pub retry_of: Option<Uuid>,
 }
 
 /// What the store is told when a task ends.

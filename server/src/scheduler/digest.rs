@@ -1,10 +1,15 @@
 //! What a session is waiting for (`PendingDigest`): its unfinished tasks
 //! from the store with what the live state adds (state, progress), and its
 //! acknowledgement counters; `AckCompletions`, monotonic.
+use std::time::SystemTime;
+
+use uuid::Uuid;
+
 use super::{Scheduler, views::TaskView};
 use crate::{
     error::Error,
     model::{SessionKey, TaskState},
+    sessions::{Activity, ActivityKind},
     store::{Acked, SessionSeqs, TaskQuery},
 };
 
@@ -43,6 +48,13 @@ impl Scheduler {
                 acked.last_seq
             )));
         }
+        self.hub.record(|| Activity {
+            kind: ActivityKind::Acked { up_to_seq },
+            task_id: Uuid::nil(),
+            session: session.as_arc().clone(),
+            tool: "".into(),
+            at: SystemTime::now(),
+        });
         Ok(acked)
     }
 

@@ -119,6 +119,7 @@ impl Scheduler {
             tool: spec.name.as_arc().clone(),
             arguments: task.arguments.clone(),
             timeout: spec.timeout.unwrap_or(self.config.default_timeout),
+            retry_of: None,
             queue_deadline: Some(
                 ended.finish.finished_at
                     + spec

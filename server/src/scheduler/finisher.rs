@@ -21,6 +21,7 @@ use tracing::{debug, error, warn};
 use super::{Scheduler, fallback::Fallen, state::Ended};
 use crate::{
     model::{Outcome, TaskRecord, TaskState, codes},
+    sessions::{Activity, ActivityKind},
     store::StoreError,
 };
 
@@ -159,6 +160,20 @@ impl Scheduler {
             self.metrics.finished(&task.tool, task.state);
             task.seq = c.seq;
             debug!(task_id = %task.id, session_id = %crate::logs::field(&task.session), seq = c.seq, status = task.state.name(), "task completed");
+            let run = task
+                .started_at
+                .and_then(|s| c.completed_at.duration_since(s).ok());
+            self.hub.record(|| Activity {
+                kind: ActivityKind::Finished {
+                    state: task.state,
+                    seq: c.seq,
+                    run,
+                },
+                task_id: task.id,
+                session: task.session.clone(),
+                tool: task.tool.clone(),
+                at: c.completed_at,
+            });
             self.hub.completed(c);
         }
         self.ended_one();

@@ -74,7 +74,7 @@ use crate::{
         Assignment, Command, Outcome, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
         codes,
     },
-    sessions::SessionHub,
+    sessions::{Activity, ActivityKind, SessionHub},
     store::{Durable, Inserted, SharedStore},
     tools::{ToolSpec, ValidationPool},
 };
@@ -231,6 +231,7 @@ impl Scheduler {
             self.deadlines.disarm(d.id);
             let timer = self.arm_timer(d.id, d.attempt, d.timeout);
             st.set_timer(d.id, d.attempt, timer);
+            self.record_start(st, d.id, d.attempt);
             debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
         }
         if effects.wants_work {
@@ -239,6 +240,24 @@ impl Scheduler {
         if effects.running_ended {
             self.finisher.wake_drain();
         }
+    }
+
+    /// Tells the dashboard that attempt `attempt` of task `id` started.
+    fn record_start(&self, st: &State<Tokio>, id: Uuid, attempt: u32) {
+        let (Some(task), Some((worker_id, name))) = (st.task(id), st.runner(id)) else {
+            return;
+        };
+        self.hub.record(|| Activity {
+            kind: ActivityKind::Started {
+                attempt,
+                worker_id,
+                worker_name: name.to_string(),
+            },
+            task_id: id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            at: task.started_at.unwrap_or_else(SystemTime::now),
+        });
     }
 
     /// Takes a task out of the live state (see [`State::take`]), counting it
@@ -333,6 +352,7 @@ impl Scheduler {
             finished_at: None,
             outcome: None,
             seq: 0,
+            retry_of: sub.retry_of,
             delivery,
             call,
             notes: Default::default(),
@@ -384,6 +404,13 @@ impl Scheduler {
         if let Some(deadline) = task.queue_deadline {
             self.arm_queue_timer(&task, deadline);
         }
+        self.hub.record(|| Activity {
+            kind: ActivityKind::Submitted,
+            task_id: task.id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            at: task.created_at,
+        });
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
             Placement::Elsewhere => {

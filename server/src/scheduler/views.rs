@@ -11,6 +11,7 @@ use crate::{
     error::Error,
     model::{ProgressRecord, SessionKey, Submission, TaskRecord, TaskState, ToolKey, millis},
     store::{Cursor, TaskQuery},
+    tools::ToolSpec,
 };
 
 pub use super::state::WorkerView;
@@ -70,6 +71,37 @@ impl Scheduler {
     /// This server's name in a shared store; "" for a single server.
     pub fn server_id(&self) -> &str {
         self.store.shared().map(|s| s.server_id()).unwrap_or("")
+    }
+
+    /// Queued and running tasks per tool key of every tenant, here.
+    pub fn depth_all(&self) -> HashMap<Arc<str>, (usize, usize)> {
+        self.lock().depth_all()
+    }
+
+    /// Tasks waiting in a shared store's queue (no server holds them), per
+    /// tool key of every tenant; empty for a single server's store.
+    pub async fn shared_queued(&self) -> Result<HashMap<Arc<str>, usize>, Error> {
+        let Some(shared) = self.store.shared() else {
+            return Ok(HashMap::new());
+        };
+        Ok(shared
+            .queued_by_tool()
+            .await?
+            .into_iter()
+            .map(|(tool, n)| (Arc::from(tool), usize::try_from(n).unwrap_or(usize::MAX)))
+            .collect())
+    }
+
+    /// Unfinished tasks of the session key `session`, here.
+    pub fn pending(&self, session: &str) -> usize {
+        self.lock().pending(session)
+    }
+
+    /// Known tools of every tenant (see [`Self::list_tools`]), sorted by
+    /// tenant, then name.
+    pub fn list_tools_all(&self) -> Vec<(ToolSpec, u32)> {
+        let tenants = self.lock().tenants();
+        tenants.iter().flat_map(|t| self.list_tools(t)).collect()
     }
 
     /// Queued and running tasks per tool key of `tenant`, here.
@@ -155,6 +187,7 @@ impl Scheduler {
             result_budget_bytes: original.call.result_budget,
             join_in_flight: Some(original.call.joinable),
             fallback: original.call.fallback.clone(),
+            retry_of: Some(original.id),
             // The tool's (or the server's) queue timeout, counted anew.
             queue_timeout_ms: 0,
         };

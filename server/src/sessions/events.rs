@@ -342,6 +342,7 @@ mod tests {
                 tool: "t".into(),
                 arguments: "{}".into(),
                 timeout: Duration::from_secs(1),
+                retry_of: None,
                 queue_deadline: None,
                 idempotency_key: None,
                 created_at: SystemTime::now(),

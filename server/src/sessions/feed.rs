@@ -237,6 +237,7 @@ mod tests {
             delivery: Default::default(),
             call: Default::default(),
             notes: Default::default(),
+            retry_of: None,
         };
         store.insert_task(&task).await.unwrap();
         let finish = Finish {

@@ -1,16 +1,20 @@
 //! Per-session broadcast of committed completions.
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock},
 };
 
 use tokio::sync::broadcast;
 
+use super::Activity;
 use crate::model::{CompletionRecord, ProgressRecord};
 
 /// Live completions buffered per watched session before slow readers lag
 /// (and fall back to the store).
 const LIVE_BUFFER: usize = 64;
+/// Task events buffered before the dashboard's slow readers lag (and
+/// reload their page).
+const ACTIVITY_BUFFER: usize = 1024;
 
 /// What a session's streams hear.
 #[derive(Clone, Debug)]
@@ -33,6 +37,18 @@ pub struct SessionHub {
     progress: Mutex<HashMap<Arc<str>, Progress>>,
     /// Every completion committed here, for the dashboard's live events.
     all: broadcast::Sender<Arc<CompletionRecord>>,
+    /// Submits, starts, finishes and acks here, for the dashboard.
+    activity: broadcast::Sender<Arc<Activity>>,
+    /// Told of each [`Activity`] before it is broadcast, in the reporter's
+    /// task: what they keep is up to date when the RPC that caused it
+    /// returns.
+    sinks: RwLock<Vec<Arc<dyn ActivitySink>>>,
+}
+
+/// Keeps something from each [`Activity`]. Called with the scheduler's
+/// lock held: it must be quick and must not call the scheduler.
+pub trait ActivitySink: Send + Sync {
+    fn observe(&self, activity: &Activity);
 }
 
 impl Default for SessionHub {
@@ -41,6 +57,8 @@ impl Default for SessionHub {
             watchers: Mutex::default(),
             progress: Mutex::default(),
             all: broadcast::channel(LIVE_BUFFER).0,
+            activity: broadcast::channel(ACTIVITY_BUFFER).0,
+            sinks: RwLock::default(),
         }
     }
 }
@@ -75,6 +93,37 @@ impl SessionHub {
     /// receivers lose the oldest).
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<CompletionRecord>> {
         self.all.subscribe()
+    }
+
+    /// Tells the dashboard's followers what happened; never waits. `make`
+    /// runs only when someone follows (a dashboard is configured).
+    pub fn record(&self, make: impl FnOnce() -> Activity) {
+        let sinks = self.sinks.read().unwrap_or_else(|e| e.into_inner());
+        let listeners = self.activity.receiver_count() > 0;
+        if sinks.is_empty() && !listeners {
+            return;
+        }
+        let activity = make();
+        for sink in sinks.iter() {
+            sink.observe(&activity);
+        }
+        if listeners {
+            let _ = self.activity.send(Arc::new(activity));
+        }
+    }
+
+    /// Adds a sink every later [`Activity`] is handed to.
+    pub fn add_sink(&self, sink: Arc<dyn ActivitySink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    /// A receiver of every [`Activity`] here from now on (lagging receivers
+    /// lose the oldest).
+    pub fn subscribe_activity(&self) -> broadcast::Receiver<Arc<Activity>> {
+        self.activity.subscribe()
     }
 
     /// Tells the session's streams that completions up to `seq` are readable.

@@ -2,10 +2,12 @@
 //! session's completion is committed, and the [`Feed`] that replays a
 //! session's retained completions, then follows live ones; [`Events`]
 //! weaves running tasks' progress into a feed for `SessionEvents`.
+pub mod activity;
 mod events;
 mod feed;
 mod hub;
 
+pub use activity::{Activity, ActivityKind};
 pub use events::{Event, EventItem, Events, ProgressSource};
 pub use feed::{Feed, FeedItem};
-pub use hub::{SessionHub, Wake};
+pub use hub::{ActivitySink, SessionHub, Wake};

@@ -380,8 +380,17 @@ pub trait SharedQueue: Send + Sync {
     /// The last seq of each of `sessions` that has one.
     async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// Tasks waiting in the shared queue (claimed by no server), per tool
+    /// key, for the tools with any; at most [`MAX_QUEUED_TOOLS`] tools.
+    async fn queued_by_tool(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Hints from the store.
     fn events(&self) -> broadcast::Receiver<SharedEvent>;
 }
+
+/// Most tools [`SharedQueue::queued_by_tool`] answers for.
+pub const MAX_QUEUED_TOOLS: i64 = 10_000;
 
 pub type SharedStore = Arc<dyn Store>;

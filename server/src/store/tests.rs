@@ -77,6 +77,7 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         delivery: Default::default(),
         call: Default::default(),
         notes: Default::default(),
+        retry_of: None,
     }
 }
 
@@ -134,6 +135,7 @@ pub(super) fn assert_same_task(got: &TaskRecord, want: &TaskRecord) {
     assert_eq!(got.finished_at, want.finished_at);
     assert_eq!(got.outcome, want.outcome);
     assert_eq!(got.seq, want.seq);
+    assert_eq!(got.retry_of, want.retry_of);
 }
 
 async fn task_round_trips(store: &dyn Store) {
@@ -141,6 +143,13 @@ async fn task_round_trips(store: &dyn Store) {
     insert_new(store, &t).await;
     let got = store.get_task(t.id).await.unwrap().expect("stored");
     assert_same_task(&got, &t);
+    let retry = TaskRecord {
+        retry_of: Some(t.id),
+        ..task("s1", None, at(2))
+    };
+    insert_new(store, &retry).await;
+    let got = store.get_task(retry.id).await.unwrap().expect("stored");
+    assert_same_task(&got, &retry);
     assert!(store.get_task(Uuid::new_v4()).await.unwrap().is_none());
     let by_key = store.task_by_key("s1", "key-1").await.unwrap();
     assert_same_task(&by_key.expect("found by its key"), &t);

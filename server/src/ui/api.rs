@@ -1,44 +1,29 @@
-//! The dashboard's JSON API and its live events. Every listing is one page
+//! The dashboard's JSON: who is looking, the overview, sessions and
+//! workers, and the helpers the task pages share. Every listing is one page
 //! (at most 100 rows): the UI never holds more.
-use std::{convert::Infallible, time::SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
-    response::{
-        IntoResponse, Response,
-        sse::{Event, KeepAlive, Sse},
-    },
+    response::{IntoResponse, Response},
 };
-use errand_proto::v1 as pb;
-use futures::Stream;
 use serde_json::{Value, json};
 
-use super::Ui;
-use crate::{
-    auth::Caller,
-    grpc::{convert, listing},
-    model::Outcome,
-    scheduler::{self, views::TaskView},
-    tenant, text,
-};
+use super::{Access, Ui};
+use crate::{grpc::listing, model::TaskState, tenant};
 
-/// Rows on one page of the task listing.
-const PAGE: u32 = 50;
-/// Characters of a result shown inline; the task's JSON has the rest.
-const RESULT_PREVIEW: usize = 4_000;
+/// Rows on the overview, sessions and workers pages: all the UI holds.
+const ROWS: usize = 100;
 
 /// A refused or failed request: its status and a message for the page.
-pub(super) struct Denied(pub StatusCode, pub String);
+#[derive(Debug)]
+pub(crate) struct Denied(pub StatusCode, pub String);
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        json_error(self.0, &self.1)
+        json_response(self.0, &json!({ "error": self.1 }))
     }
-}
-
-pub(super) fn json_error(status: StatusCode, message: &str) -> Response {
-    json_response(status, &json!({ "error": message }))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -53,12 +38,12 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn ok(body: Value) -> Response {
+pub(super) fn ok(body: Value) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
 /// An errand error as an HTTP status and its message.
-fn failed(e: crate::Error) -> Denied {
+pub(super) fn failed(e: crate::Error) -> Denied {
     let status = tonic::Status::from(e);
     let code = match status.code() {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
@@ -71,300 +56,153 @@ fn failed(e: crate::Error) -> Denied {
     Denied(code, status.message().to_string())
 }
 
-fn millis(t: &Option<prost_types::Timestamp>) -> Value {
-    t.as_ref().map_or(Value::Null, |t| {
-        json!(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
-    })
+/// Milliseconds since the Unix epoch, for the page's clock.
+pub(super) fn at_ms(t: Option<SystemTime>) -> Value {
+    t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(Value::Null, |d| json!(d.as_millis() as u64))
 }
 
-fn status_name(s: i32) -> &'static str {
-    pb::TaskStatus::try_from(s).map_or("UNKNOWN", |s| {
-        s.as_str_name().trim_start_matches("TASK_STATUS_")
-    })
+pub(super) fn ms(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| json!(d.as_millis() as u64))
 }
 
-/// A task as the UI shows it; `full` adds arguments, result and texts.
-fn task_json(view: &TaskView, full: bool) -> Value {
-    let t = listing::task(view);
-    let mut out = json!({
-        "task_id": t.task_id,
-        "session_id": t.session_id,
-        "tool": t.tool,
-        "status": status_name(t.status),
-        "attempts": t.attempts,
-        "created_at": millis(&t.created_at),
-        "started_at": millis(&t.started_at),
-        "finished_at": millis(&t.finished_at),
-        "elapsed_ms": t.elapsed_ms,
-        "worker_id": t.worker_id,
-        "worker_name": t.worker_name,
-        "seq": t.seq,
-    });
-    if full {
-        out["arguments_json"] = json!(t.arguments_json);
-        out["timeout_ms"] = json!(t.timeout_ms);
-        out["ack"] = json!(text::ack(&view.task));
-        match &view.task.outcome {
-            Some(Outcome::Result(r)) => {
-                let cut = r.chars().count() > RESULT_PREVIEW;
-                let shown: String = r.chars().take(RESULT_PREVIEW).collect();
-                out["result_json"] = json!(shown);
-                out["result_truncated"] = json!(cut);
-            }
-            Some(Outcome::Error { code, message }) => {
-                out["error"] = json!({ "code": code, "message": message });
-            }
-            None => {}
-        }
+pub(super) fn status_name(s: TaskState) -> &'static str {
+    s.name()
+}
+
+/// The tenant of a key, shown only to callers who see several.
+pub(super) fn tenant_of(access: &Access, key: &str) -> Value {
+    if access.all {
+        json!(tenant::of(key))
+    } else {
+        Value::Null
     }
-    out
 }
 
-/// `key=value&...` of a query string, percent-decoded.
-fn params(query: &Option<String>) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .take(16)
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
+/// Who is looking. Answers 200 with `logged_in: false` and why when the
+/// token is missing or refused, so the page shows its login without an
+/// error in the browser's console.
 pub(super) async fn me(State(ui): State<Ui>, headers: HeaderMap) -> Response {
-    match ui.caller(&headers) {
-        Ok(c) => ok(json!({
-            "tenant": &*c.tenant,
-            "role": c.role.map_or("local", |r| r.name()),
+    match ui.access(&headers) {
+        Ok(a) => ok(json!({
+            "logged_in": true,
+            "tenant": &*a.caller.tenant,
+            "role": a.caller.role.map_or("local", |r| r.name()),
+            "all_tenants": a.all,
+            "may_change": a.caller.role.is_none_or(|r| r != crate::auth::Role::Viewer),
             "csrf": &*ui.csrf,
             "auth": ui.tokens.is_some(),
         })),
-        Err(r) => r.into_response(),
+        Err(Denied(_, why)) => ok(json!({ "logged_in": false, "auth": true, "error": why })),
     }
 }
 
-pub(super) async fn tools(State(ui): State<Ui>, headers: HeaderMap) -> Response {
-    let caller = match ui.caller(&headers) {
-        Ok(c) => c,
+/// Tools with workers, queue depth, the last hour's finishes and run-time
+/// percentiles; queue depth over the last 15 minutes (`depth`: samples of
+/// `[at_ms, queued, running]`, oldest first, then one for now). Queued
+/// counts the shared queue too (several servers on PostgreSQL); running
+/// counts this server's workers.
+pub(super) async fn overview(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let access = match ui.access(&headers) {
+        Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    let depth = ui.sched.depth(&caller.tenant);
-    let tools: Vec<Value> = ui
-        .sched
-        .list_tools(&caller.tenant)
+    let now = SystemTime::now();
+    let depth = super::stats::depth(&ui.sched).await;
+    let tools = match access.scope() {
+        Some(t) => ui.sched.list_tools(t),
+        None => ui.sched.list_tools_all(),
+    };
+    let tools: Vec<Value> = tools
         .iter()
+        .take(ROWS)
         .map(|(spec, workers)| {
-            let (queued, running) = depth.get(spec.name.as_key()).copied().unwrap_or_default();
+            let key = spec.name.as_key();
+            let (queued, running) = depth.get(key).copied().unwrap_or_default();
+            let s = ui.stats.tool(key, now);
             json!({
                 "name": spec.name.name(),
-                "description": &*spec.description,
+                "tenant": tenant_of(&access, key),
                 "workers": workers,
                 "queued": queued,
                 "running": running,
+                "succeeded_1h": s.succeeded,
+                "failed_1h": s.failed,
+                "p50_ms": ms(s.p50),
+                "p99_ms": ms(s.p99),
+                "description": spec.description.lines().next().unwrap_or_default(),
             })
         })
         .collect();
-    ok(json!({ "tools": tools }))
+    let mut samples: Vec<Value> = ui
+        .stats
+        .depth(access.scope())
+        .into_iter()
+        .map(|(at, q, r)| json!([at_ms(Some(at)), q, r]))
+        .collect();
+    let (q, r) = depth
+        .iter()
+        .filter(|(k, _)| access.sees(k))
+        .fold((0, 0), |(q, r), (_, (tq, tr))| (q + tq, r + tr));
+    samples.push(json!([at_ms(Some(now)), q, r]));
+    ok(json!({
+        "tools": tools,
+        "depth": samples,
+        "depth_every_ms": super::stats::DEPTH_EVERY.as_millis() as u64,
+    }))
 }
 
-pub(super) async fn tasks(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let caller = match ui.caller(&headers) {
-        Ok(c) => c,
+/// The most recently active sessions this server saw: last seq,
+/// acknowledged seq, unfinished tasks here.
+pub(super) async fn sessions(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    let access = match ui.access(&headers) {
+        Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    let mut req = pb::ListTasksRequest {
-        page_size: PAGE,
-        newest_first: true,
-        ..Default::default()
-    };
-    for (k, v) in params(&query) {
-        match (k.as_str(), v.is_empty()) {
-            (_, true) => {}
-            ("session", _) => req.session_id = v,
-            ("tool", _) => req.tool = v,
-            ("page", _) => req.page_token = v,
-            ("status", _) => {
-                let name = format!("TASK_STATUS_{}", v.to_ascii_uppercase());
-                match pb::TaskStatus::from_str_name(&name) {
-                    Some(s) => req.statuses.push(s as i32),
-                    None => return json_error(StatusCode::BAD_REQUEST, "unknown status"),
-                }
-            }
-            _ => {}
-        }
-    }
-    let limits = &ui.sched.config().limits;
-    let q = match listing::task_query(&req, &caller, limits) {
-        Ok(q) => q,
-        Err(e) => return failed(e).into_response(),
-    };
-    let views = match ui.sched.list_tasks(&q).await {
-        Ok(v) => v,
-        Err(e) => return failed(e).into_response(),
-    };
-    let next = match views.last() {
-        Some(last) if views.len() == q.limit => {
-            listing::page_token(&crate::store::Cursor::of(&last.task), true)
-        }
-        _ => String::new(),
-    };
-    let rows: Vec<Value> = views.iter().map(|v| task_json(v, false)).collect();
-    ok(json!({ "tasks": rows, "next": next }))
-}
-
-/// The caller's task `id`, or the response to send instead.
-async fn own(ui: &Ui, caller: &Caller, id: &str) -> Result<TaskView, Denied> {
-    let id = scheduler::parse_task_id(id).map_err(failed)?;
-    let view = ui.sched.task_view(id).await.map_err(failed)?;
-    if tenant::of(&view.task.session) != &*caller.tenant {
-        return Err(failed(scheduler::not_found(id)));
-    }
-    Ok(view)
-}
-
-pub(super) async fn task(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let caller = match ui.caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    match own(&ui, &caller, &id).await {
-        Ok(view) => ok(task_json(&view, true)),
-        Err(r) => r.into_response(),
-    }
-}
-
-pub(super) async fn cancel(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let caller = match ui.changer(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let view = match own(&ui, &caller, &id).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    match ui.sched.cancel(view.task.id, "").await {
-        Ok(task) => ok(task_json(
-            &TaskView {
-                task,
-                runner: None,
-                progress: None,
-            },
-            true,
-        )),
-        Err(e) => failed(e).into_response(),
-    }
-}
-
-pub(super) async fn retry(
-    State(ui): State<Ui>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let caller = match ui.changer(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let view = match own(&ui, &caller, &id).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    match ui.sched.retry(&view.task).await {
-        Ok((task, _)) => ok(json!({ "task_id": task.id.to_string(), "retry_of": id })),
-        Err(e) => failed(e).into_response(),
-    }
+    let rows: Vec<Value> = ui
+        .stats
+        .sessions(access.scope(), ROWS)
+        .iter()
+        .map(|s| {
+            json!({
+                "session_id": tenant::strip(&s.session),
+                "tenant": tenant_of(&access, &s.session),
+                "last_seq": s.last_seq,
+                "acked_seq": s.acked_seq,
+                "pending": ui.sched.pending(&s.session),
+                "last_at": at_ms(Some(s.last_at)),
+            })
+        })
+        .collect();
+    ok(json!({ "sessions": rows }))
 }
 
 pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Response {
-    let caller = match ui.caller(&headers) {
-        Ok(c) => c,
+    let access = match ui.access(&headers) {
+        Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    let tenant = caller.role.is_some().then_some(&*caller.tenant);
     let server = ui.sched.server_id();
     let workers: Vec<Value> = ui
         .sched
-        .list_workers(tenant, None)
+        .list_workers(access.scope(), None)
         .iter()
+        .take(ROWS)
         .map(|w| {
+            let tenants = w.tools.first().map_or("", |k| tenant::of(k));
             let w = listing::worker(w, server);
             json!({
                 "worker_id": w.worker_id,
                 "worker_name": w.worker_name,
+                "tenant": if access.all { json!(tenants) } else { Value::Null },
                 "tools": w.tools,
                 "max_concurrency": w.max_concurrency,
                 "running": w.running,
-                "connected_at": millis(&w.connected_at),
-                "last_seen": millis(&w.last_seen),
+                "connected_at": w.connected_at.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
+                "last_seen": w.last_seen.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
                 "server": w.server,
             })
         })
         .collect();
     ok(json!({ "workers": workers }))
-}
-
-/// `completion` events for the caller's tenant: `{task_id, session_id,
-/// tool, status}`, JSON. A reader that falls behind gets a `lagged` event
-/// (and should reload its page).
-pub(super) async fn events(State(ui): State<Ui>, headers: HeaderMap) -> Response {
-    let caller = match ui.caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let rx = ui.hub.subscribe_all();
-    let stream = completions(rx, caller.tenant.to_string());
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-fn completions(
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::model::CompletionRecord>>,
-    tenant_name: String,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(rx, move |mut rx| {
-        let tenant_name = tenant_name.clone();
-        async move {
-            loop {
-                match rx.recv().await {
-                    Ok(c) if tenant::of(&c.session) == tenant_name => {
-                        let data = json!({
-                            "task_id": c.task_id.to_string(),
-                            "session_id": tenant::strip(&c.session),
-                            "tool": tenant::strip(&c.tool),
-                            "status": convert::status(c.state).as_str_name().trim_start_matches("TASK_STATUS_"),
-                            "at": c.completed_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-                        });
-                        let ev = Event::default().event("completion").data(data.to_string());
-                        return Some((Ok(ev), rx));
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        return Some((Ok(Event::default().event("lagged").data("{}")), rx));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        }
-    })
 }

@@ -2,18 +2,21 @@
 //! its assets embedded (`assets/`, no CDN, nothing fetched at run time).
 //!
 //! - `GET /`, `/app.js`, `/style.css`: the single-page UI (hash routes for
-//!   the overview, tasks, a task, workers).
-//! - `GET /api/me`, `/api/tools`, `/api/tasks`, `/api/tasks/{id}`,
-//!   `/api/workers`: JSON (see `api.rs`); `/api/events`: server-sent events,
-//!   one `completion` event per finished task of the caller's tenant, fed
-//!   by the session hub (not by polling the store).
+//!   the overview, tasks, a task, sessions, workers).
+//! - `GET /api/me`, `/api/overview`, `/api/tasks`, `/api/tasks/{id}`,
+//!   `/api/tasks/{id}/result`, `/api/sessions`, `/api/workers`: JSON (see
+//!   `api.rs`, `tasks.rs`); `/api/events`: server-sent events of task
+//!   activity (`live.rs`), fed by the session hub and the scheduler, never
+//!   by polling the store.
 //! - `POST /api/tasks/{id}/cancel`, `/api/tasks/{id}/retry`: need the CSRF
 //!   token `/api/me` gives, in the `x-csrf-token` header.
 //!
 //! Access: with a tokens file every request carries `Authorization: Bearer
-//! TOKEN` of an agent (the UI keeps it in the browser session) and sees its
-//! tenant only; a worker token is refused. Without tokens the UI is open,
-//! and `errand serve` only lets it listen on loopback.
+//! TOKEN` (the UI keeps it in the browser session). An agent or viewer
+//! token sees its tenant; an admin token sees every tenant. Cancel and
+//! Retry need an agent or admin token of the task's tenant; a viewer
+//! changes nothing; a worker token is refused. Without tokens the UI is
+//! open (every task), and `errand serve` only lets it listen on loopback.
 use std::{sync::Arc, time::SystemTime};
 
 use axum::{
@@ -30,9 +33,14 @@ use crate::{
     net::Incoming,
     scheduler::Scheduler,
     sessions::SessionHub,
+    tenant,
 };
 
 mod api;
+mod live;
+mod query;
+pub mod stats;
+mod tasks;
 
 /// What the UI's handlers share.
 #[derive(Clone)]
@@ -41,46 +49,104 @@ pub struct Ui {
     pub hub: Arc<SessionHub>,
     /// `None`: authentication off.
     pub tokens: Option<Arc<Tokens>>,
+    /// Recent activity the overview and sessions pages show.
+    pub stats: Arc<stats::Stats>,
     /// The value state-changing requests must carry in `x-csrf-token`.
     csrf: Arc<str>,
 }
 
+/// Who is looking: what they may see and change.
+pub(crate) struct Access {
+    pub caller: Caller,
+    /// Every tenant (an admin, or authentication off).
+    pub all: bool,
+}
+
+impl Access {
+    /// The tenant the caller is limited to; `None`: every tenant.
+    pub fn scope(&self) -> Option<&str> {
+        (!self.all).then_some(&*self.caller.tenant)
+    }
+
+    /// Whether the caller may see the session or tool key `key`.
+    pub fn sees(&self, key: &str) -> bool {
+        self.all || tenant::of(key) == &*self.caller.tenant
+    }
+
+    /// Whether the caller may cancel or retry a task of the session key
+    /// `key`. Errors: 403 for a viewer, or a token of another tenant.
+    pub fn may_change(&self, key: &str) -> Result<(), api::Denied> {
+        match self.caller.role {
+            None => Ok(()),
+            Some(Role::Agent | Role::Admin) if tenant::of(key) == &*self.caller.tenant => Ok(()),
+            Some(Role::Viewer) => Err(denied(
+                StatusCode::FORBIDDEN,
+                "a viewer token can look but not cancel or retry: log in with an agent or \
+                 admin token of the task's tenant",
+            )),
+            Some(_) => Err(denied(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "only an agent or admin token of tenant {:?} may cancel or retry its tasks",
+                    tenant::of(key)
+                ),
+            )),
+        }
+    }
+}
+
 impl Ui {
+    /// The UI's state; its statistics follow `hub`'s activity from now on.
     pub fn new(sched: Arc<Scheduler>, hub: Arc<SessionHub>, tokens: Option<Arc<Tokens>>) -> Self {
+        let stats = Arc::new(stats::Stats::default());
+        hub.add_sink(stats.clone());
         Self {
             sched,
             hub,
             tokens,
+            stats,
             csrf: uuid::Uuid::new_v4().simple().to_string().into(),
         }
     }
 
     /// Who sent the request. Errors: 401 without a valid token (when
     /// tokens are configured), 403 for a worker token.
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, api::Denied> {
+    fn access(&self, headers: &HeaderMap) -> Result<Access, api::Denied> {
         let Some(tokens) = &self.tokens else {
-            return Ok(Caller::anonymous());
+            return Ok(Access {
+                caller: Caller::anonymous(),
+                all: true,
+            });
         };
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| denied(StatusCode::UNAUTHORIZED, "log in with an agent token"))?;
+            .ok_or_else(|| {
+                denied(
+                    StatusCode::UNAUTHORIZED,
+                    "log in with an agent, admin or viewer token",
+                )
+            })?;
         let caller = tokens
             .verify(token.trim(), SystemTime::now())
             .map_err(|e| denied(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-        if caller.role != Some(Role::Agent) {
-            return Err(denied(
+        match caller.role {
+            Some(Role::Worker) => Err(denied(
                 StatusCode::FORBIDDEN,
-                "a worker token cannot use the dashboard: log in with an agent token",
-            ));
+                "a worker token cannot use the dashboard: log in with an agent, admin or \
+                 viewer token",
+            )),
+            role => Ok(Access {
+                all: role == Some(Role::Admin),
+                caller,
+            }),
         }
-        Ok(caller)
     }
 
     /// The caller of a state-changing request, whose CSRF token matches.
-    fn changer(&self, headers: &HeaderMap) -> Result<Caller, api::Denied> {
-        let caller = self.caller(headers)?;
+    fn changer(&self, headers: &HeaderMap) -> Result<Access, api::Denied> {
+        let access = self.access(headers)?;
         let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
         if sent != Some(&*self.csrf) {
             return Err(denied(
@@ -88,7 +154,7 @@ impl Ui {
                 "missing or stale CSRF token: reload the page",
             ));
         }
-        Ok(caller)
+        Ok(access)
     }
 }
 
@@ -133,17 +199,20 @@ pub fn router(ui: Ui) -> Router {
             get(|| async { asset("text/css; charset=utf-8", include_str!("assets/style.css")) }),
         )
         .route("/api/me", get(api::me))
-        .route("/api/tools", get(api::tools))
-        .route("/api/tasks", get(api::tasks))
-        .route("/api/tasks/{id}", get(api::task))
-        .route("/api/tasks/{id}/cancel", post(api::cancel))
-        .route("/api/tasks/{id}/retry", post(api::retry))
+        .route("/api/overview", get(api::overview))
+        .route("/api/tasks", get(tasks::list))
+        .route("/api/tasks/{id}", get(tasks::task))
+        .route("/api/tasks/{id}/result", get(tasks::result))
+        .route("/api/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/tasks/{id}/retry", post(tasks::retry))
+        .route("/api/sessions", get(api::sessions))
         .route("/api/workers", get(api::workers))
-        .route("/api/events", get(api::events))
+        .route("/api/events", get(live::events))
         .with_state(ui)
 }
 
 /// Serves the UI on `incoming` until `shutdown` is cancelled.
 pub async fn serve(incoming: Incoming, limits: Connections, ui: Ui, shutdown: CancellationToken) {
+    stats::spawn(ui.stats.clone(), ui.sched.clone(), shutdown.clone());
     crate::net::http::serve(incoming, router(ui), &limits, shutdown).await;
 }

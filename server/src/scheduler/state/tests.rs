@@ -65,6 +65,7 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         delivery: Default::default(),
         call: Default::default(),
         notes: Default::default(),
+        retry_of: None,
     };
     let id = task.id;
     assert!(st.enqueue(task));

@@ -57,6 +57,27 @@ impl<I: Io> State<I> {
         }
     }
 
+    /// The tenants with a known tool, here or (shared mode) elsewhere.
+    pub fn tenants(&self) -> std::collections::BTreeSet<String> {
+        self.tools
+            .keys()
+            .chain(self.remote.keys())
+            .map(|k| tenant::of(k).to_string())
+            .collect()
+    }
+
+    /// Queued and running tasks per tool key of every tenant, here.
+    pub fn depth_all(&self) -> HashMap<Arc<str>, (usize, usize)> {
+        let mut out: HashMap<Arc<str>, (usize, usize)> = HashMap::new();
+        for (name, t) in &self.tools {
+            out.entry(name.clone()).or_default().0 = t.queue.len();
+        }
+        for live in self.tasks.values().filter(|l| l.worker.is_some()) {
+            out.entry(live.task.tool.clone()).or_default().1 += 1;
+        }
+        out
+    }
+
     /// Queued and running tasks per tool key of `tenant`, here.
     pub fn depth(&self, tenant: &str) -> HashMap<Arc<str>, (usize, usize)> {
         let mut out: HashMap<Arc<str>, (usize, usize)> = HashMap::new();

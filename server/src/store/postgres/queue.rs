@@ -332,6 +332,22 @@ impl SharedQueue for PostgresStore {
             .collect())
     }
 
+    async fn queued_by_tool(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let client = self.client().await?;
+        // The partial index errand_tasks_queued holds exactly these rows.
+        Ok(client
+            .query(
+                "SELECT tool, count(*) FROM errand_tasks WHERE state = 0
+                 GROUP BY tool ORDER BY tool LIMIT $1",
+                &[&crate::store::MAX_QUEUED_TOOLS],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    }
+
     fn events(&self) -> broadcast::Receiver<SharedEvent> {
         self.events.subscribe()
     }

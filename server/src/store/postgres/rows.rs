@@ -83,6 +83,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
             answered_by: col(row, 21)?,
         },
         delivery: col(row, 22)?,
+        retry_of: col(row, 23)?,
     }
     .decode()
     .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))

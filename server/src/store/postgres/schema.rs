@@ -96,6 +96,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 6: a tool's delivery, dedup, budget, fallback and cancel policy, kept
     //    beside its definition (JSON text; empty: none set).
     "ALTER TABLE errand_tool_defs ADD COLUMN policy text NOT NULL DEFAULT '';",
+    // 7: the task a retry repeats (`RetryTask`); NULL for submitted tasks.
+    "ALTER TABLE errand_tasks ADD COLUMN retry_of uuid;",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

@@ -192,6 +192,36 @@ async fn a_newer_schema_is_refused() {
 }
 
 #[tokio::test]
+async fn a_version_1_database_is_migrated_and_keeps_its_tasks() {
+    let Some(url) = url().await else { return };
+    let id = uuid::Uuid::new_v4();
+    let v1 = format!(
+        "{}
+         CREATE TABLE errand_schema (
+             version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO errand_schema (version) VALUES (1);
+         INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns, created_at,
+             state, attempts)
+         VALUES ('{id}', 's1', 't', '{{}}', 1000, 5, 0, 0);",
+        schema::MIGRATIONS[0]
+    );
+    crate::test_pg::Cluster::execute(&url, &v1).await;
+    let store = open(&url).await;
+    let old = store.get_task(id).await.unwrap().expect("kept");
+    assert_eq!(
+        (old.retry_of, old.state),
+        (None, crate::model::TaskState::Queued)
+    );
+    let retry = TaskRecord {
+        retry_of: Some(id),
+        ..task("s1", None, at(9))
+    };
+    insert_new(&store, &retry).await;
+    let got = store.get_task(retry.id).await.unwrap().expect("stored");
+    assert_eq!(got.retry_of, Some(id));
+}
+
+#[tokio::test]
 async fn an_unreachable_database_is_a_clear_error() {
     let err = PostgresStore::connect(
         "postgres://errand@127.0.0.1:1/none",

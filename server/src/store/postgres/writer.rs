@@ -349,6 +349,7 @@ impl Writer {
             let joinable: Vec<i32> = calls.iter().map(|c| c.2 as i32).collect();
             let fallback: Vec<Option<&str>> = calls.iter().map(|c| c.3.as_deref()).collect();
             let delivery: Vec<i16> = new.iter().map(|&i| tasks[i].delivery.code()).collect();
+            let retry_of: Vec<Option<Uuid>> = new.iter().map(|&i| tasks[i].retry_of).collect();
             // A task inserted `Running` is claimed by this server at once
             // (its worker has room); it gets a lease, and attempts count
             // from its dispatch as always.
@@ -357,16 +358,18 @@ impl Writer {
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
                      idempotency_key, created_at, state, attempts, queue_deadline,
-                     result_budget, args_hash, joinable, fallback, delivery, owner, lease_until)
+                     result_budget, args_hash, joinable, fallback, delivery, retry_of, owner,
+                     lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
                      $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int8[],
-                     $13::int8[], $14::text[], $15::int4[], $16::text[], $17::int2[])
+                     $13::int8[], $14::text[], $15::int4[], $16::text[], $17::int2[],
+                     $18::uuid[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
                           created_at, state, attempts, queue_deadline, result_budget, args_hash,
-                          joinable, fallback, delivery)
+                          joinable, fallback, delivery, retry_of)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -386,6 +389,7 @@ impl Writer {
                     &joinable,
                     &fallback,
                     &delivery,
+                    &retry_of,
                 ],
             )
             .await?

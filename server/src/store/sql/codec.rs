@@ -16,7 +16,7 @@ macro_rules! task_columns {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
          attempts, started_at, finished_at, result, error_code, error_message, seq, \
          queue_deadline, result_budget, args_hash, joinable, fallback, summary, answered_by, \
-         delivery"
+         delivery, retry_of"
     };
 }
 pub(crate) use task_columns;
@@ -54,6 +54,8 @@ pub(crate) struct TaskRow {
     pub call: CallRow,
     /// A [`Delivery::code`].
     pub delivery: i16,
+    /// `None` in rows from before it was stored.
+    pub retry_of: Option<Uuid>,
 }
 
 /// A stored row that does not decode: corrupt data or a bug. The message
@@ -102,6 +104,7 @@ impl TaskRow {
             call,
             notes,
             delivery,
+            retry_of: self.retry_of,
         })
     }
 }
@@ -234,6 +237,7 @@ mod tests {
             queue_deadline: None,
             call: CallRow::default(),
             delivery: 1,
+            retry_of: None,
         }
     }
 

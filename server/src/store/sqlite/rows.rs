@@ -75,9 +75,9 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
              error_message, seq, queue_deadline, result_budget, args_hash, joinable, fallback,
-             delivery)
+             delivery, retry_of)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?20, ?21)",
+             ?18, ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
         &task.id.as_bytes()[..],
@@ -101,6 +101,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         joinable,
         fallback,
         task.delivery.code(),
+        task.retry_of.as_ref().map(|id| &id.as_bytes()[..]),
     ])?;
     Ok(Inserted::New)
 }
@@ -277,6 +278,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
             answered_by: row.get(21)?,
         },
         delivery: row.get(22)?,
+        retry_of: row.get::<_, Option<[u8; 16]>>(23)?.map(Uuid::from_bytes),
     }
     .decode()
     .map_err(bad_row)

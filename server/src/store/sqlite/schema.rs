@@ -13,11 +13,11 @@ use super::errors::{io_error, open_error};
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
-const APPLICATION_ID: i32 = 0x4552_4e44;
+pub(super) const APPLICATION_ID: i32 = 0x4552_4e44;
 
 /// Schema migrations; `PRAGMA user_version` is how many have been applied.
 /// Only ever append.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: tasks carrying their completion; per-session seq counters.
     "CREATE TABLE tasks (
         id              BLOB NOT NULL UNIQUE,
@@ -80,6 +80,8 @@ const MIGRATIONS: &[&str] = &[
     // 6: a tool's delivery, dedup, budget, fallback and cancel policy, kept
     // beside its definition (JSON text; empty: none set).
     "ALTER TABLE tools ADD COLUMN policy TEXT NOT NULL DEFAULT '';",
+    // 7: the task a retry repeats (`RetryTask`); NULL for submitted tasks.
+    "ALTER TABLE tasks ADD COLUMN retry_of BLOB;",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.

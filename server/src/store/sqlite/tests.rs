@@ -494,3 +494,35 @@ fn a_data_dir_others_can_read_is_named() {
     assert_eq!(open_to_others(0o701), Some("others"));
     assert_eq!(open_to_others(0o755), Some("group and others"));
 }
+
+#[tokio::test]
+async fn a_version_1_file_is_migrated_and_keeps_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = uuid::Uuid::new_v4();
+    {
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 1; PRAGMA application_id = {};",
+            schema::APPLICATION_ID
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, created_at, state,
+                 attempts)
+             VALUES (?1, 's1', 't', '{}', 1000, 5, 0, 0)",
+            [&id.as_bytes()[..]],
+        )
+        .unwrap();
+    }
+    let store = open(dir.path());
+    let old = store.get_task(id).await.unwrap().expect("kept");
+    assert_eq!((old.retry_of, old.state), (None, TaskState::Queued));
+    let retry = crate::model::TaskRecord {
+        retry_of: Some(id),
+        ..task("s1", None, at(9))
+    };
+    insert_new(&store, &retry).await;
+    let got = store.get_task(retry.id).await.unwrap().expect("stored");
+    assert_eq!(got.retry_of, Some(id));
+}
