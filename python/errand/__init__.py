@@ -1,13 +1,17 @@
 """errand: asynchronous tools for AI agents, over gRPC.
 
 Layout:
-- `errand.client`  — `Client`, the blocking client (submit, completions, ...).
+- `errand.client`  — `Client`, the blocking client (submit, completions, session events, ...).
+- `errand.streams` — its reconnecting streams (`CompletionStream`, `SessionEventStream`).
 - `errand.aio`     — `AsyncClient`, the same for asyncio.
-- `errand._core`   — what both share, without I/O: settings, requests, the stream cursor.
+- `errand._core`   — what both share, without I/O: settings, requests, the stream cursors,
+                     the result pager.
 - `errand._common` — connection settings from arguments and ERRAND_* (TLS, token), backoff.
 - `errand._connect` — failing fast, with a clear message, when no server answers.
 - `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.
 - `errand.worker`  — `Worker`: serves tools.
+- `errand.context` — what a running tool sees: `current_task()`, `report_progress`,
+                     `resume_detail`, `Summarized`.
 - `errand.manager` — the seed's `AsyncToolManager`: serves `@async_tool(manager)` functions,
                      whose calls submit through errand and answer at once; completion callbacks.
 - `errand.callables` — tools as plain functions for agent frameworks (`client.tool(name)`).
@@ -31,8 +35,8 @@ from errand.agent import (
     default_user_text,
     prune_history,
 )
-from errand.aio import AsyncClient, AsyncCompletionStream
-from errand.client import Client, CompletionStream
+from errand.aio import AsyncClient, AsyncCompletionStream, AsyncSessionEventStream
+from errand.client import Client, CompletionStream, SessionEventStream
 from errand.errors import (
     AlreadyExists,
     Cancelled,
@@ -42,6 +46,7 @@ from errand.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     RpcError,
@@ -49,6 +54,7 @@ from errand.errors import (
     ToolFailure,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from errand.manager import AsyncTaskResult, AsyncToolManager
 from errand.specs import (
@@ -61,8 +67,30 @@ from errand.specs import (
 )
 from errand.sync_agent import SyncAgent
 from errand.tool import ToolDef, async_tool, schema_for_function, schema_for_type
-from errand.types import Ack, Completion, Task, TaskStatus, ToolError, ToolInfo
-from errand.worker import TaskContext, Worker, current_task
+from errand.types import (
+    Ack,
+    Completion,
+    DedupPolicy,
+    DeliveryPolicy,
+    Fallback,
+    FallbackUsed,
+    PendingDigest,
+    Progress,
+    ResultChunk,
+    SessionEvent,
+    Task,
+    TaskStatus,
+    ToolError,
+    ToolInfo,
+)
+from errand.worker import (
+    Summarized,
+    TaskContext,
+    Worker,
+    current_task,
+    report_progress,
+    resume_detail,
+)
 
 __version__ = "0.1.0"
 
@@ -73,6 +101,7 @@ __all__ = [
     "AsyncAgent",
     "AsyncClient",
     "AsyncCompletionStream",
+    "AsyncSessionEventStream",
     "AsyncTaskResult",
     "AsyncToolManager",
     "Cancelled",
@@ -81,17 +110,28 @@ __all__ = [
     "Completion",
     "CompletionStream",
     "DeadlineExceeded",
+    "DedupPolicy",
+    "DeliveryPolicy",
     "ErrandError",
     "FailedPrecondition",
+    "Fallback",
+    "FallbackUsed",
     "InvalidArgument",
     "NotFound",
+    "OutOfRange",
+    "PendingDigest",
     "PermissionDenied",
+    "Progress",
     "ResourceExhausted",
+    "ResultChunk",
     "RpcError",
+    "SessionEvent",
+    "SessionEventStream",
+    "Summarized",
     "SyncAgent",
     "Task",
-    "TaskFailed",
     "TaskContext",
+    "TaskFailed",
     "TaskStatus",
     "ToolDef",
     "ToolError",
@@ -99,6 +139,7 @@ __all__ = [
     "ToolInfo",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "Worker",
     "anthropic_tools",
     "async_tool",
@@ -111,6 +152,8 @@ __all__ = [
     "openai_responses_tools",
     "openai_tools",
     "prune_history",
+    "report_progress",
+    "resume_detail",
     "schema_for_function",
     "schema_for_type",
     "strict_schema",

@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 
 from errand.errors import InvalidArgument
+from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 from errand.v1 import errand_pb2 as pb
 
 #: Used when neither `target=` nor the ERRAND_SERVER environment variable is given.
@@ -233,15 +234,46 @@ def submit_request(
     extra: Mapping[str, Any],
     timeout_ms: int,
     idempotency_key: str,
+    options: Optional[SubmitOptions] = None,
 ) -> pb.SubmitToolRequest:
     if timeout_ms < 0:
         raise InvalidArgument(
             grpc.StatusCode.INVALID_ARGUMENT, "timeout_ms must be >= 0", "SubmitTool"
         )
-    return pb.SubmitToolRequest(
+    request = pb.SubmitToolRequest(
         session_id=session_id,
         tool=tool,
         arguments_json=encode_arguments(arguments, extra, "SubmitTool"),
         timeout_ms=timeout_ms,
         idempotency_key=idempotency_key or uuid.uuid4().hex,
     )
+    if options is not None:
+        options.apply(request)
+    return request
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitOptions:
+    """A submit's issue-17 options; unset values leave the tool's (see `Client.submit`)."""
+
+    delivery: Any = None
+    dedup: Any = None
+    result_budget_bytes: int = 0
+    fallback_tool: str = ""
+    fallback_last_good_max_age_ms: int = 0
+
+    def apply(self, request: pb.SubmitToolRequest) -> None:
+        """Fill `request`; raises InvalidArgument (before any call) for a bad value."""
+        try:
+            request.delivery = int(to_enum(DeliveryPolicy, self.delivery, "delivery"))  # type: ignore[assignment]
+            request.dedup = int(to_enum(DedupPolicy, self.dedup, "dedup"))  # type: ignore[assignment]
+            if self.result_budget_bytes < 0:
+                raise ValueError("result_budget_bytes must be >= 0 (0: the tool's budget)")
+            request.result_budget_bytes = self.result_budget_bytes
+            if self.fallback_tool or self.fallback_last_good_max_age_ms:
+                fallback = Fallback(self.fallback_tool, self.fallback_last_good_max_age_ms)
+                request.fallback.CopyFrom(fallback.to_pb())
+        except ValueError as exc:
+            raise InvalidArgument(
+                grpc.StatusCode.INVALID_ARGUMENT, str(exc), "SubmitTool"
+            ) from None

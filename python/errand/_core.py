@@ -7,7 +7,10 @@ lives here, so the two cannot drift apart:
   wait_for_ready) and the request of every unary call, as a `Call` that names
   the RPC, carries the request and knows how to decode the answer;
 - `StreamCursor`: the state of a reconnecting completion stream (the last
-  seq yielded, dedupe of replays, the retry decision and the backoff).
+  seq yielded, dedupe of replays, the retry decision and the backoff); an
+  `EventCursor` does the same for `SessionEvents`, and can fall back to
+  `Completions` on a server without it;
+- `ResultPager`: the requests that page through a task's full result.
 
 Nothing here opens a channel, sleeps or waits: the transports do that.
 """
@@ -21,17 +24,30 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 import grpc
 
-from errand._common import RETRYABLE, Backoff, Connection, new_session_id, submit_request
+from errand._common import (
+    RETRYABLE,
+    Backoff,
+    Connection,
+    SubmitOptions,
+    new_session_id,
+    submit_request,
+)
 from errand._connect import no_server
-from errand.errors import NotFound, RpcError, TaskFailed, from_grpc
+from errand.errors import InvalidArgument, NotFound, RpcError, TaskFailed, from_grpc
 from errand.types import (
     Ack,
     Completion,
+    PendingDigest,
+    ResultChunk,
+    SessionEvent,
     Task,
     TaskStatus,
     ToolInfo,
     ack_from_pb,
+    chunk_from_pb,
     completion_from_pb,
+    digest_from_pb,
+    event_from_pb,
     task_from_pb,
     tool_from_pb,
 )
@@ -128,17 +144,45 @@ class ClientCore:
         session_id: Optional[str],
         timeout_ms: int,
         idempotency_key: str,
+        options: Optional[SubmitOptions] = None,
     ) -> Call[Ack]:
         request = submit_request(
-            session_id or self.session_id, tool, arguments, extra, timeout_ms, idempotency_key
+            session_id or self.session_id,
+            tool,
+            arguments,
+            extra,
+            timeout_ms,
+            idempotency_key,
+            options,
         )
         return Call("SubmitTool", request, ack_from_pb)
 
     def get_task(self, task_id: str) -> Call[Task]:
         return Call("GetTask", pb.GetTaskRequest(task_id=task_id), task_from_pb)
 
-    def cancel(self, task_id: str) -> Call[Task]:
-        return Call("CancelTask", pb.CancelTaskRequest(task_id=task_id), task_from_pb)
+    def cancel(self, task_id: str, reason: str = "") -> Call[Task]:
+        if len(reason.encode()) > MAX_REASON_BYTES:
+            raise InvalidArgument(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a cancel reason is at most {MAX_REASON_BYTES} bytes; got {len(reason.encode())}",
+                "CancelTask",
+            )
+        request = pb.CancelTaskRequest(task_id=task_id, reason=reason)
+        return Call("CancelTask", request, task_from_pb)
+
+    def pending_digest(self, session_id: Optional[str], max_bytes: int) -> Call[PendingDigest]:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0 (0: the server's 4096)")
+        request = pb.PendingDigestRequest(
+            session_id=session_id or self.session_id, max_bytes=max_bytes
+        )
+        return Call("PendingDigest", request, digest_from_pb)
+
+    def read_result(self, task_id: str, offset: int, max_bytes: int) -> Call[ResultChunk]:
+        if offset < 0 or max_bytes < 0:
+            raise ValueError("offset and max_bytes must be >= 0 (max_bytes 0: the server's 65536)")
+        request = pb.ReadResultRequest(task_id=task_id, offset=offset, max_bytes=max_bytes)
+        return Call("ReadResult", request, chunk_from_pb)
 
     def ack_completions(self, up_to_seq: int, session_id: Optional[str]) -> Call[int]:
         request = pb.AckCompletionsRequest(
@@ -156,6 +200,42 @@ class ClientCore:
         return StreamCursor(
             session_id or self.session_id, after_seq, reconnect=reconnect, backoff=backoff
         )
+
+    def event_cursor(
+        self,
+        session_id: Optional[str],
+        after_seq: int,
+        reconnect: bool,
+        backoff: Optional[Backoff],
+        *,
+        include_progress: bool,
+        results_by_reference: bool,
+        fallback: bool,
+    ) -> EventCursor:
+        return EventCursor(
+            session_id or self.session_id,
+            after_seq,
+            reconnect=reconnect,
+            backoff=backoff,
+            include_progress=include_progress,
+            results_by_reference=results_by_reference,
+            fallback=fallback,
+        )
+
+
+#: Most bytes of a cancel reason (the server's limit too).
+MAX_REASON_BYTES = 1024
+
+
+def by_reference(done: Union[Task, Completion]) -> bool:
+    """True for a successful completion whose result is not on it (truncated
+    to a preview, or sent by reference): read it with ReadResult."""
+    return (
+        isinstance(done, Completion)
+        and done.ok
+        and not done.result_json
+        and (done.result_truncated or done.result_bytes > 0)
+    )
 
 
 def outcome(done: Union[Task, Completion]) -> Any:
@@ -213,6 +293,7 @@ class Step(enum.Enum):
     RETRY = "retry"  # wait `StreamCursor.delay()`, then open the stream again
     STOP = "stop"  # end the iteration (closed, or reconnecting is off)
     RAISE = "raise"  # hand the error to the caller
+    FALLBACK = "fallback"  # open the older Completions stream instead, at once
 
 
 class StreamCursor:
@@ -238,11 +319,16 @@ class StreamCursor:
         self.backoff = backoff or Backoff()
         self.reconnects = 0
 
-    def request(self) -> pb.CompletionsRequest:
+    @property
+    def method(self) -> str:
+        """The streaming RPC on `ToolService` that `request()` is for."""
+        return "Completions"
+
+    def request(self) -> Any:
         """The request that (re)opens the stream after `last_seq`."""
         return pb.CompletionsRequest(session_id=self.session_id, after_seq=self.last_seq)
 
-    def accept(self, msg: pb.Completion) -> Optional[Completion]:
+    def accept(self, msg: Any) -> Optional[Any]:
         """The completion to yield for `msg`, or None for one already yielded
         (a server replaying more than asked)."""
         if msg.seq <= self.last_seq:
@@ -272,3 +358,106 @@ class StreamCursor:
     def delay(self) -> float:
         """Seconds to wait before the next attempt (grows with each retry)."""
         return self.backoff.next()
+
+
+class EventCursor(StreamCursor):
+    """`StreamCursor` for `SessionEvents`: completions keep the seq rules,
+    progress events pass through (they take no seq).
+
+    With `fallback`, a server that answers UNIMPLEMENTED (one without
+    SessionEvents) is followed with `Completions` instead: completions
+    only, no progress.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        after_seq: int,
+        *,
+        reconnect: bool = True,
+        backoff: Optional[Backoff] = None,
+        include_progress: bool = True,
+        results_by_reference: bool = False,
+        fallback: bool = False,
+    ) -> None:
+        super().__init__(session_id, after_seq, reconnect=reconnect, backoff=backoff)
+        self.include_progress = include_progress
+        self.results_by_reference = results_by_reference
+        self.fallback = fallback
+        #: True once the server turned out not to have SessionEvents.
+        self.legacy = False
+
+    @property
+    def method(self) -> str:
+        return "Completions" if self.legacy else "SessionEvents"
+
+    def request(self) -> Any:
+        if self.legacy:
+            return super().request()
+        return pb.SessionEventsRequest(
+            session_id=self.session_id,
+            after_seq=self.last_seq,
+            include_progress=self.include_progress,
+            results_by_reference=self.results_by_reference,
+        )
+
+    def accept(self, msg: Any) -> Optional[SessionEvent]:
+        if isinstance(msg, pb.Completion):
+            return super().accept(msg)
+        kind = msg.WhichOneof("event")
+        if kind == "completion":
+            return super().accept(msg.completion)
+        self.backoff.reset()
+        return event_from_pb(msg)  # progress (None for a kind this SDK does not know)
+
+    def failed(self, code: Optional[grpc.StatusCode], closed: bool) -> Step:
+        if code == grpc.StatusCode.UNIMPLEMENTED and self.fallback and not self.legacy:
+            self.legacy = True
+            return Step.STOP if closed else Step.FALLBACK
+        return super().failed(code, closed)
+
+
+class ResultPager:
+    """Pages through a task's full result with ReadResult (sans-IO).
+
+    Ask `call()` for the next request while `done` is False, hand each chunk
+    to `accept`; `text()` is then the whole result. `max_total_bytes`
+    bounds what is kept (a larger result raises ValueError).
+    """
+
+    def __init__(
+        self, core: ClientCore, task_id: str, chunk_bytes: int, max_total_bytes: int
+    ) -> None:
+        if chunk_bytes < 0 or max_total_bytes <= 0:
+            raise ValueError("chunk_bytes >= 0 and max_total_bytes > 0")
+        self.core = core
+        self.task_id = task_id
+        self.chunk_bytes = chunk_bytes
+        self.max_total_bytes = max_total_bytes
+        self.offset = 0
+        self.done = False
+        self._parts: list[bytes] = []
+
+    def call(self) -> Call[ResultChunk]:
+        return self.core.read_result(self.task_id, self.offset, self.chunk_bytes)
+
+    def accept(self, chunk: ResultChunk) -> None:
+        if chunk.total_bytes > self.max_total_bytes:
+            raise ValueError(
+                f"the result of task {self.task_id} is {chunk.total_bytes} bytes, more than "
+                f"max_total_bytes={self.max_total_bytes}; read it in pages with read_result"
+            )
+        data = chunk.data.encode()
+        if chunk.offset != self.offset:
+            raise ValueError(
+                f"ReadResult answered offset {chunk.offset} for a request at {self.offset}"
+            )
+        self._parts.append(data)
+        self.offset += len(data)
+        if chunk.eof or self.offset >= chunk.total_bytes:
+            self.done = True
+        elif not data:
+            raise ValueError(f"ReadResult returned no data at offset {self.offset} before eof")
+
+    def text(self) -> str:
+        return b"".join(self._parts).decode()

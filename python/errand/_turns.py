@@ -3,11 +3,19 @@
 One task runs the agent's turns one at a time. At each turn boundary:
 
 1. a pending user message goes first (with the results that arrived before
-   it, after its text, when `results_with_user`);
+   it, after its text, when `results_with_user`; INTERRUPT results always;
+   SILENT results lead it);
 2. else pending results go, in one message, if the agent is idle: right
-   away after a busy spell, or after a `batch_window` that gathers the
-   results arriving together (cut short by a user message);
+   away after a busy spell or when an INTERRUPT result waits, or after a
+   `batch_window` that gathers the results arriving together (cut short by
+   a user message or an INTERRUPT result);
 3. else it waits to be woken (a result, a user message, `drain()`).
+
+Every turn's message starts with the session's pending digest text when the
+server has something to say. After a turn, the completions it carried are
+acknowledged up to the highest seq below which everything was delivered
+(a SILENT result still waiting holds the acknowledgement back, so that a
+restart replays it). The texts are the server's, verbatim.
 """
 
 from __future__ import annotations
@@ -17,17 +25,25 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from errand.aio import AsyncClient
-from errand.types import Completion
+from errand.errors import Unimplemented
+from errand.history import default_stub, prune_history, stub_results
+from errand.types import Completion, DeliveryPolicy, Progress
+
+if TYPE_CHECKING:
+    from errand.manager import AsyncToolManager
 
 log = logging.getLogger("errand.agent")
+
+M = TypeVar("M")
 
 #: The status names passed to `on_status`.
 QUEUED = "queued"
 DRAINING = "draining"
 DELIVERED = "delivered"
+PROGRESS = "progress"
 
 
 class _UserTurn:
@@ -41,13 +57,22 @@ class TurnLoop:
 
     agent: Any
     client: Optional[AsyncClient]
+    manager: Optional[AsyncToolManager]
     session_id: str
-    on_status: Optional[Callable[[str, Sequence[Completion]], Any]]
+    on_status: Optional[Callable[[str, Sequence[Any]], Any]]
     ack: bool
+    digest: bool
+    acked_seq: int
+    _silent: deque[Completion]
+    _urgent: bool
+    _undelivered: set[int]
+    _max_seen: int
     format_batch: Callable[[Sequence[Completion]], str]
     results_with_user: bool
     format_user: Callable[[str, str], str]
     batch_window: float
+    max_pending: int
+    _loop: Optional[asyncio.AbstractEventLoop]
     last_error: Optional[BaseException]
     _results: deque[Completion]
     _users: deque[_UserTurn]
@@ -61,6 +86,82 @@ class TurnLoop:
     _space: Optional[asyncio.Event]
     _drained: list[asyncio.Future[None]]
 
+    async def _start(self) -> Any:
+        raise NotImplementedError  # AsyncAgent's
+
+    # -- what arrives: completions and progress ------------------------------------
+    async def on_completion(self, completion: Completion) -> None:
+        """Take one completion in the agent's loop: deliver now if idle, else queue.
+
+        The stream listener calls this; call it yourself to feed completions
+        from elsewhere. Waits while `max_pending` results are held.
+        """
+        if self._space is None:
+            await self._start()
+        assert self._space is not None and self._wake is not None
+        assert self._user_arrived is not None
+        while len(self._results) + len(self._silent) >= self.max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self._received(completion)
+        busy = self._busy or not self._agent_idle()
+        if completion.delivery == DeliveryPolicy.SILENT:
+            self._silent.append(completion)  # starts no turn
+            await self._status(QUEUED, [completion])
+            return
+        if completion.delivery == DeliveryPolicy.INTERRUPT:
+            if busy and await self._interrupt(completion):
+                return
+            self._urgent = True
+            self._user_arrived.set()  # cut a batch window short
+        self._results.append(completion)
+        self._wake.set()
+        if busy:
+            self._queued_while_busy = True
+            await self._status(QUEUED, [completion])
+
+    def _progress_from_thread(self, progress: Progress) -> None:
+        """The manager's progress callback: hand the report to the agent's loop
+        (dropped before the agent starts: progress is not durable anyway)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._closed:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.on_progress(progress), loop)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
+
+    async def on_progress(self, progress: Progress) -> None:
+        """A running task's progress: to `on_status("progress", [progress])`, never a turn."""
+        await self._status(PROGRESS, [progress])
+
+    def prune(
+        self,
+        history: Sequence[M],
+        *,
+        keep_results: Optional[int] = None,
+        keep_last: int = 0,
+        stub: Callable[[Completion], str] = default_stub,
+    ) -> list[M]:
+        """A copy of `history` with this agent's older results taken out.
+
+        With `keep_results=N`: every acknowledged result (seq at most
+        `acked_seq`) but the last N delivered is replaced in place by
+        `stub(completion)`; results not yet acknowledged are never touched.
+        Without it: `prune_history` drops the delivered results' text (all
+        but the last `keep_last` messages that carry them).
+
+        `history` holds strings or OpenAI/Anthropic/Bedrock message dicts.
+        """
+        if keep_results is None:
+            return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
+        if keep_results < 0:
+            raise ValueError("keep_results must be >= 0")
+        acked = [c for c in self._delivered if c.seq <= self.acked_seq]
+        older = acked[: len(acked) - keep_results] if keep_results else acked
+        return stub_results(history, older, stub)
+
+    # -- the turn loop -------------------------------------------------------------
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
@@ -70,7 +171,7 @@ class TurnLoop:
                 if self._users:
                     await self._user_turn(self._users.popleft())
                 elif self._results and self._agent_idle():
-                    if not self._queued_while_busy and self.batch_window > 0:
+                    if not (self._queued_while_busy or self._urgent) and self.batch_window > 0:
                         await self._gather()
                         if self._users:
                             continue  # the user came in meanwhile: the user first
@@ -89,25 +190,45 @@ class TurnLoop:
         except asyncio.TimeoutError:
             pass
 
-    def _take_results(self) -> list[Completion]:
+    def _take_results(self, only_urgent: bool = False) -> list[Completion]:
+        """The results for the next turn: INTERRUPT ones first, then the rest
+        in arrival order (with `only_urgent`, the INTERRUPT ones alone)."""
         assert self._space is not None
-        batch = list(self._results)
+        urgent = [c for c in self._results if c.delivery == DeliveryPolicy.INTERRUPT]
+        rest = [c for c in self._results if c.delivery != DeliveryPolicy.INTERRUPT]
         self._results.clear()
+        if only_urgent:
+            self._results.extend(rest)
+            rest = []
+        else:
+            self._queued_while_busy = False
+        self._urgent = False
         self._space.set()
-        self._queued_while_busy = False
-        return batch
+        return urgent + rest
+
+    def _take_silent(self) -> list[Completion]:
+        assert self._space is not None
+        silent = list(self._silent)
+        self._silent.clear()
+        self._space.set()
+        return silent
 
     async def _user_turn(self, turn: _UserTurn) -> None:
-        batch = self._take_results() if self.results_with_user and self._results else []
+        digest = await self._digest_text()  # first: results arriving meanwhile still join
+        silent = self._take_silent()
+        batch = self._take_results(only_urgent=not self.results_with_user)
         text = self.format_batch(batch) if batch else ""
         message = self.format_user(turn.message, text) if batch else turn.message
-        if batch:
-            await self._status(DRAINING, batch)
+        lead = self.format_batch(silent) if silent else ""
+        parts = [digest, lead, message]
+        if batch or silent:
+            await self._status(DRAINING, silent + batch)
         self._busy = True
         try:
-            reply = await self._call_agent(message)
+            reply = await self._call_agent(_join(parts))
         except BaseException as exc:
             self._results.extendleft(reversed(batch))
+            self._silent.extendleft(reversed(silent))
             if not turn.future.done():
                 turn.future.set_exception(exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -117,21 +238,26 @@ class TurnLoop:
             self._busy = False
         if not turn.future.done():
             turn.future.set_result(reply)
+        if silent:
+            await self._record(silent, lead)
         if batch:
             await self._record(batch, text)
 
     async def _results_turn(self) -> bool:
         """Deliver everything pending as one message; False when the agent failed."""
+        digest = await self._digest_text()
         draining = self._queued_while_busy
         batch = self._take_results()
         if draining:
             await self._status(DRAINING, batch)
         text = self.format_batch(batch)
+        message = _join([digest, text])
         self._busy = True
         try:
-            await self._call_agent(text)
+            await self._call_agent(message)
         except Exception as exc:
             self._results.extendleft(reversed(batch))  # kept for the next turn
+            self._urgent = any(c.delivery == DeliveryPolicy.INTERRUPT for c in self._results)
             self.last_error = exc
             log.error("errand AsyncAgent: delivery failed: %s", exc)
             return False
@@ -140,17 +266,74 @@ class TurnLoop:
         await self._record(batch, text)
         return True
 
+    async def _interrupt(self, completion: Completion) -> bool:
+        """Hand an INTERRUPT result to the busy agent's `interrupt(message)`
+        hook; False when it has none, declines (returns False) or fails."""
+        hook = getattr(self.agent, "interrupt", None)
+        if not callable(hook):
+            return False
+        text = self.format_batch([completion])
+        try:
+            if inspect.iscoroutinefunction(hook):
+                answer = await hook(text)
+            else:
+                answer = await asyncio.to_thread(hook, text)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+        except Exception as exc:
+            log.warning(
+                "errand AsyncAgent: interrupt() raised, delivering at the next turn: %s", exc
+            )
+            return False
+        if answer is False:
+            return False
+        await self._record([completion], text)
+        return True
+
+    async def _digest_text(self) -> str:
+        """The session's PendingDigest text for the model ("" when it has none,
+        when `digest` is off, or from a server without PendingDigest)."""
+        if not self.digest:
+            return ""
+        try:
+            if self.client is not None:
+                found = await self.client.pending_digest(self.session_id)
+            elif self.manager is not None:
+                found = await asyncio.to_thread(self.manager.client.pending_digest, self.session_id)
+            else:
+                return ""
+        except Unimplemented:
+            self.digest = False  # an older server: never ask again
+            log.info("errand AsyncAgent: the server has no PendingDigest; turns go without it")
+            return ""
+        except Exception as exc:  # the turn goes on without it
+            log.warning("errand AsyncAgent: PendingDigest failed: %s", exc)
+            return ""
+        return found.text.rstrip()  # the server's text; _join puts a blank line after it
+
+    def _received(self, completion: Completion) -> None:
+        if completion.seq > 0:
+            self._undelivered.add(completion.seq)
+            self._max_seen = max(self._max_seen, completion.seq)
+
     async def _record(self, batch: list[Completion], text: str) -> None:
         self._delivered.extend(batch)
         self._delivered_texts.append(text)
+        for c in batch:
+            self._undelivered.discard(c.seq)
         await self._status(DELIVERED, batch)
+        # Everything at or below `upto` has been delivered.
+        upto = min(self._undelivered) - 1 if self._undelivered else self._max_seen
+        if upto <= self.acked_seq:
+            return
         if self.ack and self.client is not None:
             try:
-                await self.client.ack_completions(
-                    max(c.seq for c in batch), session_id=self.session_id
-                )
+                await self.client.ack_completions(upto, session_id=self.session_id)
             except Exception as exc:  # the results are delivered; acking is an optimisation
                 log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
+                return
+        # Without `ack` there is nothing to tell the server (a manager acks itself).
+        self.acked_seq = max(self.acked_seq, upto)
 
     def _release_drained(self) -> None:
         waiters, self._drained = self._drained, []
@@ -171,7 +354,7 @@ class TurnLoop:
         is_idle = getattr(self.agent, "is_idle", None)
         return bool(is_idle()) if callable(is_idle) else True
 
-    async def _status(self, status: str, completions: list[Completion]) -> None:
+    async def _status(self, status: str, completions: Sequence[Any]) -> None:
         if self.on_status is None:
             return
         try:
@@ -180,3 +363,7 @@ class TurnLoop:
                 await result
         except Exception as exc:
             log.warning("errand AsyncAgent: on_status(%s) raised: %s", status, exc)
+
+
+def _join(parts: Sequence[str]) -> str:
+    return "\n\n".join(p for p in parts if p)

@@ -7,6 +7,8 @@ The agent protocol is small. The wrapped object must offer
 and may offer
 
     is_idle() -> bool                  # False while it is busy for reasons of its own
+    interrupt(message: str) -> Any     # take a message into the turn now running;
+                                       # return False to decline (plain or async def)
 
 `AsyncAgent` takes the session's completions (from an `AsyncClient`'s stream,
 or as the completion callback of an `AsyncToolManager`, as in the seed text)
@@ -27,7 +29,25 @@ and runs the agent's turns one at a time, in this order:
 3. **Queued while busy** (a turn is running, or `is_idle()` says False), and
    **drained** as one message after the turn.
 
-`on_status(status, completions)` hears "queued", "draining" and "delivered".
+Each completion carries the delivery policy the server resolved for it
+(the submit's, else the tool's, else the server's default):
+
+- `WHEN_IDLE` (the default): as above.
+- `INTERRUPT`: delivered at once when idle (no batch window); when busy,
+  through the agent's `interrupt(message)` hook if it has one, else first
+  at the next turn boundary (with the user's message, if that comes next).
+- `SILENT`: never starts a turn: it leads the next user message.
+
+Before each turn, the session's pending digest (`PendingDigest.text`: what
+is still running, how many results are unacknowledged) is prepended when
+the server has something to say; after the turn the completions it carried
+are acknowledged. Every text the model reads is the server's, verbatim.
+`prune(history, keep_results=N)` then replaces all but the last N
+acknowledged results in a history with a short stub.
+
+`on_status(status, items)` hears "queued", "draining" and "delivered" (with
+completions) and "progress" (with one `Progress`: a running task's report,
+which never starts a turn).
 Memory is bounded: at most `max_pending` results wait (the stream is then
 not read further, so the server keeps the rest), and only the last
 `keep_delivered` delivered results are remembered.
@@ -54,19 +74,20 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union, runtime_checkable
 
 from errand._loop import LoopThread, running_loop
-from errand._turns import DELIVERED, DRAINING, QUEUED, TurnLoop, _UserTurn
-from errand.aio import AsyncClient, AsyncCompletionStream
+from errand._turns import DELIVERED, DRAINING, PROGRESS, QUEUED, TurnLoop, _UserTurn
+from errand.aio import AsyncClient, AsyncSessionEventStream
 from errand.client import Client
 from errand.errors import ClosedError
 from errand.history import prune_history
 from errand.manager import AsyncTaskResult, AsyncToolManager
-from errand.types import Ack, Completion
+from errand.types import Ack, Completion, Progress
 
 __all__ = [
     "Agent",
     "AsyncAgent",
     "DELIVERED",
     "DRAINING",
+    "PROGRESS",
     "QUEUED",
     "default_batch_text",
     "default_user_text",
@@ -75,7 +96,20 @@ __all__ = [
 
 log = logging.getLogger("errand.agent")
 
-StatusCallback = Callable[[str, Sequence[Completion]], Any]
+StatusCallback = Callable[[str, Sequence[Any]], Any]
+
+#: `Client.submit`'s options (the other keywords of `AsyncAgent.submit` are arguments).
+SUBMIT_OPTIONS = frozenset(
+    {
+        "timeout_ms",
+        "idempotency_key",
+        "delivery",
+        "dedup",
+        "result_budget_bytes",
+        "fallback_tool",
+        "fallback_last_good_max_age_ms",
+    }
+)
 M = TypeVar("M")
 T = TypeVar("T")
 
@@ -88,19 +122,18 @@ class Agent(Protocol):
     keeps flowing meanwhile) or a coroutine function; it returns when the
     model's turn is over. An optional `is_idle()` lets the agent report that
     it is busy outside `send` (streaming to its user, say); call
-    `AsyncAgent.drain()` when it becomes idle again.
+    `AsyncAgent.drain()` when it becomes idle again. An optional
+    `interrupt(message)` (plain or coroutine) takes an INTERRUPT result into
+    the turn that is running; it returns False to leave it for the next turn.
     """
 
     def send(self, message: str) -> Any: ...
 
 
 def default_batch_text(completions: Sequence[Completion]) -> str:
-    """One message for results delivered together."""
-    if len(completions) == 1:
-        return completions[0].text()
-    parts = [f"{len(completions)} async tool results arrived (in completion order):"]
-    parts.extend(f"[{i}] {c.text()}" for i, c in enumerate(completions, 1))
-    return "\n\n".join(parts)
+    """One message for results delivered together: the server's texts (each
+    names its task ID and tool), verbatim, in delivery order."""
+    return "\n\n".join(c.text() for c in completions)
 
 
 def default_user_text(message: str, results_text: str) -> str:
@@ -118,8 +151,8 @@ class AsyncAgent(TurnLoop):
             callback, as in the seed text).
         session_id: the session (default: the client's or the manager's).
         after_seq: with a client, resume after this completion seq.
-        on_status: called with ("queued" | "draining" | "delivered", completions);
-            may be a coroutine function.
+        on_status: called with ("queued" | "draining" | "delivered", completions)
+            and ("progress", [Progress]); may be a coroutine function.
         ack: with a client, tell the server to drop completions once delivered
             (AckCompletions; pass False when something else also reads the
             session). A manager acknowledges them itself.
@@ -131,6 +164,10 @@ class AsyncAgent(TurnLoop):
             others to deliver with it (0: none).
         max_pending: most results held for delivery before the stream waits.
         keep_delivered: how many delivered results `delivered` and `prune` remember.
+        digest: prepend the session's PendingDigest text to each turn (when
+            the server has one and it is not empty).
+        include_progress: with a client, follow running tasks' progress
+            (to `on_status("progress", ...)`).
 
     Raises:
         TypeError: `agent` has no `send`, or `source` is neither an
@@ -153,6 +190,8 @@ class AsyncAgent(TurnLoop):
         batch_window: float = 0.05,
         max_pending: int = 10_000,
         keep_delivered: int = 1_000,
+        digest: bool = True,
+        include_progress: bool = True,
     ) -> None:
         if not callable(getattr(agent, "send", None)):
             raise TypeError(
@@ -187,9 +226,18 @@ class AsyncAgent(TurnLoop):
         self.format_user = format_user
         self.batch_window = batch_window
         self.max_pending = max_pending
+        self.digest = digest
+        self.include_progress = include_progress
         self.last_error: Optional[BaseException] = None
+        #: The highest seq below which every result was delivered and
+        #: acknowledged (to the server when `ack`); `prune` stubs only these.
+        self.acked_seq = after_seq
         self._after_seq = after_seq
         self._results: deque[Completion] = deque()
+        self._silent: deque[Completion] = deque()
+        self._urgent = False
+        self._undelivered: set[int] = set()
+        self._max_seen = after_seq
         self._users: deque[_UserTurn] = deque()
         self._delivered: deque[Completion] = deque(maxlen=keep_delivered)
         self._delivered_texts: deque[str] = deque(maxlen=keep_delivered)
@@ -205,12 +253,13 @@ class AsyncAgent(TurnLoop):
         self._user_arrived: Optional[asyncio.Event] = None
         self._space: Optional[asyncio.Event] = None
         self._drained: list[asyncio.Future[None]] = []
-        self._stream: Optional[AsyncCompletionStream] = None
+        self._stream: Optional[AsyncSessionEventStream] = None
         self._listener: Optional[asyncio.Task[None]] = None
         self._runner: Optional[asyncio.Task[None]] = None
         self._handoffs: set[asyncio.Task[None]] = set()
         if self.manager is not None:
             self.manager.add_done_callback(self.on_result)
+            self.manager.add_progress_callback(self._progress_from_thread)
 
     # -- running on a loop, from asyncio or from blocking code ----------------------
     def _dual(self, make: Callable[[], Coroutine[Any, Any, T]]) -> Any:
@@ -248,7 +297,12 @@ class AsyncAgent(TurnLoop):
             await self.on_completion(completion)
         self._runner = asyncio.ensure_future(self._run())
         if self.client is not None:
-            self._stream = self.client.completions(self.session_id, after_seq=self._after_seq)
+            self._stream = self.client.session_events(
+                self.session_id,
+                after_seq=self._after_seq,
+                include_progress=self.include_progress,
+                fallback=True,  # a server without SessionEvents: its Completions
+            )
             self._listener = asyncio.ensure_future(self._listen(self._stream))
         elif self.manager is not None:
             await asyncio.to_thread(self.manager.ensure_started)
@@ -261,6 +315,7 @@ class AsyncAgent(TurnLoop):
             self._closed = True
             if self.manager is not None:
                 self.manager.remove_done_callback(self.on_result)
+                self.manager.remove_progress_callback(self._progress_from_thread)
             return _done() if running_loop() is not None else None
         result = self._dual(self._close)
         if self._own_loop is not None and running_loop() is None:
@@ -272,15 +327,18 @@ class AsyncAgent(TurnLoop):
         self._closed = True
         if self.manager is not None:
             self.manager.remove_done_callback(self.on_result)
+            self.manager.remove_progress_callback(self._progress_from_thread)
         if self._stream is not None:
             await self._stream.aclose()
         for task in (self._listener, self._runner):
-            if task is not None:
+            # Cancel until it ends: a turn can swallow one cancellation (on
+            # Python < 3.12, asyncio.wait_for does when its inner await ends
+            # at the same moment) and carry on to its next wait.
+            while task is not None and not task.done():
                 task.cancel()
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+                await asyncio.wait({task}, timeout=1.0)
+            if task is not None and not task.cancelled():
+                task.exception()  # retrieved: ended with an error or normally
         while self._users:
             turn = self._users.popleft()
             if not turn.future.done():
@@ -313,8 +371,13 @@ class AsyncAgent(TurnLoop):
 
     @property
     def pending(self) -> list[Completion]:
-        """Results waiting for delivery, in completion order."""
-        return list(self._results)
+        """Results waiting for delivery, in completion order (SILENT ones too)."""
+        return sorted([*self._results, *self._silent], key=lambda c: c.seq)
+
+    @property
+    def silent(self) -> list[Completion]:
+        """SILENT results waiting to lead the next user message."""
+        return list(self._silent)
 
     @property
     def queue(self) -> list[Completion]:
@@ -348,7 +411,11 @@ class AsyncAgent(TurnLoop):
             )
             return ack
         assert self.manager is not None
-        return await asyncio.to_thread(self.manager.submit_call, tool, {**arguments, **options})
+        # As with a client: submit's own options by name, the rest are arguments.
+        own = {k: options.pop(k) for k in list(options) if k in SUBMIT_OPTIONS}
+        return await asyncio.to_thread(
+            self.manager.submit_call, tool, {**arguments, **options}, **own
+        )
 
     def send(self, message: str) -> Any:
         """Run a turn with the user's `message`, ahead of any pending results.
@@ -433,39 +500,18 @@ class AsyncAgent(TurnLoop):
             except (concurrent.futures.CancelledError, RuntimeError):
                 return
 
-    async def on_completion(self, completion: Completion) -> None:
-        """Take one completion in the agent's loop: deliver now if idle, else queue.
-
-        The stream listener calls this; call it yourself to feed completions
-        from elsewhere. Waits while `max_pending` results are held.
-        """
-        if self._space is None:
-            await self._start()
-        assert self._space is not None and self._wake is not None
-        while len(self._results) >= self.max_pending:
-            self._space.clear()
-            await self._space.wait()
-        self._results.append(completion)
-        self._wake.set()
-        if self._busy or not self._agent_idle():
-            self._queued_while_busy = True
-            await self._status(QUEUED, [completion])
-
-    async def _listen(self, stream: AsyncCompletionStream) -> None:
+    async def _listen(self, stream: AsyncSessionEventStream) -> None:
         try:
-            async for completion in stream:
-                await self.on_completion(completion)
+            async for event in stream:
+                if isinstance(event, Progress):
+                    await self.on_progress(event)
+                else:
+                    await self.on_completion(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.last_error = exc
             log.error("errand AsyncAgent: completion stream failed: %s", exc)
-
-    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
-        """`prune_history` with the results this agent delivered."""
-        return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
-
-    # -- the turn loop -------------------------------------------------------------
 
 
 async def _noop() -> None:

@@ -12,26 +12,49 @@ async with AsyncClient("127.0.0.1:7466") as client:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Callable, Literal, Optional, TypeVar, overload
+from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 
 import grpc
 import grpc.aio
 
-from errand._common import Backoff, Connection, PathLike, connection
+from errand._common import Backoff, Connection, PathLike, SubmitOptions, connection
 from errand._connect import CONNECT_TIMEOUT
-from errand._core import Call, ClientCore, Settings, Step, StreamCursor, outcome, unknown_tool
+from errand._core import (
+    Call,
+    ClientCore,
+    ResultPager,
+    Settings,
+    Step,
+    StreamCursor,
+    by_reference,
+    outcome,
+    unknown_tool,
+)
 from errand.callables import async_remote_tool
 from errand.errors import ClosedError, DeadlineExceeded, from_grpc
-from errand.types import Ack, Completion, Task, ToolInfo
+from errand.types import (
+    Ack,
+    Completion,
+    DedupPolicy,
+    DeliveryPolicy,
+    PendingDigest,
+    ResultChunk,
+    SessionEvent,
+    Task,
+    ToolInfo,
+)
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
 
-__all__ = ["AsyncClient", "AsyncCompletionStream"]
+__all__ = ["AsyncClient", "AsyncCompletionStream", "AsyncSessionEventStream"]
 
 T = TypeVar("T")
+E = TypeVar("E")
+S = TypeVar("S", bound="_AsyncStream[Any]")
 Metadata = Sequence[tuple[str, str]]
 
 
@@ -126,6 +149,11 @@ class AsyncClient(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        delivery: Union[DeliveryPolicy, str, None] = None,
+        dedup: Union[DedupPolicy, str, None] = None,
+        result_budget_bytes: int = 0,
+        fallback_tool: str = "",
+        fallback_last_good_max_age_ms: int = 0,
         wait: Literal[False] = False,
         **kwargs: Any,
     ) -> Ack: ...
@@ -140,6 +168,11 @@ class AsyncClient(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        delivery: Union[DeliveryPolicy, str, None] = None,
+        dedup: Union[DedupPolicy, str, None] = None,
+        result_budget_bytes: int = 0,
+        fallback_tool: str = "",
+        fallback_last_good_max_age_ms: int = 0,
         wait: Literal[True],
         **kwargs: Any,
     ) -> Any: ...
@@ -153,6 +186,11 @@ class AsyncClient(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        delivery: Union[DeliveryPolicy, str, None] = None,
+        dedup: Union[DedupPolicy, str, None] = None,
+        result_budget_bytes: int = 0,
+        fallback_tool: str = "",
+        fallback_last_good_max_age_ms: int = 0,
         wait: bool = False,
         **kwargs: Any,
     ) -> Any:
@@ -165,6 +203,13 @@ class AsyncClient(Settings):
                 session_id=session_id,
                 timeout_ms=timeout_ms,
                 idempotency_key=idempotency_key,
+                options=SubmitOptions(
+                    delivery,
+                    dedup,
+                    result_budget_bytes,
+                    fallback_tool,
+                    fallback_last_good_max_age_ms,
+                ),
             )
         )
         return await self.result(ack.task_id) if wait else ack
@@ -179,6 +224,8 @@ class AsyncClient(Settings):
             async with self.completions(task.session_id) as stream:
                 async for done in stream:
                     if done.task_id == task_id:
+                        if by_reference(done):
+                            return json.loads(await self.read_full_result(task_id))
                         return outcome(done)
             raise ClosedError(f"the client closed while waiting for task {task_id}")
 
@@ -210,9 +257,30 @@ class AsyncClient(Settings):
         """One task's state. Raises NotFound when unknown or no longer retained."""
         return await self._run(self._core.get_task(task_id))
 
-    async def cancel(self, task_id: str) -> Task:
-        """Cancel a queued or running task. Raises FailedPrecondition if it finished."""
-        return await self._run(self._core.cancel(task_id))
+    async def cancel(self, task_id: str, *, reason: str = "") -> Task:
+        """Cancel a queued or running task (with a `reason`); see `errand.Client.cancel`."""
+        return await self._run(self._core.cancel(task_id, reason))
+
+    async def pending_digest(
+        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+    ) -> PendingDigest:
+        """What the session waits for; see `errand.Client.pending_digest`."""
+        return await self._run(self._core.pending_digest(session_id, max_bytes))
+
+    async def read_result(
+        self, task_id: str, *, offset: int = 0, max_bytes: int = 0
+    ) -> ResultChunk:
+        """One page of a task's full result; see `errand.Client.read_result`."""
+        return await self._run(self._core.read_result(task_id, offset, max_bytes))
+
+    async def read_full_result(
+        self, task_id: str, *, chunk_bytes: int = 0, max_total_bytes: int = 64 << 20
+    ) -> str:
+        """A task's whole result_json; see `errand.Client.read_full_result`."""
+        pager = ResultPager(self._core, task_id, chunk_bytes, max_total_bytes)
+        while not pager.done:
+            pager.accept(await self._run(pager.call()))
+        return pager.text()
 
     async def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
         """Let the server drop the session's completions up to `up_to_seq`; returns how many."""
@@ -232,9 +300,35 @@ class AsyncClient(Settings):
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
         return AsyncCompletionStream(self._stub, cursor, metadata=self._core.metadata)
 
+    def session_events(
+        self,
+        session_id: Optional[str] = None,
+        *,
+        after_seq: int = 0,
+        include_progress: bool = True,
+        results_by_reference: bool = False,
+        reconnect: bool = True,
+        backoff: Optional[Backoff] = None,
+        fallback: bool = False,
+    ) -> AsyncSessionEventStream:
+        """Async-iterate a session's completions and progress; see
+        `errand.Client.session_events`."""
+        if self._closed:
+            raise ClosedError("the client is closed")
+        cursor = self._core.event_cursor(
+            session_id,
+            after_seq,
+            reconnect,
+            backoff,
+            include_progress=include_progress,
+            results_by_reference=results_by_reference,
+            fallback=fallback,
+        )
+        return AsyncSessionEventStream(self._stub, cursor, metadata=self._core.metadata)
 
-class AsyncCompletionStream(AsyncIterator[Completion]):
-    """A reconnecting async iterator over one session's completions.
+
+class _AsyncStream(AsyncIterator[E]):
+    """A reconnecting async iterator over one session's stream (see its cursor).
 
     `last_seq` is the seq of the last completion yielded.
     """
@@ -257,10 +351,10 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
     def reconnects(self) -> int:
         return self._cursor.reconnects
 
-    def __aiter__(self) -> AsyncCompletionStream:
+    def __aiter__(self: S) -> S:
         return self
 
-    async def __aenter__(self) -> AsyncCompletionStream:
+    async def __aenter__(self: S) -> S:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -277,12 +371,12 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    async def __anext__(self) -> Completion:
+    async def __anext__(self) -> E:
         while True:
             if self._closed.is_set():
                 raise StopAsyncIteration
             if self._call is None:
-                self._call = self._stub.Completions(
+                self._call = getattr(self._stub, self._cursor.method)(
                     self._cursor.request(), metadata=self._metadata, wait_for_ready=True
                 )
             call = self._call
@@ -294,15 +388,18 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
                 raise
             except grpc.RpcError as exc:
                 self._drop(call)
+                method = self._cursor.method
                 step = self._cursor.failed(exc.code(), self._closed.is_set())
                 if step is Step.RAISE:
-                    raise from_grpc(exc, "Completions") from None
+                    raise from_grpc(exc, method) from None
+                if step is Step.FALLBACK:
+                    continue
             else:
                 if msg is not _EOF:
-                    completion = self._cursor.accept(msg)
-                    if completion is None:
+                    item: Optional[E] = self._cursor.accept(msg)
+                    if item is None:
                         continue
-                    return completion
+                    return item
                 self._drop(call)
                 step = self._cursor.ended(self._closed.is_set())
             if step is Step.STOP:
@@ -316,3 +413,20 @@ class AsyncCompletionStream(AsyncIterator[Completion]):
         if self._call is call:
             self._call = None
         call.cancel()
+
+
+class AsyncCompletionStream(_AsyncStream[Completion]):
+    """A reconnecting async iterator over one session's completions.
+
+    `last_seq` is the seq of the last completion yielded.
+    """
+
+
+class AsyncSessionEventStream(_AsyncStream[SessionEvent]):
+    """A reconnecting async iterator over one session's `Completion`s and
+    `Progress` reports (see `errand.Client.session_events`)."""
+
+    @property
+    def legacy(self) -> bool:
+        """True when the server had no SessionEvents and Completions is followed."""
+        return bool(getattr(self._cursor, "legacy", False))

@@ -15,22 +15,40 @@ answers with an error; see `errand.errors`.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Callable, Literal, Optional, TypeVar, overload
+from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 
 import grpc
 
-from errand._common import Backoff, Connection, PathLike, connection
+from errand._common import Backoff, Connection, PathLike, SubmitOptions, connection
 from errand._connect import CONNECT_TIMEOUT
-from errand._core import Call, ClientCore, Settings, Step, StreamCursor, outcome, unknown_tool
+from errand._core import (
+    Call,
+    ClientCore,
+    ResultPager,
+    Settings,
+    by_reference,
+    outcome,
+    unknown_tool,
+)
 from errand.callables import remote_tool
-from errand.errors import ClosedError, DeadlineExceeded, from_grpc
-from errand.types import Ack, Completion, Task, ToolInfo
+from errand.errors import ClosedError, DeadlineExceeded
+from errand.streams import CompletionStream, SessionEventStream
+from errand.types import (
+    Ack,
+    DedupPolicy,
+    DeliveryPolicy,
+    PendingDigest,
+    ResultChunk,
+    Task,
+    ToolInfo,
+)
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
-__all__ = ["Client", "CompletionStream"]
+__all__ = ["Client", "CompletionStream", "SessionEventStream"]
 
 T = TypeVar("T")
 Metadata = Sequence[tuple[str, str]]
@@ -152,6 +170,11 @@ class Client(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        delivery: Union[DeliveryPolicy, str, None] = None,
+        dedup: Union[DedupPolicy, str, None] = None,
+        result_budget_bytes: int = 0,
+        fallback_tool: str = "",
+        fallback_last_good_max_age_ms: int = 0,
         wait: Literal[False] = False,
         **kwargs: Any,
     ) -> Ack: ...
@@ -166,6 +189,11 @@ class Client(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        delivery: Union[DeliveryPolicy, str, None] = None,
+        dedup: Union[DedupPolicy, str, None] = None,
+        result_budget_bytes: int = 0,
+        fallback_tool: str = "",
+        fallback_last_good_max_age_ms: int = 0,
         wait: Literal[True],
         **kwargs: Any,
     ) -> Any: ...
@@ -179,6 +207,11 @@ class Client(Settings):
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
         idempotency_key: str = "",
+        delivery: Union[DeliveryPolicy, str, None] = None,
+        dedup: Union[DedupPolicy, str, None] = None,
+        result_budget_bytes: int = 0,
+        fallback_tool: str = "",
+        fallback_last_good_max_age_ms: int = 0,
         wait: bool = False,
         **kwargs: Any,
     ) -> Any:
@@ -194,8 +227,19 @@ class Client(Settings):
         `wait=True` is the one-line blocking case: it waits for the task and
         returns its result, as `result(ack.task_id)` does.
 
+        The call's own options override the tool's (unset: the tool's, then
+        the server's defaults): `delivery` ("when_idle", "interrupt",
+        "silent" or a `DeliveryPolicy`), `dedup` ("off", "join_in_flight":
+        an identical call in flight is joined, `Ack.joined`),
+        `result_budget_bytes` (most bytes of the result delivered inline),
+        and one fallback for a failure or timeout: `fallback_tool` (run that
+        tool) or `fallback_last_good_max_age_ms` (answer with the session's
+        last good result of the same call, if at most that old).
+
         Raises:
-            InvalidArgument: arguments not JSON or failing the tool's schema.
+            InvalidArgument: arguments not JSON or failing the tool's schema;
+                an unknown policy, a budget above the server's maximum, both
+                fallbacks, or a fallback to the tool itself.
             NotFound: no worker has registered `tool`.
             ResourceExhausted: arguments too large or too many pending tasks.
             Unavailable: no server at the target.
@@ -209,6 +253,13 @@ class Client(Settings):
                 session_id=session_id,
                 timeout_ms=timeout_ms,
                 idempotency_key=idempotency_key,
+                options=SubmitOptions(
+                    delivery,
+                    dedup,
+                    result_budget_bytes,
+                    fallback_tool,
+                    fallback_last_good_max_age_ms,
+                ),
             )
         )
         return self.result(ack.task_id) if wait else ack
@@ -236,6 +287,8 @@ class Client(Settings):
         try:
             for done in stream:
                 if done.task_id == task_id:
+                    if by_reference(done):
+                        return json.loads(self.read_full_result(task_id))
                     return outcome(done)
         finally:
             stream.close()
@@ -270,9 +323,38 @@ class Client(Settings):
         """One task's state. Raises NotFound when unknown or no longer retained."""
         return self._run(self._core.get_task(task_id))
 
-    def cancel(self, task_id: str) -> Task:
-        """Cancel a queued or running task. Raises FailedPrecondition if it finished."""
-        return self._run(self._core.cancel(task_id))
+    def cancel(self, task_id: str, *, reason: str = "") -> Task:
+        """Cancel a queued or running task; `reason` (at most 1 KiB) reaches the
+        worker and the completion's message. Raises FailedPrecondition if it
+        finished, InvalidArgument for a longer reason."""
+        return self._run(self._core.cancel(task_id, reason))
+
+    def pending_digest(
+        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+    ) -> PendingDigest:
+        """What the session waits for: its unfinished tasks (with their latest
+        progress), how many completions are unacknowledged, and `text` for the
+        model ("" when there is nothing to say), at most `max_bytes` (0: 4096)."""
+        return self._run(self._core.pending_digest(session_id, max_bytes))
+
+    def read_result(self, task_id: str, *, offset: int = 0, max_bytes: int = 0) -> ResultChunk:
+        """One page of a task's full result_json: bytes from `offset`, at most
+        `max_bytes` (0: 65536), for results delivered truncated or by reference.
+
+        Raises NotFound (unknown task), FailedPrecondition (no result: not
+        finished or not succeeded), OutOfRange (offset past the end).
+        """
+        return self._run(self._core.read_result(task_id, offset, max_bytes))
+
+    def read_full_result(
+        self, task_id: str, *, chunk_bytes: int = 0, max_total_bytes: int = 64 << 20
+    ) -> str:
+        """A task's whole result_json, paged through `read_result`; raises
+        ValueError for a result over `max_total_bytes`."""
+        pager = ResultPager(self._core, task_id, chunk_bytes, max_total_bytes)
+        while not pager.done:
+            pager.accept(self._run(pager.call()))
+        return pager.text()
 
     def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
         """Let the server drop the session's completions up to `up_to_seq`; returns how many."""
@@ -298,89 +380,36 @@ class Client(Settings):
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
         return CompletionStream(self._stub, cursor, metadata=self._core.metadata)
 
+    def session_events(
+        self,
+        session_id: Optional[str] = None,
+        *,
+        after_seq: int = 0,
+        include_progress: bool = True,
+        results_by_reference: bool = False,
+        reconnect: bool = True,
+        backoff: Optional[Backoff] = None,
+        fallback: bool = False,
+    ) -> SessionEventStream:
+        """Iterate over a session's events: its completions, as `completions`
+        does (replayed after `after_seq`, then live, reconnecting), and with
+        `include_progress` the `Progress` of its running tasks (at most one per
+        task per server interval; not durable).
 
-class CompletionStream(Iterator[Completion]):
-    """A reconnecting iterator over one session's completions.
-
-    `last_seq` is the seq of the last completion yielded: persist it to resume
-    later with `client.completions(after_seq=stream.last_seq)`.
-    """
-
-    def __init__(
-        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
-    ) -> None:
-        self.session_id = cursor.session_id
-        self._cursor = cursor
-        self._stub = stub
-        self._metadata = tuple(metadata)
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._call: Any = None
-
-    @property
-    def last_seq(self) -> int:
-        return self._cursor.last_seq
-
-    @property
-    def reconnects(self) -> int:
-        return self._cursor.reconnects
-
-    def __iter__(self) -> CompletionStream:
-        return self
-
-    def __enter__(self) -> CompletionStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the stream; a blocked `next()` in another thread ends with StopIteration."""
-        self._closed.set()
-        with self._lock:
-            call, self._call = self._call, None
-        if call is not None:
-            call.cancel()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    def _open(self) -> Any:
-        with self._lock:
-            if self._closed.is_set():
-                return None
-            if self._call is None:
-                self._call = self._stub.Completions(
-                    self._cursor.request(), metadata=self._metadata, wait_for_ready=True
-                )
-            return self._call
-
-    def _drop(self, call: Any) -> None:
-        with self._lock:
-            if self._call is call:
-                self._call = None
-        call.cancel()
-
-    def __next__(self) -> Completion:
-        while True:
-            call = self._open()
-            if call is None:
-                raise StopIteration
-            try:
-                msg = next(call)
-            except StopIteration:
-                self._drop(call)
-                step = self._cursor.ended(self._closed.is_set())
-            except grpc.RpcError as exc:
-                self._drop(call)
-                step = self._cursor.failed(exc.code(), self._closed.is_set())
-                if step is Step.RAISE:
-                    raise from_grpc(exc, "Completions") from None
-            else:
-                completion = self._cursor.accept(msg)
-                if completion is None:
-                    continue
-                return completion
-            if step is Step.STOP or self._closed.wait(self._cursor.delay()):
-                raise StopIteration
+        `results_by_reference` leaves `result_json` off every completion
+        (`result_bytes` says how large it is; `read_full_result` fetches it).
+        `fallback=True` follows `Completions` instead when the server has no
+        SessionEvents (completions only). Raises Unimplemented otherwise.
+        """
+        if self._closed:
+            raise ClosedError("the client is closed")
+        cursor = self._core.event_cursor(
+            session_id,
+            after_seq,
+            reconnect,
+            backoff,
+            include_progress=include_progress,
+            results_by_reference=results_by_reference,
+            fallback=fallback,
+        )
+        return SessionEventStream(self._stub, cursor, metadata=self._core.metadata)

@@ -106,6 +106,14 @@ class Cancelled(RpcError):
     """The call was cancelled."""
 
 
+class OutOfRange(RpcError):
+    """A position past the end: an ack beyond the last seq, an offset past a result's end."""
+
+
+class Unimplemented(RpcError):
+    """The server does not implement the call (an older server)."""
+
+
 class TaskFailed(ErrandError):
     """A task waited on with `result()` (or `submit(..., wait=True)`) did not succeed.
 
@@ -150,6 +158,8 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+    grpc.StatusCode.OUT_OF_RANGE: OutOfRange,
 }
 
 

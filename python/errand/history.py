@@ -11,11 +11,11 @@ from __future__ import annotations
 import copy
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 from errand.types import Completion
 
-__all__ = ["prune_history"]
+__all__ = ["default_stub", "prune_history", "stub_results"]
 
 M = TypeVar("M")
 
@@ -77,6 +77,40 @@ def prune_history(
     return out
 
 
+def default_stub(completion: Completion) -> str:
+    """What replaces a pruned result: its task ID and tool, so the model can
+    still tell which call it answered (and read it again with ReadResult)."""
+    return f"[result of task {completion.task_id} ({completion.tool}) pruned]"
+
+
+def stub_results(
+    history: Sequence[M],
+    completions: Iterable[Completion],
+    stub: Callable[[Completion], str] = default_stub,
+) -> list[M]:
+    """A copy of `history` where each completion's text (`Completion.text()`,
+    the server's message) is replaced by `stub(completion)`; other text and
+    messages stay as they are."""
+    pairs = [(c.text(), stub(c)) for c in completions]
+    pairs = [(needle, new) for needle, new in pairs if needle]
+    if not pairs:
+        return list(history)
+    out: list[M] = []
+    for message in history:
+        text = _message_text(message)
+        if text and any(needle in text for needle, _ in pairs):
+            out.append(_replace(message, lambda t: _swap(t, pairs)))
+        else:
+            out.append(message)
+    return out
+
+
+def _swap(text: str, pairs: Sequence[tuple[str, str]]) -> str:
+    for needle, new in pairs:
+        text = text.replace(needle, new)
+    return text
+
+
 def _cut(text: str, needles: Sequence[str]) -> str:
     for needle in needles:
         text = text.replace(needle, "")
@@ -85,21 +119,26 @@ def _cut(text: str, needles: Sequence[str]) -> str:
 
 def _without(message: M, needles: Sequence[str]) -> M:
     """A copy of `message` with the needles' text taken out."""
+    return _replace(message, lambda text: _cut(text, needles))
+
+
+def _replace(message: M, edit: Callable[[str], str]) -> M:
+    """A copy of `message` with `edit` applied to each of its texts."""
     if isinstance(message, str):
-        return _cut(message, needles)  # type: ignore[return-value]
+        return edit(message)  # type: ignore[return-value]
     if not isinstance(message, Mapping):
         return message
     content = message.get("content")
     rest: Any = copy.copy(message)
     if isinstance(content, str):
-        rest["content"] = _cut(content, needles)
+        rest["content"] = edit(content)
     elif isinstance(content, list):
         blocks: list[Any] = []
         for block in content:
             if isinstance(block, str):
-                block = _cut(block, needles)
+                block = edit(block)
             elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
-                block = {**block, "text": _cut(block["text"], needles)}
+                block = {**block, "text": edit(block["text"])}
             blocks.append(block)
         rest["content"] = blocks
     return typing.cast(M, rest)

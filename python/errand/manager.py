@@ -46,19 +46,21 @@ from typing import Any, Callable, Optional
 import grpc
 
 from errand._common import new_session_id
-from errand._core import outcome
+from errand._core import by_reference, outcome
+from errand._jsonable import to_json as _to_json
 from errand.callables import call_arguments, with_notice
-from errand.client import Client, CompletionStream
+from errand.client import Client, SessionEventStream
 from errand.errors import DeadlineExceeded, NotFound
 from errand.tool import ToolDef, _hints, tool_def
-from errand.types import Ack, Completion, Task, TaskStatus, ToolInfo
-from errand.worker import Worker, _to_json
+from errand.types import Ack, Completion, Progress, Task, TaskStatus, ToolInfo
+from errand.worker import Worker
 
 __all__ = ["AsyncTaskResult", "AsyncToolManager"]
 
 log = logging.getLogger("errand.manager")
 
 Callback = Callable[["AsyncTaskResult"], Any]
+ProgressCallback = Callable[[Progress], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,9 +149,10 @@ class AsyncToolManager(Worker):
         self.session_id = session_id or new_session_id()
         self.ack = ack
         self._callbacks: list[Callback] = [on_complete] if on_complete is not None else []
+        self._progress_callbacks: list[ProgressCallback] = []
         self._guard = threading.RLock()
         self._client: Optional[Client] = None
-        self._stream: Optional[CompletionStream] = None
+        self._stream: Optional[SessionEventStream] = None
         self._listener: Optional[threading.Thread] = None
         #: How many finished tasks `result()` remembers.
         self.keep_results = 1000
@@ -207,7 +210,8 @@ class AsyncToolManager(Worker):
 
     def _follow(self) -> None:
         if self._listener is None:
-            self._stream = self.client.completions(self.session_id)
+            # Completions and progress; a server without SessionEvents: its Completions.
+            self._stream = self.client.session_events(self.session_id, fallback=True)
             self._stream._open()  # the call starts here, not later on the listener thread
             self._listener = threading.Thread(
                 target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
@@ -226,11 +230,13 @@ class AsyncToolManager(Worker):
             self.add_tool(fn)
         return self.submit_call(tool_name, kwargs).task_id
 
-    def submit_call(self, tool_name: str, arguments: dict[str, Any]) -> Ack:
-        """Submit one call (arguments as a mapping) and return the whole `Ack`."""
+    def submit_call(self, tool_name: str, arguments: dict[str, Any], **options: Any) -> Ack:
+        """Submit one call (arguments as a mapping) and return the whole `Ack`;
+        `options` are `Client.submit`'s (delivery=, dedup=, ...)."""
         self.ensure_started()
         plain = json.loads(json.dumps(arguments, default=_to_json))
-        return self.client.submit(tool_name, plain)
+        ack: Ack = self.client.submit(tool_name, plain, **options)
+        return ack
 
     def get_task(self, task_id: str) -> Task:
         """A task's state (QUEUED, RUNNING, SUCCEEDED, ...)."""
@@ -249,7 +255,7 @@ class AsyncToolManager(Worker):
         with self._seen_cond:
             seen = self._seen.get(task_id)
         if seen is not None:
-            return outcome(seen.completion)
+            return self._outcome(seen.completion)
         if self._listener is None:
             return self.client.result(task_id, timeout=timeout)
         try:
@@ -265,10 +271,17 @@ class AsyncToolManager(Worker):
                     f"task {task_id} did not finish within {timeout}s",
                     "result",
                 )
-            return outcome(self._seen[task_id].completion)
+            done = self._seen[task_id].completion
+        return self._outcome(done)
 
-    def cancel(self, task_id: str) -> Task:
-        return self.client.cancel(task_id)
+    def _outcome(self, done: Completion) -> Any:
+        if by_reference(done):  # over its result budget: read it whole
+            return json.loads(self.client.read_full_result(done.task_id))
+        return outcome(done)
+
+    def cancel(self, task_id: str, *, reason: str = "") -> Task:
+        """Cancel a task; `reason` reaches the worker and the completion's message."""
+        return self.client.cancel(task_id, reason=reason)
 
     # -- completion callbacks ------------------------------------------------------
     def add_done_callback(self, callback: Callback) -> None:
@@ -288,6 +301,29 @@ class AsyncToolManager(Worker):
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
 
+    def add_progress_callback(self, callback: ProgressCallback) -> None:
+        """Call `callback(Progress)` for each progress report of the session's
+        running tasks (on the listener thread; keep it short)."""
+        if not callable(callback):
+            raise TypeError(f"a progress callback must be callable, not {type(callback)!r}")
+        with self._guard:
+            self._progress_callbacks.append(callback)
+
+    def remove_progress_callback(self, callback: ProgressCallback) -> None:
+        with self._guard:
+            if callback in self._progress_callbacks:
+                self._progress_callbacks.remove(callback)
+
+    def on_progress(self, progress: Progress) -> None:
+        """Fire the progress callbacks for one report."""
+        with self._guard:
+            callbacks = list(self._progress_callbacks)
+        for callback in callbacks:
+            try:
+                callback(progress)
+            except Exception:
+                log.exception("errand AsyncToolManager: progress callback %r raised", callback)
+
     def on_complete(self, result: AsyncTaskResult) -> None:
         """Fire the callbacks for one finished task (override to handle results yourself)."""
         with self._guard:
@@ -298,9 +334,12 @@ class AsyncToolManager(Worker):
             except Exception:
                 log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
 
-    def _listen(self, stream: CompletionStream) -> None:
+    def _listen(self, stream: SessionEventStream) -> None:
         try:
             for completion in stream:
+                if isinstance(completion, Progress):
+                    self.on_progress(completion)
+                    continue
                 result = AsyncTaskResult.from_completion(completion)
                 with self._seen_cond:
                     self._seen[result.task_id] = result

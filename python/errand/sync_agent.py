@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from errand._loop import LoopThread
 from errand.agent import Agent, AsyncAgent
 from errand.aio import AsyncClient
 from errand.client import Client
+from errand.history import default_stub
 from errand.manager import AsyncToolManager
 from errand.types import Ack, Completion
 
@@ -70,6 +71,16 @@ class SyncAgent:
     def delivered(self) -> list[Completion]:
         return self.inner.delivered
 
+    @property
+    def silent(self) -> list[Completion]:
+        """SILENT results waiting to lead the next user message."""
+        return self.inner.silent
+
+    @property
+    def acked_seq(self) -> int:
+        """The seq up to which every result was delivered and acknowledged."""
+        return self.inner.acked_seq
+
     def send(self, message: str) -> Any:
         """Run the user's turn (ahead of pending results) and return the agent's reply."""
         if not isinstance(message, str):
@@ -84,8 +95,16 @@ class SyncAgent:
         """Deliver queued results now, if the agent is idle."""
         self._call(self.inner._drain())
 
-    def prune(self, history: Sequence[M], *, keep_last: int = 0) -> list[M]:
-        return self.inner.prune(history, keep_last=keep_last)
+    def prune(
+        self,
+        history: Sequence[M],
+        *,
+        keep_results: Optional[int] = None,
+        keep_last: int = 0,
+        stub: Callable[[Completion], str] = default_stub,
+    ) -> list[M]:
+        """See `AsyncAgent.prune`."""
+        return self.inner.prune(history, keep_results=keep_results, keep_last=keep_last, stub=stub)
 
     def close(self) -> None:
         """Stop delivering, close what the wrapper opened, end its loop thread."""

@@ -33,6 +33,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
+from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
+
 if TYPE_CHECKING:
     from errand.manager import AsyncToolManager
     from errand.worker import Worker
@@ -54,6 +56,11 @@ class ToolDef:
     input_schema: dict[str, Any]
     fn: Callable[..., Any]
     timeout_ms: int = 0
+    delivery: DeliveryPolicy = DeliveryPolicy.UNSPECIFIED
+    dedup: DedupPolicy = DedupPolicy.UNSPECIFIED
+    result_budget_bytes: int = 0
+    fallback: Optional[Fallback] = None
+    cancellable_by_model: bool = False
 
     @functools.cached_property
     def is_async(self) -> bool:
@@ -126,6 +133,11 @@ def async_tool(
     description: Optional[str] = None,
     schema: Optional[Mapping[str, Any]] = None,
     timeout_ms: int = 0,
+    delivery: Union[DeliveryPolicy, str, None] = None,
+    dedup: Union[DedupPolicy, str, None] = None,
+    result_budget_bytes: int = 0,
+    fallback: Union[Fallback, str, None] = None,
+    cancellable_by_model: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -137,6 +149,11 @@ def async_tool(
     description: Optional[str] = None,
     schema: Optional[Mapping[str, Any]] = None,
     timeout_ms: int = 0,
+    delivery: Union[DeliveryPolicy, str, None] = None,
+    dedup: Union[DedupPolicy, str, None] = None,
+    result_budget_bytes: int = 0,
+    fallback: Union[Fallback, str, None] = None,
+    cancellable_by_model: bool = False,
 ) -> Any:
     """Mark a function (sync or `async def`) as an errand tool.
 
@@ -153,11 +170,37 @@ def async_tool(
         description: for the model (default: the docstring).
         schema: JSON Schema of the arguments object (default: from type hints).
         timeout_ms: default timeout of one run; 0 leaves it to the server.
+        delivery: how its results reach the model unless a submit says:
+            "when_idle", "interrupt" or "silent" (a `DeliveryPolicy`); unset
+            leaves it to the server's default (when_idle).
+        dedup: "join_in_flight" joins an identical call still running
+            (one run, one completion); "off" (the default) runs each call.
+        result_budget_bytes: most bytes of a result delivered inline (about 4
+            per token); 0 leaves it to the server (16384 by default). A larger
+            result arrives as a preview (the function's `Summarized.summary`
+            when it gives one) and is read with `read_result`.
+        fallback: what answers a call that fails or times out: a tool name,
+            or `Fallback(last_good_max_age_ms=...)` for the session's last
+            good result of the same call.
+        cancellable_by_model: let a model cancel its calls with the
+            `errand_cancel` tool of the framework adapters.
+
+    The function can report progress and resume through `current_task()`:
+    `report_progress(progress, total, message, detail)` and `resume_detail`.
     """
 
     def decorate(fn: F) -> F:
         spec = tool_def(
-            fn, name=name, description=description, schema=schema, timeout_ms=timeout_ms
+            fn,
+            name=name,
+            description=description,
+            schema=schema,
+            timeout_ms=timeout_ms,
+            delivery=delivery,
+            dedup=dedup,
+            result_budget_bytes=result_budget_bytes,
+            fallback=fallback,
+            cancellable_by_model=cancellable_by_model,
         )
         setattr(fn, _ATTR, spec)
         wrap = getattr(target, "wrap_tool", None)
@@ -180,10 +223,20 @@ def tool_def(
     description: Optional[str] = None,
     schema: Optional[Mapping[str, Any]] = None,
     timeout_ms: int = 0,
+    delivery: Union[DeliveryPolicy, str, None] = None,
+    dedup: Union[DedupPolicy, str, None] = None,
+    result_budget_bytes: int = 0,
+    fallback: Union[Fallback, str, None] = None,
+    cancellable_by_model: bool = False,
 ) -> ToolDef:
-    """The `ToolDef` of a function: the one `@async_tool` attached, or a new one."""
+    """The `ToolDef` of a function: the one `@async_tool` attached, or a new one.
+
+    Raises ValueError for a bad name, option or schema.
+    """
     existing = getattr(fn, _ATTR, None)
-    if isinstance(existing, ToolDef) and not (name or description or schema or timeout_ms):
+    options = (delivery, dedup, result_budget_bytes, fallback, cancellable_by_model)
+    given = any(o not in (None, 0, False) for o in options)
+    if isinstance(existing, ToolDef) and not (name or description or schema or timeout_ms or given):
         return existing
     tool_name: str = name or str(getattr(fn, "__name__", ""))
     if not _NAME.match(tool_name):
@@ -193,6 +246,12 @@ def tool_def(
         )
     if timeout_ms < 0:
         raise ValueError("timeout_ms must be >= 0")
+    if result_budget_bytes < 0:
+        raise ValueError("result_budget_bytes must be >= 0 (0: the server's default)")
+    if isinstance(fallback, str):
+        fallback = Fallback(tool=fallback)
+    if fallback is not None and fallback.tool == tool_name:
+        raise ValueError(f"tool {tool_name!r} cannot be its own fallback")
     doc = description if description is not None else inspect.getdoc(fn) or ""
     input_schema = dict(schema) if schema is not None else schema_for_function(fn)
     return ToolDef(
@@ -201,6 +260,11 @@ def tool_def(
         input_schema=input_schema,
         fn=fn,
         timeout_ms=timeout_ms,
+        delivery=to_enum(DeliveryPolicy, delivery, "delivery"),
+        dedup=to_enum(DedupPolicy, dedup, "dedup"),
+        result_budget_bytes=result_budget_bytes,
+        fallback=fallback,
+        cancellable_by_model=cancellable_by_model,
     )
 
 

@@ -19,16 +19,13 @@ A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
 `threading.Event`) so that cancellation reaches it. An `async def` tool is
 cancelled with `asyncio.CancelledError`.
+
+Progress, resume and summaries: see `errand.context`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import dataclasses
-import datetime as _dt
-import decimal
-import enum
 import json
 import logging
 import os
@@ -43,6 +40,15 @@ import grpc.aio
 
 from errand._common import RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
+from errand._jsonable import to_json as _to_json
+from errand.context import (
+    Summarized,
+    TaskContext,
+    _current,
+    current_task,
+    report_progress,
+    resume_detail,
+)
 from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
@@ -50,37 +56,17 @@ from errand.v1 import errand_pb2_grpc as pb_grpc
 
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
 
-__all__ = ["TaskContext", "Worker", "current_task"]
+__all__ = [
+    "Summarized",
+    "TaskContext",
+    "Worker",
+    "current_task",
+    "report_progress",
+    "resume_detail",
+]
+
 
 log = logging.getLogger("errand.worker")
-
-
-@dataclasses.dataclass
-class TaskContext:
-    """The task a tool call is running for (see `current_task()`)."""
-
-    task_id: str
-    session_id: str
-    tool: str
-    attempt: int
-    timeout_ms: int
-    #: Set when the server cancels the task or times it out; poll it from
-    #: long-running plain functions. `cancel_reason` then says which.
-    cancelled: threading.Event = dataclasses.field(default_factory=threading.Event)
-    cancel_reason: str = ""
-
-    def is_cancelled(self) -> bool:
-        return self.cancelled.is_set()
-
-
-_current: contextvars.ContextVar[Optional[TaskContext]] = contextvars.ContextVar(
-    "errand_current_task", default=None
-)
-
-
-def current_task() -> Optional[TaskContext]:
-    """The task of the tool call running in this thread or asyncio task, or None."""
-    return _current.get()
 
 
 class _Running:
@@ -334,6 +320,11 @@ class Worker:
                 description=t.description,
                 input_schema_json=t.input_schema_json,
                 timeout_ms=t.timeout_ms,
+                delivery=int(t.delivery),  # type: ignore[arg-type]
+                dedup=int(t.dedup),  # type: ignore[arg-type]
+                result_budget_bytes=t.result_budget_bytes,
+                fallback=t.fallback.to_pb() if t.fallback is not None else None,
+                cancellable_by_model=t.cancellable_by_model,
             )
             for t in self._tools.values()
         ]
@@ -419,6 +410,8 @@ class Worker:
             tool=assignment.tool,
             attempt=assignment.attempt,
             timeout_ms=assignment.timeout_ms,
+            resume_detail_json=assignment.resume_detail_json,
+            _send=done.send,
         )
         spec = self._tools.get(assignment.tool)
         if spec is None:
@@ -483,7 +476,16 @@ class _Done:
         self._running = running
         self._outgoing = outgoing
         self._lock = threading.Lock()
-        self._queued: list[tuple[_Running, pb.WorkerMessage]] = []
+        # Messages from pool threads, in order; None: not a call's result.
+        self._queued: list[tuple[Optional[_Running], pb.WorkerMessage]] = []
+
+    def send(self, msg: pb.WorkerMessage) -> None:
+        """Puts a message (progress) on the stream, from the loop or any
+        thread; from a thread in order with that thread's result."""
+        if running_loop_is(self._loop):
+            self._outgoing.put_nowait(msg)
+        else:
+            self._enqueue(None, msg)
 
     def forget(self, entry: _Running) -> None:
         """On the loop: the call ended without a result to send."""
@@ -498,6 +500,9 @@ class _Done:
 
     def finish_threadsafe(self, entry: _Running, msg: pb.WorkerMessage) -> None:
         """From a pool thread: `finish` on the loop, batched."""
+        self._enqueue(entry, msg)
+
+    def _enqueue(self, entry: Optional[_Running], msg: pb.WorkerMessage) -> None:
         with self._lock:
             self._queued.append((entry, msg))
             if len(self._queued) > 1:
@@ -511,7 +516,17 @@ class _Done:
         with self._lock:
             batch, self._queued = self._queued, []
         for entry, msg in batch:
-            self.finish(entry, msg)
+            if entry is None:
+                self._outgoing.put_nowait(msg)
+            else:
+                self.finish(entry, msg)
+
+
+def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class _StreamEnded(ErrandError):
@@ -526,13 +541,17 @@ def _failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
 
 
 def _result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
+    summary = ""
+    if isinstance(value, Summarized):
+        value, summary = value.value, value.summary
     try:
         result_json = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         return _failed(ctx, "tool_error", f"the result is not JSON serialisable: {exc}")
-    return pb.WorkerMessage(
-        result=pb.TaskResult(task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt)
+    result = pb.TaskResult(
+        task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
     )
+    return pb.WorkerMessage(result=result)
 
 
 def _outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:
@@ -559,27 +578,6 @@ def _run_plain(
     finally:
         _current.reset(token)
     done.finish_threadsafe(entry, _result(ctx, value))
-
-
-def _to_json(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):  # pydantic 2 models
-        return dump(mode="json")
-    if callable(getattr(value, "json", None)) and hasattr(value, "__fields__"):  # pydantic 1
-        return json.loads(value.json())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # One encoder for every result (json.dumps builds one per call when given options).

@@ -164,7 +164,9 @@ def test_results_queue_while_busy_and_drain_as_one_batch(
         async with AsyncClient(server, session_id=unique("session")) as client:
             agent = RecordingAgent()
             statuses = Statuses()
-            async with AsyncAgent(agent, client, on_status=statuses) as async_agent:
+            # digest=False: the user's turn is checked word for word (the digest of
+            # the two pending calls would lead it; see tests/test_model_sees.py).
+            async with AsyncAgent(agent, client, on_status=statuses, digest=False) as async_agent:
                 x = await async_agent.submit(gates.name, key="x")
                 y = await async_agent.submit(gates.name, key="y")
                 agent.hold = asyncio.Event()

@@ -45,7 +45,8 @@ def test_async_tools_and_an_async_agent_on_a_manager(server: str) -> None:
             if status == "delivered":
                 delivered.put_nowait(completions)
 
-        async with AsyncAgent(agent, manager, on_status=on_status) as async_agent:
+        # digest=False: "hello" is checked word for word (see tests/test_model_sees.py).
+        async with AsyncAgent(agent, manager, on_status=on_status, digest=False) as async_agent:
             ack = await asyncio.wait_for(lookup(term="tides"), EVENT_TIMEOUT)
             assert ack.startswith("Task ") and "lookup" in ack
             submitted = await async_agent.submit("lookup", term="moons")
@@ -88,5 +89,29 @@ def test_the_async_notice_is_the_servers(server: str) -> None:
         # carries the same words, so a model sees one text either way.
         assert remote.__doc__ == noted.__doc__
         assert noted.__doc__ is not None and noted.__doc__.endswith(ASYNC_NOTICE)
+    finally:
+        manager.stop()
+
+
+def test_an_agent_on_a_manager_passes_submit_options_as_options(server: str) -> None:
+    """`agent.submit(tool, x=1, timeout_ms=...)`: the submit's own options by name, the
+    rest as arguments, with a manager as with a client."""
+    manager = AsyncToolManager(max_workers=1, session_id=unique("session"))
+
+    @async_tool(manager)
+    def echo(x: int) -> int:
+        return x
+
+    class Agent:
+        async def send(self, message: str) -> str:
+            return "ok"
+
+    async def scenario() -> None:
+        async with AsyncAgent(Agent(), manager) as agent:
+            ack = await agent.submit("echo", x=1, timeout_ms=7000)
+            assert ack.task.arguments == {"x": 1} and ack.task.timeout_ms == 7000
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), EVENT_TIMEOUT))
     finally:
         manager.stop()

@@ -66,8 +66,10 @@ def test_the_user_message_takes_the_next_turn_through_a_busy_stream(
                 if status == "queued":
                     model.queued.set()
 
+            # digest=False: the model finds the user's turn by its first words; the
+            # digest of the pending calls would lead them (tests/test_model_sees.py).
             async with AsyncAgent(
-                model, client, on_status=on_status, results_with_user=with_user
+                model, client, on_status=on_status, results_with_user=with_user, digest=False
             ) as agent:
                 for k in keys:
                     await agent.submit(gates.name, key=k)

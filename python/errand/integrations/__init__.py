@@ -8,7 +8,7 @@ framework installed (an optional extra of the errand package):
 - `errand.integrations.langchain`     LangChain/LangGraph `pip install 'errand-sdk[langchain]'`
 - `errand.integrations.pydantic_ai`   Pydantic AI         `pip install 'errand-sdk[pydantic-ai]'`
 
-Every adapter does two things:
+Every adapter does three things:
 
 1. **Tools.** It turns errand tools (the seed's `@async_tool(manager)`
    functions, `client.tool()` callables, bare `@async_tool` functions served
@@ -22,6 +22,12 @@ Every adapter does two things:
    text naming its task ID, tool and result) to the agent as a new user message
    in the framework's own conversation (history, session or thread), when the
    agent is idle, or with or after the turn it is busy with.
+3. **Session tools.** `<framework>_session_tools(client)` gives the model
+   `errand_read_result(task_id, offset, max_bytes)` (page through a result
+   delivered truncated), `errand_pending()` (the server's digest of what is
+   still running) and `errand_cancel(task_id, reason)` (refused unless the
+   tool is registered `cancellable_by_model`); their bodies are shared, in
+   `errand.integrations._session`.
 
     manager = AsyncToolManager(max_workers=4)
 
@@ -38,6 +44,16 @@ extra to install. This package itself imports no framework.
 
 from __future__ import annotations
 
+from errand.integrations._session import Refused, SessionTool, SessionTools, session_tools
 from errand.integrations._tools import ASYNC_NOTICE, ErrandTool, ToolSource, resolve_tools
 
-__all__ = ["ASYNC_NOTICE", "ErrandTool", "ToolSource", "resolve_tools"]
+__all__ = [
+    "ASYNC_NOTICE",
+    "ErrandTool",
+    "Refused",
+    "SessionTool",
+    "SessionTools",
+    "ToolSource",
+    "resolve_tools",
+    "session_tools",
+]

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from errand.integrations._conversation import Conversation
+from errand.integrations._session import SessionTool, run_session_tool, session_tools
 from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 
 try:
@@ -42,7 +44,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing("langchain", "langchain-core", "langchain", exc) from exc
 
-__all__ = ["LangGraphConversation", "langchain_tool", "langchain_tools"]
+__all__ = [
+    "LangGraphConversation",
+    "langchain_session_tools",
+    "langchain_tool",
+    "langchain_tools",
+]
 
 _MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
 
@@ -102,6 +109,33 @@ def langchain_tools(
     return [langchain_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
 
 
+def langchain_session_tools(
+    client: AnyClient, *, session_id: Optional[str] = None, cancel: bool = True
+) -> list[StructuredTool]:
+    """`errand_read_result`, `errand_pending` and `errand_cancel` as
+    `StructuredTool`s (async: `ainvoke`), for the conversation in `session_id`
+    (default: the client's); see `errand.integrations.session_tools`. A
+    refused call becomes the message the model reads (`ToolException`)."""
+    return [_session_tool(t) for t in session_tools(client, session_id=session_id, cancel=cancel)]
+
+
+def _session_tool(tool: SessionTool) -> StructuredTool:
+    async def acall(**arguments: Any) -> str:
+        ok, text = await run_session_tool(tool, arguments)
+        if not ok:
+            raise ToolException(text)
+        return text
+
+    return StructuredTool.from_function(
+        coroutine=acall,
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.schema(),
+        infer_schema=False,
+        handle_tool_error=True,
+    )
+
+
 def _text(message: BaseMessage) -> str:
     content = message.content
     if isinstance(content, str):
@@ -114,7 +148,7 @@ def _text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
-class LangGraphConversation:
+class LangGraphConversation(Conversation):
     """A LangGraph graph with `messages` state as the agent `errand.AsyncAgent` drives.
 
     Args:
@@ -129,12 +163,10 @@ class LangGraphConversation:
         ValueError: the graph has a checkpointer but `config` names no thread_id.
     """
 
+    _wraps = (Runnable, "a compiled LangGraph graph")
+
     def __init__(self, graph: Runnable[Any, Any], config: Optional[RunnableConfig] = None) -> None:
-        if not isinstance(graph, Runnable):
-            raise TypeError(
-                "LangGraphConversation wraps a compiled LangGraph graph, "
-                f"not {type(graph).__name__}"
-            )
+        super().__init__(graph)
         self.graph = graph
         self.config = config
         self.checkpointed = getattr(graph, "checkpointer", None) not in (None, False)
@@ -145,21 +177,12 @@ class LangGraphConversation:
             )
         #: The history so far, when no checkpointer keeps it.
         self.messages: list[AnyMessage] = []
-        self._running = 0
 
-    def is_idle(self) -> bool:
-        """False while an invocation of the graph by this conversation runs."""
-        return self._running == 0
-
-    async def send(self, message: str) -> str:
+    async def _turn(self, message: str) -> str:
         """Invoke the graph with `message` as a new human message; returns the last reply's text."""
         new = HumanMessage(content=message)
         history: Sequence[AnyMessage] = [] if self.checkpointed else self.messages
-        self._running += 1
-        try:
-            state = await self.graph.ainvoke({"messages": [*history, new]}, self.config)
-        finally:
-            self._running -= 1
+        state = await self.graph.ainvoke({"messages": [*history, new]}, self.config)
         messages: list[AnyMessage] = list(state["messages"])
         if not self.checkpointed:
             self.messages = messages

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from errand.integrations._conversation import Conversation
+from errand.integrations._session import SessionTool, run_session_tool, session_tools
 from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 from errand.specs import strict_schema
 
@@ -40,7 +42,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing("openai_agents", "openai-agents", "openai-agents", exc) from exc
 
-__all__ = ["OpenAIAgentsConversation", "openai_agents_tool", "openai_agents_tools"]
+__all__ = [
+    "OpenAIAgentsConversation",
+    "openai_agents_session_tools",
+    "openai_agents_tool",
+    "openai_agents_tools",
+]
 
 _MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
 
@@ -110,7 +117,33 @@ def openai_agents_tools(
     return [openai_agents_tool(t, strict=strict) for t in resolved]
 
 
-class OpenAIAgentsConversation:
+def openai_agents_session_tools(
+    client: AnyClient, *, session_id: Optional[str] = None, cancel: bool = True
+) -> list[FunctionTool]:
+    """`errand_read_result`, `errand_pending` and `errand_cancel` as `FunctionTool`s
+    (not strict), for the conversation in `session_id` (default: the client's);
+    see `errand.integrations.session_tools`. A refused call returns its reason."""
+    return [_session_tool(t) for t in session_tools(client, session_id=session_id, cancel=cancel)]
+
+
+def _session_tool(tool: SessionTool) -> FunctionTool:
+    async def invoke(context: ToolContext[Any], arguments_json: str) -> str:
+        try:
+            arguments = json.loads(arguments_json) if arguments_json.strip() else {}
+        except json.JSONDecodeError as exc:
+            return f"the arguments of {tool.name} are not JSON ({exc})"
+        return (await run_session_tool(tool, arguments))[1]
+
+    return FunctionTool(
+        name=tool.name,
+        description=tool.description,
+        params_json_schema=tool.schema(),
+        on_invoke_tool=invoke,
+        strict_json_schema=False,
+    )
+
+
+class OpenAIAgentsConversation(Conversation):
     """An OpenAI Agents SDK agent as the `send`/`is_idle` agent `errand.AsyncAgent` drives.
 
     Args:
@@ -124,6 +157,8 @@ class OpenAIAgentsConversation:
     input item after the history, and returns the run's final output as text.
     """
 
+    _wraps = (Agent, "an agents.Agent")
+
     def __init__(
         self,
         agent: Agent[Any],
@@ -133,10 +168,7 @@ class OpenAIAgentsConversation:
         context: Any = None,
         max_turns: Optional[int] = None,
     ) -> None:
-        if not isinstance(agent, Agent):
-            raise TypeError(
-                f"OpenAIAgentsConversation wraps an agents.Agent, not {type(agent).__name__}"
-            )
+        super().__init__(agent)
         self.agent = agent
         self.session = session
         self.run_config = run_config
@@ -144,38 +176,29 @@ class OpenAIAgentsConversation:
         self.max_turns = max_turns
         #: The input items so far, when no `session` keeps them.
         self.history: list[TResponseInputItem] = []
-        self._running = 0
 
-    def is_idle(self) -> bool:
-        """False while a run of this conversation is in progress."""
-        return self._running == 0
-
-    async def send(self, message: str) -> str:
+    async def _turn(self, message: str) -> str:
         """Run the agent with `message` as the user's next input; returns the final output."""
         extra: dict[str, Any] = {}
         if self.max_turns is not None:
             extra["max_turns"] = self.max_turns
-        self._running += 1
-        try:
-            if self.session is not None:
-                result = await Runner.run(
-                    self.agent,
-                    message,
-                    session=self.session,
-                    run_config=self.run_config,
-                    context=self.context,
-                    **extra,
-                )
-            else:
-                user: TResponseInputItem = {"role": "user", "content": message}
-                result = await Runner.run(
-                    self.agent,
-                    [*self.history, user],
-                    run_config=self.run_config,
-                    context=self.context,
-                    **extra,
-                )
-                self.history = result.to_input_list()
-        finally:
-            self._running -= 1
+        if self.session is not None:
+            result = await Runner.run(
+                self.agent,
+                message,
+                session=self.session,
+                run_config=self.run_config,
+                context=self.context,
+                **extra,
+            )
+        else:
+            user: TResponseInputItem = {"role": "user", "content": message}
+            result = await Runner.run(
+                self.agent,
+                [*self.history, user],
+                run_config=self.run_config,
+                context=self.context,
+                **extra,
+            )
+            self.history = result.to_input_list()
         return str(result.final_output)

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from errand.integrations._conversation import Conversation
+from errand.integrations._session import SessionTool, run_session_tool, session_tools
 from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 
 try:
@@ -37,7 +39,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing("pydantic_ai", "pydantic-ai-slim", "pydantic-ai", exc) from exc
 
-__all__ = ["PydanticAIConversation", "pydantic_ai_tool", "pydantic_ai_tools"]
+__all__ = [
+    "PydanticAIConversation",
+    "pydantic_ai_session_tools",
+    "pydantic_ai_tool",
+    "pydantic_ai_tools",
+]
 
 
 def pydantic_ai_tool(tool: ErrandTool) -> Tool[Any]:
@@ -81,7 +88,28 @@ def pydantic_ai_tools(
     return [pydantic_ai_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
 
 
-class PydanticAIConversation:
+def pydantic_ai_session_tools(
+    client: AnyClient, *, session_id: Optional[str] = None, cancel: bool = True
+) -> list[Tool[Any]]:
+    """`errand_read_result`, `errand_pending` and `errand_cancel` as Pydantic AI
+    `Tool`s, for the conversation in `session_id` (default: the client's); see
+    `errand.integrations.session_tools`. A refused call raises `ModelRetry`."""
+    return [_session_tool(t) for t in session_tools(client, session_id=session_id, cancel=cancel)]
+
+
+def _session_tool(tool: SessionTool) -> Tool[Any]:
+    async def call(**arguments: Any) -> str:
+        ok, text = await run_session_tool(tool, arguments)
+        if not ok:
+            raise ModelRetry(text)
+        return text
+
+    return Tool.from_schema(
+        call, name=tool.name, description=tool.description, json_schema=tool.schema()
+    )
+
+
+class PydanticAIConversation(Conversation):
     """A Pydantic AI `Agent` as the `send`/`is_idle` agent `errand.AsyncAgent` drives.
 
     Args:
@@ -93,6 +121,8 @@ class PydanticAIConversation:
     run's `all_messages()` become the history of the next.
     """
 
+    _wraps = (Agent, "a pydantic_ai.Agent")
+
     def __init__(
         self,
         agent: Agent[Any, Any],
@@ -100,28 +130,16 @@ class PydanticAIConversation:
         deps: Any = None,
         message_history: Optional[list[ModelMessage]] = None,
     ) -> None:
-        if not isinstance(agent, Agent):
-            raise TypeError(
-                f"PydanticAIConversation wraps a pydantic_ai.Agent, not {type(agent).__name__}"
-            )
+        super().__init__(agent)
         self.agent = agent
         self.deps = deps
         #: The conversation so far, as Pydantic AI messages.
         self.messages: list[ModelMessage] = list(message_history or [])
-        self._running = 0
 
-    def is_idle(self) -> bool:
-        """False while a run of this conversation is in progress."""
-        return self._running == 0
-
-    async def send(self, message: str) -> str:
+    async def _turn(self, message: str) -> str:
         """Run the agent with `message` as the next user prompt; returns the output as text."""
-        self._running += 1
-        try:
-            result = await self.agent.run(
-                message, message_history=self.messages or None, deps=self.deps
-            )
-        finally:
-            self._running -= 1
+        result = await self.agent.run(
+            message, message_history=self.messages or None, deps=self.deps
+        )
         self.messages = result.all_messages()
         return str(result.output)

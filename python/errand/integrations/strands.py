@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from errand.integrations._conversation import Conversation
+from errand.integrations._session import SessionTool, run_session_tool, session_tools
 from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
 
 try:
@@ -39,7 +41,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing("strands", "strands-agents", "strands", exc) from exc
 
-__all__ = ["StrandsConversation", "strands_tool", "strands_tools"]
+__all__ = ["StrandsConversation", "strands_session_tools", "strands_tool", "strands_tools"]
 
 #: Refusals the model can act on (fix the arguments, pick another tool, wait):
 #: they become an "error" tool result instead of failing the agent's turn.
@@ -101,7 +103,34 @@ def strands_tools(
     return [strands_tool(t) for t in resolve_tools(client, tools, session_id=session_id)]
 
 
-class StrandsConversation:
+def strands_session_tools(
+    client: AnyClient, *, session_id: Optional[str] = None, cancel: bool = True
+) -> list[AgentTool]:
+    """`errand_read_result`, `errand_pending` and `errand_cancel` as Strands tools,
+    for the conversation in `session_id` (default: the client's); see
+    `errand.integrations.session_tools`. A refused call is an "error" result."""
+    return [_session_tool(t) for t in session_tools(client, session_id=session_id, cancel=cancel)]
+
+
+def _session_tool(tool: SessionTool) -> AgentTool:
+    spec: ToolSpec = {
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": {"json": tool.schema()},
+    }
+
+    async def call(tool_use: ToolUse, **_invocation_state: Any) -> ToolResult:
+        ok, text = await run_session_tool(tool, tool_use.get("input") or {})
+        return {
+            "toolUseId": tool_use["toolUseId"],
+            "status": "success" if ok else "error",
+            "content": [{"text": text}],
+        }
+
+    return PythonAgentTool(tool.name, spec, call)
+
+
+class StrandsConversation(Conversation):
     """A Strands `Agent` as the `send`/`is_idle` agent that `errand.AsyncAgent` drives.
 
     `send(message)` runs one invocation (`agent.invoke_async`), so the user's
@@ -111,13 +140,11 @@ class StrandsConversation:
     result that arrives meanwhile waits for `AsyncAgent` to drain it.
     """
 
+    _wraps = (Agent, "a strands.Agent")
+
     def __init__(self, agent: Agent) -> None:
-        if not isinstance(agent, Agent):
-            raise TypeError(
-                f"StrandsConversation wraps a strands.Agent, not {type(agent).__name__}"
-            )
+        super().__init__(agent)
         self.agent = agent
-        self._running = 0
         agent.add_hook(self._started, BeforeInvocationEvent)
         agent.add_hook(self._ended, AfterInvocationEvent)
 
@@ -127,11 +154,7 @@ class StrandsConversation:
     def _ended(self, event: AfterInvocationEvent) -> None:
         self._running = max(0, self._running - 1)
 
-    def is_idle(self) -> bool:
-        """False while an invocation of the agent is running."""
-        return self._running == 0
-
-    async def send(self, message: str) -> str:
-        """Run one invocation with `message` as the user's turn; returns the reply text."""
+    async def _turn(self, message: str) -> str:
+        """One invocation with `message` as the user's turn; returns the reply text."""
         result = await self.agent.invoke_async(message)
         return str(result).strip()

@@ -169,7 +169,9 @@ async def run(source: Source, conversation: Any, log: ModelLog) -> None:
     session, or the seed's `AsyncToolManager`.
     """
     statuses = Statuses()
-    async with AsyncAgent(conversation, source, on_status=statuses) as agent:
+    # digest=False: the story checks the user's words exactly; the pending
+    # digest that would lead them is tested in tests/test_model_sees.py.
+    async with AsyncAgent(conversation, source, on_status=statuses, digest=False) as agent:
         # 1. Three tool calls; the turn ends with every tool still held at its gate.
         reply = await asyncio.wait_for(agent.send(RESEARCH_PROMPT), EVENT_TIMEOUT)
         assert STARTED in str(reply), reply
