@@ -70,7 +70,7 @@ type SubmitOption func(*pb.SubmitToolRequest)
 // the tool's default. It is rounded up to whole milliseconds.
 func WithTaskTimeout(d time.Duration) SubmitOption {
 	return func(r *pb.SubmitToolRequest) {
-		r.TimeoutMs = uint64((d + time.Millisecond - 1) / time.Millisecond)
+		r.TimeoutMs = roundUpMs(d)
 	}
 }
 
@@ -78,6 +78,49 @@ func WithTaskTimeout(d time.Duration) SubmitOption {
 // session return the first submit's task instead of running the tool again.
 func WithIdempotencyKey(key string) SubmitOption {
 	return func(r *pb.SubmitToolRequest) { r.IdempotencyKey = key }
+}
+
+// WithDelivery sets how this call's completion reaches the model, instead of
+// the tool's policy (then the server's default, DeliveryWhenIdle). A value
+// the server does not know gives ErrInvalidArgument.
+func WithDelivery(d Delivery) SubmitOption {
+	return func(r *pb.SubmitToolRequest) { r.Delivery = pb.DeliveryPolicy(d) }
+}
+
+// WithDedup sets whether this call joins an identical call in flight
+// (DedupJoinInFlight; Ack.Joined then says it did), instead of the tool's
+// policy (off by default). An idempotency key is checked first.
+func WithDedup(d Dedup) SubmitOption {
+	return func(r *pb.SubmitToolRequest) { r.Dedup = pb.DedupPolicy(d) }
+}
+
+// WithResultBudget sets the most bytes of result delivered inline on the
+// completion (about 4 bytes per token), instead of the tool's budget (then
+// the server's --result-budget-bytes, 16384 by default). A larger result is
+// delivered as a preview (Completion.ResultTruncated) and read in full with
+// ReadResult. 0 means unset; above the server's --max-result-budget-bytes:
+// ErrInvalidArgument.
+func WithResultBudget(bytes uint64) SubmitOption {
+	return func(r *pb.SubmitToolRequest) { r.ResultBudgetBytes = bytes }
+}
+
+// WithFallbackTool makes tool (with the same arguments) answer this call if
+// it ends failed or timed out after its retries; never after a cancel, and
+// one hop only. An unknown tool gives ErrNotFound, the call's own tool
+// ErrInvalidArgument. It replaces the tool's fallback and WithFallbackLastGood.
+func WithFallbackTool(tool string) SubmitOption {
+	return func(r *pb.SubmitToolRequest) { r.Fallback = (&Fallback{Tool: tool}).toPB() }
+}
+
+// WithFallbackLastGood makes the session's last successful result of the
+// same tool and arguments answer this call if it ends failed or timed out,
+// provided that result is at most maxAge old (whole milliseconds, rounded
+// up; it must be positive). The completion's Message says the result is
+// stale and how old. It replaces the tool's fallback and WithFallbackTool.
+func WithFallbackLastGood(maxAge time.Duration) SubmitOption {
+	return func(r *pb.SubmitToolRequest) {
+		r.Fallback = &pb.Fallback{Kind: &pb.Fallback_LastGoodMaxAgeMs{LastGoodMaxAgeMs: roundUpMs(maxAge)}}
+	}
 }
 
 // Submit queues one call of tool in session and returns at once, whatever the
@@ -102,6 +145,7 @@ func (c *Client) Submit(ctx context.Context, session, tool string, args any, opt
 		Text:         resp.GetAck(),
 		Task:         taskFromPB(resp.GetTask()),
 		Deduplicated: resp.GetDeduplicated(),
+		Joined:       resp.GetJoined(),
 	}, nil
 }
 
@@ -114,11 +158,25 @@ func (c *Client) GetTask(ctx context.Context, taskID string) (*Task, error) {
 	return taskFromPB(t), nil
 }
 
+// CancelOption configures one Cancel.
+type CancelOption func(*pb.CancelTaskRequest)
+
+// WithReason says why the task is cancelled (at most 1 KiB of UTF-8, else
+// ErrInvalidArgument): the worker sees it (its handler's context.Cause) and
+// the completion's Message carries it to the model.
+func WithReason(reason string) CancelOption {
+	return func(r *pb.CancelTaskRequest) { r.Reason = reason }
+}
+
 // Cancel cancels a queued or running task: it completes as StatusCancelled
 // and the worker running it is told to stop. Cancelling a cancelled task
 // returns it unchanged; one that finished otherwise gives ErrFailedPrecondition.
-func (c *Client) Cancel(ctx context.Context, taskID string) (*Task, error) {
-	t, err := c.tools.CancelTask(ctx, &pb.CancelTaskRequest{TaskId: taskID})
+func (c *Client) Cancel(ctx context.Context, taskID string, opts ...CancelOption) (*Task, error) {
+	req := &pb.CancelTaskRequest{TaskId: taskID}
+	for _, opt := range opts {
+		opt(req)
+	}
+	t, err := c.tools.CancelTask(ctx, req)
 	if err != nil {
 		return nil, rpcerr.Wrap("CancelTask", err)
 	}
@@ -140,10 +198,28 @@ func (c *Client) ListTools(ctx context.Context) ([]Tool, error) {
 
 // AckCompletions tells the server that session's completions up to and
 // including upToSeq were processed and may be removed; it returns how many were.
+// Acknowledgement is monotonic (a lower upToSeq changes nothing); beyond the
+// session's last seq it fails with ErrOutOfRange. Acknowledge also returns
+// the session's acknowledged seq.
 func (c *Client) AckCompletions(ctx context.Context, session string, upToSeq uint64) (uint64, error) {
+	a, err := c.Acknowledge(ctx, session, upToSeq)
+	return a.Removed, err
+}
+
+// Acked is the answer to Acknowledge.
+type Acked struct {
+	// Removed is how many completions this call removed.
+	Removed uint64
+	// Seq is the session's acknowledged seq after the call: streams opened
+	// after it start above it. 0 from a server without issue 17's contract.
+	Seq uint64
+}
+
+// Acknowledge is AckCompletions returning the session's acknowledged seq too.
+func (c *Client) Acknowledge(ctx context.Context, session string, upToSeq uint64) (Acked, error) {
 	resp, err := c.tools.AckCompletions(ctx, &pb.AckCompletionsRequest{SessionId: session, UpToSeq: upToSeq})
 	if err != nil {
-		return 0, rpcerr.Wrap("AckCompletions", err)
+		return Acked{}, rpcerr.Wrap("AckCompletions", err)
 	}
-	return resp.GetRemoved(), nil
+	return Acked{Removed: resp.GetRemoved(), Seq: resp.GetAckedSeq()}, nil
 }

@@ -41,30 +41,41 @@ import (
 func (c *Client) Completions(ctx context.Context, session string, afterSeq uint64) iter.Seq2[*Completion, error] {
 	return func(yield func(*Completion, error) bool) {
 		last := afterSeq
-		b := backoff.Backoff{Min: c.opts.minBackoff, Max: c.opts.maxBackoff}
-		for {
-			err := c.follow(ctx, session, &last, &b, yield)
-			if err == errStop {
-				return
+		c.resume(ctx, "Completions", session, &last, func(b *backoff.Backoff) error {
+			return c.follow(ctx, session, &last, b, yield)
+		}, func(err error) { yield(nil, err) })
+	}
+}
+
+// resume runs follow (one stream) again and again, reconnecting with
+// jittered backoff, until the consumer stops, ctx ends or an error retrying
+// cannot fix; it hands that final error to yieldErr. *last is the seq the
+// next stream resumes after, for the log.
+func (c *Client) resume(ctx context.Context, op, session string, last *uint64,
+	follow func(b *backoff.Backoff) error, yieldErr func(error)) {
+	b := backoff.Backoff{Min: c.opts.minBackoff, Max: c.opts.maxBackoff}
+	for {
+		err := follow(&b)
+		if err == errStop {
+			return
+		}
+		if ctx.Err() != nil {
+			if werr := rpcerr.Wrap(op, err); errors.Is(werr, ctx.Err()) {
+				yieldErr(werr)
+			} else {
+				yieldErr(fmt.Errorf("errand: %s: %w", op, ctx.Err()))
 			}
-			if ctx.Err() != nil {
-				if werr := rpcerr.Wrap("Completions", err); errors.Is(werr, ctx.Err()) {
-					yield(nil, werr)
-				} else {
-					yield(nil, fmt.Errorf("errand: Completions: %w", ctx.Err()))
-				}
-				return
-			}
-			if !rpcerr.Transient(err) {
-				yield(nil, rpcerr.Wrap("Completions", err))
-				return
-			}
-			c.opts.logger.Warn("errand: completions stream broke; reconnecting",
-				"session_id", session, "after_seq", last, "err", err)
-			if werr := b.Wait(ctx); werr != nil {
-				yield(nil, fmt.Errorf("errand: Completions: %w", werr))
-				return
-			}
+			return
+		}
+		if !rpcerr.Transient(err) {
+			yieldErr(rpcerr.Wrap(op, err))
+			return
+		}
+		c.opts.logger.Warn("errand: "+op+" stream broke; reconnecting",
+			"session_id", session, "after_seq", *last, "err", err)
+		if werr := b.Wait(ctx); werr != nil {
+			yieldErr(fmt.Errorf("errand: %s: %w", op, werr))
+			return
 		}
 	}
 }

@@ -30,8 +30,12 @@
 // Layout of the module:
 //   - package errand (this one): Dial and the Client for agents, with
 //     Submit, Completions, GetTask, Cancel, ListTools and AckCompletions;
-//     the Error type and its sentinels.
-//   - package worker: serve tools written in Go (worker.New, Handle, Run).
+//     what the model sees: delivery, dedup, budget and fallback options on
+//     Submit, SessionEvents (progress), PendingDigest, ReadResult, and the
+//     Inbox that sorts completions by delivery policy; the Error type and its
+//     sentinels.
+//   - package worker: serve tools written in Go (worker.New, Handle, Run),
+//     with Progress, ResumeDetail and WithSummary inside a handler.
 //   - package errandv1: the stubs generated from proto/errand/v1/errand.proto,
 //     for calling the RPCs directly (Client.Conn gives the connection).
 //   - examples/agent, examples/worker: runnable programs.

@@ -1,6 +1,10 @@
 package errand
 
-import "github.com/errand-dev/errand/go/internal/rpcerr"
+import (
+	"errors"
+
+	"github.com/errand-dev/errand/go/internal/rpcerr"
+)
 
 // Error is a failed call: which RPC (Op), the gRPC status code (Code) and the
 // server's message, which says what to fix.
@@ -34,4 +38,16 @@ var (
 	ErrUnavailable = rpcerr.ErrUnavailable
 	// ErrInternal: the server failed; the message says how.
 	ErrInternal = rpcerr.ErrInternal
+	// ErrOutOfRange: an acknowledgement beyond the session's last seq, or a
+	// ReadResult offset past the end of the result.
+	ErrOutOfRange = rpcerr.ErrOutOfRange
+	// ErrUnimplemented: the server predates the call (SessionEvents,
+	// PendingDigest and ReadResult need a server with issue 17's contract).
+	ErrUnimplemented = rpcerr.ErrUnimplemented
 )
+
+// ErrResultNotInline: a successful completion whose result is not on it,
+// because it exceeded the result budget (Completion.ResultTruncated) or the
+// stream left it off (WithResultsByReference). Client.CompletionResult and
+// Client.ReadFullResult fetch it. Not a server error.
+var ErrResultNotInline = errors.New("errand: the result is not inline; read it with ReadResult")

@@ -66,6 +66,18 @@ type Tool struct {
 	InputSchema json.RawMessage
 	Timeout     time.Duration // default timeout of one run; 0: the server's default
 	Workers     uint32        // connected workers serving it right now
+	// Delivery of its completions when a submit does not say;
+	// DeliveryUnspecified: the server's default.
+	Delivery Delivery
+	// Dedup of its calls when a submit does not say; DedupUnspecified: off.
+	Dedup Dedup
+	// ResultBudget is the most bytes of result delivered inline (about 4 per
+	// token); 0: the server's --result-budget-bytes (16384 by default).
+	ResultBudget uint64
+	// Fallback answers its failed or timed-out calls; nil: none.
+	Fallback *Fallback
+	// CancellableByModel: a model may cancel its calls itself.
+	CancellableByModel bool
 }
 
 // Ack is the immediate answer to Submit.
@@ -78,6 +90,10 @@ type Ack struct {
 	Task *Task
 	// Deduplicated is true when an idempotency key matched an earlier submit.
 	Deduplicated bool
+	// Joined is true when the call joined an identical call still in flight
+	// (DedupJoinInFlight): TaskID is that call's, Text says it is already
+	// running, and one completion will answer both.
+	Joined bool
 }
 
 // Task is one tool call and its state.
@@ -97,6 +113,12 @@ type Task struct {
 	Seq            uint64 // seq of its completion; 0 while unfinished
 	Elapsed        time.Duration
 	IdempotencyKey string
+	RetryOf        string // the task this one retries; "" for a submitted task
+	// Delivery is how its completion reaches the model, as resolved at submit.
+	Delivery Delivery
+	// Progress is the latest progress of its current run; nil when none was
+	// reported (or the server restarted: progress is not stored).
+	Progress *Progress
 }
 
 // Completion is one finished task, as delivered by Completions.
@@ -112,9 +134,25 @@ type Completion struct {
 	Elapsed   time.Duration   // from submit to completion
 	Attempts  uint32
 	// Message is for the model: it names the task and tool and carries the
-	// result or the error.
+	// result (or its preview) or the error, and says when a fallback, a stale
+	// result or a cancel reason is involved. Pass it on verbatim.
 	Message     string
 	CompletedAt time.Time
+	// Delivery is how it should reach the model, as resolved at submit.
+	Delivery Delivery
+	// ResultTruncated: the result was larger than the task's result budget,
+	// so Result is empty and ResultPreview holds the worker's summary or the
+	// result's head and tail. Client.CompletionResult or ReadFullResult
+	// fetch the full text.
+	ResultTruncated bool
+	// ResultBytes is the size of the full result in bytes (also when it is
+	// inline, and when SessionEvents left it off with WithResultsByReference).
+	ResultBytes uint64
+	// ResultPreview is set when ResultTruncated: a preview within the budget.
+	ResultPreview string
+	// Fallback is set when a fallback answered; Status, Result and Error are
+	// then the fallback's.
+	Fallback *FallbackUsed
 }
 
 // Err returns the completion's *ToolError when it did not succeed, else nil.
@@ -128,10 +166,22 @@ func (c *Completion) Err() error {
 	return &ToolError{Code: c.Status.String(), Message: "task " + c.TaskID + " " + c.Status.String()}
 }
 
-// Decode unmarshals a successful result into v; it returns Err() otherwise.
+// ResultInline reports whether Result holds the whole result: false for a
+// failed task, a truncated result or one left off by reference.
+func (c *Completion) ResultInline() bool {
+	return c.Status == StatusSucceeded && !c.ResultTruncated && (len(c.Result) > 0 || c.ResultBytes == 0)
+}
+
+// Decode unmarshals a successful result into v; it returns Err() when the task
+// did not succeed, and an error matching ErrResultNotInline when the result
+// is not on the completion (truncated or by reference: use
+// Client.CompletionResult).
 func (c *Completion) Decode(v any) error {
 	if err := c.Err(); err != nil {
 		return err
+	}
+	if !c.ResultInline() {
+		return fmt.Errorf("errand: task %s: %w (%d bytes)", c.TaskID, ErrResultNotInline, c.ResultBytes)
 	}
 	return json.Unmarshal(c.Result, v)
 }
@@ -179,6 +229,9 @@ func taskFromPB(t *pb.Task) *Task {
 		Seq:            t.GetSeq(),
 		Elapsed:        ms(t.GetElapsedMs()),
 		IdempotencyKey: t.GetIdempotencyKey(),
+		RetryOf:        t.GetRetryOf(),
+		Delivery:       Delivery(t.GetDelivery()),
+		Progress:       progressFromPB(t.GetProgress()),
 	}
 }
 
@@ -196,6 +249,12 @@ func completionFromPB(c *pb.Completion) *Completion {
 		Attempts:    c.GetAttempts(),
 		Message:     c.GetMessage(),
 		CompletedAt: ts(c.GetCompletedAt()),
+
+		Delivery:        Delivery(c.GetDelivery()),
+		ResultTruncated: c.GetResultTruncated(),
+		ResultBytes:     c.GetResultBytes(),
+		ResultPreview:   c.GetResultPreview(),
+		Fallback:        fallbackUsedFromPB(c.GetFallback()),
 	}
 }
 
@@ -206,6 +265,12 @@ func toolFromPB(t *pb.Tool) Tool {
 		InputSchema: rawJSON(t.GetInputSchemaJson()),
 		Timeout:     ms(t.GetTimeoutMs()),
 		Workers:     t.GetWorkers(),
+
+		Delivery:           Delivery(t.GetDelivery()),
+		Dedup:              Dedup(t.GetDedup()),
+		ResultBudget:       t.GetResultBudgetBytes(),
+		Fallback:           fallbackFromPB(t.GetFallback()),
+		CancellableByModel: t.GetCancellableByModel(),
 	}
 }
 

@@ -33,6 +33,10 @@ pub struct SubmitArgs {
     /// Timeout of the run in milliseconds (0: the tool's default).
     #[arg(long, default_value_t = 0)]
     timeout_ms: u64,
+    /// How long the call may wait for a worker, in milliseconds from submit,
+    /// before it times out (0: the tool's, else the server's default).
+    #[arg(long, default_value_t = 0)]
+    queue_timeout_ms: u64,
     /// Makes a retried submit return the first one's task.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -116,6 +120,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             tool: args.tool,
             arguments_json: args.args,
             timeout_ms: args.timeout_ms,
+            queue_timeout_ms: args.queue_timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
             ..Default::default()
         })

@@ -33,6 +33,10 @@ pub struct Args {
     /// Default timeout of a call in milliseconds (0: the server's default).
     #[arg(long, default_value_t = 0)]
     timeout_ms: u64,
+    /// How long a call may wait for a worker, in milliseconds from submit
+    /// (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    queue_timeout_ms: u64,
     /// Worker name for logs.
     #[arg(long, default_value = "errand-worker")]
     name: String,
@@ -49,6 +53,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             description: args.description,
             input_schema_json: args.schema,
             timeout_ms: args.timeout_ms,
+            queue_timeout_ms: args.queue_timeout_ms,
             ..Default::default()
         }],
         max_concurrency: args.concurrency,

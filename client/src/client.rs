@@ -183,6 +183,7 @@ impl Client {
                 .list_tools(pb::ListToolsRequest {
                     page_size: 0,
                     page_token,
+                    only_served: false,
                 })
                 .await?
                 .into_inner();

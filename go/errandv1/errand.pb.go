@@ -247,7 +247,10 @@ type Tool struct {
 	Queued uint32 `protobuf:"varint,6,opt,name=queued,proto3" json:"queued,omitempty"`
 	// Output only: tasks of the tool running on this server's workers.
 	Running uint32 `protobuf:"varint,7,opt,name=running,proto3" json:"running,omitempty"`
-	// (8 is the tool's queue_timeout_ms.)
+	// Default queue timeout of a call in milliseconds, counted from submit: a
+	// call no worker has taken by then completes as TIMED_OUT with error code
+	// "queue_timeout". 0 means the server's default (--default-queue-timeout-ms).
+	QueueTimeoutMs uint64 `protobuf:"varint,8,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
 	// How completions of this tool's calls reach the model, when a submit does
 	// not say. UNSPECIFIED means the server's --default-delivery (WHEN_IDLE
 	// unless configured).
@@ -344,6 +347,13 @@ func (x *Tool) GetQueued() uint32 {
 func (x *Tool) GetRunning() uint32 {
 	if x != nil {
 		return x.Running
+	}
+	return 0
+}
+
+func (x *Tool) GetQueueTimeoutMs() uint64 {
+	if x != nil {
+		return x.QueueTimeoutMs
 	}
 	return 0
 }
@@ -696,7 +706,12 @@ type ListToolsRequest struct {
 	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous response, to continue after it;
 	// empty to start from the first tool. Opaque to clients.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// List only tools that a connected worker serves right now (workers > 0).
+	// Otherwise known tools no worker serves are listed too, with workers = 0:
+	// a call to one waits in the queue until a worker connects or its queue
+	// timeout passes.
+	OnlyServed    bool `protobuf:"varint,4,opt,name=only_served,json=onlyServed,proto3" json:"only_served,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +758,13 @@ func (x *ListToolsRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListToolsRequest) GetOnlyServed() bool {
+	if x != nil {
+		return x.OnlyServed
+	}
+	return false
 }
 
 type ListToolsResponse struct {
@@ -815,7 +837,11 @@ type SubmitToolRequest struct {
 	// Optional. A retried submit with the same key in the same session returns
 	// the task of the first submit instead of running the tool again.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// (6 is the call's queue_timeout_ms.)
+	// Queue timeout of this call in milliseconds, counted from submit: if no
+	// worker has taken the call by then, it completes as TIMED_OUT with error
+	// code "queue_timeout". 0 means the tool's queue_timeout_ms, then the
+	// server's default (--default-queue-timeout-ms, 5 minutes by default).
+	QueueTimeoutMs uint64 `protobuf:"varint,6,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
 	// How this call's completion reaches the model; UNSPECIFIED means the
 	// tool's policy, then the server's default.
 	Delivery DeliveryPolicy `protobuf:"varint,7,opt,name=delivery,proto3,enum=errand.v1.DeliveryPolicy" json:"delivery,omitempty"`
@@ -897,6 +923,13 @@ func (x *SubmitToolRequest) GetIdempotencyKey() string {
 		return x.IdempotencyKey
 	}
 	return ""
+}
+
+func (x *SubmitToolRequest) GetQueueTimeoutMs() uint64 {
+	if x != nil {
+		return x.QueueTimeoutMs
+	}
+	return 0
 }
 
 func (x *SubmitToolRequest) GetDelivery() DeliveryPolicy {
@@ -2687,7 +2720,8 @@ func (x *RetryTaskRequest) GetTaskId() string {
 type ToolError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Machine-readable cause. The server uses: "tool_error" (the tool failed or
-	// raised), "timeout", "cancelled", "worker_lost" (the worker went away on
+	// raised), "timeout", "queue_timeout" (no worker took the call within its
+	// queue timeout), "cancelled", "worker_lost" (the worker went away on
 	// every attempt), "exit_status" (errand worker --exec: the program exited
 	// non-zero). Workers may send codes of their own.
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
@@ -3377,7 +3411,7 @@ var File_errand_v1_errand_proto protoreflect.FileDescriptor
 
 const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
-	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n" +
+	"\x16errand/v1/errand.proto\x12\terrand.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x03\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12*\n" +
@@ -3386,7 +3420,8 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12\x18\n" +
 	"\aworkers\x18\x05 \x01(\rR\aworkers\x12\x16\n" +
 	"\x06queued\x18\x06 \x01(\rR\x06queued\x12\x18\n" +
-	"\arunning\x18\a \x01(\rR\arunning\x125\n" +
+	"\arunning\x18\a \x01(\rR\arunning\x12(\n" +
+	"\x10queue_timeout_ms\x18\b \x01(\x04R\x0equeueTimeoutMs\x125\n" +
 	"\bdelivery\x18\t \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12,\n" +
 	"\x05dedup\x18\n" +
 	" \x01(\x0e2\x16.errand.v1.DedupPolicyR\x05dedup\x12.\n" +
@@ -3417,14 +3452,16 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\t \x01(\tR\tsessionId\x12\x18\n" +
 	"\aattempt\x18\n" +
-	" \x01(\rR\aattempt\"N\n" +
+	" \x01(\rR\aattempt\"o\n" +
 	"\x10ListToolsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"b\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vonly_served\x18\x04 \x01(\bR\n" +
+	"onlyServed\"b\n" +
 	"\x11ListToolsResponse\x12%\n" +
 	"\x05tools\x18\x01 \x03(\v2\x0f.errand.v1.ToolR\x05tools\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xfb\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa5\x03\n" +
 	"\x11SubmitToolRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x12\n" +
@@ -3432,7 +3469,8 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x0earguments_json\x18\x03 \x01(\tR\rargumentsJson\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x04 \x01(\x04R\ttimeoutMs\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x125\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12(\n" +
+	"\x10queue_timeout_ms\x18\x06 \x01(\x04R\x0equeueTimeoutMs\x125\n" +
 	"\bdelivery\x18\a \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12,\n" +
 	"\x05dedup\x18\b \x01(\x0e2\x16.errand.v1.DedupPolicyR\x05dedup\x12.\n" +
 	"\x13result_budget_bytes\x18\t \x01(\x04R\x11resultBudgetBytes\x12/\n" +

@@ -69,6 +69,9 @@ const (
 type ToolServiceClient interface {
 	// Lists the tools that workers have registered. Each description carries
 	// an appended notice that the tool is asynchronous, for the model to read.
+	// Definitions are stored: a tool stays known (listed with workers = 0)
+	// after its workers leave and across restarts, until no worker has served
+	// it for the server's --tool-retention-secs.
 	// Paged (see ListToolsRequest); without page fields the first response
 	// holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
 	// page_token this server did not give).
@@ -78,7 +81,9 @@ type ToolServiceClient interface {
 	// not a JSON object or fail the tool's input schema: the message names the
 	// failing path), NOT_FOUND (unknown tool: the message names the known ones),
 	// RESOURCE_EXHAUSTED (arguments too large, too many pending tasks in the
-	// session).
+	// session). A call to a known tool no worker serves is accepted and waits
+	// in the queue (the ack says so) until a worker takes it or its queue
+	// timeout passes.
 	SubmitTool(ctx context.Context, in *SubmitToolRequest, opts ...grpc.CallOption) (*SubmitToolResponse, error)
 	// Streams the completions of one session: first every retained completion
 	// with seq > after_seq, then live ones as tasks finish, until the client
@@ -309,6 +314,9 @@ func (c *toolServiceClient) ReadResult(ctx context.Context, in *ReadResultReques
 type ToolServiceServer interface {
 	// Lists the tools that workers have registered. Each description carries
 	// an appended notice that the tool is asynchronous, for the model to read.
+	// Definitions are stored: a tool stays known (listed with workers = 0)
+	// after its workers leave and across restarts, until no worker has served
+	// it for the server's --tool-retention-secs.
 	// Paged (see ListToolsRequest); without page fields the first response
 	// holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
 	// page_token this server did not give).
@@ -318,7 +326,9 @@ type ToolServiceServer interface {
 	// not a JSON object or fail the tool's input schema: the message names the
 	// failing path), NOT_FOUND (unknown tool: the message names the known ones),
 	// RESOURCE_EXHAUSTED (arguments too large, too many pending tasks in the
-	// session).
+	// session). A call to a known tool no worker serves is accepted and waits
+	// in the queue (the ack says so) until a worker takes it or its queue
+	// timeout passes.
 	SubmitTool(context.Context, *SubmitToolRequest) (*SubmitToolResponse, error)
 	// Streams the completions of one session: first every retained completion
 	// with seq > after_seq, then live ones as tasks finish, until the client

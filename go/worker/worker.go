@@ -52,8 +52,13 @@ import (
 // an *errand.ToolError found in its chain (see ToolError).
 //
 // ctx is cancelled when the task is cancelled, times out or its worker loses
-// the server; context.Cause(ctx) tells which (ErrCancelled, ErrTimedOut,
-// ErrConnectionLost, or the Run context's own error).
+// the server; context.Cause(ctx) tells which (errors.Is with ErrCancelled,
+// whose text then carries the cancel's reason if it had one, ErrTimedOut,
+// ErrConnectionLost, or the Run context's own error). Through ctx the handler
+// reports progress (Progress) and reads what an earlier attempt left to
+// resume from (ResumeDetail). Return WithSummary(result, summary) to give the
+// model a summary instead of a cut preview when the result exceeds the
+// task's budget.
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 
 // Causes of a handler's context being cancelled, as returned by context.Cause.
@@ -95,6 +100,7 @@ type tool struct {
 	schema      string
 	timeout     time.Duration
 	handler     Handler
+	policy      *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
 }
 
 // Option configures a Worker.
@@ -184,7 +190,7 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 	if err != nil {
 		panic(fmt.Sprintf("worker: Handle %s: schema: %v", name, err))
 	}
-	t := &tool{name: name, description: description, schema: schemaJSON, handler: h}
+	t := &tool{name: name, description: description, schema: schemaJSON, handler: h, policy: &pb.Tool{}}
 	for _, opt := range opts {
 		opt(t)
 	}
@@ -212,7 +218,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	for _, t := range w.tools {
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
-			TimeoutMs: uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
+			TimeoutMs:          uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
+			Delivery:           t.policy.GetDelivery(),
+			Dedup:              t.policy.GetDedup(),
+			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
+			Fallback:           t.policy.GetFallback(),
+			CancellableByModel: t.policy.GetCancellableByModel(),
 		})
 	}
 	w.mu.Unlock()
@@ -318,7 +329,7 @@ func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 	t := s.w.byName[a.GetTool()]
 	s.w.mu.Unlock()
 	if t == nil {
-		s.send(a, "", &pb.ToolError{Code: "unknown_tool", Message: "this worker does not serve " + a.GetTool()})
+		s.send(a, "", "", &pb.ToolError{Code: "unknown_tool", Message: "this worker does not serve " + a.GetTool()})
 		return
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
@@ -328,6 +339,7 @@ func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 		inner := cancel
 		cancel = func(cause error) { inner(cause); stop() }
 	}
+	ctx = context.WithValue(ctx, taskKey{}, &taskCtx{s: s, a: a})
 	r := &run{attempt: a.GetAttempt(), cancel: cancel}
 	s.mu.Lock()
 	s.running[a.GetTaskId()] = r
@@ -336,7 +348,7 @@ func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 	handlers.Add(1)
 	go func() {
 		defer handlers.Done()
-		result, terr := s.call(ctx, t, a)
+		result, summary, terr := s.call(ctx, t, a)
 		s.mu.Lock()
 		if s.running[a.GetTaskId()] == r {
 			delete(s.running, a.GetTaskId())
@@ -349,17 +361,17 @@ func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 			// task itself (or will re-run it) and expects no result.
 			return
 		}
-		s.send(a, result, terr)
+		s.send(a, result, summary, terr)
 	}()
 }
 
 // call runs the handler, turning its result, error or panic into the wire form.
-func (s *session) call(ctx context.Context, t *tool, a *pb.Assignment) (result string, terr *pb.ToolError) {
+func (s *session) call(ctx context.Context, t *tool, a *pb.Assignment) (result, summary string, terr *pb.ToolError) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.w.logger.Error("errand worker: handler panicked", "tool", t.name, "task_id", a.GetTaskId(),
 				"panic", p, "stack", string(debug.Stack()))
-			result, terr = "", &pb.ToolError{Code: "tool_error", Message: fmt.Sprintf("panic: %v", p)}
+			result, summary, terr = "", "", &pb.ToolError{Code: "tool_error", Message: fmt.Sprintf("panic: %v", p)}
 		}
 	}()
 	args := json.RawMessage(a.GetArgumentsJson())
@@ -370,18 +382,21 @@ func (s *session) call(ctx context.Context, t *tool, a *pb.Assignment) (result s
 	if err != nil {
 		var te *errand.ToolError
 		if errors.As(err, &te) {
-			return "", &pb.ToolError{Code: te.Code, Message: te.Message}
+			return "", "", &pb.ToolError{Code: te.Code, Message: te.Message}
 		}
-		return "", &pb.ToolError{Code: "tool_error", Message: err.Error()}
+		return "", "", &pb.ToolError{Code: "tool_error", Message: err.Error()}
+	}
+	if sum, ok := out.(Summarized); ok {
+		out, summary = sum.Result, sum.Summary
 	}
 	text, err := errand.JSONText(out)
 	if err != nil {
-		return "", &pb.ToolError{Code: "tool_error", Message: "the result could not be encoded as JSON: " + err.Error()}
+		return "", "", &pb.ToolError{Code: "tool_error", Message: "the result could not be encoded as JSON: " + err.Error()}
 	}
 	if text == "" {
 		text = "null"
 	}
-	return text, nil
+	return text, summary, nil
 }
 
 func (s *session) cancel(c *pb.CancelAssignment) {
@@ -392,15 +407,11 @@ func (s *session) cancel(c *pb.CancelAssignment) {
 	if r == nil {
 		return // finished meanwhile
 	}
-	cause := ErrCancelled
-	if c.GetReason() == "timeout" {
-		cause = ErrTimedOut
-	}
-	r.cancel(cause)
+	r.cancel(cancelCause(c.GetReason()))
 }
 
-func (s *session) send(a *pb.Assignment, result string, terr *pb.ToolError) {
-	res := &pb.TaskResult{TaskId: a.GetTaskId(), Attempt: a.GetAttempt()}
+func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolError) {
+	res := &pb.TaskResult{TaskId: a.GetTaskId(), Attempt: a.GetAttempt(), Summary: summary}
 	if terr != nil {
 		res.Outcome = &pb.TaskResult_Error{Error: terr}
 	} else {

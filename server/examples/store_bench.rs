@@ -184,6 +184,7 @@ fn task(session: &str) -> TaskRecord {
         tool: "weather".into(),
         arguments: r#"{"city":"Lyon","units":"metric","days":3}"#.into(),
         timeout: Duration::from_secs(30),
+        queue_deadline: Some(SystemTime::now() + Duration::from_secs(300)),
         idempotency_key: None,
         created_at: SystemTime::now(),
         state: TaskState::Queued,

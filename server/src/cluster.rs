@@ -12,8 +12,9 @@
 //! - **upkeep**, every third of a lease: renews the leases of the tasks held
 //!   here (and drops those the store says are no longer ours), reclaims
 //!   expired leases of dead servers (one reaper at a time), refreshes the
-//!   tools other servers serve, and re-reads the latest seq of every watched
-//!   session, so a lost notification delays a delivery and never loses it;
+//!   tools other servers serve and the stored tool registry, and re-reads
+//!   the latest seq of every watched session, so a lost notification
+//!   delays a delivery and never loses it;
 //! - the **publisher** tells the store which tools this server's workers
 //!   serve, whenever that changes.
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -198,6 +199,9 @@ impl Cluster {
     }
 
     async fn refresh_tools(&self) {
+        // Definitions any server stored first, so a tool whose last worker
+        // left another server stays known here.
+        self.sched.learn_stored_tools().await;
         match self.backlog.queue().remote_tools().await {
             Ok(tools) => self.sched.set_remote_tools(tools),
             Err(e) => warn!(error = %e, "reading other servers' tools failed"),

@@ -16,6 +16,9 @@ pub struct Config {
     /// Timeout of a run when neither the submit nor the tool sets one; at
     /// most `limits.max_timeout`.
     pub default_timeout: Duration,
+    /// How long a call may wait for a worker, counted from submit, when
+    /// neither the submit nor the tool sets it; > 0. At most `max_timeout`.
+    pub default_queue_timeout: Duration,
     /// Dispatches of one task before a lost worker fails it for good; ≥ 1.
     pub max_attempts: u32,
     /// How long finished tasks and their completions are kept.
@@ -177,6 +180,7 @@ impl Default for Config {
         Self {
             limits: Limits::default(),
             default_timeout: Duration::from_secs(600),
+            default_queue_timeout: Duration::from_secs(300),
             max_attempts: 3,
             retention: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(60),
@@ -316,6 +320,7 @@ impl Config {
         for (flag, value, positive) in [
             ("max-timeout-ms", l.max_timeout, true),
             ("default-timeout-ms", self.default_timeout, true),
+            ("default-queue-timeout-ms", self.default_queue_timeout, true),
             ("retention-secs", self.retention, false),
             ("purge-interval-ms", self.purge_interval, true),
             ("register-timeout-ms", self.register_timeout, true),

@@ -47,6 +47,8 @@ use crate::{
 pub enum ServeError {
     #[error("recovering unfinished tasks from the store failed: {0}")]
     Recover(#[from] StoreError),
+    #[error("loading the tool registry from the store failed: {0}")]
+    LoadTools(StoreError),
     #[error("serving gRPC failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -122,6 +124,8 @@ pub async fn serve_with(
     );
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
     let mcp_hub = hub.clone();
+    // Known tools first: a recovered task's tool is then known, and listed.
+    sched.load_tools().await.map_err(ServeError::LoadTools)?;
     sched.recover().await?;
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.

@@ -17,6 +17,40 @@ pub fn tool_description(description: &str) -> String {
     }
 }
 
+/// The error message of a task no worker took within its queue timeout.
+pub fn queue_timeout(task: &TaskRecord) -> String {
+    let waited = task
+        .queue_deadline
+        .and_then(|d| d.duration_since(task.created_at).ok())
+        .unwrap_or_default();
+    queue_timeout_after(&task.tool, waited)
+}
+
+/// [`queue_timeout`] of a call to tool key `tool` whose queue timeout
+/// (from submit) was `waited`.
+pub fn queue_timeout_after(tool: &str, waited: std::time::Duration) -> String {
+    format!(
+        "no worker took this call to `{}` within its queue timeout of {} ms: no worker \
+serving the tool was connected with room; try again later or use another tool",
+        crate::tenant::strip(tool),
+        crate::model::millis(waited)
+    )
+}
+
+/// Appended to the ack of a call to a tool no connected worker serves.
+pub fn unserved_notice(task: &TaskRecord) -> String {
+    let wait = task
+        .queue_deadline
+        .and_then(|d| d.duration_since(task.created_at).ok())
+        .unwrap_or_default();
+    format!(
+        " Note: no worker serves tool `{}` right now. The call waits in the queue for one, \
+and may time out (error code queue_timeout) if none takes it within {} ms.",
+        crate::tenant::strip(&task.tool),
+        crate::model::millis(wait)
+    )
+}
+
 /// The text `SubmitTool` returns for the model.
 pub fn ack(task: &TaskRecord) -> String {
     format!(

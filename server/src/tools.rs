@@ -25,6 +25,8 @@ pub struct ToolSpec {
     pub input_schema_json: Arc<str>,
     /// The tool's default timeout, if it set one.
     pub timeout: Option<Duration>,
+    /// The tool's default queue timeout, if it set one.
+    pub queue_timeout: Option<Duration>,
     validator: Option<Arc<jsonschema::Validator>>,
     /// Most subschemas that apply to one value (see `tools/cost.rs`); 0
     /// without a schema.
@@ -73,6 +75,11 @@ impl ToolSpec {
             tool.timeout_ms,
             limits,
         )?;
+        check_timeout(
+            &format!("tool `{shown}`: queue_timeout_ms"),
+            tool.queue_timeout_ms,
+            limits,
+        )?;
         let (validator, expansion) = if tool.input_schema_json.trim().is_empty() {
             (None, 0)
         } else {
@@ -84,6 +91,8 @@ impl ToolSpec {
             description: tool.description.as_str().into(),
             input_schema_json: tool.input_schema_json.as_str().into(),
             timeout: (tool.timeout_ms > 0).then(|| Duration::from_millis(tool.timeout_ms)),
+            queue_timeout: (tool.queue_timeout_ms > 0)
+                .then(|| Duration::from_millis(tool.queue_timeout_ms)),
             validator,
             expansion,
         })

@@ -202,6 +202,8 @@ async fn a_worker_flooding_results_for_tasks_it_does_not_hold_changes_nothing() 
             worker_name: "flood".into(),
             tools: vec![pb::Tool {
                 name: "search".into(),
+                // The honest worker's definition (a different one is refused).
+                description: "test tool search".into(),
                 ..Default::default()
             }],
             max_concurrency: 1,

@@ -328,6 +328,7 @@ async fn list_all(
             .list_tools(pb::ListToolsRequest {
                 page_size: 100,
                 page_token: token,
+                only_served: false,
             })
             .await
             .unwrap()

@@ -18,4 +18,5 @@ mod ops;
 mod security;
 mod status_codes;
 mod ui;
+mod unserved;
 mod validation;

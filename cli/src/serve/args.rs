@@ -101,6 +101,11 @@ pub struct Args {
     /// milliseconds. At most --max-timeout-ms.
     #[arg(long, env = "ERRAND_DEFAULT_TIMEOUT_MS", default_value_t = ms(DEFAULTS.default_timeout))]
     pub default_timeout_ms: u64,
+    /// How long a call may wait for a worker, counted from submit, when
+    /// neither the submit nor the tool sets it, in milliseconds; a call still
+    /// queued then completes as TIMED_OUT (queue_timeout).
+    #[arg(long, env = "ERRAND_DEFAULT_QUEUE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.default_queue_timeout))]
+    pub default_queue_timeout_ms: u64,
     /// Longest timeout a submit or a tool may set, in milliseconds.
     #[arg(long, env = "ERRAND_MAX_TIMEOUT_MS", default_value_t = ms(DEFAULTS.limits.max_timeout))]
     pub max_timeout_ms: u64,
@@ -267,6 +272,7 @@ impl Args {
                 stream_buffer: self.stream_buffer,
             },
             default_timeout: Duration::from_millis(self.default_timeout_ms),
+            default_queue_timeout: Duration::from_millis(self.default_queue_timeout_ms),
             max_attempts: self.max_attempts,
             retention: Duration::from_secs(self.retention_secs),
             purge_interval: Duration::from_millis(self.purge_interval_ms),
@@ -328,6 +334,7 @@ mod tests {
             format!("{:?}", d.postgres)
         );
         assert_eq!(config.default_timeout, d.default_timeout);
+        assert_eq!(config.default_queue_timeout, d.default_queue_timeout);
         assert_eq!(config.max_attempts, d.max_attempts);
         assert_eq!(config.retention, d.retention);
         assert_eq!(config.purge_interval, d.purge_interval);

@@ -56,7 +56,7 @@ func run(addr, session string) error {
 		tool string
 		args any
 	}{
-		{"sleep", map[string]float64{"seconds": 1.5}},
+		{"sleep", map[string]float64{"seconds": 2.5}},
 		{"word_count", map[string]string{"text": "results arrive out of order, keyed by task ID"}},
 	}
 	pending := map[string]bool{}
@@ -72,11 +72,17 @@ func run(addr, session string) error {
 		fmt.Printf("submitted %s -> %s\n  model sees: %s\n", call.tool, ack.TaskID, ack.Text)
 	}
 
-	// One stream for the session; it reconnects and resumes by itself.
-	for comp, err := range c.Completions(ctx, session, 0) {
+	// One stream for the session, with the running calls' progress; it
+	// reconnects and resumes by itself.
+	for ev, err := range c.SessionEvents(ctx, session, 0, errand.WithProgress()) {
 		if err != nil {
 			return err
 		}
+		if p := ev.Progress; p != nil {
+			fmt.Printf("progress of %s (%s): %s\n", p.TaskID, p.Tool, p.Message) // a status line, not a turn
+			continue
+		}
+		comp := ev.Completion
 		fmt.Printf("completion #%d %s %s after %v: %s\n", comp.Seq, comp.Tool, comp.Status, comp.Elapsed, comp.Result)
 		fmt.Printf("  model sees: %s\n", comp.Message)
 		delete(pending, comp.TaskID)

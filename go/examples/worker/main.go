@@ -3,8 +3,9 @@
 //
 //	go run ./examples/worker -addr 127.0.0.1:7466
 //
-// The tools: sleep waits `seconds` (honouring cancellation) and reports how
-// long it slept; word_count counts the words of `text`.
+// The tools: sleep waits `seconds` (honouring cancellation), reporting its
+// progress every second, and says how long it slept; word_count counts the
+// words of `text`.
 package main
 
 import (
@@ -67,11 +68,21 @@ func sleep(ctx context.Context, args json.RawMessage) (any, error) {
 		return nil, err
 	}
 	start := time.Now()
-	select {
-	case <-time.After(time.Duration(in.Seconds * float64(time.Second))):
-		return map[string]float64{"slept_seconds": time.Since(start).Seconds()}, nil
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+	done := time.After(time.Duration(in.Seconds * float64(time.Second)))
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return map[string]float64{"slept_seconds": time.Since(start).Seconds()}, nil
+		case <-tick.C:
+			// Agents following the session with progress see it; a failure to
+			// report is no reason to stop sleeping.
+			slept := time.Since(start).Seconds()
+			_ = worker.Progress(ctx, slept, in.Seconds, fmt.Sprintf("slept %.0f of %g s", slept, in.Seconds), nil)
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
 	}
 }
 

@@ -34,6 +34,11 @@ var (
 	ErrUnavailable = errors.New("errand: unavailable")
 	// ErrInternal: the server failed; the message says how.
 	ErrInternal = errors.New("errand: internal error")
+	// ErrOutOfRange: an acknowledgement beyond the session's last seq, or a
+	// ReadResult offset past the end of the result.
+	ErrOutOfRange = errors.New("errand: out of range")
+	// ErrUnimplemented: the server is older than the call (it lacks the RPC).
+	ErrUnimplemented = errors.New("errand: unimplemented")
 )
 
 var sentinels = map[codes.Code]error{
@@ -45,6 +50,8 @@ var sentinels = map[codes.Code]error{
 	codes.PermissionDenied:   ErrPermissionDenied,
 	codes.Unavailable:        ErrUnavailable,
 	codes.Internal:           ErrInternal,
+	codes.OutOfRange:         ErrOutOfRange,
+	codes.Unimplemented:      ErrUnimplemented,
 }
 
 // Error is a failed call: which RPC, and the gRPC status the server (or the

@@ -5,6 +5,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -13,8 +14,12 @@ import (
 	"time"
 
 	errand "github.com/errand-dev/errand/go"
+	pb "github.com/errand-dev/errand/go/errandv1"
 	"github.com/errand-dev/errand/go/internal/testserver"
 	"github.com/errand-dev/errand/go/worker"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Timeout bounds every wait for an event in the tests.
@@ -169,3 +174,59 @@ func (s *Stream) Stop() { s.cancel() }
 
 // Items is the raw channel, to check that nothing more arrived.
 func (s *Stream) Items() <-chan Item { return s.ch }
+
+// RequireRPC skips t when the server answers UNIMPLEMENTED for rpc
+// ("PendingDigest", "ReadResult" or "SessionEvents"): the test covers a
+// feature of issue 17 that the server under test does not have yet, and runs
+// as soon as it does. Any other answer (NOT_FOUND for the probe's unknown
+// task, say) means the RPC exists. Features without an RPC of their own are
+// probed through the RPC that comes with them: PendingDigest for cancel
+// reasons, ReadResult for joins and fallbacks.
+func RequireRPC(t testing.TB, c *errand.Client, rpc string) {
+	t.Helper()
+	if err := probe(t, c, rpc); err != nil {
+		t.Skipf("the server under test (%s) lacks %s: %v", testserver.Bin(), rpc, err)
+	}
+}
+
+// HasRPC reports whether the server implements rpc, probed as RequireRPC does.
+func HasRPC(t testing.TB, c *errand.Client, rpc string) bool {
+	t.Helper()
+	return probe(t, c, rpc) == nil
+}
+
+// probe returns the UNIMPLEMENTED error the server answers for rpc, or nil.
+func probe(t testing.TB, c *errand.Client, rpc string) error {
+	t.Helper()
+	ctx := Ctx(t)
+	var err error
+	switch rpc {
+	case "PendingDigest":
+		_, err = c.PendingDigest(ctx, Name("probe"), 0)
+	case "ReadResult":
+		_, err = c.ReadResult(ctx, "00000000-0000-0000-0000-000000000000", 0, 0)
+	case "SessionEvents":
+		// A fresh session's stream stays open and quiet, but its response
+		// headers come at once; a server without the RPC answers with
+		// trailers only, so Header returns no metadata and Recv the status.
+		// The bound only guards against a server that sends no headers.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var st grpc.ServerStreamingClient[pb.SessionEvent]
+		st, err = pb.NewToolServiceClient(c.Conn()).SessionEvents(pctx, &pb.SessionEventsRequest{SessionId: Name("probe")})
+		if err == nil {
+			if md, _ := st.Header(); md == nil {
+				_, err = st.Recv()
+			}
+		}
+		if status.Code(err) == codes.Unimplemented {
+			err = errand.ErrUnimplemented
+		}
+	default:
+		t.Fatalf("testkit: no probe for %s", rpc)
+	}
+	if errors.Is(err, errand.ErrUnimplemented) {
+		return err
+	}
+	return nil
+}

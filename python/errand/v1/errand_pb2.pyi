@@ -48,7 +48,7 @@ TASK_STATUS_CANCELLED: TaskStatus
 TASK_STATUS_TIMED_OUT: TaskStatus
 
 class Tool(_message.Message):
-    __slots__ = ("name", "description", "input_schema_json", "timeout_ms", "workers", "queued", "running", "delivery", "dedup", "result_budget_bytes", "fallback", "cancellable_by_model")
+    __slots__ = ("name", "description", "input_schema_json", "timeout_ms", "workers", "queued", "running", "queue_timeout_ms", "delivery", "dedup", "result_budget_bytes", "fallback", "cancellable_by_model")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class Tool(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     DEDUP_FIELD_NUMBER: _ClassVar[int]
     RESULT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -68,12 +69,13 @@ class Tool(_message.Message):
     workers: int
     queued: int
     running: int
+    queue_timeout_ms: int
     delivery: DeliveryPolicy
     dedup: DedupPolicy
     result_budget_bytes: int
     fallback: Fallback
     cancellable_by_model: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., workers: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., dedup: _Optional[_Union[DedupPolicy, str]] = ..., result_budget_bytes: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., cancellable_by_model: bool = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., workers: _Optional[int] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., queue_timeout_ms: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., dedup: _Optional[_Union[DedupPolicy, str]] = ..., result_budget_bytes: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., cancellable_by_model: bool = ...) -> None: ...
 
 class Fallback(_message.Message):
     __slots__ = ("tool", "last_good_max_age_ms")
@@ -122,12 +124,14 @@ class Progress(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., tool: _Optional[str] = ..., index: _Optional[int] = ..., progress: _Optional[float] = ..., total: _Optional[float] = ..., message: _Optional[str] = ..., detail_json: _Optional[str] = ..., elapsed_ms: _Optional[int] = ..., session_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "only_served")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ONLY_SERVED_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    only_served: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., only_served: bool = ...) -> None: ...
 
 class ListToolsResponse(_message.Message):
     __slots__ = ("tools", "next_page_token")
@@ -138,12 +142,13 @@ class ListToolsResponse(_message.Message):
     def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SubmitToolRequest(_message.Message):
-    __slots__ = ("session_id", "tool", "arguments_json", "timeout_ms", "idempotency_key", "delivery", "dedup", "result_budget_bytes", "fallback")
+    __slots__ = ("session_id", "tool", "arguments_json", "timeout_ms", "idempotency_key", "queue_timeout_ms", "delivery", "dedup", "result_budget_bytes", "fallback")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     DEDUP_FIELD_NUMBER: _ClassVar[int]
     RESULT_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -153,11 +158,12 @@ class SubmitToolRequest(_message.Message):
     arguments_json: str
     timeout_ms: int
     idempotency_key: str
+    queue_timeout_ms: int
     delivery: DeliveryPolicy
     dedup: DedupPolicy
     result_budget_bytes: int
     fallback: Fallback
-    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., dedup: _Optional[_Union[DedupPolicy, str]] = ..., result_budget_bytes: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., queue_timeout_ms: _Optional[int] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., dedup: _Optional[_Union[DedupPolicy, str]] = ..., result_budget_bytes: _Optional[int] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ...) -> None: ...
 
 class SubmitToolResponse(_message.Message):
     __slots__ = ("task_id", "ack", "task", "deduplicated", "joined")

@@ -119,6 +119,9 @@ class ToolServiceServicer(object):
     def ListTools(self, request, context):
         """Lists the tools that workers have registered. Each description carries
         an appended notice that the tool is asynchronous, for the model to read.
+        Definitions are stored: a tool stays known (listed with workers = 0)
+        after its workers leave and across restarts, until no worker has served
+        it for the server's --tool-retention-secs.
         Paged (see ListToolsRequest); without page fields the first response
         holds every tool that fits in one message. Errors: INVALID_ARGUMENT (a
         page_token this server did not give).
@@ -133,7 +136,9 @@ class ToolServiceServicer(object):
         not a JSON object or fail the tool's input schema: the message names the
         failing path), NOT_FOUND (unknown tool: the message names the known ones),
         RESOURCE_EXHAUSTED (arguments too large, too many pending tasks in the
-        session).
+        session). A call to a known tool no worker serves is accepted and waits
+        in the queue (the ack says so) until a worker takes it or its queue
+        timeout passes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

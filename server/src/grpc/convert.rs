@@ -159,6 +159,7 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
         },
         timeout_ms: spec.timeout.map_or(0, millis),
         workers,
+        queue_timeout_ms: spec.queue_timeout.map_or(0, millis),
         // Set by `ListTools` from the live state ([`super::listing`]).
         queued: 0,
         running: 0,
@@ -183,6 +184,7 @@ pub fn submission(
         tool: ToolKey::new(tenant, &req.tool),
         arguments_json: req.arguments_json,
         timeout_ms: req.timeout_ms,
+        queue_timeout_ms: req.queue_timeout_ms,
         idempotency_key: req.idempotency_key,
     })
 }
@@ -200,6 +202,7 @@ pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Err
                 description: fields::free_text(tool.description),
                 input_schema_json: tool.input_schema_json,
                 timeout_ms: tool.timeout_ms,
+                queue_timeout_ms: tool.queue_timeout_ms,
             })
         })
         .collect::<Result<_, Error>>()?;

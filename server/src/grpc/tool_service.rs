@@ -15,7 +15,7 @@ use crate::{
     Error,
     auth::Caller,
     metrics::Metrics,
-    model::{SessionKey, TaskRecord},
+    model::{SessionKey, TaskRecord, TaskState},
     quota::{RateLimiter, SlotCounter},
     scheduler::{self, Scheduler},
     sessions::Feed,
@@ -84,7 +84,10 @@ impl ToolService for ToolApi {
     ) -> Result<Response<pb::ListToolsResponse>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
-        let tools = self.sched.list_tools(&caller.tenant);
+        let mut tools = self.sched.list_tools(&caller.tenant);
+        if req.only_served {
+            tools.retain(|(_, workers)| *workers > 0);
+        }
         let depth = self.sched.depth(&caller.tenant);
         // Room for the response's framing and its next_page_token.
         let budget = self
@@ -105,9 +108,13 @@ impl ToolService for ToolApi {
         let limits = &self.sched.config().limits;
         let sub = convert::submission(request.into_inner(), &caller.tenant, limits)?;
         let (task, deduplicated) = self.sched.submit(sub).await?;
+        let mut ack = text::ack(&task);
+        if task.state == TaskState::Queued && !self.sched.is_served(&task.tool) {
+            ack.push_str(&text::unserved_notice(&task));
+        }
         Ok(Response::new(pb::SubmitToolResponse {
             task_id: task.id.to_string(),
-            ack: text::ack(&task),
+            ack,
             task: Some(convert::task(&task)),
             deduplicated,
             joined: false,
@@ -357,6 +364,7 @@ mod tests {
         let req = |size, token: &str| pb::ListToolsRequest {
             page_size: size,
             page_token: token.into(),
+            only_served: false,
         };
         let whole = page(&all, &HashMap::new(), &req(0, ""), usize::MAX).unwrap();
         assert_eq!(whole.tools.len(), 5);

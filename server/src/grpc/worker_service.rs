@@ -84,7 +84,7 @@ impl WorkerService for WorkerApi {
         let reg = convert::registration(register, &caller.tenant)?;
         let capacity = 2 * reg.max_concurrency.max(1) as usize + 8;
         let (tx, rx) = mpsc::channel(capacity);
-        let worker = self.sched.register(reg, tx.clone())?;
+        let worker = self.sched.register(reg, tx.clone()).await?;
         self.sched.tracker().spawn(serve_worker(
             self.sched.clone(),
             self.shutdown.clone(),

@@ -46,6 +46,8 @@ impl TaskState {
 pub mod codes {
     pub const TOOL_ERROR: &str = "tool_error";
     pub const TIMEOUT: &str = "timeout";
+    /// No worker took the task within its queue timeout.
+    pub const QUEUE_TIMEOUT: &str = "queue_timeout";
     pub const CANCELLED: &str = "cancelled";
     pub const WORKER_LOST: &str = "worker_lost";
     pub const INVALID_RESULT: &str = "invalid_result";
@@ -85,6 +87,10 @@ pub struct TaskRecord {
     pub arguments: Arc<str>,
     /// Timeout of one run, resolved at submit.
     pub timeout: Duration,
+    /// When the task, still queued, times out (submit + queue timeout);
+    /// `None` in rows stored before the deadline was (recover then counts
+    /// the server's default from `created_at`).
+    pub queue_deadline: Option<SystemTime>,
     pub idempotency_key: Option<Arc<str>>,
     pub created_at: SystemTime,
     pub state: TaskState,
@@ -106,6 +112,9 @@ pub struct Submission {
     pub arguments_json: String,
     /// Timeout of one run in milliseconds; 0: the tool's or the server's default.
     pub timeout_ms: u64,
+    /// How long the call may wait for a worker, in milliseconds from submit;
+    /// 0: the tool's or the server's default.
+    pub queue_timeout_ms: u64,
     /// Empty: none.
     pub idempotency_key: String,
 }

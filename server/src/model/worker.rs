@@ -14,6 +14,9 @@ pub struct ToolDef {
     pub input_schema_json: String,
     /// The tool's default timeout in milliseconds; 0: none.
     pub timeout_ms: u64,
+    /// The tool's default queue timeout in milliseconds (counted from
+    /// submit); 0: none.
+    pub queue_timeout_ms: u64,
 }
 
 /// A worker's first message: what it serves and how much at once.

@@ -45,7 +45,8 @@ pub fn check_submission(sub: &Submission, limits: &Limits) -> Result<(), Error> 
             limits.max_idempotency_key_bytes
         )));
     }
-    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)
+    tools::check_timeout("timeout_ms", sub.timeout_ms, limits)?;
+    tools::check_timeout("queue_timeout_ms", sub.queue_timeout_ms, limits)
 }
 
 /// The timeout of one run: the submit's, else the tool's, else the server's.
@@ -54,6 +55,16 @@ pub fn timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
         Duration::from_millis(sub.timeout_ms)
     } else {
         spec.timeout.unwrap_or(config.default_timeout)
+    }
+}
+
+/// How long a call may wait for a worker: the submit's, else the tool's,
+/// else the server's.
+pub fn queue_timeout(sub: &Submission, spec: &ToolSpec, config: &Config) -> Duration {
+    if sub.queue_timeout_ms > 0 {
+        Duration::from_millis(sub.queue_timeout_ms)
+    } else {
+        spec.queue_timeout.unwrap_or(config.default_queue_timeout)
     }
 }
 

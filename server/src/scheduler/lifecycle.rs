@@ -26,6 +26,7 @@ impl Scheduler {
         let tasks = self.store.unfinished_tasks().await?;
         let count = tasks.len();
         let mut exhausted = Vec::new();
+        let mut timers = Vec::new();
         {
             let mut st = self.lock();
             for mut task in tasks {
@@ -48,8 +49,17 @@ impl Scheduler {
                     continue;
                 }
                 task.session = st.reserve(&task.session);
+                // Rows from before deadlines were stored count the
+                // server's default from their submit.
+                let deadline = task
+                    .queue_deadline
+                    .unwrap_or(task.created_at + self.config.default_queue_timeout);
+                timers.push((task.clone(), deadline));
                 st.enqueue(task);
             }
+        }
+        for (task, deadline) in timers {
+            self.arm_queue_timer(&task, deadline);
         }
         join_all(exhausted.into_iter().map(|e| self.end(e))).await;
         if count > 0 {
@@ -97,7 +107,7 @@ impl Scheduler {
                 Err(e) => error!(error = %e, "purging expired completions failed"),
             }
             self.hub.prune();
-            self.forget_unserved_tools();
+            self.registry_upkeep().await;
         }
     }
 }

@@ -24,9 +24,10 @@
 //!
 //! - `state/`: the live state and its synchronous transitions (`mod.rs`),
 //!   and what it tells about tools and load (`registry.rs`).
+//! - `registry.rs`: registrations, and the tool registry's stored copy.
 //! - `admission.rs`: submit, registration and result checks; quotas.
 //! - `finisher.rs`: store write with retry, then the session's streams.
-//! - `timers.rs`: per-attempt timeouts.
+//! - `timers.rs`: per-attempt timeouts, and the queue deadlines.
 //! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
 //! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
 //!   whether queued work waits here or (shared mode) in the store.
@@ -35,6 +36,7 @@ mod admission;
 mod finisher;
 mod lifecycle;
 pub mod queue;
+mod registry;
 mod shared;
 mod state;
 mod timers;
@@ -62,8 +64,8 @@ use crate::{
     logs,
     metrics::{Load, LoadSource, Metrics},
     model::{
-        Assignment, Command, Outcome, Registration, SessionKey, Submission, TaskRecord, TaskResult,
-        TaskState, codes,
+        Assignment, Command, Outcome, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
+        codes,
     },
     sessions::SessionHub,
     store::{Durable, Inserted, SharedStore},
@@ -156,6 +158,11 @@ pub struct Scheduler {
     finisher: Finisher,
     /// Where submitted arguments are checked against their tool's schema.
     validation: ValidationPool,
+    /// Queue deadlines of the tasks submitted or recovered here.
+    deadlines: Arc<timers::QueueDeadlines>,
+    /// Held while the tool registry changes and is written to the store,
+    /// so the store's copy ends as the live one.
+    registry_writes: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
@@ -171,6 +178,8 @@ impl Scheduler {
             tracker: TaskTracker::new(),
             finisher: Finisher::default(),
             validation: ValidationPool::default(),
+            deadlines: Arc::default(),
+            registry_writes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -195,6 +204,8 @@ impl Scheduler {
             if let Some(wait) = d.first_wait {
                 self.metrics.dispatched_after(wait);
             }
+            // Taken by a worker: its wait in the queue is over.
+            self.deadlines.disarm(d.id);
             let timer = self.arm_timer(d.id, d.attempt, d.timeout);
             st.set_timer(d.id, d.attempt, timer);
             debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
@@ -219,6 +230,7 @@ impl Scheduler {
     ) -> Option<Ended> {
         let ended = st.take(id, state, outcome, tell_worker, SystemTime::now());
         if ended.is_some() {
+            self.deadlines.disarm(id);
             self.finisher.started();
         }
         self.apply(st);
@@ -231,6 +243,12 @@ impl Scheduler {
         self.lock().list_tools(tenant)
     }
 
+    /// Whether a connected worker (here or, in shared mode, elsewhere) serves
+    /// tool key `tool`.
+    pub fn is_served(&self, tool: &str) -> bool {
+        self.lock().is_served(tool)
+    }
+
     /// Accepts one tool call: checked, stored, queued, dispatched if a worker
     /// has room. Returns the task and whether it was an idempotent repeat.
     pub async fn submit(
@@ -239,6 +257,17 @@ impl Scheduler {
     ) -> Result<(TaskRecord, bool), Error> {
         let limits = &self.config.limits;
         admission::check_submission(&sub, limits)?;
+        // A repeat is answered before any tool check: right after a restart
+        // its tool may not be registered again yet.
+        if !sub.idempotency_key.is_empty()
+            && let Some(earlier) = self
+                .store
+                .task_by_key(sub.session.as_key(), &sub.idempotency_key)
+                .await?
+        {
+            let current = self.live_task(earlier.id).unwrap_or(earlier);
+            return Ok((current, true));
+        }
         let spec = admission::tool_spec(&self.lock(), &sub.tool)?;
         let arguments_json = std::mem::take(&mut sub.arguments_json);
         let arguments = self
@@ -246,21 +275,24 @@ impl Scheduler {
             .check(&spec, sub.tool.tenant(), arguments_json, limits)
             .await?;
         let timeout = admission::timeout(&sub, &spec, &self.config);
+        let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
         let (session, placement) = {
             let mut st = self.lock();
             admission::check_room(&st, &sub.session, limits)?;
             let placement = self.backlog.place(&|| st.has_room_for(spec.name.as_key()));
             (st.reserve(sub.session.as_arc()), placement)
         };
+        let now = SystemTime::now();
         let mut task = TaskRecord {
             id: Uuid::new_v4(),
             session,
             tool: spec.name.as_arc().clone(),
             arguments,
             timeout,
+            queue_deadline: Some(now + queue_timeout),
             idempotency_key: (!sub.idempotency_key.is_empty())
                 .then(|| sub.idempotency_key.as_str().into()),
-            created_at: SystemTime::now(),
+            created_at: now,
             state: TaskState::Queued,
             attempts: 0,
             started_at: None,
@@ -287,6 +319,10 @@ impl Scheduler {
         }
         debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
         self.metrics.submitted(&task.tool);
+        // Before it is queued: a dispatch removes it.
+        if let Some(deadline) = task.queue_deadline {
+            self.arm_queue_timer(&task, deadline);
+        }
         match placement {
             Placement::Here(_) => self.queue_one(task.clone()).await,
             Placement::Elsewhere => {
@@ -401,46 +437,6 @@ impl Scheduler {
             .await?)
     }
 
-    /// Adds a worker and its tools. Its commands (queued work first) arrive
-    /// on `tx`, which must be new and have room for `max_concurrency`.
-    pub fn register(self: &Arc<Self>, reg: Registration, tx: CommandTx) -> Result<WorkerId, Error> {
-        let tx = WorkerTx {
-            commands: tx,
-            store: self.store.clone(),
-        };
-        let specs = admission::check_registration(&reg, &self.config.limits)?;
-        let max_concurrency = reg.max_concurrency.max(1) as usize;
-        let name = if reg.worker_name.is_empty() {
-            "worker".to_string()
-        } else {
-            reg.worker_name
-        };
-        let mut st = self.lock();
-        if st.is_draining() {
-            return Err(Error::Unavailable(
-                "the server is shutting down: connect again once it is back".into(),
-            ));
-        }
-        let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
-        let tenant = specs[0].name.tenant();
-        let max = self.config.limits.max_tools_per_tenant;
-        let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {
-            Error::ResourceExhausted(format!(
-                "your tenant has {kept} tools that workers serve or queued tasks need, and this \
-                 registration adds more than the limit of {max} allows: stop the workers of tools \
-                 you no longer need (unserved tools are forgotten) or ask the operator to raise \
-                 --max-tools-per-tenant"
-            ))
-        })?;
-        self.forgot(&forgotten, "to make room for a registration");
-        let id = st.add_worker(name.clone(), specs, max_concurrency, tx);
-        info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
-        st.start_worker(id, SystemTime::now());
-        self.apply(&mut st);
-        self.backlog.tools_changed();
-        Ok(id)
-    }
-
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
@@ -467,7 +463,7 @@ impl Scheduler {
     /// their place kept, or fail once their attempts are used up.
     pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
         let max_attempts = self.config.max_attempts;
-        let (ended, released) = {
+        let (ended, released, gone_tools) = {
             let mut st = self.lock();
             let lost = |attempts| {
                 Outcome::error(
@@ -481,8 +477,15 @@ impl Scheduler {
                 return;
             };
             info!(worker_id = worker, worker = %logs::field(&gone.name), running = gone.running, "worker disconnected");
+            let now = SystemTime::now();
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
+                // Queued again before its deadline: the deadline holds again.
+                if let Some(task) = st.task(*id)
+                    && let Some(deadline) = task.queue_deadline.filter(|d| *d > now)
+                {
+                    self.arm_queue_timer(task, deadline);
+                }
             }
             for _ in &gone.ended {
                 self.finisher.started();
@@ -493,31 +496,12 @@ impl Scheduler {
             } else {
                 Vec::new()
             };
-            (gone.ended, released)
+            (gone.ended, released, gone.tools)
         };
         self.backlog.tools_changed();
         self.backlog.give_back(released).await;
+        self.unserved_now(&gone_tools).await;
         futures::future::join_all(ended.into_iter().map(|e| self.end(e))).await;
-    }
-
-    /// Tools the registry forgot (see `state/forget.rs`): logged. A
-    /// persisted registry removes them from the store here.
-    fn forgot(&self, keys: &[Arc<str>], why: &str) {
-        if !keys.is_empty() {
-            let (tenant, first) = crate::tenant::split(&keys[0]);
-            info!(
-                tools = keys.len(),
-                tenant, first, "forgot tools no worker serves {why}"
-            );
-        }
-    }
-
-    /// Forgets tools unserved for `config.tool_retention`; see `purge_loop`.
-    fn forget_unserved_tools(&self) {
-        let keys = self
-            .lock()
-            .forget_unserved(self.config.tool_retention, SystemTime::now());
-        self.forgot(&keys, "past --tool-retention-secs");
     }
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::{
-    model::{CompletionRecord, TaskState},
+    model::{CompletionRecord, Outcome, TaskState},
     store::{SharedQueue, SharedStore, StoreError},
 };
 
@@ -60,6 +60,14 @@ pub trait Backlog: Send + Sync {
     /// Cancels a task that is not live here; `None` when there is no such
     /// unfinished task elsewhere.
     async fn cancel_elsewhere(&self, id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// Ends a task that is not live here as TIMED_OUT with `outcome` if it
+    /// is still queued; `None` otherwise.
+    async fn time_out_queued(
+        &self,
+        id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
 }
 
 /// Single-server mode: every queued task waits in memory here.
@@ -80,6 +88,13 @@ impl Backlog for LocalBacklog {
     }
     async fn give_back(&self, _: Vec<Uuid>) {}
     async fn cancel_elsewhere(&self, _: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
+        Ok(None)
+    }
+    async fn time_out_queued(
+        &self,
+        _: Uuid,
+        _: Outcome,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
         Ok(None)
     }
 }
@@ -158,6 +173,13 @@ impl Backlog for SharedBacklog {
     }
     async fn cancel_elsewhere(&self, id: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
         self.queue().cancel(id).await
+    }
+    async fn time_out_queued(
+        &self,
+        id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
+        self.queue().time_out_queued(id, outcome).await
     }
 }
 

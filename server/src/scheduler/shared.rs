@@ -96,6 +96,8 @@ impl Scheduler {
                     description: t.description,
                     input_schema_json: t.input_schema,
                     timeout_ms: t.default_timeout_ms.unwrap_or(0),
+                    // Not advertised between servers: the server's default.
+                    queue_timeout_ms: 0,
                 };
                 match ToolSpec::new(&def, &self.config.limits) {
                     Ok(spec) => Some((spec.name.as_arc().clone(), (spec, t.workers))),

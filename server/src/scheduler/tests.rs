@@ -78,7 +78,7 @@ fn core(config: Config) -> Core {
     Core::new(config, Arc::new(MemoryStore::default()))
 }
 
-fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
+async fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Commands) {
     let (tx, rx) = mpsc::channel(64);
     let register = pb::Register {
         worker_name: "w".into(),
@@ -93,6 +93,7 @@ fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId, Comma
     };
     let id = core
         .register(convert::registration(register, "").unwrap(), tx)
+        .await
         .unwrap();
     let mut rx = Commands {
         registered: VecDeque::from([convert::registered(id)]),
@@ -144,7 +145,7 @@ async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
 #[tokio::test]
 async fn submit_dispatches_within_the_call_and_a_result_completes_with_seq_1() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     let (task, dedup) = core.submit(submit_request("s", "t")).await.unwrap();
     assert!(!dedup);
     let a = assignment(&mut rx);
@@ -159,7 +160,7 @@ async fn submit_dispatches_within_the_call_and_a_result_completes_with_seq_1() {
 #[tokio::test]
 async fn a_second_result_for_the_same_task_is_ignored() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     result(&core, w, &a, "1").await;
@@ -172,7 +173,7 @@ async fn a_second_result_for_the_same_task_is_ignored() {
 #[tokio::test]
 async fn results_that_are_not_json_fail_the_task() {
     let core = core(Config::default());
-    let (w, mut rx) = worker(&core, &["t"], 1);
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     result(&core, w, &a, "not json").await;
@@ -189,7 +190,7 @@ async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
         default_timeout: Duration::from_secs(30),
         ..Config::default()
     });
-    let (_w, mut rx) = worker(&core, &["t"], 1);
+    let (_w, mut rx) = worker(&core, &["t"], 1).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     assert_eq!(a.timeout_ms, 30_000);
@@ -212,12 +213,12 @@ async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
 #[tokio::test]
 async fn a_lost_worker_s_task_keeps_its_place_at_the_head_of_its_session() {
     let core = core(Config::default());
-    let (w1, mut rx1) = worker(&core, &["t"], 1);
+    let (w1, mut rx1) = worker(&core, &["t"], 1).await;
     let (first, _) = core.submit(submit_request("s", "t")).await.unwrap();
     let (second, _) = core.submit(submit_request("s", "t")).await.unwrap();
     assert_eq!(assignment(&mut rx1).task_id, first.id.to_string());
     core.worker_gone(w1).await;
-    let (_w2, mut rx2) = worker(&core, &["t"], 1);
+    let (_w2, mut rx2) = worker(&core, &["t"], 1).await;
     let a = assignment(&mut rx2);
     assert_eq!((a.task_id, a.attempt), (first.id.to_string(), 2));
     assert_eq!(
@@ -233,7 +234,7 @@ async fn a_worker_takes_its_tools_in_turn() {
         core.submit(submit_request("s", "a")).await,
         Err(Error::NotFound(_))
     ));
-    let (w, mut rx) = worker(&core, &["a", "b"], 1);
+    let (w, mut rx) = worker(&core, &["a", "b"], 1).await;
     for _ in 0..3 {
         core.submit(submit_request("s", "a")).await.unwrap();
         core.submit(submit_request("s", "b")).await.unwrap();
@@ -255,7 +256,7 @@ async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
         ..Config::default()
     };
     let before = Core::new(config.clone(), store.clone());
-    let (_w, mut rx) = worker(&before, &["t"], 2);
+    let (_w, mut rx) = worker(&before, &["t"], 2).await;
     let (queued_once, _) = before.submit(submit_request("s", "t")).await.unwrap();
     let (exhausted, _) = before.submit(submit_request("s", "t")).await.unwrap();
     let _ = assignment(&mut rx);
@@ -274,7 +275,7 @@ async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
             .state,
         TaskState::Failed
     );
-    let (_w, mut rx) = worker(&after, &["t"], 2);
+    let (_w, mut rx) = worker(&after, &["t"], 2).await;
     let a = assignment(&mut rx);
     assert_eq!((a.task_id, a.attempt), (queued_once.id.to_string(), 2));
 }
@@ -304,6 +305,13 @@ impl crate::store::Store for Refusing {
         }
         self.0.finish_task(finish).await
     }
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.0.task_by_key(session, key).await
+    }
     async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
         self.0.get_task(id).await
     }
@@ -327,6 +335,15 @@ impl crate::store::Store for Refusing {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.0.list_tasks(query).await
     }
+    async fn tools(&self) -> Result<Vec<crate::store::StoredTool>, StoreError> {
+        self.0.tools().await
+    }
+    async fn put_tools(&self, tools: &[crate::store::StoredTool]) -> Result<(), StoreError> {
+        self.0.put_tools(tools).await
+    }
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
+        self.0.forget_tools(names).await
+    }
 }
 
 /// Issue 15.5: a permanent store error ends that one task FAILED with
@@ -334,7 +351,7 @@ impl crate::store::Store for Refusing {
 #[tokio::test]
 async fn an_outcome_the_store_refuses_fails_that_task_only() {
     let core = Core::new(Config::default(), Arc::new(Refusing::default()));
-    let (w, mut rx) = worker(&core, &["t"], 2);
+    let (w, mut rx) = worker(&core, &["t"], 2).await;
     core.submit(submit_request("s", "t")).await.unwrap();
     core.submit(submit_request("s", "t")).await.unwrap();
     let (bad, good) = (assignment(&mut rx), assignment(&mut rx));
@@ -350,3 +367,107 @@ async fn an_outcome_the_store_refuses_fails_that_task_only() {
     let good = core.get_task(&good.task_id).await.unwrap();
     assert_eq!(good.state, TaskState::Succeeded);
 }
+
+fn submit_with_queue_timeout(session: &str, tool: &str, queue_timeout_ms: u64) -> Submission {
+    let mut sub = submit_request(session, tool);
+    sub.queue_timeout_ms = queue_timeout_ms;
+    sub
+}
+
+fn error_code(task: &TaskRecord) -> &str {
+    match &task.outcome {
+        Some(Outcome::Error { code, .. }) => code,
+        other => panic!("expected an error outcome, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_no_worker_takes_times_out_at_its_queue_deadline() {
+    let core = core(Config::default());
+    let (_w, mut rx) = worker(&core, &["t"], 1).await;
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let _busy = assignment(&mut rx);
+    let (waiting, _) = core
+        .submit(submit_with_queue_timeout("s", "t", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting.queue_deadline,
+        Some(waiting.created_at + Duration::from_secs(1))
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = waiting.id.to_string();
+    assert_eq!(core.get_task(&id).await.unwrap().state, TaskState::Queued);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::task::yield_now().await;
+    let task = core.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
+    let Some(Outcome::Error { message, .. }) = &task.outcome else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("no worker took") && message.contains("1000 ms"),
+        "{message}"
+    );
+    // The worker is never told: it never had the task.
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_deadline_holds_across_a_restart() {
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    let before = Core::new(Config::default(), store.clone());
+    let (_w, mut rx) = worker(&before, &["t"], 1).await;
+    before.submit(submit_request("s", "t")).await.unwrap();
+    let _busy = assignment(&mut rx);
+    let (waiting, _) = before
+        .submit(submit_with_queue_timeout("s", "t", 1_000))
+        .await
+        .unwrap();
+    // The old server's timers stop with it.
+    before.shutdown.cancel();
+    drop(before);
+
+    let after = Core::new(Config::default(), store.clone());
+    assert_eq!(after.recover().await.unwrap(), 2);
+    let id = waiting.id.to_string();
+    assert_eq!(after.get_task(&id).await.unwrap().state, TaskState::Queued);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::task::yield_now().await;
+    let task = after.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
+}
+
+/// One deadline per task waiting in the queue, none once a worker took it
+/// or it ended: nothing is kept for a task's run or after it (the old timer
+/// per submit lived until the deadline, whatever became of its task).
+#[tokio::test(start_paused = true)]
+async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
+    let core = core(Config::default());
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
+    let (taken, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    let running = assignment(&mut rx);
+    assert_eq!(running.task_id, taken.id.to_string());
+    assert_eq!(
+        core.deadlines.len(),
+        0,
+        "a dispatched task keeps no deadline"
+    );
+    let (waiting, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    let (cancelled, _) = core.submit(submit_request("s", "t")).await.unwrap();
+    assert_eq!(core.deadlines.len(), 2);
+    core.cancel(cancelled.id).await.unwrap();
+    assert_eq!(core.deadlines.len(), 1, "an ended task keeps no deadline");
+    // The worker goes away: its task is queued again before its deadline,
+    // which holds again; the waiting one is dispatched to the next worker.
+    core.worker_gone(w).await;
+    assert_eq!(core.deadlines.len(), 2);
+    let (_w2, mut rx2) = worker(&core, &["t"], 2).await;
+    let ids = [assignment(&mut rx2).task_id, assignment(&mut rx2).task_id];
+    assert!(ids.contains(&waiting.id.to_string()) && ids.contains(&taken.id.to_string()));
+    assert_eq!(core.deadlines.len(), 0);
+}
+
+mod registry;

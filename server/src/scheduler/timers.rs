@@ -1,14 +1,121 @@
 //! Per-attempt timeouts: each dispatch arms a timer that ends the attempt
 //! as TIMED_OUT unless a result, a cancel or a lost worker ends it first
 //! (they abort the timer).
-use std::{sync::Arc, time::Duration};
+//!
+//! Queue timeouts: one deadline per task submitted or recovered here, in
+//! one ordered structure ([`QueueDeadlines`]) that one loop serves, rather
+//! than a timer task per submit. A dispatch or an ending removes the task's
+//! deadline, so nothing outlives its wait in the queue; a task still queued
+//! at its deadline ends as TIMED_OUT (`queue_timeout`).
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{
+        Arc, Mutex, MutexGuard, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
 
-use tokio::task::AbortHandle;
-use tracing::info;
+use futures::future::join_all;
+use tokio::{sync::Notify, task::AbortHandle, time::Instant};
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::Scheduler;
-use crate::model::{Outcome, TaskState, codes, millis};
+use crate::{
+    model::{Outcome, TaskRecord, TaskState, codes, millis},
+    text,
+};
+
+/// Most queue timeouts ended at once; more due go round again.
+const FIRE_CHUNK: usize = 1024;
+
+/// Queue deadlines, earliest first, keyed by task. Cheap to arm and disarm
+/// (a short lock, no task spawned); its loop starts with the first deadline.
+#[derive(Default)]
+pub(super) struct QueueDeadlines {
+    inner: Mutex<Deadlines>,
+    /// Woken when a deadline earlier than all others is armed.
+    wake: Notify,
+    started: AtomicBool,
+}
+
+#[derive(Default)]
+struct Deadlines {
+    order: BTreeSet<(Instant, Uuid)>,
+    due: HashMap<Uuid, Due>,
+}
+
+/// What firing one deadline needs: when, and the message's words.
+struct Due {
+    at: Instant,
+    tool: Arc<str>,
+    /// The queue timeout, from submit to the deadline.
+    span: Duration,
+}
+
+impl QueueDeadlines {
+    fn lock(&self) -> MutexGuard<'_, Deadlines> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Arms (or moves) the deadline of `task` to `deadline` (wall clock).
+    fn arm(&self, task: &TaskRecord, deadline: SystemTime) {
+        let wait = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let at = Instant::now() + wait;
+        let span = deadline.duration_since(task.created_at).unwrap_or_default();
+        let earliest = {
+            let mut d = self.lock();
+            if let Some(old) = d.due.remove(&task.id) {
+                d.order.remove(&(old.at, task.id));
+            }
+            let earliest = d.order.first().is_none_or(|(first, _)| at < *first);
+            d.order.insert((at, task.id));
+            let tool = task.tool.clone();
+            d.due.insert(task.id, Due { at, tool, span });
+            earliest
+        };
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Removes the deadline of task `id`, if it has one.
+    pub(super) fn disarm(&self, id: Uuid) {
+        let mut d = self.lock();
+        if let Some(old) = d.due.remove(&id) {
+            d.order.remove(&(old.at, id));
+        }
+    }
+
+    /// Takes out up to [`FIRE_CHUNK`] deadlines due at `now`; returns them
+    /// and when the next one is due.
+    fn take_due(&self, now: Instant) -> (Vec<(Uuid, Due)>, Option<Instant>) {
+        let mut d = self.lock();
+        let mut fired = Vec::new();
+        while fired.len() < FIRE_CHUNK {
+            match d.order.first() {
+                Some(&(at, id)) if at <= now => {
+                    d.order.pop_first();
+                    if let Some(due) = d.due.remove(&id) {
+                        fired.push((id, due));
+                    }
+                }
+                _ => break,
+            }
+        }
+        let next = d.order.first().map(|(at, _)| *at);
+        (fired, next)
+    }
+
+    /// Deadlines armed now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().due.len()
+    }
+}
 
 impl Scheduler {
     /// Starts the timer of attempt `attempt` of task `id`.
@@ -24,6 +131,58 @@ impl Scheduler {
             me.time_out(id, attempt).await;
         })
         .abort_handle()
+    }
+
+    /// Arms the queue deadline of `task` (at once if it has passed, as
+    /// after a restart). At the deadline a task still queued here is timed
+    /// out; one no longer here is timed out in the shared store if it is
+    /// still queued there.
+    pub(super) fn arm_queue_timer(self: &Arc<Self>, task: &TaskRecord, deadline: SystemTime) {
+        self.deadlines.arm(task, deadline);
+        if !self.deadlines.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(deadline_loop(
+                self.deadlines.clone(),
+                Arc::downgrade(self),
+                self.shutdown.clone(),
+            ));
+        }
+    }
+
+    async fn queue_time_out(self: Arc<Self>, id: Uuid, message: String) {
+        let outcome = Outcome::error(codes::QUEUE_TIMEOUT, message);
+        let ended = {
+            let mut st = self.lock();
+            match st.task(id).map(|t| t.state) {
+                Some(TaskState::Queued) => {
+                    Ok(self.take(&mut st, id, TaskState::TimedOut, outcome, None))
+                }
+                // Running here, or ended: a worker took it, or it is over.
+                Some(_) => return,
+                None => Err(outcome),
+            }
+        };
+        match ended {
+            Ok(Some(ended)) => {
+                info!(task_id = %id, "task timed out in the queue");
+                self.end(ended).await;
+            }
+            Ok(None) => {}
+            Err(outcome) => self.queue_time_out_elsewhere(id, outcome).await,
+        }
+    }
+
+    /// A task queued in the shared store (or ended): times it out there if it
+    /// is still queued.
+    async fn queue_time_out_elsewhere(&self, id: Uuid, outcome: Outcome) {
+        match self.backlog.time_out_queued(id, outcome).await {
+            Ok(Some(c)) => {
+                info!(task_id = %id, "task timed out in the queue");
+                self.hub.notify(&c.session, c.seq);
+            }
+            Ok(None) => {}
+            // The reaper times it out later from its stored deadline.
+            Err(e) => warn!(task_id = %id, error = %e, "timing out a queued task failed"),
+        }
     }
 
     async fn time_out(self: Arc<Self>, id: Uuid, attempt: u32) {
@@ -47,6 +206,43 @@ impl Scheduler {
         if let Some(ended) = ended {
             info!(task_id = %id, attempt, "task timed out");
             self.end(ended).await;
+        }
+    }
+}
+
+/// Serves `deadlines` until the server stops or the scheduler is gone:
+/// sleeps until the earliest, times out what is due, in chunks.
+async fn deadline_loop(
+    deadlines: Arc<QueueDeadlines>,
+    sched: Weak<Scheduler>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        // Registered before looking, so an earlier deadline armed meanwhile
+        // is not missed.
+        let woken = deadlines.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (fired, next) = deadlines.take_due(Instant::now());
+        if !fired.is_empty() {
+            let Some(me) = sched.upgrade() else { return };
+            join_all(fired.into_iter().map(|(id, due)| {
+                let message = text::queue_timeout_after(&due.tool, due.span);
+                me.clone().queue_time_out(id, message)
+            }))
+            .await;
+            continue;
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = &mut woken => {}
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -134,6 +134,8 @@ impl Scheduler {
             arguments_json: original.arguments.to_string(),
             timeout_ms: millis(original.timeout),
             idempotency_key: String::new(),
+            // The tool's (or the server's) queue timeout, counted anew.
+            queue_timeout_ms: 0,
         };
         let (task, dedup) = self.submit(sub).await?;
         info!(task_id = %task.id, retry_of = %original.id, "task retried");

@@ -205,6 +205,7 @@ mod tests {
             tool: "t".into(),
             arguments: "{}".into(),
             timeout: Duration::from_secs(1),
+            queue_deadline: None,
             idempotency_key: None,
             created_at: SystemTime::now(),
             state: TaskState::Queued,

@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Durable, Inserted, Store, StoreError, TaskQuery};
+use super::{Durable, Inserted, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
@@ -22,6 +22,7 @@ struct Inner {
     tasks: HashMap<Uuid, TaskRecord>,
     idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
     sessions: HashMap<Arc<str>, SessionLog>,
+    tools: HashMap<String, StoredTool>,
 }
 
 #[derive(Default)]
@@ -115,6 +116,20 @@ impl Store for MemoryStore {
         Ok(self.lock().tasks.get(&task_id).cloned())
     }
 
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let inner = self.lock();
+        let slot: (Arc<str>, Arc<str>) = (session.into(), key.into());
+        Ok(inner
+            .idempotency
+            .get(&slot)
+            .and_then(|id| inner.tasks.get(id))
+            .cloned())
+    }
+
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         let inner = self.lock();
         let mut tasks: Vec<TaskRecord> = inner
@@ -173,5 +188,31 @@ impl Store for MemoryStore {
         // Session counters stay, empty or not: a client resuming with an old
         // after_seq must never meet a seq that starts again at 1.
         Ok(count)
+    }
+
+    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
+        let mut tools: Vec<StoredTool> = self.lock().tools.values().cloned().collect();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tools)
+    }
+
+    async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for tool in tools {
+            let mut tool = tool.clone();
+            if let Some(old) = inner.tools.get(&tool.name) {
+                tool.last_served_at = tool.last_served_at.max(old.last_served_at);
+            }
+            inner.tools.insert(tool.name.clone(), tool);
+        }
+        Ok(())
+    }
+
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        Ok(names
+            .iter()
+            .filter(|n| inner.tools.remove(*n).is_some())
+            .count() as u64)
     }
 }

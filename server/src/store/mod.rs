@@ -13,6 +13,8 @@
 //! Layout:
 //! - `mod.rs`: the [`Store`] and [`SharedQueue`] traits and their domain types;
 //! - `memory.rs`: [`memory::MemoryStore`];
+//! - each engine keeps the tool registry ([`StoredTool`]) beside the tasks
+//!   (`sqlite/tools.rs`, `postgres/tools.rs`);
 //! - `sql/`: what both SQL engines share: column encoding and decoding
 //!   (`codec.rs`), the group-commit queue that answers after commit
 //!   (`batch.rs`), the purge chunking (`mod.rs`);
@@ -34,7 +36,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-use crate::model::{CompletionRecord, Finish, TaskRecord};
+use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord};
 pub use listing::{Cursor, TaskQuery};
 
 pub mod listing;
@@ -165,6 +167,10 @@ pub trait Store: Send + Sync + 'static {
     /// One task, finished or not.
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError>;
 
+    /// The task of `session` submitted with idempotency key `key`, if any.
+    async fn task_by_key(&self, session: &str, key: &str)
+    -> Result<Option<TaskRecord>, StoreError>;
+
     /// Up to `limit` completions of `session` with seq > `after_seq`, in order.
     async fn completions_after(
         &self,
@@ -186,11 +192,43 @@ pub trait Store: Send + Sync + 'static {
     /// Returns how many completions were removed.
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
 
+    /// Every stored tool definition (the persisted registry), by name.
+    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError>;
+
+    /// Stores tool definitions, each replacing the stored one of its name;
+    /// a stored `last_served_at` only ever moves forward.
+    async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError>;
+
+    /// Deletes the definitions of tool keys `names`; returns how many were
+    /// stored.
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError>;
+
     /// The shared queue, when several servers share this store. `None` (the
     /// default) keeps the queue in the server's memory.
     fn shared(&self) -> Option<&dyn SharedQueue> {
         None
     }
+}
+
+/// A tool's definition as the store keeps it, so that after a restart (and,
+/// on a shared store, on every server) the tool is known before a worker
+/// registers it again: its calls are accepted and queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTool {
+    /// The tool's key (tenant-prefixed when auth is on).
+    pub name: String,
+    /// What the tool does, for the model.
+    pub description: String,
+    /// The JSON Schema of its arguments, as JSON text; empty: any object.
+    pub input_schema: String,
+    /// Default timeout of one run in milliseconds; 0: the server's.
+    pub timeout_ms: u64,
+    /// Default queue timeout in milliseconds; 0: the server's.
+    pub queue_timeout_ms: u64,
+    /// When a worker last served it, as far as the servers wrote it: at
+    /// registration, when the last worker left, and every purge interval
+    /// while served. Retention (`--tool-retention-secs`) counts from it.
+    pub last_served_at: SystemTime,
 }
 
 /// A tool as one server advertises it to the others through a shared store:
@@ -257,6 +295,14 @@ pub trait SharedQueue: Send + Sync {
 
     /// Cancels an unfinished task that another server may hold.
     async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// Ends task `task_id` as TIMED_OUT with `outcome` if it is still
+    /// queued (no server holds it); `None` otherwise.
+    async fn time_out_queued(
+        &self,
+        task_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Publishes the tools this server's workers serve (`workers` set).
     async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError>;

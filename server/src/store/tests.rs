@@ -15,8 +15,10 @@ use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, cod
 
 mod listing;
 mod shared_queue;
+pub(super) mod tools;
 
 use listing::{list_tasks_filters, list_tasks_pages_are_stable_under_inserts};
+use tools::tool_definitions_round_trip_replace_and_forget;
 
 /// A fresh database on the test process's PostgreSQL cluster (started on
 /// first use), or `None` where PostgreSQL's binaries are not installed. A
@@ -58,6 +60,7 @@ pub(super) fn task(session: &str, key: Option<&str>, created_at: SystemTime) -> 
         tool: "search".into(),
         arguments: r#"{"q":"weather in Lyon"}"#.into(),
         timeout: Duration::from_millis(30_500),
+        queue_deadline: Some(created_at + Duration::from_millis(90_250)),
         idempotency_key: key.map(Into::into),
         created_at,
         state: TaskState::Queued,
@@ -111,6 +114,7 @@ pub(super) fn assert_same_task(got: &TaskRecord, want: &TaskRecord) {
     assert_eq!(got.tool, want.tool);
     assert_eq!(got.arguments, want.arguments);
     assert_eq!(got.timeout, want.timeout);
+    assert_eq!(got.queue_deadline, want.queue_deadline);
     assert_eq!(got.idempotency_key, want.idempotency_key);
     assert_eq!(got.created_at, want.created_at);
     assert_eq!(got.state, want.state);
@@ -127,6 +131,10 @@ async fn task_round_trips(store: &dyn Store) {
     let got = store.get_task(t.id).await.unwrap().expect("stored");
     assert_same_task(&got, &t);
     assert!(store.get_task(Uuid::new_v4()).await.unwrap().is_none());
+    let by_key = store.task_by_key("s1", "key-1").await.unwrap();
+    assert_same_task(&by_key.expect("found by its key"), &t);
+    assert!(store.task_by_key("s2", "key-1").await.unwrap().is_none());
+    assert!(store.task_by_key("s1", "key-2").await.unwrap().is_none());
 }
 
 async fn unknown_task_does_not_finish(store: &dyn Store) {
@@ -533,6 +541,7 @@ for_each_store! {
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
+        tool_definitions_round_trip_replace_and_forget,
     ],
     arc: [concurrent_finishes_get_distinct_gapless_seqs],
 }

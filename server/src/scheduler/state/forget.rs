@@ -4,9 +4,11 @@
 //! their place. A forgotten tool is NOT_FOUND until a worker registers it
 //! again.
 //!
-//! The seam with a persisted registry: every forgetting goes through
-//! [`State::forget`], whose returned keys the owner removes from the store
-//! as well.
+//! The persisted registry: every forgetting goes through [`State::forget`],
+//! whose returned keys the scheduler deletes from the store as well
+//! (`scheduler/registry.rs`). A tool another server's workers serve is never
+//! forgotten (its stored definition stays). Stored definitions come in
+//! through [`State::learn_tools`].
 use std::{sync::Arc, time::SystemTime};
 
 use super::{Io, State, ToolEntry};
@@ -20,6 +22,54 @@ impl ToolEntry {
 }
 
 impl<I: Io> State<I> {
+    /// Shared mode: whether another server's workers serve tool `key` (its
+    /// stored definition must stay).
+    fn served_elsewhere(&self, key: &str) -> bool {
+        self.remote.get(key).is_some_and(|(_, w)| *w > 0)
+    }
+
+    /// Takes stored definitions into the registry (see
+    /// `scheduler/registry.rs`): a tool not known here becomes known,
+    /// unserved since it was last served; one known and unserved here takes
+    /// the stored definition (the latest registered, on any server); one
+    /// that workers here serve keeps theirs. A tenant gets no more than
+    /// `max` tools this way. Returns how many tools are known.
+    pub fn learn_tools(
+        &mut self,
+        specs: Vec<(crate::tools::ToolSpec, SystemTime)>,
+        max: usize,
+    ) -> usize {
+        let mut counts: std::collections::HashMap<String, usize> = Default::default();
+        for (key, t) in &self.tools {
+            if t.spec.is_some() {
+                *counts.entry(tenant::of(key).to_string()).or_default() += 1;
+            }
+        }
+        let mut learned = Vec::new();
+        for (spec, served_at) in specs {
+            match self.tools.get(spec.name.as_key()) {
+                Some(t) if !t.workers.is_empty() => {}
+                Some(t) if t.spec.is_some() => learned.push((spec, None)),
+                _ => {
+                    let tenant = tenant::of(spec.name.as_key()).to_string();
+                    let count = counts.entry(tenant).or_default();
+                    if *count < max {
+                        *count += 1;
+                        learned.push((spec, Some(served_at)));
+                    }
+                }
+            }
+        }
+        for (spec, since) in learned {
+            let entry = self.tools.entry(spec.name.as_arc().clone()).or_default();
+            entry.spec = Some(spec);
+            if since.is_some() {
+                entry.unserved_since = since;
+            }
+        }
+        self.tools.values().filter(|t| t.spec.is_some()).count()
+    }
+
     /// Makes room for a registration by `tenant` of the tools `names`
     /// (keys): forgets the tenant's forgettable tools, longest unserved
     /// first, as many as the new ones exceed `max`. Returns the keys
@@ -49,7 +99,7 @@ impl<I: Io> State<I> {
             .tools
             .iter()
             .filter(|(k, t)| mine(k) && t.spec.is_some() && t.forgettable())
-            .filter(|(k, _)| !names.contains(k))
+            .filter(|(k, _)| !names.contains(k) && !self.served_elsewhere(k))
             .map(|(k, t)| (t.unserved_since, k.clone()))
             .collect();
         if candidates.len() < over {
@@ -70,8 +120,10 @@ impl<I: Io> State<I> {
         now: SystemTime,
     ) -> Vec<Arc<str>> {
         let mut old = Vec::new();
+        let remote = &self.remote;
         for (key, entry) in &mut self.tools {
-            if !entry.forgettable() {
+            let elsewhere = remote.get(key).is_some_and(|(_, w)| *w > 0);
+            if !entry.forgettable() || elsewhere {
                 entry.unserved_since = None;
                 continue;
             }
@@ -92,6 +144,7 @@ impl<I: Io> State<I> {
         keys.into_iter()
             .filter(|k| {
                 self.tools.get(k).is_some_and(ToolEntry::forgettable)
+                    && !self.served_elsewhere(k)
                     && self.tools.remove(k).is_some_and(|t| t.spec.is_some())
             })
             .collect()

@@ -103,6 +103,34 @@ impl<I: Io> State<I> {
         })
     }
 
+    /// How `spec` differs from the definition of the same tool already
+    /// known here: the names of the fields that differ, and whether workers
+    /// here serve that definition now. `None` when it is new or the same.
+    pub fn differs(&self, spec: &ToolSpec) -> Option<(Vec<&'static str>, bool)> {
+        let known = self.tools.get(spec.name.as_key())?;
+        let old = known.spec.as_ref()?;
+        let mut fields = Vec::new();
+        if old.description != spec.description {
+            fields.push("description");
+        }
+        if old.input_schema_json != spec.input_schema_json {
+            fields.push("input_schema_json");
+        }
+        if old.timeout != spec.timeout {
+            fields.push("timeout_ms");
+        }
+        if old.queue_timeout != spec.queue_timeout {
+            fields.push("queue_timeout_ms");
+        }
+        (!fields.is_empty()).then_some((fields, !known.workers.is_empty()))
+    }
+
+    /// Whether a worker here or (in shared mode) elsewhere serves tool key
+    /// `tool`.
+    pub fn is_served(&self, tool: &str) -> bool {
+        self.serves(tool) || self.remote.get(tool).is_some_and(|(_, w)| *w > 0)
+    }
+
     /// Whether a worker here serves `tool`.
     pub fn serves(&self, tool: &str) -> bool {
         self.tools.get(tool).is_some_and(|t| !t.workers.is_empty())
@@ -130,6 +158,11 @@ impl<I: Io> State<I> {
                 id
             })
             .collect()
+    }
+
+    /// The spec of tool key `key` as known here (served or not).
+    pub fn local_spec(&self, key: &str) -> Option<ToolSpec> {
+        self.tools.get(key).and_then(|t| t.spec.clone())
     }
 
     /// The specs of the tools this server's workers serve, with how many.

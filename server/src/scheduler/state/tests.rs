@@ -53,6 +53,7 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         tool: tool.into(),
         arguments: "{}".into(),
         timeout: Duration::from_secs(5),
+        queue_deadline: None,
         idempotency_key: None,
         created_at: now(),
         state: TaskState::Queued,

@@ -37,11 +37,12 @@ pub(super) async fn finish_in(
         let ok = open.get(&finish.task_id).is_some_and(|t| match guard {
             Guard::Attempt => !(t.state == TaskState::Running && t.attempts > finish.attempts),
             Guard::Any | Guard::Cancel => true,
+            Guard::Queued => t.state == TaskState::Queued,
         });
         accepted.push(if ok {
             open.remove(&finish.task_id).map(|t| {
                 let mut f = finish.clone();
-                if *guard == Guard::Cancel {
+                if matches!(guard, Guard::Cancel | Guard::Queued) {
                     f.attempts = t.attempts;
                 }
                 (t, f)

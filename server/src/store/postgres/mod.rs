@@ -54,7 +54,7 @@ use crate::store::sql::{
     batch::{self, Reply},
     codec::{TASK_COLUMNS, time_to_i64, to_i64},
 };
-use crate::store::{Durable, Inserted, SharedEvent, SharedQueue, Store, StoreError};
+use crate::store::{Durable, Inserted, SharedEvent, SharedQueue, Store, StoreError, StoredTool};
 use errors::{pg_error, pool_error};
 use listen::listen;
 use rows::{completion_of, rows, task_from_row};
@@ -69,6 +69,7 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tools;
 mod writer;
 
 /// How the store behaves: part of the one server configuration.
@@ -239,6 +240,22 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE session = $1 AND idempotency_key = $2"
+        );
+        rows(&client, &sql, &[&session, &key])
+            .await?
+            .first()
+            .map(task_from_row)
+            .transpose()
+    }
+
     async fn list_tasks(
         &self,
         query: &crate::store::TaskQuery,
@@ -328,6 +345,18 @@ impl Store for PostgresStore {
             .await
             .map_err(pg_error)?;
         Ok(purge.removed)
+    }
+
+    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
+        tools::tools(&self.client().await?).await
+    }
+
+    async fn put_tools(&self, defs: &[StoredTool]) -> Result<(), StoreError> {
+        tools::put_tools(&self.client().await?, defs).await
+    }
+
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
+        tools::forget_tools(&self.client().await?, names).await
     }
 
     fn shared(&self) -> Option<&dyn SharedQueue> {

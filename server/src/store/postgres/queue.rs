@@ -17,7 +17,7 @@ use super::finish::finish_in;
 use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
-use crate::store::sql::codec::{TASK_COLUMNS, to_i64};
+use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
 use crate::store::{SharedEvent, SharedQueue, StoreError, ToolAdvert};
 
 /// Advisory lock key ("ERND" + n) held by the one reaper at work.
@@ -145,6 +145,7 @@ impl SharedQueue for PostgresStore {
         if !locked {
             return Ok(0);
         }
+        let timed_out = time_out_overdue(&tx).await?;
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
              ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"
@@ -155,7 +156,10 @@ impl SharedQueue for PostgresStore {
             .map(task_from_row)
             .collect::<Result<_, _>>()?;
         if expired.is_empty() {
-            return Ok(0);
+            if timed_out > 0 {
+                tx.commit().await.map_err(pg_error)?;
+            }
+            return Ok(timed_out);
         }
         let now = SystemTime::now();
         let (spent, again): (Vec<_>, Vec<_>) = expired
@@ -213,6 +217,22 @@ impl SharedQueue for PostgresStore {
             finished_at: SystemTime::now(),
         });
         self.write(|reply| Op::Finish(finish, Guard::Cancel, reply))
+            .await
+    }
+
+    async fn time_out_queued(
+        &self,
+        task_id: Uuid,
+        outcome: Outcome,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
+        let finish = Box::new(Finish {
+            task_id,
+            state: TaskState::TimedOut,
+            outcome,
+            attempts: 0,
+            finished_at: SystemTime::now(),
+        });
+        self.write(|reply| Op::Finish(finish, Guard::Queued, reply))
             .await
     }
 
@@ -309,4 +329,36 @@ impl SharedQueue for PostgresStore {
     fn events(&self) -> broadcast::Receiver<SharedEvent> {
         self.events.subscribe()
     }
+}
+
+/// Ends queued tasks past their queue deadline as TIMED_OUT
+/// (`queue_timeout`), at most 1000 per call: the timer of the server that
+/// took the submit normally does, this covers its restarts. Returns how many.
+async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usize, StoreError> {
+    let now = SystemTime::now();
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 0 AND queue_deadline < $1
+         ORDER BY queue_deadline LIMIT 1000 FOR UPDATE SKIP LOCKED"
+    );
+    let overdue: Vec<TaskRecord> = rows(tx, &sql, &[&time_to_i64(now)])
+        .await?
+        .iter()
+        .map(task_from_row)
+        .collect::<Result<_, _>>()?;
+    let finishes: Vec<(Finish, Guard)> = overdue
+        .iter()
+        .map(|t| {
+            let outcome = Outcome::error(codes::QUEUE_TIMEOUT, crate::text::queue_timeout(t));
+            let finish = Finish {
+                task_id: t.id,
+                state: TaskState::TimedOut,
+                outcome,
+                attempts: t.attempts,
+                finished_at: now,
+            };
+            (finish, Guard::Queued)
+        })
+        .collect();
+    finish_in(tx, &finishes).await?;
+    Ok(finishes.len())
 }

@@ -72,6 +72,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
         error_code: col(row, 12)?,
         error_message: col(row, 13)?,
         seq: col(row, 14)?,
+        queue_deadline: col(row, 15)?,
     }
     .decode()
     .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))

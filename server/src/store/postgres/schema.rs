@@ -59,6 +59,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at           timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (server_id, name)
     );",
+    // 2: a queued task's deadline (ns since the epoch), so a queue timeout
+    //    holds across restarts; NULL in older rows.
+    "ALTER TABLE errand_tasks ADD COLUMN queue_deadline bigint;
+    CREATE INDEX errand_tasks_queue_deadlines ON errand_tasks (queue_deadline) WHERE state = 0;",
+    // 3: the tool registry every server shares, so a known tool outlives a
+    //    restart and is known on every server; times in ns since the epoch.
+    "CREATE TABLE errand_tool_defs (
+        name              text PRIMARY KEY,
+        description       text NOT NULL,
+        input_schema_json text NOT NULL,
+        timeout_ms        bigint NOT NULL,
+        queue_timeout_ms  bigint NOT NULL,
+        last_served_at    bigint NOT NULL
+    );",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

@@ -34,6 +34,18 @@ async fn a_result_of_an_older_attempt_never_finishes_a_newer_one() {
     assert_eq!(store.completions_after("s1", 0, 10).await.unwrap().len(), 1);
 }
 
+/// A tool registered through one server is known to the others.
+#[tokio::test]
+async fn every_store_on_one_database_shares_the_tool_registry() {
+    let Some(url) = url().await else { return };
+    let (a, b) = (open(&url).await, open(&url).await);
+    let (search, fetch) = crate::store::tests::tools::definitions();
+    a.put_tools(&[search.clone(), fetch.clone()]).await.unwrap();
+    assert_eq!(b.tools().await.unwrap(), vec![fetch.clone(), search]);
+    b.forget_tools(&["search".into()]).await.unwrap();
+    assert_eq!(a.tools().await.unwrap(), vec![fetch]);
+}
+
 #[tokio::test]
 async fn two_stores_on_one_database_number_one_sequence() {
     let Some(url) = url().await else { return };

@@ -34,6 +34,8 @@ pub(super) enum Guard {
     Any,
     /// Any unfinished task, keeping its attempts; its holder is told.
     Cancel,
+    /// Only a task still queued, keeping its attempts (a queue timeout).
+    Queued,
 }
 
 /// One change for the writer. Dispatch records come beside the queue
@@ -317,6 +319,10 @@ impl Writer {
                 .collect();
             let state: Vec<i16> = new.iter().map(|&i| state_code(tasks[i].state)).collect();
             let attempts: Vec<i32> = new.iter().map(|&i| tasks[i].attempts as i32).collect();
+            let queue_deadline: Vec<Option<i64>> = new
+                .iter()
+                .map(|&i| tasks[i].queue_deadline.map(time_to_i64))
+                .collect();
             // A task inserted `Running` is claimed by this server at once
             // (its worker has room); it gets a lease, and attempts count
             // from its dispatch as always.
@@ -324,14 +330,15 @@ impl Writer {
             let stored: HashSet<Uuid> = rows(
                 tx,
                 "INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns,
-                     idempotency_key, created_at, state, attempts, owner, lease_until)
+                     idempotency_key, created_at, state, attempts, queue_deadline, owner,
+                     lease_until)
                  SELECT u.*,
                      CASE WHEN u.state = 1 THEN $10 END,
                      CASE WHEN u.state = 1 THEN now() + $11 * interval '1 millisecond' END
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
-                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[])
+                     $5::int8[], $6::text[], $7::int8[], $8::int2[], $9::int4[], $12::int8[])
                      AS u(id, session, tool, arguments, timeout_ns, idempotency_key,
-                          created_at, state, attempts)
+                          created_at, state, attempts, queue_deadline)
                  ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     &ids,
@@ -345,6 +352,7 @@ impl Writer {
                     &attempts,
                     &&*self.server_id,
                     &lease_ms,
+                    &queue_deadline,
                 ],
             )
             .await?

@@ -13,7 +13,8 @@ use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState};
 macro_rules! task_columns {
     () => {
         "id, session, tool, arguments, timeout_ns, idempotency_key, created_at, state, \
-         attempts, started_at, finished_at, result, error_code, error_message, seq"
+         attempts, started_at, finished_at, result, error_code, error_message, seq, \
+         queue_deadline"
     };
 }
 pub(crate) use task_columns;
@@ -45,6 +46,8 @@ pub(crate) struct TaskRow {
     pub error_message: Option<String>,
     /// 0 until the task is finished.
     pub seq: i64,
+    /// Nanoseconds since the Unix epoch; `None` in rows from before it.
+    pub queue_deadline: Option<i64>,
 }
 
 /// A stored row that does not decode: corrupt data or a bug. The message
@@ -78,6 +81,7 @@ impl TaskRow {
             tool: self.tool.into(),
             arguments: self.arguments.into(),
             timeout: Duration::from_nanos(u64::try_from(self.timeout_ns).unwrap_or(0)),
+            queue_deadline: self.queue_deadline.map(time_from_i64),
             idempotency_key: self.idempotency_key.map(Into::into),
             created_at: time_from_i64(self.created_at),
             state,
@@ -208,6 +212,7 @@ mod tests {
             error_code: None,
             error_message: None,
             seq,
+            queue_deadline: None,
         }
     }
 

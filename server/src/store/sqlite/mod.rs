@@ -53,7 +53,7 @@ use super::sql::{
     batch::{self, Reply, writer_gone},
     codec::to_i64,
 };
-use super::{Durable, Inserted, Store, StoreError, TaskQuery};
+use super::{Durable, Inserted, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use errors::{io_error, open_error, store_error};
 pub use integrity::{CLEAN_FILE, check_store};
@@ -68,6 +68,7 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tools;
 mod writer;
 
 /// The database file inside the data dir.
@@ -231,6 +232,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let (session, key) = (session.to_string(), key.to_string());
+        self.read(move |conn| {
+            conn.prepare_cached(rows::SELECT_BY_KEY)?
+                .query_row(rusqlite::params![session, key], task_from_row)
+                .optional()
+        })
+        .await
+    }
+
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         use super::sql::listing::{Param, select};
         let (sql, params) = select(query, "tasks", |n| format!("?{n}"));
@@ -281,6 +296,25 @@ impl Store for SqliteStore {
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
         self.write(|reply| Op::Purge(Purge::new(cutoff), reply))
             .await
+    }
+
+    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(tools::SELECT_TOOLS)?;
+            let rows = stmt.query_map([], tools::tool_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError> {
+        let tools = tools.to_vec();
+        self.write(|reply| Op::PutTools(tools, reply)).await
+    }
+
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
+        let names = names.to_vec();
+        self.write(|reply| Op::ForgetTools(names, reply)).await
     }
 }
 

@@ -16,7 +16,7 @@ use crate::store::sql::{
 
 pub(super) const SELECT_TASK: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");
-const SELECT_BY_KEY: &str = concat!(
+pub(super) const SELECT_BY_KEY: &str = concat!(
     "SELECT ",
     task_columns!(),
     " FROM tasks WHERE session = ?1 AND idempotency_key = ?2"
@@ -47,8 +47,8 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
     conn.prepare_cached(
         "INSERT INTO tasks (id, session, tool, arguments, timeout_ns, idempotency_key,
              created_at, state, attempts, started_at, finished_at, result, error_code,
-             error_message, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             error_message, seq, queue_deadline)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         &task.id.as_bytes()[..],
@@ -66,6 +66,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         error_code,
         error_message,
         to_i64(task.seq),
+        task.queue_deadline.map(time_to_i64),
     ])?;
     Ok(Inserted::New)
 }
@@ -193,6 +194,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         error_code: row.get(12)?,
         error_message: row.get(13)?,
         seq: row.get(14)?,
+        queue_deadline: row.get(15)?,
     }
     .decode()
     .map_err(bad_row)

@@ -46,6 +46,19 @@ const MIGRATIONS: &[&str] = &[
         session  TEXT PRIMARY KEY,
         last_seq INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: a queued task's deadline (ns since the epoch), so a queue timeout
+    // holds across restarts; NULL in older rows.
+    "ALTER TABLE tasks ADD COLUMN queue_deadline INTEGER;",
+    // 3: the tool registry, so a known tool outlives a restart; times in ns
+    // since the epoch.
+    "CREATE TABLE tools (
+        name             TEXT PRIMARY KEY,
+        description      TEXT NOT NULL,
+        input_schema     TEXT NOT NULL,
+        timeout_ms       INTEGER NOT NULL,
+        queue_timeout_ms INTEGER NOT NULL,
+        last_served_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.

@@ -221,6 +221,24 @@ async fn restart_keeps_seq_completions_and_unfinished_tasks() {
 }
 
 #[tokio::test]
+async fn tool_definitions_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (search, fetch) = crate::store::tests::tools::definitions();
+    open(dir.path())
+        .put_tools(&[search.clone(), fetch.clone()])
+        .await
+        .unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.tools().await.unwrap(), vec![fetch, search.clone()]);
+    store
+        .forget_tools(&["acme\u{1f}fetch".into()])
+        .await
+        .unwrap();
+    drop(store);
+    assert_eq!(open(dir.path()).tools().await.unwrap(), vec![search]);
+}
+
+#[tokio::test]
 async fn idempotency_key_holds_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let first = task("s1", Some("retry-me"), at(1));

@@ -7,13 +7,14 @@ use uuid::Uuid;
 
 use super::errors::store_error;
 use super::rows::{dispatch, finish_task, insert, purge_step, reclaim_space};
+use super::tools::{forget_tools, put_tools};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use crate::store::sql::{
     Purge,
     batch::{self, Counters, MAX_BATCH, Reply},
     codec::to_i64,
 };
-use crate::store::{Inserted, StoreError};
+use crate::store::{Inserted, StoreError, StoredTool};
 
 /// One change for the writer.
 pub(super) enum Op {
@@ -34,6 +35,10 @@ pub(super) enum Op {
     /// goes round again with the next batch, so a big purge never holds up
     /// submits for long.
     Purge(Purge, Reply<u64>),
+    /// Stores tool definitions (the registry).
+    PutTools(Vec<StoredTool>, Reply<()>),
+    /// Deletes tool definitions by name.
+    ForgetTools(Vec<String>, Reply<u64>),
     /// Runs on the writer's connection outside any batch (tests).
     #[cfg(test)]
     Exec(Box<dyn FnOnce(&Connection) + Send>),
@@ -241,6 +246,16 @@ impl Writer {
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
+            Op::PutTools(tools, reply) => {
+                let r = put_tools(conn, &tools).map_err(store_error);
+                let failed = r.as_ref().err().cloned();
+                (Some(self::answer(reply, r)), None, failed)
+            }
+            Op::ForgetTools(names, reply) => {
+                let r = forget_tools(conn, &names).map_err(store_error);
+                let failed = r.as_ref().err().cloned();
+                (Some(self::answer(reply, r)), None, failed)
+            }
             Op::Purge(mut purge, reply) => match purge_step(conn, purge.cutoff) {
                 Ok(n) if purge.step(n) => (None, Some(Op::Purge(purge, reply)), None),
                 Ok(_) => {
@@ -273,7 +288,10 @@ fn fail(op: Op, e: &StoreError) {
     match op {
         Op::Insert(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Finish(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
-        Op::Ack { reply, .. } | Op::Purge(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Ack { reply, .. } | Op::Purge(_, reply) | Op::ForgetTools(_, reply) => {
+            answer(reply, Err(e.clone()))(Ok(()))
+        }
+        Op::PutTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Dispatch { task_id, .. } => {
             warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
         }

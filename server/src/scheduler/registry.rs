@@ -1,0 +1,228 @@
+//! The tool registry and its persisted copy: registrations (with their
+//! conflicting-definition rule), what the store keeps of each tool
+//! ([`StoredTool`]), loading it at start (and, on a shared store, learning
+//! what other servers stored), and the one place that forgets a tool, here
+//! and in the store.
+//!
+//! A tool known from the store and served by no worker is listed (with
+//! `workers = 0`) and takes calls, which wait in the queue until a worker
+//! registers it or their queue timeout passes. Writes of the registry are
+//! serialized (`Scheduler::registry_writes`), so the store ends with the
+//! definition the live state has.
+use std::{sync::Arc, time::SystemTime};
+
+use tracing::{info, warn};
+
+use super::{CommandTx, Scheduler, WorkerTx, admission};
+use crate::{
+    error::Error,
+    logs,
+    model::{Registration, ToolDef, ToolKey, millis},
+    store::{StoreError, StoredTool},
+    tools::ToolSpec,
+};
+
+/// What the store keeps of `spec`, last served at `at`.
+fn stored(spec: &ToolSpec, at: SystemTime) -> StoredTool {
+    StoredTool {
+        name: spec.name.as_key().to_string(),
+        description: spec.description.to_string(),
+        input_schema: spec.input_schema_json.to_string(),
+        timeout_ms: spec.timeout.map_or(0, millis),
+        queue_timeout_ms: spec.queue_timeout.map_or(0, millis),
+        last_served_at: at,
+    }
+}
+
+impl Scheduler {
+    /// Adds a worker and its tools, and stores their definitions. Its
+    /// commands (queued work first) arrive on `tx`, which must be new and
+    /// have room for `max_concurrency`.
+    ///
+    /// Errors: INVALID_ARGUMENT (a bad definition), FAILED_PRECONDITION (a
+    /// definition that differs from the one connected workers serve),
+    /// RESOURCE_EXHAUSTED (the tenant's tool limit), UNAVAILABLE (draining).
+    pub async fn register(
+        self: &Arc<Self>,
+        reg: Registration,
+        tx: CommandTx,
+    ) -> Result<super::WorkerId, Error> {
+        let tx = WorkerTx {
+            commands: tx,
+            store: self.store.clone(),
+        };
+        let specs = admission::check_registration(&reg, &self.config.limits)?;
+        let max_concurrency = reg.max_concurrency.max(1) as usize;
+        let name = if reg.worker_name.is_empty() {
+            "worker".to_string()
+        } else {
+            reg.worker_name
+        };
+        let _writes = self.registry_writes.lock().await;
+        let (id, forgotten) = {
+            let mut st = self.lock();
+            if st.is_draining() {
+                return Err(Error::Unavailable(
+                    "the server is shutting down: connect again once it is back".into(),
+                ));
+            }
+            for spec in &specs {
+                match st.differs(spec) {
+                    Some((fields, true)) => {
+                        return Err(Error::FailedPrecondition(format!(
+                            "tool `{}` is served by connected workers with a different \
+                             definition ({} differ): register the same definition, or stop \
+                             those workers first",
+                            spec.name.name(),
+                            fields.join(", ")
+                        )));
+                    }
+                    Some((fields, false)) => info!(
+                        tool = %logs::field(spec.name.name()),
+                        differ = ?fields,
+                        "no connected worker serves the tool: the new definition replaces the known one"
+                    ),
+                    None => {}
+                }
+            }
+            let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
+            let tenant = specs[0].name.tenant();
+            let max = self.config.limits.max_tools_per_tenant;
+            let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {
+                Error::ResourceExhausted(format!(
+                    "your tenant has {kept} tools that workers serve or queued tasks need, and \
+                     this registration adds more than the limit of {max} allows: stop the \
+                     workers of tools you no longer need (unserved tools are forgotten) or ask \
+                     the operator to raise --max-tools-per-tenant"
+                ))
+            })?;
+            let id = st.add_worker(name.clone(), specs.clone(), max_concurrency, tx);
+            info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
+            st.start_worker(id, SystemTime::now());
+            self.apply(&mut st);
+            (id, forgotten)
+        };
+        self.backlog.tools_changed();
+        self.forget_stored(&forgotten, "to make room for a registration")
+            .await;
+        self.store_tools(&specs, SystemTime::now()).await;
+        Ok(id)
+    }
+
+    /// Loads the stored tool definitions at start: each is known (listed,
+    /// its calls queued) before a worker registers it again. Unserved for
+    /// longer than `--tool-retention-secs` since `last_served_at`, it is
+    /// forgotten at the next purge. Returns how many are known.
+    pub async fn load_tools(&self) -> Result<usize, StoreError> {
+        let stored = self.store.tools().await?;
+        let count = self.learn(stored);
+        if count > 0 {
+            info!(tools = count, "loaded known tools from the store");
+        }
+        Ok(count)
+    }
+
+    /// Shared mode: learns the definitions other servers stored, so a tool
+    /// registered on any server is known on this one too.
+    pub async fn learn_stored_tools(&self) {
+        // A registration meanwhile must not be undone by an older read.
+        let _writes = self.registry_writes.lock().await;
+        match self.store.tools().await {
+            Ok(stored) => {
+                self.learn(stored);
+            }
+            Err(e) => warn!(error = %e, "reading the stored tool registry failed"),
+        }
+    }
+
+    /// Takes stored definitions into the live state (see
+    /// `State::learn_tools`); returns how many it holds now.
+    fn learn(&self, stored: Vec<StoredTool>) -> usize {
+        let specs: Vec<(ToolSpec, SystemTime)> = stored
+            .into_iter()
+            .filter_map(|t| {
+                let def = ToolDef {
+                    name: ToolKey::from_key(t.name),
+                    description: t.description,
+                    input_schema_json: t.input_schema,
+                    timeout_ms: t.timeout_ms,
+                    queue_timeout_ms: t.queue_timeout_ms,
+                };
+                match ToolSpec::new(&def, &self.config.limits) {
+                    Ok(spec) => Some((spec, t.last_served_at)),
+                    Err(e) => {
+                        warn!(tool = %logs::field(def.name.name()), error = %e, "a stored tool definition is not usable under this server's limits: left out");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let max = self.config.limits.max_tools_per_tenant;
+        self.lock().learn_tools(specs, max)
+    }
+
+    /// Stores the definitions of `specs`, served at `at`. A failure is
+    /// logged: the live registry is what this process serves from; the
+    /// stored copy is what a restart (or another server) starts from, and
+    /// the next registration or purge writes it again.
+    async fn store_tools(&self, specs: &[ToolSpec], at: SystemTime) {
+        if specs.is_empty() {
+            return;
+        }
+        let tools: Vec<StoredTool> = specs.iter().map(|s| stored(s, at)).collect();
+        if let Err(e) = self.store.put_tools(&tools).await {
+            warn!(tools = tools.len(), error = %e, "storing tool definitions failed");
+        }
+    }
+
+    /// The tools `tools` that no worker here serves any more (their last
+    /// worker left): stored as last served now.
+    pub(super) async fn unserved_now(&self, tools: &[Arc<str>]) {
+        // Read under the writes' lock: a registration meanwhile may have
+        // replaced a definition, and its write must not be undone.
+        let _writes = self.registry_writes.lock().await;
+        let specs: Vec<ToolSpec> = {
+            let st = self.lock();
+            tools
+                .iter()
+                .filter(|t| !st.serves(t))
+                .filter_map(|t| st.local_spec(t))
+                .collect()
+        };
+        self.store_tools(&specs, SystemTime::now()).await;
+    }
+
+    /// Tools the registry forgot (see `state/forget.rs`): logged, and their
+    /// stored definitions deleted. Every forgetting ends here.
+    async fn forget_stored(&self, keys: &[Arc<str>], why: &str) {
+        if keys.is_empty() {
+            return;
+        }
+        let (tenant, first) = crate::tenant::split(&keys[0]);
+        info!(
+            tools = keys.len(),
+            tenant, first, "forgot tools no worker serves {why}"
+        );
+        let names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        if let Err(e) = self.store.forget_tools(&names).await {
+            // Loaded again at the next start, and forgotten again then.
+            warn!(tools = names.len(), error = %e, "deleting forgotten tool definitions failed");
+        }
+    }
+
+    /// Every purge interval: forgets tools unserved for
+    /// `config.tool_retention`, and stores the served ones as served now, so
+    /// a crash leaves `last_served_at` at most one interval old.
+    pub(super) async fn registry_upkeep(&self) {
+        let _writes = self.registry_writes.lock().await;
+        let (forgotten, served) = {
+            let mut st = self.lock();
+            let forgotten = st.forget_unserved(self.config.tool_retention, SystemTime::now());
+            let served: Vec<ToolSpec> = st.local_tools().into_iter().map(|(s, _)| s).collect();
+            (forgotten, served)
+        };
+        self.forget_stored(&forgotten, "past --tool-retention-secs")
+            .await;
+        self.store_tools(&served, SystemTime::now()).await;
+    }
+}

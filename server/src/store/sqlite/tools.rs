@@ -1,0 +1,67 @@
+//! The tool registry's statements: the `tools` table (migration 3).
+use rusqlite::{Connection, Row, params};
+
+use crate::store::StoredTool;
+use crate::store::sql::codec::{time_from_i64, time_to_i64, to_i64};
+
+pub(super) const SELECT_TOOLS: &str = "SELECT name, description, input_schema, timeout_ms, \
+     queue_timeout_ms, last_served_at FROM tools ORDER BY name";
+
+pub(super) fn tool_from_row(row: &Row) -> rusqlite::Result<StoredTool> {
+    Ok(StoredTool {
+        name: row.get(0)?,
+        description: row.get(1)?,
+        input_schema: row.get(2)?,
+        timeout_ms: row.get::<_, i64>(3)?.max(0) as u64,
+        queue_timeout_ms: row.get::<_, i64>(4)?.max(0) as u64,
+        last_served_at: time_from_i64(row.get(5)?),
+    })
+}
+
+/// Stores each of `tools`, replacing the one of its name; `last_served_at`
+/// never moves back. In a savepoint: all of them or none.
+pub(super) fn put_tools(conn: &Connection, tools: &[StoredTool]) -> rusqlite::Result<()> {
+    conn.prepare_cached("SAVEPOINT tools")?.execute([])?;
+    match put_tools_inner(conn, tools) {
+        Ok(()) => conn
+            .prepare_cached("RELEASE tools")?
+            .execute([])
+            .map(|_| ()),
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK TO tools; RELEASE tools");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn put_tools_inner(conn: &Connection, tools: &[StoredTool]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO tools (name, description, input_schema, timeout_ms, queue_timeout_ms,
+             last_served_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET description = excluded.description,
+             input_schema = excluded.input_schema, timeout_ms = excluded.timeout_ms,
+             queue_timeout_ms = excluded.queue_timeout_ms,
+             last_served_at = max(last_served_at, excluded.last_served_at)",
+    )?;
+    for t in tools {
+        stmt.execute(params![
+            t.name,
+            t.description,
+            t.input_schema,
+            to_i64(t.timeout_ms),
+            to_i64(t.queue_timeout_ms),
+            time_to_i64(t.last_served_at),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Deletes the tools `names` (one statement); returns how many there were.
+pub(super) fn forget_tools(conn: &Connection, names: &[String]) -> rusqlite::Result<u64> {
+    let list = serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
+    conn.prepare_cached("DELETE FROM tools WHERE name IN (SELECT value FROM json_each(?1))")?
+        .execute([list])
+        .map(|n| n as u64)
+}
