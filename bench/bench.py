@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import efficiency
+from tables import f0, f1, table, us
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
@@ -35,8 +38,6 @@ FULL = {
     "submit_agents": [1, 16, 256],
     "submit_counts": {1: 5_000, 16: 100_000, 256: 50_000},
     "submit_count": 10_000,  # peers
-    "rate": 1000,
-    "rate_seconds": 10,
     "e2e_count": 100_000,
     "py_e2e_count": 20_000,
     "peer_e2e_count": 20_000,
@@ -50,13 +51,18 @@ FULL = {
     "streams": 1000,
     "stream_tasks": 20_000,
     "stream_rate": 2000,
+    "open_rates": [1000, 5000],
+    "open_seconds": 10,
+    "e2e16_count": 50_000,
+    "half_peak_seconds": 10,
+    "py_modes": ["sdk-thread", "sdk-async", "bare"],
+    "restart_fill": 1_000_000,
+    "restart_runs": 5,
 }
 SMOKE = {
     "submit_agents": [1, 16],
     "submit_counts": {1: 300, 16: 2000},
     "submit_count": 300,
-    "rate": 200,
-    "rate_seconds": 1,
     "e2e_count": 2000,
     "py_e2e_count": 200,
     "peer_e2e_count": 200,
@@ -70,7 +76,18 @@ SMOKE = {
     "streams": 50,
     "stream_tasks": 500,
     "stream_rate": 1000,
+    "open_rates": [200, 500],
+    "open_seconds": 1,
+    "e2e16_count": 1000,
+    "half_peak_seconds": 1,
+    "py_modes": ["sdk-thread", "sdk-async", "bare"],
+    "restart_fill": 5000,
+    "restart_runs": 2,
 }
+
+# e2e shapes of issue 20: 256 submitters over 64 sessions, and 16 over 16.
+E2E_256 = ["--agents", "64", "--pipeline", "4", "--window", "64"]
+E2E_16 = ["--agents", "16", "--pipeline", "1", "--window", "64"]
 
 STARTED = time.monotonic()
 FAILURES: list[str] = []
@@ -150,7 +167,7 @@ class Server:
         self.workers.append(w)
         return w
 
-    def py_worker(self, python: str, concurrency: int) -> subprocess.Popen:
+    def py_worker(self, python: str, concurrency: int, mode: str = "sdk-thread") -> subprocess.Popen:
         env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
         w = spawn(
             [
@@ -162,6 +179,8 @@ class Server:
                 str(concurrency),
                 "--max-secs",
                 "1800",
+                "--mode",
+                mode,
             ],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -253,32 +272,37 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
                 )
             finally:
                 srv.close()
-        # 1b. Ack latency at a fixed rate.
-        n = sz["rate"] * sz["rate_seconds"]
-        progress(f"[{store}] 1. submit at {sz['rate']}/s for {sz['rate_seconds']} s (16 agents)")
-        srv = Server(store, tmp)
-        try:
-            srv.rust_worker("stall", 1)
-            r = bench(
-                [
-                    "submit",
-                    "--addr",
-                    srv.addr,
-                    "--agents",
-                    "16",
-                    "--count",
-                    str(n),
-                    "--rate",
-                    str(sz["rate"]),
-                    "--samples",
-                    sample(f"errand_{store}_rate"),
-                ],
-                120,
-            )
-            R[f"rate/{store}"] = check(r, f"rate {store}")
-            progress(f"  ack p50 {r['ack']['p50_us']} µs, p99 {r['ack']['p99_us']} µs")
-        finally:
-            srv.close()
+        # 1b. Open loop: ack latency from each submit's scheduled time, server CPU per submit.
+        for rate in sz["open_rates"]:
+            progress(f"[{store}] 1b. open-loop submits at {rate}/s for {sz['open_seconds']} s (16 connections)")
+            srv = Server(store, tmp)
+            try:
+                srv.rust_worker("stall", 1)
+                r = bench(
+                    [
+                        "open-loop",
+                        "--addr",
+                        srv.addr,
+                        "--server-pid",
+                        str(srv.pid),
+                        "--agents",
+                        "16",
+                        "--rate",
+                        str(rate),
+                        "--seconds",
+                        str(sz["open_seconds"]),
+                        "--samples",
+                        sample(f"errand_{store}_open_{rate}"),
+                    ],
+                    120,
+                )
+                R[f"open/{store}/{rate}"] = check(r, f"open loop {store} {rate}")
+                progress(
+                    f"  ack p50 {r['ack']['p50_us']} µs, p99 {r['ack']['p99_us']} µs, "
+                    f"server {r['server_cpu_us_per_submit']:.0f} µs CPU/submit"
+                )
+            finally:
+                srv.close()
         # 2 + 3. End to end through the Rust worker; delivery at light load first.
         progress(f"[{store}] 3. delivery, light load ({sz['delivery_count']} tasks one at a time)")
         srv = Server(store, tmp)
@@ -298,7 +322,10 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
             )
             R[f"delivery/{store}"] = r
             progress(f"  delivery p50 {r['delivery']['p50_us']} µs, p99 {r['delivery']['p99_us']} µs")
-            progress(f"[{store}] 2. end to end: {sz['e2e_count']:,} no-op tasks through the Rust worker")
+            roles = {srv.pid: "server", w.pid: "worker"}
+            progress(
+                f"[{store}] 2. end to end: {sz['e2e_count']:,} no-op tasks, Rust worker, 256 submitters / 64 sessions"
+            )
             r = bench(
                 [
                     "e2e",
@@ -308,39 +335,81 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
                     f"{srv.pid},{w.pid}",
                     "--count",
                     str(sz["e2e_count"]),
+                    *E2E_256,
                     "--samples",
                     sample(f"errand_{store}_e2e_delivery"),
                 ],
-                400,
+                600,
             )
-            R[f"e2e/{store}/rust"] = check(r, f"e2e {store} rust")
-            progress(f"  {r['tasks_per_s']:,.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU/task")
+            R[f"e2e/{store}/rust"] = efficiency.cpu_split(check(r, f"e2e {store} rust"), roles)
+            progress(
+                f"  {r['tasks_per_s']:,.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU/task "
+                f"(server {r['server_cpu_us_per_task']:.0f} µs, {r['server_cores']:.2f} cores)"
+            )
+            progress(f"[{store}] 2. end to end: {sz['e2e16_count']:,} no-op tasks, 16 submitters / 16 sessions")
+            r = bench(
+                [
+                    "e2e",
+                    "--addr",
+                    srv.addr,
+                    "--pids",
+                    f"{srv.pid},{w.pid}",
+                    "--count",
+                    str(sz["e2e16_count"]),
+                    *E2E_16,
+                ],
+                600,
+            )
+            R[f"e2e16/{store}/rust"] = efficiency.cpu_split(check(r, f"e2e16 {store} rust"), roles)
+            progress(f"  {r['tasks_per_s']:,.0f} tasks/s, server {r['server_cpu_us_per_task']:.0f} µs CPU/task")
+            half = round(R[f"e2e/{store}/rust"]["tasks_per_s"] / 2)
+            count = max(half * sz["half_peak_seconds"], 100)
+            progress(f"[{store}] 3. delivery at 50 % of peak: {half:,} tasks/s open loop, {count:,} tasks")
+            r = bench(
+                [
+                    "e2e",
+                    "--addr",
+                    srv.addr,
+                    "--pids",
+                    f"{srv.pid},{w.pid}",
+                    "--count",
+                    str(count),
+                    *E2E_256,
+                    "--rate",
+                    str(half),
+                    "--samples",
+                    sample(f"errand_{store}_half_peak_delivery"),
+                ],
+                600,
+            )
+            R[f"half/{store}/rust"] = efficiency.cpu_split(check(r, f"half peak {store}"), roles)
+            progress(f"  delivery p50 {r['delivery']['p50_us']} µs, p99 {r['delivery']['p99_us']} µs")
         finally:
             srv.close()
-        # 2. End to end through the Python SDK's worker.
-        if python:
-            progress(f"[{store}] 2. end to end: {sz['py_e2e_count']:,} no-op tasks through the Python worker")
-            srv = Server(store, tmp)
-            try:
-                w = srv.py_worker(python, 64)
-                r = bench(
-                    [
-                        "e2e",
-                        "--addr",
-                        srv.addr,
-                        "--pids",
-                        f"{srv.pid},{w.pid}",
-                        "--count",
-                        str(sz["py_e2e_count"]),
-                        "--window",
-                        "256",
-                    ],
-                    400,
-                )
-                R[f"e2e/{store}/python"] = check(r, f"e2e {store} python")
-                progress(f"  {r['tasks_per_s']:,.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU/task")
-            finally:
-                srv.close()
+    # 2. The Python worker three ways on the memory store (the server is not the bound).
+    for mode in sz["py_modes"] if python else []:
+        progress(f"[memory] 2. end to end: {sz['py_e2e_count']:,} no-op tasks, Python worker {mode}")
+        srv = Server("memory", tmp)
+        try:
+            w = srv.py_worker(python, 64, mode)
+            r = bench(
+                [
+                    "e2e",
+                    "--addr",
+                    srv.addr,
+                    "--pids",
+                    f"{srv.pid},{w.pid}",
+                    "--count",
+                    str(sz["py_e2e_count"]),
+                    "--window",
+                    "256",
+                ],
+                400,
+            )
+            R[f"py/{mode}"] = efficiency.cpu_split(check(r, f"python {mode}"), {srv.pid: "server", w.pid: "worker"})
+            progress(f"  {r['tasks_per_s']:,.0f} tasks/s, worker {r['worker_cpu_us_per_task']:.0f} µs CPU/task")
+        finally:
+            srv.close()
 
     # 4 + 5. Fan-out and the seed's claim, durable store.
     srv = Server("durable", tmp)
@@ -411,6 +480,34 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
     finally:
         srv.close()
 
+    # Restart time: an empty store, then a large one.
+    progress("[durable] restart: an empty store")
+    R["restart_empty"] = bench(
+        ["restart", "--errand", str(ERRAND), "--data-dir", str(tmp / "restart-empty"), "--fill", "0", "--queued", "0"],
+        300,
+    )
+    n = sz["restart_fill"]
+    progress(f"[durable] restart: fill a data dir with {n:,} retained tasks, time {sz['restart_runs']} starts")
+    r = bench(
+        [
+            "restart",
+            "--errand",
+            str(ERRAND),
+            "--data-dir",
+            str(tmp / "restart"),
+            "--fill",
+            str(n),
+            "--runs",
+            str(sz["restart_runs"]),
+        ],
+        1200,
+    )
+    R["restart"] = r
+    progress(
+        f"  start to serving p50 {r['serving']['p50_us'] / 1000:.1f} ms, max {r['serving']['max_us'] / 1000:.1f} ms "
+        f"({r['db_bytes'] / 2**20:,.0f} MiB); after a crash {r['after_crash_serving_ms']:.1f} ms"
+    )
+
 
 def run_peers(sz: dict[str, Any], R: dict[str, Any], skip: list[str]) -> None:
     sizes = json.dumps(
@@ -464,26 +561,6 @@ def run_peers(sz: dict[str, Any], R: dict[str, Any], skip: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------
-def f0(v: Optional[float]) -> str:
-    return "–" if v is None else f"{v:,.0f}"
-
-
-def f1(v: Optional[float]) -> str:
-    return "–" if v is None else f"{v:,.1f}"
-
-
-def us(v: Optional[float]) -> str:
-    if v is None:
-        return "–"
-    return f"{v / 1000:,.2f} ms" if v >= 1000 else f"{v:,.0f} µs"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def report(R: dict[str, Any], sz: dict[str, Any]) -> tuple[str, list[tuple[str, str, str, bool]]]:
     sz = {**sz, "submit_counts": {int(k): v for k, v in sz["submit_counts"].items()}}
     parts = []
@@ -522,32 +599,15 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> tuple[str, list[tuple[str, 
         "### 1. Submit (ack = the call returned; errand's ack is after the commit)\n\n"
         + table(["system", "agents", "acks/s", "p50", "p99", "p99.9"], rows)
     )
-    rows = []
-    for store in ("durable", "memory"):
-        r = g(f"rate/{store}")
-        if r:
-            rows.append(
-                [
-                    f"errand ({store})",
-                    f"{sz['rate']}/s × {sz['rate_seconds']} s, 16 agents",
-                    us(r["ack"]["p50_us"]),
-                    us(r["ack"]["p99_us"]),
-                    us(r["ack"]["p999_us"]),
-                ]
-            )
-    parts.append(
-        f"### 1b. Ack latency at a fixed {sz['rate']} submits/s\n\n"
-        + table(["system", "load", "p50", "p99", "p99.9"], rows)
-    )
     # 2. End to end.
     rows = []
     for store in ("durable", "memory"):
-        for w in ("rust", "python"):
+        for w in ("rust",):
             r = g(f"e2e/{store}/{w}")
             if r:
                 rows.append(
                     [
-                        f"errand ({store}), {'Rust' if w == 'rust' else 'Python'} worker",
+                        f"errand ({store}), Rust worker, 256 submitters / 64 sessions",
                         f0(r["tasks"]),
                         f0(r["tasks_per_s"]),
                         f1(r["wall_us_per_task"]),
@@ -710,7 +770,8 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> tuple[str, list[tuple[str, 
     )
     if R.get("skipped"):
         parts.append("### Peers not run\n\n" + "\n".join(f"- {k}: {v}" for k, v in R["skipped"].items()))
-    return "\n\n".join(parts), targets(R, sz)
+    parts.append(efficiency.report(R, sz))
+    return "\n\n".join(parts), efficiency.targets(R, sz) + targets(R, sz)
 
 
 def targets(R: dict[str, Any], sz: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -731,16 +792,6 @@ def targets(R: dict[str, Any], sz: dict[str, Any]) -> list[tuple[str, str, str, 
                     ratio >= factor,
                 )
             )
-    r = g("rate/durable")
-    if r:
-        out.append(
-            (
-                f"ack p99 < 1 ms at {sz['rate']} submits/s, durable",
-                us(r["ack"]["p99_us"]),
-                "",
-                r["ack"]["p99_us"] < 1000,
-            )
-        )
     e = g("echo")
     for store in ("durable", "memory"):
         d = g(f"delivery/{store}")
@@ -841,8 +892,13 @@ def plot(R: dict[str, Any]) -> Optional[str]:
             ],
         ),
         (
-            "Ack latency at 1,000 submits/s",
-            [("errand durable", "errand_durable_rate"), ("errand memory", "errand_memory_rate")],
+            "Ack latency, open loop at 5,000 and 1,000 submits/s",
+            [
+                ("errand durable 5,000/s", "errand_durable_open_5000"),
+                ("errand memory 5,000/s", "errand_memory_open_5000"),
+                ("errand durable 1,000/s", "errand_durable_open_1000"),
+                ("errand memory 1,000/s", "errand_memory_open_1000"),
+            ],
         ),
         (
             "Delivery latency, light load",
@@ -860,6 +916,7 @@ def plot(R: dict[str, Any]) -> Optional[str]:
             [
                 ("errand durable", "errand_durable_e2e_delivery"),
                 ("errand memory", "errand_memory_e2e_delivery"),
+                ("errand durable, 50 % of peak", "errand_durable_half_peak_delivery"),
                 ("errand, 1,000 streams", "errand_durable_sessions_delivery"),
                 ("seed TPE", "seed_e2e_delivery"),
                 ("Celery+Redis", "celery_e2e_delivery"),
@@ -912,7 +969,8 @@ def main() -> int:
         saved = json.loads((OUT / "results.json").read_text())
         body, tgts = report(saved["results"], saved["sizes"])
         tgt_table = table(
-            ["target (issue 6)", "measured", "holds"], [[t, m, "yes" if ok else "**no**"] for t, m, _, ok in tgts]
+            ["target (issues 6 and 20)", "measured", "holds"],
+            [[t, m, "yes" if ok else "**no**"] for t, m, _, ok in tgts],
         )
         write_results(body, tgt_table, saved["machine"], saved["command"], plot(saved["results"]))
         return 0
@@ -966,7 +1024,7 @@ def main() -> int:
     )
     body, tgts = report(R, sz)
     tgt_table = table(
-        ["target (issue 6)", "measured", "holds"], [[t, m, "yes" if ok else "**no**"] for t, m, _, ok in tgts]
+        ["target (issues 6 and 20)", "measured", "holds"], [[t, m, "yes" if ok else "**no**"] for t, m, _, ok in tgts]
     )
     print("\n" + body + "\n\n### Targets\n\n" + tgt_table + "\n")
     plot_note = plot(R) if not args.smoke else "not drawn in smoke mode"

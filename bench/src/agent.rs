@@ -19,7 +19,7 @@ use tokio_stream::StreamExt;
 use crate::stats::{CpuMeter, now_ns, rss_kib, summarize};
 
 /// Waits (at most 20 s) until a worker serves `tool`.
-async fn wait_for_tool(client: &Client, tool: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_tool(client: &Client, tool: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(tools) = client.list_tools().await
@@ -35,7 +35,7 @@ async fn wait_for_tool(client: &Client, tool: &str) -> anyhow::Result<()> {
 }
 
 /// A prefix that keeps this run's sessions apart from any earlier run's.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     format!("{:x}", now_ns())
 }
 
@@ -174,6 +174,9 @@ pub struct E2eOpts {
     pub pipeline: usize,
     pub tool: String,
     pub max_secs: u64,
+    /// Submits per second in all (open loop: each submit waits for its slot,
+    /// not for the previous answer); 0 is as fast as the window allows.
+    pub rate: f64,
 }
 
 /// Workload 2 (and 3 under heavy load): `count` tasks through the workers,
@@ -204,6 +207,7 @@ pub async fn e2e(
         let next = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicUsize::new(0));
         let first_error = Arc::new(Mutex::new(None::<String>));
+        let (agents, rate) = (o.agents, o.rate);
         for _ in 0..o.pipeline {
             let (client, session, tool) = (client.clone(), session.clone(), o.tool.clone());
             let (window, next, failed, first_error) = (
@@ -217,6 +221,11 @@ pub async fn e2e(
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= n || Instant::now() > deadline {
                         break;
+                    }
+                    if rate > 0.0 {
+                        let slot = (k * agents + i) as f64 / rate;
+                        tokio::time::sleep_until((start + Duration::from_secs_f64(slot)).into())
+                            .await;
                     }
                     let Ok(permit) = window.acquire().await else {
                         break;

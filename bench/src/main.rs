@@ -2,7 +2,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use errand_bench::{agent, echo, floor, workers};
+use errand_bench::{agent, echo, floor, openloop, restart, workers};
 
 #[derive(Parser)]
 #[command(about = "Load generator, workers and echo for errand's benchmark (driven by bench/run)")]
@@ -68,6 +68,41 @@ enum Command {
         #[arg(long)]
         samples: Option<PathBuf>,
     },
+    /// Open-loop submits at a fixed rate: ack latency from each scheduled time.
+    OpenLoop {
+        #[arg(long)]
+        addr: String,
+        #[arg(long)]
+        server_pid: Option<u32>,
+        #[arg(long, default_value_t = 16)]
+        agents: usize,
+        /// Submits per second, in all.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value = "stall")]
+        tool: String,
+        #[arg(long)]
+        samples: Option<PathBuf>,
+    },
+    /// Restart time: fill a data dir with retained tasks, time starts to serving.
+    Restart {
+        /// The errand binary.
+        #[arg(long)]
+        errand: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Finished tasks to write into the store first (0: use the dir as it is).
+        #[arg(long, default_value_t = 1_000_000)]
+        fill: usize,
+        /// Queued tasks to write too (recovery takes them up at each start).
+        #[arg(long, default_value_t = 1000)]
+        queued: usize,
+        /// Timed starts after a clean stop.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Workload 2: tasks end to end through the workers.
     E2e {
         #[arg(long)]
@@ -87,6 +122,9 @@ enum Command {
         tool: String,
         #[arg(long, default_value_t = 300)]
         max_secs: u64,
+        /// Submits per second in all (open loop); 0 is as fast as the window allows.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
         #[arg(long)]
         samples: Option<PathBuf>,
     },
@@ -196,9 +234,11 @@ async fn run(command: Command) -> anyhow::Result<Option<serde_json::Value>> {
             pipeline,
             tool,
             max_secs,
+            rate,
             samples,
         } => {
             let o = agent::E2eOpts {
+                rate,
                 agents: agents.max(1),
                 count,
                 window: window.max(1),
@@ -207,6 +247,39 @@ async fn run(command: Command) -> anyhow::Result<Option<serde_json::Value>> {
                 max_secs,
             };
             agent::e2e(&addr, &pids, o, samples.as_deref()).await?
+        }
+        Command::OpenLoop {
+            addr,
+            server_pid,
+            agents,
+            rate,
+            seconds,
+            tool,
+            samples,
+        } => {
+            let o = openloop::OpenLoopOpts {
+                agents: agents.max(1),
+                rate: rate.max(1.0),
+                seconds,
+                tool,
+            };
+            openloop::open_loop(&addr, server_pid, o, samples.as_deref()).await?
+        }
+        Command::Restart {
+            errand,
+            data_dir,
+            fill,
+            queued,
+            runs,
+        } => {
+            restart::restart(restart::RestartOpts {
+                errand,
+                data_dir,
+                fill,
+                queued,
+                runs,
+            })
+            .await?
         }
         Command::Delivery {
             addr,

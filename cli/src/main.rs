@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod check;
 mod mcp;
 mod ops;
 mod output;
@@ -113,6 +114,8 @@ enum Command {
     Worker(worker::Args),
     /// Serve MCP over stdin/stdout for a host, over a running errand server.
     Mcp(mcp::Args),
+    /// Check the whole store file of a data dir for corruption (read-only).
+    CheckStore(check::Args),
     /// Make tokens for the server's --tokens-file.
     #[command(subcommand)]
     Token(token::Command),
@@ -187,6 +190,7 @@ async fn main() -> ExitCode {
         Command::Worker(args) => worker::run(&args.conn.server.clone(), args).await,
         Command::Mcp(args) => mcp::run(&args.conn.server.clone(), args).await,
         Command::Token(cmd) => token::run(cmd),
+        Command::CheckStore(args) => check::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import json
 import re
@@ -61,7 +62,7 @@ class ToolDef:
     fallback: Optional[Fallback] = None
     cancellable_by_model: bool = False
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
 
@@ -71,19 +72,52 @@ class ToolDef:
 
     def bind(self, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn a JSON arguments object into call arguments (validating pydantic models)."""
-        sig = inspect.signature(self.fn)
-        hints = _hints(self.fn)
+        b = self._binding
         kwargs: dict[str, Any] = {}
         for key, value in arguments.items():
-            param = sig.parameters.get(key)
+            param = b.sig.parameters.get(key)
             if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                if _accepts_var_keyword(sig):
+                if b.var_keyword:
                     kwargs[key] = value
                     continue
                 raise TypeError(f"{self.name}() got an unexpected argument {key!r}")
-            kwargs[key] = _coerce(hints.get(key, Any), value)
-        sig.bind(**kwargs)  # raises TypeError for missing arguments
+            kwargs[key] = value if key in b.plain else _coerce(b.hints.get(key, Any), value)
+        if b.positional_only or not b.required.issubset(kwargs):
+            b.sig.bind(**kwargs)  # raises TypeError for missing arguments
         return [], kwargs
+
+    @functools.cached_property
+    def _binding(self) -> _Binding:
+        # Worked out once per tool: a worker binds every call with it.
+        sig = inspect.signature(self.fn)
+        hints = _hints(self.fn)
+        params = sig.parameters.values()
+        return _Binding(
+            sig=sig,
+            hints=hints,
+            var_keyword=_accepts_var_keyword(sig),
+            plain=frozenset(p.name for p in params if _plain(hints.get(p.name, Any))),
+            required=frozenset(
+                p.name
+                for p in params
+                if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ),
+            positional_only=any(p.kind == p.POSITIONAL_ONLY for p in params),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Binding:
+    """A tool function's signature as `ToolDef.bind` uses it."""
+
+    sig: inspect.Signature
+    hints: dict[str, Any]
+    var_keyword: bool
+    #: Parameters whose values `_coerce` would return unchanged.
+    plain: frozenset[str]
+    #: Parameters without a default that a call must name.
+    required: frozenset[str]
+    positional_only: bool
 
 
 @overload
@@ -424,6 +458,28 @@ def _pydantic_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
     for key, value in schema.pop("$defs", {}).items():
         defs.setdefault(key, value)
     return schema
+
+
+_PLAIN: tuple[Any, ...] = (Any, str, int, float, bool, bytes, dict, list, tuple, type(None), object)
+
+
+def _plain(tp: Any) -> bool:
+    """Whether `_coerce(tp, v)` is `v` for every `v`: no pydantic model or
+    Enum to build anywhere in `tp`."""
+    if any(tp is p for p in _PLAIN):
+        return True
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Literal or origin in (dict, Mapping, tuple):
+        return True
+    if origin is typing.Annotated:
+        return _plain(args[0])
+    if origin in _UNION_TYPES:
+        members = [a for a in args if a is not type(None)]
+        return len(members) != 1 or _plain(members[0])
+    if origin in (list, Sequence):
+        return not args or _plain(args[0])
+    return False
 
 
 def _coerce(tp: Any, value: Any) -> Any:

@@ -349,32 +349,18 @@ class Worker:
         stub = pb_grpc.WorkerServiceStub(channel)
         call = stub.Connect(requests(), metadata=self._metadata, wait_for_ready=True)
         running: dict[str, _Running] = {}
+        loop = asyncio.get_running_loop()
+        done = _Done(loop, running, outgoing)
+        # One reader task for the whole stream (not one per message): stop()
+        # ends it by cancelling it.
+        reader = asyncio.ensure_future(self._read(call, running, outgoing, executor, done))
         stop_wait = asyncio.ensure_future(self._wake.wait())
         try:
-            while True:
-                read = asyncio.ensure_future(call.read())
-                done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if read not in done:
-                    read.cancel()
-                    return  # stop() was called
-                cmd = read.result()
-                if cmd is _EOF:
-                    raise _StreamEnded
-                kind = cmd.WhichOneof("kind")
-                if kind == "registered":
-                    self.worker_id = cmd.registered.worker_id
-                    self._backoff.reset()
-                    with self._cond:
-                        self._registrations += 1
-                        self._cond.notify_all()
-                    log.info("errand worker registered as %s", self.worker_id)
-                elif kind == "assignment":
-                    self._spawn(cmd.assignment, running, outgoing, executor)
-                elif kind == "cancel":
-                    entry = running.get(cmd.cancel.task_id)
-                    if entry is not None:
-                        entry.cancel(cmd.cancel.reason or "cancelled")
+            await asyncio.wait({reader, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # the stream's end or error
         finally:
+            reader.cancel()
             stop_wait.cancel()
             # The server gives this connection's tasks to other workers as new
             # attempts: results of these runs would be ignored, so stop them.
@@ -383,12 +369,40 @@ class Worker:
             outgoing.put_nowait(None)
             call.cancel()
 
+    async def _read(
+        self,
+        call: Any,
+        running: dict[str, _Running],
+        outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
+        executor: ThreadPoolExecutor,
+        done: _Done,
+    ) -> None:
+        while True:
+            cmd = await call.read()
+            if cmd is _EOF:
+                raise _StreamEnded
+            kind = cmd.WhichOneof("kind")
+            if kind == "assignment":
+                self._spawn(cmd.assignment, running, outgoing, executor, done)
+            elif kind == "registered":
+                self.worker_id = cmd.registered.worker_id
+                self._backoff.reset()
+                with self._cond:
+                    self._registrations += 1
+                    self._cond.notify_all()
+                log.info("errand worker registered as %s", self.worker_id)
+            elif kind == "cancel":
+                entry = running.get(cmd.cancel.task_id)
+                if entry is not None:
+                    entry.cancel(cmd.cancel.reason or "cancelled")
+
     def _spawn(
         self,
         assignment: pb.Assignment,
         running: dict[str, _Running],
         outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
         executor: ThreadPoolExecutor,
+        done: _Done,
     ) -> None:
         ctx = TaskContext(
             task_id=assignment.task_id,
@@ -397,91 +411,115 @@ class Worker:
             attempt=assignment.attempt,
             timeout_ms=assignment.timeout_ms,
             resume_detail_json=assignment.resume_detail_json,
-            _send=self._sender(outgoing),
+            _send=done.send,
         )
-        entry = _Running(ctx)
-        running[ctx.task_id] = entry
-
-        async def body() -> None:
-            try:
-                result = await self._execute(assignment, ctx, executor)
-            except asyncio.CancelledError:
-                return  # cancelled by the server or disconnected: no result expected
-            finally:
-                if running.get(ctx.task_id) is entry:
-                    del running[ctx.task_id]
-            if ctx.cancelled.is_set():
-                return
-            outgoing.put_nowait(pb.WorkerMessage(result=result))
-
-        entry.task = asyncio.ensure_future(body())
-
-    def _sender(
-        self, outgoing: asyncio.Queue[Optional[pb.WorkerMessage]]
-    ) -> Callable[[pb.WorkerMessage], None]:
-        """Puts a message on this connection's stream, from the loop or any thread."""
-        loop = asyncio.get_running_loop()
-
-        def send(msg: pb.WorkerMessage) -> None:
-            if running_loop_is(loop):
-                outgoing.put_nowait(msg)
-            elif not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(outgoing.put_nowait, msg)
-                except RuntimeError:
-                    pass  # the loop closed meanwhile: the connection is gone
-
-        return send
-
-    async def _execute(
-        self, assignment: pb.Assignment, ctx: TaskContext, executor: ThreadPoolExecutor
-    ) -> pb.TaskResult:
-        def failed(code: str, message: str) -> pb.TaskResult:
-            return pb.TaskResult(
-                task_id=ctx.task_id,
-                error=pb.ToolError(code=code, message=message),
-                attempt=ctx.attempt,
-            )
-
         spec = self._tools.get(assignment.tool)
         if spec is None:
-            return failed("unknown_tool", f"this worker does not serve {assignment.tool!r}")
+            outgoing.put_nowait(
+                _failed(ctx, "unknown_tool", f"this worker does not serve {assignment.tool!r}")
+            )
+            return
         try:
             arguments = json.loads(assignment.arguments_json or "{}")
             if not isinstance(arguments, dict):
                 raise TypeError("arguments must be a JSON object")
             args, kwargs = spec.bind(arguments)
         except Exception as exc:
-            return failed("invalid_arguments", f"{type(exc).__name__}: {exc}")
+            outgoing.put_nowait(_failed(ctx, "invalid_arguments", f"{type(exc).__name__}: {exc}"))
+            return
+        entry = _Running(ctx)
+        running[ctx.task_id] = entry
+        if spec.is_async:
+            entry.task = asyncio.ensure_future(self._run_async(spec, args, kwargs, entry, done))
+        else:
+            # A plain function runs on the pool and hands its result back
+            # through `done`, which wakes the loop once per batch.
+            executor.submit(_run_plain, spec, args, kwargs, entry, done)
+
+    async def _run_async(
+        self,
+        spec: ToolDef,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        entry: _Running,
+        done: _Done,
+    ) -> None:
+        ctx = entry.ctx
+        _current.set(ctx)  # this task's own context
         try:
-            if spec.is_async:
-                token = _current.set(ctx)
-                try:
-                    value = await spec.fn(*args, **kwargs)
-                finally:
-                    _current.reset(token)
-            else:
-                loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(
-                    executor, _call_with_context, ctx, spec, args, kwargs
-                )
+            value = await spec.fn(*args, **kwargs)
         except asyncio.CancelledError:
-            raise
-        except ToolFailure as exc:
-            return failed(exc.code, exc.message)
-        except Exception as exc:
-            log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
-            return failed("tool_error", f"{type(exc).__name__}: {exc}")
-        summary = ""
-        if isinstance(value, Summarized):
-            value, summary = value.value, value.summary
+            # Cancelled by the server or disconnected: no result expected.
+            done.forget(entry)
+            return
+        except BaseException as exc:
+            done.finish(entry, _outcome_of_error(spec, ctx, exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        done.finish(entry, _result(ctx, value))
+
+
+class _Done:
+    """Hands finished calls back to the stream, on the event loop.
+
+    Plain functions finish on pool threads: their results queue here and the
+    loop is woken once for all that queued meanwhile, not once per call."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        running: dict[str, _Running],
+        outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
+    ) -> None:
+        self._loop = loop
+        self._running = running
+        self._outgoing = outgoing
+        self._lock = threading.Lock()
+        # Messages from pool threads, in order; None: not a call's result.
+        self._queued: list[tuple[Optional[_Running], pb.WorkerMessage]] = []
+
+    def send(self, msg: pb.WorkerMessage) -> None:
+        """Puts a message (progress) on the stream, from the loop or any
+        thread; from a thread in order with that thread's result."""
+        if running_loop_is(self._loop):
+            self._outgoing.put_nowait(msg)
+        else:
+            self._enqueue(None, msg)
+
+    def forget(self, entry: _Running) -> None:
+        """On the loop: the call ended without a result to send."""
+        if self._running.get(entry.ctx.task_id) is entry:
+            del self._running[entry.ctx.task_id]
+
+    def finish(self, entry: _Running, msg: pb.WorkerMessage) -> None:
+        """On the loop: send the call's result unless it was cancelled."""
+        self.forget(entry)
+        if not entry.ctx.cancelled.is_set():
+            self._outgoing.put_nowait(msg)
+
+    def finish_threadsafe(self, entry: _Running, msg: pb.WorkerMessage) -> None:
+        """From a pool thread: `finish` on the loop, batched."""
+        self._enqueue(entry, msg)
+
+    def _enqueue(self, entry: Optional[_Running], msg: pb.WorkerMessage) -> None:
+        with self._lock:
+            self._queued.append((entry, msg))
+            if len(self._queued) > 1:
+                return  # a wake-up is already on its way
         try:
-            result_json = json.dumps(value, default=_to_json, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            return failed("tool_error", f"the result is not JSON serialisable: {exc}")
-        return pb.TaskResult(
-            task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
-        )
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            pass  # the loop closed: the worker stopped, nobody to tell
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._queued = self._queued, []
+        for entry, msg in batch:
+            if entry is None:
+                self._outgoing.put_nowait(msg)
+            else:
+                self.finish(entry, msg)
 
 
 def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
@@ -495,14 +533,55 @@ class _StreamEnded(ErrandError):
     """The server closed the worker stream without an error (it is shutting down)."""
 
 
-def _call_with_context(
-    ctx: TaskContext, spec: ToolDef, args: list[Any], kwargs: dict[str, Any]
-) -> Any:
+def _failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
+    error = pb.ToolError(code=code, message=message)
+    return pb.WorkerMessage(
+        result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
+    )
+
+
+def _result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
+    summary = ""
+    if isinstance(value, Summarized):
+        value, summary = value.value, value.summary
+    try:
+        result_json = _ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        return _failed(ctx, "tool_error", f"the result is not JSON serialisable: {exc}")
+    result = pb.TaskResult(
+        task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
+    )
+    return pb.WorkerMessage(result=result)
+
+
+def _outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:
+    if isinstance(exc, ToolFailure):
+        return _failed(ctx, exc.code, exc.message)
+    log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
+    return _failed(ctx, "tool_error", f"{type(exc).__name__}: {exc}")
+
+
+def _run_plain(
+    spec: ToolDef, args: list[Any], kwargs: dict[str, Any], entry: _Running, done: _Done
+) -> None:
+    """On a pool thread: runs a plain function, encodes its outcome there
+    (off the loop), and hands it to the loop."""
+    ctx = entry.ctx
     token = _current.set(ctx)
     try:
-        return spec.fn(*args, **kwargs)
+        value = spec.fn(*args, **kwargs)
+    except BaseException as exc:
+        done.finish_threadsafe(entry, _outcome_of_error(spec, ctx, exc))
+        if not isinstance(exc, Exception):
+            raise
+        return
     finally:
         _current.reset(token)
+    done.finish_threadsafe(entry, _result(ctx, value))
+
+
+# One encoder for every result (json.dumps builds one per call when given options).
+_ENCODER = json.JSONEncoder(default=_to_json, ensure_ascii=False)
 
 
 def __getattr__(name: str) -> Any:

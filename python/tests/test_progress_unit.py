@@ -93,7 +93,11 @@ def test_a_tool_reports_progress_and_sends_a_summary_in_both_modes(mode: str) ->
     async def scenario() -> tuple[list[pb.WorkerMessage], pb.TaskResult]:
         from concurrent.futures import ThreadPoolExecutor
 
+        from errand.worker import _Done
+
         outgoing: asyncio.Queue[object] = asyncio.Queue()
+        running: dict[str, object] = {}
+        done = _Done(asyncio.get_running_loop(), running, outgoing)  # type: ignore[arg-type]
         assignment = pb.Assignment(
             task_id="t9",
             tool="crawl",
@@ -101,23 +105,16 @@ def test_a_tool_reports_progress_and_sends_a_summary_in_both_modes(mode: str) ->
             attempt=2,
             resume_detail_json='{"page": 1}',
         )
-        ctx = TaskContext(
-            "t9",
-            "s",
-            "crawl",
-            2,
-            0,
-            resume_detail_json='{"page": 1}',
-            _send=worker._sender(outgoing),  # type: ignore[arg-type]
-        )
-        with ThreadPoolExecutor(1) as pool:
-            result = await worker._execute(assignment, ctx, pool)
-        # The thread's puts were scheduled (call_soon_threadsafe) before the
-        # executor's own completion callback, so they have all landed.
         sent = []
-        while not outgoing.empty():
-            sent.append(outgoing.get_nowait())
-        return sent, result  # type: ignore[return-value]
+        with ThreadPoolExecutor(1) as pool:
+            worker._spawn(assignment, running, outgoing, pool, done)  # type: ignore[arg-type]
+            # Progress goes out in order, then the result.
+            while True:
+                msg = await asyncio.wait_for(outgoing.get(), 10)
+                assert isinstance(msg, pb.WorkerMessage)
+                if msg.WhichOneof("kind") == "result":
+                    return sent, msg.result
+                sent.append(msg)
 
     sent, result = asyncio.run(scenario())
     assert [m.progress.progress for m in sent] == [2.0, 3.0]

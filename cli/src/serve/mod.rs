@@ -13,10 +13,12 @@ use tracing::{info, warn};
 
 mod args;
 pub use args::Args;
+pub(crate) use args::default_data_dir;
 use args::{LogFormat, StoreKind};
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     crate::init_logs(args.log_format == LogFormat::Json);
+    let signals = Signals::install()?;
     let config = args.config()?;
     let addr = resolve("--listen", &args.listen).await?;
     let tokens = match &args.tokens_file {
@@ -206,7 +208,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         http_tls,
         metrics_token,
     };
-    server::serve_with(listener, config, store, options, shutdown_signal()).await?;
+    server::serve_with(listener, config, store, options, shutdown_signal(signals)).await?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -255,21 +257,37 @@ fn protect(e: &Exposure, allow: bool) -> Result<()> {
     Ok(())
 }
 
+/// SIGINT and SIGTERM listeners. Made before the server says it listens:
+/// until a listener exists a SIGTERM takes its default action and kills the
+/// server uncleanly (no drain, and the next start checks the whole store).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tokio::spawn(async {
-        wait_for_signal().await;
+async fn shutdown_signal(mut signals: Signals) {
+    signals.next().await;
+    tokio::spawn(async move {
+        signals.next().await;
         eprintln!("errand: second signal, exiting now");
         std::process::exit(130);
     });
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -27,6 +27,9 @@
 //! repeat. The schema is versioned with `PRAGMA user_version` (`MIGRATIONS` in `schema.rs`);
 //! a file written by a newer errand is refused rather than misread.
 //!
+//! **Start-up check.** `integrity.rs`: the whole file is checked at start
+//! only when the last run did not stop cleanly (or the file changed since).
+//!
 //! **One server per data dir.** `errand.lock` in the data dir is held with an
 //! exclusive advisory lock (`flock` through the `fs4` crate) for the store's
 //! lifetime; a second server on the same dir fails at open with a clear error.
@@ -53,12 +56,14 @@ use super::sql::{
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use errors::{io_error, open_error, store_error};
+pub use integrity::{CLEAN_FILE, check_store};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
 use schema::{lock_data_dir, open_writer};
 use writer::{Op, Writer};
 
 mod errors;
 pub mod files;
+mod integrity;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -83,6 +88,7 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     read_permits: Semaphore,
+    data_dir: PathBuf,
     _lock: File,
 }
 
@@ -97,10 +103,11 @@ impl SqliteStore {
         files::prepare_data_dir(data_dir)?;
         files::own_file(&data_dir.join(LOCK_FILE))?;
         let lock = lock_data_dir(data_dir)?;
+        let clean = integrity::take_clean_mark(data_dir)?;
         let path = data_dir.join(DB_FILE);
         files::own_file(&path)?;
         files::own_sidecars(&path)?;
-        let conn = open_writer(&path)?;
+        let conn = open_writer(&path, !clean)?;
         let (tx, rx) = batch::queue();
         let writer = std::thread::Builder::new()
             .name("errand-store-writer".into())
@@ -119,6 +126,7 @@ impl SqliteStore {
             writer: Some(writer),
             readers,
             read_permits: Semaphore::new(READERS),
+            data_dir: data_dir.to_path_buf(),
             _lock: lock,
         })
     }
@@ -171,10 +179,15 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the channel lets the writer drain what is queued and stop.
         drop(self.tx.take());
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            error!("the store's writer thread panicked");
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                error!("the store's writer thread panicked");
+                return;
+            }
+            // Closing the last connection folds the WAL into the file; then
+            // the next start may skip the full check.
+            self.readers.lock().clear();
+            integrity::leave_clean_mark(&self.data_dir);
         }
     }
 }

@@ -10,6 +10,7 @@ use rusqlite::Connection;
 use tracing::info;
 
 use super::errors::{io_error, open_error};
+use super::integrity::quick_check;
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
@@ -123,8 +124,9 @@ pub(super) fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-/// Opens the write connection: checks the file, migrates the schema.
-pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+/// Opens the write connection: checks the file (the whole of it with
+/// `full_check`, see `integrity.rs`), migrates the schema.
+pub(super) fn open_writer(path: &Path, full_check: bool) -> Result<Connection, StoreError> {
     let err = |e| open_error(path, e);
     let conn = Connection::open(path).map_err(err)?;
     // Before any table exists this takes effect; on an existing file it is a
@@ -170,7 +172,9 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(err)?;
-    quick_check(&conn, path)?;
+    if full_check {
+        quick_check(&conn, path)?;
+    }
     let mut conn = conn;
     if version < known {
         let tx = conn.transaction().map_err(err)?;
@@ -186,21 +190,4 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
-}
-
-/// `PRAGMA quick_check`: a corrupt file is refused at start, not found out
-/// by a later write.
-fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let problems: Vec<String> = conn
-        .prepare("PRAGMA quick_check(5)")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| open_error(path, e))?;
-    if problems.len() == 1 && problems[0] == "ok" {
-        return Ok(());
-    }
-    Err(StoreError::Internal(format!(
-        "{} is corrupt ({}): restore it from a backup, or move it away to start empty",
-        path.display(),
-        problems.join("; ")
-    )))
 }

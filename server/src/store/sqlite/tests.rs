@@ -382,6 +382,83 @@ fn another_programs_database_is_refused() {
     assert!(msg.contains("not an errand database"), "{msg}");
 }
 
+/// Overwrites pages in the middle of `errand.db` in place, then sets its
+/// modification time to what it was plus `later_secs` (`None`: unchanged).
+fn scribble(dir: &Path, later_secs: Option<u64>) {
+    let path = dir.join(DB_FILE);
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 40_000);
+    bytes[20_000..36_000].fill(0x5a);
+    std::fs::write(&path, bytes).unwrap();
+    let at = modified + std::time::Duration::from_secs(later_secs.unwrap_or(0));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
+async fn store_of_500(dir: &Path) {
+    let store = open(dir);
+    let tasks: Vec<_> = (0..500).map(|i| task("s1", None, at(i))).collect();
+    join_all(tasks.iter().map(|t| insert_new(&store, t))).await;
+}
+
+#[tokio::test]
+async fn a_clean_stop_leaves_a_mark_that_the_next_open_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join(CLEAN_FILE);
+    store_of_500(dir.path()).await;
+    assert!(mark.exists(), "a clean stop leaves the mark");
+    let store = open(dir.path());
+    // Gone while the store runs: a crash now must not look like a clean stop.
+    assert!(!mark.exists());
+    assert_eq!(row_count(dir.path()), 500);
+    drop(store);
+    assert!(mark.exists());
+}
+
+#[tokio::test]
+async fn after_a_clean_stop_only_check_store_reads_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of_500(dir.path()).await;
+    // Corruption that leaves the file's length, time and inode as the clean
+    // stop left them (a disk fault) is not looked for at start...
+    scribble(dir.path(), None);
+    drop(open(dir.path()));
+    // ...but `errand check-store` finds it.
+    let msg = check_store(dir.path()).expect_err("corrupt").to_string();
+    assert!(
+        msg.contains("corrupt") || msg.contains("malformed"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn after_an_unclean_stop_the_whole_file_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of_500(dir.path()).await;
+    // A crash leaves no mark.
+    std::fs::remove_file(dir.path().join(CLEAN_FILE)).unwrap();
+    scribble(dir.path(), None);
+    let msg = SqliteStore::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(msg.contains("corrupt"), "{msg}");
+}
+
+#[test]
+fn check_store_passes_a_sound_file_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = check_store(dir.path()).expect_err("missing").to_string();
+    assert!(msg.contains("does not exist"), "{msg}");
+    drop(open(dir.path()));
+    check_store(dir.path()).expect("sound");
+}
+
 #[tokio::test]
 async fn corrupt_pages_are_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -390,12 +467,9 @@ async fn corrupt_pages_are_refused_at_open() {
         let tasks: Vec<_> = (0..500).map(|i| task("s1", None, at(i))).collect();
         join_all(tasks.iter().map(|t| insert_new(&store, t))).await;
     }
-    let path = dir.path().join(DB_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
-    assert!(bytes.len() > 40_000);
-    // Scribble over pages in the middle of the file.
-    bytes[20_000..36_000].fill(0x5a);
-    std::fs::write(&path, bytes).unwrap();
+    // Scribble over pages in the middle of the file, a second after the stop
+    // (file times are coarser than this test).
+    scribble(dir.path(), Some(1));
     let msg = SqliteStore::open(dir.path())
         .err()
         .expect("refused")

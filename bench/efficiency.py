@@ -1,0 +1,229 @@
+"""Issue 20's figures: open-loop ack latency, server CPU per task apart from the
+load generator's, delivery at half of peak, the Python worker three ways, and
+restart time with a large store; their tables and targets. Pure functions of
+the results dict that `bench.py` fills."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tables import f0, f1, table, us
+
+Target = tuple[str, str, str, bool]
+
+
+def cpu_split(r: dict[str, Any], roles: dict[int, str]) -> dict[str, Any]:
+    """Adds `<role>_cpu_us_per_task` for each pid of an e2e result's
+    `cpu_seconds` (`roles` names them; the last entry is the load generator),
+    and `server_cores` (server CPU seconds per wall second)."""
+    n = max(r.get("tasks") or 0, 1)
+    per_pid = r.get("cpu_seconds") or []
+    for i, e in enumerate(per_pid):
+        role = "loadgen" if i == len(per_pid) - 1 else roles.get(e["pid"], f"pid{e['pid']}")
+        r[f"{role}_cpu_us_per_task"] = e["seconds"] * 1e6 / n
+        if role == "server":
+            r["server_cores"] = e["seconds"] / max(r["seconds"], 1e-9)
+    return r
+
+
+def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
+    g = R.get
+    parts = []
+    rows = []
+    for store in ("durable", "memory"):
+        for rate in sz["open_rates"]:
+            r = g(f"open/{store}/{rate}")
+            if r:
+                a = r["ack"]
+                rows.append(
+                    [
+                        f"errand ({store})",
+                        f"{rate:,}/s × {sz['open_seconds']} s, 16 connections",
+                        us(a["p50_us"]),
+                        us(a["p99_us"]),
+                        us(a["p999_us"]),
+                        f1(r["server_cpu_us_per_submit"]),
+                        f1(r["loadgen_cpu_us_per_submit"]),
+                    ]
+                )
+    parts.append(
+        "### 1b. Open-loop submits (latency from each submit's scheduled time)\n\n"
+        + table(["system", "load", "p50", "p99", "p99.9", "server CPU µs/submit", "load generator CPU µs/submit"], rows)
+    )
+    rows = []
+    for key, label in (
+        ("e2e/durable/rust", "durable, 256 submitters / 64 sessions"),
+        ("e2e/memory/rust", "memory, 256 submitters / 64 sessions"),
+        ("e2e16/durable/rust", "durable, 16 submitters / 16 sessions"),
+        ("e2e16/memory/rust", "memory, 16 submitters / 16 sessions"),
+        ("half/durable/rust", "durable, open loop at 50 % of peak"),
+        ("half/memory/rust", "memory, open loop at 50 % of peak"),
+    ):
+        r = g(key)
+        if r:
+            d = r["delivery"]
+            rows.append(
+                [
+                    label,
+                    f0(r["tasks"]),
+                    f0(r["tasks_per_s"]),
+                    f1(r.get("server_cpu_us_per_task")),
+                    f"{r.get('server_cores', 0):.2f}",
+                    f1(r.get("worker_cpu_us_per_task")),
+                    f1(r.get("loadgen_cpu_us_per_task")),
+                    us(d["p50_us"]),
+                    us(d["p99_us"]),
+                ]
+            )
+    parts.append(
+        "### 2b. End to end, Rust worker: where the CPU goes (from /proc)\n\n"
+        + table(
+            [
+                "errand store, load",
+                "tasks",
+                "tasks/s",
+                "server CPU µs/task",
+                "server cores",
+                "worker CPU µs/task",
+                "load generator CPU µs/task",
+                "delivery p50",
+                "delivery p99",
+            ],
+            rows,
+        )
+    )
+    rows = []
+    bare = g("py/bare")
+    for mode, label in (
+        ("sdk-thread", "SDK `Worker`, plain function (thread pool)"),
+        ("sdk-async", "SDK `Worker`, `async def` tool"),
+        ("bare", "bare `grpc.aio` bidi loop"),
+    ):
+        r = g(f"py/{mode}")
+        if r:
+            rows.append(
+                [
+                    label,
+                    f0(r["tasks"]),
+                    f0(r["tasks_per_s"]),
+                    f1(r.get("worker_cpu_us_per_task")),
+                    f1(r.get("server_cpu_us_per_task")),
+                    f"{bare['tasks_per_s'] / r['tasks_per_s']:.2f}×" if bare else "–",
+                ]
+            )
+    parts.append(
+        "### 2c. Python workers, memory store, no-op tool, 64 slots\n\n"
+        + table(["worker", "tasks", "tasks/s", "worker CPU µs/task", "server CPU µs/task", "bare ÷ this"], rows)
+    )
+    rows = []
+    for key in ("restart_empty", "restart"):
+        r = g(key)
+        if not r:
+            continue
+        s, lst = r["serving"], r["listening"]
+        what = (
+            f"{f0(r['retained_tasks'])} retained + {f0(r['queued_tasks'])} queued tasks"
+            if r["retained_tasks"]
+            else "empty"
+        )
+        rows += [
+            [
+                f"{what}, {r['db_bytes'] / 2**20:,.1f} MiB",
+                f"{r['runs']} after clean stops",
+                us(lst["p50_us"]),
+                us(s["p50_us"]),
+                us(s["max_us"]),
+                us(r["stop"]["p50_us"]),
+            ],
+            [
+                f"{what}, after SIGKILL (full check)",
+                "1 after a crash",
+                us(r["after_crash_listening_ms"] * 1000),
+                us(r["after_crash_serving_ms"] * 1000),
+                "",
+                "",
+            ],
+        ]
+    if rows:
+        parts.append(
+            "### 7. Restart: spawn of `errand serve` → first answered RPC\n\n"
+            + table(["store", "starts", "listening p50", "serving p50", "serving max", "stop p50"], rows)
+        )
+    return "\n\n".join(parts)
+
+
+def targets(R: dict[str, Any], sz: dict[str, Any]) -> list[Target]:
+    """(target, measured, bound, holds) for each of issue 20's targets measured."""
+    g = R.get
+    out: list[Target] = []
+    d, m = g("e2e/durable/rust"), g("e2e/memory/rust")
+    if d and m:
+        ratio = d["tasks_per_s"] / m["tasks_per_s"]
+        out.append(
+            (
+                "durable end to end ≥ 0.9× the memory store's tasks/s",
+                f"{ratio:.2f}× ({f0(d['tasks_per_s'])} vs {f0(m['tasks_per_s'])})",
+                "",
+                ratio >= 0.9,
+            )
+        )
+    if d:
+        out.append(("durable end to end ≥ 20,000 tasks/s", f0(d["tasks_per_s"]), "", d["tasks_per_s"] >= 20_000))
+        v = d.get("server_cpu_us_per_task")
+        if v is not None:
+            out.append(("server CPU ≤ 60 µs per durable task, 256 submitters", f"{v:.1f} µs", "", v <= 60))
+            cores = d.get("server_cores", 0)
+            out.append(("the server uses both cores when the load needs them", f"{cores:.2f} cores", "", cores > 1.0))
+    d16 = g("e2e16/durable/rust")
+    if d16 and d16.get("server_cpu_us_per_task") is not None:
+        v = d16["server_cpu_us_per_task"]
+        out.append(("server CPU ≤ 100 µs per durable task, 16 submitters", f"{v:.1f} µs", "", v <= 100))
+    for rate, p50, p99 in ((5000, 600, 2000), (1000, None, 1500)):
+        r = g(f"open/durable/{rate}")
+        if not r:
+            continue
+        a = r["ack"]
+        out.append((f"ack p99 ≤ {us(p99)} at open-loop {rate:,}/s, durable", us(a["p99_us"]), "", a["p99_us"] <= p99))
+        if p50:
+            out.append(
+                (f"ack p50 ≤ {us(p50)} at open-loop {rate:,}/s, durable", us(a["p50_us"]), "", a["p50_us"] <= p50)
+            )
+    h = g("half/durable/rust")
+    if h:
+        p99 = h["delivery"]["p99_us"]
+        out.append(("delivery p99 ≤ 2 ms at 50 % of peak, durable", us(p99), "", p99 <= 2000))
+    bare = g("py/bare")
+    for mode in ("sdk-async", "sdk-thread"):
+        r = g(f"py/{mode}")
+        if bare and r:
+            ratio = bare["tasks_per_s"] / r["tasks_per_s"]
+            out.append(
+                (
+                    f"Python SDK `Worker` ({mode}) within 1.5× of a bare grpc.aio loop",
+                    f"{ratio:.2f}× ({f0(r['tasks_per_s'])} vs {f0(bare['tasks_per_s'])} tasks/s)",
+                    "",
+                    ratio <= 1.5,
+                )
+            )
+    a = max(sz["submit_agents"], key=lambda k: sz["submit_counts"][k])
+    for store in ("durable", "memory"):
+        r = g(f"submit/{store}/{a}")
+        if r and r.get("bytes_per_task") is not None:
+            b = r["bytes_per_task"]
+            out.append((f"≤ 1 KiB server memory per queued task ({store})", f"{f0(b)} B", "", b <= 1024))
+    s = g("sessions")
+    if s and s.get("bytes_per_stream") is not None:
+        b = s["bytes_per_stream"]
+        out.append(("≤ 16 KiB server memory per idle stream", f"{f0(b)} B", "", b <= 16384))
+    r = g("restart")
+    if r:
+        worst = r["serving"]["max_us"]
+        out.append(
+            (
+                f"restart < 100 ms to serving with {f0(r['retained_tasks'])} retained tasks (clean stop)",
+                f"{us(worst)} (max of {r['runs']})",
+                "",
+                worst < 100_000,
+            )
+        )
+    return out
