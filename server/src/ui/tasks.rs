@@ -201,22 +201,24 @@ pub(super) async fn result(
         .into_response()
 }
 
+/// The task `id` a state-changing request names, with the caller's access:
+/// the CSRF token checked, the task visible to it and its tenant's to change.
+async fn changeable(ui: &Ui, headers: &HeaderMap, id: &str) -> Result<(Access, TaskView), Denied> {
+    let access = ui.changer(headers)?;
+    let view = visible(ui, &access, id).await?;
+    access.may_change(&view.task.session)?;
+    Ok((access, view))
+}
+
 pub(super) async fn cancel(
     State(ui): State<Ui>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let access = match ui.changer(&headers) {
-        Ok(a) => a,
+    let (access, view) = match changeable(&ui, &headers, &id).await {
+        Ok(found) => found,
         Err(r) => return r.into_response(),
     };
-    let view = match visible(&ui, &access, &id).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = access.may_change(&view.task.session) {
-        return r.into_response();
-    }
     match ui
         .sched
         .cancel(view.task.id, "cancelled from the dashboard")
@@ -241,17 +243,10 @@ pub(super) async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let access = match ui.changer(&headers) {
-        Ok(a) => a,
+    let view = match changeable(&ui, &headers, &id).await {
+        Ok((_, view)) => view,
         Err(r) => return r.into_response(),
     };
-    let view = match visible(&ui, &access, &id).await {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = access.may_change(&view.task.session) {
-        return r.into_response();
-    }
     match ui.sched.retry(&view.task).await {
         Ok((task, _)) => ok(json!({ "task_id": task.id.to_string(), "retry_of": id })),
         Err(e) => failed(e).into_response(),
