@@ -307,3 +307,77 @@ async fn a_flood_of_reports_is_coalesced_to_one_event_per_interval_and_the_lates
         }
     }
 }
+
+/// One A2A JSON-RPC call over HTTP/1.0; the parsed answer.
+async fn a2a_call(base: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST /jsonrpc HTTP/1.0\r\nHost: {host}\r\nA2A-Version: 1.0\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an A2A answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn a2a_get_task_of_a_running_task_is_working_with_its_latest_progress() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let id = submit(&server, "s", "crawl").await;
+    assert_eq!(assignment(&mut worker).await.task_id, id);
+
+    // Running, no progress yet: WORKING without a message.
+    let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
+    let status = &answer["result"]["status"];
+    assert_eq!(status["state"], "TASK_STATE_WORKING", "{answer}");
+    assert!(status.get("message").is_none(), "{answer}");
+
+    worker.tx.send(report(&id, 3, "")).await.unwrap();
+    // Once the report is on the session's feed, the task holds it.
+    loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            assert_eq!(p.task_id, id);
+            break;
+        }
+    }
+    let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
+    let status = &answer["result"]["status"];
+    assert_eq!(status["state"], "TASK_STATE_WORKING", "{answer}");
+    assert_eq!(
+        status["message"]["parts"][0]["text"], "3/5 (60%): step 3 of 5",
+        "{answer}"
+    );
+    assert_eq!(status["message"]["role"], "ROLE_AGENT", "{answer}");
+
+    // Finished: the progress text is gone, the result is the artifact.
+    worker.tx.send(result(&id, r#"{"pages":3}"#)).await.unwrap();
+    loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut stream).await {
+            assert_eq!(c.task_id, id);
+            break;
+        }
+    }
+    let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
+    assert_eq!(
+        answer["result"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{answer}"
+    );
+    assert!(
+        answer["result"]["status"].get("message").is_none(),
+        "{answer}"
+    );
+}

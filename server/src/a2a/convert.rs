@@ -101,11 +101,20 @@ fn failure_text(task: &pb::Task) -> String {
     format!("{}: tool `{}`{detail}", status_name(task), task.tool)
 }
 
+/// A progress report as a `WORKING` status message.
+pub fn progress_text(p: &pb::Progress) -> String {
+    crate::text::progress_status(p.progress, p.total, &p.message)
+}
+
 /// The task's status; `message` (the ack on submit) when given, else the
-/// failure text of a failed task.
+/// latest progress of a working task or the failure text of a failed task.
 pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
     let state = state(task);
-    let message = message.or_else(|| (state == TaskState::Failed).then(|| failure_text(task)));
+    let message = message.or_else(|| match (&state, &task.progress) {
+        (TaskState::Working, Some(p)) => Some(progress_text(p)),
+        (TaskState::Failed, _) => Some(failure_text(task)),
+        _ => None,
+    });
     TaskStatus {
         state,
         message: message.map(|m| agent_text(task, m)),
