@@ -171,6 +171,20 @@ pub fn task(t: &pb::Task, message: Option<String>) -> Task {
     }
 }
 
+/// A progress report of `t` (running) as a stream's `WORKING` status update.
+pub fn progress_event(t: &pb::Task, p: &pb::Progress) -> a2a::StreamResponse {
+    a2a::StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
+        task_id: t.task_id.clone(),
+        context_id: context_id(t),
+        status: TaskStatus {
+            state: TaskState::Working,
+            message: Some(agent_text(t, progress_text(p))),
+            timestamp: Some(Utc::now()),
+        },
+        metadata: None,
+    })
+}
+
 /// What a stream sends once the task is final: its artifact (when it
 /// succeeded), then its final status.
 pub fn final_events(t: &pb::Task) -> Vec<a2a::StreamResponse> {
