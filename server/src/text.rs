@@ -203,16 +203,10 @@ fn digest_line(task: &TaskRecord, progress: Option<&ProgressRecord>, now: System
         String::new()
     };
     let progress = progress.map_or(String::new(), |p| {
-        let mut s = if p.total > 0.0 {
-            let pct = (p.progress / p.total * 100.0).clamp(0.0, 100.0);
-            format!("; progress {}/{} ({pct:.0}%)", p.progress, p.total)
-        } else if p.progress > 0.0 {
-            format!("; progress {}", p.progress)
-        } else {
-            String::from("; progress reported")
-        };
+        let amount = progress_amount(p.progress, p.total);
+        let mut s = format!("; progress {}", amount.as_deref().unwrap_or("reported"));
         if !p.message.is_empty() {
-            s.push_str(&format!(": {}", crate::error::cut(&p.message, 200)));
+            s.push_str(&format!(": {}", cut_message(&p.message)));
         }
         s
     });
@@ -221,6 +215,35 @@ fn digest_line(task: &TaskRecord, progress: Option<&ProgressRecord>, now: System
         task.id,
         crate::tenant::strip(&task.tool)
     )
+}
+
+/// A running task's latest progress as its status text (MCP `statusMessage`,
+/// A2A `WORKING` message): "3/5 (60%): page 3", "3: page 3", "page 3", or
+/// "progress reported" when the report carries neither number nor words.
+pub fn progress_status(progress: f64, total: f64, message: &str) -> String {
+    match (progress_amount(progress, total), message.is_empty()) {
+        (Some(a), true) => a,
+        (Some(a), false) => format!("{a}: {}", cut_message(message)),
+        (None, false) => cut_message(message).to_string(),
+        (None, true) => String::from("progress reported"),
+    }
+}
+
+/// "3/5 (60%)" with a total, "3" without one, `None` when nothing counted.
+fn progress_amount(progress: f64, total: f64) -> Option<String> {
+    if total > 0.0 {
+        let pct = (progress / total * 100.0).clamp(0.0, 100.0);
+        Some(format!("{progress}/{total} ({pct:.0}%)"))
+    } else if progress > 0.0 {
+        Some(format!("{progress}"))
+    } else {
+        None
+    }
+}
+
+/// A progress message as shown to the model: at most 200 bytes.
+fn cut_message(message: &str) -> &str {
+    crate::error::cut(message, 200)
 }
 
 /// A duration as people read it: "12 s", "3 min 4 s", "2 h 5 min".
@@ -416,6 +439,14 @@ mod digest_tests {
             call: Default::default(),
             notes: Default::default(),
         }
+    }
+
+    #[test]
+    fn progress_reads_as_a_status_text() {
+        assert_eq!(progress_status(3.0, 5.0, "page 3"), "3/5 (60%): page 3");
+        assert_eq!(progress_status(3.0, 0.0, ""), "3");
+        assert_eq!(progress_status(0.0, 0.0, "warming up"), "warming up");
+        assert_eq!(progress_status(0.0, 0.0, ""), "progress reported");
     }
 
     #[test]

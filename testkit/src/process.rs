@@ -109,6 +109,8 @@ pub struct ServeProcess {
     pub metrics_url: Option<String>,
     /// `http://ADDR/` when started with `--ui-listen`.
     pub ui_url: Option<String>,
+    /// `http://ADDR` (no path) when started with `--a2a-listen`.
+    pub a2a_url: Option<String>,
 }
 
 impl ServeProcess {
@@ -133,6 +135,7 @@ impl ServeProcess {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut metrics_url = None;
         let mut ui_url = None;
+        let mut a2a_url = None;
         let line = within("the server's listening line", async {
             loop {
                 let line = wait_line(&mut lines, "errand ").await;
@@ -140,6 +143,9 @@ impl ServeProcess {
                     metrics_url = Some(url.to_string());
                 } else if let Some(url) = line.strip_prefix("errand dashboard on ") {
                     ui_url = Some(url.to_string());
+                } else if let Some(card) = line.strip_prefix("errand a2a on ") {
+                    let base = card.trim_end_matches("/.well-known/agent-card.json");
+                    a2a_url = Some(base.to_string());
                 } else if line.starts_with("errand listening on ") {
                     return line;
                 }
@@ -152,6 +158,7 @@ impl ServeProcess {
             addr,
             metrics_url,
             ui_url,
+            a2a_url,
         }
     }
 

@@ -307,3 +307,174 @@ async fn a_flood_of_reports_is_coalesced_to_one_event_per_interval_and_the_lates
         }
     }
 }
+
+/// One A2A JSON-RPC call over HTTP/1.0; the parsed answer.
+async fn a2a_call(base: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST /jsonrpc HTTP/1.0\r\nHost: {host}\r\nA2A-Version: 1.0\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an A2A answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn a2a_get_task_of_a_running_task_is_working_with_its_latest_progress() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let id = submit(&server, "s", "crawl").await;
+    assert_eq!(assignment(&mut worker).await.task_id, id);
+
+    // Running, no progress yet: WORKING without a message.
+    let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
+    let status = &answer["result"]["status"];
+    assert_eq!(status["state"], "TASK_STATE_WORKING", "{answer}");
+    assert!(status.get("message").is_none(), "{answer}");
+
+    worker.tx.send(report(&id, 3, "")).await.unwrap();
+    // Once the report is on the session's feed, the task holds it.
+    loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            assert_eq!(p.task_id, id);
+            break;
+        }
+    }
+    let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
+    let status = &answer["result"]["status"];
+    assert_eq!(status["state"], "TASK_STATE_WORKING", "{answer}");
+    assert_eq!(
+        status["message"]["parts"][0]["text"], "3/5 (60%): step 3 of 5",
+        "{answer}"
+    );
+    assert_eq!(status["message"]["role"], "ROLE_AGENT", "{answer}");
+
+    // Finished: the progress text is gone, the result is the artifact.
+    worker.tx.send(result(&id, r#"{"pages":3}"#)).await.unwrap();
+    loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut stream).await {
+            assert_eq!(c.task_id, id);
+            break;
+        }
+    }
+    let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
+    assert_eq!(
+        answer["result"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{answer}"
+    );
+    assert!(
+        answer["result"]["status"].get("message").is_none(),
+        "{answer}"
+    );
+}
+
+/// A2A `SubscribeToTask` over JSON-RPC (HTTP/1.0, server-sent events).
+struct A2aStream {
+    conn: tokio::net::TcpStream,
+    buffered: String,
+}
+
+impl A2aStream {
+    async fn subscribe(base: &str, task_id: &str) -> A2aStream {
+        use tokio::io::AsyncWriteExt;
+        let host = base.trim_start_matches("http://");
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask",
+            "params": {"id": task_id}})
+        .to_string();
+        let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+        let req = format!(
+            "POST /jsonrpc HTTP/1.0\r\nHost: {host}\r\nA2A-Version: 1.0\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        A2aStream {
+            conn,
+            buffered: String::new(),
+        }
+    }
+
+    /// The next event's `result`; `None` once the stream has closed.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(start) = self.buffered.find("data:")
+                && let Some(len) = self.buffered[start..].find("\n\n")
+            {
+                let data = self.buffered[start + 5..start + len].trim().to_string();
+                self.buffered.drain(..start + len + 2);
+                let event: serde_json::Value = serde_json::from_str(&data).unwrap();
+                return Some(event["result"].clone());
+            }
+            let n = within("an A2A stream event", self.conn.read(&mut buf))
+                .await
+                .unwrap();
+            if n == 0 {
+                return None;
+            }
+            self.buffered
+                .push_str(&String::from_utf8_lossy(&buf[..n]).replace("\r\n", "\n"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a2a_streams_send_working_updates_with_progress_before_the_artifact_and_final_status() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let id = submit(&server, "s", "crawl").await;
+    assert_eq!(assignment(&mut worker).await.task_id, id);
+
+    let mut stream = A2aStream::subscribe(&a2a, &id).await;
+    let first = stream.next().await.expect("the Task snapshot");
+    assert_eq!(
+        first["task"]["status"]["state"], "TASK_STATE_WORKING",
+        "{first}"
+    );
+
+    worker.tx.send(report(&id, 3, "")).await.unwrap();
+    let update = stream.next().await.expect("a WORKING update");
+    let status = &update["statusUpdate"]["status"];
+    assert_eq!(status["state"], "TASK_STATE_WORKING", "{update}");
+    assert_eq!(
+        status["message"]["parts"][0]["text"], "3/5 (60%): step 3 of 5",
+        "{update}"
+    );
+    assert_eq!(update["statusUpdate"]["taskId"], id.as_str(), "{update}");
+
+    worker.tx.send(result(&id, r#"{"pages":3}"#)).await.unwrap();
+    let artifact = stream.next().await.expect("the artifact");
+    assert_eq!(
+        // Data parts are protobuf Structs: numbers come back as doubles.
+        artifact["artifactUpdate"]["artifact"]["parts"][0]["data"]["pages"],
+        3.0,
+        "{artifact}"
+    );
+    let last = stream.next().await.expect("the final status");
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{last}"
+    );
+    assert!(
+        stream.next().await.is_none(),
+        "the stream closes at the end"
+    );
+}

@@ -35,6 +35,8 @@ pub struct Server {
     pub metrics_url: Option<String>,
     /// `http://ADDR/` when started with `--ui-listen`.
     pub ui_url: Option<String>,
+    /// `http://ADDR` when started with `--a2a-listen`.
+    pub a2a_url: Option<String>,
     /// How clients reach it (TLS); tokens are given per call.
     pub tls: Option<errand_client::TlsOptions>,
 }
@@ -74,6 +76,7 @@ impl Server {
             addr: process.addr.clone(),
             metrics_url: process.metrics_url.clone(),
             ui_url: process.ui_url.clone(),
+            a2a_url: process.a2a_url.clone(),
             process,
             args,
             tls: None,

@@ -101,11 +101,20 @@ fn failure_text(task: &pb::Task) -> String {
     format!("{}: tool `{}`{detail}", status_name(task), task.tool)
 }
 
+/// A progress report as a `WORKING` status message.
+pub fn progress_text(p: &pb::Progress) -> String {
+    crate::text::progress_status(p.progress, p.total, &p.message)
+}
+
 /// The task's status; `message` (the ack on submit) when given, else the
-/// failure text of a failed task.
+/// latest progress of a working task or the failure text of a failed task.
 pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
     let state = state(task);
-    let message = message.or_else(|| (state == TaskState::Failed).then(|| failure_text(task)));
+    let message = message.or_else(|| match (&state, &task.progress) {
+        (TaskState::Working, Some(p)) => Some(progress_text(p)),
+        (TaskState::Failed, _) => Some(failure_text(task)),
+        _ => None,
+    });
     TaskStatus {
         state,
         message: message.map(|m| agent_text(task, m)),
@@ -160,6 +169,20 @@ pub fn task(t: &pb::Task, message: Option<String>) -> Task {
         history: None,
         metadata: Some(metadata(t)),
     }
+}
+
+/// A progress report of `t` (running) as a stream's `WORKING` status update.
+pub fn progress_event(t: &pb::Task, p: &pb::Progress) -> a2a::StreamResponse {
+    a2a::StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
+        task_id: t.task_id.clone(),
+        context_id: context_id(t),
+        status: TaskStatus {
+            state: TaskState::Working,
+            message: Some(agent_text(t, progress_text(p))),
+            timestamp: Some(Utc::now()),
+        },
+        metadata: None,
+    })
 }
 
 /// What a stream sends once the task is final: its artifact (when it

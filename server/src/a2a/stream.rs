@@ -1,9 +1,11 @@
-//! `SendStreamingMessage` and `SubscribeToTask`: the Task snapshot, then,
-//! once the task finishes, its `result` artifact and its final status, then
-//! the end of the stream.
+//! `SendStreamingMessage` and `SubscribeToTask`: the Task snapshot, a
+//! `WORKING` status update for each progress report of the task (at most one
+//! per `--progress-interval`, the latest wins), then, once the task
+//! finishes, its `result` artifact and its final status, then the end of the
+//! stream.
 //!
-//! Fed from the session's completion feed (ToolService's `Completions`,
-//! counted against the tenant's open streams): the feed's cursor is taken
+//! Fed from the session's event feed (ToolService's `SessionEvents` with
+//! progress, counted against the tenant's open streams): the feed's cursor is taken
 //! before the snapshot, so a task that finishes between the two is still
 //! seen, and both come from the store, so a stream opened after a restart
 //! follows a task submitted before it.
@@ -34,13 +36,16 @@ pub async fn follow(
 ) -> Result<BoxStream<'static, Result<StreamResponse, A2AError>>, A2AError> {
     let agent = &handler.agent;
     let after_seq = cursor(agent, &caller, &task.session_id).await?;
-    let completions = agent
+    let events = agent
         .api
-        .completions(request(
+        .session_events(request(
             &caller,
-            pb::CompletionsRequest {
+            pb::SessionEventsRequest {
                 session_id: task.session_id.clone(),
                 after_seq,
+                include_progress: true,
+                // The stream reads the finished task itself.
+                results_by_reference: true,
             },
         ))
         .await
@@ -58,38 +63,62 @@ pub async fn follow(
     let id = snapshot.task_id.clone();
     let api = agent.api.clone();
     let hub = agent.hub.clone();
-    let finished = completions
+    let steps = events
         .filter_map(move |item| {
+            use pb::session_event::Event;
             let mine = match item {
-                Ok(c) if c.task_id == id => Some(Ok(c.task_id)),
+                Ok(pb::SessionEvent {
+                    event: Some(Event::Progress(p)),
+                }) if p.task_id == id => Some(Ok(Step::Progress(p))),
+                Ok(pb::SessionEvent {
+                    event: Some(Event::Completion(c)),
+                }) if c.task_id == id => Some(Ok(Step::Finished(c.task_id))),
                 Ok(_) => None,
                 Err(s) => Some(Err(convert::error(&s))),
             };
             std::future::ready(mine)
         })
-        .take(1)
-        .then(move |done| {
+        .then(move |step| {
             let agent = LocalAgent {
                 api: api.clone(),
                 hub: hub.clone(),
             };
             let caller = caller.clone();
+            let snapshot = snapshot.clone();
             async move {
-                let id = done?;
-                agent
-                    .get_task(&caller, &id)
-                    .await
-                    .map_err(|s| convert::error(&s))
+                match step {
+                    Ok(Step::Progress(p)) => {
+                        (vec![Ok(convert::progress_event(&snapshot, &p))], false)
+                    }
+                    Ok(Step::Finished(id)) => match agent.get_task(&caller, &id).await {
+                        Ok(t) => (
+                            convert::final_events(&t).into_iter().map(Ok).collect(),
+                            true,
+                        ),
+                        Err(s) => (vec![Err(convert::error(&s))], true),
+                    },
+                    Err(e) => (vec![Err(e)], true),
+                }
             }
         })
-        .flat_map(|task| {
-            let events: Vec<_> = match task {
-                Ok(t) => convert::final_events(&t).into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(e)],
-            };
-            stream::iter(events)
-        });
-    Ok(stream::once(async { Ok(first) }).chain(finished).boxed())
+        .boxed();
+    // Everything up to and including the task's end (or an error), then
+    // close at once rather than on the feed's next event.
+    let live = stream::unfold(Some(steps), |steps| async move {
+        let mut steps = steps?;
+        let (events, last) = steps.next().await?;
+        Some((stream::iter(events), (!last).then_some(steps)))
+    })
+    .flatten();
+    Ok(stream::once(async { Ok(first) }).chain(live).boxed())
+}
+
+/// What the stream does with one of the task's session events.
+enum Step {
+    /// A `WORKING` status update with the report.
+    Progress(pb::Progress),
+    /// The task (this ID) finished: read it, send its end, close.
+    Finished(String),
 }
 
 /// A seq the session's completions have reached: the highest among its

@@ -131,7 +131,8 @@ pub fn call_result(t: &pb::Task) -> Option<CallToolResult> {
     Some(result)
 }
 
-/// `tasks/get`'s view of a task.
+/// `tasks/get`'s view of a task: a working task's status message is its
+/// latest progress, else its status and attempts.
 pub fn detailed(t: &pb::Task, timing: TaskTiming) -> DetailedTask {
     let payload = match t.status() {
         pb::TaskStatus::Cancelled => TaskPayload::Cancelled,
@@ -140,8 +141,13 @@ pub fn detailed(t: &pb::Task, timing: TaskTiming) -> DetailedTask {
             _ => TaskPayload::Working,
         },
     };
-    let message = match payload {
-        TaskPayload::Working => format!("{} (attempts so far: {})", status_name(t), t.attempts),
+    let message = match (&payload, &t.progress) {
+        (TaskPayload::Working, Some(p)) => {
+            crate::text::progress_status(p.progress, p.total, &p.message)
+        }
+        (TaskPayload::Working, None) => {
+            format!("{} (attempts so far: {})", status_name(t), t.attempts)
+        }
         _ => status_name(t).to_string(),
     };
     DetailedTask::new(task(t, Some(message), timing), payload)
@@ -186,6 +192,25 @@ mod tests {
             timeout_ms: 1000,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_working_tasks_status_message_is_its_latest_progress() {
+        let mut t = pb_task(pb::TaskStatus::Running, None);
+        let plain = detailed(&t, timing());
+        assert_eq!(
+            plain.task.status_message.as_deref(),
+            Some("RUNNING (attempts so far: 1)")
+        );
+        t.progress = Some(pb::Progress {
+            progress: 3.0,
+            total: 5.0,
+            message: "page 3".into(),
+            ..Default::default()
+        });
+        let d = detailed(&t, timing());
+        assert_eq!(d.status(), TaskStatus::Working);
+        assert_eq!(d.task.status_message.as_deref(), Some("3/5 (60%): page 3"));
     }
 
     #[test]
