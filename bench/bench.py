@@ -299,7 +299,8 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
                 R[f"open/{store}/{rate}"] = check(r, f"open loop {store} {rate}")
                 progress(
                     f"  ack p50 {r['ack']['p50_us']} µs, p99 {r['ack']['p99_us']} µs, "
-                    f"server {r['server_cpu_us_per_submit']:.0f} µs CPU/submit"
+                    f"server {r['server_cpu_us_per_submit']:.0f} µs CPU/submit, "
+                    f"generator lateness p50 {r['lateness']['p50_us']} µs, p99 {r['lateness']['p99_us']} µs"
                 )
             finally:
                 srv.close()
