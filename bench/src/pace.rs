@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::mpsc;
+
 /// What the pacer does at each slot.
 pub trait Slots: Send + 'static {
     /// Slot `k`, scheduled for `at`, is due. Runs on the pacer thread between
@@ -46,6 +48,46 @@ pub fn pace<S: Slots>(
         .expect("spawning the pacer thread")
 }
 
+/// Slots `0..count` at `start + j × interval`, dealt round robin over
+/// `lanes` channels: lane `j % lanes` receives `j / lanes` at slot `j`'s time,
+/// and closes after its last slot. For load whose senders wait on a slot
+/// rather than sleep to it (a slot not taken at once is taken late, as it is
+/// due, never skipped).
+pub fn lanes(
+    start: Instant,
+    interval: Duration,
+    count: usize,
+    lanes: usize,
+) -> Vec<mpsc::UnboundedReceiver<usize>> {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..lanes).map(|_| mpsc::unbounded_channel()).unzip();
+    let deal = Deal {
+        txs: txs.into_iter().map(Some).collect(),
+        count,
+    };
+    // Detached: it ends after the last slot, having closed every lane.
+    drop(pace(start, interval, count, deal));
+    rxs
+}
+
+struct Deal {
+    txs: Vec<Option<mpsc::UnboundedSender<usize>>>,
+    count: usize,
+}
+
+impl Slots for Deal {
+    fn fire(&mut self, j: usize, _at: Instant) {
+        let lane = j % self.txs.len();
+        if let Some(tx) = &self.txs[lane] {
+            // A lane whose receivers are gone (they stopped at a deadline) is
+            // simply not fed.
+            let _ = tx.send(j / self.txs.len());
+        }
+        if j + self.txs.len() >= self.count {
+            self.txs[lane] = None; // its last slot
+        }
+    }
+}
+
 /// The kernel delays a sleeping thread's wake-up by up to its timer slack
 /// (50 µs by default) to batch wake-ups; 1 ns makes the wake-up as punctual
 /// as the scheduler allows. Best effort: on failure the slack stays 50 µs.
@@ -67,6 +109,18 @@ mod tests {
         fn fire(&mut self, k: usize, at: Instant) {
             self.0.push((k, at, Instant::now()));
         }
+    }
+
+    #[test]
+    fn lanes_deal_every_slot_round_robin_and_close() {
+        let start = Instant::now() + Duration::from_millis(2);
+        let mut rxs = lanes(start, Duration::from_micros(100), 10, 3);
+        let got: Vec<Vec<usize>> = rxs
+            .iter_mut()
+            .map(|rx| std::iter::from_fn(|| rx.blocking_recv()).collect())
+            .collect();
+        assert_eq!(got, vec![vec![0, 1, 2, 3], vec![0, 1, 2], vec![0, 1, 2]]);
+        assert!(Instant::now() >= start + Duration::from_micros(900));
     }
 
     #[test]
