@@ -572,22 +572,29 @@ pub async fn sessions(
     let deadline = start + Duration::from_secs(o.max_secs);
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    // With a rate, the pacing thread deals the slots (tokio's 1 ms timer
+    // would send them in bursts); the submitters take them as they are due.
+    let slots = (o.rate > 0.0).then(|| {
+        let interval = Duration::from_secs_f64(1.0 / o.rate);
+        let rx = pace::lanes(start, interval, o.tasks, 1).pop();
+        Arc::new(tokio::sync::Mutex::new(rx.expect("one lane")))
+    });
     let submitters = 16.min(o.tasks.max(1));
     for p in 0..submitters {
         let client = Client::from_channel(channels[p % o.channels].clone());
-        let (next, failed, run) = (next.clone(), failed.clone(), run.clone());
-        let (tasks, streams, rate) = (o.tasks, o.streams, o.rate);
+        let (next, failed, run, slots) = (next.clone(), failed.clone(), run.clone(), slots.clone());
+        let (tasks, streams) = (o.tasks, o.streams);
         tokio::spawn(async move {
             loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
+                let k = match &slots {
+                    Some(rx) => match rx.lock().await.recv().await {
+                        Some(k) => k,
+                        None => break,
+                    },
+                    None => next.fetch_add(1, Ordering::Relaxed),
+                };
                 if k >= tasks || Instant::now() > deadline {
                     break;
-                }
-                if rate > 0.0 {
-                    tokio::time::sleep_until(
-                        (start + Duration::from_secs_f64(k as f64 / rate)).into(),
-                    )
-                    .await;
                 }
                 let session = format!("sessions-{run}-{}", k % streams);
                 if client.submit(&session, "noop", "{}").await.is_err() {
