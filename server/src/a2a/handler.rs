@@ -216,13 +216,12 @@ impl RequestHandler for A2aHandler {
                 task
             })
             .collect();
-        let count = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
         Ok(ListTasksResponse {
             tasks,
             next_page_token: listed.next_page_token,
             page_size,
-            // errand does not count a context's tasks: this page's count.
-            total_size: count,
+            // Every task of the context matching the filter, on all pages.
+            total_size: i32::try_from(listed.total_size).unwrap_or(i32::MAX),
         })
     }
 

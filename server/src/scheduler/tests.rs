@@ -344,6 +344,9 @@ impl crate::store::Store for Refusing {
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.0.list_tasks(query).await
     }
+    async fn count_tasks(&self, query: &crate::store::TaskQuery) -> Result<u64, StoreError> {
+        self.0.count_tasks(query).await
+    }
     async fn tools(&self) -> Result<Vec<crate::store::StoredTool>, StoreError> {
         self.0.tools().await
     }
