@@ -134,7 +134,9 @@ impl Cluster {
                     }
                 }
                 Ok(SharedEvent::Completed { session, seq }) => self.hub.notify(&session, seq),
-                Ok(SharedEvent::Cancelled { task_id }) => self.sched.forget(&[task_id]),
+                Ok(SharedEvent::Cancelled { task_id, reason }) => {
+                    self.sched.cancelled_elsewhere(task_id, &reason)
+                }
                 Ok(SharedEvent::ToolsChanged) => self.refresh_tools().await,
                 Ok(SharedEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     self.backlog.claim_wake().notify_one();

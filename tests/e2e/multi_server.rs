@@ -13,7 +13,7 @@ use errand_client::{
     Client, endpoint, pb,
     worker::{self, Handler, WorkerConfig},
 };
-use errand_tests::{pg, *};
+use errand_tests::{pg, raw, *};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -441,4 +441,72 @@ async fn submit_on_one_run_on_another_cancel_through_a_third() {
     job.succeed("{}");
     let done = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(done.seq, 3);
+}
+
+#[tokio::test]
+async fn a_cancel_through_another_server_keeps_its_reason() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let a = Server::start_postgres(&url, &[]).await;
+    let b = Server::start_postgres(&url, &[]).await;
+    let mut worker = raw::connect_worker(&b.addr, None, vec![raw::tool("research", "")])
+        .await
+        .unwrap();
+    let on_b = b.client().await;
+    let mut stream = a.client().await.completions("s", 0);
+
+    // Submitted and running on B, cancelled through A with a reason.
+    let id = on_b.submit("s", "research", "{}").await.unwrap().task_id;
+    let assigned = loop {
+        let command = within("an assignment", worker.commands.message())
+            .await
+            .unwrap()
+            .expect("the worker's stream ended");
+        if let Some(pb::worker_command::Kind::Assignment(a)) = command.kind {
+            break a;
+        }
+    };
+    assert_eq!(assigned.task_id, id);
+    let cancelled = a
+        .client()
+        .await
+        .cancel_with_reason(&id, "the user changed their mind")
+        .await
+        .unwrap();
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+
+    // B's worker hears the reason, as on one server.
+    let cancel = loop {
+        let command = within("a CancelAssignment", worker.commands.message())
+            .await
+            .unwrap()
+            .expect("the worker's stream ended");
+        if let Some(pb::worker_command::Kind::Cancel(c)) = command.kind {
+            break c;
+        }
+    };
+    assert_eq!(
+        (cancel.task_id.as_str(), cancel.reason.as_str()),
+        (id.as_str(), "cancelled: the user changed their mind")
+    );
+    // And the completion's message carries it, on every server.
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, id);
+    assert_eq!(status_of(done.status), pb::TaskStatus::Cancelled);
+    assert!(
+        done.message.contains("the user changed their mind"),
+        "{}",
+        done.message
+    );
+    let task = on_b.get_task(&id).await.unwrap();
+    let Some(pb::task::Outcome::Error(error)) = task.outcome else {
+        panic!("no error on the cancelled task: {task:?}");
+    };
+    assert_eq!(
+        error.message, "cancelled by the client: the user changed their mind",
+        "{error:?}"
+    );
 }

@@ -57,9 +57,13 @@ pub trait Backlog: Send + Sync {
     /// Gives tasks taken out of the live state back to the shared queue.
     async fn give_back(&self, ids: Vec<Uuid>);
 
-    /// Cancels a task that is not live here; `None` when there is no such
-    /// unfinished task elsewhere.
-    async fn cancel_elsewhere(&self, id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+    /// Cancels a task that is not live here, with the client's `reason`;
+    /// `None` when there is no such unfinished task elsewhere.
+    async fn cancel_elsewhere(
+        &self,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Ends a task that is not live here as TIMED_OUT with `outcome` if it
     /// is still queued; `None` otherwise.
@@ -87,7 +91,11 @@ impl Backlog for LocalBacklog {
         false
     }
     async fn give_back(&self, _: Vec<Uuid>) {}
-    async fn cancel_elsewhere(&self, _: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
+    async fn cancel_elsewhere(
+        &self,
+        _: Uuid,
+        _: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
         Ok(None)
     }
     async fn time_out_queued(
@@ -171,8 +179,12 @@ impl Backlog for SharedBacklog {
             warn!(error = %e, "giving tasks back to the shared queue failed");
         }
     }
-    async fn cancel_elsewhere(&self, id: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
-        self.queue().cancel(id).await
+    async fn cancel_elsewhere(
+        &self,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
+        self.queue().cancel(id, reason).await
     }
     async fn time_out_queued(
         &self,

@@ -325,8 +325,9 @@ pub enum SharedEvent {
     TasksQueued { tool: String },
     /// `session` has a completion numbered `seq`.
     Completed { session: String, seq: u64 },
-    /// A running task was cancelled through another server.
-    Cancelled { task_id: Uuid },
+    /// A running task was cancelled through another server, with the
+    /// client's `reason` ("" when none).
+    Cancelled { task_id: Uuid, reason: String },
     /// Some server's set of tools changed.
     ToolsChanged,
     /// Hints may have been missed (the store reconnected): check everything.
@@ -362,8 +363,14 @@ pub trait SharedQueue: Send + Sync {
     /// Returns how many tasks it reclaimed.
     async fn reap(&self, max_attempts: u32) -> Result<usize, StoreError>;
 
-    /// Cancels an unfinished task that another server may hold.
-    async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+    /// Cancels an unfinished task that another server may hold, with the
+    /// client's `reason` ("" when none): the completion's message and its
+    /// holder's [`SharedEvent::Cancelled`] carry it.
+    async fn cancel(
+        &self,
+        task_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Ends task `task_id` as TIMED_OUT with `outcome` if it is still
     /// queued (no server holds it); `None` otherwise.

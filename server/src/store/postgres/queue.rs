@@ -212,11 +212,15 @@ impl SharedQueue for PostgresStore {
         Ok(expired.len())
     }
 
-    async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
+    async fn cancel(
+        &self,
+        task_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
         let finish = Box::new(Finish {
             task_id,
             state: TaskState::Cancelled,
-            outcome: Outcome::error(codes::CANCELLED, "cancelled by the client"),
+            outcome: Outcome::error(codes::CANCELLED, crate::text::cancelled(reason).0),
             attempts: 0,
             finished_at: SystemTime::now(),
             notes: Default::default(),
