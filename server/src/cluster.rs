@@ -168,8 +168,15 @@ impl Cluster {
                 Err(e) => warn!(error = %e, "renewing leases failed"),
             }
             match shared.reap(self.sched.config().max_attempts).await {
-                Ok(0) => {}
-                Ok(n) => debug!(tasks = n, "reclaimed expired leases"),
+                Ok(reaped) => {
+                    if reaped.count > 0 {
+                        debug!(tasks = reaped.count, "reclaimed expired leases");
+                    }
+                    // Endings that fall back end here, as on one server.
+                    for handed in reaped.handed {
+                        self.sched.end_handed(handed).await;
+                    }
+                }
                 Err(e) => warn!(error = %e, "reclaiming expired leases failed"),
             }
             self.refresh_tools().await;

@@ -510,3 +510,52 @@ async fn a_cancel_through_another_server_keeps_its_reason() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn a_call_failed_by_the_reaper_falls_back() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let flags = ["--lease-ms", "600", "--max-attempts", "1"];
+    let mut a = Server::start_postgres(&url, &flags).await;
+    let b = Server::start_postgres(&url, &flags).await;
+    let mut primary = a.gate_worker(&["primary"], 1).await;
+    // A knows the fallback tool (a submit names a known one); B runs it.
+    let _known_on_a = a.gate_worker(&["backup"], 1).await;
+    let mut backup = b.gate_worker(&["backup"], 1).await;
+    let mut stream = b.client().await.completions("s", 0);
+
+    let ack = a
+        .client()
+        .await
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "primary".into(),
+            arguments_json: r#"{"q":3}"#.into(),
+            fallback: Some(pb::Fallback {
+                kind: Some(pb::fallback::Kind::Tool("backup".into())),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let job = primary.next().await;
+    assert_eq!(job.task.task_id, ack.task_id);
+    // A dies holding its only attempt: B's reaper fails the call when the
+    // lease expires, and the fallback answers it.
+    a.kill().await;
+    let run = backup.next().await;
+    assert_eq!(run.task.tool, "backup");
+    assert_eq!(run.task.arguments_json, r#"{"q":3}"#);
+    run.succeed(r#"{"from":"backup"}"#);
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, ack.task_id);
+    assert_eq!(status_of(c.status), pb::TaskStatus::Succeeded, "{c:?}");
+    let used = c.fallback.as_ref().expect("FallbackUsed");
+    assert_eq!(used.tool, "backup");
+    assert_eq!(status_of(used.primary_status), pb::TaskStatus::Failed);
+    assert_eq!(used.primary_error.as_ref().unwrap().code, "worker_lost");
+    drop(job);
+}

@@ -34,7 +34,7 @@ use crate::{
         Answered, CallOptions, Fallback, FallbackFor, Finish, FinishNotes, Outcome, Primary,
         TaskRecord, TaskState, ToolKey, call, codes,
     },
-    store::{Cursor, TaskQuery},
+    store::{Cursor, Handed, TaskQuery},
 };
 
 /// What becomes of an ending once fallbacks are considered.
@@ -167,6 +167,15 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// Ends a task a shared store handed to this server because its ending
+    /// falls back (failed by the reaper after its last attempt, or timed out
+    /// in the shared queue): through [`Self::end`], as every ending here.
+    pub async fn end_handed(self: &Arc<Self>, handed: Handed) -> TaskRecord {
+        let Handed { task, finish } = handed;
+        self.finisher.started();
+        self.end(Ended { task, finish }).await
+    }
+
     /// Cancels a call parked for its fallback run, or a fallback run (by
     /// either ID): the run stops (its worker is told when it runs here; in
     /// shared mode another server finds it gone at its next lease renewal)

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     model::{CompletionRecord, Outcome, TaskState},
-    store::{SharedQueue, SharedStore, StoreError},
+    store::{QueuedEnding, SharedQueue, SharedStore, StoreError},
 };
 
 /// Where a new task waits.
@@ -66,12 +66,13 @@ pub trait Backlog: Send + Sync {
     ) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Ends a task that is not live here as TIMED_OUT with `outcome` if it
-    /// is still queued; `None` otherwise.
+    /// is still queued (or hands it here, when that ending falls back);
+    /// `None` otherwise.
     async fn time_out_queued(
         &self,
         id: Uuid,
         outcome: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError>;
+    ) -> Result<Option<QueuedEnding>, StoreError>;
 }
 
 /// Single-server mode: every queued task waits in memory here.
@@ -102,7 +103,7 @@ impl Backlog for LocalBacklog {
         &self,
         _: Uuid,
         _: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError> {
+    ) -> Result<Option<QueuedEnding>, StoreError> {
         Ok(None)
     }
 }
@@ -190,7 +191,7 @@ impl Backlog for SharedBacklog {
         &self,
         id: Uuid,
         outcome: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError> {
+    ) -> Result<Option<QueuedEnding>, StoreError> {
         self.queue().time_out_queued(id, outcome).await
     }
 }
