@@ -12,7 +12,8 @@ use super::*;
 use crate::{
     config::Limits,
     grpc::convert,
-    store::{StoreError, memory::MemoryStore},
+    model::Submission,
+    store::{Durable, Inserted, StoreError, memory::MemoryStore},
 };
 
 /// A scheduler with the test's view of it: task IDs as a client sends them.
