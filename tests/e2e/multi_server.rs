@@ -450,8 +450,11 @@ async fn a_cancel_through_another_server_keeps_its_reason() {
         return;
     };
     let url = cluster.create_database().await;
-    let a = Server::start_postgres(&url, &[]).await;
-    let b = Server::start_postgres(&url, &[]).await;
+    // Leases long enough that no renewal finds the task gone before the
+    // cancel's notification tells B (that path says no reason).
+    let flags = ["--lease-ms", "60000"];
+    let a = Server::start_postgres(&url, &flags).await;
+    let b = Server::start_postgres(&url, &flags).await;
     let mut worker = raw::connect_worker(&b.addr, None, vec![raw::tool("research", "")])
         .await
         .unwrap();
@@ -558,4 +561,96 @@ async fn a_call_failed_by_the_reaper_falls_back() {
     assert_eq!(status_of(used.primary_status), pb::TaskStatus::Failed);
     assert_eq!(used.primary_error.as_ref().unwrap().code, "worker_lost");
     drop(job);
+}
+
+#[tokio::test]
+async fn cancelling_a_call_through_another_server_stops_its_fallback_run_with_the_reason() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    // As above: no lease renewal races the cancel's notification.
+    let flags = ["--lease-ms", "60000"];
+    let a = Server::start_postgres(&url, &flags).await;
+    let b = Server::start_postgres(&url, &flags).await;
+    let mut worker = raw::connect_worker(
+        &b.addr,
+        None,
+        vec![raw::tool("primary", ""), raw::tool("backup", "")],
+    )
+    .await
+    .unwrap();
+    let mut stream = a.client().await.completions("s", 0);
+    let ack = b
+        .client()
+        .await
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "primary".into(),
+            arguments_json: "{}".into(),
+            fallback: Some(pb::Fallback {
+                kind: Some(pb::fallback::Kind::Tool("backup".into())),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pb::worker_command::Kind::Assignment(primary) = next_command(&mut worker).await else {
+        panic!("expected the primary's assignment");
+    };
+    assert_eq!(primary.task_id, ack.task_id);
+    worker
+        .tx
+        .send(pb::WorkerMessage {
+            kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
+                task_id: primary.task_id.clone(),
+                attempt: primary.attempt,
+                outcome: Some(pb::task_result::Outcome::Error(pb::ToolError {
+                    code: "upstream_down".into(),
+                    message: "503".into(),
+                })),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let pb::worker_command::Kind::Assignment(run) = next_command(&mut worker).await else {
+        panic!("expected the fallback run's assignment");
+    };
+    assert_eq!(run.tool, "backup");
+
+    // The call is cancelled through A while its run runs on B: B's worker
+    // hears why at once, as the call's own worker would.
+    let cancelled = a
+        .client()
+        .await
+        .cancel_with_reason(&ack.task_id, "no longer needed")
+        .await
+        .unwrap();
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+    let pb::worker_command::Kind::Cancel(cancel) = next_command(&mut worker).await else {
+        panic!("expected the run's CancelAssignment");
+    };
+    assert_eq!(
+        (cancel.task_id.as_str(), cancel.reason.as_str()),
+        (run.task_id.as_str(), "cancelled: no longer needed")
+    );
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, ack.task_id);
+    assert_eq!(status_of(done.status), pb::TaskStatus::Cancelled);
+    assert!(
+        done.message.contains("no longer needed"),
+        "{}",
+        done.message
+    );
+}
+
+async fn next_command(worker: &mut raw::RawWorker) -> pb::worker_command::Kind {
+    within("a command", worker.commands.message())
+        .await
+        .unwrap()
+        .expect("the worker's stream ended")
+        .kind
+        .expect("a command")
 }

@@ -65,6 +65,11 @@ pub trait Backlog: Send + Sync {
         reason: &str,
     ) -> Result<Option<CompletionRecord>, StoreError>;
 
+    /// Tells the server holding task `id` (not live here), if any, that it
+    /// was cancelled with `reason`; best effort (its lease renewal finds
+    /// out anyway).
+    async fn tell_cancelled(&self, id: Uuid, reason: &str);
+
     /// Ends a task that is not live here as TIMED_OUT with `outcome` if it
     /// is still queued (or hands it here, when that ending falls back);
     /// `None` otherwise.
@@ -99,6 +104,7 @@ impl Backlog for LocalBacklog {
     ) -> Result<Option<CompletionRecord>, StoreError> {
         Ok(None)
     }
+    async fn tell_cancelled(&self, _: Uuid, _: &str) {}
     async fn time_out_queued(
         &self,
         _: Uuid,
@@ -186,6 +192,11 @@ impl Backlog for SharedBacklog {
         reason: &str,
     ) -> Result<Option<CompletionRecord>, StoreError> {
         self.queue().cancel(id, reason).await
+    }
+    async fn tell_cancelled(&self, id: Uuid, reason: &str) {
+        if let Err(e) = self.queue().tell_cancelled(id, reason).await {
+            warn!(task_id = %id, error = %e, "telling a task's server of its cancel failed; it finds out at its next lease renewal");
+        }
     }
     async fn time_out_queued(
         &self,

@@ -424,6 +424,14 @@ pub trait SharedQueue: Send + Sync {
     /// The last seq of each of `sessions` that has one.
     async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// Tells the server holding `task_id`, if any, that the task was
+    /// cancelled with `reason` (its [`SharedEvent::Cancelled`]), for an
+    /// ending written otherwise than by [`Self::cancel`]: a fallback run
+    /// ended with its call. Without it, the holder learns at its next
+    /// renewal, which tells the worker no reason (as it does when a renewal
+    /// happens to come before the notification).
+    async fn tell_cancelled(&self, task_id: Uuid, reason: &str) -> Result<(), StoreError>;
+
     /// Tasks waiting in the shared queue (claimed by no server), per tool
     /// key, for the tools with any; at most [`MAX_QUEUED_TOOLS`] tools.
     async fn queued_by_tool(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -145,7 +145,7 @@ pub(super) async fn finish_in(
                 crate::model::Outcome::Result(_) => "",
             };
             let reason = crate::text::cancel_reason(message);
-            cancelled.push(format!("{}\t{reason}", task.id));
+            cancelled.push(super::listen::cancel_payload(task.id, reason));
         }
         out.push(Some(CompletionRecord::new(&task, &finish, seq as u64)));
     }

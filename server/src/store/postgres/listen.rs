@@ -72,6 +72,11 @@ pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Se
     }
 }
 
+/// The `errand_cancels` payload of task `id` cancelled with `reason`.
+pub(super) fn cancel_payload(id: Uuid, reason: &str) -> String {
+    format!("{id}\t{reason}")
+}
+
 fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
     match channel {
         "errand_tasks" => Some(SharedEvent::TasksQueued {
@@ -113,7 +118,7 @@ mod tests {
         let reason = crate::text::cancel_reason(&crate::text::cancelled("tab\there").0).to_string();
         assert_eq!(reason, "tab\there");
         assert_eq!(
-            parse_event("errand_cancels", &format!("{id}\t{reason}")),
+            parse_event("errand_cancels", &cancel_payload(id, &reason)),
             Some(SharedEvent::Cancelled {
                 task_id: id,
                 reason: "tab\there".into()

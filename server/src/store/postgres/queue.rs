@@ -267,6 +267,18 @@ impl SharedQueue for PostgresStore {
             .map(|c| QueuedEnding::Finished(Box::new(c))))
     }
 
+    async fn tell_cancelled(&self, task_id: Uuid, reason: &str) -> Result<(), StoreError> {
+        let payload = super::listen::cancel_payload(task_id, reason);
+        let client = self.client().await?;
+        exec(
+            &client,
+            "SELECT pg_notify('errand_cancels', $1)",
+            &[&payload],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
