@@ -337,7 +337,7 @@ impl Scheduler {
         let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
         let now = SystemTime::now();
         let task = TaskRecord {
-            id: Uuid::new_v4(),
+            id: crate::model::new_task_id(),
             session: sub.session.as_arc().clone(),
             tool: spec.name.as_arc().clone(),
             arguments,
