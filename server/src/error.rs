@@ -1,5 +1,6 @@
 //! The server's error type. Each variant maps to one gRPC code, in one
-//! place: [`crate::grpc::convert`].
+//! place: [`crate::grpc::convert`] (the dashboard maps it to an HTTP status
+//! in `ui/api.rs`); both show [`Error::into_message`].
 use std::time::Duration;
 
 use crate::store::StoreError;
@@ -39,6 +40,16 @@ pub enum Error {
 impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::InvalidArgument(msg.into())
+    }
+
+    /// The message a client is shown, within [`MAX_MESSAGE_BYTES`]: a
+    /// store's limit in its own words, without the `store:` prefix.
+    pub fn into_message(self) -> String {
+        let message = match self {
+            Error::Store(StoreError::LimitReached(m)) => m,
+            other => other.to_string(),
+        };
+        bound(message)
     }
 }
 

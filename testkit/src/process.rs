@@ -111,6 +111,8 @@ pub struct ServeProcess {
     pub ui_url: Option<String>,
     /// `http://ADDR` (no path) when started with `--a2a-listen`.
     pub a2a_url: Option<String>,
+    /// `http://ADDR/mcp` when started with `--mcp-listen`.
+    pub mcp_url: Option<String>,
 }
 
 impl ServeProcess {
@@ -136,6 +138,7 @@ impl ServeProcess {
         let mut metrics_url = None;
         let mut ui_url = None;
         let mut a2a_url = None;
+        let mut mcp_url = None;
         let line = within("the server's listening line", async {
             loop {
                 let line = wait_line(&mut lines, "errand ").await;
@@ -146,6 +149,8 @@ impl ServeProcess {
                 } else if let Some(card) = line.strip_prefix("errand a2a on ") {
                     let base = card.trim_end_matches("/.well-known/agent-card.json");
                     a2a_url = Some(base.to_string());
+                } else if let Some(url) = line.strip_prefix("errand mcp on ") {
+                    mcp_url = Some(url.to_string());
                 } else if line.starts_with("errand listening on ") {
                     return line;
                 }
@@ -159,6 +164,7 @@ impl ServeProcess {
             metrics_url,
             ui_url,
             a2a_url,
+            mcp_url,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use errand_client::{Client, pb};
-use errand_tests::*;
+use errand_tests::{fronts::a2a_call, *};
 use tonic::Code;
 
 fn list(session: &str, statuses: &[pb::TaskStatus], tool: &str) -> pb::ListTasksRequest {
@@ -411,4 +411,74 @@ async fn listings_span_servers_on_postgres() {
         .unwrap();
     assert_eq!(n, 1);
     within("the cancel across servers", job.cancel.cancelled()).await;
+}
+
+#[tokio::test]
+async fn total_size_counts_every_matching_task_not_the_page() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    for _ in 0..5 {
+        client.submit("t", "echo", "{}").await.unwrap();
+    }
+    client.submit("u", "echo", "{}").await.unwrap();
+    // One succeeded, one running, the rest queued behind it.
+    let mut done = client.completions("t", 0);
+    worker.next().await.succeed("{}");
+    take_completions(&mut done, 1).await;
+    let running = worker.next().await;
+
+    let page = |token: String, statuses: &[pb::TaskStatus]| pb::ListTasksRequest {
+        session_id: "t".into(),
+        statuses: statuses.iter().map(|s| *s as i32).collect(),
+        page_size: 2,
+        page_token: token,
+        ..Default::default()
+    };
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let listed = client.list_tasks(page(token, &[])).await.unwrap();
+        assert!(listed.tasks.len() <= 2);
+        assert_eq!(listed.total_size, 5, "every page counts the whole listing");
+        pages += 1;
+        if listed.next_page_token.is_empty() {
+            break;
+        }
+        token = listed.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    let queued = client
+        .list_tasks(page(String::new(), &[pb::TaskStatus::Queued]))
+        .await
+        .unwrap();
+    assert_eq!(queued.total_size, 3);
+    let all = client
+        .list_tasks(pb::ListTasksRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((all.tasks.len(), all.total_size), (1, 6), "both sessions");
+    let none = client.list_tasks(list("v", &[], "")).await.unwrap();
+    assert_eq!(none.total_size, 0);
+
+    // A2A's ListTasks says the same in totalSize.
+    let answer = a2a_call(
+        &a2a,
+        "ListTasks",
+        serde_json::json!({"contextId": "t", "pageSize": 2}),
+    )
+    .await;
+    let result = &answer["result"];
+    assert_eq!(
+        result["tasks"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    assert_eq!(result["totalSize"], 5, "{answer}");
+    assert_eq!(result["pageSize"], 2, "{answer}");
+    running.succeed("{}");
 }

@@ -13,6 +13,7 @@ mod dispatch;
 mod durability;
 mod expiry;
 mod fallback;
+mod fronts;
 mod isolation;
 mod limits;
 mod listings;

@@ -4,6 +4,7 @@
 //! lost worker's task as `resume_detail_json`.
 use errand_client::pb;
 use errand_tests::{
+    fronts::{Mcp, a2a_call},
     raw::{RawWorker, connect_worker, tool},
     *,
 };
@@ -308,27 +309,6 @@ async fn a_flood_of_reports_is_coalesced_to_one_event_per_interval_and_the_lates
     }
 }
 
-/// One A2A JSON-RPC call over HTTP/1.0; the parsed answer.
-async fn a2a_call(base: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = base.trim_start_matches("http://");
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        .to_string();
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
-    let req = format!(
-        "POST /jsonrpc HTTP/1.0\r\nHost: {host}\r\nA2A-Version: 1.0\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    within("an A2A answer", conn.read_to_string(&mut response))
-        .await
-        .unwrap();
-    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
 #[tokio::test]
 async fn a2a_get_task_of_a_running_task_is_working_with_its_latest_progress() {
     let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
@@ -477,4 +457,52 @@ async fn a2a_streams_send_working_updates_with_progress_before_the_artifact_and_
         stream.next().await.is_none(),
         "the stream closes at the end"
     );
+}
+
+#[tokio::test]
+async fn mcp_tasks_get_of_a_running_task_has_its_latest_progress_as_status_message() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "s".into(),
+    };
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let mut stream = events(&server, "s", 0).await;
+    let created = mcp.call_tool("crawl", serde_json::json!({})).await;
+    let id = created["taskId"].as_str().expect("a task ID").to_string();
+    assert_eq!(assignment(&mut worker).await.task_id, id);
+
+    // Running, no progress yet: working, with no progress text.
+    let got = mcp.get_task(&id).await;
+    assert_eq!(got["status"], "working", "{got}");
+    let before = got["statusMessage"].clone();
+    assert!(!before.to_string().contains("step"), "{got}");
+
+    worker.tx.send(report(&id, 3, "")).await.unwrap();
+    // Once the report is on the session's feed, the task holds it.
+    loop {
+        if let pb::session_event::Event::Progress(p) = next_event(&mut stream).await {
+            assert_eq!(p.task_id, id);
+            break;
+        }
+    }
+    let got = mcp.get_task(&id).await;
+    assert_eq!(got["status"], "working", "{got}");
+    assert_eq!(got["statusMessage"], "3/5 (60%): step 3 of 5", "{got}");
+    assert_eq!(got["_meta"]["errand/task"]["status"], "RUNNING", "{got}");
+
+    // Finished: completed with its result; the progress text is gone.
+    worker.tx.send(result(&id, r#"{"pages":3}"#)).await.unwrap();
+    loop {
+        if let pb::session_event::Event::Completion(c) = next_event(&mut stream).await {
+            assert_eq!(c.task_id, id);
+            break;
+        }
+    }
+    let got = mcp.get_task(&id).await;
+    assert_eq!(got["status"], "completed", "{got}");
+    assert_ne!(got["statusMessage"], "3/5 (60%): step 3 of 5", "{got}");
 }

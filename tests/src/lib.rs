@@ -4,6 +4,7 @@
 //! clients do. Every wait is for an event: a line on a child's stdout, a
 //! message on a stream, a channel receive, each bounded by a timeout so a
 //! broken server fails the test instead of hanging it.
+pub mod fronts;
 pub mod raw;
 
 use std::{
@@ -37,6 +38,8 @@ pub struct Server {
     pub ui_url: Option<String>,
     /// `http://ADDR` when started with `--a2a-listen`.
     pub a2a_url: Option<String>,
+    /// `http://ADDR/mcp` when started with `--mcp-listen`.
+    pub mcp_url: Option<String>,
     /// How clients reach it (TLS); tokens are given per call.
     pub tls: Option<errand_client::TlsOptions>,
 }
@@ -77,6 +80,7 @@ impl Server {
             metrics_url: process.metrics_url.clone(),
             ui_url: process.ui_url.clone(),
             a2a_url: process.a2a_url.clone(),
+            mcp_url: process.mcp_url.clone(),
             process,
             args,
             tls: None,

@@ -61,7 +61,7 @@ pub fn card(base: &str, tools: &[pb::Tool], secured: bool) -> AgentCard {
                 SecurityScheme::HttpAuth(HttpAuthSecurityScheme {
                     scheme: "Bearer".into(),
                     description: Some(
-                        "an errand agent token (`errand token new --role agent`)".into(),
+                        "an errand agent or admin token (`errand token new --role agent`)".into(),
                     ),
                     bearer_format: None,
                 }),

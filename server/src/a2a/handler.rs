@@ -16,9 +16,8 @@ use a2a::{
 };
 use a2a_server::{RequestHandler, ServiceParams};
 use axum::http::HeaderValue;
-use errand_proto::v1::{self as pb, tool_service_server::ToolService};
+use errand_proto::v1 as pb;
 use futures::stream::BoxStream;
-use tonic::Request;
 
 use super::{convert, request, stream};
 use crate::{
@@ -107,12 +106,6 @@ impl A2aHandler {
     }
 }
 
-fn tool_request<T>(caller: &Caller, msg: T) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.extensions_mut().insert(caller.clone());
-    req
-}
-
 /// errand's statuses of an A2A state, for `ListTasks`' filter.
 fn statuses(state: &TaskState) -> Result<Vec<i32>, A2AError> {
     use pb::TaskStatus as S;
@@ -194,8 +187,7 @@ impl RequestHandler for A2aHandler {
         }
         let listed = self
             .agent
-            .api
-            .list_tasks(tool_request(
+            .list_tasks(
                 &caller,
                 pb::ListTasksRequest {
                     session_id: context,
@@ -209,10 +201,9 @@ impl RequestHandler for A2aHandler {
                     page_token: req.page_token.unwrap_or_default(),
                     ..Default::default()
                 },
-            ))
+            )
             .await
-            .map_err(|s| convert::error(&s))?
-            .into_inner();
+            .map_err(|s| convert::error(&s))?;
         let include_artifacts = req.include_artifacts == Some(true);
         let tasks: Vec<Task> = listed
             .tasks
@@ -225,13 +216,12 @@ impl RequestHandler for A2aHandler {
                 task
             })
             .collect();
-        let count = i32::try_from(tasks.len()).unwrap_or(i32::MAX);
         Ok(ListTasksResponse {
             tasks,
             next_page_token: listed.next_page_token,
             page_size,
-            // errand does not count a context's tasks: this page's count.
-            total_size: count,
+            // Every task of the context matching the filter, on all pages.
+            total_size: i32::try_from(listed.total_size).unwrap_or(i32::MAX),
         })
     }
 

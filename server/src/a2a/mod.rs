@@ -12,8 +12,8 @@
 //! A thin adapter: [`handler::A2aHandler`] implements the A2A SDK's
 //! `RequestHandler` over `ToolService`'s code and the session's completion
 //! feed; the SDK's routers and gRPC service carry it. Only `A2A-Version:
-//! 1.0` is spoken. With tokens configured every call needs an agent token
-//! (`Authorization: Bearer`, or `authorization` gRPC metadata) and sees only
+//! 1.0` is spoken. With tokens configured every call needs an agent (or
+//! admin) token (`Authorization: Bearer`, or `authorization` gRPC metadata) and sees only
 //! its tenant; failed calls are counted and throttled per peer as on the
 //! gRPC port. With `--tls-cert` the port serves HTTPS and gRPC over TLS
 //! (ALPN `h2`, `http/1.1`) with the gRPC port's certificate.

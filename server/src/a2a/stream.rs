@@ -10,7 +10,7 @@
 //! seen, and both come from the store, so a stream opened after a restart
 //! follows a task submitted before it.
 use a2a::{A2AError, StreamResponse};
-use errand_proto::v1::{self as pb, tool_service_server::ToolService};
+use errand_proto::v1 as pb;
 use futures::{
     StreamExt,
     stream::{self, BoxStream},
@@ -37,8 +37,7 @@ pub async fn follow(
     let agent = &handler.agent;
     let after_seq = cursor(agent, &caller, &task.session_id).await?;
     let events = agent
-        .api
-        .session_events(request(
+        .session_events(
             &caller,
             pb::SessionEventsRequest {
                 session_id: task.session_id.clone(),
@@ -47,10 +46,9 @@ pub async fn follow(
                 // The stream reads the finished task itself.
                 results_by_reference: true,
             },
-        ))
+        )
         .await
-        .map_err(|s| convert::error(&s))?
-        .into_inner();
+        .map_err(|s| convert::error(&s))?;
     let snapshot = agent
         .get_task(&caller, &task.task_id)
         .await
@@ -61,8 +59,7 @@ pub async fn follow(
         return Ok(stream::iter(events.map(Ok)).boxed());
     }
     let id = snapshot.task_id.clone();
-    let api = agent.api.clone();
-    let hub = agent.hub.clone();
+    let agent = agent.clone();
     let steps = events
         .filter_map(move |item| {
             use pb::session_event::Event;
@@ -79,10 +76,7 @@ pub async fn follow(
             std::future::ready(mine)
         })
         .then(move |step| {
-            let agent = LocalAgent {
-                api: api.clone(),
-                hub: hub.clone(),
-            };
+            let agent = agent.clone();
             let caller = caller.clone();
             let snapshot = snapshot.clone();
             async move {
@@ -127,8 +121,7 @@ enum Step {
 /// is close, so little is replayed.
 async fn cursor(agent: &LocalAgent, caller: &Caller, session: &str) -> Result<u64, A2AError> {
     let newest = agent
-        .api
-        .list_tasks(request(
+        .list_tasks(
             caller,
             pb::ListTasksRequest {
                 session_id: session.to_string(),
@@ -136,15 +129,8 @@ async fn cursor(agent: &LocalAgent, caller: &Caller, session: &str) -> Result<u6
                 newest_first: true,
                 ..Default::default()
             },
-        ))
+        )
         .await
-        .map_err(|s| convert::error(&s))?
-        .into_inner();
+        .map_err(|s| convert::error(&s))?;
     Ok(newest.tasks.iter().map(|t| t.seq).max().unwrap_or(0))
-}
-
-fn request<T>(caller: &Caller, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.extensions_mut().insert(caller.clone());
-    req
 }

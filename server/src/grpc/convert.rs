@@ -51,11 +51,7 @@ impl From<Error> for Status {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
-        let message = match err {
-            Error::Store(StoreError::LimitReached(m)) => m,
-            other => other.to_string(),
-        };
-        let mut status = Status::new(code, crate::error::bound(message));
+        let mut status = Status::new(code, err.into_message());
         if let Some(wait) = retry_after {
             let ms = wait.as_millis().max(1) as u64;
             let meta = status.metadata_mut();

@@ -221,6 +221,7 @@ impl ToolService for ToolApi {
         let req = request.into_inner();
         let query = listing::task_query(&req, &caller, &self.sched.config().limits)?;
         let views = self.sched.list_tasks(&query).await?;
+        let total_size = self.sched.count_tasks(&query).await?;
         let next_page_token = match views.last() {
             Some(last) if views.len() == query.limit => {
                 listing::page_token(&crate::store::Cursor::of(&last.task), query.newest_first)
@@ -230,6 +231,7 @@ impl ToolService for ToolApi {
         Ok(Response::new(pb::ListTasksResponse {
             tasks: views.iter().map(listing::task).collect(),
             next_page_token,
+            total_size,
         }))
     }
 

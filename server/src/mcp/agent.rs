@@ -32,12 +32,43 @@ pub trait Agent: Send + Sync + 'static {
 }
 
 /// `ToolService` in this process.
+#[derive(Clone)]
 pub struct LocalAgent {
     pub api: Arc<ToolApi>,
     /// Woken by each completion of a watched session.
     pub hub: Arc<SessionHub>,
 }
 
+impl LocalAgent {
+    /// `ListTasks` as `caller`.
+    pub async fn list_tasks(
+        &self,
+        caller: &Caller,
+        req: pb::ListTasksRequest,
+    ) -> Result<pb::ListTasksResponse, Status> {
+        Ok(self
+            .api
+            .list_tasks(request(caller, req))
+            .await?
+            .into_inner())
+    }
+
+    /// `SessionEvents` as `caller`: the session's stream, counted against
+    /// the tenant's open streams like a gRPC client's.
+    pub async fn session_events(
+        &self,
+        caller: &Caller,
+        req: pb::SessionEventsRequest,
+    ) -> Result<<ToolApi as ToolService>::SessionEventsStream, Status> {
+        Ok(self
+            .api
+            .session_events(request(caller, req))
+            .await?
+            .into_inner())
+    }
+}
+
+/// A request as `caller` makes it: the auth interceptor's extension set.
 fn request<T>(caller: &Caller, msg: T) -> Request<T> {
     let mut req = Request::new(msg);
     req.extensions_mut().insert(caller.clone());

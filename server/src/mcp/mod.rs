@@ -9,7 +9,7 @@
 //! they survive restarts and their IDs are errand's task IDs.
 //!
 //! Per request: the caller comes from `Authorization: Bearer <token>` (an
-//! agent token, when tokens are configured; calls without a valid one are
+//! agent or admin token, when tokens are configured; calls without a valid one are
 //! counted and throttled per peer as on the gRPC port, see
 //! [`crate::net::bearer`]), the session from the `Errand-Session` header,
 //! else [`handler::Settings::default_session`]. With `--tls-cert` the

@@ -1,5 +1,6 @@
 //! Bearer tokens on the HTTP front ends (MCP, A2A), checked as the gRPC
-//! port checks them: the same [`Tokens`], only agent tokens, failed calls
+//! port checks them: the same [`Tokens`], the same rule for who may act as
+//! an agent ([`Role::may_act_as`]: agent and admin tokens), failed calls
 //! counted, logged and throttled per peer in the same [`FailedAuth`], and
 //! each authenticated request counted in its tenant's [`TenantRate`], the
 //! very bucket its gRPC calls use.
@@ -70,11 +71,13 @@ pub fn caller(
     let caller = tokens
         .verify(token, SystemTime::now())
         .map_err(|e| unauthenticated(&e.to_string()))?;
+    // The gRPC port's rule for ToolService: an admin acts as an agent of
+    // its own tenant.
     match caller.role {
-        Some(role) if role != Role::Agent => Err((
+        Some(role) if !role.may_act_as(Role::Agent) => Err((
             StatusCode::FORBIDDEN,
             format!(
-                "a token with role {} cannot {what}: use one with role agent",
+                "a token with role {} cannot {what}: use one with role agent or admin",
                 role.name()
             ),
         )),
@@ -153,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn agent_tokens_pass_and_others_are_told_what_to_send() {
+    fn agent_and_admin_tokens_pass_and_others_are_told_what_to_send() {
         assert_eq!(&*caller(None, None, "x").unwrap().tenant, "");
         let (agents, token) = tokens(Role::Agent);
         let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
@@ -168,6 +171,20 @@ mod tests {
         assert_eq!(
             caller(Some(&agents), Some(&basic), "x").unwrap_err().0,
             StatusCode::UNAUTHORIZED
+        );
+        let (admins, token) = tokens(Role::Admin);
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        let admin = caller(Some(&admins), Some(&bearer), "x").unwrap();
+        assert_eq!(
+            (&*admin.tenant, admin.role),
+            ("acme", Some(Role::Admin)),
+            "an admin acts as an agent of its own tenant"
+        );
+        let (viewers, token) = tokens(Role::Viewer);
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        assert_eq!(
+            caller(Some(&viewers), Some(&bearer), "x").unwrap_err().0,
+            StatusCode::FORBIDDEN
         );
         let (workers, token) = tokens(Role::Worker);
         let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();

@@ -11,9 +11,9 @@
 //! queued under the lock too, without waiting.
 //!
 //! **Nothing leaves before its record is durable.** An Assignment is queued
-//! with the [`Durable`] of its dispatch record ([`Outgoing`]) and the
-//! worker's stream sends it only once that record is committed (group
-//! commit shares one commit between many). Acks (SubmitTool), completions
+//! with the [`Durable`](crate::store::Durable) of its dispatch record
+//! ([`Outgoing`]) and the worker's stream sends it only once that record is
+//! committed (group commit shares one commit between many). Acks (SubmitTool), completions
 //! and CancelTask answers go out after their store writes return. The one
 //! send ahead of its record is CancelAssignment (a cancel or timeout): it
 //! only stops work, and if a crash forgets the ending, the task runs again
@@ -24,6 +24,8 @@
 //!
 //! - `state/`: the live state and its synchronous transitions (`mod.rs`),
 //!   and what it tells about tools and load (`registry.rs`).
+//! - `submit.rs`: a call checked, stored, queued and dispatched.
+//! - `worker_tx.rs`: a worker's command channel ([`WorkerTx`], [`Outgoing`]).
 //! - `registry.rs`: registrations, and the tool registry's stored copy.
 //! - `admission.rs`: submit, registration, result and progress checks; quotas.
 //! - [`digest`]: what a session is waiting for (`PendingDigest`), and
@@ -46,88 +48,39 @@ pub mod queue;
 mod registry;
 mod shared;
 mod state;
+mod submit;
 mod timers;
 pub mod views;
+mod worker_tx;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
 };
 
-use tokio::{sync::mpsc, task::AbortHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info};
 use uuid::Uuid;
 
 pub use admission::{not_found, parse_task_id};
 use finisher::Finisher;
-use queue::{Backlog, LocalBacklog, Placement};
+use queue::{Backlog, LocalBacklog};
 pub use state::WorkerId;
-use state::{Ended, Io, State};
+use state::{Ended, State};
+pub use submit::Admitted;
+use worker_tx::Tokio;
+pub use worker_tx::{CommandTx, Outgoing, WorkerTx};
 
 use crate::{
     config::Config,
     error::Error,
     logs,
     metrics::{Load, LoadSource, Metrics},
-    model::{
-        Assignment, Command, Outcome, SessionKey, Submission, TaskRecord, TaskResult, TaskState,
-        codes,
-    },
+    model::{Outcome, TaskRecord, TaskResult, TaskState, codes},
     sessions::{Activity, ActivityKind, SessionHub},
-    store::{Durable, Inserted, SharedStore},
+    store::SharedStore,
     tools::{ToolSpec, ValidationPool},
 };
-
-/// One command for a worker, to be sent once `after` resolves.
-#[derive(Debug)]
-pub struct Outgoing {
-    pub command: Command,
-    /// The dispatch record that explains an Assignment: the worker's stream
-    /// sends the Assignment only once the record is durable, and ends the
-    /// stream instead when it cannot be written (the worker's tasks then go
-    /// back to the queue). Commands behind it wait, so the order holds.
-    pub after: Option<Durable>,
-}
-
-/// Commands to one worker, in order. An `Err` ends its stream with that
-/// error (a protocol violation the handler found).
-pub type CommandTx = mpsc::Sender<Result<Outgoing, Error>>;
-
-/// A worker's command channel, and the store its dispatches are recorded in.
-pub struct WorkerTx {
-    commands: CommandTx,
-    store: SharedStore,
-}
-
-/// The channel ends the state reaches the world through.
-struct Tokio;
-
-impl Io for Tokio {
-    type Tx = WorkerTx;
-    type Timer = AbortHandle;
-    fn send(tx: &WorkerTx, command: Command) -> bool {
-        let out = Outgoing {
-            command,
-            after: None,
-        };
-        tx.commands.try_send(Ok(out)).is_ok()
-    }
-    fn assign(tx: &WorkerTx, assignment: Assignment, at: SystemTime) -> bool {
-        // Recorded even when the send fails: the attempt is spent either way.
-        let after = tx
-            .store
-            .record_dispatch(assignment.task_id, assignment.attempt, at);
-        let out = Outgoing {
-            command: Command::Assign(assignment),
-            after: Some(after),
-        };
-        tx.commands.try_send(Ok(out)).is_ok()
-    }
-    fn stop(timer: AbortHandle) {
-        timer.abort();
-    }
-}
 
 /// What a scheduler is built from, besides its config and store.
 pub struct Parts {
@@ -148,17 +101,6 @@ impl Default for Parts {
             backlog: Arc::new(LocalBacklog),
         }
     }
-}
-
-/// How [`Scheduler::submit_call`] took a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admitted {
-    /// A new task.
-    New,
-    /// An earlier task with the same idempotency key.
-    Repeat,
-    /// An identical call in flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
-    Joined,
 }
 
 /// The scheduler. Shared as `Arc<Scheduler>` by the handlers.
@@ -289,181 +231,6 @@ impl Scheduler {
     /// tool key `tool`.
     pub fn is_served(&self, tool: &str) -> bool {
         self.lock().is_served(tool)
-    }
-
-    /// Accepts one tool call: checked, stored, queued, dispatched if a worker
-    /// has room. Returns the task and whether it was an idempotent repeat.
-    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
-        let (task, admitted) = self.submit_call(sub).await?;
-        Ok((task, admitted != Admitted::New))
-    }
-
-    /// [`Self::submit`], saying whether the call ran, repeated an
-    /// idempotency key or joined an identical call in flight.
-    pub async fn submit_call(
-        self: &Arc<Self>,
-        mut sub: Submission,
-    ) -> Result<(TaskRecord, Admitted), Error> {
-        let limits = &self.config.limits;
-        admission::check_submission(&sub, limits)?;
-        let found = admission::tool_spec(&self.lock(), &sub.tool);
-        let spec = match found {
-            Ok(spec) => spec,
-            // A repeat is answered whatever the tool check says (its tool
-            // may be unknown here now); for a known tool the insert finds
-            // it, without a read on every submit.
-            Err(unknown) => {
-                if !sub.idempotency_key.is_empty()
-                    && let Some(earlier) = self
-                        .store
-                        .task_by_key(sub.session.as_key(), &sub.idempotency_key)
-                        .await?
-                {
-                    let current = self.live_task(earlier.id).unwrap_or(earlier);
-                    return Ok((current, Admitted::Repeat));
-                }
-                return Err(unknown);
-            }
-        };
-        admission::check_fallback_tool(&self.lock(), &sub, &spec)?;
-        let arguments_json = std::mem::take(&mut sub.arguments_json);
-        let arguments = self
-            .validation
-            .check(&spec, sub.tool.tenant(), arguments_json, limits)
-            .await?;
-        let timeout = admission::timeout(&sub, &spec, &self.config);
-        let delivery = admission::delivery(&sub, &spec, &self.config);
-        let call = admission::call_options(&sub, &spec, &arguments, limits);
-        let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
-        let now = SystemTime::now();
-        let task = TaskRecord {
-            id: crate::model::new_task_id(),
-            session: sub.session.as_arc().clone(),
-            tool: spec.name.as_arc().clone(),
-            arguments,
-            timeout,
-            queue_deadline: Some(now + queue_timeout),
-            idempotency_key: (!sub.idempotency_key.is_empty())
-                .then(|| sub.idempotency_key.as_str().into()),
-            created_at: now,
-            state: TaskState::Queued,
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-            outcome: None,
-            seq: 0,
-            retry_of: sub.retry_of,
-            delivery,
-            call,
-            notes: Default::default(),
-        };
-        self.admit(task).await
-    }
-
-    /// Stores a new task and queues it (here or, shared, in the store) if
-    /// its session and tenant have room; or answers with the earlier task
-    /// its idempotency key or its joinable call names.
-    async fn admit(
-        self: &Arc<Self>,
-        mut task: TaskRecord,
-    ) -> Result<(TaskRecord, Admitted), Error> {
-        let placement = {
-            let mut st = self.lock();
-            let session = SessionKey::from_key(task.session.clone());
-            admission::check_room(&st, &session, &self.config.limits)?;
-            let placement = self.backlog.place(&|| st.has_room_for(&task.tool));
-            task.session = st.reserve(&task.session);
-            placement
-        };
-        if let Placement::Here(state) = placement {
-            task.state = state;
-        }
-        let stored = self.store.insert_task(&task).await;
-        task.state = TaskState::Queued;
-        match stored {
-            Ok(Inserted::New) => {}
-            Ok(Inserted::Existing(earlier)) => {
-                self.lock().release(&task.session);
-                let current = self.live_task(earlier.id).unwrap_or(*earlier);
-                return Ok((current, Admitted::Repeat));
-            }
-            Ok(Inserted::Joined(running)) => {
-                self.lock().release(&task.session);
-                let current = self.live_task(running.id).unwrap_or(*running);
-                debug!(task_id = %current.id, "identical call joined the one in flight");
-                return Ok((current, Admitted::Joined));
-            }
-            Err(e) => {
-                self.lock().release(&task.session);
-                return Err(e.into());
-            }
-        }
-        debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
-        self.metrics.submitted(&task.tool);
-        // Before it is queued: a dispatch removes it.
-        if let Some(deadline) = task.queue_deadline {
-            self.arm_queue_timer(&task, deadline);
-        }
-        self.hub.record(|| Activity {
-            kind: ActivityKind::Submitted,
-            task_id: task.id,
-            session: task.session.clone(),
-            tool: task.tool.clone(),
-            at: task.created_at,
-        });
-        match placement {
-            Placement::Here(_) => self.queue_one(task.clone()).await,
-            Placement::Elsewhere => {
-                self.lock().release(&task.session);
-                // A claimer (this server's or another's) takes it for a
-                // worker with room.
-                self.backlog.wants_work();
-            }
-        }
-        Ok((task, Admitted::New))
-    }
-
-    /// Queues tasks here whose sessions are reserved, and dispatches them.
-    /// With a shared backlog, those no local worker serves go back to it.
-    async fn queue_here(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
-        let released = {
-            let mut st = self.lock();
-            let mut tools: Vec<Arc<str>> = Vec::new();
-            for task in tasks {
-                let (session, tool) = (task.session.clone(), task.tool.clone());
-                if !st.enqueue(task) {
-                    st.release(&session);
-                } else if !tools.contains(&tool) {
-                    tools.push(tool);
-                }
-            }
-            let now = SystemTime::now();
-            for tool in &tools {
-                st.dispatch_tool(tool, now);
-            }
-            self.apply(&mut st);
-            if self.backlog.hands_back() {
-                st.unservable(&tools)
-            } else {
-                Vec::new()
-            }
-        };
-        self.backlog.give_back(released).await;
-    }
-
-    /// [`Self::queue_here`] for one task, the submit's hot path.
-    async fn queue_one(self: &Arc<Self>, task: TaskRecord) {
-        if self.backlog.hands_back() {
-            return self.queue_here(vec![task]).await;
-        }
-        let mut st = self.lock();
-        let (session, tool) = (task.session.clone(), task.tool.clone());
-        if !st.enqueue(task) {
-            st.release(&session);
-            return;
-        }
-        st.dispatch_tool(&tool, SystemTime::now());
-        self.apply(&mut st);
     }
 
     /// One task, live or finished.

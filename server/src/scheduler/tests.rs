@@ -12,7 +12,8 @@ use super::*;
 use crate::{
     config::Limits,
     grpc::convert,
-    store::{StoreError, memory::MemoryStore},
+    model::Submission,
+    store::{Durable, Inserted, StoreError, memory::MemoryStore},
 };
 
 /// A scheduler with the test's view of it: task IDs as a client sends them.
@@ -342,6 +343,9 @@ impl crate::store::Store for Refusing {
         query: &crate::store::TaskQuery,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         self.0.list_tasks(query).await
+    }
+    async fn count_tasks(&self, query: &crate::store::TaskQuery) -> Result<u64, StoreError> {
+        self.0.count_tasks(query).await
     }
     async fn tools(&self) -> Result<Vec<crate::store::StoredTool>, StoreError> {
         self.0.tools().await

@@ -49,6 +49,11 @@ impl Scheduler {
             .collect())
     }
 
+    /// How many stored tasks pass `query`'s filter, on every page.
+    pub async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, Error> {
+        Ok(self.store.count_tasks(query).await?)
+    }
+
     /// A task with the worker of this server running it.
     pub async fn task_view(&self, id: Uuid) -> Result<TaskView, Error> {
         let task = self.get_task(id).await?;

@@ -47,10 +47,6 @@ impl TaskQuery {
     /// Whether `task` passes the filter and comes after the cursor (the
     /// memory store's test; the SQL stores say the same in SQL).
     pub fn matches(&self, task: &TaskRecord) -> bool {
-        let prefix_ok = self
-            .key_prefix
-            .as_deref()
-            .is_none_or(|p| task.session.starts_with(p));
         let after_ok = self.after.is_none_or(|c| {
             let key = (task.created_at, task.id);
             if self.newest_first {
@@ -59,8 +55,15 @@ impl TaskQuery {
                 key > (c.created_at, c.id)
             }
         });
-        prefix_ok
-            && after_ok
+        after_ok && self.passes_filter(task)
+    }
+
+    /// Whether `task` passes the filter, wherever it is in the listing (what
+    /// [`super::Store::count_tasks`] counts).
+    pub fn passes_filter(&self, task: &TaskRecord) -> bool {
+        self.key_prefix
+            .as_deref()
+            .is_none_or(|p| task.session.starts_with(p))
             && self.session.as_deref().is_none_or(|s| &*task.session == s)
             && self.tool.as_deref().is_none_or(|t| &*task.tool == t)
             && (self.states.is_empty() || self.states.contains(&task.state))

@@ -210,6 +210,16 @@ impl Store for MemoryStore {
         Ok(tasks)
     }
 
+    async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        let n = inner
+            .tasks
+            .values()
+            .filter(|t| query.passes_filter(t))
+            .count();
+        Ok(n as u64)
+    }
+
     async fn completions_after(
         &self,
         session: &str,

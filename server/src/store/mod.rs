@@ -249,6 +249,11 @@ pub trait Store: Send + Sync + 'static {
     /// may still show a task queued.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
 
+    /// How many stored tasks pass `query`'s filter, on every page: its
+    /// cursor and limit are ignored. As in [`Self::list_tasks`], a dispatch
+    /// not yet applied may still count a task as queued.
+    async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError>;
+
     /// Removes completions and finished tasks that finished before `cutoff`.
     /// Returns how many completions were removed.
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;

@@ -22,7 +22,10 @@ use calls::{
     a_fallback_run_goes_with_its_call_s_finish, joinable_calls_join_while_unfinished,
     last_good_is_the_latest_own_success,
 };
-use listing::{list_tasks_filters, list_tasks_pages_are_stable_under_inserts};
+use listing::{
+    count_tasks_counts_every_match_not_a_page, list_tasks_filters,
+    list_tasks_pages_are_stable_under_inserts,
+};
 use tools::tool_definitions_round_trip_replace_and_forget;
 
 /// A fresh database on the test process's PostgreSQL cluster (started on
@@ -629,6 +632,7 @@ for_each_store! {
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
+        count_tasks_counts_every_match_not_a_page,
         joinable_calls_join_while_unfinished,
         last_good_is_the_latest_own_success,
         a_fallback_run_goes_with_its_call_s_finish,

@@ -11,7 +11,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{Access, Ui};
-use crate::{grpc::listing, model::TaskState, tenant};
+use crate::{model::TaskState, tenant};
 
 /// Rows on the overview, sessions and workers pages: all the UI holds.
 const ROWS: usize = 100;
@@ -42,18 +42,21 @@ pub(super) fn ok(body: Value) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
-/// An errand error as an HTTP status and its message.
+/// An errand error as an HTTP status and its message (the one a gRPC
+/// client gets).
 pub(super) fn failed(e: crate::Error) -> Denied {
-    let status = tonic::Status::from(e);
-    let code = match status.code() {
-        tonic::Code::NotFound => StatusCode::NOT_FOUND,
-        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
-        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
-        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    use crate::{Error as E, store::StoreError as S};
+    let code = match &e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::InvalidArgument(_) | E::Store(S::Rejected(_)) => StatusCode::BAD_REQUEST,
+        E::FailedPrecondition(_) => StatusCode::CONFLICT,
+        E::ResourceExhausted(_)
+        | E::RateLimited { .. }
+        | E::Store(S::Full(_) | S::LimitReached(_)) => StatusCode::TOO_MANY_REQUESTS,
+        E::Unavailable(_) | E::Store(S::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    Denied(code, status.message().to_string())
+    Denied(code, e.into_message())
 }
 
 /// Milliseconds since the Unix epoch, for the page's clock.
@@ -190,17 +193,19 @@ pub(super) async fn workers(State(ui): State<Ui>, headers: HeaderMap) -> Respons
         .take(ROWS)
         .map(|w| {
             let tenants = w.tools.first().map_or("", |k| tenant::of(k));
-            let w = listing::worker(w, server);
+            // The client's names, as ListWorkers shows them.
+            let mut tools: Vec<&str> = w.tools.iter().map(|t| tenant::strip(t)).collect();
+            tools.sort();
             json!({
-                "worker_id": w.worker_id,
-                "worker_name": w.worker_name,
+                "worker_id": w.id.to_string(),
+                "worker_name": w.name,
                 "tenant": if access.all { json!(tenants) } else { Value::Null },
-                "tools": w.tools,
-                "max_concurrency": w.max_concurrency,
-                "running": w.running,
-                "connected_at": w.connected_at.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
-                "last_seen": w.last_seen.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)),
-                "server": w.server,
+                "tools": tools,
+                "max_concurrency": u32::try_from(w.max_concurrency).unwrap_or(u32::MAX),
+                "running": u32::try_from(w.running).unwrap_or(u32::MAX),
+                "connected_at": at_ms(Some(w.connected_at)),
+                "last_seen": at_ms(Some(w.last_seen)),
+                "server": server,
             })
         })
         .collect();

@@ -4,11 +4,14 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::store::StoredTool;
+use crate::{
+    model::{Registration, ToolDef, ToolKey},
+    store::StoredTool,
+};
 
-fn described(name: &str, description: &str) -> pb::Tool {
-    pb::Tool {
-        name: name.into(),
+fn described(name: &str, description: &str) -> ToolDef {
+    ToolDef {
+        name: ToolKey::new("", name),
         description: description.into(),
         input_schema_json: r#"{"type":"object"}"#.into(),
         timeout_ms: 5_000,
@@ -17,16 +20,14 @@ fn described(name: &str, description: &str) -> pb::Tool {
     }
 }
 
-async fn register(core: &Core, tools: Vec<pb::Tool>) -> Result<(WorkerId, Commands), Error> {
+async fn register(core: &Core, tools: Vec<ToolDef>) -> Result<(WorkerId, Commands), Error> {
     let (tx, rx) = mpsc::channel(64);
-    let register = pb::Register {
+    let register = Registration {
         worker_name: "w".into(),
         tools,
         max_concurrency: 1,
     };
-    let id = core
-        .register(convert::registration(register, "").unwrap(), tx)
-        .await?;
+    let id = core.register(register, tx).await?;
     let rx = Commands {
         registered: VecDeque::from([convert::registered(id)]),
         rx,

@@ -65,6 +65,7 @@ use writer::{Guard, Op, Writer};
 
 mod errors;
 mod finish;
+mod insert;
 mod listen;
 mod queue;
 mod rows;
@@ -301,28 +302,27 @@ impl Store for PostgresStore {
         &self,
         query: &crate::store::TaskQuery,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        use crate::store::sql::listing::{Param, select};
-        let (sql, params) = select(query, "errand_tasks", |n| format!("${n}"));
-        let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
-            .into_iter()
-            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                match p {
-                    Param::Text(s) => Box::new(s),
-                    Param::Int(n) => Box::new(n),
-                    Param::Id(id) => Box::new(id),
-                }
-            })
-            .collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-            .iter()
-            .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
+        let (sql, params) =
+            crate::store::sql::listing::select(query, "errand_tasks", |n| format!("${n}"));
+        let params = listing_values(params);
         let client = self.client().await?;
-        rows(&client, &sql, &refs)
+        rows(&client, &sql, &listing_refs(&params))
             .await?
             .iter()
             .map(task_from_row)
             .collect()
+    }
+
+    async fn count_tasks(&self, query: &crate::store::TaskQuery) -> Result<u64, StoreError> {
+        let (sql, params) =
+            crate::store::sql::listing::count(query, "errand_tasks", |n| format!("${n}"));
+        let params = listing_values(params);
+        let client = self.client().await?;
+        let n: i64 = rows(&client, &sql, &listing_refs(&params))
+            .await?
+            .first()
+            .map_or(0, |row| row.get(0));
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn completions_after(
@@ -457,4 +457,28 @@ impl Store for PostgresStore {
     fn shared(&self) -> Option<&dyn SharedQueue> {
         Some(self)
     }
+}
+
+type ListingValue = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+/// A listing statement's parameters, as PostgreSQL values.
+fn listing_values(params: Vec<crate::store::sql::listing::Param>) -> Vec<ListingValue> {
+    use crate::store::sql::listing::Param;
+    params
+        .into_iter()
+        .map(|p| -> ListingValue {
+            match p {
+                Param::Text(s) => Box::new(s),
+                Param::Int(n) => Box::new(n),
+                Param::Id(id) => Box::new(id),
+            }
+        })
+        .collect()
+}
+
+fn listing_refs(values: &[ListingValue]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
 }

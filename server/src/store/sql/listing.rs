@@ -21,6 +21,36 @@ pub(crate) fn select(
     placeholder: impl Fn(usize) -> String,
 ) -> (String, Vec<Param>) {
     let mut params = Vec::new();
+    let filter = conditions(query, true, &mut params, &placeholder);
+    let dir = if query.newest_first { "DESC" } else { "ASC" };
+    params.push(Param::Int(to_i64(query.limit as u64)));
+    let limit = placeholder(params.len());
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM {table}{filter} ORDER BY created_at {dir}, id {dir} LIMIT {limit}"
+    );
+    (sql, params)
+}
+
+/// The statement counting every task of `table` that passes `query`'s
+/// filter (its cursor and limit ignored), and its parameters in order.
+pub(crate) fn count(
+    query: &TaskQuery,
+    table: &str,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<Param>) {
+    let mut params = Vec::new();
+    let filter = conditions(query, false, &mut params, &placeholder);
+    (format!("SELECT COUNT(*) FROM {table}{filter}"), params)
+}
+
+/// The WHERE clause of `query` ("" when it has none), adding its
+/// parameters to `params`; the cursor only when `with_cursor`.
+fn conditions(
+    query: &TaskQuery,
+    with_cursor: bool,
+    params: &mut Vec<Param>,
+    placeholder: &impl Fn(usize) -> String,
+) -> String {
     let mut add = |p: Param| {
         params.push(p);
         placeholder(params.len())
@@ -47,7 +77,7 @@ pub(crate) fn select(
             .collect();
         conds.push(format!("state IN ({})", codes.join(", ")));
     }
-    if let Some(c) = query.after {
+    if let Some(c) = query.after.filter(|_| with_cursor) {
         let at = time_to_i64(c.created_at);
         let (at1, at2) = (add(Param::Int(at)), add(Param::Int(at)));
         let id = add(Param::Id(c.id));
@@ -56,15 +86,9 @@ pub(crate) fn select(
             "(created_at {op} {at1} OR (created_at = {at2} AND id {op} {id}))"
         ));
     }
-    let filter = if conds.is_empty() {
+    if conds.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", conds.join(" AND "))
-    };
-    let dir = if query.newest_first { "DESC" } else { "ASC" };
-    let limit = add(Param::Int(to_i64(query.limit as u64)));
-    let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM {table}{filter} ORDER BY created_at {dir}, id {dir} LIMIT {limit}"
-    );
-    (sql, params)
+    }
 }

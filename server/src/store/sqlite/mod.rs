@@ -277,20 +277,22 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        use super::sql::listing::{Param, select};
-        let (sql, params) = select(query, "tasks", |n| format!("?{n}"));
+        let (sql, params) = super::sql::listing::select(query, "tasks", |n| format!("?{n}"));
         self.read(move |conn| {
-            let values: Vec<rusqlite::types::Value> = params
-                .into_iter()
-                .map(|p| match p {
-                    Param::Text(s) => s.into(),
-                    Param::Int(n) => n.into(),
-                    Param::Id(id) => id.as_bytes().to_vec().into(),
-                })
-                .collect();
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(values), task_from_row)?;
+            let rows = stmt.query_map(listing_values(params), task_from_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError> {
+        let (sql, params) = super::sql::listing::count(query, "tasks", |n| format!("?{n}"));
+        self.read(move |conn| {
+            let n: i64 = conn
+                .prepare_cached(&sql)?
+                .query_row(listing_values(params), |row| row.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }
@@ -403,4 +405,20 @@ impl Readers {
             idle.push(conn);
         }
     }
+}
+
+/// A listing statement's parameters, bound as SQLite values.
+fn listing_values(
+    params: Vec<super::sql::listing::Param>,
+) -> rusqlite::ParamsFromIter<Vec<rusqlite::types::Value>> {
+    use super::sql::listing::Param;
+    let values: Vec<rusqlite::types::Value> = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Text(s) => s.into(),
+            Param::Int(n) => n.into(),
+            Param::Id(id) => id.as_bytes().to_vec().into(),
+        })
+        .collect();
+    rusqlite::params_from_iter(values)
 }

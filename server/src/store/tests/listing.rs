@@ -1,5 +1,6 @@
 //! [`Store::list_tasks`]: filters, tenant prefixes, both orders, and keyset
-//! pages that neither repeat nor skip a task while others are inserted.
+//! pages that neither repeat nor skip a task while others are inserted;
+//! [`Store::count_tasks`]: every match, whatever the page.
 use std::collections::HashSet;
 
 use uuid::Uuid;
@@ -127,5 +128,62 @@ pub(in crate::store) async fn list_tasks_pages_are_stable_under_inserts(store: &
         for id in &before {
             assert!(unique.contains(id), "no task that was there is missed");
         }
+    }
+}
+
+pub(in crate::store) async fn count_tasks_counts_every_match_not_a_page(store: &dyn Store) {
+    assert_eq!(store.count_tasks(&query()).await.unwrap(), 0);
+    let mut acme = Vec::new();
+    for i in 0..7 {
+        let t = task("acme\u{1f}s1", None, at(10 + i));
+        insert_new(store, &t).await;
+        acme.push(t);
+    }
+    let mut other = task("acme\u{1f}s2", None, at(30));
+    other.tool = "acme\u{1f}fetch".into();
+    insert_new(store, &other).await;
+    insert_new(store, &task("beta\u{1f}s1", None, at(31))).await;
+    store.finish_task(&succeed(&acme[0], at(40))).await.unwrap();
+    store.finish_task(&succeed(&acme[1], at(41))).await.unwrap();
+
+    let tenant = TaskQuery {
+        key_prefix: Some("acme\u{1f}".into()),
+        limit: 3,
+        ..query()
+    };
+    let page = store.list_tasks(&tenant).await.unwrap();
+    assert_eq!(page.len(), 3, "a page of three");
+    assert_eq!(store.count_tasks(&tenant).await.unwrap(), 8, "every match");
+    let later = TaskQuery {
+        after: Some(Cursor::of(page.last().unwrap())),
+        ..tenant.clone()
+    };
+    assert_eq!(
+        store.count_tasks(&later).await.unwrap(),
+        8,
+        "the cursor does not change the count"
+    );
+    let cases = [
+        (None, None, vec![], 9),
+        (Some("acme\u{1f}s1"), None, vec![], 7),
+        (None, Some("acme\u{1f}fetch"), vec![], 1),
+        (None, None, vec![TaskState::Succeeded], 2),
+        (Some("acme\u{1f}s1"), None, vec![TaskState::Queued], 5),
+        (Some("acme\u{1f}s3"), None, vec![], 0),
+    ];
+    for (session, tool, states, want) in cases {
+        let q = TaskQuery {
+            session: session.map(Into::into),
+            tool: tool.map(Into::into),
+            states: states.clone(),
+            newest_first: true,
+            limit: 1,
+            ..query()
+        };
+        assert_eq!(
+            store.count_tasks(&q).await.unwrap(),
+            want,
+            "{session:?} {tool:?} {states:?}"
+        );
     }
 }

@@ -1,0 +1,174 @@
+use super::*;
+
+fn error(change: impl FnOnce(&mut Config)) -> ConfigError {
+    let mut config = Config::default();
+    change(&mut config);
+    config.validate().expect_err("the change is invalid")
+}
+
+#[test]
+fn the_defaults_are_valid() {
+    Config::default().validate().unwrap();
+    assert_eq!(
+        Config::default().postgres.max_pending_per_session,
+        Limits::default().max_pending_per_session
+    );
+}
+
+#[test]
+fn a_zero_bound_names_its_flag() {
+    let e = error(|c| c.max_attempts = 0);
+    assert_eq!(e.flag, "max-attempts");
+    assert_eq!(
+        e.to_string(),
+        "invalid --max-attempts (ERRAND_MAX_ATTEMPTS): 0 is below the minimum, 1"
+    );
+    assert_eq!(error(|c| c.limits.stream_buffer = 0).flag, "stream-buffer");
+    assert_eq!(
+        error(|c| c.limits.max_worker_concurrency = 0).flag,
+        "max-worker-concurrency"
+    );
+    assert_eq!(
+        error(|c| c.limits.max_result_bytes = 0).flag,
+        "max-result-bytes"
+    );
+    assert_eq!(
+        error(|c| c.postgres.pool_size = 1).to_string(),
+        "invalid --database-pool-size (ERRAND_DATABASE_POOL_SIZE): 1 is below the minimum, 2"
+    );
+}
+
+/// Issue 15.3: every accepted size fits the message that carries it.
+#[test]
+fn limits_that_cannot_add_up_name_the_flags_to_change() {
+    let e = error(|c| c.limits.max_message_bytes = 1024 * 1024);
+    assert_eq!(e.flag, "max-message-bytes");
+    let text = e.to_string();
+    assert!(
+        text.contains("--max-result-bytes") && text.contains("at least"),
+        "{text}"
+    );
+    let mut fits = Config::default();
+    fits.limits.max_message_bytes = 1024 * 1024;
+    fits.limits.max_result_bytes = 512 * 1024;
+    fits.validate().unwrap();
+    assert!(fits.largest_message() <= 1024 * 1024);
+}
+
+#[test]
+fn result_budgets_are_bounded_and_the_default_is_one_a_submit_may_ask_for() {
+    let e = error(|c| c.limits.result_budget_bytes = 10);
+    assert_eq!(e.flag, "result-budget-bytes");
+    assert!(e.problem.contains("minimum, 64"), "{e}");
+    let e = error(|c| c.limits.max_result_budget_bytes = 0);
+    assert_eq!(e.flag, "max-result-budget-bytes");
+    let e = error(|c| {
+        c.limits.result_budget_bytes = 4096;
+        c.limits.max_result_budget_bytes = 1024;
+    });
+    assert_eq!(e.flag, "result-budget-bytes");
+    assert!(e.problem.contains("--max-result-budget-bytes"), "{e}");
+    // A budget above the message limit is valid: completions shrink
+    // their preview to fit ([`crate::grpc::convert::streamed_completion`]).
+    let mut c = Config::default();
+    c.limits.result_budget_bytes = c.limits.max_message_bytes * 2;
+    c.limits.max_result_budget_bytes = c.limits.max_message_bytes * 2;
+    c.validate().unwrap();
+}
+
+#[test]
+fn durations_must_be_positive_where_needed_and_bounded() {
+    assert_eq!(
+        error(|c| c.purge_interval = Duration::ZERO).to_string(),
+        "invalid --purge-interval-ms (ERRAND_PURGE_INTERVAL_MS): must be more than 0"
+    );
+    assert_eq!(
+        error(|c| c.register_timeout = Duration::ZERO).flag,
+        "register-timeout-ms"
+    );
+    let e = error(|c| c.retention = MAX_DURATION + Duration::from_secs(1));
+    assert_eq!(e.flag, "retention-secs");
+    assert!(e.problem.contains("10 years"), "{e}");
+    assert_eq!(
+        error(|c| c.postgres.connect_timeout = Some(Duration::ZERO)).flag,
+        "database-connect-timeout-ms"
+    );
+    // Zero retention (purge at once) and zero grace (stop at once) are
+    // choices, not mistakes.
+    let config = Config {
+        retention: Duration::ZERO,
+        shutdown_grace: Duration::ZERO,
+        ..Config::default()
+    };
+    config.validate().unwrap();
+}
+
+#[test]
+fn connection_bounds_are_checked() {
+    assert_eq!(
+        error(|c| c.connections.max_connections_per_peer = 0).to_string(),
+        "invalid --max-connections-per-peer (ERRAND_MAX_CONNECTIONS_PER_PEER): 0 is below the minimum, 1"
+    );
+    assert_eq!(
+        error(|c| c.connections.max_concurrent_streams = 0).flag,
+        "max-concurrent-streams"
+    );
+    assert_eq!(
+        error(|c| c.connections.stream_window_bytes = 1000).flag,
+        "stream-window-bytes"
+    );
+    let e = error(|c| c.connections.connection_window_bytes = u32::MAX);
+    assert_eq!(e.flag, "connection-window-bytes");
+    assert!(e.problem.contains("largest window"), "{e}");
+    assert_eq!(
+        error(|c| c.connections.handshake_timeout = Duration::ZERO).flag,
+        "handshake-timeout-ms"
+    );
+    assert_eq!(
+        error(|c| c.connections.max_header_list_bytes = 100).flag,
+        "max-header-list-bytes"
+    );
+}
+
+#[test]
+fn a_short_lease_and_a_default_over_the_maximum_are_refused() {
+    let e = error(|c| c.postgres.lease = Duration::from_millis(299));
+    assert_eq!(
+        e.to_string(),
+        "invalid --lease-ms (ERRAND_LEASE_MS): 299 ms is under the shortest lease, 300 ms"
+    );
+    let e = error(|c| c.default_timeout = c.limits.max_timeout + Duration::from_millis(1));
+    assert_eq!(e.flag, "default-timeout-ms");
+    assert!(e.problem.contains("--max-timeout-ms"), "{e}");
+}
+
+#[test]
+fn registry_bounds_must_fit_together() {
+    let e = error(|c| c.limits.max_tools_per_tenant = c.limits.max_tools_per_worker - 1);
+    assert_eq!(e.flag, "max-tools-per-tenant");
+    assert!(e.problem.contains("--max-tools-per-worker"), "{e}");
+    assert_eq!(
+        error(|c| c.tool_retention = Duration::ZERO).to_string(),
+        "invalid --tool-retention-secs (ERRAND_TOOL_RETENTION_SECS): must be more than 0"
+    );
+}
+
+#[test]
+fn the_a2a_public_url_is_a_base_url() {
+    for good in ["http://127.0.0.1:7000", "https://agents.example.com/"] {
+        let mut c = Config::default();
+        c.a2a.public_url = Some(good.into());
+        c.validate().unwrap();
+    }
+    for bad in ["agents.example.com", "http://", "https://h/a2a", "ftp://h"] {
+        let e = error(|c| c.a2a.public_url = Some(bad.into()));
+        assert_eq!(e.flag, "a2a-public-url", "{bad}");
+    }
+}
+
+#[test]
+fn the_store_enforces_the_session_bound_of_the_limits() {
+    let mut config = Config::default();
+    config.limits.max_pending_per_session = 7;
+    assert_eq!(config.postgres_options().max_pending_per_session, 7);
+}

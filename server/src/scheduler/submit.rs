@@ -1,0 +1,203 @@
+//! Submit: a call checked, stored, then queued here (or, shared, in the
+//! store) and dispatched when a worker has room.
+use std::{sync::Arc, time::SystemTime};
+
+use tracing::debug;
+use uuid::Uuid;
+
+use super::{Scheduler, admission, queue::Placement};
+use crate::{
+    error::Error,
+    logs,
+    model::{SessionKey, Submission, TaskRecord, TaskState},
+    sessions::{Activity, ActivityKind},
+    store::Inserted,
+};
+
+/// How [`Scheduler::submit_call`] took a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// A new task.
+    New,
+    /// An earlier task with the same idempotency key.
+    Repeat,
+    /// An identical call in flight (`DEDUP_POLICY_JOIN_IN_FLIGHT`).
+    Joined,
+}
+
+impl Scheduler {
+    /// Accepts one tool call: checked, stored, queued, dispatched if a worker
+    /// has room. Returns the task and whether it was an idempotent repeat.
+    pub async fn submit(self: &Arc<Self>, sub: Submission) -> Result<(TaskRecord, bool), Error> {
+        let (task, admitted) = self.submit_call(sub).await?;
+        Ok((task, admitted != Admitted::New))
+    }
+
+    /// [`Self::submit`], saying whether the call ran, repeated an
+    /// idempotency key or joined an identical call in flight.
+    pub async fn submit_call(
+        self: &Arc<Self>,
+        mut sub: Submission,
+    ) -> Result<(TaskRecord, Admitted), Error> {
+        let limits = &self.config.limits;
+        admission::check_submission(&sub, limits)?;
+        let found = admission::tool_spec(&self.lock(), &sub.tool);
+        let spec = match found {
+            Ok(spec) => spec,
+            // A repeat is answered whatever the tool check says (its tool
+            // may be unknown here now); for a known tool the insert finds
+            // it, without a read on every submit.
+            Err(unknown) => {
+                if !sub.idempotency_key.is_empty()
+                    && let Some(earlier) = self
+                        .store
+                        .task_by_key(sub.session.as_key(), &sub.idempotency_key)
+                        .await?
+                {
+                    let current = self.live_task(earlier.id).unwrap_or(earlier);
+                    return Ok((current, Admitted::Repeat));
+                }
+                return Err(unknown);
+            }
+        };
+        admission::check_fallback_tool(&self.lock(), &sub, &spec)?;
+        let arguments_json = std::mem::take(&mut sub.arguments_json);
+        let arguments = self
+            .validation
+            .check(&spec, sub.tool.tenant(), arguments_json, limits)
+            .await?;
+        let timeout = admission::timeout(&sub, &spec, &self.config);
+        let delivery = admission::delivery(&sub, &spec, &self.config);
+        let call = admission::call_options(&sub, &spec, &arguments, limits);
+        let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
+        let now = SystemTime::now();
+        let task = TaskRecord {
+            id: Uuid::new_v4(),
+            session: sub.session.as_arc().clone(),
+            tool: spec.name.as_arc().clone(),
+            arguments,
+            timeout,
+            queue_deadline: Some(now + queue_timeout),
+            idempotency_key: (!sub.idempotency_key.is_empty())
+                .then(|| sub.idempotency_key.as_str().into()),
+            created_at: now,
+            state: TaskState::Queued,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            seq: 0,
+            retry_of: sub.retry_of,
+            delivery,
+            call,
+            notes: Default::default(),
+        };
+        self.admit(task).await
+    }
+
+    /// Stores a new task and queues it (here or, shared, in the store) if
+    /// its session and tenant have room; or answers with the earlier task
+    /// its idempotency key or its joinable call names.
+    pub(super) async fn admit(
+        self: &Arc<Self>,
+        mut task: TaskRecord,
+    ) -> Result<(TaskRecord, Admitted), Error> {
+        let placement = {
+            let mut st = self.lock();
+            let session = SessionKey::from_key(task.session.clone());
+            admission::check_room(&st, &session, &self.config.limits)?;
+            let placement = self.backlog.place(&|| st.has_room_for(&task.tool));
+            task.session = st.reserve(&task.session);
+            placement
+        };
+        if let Placement::Here(state) = placement {
+            task.state = state;
+        }
+        let stored = self.store.insert_task(&task).await;
+        task.state = TaskState::Queued;
+        match stored {
+            Ok(Inserted::New) => {}
+            Ok(Inserted::Existing(earlier)) => {
+                self.lock().release(&task.session);
+                let current = self.live_task(earlier.id).unwrap_or(*earlier);
+                return Ok((current, Admitted::Repeat));
+            }
+            Ok(Inserted::Joined(running)) => {
+                self.lock().release(&task.session);
+                let current = self.live_task(running.id).unwrap_or(*running);
+                debug!(task_id = %current.id, "identical call joined the one in flight");
+                return Ok((current, Admitted::Joined));
+            }
+            Err(e) => {
+                self.lock().release(&task.session);
+                return Err(e.into());
+            }
+        }
+        debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
+        self.metrics.submitted(&task.tool);
+        // Before it is queued: a dispatch removes it.
+        if let Some(deadline) = task.queue_deadline {
+            self.arm_queue_timer(&task, deadline);
+        }
+        self.hub.record(|| Activity {
+            kind: ActivityKind::Submitted,
+            task_id: task.id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            at: task.created_at,
+        });
+        match placement {
+            Placement::Here(_) => self.queue_one(task.clone()).await,
+            Placement::Elsewhere => {
+                self.lock().release(&task.session);
+                // A claimer (this server's or another's) takes it for a
+                // worker with room.
+                self.backlog.wants_work();
+            }
+        }
+        Ok((task, Admitted::New))
+    }
+
+    /// Queues tasks here whose sessions are reserved, and dispatches them.
+    /// With a shared backlog, those no local worker serves go back to it.
+    pub(super) async fn queue_here(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
+        let released = {
+            let mut st = self.lock();
+            let mut tools: Vec<Arc<str>> = Vec::new();
+            for task in tasks {
+                let (session, tool) = (task.session.clone(), task.tool.clone());
+                if !st.enqueue(task) {
+                    st.release(&session);
+                } else if !tools.contains(&tool) {
+                    tools.push(tool);
+                }
+            }
+            let now = SystemTime::now();
+            for tool in &tools {
+                st.dispatch_tool(tool, now);
+            }
+            self.apply(&mut st);
+            if self.backlog.hands_back() {
+                st.unservable(&tools)
+            } else {
+                Vec::new()
+            }
+        };
+        self.backlog.give_back(released).await;
+    }
+
+    /// [`Self::queue_here`] for one task, the submit's hot path.
+    async fn queue_one(self: &Arc<Self>, task: TaskRecord) {
+        if self.backlog.hands_back() {
+            return self.queue_here(vec![task]).await;
+        }
+        let mut st = self.lock();
+        let (session, tool) = (task.session.clone(), task.tool.clone());
+        if !st.enqueue(task) {
+            st.release(&session);
+            return;
+        }
+        st.dispatch_tool(&tool, SystemTime::now());
+        self.apply(&mut st);
+    }
+}
