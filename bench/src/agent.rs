@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 
-use crate::stats::{CpuMeter, now_ns, rss_kib, summarize};
+use crate::{
+    pace,
+    stats::{CpuMeter, now_ns, rss_kib, summarize},
+};
 
 /// Waits (at most 20 s) until a worker serves `tool`.
 pub(crate) async fn wait_for_tool(client: &Client, tool: &str) -> anyhow::Result<()> {
@@ -198,34 +201,49 @@ pub async fn e2e(
     let cpu = CpuMeter::start(cpu_pids);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(o.max_secs);
+    // With a rate, a pacer thread deals the slots (agent i's k-th submit at
+    // (k × agents + i) / rate): tokio's 1 ms timer would send them in bursts.
+    let mut lanes = (o.rate > 0.0).then(|| {
+        pace::lanes(
+            start,
+            Duration::from_secs_f64(1.0 / o.rate),
+            o.count,
+            o.agents,
+        )
+        .into_iter()
+        .map(|rx| Arc::new(tokio::sync::Mutex::new(rx)))
+    });
     let mut handles = Vec::new();
     for (i, client) in clients.into_iter().enumerate() {
         let n = o.count / o.agents + usize::from(i < o.count % o.agents);
+        let slots = lanes.as_mut().and_then(Iterator::next);
         let session = format!("e2e-{run}-{i}");
         let mut stream = client.completions(&session, 0);
         let window = Arc::new(Semaphore::new(o.window));
         let next = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicUsize::new(0));
         let first_error = Arc::new(Mutex::new(None::<String>));
-        let (agents, rate) = (o.agents, o.rate);
         for _ in 0..o.pipeline {
             let (client, session, tool) = (client.clone(), session.clone(), o.tool.clone());
-            let (window, next, failed, first_error) = (
+            let (window, next, failed, first_error, slots) = (
                 window.clone(),
                 next.clone(),
                 failed.clone(),
                 first_error.clone(),
+                slots.clone(),
             );
             tokio::spawn(async move {
                 loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let k = match &slots {
+                        // Open loop: this agent's next slot, when it is due.
+                        Some(rx) => match rx.lock().await.recv().await {
+                            Some(k) => k,
+                            None => break,
+                        },
+                        None => next.fetch_add(1, Ordering::Relaxed),
+                    };
                     if k >= n || Instant::now() > deadline {
                         break;
-                    }
-                    if rate > 0.0 {
-                        let slot = (k * agents + i) as f64 / rate;
-                        tokio::time::sleep_until((start + Duration::from_secs_f64(slot)).into())
-                            .await;
                     }
                     let Ok(permit) = window.acquire().await else {
                         break;
@@ -554,22 +572,29 @@ pub async fn sessions(
     let deadline = start + Duration::from_secs(o.max_secs);
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    // With a rate, the pacing thread deals the slots (tokio's 1 ms timer
+    // would send them in bursts); the submitters take them as they are due.
+    let slots = (o.rate > 0.0).then(|| {
+        let interval = Duration::from_secs_f64(1.0 / o.rate);
+        let rx = pace::lanes(start, interval, o.tasks, 1).pop();
+        Arc::new(tokio::sync::Mutex::new(rx.expect("one lane")))
+    });
     let submitters = 16.min(o.tasks.max(1));
     for p in 0..submitters {
         let client = Client::from_channel(channels[p % o.channels].clone());
-        let (next, failed, run) = (next.clone(), failed.clone(), run.clone());
-        let (tasks, streams, rate) = (o.tasks, o.streams, o.rate);
+        let (next, failed, run, slots) = (next.clone(), failed.clone(), run.clone(), slots.clone());
+        let (tasks, streams) = (o.tasks, o.streams);
         tokio::spawn(async move {
             loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
+                let k = match &slots {
+                    Some(rx) => match rx.lock().await.recv().await {
+                        Some(k) => k,
+                        None => break,
+                    },
+                    None => next.fetch_add(1, Ordering::Relaxed),
+                };
                 if k >= tasks || Instant::now() > deadline {
                     break;
-                }
-                if rate > 0.0 {
-                    tokio::time::sleep_until(
-                        (start + Duration::from_secs_f64(k as f64 / rate)).into(),
-                    )
-                    .await;
                 }
                 let session = format!("sessions-{run}-{}", k % streams);
                 if client.submit(&session, "noop", "{}").await.is_err() {

@@ -1,17 +1,21 @@
 //! Open-loop submits: requests leave on a fixed schedule whatever the server
 //! does, and each one's latency is counted from its scheduled time, so a slow
 //! answer that delays the next send is not excused (no coordinated omission).
+//! A thread of its own paces the sends ([`crate::pace`]): tokio's 1 ms timer
+//! would add up to a millisecond of its own lateness to every figure.
 use std::{
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use errand_client::Client;
 use serde_json::{Value, json};
-use tokio::task::JoinSet;
+use tokio::{runtime::Handle, task::JoinSet};
 
 use crate::{
     agent::{run_id, wait_for_tool},
+    pace::{Slots, pace},
     stats::{CpuMeter, summarize},
 };
 
@@ -46,44 +50,33 @@ pub async fn open_loop(
     let limit = Duration::from_secs(30);
     let cpu = CpuMeter::start(&server_pid.into_iter().collect::<Vec<_>>());
     let start = Instant::now() + Duration::from_millis(20);
-    let mut inflight = JoinSet::new();
-    let mut latencies = Vec::with_capacity(count);
-    let (mut errors, mut first_error, mut max_inflight) = (0usize, None, 0usize);
-    for k in 0..count {
-        let at = start + interval.mul_f64(k as f64);
-        tokio::time::sleep_until(at.into()).await;
-        // Collect what finished meanwhile, without waiting.
-        while let Some(done) = inflight.try_join_next() {
-            match done? {
-                Ok(ns) => latencies.push(ns),
-                Err(e) => {
-                    errors += 1;
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        max_inflight = max_inflight.max(inflight.len());
-        let client = clients[k % o.agents].clone();
-        let session = format!("open-{run}-{}", k % o.agents);
-        let tool = o.tool.clone();
-        inflight.spawn(async move {
-            let args = format!("{{\"i\":{k}}}");
-            match tokio::time::timeout(limit, client.submit(&session, &tool, &args)).await {
-                Ok(Ok(_)) => Ok(at.elapsed().as_nanos() as u64),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {limit:?}")),
-            }
-        });
+    let sends = Sends {
+        runtime: Handle::current(),
+        sessions: (0..o.agents)
+            .map(|i| format!("open-{run}-{i}").into())
+            .collect(),
+        clients,
+        tool: o.tool.as_str().into(),
+        limit,
+        set: JoinSet::new(),
+        outcomes: Outcomes::with_capacity(count),
+        max_inflight: 0,
+    };
+    let pacer = pace(start, interval, count, sends);
+    let mut sends = tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+    // The submits still in flight (each is bounded by `limit`).
+    while let Some(done) = sends.set.join_next().await {
+        sends.outcomes.add(done);
     }
-    while let Some(done) = inflight.join_next().await {
-        match done? {
-            Ok(ns) => latencies.push(ns),
-            Err(e) => {
-                errors += 1;
-                first_error.get_or_insert(e);
-            }
-        }
-    }
+    let Outcomes {
+        latencies,
+        lateness,
+        errors,
+        first_error,
+    } = sends.outcomes;
+    let max_inflight = sends.max_inflight;
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu.stop();
     let per = |s: f64| s * 1e6 / count.max(1) as f64;
@@ -104,5 +97,91 @@ pub async fn open_loop(
         "server_cpu_us_per_submit": server_cpu,
         "loadgen_cpu_us_per_submit": own_cpu,
         "ack": summarize(latencies, samples)?,
+        // Send time minus scheduled time: the generator's own error, which
+        // the ack latency includes. Small next to the ack figures, or they
+        // measure the generator.
+        "lateness": summarize(lateness, None)?,
     }))
+}
+
+/// A submit's ack latency (or its error), and its lateness, both in ns from
+/// its scheduled time.
+type Outcome = (Result<u64, String>, u64);
+
+/// The pacer's state: it spawns each submit onto the runtime at its slot,
+/// and collects those that finished meanwhile without waiting.
+struct Sends {
+    runtime: Handle,
+    clients: Vec<Client>,
+    sessions: Vec<Arc<str>>,
+    tool: Arc<str>,
+    limit: Duration,
+    set: JoinSet<Outcome>,
+    outcomes: Outcomes,
+    max_inflight: usize,
+}
+
+impl Slots for Sends {
+    fn fire(&mut self, k: usize, at: Instant) {
+        while let Some(done) = self.set.try_join_next() {
+            // A submit task does not panic; if one did, it counts as an error.
+            self.outcomes.add(done);
+        }
+        self.max_inflight = self.max_inflight.max(self.set.len());
+        let client = self.clients[k % self.clients.len()].clone();
+        let session = self.sessions[k % self.sessions.len()].clone();
+        let (tool, limit) = (self.tool.clone(), self.limit);
+        self.set.spawn_on(
+            async move {
+                let args = format!("{{\"i\":{k}}}");
+                // The generator's own lateness: when the request really leaves.
+                let late = at.elapsed().as_nanos() as u64;
+                let ack = match tokio::time::timeout(limit, client.submit(&session, &tool, &args))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(at.elapsed().as_nanos() as u64),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {limit:?}")),
+                };
+                (ack, late)
+            },
+            &self.runtime,
+        );
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    latencies: Vec<u64>,
+    lateness: Vec<u64>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Outcomes {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            latencies: Vec::with_capacity(n),
+            lateness: Vec::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
+    fn add(&mut self, done: Result<Outcome, impl std::fmt::Display>) {
+        match done {
+            Ok((ack, late)) => {
+                self.lateness.push(late);
+                match ack {
+                    Ok(ns) => self.latencies.push(ns),
+                    Err(e) => self.error(e),
+                }
+            }
+            Err(e) => self.error(format!("a submit task failed: {e}")),
+        }
+    }
+
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(e);
+    }
 }

@@ -6,6 +6,8 @@ Layout:
 - `errand.aio`     — `AsyncClient`, the same for asyncio.
 - `errand._core`   — what both share, without I/O: settings, requests, the stream cursors,
                      the result pager.
+- `errand._stream` — what the blocking and asyncio streams share: the call, the cursor's
+                     counters, what a failed call means.
 - `errand._common` — connection settings from arguments and ERRAND_* (TLS, token), backoff.
 - `errand._connect` — failing fast, with a clear message, when no server answers.
 - `errand.tool`    — `@async_tool`: a function's name, docstring and type hints as a tool.

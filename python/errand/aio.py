@@ -33,8 +33,9 @@ from errand._core import (
     outcome,
     unknown_tool,
 )
+from errand._stream import StreamBase
 from errand.callables import async_remote_tool
-from errand.errors import ClosedError, DeadlineExceeded, from_grpc
+from errand.errors import ClosedError, DeadlineExceeded
 from errand.types import (
     Ack,
     Completion,
@@ -327,29 +328,19 @@ class AsyncClient(Settings):
         return AsyncSessionEventStream(self._stub, cursor, metadata=self._core.metadata)
 
 
-class _AsyncStream(AsyncIterator[E]):
+class _AsyncStream(StreamBase[E], AsyncIterator[E]):
     """A reconnecting async iterator over one session's stream (see its cursor).
 
     `last_seq` is the seq of the last completion yielded.
     """
 
+    _closed: asyncio.Event
+
     def __init__(
         self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
     ) -> None:
-        self.session_id = cursor.session_id
-        self._cursor = cursor
-        self._stub = stub
-        self._metadata = tuple(metadata)
+        super().__init__(stub, cursor, metadata=metadata)
         self._closed = asyncio.Event()
-        self._call: Any = None
-
-    @property
-    def last_seq(self) -> int:
-        return self._cursor.last_seq
-
-    @property
-    def reconnects(self) -> int:
-        return self._cursor.reconnects
 
     def __aiter__(self: S) -> S:
         return self
@@ -367,18 +358,12 @@ class _AsyncStream(AsyncIterator[E]):
         if call is not None:
             call.cancel()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
     async def __anext__(self) -> E:
         while True:
             if self._closed.is_set():
                 raise StopAsyncIteration
             if self._call is None:
-                self._call = getattr(self._stub, self._cursor.method)(
-                    self._cursor.request(), metadata=self._metadata, wait_for_ready=True
-                )
+                self._call = self._start()
             call = self._call
             try:
                 msg = await call.read()
@@ -388,10 +373,7 @@ class _AsyncStream(AsyncIterator[E]):
                 raise
             except grpc.RpcError as exc:
                 self._drop(call)
-                method = self._cursor.method
-                step = self._cursor.failed(exc.code(), self._closed.is_set())
-                if step is Step.RAISE:
-                    raise from_grpc(exc, method) from None
+                step = self._failed(exc, self._closed.is_set())
                 if step is Step.FALLBACK:
                     continue
             else:

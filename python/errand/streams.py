@@ -8,13 +8,13 @@ from which seq, what to yield, whether to retry); `Client.completions` and
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Optional, TypeVar
 
 import grpc
 
 from errand._core import Step, StreamCursor
-from errand.errors import from_grpc
+from errand._stream import Metadata, StreamBase
 from errand.types import Completion, SessionEvent
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
@@ -22,34 +22,23 @@ __all__ = ["CompletionStream", "SessionEventStream"]
 
 E = TypeVar("E")
 S = TypeVar("S", bound="_Stream[Any]")
-Metadata = Sequence[tuple[str, str]]
 
 
-class _Stream(Iterator[E]):
+class _Stream(StreamBase[E], Iterator[E]):
     """A reconnecting iterator over one session's stream (see its cursor).
 
     `last_seq` is the seq of the last completion yielded: persist it to resume
     later with `after_seq=stream.last_seq`.
     """
 
+    _closed: threading.Event
+
     def __init__(
         self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
     ) -> None:
-        self.session_id = cursor.session_id
-        self._cursor = cursor
-        self._stub = stub
-        self._metadata = tuple(metadata)
+        super().__init__(stub, cursor, metadata=metadata)
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._call: Any = None
-
-    @property
-    def last_seq(self) -> int:
-        return self._cursor.last_seq
-
-    @property
-    def reconnects(self) -> int:
-        return self._cursor.reconnects
 
     def __iter__(self: S) -> S:
         return self
@@ -68,18 +57,12 @@ class _Stream(Iterator[E]):
         if call is not None:
             call.cancel()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
     def _open(self) -> Any:
         with self._lock:
             if self._closed.is_set():
                 return None
             if self._call is None:
-                self._call = getattr(self._stub, self._cursor.method)(
-                    self._cursor.request(), metadata=self._metadata, wait_for_ready=True
-                )
+                self._call = self._start()
             return self._call
 
     def _drop(self, call: Any) -> None:
@@ -100,10 +83,7 @@ class _Stream(Iterator[E]):
                 step = self._cursor.ended(self._closed.is_set())
             except grpc.RpcError as exc:
                 self._drop(call)
-                method = self._cursor.method
-                step = self._cursor.failed(exc.code(), self._closed.is_set())
-                if step is Step.RAISE:
-                    raise from_grpc(exc, method) from None
+                step = self._failed(exc, self._closed.is_set())
                 if step is Step.FALLBACK:
                     continue
             else:

@@ -30,10 +30,11 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional
 
 import grpc
 import grpc.aio
@@ -430,7 +431,7 @@ class Worker:
         entry = _Running(ctx)
         running[ctx.task_id] = entry
         if spec.is_async:
-            entry.task = asyncio.ensure_future(self._run_async(spec, args, kwargs, entry, done))
+            entry.task = _start_task(self._run_async(spec, args, kwargs, entry, done))
         else:
             # A plain function runs on the pool and hands its result back
             # through `done`, which wakes the loop once per batch.
@@ -578,6 +579,20 @@ def _run_plain(
     finally:
         _current.reset(token)
     done.finish_threadsafe(entry, _result(ctx, value))
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Runs an `async def` tool's call in a task of its own that starts at
+        once (eagerly), so a call that never waits ends here, with no turn of
+        the event loop in between; one that waits goes on as any task."""
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.ensure_future(coro)
 
 
 # One encoder for every result (json.dumps builds one per call when given options).

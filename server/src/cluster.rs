@@ -134,7 +134,9 @@ impl Cluster {
                     }
                 }
                 Ok(SharedEvent::Completed { session, seq }) => self.hub.notify(&session, seq),
-                Ok(SharedEvent::Cancelled { task_id }) => self.sched.forget(&[task_id]),
+                Ok(SharedEvent::Cancelled { task_id, reason }) => {
+                    self.sched.cancelled_elsewhere(task_id, &reason)
+                }
                 Ok(SharedEvent::ToolsChanged) => self.refresh_tools().await,
                 Ok(SharedEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     self.backlog.claim_wake().notify_one();
@@ -166,8 +168,15 @@ impl Cluster {
                 Err(e) => warn!(error = %e, "renewing leases failed"),
             }
             match shared.reap(self.sched.config().max_attempts).await {
-                Ok(0) => {}
-                Ok(n) => debug!(tasks = n, "reclaimed expired leases"),
+                Ok(reaped) => {
+                    if reaped.count > 0 {
+                        debug!(tasks = reaped.count, "reclaimed expired leases");
+                    }
+                    // Endings that fall back end here, as on one server.
+                    for handed in reaped.handed {
+                        self.sched.end_handed(handed).await;
+                    }
+                }
                 Err(e) => warn!(error = %e, "reclaiming expired leases failed"),
             }
             self.refresh_tools().await;

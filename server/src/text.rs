@@ -19,6 +19,31 @@ pub fn tool_description(description: &str) -> String {
     }
 }
 
+/// A task cancelled with `reason` ("" when none was given): its error
+/// message (the completion's) and what its worker is told
+/// (`CancelAssignment.reason`). The same words whichever server cancels it.
+pub fn cancelled(reason: &str) -> (String, std::sync::Arc<str>) {
+    use crate::model::codes::CANCELLED;
+    if reason.is_empty() {
+        (CANCELLED_BY_CLIENT.into(), CANCELLED.into())
+    } else {
+        (
+            format!("{CANCELLED_BY_CLIENT}: {reason}"),
+            format!("{CANCELLED}: {reason}").into(),
+        )
+    }
+}
+
+const CANCELLED_BY_CLIENT: &str = "cancelled by the client";
+
+/// The reason in a message [`cancelled`] wrote; "" when it gave none.
+pub fn cancel_reason(message: &str) -> &str {
+    message
+        .strip_prefix(CANCELLED_BY_CLIENT)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or("")
+}
+
 /// The error message of a task no worker took within its queue timeout.
 pub fn queue_timeout(task: &TaskRecord) -> String {
     let waited = task

@@ -4,34 +4,11 @@
 //! is monotonic and stored, and replays leave acknowledged completions out.
 use errand_client::pb;
 use errand_tests::{
-    raw::{RawWorker, connect_worker, tool},
+    raw::{connect_worker, tool},
     *,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
-
-async fn assignment(worker: &mut RawWorker) -> pb::Assignment {
-    loop {
-        let command = within("an assignment", worker.commands.message())
-            .await
-            .expect("the worker's stream failed")
-            .expect("the worker's stream ended");
-        if let Some(pb::worker_command::Kind::Assignment(a)) = command.kind {
-            return a;
-        }
-    }
-}
-
-async fn finish(worker: &RawWorker, task_id: &str) {
-    let msg = pb::WorkerMessage {
-        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
-            task_id: task_id.into(),
-            outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
-            ..Default::default()
-        })),
-    };
-    worker.tx.send(msg).await.unwrap();
-}
 
 async fn digest(server: &Server, max_bytes: u64) -> pb::PendingDigestResponse {
     server
@@ -75,7 +52,7 @@ async fn the_digest_lists_exactly_the_pending_calls_and_is_empty_once_all_is_don
     }
     // Another session's task is not this session's business.
     client.submit("other", "crawl", "{}").await.unwrap();
-    let running = assignment(&mut worker).await;
+    let running = worker.assignment().await;
     assert_eq!(running.task_id, ids[0]);
     let progress = pb::WorkerMessage {
         kind: Some(pb::worker_message::Kind::Progress(pb::Progress {
@@ -123,9 +100,9 @@ async fn the_digest_lists_exactly_the_pending_calls_and_is_empty_once_all_is_don
     // Four tasks in all (one of another session), one at a time.
     let mut next = running;
     for n in 0..4 {
-        finish(&worker, &next.task_id).await;
+        worker.send_result(&next.task_id, "1", 0).await;
         if n < 3 {
-            next = assignment(&mut worker).await;
+            next = worker.assignment().await;
         }
     }
     let mut stream = client.completions("s", 0);

@@ -101,16 +101,11 @@ async fn a_task_past_its_timeout_times_out_and_its_worker_is_told() {
     let mut worker = server.gate_worker(&["t"], 1).await;
     let client = server.client().await;
     let mut stream = client.completions("s", 0);
-    let id = client
-        .submit_request(pb::SubmitToolRequest {
-            session_id: "s".into(),
-            tool: "t".into(),
-            timeout_ms: 300,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .task_id;
+    let call = pb::SubmitToolRequest {
+        timeout_ms: 300,
+        ..tool_call("s", "t")
+    };
+    let id = submit_id(&client, call).await;
     let job = worker.next().await;
     assert_eq!(job.task.timeout_ms, 300);
     within("CancelAssignment on timeout", job.cancel.cancelled()).await;
@@ -244,18 +239,16 @@ async fn a_task_whose_workers_keep_dying_fails_as_worker_lost() {
 async fn a_late_result_after_timeout_is_dropped_and_the_worker_stays() {
     let server = Server::start(&[]).await;
     let client = server.client().await;
-    let mut raw = RawWorker::connect(&server.addr, "t").await;
-    let mut stream = client.completions("s", 0);
-    let id = client
-        .submit_request(pb::SubmitToolRequest {
-            session_id: "s".into(),
-            tool: "t".into(),
-            timeout_ms: 100,
-            ..Default::default()
-        })
+    // A worker speaking the raw protocol, to send what the SDK never would.
+    let mut raw = raw::connect_worker(&server.addr, None, vec![raw::tool("t", "")])
         .await
-        .unwrap()
-        .task_id;
+        .unwrap();
+    let mut stream = client.completions("s", 0);
+    let call = pb::SubmitToolRequest {
+        timeout_ms: 100,
+        ..tool_call("s", "t")
+    };
+    let id = submit_id(&client, call).await;
     let assignment = raw.next_assignment().await;
     assert_eq!(assignment.task_id, id);
     let cancel = raw.next_command().await;
@@ -294,72 +287,4 @@ async fn read_fifo(path: &std::path::Path) -> String {
     tokio::task::spawn_blocking(move || std::fs::read_to_string(path).unwrap())
         .await
         .unwrap()
-}
-
-/// A worker speaking the raw protocol, to send what the SDK never would.
-struct RawWorker {
-    out: tokio::sync::mpsc::Sender<pb::WorkerMessage>,
-    commands: tonic::Streaming<pb::WorkerCommand>,
-}
-
-impl RawWorker {
-    async fn connect(addr: &str, tool: &str) -> RawWorker {
-        let (out, rx) = tokio::sync::mpsc::channel(16);
-        out.send(pb::WorkerMessage {
-            kind: Some(pb::worker_message::Kind::Register(pb::Register {
-                worker_name: "raw".into(),
-                tools: vec![pb::Tool {
-                    name: tool.into(),
-                    ..Default::default()
-                }],
-                max_concurrency: 1,
-            })),
-        })
-        .await
-        .unwrap();
-        let channel = errand_client::endpoint(addr).unwrap().connect_lazy();
-        let mut rpc = pb::worker_service_client::WorkerServiceClient::new(channel);
-        let commands = rpc
-            .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let mut raw = RawWorker { out, commands };
-        assert!(matches!(
-            raw.next_command().await,
-            pb::worker_command::Kind::Registered(_)
-        ));
-        raw
-    }
-
-    async fn next_command(&mut self) -> pb::worker_command::Kind {
-        within("a worker command", self.commands.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .kind
-            .unwrap()
-    }
-
-    async fn next_assignment(&mut self) -> pb::Assignment {
-        match self.next_command().await {
-            pb::worker_command::Kind::Assignment(a) => a,
-            other => panic!("expected an assignment, got {other:?}"),
-        }
-    }
-
-    async fn send_result(&self, task_id: &str, json: &str, attempt: u32) {
-        let result = pb::TaskResult {
-            task_id: task_id.into(),
-            outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
-            attempt,
-            ..Default::default()
-        };
-        self.out
-            .send(pb::WorkerMessage {
-                kind: Some(pb::worker_message::Kind::Result(result)),
-            })
-            .await
-            .unwrap();
-    }
 }

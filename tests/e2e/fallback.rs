@@ -288,3 +288,35 @@ async fn cancelling_a_call_during_its_fallback_stops_the_run() {
     let again = client.cancel(&ack.task_id).await.unwrap();
     assert_eq!(status_of(again.status), pb::TaskStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn a_call_timed_out_in_the_queue_falls_back() {
+    // On PostgreSQL the call waits in the shared queue, not here: its queue
+    // timeout ends it in the store, and the fallback must still answer.
+    let server = Server::start(&[]).await;
+    let mut busy = server.gate_worker(&["primary"], 1).await;
+    let mut backup = server.gate_worker(&["backup"], 1).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let first = client.submit("s", "primary", "{}").await.unwrap().task_id;
+    let held = busy.next().await;
+    assert_eq!(held.task.task_id, first);
+
+    let mut req = call("primary", r#"{"q":2}"#, to_backup());
+    req.queue_timeout_ms = 300;
+    let ack = client.submit_request(req).await.unwrap();
+    let run = backup.next().await;
+    assert_eq!(run.task.tool, "backup");
+    assert_eq!(run.task.arguments_json, r#"{"q":2}"#);
+    run.succeed(r#"{"from":"backup"}"#);
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, ack.task_id);
+    assert_eq!(status_of(c.status), pb::TaskStatus::Succeeded, "{c:?}");
+    let used = c.fallback.as_ref().expect("FallbackUsed");
+    assert_eq!(used.tool, "backup");
+    assert_eq!(status_of(used.primary_status), pb::TaskStatus::TimedOut);
+    assert_eq!(used.primary_error.as_ref().unwrap().code, "queue_timeout");
+    held.succeed("{}");
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, first);
+}

@@ -13,7 +13,7 @@ use errand_client::{
     Client, endpoint, pb,
     worker::{self, Handler, WorkerConfig},
 };
-use errand_tests::{pg, *};
+use errand_tests::{pg, raw, *};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -441,4 +441,216 @@ async fn submit_on_one_run_on_another_cancel_through_a_third() {
     job.succeed("{}");
     let done = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(done.seq, 3);
+}
+
+#[tokio::test]
+async fn a_cancel_through_another_server_keeps_its_reason() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    // Leases long enough that no renewal finds the task gone before the
+    // cancel's notification tells B (that path says no reason).
+    let flags = ["--lease-ms", "60000"];
+    let a = Server::start_postgres(&url, &flags).await;
+    let b = Server::start_postgres(&url, &flags).await;
+    let mut worker = raw::connect_worker(&b.addr, None, vec![raw::tool("research", "")])
+        .await
+        .unwrap();
+    let on_b = b.client().await;
+    let mut stream = a.client().await.completions("s", 0);
+
+    // Submitted and running on B, cancelled through A with a reason.
+    let id = on_b.submit("s", "research", "{}").await.unwrap().task_id;
+    let assigned = loop {
+        let command = within("an assignment", worker.commands.message())
+            .await
+            .unwrap()
+            .expect("the worker's stream ended");
+        if let Some(pb::worker_command::Kind::Assignment(a)) = command.kind {
+            break a;
+        }
+    };
+    assert_eq!(assigned.task_id, id);
+    let cancelled = a
+        .client()
+        .await
+        .cancel_with_reason(&id, "the user changed their mind")
+        .await
+        .unwrap();
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+
+    // B's worker hears the reason, as on one server.
+    let cancel = loop {
+        let command = within("a CancelAssignment", worker.commands.message())
+            .await
+            .unwrap()
+            .expect("the worker's stream ended");
+        if let Some(pb::worker_command::Kind::Cancel(c)) = command.kind {
+            break c;
+        }
+    };
+    assert_eq!(
+        (cancel.task_id.as_str(), cancel.reason.as_str()),
+        (id.as_str(), "cancelled: the user changed their mind")
+    );
+    // And the completion's message carries it, on every server.
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, id);
+    assert_eq!(status_of(done.status), pb::TaskStatus::Cancelled);
+    assert!(
+        done.message.contains("the user changed their mind"),
+        "{}",
+        done.message
+    );
+    let task = on_b.get_task(&id).await.unwrap();
+    let Some(pb::task::Outcome::Error(error)) = task.outcome else {
+        panic!("no error on the cancelled task: {task:?}");
+    };
+    assert_eq!(
+        error.message, "cancelled by the client: the user changed their mind",
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_failed_by_the_reaper_falls_back() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let flags = ["--lease-ms", "600", "--max-attempts", "1"];
+    let mut a = Server::start_postgres(&url, &flags).await;
+    let b = Server::start_postgres(&url, &flags).await;
+    let mut primary = a.gate_worker(&["primary"], 1).await;
+    // A knows the fallback tool (a submit names a known one); B runs it.
+    let _known_on_a = a.gate_worker(&["backup"], 1).await;
+    let mut backup = b.gate_worker(&["backup"], 1).await;
+    let mut stream = b.client().await.completions("s", 0);
+
+    let ack = a
+        .client()
+        .await
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "primary".into(),
+            arguments_json: r#"{"q":3}"#.into(),
+            fallback: Some(pb::Fallback {
+                kind: Some(pb::fallback::Kind::Tool("backup".into())),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let job = primary.next().await;
+    assert_eq!(job.task.task_id, ack.task_id);
+    // A dies holding its only attempt: B's reaper fails the call when the
+    // lease expires, and the fallback answers it.
+    a.kill().await;
+    let run = backup.next().await;
+    assert_eq!(run.task.tool, "backup");
+    assert_eq!(run.task.arguments_json, r#"{"q":3}"#);
+    run.succeed(r#"{"from":"backup"}"#);
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, ack.task_id);
+    assert_eq!(status_of(c.status), pb::TaskStatus::Succeeded, "{c:?}");
+    let used = c.fallback.as_ref().expect("FallbackUsed");
+    assert_eq!(used.tool, "backup");
+    assert_eq!(status_of(used.primary_status), pb::TaskStatus::Failed);
+    assert_eq!(used.primary_error.as_ref().unwrap().code, "worker_lost");
+    drop(job);
+}
+
+#[tokio::test]
+async fn cancelling_a_call_through_another_server_stops_its_fallback_run_with_the_reason() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    // As above: no lease renewal races the cancel's notification.
+    let flags = ["--lease-ms", "60000"];
+    let a = Server::start_postgres(&url, &flags).await;
+    let b = Server::start_postgres(&url, &flags).await;
+    let mut worker = raw::connect_worker(
+        &b.addr,
+        None,
+        vec![raw::tool("primary", ""), raw::tool("backup", "")],
+    )
+    .await
+    .unwrap();
+    let mut stream = a.client().await.completions("s", 0);
+    let ack = b
+        .client()
+        .await
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "primary".into(),
+            arguments_json: "{}".into(),
+            fallback: Some(pb::Fallback {
+                kind: Some(pb::fallback::Kind::Tool("backup".into())),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pb::worker_command::Kind::Assignment(primary) = next_command(&mut worker).await else {
+        panic!("expected the primary's assignment");
+    };
+    assert_eq!(primary.task_id, ack.task_id);
+    worker
+        .tx
+        .send(pb::WorkerMessage {
+            kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
+                task_id: primary.task_id.clone(),
+                attempt: primary.attempt,
+                outcome: Some(pb::task_result::Outcome::Error(pb::ToolError {
+                    code: "upstream_down".into(),
+                    message: "503".into(),
+                })),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let pb::worker_command::Kind::Assignment(run) = next_command(&mut worker).await else {
+        panic!("expected the fallback run's assignment");
+    };
+    assert_eq!(run.tool, "backup");
+
+    // The call is cancelled through A while its run runs on B: B's worker
+    // hears why at once, as the call's own worker would.
+    let cancelled = a
+        .client()
+        .await
+        .cancel_with_reason(&ack.task_id, "no longer needed")
+        .await
+        .unwrap();
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+    let pb::worker_command::Kind::Cancel(cancel) = next_command(&mut worker).await else {
+        panic!("expected the run's CancelAssignment");
+    };
+    assert_eq!(
+        (cancel.task_id.as_str(), cancel.reason.as_str()),
+        (run.task_id.as_str(), "cancelled: no longer needed")
+    );
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, ack.task_id);
+    assert_eq!(status_of(done.status), pb::TaskStatus::Cancelled);
+    assert!(
+        done.message.contains("no longer needed"),
+        "{}",
+        done.message
+    );
+}
+
+async fn next_command(worker: &mut raw::RawWorker) -> pb::worker_command::Kind {
+    within("a command", worker.commands.message())
+        .await
+        .unwrap()
+        .expect("the worker's stream ended")
+        .kind
+        .expect("a command")
 }

@@ -4,10 +4,7 @@
 //! registration and ListTools; a cancel's reason reaching the worker and
 //! the completion; bad values refused with their codes.
 use errand_client::pb;
-use errand_tests::{
-    raw::{RawWorker, connect_worker},
-    *,
-};
+use errand_tests::{raw::connect_worker, *};
 use tonic::Code;
 
 fn tool(name: &str, delivery: pb::DeliveryPolicy) -> pb::Tool {
@@ -18,34 +15,6 @@ fn tool(name: &str, delivery: pb::DeliveryPolicy) -> pb::Tool {
         cancellable_by_model: true,
         ..Default::default()
     }
-}
-
-async fn next_command(worker: &mut RawWorker) -> pb::worker_command::Kind {
-    within("a command", worker.commands.message())
-        .await
-        .expect("the worker's stream failed")
-        .expect("the worker's stream ended")
-        .kind
-        .expect("a command")
-}
-
-async fn assignment(worker: &mut RawWorker) -> pb::Assignment {
-    loop {
-        if let pb::worker_command::Kind::Assignment(a) = next_command(worker).await {
-            return a;
-        }
-    }
-}
-
-async fn finish(worker: &RawWorker, task_id: &str) {
-    let msg = pb::WorkerMessage {
-        kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
-            task_id: task_id.into(),
-            outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
-            ..Default::default()
-        })),
-    };
-    worker.tx.send(msg).await.unwrap();
 }
 
 async fn submit(
@@ -109,8 +78,8 @@ async fn delivery_is_the_submits_else_the_tools_else_the_default_and_is_stamped_
         let ack = submit(&server, tool, asked).await.unwrap();
         let task = ack.task.unwrap();
         assert_eq!(delivery_of(task.delivery), resolved, "case {i}");
-        let a = assignment(&mut worker).await;
-        finish(&worker, &a.task_id).await;
+        let a = worker.assignment().await;
+        worker.send_result(&a.task_id, "1", 0).await;
         let c = take_completions(&mut stream, 1).await.remove(0);
         assert_eq!(
             (c.task_id.as_str(), delivery_of(c.delivery)),
@@ -146,7 +115,7 @@ async fn a_cancels_reason_reaches_the_worker_and_the_completions_message() {
         .await
         .unwrap()
         .task_id;
-    assignment(&mut worker).await;
+    worker.assignment().await;
     let too_long = server
         .raw()
         .cancel_task(pb::CancelTaskRequest {
@@ -172,7 +141,7 @@ async fn a_cancels_reason_reaches_the_worker_and_the_completions_message() {
         .into_inner();
     assert_eq!(status_of(task.status), pb::TaskStatus::Cancelled);
     let cancel = loop {
-        if let pb::worker_command::Kind::Cancel(c) = next_command(&mut worker).await {
+        if let pb::worker_command::Kind::Cancel(c) = worker.next_command().await {
             break c;
         }
     };

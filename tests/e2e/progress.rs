@@ -5,7 +5,7 @@
 use errand_client::pb;
 use errand_tests::{
     fronts::{Mcp, a2a_call},
-    raw::{RawWorker, connect_worker, tool},
+    raw::{connect_worker, tool},
     *,
 };
 use tokio_stream::StreamExt;
@@ -33,18 +33,6 @@ async fn next_event(stream: &mut Events) -> pb::session_event::Event {
         .expect("the stream failed")
         .event
         .expect("an event")
-}
-
-async fn assignment(worker: &mut RawWorker) -> pb::Assignment {
-    loop {
-        let command = within("an assignment", worker.commands.message())
-            .await
-            .expect("the worker's stream failed")
-            .expect("the worker's stream ended");
-        if let Some(pb::worker_command::Kind::Assignment(a)) = command.kind {
-            return a;
-        }
-    }
 }
 
 fn report(task_id: &str, n: u32, detail: &str) -> pb::WorkerMessage {
@@ -90,7 +78,7 @@ async fn five_reports_stream_as_rising_progress_before_the_completion_and_seqs_s
     let mut completions = client.completions("s", 0);
     let mut stream = events(&server, "s", 0).await;
     let first = submit(&server, "s", "crawl").await;
-    let task = assignment(&mut worker).await;
+    let task = worker.assignment().await;
     assert_eq!(task.task_id, first);
     // A report for a task the worker does not hold is ignored; the worker stays.
     worker.tx.send(report(&uuid_like(), 1, "")).await.unwrap();
@@ -132,7 +120,7 @@ async fn five_reports_stream_as_rising_progress_before_the_completion_and_seqs_s
     // A second task: its progress reaches a stream opened mid-task (the
     // latest report, after the replay), and the seqs stay 1, 2 everywhere.
     let second = submit(&server, "s", "crawl").await;
-    assert_eq!(assignment(&mut worker).await.task_id, second);
+    assert_eq!(worker.assignment().await.task_id, second);
     worker
         .tx
         .send(report(&second, 3, r#"{"page":3}"#))
@@ -179,7 +167,7 @@ async fn a_lost_workers_last_detail_reaches_the_next_attempt() {
         .unwrap();
     let mut stream = events(&server, "s", 0).await;
     let id = submit(&server, "s", "crawl").await;
-    let a = assignment(&mut first).await;
+    let a = first.assignment().await;
     assert_eq!((a.attempt, a.resume_detail_json.as_str()), (1, ""));
     first
         .tx
@@ -199,7 +187,7 @@ async fn a_lost_workers_last_detail_reaches_the_next_attempt() {
     let mut second = connect_worker(&server.addr, None, vec![tool("crawl", "")])
         .await
         .unwrap();
-    let b = assignment(&mut second).await;
+    let b = second.assignment().await;
     assert_eq!(b.task_id, id);
     assert_eq!(b.attempt, 2);
     assert_eq!(b.resume_detail_json, r#"{"cursor":"abc"}"#);
@@ -220,7 +208,7 @@ async fn bad_progress_is_ignored_and_the_interval_flag_is_checked() {
         .unwrap();
     let mut stream = events(&server, "s", 0).await;
     let id = submit(&server, "s", "crawl").await;
-    assignment(&mut worker).await;
+    worker.assignment().await;
     // Not JSON, then a message over 1 KiB: the first is dropped, the second cut.
     worker.tx.send(report(&id, 1, "{not json")).await.unwrap();
     let mut long = report(&id, 2, "");
@@ -274,7 +262,7 @@ async fn a_flood_of_reports_is_coalesced_to_one_event_per_interval_and_the_lates
         .unwrap();
     let mut stream = events(&server, "s", 0).await;
     let id = submit(&server, "s", "crawl").await;
-    assignment(&mut worker).await;
+    worker.assignment().await;
     const REPORTS: u32 = 2000;
     let started = std::time::Instant::now();
     let flood = {
@@ -318,7 +306,7 @@ async fn a2a_get_task_of_a_running_task_is_working_with_its_latest_progress() {
         .unwrap();
     let mut stream = events(&server, "s", 0).await;
     let id = submit(&server, "s", "crawl").await;
-    assert_eq!(assignment(&mut worker).await.task_id, id);
+    assert_eq!(worker.assignment().await.task_id, id);
 
     // Running, no progress yet: WORKING without a message.
     let answer = a2a_call(&a2a, "GetTask", serde_json::json!({"id": id})).await;
@@ -421,7 +409,7 @@ async fn a2a_streams_send_working_updates_with_progress_before_the_artifact_and_
         .await
         .unwrap();
     let id = submit(&server, "s", "crawl").await;
-    assert_eq!(assignment(&mut worker).await.task_id, id);
+    assert_eq!(worker.assignment().await.task_id, id);
 
     let mut stream = A2aStream::subscribe(&a2a, &id).await;
     let first = stream.next().await.expect("the Task snapshot");
@@ -473,7 +461,7 @@ async fn mcp_tasks_get_of_a_running_task_has_its_latest_progress_as_status_messa
     let mut stream = events(&server, "s", 0).await;
     let created = mcp.call_tool("crawl", serde_json::json!({})).await;
     let id = created["taskId"].as_str().expect("a task ID").to_string();
-    assert_eq!(assignment(&mut worker).await.task_id, id);
+    assert_eq!(worker.assignment().await.task_id, id);
 
     // Running, no progress yet: working, with no progress text.
     let got = mcp.get_task(&id).await;

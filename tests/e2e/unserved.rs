@@ -19,17 +19,12 @@ async fn a_call_no_worker_takes_times_out_in_the_queue() {
     worker_came_and_went(&server, "t").await;
     let client = server.client().await;
     let mut stream = client.completions("s", 0);
-    let id = client
-        .submit_request(pb::SubmitToolRequest {
-            session_id: "s".into(),
-            tool: "t".into(),
-            timeout_ms: 60_000,
-            queue_timeout_ms: 1_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .task_id;
+    let call = pb::SubmitToolRequest {
+        timeout_ms: 60_000,
+        queue_timeout_ms: 1_000,
+        ..tool_call("s", "t")
+    };
+    let id = submit_id(&client, call).await;
     let done = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(done.task_id, id);
     assert_eq!(status_of(done.status), pb::TaskStatus::TimedOut);
@@ -49,18 +44,11 @@ async fn a_queue_timeout_holds_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_durable(dir.path(), &[]).await;
     worker_came_and_went(&server, "t").await;
-    let id = server
-        .client()
-        .await
-        .submit_request(pb::SubmitToolRequest {
-            session_id: "s".into(),
-            tool: "t".into(),
-            queue_timeout_ms: 1_500,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .task_id;
+    let call = pb::SubmitToolRequest {
+        queue_timeout_ms: 1_500,
+        ..tool_call("s", "t")
+    };
+    let id = submit_id(&server.client().await, call).await;
     server.restart().await;
     let client = server.client().await;
     let mut stream = client.completions("s", 0);
@@ -106,10 +94,8 @@ async fn a_known_tool_without_workers_is_listed_and_its_calls_are_queued_with_a_
     let client = server.client().await;
     let ack = client
         .submit_request(pb::SubmitToolRequest {
-            session_id: "s".into(),
-            tool: "t".into(),
             queue_timeout_ms: 60_000,
-            ..Default::default()
+            ..tool_call("s", "t")
         })
         .await
         .unwrap();
@@ -201,11 +187,9 @@ async fn restartable(dir: &std::path::Path) -> Server {
 
 fn call(tool: &str, queue_timeout_ms: u64, key: &str) -> pb::SubmitToolRequest {
     pb::SubmitToolRequest {
-        session_id: "s".into(),
-        tool: tool.into(),
         queue_timeout_ms,
         idempotency_key: key.into(),
-        ..Default::default()
+        ..tool_call("s", tool)
     }
 }
 

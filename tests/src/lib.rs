@@ -381,6 +381,21 @@ pub async fn take_completions(
     out
 }
 
+/// A call of `tool` in `session` with no arguments; a test sets the fields
+/// it cares about with struct update syntax (`..tool_call("s", "t")`).
+pub fn tool_call(session: &str, tool: &str) -> pb::SubmitToolRequest {
+    pb::SubmitToolRequest {
+        session_id: session.into(),
+        tool: tool.into(),
+        ..Default::default()
+    }
+}
+
+/// Submits `req`, which must be accepted; its task ID.
+pub async fn submit_id(client: &Client, req: pb::SubmitToolRequest) -> String {
+    client.submit_request(req).await.unwrap().task_id
+}
+
 pub fn seqs(completions: &[pb::Completion]) -> Vec<u64> {
     completions.iter().map(|c| c.seq).collect()
 }

@@ -1,6 +1,7 @@
 //! A worker stream driven by hand: the test chooses every `Register` field
 //! (schemas, many tools) and holds the stream open as long as it likes.
 use errand_client::{Credentials, endpoint, pb};
+use errand_testkit::within;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -52,5 +53,51 @@ pub async fn connect_worker(
         other => Err(tonic::Status::unknown(format!(
             "expected Registered, got {other:?}"
         ))),
+    }
+}
+
+impl RawWorker {
+    /// The server's next command; panics when the stream fails or ends.
+    pub async fn next_command(&mut self) -> pb::worker_command::Kind {
+        within("a worker command", self.commands.message())
+            .await
+            .expect("the worker's stream failed")
+            .expect("the worker's stream ended")
+            .kind
+            .expect("a command")
+    }
+
+    /// The next command, which must be an assignment.
+    pub async fn next_assignment(&mut self) -> pb::Assignment {
+        match self.next_command().await {
+            pb::worker_command::Kind::Assignment(a) => a,
+            other => panic!("expected an assignment, got {other:?}"),
+        }
+    }
+
+    /// The next assignment, past any other command (a cancel, say).
+    pub async fn assignment(&mut self) -> pb::Assignment {
+        loop {
+            if let pb::worker_command::Kind::Assignment(a) = self.next_command().await {
+                return a;
+            }
+        }
+    }
+
+    /// Sends `json` as the result of attempt `attempt` of `task_id` (0:
+    /// whichever attempt the worker holds).
+    pub async fn send_result(&self, task_id: &str, json: &str, attempt: u32) {
+        let result = pb::TaskResult {
+            task_id: task_id.into(),
+            outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
+            attempt,
+            ..Default::default()
+        };
+        self.tx
+            .send(pb::WorkerMessage {
+                kind: Some(pb::worker_message::Kind::Result(result)),
+            })
+            .await
+            .unwrap();
     }
 }

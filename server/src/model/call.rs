@@ -29,6 +29,14 @@ pub struct CallOptions {
     pub fallback_for: Option<FallbackFor>,
 }
 
+impl CallOptions {
+    /// Whether a FAILED or TIMED_OUT ending of the task falls back: it has
+    /// a fallback and is not itself a fallback run (one hop only).
+    pub fn falls_back(&self) -> bool {
+        self.fallback.is_some() && self.fallback_for.is_none()
+    }
+}
+
 /// What answers a call that failed or timed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fallback {

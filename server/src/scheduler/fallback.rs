@@ -34,7 +34,7 @@ use crate::{
         Answered, CallOptions, Fallback, FallbackFor, Finish, FinishNotes, Outcome, Primary,
         TaskRecord, TaskState, ToolKey, call, codes,
     },
-    store::{Cursor, TaskQuery},
+    store::{Cursor, Handed, TaskQuery},
 };
 
 /// What becomes of an ending once fallbacks are considered.
@@ -167,10 +167,19 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// Ends a task a shared store handed to this server because its ending
+    /// falls back (failed by the reaper after its last attempt, or timed out
+    /// in the shared queue): through [`Self::end`], as every ending here.
+    pub async fn end_handed(self: &Arc<Self>, handed: Handed) -> TaskRecord {
+        let Handed { task, finish } = handed;
+        self.finisher.started();
+        self.end(Ended { task, finish }).await
+    }
+
     /// Cancels a call parked for its fallback run, or a fallback run (by
-    /// either ID): the run stops (its worker is told when it runs here; in
-    /// shared mode another server finds it gone at its next lease renewal)
-    /// and the call completes CANCELLED, with FallbackUsed naming the run.
+    /// either ID): the run stops (its worker is told, here or, in shared
+    /// mode, by the server holding it, with the cancel's reason) and the
+    /// call completes CANCELLED, with FallbackUsed naming the run.
     /// `None` when `id` is neither (or not stored).
     /// `why` is the completion's message, `tell` the worker's reason.
     pub(super) async fn cancel_fallback(
@@ -207,6 +216,7 @@ impl Scheduler {
                 Some(tell.clone()),
             )
         };
+        let here = live.is_some();
         let ended = live.unwrap_or_else(|| {
             self.finisher.started();
             Ended {
@@ -222,7 +232,15 @@ impl Scheduler {
             }
         });
         info!(task_id = %link.parent, fallback_task_id = %ended.task.id, "call cancelled during its fallback run");
+        let run_id = ended.task.id;
         self.end(ended).await;
+        if !here {
+            // Another server may run it: its worker hears why now, not at
+            // that server's next lease renewal.
+            self.backlog
+                .tell_cancelled(run_id, crate::text::cancel_reason(why))
+                .await;
+        }
         Ok(self.store.get_task(link.parent).await?)
     }
 

@@ -244,14 +244,7 @@ impl Scheduler {
     /// Cancels a queued or running task; a non-empty `reason` (checked by
     /// the caller) reaches the worker and the completion's message.
     pub async fn cancel(self: &Arc<Self>, id: Uuid, reason: &str) -> Result<TaskRecord, Error> {
-        let (why, tell): (String, Arc<str>) = if reason.is_empty() {
-            ("cancelled by the client".into(), codes::CANCELLED.into())
-        } else {
-            (
-                format!("cancelled by the client: {reason}"),
-                format!("{}: {reason}", codes::CANCELLED).into(),
-            )
-        };
+        let (why, tell) = crate::text::cancelled(reason);
         let ended = {
             let mut st = self.lock();
             self.take(
@@ -269,7 +262,7 @@ impl Scheduler {
         if let Some(call) = self.cancel_fallback(id, &why, &tell).await? {
             return Ok(call);
         }
-        if let Some(c) = self.backlog.cancel_elsewhere(id).await? {
+        if let Some(c) = self.backlog.cancel_elsewhere(id, reason).await? {
             // Queued in the store or held by another server (told by a
             // notification, or at its next lease renewal).
             info!(task_id = %id, "task cancelled");

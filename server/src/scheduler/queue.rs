@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     model::{CompletionRecord, Outcome, TaskState},
-    store::{SharedQueue, SharedStore, StoreError},
+    store::{QueuedEnding, SharedQueue, SharedStore, StoreError},
 };
 
 /// Where a new task waits.
@@ -57,17 +57,27 @@ pub trait Backlog: Send + Sync {
     /// Gives tasks taken out of the live state back to the shared queue.
     async fn give_back(&self, ids: Vec<Uuid>);
 
-    /// Cancels a task that is not live here; `None` when there is no such
-    /// unfinished task elsewhere.
-    async fn cancel_elsewhere(&self, id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+    /// Cancels a task that is not live here, with the client's `reason`;
+    /// `None` when there is no such unfinished task elsewhere.
+    async fn cancel_elsewhere(
+        &self,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
+
+    /// Tells the server holding task `id` (not live here), if any, that it
+    /// was cancelled with `reason`; best effort (its lease renewal finds
+    /// out anyway).
+    async fn tell_cancelled(&self, id: Uuid, reason: &str);
 
     /// Ends a task that is not live here as TIMED_OUT with `outcome` if it
-    /// is still queued; `None` otherwise.
+    /// is still queued (or hands it here, when that ending falls back);
+    /// `None` otherwise.
     async fn time_out_queued(
         &self,
         id: Uuid,
         outcome: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError>;
+    ) -> Result<Option<QueuedEnding>, StoreError>;
 }
 
 /// Single-server mode: every queued task waits in memory here.
@@ -87,14 +97,19 @@ impl Backlog for LocalBacklog {
         false
     }
     async fn give_back(&self, _: Vec<Uuid>) {}
-    async fn cancel_elsewhere(&self, _: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
+    async fn cancel_elsewhere(
+        &self,
+        _: Uuid,
+        _: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
         Ok(None)
     }
+    async fn tell_cancelled(&self, _: Uuid, _: &str) {}
     async fn time_out_queued(
         &self,
         _: Uuid,
         _: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError> {
+    ) -> Result<Option<QueuedEnding>, StoreError> {
         Ok(None)
     }
 }
@@ -171,14 +186,23 @@ impl Backlog for SharedBacklog {
             warn!(error = %e, "giving tasks back to the shared queue failed");
         }
     }
-    async fn cancel_elsewhere(&self, id: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
-        self.queue().cancel(id).await
+    async fn cancel_elsewhere(
+        &self,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
+        self.queue().cancel(id, reason).await
+    }
+    async fn tell_cancelled(&self, id: Uuid, reason: &str) {
+        if let Err(e) = self.queue().tell_cancelled(id, reason).await {
+            warn!(task_id = %id, error = %e, "telling a task's server of its cancel failed; it finds out at its next lease renewal");
+        }
     }
     async fn time_out_queued(
         &self,
         id: Uuid,
         outcome: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError> {
+    ) -> Result<Option<QueuedEnding>, StoreError> {
         self.queue().time_out_queued(id, outcome).await
     }
 }

@@ -50,6 +50,20 @@ impl Scheduler {
     /// cancelled through another server, or reclaimed after an expired
     /// lease): their workers are told to stop; nothing is stored.
     pub fn forget(self: &Arc<Self>, ids: &[Uuid]) {
+        let outcome = Outcome::error(codes::CANCELLED, "no longer held by this server");
+        self.drop_held(ids, &outcome, &Arc::from(codes::CANCELLED));
+    }
+
+    /// A task of this server cancelled through another one with `reason`:
+    /// its worker is told as a cancel here tells it (`cancelled: <reason>`).
+    pub fn cancelled_elsewhere(self: &Arc<Self>, id: Uuid, reason: &str) {
+        let (why, tell) = crate::text::cancelled(reason);
+        self.drop_held(&[id], &Outcome::error(codes::CANCELLED, why), &tell);
+    }
+
+    /// Takes `ids` out of the live state, telling their workers `tell`;
+    /// nothing is stored (the store has their ending already).
+    fn drop_held(self: &Arc<Self>, ids: &[Uuid], outcome: &Outcome, tell: &Arc<str>) {
         let dropped: Vec<_> = {
             let mut st = self.lock();
             ids.iter()
@@ -58,8 +72,8 @@ impl Scheduler {
                         &mut st,
                         *id,
                         TaskState::Cancelled,
-                        Outcome::error(codes::CANCELLED, "no longer held by this server"),
-                        Some(codes::CANCELLED.into()),
+                        outcome.clone(),
+                        Some(tell.clone()),
                     )
                 })
                 .collect()

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::Scheduler;
 use crate::{
     model::{Outcome, TaskRecord, TaskState, codes, millis},
+    store::QueuedEnding,
     text,
 };
 
@@ -172,12 +173,16 @@ impl Scheduler {
     }
 
     /// A task queued in the shared store (or ended): times it out there if it
-    /// is still queued.
-    async fn queue_time_out_elsewhere(&self, id: Uuid, outcome: Outcome) {
+    /// is still queued; one whose ending falls back is ended here.
+    async fn queue_time_out_elsewhere(self: &Arc<Self>, id: Uuid, outcome: Outcome) {
         match self.backlog.time_out_queued(id, outcome).await {
-            Ok(Some(c)) => {
+            Ok(Some(QueuedEnding::Finished(c))) => {
                 info!(task_id = %id, "task timed out in the queue");
                 self.hub.notify(&c.session, c.seq);
+            }
+            Ok(Some(QueuedEnding::Handed(handed))) => {
+                info!(task_id = %id, "task timed out in the queue");
+                self.end_handed(*handed).await;
             }
             Ok(None) => {}
             // The reaper times it out later from its stored deadline.

@@ -317,6 +317,35 @@ pub struct ToolAdvert {
     pub workers: u32,
 }
 
+/// A task whose ending a shared store leaves to this server's scheduler,
+/// because the ending falls back ([`crate::model::CallOptions::falls_back`]),
+/// which only the scheduler can apply. The store holds it for this server
+/// (claimed, under a lease: if this server dies first, the reaper finds it
+/// again); the scheduler ends it with `finish` as it ends every task.
+#[derive(Debug, Clone)]
+pub struct Handed {
+    pub task: TaskRecord,
+    pub finish: Finish,
+}
+
+/// What [`SharedQueue::reap`] did.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// Tasks it queued again or ended in the store.
+    pub count: usize,
+    /// Endings it left to this server (see [`Handed`]).
+    pub handed: Vec<Handed>,
+}
+
+/// What [`SharedQueue::time_out_queued`] did with a queued task.
+#[derive(Debug)]
+pub enum QueuedEnding {
+    /// Ended in the store: its completion.
+    Finished(Box<CompletionRecord>),
+    /// Its ending falls back: left to this server (see [`Handed`]).
+    Handed(Box<Handed>),
+}
+
 /// A hint from another server (or this one) through the shared store. Hints
 /// may be lost; the core also checks periodically.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,8 +354,9 @@ pub enum SharedEvent {
     TasksQueued { tool: String },
     /// `session` has a completion numbered `seq`.
     Completed { session: String, seq: u64 },
-    /// A running task was cancelled through another server.
-    Cancelled { task_id: Uuid },
+    /// A running task was cancelled through another server, with the
+    /// client's `reason` ("" when none).
+    Cancelled { task_id: Uuid, reason: String },
     /// Some server's set of tools changed.
     ToolsChanged,
     /// Hints may have been missed (the store reconnected): check everything.
@@ -358,20 +388,29 @@ pub trait SharedQueue: Send + Sync {
     /// (the others were finished elsewhere or reclaimed).
     async fn renew(&self, held: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
 
-    /// Reclaims expired leases, if no other server is doing so right now.
-    /// Returns how many tasks it reclaimed.
-    async fn reap(&self, max_attempts: u32) -> Result<usize, StoreError>;
+    /// Reclaims expired leases, if no other server is doing so right now:
+    /// queues them again, or fails those with no attempt left; and times
+    /// out queued tasks past their queue deadline. Endings that fall back
+    /// are left to this server ([`Reaped::handed`]).
+    async fn reap(&self, max_attempts: u32) -> Result<Reaped, StoreError>;
 
-    /// Cancels an unfinished task that another server may hold.
-    async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError>;
+    /// Cancels an unfinished task that another server may hold, with the
+    /// client's `reason` ("" when none): the completion's message and its
+    /// holder's [`SharedEvent::Cancelled`] carry it.
+    async fn cancel(
+        &self,
+        task_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError>;
 
     /// Ends task `task_id` as TIMED_OUT with `outcome` if it is still
-    /// queued (no server holds it); `None` otherwise.
+    /// queued (no server holds it), or hands it to this server when that
+    /// ending falls back; `None` when it is not queued.
     async fn time_out_queued(
         &self,
         task_id: Uuid,
         outcome: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError>;
+    ) -> Result<Option<QueuedEnding>, StoreError>;
 
     /// Publishes the tools this server's workers serve (`workers` set).
     async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError>;
@@ -384,6 +423,14 @@ pub trait SharedQueue: Send + Sync {
 
     /// The last seq of each of `sessions` that has one.
     async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Tells the server holding `task_id`, if any, that the task was
+    /// cancelled with `reason` (its [`SharedEvent::Cancelled`]), for an
+    /// ending written otherwise than by [`Self::cancel`]: a fallback run
+    /// ended with its call. Without it, the holder learns at its next
+    /// renewal, which tells the worker no reason (as it does when a renewal
+    /// happens to come before the notification).
+    async fn tell_cancelled(&self, task_id: Uuid, reason: &str) -> Result<(), StoreError>;
 
     /// Tasks waiting in the shared queue (claimed by no server), per tool
     /// key, for the tools with any; at most [`MAX_QUEUED_TOOLS`] tools.

@@ -139,7 +139,13 @@ pub(super) async fn finish_in(
         u_summary.push(summary.map(str::to_string));
         u_answered.push(answered);
         if *guard == Guard::Cancel && task.state == TaskState::Running {
-            cancelled.push(task.id.to_string());
+            // Its holder tells the worker why: "id<TAB>reason".
+            let message = match &finish.outcome {
+                crate::model::Outcome::Error { message, .. } => message.as_str(),
+                crate::model::Outcome::Result(_) => "",
+            };
+            let reason = crate::text::cancel_reason(message);
+            cancelled.push(super::listen::cancel_payload(task.id, reason));
         }
         out.push(Some(CompletionRecord::new(&task, &finish, seq as u64)));
     }

@@ -72,6 +72,11 @@ pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Se
     }
 }
 
+/// The `errand_cancels` payload of task `id` cancelled with `reason`.
+pub(super) fn cancel_payload(id: Uuid, reason: &str) -> String {
+    format!("{id}\t{reason}")
+}
+
 fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
     match channel {
         "errand_tasks" => Some(SharedEvent::TasksQueued {
@@ -84,9 +89,14 @@ fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
                 seq: seq.parse().ok()?,
             })
         }
-        "errand_cancels" => Some(SharedEvent::Cancelled {
-            task_id: Uuid::parse_str(payload).ok()?,
-        }),
+        // "id<TAB>reason"; a bare id (an older server) has no reason.
+        "errand_cancels" => {
+            let (id, reason) = payload.split_once('\t').unwrap_or((payload, ""));
+            Some(SharedEvent::Cancelled {
+                task_id: Uuid::parse_str(id).ok()?,
+                reason: reason.to_string(),
+            })
+        }
         "errand_tools" => Some(SharedEvent::ToolsChanged),
         other => {
             debug!(
@@ -95,5 +105,36 @@ fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_carries_its_reason_and_a_bare_id_none() {
+        let id = Uuid::new_v4();
+        let reason = crate::text::cancel_reason(&crate::text::cancelled("tab\there").0).to_string();
+        assert_eq!(reason, "tab\there");
+        assert_eq!(
+            parse_event("errand_cancels", &cancel_payload(id, &reason)),
+            Some(SharedEvent::Cancelled {
+                task_id: id,
+                reason: "tab\there".into()
+            })
+        );
+        assert_eq!(
+            parse_event("errand_cancels", &id.to_string()),
+            Some(SharedEvent::Cancelled {
+                task_id: id,
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            crate::text::cancel_reason(&crate::text::cancelled("").0),
+            ""
+        );
+        assert_eq!(parse_event("errand_cancels", "not an id\tx"), None);
     }
 }

@@ -65,6 +65,7 @@ use writer::{Guard, Op, Writer};
 
 mod errors;
 mod finish;
+mod handed;
 mod insert;
 mod listen;
 mod queue;

@@ -14,11 +14,14 @@ use uuid::Uuid;
 use super::PostgresStore;
 use super::errors::pg_error;
 use super::finish::finish_in;
+use super::handed::hand_over;
 use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
-use crate::store::{SharedEvent, SharedQueue, StoreError, ToolAdvert};
+use crate::store::{
+    Handed, QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert,
+};
 
 /// Advisory lock key ("ERND" + n) held by the one reaper at work.
 const REAPER_LOCK: i64 = 0x4552_4e44_0002;
@@ -134,7 +137,7 @@ impl SharedQueue for PostgresStore {
             .collect())
     }
 
-    async fn reap(&self, max_attempts: u32) -> Result<usize, StoreError> {
+    async fn reap(&self, max_attempts: u32) -> Result<Reaped, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let locked: bool = tx
@@ -143,9 +146,10 @@ impl SharedQueue for PostgresStore {
             .map_err(pg_error)?
             .get(0);
         if !locked {
-            return Ok(0);
+            return Ok(Reaped::default());
         }
-        let timed_out = time_out_overdue(&tx).await?;
+        let lease = self.options.lease;
+        let mut reaped = time_out_overdue(&tx, &self.server_id, lease).await?;
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
              ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"
@@ -156,17 +160,17 @@ impl SharedQueue for PostgresStore {
             .map(task_from_row)
             .collect::<Result<_, _>>()?;
         if expired.is_empty() {
-            if timed_out > 0 {
+            if reaped.count > 0 || !reaped.handed.is_empty() {
                 tx.commit().await.map_err(pg_error)?;
             }
-            return Ok(timed_out);
+            return Ok(reaped);
         }
         let now = SystemTime::now();
         let (spent, again): (Vec<_>, Vec<_>) = expired
-            .iter()
+            .into_iter()
             .partition(|t| t.attempts >= max_attempts.max(1));
-        let finishes: Vec<(Finish, Guard)> = spent
-            .iter()
+        let endings = spent
+            .into_iter()
             .map(|t| {
                 let message = format!(
                     "the server running the task stopped, on each of its {} attempts",
@@ -180,9 +184,17 @@ impl SharedQueue for PostgresStore {
                     finished_at: now,
                     notes: Default::default(),
                 };
+                (t, finish)
+            })
+            .collect();
+        // Endings that fall back go to this server's scheduler.
+        let (kept, handed) = hand_over(&tx, &self.server_id, lease, endings).await?;
+        let finishes: Vec<(Finish, Guard)> = kept
+            .into_iter()
+            .map(|(t, finish)| {
                 // A fallback run's ending is its call's (and drops the run).
                 let finish = match &t.call.fallback_for {
-                    Some(link) => crate::model::call::run_ending_as_call(t, link.clone(), finish),
+                    Some(link) => crate::model::call::run_ending_as_call(&t, link.clone(), finish),
                     None => finish,
                 };
                 (finish, Guard::Any)
@@ -206,17 +218,24 @@ impl SharedQueue for PostgresStore {
         tx.commit().await.map_err(pg_error)?;
         warn!(
             requeued = again.len(),
-            failed = spent.len(),
+            failed = finishes.len(),
+            falling_back = handed.len(),
             "reclaimed tasks whose server stopped renewing their lease"
         );
-        Ok(expired.len())
+        reaped.count += again.len() + finishes.len();
+        reaped.handed.extend(handed);
+        Ok(reaped)
     }
 
-    async fn cancel(&self, task_id: Uuid) -> Result<Option<CompletionRecord>, StoreError> {
+    async fn cancel(
+        &self,
+        task_id: Uuid,
+        reason: &str,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
         let finish = Box::new(Finish {
             task_id,
             state: TaskState::Cancelled,
-            outcome: Outcome::error(codes::CANCELLED, "cancelled by the client"),
+            outcome: Outcome::error(codes::CANCELLED, crate::text::cancelled(reason).0),
             attempts: 0,
             finished_at: SystemTime::now(),
             notes: Default::default(),
@@ -229,17 +248,35 @@ impl SharedQueue for PostgresStore {
         &self,
         task_id: Uuid,
         outcome: Outcome,
-    ) -> Result<Option<CompletionRecord>, StoreError> {
-        let finish = Box::new(Finish {
+    ) -> Result<Option<QueuedEnding>, StoreError> {
+        let finish = Finish {
             task_id,
             state: TaskState::TimedOut,
             outcome,
             attempts: 0,
             finished_at: SystemTime::now(),
             notes: Default::default(),
-        });
-        self.write(|reply| Op::Finish(finish, Guard::Queued, reply))
-            .await
+        };
+        if let Some(handed) = self.hand_queued(&finish).await? {
+            return Ok(Some(QueuedEnding::Handed(Box::new(handed))));
+        }
+        let finish = Box::new(finish);
+        Ok(self
+            .write(|reply| Op::Finish(finish, Guard::Queued, reply))
+            .await?
+            .map(|c| QueuedEnding::Finished(Box::new(c))))
+    }
+
+    async fn tell_cancelled(&self, task_id: Uuid, reason: &str) -> Result<(), StoreError> {
+        let payload = super::listen::cancel_payload(task_id, reason);
+        let client = self.client().await?;
+        exec(
+            &client,
+            "SELECT pg_notify('errand_cancels', $1)",
+            &[&payload],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError> {
@@ -355,8 +392,13 @@ impl SharedQueue for PostgresStore {
 
 /// Ends queued tasks past their queue deadline as TIMED_OUT
 /// (`queue_timeout`), at most 1000 per call: the timer of the server that
-/// took the submit normally does, this covers its restarts. Returns how many.
-async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usize, StoreError> {
+/// took the submit normally does, this covers its restarts. Those whose
+/// ending falls back are handed to `server_id` instead.
+async fn time_out_overdue(
+    tx: &deadpool_postgres::Transaction<'_>,
+    server_id: &str,
+    lease: Duration,
+) -> Result<Reaped, StoreError> {
     let now = SystemTime::now();
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 0 AND queue_deadline < $1
@@ -367,10 +409,10 @@ async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usi
         .iter()
         .map(task_from_row)
         .collect::<Result<_, _>>()?;
-    let finishes: Vec<(Finish, Guard)> = overdue
-        .iter()
+    let endings = overdue
+        .into_iter()
         .map(|t| {
-            let outcome = Outcome::error(codes::QUEUE_TIMEOUT, crate::text::queue_timeout(t));
+            let outcome = Outcome::error(codes::QUEUE_TIMEOUT, crate::text::queue_timeout(&t));
             let finish = Finish {
                 task_id: t.id,
                 state: TaskState::TimedOut,
@@ -379,11 +421,19 @@ async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usi
                 finished_at: now,
                 notes: Default::default(),
             };
+            (t, finish)
+        })
+        .collect();
+    // Endings that fall back go to this server's scheduler.
+    let (kept, handed) = hand_over(tx, server_id, lease, endings).await?;
+    let finishes: Vec<(Finish, Guard)> = kept
+        .into_iter()
+        .map(|(t, finish)| {
             // A fallback run's ending is its call's (and drops the run); the
             // call itself is parked (RUNNING), so not guarded as queued.
             match &t.call.fallback_for {
                 Some(link) => (
-                    crate::model::call::run_ending_as_call(t, link.clone(), finish),
+                    crate::model::call::run_ending_as_call(&t, link.clone(), finish),
                     Guard::Any,
                 ),
                 None => (finish, Guard::Queued),
@@ -391,5 +441,43 @@ async fn time_out_overdue(tx: &deadpool_postgres::Transaction<'_>) -> Result<usi
         })
         .collect();
     finish_in(tx, &finishes).await?;
-    Ok(finishes.len())
+    Ok(Reaped {
+        count: finishes.len(),
+        handed,
+    })
+}
+
+impl PostgresStore {
+    /// Hands the queued task of `finish` (a queue timeout) to this server
+    /// when that ending falls back; `None` (and nothing changed) when it
+    /// does not, or the task is no longer queued.
+    async fn hand_queued(&self, finish: &Finish) -> Result<Option<Handed>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0 FOR UPDATE"
+        );
+        let Some(task) = rows(&tx, &sql, &[&finish.task_id])
+            .await?
+            .first()
+            .map(task_from_row)
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let mut finish = finish.clone();
+        finish.attempts = task.attempts;
+        let (_, mut handed) = hand_over(
+            &tx,
+            &self.server_id,
+            self.options.lease,
+            vec![(task, finish)],
+        )
+        .await?;
+        if handed.is_empty() {
+            return Ok(None);
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(handed.pop())
+    }
 }

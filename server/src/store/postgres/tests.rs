@@ -115,7 +115,7 @@ async fn claims_are_fair_exclusive_and_leased() {
     let mut reaped = 0;
     while reaped < 2 {
         b.renew(&held).await.unwrap();
-        reaped += b.reap(3).await.unwrap();
+        reaped += b.reap(3).await.unwrap().count;
     }
     assert_eq!(
         a.renew(&ids).await.unwrap(),
@@ -158,7 +158,7 @@ async fn a_reaped_fallback_run_ends_its_call_and_takes_no_completion() {
     );
     a.record_dispatch(run.id, 1, at(3)).wait().await.unwrap();
     // a stops renewing; b reaps the run with its one attempt spent.
-    while b.reap(1).await.unwrap() == 0 {
+    while b.reap(1).await.unwrap().count == 0 {
         tokio::task::yield_now().await;
     }
     let done = b.completions_after("s1", 0, 10).await.unwrap();
@@ -173,6 +173,74 @@ async fn a_reaped_fallback_run_ends_its_call_and_takes_no_completion() {
         b.get_task(run.id).await.unwrap().is_none(),
         "the run is gone"
     );
+}
+
+/// Endings that fall back are left to the scheduler of the server that
+/// found them (held by it), never written as failures by the store.
+#[tokio::test]
+async fn endings_that_fall_back_are_handed_over_not_written() {
+    use crate::model::{Fallback, Outcome, TaskState, codes};
+    use crate::store::QueuedEnding;
+    let Some(url) = url().await else { return };
+    let options = PostgresOptions {
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let with_fallback = |created| {
+        let mut t = task("s1", None, at(created));
+        t.call.fallback = Some(Fallback::Tool("backup".into()));
+        t
+    };
+    // Reaped after its one attempt: handed to b, still unfinished.
+    let call = with_fallback(1);
+    insert_new(&a, &call).await;
+    assert_eq!(a.claim("search", 10).await.unwrap().len(), 1);
+    a.record_dispatch(call.id, 1, at(2)).wait().await.unwrap();
+    let handed = loop {
+        let reaped = b.reap(1).await.unwrap();
+        if !reaped.handed.is_empty() {
+            break reaped.handed;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(handed.len(), 1);
+    assert_eq!(handed[0].task.id, call.id);
+    assert_eq!(handed[0].finish.state, TaskState::Failed);
+    assert!(
+        matches!(&handed[0].finish.outcome, Outcome::Error { code, .. } if code == codes::WORKER_LOST)
+    );
+    assert_eq!(handed[0].finish.attempts, 1);
+    assert!(b.completions_after("s1", 0, 10).await.unwrap().is_empty());
+    assert_eq!(b.renew(&[call.id]).await.unwrap(), [call.id], "b holds it");
+
+    // Timed out in the queue: handed over with a fallback, written without.
+    let queued = with_fallback(3);
+    let plain = task("s1", None, at(4));
+    insert_new(&a, &queued).await;
+    insert_new(&a, &plain).await;
+    let timeout = || Outcome::error(codes::QUEUE_TIMEOUT, "late");
+    match b.time_out_queued(queued.id, timeout()).await.unwrap() {
+        Some(QueuedEnding::Handed(h)) => {
+            assert_eq!(
+                (h.task.id, h.finish.state),
+                (queued.id, TaskState::TimedOut)
+            );
+        }
+        other => panic!("expected a hand-over, got {other:?}"),
+    }
+    assert!(
+        b.time_out_queued(queued.id, timeout())
+            .await
+            .unwrap()
+            .is_none(),
+        "no longer queued"
+    );
+    match b.time_out_queued(plain.id, timeout()).await.unwrap() {
+        Some(QueuedEnding::Finished(c)) => assert_eq!(c.state, TaskState::TimedOut),
+        other => panic!("expected a completion, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -74,16 +74,25 @@ async fn cancel_finishes_a_task_another_server_holds(a: &dyn Store, b: &dyn Stor
     assert_eq!(shared(a).claim("search", 10).await.unwrap().len(), 1);
     a.record_dispatch(t.id, 1, at(2));
     barrier(a).await;
-    let c = (shared(b).cancel(t.id).await.unwrap()).expect("cancelled through b");
+    let c = (shared(b).cancel(t.id, "not needed").await.unwrap()).expect("cancelled through b");
     assert_eq!(c.task_id, t.id);
     assert_eq!(c.seq, 1);
     assert_eq!(c.state, TaskState::Cancelled);
     assert_eq!(c.attempts, 1, "the attempts made so far are kept");
     assert!(
-        matches!(&c.outcome, crate::model::Outcome::Error { code, .. } if code == codes::CANCELLED)
+        matches!(&c.outcome, crate::model::Outcome::Error { code, message }
+            if code == codes::CANCELLED && message == "cancelled by the client: not needed"),
+        "the reason is kept: {:?}",
+        c.outcome
     );
-    assert!(shared(a).cancel(t.id).await.unwrap().is_none(), "once");
-    assert!(shared(a).cancel(Uuid::new_v4()).await.unwrap().is_none());
+    assert!(shared(a).cancel(t.id, "").await.unwrap().is_none(), "once");
+    assert!(
+        shared(a)
+            .cancel(Uuid::new_v4(), "")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(a.finish_task(&succeed(&t, at(3))).await.unwrap().is_none());
     let stored = b.get_task(t.id).await.unwrap().expect("kept");
     assert_eq!(stored.state, TaskState::Cancelled);

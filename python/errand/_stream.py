@@ -1,0 +1,68 @@
+"""What the blocking and the asyncio reconnecting streams share (not public).
+
+`streams._Stream` and `aio._AsyncStream` differ only in how they wait: one
+blocks a thread, the other awaits. Opening the call, the cursor's counters
+and what a failed call means are written once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar, Union
+
+import grpc
+
+from errand._core import Step, StreamCursor
+from errand.errors import from_grpc
+from errand.v1 import errand_pb2_grpc as pb_grpc
+
+E = TypeVar("E")
+Metadata = Sequence[tuple[str, str]]
+
+
+class StreamBase(Generic[E]):
+    """A reconnecting stream over one session: its cursor, stub and call.
+
+    `last_seq` is the seq of the last completion yielded.
+    """
+
+    #: Set by `close()`/`aclose()`; each transport makes the kind it waits on.
+    _closed: Union[threading.Event, asyncio.Event]
+
+    def __init__(
+        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
+    ) -> None:
+        self.session_id = cursor.session_id
+        self._cursor = cursor
+        self._stub = stub
+        self._metadata = tuple(metadata)
+        self._call: Any = None
+
+    @property
+    def last_seq(self) -> int:
+        return self._cursor.last_seq
+
+    @property
+    def reconnects(self) -> int:
+        return self._cursor.reconnects
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _start(self) -> Any:
+        """A new call of the cursor's RPC, asking for what follows `last_seq`."""
+        return getattr(self._stub, self._cursor.method)(
+            self._cursor.request(), metadata=self._metadata, wait_for_ready=True
+        )
+
+    def _failed(self, exc: grpc.RpcError, closed: bool) -> Step:
+        """What follows a call that failed with `exc`; raises the SDK's error
+        (`errand.errors`) where the cursor says `Step.RAISE`."""
+        method = self._cursor.method
+        step = self._cursor.failed(exc.code(), closed)
+        if step is Step.RAISE:
+            raise from_grpc(exc, method) from None
+        return step
