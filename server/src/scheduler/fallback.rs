@@ -114,7 +114,7 @@ impl Scheduler {
             }
         };
         let run = TaskRecord {
-            id: Uuid::new_v4(),
+            id: crate::model::new_task_id(),
             session: task.session.clone(),
             tool: spec.name.as_arc().clone(),
             arguments: task.arguments.clone(),

@@ -3,7 +3,6 @@
 use std::{sync::Arc, time::SystemTime};
 
 use tracing::debug;
-use uuid::Uuid;
 
 use super::{Scheduler, admission, queue::Placement};
 use crate::{
@@ -72,7 +71,7 @@ impl Scheduler {
         let queue_timeout = admission::queue_timeout(&sub, &spec, &self.config);
         let now = SystemTime::now();
         let task = TaskRecord {
-            id: Uuid::new_v4(),
+            id: crate::model::new_task_id(),
             session: sub.session.as_arc().clone(),
             tool: spec.name.as_arc().clone(),
             arguments,

@@ -9,7 +9,13 @@
 //! it reads the store again. Replay and live delivery share one cursor, a
 //! slow reader costs a bounded channel and nothing more, and nothing is
 //! missed or sent twice: each feed sends seqs in order, each once.
-use std::{sync::Arc, time::Duration};
+//!
+//! Finishes committed in one batch reach the hub from their own tasks, so
+//! a session's seqs often arrive a little out of order. A completion ahead
+//! of the next seq waits (at most `AHEAD` of them, for at most `GAP_WAIT`)
+//! for the missing ones; only a gap that stays open costs a store read. On
+//! the durable store that read was most of a feed's CPU under load.
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +33,14 @@ const BATCH: usize = 256;
 
 /// How long a stopping server waits for a reader to take one completion.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+
+/// Live completions held while an earlier seq is missing; one more means
+/// the store is read instead.
+const AHEAD: usize = 64;
+
+/// How long a gap in the live seqs may stay open before the store is read:
+/// the missing completion is committed and its task is about to announce it.
+const GAP_WAIT: Duration = Duration::from_millis(20);
 
 /// One completion, or the error that ends the feed (always
 /// [`Error::Unavailable`]: the client should reconnect from its last seq).
@@ -131,25 +145,50 @@ impl Feed {
                 // Everything stored before the stop has been sent.
                 return Err(ended());
             }
-            // Caught up: follow the broadcast while it brings the next seq.
+            // Caught up: follow the broadcast while it brings the next seq,
+            // holding completions that arrive ahead of it.
+            let mut ahead: BTreeMap<u64, Arc<CompletionRecord>> = BTreeMap::new();
+            let mut gap_since: Option<tokio::time::Instant> = None;
             loop {
+                let gap_closes = async {
+                    match gap_since {
+                        Some(at) => tokio::time::sleep_until(at + GAP_WAIT).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let wake = tokio::select! {
                     wake = live.recv() => wake,
                     _ = tx.closed() => return Ok(()),
                     // One more read: completions of the drain go out first.
                     _ = self.shutdown.cancelled() => continue 'read_store,
+                    // The missing seqs never came live: the store has them.
+                    _ = gap_closes => continue 'read_store,
                 };
                 match wake {
                     Ok(Wake::Completion(c)) if c.seq <= cursor => {}
                     Ok(Wake::Completion(c)) if c.seq == cursor + 1 => {
-                        let seq = c.seq;
-                        if !self.send(tx, c).await? {
-                            return Ok(());
+                        let mut next = Some(c);
+                        while let Some(c) = next {
+                            let seq = c.seq;
+                            if !self.send(tx, c).await? {
+                                return Ok(());
+                            }
+                            cursor = seq;
+                            next = ahead.remove(&(cursor + 1));
                         }
-                        cursor = seq;
+                        ahead.retain(|&seq, _| seq > cursor);
+                        gap_since = if ahead.is_empty() {
+                            None
+                        } else {
+                            Some(tokio::time::Instant::now())
+                        };
+                    }
+                    Ok(Wake::Completion(c)) if ahead.len() < AHEAD => {
+                        gap_since.get_or_insert_with(tokio::time::Instant::now);
+                        ahead.insert(c.seq, c);
                     }
                     Ok(Wake::Seq(seq)) if seq <= cursor => {}
-                    // A gap, a bare wake-up, or a lag: the store has it all.
+                    // Too far ahead, a bare wake-up, or a lag: the store has it all.
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue 'read_store,
                     Err(broadcast::error::RecvError::Closed) => return Err(ended()),
                 }
@@ -288,6 +327,40 @@ mod tests {
         let third = complete(&f.store, "s").await;
         f.hub.completed(third);
         assert_eq!((seq(&mut rx).await, seq(&mut rx).await), (2, 3));
+    }
+
+    #[tokio::test]
+    async fn completions_announced_out_of_order_go_out_in_order_without_a_store_read() {
+        let f = fixture();
+        let (caught_up, replayed) = oneshot::channel();
+        let mut rx = f.feed.open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
+        replayed.await.unwrap();
+        // Completed in another store: a read of the feed's store finds none
+        // of them, so whatever arrives came from the broadcast.
+        let elsewhere = MemoryStore::default();
+        let (one, two, three) = (
+            complete(&elsewhere, "s").await,
+            complete(&elsewhere, "s").await,
+            complete(&elsewhere, "s").await,
+        );
+        f.hub.completed(three);
+        f.hub.completed(one);
+        f.hub.completed(two);
+        let got = [seq(&mut rx).await, seq(&mut rx).await, seq(&mut rx).await];
+        assert_eq!(got, [1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_that_stays_open_is_read_from_the_store() {
+        let f = fixture();
+        let (caught_up, replayed) = oneshot::channel();
+        let mut rx = f.feed.open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
+        replayed.await.unwrap();
+        complete(&f.store, "s").await;
+        let second = complete(&f.store, "s").await;
+        // 1's announcement never comes; the store has it once the wait ends.
+        f.hub.completed(second);
+        assert_eq!((seq(&mut rx).await, seq(&mut rx).await), (1, 2));
     }
 
     #[tokio::test]

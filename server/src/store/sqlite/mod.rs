@@ -10,7 +10,8 @@
 //! answers every caller.
 //! Submits and results that arrive while a commit is in flight therefore
 //! share the next fsync: the cost of durability is one fsync per batch, not
-//! one per task. Each change is one statement, or a savepoint when it takes
+//! one per task. WAL checkpoints run on their own thread (`checkpoint.rs`),
+//! never inside a batch's commit. Each change is one statement, or a savepoint when it takes
 //! several, so a change that fails (a full disk) fails alone, unless SQLite
 //! abandons the whole transaction, in which case every change of that batch
 //! fails with it.
@@ -59,8 +60,10 @@ use errors::{io_error, open_error, store_error};
 pub use integrity::{CLEAN_FILE, check_store};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
 use schema::{lock_data_dir, open_writer};
+use checkpoint::Checkpointer;
 use writer::{Op, Writer};
 
+mod checkpoint;
 mod errors;
 pub mod files;
 mod integrity;
@@ -87,6 +90,9 @@ pub struct SqliteStore {
     tx: Option<batch::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
+    /// Dropped after the writer and the readers: its connection is the
+    /// last, whose close folds the WAL into the file.
+    checkpointer: Option<Checkpointer>,
     read_permits: Semaphore,
     data_dir: PathBuf,
     _lock: File,
@@ -107,7 +113,9 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         files::own_file(&path)?;
         files::own_sidecars(&path)?;
-        let conn = open_writer(&path, !clean)?;
+        let mut conn = open_writer(&path, !clean)?;
+        let checkpointer = Checkpointer::start(&path)?;
+        checkpointer.hook(&mut conn)?;
         let (tx, rx) = batch::queue();
         let writer = std::thread::Builder::new()
             .name("errand-store-writer".into())
@@ -125,6 +133,7 @@ impl SqliteStore {
             tx: Some(tx),
             writer: Some(writer),
             readers,
+            checkpointer: Some(checkpointer),
             read_permits: Semaphore::new(READERS),
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
@@ -187,6 +196,7 @@ impl Drop for SqliteStore {
             // Closing the last connection folds the WAL into the file; then
             // the next start may skip the full check.
             self.readers.lock().clear();
+            drop(self.checkpointer.take());
             integrity::leave_clean_mark(&self.data_dir);
         }
     }

@@ -121,7 +121,7 @@ impl Writer {
                 pending.push(more);
             }
         }
-        // Closing the writer connection checkpoints the WAL into the file.
+        // The checkpointer's connection, closed last, folds the WAL into the file.
         if let Err((_, e)) = self.conn.close() {
             error!(error = %e, "closing the store failed");
         }
