@@ -333,6 +333,12 @@ class AsyncAgent(TurnLoop):
             self.manager.remove_progress_callback(self._progress_from_thread)
         if self._stream is not None:
             await self._stream.aclose()
+            if self._listener is not None:
+                # Let the listener see the stream end rather than cancel it:
+                # a cancelled read leaves its gRPC operation in flight, and
+                # when that completes after the loop closed, gRPC's poller
+                # fails with "Event loop is closed" on another loop.
+                await asyncio.wait({self._listener}, timeout=1.0)
         for task in (self._listener, self._runner):
             # Cancel until it ends: a turn can swallow one cancellation (on
             # Python < 3.12, asyncio.wait_for does when its inner await ends
