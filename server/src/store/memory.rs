@@ -19,7 +19,8 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    tasks: HashMap<Uuid, TaskRecord>,
+    /// Boxed: a map stores its values inline in every bucket, empty ones too.
+    tasks: HashMap<Uuid, Box<TaskRecord>>,
     idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
     /// Unfinished joinable tasks by their call.
     in_flight: HashMap<Call, Uuid>,
@@ -81,7 +82,7 @@ impl Store for MemoryStore {
             .tasks
             .values()
             .filter(|t| !t.state.is_final())
-            .cloned()
+            .map(|t| TaskRecord::clone(t))
             .collect();
         tasks.sort_by_key(|t| t.created_at);
         Ok(tasks)
@@ -96,13 +97,13 @@ impl Store for MemoryStore {
                 .get(&slot)
                 .and_then(|id| inner.tasks.get(id))
             {
-                return Ok(Inserted::Existing(Box::new(t.clone())));
+                return Ok(Inserted::Existing(t.clone()));
             }
         }
         if task.call.joinable {
             let key = Inner::flight_key(task);
             if let Some(t) = inner.in_flight.get(&key).and_then(|id| inner.tasks.get(id)) {
-                return Ok(Inserted::Joined(Box::new(t.clone())));
+                return Ok(Inserted::Joined(t.clone()));
             }
             inner.in_flight.insert(key, task.id);
         }
@@ -111,7 +112,7 @@ impl Store for MemoryStore {
                 .idempotency
                 .insert((task.session.clone(), key.clone()), task.id);
         }
-        inner.tasks.insert(task.id, task.clone());
+        inner.tasks.insert(task.id, Box::new(task.clone()));
         Ok(Inserted::New)
     }
 
@@ -176,11 +177,15 @@ impl Store for MemoryStore {
                     && t.finished_at.is_some_and(|at| at >= not_before)
             })
             .max_by_key(|t| t.finished_at)
-            .cloned())
+            .map(|t| TaskRecord::clone(t)))
     }
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.lock().tasks.get(&task_id).cloned())
+        Ok(self
+            .lock()
+            .tasks
+            .get(&task_id)
+            .map(|t| TaskRecord::clone(t)))
     }
 
     async fn task_by_key(
@@ -194,7 +199,7 @@ impl Store for MemoryStore {
             .idempotency
             .get(&slot)
             .and_then(|id| inner.tasks.get(id))
-            .cloned())
+            .map(|t| TaskRecord::clone(t)))
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
@@ -203,7 +208,7 @@ impl Store for MemoryStore {
             .tasks
             .values()
             .filter(|t| query.matches(t))
-            .cloned()
+            .map(|t| TaskRecord::clone(t))
             .collect();
         query.sort(&mut tasks);
         tasks.truncate(query.limit);

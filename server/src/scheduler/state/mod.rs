@@ -81,7 +81,9 @@ pub struct Ended {
 
 pub struct State<I: Io> {
     /// Unfinished tasks only; finished ones live in the store.
-    tasks: HashMap<Uuid, Live<I>>,
+    /// Boxed: a map stores its values inline in every bucket, empty ones
+    /// too, and a live task is several hundred bytes.
+    tasks: HashMap<Uuid, Box<Live<I>>>,
     tools: HashMap<Arc<str>, ToolEntry>,
     workers: HashMap<WorkerId, WorkerEntry<I>>,
     /// Queued plus running tasks per session key. The key is the one
@@ -248,14 +250,14 @@ impl<I: Io> State<I> {
         entry.queue.push_back(&task.session, task.id);
         self.tasks.insert(
             task.id,
-            Live {
+            Box::new(Live {
                 task,
                 worker: None,
                 timer: None,
                 progress: None,
                 reports,
                 detail,
-            },
+            }),
         );
         true
     }
@@ -319,7 +321,7 @@ impl<I: Io> State<I> {
         tell_worker: Option<Arc<str>>,
         now: SystemTime,
     ) -> Option<Ended> {
-        let live = self.tasks.remove(&id)?;
+        let live = *self.tasks.remove(&id)?;
         if live.progress.is_some() {
             self.forget_progress(&live.task.session, id);
         }
