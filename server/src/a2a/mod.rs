@@ -20,6 +20,7 @@
 pub mod card;
 pub mod convert;
 pub mod handler;
+pub mod numbers;
 pub mod request;
 pub mod stream;
 
@@ -82,6 +83,7 @@ pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken
             a2a_server::rest::rest_router(handler.clone()),
         )
         .route_service("/lf.a2a.v1.A2AService/{*method}", grpc)
+        .layer(middleware::from_fn(numbers::layer))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     let app = calls
         .route(card::PATH, get(agent_card).with_state(handler))

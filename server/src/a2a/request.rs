@@ -119,6 +119,8 @@ pub fn submit(req: &SendMessageRequest) -> Result<Submit, A2AError> {
             "the data part must be a JSON object: the tool's arguments by name",
         ));
     }
+    let mut arguments = arguments.clone();
+    super::numbers::integral(&mut arguments);
     let context = message
         .context_id
         .clone()
