@@ -86,3 +86,39 @@ async fn post_raw(url: &str, body: &str) -> fronts::Answer {
         body: body.to_string(),
     }
 }
+
+#[tokio::test]
+async fn a2a_the_same_message_twice_without_a_context_is_one_task() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["echo"], 2).await;
+
+    let send = || {
+        a2a_call_as(
+            &a2a,
+            None,
+            "SendMessage",
+            message("m-retry", json!({"n": 1})),
+        )
+    };
+    let first = send().await.result()["task"].clone();
+    let job = worker.next().await;
+    let second = send().await.result()["task"].clone();
+    assert_eq!(first["id"], second["id"], "{first} / {second}");
+    assert_eq!(first["contextId"], second["contextId"]);
+    let other = a2a_call_as(
+        &a2a,
+        None,
+        "SendMessage",
+        message("m-other", json!({"n": 1})),
+    )
+    .await
+    .result()["task"]
+        .clone();
+    assert_ne!(other["contextId"], first["contextId"]);
+    assert_ne!(other["id"], first["id"]);
+    let other_job = worker.next().await;
+    assert_eq!(other_job.task.task_id, other["id"].as_str().unwrap());
+    assert_eq!(job.task.task_id, first["id"].as_str().unwrap());
+    assert!(worker.try_next().is_none(), "the retry made no task");
+}
