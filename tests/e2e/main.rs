@@ -19,6 +19,7 @@ mod isolation;
 mod limits;
 mod listings;
 mod logs;
+mod mcp_requests;
 mod multi_server;
 mod ops;
 mod policies;

@@ -12,8 +12,9 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-        CreateTaskResult, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
-        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
+        CreateTaskResult, CustomRequest, CustomResult, GetTaskParams, GetTaskResult,
+        Implementation, ListToolsResult, PaginatedRequestParams,
+        ServerCapabilities, ServerConfig, TaskAckResult, Tool, UpdateTaskParams,
     },
     service::RequestContext,
 };
@@ -22,6 +23,7 @@ use tonic::Code;
 use super::{
     agent::{Agent, is_final},
     convert::{self, TaskTiming},
+    malformed,
 };
 use crate::auth::Caller;
 
@@ -216,6 +218,40 @@ impl ServerHandler for McpHandler {
             .await
             .map_err(|s| convert::error(&s))?;
         Ok(())
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let params = request.params.as_ref();
+        // `tasks/update` without `inputResponses`: nothing to deliver, the
+        // same empty ack as with them.
+        if request.method == "tasks/update"
+            && let Some(task_id) = malformed::update_task_id(params)
+        {
+            let (caller, _) = self.who(&ctx);
+            self.agent
+                .get_task(&caller, task_id)
+                .await
+                .map_err(|s| convert::error(&s))?;
+            let ack = serde_json::to_value(TaskAckResult::new())
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            return Ok(CustomResult::new(ack));
+        }
+        let parse_error = match request.method.as_str() {
+            "tools/call" => request.params_as::<CallToolRequestParams>().err(),
+            "tasks/get" => request.params_as::<GetTaskParams>().err(),
+            "tasks/update" => request.params_as::<UpdateTaskParams>().err(),
+            "tasks/cancel" => request.params_as::<CancelTaskParams>().err(),
+            _ => None,
+        };
+        Err(malformed::error(
+            &request.method,
+            params,
+            parse_error.map(|e| e.to_string()),
+        ))
     }
 
     async fn cancel_task(
