@@ -54,3 +54,32 @@ async fn mcp_malformed_params_are_invalid_params_and_tasks_update_is_acked() {
     );
     job.succeed("{}");
 }
+
+#[tokio::test]
+async fn mcp_structured_content_is_an_object_or_absent() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let client = server.client().await;
+    let mut completions = client.completions("m", 0);
+
+    for (result, structured) in [
+        (r#""Definition of a word""#, None),
+        (r#"[1,2]"#, None),
+        (r#"{"echo":"hi"}"#, Some(json!({"echo": "hi"}))),
+    ] {
+        let task = mcp.call_tool("echo", json!({"n": 1})).await;
+        let id = task["taskId"].as_str().unwrap().to_string();
+        worker.next().await.succeed(result);
+        take_completions(&mut completions, 1).await;
+        let got = mcp.get_task(&id).await;
+        assert_eq!(got["status"], "completed", "{got}");
+        let r = &got["result"];
+        assert_eq!(r["content"][0]["text"], result, "{got}");
+        assert_eq!(r.get("structuredContent").cloned(), structured, "{got}");
+    }
+}
