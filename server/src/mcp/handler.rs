@@ -13,7 +13,7 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
         CreateTaskResult, CustomRequest, CustomResult, GetTaskParams, GetTaskResult,
-        Implementation, ListToolsResult, PaginatedRequestParams,
+        Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
         ServerCapabilities, ServerConfig, TaskAckResult, Tool, UpdateTaskParams,
     },
     service::RequestContext,
@@ -146,9 +146,14 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let (caller, session) = self.who(&ctx);
+        // Tasks need the extension and protocol 2026-07-28: a 2025-11-25
+        // session waits for the result even if it declared the extension.
         let as_task = ctx
             .client_capabilities()
-            .is_some_and(|c| c.supports_tasks());
+            .is_some_and(|c| c.supports_tasks())
+            && ctx
+                .protocol_version()
+                .is_none_or(|v| v >= ProtocolVersion::V_2026_07_28);
         let arguments_json = match &request.arguments {
             Some(args) => serde_json::to_string(args)
                 .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?,
