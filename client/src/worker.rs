@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use errand_proto::v1::{
     self as pb, worker_command::Kind as Command, worker_service_client::WorkerServiceClient,
 };
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,8 @@ async fn session(
     // the server gives those tasks to another attempt.
     let _stop_running = connection.clone().drop_guard();
     let mut running: HashMap<String, CancellationToken> = HashMap::new();
+    // What the server accepts in one message; it says so in Registered.
+    let mut max_message = DEFAULT_MAX_MESSAGE_BYTES;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     loop {
         let command = tokio::select! {
@@ -121,7 +124,8 @@ async fn session(
         match command {
             Command::Registered(registered) => {
                 *backoff = Duration::from_millis(100);
-                info!(worker_id = %registered.worker_id, "registered");
+                max_message = message_limit(registered.max_message_bytes);
+                info!(worker_id = %registered.worker_id, max_message, "registered");
                 on_registered(&registered);
             }
             Command::Assignment(task) => {
@@ -143,6 +147,7 @@ async fn session(
                             attempt,
                             summary: String::new(),
                         };
+                        let result = fit(result, max_message);
                         let _ = out
                             .send(message(pb::worker_message::Kind::Result(result)))
                             .await;
@@ -158,6 +163,49 @@ async fn session(
             }
         }
     }
+}
+
+/// gRPC's default message limit, assumed when the server does not say.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The limit a `Registered.max_message_bytes` means (0: not said).
+fn message_limit(said: u64) -> usize {
+    match usize::try_from(said) {
+        Ok(0) => DEFAULT_MAX_MESSAGE_BYTES,
+        Ok(n) => n,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// `result` when its message fits in `max_message` bytes; otherwise a
+/// failed result with code `invalid_result` saying the size and the limit,
+/// because a message over the limit would end the stream and the task
+/// would go on to kill the next worker the same way.
+fn fit(result: pb::TaskResult, max_message: usize) -> pb::TaskResult {
+    // As a WorkerMessage: the oneof field's tag, its length, the result.
+    let inner = result.encoded_len();
+    let size = 1 + prost::length_delimiter_len(inner) + inner;
+    if size <= max_message {
+        return result;
+    }
+    warn!(task_id = %result.task_id, size, max_message, "result too large to send; failing the task");
+    pb::TaskResult {
+        outcome: Some(pb::task_result::Outcome::Error(pb::ToolError {
+            code: "invalid_result".into(),
+            message: too_large(size, max_message),
+        })),
+        summary: String::new(),
+        ..result
+    }
+}
+
+/// The error message of a result too large to send, worded as the
+/// server's own `invalid_result` for a result over `--max-result-bytes`.
+fn too_large(size: usize, max_message: usize) -> String {
+    format!(
+        "the tool's result is {size} bytes, the limit is {max_message} \
+         (the server's largest message, --max-message-bytes)"
+    )
 }
 
 fn message(kind: pb::worker_message::Kind) -> pb::WorkerMessage {

@@ -3223,9 +3223,16 @@ func (*WorkerCommand_Cancel) isWorkerCommand_Kind() {}
 type Registered struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Server-chosen ID of this connection, for logs.
-	WorkerId      string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The most bytes one WorkerMessage to this server may take once encoded
+	// (the server's --max-message-bytes). A larger message is refused by the
+	// transport and ends the worker's stream (its tasks go to another
+	// attempt), so a worker whose result would not fit sends instead a
+	// TaskResult with error code "invalid_result" that says the size and this
+	// limit. 0 (a server that does not say): assume gRPC's default, 4 MiB.
+	MaxMessageBytes uint64 `protobuf:"varint,2,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Registered) Reset() {
@@ -3263,6 +3270,13 @@ func (x *Registered) GetWorkerId() string {
 		return x.WorkerId
 	}
 	return ""
+}
+
+func (x *Registered) GetMaxMessageBytes() uint64 {
+	if x != nil {
+		return x.MaxMessageBytes
+	}
+	return 0
 }
 
 // Run one tool call and answer with a TaskResult carrying the task_id.
@@ -3670,10 +3684,11 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"assignment\x18\x02 \x01(\v2\x15.errand.v1.AssignmentH\x00R\n" +
 	"assignment\x125\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1b.errand.v1.CancelAssignmentH\x00R\x06cancelB\x06\n" +
-	"\x04kind\")\n" +
+	"\x04kind\"U\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"\xe6\x01\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12*\n" +
+	"\x11max_message_bytes\x18\x02 \x01(\x04R\x0fmaxMessageBytes\"\xe6\x01\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -43,6 +44,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Handler runs one tool call. args is the JSON arguments object. The result
@@ -276,7 +278,8 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 		w.onRegistered(registered.GetWorkerId())
 	}
 
-	s := &session{w: w, stream: stream, ctx: ctx, running: map[string]*run{}}
+	s := &session{w: w, stream: stream, ctx: ctx, running: map[string]*run{},
+		maxMessage: messageLimit(registered.GetMaxMessageBytes())}
 	for {
 		cmd, err := stream.Recv()
 		if err != nil {
@@ -313,6 +316,10 @@ type session struct {
 	w      *Worker
 	stream grpc.BidiStreamingClient[pb.WorkerMessage, pb.WorkerCommand]
 	ctx    context.Context // done when the stream is
+
+	// maxMessage is the most bytes one message to the server may take
+	// (Registered.max_message_bytes, or gRPC's default 4 MiB).
+	maxMessage int
 
 	sendMu  sync.Mutex // a gRPC stream allows one sender at a time
 	mu      sync.Mutex
@@ -417,11 +424,42 @@ func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolEr
 	} else {
 		res.Outcome = &pb.TaskResult_ResultJson{ResultJson: result}
 	}
+	msg := &pb.WorkerMessage{Kind: &pb.WorkerMessage_Result{Result: res}}
+	if size := proto.Size(msg); size > s.maxMessage {
+		// Over the server's limit the transport would end the stream, and the
+		// task would go on to kill the next worker the same way: fail it.
+		s.w.logger.Warn("errand worker: result too large to send; failing the task",
+			"task_id", a.GetTaskId(), "bytes", size, "limit", s.maxMessage)
+		res.Summary = ""
+		res.Outcome = &pb.TaskResult_Error{Error: &pb.ToolError{Code: "invalid_result", Message: tooLarge(size, s.maxMessage)}}
+	}
 	s.sendMu.Lock()
-	err := s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Result{Result: res}})
+	err := s.stream.Send(msg)
 	s.sendMu.Unlock()
 	if err != nil {
 		// The stream broke: the server re-runs the task as a new attempt.
 		s.w.logger.Warn("errand worker: result not delivered", "task_id", a.GetTaskId(), "err", err)
 	}
+}
+
+// defaultMaxMessageBytes is gRPC's default message limit, assumed when the
+// server does not say its own in Registered.
+const defaultMaxMessageBytes = 4 << 20
+
+// messageLimit is the limit Registered.max_message_bytes means (0: not said).
+func messageLimit(said uint64) int {
+	if said == 0 {
+		return defaultMaxMessageBytes
+	}
+	if said > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int(said)
+}
+
+// tooLarge is the message of the "invalid_result" error a worker sends in
+// place of a result of size bytes (as a message) over the server's limit,
+// worded as the server's own for a result over --max-result-bytes.
+func tooLarge(size, limit int) string {
+	return fmt.Sprintf("the tool's result is %d bytes, the limit is %d (the server's largest message, --max-message-bytes)", size, limit)
 }

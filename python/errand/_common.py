@@ -48,6 +48,9 @@ SERVICE_CONFIG = json.dumps(
 #: message. Each channel keeps its own connections: a new channel (a worker's
 #: next attempt, a new client) connects afresh instead of inheriting another
 #: channel's failure and backoff.
+#: The most bytes one message this SDK sends may take (its channels' limit).
+MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
+
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.enable_retries", 1),
@@ -60,7 +63,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
 ]
 
 #: Status codes after which a long-lived stream is opened again: the server

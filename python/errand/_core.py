@@ -74,6 +74,17 @@ def _tools(resp: pb.ListToolsResponse) -> list[ToolInfo]:
     return [tool_from_pb(t) for t in resp.tools]
 
 
+def checked_session_id(session_id: str) -> str:
+    """`session_id` when it names a session; InvalidArgument (naming the
+    field) when it is empty, which the server would refuse on every call."""
+    if not session_id:
+        raise InvalidArgument(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "session_id is empty: pass a session ID, or leave it out (None) for a fresh random one",
+        )
+    return session_id
+
+
 class ClientCore:
     """Settings and request building shared by `Client` and `AsyncClient`."""
 
@@ -94,7 +105,7 @@ class ClientCore:
         #: `wait_for_ready` (a restart is waited out) instead of failing fast.
         self.connected = False
         self.target = conn.target
-        self.session_id = session_id or new_session_id()
+        self.session_id = new_session_id() if session_id is None else checked_session_id(session_id)
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
         self.metadata = conn.metadata
@@ -147,7 +158,7 @@ class ClientCore:
         options: Optional[SubmitOptions] = None,
     ) -> Call[Ack]:
         request = submit_request(
-            session_id or self.session_id,
+            self.session_for(session_id),
             tool,
             arguments,
             extra,
@@ -156,6 +167,11 @@ class ClientCore:
             options,
         )
         return Call("SubmitTool", request, ack_from_pb)
+
+    def session_for(self, session_id: Optional[str]) -> str:
+        """The session a call names: this client's for None; InvalidArgument
+        for an empty one (never silently another session)."""
+        return self.session_id if session_id is None else checked_session_id(session_id)
 
     def get_task(self, task_id: str) -> Call[Task]:
         return Call("GetTask", pb.GetTaskRequest(task_id=task_id), task_from_pb)
@@ -174,7 +190,7 @@ class ClientCore:
         if max_bytes < 0:
             raise ValueError("max_bytes must be >= 0 (0: the server's 4096)")
         request = pb.PendingDigestRequest(
-            session_id=session_id or self.session_id, max_bytes=max_bytes
+            session_id=self.session_for(session_id), max_bytes=max_bytes
         )
         return Call("PendingDigest", request, digest_from_pb)
 
@@ -186,7 +202,7 @@ class ClientCore:
 
     def ack_completions(self, up_to_seq: int, session_id: Optional[str]) -> Call[int]:
         request = pb.AckCompletionsRequest(
-            session_id=session_id or self.session_id, up_to_seq=up_to_seq
+            session_id=self.session_for(session_id), up_to_seq=up_to_seq
         )
         return Call("AckCompletions", request, _removed)
 
@@ -198,7 +214,7 @@ class ClientCore:
         backoff: Optional[Backoff],
     ) -> StreamCursor:
         return StreamCursor(
-            session_id or self.session_id, after_seq, reconnect=reconnect, backoff=backoff
+            self.session_for(session_id), after_seq, reconnect=reconnect, backoff=backoff
         )
 
     def event_cursor(
@@ -213,7 +229,7 @@ class ClientCore:
         fallback: bool,
     ) -> EventCursor:
         return EventCursor(
-            session_id or self.session_id,
+            self.session_for(session_id),
             after_seq,
             reconnect=reconnect,
             backoff=backoff,
@@ -267,7 +283,7 @@ class Settings:
 
     @session_id.setter
     def session_id(self, value: str) -> None:
-        self._core.session_id = value
+        self._core.session_id = checked_session_id(value)
 
     @property
     def timeout(self) -> Optional[float]:

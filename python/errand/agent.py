@@ -73,6 +73,7 @@ from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union, runtime_checkable
 
+from errand._core import checked_session_id
 from errand._loop import LoopThread, running_loop
 from errand._turns import DELIVERED, DRAINING, PROGRESS, QUEUED, TurnLoop, _UserTurn
 from errand.aio import AsyncClient, AsyncSessionEventStream
@@ -218,7 +219,9 @@ class AsyncAgent(TurnLoop):
         if batch_window < 0 or max_pending < 1 or keep_delivered < 0:
             raise ValueError("batch_window >= 0, max_pending >= 1 and keep_delivered >= 0")
         self.agent = agent
-        self.session_id = session_id or source.session_id
+        self.session_id = (
+            source.session_id if session_id is None else checked_session_id(session_id)
+        )
         self.on_status = on_status
         self.ack = ack and self.client is not None
         self.format_batch = format_batch
@@ -330,6 +333,12 @@ class AsyncAgent(TurnLoop):
             self.manager.remove_progress_callback(self._progress_from_thread)
         if self._stream is not None:
             await self._stream.aclose()
+            if self._listener is not None:
+                # Let the listener see the stream end rather than cancel it:
+                # a cancelled read leaves its gRPC operation in flight, and
+                # when that completes after the loop closed, gRPC's poller
+                # fails with "Event loop is closed" on another loop.
+                await asyncio.wait({self._listener}, timeout=1.0)
         for task in (self._listener, self._runner):
             # Cancel until it ends: a turn can swallow one cancellation (on
             # Python < 3.12, asyncio.wait_for does when its inner await ends

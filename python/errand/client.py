@@ -61,7 +61,8 @@ class Client(Settings):
         target: "host:port" of the server; defaults to $ERRAND_SERVER, then
             127.0.0.1:7466.
         session_id: the session that `submit` and `completions` use when not
-            told otherwise; a fresh random one by default.
+            told otherwise; a fresh random one by default. An empty one
+            raises InvalidArgument.
         timeout: seconds each unary call may take (None: no limit).
         wait_for_ready: let calls wait (up to `timeout`) for the server to be
             reachable, e.g. while it restarts, instead of failing at once

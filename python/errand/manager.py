@@ -46,7 +46,7 @@ from typing import Any, Callable, Optional
 import grpc
 
 from errand._common import new_session_id
-from errand._core import by_reference, outcome
+from errand._core import by_reference, checked_session_id, outcome
 from errand._jsonable import to_json as _to_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
@@ -126,7 +126,8 @@ class AsyncToolManager(Worker):
             $ERRAND_SERVER, then 127.0.0.1:7466.
         server: another name for `target`.
         session_id: the session the calls are submitted in and whose
-            completions the callbacks hear; a fresh random one by default.
+            completions the callbacks hear; a fresh random one by default
+            (an empty one raises InvalidArgument).
         on_complete: a first completion callback (see `add_done_callback`).
         ack: let the server drop each completion once the callbacks ran.
         **kwargs: the other `Worker` arguments (token, tls_ca, name, ...).
@@ -146,7 +147,7 @@ class AsyncToolManager(Worker):
         if target and server and target != server:
             raise ValueError("give the server address once: target= or server=")
         super().__init__(target or server, max_concurrency=max_workers, **kwargs)
-        self.session_id = session_id or new_session_id()
+        self.session_id = new_session_id() if session_id is None else checked_session_id(session_id)
         self.ack = ack
         self._callbacks: list[Callback] = [on_complete] if on_complete is not None else []
         self._progress_callbacks: list[ProgressCallback] = []

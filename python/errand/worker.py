@@ -39,7 +39,7 @@ from typing import Any, Callable, Coroutine, Optional
 import grpc
 import grpc.aio
 
-from errand._common import RETRYABLE, Backoff, PathLike, connection
+from errand._common import MAX_SEND_MESSAGE_BYTES, RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
 from errand._jsonable import to_json as _to_json
 from errand.context import (
@@ -136,6 +136,9 @@ class Worker:
         self.max_concurrency = max_concurrency
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.worker_id = ""
+        # The most bytes one message to the server may take: the server says
+        # in Registered; gRPC's default until it does (or if it does not).
+        self._max_message = DEFAULT_MAX_MESSAGE_BYTES
         self._backoff = backoff or Backoff(initial=0.1, maximum=2.0)
         self._metadata = self._conn.metadata
         self._tools: dict[str, ToolDef] = {}
@@ -345,6 +348,8 @@ class Worker:
                 msg = await outgoing.get()
                 if msg is None:
                     return
+                if msg.HasField("result"):
+                    msg = _fit(msg, self._max_message)
                 yield msg
 
         stub = pb_grpc.WorkerServiceStub(channel)
@@ -387,6 +392,8 @@ class Worker:
                 self._spawn(cmd.assignment, running, outgoing, executor, done)
             elif kind == "registered":
                 self.worker_id = cmd.registered.worker_id
+                said = cmd.registered.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+                self._max_message = min(said, MAX_SEND_MESSAGE_BYTES)
                 self._backoff.reset()
                 with self._cond:
                     self._registrations += 1
@@ -538,6 +545,39 @@ def _failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
     error = pb.ToolError(code=code, message=message)
     return pb.WorkerMessage(
         result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
+    )
+
+
+#: gRPC's default message limit, assumed when the server does not say its own.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def _fit(msg: pb.WorkerMessage, limit: int) -> pb.WorkerMessage:
+    """`msg` (a result) if it fits in `limit` bytes; otherwise a failed result
+    with code "invalid_result" saying the size and the limit. A message over
+    the limit would end the stream, and the task would go on to kill the next
+    worker the same way."""
+    result = msg.result
+    # UTF-8 takes at most 4 bytes a code point: most results need no encoding.
+    chars = len(result.result_json) + len(result.summary) + len(result.error.message)
+    if 4 * chars + 1024 <= limit:
+        return msg
+    size = msg.ByteSize()
+    if size <= limit:
+        return msg
+    log.warning(
+        "task %s: result of %d bytes over the server's limit of %d; failing the task",
+        result.task_id,
+        size,
+        limit,
+    )
+    message = (
+        f"the tool's result is {size} bytes, the limit is {limit}"
+        " (the server's largest message, --max-message-bytes)"
+    )
+    error = pb.ToolError(code="invalid_result", message=message)
+    return pb.WorkerMessage(
+        result=pb.TaskResult(task_id=result.task_id, error=error, attempt=result.attempt)
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -260,3 +261,30 @@ def test_prune_history_formats() -> None:
         history[3],
         history[4],
     ]
+
+
+def test_closing_lets_the_stream_reader_end_rather_than_cancelling_it(
+    server: str, start_worker: Callable[..., Worker]
+) -> None:
+    # A cancelled reader leaves its gRPC read in flight; when it completed
+    # after asyncio.run closed the loop, a Worker's loop in the same process
+    # printed "RuntimeError: Event loop is closed" tracebacks (report #20).
+    gates = Gates()
+    start_worker(gates.tool)
+
+    async def scenario() -> None:
+        async with AsyncClient(server, session_id=unique("session")) as client:
+            statuses = Statuses()
+            async with AsyncAgent(RecordingAgent(), client, on_status=statuses) as async_agent:
+                ack = await async_agent.submit(gates.name, key="k")
+                gates.open("k")
+                assert await statuses.expect("delivered") == [ack.task_id]
+            listener = async_agent._listener
+            assert listener is not None and listener.done() and not listener.cancelled()
+            assert listener.exception() is None
+            # The stream's own end ended it: no cancel() was asked of it (the
+            # reader swallows one once closed, so only this count shows it).
+            if sys.version_info >= (3, 11):
+                assert listener.cancelling() == 0, "the reader was cancelled mid-read"
+
+    run(scenario())

@@ -175,3 +175,40 @@ def test_async_client(server: str, start_worker: Callable[..., Worker]) -> None:
             assert await client.ack_completions(done.seq) == 1
 
     asyncio.run(scenario())
+
+
+def test_an_empty_session_id_is_refused_not_replaced(server: str) -> None:
+    # README: an empty session_id is INVALID_ARGUMENT; it used to become a
+    # random session silently, so the caller's completions went elsewhere.
+    with pytest.raises(InvalidArgument, match="session_id is empty"):
+        Client(server, session_id="")
+
+    async def aio() -> None:
+        with pytest.raises(InvalidArgument, match="session_id is empty"):
+            AsyncClient(server, session_id="")
+
+    asyncio.run(aio())
+
+    from errand.manager import AsyncToolManager
+
+    with pytest.raises(InvalidArgument, match="session_id is empty"):
+        AsyncToolManager(target=server, session_id="")
+
+    with Client(server, session_id="kept") as client:
+        with pytest.raises(InvalidArgument, match="session_id is empty"):
+            client.session_id = ""
+        assert client.session_id == "kept"
+    with Client(server) as client:  # None (the default): a fresh random one
+        assert client.session_id
+
+
+def test_an_empty_session_id_on_a_call_is_refused_not_replaced(client: Client) -> None:
+    # None means the client's session; "" used to mean it too, silently.
+    for call in (
+        lambda: client.submit("any_tool", session_id=""),
+        lambda: client.pending_digest(""),
+        lambda: client.ack_completions(1, session_id=""),
+        lambda: client.completions(""),
+    ):
+        with pytest.raises(InvalidArgument, match="session_id is empty"):
+            call()

@@ -374,3 +374,56 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
         stderr(&pending)
     );
 }
+
+/// A program's output too large for one message to the server fails its
+/// task with `invalid_result` (size and limit in a short message), and the
+/// worker keeps serving: before, the transport refused the result, the
+/// worker lost its stream and the requeued task did the same to the next.
+#[tokio::test]
+async fn output_over_the_message_limit_fails_the_task_and_the_worker_stays() {
+    const LIMIT: usize = 1024 * 1024;
+    let server = Server::start(&[
+        "--max-message-bytes",
+        &LIMIT.to_string(),
+        "--max-result-bytes",
+        &(512 * 1024).to_string(),
+    ])
+    .await;
+    // Writes as many bytes as the digits of its arguments say.
+    let _worker = server
+        .exec_worker(
+            "fill",
+            "n=$(tr -dc 0-9); head -c \"$n\" /dev/zero | tr '\\0' a",
+            &[],
+        )
+        .await;
+    let submit = |n: usize| {
+        let server = &server;
+        let args = format!("{{\"n\":{n}}}");
+        async move {
+            server
+                .cli(&["submit", "fill", "--args", &args, "--wait", "--json"])
+                .await
+        }
+    };
+
+    let out = submit(LIMIT + 100_000).await;
+    assert!(!out.status.success(), "a failed task exits non-zero");
+    let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(c["status"], "FAILED", "{c}");
+    assert_eq!(c["error"]["code"], "invalid_result", "{c}");
+    assert_eq!(c["attempts"], 1, "not requeued: {c}");
+    let message = c["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("the limit is {LIMIT}"))
+            && message.contains("--max-message-bytes")
+            && message.len() < 300,
+        "{message}"
+    );
+
+    // The same worker still serves.
+    let out = submit(3).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(c["status"], "SUCCEEDED", "{c}");
+}

@@ -506,10 +506,12 @@ class WorkerCommand(_message.Message):
     def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelAssignment, _Mapping]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("worker_id",)
+    __slots__ = ("worker_id", "max_message_bytes")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+    max_message_bytes: int
+    def __init__(self, worker_id: _Optional[str] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("task_id", "session_id", "tool", "arguments_json", "attempt", "timeout_ms", "resume_detail_json")

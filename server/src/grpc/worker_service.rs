@@ -93,7 +93,8 @@ impl WorkerService for WorkerApi {
             tx,
             (slot, caller),
         ));
-        let registered = tokio_stream::once(Ok(convert::registered(worker)));
+        let max_message = self.sched.config().limits.max_message_bytes;
+        let registered = tokio_stream::once(Ok(convert::registered_within(worker, max_message)));
         // Sequential: an Assignment waits for its dispatch record to be
         // durable, and the commands behind it wait with it.
         let commands = futures::StreamExt::then(ReceiverStream::new(rx), move |c| async move {
