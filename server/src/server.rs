@@ -107,6 +107,7 @@ pub async fn serve_with(
     let grace = config.shutdown_grace;
     let mcp_config = config.mcp.clone();
     let a2a_config = config.a2a.clone();
+    let ui_config = config.ui.clone();
     let retention = config.retention;
     let mut connections = config.connections.clone();
     connections.max_connections =
@@ -157,7 +158,8 @@ pub async fn serve_with(
         ))
     });
     let ui_endpoint = options.ui.map(|l| {
-        let ui = crate::ui::Ui::new(sched.clone(), hub_for_ui.clone(), options.tokens.clone());
+        let ui = crate::ui::Ui::new(sched.clone(), hub_for_ui.clone(), options.tokens.clone())
+            .with_allowed_hosts(&ui_config.allowed_hosts, l.local_addr().ok());
         tokio::spawn(crate::ui::serve(
             Incoming::new(l, connections.clone()),
             connections.clone(),

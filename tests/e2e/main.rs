@@ -1,5 +1,6 @@
 //! End-to-end tests of the core service: one test binary, one module per
 //! area. Each test starts its own server on a free loopback port.
+mod a2a_messages;
 mod abuse;
 mod auth_abuse;
 mod budgets;
@@ -18,6 +19,7 @@ mod isolation;
 mod limits;
 mod listings;
 mod logs;
+mod mcp_requests;
 mod multi_server;
 mod ops;
 mod policies;

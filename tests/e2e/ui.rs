@@ -11,7 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// One HTTP/1.0 request; the status code and the body.
 async fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let host = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    http_to(url, host, method, path, headers).await
+}
+
+/// [`http`] with `Host: host`.
+async fn http_to(
+    url: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -427,4 +439,82 @@ async fn overview_counts_the_shared_queue_on_postgres() {
         .clone();
     assert_eq!(now[1], 2, "{overview}");
     held.succeed("{}");
+}
+
+#[tokio::test]
+async fn dashboard_refuses_a_foreign_host_and_a_foreign_origin() {
+    let server = Server::start(&["--ui-listen", "127.0.0.1:0"]).await;
+    let ui = server.ui_url.clone().expect("the dashboard's address");
+    let port = ui
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["slow"], 1).await;
+    let id = client
+        .submit("s3", "slow", r#"{"n":1}"#)
+        .await
+        .unwrap()
+        .task_id;
+    let _job = worker.next().await;
+
+    // DNS rebinding: a page of evil.com, resolved to 127.0.0.1, calls the API.
+    let evil = format!("evil.com:{port}");
+    for path in ["/api/tasks?session=s3", "/api/me", "/"] {
+        let (status, body) = http_to(&ui, &evil, "GET", path, &[]).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("evil.com"), "{body}");
+        assert!(
+            body.contains("--ui-allowed-host"),
+            "says how to allow it: {body}"
+        );
+        assert!(!body.contains(&id), "{body}");
+    }
+    let (status, _) = http_to(&ui, &format!("localhost:{port}"), "GET", "/api/me", &[]).await;
+    assert_eq!(status, 200, "loopback names are allowed");
+
+    // A POST from a foreign page (right Host, wrong Origin) changes nothing,
+    // even with the CSRF token.
+    let me = json(&ui, "/api/me", &[]).await;
+    let csrf = me["csrf"].as_str().unwrap().to_string();
+    let cancel = format!("/api/tasks/{id}/cancel");
+    let foreign = [
+        ("x-csrf-token", csrf.as_str()),
+        ("Origin", "http://evil.com"),
+    ];
+    let (status, body) = http(&ui, "POST", &cancel, &foreign).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Origin"), "{body}");
+    assert!(body.contains("--ui-allowed-host"), "{body}");
+    let task = json(&ui, &format!("/api/tasks/{id}"), &[]).await;
+    assert_eq!(task["status"], "RUNNING");
+    let own = format!("http://127.0.0.1:{port}");
+    let (status, body) = http(
+        &ui,
+        "POST",
+        &cancel,
+        &[("x-csrf-token", &csrf), ("Origin", &own)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn dashboard_accepts_the_hosts_given_with_ui_allowed_host() {
+    let server = Server::start(&[
+        "--ui-listen",
+        "127.0.0.1:0",
+        "--ui-allowed-host",
+        "Dash.Example",
+    ])
+    .await;
+    let ui = server.ui_url.clone().expect("the dashboard's address");
+    let (status, body) = http_to(&ui, "dash.example:8080", "GET", "/api/me", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(&ui, "GET", "/api/me", &[]).await;
+    assert_eq!(status, 200, "the listener's own address: {body}");
+    let (status, body) = http_to(&ui, "localhost", "GET", "/api/me", &[]).await;
+    assert_eq!(status, 403, "the list replaces the loopback names: {body}");
 }

@@ -6,6 +6,7 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::config::{
     A2aOptions, Config, ConfigError, Connections, Delivery, Limits, McpOptions, PostgresOptions,
+    UiOptions,
 };
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
@@ -102,6 +103,11 @@ pub struct Args {
     /// unless --tokens-file is set: then it asks for an agent token.
     #[arg(long, env = "ERRAND_UI_LISTEN")]
     pub ui_listen: Option<String>,
+    /// A `Host` the dashboard accepts besides its bound address (repeat, or
+    /// comma-separate in the variable); default: loopback names only,
+    /// against DNS rebinding.
+    #[arg(long, env = "ERRAND_UI_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub ui_allowed_host: Vec<String>,
     /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16
     /// characters; prefer the environment variable to the flag, which other
     /// local users can see).
@@ -344,6 +350,9 @@ impl Args {
             a2a: A2aOptions {
                 public_url: self.a2a_public_url.clone(),
                 allowed_hosts: self.a2a_allowed_host.clone(),
+            },
+            ui: UiOptions {
+                allowed_hosts: self.ui_allowed_host.clone(),
             },
             connections: Connections {
                 max_connections: self.max_connections,

@@ -20,6 +20,7 @@
 pub mod card;
 pub mod convert;
 pub mod handler;
+pub mod numbers;
 pub mod request;
 pub mod stream;
 
@@ -29,7 +30,7 @@ use a2a_pb::proto::a2a_service_server::A2aServiceServer;
 use axum::{
     Json,
     extract::{Request, State},
-    http::{StatusCode, header},
+    http::header,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -38,7 +39,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Connections,
-    net::{self, Incoming, bearer},
+    net::{
+        self, Incoming, bearer,
+        host::{self, AllowedHosts},
+    },
 };
 pub use handler::A2aHandler;
 
@@ -60,7 +64,11 @@ pub struct Listener {
 /// get [`net::http::serve`]'s few seconds to finish).
 pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken) {
     let bearer = handler.bearer.clone();
-    let hosts = Arc::new(allowed_hosts(&l.allowed_hosts, &handler.public_url));
+    let hosts = Arc::new(AllowedHosts::new(
+        &l.allowed_hosts,
+        Some(&handler.public_url),
+        "add it with --a2a-allowed-host, or set --a2a-public-url",
+    ));
     let handler = Arc::new(handler);
     let grpc = A2aServiceServer::new(a2a_grpc::GrpcHandler::new(handler.clone()))
         .max_decoding_message_size(l.max_body_bytes)
@@ -75,10 +83,11 @@ pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken
             a2a_server::rest::rest_router(handler.clone()),
         )
         .route_service("/lf.a2a.v1.A2AService/{*method}", grpc)
+        .layer(middleware::from_fn(numbers::layer))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     let app = calls
         .route(card::PATH, get(agent_card).with_state(handler))
-        .layer(middleware::from_fn_with_state(hosts, check_host))
+        .layer(middleware::from_fn_with_state(hosts, host::check_host))
         .layer(middleware::from_fn_with_state(l.max_body_bytes, limit_body));
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
 }
@@ -105,81 +114,4 @@ async fn agent_card(State(handler): State<Arc<A2aHandler>>, req: Request) -> Res
 async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Response {
     let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
     next.run(req).await
-}
-
-/// Loopback names, the configured ones and the public URL's host.
-fn allowed_hosts(configured: &[String], public_url: &str) -> Vec<String> {
-    let mut hosts: Vec<String> = if configured.is_empty() {
-        ["localhost", "127.0.0.1", "[::1]", "::1"]
-            .map(String::from)
-            .to_vec()
-    } else {
-        configured.iter().map(|h| h.to_ascii_lowercase()).collect()
-    };
-    if let Some(host) = url_host(public_url) {
-        hosts.push(host);
-    }
-    hosts
-}
-
-/// The host of `scheme://host[:port][/...]`, lower-cased.
-fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next()?;
-    Some(strip_port(authority).to_ascii_lowercase())
-}
-
-fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.split_inclusive(']').next().unwrap_or(authority);
-    }
-    authority.split(':').next().unwrap_or(authority)
-}
-
-/// Refuses a request whose `Host` (or HTTP/2 `:authority`) is not allowed:
-/// a browser page cannot point a DNS name at this port and call it.
-async fn check_host(State(hosts): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let Some(host) = host else {
-        return (StatusCode::BAD_REQUEST, "no Host header").into_response();
-    };
-    let name = strip_port(&host).to_ascii_lowercase();
-    if hosts.contains(&name) {
-        return next.run(req).await;
-    }
-    (
-        StatusCode::FORBIDDEN,
-        format!(
-            "Host {} is not allowed here: the server accepts {} (add it with --a2a-allowed-host, \
-             or set --a2a-public-url)",
-            crate::logs::field(&name),
-            hosts.join(", ")
-        ),
-    )
-        .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_are_loopback_the_configured_ones_and_the_public_one() {
-        let hosts = allowed_hosts(&[], "https://agents.example.com:8443");
-        assert!(hosts.contains(&"127.0.0.1".to_string()));
-        assert!(hosts.contains(&"agents.example.com".to_string()));
-        let hosts = allowed_hosts(&["Box.Local".into()], "http://[::1]:9");
-        assert_eq!(hosts, ["box.local", "[::1]"]);
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("h:80"), "h");
-    }
 }

@@ -1,6 +1,7 @@
 //! An A2A message as an errand submit: `message.metadata.skill` names the
 //! tool, exactly one `data` part holds the arguments, `context_id` is the
-//! session (minted when absent) and `message_id` the idempotency key.
+//! session (when absent, derived from `message_id`) and `message_id` the
+//! idempotency key.
 use a2a::{A2AError, PartContent, SendMessageRequest};
 use errand_proto::v1 as pb;
 use serde_json::Value;
@@ -119,11 +120,13 @@ pub fn submit(req: &SendMessageRequest) -> Result<Submit, A2AError> {
             "the data part must be a JSON object: the tool's arguments by name",
         ));
     }
+    let mut arguments = arguments.clone();
+    super::numbers::integral(&mut arguments);
     let context = message
         .context_id
         .clone()
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(|| minted_context(&message.message_id));
     Ok(Submit {
         request: pb::SubmitToolRequest {
             session_id: context,
@@ -134,6 +137,26 @@ pub fn submit(req: &SendMessageRequest) -> Result<Submit, A2AError> {
         },
         return_immediately: config.and_then(|c| c.return_immediately) == Some(true),
     })
+}
+
+/// The context (session) of a message that names none: a UUID derived from
+/// its `message_id` (SHA-256, as a version-8 UUID), so the same message sent
+/// again lands in the same session and its idempotency key finds the task
+/// the first one made. A message without an ID gets a random context.
+pub fn minted_context(message_id: &str) -> String {
+    if message_id.is_empty() {
+        return uuid::Uuid::new_v4().to_string();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"errand a2a context\0")
+        .chain_update(message_id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 pub fn push_not_supported() -> A2AError {
@@ -189,9 +212,12 @@ mod tests {
         assert_eq!(s.request.idempotency_key, "m1");
         assert_eq!(s.request.arguments_json, r#"{"text":"hi"}"#);
         assert!(s.return_immediately);
-        // No context: one is minted.
+        // No context: one is minted from the message ID, the same each time.
         let minted = submit(&send(vec![Part::data(json!({}))], Some("echo"))).unwrap();
         assert_eq!(minted.request.session_id.len(), 36);
+        let again = submit(&send(vec![Part::data(json!({}))], Some("echo"))).unwrap();
+        assert_eq!(again.request.session_id, minted.request.session_id);
+        assert_ne!(minted_context("m2"), minted.request.session_id);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The settings of the HTTP front ends (MCP, A2A), and their checks.
+//! The settings of the HTTP front ends (MCP, A2A, the dashboard), and their checks.
 use std::time::Duration;
 
 use super::ConfigError;
@@ -12,6 +12,15 @@ pub struct A2aOptions {
     pub public_url: Option<String>,
     /// `Host` header values accepted on the A2A listener besides the public
     /// URL's host (a guard against DNS rebinding); empty: loopback names only.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// How the dashboard behaves; `Default` is what `errand serve` uses.
+#[derive(Debug, Clone, Default)]
+pub struct UiOptions {
+    /// `Host` header values accepted on the dashboard's listener besides
+    /// its bound address (a guard against DNS rebinding), also required of
+    /// a state-changing request's `Origin`; empty: loopback names only.
     pub allowed_hosts: Vec<String>,
 }
 

@@ -11,7 +11,7 @@
 //! - `limits.rs`: what clients may make the server hold ([`Limits`]).
 //! - `connections.rs`: what each connection and peer may hold ([`Connections`]).
 //! - `postgres.rs`: the PostgreSQL store's settings ([`PostgresOptions`]).
-//! - `frontends.rs`: the MCP and A2A front ends' settings.
+//! - `frontends.rs`: the MCP and A2A front ends' and the dashboard's settings.
 mod connections;
 mod frontends;
 mod limits;
@@ -20,7 +20,7 @@ mod postgres;
 use std::time::Duration;
 
 pub use connections::{Connections, MAX_WINDOW};
-pub use frontends::{A2aOptions, McpOptions};
+pub use frontends::{A2aOptions, McpOptions, UiOptions};
 pub use limits::{Limits, MIN_RESULT_BUDGET};
 pub use postgres::{MIN_LEASE, PostgresOptions};
 
@@ -65,6 +65,8 @@ pub struct Config {
     pub default_delivery: Delivery,
     /// The A2A front end's settings (used with `--a2a-listen`).
     pub a2a: A2aOptions,
+    /// The dashboard's settings (used with `--ui-listen`).
+    pub ui: UiOptions,
 }
 
 /// Room in a message for what is not arguments or result: IDs, names,
@@ -93,6 +95,7 @@ impl Default for Config {
             progress_interval: Duration::from_millis(500),
             default_delivery: Delivery::WhenIdle,
             a2a: A2aOptions::default(),
+            ui: UiOptions::default(),
         }
     }
 }

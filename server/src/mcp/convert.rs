@@ -3,7 +3,7 @@
 //! | errand            | MCP task status | result                              |
 //! |-------------------|-----------------|-------------------------------------|
 //! | QUEUED, RUNNING   | `working`       | none yet                            |
-//! | SUCCEEDED         | `completed`     | the result as text and `structuredContent` |
+//! | SUCCEEDED         | `completed`     | the result as text, and as `structuredContent` when a JSON object |
 //! | FAILED, TIMED_OUT | `completed`     | `isError: true`, text starts with the status |
 //! | CANCELLED         | `cancelled`     | none                                |
 //!
@@ -113,7 +113,8 @@ pub fn call_result(t: &pb::Task) -> Option<CallToolResult> {
     let mut result = match (t.status(), &t.outcome) {
         (pb::TaskStatus::Succeeded, Some(pb::task::Outcome::ResultJson(json))) => {
             let mut r = CallToolResult::success(vec![ContentBlock::text(json.clone())]);
-            r.structured_content = serde_json::from_str(json).ok();
+            // MCP's structuredContent is an object: other JSON is text only.
+            r.structured_content = serde_json::from_str(json).ok().filter(Value::is_object);
             r
         }
         (pb::TaskStatus::Succeeded, _) => CallToolResult::success(vec![]),

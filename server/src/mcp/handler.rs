@@ -12,8 +12,9 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-        CreateTaskResult, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
-        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, UpdateTaskParams,
+        CreateTaskResult, CustomRequest, CustomResult, GetTaskParams, GetTaskResult,
+        Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+        ServerCapabilities, ServerConfig, TaskAckResult, Tool, UpdateTaskParams,
     },
     service::RequestContext,
 };
@@ -22,6 +23,7 @@ use tonic::Code;
 use super::{
     agent::{Agent, is_final},
     convert::{self, TaskTiming},
+    malformed,
 };
 use crate::auth::Caller;
 
@@ -144,9 +146,14 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let (caller, session) = self.who(&ctx);
+        // Tasks need the extension and protocol 2026-07-28: a 2025-11-25
+        // session waits for the result even if it declared the extension.
         let as_task = ctx
             .client_capabilities()
-            .is_some_and(|c| c.supports_tasks());
+            .is_some_and(|c| c.supports_tasks())
+            && ctx
+                .protocol_version()
+                .is_none_or(|v| v >= ProtocolVersion::V_2026_07_28);
         let arguments_json = match &request.arguments {
             Some(args) => serde_json::to_string(args)
                 .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?,
@@ -216,6 +223,40 @@ impl ServerHandler for McpHandler {
             .await
             .map_err(|s| convert::error(&s))?;
         Ok(())
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let params = request.params.as_ref();
+        // `tasks/update` without `inputResponses`: nothing to deliver, the
+        // same empty ack as with them.
+        if request.method == "tasks/update"
+            && let Some(task_id) = malformed::update_task_id(params)
+        {
+            let (caller, _) = self.who(&ctx);
+            self.agent
+                .get_task(&caller, task_id)
+                .await
+                .map_err(|s| convert::error(&s))?;
+            let ack = serde_json::to_value(TaskAckResult::new())
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            return Ok(CustomResult::new(ack));
+        }
+        let parse_error = match request.method.as_str() {
+            "tools/call" => request.params_as::<CallToolRequestParams>().err(),
+            "tasks/get" => request.params_as::<GetTaskParams>().err(),
+            "tasks/update" => request.params_as::<UpdateTaskParams>().err(),
+            "tasks/cancel" => request.params_as::<CancelTaskParams>().err(),
+            _ => None,
+        };
+        Err(malformed::error(
+            &request.method,
+            params,
+            parse_error.map(|e| e.to_string()),
+        ))
     }
 
     async fn cancel_task(

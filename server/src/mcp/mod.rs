@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod convert;
 pub mod handler;
+pub mod malformed;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@
 //! - HTTP/2 settings per connection (concurrent streams, header-list size,
 //!   flow-control windows): [`grpc_server`] applies them to tonic's builder,
 //!   [`http::serve`] to a plain HTTP listener.
+//! - [`host`]: the HTTP listeners' `Host` allow-list (DNS rebinding).
 //! - [`raise_open_files_limit`]: the soft open-files limit raised to the hard
 //!   one at start, and [`connection_cap`] keeping the cap below it.
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tracing::{info, warn};
 use crate::config::Connections;
 
 pub mod bearer;
+pub mod host;
 pub mod http;
 pub mod incoming;
 pub mod tls;

@@ -11,17 +11,22 @@
 //! - `POST /api/tasks/{id}/cancel`, `/api/tasks/{id}/retry`: need the CSRF
 //!   token `/api/me` gives, in the `x-csrf-token` header.
 //!
+//! Every request's `Host` must be a loopback name, the listener's address
+//! or one given with `--ui-allowed-host`, and so must a POST's `Origin`
+//! when sent (403 otherwise): a guard against DNS rebinding.
+//!
 //! Access: with a tokens file every request carries `Authorization: Bearer
 //! TOKEN` (the UI keeps it in the browser session). An agent or viewer
 //! token sees its tenant; an admin token sees every tenant. Cancel and
 //! Retry need an agent or admin token of the task's tenant; a viewer
 //! changes nothing; a worker token is refused. Without tokens the UI is
 //! open (every task), and `errand serve` only lets it listen on loopback.
-use std::{sync::Arc, time::SystemTime};
+use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
 use axum::{
     Router,
     http::{HeaderMap, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -30,7 +35,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{Caller, Role, Tokens},
     config::Connections,
-    net::Incoming,
+    net::{
+        Incoming,
+        host::{self, AllowedHosts},
+    },
     scheduler::Scheduler,
     sessions::SessionHub,
     tenant,
@@ -53,6 +61,8 @@ pub struct Ui {
     pub stats: Arc<stats::Stats>,
     /// The value state-changing requests must carry in `x-csrf-token`.
     csrf: Arc<str>,
+    /// The `Host` (and state-changing `Origin`) values accepted.
+    hosts: Arc<AllowedHosts>,
 }
 
 /// Who is looking: what they may see and change.
@@ -106,7 +116,27 @@ impl Ui {
             tokens,
             stats,
             csrf: uuid::Uuid::new_v4().simple().to_string().into(),
+            hosts: Arc::new(Self::hosts(&[], None)),
         }
+    }
+
+    /// The UI accepting `Host: allowed` (host names, any port; empty:
+    /// loopback names only) and its listener's address `bound` (unless
+    /// unspecified, like 0.0.0.0), also in a state-changing request's
+    /// `Origin`; others get 403 ([`crate::net::host`]).
+    pub fn with_allowed_hosts(self, allowed: &[String], bound: Option<SocketAddr>) -> Self {
+        Self {
+            hosts: Arc::new(Self::hosts(allowed, bound)),
+            ..self
+        }
+    }
+
+    fn hosts(allowed: &[String], bound: Option<SocketAddr>) -> AllowedHosts {
+        let bound = bound
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| format!("http://{a}"));
+        AllowedHosts::new(allowed, bound.as_deref(), "add it with --ui-allowed-host")
+            .checking_origin()
     }
 
     /// Who sent the request. Errors: 401 without a valid token (when
@@ -175,6 +205,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// The UI's routes.
 pub fn router(ui: Ui) -> Router {
+    let hosts = ui.hosts.clone();
     Router::new()
         .route(
             "/",
@@ -208,6 +239,7 @@ pub fn router(ui: Ui) -> Router {
         .route("/api/sessions", get(api::sessions))
         .route("/api/workers", get(api::workers))
         .route("/api/events", get(live::events))
+        .layer(middleware::from_fn_with_state(hosts, host::check_host))
         .with_state(ui)
 }
 

@@ -1,0 +1,158 @@
+//! The DNS-rebinding guard of the HTTP listeners (A2A, the dashboard): a
+//! request whose `Host` (or HTTP/2 `:authority`) is not on the listener's
+//! list gets 403, so a browser page cannot point a DNS name of its own at
+//! the port and call it. Where asked ([`AllowedHosts::checking_origin`]), a
+//! state-changing request (not GET/HEAD/OPTIONS) whose `Origin` names a
+//! host off the list gets 403 too.
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+/// The host names one listener accepts, lower-cased and without ports, and
+/// how a refused caller adds one (the flag named in the 403's message).
+#[derive(Debug, Clone)]
+pub struct AllowedHosts {
+    hosts: Vec<String>,
+    /// e.g. "add it with --ui-allowed-host".
+    hint: &'static str,
+    /// Whether state-changing requests' `Origin` is checked too.
+    origins: bool,
+}
+
+impl AllowedHosts {
+    /// `configured` (empty: the loopback names), plus `public_url`'s host
+    /// when given (`scheme://host[:port][/...]`). `hint` ends the 403's
+    /// message: how to allow another host.
+    pub fn new(configured: &[String], public_url: Option<&str>, hint: &'static str) -> Self {
+        let mut hosts: Vec<String> = if configured.is_empty() {
+            ["localhost", "127.0.0.1", "[::1]", "::1"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            configured
+                .iter()
+                .map(|h| strip_port(h.trim()).to_ascii_lowercase())
+                .collect()
+        };
+        if let Some(host) = public_url.and_then(url_host) {
+            hosts.push(host);
+        }
+        Self {
+            hosts,
+            hint,
+            origins: false,
+        }
+    }
+
+    /// These hosts, also required of a state-changing request's `Origin`
+    /// (for a listener whose pages a browser loads, like the dashboard).
+    pub fn checking_origin(self) -> Self {
+        Self {
+            origins: true,
+            ..self
+        }
+    }
+
+    /// The accepted names.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// Whether `authority` (`host[:port]`) names an accepted host.
+    pub fn allows(&self, authority: &str) -> bool {
+        self.hosts
+            .contains(&strip_port(authority).to_ascii_lowercase())
+    }
+
+    fn refuse(&self, what: &str, value: &str) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "{what} {} is not allowed here: the server accepts {} ({})",
+                crate::logs::field(value),
+                self.hosts.join(", "),
+                self.hint
+            ),
+        )
+            .into_response()
+    }
+}
+
+/// The host of `scheme://host[:port][/...]`, lower-cased.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    Some(strip_port(authority).to_ascii_lowercase())
+}
+
+/// `host` of `host[:port]` (an IPv6 literal keeps its brackets).
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// Middleware (`axum::middleware::from_fn_with_state`): refuses a request
+/// whose `Host` is not in `hosts` (400 without one), or, when `hosts`
+/// checks origins, a state-changing one whose `Origin` is not (a browser
+/// sends `Origin: null` from opaque origins: refused as well).
+pub async fn check_host(
+    State(hosts): State<Arc<AllowedHosts>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let Some(host) = host else {
+        return (StatusCode::BAD_REQUEST, "no Host header").into_response();
+    };
+    if !hosts.allows(&host) {
+        return hosts.refuse("Host", strip_port(&host));
+    }
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if hosts.origins
+        && !safe
+        && let Some(origin) = req.headers().get(header::ORIGIN)
+    {
+        let origin = origin.to_str().unwrap_or("");
+        let allowed = origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| hosts.allows(authority));
+        if !allowed {
+            return hosts.refuse("Origin", origin);
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_loopback_or_the_configured_ones_and_the_public_one() {
+        let hosts = AllowedHosts::new(&[], Some("https://agents.example.com:8443"), "");
+        assert!(hosts.allows("127.0.0.1:80"));
+        assert!(hosts.allows("Agents.Example.com"));
+        assert!(!hosts.allows("evil.com:80"));
+        let hosts = AllowedHosts::new(&["Box.Local".into()], Some("http://[::1]:9"), "");
+        assert_eq!(hosts.hosts(), ["box.local", "[::1]"]);
+        assert!(!hosts.allows("localhost"));
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("h:80"), "h");
+    }
+}

@@ -1,0 +1,124 @@
+//! A2A `SendMessage` over JSON-RPC as a client writes it: numbers in the
+//! data part and in errand's metadata, and retried messages.
+use errand_tests::{fronts::a2a_call_as, *};
+use serde_json::{Value, json};
+
+fn message(id: &str, data: Value) -> Value {
+    json!({
+        "message": {
+            "messageId": id,
+            "role": "ROLE_USER",
+            "parts": [{"data": data}],
+            "metadata": {"skill": "echo"},
+        },
+        "configuration": {"returnImmediately": true},
+    })
+}
+
+#[tokio::test]
+async fn a2a_integers_stay_integers_both_ways() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+
+    let data = json!({"n": 5, "x": 2.5, "l": [1, -2], "o": {"big": 9007199254740991_u64}});
+    let sent = a2a_call_as(&a2a, None, "SendMessage", message("m-int", data)).await;
+    let task = sent.result()["task"].clone();
+    let client = server.client().await;
+    let mut completions = client.completions(task["contextId"].as_str().unwrap(), 0);
+    let job = worker.next().await;
+    assert_eq!(
+        job.task.arguments_json,
+        r#"{"l":[1,-2],"n":5,"o":{"big":9007199254740991},"x":2.5}"#
+    );
+    job.succeed(r#"{"count":3}"#);
+
+    // errand's metadata (attempts, seq) and the artifact come back as integers.
+    assert!(sent.body.contains(r#""attempts":"#), "{}", sent.body);
+    assert!(
+        !sent.body.contains(".0,") && !sent.body.contains(".0}"),
+        "{}",
+        sent.body
+    );
+    let id = task["id"].as_str().unwrap();
+    take_completions(&mut completions, 1).await;
+    let done = a2a_call_as(&a2a, None, "GetTask", json!({"id": id})).await;
+    assert!(done.body.contains("TASK_STATE_COMPLETED"), "{}", done.body);
+    assert!(done.body.contains(r#"{"count":3}"#), "{}", done.body);
+    assert!(done.body.contains(r#""attempts":1"#), "{}", done.body);
+    assert!(
+        !done.body.contains(".0,") && !done.body.contains(".0}"),
+        "{}",
+        done.body
+    );
+
+    // An integer a double cannot hold: refused, saying what to send.
+    let big = r#"{"jsonrpc":"2.0","id":7,"method":"SendMessage","params":{"message":{"messageId":"m-big","role":"ROLE_USER","parts":[{"data":{"n":12345678901234567}}],"metadata":{"skill":"echo"}}}}"#;
+    let answer = post_raw(&format!("{a2a}/jsonrpc"), big).await;
+    let error = answer.json()["error"].clone();
+    assert_eq!(error["code"], -32602, "{error}");
+    let text = error["message"].as_str().unwrap();
+    assert!(text.contains("12345678901234567"), "{text}");
+    assert!(text.contains("parts[0].data.n"), "{text}");
+    assert!(text.contains("as a string"), "{text}");
+    assert!(worker.try_next().is_none());
+}
+
+/// POSTs `body` verbatim (numbers serde_json would change) as A2A 1.0.
+async fn post_raw(url: &str, body: &str) -> fronts::Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         A2A-Version: 1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an HTTP answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    fronts::Answer {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body: body.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a2a_the_same_message_twice_without_a_context_is_one_task() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["echo"], 2).await;
+
+    let send = || {
+        a2a_call_as(
+            &a2a,
+            None,
+            "SendMessage",
+            message("m-retry", json!({"n": 1})),
+        )
+    };
+    let first = send().await.result()["task"].clone();
+    let job = worker.next().await;
+    let second = send().await.result()["task"].clone();
+    assert_eq!(first["id"], second["id"], "{first} / {second}");
+    assert_eq!(first["contextId"], second["contextId"]);
+    let other = a2a_call_as(
+        &a2a,
+        None,
+        "SendMessage",
+        message("m-other", json!({"n": 1})),
+    )
+    .await
+    .result()["task"]
+        .clone();
+    assert_ne!(other["contextId"], first["contextId"]);
+    assert_ne!(other["id"], first["id"]);
+    let other_job = worker.next().await;
+    assert_eq!(other_job.task.task_id, other["id"].as_str().unwrap());
+    assert_eq!(job.task.task_id, first["id"].as_str().unwrap());
+    assert!(worker.try_next().is_none(), "the retry made no task");
+}

@@ -1,0 +1,153 @@
+//! MCP requests whose params rmcp cannot read into its types: -32602 naming
+//! the problem for the methods errand serves, and `tasks/update` without
+//! `inputResponses` acknowledged as the README says.
+use errand_tests::{fronts::Mcp, *};
+use serde_json::json;
+
+#[tokio::test]
+async fn mcp_malformed_params_are_invalid_params_and_tasks_update_is_acked() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+
+    let answer = mcp
+        .call("tools/call", json!({"name": "echo", "arguments": "str"}))
+        .await
+        .json();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(text.contains("`arguments` must be a JSON object"), "{text}");
+    assert!(worker.try_next().is_none());
+
+    let task = mcp.call_tool("echo", json!({"n": 1})).await;
+    let id = task["taskId"].as_str().unwrap().to_string();
+    let job = worker.next().await;
+    // Without inputResponses (errand never asks for input): the empty ack.
+    let bare = mcp
+        .call("tasks/update", json!({"taskId": id}))
+        .await
+        .result();
+    let acked = mcp
+        .call("tasks/update", json!({"taskId": id, "inputResponses": {}}))
+        .await
+        .result();
+    assert_eq!(bare, acked);
+    assert_eq!(acked, json!({"resultType": "complete"}));
+    assert_eq!(mcp.get_task(&id).await["status"], "working");
+    let unknown = mcp
+        .call("tasks/update", json!({"taskId": "no-such-task"}))
+        .await
+        .json();
+    assert!(unknown.get("error").is_some(), "{unknown}");
+    let missing = mcp.call("tasks/get", json!({})).await.json();
+    assert_eq!(missing["error"]["code"], -32602, "{missing}");
+    assert!(
+        missing["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("taskId"),
+        "{missing}"
+    );
+    job.succeed("{}");
+}
+
+#[tokio::test]
+async fn mcp_structured_content_is_an_object_or_absent() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let client = server.client().await;
+    let mut completions = client.completions("m", 0);
+
+    for (result, structured) in [
+        (r#""Definition of a word""#, None),
+        (r#"[1,2]"#, None),
+        (r#"{"echo":"hi"}"#, Some(json!({"echo": "hi"}))),
+    ] {
+        let task = mcp.call_tool("echo", json!({"n": 1})).await;
+        let id = task["taskId"].as_str().unwrap().to_string();
+        worker.next().await.succeed(result);
+        take_completions(&mut completions, 1).await;
+        let got = mcp.get_task(&id).await;
+        assert_eq!(got["status"], "completed", "{got}");
+        let r = &got["result"];
+        assert_eq!(r["content"][0]["text"], result, "{got}");
+        assert_eq!(r.get("structuredContent").cloned(), structured, "{got}");
+    }
+}
+
+/// One POST to the MCP endpoint `url` as a 2025-11-25 client (with
+/// `Mcp-Session-Id: session` when given): the response's head and body.
+async fn legacy_post(
+    url: &str,
+    session: Option<&str>,
+    body: &serde_json::Value,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let body = body.to_string();
+    let session = session.map_or(String::new(), |s| format!("Mcp-Session-Id: {s}\r\n"));
+    let req = format!(
+        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         {session}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an MCP answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn mcp_a_2025_11_25_session_waits_for_the_result_even_with_the_tasks_extension() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"extensions": {fronts::MCP_TASKS: {}}},
+        "clientInfo": {"name": "old", "version": "1"},
+    }});
+    let (head, body) = legacy_post(&url, None, &init).await;
+    assert!(body.contains("2025-11-25"), "{head}\n{body}");
+    let session = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Mcp-Session-Id in {head}"));
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    legacy_post(&url, Some(&session), &initialized).await;
+
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"n": 1}}});
+    let (url2, session2) = (url.clone(), session.clone());
+    let waiting = tokio::spawn(async move { legacy_post(&url2, Some(&session2), &call).await });
+    worker.next().await.succeed(r#"{"echo":"old"}"#);
+    let (_, body) = within("the call's result", waiting).await.unwrap();
+    let answer = fronts::Answer { status: 200, body }.json();
+    let result = &answer["result"];
+    assert_ne!(result["resultType"], "task", "{answer}");
+    assert_eq!(
+        result["structuredContent"],
+        json!({"echo": "old"}),
+        "{answer}"
+    );
+}
