@@ -15,6 +15,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the lines serve and worker announce themselves with
+/// ([`output::announce`]): a closed stdout does not stop them.
+macro_rules! announce {
+    ($($t:tt)*) => {
+        $crate::output::announce(format_args!($($t)*))
+    };
+}
+
 mod agent;
 mod check;
 mod mcp;
@@ -171,9 +179,32 @@ fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Whether a command only prints to stdout: when the reader goes away
+/// (`errand tasks | head -1`) it ends as Unix tools do, killed by SIGPIPE,
+/// instead of panicking in `println!`. Not the long-running commands that
+/// write to sockets and to their programs' stdin: a closed peer there is an
+/// error they handle.
+fn dies_on_closed_stdout(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Serve(_) | Command::Worker(_) | Command::Mcp(_)
+    )
+}
+
+/// Restores the default action of SIGPIPE (Rust's runtime ignores it).
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL runs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if dies_on_closed_stdout(&cli.command) {
+        default_sigpipe();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args).await,
         Command::Tools(args) => agent::tools(&args.conn.server.clone(), args).await,

@@ -75,7 +75,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
         shutdown,
         move |r| {
             // A line on stdout that scripts and tests can wait for.
-            println!(
+            announce!(
                 "errand worker registered tool {tool} as worker {}",
                 r.worker_id
             );

@@ -374,3 +374,54 @@ async fn submit_delivery_watch_progress_pending_and_cancel_with_a_reason() {
         stderr(&pending)
     );
 }
+
+/// Runs the CLI with its stdout on a pipe whose reading end is already
+/// closed, as `errand ... | head -1` leaves it once head has its line.
+async fn cli_into_closed_pipe(server: &Server, args: &[&str]) -> std::process::Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    tokio::process::Command::new(errand_bin())
+        .args(args)
+        .env("ERRAND_SERVER", &server.addr)
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running errand")
+        // Not `output()`: it would give the child a fresh stdout pipe.
+        .wait_with_output()
+        .await
+        .expect("running errand")
+}
+
+/// `errand tasks --json | head -1`: a closed stdout ends the command
+/// quietly, as other Unix tools end (SIGPIPE), not with a panic.
+#[tokio::test]
+async fn a_closed_stdout_ends_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let client = server.client().await;
+    let id = client.submit("s", "echo", "{}").await.unwrap().task_id;
+    for args in [
+        vec!["tools"],
+        vec!["tools", "--json"],
+        vec!["tasks", "--json", "--limit", "500"],
+        vec!["status", id.as_str()],
+        vec!["watch", "--session", "s", "--count", "1"],
+        vec!["token", "new", "--role", "agent", "--tenant", "t"],
+    ] {
+        let out = cli_into_closed_pipe(&server, &args).await;
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
