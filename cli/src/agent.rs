@@ -204,9 +204,17 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
     // cannot slip by between the submit and the stream.
     let mut stream = client.completions(&args.session, 0);
     while let Some(completion) = stream.next().await {
-        let completion = completion?;
+        let mut completion = completion?;
         if completion.task_id != ack.task_id {
             continue;
+        }
+        if completion.result_truncated {
+            // Over the inline budget: the stream carries a preview, and
+            // --wait promises the result, so read it whole.
+            let mut full = Vec::with_capacity(completion.result_bytes.min(1 << 26) as usize);
+            copy_result(&client, &ack.task_id, 0, &mut full).await?;
+            let full = String::from_utf8(full).context("the result is not UTF-8")?;
+            completion.outcome = Some(pb::completion::Outcome::ResultJson(full));
         }
         if args.json {
             println!("{}", output::completion_json(&completion));
@@ -371,22 +379,30 @@ pub async fn result(server: &str, args: ResultArgs) -> Result<ExitCode> {
     use std::io::Write;
     let client = connect(server, &args.conn).await?;
     let mut stdout = std::io::stdout().lock();
+    copy_result(&client, &args.task_id, args.page_bytes, &mut stdout).await?;
+    stdout.flush().context("writing the result to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies a task's full result text into `out`, page by page with
+/// ReadResult (`page_bytes` per page, 0: the server's default).
+async fn copy_result(
+    client: &Client,
+    task_id: &str,
+    page_bytes: u64,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
     let mut offset = 0u64;
     loop {
-        let chunk = client
-            .read_result(&args.task_id, offset, args.page_bytes)
-            .await?;
-        stdout
-            .write_all(chunk.data.as_bytes())
+        let chunk = client.read_result(task_id, offset, page_bytes).await?;
+        out.write_all(chunk.data.as_bytes())
             .context("writing the result to stdout")?;
         offset += chunk.data.len() as u64;
         if chunk.eof {
-            break;
+            return Ok(());
         }
         if chunk.data.is_empty() {
             bail!("the server sent an empty page before the end of the result");
         }
     }
-    stdout.flush().context("writing the result to stdout")?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -425,3 +425,30 @@ async fn a_closed_stdout_ends_commands_quietly() {
         );
     }
 }
+
+/// `submit --wait` prints the whole result, also one over the inline budget
+/// (the stream carries only a preview of it).
+#[tokio::test]
+async fn submit_wait_prints_a_result_over_the_budget_whole() {
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let args = serde_json::json!({ "text": "word ".repeat(400) }).to_string();
+    let out = server
+        .cli(&[
+            "submit", "echo", "--args", &args, "--budget", "100", "--wait",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(printed, serde_json::from_str::<Value>(&args).unwrap());
+
+    let out = server
+        .cli(&[
+            "submit", "echo", "--args", &args, "--budget", "100", "--wait", "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(c["status"], "SUCCEEDED");
+    assert_eq!(c["result"]["text"], "word ".repeat(400));
+}
