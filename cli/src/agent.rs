@@ -24,7 +24,8 @@ pub struct SubmitArgs {
     pub conn: crate::ConnectArgs,
     /// The tool to call.
     tool: String,
-    /// Arguments as a JSON object.
+    /// Arguments as a JSON object; @FILE reads them from a file, - (or @-)
+    /// from stdin, as curl reads data.
     #[arg(long, default_value = "{}")]
     args: String,
     /// The agent session (conversation) the call belongs to.
@@ -167,13 +168,46 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Most bytes `--args @FILE` or `--args -` reads: past any server's
+/// message limit, so the server says what its own limit is.
+const MAX_ARGS_FILE_BYTES: u64 = 16 << 20;
+
+/// The arguments text `--args` names: the text itself, or with `@FILE` a
+/// file's and with `-` or `@-` stdin's, at most [`MAX_ARGS_FILE_BYTES`].
+fn arguments_text(arg: &str) -> Result<String> {
+    use std::io::Read;
+    let (source, reader): (String, Box<dyn Read>) =
+        match arg {
+            "-" | "@-" => ("stdin".into(), Box::new(std::io::stdin())),
+            _ => match arg.strip_prefix('@') {
+                Some(path) => (
+                    path.to_string(),
+                    Box::new(std::fs::File::open(path).with_context(|| {
+                        format!("--args: cannot read the arguments file {path}")
+                    })?),
+                ),
+                None => return Ok(arg.to_string()),
+            },
+        };
+    let mut text = String::new();
+    reader
+        .take(MAX_ARGS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("--args: cannot read the arguments from {source}"))?;
+    if text.len() as u64 > MAX_ARGS_FILE_BYTES {
+        bail!("--args: {source} holds more than {MAX_ARGS_FILE_BYTES} bytes");
+    }
+    Ok(text)
+}
+
 pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
+    let arguments_json = arguments_text(&args.args)?;
     let client = connect(server, &args.conn).await?;
     let ack = client
         .submit_request(pb::SubmitToolRequest {
             session_id: args.session.clone(),
             tool: args.tool,
-            arguments_json: args.args,
+            arguments_json,
             timeout_ms: args.timeout_ms,
             queue_timeout_ms: args.queue_timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),

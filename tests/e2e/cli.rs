@@ -452,3 +452,59 @@ async fn submit_wait_prints_a_result_over_the_budget_whole() {
     assert_eq!(c["status"], "SUCCEEDED");
     assert_eq!(c["result"]["text"], "word ".repeat(400));
 }
+
+/// `--args @FILE` and `--args -` (stdin), as curl reads data: arguments
+/// larger than a command line may carry (about 128 KiB per argument).
+#[tokio::test]
+async fn submit_reads_arguments_from_a_file_or_stdin() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let args = serde_json::json!({ "text": "x".repeat(200 * 1024) }).to_string();
+    let expected: Value = serde_json::from_str(&args).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("args.json");
+    std::fs::write(&file, &args).unwrap();
+    let at_file = format!("@{}", file.display());
+    let out = server
+        .cli(&["submit", "echo", "--args", &at_file, "--wait"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_str::<Value>(stdout(&out).trim()).unwrap(),
+        expected
+    );
+
+    for dash in ["-", "@-"] {
+        let mut child = tokio::process::Command::new(errand_bin())
+            .args(["submit", "echo", "--args", dash, "--wait"])
+            .env("ERRAND_SERVER", &server.addr)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(args.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = within("submit to finish", child.wait_with_output())
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{dash}: {}", stderr(&out));
+        assert_eq!(
+            serde_json::from_str::<Value>(stdout(&out).trim()).unwrap(),
+            expected
+        );
+    }
+
+    let out = server
+        .cli(&["submit", "echo", "--args", "@/nonexistent/args.json"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/args.json"),
+        "{}",
+        stderr(&out)
+    );
+}
