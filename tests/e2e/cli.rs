@@ -508,3 +508,25 @@ async fn submit_reads_arguments_from_a_file_or_stdin() {
         stderr(&out)
     );
 }
+
+/// A worker that never reached its server says so at once, as submit does,
+/// instead of retrying for ever.
+#[tokio::test]
+async fn a_worker_that_never_connected_fails_at_once() {
+    let out = within(
+        "the worker to give up",
+        tokio::process::Command::new(errand_bin())
+            .args(["worker", "--tool", "q", "--exec", "cat"])
+            .args(["--server", "127.0.0.1:1"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("errand: no errand server at 127.0.0.1:1 (connection refused)"),
+        "{}",
+        stderr(&out)
+    );
+}
