@@ -530,3 +530,54 @@ async fn a_worker_that_never_connected_fails_at_once() {
         stderr(&out)
     );
 }
+
+/// `--server` at an HTTP port (the dashboard's, MCP's) says what it found
+/// instead of "grpc-status header missing".
+#[tokio::test]
+async fn a_server_address_at_an_http_port_says_so() {
+    let server =
+        Server::start(&["--ui-listen", "127.0.0.1:0", "--mcp-listen", "127.0.0.1:0"]).await;
+    let host_port = |url: &str| {
+        url.trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for url in [server.ui_url.clone(), server.mcp_url.clone()] {
+        let addr = host_port(&url.unwrap());
+        let out = tokio::process::Command::new(errand_bin())
+            .args(["tools", "--server", &addr])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{addr} answered HTTP, not errand's gRPC")),
+            "{err}"
+        );
+        assert!(!err.contains("grpc-status header missing"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// A bare host means port 7466, and the error names the port it tried.
+#[tokio::test]
+async fn a_bare_host_names_the_port_tried() {
+    let out = tokio::process::Command::new(errand_bin())
+        .args(["tools", "--server", "127.0.0.2"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "nothing listens on 127.0.0.2:7466"
+    );
+    assert!(
+        stderr(&out).contains("no errand server at 127.0.0.2:7466"),
+        "{}",
+        stderr(&out)
+    );
+}
