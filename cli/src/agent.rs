@@ -380,8 +380,11 @@ pub async fn pending(server: &str, args: PendingArgs) -> Result<ExitCode> {
             "nothing pending in session {:?}, and every result is acknowledged",
             args.session
         );
-    } else {
+    } else if digest.text.ends_with('\n') {
         print!("{}", digest.text);
+    } else {
+        // A text cut at --max-bytes: the shell's prompt goes on a new line.
+        println!("{}", digest.text);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -581,3 +581,18 @@ async fn a_bare_host_names_the_port_tried() {
         stderr(&out)
     );
 }
+
+/// `pending --max-bytes` cuts at a word and ends the line.
+#[tokio::test]
+async fn pending_cut_short_ends_at_a_word_with_a_newline() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["crawl"], 1).await;
+    let client = server.client().await;
+    client.submit("demo", "crawl", "{}").await.unwrap();
+    let _job = worker.next().await;
+    let out = server
+        .cli(&["pending", "--session", "demo", "--max-bytes", "10"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Pending\n");
+}
