@@ -273,6 +273,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
 
 pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
+    check_after(&client, &args).await?;
     if args.progress {
         return watch_events(&client, &args).await;
     }
@@ -291,6 +292,25 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses `--after` past the session's last seq, as AckCompletions
+/// refuses `up_to_seq` there (OUT_OF_RANGE): nothing would arrive until the
+/// session's seqs caught up, and the watch would wait silently.
+async fn check_after(client: &Client, args: &WatchArgs) -> Result<()> {
+    if args.after == 0 {
+        return Ok(());
+    }
+    let last_seq = client.pending_digest(&args.session, 0).await?.last_seq;
+    if args.after > last_seq {
+        bail!(
+            "OUT_OF_RANGE: --after {} is beyond session {:?}'s last seq, {last_seq}: follow \
+from a seq you have received (0: everything retained)",
+            args.after,
+            args.session
+        );
+    }
+    Ok(())
 }
 
 /// `watch --progress`: completions and progress from SessionEvents,

@@ -596,3 +596,41 @@ async fn pending_cut_short_ends_at_a_word_with_a_newline() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "Pending\n");
 }
+
+/// `watch --after` past the session's last seq is refused as `ack` refuses
+/// it (OUT_OF_RANGE), instead of waiting silently.
+#[tokio::test]
+async fn watch_after_beyond_the_last_seq_is_refused_as_ack_does() {
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let done = server
+        .cli(&["submit", "echo", "--session", "demo", "--wait"])
+        .await;
+    assert!(done.status.success(), "{}", stderr(&done));
+    let ack = server
+        .cli(&["ack", "--session", "demo", "--up-to", "1000"])
+        .await;
+    assert!(
+        stderr(&ack).starts_with("errand: OUT_OF_RANGE"),
+        "{}",
+        stderr(&ack)
+    );
+    for extra in [&[][..], &["--progress"][..]] {
+        let mut args = vec!["watch", "--session", "demo", "--after", "1000"];
+        args.extend_from_slice(extra);
+        let out = within("watch to refuse", server.cli(&args)).await;
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(
+                "errand: OUT_OF_RANGE: --after 1000 is beyond session \"demo\"'s last seq, 1"
+            ),
+            "{err}"
+        );
+    }
+    // At the last seq it follows as before.
+    let out = server
+        .cli(&["watch", "--session", "demo", "--after", "0", "--count", "1"])
+        .await;
+    assert!(stdout(&out).starts_with("#1 "), "{}", stdout(&out));
+}
