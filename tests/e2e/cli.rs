@@ -634,3 +634,19 @@ async fn watch_after_beyond_the_last_seq_is_refused_as_ack_does() {
         .await;
     assert!(stdout(&out).starts_with("#1 "), "{}", stdout(&out));
 }
+
+/// Usage lines show only what must be given: --server has a default.
+#[tokio::test]
+async fn usage_lines_do_not_show_defaulted_flags_as_required() {
+    for command in ["worker", "submit", "tools", "watch"] {
+        let out = tokio::process::Command::new(errand_bin())
+            .args([command, "--help"])
+            .env("ERRAND_SERVER", "127.0.0.1:9")
+            .output()
+            .await
+            .unwrap();
+        let help = stdout(&out);
+        let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        assert!(!usage.contains("--server"), "{command}: {usage}");
+    }
+}
