@@ -333,7 +333,9 @@ mod tests {
     async fn completions_announced_out_of_order_go_out_in_order_without_a_store_read() {
         let f = fixture();
         let (caught_up, replayed) = oneshot::channel();
-        let mut rx = f.feed.open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
+        let mut rx = f
+            .feed
+            .open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
         replayed.await.unwrap();
         // Completed in another store: a read of the feed's store finds none
         // of them, so whatever arrives came from the broadcast.
@@ -354,7 +356,9 @@ mod tests {
     async fn a_gap_that_stays_open_is_read_from_the_store() {
         let f = fixture();
         let (caught_up, replayed) = oneshot::channel();
-        let mut rx = f.feed.open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
+        let mut rx = f
+            .feed
+            .open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
         replayed.await.unwrap();
         complete(&f.store, "s").await;
         let second = complete(&f.store, "s").await;

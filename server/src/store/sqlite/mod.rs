@@ -56,11 +56,11 @@ use super::sql::{
 };
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
+use checkpoint::Checkpointer;
 use errors::{io_error, open_error, store_error};
 pub use integrity::{CLEAN_FILE, check_store};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
 use schema::{lock_data_dir, open_writer};
-use checkpoint::Checkpointer;
 use writer::{Op, Writer};
 
 mod checkpoint;
