@@ -24,7 +24,8 @@ pub struct SubmitArgs {
     pub conn: crate::ConnectArgs,
     /// The tool to call.
     tool: String,
-    /// Arguments as a JSON object.
+    /// Arguments as a JSON object; @FILE reads them from a file, - (or @-)
+    /// from stdin, as curl reads data.
     #[arg(long, default_value = "{}")]
     args: String,
     /// The agent session (conversation) the call belongs to.
@@ -167,13 +168,46 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Most bytes `--args @FILE` or `--args -` reads: past any server's
+/// message limit, so the server says what its own limit is.
+const MAX_ARGS_FILE_BYTES: u64 = 16 << 20;
+
+/// The arguments text `--args` names: the text itself, or with `@FILE` a
+/// file's and with `-` or `@-` stdin's, at most [`MAX_ARGS_FILE_BYTES`].
+fn arguments_text(arg: &str) -> Result<String> {
+    use std::io::Read;
+    let (source, reader): (String, Box<dyn Read>) =
+        match arg {
+            "-" | "@-" => ("stdin".into(), Box::new(std::io::stdin())),
+            _ => match arg.strip_prefix('@') {
+                Some(path) => (
+                    path.to_string(),
+                    Box::new(std::fs::File::open(path).with_context(|| {
+                        format!("--args: cannot read the arguments file {path}")
+                    })?),
+                ),
+                None => return Ok(arg.to_string()),
+            },
+        };
+    let mut text = String::new();
+    reader
+        .take(MAX_ARGS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("--args: cannot read the arguments from {source}"))?;
+    if text.len() as u64 > MAX_ARGS_FILE_BYTES {
+        bail!("--args: {source} holds more than {MAX_ARGS_FILE_BYTES} bytes");
+    }
+    Ok(text)
+}
+
 pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
+    let arguments_json = arguments_text(&args.args)?;
     let client = connect(server, &args.conn).await?;
     let ack = client
         .submit_request(pb::SubmitToolRequest {
             session_id: args.session.clone(),
             tool: args.tool,
-            arguments_json: args.args,
+            arguments_json,
             timeout_ms: args.timeout_ms,
             queue_timeout_ms: args.queue_timeout_ms,
             idempotency_key: args.idempotency_key.unwrap_or_default(),
@@ -204,9 +238,17 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
     // cannot slip by between the submit and the stream.
     let mut stream = client.completions(&args.session, 0);
     while let Some(completion) = stream.next().await {
-        let completion = completion?;
+        let mut completion = completion?;
         if completion.task_id != ack.task_id {
             continue;
+        }
+        if completion.result_truncated {
+            // Over the inline budget: the stream carries a preview, and
+            // --wait promises the result, so read it whole.
+            let mut full = Vec::with_capacity(completion.result_bytes.min(1 << 26) as usize);
+            copy_result(&client, &ack.task_id, 0, &mut full).await?;
+            let full = String::from_utf8(full).context("the result is not UTF-8")?;
+            completion.outcome = Some(pb::completion::Outcome::ResultJson(full));
         }
         if args.json {
             println!("{}", output::completion_json(&completion));
@@ -231,6 +273,7 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
 
 pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
+    check_after(&client, &args).await?;
     if args.progress {
         return watch_events(&client, &args).await;
     }
@@ -249,6 +292,25 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses `--after` past the session's last seq, as AckCompletions
+/// refuses `up_to_seq` there (OUT_OF_RANGE): nothing would arrive until the
+/// session's seqs caught up, and the watch would wait silently.
+async fn check_after(client: &Client, args: &WatchArgs) -> Result<()> {
+    if args.after == 0 {
+        return Ok(());
+    }
+    let last_seq = client.pending_digest(&args.session, 0).await?.last_seq;
+    if args.after > last_seq {
+        bail!(
+            "OUT_OF_RANGE: --after {} is beyond session {:?}'s last seq, {last_seq}: follow \
+from a seq you have received (0: everything retained)",
+            args.after,
+            args.session
+        );
+    }
+    Ok(())
 }
 
 /// `watch --progress`: completions and progress from SessionEvents,
@@ -338,8 +400,11 @@ pub async fn pending(server: &str, args: PendingArgs) -> Result<ExitCode> {
             "nothing pending in session {:?}, and every result is acknowledged",
             args.session
         );
-    } else {
+    } else if digest.text.ends_with('\n') {
         print!("{}", digest.text);
+    } else {
+        // A text cut at --max-bytes: the shell's prompt goes on a new line.
+        println!("{}", digest.text);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -371,22 +436,30 @@ pub async fn result(server: &str, args: ResultArgs) -> Result<ExitCode> {
     use std::io::Write;
     let client = connect(server, &args.conn).await?;
     let mut stdout = std::io::stdout().lock();
+    copy_result(&client, &args.task_id, args.page_bytes, &mut stdout).await?;
+    stdout.flush().context("writing the result to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies a task's full result text into `out`, page by page with
+/// ReadResult (`page_bytes` per page, 0: the server's default).
+async fn copy_result(
+    client: &Client,
+    task_id: &str,
+    page_bytes: u64,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
     let mut offset = 0u64;
     loop {
-        let chunk = client
-            .read_result(&args.task_id, offset, args.page_bytes)
-            .await?;
-        stdout
-            .write_all(chunk.data.as_bytes())
+        let chunk = client.read_result(task_id, offset, page_bytes).await?;
+        out.write_all(chunk.data.as_bytes())
             .context("writing the result to stdout")?;
         offset += chunk.data.len() as u64;
         if chunk.eof {
-            break;
+            return Ok(());
         }
         if chunk.data.is_empty() {
             bail!("the server sent an empty page before the end of the result");
         }
     }
-    stdout.flush().context("writing the result to stdout")?;
-    Ok(ExitCode::SUCCESS)
 }

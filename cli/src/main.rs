@@ -15,6 +15,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the lines serve and worker announce themselves with
+/// ([`output::announce`]): a closed stdout does not stop them.
+macro_rules! announce {
+    ($($t:tt)*) => {
+        $crate::output::announce(format_args!($($t)*))
+    };
+}
+
 mod agent;
 mod check;
 mod mcp;
@@ -121,6 +129,29 @@ enum Command {
     Token(token::Command),
 }
 
+impl Command {
+    /// The `--server` a client command talks to.
+    fn server(&self) -> Option<String> {
+        let conn = match self {
+            Command::Tools(a) => &a.conn,
+            Command::Submit(a) => &a.conn,
+            Command::Watch(a) => &a.conn,
+            Command::Status(a) => &a.conn,
+            Command::Cancel(a) => &a.conn,
+            Command::Tasks(a) => &a.conn,
+            Command::Workers(a) => &a.conn,
+            Command::Retry(a) => &a.conn,
+            Command::Ack(a) => &a.conn,
+            Command::Pending(a) => &a.conn,
+            Command::Result(a) => &a.conn,
+            Command::Worker(a) => &a.conn,
+            Command::Mcp(a) => &a.conn,
+            Command::Serve(_) | Command::Token(_) | Command::CheckStore(_) => return None,
+        };
+        Some(conn.server.clone())
+    }
+}
+
 /// Logs go to stderr: stdout is for results and the lines scripts wait for.
 /// Coloured only on a terminal, and never with `NO_COLOR` set.
 pub fn init_logs(json: bool) {
@@ -148,9 +179,41 @@ fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// Whether a call got an HTTP answer without gRPC's status (a web server
+/// answered): the HTTP status tonic mapped it from, when it says.
+fn answered_http(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| {
+        let Some(errand_client::Error::Status(s)) = c.downcast_ref::<errand_client::Error>() else {
+            return None;
+        };
+        let message = s.message();
+        message.contains("grpc-status header missing").then(|| {
+            message
+                .rsplit_once("HTTP status code ")
+                .map_or_else(String::new, |(_, code)| format!(" (HTTP status {code})"))
+        })
+    })
+}
+
+/// `HOST:PORT` as the client reads `--server` (a bare host means port 7466).
+fn shown_address(server: &str) -> String {
+    errand_client::endpoint(server)
+        .ok()
+        .and_then(|e| e.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| server.to_string())
+}
+
 /// The one line an error prints: the causes, each once; a server that
-/// cannot be reached says how to start or find one.
-fn error_line(e: &anyhow::Error) -> String {
+/// cannot be reached says how to start or find one, and an HTTP port given
+/// for errand's gRPC one says so.
+fn error_line(e: &anyhow::Error, server: Option<&str>) -> String {
+    if let (Some(status), Some(server)) = (answered_http(e), server) {
+        return format!(
+            "{} answered HTTP, not errand's gRPC{status}: is this the MCP, A2A or dashboard \
+port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 7466 by default)",
+            shown_address(server)
+        );
+    }
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -171,9 +234,33 @@ fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Whether a command only prints to stdout: when the reader goes away
+/// (`errand tasks | head -1`) it ends as Unix tools do, killed by SIGPIPE,
+/// instead of panicking in `println!`. Not the long-running commands that
+/// write to sockets and to their programs' stdin: a closed peer there is an
+/// error they handle.
+fn dies_on_closed_stdout(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Serve(_) | Command::Worker(_) | Command::Mcp(_)
+    )
+}
+
+/// Restores the default action of SIGPIPE (Rust's runtime ignores it).
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL runs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if dies_on_closed_stdout(&cli.command) {
+        default_sigpipe();
+    }
+    let server = cli.command.server();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args).await,
         Command::Tools(args) => agent::tools(&args.conn.server.clone(), args).await,
@@ -195,7 +282,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("errand: {}", error_line(&e));
+            eprintln!("errand: {}", error_line(&e, server.as_deref()));
             ExitCode::FAILURE
         }
     }

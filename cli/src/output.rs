@@ -171,3 +171,11 @@ pub fn print_task(task: &pb::Task, json: bool) {
         println!("{}", task_text(task));
     }
 }
+
+/// Prints a line the long-running commands (serve, worker) announce
+/// themselves with; a closed stdout does not stop them (nobody reads it).
+pub fn announce(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}

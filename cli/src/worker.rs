@@ -4,7 +4,7 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use errand_client::{
-    endpoint_with,
+    connect_channel,
     exec::ExecTool,
     pb,
     worker::{self, WorkerConfig},
@@ -45,7 +45,9 @@ pub struct Args {
 pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
     crate::init_logs(false);
     let options = args.conn.options()?;
-    let channel = endpoint_with(server, &options)?.connect_lazy();
+    // The first connection is made here so that a wrong address fails at
+    // once, as submit does; once connected, the worker reconnects for ever.
+    let channel = connect_channel(server, &options).await?;
     let config = WorkerConfig {
         name: args.name,
         tools: vec![pb::Tool {
@@ -75,7 +77,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
         shutdown,
         move |r| {
             // A line on stdout that scripts and tests can wait for.
-            println!(
+            announce!(
                 "errand worker registered tool {tool} as worker {}",
                 r.worker_id
             );

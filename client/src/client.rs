@@ -139,6 +139,22 @@ pub struct Client {
     rpc: ToolServiceClient<AuthChannel>,
 }
 
+/// Opens a channel to `addr` (as [`endpoint_with`] reads it), failing at
+/// once when nothing answers there: [`Error::Connect`] names the host and
+/// the port tried (`localhost` is `localhost:7466`). The channel reconnects
+/// by itself after later failures.
+pub async fn connect_channel(addr: &str, options: &ConnectOptions) -> Result<Channel, Error> {
+    let endpoint = endpoint_with(addr, options)?;
+    let shown = endpoint
+        .uri()
+        .authority()
+        .map_or_else(|| addr.to_string(), |a| a.to_string());
+    endpoint
+        .connect()
+        .await
+        .map_err(|cause| Error::Connect { addr: shown, cause })
+}
+
 impl Client {
     /// Connects to `addr` (`host:port` or a URL), failing at once when the
     /// server cannot be reached.
@@ -148,13 +164,7 @@ impl Client {
 
     /// Connects with a token and/or TLS.
     pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Self, Error> {
-        let channel = endpoint_with(addr, options)?
-            .connect()
-            .await
-            .map_err(|cause| Error::Connect {
-                addr: addr.to_string(),
-                cause,
-            })?;
+        let channel = connect_channel(addr, options).await?;
         Ok(Self::from_channel_with(
             channel,
             Credentials::new(options.token.as_deref())?,

@@ -26,6 +26,8 @@ pub mod error;
 pub mod exec;
 pub mod worker;
 
-pub use client::{Client, ConnectOptions, Credentials, TlsOptions, endpoint, endpoint_with};
+pub use client::{
+    Client, ConnectOptions, Credentials, TlsOptions, connect_channel, endpoint, endpoint_with,
+};
 pub use errand_proto::v1 as pb;
 pub use error::Error;

@@ -11,8 +11,10 @@
 // (SubmitToolRequest.arguments_json, TaskResult.result_json,
 // Tool.input_schema_json, Progress.detail_json) follows one rule: valid JSON within the field's size
 // limit, strings of valid Unicode (a lone UTF-16 surrogate escape such as
-// "\ud800" is refused), and at most 128 levels of nested arrays and objects
-// ([[1]] is 2 levels). A submit or registration that breaks it gets
+// "\ud800" is refused), at most 128 levels of nested arrays and objects
+// ([[1]] is 2 levels), and no key twice in one object ({"a":1,"a":2} is
+// refused: parsers disagree on which value wins; the message names the key,
+// cut to 64 bytes). A submit or registration that breaks it gets
 // INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
 // worker's result that breaks it ends the task FAILED with error code
 // "invalid_result" and a message saying why.

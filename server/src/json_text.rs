@@ -4,8 +4,12 @@
 //! surrogate escape such as `"\ud800"`, which many decoders refuse), and at
 //! most [`MAX_DEPTH`] nested arrays and objects, so that every reader (the
 //! server's schema check, the SDKs' recursive decoders) stays within its
-//! stack. The text itself is valid UTF-8: protobuf strings are.
-use serde::de::IgnoredAny;
+//! stack, and no key twice in one object (`{"a":1,"a":2}`): parsers disagree
+//! on which one wins, so the schema check and the worker could read
+//! different values. The text itself is valid UTF-8: protobuf strings are.
+use std::{cell::RefCell, collections::HashSet};
+
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Most arrays and objects nested in one JSON text: `[[1]]` is 2 levels.
@@ -26,22 +30,36 @@ pub enum Problem {
 (a \\ud800-\\udbff escape must be followed by a \\udc00-\\udfff one)"
     )]
     LoneSurrogate { at: usize },
+    #[error(
+        "has the duplicate key {key:?} at line {line} column {column}: a key may appear \
+once per object"
+    )]
+    DuplicateKey {
+        /// The key, cut to [`MAX_KEY_IN_MESSAGE`] bytes.
+        key: String,
+        line: usize,
+        column: usize,
+    },
     #[error("is not valid JSON: {0}")]
     Syntax(String),
 }
+
+/// Most bytes of a duplicate key that a [`Problem`] repeats: the message
+/// stays short however long the key.
+pub const MAX_KEY_IN_MESSAGE: usize = 64;
 
 /// Checks `text` against the rule without building it: for texts errand
 /// only passes on (results).
 pub fn check(text: &str, max_bytes: usize) -> Result<(), Problem> {
     scan(text, max_bytes)?;
-    serde_json::from_str::<IgnoredAny>(text).map_err(|e| Problem::Syntax(e.to_string()))?;
-    Ok(())
+    unique_keys(text)
 }
 
 /// Checks `text` against the rule and parses it: for texts errand reads
 /// (arguments, schemas).
 pub fn parse(text: &str, max_bytes: usize) -> Result<Value, Problem> {
     scan(text, max_bytes)?;
+    unique_keys(text)?;
     // The scan bounded the depth, so serde_json's own (127-level) guard may
     // go: the documented limit is the one above.
     let mut de = serde_json::Deserializer::from_str(text);
@@ -50,6 +68,87 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Value, Problem> {
         .and_then(|v: Value| de.end().map(|()| v))
         .map_err(|e| Problem::Syntax(e.to_string()))?;
     Ok(value)
+}
+
+/// The syntax and duplicate-key checks, in one pass of serde_json that
+/// builds nothing but each object's set of keys. Called after [`scan`],
+/// which bounded the depth, so serde_json's own guard may go.
+fn unique_keys(text: &str) -> Result<(), Problem> {
+    let duplicate = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    UniqueKeys(&duplicate)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| match duplicate.take() {
+            Some(key) => Problem::DuplicateKey {
+                key,
+                line: e.line(),
+                column: e.column(),
+            },
+            None => Problem::Syntax(e.to_string()),
+        })
+}
+
+/// Visits a JSON value, refusing an object with a key twice; the key (cut
+/// to [`MAX_KEY_IN_MESSAGE`] bytes) is left in the cell.
+#[derive(Clone, Copy)]
+struct UniqueKeys<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                let mut end = key.len().min(MAX_KEY_IN_MESSAGE);
+                while !key.is_char_boundary(end) {
+                    end -= 1;
+                }
+                *self.0.borrow_mut() = Some(key[..end].to_string());
+                return Err(A::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(self)?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
 }
 
 /// The size, depth and surrogate checks, in one pass over the bytes. Syntax
@@ -177,5 +276,33 @@ mod tests {
                 .to_string()
                 .contains("deeper than 128 levels")
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_the_key() {
+        for (bad, key) in [
+            (r#"{"a":1,"a":2}"#, "a"),
+            (r#"{"x":{"b":[1],"c":0,"b":null}}"#, "b"),
+            (r#"[{"k":1},{"k":1,"k":1}]"#, "k"),
+            // The same key once decoded.
+            (r#"{"a":1,"\u0061":2}"#, "a"),
+        ] {
+            for result in [check(bad, 1024), parse(bad, 1024).map(|_| ())] {
+                match result {
+                    Err(Problem::DuplicateKey { key: k, .. }) => assert_eq!(k, key, "{bad}"),
+                    other => panic!("{bad}: {other:?}"),
+                }
+            }
+        }
+        // Equal keys in different objects are fine.
+        let ok = r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#;
+        assert!(check(ok, 1024).is_ok() && parse(ok, 1024).is_ok());
+        // The message is bounded however long the key.
+        let long = "k".repeat(100_000);
+        let text = format!(r#"{{"{long}":1,"{long}":2}}"#);
+        let problem = check(&text, 1 << 20).unwrap_err();
+        let message = problem.to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(message.contains("duplicate key \"kkk"), "{message}");
     }
 }

@@ -156,9 +156,9 @@ const DIGEST_TAIL_BYTES: usize = 200;
 
 /// The text `PendingDigest` gives the model: the session's pending calls
 /// (tool, short arguments, state, time so far, latest progress) and how many
-/// results are unacknowledged; at most `max_bytes` (cut on a character
-/// boundary), tasks that do not fit counted instead of listed. Empty when
-/// nothing is pending and every result is acknowledged.
+/// results are unacknowledged; at most `max_bytes` (cut at the end of a
+/// word, else of a character), tasks that do not fit counted instead of
+/// listed. Empty when nothing is pending and every result is acknowledged.
 pub fn digest<'a>(
     tasks: impl IntoIterator<Item = (&'a TaskRecord, Option<&'a ProgressRecord>)>,
     pending_count: u64,
@@ -199,7 +199,22 @@ acknowledged.\n"
             )
         });
     }
-    let end = crate::error::cut(&out, max_bytes).len();
+    let cut = crate::error::cut(&out, max_bytes);
+    // Cut inside a word, back off to its start: a reader (a model) takes
+    // "No tool ca" for a word it does not know.
+    let end = if cut.len() == out.len() {
+        out.len()
+    } else if out[cut.len()..].starts_with(char::is_whitespace) {
+        cut.trim_end().len()
+    } else {
+        match cut
+            .trim_end_matches(|c: char| !c.is_whitespace())
+            .trim_end()
+        {
+            "" => cut.len(), // one long word: a character boundary will do
+            words => words.len(),
+        }
+    };
     out.truncate(end);
     out
 }
@@ -525,5 +540,8 @@ mod digest_tests {
             "No tool calls are pending. 2 results of earlier calls have arrived and have not yet been acknowledged.\n"
         );
         assert!(digest([(&running, None)], 1, 0, 10, now).len() <= 10);
+        // A cut text ends at a word, not inside one.
+        assert_eq!(digest([(&running, None)], 1, 0, 10, now), "Pending");
+        assert_eq!(digest([(&running, None)], 1, 0, 14, now), "Pending tool");
     }
 }

@@ -427,3 +427,279 @@ async fn output_over_the_message_limit_fails_the_task_and_the_worker_stays() {
     let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(c["status"], "SUCCEEDED", "{c}");
 }
+
+/// Runs the CLI with its stdout on a pipe whose reading end is already
+/// closed, as `errand ... | head -1` leaves it once head has its line.
+async fn cli_into_closed_pipe(server: &Server, args: &[&str]) -> std::process::Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    tokio::process::Command::new(errand_bin())
+        .args(args)
+        .env("ERRAND_SERVER", &server.addr)
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running errand")
+        // Not `output()`: it would give the child a fresh stdout pipe.
+        .wait_with_output()
+        .await
+        .expect("running errand")
+}
+
+/// `errand tasks --json | head -1`: a closed stdout ends the command
+/// quietly, as other Unix tools end (SIGPIPE), not with a panic.
+#[tokio::test]
+async fn a_closed_stdout_ends_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let client = server.client().await;
+    let id = client.submit("s", "echo", "{}").await.unwrap().task_id;
+    for args in [
+        vec!["tools"],
+        vec!["tools", "--json"],
+        vec!["tasks", "--json", "--limit", "500"],
+        vec!["status", id.as_str()],
+        vec!["watch", "--session", "s", "--count", "1"],
+        vec!["token", "new", "--role", "agent", "--tenant", "t"],
+    ] {
+        let out = cli_into_closed_pipe(&server, &args).await;
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
+
+/// `submit --wait` prints the whole result, also one over the inline budget
+/// (the stream carries only a preview of it).
+#[tokio::test]
+async fn submit_wait_prints_a_result_over_the_budget_whole() {
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let args = serde_json::json!({ "text": "word ".repeat(400) }).to_string();
+    let out = server
+        .cli(&[
+            "submit", "echo", "--args", &args, "--budget", "100", "--wait",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(printed, serde_json::from_str::<Value>(&args).unwrap());
+
+    let out = server
+        .cli(&[
+            "submit", "echo", "--args", &args, "--budget", "100", "--wait", "--json",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(c["status"], "SUCCEEDED");
+    assert_eq!(c["result"]["text"], "word ".repeat(400));
+}
+
+/// `--args @FILE` and `--args -` (stdin), as curl reads data: arguments
+/// larger than a command line may carry (about 128 KiB per argument).
+#[tokio::test]
+async fn submit_reads_arguments_from_a_file_or_stdin() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let args = serde_json::json!({ "text": "x".repeat(200 * 1024) }).to_string();
+    let expected: Value = serde_json::from_str(&args).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("args.json");
+    std::fs::write(&file, &args).unwrap();
+    let at_file = format!("@{}", file.display());
+    let out = server
+        .cli(&["submit", "echo", "--args", &at_file, "--wait"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_str::<Value>(stdout(&out).trim()).unwrap(),
+        expected
+    );
+
+    for dash in ["-", "@-"] {
+        let mut child = tokio::process::Command::new(errand_bin())
+            .args(["submit", "echo", "--args", dash, "--wait"])
+            .env("ERRAND_SERVER", &server.addr)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(args.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = within("submit to finish", child.wait_with_output())
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{dash}: {}", stderr(&out));
+        assert_eq!(
+            serde_json::from_str::<Value>(stdout(&out).trim()).unwrap(),
+            expected
+        );
+    }
+
+    let out = server
+        .cli(&["submit", "echo", "--args", "@/nonexistent/args.json"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("/nonexistent/args.json"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A worker that never reached its server says so at once, as submit does,
+/// instead of retrying for ever.
+#[tokio::test]
+async fn a_worker_that_never_connected_fails_at_once() {
+    let out = within(
+        "the worker to give up",
+        tokio::process::Command::new(errand_bin())
+            .args(["worker", "--tool", "q", "--exec", "cat"])
+            .args(["--server", "127.0.0.1:1"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("errand: no errand server at 127.0.0.1:1 (connection refused)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `--server` at an HTTP port (the dashboard's, MCP's) says what it found
+/// instead of "grpc-status header missing".
+#[tokio::test]
+async fn a_server_address_at_an_http_port_says_so() {
+    let server =
+        Server::start(&["--ui-listen", "127.0.0.1:0", "--mcp-listen", "127.0.0.1:0"]).await;
+    let host_port = |url: &str| {
+        url.trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for url in [server.ui_url.clone(), server.mcp_url.clone()] {
+        let addr = host_port(&url.unwrap());
+        let out = tokio::process::Command::new(errand_bin())
+            .args(["tools", "--server", &addr])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{addr} answered HTTP, not errand's gRPC")),
+            "{err}"
+        );
+        assert!(!err.contains("grpc-status header missing"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// A bare host means port 7466, and the error names the port it tried.
+#[tokio::test]
+async fn a_bare_host_names_the_port_tried() {
+    let out = tokio::process::Command::new(errand_bin())
+        .args(["tools", "--server", "127.0.0.2"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "nothing listens on 127.0.0.2:7466"
+    );
+    assert!(
+        stderr(&out).contains("no errand server at 127.0.0.2:7466"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `pending --max-bytes` cuts at a word and ends the line.
+#[tokio::test]
+async fn pending_cut_short_ends_at_a_word_with_a_newline() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["crawl"], 1).await;
+    let client = server.client().await;
+    client.submit("demo", "crawl", "{}").await.unwrap();
+    let _job = worker.next().await;
+    let out = server
+        .cli(&["pending", "--session", "demo", "--max-bytes", "10"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Pending\n");
+}
+
+/// `watch --after` past the session's last seq is refused as `ack` refuses
+/// it (OUT_OF_RANGE), instead of waiting silently.
+#[tokio::test]
+async fn watch_after_beyond_the_last_seq_is_refused_as_ack_does() {
+    let server = Server::start(&[]).await;
+    let _w = server.exec_worker("echo", "cat", &[]).await;
+    let done = server
+        .cli(&["submit", "echo", "--session", "demo", "--wait"])
+        .await;
+    assert!(done.status.success(), "{}", stderr(&done));
+    let ack = server
+        .cli(&["ack", "--session", "demo", "--up-to", "1000"])
+        .await;
+    assert!(
+        stderr(&ack).starts_with("errand: OUT_OF_RANGE"),
+        "{}",
+        stderr(&ack)
+    );
+    for extra in [&[][..], &["--progress"][..]] {
+        let mut args = vec!["watch", "--session", "demo", "--after", "1000"];
+        args.extend_from_slice(extra);
+        let out = within("watch to refuse", server.cli(&args)).await;
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with(
+                "errand: OUT_OF_RANGE: --after 1000 is beyond session \"demo\"'s last seq, 1"
+            ),
+            "{err}"
+        );
+    }
+    // At the last seq it follows as before.
+    let out = server
+        .cli(&["watch", "--session", "demo", "--after", "0", "--count", "1"])
+        .await;
+    assert!(stdout(&out).starts_with("#1 "), "{}", stdout(&out));
+}
+
+/// Usage lines show only what must be given: --server has a default.
+#[tokio::test]
+async fn usage_lines_do_not_show_defaulted_flags_as_required() {
+    for command in ["worker", "submit", "tools", "watch"] {
+        let out = tokio::process::Command::new(errand_bin())
+            .args([command, "--help"])
+            .env("ERRAND_SERVER", "127.0.0.1:9")
+            .output()
+            .await
+            .unwrap();
+        let help = stdout(&out);
+        let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap();
+        assert!(!usage.contains("--server"), "{command}: {usage}");
+    }
+}

@@ -458,3 +458,49 @@ async fn nul_is_refused_in_identifiers_and_escaped_in_free_text_on_every_store()
         ("bad\\u0000code", "a NUL \\u0000 here")
     );
 }
+
+/// A key twice in one object is refused everywhere, naming the key: a
+/// last-key-wins schema check and a first-key-wins worker would otherwise
+/// read different values from the same arguments.
+#[tokio::test]
+async fn duplicate_keys_are_refused_in_arguments_results_and_schemas() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["echo"], 4).await;
+    let client = server.client().await;
+    let dup = r#"{"a":1,"nested":{"b":2,"b":3}}"#;
+    let s = status(&server, submit("s", "echo", dup)).await;
+    assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
+    assert!(
+        s.message().contains(r#"duplicate key "b""#),
+        "{}",
+        s.message()
+    );
+
+    client.submit("s", "echo", "{}").await.unwrap();
+    worker.next().await.succeed(dup);
+    let mut stream = client.completions("s", 0);
+    let got = take_completions(&mut stream, 1).await;
+    assert_eq!(status_of(got[0].status), pb::TaskStatus::Failed);
+    let Some(pb::completion::Outcome::Error(e)) = &got[0].outcome else {
+        panic!("{:?}", got[0])
+    };
+    assert_eq!(e.code, "invalid_result");
+    assert!(e.message.contains(r#"duplicate key "b""#), "{}", e.message);
+
+    let s = register(
+        &server,
+        pb::Register {
+            worker_name: "w".into(),
+            tools: vec![tool("twice", r#"{"type":"object","type":"array"}"#)],
+            max_concurrency: 1,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument, "{}", s.message());
+    assert!(
+        s.message().contains(r#"duplicate key "type""#),
+        "{}",
+        s.message()
+    );
+}

@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on --metrics-listen {a}"))?;
             let local = l.local_addr()?;
-            println!("errand metrics on http://{local}/metrics");
+            announce!("errand metrics on http://{local}/metrics");
             Some(l)
         }
         None => None,
@@ -117,7 +117,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on --ui-listen {a}"))?;
-            println!("errand dashboard on http://{}/", l.local_addr()?);
+            announce!("errand dashboard on http://{}/", l.local_addr()?);
             Some(l)
         }
         None => None,
@@ -134,7 +134,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                      listen on 127.0.0.1, or pass --allow-unauthenticated"
                 );
             }
-            println!("errand mcp on {scheme}://{local}/mcp");
+            announce!("errand mcp on {scheme}://{local}/mcp");
             Some(l)
         }
         None => None,
@@ -160,7 +160,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .a2a_public_url
                 .clone()
                 .unwrap_or_else(|| format!("{scheme}://{local}"));
-            println!(
+            announce!(
                 "errand a2a on {}/.well-known/agent-card.json",
                 base.trim_end_matches('/')
             );
@@ -196,7 +196,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let local = listener.local_addr()?;
     info!(addr = %local, "errand serving");
     // The one line on stdout: scripts and tests wait for it.
-    println!("errand listening on {local}");
+    announce!("errand listening on {local}");
     std::io::stdout().flush()?;
     let options = server::Options {
         tokens,

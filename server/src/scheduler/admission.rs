@@ -401,6 +401,8 @@ mod tests {
             check_progress(report("m", r#""\ud800""#)).is_err(),
             "lone surrogate"
         );
+        let twice = check_progress(report("m", r#"{"page":1,"page":2}"#)).unwrap_err();
+        assert!(twice.contains(r#"duplicate key "page""#), "{twice}");
     }
 
     #[test]
