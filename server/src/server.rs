@@ -290,6 +290,9 @@ pub async fn serve_with(
                 grace_secs = grace.as_secs_f64(),
                 "shutting down: draining running tasks"
             );
+            // Refuse new work before health says so: a client that sees
+            // NOT_SERVING must not get a submit in.
+            sched.stop_taking_work();
             for name in ["", SERVICES[0], SERVICES[1]] {
                 health
                     .set_service_status(name, ServingStatus::NotServing)

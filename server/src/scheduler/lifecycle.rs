@@ -75,6 +75,13 @@ impl Scheduler {
         Ok(count)
     }
 
+    /// Refuses new submits, registrations and dispatches from now on
+    /// (UNAVAILABLE); [`Self::drain`] does it too. Called before the health
+    /// service says NOT_SERVING, so whoever sees that is refused.
+    pub fn stop_taking_work(&self) {
+        self.lock().start_draining();
+    }
+
     /// Starts a graceful stop: no new submits, registrations or dispatches;
     /// waits until no task runs and every ending is stored, or `grace` has
     /// passed. Returns how many tasks still run (they are taken up again at
