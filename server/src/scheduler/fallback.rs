@@ -138,7 +138,7 @@ impl Scheduler {
             delivery: task.delivery,
             call: CallOptions {
                 result_budget: task.call.result_budget,
-                args_hash: task.call.args_hash.clone(),
+                args_hash: task.call.args_hash,
                 joinable: false,
                 fallback: None,
                 fallback_for: Some(Box::new(FallbackFor {

@@ -200,7 +200,7 @@ mod tests {
         let (summary, answered_by) = finish_columns(&notes);
         let row = CallRow {
             result_budget: Some(budget),
-            args_hash: Some(hash.into()),
+            args_hash: Some(hash),
             joinable: Some(joinable),
             fallback,
             summary: summary.map(Into::into),
