@@ -381,3 +381,48 @@ async fn a_twin_behind_a_refused_task_is_refused_too_not_new() {
     let again = writer.insert_in(&tx, &[&stored]).await.unwrap();
     assert!(matches!(again[..], [Ok(Inserted::New)]), "{again:?}");
 }
+
+/// A fallback run timed out in the shared queue by a server's queue timer
+/// ends its parked call, as the reaper's timeout does: one completion, the
+/// call's, naming the run; the run is gone.
+#[tokio::test]
+async fn a_fallback_run_timed_out_in_the_queue_ends_its_call() {
+    use crate::model::{FallbackFor, Outcome, Primary, TaskState, codes};
+    use crate::store::QueuedEnding;
+    let Some(url) = url().await else { return };
+    let store = open(&url).await;
+    let call = task("s1", None, at(1));
+    insert_new(&store, &call).await;
+    store.park(call.id).await.unwrap();
+    let mut run = task("s1", None, at(2));
+    run.tool = "backup".into();
+    run.call.fallback_for = Some(Box::new(FallbackFor {
+        parent: call.id,
+        primary: Primary {
+            state: TaskState::Failed,
+            code: "tool_error".into(),
+            message: "broke".into(),
+            attempts: 1,
+        },
+    }));
+    insert_new(&store, &run).await;
+    let timeout = Outcome::error(codes::QUEUE_TIMEOUT, "late");
+    let ended = store.time_out_queued(run.id, timeout).await.unwrap();
+    let Some(QueuedEnding::Finished(c)) = ended else {
+        panic!("expected a completion, got {ended:?}");
+    };
+    assert_eq!((c.task_id, c.state), (call.id, TaskState::TimedOut));
+    let done = store.completions_after("s1", 0, 10).await.unwrap();
+    assert_eq!(
+        done.iter().map(|c| c.task_id).collect::<Vec<_>>(),
+        [call.id],
+        "one completion, the call's"
+    );
+    let answered = done[0].notes.answered_by.as_ref().expect("FallbackUsed");
+    assert_eq!((answered.task_id, &*answered.tool), (run.id, "backup"));
+    assert_eq!(answered.primary.code, "tool_error");
+    assert!(
+        store.get_task(run.id).await.unwrap().is_none(),
+        "the run is gone"
+    );
+}
