@@ -14,14 +14,28 @@
 //! [`crate::net::bearer`]), the session from the `Errand-Session` header,
 //! else [`handler::Settings::default_session`]. With `--tls-cert` the
 //! listener serves HTTPS with the gRPC port's certificate.
+//!
+//! A body that is not a JSON-RPC request is answered by [`incoming`]'s
+//! rules, as `errand mcp --stdio` ([`lines`]) answers such a line: HTTP 400
+//! with the JSON-RPC error (413 over `--max-message-bytes`).
 pub mod agent;
 pub mod convert;
 pub mod handler;
+pub mod incoming;
+pub mod lines;
 pub mod malformed;
 
 use std::sync::Arc;
 
-use axum::middleware;
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use http_body_util::BodyExt;
+use rmcp::model::ServerJsonRpcMessage;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
@@ -68,6 +82,54 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
     );
     let app = axum::Router::new()
         .route_service(PATH, service)
+        .layer(middleware::from_fn_with_state(
+            l.max_body_bytes,
+            screen_body,
+        ))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
+}
+
+/// Answers a JSON POST body that is not a JSON-RPC request, or is over `max`
+/// bytes, by [`incoming`]'s rules; rmcp gets the rest, body unchanged.
+async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if req.method() != Method::POST || !json {
+        // rmcp answers these (405, 415) itself.
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, &incoming::too_large(max));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "reading an MCP request body failed");
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    match incoming::screen(&bytes) {
+        incoming::Screened::Message(_) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        // As rmcp answers a notification.
+        incoming::Screened::Ignored => StatusCode::ACCEPTED.into_response(),
+        incoming::Screened::Refused(error) => answer(StatusCode::BAD_REQUEST, &error),
+    }
+}
+
+/// A JSON-RPC error as an HTTP answer.
+fn answer(status: StatusCode, error: &ServerJsonRpcMessage) -> Response {
+    let body = serde_json::to_vec(error).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

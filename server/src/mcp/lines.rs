@@ -1,0 +1,259 @@
+//! MCP over newline-delimited JSON (`errand mcp --stdio`): rmcp's stdio
+//! transport with errand's screening ([`super::incoming`]), so a line that is
+//! not a JSON-RPC request gets the same error as the HTTP endpoint gives
+//! and the bridge goes on. Lines are bounded: a longer one is skipped to its
+//! end and refused, never buffered whole.
+//!
+//! Until the first request other than `ping` reaches rmcp, notifications
+//! and answers are dropped: rmcp ends a server whose first message is
+//! neither (MCP asks clients to start with a request).
+use std::{future::Future, io};
+
+use rmcp::{
+    RoleServer,
+    model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage},
+    transport::Transport,
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+use super::incoming::{self, Screened};
+
+/// Lines written ahead of a slow reader.
+const OUT_BUFFER: usize = 64;
+
+/// One MCP session over a reader and a writer of lines.
+pub struct Lines<R> {
+    read: BufReader<R>,
+    /// The current line so far: `receive` may be dropped mid-line (rmcp
+    /// polls it in a `select!`), so the partial line lives here.
+    line: Vec<u8>,
+    /// Skipping the rest of a line over `max_line`.
+    discarding: bool,
+    max_line: usize,
+    /// Whole lines for the writer task; `None` once closed.
+    out: Option<mpsc::Sender<Vec<u8>>>,
+    writer: Option<JoinHandle<()>>,
+    /// An error answer waiting for room in `out`.
+    reply: Option<Vec<u8>>,
+    /// Whether a request other than `ping` has been passed on.
+    started: bool,
+}
+
+impl<R: AsyncRead + Unpin + Send> Lines<R> {
+    /// Reads lines of at most `max_line` bytes from `read`, writes to
+    /// `write` (from a task of its own, so no line is ever cut by a
+    /// cancelled `receive`). Needs a Tokio runtime.
+    pub fn new<W: AsyncWrite + Unpin + Send + 'static>(
+        read: R,
+        mut write: W,
+        max_line: usize,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUT_BUFFER);
+        let writer = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                let written = async {
+                    write.write_all(&line).await?;
+                    if rx.is_empty() {
+                        write.flush().await?;
+                    }
+                    io::Result::Ok(())
+                };
+                if let Err(e) = written.await {
+                    tracing::debug!(error = %e, "the MCP client's output is closed");
+                    return;
+                }
+            }
+            let _ = write.flush().await;
+        });
+        Self {
+            read: BufReader::new(read),
+            line: Vec::new(),
+            discarding: false,
+            max_line,
+            out: Some(tx),
+            writer: Some(writer),
+            reply: None,
+            started: false,
+        }
+    }
+
+    /// The next whole line (without its newline), `Err(true)` for one over
+    /// the limit (skipped), `Err(false)` at the end of input or on an error.
+    async fn next_line(&mut self) -> Result<Vec<u8>, bool> {
+        loop {
+            let (used, done) = {
+                let available = match self.read.fill_buf().await {
+                    Ok([]) => return Err(false),
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "reading MCP input failed");
+                        return Err(false);
+                    }
+                };
+                let newline = available.iter().position(|&b| b == b'\n');
+                let used = newline.map_or(available.len(), |at| at + 1);
+                if !self.discarding {
+                    if self.line.len() + used > self.max_line + 1 {
+                        // Over the limit, newline included: skip to its end.
+                        self.line.clear();
+                        self.discarding = true;
+                    } else {
+                        self.line.extend_from_slice(&available[..used]);
+                    }
+                }
+                (used, newline.is_some())
+            };
+            self.read.consume(used);
+            if !done {
+                continue;
+            }
+            if std::mem::take(&mut self.discarding) {
+                return Err(true);
+            }
+            let mut line = std::mem::take(&mut self.line);
+            while line.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                line.pop();
+            }
+            return Ok(line);
+        }
+    }
+
+    /// Queues `reply` for the writer; `false` once the output is gone.
+    async fn send_reply(&mut self) -> bool {
+        let Some(out) = &self.out else {
+            return false;
+        };
+        if self.reply.is_some() {
+            // A cancelled wait for room keeps the reply for the next call.
+            let Ok(permit) = out.reserve().await else {
+                return false;
+            };
+            permit.send(self.reply.take().unwrap_or_default());
+        }
+        true
+    }
+
+    /// Whether rmcp should see `message` now (see the module's doc).
+    fn passes(&mut self, message: &ClientJsonRpcMessage) -> bool {
+        match message {
+            ClientJsonRpcMessage::Request(r) => {
+                if !matches!(r.request, ClientRequest::PingRequest(_)) {
+                    self.started = true;
+                }
+                true
+            }
+            _ => self.started,
+        }
+    }
+}
+
+/// A message as one line.
+fn line_of(message: &ServerJsonRpcMessage) -> io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(message)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+impl<R: AsyncRead + Unpin + Send> Transport<RoleServer> for Lines<R> {
+    type Error = io::Error;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let out = self.out.clone();
+        async move {
+            let line = line_of(&item)?;
+            let closed = || io::Error::new(io::ErrorKind::BrokenPipe, "the MCP output is closed");
+            out.ok_or_else(closed)?
+                .send(line)
+                .await
+                .map_err(|_| closed())
+        }
+    }
+
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            if !self.send_reply().await {
+                return None;
+            }
+            let line = match self.next_line().await {
+                Ok(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
+                Ok(line) => line,
+                Err(true) => {
+                    tracing::debug!(
+                        max = self.max_line,
+                        "an MCP line over the limit was skipped"
+                    );
+                    self.reply = line_of(&incoming::too_large(self.max_line)).ok();
+                    continue;
+                }
+                Err(false) => return None,
+            };
+            match incoming::screen(&line) {
+                Screened::Message(m) if self.passes(&m) => return Some(m),
+                Screened::Message(_) => {
+                    tracing::debug!(
+                        "dropping an MCP notification or answer sent before any request"
+                    );
+                }
+                Screened::Ignored => {}
+                Screened::Refused(error) => self.reply = line_of(&error).ok(),
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        // Everything queued is written before the writer ends.
+        self.out = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_lines_are_answered_and_reading_goes_on() {
+        let (mut client, server_in) = tokio::io::duplex(1 << 16);
+        let (server_out, answers) = tokio::io::duplex(1 << 16);
+        let mut lines = Lines::new(server_in, server_out, 64);
+        let long = format!("{}\n", "x".repeat(200));
+        let input = [
+            "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n",
+            "not json\n",
+            "\n",
+            long.as_str(),
+            "[]\r\n",
+            "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\"}\n",
+        ]
+        .concat();
+        client.write_all(input.as_bytes()).await.unwrap();
+        drop(client);
+        let Some(ClientJsonRpcMessage::Request(ping)) = lines.receive().await else {
+            panic!("the ping after the bad lines");
+        };
+        assert!(matches!(ping.request, ClientRequest::PingRequest(_)));
+        assert!(lines.receive().await.is_none(), "end of input");
+        lines.close().await.unwrap();
+        let mut answers = BufReader::new(answers).lines();
+        let mut codes = Vec::new();
+        while let Some(line) = answers.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert!(v.get("id").is_none(), "{v}");
+            codes.push(v["error"]["code"].as_i64().unwrap());
+        }
+        assert_eq!(codes, [-32700, -32600, -32600], "parse, too long, batch");
+    }
+}
