@@ -133,3 +133,48 @@ fn answer(status: StatusCode, error: &ServerJsonRpcMessage) -> Response {
     let body = serde_json::to_vec(error).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// `body` POSTed as JSON through [`screen_body`] in front of an echo of
+    /// what reaches the route: the status and the body answered.
+    async fn through(max: usize, body: &str) -> (StatusCode, String) {
+        let app = axum::Router::new()
+            .route(
+                "/",
+                post(|body: String| async move { format!("passed {body}") }),
+            )
+            .layer(middleware::from_fn_with_state(max, screen_body));
+        let request = axum::http::Request::post("/")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_not_requests_are_answered_and_requests_pass_unchanged() {
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert_eq!(
+            through(1024, ping).await,
+            (StatusCode::OK, format!("passed {ping}"))
+        );
+        let (status, body) = through(1024, "not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(error["error"]["code"], -32700, "{body}");
+        let (status, body) = through(16, ping).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("over the limit of 16 bytes"), "{body}");
+        let note = r#"{"jsonrpc":"2.0","method":"x/y","params":5}"#;
+        assert_eq!(through(1024, note).await.0, StatusCode::ACCEPTED);
+    }
+}
