@@ -1,8 +1,9 @@
-//! MCP over newline-delimited JSON (`errand mcp --stdio`): rmcp's stdio
-//! transport with errand's screening ([`super::incoming`]), so a line that is
-//! not a JSON-RPC request gets the same error as the HTTP endpoint gives
-//! and the bridge goes on. Lines are bounded: a longer one is skipped to its
-//! end and refused, never buffered whole.
+//! MCP over newline-delimited JSON (`errand mcp --stdio`), in place of
+//! rmcp's stdio transport (which drops a line that is not JSON unanswered):
+//! each line is screened by [`super::incoming`], so one that is not a
+//! JSON-RPC request gets the error the HTTP endpoint gives, and the bridge
+//! goes on. Lines are bounded: a longer one is skipped to its end and
+//! refused, never buffered whole.
 //!
 //! Until the first request other than `ping` reaches rmcp, notifications
 //! and answers are dropped: rmcp ends a server whose first message is

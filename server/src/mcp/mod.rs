@@ -15,9 +15,9 @@
 //! else [`handler::Settings::default_session`]. With `--tls-cert` the
 //! listener serves HTTPS with the gRPC port's certificate.
 //!
-//! A body that is not a JSON-RPC request is answered by [`incoming`]'s
-//! rules, as `errand mcp --stdio` ([`lines`]) answers such a line: HTTP 400
-//! with the JSON-RPC error (413 over `--max-message-bytes`).
+//! A body rmcp cannot read as a JSON-RPC message is answered by
+//! [`incoming`]'s rules, as `errand mcp --stdio` ([`lines`]) answers such a
+//! line: HTTP 400 with the JSON-RPC error (413 over `--max-message-bytes`).
 pub mod agent;
 pub mod convert;
 pub mod handler;
@@ -90,19 +90,14 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
 }
 
-/// Answers a JSON POST body that is not a JSON-RPC request, or is over `max`
-/// bytes, by [`incoming`]'s rules; rmcp gets the rest, body unchanged.
+/// Answers a JSON POST body that is not a JSON-RPC request by
+/// [`incoming`]'s rules: rmcp checks the request first (Host, Accept,
+/// headers, session) and its "cannot deserialize" answer (415 with a line
+/// of text) is replaced by the JSON-RPC error (400), or by 202 for a
+/// notification it cannot read. A body over `max` bytes is answered 413
+/// before rmcp sees it (it is not kept).
 async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if req.method() != Method::POST || !json {
+    if req.method() != Method::POST || !is_json(req.headers()) {
         // rmcp answers these (405, 415) itself.
         return next.run(req).await;
     }
@@ -117,15 +112,32 @@ async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Resp
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    // With a JSON content type, rmcp answers 415 only for a body it cannot
+    // read: then (and only then, off the hot path) the body is screened.
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
     match incoming::screen(&bytes) {
-        incoming::Screened::Message(_) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+        incoming::Screened::Message(_) => response,
         // As rmcp answers a notification.
         incoming::Screened::Ignored => StatusCode::ACCEPTED.into_response(),
         incoming::Screened::Refused(error) => answer(StatusCode::BAD_REQUEST, &error),
     }
+}
+
+/// Whether `Content-Type` is JSON as rmcp reads it (its essence, before
+/// any `;`, is `application/json`).
+fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split_once(';').map_or(v, |(essence, _)| essence);
+            essence.trim().eq_ignore_ascii_case("application/json")
+        })
 }
 
 /// A JSON-RPC error as an HTTP answer.
@@ -141,14 +153,18 @@ mod tests {
 
     use super::*;
 
-    /// `body` POSTed as JSON through [`screen_body`] in front of an echo of
-    /// what reaches the route: the status and the body answered.
+    /// `body` POSTed as JSON through [`screen_body`] in front of a route
+    /// that answers as rmcp does (415 for a body it cannot read) or echoes
+    /// what reached it: the status and the body answered.
     async fn through(max: usize, body: &str) -> (StatusCode, String) {
+        let rmcp_like = |body: String| async move {
+            match serde_json::from_str::<rmcp::model::ClientJsonRpcMessage>(&body) {
+                Ok(_) => (StatusCode::OK, format!("passed {body}")),
+                Err(e) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+            }
+        };
         let app = axum::Router::new()
-            .route(
-                "/",
-                post(|body: String| async move { format!("passed {body}") }),
-            )
+            .route("/", post(rmcp_like))
             .layer(middleware::from_fn_with_state(max, screen_body));
         let request = axum::http::Request::post("/")
             .header(header::CONTENT_TYPE, "application/json")
