@@ -5,14 +5,23 @@
 //! goes on. Lines are bounded: a longer one is skipped to its end and
 //! refused, never buffered whole.
 //!
-//! Until the first request other than `ping` reaches rmcp, notifications
-//! and answers are dropped: rmcp ends a server whose first message is
-//! neither (MCP asks clients to start with a request).
-use std::{future::Future, io};
+//! Until rmcp has answered a request other than `ping` or `discover` (its
+//! `initialize`, or the first request of a stateless 2026-07-28 client),
+//! notifications and answers from the client are dropped: rmcp ends the
+//! bridge on one before its lifecycle has begun (MCP asks clients to start
+//! with a request).
+use std::{
+    future::Future,
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use rmcp::{
     RoleServer,
-    model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, ServerJsonRpcMessage, ServerResult},
     transport::Transport,
 };
 use tokio::{
@@ -40,8 +49,9 @@ pub struct Lines<R> {
     writer: Option<JoinHandle<()>>,
     /// An error answer waiting for room in `out`.
     reply: Option<Vec<u8>>,
-    /// Whether a request other than `ping` has been passed on.
-    started: bool,
+    /// Whether rmcp's lifecycle has begun (see the module's doc); set as
+    /// its first such answer is sent.
+    started: Arc<AtomicBool>,
 }
 
 impl<R: AsyncRead + Unpin + Send> Lines<R> {
@@ -78,7 +88,7 @@ impl<R: AsyncRead + Unpin + Send> Lines<R> {
             out: Some(tx),
             writer: Some(writer),
             reply: None,
-            started: false,
+            started: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -139,16 +149,8 @@ impl<R: AsyncRead + Unpin + Send> Lines<R> {
     }
 
     /// Whether rmcp should see `message` now (see the module's doc).
-    fn passes(&mut self, message: &ClientJsonRpcMessage) -> bool {
-        match message {
-            ClientJsonRpcMessage::Request(r) => {
-                if !matches!(r.request, ClientRequest::PingRequest(_)) {
-                    self.started = true;
-                }
-                true
-            }
-            _ => self.started,
-        }
+    fn passes(&self, message: &ClientJsonRpcMessage) -> bool {
+        matches!(message, ClientJsonRpcMessage::Request(_)) || self.started.load(Ordering::Relaxed)
     }
 }
 
@@ -166,6 +168,14 @@ impl<R: AsyncRead + Unpin + Send> Transport<RoleServer> for Lines<R> {
         &mut self,
         item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let ServerJsonRpcMessage::Response(r) = &item
+            && !matches!(
+                r.result,
+                ServerResult::EmptyResult(_) | ServerResult::DiscoverResult(_)
+            )
+        {
+            self.started.store(true, Ordering::Relaxed);
+        }
         let out = self.out.clone();
         async move {
             let line = line_of(&item)?;
@@ -223,6 +233,8 @@ mod tests {
     use serde_json::Value;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+    use rmcp::model::ClientRequest;
+
     use super::*;
 
     #[tokio::test]
@@ -230,9 +242,10 @@ mod tests {
         let (mut client, server_in) = tokio::io::duplex(1 << 16);
         let (server_out, answers) = tokio::io::duplex(1 << 16);
         let mut lines = Lines::new(server_in, server_out, 64);
+        let note = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n";
         let long = format!("{}\n", "x".repeat(200));
         let input = [
-            "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n",
+            note,
             "not json\n",
             "\n",
             long.as_str(),
@@ -241,20 +254,45 @@ mod tests {
         ]
         .concat();
         client.write_all(input.as_bytes()).await.unwrap();
-        drop(client);
         let Some(ClientJsonRpcMessage::Request(ping)) = lines.receive().await else {
             panic!("the ping after the bad lines");
         };
         assert!(matches!(ping.request, ClientRequest::PingRequest(_)));
+        // A ping's answer does not begin rmcp's lifecycle: a notification
+        // is still dropped.
+        let pong = ServerJsonRpcMessage::response(ServerResult::empty(()), ping.id.clone());
+        lines.send(pong).await.unwrap();
+        client.write_all(note.as_bytes()).await.unwrap();
+        client
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        let Some(ClientJsonRpcMessage::Request(_)) = lines.receive().await else {
+            panic!("the second ping, the notification before it dropped");
+        };
+        // Another answer does.
+        let tools = ServerResult::ListToolsResult(Default::default());
+        lines
+            .send(ServerJsonRpcMessage::response(tools, ping.id))
+            .await
+            .unwrap();
+        client.write_all(note.as_bytes()).await.unwrap();
+        drop(client);
+        let Some(ClientJsonRpcMessage::Notification(_)) = lines.receive().await else {
+            panic!("the notification, once rmcp has answered a request");
+        };
         assert!(lines.receive().await.is_none(), "end of input");
         lines.close().await.unwrap();
         let mut answers = BufReader::new(answers).lines();
         let mut codes = Vec::new();
         while let Some(line) = answers.next_line().await.unwrap() {
             let v: Value = serde_json::from_str(&line).unwrap();
-            assert!(v.get("id").is_none(), "{v}");
-            codes.push(v["error"]["code"].as_i64().unwrap());
+            codes.push(v["error"]["code"].as_i64());
         }
-        assert_eq!(codes, [-32700, -32600, -32600], "parse, too long, batch");
+        assert_eq!(
+            codes,
+            [Some(-32700), Some(-32600), Some(-32600), None, None],
+            "parse, too long, batch, then the two answers sent"
+        );
     }
 }
