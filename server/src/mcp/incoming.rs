@@ -79,7 +79,7 @@ pub fn screen(bytes: &[u8]) -> Screened {
     match object.get("method") {
         Some(Value::String(_)) => {}
         Some(_) => return refused(id, "\"method\" must be a string"),
-        None if is_response && id.is_some() => {}
+        None if is_response => {}
         None => {
             return refused(
                 id,
@@ -87,14 +87,16 @@ pub fn screen(bytes: &[u8]) -> Screened {
             );
         }
     }
-    let notification = id.is_none() && !is_response;
-    if !notification && object.get("params").is_some_and(|p| !p.is_object()) {
+    // A notification, or an answer without an id (an echo of one of these
+    // errors, say): never answered, so no two peers trade errors for ever.
+    let unanswered = id.is_none();
+    if !unanswered && !is_response && object.get("params").is_some_and(|p| !p.is_object()) {
         return refused(id, "\"params\" must be a JSON object");
     }
     match serde_json::from_value::<ClientJsonRpcMessage>(value) {
         Ok(message) => Screened::Message(message),
-        Err(e) if notification => {
-            tracing::debug!(error = %e, "ignoring an MCP notification that cannot be read");
+        Err(e) if unanswered => {
+            tracing::debug!(error = %e, "ignoring an MCP notification or answer that cannot be read");
             Screened::Ignored
         }
         Err(e) => refused(
@@ -241,6 +243,25 @@ mod tests {
         }
         let answer = json!({"jsonrpc": "2.0", "id": 3, "result": {}}).to_string();
         assert!(matches!(screen(answer.as_bytes()), Screened::Message(_)));
+    }
+
+    #[test]
+    fn an_echo_of_an_error_is_never_answered() {
+        for input in [
+            "not json",
+            "[]",
+            r#"{"jsonrpc":"2.0"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":5}"#,
+        ] {
+            let error = serde_json::to_vec(&refusal(input)).unwrap();
+            let echoed = screen(&error);
+            assert!(
+                !matches!(echoed, Screened::Refused(_)),
+                "{input}: {echoed:?}"
+            );
+        }
+        let bare = json!({"jsonrpc": "2.0", "error": 5}).to_string();
+        assert!(matches!(screen(bare.as_bytes()), Screened::Ignored));
     }
 
     #[test]
