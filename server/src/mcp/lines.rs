@@ -17,6 +17,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use rmcp::{
@@ -34,6 +35,9 @@ use super::incoming::{self, Screened};
 
 /// Lines written ahead of a slow reader.
 const OUT_BUFFER: usize = 64;
+
+/// How long closing waits for the queued lines to be written.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// One MCP session over a reader and a writer of lines.
 pub struct Lines<R> {
@@ -219,10 +223,13 @@ impl<R: AsyncRead + Unpin + Send> Transport<RoleServer> for Lines<R> {
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        // Everything queued is written before the writer ends.
+        // Everything queued is written before the writer ends, unless the
+        // client stopped reading: then it is not waited for past CLOSE_WAIT.
         self.out = None;
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.await;
+        if let Some(mut writer) = self.writer.take()
+            && tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_err()
+        {
+            writer.abort();
         }
         Ok(())
     }
