@@ -4,9 +4,10 @@
 //!
 //! - not JSON: -32700 Parse error;
 //! - JSON but not one message object (a batch `[...]`, which MCP dropped in
-//!   2025-06-18 and errand's versions, 2025-11-25 and 2026-07-28, do not
-//!   take; `42`; an object without `method`, with a wrong `jsonrpc` or an
-//!   `id` that is neither a string nor an integer): -32600 Invalid Request;
+//!   2025-06-18 and rmcp reads in no version, so a 2025-03-26 client's batch
+//!   is refused too and must be resent as single messages; `42`; an object
+//!   without `method`, with a wrong `jsonrpc` or an `id` that is neither a
+//!   string nor an integer): -32600 Invalid Request;
 //! - over the size limit: -32600 too ([`too_large`]);
 //! - a notification rmcp cannot read: nothing (a notification is never
 //!   answered; rmcp drops those too).
