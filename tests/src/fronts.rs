@@ -45,9 +45,13 @@ impl Answer {
 
 /// POSTs `body` (JSON) to `url` (`http://HOST:PORT/PATH`) with `headers`.
 pub async fn post(url: &str, headers: &[(&str, String)], body: &Value) -> Answer {
+    post_raw(url, headers, &body.to_string()).await
+}
+
+/// POSTs `body`, as it is, labelled `application/json`.
+pub async fn post_raw(url: &str, headers: &[(&str, String)], body: &str) -> Answer {
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let body = body.to_string();
     let mut head = format!(
         "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n",
