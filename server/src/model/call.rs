@@ -31,6 +31,12 @@ pub struct CallOptions {
 }
 
 impl CallOptions {
+    /// Whether the call asked for a last-good fallback; only such calls'
+    /// successes answer one later (see `Store::last_good`).
+    pub fn asks_last_good(&self) -> bool {
+        matches!(self.fallback, Some(Fallback::LastGood { .. }))
+    }
+
     /// Whether a FAILED or TIMED_OUT ending of the task falls back: it has
     /// a fallback and is not itself a fallback run (one hop only).
     pub fn falls_back(&self) -> bool {
