@@ -16,8 +16,9 @@ pub struct CallOptions {
     /// server's `--result-budget-bytes` applies at delivery.
     pub result_budget: u64,
     /// SHA-256 of the arguments in RFC 8785 canonical form, keyed by
-    /// nothing else; none in older rows. Joins and last-good answers match
-    /// on session, tool and this.
+    /// nothing else. Joins and last-good answers match on session, tool and
+    /// this; none for a call that neither joins nor asks for a last-good
+    /// fallback (nothing matches on it), and in older rows.
     pub args_hash: ArgsHash,
     /// `DEDUP_POLICY_JOIN_IN_FLIGHT`: an identical submit joins this task
     /// while it is unfinished (the stores keep one such task per call).
