@@ -1,6 +1,7 @@
 //! MCP requests whose params rmcp cannot read into its types: -32602 naming
 //! the problem for the methods errand serves, and `tasks/update` without
 //! `inputResponses` acknowledged as the README says.
+use errand_client::pb;
 use errand_tests::{fronts::Mcp, *};
 use serde_json::json;
 
@@ -150,4 +151,90 @@ async fn mcp_a_2025_11_25_session_waits_for_the_result_even_with_the_tasks_exten
         json!({"echo": "old"}),
         "{answer}"
     );
+}
+
+/// Sends a 2026-07-28 `tools/call` of `tool` without the Tasks extension
+/// (so the request waits for the result) to the MCP endpoint `url`, in
+/// errand session `session`; returns the open connection: dropping it is
+/// the client giving up on the call.
+async fn waiting_call(
+    url: &str,
+    session: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments,
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": fronts::MCP_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    }})
+    .to_string();
+    let req = format!(
+        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {}\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: {tool}\r\nErrand-Session: {session}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        fronts::MCP_VERSION,
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(req.as_bytes()).await.unwrap();
+    conn
+}
+
+/// A client that gives up on a call it created cancels the task; one that
+/// gives up on a call that joined another caller's task leaves it running
+/// for that caller.
+#[tokio::test]
+async fn mcp_giving_up_on_a_joined_call_leaves_the_other_callers_task_running() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mut worker = server
+        .gate_worker_for(
+            vec![pb::Tool {
+                name: "search".into(),
+                dedup: pb::DedupPolicy::JoinInFlight as i32,
+                ..Default::default()
+            }],
+            4,
+        )
+        .await;
+    let client = server.client().await;
+    let mut stream = client.completions("m", 0);
+
+    // Caller A (gRPC) creates the task; MCP caller B joins it, then gives up.
+    let mine = client
+        .submit("m", "search", r#"{"q":"x"}"#)
+        .await
+        .unwrap()
+        .task_id;
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, mine);
+    let joined = waiting_call(&url, "m", "search", json!({"q": "x"})).await;
+    drop(joined);
+
+    // A call this MCP request created is cancelled when it gives up: seen
+    // after B's give-up, which the server handled the same way.
+    let own = waiting_call(&url, "m", "search", json!({"q": "other"})).await;
+    let own_job = worker.next().await;
+    assert_ne!(own_job.task.task_id, mine);
+    drop(own);
+    within("the abandoned call's cancel", own_job.cancel.cancelled()).await;
+    let cancelled = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        cancelled.task_id, own_job.task.task_id,
+        "the first cancel is the abandoned call's own, not A's task"
+    );
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+
+    assert!(!job.cancel.is_cancelled(), "A's task was cancelled by B");
+    job.succeed(r#"{"hits":1}"#);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, mine);
+    assert_eq!(status_of(done.status), pb::TaskStatus::Succeeded);
 }
