@@ -1,6 +1,7 @@
-//! MCP requests whose params rmcp cannot read into its types: -32602 naming
-//! the problem for the methods errand serves, and `tasks/update` without
-//! `inputResponses` acknowledged as the README says.
+//! MCP requests whose params rmcp cannot read into its types (or would read
+//! wrongly: a key twice in one object): -32602 naming the problem for the
+//! methods errand serves, `tasks/update` without `inputResponses`
+//! acknowledged as the README says, and calls a client gives up on.
 use errand_client::pb;
 use errand_tests::{fronts::Mcp, *};
 use serde_json::json;
@@ -237,4 +238,43 @@ async fn mcp_giving_up_on_a_joined_call_leaves_the_other_callers_task_running() 
     let done = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(done.task_id, mine);
     assert_eq!(status_of(done.status), pb::TaskStatus::Succeeded);
+}
+
+/// The JSON rule's "no key twice in one object" holds on MCP as on gRPC:
+/// -32602 naming the key, and no task.
+#[tokio::test]
+async fn mcp_a_key_twice_in_one_object_is_invalid_params() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let meta = format!(
+        r#""_meta":{{"io.modelcontextprotocol/protocolVersion":"{}","io.modelcontextprotocol/clientCapabilities":{{"extensions":{{"{}":{{}}}}}}}}"#,
+        fronts::MCP_VERSION,
+        fronts::MCP_TASKS
+    );
+    for arguments in [
+        r#"{"city":"Lyon","city":"Paris"}"#,
+        r#"{"opts":{"city":"Lyon","units":"metric","city":"Paris"}}"#,
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{arguments},{meta}}}}}"#
+        );
+        let answer = mcp
+            .post_text("tools/call", Some("echo"), &body)
+            .await
+            .json();
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains(r#"duplicate key "city""#), "{text}");
+    }
+    assert!(worker.try_next().is_none(), "no task was made");
+    // The same call with each key once runs.
+    let task = mcp.call_tool("echo", json!({"city": "Lyon"})).await;
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, task["taskId"].as_str().unwrap());
+    job.succeed("{}");
 }

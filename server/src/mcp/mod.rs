@@ -68,6 +68,10 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
     );
     let app = axum::Router::new()
         .route_service(PATH, service)
+        .layer(middleware::from_fn_with_state(
+            l.max_body_bytes,
+            malformed::refuse_duplicate_keys,
+        ))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
 }
