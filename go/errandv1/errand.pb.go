@@ -1058,6 +1058,12 @@ type CompletionsRequest struct {
 	// Replay every retained completion with seq > after_seq, then stream live
 	// ones. 0 replays everything retained. A client that reconnects passes the
 	// last seq it processed and misses nothing and sees nothing twice.
+	// At most the session's last seq, the highest it has assigned (on a shared
+	// PostgreSQL store, by any server; 0 for a session without completions):
+	// beyond it the stream is refused with OUT_OF_RANGE, since a seq the
+	// client never received (a typo, another session's seq) would skip the
+	// completions numbered up to it. A seq the client received is always
+	// within.
 	AfterSeq      uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1330,7 +1336,8 @@ type SessionEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session to follow.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// As CompletionsRequest.after_seq.
+	// As CompletionsRequest.after_seq (beyond the session's last seq:
+	// OUT_OF_RANGE).
 	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	// Also stream running tasks' progress.
 	IncludeProgress bool `protobuf:"varint,3,opt,name=include_progress,json=includeProgress,proto3" json:"include_progress,omitempty"`

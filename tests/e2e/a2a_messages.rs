@@ -208,7 +208,7 @@ async fn a2a_a_key_twice_in_one_object_is_refused() {
     let rpc = format!(
         r#"{{"jsonrpc":"2.0","id":3,"method":"SendMessage","params":{{"message":{message}}}}}"#
     );
-    let answer = fronts::post_text(&format!("{a2a}/jsonrpc"), &headers, &rpc)
+    let answer = fronts::post_raw(&format!("{a2a}/jsonrpc"), &headers, &rpc)
         .await
         .json();
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
@@ -217,7 +217,7 @@ async fn a2a_a_key_twice_in_one_object_is_refused() {
     assert!(text.contains(r#"duplicate key "city""#), "{text}");
 
     let rest = format!(r#"{{"message":{message}}}"#);
-    let answer = fronts::post_text(&format!("{a2a}/rest/message:send"), &headers, &rest).await;
+    let answer = fronts::post_raw(&format!("{a2a}/rest/message:send"), &headers, &rest).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
     assert!(
         answer.body.contains(r#"duplicate key \"city\""#),

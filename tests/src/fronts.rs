@@ -45,12 +45,11 @@ impl Answer {
 
 /// POSTs `body` (JSON) to `url` (`http://HOST:PORT/PATH`) with `headers`.
 pub async fn post(url: &str, headers: &[(&str, String)], body: &Value) -> Answer {
-    post_text(url, headers, &body.to_string()).await
+    post_raw(url, headers, &body.to_string()).await
 }
 
-/// POSTs `body` verbatim (JSON that serde_json would change: duplicate
-/// keys, big integers) to `url` with `headers`.
-pub async fn post_text(url: &str, headers: &[(&str, String)], body: &str) -> Answer {
+/// POSTs `body`, as it is, labelled `application/json`.
+pub async fn post_raw(url: &str, headers: &[(&str, String)], body: &str) -> Answer {
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut head = format!(
@@ -145,7 +144,7 @@ impl Mcp {
         if let Some(name) = name {
             headers.push(("Mcp-Name", name.to_string()));
         }
-        post_text(&self.url, &headers, body).await
+        post_raw(&self.url, &headers, body).await
     }
 
     /// `tools/call` of `tool` with `arguments`: the task it created

@@ -164,7 +164,11 @@ impl ToolService for ToolApi {
         let req = request.into_inner();
         let session = self.session_key(&caller, &req.session_id)?;
         let slot = self.stream_slot(&caller)?;
-        let feed = self.feed.open(session, req.after_seq);
+        let after_seq = self
+            .sched
+            .stream_start(&session, req.after_seq, false)
+            .await?;
+        let feed = self.feed.open(session, after_seq);
         Ok(Response::new(CompletionsStream::new(
             feed,
             self.metrics.clone(),
@@ -300,14 +304,14 @@ impl ToolService for ToolApi {
         let session = self.session_key(&caller, &req.session_id)?;
         let slot = self.stream_slot(&caller)?;
         // Acknowledged completions are never sent again.
-        let acked = self.sched.session_seqs(&session).await?.acked_seq;
+        let after_seq = self
+            .sched
+            .stream_start(&session, req.after_seq, true)
+            .await?;
         let buffer = self.sched.config().limits.stream_buffer;
-        let events = self.events.open(
-            session,
-            req.after_seq.max(acked),
-            req.include_progress,
-            buffer,
-        );
+        let events = self
+            .events
+            .open(session, after_seq, req.include_progress, buffer);
         Ok(Response::new(CompletionsStream::events(
             events,
             self.metrics.clone(),

@@ -3,20 +3,8 @@
 //! -32601 (method not found) even for `tools/call`. Errand answers -32602
 //! naming what is wrong for the methods it serves, and -32601 only for
 //! methods it does not know.
-//!
-//! And requests rmcp would read wrongly: a body with a key twice in one
-//! JSON object (`"arguments": {"a":1,"a":2}`), of which rmcp's parser keeps
-//! the last value, is refused by [`refuse_duplicate_keys`] with -32602, as
-//! errand's JSON rule ([`crate::json_text`]) has gRPC refuse it.
-use axum::{
-    body::{Body, to_bytes},
-    extract::{Request, State},
-    http::{Method, StatusCode},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
 use rmcp::{ErrorData, model::ErrorCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Methods whose params rmcp parses before they reach the handler.
 const KNOWN: &[&str] = &[
@@ -60,40 +48,6 @@ pub fn error(method: &str, params: Option<&Value>, parse_error: Option<String>) 
 /// `inputResponses`: errand never asks for input, so there is none to send).
 pub fn update_task_id(params: Option<&Value>) -> Option<&str> {
     params?.get("taskId")?.as_str()
-}
-
-/// Middleware on the MCP route: a POST body (at most `max` bytes, the
-/// limit rmcp applies after, answered 413 the way rmcp does) holding a key
-/// twice in one object gets the JSON-RPC error -32602 naming the key, with
-/// the request's `id`; any other body goes on to rmcp unchanged.
-pub async fn refuse_duplicate_keys(State(max): State<usize>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
-    }
-    let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, max).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Payload Too Large: request body exceeds {max} bytes"),
-        )
-            .into_response();
-    };
-    if let Ok(text) = std::str::from_utf8(&bytes)
-        && let Some(problem) = crate::json_text::duplicate_key(text)
-    {
-        // Read as rmcp would (the last value wins), for the id and method.
-        let request = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let method = request.get("method").and_then(Value::as_str).unwrap_or("?");
-        let message = format!(
-            "invalid {} params: the request {problem}",
-            crate::logs::field(method)
-        );
-        let error = json!({"code": ErrorCode::INVALID_PARAMS.0, "message": message});
-        return axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": error})).into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
 }
 
 #[cfg(test)]
