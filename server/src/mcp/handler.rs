@@ -70,14 +70,14 @@ impl McpHandler {
 
     /// Waits for `task` to finish. When the client gives up first (MCP
     /// `notifications/cancelled`, or the HTTP request dropped), the task is
-    /// cancelled only if `created`: this request made it. A submit that
+    /// cancelled only if `own_task`: this request made it. A submit that
     /// joined an identical call in flight or matched an earlier submit's
     /// key got another caller's task, which runs on for that caller.
     async fn wait_for_result(
         &self,
         caller: &Caller,
         task: pb::Task,
-        created: bool,
+        own_task: bool,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // The run's timeout, plus slack for queueing and the result's trip.
@@ -87,7 +87,7 @@ impl McpHandler {
         let task = tokio::select! {
             t = self.agent.wait(caller, task, until) => t.map_err(|s| convert::error(&s))?,
             _ = ctx.ct.cancelled() => {
-                if !created {
+                if !own_task {
                     return Err(ErrorData::internal_error(
                         format!("the request was cancelled; task {id} was not: it is shared with another call"),
                         None,
@@ -194,7 +194,8 @@ impl ServerHandler for McpHandler {
             }
             Err(s) => return Err(convert::error(&s)),
         };
-        let created = !resp.joined && !resp.deduplicated;
+        // A joined or deduplicated submit got another call's task.
+        let own_task = !resp.joined && !resp.deduplicated;
         let task = resp
             .task
             .ok_or_else(|| ErrorData::internal_error("the submit returned no task", None))?;
@@ -204,7 +205,7 @@ impl ServerHandler for McpHandler {
                     .with_meta(convert::meta(&task));
             return Ok(CallToolResponse::Task(created));
         }
-        self.wait_for_result(&caller, task, created, &ctx).await
+        self.wait_for_result(&caller, task, own_task, &ctx).await
     }
 
     async fn get_task(
