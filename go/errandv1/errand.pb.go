@@ -479,6 +479,9 @@ type Fallback_Tool struct {
 type Fallback_LastGoodMaxAgeMs struct {
 	// Answer with the session's last SUCCEEDED result of the same tool and
 	// canonical arguments, if it finished at most this many milliseconds ago.
+	// Only calls that asked for a last-good fallback themselves (on the
+	// submit or through the tool's policy) are kept as such answers: a
+	// success of a call without one is never used.
 	LastGoodMaxAgeMs uint64 `protobuf:"varint,2,opt,name=last_good_max_age_ms,json=lastGoodMaxAgeMs,proto3,oneof"`
 }
 
