@@ -39,9 +39,11 @@ from typing import Any, Callable, Coroutine, Optional
 import grpc
 import grpc.aio
 
+from errand import _outgoing
 from errand._common import MAX_SEND_MESSAGE_BYTES, RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
 from errand._jsonable import to_json as _to_json
+from errand._outgoing import DEFAULT_MAX_MESSAGE_BYTES
 from errand.context import (
     Summarized,
     TaskContext,
@@ -348,9 +350,10 @@ class Worker:
                 msg = await outgoing.get()
                 if msg is None:
                     return
-                if msg.HasField("result"):
-                    msg = _fit(msg, self._max_message)
-                yield msg
+                # Every message, by the one rule: none may end the stream.
+                fitted = _outgoing.fit(msg, self._max_message)
+                if fitted is not None:
+                    yield fitted
 
         stub = pb_grpc.WorkerServiceStub(channel)
         call = stub.Connect(requests(), metadata=self._metadata, wait_for_ready=True)
@@ -420,6 +423,7 @@ class Worker:
             timeout_ms=assignment.timeout_ms,
             resume_detail_json=assignment.resume_detail_json,
             _send=done.send,
+            _max_message=self._max_message,
         )
         spec = self._tools.get(assignment.tool)
         if spec is None:
@@ -545,39 +549,6 @@ def _failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
     error = pb.ToolError(code=code, message=message)
     return pb.WorkerMessage(
         result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
-    )
-
-
-#: gRPC's default message limit, assumed when the server does not say its own.
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-
-
-def _fit(msg: pb.WorkerMessage, limit: int) -> pb.WorkerMessage:
-    """`msg` (a result) if it fits in `limit` bytes; otherwise a failed result
-    with code "invalid_result" saying the size and the limit. A message over
-    the limit would end the stream, and the task would go on to kill the next
-    worker the same way."""
-    result = msg.result
-    # UTF-8 takes at most 4 bytes a code point: most results need no encoding.
-    chars = len(result.result_json) + len(result.summary) + len(result.error.message)
-    if 4 * chars + 1024 <= limit:
-        return msg
-    size = msg.ByteSize()
-    if size <= limit:
-        return msg
-    log.warning(
-        "task %s: result of %d bytes over the server's limit of %d; failing the task",
-        result.task_id,
-        size,
-        limit,
-    )
-    message = (
-        f"the tool's result is {size} bytes, the limit is {limit}"
-        " (the server's largest message, --max-message-bytes)"
-    )
-    error = pb.ToolError(code="invalid_result", message=message)
-    return pb.WorkerMessage(
-        result=pb.TaskResult(task_id=result.task_id, error=error, attempt=result.attempt)
     )
 
 
