@@ -361,7 +361,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         done = _Done(loop, running, outgoing)
         # One reader task for the whole stream (not one per message): stop()
-        # ends it by cancelling it.
+        # ends it by ending the stream.
         reader = asyncio.ensure_future(self._read(call, running, outgoing, executor, done))
         stop_wait = asyncio.ensure_future(self._wake.wait())
         try:
@@ -369,14 +369,19 @@ class Worker:
             if reader.done():
                 reader.result()  # the stream's end or error
         finally:
-            reader.cancel()
             stop_wait.cancel()
+            done.closing = True  # assignments from now on are not started
             # The server gives this connection's tasks to other workers as new
             # attempts: results of these runs would be ignored, so stop them.
             for entry in list(running.values()):
                 entry.cancel("disconnected")
+            # Close the stream as the protocol does: end the requests and let
+            # the server end the stream, which the reader sees. Cancelling it
+            # instead leaves gRPC operations (the reader's read, the call's
+            # status) to complete after this loop may have closed, and gRPC's
+            # poller then prints "RuntimeError: Event loop is closed".
             outgoing.put_nowait(None)
-            call.cancel()
+            await _end(reader, _CLOSE_TIMEOUT, call.cancel)
 
     async def _read(
         self,
@@ -415,6 +420,8 @@ class Worker:
         executor: ThreadPoolExecutor,
         done: _Done,
     ) -> None:
+        if done.closing:
+            return  # the stream is closing: the server gives it to another worker
         ctx = TaskContext(
             task_id=assignment.task_id,
             session_id=assignment.session_id,
@@ -488,6 +495,8 @@ class _Done:
         self._running = running
         self._outgoing = outgoing
         self._lock = threading.Lock()
+        #: Set when the connection closes: no new assignment starts.
+        self.closing = False
         # Messages from pool threads, in order; None: not a call's result.
         self._queued: list[tuple[Optional[_Running], pb.WorkerMessage]] = []
 
@@ -532,6 +541,24 @@ class _Done:
                 self._outgoing.put_nowait(msg)
             else:
                 self.finish(entry, msg)
+
+
+#: Most seconds a closing connection waits for the server to end its stream
+#: (a round trip), then as long again once it cancelled the stream itself.
+_CLOSE_TIMEOUT = 2.0
+
+
+async def _end(task: asyncio.Future[Any], timeout: float, stop: Callable[[], Any]) -> None:
+    """Waits up to `timeout` seconds for `task` to end; if it has not, calls
+    `stop()` and waits as long again, then cancels it. Retrieves its outcome,
+    so nothing is left unseen."""
+    for last_resort in (stop, task.cancel):
+        await asyncio.wait({task}, timeout=timeout)
+        if task.done():
+            break
+        last_resort()
+    if task.done() and not task.cancelled():
+        task.exception()
 
 
 def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
