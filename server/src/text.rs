@@ -379,7 +379,7 @@ mod tests {
             delivery: Default::default(),
             result_budget: 0,
             notes: FinishNotes {
-                answered_by,
+                answered_by: answered_by.map(Box::new),
                 ..Default::default()
             },
         }

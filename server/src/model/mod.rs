@@ -13,7 +13,7 @@ mod keys;
 mod progress;
 mod worker;
 
-pub use call::{Answered, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
+pub use call::{Answered, ArgsHash, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 pub use keys::{SessionKey, ToolKey};
 pub use progress::{
     MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES, ProgressRecord, ProgressReport,

@@ -158,7 +158,7 @@ pub fn call_options(
     };
     CallOptions {
         result_budget,
-        args_hash: call::args_hash(arguments).into(),
+        args_hash: call::ArgsHash::of(arguments),
         joinable: sub
             .join_in_flight
             .or(spec.policy.join_in_flight)

@@ -50,7 +50,7 @@ impl Scheduler {
     /// applies; a fallback run's ending becomes its call's.
     pub(super) async fn fall_back(self: &Arc<Self>, ended: Ended) -> Fallen {
         if let Some(link) = ended.task.call.fallback_for.clone() {
-            return Fallen::Finish(Box::new(answer_call(ended, link)));
+            return Fallen::Finish(Box::new(answer_call(ended, *link)));
         }
         let state = ended.finish.state;
         let Some(fallback) = ended.task.call.fallback.clone() else {
@@ -91,12 +91,12 @@ impl Scheduler {
         };
         info!(task_id = %task.id, answered_by = %earlier.id, "a last good result answers the call");
         let primary = primary(&ended);
-        ended.finish.notes.answered_by = Some(Answered {
+        ended.finish.notes.answered_by = Some(Box::new(Answered {
             primary,
             tool: String::new(),
             last_good_age_ms: call::age_ms(at, now),
             task_id: earlier.id,
-        });
+        }));
         ended.finish.state = TaskState::Succeeded;
         ended.finish.outcome = Outcome::Result(json);
         ended
@@ -138,13 +138,13 @@ impl Scheduler {
             delivery: task.delivery,
             call: CallOptions {
                 result_budget: task.call.result_budget,
-                args_hash: task.call.args_hash.clone(),
+                args_hash: task.call.args_hash,
                 joinable: false,
                 fallback: None,
-                fallback_for: Some(FallbackFor {
+                fallback_for: Some(Box::new(FallbackFor {
                     parent: task.id,
                     primary: primary(&ended),
-                }),
+                })),
             },
             notes: FinishNotes::default(),
         };

@@ -29,7 +29,7 @@ struct Inner {
 }
 
 /// A joinable call: session, tool and arguments hash.
-type Call = (Arc<str>, Arc<str>, Arc<str>);
+type Call = (Arc<str>, Arc<str>, crate::model::ArgsHash);
 
 #[derive(Default)]
 struct SessionLog {
@@ -59,11 +59,7 @@ impl Inner {
     }
 
     fn flight_key(task: &TaskRecord) -> Call {
-        (
-            task.session.clone(),
-            task.tool.clone(),
-            task.call.args_hash.clone(),
-        )
+        (task.session.clone(), task.tool.clone(), task.call.args_hash)
     }
 
     fn leave_flight(&mut self, task: &TaskRecord) {
@@ -161,7 +157,7 @@ impl Store for MemoryStore {
         &self,
         session: &str,
         tool: &str,
-        args_hash: &str,
+        args_hash: &crate::model::ArgsHash,
         not_before: SystemTime,
     ) -> Result<Option<TaskRecord>, StoreError> {
         let inner = self.lock();
@@ -173,7 +169,7 @@ impl Store for MemoryStore {
                     && t.notes.answered_by.is_none()
                     && &*t.session == session
                     && &*t.tool == tool
-                    && &*t.call.args_hash == args_hash
+                    && t.call.args_hash == *args_hash
                     && t.finished_at.is_some_and(|at| at >= not_before)
             })
             .max_by_key(|t| t.finished_at)

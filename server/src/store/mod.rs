@@ -204,7 +204,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         _session: &str,
         _tool: &str,
-        _args_hash: &str,
+        _args_hash: &crate::model::ArgsHash,
         _not_before: SystemTime,
     ) -> Result<Option<TaskRecord>, StoreError> {
         Ok(None)

@@ -123,7 +123,7 @@ impl Writer {
                 .map(|&i| call_columns::insert_columns(&tasks[i].call))
                 .collect();
             let budget: Vec<i64> = calls.iter().map(|c| c.0).collect();
-            let hash: Vec<&str> = calls.iter().map(|c| c.1).collect();
+            let hash: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
             let joinable: Vec<i32> = calls.iter().map(|c| c.2 as i32).collect();
             let fallback: Vec<Option<&str>> = calls.iter().map(|c| c.3.as_deref()).collect();
             let delivery: Vec<i16> = new.iter().map(|&i| tasks[i].delivery.code()).collect();

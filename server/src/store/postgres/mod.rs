@@ -248,9 +248,10 @@ impl Store for PostgresStore {
         &self,
         session: &str,
         tool: &str,
-        args_hash: &str,
+        args_hash: &crate::model::ArgsHash,
         not_before: SystemTime,
     ) -> Result<Option<TaskRecord>, StoreError> {
+        let args_hash = args_hash.hex();
         let client = self.client().await?;
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM errand_tasks

@@ -194,7 +194,9 @@ impl SharedQueue for PostgresStore {
             .map(|(t, finish)| {
                 // A fallback run's ending is its call's (and drops the run).
                 let finish = match &t.call.fallback_for {
-                    Some(link) => crate::model::call::run_ending_as_call(&t, link.clone(), finish),
+                    Some(link) => {
+                        crate::model::call::run_ending_as_call(&t, (**link).clone(), finish)
+                    }
                     None => finish,
                 };
                 (finish, Guard::Any)
@@ -433,7 +435,7 @@ async fn time_out_overdue(
             // call itself is parked (RUNNING), so not guarded as queued.
             match &t.call.fallback_for {
                 Some(link) => (
-                    crate::model::call::run_ending_as_call(&t, link.clone(), finish),
+                    crate::model::call::run_ending_as_call(&t, (**link).clone(), finish),
                     Guard::Any,
                 ),
                 None => (finish, Guard::Queued),

@@ -140,7 +140,7 @@ async fn a_reaped_fallback_run_ends_its_call_and_takes_no_completion() {
     insert_new(&a, &call).await;
     a.park(call.id).await.unwrap();
     let mut run = task("s1", None, at(2));
-    run.call.fallback_for = Some(FallbackFor {
+    run.call.fallback_for = Some(Box::new(FallbackFor {
         parent: call.id,
         primary: Primary {
             state: TaskState::Failed,
@@ -148,7 +148,7 @@ async fn a_reaped_fallback_run_ends_its_call_and_takes_no_completion() {
             message: "broke".into(),
             attempts: 1,
         },
-    });
+    }));
     insert_new(&a, &run).await;
     let claimed = a.claim("search", 10).await.unwrap();
     assert_eq!(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{BadRow, state_code, state_from_code, to_i64};
-use crate::model::{Answered, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
+use crate::model::{Answered, ArgsHash, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 
 /// The call columns as stored.
 #[derive(Debug, Default)]
@@ -80,7 +80,7 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 /// `result_budget`, `args_hash`, `joinable` (0 or 1) and `fallback` of a new task.
-pub(crate) fn insert_columns(call: &CallOptions) -> (i64, &str, i64, Option<String>) {
+pub(crate) fn insert_columns(call: &CallOptions) -> (i64, String, i64, Option<String>) {
     let fallback = (call.fallback.is_some() || call.fallback_for.is_some()).then(|| {
         let mut f = FallbackJson::default();
         match &call.fallback {
@@ -96,7 +96,7 @@ pub(crate) fn insert_columns(call: &CallOptions) -> (i64, &str, i64, Option<Stri
     });
     (
         to_i64(call.result_budget),
-        &call.args_hash,
+        call.args_hash.hex(),
         i64::from(call.joinable),
         fallback,
     )
@@ -120,7 +120,8 @@ impl CallRow {
     pub fn decode(self) -> Result<(CallOptions, FinishNotes), BadRow> {
         let mut call = CallOptions {
             result_budget: u64::try_from(self.result_budget.unwrap_or(0)).unwrap_or(0),
-            args_hash: self.args_hash.unwrap_or_default().into(),
+            args_hash: ArgsHash::from_hex(self.args_hash.as_deref().unwrap_or_default())
+                .map_err(BadRow)?,
             joinable: self.joinable == Some(1),
             fallback: None,
             fallback_for: None,
@@ -134,10 +135,10 @@ impl CallRow {
                 (None, None) => None,
             };
             if let (Some(parent), Some(primary)) = (f.run_for, f.primary) {
-                call.fallback_for = Some(FallbackFor {
+                call.fallback_for = Some(Box::new(FallbackFor {
                     parent: uuid(&parent)?,
                     primary: primary.decode()?,
-                });
+                }));
             }
         }
         let answered_by = match self.answered_by {
@@ -145,12 +146,12 @@ impl CallRow {
             Some(text) => {
                 let a: AnsweredJson = serde_json::from_str(&text)
                     .map_err(|e| BadRow(format!("bad answered_by column: {e}")))?;
-                Some(Answered {
+                Some(Box::new(Answered {
                     primary: a.primary.decode()?,
                     tool: a.tool,
                     last_good_age_ms: a.last_good_age_ms,
                     task_id: uuid(&a.task_id)?,
-                })
+                }))
             }
         };
         let notes = FinishNotes {
@@ -177,29 +178,29 @@ mod tests {
         };
         let call = CallOptions {
             result_budget: 16384,
-            args_hash: "ab".into(),
+            args_hash: ArgsHash::of("{\"a\":1}"),
             joinable: true,
             fallback: Some(Fallback::Tool("t\u{1f}backup".into())),
-            fallback_for: Some(FallbackFor {
+            fallback_for: Some(Box::new(FallbackFor {
                 parent: Uuid::new_v4(),
                 primary: primary.clone(),
-            }),
+            })),
         };
         let notes = FinishNotes {
             summary: Some("short".into()),
-            answered_by: Some(Answered {
+            answered_by: Some(Box::new(Answered {
                 primary,
                 tool: String::new(),
                 last_good_age_ms: 42,
                 task_id: Uuid::new_v4(),
-            }),
+            })),
             drop_run: None,
         };
         let (budget, hash, joinable, fallback) = insert_columns(&call);
         let (summary, answered_by) = finish_columns(&notes);
         let row = CallRow {
             result_budget: Some(budget),
-            args_hash: Some(hash.into()),
+            args_hash: Some(hash),
             joinable: Some(joinable),
             fallback,
             summary: summary.map(Into::into),

@@ -246,10 +246,10 @@ impl Store for SqliteStore {
         &self,
         session: &str,
         tool: &str,
-        args_hash: &str,
+        args_hash: &crate::model::ArgsHash,
         not_before: SystemTime,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        let (session, tool, hash) = (session.to_string(), tool.to_string(), args_hash.to_string());
+        let (session, tool, hash) = (session.to_string(), tool.to_string(), args_hash.hex());
         let not_before = super::sql::codec::time_to_i64(not_before);
         self.read(move |conn| {
             conn.prepare_cached(rows::SELECT_LAST_GOOD)?

@@ -61,7 +61,7 @@ pub(super) fn insert(conn: &Connection, task: &TaskRecord) -> rusqlite::Result<I
         let running = conn
             .prepare_cached(SELECT_IN_FLIGHT)?
             .query_row(
-                params![&*task.session, &*task.tool, &*task.call.args_hash],
+                params![&*task.session, &*task.tool, task.call.args_hash.hex()],
                 task_from_row,
             )
             .optional()?;

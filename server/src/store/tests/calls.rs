@@ -14,7 +14,7 @@ fn joinable(session: &str, args: &str, secs: u64) -> TaskRecord {
     t.arguments = args.into();
     t.call = CallOptions {
         result_budget: 100,
-        args_hash: call::args_hash(args).into(),
+        args_hash: call::ArgsHash::of(args),
         joinable: true,
         fallback: Some(Fallback::LastGood { max_age_ms: 5 }),
         fallback_for: None,
@@ -61,7 +61,7 @@ pub(super) async fn last_good_is_the_latest_own_success(store: &dyn Store) {
     fail.state = TaskState::Failed;
     fail.outcome = Outcome::error("tool_error", "no");
     finish_seq(store, &fail).await;
-    let hash = &*old.call.args_hash;
+    let hash = &old.call.args_hash;
     let found = store.last_good("s1", &old.tool, hash, at(5)).await.unwrap();
     assert_eq!(found.map(|t| t.id), Some(newer.id));
     assert!(
@@ -92,12 +92,12 @@ pub(super) async fn last_good_is_the_latest_own_success(store: &dyn Store) {
     stale_t.call.joinable = false;
     insert_new(store, &stale_t).await;
     let mut answered = succeed(&stale, at(50));
-    answered.notes.answered_by = Some(Answered {
+    answered.notes.answered_by = Some(Box::new(Answered {
         primary: primary(),
         tool: String::new(),
         last_good_age_ms: 30_000,
         task_id: newer.id,
-    });
+    }));
     finish_seq(store, &answered).await;
     let found = store.last_good("s1", &old.tool, hash, at(5)).await.unwrap();
     assert_eq!(found.map(|t| t.id), Some(newer.id));
@@ -123,10 +123,10 @@ pub(super) async fn a_fallback_run_goes_with_its_call_s_finish(store: &dyn Store
     store.park(parent.id).await.unwrap();
     let mut run = task("s1", None, at(2));
     run.tool = "backup".into();
-    run.call.fallback_for = Some(FallbackFor {
+    run.call.fallback_for = Some(Box::new(FallbackFor {
         parent: parent.id,
         primary: primary(),
-    });
+    }));
     insert_new(store, &run).await;
     let back = store.get_task(run.id).await.unwrap().unwrap();
     assert_eq!(back.call.fallback_for, run.call.fallback_for);
@@ -146,12 +146,12 @@ pub(super) async fn a_fallback_run_goes_with_its_call_s_finish(store: &dyn Store
         finished_at: at(3),
         notes: FinishNotes {
             summary: Some("the answer".into()),
-            answered_by: Some(Answered {
+            answered_by: Some(Box::new(Answered {
                 primary: primary(),
                 tool: "backup".into(),
                 last_good_age_ms: 0,
                 task_id: run.id,
-            }),
+            })),
             drop_run: Some(run.id),
         },
     };
