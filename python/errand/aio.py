@@ -370,7 +370,9 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
         # poller prints "RuntimeError: Event loop is closed". So the call is
         # cancelled under a read, and that read and gRPC's status task for
         # the call are awaited (a pending `__anext__`'s read is its
-        # caller's to await).
+        # caller's to await). The status tasks of streams opened on this loop
+        # after this one cannot be told apart: one still open keeps this
+        # wait to its bound.
         drain = None if self._reading else asyncio.ensure_future(call.read())
         if drain is not None:
             await asyncio.sleep(0)  # the read starts: its operation is in flight
