@@ -34,10 +34,13 @@ import (
 //
 // To resume in another process, store the last Seq you processed and pass it
 // as afterSeq; AckCompletions lets the server drop what you no longer need.
+// An afterSeq beyond the session's last Seq (one it never assigned: a typo,
+// another session's Seq) ends the loop with ErrOutOfRange, whose message
+// names both, instead of waiting for completions it would then skip.
 //
 // Resuming across a server restart relies on the server's durable store: a
-// server run with the memory store starts its sessions over at Seq 1, and
-// completions numbered up to the last Seq seen would then be skipped.
+// server run with the memory store starts its sessions over at Seq 1, so a
+// reconnect after the last Seq seen ends with ErrOutOfRange.
 func (c *Client) Completions(ctx context.Context, session string, afterSeq uint64) iter.Seq2[*Completion, error] {
 	return func(yield func(*Completion, error) bool) {
 		last := afterSeq

@@ -38,8 +38,8 @@ var (
 	ErrUnavailable = rpcerr.ErrUnavailable
 	// ErrInternal: the server failed; the message says how.
 	ErrInternal = rpcerr.ErrInternal
-	// ErrOutOfRange: an acknowledgement beyond the session's last seq, or a
-	// ReadResult offset past the end of the result.
+	// ErrOutOfRange: an acknowledgement or an afterSeq beyond the session's
+	// last seq, or a ReadResult offset past the end of the result.
 	ErrOutOfRange = rpcerr.ErrOutOfRange
 	// ErrUnimplemented: the server predates the call (SessionEvents,
 	// PendingDigest and ReadResult need a server with issue 17's contract).

@@ -61,7 +61,8 @@ type inboxConfig struct {
 type InboxOption func(*inboxConfig)
 
 // WithAfterSeq starts the inbox after this seq (default 0: after the
-// session's acknowledged seq, as the server starts every stream there).
+// session's acknowledged seq, as the server starts every stream there). A seq
+// beyond the session's last one stops the inbox with ErrOutOfRange (see Err).
 func WithAfterSeq(seq uint64) InboxOption { return func(c *inboxConfig) { c.afterSeq = seq } }
 
 // WithCoalesceWindow sets how long Notify and WaitReady wait, once a

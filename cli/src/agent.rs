@@ -70,7 +70,8 @@ pub struct WatchArgs {
     /// The session to follow.
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
-    /// Start after this seq (0: everything retained).
+    /// Start after this seq (0: everything retained). One past the
+    /// session's last seq is refused (OUT_OF_RANGE), as `ack` refuses it.
     #[arg(long, default_value_t = 0)]
     after: u64,
     /// Stop after this many completions.
@@ -273,14 +274,13 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
 
 pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
-    check_after(&client, &args).await?;
     if args.progress {
         return watch_events(&client, &args).await;
     }
     let mut stream = client.completions(&args.session, args.after);
     let mut seen = 0;
     while let Some(completion) = stream.next().await {
-        let completion = completion.context("following completions")?;
+        let completion = completion.map_err(|e| failed(e, "following completions"))?;
         if args.json {
             println!("{}", output::completion_json(&completion));
         } else {
@@ -294,23 +294,14 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Refuses `--after` past the session's last seq, as AckCompletions
-/// refuses `up_to_seq` there (OUT_OF_RANGE): nothing would arrive until the
-/// session's seqs caught up, and the watch would wait silently.
-async fn check_after(client: &Client, args: &WatchArgs) -> Result<()> {
-    if args.after == 0 {
-        return Ok(());
+/// A server's answer speaks for itself, as on `ack` (an `--after` past the
+/// session's last seq: `OUT_OF_RANGE: after_seq N is beyond ...`); another
+/// failure says what was being done.
+fn failed(e: errand_client::Error, doing: &'static str) -> anyhow::Error {
+    match e {
+        errand_client::Error::Status(_) => e.into(),
+        other => anyhow::Error::new(other).context(doing),
     }
-    let last_seq = client.pending_digest(&args.session, 0).await?.last_seq;
-    if args.after > last_seq {
-        bail!(
-            "OUT_OF_RANGE: --after {} is beyond session {:?}'s last seq, {last_seq}: follow \
-from a seq you have received (0: everything retained)",
-            args.after,
-            args.session
-        );
-    }
-    Ok(())
 }
 
 /// `watch --progress`: completions and progress from SessionEvents,
@@ -331,7 +322,7 @@ async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 continue;
             }
-            Err(e) => return Err(e).context("opening SessionEvents"),
+            Err(e) => return Err(failed(e, "opening SessionEvents")),
         };
         loop {
             let event = match stream.next().await {

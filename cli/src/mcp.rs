@@ -117,7 +117,11 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             },
         },
     );
-    let running = handler.serve(rmcp::transport::stdio()).await?;
+    let (stdin, stdout) = rmcp::transport::stdio();
+    // Lines as long as the server's default message limit.
+    let max_line = errand_server::config::Limits::default().max_message_bytes;
+    let transport = errand_server::mcp::lines::Lines::new(stdin, stdout, max_line);
+    let running = handler.serve(transport).await?;
     running.waiting().await?;
     Ok(ExitCode::SUCCESS)
 }

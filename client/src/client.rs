@@ -370,7 +370,8 @@ impl Client {
     /// long as the returned stream is read. Reconnects by itself with
     /// backoff when the server or network goes away, resuming after the last
     /// seq it delivered: nothing is missed or repeated. Ends with an error
-    /// only for errors that retrying cannot fix.
+    /// only for errors that retrying cannot fix: OUT_OF_RANGE for an
+    /// `after_seq` beyond the session's last seq, say.
     pub fn completions(
         &self,
         session: &str,

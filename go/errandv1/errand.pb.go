@@ -17,7 +17,10 @@
 // cut to 64 bytes). A submit or registration that breaks it gets
 // INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
 // worker's result that breaks it ends the task FAILED with error code
-// "invalid_result" and a message saying why.
+// "invalid_result" and a message saying why. The MCP and A2A front ends
+// apply the duplicate-key part to their JSON request bodies (the arguments
+// among them): such a request gets JSON-RPC error -32602 (A2A over
+// HTTP+JSON: 400) naming the key, and no task is made.
 //
 // This file is the public contract of errand: clients in every language are
 // generated from it. Names are stable; fields are only ever added.
@@ -476,6 +479,9 @@ type Fallback_Tool struct {
 type Fallback_LastGoodMaxAgeMs struct {
 	// Answer with the session's last SUCCEEDED result of the same tool and
 	// canonical arguments, if it finished at most this many milliseconds ago.
+	// Only calls that asked for a last-good fallback themselves (on the
+	// submit or through the tool's policy) are kept as such answers: a
+	// success of a call without one is never used.
 	LastGoodMaxAgeMs uint64 `protobuf:"varint,2,opt,name=last_good_max_age_ms,json=lastGoodMaxAgeMs,proto3,oneof"`
 }
 
@@ -1055,6 +1061,12 @@ type CompletionsRequest struct {
 	// Replay every retained completion with seq > after_seq, then stream live
 	// ones. 0 replays everything retained. A client that reconnects passes the
 	// last seq it processed and misses nothing and sees nothing twice.
+	// At most the session's last seq, the highest it has assigned (on a shared
+	// PostgreSQL store, by any server; 0 for a session without completions):
+	// beyond it the stream is refused with OUT_OF_RANGE, since a seq the
+	// client never received (a typo, another session's seq) would skip the
+	// completions numbered up to it. A seq the client received is always
+	// within.
 	AfterSeq      uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1327,7 +1339,8 @@ type SessionEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The session to follow.
 	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// As CompletionsRequest.after_seq.
+	// As CompletionsRequest.after_seq (beyond the session's last seq:
+	// OUT_OF_RANGE).
 	AfterSeq uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
 	// Also stream running tasks' progress.
 	IncludeProgress bool `protobuf:"varint,3,opt,name=include_progress,json=includeProgress,proto3" json:"include_progress,omitempty"`
@@ -1808,8 +1821,10 @@ func (x *GetTaskRequest) GetTaskId() string {
 type CancelTaskRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	// Why, at most 1 KiB: it reaches the worker (CancelAssignment.reason) and
-	// the completion's message.
+	// Why, at most 1 KiB (1024 bytes; longer gets INVALID_ARGUMENT): it
+	// reaches the worker (CancelAssignment.reason) and the completion's
+	// message, with each NUL escaped as the six characters \u0000. Empty is
+	// fine. CancelTasksRequest.reason follows the same rule.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2577,7 +2592,10 @@ type CancelTasksRequest struct {
 	Statuses []TaskStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=errand.v1.TaskStatus" json:"statuses,omitempty"`
 	// Only this tool's tasks; empty means any.
 	Tool string `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
-	// Why, for the logs; at most 256 bytes. Empty is fine.
+	// Why, as CancelTaskRequest.reason: at most 1 KiB (longer gets
+	// INVALID_ARGUMENT), each NUL escaped as \u0000; it reaches the worker of
+	// each running task (CancelAssignment.reason) and each task's completion
+	// message. Empty is fine.
 	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

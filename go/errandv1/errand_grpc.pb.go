@@ -17,7 +17,10 @@
 // cut to 64 bytes). A submit or registration that breaks it gets
 // INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
 // worker's result that breaks it ends the task FAILED with error code
-// "invalid_result" and a message saying why.
+// "invalid_result" and a message saying why. The MCP and A2A front ends
+// apply the duplicate-key part to their JSON request bodies (the arguments
+// among them): such a request gets JSON-RPC error -32602 (A2A over
+// HTTP+JSON: 400) naming the key, and no task is made.
 //
 // This file is the public contract of errand: clients in every language are
 // generated from it. Names are stable; fields are only ever added.
@@ -93,6 +96,9 @@ type ToolServiceClient interface {
 	// Several streams may follow the same session; each gets every completion.
 	// The stream ends with UNAUTHENTICATED ("token expired") when the token
 	// that opened it expires: reopen it with a fresh token and after_seq.
+	// Errors: INVALID_ARGUMENT (a bad session_id), OUT_OF_RANGE (after_seq
+	// beyond the session's last seq: the message names both),
+	// RESOURCE_EXHAUSTED (too many open streams).
 	Completions(ctx context.Context, in *CompletionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Completion], error)
 	// Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
@@ -103,7 +109,9 @@ type ToolServiceClient interface {
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*Task, error)
 	// Tells the server that the client has processed a session's completions up
 	// to and including up_to_seq: they (and their finished tasks) may be removed
-	// before the retention time runs out.
+	// before the retention time runs out. Errors: INVALID_ARGUMENT (a bad
+	// session_id), OUT_OF_RANGE (up_to_seq beyond the session's last seq:
+	// nothing changes).
 	AckCompletions(ctx context.Context, in *AckCompletionsRequest, opts ...grpc.CallOption) (*AckCompletionsResponse, error)
 	// Lists the caller's tasks, finished or not, from the store (so it works
 	// after a restart and, on a shared store, across servers). Oldest first
@@ -338,6 +346,9 @@ type ToolServiceServer interface {
 	// Several streams may follow the same session; each gets every completion.
 	// The stream ends with UNAUTHENTICATED ("token expired") when the token
 	// that opened it expires: reopen it with a fresh token and after_seq.
+	// Errors: INVALID_ARGUMENT (a bad session_id), OUT_OF_RANGE (after_seq
+	// beyond the session's last seq: the message names both),
+	// RESOURCE_EXHAUSTED (too many open streams).
 	Completions(*CompletionsRequest, grpc.ServerStreamingServer[Completion]) error
 	// Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
@@ -348,7 +359,9 @@ type ToolServiceServer interface {
 	CancelTask(context.Context, *CancelTaskRequest) (*Task, error)
 	// Tells the server that the client has processed a session's completions up
 	// to and including up_to_seq: they (and their finished tasks) may be removed
-	// before the retention time runs out.
+	// before the retention time runs out. Errors: INVALID_ARGUMENT (a bad
+	// session_id), OUT_OF_RANGE (up_to_seq beyond the session's last seq:
+	// nothing changes).
 	AckCompletions(context.Context, *AckCompletionsRequest) (*AckCompletionsResponse, error)
 	// Lists the caller's tasks, finished or not, from the store (so it works
 	// after a restart and, on a shared store, across servers). Oldest first

@@ -156,7 +156,8 @@ class AsyncAgent(TurnLoop):
             or an `AsyncToolManager` (the agent registers as its completion
             callback, as in the seed text).
         session_id: the session (default: the client's or the manager's).
-        after_seq: with a client, resume after this completion seq.
+        after_seq: with a client, resume after this completion seq (at most
+            the session's last seq: beyond it the stream raises OutOfRange).
         on_status: called with ("queued" | "draining" | "delivered", completions)
             and ("progress", [Progress]); may be a coroutine function.
         ack: with a client, tell the server to drop completions once delivered

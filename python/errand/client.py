@@ -375,6 +375,12 @@ class Client(Settings):
         the stream again with the last seq it yielded, waiting `backoff`
         between tries, so nothing is missed or repeated. Call `close()` on it
         (from any thread) or leave the `with` block to stop.
+
+        `after_seq` must be a seq this session assigned (at most its last
+        seq; 0 for everything retained): beyond it the stream raises
+        OutOfRange naming both, instead of waiting for completions it would
+        then skip. A seq the iterator yielded is always within, unless a
+        memory-store server restarted and numbers the session from 1 again.
         """
         if self._closed:
             raise ClosedError("the client is closed")
@@ -393,7 +399,8 @@ class Client(Settings):
         fallback: bool = False,
     ) -> SessionEventStream:
         """Iterate over a session's events: its completions, as `completions`
-        does (replayed after `after_seq`, then live, reconnecting), and with
+        does (replayed after `after_seq`, then live, reconnecting; OutOfRange
+        when `after_seq` is beyond the session's last seq), and with
         `include_progress` the `Progress` of its running tasks (at most one per
         task per server interval; not durable).
 

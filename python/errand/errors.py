@@ -107,7 +107,8 @@ class Cancelled(RpcError):
 
 
 class OutOfRange(RpcError):
-    """A position past the end: an ack beyond the last seq, an offset past a result's end."""
+    """A position past the end: an ack or an `after_seq` beyond the session's last seq,
+    an offset past a result's end."""
 
 
 class Unimplemented(RpcError):

@@ -694,7 +694,8 @@ async fn pending_cut_short_ends_at_a_word_with_a_newline() {
 }
 
 /// `watch --after` past the session's last seq is refused as `ack` refuses
-/// it (OUT_OF_RANGE), instead of waiting silently.
+/// it (OUT_OF_RANGE), instead of waiting silently: the server's rule, in
+/// the server's words.
 #[tokio::test]
 async fn watch_after_beyond_the_last_seq_is_refused_as_ack_does() {
     let server = Server::start(&[]).await;
@@ -719,7 +720,7 @@ async fn watch_after_beyond_the_last_seq_is_refused_as_ack_does() {
         let err = stderr(&out);
         assert!(
             err.starts_with(
-                "errand: OUT_OF_RANGE: --after 1000 is beyond session \"demo\"'s last seq, 1"
+                "errand: OUT_OF_RANGE: after_seq 1000 is beyond session \"demo\"'s last seq, 1"
             ),
             "{err}"
         );

@@ -202,3 +202,132 @@ async fn acknowledged_completions_are_released() {
     worker.next().await.succeed("0");
     assert_eq!(seqs(&take_completions(&mut replay, 1).await), [4]);
 }
+
+/// Opens `Completions` and `SessionEvents` of `session` after `after_seq`
+/// on `server`: each stream's status when it is refused, `None` when it
+/// opens.
+async fn open_after(server: &Server, session: &str, after_seq: u64) -> [Option<tonic::Status>; 2] {
+    let mut raw = server.raw();
+    let completions = raw
+        .completions(pb::CompletionsRequest {
+            session_id: session.into(),
+            after_seq,
+        })
+        .await
+        .err();
+    let events = raw
+        .session_events(pb::SessionEventsRequest {
+            session_id: session.into(),
+            after_seq,
+            ..Default::default()
+        })
+        .await
+        .err();
+    [completions, events]
+}
+
+/// A seq the session never assigned (a typo, another session's seq) is
+/// refused as AckCompletions refuses one: OUT_OF_RANGE naming the value and
+/// the last seq, instead of a stream that waits silently and then skips
+/// real completions numbered up to it.
+#[tokio::test]
+async fn after_seq_past_the_last_seq_is_out_of_range() {
+    let server = Server::start(&[]).await;
+    // A session with no completion yet: 0 opens, anything more is past the end.
+    for opened in open_after(&server, "s", 0).await {
+        assert!(opened.is_none(), "{opened:?}");
+    }
+    for refused in open_after(&server, "s", 1).await {
+        let status = refused.expect("after_seq 1 on an empty session is refused");
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "after_seq 1 is beyond session \"s\"'s last seq, 0: follow from a seq you have \
+             received (0: everything retained)"
+        );
+    }
+    let mut worker = server.gate_worker(&["t"], 4).await;
+    let client = server.client().await;
+    for _ in 0..2 {
+        client.submit("s", "t", "{}").await.unwrap();
+        worker.next().await.succeed("null");
+    }
+    take_completions(&mut client.completions("s", 0), 2).await;
+    for refused in open_after(&server, "s", u64::MAX).await {
+        let status = refused.expect("a seq past the end is refused");
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with(&format!("after_seq {} is beyond", u64::MAX)),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("last seq, 2"),
+            "{}",
+            status.message()
+        );
+    }
+    // At the last seq both open and wait for the next completion.
+    for opened in open_after(&server, "s", 2).await {
+        assert!(opened.is_none(), "{opened:?}");
+    }
+    let mut resumed = client.completions("s", 2);
+    client.submit("s", "t", "{}").await.unwrap();
+    worker.next().await.succeed("null");
+    assert_eq!(seqs(&take_completions(&mut resumed, 1).await), [3]);
+    // Another session's seq means nothing here.
+    let refused = open_after(&server, "other", 3).await;
+    assert!(
+        refused.iter().all(|r| r
+            .as_ref()
+            .is_some_and(|s| s.code() == tonic::Code::OutOfRange)),
+        "{refused:?}"
+    );
+}
+
+/// On a shared database the last seq is the store's, not a server's: a
+/// stream opened on a server that delivered none of the session's
+/// completions resumes at the seq another server assigned, and is refused
+/// just past it.
+#[tokio::test]
+async fn after_seq_is_checked_against_the_shared_store_on_postgres() {
+    let Some(cluster) = pg::cluster() else {
+        assert!(
+            !on_postgres(),
+            "ERRAND_TEST_STORE=postgres needs PostgreSQL"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED after_seq_is_checked_against_the_shared_store_on_postgres: PostgreSQL's \
+             binaries are not installed"
+        );
+        return;
+    };
+    let url = cluster.create_database().await;
+    let one = Server::start_postgres(&url, &[]).await;
+    let two = Server::start_postgres(&url, &[]).await;
+    let mut worker = one.gate_worker(&["t"], 1).await;
+    let c1 = one.client().await;
+    for _ in 0..3 {
+        c1.submit("x", "t", "{}").await.unwrap();
+        worker.next().await.succeed("null");
+    }
+    take_completions(&mut c1.completions("x", 0), 3).await;
+    for opened in open_after(&two, "x", 3).await {
+        assert!(opened.is_none(), "{opened:?}");
+    }
+    for refused in open_after(&two, "x", 4).await {
+        let status = refused.expect("after_seq 4 is past the end");
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert!(
+            status.message().contains("last seq, 3"),
+            "{}",
+            status.message()
+        );
+    }
+    let ack = two.client().await.ack_completions("x", 4).await;
+    assert_eq!(code(ack), tonic::Code::OutOfRange);
+}

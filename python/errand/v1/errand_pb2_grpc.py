@@ -151,6 +151,9 @@ class ToolServiceServicer(object):
         Several streams may follow the same session; each gets every completion.
         The stream ends with UNAUTHENTICATED ("token expired") when the token
         that opened it expires: reopen it with a fresh token and after_seq.
+        Errors: INVALID_ARGUMENT (a bad session_id), OUT_OF_RANGE (after_seq
+        beyond the session's last seq: the message names both),
+        RESOURCE_EXHAUSTED (too many open streams).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,7 +179,9 @@ class ToolServiceServicer(object):
     def AckCompletions(self, request, context):
         """Tells the server that the client has processed a session's completions up
         to and including up_to_seq: they (and their finished tasks) may be removed
-        before the retention time runs out.
+        before the retention time runs out. Errors: INVALID_ARGUMENT (a bad
+        session_id), OUT_OF_RANGE (up_to_seq beyond the session's last seq:
+        nothing changes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -464,11 +464,6 @@ pub fn task_result(result: pb::TaskResult) -> Result<TaskResult, String> {
     })
 }
 
-/// The first command on a worker's stream, without the message limit.
-pub fn registered(worker_id: u64) -> pb::WorkerCommand {
-    registered_within(worker_id, 0)
-}
-
 /// The first command on a worker's stream, telling the worker the most
 /// bytes one of its messages may take (`--max-message-bytes`), so it can
 /// fail a result too large to send instead of losing its stream.

@@ -14,14 +14,28 @@
 //! [`crate::net::bearer`]), the session from the `Errand-Session` header,
 //! else [`handler::Settings::default_session`]. With `--tls-cert` the
 //! listener serves HTTPS with the gRPC port's certificate.
+//!
+//! A body rmcp cannot read as a JSON-RPC message is answered by
+//! [`incoming`]'s rules, as `errand mcp --stdio` ([`lines`]) answers such a
+//! line: HTTP 400 with the JSON-RPC error (413 over `--max-message-bytes`).
 pub mod agent;
 pub mod convert;
 pub mod handler;
+pub mod incoming;
+pub mod lines;
 pub mod malformed;
 
 use std::sync::Arc;
 
-use axum::middleware;
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use http_body_util::BodyExt;
+use rmcp::model::ServerJsonRpcMessage;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
@@ -68,6 +82,122 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
     );
     let app = axum::Router::new()
         .route_service(PATH, service)
+        .layer(middleware::from_fn_with_state(
+            l.max_body_bytes,
+            screen_body,
+        ))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
+}
+
+/// Answers a JSON POST body that is not a JSON-RPC request, or a request
+/// with a key twice in one object, by [`incoming`]'s rules: rmcp checks the
+/// request first (Host, Accept,
+/// headers, session) and its "cannot deserialize" answer (415 with a line
+/// of text) is replaced by the JSON-RPC error (400), or by 202 for a
+/// notification it cannot read. A body over `max` bytes is answered 413
+/// before rmcp sees it (it is not kept).
+async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || !is_json(req.headers()) {
+        // rmcp answers these (405, 415) itself.
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return answer(StatusCode::PAYLOAD_TOO_LARGE, &incoming::too_large(max));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "reading an MCP request body failed");
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    };
+    // Errand's JSON rule, which rmcp's parser does not keep (the last of
+    // two values wins): a request with a key twice is answered here, as a
+    // request's error (200), before rmcp could run it.
+    if let Some(error) = incoming::duplicate_key(&bytes) {
+        return answer(StatusCode::OK, &error);
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    // With a JSON content type, rmcp answers 415 only for a body it cannot
+    // read: then (and only then, off the hot path) the body is screened.
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    match incoming::screen(&bytes) {
+        incoming::Screened::Message(_) => response,
+        // As rmcp answers a notification.
+        incoming::Screened::Ignored => StatusCode::ACCEPTED.into_response(),
+        incoming::Screened::Refused(error) => answer(StatusCode::BAD_REQUEST, &error),
+    }
+}
+
+/// Whether `Content-Type` is JSON as rmcp reads it (its essence, before
+/// any `;`, is `application/json`).
+fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split_once(';').map_or(v, |(essence, _)| essence);
+            essence.trim().eq_ignore_ascii_case("application/json")
+        })
+}
+
+/// A JSON-RPC error as an HTTP answer.
+fn answer(status: StatusCode, error: &ServerJsonRpcMessage) -> Response {
+    let body = serde_json::to_vec(error).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// `body` POSTed as JSON through [`screen_body`] in front of a route
+    /// that answers as rmcp does (415 for a body it cannot read) or echoes
+    /// what reached it: the status and the body answered.
+    async fn through(max: usize, body: &str) -> (StatusCode, String) {
+        let rmcp_like = |body: String| async move {
+            match serde_json::from_str::<rmcp::model::ClientJsonRpcMessage>(&body) {
+                Ok(_) => (StatusCode::OK, format!("passed {body}")),
+                Err(e) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
+            }
+        };
+        let app = axum::Router::new()
+            .route("/", post(rmcp_like))
+            .layer(middleware::from_fn_with_state(max, screen_body));
+        let request = axum::http::Request::post("/")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_not_requests_are_answered_and_requests_pass_unchanged() {
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert_eq!(
+            through(1024, ping).await,
+            (StatusCode::OK, format!("passed {ping}"))
+        );
+        let (status, body) = through(1024, "not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(error["error"]["code"], -32700, "{body}");
+        let (status, body) = through(16, ping).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("over the limit of 16 bytes"), "{body}");
+        let note = r#"{"jsonrpc":"2.0","method":"x/y","params":5}"#;
+        assert_eq!(through(1024, note).await.0, StatusCode::ACCEPTED);
+    }
 }

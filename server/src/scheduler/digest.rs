@@ -1,6 +1,7 @@
 //! What a session is waiting for (`PendingDigest`): its unfinished tasks
 //! from the store with what the live state adds (state, progress), and its
-//! acknowledgement counters; `AckCompletions`, monotonic.
+//! acknowledgement counters; `AckCompletions`, monotonic; and the one rule
+//! for a seq a client names ([`ClientSeq`]).
 use std::time::SystemTime;
 
 use uuid::Uuid;
@@ -40,14 +41,7 @@ impl Scheduler {
             .store
             .ack_completions(session.as_key(), up_to_seq)
             .await?;
-        if up_to_seq > acked.last_seq {
-            return Err(Error::OutOfRange(format!(
-                "up_to_seq {up_to_seq} is beyond session {}'s last seq, {}: acknowledge only \
-                 seqs you have received",
-                crate::error::quote(session.name()),
-                acked.last_seq
-            )));
-        }
+        ClientSeq::UpTo(up_to_seq).check(session, acked.last_seq)?;
         self.hub.record(|| Activity {
             kind: ActivityKind::Acked { up_to_seq },
             task_id: Uuid::nil(),
@@ -58,9 +52,28 @@ impl Scheduler {
         Ok(acked)
     }
 
-    /// A session's last and acknowledged seqs, and its unacknowledged count.
-    pub async fn session_seqs(&self, session: &SessionKey) -> Result<SessionSeqs, Error> {
-        Ok(self.store.session_seqs(session.as_key()).await?)
+    /// The seq a `Completions` (`above_acked` false) or `SessionEvents`
+    /// (`above_acked` true: never below the session's acknowledged seq)
+    /// stream of `session` follows from, given the client's `after_seq`.
+    /// Errors: OUT_OF_RANGE when `after_seq` is beyond the session's last
+    /// seq as the store has it ([`ClientSeq`]); a store error.
+    pub async fn stream_start(
+        &self,
+        session: &SessionKey,
+        after_seq: u64,
+        above_acked: bool,
+    ) -> Result<u64, Error> {
+        if after_seq == 0 && !above_acked {
+            // Always within: no store read.
+            return Ok(0);
+        }
+        let seqs = self.store.session_seqs(session.as_key()).await?;
+        ClientSeq::After(after_seq).check(session, seqs.last_seq)?;
+        Ok(if above_acked {
+            after_seq.max(seqs.acked_seq)
+        } else {
+            after_seq
+        })
     }
 
     /// What `session` is waiting for.
@@ -85,5 +98,73 @@ impl Scheduler {
             pending_count,
             seqs,
         })
+    }
+}
+
+/// A seq a client names in a session's completions. One rule for every RPC
+/// that takes one: it is at most the session's last assigned seq, as the
+/// store has it (on a shared database, whichever server assigned it; a
+/// completion is delivered only once stored, so a seq the client received
+/// is always within). Beyond it is a typo or another session's seq: waiting
+/// for it would skip real completions numbered up to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSeq {
+    /// `AckCompletionsRequest.up_to_seq`.
+    UpTo(u64),
+    /// `after_seq` of `CompletionsRequest` and `SessionEventsRequest`.
+    After(u64),
+}
+
+impl ClientSeq {
+    /// `Ok` when within `last_seq`, the last seq `session` has assigned (0
+    /// when none: only 0 is within). Errors: OUT_OF_RANGE naming the field,
+    /// the value, the session and its last seq, and what to pass instead.
+    pub fn check(self, session: &SessionKey, last_seq: u64) -> Result<(), Error> {
+        let (field, seq, instead) = match self {
+            ClientSeq::UpTo(seq) => ("up_to_seq", seq, "acknowledge only seqs you have received"),
+            ClientSeq::After(seq) => (
+                "after_seq",
+                seq,
+                "follow from a seq you have received (0: everything retained)",
+            ),
+        };
+        if seq <= last_seq {
+            return Ok(());
+        }
+        Err(Error::OutOfRange(format!(
+            "{field} {seq} is beyond session {}'s last seq, {last_seq}: {instead}",
+            crate::error::quote(session.name()),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_seq_past_the_last_seq_is_out_of_range_and_says_so() {
+        let session = SessionKey::new("", "s", &crate::config::Limits::default()).unwrap();
+        assert!(ClientSeq::After(0).check(&session, 0).is_ok());
+        assert!(ClientSeq::After(3).check(&session, 3).is_ok());
+        assert!(ClientSeq::UpTo(2).check(&session, 3).is_ok());
+        let Err(Error::OutOfRange(m)) = ClientSeq::After(1).check(&session, 0) else {
+            panic!("after_seq 1 of a session without completions is past the end");
+        };
+        assert_eq!(
+            m,
+            "after_seq 1 is beyond session \"s\"'s last seq, 0: follow from a seq you have \
+             received (0: everything retained)"
+        );
+        let Err(Error::OutOfRange(m)) = ClientSeq::UpTo(u64::MAX).check(&session, 7) else {
+            panic!("up_to_seq past the end");
+        };
+        assert!(
+            m.starts_with(&format!(
+                "up_to_seq {} is beyond session \"s\"'s last seq, 7:",
+                u64::MAX
+            )),
+            "{m}"
+        );
     }
 }

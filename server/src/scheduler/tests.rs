@@ -97,7 +97,7 @@ async fn worker(core: &Core, tools: &[&str], max_concurrency: u32) -> (WorkerId,
         .await
         .unwrap();
     let mut rx = Commands {
-        registered: VecDeque::from([convert::registered(id)]),
+        registered: VecDeque::from([convert::registered_within(id, 0)]),
         rx,
     };
     assert!(matches!(

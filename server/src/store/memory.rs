@@ -166,6 +166,7 @@ impl Store for MemoryStore {
             .values()
             .filter(|t| {
                 t.state == TaskState::Succeeded
+                    && t.call.asks_last_good()
                     && t.notes.answered_by.is_none()
                     && &*t.session == session
                     && &*t.tool == tool

@@ -198,8 +198,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest task of `session` and `tool` whose arguments hash to
     /// `args_hash`, that SUCCEEDED at or after `not_before` by itself (no
-    /// fallback answered it). Only retained tasks count: an acknowledged or
-    /// purged one is gone. The default knows none (stores for tests).
+    /// fallback answered it) and asked for a last-good fallback itself
+    /// ([`crate::model::CallOptions::asks_last_good`]: the stores index only
+    /// those). Only retained tasks count: a purged one is gone. The default knows none (stores for tests).
     async fn last_good(
         &self,
         _session: &str,

@@ -29,7 +29,7 @@ async fn register(core: &Core, tools: Vec<ToolDef>) -> Result<(WorkerId, Command
     };
     let id = core.register(register, tx).await?;
     let rx = Commands {
-        registered: VecDeque::from([convert::registered(id)]),
+        registered: VecDeque::from([convert::registered_within(id, 0)]),
         rx,
     };
     Ok((id, rx))
