@@ -345,6 +345,7 @@ def test_closing_with_acks_and_digests_in_flight_prints_nothing(server: str, qui
             quiet.round_trip()
     finally:
         worker.stop()
+    assert worker.error is None
     quiet.check()
 
 
@@ -395,4 +396,5 @@ def test_closing_a_sync_agent_with_acks_in_flight_prints_nothing(
             quiet.round_trip()
     finally:
         worker.stop()
+    assert worker.error is None
     quiet.check()

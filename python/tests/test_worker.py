@@ -243,7 +243,9 @@ def test_stopping_a_worker_prints_nothing(server: str, quiet: Quiet) -> None:
             worker.start(timeout=EVENT_TIMEOUT)
             asyncio.run(use())
             worker.stop()
+            assert worker.error is None
             quiet.round_trip()
     finally:
         bystander.stop()
+    assert bystander.error is None
     quiet.check()
