@@ -3246,10 +3246,14 @@ type Registered struct {
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// The most bytes one WorkerMessage to this server may take once encoded
 	// (the server's --max-message-bytes). A larger message is refused by the
-	// transport and ends the worker's stream (its tasks go to another
-	// attempt), so a worker whose result would not fit sends instead a
-	// TaskResult with error code "invalid_result" that says the size and this
-	// limit. 0 (a server that does not say): assume gRPC's default, 4 MiB.
+	// transport and ends the worker's stream with RESOURCE_EXHAUSTED (its
+	// tasks go to another attempt), so a worker keeps every message within
+	// it: a result that would not fit goes instead as a TaskResult with error
+	// code "invalid_result" that says the size and this limit; a failure's
+	// message and a summary, which the server cuts to its own bounds anyway,
+	// are cut to fit; a progress report that would not fit is not sent (the
+	// SDKs refuse it to the tool). 0 (a server that does not say): assume
+	// gRPC's default, 4 MiB.
 	MaxMessageBytes uint64 `protobuf:"varint,2,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
