@@ -36,6 +36,14 @@ impl CallOptions {
     pub fn falls_back(&self) -> bool {
         self.fallback.is_some() && self.fallback_for.is_none()
     }
+
+    /// Whether the call names a last-good fallback: its successes are what
+    /// a later identical call may fall back to, so an acknowledgement keeps
+    /// them until retention. The memory store's one place for this rule;
+    /// the SQL stores' is `HAS_LAST_GOOD` (`store/sql/call_columns.rs`).
+    pub fn has_last_good(&self) -> bool {
+        matches!(self.fallback, Some(Fallback::LastGood { .. }))
+    }
 }
 
 /// What answers a call that failed or timed out.

@@ -9,6 +9,22 @@ use uuid::Uuid;
 use super::codec::{BadRow, state_code, state_from_code, to_i64};
 use crate::model::{Answered, ArgsHash, CallOptions, Fallback, FallbackFor, FinishNotes, Primary};
 
+/// The SQL condition (both engines) that a task row's call names a
+/// last-good fallback: the one place of this rule for the SQL stores (the
+/// memory store's is [`CallOptions::has_last_good`]). An acknowledgement
+/// keeps such a row's success until retention, for [`crate::store::Store::last_good`].
+/// Matches the key `FallbackJson` writes only for `Fallback::LastGood`
+/// (in JSON text a quote inside a value is escaped, so no value matches).
+macro_rules! has_last_good {
+    () => {
+        r#"(fallback IS NOT NULL AND fallback LIKE '%"last_good_max_age_ms":%')"#
+    };
+}
+pub(crate) use has_last_good;
+
+/// [`has_last_good!`] as a value.
+pub(crate) const HAS_LAST_GOOD: &str = has_last_good!();
+
 /// The call columns as stored.
 #[derive(Debug, Default)]
 pub(crate) struct CallRow {
