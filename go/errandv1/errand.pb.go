@@ -476,8 +476,11 @@ type Fallback_Tool struct {
 type Fallback_LastGoodMaxAgeMs struct {
 	// Answer with the session's last SUCCEEDED result of the same tool and
 	// canonical arguments, if it finished at most this many milliseconds ago.
-	// Such results outlive AckCompletions until retention, so a client that
-	// acknowledges still gets them.
+	// Only calls that asked for a last-good fallback themselves (on the
+	// submit or through the tool's policy) are kept as such answers: a
+	// success of a call without one is never used. Such successes outlive
+	// AckCompletions until retention, so a client that acknowledges still
+	// gets them.
 	LastGoodMaxAgeMs uint64 `protobuf:"varint,2,opt,name=last_good_max_age_ms,json=lastGoodMaxAgeMs,proto3,oneof"`
 }
 

@@ -16,8 +16,9 @@ pub struct CallOptions {
     /// server's `--result-budget-bytes` applies at delivery.
     pub result_budget: u64,
     /// SHA-256 of the arguments in RFC 8785 canonical form, keyed by
-    /// nothing else; none in older rows. Joins and last-good answers match
-    /// on session, tool and this.
+    /// nothing else. Joins and last-good answers match on session, tool and
+    /// this; none for a call that neither joins nor asks for a last-good
+    /// fallback (nothing matches on it), and in older rows.
     pub args_hash: ArgsHash,
     /// `DEDUP_POLICY_JOIN_IN_FLIGHT`: an identical submit joins this task
     /// while it is unfinished (the stores keep one such task per call).
@@ -31,18 +32,18 @@ pub struct CallOptions {
 }
 
 impl CallOptions {
+    /// Whether the call asked for a last-good fallback; only such calls'
+    /// successes answer one later (see `Store::last_good`), and an
+    /// acknowledgement keeps them until retention. The memory store's twin
+    /// of the SQL stores' `last_good_candidate!`.
+    pub fn asks_last_good(&self) -> bool {
+        matches!(self.fallback, Some(Fallback::LastGood { .. }))
+    }
+
     /// Whether a FAILED or TIMED_OUT ending of the task falls back: it has
     /// a fallback and is not itself a fallback run (one hop only).
     pub fn falls_back(&self) -> bool {
         self.fallback.is_some() && self.fallback_for.is_none()
-    }
-
-    /// Whether the call names a last-good fallback: its successes are what
-    /// a later identical call may fall back to, so an acknowledgement keeps
-    /// them until retention. The memory store's one place for this rule;
-    /// the SQL stores' is `HAS_LAST_GOOD` (`store/sql/call_columns.rs`).
-    pub fn has_last_good(&self) -> bool {
-        matches!(self.fallback, Some(Fallback::LastGood { .. }))
     }
 }
 

@@ -156,16 +156,23 @@ pub fn call_options(
         (0, 0) => limits.result_budget_bytes as u64,
         (0, n) | (n, _) => n,
     };
-    CallOptions {
+    let joinable = sub
+        .join_in_flight
+        .or(spec.policy.join_in_flight)
+        .unwrap_or(false);
+    let mut call = CallOptions {
         result_budget,
-        args_hash: call::ArgsHash::of(arguments),
-        joinable: sub
-            .join_in_flight
-            .or(spec.policy.join_in_flight)
-            .unwrap_or(false),
+        args_hash: call::ArgsHash::default(),
+        joinable,
         fallback: resolved_fallback(sub, spec),
         fallback_for: None,
+    };
+    // Only joins and last-good lookups match on it: parsing, canonicalizing
+    // and hashing the arguments is skipped for a call that does neither.
+    if call.joinable || call.asks_last_good() {
+        call.args_hash = call::ArgsHash::of(arguments);
     }
+    call
 }
 
 /// Room for one more task of `session` and of its tenant, on a server that

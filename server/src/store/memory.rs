@@ -64,7 +64,7 @@ fn kept_on_ack(task: &TaskRecord, default_budget: u64) -> bool {
         && match &task.outcome {
             Some(Outcome::Result(json)) => {
                 json.len() as u64 > budget
-                    || task.notes.answered_by.is_none() && task.call.has_last_good()
+                    || task.notes.answered_by.is_none() && task.call.asks_last_good()
             }
             _ => false,
         }
@@ -189,6 +189,7 @@ impl Store for MemoryStore {
             .values()
             .filter(|t| {
                 t.state == TaskState::Succeeded
+                    && t.call.asks_last_good()
                     && t.notes.answered_by.is_none()
                     && &*t.session == session
                     && &*t.tool == tool

@@ -200,9 +200,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest task of `session` and `tool` whose arguments hash to
     /// `args_hash`, that SUCCEEDED at or after `not_before` by itself (no
-    /// fallback answered it). Only retained tasks count: an acknowledged
-    /// one is kept when its call has a last-good fallback, a purged one is
-    /// gone. The default knows none (stores for tests).
+    /// fallback answered it) and asked for a last-good fallback itself
+    /// ([`crate::model::CallOptions::asks_last_good`]: the stores index only
+    /// those). Only retained tasks count: an acknowledgement keeps these
+    /// ([`Self::ack_completions`]), a purged one is gone. The default knows
+    /// none (stores for tests).
     async fn last_good(
         &self,
         _session: &str,
@@ -248,7 +250,7 @@ pub trait Store: Send + Sync + 'static {
     ///   `default_budget` bytes, the server's `--result-budget-bytes`, where
     ///   it is 0): it was delivered truncated, and `ReadResult` reads it;
     /// - a result of a call with a last-good fallback
-    ///   ([`crate::model::CallOptions::has_last_good`]): [`Self::last_good`]
+    ///   ([`crate::model::CallOptions::asks_last_good`]): [`Self::last_good`]
     ///   may answer a later identical call with it.
     ///
     /// When `up_to_seq` is beyond the session's last seq it changes nothing

@@ -255,9 +255,10 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM errand_tasks
-             WHERE session = $1 AND tool = $2 AND args_hash = $3 AND state = 2
+             WHERE session = $1 AND tool = $2 AND args_hash = $3 AND {}
                AND finished_at >= $4 AND answered_by IS NULL
-             ORDER BY finished_at DESC LIMIT 1"
+             ORDER BY finished_at DESC LIMIT 1",
+            crate::store::sql::call_columns::pg_last_good_candidate!()
         );
         rows(
             &client,

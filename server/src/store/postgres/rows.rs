@@ -9,7 +9,7 @@ use tokio_postgres::{
 use super::errors::pg_error;
 use crate::model::{CompletionRecord, TaskRecord};
 use crate::store::StoreError;
-use crate::store::sql::call_columns::{CallRow, has_last_good};
+use crate::store::sql::call_columns::{CallRow, pg_last_good_candidate};
 use crate::store::sql::codec::{self, TASK_COLUMNS, TaskRow};
 
 /// Deletes session `$1`'s tasks acknowledged now (seq in `($2, $3]`)
@@ -20,11 +20,11 @@ use crate::store::sql::codec::{self, TASK_COLUMNS, TaskRow};
 /// with a last-good fallback. Lengths in bytes.
 pub(super) const DELETE_ACKED: &str = concat!(
     "DELETE FROM errand_tasks WHERE session = $1 AND seq > 0 AND seq > $2 AND seq <= $3
-     AND NOT (state = 2 AND (COALESCE(octet_length(result), 0)
+     AND NOT (state = 2 AND COALESCE(octet_length(result), 0)
                   > COALESCE(NULLIF(result_budget, 0), $4)
-              OR answered_by IS NULL AND ",
-    has_last_good!(),
-    "))"
+              OR answered_by IS NULL AND COALESCE(",
+    pg_last_good_candidate!(),
+    ", false))"
 );
 
 /// Tells every server (`errand_tasks`) that `tools` have queued work.

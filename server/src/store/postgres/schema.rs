@@ -98,6 +98,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE errand_tool_defs ADD COLUMN policy text NOT NULL DEFAULT '';",
     // 7: the task a retry repeats (`RetryTask`); NULL for submitted tasks.
     "ALTER TABLE errand_tasks ADD COLUMN retry_of uuid;",
+    // 8 (issue 20): the last-good index holds only the successes that can
+    //    answer a last-good fallback (see `last_good_candidate!`).
+    concat!(
+        "DROP INDEX errand_tasks_last_good;
+        CREATE INDEX errand_tasks_last_good ON errand_tasks (session, tool, args_hash, finished_at)
+            WHERE ",
+        crate::store::sql::call_columns::pg_last_good_candidate!(),
+        ";"
+    ),
 ];
 
 /// Creates or upgrades the schema, one server at a time.

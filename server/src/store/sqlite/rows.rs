@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 use crate::store::sql::{
     PURGE_CHUNK,
-    call_columns::{self, CallRow, has_last_good},
+    call_columns::{self, CallRow, last_good_candidate},
     codec::{
         self, TaskRow, duration_to_i64, outcome_columns, state_code, task_columns, time_to_i64,
         to_i64,
@@ -35,8 +35,9 @@ const SELECT_IN_FLIGHT: &str = concat!(
 pub(super) const SELECT_LAST_GOOD: &str = concat!(
     "SELECT ",
     task_columns!(),
-    " FROM tasks WHERE session = ?1 AND tool = ?2 AND args_hash = ?3 AND state = 2
-     AND finished_at >= ?4 AND answered_by IS NULL ORDER BY finished_at DESC LIMIT 1"
+    " FROM tasks WHERE session = ?1 AND tool = ?2 AND args_hash = ?3 AND ",
+    last_good_candidate!(),
+    " AND finished_at >= ?4 AND answered_by IS NULL ORDER BY finished_at DESC LIMIT 1"
 );
 /// Acknowledged completions never come back, though some of their tasks are
 /// kept until retention (see [`ack`]).
@@ -55,11 +56,11 @@ pub(super) const SELECT_COMPLETIONS: &str = concat!(
 macro_rules! kept_on_ack {
     () => {
         concat!(
-            "(state = 2 AND (COALESCE(length(CAST(result AS BLOB)), 0)
+            "(state = 2 AND COALESCE(length(CAST(result AS BLOB)), 0)
                  > COALESCE(NULLIF(result_budget, 0), ?3)
-             OR answered_by IS NULL AND ",
-            has_last_good!(),
-            "))"
+             OR answered_by IS NULL AND COALESCE(",
+            last_good_candidate!(),
+            ", 0))"
         )
     };
 }

@@ -83,6 +83,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE tools ADD COLUMN policy TEXT NOT NULL DEFAULT '';",
     // 7: the task a retry repeats (`RetryTask`); NULL for submitted tasks.
     "ALTER TABLE tasks ADD COLUMN retry_of BLOB;",
+    // 8 (issue 20): the last-good index holds only the successes that can
+    //    answer a last-good fallback (see `last_good_candidate!`).
+    concat!(
+        "DROP INDEX tasks_last_good;
+        CREATE INDEX tasks_last_good ON tasks (session, tool, args_hash, finished_at) WHERE ",
+        crate::store::sql::call_columns::last_good_candidate!(),
+        ";"
+    ),
 ];
 
 /// Takes the data dir's lock file, or says who holds it.

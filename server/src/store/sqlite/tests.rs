@@ -600,3 +600,23 @@ async fn a_version_1_file_is_migrated_and_keeps_its_tasks() {
     let got = store.get_task(retry.id).await.unwrap().expect("stored");
     assert_eq!(got.retry_of, Some(id));
 }
+
+/// The last-good lookup repeats the partial index's condition, so SQLite
+/// uses the index rather than scanning the session's tasks.
+#[tokio::test]
+async fn the_last_good_lookup_uses_its_partial_index() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", rows::SELECT_LAST_GOOD))
+        .unwrap()
+        .query_map(rusqlite::params!["s", "t", "h", 0], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|step| step.contains("tasks_last_good")),
+        "{plan:?}"
+    );
+}

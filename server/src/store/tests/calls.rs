@@ -106,6 +106,18 @@ pub(super) async fn last_good_is_the_latest_own_success(store: &dyn Store) {
         back.notes.answered_by, answered.notes.answered_by,
         "notes round-trip"
     );
+    // The same call without a last-good fallback of its own, or with a
+    // fallback tool, succeeded later: not an answer (only calls that ask
+    // for one are candidates).
+    for (secs, fallback) in [(60, None), (70, Some(Fallback::Tool("t\u{1f}b".into())))] {
+        let mut plain = joinable("s1", args, secs);
+        plain.call.joinable = false;
+        plain.call.fallback = fallback;
+        insert_new(store, &plain).await;
+        finish_seq(store, &succeed(&plain, at(secs + 1))).await;
+    }
+    let found = store.last_good("s1", &old.tool, hash, at(5)).await.unwrap();
+    assert_eq!(found.map(|t| t.id), Some(newer.id));
 }
 
 fn primary() -> Primary {
