@@ -203,7 +203,10 @@ async fn an_acknowledged_success_still_answers_a_last_good_fallback() {
     let c = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(c.task_id, second.task_id);
     assert_eq!(status_of(c.status), pb::TaskStatus::Succeeded, "{c:?}");
-    assert_eq!(c.fallback.as_ref().map(|f| f.task_id.as_str()), Some(first.task_id.as_str()));
+    assert_eq!(
+        c.fallback.as_ref().map(|f| f.task_id.as_str()),
+        Some(first.task_id.as_str())
+    );
 }
 
 #[tokio::test]

@@ -122,7 +122,10 @@ pub(super) async fn finish_seq(store: &dyn Store, finish: &Finish) -> u64 {
 /// Waits until every change sent before is applied: `record_dispatch` does
 /// not wait, and an awaited write behind it in the same store does.
 async fn barrier(store: &dyn Store) {
-    store.ack_completions("barrier", 0, BUDGET).await.expect("barrier");
+    store
+        .ack_completions("barrier", 0, BUDGET)
+        .await
+        .expect("barrier");
 }
 
 pub(super) fn seqs(completions: &[CompletionRecord]) -> Vec<u64> {
@@ -418,7 +421,14 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     insert_new(store, &other).await;
     finish_seq(store, &succeed(&other, at(10))).await;
 
-    assert_eq!(store.ack_completions("s1", 3, BUDGET).await.unwrap().removed, 3);
+    assert_eq!(
+        store
+            .ack_completions("s1", 3, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        3
+    );
     assert_eq!(
         seqs(&store.completions_after("s1", 0, 10).await.unwrap()),
         [4, 5]
@@ -428,9 +438,20 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     }
     assert!(store.get_task(tasks[3].id).await.unwrap().is_some());
     // Acking again, or another session, removes nothing more.
-    assert_eq!(store.ack_completions("s1", 3, BUDGET).await.unwrap().removed, 0);
     assert_eq!(
-        store.ack_completions("nobody", 100, BUDGET).await.unwrap().removed,
+        store
+            .ack_completions("s1", 3, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        0
+    );
+    assert_eq!(
+        store
+            .ack_completions("nobody", 100, BUDGET)
+            .await
+            .unwrap()
+            .removed,
         0
     );
     assert_eq!(
@@ -439,7 +460,14 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     );
 
     // Acknowledging everything does not reset the numbering.
-    assert_eq!(store.ack_completions("s1", 5, BUDGET).await.unwrap().removed, 2);
+    assert_eq!(
+        store
+            .ack_completions("s1", 5, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        2
+    );
     assert!(
         store
             .completions_after("s1", 0, 10)
