@@ -52,7 +52,7 @@ pub(super) async fn ack_keeps_what_read_result_and_last_good_need(store: &dyn St
     finish_seq(store, &result_of(&tool_fallback, 10, 15)).await;
     let mut fail = succeed(&failed, at(16));
     fail.state = TaskState::Failed;
-    fail.outcome = Outcome::error("tool_error", &"x".repeat(100));
+    fail.outcome = Outcome::error("tool_error", "x".repeat(100));
     finish_seq(store, &fail).await;
 
     let acked = store
