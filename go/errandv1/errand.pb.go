@@ -17,7 +17,10 @@
 // cut to 64 bytes). A submit or registration that breaks it gets
 // INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
 // worker's result that breaks it ends the task FAILED with error code
-// "invalid_result" and a message saying why.
+// "invalid_result" and a message saying why. The MCP and A2A front ends
+// apply the duplicate-key part to their JSON request bodies (the arguments
+// among them): such a request gets JSON-RPC error -32602 (A2A over
+// HTTP+JSON: 400) naming the key, and no task is made.
 //
 // This file is the public contract of errand: clients in every language are
 // generated from it. Names are stable; fields are only ever added.
@@ -1820,8 +1823,10 @@ func (x *GetTaskRequest) GetTaskId() string {
 type CancelTaskRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	// Why, at most 1 KiB: it reaches the worker (CancelAssignment.reason) and
-	// the completion's message.
+	// Why, at most 1 KiB (1024 bytes; longer gets INVALID_ARGUMENT): it
+	// reaches the worker (CancelAssignment.reason) and the completion's
+	// message, with each NUL escaped as the six characters \u0000. Empty is
+	// fine. CancelTasksRequest.reason follows the same rule.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2592,7 +2597,10 @@ type CancelTasksRequest struct {
 	Statuses []TaskStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=errand.v1.TaskStatus" json:"statuses,omitempty"`
 	// Only this tool's tasks; empty means any.
 	Tool string `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
-	// Why, for the logs; at most 256 bytes. Empty is fine.
+	// Why, as CancelTaskRequest.reason: at most 1 KiB (longer gets
+	// INVALID_ARGUMENT), each NUL escaped as \u0000; it reaches the worker of
+	// each running task (CancelAssignment.reason) and each task's completion
+	// message. Empty is fine.
 	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

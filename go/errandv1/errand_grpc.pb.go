@@ -17,7 +17,10 @@
 // cut to 64 bytes). A submit or registration that breaks it gets
 // INVALID_ARGUMENT (RESOURCE_EXHAUSTED for arguments over the size limit); a
 // worker's result that breaks it ends the task FAILED with error code
-// "invalid_result" and a message saying why.
+// "invalid_result" and a message saying why. The MCP and A2A front ends
+// apply the duplicate-key part to their JSON request bodies (the arguments
+// among them): such a request gets JSON-RPC error -32602 (A2A over
+// HTTP+JSON: 400) naming the key, and no task is made.
 //
 // This file is the public contract of errand: clients in every language are
 // generated from it. Names are stable; fields are only ever added.

@@ -70,6 +70,19 @@ pub fn parse(text: &str, max_bytes: usize) -> Result<Value, Problem> {
     Ok(value)
 }
 
+/// The rule's duplicate-key part alone, for JSON errand reads through
+/// another parser (MCP and A2A request bodies, whose SDKs keep the last of
+/// two values): the [`Problem::DuplicateKey`] of the first key found twice
+/// in one object. `None` when there is none, and for text that breaks the
+/// rule otherwise (too deep, not JSON): its parser reports that.
+pub fn duplicate_key(text: &str) -> Option<Problem> {
+    scan(text, usize::MAX).ok()?;
+    match unique_keys(text) {
+        Err(p @ Problem::DuplicateKey { .. }) => Some(p),
+        _ => None,
+    }
+}
+
 /// The syntax and duplicate-key checks, in one pass of serde_json that
 /// builds nothing but each object's set of keys. Called after [`scan`],
 /// which bounded the depth, so serde_json's own guard may go.
@@ -304,5 +317,25 @@ mod tests {
         let message = problem.to_string();
         assert!(message.len() < 300, "{} bytes", message.len());
         assert!(message.contains("duplicate key \"kkk"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_key_reports_only_duplicates() {
+        let body = r#"{"method":"m","params":{"arguments":{"a":1,"a":2}}}"#;
+        match duplicate_key(body) {
+            Some(Problem::DuplicateKey { key, line, .. }) => {
+                assert_eq!((key.as_str(), line), ("a", 1))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(duplicate_key(r#"{"a":{"a":1}}"#), None);
+        // Other breaks are the reader's to report.
+        assert_eq!(duplicate_key("{"), None);
+        let deep = format!(
+            r#"{}{{"a":1,"a":2}}{}"#,
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert_eq!(duplicate_key(&deep), None);
     }
 }

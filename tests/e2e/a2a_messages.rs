@@ -1,5 +1,6 @@
 //! A2A `SendMessage` over JSON-RPC as a client writes it: numbers in the
-//! data part and in errand's metadata, and retried messages.
+//! data part, the result and errand's metadata, duplicate keys, and
+//! retried messages.
 use errand_tests::{fronts::a2a_call_as, *};
 use serde_json::{Value, json};
 
@@ -121,4 +122,107 @@ async fn a2a_the_same_message_twice_without_a_context_is_one_task() {
     assert_eq!(other_job.task.task_id, other["id"].as_str().unwrap());
     assert_eq!(job.task.task_id, first["id"].as_str().unwrap());
     assert!(worker.try_next().is_none(), "the retry made no task");
+}
+
+/// A result holding integers a double cannot hold (64-bit IDs) leaves A2A
+/// exactly: as a text part of media type application/json, since a data
+/// part is a protobuf Struct, whose numbers are doubles. Other results
+/// stay data parts.
+#[tokio::test]
+async fn a2a_a_result_with_big_integers_is_sent_exactly() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let result =
+        r#"{"id":9007199254740993,"tweet":1790000000000000001,"n":5,"neg":-9223372036854775807}"#;
+
+    // Streamed: the artifact as the task ends.
+    let url = format!("{a2a}/jsonrpc");
+    let sent = tokio::spawn(async move {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage",
+            "params": {"message": {"messageId": "m-big-out", "role": "ROLE_USER",
+                "parts": [{"data": {"n": 1}}], "metadata": {"skill": "echo"}}}});
+        fronts::post(&url, &[("A2A-Version", "1.0".into())], &body).await
+    });
+    let job = worker.next().await;
+    let id = job.task.task_id.clone();
+    job.succeed(result);
+    let streamed = within("the stream's end", sent).await.unwrap();
+    let artifact = streamed
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find_map(|v| v["result"].get("artifactUpdate").cloned())
+        .unwrap_or_else(|| panic!("no artifact in {}", streamed.body));
+    assert_exact(&artifact["artifact"]["parts"][0], result);
+
+    // Read back: GetTask and ListTasks with artifacts.
+    let got = a2a_call_as(&a2a, None, "GetTask", json!({"id": id})).await;
+    assert_exact(&got.result()["artifacts"][0]["parts"][0], result);
+    let context = got.result()["contextId"].clone();
+    let listed = a2a_call_as(
+        &a2a,
+        None,
+        "ListTasks",
+        json!({"contextId": context, "includeArtifacts": true}),
+    )
+    .await;
+    assert_exact(
+        &listed.result()["tasks"][0]["artifacts"][0]["parts"][0],
+        result,
+    );
+
+    // A result a double holds stays a data part.
+    let base = a2a.clone();
+    let sent = tokio::spawn(async move {
+        let mut m = message("m-small", json!({"n": 2}));
+        m["configuration"]["returnImmediately"] = json!(false);
+        a2a_call_as(&base, None, "SendMessage", m).await
+    });
+    let job = worker.next().await;
+    job.succeed(r#"{"id":9007199254740991}"#);
+    let done = within("the result", sent).await.unwrap().result();
+    let part = done["task"]["artifacts"][0]["parts"][0].clone();
+    assert_eq!(part["data"], json!({"id": 9007199254740991_u64}), "{part}");
+}
+
+/// `part` carries `result` exactly: a text part of media type
+/// application/json holding the very JSON.
+fn assert_exact(part: &Value, result: &str) {
+    assert_eq!(part["mediaType"], "application/json", "{part}");
+    assert!(part.get("data").is_none(), "{part}");
+    assert_eq!(part["text"], result, "{part}");
+}
+
+/// The JSON rule's "no key twice in one object" holds on A2A as on gRPC:
+/// JSON-RPC -32602 and HTTP+JSON 400 naming the key, and no task.
+#[tokio::test]
+async fn a2a_a_key_twice_in_one_object_is_refused() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let headers = [("A2A-Version", "1.0".to_string())];
+
+    let message = r#"{"messageId":"m-dup","role":"ROLE_USER","parts":[{"data":{"city":"Lyon","city":"Paris"}}],"metadata":{"skill":"echo"}}"#;
+    let rpc = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"SendMessage","params":{{"message":{message}}}}}"#
+    );
+    let answer = fronts::post_raw(&format!("{a2a}/jsonrpc"), &headers, &rpc)
+        .await
+        .json();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(answer["id"], 3, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(text.contains(r#"duplicate key "city""#), "{text}");
+
+    let rest = format!(r#"{{"message":{message}}}"#);
+    let answer = fronts::post_raw(&format!("{a2a}/rest/message:send"), &headers, &rest).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.body.contains(r#"duplicate key \"city\""#),
+        "{}",
+        answer.body
+    );
+    assert!(worker.try_next().is_none(), "no task was made");
 }

@@ -1,7 +1,9 @@
-//! MCP requests whose params rmcp cannot read into its types: -32602 naming
-//! the problem for the methods errand serves, and `tasks/update` without
-//! `inputResponses` acknowledged as the README says; input that is not a
-//! JSON-RPC request at all, answered alike on stdio and HTTP.
+//! MCP requests whose params rmcp cannot read into its types (or would read
+//! wrongly: a key twice in one object): -32602 naming the problem for the
+//! methods errand serves, `tasks/update` without `inputResponses`
+//! acknowledged as the README says; input that is not a JSON-RPC request at
+//! all, answered alike on stdio and HTTP; and calls a client gives up on.
+use errand_client::pb;
 use errand_tests::{
     fronts::{self, Mcp},
     *,
@@ -156,6 +158,131 @@ async fn mcp_a_2025_11_25_session_waits_for_the_result_even_with_the_tasks_exten
     );
 }
 
+/// Sends a 2026-07-28 `tools/call` of `tool` without the Tasks extension
+/// (so the request waits for the result) to the MCP endpoint `url`, in
+/// errand session `session`; returns the open connection: dropping it is
+/// the client giving up on the call.
+async fn waiting_call(
+    url: &str,
+    session: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments,
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": fronts::MCP_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    }})
+    .to_string();
+    let req = format!(
+        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {}\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: {tool}\r\nErrand-Session: {session}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        fronts::MCP_VERSION,
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    conn.write_all(req.as_bytes()).await.unwrap();
+    conn
+}
+
+/// A client that gives up on a call it created cancels the task; one that
+/// gives up on a call that joined another caller's task leaves it running
+/// for that caller.
+#[tokio::test]
+async fn mcp_giving_up_on_a_joined_call_leaves_the_other_callers_task_running() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mut worker = server
+        .gate_worker_for(
+            vec![pb::Tool {
+                name: "search".into(),
+                dedup: pb::DedupPolicy::JoinInFlight as i32,
+                ..Default::default()
+            }],
+            4,
+        )
+        .await;
+    let client = server.client().await;
+    let mut stream = client.completions("m", 0);
+
+    // Caller A (gRPC) creates the task; MCP caller B joins it, then gives up.
+    let mine = client
+        .submit("m", "search", r#"{"q":"x"}"#)
+        .await
+        .unwrap()
+        .task_id;
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, mine);
+    let joined = waiting_call(&url, "m", "search", json!({"q": "x"})).await;
+    drop(joined);
+
+    // A call this MCP request created is cancelled when it gives up: seen
+    // after B's give-up, which the server handled the same way.
+    let own = waiting_call(&url, "m", "search", json!({"q": "other"})).await;
+    let own_job = worker.next().await;
+    assert_ne!(own_job.task.task_id, mine);
+    drop(own);
+    within("the abandoned call's cancel", own_job.cancel.cancelled()).await;
+    let cancelled = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(
+        cancelled.task_id, own_job.task.task_id,
+        "the first cancel is the abandoned call's own, not A's task"
+    );
+    assert_eq!(status_of(cancelled.status), pb::TaskStatus::Cancelled);
+
+    assert!(!job.cancel.is_cancelled(), "A's task was cancelled by B");
+    job.succeed(r#"{"hits":1}"#);
+    let done = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(done.task_id, mine);
+    assert_eq!(status_of(done.status), pb::TaskStatus::Succeeded);
+}
+
+/// The JSON rule's "no key twice in one object" holds on MCP as on gRPC:
+/// -32602 naming the key, and no task.
+#[tokio::test]
+async fn mcp_a_key_twice_in_one_object_is_invalid_params() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let meta = format!(
+        r#""_meta":{{"io.modelcontextprotocol/protocolVersion":"{}","io.modelcontextprotocol/clientCapabilities":{{"extensions":{{"{}":{{}}}}}}}}"#,
+        fronts::MCP_VERSION,
+        fronts::MCP_TASKS
+    );
+    for arguments in [
+        r#"{"city":"Lyon","city":"Paris"}"#,
+        r#"{"opts":{"city":"Lyon","units":"metric","city":"Paris"}}"#,
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{arguments},{meta}}}}}"#
+        );
+        let answer = mcp
+            .post_text("tools/call", Some("echo"), &body)
+            .await
+            .json();
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains(r#"duplicate key "city""#), "{text}");
+    }
+    assert!(worker.try_next().is_none(), "no task was made");
+    // The same call with each key once runs.
+    let task = mcp.call_tool("echo", json!({"city": "Lyon"})).await;
+    let job = worker.next().await;
+    assert_eq!(job.task.task_id, task["taskId"].as_str().unwrap());
+    job.succeed("{}");
+}
+
 /// What is not a JSON-RPC request, each with the error code both MCP
 /// transports answer it with.
 const NOT_REQUESTS: &[(&str, i64)] = &[
@@ -236,6 +363,15 @@ async fn mcp_stdio_and_http_answer_what_is_not_a_request_alike_and_go_on() {
     )
     .await;
     assert_eq!(init["result"]["serverInfo"]["name"], "errand", "{init}");
+    // A key twice in one object: -32602 naming it, as HTTP (and gRPC) do.
+    let twice = answer(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"a":1,"a":2}}}"#,
+    )
+    .await;
+    assert_eq!(twice["id"], 5, "{twice}");
+    assert_eq!(twice["error"]["code"], -32602, "{twice}");
+    let message = twice["error"]["message"].as_str().unwrap();
+    assert!(message.contains(r#"duplicate key "a""#), "{message}");
     let long = format!("\"{}\"", "x".repeat(9 << 20));
     let too_long = answer(&long).await;
     assert_eq!(too_long["error"]["code"], -32600, "{too_long}");

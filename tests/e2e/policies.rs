@@ -157,6 +157,80 @@ async fn a_cancels_reason_reaches_the_worker_and_the_completions_message() {
     );
 }
 
+/// CancelTasks' reason follows CancelTask's rule: at most 1 KiB, each NUL
+/// escaped as `\u0000` before it reaches the worker, the completion and
+/// the store (PostgreSQL refuses a raw NUL).
+#[tokio::test]
+async fn cancel_tasks_reason_follows_the_cancel_task_rule() {
+    let server = Server::start(&[]).await;
+    let mut worker = connect_worker(
+        &server.addr,
+        None,
+        vec![tool("crawl", pb::DeliveryPolicy::Unspecified)],
+    )
+    .await
+    .unwrap();
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let running = submit(&server, "crawl", pb::DeliveryPolicy::Unspecified)
+        .await
+        .unwrap()
+        .task_id;
+    worker.assignment().await;
+    // The worker runs one at a time: this one waits in the queue.
+    let queued = submit(&server, "crawl", pb::DeliveryPolicy::Unspecified)
+        .await
+        .unwrap()
+        .task_id;
+    let cancel_all = |reason: String| pb::CancelTasksRequest {
+        session_id: "s".into(),
+        reason,
+        ..Default::default()
+    };
+    let too_long = server
+        .raw()
+        .cancel_tasks(cancel_all("x".repeat(1025)))
+        .await
+        .unwrap_err();
+    assert_eq!(too_long.code(), Code::InvalidArgument, "{too_long:?}");
+    assert!(
+        too_long.message().contains("1024"),
+        "{}",
+        too_long.message()
+    );
+    // 300 bytes with a NUL: within the limit, the NUL escaped.
+    let reason = format!("stop\0now {}", "y".repeat(290));
+    let cancelled = server
+        .raw()
+        .cancel_tasks(cancel_all(reason.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .cancelled;
+    assert_eq!(cancelled, 2);
+    let escaped = reason.replace('\0', "\\u0000");
+    let cancel = loop {
+        if let pb::worker_command::Kind::Cancel(c) = worker.next_command().await {
+            break c;
+        }
+    };
+    assert_eq!(
+        (cancel.task_id.as_str(), cancel.reason),
+        (running.as_str(), format!("cancelled: {escaped}"))
+    );
+    let ended = take_completions(&mut stream, 2).await;
+    for c in &ended {
+        assert_eq!(status_of(c.status), pb::TaskStatus::Cancelled, "{c:?}");
+        assert!(c.message.contains(&escaped), "{}", c.message);
+        assert!(!c.message.contains('\0'), "{}", c.message);
+    }
+    let mut ids: Vec<&str> = ended.iter().map(|c| c.task_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = [running.as_str(), queued.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+}
+
 #[tokio::test]
 async fn unknown_enum_values_are_refused_on_submit_and_on_the_worker_stream() {
     let server = Server::start(&[]).await;

@@ -52,9 +52,12 @@ from google.protobuf import json_format, struct_pb2
 ERRAND = os.environ["ERRAND_BIN"]
 DEADLINE_S = 60.0
 SKILL = "sleep_echo"
+# With "big" (a decimal string), the result also holds it as an integer:
+# a 64-bit ID, which A2A's data parts (protobuf Structs, doubles) cannot hold.
 SLEEP_ECHO = (
     "python3 -c 'import json,sys,time; a=json.load(sys.stdin); "
-    'time.sleep(a["seconds"]); print(json.dumps({"echo": a["text"]}))\''
+    'time.sleep(a["seconds"]); r={"echo": a["text"]}; '
+    'r.update({"id": int(a["big"])} if "big" in a else {}); print(json.dumps(r))\''
 )
 SCHEMA = {
     "type": "object",
@@ -229,6 +232,17 @@ def suite(base: str, binding: str) -> list[tuple[str, Callable[[], Awaitable[Non
             assert result_of(got) == {"echo": "got"}, got
             assert json_format.MessageToDict(got.metadata)["errand"]["status"] == "SUCCEEDED", got.metadata
 
+    async def a_64_bit_id_in_a_result_arrives_exactly() -> None:
+        big = 9007199254740993  # 2^53 + 1: a double would make it ...992
+        async with await connect(base, binding, streaming=False) as c:
+            done = await one_task(c, send(message({"seconds": 0, "text": "id", "big": str(big)}, context=ctx)))
+            assert done.status.state == TaskState.TASK_STATE_COMPLETED, done
+            got = await c.get_task(GetTaskRequest(id=done.id))
+            part = got.artifacts[0].parts[0]
+            assert part.WhichOneof("content") == "text", part
+            assert part.media_type == "application/json", part
+            assert json.loads(part.text) == {"echo": "id", "id": big}, part.text
+
     async def streaming_send_gives_task_artifact_then_final() -> None:
         async with await connect(base, binding, streaming=True) as c:
             got = await events(c.send_message(send(message({"seconds": 0.3, "text": "streamed"}, context=ctx))))
@@ -282,6 +296,7 @@ def suite(base: str, binding: str) -> list[tuple[str, Callable[[], Awaitable[Non
         card_lists_skills_and_bindings,
         return_immediately_is_submitted_with_the_ack,
         get_task_is_completed_with_the_artifact,
+        a_64_bit_id_in_a_result_arrives_exactly,
         streaming_send_gives_task_artifact_then_final,
         subscribe_gives_the_task_then_terminal_then_close,
         cancelling_a_running_task_cancels_it,

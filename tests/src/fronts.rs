@@ -126,6 +126,14 @@ impl Mcp {
             "io.modelcontextprotocol/protocolVersion": MCP_VERSION,
             "io.modelcontextprotocol/clientCapabilities": {"extensions": {MCP_TASKS: {}}},
         });
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.post_text(method, name.as_deref(), &body.to_string())
+            .await
+    }
+
+    /// POSTs `body`, a JSON-RPC request of `method` (about tool or task
+    /// `name`), verbatim with the headers protocol 2026-07-28 asks for.
+    pub async fn post_text(&self, method: &str, name: Option<&str>, body: &str) -> Answer {
         let mut headers = bearer(self.token.as_deref());
         headers.extend([
             ("Accept", "application/json, text/event-stream".to_string()),
@@ -134,10 +142,9 @@ impl Mcp {
             ("Errand-Session", self.session.clone()),
         ]);
         if let Some(name) = name {
-            headers.push(("Mcp-Name", name));
+            headers.push(("Mcp-Name", name.to_string()));
         }
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        post(&self.url, &headers, &body).await
+        post_raw(&self.url, &headers, body).await
     }
 
     /// `tools/call` of `tool` with `arguments`: the task it created

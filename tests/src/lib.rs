@@ -206,6 +206,13 @@ impl Server {
     pub async fn gate_worker(&self, tools: &[&str], max_concurrency: u32) -> GateWorker {
         GateWorker::start(&self.addr, tools, max_concurrency).await
     }
+
+    /// A gate worker registering `tools` with their own policies (dedup,
+    /// fallback, ...).
+    pub async fn gate_worker_for(&self, tools: Vec<pb::Tool>, max_concurrency: u32) -> GateWorker {
+        let channel = endpoint(&self.addr).unwrap().connect_lazy();
+        GateWorker::serving(channel, tools, max_concurrency, None).await
+    }
 }
 
 /// Whether the e2e suite runs on PostgreSQL (`ERRAND_TEST_STORE=postgres`).
@@ -313,19 +320,30 @@ impl GateWorker {
         max_concurrency: u32,
         token: Option<String>,
     ) -> GateWorker {
+        let tools = tools
+            .iter()
+            .map(|t| pb::Tool {
+                name: t.to_string(),
+                description: format!("test tool {t}"),
+                ..Default::default()
+            })
+            .collect();
+        Self::serving(channel, tools, max_concurrency, token).await
+    }
+
+    /// A gate worker registering `tools` as given (policies and all).
+    async fn serving(
+        channel: tonic::transport::Channel,
+        tools: Vec<pb::Tool>,
+        max_concurrency: u32,
+        token: Option<String>,
+    ) -> GateWorker {
         let (tx, jobs) = mpsc::unbounded_channel();
         let (registered_tx, registered) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let config = WorkerConfig {
             name: "gate".into(),
-            tools: tools
-                .iter()
-                .map(|t| pb::Tool {
-                    name: t.to_string(),
-                    description: format!("test tool {t}"),
-                    ..Default::default()
-                })
-                .collect(),
+            tools,
             max_concurrency,
             token,
         };

@@ -1,7 +1,10 @@
 //! The agent card at `/.well-known/agent-card.json`: one skill per tool
 //! (`id` = the tool's name), the three bindings served on this port, and
 //! the tools' input schemas, which skills cannot carry, in the extension
-//! `urn:errand:tool-schemas:v1` (`params`: tool name → JSON Schema).
+//! `urn:errand:tool-schemas:v1` (`params`: tool name → JSON Schema; a
+//! schema holding a number a protobuf `Struct` would change, such as
+//! `"maximum": 18446744073709551615`, is given as its JSON text, a string,
+//! since the extended card and the gRPC binding carry `params` as Structs).
 //!
 //! With tokens configured the card lists the skills of the caller's tenant
 //! (send `Authorization: Bearer <token>`); without a valid token it lists
@@ -48,10 +51,13 @@ pub fn card(base: &str, tools: &[pb::Tool], secured: bool) -> AgentCard {
     let schemas: HashMap<String, Value> = tools
         .iter()
         .map(|t| {
-            (
-                t.name.clone(),
-                Value::Object(input_schema(&t.input_schema_json)),
-            )
+            let schema = Value::Object(input_schema(&t.input_schema_json));
+            let schema = if super::numbers::fits_struct(&schema) {
+                schema
+            } else {
+                Value::String(schema.to_string())
+            };
+            (t.name.clone(), schema)
         })
         .collect();
     let (security_schemes, security_requirements) = if secured {
@@ -140,6 +146,15 @@ mod tests {
         assert_eq!(card.capabilities.streaming, Some(true));
         assert_eq!(card.capabilities.push_notifications, Some(false));
         assert!(card.security_schemes.is_none());
+        let wide = [pb::Tool {
+            name: "ids".into(),
+            input_schema_json: r#"{"type":"integer","maximum":18446744073709551615}"#.into(),
+            ..Default::default()
+        }];
+        let card = self::card("http://h:1", &wide, false);
+        let ext = &card.capabilities.extensions.as_ref().unwrap()[0];
+        let text = ext.params.as_ref().unwrap()["ids"].as_str().unwrap();
+        assert!(text.contains("18446744073709551615"), "{text}");
         assert!(
             self::card("http://h:1", &[], true)
                 .security_schemes

@@ -24,6 +24,7 @@ use errand_proto::v1 as pb;
 use serde_json::{Value, json};
 use tonic::Code;
 
+use super::numbers;
 use crate::mcp::agent::is_final;
 
 /// The metadata key of errand's own view of a task.
@@ -124,8 +125,11 @@ pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
     }
 }
 
-/// The result artifact of a succeeded task: a data part with the result
-/// (a text part when the result is not JSON).
+/// The result artifact of a succeeded task: a data part with the result,
+/// or, when a data part (a protobuf `Struct`, numbers as doubles) would
+/// change one of its numbers ([`numbers::fits_struct`]: a 64-bit ID, say),
+/// a text part of media type application/json with the result's exact
+/// JSON text (a bare text part when the result is not JSON).
 pub fn artifact(task: &pb::Task) -> Option<Artifact> {
     let (pb::TaskStatus::Succeeded, Some(pb::task::Outcome::ResultJson(json))) =
         (task.status(), &task.outcome)
@@ -133,7 +137,8 @@ pub fn artifact(task: &pb::Task) -> Option<Artifact> {
         return None;
     };
     let part = match serde_json::from_str::<Value>(json) {
-        Ok(v) => Part::data(v).with_media_type("application/json"),
+        Ok(v) if numbers::fits_struct(&v) => Part::data(v).with_media_type("application/json"),
+        Ok(_) => Part::text(json.clone()).with_media_type("application/json"),
         Err(_) => Part::text(json.clone()),
     };
     Some(Artifact {
@@ -146,7 +151,9 @@ pub fn artifact(task: &pb::Task) -> Option<Artifact> {
     })
 }
 
-/// `{"errand": {status, attempts, seq, tool}}`.
+/// `{"errand": {status, attempts, seq, tool}}`. Server-made values only
+/// (`seq` counts a session's completions, far below 2^53), so the
+/// metadata `Struct` carries them exactly.
 pub fn metadata(task: &pb::Task) -> HashMap<String, Value> {
     HashMap::from([(
         META_KEY.to_string(),
@@ -307,6 +314,23 @@ mod tests {
         );
         let cancelled = final_events(&pb_task(pb::TaskStatus::Cancelled, None));
         assert_eq!(cancelled.len(), 1);
+    }
+
+    #[test]
+    fn a_result_a_struct_would_change_is_its_exact_json_text() {
+        let json = r#"{"id":9007199254740993,"n":5}"#;
+        let big = pb_task(
+            pb::TaskStatus::Succeeded,
+            Some(pb::task::Outcome::ResultJson(json.into())),
+        );
+        let part = &artifact(&big).unwrap().parts[0];
+        assert_eq!(part.content, a2a::PartContent::Text(json.into()));
+        assert_eq!(part.media_type.as_deref(), Some("application/json"));
+        let text = pb_task(
+            pb::TaskStatus::Succeeded,
+            Some(pb::task::Outcome::ResultJson("not json".into())),
+        );
+        assert_eq!(artifact(&text).unwrap().parts[0].media_type, None);
     }
 
     #[test]

@@ -8,7 +8,13 @@
 //!   by [`layer`], on the way out (JSON bodies and SSE events).
 //! - [`layer`] also refuses, before the SDK does with a cryptic message, a
 //!   request holding an integer a double cannot hold (-32602, or 400 on
-//!   HTTP+JSON, naming where it is and what to send instead).
+//!   HTTP+JSON, naming where it is and what to send instead), and, being
+//!   the one place that reads the raw body, one with a key twice in one
+//!   object, by errand's JSON rule ([`crate::json_text::duplicate_key`]).
+//! - On the way out, worker data that a `Struct` would change ([`fits_struct`]
+//!   is false: a 64-bit ID in a result, say) is not put in one: the result
+//!   goes as a text part of media type application/json, a tool's schema in
+//!   the card as its JSON text.
 use axum::{
     body::{Body, Bytes},
     extract::Request,
@@ -41,6 +47,25 @@ pub fn integral(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(integral),
         Value::Object(map) => map.values_mut().for_each(integral),
         _ => {}
+    }
+}
+
+/// Whether every number of `v` keeps its value through a protobuf
+/// `Struct` (64-bit floats): integers within ±(2^53 - 1) and numbers with a
+/// fraction do; an integer beyond does not, nor does a float of magnitude
+/// 2^53 or more (serde_json's reading of an integer literal beyond 64 bits,
+/// already rounded, or a float a reader could take for such an integer).
+pub fn fits_struct(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => u < EXACT,
+            (_, Some(i), _) => i.unsigned_abs() < EXACT,
+            (_, _, Some(f)) => f.abs() < EXACT as f64,
+            _ => false,
+        },
+        Value::Array(items) => items.iter().all(fits_struct),
+        Value::Object(map) => map.values().all(fits_struct),
+        _ => true,
     }
 }
 
@@ -91,10 +116,12 @@ fn inexact_message(path: &str, number: &str) -> String {
 }
 
 /// Middleware on the JSON-RPC and HTTP+JSON routes: refuses a request body
-/// holding an integer a double cannot hold, and makes integral floats
-/// integers again in JSON and SSE responses (the gRPC binding passes
-/// untouched: its Structs are protobuf's own). A body that fails to read
-/// (past the size limit) gets 413.
+/// holding a key twice in one object (errand's JSON rule,
+/// [`crate::json_text`]: the SDK's parser would keep the last value) or an
+/// integer a double cannot hold, and makes integral floats integers again
+/// in JSON and SSE responses (the gRPC binding passes untouched: its
+/// Structs are protobuf's own). A body that fails to read (past the size
+/// limit) gets 413.
 pub async fn layer(req: Request, next: Next) -> Response {
     if req.uri().path().starts_with("/lf.a2a.v1.A2AService/") {
         return next.run(req).await;
@@ -105,10 +132,16 @@ pub async fn layer(req: Request, next: Next) -> Response {
         Ok(b) => b.to_bytes(),
         Err(e) => return (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()).into_response(),
     };
+    let duplicate = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(crate::json_text::duplicate_key)
+        .map(|p| format!("the request {p}"));
     if let Ok(value) = serde_json::from_slice::<Value>(&bytes)
-        && let Some((path, number)) = inexact(&value, &mut String::new())
+        && let Some(message) = duplicate.or_else(|| {
+            inexact(&value, &mut String::new())
+                .map(|(path, number)| inexact_message(&path, &number))
+        })
     {
-        let message = inexact_message(&path, &number);
         if rest {
             // The SDK's HTTP+JSON error shape.
             let error = json!({"code": 400, "status": "INVALID_ARGUMENT", "message": message});
@@ -219,6 +252,20 @@ mod tests {
         assert!(inexact_message(&path, &n).contains("send it as a string"));
         let ok: Value = serde_json::from_str(r#"{"n":9007199254740991,"m":-5}"#).unwrap();
         assert!(inexact(&ok, &mut String::new()).is_none());
+    }
+
+    #[test]
+    fn values_a_struct_would_change_are_found() {
+        let fits = |text: &str| fits_struct(&serde_json::from_str(text).unwrap());
+        assert!(fits(
+            r#"{"n":9007199254740991,"m":-9007199254740991,"x":2.5,"s":"9007199254740993"}"#
+        ));
+        assert!(fits(r#"[1e-300, 0.1, null, true]"#));
+        assert!(!fits(r#"{"id":9007199254740993}"#));
+        assert!(!fits(r#"[{"id":-9007199254740993}]"#));
+        assert!(!fits(r#"{"tweet":1790000000000000001}"#));
+        assert!(!fits(r#"{"huge":123456789012345678901234567890}"#));
+        assert!(!fits(r#"{"f":1e300}"#));
     }
 
     #[test]

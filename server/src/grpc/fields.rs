@@ -2,7 +2,7 @@
 //! store (issue 15.5): an identifier (session ID, idempotency key, tool
 //! name) with a NUL character is refused with INVALID_ARGUMENT, and free
 //! text (tool descriptions, worker names, a worker's error code and
-//! message) has each NUL escaped as the six characters `\u0000`. JSON
+//! message, a cancel's reason) has each NUL escaped as the six characters `\u0000`. JSON
 //! texts need neither: a raw NUL is not JSON, so their parsers refuse it.
 use crate::error::Error;
 
@@ -25,6 +25,24 @@ pub fn free_text(value: String) -> String {
     }
 }
 
+/// Most bytes of a cancel's reason (`CancelTaskRequest.reason`,
+/// `CancelTasksRequest.reason`), before NULs are escaped.
+pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
+
+/// The one rule for every cancel's reason, whichever RPC or front end
+/// brings it: free text (NULs escaped, as it reaches the worker, the
+/// completion's message and the store). Errors: over
+/// [`MAX_CANCEL_REASON_BYTES`] (INVALID_ARGUMENT).
+pub fn cancel_reason(reason: String) -> Result<String, Error> {
+    if reason.len() > MAX_CANCEL_REASON_BYTES {
+        return Err(Error::invalid(format!(
+            "reason is {} bytes, over the limit of {MAX_CANCEL_REASON_BYTES}: shorten it",
+            reason.len()
+        )));
+    }
+    Ok(free_text(reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +54,14 @@ mod tests {
         assert!(e.to_string().contains("session_id contains a NUL"), "{e}");
         assert_eq!(free_text("a\0b".into()), "a\\u0000b");
         assert_eq!(free_text("plain".into()), "plain");
+    }
+
+    #[test]
+    fn a_cancel_reason_is_free_text_of_at_most_1_kib() {
+        let at_limit = "x".repeat(MAX_CANCEL_REASON_BYTES);
+        assert_eq!(cancel_reason(at_limit.clone()).unwrap(), at_limit);
+        let e = cancel_reason("x".repeat(MAX_CANCEL_REASON_BYTES + 1)).unwrap_err();
+        assert!(e.to_string().contains("1024"), "{e}");
+        assert_eq!(cancel_reason("a\0b".into()).unwrap(), "a\\u0000b");
     }
 }

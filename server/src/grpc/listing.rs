@@ -49,20 +49,14 @@ pub fn task_query(
     Ok(query)
 }
 
-/// A `CancelTasks` request as a query of unfinished tasks. Errors: a bad
-/// session or tool name, a status other than QUEUED or RUNNING, a reason
-/// over 256 bytes.
+/// A `CancelTasks` request as a query of unfinished tasks (its reason is
+/// checked apart, by [`super::fields::cancel_reason`]). Errors: a bad
+/// session or tool name, a status other than QUEUED or RUNNING.
 pub fn cancel_query(
     req: &pb::CancelTasksRequest,
     caller: &Caller,
     limits: &Limits,
 ) -> Result<TaskQuery, Error> {
-    if req.reason.len() > 256 {
-        return Err(Error::invalid(format!(
-            "reason is {} bytes, over the limit of 256: shorten it",
-            req.reason.len()
-        )));
-    }
     let query = filter(caller, &req.session_id, &req.tool, &req.statuses, limits)?;
     if let Some(s) = query.states.iter().find(|s| s.is_final()) {
         return Err(Error::invalid(format!(

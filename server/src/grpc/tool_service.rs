@@ -10,7 +10,7 @@ use errand_proto::v1::{self as pb, tool_service_server::ToolService};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{auth::caller, completions::CompletionsStream, convert, listing};
+use super::{auth::caller, completions::CompletionsStream, convert, fields, listing};
 use crate::{
     Error,
     auth::Caller,
@@ -196,7 +196,7 @@ impl ToolService for ToolApi {
     ) -> Result<Response<pb::Task>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
-        let reason = cancel_reason(req.reason)?;
+        let reason = fields::cancel_reason(req.reason)?;
         // A task's session never changes: checked once, it stays the caller's.
         let (id, _) = self.own_task(&caller, &req.task_id).await?;
         let task = self.sched.cancel(id, &reason).await?;
@@ -268,7 +268,8 @@ impl ToolService for ToolApi {
         let caller = caller(&request);
         let req = request.into_inner();
         let query = listing::cancel_query(&req, &caller, &self.sched.config().limits)?;
-        let cancelled = self.sched.cancel_matching(query, &req.reason).await?;
+        let reason = fields::cancel_reason(req.reason)?;
+        let cancelled = self.sched.cancel_matching(query, &reason).await?;
         Ok(Response::new(pb::CancelTasksResponse { cancelled }))
     }
 
@@ -390,21 +391,6 @@ impl ToolService for ToolApi {
 
 /// `PendingDigestRequest.max_bytes` when the request gives none.
 pub const DEFAULT_DIGEST_BYTES: usize = 4096;
-
-/// Most bytes of a `CancelTaskRequest.reason`.
-pub const MAX_CANCEL_REASON_BYTES: usize = 1024;
-
-/// A cancel's reason as kept: NULs escaped. Errors: over
-/// [`MAX_CANCEL_REASON_BYTES`].
-fn cancel_reason(reason: String) -> Result<String, Error> {
-    if reason.len() > MAX_CANCEL_REASON_BYTES {
-        return Err(Error::invalid(format!(
-            "reason is {} bytes, over the limit of {MAX_CANCEL_REASON_BYTES}: shorten it",
-            reason.len()
-        )));
-    }
-    Ok(super::fields::free_text(reason))
-}
 
 /// One page of `tools` (sorted by name) after `req.page_token`: at most
 /// `req.page_size` tools (0: any number) and `budget` encoded bytes, at least

@@ -68,10 +68,16 @@ impl McpHandler {
         (caller, session)
     }
 
+    /// Waits for `task` to finish. When the client gives up first (MCP
+    /// `notifications/cancelled`, or the HTTP request dropped), the task is
+    /// cancelled only if `own_task`: this request made it. A submit that
+    /// joined an identical call in flight or matched an earlier submit's
+    /// key got another caller's task, which runs on for that caller.
     async fn wait_for_result(
         &self,
         caller: &Caller,
         task: pb::Task,
+        own_task: bool,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // The run's timeout, plus slack for queueing and the result's trip.
@@ -81,7 +87,12 @@ impl McpHandler {
         let task = tokio::select! {
             t = self.agent.wait(caller, task, until) => t.map_err(|s| convert::error(&s))?,
             _ = ctx.ct.cancelled() => {
-                // The client gave up: so does the task.
+                if !own_task {
+                    return Err(ErrorData::internal_error(
+                        format!("the request was cancelled; task {id} was not: it is shared with another call"),
+                        None,
+                    ));
+                }
                 let _ = self.agent.cancel_task(caller, &id).await;
                 return Err(ErrorData::internal_error("the request was cancelled", None));
             }
@@ -183,6 +194,8 @@ impl ServerHandler for McpHandler {
             }
             Err(s) => return Err(convert::error(&s)),
         };
+        // A joined or deduplicated submit got another call's task.
+        let own_task = !resp.joined && !resp.deduplicated;
         let task = resp
             .task
             .ok_or_else(|| ErrorData::internal_error("the submit returned no task", None))?;
@@ -192,7 +205,7 @@ impl ServerHandler for McpHandler {
                     .with_meta(convert::meta(&task));
             return Ok(CallToolResponse::Task(created));
         }
-        self.wait_for_result(&caller, task, &ctx).await
+        self.wait_for_result(&caller, task, own_task, &ctx).await
     }
 
     async fn get_task(

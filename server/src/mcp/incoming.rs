@@ -10,7 +10,11 @@
 //!   string nor an integer): -32600 Invalid Request;
 //! - over the size limit: -32600 too ([`too_large`]);
 //! - a notification rmcp cannot read: nothing (a notification is never
-//!   answered; rmcp drops those too).
+//!   answered; rmcp drops those too);
+//! - a request with a key twice in one JSON object (its arguments'
+//!   `{"a":1,"a":2}`, of which rmcp would keep the last value): -32602
+//!   naming the key, by errand's JSON rule, as gRPC refuses such arguments
+//!   ([`duplicate_key`]; the HTTP endpoint checks every body for it).
 //!
 //! The error carries the request's `id` when it could be read and no `id`
 //! otherwise: MCP's error responses omit an `id` they cannot give (JSON-RPC
@@ -94,6 +98,12 @@ pub fn screen(bytes: &[u8]) -> Screened {
     if !unanswered && !is_response && object.get("params").is_some_and(|p| !p.is_object()) {
         return refused(id, "\"params\" must be a JSON object");
     }
+    if !unanswered
+        && !is_response
+        && let Some(error) = duplicate_key(bytes)
+    {
+        return Screened::Refused(error);
+    }
     match serde_json::from_value::<ClientJsonRpcMessage>(value) {
         Ok(message) => Screened::Message(message),
         Err(e) if unanswered => {
@@ -107,6 +117,28 @@ pub fn screen(bytes: &[u8]) -> Screened {
             ),
         ),
     }
+}
+
+/// The -32602 error, with the request's `id`, for a request (a message
+/// with a `method` and an `id`) holding a key twice in one JSON object
+/// ([`crate::json_text::duplicate_key`], the rule gRPC applies); `None`
+/// for any other message, which [`screen`] or rmcp answers.
+pub fn duplicate_key(bytes: &[u8]) -> Option<ServerJsonRpcMessage> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).ok()?;
+    let problem = crate::json_text::duplicate_key(text)?;
+    // Read as rmcp would (the last value wins), for the id and method.
+    let value: Value = serde_json::from_str(text).ok()?;
+    let id = serde_json::from_value::<RequestId>(value.get("id")?.clone()).ok()?;
+    let method = value.get("method")?.as_str()?;
+    let message = format!(
+        "invalid {} params: the request {problem}",
+        crate::logs::field(method)
+    );
+    Some(ServerJsonRpcMessage::error(
+        ErrorData::invalid_params(bounded(message), None),
+        Some(id),
+    ))
 }
 
 /// The error for a message over `max_bytes`, which was not read.
@@ -198,6 +230,22 @@ mod tests {
             e["error"]["message"].as_str().unwrap().contains("batch"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_request_with_a_key_twice_is_invalid_params_naming_it() {
+        let call = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"t","arguments":{"a":1,"a":2}}}"#;
+        let e = refusal(call);
+        assert_eq!(e["error"]["code"], ErrorCode::INVALID_PARAMS.0, "{e}");
+        assert_eq!(e["id"], 4, "{e}");
+        let text = e["error"]["message"].as_str().unwrap();
+        assert!(text.contains(r#"duplicate key "a""#), "{text}");
+        assert!(text.contains("tools/call"), "{text}");
+        // A notification is never answered; without a duplicate, nothing to say.
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/x","params":{"a":1,"a":2}}"#;
+        assert!(duplicate_key(note.as_bytes()).is_none());
+        let ok = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"a":{"a":1}}}"#;
+        assert!(duplicate_key(ok.as_bytes()).is_none());
     }
 
     #[test]

@@ -90,8 +90,9 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
 }
 
-/// Answers a JSON POST body that is not a JSON-RPC request by
-/// [`incoming`]'s rules: rmcp checks the request first (Host, Accept,
+/// Answers a JSON POST body that is not a JSON-RPC request, or a request
+/// with a key twice in one object, by [`incoming`]'s rules: rmcp checks the
+/// request first (Host, Accept,
 /// headers, session) and its "cannot deserialize" answer (415 with a line
 /// of text) is replaced by the JSON-RPC error (400), or by 202 for a
 /// notification it cannot read. A body over `max` bytes is answered 413
@@ -112,6 +113,12 @@ async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Resp
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
+    // Errand's JSON rule, which rmcp's parser does not keep (the last of
+    // two values wins): a request with a key twice is answered here, as a
+    // request's error (200), before rmcp could run it.
+    if let Some(error) = incoming::duplicate_key(&bytes) {
+        return answer(StatusCode::OK, &error);
+    }
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
