@@ -481,7 +481,9 @@ type Fallback_LastGoodMaxAgeMs struct {
 	// canonical arguments, if it finished at most this many milliseconds ago.
 	// Only calls that asked for a last-good fallback themselves (on the
 	// submit or through the tool's policy) are kept as such answers: a
-	// success of a call without one is never used.
+	// success of a call without one is never used. Such successes outlive
+	// AckCompletions until retention, so a client that acknowledges still
+	// gets them.
 	LastGoodMaxAgeMs uint64 `protobuf:"varint,2,opt,name=last_good_max_age_ms,json=lastGoodMaxAgeMs,proto3,oneof"`
 }
 
@@ -1877,7 +1879,7 @@ func (x *CancelTaskRequest) GetReason() string {
 type AckCompletionsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Completions with seq <= up_to_seq may be removed.
+	// Completions with seq <= up_to_seq are released (see AckCompletions).
 	UpToSeq       uint64 `protobuf:"varint,2,opt,name=up_to_seq,json=upToSeq,proto3" json:"up_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1929,7 +1931,10 @@ func (x *AckCompletionsRequest) GetUpToSeq() uint64 {
 
 type AckCompletionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How many completions were removed by this call.
+	// How many completions this call acknowledged (released from replay), not
+	// counting those acknowledged before or already expired. Their tasks are
+	// removed, except the SUCCEEDED ones kept until retention (see
+	// AckCompletions).
 	Removed uint64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
 	// The session's acknowledged seq after this call. Acknowledgement is
 	// monotonic: a lower up_to_seq changes nothing. Beyond the session's last

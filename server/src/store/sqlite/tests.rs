@@ -9,7 +9,7 @@ use crate::store::sql::{
     PURGE_CHUNK,
     batch::{MAX_BATCH, QUEUE_CAPACITY},
 };
-use crate::store::tests::{assert_same_task, at, finish_seq, insert_new, succeed, task};
+use crate::store::tests::{BUDGET, assert_same_task, at, finish_seq, insert_new, succeed, task};
 
 fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir).expect("open")
@@ -209,7 +209,14 @@ async fn restart_keeps_seq_completions_and_unfinished_tasks() {
 
     // An acknowledged, then purged-idle session keeps counting after a
     // restart: seqs never repeat.
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 3);
+    assert_eq!(
+        store
+            .ack_completions("s1", 3, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        3
+    );
     assert_eq!(finish_seq(&store, &succeed(&running, at(9))).await, 4);
     assert_eq!(store.purge_finished_before(at(100)).await.unwrap(), 1);
     drop(store);
@@ -284,7 +291,14 @@ async fn ack_and_purge_shrink_the_data() {
     assert!(full > 4_000_000, "1000 tasks of 4 kB take {full} bytes");
 
     let store = Arc::new(open(dir.path()));
-    assert_eq!(store.ack_completions("a", 500).await.unwrap().removed, 500);
+    assert_eq!(
+        store
+            .ack_completions("a", 500, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        500
+    );
     assert_eq!(store.purge_finished_before(at(1)).await.unwrap(), 500);
     drop(store);
     assert_eq!(row_count(dir.path()), 0);
