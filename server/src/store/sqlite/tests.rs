@@ -634,3 +634,48 @@ async fn the_last_good_lookup_uses_its_partial_index() {
         "{plan:?}"
     );
 }
+
+/// A listing across sessions, either order, with or without a cursor or a
+/// tenant's prefix, walks `tasks_listed` and stops at its page: no scan
+/// and sort of every retained task per page.
+#[tokio::test]
+async fn listings_across_sessions_walk_their_index() {
+    use crate::store::listing::{Cursor, TaskQuery};
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let after = Cursor {
+        created_at: at(1),
+        id: uuid::Uuid::nil(),
+    };
+    for (newest_first, after, key_prefix) in [
+        (true, None, None),
+        (false, None, None),
+        (true, Some(after), Some("t\u{1f}".to_string())),
+        (false, Some(after), None),
+    ] {
+        let query = TaskQuery {
+            key_prefix,
+            session: None,
+            tool: None,
+            states: Vec::new(),
+            after,
+            newest_first,
+            limit: 50,
+        };
+        let (sql, params) =
+            crate::store::sql::listing::select(&query, "tasks", |n| format!("?{n}"));
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(listing_values(params), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|s| s.contains("tasks_listed"))
+                && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{query:?}: {plan:?}"
+        );
+    }
+}
