@@ -197,7 +197,10 @@ func (c *Client) ListTools(ctx context.Context) ([]Tool, error) {
 }
 
 // AckCompletions tells the server that session's completions up to and
-// including upToSeq were processed and may be removed; it returns how many were.
+// including upToSeq were processed: they are released (never replayed) and
+// their tasks removed, except results delivered over their budget or kept
+// for a last-good fallback, which stay until retention. It returns how many
+// completions this call released.
 // Acknowledgement is monotonic (a lower upToSeq changes nothing); beyond the
 // session's last seq it fails with ErrOutOfRange. Acknowledge also returns
 // the session's acknowledged seq.
@@ -208,7 +211,7 @@ func (c *Client) AckCompletions(ctx context.Context, session string, upToSeq uin
 
 // Acked is the answer to Acknowledge.
 type Acked struct {
-	// Removed is how many completions this call removed.
+	// Removed is how many completions this call released (see AckCompletions).
 	Removed uint64
 	// Seq is the session's acknowledged seq after the call: streams opened
 	// after it start above it. 0 from a server without issue 17's contract.

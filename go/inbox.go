@@ -320,7 +320,10 @@ func (in *Inbox) WaitReady(ctx context.Context) ([]*Completion, error) {
 // Ack acknowledges to the server every completion the agent has drained (up
 // to the highest seq below which nothing is left undrained) and returns the
 // seq acknowledged. Call it after the turn that used them: the server then
-// drops them, and a new Inbox or stream starts above it. Nothing is sent
+// releases them (a new Inbox or stream starts above it) and drops their
+// tasks, except results still to be read (delivered over their budget:
+// ReadFullResult still works) or reused by a last-good fallback, which stay
+// until retention. Nothing is sent
 // when nothing new was drained. Errors are AckCompletions'.
 func (in *Inbox) Ack(ctx context.Context) (uint64, error) {
 	rep, ok := in.ask(reqAckable)

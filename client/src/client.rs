@@ -351,7 +351,9 @@ impl Client {
     }
 
     /// Releases the session's completions up to `up_to_seq`; returns how many
-    /// were removed.
+    /// this call released (their tasks are removed, except results still to
+    /// be read or reused, kept until retention: see the proto's
+    /// AckCompletions).
     pub async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, Error> {
         let req = pb::AckCompletionsRequest {
             session_id: session.to_string(),

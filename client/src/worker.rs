@@ -177,10 +177,13 @@ fn message_limit(said: u64) -> usize {
     }
 }
 
-/// `result` when its message fits in `max_message` bytes; otherwise a
-/// failed result with code `invalid_result` saying the size and the limit,
-/// because a message over the limit would end the stream and the task
-/// would go on to kill the next worker the same way.
+/// `result` made to fit in one message of `max_message` bytes, because a
+/// message over the server's limit would end the stream and the task
+/// would go on to kill the next worker the same way. A failure keeps its
+/// code, its text cut to fit (the server cuts it to its own bound anyway),
+/// saying so; a result JSON that does not fit fails with `invalid_result`,
+/// saying the size and the limit. (This worker sends no progress; heartbeats
+/// and Register, sent before the limit is known, are small.)
 fn fit(result: pb::TaskResult, max_message: usize) -> pb::TaskResult {
     // As a WorkerMessage: the oneof field's tag, its length, the result.
     let inner = result.encoded_len();
@@ -188,16 +191,37 @@ fn fit(result: pb::TaskResult, max_message: usize) -> pb::TaskResult {
     if size <= max_message {
         return result;
     }
-    warn!(task_id = %result.task_id, size, max_message, "result too large to send; failing the task");
+    let over = size - max_message + FIELD_OVERHEAD;
+    let error = match result.outcome {
+        Some(pb::task_result::Outcome::Error(e)) => {
+            warn!(task_id = %result.task_id, size, max_message, "failure text too large to send; cutting it");
+            let note = format!(" [cut to fit the server's message limit of {max_message} bytes]");
+            let mut keep = e.message.len().saturating_sub(over + note.len());
+            while !e.message.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            let mut message = e.message;
+            message.truncate(keep);
+            message.push_str(&note);
+            pb::ToolError { message, ..e }
+        }
+        _ => {
+            warn!(task_id = %result.task_id, size, max_message, "result too large to send; failing the task");
+            pb::ToolError {
+                code: "invalid_result".into(),
+                message: too_large(size, max_message),
+            }
+        }
+    };
     pb::TaskResult {
-        outcome: Some(pb::task_result::Outcome::Error(pb::ToolError {
-            code: "invalid_result".into(),
-            message: too_large(size, max_message),
-        })),
+        outcome: Some(pb::task_result::Outcome::Error(error)),
         summary: String::new(),
         ..result
     }
 }
+
+/// Room for a field's tag and length when a text is cut to fit.
+const FIELD_OVERHEAD: usize = 16;
 
 /// The error message of a result too large to send, worded as the
 /// server's own `invalid_result` for a result over `--max-result-bytes`.
@@ -210,4 +234,48 @@ fn too_large(size: usize, max_message: usize) -> String {
 
 fn message(kind: pb::worker_message::Kind) -> pb::WorkerMessage {
     pb::WorkerMessage { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(message: String) -> pb::TaskResult {
+        pb::TaskResult {
+            task_id: "t".into(),
+            outcome: Some(pb::task_result::Outcome::Error(pb::ToolError {
+                code: "exit_status".into(),
+                message,
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_its_code_and_is_cut_to_fit_on_a_character() {
+        let fitted = fit(failure("é".repeat(10_000)), 4096);
+        assert!(fitted.encoded_len() + 3 <= 4096, "{}", fitted.encoded_len());
+        let Some(pb::task_result::Outcome::Error(e)) = fitted.outcome else {
+            panic!("not a failure: {fitted:?}");
+        };
+        assert_eq!(e.code, "exit_status");
+        assert!(e.message.starts_with("éé"), "{:.20}", e.message);
+        assert!(e.message.ends_with("message limit of 4096 bytes]"));
+        // Small enough: as it was.
+        assert_eq!(fit(failure("short".into()), 4096), failure("short".into()));
+    }
+
+    #[test]
+    fn a_result_that_does_not_fit_fails_with_invalid_result() {
+        let result = pb::TaskResult {
+            task_id: "t".into(),
+            outcome: Some(pb::task_result::Outcome::ResultJson("1".repeat(10_000))),
+            ..Default::default()
+        };
+        let Some(pb::task_result::Outcome::Error(e)) = fit(result, 4096).outcome else {
+            panic!("not failed");
+        };
+        assert_eq!(e.code, "invalid_result");
+        assert!(e.message.contains("the limit is 4096"), "{}", e.message);
+    }
 }

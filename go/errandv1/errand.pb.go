@@ -485,7 +485,9 @@ type Fallback_LastGoodMaxAgeMs struct {
 	// canonical arguments, if it finished at most this many milliseconds ago.
 	// Only calls that asked for a last-good fallback themselves (on the
 	// submit or through the tool's policy) are kept as such answers: a
-	// success of a call without one is never used.
+	// success of a call without one is never used. Such successes outlive
+	// AckCompletions until retention, so a client that acknowledges still
+	// gets them.
 	LastGoodMaxAgeMs uint64 `protobuf:"varint,2,opt,name=last_good_max_age_ms,json=lastGoodMaxAgeMs,proto3,oneof"`
 }
 
@@ -1881,7 +1883,7 @@ func (x *CancelTaskRequest) GetReason() string {
 type AckCompletionsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// Completions with seq <= up_to_seq may be removed.
+	// Completions with seq <= up_to_seq are released (see AckCompletions).
 	UpToSeq       uint64 `protobuf:"varint,2,opt,name=up_to_seq,json=upToSeq,proto3" json:"up_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1933,7 +1935,10 @@ func (x *AckCompletionsRequest) GetUpToSeq() uint64 {
 
 type AckCompletionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How many completions were removed by this call.
+	// How many completions this call acknowledged (released from replay), not
+	// counting those acknowledged before or already expired. Their tasks are
+	// removed, except the SUCCEEDED ones kept until retention (see
+	// AckCompletions).
 	Removed uint64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
 	// The session's acknowledged seq after this call. Acknowledgement is
 	// monotonic: a lower up_to_seq changes nothing. Beyond the session's last
@@ -3250,10 +3255,14 @@ type Registered struct {
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// The most bytes one WorkerMessage to this server may take once encoded
 	// (the server's --max-message-bytes). A larger message is refused by the
-	// transport and ends the worker's stream (its tasks go to another
-	// attempt), so a worker whose result would not fit sends instead a
-	// TaskResult with error code "invalid_result" that says the size and this
-	// limit. 0 (a server that does not say): assume gRPC's default, 4 MiB.
+	// transport and ends the worker's stream with RESOURCE_EXHAUSTED (its
+	// tasks go to another attempt), so a worker keeps every message within
+	// it: a result that would not fit goes instead as a TaskResult with error
+	// code "invalid_result" that says the size and this limit; a failure's
+	// message and a summary, which the server cuts to its own bounds anyway,
+	// are cut to fit; a progress report that would not fit is not sent (the
+	// SDKs refuse it to the tool). 0 (a server that does not say): assume
+	// gRPC's default, 4 MiB.
 	MaxMessageBytes uint64 `protobuf:"varint,2,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache

@@ -112,8 +112,13 @@ type ToolServiceClient interface {
 	// changes nothing and answers FAILED_PRECONDITION.
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*Task, error)
 	// Tells the server that the client has processed a session's completions up
-	// to and including up_to_seq: they (and their finished tasks) may be removed
-	// before the retention time runs out. Errors: INVALID_ARGUMENT (a bad
+	// to and including up_to_seq: they are released (never replayed on a
+	// stream, not counted unacknowledged), and their finished tasks are removed
+	// before the retention time runs out, except SUCCEEDED tasks still needed,
+	// which stay until retention (GetTask, ListTasks and ReadResult find them):
+	// a result over its task's budget (it was delivered truncated: ReadResult
+	// reads it) and a result of a call with a last-good fallback (a later
+	// identical call may fall back to it). Errors: INVALID_ARGUMENT (a bad
 	// session_id), OUT_OF_RANGE (up_to_seq beyond the session's last seq:
 	// nothing changes).
 	AckCompletions(ctx context.Context, in *AckCompletionsRequest, opts ...grpc.CallOption) (*AckCompletionsResponse, error)
@@ -155,7 +160,10 @@ type ToolServiceClient interface {
 	// session_id, max_bytes over the server's message limit).
 	PendingDigest(ctx context.Context, in *PendingDigestRequest, opts ...grpc.CallOption) (*PendingDigestResponse, error)
 	// Reads a task's full result_json in pages, for results delivered
-	// truncated (Completion.result_truncated) or by reference. Errors:
+	// truncated (Completion.result_truncated) or by reference. A result
+	// delivered truncated stays readable after AckCompletions, until
+	// retention; one delivered whole (or by reference within its budget) goes
+	// with its acknowledgement. Errors:
 	// NOT_FOUND (unknown or another tenant's task), FAILED_PRECONDITION (the
 	// task has no result: unfinished, or it did not succeed), OUT_OF_RANGE
 	// (offset past the end of the result).
@@ -369,8 +377,13 @@ type ToolServiceServer interface {
 	// changes nothing and answers FAILED_PRECONDITION.
 	CancelTask(context.Context, *CancelTaskRequest) (*Task, error)
 	// Tells the server that the client has processed a session's completions up
-	// to and including up_to_seq: they (and their finished tasks) may be removed
-	// before the retention time runs out. Errors: INVALID_ARGUMENT (a bad
+	// to and including up_to_seq: they are released (never replayed on a
+	// stream, not counted unacknowledged), and their finished tasks are removed
+	// before the retention time runs out, except SUCCEEDED tasks still needed,
+	// which stay until retention (GetTask, ListTasks and ReadResult find them):
+	// a result over its task's budget (it was delivered truncated: ReadResult
+	// reads it) and a result of a call with a last-good fallback (a later
+	// identical call may fall back to it). Errors: INVALID_ARGUMENT (a bad
 	// session_id), OUT_OF_RANGE (up_to_seq beyond the session's last seq:
 	// nothing changes).
 	AckCompletions(context.Context, *AckCompletionsRequest) (*AckCompletionsResponse, error)
@@ -412,7 +425,10 @@ type ToolServiceServer interface {
 	// session_id, max_bytes over the server's message limit).
 	PendingDigest(context.Context, *PendingDigestRequest) (*PendingDigestResponse, error)
 	// Reads a task's full result_json in pages, for results delivered
-	// truncated (Completion.result_truncated) or by reference. Errors:
+	// truncated (Completion.result_truncated) or by reference. A result
+	// delivered truncated stays readable after AckCompletions, until
+	// retention; one delivered whole (or by reference within its budget) goes
+	// with its acknowledgement. Errors:
 	// NOT_FOUND (unknown or another tenant's task), FAILED_PRECONDITION (the
 	// task has no result: unfinished, or it did not succeed), OUT_OF_RANGE
 	// (offset past the end of the result).

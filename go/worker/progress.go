@@ -12,9 +12,6 @@ import (
 	pb "github.com/errand-dev/errand/go/errandv1"
 )
 
-// MaxDetailBytes is the largest detail Progress sends (the server's limit).
-const MaxDetailBytes = 64 << 10
-
 // ErrNoTask: Progress was called with a context that is not a handler's.
 var ErrNoTask = errors.New("errand worker: not a tool handler's context")
 
@@ -33,20 +30,25 @@ func taskFrom(ctx context.Context) *taskCtx {
 
 // Progress reports the progress of the task whose handler ctx belongs to:
 // progress done of total, in the tool's own unit (either 0 when unknown;
-// both finite), a short status message for people and models (the server
-// cuts it at 1 KiB), and an optional detail the tool could resume from
-// (encoded like a result: json.RawMessage, []byte of JSON, a value for
-// encoding/json, or nil for none; at most MaxDetailBytes). If the worker is
-// lost, the next attempt's ResumeDetail returns the last detail sent.
+// both finite), a short status message for people and models (cut here at
+// MaxProgressMessageBytes, 1 KiB, on a character boundary, as the server
+// would cut it), and an optional detail the tool could resume from (encoded
+// like a result: json.RawMessage, []byte of JSON, a value for encoding/json,
+// or nil for none; at most MaxDetailBytes, the server's bound). If the
+// worker is lost, the next attempt's ResumeDetail returns the last detail
+// sent.
 //
 // Agents see progress on SessionEvents (WithProgress), at most one report
 // per task per --progress-interval, the latest winning; it is kept in memory
 // only. Each call sends one message, so report a few times a second at most.
 //
 // Errors: ErrNoTask (ctx is not a handler's), ctx's error once the task
-// ended, an *errand.Error matching ErrInvalidArgument for a bad value, or
-// the stream's error when the connection is lost (the task then runs again
-// elsewhere, and ctx is cancelled).
+// ended, an error matching ErrInvalidArgument for a bad value (a detail that
+// is not JSON or is over MaxDetailBytes, or a report larger than the
+// server's message limit, Registered.max_message_bytes, which would
+// otherwise end the worker's stream; nothing is sent and the task goes on),
+// or the stream's error when the connection is lost (the task then runs
+// again elsewhere, and ctx is cancelled).
 func Progress(ctx context.Context, progress, total float64, message string, detail any) error {
 	tc := taskFrom(ctx)
 	if tc == nil {
@@ -65,18 +67,11 @@ func Progress(ctx context.Context, progress, total float64, message string, deta
 	if err != nil {
 		return fmt.Errorf("errand worker: Progress: detail: %w (%w)", err, errand.ErrInvalidArgument)
 	}
-	if len(detailJSON) > MaxDetailBytes {
-		return fmt.Errorf("errand worker: Progress: detail is %d bytes, at most %d (%w)",
-			len(detailJSON), MaxDetailBytes, errand.ErrInvalidArgument)
-	}
-	msg := &pb.WorkerMessage{Kind: &pb.WorkerMessage_Progress{Progress: &pb.Progress{
-		TaskId: tc.a.GetTaskId(), Attempt: tc.a.GetAttempt(),
-		Progress: progress, Total: total, Message: message, DetailJson: detailJSON,
-	}}}
-	tc.s.sendMu.Lock()
-	err = tc.s.stream.Send(msg)
-	tc.s.sendMu.Unlock()
+	msg, err := progressMessage(tc.a, progress, total, message, detailJSON, tc.s.maxMessage)
 	if err != nil {
+		return err
+	}
+	if err := tc.s.sendMsg(msg); err != nil {
 		return fmt.Errorf("errand worker: Progress: the stream to the server broke: %w", err)
 	}
 	return nil

@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -44,7 +43,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 )
 
 // Handler runs one tool call. args is the JSON arguments object. The result
@@ -424,42 +422,25 @@ func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolEr
 	} else {
 		res.Outcome = &pb.TaskResult_ResultJson{ResultJson: result}
 	}
-	msg := &pb.WorkerMessage{Kind: &pb.WorkerMessage_Result{Result: res}}
-	if size := proto.Size(msg); size > s.maxMessage {
-		// Over the server's limit the transport would end the stream, and the
-		// task would go on to kill the next worker the same way: fail it.
-		s.w.logger.Warn("errand worker: result too large to send; failing the task",
-			"task_id", a.GetTaskId(), "bytes", size, "limit", s.maxMessage)
-		res.Summary = ""
-		res.Outcome = &pb.TaskResult_Error{Error: &pb.ToolError{Code: "invalid_result", Message: tooLarge(size, s.maxMessage)}}
-	}
-	s.sendMu.Lock()
-	err := s.stream.Send(msg)
-	s.sendMu.Unlock()
-	if err != nil {
+	if err := s.sendMsg(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Result{Result: res}}); err != nil {
 		// The stream broke: the server re-runs the task as a new attempt.
 		s.w.logger.Warn("errand worker: result not delivered", "task_id", a.GetTaskId(), "err", err)
 	}
 }
 
-// defaultMaxMessageBytes is gRPC's default message limit, assumed when the
-// server does not say its own in Registered.
-const defaultMaxMessageBytes = 4 << 20
-
-// messageLimit is the limit Registered.max_message_bytes means (0: not said).
-func messageLimit(said uint64) int {
-	if said == 0 {
-		return defaultMaxMessageBytes
+// sendMsg sends msg made to fit the server's limit (fit): every message
+// after Register goes through here. Nothing is sent when fit drops it.
+func (s *session) sendMsg(msg *pb.WorkerMessage) error {
+	fitted := fit(msg, s.maxMessage)
+	switch {
+	case fitted == nil:
+		s.w.logger.Warn("errand worker: a progress report over the server's message limit was not sent", "limit", s.maxMessage)
+		return nil
+	case fitted != msg:
+		s.w.logger.Warn("errand worker: a result over the server's message limit was cut to fit (a failure's text or summary) or failed (invalid_result)",
+			"task_id", fitted.GetResult().GetTaskId(), "limit", s.maxMessage)
 	}
-	if said > math.MaxInt32 {
-		return math.MaxInt32
-	}
-	return int(said)
-}
-
-// tooLarge is the message of the "invalid_result" error a worker sends in
-// place of a result of size bytes (as a message) over the server's limit,
-// worded as the server's own for a result over --max-result-bytes.
-func tooLarge(size, limit int) string {
-	return fmt.Sprintf("the tool's result is %d bytes, the limit is %d (the server's largest message, --max-message-bytes)", size, limit)
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.stream.Send(fitted)
 }

@@ -24,7 +24,7 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from errand.aio import AsyncClient
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("errand.agent")
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 #: The status names passed to `on_status`.
 QUEUED = "queued"
@@ -85,6 +86,10 @@ class TurnLoop:
     _user_arrived: Optional[asyncio.Event]
     _space: Optional[asyncio.Event]
     _drained: list[asyncio.Future[None]]
+    #: How many of the agent's own gRPC calls are in flight, and set when
+    #: none is (see `_own_call`).
+    _calls: int
+    _no_calls: Optional[asyncio.Event]
 
     async def _start(self) -> Any:
         raise NotImplementedError  # AsyncAgent's
@@ -297,7 +302,7 @@ class TurnLoop:
             return ""
         try:
             if self.client is not None:
-                found = await self.client.pending_digest(self.session_id)
+                found = await self._own_call(self.client.pending_digest(self.session_id))
             elif self.manager is not None:
                 found = await asyncio.to_thread(self.manager.client.pending_digest, self.session_id)
             else:
@@ -328,12 +333,32 @@ class TurnLoop:
             return
         if self.ack and self.client is not None:
             try:
-                await self.client.ack_completions(upto, session_id=self.session_id)
+                call = self.client.ack_completions(upto, session_id=self.session_id)
+                await self._own_call(call)
             except Exception as exc:  # the results are delivered; acking is an optimisation
                 log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
                 return
         # Without `ack` there is nothing to tell the server (a manager acks itself).
         self.acked_seq = max(self.acked_seq, upto)
+
+    async def _own_call(self, call: Coroutine[Any, Any, T]) -> T:
+        """Runs one of the agent's own calls (PendingDigest, AckCompletions),
+        counted, so that `close()` lets it finish before it cancels anything:
+        a gRPC call cancelled mid-flight completes later inside gRPC, and when
+        that is after its event loop closed, gRPC's poller prints
+        "RuntimeError: Event loop is closed". Once closing, no call starts
+        (CancelledError: the caller is about to be cancelled anyway)."""
+        if self._closed or self._no_calls is None:
+            call.close()
+            raise asyncio.CancelledError
+        self._calls += 1
+        self._no_calls.clear()
+        try:
+            return await call
+        finally:
+            self._calls -= 1
+            if not self._calls:
+                self._no_calls.set()
 
     def _release_drained(self) -> None:
         waiters, self._drained = self._drained, []

@@ -114,6 +114,11 @@ SUBMIT_OPTIONS = frozenset(
 M = TypeVar("M")
 T = TypeVar("T")
 
+#: Most seconds `AsyncAgent.close()` waits, in all, for what the agent runs
+#: to end (the stream's reader, the turn loop, its own calls); what has not
+#: ended by then is cancelled and left.
+CLOSE_TIMEOUT = 5.0
+
 
 @runtime_checkable
 class Agent(Protocol):
@@ -261,6 +266,8 @@ class AsyncAgent(TurnLoop):
         self._listener: Optional[asyncio.Task[None]] = None
         self._runner: Optional[asyncio.Task[None]] = None
         self._handoffs: set[asyncio.Task[None]] = set()
+        self._calls = 0
+        self._no_calls: Optional[asyncio.Event] = None
         if self.manager is not None:
             self.manager.add_done_callback(self.on_result)
             self.manager.add_progress_callback(self._progress_from_thread)
@@ -293,6 +300,8 @@ class AsyncAgent(TurnLoop):
         self._user_arrived = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+        self._no_calls = asyncio.Event()
+        self._no_calls.set()
         with self._early_lock:
             self._loop = asyncio.get_running_loop()
             early, self._early = self._early, []
@@ -313,8 +322,17 @@ class AsyncAgent(TurnLoop):
         return self
 
     def close(self) -> Any:
-        """Stop delivering (awaitable, or blocking outside asyncio); a turn in
-        progress ends first. Pending `send`s fail with ClosedError."""
+        """Stop delivering (awaitable, or blocking outside asyncio). Pending
+        `send`s fail with ClosedError.
+
+        Ends everything the agent started, quietly, within `CLOSE_TIMEOUT`
+        seconds (5) in all: the stream's reader sees its stream end, a turn
+        in progress and the results being handed over are cancelled, but
+        first the agent's own calls in flight (PendingDigest, AckCompletions)
+        are let finish rather than cancelled mid-call (each is also bounded by
+        the client's per-call timeout). Whatever is still running at the
+        deadline is cancelled and left.
+        """
         if self._loop is None:
             self._closed = True
             if self.manager is not None:
@@ -332,23 +350,26 @@ class AsyncAgent(TurnLoop):
         if self.manager is not None:
             self.manager.remove_done_callback(self.on_result)
             self.manager.remove_progress_callback(self._progress_from_thread)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_TIMEOUT
         if self._stream is not None:
             await self._stream.aclose()
-            if self._listener is not None:
-                # Let the listener see the stream end rather than cancel it:
-                # a cancelled read leaves its gRPC operation in flight, and
-                # when that completes after the loop closed, gRPC's poller
-                # fails with "Event loop is closed" on another loop.
-                await asyncio.wait({self._listener}, timeout=1.0)
-        for task in (self._listener, self._runner):
-            # Cancel until it ends: a turn can swallow one cancellation (on
-            # Python < 3.12, asyncio.wait_for does when its inner await ends
-            # at the same moment) and carry on to its next wait.
-            while task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-            if task is not None and not task.cancelled():
-                task.exception()  # retrieved: ended with an error or normally
+        if self._no_calls is not None:
+            # The agent's own calls in flight finish first (see `_own_call`;
+            # none starts from now on), for the same reason as the reader.
+            try:
+                await asyncio.wait_for(self._no_calls.wait(), _left(loop, deadline))
+            except asyncio.TimeoutError:
+                pass  # a server that does not answer: cancelled below
+        if self._listener is not None and self._stream is not None:
+            # Let the listener see the stream end rather than cancel it:
+            # a cancelled read leaves its gRPC operation in flight, and
+            # when that completes after the loop closed, gRPC's poller
+            # fails with "Event loop is closed" on another loop.
+            await asyncio.wait({self._listener}, timeout=min(1.0, _left(loop, deadline)))
+        for task in (self._listener, self._runner, *self._handoffs):
+            if task is not None:
+                await _cancel(task, loop, deadline)
         while self._users:
             turn = self._users.popleft()
             if not turn.future.done():
@@ -522,6 +543,26 @@ class AsyncAgent(TurnLoop):
         except Exception as exc:
             self.last_error = exc
             log.error("errand AsyncAgent: completion stream failed: %s", exc)
+
+
+def _left(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    return max(deadline - loop.time(), 0.0)
+
+
+async def _cancel(
+    task: asyncio.Future[Any], loop: asyncio.AbstractEventLoop, deadline: float
+) -> None:
+    """Cancels `task` until it ends or `deadline` passes, and retrieves its
+    outcome. Cancelled again while it lasts: a turn can swallow one
+    cancellation (on Python < 3.12, asyncio.wait_for does when its inner
+    await ends at the same moment) and carry on to its next wait."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(1.0, _left(loop, deadline)))
+        if loop.time() >= deadline:
+            break
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: ended with an error or normally
 
 
 async def _noop() -> None:

@@ -53,6 +53,9 @@ _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # not in grpc-stubs
 
 __all__ = ["AsyncClient", "AsyncCompletionStream", "AsyncSessionEventStream"]
 
+#: Most seconds `aclose()` waits for gRPC to end a stream's call.
+_DRAIN_TIMEOUT = 1.0
+
 T = TypeVar("T")
 E = TypeVar("E")
 S = TypeVar("S", bound="_AsyncStream[Any]")
@@ -341,6 +344,8 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
     ) -> None:
         super().__init__(stub, cursor, metadata=metadata)
         self._closed = asyncio.Event()
+        self._reading = False  # a read of the call is in flight
+        self._other_status_tasks: set[asyncio.Task[Any]] = set()
 
     def __aiter__(self: S) -> S:
         return self
@@ -352,11 +357,41 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the stream; a pending `__anext__` ends with StopAsyncIteration."""
+        """Stop the stream; a pending `__anext__` ends with StopAsyncIteration.
+
+        Returns once gRPC has ended the call (a local cancel: milliseconds;
+        at most `_DRAIN_TIMEOUT` seconds)."""
         self._closed.set()
         call, self._call = self._call, None
-        if call is not None:
-            call.cancel()
+        if call is None:
+            return
+        # A cancelled call's gRPC operations (its read, its status) complete
+        # later inside gRPC, and when that is after the loop closed, gRPC's
+        # poller prints "RuntimeError: Event loop is closed". So the call is
+        # cancelled under a read, and that read and gRPC's status task for
+        # the call are awaited (a pending `__anext__`'s read is its
+        # caller's to await). The status tasks of streams opened on this loop
+        # after this one cannot be told apart: one still open keeps this
+        # wait to its bound.
+        drain = None if self._reading else asyncio.ensure_future(call.read())
+        if drain is not None:
+            await asyncio.sleep(0)  # the read starts: its operation is in flight
+        call.cancel()
+        ending = _status_tasks() - self._other_status_tasks
+        if drain is not None:
+            ending.add(drain)
+        if ending:
+            await asyncio.wait(ending, timeout=_DRAIN_TIMEOUT)
+        if drain is not None:
+            if not drain.done():
+                drain.cancel()
+            elif not drain.cancelled():
+                drain.exception()  # retrieved: the cancel's own error
+
+    def _start(self) -> Any:
+        # gRPC's status tasks of other calls, already there: not this one's.
+        self._other_status_tasks = _status_tasks()
+        return super()._start()
 
     async def __anext__(self) -> E:
         while True:
@@ -365,6 +400,7 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
             if self._call is None:
                 self._call = self._start()
             call = self._call
+            self._reading = True
             try:
                 msg = await call.read()
             except asyncio.CancelledError:
@@ -384,6 +420,8 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
                     return item
                 self._drop(call)
                 step = self._cursor.ended(self._closed.is_set())
+            finally:
+                self._reading = False
             if step is Step.STOP:
                 raise StopAsyncIteration
             try:
@@ -395,6 +433,17 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
         if self._call is call:
             self._call = None
         call.cancel()
+
+
+def _status_tasks() -> set[asyncio.Task[Any]]:
+    """gRPC's tasks (on this loop) that wait for a streaming call's status:
+    a call's last operation. Found by name (gRPC has no handle for them);
+    none if a gRPC version names them otherwise."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") == "_AioCall._handle_status_once_received"
+    }
 
 
 class AsyncCompletionStream(_AsyncStream[Completion]):

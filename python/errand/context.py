@@ -22,20 +22,19 @@ import json
 import threading
 from typing import Any, Callable, Optional
 
-from errand._jsonable import to_json
+from errand import _outgoing
+from errand._outgoing import MAX_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES
 from errand.v1 import errand_pb2 as pb
 
 __all__ = [
     "MAX_DETAIL_BYTES",
+    "MAX_PROGRESS_MESSAGE_BYTES",
     "Summarized",
     "TaskContext",
     "current_task",
     "report_progress",
     "resume_detail",
 ]
-
-#: Most bytes of a progress detail_json (the server's limit).
-MAX_DETAIL_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -58,6 +57,9 @@ class TaskContext:
     _send: Optional[Callable[[pb.WorkerMessage], None]] = dataclasses.field(
         default=None, repr=False
     )
+    #: The most bytes one message to the server may take (set by the worker
+    #: from the server's Registered.max_message_bytes).
+    _max_message: int = dataclasses.field(default=_outgoing.DEFAULT_MAX_MESSAGE_BYTES, repr=False)
 
     def is_cancelled(self) -> bool:
         return self.cancelled.is_set()
@@ -80,39 +82,35 @@ class TaskContext:
         Args:
             progress: work done, in the tool's own unit (0: unknown).
             total: total work in the same unit (0: unknown).
-            message: a short status for people and the model (cut at 1 KiB by
-                the server).
-            detail: JSON-serialisable state to resume from (at most 64 KiB
-                as JSON): a later attempt gets it as `resume_detail`.
+            message: a short status for people and the model; cut here at
+                `MAX_PROGRESS_MESSAGE_BYTES` (1 KiB of UTF-8, on a character
+                boundary), as the server would cut it (proto `Progress.message`).
+            detail: JSON-serialisable state to resume from, at most
+                `MAX_DETAIL_BYTES` (64 KiB) as JSON, the server's bound (proto
+                `Progress.detail_json`): a later attempt gets it as
+                `resume_detail`.
 
         Never blocks; a report after the task was cancelled is dropped.
-        Raises ValueError for a negative value or a detail that is not JSON
-        or is too large.
+
+        Raises:
+            ValueError: a negative progress or total; a detail that is not
+                JSON (NaN and infinities included) or is over
+                `MAX_DETAIL_BYTES`; or a report larger than the server's
+                message limit (`Registered.max_message_bytes`, its
+                --max-message-bytes), which would otherwise end the worker's
+                stream. Nothing is sent then; the task goes on.
         """
-        if progress < 0 or total < 0:
-            raise ValueError("progress and total must be >= 0 (0: unknown)")
-        detail_json = ""
-        if detail is not None:
-            detail_json = json.dumps(detail, default=to_json, ensure_ascii=False)
-            size = len(detail_json.encode())
-            if size > MAX_DETAIL_BYTES:
-                raise ValueError(
-                    f"a progress detail is at most {MAX_DETAIL_BYTES} bytes as JSON; got {size}"
-                )
-        if self._send is None or self.cancelled.is_set():
-            return
-        self._send(
-            pb.WorkerMessage(
-                progress=pb.Progress(
-                    task_id=self.task_id,
-                    attempt=self.attempt,
-                    progress=float(progress),
-                    total=float(total),
-                    message=message,
-                    detail_json=detail_json,
-                )
-            )
+        msg = _outgoing.progress(
+            self.task_id,
+            self.attempt,
+            progress,
+            total,
+            message,
+            detail,
+            self._max_message,
         )
+        if self._send is not None and not self.cancelled.is_set():
+            self._send(msg)
 
 
 @dataclasses.dataclass(frozen=True)

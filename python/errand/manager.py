@@ -71,7 +71,8 @@ class AsyncTaskResult:
         task_id: the task, as the acknowledgement named it.
         tool_name: the tool that ran.
         arguments: the arguments it ran with (a dict).
-        result: the tool's return value (parsed JSON) when it succeeded, else None.
+        result: the tool's return value (parsed JSON) when it succeeded, else None;
+            read whole (ReadResult) when it arrived over its result budget.
         error: "[code] message" when it failed, was cancelled or timed out, else None.
         elapsed: seconds from the start of the run to its end.
         status: the final `TaskStatus`.
@@ -280,6 +281,23 @@ class AsyncToolManager(Worker):
             return json.loads(self.client.read_full_result(done.task_id))
         return outcome(done)
 
+    def _read_whole(self, result: AsyncTaskResult) -> AsyncTaskResult:
+        """`result` with its whole value, for a completion delivered over its
+        result budget: read before the callbacks run and before it is
+        acknowledged. The server keeps such a result after the ack too,
+        until its retention; `_seen` keeps the completion only, so that the
+        manager holds no more than `keep_results` previews."""
+        try:
+            value = json.loads(self.client.read_full_result(result.task_id))
+        except Exception as exc:  # result() reads it again, and raises what it meets
+            log.warning(
+                "errand AsyncToolManager: reading the full result of %s failed: %s",
+                result.task_id,
+                exc,
+            )
+            return result
+        return dataclasses.replace(result, result=value)
+
     def cancel(self, task_id: str, *, reason: str = "") -> Task:
         """Cancel a task; `reason` reaches the worker and the completion's message."""
         return self.client.cancel(task_id, reason=reason)
@@ -347,6 +365,8 @@ class AsyncToolManager(Worker):
                     while len(self._seen) > self.keep_results:
                         self._seen.popitem(last=False)
                     self._seen_cond.notify_all()
+                if by_reference(completion):
+                    result = self._read_whole(result)
                 self.on_complete(result)
                 if self.ack:
                     try:

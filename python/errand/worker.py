@@ -39,9 +39,11 @@ from typing import Any, Callable, Coroutine, Optional
 import grpc
 import grpc.aio
 
+from errand import _outgoing
 from errand._common import MAX_SEND_MESSAGE_BYTES, RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
 from errand._jsonable import to_json as _to_json
+from errand._outgoing import DEFAULT_MAX_MESSAGE_BYTES
 from errand.context import (
     Summarized,
     TaskContext,
@@ -348,9 +350,10 @@ class Worker:
                 msg = await outgoing.get()
                 if msg is None:
                     return
-                if msg.HasField("result"):
-                    msg = _fit(msg, self._max_message)
-                yield msg
+                # Every message, by the one rule: none may end the stream.
+                fitted = _outgoing.fit(msg, self._max_message)
+                if fitted is not None:
+                    yield fitted
 
         stub = pb_grpc.WorkerServiceStub(channel)
         call = stub.Connect(requests(), metadata=self._metadata, wait_for_ready=True)
@@ -358,7 +361,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         done = _Done(loop, running, outgoing)
         # One reader task for the whole stream (not one per message): stop()
-        # ends it by cancelling it.
+        # ends it by ending the stream.
         reader = asyncio.ensure_future(self._read(call, running, outgoing, executor, done))
         stop_wait = asyncio.ensure_future(self._wake.wait())
         try:
@@ -366,14 +369,19 @@ class Worker:
             if reader.done():
                 reader.result()  # the stream's end or error
         finally:
-            reader.cancel()
             stop_wait.cancel()
+            done.closing = True  # assignments from now on are not started
             # The server gives this connection's tasks to other workers as new
             # attempts: results of these runs would be ignored, so stop them.
             for entry in list(running.values()):
                 entry.cancel("disconnected")
+            # Close the stream as the protocol does: end the requests and let
+            # the server end the stream, which the reader sees. Cancelling it
+            # instead leaves gRPC operations (the reader's read, the call's
+            # status) to complete after this loop may have closed, and gRPC's
+            # poller then prints "RuntimeError: Event loop is closed".
             outgoing.put_nowait(None)
-            call.cancel()
+            await _end(reader, _CLOSE_TIMEOUT, call.cancel)
 
     async def _read(
         self,
@@ -412,6 +420,8 @@ class Worker:
         executor: ThreadPoolExecutor,
         done: _Done,
     ) -> None:
+        if done.closing:
+            return  # the stream is closing: the server gives it to another worker
         ctx = TaskContext(
             task_id=assignment.task_id,
             session_id=assignment.session_id,
@@ -420,6 +430,7 @@ class Worker:
             timeout_ms=assignment.timeout_ms,
             resume_detail_json=assignment.resume_detail_json,
             _send=done.send,
+            _max_message=self._max_message,
         )
         spec = self._tools.get(assignment.tool)
         if spec is None:
@@ -484,6 +495,8 @@ class _Done:
         self._running = running
         self._outgoing = outgoing
         self._lock = threading.Lock()
+        #: Set when the connection closes: no new assignment starts.
+        self.closing = False
         # Messages from pool threads, in order; None: not a call's result.
         self._queued: list[tuple[Optional[_Running], pb.WorkerMessage]] = []
 
@@ -530,6 +543,24 @@ class _Done:
                 self.finish(entry, msg)
 
 
+#: Most seconds a closing connection waits for the server to end its stream
+#: (a round trip), then as long again once it cancelled the stream itself.
+_CLOSE_TIMEOUT = 2.0
+
+
+async def _end(task: asyncio.Future[Any], timeout: float, stop: Callable[[], Any]) -> None:
+    """Waits up to `timeout` seconds for `task` to end; if it has not, calls
+    `stop()` and waits as long again, then cancels it. Retrieves its outcome,
+    so nothing is left unseen."""
+    for last_resort in (stop, task.cancel):
+        await asyncio.wait({task}, timeout=timeout)
+        if task.done():
+            break
+        last_resort()
+    if task.done() and not task.cancelled():
+        task.exception()
+
+
 def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -545,39 +576,6 @@ def _failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
     error = pb.ToolError(code=code, message=message)
     return pb.WorkerMessage(
         result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
-    )
-
-
-#: gRPC's default message limit, assumed when the server does not say its own.
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-
-
-def _fit(msg: pb.WorkerMessage, limit: int) -> pb.WorkerMessage:
-    """`msg` (a result) if it fits in `limit` bytes; otherwise a failed result
-    with code "invalid_result" saying the size and the limit. A message over
-    the limit would end the stream, and the task would go on to kill the next
-    worker the same way."""
-    result = msg.result
-    # UTF-8 takes at most 4 bytes a code point: most results need no encoding.
-    chars = len(result.result_json) + len(result.summary) + len(result.error.message)
-    if 4 * chars + 1024 <= limit:
-        return msg
-    size = msg.ByteSize()
-    if size <= limit:
-        return msg
-    log.warning(
-        "task %s: result of %d bytes over the server's limit of %d; failing the task",
-        result.task_id,
-        size,
-        limit,
-    )
-    message = (
-        f"the tool's result is {size} bytes, the limit is {limit}"
-        " (the server's largest message, --max-message-bytes)"
-    )
-    error = pb.ToolError(code="invalid_result", message=message)
-    return pb.WorkerMessage(
-        result=pb.TaskResult(task_id=result.task_id, error=error, attempt=result.attempt)
     )
 
 

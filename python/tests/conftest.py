@@ -7,12 +7,15 @@ waits for that line (with a deadline), never for a fixed time.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import queue
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -21,7 +24,7 @@ from typing import IO, Any, Callable, Optional
 
 import pytest
 
-from errand import Client, Completion, CompletionStream, Worker
+from errand import AsyncClient, Client, Completion, CompletionStream, Worker
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 REPO = PYTHON_DIR.parent
@@ -300,3 +303,71 @@ def collect() -> Iterator[Callable[[CompletionStream], Collector]]:
     yield make
     for c in collectors:
         c.close()
+
+
+class Quiet:
+    """Catches what asyncio and Python print about leftovers of closed event
+    loops: a gRPC operation that completes after its loop closed makes gRPC's
+    poller fail with "Event loop is closed" in whichever loop reads its
+    events next; a task's unseen exception, an unraisable one at collection.
+    """
+
+    def __init__(
+        self, server: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        self.server = server
+        self.problems: list[str] = []
+        self._caplog = caplog
+        self._capfd = capfd
+
+    def watch(self) -> None:
+        """Report the running loop's unhandled exceptions here (call in each loop)."""
+        asyncio.get_running_loop().set_exception_handler(self._loop_handler)
+
+    def _loop_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.problems.append(f"loop: {context.get('message')}: {context.get('exception')!r}")
+
+    def unraisable(self, info: Any) -> None:
+        self.problems.append(f"unraisable: {info.exc_value!r} in {info.object!r}")
+
+    def round_trip(self) -> None:
+        """One call on a fresh, watched loop: gRPC's poller hands it the
+        events of closed loops' operations that completed meanwhile."""
+
+        async def call() -> None:
+            self.watch()
+            async with AsyncClient(self.server) as client:
+                await client.list_tools()
+
+        asyncio.run(call())
+
+    def check(self) -> None:
+        """A last round trip, then: nothing logged at ERROR by asyncio (where
+        a loop's leftovers are reported) or by the agent, handled by a loop,
+        unraisable, or printed to stderr as a traceback. (Another test's
+        worker thread may log its own end meanwhile: the tests check their
+        workers' `error` themselves.)"""
+        self.round_trip()
+        errors = [
+            r.getMessage()
+            for r in self._caplog.records
+            if r.levelno >= logging.ERROR and r.name in ("asyncio", "errand.agent")
+        ]
+        assert not errors, errors
+        assert not self.problems, self.problems
+        err = self._capfd.readouterr().err
+        assert "Traceback" not in err and "Event loop is closed" not in err, err[-3000:]
+
+
+@pytest.fixture
+def quiet(
+    server: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Quiet:
+    """A `Quiet` for the shared server; call its `check()` at the end."""
+    q = Quiet(server, caplog, capfd)
+    monkeypatch.setattr(sys, "unraisablehook", q.unraisable)
+    caplog.set_level(logging.WARNING)
+    return q

@@ -9,19 +9,25 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
+import pytest
+
 from errand import (
     AsyncAgent,
     AsyncClient,
     AsyncCompletionStream,
+    Client,
     Completion,
+    PendingDigest,
+    SyncAgent,
     TaskStatus,
     Worker,
     async_tool,
     prune_history,
+    sync_agent,
 )
 from errand.tool import tool_def
 
-from .conftest import EVENT_TIMEOUT, unique
+from .conftest import EVENT_TIMEOUT, Quiet, unique
 
 
 class Gates:
@@ -288,3 +294,107 @@ def test_closing_lets_the_stream_reader_end_rather_than_cancelling_it(
                 assert listener.cancelling() == 0, "the reader was cancelled mid-read"
 
     run(scenario())
+
+
+class InFlight(AsyncClient):
+    """An AsyncClient that says when the agent's own calls are on the wire."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acking = asyncio.Event()
+        self.digesting = asyncio.Event()
+
+    async def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
+        self.acking.set()
+        return await super().ack_completions(up_to_seq, session_id=session_id)
+
+    async def pending_digest(
+        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+    ) -> PendingDigest:
+        self.digesting.set()
+        return await super().pending_digest(session_id, max_bytes=max_bytes)
+
+
+def test_closing_with_acks_and_digests_in_flight_prints_nothing(server: str, quiet: Quiet) -> None:
+    # close() cancelled the turn loop mid-AckCompletions/PendingDigest: the
+    # cancelled calls' gRPC operations completed after asyncio.run closed the
+    # loop, and gRPC's poller printed "RuntimeError: Event loop is closed"
+    # tracebacks (through whichever loop read its events next).
+    @async_tool(name=unique("echo"))
+    def echo(i: int) -> int:
+        return i
+
+    name = tool_def(echo).name
+    worker = Worker(server, tools=[echo], max_concurrency=8, name="agent-test")
+    worker.start(timeout=EVENT_TIMEOUT)
+
+    async def scenario(wait_for: str) -> None:
+        quiet.watch()
+        async with InFlight(server, session_id=unique("session")) as client:
+            agent = AsyncAgent(RecordingAgent(), client, batch_window=0)
+            await agent.start()
+            for i in range(20):
+                await client.submit(name, i=i)
+            # Close while the turn loop's own call is on the wire.
+            await asyncio.wait_for(getattr(client, wait_for).wait(), EVENT_TIMEOUT)
+            await agent.close()
+
+    try:
+        for i in range(20):
+            asyncio.run(scenario("acking" if i % 2 else "digesting"))
+            quiet.round_trip()
+    finally:
+        worker.stop()
+    assert worker.error is None
+    quiet.check()
+
+
+class Blocking:
+    """A blocking agent that says when it got its first message."""
+
+    def __init__(self) -> None:
+        self.delivered = threading.Event()
+
+    def send(self, message: str) -> str:
+        self.delivered.set()
+        return "ok"
+
+
+class ThreadInFlight(AsyncClient):
+    """An AsyncClient (on SyncAgent's own loop) that tells another thread
+    when an AckCompletions call is on the wire."""
+
+    acking = threading.Event()
+
+    async def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:
+        ThreadInFlight.acking.set()
+        return await super().ack_completions(up_to_seq, session_id=session_id)
+
+
+def test_closing_a_sync_agent_with_acks_in_flight_prints_nothing(
+    server: str, quiet: Quiet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same on SyncAgent's private loop, which close() stops and closes.
+    monkeypatch.setattr(sync_agent, "AsyncClient", ThreadInFlight)
+
+    @async_tool(name=unique("echo"))
+    def echo(i: int) -> int:
+        return i
+
+    name = tool_def(echo).name
+    worker = Worker(server, tools=[echo], max_concurrency=8)
+    worker.start(timeout=EVENT_TIMEOUT)
+    try:
+        for _ in range(10):
+            ThreadInFlight.acking.clear()
+            with Client(server, session_id=unique("session")) as client:
+                agent = SyncAgent(Blocking(), client, batch_window=0)
+                for i in range(20):
+                    client.submit(name, i=i)
+                assert ThreadInFlight.acking.wait(EVENT_TIMEOUT)
+                agent.close()  # while an AckCompletions is on the wire
+            quiet.round_trip()
+    finally:
+        worker.stop()
+    assert worker.error is None
+    quiet.check()

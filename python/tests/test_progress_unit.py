@@ -120,3 +120,45 @@ def test_a_tool_reports_progress_and_sends_a_summary_in_both_modes(mode: str) ->
     assert [m.progress.progress for m in sent] == [2.0, 3.0]
     assert all(m.progress.task_id == "t9" and m.progress.attempt == 2 for m in sent)
     assert json.loads(result.result_json) == {"pages": 3} and result.summary == "crawled"
+
+
+def test_every_outgoing_message_fits_the_servers_limit() -> None:
+    from errand._outgoing import cut_utf8, fit
+
+    limit = 4096
+    # A summary the server would cut anyway is cut to fit; the result stays.
+    result = pb.TaskResult(task_id="t", attempt=1, result_json='"ok"', summary="s" * 10_000)
+    fitted = fit(pb.WorkerMessage(result=result), limit)
+    assert fitted is not None and fitted.ByteSize() <= limit
+    assert fitted.result.result_json == '"ok"' and fitted.result.summary.startswith("sss")
+    # A result JSON that does not fit fails its task, saying the size and limit.
+    result = pb.TaskResult(task_id="t", attempt=1, result_json='"' + "a" * 10_000 + '"')
+    fitted = fit(pb.WorkerMessage(result=result), limit)
+    assert fitted is not None and fitted.result.error.code == "invalid_result"
+    assert f"the limit is {limit}" in fitted.result.error.message
+    # A failure keeps its code, its text cut to fit and saying so.
+    error = pb.ToolError(code="busy", message="é" * 10_000)
+    fitted = fit(pb.WorkerMessage(result=pb.TaskResult(task_id="t", error=error)), limit)
+    assert fitted is not None and fitted.ByteSize() <= limit
+    assert fitted.result.error.code == "busy"
+    assert fitted.result.error.message.endswith(f"message limit of {limit} bytes]")
+    # A progress report over the limit (checked at report time) is not sent.
+    progress = pb.Progress(task_id="t", detail_json='"' + "d" * 10_000 + '"')
+    assert fit(pb.WorkerMessage(progress=progress), limit) is None
+    assert cut_utf8("aé", 2) == "a" and cut_utf8("aé", 3) == "aé"
+
+
+def test_report_progress_refuses_what_the_server_would_ignore() -> None:
+    sent: list[pb.WorkerMessage] = []
+    ctx = context(sent)
+    with pytest.raises(ValueError, match="JSON"):
+        ctx.report_progress(detail={"x": float("nan")})
+    with pytest.raises(ValueError, match="JSON"):
+        ctx.report_progress(detail=object())
+    ctx._max_message = 200
+    with pytest.raises(ValueError, match="message limit of 200 bytes"):
+        ctx.report_progress(detail="x" * 300)
+    ctx._max_message = 4096
+    ctx.report_progress(1, 2, "ü" * 5000)  # cut, not refused
+    (msg,) = sent
+    assert msg.progress.message == "ü" * 512

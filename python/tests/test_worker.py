@@ -10,6 +10,7 @@ import pydantic
 import pytest
 
 from errand import (
+    AsyncClient,
     Client,
     InvalidArgument,
     TaskStatus,
@@ -20,7 +21,7 @@ from errand import (
 )
 from errand.tool import tool_def
 
-from .conftest import EVENT_TIMEOUT, Collector, unique
+from .conftest import EVENT_TIMEOUT, Collector, Quiet, unique
 
 
 class Point(pydantic.BaseModel):
@@ -214,3 +215,37 @@ def test_a_worker_the_server_refuses_raises_on_start(server: str) -> None:
     with pytest.raises(InvalidArgument):
         worker.start(timeout=EVENT_TIMEOUT)
     assert isinstance(worker.error, InvalidArgument)
+
+
+def test_stopping_a_worker_prints_nothing(server: str, quiet: Quiet) -> None:
+    # stop() cancelled the stream and its reader mid-read: the read's and the
+    # call's gRPC operations completed after the worker's loop closed, and
+    # gRPC's poller printed "RuntimeError: Event loop is closed" through
+    # another loop of the process (here the bystander's).
+    @async_tool(name=unique("echo"))
+    async def echo(i: int) -> int:
+        return i
+
+    name = tool_def(echo).name
+
+    async def use() -> None:
+        quiet.watch()
+        async with AsyncClient(server, session_id=unique("session")) as client:
+            acks = [await client.submit(name, i=i) for i in range(5)]
+            results = [await client.result(a.task_id, timeout=EVENT_TIMEOUT) for a in acks]
+            assert results == list(range(5))
+
+    bystander = Worker(server, tools=[echo], name="bystander")
+    bystander.start(timeout=EVENT_TIMEOUT)
+    try:
+        for n in range(10):
+            worker = Worker(server, tools=[echo], name=f"stopped-{n}")
+            worker.start(timeout=EVENT_TIMEOUT)
+            asyncio.run(use())
+            worker.stop()
+            assert worker.error is None
+            quiet.round_trip()
+    finally:
+        bystander.stop()
+    assert bystander.error is None
+    quiet.check()

@@ -356,3 +356,51 @@ async fn a_tool_s_declared_budget_dedup_and_fallback_apply_unless_the_submit_say
         assert!(refused.message().contains(why), "{}", refused.message());
     }
 }
+
+#[tokio::test]
+async fn an_acknowledged_result_over_its_budget_still_reads_back_whole() {
+    let server = Server::start(&[]).await;
+    let mut worker = raw::connect_worker(&server.addr, None, vec![raw::tool("report", "")])
+        .await
+        .unwrap();
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let mut rpc = server.raw();
+    let full = big_result(40 * 1024);
+
+    let big = rpc.submit_tool(submit_req(0)).await.unwrap().into_inner();
+    answer(&mut worker, &full, "").await;
+    let small = rpc.submit_tool(submit_req(0)).await.unwrap().into_inner();
+    answer(&mut worker, r#"{"ok":true}"#, "").await;
+    let got = take_completions(&mut stream, 2).await;
+    assert!(got[0].result_truncated && !got[1].result_truncated);
+    assert_eq!(client.ack_completions("s", got[1].seq).await.unwrap(), 2);
+
+    // The preview told the model to read it: it still can, until retention.
+    let (text, _) = read_pages(&server, &big.task_id, 65536).await;
+    assert_eq!(sha(&text), sha(&full));
+    let kept = rpc
+        .get_task(pb::GetTaskRequest {
+            task_id: big.task_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.task_id, big.task_id);
+    // A result delivered whole is gone with its acknowledgement.
+    let e = rpc
+        .read_result(pb::ReadResultRequest {
+            task_id: small.task_id.clone(),
+            offset: 0,
+            max_bytes: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{}", e.message());
+    // Neither comes back on a stream from the start, nor counts unacknowledged.
+    rpc.submit_tool(submit_req(0)).await.unwrap();
+    answer(&mut worker, "3", "").await;
+    let mut replay = client.completions("s", 0);
+    let next = take_completions(&mut replay, 1).await.remove(0);
+    assert_eq!(next.seq, got[1].seq + 1, "{next:?}");
+}

@@ -432,6 +432,45 @@ async fn output_over_the_message_limit_fails_the_task_and_the_worker_stays() {
     assert_eq!(c["status"], "SUCCEEDED", "{c}");
 }
 
+/// A failure whose text is larger than one message to the server (a
+/// program's stderr) keeps its code, its text cut to fit: before, the
+/// worker sent it as `invalid_result`, losing the exit status.
+#[tokio::test]
+async fn a_failure_over_the_message_limit_keeps_its_code_cut_to_fit() {
+    const LIMIT: usize = 32 * 1024;
+    let server = Server::start(&[
+        "--max-message-bytes",
+        &LIMIT.to_string(),
+        "--max-arguments-bytes",
+        "4096",
+        "--max-result-bytes",
+        "4096",
+        "--max-schema-bytes",
+        "4096",
+        "--max-description-bytes",
+        "1024",
+    ])
+    .await;
+    // 60 KiB on stderr (the worker keeps up to 64 KiB of it), then exit 3.
+    let _worker = server
+        .exec_worker(
+            "loud",
+            "head -c 61440 /dev/zero | tr '\\0' e >&2; exit 3",
+            &[],
+        )
+        .await;
+    let out = server
+        .cli(&["submit", "loud", "--args", "{}", "--wait", "--json"])
+        .await;
+    assert!(!out.status.success(), "a failed task exits non-zero");
+    let c: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(c["status"], "FAILED", "{c}");
+    assert_eq!(c["error"]["code"], "exit_status", "{c}");
+    assert_eq!(c["attempts"], 1, "not requeued: {c}");
+    let message = c["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("exit status 3: eee"), "{message:.80}");
+}
+
 /// Runs the CLI with its stdout on a pipe whose reading end is already
 /// closed, as `errand ... | head -1` leaves it once head has its line.
 async fn cli_into_closed_pipe(server: &Server, args: &[&str]) -> std::process::Output {

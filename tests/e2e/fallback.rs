@@ -177,6 +177,38 @@ async fn a_last_good_result_answers_a_timeout_with_its_age() {
     assert!(c.fallback.is_none());
 }
 
+/// An acknowledgement keeps a success its call's last-good fallback may
+/// need: a client that acknowledges (the SDKs' default) still gets it.
+#[tokio::test]
+async fn an_acknowledged_success_still_answers_a_last_good_fallback() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["weather"], 4).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let last_good = pb::fallback::Kind::LastGoodMaxAgeMs(3_600_000);
+    let args = r#"{"city":"Lyon"}"#;
+
+    let first = client
+        .submit_request(call("weather", args, last_good.clone()))
+        .await
+        .unwrap();
+    worker.next().await.succeed(r#"{"temp":21}"#);
+    let seq = take_completions(&mut stream, 1).await[0].seq;
+    assert_eq!(client.ack_completions("s", seq).await.unwrap(), 1);
+
+    let mut slow = call("weather", args, last_good);
+    slow.timeout_ms = 300;
+    let second = client.submit_request(slow).await.unwrap();
+    let _held = worker.next().await; // never answered: the call times out
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, second.task_id);
+    assert_eq!(status_of(c.status), pb::TaskStatus::Succeeded, "{c:?}");
+    assert_eq!(
+        c.fallback.as_ref().map(|f| f.task_id.as_str()),
+        Some(first.task_id.as_str())
+    );
+}
+
 #[tokio::test]
 async fn bad_fallbacks_are_refused_at_submit() {
     let server = Server::start(&[]).await;

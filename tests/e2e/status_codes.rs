@@ -129,6 +129,46 @@ async fn a_message_over_the_limit_is_resource_exhausted_on_every_path() {
     server.client().await.list_tools().await.unwrap();
 }
 
+/// A progress report over the limit (from a worker that does not keep the
+/// rule the SDKs keep) ends the worker's stream as a result does, and the
+/// status names the limit the worker was told and what became of its task.
+#[tokio::test]
+async fn an_oversized_progress_report_ends_the_stream_saying_the_workers_limit() {
+    let server = Server::start(&SMALL).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(register("p", String::new())).await.unwrap();
+    let mut commands = worker_rpc(&server)
+        .connect(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    within("Registered", commands.message()).await.unwrap();
+    let task = server.client().await.submit("s", "p", "{}").await.unwrap();
+    within("the assignment", commands.message())
+        .await
+        .unwrap()
+        .unwrap();
+    tx.send(pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Progress(pb::Progress {
+            task_id: task.task_id,
+            message: "m".repeat(200_000),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let s = within("the stream's end", commands.message())
+        .await
+        .unwrap_err();
+    assert_exhausted("Progress", &s);
+    assert!(
+        s.message().contains("Registered.max_message_bytes")
+            && s.message().contains("another attempt"),
+        "{}",
+        s.message()
+    );
+}
+
 #[tokio::test]
 async fn a_worker_that_never_registers_gets_deadline_exceeded() {
     let server = Server::start(&["--register-timeout-ms", "200"]).await;

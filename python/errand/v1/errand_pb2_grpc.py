@@ -182,8 +182,13 @@ class ToolServiceServicer(object):
 
     def AckCompletions(self, request, context):
         """Tells the server that the client has processed a session's completions up
-        to and including up_to_seq: they (and their finished tasks) may be removed
-        before the retention time runs out. Errors: INVALID_ARGUMENT (a bad
+        to and including up_to_seq: they are released (never replayed on a
+        stream, not counted unacknowledged), and their finished tasks are removed
+        before the retention time runs out, except SUCCEEDED tasks still needed,
+        which stay until retention (GetTask, ListTasks and ReadResult find them):
+        a result over its task's budget (it was delivered truncated: ReadResult
+        reads it) and a result of a call with a last-good fallback (a later
+        identical call may fall back to it). Errors: INVALID_ARGUMENT (a bad
         session_id), OUT_OF_RANGE (up_to_seq beyond the session's last seq:
         nothing changes).
         """
@@ -260,7 +265,10 @@ class ToolServiceServicer(object):
 
     def ReadResult(self, request, context):
         """Reads a task's full result_json in pages, for results delivered
-        truncated (Completion.result_truncated) or by reference. Errors:
+        truncated (Completion.result_truncated) or by reference. A result
+        delivered truncated stays readable after AckCompletions, until
+        retention; one delivered whole (or by reference within its budget) goes
+        with its acknowledgement. Errors:
         NOT_FOUND (unknown or another tenant's task), FAILED_PRECONDITION (the
         task has no result: unfinished, or it did not succeed), OUT_OF_RANGE
         (offset past the end of the result).

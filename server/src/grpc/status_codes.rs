@@ -24,29 +24,64 @@ const ENCODE_TOO_LARGE: &str = "Error, encoded message length too large";
 /// tonic's message-length errors as errand's RESOURCE_EXHAUSTED, saying the
 /// sizes and what to do; `None` for any other status.
 pub fn oversized(status: &Status) -> Option<Error> {
+    let (what, hint) = match too_large(status)? {
+        Direction::Request => ("request", "pass large data by reference (a URL or a path)"),
+        Direction::Response => ("response", "ask for less at once, or raise the limit"),
+    };
+    let sizes = sizes(status);
+    Some(Error::ResourceExhausted(format!(
+        "the {what} message {sizes} (--max-message-bytes): {hint}"
+    )))
+}
+
+/// [`oversized`] for a message a worker sent on its stream, which then
+/// ends: says the limit the worker was told and what became of its tasks.
+/// `None` for any other status.
+pub fn oversized_worker_message(status: &Status) -> Option<Error> {
+    if too_large(status)? != Direction::Request {
+        return None;
+    }
+    let sizes = sizes(status);
+    Some(Error::ResourceExhausted(format!(
+        "a message from this worker {sizes} (--max-message-bytes, sent in \
+         Registered.max_message_bytes), so its stream ends and its tasks go to another \
+         attempt: keep every message within the limit (send a result that does not fit \
+         as a failure with code \"invalid_result\", and keep progress reports small)"
+    )))
+}
+
+#[derive(Debug, PartialEq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// Which of tonic's message-length errors `status` is, if one.
+fn too_large(status: &Status) -> Option<Direction> {
     if status.code() != tonic::Code::OutOfRange {
         return None;
     }
-    let (what, hint) = if status.message().starts_with(DECODE_TOO_LARGE) {
-        ("request", "pass large data by reference (a URL or a path)")
+    if status.message().starts_with(DECODE_TOO_LARGE) {
+        Some(Direction::Request)
     } else if status.message().starts_with(ENCODE_TOO_LARGE) {
-        ("response", "ask for less at once, or raise the limit")
+        Some(Direction::Response)
     } else {
-        return None;
-    };
-    // "...: found 2097157 bytes, the limit is: 1048576 bytes"
+        None
+    }
+}
+
+/// "is N bytes, the server's limit is M" from tonic's words
+/// ("...: found 2097157 bytes, the limit is: 1048576 bytes").
+fn sizes(status: &Status) -> String {
     let numbers: Vec<&str> = status
         .message()
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .collect();
-    let sizes = match numbers[..] {
+    match numbers[..] {
         [found, limit] => format!("is {found} bytes, the server's limit is {limit}"),
         _ => "is over the server's limit".to_string(),
-    };
-    Some(Error::ResourceExhausted(format!(
-        "the {what} message {sizes} (--max-message-bytes): {hint}"
-    )))
+    }
 }
 
 /// The server layer that applies [`oversized`] to every response: to the
@@ -129,6 +164,26 @@ mod tests {
         );
         assert!(oversized(&Status::out_of_range("seq is past the end")).is_none());
         assert!(oversized(&Status::invalid_argument(DECODE_TOO_LARGE)).is_none());
+    }
+
+    #[test]
+    fn a_worker_is_told_its_limit_and_what_became_of_its_tasks() {
+        let tonic_says = Status::out_of_range(format!(
+            "{DECODE_TOO_LARGE}: found 70000 bytes, the limit is: 65536 bytes"
+        ));
+        let s = Status::from(oversized_worker_message(&tonic_says).unwrap());
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        for part in [
+            "is 70000 bytes, the server's limit is 65536",
+            "Registered.max_message_bytes",
+            "another attempt",
+            "invalid_result",
+        ] {
+            assert!(s.message().contains(part), "{part}: {}", s.message());
+        }
+        let encode = Status::out_of_range(format!("{ENCODE_TOO_LARGE}: found 9 bytes"));
+        assert!(oversized_worker_message(&encode).is_none());
+        assert!(oversized_worker_message(&Status::cancelled("gone")).is_none());
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub struct CallOptions {
 
 impl CallOptions {
     /// Whether the call asked for a last-good fallback; only such calls'
-    /// successes answer one later (see `Store::last_good`).
+    /// successes answer one later (see `Store::last_good`), and an
+    /// acknowledgement keeps them until retention. The memory store's twin
+    /// of the SQL stores' `last_good_candidate!`.
     pub fn asks_last_good(&self) -> bool {
         matches!(self.fallback, Some(Fallback::LastGood { .. }))
     }

@@ -39,7 +39,11 @@ impl Scheduler {
     ) -> Result<Acked, Error> {
         let acked = self
             .store
-            .ack_completions(session.as_key(), up_to_seq)
+            .ack_completions(
+                session.as_key(),
+                up_to_seq,
+                self.config.limits.result_budget_bytes as u64,
+            )
             .await?;
         ClientSeq::UpTo(up_to_seq).check(session, acked.last_seq)?;
         self.hub.record(|| Activity {

@@ -328,8 +328,11 @@ impl crate::store::Store for Refusing {
         &self,
         session: &str,
         up_to_seq: u64,
+        default_budget: u64,
     ) -> Result<crate::store::Acked, StoreError> {
-        self.0.ack_completions(session, up_to_seq).await
+        self.0
+            .ack_completions(session, up_to_seq, default_budget)
+            .await
     }
 
     async fn session_seqs(&self, session: &str) -> Result<crate::store::SessionSeqs, StoreError> {

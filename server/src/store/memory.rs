@@ -1,6 +1,6 @@
 //! The in-memory store: fast, bounded by retention, gone on restart.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
 };
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
-use crate::model::{CompletionRecord, Finish, FinishNotes, TaskRecord, TaskState};
+use crate::model::{CompletionRecord, Finish, FinishNotes, Outcome, TaskRecord, TaskState};
 
 /// Keeps everything in a map behind a short, never-awaited lock.
 #[derive(Default)]
@@ -25,6 +25,10 @@ struct Inner {
     /// Unfinished joinable tasks by their call.
     in_flight: HashMap<Call, Uuid>,
     sessions: HashMap<Arc<str>, SessionLog>,
+    /// Acknowledged tasks kept until retention ([`kept_on_ack`]), by
+    /// finish time: their completions have left the session logs, which
+    /// the purge otherwise walks.
+    kept: BTreeSet<(SystemTime, Uuid)>,
     tools: HashMap<String, StoredTool>,
 }
 
@@ -45,6 +49,25 @@ impl MemoryStore {
         // A panic while holding the lock leaves plain data behind, still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether an acknowledgement keeps `task` until retention (see
+/// [`Store::ack_completions`]): SUCCEEDED with a result over its budget
+/// (`default_budget` bytes where its own is 0), or SUCCEEDED by itself in a
+/// call with a last-good fallback.
+fn kept_on_ack(task: &TaskRecord, default_budget: u64) -> bool {
+    let budget = match task.call.result_budget {
+        0 => default_budget,
+        own => own,
+    };
+    task.state == TaskState::Succeeded
+        && match &task.outcome {
+            Some(Outcome::Result(json)) => {
+                json.len() as u64 > budget
+                    || task.notes.answered_by.is_none() && task.call.asks_last_good()
+            }
+            _ => false,
+        }
 }
 
 impl Inner {
@@ -237,7 +260,12 @@ impl Store for MemoryStore {
         Ok(log.log.iter().skip(start).take(limit).cloned().collect())
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+        default_budget: u64,
+    ) -> Result<Acked, StoreError> {
         let mut inner = self.lock();
         let Some(log) = inner.sessions.get_mut(session) else {
             return Ok(Acked::default());
@@ -251,15 +279,22 @@ impl Store for MemoryStore {
         }
         log.acked_seq = log.acked_seq.max(up_to_seq);
         let (acked_seq, last_seq) = (log.acked_seq, log.last_seq);
-        let mut removed = Vec::new();
+        let mut released = Vec::new();
         while log.log.front().is_some_and(|c| c.seq <= up_to_seq) {
-            removed.extend(log.log.pop_front().map(|c| c.task_id));
+            released.extend(log.log.pop_front().map(|c| c.task_id));
         }
-        for id in &removed {
-            inner.remove_task(*id);
+        for id in &released {
+            match inner.tasks.get(id) {
+                Some(task) if kept_on_ack(task, default_budget) => {
+                    if let Some(at) = task.finished_at {
+                        inner.kept.insert((at, *id));
+                    }
+                }
+                _ => inner.remove_task(*id),
+            }
         }
         Ok(Acked {
-            removed: removed.len() as u64,
+            removed: released.len() as u64,
             acked_seq,
             last_seq,
         })
@@ -285,6 +320,9 @@ impl Store for MemoryStore {
             while log.log.front().is_some_and(|c| c.completed_at < cutoff) {
                 removed.extend(log.log.pop_front().map(|c| c.task_id));
             }
+        }
+        while inner.kept.first().is_some_and(|(at, _)| *at < cutoff) {
+            removed.extend(inner.kept.pop_first().map(|(_, id)| id));
         }
         let count = removed.len() as u64;
         for id in removed {

@@ -136,7 +136,9 @@ pub enum Inserted {
 /// What [`Store::ack_completions`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Acked {
-    /// Completions removed by this call.
+    /// Completions acknowledged (released from replay) by this call; their
+    /// tasks are removed, or kept until retention (see
+    /// [`Store::ack_completions`]).
     pub removed: u64,
     /// The session's acknowledged seq after the call.
     pub acked_seq: u64,
@@ -200,7 +202,9 @@ pub trait Store: Send + Sync + 'static {
     /// `args_hash`, that SUCCEEDED at or after `not_before` by itself (no
     /// fallback answered it) and asked for a last-good fallback itself
     /// ([`crate::model::CallOptions::asks_last_good`]: the stores index only
-    /// those). Only retained tasks count: a purged one is gone. The default knows none (stores for tests).
+    /// those). Only retained tasks count: an acknowledgement keeps these
+    /// ([`Self::ack_completions`]), a purged one is gone. The default knows
+    /// none (stores for tests).
     async fn last_good(
         &self,
         _session: &str,
@@ -227,7 +231,9 @@ pub trait Store: Send + Sync + 'static {
     async fn task_by_key(&self, session: &str, key: &str)
     -> Result<Option<TaskRecord>, StoreError>;
 
-    /// Up to `limit` completions of `session` with seq > `after_seq`, in order.
+    /// Up to `limit` completions of `session` with seq > `after_seq`, in
+    /// order; never an acknowledged one (seq <= the acknowledged seq), even
+    /// while its task is kept.
     async fn completions_after(
         &self,
         session: &str,
@@ -235,11 +241,26 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError>;
 
-    /// Acknowledges a session's completions up to `up_to_seq`: removes them
-    /// and their tasks, and raises the session's acknowledged seq to it
-    /// (never lowers it). When `up_to_seq` is beyond the session's last seq
-    /// it changes nothing (the answer's `last_seq` says so).
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError>;
+    /// Acknowledges a session's completions up to `up_to_seq`: raises the
+    /// session's acknowledged seq to it (never lowers it), so they are never
+    /// returned again ([`Self::completions_after`], [`Self::session_seqs`]),
+    /// and removes their tasks, except SUCCEEDED ones still needed, which
+    /// stay until retention ([`Self::purge_finished_before`]):
+    /// - a result over the task's budget (`result_budget`, or
+    ///   `default_budget` bytes, the server's `--result-budget-bytes`, where
+    ///   it is 0): it was delivered truncated, and `ReadResult` reads it;
+    /// - a result of a call with a last-good fallback
+    ///   ([`crate::model::CallOptions::asks_last_good`]): [`Self::last_good`]
+    ///   may answer a later identical call with it.
+    ///
+    /// When `up_to_seq` is beyond the session's last seq it changes nothing
+    /// (the answer's `last_seq` says so).
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+        default_budget: u64,
+    ) -> Result<Acked, StoreError>;
 
     /// A session's last seq, acknowledged seq, and how many retained
     /// completions are above the latter; zeros for a session never seen.
@@ -255,8 +276,9 @@ pub trait Store: Send + Sync + 'static {
     /// not yet applied may still count a task as queued.
     async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError>;
 
-    /// Removes completions and finished tasks that finished before `cutoff`.
-    /// Returns how many completions were removed.
+    /// Removes completions and finished tasks that finished before `cutoff`,
+    /// acknowledged tasks kept by [`Self::ack_completions`] too. Returns how
+    /// many finished tasks were removed.
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError>;
 
     /// Every stored tool definition (the persisted registry), by name.

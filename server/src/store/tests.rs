@@ -13,11 +13,13 @@ use uuid::Uuid;
 use super::{Inserted, Store};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 
+mod acks;
 mod calls;
 mod listing;
 mod shared_queue;
 pub(super) mod tools;
 
+use acks::ack_keeps_what_read_result_and_last_good_need;
 use calls::{
     a_fallback_run_goes_with_its_call_s_finish, joinable_calls_join_while_unfinished,
     last_good_is_the_latest_own_success,
@@ -54,6 +56,10 @@ pub(super) async fn pg_database() -> Option<String> {
     };
     Some(cluster.create_database().await)
 }
+
+/// The server's `--result-budget-bytes` given to acknowledgements: the
+/// results these tests store are well within it.
+pub(super) const BUDGET: u64 = 16 * 1024;
 
 /// A fixed instant `secs` after a base, with sub-millisecond digits so that
 /// a store that rounds times is caught.
@@ -116,10 +122,13 @@ pub(super) async fn finish_seq(store: &dyn Store, finish: &Finish) -> u64 {
 /// Waits until every change sent before is applied: `record_dispatch` does
 /// not wait, and an awaited write behind it in the same store does.
 async fn barrier(store: &dyn Store) {
-    store.ack_completions("barrier", 0).await.expect("barrier");
+    store
+        .ack_completions("barrier", 0, BUDGET)
+        .await
+        .expect("barrier");
 }
 
-fn seqs(completions: &[CompletionRecord]) -> Vec<u64> {
+pub(super) fn seqs(completions: &[CompletionRecord]) -> Vec<u64> {
     completions.iter().map(|c| c.seq).collect()
 }
 
@@ -311,7 +320,7 @@ async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
         other => panic!("a finished task's key was forgotten before removal: {other:?}"),
     }
     // Once the task is acknowledged and removed, its key is free again.
-    store.ack_completions("s1", seq).await.unwrap();
+    store.ack_completions("s1", seq, BUDGET).await.unwrap();
     insert_new(store, &task("s1", Some("k"), at(8))).await;
 }
 
@@ -412,7 +421,14 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     insert_new(store, &other).await;
     finish_seq(store, &succeed(&other, at(10))).await;
 
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 3);
+    assert_eq!(
+        store
+            .ack_completions("s1", 3, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        3
+    );
     assert_eq!(
         seqs(&store.completions_after("s1", 0, 10).await.unwrap()),
         [4, 5]
@@ -422,9 +438,20 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     }
     assert!(store.get_task(tasks[3].id).await.unwrap().is_some());
     // Acking again, or another session, removes nothing more.
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 0);
     assert_eq!(
-        store.ack_completions("nobody", 100).await.unwrap().removed,
+        store
+            .ack_completions("s1", 3, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        0
+    );
+    assert_eq!(
+        store
+            .ack_completions("nobody", 100, BUDGET)
+            .await
+            .unwrap()
+            .removed,
         0
     );
     assert_eq!(
@@ -433,7 +460,14 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
     );
 
     // Acknowledging everything does not reset the numbering.
-    assert_eq!(store.ack_completions("s1", 5).await.unwrap().removed, 2);
+    assert_eq!(
+        store
+            .ack_completions("s1", 5, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        2
+    );
     assert!(
         store
             .completions_after("s1", 0, 10)
@@ -477,7 +511,7 @@ async fn acknowledged_seq_is_monotonic_and_never_beyond_the_last(store: &dyn Sto
         unacknowledged,
     };
     assert_eq!(store.session_seqs("s1").await.unwrap(), counts(3, 0, 3));
-    let beyond = store.ack_completions("s1", 4).await.unwrap();
+    let beyond = store.ack_completions("s1", 4, BUDGET).await.unwrap();
     assert_eq!(
         beyond,
         Acked {
@@ -487,7 +521,7 @@ async fn acknowledged_seq_is_monotonic_and_never_beyond_the_last(store: &dyn Sto
         },
         "changes nothing"
     );
-    let acked = store.ack_completions("s1", 2).await.unwrap();
+    let acked = store.ack_completions("s1", 2, BUDGET).await.unwrap();
     assert_eq!(
         acked,
         Acked {
@@ -496,7 +530,7 @@ async fn acknowledged_seq_is_monotonic_and_never_beyond_the_last(store: &dyn Sto
             last_seq: 3
         }
     );
-    let lower = store.ack_completions("s1", 1).await.unwrap();
+    let lower = store.ack_completions("s1", 1, BUDGET).await.unwrap();
     assert_eq!(
         lower,
         Acked {
@@ -629,6 +663,7 @@ for_each_store! {
         completions_after_pages_in_order,
         ack_removes_completions_and_tasks_and_keeps_seq,
         acknowledged_seq_is_monotonic_and_never_beyond_the_last,
+        ack_keeps_what_read_result_and_last_good_need,
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,

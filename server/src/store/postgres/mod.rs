@@ -337,7 +337,9 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM errand_tasks
-             WHERE session = $1 AND seq > 0 AND seq > $2 ORDER BY seq LIMIT $3"
+             WHERE session = $1 AND seq > 0 AND seq > $2
+               AND seq > COALESCE((SELECT acked_seq FROM errand_sessions WHERE session = $1), 0)
+             ORDER BY seq LIMIT $3"
         );
         rows(
             &client,
@@ -350,7 +352,12 @@ impl Store for PostgresStore {
         .collect()
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+        default_budget: u64,
+    ) -> Result<Acked, StoreError> {
         // After what this server has already sent, as the other stores do.
         self.write(Op::Barrier).await?;
         let mut client = self.client().await?;
@@ -373,24 +380,37 @@ impl Store for PostgresStore {
                 last_seq,
             });
         }
-        let removed = tx
-            .execute(
-                "DELETE FROM errand_tasks WHERE session = $1 AND seq > 0 AND seq <= $2",
-                &[&session, &to_i64(up_to_seq)],
-            )
-            .await
-            .map_err(pg_error)?;
-        if up_to_seq > acked_seq {
-            tx.execute(
-                "UPDATE errand_sessions SET acked_seq = $2 WHERE session = $1",
-                &[&session, &to_i64(up_to_seq)],
-            )
-            .await
-            .map_err(pg_error)?;
+        if up_to_seq <= acked_seq {
+            return Ok(Acked {
+                removed: 0,
+                acked_seq,
+                last_seq,
+            });
         }
+        let (from, to) = (to_i64(acked_seq), to_i64(up_to_seq));
+        // Those above the acknowledged seq and not purged yet: released now.
+        let released: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM errand_tasks
+                 WHERE session = $1 AND seq > 0 AND seq > $2 AND seq <= $3",
+                &[&session, &from, &to],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        let budget = to_i64(default_budget);
+        tx.execute(rows::DELETE_ACKED, &[&session, &from, &to, &budget])
+            .await
+            .map_err(pg_error)?;
+        tx.execute(
+            "UPDATE errand_sessions SET acked_seq = $2 WHERE session = $1",
+            &[&session, &to],
+        )
+        .await
+        .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
         Ok(Acked {
-            removed,
+            removed: released.max(0) as u64,
             acked_seq: acked_seq.max(up_to_seq),
             last_seq,
         })

@@ -107,6 +107,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         crate::store::sql::call_columns::pg_last_good_candidate!(),
         ";"
     ),
+    // 9: listings across sessions walk this index and stop at their page
+    //    (see SQLite's migration 9).
+    "CREATE INDEX errand_tasks_listed ON errand_tasks (created_at, id);",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

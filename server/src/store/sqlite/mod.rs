@@ -315,11 +315,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<Acked, StoreError> {
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+        default_budget: u64,
+    ) -> Result<Acked, StoreError> {
         let session = session.to_string();
         self.write(|reply| Op::Ack {
             session,
             up_to_seq,
+            default_budget,
             reply,
         })
         .await

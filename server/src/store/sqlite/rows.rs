@@ -39,11 +39,31 @@ pub(super) const SELECT_LAST_GOOD: &str = concat!(
     last_good_candidate!(),
     " AND finished_at >= ?4 AND answered_by IS NULL ORDER BY finished_at DESC LIMIT 1"
 );
+/// Acknowledged completions never come back, though some of their tasks are
+/// kept until retention (see [`ack`]).
 pub(super) const SELECT_COMPLETIONS: &str = concat!(
     "SELECT ",
     task_columns!(),
-    " FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    " FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2
+     AND seq > COALESCE((SELECT acked_seq FROM sessions WHERE session = ?1), 0)
+     ORDER BY seq LIMIT ?3"
 );
+
+/// The acknowledged tasks [`ack`] keeps until retention: SUCCEEDED with a
+/// result over its budget (`result_budget`, or `?3`, the server's, where
+/// that is 0 or NULL), which `ReadResult` still reads; or SUCCEEDED by
+/// itself in a call with a last-good fallback. Lengths in bytes.
+macro_rules! kept_on_ack {
+    () => {
+        concat!(
+            "(state = 2 AND COALESCE(length(CAST(result AS BLOB)), 0)
+                 > COALESCE(NULLIF(result_budget, 0), ?3)
+             OR answered_by IS NULL AND COALESCE(",
+            last_good_candidate!(),
+            ", 0))"
+        )
+    };
+}
 
 /// Inserts a task, unless its idempotency key is taken (then the earlier
 /// task), or it is joinable and its call is in flight (then that task). The
@@ -195,8 +215,14 @@ fn finish_task_inner(
 }
 
 /// Acknowledges a session's completions up to `up_to_seq` (see
-/// [`crate::store::Store::ack_completions`]).
-pub(super) fn ack(conn: &Connection, session: &str, up_to_seq: u64) -> rusqlite::Result<Acked> {
+/// [`crate::store::Store::ack_completions`]); `default_budget`: the
+/// server's result budget in bytes.
+pub(super) fn ack(
+    conn: &Connection,
+    session: &str,
+    up_to_seq: u64,
+    default_budget: u64,
+) -> rusqlite::Result<Acked> {
     let (last, acked): (i64, i64) = conn
         .prepare_cached("SELECT last_seq, acked_seq FROM sessions WHERE session = ?1")?
         .query_row([session], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -210,15 +236,36 @@ pub(super) fn ack(conn: &Connection, session: &str, up_to_seq: u64) -> rusqlite:
             last_seq,
         });
     }
-    let removed = conn
-        .prepare_cached("DELETE FROM tasks WHERE session = ?1 AND seq > 0 AND seq <= ?2")?
-        .execute(params![session, to_i64(up_to_seq)])?;
-    if up_to_seq > acked_seq {
-        conn.prepare_cached("UPDATE sessions SET acked_seq = ?2 WHERE session = ?1")?
-            .execute(params![session, to_i64(up_to_seq)])?;
+    if up_to_seq <= acked_seq {
+        return Ok(Acked {
+            removed: 0,
+            acked_seq,
+            last_seq,
+        });
     }
+    // Those above the acknowledged seq and not purged yet: released now.
+    let released: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?2 AND seq <= ?3",
+        )?
+        .query_row(
+            params![session, to_i64(acked_seq), to_i64(up_to_seq)],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached(concat!(
+        "DELETE FROM tasks WHERE session = ?1 AND seq > 0 AND seq > ?4 AND seq <= ?2 AND NOT ",
+        kept_on_ack!()
+    ))?
+    .execute(params![
+        session,
+        to_i64(up_to_seq),
+        to_i64(default_budget),
+        to_i64(acked_seq)
+    ])?;
+    conn.prepare_cached("UPDATE sessions SET acked_seq = ?2 WHERE session = ?1")?
+        .execute(params![session, to_i64(up_to_seq)])?;
     Ok(Acked {
-        removed: removed as u64,
+        removed: released.max(0) as u64,
         acked_seq: acked_seq.max(up_to_seq),
         last_seq,
     })

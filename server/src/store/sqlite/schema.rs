@@ -91,6 +91,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         crate::store::sql::call_columns::last_good_candidate!(),
         ";"
     ),
+    // 9: listings across sessions (the dashboard's newest first, a tenant's
+    //    tasks) walk this index and stop at their page, instead of sorting
+    //    every retained task for each page. It grows at its end (times
+    //    increase), so it costs a task's write next to nothing (A/B: 98.0
+    //    against 98.3 µs of server CPU per task); an index per session
+    //    measured +9 % and was left out.
+    "CREATE INDEX tasks_listed ON tasks (created_at, id);",
 ];
 
 /// Takes the data dir's lock file, or says who holds it.

@@ -9,7 +9,7 @@ use crate::store::sql::{
     PURGE_CHUNK,
     batch::{MAX_BATCH, QUEUE_CAPACITY},
 };
-use crate::store::tests::{assert_same_task, at, finish_seq, insert_new, succeed, task};
+use crate::store::tests::{BUDGET, assert_same_task, at, finish_seq, insert_new, succeed, task};
 
 fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir).expect("open")
@@ -209,7 +209,14 @@ async fn restart_keeps_seq_completions_and_unfinished_tasks() {
 
     // An acknowledged, then purged-idle session keeps counting after a
     // restart: seqs never repeat.
-    assert_eq!(store.ack_completions("s1", 3).await.unwrap().removed, 3);
+    assert_eq!(
+        store
+            .ack_completions("s1", 3, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        3
+    );
     assert_eq!(finish_seq(&store, &succeed(&running, at(9))).await, 4);
     assert_eq!(store.purge_finished_before(at(100)).await.unwrap(), 1);
     drop(store);
@@ -284,7 +291,14 @@ async fn ack_and_purge_shrink_the_data() {
     assert!(full > 4_000_000, "1000 tasks of 4 kB take {full} bytes");
 
     let store = Arc::new(open(dir.path()));
-    assert_eq!(store.ack_completions("a", 500).await.unwrap().removed, 500);
+    assert_eq!(
+        store
+            .ack_completions("a", 500, BUDGET)
+            .await
+            .unwrap()
+            .removed,
+        500
+    );
     assert_eq!(store.purge_finished_before(at(1)).await.unwrap(), 500);
     drop(store);
     assert_eq!(row_count(dir.path()), 0);
@@ -619,4 +633,49 @@ async fn the_last_good_lookup_uses_its_partial_index() {
         plan.iter().any(|step| step.contains("tasks_last_good")),
         "{plan:?}"
     );
+}
+
+/// A listing across sessions, either order, with or without a cursor or a
+/// tenant's prefix, walks `tasks_listed` and stops at its page: no scan
+/// and sort of every retained task per page.
+#[tokio::test]
+async fn listings_across_sessions_walk_their_index() {
+    use crate::store::listing::{Cursor, TaskQuery};
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let after = Cursor {
+        created_at: at(1),
+        id: uuid::Uuid::nil(),
+    };
+    for (newest_first, after, key_prefix) in [
+        (true, None, None),
+        (false, None, None),
+        (true, Some(after), Some("t\u{1f}".to_string())),
+        (false, Some(after), None),
+    ] {
+        let query = TaskQuery {
+            key_prefix,
+            session: None,
+            tool: None,
+            states: Vec::new(),
+            after,
+            newest_first,
+            limit: 50,
+        };
+        let (sql, params) =
+            crate::store::sql::listing::select(&query, "tasks", |n| format!("?{n}"));
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(listing_values(params), |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|s| s.contains("tasks_listed"))
+                && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{query:?}: {plan:?}"
+        );
+    }
 }

@@ -28,6 +28,8 @@ pub(super) enum Op {
     Ack {
         session: String,
         up_to_seq: u64,
+        /// The server's result budget in bytes.
+        default_budget: u64,
         reply: Reply<Acked>,
     },
     /// Deletes in chunks of `PURGE_CHUNK`; a step that filled its chunk
@@ -233,9 +235,10 @@ impl Writer {
             Op::Ack {
                 session,
                 up_to_seq,
+                default_budget,
                 reply,
             } => {
-                let r = ack(conn, &session, up_to_seq).map_err(store_error);
+                let r = ack(conn, &session, up_to_seq, default_budget).map_err(store_error);
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
