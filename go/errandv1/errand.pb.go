@@ -472,7 +472,11 @@ type isFallback_Kind interface {
 
 type Fallback_Tool struct {
 	// Run this tool (same tenant, not the tool itself) with the same
-	// arguments; its outcome becomes the call's.
+	// arguments; its outcome becomes the call's. The call stays RUNNING
+	// meanwhile; the run is never listed and takes no completion of its own.
+	// A call that fails while its server shuts down still gets its run: it
+	// waits in the store for the next start (or, on a shared store, another
+	// server).
 	Tool string `protobuf:"bytes,1,opt,name=tool,proto3,oneof"`
 }
 

@@ -101,6 +101,10 @@ type ToolServiceClient interface {
 	// RESOURCE_EXHAUSTED (too many open streams).
 	Completions(ctx context.Context, in *CompletionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Completion], error)
 	// Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
+	// A fallback run's ID (FallbackUsed.task_id) is found only while the run is
+	// unfinished (its tool is the fallback tool): its ending is its call's
+	// completion, and the run is then gone. A2A SubscribeToTask on a run's ID
+	// ends with its call's end.
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
 	// Cancels a queued or running task: it completes as TASK_STATUS_CANCELLED and
 	// a worker running it is told to stop. Cancelling a task that is already
@@ -119,8 +123,11 @@ type ToolServiceClient interface {
 	// nothing changes).
 	AckCompletions(ctx context.Context, in *AckCompletionsRequest, opts ...grpc.CallOption) (*AckCompletionsResponse, error)
 	// Lists the caller's tasks, finished or not, from the store (so it works
-	// after a restart and, on a shared store, across servers). Oldest first
-	// unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
+	// after a restart and, on a shared store, across servers). A call answered
+	// by its fallback tool is listed once, as the call (RUNNING until the run
+	// ends): fallback runs are never listed or counted, here, in
+	// PendingDigest or in A2A ListTasks. Oldest first unless newest_first.
+	// Errors: INVALID_ARGUMENT (page_size over 1,000, a
 	// page_token that ListTasks did not issue for the same newest_first, an
 	// unknown status, a bad session_id or tool).
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
@@ -359,6 +366,10 @@ type ToolServiceServer interface {
 	// RESOURCE_EXHAUSTED (too many open streams).
 	Completions(*CompletionsRequest, grpc.ServerStreamingServer[Completion]) error
 	// Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
+	// A fallback run's ID (FallbackUsed.task_id) is found only while the run is
+	// unfinished (its tool is the fallback tool): its ending is its call's
+	// completion, and the run is then gone. A2A SubscribeToTask on a run's ID
+	// ends with its call's end.
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
 	// Cancels a queued or running task: it completes as TASK_STATUS_CANCELLED and
 	// a worker running it is told to stop. Cancelling a task that is already
@@ -377,8 +388,11 @@ type ToolServiceServer interface {
 	// nothing changes).
 	AckCompletions(context.Context, *AckCompletionsRequest) (*AckCompletionsResponse, error)
 	// Lists the caller's tasks, finished or not, from the store (so it works
-	// after a restart and, on a shared store, across servers). Oldest first
-	// unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
+	// after a restart and, on a shared store, across servers). A call answered
+	// by its fallback tool is listed once, as the call (RUNNING until the run
+	// ends): fallback runs are never listed or counted, here, in
+	// PendingDigest or in A2A ListTasks. Oldest first unless newest_first.
+	// Errors: INVALID_ARGUMENT (page_size over 1,000, a
 	// page_token that ListTasks did not issue for the same newest_first, an
 	// unknown status, a bad session_id or tool).
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)

@@ -182,3 +182,21 @@ async fn a_digest_larger_than_the_message_limit_is_refused() {
     let err = ack(&server, 1).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "no completion yet: {err:?}");
 }
+
+#[tokio::test]
+async fn the_pending_count_counts_past_the_listed_hundred() {
+    // On PostgreSQL most of these wait in the shared queue, not in this
+    // server's live state: the count comes from the store.
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["crawl"], 1).await;
+    let client = server.client().await;
+    for n in 0..150 {
+        let args = format!(r#"{{"site":"s{n}"}}"#);
+        client.submit("s", "crawl", &args).await.unwrap();
+    }
+    let held = worker.next().await;
+    let d = digest(&server, 0).await;
+    assert_eq!(d.pending.len(), 100, "the listing stops at 100");
+    assert_eq!(d.pending_count, 150);
+    held.succeed("{}");
+}

@@ -352,3 +352,95 @@ async fn a_call_timed_out_in_the_queue_falls_back() {
     let c = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(c.task_id, first);
 }
+
+#[tokio::test]
+async fn a_fallback_run_timed_out_in_the_queue_ends_its_call() {
+    // The run waits for a busy `backup` and times out in the queue (on
+    // PostgreSQL, in the shared queue through the timer of the server that
+    // started it): the call ends with the run's timeout, and the run never
+    // takes a completion of its own.
+    let server = Server::start(&["--default-queue-timeout-ms", "300"]).await;
+    let mut primary = server.gate_worker(&["primary"], 1).await;
+    let mut backup = server.gate_worker(&["backup"], 1).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let wait = |mut req: pb::SubmitToolRequest| {
+        req.queue_timeout_ms = 60_000;
+        req
+    };
+    let blocker = pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "backup".into(),
+        arguments_json: "{}".into(),
+        ..Default::default()
+    };
+    let blocker = client.submit_request(wait(blocker)).await.unwrap().task_id;
+    let held = backup.next().await;
+    assert_eq!(held.task.task_id, blocker);
+    let ack = client
+        .submit_request(wait(call("primary", r#"{"q":1}"#, to_backup())))
+        .await
+        .unwrap();
+    primary
+        .next()
+        .await
+        .fail("upstream_down", "the API answered 503");
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, ack.task_id, "the call's completion: {c:?}");
+    assert_eq!(status_of(c.status), pb::TaskStatus::TimedOut);
+    let Some(pb::completion::Outcome::Error(e)) = &c.outcome else {
+        panic!("{c:?}");
+    };
+    assert_eq!(e.code, "queue_timeout");
+    let used = c.fallback.as_ref().expect("FallbackUsed");
+    assert_eq!(used.tool, "backup");
+    assert_eq!(status_of(used.primary_status), pb::TaskStatus::Failed);
+    assert_eq!(used.primary_error.as_ref().unwrap().code, "upstream_down");
+    let task = client.get_task(&ack.task_id).await.unwrap();
+    assert_eq!(status_of(task.status), pb::TaskStatus::TimedOut);
+    held.succeed("{}");
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, blocker, "no completion for the run: {c:?}");
+}
+
+#[tokio::test]
+async fn a_call_answered_by_its_fallback_is_listed_once() {
+    let server = Server::start(&[]).await;
+    let mut worker = server.gate_worker(&["primary", "backup"], 2).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let ack = client
+        .submit_request(call("primary", r#"{"q":1}"#, to_backup()))
+        .await
+        .unwrap();
+    worker
+        .next()
+        .await
+        .fail("upstream_down", "the API answered 503");
+    let run = worker.next().await;
+    assert_eq!(run.task.tool, "backup");
+    // The run answers the call: one pending call, under the call's ID.
+    let d = client.pending_digest("s", 0).await.unwrap();
+    let listed: Vec<&str> = d.pending.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(listed, [ack.task_id.as_str()], "{d:?}");
+    assert_eq!(d.pending_count, 1);
+    assert!(!d.text.contains("backup"), "{}", d.text);
+    let list = client
+        .list_tasks(pb::ListTasksRequest {
+            session_id: "s".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<&str> = list.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(listed, [ack.task_id.as_str()]);
+    assert_eq!(list.total_size, 1);
+    // While it runs, the run's own ID is still found.
+    let got = client.get_task(&run.task.task_id).await.unwrap();
+    assert_eq!(got.tool, "backup");
+    run.succeed(r#"{"answer":42}"#);
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, ack.task_id);
+    let d = client.pending_digest("s", 0).await.unwrap();
+    assert!(d.pending.is_empty() && d.pending_count == 0, "{d:?}");
+}

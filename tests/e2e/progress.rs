@@ -494,3 +494,45 @@ async fn mcp_tasks_get_of_a_running_task_has_its_latest_progress_as_status_messa
     assert_eq!(got["status"], "completed", "{got}");
     assert_ne!(got["statusMessage"], "3/5 (60%): step 3 of 5", "{got}");
 }
+
+/// A fallback run's ID (seen while it runs) ends its A2A stream with its
+/// call's completion: the run takes none of its own, and the stream must
+/// not wait for ever.
+#[tokio::test]
+async fn an_a2a_stream_on_a_fallback_run_ends_with_its_call() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["primary", "backup"], 2).await;
+    let client = server.client().await;
+    let req = pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "primary".into(),
+        arguments_json: "{}".into(),
+        fallback: Some(pb::Fallback {
+            kind: Some(pb::fallback::Kind::Tool("backup".into())),
+        }),
+        ..Default::default()
+    };
+    let call = client.submit_request(req).await.unwrap().task_id;
+    worker
+        .next()
+        .await
+        .fail("upstream_down", "the API answered 503");
+    let run = worker.next().await;
+    assert_eq!(run.task.tool, "backup");
+    let mut stream = A2aStream::subscribe(&a2a, &run.task.task_id).await;
+    let first = stream.next().await.expect("the Task snapshot");
+    assert_eq!(
+        first["task"]["status"]["state"], "TASK_STATE_WORKING",
+        "{first}"
+    );
+    run.succeed(r#"{"answer":42}"#);
+    let mut last = None;
+    while let Some(event) = stream.next().await {
+        last = Some(event);
+    }
+    let last = last.expect("the final status");
+    let status = &last["statusUpdate"];
+    assert_eq!(status["status"]["state"], "TASK_STATE_COMPLETED", "{last}");
+    assert_eq!(status["taskId"], call.as_str(), "the call's end: {last}");
+}

@@ -161,6 +161,10 @@ class ToolServiceServicer(object):
 
     def GetTask(self, request, context):
         """Returns one task. NOT_FOUND when the ID is unknown or no longer retained.
+        A fallback run's ID (FallbackUsed.task_id) is found only while the run is
+        unfinished (its tool is the fallback tool): its ending is its call's
+        completion, and the run is then gone. A2A SubscribeToTask on a run's ID
+        ends with its call's end.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,8 +198,11 @@ class ToolServiceServicer(object):
 
     def ListTasks(self, request, context):
         """Lists the caller's tasks, finished or not, from the store (so it works
-        after a restart and, on a shared store, across servers). Oldest first
-        unless newest_first. Errors: INVALID_ARGUMENT (page_size over 1,000, a
+        after a restart and, on a shared store, across servers). A call answered
+        by its fallback tool is listed once, as the call (RUNNING until the run
+        ends): fallback runs are never listed or counted, here, in
+        PendingDigest or in A2A ListTasks. Oldest first unless newest_first.
+        Errors: INVALID_ARGUMENT (page_size over 1,000, a
         page_token that ListTasks did not issue for the same newest_first, an
         unknown status, a bad session_id or tool).
         """

@@ -2,7 +2,8 @@
 //! `WORKING` status update for each progress report of the task (at most one
 //! per `--progress-interval`, the latest wins), then, once the task
 //! finishes, its `result` artifact and its final status, then the end of the
-//! stream.
+//! stream. A fallback run's stream ends with its call's end (the run's
+//! ending is the call's completion; the run takes none of its own).
 //!
 //! Fed from the session's event feed (ToolService's `SessionEvents` with
 //! progress, counted against the tenant's open streams): the feed's cursor is taken
@@ -67,9 +68,13 @@ pub async fn follow(
                 Ok(pb::SessionEvent {
                     event: Some(Event::Progress(p)),
                 }) if p.task_id == id => Some(Ok(Step::Progress(p))),
+                // A fallback run (a parked call's) ends in its call's
+                // completion, which names it: the stream ends with the call.
                 Ok(pb::SessionEvent {
                     event: Some(Event::Completion(c)),
-                }) if c.task_id == id => Some(Ok(Step::Finished(c.task_id))),
+                }) if c.task_id == id || c.fallback.as_ref().is_some_and(|f| f.task_id == id) => {
+                    Some(Ok(Step::Finished(c.task_id)))
+                }
                 Ok(_) => None,
                 Err(s) => Some(Err(convert::error(&s))),
             };

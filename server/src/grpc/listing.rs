@@ -104,6 +104,7 @@ fn filter(
         after: None,
         newest_first: false,
         limit: DEFAULT_PAGE as usize,
+        fallback_runs: false,
     })
 }
 

@@ -176,13 +176,17 @@ pub fn call_options(
 }
 
 /// Room for one more task of `session` and of its tenant, on a server that
-/// is not stopping.
+/// is not stopping. A fallback run (`run`) is admitted while the server
+/// drains: it continues a call accepted before the drain, and is stored
+/// queued for the next start or another server (nothing is dispatched
+/// while draining), so the call still falls back as it would have.
 pub fn check_room<I: Io>(
     st: &State<I>,
     session: &SessionKey,
     limits: &Limits,
+    run: bool,
 ) -> Result<(), Error> {
-    if st.is_draining() {
+    if st.is_draining() && !run {
         return Err(Error::Unavailable(
             "the server is shutting down: submit again once it is back".into(),
         ));

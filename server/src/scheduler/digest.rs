@@ -90,13 +90,18 @@ impl Scheduler {
             after: None,
             newest_first: false,
             limit: MAX_DIGEST_TASKS,
+            fallback_runs: false,
         };
         let seqs = self.store.session_seqs(session.as_key()).await?;
         let mut pending = self.list_tasks(&query).await?;
         // A task that ended between the read and the live state's view.
         pending.retain(|v| !v.task.state.is_final());
-        let here = self.lock().pending(session.as_key());
-        let pending_count = here.max(pending.len()) as u64;
+        // Every unfinished task in the store (all servers' on a shared one),
+        // not the listing, which stops at MAX_DIGEST_TASKS; what is live
+        // here but not yet stored, or listed, never counts less.
+        let stored = self.store.count_tasks(&query).await?;
+        let here = self.lock().pending(session.as_key()) as u64;
+        let pending_count = stored.max(here).max(pending.len() as u64);
         Ok(Digest {
             pending,
             pending_count,

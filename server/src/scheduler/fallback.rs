@@ -103,7 +103,8 @@ impl Scheduler {
     }
 
     /// Starts the fallback run of the call; the call ends as it is when the
-    /// run cannot start (the tool is gone, the session is full).
+    /// run cannot start (the tool is gone, the session is full). A drain
+    /// does not stop it (see [`admission::check_room`]).
     async fn run_fallback(self: &Arc<Self>, ended: Ended, tool: Arc<str>) -> Fallen {
         let task = &ended.task;
         let spec = match admission::tool_spec(&self.lock(), &ToolKey::from_key(tool)) {
@@ -255,6 +256,7 @@ impl Scheduler {
             after: Some(Cursor::of(call)),
             newest_first: false,
             limit: self.config.limits.max_pending_per_session,
+            fallback_runs: true,
         };
         let tasks = self.store.list_tasks(&query).await?;
         Ok(tasks.into_iter().find(|t| {

@@ -104,8 +104,13 @@ impl Scheduler {
         let placement = {
             let mut st = self.lock();
             let session = SessionKey::from_key(task.session.clone());
-            admission::check_room(&st, &session, &self.config.limits)?;
-            let placement = self.backlog.place(&|| st.has_room_for(&task.tool));
+            let run = task.call.fallback_for.is_some();
+            admission::check_room(&st, &session, &self.config.limits, run)?;
+            // A draining server dispatches nothing: what it admits (a
+            // fallback run) waits in the shared queue, not claimed here.
+            let placement = self
+                .backlog
+                .place(&|| !st.is_draining() && st.has_room_for(&task.tool));
             task.session = st.reserve(&task.session);
             placement
         };

@@ -486,3 +486,71 @@ async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
 }
 
 mod registry;
+
+/// A call that fails while the server drains was accepted before the
+/// drain: its fallback run is still admitted (stored, queued for the next
+/// start or another server) instead of the call ending FAILED for good.
+#[tokio::test]
+async fn a_call_failing_during_a_drain_keeps_its_fallback_run() {
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    let before = Core::new(Config::default(), store.clone());
+    let (w, mut rx) = worker(&before, &["primary", "backup"], 2).await;
+    let req = pb::SubmitToolRequest {
+        session_id: "s".into(),
+        tool: "primary".into(),
+        arguments_json: "{}".into(),
+        fallback: Some(pb::Fallback {
+            kind: Some(pb::fallback::Kind::Tool("backup".into())),
+        }),
+        ..Default::default()
+    };
+    let sub = convert::submission(req, "", &Limits::default()).unwrap();
+    let (call, _) = before.submit(sub).await.unwrap();
+    let a = assignment(&mut rx);
+    before.stop_taking_work();
+    let failed = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::Error(pb::ToolError {
+            code: "upstream_down".into(),
+            message: "503".into(),
+        })),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    before
+        .on_result(w, convert::task_result(failed).unwrap())
+        .await;
+    before.tracker().close();
+    before.tracker().wait().await;
+    assert!(
+        store
+            .completions_after("s", 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the call did not end as it was"
+    );
+    assert!(
+        matches!(rx.try_recv(), Err(TryRecvError::Empty)),
+        "nothing is dispatched while draining"
+    );
+    before.shutdown.cancel();
+    drop(before);
+
+    let after = Core::new(Config::default(), store.clone());
+    after.recover().await.unwrap();
+    let (w, mut rx) = worker(&after, &["primary", "backup"], 2).await;
+    let run = assignment(&mut rx);
+    assert_eq!(run.tool, "backup");
+    assert_ne!(run.task_id, call.id.to_string(), "the run, not the call");
+    result(&after, w, &run, "42").await;
+    let log = store.completions_after("s", 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (log[0].task_id, log[0].state),
+        (call.id, TaskState::Succeeded)
+    );
+    let used = log[0].notes.answered_by.as_ref().expect("FallbackUsed");
+    assert_eq!(&*used.tool, "backup");
+    assert_eq!(used.primary.code, "upstream_down");
+}

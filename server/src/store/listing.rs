@@ -25,6 +25,11 @@ pub struct TaskQuery {
     pub newest_first: bool,
     /// Most tasks returned.
     pub limit: usize,
+    /// Also fallback runs (`call.fallback_for` set). Hidden otherwise: a
+    /// run answers its call (parked, still listed) and never takes a
+    /// completion of its own, so listing it would show one call twice,
+    /// under an ID that never completes.
+    pub fallback_runs: bool,
 }
 
 /// A position in a listing: the last task of the previous page.
@@ -67,6 +72,7 @@ impl TaskQuery {
             && self.session.as_deref().is_none_or(|s| &*task.session == s)
             && self.tool.as_deref().is_none_or(|t| &*task.tool == t)
             && (self.states.is_empty() || self.states.contains(&task.state))
+            && (self.fallback_runs || task.call.fallback_for.is_none())
     }
 
     /// Sorts tasks in the listing's order.

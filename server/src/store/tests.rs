@@ -25,8 +25,8 @@ use calls::{
     last_good_is_the_latest_own_success,
 };
 use listing::{
-    count_tasks_counts_every_match_not_a_page, list_tasks_filters,
-    list_tasks_pages_are_stable_under_inserts,
+    count_tasks_counts_every_match_not_a_page, fallback_runs_are_listed_only_when_asked,
+    list_tasks_filters, list_tasks_pages_are_stable_under_inserts,
 };
 use tools::tool_definitions_round_trip_replace_and_forget;
 
@@ -668,6 +668,7 @@ for_each_store! {
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,
         count_tasks_counts_every_match_not_a_page,
+        fallback_runs_are_listed_only_when_asked,
         joinable_calls_join_while_unfinished,
         last_good_is_the_latest_own_success,
         a_fallback_run_goes_with_its_call_s_finish,

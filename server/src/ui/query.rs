@@ -107,6 +107,7 @@ pub(super) fn tasks(
         after,
         newest_first: true,
         limit: PAGE,
+        fallback_runs: false,
     })
 }
 

@@ -14,17 +14,61 @@ use crate::store::sql::{
 };
 use crate::store::{Inserted, StoreError};
 
+/// How many times one transaction tries the tasks whose insert lost a race
+/// it cannot answer (a joinable twin that finished between the insert and
+/// the re-query) before it tells their callers to retry.
+const INSERT_ROUNDS: usize = 3;
+
+type Answer = Result<Inserted, StoreError>;
+
 impl Writer {
-    /// Inserts new tasks; returns each one's answer in order.
+    /// Inserts new tasks; returns each one's answer in order. A task is
+    /// answered [`Inserted::New`] only when its row is stored.
     pub(super) async fn insert_in(
         &self,
         tx: &Transaction<'_>,
         tasks: &[&TaskRecord],
-    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+    ) -> Result<Vec<Answer>, StoreError> {
+        let mut answers: Vec<Option<Answer>> = vec![None; tasks.len()];
+        let mut left: Vec<usize> = (0..tasks.len()).collect();
+        for _ in 0..INSERT_ROUNDS {
+            if left.is_empty() {
+                break;
+            }
+            let round: Vec<&TaskRecord> = left.iter().map(|&i| tasks[i]).collect();
+            let got = self.insert_round(tx, &round).await?;
+            let mut next = Vec::new();
+            for (&i, a) in left.iter().zip(got) {
+                match a {
+                    Some(a) => answers[i] = Some(a),
+                    None => next.push(i),
+                }
+            }
+            left = next;
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    Err(StoreError::Unavailable(
+                        "the task's twin in flight kept changing while it was stored: retry".into(),
+                    ))
+                })
+            })
+            .collect())
+    }
+
+    /// One try at [`Self::insert_in`]: `None` for a task that is neither
+    /// stored nor answered by a twin (try it again).
+    async fn insert_round(
+        &self,
+        tx: &Transaction<'_>,
+        tasks: &[&TaskRecord],
+    ) -> Result<Vec<Option<Answer>>, StoreError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut answers: Vec<Option<Result<Inserted, StoreError>>> = vec![None; tasks.len()];
+        let mut answers: Vec<Option<Answer>> = vec![None; tasks.len()];
         // Earlier tasks with the same idempotency key.
         let existing = self.existing_by_key(tx, tasks).await?;
         for (i, t) in tasks.iter().enumerate() {
@@ -63,24 +107,37 @@ impl Writer {
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as usize))
         .collect();
         let limit = self.options.max_pending_per_session;
-        let mut seen_keys = HashSet::new();
-        let mut seen_calls = HashSet::new();
+        let mut seen_keys = HashMap::new();
+        let mut seen_calls = HashMap::new();
+        // A task skipped behind an earlier twin of the batch, by its twin.
+        let mut leader: HashMap<usize, usize> = HashMap::new();
         let mut new = Vec::new();
+        let mut refused = Vec::new();
         for (i, t) in tasks.iter().enumerate() {
             if answers[i].is_some() {
                 continue;
             }
             if let Some(key) = &t.idempotency_key
-                && !seen_keys.insert((t.session.clone(), key.clone()))
+                && let Some(&first) = seen_keys.get(&(t.session.clone(), key.clone()))
             {
                 // A second task with this key in the same batch: answered
-                // with the first once it is stored.
+                // with the first once it is stored, or as the first was.
+                leader.insert(i, first);
                 continue;
             }
-            if t.call.joinable && !seen_calls.insert(call_of(t)) {
+            if t.call.joinable
+                && let Some(&first) = seen_calls.get(&call_of(t))
+            {
                 // A second identical joinable call in the batch: joins the
-                // first once it is stored.
+                // first once it is stored, or is answered as it was.
+                leader.insert(i, first);
                 continue;
+            }
+            if let Some(key) = &t.idempotency_key {
+                seen_keys.insert((t.session.clone(), key.clone()), i);
+            }
+            if t.call.joinable {
+                seen_calls.insert(call_of(t), i);
             }
             let count = pending.entry(t.session.to_string()).or_default();
             if *count >= limit {
@@ -90,10 +147,30 @@ impl Writer {
                     // The client's name, never the tenant's key.
                     crate::tenant::strip(&t.session)
                 ))));
+                refused.push(i);
                 continue;
             }
             *count += 1;
             new.push(i);
+        }
+        if !refused.is_empty() {
+            // A retry of a batch that did commit: its row is stored, and
+            // counted among the session's unfinished tasks.
+            let ids: Vec<Uuid> = refused.iter().map(|&i| tasks[i].id).collect();
+            let present: HashSet<Uuid> = rows(
+                tx,
+                "SELECT id FROM errand_tasks WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            for i in refused {
+                if present.contains(&tasks[i].id) {
+                    answers[i] = Some(Ok(Inserted::New));
+                }
+            }
         }
         if !new.is_empty() {
             let ids: Vec<Uuid> = new.iter().map(|&i| tasks[i].id).collect();
@@ -186,11 +263,29 @@ impl Writer {
             let tools: Vec<String> = tools.into_iter().collect();
             notify_tools(tx, &tools).await?;
         }
-        // What is left lost a race on its key (another server, or an earlier
-        // task of this batch), or is a retry of a batch that did commit.
+        // What is left lost a race on its key or call (to another server,
+        // or to an earlier twin of this batch), or is a retry of a batch
+        // that did commit. It is `New` only if its own row is stored; a
+        // twin's refusal is its own; anything else is tried again.
         if answers.iter().any(Option::is_none) {
             let existing = self.existing_by_key(tx, tasks).await?;
             let flying = self.in_flight(tx, tasks).await?;
+            let unanswered: Vec<Uuid> = tasks
+                .iter()
+                .zip(&answers)
+                .filter(|(_, a)| a.is_none())
+                .map(|(t, _)| t.id)
+                .collect();
+            let present: HashSet<Uuid> = rows(
+                tx,
+                "SELECT id FROM errand_tasks WHERE id = ANY($1)",
+                &[&unanswered],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            // In order: a twin's leader comes before it, so it is settled.
             for (i, t) in tasks.iter().enumerate() {
                 if answers[i].is_some() {
                     continue;
@@ -200,17 +295,20 @@ impl Writer {
                     .as_ref()
                     .and_then(|k| existing.get(&(t.session.to_string(), k.to_string())));
                 let joined = flying.get(&call_of(t)).filter(|_| t.call.joinable);
-                answers[i] = Some(match (found, joined) {
-                    (Some(e), _) if e.id != t.id => Ok(Inserted::Existing(Box::new(e.clone()))),
-                    (_, Some(e)) if e.id != t.id => Ok(Inserted::Joined(Box::new(e.clone()))),
-                    _ => Ok(Inserted::New),
-                });
+                answers[i] = match (found, joined) {
+                    (Some(e), _) if e.id != t.id => {
+                        Some(Ok(Inserted::Existing(Box::new(e.clone()))))
+                    }
+                    (_, Some(e)) if e.id != t.id => Some(Ok(Inserted::Joined(Box::new(e.clone())))),
+                    _ if present.contains(&t.id) => Some(Ok(Inserted::New)),
+                    _ => match leader.get(&i).and_then(|&l| answers[l].as_ref()) {
+                        Some(Err(e)) => Some(Err(e.clone())),
+                        _ => None,
+                    },
+                };
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|a| a.unwrap_or(Ok(Inserted::New)))
-            .collect())
+        Ok(answers)
     }
 
     /// The unfinished joinable tasks of the joinable calls among `tasks`,

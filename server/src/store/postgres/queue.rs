@@ -19,9 +19,7 @@ use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
-use crate::store::{
-    Handed, QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert,
-};
+use crate::store::{QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert};
 
 /// Advisory lock key ("ERND" + n) held by the one reaper at work.
 const REAPER_LOCK: i64 = 0x4552_4e44_0002;
@@ -251,22 +249,52 @@ impl SharedQueue for PostgresStore {
         task_id: Uuid,
         outcome: Outcome,
     ) -> Result<Option<QueuedEnding>, StoreError> {
+        // One transaction, the row locked throughout: no worker claims the
+        // task between the check that it is queued and its ending.
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0 FOR UPDATE"
+        );
+        let Some(task) = rows(&tx, &sql, &[&task_id])
+            .await?
+            .first()
+            .map(task_from_row)
+            .transpose()?
+        else {
+            return Ok(None);
+        };
         let finish = Finish {
             task_id,
             state: TaskState::TimedOut,
             outcome,
-            attempts: 0,
+            attempts: task.attempts,
             finished_at: SystemTime::now(),
             notes: Default::default(),
         };
-        if let Some(handed) = self.hand_queued(&finish).await? {
-            return Ok(Some(QueuedEnding::Handed(Box::new(handed))));
-        }
-        let finish = Box::new(finish);
-        Ok(self
-            .write(|reply| Op::Finish(finish, Guard::Queued, reply))
-            .await?
-            .map(|c| QueuedEnding::Finished(Box::new(c))))
+        let (kept, mut handed) = hand_over(
+            &tx,
+            &self.server_id,
+            self.options.lease,
+            vec![(task, finish)],
+        )
+        .await?;
+        let ended = match handed.pop() {
+            Some(h) => Some(QueuedEnding::Handed(Box::new(h))),
+            None => {
+                let finishes: Vec<(Finish, Guard)> = kept
+                    .into_iter()
+                    .map(|(t, f)| queued_timeout(&t, f))
+                    .collect();
+                finish_in(&tx, &finishes)
+                    .await?
+                    .pop()
+                    .flatten()
+                    .map(|c| QueuedEnding::Finished(Box::new(c)))
+            }
+        };
+        tx.commit().await.map_err(pg_error)?;
+        Ok(ended)
     }
 
     async fn tell_cancelled(&self, task_id: Uuid, reason: &str) -> Result<(), StoreError> {
@@ -430,17 +458,7 @@ async fn time_out_overdue(
     let (kept, handed) = hand_over(tx, server_id, lease, endings).await?;
     let finishes: Vec<(Finish, Guard)> = kept
         .into_iter()
-        .map(|(t, finish)| {
-            // A fallback run's ending is its call's (and drops the run); the
-            // call itself is parked (RUNNING), so not guarded as queued.
-            match &t.call.fallback_for {
-                Some(link) => (
-                    crate::model::call::run_ending_as_call(&t, (**link).clone(), finish),
-                    Guard::Any,
-                ),
-                None => (finish, Guard::Queued),
-            }
-        })
+        .map(|(t, finish)| queued_timeout(&t, finish))
         .collect();
     finish_in(tx, &finishes).await?;
     Ok(Reaped {
@@ -449,37 +467,17 @@ async fn time_out_overdue(
     })
 }
 
-impl PostgresStore {
-    /// Hands the queued task of `finish` (a queue timeout) to this server
-    /// when that ending falls back; `None` (and nothing changed) when it
-    /// does not, or the task is no longer queued.
-    async fn hand_queued(&self, finish: &Finish) -> Result<Option<Handed>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0 FOR UPDATE"
-        );
-        let Some(task) = rows(&tx, &sql, &[&finish.task_id])
-            .await?
-            .first()
-            .map(task_from_row)
-            .transpose()?
-        else {
-            return Ok(None);
-        };
-        let mut finish = finish.clone();
-        finish.attempts = task.attempts;
-        let (_, mut handed) = hand_over(
-            &tx,
-            &self.server_id,
-            self.options.lease,
-            vec![(task, finish)],
-        )
-        .await?;
-        if handed.is_empty() {
-            return Ok(None);
-        }
-        tx.commit().await.map_err(pg_error)?;
-        Ok(handed.pop())
+/// How the store writes the queue timeout `finish` of `task` (locked, still
+/// queued) that does not fall back, for the reaper and the queue timers
+/// alike: a fallback run's ending is its call's (and drops the run), the
+/// call being parked (RUNNING), so not guarded as queued; any other task's
+/// is its own, only while it is queued.
+fn queued_timeout(task: &TaskRecord, finish: Finish) -> (Finish, Guard) {
+    match &task.call.fallback_for {
+        Some(link) => (
+            crate::model::call::run_ending_as_call(task, (**link).clone(), finish),
+            Guard::Any,
+        ),
+        None => (finish, Guard::Queued),
     }
 }

@@ -335,3 +335,94 @@ async fn the_pending_limit_message_names_the_session_without_its_tenant() {
     );
     assert!(!msg.contains("acme"), "the tenant leaked: {msg}");
 }
+
+/// A submit skipped behind a twin in the same batch (same idempotency key,
+/// or the same joinable call) gets its twin's answer when the twin is
+/// refused: never `New` for a row that is in no table.
+#[tokio::test]
+async fn a_twin_behind_a_refused_task_is_refused_too_not_new() {
+    use crate::store::sql::batch::Counters;
+    let Some(url) = url().await else { return };
+    let options = PostgresOptions {
+        max_pending_per_session: 1,
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    insert_new(&store, &task("s1", None, at(1))).await;
+    let writer = Writer {
+        pool: store.pool.clone(),
+        server_id: store.server_id.clone(),
+        options,
+        counters: Arc::new(Counters::default()),
+    };
+    let keyed = [task("s1", Some("k"), at(2)), task("s1", Some("k"), at(3))];
+    let joinable = [task("s1", None, at(4)), task("s1", None, at(5))].map(|mut t| {
+        t.call.joinable = true;
+        t
+    });
+    for twins in [&keyed, &joinable] {
+        let mut client = store.pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        let answers = writer
+            .insert_in(&tx, &[&twins[0], &twins[1]])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        for (t, a) in twins.iter().zip(&answers) {
+            assert!(matches!(a, Err(StoreError::LimitReached(_))), "{a:?}");
+            assert!(store.get_task(t.id).await.unwrap().is_none());
+        }
+    }
+    // A retry of a batch that did commit is still `New`.
+    let stored = task("s2", Some("k"), at(6));
+    insert_new(&store, &stored).await;
+    let mut client = store.pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let again = writer.insert_in(&tx, &[&stored]).await.unwrap();
+    assert!(matches!(again[..], [Ok(Inserted::New)]), "{again:?}");
+}
+
+/// A fallback run timed out in the shared queue by a server's queue timer
+/// ends its parked call, as the reaper's timeout does: one completion, the
+/// call's, naming the run; the run is gone.
+#[tokio::test]
+async fn a_fallback_run_timed_out_in_the_queue_ends_its_call() {
+    use crate::model::{FallbackFor, Outcome, Primary, TaskState, codes};
+    use crate::store::QueuedEnding;
+    let Some(url) = url().await else { return };
+    let store = open(&url).await;
+    let call = task("s1", None, at(1));
+    insert_new(&store, &call).await;
+    store.park(call.id).await.unwrap();
+    let mut run = task("s1", None, at(2));
+    run.tool = "backup".into();
+    run.call.fallback_for = Some(Box::new(FallbackFor {
+        parent: call.id,
+        primary: Primary {
+            state: TaskState::Failed,
+            code: "tool_error".into(),
+            message: "broke".into(),
+            attempts: 1,
+        },
+    }));
+    insert_new(&store, &run).await;
+    let timeout = Outcome::error(codes::QUEUE_TIMEOUT, "late");
+    let ended = store.time_out_queued(run.id, timeout).await.unwrap();
+    let Some(QueuedEnding::Finished(c)) = ended else {
+        panic!("expected a completion, got {ended:?}");
+    };
+    assert_eq!((c.task_id, c.state), (call.id, TaskState::TimedOut));
+    let done = store.completions_after("s1", 0, 10).await.unwrap();
+    assert_eq!(
+        done.iter().map(|c| c.task_id).collect::<Vec<_>>(),
+        [call.id],
+        "one completion, the call's"
+    );
+    let answered = done[0].notes.answered_by.as_ref().expect("FallbackUsed");
+    assert_eq!((answered.task_id, &*answered.tool), (run.id, "backup"));
+    assert_eq!(answered.primary.code, "tool_error");
+    assert!(
+        store.get_task(run.id).await.unwrap().is_none(),
+        "the run is gone"
+    );
+}

@@ -102,6 +102,12 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
+/// The SQL condition "not a fallback run" on the `fallback` column (what
+/// [`crate::store::TaskQuery::passes_filter`] says for the memory store).
+/// The `run_for` key is written only for a run, and inside a JSON string
+/// every `"` is escaped, so `run_for":` matches nothing but that key.
+pub(crate) const NOT_A_RUN: &str = r#"(fallback IS NULL OR fallback NOT LIKE '%"run_for":%')"#;
+
 /// `result_budget`, `args_hash`, `joinable` (0 or 1) and `fallback` of a new task.
 pub(crate) fn insert_columns(call: &CallOptions) -> (i64, String, i64, Option<String>) {
     let fallback = (call.fallback.is_some() || call.fallback_for.is_some()).then(|| {

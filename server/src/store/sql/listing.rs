@@ -2,6 +2,7 @@
 //! parameter is written (`?N` or `$N`) and how an ID is bound.
 use uuid::Uuid;
 
+use super::call_columns;
 use super::codec::{TASK_COLUMNS, state_code, time_to_i64, to_i64};
 use crate::store::listing::TaskQuery;
 
@@ -76,6 +77,9 @@ fn conditions(
             .map(|s| state_code(*s).to_string())
             .collect();
         conds.push(format!("state IN ({})", codes.join(", ")));
+    }
+    if !query.fallback_runs {
+        conds.push(call_columns::NOT_A_RUN.to_string());
     }
     if let Some(c) = query.after.filter(|_| with_cursor) {
         let at = time_to_i64(c.created_at);

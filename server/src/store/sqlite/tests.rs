@@ -662,6 +662,7 @@ async fn listings_across_sessions_walk_their_index() {
             after,
             newest_first,
             limit: 50,
+            fallback_runs: false,
         };
         let (sql, params) =
             crate::store::sql::listing::select(&query, "tasks", |n| format!("?{n}"));

@@ -18,6 +18,7 @@ fn query() -> TaskQuery {
         after: None,
         newest_first: false,
         limit: 100,
+        fallback_runs: false,
     }
 }
 
@@ -186,4 +187,49 @@ pub(in crate::store) async fn count_tasks_counts_every_match_not_a_page(store: &
             "{session:?} {tool:?} {states:?}"
         );
     }
+}
+
+/// A fallback run answers its parked call and never takes a completion of
+/// its own: listings and counts show the call only, unless asked for runs.
+pub(in crate::store) async fn fallback_runs_are_listed_only_when_asked(store: &dyn Store) {
+    use crate::model::{FallbackFor, Primary};
+    let call = task("s1", None, at(1));
+    insert_new(store, &call).await;
+    store.park(call.id).await.unwrap();
+    let mut run = task("s1", None, at(2));
+    run.tool = "backup".into();
+    run.call.fallback_for = Some(Box::new(FallbackFor {
+        parent: call.id,
+        primary: Primary {
+            state: TaskState::Failed,
+            code: "tool_error".into(),
+            message: r#"a "run_for": lookalike"#.into(),
+            attempts: 1,
+        },
+    }));
+    insert_new(store, &run).await;
+    // A call whose own fallback policy is a tool named like the marker.
+    let mut other = task("s1", None, at(3));
+    other.call.fallback = Some(crate::model::Fallback::Tool("run_for".into()));
+    insert_new(store, &other).await;
+    let pending = TaskQuery {
+        session: Some("s1".into()),
+        states: vec![TaskState::Queued, TaskState::Running],
+        ..query()
+    };
+    assert_eq!(
+        ids(&store.list_tasks(&pending).await.unwrap()),
+        [call.id, other.id]
+    );
+    assert_eq!(store.count_tasks(&pending).await.unwrap(), 2);
+    assert_eq!(store.count_tasks(&query()).await.unwrap(), 2);
+    let with_runs = TaskQuery {
+        fallback_runs: true,
+        ..pending
+    };
+    assert_eq!(
+        ids(&store.list_tasks(&with_runs).await.unwrap()),
+        [call.id, run.id, other.id]
+    );
+    assert_eq!(store.count_tasks(&with_runs).await.unwrap(), 3);
 }
