@@ -36,16 +36,20 @@ async fn tasks_workers_cancel_and_retry_from_the_cli() {
     let queued = client.submit("cli", "job", "{}").await.unwrap().task_id;
 
     let tools = json_lines(&server.cli(&["tools", "--json"]).await);
-    // Shared mode keeps the queue in the store: not counted here.
-    let depth = if on_postgres() { 0 } else { 1 };
-    assert_eq!(
-        (tools[0]["queued"].as_u64(), tools[0]["running"].as_u64()),
-        (Some(depth), Some(1))
-    );
+    // Shared mode keeps the queue in the store and counts here only what
+    // this server has claimed (proto `Tool.queued`): a claim that the slot
+    // freed by the failed task asked for may have taken the queued task
+    // after the running one took that slot, so 0 and 1 are both right.
+    let depths: &[u64] = if on_postgres() { &[0, 1] } else { &[1] };
+    let queued_here = tools[0]["queued"].as_u64().unwrap();
+    assert!(depths.contains(&queued_here), "{tools:?}");
+    assert_eq!(tools[0]["running"].as_u64(), Some(1));
     let table = lines(&server.cli(&["tools"]).await);
-    let want = format!("queued={depth}");
     assert!(
-        table[0].contains(&want) && table[0].contains("running=1"),
+        depths
+            .iter()
+            .any(|d| table[0].contains(&format!("queued={d}")))
+            && table[0].contains("running=1"),
         "{table:?}"
     );
 
