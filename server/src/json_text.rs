@@ -223,6 +223,20 @@ fn surrogate_pair(b: &[u8], at: usize) -> Result<usize, Problem> {
     }
 }
 
+/// What kind of JSON value `value` is, with its article ("an object",
+/// "null"), for messages that say what was sent instead.
+pub fn kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,7 +184,7 @@ pub fn parse_arguments(arguments_json: &str, limits: &Limits) -> Result<Value, E
     if !value.is_object() {
         return Err(Error::invalid(format!(
             "arguments_json must be a JSON object, got {}",
-            json_kind(&value)
+            crate::json_text::kind(&value)
         )));
     }
     Ok(value)
@@ -200,7 +200,7 @@ fn compile_schema(
     if !schema.is_object() {
         return Err(Error::invalid(format!(
             "tool `{tool}`: input_schema_json must be a JSON Schema object, got {}",
-            json_kind(&schema)
+            crate::json_text::kind(&schema)
         )));
     }
     let expansion = cost::check(&schema)
@@ -245,17 +245,6 @@ fn clip(text: &str) -> String {
         format!("{cut}…")
     } else {
         text.to_string()
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

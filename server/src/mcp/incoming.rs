@@ -65,7 +65,7 @@ pub fn screen(bytes: &[u8]) -> Screened {
                 None,
                 &format!(
                     "a JSON-RPC message is a JSON object, not {}",
-                    kind_of(other)
+                    crate::json_text::kind(other)
                 ),
             );
         }
@@ -166,17 +166,6 @@ fn refused(id: Option<RequestId>, why: &str) -> Screened {
 /// quote the input).
 fn bounded(message: String) -> String {
     crate::error::bound(message)
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
