@@ -15,6 +15,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: the server frees on one
+/// thread what it allocated on another (a task's record crosses from the
+/// gRPC handlers to the store's writer), which glibc's malloc makes costly.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `println!` for the lines serve and worker announce themselves with
 /// ([`output::announce`]): a closed stdout does not stop them.
 macro_rules! announce {
