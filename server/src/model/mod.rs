@@ -229,25 +229,56 @@ pub struct CompletionRecord {
     pub notes: FinishNotes,
 }
 
+/// What a completion carries of its task: what a store reads back when it
+/// finishes one (the SQLite store reads these columns, not the whole row).
+#[derive(Debug, Clone)]
+pub struct TaskHead {
+    pub id: Uuid,
+    pub session: Arc<str>,
+    pub tool: Arc<str>,
+    pub arguments: Arc<str>,
+    pub created_at: SystemTime,
+    pub delivery: Delivery,
+    /// Bytes; 0: the server's default.
+    pub result_budget: u64,
+}
+
 impl CompletionRecord {
     /// The completion of `task` as `finish` ends it, numbered `seq`.
     pub fn new(task: &TaskRecord, finish: &Finish, seq: u64) -> Self {
+        Self::of_head(
+            TaskHead {
+                id: task.id,
+                session: task.session.clone(),
+                tool: task.tool.clone(),
+                arguments: task.arguments.clone(),
+                created_at: task.created_at,
+                delivery: task.delivery,
+                result_budget: task.call.result_budget,
+            },
+            finish,
+            seq,
+        )
+    }
+
+    /// The completion of the task `head` describes as `finish` ends it.
+    pub fn of_head(head: TaskHead, finish: &Finish, seq: u64) -> Self {
         Self {
             seq,
-            task_id: task.id,
-            session: task.session.clone(),
-            tool: task.tool.clone(),
-            arguments: task.arguments.clone(),
+            task_id: head.id,
+            session: head.session,
+            tool: head.tool,
+            arguments: head.arguments,
             state: finish.state,
             outcome: finish.outcome.clone(),
             elapsed: finish
                 .finished_at
-                .duration_since(task.created_at)
+                .duration_since(head.created_at)
                 .unwrap_or_default(),
             attempts: finish.attempts,
             completed_at: finish.finished_at,
-            delivery: task.delivery,
-            result_budget: task.call.result_budget,
+            delivery: head.delivery,
+            result_budget: head.result_budget,
             notes: FinishNotes {
                 drop_run: None,
                 ..finish.notes.clone()

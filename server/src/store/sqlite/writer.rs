@@ -140,7 +140,7 @@ impl Writer {
         // records too: a worker is sent its Assignment only once the record
         // is on disk.
         let mut recorded = Ok(());
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = begin(&self.conn) {
             let e = store_error(e);
             error!(error = %e, "starting a store transaction failed");
             for op in batch.drain(..) {
@@ -176,7 +176,7 @@ impl Writer {
                     if let Some(op) = more.take() {
                         fail(op, &e);
                     }
-                    if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+                    if let Err(e) = begin(&self.conn) {
                         let e = store_error(e);
                         for op in ops {
                             fail(op, &e);
@@ -187,7 +187,9 @@ impl Writer {
                 }
             }
         }
-        let commit = self.conn.execute_batch("COMMIT").map_err(store_error);
+        let commit = (self.conn.prepare_cached("COMMIT"))
+            .and_then(|mut c| c.execute([]))
+            .map_err(store_error);
         if let Err(e) = &commit {
             error!(error = %e, "committing to the store failed");
             // A failed COMMIT may leave the transaction open: end it.
@@ -277,6 +279,12 @@ impl Writer {
             failed,
         }
     }
+}
+
+/// Starts a batch's transaction; the statement stays prepared, as a batch
+/// at low load carries a task or two.
+fn begin(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])
 }
 
 /// Answers a change that could not be applied.
