@@ -48,10 +48,23 @@ impl Cursor {
     }
 }
 
+/// What a listing's filter and cursor look at in a task (the memory store
+/// keeps its tasks in a form of its own).
+#[derive(Debug, Clone, Copy)]
+pub struct Listed<'a> {
+    pub id: Uuid,
+    pub created_at: SystemTime,
+    pub session: &'a str,
+    pub tool: &'a str,
+    pub state: TaskState,
+    /// A fallback run (`call.fallback_for` set).
+    pub run: bool,
+}
+
 impl TaskQuery {
     /// Whether `task` passes the filter and comes after the cursor (the
     /// memory store's test; the SQL stores say the same in SQL).
-    pub fn matches(&self, task: &TaskRecord) -> bool {
+    pub fn matches(&self, task: &Listed<'_>) -> bool {
         let after_ok = self.after.is_none_or(|c| {
             let key = (task.created_at, task.id);
             if self.newest_first {
@@ -65,14 +78,14 @@ impl TaskQuery {
 
     /// Whether `task` passes the filter, wherever it is in the listing (what
     /// [`super::Store::count_tasks`] counts).
-    pub fn passes_filter(&self, task: &TaskRecord) -> bool {
+    pub fn passes_filter(&self, task: &Listed<'_>) -> bool {
         self.key_prefix
             .as_deref()
             .is_none_or(|p| task.session.starts_with(p))
-            && self.session.as_deref().is_none_or(|s| &*task.session == s)
-            && self.tool.as_deref().is_none_or(|t| &*task.tool == t)
+            && self.session.as_deref().is_none_or(|s| task.session == s)
+            && self.tool.as_deref().is_none_or(|t| task.tool == t)
             && (self.states.is_empty() || self.states.contains(&task.state))
-            && (self.fallback_runs || task.call.fallback_for.is_none())
+            && (self.fallback_runs || !task.run)
     }
 
     /// Sorts tasks in the listing's order.

@@ -8,8 +8,14 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
-use crate::model::{CompletionRecord, Finish, FinishNotes, Outcome, TaskRecord, TaskState};
+use super::{
+    Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery,
+    listing::Listed,
+};
+use crate::model::{ArgsHash, CompletionRecord, Finish, TaskRecord, TaskState};
+
+mod record;
+use record::Stored;
 
 /// Keeps everything in a map behind a short, never-awaited lock.
 #[derive(Default)]
@@ -20,7 +26,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     /// Boxed: a map stores its values inline in every bucket, empty ones too.
-    tasks: HashMap<Uuid, Box<TaskRecord>>,
+    tasks: HashMap<Uuid, Box<Stored>>,
     idempotency: HashMap<(Arc<str>, Arc<str>), Uuid>,
     /// Unfinished joinable tasks by their call.
     in_flight: HashMap<Call, Uuid>,
@@ -33,7 +39,7 @@ struct Inner {
 }
 
 /// A joinable call: session, tool and arguments hash.
-type Call = (Arc<str>, Arc<str>, crate::model::ArgsHash);
+type Call = (Arc<str>, Arc<str>, ArgsHash);
 
 #[derive(Default)]
 struct SessionLog {
@@ -55,19 +61,23 @@ impl MemoryStore {
 /// [`Store::ack_completions`]): SUCCEEDED with a result over its budget
 /// (`default_budget` bytes where its own is 0), or SUCCEEDED by itself in a
 /// call with a last-good fallback.
-fn kept_on_ack(task: &TaskRecord, default_budget: u64) -> bool {
-    let budget = match task.call.result_budget {
-        0 => default_budget,
-        own => own,
-    };
+fn kept_on_ack(task: &Stored, default_budget: u64) -> bool {
     task.state == TaskState::Succeeded
-        && match &task.outcome {
-            Some(Outcome::Result(json)) => {
-                json.len() as u64 > budget
-                    || task.notes.answered_by.is_none() && task.call.asks_last_good()
-            }
-            _ => false,
-        }
+        && task.result_len().is_some_and(|len| {
+            len as u64 > task.budget(default_budget) || !task.answered() && task.asks_last_good()
+        })
+}
+
+/// What a listing looks at in task `id`.
+fn listed(id: Uuid, task: &Stored) -> Listed<'_> {
+    Listed {
+        id,
+        created_at: task.created_at,
+        session: &task.session,
+        tool: &task.tool,
+        state: task.state,
+        run: task.is_run(),
+    }
 }
 
 impl Inner {
@@ -75,20 +85,33 @@ impl Inner {
         let Some(task) = self.tasks.remove(&id) else {
             return;
         };
-        self.leave_flight(&task);
-        if let Some(key) = task.idempotency_key {
-            self.idempotency.remove(&(task.session, key));
+        Self::leave_flight(&mut self.in_flight, id, &task);
+        let Stored {
+            session,
+            idempotency_key,
+            ..
+        } = *task;
+        if let Some(key) = idempotency_key {
+            self.idempotency.remove(&(session, key));
         }
     }
 
-    fn flight_key(task: &TaskRecord) -> Call {
-        (task.session.clone(), task.tool.clone(), task.call.args_hash)
+    /// The task whole, if stored.
+    fn record(&self, id: Uuid) -> Option<TaskRecord> {
+        self.tasks.get(&id).map(|t| t.to_record(id))
     }
 
-    fn leave_flight(&mut self, task: &TaskRecord) {
-        let key = Self::flight_key(task);
-        if task.call.joinable && self.in_flight.get(&key) == Some(&task.id) {
-            self.in_flight.remove(&key);
+    fn flight_key(session: &Arc<str>, tool: &Arc<str>, args_hash: ArgsHash) -> Call {
+        (session.clone(), tool.clone(), args_hash)
+    }
+
+    fn leave_flight(in_flight: &mut HashMap<Call, Uuid>, id: Uuid, task: &Stored) {
+        if !task.joinable {
+            return;
+        }
+        let key = Self::flight_key(&task.session, &task.tool, task.args_hash());
+        if in_flight.get(&key) == Some(&id) {
+            in_flight.remove(&key);
         }
     }
 }
@@ -99,9 +122,9 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let mut tasks: Vec<_> = inner
             .tasks
-            .values()
-            .filter(|t| !t.state.is_final())
-            .map(|t| TaskRecord::clone(t))
+            .iter()
+            .filter(|(_, t)| !t.state.is_final())
+            .map(|(id, t)| t.to_record(*id))
             .collect();
         tasks.sort_by_key(|t| t.created_at);
         Ok(tasks)
@@ -114,15 +137,15 @@ impl Store for MemoryStore {
             if let Some(t) = inner
                 .idempotency
                 .get(&slot)
-                .and_then(|id| inner.tasks.get(id))
+                .and_then(|id| inner.record(*id))
             {
-                return Ok(Inserted::Existing(t.clone()));
+                return Ok(Inserted::Existing(Box::new(t)));
             }
         }
         if task.call.joinable {
-            let key = Inner::flight_key(task);
-            if let Some(t) = inner.in_flight.get(&key).and_then(|id| inner.tasks.get(id)) {
-                return Ok(Inserted::Joined(t.clone()));
+            let key = Inner::flight_key(&task.session, &task.tool, task.call.args_hash);
+            if let Some(t) = inner.in_flight.get(&key).and_then(|id| inner.record(*id)) {
+                return Ok(Inserted::Joined(Box::new(t)));
             }
             inner.in_flight.insert(key, task.id);
         }
@@ -131,7 +154,7 @@ impl Store for MemoryStore {
                 .idempotency
                 .insert((task.session.clone(), key.clone()), task.id);
         }
-        inner.tasks.insert(task.id, Box::new(task.clone()));
+        inner.tasks.insert(task.id, Box::new(Stored::new(task)));
         Ok(Inserted::New)
     }
 
@@ -139,9 +162,7 @@ impl Store for MemoryStore {
         if let Some(task) = self.lock().tasks.get_mut(&task_id)
             && !task.state.is_final()
         {
-            task.state = TaskState::Running;
-            task.attempts = attempt;
-            task.started_at = Some(at);
+            task.dispatch(attempt, at);
         }
         Durable::done(Ok(()))
     }
@@ -160,19 +181,11 @@ impl Store for MemoryStore {
         }
         let session = inner.sessions.entry(task.session.clone()).or_default();
         session.last_seq += 1;
-        let completion = CompletionRecord::new(task, finish, session.last_seq);
-        task.state = finish.state;
-        task.outcome = Some(finish.outcome.clone());
-        task.attempts = finish.attempts;
-        task.finished_at = Some(finish.finished_at);
-        task.seq = completion.seq;
-        task.notes = FinishNotes {
-            drop_run: None,
-            ..finish.notes.clone()
-        };
+        let completion =
+            CompletionRecord::new(&task.to_record(finish.task_id), finish, session.last_seq);
+        task.finish(finish, completion.seq);
         session.log.push_back(completion.clone());
-        let task = task.clone();
-        inner.leave_flight(&task);
+        Inner::leave_flight(&mut inner.in_flight, finish.task_id, task);
         Ok(Some(completion))
     }
 
@@ -186,26 +199,22 @@ impl Store for MemoryStore {
         let inner = self.lock();
         Ok(inner
             .tasks
-            .values()
-            .filter(|t| {
+            .iter()
+            .filter(|(_, t)| {
                 t.state == TaskState::Succeeded
-                    && t.call.asks_last_good()
-                    && t.notes.answered_by.is_none()
+                    && t.asks_last_good()
+                    && !t.answered()
                     && &*t.session == session
                     && &*t.tool == tool
-                    && t.call.args_hash == *args_hash
-                    && t.finished_at.is_some_and(|at| at >= not_before)
+                    && t.args_hash() == *args_hash
+                    && t.finished_at().is_some_and(|at| at >= not_before)
             })
-            .max_by_key(|t| t.finished_at)
-            .map(|t| TaskRecord::clone(t)))
+            .max_by_key(|(_, t)| t.finished_at())
+            .map(|(id, t)| t.to_record(*id)))
     }
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .tasks
-            .get(&task_id)
-            .map(|t| TaskRecord::clone(t)))
+        Ok(self.lock().record(task_id))
     }
 
     async fn task_by_key(
@@ -218,17 +227,16 @@ impl Store for MemoryStore {
         Ok(inner
             .idempotency
             .get(&slot)
-            .and_then(|id| inner.tasks.get(id))
-            .map(|t| TaskRecord::clone(t)))
+            .and_then(|id| inner.record(*id)))
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         let inner = self.lock();
         let mut tasks: Vec<TaskRecord> = inner
             .tasks
-            .values()
-            .filter(|t| query.matches(t))
-            .map(|t| TaskRecord::clone(t))
+            .iter()
+            .filter(|(id, t)| query.matches(&listed(**id, t)))
+            .map(|(id, t)| t.to_record(*id))
             .collect();
         query.sort(&mut tasks);
         tasks.truncate(query.limit);
@@ -239,8 +247,8 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let n = inner
             .tasks
-            .values()
-            .filter(|t| query.passes_filter(t))
+            .iter()
+            .filter(|(id, t)| query.passes_filter(&listed(**id, t)))
             .count();
         Ok(n as u64)
     }
@@ -286,7 +294,7 @@ impl Store for MemoryStore {
         for id in &released {
             match inner.tasks.get(id) {
                 Some(task) if kept_on_ack(task, default_budget) => {
-                    if let Some(at) = task.finished_at {
+                    if let Some(at) = task.finished_at() {
                         inner.kept.insert((at, *id));
                     }
                 }
