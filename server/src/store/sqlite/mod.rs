@@ -12,14 +12,17 @@
 //! share the next fsync: the cost of durability is one fsync per batch, not
 //! one per task. WAL checkpoints run on their own thread (`checkpoint.rs`),
 //! never inside a batch's commit. Each change is one statement, or a savepoint when it takes
-//! several, so a change that fails (a full disk) fails alone, unless SQLite
+//! several (a tool registration), so a change that fails (a full disk) fails alone, unless SQLite
 //! abandons the whole transaction, in which case every change of that batch
-//! fails with it.
+//! fails with it. A finish takes its seq, then writes its row, without a
+//! savepoint (see `rows::finish_task`): one that fails between the two
+//! loses that seq.
 //!
 //! **Reads** (`get_task`, `completions_after`, `unfinished_tasks`) use a small
 //! pool of separate connections on the blocking thread pool: WAL lets them run
 //! while the writer commits, and they only ever see whole commits, so a
-//! session's completions appear in `seq` order with no gap.
+//! session's completions appear in `seq` order with no gap (but the seq a
+//! failed finish lost).
 //!
 //! **Data layout.** One `tasks` row per task; a finished task carries its
 //! completion (`seq > 0`), so a completion costs no second row and removing a

@@ -159,9 +159,8 @@ fn head_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
         tool: row.get::<_, String>(2)?.into(),
         arguments: row.get::<_, String>(3)?.into(),
         created_at: codec::time_from_i64(row.get(4)?),
-        delivery: Delivery::from_code(delivery).ok_or_else(|| {
-            bad_row(codec::BadRow(format!("unknown delivery policy {delivery}")))
-        })?,
+        delivery: Delivery::from_code(delivery)
+            .ok_or_else(|| bad_row(codec::BadRow(format!("unknown delivery policy {delivery}"))))?,
         result_budget: u64::try_from(row.get::<_, Option<i64>>(6)?.unwrap_or(0)).unwrap_or(0),
     };
     Ok((head, row.get(7)?))

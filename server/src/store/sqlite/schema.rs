@@ -183,8 +183,9 @@ pub(super) fn open_writer(path: &Path, full_check: bool) -> Result<Connection, S
     }
     // cache_size: 16 MiB of pages, so the pages a batch touches are mostly
     // still cached (the default 2 MiB cost a read per few changes under
-    // load). temp_store: each finish's savepoint journals the pages it
-    // changes; in memory that is a copy, not a write to a temporary file.
+    // load). temp_store: a savepoint (a tool registration) or a statement
+    // that may fail midway journals the pages it changes; in memory that is
+    // a copy, not a write to a temporary file.
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA busy_timeout = 5000;
