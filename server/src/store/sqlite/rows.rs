@@ -147,23 +147,23 @@ pub(super) fn dispatch(
 }
 
 /// The columns of a task its completion carries, and its state.
-const SELECT_HEAD: &str = "SELECT id, session, tool, arguments, created_at, delivery,
+const SELECT_HEAD: &str = "SELECT session, tool, arguments, created_at, delivery,
      result_budget, state FROM tasks WHERE id = ?1";
 
-fn head_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
-    let id: [u8; 16] = row.get(0)?;
-    let delivery: i16 = row.get(5)?;
+/// The head of task `id` (the query's id, not read back).
+fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
+    let delivery: i16 = row.get(4)?;
     let head = TaskHead {
-        id: Uuid::from_bytes(id),
-        session: row.get::<_, String>(1)?.into(),
-        tool: row.get::<_, String>(2)?.into(),
-        arguments: row.get::<_, String>(3)?.into(),
-        created_at: codec::time_from_i64(row.get(4)?),
+        id,
+        session: row.get::<_, String>(0)?.into(),
+        tool: row.get::<_, String>(1)?.into(),
+        arguments: row.get::<_, String>(2)?.into(),
+        created_at: codec::time_from_i64(row.get(3)?),
         delivery: Delivery::from_code(delivery)
             .ok_or_else(|| bad_row(codec::BadRow(format!("unknown delivery policy {delivery}"))))?,
-        result_budget: u64::try_from(row.get::<_, Option<i64>>(6)?.unwrap_or(0)).unwrap_or(0),
+        result_budget: u64::try_from(row.get::<_, Option<i64>>(5)?.unwrap_or(0)).unwrap_or(0),
     };
-    Ok((head, row.get(7)?))
+    Ok((head, row.get(6)?))
 }
 
 /// Finishes a task: reads what its completion carries, takes the session's
@@ -179,7 +179,9 @@ pub(super) fn finish_task(
 ) -> rusqlite::Result<Option<CompletionRecord>> {
     let task = conn
         .prepare_cached(SELECT_HEAD)?
-        .query_row([&finish.task_id.as_bytes()[..]], head_from_row)
+        .query_row([&finish.task_id.as_bytes()[..]], |row| {
+            head_from_row(finish.task_id, row)
+        })
         .optional()?;
     if let Some(run) = finish.notes.drop_run {
         // The fallback run goes whether or not its call was still open: a
