@@ -30,29 +30,27 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Coroutine, Optional
+from typing import Any, Callable, Optional
 
 import grpc
 import grpc.aio
 
-from errand import _outgoing
+from errand import _calls, _outgoing
+from errand._calls import Done, Running, failed
 from errand._common import MAX_SEND_MESSAGE_BYTES, RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
-from errand._jsonable import to_json as _to_json
 from errand._outgoing import DEFAULT_MAX_MESSAGE_BYTES
+from errand._pool import CallPool
 from errand.context import (
     Summarized,
     TaskContext,
-    _current,
     current_task,
     report_progress,
     resume_detail,
 )
-from errand.errors import ErrandError, ToolFailure, Unavailable, from_grpc
+from errand.errors import ErrandError, Unavailable, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
 from errand.v1 import errand_pb2_grpc as pb_grpc
@@ -70,18 +68,6 @@ __all__ = [
 
 
 log = logging.getLogger("errand.worker")
-
-
-class _Running:
-    def __init__(self, ctx: TaskContext) -> None:
-        self.ctx = ctx
-        self.task: Optional[asyncio.Task[None]] = None
-
-    def cancel(self, reason: str) -> None:
-        self.ctx.cancel_reason = reason
-        self.ctx.cancelled.set()
-        if self.task is not None:
-            self.task.cancel()
 
 
 class Worker:
@@ -199,16 +185,14 @@ class Worker:
         self._wake = asyncio.Event()
         if self._stopping.is_set():
             return
-        executor = ThreadPoolExecutor(
-            max_workers=self.max_concurrency, thread_name_prefix=f"errand-{self.name}"
-        )
+        pool = CallPool(self._loop, self.max_concurrency, f"errand-{self.name}")
         try:
-            await self._serve(executor)
+            await self._serve(pool)
         except BaseException as exc:
             self._error = exc
             raise
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
             with self._cond:
                 self._cond.notify_all()
 
@@ -292,7 +276,7 @@ class Worker:
         self.stop()
 
     # -- the stream --------------------------------------------------------------
-    async def _serve(self, executor: ThreadPoolExecutor) -> None:
+    async def _serve(self, pool: CallPool) -> None:
         assert self._wake is not None
         while not self._stopping.is_set():
             channel = self._conn.aio_channel()
@@ -303,7 +287,7 @@ class Worker:
                     await channel.close(None)
                     raise no_server(self.target, self._conn.tls, "Connect", state)
             try:
-                await self._connection(channel, executor)
+                await self._connection(channel, pool)
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE:
                     raise from_grpc(exc, "Connect") from None
@@ -340,7 +324,7 @@ class Worker:
             )
         )
 
-    async def _connection(self, channel: grpc.aio.Channel, executor: ThreadPoolExecutor) -> None:
+    async def _connection(self, channel: grpc.aio.Channel, pool: CallPool) -> None:
         assert self._wake is not None
         outgoing: asyncio.Queue[Optional[pb.WorkerMessage]] = asyncio.Queue()
         outgoing.put_nowait(self._register_message())
@@ -357,12 +341,12 @@ class Worker:
 
         stub = pb_grpc.WorkerServiceStub(channel)
         call = stub.Connect(requests(), metadata=self._metadata, wait_for_ready=True)
-        running: dict[str, _Running] = {}
+        running: dict[str, Running] = {}
         loop = asyncio.get_running_loop()
-        done = _Done(loop, running, outgoing)
+        done = Done(loop, running, outgoing)
         # One reader task for the whole stream (not one per message): stop()
         # ends it by ending the stream.
-        reader = asyncio.ensure_future(self._read(call, running, outgoing, executor, done))
+        reader = asyncio.ensure_future(self._read(call, running, outgoing, pool, done))
         stop_wait = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({reader, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -386,10 +370,10 @@ class Worker:
     async def _read(
         self,
         call: Any,
-        running: dict[str, _Running],
+        running: dict[str, Running],
         outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
-        executor: ThreadPoolExecutor,
-        done: _Done,
+        pool: CallPool,
+        done: Done,
     ) -> None:
         while True:
             cmd = await call.read()
@@ -397,7 +381,7 @@ class Worker:
                 raise _StreamEnded
             kind = cmd.WhichOneof("kind")
             if kind == "assignment":
-                self._spawn(cmd.assignment, running, outgoing, executor, done)
+                self._spawn(cmd.assignment, running, outgoing, pool, done)
             elif kind == "registered":
                 self.worker_id = cmd.registered.worker_id
                 said = cmd.registered.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
@@ -415,10 +399,10 @@ class Worker:
     def _spawn(
         self,
         assignment: pb.Assignment,
-        running: dict[str, _Running],
+        running: dict[str, Running],
         outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
-        executor: ThreadPoolExecutor,
-        done: _Done,
+        pool: CallPool,
+        done: Done,
     ) -> None:
         if done.closing:
             return  # the stream is closing: the server gives it to another worker
@@ -435,7 +419,7 @@ class Worker:
         spec = self._tools.get(assignment.tool)
         if spec is None:
             outgoing.put_nowait(
-                _failed(ctx, "unknown_tool", f"this worker does not serve {assignment.tool!r}")
+                failed(ctx, "unknown_tool", f"this worker does not serve {assignment.tool!r}")
             )
             return
         try:
@@ -444,103 +428,17 @@ class Worker:
                 raise TypeError("arguments must be a JSON object")
             args, kwargs = spec.bind(arguments)
         except Exception as exc:
-            outgoing.put_nowait(_failed(ctx, "invalid_arguments", f"{type(exc).__name__}: {exc}"))
+            outgoing.put_nowait(failed(ctx, "invalid_arguments", f"{type(exc).__name__}: {exc}"))
             return
-        entry = _Running(ctx)
+        entry = Running(ctx)
         running[ctx.task_id] = entry
         if spec.is_async:
-            entry.task = _start_task(self._run_async(spec, args, kwargs, entry, done))
+            entry.task = _calls.start_task(_calls.run_async(spec, args, kwargs, entry, done))
         else:
-            # A plain function runs on the pool and hands its result back
-            # through `done`, which wakes the loop once per batch.
-            executor.submit(_run_plain, spec, args, kwargs, entry, done)
-
-    async def _run_async(
-        self,
-        spec: ToolDef,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        entry: _Running,
-        done: _Done,
-    ) -> None:
-        ctx = entry.ctx
-        _current.set(ctx)  # this task's own context
-        try:
-            value = await spec.fn(*args, **kwargs)
-        except asyncio.CancelledError:
-            # Cancelled by the server or disconnected: no result expected.
-            done.forget(entry)
-            return
-        except BaseException as exc:
-            done.finish(entry, _outcome_of_error(spec, ctx, exc))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        done.finish(entry, _result(ctx, value))
-
-
-class _Done:
-    """Hands finished calls back to the stream, on the event loop.
-
-    Plain functions finish on pool threads: their results queue here and the
-    loop is woken once for all that queued meanwhile, not once per call."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        running: dict[str, _Running],
-        outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
-    ) -> None:
-        self._loop = loop
-        self._running = running
-        self._outgoing = outgoing
-        self._lock = threading.Lock()
-        #: Set when the connection closes: no new assignment starts.
-        self.closing = False
-        # Messages from pool threads, in order; None: not a call's result.
-        self._queued: list[tuple[Optional[_Running], pb.WorkerMessage]] = []
-
-    def send(self, msg: pb.WorkerMessage) -> None:
-        """Puts a message (progress) on the stream, from the loop or any
-        thread; from a thread in order with that thread's result."""
-        if running_loop_is(self._loop):
-            self._outgoing.put_nowait(msg)
-        else:
-            self._enqueue(None, msg)
-
-    def forget(self, entry: _Running) -> None:
-        """On the loop: the call ended without a result to send."""
-        if self._running.get(entry.ctx.task_id) is entry:
-            del self._running[entry.ctx.task_id]
-
-    def finish(self, entry: _Running, msg: pb.WorkerMessage) -> None:
-        """On the loop: send the call's result unless it was cancelled."""
-        self.forget(entry)
-        if not entry.ctx.cancelled.is_set():
-            self._outgoing.put_nowait(msg)
-
-    def finish_threadsafe(self, entry: _Running, msg: pb.WorkerMessage) -> None:
-        """From a pool thread: `finish` on the loop, batched."""
-        self._enqueue(entry, msg)
-
-    def _enqueue(self, entry: Optional[_Running], msg: pb.WorkerMessage) -> None:
-        with self._lock:
-            self._queued.append((entry, msg))
-            if len(self._queued) > 1:
-                return  # a wake-up is already on its way
-        try:
-            self._loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:
-            pass  # the loop closed: the worker stopped, nobody to tell
-
-    def _drain(self) -> None:
-        with self._lock:
-            batch, self._queued = self._queued, []
-        for entry, msg in batch:
-            if entry is None:
-                self._outgoing.put_nowait(msg)
-            else:
-                self.finish(entry, msg)
+            # A plain function runs on the pool (which wakes a thread only when
+            # none is awake) and hands its result back through `done`, which
+            # wakes the loop once per batch.
+            pool.submit(_calls.run_plain, spec, args, kwargs, entry, done)
 
 
 #: Most seconds a closing connection waits for the server to end its stream
@@ -561,80 +459,8 @@ async def _end(task: asyncio.Future[Any], timeout: float, stop: Callable[[], Any
         task.exception()
 
 
-def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
 class _StreamEnded(ErrandError):
     """The server closed the worker stream without an error (it is shutting down)."""
-
-
-def _failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
-    error = pb.ToolError(code=code, message=message)
-    return pb.WorkerMessage(
-        result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
-    )
-
-
-def _result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
-    summary = ""
-    if isinstance(value, Summarized):
-        value, summary = value.value, value.summary
-    try:
-        result_json = _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        return _failed(ctx, "tool_error", f"the result is not JSON serialisable: {exc}")
-    result = pb.TaskResult(
-        task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
-    )
-    return pb.WorkerMessage(result=result)
-
-
-def _outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:
-    if isinstance(exc, ToolFailure):
-        return _failed(ctx, exc.code, exc.message)
-    log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
-    return _failed(ctx, "tool_error", f"{type(exc).__name__}: {exc}")
-
-
-def _run_plain(
-    spec: ToolDef, args: list[Any], kwargs: dict[str, Any], entry: _Running, done: _Done
-) -> None:
-    """On a pool thread: runs a plain function, encodes its outcome there
-    (off the loop), and hands it to the loop."""
-    ctx = entry.ctx
-    token = _current.set(ctx)
-    try:
-        value = spec.fn(*args, **kwargs)
-    except BaseException as exc:
-        done.finish_threadsafe(entry, _outcome_of_error(spec, ctx, exc))
-        if not isinstance(exc, Exception):
-            raise
-        return
-    finally:
-        _current.reset(token)
-    done.finish_threadsafe(entry, _result(ctx, value))
-
-
-if sys.version_info >= (3, 12):
-
-    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Runs an `async def` tool's call in a task of its own that starts at
-        once (eagerly), so a call that never waits ends here, with no turn of
-        the event loop in between; one that waits goes on as any task."""
-        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
-
-else:
-
-    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return asyncio.ensure_future(coro)
-
-
-# One encoder for every result (json.dumps builds one per call when given options).
-_ENCODER = json.JSONEncoder(default=_to_json, ensure_ascii=False)
 
 
 def __getattr__(name: str) -> Any:

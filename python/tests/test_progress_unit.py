@@ -91,13 +91,12 @@ def test_a_tool_reports_progress_and_sends_a_summary_in_both_modes(mode: str) ->
     worker = Worker("127.0.0.1:1", tools=[fn])
 
     async def scenario() -> tuple[list[pb.WorkerMessage], pb.TaskResult]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from errand.worker import _Done
+        from errand._calls import Done
+        from errand._pool import CallPool
 
         outgoing: asyncio.Queue[object] = asyncio.Queue()
         running: dict[str, object] = {}
-        done = _Done(asyncio.get_running_loop(), running, outgoing)  # type: ignore[arg-type]
+        done = Done(asyncio.get_running_loop(), running, outgoing)  # type: ignore[arg-type]
         assignment = pb.Assignment(
             task_id="t9",
             tool="crawl",
@@ -106,7 +105,8 @@ def test_a_tool_reports_progress_and_sends_a_summary_in_both_modes(mode: str) ->
             resume_detail_json='{"page": 1}',
         )
         sent = []
-        with ThreadPoolExecutor(1) as pool:
+        pool = CallPool(asyncio.get_running_loop(), 1, "test")
+        try:
             worker._spawn(assignment, running, outgoing, pool, done)  # type: ignore[arg-type]
             # Progress goes out in order, then the result.
             while True:
@@ -115,6 +115,8 @@ def test_a_tool_reports_progress_and_sends_a_summary_in_both_modes(mode: str) ->
                 if msg.WhichOneof("kind") == "result":
                     return sent, msg.result
                 sent.append(msg)
+        finally:
+            pool.shutdown()
 
     sent, result = asyncio.run(scenario())
     assert [m.progress.progress for m in sent] == [2.0, 3.0]

@@ -1,0 +1,198 @@
+"""One assignment's call on a worker, and its outcome back to the stream (not public).
+
+A plain function runs on a `CallPool` thread (`run_plain`), an `async def`
+one in a task of its own on the event loop (`run_async`); either way the
+outcome becomes one `WorkerMessage` (the return value as JSON, or the
+exception as a FAILED result) that `Done` puts on the stream's outgoing
+queue, unless the call was cancelled meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import threading
+from typing import Any, Coroutine, Optional
+
+from errand._jsonable import to_json
+from errand.context import Summarized, TaskContext, _current
+from errand.errors import ToolFailure
+from errand.tool import ToolDef
+from errand.v1 import errand_pb2 as pb
+
+log = logging.getLogger("errand.worker")
+
+
+class Running:
+    """A call in progress: its context, and its asyncio task if `async def`."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        self.task: Optional[asyncio.Task[None]] = None
+
+    def cancel(self, reason: str) -> None:
+        self.ctx.cancel_reason = reason
+        self.ctx.cancelled.set()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Done:
+    """Hands finished calls back to the stream, on the event loop.
+
+    Plain functions finish on pool threads: their results queue here and the
+    loop is woken once for all that queued meanwhile, not once per call."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        running: dict[str, Running],
+        outgoing: asyncio.Queue[Optional[pb.WorkerMessage]],
+    ) -> None:
+        self._loop = loop
+        self._running = running
+        self._outgoing = outgoing
+        self._lock = threading.Lock()
+        #: Set when the connection closes: no new assignment starts.
+        self.closing = False
+        # Messages from pool threads, in order; None: not a call's result.
+        self._queued: list[tuple[Optional[Running], pb.WorkerMessage]] = []
+
+    def send(self, msg: pb.WorkerMessage) -> None:
+        """Puts a message (progress) on the stream, from the loop or any
+        thread; from a thread in order with that thread's result."""
+        if running_loop_is(self._loop):
+            self._outgoing.put_nowait(msg)
+        else:
+            self._enqueue(None, msg)
+
+    def forget(self, entry: Running) -> None:
+        """On the loop: the call ended without a result to send."""
+        if self._running.get(entry.ctx.task_id) is entry:
+            del self._running[entry.ctx.task_id]
+
+    def finish(self, entry: Running, msg: pb.WorkerMessage) -> None:
+        """On the loop: send the call's result unless it was cancelled."""
+        self.forget(entry)
+        if not entry.ctx.cancelled.is_set():
+            self._outgoing.put_nowait(msg)
+
+    def finish_threadsafe(self, entry: Running, msg: pb.WorkerMessage) -> None:
+        """From a pool thread: `finish` on the loop, batched."""
+        self._enqueue(entry, msg)
+
+    def _enqueue(self, entry: Optional[Running], msg: pb.WorkerMessage) -> None:
+        with self._lock:
+            self._queued.append((entry, msg))
+            if len(self._queued) > 1:
+                return  # a wake-up is already on its way
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            pass  # the loop closed: the worker stopped, nobody to tell
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._queued = self._queued, []
+        for entry, msg in batch:
+            if entry is None:
+                self._outgoing.put_nowait(msg)
+            else:
+                self.finish(entry, msg)
+
+
+def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
+    """A FAILED result for the call of `ctx`."""
+    error = pb.ToolError(code=code, message=message)
+    return pb.WorkerMessage(
+        result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
+    )
+
+
+def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
+    """The result of the call of `ctx` that returned `value` (JSON, with the
+    summary of a `Summarized`); FAILED if it is not JSON serialisable."""
+    summary = ""
+    if isinstance(value, Summarized):
+        value, summary = value.value, value.summary
+    try:
+        result_json = _ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {exc}")
+    msg = pb.TaskResult(
+        task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
+    )
+    return pb.WorkerMessage(result=msg)
+
+
+def outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:
+    """The FAILED result of a call that raised `exc`."""
+    if isinstance(exc, ToolFailure):
+        return failed(ctx, exc.code, exc.message)
+    log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
+    return failed(ctx, "tool_error", f"{type(exc).__name__}: {exc}")
+
+
+def run_plain(
+    spec: ToolDef, args: list[Any], kwargs: dict[str, Any], entry: Running, done: Done
+) -> None:
+    """On a pool thread: runs a plain function, encodes its outcome there
+    (off the loop), and hands it to the loop. Whatever it raises (even
+    SystemExit) is the call's FAILED result, not the thread's end."""
+    ctx = entry.ctx
+    token = _current.set(ctx)
+    try:
+        value = spec.fn(*args, **kwargs)
+    except BaseException as exc:
+        done.finish_threadsafe(entry, outcome_of_error(spec, ctx, exc))
+        return
+    finally:
+        _current.reset(token)
+    done.finish_threadsafe(entry, result(ctx, value))
+
+
+async def run_async(
+    spec: ToolDef, args: list[Any], kwargs: dict[str, Any], entry: Running, done: Done
+) -> None:
+    """In the call's own task: runs an `async def` tool and hands its outcome
+    to `done`; a cancelled call (by the server, or a disconnect) sends none."""
+    ctx = entry.ctx
+    _current.set(ctx)  # this task's own context
+    try:
+        value = await spec.fn(*args, **kwargs)
+    except asyncio.CancelledError:
+        done.forget(entry)
+        return
+    except BaseException as exc:
+        done.finish(entry, outcome_of_error(spec, ctx, exc))
+        if not isinstance(exc, Exception):
+            raise
+        return
+    done.finish(entry, result(ctx, value))
+
+
+if sys.version_info >= (3, 12):
+
+    def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Runs an `async def` tool's call in a task of its own that starts at
+        once (eagerly), so a call that never waits ends here, with no turn of
+        the event loop in between; one that waits goes on as any task."""
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+
+    def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.ensure_future(coro)
+
+
+# One encoder for every result (json.dumps builds one per call when given options).
+_ENCODER = json.JSONEncoder(default=to_json, ensure_ascii=False)

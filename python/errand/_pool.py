@@ -1,0 +1,168 @@
+"""The threads that run a worker's plain (blocking) tool calls (not public).
+
+`concurrent.futures.ThreadPoolExecutor` wakes a thread for every call it is
+given. Under the GIL that costs a futex wake-up and GIL hand-offs per call,
+which for a short tool is most of what the worker spends (bench section 2c:
+~60 µs of CPU per no-op call). `CallPool` wakes as few threads as it can:
+
+- a thread that ends a call takes the next queued one before it sleeps;
+- a call queued while no thread is awake wakes one (the most recently used);
+- a call queued while a thread is awake waits for it, unless the queue makes
+  no progress for `stuck_after` seconds while every awake thread is inside a
+  call (a blocking tool): then each waiting call gets a thread of its own.
+
+So at most `max_threads` calls run at once, and a blocking call holds the
+others up for about `stuck_after` seconds at most, never until it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from typing import Any, Callable, Optional
+
+log = logging.getLogger("errand.worker")
+
+#: Seconds the queue may stand still, with calls waiting and every awake
+#: thread inside a call, before more threads wake. Above the GIL's switch
+#: interval (5 ms), so a thread that only waits for the GIL is not taken
+#: for a blocked one.
+STUCK_AFTER = 0.008
+
+
+class CallPool:
+    """Runs calls on at most `max_threads` daemon threads, started as needed.
+
+    `submit` and `shutdown` are called on `loop`'s thread (the stuck check
+    is a timer on it); the calls run on the pool's threads, in their own
+    contexts (no contextvars are copied), in the order submitted when one
+    thread takes them in turn. An exception a call raises is logged.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_threads: int,
+        name: str,
+        stuck_after: float = STUCK_AFTER,
+    ) -> None:
+        if max_threads < 1:
+            raise ValueError("max_threads must be at least 1")
+        self._loop = loop
+        self._max = max_threads
+        self._name = name
+        self._stuck_after = stuck_after
+        self._lock = threading.Lock()  # guards everything below
+        self._queue: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        # Sleeping threads' wake-up locks (held while they sleep), the most
+        # recently used last: it is woken first, as its stack is warm.
+        self._idle: list[threading.Lock] = []
+        self._threads = 0  # started and not ended
+        self._awake = 0  # threads not sleeping: in a call or about to take one
+        self._in_call = 0  # threads inside a call
+        self._taken = 0  # calls taken off the queue, ever (the progress mark)
+        self._closed = False
+        # The stuck check's timer and the progress mark when it was set (loop only).
+        self._check: Optional[asyncio.TimerHandle] = None
+        self._taken_at_check = 0
+
+    @property
+    def threads(self) -> int:
+        """Threads started and not ended."""
+        with self._lock:
+            return self._threads
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Queues `fn(*args)` to run on a pool thread. On the loop's thread;
+        raises RuntimeError after `shutdown()`."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the call pool is shut down")
+            self._queue.append((fn, args))
+            if self._awake == 0:
+                self._wake(1)
+                return
+            if self._check is not None:
+                return
+            self._taken_at_check = self._taken
+        # An awake thread will take it when its call ends, unless that call blocks.
+        self._check = self._loop.call_later(self._stuck_after, self._check_stuck)
+
+    def shutdown(self) -> None:
+        """Drops the calls not started and ends idle threads at once; threads
+        inside a call end when it returns. On the loop's thread; idempotent."""
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
+        with self._lock:
+            self._closed = True
+            self._queue.clear()
+            idle, self._idle = self._idle, []
+            self._awake += len(idle)
+        for wake in idle:
+            wake.release()
+
+    def _check_stuck(self) -> None:
+        """On the loop, `stuck_after` seconds after a call queued behind awake threads."""
+        self._check = None
+        with self._lock:
+            if self._closed or not self._queue:
+                return
+            stuck = self._taken == self._taken_at_check and self._in_call == self._awake
+            if stuck:
+                # Every awake thread sat in one call all along: give each
+                # waiting call a thread (as many as there are left).
+                self._wake(len(self._queue))
+                return
+            self._taken_at_check = self._taken
+        # Moving, or a woken thread has yet to take its call: look again.
+        self._check = self._loop.call_later(self._stuck_after, self._check_stuck)
+
+    def _wake(self, n: int) -> None:
+        """Wakes up to `n` sleeping threads, then starts new ones up to the
+        most. With `_lock` held."""
+        while n > 0 and self._idle:
+            self._awake += 1
+            self._idle.pop().release()
+            n -= 1
+        while n > 0 and self._threads < self._max:
+            self._threads += 1
+            self._awake += 1
+            wake = threading.Lock()
+            wake.acquire()
+            name = f"{self._name}_{self._threads - 1}"
+            threading.Thread(target=self._work, args=(wake,), name=name, daemon=True).start()
+            n -= 1
+
+    def _work(self, wake: threading.Lock) -> None:
+        """A pool thread: takes calls until the queue is empty, then sleeps
+        on `wake` until `_wake` or `shutdown` releases it."""
+        lock, queue = self._lock, self._queue
+        ran = False
+        while True:
+            with lock:
+                if ran:
+                    self._in_call -= 1
+                    ran = False
+                if self._closed:
+                    self._awake -= 1
+                    self._threads -= 1
+                    return
+                if queue:
+                    fn, args = queue.popleft()
+                    self._taken += 1
+                    self._in_call += 1
+                    ran = True
+                else:
+                    self._awake -= 1
+                    self._idle.append(wake)
+            if not ran:
+                wake.acquire()  # sleeps until released; held again for the next sleep
+                continue
+            try:
+                fn(*args)
+            except BaseException:
+                log.exception("errand worker: a pool thread's call raised")
+            del fn, args  # drop the call's references while the thread sleeps
