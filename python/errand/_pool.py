@@ -6,7 +6,8 @@ which for a short tool is most of what the worker spends (bench section 2c:
 ~60 µs of CPU per no-op call). `CallPool` wakes as few threads as it can:
 
 - a thread that ends a call takes the next queued one before it sleeps;
-- a call queued while no thread is awake wakes one (the most recently used);
+- a call queued while no thread is awake wakes one (the most recently used)
+  at the event loop's next turn;
 - a call queued while a thread is awake waits for it, unless the queue makes
   no progress for `stuck_after` seconds while every awake thread is inside a
   call (a blocking tool): then each waiting call gets a thread of its own.
@@ -64,7 +65,8 @@ class CallPool:
         self._in_call = 0  # threads inside a call
         self._taken = 0  # calls taken off the queue, ever (the progress mark)
         self._closed = False
-        # The stuck check's timer and the progress mark when it was set (loop only).
+        self._flush_soon = False  # a `_flush` is on the loop's ready queue
+        # The stuck check's timer, and the progress mark when it was set.
         self._check: Optional[asyncio.TimerHandle] = None
         self._taken_at_check = 0
 
@@ -81,22 +83,23 @@ class CallPool:
             if self._closed:
                 raise RuntimeError("the call pool is shut down")
             self._queue.append((fn, args))
-            if self._awake == 0:
-                self._wake(1)
-                return
-            if self._check is not None:
-                return
-            self._taken_at_check = self._taken
-        # An awake thread will take it when its call ends, unless that call blocks.
-        self._check = self._loop.call_later(self._stuck_after, self._check_stuck)
+            if self._awake > 0:
+                # An awake thread takes it when its call ends, unless that call blocks.
+                self._arm_check()
+            elif not self._flush_soon:
+                # Wake one at the loop's next turn, not now: woken now, it would
+                # only wait for the GIL that this thread holds; and the calls
+                # queued meanwhile go to it together.
+                self._flush_soon = True
+                self._loop.call_soon(self._flush)
 
     def shutdown(self) -> None:
         """Drops the calls not started and ends idle threads at once; threads
         inside a call end when it returns. On the loop's thread; idempotent."""
-        if self._check is not None:
-            self._check.cancel()
-            self._check = None
         with self._lock:
+            if self._check is not None:
+                self._check.cancel()
+                self._check = None
             self._closed = True
             self._queue.clear()
             idle, self._idle = self._idle, []
@@ -104,21 +107,37 @@ class CallPool:
         for wake in idle:
             wake.release()
 
+    def _flush(self) -> None:
+        """On the loop: wakes a thread for the calls queued while none was awake."""
+        with self._lock:
+            self._flush_soon = False
+            if not self._queue:
+                return
+            if self._awake == 0:
+                self._wake(1)
+                if len(self._queue) == 1:
+                    return
+            self._arm_check()
+
+    def _arm_check(self) -> None:
+        """Sets the stuck check's timer unless it is set. With `_lock` held, on the loop."""
+        if self._check is None:
+            self._taken_at_check = self._taken
+            self._check = self._loop.call_later(self._stuck_after, self._check_stuck)
+
     def _check_stuck(self) -> None:
         """On the loop, `stuck_after` seconds after a call queued behind awake threads."""
-        self._check = None
         with self._lock:
+            self._check = None
             if self._closed or not self._queue:
                 return
-            stuck = self._taken == self._taken_at_check and self._in_call == self._awake
-            if stuck:
+            if self._taken == self._taken_at_check and self._in_call == self._awake:
                 # Every awake thread sat in one call all along: give each
                 # waiting call a thread (as many as there are left).
                 self._wake(len(self._queue))
-                return
-            self._taken_at_check = self._taken
-        # Moving, or a woken thread has yet to take its call: look again.
-        self._check = self._loop.call_later(self._stuck_after, self._check_stuck)
+            else:
+                # Moving, or a woken thread has yet to take its call: look again.
+                self._arm_check()
 
     def _wake(self, n: int) -> None:
         """Wakes up to `n` sleeping threads, then starts new ones up to the
