@@ -129,6 +129,35 @@ def test_max_concurrency_bounds_running_calls(
     assert peak == 2
 
 
+def test_a_blocking_plain_call_does_not_hold_up_the_others(
+    client: Client, start_worker: Callable[..., Worker], collect: Callable[..., Collector]
+) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    @async_tool(name=unique("stuck"))
+    def stuck() -> str:
+        started.set()
+        release.wait(EVENT_TIMEOUT)
+        return "released"
+
+    @async_tool(name=unique("quick"))
+    def quick(i: int) -> int:
+        return i
+
+    start_worker(stuck, quick, max_concurrency=4)
+    stream = collect(client.completions())
+    blocked = client.submit(name_of(stuck))
+    assert started.wait(EVENT_TIMEOUT)
+    for i in range(3):
+        client.submit(name_of(quick), i=i)
+    # The quick calls end while the stuck one still waits on its thread.
+    assert sorted(c.result for c in stream.take(3)) == [0, 1, 2]
+    release.set()
+    (last,) = stream.take(1)
+    assert (last.task_id, last.result) == (blocked.task_id, "released")
+
+
 def test_cancellation_reaches_a_running_tool(
     client: Client, start_worker: Callable[..., Worker], collect: Callable[..., Collector]
 ) -> None:
