@@ -34,7 +34,8 @@ STUCK_AFTER = 0.008
 
 
 class CallPool:
-    """Runs calls on at most `max_threads` daemon threads, started as needed.
+    """Runs calls on at most `max_threads` threads, started as needed: daemons,
+    so that a call that never returns does not keep the process from exiting.
 
     `submit` and `shutdown` are called on `loop`'s thread (the stuck check
     is a timer on it); the calls run on the pool's threads, in their own
@@ -152,7 +153,13 @@ class CallPool:
             wake = threading.Lock()
             wake.acquire()
             name = f"{self._name}_{self._threads - 1}"
-            threading.Thread(target=self._work, args=(wake,), name=name, daemon=True).start()
+            try:
+                threading.Thread(target=self._work, args=(wake,), name=name, daemon=True).start()
+            except RuntimeError as exc:  # "can't start new thread": those started go on
+                self._threads -= 1
+                self._awake -= 1
+                log.error("errand worker: cannot start a pool thread: %s", exc)
+                return
             n -= 1
 
     def _work(self, wake: threading.Lock) -> None:
