@@ -10,10 +10,13 @@ which for a short tool is most of what the worker spends (bench section 2c:
   at the event loop's next turn;
 - a call queued while a thread is awake waits for it, unless the queue makes
   no progress for `stuck_after` seconds while every awake thread is inside a
-  call (a blocking tool): then each waiting call gets a thread of its own.
+  call (a blocking tool): then each waiting call gets a thread of its own;
+- a thread found stuck so stays "stalled" until its call ends: it is not
+  counted on to take the next call, so calls queued later wake a thread at
+  once instead of each waiting `stuck_after` again.
 
 So at most `max_threads` calls run at once, and a blocking call holds the
-others up for about `stuck_after` seconds at most, never until it ends.
+others up for about `stuck_after` seconds once, never until it ends.
 """
 
 from __future__ import annotations
@@ -31,6 +34,19 @@ log = logging.getLogger("errand.worker")
 #: interval (5 ms), so a thread that only waits for the GIL is not taken
 #: for a blocked one.
 STUCK_AFTER = 0.008
+
+
+class _Thread:
+    """A pool thread's state, guarded by the pool's lock."""
+
+    __slots__ = ("in_call", "stalled", "wake")
+
+    def __init__(self) -> None:
+        # Held while the thread sleeps: releasing it wakes the thread.
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.in_call = False
+        self.stalled = False  # seen stuck in its current call
 
 
 class CallPool:
@@ -58,12 +74,14 @@ class CallPool:
         self._stuck_after = stuck_after
         self._lock = threading.Lock()  # guards everything below
         self._queue: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
-        # Sleeping threads' wake-up locks (held while they sleep), the most
-        # recently used last: it is woken first, as its stack is warm.
-        self._idle: list[threading.Lock] = []
-        self._threads = 0  # started and not ended
+        # Sleeping threads, the most recently used last: it is woken first,
+        # as its stack is warm.
+        self._idle: list[_Thread] = []
+        self._all: list[_Thread] = []  # started and not ended
+        self._threads = 0  # started (or starting) and not ended
         self._awake = 0  # threads not sleeping: in a call or about to take one
         self._in_call = 0  # threads inside a call
+        self._stalled = 0  # threads in a call the stuck check found them stuck in
         self._taken = 0  # calls taken off the queue, ever (the progress mark)
         self._closed = False
         self._flush_soon = False  # a `_flush` is on the loop's ready queue
@@ -84,7 +102,7 @@ class CallPool:
             if self._closed:
                 raise RuntimeError("the call pool is shut down")
             self._queue.append((fn, args))
-            if self._awake > 0:
+            if self._awake > self._stalled:
                 # An awake thread takes it when its call ends, unless that call blocks.
                 self._arm_check()
             elif not self._flush_soon:
@@ -105,20 +123,24 @@ class CallPool:
             self._queue.clear()
             idle, self._idle = self._idle, []
             self._awake += len(idle)
-        for wake in idle:
-            wake.release()
+        for thread in idle:
+            thread.wake.release()
 
     def _flush(self) -> None:
-        """On the loop: wakes a thread for the calls queued while none was awake."""
+        """On the loop: wakes a thread for the calls queued while none was
+        awake (but stalled ones)."""
         with self._lock:
             self._flush_soon = False
             if not self._queue:
                 return
-            if self._awake == 0:
-                self._wake(1)
-                if len(self._queue) == 1:
-                    return
-            self._arm_check()
+            if self._awake == self._stalled:
+                starts = self._wake(1)
+                if len(self._queue) > 1:
+                    self._arm_check()
+            else:
+                self._arm_check()
+                starts = []
+        self._start(starts)
 
     def _arm_check(self) -> None:
         """Sets the stuck check's timer unless it is set. With `_lock` held, on the loop."""
@@ -128,62 +150,83 @@ class CallPool:
 
     def _check_stuck(self) -> None:
         """On the loop, `stuck_after` seconds after a call queued behind awake threads."""
+        starts: list[_Thread] = []
         with self._lock:
             self._check = None
             if self._closed or not self._queue:
                 return
             if self._taken == self._taken_at_check and self._in_call == self._awake:
-                # Every awake thread sat in one call all along: give each
-                # waiting call a thread (as many as there are left).
-                self._wake(len(self._queue))
+                # Every awake thread sat in one call all along: mark them
+                # stalled (not to be waited for again) and give each waiting
+                # call a thread (as many as there are left).
+                for thread in self._all:
+                    if thread.in_call and not thread.stalled:
+                        thread.stalled = True
+                        self._stalled += 1
+                starts = self._wake(len(self._queue))
             else:
                 # Moving, or a woken thread has yet to take its call: look again.
                 self._arm_check()
+        self._start(starts)
 
-    def _wake(self, n: int) -> None:
-        """Wakes up to `n` sleeping threads, then starts new ones up to the
-        most. With `_lock` held."""
+    def _wake(self, n: int) -> list[_Thread]:
+        """Wakes up to `n` sleeping threads, then counts in new ones up to the
+        most, which the caller passes to `_start` once it let go of `_lock`
+        (starting a thread waits for it: the lock would hold up the others)."""
         while n > 0 and self._idle:
             self._awake += 1
-            self._idle.pop().release()
+            self._idle.pop().wake.release()
             n -= 1
+        starts: list[_Thread] = []
         while n > 0 and self._threads < self._max:
             self._threads += 1
             self._awake += 1
-            wake = threading.Lock()
-            wake.acquire()
-            name = f"{self._name}_{self._threads - 1}"
+            starts.append(_Thread())
+            n -= 1
+        return starts
+
+    def _start(self, starts: list[_Thread]) -> None:
+        """Starts the threads `_wake` counted in. Without `_lock`."""
+        for i, state in enumerate(starts):
+            with self._lock:
+                name = f"{self._name}_{len(self._all)}"
+                self._all.append(state)
             try:
-                threading.Thread(target=self._work, args=(wake,), name=name, daemon=True).start()
+                threading.Thread(target=self._work, args=(state,), name=name, daemon=True).start()
             except RuntimeError as exc:  # "can't start new thread": those started go on
-                self._threads -= 1
-                self._awake -= 1
+                with self._lock:
+                    self._all.remove(state)  # the later ones were never added
+                    self._threads -= len(starts) - i
+                    self._awake -= len(starts) - i
                 log.error("errand worker: cannot start a pool thread: %s", exc)
                 return
-            n -= 1
 
-    def _work(self, wake: threading.Lock) -> None:
+    def _work(self, state: _Thread) -> None:
         """A pool thread: takes calls until the queue is empty, then sleeps
-        on `wake` until `_wake` or `shutdown` releases it."""
-        lock, queue = self._lock, self._queue
+        on `state.wake` until `_wake` or `shutdown` releases it."""
+        lock, queue, wake = self._lock, self._queue, state.wake
         ran = False
         while True:
             with lock:
                 if ran:
                     self._in_call -= 1
-                    ran = False
+                    state.in_call = ran = False
+                    if state.stalled:
+                        state.stalled = False
+                        self._stalled -= 1
                 if self._closed:
                     self._awake -= 1
                     self._threads -= 1
+                    self._all.remove(state)
                     return
                 if queue:
                     fn, args = queue.popleft()
                     self._taken += 1
                     self._in_call += 1
-                    ran = True
+                    state.in_call = ran = True
                 else:
                     self._awake -= 1
-                    self._idle.append(wake)
+                    self._idle.append(state)
             if not ran:
                 wake.acquire()  # sleeps until released; held again for the next sleep
                 continue
