@@ -13,7 +13,11 @@ which for a short tool is most of what the worker spends (bench section 2c:
   call (a blocking tool): then each waiting call gets a thread of its own;
 - a thread found stuck so stays "stalled" until its call ends: it is not
   counted on to take the next call, so calls queued later wake a thread at
-  once instead of each waiting `stuck_after` again.
+  once instead of each waiting `stuck_after` again;
+- if the queue moves, but calls that were already waiting when the check was
+  set still wait `stuck_after` later (calls that each wait a few ms on I/O),
+  as many threads wake again as are awake and not stalled (at least one),
+  window after window, so such calls are not run one at a time.
 
 So at most `max_threads` calls run at once, and a blocking call holds the
 others up for about `stuck_after` seconds once, never until it ends.
@@ -85,9 +89,11 @@ class CallPool:
         self._taken = 0  # calls taken off the queue, ever (the progress mark)
         self._closed = False
         self._flush_soon = False  # a `_flush` is on the loop's ready queue
-        # The stuck check's timer, and the progress mark when it was set.
+        # The stuck check's timer; the progress mark when it was set, and
+        # what it will be once every call then queued has been taken.
         self._check: Optional[asyncio.TimerHandle] = None
         self._taken_at_check = 0
+        self._due_at_check = 0
 
     @property
     def threads(self) -> int:
@@ -146,6 +152,7 @@ class CallPool:
         """Sets the stuck check's timer unless it is set. With `_lock` held, on the loop."""
         if self._check is None:
             self._taken_at_check = self._taken
+            self._due_at_check = self._taken + len(self._queue)
             self._check = self._loop.call_later(self._stuck_after, self._check_stuck)
 
     def _check_stuck(self) -> None:
@@ -164,8 +171,14 @@ class CallPool:
                         thread.stalled = True
                         self._stalled += 1
                 starts = self._wake(len(self._queue))
+            elif self._taken < self._due_at_check and self._in_call == self._awake:
+                # Moving, but too slowly: double the live threads, no more
+                # (calls that hold the GIL would gain nothing from many).
+                live = self._awake - self._stalled
+                starts = self._wake(min(max(live, 1), len(self._queue)))
+                self._arm_check()
             else:
-                # Moving, or a woken thread has yet to take its call: look again.
+                # Keeping up, or a woken thread has yet to take its call: look again.
                 self._arm_check()
         self._start(starts)
 

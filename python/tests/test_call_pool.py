@@ -446,3 +446,42 @@ def test_a_thread_that_cannot_start_leaves_the_counts_right(
     with caplog.at_level(logging.ERROR, logger="errand.worker"):
         assert asyncio.run(scenario()) == 1
     assert any("cannot start a pool thread" in r.getMessage() for r in caplog.records)
+
+
+def test_calls_that_wait_briefly_do_not_all_queue_behind_one_thread() -> None:
+    """Calls that wait (I/O) for less than `stuck_after` each still make the
+    queue move; but when calls queued a whole `stuck_after` ago still wait,
+    more threads wake, as a thread pool would run them."""
+    stuck_after = 0.2
+    wait = 0.15  # each call's own I/O: shorter than `stuck_after`
+    n = 8
+
+    async def scenario() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        pool = CallPool(loop, 4, "io", stuck_after=stuck_after)
+        lock = threading.Lock()
+        ended = 0
+        all_done = loop.create_future()
+        on_all = on_loop(loop, all_done)
+
+        def io_call() -> None:
+            nonlocal ended
+            threading.Event().wait(wait)  # stands for a short network call
+            with lock:
+                ended += 1
+                if ended == n:
+                    on_all()
+
+        try:
+            t0 = loop.time()
+            for _ in range(n):
+                pool.submit(io_call)
+            await asyncio.wait_for(all_done, EVENT_TIMEOUT)
+            return loop.time() - t0, pool.threads
+        finally:
+            pool.shutdown()
+
+    elapsed, threads = asyncio.run(scenario())
+    # On one thread they take n * wait = 1.2 s; with more woken ~0.55 s.
+    assert elapsed < n * wait * 0.75, elapsed
+    assert threads > 1
