@@ -17,8 +17,9 @@ cancels, and reconnects with backoff when the server goes away.
 
 A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
-`threading.Event`) so that cancellation reaches it. An `async def` tool is
-cancelled with `asyncio.CancelledError`.
+`threading.Event`) so that cancellation reaches it (one cancelled while it
+waits for a thread does not start). An `async def` tool is cancelled with
+`asyncio.CancelledError`.
 
 Progress, resume and summaries: see `errand.context`.
 """

@@ -167,6 +167,10 @@ class BadModel:
         raise KeyError("missing field")
 
 
+#: Deeper than any CPython's limit on the JSON encoder's recursion (3.13: 10,000).
+DEEP = 30_000
+
+
 def nested(depth: int) -> list[Any]:
     value: list[Any] = []
     for _ in range(depth):
@@ -180,7 +184,7 @@ def test_an_outcome_that_cannot_be_encoded_is_still_a_failed_result() -> None:
 
     @async_tool(name="deep")
     def deep() -> list[Any]:
-        return nested(5_000)  # RecursionError in the JSON encoder
+        return nested(DEEP)  # RecursionError in the JSON encoder
 
     @async_tool(name="model")
     def model() -> Any:
@@ -192,7 +196,7 @@ def test_an_outcome_that_cannot_be_encoded_is_still_a_failed_result() -> None:
 
     @async_tool(name="deep_async")
     async def deep_async() -> list[Any]:
-        return nested(5_000)
+        return nested(DEEP)
 
     @async_tool(name="unprintable_async")
     async def unprintable_async() -> str:

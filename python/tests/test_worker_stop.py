@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable
 
-from errand import Client, TaskStatus, Worker, async_tool
+from errand import Client, TaskStatus, Worker, async_tool, report_progress
 from errand.tool import tool_def
 
 from .conftest import EVENT_TIMEOUT, PYTHON_DIR, unique
@@ -91,3 +91,28 @@ def test_a_call_that_never_returns_does_not_keep_the_interpreter_from_exiting(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "stopped"
+
+
+def test_a_tool_can_stop_its_own_worker_from_its_thread(
+    client: Client, start_worker: Callable[..., Worker]
+) -> None:
+    """The tool's thread joins the worker's, which shuts the pool down: no
+    lock of the pool's is held across either."""
+    stopped = threading.Event()
+    holder: list[Worker] = []
+
+    @async_tool(name=unique("quit"))
+    def quit_worker() -> str:
+        for i in range(100):
+            report_progress(i, 100)
+        holder[0].stop(timeout=EVENT_TIMEOUT)
+        stopped.set()
+        return "stopped"
+
+    holder.append(start_worker(quit_worker))
+    client.submit(tool_def(quit_worker).name)
+    assert stopped.wait(EVENT_TIMEOUT)
+    thread = holder[0]._thread
+    assert thread is not None
+    thread.join(EVENT_TIMEOUT)
+    assert not thread.is_alive() and holder[0].error is None
