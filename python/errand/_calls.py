@@ -17,6 +17,7 @@ import threading
 from typing import Any, Coroutine, Optional
 
 from errand._jsonable import to_json
+from errand._pool import Call
 from errand.context import Summarized, TaskContext, _current
 from errand.errors import ToolFailure
 from errand.tool import ToolDef
@@ -26,17 +27,24 @@ log = logging.getLogger("errand.worker")
 
 
 class Running:
-    """A call in progress: its context, and its asyncio task if `async def`."""
+    """A call in progress: its context, and its asyncio task if `async def`
+    or its pool call if plain."""
 
     def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
         self.task: Optional[asyncio.Task[None]] = None
+        self.call: Optional[Call] = None
 
     def cancel(self, reason: str) -> None:
+        """On the loop. A plain call's thread stops counting against the
+        worker's `max_concurrency`: the server has given its slot to the next
+        task, which should not wait for a tool that ignores `cancelled`."""
         self.ctx.cancel_reason = reason
         self.ctx.cancelled.set()
         if self.task is not None:
             self.task.cancel()
+        if self.call is not None:
+            self.call.abandon()
 
 
 class Done:

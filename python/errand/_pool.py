@@ -21,6 +21,11 @@ which for a short tool is most of what the worker spends (bench section 2c:
 
 So at most `max_threads` calls run at once, and a blocking call holds the
 others up for about `stuck_after` seconds once, never until it ends.
+
+A running call can be abandoned (`Call.abandon`: its task was cancelled and
+the server gave its slot to another): it then no longer counts against
+`max_threads`, so the next call need not wait for a tool that ignores the
+cancellation. Threads are bounded all the same, at twice `max_threads`.
 """
 
 from __future__ import annotations
@@ -40,16 +45,35 @@ log = logging.getLogger("errand.worker")
 STUCK_AFTER = 0.008
 
 
+class Call:
+    """A call submitted to a `CallPool`; its state is guarded by the pool's lock."""
+
+    __slots__ = ("_pool", "abandoned", "args", "fn", "thread")
+
+    def __init__(self, pool: CallPool, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self._pool = pool
+        self.fn = fn
+        self.args = args
+        self.thread: Optional[_Thread] = None  # the thread that took it
+        self.abandoned = False  # running, and no longer counted against the most
+
+    def abandon(self) -> None:
+        """On the loop: if the call is running, it stops counting against
+        `max_threads` (it ends when it returns). A queued call is left to
+        its function, which sees why it should not start."""
+        self._pool._abandon(self)
+
+
 class _Thread:
     """A pool thread's state, guarded by the pool's lock."""
 
-    __slots__ = ("in_call", "stalled", "wake")
+    __slots__ = ("call", "stalled", "wake")
 
     def __init__(self) -> None:
         # Held while the thread sleeps: releasing it wakes the thread.
         self.wake = threading.Lock()
         self.wake.acquire()
-        self.in_call = False
+        self.call: Optional[Call] = None  # the call it is inside
         self.stalled = False  # seen stuck in its current call
 
 
@@ -76,8 +100,8 @@ class CallPool:
         self._max = max_threads
         self._name = name
         self._stuck_after = stuck_after
-        self._lock = threading.Lock()  # guards everything below
-        self._queue: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._lock = threading.Lock()  # guards everything below, and each Call's state
+        self._queue: deque[Call] = deque()
         # Sleeping threads, the most recently used last: it is woken first,
         # as its stack is warm.
         self._idle: list[_Thread] = []
@@ -86,6 +110,7 @@ class CallPool:
         self._awake = 0  # threads not sleeping: in a call or about to take one
         self._in_call = 0  # threads inside a call
         self._stalled = 0  # threads in a call the stuck check found them stuck in
+        self._abandoned = 0  # threads in an abandoned call
         self._taken = 0  # calls taken off the queue, ever (the progress mark)
         self._closed = False
         self._flush_soon = False  # a `_flush` is on the loop's ready queue
@@ -101,13 +126,14 @@ class CallPool:
         with self._lock:
             return self._threads
 
-    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+    def submit(self, fn: Callable[..., object], *args: Any) -> Call:
         """Queues `fn(*args)` to run on a pool thread. On the loop's thread;
         raises RuntimeError after `shutdown()`."""
+        call = Call(self, fn, args)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the call pool is shut down")
-            self._queue.append((fn, args))
+            self._queue.append(call)
             if self._awake > self._stalled:
                 # An awake thread takes it when its call ends, unless that call blocks.
                 self._arm_check()
@@ -117,6 +143,23 @@ class CallPool:
                 # queued meanwhile go to it together.
                 self._flush_soon = True
                 self._loop.call_soon(self._flush)
+        return call
+
+    def _abandon(self, call: Call) -> None:
+        """`Call.abandon`, on the loop."""
+        starts: list[_Thread] = []
+        with self._lock:
+            thread = call.thread
+            if self._closed or call.abandoned or thread is None or thread.call is not call:
+                return  # queued, ended, or already abandoned
+            call.abandoned = True
+            self._abandoned += 1
+            if self._queue:
+                if self._awake == self._stalled:
+                    starts = self._wake(1)  # every awake thread is stuck: no need to look
+                else:
+                    self._arm_check()  # it may well return now, and take the next
+        self._start(starts)
 
     def shutdown(self) -> None:
         """Drops the calls not started and ends idle threads at once; threads
@@ -167,7 +210,7 @@ class CallPool:
                 # stalled (not to be waited for again) and give each waiting
                 # call a thread (as many as there are left).
                 for thread in self._all:
-                    if thread.in_call and not thread.stalled:
+                    if thread.call is not None and not thread.stalled:
                         thread.stalled = True
                         self._stalled += 1
                 starts = self._wake(len(self._queue))
@@ -191,7 +234,9 @@ class CallPool:
             self._idle.pop().wake.release()
             n -= 1
         starts: list[_Thread] = []
-        while n > 0 and self._threads < self._max:
+        # Threads in abandoned calls do not count, up to as many again.
+        most = min(self._max + self._abandoned, 2 * self._max)
+        while n > 0 and self._threads < most:
             self._threads += 1
             self._awake += 1
             starts.append(_Thread())
@@ -218,31 +263,37 @@ class CallPool:
         """A pool thread: takes calls until the queue is empty, then sleeps
         on `state.wake` until `_wake` or `shutdown` releases it."""
         lock, queue, wake = self._lock, self._queue, state.wake
-        ran = False
+        call: Optional[Call] = None
         while True:
             with lock:
-                if ran:
+                if call is not None:
                     self._in_call -= 1
-                    state.in_call = ran = False
+                    state.call = None
+                    call.args = ()  # its handle may outlive it: keep no arguments
+                    if call.abandoned:
+                        self._abandoned -= 1
                     if state.stalled:
                         state.stalled = False
                         self._stalled -= 1
+                    call = None
                 if self._closed:
                     self._awake -= 1
                     self._threads -= 1
                     self._all.remove(state)
                     return
                 if queue:
-                    fn, args = queue.popleft()
+                    call = queue.popleft()
+                    call.thread = state
+                    state.call = call
                     self._taken += 1
                     self._in_call += 1
-                    state.in_call = ran = True
                 else:
                     self._awake -= 1
                     self._idle.append(state)
-            if not ran:
+            if call is None:
                 wake.acquire()  # sleeps until released; held again for the next sleep
                 continue
+            fn, args = call.fn, call.args
             try:
                 fn(*args)
             except BaseException:

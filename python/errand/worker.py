@@ -439,7 +439,7 @@ class Worker:
             # A plain function runs on the pool (which wakes a thread only when
             # none is awake) and hands its result back through `done`, which
             # wakes the loop once per batch.
-            pool.submit(_calls.run_plain, spec, args, kwargs, entry, done)
+            entry.call = pool.submit(_calls.run_plain, spec, args, kwargs, entry, done)
 
 
 #: Most seconds a closing connection waits for the server to end its stream

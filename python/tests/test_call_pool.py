@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from errand._pool import CallPool
+from errand._pool import Call, CallPool
 
 from .conftest import EVENT_TIMEOUT
 
@@ -351,7 +351,10 @@ def test_base_exceptions_in_calls_leave_the_thread_and_counts_right(
     assert kinds == [KeyboardInterrupt, SystemExit, GeneratorExit]
 
 
-def test_stress_random_short_and_blocking_calls_keep_the_invariants() -> None:
+@pytest.mark.parametrize("abandon", [False, True])
+def test_stress_random_short_and_blocking_calls_keep_the_invariants(abandon: bool) -> None:
+    """Without abandoned calls at most `most` run at once; with some, at most
+    twice as many threads. Every count returns to zero."""
     import random
 
     rng = random.Random(20261130)
@@ -368,6 +371,8 @@ def test_stress_random_short_and_blocking_calls_keep_the_invariants() -> None:
         all_done = loop.create_future()
         on_all = on_loop(loop, all_done)
         gates: list[threading.Event] = []
+        handles: list[Call] = []
+        abandoned_most = 0
 
         def call(gate: threading.Event | None, spin: int) -> None:
             nonlocal running, peak, ended
@@ -385,34 +390,57 @@ def test_stress_random_short_and_blocking_calls_keep_the_invariants() -> None:
                     on_all()
 
         try:
-            for _ in range(n):
+            first = threading.Event()
+            if abandon:
+                # One surely running when abandoned; released halfway.
+                first_started = loop.create_future()
+                pool.submit(lambda: (on_loop(loop, first_started)(), first.wait(EVENT_TIMEOUT)))
+                await asyncio.wait_for(first_started, EVENT_TIMEOUT)
+                handle = pool._all[0].call
+                assert handle is not None
+                handle.abandon()
+                abandoned_most = pool._abandoned
+            for k in range(n):
+                if k == n // 2:
+                    first.set()
                 gate = None
                 if rng.random() < 0.02:
                     gate = threading.Event()
                     gates.append(gate)
-                pool.submit(call, gate, rng.randrange(2000))
+                handle = pool.submit(call, gate, rng.randrange(2000))
+                if gate is not None:
+                    handles.append(handle)
                 if rng.random() < 0.1:
                     await asyncio.sleep(0)  # let the loop turn: flushes, checks
                 if gates and rng.random() < 0.05:
-                    gates.pop(rng.randrange(len(gates))).set()
+                    # A blocked call is abandoned (cancelled) before it returns.
+                    i = rng.randrange(len(gates))
+                    if abandon:
+                        handles[i].abandon()
+                        abandoned_most = max(abandoned_most, pool._abandoned)
+                    handles.pop(i)
+                    gates.pop(i).set()
             for gate in gates:
                 gate.set()
             await asyncio.wait_for(all_done, EVENT_TIMEOUT)
             threads = [t for t in threading.enumerate() if t.name.startswith("stress_")]
+            assert (abandoned_most > 0) == abandon  # some running calls were abandoned
             return peak, pool.threads, ended, threads
         finally:
+            first.set()
             for gate in gates:
                 gate.set()
             pool.shutdown()
 
     peak, threads_seen, ended, threads = asyncio.run(scenario())
-    assert ended == n and 1 <= peak <= most and threads_seen <= most
+    bound = 2 * most if abandon else most
+    assert ended == n and 1 <= peak <= bound and threads_seen <= bound
     for thread in threads:
         thread.join(EVENT_TIMEOUT)
         assert not thread.is_alive()
     # Every count is back to zero once the threads ended.
-    counts = (pool.threads, pool._awake, pool._in_call, pool._stalled, len(pool._all))
-    assert counts == (0, 0, 0, 0, 0)
+    counts = (pool.threads, pool._awake, pool._in_call, pool._stalled, pool._abandoned)
+    assert counts == (0, 0, 0, 0, 0) and not pool._all
 
 
 def test_a_thread_that_cannot_start_leaves_the_counts_right(
@@ -485,3 +513,50 @@ def test_calls_that_wait_briefly_do_not_all_queue_behind_one_thread() -> None:
     # On one thread they take n * wait = 1.2 s; with more woken ~0.55 s.
     assert elapsed < n * wait * 0.75, elapsed
     assert threads > 1
+
+
+def test_an_abandoned_call_frees_its_slot_up_to_twice_the_threads() -> None:
+    """A running call abandoned (its task cancelled, the server has given the
+    slot to another) no longer counts against `max_threads`; threads stuck in
+    abandoned calls are bounded all the same, at twice as many."""
+
+    async def scenario() -> tuple[list[str], int]:
+        loop = asyncio.get_running_loop()
+        pool = CallPool(loop, 1, "abandon")
+        gates = {k: threading.Event() for k in "ABC"}
+        started = {k: loop.create_future() for k in "ABCD"}
+        on_started = {k: on_loop(loop, f) for k, f in started.items()}
+        order: list[str] = []
+        most = 0
+
+        def call(key: str) -> None:
+            nonlocal most
+            order.append(key)
+            most = max(most, pool.threads)
+            on_started[key]()
+            if key in gates:
+                gates[key].wait(EVENT_TIMEOUT)  # ignores the cancellation
+
+        try:
+            a = pool.submit(call, "A")
+            await asyncio.wait_for(asyncio.shield(started["A"]), EVENT_TIMEOUT)
+            b = pool.submit(call, "B")
+            a.abandon()  # B starts beside A, which still blocks
+            await asyncio.wait_for(asyncio.shield(started["B"]), EVENT_TIMEOUT)
+            assert not gates["A"].is_set()
+            pool.submit(call, "C")
+            b.abandon()  # two threads already: C waits for one of them
+            pool.submit(call, "D")
+            gates["A"].set()
+            await asyncio.wait_for(asyncio.shield(started["C"]), EVENT_TIMEOUT)
+            for gate in gates.values():
+                gate.set()
+            await asyncio.wait_for(asyncio.shield(started["D"]), EVENT_TIMEOUT)
+            return order, most
+        finally:
+            for gate in gates.values():
+                gate.set()
+            pool.shutdown()
+
+    order, most = asyncio.run(scenario())
+    assert order == ["A", "B", "C", "D"] and most == 2

@@ -92,6 +92,7 @@ def test_a_queued_call_cancelled_before_it_starts_never_runs_nor_answers() -> No
 
 def test_a_running_call_cancelled_sends_no_result_and_frees_its_thread() -> None:
     started = threading.Event()
+    returned = threading.Event()
 
     @async_tool(name="polls")
     def polls() -> str:
@@ -99,6 +100,7 @@ def test_a_running_call_cancelled_sends_no_result_and_frees_its_thread() -> None
         assert ctx is not None
         started.set()
         ctx.cancelled.wait(EVENT_TIMEOUT)
+        returned.set()
         return "too late"
 
     @async_tool(name="after")
@@ -111,8 +113,12 @@ def test_a_running_call_cancelled_sends_no_result_and_frees_its_thread() -> None
             h.assign("p", "polls")
             await asyncio.to_thread(started.wait, EVENT_TIMEOUT)
             h.running["p"].cancel("cancelled")
-            h.assign("a", "after")  # the only thread is free again once `polls` returns
+            await asyncio.to_thread(returned.wait, EVENT_TIMEOUT)
+            # Its thread took no other call meanwhile; it takes this one. Its
+            # outcome went to the loop before this call's, which ends it.
+            h.assign("a", "after")
             msg = await h.next()
+            assert h.pool.threads == 1
             assert h.outgoing.empty() and "p" not in h.running
             return msg
         finally:

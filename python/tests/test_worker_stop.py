@@ -12,7 +12,7 @@ from typing import Callable
 from errand import Client, TaskStatus, Worker, async_tool, report_progress
 from errand.tool import tool_def
 
-from .conftest import EVENT_TIMEOUT, PYTHON_DIR, unique
+from .conftest import EVENT_TIMEOUT, PYTHON_DIR, Collector, unique
 
 #: Generous: a stop waits for the server to end the stream (`_CLOSE_TIMEOUT`,
 #: a round trip) and never for a tool's call.
@@ -116,3 +116,36 @@ def test_a_tool_can_stop_its_own_worker_from_its_thread(
     assert thread is not None
     thread.join(EVENT_TIMEOUT)
     assert not thread.is_alive() and holder[0].error is None
+
+
+def test_a_cancelled_call_that_ignores_it_does_not_hold_up_the_next(
+    client: Client, start_worker: Callable[..., Worker], collect: Callable[..., Collector]
+) -> None:
+    """The server gives a cancelled task's slot to the next task at once;
+    the next call starts even while the cancelled one still runs."""
+    a_started = threading.Event()
+    gate = threading.Event()
+
+    @async_tool(name=unique("deaf"))
+    def deaf() -> str:
+        a_started.set()
+        gate.wait(EVENT_TIMEOUT)  # never polls `cancelled`
+        return "too late"
+
+    @async_tool(name=unique("next"))
+    def next_call() -> str:
+        return "next"
+
+    start_worker(deaf, next_call, max_concurrency=1)
+    stream = collect(client.completions())
+    first = client.submit(tool_def(deaf).name)
+    assert a_started.wait(EVENT_TIMEOUT)
+    second = client.submit(tool_def(next_call).name)
+    client.cancel(first.task_id)
+    try:
+        done = {c.task_id: c for c in stream.take(2)}
+        assert not gate.is_set()  # answered while `deaf` still blocks
+    finally:
+        gate.set()
+    assert done[second.task_id].result == "next"
+    assert done[first.task_id].status == TaskStatus.CANCELLED
