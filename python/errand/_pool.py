@@ -19,7 +19,7 @@ which for a short tool is most of what the worker spends (bench section 2c:
   as many threads wake again as are awake and not stalled (at least one),
   window after window, so such calls are not run one at a time.
 
-So at most `max_threads` calls run at once, and a blocking call holds the
+So at most `max_threads` calls (not abandoned, below) run at once, and a blocking call holds the
 others up for about `stuck_after` seconds once, never until it ends.
 
 A running call can be abandoned (`Call.abandon`: its task was cancelled and
@@ -78,8 +78,9 @@ class _Thread:
 
 
 class CallPool:
-    """Runs calls on at most `max_threads` threads, started as needed: daemons,
-    so that a call that never returns does not keep the process from exiting.
+    """Runs calls on at most `max_threads` threads (twice as many while some
+    run abandoned calls), started as needed: daemons, so that a call that
+    never returns does not keep the process from exiting.
 
     `submit` and `shutdown` are called on `loop`'s thread (the stuck check
     is a timer on it); the calls run on the pool's threads, in their own

@@ -78,7 +78,9 @@ class Worker:
         target: "host:port" of the server; defaults to $ERRAND_SERVER, then
             127.0.0.1:7466.
         tools: functions (decorated with `@async_tool` or plain) to serve.
-        max_concurrency: most calls run at once; the server sends no more.
+        max_concurrency: most calls run at once; the server sends no more. A
+            plain call cancelled while it runs frees its slot at once: if it
+            goes on running, it does not count (up to as many again).
         name: worker name for the server's logs (default host:pid).
         backoff: delays between reconnection attempts.
         metadata: extra gRPC metadata sent on the stream.
