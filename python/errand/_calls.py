@@ -17,6 +17,7 @@ import threading
 from typing import Any, Coroutine, Optional
 
 from errand._jsonable import to_json
+from errand._pool import Call
 from errand.context import Summarized, TaskContext, _current
 from errand.errors import ToolFailure
 from errand.tool import ToolDef
@@ -26,17 +27,24 @@ log = logging.getLogger("errand.worker")
 
 
 class Running:
-    """A call in progress: its context, and its asyncio task if `async def`."""
+    """A call in progress: its context, and its asyncio task if `async def`
+    or its pool call if plain."""
 
     def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
         self.task: Optional[asyncio.Task[None]] = None
+        self.call: Optional[Call] = None
 
     def cancel(self, reason: str) -> None:
+        """On the loop. A plain call's thread stops counting against the
+        worker's `max_concurrency`: the server has given its slot to the next
+        task, which should not wait for a tool that ignores `cancelled`."""
         self.ctx.cancel_reason = reason
         self.ctx.cancelled.set()
         if self.task is not None:
             self.task.cancel()
+        if self.call is not None:
+            self.call.abandon()
 
 
 class Done:
@@ -57,8 +65,9 @@ class Done:
         self._lock = threading.Lock()
         #: Set when the connection closes: no new assignment starts.
         self.closing = False
-        # Messages from pool threads, in order; None: not a call's result.
-        self._queued: list[tuple[Optional[Running], pb.WorkerMessage]] = []
+        # From pool threads, in order: (None, progress), (entry, its result),
+        # or (entry, None): the call ended without one (cancelled before it ran).
+        self._queued: list[tuple[Optional[Running], Optional[pb.WorkerMessage]]] = []
 
     def send(self, msg: pb.WorkerMessage) -> None:
         """Puts a message (progress) on the stream, from the loop or any
@@ -79,11 +88,11 @@ class Done:
         if not entry.ctx.cancelled.is_set():
             self._outgoing.put_nowait(msg)
 
-    def finish_threadsafe(self, entry: Running, msg: pb.WorkerMessage) -> None:
-        """From a pool thread: `finish` on the loop, batched."""
+    def finish_threadsafe(self, entry: Running, msg: Optional[pb.WorkerMessage]) -> None:
+        """From a pool thread: `finish` on the loop, batched; `forget` if `msg` is None."""
         self._enqueue(entry, msg)
 
-    def _enqueue(self, entry: Optional[Running], msg: pb.WorkerMessage) -> None:
+    def _enqueue(self, entry: Optional[Running], msg: Optional[pb.WorkerMessage]) -> None:
         with self._lock:
             self._queued.append((entry, msg))
             if len(self._queued) > 1:
@@ -91,7 +100,10 @@ class Done:
         try:
             self._loop.call_soon_threadsafe(self._drain)
         except RuntimeError:
-            pass  # the loop closed: the worker stopped, nobody to tell
+            # The loop closed: the worker stopped, nobody to tell. Drop what
+            # queued, or a tool still reporting would pile messages up for ever.
+            with self._lock:
+                self._queued.clear()
 
     def _drain(self) -> None:
         with self._lock:
@@ -99,6 +111,8 @@ class Done:
         for entry, msg in batch:
             if entry is None:
                 self._outgoing.put_nowait(msg)
+            elif msg is None:
+                self.forget(entry)
             else:
                 self.finish(entry, msg)
 
@@ -111,8 +125,9 @@ def running_loop_is(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
-    """A FAILED result for the call of `ctx`."""
-    error = pb.ToolError(code=code, message=message)
+    """A FAILED result for the call of `ctx`; texts that are not valid UTF-8
+    (lone surrogates, as from `os.fsdecode`) are escaped, not refused."""
+    error = pb.ToolError(code=utf8(code), message=utf8(message))
     return pb.WorkerMessage(
         result=pb.TaskResult(task_id=ctx.task_id, error=error, attempt=ctx.attempt)
     )
@@ -120,26 +135,49 @@ def failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
 
 def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
     """The result of the call of `ctx` that returned `value` (JSON, with the
-    summary of a `Summarized`); FAILED if it is not JSON serialisable."""
-    summary = ""
-    if isinstance(value, Summarized):
-        value, summary = value.value, value.summary
+    summary of a `Summarized`); FAILED if it is not JSON serialisable.
+
+    Never raises: whatever the value does (a `model_dump` that raises, nesting
+    too deep, text that is not UTF-8), the call still answers."""
     try:
+        summary = ""
+        if isinstance(value, Summarized):
+            value, summary = value.value, value.summary
         result_json = _ENCODER.encode(value)
+        msg = pb.TaskResult(
+            task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
+        )
     except (TypeError, ValueError) as exc:
-        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {exc}")
-    msg = pb.TaskResult(
-        task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
-    )
+        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {text_of(exc)}"
+        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {why}")
     return pb.WorkerMessage(result=msg)
 
 
 def outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:
     """The FAILED result of a call that raised `exc`."""
     if isinstance(exc, ToolFailure):
-        return failed(ctx, exc.code, exc.message)
+        return failed(ctx, str(exc.code), str(exc.message))
     log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
-    return failed(ctx, "tool_error", f"{type(exc).__name__}: {exc}")
+    return failed(ctx, "tool_error", f"{type(exc).__name__}: {text_of(exc)}")
+
+
+def text_of(exc: BaseException) -> str:
+    """`str(exc)`, or what can be said when its `__str__` raises."""
+    try:
+        return str(exc)
+    except Exception as err:
+        return f"<its text could not be made: {type(err).__name__}>"
+
+
+def utf8(text: str) -> str:
+    """`text`, with what UTF-8 cannot encode (lone surrogates) backslash-escaped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def run_plain(
@@ -147,8 +185,13 @@ def run_plain(
 ) -> None:
     """On a pool thread: runs a plain function, encodes its outcome there
     (off the loop), and hands it to the loop. Whatever it raises (even
-    SystemExit) is the call's FAILED result, not the thread's end."""
+    SystemExit) is the call's FAILED result, not the thread's end. A call
+    cancelled while it waited for a thread does not start (the server has
+    given up on it, and its thread is better spent on the calls behind it)."""
     ctx = entry.ctx
+    if ctx.cancelled.is_set():
+        done.finish_threadsafe(entry, None)
+        return
     token = _current.set(ctx)
     try:
         value = spec.fn(*args, **kwargs)

@@ -17,8 +17,9 @@ cancels, and reconnects with backoff when the server goes away.
 
 A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
-`threading.Event`) so that cancellation reaches it. An `async def` tool is
-cancelled with `asyncio.CancelledError`.
+`threading.Event`) so that cancellation reaches it (one cancelled while it
+waits for a thread does not start). An `async def` tool is cancelled with
+`asyncio.CancelledError`.
 
 Progress, resume and summaries: see `errand.context`.
 """
@@ -77,7 +78,9 @@ class Worker:
         target: "host:port" of the server; defaults to $ERRAND_SERVER, then
             127.0.0.1:7466.
         tools: functions (decorated with `@async_tool` or plain) to serve.
-        max_concurrency: most calls run at once; the server sends no more.
+        max_concurrency: most calls run at once; the server sends no more. A
+            plain call cancelled while it runs frees its slot at once: if it
+            goes on running, it does not count (up to as many again).
         name: worker name for the server's logs (default host:pid).
         backoff: delays between reconnection attempts.
         metadata: extra gRPC metadata sent on the stream.
@@ -438,7 +441,7 @@ class Worker:
             # A plain function runs on the pool (which wakes a thread only when
             # none is awake) and hands its result back through `done`, which
             # wakes the loop once per batch.
-            pool.submit(_calls.run_plain, spec, args, kwargs, entry, done)
+            entry.call = pool.submit(_calls.run_plain, spec, args, kwargs, entry, done)
 
 
 #: Most seconds a closing connection waits for the server to end its stream
