@@ -156,8 +156,9 @@ mod libc_errno {
 /// `Conn::poll_coalesce`). Under load, responses are woken together (a
 /// store commit answers many calls at once), and one `writev` then carries
 /// them all. At 256 submitters: 2.75 -> 1.92 `writev` calls per task and
-/// 4-9 % less server CPU per durable task; at an open-loop 1,000 tasks/s,
-/// where nothing coalesces, 4-5 % more (bench/ANALYSIS.md).
+/// 4-9 % less server CPU per durable task; at an open-loop 1,000 submits/s,
+/// where nothing coalesces, 12-16 % more, spent on yields that find nothing
+/// to wait for (bench/ANALYSIS.md, item 14).
 const BURST_WITHIN: Duration = Duration::from_micros(500);
 
 /// One accepted connection: counted until dropped, and failing with
