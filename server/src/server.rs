@@ -31,7 +31,7 @@ use crate::{
         auth::Auth,
         failed_auth::FailedAuth,
         rate::{Limited, TenantRate},
-        status_codes,
+        status_codes, transport,
     },
     mcp,
     metrics::{self, LoadSource, Metrics},
@@ -173,7 +173,7 @@ pub async fn serve_with(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let mut builder = net::grpc_server(&connections).layer(status_codes::layer());
+    let mut builder = transport::grpc_server(&connections).layer(status_codes::layer());
     if let Some(tls) = options.tls {
         builder = builder.tls_config(tls)?;
     }

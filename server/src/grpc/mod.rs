@@ -12,6 +12,7 @@ pub mod rate;
 pub mod results;
 pub mod status_codes;
 pub mod tool_service;
+pub mod transport;
 pub mod worker_service;
 
 pub use tool_service::ToolApi;

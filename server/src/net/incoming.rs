@@ -16,7 +16,6 @@ use tokio::{
     net::{TcpListener, TcpStream},
     time::{Instant, Sleep},
 };
-use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::warn;
 
 use crate::{config::Connections, logs::Throttle};
@@ -195,6 +194,11 @@ impl Conn {
         }
     }
 
+    /// The accepted TCP stream (for the transport's connection info).
+    pub fn stream(&self) -> &TcpStream {
+        &self.io
+    }
+
     /// The peer's address.
     pub fn peer(&self) -> io::Result<SocketAddr> {
         self.io.peer_addr()
@@ -313,14 +317,6 @@ impl AsyncWrite for Conn {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
     }
 }
 

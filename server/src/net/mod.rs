@@ -1,6 +1,6 @@
 //! Every listener's defences against clients that cost others: the same
 //! bounds on the gRPC listener, the metrics listener and any HTTP listener
-//! to come, from one [`Connections`] setting.
+//! to come, from one [`Connections`](crate::config::Connections) setting.
 //!
 //! - [`incoming`]: the accept loop. It caps connections per listener and per
 //!   peer IP address (a connection past a cap is closed at once), closes a
@@ -9,17 +9,15 @@
 //!   out of file descriptors (`EMFILE`) instead of spinning, with one log
 //!   line per interval.
 //! - HTTP/2 settings per connection (concurrent streams, header-list size,
-//!   flow-control windows): [`grpc_server`] applies them to tonic's builder,
+//!   flow-control windows): `grpc::transport::grpc_server` applies them to
+//!   tonic's builder,
 //!   [`http::serve`] to a plain HTTP listener.
 //! - [`host`]: the HTTP listeners' `Host` allow-list (DNS rebinding).
 //! - [`raise_open_files_limit`]: the soft open-files limit raised to the hard
 //!   one at start, and [`connection_cap`] keeping the cap below it.
 use std::time::Duration;
 
-use tonic::transport::Server;
 use tracing::{info, warn};
-
-use crate::config::Connections;
 
 pub mod bearer;
 pub mod host;
@@ -36,17 +34,6 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// File descriptors kept free of connections: the store, logs, TLS files.
 const RESERVED_FDS: u64 = 64;
-
-/// tonic's server builder with `limits`' HTTP/2 settings and keepalive pings.
-pub fn grpc_server(limits: &Connections) -> Server {
-    Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_max_header_list_size(limits.max_header_list_bytes)
-        .initial_stream_window_size(limits.stream_window_bytes)
-        .initial_connection_window_size(limits.connection_window_bytes)
-}
 
 /// Raises the soft open-files limit (`RLIMIT_NOFILE`) to the hard one and
 /// returns the soft limit now in force (`None` if it cannot be read).

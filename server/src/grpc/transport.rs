@@ -1,0 +1,31 @@
+//! tonic's side of the listener: its server builder with the HTTP/2 bounds
+//! of `net` ([`Connections`]), and the connection info of an accepted
+//! [`Conn`]. The bounds themselves live in `net`, which knows no gRPC.
+use tonic::transport::{
+    Server,
+    server::{Connected, TcpConnectInfo},
+};
+
+use crate::{
+    config::Connections,
+    net::{Conn, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT},
+};
+
+/// tonic's server builder with `limits`' HTTP/2 settings and keepalive pings.
+pub fn grpc_server(limits: &Connections) -> Server {
+    Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .initial_stream_window_size(limits.stream_window_bytes)
+        .initial_connection_window_size(limits.connection_window_bytes)
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream().connect_info()
+    }
+}
