@@ -14,6 +14,8 @@
 //!   then the session's streams), `timers`, `lifecycle` (recover, drain,
 //!   purge), `queue` (the fair per-tool queue and the [`scheduler::queue::Backlog`]
 //!   seam between single-server and shared mode).
+//! - [`fields`]: the one rule for text fields at the API boundary
+//!   (identifiers refuse NUL, free text escapes it), whatever the front end.
 //! - [`json_text`]: the one rule for every JSON text accepted (arguments,
 //!   results, schemas): size, syntax, no lone surrogates, a depth limit.
 //! - [`tools`]: tool definitions and argument validation against each
@@ -41,7 +43,8 @@
 //! - [`a2a`]: the A2A 1.0 front end (agent card, JSON-RPC, HTTP+JSON and
 //!   gRPC on one listener), the same kind of adapter.
 //! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
-//!   and the [`auth::Caller`] a token stands for.
+//!   the [`auth::Caller`] a token stands for, and [`auth::expiry`], the end
+//!   of the streams a token opened.
 //! - [`tenant`]: how sessions and tools are keyed per tenant: the handlers
 //!   key what clients name, the scheduler counts and lists per tenant, and
 //!   the store keeps keys as it keeps names.
@@ -71,6 +74,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod grpc;
 pub mod json_text;
 pub mod logs;

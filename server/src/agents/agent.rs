@@ -65,9 +65,9 @@ impl Call {
     /// NOT_FOUND: it is wrong whatever is registered).
     pub fn submission(self, tenant: &str, limits: &Limits) -> Result<Submission, Error> {
         let session = SessionKey::new(tenant, &self.session, limits)?;
-        crate::grpc::fields::identifier("tool", &self.tool)?;
+        crate::fields::identifier("tool", &self.tool)?;
         crate::tools::check_name(&self.tool)?;
-        crate::grpc::fields::identifier("idempotency_key", &self.idempotency_key)?;
+        crate::fields::identifier("idempotency_key", &self.idempotency_key)?;
         Ok(Submission {
             session,
             tool: ToolKey::new(tenant, &self.tool),

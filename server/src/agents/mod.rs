@@ -257,7 +257,7 @@ impl AgentApi {
         task_id: &str,
         reason: String,
     ) -> Result<TaskRecord, Error> {
-        let reason = crate::grpc::fields::cancel_reason(reason)?;
+        let reason = crate::fields::cancel_reason(reason)?;
         // A task's session never changes: checked once, it stays the caller's.
         let (id, _) = self.own_task(caller, task_id).await?;
         self.sched.cancel(id, &reason).await
@@ -267,7 +267,7 @@ impl AgentApi {
     /// [`listing::cancel_query`]) with `reason`; how many it cancelled.
     /// Errors: a reason over its limit; the store's.
     pub async fn cancel_tasks(&self, query: TaskQuery, reason: String) -> Result<u64, Error> {
-        let reason = crate::grpc::fields::cancel_reason(reason)?;
+        let reason = crate::fields::cancel_reason(reason)?;
         self.sched.cancel_matching(query, &reason).await
     }
 

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::AgentApi;
 use crate::{
-    Error, auth::Caller, grpc::expiry, metrics::Metrics, model::CompletionRecord, quota::Slot,
+    Error, auth::Caller, auth::expiry, metrics::Metrics, model::CompletionRecord, quota::Slot,
     sessions::Event,
 };
 

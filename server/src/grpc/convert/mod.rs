@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 pub mod remote;
 
-use super::fields;
 use crate::{
     agents::Call,
     config::Limits,
     error::{Error, Kind},
+    fields,
     model::{
         Command, CompletionRecord, Delivery, Fallback, Outcome, ProgressRecord, ProgressReport,
         Registration, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey, ToolPolicy,
