@@ -382,6 +382,9 @@ impl AgentApi {
     }
 }
 
+#[cfg(test)]
+mod api_tests;
+
 /// Tasks as the front ends' rendering tests need them.
 #[cfg(test)]
 pub(crate) mod tests {
