@@ -11,17 +11,16 @@ use std::{
 
 use anyhow::{Result, bail};
 use clap::Args as ClapArgs;
-use errand_client::{Client, pb};
+use errand_client::Client;
 use errand_server::{
+    Error,
+    agents::{Agent, Call, Submitted, ToolListing},
     auth::Caller,
-    mcp::{
-        McpHandler, Settings,
-        agent::{Agent, is_final},
-        convert::TaskTiming,
-    },
+    grpc::convert::remote,
+    mcp::{McpHandler, Settings, convert::TaskTiming},
+    scheduler::views::TaskView,
 };
 use rmcp::ServiceExt;
-use tonic::Status;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -43,51 +42,57 @@ pub struct Args {
     retention_secs: u64,
 }
 
-/// `ToolService` of a remote errand server.
+/// The agent side of a remote errand server, over its `ToolService`: the
+/// wire's messages converted at this edge ([`remote`]).
 struct RemoteAgent {
     client: Client,
     poll: Duration,
 }
 
-fn status(e: errand_client::Error) -> Status {
+/// A client error as the agent API's: the server's status of its kind; a
+/// failure to reach it UNAVAILABLE.
+fn error(e: errand_client::Error) -> Error {
     match e {
-        errand_client::Error::Status(s) => s,
-        other => Status::unavailable(other.to_string()),
+        errand_client::Error::Status(s) => remote::error(&s),
+        other => Error::Unavailable(other.to_string()),
     }
 }
 
 #[tonic::async_trait]
 impl Agent for RemoteAgent {
-    async fn list_tools(&self, _: &Caller) -> Result<Vec<pb::Tool>, Status> {
-        self.client.list_tools().await.map_err(status)
+    async fn list_tools(&self, _: &Caller) -> Result<Vec<ToolListing>, Error> {
+        let tools = self.client.list_tools().await.map_err(error)?;
+        Ok(tools.into_iter().map(remote::tool).collect())
     }
 
-    async fn submit(
-        &self,
-        _: &Caller,
-        req: pb::SubmitToolRequest,
-    ) -> Result<pb::SubmitToolResponse, Status> {
-        self.client.submit_request(req).await.map_err(status)
+    async fn submit(&self, _: &Caller, call: Call) -> Result<Submitted, Error> {
+        let resp = self
+            .client
+            .submit_request(remote::call(call))
+            .await
+            .map_err(error)?;
+        remote::submitted(resp)
     }
 
-    async fn get_task(&self, _: &Caller, task_id: &str) -> Result<pb::Task, Status> {
-        self.client.get_task(task_id).await.map_err(status)
+    async fn get_task(&self, _: &Caller, task_id: &str) -> Result<TaskView, Error> {
+        remote::task_view(self.client.get_task(task_id).await.map_err(error)?)
     }
 
-    async fn cancel_task(&self, _: &Caller, task_id: &str) -> Result<pb::Task, Status> {
-        self.client.cancel(task_id).await.map_err(status)
+    async fn cancel_task(&self, _: &Caller, task_id: &str) -> Result<TaskView, Error> {
+        remote::task_view(self.client.cancel(task_id).await.map_err(error)?)
     }
 
     async fn wait(
         &self,
         caller: &Caller,
-        mut task: pb::Task,
+        mut task: TaskView,
         until: Instant,
-    ) -> Result<pb::Task, Status> {
+    ) -> Result<TaskView, Error> {
+        let id = task.task.id.to_string();
         // One look per poll interval: a host waits on one call at a time.
         loop {
-            task = self.get_task(caller, &task.task_id).await?;
-            if is_final(&task) || Instant::now() >= until {
+            task = self.get_task(caller, &id).await?;
+            if task.task.state.is_final() || Instant::now() >= until {
                 return Ok(task);
             }
             tokio::time::sleep(

@@ -25,6 +25,10 @@
 //! calls ToolService as an agent of its tenant and, on the dashboard, sees
 //! every tenant (it cancels and retries its own tenant's tasks only);
 //! `viewer` may only look at its tenant on the dashboard.
+//!
+//! [`expiry`]: streams end when the token that opened them expires.
+pub mod expiry;
+
 use std::{
     collections::HashMap,
     fmt::Write as _,

@@ -1,6 +1,8 @@
-//! The server's error type. Each variant maps to one gRPC code, in one
-//! place: [`crate::grpc::convert`] (the dashboard maps it to an HTTP status
-//! in `ui/api.rs`); both show [`Error::into_message`].
+//! The server's error type. Each error is of one [`Kind`] ([`Error::kind`]),
+//! gRPC's canonical codes, which each front end maps to its own:
+//! [`crate::grpc::convert`] to a status, `mcp::convert::error` and
+//! `a2a::convert::error` to JSON-RPC errors (the dashboard maps errors to
+//! HTTP statuses in `ui/api.rs`); all show [`Error::into_message`].
 use std::time::Duration;
 
 use crate::store::StoreError;
@@ -33,11 +35,59 @@ pub enum Error {
     DeadlineExceeded(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A broken invariant, or a remote server's failure of that kind (the
+    /// CLI's front ends relay the status they were given).
+    #[error("{0}")]
+    Internal(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }
 
+/// What kind of failure an error is, as gRPC's status-code table names
+/// them: INVALID_ARGUMENT for input that is wrong whatever the server's
+/// state, NOT_FOUND for a task or tool that is not there, RESOURCE_EXHAUSTED
+/// for a quota, a rate or a size limit (and a full disk), FAILED_PRECONDITION
+/// for a request the task's state refuses (retrying will not help until it
+/// changes), UNAUTHENTICATED and PERMISSION_DENIED for who may call,
+/// DEADLINE_EXCEEDED for a wait that ran out, UNAVAILABLE for what a retry
+/// may fix (draining, the store unreachable), INTERNAL for a broken
+/// invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    FailedPrecondition,
+    OutOfRange,
+    Unauthenticated,
+    PermissionDenied,
+    DeadlineExceeded,
+    Unavailable,
+    Internal,
+}
+
 impl Error {
+    /// The error's [`Kind`]: the one table every front end's codes follow.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::InvalidArgument(_) => Kind::InvalidArgument,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::ResourceExhausted(_) | Error::RateLimited { .. } => Kind::ResourceExhausted,
+            Error::FailedPrecondition(_) => Kind::FailedPrecondition,
+            Error::OutOfRange(_) => Kind::OutOfRange,
+            Error::Unauthenticated(_) => Kind::Unauthenticated,
+            Error::PermissionDenied(_) => Kind::PermissionDenied,
+            Error::DeadlineExceeded(_) => Kind::DeadlineExceeded,
+            Error::Unavailable(_) => Kind::Unavailable,
+            Error::Internal(_) => Kind::Internal,
+            Error::Store(StoreError::Full(_)) => Kind::ResourceExhausted,
+            Error::Store(StoreError::Unavailable(_)) => Kind::Unavailable,
+            Error::Store(StoreError::LimitReached(_)) => Kind::ResourceExhausted,
+            Error::Store(StoreError::Internal(_)) => Kind::Internal,
+            Error::Store(StoreError::Rejected(_)) => Kind::InvalidArgument,
+        }
+    }
+
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::InvalidArgument(msg.into())
     }

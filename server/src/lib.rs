@@ -14,6 +14,8 @@
 //!   then the session's streams), `timers`, `lifecycle` (recover, drain,
 //!   purge), `queue` (the fair per-tool queue and the [`scheduler::queue::Backlog`]
 //!   seam between single-server and shared mode).
+//! - [`fields`]: the one rule for text fields at the API boundary
+//!   (identifiers refuse NUL, free text escapes it), whatever the front end.
 //! - [`json_text`]: the one rule for every JSON text accepted (arguments,
 //!   results, schemas): size, syntax, no lone surrogates, a depth limit.
 //! - [`tools`]: tool definitions and argument validation against each
@@ -27,15 +29,22 @@
 //!   `ReadResult` cuts results into.
 //! - [`cluster`]: shared mode, several servers on one database: claiming,
 //!   leases, the reaper, cross-server wake-ups and tool discovery.
-//! - [`grpc`]: the wire edge: thin tonic handlers, the auth interceptor,
-//!   and [`grpc::convert`], every `pb` <-> domain mapping and the one
+//! - [`agents`]: the agent side in domain types, one API for every front
+//!   end ([`agents::AgentApi`]): tenant keying, the own-task check, the
+//!   submit rate and stream quotas, submit/get/cancel/list/wait and session
+//!   streams; and [`agents::Agent`], the MCP front end's seam.
+//! - [`grpc`]: the wire edge, the only place (with [`server`]) that sees
+//!   the contract's messages and tonic: thin handlers that translate to and
+//!   from [`agents`] and the scheduler, the auth interceptor, and
+//!   [`grpc::convert`], every `pb` <-> domain mapping and the one
 //!   error-to-status mapping.
 //! - [`mcp`]: the MCP front end (Tasks extension) on its own listener, a
-//!   thin adapter over `ToolService`'s code.
+//!   thin adapter over [`agents`], rendering MCP JSON from domain types.
 //! - [`a2a`]: the A2A 1.0 front end (agent card, JSON-RPC, HTTP+JSON and
 //!   gRPC on one listener), the same kind of adapter.
 //! - [`auth`]: bearer tokens from the operator's tokens file, hashed at rest,
-//!   and the [`auth::Caller`] a token stands for.
+//!   the [`auth::Caller`] a token stands for, and [`auth::expiry`], the end
+//!   of the streams a token opened.
 //! - [`tenant`]: how sessions and tools are keyed per tenant: the handlers
 //!   key what clients name, the scheduler counts and lists per tenant, and
 //!   the store keeps keys as it keeps names.
@@ -60,10 +69,12 @@
 //! ```
 
 pub mod a2a;
+pub mod agents;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod grpc;
 pub mod json_text;
 pub mod logs;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     a2a,
+    agents::AgentApi,
     auth::{Role, Tokens},
     cluster::Cluster,
     config::Config,
@@ -132,7 +133,6 @@ pub async fn serve_with(
         },
     );
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
-    let mcp_hub = hub.clone();
     // Known tools first: a recovered task's tool is then known, and listed.
     sched.load_tools().await.map_err(ServeError::LoadTools)?;
     sched.recover().await?;
@@ -183,19 +183,16 @@ pub async fn serve_with(
         metrics.clone(),
     ));
     let max = sched.config().limits.max_message_bytes;
-    let tool_api = Arc::new(ToolApi::new(sched.clone(), feed, metrics));
-    // MCP and A2A on their own listeners, over the very ToolService code
-    // gRPC serves, with its tokens and failed-auth budget.
+    let agent_api = Arc::new(AgentApi::new(sched.clone(), feed, metrics));
+    let tool_api = Arc::new(ToolApi::new(agent_api.clone()));
+    // MCP and A2A on their own listeners, over the very agent API gRPC
+    // translates, with its tokens and failed-auth budget.
     let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let bearer = |what| Bearer {
         tokens: tokens.clone(),
         failures: Some(failures.clone()),
         rate: Some(rate.clone()),
         what,
-    };
-    let local_agent = || mcp::agent::LocalAgent {
-        api: tool_api.clone(),
-        hub: mcp_hub.clone(),
     };
     let a2a_endpoint = options.a2a.map(|listener| {
         let public_url = match (&a2a_config.public_url, listener.local_addr()) {
@@ -204,7 +201,8 @@ pub async fn serve_with(
             (None, Ok(addr)) => format!("http://{addr}"),
             (None, Err(_)) => "http://127.0.0.1".into(),
         };
-        let handler = a2a::A2aHandler::new(local_agent(), bearer("call A2A skills"), public_url);
+        let handler =
+            a2a::A2aHandler::new(agent_api.clone(), bearer("call A2A skills"), public_url);
         let l = a2a::Listener {
             incoming: Incoming::new(listener, connections.clone()),
             limits: connections.clone(),
@@ -215,9 +213,8 @@ pub async fn serve_with(
         tokio::spawn(a2a::serve(l, handler, shutdown_token.clone()))
     });
     let mcp_endpoint = options.mcp.map(|listener| {
-        let agent = Arc::new(local_agent());
         let handler = mcp::McpHandler::new(
-            agent,
+            agent_api.clone(),
             mcp::Settings {
                 default_session: mcp_config.default_session.clone(),
                 timing: mcp::convert::TaskTiming {

@@ -19,6 +19,15 @@ pub fn tool_description(description: &str) -> String {
     }
 }
 
+/// A tool's own description from one [`tool_description`] made (or a
+/// description without the notice, unchanged), its end trimmed.
+pub fn own_description(listed: &str) -> &str {
+    listed
+        .strip_suffix(ASYNC_NOTICE)
+        .unwrap_or(listed)
+        .trim_end()
+}
+
 /// A task cancelled with `reason` ("" when none was given): its error
 /// message (the completion's) and what its worker is told
 /// (`CancelAssignment.reason`). The same words whichever server cancels it.
@@ -446,6 +455,13 @@ mod tests {
         for needle in ["stale result", "12.3 s ago", "out of date", "TIMED_OUT"] {
             assert!(m.contains(needle), "{needle}: {m}");
         }
+    }
+
+    #[test]
+    fn descriptions_lose_the_async_notice() {
+        let listed = tool_description("Echoes.");
+        assert_eq!(own_description(&listed), "Echoes.");
+        assert_eq!(own_description(ASYNC_NOTICE), "");
     }
 }
 

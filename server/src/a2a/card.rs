@@ -16,10 +16,12 @@ use a2a::{
     HttpAuthSecurityScheme, SecurityScheme, TRANSPORT_PROTOCOL_GRPC, TRANSPORT_PROTOCOL_HTTP_JSON,
     TRANSPORT_PROTOCOL_JSONRPC,
 };
-use errand_proto::v1 as pb;
 use serde_json::Value;
 
-use crate::mcp::convert::{description, input_schema};
+use crate::{
+    agents::ToolListing,
+    mcp::convert::{description, input_schema},
+};
 
 /// Where the card is served.
 pub const PATH: &str = a2a_server::WELL_KNOWN_AGENT_CARD_PATH;
@@ -34,7 +36,7 @@ const BEARER: &str = "bearer";
 
 /// The card for `tools`, reached at `base` (`http://host:port`, no slash
 /// at the end). `secured`: tokens are configured.
-pub fn card(base: &str, tools: &[pb::Tool], secured: bool) -> AgentCard {
+pub fn card(base: &str, tools: &[ToolListing], secured: bool) -> AgentCard {
     let skills = tools
         .iter()
         .map(|t| AgentSkill {
@@ -118,11 +120,10 @@ mod tests {
 
     #[test]
     fn skills_and_schemas_come_from_the_tools() {
-        let tools = [pb::Tool {
+        let tools = [ToolListing {
             name: "echo".into(),
-            description: crate::text::tool_description("Echoes."),
+            description: "Echoes.".into(),
             input_schema_json: r#"{"type":"object","required":["text"]}"#.into(),
-            ..Default::default()
         }];
         let card = card("http://127.0.0.1:7000", &tools, false);
         assert_eq!(card.skills[0].id, "echo");
@@ -146,10 +147,10 @@ mod tests {
         assert_eq!(card.capabilities.streaming, Some(true));
         assert_eq!(card.capabilities.push_notifications, Some(false));
         assert!(card.security_schemes.is_none());
-        let wide = [pb::Tool {
+        let wide = [ToolListing {
             name: "ids".into(),
+            description: String::new(),
             input_schema_json: r#"{"type":"integer","maximum":18446744073709551615}"#.into(),
-            ..Default::default()
         }];
         let card = self::card("http://h:1", &wide, false);
         let ext = &card.capabilities.extensions.as_ref().unwrap()[0];

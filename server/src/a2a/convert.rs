@@ -10,22 +10,23 @@
 //!
 //! The exact status, `attempts`, `seq` and the tool ride in
 //! `task.metadata["errand"]`; `context_id` is the task's errand session.
-use std::{
-    collections::HashMap,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::{collections::HashMap, time::SystemTime};
 
 use a2a::{
     A2AError, Artifact, Message, Part, Role, Task, TaskArtifactUpdateEvent, TaskState, TaskStatus,
     TaskStatusUpdateEvent,
 };
 use chrono::{DateTime, Utc};
-use errand_proto::v1 as pb;
 use serde_json::{Value, json};
-use tonic::Code;
 
 use super::numbers;
-use crate::mcp::agent::is_final;
+use crate::{
+    Error,
+    error::Kind,
+    model::{Outcome, ProgressRecord, TaskRecord, TaskState as State},
+    scheduler::views::TaskView,
+    tenant,
+};
 
 /// The metadata key of errand's own view of a task.
 pub const META_KEY: &str = "errand";
@@ -33,13 +34,13 @@ pub const META_KEY: &str = "errand";
 /// The name (and ID suffix) of the one artifact a succeeded task has.
 pub const RESULT_ARTIFACT: &str = "result";
 
-pub fn state(task: &pb::Task) -> TaskState {
-    match task.status() {
-        pb::TaskStatus::Queued | pb::TaskStatus::Unspecified => TaskState::Submitted,
-        pb::TaskStatus::Running => TaskState::Working,
-        pb::TaskStatus::Succeeded => TaskState::Completed,
-        pb::TaskStatus::Failed | pb::TaskStatus::TimedOut => TaskState::Failed,
-        pb::TaskStatus::Cancelled => TaskState::Canceled,
+pub fn state(task: &TaskRecord) -> TaskState {
+    match task.state {
+        State::Queued => TaskState::Submitted,
+        State::Running => TaskState::Working,
+        State::Succeeded => TaskState::Completed,
+        State::Failed | State::TimedOut => TaskState::Failed,
+        State::Cancelled => TaskState::Canceled,
     }
 }
 
@@ -58,60 +59,53 @@ pub fn state_name(state: &TaskState) -> &'static str {
     }
 }
 
-/// errand's name of a status, as in its proto without the prefix.
-pub fn status_name(task: &pb::Task) -> &'static str {
-    match task.status() {
-        pb::TaskStatus::Queued => "QUEUED",
-        pb::TaskStatus::Running => "RUNNING",
-        pb::TaskStatus::Succeeded => "SUCCEEDED",
-        pb::TaskStatus::Failed => "FAILED",
-        pb::TaskStatus::Cancelled => "CANCELLED",
-        pb::TaskStatus::TimedOut => "TIMED_OUT",
-        pb::TaskStatus::Unspecified => "UNSPECIFIED",
-    }
+/// errand's name of a task's status, as in its proto without the prefix.
+pub fn status_name(task: &TaskRecord) -> &'static str {
+    task.state.name()
 }
 
 /// The context is the session, as the caller named it.
-pub fn context_id(task: &pb::Task) -> String {
-    task.session_id.clone()
+pub fn context_id(task: &TaskRecord) -> String {
+    tenant::strip(&task.session).to_string()
 }
 
-fn time(ts: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    let ts = ts?;
-    let t = UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(ts.seconds).ok()?)
-        + Duration::from_nanos(u64::try_from(ts.nanos).ok()?);
-    Some(DateTime::<Utc>::from(t))
+fn time(t: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(t)
 }
 
 /// A message from the agent (errand) with one text part.
-pub fn agent_text(task: &pb::Task, text: String) -> Message {
+pub fn agent_text(task: &TaskRecord, text: String) -> Message {
     let mut m = Message::new(Role::Agent, vec![Part::text(text)]);
-    m.message_id = format!("{}-status", task.task_id);
-    m.task_id = Some(task.task_id.clone());
+    m.message_id = format!("{}-status", task.id);
+    m.task_id = Some(task.id.to_string());
     m.context_id = Some(context_id(task));
     m
 }
 
 /// Why a task did not succeed, starting with its exact status.
-fn failure_text(task: &pb::Task) -> String {
+fn failure_text(task: &TaskRecord) -> String {
     let detail = match &task.outcome {
-        Some(pb::task::Outcome::Error(e)) => format!(" [{}] {}", e.code, e.message),
+        Some(Outcome::Error { code, message }) => format!(" [{code}] {message}"),
         _ => String::new(),
     };
-    format!("{}: tool `{}`{detail}", status_name(task), task.tool)
+    format!(
+        "{}: tool `{}`{detail}",
+        status_name(task),
+        tenant::strip(&task.tool)
+    )
 }
 
 /// A progress report as a `WORKING` status message.
-pub fn progress_text(p: &pb::Progress) -> String {
+pub fn progress_text(p: &ProgressRecord) -> String {
     crate::text::progress_status(p.progress, p.total, &p.message)
 }
 
 /// The task's status; `message` (the ack on submit) when given, else the
 /// latest progress of a working task or the failure text of a failed task.
-pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
+pub fn status(view: &TaskView, message: Option<String>) -> TaskStatus {
+    let task = &view.task;
     let state = state(task);
-    let message = message.or_else(|| match (&state, &task.progress) {
+    let message = message.or_else(|| match (&state, &view.progress) {
         (TaskState::Working, Some(p)) => Some(progress_text(p)),
         (TaskState::Failed, _) => Some(failure_text(task)),
         _ => None,
@@ -119,9 +113,11 @@ pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
     TaskStatus {
         state,
         message: message.map(|m| agent_text(task, m)),
-        timestamp: time(task.finished_at.as_ref())
-            .or_else(|| time(task.started_at.as_ref()))
-            .or_else(|| time(task.created_at.as_ref())),
+        timestamp: Some(time(
+            task.finished_at
+                .or(task.started_at)
+                .unwrap_or(task.created_at),
+        )),
     }
 }
 
@@ -130,10 +126,8 @@ pub fn status(task: &pb::Task, message: Option<String>) -> TaskStatus {
 /// change one of its numbers ([`numbers::fits_struct`]: a 64-bit ID, say),
 /// a text part of media type application/json with the result's exact
 /// JSON text (a bare text part when the result is not JSON).
-pub fn artifact(task: &pb::Task) -> Option<Artifact> {
-    let (pb::TaskStatus::Succeeded, Some(pb::task::Outcome::ResultJson(json))) =
-        (task.status(), &task.outcome)
-    else {
+pub fn artifact(task: &TaskRecord) -> Option<Artifact> {
+    let (State::Succeeded, Some(Outcome::Result(json))) = (task.state, &task.outcome) else {
         return None;
     };
     let part = match serde_json::from_str::<Value>(json) {
@@ -142,7 +136,7 @@ pub fn artifact(task: &pb::Task) -> Option<Artifact> {
         Err(_) => Part::text(json.clone()),
     };
     Some(Artifact {
-        artifact_id: format!("{}-{RESULT_ARTIFACT}", task.task_id),
+        artifact_id: format!("{}-{RESULT_ARTIFACT}", task.id),
         name: Some(RESULT_ARTIFACT.into()),
         description: None,
         parts: vec![part],
@@ -154,24 +148,25 @@ pub fn artifact(task: &pb::Task) -> Option<Artifact> {
 /// `{"errand": {status, attempts, seq, tool}}`. Server-made values only
 /// (`seq` counts a session's completions, far below 2^53), so the
 /// metadata `Struct` carries them exactly.
-pub fn metadata(task: &pb::Task) -> HashMap<String, Value> {
+pub fn metadata(task: &TaskRecord) -> HashMap<String, Value> {
     HashMap::from([(
         META_KEY.to_string(),
         json!({
             "status": status_name(task),
             "attempts": task.attempts,
             "seq": task.seq,
-            "tool": task.tool,
+            "tool": tenant::strip(&task.tool),
         }),
     )])
 }
 
 /// The A2A task; `message` as in [`status`].
-pub fn task(t: &pb::Task, message: Option<String>) -> Task {
+pub fn task(v: &TaskView, message: Option<String>) -> Task {
+    let t = &v.task;
     Task {
-        id: t.task_id.clone(),
+        id: t.id.to_string(),
         context_id: context_id(t),
-        status: status(t, message),
+        status: status(v, message),
         artifacts: artifact(t).map(|a| vec![a]),
         history: None,
         metadata: Some(metadata(t)),
@@ -179,9 +174,9 @@ pub fn task(t: &pb::Task, message: Option<String>) -> Task {
 }
 
 /// A progress report of `t` (running) as a stream's `WORKING` status update.
-pub fn progress_event(t: &pb::Task, p: &pb::Progress) -> a2a::StreamResponse {
+pub fn progress_event(t: &TaskRecord, p: &ProgressRecord) -> a2a::StreamResponse {
     a2a::StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
-        task_id: t.task_id.clone(),
+        task_id: t.id.to_string(),
         context_id: context_id(t),
         status: TaskStatus {
             state: TaskState::Working,
@@ -194,13 +189,14 @@ pub fn progress_event(t: &pb::Task, p: &pb::Progress) -> a2a::StreamResponse {
 
 /// What a stream sends once the task is final: its artifact (when it
 /// succeeded), then its final status.
-pub fn final_events(t: &pb::Task) -> Vec<a2a::StreamResponse> {
-    debug_assert!(is_final(t));
+pub fn final_events(v: &TaskView) -> Vec<a2a::StreamResponse> {
+    let t = &v.task;
+    debug_assert!(t.state.is_final());
     let mut events = Vec::with_capacity(2);
     if let Some(artifact) = artifact(t) {
         events.push(a2a::StreamResponse::ArtifactUpdate(
             TaskArtifactUpdateEvent {
-                task_id: t.task_id.clone(),
+                task_id: t.id.to_string(),
                 context_id: context_id(t),
                 artifact,
                 append: Some(false),
@@ -210,31 +206,32 @@ pub fn final_events(t: &pb::Task) -> Vec<a2a::StreamResponse> {
         ));
     }
     events.push(a2a::StreamResponse::StatusUpdate(TaskStatusUpdateEvent {
-        task_id: t.task_id.clone(),
+        task_id: t.id.to_string(),
         context_id: context_id(t),
-        status: status(t, None),
+        status: status(v, None),
         metadata: Some(metadata(t)),
     }));
     events
 }
 
-/// A `ToolService` status as an A2A error: NOT_FOUND of a task is
+/// An agent API error as an A2A error, by its kind: NOT_FOUND of a task is
 /// `TaskNotFoundError`; the caller's mistakes (INVALID_ARGUMENT, an unknown
 /// tool) are -32602; RESOURCE_EXHAUSTED and auth errors keep their message;
 /// anything else is internal.
-pub fn error(status: &tonic::Status) -> A2AError {
-    let message = status.message().to_string();
-    match status.code() {
-        Code::NotFound if message.starts_with("no task ") => A2AError::new(
+pub fn error(err: Error) -> A2AError {
+    let kind = err.kind();
+    let message = err.into_message();
+    match kind {
+        Kind::NotFound if message.starts_with("no task ") => A2AError::new(
             a2a::error_code::TASK_NOT_FOUND,
             format!("{message} (unknown, another tenant's, or past retention)"),
         ),
-        Code::NotFound | Code::InvalidArgument | Code::OutOfRange => {
+        Kind::NotFound | Kind::InvalidArgument | Kind::OutOfRange => {
             A2AError::invalid_params(message)
         }
-        Code::FailedPrecondition => A2AError::new(a2a::error_code::TASK_NOT_CANCELABLE, message),
-        Code::ResourceExhausted => A2AError::new(SERVER_BUSY, message),
-        Code::Unauthenticated | Code::PermissionDenied => A2AError::invalid_request(message),
+        Kind::FailedPrecondition => A2AError::new(a2a::error_code::TASK_NOT_CANCELABLE, message),
+        Kind::ResourceExhausted => A2AError::new(SERVER_BUSY, message),
+        Kind::Unauthenticated | Kind::PermissionDenied => A2AError::invalid_request(message),
         _ => A2AError::internal(message),
     }
 }
@@ -247,39 +244,24 @@ pub const SERVER_BUSY: i32 = -32000;
 mod tests {
     use super::*;
 
-    fn pb_task(status: pb::TaskStatus, outcome: Option<pb::task::Outcome>) -> pb::Task {
-        pb::Task {
-            task_id: "t1".into(),
-            session_id: "ctx".into(),
-            tool: "echo".into(),
-            status: status as i32,
-            outcome,
-            attempts: 1,
-            seq: 7,
-            ..Default::default()
-        }
+    fn task_of(state: State, outcome: Option<Outcome>) -> TaskView {
+        crate::agents::tests::task(state, outcome)
     }
 
     #[test]
     fn statuses_map_as_the_table_says() {
         for (status, state) in [
-            (pb::TaskStatus::Queued, TaskState::Submitted),
-            (pb::TaskStatus::Running, TaskState::Working),
-            (pb::TaskStatus::Succeeded, TaskState::Completed),
-            (pb::TaskStatus::Failed, TaskState::Failed),
-            (pb::TaskStatus::TimedOut, TaskState::Failed),
-            (pb::TaskStatus::Cancelled, TaskState::Canceled),
+            (State::Queued, TaskState::Submitted),
+            (State::Running, TaskState::Working),
+            (State::Succeeded, TaskState::Completed),
+            (State::Failed, TaskState::Failed),
+            (State::TimedOut, TaskState::Failed),
+            (State::Cancelled, TaskState::Canceled),
         ] {
-            assert_eq!(task(&pb_task(status, None), None).status.state, state);
+            assert_eq!(task(&task_of(status, None), None).status.state, state);
         }
         let timed_out = task(
-            &pb_task(
-                pb::TaskStatus::TimedOut,
-                Some(pb::task::Outcome::Error(pb::ToolError {
-                    code: "timeout".into(),
-                    message: "ran 1 s".into(),
-                })),
-            ),
+            &task_of(State::TimedOut, Some(Outcome::error("timeout", "ran 1 s"))),
             None,
         );
         let text = timed_out
@@ -295,9 +277,9 @@ mod tests {
 
     #[test]
     fn a_result_is_one_data_artifact_then_the_final_status() {
-        let ok = pb_task(
-            pb::TaskStatus::Succeeded,
-            Some(pb::task::Outcome::ResultJson(r#"{"echo":"hi"}"#.into())),
+        let ok = task_of(
+            State::Succeeded,
+            Some(Outcome::Result(r#"{"echo":"hi"}"#.into())),
         );
         let t = task(&ok, None);
         let artifacts = t.artifacts.unwrap();
@@ -312,39 +294,33 @@ mod tests {
         assert!(
             matches!(&events[1], a2a::StreamResponse::StatusUpdate(s) if s.status.state == TaskState::Completed)
         );
-        let cancelled = final_events(&pb_task(pb::TaskStatus::Cancelled, None));
+        let cancelled = final_events(&task_of(State::Cancelled, None));
         assert_eq!(cancelled.len(), 1);
     }
 
     #[test]
     fn a_result_a_struct_would_change_is_its_exact_json_text() {
         let json = r#"{"id":9007199254740993,"n":5}"#;
-        let big = pb_task(
-            pb::TaskStatus::Succeeded,
-            Some(pb::task::Outcome::ResultJson(json.into())),
-        );
-        let part = &artifact(&big).unwrap().parts[0];
+        let big = task_of(State::Succeeded, Some(Outcome::Result(json.into())));
+        let part = &artifact(&big.task).unwrap().parts[0];
         assert_eq!(part.content, a2a::PartContent::Text(json.into()));
         assert_eq!(part.media_type.as_deref(), Some("application/json"));
-        let text = pb_task(
-            pb::TaskStatus::Succeeded,
-            Some(pb::task::Outcome::ResultJson("not json".into())),
-        );
-        assert_eq!(artifact(&text).unwrap().parts[0].media_type, None);
+        let text = task_of(State::Succeeded, Some(Outcome::Result("not json".into())));
+        assert_eq!(artifact(&text.task).unwrap().parts[0].media_type, None);
     }
 
     #[test]
     fn errors_map_to_a2a_codes() {
-        let unknown = error(&tonic::Status::not_found("no task 1234"));
+        let unknown = error(Error::NotFound("no task 1234".into()));
         assert_eq!(unknown.code, a2a::error_code::TASK_NOT_FOUND);
-        let tool = error(&tonic::Status::not_found("unknown tool `x`; known: echo"));
+        let tool = error(Error::NotFound("unknown tool `x`; known: echo".into()));
         assert_eq!(tool.code, a2a::error_code::INVALID_PARAMS);
         assert_eq!(
-            error(&tonic::Status::resource_exhausted("10 pending")).code,
+            error(Error::ResourceExhausted("10 pending".into())).code,
             SERVER_BUSY
         );
         assert_eq!(
-            error(&tonic::Status::unavailable("x")).code,
+            error(Error::Unavailable("x".into())).code,
             a2a::error_code::INTERNAL_ERROR
         );
     }

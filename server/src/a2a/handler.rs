@@ -1,6 +1,6 @@
-//! A2A's `RequestHandler` over errand's `ToolService` code: the same
-//! handlers gRPC clients reach (tenant keying, quotas, the scheduler, the
-//! store), called in process. No task lives only in this adapter, so task
+//! A2A's `RequestHandler` over errand's agent API ([`AgentApi`]): what
+//! gRPC clients reach (tenant keying, quotas, the scheduler, the store),
+//! called in process. No task lives only in this adapter, so task
 //! IDs stay valid across restarts and on every server of a shared store.
 use std::{
     sync::Arc,
@@ -16,33 +16,34 @@ use a2a::{
 };
 use a2a_server::{RequestHandler, ServiceParams};
 use axum::http::HeaderValue;
-use errand_proto::v1 as pb;
 use futures::stream::BoxStream;
 
 use super::{convert, request, stream};
 use crate::{
+    agents::{Agent, AgentApi, listing},
     auth::Caller,
-    mcp::agent::{Agent, LocalAgent, is_final},
+    model::TaskState as State,
     net::bearer::Bearer,
+    scheduler::views::TaskView,
 };
 
 /// Tasks listed per `ListTasks` page when the request sets no size.
 const DEFAULT_PAGE: i32 = 50;
-/// The largest `ListTasks` page ToolService serves.
-const MAX_PAGE: i32 = 1000;
+/// The largest `ListTasks` page the agent API serves.
+const MAX_PAGE: i32 = listing::MAX_PAGE as i32;
 
 /// Serves A2A for every binding on the listener.
 pub struct A2aHandler {
-    pub(super) agent: LocalAgent,
+    pub(super) api: Arc<AgentApi>,
     pub(super) bearer: Bearer,
     /// `http(s)://host:port` of this listener as clients reach it.
     pub(super) public_url: String,
 }
 
 impl A2aHandler {
-    pub fn new(agent: LocalAgent, bearer: Bearer, public_url: String) -> Self {
+    pub fn new(api: Arc<AgentApi>, bearer: Bearer, public_url: String) -> Self {
         Self {
-            agent,
+            api,
             bearer,
             public_url: public_url.trim_end_matches('/').to_string(),
         }
@@ -65,14 +66,14 @@ impl A2aHandler {
     /// The card as `caller` sees it: its tenant's tools as skills.
     pub async fn card(&self, caller: Option<&Caller>) -> AgentCard {
         let tools = match caller {
-            Some(c) => self.agent.list_tools(c).await.unwrap_or_default(),
+            Some(c) => self.api.list_tools(c).await.unwrap_or_default(),
             None => Vec::new(),
         };
         super::card::card(&self.public_url, &tools, self.bearer.tokens.is_some())
     }
 
     async fn skills(&self, caller: &Caller) -> Vec<String> {
-        let tools = self.agent.list_tools(caller).await.unwrap_or_default();
+        let tools = self.api.list_tools(caller).await.unwrap_or_default();
         tools.into_iter().map(|t| t.name).collect()
     }
 
@@ -82,40 +83,34 @@ impl A2aHandler {
         &self,
         caller: &Caller,
         req: &SendMessageRequest,
-    ) -> Result<(pb::Task, String, bool), A2AError> {
+    ) -> Result<(TaskView, String, bool), A2AError> {
         if request::skill(req).is_none() {
             return Err(request::no_skill(&self.skills(caller).await));
         }
         let parsed = request::submit(req)?;
-        let resp = self
-            .agent
-            .submit(caller, parsed.request)
+        let call = parsed.request;
+        let submitted = self
+            .api
+            .submit(caller, |tenant, limits| call.submission(tenant, limits))
             .await
-            .map_err(|s| convert::error(&s))?;
-        let task = resp
-            .task
-            .ok_or_else(|| A2AError::internal("the submit returned no task"))?;
-        Ok((task, resp.ack, parsed.return_immediately))
+            .map_err(convert::error)?;
+        Ok((submitted.task, submitted.ack, parsed.return_immediately))
     }
 
-    async fn get(&self, caller: &Caller, id: &str) -> Result<pb::Task, A2AError> {
-        self.agent
-            .get_task(caller, id)
-            .await
-            .map_err(|s| convert::error(&s))
+    async fn get(&self, caller: &Caller, id: &str) -> Result<TaskView, A2AError> {
+        self.api.task(caller, id).await.map_err(convert::error)
     }
 }
 
-/// errand's statuses of an A2A state, for `ListTasks`' filter.
-fn statuses(state: &TaskState) -> Result<Vec<i32>, A2AError> {
-    use pb::TaskStatus as S;
+/// errand's states of an A2A state, for `ListTasks`' filter.
+fn statuses(state: &TaskState) -> Result<Vec<State>, A2AError> {
     Ok(match state {
         TaskState::Unspecified => Vec::new(),
-        TaskState::Submitted => vec![S::Queued as i32],
-        TaskState::Working => vec![S::Running as i32],
-        TaskState::Completed => vec![S::Succeeded as i32],
-        TaskState::Failed => vec![S::Failed as i32, S::TimedOut as i32],
-        TaskState::Canceled => vec![S::Cancelled as i32],
+        TaskState::Submitted => vec![State::Queued],
+        TaskState::Working => vec![State::Running],
+        TaskState::Completed => vec![State::Succeeded],
+        TaskState::Failed => vec![State::Failed, State::TimedOut],
+        TaskState::Canceled => vec![State::Cancelled],
         other => {
             return Err(A2AError::invalid_params(format!(
                 "no errand task is ever {}: filter by SUBMITTED, WORKING, COMPLETED, \
@@ -135,17 +130,16 @@ impl RequestHandler for A2aHandler {
     ) -> Result<SendMessageResponse, A2AError> {
         let caller = self.caller(params)?;
         let (task, ack, immediately) = self.submit(&caller, &req).await?;
-        if immediately || is_final(&task) {
+        if immediately || task.task.state.is_final() {
             return Ok(SendMessageResponse::Task(convert::task(&task, Some(ack))));
         }
         // The run's timeout, plus slack for queueing and the result's trip.
-        let until =
-            Instant::now() + Duration::from_millis(task.timeout_ms) + Duration::from_secs(5);
+        let until = Instant::now() + task.task.timeout + Duration::from_secs(5);
         let task = self
-            .agent
-            .wait(&caller, task, until)
+            .api
+            .wait(&caller, &task.task, until)
             .await
-            .map_err(|s| convert::error(&s))?;
+            .map_err(convert::error)?;
         Ok(SendMessageResponse::Task(convert::task(&task, None)))
     }
 
@@ -185,25 +179,27 @@ impl RequestHandler for A2aHandler {
                 "page_size {page_size} is over {MAX_PAGE}"
             )));
         }
-        let listed = self
-            .agent
-            .list_tasks(
-                &caller,
-                pb::ListTasksRequest {
-                    session_id: context,
-                    statuses: req
-                        .status
-                        .as_ref()
-                        .map(statuses)
-                        .transpose()?
-                        .unwrap_or_default(),
-                    page_size: page_size.unsigned_abs(),
-                    page_token: req.page_token.unwrap_or_default(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|s| convert::error(&s))?;
+        let states = req
+            .status
+            .as_ref()
+            .map(statuses)
+            .transpose()?
+            .unwrap_or_default();
+        let page = listing::Page {
+            size: page_size.unsigned_abs(),
+            token: req.page_token.as_deref().unwrap_or_default(),
+            newest_first: false,
+        };
+        let query = listing::task_query(
+            &caller,
+            &context,
+            "",
+            states.into_iter().map(Ok),
+            page,
+            self.api.limits(),
+        )
+        .map_err(convert::error)?;
+        let listed = self.api.list_tasks(&query).await.map_err(convert::error)?;
         let include_artifacts = req.include_artifacts == Some(true);
         let tasks: Vec<Task> = listed
             .tasks
@@ -232,16 +228,16 @@ impl RequestHandler for A2aHandler {
     ) -> Result<Task, A2AError> {
         let caller = self.caller(params)?;
         let task = self.get(&caller, &req.id).await?;
-        if is_final(&task) {
+        if task.task.state.is_final() {
             return Err(not_cancelable(&task));
         }
-        match self.agent.cancel_task(&caller, &req.id).await {
-            Ok(task) => Ok(convert::task(&task, None)),
+        match self.api.cancel(&caller, &req.id, String::new()).await {
+            Ok(task) => Ok(convert::task(&task.into(), None)),
             // It finished meanwhile.
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+            Err(e) if e.kind() == crate::error::Kind::FailedPrecondition => {
                 Err(not_cancelable(&self.get(&caller, &req.id).await?))
             }
-            Err(s) => Err(convert::error(&s)),
+            Err(e) => Err(convert::error(e)),
         }
     }
 
@@ -252,12 +248,13 @@ impl RequestHandler for A2aHandler {
     ) -> Result<BoxStream<'static, Result<StreamResponse, A2AError>>, A2AError> {
         let caller = self.caller(params)?;
         let task = self.get(&caller, &req.id).await?;
-        if is_final(&task) {
+        if task.task.state.is_final() {
+            let t = &task.task;
             return Err(A2AError::unsupported_operation(format!(
                 "task {} is already {} ({}): there is nothing to subscribe to; read it with GetTask",
-                task.task_id,
-                convert::state_name(&convert::state(&task)),
-                convert::status_name(&task)
+                t.id,
+                convert::state_name(&convert::state(t)),
+                convert::status_name(t)
             )));
         }
         stream::follow(self, caller, task, None).await
@@ -310,12 +307,13 @@ impl RequestHandler for A2aHandler {
     }
 }
 
-fn not_cancelable(task: &pb::Task) -> A2AError {
+fn not_cancelable(view: &TaskView) -> A2AError {
+    let task = &view.task;
     A2AError::new(
         a2a::error_code::TASK_NOT_CANCELABLE,
         format!(
             "task {} is already {} ({}): only SUBMITTED and WORKING tasks can be canceled",
-            task.task_id,
+            task.id,
             convert::state_name(&convert::state(task)),
             convert::status_name(task)
         ),

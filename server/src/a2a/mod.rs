@@ -10,8 +10,8 @@
 //! | `/lf.a2a.v1.A2AService/*` (h2c)       | gRPC                               |
 //!
 //! A thin adapter: [`handler::A2aHandler`] implements the A2A SDK's
-//! `RequestHandler` over `ToolService`'s code and the session's completion
-//! feed; the SDK's routers and gRPC service carry it. Only `A2A-Version:
+//! `RequestHandler` over the agent API ([`crate::agents::AgentApi`]) and the
+//! session's event feed; the SDK's routers and gRPC service carry it. Only `A2A-Version:
 //! 1.0` is spoken. With tokens configured every call needs an agent (or
 //! admin) token (`Authorization: Bearer`, or `authorization` gRPC metadata) and sees only
 //! its tenant; failed calls are counted and throttled per peer as on the

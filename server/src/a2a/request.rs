@@ -3,8 +3,9 @@
 //! session (when absent, derived from `message_id`) and `message_id` the
 //! idempotency key.
 use a2a::{A2AError, PartContent, SendMessageRequest};
-use errand_proto::v1 as pb;
 use serde_json::Value;
+
+use crate::agents::Call;
 
 /// The `A2A-Version` this server speaks; any other is refused.
 pub const VERSION: &str = "1.0";
@@ -38,7 +39,7 @@ pub fn check_version(params: &a2a_server::ServiceParams) -> Result<(), A2AError>
 /// What a `SendMessage` asks for.
 #[derive(Debug)]
 pub struct Submit {
-    pub request: pb::SubmitToolRequest,
+    pub request: Call,
     /// `configuration.return_immediately`.
     pub return_immediately: bool,
 }
@@ -128,12 +129,11 @@ pub fn submit(req: &SendMessageRequest) -> Result<Submit, A2AError> {
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| minted_context(&message.message_id));
     Ok(Submit {
-        request: pb::SubmitToolRequest {
-            session_id: context,
+        request: Call {
+            session: context,
             tool: skill.to_string(),
             arguments_json: arguments.to_string(),
             idempotency_key: message.message_id.clone(),
-            ..Default::default()
         },
         return_immediately: config.and_then(|c| c.return_immediately) == Some(true),
     })
@@ -208,16 +208,16 @@ mod tests {
         });
         let s = submit(&req).unwrap();
         assert_eq!(s.request.tool, "echo");
-        assert_eq!(s.request.session_id, "ctx");
+        assert_eq!(s.request.session, "ctx");
         assert_eq!(s.request.idempotency_key, "m1");
         assert_eq!(s.request.arguments_json, r#"{"text":"hi"}"#);
         assert!(s.return_immediately);
         // No context: one is minted from the message ID, the same each time.
         let minted = submit(&send(vec![Part::data(json!({}))], Some("echo"))).unwrap();
-        assert_eq!(minted.request.session_id.len(), 36);
+        assert_eq!(minted.request.session.len(), 36);
         let again = submit(&send(vec![Part::data(json!({}))], Some("echo"))).unwrap();
-        assert_eq!(again.request.session_id, minted.request.session_id);
-        assert_ne!(minted_context("m2"), minted.request.session_id);
+        assert_eq!(again.request.session, minted.request.session);
+        assert_ne!(minted_context("m2"), minted.request.session);
     }
 
     #[test]

@@ -5,22 +5,28 @@
 //! stream. A fallback run's stream ends with its call's end (the run's
 //! ending is the call's completion; the run takes none of its own).
 //!
-//! Fed from the session's event feed (ToolService's `SessionEvents` with
+//! Fed from the session's event feed (the agent API's session events with
 //! progress, counted against the tenant's open streams): the feed's cursor is taken
 //! before the snapshot, so a task that finishes between the two is still
 //! seen, and both come from the store, so a stream opened after a restart
 //! follows a task submitted before it.
+use std::sync::Arc;
+
 use a2a::{A2AError, StreamResponse};
-use errand_proto::v1 as pb;
 use futures::{
     StreamExt,
     stream::{self, BoxStream},
 };
+use uuid::Uuid;
 
 use super::{convert, handler::A2aHandler};
 use crate::{
+    agents::{AgentApi, listing},
     auth::Caller,
-    mcp::agent::{Agent, LocalAgent, is_final},
+    model::ProgressRecord,
+    scheduler::views::TaskView,
+    sessions::Event,
+    tenant,
 };
 
 /// Tasks of the session read to place the cursor (the highest seq among
@@ -32,69 +38,63 @@ const CURSOR_PAGE: u32 = 100;
 pub async fn follow(
     handler: &A2aHandler,
     caller: Caller,
-    task: pb::Task,
+    task: TaskView,
     ack: Option<String>,
 ) -> Result<BoxStream<'static, Result<StreamResponse, A2AError>>, A2AError> {
-    let agent = &handler.agent;
-    let after_seq = cursor(agent, &caller, &task.session_id).await?;
-    let events = agent
-        .session_events(
-            &caller,
-            pb::SessionEventsRequest {
-                session_id: task.session_id.clone(),
-                after_seq,
-                include_progress: true,
-                // The stream reads the finished task itself.
-                results_by_reference: true,
-            },
-        )
+    let api = &handler.api;
+    let session = tenant::strip(&task.task.session);
+    let after_seq = cursor(api, &caller, session).await?;
+    // The stream reads the finished task itself.
+    let events = api
+        .session_events(&caller, session, after_seq, true)
         .await
-        .map_err(|s| convert::error(&s))?;
-    let snapshot = agent
-        .get_task(&caller, &task.task_id)
+        .map_err(convert::error)?;
+    let snapshot = api
+        .task(&caller, &task.task.id.to_string())
         .await
-        .map_err(|s| convert::error(&s))?;
+        .map_err(convert::error)?;
     let first = StreamResponse::Task(convert::task(&snapshot, ack));
-    if is_final(&snapshot) {
+    if snapshot.task.state.is_final() {
         let events = std::iter::once(first).chain(convert::final_events(&snapshot));
         return Ok(stream::iter(events.map(Ok)).boxed());
     }
-    let id = snapshot.task_id.clone();
-    let agent = agent.clone();
+    let id = snapshot.task.id;
+    let api = api.clone();
     let steps = events
         .filter_map(move |item| {
-            use pb::session_event::Event;
             let mine = match item {
-                Ok(pb::SessionEvent {
-                    event: Some(Event::Progress(p)),
-                }) if p.task_id == id => Some(Ok(Step::Progress(p))),
+                Ok(Event::Progress(p)) if p.task_id == id => Some(Ok(Step::Progress(p))),
                 // A fallback run (a parked call's) ends in its call's
                 // completion, which names it: the stream ends with the call.
-                Ok(pb::SessionEvent {
-                    event: Some(Event::Completion(c)),
-                }) if c.task_id == id || c.fallback.as_ref().is_some_and(|f| f.task_id == id) => {
+                Ok(Event::Completion(c))
+                    if c.task_id == id
+                        || c.notes
+                            .answered_by
+                            .as_ref()
+                            .is_some_and(|a| a.task_id == id) =>
+                {
                     Some(Ok(Step::Finished(c.task_id)))
                 }
                 Ok(_) => None,
-                Err(s) => Some(Err(convert::error(&s))),
+                Err(e) => Some(Err(convert::error(e))),
             };
             std::future::ready(mine)
         })
         .then(move |step| {
-            let agent = agent.clone();
+            let api = api.clone();
             let caller = caller.clone();
             let snapshot = snapshot.clone();
             async move {
                 match step {
                     Ok(Step::Progress(p)) => {
-                        (vec![Ok(convert::progress_event(&snapshot, &p))], false)
+                        (vec![Ok(convert::progress_event(&snapshot.task, &p))], false)
                     }
-                    Ok(Step::Finished(id)) => match agent.get_task(&caller, &id).await {
+                    Ok(Step::Finished(id)) => match api.task(&caller, &id.to_string()).await {
                         Ok(t) => (
                             convert::final_events(&t).into_iter().map(Ok).collect(),
                             true,
                         ),
-                        Err(s) => (vec![Err(convert::error(&s))], true),
+                        Err(e) => (vec![Err(convert::error(e))], true),
                     },
                     Err(e) => (vec![Err(e)], true),
                 }
@@ -115,27 +115,23 @@ pub async fn follow(
 /// What the stream does with one of the task's session events.
 enum Step {
     /// A `WORKING` status update with the report.
-    Progress(pb::Progress),
+    Progress(Arc<ProgressRecord>),
     /// The task (this ID) finished: read it, send its end, close.
-    Finished(String),
+    Finished(Uuid),
 }
 
 /// A seq the session's completions have reached: the highest among its
 /// newest tasks. Any lower bound of the session's last seq is correct
 /// (the feed replays from it and the stream skips other tasks); this one
 /// is close, so little is replayed.
-async fn cursor(agent: &LocalAgent, caller: &Caller, session: &str) -> Result<u64, A2AError> {
-    let newest = agent
-        .list_tasks(
-            caller,
-            pb::ListTasksRequest {
-                session_id: session.to_string(),
-                page_size: CURSOR_PAGE,
-                newest_first: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|s| convert::error(&s))?;
-    Ok(newest.tasks.iter().map(|t| t.seq).max().unwrap_or(0))
+async fn cursor(api: &AgentApi, caller: &Caller, session: &str) -> Result<u64, A2AError> {
+    let page = listing::Page {
+        size: CURSOR_PAGE,
+        token: "",
+        newest_first: true,
+    };
+    let query =
+        listing::task_query(caller, session, "", [], page, api.limits()).map_err(convert::error)?;
+    let newest = api.list_tasks(&query).await.map_err(convert::error)?;
+    Ok(newest.tasks.iter().map(|t| t.task.seq).max().unwrap_or(0))
 }

@@ -1,106 +1,54 @@
-//! A session's [`Feed`](crate::sessions::Feed) as a `Completions` response
-//! stream, and its [`Events`](crate::sessions::Events) as a
+//! A session's completions ([`AgentApi::completions`]) as a `Completions`
+//! response stream, and its events ([`AgentApi::session_events`]) as a
 //! `SessionEvents` one: each completion mapped by
-//! [`convert::streamed_completion`], the feed's error to a status, and the
-//! tenant's stream slot and the open-streams gauge held while it is open.
+//! [`convert::streamed_completion`], each error to a status. The domain
+//! stream holds the tenant's stream slot and the open-streams gauge.
+//!
+//! [`AgentApi::completions`]: crate::agents::AgentApi::completions
+//! [`AgentApi::session_events`]: crate::agents::AgentApi::session_events
 use std::{
-    future::Future,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::SystemTime,
 };
 
 use errand_proto::v1 as pb;
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
-use super::{convert, expiry};
-use crate::{
-    auth::Caller,
-    metrics::Metrics,
-    model::CompletionRecord,
-    quota::Slot,
-    sessions::{Event, EventItem, FeedItem},
-};
+use super::convert;
+use crate::{agents::SessionStream, model::CompletionRecord, sessions::Event};
 
 /// A `Completions` (or, as `CompletionsStream<pb::SessionEvent>`,
-/// `SessionEvents`) stream that holds its tenant's stream slot while open,
-/// and ends when its token expires.
+/// `SessionEvents`) stream.
 pub struct CompletionsStream<T = pb::Completion> {
     items: Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>,
-    metrics: Arc<Metrics>,
-    _slot: Slot,
-    /// Resolves at the token's expiry; `None` once the stream has ended.
-    expiry: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    caller: Caller,
-}
-
-impl<T> CompletionsStream<T> {
-    /// Counts the stream open until it is dropped.
-    fn with(
-        items: Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>,
-        metrics: Arc<Metrics>,
-        slot: Slot,
-        caller: Caller,
-    ) -> Self {
-        metrics.stream_opened();
-        Self {
-            items,
-            metrics,
-            _slot: slot,
-            expiry: Some(Box::pin(expiry::reached(expiry::deadline(&caller)))),
-            caller,
-        }
-    }
-}
-
-/// Counts a completion's wait from commit to delivery.
-fn delivered(metrics: &Metrics, c: &CompletionRecord) {
-    let waited = SystemTime::now()
-        .duration_since(c.completed_at)
-        .unwrap_or_default();
-    metrics.delivered_after(waited);
 }
 
 impl CompletionsStream<pb::Completion> {
-    /// A `Completions` stream over a session's feed; each completion as
+    /// A `Completions` stream over a session's completions; each as
     /// [`convert::streamed_completion`] renders it.
     pub fn new(
-        feed: mpsc::Receiver<FeedItem>,
-        metrics: Arc<Metrics>,
+        stream: SessionStream<Arc<CompletionRecord>>,
         options: convert::StreamOptions,
-        slot: Slot,
-        caller: Caller,
     ) -> Self {
-        let m = metrics.clone();
-        let items = ReceiverStream::new(feed).map(move |item| match item {
-            Ok(c) => {
-                delivered(&m, &c);
-                Ok(convert::streamed_completion(&c, &options))
-            }
+        let items = stream.map(move |item| match item {
+            Ok(c) => Ok(convert::streamed_completion(&c, &options)),
             Err(e) => Err(e.into()),
         });
-        Self::with(Box::pin(items), metrics, slot, caller)
+        Self {
+            items: Box::pin(items),
+        }
     }
 }
 
 impl CompletionsStream<pb::SessionEvent> {
     /// A `SessionEvents` stream; completions rendered as on `Completions`.
-    pub fn events(
-        events: mpsc::Receiver<EventItem>,
-        metrics: Arc<Metrics>,
-        options: convert::StreamOptions,
-        slot: Slot,
-        caller: Caller,
-    ) -> Self {
-        let m = metrics.clone();
-        let items = ReceiverStream::new(events).map(move |item| {
+    pub fn events(stream: SessionStream<Event>, options: convert::StreamOptions) -> Self {
+        let items = stream.map(move |item| {
             let event = match item {
                 Ok(Event::Completion(c)) => {
-                    delivered(&m, &c);
                     pb::session_event::Event::Completion(convert::streamed_completion(&c, &options))
                 }
                 Ok(Event::Progress(p)) => pb::session_event::Event::Progress(convert::progress(&p)),
@@ -108,7 +56,9 @@ impl CompletionsStream<pb::SessionEvent> {
             };
             Ok(pb::SessionEvent { event: Some(event) })
         });
-        Self::with(Box::pin(items), metrics, slot, caller)
+        Self {
+            items: Box::pin(items),
+        }
     }
 }
 
@@ -145,20 +95,7 @@ impl<T> Stream for CompletionsStream<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let Some(expiry) = self.expiry.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if expiry.as_mut().poll(cx).is_ready() {
-            self.expiry = None;
-            return Poll::Ready(Some(Err(expiry::expired(&self.caller).into())));
-        }
         self.items.as_mut().poll_next(cx)
-    }
-}
-
-impl<T> Drop for CompletionsStream<T> {
-    fn drop(&mut self) {
-        self.metrics.stream_closed();
     }
 }
 

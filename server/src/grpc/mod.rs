@@ -1,12 +1,11 @@
 //! The wire edge: thin tonic handlers that turn each request into domain
-//! types ([`convert`]), make one scheduler call, and turn the answer back.
-//! No scheduling logic lives here.
+//! types ([`convert`]), make one call (the agent API, [`crate::agents`],
+//! for `ToolService`; the scheduler for `WorkerService`), and turn the
+//! answer back. No scheduling, keying or quota logic lives here.
 pub mod auth;
 pub mod completions;
 pub mod convert;
-pub mod expiry;
 pub mod failed_auth;
-pub mod fields;
 pub mod listing;
 pub mod rate;
 pub mod results;

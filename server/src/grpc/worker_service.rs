@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use super::{auth::caller, convert, expiry, status_codes};
+use super::{auth::caller, convert, status_codes};
+use crate::auth::expiry;
 use crate::{
     Error,
     auth::Caller,

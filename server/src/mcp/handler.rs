@@ -1,13 +1,22 @@
 //! The MCP `ServerHandler` over errand's [`Agent`]: `tools/list`,
 //! `tools/call` (a task with the Tasks extension, else a wait for the
 //! result) and `tasks/get`, `tasks/update`, `tasks/cancel`, all on the
-//! store through `ToolService`'s code: no task lives only in this adapter.
+//! store through the agent API: no task lives only in this adapter.
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use errand_proto::v1 as pb;
+use super::{
+    convert::{self, TaskTiming},
+    malformed,
+};
+use crate::{
+    agents::{Agent, Call},
+    auth::Caller,
+    error::Kind,
+    scheduler::views::TaskView,
+};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
@@ -18,14 +27,6 @@ use rmcp::{
     },
     service::RequestContext,
 };
-use tonic::Code;
-
-use super::{
-    agent::{Agent, is_final},
-    convert::{self, TaskTiming},
-    malformed,
-};
-use crate::auth::Caller;
 
 /// The header that names the errand session of an MCP request.
 pub const SESSION_HEADER: &str = "errand-session";
@@ -76,16 +77,15 @@ impl McpHandler {
     async fn wait_for_result(
         &self,
         caller: &Caller,
-        task: pb::Task,
+        task: TaskView,
         own_task: bool,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // The run's timeout, plus slack for queueing and the result's trip.
-        let until =
-            Instant::now() + Duration::from_millis(task.timeout_ms) + Duration::from_secs(5);
-        let id = task.task_id.clone();
-        let task = tokio::select! {
-            t = self.agent.wait(caller, task, until) => t.map_err(|s| convert::error(&s))?,
+        let until = Instant::now() + task.task.timeout + Duration::from_secs(5);
+        let id = task.task.id.to_string();
+        let view = tokio::select! {
+            t = self.agent.wait(caller, task, until) => t.map_err(convert::error)?,
             _ = ctx.ct.cancelled() => {
                 if !own_task {
                     return Err(ErrorData::internal_error(
@@ -97,18 +97,19 @@ impl McpHandler {
                 return Err(ErrorData::internal_error("the request was cancelled", None));
             }
         };
-        if !is_final(&task) {
+        let task = &view.task;
+        if !task.state.is_final() {
             return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                 "task {id} is still {} after its timeout; it was not cancelled",
-                convert::meta(&task).0[convert::META_KEY]["status"]
+                convert::meta(task).0[convert::META_KEY]["status"]
             ))])
             .into());
         }
-        let result = convert::call_result(&task).unwrap_or_else(|| {
+        let result = convert::call_result(task).unwrap_or_else(|| {
             let mut r = CallToolResult::error(vec![ContentBlock::text(format!(
                 "CANCELLED: task {id} was cancelled"
             ))]);
-            r.meta = Some(convert::meta(&task));
+            r.meta = Some(convert::meta(task));
             r
         });
         Ok(result.into())
@@ -136,7 +137,7 @@ impl ServerHandler for McpHandler {
             .agent
             .list_tools(&caller)
             .await
-            .map_err(|s| convert::error(&s))?;
+            .map_err(convert::error)?;
         Ok(ListToolsResult::with_all_items(
             tools
                 .into_iter()
@@ -170,39 +171,33 @@ impl ServerHandler for McpHandler {
                 .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?,
             None => String::new(),
         };
-        let submitted = self
-            .agent
-            .submit(
-                &caller,
-                pb::SubmitToolRequest {
-                    session_id: session,
-                    tool: request.name.to_string(),
-                    arguments_json,
-                    ..Default::default()
-                },
-            )
-            .await;
-        let resp = match submitted {
-            Ok(resp) => resp,
+        let call = Call {
+            session,
+            tool: request.name.to_string(),
+            arguments_json,
+            idempotency_key: String::new(),
+        };
+        let submitted = match self.agent.submit(&caller, call).await {
+            Ok(submitted) => submitted,
             // Arguments the schema refuses: a result the model can read and
             // fix, with no task created.
-            Err(s) if s.code() == Code::InvalidArgument => {
-                return Ok(CallToolResult::error(vec![ContentBlock::text(
-                    s.message().to_string(),
-                )])
-                .into());
+            Err(e) if e.kind() == Kind::InvalidArgument => {
+                return Ok(
+                    CallToolResult::error(vec![ContentBlock::text(e.into_message())]).into(),
+                );
             }
-            Err(s) => return Err(convert::error(&s)),
+            Err(e) => return Err(convert::error(e)),
         };
         // A joined or deduplicated submit got another call's task.
-        let own_task = !resp.joined && !resp.deduplicated;
-        let task = resp
-            .task
-            .ok_or_else(|| ErrorData::internal_error("the submit returned no task", None))?;
+        let own_task = submitted.own_task();
+        let task = submitted.task;
         if as_task {
-            let created =
-                CreateTaskResult::new(convert::task(&task, Some(resp.ack), self.settings.timing))
-                    .with_meta(convert::meta(&task));
+            let created = CreateTaskResult::new(convert::task(
+                &task.task,
+                Some(submitted.ack),
+                self.settings.timing,
+            ))
+            .with_meta(convert::meta(&task.task));
             return Ok(CallToolResponse::Task(created));
         }
         self.wait_for_result(&caller, task, own_task, &ctx).await
@@ -218,9 +213,9 @@ impl ServerHandler for McpHandler {
             .agent
             .get_task(&caller, &request.task_id)
             .await
-            .map_err(|s| convert::error(&s))?;
+            .map_err(convert::error)?;
         let mut result = GetTaskResult::new(convert::detailed(&task, self.settings.timing));
-        result.meta = Some(convert::meta(&task));
+        result.meta = Some(convert::meta(&task.task));
         Ok(result)
     }
 
@@ -234,7 +229,7 @@ impl ServerHandler for McpHandler {
         self.agent
             .get_task(&caller, &request.task_id)
             .await
-            .map_err(|s| convert::error(&s))?;
+            .map_err(convert::error)?;
         Ok(())
     }
 
@@ -253,7 +248,7 @@ impl ServerHandler for McpHandler {
             self.agent
                 .get_task(&caller, task_id)
                 .await
-                .map_err(|s| convert::error(&s))?;
+                .map_err(convert::error)?;
             let ack = serde_json::to_value(TaskAckResult::new())
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
             return Ok(CustomResult::new(ack));
@@ -281,8 +276,8 @@ impl ServerHandler for McpHandler {
         match self.agent.cancel_task(&caller, &request.task_id).await {
             // A finished task does not change; the ack is empty either way.
             Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::FailedPrecondition => Ok(()),
-            Err(s) => Err(convert::error(&s)),
+            Err(e) if e.kind() == Kind::FailedPrecondition => Ok(()),
+            Err(e) => Err(convert::error(e)),
         }
     }
 }

@@ -3,9 +3,12 @@
 //! listener at `POST /mcp`, apart from the gRPC port: exposing MCP exposes
 //! agents' calls only, never `WorkerService`.
 //!
-//! A thin adapter: [`handler::McpHandler`] calls [`agent::Agent`], which is
-//! `ToolService`'s own code in process ([`agent::LocalAgent`]) or a remote
-//! errand server (`errand mcp --stdio`). Tasks live in errand's store, so
+//! A thin adapter: [`handler::McpHandler`] calls an [`Agent`], which is the
+//! agent API gRPC's `ToolService` translates ([`AgentApi`]) in process, or a
+//! remote errand server (`errand mcp --stdio`).
+//!
+//! [`Agent`]: crate::agents::Agent
+//! [`AgentApi`]: crate::agents::AgentApi Tasks live in errand's store, so
 //! they survive restarts and their IDs are errand's task IDs.
 //!
 //! Per request: the caller comes from `Authorization: Bearer <token>` (an
@@ -18,7 +21,6 @@
 //! A body rmcp cannot read as a JSON-RPC message is answered by
 //! [`incoming`]'s rules, as `errand mcp --stdio` ([`lines`]) answers such a
 //! line: HTTP 400 with the JSON-RPC error (413 over `--max-message-bytes`).
-pub mod agent;
 pub mod convert;
 pub mod handler;
 pub mod incoming;

@@ -115,7 +115,7 @@ fn check_session(session: &str, limits: &Limits) -> Result<(), Error> {
             session.len()
         )));
     }
-    crate::grpc::fields::identifier("session_id", session)
+    crate::fields::identifier("session_id", session)
 }
 
 #[cfg(test)]

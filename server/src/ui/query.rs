@@ -4,8 +4,8 @@ use axum::http::StatusCode;
 
 use super::{Access, api::Denied, denied};
 use crate::{
+    agents::listing,
     config::Limits,
-    grpc::listing,
     model::{SessionKey, TaskState, ToolKey},
     store::TaskQuery,
     tenant,

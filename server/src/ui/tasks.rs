@@ -16,7 +16,7 @@ use super::{
     query,
 };
 use crate::{
-    grpc::listing,
+    agents::listing,
     model::{CompletionRecord, Finish, Outcome},
     scheduler::{self, views::TaskView},
     store::Cursor,

@@ -1,52 +1,33 @@
 //! The wire mapping, in one place: every `errand.v1` message to and from
-//! its domain type, and every [`Error`] to its gRPC status.
+//! its domain type, and every [`Error`] to its gRPC status ([`remote`]: a
+//! remote server's answers back to domain types, for the CLI).
 use std::time::SystemTime;
 
 use errand_proto::v1 as pb;
 use tonic::{Code, Status, metadata::MetadataValue};
 use uuid::Uuid;
 
-use super::fields;
+pub mod remote;
+
 use crate::{
+    agents::Call,
     config::Limits,
-    error::Error,
+    error::{Error, Kind},
+    fields,
     model::{
         Command, CompletionRecord, Delivery, Fallback, Outcome, ProgressRecord, ProgressReport,
-        Registration, SessionKey, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey,
-        ToolPolicy, millis,
+        Registration, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey, ToolPolicy,
+        millis,
     },
-    store::StoreError,
     tenant, text,
     tools::ToolSpec,
 };
 
-/// Each error's code, as gRPC's status-code table defines them:
-/// INVALID_ARGUMENT for input that is wrong whatever the server's state,
-/// NOT_FOUND for a task or tool that is not there, RESOURCE_EXHAUSTED for a
-/// quota, a rate or a size limit (and a full disk), FAILED_PRECONDITION for a
-/// request the task's state refuses (retrying will not help until it
-/// changes), UNAUTHENTICATED and PERMISSION_DENIED for who may call,
-/// DEADLINE_EXCEEDED for a wait that ran out, UNAVAILABLE for what a retry
-/// may fix (draining, the store unreachable), INTERNAL for a broken
-/// invariant. The message is bounded ([`crate::error::bound`]).
+/// Each error's code: its [`Kind`], one to one. The message is bounded
+/// ([`crate::error::bound`]).
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        let code = match &err {
-            Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::ResourceExhausted(_) | Error::RateLimited { .. } => Code::ResourceExhausted,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::OutOfRange(_) => Code::OutOfRange,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::PermissionDenied(_) => Code::PermissionDenied,
-            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::Store(StoreError::Full(_)) => Code::ResourceExhausted,
-            Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
-            Error::Store(StoreError::LimitReached(_)) => Code::ResourceExhausted,
-            Error::Store(StoreError::Internal(_)) => Code::Internal,
-            Error::Store(StoreError::Rejected(_)) => Code::InvalidArgument,
-        };
+        let code = code(err.kind());
         let retry_after = match &err {
             Error::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
@@ -59,6 +40,22 @@ impl From<Error> for Status {
             meta.insert("retry-after", MetadataValue::from(ms.div_ceil(1000)));
         }
         status
+    }
+}
+
+/// A [`Kind`] as a gRPC code.
+pub fn code(kind: Kind) -> Code {
+    match kind {
+        Kind::InvalidArgument => Code::InvalidArgument,
+        Kind::NotFound => Code::NotFound,
+        Kind::ResourceExhausted => Code::ResourceExhausted,
+        Kind::FailedPrecondition => Code::FailedPrecondition,
+        Kind::OutOfRange => Code::OutOfRange,
+        Kind::Unauthenticated => Code::Unauthenticated,
+        Kind::PermissionDenied => Code::PermissionDenied,
+        Kind::DeadlineExceeded => Code::DeadlineExceeded,
+        Kind::Unavailable => Code::Unavailable,
+        Kind::Internal => Code::Internal,
     }
 }
 
@@ -359,36 +356,31 @@ pub fn listed_tool(spec: &ToolSpec, workers: u32) -> pb::Tool {
     }
 }
 
-/// A submit of `tenant`'s. Errors: a bad session name (see
-/// [`SessionKey::new`]); a tool name no tool can have (INVALID_ARGUMENT, not
-/// NOT_FOUND: it is wrong whatever is registered).
+/// A submit of `tenant`'s. Errors: [`Call::submission`]'s, then a
+/// `dedup`, `fallback` or `delivery` the contract does not have
+/// (INVALID_ARGUMENT).
 pub fn submission(
     req: pb::SubmitToolRequest,
     tenant: &str,
     limits: &Limits,
 ) -> Result<Submission, Error> {
-    let session = SessionKey::new(tenant, &req.session_id, limits)?;
-    fields::identifier("tool", &req.tool)?;
-    crate::tools::check_name(&req.tool)?;
-    fields::identifier("idempotency_key", &req.idempotency_key)?;
-    let join_in_flight = dedup("dedup", req.dedup)?;
-    let fallback = req
-        .fallback
-        .map(|f| fallback(f, tenant, &req.tool))
-        .transpose()?;
-    Ok(Submission {
-        session,
-        tool: ToolKey::new(tenant, &req.tool),
-        delivery: delivery("delivery", req.delivery)?,
+    let call = Call {
+        session: req.session_id,
+        tool: req.tool,
         arguments_json: req.arguments_json,
-        timeout_ms: req.timeout_ms,
-        queue_timeout_ms: req.queue_timeout_ms,
         idempotency_key: req.idempotency_key,
-        result_budget_bytes: req.result_budget_bytes,
-        join_in_flight,
-        fallback,
-        retry_of: None,
-    })
+    };
+    let mut sub = call.submission(tenant, limits)?;
+    sub.join_in_flight = dedup("dedup", req.dedup)?;
+    sub.fallback = req
+        .fallback
+        .map(|f| fallback(f, tenant, sub.tool.name()))
+        .transpose()?;
+    sub.delivery = delivery("delivery", req.delivery)?;
+    sub.timeout_ms = req.timeout_ms;
+    sub.queue_timeout_ms = req.queue_timeout_ms;
+    sub.result_budget_bytes = req.result_budget_bytes;
+    Ok(sub)
 }
 
 /// A fallback of `tenant`'s, for calls of tool `own` (a name). Errors
@@ -502,6 +494,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::store::StoreError;
 
     fn finished(result: &str, budget: u64, summary: Option<&str>) -> CompletionRecord {
         CompletionRecord {

@@ -1,0 +1,195 @@
+//! Task listings as store queries (`ListTasks`, `CancelTasks`, A2A's
+//! `ListTasks`): the caller's tenant only (all tasks when auth is off), the
+//! client's session and tool names keyed, and the page tokens that carry a
+//! listing from page to page.
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::{
+    auth::Caller,
+    config::Limits,
+    error::Error,
+    model::{SessionKey, TaskState, ToolKey},
+    store::{Cursor, TaskQuery},
+    tenant,
+};
+
+/// `page_size` when the request gives none.
+pub const DEFAULT_PAGE: u32 = 100;
+/// The largest `page_size` accepted.
+pub const MAX_PAGE: u32 = 1_000;
+
+/// Which page of a listing: `size` tasks (0: [`DEFAULT_PAGE`]) after
+/// `token` ("" for the first page), in `newest_first` order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page<'a> {
+    pub size: u32,
+    pub token: &'a str,
+    pub newest_first: bool,
+}
+
+/// A listing of `caller`'s tasks as a store query: of `session` and `tool`
+/// (client names, "" for any) in `states` (none: any). `states` come as
+/// the wire reads them, each a state or the error that it is none, so that
+/// errors are found in one order whatever the front end. Errors, in that
+/// order: a page size over [`MAX_PAGE`]; a bad session or tool name; a bad
+/// state; a page token this server did not issue for this order.
+pub fn task_query(
+    caller: &Caller,
+    session: &str,
+    tool: &str,
+    states: impl IntoIterator<Item = Result<TaskState, Error>>,
+    page: Page<'_>,
+    limits: &Limits,
+) -> Result<TaskQuery, Error> {
+    if page.size > MAX_PAGE {
+        return Err(Error::invalid(format!(
+            "page_size {} is over the limit of {MAX_PAGE}: ask for fewer and follow next_page_token",
+            page.size
+        )));
+    }
+    let mut query = filter(caller, session, tool, states, limits)?;
+    query.newest_first = page.newest_first;
+    query.limit = if page.size == 0 {
+        DEFAULT_PAGE
+    } else {
+        page.size
+    } as usize;
+    if !page.token.is_empty() {
+        query.after = Some(parse_token(page.token, page.newest_first)?);
+    }
+    Ok(query)
+}
+
+/// A bulk cancel of `caller`'s unfinished tasks as a query (see
+/// [`task_query`] for the arguments). Errors: a bad session or tool name, a
+/// bad state, a state other than QUEUED or RUNNING.
+pub fn cancel_query(
+    caller: &Caller,
+    session: &str,
+    tool: &str,
+    states: impl IntoIterator<Item = Result<TaskState, Error>>,
+    limits: &Limits,
+) -> Result<TaskQuery, Error> {
+    let query = filter(caller, session, tool, states, limits)?;
+    if let Some(s) = query.states.iter().find(|s| s.is_final()) {
+        return Err(Error::invalid(format!(
+            "statuses may only hold QUEUED and RUNNING: a {} task cannot be cancelled",
+            s.name()
+        )));
+    }
+    Ok(query)
+}
+
+/// The filter both listings share: the caller's tenant only (all tasks
+/// when auth is off), then session, tool and states.
+fn filter(
+    caller: &Caller,
+    session: &str,
+    tool: &str,
+    states: impl IntoIterator<Item = Result<TaskState, Error>>,
+    limits: &Limits,
+) -> Result<TaskQuery, Error> {
+    let tenant = &*caller.tenant;
+    let session = if session.is_empty() {
+        None
+    } else {
+        Some(
+            SessionKey::new(tenant, session, limits)?
+                .as_key()
+                .to_string(),
+        )
+    };
+    let tool = if tool.is_empty() {
+        None
+    } else {
+        crate::tools::check_name(tool)?;
+        Some(ToolKey::new(tenant, tool).as_key().to_string())
+    };
+    let states = states.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(TaskQuery {
+        key_prefix: (!tenant.is_empty()).then(|| tenant::key(tenant, "")),
+        session,
+        tool,
+        states,
+        after: None,
+        newest_first: false,
+        limit: DEFAULT_PAGE as usize,
+        fallback_runs: false,
+    })
+}
+
+/// The token after `last`: "v1", the order, created_at in nanoseconds and
+/// the task ID, hex-encoded so clients treat it as opaque.
+pub fn page_token(last: &Cursor, newest_first: bool) -> String {
+    let dir = if newest_first { 'd' } else { 'a' };
+    let plain = format!("v1.{dir}.{}.{}", nanos(last.created_at), last.id.simple());
+    plain.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Nanoseconds since the Unix epoch (0 before it).
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The cursor a [`page_token`] carries. Errors (INVALID_ARGUMENT): a token
+/// this server did not issue, or issued for the other order.
+pub fn parse_token(token: &str, newest_first: bool) -> Result<Cursor, Error> {
+    let bad = || {
+        Error::invalid(
+            "page_token is not one this server issued for this order: pass next_page_token \
+             unchanged, with the same newest_first, or leave it empty for the first page",
+        )
+    };
+    if token.len() > 256 || !token.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, _>>()?;
+    let plain = String::from_utf8(bytes).map_err(|_| bad())?;
+    let mut parts = plain.split('.');
+    let dir = if newest_first { "d" } else { "a" };
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("v1"), Some(d), Some(at), Some(id), None) if d == dir => Ok(Cursor {
+            created_at: SystemTime::UNIX_EPOCH
+                + Duration::from_nanos(at.parse().map_err(|_| bad())?),
+            id: Uuid::parse_str(id).map_err(|_| bad())?,
+        }),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_the_other_order_or_junk() {
+        let c = Cursor {
+            created_at: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
+            id: Uuid::new_v4(),
+        };
+        let t = page_token(&c, false);
+        assert_eq!(parse_token(&t, false).unwrap(), c);
+        assert!(matches!(
+            parse_token(&t, true),
+            Err(Error::InvalidArgument(_))
+        ));
+        for junk in ["zz", "abc", "00", &"ab".repeat(200)] {
+            assert!(matches!(
+                parse_token(junk, false),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+    }
+}
