@@ -40,8 +40,8 @@ pub trait Backlog: Send + Sync {
     fn recovers(&self) -> bool;
 
     /// Where a new task goes; `room_here` says whether a local worker could
-    /// take it now (asked only when it matters).
-    fn place(&self, room_here: &dyn Fn() -> bool) -> Placement;
+    /// take it now, holding that room if so (asked only when it matters).
+    fn place(&self, room_here: &mut dyn FnMut() -> bool) -> Placement;
 
     /// A task was stored in the shared queue, or a worker here has room and
     /// nothing queued here.
@@ -88,7 +88,7 @@ impl Backlog for LocalBacklog {
     fn recovers(&self) -> bool {
         true
     }
-    fn place(&self, _: &dyn Fn() -> bool) -> Placement {
+    fn place(&self, _: &mut dyn FnMut() -> bool) -> Placement {
         Placement::Here(TaskState::Queued)
     }
     fn wants_work(&self) {}
@@ -154,7 +154,7 @@ impl Backlog for SharedBacklog {
     fn recovers(&self) -> bool {
         false
     }
-    fn place(&self, room_here: &dyn Fn() -> bool) -> Placement {
+    fn place(&self, room_here: &mut dyn FnMut() -> bool) -> Placement {
         // A task a worker here can take at once is stored as claimed by this
         // server (`Running` at insert) and dispatched here, with no trip
         // through the shared queue.

@@ -49,6 +49,7 @@ impl<I: Io> State<I> {
                 tools,
                 max_concurrency,
                 running: HashSet::new(),
+                reserved: 0,
                 tx,
                 closed: false,
                 next_tool: 0,
