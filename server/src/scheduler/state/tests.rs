@@ -400,6 +400,10 @@ mod room {
         give_back(&mut st, claim);
         let submit = st.reserve_room("t").expect("room again once given back");
         assert!(
+            st.reserve_room("t").is_none(),
+            "a second submit meanwhile queues in the store, not here"
+        );
+        assert!(
             plan(&mut st, &[]).is_empty(),
             "the submit's slot is held too"
         );
