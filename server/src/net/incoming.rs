@@ -14,6 +14,7 @@ use futures::Stream;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
+    runtime::{Handle, RuntimeMetrics},
     time::{Instant, Sleep},
 };
 use tracing::warn;
@@ -150,14 +151,14 @@ mod libc_errno {
     pub const ENOBUFS: i32 = rustix::io::Errno::NOBUFS.raw_os_error();
 }
 
-/// A connection that wrote less than this long ago is in a burst: its next
-/// write waits for the frames other ready tasks are about to send (see
-/// `Conn::poll_coalesce`). Under load, responses are woken together (a
-/// store commit answers many calls at once), and one `writev` then carries
-/// them all. At 256 submitters: 2.75 -> 1.92 `writev` calls per task and
-/// 4-9 % less server CPU per durable task; at an open-loop 1,000 submits/s,
-/// where nothing coalesces, 12-16 % more, spent on yields that find nothing
-/// to wait for (bench/ANALYSIS.md, item 14).
+/// A connection that wrote less than this long ago is in a burst: while
+/// tasks woken from outside the runtime wait to run, its next write waits
+/// for the frames they are about to send (see `Conn::poll_coalesce`). Under
+/// load, responses are woken together (a store commit answers many calls
+/// at once), and one write then carries them all. At 256 submitters: 2.75
+/// -> 1.92 `writev` calls per task and 4-9 % less server CPU per durable
+/// task (bench/ANALYSIS.md, item 14). At light load nothing waits, and the
+/// write goes at once (item 16).
 const BURST_WITHIN: Duration = Duration::from_micros(500);
 
 /// One accepted connection: counted until dropped, and failing with
@@ -176,6 +177,9 @@ pub struct Conn {
     write_yielded: bool,
     /// When the last write went out (`None`: never).
     last_write: Option<Instant>,
+    /// The runtime's queue of tasks woken from outside it (the store's
+    /// writer thread wakes answers there): work that may be about to write.
+    runtime: Option<RuntimeMetrics>,
 }
 
 impl Conn {
@@ -191,6 +195,7 @@ impl Conn {
             deadline: Box::pin(tokio::time::sleep_until(now + limits.handshake_timeout)),
             write_yielded: false,
             last_write: None,
+            runtime: Handle::try_current().ok().map(|h| h.metrics()),
         }
     }
 
@@ -204,15 +209,16 @@ impl Conn {
         self.io.peer_addr()
     }
 
-    /// In a burst of writes (the last less than [`BURST_WITHIN`] ago),
-    /// yields once before a write to the tasks ready on this worker, so that
-    /// the frames they are about to send share this write (one `writev` for
-    /// many) instead of one each. The task wakes itself and goes to the back
-    /// of the worker's run queue. A write after a quiet spell goes at once.
+    /// In a burst of writes (the last less than [`BURST_WITHIN`] ago) while
+    /// woken tasks wait to run, yields once before a write to the tasks
+    /// ready on this worker, so that the frames they are about to send share
+    /// this write (one `writev` for many) instead of one each. The task wakes
+    /// itself and goes to the back of the worker's run queue. A write after
+    /// a quiet spell, or with nothing waiting, goes at once.
     fn poll_coalesce(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let now = Instant::now();
         let burst = (self.last_write).is_some_and(|last| now.duration_since(last) < BURST_WITHIN);
-        if burst && !self.write_yielded {
+        if !self.write_yielded && burst && self.woken_work_waits() {
             self.write_yielded = true;
             cx.waker().wake_by_ref();
             return Poll::Pending;
@@ -220,6 +226,14 @@ impl Conn {
         self.write_yielded = false;
         self.last_write = Some(now);
         Poll::Ready(())
+    }
+
+    /// Whether tasks woken from outside the runtime wait to run. A store
+    /// commit wakes the calls it answers from the writer thread, so they
+    /// queue there; at light load the queue is empty and a write goes at
+    /// once.
+    fn woken_work_waits(&self) -> bool {
+        (self.runtime.as_ref()).is_some_and(|m| m.global_queue_depth() > 0)
     }
 
     /// `Pending`, or `TimedOut` once the deadline (handshake, then idle) has
@@ -307,8 +321,16 @@ impl AsyncWrite for Conn {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
+    /// `false`, though the socket could: h2 then copies a DATA payload under
+    /// 1 KiB into its write buffer instead of chaining it (and holding later
+    /// frames back until the chained one is written). A unary answer's
+    /// headers, message and trailers, and under load many answers, go out in
+    /// one `send`: 2.0 -> 1.0 socket writes per submit at an open-loop 1,000/s
+    /// and 2.1 -> 1.45 per task at 256 submitters (`perf stat`,
+    /// bench/ANALYSIS.md item 16). A payload of 1 KiB or more costs a second
+    /// `send` instead of one `writev`.
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -430,8 +452,17 @@ mod tests {
         }
     }
 
+    /// Leaves a task in the runtime's queue of tasks woken from outside it,
+    /// as the store's writer thread leaves the answers it wakes.
+    fn wake_from_outside() {
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || drop(handle.spawn(async {})))
+            .join()
+            .unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_write_in_a_burst_yields_once_and_one_after_a_quiet_spell_goes_at_once() {
+    async fn a_write_in_a_burst_yields_once_to_woken_work_and_goes_at_once_otherwise() {
         let (addr, mut incoming) = listen(limits(10, 10)).await;
         let mut peer = TcpStream::connect(addr).await.unwrap();
         let mut conn = incoming.next().await.unwrap().unwrap();
@@ -442,18 +473,24 @@ mod tests {
 
         // The first write goes at once.
         assert_eq!(write_once(&mut conn, &mut cx, b"a"), Some(1));
-        // The next, with no time between: it yields once, waking its own
-        // task, then goes.
-        assert_eq!(write_once(&mut conn, &mut cx, b"b"), None);
-        assert_eq!(woken(), 1);
+        // The next, with no time between but nothing woken that could
+        // write with it: at once too (light load pays nothing).
         assert_eq!(write_once(&mut conn, &mut cx, b"b"), Some(1));
-        // After a quiet spell, at once again.
-        tokio::time::advance(BURST_WITHIN).await;
+        assert_eq!(woken(), 0);
+        // In a burst with woken work waiting: it yields once, waking its
+        // own task, then goes.
+        wake_from_outside();
+        assert_eq!(write_once(&mut conn, &mut cx, b"c"), None);
+        assert_eq!(woken(), 1);
         assert_eq!(write_once(&mut conn, &mut cx, b"c"), Some(1));
+        // After a quiet spell, at once again, whatever waits.
+        tokio::time::advance(BURST_WITHIN).await;
+        wake_from_outside();
+        assert_eq!(write_once(&mut conn, &mut cx, b"d"), Some(1));
         assert_eq!(woken(), 1);
 
-        let mut got = [0u8; 3];
+        let mut got = [0u8; 4];
         peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"abc");
+        assert_eq!(&got, b"abcd");
     }
 }
