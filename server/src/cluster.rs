@@ -131,6 +131,7 @@ impl Cluster {
                 debug!(tasks = claimed.len(), "claimed queued tasks");
             }
             self.sched.adopt(claimed, rooms).await;
+            self.backlog.claims_settled();
             if failed {
                 return false;
             }

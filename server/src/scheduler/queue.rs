@@ -13,7 +13,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -49,6 +49,11 @@ pub trait Backlog: Send + Sync {
 
     /// The tools served here changed.
     fn tools_changed(&self);
+
+    /// Shared mode: changes once the round of claims in flight now has
+    /// given back the room it held (see [`SharedBacklog::claims_settled`]);
+    /// `None` for a single server.
+    fn claim_rounds(&self) -> Option<watch::Receiver<u64>>;
 
     /// Whether tasks queued here that no local worker serves any more go
     /// back to the store (see [`Self::give_back`]).
@@ -93,6 +98,9 @@ impl Backlog for LocalBacklog {
     }
     fn wants_work(&self) {}
     fn tools_changed(&self) {}
+    fn claim_rounds(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
     fn hands_back(&self) -> bool {
         false
     }
@@ -121,6 +129,8 @@ pub struct SharedBacklog {
     claim_wake: Notify,
     /// Wakes the publisher of this server's tools.
     tools_wake: Notify,
+    /// Rounds of claims settled, for submits waiting on the room one held.
+    claim_rounds: watch::Sender<u64>,
 }
 
 impl SharedBacklog {
@@ -131,6 +141,7 @@ impl SharedBacklog {
             store,
             claim_wake: Notify::new(),
             tools_wake: Notify::new(),
+            claim_rounds: watch::Sender::new(0),
         }))
     }
 
@@ -146,6 +157,12 @@ impl SharedBacklog {
 
     pub fn tools_wake(&self) -> &Notify {
         &self.tools_wake
+    }
+
+    /// A round of claims gave back the room it held: submits waiting on it
+    /// decide again.
+    pub fn claims_settled(&self) {
+        self.claim_rounds.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -169,6 +186,9 @@ impl Backlog for SharedBacklog {
     }
     fn tools_changed(&self) {
         self.tools_wake.notify_one();
+    }
+    fn claim_rounds(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.claim_rounds.subscribe())
     }
     fn hands_back(&self) -> bool {
         true

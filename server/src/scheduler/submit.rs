@@ -19,6 +19,10 @@ use crate::{
     store::Inserted,
 };
 
+/// Longest a submit waits for a claim in flight to give back the room it
+/// holds.
+const CLAIM_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How [`Scheduler::submit_call`] took a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admitted {
@@ -110,21 +114,38 @@ impl Scheduler {
         // Shared mode: the worker slot a task stored as claimed here will
         // take, held meanwhile so no other submit or claim counts it too.
         let mut held = HeldRoom::new(self);
-        let placement = {
-            let mut st = self.lock();
-            let session = SessionKey::from_key(task.session.clone());
-            let run = task.call.fallback_for.is_some();
-            admission::check_room(&st, &session, &self.config.limits, run)?;
-            // A draining server dispatches nothing: what it admits (a
-            // fallback run) waits in the shared queue, not claimed here.
-            let mut room = None;
-            let placement = self.backlog.place(&mut || {
-                room = st.reserve_room(&task.tool);
-                room.is_some()
-            });
-            held.room = room;
-            task.session = st.reserve(&task.session);
-            placement
+        // A claim in flight may hold the only free room; once it settles
+        // (one store round trip) the room is free again if the claim
+        // brought nothing, and a submit with room is dispatched here at
+        // once, as documented. Waited for until CLAIM_SETTLE, then queued
+        // in the store as without room.
+        let deadline = tokio::time::Instant::now() + CLAIM_SETTLE;
+        let placement = loop {
+            let mut settled = {
+                let mut st = self.lock();
+                let session = SessionKey::from_key(task.session.clone());
+                let run = task.call.fallback_for.is_some();
+                admission::check_room(&st, &session, &self.config.limits, run)?;
+                // A draining server dispatches nothing: what it admits (a
+                // fallback run) waits in the shared queue, not claimed here.
+                let mut room = None;
+                let placement = self.backlog.place(&mut || {
+                    room = st.reserve_room(&task.tool);
+                    room.is_some()
+                });
+                let wait = placement == Placement::Elsewhere
+                    && tokio::time::Instant::now() < deadline
+                    && st.claims_hold_room_for(&task.tool);
+                match wait.then(|| self.backlog.claim_rounds()).flatten() {
+                    Some(settled) => settled,
+                    None => {
+                        held.room = room;
+                        task.session = st.reserve(&task.session);
+                        break placement;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, settled.changed()).await;
         };
         if let Placement::Here(state) = placement {
             task.state = state;

@@ -141,6 +141,8 @@ struct WorkerEntry<I: Io> {
     /// Shared mode: free slots held for tasks on their way here (a submit
     /// being stored, a claim in flight), see `room.rs`.
     reserved: usize,
+    /// How many of those a claim in flight holds.
+    claim_held: usize,
     tx: I::Tx,
     /// Its stream is gone or stuck; cleanup is on the way. Gets no more tasks.
     closed: bool,

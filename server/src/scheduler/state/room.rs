@@ -13,6 +13,8 @@ use super::{Io, State, WorkerId};
 #[must_use = "held slots stay taken until released"]
 pub struct Reservation {
     slots: Vec<WorkerId>,
+    /// Held for a claim (not a submit).
+    claim: bool,
 }
 
 impl Reservation {
@@ -44,7 +46,25 @@ impl<I: Io> State<I> {
         self.workers.get_mut(&worker)?.reserved += 1;
         Some(Reservation {
             slots: vec![worker],
+            claim: false,
         })
+    }
+
+    /// Whether a submit of `tool` finds no room only because a claim in
+    /// flight holds it: that room may be free again once the claim settles.
+    pub fn claims_hold_room_for(&self, tool: &str) -> bool {
+        !self.draining
+            && self.tools.get(tool).is_some_and(|entry| {
+                entry.queue.is_empty()
+                    && entry
+                        .workers
+                        .iter()
+                        .filter_map(|id| self.workers.get(id))
+                        .any(|w| {
+                            !w.closed
+                                && w.running.len() + w.reserved - w.claim_held < w.max_concurrency
+                        })
+            })
     }
 
     /// Holds the room for one round of claims from the store's queue: per
@@ -85,10 +105,11 @@ impl<I: Io> State<I> {
                 covered -= skipped;
                 let take = free - skipped;
                 w.reserved += take;
+                w.claim_held += take;
                 slots.extend(std::iter::repeat_n(*id, take));
             }
             if !slots.is_empty() {
-                out.push((name, Reservation { slots }));
+                out.push((name, Reservation { slots, claim: true }));
             }
         }
         out
@@ -102,6 +123,9 @@ impl<I: Io> State<I> {
         for id in room.slots {
             if let Some(w) = self.workers.get_mut(&id) {
                 w.reserved -= 1;
+                if room.claim {
+                    w.claim_held -= 1;
+                }
                 for tool in &w.tools {
                     if !tools.contains(tool) {
                         tools.push(tool.clone());

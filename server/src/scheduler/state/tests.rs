@@ -392,13 +392,18 @@ mod room {
         worker(&mut st, &["t"], 1);
         let claim = plan(&mut st, &[]);
         assert_eq!(sizes(&claim), [("t", 1)]);
+        assert!(st.reserve_room("t").is_none(), "no room for a submit now");
         assert!(
-            st.reserve_room("t").is_none(),
-            "the submit queues in the store"
+            st.claims_hold_room_for("t"),
+            "but it may wait for the claim"
         );
         assert!(plan(&mut st, &[]).is_empty(), "no second claim for it");
         give_back(&mut st, claim);
         let submit = st.reserve_room("t").expect("room again once given back");
+        assert!(
+            !st.claims_hold_room_for("t"),
+            "a submit's slot is not a claim's"
+        );
         assert!(
             st.reserve_room("t").is_none(),
             "a second submit meanwhile queues in the store, not here"

@@ -50,6 +50,7 @@ impl<I: Io> State<I> {
                 max_concurrency,
                 running: HashSet::new(),
                 reserved: 0,
+                claim_held: 0,
                 tx,
                 closed: false,
                 next_tool: 0,
