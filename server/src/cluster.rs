@@ -3,7 +3,8 @@
 //!
 //! The background work of shared mode, beside the core:
 //! - the **claimer** takes queued tasks from the store for the tools this
-//!   server's workers serve, up to their free slots, and hands them to
+//!   server's workers serve, up to their free slots (each slot counted for
+//!   one tool, and held while the claim is in flight), and hands them to
 //!   [`Scheduler::adopt`]. It runs when woken (a submit here, a worker with room,
 //!   a notification that work was queued elsewhere) and once a second anyway;
 //! - the **listener** turns the store's hints into wake-ups: a completion
@@ -72,7 +73,6 @@ impl Cluster {
     }
 
     async fn claimer(self) {
-        let shared = self.backlog.queue();
         let mut tick = tokio::time::interval(CLAIM_EVERY);
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -81,41 +81,59 @@ impl Cluster {
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => return,
             }
-            loop {
-                let wants = self.sched.wants();
-                if wants.is_empty() {
-                    break;
-                }
-                let results = join_all(wants.iter().map(|(tool, n)| shared.claim(tool, *n))).await;
-                let mut claimed = Vec::new();
-                let mut full = false;
-                let mut failed = false;
-                for ((tool, n), result) in wants.iter().zip(results) {
-                    match result {
-                        Ok(tasks) => {
-                            full |= tasks.len() == *n;
-                            claimed.extend(tasks);
+            if self.claim_pass().await {
+                backoff = Duration::from_millis(50);
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+
+    /// Claims queued tasks for this server's free worker slots, in rounds
+    /// until no slot is left or the store has no more for the tools with
+    /// one. Each round's slots are held from before its claims until the
+    /// claimed tasks are queued here, so a submit meanwhile never counts
+    /// them too. False when a claim failed.
+    async fn claim_pass(&self) -> bool {
+        let shared = self.backlog.queue();
+        // Tools whose claim came back short: the store has no more of them.
+        let mut drained = HashSet::new();
+        loop {
+            let plan = self.sched.reserve_claims(&drained);
+            if plan.is_empty() {
+                return true;
+            }
+            let results = join_all(
+                plan.iter()
+                    .map(|(tool, room)| shared.claim(tool, room.len())),
+            )
+            .await;
+            let mut claimed = Vec::new();
+            let mut rooms = Vec::with_capacity(plan.len());
+            let mut failed = false;
+            for ((tool, room), result) in plan.into_iter().zip(results) {
+                match result {
+                    Ok(tasks) => {
+                        if tasks.len() < room.len() {
+                            drained.insert(tool);
                         }
-                        Err(e) => {
-                            warn!(tool = %crate::logs::field(tool), error = %e, "claiming queued tasks failed");
-                            failed = true;
-                        }
+                        claimed.extend(tasks);
+                    }
+                    Err(e) => {
+                        warn!(tool = %crate::logs::field(&tool), error = %e, "claiming queued tasks failed");
+                        failed = true;
                     }
                 }
-                if !claimed.is_empty() {
-                    debug!(tasks = claimed.len(), "claimed queued tasks");
-                    self.sched.adopt(claimed).await;
-                }
-                if failed {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    break;
-                }
-                backoff = Duration::from_millis(50);
-                // Every slot was filled: there may be more for slots freed since.
-                if !full {
-                    break;
-                }
+                rooms.push(room);
+            }
+            if !claimed.is_empty() {
+                debug!(tasks = claimed.len(), "claimed queued tasks");
+            }
+            self.sched.adopt(claimed, rooms).await;
+            self.backlog.claims_settled();
+            if failed {
+                return false;
             }
         }
     }

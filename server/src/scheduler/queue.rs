@@ -13,7 +13,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -40,8 +40,8 @@ pub trait Backlog: Send + Sync {
     fn recovers(&self) -> bool;
 
     /// Where a new task goes; `room_here` says whether a local worker could
-    /// take it now (asked only when it matters).
-    fn place(&self, room_here: &dyn Fn() -> bool) -> Placement;
+    /// take it now, holding that room if so (asked only when it matters).
+    fn place(&self, room_here: &mut dyn FnMut() -> bool) -> Placement;
 
     /// A task was stored in the shared queue, or a worker here has room and
     /// nothing queued here.
@@ -49,6 +49,11 @@ pub trait Backlog: Send + Sync {
 
     /// The tools served here changed.
     fn tools_changed(&self);
+
+    /// Shared mode: changes once the round of claims in flight now has
+    /// given back the room it held (see [`SharedBacklog::claims_settled`]);
+    /// `None` for a single server.
+    fn claim_rounds(&self) -> Option<watch::Receiver<u64>>;
 
     /// Whether tasks queued here that no local worker serves any more go
     /// back to the store (see [`Self::give_back`]).
@@ -88,11 +93,14 @@ impl Backlog for LocalBacklog {
     fn recovers(&self) -> bool {
         true
     }
-    fn place(&self, _: &dyn Fn() -> bool) -> Placement {
+    fn place(&self, _: &mut dyn FnMut() -> bool) -> Placement {
         Placement::Here(TaskState::Queued)
     }
     fn wants_work(&self) {}
     fn tools_changed(&self) {}
+    fn claim_rounds(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
     fn hands_back(&self) -> bool {
         false
     }
@@ -121,6 +129,8 @@ pub struct SharedBacklog {
     claim_wake: Notify,
     /// Wakes the publisher of this server's tools.
     tools_wake: Notify,
+    /// Rounds of claims settled, for submits waiting on the room one held.
+    claim_rounds: watch::Sender<u64>,
 }
 
 impl SharedBacklog {
@@ -131,6 +141,7 @@ impl SharedBacklog {
             store,
             claim_wake: Notify::new(),
             tools_wake: Notify::new(),
+            claim_rounds: watch::Sender::new(0),
         }))
     }
 
@@ -147,6 +158,12 @@ impl SharedBacklog {
     pub fn tools_wake(&self) -> &Notify {
         &self.tools_wake
     }
+
+    /// A round of claims gave back the room it held: submits waiting on it
+    /// decide again.
+    pub fn claims_settled(&self) {
+        self.claim_rounds.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 #[async_trait]
@@ -154,7 +171,7 @@ impl Backlog for SharedBacklog {
     fn recovers(&self) -> bool {
         false
     }
-    fn place(&self, room_here: &dyn Fn() -> bool) -> Placement {
+    fn place(&self, room_here: &mut dyn FnMut() -> bool) -> Placement {
         // A task a worker here can take at once is stored as claimed by this
         // server (`Running` at insert) and dispatched here, with no trip
         // through the shared queue.
@@ -169,6 +186,9 @@ impl Backlog for SharedBacklog {
     }
     fn tools_changed(&self) {
         self.tools_wake.notify_one();
+    }
+    fn claim_rounds(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.claim_rounds.subscribe())
     }
     fn hands_back(&self) -> bool {
         true

@@ -1,11 +1,15 @@
 //! Shared mode: what [`crate::cluster`] asks of the live state. Each method
 //! holds the lock for one short synchronous section, as everywhere here.
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::SystemTime,
+};
 
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::Scheduler;
+use super::{Scheduler, state::Reservation};
 use crate::{
     model::{Outcome, TaskRecord, TaskState, ToolDef, ToolKey, codes, millis},
     store::ToolAdvert,
@@ -13,10 +17,12 @@ use crate::{
 };
 
 impl Scheduler {
-    /// Per tool served here: free worker slots not already covered by
-    /// claimed tasks waiting here.
-    pub fn wants(&self) -> Vec<(Arc<str>, usize)> {
-        self.lock().wants()
+    /// Holds this server's free worker slots for one round of claims, per
+    /// tool served here but those in `skip`; each slot counts for one tool
+    /// only (see `State::reserve_claims`). Hand the reservations to
+    /// [`Self::adopt`] with what the claims brought.
+    pub fn reserve_claims(&self, skip: &HashSet<Arc<str>>) -> Vec<(Arc<str>, Reservation)> {
+        self.lock().reserve_claims(skip)
     }
 
     /// Whether a worker here serves `tool`.
@@ -24,10 +30,12 @@ impl Scheduler {
         self.lock().serves(tool)
     }
 
-    /// Takes claimed tasks into the live state and dispatches them. Tasks no
-    /// local worker serves any more go back to the store.
-    pub async fn adopt(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
-        let tasks = {
+    /// Takes claimed tasks into the live state and dispatches them, giving
+    /// back the `rooms` held for their claims in the same step (so no submit
+    /// takes a slot meant for them). Tasks no local worker serves any more
+    /// go back to the store.
+    pub async fn adopt(self: &Arc<Self>, tasks: Vec<TaskRecord>, rooms: Vec<Reservation>) {
+        let released = {
             let mut st = self.lock();
             let mut fresh = Vec::with_capacity(tasks.len());
             for mut task in tasks {
@@ -36,9 +44,9 @@ impl Scheduler {
                     fresh.push(task);
                 }
             }
-            fresh
+            self.queue_locked(&mut st, fresh, rooms)
         };
-        self.queue_here(tasks).await;
+        self.backlog.give_back(released).await;
     }
 
     /// Every task this server holds (claimed, queued here or running).
@@ -125,5 +133,36 @@ impl Scheduler {
             })
             .collect();
         self.lock().set_remote_tools(remote);
+    }
+}
+
+/// Room a submit holds on a worker here while its task is stored as
+/// claimed by this server. Given back when dropped unless the task took it
+/// (a submit's future may be dropped mid-store); drop it with the state's
+/// lock free.
+pub(super) struct HeldRoom<'a> {
+    sched: &'a Arc<Scheduler>,
+    pub room: Option<Reservation>,
+}
+
+impl<'a> HeldRoom<'a> {
+    pub fn new(sched: &'a Arc<Scheduler>) -> Self {
+        Self { sched, room: None }
+    }
+}
+
+impl Drop for HeldRoom<'_> {
+    fn drop(&mut self) {
+        let Some(room) = self.room.take() else {
+            return;
+        };
+        {
+            let mut st = self.sched.lock();
+            st.release_room(room, SystemTime::now());
+            self.sched.apply(&mut st);
+        }
+        // Claims meanwhile counted the slot as taken: the shared queue may
+        // have work for it.
+        self.sched.backlog.wants_work();
     }
 }

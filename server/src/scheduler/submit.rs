@@ -4,7 +4,13 @@ use std::{sync::Arc, time::SystemTime};
 
 use tracing::debug;
 
-use super::{Scheduler, admission, queue::Placement};
+use super::{
+    Scheduler, admission,
+    queue::Placement,
+    shared::HeldRoom,
+    state::{Reservation, State},
+    worker_tx::Tokio,
+};
 use crate::{
     error::Error,
     logs,
@@ -12,6 +18,10 @@ use crate::{
     sessions::{Activity, ActivityKind},
     store::Inserted,
 };
+
+/// Longest a submit waits for a claim in flight to give back the room it
+/// holds.
+const CLAIM_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How [`Scheduler::submit_call`] took a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,18 +111,41 @@ impl Scheduler {
         self: &Arc<Self>,
         mut task: TaskRecord,
     ) -> Result<(TaskRecord, Admitted), Error> {
-        let placement = {
-            let mut st = self.lock();
-            let session = SessionKey::from_key(task.session.clone());
-            let run = task.call.fallback_for.is_some();
-            admission::check_room(&st, &session, &self.config.limits, run)?;
-            // A draining server dispatches nothing: what it admits (a
-            // fallback run) waits in the shared queue, not claimed here.
-            let placement = self
-                .backlog
-                .place(&|| !st.is_draining() && st.has_room_for(&task.tool));
-            task.session = st.reserve(&task.session);
-            placement
+        // Shared mode: the worker slot a task stored as claimed here will
+        // take, held meanwhile so no other submit or claim counts it too.
+        let mut held = HeldRoom::new(self);
+        // A claim in flight may hold the only free room; once it settles
+        // (one store round trip) the room is free again if the claim
+        // brought nothing, and a submit with room is dispatched here at
+        // once, as documented. Waited for until CLAIM_SETTLE, then queued
+        // in the store as without room.
+        let deadline = tokio::time::Instant::now() + CLAIM_SETTLE;
+        let placement = loop {
+            let mut settled = {
+                let mut st = self.lock();
+                let session = SessionKey::from_key(task.session.clone());
+                let run = task.call.fallback_for.is_some();
+                admission::check_room(&st, &session, &self.config.limits, run)?;
+                // A draining server dispatches nothing: what it admits (a
+                // fallback run) waits in the shared queue, not claimed here.
+                let mut room = None;
+                let placement = self.backlog.place(&mut || {
+                    room = st.reserve_room(&task.tool);
+                    room.is_some()
+                });
+                let wait = placement == Placement::Elsewhere
+                    && tokio::time::Instant::now() < deadline
+                    && st.claims_hold_room_for(&task.tool);
+                match wait.then(|| self.backlog.claim_rounds()).flatten() {
+                    Some(settled) => settled,
+                    None => {
+                        held.room = room;
+                        task.session = st.reserve(&task.session);
+                        break placement;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, settled.changed()).await;
         };
         if let Placement::Here(state) = placement {
             task.state = state;
@@ -151,7 +184,7 @@ impl Scheduler {
             at: task.created_at,
         });
         match placement {
-            Placement::Here(_) => self.queue_one(task.clone()).await,
+            Placement::Here(_) => self.queue_one(task.clone(), held.room.take()).await,
             Placement::Elsewhere => {
                 self.lock().release(&task.session);
                 // A claimer (this server's or another's) takes it for a
@@ -162,40 +195,65 @@ impl Scheduler {
         Ok((task, Admitted::New))
     }
 
-    /// Queues tasks here whose sessions are reserved, and dispatches them.
-    /// With a shared backlog, those no local worker serves go back to it.
-    pub(super) async fn queue_here(self: &Arc<Self>, tasks: Vec<TaskRecord>) {
+    /// Queues tasks here whose sessions are reserved, and dispatches them,
+    /// giving back the `rooms` held for them first. With a shared backlog,
+    /// those no local worker serves go back to it.
+    pub(super) async fn queue_here(
+        self: &Arc<Self>,
+        tasks: Vec<TaskRecord>,
+        rooms: Vec<Reservation>,
+    ) {
         let released = {
             let mut st = self.lock();
-            let mut tools: Vec<Arc<str>> = Vec::new();
-            for task in tasks {
-                let (session, tool) = (task.session.clone(), task.tool.clone());
-                if !st.enqueue(task) {
-                    st.release(&session);
-                } else if !tools.contains(&tool) {
-                    tools.push(tool);
-                }
-            }
-            let now = SystemTime::now();
-            for tool in &tools {
-                st.dispatch_tool(tool, now);
-            }
-            self.apply(&mut st);
-            if self.backlog.hands_back() {
-                st.unservable(&tools)
-            } else {
-                Vec::new()
-            }
+            self.queue_locked(&mut st, tasks, rooms)
         };
         self.backlog.give_back(released).await;
     }
 
-    /// [`Self::queue_here`] for one task, the submit's hot path.
-    async fn queue_one(self: &Arc<Self>, task: TaskRecord) {
+    /// [`Self::queue_here`] with the lock held; returns the tasks to give
+    /// back to the shared queue.
+    pub(super) fn queue_locked(
+        self: &Arc<Self>,
+        st: &mut State<Tokio>,
+        tasks: Vec<TaskRecord>,
+        rooms: Vec<Reservation>,
+    ) -> Vec<uuid::Uuid> {
+        let now = SystemTime::now();
+        for room in rooms {
+            st.release_room(room, now);
+        }
+        let mut tools: Vec<Arc<str>> = Vec::new();
+        for task in tasks {
+            let (session, tool) = (task.session.clone(), task.tool.clone());
+            if !st.enqueue(task) {
+                st.release(&session);
+            } else if !tools.contains(&tool) {
+                tools.push(tool);
+            }
+        }
+        for tool in &tools {
+            st.dispatch_tool(tool, now);
+        }
+        self.apply(st);
         if self.backlog.hands_back() {
-            return self.queue_here(vec![task]).await;
+            st.unservable(&tools)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// [`Self::queue_here`] for one task, the submit's hot path; `room` is
+    /// the slot held for it (shared mode).
+    async fn queue_one(self: &Arc<Self>, task: TaskRecord, room: Option<Reservation>) {
+        if self.backlog.hands_back() {
+            return self
+                .queue_here(vec![task], room.into_iter().collect())
+                .await;
         }
         let mut st = self.lock();
+        if let Some(room) = room {
+            st.release_room(room, SystemTime::now());
+        }
         let (session, tool) = (task.session.clone(), task.tool.clone());
         if !st.enqueue(task) {
             st.release(&session);

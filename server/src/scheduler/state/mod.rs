@@ -26,9 +26,11 @@ use crate::{
 mod forget;
 mod progress;
 mod registry;
+mod room;
 mod views;
 mod workers;
 
+pub use room::Reservation;
 pub use views::WorkerView;
 
 /// Server-side ID of one worker connection.
@@ -101,6 +103,8 @@ pub struct State<I: Io> {
     progressing: HashMap<Arc<str>, HashSet<Uuid>>,
     /// Shared mode: progress of tasks handed back to the store's queue.
     parked: progress::ParkedProgress,
+    /// Shared mode: which tool the next round of claims serves first.
+    claim_turn: usize,
     effects: Effects,
 }
 
@@ -134,6 +138,11 @@ struct WorkerEntry<I: Io> {
     tools: Vec<Arc<str>>,
     max_concurrency: usize,
     running: HashSet<Uuid>,
+    /// Shared mode: free slots held for tasks on their way here (a submit
+    /// being stored, a claim in flight), see `room.rs`.
+    reserved: usize,
+    /// How many of those a claim in flight holds.
+    claim_held: usize,
     tx: I::Tx,
     /// Its stream is gone or stuck; cleanup is on the way. Gets no more tasks.
     closed: bool,
@@ -145,13 +154,15 @@ struct WorkerEntry<I: Io> {
 }
 
 impl<I: Io> WorkerEntry<I> {
+    /// A slot neither running a task nor held for one on its way here.
     fn has_room(&self) -> bool {
-        !self.closed && self.running.len() < self.max_concurrency
+        !self.closed && self.running.len() + self.reserved < self.max_concurrency
     }
 
+    /// How many such slots.
     fn free(&self) -> usize {
         if self.has_room() {
-            self.max_concurrency - self.running.len()
+            self.max_concurrency - self.running.len() - self.reserved
         } else {
             0
         }
@@ -171,6 +182,7 @@ impl<I: Io> Default for State<I> {
             remote: HashMap::new(),
             progressing: HashMap::new(),
             parked: Default::default(),
+            claim_turn: 0,
             effects: Effects::default(),
         }
     }

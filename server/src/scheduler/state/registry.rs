@@ -72,26 +72,9 @@ impl<I: Io> State<I> {
         (tools, self.workers.len())
     }
 
-    /// Shared mode: per tool served here, free worker slots not already
-    /// covered by claimed tasks waiting here.
-    pub fn wants(&self) -> Vec<(Arc<str>, usize)> {
-        self.tools
-            .iter()
-            .filter_map(|(name, entry)| {
-                let free: usize = entry
-                    .workers
-                    .iter()
-                    .filter_map(|id| self.workers.get(id))
-                    .map(WorkerEntry::free)
-                    .sum();
-                let want = free.saturating_sub(entry.queue.len());
-                (want > 0).then(|| (name.clone(), want))
-            })
-            .collect()
-    }
-
-    /// Whether a worker here serving `tool` has a free slot and no task of
-    /// the tool is waiting here.
+    /// Whether a worker here serving `tool` has a free slot (one neither
+    /// running nor held, see `room.rs`) and no task of the tool is waiting
+    /// here.
     pub fn has_room_for(&self, tool: &str) -> bool {
         self.tools.get(tool).is_some_and(|entry| {
             entry.queue.is_empty()

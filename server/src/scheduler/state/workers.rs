@@ -49,6 +49,8 @@ impl<I: Io> State<I> {
                 tools,
                 max_concurrency,
                 running: HashSet::new(),
+                reserved: 0,
+                claim_held: 0,
                 tx,
                 closed: false,
                 next_tool: 0,
