@@ -61,7 +61,8 @@ use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use checkpoint::Checkpointer;
 use errors::{io_error, open_error, store_error};
-pub use integrity::{CLEAN_FILE, check_store};
+use integrity::{BackgroundCheck, StartCheck};
+pub use integrity::{CLEAN_FILE, CheckState, SUSPECT_FILE, check_store};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
 use schema::{lock_data_dir, open_writer};
 use writer::{Op, Writer};
@@ -96,6 +97,8 @@ pub struct SqliteStore {
     /// Dropped after the writer and the readers: its connection is the
     /// last, whose close folds the WAL into the file.
     checkpointer: Option<Checkpointer>,
+    /// The check of a file that was not closed cleanly, while serving.
+    check: Option<BackgroundCheck>,
     read_permits: Semaphore,
     data_dir: PathBuf,
     _lock: File,
@@ -112,11 +115,19 @@ impl SqliteStore {
         files::prepare_data_dir(data_dir)?;
         files::own_file(&data_dir.join(LOCK_FILE))?;
         let lock = lock_data_dir(data_dir)?;
-        let clean = integrity::take_clean_mark(data_dir)?;
+        let check = integrity::take_clean_mark(data_dir)?;
         let path = data_dir.join(DB_FILE);
         files::own_file(&path)?;
         files::own_sidecars(&path)?;
-        let mut conn = open_writer(&path, !clean)?;
+        let (mut conn, left) = open_writer(&path, check)?;
+        if check == StartCheck::Now {
+            // Checked and sound: a restored file is served again.
+            integrity::remove_mark(data_dir, SUSPECT_FILE)?;
+        }
+        let check = match left {
+            StartCheck::Beside => Some(BackgroundCheck::start(data_dir)?),
+            StartCheck::Skip | StartCheck::Now => None,
+        };
         let checkpointer = Checkpointer::start(&path)?;
         checkpointer.hook(&mut conn)?;
         let (tx, rx) = batch::queue();
@@ -137,6 +148,7 @@ impl SqliteStore {
             writer: Some(writer),
             readers,
             checkpointer: Some(checkpointer),
+            check,
             read_permits: Semaphore::new(READERS),
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
@@ -148,8 +160,22 @@ impl SqliteStore {
         self.tx.as_ref().map(|tx| tx.stats()).unwrap_or_default()
     }
 
+    /// Where writes go; fails once a check found the file corrupt.
     fn queue(&self) -> Result<&batch::Sender<Op>, StoreError> {
+        if let Some(CheckState::Corrupt(e)) = self.check.as_ref().map(BackgroundCheck::state) {
+            return Err(e);
+        }
         self.tx.as_ref().ok_or_else(writer_gone)
+    }
+
+    /// Waits for the check of a file that was not closed cleanly (see
+    /// `integrity.rs`) and says how it ended; [`CheckState::Sound`] at once
+    /// when this start needed none or checked before serving.
+    pub async fn checked(&self) -> CheckState {
+        match &self.check {
+            Some(check) => check.finished().await,
+            None => CheckState::Sound,
+        }
     }
 
     /// Sends a change to the writer and waits until it is committed.
@@ -189,6 +215,11 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // A check still reading is cut short: the next start checks again.
+        let sound = self
+            .check
+            .take()
+            .is_none_or(|mut check| matches!(check.stop(), CheckState::Sound));
         // Closing the channel lets the writer drain what is queued and stop.
         drop(self.tx.take());
         if let Some(writer) = self.writer.take() {
@@ -197,10 +228,13 @@ impl Drop for SqliteStore {
                 return;
             }
             // Closing the last connection folds the WAL into the file; then
-            // the next start may skip the full check.
+            // the next start may skip the full check, if this one's found
+            // the file sound.
             self.readers.lock().clear();
             drop(self.checkpointer.take());
-            integrity::leave_clean_mark(&self.data_dir);
+            if sound {
+                integrity::leave_clean_mark(&self.data_dir);
+            }
         }
     }
 }
