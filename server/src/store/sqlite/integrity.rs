@@ -12,27 +12,36 @@
 //!   ([`BackgroundCheck`]), so a restart after a crash is as quick as after a
 //!   clean stop. SQLite's WAL keeps the file whole across crashes; the check
 //!   is for what it cannot help (a disk that lied, a file damaged by hand).
-//!   If it finds corruption, every later write fails with what it found,
-//!   and it leaves a second mark, `errand.suspect`, so that the next start
-//!   checks first and refuses the file.
+//!   If it finds corruption, every later write fails with what it found
+//!   (the writer refuses them too) and `errand serve` stops.
 //! - **A mark that no longer fits the file** (changed or replaced while the
-//!   server was down), **`errand.suspect`**, or a schema migration to run:
+//!   server was down), a schema migration to run, or **`errand.suspect`**:
 //!   the check runs before serving, and a corrupt file is refused.
 //!
-//! The clean mark is removed, durably, before anything is written, so a crash
-//! of that run is never mistaken for a clean stop; a stop leaves it again only
-//! when the file was found sound or not checked at all. `errand check-store`
-//! checks the whole file on demand, also beside a running server.
+//! `errand.suspect` is there whenever the file is not known to be sound: a
+//! start that must check leaves it before anything is written, and only a
+//! check that finds the file sound removes it; one that finds corruption
+//! writes what it found into it. So a run that dies before its check ends,
+//! or that found corruption, makes the next start check first and refuse a
+//! corrupt file, until it is restored (or moved away). The clean mark is
+//! removed, durably, before anything is written, so a crash of that run is
+//! never mistaken for a clean stop; a stop leaves it only when no check was
+//! due or the check found the file sound. `errand check-store` checks the
+//! whole file on demand, also beside a running server.
 use std::{
     fs::{self, File},
     io::Write,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::Path,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use rusqlite::{Connection, InterruptHandle, OpenFlags};
+use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -41,7 +50,9 @@ use super::{DB_FILE, StoreError, errors::io_error, errors::open_error};
 /// The clean-stop mark inside the data dir.
 pub const CLEAN_FILE: &str = "errand.clean";
 
-/// The mark a failed check leaves: the next start checks before serving.
+/// The mark left while `errand.db` is not known to be sound (a check is due,
+/// running, or found corruption, which the mark then names): the next start
+/// checks before serving.
 pub const SUSPECT_FILE: &str = "errand.suspect";
 
 /// When this start checks `errand.db`.
@@ -76,25 +87,35 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// When this start must check `errand.db` (see the module's doc). Removes
 /// the clean-stop mark either way, durably, before the store writes
-/// anything.
+/// anything; when a check is due, leaves [`SUSPECT_FILE`] until a check
+/// finds the file sound, so that a run that dies before its check ends
+/// (a file too damaged to recover from, say) makes the next start check
+/// before serving.
 pub(super) fn take_clean_mark(data_dir: &Path) -> Result<StartCheck, StoreError> {
-    if data_dir.join(SUSPECT_FILE).exists() {
-        info!("a check of errand.db found corruption in an earlier run: checking it again");
-        remove_mark(data_dir, CLEAN_FILE)?;
-        return Ok(StartCheck::Now);
-    }
-    let mark = data_dir.join(CLEAN_FILE);
-    let Ok(said) = fs::read_to_string(&mark) else {
-        return Ok(StartCheck::Beside);
+    let suspect = data_dir.join(SUSPECT_FILE);
+    let check = if let Ok(why) = fs::read_to_string(&suspect) {
+        info!(mark = %why.trim(), "errand.db was not found sound since: checking it before serving");
+        StartCheck::Now
+    } else if let Ok(said) = fs::read_to_string(data_dir.join(CLEAN_FILE)) {
+        let db = data_dir.join(DB_FILE);
+        if fingerprint(&db).is_some_and(|now| now == said.trim()) && !wal_present(&db) {
+            StartCheck::Skip
+        } else {
+            info!("errand.db changed since the last clean stop: checking it before serving");
+            StartCheck::Now
+        }
+    } else {
+        StartCheck::Beside
     };
-    let db = data_dir.join(DB_FILE);
-    let same = fingerprint(&db).is_some_and(|now| now == said.trim()) && !wal_present(&db);
     remove_mark(data_dir, CLEAN_FILE)?;
-    if same {
-        return Ok(StartCheck::Skip);
+    if check != StartCheck::Skip && !suspect.exists() {
+        write_mark(
+            data_dir,
+            SUSPECT_FILE,
+            "a start began checking errand.db and did not find it sound",
+        )?;
     }
-    info!("errand.db changed since the last clean stop: checking it");
-    Ok(StartCheck::Now)
+    Ok(check)
 }
 
 /// Removes the mark `name` from the data dir, durably; no mark is no error.
@@ -107,10 +128,16 @@ pub(super) fn remove_mark(data_dir: &Path, name: &str) -> Result<(), StoreError>
     }
 }
 
-/// Writes `text` to the mark `name` in the data dir, durably.
+/// Writes `text` to the mark `name` in the data dir (mode 0600, as the
+/// database's files), durably.
 fn write_mark(data_dir: &Path, name: &str, text: &str) -> Result<(), StoreError> {
     let mark = data_dir.join(name);
-    File::create(&mark)
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&mark)
         .and_then(|mut f| {
             f.write_all(text.as_bytes())?;
             f.sync_all()
@@ -196,35 +223,44 @@ pub enum CheckState {
 pub(super) struct BackgroundCheck {
     state: watch::Receiver<CheckState>,
     interrupt: InterruptHandle,
+    /// Set before interrupting: a check not yet begun does not begin.
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl BackgroundCheck {
-    /// Starts checking `errand.db` in `data_dir`.
-    pub(super) fn start(data_dir: &Path) -> Result<Self, StoreError> {
+    /// Starts checking `errand.db` in `data_dir`. On corruption the thread
+    /// sets `corrupt` (which the store's writes read) before anything else.
+    pub(super) fn start(
+        data_dir: &Path,
+        corrupt: Arc<OnceLock<StoreError>>,
+    ) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c))
             .map_err(|e| open_error(&path, e))?;
         let interrupt = conn.get_interrupt_handle();
+        let stopping = Arc::new(AtomicBool::new(false));
         let (tx, state) = watch::channel(CheckState::Running);
-        let dir = data_dir.to_path_buf();
+        let (dir, stop) = (data_dir.to_path_buf(), stopping.clone());
         let thread = std::thread::Builder::new()
             .name("errand-store-check".into())
             .spawn(move || {
-                tx.send_replace(check_beside(&conn, &path, &dir));
+                let verdict = if stop.load(Ordering::Acquire) {
+                    CheckState::Unfinished
+                } else {
+                    check_beside(&conn, &path, &dir, &corrupt)
+                };
+                tx.send_replace(verdict);
             })
             .map_err(|e| io_error("cannot start the store's check thread".into(), e))?;
         info!("errand.db was not closed cleanly: checking it while serving");
         Ok(Self {
             state,
             interrupt,
+            stopping,
             thread: Some(thread),
         })
-    }
-
-    /// Where the check stands now.
-    pub(super) fn state(&self) -> CheckState {
-        self.state.borrow().clone()
     }
 
     /// Waits until the check has ended, and says how.
@@ -236,15 +272,16 @@ impl BackgroundCheck {
 
     /// Interrupts the check if it still runs and waits for its thread.
     pub(super) fn stop(&mut self) -> CheckState {
+        self.stopping.store(true, Ordering::Release);
         self.interrupt.interrupt();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
             error!("the store's check thread panicked");
         }
-        match self.state() {
+        match &*self.state.borrow() {
             CheckState::Running => CheckState::Unfinished,
-            state => state,
+            state => state.clone(),
         }
     }
 }
@@ -255,9 +292,16 @@ impl Drop for BackgroundCheck {
     }
 }
 
-/// The check's thread: reads the whole file; on corruption, logs it and
-/// leaves [`SUSPECT_FILE`] so that the next start refuses the file.
-fn check_beside(conn: &Connection, path: &Path, data_dir: &Path) -> CheckState {
+/// The check's thread: reads the whole file. Sound: removes
+/// [`SUSPECT_FILE`]. Corrupt: sets `corrupt` first, logs it, and writes
+/// what it found into [`SUSPECT_FILE`], so that the next start refuses
+/// the file.
+fn check_beside(
+    conn: &Connection,
+    path: &Path,
+    data_dir: &Path,
+    corrupt: &OnceLock<StoreError>,
+) -> CheckState {
     let started = Instant::now();
     let problems: rusqlite::Result<Vec<String>> = conn
         .prepare("PRAGMA quick_check(5)")
@@ -266,31 +310,30 @@ fn check_beside(conn: &Connection, path: &Path, data_dir: &Path) -> CheckState {
         Ok(problems) => problems,
         // A page SQLite cannot even read is corruption too.
         Err(rusqlite::Error::SqliteFailure(f, m))
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
-            ) =>
+            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
         {
             vec![m.unwrap_or_else(|| f.to_string())]
         }
         Err(e) => {
-            if !matches!(&e, rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::OperationInterrupted)
-            {
-                warn!(error = %e, "errand.db could not be checked: the next start checks it");
+            if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
+                info!("the check of errand.db was cut short: the next start checks it first");
+            } else {
+                warn!(error = %e, "errand.db could not be checked: the next start checks it first");
             }
             return CheckState::Unfinished;
         }
     };
     match verdict(path, problems) {
         Ok(()) => {
-            info!(
-                ms = started.elapsed().as_millis() as u64,
-                "errand.db checked: sound"
-            );
+            let ms = started.elapsed().as_millis() as u64;
+            if let Err(e) = remove_mark(data_dir, SUSPECT_FILE) {
+                warn!(error = %e, "errand.db is sound, but the next start checks it again");
+            }
+            info!(ms, "errand.db checked: sound");
             CheckState::Sound
         }
         Err(e) => {
+            let _ = corrupt.set(e.clone());
             error!(error = %e, "errand.db is corrupt: every write fails from now on");
             if let Err(w) = write_mark(data_dir, SUSPECT_FILE, &e.to_string()) {
                 error!(error = %w, "the mark for the next start was not written");

@@ -40,7 +40,7 @@
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     thread::JoinHandle,
     time::SystemTime,
 };
@@ -89,8 +89,9 @@ const READERS: usize = 4;
 /// The durable store. Dropping it lets the writer finish what is queued,
 /// closes the database and releases the data dir.
 pub struct SqliteStore {
-    // Field order is drop order: the writer channel closes first, then the
-    // thread is joined (in `Drop`), then readers close, the lock goes last.
+    // Field order is drop order: in `Drop`, the check is stopped first, the
+    // writer channel closes, the thread is joined, then readers close; the
+    // lock goes last.
     tx: Option<batch::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
@@ -98,7 +99,10 @@ pub struct SqliteStore {
     /// last, whose close folds the WAL into the file.
     checkpointer: Option<Checkpointer>,
     /// The check of a file that was not closed cleanly, while serving.
+    /// Stopped first when the store is dropped.
     check: Option<BackgroundCheck>,
+    /// Set once that check finds the file corrupt: writes fail with it.
+    corrupt: Arc<OnceLock<StoreError>>,
     read_permits: Semaphore,
     data_dir: PathBuf,
     _lock: File,
@@ -109,8 +113,10 @@ impl SqliteStore {
     /// in it (0600, as are its `-wal`/`-shm` files; see [`files`]).
     ///
     /// Fails with a message that says what to do when the dir is in use by
-    /// another server, the file is not an errand database or is corrupt, or
-    /// it was written by a newer errand.
+    /// another server, the file is not an errand database or is found
+    /// corrupt before serving, or it was written by a newer errand. After a
+    /// crash the file is checked beside the serving store instead
+    /// ([`Self::checked`]; `integrity.rs`).
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
         files::prepare_data_dir(data_dir)?;
         files::own_file(&data_dir.join(LOCK_FILE))?;
@@ -120,12 +126,13 @@ impl SqliteStore {
         files::own_file(&path)?;
         files::own_sidecars(&path)?;
         let (mut conn, left) = open_writer(&path, check)?;
-        if check == StartCheck::Now {
-            // Checked and sound: a restored file is served again.
+        if check != StartCheck::Skip && left == StartCheck::Skip {
+            // Checked before serving, and sound (a restored file, say).
             integrity::remove_mark(data_dir, SUSPECT_FILE)?;
         }
+        let corrupt = Arc::new(OnceLock::new());
         let check = match left {
-            StartCheck::Beside => Some(BackgroundCheck::start(data_dir)?),
+            StartCheck::Beside => Some(BackgroundCheck::start(data_dir, corrupt.clone())?),
             StartCheck::Skip | StartCheck::Now => None,
         };
         let checkpointer = Checkpointer::start(&path)?;
@@ -133,7 +140,10 @@ impl SqliteStore {
         let (tx, rx) = batch::queue();
         let writer = std::thread::Builder::new()
             .name("errand-store-writer".into())
-            .spawn(move || Writer::new(conn, rx.counters()).run(rx))
+            .spawn({
+                let corrupt = corrupt.clone();
+                move || Writer::new(conn, rx.counters(), corrupt).run(rx)
+            })
             .map_err(|e| io_error("cannot start the store's writer thread".into(), e))?;
         let readers = Arc::new(Readers {
             path,
@@ -149,6 +159,7 @@ impl SqliteStore {
             readers,
             checkpointer: Some(checkpointer),
             check,
+            corrupt,
             read_permits: Semaphore::new(READERS),
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
@@ -162,8 +173,8 @@ impl SqliteStore {
 
     /// Where writes go; fails once a check found the file corrupt.
     fn queue(&self) -> Result<&batch::Sender<Op>, StoreError> {
-        if let Some(CheckState::Corrupt(e)) = self.check.as_ref().map(BackgroundCheck::state) {
-            return Err(e);
+        if let Some(e) = self.corrupt.get() {
+            return Err(e.clone());
         }
         self.tx.as_ref().ok_or_else(writer_gone)
     }

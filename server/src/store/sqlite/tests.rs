@@ -463,12 +463,28 @@ async fn after_an_unclean_stop_the_file_is_checked_while_serving() {
         panic!("the check missed the damage");
     };
     assert!(found.to_string().contains("corrupt"), "{found}");
-    // ...after which every write fails with what it found.
+    // ...after which every write fails with what it found: a submit, a
+    // dispatch record, and a change that was already on its way to the
+    // writer (a purge's next step, say).
     let err = (store.insert_task(&task("s1", None, at(1000))).await).expect_err("refused");
     assert!(err.to_string().contains("corrupt"), "{err}");
+    let err = (store
+        .record_dispatch(Uuid::new_v4(), 1, at(1001))
+        .wait()
+        .await)
+        .expect_err("refused");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    let queued = store.tx.as_ref().unwrap();
+    let err = (queued
+        .write(|reply| Op::Purge(Purge::new(at(1002)), reply))
+        .await)
+        .expect_err("refused by the writer");
+    assert!(err.to_string().contains("corrupt"), "{err}");
     drop(store);
-    // The next start checks before serving, and refuses the file.
-    assert!(dir.path().join(SUSPECT_FILE).exists());
+    // The next start checks before serving, and refuses the file; the mark
+    // says why.
+    let why = std::fs::read_to_string(dir.path().join(SUSPECT_FILE)).unwrap();
+    assert!(why.contains("corrupt"), "{why}");
     assert!(!dir.path().join(CLEAN_FILE).exists());
     let msg = SqliteStore::open(dir.path())
         .err()
@@ -523,14 +539,18 @@ async fn corrupt_pages_are_refused_at_open() {
     // Scribble over pages in the middle of the file, a second after the stop
     // (file times are coarser than this test).
     scribble(dir.path(), Some(1));
-    let msg = SqliteStore::open(dir.path())
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(
-        msg.contains("corrupt") || msg.contains("not a readable"),
-        "{msg}"
-    );
+    // Refused, and at every start after, not only the first.
+    for start in ["first", "second"] {
+        let msg = SqliteStore::open(dir.path())
+            .err()
+            .unwrap_or_else(|| panic!("the {start} start served a corrupt file"))
+            .to_string();
+        assert!(
+            msg.contains("corrupt") || msg.contains("not a readable"),
+            "{msg}"
+        );
+        assert!(dir.path().join(SUSPECT_FILE).exists());
+    }
 }
 
 #[tokio::test]
