@@ -333,7 +333,13 @@ fn check_beside(
             CheckState::Sound
         }
         Err(e) => {
-            let _ = corrupt.set(e.clone());
+            // What callers are told: the operator's log and mark say where
+            // and what was found.
+            let _ = corrupt.set(StoreError::Internal(
+                "the server's store file errand.db was found corrupt: its operator must \
+                 restore it from a backup, or move it away to start empty"
+                    .into(),
+            ));
             error!(error = %e, "errand.db is corrupt: every write fails from now on");
             if let Err(w) = write_mark(data_dir, SUSPECT_FILE, &e.to_string()) {
                 error!(error = %w, "the mark for the next start was not written");
