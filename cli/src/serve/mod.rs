@@ -6,7 +6,12 @@ use anyhow::{Context, Result, bail};
 use errand_server::{
     auth::Tokens,
     server,
-    store::{SharedStore, memory::MemoryStore, postgres::PostgresStore, sqlite::SqliteStore},
+    store::{
+        SharedStore,
+        memory::MemoryStore,
+        postgres::PostgresStore,
+        sqlite::{CheckState, SqliteStore},
+    },
 };
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
@@ -168,13 +173,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
+    // The check of a store file that was not closed cleanly (SQLite), which
+    // runs while serving: it resolves only if the file is found corrupt.
+    let mut corrupt = None;
     let store: SharedStore = match args.store {
         StoreKind::Sqlite => {
             let dir = args.data_dir.clone();
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
                 .await?
                 .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
-            Arc::new(store)
+            let store = Arc::new(store);
+            corrupt = Some(store_found_corrupt(store.clone()));
+            store
         }
         StoreKind::Memory => Arc::new(MemoryStore::default()),
         StoreKind::Postgres => {
@@ -208,9 +218,45 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         http_tls,
         metrics_token,
     };
-    server::serve_with(listener, config, store, options, shutdown_signal(signals)).await?;
+    // A corrupt store file stops the server as a signal would (health says
+    // NOT_SERVING, running tasks get their grace), then exits with an error;
+    // the next start refuses the file (see the store's `integrity.rs`).
+    let found = std::sync::OnceLock::new();
+    let stop = async {
+        let corrupt = async {
+            match corrupt {
+                Some(check) => check.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal(signals) => {}
+            e = corrupt => {
+                let _ = found.set(e);
+            }
+        }
+    };
+    server::serve_with(listener, config, store, options, stop).await?;
+    if let Some(e) = found.get() {
+        bail!("stopped, as the store is corrupt: {e}");
+    }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves with what the SQLite store's check found, if it finds the file
+/// corrupt; pending for ever otherwise (sound, or no check due).
+async fn store_found_corrupt(store: Arc<SqliteStore>) -> String {
+    match store.checked().await {
+        CheckState::Corrupt(e) => {
+            drop(store);
+            e.to_string()
+        }
+        CheckState::Running | CheckState::Sound | CheckState::Unfinished => {
+            drop(store);
+            std::future::pending().await
+        }
+    }
 }
 
 /// Shortest `--metrics-token` accepted.

@@ -43,18 +43,21 @@ pub(super) fn ok(body: Value) -> Response {
 }
 
 /// An errand error as an HTTP status and its message (the one a gRPC
-/// client gets).
+/// client gets). The status follows the error's [`Kind`](crate::error::Kind),
+/// by google.rpc.Code's HTTP mapping, except FAILED_PRECONDITION: 409, as
+/// the request conflicts with the task's state (a cancel of a finished task).
 pub(super) fn failed(e: crate::Error) -> Denied {
-    use crate::{Error as E, store::StoreError as S};
-    let code = match &e {
-        E::NotFound(_) => StatusCode::NOT_FOUND,
-        E::InvalidArgument(_) | E::Store(S::Rejected(_)) => StatusCode::BAD_REQUEST,
-        E::FailedPrecondition(_) => StatusCode::CONFLICT,
-        E::ResourceExhausted(_)
-        | E::RateLimited { .. }
-        | E::Store(S::Full(_) | S::LimitReached(_)) => StatusCode::TOO_MANY_REQUESTS,
-        E::Unavailable(_) | E::Store(S::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    use crate::error::Kind as K;
+    let code = match e.kind() {
+        K::InvalidArgument | K::OutOfRange => StatusCode::BAD_REQUEST,
+        K::NotFound => StatusCode::NOT_FOUND,
+        K::FailedPrecondition => StatusCode::CONFLICT,
+        K::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        K::Unauthenticated => StatusCode::UNAUTHORIZED,
+        K::PermissionDenied => StatusCode::FORBIDDEN,
+        K::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
     Denied(code, e.into_message())
 }

@@ -39,6 +39,13 @@ pub(super) fn store_error(e: rusqlite::Error) -> StoreError {
             StoreError::Unavailable(format!("the database is busy ({e})"))
         }
         Some(ErrorCode::TooBig | ErrorCode::TypeMismatch) => StoreError::Rejected(e.to_string()),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            StoreError::Internal(format!(
+                "the server's store file errand.db is corrupt ({e}): its operator must stop \
+                 the server, check it with `errand check-store`, and restore it from a \
+                 backup or move it away to start empty"
+            ))
+        }
         _ => StoreError::Internal(format!("store: {e}")),
     }
 }

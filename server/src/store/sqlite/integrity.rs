@@ -5,26 +5,66 @@
 //! clean stop therefore leaves a mark, `errand.clean`, naming the file as it
 //! was left (length, modification time, inode), after every connection has
 //! closed and SQLite has folded the WAL into it. The next start that finds
-//! the mark, the same file and no WAL skips the check; anything else (a
-//! crash, a kill, a file changed or replaced while the server was down, a
-//! first start by this version) runs the check before serving, as before.
-//! The mark is removed, durably, before anything is written, so a crash of
-//! that run is never mistaken for a clean stop. `errand check-store` checks
-//! the whole file on demand, also beside a running server.
+//! the mark, the same file and no WAL skips the check.
+//!
+//! - **No mark** (a crash, a kill, a first start by this version): the check
+//!   runs beside the serving store, on a connection of its own
+//!   ([`BackgroundCheck`]), so a restart after a crash is as quick as after a
+//!   clean stop. SQLite's WAL keeps the file whole across crashes; the check
+//!   is for what it cannot help (a disk that lied, a file damaged by hand).
+//!   If it finds corruption, every later write fails with what it found
+//!   (the writer refuses them too) and `errand serve` stops.
+//! - **A mark that no longer fits the file** (changed or replaced while the
+//!   server was down), a schema migration to run, or **`errand.suspect`**:
+//!   the check runs before serving, and a corrupt file is refused.
+//!
+//! `errand.suspect` is there whenever the file is not known to be sound: a
+//! start that must check leaves it before anything is written, and only a
+//! check that finds the file sound removes it; one that finds corruption
+//! writes what it found into it. So a run that dies before its check ends,
+//! or that found corruption, makes the next start check first and refuse a
+//! corrupt file, until it is restored (or moved away). The clean mark is
+//! removed, durably, before anything is written, so a crash of that run is
+//! never mistaken for a clean stop; a stop leaves it only when no check was
+//! due or the check found the file sound. `errand check-store` checks the
+//! whole file on demand, also beside a running server.
 use std::{
     fs::{self, File},
     io::Write,
-    os::unix::fs::MetadataExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::Path,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
-use rusqlite::{Connection, OpenFlags};
-use tracing::{info, warn};
+use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 use super::{DB_FILE, StoreError, errors::io_error, errors::open_error};
 
 /// The clean-stop mark inside the data dir.
 pub const CLEAN_FILE: &str = "errand.clean";
+
+/// The mark left while `errand.db` is not known to be sound (a check is due,
+/// running, or found corruption, which the mark then names): the next start
+/// checks before serving.
+pub const SUSPECT_FILE: &str = "errand.suspect";
+
+/// When this start checks `errand.db`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StartCheck {
+    /// The last run stopped cleanly and left the file as it is.
+    Skip,
+    /// Before serving: a corrupt file is refused.
+    Now,
+    /// Beside the serving store ([`BackgroundCheck`]).
+    Beside,
+}
 
 /// What the mark says about `errand.db`: "len mtime_ns inode".
 fn fingerprint(db: &Path) -> Option<String> {
@@ -45,22 +85,65 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| io_error(format!("cannot sync the data dir {}", dir.display()), e))
 }
 
-/// Whether the last run stopped cleanly and left `errand.db` as it is now
-/// (then the start-up check can be skipped). Removes the mark either way,
-/// durably, before the store writes anything.
-pub(super) fn take_clean_mark(data_dir: &Path) -> Result<bool, StoreError> {
-    let mark = data_dir.join(CLEAN_FILE);
-    let Ok(said) = fs::read_to_string(&mark) else {
-        return Ok(false);
+/// When this start must check `errand.db` (see the module's doc). Removes
+/// the clean-stop mark either way, durably, before the store writes
+/// anything; when a check is due, leaves [`SUSPECT_FILE`] until a check
+/// finds the file sound, so that a run that dies before its check ends
+/// (a file too damaged to recover from, say) makes the next start check
+/// before serving.
+pub(super) fn take_clean_mark(data_dir: &Path) -> Result<StartCheck, StoreError> {
+    let suspect = data_dir.join(SUSPECT_FILE);
+    let check = if let Ok(why) = fs::read_to_string(&suspect) {
+        info!(mark = %why.trim(), "errand.db was not found sound since: checking it before serving");
+        StartCheck::Now
+    } else if let Ok(said) = fs::read_to_string(data_dir.join(CLEAN_FILE)) {
+        let db = data_dir.join(DB_FILE);
+        if fingerprint(&db).is_some_and(|now| now == said.trim()) && !wal_present(&db) {
+            StartCheck::Skip
+        } else {
+            info!("errand.db changed since the last clean stop: checking it before serving");
+            StartCheck::Now
+        }
+    } else {
+        StartCheck::Beside
     };
-    let db = data_dir.join(DB_FILE);
-    let same = fingerprint(&db).is_some_and(|now| now == said.trim()) && !wal_present(&db);
-    fs::remove_file(&mark).map_err(|e| io_error(format!("cannot remove {}", mark.display()), e))?;
-    sync_dir(data_dir)?;
-    if !same {
-        info!("errand.db changed since the last clean stop: checking it");
+    remove_mark(data_dir, CLEAN_FILE)?;
+    if check != StartCheck::Skip && !suspect.exists() {
+        write_mark(
+            data_dir,
+            SUSPECT_FILE,
+            "a start began checking errand.db and did not find it sound",
+        )?;
     }
-    Ok(same)
+    Ok(check)
+}
+
+/// Removes the mark `name` from the data dir, durably; no mark is no error.
+pub(super) fn remove_mark(data_dir: &Path, name: &str) -> Result<(), StoreError> {
+    let mark = data_dir.join(name);
+    match fs::remove_file(&mark) {
+        Ok(()) => sync_dir(data_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error(format!("cannot remove {}", mark.display()), e)),
+    }
+}
+
+/// Writes `text` to the mark `name` in the data dir (mode 0600, as the
+/// database's files), durably.
+fn write_mark(data_dir: &Path, name: &str, text: &str) -> Result<(), StoreError> {
+    let mark = data_dir.join(name);
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&mark)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(|e| io_error(format!("cannot write {}", mark.display()), e))
+        .and_then(|()| sync_dir(data_dir))
 }
 
 /// Leaves the clean-stop mark; call once every connection is closed. A
@@ -71,15 +154,7 @@ pub(super) fn leave_clean_mark(data_dir: &Path) {
         warn!("the store's WAL outlived its connections: the next start checks the whole store");
         return;
     };
-    let mark = data_dir.join(CLEAN_FILE);
-    let written = File::create(&mark)
-        .and_then(|mut f| {
-            f.write_all(said.as_bytes())?;
-            f.sync_all()
-        })
-        .map_err(|e| io_error(format!("cannot write {}", mark.display()), e))
-        .and_then(|()| sync_dir(data_dir));
-    if let Err(e) = written {
+    if let Err(e) = write_mark(data_dir, CLEAN_FILE, &said) {
         warn!(error = %e, "the clean-stop mark was not written: the next start checks the whole store");
     }
 }
@@ -126,4 +201,150 @@ pub fn check_store(data_dir: &Path) -> Result<(), StoreError> {
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| open_error(&path, e))?;
     verdict(&path, problems)
+}
+
+/// Where a check beside the serving store stands.
+#[derive(Debug, Clone)]
+pub enum CheckState {
+    /// Still reading the file.
+    Running,
+    /// Every page read; the file is sound.
+    Sound,
+    /// Corruption found: every later write fails with this error.
+    Corrupt(StoreError),
+    /// Stopped before the end (the store closed first), or the file could
+    /// not be read for the check: the next start checks again.
+    Unfinished,
+}
+
+/// `PRAGMA quick_check` of `errand.db` on a read-only connection of its own,
+/// on its own thread, while the store serves (after a crash; see the
+/// module's doc). Stopping it interrupts the check.
+pub(super) struct BackgroundCheck {
+    state: watch::Receiver<CheckState>,
+    interrupt: InterruptHandle,
+    /// Set before interrupting: a check not yet begun does not begin.
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BackgroundCheck {
+    /// Starts checking `errand.db` in `data_dir`. On corruption the thread
+    /// sets `corrupt` (which the store's writes read) before anything else.
+    pub(super) fn start(
+        data_dir: &Path,
+        corrupt: Arc<OnceLock<StoreError>>,
+    ) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c))
+            .map_err(|e| open_error(&path, e))?;
+        let interrupt = conn.get_interrupt_handle();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, state) = watch::channel(CheckState::Running);
+        let (dir, stop) = (data_dir.to_path_buf(), stopping.clone());
+        let thread = std::thread::Builder::new()
+            .name("errand-store-check".into())
+            .spawn(move || {
+                let verdict = if stop.load(Ordering::Acquire) {
+                    CheckState::Unfinished
+                } else {
+                    check_beside(&conn, &path, &dir, &corrupt)
+                };
+                tx.send_replace(verdict);
+            })
+            .map_err(|e| io_error("cannot start the store's check thread".into(), e))?;
+        info!("errand.db was not closed cleanly: checking it while serving");
+        Ok(Self {
+            state,
+            interrupt,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until the check has ended, and says how.
+    pub(super) async fn finished(&self) -> CheckState {
+        let mut state = self.state.clone();
+        let ended = state.wait_for(|s| !matches!(s, CheckState::Running)).await;
+        ended.map_or(CheckState::Unfinished, |s| s.clone())
+    }
+
+    /// Interrupts the check if it still runs and waits for its thread.
+    pub(super) fn stop(&mut self) -> CheckState {
+        self.stopping.store(true, Ordering::Release);
+        self.interrupt.interrupt();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            error!("the store's check thread panicked");
+        }
+        match &*self.state.borrow() {
+            CheckState::Running => CheckState::Unfinished,
+            state => state.clone(),
+        }
+    }
+}
+
+impl Drop for BackgroundCheck {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The check's thread: reads the whole file. Sound: removes
+/// [`SUSPECT_FILE`]. Corrupt: sets `corrupt` first, logs it, and writes
+/// what it found into [`SUSPECT_FILE`], so that the next start refuses
+/// the file.
+fn check_beside(
+    conn: &Connection,
+    path: &Path,
+    data_dir: &Path,
+    corrupt: &OnceLock<StoreError>,
+) -> CheckState {
+    let started = Instant::now();
+    let problems: rusqlite::Result<Vec<String>> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    let problems = match problems {
+        Ok(problems) => problems,
+        // A page SQLite cannot even read is corruption too.
+        Err(rusqlite::Error::SqliteFailure(f, m))
+            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+        {
+            vec![m.unwrap_or_else(|| f.to_string())]
+        }
+        Err(e) => {
+            if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
+                info!("the check of errand.db was cut short: the next start checks it first");
+            } else {
+                warn!(error = %e, "errand.db could not be checked: the next start checks it first");
+            }
+            return CheckState::Unfinished;
+        }
+    };
+    match verdict(path, problems) {
+        Ok(()) => {
+            let ms = started.elapsed().as_millis() as u64;
+            if let Err(e) = remove_mark(data_dir, SUSPECT_FILE) {
+                warn!(error = %e, "errand.db is sound, but the next start checks it again");
+            }
+            info!(ms, "errand.db checked: sound");
+            CheckState::Sound
+        }
+        Err(e) => {
+            // What callers are told: the operator's log and mark say where
+            // and what was found.
+            let _ = corrupt.set(StoreError::Internal(
+                "the server's store file errand.db was found corrupt: its operator must \
+                 restore it from a backup, or move it away to start empty"
+                    .into(),
+            ));
+            error!(error = %e, "errand.db is corrupt: every write fails from now on");
+            if let Err(w) = write_mark(data_dir, SUSPECT_FILE, &e.to_string()) {
+                error!(error = %w, "the mark for the next start was not written");
+            }
+            CheckState::Corrupt(e)
+        }
+    }
 }

@@ -40,7 +40,7 @@
 use std::{
     fs::File,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     thread::JoinHandle,
     time::SystemTime,
 };
@@ -61,7 +61,8 @@ use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use checkpoint::Checkpointer;
 use errors::{io_error, open_error, store_error};
-pub use integrity::{CLEAN_FILE, check_store};
+use integrity::{BackgroundCheck, StartCheck};
+pub use integrity::{CLEAN_FILE, CheckState, SUSPECT_FILE, check_store};
 use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
 use schema::{lock_data_dir, open_writer};
 use writer::{Op, Writer};
@@ -88,14 +89,20 @@ const READERS: usize = 4;
 /// The durable store. Dropping it lets the writer finish what is queued,
 /// closes the database and releases the data dir.
 pub struct SqliteStore {
-    // Field order is drop order: the writer channel closes first, then the
-    // thread is joined (in `Drop`), then readers close, the lock goes last.
+    // Field order is drop order: in `Drop`, the check is stopped first, the
+    // writer channel closes, the thread is joined, then readers close; the
+    // lock goes last.
     tx: Option<batch::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     /// Dropped after the writer and the readers: its connection is the
     /// last, whose close folds the WAL into the file.
     checkpointer: Option<Checkpointer>,
+    /// The check of a file that was not closed cleanly, while serving.
+    /// Stopped first when the store is dropped.
+    check: Option<BackgroundCheck>,
+    /// Set once that check finds the file corrupt: writes fail with it.
+    corrupt: Arc<OnceLock<StoreError>>,
     read_permits: Semaphore,
     data_dir: PathBuf,
     _lock: File,
@@ -106,23 +113,37 @@ impl SqliteStore {
     /// in it (0600, as are its `-wal`/`-shm` files; see [`files`]).
     ///
     /// Fails with a message that says what to do when the dir is in use by
-    /// another server, the file is not an errand database or is corrupt, or
-    /// it was written by a newer errand.
+    /// another server, the file is not an errand database or is found
+    /// corrupt before serving, or it was written by a newer errand. After a
+    /// crash the file is checked beside the serving store instead
+    /// ([`Self::checked`]; `integrity.rs`).
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
         files::prepare_data_dir(data_dir)?;
         files::own_file(&data_dir.join(LOCK_FILE))?;
         let lock = lock_data_dir(data_dir)?;
-        let clean = integrity::take_clean_mark(data_dir)?;
+        let check = integrity::take_clean_mark(data_dir)?;
         let path = data_dir.join(DB_FILE);
         files::own_file(&path)?;
         files::own_sidecars(&path)?;
-        let mut conn = open_writer(&path, !clean)?;
+        let (mut conn, left) = open_writer(&path, check)?;
+        if check != StartCheck::Skip && left == StartCheck::Skip {
+            // Checked before serving, and sound (a restored file, say).
+            integrity::remove_mark(data_dir, SUSPECT_FILE)?;
+        }
+        let corrupt = Arc::new(OnceLock::new());
+        let check = match left {
+            StartCheck::Beside => Some(BackgroundCheck::start(data_dir, corrupt.clone())?),
+            StartCheck::Skip | StartCheck::Now => None,
+        };
         let checkpointer = Checkpointer::start(&path)?;
         checkpointer.hook(&mut conn)?;
         let (tx, rx) = batch::queue();
         let writer = std::thread::Builder::new()
             .name("errand-store-writer".into())
-            .spawn(move || Writer::new(conn, rx.counters()).run(rx))
+            .spawn({
+                let corrupt = corrupt.clone();
+                move || Writer::new(conn, rx.counters(), corrupt).run(rx)
+            })
             .map_err(|e| io_error("cannot start the store's writer thread".into(), e))?;
         let readers = Arc::new(Readers {
             path,
@@ -137,6 +158,8 @@ impl SqliteStore {
             writer: Some(writer),
             readers,
             checkpointer: Some(checkpointer),
+            check,
+            corrupt,
             read_permits: Semaphore::new(READERS),
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
@@ -148,8 +171,22 @@ impl SqliteStore {
         self.tx.as_ref().map(|tx| tx.stats()).unwrap_or_default()
     }
 
+    /// Where writes go; fails once a check found the file corrupt.
     fn queue(&self) -> Result<&batch::Sender<Op>, StoreError> {
+        if let Some(e) = self.corrupt.get() {
+            return Err(e.clone());
+        }
         self.tx.as_ref().ok_or_else(writer_gone)
+    }
+
+    /// Waits for the check of a file that was not closed cleanly (see
+    /// `integrity.rs`) and says how it ended; [`CheckState::Sound`] at once
+    /// when this start needed none or checked before serving.
+    pub async fn checked(&self) -> CheckState {
+        match &self.check {
+            Some(check) => check.finished().await,
+            None => CheckState::Sound,
+        }
     }
 
     /// Sends a change to the writer and waits until it is committed.
@@ -189,6 +226,11 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // A check still reading is cut short: the next start checks again.
+        let sound = self
+            .check
+            .take()
+            .is_none_or(|mut check| matches!(check.stop(), CheckState::Sound));
         // Closing the channel lets the writer drain what is queued and stop.
         drop(self.tx.take());
         if let Some(writer) = self.writer.take() {
@@ -197,10 +239,13 @@ impl Drop for SqliteStore {
                 return;
             }
             // Closing the last connection folds the WAL into the file; then
-            // the next start may skip the full check.
+            // the next start may skip the full check, if this one's found
+            // the file sound.
             self.readers.lock().clear();
             drop(self.checkpointer.take());
-            integrity::leave_clean_mark(&self.data_dir);
+            if sound {
+                integrity::leave_clean_mark(&self.data_dir);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use tracing::info;
 
 use super::errors::{io_error, open_error};
-use super::integrity::quick_check;
+use super::integrity::{StartCheck, quick_check};
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
@@ -140,8 +140,13 @@ pub(super) fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
 }
 
 /// Opens the write connection: checks the file (the whole of it with
-/// `full_check`, see `integrity.rs`), migrates the schema.
-pub(super) fn open_writer(path: &Path, full_check: bool) -> Result<Connection, StoreError> {
+/// [`StartCheck::Now`], and with [`StartCheck::Beside`] when a migration is
+/// to run; see `integrity.rs`), migrates the schema. Returns the connection
+/// and the check still to run beside the store.
+pub(super) fn open_writer(
+    path: &Path,
+    check: StartCheck,
+) -> Result<(Connection, StartCheck), StoreError> {
     let err = |e| open_error(path, e);
     let conn = Connection::open(path).map_err(err)?;
     // Before any table exists this takes effect; on an existing file it is a
@@ -194,9 +199,12 @@ pub(super) fn open_writer(path: &Path, full_check: bool) -> Result<Connection, S
          PRAGMA temp_store = MEMORY;",
     )
     .map_err(err)?;
-    if full_check {
+    // A migration rewrites tables: not on a file that may be corrupt.
+    let now = check == StartCheck::Now || check == StartCheck::Beside && version < known;
+    if now {
         quick_check(&conn, path)?;
     }
+    let left = if now { StartCheck::Skip } else { check };
     let mut conn = conn;
     if version < known {
         let tx = conn.transaction().map_err(err)?;
@@ -211,5 +219,5 @@ pub(super) fn open_writer(path: &Path, full_check: bool) -> Result<Connection, S
         tx.commit().map_err(err)?;
     }
     conn.set_prepared_statement_cache_capacity(32);
-    Ok(conn)
+    Ok((conn, left))
 }

@@ -451,17 +451,75 @@ async fn after_a_clean_stop_only_check_store_reads_the_whole_file() {
 }
 
 #[tokio::test]
-async fn after_an_unclean_stop_the_whole_file_is_checked() {
+async fn after_an_unclean_stop_the_file_is_checked_while_serving() {
     let dir = tempfile::tempdir().unwrap();
     store_of_500(dir.path()).await;
     // A crash leaves no mark.
     std::fs::remove_file(dir.path().join(CLEAN_FILE)).unwrap();
     scribble(dir.path(), None);
+    // The store serves at once, and the check beside it finds the damage...
+    let store = open(dir.path());
+    let CheckState::Corrupt(found) = store.checked().await else {
+        panic!("the check missed the damage");
+    };
+    assert!(found.to_string().contains("corrupt"), "{found}");
+    // ...after which every write fails with what it found: a submit, a
+    // dispatch record, and a change that was already on its way to the
+    // writer (a purge's next step, say).
+    let err = (store.insert_task(&task("s1", None, at(1000))).await).expect_err("refused");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    // Callers are not shown where the server keeps its files.
+    let where_ = dir.path().display().to_string();
+    assert!(!err.to_string().contains(&where_), "{err}");
+    let err = (store
+        .record_dispatch(Uuid::new_v4(), 1, at(1001))
+        .wait()
+        .await)
+        .expect_err("refused");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    let queued = store.tx.as_ref().unwrap();
+    let err = (queued
+        .write(|reply| Op::Purge(Purge::new(at(1002)), reply))
+        .await)
+        .expect_err("refused by the writer");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    drop(store);
+    // The next start checks before serving, and refuses the file; the mark
+    // says why.
+    let why = std::fs::read_to_string(dir.path().join(SUSPECT_FILE)).unwrap();
+    assert!(why.contains("corrupt"), "{why}");
+    assert!(!dir.path().join(CLEAN_FILE).exists());
     let msg = SqliteStore::open(dir.path())
         .err()
         .expect("refused")
         .to_string();
     assert!(msg.contains("corrupt"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_sound_file_after_an_unclean_stop_is_served_and_marked_clean_again() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of_500(dir.path()).await;
+    std::fs::remove_file(dir.path().join(CLEAN_FILE)).unwrap();
+    let store = open(dir.path());
+    assert!(matches!(store.checked().await, CheckState::Sound));
+    insert_new(&store, &task("s1", None, at(1000))).await;
+    drop(store);
+    assert!(dir.path().join(CLEAN_FILE).exists());
+    assert!(!dir.path().join(SUSPECT_FILE).exists());
+    assert_eq!(row_count(dir.path()), 501);
+}
+
+#[tokio::test]
+async fn a_file_restored_after_a_failed_check_is_checked_then_served() {
+    let dir = tempfile::tempdir().unwrap();
+    store_of_500(dir.path()).await;
+    // A sound file where the last run's check found a corrupt one.
+    std::fs::write(dir.path().join(SUSPECT_FILE), "was corrupt").unwrap();
+    let store = open(dir.path());
+    assert!(matches!(store.checked().await, CheckState::Sound));
+    assert!(!dir.path().join(SUSPECT_FILE).exists());
+    insert_new(&store, &task("s1", None, at(1000))).await;
 }
 
 #[test]
@@ -484,14 +542,18 @@ async fn corrupt_pages_are_refused_at_open() {
     // Scribble over pages in the middle of the file, a second after the stop
     // (file times are coarser than this test).
     scribble(dir.path(), Some(1));
-    let msg = SqliteStore::open(dir.path())
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(
-        msg.contains("corrupt") || msg.contains("not a readable"),
-        "{msg}"
-    );
+    // Refused, and at every start after, not only the first.
+    for start in ["first", "second"] {
+        let msg = SqliteStore::open(dir.path())
+            .err()
+            .unwrap_or_else(|| panic!("the {start} start served a corrupt file"))
+            .to_string();
+        assert!(
+            msg.contains("corrupt") || msg.contains("not a readable"),
+            "{msg}"
+        );
+        assert!(dir.path().join(SUSPECT_FILE).exists());
+    }
 }
 
 #[tokio::test]

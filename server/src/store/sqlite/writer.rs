@@ -1,5 +1,8 @@
 //! The writer thread: group commit over the one write connection.
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
 use rusqlite::Connection;
 use tracing::{error, warn};
@@ -69,11 +72,22 @@ struct Applied {
 pub(super) struct Writer {
     conn: Connection,
     counters: Arc<Counters>,
+    /// Set when a check found the file corrupt: every change is refused,
+    /// those already queued and a purge's next steps too.
+    corrupt: Arc<OnceLock<StoreError>>,
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, counters: Arc<Counters>) -> Self {
-        Self { conn, counters }
+    pub(super) fn new(
+        conn: Connection,
+        counters: Arc<Counters>,
+        corrupt: Arc<OnceLock<StoreError>>,
+    ) -> Self {
+        Self {
+            conn,
+            counters,
+            corrupt,
+        }
     }
 
     pub(super) fn run(mut self, mut rx: batch::Receiver<Op>) {
@@ -114,6 +128,14 @@ impl Writer {
             batch.extend(pending.drain(..end));
             if batch.is_empty() {
                 dispatches.answer(Ok(()));
+                continue;
+            }
+            if let Some(e) = self.corrupt.get() {
+                self.counters.applied(batch.len() as u64);
+                for op in batch {
+                    fail(op, e);
+                }
+                dispatches.answer(Err(e.clone()));
                 continue;
             }
             let (more, recorded) = self.apply_batch(&mut batch);
