@@ -15,15 +15,26 @@ Target = tuple[str, str, str, bool]
 def cpu_split(r: dict[str, Any], roles: dict[int, str]) -> dict[str, Any]:
     """Adds `<role>_cpu_us_per_task` for each pid of an e2e result's
     `cpu_seconds` (`roles` names them; the last entry is the load generator),
+    `<role>_wait_us_per_task` (its threads' run-queue wait, when reported),
     and `server_cores` (server CPU seconds per wall second)."""
     n = max(r.get("tasks") or 0, 1)
     per_pid = r.get("cpu_seconds") or []
     for i, e in enumerate(per_pid):
         role = "loadgen" if i == len(per_pid) - 1 else roles.get(e["pid"], f"pid{e['pid']}")
         r[f"{role}_cpu_us_per_task"] = e["seconds"] * 1e6 / n
+        if e.get("run_queue_wait_seconds") is not None:
+            r[f"{role}_wait_us_per_task"] = e["run_queue_wait_seconds"] * 1e6 / n
         if role == "server":
             r["server_cores"] = e["seconds"] / max(r["seconds"], 1e-9)
     return r
+
+
+def waits(r: dict[str, Any]) -> str:
+    """Run-queue wait per task of server / worker / load generator, µs."""
+    roles = ("server", "worker", "loadgen")
+    if not any(f"{role}_wait_us_per_task" in r for role in roles):
+        return "–"
+    return " / ".join(f1(r.get(f"{role}_wait_us_per_task")) for role in roles)
 
 
 def lateness(r: dict[str, Any]) -> str:
@@ -101,6 +112,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                     f"{r.get('server_cores', 0):.2f}",
                     f1(r.get("worker_cpu_us_per_task")),
                     f1(r.get("loadgen_cpu_us_per_task")),
+                    waits(r),
                     us(d["p50_us"]),
                     us(d["p99_us"]),
                 ]
@@ -116,11 +128,15 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                 "server cores",
                 "worker CPU µs/task",
                 "load generator CPU µs/task",
+                "run-queue wait µs/task: server / worker / load generator",
                 "delivery p50",
                 "delivery p99",
             ],
             rows,
         )
+        + "\n\nRun-queue wait: time the process's threads were ready to run but waited for a"
+        " core (`/proc/PID/task/TID/schedstat`), per task; beside the CPU per task it shows"
+        " how full the two cores were."
     )
     rows = []
     bare = g("py/bare")

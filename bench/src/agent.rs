@@ -310,7 +310,7 @@ pub async fn e2e(
     }
     let secs = (last - start).as_secs_f64().max(1e-9);
     let cpu = cpu.stop();
-    let cpu_total: f64 = cpu.iter().map(|(_, s)| s).sum();
+    let cpu_total: f64 = cpu.iter().map(|c| c.seconds).sum();
     Ok(json!({
         "workload": "e2e",
         "tool": o.tool,
@@ -323,7 +323,11 @@ pub async fn e2e(
         "tasks_per_s": done as f64 / secs,
         "wall_us_per_task": secs * 1e6 / done.max(1) as f64,
         "cpu_us_per_task": cpu_total * 1e6 / done.max(1) as f64,
-        "cpu_seconds": cpu.iter().map(|(p, s)| json!({"pid": p, "seconds": s})).collect::<Vec<_>>(),
+        // Per process (the last is this load generator): CPU seconds, and
+        // seconds its threads waited for a CPU (how full the cores were).
+        "cpu_seconds": (cpu.iter())
+            .map(|c| json!({"pid": c.pid, "seconds": c.seconds, "run_queue_wait_seconds": c.waited}))
+            .collect::<Vec<_>>(),
         "delivery": summarize(delivery, samples)?,
     }))
 }

@@ -80,8 +80,8 @@ pub async fn open_loop(
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu.stop();
     let per = |s: f64| s * 1e6 / count.max(1) as f64;
-    let server_cpu = server_pid.map(|_| per(cpu[0].1));
-    let own_cpu = per(cpu.last().map(|c| c.1).unwrap_or(0.0));
+    let server_cpu = server_pid.map(|_| per(cpu[0].seconds));
+    let own_cpu = per(cpu.last().map(|c| c.seconds).unwrap_or(0.0));
     Ok(json!({
         "workload": "open_loop",
         "agents": o.agents,

@@ -1,5 +1,6 @@
 //! Latency samples and their percentiles, process facts from `/proc`.
 use std::{
+    collections::HashMap,
     fs,
     io::Write,
     path::Path,
@@ -74,10 +75,42 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU seconds used by the given processes (and this one) between two calls.
+/// Nanoseconds each thread of `pid` has spent runnable but waiting for a
+/// CPU, by thread id: the second field of `/proc/PID/task/TID/schedstat`.
+/// `None` when the kernel does not keep it (no `CONFIG_SCHED_INFO`).
+pub fn run_queue_waits(pid: u32) -> Option<HashMap<u32, u64>> {
+    let mut waits = HashMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread that ended since the listing is skipped.
+        let Ok(stat) = fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        let wait = stat.split_whitespace().nth(1)?.parse().ok()?;
+        waits.insert(tid, wait);
+    }
+    Some(waits)
+}
+
+/// CPU seconds used by the given processes (and this one) between two calls,
+/// and the seconds their threads spent waiting for a CPU meanwhile.
 pub struct CpuMeter {
     pids: Vec<u32>,
     start: Vec<u64>,
+    waits: Vec<Option<HashMap<u32, u64>>>,
+}
+
+/// One process's share of a measured span.
+pub struct CpuUse {
+    pub pid: u32,
+    /// CPU seconds (user + system).
+    pub seconds: f64,
+    /// Seconds its threads were runnable but not running (run-queue wait;
+    /// threads that ended within the span are not counted). `None` when
+    /// the kernel does not report it.
+    pub waited: Option<f64>,
 }
 
 impl CpuMeter {
@@ -85,19 +118,32 @@ impl CpuMeter {
         let mut pids = pids.to_vec();
         pids.push(std::process::id());
         let start = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
-        Self { pids, start }
+        let waits = pids.iter().map(|&p| run_queue_waits(p)).collect();
+        Self { pids, start, waits }
     }
 
-    /// CPU seconds per process since `start`, keyed by pid; the last is this one.
-    pub fn stop(&self) -> Vec<(u32, f64)> {
+    /// Each process's use since `start`, in the order given; the last is this one.
+    pub fn stop(&self) -> Vec<CpuUse> {
         // Linux reports /proc times in USER_HZ, 100 on every common configuration.
         const TICKS_PER_SEC: f64 = 100.0;
         self.pids
             .iter()
             .zip(&self.start)
-            .map(|(&p, &s)| {
-                let now = cpu_ticks(p).unwrap_or(s);
-                (p, now.saturating_sub(s) as f64 / TICKS_PER_SEC)
+            .zip(&self.waits)
+            .map(|((&pid, &s), before)| {
+                let now = cpu_ticks(pid).unwrap_or(s);
+                let waited = before.as_ref().zip(run_queue_waits(pid)).map(|(b, now)| {
+                    // Threads born within the span count from zero.
+                    let ns: u64 = (now.iter())
+                        .map(|(tid, w)| w.saturating_sub(b.get(tid).copied().unwrap_or(0)))
+                        .sum();
+                    ns as f64 / 1e9
+                });
+                CpuUse {
+                    pid,
+                    seconds: now.saturating_sub(s) as f64 / TICKS_PER_SEC,
+                    waited,
+                }
             })
             .collect()
     }
@@ -120,5 +166,10 @@ mod tests {
     fn reads_own_rss_and_cpu() {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
         assert!(cpu_ticks(std::process::id()).is_some());
+        let waits = run_queue_waits(std::process::id()).expect("schedstat on Linux");
+        assert!(
+            waits.contains_key(&std::process::id()),
+            "the main thread is listed"
+        );
     }
 }
