@@ -210,7 +210,8 @@ pub enum CheckState {
     Running,
     /// Every page read; the file is sound.
     Sound,
-    /// Corruption found: every later write fails with this error.
+    /// Corruption found: what the check found, with the file's path (for
+    /// the operator; writes fail from then on with a shorter message).
     Corrupt(StoreError),
     /// Stopped before the end (the store closed first), or the file could
     /// not be read for the check: the next start checks again.
