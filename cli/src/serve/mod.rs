@@ -247,13 +247,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 /// Resolves with what the SQLite store's check found, if it finds the file
 /// corrupt; pending for ever otherwise (sound, or no check due).
 async fn store_found_corrupt(store: Arc<SqliteStore>) -> String {
-    match store.checked().await {
-        CheckState::Corrupt(e) => {
-            drop(store);
-            e.to_string()
-        }
+    let state = store.checked().await;
+    // The store closes when the server is done with it, not later.
+    drop(store);
+    match state {
+        CheckState::Corrupt(e) => e.to_string(),
         CheckState::Running | CheckState::Sound | CheckState::Unfinished => {
-            drop(store);
             std::future::pending().await
         }
     }

@@ -91,7 +91,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// finds the file sound, so that a run that dies before its check ends
 /// (a file too damaged to recover from, say) makes the next start check
 /// before serving.
-pub(super) fn take_clean_mark(data_dir: &Path) -> Result<StartCheck, StoreError> {
+pub(super) fn start_check(data_dir: &Path) -> Result<StartCheck, StoreError> {
     let suspect = data_dir.join(SUSPECT_FILE);
     let check = if let Ok(why) = fs::read_to_string(&suspect) {
         info!(mark = %why.trim(), "errand.db was not found sound since: checking it before serving");

@@ -121,7 +121,7 @@ impl SqliteStore {
         files::prepare_data_dir(data_dir)?;
         files::own_file(&data_dir.join(LOCK_FILE))?;
         let lock = lock_data_dir(data_dir)?;
-        let check = integrity::take_clean_mark(data_dir)?;
+        let check = integrity::start_check(data_dir)?;
         let path = data_dir.join(DB_FILE);
         files::own_file(&path)?;
         files::own_sidecars(&path)?;
