@@ -32,7 +32,11 @@ pub fn fsync(dir: &Path, count: usize, rate: f64, bytes: usize) -> anyhow::Resul
                 return;
             }
             let t = Instant::now();
-            match self.file.write_all(&self.block).and_then(|()| self.file.sync_data()) {
+            match self
+                .file
+                .write_all(&self.block)
+                .and_then(|()| self.file.sync_data())
+            {
                 Ok(()) => self.ns.push(t.elapsed().as_nanos() as u64),
                 Err(e) => self.error = Some(e),
             }

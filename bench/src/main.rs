@@ -297,7 +297,14 @@ async fn run(command: Command) -> anyhow::Result<Option<serde_json::Value>> {
                 warmup_seconds,
                 tool,
             };
-            openloop::open_loop(&addr, server_pid, o, samples.as_deref(), timeline.as_deref()).await?
+            openloop::open_loop(
+                &addr,
+                server_pid,
+                o,
+                samples.as_deref(),
+                timeline.as_deref(),
+            )
+            .await?
         }
         Command::Restart {
             errand,

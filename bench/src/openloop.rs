@@ -90,7 +90,12 @@ pub async fn open_loop(
     }
     if let Some(path) = timeline {
         let slot0 = monotonic_secs() - start.elapsed().as_secs_f64();
-        write_timeline(path, slot0, &mut sends.warmup.slots, &mut sends.outcomes.slots)?;
+        write_timeline(
+            path,
+            slot0,
+            &mut sends.warmup.slots,
+            &mut sends.outcomes.slots,
+        )?;
     }
     let Outcomes {
         latencies,
