@@ -250,7 +250,9 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
     progress(f"floor: a sleeping thread's wake-up lateness at {rate} slots/s for {secs} s")
     R["wake"] = bench(["wake", "--rate", str(rate), "--seconds", str(secs)], 60)
     w = R["wake"]
-    progress(f"  p99 {w['lateness']['p99_us']} µs, p99.9 {w['lateness']['p999_us']} µs, {w['late_over_1ms']:.2%} over 1 ms")
+    progress(
+        f"  p99 {w['lateness']['p99_us']} µs, p99.9 {w['lateness']['p999_us']} µs, {w['late_over_1ms']:.2%} over 1 ms"
+    )
     progress("tonic echo: sequential unary round trips")
     echo = spawn([str(BENCHBIN), "echo-server"], stdout=subprocess.PIPE, text=True)
     try:

@@ -116,8 +116,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
         + "\n\nGenerator lateness: each submit's send time minus its scheduled time, the load "
         "generator's own error, which the ack latency includes. Warm-up: each run first sends "
         "at the same rate for a while on its fresh server and connections "
-        "(`--warmup-seconds`) and reports those submits apart; the other columns leave them out."
-        + floors(R)
+        "(`--warmup-seconds`) and reports those submits apart; the other columns leave them out." + floors(R)
     )
     rows = []
     for key, label in (
