@@ -109,3 +109,30 @@ pub fn wake(rate: f64, seconds: f64) -> anyhow::Result<Value> {
         "lateness": summarize(late, None)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paced_syncs_take_as_long_as_their_slots_and_leave_no_file() {
+        let dir = std::env::temp_dir().join(format!("errand-floor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Instant::now();
+        let r = fsync(&dir, 20, 1000.0, 8192).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(19), "paced at 1 ms");
+        assert_eq!(r["fdatasync"]["n"], 20);
+        assert_eq!(r["bytes"], 8192);
+        assert!(!dir.join("errand-bench-fsync.tmp").exists());
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn wake_reports_every_slot() {
+        let r = wake(1000.0, 0.02).unwrap();
+        assert_eq!(r["slots"], 20);
+        assert_eq!(r["lateness"]["n"], 20);
+        let share = r["late_over_1ms"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share));
+    }
+}
