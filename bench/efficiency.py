@@ -43,6 +43,29 @@ def lateness(r: dict[str, Any]) -> str:
     return f"{us(late['p50_us'])} / {us(late['p99_us'])}" if late else "–"
 
 
+def warmup_p99(r: dict[str, Any]) -> str:
+    """The open-loop warm-up's ack p99 (its submits are not in the run's figures)."""
+    w = r.get("warmup")
+    return f"{us(w['ack']['p99_us'])} ({w['scheduled']:,})" if w and w.get("scheduled") else "–"
+
+
+def floors(R: dict[str, Any]) -> str:
+    """The machine's own floors under an open-loop p99, measured in this run."""
+    f, w = R.get("fsync_paced"), R.get("wake")
+    if not f or not w:
+        return ""
+    fd, late = f["fdatasync"], w["lateness"]
+    return (
+        f"\n\nThe machine's floors in this run, at {f['rate']:,.0f}/s for as long as a run above "
+        f"(errand not involved): `fdatasync` after an append of {f['bytes']:,} B, where the durable "
+        f"store keeps its data, p50 {us(fd['p50_us'])}, p99 {us(fd['p99_us'])}, p99.9 "
+        f"{us(fd['p999_us'])}, max {us(fd['max_us'])}, {f['over_1ms']:.2%} over 1 ms; a sleeping "
+        f"thread's wake-up lateness p99 {us(late['p99_us'])}, p99.9 {us(late['p999_us'])}, max "
+        f"{us(late['max_us'])}, {w['late_over_1ms']:.2%} over 1 ms. A stall of either holds every "
+        "submit that arrives during it."
+    )
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median tasks/s (the lower middle of an even count),
     with every run's tasks/s in `rounds_tasks_per_s`, in the order run."""
@@ -68,6 +91,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                         us(a["p50_us"]),
                         us(a["p99_us"]),
                         us(a["p999_us"]),
+                        warmup_p99(r),
                         f1(r["server_cpu_us_per_submit"]),
                         f1(r["loadgen_cpu_us_per_submit"]),
                         lateness(r),
@@ -82,6 +106,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                 "p50",
                 "p99",
                 "p99.9",
+                "warm-up p99",
                 "server CPU µs/submit",
                 "load generator CPU µs/submit",
                 "generator lateness p50 / p99",
@@ -89,7 +114,9 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
             rows,
         )
         + "\n\nGenerator lateness: each submit's send time minus its scheduled time, the load "
-        "generator's own error, which the ack latency includes."
+        "generator's own error, which the ack latency includes. Warm-up: each run first sends "
+        "at the same rate for a while on its fresh server and connections "
+        "(`--warmup-seconds`) and reports those submits apart; the other columns leave them out." + floors(R)
     )
     rows = []
     for key, label in (

@@ -47,6 +47,15 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 1000)]
         count: usize,
+        /// Syncs per second, paced as the open-loop bench paces submits (a
+        /// disk's stalls come every second or so: a back-to-back run of a
+        /// few hundred ms can miss them); 0 is back to back.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Bytes appended before each sync (a commit of the durable store
+        /// writes a few 4 KiB WAL frames).
+        #[arg(long, default_value_t = 128)]
+        bytes: usize,
     },
     /// Workload 1: agents submitting as fast as they can (or at --rate).
     Submit {
@@ -68,6 +77,15 @@ enum Command {
         #[arg(long)]
         samples: Option<PathBuf>,
     },
+    /// The machine's floor for open-loop latency: how late a thread sleeping
+    /// to evenly spaced slots wakes (errand not involved).
+    Wake {
+        /// Slots per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Open-loop submits at a fixed rate: ack latency from each scheduled time.
     OpenLoop {
         #[arg(long)]
@@ -79,12 +97,19 @@ enum Command {
         /// Submits per second, in all.
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
+        /// Seconds measured, after the warm-up.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Seconds sent first at the same rate, reported apart as `warmup`.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_seconds: f64,
         #[arg(long, default_value = "stall")]
         tool: String,
         #[arg(long)]
         samples: Option<PathBuf>,
+        /// Writes "slot lateness_us ack_us" per submit, warm-up included.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
     },
     /// Restart time: fill a data dir with retained tasks, time starts to serving.
     Restart {
@@ -205,7 +230,13 @@ async fn run(command: Command) -> anyhow::Result<Option<serde_json::Value>> {
             payload,
             samples,
         } => echo::measure(&addr, count, payload, samples.as_deref()).await?,
-        Command::Fsync { dir, count } => floor::fsync(&dir, count)?,
+        Command::Fsync {
+            dir,
+            count,
+            rate,
+            bytes,
+        } => floor::fsync(&dir, count, rate, bytes)?,
+        Command::Wake { rate, seconds } => floor::wake(rate, seconds)?,
         Command::Submit {
             addr,
             server_pid,
@@ -254,16 +285,26 @@ async fn run(command: Command) -> anyhow::Result<Option<serde_json::Value>> {
             agents,
             rate,
             seconds,
+            warmup_seconds,
             tool,
             samples,
+            timeline,
         } => {
             let o = openloop::OpenLoopOpts {
                 agents: agents.max(1),
                 rate: rate.max(1.0),
                 seconds,
+                warmup_seconds,
                 tool,
             };
-            openloop::open_loop(&addr, server_pid, o, samples.as_deref()).await?
+            openloop::open_loop(
+                &addr,
+                server_pid,
+                o,
+                samples.as_deref(),
+                timeline.as_deref(),
+            )
+            .await?
         }
         Command::Restart {
             errand,
