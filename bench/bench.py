@@ -39,6 +39,7 @@ FULL = {
     "submit_counts": {1: 5_000, 16: 100_000, 256: 50_000},
     "submit_count": 10_000,  # peers
     "e2e_count": 100_000,
+    "e2e_rounds": 3,
     "py_e2e_count": 20_000,
     "peer_e2e_count": 20_000,
     "delivery_count": 2000,
@@ -66,6 +67,7 @@ SMOKE = {
     "submit_counts": {1: 300, 16: 2000},
     "submit_count": 300,
     "e2e_count": 2000,
+    "e2e_rounds": 1,
     "py_e2e_count": 200,
     "peer_e2e_count": 200,
     "delivery_count": 100,
@@ -350,29 +352,44 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
             R[f"delivery/{store}"] = r
             progress(f"  delivery p50 {r['delivery']['p50_us']} µs, p99 {r['delivery']['p99_us']} µs")
             roles = {srv.pid: "server", w.pid: "worker"}
-            progress(
-                f"[{store}] 2. end to end: {sz['e2e_count']:,} no-op tasks, Rust worker, 256 submitters / 64 sessions"
-            )
-            r = bench(
-                [
-                    "e2e",
-                    "--addr",
-                    srv.addr,
-                    "--pids",
-                    f"{srv.pid},{w.pid}",
-                    "--count",
-                    str(sz["e2e_count"]),
-                    *E2E_256,
-                    "--samples",
-                    sample(f"errand_{store}_e2e_delivery"),
-                ],
-                600,
-            )
-            R[f"e2e/{store}/rust"] = efficiency.cpu_split(check(r, f"e2e {store} rust"), roles)
-            progress(
-                f"  {r['tasks_per_s']:,.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU/task "
-                f"(server {r['server_cpu_us_per_task']:.0f} µs, {r['server_cores']:.2f} cores)"
-            )
+            # The figure the targets read, so the median of a few runs: on these shared
+            # cores single runs of the same binary differ by a third.
+            runs = []
+            for rnd in range(sz["e2e_rounds"]):
+                progress(
+                    f"[{store}] 2. end to end: {sz['e2e_count']:,} no-op tasks, Rust worker, "
+                    f"256 submitters / 64 sessions, run {rnd + 1} of {sz['e2e_rounds']}"
+                )
+                r = bench(
+                    [
+                        "e2e",
+                        "--addr",
+                        srv.addr,
+                        "--pids",
+                        f"{srv.pid},{w.pid}",
+                        "--count",
+                        str(sz["e2e_count"]),
+                        *E2E_256,
+                        "--samples",
+                        sample(f"errand_{store}_e2e_delivery_{rnd}"),
+                    ],
+                    600,
+                )
+                r = efficiency.cpu_split(check(r, f"e2e {store} rust"), roles)
+                r["round"] = rnd
+                runs.append(r)
+                progress(
+                    f"  {r['tasks_per_s']:,.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU/task "
+                    f"(server {r['server_cpu_us_per_task']:.0f} µs, {r['server_cores']:.2f} cores)"
+                )
+            mid = efficiency.median_run(runs)
+            for rnd in range(sz["e2e_rounds"]):
+                kept = Path(sample(f"errand_{store}_e2e_delivery_{rnd}"))
+                if rnd == mid["round"]:
+                    kept.replace(sample(f"errand_{store}_e2e_delivery"))
+                else:
+                    kept.unlink(missing_ok=True)
+            R[f"e2e/{store}/rust"] = mid
             progress(f"[{store}] 2. end to end: {sz['e2e16_count']:,} no-op tasks, 16 submitters / 16 sessions")
             r = bench(
                 [

@@ -66,6 +66,20 @@ def floors(R: dict[str, Any]) -> str:
     )
 
 
+def rounds_note(R: dict[str, Any]) -> str:
+    """Which run of several the 256-submitter rows are, with every run's tasks/s."""
+    notes = []
+    for store in ("durable", "memory"):
+        r = R.get(f"e2e/{store}/rust")
+        rounds = r.get("rounds_tasks_per_s", []) if r else []
+        if len(rounds) > 1:
+            each = ", ".join(f0(v) for v in rounds)
+            notes.append(f"{store}: the median of {len(rounds)} runs on one server ({each} tasks/s)")
+        elif r:
+            notes.append(f"{store}: one run")
+    return f" The 256-submitter rows: {'; '.join(notes)}." if notes else ""
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median tasks/s (the lower middle of an even count),
     with every run's tasks/s in `rounds_tasks_per_s`, in the order run."""
@@ -163,7 +177,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
         )
         + "\n\nRun-queue wait: time the process's threads were ready to run but waited for a"
         " core (`/proc/PID/task/TID/schedstat`), per task; beside the CPU per task it shows"
-        " how full the two cores were."
+        " how full the two cores were." + rounds_note(R)
     )
     rows = []
     bare = g("py/bare")
