@@ -247,7 +247,8 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
     f = R["fsync_paced"]
     progress(
         f"  p50 {f['fdatasync']['p50_us']} µs, p99 {f['fdatasync']['p99_us']} µs, "
-        f"p99.9 {f['fdatasync']['p999_us']} µs, {f['over_1ms']:.2%} over 1 ms"
+        f"p99.9 {f['fdatasync']['p999_us']} µs, {f['over_1ms']:.2%} over 1 ms; from its slot "
+        f"p99 {f['from_slot']['p99_us']} µs, {f['from_slot_over_1ms']:.2%} over 1 ms"
     )
     progress(f"floor: a sleeping thread's wake-up lateness at {rate} slots/s for {secs} s")
     R["wake"] = bench(["wake", "--rate", str(rate), "--seconds", str(secs)], 60)

@@ -55,13 +55,20 @@ def floors(R: dict[str, Any]) -> str:
     if not f or not w:
         return ""
     fd, late = f["fdatasync"], w["lateness"]
+    slot = f.get("from_slot") or {}
+    per_slot = (
+        f"; counted from its slot, as an ack is: p99 {us(slot['p99_us'])}, p99.9 {us(slot['p999_us'])}, "
+        f"{f['from_slot_over_1ms']:.2%} over 1 ms"
+        if slot
+        else ""
+    )
     return (
         f"\n\nThe machine's floors in this run, at {f['rate']:,.0f}/s for as long as a run above "
         f"(errand not involved): `fdatasync` after an append of {f['bytes']:,} B, where the durable "
         f"store keeps its data, p50 {us(fd['p50_us'])}, p99 {us(fd['p99_us'])}, p99.9 "
-        f"{us(fd['p999_us'])}, max {us(fd['max_us'])}, {f['over_1ms']:.2%} over 1 ms; a sleeping "
-        f"thread's wake-up lateness p99 {us(late['p99_us'])}, p99.9 {us(late['p999_us'])}, max "
-        f"{us(late['max_us'])}, {w['late_over_1ms']:.2%} over 1 ms. A stall of either holds every "
+        f"{us(fd['p999_us'])}, max {us(fd['max_us'])}, {f['over_1ms']:.2%} over 1 ms{per_slot}; a "
+        f"sleeping thread's wake-up lateness p99 {us(late['p99_us'])}, p99.9 {us(late['p999_us'])}, "
+        f"max {us(late['max_us'])}, {w['late_over_1ms']:.2%} over 1 ms. A stall of either holds every "
         "submit that arrives during it."
     )
 

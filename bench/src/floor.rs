@@ -17,17 +17,21 @@ use crate::{
 
 /// `count` appends of `bytes` bytes to a file in `dir`, each followed by
 /// `fdatasync`, back to back or paced at `rate` per second (at most 30 s in
-/// all). `over_1ms` is the share of syncs that took more than 1 ms.
+/// all). `fdatasync` times each sync alone, and `over_1ms` is the share of
+/// them over 1 ms. Paced, `from_slot` also counts each sync's end from its
+/// slot, as an open-loop ack is counted: one stall then delays every slot
+/// due during it, not just one sample.
 pub fn fsync(dir: &Path, count: usize, rate: f64, bytes: usize) -> anyhow::Result<Value> {
     struct Syncs {
         file: std::fs::File,
         deadline: Instant,
         block: Vec<u8>,
         ns: Vec<u64>,
+        from_slot: Vec<u64>,
         error: Option<std::io::Error>,
     }
     impl Slots for Syncs {
-        fn fire(&mut self, _k: usize, _at: Instant) {
+        fn fire(&mut self, _k: usize, at: Instant) {
             if self.error.is_some() || Instant::now() > self.deadline {
                 return;
             }
@@ -37,7 +41,10 @@ pub fn fsync(dir: &Path, count: usize, rate: f64, bytes: usize) -> anyhow::Resul
                 .write_all(&self.block)
                 .and_then(|()| self.file.sync_data())
             {
-                Ok(()) => self.ns.push(t.elapsed().as_nanos() as u64),
+                Ok(()) => {
+                    self.ns.push(t.elapsed().as_nanos() as u64);
+                    self.from_slot.push(at.elapsed().as_nanos() as u64);
+                }
                 Err(e) => self.error = Some(e),
             }
         }
@@ -54,13 +61,17 @@ pub fn fsync(dir: &Path, count: usize, rate: f64, bytes: usize) -> anyhow::Resul
         deadline: start + Duration::from_secs(30),
         block: vec![b'x'; bytes.max(1)],
         ns: Vec::with_capacity(count),
+        from_slot: Vec::with_capacity(count),
         error: None,
     };
-    // Back to back is a pace whose every slot is already due.
-    let interval = if rate > 0.0 {
-        Duration::from_secs_f64(1.0 / rate)
+    // Back to back is a pace whose every slot is already due; paced, the
+    // slots past 30 s are not scheduled at all (the pacer would sleep to
+    // each).
+    let (interval, count) = if rate > 0.0 {
+        let most = (rate * 30.0).floor() as usize;
+        (Duration::from_secs_f64(1.0 / rate), count.min(most))
     } else {
-        Duration::ZERO
+        (Duration::ZERO, count)
     };
     let syncs = pace(start, interval, count, syncs)
         .join()
@@ -70,13 +81,20 @@ pub fn fsync(dir: &Path, count: usize, rate: f64, bytes: usize) -> anyhow::Resul
     if let Some(e) = syncs.error {
         return Err(e.into());
     }
-    let over = syncs.ns.iter().filter(|&&ns| ns > 1_000_000).count() as f64;
+    let over_1ms =
+        |v: &[u64]| v.iter().filter(|&&ns| ns > 1_000_000).count() as f64 / v.len().max(1) as f64;
+    let paced = (rate > 0.0).then(|| over_1ms(&syncs.from_slot));
     Ok(json!({
         "workload": "fsync",
         "rate": rate,
         "bytes": bytes,
-        "over_1ms": over / syncs.ns.len().max(1) as f64,
+        "over_1ms": over_1ms(&syncs.ns),
         "fdatasync": summarize(syncs.ns, None)?,
+        "from_slot_over_1ms": paced,
+        "from_slot": match paced {
+            Some(_) => summarize(syncs.from_slot, None)?,
+            None => Value::Null,
+        },
     }))
 }
 

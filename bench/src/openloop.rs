@@ -37,11 +37,13 @@ pub struct OpenLoopOpts {
     pub tool: String,
 }
 
-/// Submits `rate × seconds` calls at evenly spaced times; ack latency from
-/// each call's scheduled time to its answer. With `timeline`, writes one
-/// line per submit, warm-up included, in slot order: the slot, its lateness
-/// and its ack latency in µs (`-` for an error), to see when a tail happened. With `server_pid`, the server's
-/// CPU time per submit (from /proc), and this load generator's separately.
+/// Submits `rate × (warmup_seconds + seconds)` calls at evenly spaced times;
+/// ack latency from each call's scheduled time to its answer, the warm-up's
+/// apart. With `server_pid`, the server's CPU time per measured submit (from
+/// /proc), and this load generator's separately. With `timeline`, writes
+/// one line per submit, warm-up included, in slot order: the slot, its
+/// lateness and its ack latency in µs (`-` for an error), to see when a
+/// tail happened.
 pub async fn open_loop(
     addr: &str,
     server_pid: Option<u32>,
@@ -62,7 +64,8 @@ pub async fn open_loop(
     // A request still unanswered this long after its slot counts as failed.
     let limit = Duration::from_secs(30);
     let start = Instant::now() + Duration::from_millis(20);
-    // CPU is counted from the first measured slot's time.
+    // CPU is counted from the first measured slot's time (within tokio's
+    // 1 ms timer tick of it).
     let measured_from = start + interval.mul_f64(warm as f64);
     let sends = Sends {
         runtime: Handle::current(),
@@ -88,6 +91,8 @@ pub async fn open_loop(
     while let Some(done) = sends.set.join_next().await {
         sends.add(done);
     }
+    let secs = measured_from.elapsed().as_secs_f64();
+    let cpu = cpu.stop();
     if let Some(path) = timeline {
         let slot0 = monotonic_secs() - start.elapsed().as_secs_f64();
         write_timeline(
@@ -105,8 +110,6 @@ pub async fn open_loop(
         ..
     } = std::mem::take(&mut sends.outcomes);
     let max_inflight = sends.max_inflight;
-    let secs = measured_from.elapsed().as_secs_f64();
-    let cpu = cpu.stop();
     let per = |s: f64| s * 1e6 / count.max(1) as f64;
     let server_cpu = server_pid.map(|_| per(cpu[0].seconds));
     let own_cpu = per(cpu.last().map(|c| c.seconds).unwrap_or(0.0));
@@ -177,7 +180,9 @@ impl Slots for Sends {
         while let Some(done) = self.set.try_join_next() {
             self.add(done);
         }
-        self.max_inflight = self.max_inflight.max(self.set.len());
+        if k >= self.warm {
+            self.max_inflight = self.max_inflight.max(self.set.len());
+        }
         let client = self.clients[k % self.clients.len()].clone();
         let session = self.sessions[k % self.sessions.len()].clone();
         let (tool, limit) = (self.tool.clone(), self.limit);
