@@ -95,6 +95,12 @@ SMOKE = {
 E2E_256 = ["--agents", "64", "--pipeline", "4", "--window", "64"]
 E2E_16 = ["--agents", "16", "--pipeline", "1", "--window", "64"]
 
+
+def e2e_args(srv: Server, worker_pid: int, count: int, *more: str) -> list[str]:
+    """`errand-bench e2e` of `count` tasks through `srv`, CPU read for it and the worker."""
+    return ["e2e", "--addr", srv.addr, "--pids", f"{srv.pid},{worker_pid}", "--count", str(count), *more]
+
+
 STARTED = time.monotonic()
 FAILURES: list[str] = []
 PROCS: list[subprocess.Popen] = []
@@ -353,6 +359,7 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
             R[f"delivery/{store}"] = r
             progress(f"  delivery p50 {r['delivery']['p50_us']} µs, p99 {r['delivery']['p99_us']} µs")
             roles = {srv.pid: "server", w.pid: "worker"}
+
             # The figure the targets read, so the median of a few runs: on these shared
             # cores single runs of the same binary differ by a third.
             runs = []
@@ -362,18 +369,9 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
                     f"256 submitters / 64 sessions, run {rnd + 1} of {sz['e2e_rounds']}"
                 )
                 r = bench(
-                    [
-                        "e2e",
-                        "--addr",
-                        srv.addr,
-                        "--pids",
-                        f"{srv.pid},{w.pid}",
-                        "--count",
-                        str(sz["e2e_count"]),
-                        *E2E_256,
-                        "--samples",
-                        sample(f"errand_{store}_e2e_delivery_{rnd}"),
-                    ],
+                    e2e_args(
+                        srv, w.pid, sz["e2e_count"], *E2E_256, "--samples", sample(f"errand_{store}_e2e_delivery_{rnd}")
+                    ),
                     600,
                 )
                 r = efficiency.cpu_split(check(r, f"e2e {store} rust"), roles)
@@ -392,39 +390,23 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
                     kept.unlink(missing_ok=True)
             R[f"e2e/{store}/rust"] = mid
             progress(f"[{store}] 2. end to end: {sz['e2e16_count']:,} no-op tasks, 16 submitters / 16 sessions")
-            r = bench(
-                [
-                    "e2e",
-                    "--addr",
-                    srv.addr,
-                    "--pids",
-                    f"{srv.pid},{w.pid}",
-                    "--count",
-                    str(sz["e2e16_count"]),
-                    *E2E_16,
-                ],
-                600,
-            )
+            r = bench(e2e_args(srv, w.pid, sz["e2e16_count"], *E2E_16), 600)
             R[f"e2e16/{store}/rust"] = efficiency.cpu_split(check(r, f"e2e16 {store} rust"), roles)
             progress(f"  {r['tasks_per_s']:,.0f} tasks/s, server {r['server_cpu_us_per_task']:.0f} µs CPU/task")
             half = round(R[f"e2e/{store}/rust"]["tasks_per_s"] / 2)
             count = max(half * sz["half_peak_seconds"], 100)
             progress(f"[{store}] 3. delivery at 50 % of peak: {half:,} tasks/s open loop, {count:,} tasks")
             r = bench(
-                [
-                    "e2e",
-                    "--addr",
-                    srv.addr,
-                    "--pids",
-                    f"{srv.pid},{w.pid}",
-                    "--count",
-                    str(count),
+                e2e_args(
+                    srv,
+                    w.pid,
+                    count,
                     *E2E_256,
                     "--rate",
                     str(half),
                     "--samples",
                     sample(f"errand_{store}_half_peak_delivery"),
-                ],
+                ),
                 600,
             )
             R[f"half/{store}/rust"] = efficiency.cpu_split(check(r, f"half peak {store}"), roles)
