@@ -181,10 +181,13 @@ async fn acknowledged_and_expired_data_is_removed_so_the_data_dir_stays_bounded(
         sizes.push(dir_bytes(dir.path()));
     }
     // Freed pages are reused: the second and third rounds need no new room.
-    assert!(
-        sizes[2] <= sizes[0] + sizes[0] / 4,
-        "data dir grew: {sizes:?}"
-    );
+    // Without reuse the third round's file would be three times the first's.
+    // With it, a round's size still varies between runs: 1.64-2.14 MB for the
+    // same first round here (a 25 % bound failed on a loaded CI run, at
+    // [1638441, 2048041, 2068521]), so the bound is half as much again as the
+    // smallest round.
+    let (least, most) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+    assert!(most <= least + least / 2, "data dir grew: {sizes:?}");
     let server = Server::start_durable(dir.path(), &[]).await;
     let mut worker = server.gate_worker(&["t"], 1).await;
     let client = server.client().await;
