@@ -120,6 +120,8 @@ pub struct Scheduler {
     validation: ValidationPool,
     /// Queue deadlines of the tasks submitted or recovered here.
     deadlines: Arc<timers::QueueDeadlines>,
+    /// Deadlines of the attempts running here.
+    attempt_deadlines: Arc<timers::AttemptDeadlines>,
     /// Held while the tool registry changes and is written to the store,
     /// so the store's copy ends as the live one.
     registry_writes: tokio::sync::Mutex<()>,
@@ -139,6 +141,7 @@ impl Scheduler {
             finisher: Finisher::default(),
             validation: ValidationPool::default(),
             deadlines: Arc::default(),
+            attempt_deadlines: Arc::default(),
             registry_writes: tokio::sync::Mutex::new(()),
         })
     }

@@ -485,6 +485,51 @@ async fn queue_deadlines_end_at_dispatch_and_at_any_ending() {
     assert_eq!(core.deadlines.len(), 0);
 }
 
+/// One attempt deadline per running attempt, none once it ended, however
+/// it ended: a result, a cancel, a lost worker (its task then queued again),
+/// or the deadline itself.
+#[tokio::test(start_paused = true)]
+async fn attempt_deadlines_end_with_their_attempt() {
+    let core = core(Config {
+        default_timeout: Duration::from_secs(30),
+        ..Config::default()
+    });
+    let (w, mut rx) = worker(&core, &["t"], 3).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(core.submit(submit_request("s", "t")).await.unwrap().0.id);
+    }
+    let running: Vec<_> = (0..3).map(|_| assignment(&mut rx)).collect();
+    assert_eq!(core.attempt_deadlines.len(), 3, "one per running attempt");
+    core.cancel(ids[0], "").await.unwrap();
+    assert_eq!(core.attempt_deadlines.len(), 2, "a cancel ends it");
+    let a = running
+        .iter()
+        .find(|a| a.task_id == ids[1].to_string())
+        .unwrap();
+    result(&core, w, a, "1").await;
+    assert_eq!(core.attempt_deadlines.len(), 1, "a result ends it");
+    core.worker_gone(w).await;
+    assert_eq!(core.attempt_deadlines.len(), 0, "a lost worker ends it");
+    let (_w2, mut rx2) = worker(&core, &["t"], 1).await;
+    let again = assignment(&mut rx2);
+    assert_eq!(again.task_id, ids[2].to_string());
+    assert_eq!(
+        core.attempt_deadlines.len(),
+        1,
+        "the next attempt has its own"
+    );
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        core.get_task(&again.task_id).await.unwrap().state,
+        TaskState::TimedOut
+    );
+    assert_eq!(core.attempt_deadlines.len(), 0, "a fired deadline is gone");
+}
+
 mod registry;
 
 /// A call that fails while the server drains was accepted before the

@@ -1,6 +1,9 @@
-//! Per-attempt timeouts: each dispatch arms a timer that ends the attempt
+//! Per-attempt timeouts: each dispatch arms a deadline that ends the attempt
 //! as TIMED_OUT unless a result, a cancel or a lost worker ends it first
-//! (they abort the timer).
+//! (they stop its [`AttemptTimer`]). All of them sit in one ordered
+//! structure ([`AttemptDeadlines`]) that one loop serves: a timer task per
+//! dispatch cost a spawn, a timer-wheel entry and an abort (a wake and a
+//! poll) for every task run.
 //!
 //! Queue timeouts: one deadline per task submitted or recovered here, in
 //! one ordered structure ([`QueueDeadlines`]) that one loop serves, rather
@@ -17,7 +20,7 @@ use std::{
 };
 
 use futures::future::join_all;
-use tokio::{sync::Notify, task::AbortHandle, time::Instant};
+use tokio::{sync::Notify, time::Instant};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -118,20 +121,85 @@ impl QueueDeadlines {
     }
 }
 
+/// The deadlines of running attempts, earliest first: (when, task, attempt).
+#[derive(Default)]
+pub(super) struct AttemptDeadlines {
+    order: Mutex<BTreeSet<(Instant, Uuid, u32)>>,
+    /// Woken when a deadline earlier than all others is armed.
+    wake: Notify,
+    started: AtomicBool,
+}
+
+/// A running attempt's deadline in [`AttemptDeadlines`]; stopping it takes
+/// the deadline out (a deadline already fired is gone, so that is a no-op).
+pub struct AttemptTimer {
+    deadlines: Arc<AttemptDeadlines>,
+    key: (Instant, Uuid, u32),
+}
+
+impl AttemptTimer {
+    pub(super) fn stop(self) {
+        self.deadlines.lock().remove(&self.key);
+    }
+}
+
+impl AttemptDeadlines {
+    fn lock(&self) -> MutexGuard<'_, BTreeSet<(Instant, Uuid, u32)>> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes out the deadlines due at `now`; returns them and when the next
+    /// one is due.
+    fn take_due(&self, now: Instant) -> (Vec<(Uuid, u32)>, Option<Instant>) {
+        let mut order = self.lock();
+        let mut fired = Vec::new();
+        while let Some(&(at, id, attempt)) = order.first() {
+            if at > now {
+                break;
+            }
+            order.pop_first();
+            fired.push((id, attempt));
+        }
+        (fired, order.first().map(|(at, _, _)| *at))
+    }
+
+    /// Deadlines armed now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
 impl Scheduler {
-    /// Starts the timer of attempt `attempt` of task `id`.
+    /// Arms the deadline of attempt `attempt` of task `id`, `timeout` from
+    /// now.
     pub(super) fn arm_timer(
         self: &Arc<Self>,
         id: Uuid,
         attempt: u32,
         timeout: Duration,
-    ) -> AbortHandle {
-        let me = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            me.time_out(id, attempt).await;
-        })
-        .abort_handle()
+    ) -> AttemptTimer {
+        let deadlines = &self.attempt_deadlines;
+        let key = (Instant::now() + timeout, id, attempt);
+        let earliest = {
+            let mut order = deadlines.lock();
+            let earliest = order.first().is_none_or(|first| key < *first);
+            order.insert(key);
+            earliest
+        };
+        if !deadlines.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(attempt_loop(
+                deadlines.clone(),
+                Arc::downgrade(self),
+                self.shutdown.clone(),
+            ));
+        } else if earliest {
+            deadlines.wake.notify_one();
+        }
+        AttemptTimer {
+            deadlines: deadlines.clone(),
+            key,
+        }
     }
 
     /// Arms the queue deadline of `task` (at once if it has passed, as
@@ -196,7 +264,7 @@ impl Scheduler {
             if !st.is_running(id, attempt) {
                 return;
             }
-            // This timer is the running attempt's: dropping, not aborting, it.
+            // This deadline is the running attempt's, and has fired.
             st.clear_timer(id);
             let timeout = st.task(id).map(|t| t.timeout).unwrap_or_default();
             let message = format!("no result within {} ms", millis(timeout));
@@ -236,6 +304,43 @@ async fn deadline_loop(
                 me.clone().queue_time_out(id, message)
             }))
             .await;
+            continue;
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = &mut woken => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Serves `deadlines` until the server stops or the scheduler is gone:
+/// sleeps until the earliest and times out each attempt due, each in a task
+/// of its own (an ending writes to the store; the next deadlines must not
+/// wait for it).
+async fn attempt_loop(
+    deadlines: Arc<AttemptDeadlines>,
+    sched: Weak<Scheduler>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        // Registered before looking, so an earlier deadline armed meanwhile
+        // is not missed.
+        let woken = deadlines.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (fired, next) = deadlines.take_due(Instant::now());
+        if !fired.is_empty() {
+            let Some(me) = sched.upgrade() else { return };
+            for (id, attempt) in fired {
+                tokio::spawn(me.clone().time_out(id, attempt));
+            }
             continue;
         }
         let sleep = async {

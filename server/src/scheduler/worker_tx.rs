@@ -2,9 +2,9 @@
 //! through, and the dispatch record each Assignment waits for.
 use std::time::SystemTime;
 
-use tokio::{sync::mpsc, task::AbortHandle};
+use tokio::sync::mpsc;
 
-use super::state::Io;
+use super::{state::Io, timers::AttemptTimer};
 use crate::{
     error::Error,
     model::{Assignment, Command},
@@ -37,7 +37,7 @@ pub(super) struct Tokio;
 
 impl Io for Tokio {
     type Tx = WorkerTx;
-    type Timer = AbortHandle;
+    type Timer = AttemptTimer;
     fn send(tx: &WorkerTx, command: Command) -> bool {
         let out = Outgoing {
             command,
@@ -56,7 +56,7 @@ impl Io for Tokio {
         };
         tx.commands.try_send(Ok(out)).is_ok()
     }
-    fn stop(timer: AbortHandle) {
-        timer.abort();
+    fn stop(timer: AttemptTimer) {
+        timer.stop();
     }
 }
