@@ -519,15 +519,23 @@ async fn attempt_deadlines_end_with_their_attempt() {
         1,
         "the next attempt has its own"
     );
-    tokio::time::sleep(Duration::from_secs(31)).await;
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+    // Waiting for the worker's cancel lets the paused clock run to the
+    // deadline (30 s); a deadline that never fires fails at 60 s.
+    let cancel = tokio::time::timeout(Duration::from_secs(60), rx2.recv())
+        .await
+        .expect("the attempt timed out")
+        .unwrap()
+        .unwrap()
+        .kind
+        .unwrap();
+    assert!(matches!(cancel, pb::worker_command::Kind::Cancel(ref c) if c.reason == "timeout"));
+    assert_eq!(core.attempt_deadlines.len(), 0, "a fired deadline is gone");
+    // The timer finalizes right after telling the worker.
+    tokio::task::yield_now().await;
     assert_eq!(
         core.get_task(&again.task_id).await.unwrap().state,
         TaskState::TimedOut
     );
-    assert_eq!(core.attempt_deadlines.len(), 0, "a fired deadline is gone");
 }
 
 mod registry;

@@ -187,15 +187,10 @@ impl Scheduler {
             order.insert(key);
             earliest
         };
-        if !deadlines.started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(attempt_loop(
-                deadlines.clone(),
-                Arc::downgrade(self),
-                self.shutdown.clone(),
-            ));
-        } else if earliest {
+        if earliest {
             deadlines.wake.notify_one();
         }
+        self.serve(deadlines);
         AttemptTimer {
             deadlines: deadlines.clone(),
             key,
@@ -208,9 +203,15 @@ impl Scheduler {
     /// still queued there.
     pub(super) fn arm_queue_timer(self: &Arc<Self>, task: &TaskRecord, deadline: SystemTime) {
         self.deadlines.arm(task, deadline);
-        if !self.deadlines.started.swap(true, Ordering::AcqRel) {
+        self.serve(&self.deadlines);
+    }
+
+    /// Starts the loop that serves `set`, the first time it is armed.
+    fn serve<D: DeadlineSet>(self: &Arc<Self>, set: &Arc<D>) {
+        let started = set.started();
+        if !started.load(Ordering::Acquire) && !started.swap(true, Ordering::AcqRel) {
             tokio::spawn(deadline_loop(
-                self.deadlines.clone(),
+                set.clone(),
                 Arc::downgrade(self),
                 self.shutdown.clone(),
             ));
@@ -283,64 +284,79 @@ impl Scheduler {
     }
 }
 
-/// Serves `deadlines` until the server stops or the scheduler is gone:
-/// sleeps until the earliest, times out what is due, in chunks.
-async fn deadline_loop(
-    deadlines: Arc<QueueDeadlines>,
-    sched: Weak<Scheduler>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        // Registered before looking, so an earlier deadline armed meanwhile
-        // is not missed.
-        let woken = deadlines.wake.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let (fired, next) = deadlines.take_due(Instant::now());
-        if !fired.is_empty() {
-            let Some(me) = sched.upgrade() else { return };
-            join_all(fired.into_iter().map(|(id, due)| {
-                let message = text::queue_timeout_after(&due.tool, due.span);
-                me.clone().queue_time_out(id, message)
-            }))
-            .await;
-            continue;
-        }
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {}
-            _ = &mut woken => {}
-            _ = shutdown.cancelled() => return,
+/// A set of deadlines that one [`deadline_loop`] serves.
+trait DeadlineSet: Send + Sync + 'static {
+    /// What one fired deadline carries.
+    type Fired: Send + 'static;
+    /// Woken when a deadline earlier than all others is armed.
+    fn wake(&self) -> &Notify;
+    /// Set once the set's loop is started.
+    fn started(&self) -> &AtomicBool;
+    /// Takes out deadlines due at `now`; returns them and when the next one
+    /// is due.
+    fn take_due(&self, now: Instant) -> (Vec<Self::Fired>, Option<Instant>);
+    /// Ends what fired; the loop looks again once this returns.
+    fn fire(sched: Arc<Scheduler>, fired: Vec<Self::Fired>) -> impl Future<Output = ()> + Send;
+}
+
+impl DeadlineSet for QueueDeadlines {
+    type Fired = (Uuid, Due);
+    fn wake(&self) -> &Notify {
+        &self.wake
+    }
+    fn started(&self) -> &AtomicBool {
+        &self.started
+    }
+    fn take_due(&self, now: Instant) -> (Vec<(Uuid, Due)>, Option<Instant>) {
+        QueueDeadlines::take_due(self, now)
+    }
+    /// Times out the queued tasks due, [`FIRE_CHUNK`] at most per round.
+    async fn fire(sched: Arc<Scheduler>, fired: Vec<(Uuid, Due)>) {
+        join_all(fired.into_iter().map(|(id, due)| {
+            let message = text::queue_timeout_after(&due.tool, due.span);
+            sched.clone().queue_time_out(id, message)
+        }))
+        .await;
+    }
+}
+
+impl DeadlineSet for AttemptDeadlines {
+    type Fired = (Uuid, u32);
+    fn wake(&self) -> &Notify {
+        &self.wake
+    }
+    fn started(&self) -> &AtomicBool {
+        &self.started
+    }
+    fn take_due(&self, now: Instant) -> (Vec<(Uuid, u32)>, Option<Instant>) {
+        AttemptDeadlines::take_due(self, now)
+    }
+    /// Times out each attempt due in a task of its own: an ending writes to
+    /// the store, and the next deadlines must not wait for it.
+    async fn fire(sched: Arc<Scheduler>, fired: Vec<(Uuid, u32)>) {
+        for (id, attempt) in fired {
+            tokio::spawn(sched.clone().time_out(id, attempt));
         }
     }
 }
 
 /// Serves `deadlines` until the server stops or the scheduler is gone:
-/// sleeps until the earliest and times out each attempt due, each in a task
-/// of its own (an ending writes to the store; the next deadlines must not
-/// wait for it).
-async fn attempt_loop(
-    deadlines: Arc<AttemptDeadlines>,
+/// sleeps until the earliest, fires what is due.
+async fn deadline_loop<D: DeadlineSet>(
+    deadlines: Arc<D>,
     sched: Weak<Scheduler>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
         // Registered before looking, so an earlier deadline armed meanwhile
         // is not missed.
-        let woken = deadlines.wake.notified();
+        let woken = deadlines.wake().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let (fired, next) = deadlines.take_due(Instant::now());
         if !fired.is_empty() {
             let Some(me) = sched.upgrade() else { return };
-            for (id, attempt) in fired {
-                tokio::spawn(me.clone().time_out(id, attempt));
-            }
+            D::fire(me, fired).await;
             continue;
         }
         let sleep = async {
