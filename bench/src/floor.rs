@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    pace::{Slots, pace},
+    pace::{Slots, finish, pace},
     stats::summarize,
 };
 
@@ -73,9 +73,7 @@ pub fn fsync(dir: &Path, count: usize, rate: f64, bytes: usize) -> anyhow::Resul
     } else {
         (Duration::ZERO, count)
     };
-    let syncs = pace(start, interval, count, syncs)
-        .join()
-        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+    let syncs = finish(pace(start, interval, count, syncs))?;
     drop(syncs.file);
     std::fs::remove_file(&path)?;
     if let Some(e) = syncs.error {
@@ -114,10 +112,13 @@ pub fn wake(rate: f64, seconds: f64) -> anyhow::Result<Value> {
     let count = (rate.max(1.0) * seconds.max(0.0)).round() as usize;
     let start = Instant::now() + Duration::from_millis(5);
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
-    let late = pace(start, interval, count, Lateness(Vec::with_capacity(count)))
-        .join()
-        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?
-        .0;
+    let late = finish(pace(
+        start,
+        interval,
+        count,
+        Lateness(Vec::with_capacity(count)),
+    ))?
+    .0;
     let over = late.iter().filter(|&&ns| ns > 1_000_000).count();
     Ok(json!({
         "workload": "wake",

@@ -21,7 +21,7 @@ use tokio::{runtime::Handle, task::JoinSet};
 
 use crate::{
     agent::{run_id, wait_for_tool},
-    pace::{Slots, pace},
+    pace::{self, Slots, pace},
     stats::{CpuMeter, summarize},
 };
 
@@ -84,9 +84,7 @@ pub async fn open_loop(
     let pacer = pace(start, interval, warm + count, sends);
     tokio::time::sleep_until(measured_from.into()).await;
     let cpu = CpuMeter::start(&server_pid.into_iter().collect::<Vec<_>>());
-    let mut sends = tokio::task::spawn_blocking(move || pacer.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+    let mut sends = tokio::task::spawn_blocking(move || pace::finish(pacer)).await??;
     // The submits still in flight (each is bounded by `limit`).
     while let Some(done) = sends.set.join_next().await {
         sends.add(done);

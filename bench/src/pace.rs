@@ -73,6 +73,13 @@ pub fn pace_batched<S: Slots>(
         .expect("spawning the pacer thread")
 }
 
+/// Waits for the pacer thread `pacer` and gives its slots back.
+pub fn finish<S>(pacer: JoinHandle<S>) -> anyhow::Result<S> {
+    pacer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))
+}
+
 /// How often [`lanes`] wakes at most: at the half-peak rates of the end-to-end
 /// bench (9,000-23,000 slots/s) a few slots per wake. A slot is then up to
 /// this late, which the delivery latency those runs measure does not count.
