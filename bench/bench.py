@@ -379,7 +379,8 @@ def run_errand(sz: dict[str, Any], tmp: Path, python: Optional[str], R: dict[str
                 runs.append(r)
                 progress(
                     f"  {r['tasks_per_s']:,.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU/task "
-                    f"(server {r['server_cpu_us_per_task']:.0f} µs, {r['server_cores']:.2f} cores)"
+                    f"(server {r['server_cpu_us_per_task']:.0f} µs, {r['server_cores']:.2f} cores; "
+                    f"box: stolen / memory load ns / wake µs {efficiency.host(r)})"
                 )
             mid = efficiency.median_run(runs)
             for rnd in range(sz["e2e_rounds"]):

@@ -37,6 +37,16 @@ def waits(r: dict[str, Any]) -> str:
     return " / ".join(f1(r.get(f"{role}_wait_us_per_task")) for role in roles)
 
 
+def host(r: dict[str, Any]) -> str:
+    """The box during an e2e run: CPU stolen by other guests (% of all CPU
+    time), one dependent load from memory (ns) and a thread wake round trip
+    (µs), the last two measured just before the run (`bench/src/host.rs`)."""
+    h = r.get("host")
+    if not h or h.get("steal_share") is None:
+        return "–"
+    return f"{h['steal_share'] * 100:.1f} % / {f0(h.get('memory_access_ns'))} / {f1(h.get('wake_round_trip_us'))}"
+
+
 def lateness(r: dict[str, Any]) -> str:
     """The open-loop generator's own lateness (send − scheduled), p50 / p99."""
     late = r.get("lateness")
@@ -161,6 +171,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                     f1(r.get("worker_cpu_us_per_task")),
                     f1(r.get("loadgen_cpu_us_per_task")),
                     waits(r),
+                    host(r),
                     us(d["p50_us"]),
                     us(d["p99_us"]),
                 ]
@@ -177,6 +188,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                 "worker CPU µs/task",
                 "load generator CPU µs/task",
                 "run-queue wait µs/task: server / worker / load generator",
+                "box: CPU stolen / memory load ns / wake round trip µs",
                 "delivery p50",
                 "delivery p99",
             ],
@@ -184,7 +196,12 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
         )
         + "\n\nRun-queue wait: time the process's threads were ready to run but waited for a"
         " core (`/proc/PID/task/TID/schedstat`), per task; beside the CPU per task it shows"
-        " how full the two cores were." + rounds_note(R)
+        " how full the two cores were. Box: how fast the machine was at the time, for"
+        " comparing runs (within a run, compare ratios): the share of all CPU time the"
+        " hypervisor gave other guests, and, measured just before the run, one dependent"
+        " load from memory (a random walk over 64 MiB) and one thread waking another and"
+        " being woken back (two futex wakes). On a VM an idle core's wake-up and a page"
+        " walk cost far more than on bare metal, and they vary with the host's load." + rounds_note(R)
     )
     rows = []
     bare = g("py/bare")

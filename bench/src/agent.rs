@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 
 use crate::{
-    pace,
+    host, pace,
     stats::{CpuMeter, now_ns, rss_kib, summarize},
 };
 
@@ -198,6 +198,12 @@ pub async fn e2e(
     for _ in 0..o.agents {
         clients.push(Client::connect(addr).await?);
     }
+    let (core_loop_us, memory_ns, wake_us) = (
+        host::core_loop_us(),
+        host::memory_access_ns(),
+        host::wake_round_trip_us(),
+    );
+    let host = host::HostMeter::start();
     let cpu = CpuMeter::start(cpu_pids);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(o.max_secs);
@@ -310,6 +316,10 @@ pub async fn e2e(
     }
     let secs = (last - start).as_secs_f64().max(1e-9);
     let cpu = cpu.stop();
+    let mut host = host.stop();
+    host["core_loop_us"] = json!(core_loop_us);
+    host["memory_access_ns"] = json!(memory_ns);
+    host["wake_round_trip_us"] = json!(wake_us);
     let cpu_total: f64 = cpu.iter().map(|c| c.seconds).sum();
     Ok(json!({
         "workload": "e2e",
@@ -329,6 +339,9 @@ pub async fn e2e(
             .map(|c| json!({"pid": c.pid, "seconds": c.seconds, "run_queue_wait_seconds": c.waited}))
             .collect::<Vec<_>>(),
         "delivery": summarize(delivery, samples)?,
+        // The box during the run (`host.rs`): CPU stolen by other guests,
+        // how busy its CPUs were, and a fixed loop's time just before.
+        "host": host,
     }))
 }
 

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod echo;
 pub mod floor;
+pub mod host;
 pub mod openloop;
 pub mod pace;
 pub mod restart;
