@@ -153,14 +153,16 @@ class AsyncToolManager:
         def done(f: Future) -> None:
             with self.lock:
                 self.tasks.pop(task_id, None)
-            exc = f.exception()
+            # A future cancelled at shutdown has no exception to ask for
+            # (`exception()` raises CancelledError in the callback).
+            exc = None if f.cancelled() else f.exception()
             self.on_complete(
                 AsyncTaskResult(
                     task_id,
                     fn.__name__,
                     kwargs,
-                    None if exc else f.result(),
-                    str(exc) if exc else None,
+                    None if exc or f.cancelled() else f.result(),
+                    "cancelled" if f.cancelled() else str(exc) if exc else None,
                     time.time() - started,
                 )
             )
