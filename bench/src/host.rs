@@ -1,9 +1,11 @@
 //! How fast the box was during a run: the share of its CPU time the
-//! hypervisor gave to other guests (`steal` in `/proc/stat`), and the time a
-//! fixed single-thread loop takes. Figures of one run are compared with each
-//! other; across runs these two say whether a slower figure was errand's or
-//! the box's (on the shared 2-core VMs the benchmarks run on, the same binary
-//! has measured up to twice as slow an hour later).
+//! hypervisor gave to other guests (`steal` in `/proc/stat`), and the time
+//! three fixed probes take: a register-only loop, a dependent load from
+//! memory, and a thread wake round trip. Figures of one run are compared
+//! with each other; across runs these say whether a slower figure was
+//! errand's or the box's, and which part of the box (on the shared 2-core
+//! VMs the benchmarks run on, the same binary has measured twice as slow an
+//! hour later, with the register loop unchanged: bench/ANALYSIS.md item 22).
 use std::{fs, hint::black_box, time::Instant};
 
 use serde_json::{Value, json};
