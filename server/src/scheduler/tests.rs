@@ -185,6 +185,26 @@ async fn results_that_are_not_json_fail_the_task() {
     );
 }
 
+/// Waits (10 s of the test's clock at most) until `announced`, a session's
+/// wake-ups, carries the completion of task `task_id` (a client's form):
+/// an ending is stored and announced after its worker is told.
+async fn ended_in(
+    announced: &mut tokio::sync::broadcast::Receiver<crate::sessions::Wake>,
+    task_id: &str,
+) {
+    let wait = async {
+        loop {
+            match announced.recv().await.expect("the hub is open") {
+                crate::sessions::Wake::Completion(c) if c.task_id.to_string() == task_id => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the ending was announced");
+}
+
 #[tokio::test(start_paused = true)]
 async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
     let core = core(Config {
@@ -195,6 +215,7 @@ async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
     core.submit(submit_request("s", "t")).await.unwrap();
     let a = assignment(&mut rx);
     assert_eq!(a.timeout_ms, 30_000);
+    let mut announced = core.hub.subscribe("s");
     tokio::time::sleep(Duration::from_secs(29)).await;
     assert_eq!(
         core.get_task(&a.task_id).await.unwrap().state,
@@ -203,8 +224,7 @@ async fn timeouts_fire_on_the_clock_and_tell_the_worker() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cancel = rx.recv().await.unwrap().unwrap().kind.unwrap();
     assert!(matches!(cancel, pb::worker_command::Kind::Cancel(ref c) if c.reason == "timeout"));
-    // The timer finalizes right after telling the worker.
-    tokio::task::yield_now().await;
+    ended_in(&mut announced, &a.task_id).await;
     assert_eq!(
         core.get_task(&a.task_id).await.unwrap().state,
         TaskState::TimedOut
@@ -514,6 +534,7 @@ async fn attempt_deadlines_end_with_their_attempt() {
     let (_w2, mut rx2) = worker(&core, &["t"], 1).await;
     let again = assignment(&mut rx2);
     assert_eq!(again.task_id, ids[2].to_string());
+    let mut announced = core.hub.subscribe("s");
     assert_eq!(
         core.attempt_deadlines.len(),
         1,
@@ -530,8 +551,7 @@ async fn attempt_deadlines_end_with_their_attempt() {
         .unwrap();
     assert!(matches!(cancel, pb::worker_command::Kind::Cancel(ref c) if c.reason == "timeout"));
     assert_eq!(core.attempt_deadlines.len(), 0, "a fired deadline is gone");
-    // The timer finalizes right after telling the worker.
-    tokio::task::yield_now().await;
+    ended_in(&mut announced, &again.task_id).await;
     assert_eq!(
         core.get_task(&again.task_id).await.unwrap().state,
         TaskState::TimedOut

@@ -39,9 +39,26 @@ const FIRE_CHUNK: usize = 1024;
 #[derive(Default)]
 pub(super) struct QueueDeadlines {
     inner: Mutex<Deadlines>,
+    served: Served,
+}
+
+/// How a set of deadlines reaches the one loop that serves it.
+#[derive(Default)]
+struct Served {
     /// Woken when a deadline earlier than all others is armed.
     wake: Notify,
+    /// Set once the loop is started.
     started: AtomicBool,
+}
+
+impl Served {
+    /// A deadline was armed; `earliest`: before every other one, so the
+    /// loop, asleep until the old earliest, must look again.
+    fn armed(&self, earliest: bool) {
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -81,9 +98,7 @@ impl QueueDeadlines {
             d.due.insert(task.id, Due { at, tool, span });
             earliest
         };
-        if earliest {
-            self.wake.notify_one();
-        }
+        self.served.armed(earliest);
     }
 
     /// Removes the deadline of task `id`, if it has one.
@@ -125,9 +140,7 @@ impl QueueDeadlines {
 #[derive(Default)]
 pub(super) struct AttemptDeadlines {
     order: Mutex<BTreeSet<(Instant, Uuid, u32)>>,
-    /// Woken when a deadline earlier than all others is armed.
-    wake: Notify,
-    started: AtomicBool,
+    served: Served,
 }
 
 /// A running attempt's deadline in [`AttemptDeadlines`]; stopping it takes
@@ -187,9 +200,7 @@ impl Scheduler {
             order.insert(key);
             earliest
         };
-        if earliest {
-            deadlines.wake.notify_one();
-        }
+        deadlines.served.armed(earliest);
         self.serve(deadlines);
         AttemptTimer {
             deadlines: deadlines.clone(),
@@ -208,7 +219,7 @@ impl Scheduler {
 
     /// Starts the loop that serves `set`, the first time it is armed.
     fn serve<D: DeadlineSet>(self: &Arc<Self>, set: &Arc<D>) {
-        let started = set.started();
+        let started = &set.served().started;
         if !started.load(Ordering::Acquire) && !started.swap(true, Ordering::AcqRel) {
             tokio::spawn(deadline_loop(
                 set.clone(),
@@ -288,10 +299,8 @@ impl Scheduler {
 trait DeadlineSet: Send + Sync + 'static {
     /// What one fired deadline carries.
     type Fired: Send + 'static;
-    /// Woken when a deadline earlier than all others is armed.
-    fn wake(&self) -> &Notify;
-    /// Set once the set's loop is started.
-    fn started(&self) -> &AtomicBool;
+    /// How the set reaches its loop.
+    fn served(&self) -> &Served;
     /// Takes out deadlines due at `now`; returns them and when the next one
     /// is due.
     fn take_due(&self, now: Instant) -> (Vec<Self::Fired>, Option<Instant>);
@@ -301,11 +310,8 @@ trait DeadlineSet: Send + Sync + 'static {
 
 impl DeadlineSet for QueueDeadlines {
     type Fired = (Uuid, Due);
-    fn wake(&self) -> &Notify {
-        &self.wake
-    }
-    fn started(&self) -> &AtomicBool {
-        &self.started
+    fn served(&self) -> &Served {
+        &self.served
     }
     fn take_due(&self, now: Instant) -> (Vec<(Uuid, Due)>, Option<Instant>) {
         QueueDeadlines::take_due(self, now)
@@ -322,11 +328,8 @@ impl DeadlineSet for QueueDeadlines {
 
 impl DeadlineSet for AttemptDeadlines {
     type Fired = (Uuid, u32);
-    fn wake(&self) -> &Notify {
-        &self.wake
-    }
-    fn started(&self) -> &AtomicBool {
-        &self.started
+    fn served(&self) -> &Served {
+        &self.served
     }
     fn take_due(&self, now: Instant) -> (Vec<(Uuid, u32)>, Option<Instant>) {
         AttemptDeadlines::take_due(self, now)
@@ -350,7 +353,7 @@ async fn deadline_loop<D: DeadlineSet>(
     loop {
         // Registered before looking, so an earlier deadline armed meanwhile
         // is not missed.
-        let woken = deadlines.wake().notified();
+        let woken = deadlines.served().wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let (fired, next) = deadlines.take_due(Instant::now());
