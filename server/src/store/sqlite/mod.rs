@@ -73,6 +73,7 @@ pub mod files;
 mod integrity;
 mod rows;
 mod schema;
+mod session_seqs;
 #[cfg(test)]
 mod tests;
 mod tools;

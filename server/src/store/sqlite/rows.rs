@@ -4,6 +4,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, Row, params, types::Type};
 use uuid::Uuid;
 
+use super::session_seqs::{Seqs, SessionSeqs};
 use crate::model::{CompletionRecord, Delivery, Finish, TaskHead, TaskRecord, TaskState};
 use crate::store::sql::{
     PURGE_CHUNK,
@@ -167,7 +168,8 @@ fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
 }
 
 /// Finishes a task: reads what its completion carries, takes the session's
-/// next seq, then writes the outcome. Without a savepoint: a savepoint
+/// next seq (from `seqs`, written back with the batch), then writes the
+/// outcome. Without a savepoint: a savepoint
 /// copies every page the finish touches into its journal (8 % of the
 /// writer thread's samples). A failure between the seq and the row (only an
 /// I/O error can fail there) loses that seq, a gap no reader relies on
@@ -175,6 +177,7 @@ fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
 /// as its caller is told.
 pub(super) fn finish_task(
     conn: &Connection,
+    seqs: &mut SessionSeqs,
     finish: &Finish,
 ) -> rusqlite::Result<Option<CompletionRecord>> {
     let task = conn
@@ -193,14 +196,7 @@ pub(super) fn finish_task(
     let Some((task, _)) = task.filter(|(_, state)| unfinished(*state)) else {
         return Ok(None);
     };
-    let seq: i64 = conn
-        .prepare_cached(
-            "INSERT INTO sessions (session, last_seq) VALUES (?1, 1)
-             ON CONFLICT (session) DO UPDATE SET last_seq = last_seq + 1
-             RETURNING last_seq",
-        )?
-        .query_row([&*task.session], |row| row.get(0))?;
-    let seq = u64::try_from(seq).unwrap_or(0);
+    let seq = seqs.next(conn, &task.session)?;
     let (result, error_code, error_message) = outcome_columns(Some(&finish.outcome));
     let (summary, answered_by) = call_columns::finish_columns(&finish.notes);
     conn.prepare_cached(
@@ -224,20 +220,19 @@ pub(super) fn finish_task(
 }
 
 /// Acknowledges a session's completions up to `up_to_seq` (see
-/// [`crate::store::Store::ack_completions`]); `default_budget`: the
-/// server's result budget in bytes.
+/// [`crate::store::Store::ack_completions`]) with the counters in `seqs`;
+/// `default_budget`: the server's result budget in bytes.
 pub(super) fn ack(
     conn: &Connection,
+    seqs: &mut SessionSeqs,
     session: &str,
     up_to_seq: u64,
     default_budget: u64,
 ) -> rusqlite::Result<Acked> {
-    let (last, acked): (i64, i64) = conn
-        .prepare_cached("SELECT last_seq, acked_seq FROM sessions WHERE session = ?1")?
-        .query_row([session], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .unwrap_or((0, 0));
-    let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
+    let Seqs {
+        last: last_seq,
+        acked: acked_seq,
+    } = seqs.get(conn, session)?;
     if up_to_seq > last_seq {
         return Ok(Acked {
             removed: 0,
@@ -271,8 +266,7 @@ pub(super) fn ack(
         to_i64(default_budget),
         to_i64(acked_seq)
     ])?;
-    conn.prepare_cached("UPDATE sessions SET acked_seq = ?2 WHERE session = ?1")?
-        .execute(params![session, to_i64(up_to_seq)])?;
+    seqs.ack(session, up_to_seq);
     Ok(Acked {
         removed: released.max(0) as u64,
         acked_seq: acked_seq.max(up_to_seq),

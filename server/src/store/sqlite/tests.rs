@@ -591,6 +591,77 @@ async fn a_full_disk_fails_the_call_with_full() {
     assert_eq!(finish_seq(&store, &succeed(&small, at(3))).await, 1);
 }
 
+/// The writer keeps each session's seq counters itself and writes them back
+/// with the batch: an ack in a batch that SQLite rolled back must not stay
+/// in those counters, or the next ack of the same seqs would find nothing
+/// to do while the disk still holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_rolled_back_with_its_batch_can_be_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let (first, big) = (task("s1", None, at(1)), task("s1", None, at(2)));
+    insert_new(&*store, &first).await;
+    insert_new(&*store, &big).await;
+    assert_eq!(finish_seq(&*store, &succeed(&first, at(3))).await, 1);
+
+    // One batch: the ack of seq 1, then a finish the full file refuses,
+    // which rolls the whole transaction back (SQLITE_FULL).
+    let release = hold_writer(&store);
+    store.with_writer(|conn| {
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    });
+    let sent = store.stats().sent;
+    let ack = tokio::spawn({
+        let store = store.clone();
+        async move { store.ack_completions("s1", 1, BUDGET).await }
+    });
+    sent_reaches(&store, sent + 1).await;
+    let mut huge = succeed(&big, at(4));
+    huge.outcome = crate::model::Outcome::Result(format!(r#""{}""#, "y".repeat(200_000)));
+    let finish = tokio::spawn({
+        let store = store.clone();
+        async move { store.finish_task(&huge).await }
+    });
+    sent_reaches(&store, sent + 2).await;
+    drop(release);
+    let finished = finish.await.unwrap();
+    assert!(matches!(finished, Err(StoreError::Full(_))), "{finished:?}");
+    let acked = ack.await.unwrap();
+    store.with_writer(|conn| {
+        let _: i64 = conn
+            .query_row("PRAGMA max_page_count = 1073741823", [], |r| r.get(0))
+            .unwrap();
+    });
+
+    // Whatever the first ack's fate, the disk and the writer agree: acking
+    // seq 1 (again) leaves it acknowledged and released on disk.
+    let again = store.ack_completions("s1", 1, BUDGET).await.unwrap();
+    assert_eq!(again.acked_seq, 1);
+    let expected_removed = if acked.is_ok() { 0 } else { 1 };
+    assert_eq!(again.removed, expected_removed, "first ack: {acked:?}");
+    let seqs = store.session_seqs("s1").await.unwrap();
+    assert_eq!(
+        (seqs.last_seq, seqs.acked_seq, seqs.unacknowledged),
+        (1, 1, 0)
+    );
+    assert!(
+        store
+            .completions_after("s1", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The next finish takes the next seq.
+    assert_eq!(finish_seq(&*store, &succeed(&big, at(5))).await, 2);
+}
+
 #[test]
 fn open_creates_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::errors::store_error;
 use super::rows::{ack, dispatch, finish_task, insert, purge_step, reclaim_space};
+use super::session_seqs::SessionSeqs;
 use super::tools::{forget_tools, put_tools};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use crate::store::sql::{
@@ -75,6 +76,8 @@ pub(super) struct Writer {
     /// Set when a check found the file corrupt: every change is refused,
     /// those already queued and a purge's next steps too.
     corrupt: Arc<OnceLock<StoreError>>,
+    /// Each session's seq counters, written back before each COMMIT.
+    seqs: SessionSeqs,
 }
 
 impl Writer {
@@ -87,6 +90,7 @@ impl Writer {
             conn,
             counters,
             corrupt,
+            seqs: SessionSeqs::default(),
         }
     }
 
@@ -104,6 +108,7 @@ impl Writer {
                 && let Op::Exec(f) = pending.remove(0)
             {
                 f(&self.conn);
+                self.seqs.forget();
                 rx.top_up(&mut pending);
             }
             #[cfg(test)]
@@ -188,7 +193,9 @@ impl Writer {
                 if self.conn.is_autocommit() {
                     // SQLite gave up the whole transaction (e.g. SQLITE_FULL):
                     // nothing before this change is stored either, the
-                    // dispatch records (applied first) included.
+                    // dispatch records (applied first) included, and the
+                    // seq counters they moved.
+                    self.seqs.forget();
                     if recorded.is_ok() {
                         recorded = Err(e.clone());
                     }
@@ -209,11 +216,13 @@ impl Writer {
                 }
             }
         }
-        let commit = (self.conn.prepare_cached("COMMIT"))
+        let commit = (self.seqs.write_back(&self.conn))
+            .and_then(|()| self.conn.prepare_cached("COMMIT"))
             .and_then(|mut c| c.execute([]))
             .map_err(store_error);
         if let Err(e) = &commit {
             error!(error = %e, "committing to the store failed");
+            self.seqs.forget();
             // A failed COMMIT may leave the transaction open: end it.
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -233,6 +242,7 @@ impl Writer {
 
     fn apply(&mut self, op: Op) -> Applied {
         let conn = &self.conn;
+        let seqs = &mut self.seqs;
         let (answer, more, failed) = match op {
             Op::Insert(task, reply) => {
                 let r = insert(conn, &task).map_err(store_error);
@@ -252,7 +262,7 @@ impl Writer {
                 (None, None, failed)
             }
             Op::Finish(finish, reply) => {
-                let r = finish_task(conn, &finish).map_err(store_error);
+                let r = finish_task(conn, seqs, &finish).map_err(store_error);
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
@@ -262,7 +272,7 @@ impl Writer {
                 default_budget,
                 reply,
             } => {
-                let r = ack(conn, &session, up_to_seq, default_budget).map_err(store_error);
+                let r = ack(conn, seqs, &session, up_to_seq, default_budget).map_err(store_error);
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
