@@ -91,7 +91,16 @@ impl SessionSeqs {
 
     /// Writes every changed session inside the batch's transaction, before
     /// its COMMIT.
+    /// Outside a transaction (SQLite rolled it back unnoticed) it writes
+    /// nothing, forgets every counter and fails, as the COMMIT would.
     pub fn write_back(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if conn.is_autocommit() {
+            self.forget();
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some("no transaction to write the session counters in".into()),
+            ));
+        }
         let mut upsert = conn.prepare_cached(
             "INSERT INTO sessions (session, last_seq, acked_seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (session) DO UPDATE SET last_seq = excluded.last_seq,

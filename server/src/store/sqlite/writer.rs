@@ -186,7 +186,15 @@ impl Writer {
             if let Some(a) = applied.answer {
                 answers.push(a);
             }
-            if let Some(e) = applied.failed {
+            // A change can end the transaction without failing itself (a
+            // purge's space reclaim only logs its error): that is a
+            // rollback all the same.
+            let failed = (applied.failed).or_else(|| {
+                (self.conn.is_autocommit()).then(|| {
+                    StoreError::Internal("the store rolled a batch back: try again".into())
+                })
+            });
+            if let Some(e) = failed {
                 if dispatch && recorded.is_ok() {
                     recorded = Err(e.clone());
                 }
