@@ -16,7 +16,9 @@ def cpu_split(r: dict[str, Any], roles: dict[int, str]) -> dict[str, Any]:
     """Adds `<role>_cpu_us_per_task` for each pid of an e2e result's
     `cpu_seconds` (`roles` names them; the last entry is the load generator),
     `<role>_wait_us_per_task` (its threads' run-queue wait, when reported),
-    and `server_cores` (server CPU seconds per wall second)."""
+    `server_cores` (server CPU seconds per wall second) and
+    `server_threads_us_per_task` (the server's CPU µs per task by thread
+    name, when reported)."""
     n = max(r.get("tasks") or 0, 1)
     per_pid = r.get("cpu_seconds") or []
     for i, e in enumerate(per_pid):
@@ -26,6 +28,8 @@ def cpu_split(r: dict[str, Any], roles: dict[int, str]) -> dict[str, Any]:
             r[f"{role}_wait_us_per_task"] = e["run_queue_wait_seconds"] * 1e6 / n
         if role == "server":
             r["server_cores"] = e["seconds"] / max(r["seconds"], 1e-9)
+            if e.get("by_thread"):
+                r["server_threads_us_per_task"] = {k: v * 1e6 / n for k, v in e["by_thread"].items()}
     return r
 
 
@@ -35,6 +39,23 @@ def waits(r: dict[str, Any]) -> str:
     if not any(f"{role}_wait_us_per_task" in r for role in roles):
         return "–"
     return " / ".join(f1(r.get(f"{role}_wait_us_per_task")) for role in roles)
+
+
+#: Server threads by the name the kernel keeps (15 bytes): tokio's workers,
+#: the SQLite store's writer; every other thread (checkpoint, start check,
+#: the main thread) is "other".
+SERVER_THREADS = (("tokio-rt-worker", "tokio"), ("errand-store-wr", "store writer"))
+
+
+def server_threads(r: dict[str, Any]) -> str:
+    """The server's CPU µs per task: tokio's workers / the store's writer /
+    the other threads ("–" for a thread the store does not have)."""
+    t = r.get("server_threads_us_per_task")
+    if not t:
+        return "–"
+    named = [t.get(name) for name, _ in SERVER_THREADS]
+    other = sum(v for k, v in t.items() if k not in dict(SERVER_THREADS))
+    return " / ".join([*(f1(v) for v in named), f1(other)])
 
 
 def host(r: dict[str, Any]) -> str:
@@ -168,6 +189,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                     f0(r["tasks_per_s"]),
                     f1(r.get("server_cpu_us_per_task")),
                     f"{r.get('server_cores', 0):.2f}",
+                    server_threads(r),
                     f1(r.get("worker_cpu_us_per_task")),
                     f1(r.get("loadgen_cpu_us_per_task")),
                     waits(r),
@@ -185,6 +207,7 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
                 "tasks/s",
                 "server CPU µs/task",
                 "server cores",
+                "server CPU µs/task by thread: tokio / store writer / other",
                 "worker CPU µs/task",
                 "load generator CPU µs/task",
                 "run-queue wait µs/task: server / worker / load generator",
@@ -194,7 +217,10 @@ def report(R: dict[str, Any], sz: dict[str, Any]) -> str:
             ],
             rows,
         )
-        + "\n\nRun-queue wait: time the process's threads were ready to run but waited for a"
+        + "\n\nServer CPU by thread (`/proc/PID/task/TID/stat`): tokio's workers run the"
+        " gRPC front, the scheduler and the sessions; the SQLite store's writer applies and"
+        " commits every change, so its share is what the durable store adds."
+        " Run-queue wait: time the process's threads were ready to run but waited for a"
         " core (`/proc/PID/task/TID/schedstat`), per task; beside the CPU per task it shows"
         " how full the two cores were. Box: how fast the machine was at the time, for"
         " comparing runs (within a run, compare ratios): the share of all CPU time the"

@@ -333,10 +333,16 @@ pub async fn e2e(
         "tasks_per_s": done as f64 / secs,
         "wall_us_per_task": secs * 1e6 / done.max(1) as f64,
         "cpu_us_per_task": cpu_total * 1e6 / done.max(1) as f64,
-        // Per process (the last is this load generator): CPU seconds, and
-        // seconds its threads waited for a CPU (how full the cores were).
+        // Per process (the last is this load generator): CPU seconds, the
+        // seconds its threads waited for a CPU (how full the cores were),
+        // and its CPU seconds by thread name.
         "cpu_seconds": (cpu.iter())
-            .map(|c| json!({"pid": c.pid, "seconds": c.seconds, "run_queue_wait_seconds": c.waited}))
+            .map(|c| json!({
+                "pid": c.pid,
+                "seconds": c.seconds,
+                "run_queue_wait_seconds": c.waited,
+                "by_thread": c.by_thread,
+            }))
             .collect::<Vec<_>>(),
         "delivery": summarize(delivery, samples)?,
         // The box during the run (`host.rs`): CPU stolen by other guests,

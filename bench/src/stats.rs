@@ -1,6 +1,6 @@
 //! Latency samples and their percentiles, process facts from `/proc`.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fs,
     io::Write,
     path::Path,
@@ -67,12 +67,39 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 /// User plus system CPU time of a process in clock ticks (`/proc/PID/stat`).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
+    Some(named_ticks(&stat)?.1)
+}
+
+/// The command name and user plus system clock ticks of a `stat` file's text.
+fn named_ticks(stat: &str) -> Option<(String, u64)> {
+    // The name is in parentheses and may hold spaces and parentheses.
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((name.to_string(), utime + stime))
+}
+
+/// Each thread of `pid`: its name (the kernel keeps 15 bytes of it) and its
+/// user plus system CPU time in clock ticks, by thread id
+/// (`/proc/PID/task/TID/stat`).
+pub fn thread_ticks(pid: u32) -> Option<HashMap<u32, (String, u64)>> {
+    let mut threads = HashMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread that ended since the listing is skipped.
+        let Some(named) = fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| named_ticks(&stat))
+        else {
+            continue;
+        };
+        threads.insert(tid, named);
+    }
+    Some(threads)
 }
 
 /// Nanoseconds each thread of `pid` has spent runnable but waiting for a
@@ -100,6 +127,7 @@ pub struct CpuMeter {
     pids: Vec<u32>,
     start: Vec<u64>,
     waits: Vec<Option<HashMap<u32, u64>>>,
+    threads: Vec<Option<HashMap<u32, (String, u64)>>>,
 }
 
 /// One process's share of a measured span.
@@ -111,6 +139,10 @@ pub struct CpuUse {
     /// threads that ended within the span are not counted). `None` when
     /// the kernel does not report it.
     pub waited: Option<f64>,
+    /// CPU seconds by thread name (tokio's workers, a store's writer, …);
+    /// threads that ended within the span are not counted. `None` when
+    /// `/proc/PID/task` could not be read.
+    pub by_thread: Option<BTreeMap<String, f64>>,
 }
 
 impl CpuMeter {
@@ -119,7 +151,13 @@ impl CpuMeter {
         pids.push(std::process::id());
         let start = pids.iter().map(|&p| cpu_ticks(p).unwrap_or(0)).collect();
         let waits = pids.iter().map(|&p| run_queue_waits(p)).collect();
-        Self { pids, start, waits }
+        let threads = pids.iter().map(|&p| thread_ticks(p)).collect();
+        Self {
+            pids,
+            start,
+            waits,
+            threads,
+        }
     }
 
     /// Each process's use since `start`, in the order given; the last is this one.
@@ -130,7 +168,8 @@ impl CpuMeter {
             .iter()
             .zip(&self.start)
             .zip(&self.waits)
-            .map(|((&pid, &s), before)| {
+            .zip(&self.threads)
+            .map(|(((&pid, &s), before), threads_before)| {
                 let now = cpu_ticks(pid).unwrap_or(s);
                 let waited = before.as_ref().zip(run_queue_waits(pid)).map(|(b, now)| {
                     // Threads born within the span count from zero.
@@ -139,10 +178,24 @@ impl CpuMeter {
                         .sum();
                     ns as f64 / 1e9
                 });
+                let by_thread = threads_before
+                    .as_ref()
+                    .zip(thread_ticks(pid))
+                    .map(|(b, now)| {
+                        let mut by_name = BTreeMap::new();
+                        for (tid, (name, ticks)) in now {
+                            // Threads born within the span count from zero.
+                            let from = b.get(&tid).map_or(0, |(_, t)| *t);
+                            *by_name.entry(name).or_insert(0.0) +=
+                                ticks.saturating_sub(from) as f64 / TICKS_PER_SEC;
+                        }
+                        by_name
+                    });
                 CpuUse {
                     pid,
                     seconds: now.saturating_sub(s) as f64 / TICKS_PER_SEC,
                     waited,
+                    by_thread,
                 }
             })
             .collect()
@@ -163,9 +216,17 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_name_may_hold_spaces_and_parentheses() {
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16";
+        assert_eq!(named_ticks(stat), Some(("a (b) c".into(), 11 + 12)));
+    }
+
+    #[test]
     fn reads_own_rss_and_cpu() {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
         assert!(cpu_ticks(std::process::id()).is_some());
+        let threads = thread_ticks(std::process::id()).expect("/proc/PID/task on Linux");
+        assert!(threads.contains_key(&std::process::id()));
         let waits = run_queue_waits(std::process::id()).expect("schedstat on Linux");
         assert!(
             waits.contains_key(&std::process::id()),
