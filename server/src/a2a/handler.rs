@@ -91,7 +91,7 @@ impl A2aHandler {
         let call = parsed.request;
         let submitted = self
             .api
-            .submit(caller, |tenant, limits| call.submission(tenant, limits))
+            .submit(caller, call)
             .await
             .map_err(convert::error)?;
         Ok((submitted.task, submitted.ack, parsed.return_immediately))
@@ -137,7 +137,7 @@ impl RequestHandler for A2aHandler {
         let until = Instant::now() + task.task.timeout + Duration::from_secs(5);
         let task = self
             .api
-            .wait(&caller, &task.task, until)
+            .wait(&caller, task, until)
             .await
             .map_err(convert::error)?;
         Ok(SendMessageResponse::Task(convert::task(&task, None)))

@@ -118,10 +118,8 @@ impl Agent for AgentApi {
     }
 
     async fn submit(&self, caller: &Caller, call: Call) -> Result<Submitted, Error> {
-        AgentApi::submit(self, caller, |tenant, limits| {
-            call.submission(tenant, limits)
-        })
-        .await
+        self.submit_with(caller, |tenant, limits| call.submission(tenant, limits))
+            .await
     }
 
     async fn get_task(&self, caller: &Caller, task_id: &str) -> Result<TaskView, Error> {
@@ -138,6 +136,6 @@ impl Agent for AgentApi {
         task: TaskView,
         until: Instant,
     ) -> Result<TaskView, Error> {
-        AgentApi::wait(self, caller, &task.task, until).await
+        self.wait_final(caller, &task.task, until).await
     }
 }

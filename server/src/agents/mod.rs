@@ -193,7 +193,7 @@ impl AgentApi {
     /// it sent. The ack says what happened (joined, or the tool unserved).
     /// Errors: RateLimited; `make`'s; the scheduler's (unknown tool,
     /// arguments the schema refuses, quotas, the store).
-    pub async fn submit(
+    pub async fn submit_with(
         &self,
         caller: &Caller,
         make: impl FnOnce(&str, &Limits) -> Result<Submission, Error>,
@@ -355,7 +355,7 @@ impl AgentApi {
     /// `task` (the caller's) once it is final, or as it is at `until`: read
     /// again at each completion of its session. Errors: [`Self::task`]'s;
     /// UNAVAILABLE when the server shuts down first.
-    pub async fn wait(
+    pub async fn wait_final(
         &self,
         caller: &Caller,
         task: &TaskRecord,

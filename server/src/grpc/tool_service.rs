@@ -67,7 +67,7 @@ impl ToolService for ToolApi {
         let req = request.into_inner();
         let answer = self
             .api
-            .submit(&caller, |tenant, limits| {
+            .submit_with(&caller, |tenant, limits| {
                 convert::submission(req, tenant, limits)
             })
             .await?;
