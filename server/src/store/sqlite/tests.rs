@@ -556,13 +556,9 @@ async fn corrupt_pages_are_refused_at_open() {
     }
 }
 
-#[tokio::test]
-async fn a_full_disk_fails_the_call_with_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let small = task("s1", None, at(1));
-    insert_new(&store, &small).await;
-    // SQLite's page limit gives the same SQLITE_FULL as ENOSPC does.
+/// Caps the file at the pages it has: a change that needs another page
+/// fails with SQLITE_FULL, as on a full disk (ENOSPC).
+fn fill_the_file(store: &SqliteStore) {
     store.with_writer(|conn| {
         let pages: i64 = conn
             .query_row("PRAGMA page_count", [], |r| r.get(0))
@@ -573,6 +569,24 @@ async fn a_full_disk_fails_the_call_with_full() {
             })
             .unwrap();
     });
+}
+
+/// Lifts [`fill_the_file`]'s cap.
+fn make_room(store: &SqliteStore) {
+    store.with_writer(|conn| {
+        let _: i64 = conn
+            .query_row("PRAGMA max_page_count = 1073741823", [], |r| r.get(0))
+            .unwrap();
+    });
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_call_with_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let small = task("s1", None, at(1));
+    insert_new(&store, &small).await;
+    fill_the_file(&store);
     let mut big = task("s1", None, at(2));
     big.arguments = format!(r#"{{"x":"{}"}}"#, "y".repeat(200_000)).into();
     let err = store.insert_task(&big).await.expect_err("full");
@@ -582,11 +596,7 @@ async fn a_full_disk_fails_the_call_with_full() {
     // Nothing half-done; the store goes on once there is room.
     assert!(store.get_task(big.id).await.unwrap().is_none());
     assert!(store.get_task(small.id).await.unwrap().is_some());
-    store.with_writer(|conn| {
-        let _: i64 = conn
-            .query_row("PRAGMA max_page_count = 1073741823", [], |r| r.get(0))
-            .unwrap();
-    });
+    make_room(&store);
     insert_new(&store, &big).await;
     assert_eq!(finish_seq(&store, &succeed(&small, at(3))).await, 1);
 }
@@ -607,16 +617,7 @@ async fn an_ack_rolled_back_with_its_batch_can_be_made_again() {
     // One batch: the ack of seq 1, then a finish the full file refuses,
     // which rolls the whole transaction back (SQLITE_FULL).
     let release = hold_writer(&store);
-    store.with_writer(|conn| {
-        let pages: i64 = conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .unwrap();
-        let _: i64 = conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-    });
+    fill_the_file(&store);
     let sent = store.stats().sent;
     let ack = tokio::spawn({
         let store = store.clone();
@@ -635,11 +636,7 @@ async fn an_ack_rolled_back_with_its_batch_can_be_made_again() {
     assert!(matches!(finished, Err(StoreError::Full(_))), "{finished:?}");
     let acked = ack.await.unwrap();
     assert!(acked.is_err(), "the ack's batch was rolled back: {acked:?}");
-    store.with_writer(|conn| {
-        let _: i64 = conn
-            .query_row("PRAGMA max_page_count = 1073741823", [], |r| r.get(0))
-            .unwrap();
-    });
+    make_room(&store);
 
     // The disk and the writer agree: the ack can be made again, and
     // releases seq 1.
