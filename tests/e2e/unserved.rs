@@ -1,6 +1,6 @@
 //! Tools without workers: a call no worker takes within its queue timeout
 //! ends as TIMED_OUT (`queue_timeout`) instead of waiting for ever.
-use errand_client::pb;
+use errand_client::{Client, pb};
 use errand_tests::{pg, raw::connect_worker, *};
 
 /// Connects a worker serving `tool`, then lets it go and waits until the
@@ -177,12 +177,35 @@ async fn a_different_definition_is_refused_while_served_and_replaces_it_after() 
 
 /// A server whose store outlives a restart: the durable store in `dir`, or
 /// with `ERRAND_TEST_STORE=postgres` the test's database.
+/// A server `restart` keeps the tasks of: on PostgreSQL with a short lease
+/// (see [`claims_lapsed`]).
 async fn restartable(dir: &std::path::Path) -> Server {
     if on_postgres() {
-        Server::start(&[]).await
+        Server::start(&["--lease-ms", "1500"]).await
     } else {
         Server::start_durable(dir, &[]).await
     }
+}
+
+/// After a kill on PostgreSQL, waits until task `id` is queued. A round of
+/// claims the killed server began while its worker was still there may
+/// have claimed the task after the worker left: the server hands such a
+/// task back at once, but a kill in between leaves it claimed (RUNNING) by
+/// the dead server until its lease runs out and a live server reclaims it.
+async fn claims_lapsed(client: &Client, id: &str) {
+    if !on_postgres() {
+        return;
+    }
+    within("the killed server's claim to lapse", async {
+        loop {
+            let task = client.get_task(id).await.unwrap();
+            if status_of(task.status) == pb::TaskStatus::Queued {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 fn call(tool: &str, queue_timeout_ms: u64, key: &str) -> pb::SubmitToolRequest {
@@ -227,6 +250,7 @@ async fn after_a_restart_a_known_tool_takes_calls_that_wait_for_a_worker() {
     let shared = on_postgres();
     assert!(shared || listed[0].workers == 0, "{listed:?}");
     let client = server.client().await;
+    claims_lapsed(&client, &before.task_id).await;
     let again = client
         .submit_request(call("t", 60_000, "k1"))
         .await
