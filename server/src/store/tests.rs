@@ -128,6 +128,12 @@ async fn barrier(store: &dyn Store) {
         .expect("barrier");
 }
 
+/// Asserts `session` has no completion left to deliver.
+pub(super) async fn assert_no_completions(store: &dyn Store, session: &str) {
+    let left = store.completions_after(session, 0, 10).await.unwrap();
+    assert!(left.is_empty(), "{session}: {left:?}");
+}
+
 pub(super) fn seqs(completions: &[CompletionRecord]) -> Vec<u64> {
     completions.iter().map(|c| c.seq).collect()
 }
@@ -178,13 +184,7 @@ async fn unknown_task_does_not_finish(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
-    assert!(
-        store
-            .completions_after("s1", 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_completions(store, "s1").await;
 }
 
 async fn finish_sets_outcome_once(store: &dyn Store) {
@@ -468,13 +468,7 @@ async fn ack_removes_completions_and_tasks_and_keeps_seq(store: &dyn Store) {
             .removed,
         2
     );
-    assert!(
-        store
-            .completions_after("s1", 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_completions(store, "s1").await;
     let t = task("s1", None, at(20));
     insert_new(store, &t).await;
     assert_eq!(finish_seq(store, &succeed(&t, at(21))).await, 6);

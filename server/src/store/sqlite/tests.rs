@@ -9,7 +9,9 @@ use crate::store::sql::{
     PURGE_CHUNK,
     batch::{MAX_BATCH, QUEUE_CAPACITY},
 };
-use crate::store::tests::{BUDGET, assert_same_task, at, finish_seq, insert_new, succeed, task};
+use crate::store::tests::{
+    BUDGET, assert_no_completions, assert_same_task, at, finish_seq, insert_new, succeed, task,
+};
 
 fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir).expect("open")
@@ -333,13 +335,7 @@ async fn a_large_purge_runs_in_steps() {
     let commits = store.stats().commits;
     assert_eq!(store.purge_finished_before(at(2)).await.unwrap(), n as u64);
     assert_eq!(store.stats().commits, commits + 3);
-    assert!(
-        store
-            .completions_after("s1", 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_completions(&store, "s1").await;
 }
 
 #[test]
@@ -647,13 +643,7 @@ async fn an_ack_rolled_back_with_its_batch_can_be_made_again() {
         (seqs.last_seq, seqs.acked_seq, seqs.unacknowledged),
         (1, 1, 0)
     );
-    assert!(
-        store
-            .completions_after("s1", 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_completions(&*store, "s1").await;
     // The next finish takes the next seq.
     assert_eq!(finish_seq(&*store, &succeed(&big, at(5))).await, 2);
 }
