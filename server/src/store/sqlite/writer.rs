@@ -201,8 +201,8 @@ impl Writer {
                 if self.conn.is_autocommit() {
                     // SQLite gave up the whole transaction (e.g. SQLITE_FULL):
                     // nothing before this change is stored either, the
-                    // dispatch records (applied first) included, and the
-                    // seq counters they moved.
+                    // dispatch records (applied first) included, and so are
+                    // the seq counters this batch moved.
                     self.seqs.forget();
                     if recorded.is_ok() {
                         recorded = Err(e.clone());
