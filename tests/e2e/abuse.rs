@@ -69,24 +69,33 @@ const PATHS: [&str; 7] = [
 /// Sends `body` to `path` as one request message; the status (OK if the
 /// server answered with headers and no error).
 async fn send_raw(addr: &str, path: &'static str, body: Vec<u8>) -> Code {
+    send_raw_messages(addr, path, vec![body]).await.code()
+}
+
+/// Sends `bodies` to `path` as request messages, then reads the answers
+/// until the call ends or stays quiet for 500 ms (OK then).
+async fn send_raw_messages(addr: &str, path: &'static str, bodies: Vec<Vec<u8>>) -> tonic::Status {
     let channel = errand_client::endpoint(addr).unwrap().connect_lazy();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
-    let stream = tokio_stream::iter([body]);
+    let stream = tokio_stream::iter(bodies);
     match tokio::time::timeout(
         Duration::from_secs(5),
         grpc.streaming(tonic::Request::new(stream), path, RawCodec),
     )
     .await
     {
-        Err(_) => Code::DeadlineExceeded,
-        Ok(Err(status)) => status.code(),
+        Err(_) => tonic::Status::deadline_exceeded("no answer in 5 s"),
+        Ok(Err(status)) => status,
         Ok(Ok(response)) => {
             let mut inner = response.into_inner();
-            match tokio::time::timeout(Duration::from_millis(500), inner.message()).await {
-                Ok(Err(status)) => status.code(),
-                _ => Code::Ok,
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), inner.message()).await {
+                    Ok(Err(status)) => return status,
+                    Ok(Ok(Some(_))) => continue,
+                    Ok(Ok(None)) | Err(_) => return tonic::Status::ok(""),
+                }
             }
         }
     }
@@ -127,6 +136,8 @@ async fn malformed_empty_huge_and_wrong_typed_input_on_every_rpc() {
         ("huge", vec![0x0a; 2 * 1024 * 1024]),
         ("invalid utf-8", vec![0x0a, 0x02, 0xc3, 0x28]),
     ];
+    // Not protobuf at all: the client's error, never INTERNAL.
+    let undecodable = ["garbage", "truncated varint", "wrong wire types"];
     for path in PATHS {
         for (what, body) in &bodies {
             let code = send_raw(&server.addr, path, body.clone()).await;
@@ -136,8 +147,23 @@ async fn malformed_empty_huge_and_wrong_typed_input_on_every_rpc() {
                 Code::Unavailable,
                 "{path} with {what}: the server fell over"
             );
+            assert_ne!(
+                code,
+                Code::Internal,
+                "{path} with {what}: the client's fault"
+            );
+            if undecodable.contains(what) {
+                assert_eq!(code, Code::InvalidArgument, "{path} with {what}");
+            }
         }
     }
+    let not_utf8 = send_raw(
+        &server.addr,
+        "/errand.v1.ToolService/SubmitTool",
+        vec![0x0a, 0x02, 0xc3, 0x28],
+    )
+    .await;
+    assert_eq!(not_utf8, Code::InvalidArgument);
     // Empty messages through the generated client: precise statuses.
     let mut raw = server.raw();
     let empty_submit = raw
@@ -179,6 +205,37 @@ async fn malformed_empty_huge_and_wrong_typed_input_on_every_rpc() {
     let got = take_completions(&mut stream, 2).await;
     assert_eq!(seqs(&got), vec![1, 2]);
     assert_eq!(got[1].task_id, after.task_id);
+}
+
+#[tokio::test]
+async fn a_worker_message_that_is_not_protobuf_ends_its_stream_with_invalid_argument() {
+    use prost::Message;
+    let server = Server::start(&[]).await;
+    let register = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            tools: vec![raw::tool("search", "{}")],
+            max_concurrency: 1,
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec();
+    // A result whose JSON is not UTF-8: field 2 (result) holding field 2
+    // (result_json) = 0xff.
+    let result = [0x12, 0x03, 0x12, 0x01, 0xff].to_vec();
+    for (what, bad) in [("garbage", vec![0xff; 11]), ("a non-UTF-8 result", result)] {
+        let status = send_raw_messages(
+            &server.addr,
+            "/errand.v1.WorkerService/Connect",
+            vec![register.clone(), bad],
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(
+            status.message().contains("not valid protobuf"),
+            "{what}: {}",
+            status.message()
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! server's limit (a request it decodes, a response it encodes) with
 //! OUT_OF_RANGE; the table says RESOURCE_EXHAUSTED ("a message larger than
 //! the configured limit"), and that is what clients and the contract expect.
+//! A request that is not valid protobuf gets INTERNAL from tonic; it is the
+//! client's error, INVALID_ARGUMENT.
 //!
 //! The codes errand's own errors map to are in [`super::convert`].
 use std::{
@@ -21,6 +23,34 @@ const DECODE_TOO_LARGE: &str = "Error, decoded message length too large";
 /// How tonic words a response message over the encoding limit.
 const ENCODE_TOO_LARGE: &str = "Error, encoded message length too large";
 
+/// How prost words a message that is not valid protobuf for its type
+/// (tonic answers it as INTERNAL).
+const UNDECODABLE: &str = "failed to decode Protobuf message";
+
+/// Most bytes of prost's decode error kept in the answer.
+const DECODE_DETAIL_BYTES: usize = 512;
+
+/// A status tonic made without errand's handlers, as the code gRPC's table
+/// gives it: [`oversized`] or [`undecodable`]; `None` for any other status.
+pub fn refused(status: &Status) -> Option<Error> {
+    oversized(status).or_else(|| undecodable(status))
+}
+
+/// A request message tonic could not decode (truncated, wrong wire types,
+/// a string that is not UTF-8) as INVALID_ARGUMENT: the client sent it, and
+/// INTERNAL would tell it to retry. Keeps prost's words, which name the
+/// field; `None` for any other status.
+pub fn undecodable(status: &Status) -> Option<Error> {
+    if status.code() != tonic::Code::Internal || !status.message().starts_with(UNDECODABLE) {
+        return None;
+    }
+    Some(Error::invalid(format!(
+        "the message is not valid protobuf for this RPC ({}): check that the client is \
+         generated from proto/errand/v1/errand.proto and that every string is UTF-8",
+        crate::error::cut(status.message(), DECODE_DETAIL_BYTES)
+    )))
+}
+
 /// tonic's message-length errors as errand's RESOURCE_EXHAUSTED, saying the
 /// sizes and what to do; `None` for any other status.
 pub fn oversized(status: &Status) -> Option<Error> {
@@ -34,10 +64,16 @@ pub fn oversized(status: &Status) -> Option<Error> {
     )))
 }
 
-/// [`oversized`] for a message a worker sent on its stream, which then
-/// ends: says the limit the worker was told and what became of its tasks.
-/// `None` for any other status.
-pub fn oversized_worker_message(status: &Status) -> Option<Error> {
+/// [`refused`] for a message a worker sent on its stream, which then ends:
+/// says what was wrong and what became of the worker's tasks. `None` for any
+/// other status (the worker went away: nobody to tell).
+pub fn refused_worker_message(status: &Status) -> Option<Error> {
+    if let Some(e) = undecodable(status) {
+        return Some(Error::invalid(format!(
+            "{}; the stream ends and this worker's tasks go to another attempt",
+            e.into_message()
+        )));
+    }
     if too_large(status)? != Direction::Request {
         return None;
     }
@@ -100,10 +136,7 @@ fn rewrite(mut response: http::Response<Body>) -> http::Response<Body> {
 /// Rewrites the status in `headers` (response headers or trailers) when it
 /// is one of tonic's message-length errors.
 fn remap(headers: &mut http::HeaderMap) {
-    if let Some(err) = Status::from_header_map(headers)
-        .as_ref()
-        .and_then(oversized)
-    {
+    if let Some(err) = Status::from_header_map(headers).as_ref().and_then(refused) {
         headers.remove(Status::GRPC_STATUS_DETAILS);
         // Overwrites grpc-status and grpc-message.
         let _ = Status::from(err).add_header(headers);
@@ -171,7 +204,7 @@ mod tests {
         let tonic_says = Status::out_of_range(format!(
             "{DECODE_TOO_LARGE}: found 70000 bytes, the limit is: 65536 bytes"
         ));
-        let s = Status::from(oversized_worker_message(&tonic_says).unwrap());
+        let s = Status::from(refused_worker_message(&tonic_says).unwrap());
         assert_eq!(s.code(), Code::ResourceExhausted);
         for part in [
             "is 70000 bytes, the server's limit is 65536",
@@ -182,8 +215,36 @@ mod tests {
             assert!(s.message().contains(part), "{part}: {}", s.message());
         }
         let encode = Status::out_of_range(format!("{ENCODE_TOO_LARGE}: found 9 bytes"));
-        assert!(oversized_worker_message(&encode).is_none());
-        assert!(oversized_worker_message(&Status::cancelled("gone")).is_none());
+        assert!(refused_worker_message(&encode).is_none());
+        assert!(refused_worker_message(&Status::cancelled("gone")).is_none());
+    }
+
+    #[test]
+    fn a_message_that_is_not_protobuf_is_the_clients_error() {
+        // prost's words, as tonic answers them.
+        let tonic_says = Status::internal(
+            "failed to decode Protobuf message: SubmitToolRequest.session_id: invalid string \
+             value: data is not UTF-8 encoded",
+        );
+        let s = Status::from(refused(&tonic_says).unwrap());
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(
+            s.message().contains("SubmitToolRequest.session_id"),
+            "{}",
+            s.message()
+        );
+        let out = rewrite(tonic_says.clone().into_http());
+        let s = Status::from_header_map(out.headers()).unwrap();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let w = Status::from(refused_worker_message(&tonic_says).unwrap());
+        assert_eq!(w.code(), Code::InvalidArgument);
+        assert!(w.message().contains("another attempt"), "{}", w.message());
+        // Bounded whatever prost says.
+        let long = Status::internal(format!("{UNDECODABLE}: {}", "x".repeat(100_000)));
+        assert!(Status::from(refused(&long).unwrap()).message().len() < 1024);
+        // The server's own faults stay INTERNAL.
+        assert!(refused(&Status::internal("the store failed")).is_none());
+        assert!(refused_worker_message(&Status::internal("the store failed")).is_none());
     }
 
     #[test]

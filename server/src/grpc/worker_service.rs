@@ -143,10 +143,11 @@ async fn serve_worker(
             Ok(None) => break,
             Err(status) => {
                 debug!(worker_id = worker, code = ?status.code(), message = %logs::field(status.message()), "worker stream failed");
-                // An oversized message: tell the worker as gRPC's table says,
-                // with its limit (if its stream has room: a worker that reads
-                // nothing is not waited for).
-                if let Some(e) = status_codes::oversized_worker_message(&status) {
+                // An oversized or undecodable message: tell the worker as
+                // gRPC's table says, with what to fix (if its stream has
+                // room: a worker that reads nothing is not waited for).
+                if let Some(e) = status_codes::refused_worker_message(&status) {
+                    warn!(worker_id = worker, error = %e, "a worker's message was refused: closing its stream");
                     let _ = tx.try_send(Err(e));
                 }
                 break;
