@@ -2765,7 +2765,8 @@ type ToolError struct {
 	// raised), "timeout", "queue_timeout" (no worker took the call within its
 	// queue timeout), "cancelled", "worker_lost" (the worker went away on
 	// every attempt), "exit_status" (errand worker --exec: the program exited
-	// non-zero). Workers may send codes of their own.
+	// non-zero). Workers may send codes of their own, of at most 128 bytes
+	// (a longer one is cut to 128 at a character boundary).
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	// Human-readable detail.
 	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
@@ -2937,7 +2938,8 @@ func (*WorkerMessage_Progress) isWorkerMessage_Kind() {}
 
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// For logs and metrics; need not be unique.
+	// For logs and metrics; need not be unique. At most 256 bytes (longer:
+	// INVALID_ARGUMENT).
 	WorkerName string `protobuf:"bytes,1,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
 	// The tools this worker serves (at least one). Registering a tool that is
 	// already known updates its description, schema and timeout.

@@ -16,6 +16,16 @@ pub fn identifier(field: &str, value: &str) -> Result<(), Error> {
     }
 }
 
+/// Most bytes of a worker's error code (`ToolError.code`): codes are
+/// machine-readable names ("tool_error", "rate_limited"); a longer one is
+/// cut to this at a character boundary, as the message is cut to the
+/// result limit.
+pub const MAX_ERROR_CODE_BYTES: usize = 128;
+
+/// Most bytes of a worker's name (`Register.worker_name`), which goes into
+/// every log line and listing about the worker; a longer one is refused.
+pub const MAX_WORKER_NAME_BYTES: usize = 256;
+
 /// Free text as errand keeps it: every NUL escaped as `\u0000`.
 pub fn free_text(value: String) -> String {
     if value.contains('\0') {

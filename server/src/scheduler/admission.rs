@@ -287,7 +287,9 @@ pub fn check_tool_policy(tool: &ToolDef, limits: &Limits) -> Result<(), Error> {
 
 /// How a worker's result ends its task: a JSON text by errand's one rule
 /// ([`json_text`], with `max_result` bytes) succeeds; anything else fails
-/// with [`codes::INVALID_RESULT`], saying why.
+/// with [`codes::INVALID_RESULT`], saying why. A worker's own failure keeps
+/// its code (cut to [`crate::fields::MAX_ERROR_CODE_BYTES`]) and message
+/// (cut to `max_result` bytes).
 pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, Outcome) {
     match outcome {
         Some(Outcome::Result(json)) => match json_text::check(&json, max_result) {
@@ -300,12 +302,14 @@ pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, 
                 ),
             ),
         },
-        Some(Outcome::Error { code, mut message }) => {
-            let code = if code.is_empty() {
-                codes::TOOL_ERROR.to_string()
-            } else {
-                code
-            };
+        Some(Outcome::Error {
+            mut code,
+            mut message,
+        }) => {
+            if code.is_empty() {
+                code = codes::TOOL_ERROR.to_string();
+            }
+            truncate_utf8(&mut code, crate::fields::MAX_ERROR_CODE_BYTES);
             truncate_utf8(&mut message, max_result);
             (TaskState::Failed, Outcome::Error { code, message })
         }
@@ -376,6 +380,11 @@ mod tests {
                 "{outcome:?}"
             );
         }
+        let long = judge_result(Some(Outcome::error(&"é".repeat(1000), "m")), 1024);
+        assert!(
+            matches!(&long.1, Outcome::Error { code, .. } if code.len() == crate::fields::MAX_ERROR_CODE_BYTES),
+            "{long:?}"
+        );
         let err = judge_result(Some(Outcome::error("", "ééééé")), 3);
         assert_eq!(
             err.1,

@@ -414,8 +414,16 @@ pub fn fallback(f: pb::Fallback, tenant: &str, own: &str) -> Result<Fallback, Er
 }
 
 /// A worker's registration for `tenant`. Errors: a tool name models would
-/// refuse ([`crate::tools::check_name`]).
+/// refuse ([`crate::tools::check_name`]); a worker name over
+/// [`fields::MAX_WORKER_NAME_BYTES`] (INVALID_ARGUMENT).
 pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Error> {
+    if reg.worker_name.len() > fields::MAX_WORKER_NAME_BYTES {
+        return Err(Error::invalid(format!(
+            "worker_name is {} bytes, the most is {}: a short name for logs and listings",
+            reg.worker_name.len(),
+            fields::MAX_WORKER_NAME_BYTES
+        )));
+    }
     let tools = reg
         .tools
         .into_iter()
@@ -523,6 +531,25 @@ mod tests {
             results_by_reference: by_reference,
             default_budget: 16 * 1024,
         }
+    }
+
+    #[test]
+    fn a_worker_name_is_bounded() {
+        let register = |name: String| pb::Register {
+            worker_name: name,
+            tools: vec![pb::Tool {
+                name: "search".into(),
+                ..Default::default()
+            }],
+            max_concurrency: 1,
+        };
+        let most = "w".repeat(fields::MAX_WORKER_NAME_BYTES);
+        assert!(registration(register(most.clone()), "t").is_ok());
+        let e = registration(register(most + "w"), "t").unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("worker_name")),
+            "{e:?}"
+        );
     }
 
     #[test]
