@@ -121,11 +121,56 @@ fn filter(
 }
 
 /// The token after `last`: "v1", the order, created_at in nanoseconds and
-/// the task ID, hex-encoded so clients treat it as opaque.
+/// the task ID, made [`opaque`].
 pub fn page_token(last: &Cursor, newest_first: bool) -> String {
     let dir = if newest_first { 'd' } else { 'a' };
-    let plain = format!("v1.{dir}.{}.{}", nanos(last.created_at), last.id.simple());
+    opaque(&format!(
+        "v1.{dir}.{}.{}",
+        nanos(last.created_at),
+        last.id.simple()
+    ))
+}
+
+/// Most bytes of a page token: twice its plain text's.
+const MAX_TOKEN_BYTES: usize = 256;
+
+/// A page token's plain text, hex-encoded so clients treat it as opaque
+/// (every listing's tokens are made this way).
+pub fn opaque(plain: &str) -> String {
     plain.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The plain text of an [`opaque`] token; `None` for one no listing made
+/// (not hex, not UTF-8, over [`MAX_TOKEN_BYTES`]).
+pub fn plain(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES || !token.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The token after tool `name` in `ListTools`: "v1.t." and the name, made
+/// [`opaque`].
+pub fn tool_page_token(name: &str) -> String {
+    opaque(&format!("v1.t.{name}"))
+}
+
+/// The last tool name a [`tool_page_token`] carries. Errors
+/// (INVALID_ARGUMENT): a token no `ListTools` answer gave.
+pub fn parse_tool_token(token: &str) -> Result<String, Error> {
+    plain(token)
+        .and_then(|p| p.strip_prefix("v1.t.").map(str::to_string))
+        .filter(|name| crate::tools::check_name(name).is_ok())
+        .ok_or_else(|| {
+            Error::invalid(
+                "page_token is not one this server gave: pass a next_page_token unchanged, or \
+                 leave it empty for the first page",
+            )
+        })
 }
 
 /// Nanoseconds since the Unix epoch (0 before it).
@@ -143,14 +188,7 @@ pub fn parse_token(token: &str, newest_first: bool) -> Result<Cursor, Error> {
              unchanged, with the same newest_first, or leave it empty for the first page",
         )
     };
-    if token.len() > 256 || !token.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
-        .collect::<Result<Vec<u8>, _>>()?;
-    let plain = String::from_utf8(bytes).map_err(|_| bad())?;
+    let plain = plain(token).ok_or_else(bad)?;
     let mut parts = plain.split('.');
     let dir = if newest_first { "d" } else { "a" };
     match (
@@ -190,6 +228,33 @@ mod tests {
                 parse_token(junk, false),
                 Err(Error::InvalidArgument(_))
             ));
+        }
+    }
+
+    #[test]
+    fn tool_page_tokens_round_trip_and_refuse_names_and_junk() {
+        let name = "a".repeat(64);
+        assert_eq!(parse_tool_token(&tool_page_token(&name)).unwrap(), name);
+        // A bare tool name, a task listing's token, a bad name inside: none
+        // came from ListTools.
+        let task_token = page_token(
+            &Cursor {
+                created_at: SystemTime::UNIX_EPOCH,
+                id: Uuid::nil(),
+            },
+            false,
+        );
+        for junk in [
+            "alpha",
+            "zz",
+            &task_token,
+            &opaque("v1.t.bad name"),
+            &opaque("v1.t."),
+        ] {
+            assert!(
+                matches!(parse_tool_token(junk), Err(Error::InvalidArgument(_))),
+                "{junk}"
+            );
         }
     }
 }

@@ -256,20 +256,19 @@ impl ToolService for ToolApi {
 
 /// One page of `tools` (sorted by name) after `req.page_token`: at most
 /// `req.page_size` tools (0: any number) and `budget` encoded bytes, at least
-/// one tool when any is left, each with its queue depth. The token is the
-/// last name sent.
+/// one tool when any is left, each with its queue depth. The token carries
+/// the last name sent ([`crate::agents::listing::tool_page_token`]).
 fn page(
     tools: &[ToolView],
     req: &pb::ListToolsRequest,
     budget: usize,
 ) -> Result<pb::ListToolsResponse, Error> {
     use prost::Message;
-    if !req.page_token.is_empty() && crate::tools::check_name(&req.page_token).is_err() {
-        return Err(Error::invalid(
-            "page_token is not one this server gave: pass a next_page_token, or empty to start over",
-        ));
-    }
-    let start = tools.partition_point(|t| t.spec.name.name() <= req.page_token.as_str());
+    let after = match req.page_token.as_str() {
+        "" => String::new(),
+        token => crate::agents::listing::parse_tool_token(token)?,
+    };
+    let start = tools.partition_point(|t| t.spec.name.name() <= after.as_str());
     let max = if req.page_size == 0 {
         usize::MAX
     } else {
@@ -289,7 +288,7 @@ fn page(
     }
     let more = start + out.len() < tools.len();
     let next_page_token = match out.last() {
-        Some(last) if more => last.name.clone(),
+        Some(last) if more => crate::agents::listing::tool_page_token(&last.name),
         _ => String::new(),
     };
     Ok(pb::ListToolsResponse {
@@ -350,10 +349,17 @@ mod tests {
         // A byte budget smaller than one tool still sends one per page.
         let tiny = page(&all, &req(0, ""), 1).unwrap();
         assert_eq!(names(&tiny), ["tool000"]);
-        assert_eq!(tiny.next_page_token, "tool000");
-        assert!(matches!(
-            page(&all, &req(0, "not a token!"), 1),
-            Err(Error::InvalidArgument(_))
-        ));
+        let after_first = page(&all, &req(1, &tiny.next_page_token), usize::MAX).unwrap();
+        assert_eq!(names(&after_first), ["tool001"]);
+        // Tokens are opaque: a tool name (valid, but not a token) is refused.
+        for made_up in ["not a token!", "tool000", "zzzz"] {
+            assert!(
+                matches!(
+                    page(&all, &req(0, made_up), 1),
+                    Err(Error::InvalidArgument(_))
+                ),
+                "{made_up}"
+            );
+        }
     }
 }
