@@ -1652,7 +1652,8 @@ type ReadResultRequest struct {
 	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	// Most bytes to return; 0 means 65536; at most the server's message limit
 	// less 1 KiB. A chunk may be up to 3 bytes shorter so as to end on a
-	// character boundary.
+	// character boundary; when the character at offset is itself longer than
+	// max_bytes (2 to 4 bytes of UTF-8), the chunk is that one character.
 	MaxBytes      uint64 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -40,15 +40,18 @@ pub fn preview(result: &str, budget: usize) -> String {
     format!("{first}{CUT_MARK}{last}")
 }
 
-/// Default and smallest page of [`page`], in bytes.
+/// Default page of [`page`], in bytes.
 pub const DEFAULT_PAGE: usize = 64 * 1024;
+/// The longest character (UTF-8), in bytes: a page this long always holds
+/// one.
 pub const MIN_PAGE: usize = 4;
 
 /// The byte range `[offset, end)` of `text` that one `ReadResult` returns:
-/// at most `max` bytes (0: [`DEFAULT_PAGE`]; under [`MIN_PAGE`] counts as
-/// that, so a page always holds a character), ending on a character
-/// boundary. Errors: OUT_OF_RANGE past the end; INVALID_ARGUMENT for an
-/// offset inside a character.
+/// at most `max` bytes (0: [`DEFAULT_PAGE`]), ending on a character
+/// boundary; when the character at `offset` is itself longer than `max`,
+/// that one character (at most [`MIN_PAGE`] bytes), so every page before
+/// the end moves on. Errors: OUT_OF_RANGE past the end; INVALID_ARGUMENT
+/// for an offset inside a character.
 pub fn page(text: &str, offset: u64, max: usize) -> Result<(usize, usize), Error> {
     let total = text.len();
     let start = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -64,14 +67,14 @@ pub fn page(text: &str, offset: u64, max: usize) -> Result<(usize, usize), Error
              plus the byte length of its data"
         )));
     }
-    let max = if max == 0 {
-        DEFAULT_PAGE
-    } else {
-        max.max(MIN_PAGE)
-    };
+    let max = if max == 0 { DEFAULT_PAGE } else { max };
     let mut end = start.saturating_add(max).min(total);
     while !text.is_char_boundary(end) {
         end -= 1;
+    }
+    if end == start && start < total {
+        // The next character alone is over `max`: it is the page.
+        end = start + text[start..].chars().next().map_or(0, char::len_utf8);
     }
     Ok((start, end))
 }
@@ -124,5 +127,19 @@ mod tests {
         );
         let long = "😀".repeat(DEFAULT_PAGE);
         assert_eq!(page(&long, 0, 0).unwrap().1, DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn a_page_is_at_most_max_bytes_unless_one_character_is_longer() {
+        let ascii = "{\"t\":1}";
+        for max in 1..=3 {
+            assert_eq!(page(ascii, 0, max).unwrap(), (0, max), "max {max}");
+        }
+        // "€" is 3 bytes: asked for 1 or 2, the page is that one character.
+        let euro = "€a";
+        assert_eq!(page(euro, 0, 1).unwrap(), (0, 3));
+        assert_eq!(page(euro, 0, 2).unwrap(), (0, 3));
+        assert_eq!(page(euro, 0, 3).unwrap(), (0, 3));
+        assert_eq!(page(euro, 3, 1).unwrap(), (3, 4));
     }
 }
