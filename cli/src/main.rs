@@ -111,6 +111,9 @@ enum Command {
     /// Show one task.
     Status(agent::TaskArgs),
     /// Cancel a queued or running task, or with --session every one of a session.
+    #[command(
+        override_usage = "errand cancel [OPTIONS] <TASK_ID>\n       errand cancel [OPTIONS] --session <SESSION> [--status <STATUS>] [--tool <TOOL>]"
+    )]
     Cancel(ops::CancelArgs),
     /// List tasks, newest first: --session, --status, --tool, --limit.
     Tasks(ops::TasksArgs),

@@ -47,11 +47,26 @@ pub fn completion_json(c: &pb::Completion) -> Value {
         "message": c.message,
         "completed_at_ms": time(&c.completed_at),
         "delivery": delivery_name(c.delivery),
+        "result_truncated": c.result_truncated,
+        "result_bytes": c.result_bytes,
+        "result_preview": c.result_preview,
     })
 }
 
+/// One line per completion. A result over its budget (`result_truncated`)
+/// shows its preview, its size and how to read it all.
 pub fn completion_line(c: &pb::Completion) -> String {
     let detail = match &c.outcome {
+        _ if c.result_truncated => format!(
+            "{} [result truncated: {} bytes in all; `errand result {}` prints it]",
+            c.result_preview, c.result_bytes, c.task_id
+        ),
+        Some(pb::completion::Outcome::ResultJson(r)) if r.is_empty() && c.result_bytes > 0 => {
+            format!(
+                "[result of {} bytes not sent inline; `errand result {}` prints it]",
+                c.result_bytes, c.task_id
+            )
+        }
         Some(pb::completion::Outcome::ResultJson(r)) => r.clone(),
         Some(pb::completion::Outcome::Error(e)) => format!("[{}] {}", e.code, e.message),
         None => String::new(),
@@ -178,4 +193,41 @@ pub fn announce(line: std::fmt::Arguments) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_result_shows_its_preview_size_and_how_to_read_it() {
+        let c = pb::Completion {
+            seq: 1,
+            task_id: "t1".into(),
+            tool: "big".into(),
+            status: pb::TaskStatus::Succeeded as i32,
+            outcome: Some(pb::completion::Outcome::ResultJson(String::new())),
+            result_truncated: true,
+            result_bytes: 60_000,
+            result_preview: "\"aaa … zzz\"".into(),
+            ..Default::default()
+        };
+        let line = completion_line(&c);
+        for part in ["\"aaa … zzz\"", "60000 bytes", "errand result t1"] {
+            assert!(line.contains(part), "{part}: {line}");
+        }
+        let json = completion_json(&c);
+        assert_eq!(json["result_truncated"], true);
+        assert_eq!(json["result_bytes"], 60_000);
+        let inline = pb::Completion {
+            outcome: Some(pb::completion::Outcome::ResultJson("{\"n\":1}".into())),
+            result_bytes: 7,
+            ..c
+        };
+        let inline = pb::Completion {
+            result_truncated: false,
+            ..inline
+        };
+        assert!(completion_line(&inline).ends_with(": {\"n\":1}"));
+    }
 }
