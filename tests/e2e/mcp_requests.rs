@@ -97,18 +97,30 @@ async fn legacy_post(
     session: Option<&str>,
     body: &serde_json::Value,
 ) -> (String, String) {
+    legacy_request("POST", url, None, session, &body.to_string()).await
+}
+
+/// One 2025-11-25 HTTP request to the MCP endpoint `url`, with `Host`
+/// `host` (else the URL's); the answer's head and body.
+async fn legacy_request(
+    method: &str,
+    url: &str,
+    host: Option<&str>,
+    session: Option<&str>,
+    body: &str,
+) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let body = body.to_string();
+    let (addr, path) = rest.split_once('/').unwrap();
+    let host = host.unwrap_or(addr);
     let session = session.map_or(String::new(), |s| format!("Mcp-Session-Id: {s}\r\n"));
     let req = format!(
-        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+        "{method} /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
          {session}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut response = String::new();
     within("an MCP answer", conn.read_to_string(&mut response))
@@ -116,6 +128,42 @@ async fn legacy_post(
         .unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     (head.to_string(), body.to_string())
+}
+
+/// The `Mcp-Session-Id` an initialize's answer `head` gives.
+fn session_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Mcp-Session-Id in {head}"))
+}
+
+#[tokio::test]
+async fn mcp_refuses_a_foreign_host_by_name_and_ends_a_session_with_204() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "old", "version": "1"},
+    }});
+    let (head, body) =
+        legacy_request("POST", &url, Some("evil.example"), None, &init.to_string()).await;
+    assert!(
+        head.starts_with("HTTP/1.0 403") || head.starts_with("HTTP/1.1 403"),
+        "{head}"
+    );
+    for part in ["evil.example", "--mcp-allowed-host"] {
+        assert!(body.contains(part), "{part}: {body}");
+    }
+    // The loopback names are the default list.
+    let (head, _) = legacy_request("POST", &url, Some("localhost"), None, &init.to_string()).await;
+    let session = session_of(&head);
+    let (head, _) = legacy_request("DELETE", &url, None, Some(&session), "").await;
+    assert!(head.contains(" 204 "), "{head}");
 }
 
 #[tokio::test]
@@ -131,14 +179,7 @@ async fn mcp_a_2025_11_25_session_waits_for_the_result_even_with_the_tasks_exten
     }});
     let (head, body) = legacy_post(&url, None, &init).await;
     assert!(body.contains("2025-11-25"), "{head}\n{body}");
-    let session = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("mcp-session-id")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no Mcp-Session-Id in {head}"));
+    let session = session_of(&head);
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     legacy_post(&url, Some(&session), &initialized).await;
 

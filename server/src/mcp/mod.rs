@@ -48,6 +48,7 @@ use crate::{
     net::{
         self, Incoming,
         bearer::{self, Bearer},
+        host::{self, AllowedHosts},
     },
 };
 pub use handler::{McpHandler, Settings};
@@ -71,12 +72,17 @@ pub struct Listener {
 /// Serves MCP on `l` until `shutdown` is cancelled (then open connections
 /// get [`net::http::serve`]'s few seconds to finish).
 pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: CancellationToken) {
-    let mut config = StreamableHttpServerConfig::default()
+    // errand's own Host guard (as on the A2A and dashboard listeners: its
+    // 403 names the host and the flag), not rmcp's.
+    let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown.child_token())
-        .with_max_request_body_bytes(l.max_body_bytes);
-    if !l.allowed_hosts.is_empty() {
-        config = config.with_allowed_hosts(l.allowed_hosts);
-    }
+        .with_max_request_body_bytes(l.max_body_bytes)
+        .disable_allowed_hosts();
+    let hosts = Arc::new(AllowedHosts::new(
+        &l.allowed_hosts,
+        None,
+        "add it with --mcp-allowed-host",
+    ));
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
@@ -88,8 +94,22 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
             l.max_body_bytes,
             screen_body,
         ))
-        .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
+        .layer(middleware::from_fn_with_state(bearer, bearer::authenticate))
+        .layer(middleware::from_fn(session_ended))
+        .layer(middleware::from_fn_with_state(hosts, host::check_host));
     net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
+}
+
+/// A 2025-11-25 client's `DELETE` that ended its session: 204 No Content,
+/// as clients expect of a completed DELETE (rmcp answers 202, which the
+/// Python SDK logs as a failed termination).
+async fn session_ended(req: Request, next: Next) -> Response {
+    let delete = req.method() == Method::DELETE;
+    let response = next.run(req).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    response
 }
 
 /// Answers a JSON POST body that is not a JSON-RPC request, or a request
