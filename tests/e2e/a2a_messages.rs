@@ -226,3 +226,54 @@ async fn a2a_a_key_twice_in_one_object_is_refused() {
     );
     assert!(worker.try_next().is_none(), "no task was made");
 }
+
+/// A call refused for lack of room is the caller's to retry later on every
+/// binding: JSON-RPC -32000, HTTP+JSON 429 `RESOURCE_EXHAUSTED` (the A2A SDK
+/// alone answers 500 `INTERNAL`).
+#[tokio::test]
+async fn a2a_too_many_pending_tasks_is_resource_exhausted_not_internal() {
+    let server = Server::start(&[
+        "--a2a-listen",
+        "127.0.0.1:0",
+        "--max-pending-per-session",
+        "1",
+    ])
+    .await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let _worker = server.gate_worker(&["echo"], 1).await;
+    let headers = [("A2A-Version", "1.0".to_string())];
+    let in_context = |id: &str| {
+        let mut m = message(id, json!({"n": 1}));
+        m["message"]["contextId"] = json!("full");
+        m
+    };
+    let first = a2a_call_as(&a2a, None, "SendMessage", in_context("m1")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.json().get("error").is_none(), "{}", first.body);
+
+    let rpc = a2a_call_as(&a2a, None, "SendMessage", in_context("m2"))
+        .await
+        .json();
+    assert_eq!(rpc["error"]["code"], -32000, "{rpc}");
+    let rest = fronts::post(
+        &format!("{a2a}/rest/message:send"),
+        &headers,
+        &in_context("m3"),
+    )
+    .await;
+    assert_eq!(rest.status, 429, "{}", rest.body);
+    let body: Value = serde_json::from_str(&rest.body).unwrap();
+    assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED", "{body}");
+    assert_eq!(body["error"]["code"], 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 1"),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"][0]["reason"], "RESOURCE_EXHAUSTED",
+        "{body}"
+    );
+}

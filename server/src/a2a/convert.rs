@@ -100,12 +100,15 @@ pub fn progress_text(p: &ProgressRecord) -> String {
     crate::text::progress_status(p.progress, p.total, &p.message)
 }
 
-/// The task's status; `message` (the ack on submit) when given, else the
-/// latest progress of a working task or the failure text of a failed task.
+/// The task's status; `message` (the ack on submit) when given and the task
+/// is not final (a message sent again after its task ended gets the ended
+/// task, never "the result will come later"), else the latest progress of a
+/// working task or the failure text of a failed task.
 pub fn status(view: &TaskView, message: Option<String>) -> TaskStatus {
     let task = &view.task;
     let state = state(task);
-    let message = message.or_else(|| match (&state, &view.progress) {
+    let ack = message.filter(|_| !task.state.is_final());
+    let message = ack.or_else(|| match (&state, &view.progress) {
         (TaskState::Working, Some(p)) => Some(progress_text(p)),
         (TaskState::Failed, _) => Some(failure_text(task)),
         _ => None,
@@ -216,8 +219,9 @@ pub fn final_events(v: &TaskView) -> Vec<a2a::StreamResponse> {
 
 /// An agent API error as an A2A error, by its kind: NOT_FOUND of a task is
 /// `TaskNotFoundError`; the caller's mistakes (INVALID_ARGUMENT, an unknown
-/// tool) are -32602; RESOURCE_EXHAUSTED and auth errors keep their message;
-/// anything else is internal.
+/// tool) are -32602; RESOURCE_EXHAUSTED is -32000, marked for
+/// [`super::busy`] (429 on HTTP+JSON, RESOURCE_EXHAUSTED on gRPC); auth
+/// errors keep their message; anything else is internal.
 pub fn error(err: Error) -> A2AError {
     let kind = err.kind();
     let message = err.into_message();
@@ -230,7 +234,7 @@ pub fn error(err: Error) -> A2AError {
             A2AError::invalid_params(message)
         }
         Kind::FailedPrecondition => A2AError::new(a2a::error_code::TASK_NOT_CANCELABLE, message),
-        Kind::ResourceExhausted => A2AError::new(SERVER_BUSY, message),
+        Kind::ResourceExhausted => super::busy::mark(A2AError::new(SERVER_BUSY, message)),
         Kind::Unauthenticated | Kind::PermissionDenied => A2AError::invalid_request(message),
         _ => A2AError::internal(message),
     }
@@ -243,6 +247,25 @@ pub const SERVER_BUSY: i32 = -32000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ack_is_the_status_message_only_while_the_task_is_open() {
+        let ack = || Some("Task submitted: its result will come later".to_string());
+        let queued = status(&task_of(State::Queued, None), ack());
+        assert!(queued.message.is_some());
+        let done = status(
+            &task_of(State::Succeeded, Some(Outcome::Result("1".into()))),
+            ack(),
+        );
+        assert_eq!(done.state, TaskState::Completed);
+        assert!(done.message.is_none(), "{:?}", done.message);
+        let failed = status(
+            &task_of(State::Failed, Some(Outcome::error("tool_error", "boom"))),
+            ack(),
+        );
+        let text = format!("{:?}", failed.message);
+        assert!(text.contains("boom") && !text.contains("later"), "{text}");
+    }
 
     fn task_of(state: State, outcome: Option<Outcome>) -> TaskView {
         crate::agents::tests::task(state, outcome)

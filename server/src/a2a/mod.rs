@@ -17,6 +17,7 @@
 //! its tenant; failed calls are counted and throttled per peer as on the
 //! gRPC port. With `--tls-cert` the port serves HTTPS and gRPC over TLS
 //! (ALPN `h2`, `http/1.1`) with the gRPC port's certificate.
+pub mod busy;
 pub mod card;
 pub mod convert;
 pub mod handler;
@@ -84,6 +85,7 @@ pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken
         )
         .route_service("/lf.a2a.v1.A2AService/{*method}", grpc)
         .layer(middleware::from_fn(numbers::layer))
+        .layer(middleware::from_fn(busy::layer))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     let app = calls
         .route(card::PATH, get(agent_card).with_state(handler))
