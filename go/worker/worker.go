@@ -55,10 +55,13 @@ import (
 // the server; context.Cause(ctx) tells which (errors.Is with ErrCancelled,
 // whose text then carries the cancel's reason if it had one, ErrTimedOut,
 // ErrConnectionLost, or the Run context's own error). Through ctx the handler
-// reports progress (Progress) and reads what an earlier attempt left to
-// resume from (ResumeDetail). Return WithSummary(result, summary) to give the
-// model a summary instead of a cut preview when the result exceeds the
-// task's budget.
+// reads which task it runs (TaskFrom: task ID, session, tool, attempt and
+// timeout), reports progress (Progress) and reads what an earlier attempt
+// left to resume from (ResumeDetail). A task may run more than once (a new
+// attempt after a lost worker or a server restart): its task ID and attempt
+// let the handler stay idempotent. Return WithSummary(result, summary) to
+// give the model a summary instead of a cut preview when the result exceeds
+// the task's budget.
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 
 // Causes of a handler's context being cancelled, as returned by context.Cause.
@@ -338,13 +341,15 @@ func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 		return
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
+	var deadline time.Time
 	if a.GetTimeoutMs() > 0 {
+		deadline = time.Now().Add(time.Duration(a.GetTimeoutMs()) * time.Millisecond)
 		var stop context.CancelFunc
-		ctx, stop = context.WithTimeoutCause(ctx, time.Duration(a.GetTimeoutMs())*time.Millisecond, ErrTimedOut)
+		ctx, stop = context.WithDeadlineCause(ctx, deadline, ErrTimedOut)
 		inner := cancel
 		cancel = func(cause error) { inner(cause); stop() }
 	}
-	ctx = context.WithValue(ctx, taskKey{}, &taskCtx{s: s, a: a})
+	ctx = context.WithValue(ctx, taskKey{}, &taskCtx{s: s, a: a, deadline: deadline})
 	r := &run{attempt: a.GetAttempt(), cancel: cancel}
 	s.mu.Lock()
 	s.running[a.GetTaskId()] = r
