@@ -98,12 +98,13 @@ type Worker struct {
 }
 
 type tool struct {
-	name        string
-	description string
-	schema      string
-	timeout     time.Duration
-	handler     Handler
-	policy      *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
+	name         string
+	description  string
+	schema       string
+	timeout      time.Duration
+	queueTimeout time.Duration
+	handler      Handler
+	policy       *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
 }
 
 // Option configures a Worker.
@@ -154,6 +155,18 @@ type ToolOption func(*tool)
 // WithTimeout sets the tool's default timeout per run, rounded up to whole
 // milliseconds (default: the server's).
 func WithTimeout(d time.Duration) ToolOption { return func(t *tool) { t.timeout = d } }
+
+// WithQueueTimeout sets how long a call of the tool may wait in the queue for
+// a worker by default, counted from submit; a submit's
+// errand.WithQueueTimeout wins over it. A call no worker has taken by then
+// completes as TIMED_OUT with error code "queue_timeout". It is rounded up to
+// whole milliseconds; 0 (or a negative d) means the server's default
+// (--default-queue-timeout-ms, 5 minutes unless configured). Above the
+// server's --max-timeout-ms the registration is refused (Run returns an error
+// matching errand.ErrInvalidArgument).
+func WithQueueTimeout(d time.Duration) ToolOption {
+	return func(t *tool) { t.queueTimeout = max(d, 0) }
+}
 
 // New returns a worker that connects through c. c may be shared with agent
 // calls; the worker does not close it.
@@ -222,6 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
 			TimeoutMs:          uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
+			QueueTimeoutMs:     uint64((t.queueTimeout + time.Millisecond - 1) / time.Millisecond),
 			Delivery:           t.policy.GetDelivery(),
 			Dedup:              t.policy.GetDedup(),
 			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
