@@ -95,6 +95,14 @@ type Worker struct {
 	tools   []*tool
 	byName  map[string]*tool
 	running atomic.Bool
+
+	// What WaitRegistered waits for, guarded by regMu; regChanged is closed
+	// (and replaced) at every change.
+	regMu      sync.Mutex
+	regChanged chan struct{}
+	registered bool  // Run's current stream is registered
+	runEnded   bool  // Run has returned (runErr says why) and not started again
+	runErr     error // Run's error, when runEnded
 }
 
 type tool struct {
@@ -144,7 +152,8 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 }
 
 // OnRegistered is called each time the server accepts the worker's
-// registration: at start and after every reconnect.
+// registration: at start and after every reconnect. To wait for the first,
+// use WaitRegistered.
 func OnRegistered(f func(workerID string)) Option {
 	return func(w *Worker) { w.onRegistered = f }
 }
@@ -180,6 +189,7 @@ func New(c *errand.Client, opts ...Option) *Worker {
 		minBackoff:  100 * time.Millisecond,
 		maxBackoff:  5 * time.Second,
 		byName:      map[string]*tool{},
+		regChanged:  make(chan struct{}),
 	}
 	for _, opt := range opts {
 		opt(w)
@@ -223,12 +233,16 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 // backoff whenever the stream breaks. It returns ctx's error once ctx is done
 // and every handler has returned (handlers must honour their context), or an
 // *errand.Error the server answered that retrying cannot fix (a tool name or
-// schema it rejects, bad credentials, ...).
-func (w *Worker) Run(ctx context.Context) error {
+// schema it rejects, bad credentials, ...). WaitRegistered tells when the
+// server knows the tools.
+func (w *Worker) Run(ctx context.Context) (err error) {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("errand worker: Run called twice")
 	}
 	defer w.running.Store(false)
+	w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, false, nil })
+	// Deferred first, so it runs last: after every handler has returned.
+	defer func() { w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, true, err }) }()
 	w.mu.Lock()
 	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
 	for _, t := range w.tools {
@@ -253,6 +267,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	b := backoff.Backoff{Min: w.minBackoff, Max: w.maxBackoff}
 	for {
 		err := w.serve(ctx, reg, &b, &handlers)
+		w.setRegistration(func() { w.registered = false })
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -264,6 +279,48 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// WaitRegistered waits until the server has accepted the worker's
+// registration, so that its tools are known there and a Submit to them is
+// accepted (before it, a fresh server answers errand.ErrNotFound, "unknown
+// tool"). Start Run in another goroutine, then wait:
+//
+//	go w.Run(ctx)
+//	if err := w.WaitRegistered(ctx); err != nil {
+//		return err // Run's error (a tool the server refuses, a bad token, ...) or ctx's
+//	}
+//
+// It returns nil at once while Run's stream is registered; otherwise it waits
+// for the next registration (it also waits for Run to start, and through
+// reconnects). If Run returns first, or has returned, it returns Run's error;
+// if ctx ends first, ctx's error. OnRegistered is the callback form.
+func (w *Worker) WaitRegistered(ctx context.Context) error {
+	for {
+		w.regMu.Lock()
+		registered, ended, err, changed := w.registered, w.runEnded, w.runErr, w.regChanged
+		w.regMu.Unlock()
+		switch {
+		case registered:
+			return nil
+		case ended:
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// setRegistration changes WaitRegistered's state with f and wakes its callers.
+func (w *Worker) setRegistration(f func()) {
+	w.regMu.Lock()
+	defer w.regMu.Unlock()
+	f()
+	close(w.regChanged)
+	w.regChanged = make(chan struct{})
 }
 
 var errEnded = status.Error(codes.Unavailable, "the server ended the stream")
@@ -289,6 +346,7 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 	}
 	b.Reset()
 	w.logger.Info("errand worker: registered", "worker", w.name, "worker_id", registered.GetWorkerId(), "tools", len(reg.Tools))
+	w.setRegistration(func() { w.registered = true })
 	if w.onRegistered != nil {
 		w.onRegistered(registered.GetWorkerId())
 	}
