@@ -74,6 +74,19 @@ func WithTaskTimeout(d time.Duration) SubmitOption {
 	}
 }
 
+// WithQueueTimeout sets how long this call may wait in the queue for a
+// worker, counted from submit, instead of the tool's queue timeout (then the
+// server's --default-queue-timeout-ms, 5 minutes by default). A call no
+// worker has taken by then completes as StatusTimedOut with error code
+// "queue_timeout". It is rounded up to whole milliseconds; 0 (or a negative
+// d) leaves it unset. Above the server's --max-timeout-ms:
+// ErrInvalidArgument.
+func WithQueueTimeout(d time.Duration) SubmitOption {
+	return func(r *pb.SubmitToolRequest) {
+		r.QueueTimeoutMs = roundUpMs(d)
+	}
+}
+
 // WithIdempotencyKey makes a retried Submit with the same key in the same
 // session return the first submit's task instead of running the tool again.
 func WithIdempotencyKey(key string) SubmitOption {

@@ -34,8 +34,9 @@
 //     Submit, SessionEvents (progress), PendingDigest, ReadResult, and the
 //     Inbox that sorts completions by delivery policy; the Error type and its
 //     sentinels.
-//   - package worker: serve tools written in Go (worker.New, Handle, Run),
-//     with Progress, ResumeDetail and WithSummary inside a handler.
+//   - package worker: serve tools written in Go (worker.New, Handle, Run,
+//     WaitRegistered), with TaskFrom, Progress, ResumeDetail and WithSummary
+//     inside a handler.
 //   - package errandv1: the stubs generated from proto/errand/v1/errand.proto,
 //     for calling the RPCs directly (Client.Conn gives the connection).
 //   - examples/agent, examples/worker: runnable programs.

@@ -175,6 +175,40 @@ func TestSubmitOptionsOnTheWire(t *testing.T) {
 	}
 }
 
+// WithQueueTimeout sends queue_timeout_ms in whole milliseconds, rounded
+// up; zero, negative or no option leaves it 0 (the tool's, then the server's).
+func TestQueueTimeoutOnTheWire(t *testing.T) {
+	f := &fakeTools{}
+	c := dialFake(t, f)
+	ctx := testkit.Ctx(t)
+	cases := []struct {
+		opts []errand.SubmitOption
+		want uint64
+	}{
+		{[]errand.SubmitOption{errand.WithQueueTimeout(2 * time.Minute)}, 120000},
+		{[]errand.SubmitOption{errand.WithQueueTimeout(1500 * time.Microsecond)}, 2},
+		{[]errand.SubmitOption{errand.WithQueueTimeout(0)}, 0},
+		{[]errand.SubmitOption{errand.WithQueueTimeout(-time.Second)}, 0},
+		{nil, 0},
+		{[]errand.SubmitOption{errand.WithTaskTimeout(time.Second), errand.WithQueueTimeout(3 * time.Second)}, 3000},
+	}
+	for _, tc := range cases {
+		if _, err := c.Submit(ctx, "s", "tool", nil, tc.opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, tc := range cases {
+		if got := f.submits[i].GetQueueTimeoutMs(); got != tc.want {
+			t.Errorf("submit %d: queue_timeout_ms = %d, want %d", i, got, tc.want)
+		}
+	}
+	if r := f.submits[5]; r.GetTimeoutMs() != 1000 {
+		t.Errorf("WithQueueTimeout changed timeout_ms: %v", r)
+	}
+}
+
 func TestCancelWithReasonAndAcknowledge(t *testing.T) {
 	f := &fakeTools{}
 	c := dialFake(t, f)

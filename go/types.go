@@ -66,6 +66,9 @@ type Tool struct {
 	InputSchema json.RawMessage
 	Timeout     time.Duration // default timeout of one run; 0: the server's default
 	Workers     uint32        // connected workers serving it right now
+	// QueueTimeout is how long its calls may wait for a worker by default,
+	// counted from submit; 0: the server's --default-queue-timeout-ms.
+	QueueTimeout time.Duration
 	// Delivery of its completions when a submit does not say;
 	// DeliveryUnspecified: the server's default.
 	Delivery Delivery
@@ -265,6 +268,8 @@ func toolFromPB(t *pb.Tool) Tool {
 		InputSchema: rawJSON(t.GetInputSchemaJson()),
 		Timeout:     ms(t.GetTimeoutMs()),
 		Workers:     t.GetWorkers(),
+
+		QueueTimeout: ms(t.GetQueueTimeoutMs()),
 
 		Delivery:           Delivery(t.GetDelivery()),
 		Dedup:              Dedup(t.GetDedup()),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	errand "github.com/errand-dev/errand/go"
 	pb "github.com/errand-dev/errand/go/errandv1"
@@ -17,10 +18,12 @@ var ErrNoTask = errors.New("errand worker: not a tool handler's context")
 
 type taskKey struct{}
 
-// taskCtx is what a handler's context carries: the stream its task came on.
+// taskCtx is what a handler's context carries: the stream its task came on,
+// the assignment, and when the worker times the run out (zero: never).
 type taskCtx struct {
-	s *session
-	a *pb.Assignment
+	s        *session
+	a        *pb.Assignment
+	deadline time.Time
 }
 
 func taskFrom(ctx context.Context) *taskCtx {

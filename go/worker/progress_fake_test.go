@@ -28,6 +28,9 @@ type fakeWorkers struct {
 	pb.UnimplementedWorkerServiceServer
 	got  chan *pb.WorkerMessage
 	send chan *pb.WorkerCommand
+	// hold, if set, delays the answer to Register until it is closed (the
+	// Register itself reaches got at once).
+	hold chan struct{}
 }
 
 func (f *fakeWorkers) Connect(s grpc.BidiStreamingServer[pb.WorkerMessage, pb.WorkerCommand]) error {
@@ -39,8 +42,15 @@ func (f *fakeWorkers) Connect(s grpc.BidiStreamingServer[pb.WorkerMessage, pb.Wo
 				errs <- err
 				return
 			}
+			registered := &pb.WorkerCommand{Kind: &pb.WorkerCommand_Registered{Registered: &pb.Registered{WorkerId: "w1"}}}
+			if m.GetRegister() != nil && f.hold != nil {
+				f.got <- m
+				<-f.hold
+				f.send <- registered
+				continue
+			}
 			if m.GetRegister() != nil {
-				f.send <- &pb.WorkerCommand{Kind: &pb.WorkerCommand_Registered{Registered: &pb.Registered{WorkerId: "w1"}}}
+				f.send <- registered
 			}
 			f.got <- m
 		}

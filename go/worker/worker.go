@@ -55,10 +55,13 @@ import (
 // the server; context.Cause(ctx) tells which (errors.Is with ErrCancelled,
 // whose text then carries the cancel's reason if it had one, ErrTimedOut,
 // ErrConnectionLost, or the Run context's own error). Through ctx the handler
-// reports progress (Progress) and reads what an earlier attempt left to
-// resume from (ResumeDetail). Return WithSummary(result, summary) to give the
-// model a summary instead of a cut preview when the result exceeds the
-// task's budget.
+// reads which task it runs (TaskFrom: task ID, session, tool, attempt and
+// timeout), reports progress (Progress) and reads what an earlier attempt
+// left to resume from (ResumeDetail). A task may run more than once (a new
+// attempt after a lost worker or a server restart): its task ID and attempt
+// let the handler stay idempotent. Return WithSummary(result, summary) to
+// give the model a summary instead of a cut preview when the result exceeds
+// the task's budget.
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 
 // Causes of a handler's context being cancelled, as returned by context.Cause.
@@ -92,15 +95,24 @@ type Worker struct {
 	tools   []*tool
 	byName  map[string]*tool
 	running atomic.Bool
+
+	// What WaitRegistered waits for, guarded by regMu; regChanged is closed
+	// (and replaced) at every change.
+	regMu      sync.Mutex
+	regChanged chan struct{}
+	registered bool  // Run's current stream is registered
+	runEnded   bool  // Run has returned (runErr says why) and not started again
+	runErr     error // Run's error, when runEnded
 }
 
 type tool struct {
-	name        string
-	description string
-	schema      string
-	timeout     time.Duration
-	handler     Handler
-	policy      *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
+	name         string
+	description  string
+	schema       string
+	timeout      time.Duration
+	queueTimeout time.Duration
+	handler      Handler
+	policy       *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
 }
 
 // Option configures a Worker.
@@ -140,7 +152,8 @@ func WithReconnectBackoff(min, max time.Duration) Option {
 }
 
 // OnRegistered is called each time the server accepts the worker's
-// registration: at start and after every reconnect.
+// registration: at start and after every reconnect. To wait for the first,
+// use WaitRegistered.
 func OnRegistered(f func(workerID string)) Option {
 	return func(w *Worker) { w.onRegistered = f }
 }
@@ -151,6 +164,18 @@ type ToolOption func(*tool)
 // WithTimeout sets the tool's default timeout per run, rounded up to whole
 // milliseconds (default: the server's).
 func WithTimeout(d time.Duration) ToolOption { return func(t *tool) { t.timeout = d } }
+
+// WithQueueTimeout sets how long a call of the tool may wait in the queue for
+// a worker by default, counted from submit; a submit's
+// errand.WithQueueTimeout wins over it. A call no worker has taken by then
+// completes as TIMED_OUT with error code "queue_timeout". It is rounded up to
+// whole milliseconds; 0 (or a negative d) means the server's default
+// (--default-queue-timeout-ms, 5 minutes unless configured). Above the
+// server's --max-timeout-ms the registration is refused (Run returns an error
+// matching errand.ErrInvalidArgument).
+func WithQueueTimeout(d time.Duration) ToolOption {
+	return func(t *tool) { t.queueTimeout = max(d, 0) }
+}
 
 // New returns a worker that connects through c. c may be shared with agent
 // calls; the worker does not close it.
@@ -164,6 +189,7 @@ func New(c *errand.Client, opts ...Option) *Worker {
 		minBackoff:  100 * time.Millisecond,
 		maxBackoff:  5 * time.Second,
 		byName:      map[string]*tool{},
+		regChanged:  make(chan struct{}),
 	}
 	for _, opt := range opts {
 		opt(w)
@@ -207,18 +233,23 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 // backoff whenever the stream breaks. It returns ctx's error once ctx is done
 // and every handler has returned (handlers must honour their context), or an
 // *errand.Error the server answered that retrying cannot fix (a tool name or
-// schema it rejects, bad credentials, ...).
-func (w *Worker) Run(ctx context.Context) error {
+// schema it rejects, bad credentials, ...). WaitRegistered tells when the
+// server knows the tools.
+func (w *Worker) Run(ctx context.Context) (err error) {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("errand worker: Run called twice")
 	}
 	defer w.running.Store(false)
+	w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, false, nil })
+	// Deferred first, so it runs last: after every handler has returned.
+	defer func() { w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, true, err }) }()
 	w.mu.Lock()
 	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
 	for _, t := range w.tools {
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
 			TimeoutMs:          uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
+			QueueTimeoutMs:     uint64((t.queueTimeout + time.Millisecond - 1) / time.Millisecond),
 			Delivery:           t.policy.GetDelivery(),
 			Dedup:              t.policy.GetDedup(),
 			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
@@ -236,6 +267,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	b := backoff.Backoff{Min: w.minBackoff, Max: w.maxBackoff}
 	for {
 		err := w.serve(ctx, reg, &b, &handlers)
+		w.setRegistration(func() { w.registered = false })
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -247,6 +279,48 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// WaitRegistered waits until the server has accepted the worker's
+// registration, so that its tools are known there and a Submit to them is
+// accepted (before it, a fresh server answers errand.ErrNotFound, "unknown
+// tool"). Start Run in another goroutine, then wait:
+//
+//	go w.Run(ctx)
+//	if err := w.WaitRegistered(ctx); err != nil {
+//		return err // Run's error (a tool the server refuses, a bad token, ...) or ctx's
+//	}
+//
+// It returns nil at once while Run's stream is registered; otherwise it waits
+// for the next registration (it also waits for Run to start, and through
+// reconnects). If Run returns first, or has returned, it returns Run's error;
+// if ctx ends first, ctx's error. OnRegistered is the callback form.
+func (w *Worker) WaitRegistered(ctx context.Context) error {
+	for {
+		w.regMu.Lock()
+		registered, ended, err, changed := w.registered, w.runEnded, w.runErr, w.regChanged
+		w.regMu.Unlock()
+		switch {
+		case registered:
+			return nil
+		case ended:
+			return err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// setRegistration changes WaitRegistered's state with f and wakes its callers.
+func (w *Worker) setRegistration(f func()) {
+	w.regMu.Lock()
+	defer w.regMu.Unlock()
+	f()
+	close(w.regChanged)
+	w.regChanged = make(chan struct{})
 }
 
 var errEnded = status.Error(codes.Unavailable, "the server ended the stream")
@@ -272,6 +346,7 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 	}
 	b.Reset()
 	w.logger.Info("errand worker: registered", "worker", w.name, "worker_id", registered.GetWorkerId(), "tools", len(reg.Tools))
+	w.setRegistration(func() { w.registered = true })
 	if w.onRegistered != nil {
 		w.onRegistered(registered.GetWorkerId())
 	}
@@ -338,13 +413,15 @@ func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 		return
 	}
 	ctx, cancel := context.WithCancelCause(s.ctx)
+	var deadline time.Time
 	if a.GetTimeoutMs() > 0 {
+		deadline = time.Now().Add(time.Duration(a.GetTimeoutMs()) * time.Millisecond)
 		var stop context.CancelFunc
-		ctx, stop = context.WithTimeoutCause(ctx, time.Duration(a.GetTimeoutMs())*time.Millisecond, ErrTimedOut)
+		ctx, stop = context.WithDeadlineCause(ctx, deadline, ErrTimedOut)
 		inner := cancel
 		cancel = func(cause error) { inner(cause); stop() }
 	}
-	ctx = context.WithValue(ctx, taskKey{}, &taskCtx{s: s, a: a})
+	ctx = context.WithValue(ctx, taskKey{}, &taskCtx{s: s, a: a, deadline: deadline})
 	r := &run{attempt: a.GetAttempt(), cancel: cancel}
 	s.mu.Lock()
 	s.running[a.GetTaskId()] = r
