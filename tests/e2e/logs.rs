@@ -9,16 +9,17 @@ use tokio::{
     process::Command,
 };
 
-/// A value meant to forge a line, colour the terminal and fill the log.
-fn hostile(tag: &str) -> String {
+/// A value meant to forge a line, colour the terminal and, `padding` bytes
+/// long, fill the log.
+fn hostile(tag: &str, padding: usize) -> String {
     format!(
         "{tag}\nERROR forged line\u{1b}[31mred{}",
-        "x".repeat(1 << 20)
+        "x".repeat(padding)
     )
 }
 
 /// Starts `errand serve` with `--log-format format`, registers a worker with
-/// a hostile name, sends a result with a hostile task_id, and returns the
+/// a hostile name, sends a result with a hostile megabyte task_id, and returns the
 /// log lines that mention them.
 async fn logged(format: &str) -> Vec<String> {
     let mut child = Command::new(errand_bin())
@@ -52,7 +53,8 @@ async fn logged(format: &str) -> Vec<String> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::WorkerMessage {
         kind: Some(pb::worker_message::Kind::Register(pb::Register {
-            worker_name: hostile("worker"),
+            // Within the 256 bytes a worker name may have.
+            worker_name: hostile("worker", 200),
             tools: vec![pb::Tool {
                 name: "t".into(),
                 ..Default::default()
@@ -64,7 +66,7 @@ async fn logged(format: &str) -> Vec<String> {
     .unwrap();
     tx.send(pb::WorkerMessage {
         kind: Some(pb::worker_message::Kind::Result(pb::TaskResult {
-            task_id: hostile("task"),
+            task_id: hostile("task", 1 << 20),
             ..Default::default()
         })),
     })
@@ -98,9 +100,9 @@ fn assert_safe(lines: &[String]) {
             !line.contains("\u{1b}[31mred"),
             "a raw escape sequence: {line:.300}"
         );
-        assert!(line.contains("+1048"), "the cut is counted: {line:.400}");
         assert!(line.len() < 2048, "{} bytes", line.len());
     }
+    assert!(task.contains("+1048"), "the cut is counted: {task:.400}");
 }
 
 #[tokio::test]
