@@ -15,7 +15,10 @@ Every turn's message starts with the session's pending digest text when the
 server has something to say. After a turn, the completions it carried are
 acknowledged up to the highest seq below which everything was delivered
 (a SILENT result still waiting holds the acknowledgement back, so that a
-restart replays it). The texts are the server's, verbatim.
+restart replays it): never before, so that a result queued in the agent,
+or in one closed before it could deliver, stays on the server. On a
+manager, the agent tells it what it delivered (`AsyncToolManager.delivered`)
+and the manager acknowledges. The texts are the server's, verbatim.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class TurnLoop:
     #: none is (see `_own_call`).
     _calls: int
     _no_calls: Optional[asyncio.Event]
+    #: The callback the agent registers with a manager, as the owner of what it is given.
+    _owner: Callable[[Any], None]
 
     async def _start(self) -> Any:
         raise NotImplementedError  # AsyncAgent's
@@ -329,16 +334,24 @@ class TurnLoop:
         await self._status(DELIVERED, batch)
         # Everything at or below `upto` has been delivered.
         upto = min(self._undelivered) - 1 if self._undelivered else self._max_seen
-        if upto <= self.acked_seq:
-            return
-        if self.ack and self.client is not None:
+        if self.manager is not None:
+            # The manager acknowledges, once no consumer holds a seq (this
+            # agent holds each result it was given until here).
+            seqs = [c.seq for c in batch if c.seq > 0]
+            try:
+                release = asyncio.to_thread(self.manager.delivered, self._owner, seqs)
+                await self._own_call(release)
+            except Exception as exc:  # delivered; the server keeps them until retention
+                log.warning("errand AsyncAgent: releasing results to the manager failed: %s", exc)
+                return
+        elif upto > self.acked_seq and self.ack and self.client is not None:
             try:
                 call = self.client.ack_completions(upto, session_id=self.session_id)
                 await self._own_call(call)
             except Exception as exc:  # the results are delivered; acking is an optimisation
                 log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
                 return
-        # Without `ack` there is nothing to tell the server (a manager acks itself).
+        # Without `ack` there is nothing to tell the server.
         self.acked_seq = max(self.acked_seq, upto)
 
     async def _own_call(self, call: Coroutine[Any, Any, T]) -> T:

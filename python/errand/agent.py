@@ -162,7 +162,10 @@ class AsyncAgent(TurnLoop):
             and ("progress", [Progress]); may be a coroutine function.
         ack: with a client, tell the server to drop completions once delivered
             (AckCompletions; pass False when something else also reads the
-            session). A manager acknowledges them itself.
+            session). On a manager, the manager's `ack` decides: the agent
+            tells it what it has delivered, and it acknowledges no result
+            before (one queued here, or held by an agent not started yet,
+            stays on the server).
         format_batch: turns a list of completions into one message.
         results_with_user: put results that arrived before a user's message
             in that message (True) or in the turn right after it (False).
@@ -268,8 +271,11 @@ class AsyncAgent(TurnLoop):
         self._handoffs: set[asyncio.Task[None]] = set()
         self._calls = 0
         self._no_calls: Optional[asyncio.Event] = None
+        self._owner = self.on_result
         if self.manager is not None:
-            self.manager.add_done_callback(self.on_result)
+            # It owns what it is given: the manager acknowledges a result
+            # only once the agent has delivered it (see `_record`).
+            self.manager.add_done_callback(self._owner, owns=True)
             self.manager.add_progress_callback(self._progress_from_thread)
 
     # -- running on a loop, from asyncio or from blocking code ----------------------
@@ -336,7 +342,7 @@ class AsyncAgent(TurnLoop):
         if self._loop is None:
             self._closed = True
             if self.manager is not None:
-                self.manager.remove_done_callback(self.on_result)
+                self.manager.remove_done_callback(self._owner)
                 self.manager.remove_progress_callback(self._progress_from_thread)
             return _done() if running_loop() is not None else None
         result = self._dual(self._close)
@@ -348,7 +354,7 @@ class AsyncAgent(TurnLoop):
     async def _close(self) -> None:
         self._closed = True
         if self.manager is not None:
-            self.manager.remove_done_callback(self.on_result)
+            self.manager.remove_done_callback(self._owner)
             self.manager.remove_progress_callback(self._progress_from_thread)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_TIMEOUT
@@ -391,10 +397,12 @@ class AsyncAgent(TurnLoop):
     @property
     def state(self) -> str:
         """The seed's state machine: "busy" (a turn runs), "queued" (results wait
-        for the agent to be idle) or "idle"."""
+        for the agent to be idle, or to start) or "idle"."""
         if self._busy:
             return "busy"
-        return "queued" if self._results else "idle"
+        with self._early_lock:
+            early = bool(self._early)
+        return "queued" if self._results or early else "idle"
 
     def is_idle(self) -> bool:
         """No turn runs and the wrapped agent (if it says) is idle."""
@@ -402,8 +410,11 @@ class AsyncAgent(TurnLoop):
 
     @property
     def pending(self) -> list[Completion]:
-        """Results waiting for delivery, in completion order (SILENT ones too)."""
-        return sorted([*self._results, *self._silent], key=lambda c: c.seq)
+        """Results waiting for delivery, in completion order (SILENT ones too,
+        and those a manager gave the agent before it started)."""
+        with self._early_lock:
+            early = list(self._early)
+        return sorted([*early, *self._results, *self._silent], key=lambda c: c.seq)
 
     @property
     def silent(self) -> list[Completion]:
@@ -494,8 +505,9 @@ class AsyncAgent(TurnLoop):
     def on_result(self, result: Union[AsyncTaskResult, Completion]) -> None:
         """Take one result, from any thread (the manager's callback calls this).
 
-        Delivered at once when the agent is idle, else queued, as in the seed.
-        Blocks the calling thread while `max_pending` results wait.
+        Delivered at once when the agent is idle, else queued, as in the seed;
+        held for the start by an agent not started yet. Blocks the calling
+        thread while `max_pending` results wait.
         """
         completion = result.completion if isinstance(result, AsyncTaskResult) else result
         with self._early_lock:
