@@ -294,7 +294,11 @@ class AsyncAgent(TurnLoop):
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
 
     def start(self) -> Any:
-        """Start delivering (`await agent.start()`, or blocking outside asyncio)."""
+        """Start delivering (`await agent.start()`, or blocking outside asyncio).
+
+        Raises Unavailable("no errand server at ADDR") when nothing answers
+        at the client's (or the manager's) target, as their first call does.
+        """
         return self._dual(self._start)
 
     async def _start(self) -> AsyncAgent:
@@ -302,6 +306,14 @@ class AsyncAgent(TurnLoop):
             raise ClosedError("the AsyncAgent is closed")
         if self._loop is not None:  # started, or starting (set before any await below)
             return self
+        if self.client is not None:
+            # No server ever reached at the client's target: Unavailable now,
+            # as the first call would, rather than a stream that waits for ever.
+            await self.client._reach("SessionEvents")
+            if self._loop is not None:  # another start finished meanwhile
+                return self
+            if self._closed:
+                raise ClosedError("the AsyncAgent is closed")
         self._wake = asyncio.Event()
         self._user_arrived = asyncio.Event()
         self._space = asyncio.Event()

@@ -24,7 +24,7 @@ from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 import grpc
 
 from errand._common import Backoff, Connection, PathLike, SubmitOptions, connection
-from errand._connect import CONNECT_TIMEOUT
+from errand._connect import CONNECT_TIMEOUT, wait_ready
 from errand._core import (
     Call,
     ClientCore,
@@ -156,6 +156,18 @@ class Client(Settings):
             raise self._core.failed(exc, call.method) from None
         self._core.answered()
         return call.decode(answer)
+
+    def _reach(self, method: str) -> None:
+        """Before a stream's first call: unless a server has answered this
+        client already, wait (at most `connect_timeout`) for the channel to
+        connect, and raise Unavailable("no errand server at ADDR") if it does not."""
+        if self._core.connected:
+            return
+        if self._closed:
+            raise ClosedError("the client is closed")
+        error = self._core.reached(wait_ready(self._channel, self._core.connect_timeout), method)
+        if error is not None:
+            raise error
 
     def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
@@ -374,7 +386,11 @@ class Client(Settings):
         The iterator never ends by itself: when the connection breaks it opens
         the stream again with the last seq it yielded, waiting `backoff`
         between tries, so nothing is missed or repeated. Call `close()` on it
-        (from any thread) or leave the `with` block to stop.
+        (from any thread) or leave the `with` block to stop. Its first
+        connect fails fast as the first call does: with no server ever
+        reached at the target, the first `next()` raises
+        Unavailable("no errand server at ADDR") (at once when refused, else
+        after `connect_timeout`).
 
         `after_seq` must be a seq this session assigned (at most its last
         seq; 0 for everything retained): beyond it the stream raises
@@ -385,7 +401,7 @@ class Client(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
-        return CompletionStream(self._stub, cursor, metadata=self._core.metadata)
+        return CompletionStream(self._stub, cursor, metadata=self._core.metadata, reach=self._reach)
 
     def session_events(
         self,
@@ -420,4 +436,6 @@ class Client(Settings):
             results_by_reference=results_by_reference,
             fallback=fallback,
         )
-        return SessionEventStream(self._stub, cursor, metadata=self._core.metadata)
+        return SessionEventStream(
+            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+        )

@@ -235,10 +235,13 @@ class AsyncToolManager(Worker):
     def _follow(self) -> None:
         if self._listener is None:
             # Completions and progress; a server without SessionEvents: its Completions.
-            self._stream = self.client.session_events(self.session_id, fallback=True)
-            self._stream._open()  # the call starts here, not later on the listener thread
+            stream = self.client.session_events(self.session_id, fallback=True)
+            # The call starts here, not later on the listener thread (and
+            # with no server there, Unavailable is raised here).
+            stream._open()
+            self._stream = stream
             self._listener = threading.Thread(
-                target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
+                target=self._listen, args=(stream,), name="errand-manager", daemon=True
             )
             self._listener.start()
 

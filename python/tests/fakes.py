@@ -82,6 +82,9 @@ class FakeSession(AsyncClient):
         self.fail_acks = False
         self.stream_options: dict[str, Any] = {}
 
+    async def _reach(self, method: str) -> None:
+        return None  # a scripted session is always there
+
     def session_events(self, session_id: Optional[str] = None, **kw: Any) -> Any:
         self.stream_options = kw
         return self.stream
