@@ -238,16 +238,21 @@ def submit_request(
     timeout_ms: int,
     idempotency_key: str,
     options: Optional[SubmitOptions] = None,
+    queue_timeout_ms: int = 0,
 ) -> pb.SubmitToolRequest:
-    if timeout_ms < 0:
-        raise InvalidArgument(
-            grpc.StatusCode.INVALID_ARGUMENT, "timeout_ms must be >= 0", "SubmitTool"
-        )
+    for name, value in (("timeout_ms", timeout_ms), ("queue_timeout_ms", queue_timeout_ms)):
+        if value < 0:
+            raise InvalidArgument(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{name} must be >= 0 (milliseconds; 0: the tool's default)",
+                "SubmitTool",
+            )
     request = pb.SubmitToolRequest(
         session_id=session_id,
         tool=tool,
         arguments_json=encode_arguments(arguments, extra, "SubmitTool"),
         timeout_ms=timeout_ms,
+        queue_timeout_ms=queue_timeout_ms,
         idempotency_key=idempotency_key or uuid.uuid4().hex,
     )
     if options is not None:

@@ -166,6 +166,7 @@ class ClientCore:
         timeout_ms: int,
         idempotency_key: str,
         options: Optional[SubmitOptions] = None,
+        queue_timeout_ms: int = 0,
     ) -> Call[Ack]:
         request = submit_request(
             self.session_for(session_id),
@@ -175,6 +176,7 @@ class ClientCore:
             timeout_ms,
             idempotency_key,
             options,
+            queue_timeout_ms,
         )
         return Call("SubmitTool", request, ack_from_pb)
 

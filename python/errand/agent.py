@@ -103,6 +103,7 @@ StatusCallback = Callable[[str, Sequence[Any]], Any]
 SUBMIT_OPTIONS = frozenset(
     {
         "timeout_ms",
+        "queue_timeout_ms",
         "idempotency_key",
         "delivery",
         "dedup",

@@ -182,6 +182,7 @@ class Client(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -201,6 +202,7 @@ class Client(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -219,6 +221,7 @@ class Client(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -240,6 +243,13 @@ class Client(Settings):
         `wait=True` is the one-line blocking case: it waits for the task and
         returns its result, as `result(ack.task_id)` does.
 
+        Timeouts, in milliseconds, 0 (the default) for the tool's, then the
+        server's: `timeout_ms` bounds one run, from dispatch to a worker
+        (--default-timeout-ms); `queue_timeout_ms` bounds the wait for a
+        worker, from the submit: a call no worker has taken by then ends
+        TIMED_OUT with error code "queue_timeout"
+        (--default-queue-timeout-ms, 5 minutes unless configured).
+
         The call's own options override the tool's (unset: the tool's, then
         the server's defaults): `delivery` ("when_idle", "interrupt",
         "silent" or a `DeliveryPolicy`), `dedup` ("off", "join_in_flight":
@@ -251,8 +261,8 @@ class Client(Settings):
 
         Raises:
             InvalidArgument: arguments not JSON or failing the tool's schema;
-                an unknown policy, a budget above the server's maximum, both
-                fallbacks, or a fallback to the tool itself.
+                a negative timeout, an unknown policy, a budget above the
+                server's maximum, both fallbacks, or a fallback to the tool itself.
             NotFound: no worker has registered `tool`.
             ResourceExhausted: arguments too large or too many pending tasks.
             Unavailable: no server at the target.
@@ -265,6 +275,7 @@ class Client(Settings):
                 kwargs,
                 session_id=session_id,
                 timeout_ms=timeout_ms,
+                queue_timeout_ms=queue_timeout_ms,
                 idempotency_key=idempotency_key,
                 options=SubmitOptions(
                     delivery,

@@ -532,7 +532,12 @@ def tool_function(manager: AsyncToolManager, spec: ToolDef) -> Callable[..., Any
     call.__annotations__ = {**hints, "return": str}
     call.__errand_tool__ = spec  # type: ignore[attr-defined]
     call.tool_info = ToolInfo(  # type: ignore[attr-defined]
-        spec.name, with_notice(spec.description), spec.input_schema, spec.timeout_ms, 0
+        spec.name,
+        with_notice(spec.description),
+        spec.input_schema,
+        spec.timeout_ms,
+        0,
+        queue_timeout_ms=spec.queue_timeout_ms,
     )
     call.run = fn  # type: ignore[attr-defined]
     call.submit = submit  # type: ignore[attr-defined]

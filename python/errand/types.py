@@ -150,6 +150,11 @@ class ToolInfo:
     fallback: Optional[Fallback] = None
     #: Whether a model may cancel the tool's calls (the `errand_cancel` tool).
     cancellable_by_model: bool = False
+    #: Default queue timeout of a call in milliseconds from its submit (no
+    #: worker took it by then: TIMED_OUT, "queue_timeout"); 0 means the
+    #: server's default (--default-queue-timeout-ms). `timeout_ms` bounds a
+    #: run, from dispatch; 0 there too means the server's default.
+    queue_timeout_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -376,6 +381,7 @@ def tool_from_pb(msg: pb.Tool) -> ToolInfo:
         result_budget_bytes=msg.result_budget_bytes,
         fallback=fallback_from_pb(msg.fallback) if msg.HasField("fallback") else None,
         cancellable_by_model=msg.cancellable_by_model,
+        queue_timeout_ms=msg.queue_timeout_ms,
     )
 
 
