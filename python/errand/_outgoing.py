@@ -22,11 +22,10 @@ sending, where the tool can still be told:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Optional
 
-from errand._jsonable import to_json
+from errand._jsonable import dumps, to_json
 from errand.v1 import errand_pb2 as pb
 
 log = logging.getLogger("errand.worker")
@@ -64,7 +63,7 @@ def progress(
     detail_json = ""
     if detail is not None:
         try:
-            detail_json = json.dumps(detail, default=to_json, ensure_ascii=False, allow_nan=False)
+            detail_json = dumps(detail, "progress", "detail", default=to_json, ensure_ascii=False)
         except TypeError as exc:
             raise ValueError(f"a progress detail must be JSON-serialisable: {exc}") from None
         size = len(detail_json.encode())

@@ -57,8 +57,9 @@ from typing import Any, Callable, Optional
 
 import grpc
 
-from errand._common import new_session_id
+from errand._common import NotJSON, new_session_id
 from errand._core import by_reference, checked_session_id, outcome
+from errand._jsonable import dumps
 from errand._jsonable import to_json as _to_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
@@ -260,8 +261,17 @@ class AsyncToolManager(Worker):
     def submit_call(self, tool_name: str, arguments: dict[str, Any], **options: Any) -> Ack:
         """Submit one call (arguments as a mapping) and return the whole `Ack`;
         `options` are `Client.submit`'s (delivery=, dedup=, ...)."""
+        # As JSON first: arguments JSON cannot carry are refused before connecting.
+        try:
+            text = dumps(arguments, "argument", default=_to_json)
+        except (TypeError, ValueError) as exc:
+            raise NotJSON(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"arguments are not JSON serialisable: {exc}",
+                "SubmitTool",
+            ) from exc
+        plain = json.loads(text)
         self.ensure_started()
-        plain = json.loads(json.dumps(arguments, default=_to_json))
         ack: Ack = self.client.submit(tool_name, plain, **options)
         return ack
 

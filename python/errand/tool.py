@@ -34,6 +34,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
+from errand._jsonable import dumps
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class ToolDef:
 
     @property
     def input_schema_json(self) -> str:
-        return json.dumps(self.input_schema, separators=(",", ":"))
+        """The input schema as JSON text (ValueError for a NaN or an infinity in it)."""
+        return dumps(self.input_schema, f"tool {self.name!r}:", "schema", separators=(",", ":"))
 
     def bind(self, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn a JSON arguments object into call arguments (validating pydantic models)."""
@@ -269,6 +271,7 @@ def tool_def(
         raise ValueError(f"tool {tool_name!r} cannot be its own fallback")
     doc = description if description is not None else inspect.getdoc(fn) or ""
     input_schema = dict(schema) if schema is not None else schema_for_function(fn)
+    dumps(input_schema, f"tool {tool_name!r}:", "schema")  # ValueError: NaN or Infinity in it
     return ToolDef(
         name=tool_name,
         description=doc.strip(),
@@ -334,10 +337,12 @@ _NO_DEFAULT = object()
 
 
 def _json_default(value: Any) -> Any:
+    """A parameter's default as the schema's "default", or _NO_DEFAULT when
+    JSON cannot carry it (an object, a NaN or an infinity): left out."""
     if isinstance(value, enum.Enum):
         value = value.value
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return _NO_DEFAULT
     return value
