@@ -40,8 +40,12 @@ Each completion carries the delivery policy the server resolved for it
 
 Before each turn, the session's pending digest (`PendingDigest.text`: what
 is still running, how many results are unacknowledged) is prepended when
-the server has something to say; after the turn the completions it carried
-are acknowledged. Every text the model reads is the server's, verbatim.
+the server has something to say, its count of unacknowledged results made
+the number the model has not been shown (not those in the same message,
+nor those shown before); after the turn the completions it carried are
+acknowledged, and never before (on a manager, by the manager once the agent
+says it delivered them). Every text the model reads is the server's,
+verbatim, but for that count.
 `prune(history, keep_results=N)` then replaces all but the last N
 acknowledged results in a history with a short stub.
 
