@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any, Coroutine, Optional
 
-from errand._jsonable import to_json
+from errand._jsonable import not_finite, to_json
 from errand._pool import Call
 from errand.context import Summarized, TaskContext, _current
 from errand.errors import ToolFailure
@@ -147,7 +147,14 @@ def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
         msg = pb.TaskResult(
             task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
         )
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
+        # NaN or an infinity (JSON has neither): the server would refuse the
+        # text as "not valid JSON"; said here, with where it is.
+        why = not_finite(value, "the tool's result is not valid JSON:", "result", to_json)
+        if why is not None:
+            return failed(ctx, "invalid_result", why)
+        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
+    except TypeError as exc:
         return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
     except Exception as exc:
         why = f"{type(exc).__name__}: {text_of(exc)}"
@@ -238,4 +245,5 @@ else:
 
 
 # One encoder for every result (json.dumps builds one per call when given options).
-_ENCODER = json.JSONEncoder(default=to_json, ensure_ascii=False)
+# No NaN or Infinity: JSON has neither (see errand._jsonable).
+_ENCODER = json.JSONEncoder(default=to_json, ensure_ascii=False, allow_nan=False)

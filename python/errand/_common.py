@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 import uuid
@@ -14,6 +13,7 @@ from typing import Any, Optional, Union
 import grpc
 import grpc.aio
 
+from errand._jsonable import dumps
 from errand.errors import InvalidArgument
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 from errand.v1 import errand_pb2 as pb
@@ -25,7 +25,7 @@ DEFAULT_TARGET = "127.0.0.1:7466"
 #: them) are retried by gRPC itself. That is safe for SubmitTool too: every
 #: submit carries an idempotency key (a random one unless the caller gives
 #: one), so a retried submit returns the first task instead of a second one.
-SERVICE_CONFIG = json.dumps(
+SERVICE_CONFIG = dumps(
     {
         "methodConfig": [
             {
@@ -39,7 +39,8 @@ SERVICE_CONFIG = json.dumps(
                 },
             }
         ]
-    }
+    },
+    "the service config",
 )
 
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
@@ -221,13 +222,19 @@ def encode_arguments(
         )
     merged.update(extra)
     try:
-        return json.dumps(merged, ensure_ascii=False, separators=(",", ":"))
+        return dumps(merged, "argument", ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        raise InvalidArgument(
+        raise NotJSON(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"arguments are not JSON serialisable: {exc}",
             method,
         ) from exc
+
+
+class NotJSON(InvalidArgument, ValueError):
+    """Arguments that cannot be sent as JSON (an object json cannot encode,
+    a NaN or an infinity), refused before any call: an InvalidArgument, as
+    the server's refusal would be, and a ValueError, as json's is."""
 
 
 def submit_request(
@@ -238,16 +245,21 @@ def submit_request(
     timeout_ms: int,
     idempotency_key: str,
     options: Optional[SubmitOptions] = None,
+    queue_timeout_ms: int = 0,
 ) -> pb.SubmitToolRequest:
-    if timeout_ms < 0:
-        raise InvalidArgument(
-            grpc.StatusCode.INVALID_ARGUMENT, "timeout_ms must be >= 0", "SubmitTool"
-        )
+    for name, value in (("timeout_ms", timeout_ms), ("queue_timeout_ms", queue_timeout_ms)):
+        if value < 0:
+            raise InvalidArgument(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{name} must be >= 0 (milliseconds; 0: the tool's default)",
+                "SubmitTool",
+            )
     request = pb.SubmitToolRequest(
         session_id=session_id,
         tool=tool,
         arguments_json=encode_arguments(arguments, extra, "SubmitTool"),
         timeout_ms=timeout_ms,
+        queue_timeout_ms=queue_timeout_ms,
         idempotency_key=idempotency_key or uuid.uuid4().hex,
     )
     if options is not None:

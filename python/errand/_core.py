@@ -143,6 +143,16 @@ class ClientCore:
             self.connected = True
         return from_grpc(err, method)
 
+    def reached(self, state: grpc.ChannelConnectivity, method: str) -> Optional[RpcError]:
+        """After waiting for the channel before a first stream (see
+        `errand._connect`): None when it is READY (the server is reached: from
+        now on calls and streams wait out a restart), else the error to raise
+        for `method`: "no errand server at ADDR"."""
+        if state is grpc.ChannelConnectivity.READY:
+            self.connected = True
+            return None
+        return no_server(self.target, self.conn.tls, method, state)
+
     def list_tools(self) -> Call[list[ToolInfo]]:
         return Call("ListTools", pb.ListToolsRequest(), _tools)
 
@@ -156,6 +166,7 @@ class ClientCore:
         timeout_ms: int,
         idempotency_key: str,
         options: Optional[SubmitOptions] = None,
+        queue_timeout_ms: int = 0,
     ) -> Call[Ack]:
         request = submit_request(
             self.session_for(session_id),
@@ -165,6 +176,7 @@ class ClientCore:
             timeout_ms,
             idempotency_key,
             options,
+            queue_timeout_ms,
         )
         return Call("SubmitTool", request, ack_from_pb)
 

@@ -12,7 +12,9 @@ sending, where the tool can still be told:
   `MAX_DETAIL_BYTES` (the server's bound: it would ignore the report) or a
   report that does not fit in one message raises ValueError to the tool.
 - every message, as it goes out (`fit`): a result whose JSON does not fit
-  fails its task with "invalid_result" saying the size and the limit; a
+  fails its task with "invalid_result" saying its size and the message
+  limit, and naming the server's own result limit (--max-result-bytes),
+  which the worker is not told (`too_large`); a
   failure's message and a result's summary, texts the server cuts to its
   own bounds anyway, are cut to fit; a progress report that does not fit
   (only if the limit shrank since it was checked) is dropped and logged.
@@ -20,11 +22,10 @@ sending, where the tool can still be told:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Optional
 
-from errand._jsonable import to_json
+from errand._jsonable import dumps, to_json
 from errand.v1 import errand_pb2 as pb
 
 log = logging.getLogger("errand.worker")
@@ -62,7 +63,7 @@ def progress(
     detail_json = ""
     if detail is not None:
         try:
-            detail_json = json.dumps(detail, default=to_json, ensure_ascii=False, allow_nan=False)
+            detail_json = dumps(detail, "progress", "detail", default=to_json, ensure_ascii=False)
         except TypeError as exc:
             raise ValueError(f"a progress detail must be JSON-serialisable: {exc}") from None
         size = len(detail_json.encode())
@@ -121,16 +122,30 @@ def fit(msg: pb.WorkerMessage, limit: int) -> Optional[pb.WorkerMessage]:
             result, result_json=result.result_json, summary=cut_utf8(result.summary, room)
         )
     log.warning(
-        "task %s: result of %d bytes over the server's limit of %d; failing the task",
+        "task %s: result message of %d bytes over the server's message limit of %d; "
+        "failing the task",
         result.task_id,
         size,
         limit,
     )
-    message = (
-        f"the tool's result is {size} bytes, the limit is {limit}"
-        " (the server's largest message, --max-message-bytes)"
-    )
+    message = too_large(len(result.result_json.encode()), limit)
     return _result(result, error=pb.ToolError(code="invalid_result", message=message))
+
+
+def too_large(result_bytes: int, limit: int) -> str:
+    """Why a result that does not fit in one message to the server fails its task.
+
+    The worker knows the server's message limit (Registered.max_message_bytes)
+    but not its limit on a result (--max-result-bytes, lower: 4 MiB by
+    default), so the text gives the result's size and the bound it broke,
+    names both flags, and does not pass the message limit off as the
+    limit on a result.
+    """
+    return (
+        f"the tool's result is {result_bytes} bytes of JSON, too large to send: one message "
+        f"to the server is at most {limit} bytes (its --max-message-bytes), and a result "
+        "must also be within the server's --max-result-bytes (4 MiB unless configured)"
+    )
 
 
 def _result(result: pb.TaskResult, **outcome: Any) -> pb.WorkerMessage:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar, Union
+from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 import grpc
 
@@ -32,13 +32,25 @@ class StreamBase(Generic[E]):
     _closed: Union[threading.Event, asyncio.Event]
 
     def __init__(
-        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
+        self,
+        stub: pb_grpc.ToolServiceStub,
+        cursor: StreamCursor,
+        *,
+        metadata: Metadata,
+        reach: Optional[Callable[[str], Any]] = None,
     ) -> None:
         self.session_id = cursor.session_id
         self._cursor = cursor
         self._stub = stub
         self._metadata = tuple(metadata)
         self._call: Any = None
+        #: Run (blocking) or awaited (asyncio) with the RPC's name before the
+        #: first call: the client's fail-fast check for a server never reached
+        #: yet, which raises Unavailable("no errand server at ..."). The call
+        #: itself waits for the server (wait_for_ready), which is what the
+        #: reconnects after a lost server need, but a stream to an address
+        #: where nothing ever answered would wait for ever.
+        self._reach = reach
 
     @property
     def last_seq(self) -> int:

@@ -12,10 +12,15 @@ One task runs the agent's turns one at a time. At each turn boundary:
 3. else it waits to be woken (a result, a user message, `drain()`).
 
 Every turn's message starts with the session's pending digest text when the
-server has something to say. After a turn, the completions it carried are
-acknowledged up to the highest seq below which everything was delivered
-(a SILENT result still waiting holds the acknowledgement back, so that a
-restart replays it). The texts are the server's, verbatim.
+server has something to say, its count of unacknowledged results made the
+number the model has not been shown (see `_digest_text`). After a turn, the
+completions it carried are acknowledged up to the highest seq below which
+everything was delivered (a SILENT result still waiting holds the
+acknowledgement back, so that a restart replays it): never before, so that a
+result queued in the agent, or in one closed before it could deliver, stays
+on the server. On a manager, the agent tells it what it delivered
+(`AsyncToolManager.delivered`) and the manager acknowledges. The texts are
+the server's, verbatim (that one count aside).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
@@ -30,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 from errand.aio import AsyncClient
 from errand.errors import Unimplemented
 from errand.history import default_stub, prune_history, stub_results
-from errand.types import Completion, DeliveryPolicy, Progress
+from errand.types import Completion, DeliveryPolicy, PendingDigest, Progress
 
 if TYPE_CHECKING:
     from errand.manager import AsyncToolManager
@@ -90,6 +96,8 @@ class TurnLoop:
     #: none is (see `_own_call`).
     _calls: int
     _no_calls: Optional[asyncio.Event]
+    #: The callback the agent registers with a manager, as the owner of what it is given.
+    _owner: Callable[[Any], None]
 
     async def _start(self) -> Any:
         raise NotImplementedError  # AsyncAgent's
@@ -219,9 +227,10 @@ class TurnLoop:
         return silent
 
     async def _user_turn(self, turn: _UserTurn) -> None:
-        digest = await self._digest_text()  # first: results arriving meanwhile still join
+        found = await self._digest()  # first: results arriving meanwhile still join
         silent = self._take_silent()
         batch = self._take_results(only_urgent=not self.results_with_user)
+        digest = self._digest_text(found, silent + batch)
         text = self.format_batch(batch) if batch else ""
         message = self.format_user(turn.message, text) if batch else turn.message
         lead = self.format_batch(silent) if silent else ""
@@ -250,9 +259,10 @@ class TurnLoop:
 
     async def _results_turn(self) -> bool:
         """Deliver everything pending as one message; False when the agent failed."""
-        digest = await self._digest_text()
+        found = await self._digest()
         draining = self._queued_while_busy
         batch = self._take_results()
+        digest = self._digest_text(found, batch)
         if draining:
             await self._status(DRAINING, batch)
         text = self.format_batch(batch)
@@ -295,26 +305,66 @@ class TurnLoop:
         await self._record([completion], text)
         return True
 
-    async def _digest_text(self) -> str:
-        """The session's PendingDigest text for the model ("" when it has none,
-        when `digest` is off, or from a server without PendingDigest)."""
+    async def _digest(self) -> Optional[PendingDigest]:
+        """The session's PendingDigest (None when `digest` is off, from a
+        server without PendingDigest, or when the call failed)."""
         if not self.digest:
-            return ""
+            return None
         try:
             if self.client is not None:
-                found = await self._own_call(self.client.pending_digest(self.session_id))
+                found: PendingDigest = await self._own_call(
+                    self.client.pending_digest(self.session_id)
+                )
             elif self.manager is not None:
                 found = await asyncio.to_thread(self.manager.client.pending_digest, self.session_id)
             else:
-                return ""
+                return None
         except Unimplemented:
             self.digest = False  # an older server: never ask again
             log.info("errand AsyncAgent: the server has no PendingDigest; turns go without it")
-            return ""
+            return None
         except Exception as exc:  # the turn goes on without it
             log.warning("errand AsyncAgent: PendingDigest failed: %s", exc)
+            return None
+        return found
+
+    def _digest_text(self, found: Optional[PendingDigest], shown_now: Sequence[Completion]) -> str:
+        """The digest's text for a turn that carries `shown_now` ("" for none).
+
+        The server counts every completion not acknowledged yet, and the
+        agent acknowledges after a turn, so its count takes in results the
+        model is shown in this very message, or was shown already (by
+        interrupt(), or in a turn whose acknowledgement a result still held
+        here keeps back). That count is made the number of results the model
+        has not been shown (`_unshown`): the sentence is left out when none
+        is, or says how many, in the server's words. Anything else, the
+        pending calls above all, is the server's text verbatim.
+        """
+        if found is None:
             return ""
-        return found.text.rstrip()  # the server's text; _join puts a blank line after it
+        text = found.text.rstrip()  # _join puts a blank line after it
+        unshown = self._unshown(found, shown_now)
+        if unshown == found.unacknowledged:
+            return text
+        said = _UNACKNOWLEDGED.search(text)
+        if said is None:  # wording this SDK does not know (or cut): as the server said it
+            return text
+        if unshown == 0:
+            return text[: said.start()].rstrip()
+        return text[: said.start("count")] + _unacknowledged_sentence(unshown)
+
+    def _unshown(self, found: PendingDigest, shown_now: Sequence[Completion]) -> int:
+        """How many of the server's `found.unacknowledged` completions (the seqs
+        in (acked_seq, last_seq]) the model has not been shown, nor is in
+        this turn. Shown: every seq up to the highest this agent received
+        (the seqs are consecutive; those up to `after_seq` were a previous
+        reader's) but those it still holds and does not deliver now."""
+        low, high = found.acked_seq, found.last_seq
+        top = min(self._max_seen, high)
+        now = {c.seq for c in shown_now}
+        held = sum(1 for s in self._undelivered if low < s <= high and s not in now)
+        shown = max(top - low, 0) - held
+        return max(found.unacknowledged - max(shown, 0), 0)
 
     def _received(self, completion: Completion) -> None:
         if completion.seq > 0:
@@ -329,16 +379,24 @@ class TurnLoop:
         await self._status(DELIVERED, batch)
         # Everything at or below `upto` has been delivered.
         upto = min(self._undelivered) - 1 if self._undelivered else self._max_seen
-        if upto <= self.acked_seq:
-            return
-        if self.ack and self.client is not None:
+        if self.manager is not None:
+            # The manager acknowledges, once no consumer holds a seq (this
+            # agent holds each result it was given until here).
+            seqs = [c.seq for c in batch if c.seq > 0]
+            try:
+                release = asyncio.to_thread(self.manager.delivered, self._owner, seqs)
+                await self._own_call(release)
+            except Exception as exc:  # delivered; the server keeps them until retention
+                log.warning("errand AsyncAgent: releasing results to the manager failed: %s", exc)
+                return
+        elif upto > self.acked_seq and self.ack and self.client is not None:
             try:
                 call = self.client.ack_completions(upto, session_id=self.session_id)
                 await self._own_call(call)
             except Exception as exc:  # the results are delivered; acking is an optimisation
                 log.warning("errand AsyncAgent: AckCompletions failed: %s", exc)
                 return
-        # Without `ack` there is nothing to tell the server (a manager acks itself).
+        # Without `ack` there is nothing to tell the server.
         self.acked_seq = max(self.acked_seq, upto)
 
     async def _own_call(self, call: Coroutine[Any, Any, T]) -> T:
@@ -392,3 +450,18 @@ class TurnLoop:
 
 def _join(parts: Sequence[str]) -> str:
     return "\n\n".join(p for p in parts if p)
+
+
+#: The digest's last sentence (server/src/text.rs, `digest`), with the
+#: "No tool calls are pending. " that leads it when nothing is.
+_UNACKNOWLEDGED = re.compile(
+    r"(?P<lead>No tool calls are pending\. )?(?P<count>\d+ results? of earlier calls "
+    r"(?:has|have) arrived and (?:has|have) not yet been acknowledged\.)$"
+)
+
+
+def _unacknowledged_sentence(count: int) -> str:
+    """The server's sentence for `count` (> 0) unacknowledged results."""
+    if count == 1:
+        return "1 result of earlier calls has arrived and has not yet been acknowledged."
+    return f"{count} results of earlier calls have arrived and have not yet been acknowledged."

@@ -40,8 +40,12 @@ Each completion carries the delivery policy the server resolved for it
 
 Before each turn, the session's pending digest (`PendingDigest.text`: what
 is still running, how many results are unacknowledged) is prepended when
-the server has something to say; after the turn the completions it carried
-are acknowledged. Every text the model reads is the server's, verbatim.
+the server has something to say, its count of unacknowledged results made
+the number the model has not been shown (not those in the same message,
+nor those shown before); after the turn the completions it carried are
+acknowledged, and never before (on a manager, by the manager once the agent
+says it delivered them). Every text the model reads is the server's,
+verbatim, but for that count.
 `prune(history, keep_results=N)` then replaces all but the last N
 acknowledged results in a history with a short stub.
 
@@ -103,6 +107,7 @@ StatusCallback = Callable[[str, Sequence[Any]], Any]
 SUBMIT_OPTIONS = frozenset(
     {
         "timeout_ms",
+        "queue_timeout_ms",
         "idempotency_key",
         "delivery",
         "dedup",
@@ -162,7 +167,10 @@ class AsyncAgent(TurnLoop):
             and ("progress", [Progress]); may be a coroutine function.
         ack: with a client, tell the server to drop completions once delivered
             (AckCompletions; pass False when something else also reads the
-            session). A manager acknowledges them itself.
+            session). On a manager, the manager's `ack` decides: the agent
+            tells it what it has delivered, and it acknowledges no result
+            before (one queued here, or held by an agent not started yet,
+            stays on the server).
         format_batch: turns a list of completions into one message.
         results_with_user: put results that arrived before a user's message
             in that message (True) or in the turn right after it (False).
@@ -268,8 +276,11 @@ class AsyncAgent(TurnLoop):
         self._handoffs: set[asyncio.Task[None]] = set()
         self._calls = 0
         self._no_calls: Optional[asyncio.Event] = None
+        self._owner = self.on_result
         if self.manager is not None:
-            self.manager.add_done_callback(self.on_result)
+            # It owns what it is given: the manager acknowledges a result
+            # only once the agent has delivered it (see `_record`).
+            self.manager.add_done_callback(self._owner, owns=True)
             self.manager.add_progress_callback(self._progress_from_thread)
 
     # -- running on a loop, from asyncio or from blocking code ----------------------
@@ -288,7 +299,11 @@ class AsyncAgent(TurnLoop):
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
 
     def start(self) -> Any:
-        """Start delivering (`await agent.start()`, or blocking outside asyncio)."""
+        """Start delivering (`await agent.start()`, or blocking outside asyncio).
+
+        Raises Unavailable("no errand server at ADDR") when nothing answers
+        at the client's (or the manager's) target, as their first call does.
+        """
         return self._dual(self._start)
 
     async def _start(self) -> AsyncAgent:
@@ -296,6 +311,14 @@ class AsyncAgent(TurnLoop):
             raise ClosedError("the AsyncAgent is closed")
         if self._loop is not None:  # started, or starting (set before any await below)
             return self
+        if self.client is not None:
+            # No server ever reached at the client's target: Unavailable now,
+            # as the first call would, rather than a stream that waits for ever.
+            await self.client._reach("SessionEvents")
+            if self._loop is not None:  # another start finished meanwhile
+                return self
+            if self._closed:
+                raise ClosedError("the AsyncAgent is closed")
         self._wake = asyncio.Event()
         self._user_arrived = asyncio.Event()
         self._space = asyncio.Event()
@@ -336,7 +359,7 @@ class AsyncAgent(TurnLoop):
         if self._loop is None:
             self._closed = True
             if self.manager is not None:
-                self.manager.remove_done_callback(self.on_result)
+                self.manager.remove_done_callback(self._owner)
                 self.manager.remove_progress_callback(self._progress_from_thread)
             return _done() if running_loop() is not None else None
         result = self._dual(self._close)
@@ -348,7 +371,7 @@ class AsyncAgent(TurnLoop):
     async def _close(self) -> None:
         self._closed = True
         if self.manager is not None:
-            self.manager.remove_done_callback(self.on_result)
+            self.manager.remove_done_callback(self._owner)
             self.manager.remove_progress_callback(self._progress_from_thread)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_TIMEOUT
@@ -391,10 +414,12 @@ class AsyncAgent(TurnLoop):
     @property
     def state(self) -> str:
         """The seed's state machine: "busy" (a turn runs), "queued" (results wait
-        for the agent to be idle) or "idle"."""
+        for the agent to be idle, or to start) or "idle"."""
         if self._busy:
             return "busy"
-        return "queued" if self._results else "idle"
+        with self._early_lock:
+            early = bool(self._early)
+        return "queued" if self._results or early else "idle"
 
     def is_idle(self) -> bool:
         """No turn runs and the wrapped agent (if it says) is idle."""
@@ -402,8 +427,11 @@ class AsyncAgent(TurnLoop):
 
     @property
     def pending(self) -> list[Completion]:
-        """Results waiting for delivery, in completion order (SILENT ones too)."""
-        return sorted([*self._results, *self._silent], key=lambda c: c.seq)
+        """Results waiting for delivery, in completion order (SILENT ones too,
+        and those a manager gave the agent before it started)."""
+        with self._early_lock:
+            early = list(self._early)
+        return sorted([*early, *self._results, *self._silent], key=lambda c: c.seq)
 
     @property
     def silent(self) -> list[Completion]:
@@ -494,8 +522,9 @@ class AsyncAgent(TurnLoop):
     def on_result(self, result: Union[AsyncTaskResult, Completion]) -> None:
         """Take one result, from any thread (the manager's callback calls this).
 
-        Delivered at once when the agent is idle, else queued, as in the seed.
-        Blocks the calling thread while `max_pending` results wait.
+        Delivered at once when the agent is idle, else queued, as in the seed;
+        held for the start by an agent not started yet. Blocks the calling
+        thread while `max_pending` results wait.
         """
         completion = result.completion if isinstance(result, AsyncTaskResult) else result
         with self._early_lock:

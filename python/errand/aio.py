@@ -21,7 +21,7 @@ import grpc
 import grpc.aio
 
 from errand._common import Backoff, Connection, PathLike, SubmitOptions, connection
-from errand._connect import CONNECT_TIMEOUT
+from errand._connect import CONNECT_TIMEOUT, wait_ready_async
 from errand._core import (
     Call,
     ClientCore,
@@ -139,6 +139,18 @@ class AsyncClient(Settings):
         self._core.answered()
         return call.decode(answer)
 
+    async def _reach(self, method: str) -> None:
+        """`errand.Client._reach`: before a stream's first call, fail fast
+        (Unavailable) when no server was ever reached at the target."""
+        if self._core.connected:
+            return
+        if self._closed:
+            raise ClosedError("the client is closed")
+        state = await wait_ready_async(self._channel, self._core.connect_timeout)
+        error = self._core.reached(state, method)
+        if error is not None:
+            raise error
+
     async def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
         return await self._run(self._core.list_tools())
@@ -152,6 +164,7 @@ class AsyncClient(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -171,6 +184,7 @@ class AsyncClient(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -189,6 +203,7 @@ class AsyncClient(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -206,6 +221,7 @@ class AsyncClient(Settings):
                 kwargs,
                 session_id=session_id,
                 timeout_ms=timeout_ms,
+                queue_timeout_ms=queue_timeout_ms,
                 idempotency_key=idempotency_key,
                 options=SubmitOptions(
                     delivery,
@@ -298,11 +314,14 @@ class AsyncClient(Settings):
         reconnect: bool = True,
         backoff: Optional[Backoff] = None,
     ) -> AsyncCompletionStream:
-        """Async-iterate a session's completions; see `errand.Client.completions`."""
+        """Async-iterate a session's completions; see `errand.Client.completions`
+        (the first connect fails fast with Unavailable, as there)."""
         if self._closed:
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
-        return AsyncCompletionStream(self._stub, cursor, metadata=self._core.metadata)
+        return AsyncCompletionStream(
+            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+        )
 
     def session_events(
         self,
@@ -328,7 +347,9 @@ class AsyncClient(Settings):
             results_by_reference=results_by_reference,
             fallback=fallback,
         )
-        return AsyncSessionEventStream(self._stub, cursor, metadata=self._core.metadata)
+        return AsyncSessionEventStream(
+            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+        )
 
 
 class _AsyncStream(StreamBase[E], AsyncIterator[E]):
@@ -340,9 +361,14 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
     _closed: asyncio.Event
 
     def __init__(
-        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
+        self,
+        stub: pb_grpc.ToolServiceStub,
+        cursor: StreamCursor,
+        *,
+        metadata: Metadata,
+        reach: Optional[Callable[[str], Awaitable[None]]] = None,
     ) -> None:
-        super().__init__(stub, cursor, metadata=metadata)
+        super().__init__(stub, cursor, metadata=metadata, reach=reach)
         self._closed = asyncio.Event()
         self._reading = False  # a read of the call is in flight
         self._other_status_tasks: set[asyncio.Task[Any]] = set()
@@ -398,6 +424,10 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
             if self._closed.is_set():
                 raise StopAsyncIteration
             if self._call is None:
+                if self._reach is not None:
+                    await self._reach(self._cursor.method)  # never reached: Unavailable
+                    self._reach = None
+                    continue  # closed meanwhile?
                 self._call = self._start()
             call = self._call
             self._reading = True

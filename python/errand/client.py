@@ -24,7 +24,7 @@ from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
 import grpc
 
 from errand._common import Backoff, Connection, PathLike, SubmitOptions, connection
-from errand._connect import CONNECT_TIMEOUT
+from errand._connect import CONNECT_TIMEOUT, wait_ready
 from errand._core import (
     Call,
     ClientCore,
@@ -157,6 +157,18 @@ class Client(Settings):
         self._core.answered()
         return call.decode(answer)
 
+    def _reach(self, method: str) -> None:
+        """Before a stream's first call: unless a server has answered this
+        client already, wait (at most `connect_timeout`) for the channel to
+        connect, and raise Unavailable("no errand server at ADDR") if it does not."""
+        if self._core.connected:
+            return
+        if self._closed:
+            raise ClosedError("the client is closed")
+        error = self._core.reached(wait_ready(self._channel, self._core.connect_timeout), method)
+        if error is not None:
+            raise error
+
     def list_tools(self) -> list[ToolInfo]:
         """The tools workers have registered, sorted by name."""
         return self._run(self._core.list_tools())
@@ -170,6 +182,7 @@ class Client(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -189,6 +202,7 @@ class Client(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -207,6 +221,7 @@ class Client(Settings):
         *,
         session_id: Optional[str] = None,
         timeout_ms: int = 0,
+        queue_timeout_ms: int = 0,
         idempotency_key: str = "",
         delivery: Union[DeliveryPolicy, str, None] = None,
         dedup: Union[DedupPolicy, str, None] = None,
@@ -228,6 +243,13 @@ class Client(Settings):
         `wait=True` is the one-line blocking case: it waits for the task and
         returns its result, as `result(ack.task_id)` does.
 
+        Timeouts, in milliseconds, 0 (the default) for the tool's, then the
+        server's: `timeout_ms` bounds one run, from dispatch to a worker
+        (--default-timeout-ms); `queue_timeout_ms` bounds the wait for a
+        worker, from the submit: a call no worker has taken by then ends
+        TIMED_OUT with error code "queue_timeout"
+        (--default-queue-timeout-ms, 5 minutes unless configured).
+
         The call's own options override the tool's (unset: the tool's, then
         the server's defaults): `delivery` ("when_idle", "interrupt",
         "silent" or a `DeliveryPolicy`), `dedup` ("off", "join_in_flight":
@@ -239,8 +261,8 @@ class Client(Settings):
 
         Raises:
             InvalidArgument: arguments not JSON or failing the tool's schema;
-                an unknown policy, a budget above the server's maximum, both
-                fallbacks, or a fallback to the tool itself.
+                a negative timeout, an unknown policy, a budget above the
+                server's maximum, both fallbacks, or a fallback to the tool itself.
             NotFound: no worker has registered `tool`.
             ResourceExhausted: arguments too large or too many pending tasks.
             Unavailable: no server at the target.
@@ -253,6 +275,7 @@ class Client(Settings):
                 kwargs,
                 session_id=session_id,
                 timeout_ms=timeout_ms,
+                queue_timeout_ms=queue_timeout_ms,
                 idempotency_key=idempotency_key,
                 options=SubmitOptions(
                     delivery,
@@ -374,7 +397,11 @@ class Client(Settings):
         The iterator never ends by itself: when the connection breaks it opens
         the stream again with the last seq it yielded, waiting `backoff`
         between tries, so nothing is missed or repeated. Call `close()` on it
-        (from any thread) or leave the `with` block to stop.
+        (from any thread) or leave the `with` block to stop. Its first
+        connect fails fast as the first call does: with no server ever
+        reached at the target, the first `next()` raises
+        Unavailable("no errand server at ADDR") (at once when refused, else
+        after `connect_timeout`).
 
         `after_seq` must be a seq this session assigned (at most its last
         seq; 0 for everything retained): beyond it the stream raises
@@ -385,7 +412,7 @@ class Client(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
-        return CompletionStream(self._stub, cursor, metadata=self._core.metadata)
+        return CompletionStream(self._stub, cursor, metadata=self._core.metadata, reach=self._reach)
 
     def session_events(
         self,
@@ -420,4 +447,6 @@ class Client(Settings):
             results_by_reference=results_by_reference,
             fallback=fallback,
         )
-        return SessionEventStream(self._stub, cursor, metadata=self._core.metadata)
+        return SessionEventStream(
+            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+        )

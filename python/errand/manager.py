@@ -24,7 +24,18 @@ The manager is both halves of the seed's design in one object:
 - the **completion callbacks**: it follows its session's completions and
   calls each `on_complete` callback with an `AsyncTaskResult` (task ID, tool
   name, arguments, result or error, elapsed seconds). `AsyncAgent(agent,
-  manager)` registers itself as one.
+  manager)` registers itself as one, an *owning* one.
+
+Acknowledgement (AckCompletions, after which the server may drop a
+completion) follows one rule: a completion is acknowledged once the consumer
+that owns it has taken it over. A plain callback has taken a result over when
+it returns; an owning callback (`add_done_callback(cb, owns=True)`, as an
+`AsyncAgent` registers) only when it says so with `delivered(cb, seqs)`, once
+its model has the result. Acks are cumulative (every seq up to one), so a
+result an owner still holds (queued in a busy agent, held by one not started
+yet, or left in one that was closed) holds back the acknowledgement of every
+later one too: the server keeps them, and a new stream of the session
+replays them.
 
 It connects on first use (the first call, `submit`, `start()` or an
 `AsyncAgent`), to `server=` / `target=`, else $ERRAND_SERVER, else
@@ -41,12 +52,14 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 import grpc
 
-from errand._common import new_session_id
+from errand._common import NotJSON, new_session_id
 from errand._core import by_reference, checked_session_id, outcome
+from errand._jsonable import dumps
 from errand._jsonable import to_json as _to_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
@@ -130,7 +143,8 @@ class AsyncToolManager(Worker):
             completions the callbacks hear; a fresh random one by default
             (an empty one raises InvalidArgument).
         on_complete: a first completion callback (see `add_done_callback`).
-        ack: let the server drop each completion once the callbacks ran.
+        ack: let the server drop each completion once its consumers have
+            taken it over (see the module doc); False: never acknowledge.
         **kwargs: the other `Worker` arguments (token, tls_ca, name, ...).
     """
 
@@ -151,6 +165,15 @@ class AsyncToolManager(Worker):
         self.session_id = new_session_id() if session_id is None else checked_session_id(session_id)
         self.ack = ack
         self._callbacks: list[Callback] = [on_complete] if on_complete is not None else []
+        #: The callbacks that own what they are given (see `add_done_callback`).
+        self._owners: list[Callback] = []
+        #: seq -> the owning callbacks that have been given it and not yet
+        #: `delivered` it: the acknowledgement waits for them.
+        self._holding: dict[int, list[Callback]] = {}
+        #: The highest seq the callbacks have been given, and the highest
+        #: acknowledged (or being acknowledged) by this manager.
+        self._given_seq = 0
+        self._acked_seq = 0
         self._progress_callbacks: list[ProgressCallback] = []
         self._guard = threading.RLock()
         self._client: Optional[Client] = None
@@ -213,10 +236,13 @@ class AsyncToolManager(Worker):
     def _follow(self) -> None:
         if self._listener is None:
             # Completions and progress; a server without SessionEvents: its Completions.
-            self._stream = self.client.session_events(self.session_id, fallback=True)
-            self._stream._open()  # the call starts here, not later on the listener thread
+            stream = self.client.session_events(self.session_id, fallback=True)
+            # The call starts here, not later on the listener thread (and
+            # with no server there, Unavailable is raised here).
+            stream._open()
+            self._stream = stream
             self._listener = threading.Thread(
-                target=self._listen, args=(self._stream,), name="errand-manager", daemon=True
+                target=self._listen, args=(stream,), name="errand-manager", daemon=True
             )
             self._listener.start()
 
@@ -235,8 +261,17 @@ class AsyncToolManager(Worker):
     def submit_call(self, tool_name: str, arguments: dict[str, Any], **options: Any) -> Ack:
         """Submit one call (arguments as a mapping) and return the whole `Ack`;
         `options` are `Client.submit`'s (delivery=, dedup=, ...)."""
+        # As JSON first: arguments JSON cannot carry are refused before connecting.
+        try:
+            text = dumps(arguments, "argument", default=_to_json)
+        except (TypeError, ValueError) as exc:
+            raise NotJSON(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"arguments are not JSON serialisable: {exc}",
+                "SubmitTool",
+            ) from exc
+        plain = json.loads(text)
         self.ensure_started()
-        plain = json.loads(json.dumps(arguments, default=_to_json))
         ack: Ack = self.client.submit(tool_name, plain, **options)
         return ack
 
@@ -303,22 +338,80 @@ class AsyncToolManager(Worker):
         return self.client.cancel(task_id, reason=reason)
 
     # -- completion callbacks ------------------------------------------------------
-    def add_done_callback(self, callback: Callback) -> None:
+    def add_done_callback(self, callback: Callback, *, owns: bool = False) -> None:
         """Call `callback(AsyncTaskResult)` for each completion of the session.
 
         Callbacks run on the manager's listener thread, in completion order;
         keep them short (hand work to a queue or a loop). An exception is
         logged and does not stop the others.
+
+        With `owns=True` the callback takes each result over, to pass it on
+        later (as `AsyncAgent` does, to its model): the manager acknowledges a
+        completion only once the callback has called `delivered(callback,
+        [seq])` for it. One it never reports as delivered (it raised, it was
+        removed, or the process ended first) is never acknowledged: the
+        server keeps it for a new stream to replay.
         """
         if not callable(callback):
             raise TypeError(f"a completion callback must be callable, not {type(callback)!r}")
         with self._guard:
             self._callbacks.append(callback)
+            if owns:
+                self._owners.append(callback)
 
     def remove_done_callback(self, callback: Callback) -> None:
+        """Stop calling `callback`. What an owning callback holds stays held
+        (not acknowledged): it was not delivered."""
         with self._guard:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
+            if callback in self._owners:
+                self._owners.remove(callback)
+
+    def delivered(self, callback: Callback, seqs: Iterable[int]) -> None:
+        """An owning `callback` (see `add_done_callback`) has passed on the
+        completions `seqs`: acknowledge every seq up to the first one that a
+        consumer still holds (a blocking AckCompletions when there is one to
+        make; a failure is logged, and the next call tries again)."""
+        with self._guard:
+            for seq in seqs:
+                holders = self._holding.get(seq)
+                if holders is not None and callback in holders:
+                    holders.remove(callback)
+                    if not holders:
+                        del self._holding[seq]
+        self._settle()
+
+    def _hold(self, callback: Callback, seq: int) -> None:
+        """Before an owning callback is given `seq`: it holds it until `delivered`."""
+        with self._guard:
+            if seq > 0 and callback in self._owners:
+                self._holding.setdefault(seq, []).append(callback)
+
+    def _settle(self) -> None:
+        """Acknowledge every seq given out that no consumer holds any more, up
+        to the first one still held (acks are cumulative). The one place the
+        manager acknowledges."""
+        with self._guard:
+            if not self.ack:
+                return
+            upto = self._given_seq
+            if self._holding:
+                upto = min(upto, min(self._holding) - 1)
+            before = self._acked_seq
+            if upto <= before:
+                return
+            client = self._client
+            if client is None:
+                return  # stopped: what was not acknowledged stays on the server
+            self._acked_seq = upto
+        try:
+            client.ack_completions(upto, session_id=self.session_id)
+        except Exception as exc:  # the server's retention bounds what is kept
+            log.warning("errand AsyncToolManager: AckCompletions failed: %s", exc)
+            with self._guard:
+                if self._acked_seq == upto:
+                    self._acked_seq = before  # the next _settle tries again
 
     def add_progress_callback(self, callback: ProgressCallback) -> None:
         """Call `callback(Progress)` for each progress report of the session's
@@ -344,13 +437,18 @@ class AsyncToolManager(Worker):
                 log.exception("errand AsyncToolManager: progress callback %r raised", callback)
 
     def on_complete(self, result: AsyncTaskResult) -> None:
-        """Fire the callbacks for one finished task (override to handle results yourself)."""
+        """Fire the callbacks for one finished task (override to handle results
+        yourself: the completion is acknowledged once this returns, unless an
+        owning callback it called still holds it)."""
         with self._guard:
             callbacks = list(self._callbacks)
+        seq = result.completion.seq
         for callback in callbacks:
+            self._hold(callback, seq)
             try:
                 callback(result)
             except Exception:
+                # Not taken over: an owner's hold stays (not acknowledged).
                 log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
 
     def _listen(self, stream: SessionEventStream) -> None:
@@ -368,11 +466,10 @@ class AsyncToolManager(Worker):
                 if by_reference(completion):
                     result = self._read_whole(result)
                 self.on_complete(result)
-                if self.ack:
-                    try:
-                        self.client.ack_completions(completion.seq, session_id=self.session_id)
-                    except Exception as exc:  # an optimisation: the server's retention bounds it
-                        log.warning("errand AsyncToolManager: AckCompletions failed: %s", exc)
+                # The plain callbacks have taken it over; an owner may still hold it.
+                with self._guard:
+                    self._given_seq = max(self._given_seq, completion.seq)
+                self._settle()
         except Exception as exc:
             self._error = exc
             log.error("errand AsyncToolManager: completion stream failed: %s", exc)
@@ -445,7 +542,12 @@ def tool_function(manager: AsyncToolManager, spec: ToolDef) -> Callable[..., Any
     call.__annotations__ = {**hints, "return": str}
     call.__errand_tool__ = spec  # type: ignore[attr-defined]
     call.tool_info = ToolInfo(  # type: ignore[attr-defined]
-        spec.name, with_notice(spec.description), spec.input_schema, spec.timeout_ms, 0
+        spec.name,
+        with_notice(spec.description),
+        spec.input_schema,
+        spec.timeout_ms,
+        0,
+        queue_timeout_ms=spec.queue_timeout_ms,
     )
     call.run = fn  # type: ignore[attr-defined]
     call.submit = submit  # type: ignore[attr-defined]

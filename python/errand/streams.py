@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import grpc
 
@@ -34,9 +34,14 @@ class _Stream(StreamBase[E], Iterator[E]):
     _closed: threading.Event
 
     def __init__(
-        self, stub: pb_grpc.ToolServiceStub, cursor: StreamCursor, *, metadata: Metadata
+        self,
+        stub: pb_grpc.ToolServiceStub,
+        cursor: StreamCursor,
+        *,
+        metadata: Metadata,
+        reach: Optional[Callable[[str], None]] = None,
     ) -> None:
-        super().__init__(stub, cursor, metadata=metadata)
+        super().__init__(stub, cursor, metadata=metadata, reach=reach)
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -58,6 +63,10 @@ class _Stream(StreamBase[E], Iterator[E]):
             call.cancel()
 
     def _open(self) -> Any:
+        reach = self._reach
+        if reach is not None and not self._closed.is_set():
+            reach(self._cursor.method)  # no server ever reached there: Unavailable
+            self._reach = None
         with self._lock:
             if self._closed.is_set():
                 return None

@@ -56,7 +56,9 @@ class SyncAgent:
 
         try:
             self.inner = self._loop.call(make())
-        except BaseException:
+        except BaseException:  # no server there, say: Unavailable
+            if self._own_client is not None:
+                self._loop.call(self._own_client.close())
             self._loop.close()
             raise
 

@@ -13,7 +13,8 @@ list[...], tuple[...], dict[str, ...], Optional/Union, Literal, Enum,
 Annotated[..., "description"], Any, and pydantic models
 when pydantic is installed.
 
-It works bare (`@async_tool`), with options (`@async_tool(name=..., timeout_ms=...)`),
+It works bare (`@async_tool`), with options (`@async_tool(name=..., timeout_ms=...,
+queue_timeout_ms=...)`),
 with a `Worker` to add the tool to, and, as in the seed text, with an
 `AsyncToolManager` (`@async_tool(manager)`): then calling the function submits
 it through errand and returns the acknowledgement at once (see `errand.manager`).
@@ -33,6 +34,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
+from errand._jsonable import dumps
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class ToolDef:
     input_schema: dict[str, Any]
     fn: Callable[..., Any]
     timeout_ms: int = 0
+    queue_timeout_ms: int = 0
     delivery: DeliveryPolicy = DeliveryPolicy.UNSPECIFIED
     dedup: DedupPolicy = DedupPolicy.UNSPECIFIED
     result_budget_bytes: int = 0
@@ -68,7 +71,8 @@ class ToolDef:
 
     @property
     def input_schema_json(self) -> str:
-        return json.dumps(self.input_schema, separators=(",", ":"))
+        """The input schema as JSON text (ValueError for a NaN or an infinity in it)."""
+        return dumps(self.input_schema, f"tool {self.name!r}:", "schema", separators=(",", ":"))
 
     def bind(self, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn a JSON arguments object into call arguments (validating pydantic models)."""
@@ -133,6 +137,7 @@ def async_tool(
     description: Optional[str] = None,
     schema: Optional[Mapping[str, Any]] = None,
     timeout_ms: int = 0,
+    queue_timeout_ms: int = 0,
     delivery: Union[DeliveryPolicy, str, None] = None,
     dedup: Union[DedupPolicy, str, None] = None,
     result_budget_bytes: int = 0,
@@ -149,6 +154,7 @@ def async_tool(
     description: Optional[str] = None,
     schema: Optional[Mapping[str, Any]] = None,
     timeout_ms: int = 0,
+    queue_timeout_ms: int = 0,
     delivery: Union[DeliveryPolicy, str, None] = None,
     dedup: Union[DedupPolicy, str, None] = None,
     result_budget_bytes: int = 0,
@@ -169,7 +175,13 @@ def async_tool(
         name: tool name (default: the function's name); 1-64 of [A-Za-z0-9_-].
         description: for the model (default: the docstring).
         schema: JSON Schema of the arguments object (default: from type hints).
-        timeout_ms: default timeout of one run; 0 leaves it to the server.
+        timeout_ms: default timeout of one run, in milliseconds from dispatch
+            to a worker; 0 leaves it to the server (--default-timeout-ms).
+        queue_timeout_ms: default queue timeout of a call, in milliseconds
+            from its submit: a call no worker has taken by then ends
+            TIMED_OUT with error code "queue_timeout". 0 leaves it to the
+            server (--default-queue-timeout-ms, 5 minutes unless configured);
+            a submit's `queue_timeout_ms` wins over it.
         delivery: how its results reach the model unless a submit says:
             "when_idle", "interrupt" or "silent" (a `DeliveryPolicy`); unset
             leaves it to the server's default (when_idle).
@@ -196,6 +208,7 @@ def async_tool(
             description=description,
             schema=schema,
             timeout_ms=timeout_ms,
+            queue_timeout_ms=queue_timeout_ms,
             delivery=delivery,
             dedup=dedup,
             result_budget_bytes=result_budget_bytes,
@@ -223,6 +236,7 @@ def tool_def(
     description: Optional[str] = None,
     schema: Optional[Mapping[str, Any]] = None,
     timeout_ms: int = 0,
+    queue_timeout_ms: int = 0,
     delivery: Union[DeliveryPolicy, str, None] = None,
     dedup: Union[DedupPolicy, str, None] = None,
     result_budget_bytes: int = 0,
@@ -234,7 +248,8 @@ def tool_def(
     Raises ValueError for a bad name, option or schema.
     """
     existing = getattr(fn, _ATTR, None)
-    options = (delivery, dedup, result_budget_bytes, fallback, cancellable_by_model)
+    options: tuple[Any, ...] = (delivery, dedup, result_budget_bytes, fallback)
+    options += (queue_timeout_ms, cancellable_by_model)
     given = any(o not in (None, 0, False) for o in options)
     if isinstance(existing, ToolDef) and not (name or description or schema or timeout_ms or given):
         return existing
@@ -244,8 +259,10 @@ def tool_def(
             f"tool name {tool_name!r} must be 1-64 characters of [A-Za-z0-9_-]; "
             "pass name= to @async_tool"
         )
-    if timeout_ms < 0:
-        raise ValueError("timeout_ms must be >= 0")
+    if timeout_ms < 0 or queue_timeout_ms < 0:
+        raise ValueError(
+            "timeout_ms and queue_timeout_ms must be >= 0 (milliseconds; 0: the server's default)"
+        )
     if result_budget_bytes < 0:
         raise ValueError("result_budget_bytes must be >= 0 (0: the server's default)")
     if isinstance(fallback, str):
@@ -254,12 +271,14 @@ def tool_def(
         raise ValueError(f"tool {tool_name!r} cannot be its own fallback")
     doc = description if description is not None else inspect.getdoc(fn) or ""
     input_schema = dict(schema) if schema is not None else schema_for_function(fn)
+    dumps(input_schema, f"tool {tool_name!r}:", "schema")  # ValueError: NaN or Infinity in it
     return ToolDef(
         name=tool_name,
         description=doc.strip(),
         input_schema=input_schema,
         fn=fn,
         timeout_ms=timeout_ms,
+        queue_timeout_ms=queue_timeout_ms,
         delivery=to_enum(DeliveryPolicy, delivery, "delivery"),
         dedup=to_enum(DedupPolicy, dedup, "dedup"),
         result_budget_bytes=result_budget_bytes,
@@ -318,10 +337,12 @@ _NO_DEFAULT = object()
 
 
 def _json_default(value: Any) -> Any:
+    """A parameter's default as the schema's "default", or _NO_DEFAULT when
+    JSON cannot carry it (an object, a NaN or an infinity): left out."""
     if isinstance(value, enum.Enum):
         value = value.value
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return _NO_DEFAULT
     return value

@@ -36,7 +36,21 @@ __all__ = [
 ]
 
 
-class TaskStatus(enum.IntEnum):
+class _NamedIntEnum(enum.IntEnum):
+    """An IntEnum that prints as its name (`str`, `format`, "%s": "RUNNING",
+    not "2") and still is its number everywhere else: comparisons, hashing,
+    `int()`, JSON, and a numeric format spec (f"{status:d}")."""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, format_spec: str) -> str:
+        if format_spec and format_spec[-1] in "bcdeEfFgGnoxX%":
+            return int.__format__(int(self), format_spec)
+        return format(self.name, format_spec)
+
+
+class TaskStatus(_NamedIntEnum):
     """Where a task is: QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED | TIMED_OUT."""
 
     UNSPECIFIED = 0
@@ -53,7 +67,7 @@ class TaskStatus(enum.IntEnum):
         return self >= TaskStatus.SUCCEEDED
 
 
-class DeliveryPolicy(enum.IntEnum):
+class DeliveryPolicy(_NamedIntEnum):
     """How a completion reaches the model (resolved by the server at submit).
 
     UNSPECIFIED on a submit means the tool's policy, on a tool the server's
@@ -66,7 +80,7 @@ class DeliveryPolicy(enum.IntEnum):
     SILENT = 3  # never starts a turn: leads the next user message
 
 
-class DedupPolicy(enum.IntEnum):
+class DedupPolicy(_NamedIntEnum):
     """Whether identical calls in flight share one run."""
 
     UNSPECIFIED = 0
@@ -150,6 +164,11 @@ class ToolInfo:
     fallback: Optional[Fallback] = None
     #: Whether a model may cancel the tool's calls (the `errand_cancel` tool).
     cancellable_by_model: bool = False
+    #: Default queue timeout of a call in milliseconds from its submit (no
+    #: worker took it by then: TIMED_OUT, "queue_timeout"); 0 means the
+    #: server's default (--default-queue-timeout-ms). `timeout_ms` bounds a
+    #: run, from dispatch; 0 there too means the server's default.
+    queue_timeout_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -376,6 +395,7 @@ def tool_from_pb(msg: pb.Tool) -> ToolInfo:
         result_budget_bytes=msg.result_budget_bytes,
         fallback=fallback_from_pb(msg.fallback) if msg.HasField("fallback") else None,
         cancellable_by_model=msg.cancellable_by_model,
+        queue_timeout_ms=msg.queue_timeout_ms,
     )
 
 

@@ -313,6 +313,7 @@ class Worker:
                 description=t.description,
                 input_schema_json=t.input_schema_json,
                 timeout_ms=t.timeout_ms,
+                queue_timeout_ms=t.queue_timeout_ms,
                 delivery=int(t.delivery),  # type: ignore[arg-type]
                 dedup=int(t.dedup),  # type: ignore[arg-type]
                 result_budget_bytes=t.result_budget_bytes,

@@ -1,10 +1,10 @@
 """Stand-ins for unit tests of the agent side: a scripted session and a scripted model.
 
 `FakeSession` is an `AsyncClient` without a server: the test pushes events into
-its `session_events` stream, scripts `pending_digest` texts and sees every
-acknowledgement. `ScriptedModel` is the model: it records each turn's message,
-and holds a turn open until the test releases it, so that "busy" is a state
-the test controls rather than a duration.
+its `session_events` stream, scripts `pending_digest` texts (or whole
+`PendingDigest`s) and sees every acknowledgement. `ScriptedModel` is the
+model: it records each turn's message, and holds a turn open until the test
+releases it, so that "busy" is a state the test controls rather than a duration.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ class FakeSession(AsyncClient):
     session_id = "s1"  # type: ignore[assignment]  # shadows the property
 
     def __init__(
-        self, digests: Optional[list[str]] = None, *, digest_unimplemented: bool = False
+        self,
+        digests: Optional[list[Union[str, PendingDigest]]] = None,
+        *,
+        digest_unimplemented: bool = False,
     ) -> None:
         self._closed = False
         self.stream = FakeStream()
@@ -81,6 +84,9 @@ class FakeSession(AsyncClient):
         self.acks: list[int] = []
         self.fail_acks = False
         self.stream_options: dict[str, Any] = {}
+
+    async def _reach(self, method: str) -> None:
+        return None  # a scripted session is always there
 
     def session_events(self, session_id: Optional[str] = None, **kw: Any) -> Any:
         self.stream_options = kw
@@ -95,6 +101,8 @@ class FakeSession(AsyncClient):
 
             raise Unimplemented(grpc.StatusCode.UNIMPLEMENTED, "no", "PendingDigest")
         text = self.digests.pop(0) if self.digests else ""
+        if isinstance(text, PendingDigest):
+            return text
         return PendingDigest([], 0, 0, text, 0, 0)
 
     async def ack_completions(self, up_to_seq: int, *, session_id: Optional[str] = None) -> int:

@@ -137,7 +137,9 @@ def test_every_outgoing_message_fits_the_servers_limit() -> None:
     result = pb.TaskResult(task_id="t", attempt=1, result_json='"' + "a" * 10_000 + '"')
     fitted = fit(pb.WorkerMessage(result=result), limit)
     assert fitted is not None and fitted.result.error.code == "invalid_result"
-    assert f"the limit is {limit}" in fitted.result.error.message
+    message = fitted.result.error.message
+    assert "10002 bytes" in message and f"at most {limit} bytes" in message, message
+    assert "--max-message-bytes" in message and "--max-result-bytes" in message, message
     # A failure keeps its code, its text cut to fit and saying so.
     error = pb.ToolError(code="busy", message="é" * 10_000)
     fitted = fit(pb.WorkerMessage(result=pb.TaskResult(task_id="t", error=error)), limit)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
+from errand._jsonable import dumps
 from errand.aio import AsyncClient
 from errand.client import Client
 from errand.errors import (
@@ -95,7 +95,7 @@ class SessionTools:
         await self._own_task(task_id)
         size = MAX_PAGE_BYTES if max_bytes <= 0 else min(max_bytes, MAX_PAGE_BYTES)
         chunk = await self._call("read_result", task_id, offset=max(0, offset), max_bytes=size)
-        return json.dumps(
+        return dumps(
             {
                 "task_id": task_id,
                 "offset": chunk.offset,
@@ -104,6 +104,7 @@ class SessionTools:
                 "eof": chunk.eof,
                 "data": chunk.data,
             },
+            "errand_read_result's answer",
             ensure_ascii=False,
         )
 
@@ -112,8 +113,9 @@ class SessionTools:
         digest = await self._call("pending_digest", self.session_id)
         if digest.text:
             return str(digest.text)
-        return json.dumps(
-            {"pending": digest.pending_count, "unacknowledged": digest.unacknowledged}
+        return dumps(
+            {"pending": digest.pending_count, "unacknowledged": digest.unacknowledged},
+            "errand_pending's answer",
         )
 
     async def cancel(self, task_id: str, reason: str = "") -> str:
@@ -127,7 +129,8 @@ class SessionTools:
                 "cancellable_by_model"
             )
         done = await self._call("cancel", task_id, reason=reason)
-        return json.dumps({"task_id": done.task_id, "status": done.status.name})
+        answer = {"task_id": done.task_id, "status": done.status.name}
+        return dumps(answer, "errand_cancel's answer")
 
     async def _own_task(self, task_id: str) -> Any:
         task = await self._call("get_task", task_id)

@@ -181,7 +181,14 @@ def _resolve(
                 sender = manager if isinstance(manager, AsyncToolManager) else own_submit
         else:  # bare @async_tool (or a plain function), served elsewhere
             spec = tool_def(item)
-            info = ToolInfo(spec.name, spec.description, spec.input_schema, spec.timeout_ms, 0)
+            info = ToolInfo(
+                spec.name,
+                spec.description,
+                spec.input_schema,
+                spec.timeout_ms,
+                0,
+                queue_timeout_ms=spec.queue_timeout_ms,
+            )
     else:
         raise TypeError(
             f"cannot make an errand tool from {item!r}: pass an @async_tool function, "

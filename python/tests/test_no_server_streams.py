@@ -1,0 +1,141 @@
+"""A completion stream's first connect fails fast, as every first call does.
+
+With no server at the address, iterating `completions()` or
+`session_events()` (blocking or asyncio) raises `Unavailable("no errand
+server at ADDR: is errand serve running?")` at once instead of waiting for
+ever, and so does starting an `AsyncAgent` or a `SyncAgent` on such a
+client. A stream that has reached a server keeps retrying after losing it
+(tests/test_reconnect.py).
+
+Each blocking iteration runs on a thread that the test joins with a bound,
+so that the old behaviour (waiting for ever) fails the test rather than hangs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from errand import AsyncAgent, AsyncClient, Client, SyncAgent, Unavailable, Worker, async_tool
+from errand.tool import tool_def
+
+from .conftest import EVENT_TIMEOUT, ServerProcess, free_port, unique
+
+FAST_S = 2.0  # "fails fast": far below any wait for a server
+
+
+def no_server() -> str:
+    return f"127.0.0.1:{free_port()}"  # a port nothing listens on
+
+
+def outcome_within(fn: Callable[[], Any], bound: float) -> BaseException:
+    """Runs `fn` on a thread; the exception it raised within `bound` seconds."""
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(bound)
+    assert not thread.is_alive(), f"still waiting after {bound}s (no server)"
+    assert caught, "returned without an error (no server)"
+    assert time.monotonic() - started < bound
+    return caught[0]
+
+
+def assert_no_server(exc: BaseException, address: str) -> None:
+    assert isinstance(exc, Unavailable), repr(exc)
+    assert f"no errand server at {address}: is errand serve running?" in str(exc)
+
+
+def test_a_blocking_stream_fails_fast_without_a_server() -> None:
+    address = no_server()
+    with Client(address, session_id="s") as client:
+        assert_no_server(outcome_within(lambda: next(client.completions()), FAST_S), address)
+    with Client(address, session_id="s") as client:
+        events = client.session_events(fallback=True)
+        assert_no_server(outcome_within(lambda: next(events), FAST_S), address)
+
+
+def test_an_async_stream_fails_fast_without_a_server() -> None:
+    address = no_server()
+
+    async def first(events: bool) -> None:
+        async with AsyncClient(address, session_id="s") as client:
+            stream = client.session_events() if events else client.completions()
+            async with stream:
+                await stream.__anext__()
+
+    for events in (False, True):
+        assert_no_server(outcome_within(lambda e=events: asyncio.run(first(e)), FAST_S), address)
+
+
+class Model:
+    async def send(self, message: str) -> str:
+        return "ok"
+
+
+def test_an_agent_on_a_client_without_a_server_fails_at_start() -> None:
+    address = no_server()
+
+    async def start() -> None:
+        async with AsyncClient(address, session_id="x") as client, AsyncAgent(Model(), client):
+            pass
+
+    assert_no_server(outcome_within(lambda: asyncio.run(start()), FAST_S), address)
+
+    def sync_start() -> None:
+        with Client(address, session_id="x") as client:
+            SyncAgent(Model(), client).close()
+
+    assert_no_server(outcome_within(sync_start, FAST_S), address)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """A port that accepts TCP connections and never says a word."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_stream_to_an_address_that_never_answers_gives_up(silent_listener: str) -> None:
+    # The TCP connection is accepted, the HTTP/2 handshake never answered:
+    # bounded by the channel's connect attempt, and at most `connect_timeout`.
+    with Client(silent_listener, connect_timeout=0.5) as client:
+        exc = outcome_within(lambda: next(client.completions()), FAST_S)
+    assert_no_server(exc, silent_listener)
+
+
+def test_the_same_client_streams_once_a_server_is_there(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    address = no_server()
+
+    @async_tool(name=unique("echo"))
+    def echo(x: int) -> int:
+        return x
+
+    with Client(address, session_id=unique("session")) as client:
+        assert_no_server(outcome_within(lambda: next(client.completions()), FAST_S), address)
+        server_factory("--listen", address, "--store", "memory").start()
+        worker = Worker(address, tools=[echo]).start(timeout=EVENT_TIMEOUT)
+        try:
+            ack = client.submit(tool_def(echo).name, x=7)
+            with client.completions() as stream:
+                done = next(stream)
+            assert (done.task_id, done.result) == (ack.task_id, 7)
+        finally:
+            worker.stop()
