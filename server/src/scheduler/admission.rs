@@ -294,6 +294,17 @@ pub fn judge_result(outcome: Option<Outcome>, max_result: usize) -> (TaskState, 
     match outcome {
         Some(Outcome::Result(json)) => match json_text::check(&json, max_result) {
             Ok(()) => (TaskState::Succeeded, Outcome::Result(json)),
+            Err(json_text::Problem::TooLarge { len, limit }) => (
+                TaskState::Failed,
+                Outcome::error(
+                    codes::INVALID_RESULT,
+                    format!(
+                        "the tool's result is {len} bytes, the limit is {limit} (the \
+                         server's --max-result-bytes): return less, or a reference (a URL or a \
+                         path) to the data"
+                    ),
+                ),
+            ),
             Err(problem) => (
                 TaskState::Failed,
                 Outcome::error(
@@ -360,7 +371,10 @@ mod tests {
         assert_eq!(ok.0, TaskState::Succeeded);
         let big = judge_result(Some(Outcome::Result("[1,2,3,4,5]".into())), 8);
         assert!(
-            matches!(big, (TaskState::Failed, Outcome::Error { ref code, .. }) if code == codes::INVALID_RESULT)
+            matches!(&big, (TaskState::Failed, Outcome::Error { code, message })
+                if code == codes::INVALID_RESULT && message.contains("11 bytes")
+                    && message.contains("the limit is 8 (the server's --max-result-bytes)")),
+            "{big:?}"
         );
         let bad = judge_result(Some(Outcome::Result("nope".into())), 8);
         assert_eq!(bad.0, TaskState::Failed);
