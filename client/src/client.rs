@@ -192,16 +192,16 @@ impl Client {
                 .clone()
                 .list_tools(pb::ListToolsRequest {
                     page_size: 0,
-                    page_token,
+                    page_token: page_token.clone(),
                     only_served: false,
                 })
                 .await?
                 .into_inner();
+            // Tokens are opaque. One that does not move on (the same
+            // token again, or a page without tools) would loop for ever.
+            let stuck = page.tools.is_empty() || page.next_page_token == page_token;
             tools.extend(page.tools);
-            // A token that does not move on would loop for ever.
-            if page.next_page_token.is_empty()
-                || tools.last().is_none_or(|t| t.name != page.next_page_token)
-            {
+            if page.next_page_token.is_empty() || stuck {
                 return Ok(tools);
             }
             page_token = page.next_page_token;

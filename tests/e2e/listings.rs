@@ -482,3 +482,45 @@ async fn total_size_counts_every_matching_task_not_the_page() {
     assert_eq!(result["pageSize"], 2, "{answer}");
     running.succeed("{}");
 }
+
+/// Tools that do not fit one ListTools answer come in pages, and the
+/// client (which `errand tools` and `errand mcp --stdio` use) follows every
+/// page to the last tool.
+#[tokio::test]
+async fn list_tools_pages_are_followed_to_the_last_tool() {
+    let server = Server::start(&[
+        "--max-message-bytes",
+        "131072",
+        "--max-result-bytes",
+        "16384",
+        "--max-arguments-bytes",
+        "4096",
+    ])
+    .await;
+    // 60 tools of ~4 KB each, from two workers (a Register fits one
+    // message): about two answers' worth.
+    let tool = |i: usize| pb::Tool {
+        name: format!("tool{i:02}"),
+        description: "d".repeat(4000),
+        input_schema_json: "{}".into(),
+        ..Default::default()
+    };
+    let _a = raw::connect_worker(&server.addr, None, (0..30).map(tool).collect())
+        .await
+        .unwrap();
+    let _b = raw::connect_worker(&server.addr, None, (30..60).map(tool).collect())
+        .await
+        .unwrap();
+    let mut raw = server.raw();
+    let first = raw
+        .list_tools(pb::ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.tools.len() < 60, "one page held them all");
+    assert!(!first.next_page_token.is_empty());
+    let listed = server.client().await.list_tools().await.unwrap();
+    let names: Vec<_> = listed.iter().map(|t| t.name.clone()).collect();
+    let expected: Vec<_> = (0..60).map(|i| format!("tool{i:02}")).collect();
+    assert_eq!(names, expected);
+}
