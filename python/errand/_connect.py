@@ -80,8 +80,7 @@ async def wait_ready_async(channel: grpc.aio.Channel, timeout: float) -> grpc.Ch
     """`wait_ready` for an asyncio channel."""
     deadline = time.monotonic() + timeout
     state = channel.get_state(try_to_connect=True)
-    first = True
-    while not _settled(state, first):
+    while state not in _DONE:
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -90,5 +89,4 @@ async def wait_ready_async(channel: grpc.aio.Channel, timeout: float) -> grpc.Ch
         except asyncio.TimeoutError:
             break
         state = channel.get_state(try_to_connect=True)
-        first = False
     return state

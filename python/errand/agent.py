@@ -294,7 +294,13 @@ class AsyncAgent(TurnLoop):
             return make()
         if self._loop is None:
             self._own_loop = LoopThread()
-            self._own_loop.call(self._start())
+            try:
+                self._own_loop.call(self._start())
+            except BaseException:
+                # Not started (no server, say): a retry starts afresh.
+                self._own_loop.close()
+                self._own_loop = None
+                raise
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
 

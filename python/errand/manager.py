@@ -75,6 +75,9 @@ log = logging.getLogger("errand.manager")
 Callback = Callable[["AsyncTaskResult"], Any]
 ProgressCallback = Callable[[Progress], Any]
 
+#: The holder of a result whose owners all went away before delivering it.
+_ORPHANED: Callback = lambda result: None  # noqa: E731
+
 
 @dataclasses.dataclass(frozen=True)
 class AsyncTaskResult:
@@ -170,6 +173,9 @@ class AsyncToolManager(Worker):
         #: seq -> the owning callbacks that have been given it and not yet
         #: `delivered` it: the acknowledgement waits for them.
         self._holding: dict[int, list[Callback]] = {}
+        #: seq -> its result, while some consumer holds it (to hand it to
+        #: the next owner when its last holder goes away undelivered).
+        self._held_results: dict[int, AsyncTaskResult] = {}
         #: The highest seq the callbacks have been given, and the highest
         #: acknowledged (or being acknowledged) by this manager.
         self._given_seq = 0
@@ -349,24 +355,52 @@ class AsyncToolManager(Worker):
         later (as `AsyncAgent` does, to its model): the manager acknowledges a
         completion only once the callback has called `delivered(callback,
         [seq])` for it. One it never reports as delivered (it raised, it was
-        removed, or the process ended first) is never acknowledged: the
-        server keeps it for a new stream to replay.
+        removed, or the process ended first) is never acknowledged. A result
+        whose every owner went away without delivering it waits for the next
+        owner added, which is given it at once (on a thread of its own, in
+        seq order); the server keeps it meanwhile.
         """
         if not callable(callback):
             raise TypeError(f"a completion callback must be callable, not {type(callback)!r}")
         with self._guard:
             self._callbacks.append(callback)
-            if owns:
-                self._owners.append(callback)
+            if not owns:
+                return
+            self._owners.append(callback)
+            waiting = sorted(seq for seq, held in self._holding.items() if held == [_ORPHANED])
+            for seq in waiting:
+                self._holding[seq] = [callback]
+            results = [self._held_results[seq] for seq in waiting]
+        if results:
+            threading.Thread(
+                target=self._hand_over,
+                args=(callback, results),
+                name="errand-handover",
+                daemon=True,
+            ).start()
+
+    def _hand_over(self, callback: Callback, results: list[AsyncTaskResult]) -> None:
+        """Gives a new owner the results whose owners went away undelivered."""
+        for result in results:
+            try:
+                callback(result)
+            except Exception:
+                log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
 
     def remove_done_callback(self, callback: Callback) -> None:
-        """Stop calling `callback`. What an owning callback holds stays held
-        (not acknowledged): it was not delivered."""
+        """Stop calling `callback`. What an owning callback holds is not
+        acknowledged (it was not delivered): it goes to the next owner added."""
         with self._guard:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
-            if callback in self._owners:
-                self._owners.remove(callback)
+            if callback not in self._owners:
+                return
+            self._owners.remove(callback)
+            for held in self._holding.values():
+                if callback in held:
+                    held.remove(callback)
+                    if not held:
+                        held.append(_ORPHANED)
 
     def delivered(self, callback: Callback, seqs: Iterable[int]) -> None:
         """An owning `callback` (see `add_done_callback`) has passed on the
@@ -380,13 +414,8 @@ class AsyncToolManager(Worker):
                     holders.remove(callback)
                     if not holders:
                         del self._holding[seq]
+                        self._held_results.pop(seq, None)
         self._settle()
-
-    def _hold(self, callback: Callback, seq: int) -> None:
-        """Before an owning callback is given `seq`: it holds it until `delivered`."""
-        with self._guard:
-            if seq > 0 and callback in self._owners:
-                self._holding.setdefault(seq, []).append(callback)
 
     def _settle(self) -> None:
         """Acknowledge every seq given out that no consumer holds any more, up
@@ -440,11 +469,16 @@ class AsyncToolManager(Worker):
         """Fire the callbacks for one finished task (override to handle results
         yourself: the completion is acknowledged once this returns, unless an
         owning callback it called still holds it)."""
+        seq = result.completion.seq
         with self._guard:
             callbacks = list(self._callbacks)
-        seq = result.completion.seq
+            # Every owner holds it from now, before any is called: one
+            # removed meanwhile passes its hold on (remove_done_callback).
+            owners = [c for c in callbacks if c in self._owners]
+            if seq > 0 and owners:
+                self._holding.setdefault(seq, []).extend(owners)
+                self._held_results[seq] = result
         for callback in callbacks:
-            self._hold(callback, seq)
             try:
                 callback(result)
             except Exception:

@@ -224,6 +224,34 @@ def test_results_queued_in_a_busy_agent_are_not_acked_and_survive_its_close(
     assert acked == 0 and sorted(replayed) == sorted(tasks)
 
 
+def test_what_a_closed_agent_held_goes_to_the_next_agent_and_acks_go_on(server: str) -> None:
+    manager, lookup = echo_manager()
+    first_model = Busy()
+    statuses = Queued()
+    first = AsyncAgent(first_model, manager, on_status=statuses)
+    first.start()
+    second_model = Idle()
+    acks = Acks(manager, second_model.got)
+    try:
+        held = task_id_of(lookup(term="a"))
+        statuses.wait_for("queued", 1)
+        first.close()  # closed with the result undelivered: not acked, not lost
+        assert acks.seqs == []
+        second = AsyncAgent(second_model, manager)
+        second.start()
+        try:
+            acks.wait_for(1)  # the second agent was given it, and delivered it
+            assert any(held in m for m in second_model.got), second_model.got
+            later = task_id_of(lookup(term="b"))
+            acks.wait_for(2)  # and the acks go on past it
+            assert any(later in m for m in second_model.got), second_model.got
+        finally:
+            second.close()
+    finally:
+        manager.stop()
+    assert kept_by_server(server, manager.session_id, 0)[0] == 2
+
+
 def test_a_delivered_result_is_acked_after_the_model_has_it(server: str) -> None:
     manager, lookup = echo_manager()
     model = Idle()
