@@ -87,8 +87,12 @@ pub fn caller(
 
 /// Middleware: leaves the request's [`Caller`] in its extensions, or
 /// answers 401/403 with what to fix. A peer past its failure budget, or a
-/// tenant past its request rate, gets 429 with `Retry-After` (seconds).
+/// tenant past its request rate, gets 429 with `Retry-After` (seconds). A
+/// gRPC request (A2A's gRPC binding) gets each as the gRPC status it means
+/// ([`refusal`]).
 pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: Next) -> Response {
+    let grpc = is_grpc(&req);
+    let too_many = |message: String, wait: Duration| refusal(grpc, 429, message, Some(wait));
     match bearer.caller(req.headers().get(header::AUTHORIZATION)) {
         Ok(caller) => {
             // Only with tokens configured: an anonymous caller has no tenant
@@ -119,19 +123,46 @@ pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: 
                     ),
                     wait,
                 ),
-                None => (StatusCode::UNAUTHORIZED, message).into_response(),
+                None => refusal(grpc, 401, message, None),
             }
         }
-        Err((status, message)) => (status, message).into_response(),
+        Err((status, message)) => refusal(grpc, status.as_u16(), message, None),
     }
 }
 
-/// 429 with `message` and `Retry-After` in whole seconds, rounded up.
-fn too_many(message: String, wait: Duration) -> Response {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut r = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// A refusal with HTTP `status` (401, 403, 429) and `message`; with
+/// `retry_after`, when to try again: `Retry-After` in whole seconds,
+/// rounded up. For a gRPC request, the status a gRPC client reads instead
+/// (an HTTP 429 would reach it as UNAVAILABLE, without the message):
+/// UNAUTHENTICATED, PERMISSION_DENIED or RESOURCE_EXHAUSTED with
+/// `retry-after-ms`, as the gRPC port answers.
+fn refusal(grpc: bool, status: u16, message: String, retry_after: Option<Duration>) -> Response {
+    if grpc {
+        let error = match (status, retry_after) {
+            (429, Some(retry_after)) => Error::RateLimited {
+                message,
+                retry_after,
+            },
+            (401, _) => Error::Unauthenticated(message),
+            (403, _) => Error::PermissionDenied(message),
+            _ => Error::ResourceExhausted(message),
+        };
+        return tonic::Status::from(error).into_http();
+    }
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, message).into_response();
+    if let Some(wait) = retry_after {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
     r
 }
 
@@ -253,8 +284,53 @@ mod tests {
             app.clone().oneshot(request()).await.unwrap().status(),
             StatusCode::OK
         );
-        let refused = app.oneshot(request()).await.unwrap();
+        let refused = app.clone().oneshot(request()).await.unwrap();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        // A gRPC request (A2A's gRPC binding) is told in gRPC's terms.
+        let mut grpc = request();
+        grpc.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        let refused = app.oneshot(grpc).await.unwrap();
+        let status = tonic::Status::from_header_map(refused.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.headers().contains_key("retry-after-ms"));
+    }
+
+    #[tokio::test]
+    async fn a_grpc_request_without_a_token_is_unauthenticated_in_grpc_terms() {
+        use axum::{body::Body, routing::get};
+        use tower::ServiceExt;
+
+        let (agents, _) = tokens(Role::Agent);
+        let bearer = Bearer {
+            tokens: Some(Arc::new(agents)),
+            failures: None,
+            rate: None,
+            what: "call tools",
+        };
+        let app = axum::Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(bearer, authenticate));
+        let mut r = Request::new(Body::empty());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        let refused = app.oneshot(r).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::OK,
+            "gRPC statuses ride on 200"
+        );
+        let status = tonic::Status::from_header_map(refused.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert!(
+            status.message().contains("Authorization"),
+            "{}",
+            status.message()
+        );
     }
 }
