@@ -13,13 +13,14 @@ use a2a::{A2AError, errordetails::TypedDetail};
 use axum::{
     body::Body,
     extract::Request,
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     middleware::Next,
     response::Response,
 };
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tonic_types::StatusExt;
+
+use crate::grpc::status_codes;
 
 /// The `ErrorInfo` metadata key of the mark, and its value.
 const KEY: &str = "errand.status";
@@ -43,9 +44,10 @@ pub fn mark(err: A2AError) -> A2AError {
 /// `RESOURCE_EXHAUSTED`. Looks only at error answers (HTTP 500, or a gRPC
 /// status in the headers), so the calls that succeed pay nothing.
 pub async fn layer(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
-        return grpc(response, &status);
+    let mut response = next.run(req).await;
+    if status_codes::is_status(response.headers()) {
+        status_codes::exhausted_if_marked(response.headers_mut(), KEY, BUSY);
+        return response;
     }
     if response.status() == StatusCode::INTERNAL_SERVER_ERROR && is_json(&response) {
         return rest(response).await;
@@ -63,28 +65,6 @@ fn is_json(response: &Response) -> bool {
         })
 }
 
-fn grpc(mut response: Response, status: &tonic::Status) -> Response {
-    let Some(info) = status.get_details_error_info() else {
-        return response;
-    };
-    if info.metadata.get(KEY).is_none_or(|v| v != BUSY) {
-        return response;
-    }
-    let busy = tonic::Status::with_error_details(
-        tonic::Code::ResourceExhausted,
-        status.message(),
-        tonic_types::ErrorDetails::with_error_info(BUSY, info.domain, info.metadata),
-    );
-    // Overwrites grpc-status, grpc-message and grpc-status-details-bin.
-    if busy.add_header(response.headers_mut()).is_err() {
-        let code = tonic::Code::ResourceExhausted as i32;
-        response
-            .headers_mut()
-            .insert("grpc-status", HeaderValue::from(code));
-    }
-    response
-}
-
 async fn rest(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = http_body_util::Limited::new(body, MAX_ERROR_BODY)
@@ -94,6 +74,7 @@ async fn rest(response: Response) -> Response {
     else {
         // Cannot happen for the SDK's small error bodies; the answer stays
         // a 500 without its body rather than a wrong one.
+        parts.headers.remove(header::CONTENT_LENGTH);
         return Response::from_parts(parts, Body::empty());
     };
     let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
@@ -126,40 +107,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_mark_survives_the_sdks_rest_and_grpc_answers() {
+    fn the_mark_rides_in_json_rpc_data() {
         let err = mark(A2AError::new(-32000, "10 pending tasks: the limit"));
-        // gRPC: the SDK's conversion keeps ErrorInfo metadata.
-        let status = a2a_grpc::errors::a2a_error_to_status(&err);
-        let out = grpc(
-            Response::from_parts(
-                status.clone().into_http::<Body>().into_parts().0,
-                Body::empty(),
-            ),
-            &status,
-        );
-        let status = tonic::Status::from_header_map(out.headers()).unwrap();
-        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-        assert_eq!(status.get_details_error_info().unwrap().reason, BUSY);
-        assert!(
-            status.message().contains("10 pending"),
-            "{}",
-            status.message()
-        );
-        // JSON-RPC: the code stays -32000, the mark rides in data.
         let rpc = serde_json::to_value(err.to_jsonrpc_error()).unwrap();
         assert_eq!(rpc["code"], -32000);
         assert!(rpc.to_string().contains(KEY), "{rpc}");
-        // An unmarked error is left alone.
-        let other = a2a_grpc::errors::a2a_error_to_status(&A2AError::internal("store down"));
-        let kept = grpc(
-            Response::from_parts(
-                other.clone().into_http::<Body>().into_parts().0,
-                Body::empty(),
-            ),
-            &other,
-        );
-        let kept = tonic::Status::from_header_map(kept.headers()).unwrap();
-        assert_eq!(kept.code(), other.code());
     }
 
     #[test]

@@ -86,6 +86,46 @@ pub fn refused_worker_message(status: &Status) -> Option<Error> {
     )))
 }
 
+/// `err` as a trailers-only gRPC response, for an HTTP layer that refuses a
+/// gRPC request before any service runs (A2A's gRPC binding): the status
+/// a gRPC client reads, with `retry-after-ms` where `err` says when.
+pub fn refusal_response<B: Default>(err: Error) -> http::Response<B> {
+    Status::from(err).into_http()
+}
+
+/// Whether `headers` end a gRPC call (a trailers-only answer: an error
+/// before any message).
+pub fn is_status(headers: &http::HeaderMap) -> bool {
+    headers.contains_key("grpc-status")
+}
+
+/// Rewrites the trailers-only gRPC error in `headers` to RESOURCE_EXHAUSTED
+/// when its `ErrorInfo` metadata holds `key` = `value` (a mark a front
+/// end's SDK keeps, see [`crate::a2a::busy`]), with `value` as the
+/// `ErrorInfo` reason; leaves any other status alone.
+pub fn exhausted_if_marked(headers: &mut http::HeaderMap, key: &str, value: &str) {
+    use tonic_types::StatusExt;
+    let Some(status) = Status::from_header_map(headers) else {
+        return;
+    };
+    let Some(info) = status.get_details_error_info() else {
+        return;
+    };
+    if info.metadata.get(key).is_none_or(|v| v != value) {
+        return;
+    }
+    let busy = Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        status.message(),
+        tonic_types::ErrorDetails::with_error_info(value, info.domain, info.metadata),
+    );
+    // Overwrites grpc-status, grpc-message and grpc-status-details-bin.
+    if busy.add_header(headers).is_err() {
+        let code = tonic::Code::ResourceExhausted as i32;
+        headers.insert("grpc-status", http::HeaderValue::from(code));
+    }
+}
+
 #[derive(Debug, PartialEq)]
 enum Direction {
     Request,
@@ -245,6 +285,29 @@ mod tests {
         // The server's own faults stay INTERNAL.
         assert!(refused(&Status::internal("the store failed")).is_none());
         assert!(refused_worker_message(&Status::internal("the store failed")).is_none());
+    }
+
+    #[test]
+    fn a_marked_a2a_error_becomes_resource_exhausted_and_others_stay() {
+        use tonic_types::StatusExt;
+        let (key, value) = ("errand.status", "RESOURCE_EXHAUSTED");
+        let marked = crate::a2a::busy::mark(a2a::A2AError::new(-32000, "10 pending tasks"));
+        // The A2A SDK's own conversion, which keeps ErrorInfo metadata.
+        let status = a2a_grpc::errors::a2a_error_to_status(&marked);
+        let mut headers = status.into_http::<Body>().into_parts().0.headers;
+        assert!(is_status(&headers));
+        exhausted_if_marked(&mut headers, key, value);
+        let s = Status::from_header_map(&headers).unwrap();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.get_details_error_info().unwrap().reason, value);
+        assert!(s.message().contains("10 pending"), "{}", s.message());
+        let other = a2a_grpc::errors::a2a_error_to_status(&a2a::A2AError::internal("down"));
+        let mut headers = other.clone().into_http::<Body>().into_parts().0.headers;
+        exhausted_if_marked(&mut headers, key, value);
+        assert_eq!(
+            Status::from_header_map(&headers).unwrap().code(),
+            other.code()
+        );
     }
 
     #[test]
