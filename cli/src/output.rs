@@ -222,11 +222,8 @@ mod tests {
         let inline = pb::Completion {
             outcome: Some(pb::completion::Outcome::ResultJson("{\"n\":1}".into())),
             result_bytes: 7,
-            ..c
-        };
-        let inline = pb::Completion {
             result_truncated: false,
-            ..inline
+            ..c
         };
         assert!(completion_line(&inline).ends_with(": {\"n\":1}"));
     }

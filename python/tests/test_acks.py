@@ -151,6 +151,17 @@ def echo_manager(**kw: Any) -> tuple[AsyncToolManager, Callable[..., str]]:
     return manager, lookup
 
 
+def serve_echo(start_worker: Callable[..., Worker]) -> str:
+    """Starts a worker serving a new echo tool; its name."""
+
+    @async_tool(name=unique("echo"))
+    def echo(x: int) -> int:
+        return x
+
+    start_worker(echo)
+    return tool_def(echo).name
+
+
 def task_id_of(ack: str) -> str:
     assert ack.startswith("Task "), ack
     return ack.split()[1]
@@ -351,17 +362,13 @@ def test_a_sync_agent_on_a_manager_keeps_what_it_has_not_delivered(server: str) 
 def test_a_sync_agent_on_a_client_keeps_what_it_has_not_delivered(
     server: str, start_worker: Callable[..., Worker]
 ) -> None:
-    @async_tool(name=unique("echo"))
-    def echo(x: int) -> int:
-        return x
-
-    start_worker(echo)
+    echo = serve_echo(start_worker)
     session = unique("session")
     statuses = Queued()
     with Client(server, session_id=session) as client:
         sync = SyncAgent(Busy(), client, on_status=statuses)
         try:
-            tasks = [client.submit(tool_def(echo).name, x=i).task_id for i in range(2)]
+            tasks = [client.submit(echo, x=i).task_id for i in range(2)]
             statuses.wait_for("queued", 2)
         finally:
             sync.close()
@@ -372,11 +379,7 @@ def test_a_sync_agent_on_a_client_keeps_what_it_has_not_delivered(
 def test_an_async_agent_on_a_client_acks_after_delivering(
     server: str, start_worker: Callable[..., Worker]
 ) -> None:
-    @async_tool(name=unique("echo"))
-    def echo(x: int) -> int:
-        return x
-
-    start_worker(echo)
+    echo = serve_echo(start_worker)
     session = unique("session")
     sent: list[str] = []
 
@@ -400,7 +403,7 @@ def test_an_async_agent_on_a_client_acks_after_delivering(
     async def scenario() -> None:
         async with Recording(server, session_id=session) as client:
             async with AsyncAgent(Model(), client):
-                await client.submit(tool_def(echo).name, x=1)
+                await client.submit(echo, x=1)
                 await asyncio.wait_for(client.acked.wait(), EVENT_TIMEOUT)
             assert client.sent_at_ack == [1]
 
