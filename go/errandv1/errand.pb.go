@@ -849,11 +849,15 @@ type SubmitToolRequest struct {
 	// Timeout of this call in milliseconds; 0 means the tool's default.
 	TimeoutMs uint64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// Optional. A retried submit with the same key in the same session returns
-	// the task of the first submit instead of running the tool again.
+	// the task of the first submit instead of running the tool again, for as
+	// long as that task is stored: until --retention-secs after it finished,
+	// acknowledged or not.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Queue timeout of this call in milliseconds, counted from submit: if no
 	// worker has taken the call by then, it completes as TIMED_OUT with error
-	// code "queue_timeout". 0 means the tool's queue_timeout_ms, then the
+	// code "queue_timeout". A call queued again after a run (its worker went
+	// away, or the server restarted while it ran) waits this long afresh for
+	// its next attempt. 0 means the tool's queue_timeout_ms, then the
 	// server's default (--default-queue-timeout-ms, 5 minutes by default).
 	QueueTimeoutMs uint64 `protobuf:"varint,6,opt,name=queue_timeout_ms,json=queueTimeoutMs,proto3" json:"queue_timeout_ms,omitempty"`
 	// How this call's completion reaches the model; UNSPECIFIED means the

@@ -55,11 +55,7 @@ pub fn cancel_reason(message: &str) -> &str {
 
 /// The error message of a task no worker took within its queue timeout.
 pub fn queue_timeout(task: &TaskRecord) -> String {
-    let waited = task
-        .queue_deadline
-        .and_then(|d| d.duration_since(task.created_at).ok())
-        .unwrap_or_default();
-    queue_timeout_after(&task.tool, waited)
+    queue_timeout_after(&task.tool, task.queue_timeout(Duration::ZERO))
 }
 
 /// [`queue_timeout`] of a call to tool key `tool` whose queue timeout

@@ -168,6 +168,34 @@ pub struct TaskRecord {
     pub retry_of: Option<Uuid>,
 }
 
+impl TaskRecord {
+    /// The call's queue timeout: how long it may wait for a worker each
+    /// time it is queued (`queue_deadline` − `created_at`); `default`, the
+    /// server's `--default-queue-timeout-ms`, for rows stored before the
+    /// deadline was.
+    pub fn queue_timeout(&self, default: Duration) -> Duration {
+        self.queue_deadline
+            .and_then(|d| d.duration_since(self.created_at).ok())
+            .unwrap_or(default)
+    }
+
+    /// When the wait for a worker that begins at `now` ends. Until a worker
+    /// first takes the call it is the stored deadline (submit + queue
+    /// timeout), so it holds across restarts. A call queued again after a
+    /// run (its worker went away, or the server stopped while it ran) waits
+    /// its queue timeout afresh from `now`: the queue timeout bounds each
+    /// wait for a worker, as Temporal's schedule-to-start bounds each
+    /// attempt, and never ends a call a worker took because the run
+    /// outlasted it.
+    pub fn queue_deadline_from(&self, now: SystemTime, default: Duration) -> SystemTime {
+        match self.queue_deadline {
+            Some(deadline) if self.attempts == 0 => deadline,
+            None if self.attempts == 0 => self.created_at + default,
+            _ => now + self.queue_timeout(default),
+        }
+    }
+}
+
 /// A tool call as an agent submits it.
 #[derive(Debug, Clone)]
 pub struct Submission {

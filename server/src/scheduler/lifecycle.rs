@@ -35,6 +35,7 @@ impl Scheduler {
         let mut timers = Vec::new();
         {
             let mut st = self.lock();
+            let now = SystemTime::now();
             for mut task in tasks {
                 if task.attempts >= self.config.max_attempts {
                     let message = format!(
@@ -56,11 +57,9 @@ impl Scheduler {
                     continue;
                 }
                 task.session = st.reserve(&task.session);
-                // Rows from before deadlines were stored count the
-                // server's default from their submit.
-                let deadline = task
-                    .queue_deadline
-                    .unwrap_or(task.created_at + self.config.default_queue_timeout);
+                // A call that ran waits for a worker afresh (the run
+                // outlasting its queue timeout must not end it).
+                let deadline = task.queue_deadline_from(now, self.config.default_queue_timeout);
                 timers.push((task.clone(), deadline));
                 st.enqueue(task);
             }

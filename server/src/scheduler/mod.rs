@@ -333,10 +333,9 @@ impl Scheduler {
             let now = SystemTime::now();
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
-                // Queued again before its deadline: the deadline holds again.
-                if let Some(task) = st.task(*id)
-                    && let Some(deadline) = task.queue_deadline.filter(|d| *d > now)
-                {
+                // It waits for a worker again, for its queue timeout.
+                if let Some(task) = st.task(*id) {
+                    let deadline = task.queue_deadline_from(now, self.config.default_queue_timeout);
                     self.arm_queue_timer(task, deadline);
                 }
             }

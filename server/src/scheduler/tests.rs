@@ -475,6 +475,56 @@ async fn a_queue_deadline_holds_across_a_restart() {
     assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
 }
 
+/// A call a worker took is not ended by its queue timeout when the run
+/// outlasts it: queued again (the server restarted while it ran, or its
+/// worker went away), it waits for a worker its queue timeout afresh. The
+/// stored deadline here passed long ago; it used to end the call at once at
+/// recovery ("no worker took this call"), and after a lost worker nothing
+/// bounded the wait at all.
+#[tokio::test(start_paused = true)]
+async fn a_call_queued_again_after_a_run_waits_its_queue_timeout_afresh() {
+    // A call submitted a minute ago with a 1 s queue timeout, taken by a
+    // worker at once, and running when the server stopped.
+    let template = core(Config::default());
+    let _served = worker(&template, &["t"], 0).await;
+    let (mut ran, _) = template
+        .submit(submit_with_queue_timeout("s", "t", 1_000))
+        .await
+        .unwrap();
+    ran.created_at = SystemTime::now() - Duration::from_secs(60);
+    ran.queue_deadline = Some(ran.created_at + Duration::from_secs(1));
+    let store: SharedStore = Arc::new(MemoryStore::default());
+    store.insert_task(&ran).await.unwrap();
+    store
+        .record_dispatch(ran.id, 1, ran.created_at)
+        .wait()
+        .await
+        .unwrap();
+
+    let after = Core::new(Config::default(), store.clone());
+    assert_eq!(after.recover().await.unwrap(), 1);
+    let id = ran.id.to_string();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(after.get_task(&id).await.unwrap().state, TaskState::Queued);
+    let (w, mut rx) = worker(&after, &["t"], 1).await;
+    let again = assignment(&mut rx);
+    assert_eq!((again.task_id.as_str(), again.attempt), (id.as_str(), 2));
+
+    // Its worker goes away: it waits once more, then times out.
+    after.worker_gone(w).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(after.get_task(&id).await.unwrap().state, TaskState::Queued);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::yield_now().await;
+    let task = after.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
+    let Some(Outcome::Error { message, .. }) = &task.outcome else {
+        unreachable!()
+    };
+    assert!(message.contains("1000 ms"), "{message}");
+}
+
 /// One deadline per task waiting in the queue, none once a worker took it
 /// or it ended: nothing is kept for a task's run or after it (the old timer
 /// per submit lived until the deadline, whatever became of its task).

@@ -71,7 +71,7 @@ struct Deadlines {
 struct Due {
     at: Instant,
     tool: Arc<str>,
-    /// The queue timeout, from submit to the deadline.
+    /// The queue timeout: how long this wait for a worker could last.
     span: Duration,
 }
 
@@ -80,13 +80,13 @@ impl QueueDeadlines {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Arms (or moves) the deadline of `task` to `deadline` (wall clock).
-    fn arm(&self, task: &TaskRecord, deadline: SystemTime) {
+    /// Arms (or moves) the deadline of `task` to `deadline` (wall clock),
+    /// the end of a wait for a worker of `span` (its queue timeout).
+    fn arm(&self, task: &TaskRecord, deadline: SystemTime, span: Duration) {
         let wait = deadline
             .duration_since(SystemTime::now())
             .unwrap_or_default();
         let at = Instant::now() + wait;
-        let span = deadline.duration_since(task.created_at).unwrap_or_default();
         let earliest = {
             let mut d = self.lock();
             if let Some(old) = d.due.remove(&task.id) {
@@ -213,7 +213,8 @@ impl Scheduler {
     /// out; one no longer here is timed out in the shared store if it is
     /// still queued there.
     pub(super) fn arm_queue_timer(self: &Arc<Self>, task: &TaskRecord, deadline: SystemTime) {
-        self.deadlines.arm(task, deadline);
+        let span = task.queue_timeout(self.config.default_queue_timeout);
+        self.deadlines.arm(task, deadline, span);
         self.serve(&self.deadlines);
     }
 

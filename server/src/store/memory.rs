@@ -58,14 +58,16 @@ impl MemoryStore {
 }
 
 /// Whether an acknowledgement keeps `task` until retention (see
-/// [`Store::ack_completions`]): SUCCEEDED with a result over its budget
-/// (`default_budget` bytes where its own is 0), or SUCCEEDED by itself in a
-/// call with a last-good fallback.
+/// [`Store::ack_completions`]): submitted with an idempotency key; SUCCEEDED
+/// with a result over its budget (`default_budget` bytes where its own is
+/// 0); or SUCCEEDED by itself in a call with a last-good fallback.
 fn kept_on_ack(task: &Stored, default_budget: u64) -> bool {
-    task.state == TaskState::Succeeded
-        && task.result_len().is_some_and(|len| {
-            len as u64 > task.budget(default_budget) || !task.answered() && task.asks_last_good()
-        })
+    task.idempotency_key.is_some()
+        || task.state == TaskState::Succeeded
+            && task.result_len().is_some_and(|len| {
+                len as u64 > task.budget(default_budget)
+                    || !task.answered() && task.asks_last_good()
+            })
 }
 
 /// What a listing looks at in task `id`.

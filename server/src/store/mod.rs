@@ -244,12 +244,15 @@ pub trait Store: Send + Sync + 'static {
     /// Acknowledges a session's completions up to `up_to_seq`: raises the
     /// session's acknowledged seq to it (never lowers it), so they are never
     /// returned again ([`Self::completions_after`], [`Self::session_seqs`]),
-    /// and removes their tasks, except SUCCEEDED ones still needed, which
-    /// stay until retention ([`Self::purge_finished_before`]):
-    /// - a result over the task's budget (`result_budget`, or
+    /// and removes their tasks, except those still needed, which stay until
+    /// retention ([`Self::purge_finished_before`]):
+    /// - a task submitted with an idempotency key, whatever its ending: a
+    ///   retried submit still finds it ([`Self::insert_task`]) instead of
+    ///   running the tool again;
+    /// - a SUCCEEDED result over the task's budget (`result_budget`, or
     ///   `default_budget` bytes, the server's `--result-budget-bytes`, where
     ///   it is 0): it was delivered truncated, and `ReadResult` reads it;
-    /// - a result of a call with a last-good fallback
+    /// - a SUCCEEDED result of a call with a last-good fallback
     ///   ([`crate::model::CallOptions::asks_last_good`]): [`Self::last_good`]
     ///   may answer a later identical call with it.
     ///

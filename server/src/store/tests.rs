@@ -19,7 +19,9 @@ mod listing;
 mod shared_queue;
 pub(super) mod tools;
 
-use acks::ack_keeps_what_read_result_and_last_good_need;
+use acks::{
+    ack_keeps_keyed_tasks_so_their_key_still_dedups, ack_keeps_what_read_result_and_last_good_need,
+};
 use calls::{
     a_fallback_run_goes_with_its_call_s_finish, joinable_calls_join_while_unfinished,
     last_good_is_the_latest_own_success,
@@ -319,8 +321,10 @@ async fn idempotency_key_returns_the_earlier_task(store: &dyn Store) {
         }
         other => panic!("a finished task's key was forgotten before removal: {other:?}"),
     }
-    // Once the task is acknowledged and removed, its key is free again.
+    // Acknowledged, the task is kept until retention with its key (see
+    // `acks.rs`); once retention removed it, the key is free again.
     store.ack_completions("s1", seq, BUDGET).await.unwrap();
+    store.purge_finished_before(at(7)).await.unwrap();
     insert_new(store, &task("s1", Some("k"), at(8))).await;
 }
 
@@ -658,6 +662,7 @@ for_each_store! {
         ack_removes_completions_and_tasks_and_keeps_seq,
         acknowledged_seq_is_monotonic_and_never_beyond_the_last,
         ack_keeps_what_read_result_and_last_good_need,
+        ack_keeps_keyed_tasks_so_their_key_still_dedups,
         purge_removes_only_old_finished_work,
         list_tasks_filters,
         list_tasks_pages_are_stable_under_inserts,

@@ -14,13 +14,15 @@ use crate::store::sql::codec::{self, TASK_COLUMNS, TaskRow};
 
 /// Deletes session `$1`'s tasks acknowledged now (seq in `($2, $3]`)
 /// except those kept until retention (see
-/// [`crate::store::Store::ack_completions`]): SUCCEEDED with a result over
+/// [`crate::store::Store::ack_completions`]): submitted with an idempotency
+/// key, which a retried submit still finds; SUCCEEDED with a result over
 /// its budget (`result_budget`, or `$4`, the server's, where that is 0 or
 /// NULL), which `ReadResult` still reads; or SUCCEEDED by itself in a call
 /// with a last-good fallback. Lengths in bytes.
 pub(super) const DELETE_ACKED: &str = concat!(
     "DELETE FROM errand_tasks WHERE session = $1 AND seq > 0 AND seq > $2 AND seq <= $3
-     AND NOT (state = 2 AND COALESCE(octet_length(result), 0)
+     AND NOT (idempotency_key IS NOT NULL
+              OR state = 2 AND COALESCE(octet_length(result), 0)
                   > COALESCE(NULLIF(result_budget, 0), $4)
               OR answered_by IS NULL AND COALESCE(",
     pg_last_good_candidate!(),

@@ -50,14 +50,16 @@ pub(super) const SELECT_COMPLETIONS: &str = concat!(
      ORDER BY seq LIMIT ?3"
 );
 
-/// The acknowledged tasks [`ack`] keeps until retention: SUCCEEDED with a
+/// The acknowledged tasks [`ack`] keeps until retention: submitted with an
+/// idempotency key, which a retried submit still finds; SUCCEEDED with a
 /// result over its budget (`result_budget`, or `?3`, the server's, where
 /// that is 0 or NULL), which `ReadResult` still reads; or SUCCEEDED by
 /// itself in a call with a last-good fallback. Lengths in bytes.
 macro_rules! kept_on_ack {
     () => {
         concat!(
-            "(state = 2 AND COALESCE(length(CAST(result AS BLOB)), 0)
+            "(idempotency_key IS NOT NULL
+             OR state = 2 AND COALESCE(length(CAST(result AS BLOB)), 0)
                  > COALESCE(NULLIF(result_budget, 0), ?3)
              OR answered_by IS NULL AND COALESCE(",
             last_good_candidate!(),

@@ -124,3 +124,49 @@ pub(super) async fn ack_keeps_what_read_result_and_last_good_need(store: &dyn St
         [7]
     );
 }
+
+/// A task submitted with an idempotency key is kept after its
+/// acknowledgement until retention, whatever its ending, so a retried
+/// submit still finds it instead of running the tool again (a client that
+/// lost a submit's answer retries it; another reader of the session may
+/// have acknowledged the result meanwhile). Retention frees the key.
+pub(super) async fn ack_keeps_keyed_tasks_so_their_key_still_dedups(store: &dyn Store) {
+    let ok = task("s1", Some("order-42"), at(1));
+    let failed = task("s1", Some("order-43"), at(2));
+    let plain = task("s1", None, at(3));
+    for t in [&ok, &failed, &plain] {
+        insert_new(store, t).await;
+    }
+    finish_seq(store, &succeed(&ok, at(11))).await;
+    let mut fail = succeed(&failed, at(12));
+    fail.state = TaskState::Failed;
+    fail.outcome = Outcome::error("tool_error", "no such order");
+    finish_seq(store, &fail).await;
+    finish_seq(store, &succeed(&plain, at(13))).await;
+
+    let acked = store
+        .ack_completions("s1", 3, DEFAULT_BUDGET)
+        .await
+        .unwrap();
+    assert_eq!(acked.removed, 3, "every completion is released");
+    assert!(store.get_task(plain.id).await.unwrap().is_none());
+    for t in [&ok, &failed] {
+        let again = task("s1", t.idempotency_key.as_deref(), at(20));
+        match store.insert_task(&again).await.unwrap() {
+            crate::store::Inserted::Existing(earlier) => assert_eq!(earlier.id, t.id),
+            other => panic!("a retried submit after the ack ran again: {other:?}"),
+        }
+        let key = t.idempotency_key.as_deref().unwrap();
+        let by_key = store.task_by_key("s1", key).await.unwrap();
+        assert_eq!(by_key.map(|k| k.id), Some(t.id));
+    }
+    // Kept, yet acknowledged: never replayed, not counted.
+    assert!(seqs(&store.completions_after("s1", 0, 10).await.unwrap()).is_empty());
+    assert_eq!(store.session_seqs("s1").await.unwrap().unacknowledged, 0);
+
+    // Retention removes them by their finish time, and frees the key.
+    store.purge_finished_before(at(12)).await.unwrap();
+    assert!(store.get_task(ok.id).await.unwrap().is_none());
+    assert!(store.get_task(failed.id).await.unwrap().is_some());
+    insert_new(store, &task("s1", Some("order-42"), at(30))).await;
+}
