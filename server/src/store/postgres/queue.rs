@@ -15,7 +15,9 @@ use super::PostgresStore;
 use super::errors::pg_error;
 use super::finish::finish_in;
 use super::handed::hand_over;
-use super::rows::{exec, notify_tools, prefixed, rows, task_from_row};
+use super::rows::{
+    exec, notify_tools, prefixed, queue_wait_over, requeue_deadline_from, rows, task_from_row,
+};
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
@@ -203,8 +205,12 @@ impl SharedQueue for PostgresStore {
         finish_in(&tx, &finishes).await?;
         let ids: Vec<Uuid> = again.iter().map(|t| t.id).collect();
         tx.execute(
-            "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL WHERE id = ANY($1)",
-            &[&ids],
+            concat!(
+                "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL, ",
+                requeue_deadline_from!("$2"),
+                " WHERE id = ANY($1)"
+            ),
+            &[&ids, &time_to_i64(now)],
         )
         .await
         .map_err(pg_error)?;
@@ -253,10 +259,16 @@ impl SharedQueue for PostgresStore {
         // task between the check that it is queued and its ending.
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
+        // A task queued again after a run waits afresh: the timer of the
+        // server that gave it back may fire before the stored wait is over
+        // (the reaper ends it then).
         let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0 FOR UPDATE"
+            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0
+                 AND NOT (attempts > 0 AND COALESCE(requeue_deadline >= $2, true))
+             FOR UPDATE"
         );
-        let Some(task) = rows(&tx, &sql, &[&task_id])
+        let now = time_to_i64(SystemTime::now());
+        let Some(task) = rows(&tx, &sql, &[&task_id, &now])
             .await?
             .first()
             .map(task_from_row)
@@ -431,8 +443,9 @@ async fn time_out_overdue(
 ) -> Result<Reaped, StoreError> {
     let now = SystemTime::now();
     let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 0 AND queue_deadline < $1
-         ORDER BY queue_deadline LIMIT 1000 FOR UPDATE SKIP LOCKED"
+        "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 0 AND {}
+         ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
+        queue_wait_over!("$1")
     );
     let overdue: Vec<TaskRecord> = rows(tx, &sql, &[&time_to_i64(now)])
         .await?

@@ -29,6 +29,37 @@ pub(super) const DELETE_ACKED: &str = concat!(
     ", false))"
 );
 
+/// What a task queued again (state 0) after a run sets: the end of its
+/// fresh wait for a worker, `$N` (now, ns since the epoch) plus its queue
+/// timeout (see [`crate::model::TaskRecord::queue_deadline_from`]); NULL
+/// for rows stored before queue deadlines were.
+macro_rules! requeue_deadline_from {
+    ($now:literal) => {
+        concat!(
+            "requeue_deadline = ",
+            $now,
+            "::int8 + (queue_deadline - created_at)"
+        )
+    };
+}
+pub(super) use requeue_deadline_from;
+
+/// Whether a queued task's wait for a worker is over at `$N` (now, ns since
+/// the epoch): its first wait, from submit, while no worker took it; its
+/// fresh wait ([`requeue_deadline_from`]) once one did.
+macro_rules! queue_wait_over {
+    ($now:literal) => {
+        concat!(
+            "(attempts = 0 AND queue_deadline < ",
+            $now,
+            " OR attempts > 0 AND requeue_deadline < ",
+            $now,
+            ")"
+        )
+    };
+}
+pub(super) use queue_wait_over;
+
 /// Tells every server (`errand_tasks`) that `tools` have queued work.
 pub(super) async fn notify_tools(tx: &Transaction<'_>, tools: &[String]) -> Result<(), StoreError> {
     if tools.is_empty() {

@@ -110,6 +110,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 9: listings across sessions walk this index and stop at their page
     //    (see SQLite's migration 9).
     "CREATE INDEX errand_tasks_listed ON errand_tasks (created_at, id);",
+    // 10: when a task queued again after a run (its lease reclaimed, or its
+    //     server gave it back) stops waiting for a worker, in ns since the
+    //     epoch: its queue timeout counted afresh (`queue_deadline` keeps
+    //     the first wait's, from submit, which gives the timeout).
+    "ALTER TABLE errand_tasks ADD COLUMN requeue_deadline bigint;
+    CREATE INDEX errand_tasks_requeue_deadlines ON errand_tasks (requeue_deadline)
+        WHERE state = 0 AND attempts > 0;",
 ];
 
 /// Creates or upgrades the schema, one server at a time.

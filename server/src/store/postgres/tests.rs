@@ -1,6 +1,7 @@
 //! PostgreSQL-only behaviour: attempts, several stores on one database,
 //! claims and leases, schema and connection errors.
 use super::*;
+use crate::model::{Outcome, TaskState};
 use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
 
 /// A fresh database, or `None`: the test is skipped, visibly (see
@@ -425,4 +426,64 @@ async fn a_fallback_run_timed_out_in_the_queue_ends_its_call() {
         store.get_task(run.id).await.unwrap().is_none(),
         "the run is gone"
     );
+}
+
+/// A task queued again after a run (its lease ran out, or its server gave
+/// it back when the worker went away) waits its queue timeout afresh: its
+/// first deadline passed long ago, and neither the reaper nor a server's
+/// queue timer ends it as "no worker took this call" because the run
+/// outlasted it. Once the fresh wait is over, the reaper ends it.
+#[tokio::test]
+async fn a_task_queued_again_after_a_run_waits_its_queue_timeout_afresh() {
+    let Some(url) = url().await else { return };
+    let options = PostgresOptions {
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
+    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let queued_again = |reclaimed: &TaskRecord| {
+        assert_eq!(
+            (reclaimed.state, reclaimed.attempts),
+            (TaskState::Queued, 1)
+        );
+    };
+    // Two calls submitted a minute ago with a 2 s queue timeout, taken at once.
+    let submitted = SystemTime::now() - Duration::from_secs(60);
+    let mut calls = Vec::new();
+    for session in ["reclaimed", "released"] {
+        let mut t = task(session, None, submitted);
+        t.queue_deadline = Some(submitted + Duration::from_secs(2));
+        insert_new(&a, &t).await;
+        calls.push(t);
+    }
+    assert_eq!(a.claim("search", 10).await.unwrap().len(), 2);
+    for t in &calls {
+        a.record_dispatch(t.id, 1, submitted).wait().await.unwrap();
+    }
+    // a gives one back (its worker went away) and stops renewing the other.
+    a.release(vec![calls[1].id]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while b.get_task(calls[0].id).await.unwrap().unwrap().state != TaskState::Queued {
+        assert!(tokio::time::Instant::now() < deadline, "never reclaimed");
+        b.reap(3).await.unwrap();
+    }
+    let waiting_since = SystemTime::now();
+    b.reap(3).await.unwrap();
+    for t in &calls {
+        queued_again(&b.get_task(t.id).await.unwrap().unwrap());
+        let ended = b.time_out_queued(t.id, Outcome::error("queue_timeout", "x"));
+        assert!(ended.await.unwrap().is_none(), "its fresh wait is not over");
+    }
+    // After its queue timeout (2 s) from being queued again, it times out.
+    let mut ended = 0;
+    while ended < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never timed out");
+        ended += b.reap(3).await.unwrap().count;
+    }
+    assert!(SystemTime::now() >= waiting_since + Duration::from_millis(1_500));
+    for t in &calls {
+        let task = b.get_task(t.id).await.unwrap().unwrap();
+        assert_eq!(task.state, TaskState::TimedOut);
+    }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::PostgresOptions;
 use super::errors::{pg_error, pool_error};
 use super::finish::finish_in;
-use super::rows::{exec, notify_tools, rows};
+use super::rows::{exec, notify_tools, requeue_deadline_from, rows};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use crate::store::sql::{
     batch::{self, Counters, Dispatches, Reply},
@@ -221,9 +221,16 @@ impl Writer {
         if !releases.is_empty() {
             let tools: Vec<String> = rows(
                 &tx,
-                "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL
-                 WHERE id = ANY($1) AND owner = $2 AND state = 1 RETURNING tool",
-                &[&releases, &&*self.server_id],
+                concat!(
+                    "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL, ",
+                    requeue_deadline_from!("$3"),
+                    " WHERE id = ANY($1) AND owner = $2 AND state = 1 RETURNING tool"
+                ),
+                &[
+                    &releases,
+                    &&*self.server_id,
+                    &time_to_i64(SystemTime::now()),
+                ],
             )
             .await?
             .iter()
