@@ -39,6 +39,7 @@ import (
 	errand "github.com/errand-dev/errand/go"
 	pb "github.com/errand-dev/errand/go/errandv1"
 	"github.com/errand-dev/errand/go/internal/backoff"
+	"github.com/errand-dev/errand/go/internal/millis"
 	"github.com/errand-dev/errand/go/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -106,13 +107,22 @@ type Worker struct {
 }
 
 type tool struct {
-	name         string
-	description  string
-	schema       string
-	timeout      time.Duration
-	queueTimeout time.Duration
-	handler      Handler
-	policy       *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
+	name        string
+	description string
+	schema      string
+	handler     Handler
+	policy      *pb.Tool // timeouts, delivery, dedup, budget, fallback, cancellable_by_model
+	err         error    // the first option's error (a negative duration): Run returns it
+}
+
+// millis converts an option's duration for the wire (internal/millis); the
+// first error is kept for Run to return.
+func (t *tool) millis(option string, d time.Duration) uint64 {
+	ms, err := millis.RoundUp(option, d)
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+	return ms
 }
 
 // Option configures a Worker.
@@ -161,20 +171,27 @@ func OnRegistered(f func(workerID string)) Option {
 // ToolOption configures one tool in Handle.
 type ToolOption func(*tool)
 
-// WithTimeout sets the tool's default timeout per run, rounded up to whole
-// milliseconds (default: the server's).
-func WithTimeout(d time.Duration) ToolOption { return func(t *tool) { t.timeout = d } }
+// WithTimeout sets the tool's default timeout per run, counted from dispatch
+// to a worker, rounded up to whole milliseconds; 0 means the server's default
+// (--default-timeout-ms). A negative d is an error: Run returns one matching
+// errand.ErrInvalidArgument that names the tool, the option and d, before
+// connecting. Above the server's --max-timeout-ms the registration is refused
+// (errand.ErrInvalidArgument too).
+func WithTimeout(d time.Duration) ToolOption {
+	return func(t *tool) { t.policy.TimeoutMs = t.millis("worker.WithTimeout", d) }
+}
 
 // WithQueueTimeout sets how long a call of the tool may wait in the queue for
 // a worker by default, counted from submit; a submit's
 // errand.WithQueueTimeout wins over it. A call no worker has taken by then
 // completes as TIMED_OUT with error code "queue_timeout". It is rounded up to
-// whole milliseconds; 0 (or a negative d) means the server's default
-// (--default-queue-timeout-ms, 5 minutes unless configured). Above the
-// server's --max-timeout-ms the registration is refused (Run returns an error
-// matching errand.ErrInvalidArgument).
+// whole milliseconds; 0 means the server's default
+// (--default-queue-timeout-ms, 5 minutes unless configured). A negative d is
+// an error, as for WithTimeout. Above the server's --max-timeout-ms the
+// registration is refused (Run returns an error matching
+// errand.ErrInvalidArgument).
 func WithQueueTimeout(d time.Duration) ToolOption {
-	return func(t *tool) { t.queueTimeout = max(d, 0) }
+	return func(t *tool) { t.policy.QueueTimeoutMs = t.millis("worker.WithQueueTimeout", d) }
 }
 
 // New returns a worker that connects through c. c may be shared with agent
@@ -201,7 +218,9 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // for the model, the JSON Schema of its arguments (a string or []byte of JSON
 // text, or a value encoded with encoding/json; nil accepts any object) and
 // the handler. Call it before Run. It panics on a duplicate name, a nil
-// handler or a schema that is not JSON, as these are programming errors.
+// handler or a schema that is not JSON, as these are programming errors. An
+// option given a value it cannot send (a negative duration) makes Run fail
+// instead, naming the tool and the option.
 func (w *Worker) Handle(name, description string, schema any, h Handler, opts ...ToolOption) {
 	if h == nil {
 		panic("worker: Handle " + name + ": nil handler")
@@ -233,8 +252,10 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 // backoff whenever the stream breaks. It returns ctx's error once ctx is done
 // and every handler has returned (handlers must honour their context), or an
 // *errand.Error the server answered that retrying cannot fix (a tool name or
-// schema it rejects, bad credentials, ...). WaitRegistered tells when the
-// server knows the tools.
+// schema it rejects, bad credentials, ...). It fails at once, without
+// connecting, when no tool was registered with Handle or a tool's option was
+// given a negative duration (an error matching errand.ErrInvalidArgument).
+// WaitRegistered tells when the server knows the tools.
 func (w *Worker) Run(ctx context.Context) (err error) {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("errand worker: Run called twice")
@@ -245,11 +266,15 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer func() { w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, true, err }) }()
 	w.mu.Lock()
 	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
+	var optErr error
 	for _, t := range w.tools {
+		if t.err != nil && optErr == nil {
+			optErr = fmt.Errorf("errand worker: tool %q: %w", t.name, t.err)
+		}
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
-			TimeoutMs:          uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
-			QueueTimeoutMs:     uint64((t.queueTimeout + time.Millisecond - 1) / time.Millisecond),
+			TimeoutMs:          t.policy.GetTimeoutMs(),
+			QueueTimeoutMs:     t.policy.GetQueueTimeoutMs(),
 			Delivery:           t.policy.GetDelivery(),
 			Dedup:              t.policy.GetDedup(),
 			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
@@ -260,6 +285,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	w.mu.Unlock()
 	if len(reg.Tools) == 0 {
 		return errors.New("errand worker: no tools: call Handle before Run")
+	}
+	if optErr != nil {
+		return optErr
 	}
 
 	var handlers sync.WaitGroup
