@@ -33,7 +33,6 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	errand "github.com/errand-dev/errand/go"
@@ -92,18 +91,25 @@ type Worker struct {
 	maxBackoff   time.Duration
 	onRegistered func(workerID string)
 
-	mu      sync.Mutex
-	tools   []*tool
-	byName  map[string]*tool
-	running atomic.Bool
+	mu     sync.Mutex
+	tools  []*tool
+	byName map[string]*tool
 
-	// What WaitRegistered waits for, guarded by regMu; regChanged is closed
-	// (and replaced) at every change.
+	// Whether Run runs, and what WaitRegistered waits for, guarded by regMu;
+	// regChanged is closed (and replaced) at every change. Run's start and
+	// end change running and the rest in one critical section, so no one
+	// sees a Run that has ended and yet cannot be started again, or a new
+	// Run beside the old one's end.
 	regMu      sync.Mutex
 	regChanged chan struct{}
+	running    bool  // Run is running
 	registered bool  // Run's current stream is registered
 	runEnded   bool  // Run has returned (runErr says why) and not started again
 	runErr     error // Run's error, when runEnded
+
+	// testHookEnded, if set (export_test.go), is called by Run once its end
+	// is visible to WaitRegistered, before Run returns.
+	testHookEnded func()
 }
 
 type tool struct {
@@ -255,15 +261,29 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 // schema it rejects, bad credentials, ...). It fails at once, without
 // connecting, when no tool was registered with Handle or a tool's option was
 // given a negative duration (an error matching errand.ErrInvalidArgument).
-// WaitRegistered tells when the server knows the tools.
+// WaitRegistered tells when the server knows the tools. One Run at a time: a
+// Run called while another runs returns an error at once; once Run has
+// returned, it may be called again.
 func (w *Worker) Run(ctx context.Context) (err error) {
-	if !w.running.CompareAndSwap(false, true) {
+	started := false
+	w.setRegistration(func() {
+		if !w.running {
+			w.running, w.registered, w.runEnded, w.runErr = true, false, false, nil
+			started = true
+		}
+	})
+	if !started {
 		return errors.New("errand worker: Run called twice")
 	}
-	defer w.running.Store(false)
-	w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, false, nil })
 	// Deferred first, so it runs last: after every handler has returned.
-	defer func() { w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, true, err }) }()
+	// Ended and no longer running in one step: a Run started as soon as
+	// WaitRegistered returns this one's error is not "called twice".
+	defer func() {
+		w.setRegistration(func() { w.running, w.registered, w.runEnded, w.runErr = false, false, true, err })
+		if w.testHookEnded != nil {
+			w.testHookEnded()
+		}
+	}()
 	w.mu.Lock()
 	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
 	var optErr error
@@ -323,6 +343,14 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 // for the next registration (it also waits for Run to start, and through
 // reconnects). If Run returns first, or has returned, it returns Run's error;
 // if ctx ends first, ctx's error. OnRegistered is the callback form.
+//
+// Run may be started again once it has returned, even from the moment
+// WaitRegistered reports its end; from the new Run's start on,
+// WaitRegistered waits for that Run's registration. It cannot know of a Run
+// that has not started yet: right after `go w.Run(ctx)` on a worker whose
+// earlier Run has returned, it may still return that earlier Run's error
+// (the new goroutine may not have run). To restart and wait for certain,
+// select on the new Run's result and on a channel OnRegistered signals.
 func (w *Worker) WaitRegistered(ctx context.Context) error {
 	for {
 		w.regMu.Lock()
