@@ -217,17 +217,37 @@ func (c *Client) Cancel(ctx context.Context, taskID string, opts ...CancelOption
 	return taskFromPB(t), nil
 }
 
-// ListTools returns the registered tools, sorted by name.
+// ListTools returns every tool the server knows, sorted by name: those a
+// connected worker serves (Workers > 0) and those no worker serves right now
+// (Workers == 0; calls to them wait in the queue). The server answers in
+// pages (as many tools as fit in its --max-message-bytes); ListTools follows
+// their tokens to the last page, one call each, and returns nothing but the
+// error if a call fails (an *Error from the server). A server that gives the
+// same page token twice would make it loop: it fails with ErrInternal then.
 func (c *Client) ListTools(ctx context.Context) ([]Tool, error) {
-	resp, err := c.tools.ListTools(ctx, &pb.ListToolsRequest{})
-	if err != nil {
-		return nil, rpcerr.Wrap("ListTools", err)
+	var tools []Tool
+	seen := map[string]bool{}
+	for token := ""; ; {
+		resp, err := c.tools.ListTools(ctx, &pb.ListToolsRequest{PageToken: token})
+		if err != nil {
+			return nil, rpcerr.Wrap("ListTools", err)
+		}
+		for _, t := range resp.GetTools() {
+			tools = append(tools, toolFromPB(t))
+		}
+		token = resp.GetNextPageToken()
+		if token == "" {
+			if tools == nil {
+				tools = []Tool{}
+			}
+			return tools, nil
+		}
+		if seen[token] {
+			return nil, fmt.Errorf("errand: ListTools: the server gave page token %q twice, after %d tools (%w)",
+				token, len(tools), ErrInternal)
+		}
+		seen[token] = true
 	}
-	tools := make([]Tool, 0, len(resp.GetTools()))
-	for _, t := range resp.GetTools() {
-		tools = append(tools, toolFromPB(t))
-	}
-	return tools, nil
 }
 
 // AckCompletions tells the server that session's completions up to and
