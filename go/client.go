@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pb "github.com/errand-dev/errand/go/errandv1"
+	"github.com/errand-dev/errand/go/internal/millis"
 	"github.com/errand-dev/errand/go/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
@@ -63,14 +64,21 @@ func (c *Client) Close() error { return c.conn.Close() }
 // calling the generated errandv1 stubs directly.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
-// SubmitOption configures one Submit.
-type SubmitOption func(*pb.SubmitToolRequest)
+// SubmitOption configures one Submit. It sets fields of the request; a
+// non-nil error (an option given a value it cannot send, such as a negative
+// duration) makes Submit return it, wrapped, without calling the server.
+type SubmitOption func(*pb.SubmitToolRequest) error
 
-// WithTaskTimeout sets the timeout of this call's run on a worker, instead of
-// the tool's default. It is rounded up to whole milliseconds.
+// WithTaskTimeout sets the timeout of this call's run on a worker, counted
+// from dispatch, instead of the tool's default (then the server's
+// --default-timeout-ms). It is rounded up to whole milliseconds; 0 leaves it
+// unset. A negative d makes Submit fail with ErrInvalidArgument (nothing is
+// sent); above the server's --max-timeout-ms the server answers
+// ErrInvalidArgument.
 func WithTaskTimeout(d time.Duration) SubmitOption {
-	return func(r *pb.SubmitToolRequest) {
-		r.TimeoutMs = roundUpMs(d)
+	return func(r *pb.SubmitToolRequest) (err error) {
+		r.TimeoutMs, err = millis.RoundUp("errand.WithTaskTimeout", d)
+		return err
 	}
 }
 
@@ -78,33 +86,35 @@ func WithTaskTimeout(d time.Duration) SubmitOption {
 // worker, counted from submit, instead of the tool's queue timeout (then the
 // server's --default-queue-timeout-ms, 5 minutes by default). A call no
 // worker has taken by then completes as StatusTimedOut with error code
-// "queue_timeout". It is rounded up to whole milliseconds; 0 (or a negative
-// d) leaves it unset. Above the server's --max-timeout-ms:
+// "queue_timeout". It is rounded up to whole milliseconds; 0 leaves it
+// unset. A negative d makes Submit fail with ErrInvalidArgument (nothing is
+// sent); above the server's --max-timeout-ms the server answers
 // ErrInvalidArgument.
 func WithQueueTimeout(d time.Duration) SubmitOption {
-	return func(r *pb.SubmitToolRequest) {
-		r.QueueTimeoutMs = roundUpMs(d)
+	return func(r *pb.SubmitToolRequest) (err error) {
+		r.QueueTimeoutMs, err = millis.RoundUp("errand.WithQueueTimeout", d)
+		return err
 	}
 }
 
 // WithIdempotencyKey makes a retried Submit with the same key in the same
 // session return the first submit's task instead of running the tool again.
 func WithIdempotencyKey(key string) SubmitOption {
-	return func(r *pb.SubmitToolRequest) { r.IdempotencyKey = key }
+	return func(r *pb.SubmitToolRequest) error { r.IdempotencyKey = key; return nil }
 }
 
 // WithDelivery sets how this call's completion reaches the model, instead of
 // the tool's policy (then the server's default, DeliveryWhenIdle). A value
 // the server does not know gives ErrInvalidArgument.
 func WithDelivery(d Delivery) SubmitOption {
-	return func(r *pb.SubmitToolRequest) { r.Delivery = pb.DeliveryPolicy(d) }
+	return func(r *pb.SubmitToolRequest) error { r.Delivery = pb.DeliveryPolicy(d); return nil }
 }
 
 // WithDedup sets whether this call joins an identical call in flight
 // (DedupJoinInFlight; Ack.Joined then says it did), instead of the tool's
 // policy (off by default). An idempotency key is checked first.
 func WithDedup(d Dedup) SubmitOption {
-	return func(r *pb.SubmitToolRequest) { r.Dedup = pb.DedupPolicy(d) }
+	return func(r *pb.SubmitToolRequest) error { r.Dedup = pb.DedupPolicy(d); return nil }
 }
 
 // WithResultBudget sets the most bytes of result delivered inline on the
@@ -114,7 +124,7 @@ func WithDedup(d Dedup) SubmitOption {
 // ReadResult. 0 means unset; above the server's --max-result-budget-bytes:
 // ErrInvalidArgument.
 func WithResultBudget(bytes uint64) SubmitOption {
-	return func(r *pb.SubmitToolRequest) { r.ResultBudgetBytes = bytes }
+	return func(r *pb.SubmitToolRequest) error { r.ResultBudgetBytes = bytes; return nil }
 }
 
 // WithFallbackTool makes tool (with the same arguments) answer this call if
@@ -122,24 +132,33 @@ func WithResultBudget(bytes uint64) SubmitOption {
 // one hop only. An unknown tool gives ErrNotFound, the call's own tool
 // ErrInvalidArgument. It replaces the tool's fallback and WithFallbackLastGood.
 func WithFallbackTool(tool string) SubmitOption {
-	return func(r *pb.SubmitToolRequest) { r.Fallback = (&Fallback{Tool: tool}).toPB() }
+	return func(r *pb.SubmitToolRequest) error {
+		r.Fallback = &pb.Fallback{Kind: &pb.Fallback_Tool{Tool: tool}}
+		return nil
+	}
 }
 
 // WithFallbackLastGood makes the session's last successful result of the
 // same tool and arguments answer this call if it ends failed or timed out,
 // provided that result is at most maxAge old (whole milliseconds, rounded
-// up; it must be positive). The completion's Message says the result is
-// stale and how old. It replaces the tool's fallback and WithFallbackTool.
+// up; it must be positive: a negative maxAge makes Submit fail with
+// ErrInvalidArgument without calling the server, and the server refuses 0).
+// The completion's Message says the result is stale and how old. It
+// replaces the tool's fallback and WithFallbackTool.
 func WithFallbackLastGood(maxAge time.Duration) SubmitOption {
-	return func(r *pb.SubmitToolRequest) {
-		r.Fallback = &pb.Fallback{Kind: &pb.Fallback_LastGoodMaxAgeMs{LastGoodMaxAgeMs: roundUpMs(maxAge)}}
+	return func(r *pb.SubmitToolRequest) error {
+		ms, err := millis.RoundUp("errand.WithFallbackLastGood", maxAge)
+		r.Fallback = &pb.Fallback{Kind: &pb.Fallback_LastGoodMaxAgeMs{LastGoodMaxAgeMs: ms}}
+		return err
 	}
 }
 
 // Submit queues one call of tool in session and returns at once, whatever the
 // tool's latency. args is the arguments object: a struct or map (encoded with
 // encoding/json), a json.RawMessage or []byte holding JSON text, or nil for {}.
-// The result arrives later on Completions(ctx, session, ...).
+// The result arrives later on Completions(ctx, session, ...). An option that
+// fails (a negative duration) fails the call with its error, which matches
+// ErrInvalidArgument and names the option and its value; nothing is sent.
 func (c *Client) Submit(ctx context.Context, session, tool string, args any, opts ...SubmitOption) (Ack, error) {
 	argsJSON, err := JSONText(args)
 	if err != nil {
@@ -147,7 +166,9 @@ func (c *Client) Submit(ctx context.Context, session, tool string, args any, opt
 	}
 	req := &pb.SubmitToolRequest{SessionId: session, Tool: tool, ArgumentsJson: argsJSON}
 	for _, opt := range opts {
-		opt(req)
+		if err := opt(req); err != nil {
+			return Ack{}, fmt.Errorf("errand: SubmitTool: %w", err)
+		}
 	}
 	resp, err := c.tools.SubmitTool(ctx, req)
 	if err != nil {
@@ -196,17 +217,37 @@ func (c *Client) Cancel(ctx context.Context, taskID string, opts ...CancelOption
 	return taskFromPB(t), nil
 }
 
-// ListTools returns the registered tools, sorted by name.
+// ListTools returns every tool the server knows, sorted by name: those a
+// connected worker serves (Workers > 0) and those no worker serves right now
+// (Workers == 0; calls to them wait in the queue). The server answers in
+// pages (as many tools as fit in its --max-message-bytes); ListTools follows
+// their tokens to the last page, one call each, and returns nothing but the
+// error if a call fails (an *Error from the server). A server that gives the
+// same page token twice would make it loop: it fails with ErrInternal then.
 func (c *Client) ListTools(ctx context.Context) ([]Tool, error) {
-	resp, err := c.tools.ListTools(ctx, &pb.ListToolsRequest{})
-	if err != nil {
-		return nil, rpcerr.Wrap("ListTools", err)
+	var tools []Tool
+	seen := map[string]bool{}
+	for token := ""; ; {
+		resp, err := c.tools.ListTools(ctx, &pb.ListToolsRequest{PageToken: token})
+		if err != nil {
+			return nil, rpcerr.Wrap("ListTools", err)
+		}
+		for _, t := range resp.GetTools() {
+			tools = append(tools, toolFromPB(t))
+		}
+		token = resp.GetNextPageToken()
+		if token == "" {
+			if tools == nil {
+				tools = []Tool{}
+			}
+			return tools, nil
+		}
+		if seen[token] {
+			return nil, fmt.Errorf("errand: ListTools: the server gave page token %q twice, after %d tools (%w)",
+				token, len(tools), ErrInternal)
+		}
+		seen[token] = true
 	}
-	tools := make([]Tool, 0, len(resp.GetTools()))
-	for _, t := range resp.GetTools() {
-		tools = append(tools, toolFromPB(t))
-	}
-	return tools, nil
 }
 
 // AckCompletions tells the server that session's completions up to and

@@ -71,7 +71,8 @@ func (d Dedup) String() string {
 }
 
 // Fallback is what answers a call that ends failed or timed out after its
-// retries (never a cancelled one; one hop only). Set exactly one field.
+// retries (never a cancelled one; one hop only), as a Tool lists it:
+// exactly one field is set.
 type Fallback struct {
 	// Tool runs this other tool with the same arguments.
 	Tool string
@@ -79,18 +80,6 @@ type Fallback struct {
 	// the same tool and arguments, if it finished at most this long ago
 	// (whole milliseconds, rounded up).
 	LastGoodMaxAge time.Duration
-}
-
-func (f *Fallback) toPB() *pb.Fallback {
-	switch {
-	case f == nil:
-		return nil
-	case f.Tool != "":
-		return &pb.Fallback{Kind: &pb.Fallback_Tool{Tool: f.Tool}}
-	case f.LastGoodMaxAge > 0:
-		return &pb.Fallback{Kind: &pb.Fallback_LastGoodMaxAgeMs{LastGoodMaxAgeMs: roundUpMs(f.LastGoodMaxAge)}}
-	}
-	return nil
 }
 
 func fallbackFromPB(f *pb.Fallback) *Fallback {
@@ -168,12 +157,4 @@ func progressFromPB(p *pb.Progress) *Progress {
 		Detail:    rawJSON(p.GetDetailJson()),
 		Elapsed:   ms(p.GetElapsedMs()),
 	}
-}
-
-// roundUpMs converts d to whole milliseconds, rounding up (negative: 0).
-func roundUpMs(d time.Duration) uint64 {
-	if d <= 0 {
-		return 0
-	}
-	return uint64((d + time.Millisecond - 1) / time.Millisecond)
 }

@@ -45,13 +45,11 @@ func WithFallbackTool(name string) ToolOption {
 
 // WithFallbackLastGood makes the session's last successful result of the
 // same call answer a failed or timed-out call, if it is at most maxAge old
-// (whole milliseconds, rounded up; positive).
+// (whole milliseconds, rounded up; positive: a negative maxAge makes Run
+// fail as a negative WithTimeout does, and the server refuses 0).
 func WithFallbackLastGood(maxAge time.Duration) ToolOption {
 	return func(t *tool) {
-		ms := uint64(0)
-		if maxAge > 0 {
-			ms = uint64((maxAge + time.Millisecond - 1) / time.Millisecond)
-		}
+		ms := t.millis("worker.WithFallbackLastGood", maxAge)
 		t.policy.Fallback = &pb.Fallback{Kind: &pb.Fallback_LastGoodMaxAgeMs{LastGoodMaxAgeMs: ms}}
 	}
 }

@@ -33,12 +33,12 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	errand "github.com/errand-dev/errand/go"
 	pb "github.com/errand-dev/errand/go/errandv1"
 	"github.com/errand-dev/errand/go/internal/backoff"
+	"github.com/errand-dev/errand/go/internal/millis"
 	"github.com/errand-dev/errand/go/internal/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -91,28 +91,44 @@ type Worker struct {
 	maxBackoff   time.Duration
 	onRegistered func(workerID string)
 
-	mu      sync.Mutex
-	tools   []*tool
-	byName  map[string]*tool
-	running atomic.Bool
+	mu     sync.Mutex
+	tools  []*tool
+	byName map[string]*tool
 
-	// What WaitRegistered waits for, guarded by regMu; regChanged is closed
-	// (and replaced) at every change.
+	// Whether Run runs, and what WaitRegistered waits for, guarded by regMu;
+	// regChanged is closed (and replaced) at every change. Run's start and
+	// end change running and the rest in one critical section, so no one
+	// sees a Run that has ended and yet cannot be started again, or a new
+	// Run beside the old one's end.
 	regMu      sync.Mutex
 	regChanged chan struct{}
+	running    bool  // Run is running
 	registered bool  // Run's current stream is registered
 	runEnded   bool  // Run has returned (runErr says why) and not started again
 	runErr     error // Run's error, when runEnded
+
+	// testHookEnded, if set (export_test.go), is called by Run once its end
+	// is visible to WaitRegistered, before Run returns.
+	testHookEnded func()
 }
 
 type tool struct {
-	name         string
-	description  string
-	schema       string
-	timeout      time.Duration
-	queueTimeout time.Duration
-	handler      Handler
-	policy       *pb.Tool // delivery, dedup, budget, fallback, cancellable_by_model
+	name        string
+	description string
+	schema      string
+	handler     Handler
+	policy      *pb.Tool // timeouts, delivery, dedup, budget, fallback, cancellable_by_model
+	err         error    // the first option's error (a negative duration): Run returns it
+}
+
+// millis converts an option's duration for the wire (internal/millis); the
+// first error is kept for Run to return.
+func (t *tool) millis(option string, d time.Duration) uint64 {
+	ms, err := millis.RoundUp(option, d)
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+	return ms
 }
 
 // Option configures a Worker.
@@ -161,20 +177,27 @@ func OnRegistered(f func(workerID string)) Option {
 // ToolOption configures one tool in Handle.
 type ToolOption func(*tool)
 
-// WithTimeout sets the tool's default timeout per run, rounded up to whole
-// milliseconds (default: the server's).
-func WithTimeout(d time.Duration) ToolOption { return func(t *tool) { t.timeout = d } }
+// WithTimeout sets the tool's default timeout per run, counted from dispatch
+// to a worker, rounded up to whole milliseconds; 0 means the server's default
+// (--default-timeout-ms). A negative d is an error: Run returns one matching
+// errand.ErrInvalidArgument that names the tool, the option and d, before
+// connecting. Above the server's --max-timeout-ms the registration is refused
+// (errand.ErrInvalidArgument too).
+func WithTimeout(d time.Duration) ToolOption {
+	return func(t *tool) { t.policy.TimeoutMs = t.millis("worker.WithTimeout", d) }
+}
 
 // WithQueueTimeout sets how long a call of the tool may wait in the queue for
 // a worker by default, counted from submit; a submit's
 // errand.WithQueueTimeout wins over it. A call no worker has taken by then
 // completes as TIMED_OUT with error code "queue_timeout". It is rounded up to
-// whole milliseconds; 0 (or a negative d) means the server's default
-// (--default-queue-timeout-ms, 5 minutes unless configured). Above the
-// server's --max-timeout-ms the registration is refused (Run returns an error
-// matching errand.ErrInvalidArgument).
+// whole milliseconds; 0 means the server's default
+// (--default-queue-timeout-ms, 5 minutes unless configured). A negative d is
+// an error, as for WithTimeout. Above the server's --max-timeout-ms the
+// registration is refused (Run returns an error matching
+// errand.ErrInvalidArgument).
 func WithQueueTimeout(d time.Duration) ToolOption {
-	return func(t *tool) { t.queueTimeout = max(d, 0) }
+	return func(t *tool) { t.policy.QueueTimeoutMs = t.millis("worker.WithQueueTimeout", d) }
 }
 
 // New returns a worker that connects through c. c may be shared with agent
@@ -201,7 +224,9 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // for the model, the JSON Schema of its arguments (a string or []byte of JSON
 // text, or a value encoded with encoding/json; nil accepts any object) and
 // the handler. Call it before Run. It panics on a duplicate name, a nil
-// handler or a schema that is not JSON, as these are programming errors.
+// handler or a schema that is not JSON, as these are programming errors. An
+// option given a value it cannot send (a negative duration) makes Run fail
+// instead, naming the tool and the option.
 func (w *Worker) Handle(name, description string, schema any, h Handler, opts ...ToolOption) {
 	if h == nil {
 		panic("worker: Handle " + name + ": nil handler")
@@ -233,23 +258,43 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 // backoff whenever the stream breaks. It returns ctx's error once ctx is done
 // and every handler has returned (handlers must honour their context), or an
 // *errand.Error the server answered that retrying cannot fix (a tool name or
-// schema it rejects, bad credentials, ...). WaitRegistered tells when the
-// server knows the tools.
+// schema it rejects, bad credentials, ...). It fails at once, without
+// connecting, when no tool was registered with Handle or a tool's option was
+// given a negative duration (an error matching errand.ErrInvalidArgument).
+// WaitRegistered tells when the server knows the tools. One Run at a time: a
+// Run called while another runs returns an error at once; once Run has
+// returned, it may be called again.
 func (w *Worker) Run(ctx context.Context) (err error) {
-	if !w.running.CompareAndSwap(false, true) {
+	started := false
+	w.setRegistration(func() {
+		if !w.running {
+			w.running, w.registered, w.runEnded, w.runErr = true, false, false, nil
+			started = true
+		}
+	})
+	if !started {
 		return errors.New("errand worker: Run called twice")
 	}
-	defer w.running.Store(false)
-	w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, false, nil })
 	// Deferred first, so it runs last: after every handler has returned.
-	defer func() { w.setRegistration(func() { w.registered, w.runEnded, w.runErr = false, true, err }) }()
+	// Ended and no longer running in one step: a Run started as soon as
+	// WaitRegistered returns this one's error is not "called twice".
+	defer func() {
+		w.setRegistration(func() { w.running, w.registered, w.runEnded, w.runErr = false, false, true, err })
+		if w.testHookEnded != nil {
+			w.testHookEnded()
+		}
+	}()
 	w.mu.Lock()
 	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
+	var optErr error
 	for _, t := range w.tools {
+		if t.err != nil && optErr == nil {
+			optErr = fmt.Errorf("errand worker: tool %q: %w", t.name, t.err)
+		}
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
-			TimeoutMs:          uint64((t.timeout + time.Millisecond - 1) / time.Millisecond),
-			QueueTimeoutMs:     uint64((t.queueTimeout + time.Millisecond - 1) / time.Millisecond),
+			TimeoutMs:          t.policy.GetTimeoutMs(),
+			QueueTimeoutMs:     t.policy.GetQueueTimeoutMs(),
 			Delivery:           t.policy.GetDelivery(),
 			Dedup:              t.policy.GetDedup(),
 			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
@@ -260,6 +305,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	w.mu.Unlock()
 	if len(reg.Tools) == 0 {
 		return errors.New("errand worker: no tools: call Handle before Run")
+	}
+	if optErr != nil {
+		return optErr
 	}
 
 	var handlers sync.WaitGroup
@@ -295,6 +343,14 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 // for the next registration (it also waits for Run to start, and through
 // reconnects). If Run returns first, or has returned, it returns Run's error;
 // if ctx ends first, ctx's error. OnRegistered is the callback form.
+//
+// Run may be started again once it has returned, even from the moment
+// WaitRegistered reports its end; from the new Run's start on,
+// WaitRegistered waits for that Run's registration. It cannot know of a Run
+// that has not started yet: right after `go w.Run(ctx)` on a worker whose
+// earlier Run has returned, it may still return that earlier Run's error
+// (the new goroutine may not have run). To restart and wait for certain,
+// select on the new Run's result and on a channel OnRegistered signals.
 func (w *Worker) WaitRegistered(ctx context.Context) error {
 	for {
 		w.regMu.Lock()
