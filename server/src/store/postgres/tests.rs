@@ -16,6 +16,17 @@ async fn open(url: &str) -> PostgresStore {
         .unwrap()
 }
 
+/// Two servers' stores on one database with the shortest lease (300 ms),
+/// so that one's claims expire soon after it stops renewing them.
+async fn leased_pair(url: &str) -> (PostgresStore, PostgresStore) {
+    let options = PostgresOptions {
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let a = PostgresStore::connect(url, options.clone()).await.unwrap();
+    (a, PostgresStore::connect(url, options).await.unwrap())
+}
+
 #[tokio::test]
 async fn a_result_of_an_older_attempt_never_finishes_a_newer_one() {
     let Some(url) = url().await else { return };
@@ -85,12 +96,7 @@ async fn two_stores_on_one_database_number_one_sequence() {
 #[tokio::test]
 async fn claims_are_fair_exclusive_and_leased() {
     let Some(url) = url().await else { return };
-    let options = PostgresOptions {
-        lease: Duration::from_millis(300),
-        ..PostgresOptions::default()
-    };
-    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
-    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let (a, b) = leased_pair(&url).await;
     let many: Vec<_> = (0..50).map(|i| task("busy", None, at(i))).collect();
     for t in &many {
         insert_new(&a, t).await;
@@ -131,12 +137,7 @@ async fn claims_are_fair_exclusive_and_leased() {
 async fn a_reaped_fallback_run_ends_its_call_and_takes_no_completion() {
     use crate::model::{FallbackFor, Primary, TaskState};
     let Some(url) = url().await else { return };
-    let options = PostgresOptions {
-        lease: Duration::from_millis(300),
-        ..PostgresOptions::default()
-    };
-    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
-    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let (a, b) = leased_pair(&url).await;
     let call = task("s1", None, at(1));
     insert_new(&a, &call).await;
     a.park(call.id).await.unwrap();
@@ -183,12 +184,7 @@ async fn endings_that_fall_back_are_handed_over_not_written() {
     use crate::model::{Fallback, Outcome, TaskState, codes};
     use crate::store::QueuedEnding;
     let Some(url) = url().await else { return };
-    let options = PostgresOptions {
-        lease: Duration::from_millis(300),
-        ..PostgresOptions::default()
-    };
-    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
-    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let (a, b) = leased_pair(&url).await;
     let with_fallback = |created| {
         let mut t = task("s1", None, at(created));
         t.call.fallback = Some(Fallback::Tool("backup".into()));
@@ -436,12 +432,7 @@ async fn a_fallback_run_timed_out_in_the_queue_ends_its_call() {
 #[tokio::test]
 async fn a_task_queued_again_after_a_run_waits_its_queue_timeout_afresh() {
     let Some(url) = url().await else { return };
-    let options = PostgresOptions {
-        lease: Duration::from_millis(300),
-        ..PostgresOptions::default()
-    };
-    let a = PostgresStore::connect(&url, options.clone()).await.unwrap();
-    let b = PostgresStore::connect(&url, options).await.unwrap();
+    let (a, b) = leased_pair(&url).await;
     let queued_again = |reclaimed: &TaskRecord| {
         assert_eq!(
             (reclaimed.state, reclaimed.attempts),
