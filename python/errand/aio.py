@@ -152,8 +152,11 @@ class AsyncClient(Settings):
             raise error
 
     async def list_tools(self) -> list[ToolInfo]:
-        """The tools workers have registered, sorted by name."""
-        return await self._run(self._core.list_tools())
+        """Every tool workers have registered, sorted by name (see `errand.Client.list_tools`)."""
+        pager = self._core.list_tools()
+        while not pager.done:
+            pager.accept(await self._run(pager.call()))
+        return pager.tools
 
     @overload
     async def submit(
