@@ -147,6 +147,10 @@ class Client(Settings):
         self.close()
 
     # -- calls -----------------------------------------------------------------
+    def _stub_now(self) -> pb_grpc.ToolServiceStub:
+        """The stub a stream opens its calls on."""
+        return self._stub
+
     def _run(self, call: Call[T]) -> T:
         if self._closed:
             raise ClosedError("the client is closed")
@@ -427,7 +431,9 @@ class Client(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
-        return CompletionStream(self._stub, cursor, metadata=self._core.metadata, reach=self._reach)
+        return CompletionStream(
+            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
+        )
 
     def session_events(
         self,
@@ -463,5 +469,5 @@ class Client(Settings):
             fallback=fallback,
         )
         return SessionEventStream(
-            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
         )

@@ -157,7 +157,7 @@ def listed_async(pages: dict[str, pb.ListToolsResponse]) -> tuple[list[str], lis
 
     async def scenario() -> list[str]:
         async with AsyncClient("127.0.0.1:1") as client:
-            client._stub = stub  # type: ignore[assignment]
+            client._stub_now = lambda: stub  # type: ignore[assignment,method-assign,return-value]
             return [t.name for t in await client.list_tools()]
 
     return asyncio.run(scenario()), stub.asked
