@@ -120,6 +120,30 @@ def test_a_stream_to_an_address_that_never_answers_gives_up(silent_listener: str
     assert_no_server(exc, silent_listener)
 
 
+def test_a_server_slow_to_answer_is_waited_for_up_to_connect_timeout(
+    silent_listener: str,
+) -> None:
+    # A server that accepts the connection and has not answered the HTTP/2
+    # handshake yet (one starting on a large store, a far TLS server) is
+    # waited for until `connect_timeout`, not reported absent after gRPC's
+    # first connect attempt: that attempt ended after 100 ms, so the first call
+    # and a worker's start said "no errand server" to a server about to answer.
+    wait = 2.5
+    with Client(silent_listener, connect_timeout=wait) as client:
+        exc = outcome_within(client.list_tools, wait + FAST_S)
+    assert_no_server(exc, silent_listener)
+    assert str(exc).endswith("(no answer in time)"), exc
+
+    @async_tool(name=unique("echo"))
+    def echo(x: int) -> int:
+        return x
+
+    worker = Worker(silent_listener, tools=[echo])
+    exc = outcome_within(lambda: worker.start(timeout=wait), wait + FAST_S)
+    assert_no_server(exc, silent_listener)
+    assert str(exc).endswith("(no answer in time)"), exc
+
+
 def test_the_same_client_streams_once_a_server_is_there(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
