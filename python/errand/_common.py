@@ -43,21 +43,25 @@ SERVICE_CONFIG = dumps(
     "the service config",
 )
 
+#: The most bytes one message this SDK sends may take (its channels' limit).
+MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
+
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
 #: backoff grows to two minutes), retry calls cut by a broken connection,
 #: notice dead connections through keepalive, and allow the server's largest
 #: message. Each channel keeps its own connections: a new channel (a worker's
 #: next attempt, a new client) connects afresh instead of inheriting another
-#: channel's failure and backoff.
-#: The most bytes one message this SDK sends may take (its channels' limit).
-MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
-
+#: channel's failure and backoff. `grpc.min_reconnect_backoff_ms` stays
+#: unset: gRPC takes it as the least time one connection attempt is given
+#: (20 s unset), and at 100 ms a server slower than that to answer its
+#: HTTP/2 handshake (starting on a large store, far away over TLS) failed the
+#: attempt, so a first call or a worker's start said "no errand server"; the
+#: first connect is bounded by `connect_timeout` instead.
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.enable_retries", 1),
     ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),

@@ -10,7 +10,8 @@ lives here, so the two cannot drift apart:
   seq yielded, dedupe of replays, the retry decision and the backoff); an
   `EventCursor` does the same for `SessionEvents`, and can fall back to
   `Completions` on a server without it;
-- `ResultPager`: the requests that page through a task's full result.
+- `ResultPager`: the requests that page through a task's full result;
+  `ToolPager` those that page through ListTools to its last page.
 
 Nothing here opens a channel, sleeps or waits: the transports do that.
 """
@@ -70,8 +71,8 @@ def _removed(resp: pb.AckCompletionsResponse) -> int:
     return int(resp.removed)
 
 
-def _tools(resp: pb.ListToolsResponse) -> list[ToolInfo]:
-    return [tool_from_pb(t) for t in resp.tools]
+def _page(resp: pb.ListToolsResponse) -> pb.ListToolsResponse:
+    return resp
 
 
 def checked_session_id(session_id: str) -> str:
@@ -153,8 +154,9 @@ class ClientCore:
             return None
         return no_server(self.target, self.conn.tls, method, state)
 
-    def list_tools(self) -> Call[list[ToolInfo]]:
-        return Call("ListTools", pb.ListToolsRequest(), _tools)
+    def list_tools(self) -> ToolPager:
+        """The pages of one ListTools listing, to follow to the last (see `ToolPager`)."""
+        return ToolPager()
 
     def submit(
         self,
@@ -489,3 +491,48 @@ class ResultPager:
 
     def text(self) -> str:
         return b"".join(self._parts).decode()
+
+
+class ToolPager:
+    """Pages through ListTools to the last page (sans-IO).
+
+    A ListTools answer holds no more tools than fit in one message of the
+    server's (--max-message-bytes) and then names the next page with an
+    opaque `next_page_token`. Ask `call()` for the next request while `done`
+    is False and hand each answer to `accept`; `tools` is then every tool,
+    sorted by name, as the server pages them.
+
+    Bounded: a listing that would never end raises `RpcError` with code
+    INTERNAL (method "ListTools"), from `accept`: a `next_page_token` this
+    listing was given before (the server repeats itself), or a page without
+    tools that says more follow (it makes no progress).
+    """
+
+    def __init__(self) -> None:
+        self.token = ""
+        self.done = False
+        self.tools: list[ToolInfo] = []
+        self._given: set[str] = set()
+
+    def call(self) -> Call[pb.ListToolsResponse]:
+        return Call("ListTools", pb.ListToolsRequest(page_token=self.token), _page)
+
+    def accept(self, page: pb.ListToolsResponse) -> None:
+        self.tools.extend(tool_from_pb(t) for t in page.tools)
+        token = page.next_page_token
+        if not token:
+            self.done = True
+            return
+        if token in self._given:
+            raise self._stuck(f"gave page_token {token!r} again")
+        if not page.tools:
+            raise self._stuck(f"answered a page without tools before page_token {token!r}")
+        self._given.add(token)
+        self.token = token
+
+    def _stuck(self, what: str) -> RpcError:
+        return RpcError(
+            grpc.StatusCode.INTERNAL,
+            f"the server {what} after {len(self.tools)} tools: the listing would never end",
+            "ListTools",
+        )

@@ -33,7 +33,7 @@ class StreamBase(Generic[E]):
 
     def __init__(
         self,
-        stub: pb_grpc.ToolServiceStub,
+        stub: Callable[[], pb_grpc.ToolServiceStub],
         cursor: StreamCursor,
         *,
         metadata: Metadata,
@@ -41,6 +41,8 @@ class StreamBase(Generic[E]):
     ) -> None:
         self.session_id = cursor.session_id
         self._cursor = cursor
+        #: Gives the stub each call is opened on: the client's, which for an
+        #: `AsyncClient` is that of its channel on the running loop.
         self._stub = stub
         self._metadata = tuple(metadata)
         self._call: Any = None
@@ -66,7 +68,7 @@ class StreamBase(Generic[E]):
 
     def _start(self) -> Any:
         """A new call of the cursor's RPC, asking for what follows `last_seq`."""
-        return getattr(self._stub, self._cursor.method)(
+        return getattr(self._stub(), self._cursor.method)(
             self._cursor.request(), metadata=self._metadata, wait_for_ready=True
         )
 

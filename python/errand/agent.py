@@ -297,9 +297,9 @@ class AsyncAgent(TurnLoop):
             try:
                 self._own_loop.call(self._start())
             except BaseException:
-                # Not started (no server, say): a retry starts afresh.
-                self._own_loop.close()
-                self._own_loop = None
+                # Not started (no server, say): a retry starts afresh, on a
+                # loop of its own; the client's channel on this one goes too.
+                self._end_own_loop()
                 raise
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
@@ -309,6 +309,10 @@ class AsyncAgent(TurnLoop):
 
         Raises Unavailable("no errand server at ADDR") when nothing answers
         at the client's (or the manager's) target, as their first call does.
+        A start that failed may be tried again, with the same agent and
+        client: outside asyncio each attempt runs on a private loop of its
+        own, and a failed one's loop ends with the client's channel on it
+        (the client makes a new one on the next loop; see `AsyncClient`).
         """
         return self._dual(self._start)
 
@@ -370,9 +374,22 @@ class AsyncAgent(TurnLoop):
             return _done() if running_loop() is not None else None
         result = self._dual(self._close)
         if self._own_loop is not None and running_loop() is None:
-            self._own_loop.close()
-            self._own_loop = None
+            self._end_own_loop()
         return result
+
+    def _end_own_loop(self) -> None:
+        """Ends the private loop of blocking use, and first the client's
+        channel on it (`AsyncClient._leave_loop`): the client outlives the
+        loop, and its next use, on another loop, makes a channel there."""
+        own, self._own_loop = self._own_loop, None
+        if own is None:
+            return
+        if self.client is not None:
+            try:
+                own.call(self.client._leave_loop())
+            except Exception as exc:  # the loop is ended below all the same
+                log.warning("errand AsyncAgent: closing the client's channel failed: %s", exc)
+        own.close()
 
     async def _close(self) -> None:
         self._closed = True

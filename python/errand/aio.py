@@ -65,8 +65,17 @@ Metadata = Sequence[tuple[str, str]]
 class AsyncClient(Settings):
     """An asyncio connection to an errand server, for agents.
 
-    Takes the same arguments as `errand.Client` (the token and TLS ones too);
-    create it inside the event loop that will use it.
+    Takes the same arguments as `errand.Client` (the token and TLS ones too).
+    It may be made anywhere, in an event loop or not (blocking code that
+    hands it to an `AsyncAgent`, say): its gRPC channel, which belongs to
+    one event loop, is made on the loop of its first call, and made anew on
+    the next loop that uses the client once that one has closed (one
+    `asyncio.run` after another, or a blocking `AsyncAgent` whose private
+    loop ended, as after a `start()` that failed). A server that answered
+    on an earlier loop still counts as reached (see `connect_timeout`).
+    Calls from a second loop while the first still lives raise
+    RuntimeError: use one client per live loop. A `channel=` given is used
+    as it is, on its own loop.
     """
 
     def __init__(
@@ -104,17 +113,82 @@ class AsyncClient(Settings):
         )
         self.target = self._core.target
         self._own_channel = channel is None
-        self._channel = channel or self._core.conn.aio_channel()
-        self._stub = pb_grpc.ToolServiceStub(self._channel)
+        #: The channel, its stub, and the loop an own channel was made on:
+        #: made on first use (see `_stub_now`); a given channel at once.
+        self._channel: Optional[grpc.aio.Channel] = channel
+        self._stub: Optional[pb_grpc.ToolServiceStub] = (
+            None if channel is None else pb_grpc.ToolServiceStub(channel)
+        )
+        self._channel_loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
 
+    def _channel_now(self) -> grpc.aio.Channel:
+        """The channel for a call on the running loop: made here on first use,
+        or anew when the loop it was made on has closed (a gRPC aio channel
+        belongs to the loop it was made on, and is dead with it).
+
+        Raises RuntimeError when it belongs to another loop that is still
+        open: a call there would fail with gRPC's "attached to a different
+        loop", or wait for ever.
+        """
+        if self._closed:
+            raise ClosedError("the client is closed")
+        if not self._own_channel:
+            assert self._channel is not None
+            return self._channel
+        loop = asyncio.get_running_loop()
+        made_on = self._channel_loop
+        if self._channel is None or made_on is None or made_on.is_closed():
+            self._channel = self._core.conn.aio_channel()
+            self._stub = pb_grpc.ToolServiceStub(self._channel)
+            self._channel_loop = loop
+        elif made_on is not loop:
+            raise RuntimeError(
+                "this AsyncClient's channel belongs to another event loop, which is "
+                "still open: use the client on that loop, or one AsyncClient per loop"
+            )
+        return self._channel
+
+    def _stub_now(self) -> pb_grpc.ToolServiceStub:
+        """The stub of `_channel_now()`: what every call and stream is opened on."""
+        self._channel_now()
+        assert self._stub is not None
+        return self._stub
+
+    async def _leave_loop(self) -> None:
+        """Close the client's own channel if it belongs to the running loop, which
+        is about to end (a blocking `AsyncAgent`'s private loop): its calls end
+        now rather than with the loop, and the next loop the client is used
+        on makes its own channel. The client stays open."""
+        if not self._own_channel or self._channel_loop is not asyncio.get_running_loop():
+            return
+        channel, self._channel, self._stub, self._channel_loop = self._channel, None, None, None
+        if channel is not None:
+            await channel.close(None)
+
     async def close(self) -> None:
-        """Close the channel; open completion streams end."""
+        """Close the channel; open completion streams end.
+
+        A channel on another loop is closed on that loop when it still runs
+        (waiting at most `_DRAIN_TIMEOUT` seconds); one whose loop has ended
+        went with it."""
         if self._closed:
             return
         self._closed = True
-        if self._own_channel:
-            await self._channel.close(None)
+        if not self._own_channel:
+            return
+        channel, loop = self._channel, self._channel_loop
+        self._channel, self._stub, self._channel_loop = None, None, None
+        if channel is None or loop is None or loop.is_closed():
+            return
+        if loop is asyncio.get_running_loop():
+            await channel.close(None)
+        elif loop.is_running():
+            closing = asyncio.run_coroutine_threadsafe(channel.close(None), loop)
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(closing), _DRAIN_TIMEOUT)
+            except (asyncio.TimeoutError, RuntimeError):
+                pass  # that loop is ending: the channel ends with it
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -131,7 +205,7 @@ class AsyncClient(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         try:
-            answer = await getattr(self._stub, call.method)(
+            answer = await getattr(self._stub_now(), call.method)(
                 call.request, **self._core.call_options()
             )
         except grpc.RpcError as exc:
@@ -146,14 +220,17 @@ class AsyncClient(Settings):
             return
         if self._closed:
             raise ClosedError("the client is closed")
-        state = await wait_ready_async(self._channel, self._core.connect_timeout)
+        state = await wait_ready_async(self._channel_now(), self._core.connect_timeout)
         error = self._core.reached(state, method)
         if error is not None:
             raise error
 
     async def list_tools(self) -> list[ToolInfo]:
-        """The tools workers have registered, sorted by name."""
-        return await self._run(self._core.list_tools())
+        """Every tool workers have registered, sorted by name (see `errand.Client.list_tools`)."""
+        pager = self._core.list_tools()
+        while not pager.done:
+            pager.accept(await self._run(pager.call()))
+        return pager.tools
 
     @overload
     async def submit(
@@ -320,7 +397,7 @@ class AsyncClient(Settings):
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
         return AsyncCompletionStream(
-            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
         )
 
     def session_events(
@@ -348,7 +425,7 @@ class AsyncClient(Settings):
             fallback=fallback,
         )
         return AsyncSessionEventStream(
-            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
         )
 
 
@@ -362,7 +439,7 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
 
     def __init__(
         self,
-        stub: pb_grpc.ToolServiceStub,
+        stub: Callable[[], pb_grpc.ToolServiceStub],
         cursor: StreamCursor,
         *,
         metadata: Metadata,

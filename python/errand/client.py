@@ -147,6 +147,10 @@ class Client(Settings):
         self.close()
 
     # -- calls -----------------------------------------------------------------
+    def _stub_now(self) -> pb_grpc.ToolServiceStub:
+        """The stub a stream opens its calls on."""
+        return self._stub
+
     def _run(self, call: Call[T]) -> T:
         if self._closed:
             raise ClosedError("the client is closed")
@@ -170,8 +174,22 @@ class Client(Settings):
             raise error
 
     def list_tools(self) -> list[ToolInfo]:
-        """The tools workers have registered, sorted by name."""
-        return self._run(self._core.list_tools())
+        """Every tool workers have registered (and known ones no worker serves
+        now, with `workers == 0`), sorted by name.
+
+        The server answers in pages (as many tools as fit in one message of
+        its --max-message-bytes); this follows every page's
+        `next_page_token` to the last, one ListTools call per page.
+
+        Raises:
+            RpcError: code INTERNAL when the server's pages would never end
+                (it gives a page token again, or a page without tools that
+                says more follow); any error of a ListTools call.
+        """
+        pager = self._core.list_tools()
+        while not pager.done:
+            pager.accept(self._run(pager.call()))
+        return pager.tools
 
     @overload
     def submit(
@@ -334,10 +352,11 @@ class Client(Settings):
         signature and docstring from its schema and description (see
         `errand.callables`). Raises NotFound when no worker serves `name`.
         """
-        for info in self.list_tools():
+        tools = self.list_tools()
+        for info in tools:
             if info.name == name:
                 return remote_tool(self, info)
-        raise unknown_tool(name, [t.name for t in self.list_tools()])
+        raise unknown_tool(name, [t.name for t in tools])
 
     def tools(self) -> list[Callable[..., str]]:
         """Every registered tool as a function (see `tool`), sorted by name."""
@@ -412,7 +431,9 @@ class Client(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
-        return CompletionStream(self._stub, cursor, metadata=self._core.metadata, reach=self._reach)
+        return CompletionStream(
+            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
+        )
 
     def session_events(
         self,
@@ -448,5 +469,5 @@ class Client(Settings):
             fallback=fallback,
         )
         return SessionEventStream(
-            self._stub, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
         )

@@ -64,7 +64,7 @@ from errand._jsonable import to_json as _to_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
 from errand.errors import DeadlineExceeded, NotFound
-from errand.tool import ToolDef, _hints, tool_def
+from errand.tool import ToolDef, _hints, renamed, tool_def
 from errand.types import Ack, Completion, Progress, Task, TaskStatus, ToolInfo
 from errand.worker import Worker
 
@@ -231,13 +231,13 @@ class AsyncToolManager(Worker):
                 self.client.list_tools()  # connect now: the first tool call answers at once
         return self
 
-    def add_tool(self, fn: Callable[..., Any]) -> None:
-        if self._thread is not None and tool_def(fn).name not in self._tools:
+    def _add_spec(self, spec: ToolDef) -> None:
+        if self._thread is not None and spec.name not in self._tools:
             raise RuntimeError(
-                f"the manager has started: decorate {tool_def(fn).name!r} before the first "
+                f"the manager has started: decorate {spec.name!r} before the first "
                 "tool call, submit or start() (a worker registers its tools once)"
             )
-        super().add_tool(fn)
+        super()._add_spec(spec)
 
     def _follow(self) -> None:
         if self._listener is None:
@@ -257,12 +257,34 @@ class AsyncToolManager(Worker):
     ) -> str:
         """Submit one call of `tool_name` with keyword arguments; returns its task ID.
 
-        The seed's signature: `fn` may be the function itself (it is added
-        as a tool if the manager has not started yet).
+        The seed's signature. `fn`, when given, is the function that runs the
+        call, served as the tool `tool_name` whatever its own name (a lambda
+        too; an `@async_tool` function keeps its description and options).
+        A name no tool has yet must come before the manager starts (its
+        first call, submit or `start()`), as for a decorated function:
+        RuntimeError after. ValueError when another function already serves
+        `tool_name`, or for a name that is not 1-64 of [A-Za-z0-9_-].
         """
-        if fn is not None and tool_name not in self._tools:
-            self.add_tool(fn)
+        if fn is not None:
+            self._serve_as(tool_name, fn)
         return self.submit_call(tool_name, kwargs).task_id
+
+    def _serve_as(self, tool_name: str, fn: Callable[..., Any]) -> None:
+        """Serve `fn` as the tool `tool_name`, unless it does already."""
+        # A decorated function (or the manager's callable for one) carries its
+        # ToolDef: the plain function, its description and options.
+        own = getattr(fn, "__errand_tool__", None)
+        plain = own.fn if isinstance(own, ToolDef) else fn
+        served = self._tools.get(tool_name)
+        if served is not None:
+            if served.fn is not plain:
+                raise ValueError(
+                    f"tool {tool_name!r} is served by another function ({served.fn!r}), "
+                    f"not {fn!r}: give this one another name"
+                )
+            return
+        spec = renamed(own, tool_name) if isinstance(own, ToolDef) else tool_def(fn, name=tool_name)
+        self._add_spec(spec)
 
     def submit_call(self, tool_name: str, arguments: dict[str, Any], **options: Any) -> Ack:
         """Submit one call (arguments as a mapping) and return the whole `Ack`;

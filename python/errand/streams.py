@@ -35,7 +35,7 @@ class _Stream(StreamBase[E], Iterator[E]):
 
     def __init__(
         self,
-        stub: pb_grpc.ToolServiceStub,
+        stub: Callable[[], pb_grpc.ToolServiceStub],
         cursor: StreamCursor,
         *,
         metadata: Metadata,

@@ -287,6 +287,18 @@ def tool_def(
     )
 
 
+def renamed(spec: ToolDef, name: str) -> ToolDef:
+    """`spec` served under another `name` (its function and options kept).
+
+    Raises ValueError for a bad name, or one that is the tool's own fallback.
+    """
+    if not _NAME.match(name):
+        raise ValueError(f"tool name {name!r} must be 1-64 characters of [A-Za-z0-9_-]")
+    if spec.fallback is not None and spec.fallback.tool == name:
+        raise ValueError(f"tool {name!r} cannot be its own fallback")
+    return spec if spec.name == name else dataclasses.replace(spec, name=name)
+
+
 # -- schema generation ---------------------------------------------------------
 
 

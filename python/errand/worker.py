@@ -148,10 +148,12 @@ class Worker:
     # -- configuration ---------------------------------------------------------
     def add_tool(self, fn: Callable[..., Any]) -> None:
         """Serve one more tool (before `run()`/`start()`)."""
+        self._add_spec(tool_def(fn))
+
+    def _add_spec(self, spec: ToolDef) -> None:
         if getattr(self, "_started", False):
             raise RuntimeError("add tools before the worker starts")
-        spec = tool_def(fn)
-        if spec.name in self._tools and self._tools[spec.name].fn is not fn:
+        if spec.name in self._tools and self._tools[spec.name].fn is not spec.fn:
             raise ValueError(f"two tools are named {spec.name!r}")
         self._tools[spec.name] = spec
 

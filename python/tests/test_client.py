@@ -212,3 +212,22 @@ def test_an_empty_session_id_on_a_call_is_refused_not_replaced(client: Client) -
     ):
         with pytest.raises(InvalidArgument, match="session_id is empty"):
             call()
+
+
+def test_an_async_client_made_outside_a_loop_serves_one_loop_after_another(server: str) -> None:
+    # Its channel is made on the loop of its first call, and anew on the next
+    # loop once that one has closed (a gRPC aio channel dies with its loop).
+    client = AsyncClient(server, session_id=unique("session"))
+    for _ in range(2):
+        assert isinstance(asyncio.run(client.list_tools()), list)
+
+    async def two_loops_at_once() -> None:
+        await client.list_tools()  # the channel is this live loop's now
+        other = await asyncio.to_thread(lambda: asyncio.run(client.get_task("t")))
+        raise AssertionError(f"answered from a second live loop: {other}")
+
+    with pytest.raises(RuntimeError, match="belongs to another event loop"):
+        asyncio.run(two_loops_at_once())
+    asyncio.run(client.close())
+    with pytest.raises(errors.ClosedError):
+        asyncio.run(client.list_tools())

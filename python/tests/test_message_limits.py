@@ -40,7 +40,9 @@ SMALL_LIMITS = (
 
 @pytest.fixture
 def small_server(server_factory: Callable[..., ServerProcess]) -> str:
-    proc = server_factory("--listen", f"127.0.0.1:{free_port()}", *SMALL_LIMITS)
+    proc = server_factory(
+        "--listen", f"127.0.0.1:{free_port()}", "--store", "memory", *SMALL_LIMITS
+    )
     return proc.start()
 
 

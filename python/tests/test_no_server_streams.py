@@ -14,6 +14,7 @@ so that the old behaviour (waiting for ever) fails the test rather than hangs it
 from __future__ import annotations
 
 import asyncio
+import queue
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ import pytest
 from errand import AsyncAgent, AsyncClient, Client, SyncAgent, Unavailable, Worker, async_tool
 from errand.tool import tool_def
 
-from .conftest import EVENT_TIMEOUT, ServerProcess, free_port, unique
+from .conftest import EVENT_TIMEOUT, Quiet, ServerProcess, free_port, unique
 
 FAST_S = 2.0  # "fails fast": far below any wait for a server
 
@@ -119,6 +120,30 @@ def test_a_stream_to_an_address_that_never_answers_gives_up(silent_listener: str
     assert_no_server(exc, silent_listener)
 
 
+def test_a_server_slow_to_answer_is_waited_for_up_to_connect_timeout(
+    silent_listener: str,
+) -> None:
+    # A server that accepts the connection and has not answered the HTTP/2
+    # handshake yet (one starting on a large store, a far TLS server) is
+    # waited for until `connect_timeout`, not reported absent after gRPC's
+    # first connect attempt: that attempt ended after 100 ms, so the first call
+    # and a worker's start said "no errand server" to a server about to answer.
+    wait = 2.5
+    with Client(silent_listener, connect_timeout=wait) as client:
+        exc = outcome_within(client.list_tools, wait + FAST_S)
+    assert_no_server(exc, silent_listener)
+    assert str(exc).endswith("(no answer in time)"), exc
+
+    @async_tool(name=unique("echo"))
+    def echo(x: int) -> int:
+        return x
+
+    worker = Worker(silent_listener, tools=[echo])
+    exc = outcome_within(lambda: worker.start(timeout=wait), wait + FAST_S)
+    assert_no_server(exc, silent_listener)
+    assert str(exc).endswith("(no answer in time)"), exc
+
+
 def test_the_same_client_streams_once_a_server_is_there(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
@@ -139,3 +164,63 @@ def test_the_same_client_streams_once_a_server_is_there(
             assert (done.task_id, done.result) == (ack.task_id, 7)
         finally:
             worker.stop()
+
+
+def returned_within(fn: Callable[[], Any], bound: float) -> Any:
+    """Runs `fn` on a thread; what it returned within `bound` seconds (its
+    exception is raised here)."""
+    out: list[Any] = []
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(bound)
+    assert not thread.is_alive(), f"still running after {bound}s"
+    if caught:
+        raise caught[0]
+    return out[0]
+
+
+def test_a_blocking_agent_on_an_async_client_starts_once_a_server_is_there(
+    server_factory: Callable[..., ServerProcess], quiet: Quiet
+) -> None:
+    # Blocking code: the client and the agent are made outside any event
+    # loop, and the agent runs on a private loop thread. Its first start
+    # fails (no server); the same two objects start once a server is there.
+    address = no_server()
+
+    @async_tool(name=unique("echo"))
+    def echo(x: int) -> int:
+        return x
+
+    messages: queue.Queue[str] = queue.Queue()
+
+    class Recorder:
+        def send(self, message: str) -> str:
+            messages.put(message)
+            return "ok"
+
+    client = AsyncClient(address, session_id=unique("session"))
+    agent = AsyncAgent(Recorder(), client)
+    try:
+        assert_no_server(outcome_within(agent.start, FAST_S), address)
+        server_factory("--listen", address, "--store", "memory").start()
+        worker = Worker(address, tools=[echo]).start(timeout=EVENT_TIMEOUT)
+        try:
+            assert returned_within(agent.start, EVENT_TIMEOUT) is agent
+            ack = returned_within(lambda: agent.submit(tool_def(echo).name, x=7), EVENT_TIMEOUT)
+            message = messages.get(timeout=EVENT_TIMEOUT)
+            assert ack.task_id in message, message
+            assert message.endswith("succeeded: 7"), message
+        finally:
+            worker.stop()
+    finally:
+        agent.close()
+        asyncio.run(client.close())
+    quiet.check()

@@ -23,6 +23,8 @@ import time
 import typing
 from typing import Any, Optional
 
+import pytest
+
 from errand import (
     AsyncAgent,
     AsyncTaskResult,
@@ -294,3 +296,39 @@ def test_sync_agent_on_a_manager(server: str) -> None:
     finally:
         sync_agent.close()
         manager.stop()
+
+
+def test_the_seeds_submit_serves_fn_as_the_tool_name_it_is_given(server: str) -> None:
+    # The seed's `manager.submit(tool_name, fn, **kwargs)` runs `fn` under the
+    # name given, whatever fn is called (a lambda included); errand served it
+    # under fn.__name__, so the call named `tool_name` found no tool.
+    manager = AsyncToolManager(max_workers=2)
+    seen: queue.Queue[AsyncTaskResult] = queue.Queue()
+    manager.add_done_callback(seen.put)
+
+    def slow_lookup(key: str) -> str:
+        return f"value of {key}"
+
+    try:
+        manager.add_tool(slow_lookup)  # the name it has: not taken by "lookup"
+        task_id = manager.submit("lookup", slow_lookup, key="a")
+        assert manager.result(task_id, timeout=EVENT_TIMEOUT) == "value of a"
+        done = seen.get(timeout=EVENT_TIMEOUT)
+        assert (done.task_id, done.tool_name) == (task_id, "lookup")
+        assert set(manager.tools) == {"slow_lookup", "lookup"}
+        again = manager.submit("lookup", slow_lookup, key="b")  # the same function: served
+        assert manager.result(again, timeout=EVENT_TIMEOUT) == "value of b"
+        # Another function under a name already served would silently run the
+        # first one: refused.
+        with pytest.raises(ValueError, match="'lookup' is served by another function"):
+            manager.submit("lookup", lambda key: key, key="c")
+    finally:
+        manager.stop()
+
+    other = AsyncToolManager(max_workers=2)
+    try:
+        task_id = other.submit("double", lambda n: 2 * n, n=4)
+        assert other.result(task_id, timeout=EVENT_TIMEOUT) == 8
+        assert set(other.tools) == {"double"}
+    finally:
+        other.stop()

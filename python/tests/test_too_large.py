@@ -25,6 +25,8 @@ def test_a_result_over_the_message_limit_fails_the_task_and_the_worker_stays(
     proc = server_factory(
         "--listen",
         f"127.0.0.1:{free_port()}",
+        "--store",
+        "memory",
         "--max-message-bytes",
         str(MESSAGE_LIMIT),
         "--max-result-bytes",
