@@ -39,8 +39,8 @@ impl Scheduler {
             for mut task in tasks {
                 if task.attempts >= self.config.max_attempts {
                     let message = format!(
-                        "the server stopped while the task ran, on each of its {} attempts",
-                        task.attempts
+                        "the server stopped while the task ran, {}",
+                        crate::text::on_attempts(task.attempts)
                     );
                     self.finisher.started();
                     exhausted.push(Ended {

@@ -322,7 +322,8 @@ impl Scheduler {
                 Outcome::error(
                     codes::WORKER_LOST,
                     format!(
-                        "the worker running the task went away, on each of its {attempts} attempts"
+                        "the worker running the task went away, {}",
+                        crate::text::on_attempts(attempts)
                     ),
                 )
             };

@@ -173,8 +173,8 @@ impl SharedQueue for PostgresStore {
             .into_iter()
             .map(|t| {
                 let message = format!(
-                    "the server running the task stopped, on each of its {} attempts",
-                    t.attempts
+                    "the server running the task stopped, {}",
+                    crate::text::on_attempts(t.attempts)
                 );
                 let finish = Finish {
                     task_id: t.id,
