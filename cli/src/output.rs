@@ -50,7 +50,40 @@ pub fn completion_json(c: &pb::Completion) -> Value {
         "result_truncated": c.result_truncated,
         "result_bytes": c.result_bytes,
         "result_preview": c.result_preview,
+        "fallback": c.fallback.as_ref().map_or(Value::Null, fallback_json),
     })
+}
+
+/// How a fallback answered the call (`Completion.fallback`): how the call
+/// itself ended, and the fallback tool or the last-good result's age.
+fn fallback_json(f: &pb::FallbackUsed) -> Value {
+    json!({
+        "primary_status": status_name(f.primary_status),
+        "primary_error": f.primary_error.as_ref().map_or(Value::Null, error_json),
+        "tool": f.tool,
+        "last_good_age_ms": f.last_good_age_ms,
+        "task_id": f.task_id,
+    })
+}
+
+/// " (answered by fallback tool `backup`: the call TIMED_OUT)", " (a stale
+/// result, 12300 ms old, of task ID: the call FAILED)", or "".
+fn fallback_note(c: &pb::Completion) -> String {
+    let Some(f) = &c.fallback else {
+        return String::new();
+    };
+    let primary = status_name(f.primary_status);
+    if f.tool.is_empty() {
+        format!(
+            " (answered by a stale result, {} ms old, of task {}: the call {primary})",
+            f.last_good_age_ms, f.task_id
+        )
+    } else {
+        format!(
+            " (answered by fallback tool {} in task {}: the call {primary})",
+            f.tool, f.task_id
+        )
+    }
 }
 
 /// One line per completion. A result over its budget (`result_truncated`)
@@ -72,11 +105,12 @@ pub fn completion_line(c: &pb::Completion) -> String {
         None => String::new(),
     };
     format!(
-        "#{seq} {id} {tool} {status} in {ms} ms: {detail}",
+        "#{seq} {id} {tool} {status}{fallback} in {ms} ms: {detail}",
         seq = c.seq,
         id = c.task_id,
         tool = c.tool,
         status = status_name(c.status),
+        fallback = fallback_note(c),
         ms = c.elapsed_ms,
     )
 }
@@ -226,5 +260,65 @@ mod tests {
             ..c
         };
         assert!(completion_line(&inline).ends_with(": {\"n\":1}"));
+    }
+
+    /// A call a fallback answered does not read as the tool's own success.
+    #[test]
+    fn a_fallback_answer_says_so() {
+        let primary_error = pb::ToolError {
+            code: "timeout".into(),
+            message: "no result within 300 ms".into(),
+            ..Default::default()
+        };
+        let c = pb::Completion {
+            seq: 1,
+            task_id: "t1".into(),
+            tool: "fail_tool".into(),
+            status: pb::TaskStatus::Succeeded as i32,
+            outcome: Some(pb::completion::Outcome::ResultJson("\"done\"".into())),
+            fallback: Some(pb::FallbackUsed {
+                primary_status: pb::TaskStatus::TimedOut as i32,
+                primary_error: Some(primary_error),
+                tool: "ok_tool".into(),
+                task_id: "t2".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let line = completion_line(&c);
+        assert!(
+            line.contains(
+                "SUCCEEDED (answered by fallback tool ok_tool in task t2: the call TIMED_OUT)"
+            ),
+            "{line}"
+        );
+        let json = completion_json(&c);
+        assert_eq!(json["fallback"]["tool"], "ok_tool");
+        assert_eq!(json["fallback"]["primary_status"], "TIMED_OUT");
+        assert_eq!(json["fallback"]["primary_error"]["code"], "timeout");
+        let stale = pb::Completion {
+            fallback: Some(pb::FallbackUsed {
+                primary_status: pb::TaskStatus::Failed as i32,
+                last_good_age_ms: 12_300,
+                task_id: "t0".into(),
+                ..Default::default()
+            }),
+            ..c
+        };
+        assert!(
+            completion_line(&stale).contains(
+                "(answered by a stale result, 12300 ms old, of task t0: the call FAILED)"
+            ),
+            "{}",
+            completion_line(&stale)
+        );
+        assert!(completion_json(&inline_without_fallback())["fallback"].is_null());
+    }
+
+    fn inline_without_fallback() -> pb::Completion {
+        pb::Completion {
+            outcome: Some(pb::completion::Outcome::ResultJson("1".into())),
+            ..Default::default()
+        }
     }
 }
