@@ -268,7 +268,6 @@ mod tests {
         let primary_error = pb::ToolError {
             code: "timeout".into(),
             message: "no result within 300 ms".into(),
-            ..Default::default()
         };
         let c = pb::Completion {
             seq: 1,
