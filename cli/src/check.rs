@@ -1,12 +1,16 @@
-//! `errand check-store`: a full integrity check of a data dir's store.
+//! `errand check-store`: a full check of a data dir's store.
 //!
 //! A server checks the whole file at start only after an unclean stop (see
 //! the server's `store/sqlite/integrity.rs`); this checks it on demand. It
 //! opens the file read-only, so it may run beside a server on the same dir.
+//! It refuses what `errand serve` refuses at open (a file that lost its
+//! store, another program's file, a schema from a newer errand), checks
+//! every page, and reads every row back, naming those that do not read
+//! with the statement that removes each (`check_store`).
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use anyhow::{Context, Result};
-use errand_server::store::sqlite::check_store;
+use errand_server::store::sqlite::{Checked, check_store};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,11 +22,15 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let dir = args.data_dir.clone();
-    tokio::task::spawn_blocking(move || check_store(&dir))
+    let checked = tokio::task::spawn_blocking(move || check_store(&dir))
         .await?
         .with_context(|| format!("the store in {} failed its check", args.data_dir.display()))?;
+    let what = match checked {
+        Checked::Sound => "ok",
+        Checked::Empty => "ok, empty: no store written yet (`errand serve` creates one)",
+    };
     println!(
-        "{}: ok (checked in {:.1} s)",
+        "{}: {what} (checked in {:.1} s)",
         args.data_dir.display(),
         started.elapsed().as_secs_f64()
     );

@@ -401,7 +401,7 @@ async fn crash_burst(max_attempts: u32, tasks: usize, kills: usize) {
 }
 
 /// `errand serve` on the data dir, run to its end: (exit status, stdout, stderr).
-async fn serve_to_the_end(dir: &Path) -> (std::process::ExitStatus, String, String) {
+pub(crate) async fn serve_to_the_end(dir: &Path) -> (std::process::ExitStatus, String, String) {
     let out = within(
         "errand serve to stop by itself",
         tokio::process::Command::new(errand_bin())

@@ -26,6 +26,7 @@ mod policies;
 mod progress;
 mod security;
 mod status_codes;
+mod store_damage;
 mod ui;
 mod unserved;
 mod validation;

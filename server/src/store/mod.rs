@@ -169,7 +169,10 @@ pub struct SessionSeqs {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Every unfinished task, queued or running, oldest first: the work a
-    /// restarted server must take up again.
+    /// restarted server must take up again. The SQLite store leaves out a
+    /// task whose stored row no longer decodes (a damaged file), logged at
+    /// error level, so that it does not hold the others back
+    /// (`sqlite/decode.rs`).
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// Stores a new task. When the task has an idempotency key already used in
@@ -233,7 +236,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` completions of `session` with seq > `after_seq`, in
     /// order; never an acknowledged one (seq <= the acknowledged seq), even
-    /// while its task is kept.
+    /// while its task is kept. The SQLite store never skips one whose
+    /// stored row no longer decodes: it returns those before it, and a read
+    /// that starts with it fails naming it (`sqlite/decode.rs`).
     async fn completions_after(
         &self,
         session: &str,
@@ -271,7 +276,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `query.limit` stored tasks that match `query`, finished or not,
     /// in its order (by created_at, then id). A dispatch not yet applied
-    /// may still show a task queued.
+    /// may still show a task queued. The SQLite store leaves out a task
+    /// whose stored row no longer decodes, logged, the next task taking its
+    /// place, so a page is short only at the listing's end
+    /// (`sqlite/decode.rs`).
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// How many stored tasks pass `query`'s filter, on every page: its

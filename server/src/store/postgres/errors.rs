@@ -31,7 +31,8 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
                     .as_db_error()
                     .map(|d| d.message().to_string())
                     .unwrap_or_default();
-                StoreError::Internal(format!("store: {e} {detail}"))
+                // No `store:` prefix: `Error::Store` adds it once.
+                StoreError::Internal(format!("{e} {detail}").trim_end().to_string())
             }
         }
     }

@@ -28,6 +28,22 @@
 //! never mistaken for a clean stop; a stop leaves it only when no check was
 //! due or the check found the file sound. `errand check-store` checks the
 //! whole file on demand, also beside a running server.
+//!
+//! **A file that lost its store.** An empty `errand.db` (0 bytes: a failed
+//! copy or restore, `> errand.db`, a file system that lost the file's data
+//! in a crash), or one that holds no errand schema, is a new store only
+//! when nothing in the data dir says a store was written there. What says
+//! so ([`store_evidence`]): the clean-stop mark; a WAL (SQLite writes one
+//! only beside a file it has written, and deletes it when it finds the
+//! file empty, so the refusal comes before SQLite opens the file); a
+//! suspect mark other than [`CREATING`]; or the lock file, left by an
+//! earlier start, with no suspect mark. A start that creates the file
+//! writes [`CREATING`] into the suspect mark first and removes the mark
+//! only after its first commit, so a first start that dies between
+//! creating the file and that commit leaves an empty file the next start
+//! takes as new. Otherwise the start refuses, and writes why into the
+//! suspect mark, so every later start refuses too, until the file is
+//! restored or moved away (then the start creates a new store).
 use std::{
     fs::{self, File},
     io::Write,
@@ -45,7 +61,7 @@ use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{DB_FILE, StoreError, errors::io_error, errors::open_error};
+use super::{DB_FILE, LOCK_FILE, StoreError, decode, errors::io_error, errors::open_error, schema};
 
 /// The clean-stop mark inside the data dir.
 pub const CLEAN_FILE: &str = "errand.clean";
@@ -54,6 +70,14 @@ pub const CLEAN_FILE: &str = "errand.clean";
 /// running, or found corruption, which the mark then names): the next start
 /// checks before serving.
 pub const SUSPECT_FILE: &str = "errand.suspect";
+
+/// What the suspect mark says while a start creates `errand.db` (it was
+/// missing, or empty with nothing saying a store was written): an empty
+/// file beside it is a store still to be created.
+pub(super) const CREATING: &str = "a start began creating errand.db and had not committed to it";
+
+/// What the suspect mark says while a start checks a file that holds data.
+const CHECKING: &str = "a start began checking errand.db and did not find it sound";
 
 /// When this start checks `errand.db`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,19 +109,159 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| io_error(format!("cannot sync the data dir {}", dir.display()), e))
 }
 
-/// When this start must check `errand.db` (see the module's doc). Removes
-/// the clean-stop mark either way, durably, before the store writes
-/// anything; when a check is due, leaves [`SUSPECT_FILE`] until a check
-/// finds the file sound, so that a run that dies before its check ends
-/// (a file too damaged to recover from, say) makes the next start check
-/// before serving.
-pub(super) fn start_check(data_dir: &Path) -> Result<StartCheck, StoreError> {
+/// What this start found: when it checks `errand.db`, and whether it may
+/// take a file with no errand schema in it as a new store.
+#[derive(Debug, Clone)]
+pub(super) struct Start {
+    pub check: StartCheck,
+    /// What says a store was written in this data dir: a file that holds
+    /// no errand schema is refused, naming these. Empty when this start
+    /// creates the store (the file was missing, or a start was creating
+    /// it), or nothing says so.
+    pub written_before: Vec<String>,
+}
+
+/// What `errand.db` is, before SQLite opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DbFile {
+    Missing,
+    /// 0 bytes.
+    Empty,
+    Written,
+}
+
+fn db_file(db: &Path) -> Result<DbFile, StoreError> {
+    match fs::metadata(db) {
+        Ok(m) if m.len() == 0 => Ok(DbFile::Empty),
+        Ok(_) => Ok(DbFile::Written),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DbFile::Missing),
+        Err(e) => Err(io_error(format!("cannot read {}", db.display()), e)),
+    }
+}
+
+fn wal_len(db: &Path) -> u64 {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    fs::metadata(Path::new(&name)).map_or(0, |m| m.len())
+}
+
+/// What in `data_dir` says a store was written there (SQLite committed to
+/// its `errand.db`), each as the refusal names it; empty when nothing
+/// does (see the module's doc). `lock_existed`: the lock file was there
+/// before this start made it (it counts only with no suspect mark: every
+/// start that creates the file leaves one, and removes it once the store
+/// is written).
+fn store_evidence(data_dir: &Path, lock_existed: bool) -> Vec<String> {
+    let mut evidence = Vec::new();
+    if let Ok(said) = fs::read_to_string(data_dir.join(CLEAN_FILE)) {
+        let len = said.split_whitespace().next().unwrap_or("?");
+        evidence.push(format!(
+            "{CLEAN_FILE}, left by the last clean stop, says errand.db was {len} bytes long"
+        ));
+    }
+    let wal = wal_len(&data_dir.join(DB_FILE));
+    if wal > 0 {
+        evidence.push(format!("errand.db-wal ({wal} bytes) is there"));
+    }
+    match fs::read_to_string(data_dir.join(SUSPECT_FILE)) {
+        Ok(said) if said.trim() == CREATING => {}
+        Ok(said) => evidence.push(format!(
+            "{SUSPECT_FILE} says: {}",
+            crate::error::cut(said.trim(), 300)
+        )),
+        Err(_) if lock_existed => evidence.push(format!(
+            "{LOCK_FILE} says a server ran on this data dir, and no start was left creating \
+             the store"
+        )),
+        Err(_) => {}
+    }
+    evidence
+}
+
+/// The refusal of `db`, which `is` (empty, say) though `evidence` says a
+/// store was written in its data dir.
+fn lost(db: &Path, is: &str, evidence: &[String]) -> StoreError {
+    StoreError::Internal(format!(
+        "{} {is}, but a store was written in this data dir ({}): a new, empty store over it \
+         would lose every task and completion it held. Move errand.db, and errand.db-wal and \
+         errand.db-shm if there, out of the data dir (keep them: the WAL may hold its latest \
+         changes), then restore errand.db from a backup, or start without one to begin empty",
+        db.display(),
+        evidence.join("; ")
+    ))
+}
+
+/// The refusal of `db` when it holds no errand schema (its schema version
+/// is 0), if the data dir says a store was written (`start`).
+pub(super) fn no_schema(db: &Path, start: &Start) -> Result<(), StoreError> {
+    if start.written_before.is_empty() {
+        return Ok(());
+    }
+    Err(lost(
+        db,
+        "holds no errand store (a SQLite file with nothing in it)",
+        &start.written_before,
+    ))
+}
+
+/// When this start must check `errand.db` (see the module's doc), and
+/// whether it may create a store in it. Removes the clean-stop mark
+/// either way, durably, before the store writes anything; when a check is
+/// due, leaves [`SUSPECT_FILE`] until a check finds the file sound, so
+/// that a run that dies before its check ends (a file too damaged to
+/// recover from, say) makes the next start check before serving. Refuses
+/// an empty file, or a missing one beside a WAL, where the data dir says
+/// a store was written (see the module's doc), before SQLite opens it.
+/// `lock_existed`: the lock file was there before this start made it.
+pub(super) fn start_check(data_dir: &Path, lock_existed: bool) -> Result<Start, StoreError> {
+    let db = data_dir.join(DB_FILE);
     let suspect = data_dir.join(SUSPECT_FILE);
-    let check = if let Ok(why) = fs::read_to_string(&suspect) {
+    let said = fs::read_to_string(&suspect).ok();
+    let evidence = store_evidence(data_dir, lock_existed);
+    let creating = match db_file(&db)? {
+        DbFile::Empty if !evidence.is_empty() => {
+            // For every later start, unless a mark says more already.
+            if said.as_deref().is_none_or(|s| s.trim() == CHECKING) {
+                let why = format!(
+                    "errand.db was found empty (0 bytes), though a store was written here: {}",
+                    evidence.join("; ")
+                );
+                write_mark(data_dir, SUSPECT_FILE, &why)?;
+            }
+            remove_mark(data_dir, CLEAN_FILE)?;
+            return Err(lost(&db, "is empty (0 bytes)", &evidence));
+        }
+        DbFile::Missing if wal_len(&db) > 0 => {
+            // SQLite would delete the WAL of the file moved away.
+            return Err(StoreError::Internal(format!(
+                "{} is missing, but its WAL errand.db-wal ({} bytes) is there: a WAL belongs \
+                 to the file it was written beside. Move errand.db-wal (and errand.db-shm) out \
+                 of the data dir with the file they belong to, or put that file back",
+                db.display(),
+                wal_len(&db)
+            )));
+        }
+        DbFile::Missing => {
+            // The lock file alone: a start that died before making the file.
+            let evidence = store_evidence(data_dir, false);
+            if !evidence.is_empty() {
+                warn!(
+                    evidence = %evidence.join("; "),
+                    "errand.db is missing: starting a new, empty store (if it was lost rather \
+                     than moved away, stop the server and restore it from a backup)"
+                );
+            }
+            true
+        }
+        DbFile::Empty => true,
+        DbFile::Written => said.as_deref().map(str::trim) == Some(CREATING),
+    };
+    let check = if creating {
+        StartCheck::Now
+    } else if let Some(why) = &said {
         info!(mark = %why.trim(), "errand.db was not found sound since: checking it before serving");
         StartCheck::Now
     } else if let Ok(said) = fs::read_to_string(data_dir.join(CLEAN_FILE)) {
-        let db = data_dir.join(DB_FILE);
         if fingerprint(&db).is_some_and(|now| now == said.trim()) && !wal_present(&db) {
             StartCheck::Skip
         } else {
@@ -108,14 +272,15 @@ pub(super) fn start_check(data_dir: &Path) -> Result<StartCheck, StoreError> {
         StartCheck::Beside
     };
     remove_mark(data_dir, CLEAN_FILE)?;
-    if check != StartCheck::Skip && !suspect.exists() {
-        write_mark(
-            data_dir,
-            SUSPECT_FILE,
-            "a start began checking errand.db and did not find it sound",
-        )?;
+    if creating {
+        write_mark(data_dir, SUSPECT_FILE, CREATING)?;
+    } else if check != StartCheck::Skip && said.is_none() {
+        write_mark(data_dir, SUSPECT_FILE, CHECKING)?;
     }
-    Ok(check)
+    Ok(Start {
+        check,
+        written_before: if creating { Vec::new() } else { evidence },
+    })
 }
 
 /// Removes the mark `name` from the data dir, durably; no mark is no error.
@@ -180,27 +345,71 @@ fn verdict(path: &Path, problems: Vec<String>) -> Result<(), StoreError> {
     )))
 }
 
-/// `PRAGMA integrity_check` of the data dir's `errand.db` on a read-only
-/// connection (a running server's dir too: WAL readers see its last commit).
-/// `Ok` when the file is sound; the corruption found (at most 20 problems)
-/// otherwise, or why it could not be read.
-pub fn check_store(data_dir: &Path) -> Result<(), StoreError> {
+/// What `errand check-store` found, when it found nothing wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Every page read and every row decoded: the file is sound.
+    Sound,
+    /// `errand.db` holds no store yet (0 bytes, or no schema), and nothing
+    /// in the data dir says one was written: `errand serve` creates one.
+    Empty,
+}
+
+/// Checks the data dir's `errand.db` as `errand check-store` does, on a
+/// read-only connection (a running server's dir too: WAL readers see its
+/// last commit): refuses what `errand serve` refuses at open (a file that
+/// lost its store, another program's file, a schema from a newer errand);
+/// then `PRAGMA integrity_check` (at most 20 problems), then every task and
+/// tool row decoded (`decode.rs`), naming those that do not, with the
+/// statement that removes each. `Ok` when nothing is wrong; what is, or
+/// why the file could not be read, otherwise.
+pub fn check_store(data_dir: &Path) -> Result<Checked, StoreError> {
     let path = data_dir.join(DB_FILE);
-    if !path.exists() {
-        return Err(StoreError::Internal(format!(
-            "{} does not exist: is --data-dir right?",
-            path.display()
-        )));
+    // Read-only: the lock file counts as it is now.
+    let evidence = store_evidence(data_dir, data_dir.join(LOCK_FILE).exists());
+    match db_file(&path)? {
+        DbFile::Missing => {
+            return Err(StoreError::Internal(format!(
+                "{} does not exist: is --data-dir right?",
+                path.display()
+            )));
+        }
+        // Before SQLite opens it (see `start_check`).
+        DbFile::Empty if !evidence.is_empty() => {
+            return Err(lost(&path, "is empty (0 bytes)", &evidence));
+        }
+        DbFile::Empty => return Ok(Checked::Empty),
+        DbFile::Written => {}
     }
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| open_error(&path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| open_error(&path, e))?;
+    if schema::schema_version(&conn, &path)? == 0 {
+        let creating = fs::read_to_string(data_dir.join(SUSPECT_FILE))
+            .is_ok_and(|said| said.trim() == CREATING);
+        if creating || evidence.is_empty() {
+            return Ok(Checked::Empty);
+        }
+        return Err(lost(
+            &path,
+            "holds no errand store (a SQLite file with nothing in it)",
+            &evidence,
+        ));
+    }
     let problems: Vec<String> = conn
         .prepare("PRAGMA integrity_check(20)")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| open_error(&path, e))?;
-    verdict(&path, problems)
+    verdict(&path, problems)?;
+    match decode::unreadable_rows(&conn, &path.display().to_string()) {
+        Ok(None) => Ok(Checked::Sound),
+        Ok(Some(report)) => Err(StoreError::Internal(format!(
+            "{}: {report}",
+            path.display()
+        ))),
+        Err(e) => Err(open_error(&path, e)),
+    }
 }
 
 /// Where a check beside the serving store stands.

@@ -33,6 +33,19 @@
 //!
 //! **Start-up check.** `integrity.rs`: the whole file is checked at start
 //! only when the last run did not stop cleanly (or the file changed since).
+//! An emptied `errand.db` (0 bytes) where the data dir says a store was
+//! written is refused before SQLite opens it, never taken as a new store.
+//! `errand check-store` ([`check_store`]) refuses what the start refuses.
+//!
+//! **Errors.** `errors.rs`: messages carry no `store:` prefix (the server's
+//! error type adds it once) and no path; an I/O error says which of the
+//! store's files, what the OS said (errno) and what its operator can do.
+//!
+//! **Damaged rows.** `decode.rs` reads every row back: a row whose values
+//! no longer decode is named (task ID, column, what is wrong), and never
+//! takes the others down: recovery, listings and the tool registry leave
+//! it out and log it at error level; a session's completions stop before
+//! it, naming it, rather than skip it.
 //!
 //! **One server per data dir.** `errand.lock` in the data dir is held with an
 //! exclusive advisory lock (`flock` through the `fs4` crate) for the store's
@@ -60,14 +73,16 @@ use super::sql::{
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskRecord};
 use checkpoint::Checkpointer;
-use errors::{io_error, open_error, store_error};
-use integrity::{BackgroundCheck, StartCheck};
-pub use integrity::{CLEAN_FILE, CheckState, SUSPECT_FILE, check_store};
-use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED, completion_of, task_from_row};
+use decode::task_from_row;
+use errors::{io_error, open_error, store_error_in};
+use integrity::{BackgroundCheck, Start, StartCheck};
+pub use integrity::{CLEAN_FILE, CheckState, Checked, SUSPECT_FILE, check_store};
+use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED};
 use schema::{lock_data_dir, open_writer};
 use writer::{Op, Writer};
 
 mod checkpoint;
+mod decode;
 mod errors;
 pub mod files;
 mod integrity;
@@ -115,19 +130,14 @@ impl SqliteStore {
     ///
     /// Fails with a message that says what to do when the dir is in use by
     /// another server, the file is not an errand database or is found
-    /// corrupt before serving, or it was written by a newer errand. After a
-    /// crash the file is checked beside the serving store instead
-    /// ([`Self::checked`]; `integrity.rs`).
+    /// corrupt before serving, it was written by a newer errand, or it lost
+    /// its store (emptied, where the data dir says a store was written:
+    /// `integrity.rs`). After a crash the file is checked beside the
+    /// serving store instead ([`Self::checked`]; `integrity.rs`).
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        files::prepare_data_dir(data_dir)?;
-        files::own_file(&data_dir.join(LOCK_FILE))?;
-        let lock = lock_data_dir(data_dir)?;
-        let check = integrity::start_check(data_dir)?;
-        let path = data_dir.join(DB_FILE);
-        files::own_file(&path)?;
-        files::own_sidecars(&path)?;
-        let (mut conn, left) = open_writer(&path, check)?;
-        if check != StartCheck::Skip && left == StartCheck::Skip {
+        let Opening { lock, start, path } = Self::begin_open(data_dir)?;
+        let (mut conn, left) = open_writer(&path, &start)?;
+        if start.check != StartCheck::Skip && left == StartCheck::Skip {
             // Checked before serving, and sound (a restored file, say).
             integrity::remove_mark(data_dir, SUSPECT_FILE)?;
         }
@@ -165,6 +175,23 @@ impl SqliteStore {
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
         })
+    }
+
+    /// The steps of [`Self::open`] before SQLite reads the file: the data
+    /// dir, its lock, this start's marks (`integrity.rs`), and `errand.db`
+    /// created empty when missing. Dropping what it returns leaves the data
+    /// dir as a start that died there would (tests make one so).
+    pub(super) fn begin_open(data_dir: &Path) -> Result<Opening, StoreError> {
+        files::prepare_data_dir(data_dir)?;
+        // Whether a server ran here before (see `integrity::start_check`).
+        let lock_existed = data_dir.join(LOCK_FILE).exists();
+        files::own_file(&data_dir.join(LOCK_FILE))?;
+        let lock = lock_data_dir(data_dir)?;
+        let start = integrity::start_check(data_dir, lock_existed)?;
+        let path = data_dir.join(DB_FILE);
+        files::own_file(&path)?;
+        files::own_sidecars(&path)?;
+        Ok(Opening { lock, start, path })
     }
 
     /// What the writer has done so far.
@@ -209,7 +236,7 @@ impl SqliteStore {
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
-            let result = query(&conn).map_err(store_error);
+            let result = query(&conn).map_err(|e| store_error_in(&conn, e));
             readers.put(conn);
             result
         })
@@ -223,6 +250,15 @@ impl SqliteStore {
         (self.queue().and_then(|q| q.try_send(Op::Exec(Box::new(f)))))
             .expect("writer running, with room");
     }
+}
+
+/// What [`SqliteStore::begin_open`] leaves for the rest of the opening.
+pub(super) struct Opening {
+    /// The data dir's lock, held from now on.
+    lock: File,
+    start: Start,
+    /// `errand.db`.
+    path: PathBuf,
 }
 
 impl Drop for SqliteStore {
@@ -253,11 +289,13 @@ impl Drop for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// An unfinished task whose row does not read is left out, logged at
+    /// error level (`decode.rs`): the others are taken up.
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(SELECT_UNFINISHED)?;
-            let rows = stmt.query_map([], task_from_row)?;
-            rows.collect()
+            let rows = stmt.query_map([], decode::task_or_unreadable)?;
+            decode::readable("recovering unfinished tasks (this one is not run)", rows)
         })
         .await
     }
@@ -325,14 +363,45 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// A task whose row does not read is left out, logged at error level
+    /// (`decode.rs`), and the page goes on with the next task in its place:
+    /// a page is short only at the listing's end. (Counts still count it.)
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        let (sql, params) = super::sql::listing::select(query, "tasks", |n| format!("?{n}"));
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(listing_values(params), task_from_row)?;
-            rows.collect()
-        })
-        .await
+        let mut listed = Vec::new();
+        let mut query = query.clone();
+        let limit = query.limit;
+        loop {
+            let (sql, params) = super::sql::listing::select(&query, "tasks", |n| format!("?{n}"));
+            let (page, last, left_out) = self
+                .read(move |conn| {
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let rows = stmt.query_map(listing_values(params), decode::listed)?;
+                    let (mut page, mut last, mut left_out) = (Vec::new(), None, 0);
+                    for row in rows {
+                        let (task, place) = row?;
+                        last = place;
+                        match task {
+                            Ok(task) => page.push(task),
+                            Err(unreadable) => {
+                                decode::left_out("listing tasks", &unreadable);
+                                left_out += 1;
+                            }
+                        }
+                    }
+                    Ok((page, last, left_out))
+                })
+                .await?;
+            listed.extend(page);
+            match last {
+                // Rows were left out, and the last row read has a place to
+                // go on from (an unreadable id or time has none).
+                Some(last) if left_out > 0 && listed.len() < limit => {
+                    query.after = Some(last);
+                    query.limit = limit - listed.len();
+                }
+                _ => return Ok(listed),
+            }
+        }
     }
 
     async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError> {
@@ -357,9 +426,29 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(SELECT_COMPLETIONS)?;
             let rows = stmt.query_map(
                 params![session, to_i64(after_seq), to_i64(limit as u64)],
-                |row| task_from_row(row).and_then(|t| completion_of(&t)),
+                |row| Ok(decode::decode_task(row).and_then(|t| decode::completion(&t))),
             )?;
-            rows.collect()
+            // Never skipped (see `decode.rs`): those before an unreadable
+            // one, or the error naming it when it comes first.
+            let mut completions = Vec::new();
+            for row in rows {
+                match row? {
+                    Ok(completion) => completions.push(completion),
+                    Err(unreadable) if completions.is_empty() => {
+                        error!(
+                            session = %session,
+                            task_id = unreadable.task_id.map(tracing::field::display),
+                            row = %unreadable.row,
+                            problem = %unreadable.what,
+                            "a stored completion cannot be read: its session's completions stop \
+                             before it until the row is removed or the file restored"
+                        );
+                        return Err(unreadable.into_sqlite());
+                    }
+                    Err(_) => break,
+                }
+            }
+            Ok(completions)
         })
         .await
     }
@@ -408,10 +497,13 @@ impl Store for SqliteStore {
     }
 
     async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
+        // A definition whose row does not read is left out, logged at
+        // error level (`decode.rs`): the tool is known again once a worker
+        // registers it.
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(tools::SELECT_TOOLS)?;
-            let rows = stmt.query_map([], tools::tool_from_row)?;
-            rows.collect()
+            let mut stmt = conn.prepare_cached(decode::SELECT_TOOLS)?;
+            let rows = stmt.query_map([], decode::tool_or_unreadable)?;
+            decode::readable("loading the tool registry", rows)
         })
         .await
     }

@@ -1,17 +1,17 @@
-//! The statements on task rows, and their decoding through the shared codec.
+//! The statements on task rows (read back in `decode.rs`).
 use std::time::SystemTime;
 
-use rusqlite::{Connection, OptionalExtension, Row, params, types::Type};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::decode::{self, Unreadable, task_from_row};
 use super::session_seqs::{Seqs, SessionSeqs};
 use crate::model::{CompletionRecord, Delivery, Finish, TaskHead, TaskRecord, TaskState};
 use crate::store::sql::{
     PURGE_CHUNK,
-    call_columns::{self, CallRow, last_good_candidate},
+    call_columns::{self, last_good_candidate},
     codec::{
-        self, TaskRow, duration_to_i64, outcome_columns, state_code, task_columns, time_to_i64,
-        to_i64,
+        self, duration_to_i64, outcome_columns, state_code, task_columns, time_to_i64, to_i64,
     },
 };
 use crate::store::{Acked, Inserted};
@@ -153,20 +153,37 @@ pub(super) fn dispatch(
 const SELECT_HEAD: &str = "SELECT session, tool, arguments, created_at, delivery,
      result_budget, state FROM tasks WHERE id = ?1";
 
-/// The head of task `id` (the query's id, not read back).
+/// The head of task `id` (the query's id, not read back); an unreadable
+/// row is an error naming it (`decode.rs`).
 fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
-    let delivery: i16 = row.get(4)?;
-    let head = TaskHead {
-        id,
-        session: row.get::<_, String>(0)?.into(),
-        tool: row.get::<_, String>(1)?.into(),
-        arguments: row.get::<_, String>(2)?.into(),
-        created_at: codec::time_from_i64(row.get(3)?),
-        delivery: Delivery::from_code(delivery)
-            .ok_or_else(|| bad_row(codec::BadRow(format!("unknown delivery policy {delivery}"))))?,
-        result_budget: u64::try_from(row.get::<_, Option<i64>>(5)?.unwrap_or(0)).unwrap_or(0),
+    const COLUMNS: [&str; 7] = [
+        "session",
+        "tool",
+        "arguments",
+        "created_at",
+        "delivery",
+        "result_budget",
+        "state",
+    ];
+    let head = || -> Result<(TaskHead, i16), Unreadable> {
+        let delivery: i16 = decode::get_named(row, 4, COLUMNS[4], id)?;
+        let head = TaskHead {
+            id,
+            session: decode::get_named::<String>(row, 0, COLUMNS[0], id)?.into(),
+            tool: decode::get_named::<String>(row, 1, COLUMNS[1], id)?.into(),
+            arguments: decode::get_named::<String>(row, 2, COLUMNS[2], id)?.into(),
+            created_at: codec::time_from_i64(decode::get_named(row, 3, COLUMNS[3], id)?),
+            delivery: Delivery::from_code(delivery).ok_or_else(|| {
+                Unreadable::of_task(id, format!("unknown delivery policy {delivery}"))
+            })?,
+            result_budget: u64::try_from(
+                decode::get_named::<Option<i64>>(row, 5, COLUMNS[5], id)?.unwrap_or(0),
+            )
+            .unwrap_or(0),
+        };
+        Ok((head, decode::get_named(row, 6, COLUMNS[6], id)?))
     };
-    Ok((head, row.get(6)?))
+    head().map_err(Unreadable::into_sqlite)
 }
 
 /// Finishes a task: reads what its completion carries, takes the session's
@@ -300,48 +317,4 @@ pub(super) fn reclaim_space(conn: &Connection) -> rusqlite::Result<()> {
         while rows.next()?.is_some() {}
     }
     Ok(())
-}
-
-/// Decodes a task row through the shared codec.
-pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
-    let id: [u8; 16] = row.get(0)?;
-    TaskRow {
-        id: Uuid::from_bytes(id),
-        session: row.get(1)?,
-        tool: row.get(2)?,
-        arguments: row.get(3)?,
-        timeout_ns: row.get(4)?,
-        idempotency_key: row.get(5)?,
-        created_at: row.get(6)?,
-        state: row.get(7)?,
-        attempts: row.get(8)?,
-        started_at: row.get(9)?,
-        finished_at: row.get(10)?,
-        result: row.get(11)?,
-        error_code: row.get(12)?,
-        error_message: row.get(13)?,
-        seq: row.get(14)?,
-        queue_deadline: row.get(15)?,
-        call: CallRow {
-            result_budget: row.get(16)?,
-            args_hash: row.get(17)?,
-            joinable: row.get(18)?,
-            fallback: row.get(19)?,
-            summary: row.get(20)?,
-            answered_by: row.get(21)?,
-        },
-        delivery: row.get(22)?,
-        retry_of: row.get::<_, Option<[u8; 16]>>(23)?.map(Uuid::from_bytes),
-    }
-    .decode()
-    .map_err(bad_row)
-}
-
-/// The completion a finished task row carries.
-pub(super) fn completion_of(task: &TaskRecord) -> rusqlite::Result<CompletionRecord> {
-    codec::completion_of(task).map_err(bad_row)
-}
-
-fn bad_row(e: codec::BadRow) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, Type::Integer, Box::new(e))
 }

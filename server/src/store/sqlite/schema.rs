@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use tracing::info;
 
 use super::errors::{io_error, open_error};
-use super::integrity::{StartCheck, quick_check};
+use super::integrity::{Start, StartCheck, no_schema, quick_check};
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
@@ -139,20 +139,11 @@ pub(super) fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-/// Opens the write connection: checks the file (the whole of it with
-/// [`StartCheck::Now`], and with [`StartCheck::Beside`] when a migration is
-/// to run; see `integrity.rs`), migrates the schema. Returns the connection
-/// and the check still to run beside the store.
-pub(super) fn open_writer(
-    path: &Path,
-    check: StartCheck,
-) -> Result<(Connection, StartCheck), StoreError> {
-    let err = |e| open_error(path, e);
-    let conn = Connection::open(path).map_err(err)?;
-    // Before any table exists this takes effect; on an existing file it is a
-    // no-op. It lets purges give space back to the file system.
-    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
-        .map_err(err)?;
+/// The schema version of `errand.db` as `conn` reads it: 0 for a file
+/// with no errand store in it yet. Refuses (with what to do) another
+/// program's SQLite file and a file written by a newer errand: what both
+/// `errand serve` and `errand check-store` refuse.
+pub(super) fn schema_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let (app_id, version): (i32, i64) = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .and_then(|app| {
@@ -161,7 +152,7 @@ pub(super) fn open_writer(
                 conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
             ))
         })
-        .map_err(err)?;
+        .map_err(|e| open_error(path, e))?;
     if app_id != 0 && app_id != APPLICATION_ID || app_id == 0 && version != 0 {
         return Err(StoreError::Internal(format!(
             "{} is not an errand database (another program's SQLite file): move it away or \
@@ -177,6 +168,32 @@ pub(super) fn open_writer(
             path.display()
         )));
     }
+    Ok(version)
+}
+
+/// Opens the write connection: refuses a file with no errand store where
+/// the data dir says one was written (`start`; see `integrity.rs`), checks
+/// the file (the whole of it with [`StartCheck::Now`], and with
+/// [`StartCheck::Beside`] when a migration is to run), migrates the
+/// schema. Returns the connection and the check still to run beside the
+/// store.
+pub(super) fn open_writer(
+    path: &Path,
+    start: &Start,
+) -> Result<(Connection, StartCheck), StoreError> {
+    let err = |e| open_error(path, e);
+    let check = start.check;
+    let conn = Connection::open(path).map_err(err)?;
+    // Read before anything is written.
+    let version = schema_version(&conn, path)?;
+    if version == 0 {
+        no_schema(path, start)?;
+    }
+    let known = MIGRATIONS.len() as i64;
+    // Before any table exists this takes effect; on an existing file it is a
+    // no-op. It lets purges give space back to the file system.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+        .map_err(err)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(err)?;

@@ -799,3 +799,5 @@ async fn listings_across_sessions_walk_their_index() {
         );
     }
 }
+
+mod damage;

@@ -1,23 +1,9 @@
-//! The tool registry's statements: the `tools` table (migration 3).
-use rusqlite::{Connection, Row, params};
+//! The tool registry's statements: the `tools` table (migration 3); its
+//! rows are read back in `decode.rs`.
+use rusqlite::{Connection, params};
 
 use crate::store::StoredTool;
-use crate::store::sql::codec::{time_from_i64, time_to_i64, to_i64};
-
-pub(super) const SELECT_TOOLS: &str = "SELECT name, description, input_schema, timeout_ms, \
-     queue_timeout_ms, last_served_at, policy FROM tools ORDER BY name";
-
-pub(super) fn tool_from_row(row: &Row) -> rusqlite::Result<StoredTool> {
-    Ok(StoredTool {
-        name: row.get(0)?,
-        description: row.get(1)?,
-        input_schema: row.get(2)?,
-        timeout_ms: row.get::<_, i64>(3)?.max(0) as u64,
-        queue_timeout_ms: row.get::<_, i64>(4)?.max(0) as u64,
-        last_served_at: time_from_i64(row.get(5)?),
-        policy: row.get(6)?,
-    })
-}
+use crate::store::sql::codec::{time_to_i64, to_i64};
 
 /// Stores each of `tools`, replacing the one of its name; `last_served_at`
 /// never moves back. In a savepoint: all of them or none.

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use tracing::{error, warn};
 use uuid::Uuid;
 
-use super::errors::store_error;
+use super::errors::store_error_in;
 use super::rows::{ack, dispatch, finish_task, insert, purge_step, reclaim_space};
 use super::session_seqs::SessionSeqs;
 use super::tools::{forget_tools, put_tools};
@@ -168,7 +168,7 @@ impl Writer {
         // is on disk.
         let mut recorded = Ok(());
         if let Err(e) = begin(&self.conn) {
-            let e = store_error(e);
+            let e = store_error_in(&self.conn, e);
             error!(error = %e, "starting a store transaction failed");
             for op in batch.drain(..) {
                 fail(op, &e);
@@ -214,7 +214,7 @@ impl Writer {
                         fail(op, &e);
                     }
                     if let Err(e) = begin(&self.conn) {
-                        let e = store_error(e);
+                        let e = store_error_in(&self.conn, e);
                         for op in ops {
                             fail(op, &e);
                         }
@@ -227,7 +227,7 @@ impl Writer {
         let commit = (self.seqs.write_back(&self.conn))
             .and_then(|()| self.conn.prepare_cached("COMMIT"))
             .and_then(|mut c| c.execute([]))
-            .map_err(store_error);
+            .map_err(|e| store_error_in(&self.conn, e));
         if let Err(e) = &commit {
             error!(error = %e, "committing to the store failed");
             self.seqs.forget();
@@ -251,6 +251,9 @@ impl Writer {
     fn apply(&mut self, op: Op) -> Applied {
         let conn = &self.conn;
         let seqs = &mut self.seqs;
+        // Errors met on this connection, read from it at once (an I/O
+        // error says what the OS said).
+        let store_error = |e| store_error_in(conn, e);
         let (answer, more, failed) = match op {
             Op::Insert(task, reply) => {
                 let r = insert(conn, &task).map_err(store_error);
