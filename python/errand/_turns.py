@@ -13,14 +13,16 @@ One task runs the agent's turns one at a time. At each turn boundary:
 
 Every turn's message starts with the session's pending digest text when the
 server has something to say, its count of unacknowledged results made the
-number the model has not been shown (see `_digest_text`). After a turn, the
-completions it carried are acknowledged up to the highest seq below which
-everything was delivered (a SILENT result still waiting holds the
-acknowledgement back, so that a restart replays it): never before, so that a
-result queued in the agent, or in one closed before it could deliver, stays
-on the server. On a manager, the agent tells it what it delivered
-(`AsyncToolManager.delivered`) and the manager acknowledges. The texts are
-the server's, verbatim (that one count aside).
+number the model has not been shown, SILENT ones said to come with the next
+user message (see `digest_text`; the `errand_pending` session tool words its
+answer by the same rule, through `session_digest`); `prune` drops the
+digests of older turns. After a turn, the completions it carried are
+acknowledged up to the highest seq below which everything was delivered (a
+SILENT result still waiting holds the acknowledgement back, so that a restart
+replays it): never before, so that a result queued in the agent, or in one
+closed before it could deliver, stays on the server. On a manager, the agent
+tells it what it delivered (`AsyncToolManager.delivered`) and the manager
+acknowledges. The texts are the server's, verbatim (that one sentence aside).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ import asyncio
 import inspect
 import logging
 import re
+import threading
+import weakref
 from collections import deque
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
+from errand._loop import running_loop
 from errand.aio import AsyncClient
 from errand.errors import Unimplemented
-from errand.history import default_stub, prune_history, stub_results
+from errand.history import default_stub, drop_superseded_digests, prune_history, stub_results
 from errand.types import Completion, DeliveryPolicy, PendingDigest, Progress
 
 if TYPE_CHECKING:
@@ -74,6 +80,13 @@ class TurnLoop:
     _urgent: bool
     _undelivered: set[int]
     _max_seen: int
+    #: The seqs of the message the model is handling now (see `_seen`).
+    _showing: set[int]
+    #: The digest texts prepended to turns (at most `keep_delivered`, each
+    #: once), and the latest turn's ("" when it had none): for `prune`.
+    _digests: dict[str, None]
+    _latest_digest: str
+    _keep_digests: int
     format_batch: Callable[[Sequence[Completion]], str]
     results_with_user: bool
     format_user: Callable[[str, str], str]
@@ -156,7 +169,7 @@ class TurnLoop:
         keep_last: int = 0,
         stub: Callable[[Completion], str] = default_stub,
     ) -> list[M]:
-        """A copy of `history` with this agent's older results taken out.
+        """A copy of `history` with this agent's older results and digests taken out.
 
         With `keep_results=N`: every acknowledged result (seq at most
         `acked_seq`) but the last N delivered is replaced in place by
@@ -164,12 +177,18 @@ class TurnLoop:
         Without it: `prune_history` drops the delivered results' text (all
         but the last `keep_last` messages that carry them).
 
+        Either way, the pending digests this agent prepended to its turns go
+        too, but the latest turn's (none when that turn had none): each told
+        what was pending at its turn, and only the latest still holds (see
+        `drop_superseded_digests`; the last `keep_delivered` are remembered).
+
         `history` holds strings or OpenAI/Anthropic/Bedrock message dicts.
         """
+        if keep_results is not None and keep_results < 0:
+            raise ValueError("keep_results must be >= 0")
+        history = drop_superseded_digests(history, list(self._digests), self._latest_digest)
         if keep_results is None:
             return prune_history(history, list(self._delivered_texts), keep_last=keep_last)
-        if keep_results < 0:
-            raise ValueError("keep_results must be >= 0")
         acked = [c for c in self._delivered if c.seq <= self.acked_seq]
         older = acked[: len(acked) - keep_results] if keep_results else acked
         return stub_results(history, older, stub)
@@ -230,56 +249,64 @@ class TurnLoop:
         found = await self._digest()  # first: results arriving meanwhile still join
         silent = self._take_silent()
         batch = self._take_results(only_urgent=not self.results_with_user)
-        digest = self._digest_text(found, silent + batch)
-        text = self.format_batch(batch) if batch else ""
-        message = self.format_user(turn.message, text) if batch else turn.message
-        lead = self.format_batch(silent) if silent else ""
-        parts = [digest, lead, message]
-        if batch or silent:
-            await self._status(DRAINING, silent + batch)
-        self._busy = True
+        self._showing = {c.seq for c in silent + batch}
         try:
-            reply = await self._call_agent(_join(parts))
-        except BaseException as exc:
-            self._results.extendleft(reversed(batch))
-            self._silent.extendleft(reversed(silent))
+            digest = self._model_digest(found)
+            text = self.format_batch(batch) if batch else ""
+            message = self.format_user(turn.message, text) if batch else turn.message
+            lead = self.format_batch(silent) if silent else ""
+            parts = [digest, lead, message]
+            if batch or silent:
+                await self._status(DRAINING, silent + batch)
+            self._busy = True
+            try:
+                reply = await self._call_agent(_join(parts))
+            except BaseException as exc:
+                self._results.extendleft(reversed(batch))
+                self._silent.extendleft(reversed(silent))
+                if not turn.future.done():
+                    turn.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            finally:
+                self._busy = False
             if not turn.future.done():
-                turn.future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
+                turn.future.set_result(reply)
+            if silent:
+                await self._record(silent, lead)
+            if batch:
+                await self._record(batch, text)
         finally:
-            self._busy = False
-        if not turn.future.done():
-            turn.future.set_result(reply)
-        if silent:
-            await self._record(silent, lead)
-        if batch:
-            await self._record(batch, text)
+            self._showing = set()
 
     async def _results_turn(self) -> bool:
         """Deliver everything pending as one message; False when the agent failed."""
         found = await self._digest()
         draining = self._queued_while_busy
         batch = self._take_results()
-        digest = self._digest_text(found, batch)
-        if draining:
-            await self._status(DRAINING, batch)
-        text = self.format_batch(batch)
-        message = _join([digest, text])
-        self._busy = True
+        self._showing = {c.seq for c in batch}
         try:
-            await self._call_agent(message)
-        except Exception as exc:
-            self._results.extendleft(reversed(batch))  # kept for the next turn
-            self._urgent = any(c.delivery == DeliveryPolicy.INTERRUPT for c in self._results)
-            self.last_error = exc
-            log.error("errand AsyncAgent: delivery failed: %s", exc)
-            return False
+            digest = self._model_digest(found)
+            if draining:
+                await self._status(DRAINING, batch)
+            text = self.format_batch(batch)
+            message = _join([digest, text])
+            self._busy = True
+            try:
+                await self._call_agent(message)
+            except Exception as exc:
+                self._results.extendleft(reversed(batch))  # kept for the next turn
+                self._urgent = any(c.delivery == DeliveryPolicy.INTERRUPT for c in self._results)
+                self.last_error = exc
+                log.error("errand AsyncAgent: delivery failed: %s", exc)
+                return False
+            finally:
+                self._busy = False
+            await self._record(batch, text)
+            return True
         finally:
-            self._busy = False
-        await self._record(batch, text)
-        return True
+            self._showing = set()
 
     async def _interrupt(self, completion: Completion) -> bool:
         """Hand an INTERRUPT result to the busy agent's `interrupt(message)`
@@ -328,43 +355,47 @@ class TurnLoop:
             return None
         return found
 
-    def _digest_text(self, found: Optional[PendingDigest], shown_now: Sequence[Completion]) -> str:
-        """The digest's text for a turn that carries `shown_now` ("" for none).
+    def _model_digest(self, found: Optional[PendingDigest]) -> str:
+        """The digest text that leads the turn about to start ("" for none),
+        by `digest_text`, and remembered for `prune`."""
+        text = "" if found is None else digest_text(found, self._seen())
+        self._latest_digest = text
+        if text:
+            self._digests.pop(text, None)  # each text once, the latest last
+            self._digests[text] = None
+            while len(self._digests) > self._keep_digests:
+                del self._digests[next(iter(self._digests))]
+        return text
 
-        The server counts every completion not acknowledged yet, and the
-        agent acknowledges after a turn, so its count takes in results the
-        model is shown in this very message, or was shown already (by
-        interrupt(), or in a turn whose acknowledgement a result still held
-        here keeps back). That count is made the number of results the model
-        has not been shown (`_unshown`): the sentence is left out when none
-        is, or says how many, in the server's words. Anything else, the
-        pending calls above all, is the server's text verbatim.
-        """
-        if found is None:
-            return ""
-        text = found.text.rstrip()  # _join puts a blank line after it
-        unshown = self._unshown(found, shown_now)
-        if unshown == found.unacknowledged:
-            return text
-        said = _UNACKNOWLEDGED.search(text)
-        if said is None:  # wording this SDK does not know (or cut): as the server said it
-            return text
-        if unshown == 0:
-            return text[: said.start()].rstrip()
-        return text[: said.start("count")] + _unacknowledged_sentence(unshown)
+    def _seen(self) -> Seen:
+        """What the model has been shown, as `digest_text` counts it: every seq
+        up to the highest this agent received (the seqs are consecutive;
+        those up to `after_seq` were a previous reader's), but those it still
+        holds and the message in the model's hands (`_showing`) does not
+        carry. Call it in the agent's loop (`_seen_from_anywhere` elsewhere)."""
+        held = frozenset(s for s in self._undelivered if s not in self._showing)
+        silent = frozenset(c.seq for c in self._silent if c.seq in held)
+        return Seen(self._max_seen, held, silent)
 
-    def _unshown(self, found: PendingDigest, shown_now: Sequence[Completion]) -> int:
-        """How many of the server's `found.unacknowledged` completions (the seqs
-        in (acked_seq, last_seq]) the model has not been shown, nor is in
-        this turn. Shown: every seq up to the highest this agent received
-        (the seqs are consecutive; those up to `after_seq` were a previous
-        reader's) but those it still holds and does not deliver now."""
-        low, high = found.acked_seq, found.last_seq
-        top = min(self._max_seen, high)
-        now = {c.seq for c in shown_now}
-        held = sum(1 for s in self._undelivered if low < s <= high and s not in now)
-        shown = max(top - low, 0) - held
-        return max(found.unacknowledged - max(shown, 0), 0)
+    async def _seen_from_anywhere(self) -> Optional[Seen]:
+        """`_seen()` from any event loop or thread (None when the agent's loop
+        has ended, or does not answer within `SEEN_TIMEOUT`)."""
+        loop = self._loop
+        if loop is None or self._closed or loop.is_closed():
+            return None
+        if running_loop() is loop:
+            return self._seen()
+        if not loop.is_running():
+            return None
+
+        async def seen() -> Seen:
+            return self._seen()
+
+        try:
+            handed = asyncio.run_coroutine_threadsafe(seen(), loop)
+            return await asyncio.wait_for(asyncio.wrap_future(handed), SEEN_TIMEOUT)
+        except (RuntimeError, asyncio.TimeoutError):
+            return None  # the loop closed or stopped meanwhile
 
     def _received(self, completion: Completion) -> None:
         if completion.seq > 0:
@@ -452,6 +483,117 @@ def _join(parts: Sequence[str]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+#: Most seconds `errand_pending` waits for the agent's loop to say what the
+#: model has been shown, before it answers with the server's count.
+SEEN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What an `AsyncAgent` knows of what its model has been shown (`_seen`).
+
+    `max_seen`: the highest seq it received; `held`: the seqs it received
+    and the model has not been shown (queued, or SILENT), the message in the
+    model's hands aside; `silent`: those of `held` that wait for the next
+    user message.
+    """
+
+    max_seen: int
+    held: frozenset[int]
+    silent: frozenset[int]
+
+
+def unshown(found: PendingDigest, seen: Optional[Seen]) -> tuple[int, int]:
+    """The one rule for "results not yet shown to the model": of the server's
+    `found.unacknowledged` completions (the seqs in (acked_seq, last_seq]),
+    how many the model has not been shown, as (waiting, silent): `silent`
+    wait for the next user message (SILENT delivery), `waiting` for a turn
+    boundary, or have not reached the agent yet. Without `seen` (no agent
+    drives the session here) nothing is known to be shown: the server's count."""
+    if seen is None:
+        return found.unacknowledged, 0
+    low, high = found.acked_seq, found.last_seq
+    held = sum(1 for s in seen.held if low < s <= high)
+    shown = max(max(min(seen.max_seen, high) - low, 0) - held, 0)
+    count = max(found.unacknowledged - shown, 0)
+    silent = min(sum(1 for s in seen.silent if low < s <= high), count)
+    return count - silent, silent
+
+
+def digest_text(found: PendingDigest, seen: Optional[Seen]) -> str:
+    """The digest the model reads, by `unshown`: the digest that leads a turn
+    and the `errand_pending` session tool's answer both come from here.
+
+    The server counts every completion not acknowledged yet, and an agent
+    acknowledges after a turn, so its count takes in results the model is
+    shown in the message it handles, or was shown already (by interrupt(),
+    or in a turn whose acknowledgement a result still held keeps back). That
+    sentence is made the results the model has not been shown: left out
+    when there are none; else the server's sentence with that count for
+    those that will come at a turn boundary, and, for SILENT ones, that they
+    will be shown with the next user message (the model cannot see them,
+    so they are not said to have arrived). Anything else, the pending calls
+    above all, is the server's text verbatim, as is a text whose wording
+    this SDK does not know.
+    """
+    text = found.text.rstrip()  # _join puts a blank line after it
+    waiting, silent = unshown(found, seen)
+    if (waiting, silent) == (found.unacknowledged, 0):
+        return text
+    said = _UNACKNOWLEDGED.search(text)
+    if said is None:  # wording this SDK does not know (or cut): as the server said it
+        return text
+    if waiting + silent == 0:
+        return text[: said.start()].rstrip()
+    sentences = []
+    if waiting:
+        sentences.append(_unacknowledged_sentence(waiting))
+    if silent:
+        sentences.append(_silent_sentence(silent))
+    return text[: said.start("count")] + " ".join(sentences)
+
+
+# The agents started in this process, by session: `errand_pending` words its
+# answer as the agent that drives its session words the digest it prepends.
+_driving: dict[str, list[weakref.ref[TurnLoop]]] = {}
+_driving_lock = threading.Lock()
+
+
+def drives(agent: TurnLoop) -> None:
+    """`agent` delivers its session's results from now on (until `stops`)."""
+    with _driving_lock:
+        refs = [r for r in _driving.get(agent.session_id, []) if r() is not None]
+        _driving[agent.session_id] = [*refs, weakref.ref(agent)]
+
+
+def stops(agent: TurnLoop) -> None:
+    with _driving_lock:
+        refs = [r for r in _driving.get(agent.session_id, []) if r() not in (None, agent)]
+        if refs:
+            _driving[agent.session_id] = refs
+        else:
+            _driving.pop(agent.session_id, None)
+
+
+def driver(session_id: str) -> Optional[TurnLoop]:
+    """The agent that delivers `session_id`'s results in this process (None
+    when none does, or more than one: which one's model asks is not known)."""
+    with _driving_lock:
+        live = [a for r in _driving.get(session_id, []) if (a := r()) is not None]
+    live = [a for a in live if not a._closed]
+    return live[0] if len(live) == 1 else None
+
+
+async def session_digest(session_id: str, found: PendingDigest) -> tuple[str, int]:
+    """`digest_text` and the count of `unshown` for a digest asked for outside
+    the turn loop (the `errand_pending` session tool): with what the agent
+    that drives the session in this process has shown its model, the
+    message in its hands included; with the server's count when no agent does."""
+    agent = driver(session_id)
+    seen = None if agent is None else await agent._seen_from_anywhere()
+    return digest_text(found, seen), sum(unshown(found, seen))
+
+
 #: The digest's last sentence (server/src/text.rs, `digest`), with the
 #: "No tool calls are pending. " that leads it when nothing is.
 _UNACKNOWLEDGED = re.compile(
@@ -465,3 +607,10 @@ def _unacknowledged_sentence(count: int) -> str:
     if count == 1:
         return "1 result of earlier calls has arrived and has not yet been acknowledged."
     return f"{count} results of earlier calls have arrived and have not yet been acknowledged."
+
+
+def _silent_sentence(count: int) -> str:
+    """The sentence for `count` (> 0) SILENT results the model has not seen."""
+    if count == 1:
+        return "1 result of earlier calls will be shown with the next user message."
+    return f"{count} results of earlier calls will be shown with the next user message."

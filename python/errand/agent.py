@@ -42,12 +42,16 @@ Before each turn, the session's pending digest (`PendingDigest.text`: what
 is still running, how many results are unacknowledged) is prepended when
 the server has something to say, its count of unacknowledged results made
 the number the model has not been shown (not those in the same message,
-nor those shown before); after the turn the completions it carried are
-acknowledged, and never before (on a manager, by the manager once the agent
-says it delivered them). Every text the model reads is the server's,
-verbatim, but for that count.
+nor those shown before), and SILENT ones among them said to come with the
+next user message rather than to have arrived; the framework adapters'
+`errand_pending` session tool answers by the same rule, with what this agent
+has shown its model (the message in its hands included). After the turn the
+completions it carried are acknowledged, and never before (on a manager, by
+the manager once the agent says it delivered them). Every text the model
+reads is the server's, verbatim, but for that sentence.
 `prune(history, keep_results=N)` then replaces all but the last N
-acknowledged results in a history with a short stub.
+acknowledged results in a history with a short stub, and takes out the
+digests of older turns (only the latest still holds).
 
 `on_status(status, items)` hears "queued", "draining" and "delivered" (with
 completions) and "progress" (with one `Progress`: a running task's report,
@@ -79,7 +83,16 @@ from typing import Any, Callable, Optional, Protocol, TypeVar, Union, runtime_ch
 
 from errand._core import checked_session_id
 from errand._loop import LoopThread, running_loop
-from errand._turns import DELIVERED, DRAINING, PROGRESS, QUEUED, TurnLoop, _UserTurn
+from errand._turns import (
+    DELIVERED,
+    DRAINING,
+    PROGRESS,
+    QUEUED,
+    TurnLoop,
+    _UserTurn,
+    drives,
+    stops,
+)
 from errand.aio import AsyncClient, AsyncSessionEventStream
 from errand.client import Client
 from errand.errors import ClosedError
@@ -178,7 +191,8 @@ class AsyncAgent(TurnLoop):
         batch_window: seconds an idle agent waits after a first result for
             others to deliver with it (0: none).
         max_pending: most results held for delivery before the stream waits.
-        keep_delivered: how many delivered results `delivered` and `prune` remember.
+        keep_delivered: how many delivered results `delivered` and `prune`
+            remember (and how many digest texts `prune` remembers).
         digest: prepend the session's PendingDigest text to each turn (when
             the server has one and it is not empty).
         include_progress: with a client, follow running tasks' progress
@@ -255,6 +269,10 @@ class AsyncAgent(TurnLoop):
         self._urgent = False
         self._undelivered: set[int] = set()
         self._max_seen = after_seq
+        self._showing: set[int] = set()
+        self._digests: dict[str, None] = {}
+        self._latest_digest = ""
+        self._keep_digests = keep_delivered
         self._users: deque[_UserTurn] = deque()
         self._delivered: deque[Completion] = deque(maxlen=keep_delivered)
         self._delivered_texts: deque[str] = deque(maxlen=keep_delivered)
@@ -339,6 +357,7 @@ class AsyncAgent(TurnLoop):
             self._loop = asyncio.get_running_loop()
             early, self._early = self._early, []
             self._early_lock.notify_all()
+        drives(self)  # `errand_pending` in this process counts as this agent does
         for completion in early:
             await self.on_completion(completion)
         self._runner = asyncio.ensure_future(self._run())
@@ -368,6 +387,7 @@ class AsyncAgent(TurnLoop):
         """
         if self._loop is None:
             self._closed = True
+            stops(self)
             if self.manager is not None:
                 self.manager.remove_done_callback(self._owner)
                 self.manager.remove_progress_callback(self._progress_from_thread)
@@ -393,6 +413,7 @@ class AsyncAgent(TurnLoop):
 
     async def _close(self) -> None:
         self._closed = True
+        stops(self)
         if self.manager is not None:
             self.manager.remove_done_callback(self._owner)
             self.manager.remove_progress_callback(self._progress_from_thread)

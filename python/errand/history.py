@@ -4,20 +4,32 @@
 and Bedrock message dicts. A message that is only a delivered result is
 dropped; a user's message that carried results (`AsyncAgent` puts results
 that arrived meanwhile after the user's text) keeps the user's words.
+`drop_superseded_digests` takes out the pending digests that led older turns.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, TypeVar, Union
 
 from errand.types import Completion
 
-__all__ = ["default_stub", "prune_history", "stub_results"]
+__all__ = [
+    "DIGEST_STUB",
+    "default_stub",
+    "drop_superseded_digests",
+    "prune_history",
+    "stub_results",
+]
 
 M = TypeVar("M")
+
+#: What `AsyncAgent.prune` leaves of a message that was a superseded pending
+#: digest and nothing else (a message is never left empty).
+DIGEST_STUB = "[superseded pending digest pruned]"
 
 
 def _message_text(message: Any) -> str:
@@ -103,6 +115,79 @@ def stub_results(
         else:
             out.append(message)
     return out
+
+
+def drop_superseded_digests(
+    history: Sequence[M], digests: Iterable[str], latest: str = ""
+) -> list[M]:
+    """A copy of `history` without the pending digests that no longer hold.
+
+    A digest leads the message of the turn it was prepended to (`AsyncAgent`
+    joins it to the rest with a blank line) and tells what was pending then;
+    only the latest turn's still holds. Each of `digests` (the texts that led
+    turns) is taken from the start of the user messages (and plain strings)
+    it leads, but `latest` (the latest turn's digest, "" when that turn had
+    none) stays at the start of the last message it leads. Other roles'
+    messages (a tool's answer, the model's reply) are left alone, as is the
+    rest of each message; a message that was a digest and nothing else
+    becomes `DIGEST_STUB` rather than empty.
+    """
+    texts = {d for d in digests if d}
+    if latest:
+        texts.add(latest)
+    if not texts:
+        return list(history)
+    drop = sorted(texts, key=len, reverse=True)  # a longer one first, should one lead another
+    keep_at = -1
+    if latest:
+        led = [i for i, m in enumerate(history) if _users(m) and _leads(latest, m)]
+        keep_at = led[-1] if led else -1
+    but_latest = [d for d in drop if d != latest]
+    out: list[M] = []
+    for i, message in enumerate(history):
+        these = but_latest if i == keep_at else drop
+        if _users(message) and any(_leads(d, message) for d in these):
+            out.append(_replace(message, functools.partial(_unlead, digests=these)))
+        else:
+            out.append(message)
+    return out
+
+
+def _users(message: Any) -> bool:
+    """A plain string, or a message of the user's role (or of none)."""
+    return isinstance(message, str) or (
+        isinstance(message, Mapping) and message.get("role", "user") == "user"
+    )
+
+
+def _leads(digest: str, message: Any) -> bool:
+    """`digest` leads the message's text (or one of its text blocks)."""
+    return any(t == digest or t.startswith(digest + "\n\n") for t in _texts(message))
+
+
+def _texts(message: Any) -> list[str]:
+    """The texts `_replace` edits: the string, or its content's string or text blocks."""
+    if isinstance(message, str):
+        return [message]
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [
+        b if isinstance(b, str) else b["text"]
+        for b in content
+        if isinstance(b, str) or (isinstance(b, Mapping) and isinstance(b.get("text"), str))
+    ]
+
+
+def _unlead(text: str, digests: Sequence[str]) -> str:
+    for digest in digests:
+        if text == digest:
+            return DIGEST_STUB
+        if text.startswith(digest + "\n\n"):
+            return text[len(digest) + 2 :]
+    return text
 
 
 def _swap(text: str, pairs: Sequence[tuple[str, str]]) -> str:

@@ -8,7 +8,9 @@ message, and those the model had already been shown (through interrupt(),
 or in a turn whose acknowledgement an undelivered result held back). The
 agent now counts only the results the model has not been shown: it leaves
 the sentence out when there are none, and says how many there are otherwise,
-in the server's words. The list of pending calls is kept as the server gave it.
+in the server's words, but for SILENT ones: the model cannot see them until
+the next user message, and is told so rather than that they have arrived.
+The list of pending calls is kept as the server gave it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .conftest import EVENT_TIMEOUT, unique
 from .fakes import FakeSession, InterruptibleModel, ScriptedModel, Statuses, completion
 
 UNACKED = "not yet been acknowledged"
-ONE_UNACKED = "1 result of earlier calls has arrived and has not yet been acknowledged."
+ONE_SILENT = "1 result of earlier calls will be shown with the next user message."
 
 
 def run(scenario: Callable[[], Any]) -> None:
@@ -127,11 +129,14 @@ def test_a_result_the_model_has_not_been_shown_is_still_counted(
                 shown = await agent.submit(quick, n=2)
                 message = await model.turn(1)
                 assert shown.task_id in message and silent.task_id not in message
-                # Two unacknowledged on the server; one of them is in this message.
-                assert message.startswith(f"No tool calls are pending. {ONE_UNACKED}"), message
+                # Two unacknowledged on the server; one of them is in this message,
+                # the other (SILENT) waits for the user: not said to have arrived.
+                assert message.startswith(f"No tool calls are pending. {ONE_SILENT}\n\n"), message
+                assert "arrived" not in message.split("\n\n")[0]
                 await agent.send("anything new?")
                 last = model.turns[1]
                 assert silent.task_id in last and UNACKED not in last, last
+                assert ONE_SILENT not in last, last
 
     run(scenario)
 
@@ -167,7 +172,8 @@ def test_the_count_says_how_many_are_unshown_and_unknown_wording_is_left_as_is()
     async def scenario() -> None:
         session = FakeSession(
             digests=[
-                # seqs 1-3 unacknowledged: 1 and 2 held here (SILENT), 3 in the message.
+                # seqs 1-3 unacknowledged: 1 and 2 held here (SILENT, for the next
+                # user message), 3 in the message.
                 digest(pending + three, 3, 0, pending=1),
                 # A server's wording this SDK does not know: left as it is.
                 digest("3 results are waiting.", 3, 0),
@@ -180,8 +186,8 @@ def test_the_count_says_how_many_are_unshown_and_unknown_wording_is_left_as_is()
             session.push(completion(3))
             first = await model.turn(1)
             assert first.startswith(
-                pending + "2 results of earlier calls have arrived and have not yet been "
-                "acknowledged.\n\n<server text for task3>"
+                pending + "2 results of earlier calls will be shown with the next user "
+                "message.\n\n<server text for task3>"
             ), first
             session.push(completion(4))
             assert (await model.turn(2)).startswith("3 results are waiting.\n\n")

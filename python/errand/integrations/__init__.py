@@ -24,9 +24,10 @@ Every adapter does three things:
    agent is idle, or with or after the turn it is busy with.
 3. **Session tools.** `<framework>_session_tools(client)` gives the model
    `errand_read_result(task_id, offset, max_bytes)` (page through a result
-   delivered truncated), `errand_pending()` (the server's digest of what is
-   still running) and `errand_cancel(task_id, reason)` (refused unless the
-   tool is registered `cancellable_by_model`); their bodies are shared, in
+   delivered truncated), `errand_pending()` (the session's digest of what is
+   still running, worded by the rule of the digest `AsyncAgent` prepends) and
+   `errand_cancel(task_id, reason)` (refused unless the tool is registered
+   `cancellable_by_model`); their bodies are shared, in
    `errand.integrations._session`.
 
     manager = AsyncToolManager(max_workers=4)

@@ -2,11 +2,13 @@
 
 `errand_read_result(task_id, offset, max_bytes)` pages through a result that
 arrived truncated (or by reference); `errand_pending()` answers with the
-server's digest of what the conversation still waits for;
+server's digest of what the conversation still waits for, its count of
+results made those the model has not been shown by the rule of the digest
+`AsyncAgent` prepends to turns (`errand._turns.digest_text`);
 `errand_cancel(task_id, reason)` cancels one of the conversation's calls,
 refused unless its tool is registered `cancellable_by_model` (looked up with
 ListTools). The adapters wrap these `SessionTool`s in their framework's tool
-type; what a tool returns is JSON or the server's own text.
+type; what a tool returns is JSON or the server's own text (that count aside).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
 from errand._jsonable import dumps
+from errand._turns import session_digest
 from errand.aio import AsyncClient
 from errand.client import Client
 from errand.errors import (
@@ -109,12 +112,23 @@ class SessionTools:
         )
 
     async def pending(self) -> str:
-        """The server's digest text of the session; JSON counts when it has nothing to say."""
+        """The session's digest text, as the digest that leads a turn words it;
+        JSON counts when there is nothing to say.
+
+        The server's count of unacknowledged results is made the number the
+        model has not been shown, by the rule of the digest `AsyncAgent`
+        prepends (`errand._turns.digest_text`), with what the agent that
+        drives this session in this process has shown its model (the message
+        in its hands included): a result the model is handling is not called
+        unacknowledged, and SILENT ones are said to come with the next user
+        message. With no such agent, the server's count.
+        """
         digest = await self._call("pending_digest", self.session_id)
-        if digest.text:
-            return str(digest.text)
+        text, count = await session_digest(self.session_id, digest)
+        if text:
+            return text
         return dumps(
-            {"pending": digest.pending_count, "unacknowledged": digest.unacknowledged},
+            {"pending": digest.pending_count, "unacknowledged": count},
             "errand_pending's answer",
         )
 
@@ -181,7 +195,8 @@ class SessionTools:
             SessionTool(
                 "errand_pending",
                 "List the async tasks of this conversation that are still running, with "
-                "their progress, and how many results have not been acknowledged.",
+                "their progress, and how many results of earlier calls you have not been "
+                "shown yet.",
                 {"type": "object", "properties": {}, "additionalProperties": False},
                 pending,
             ),
