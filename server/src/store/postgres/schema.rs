@@ -114,7 +114,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     //     server gave it back) stops waiting for a worker, in ns since the
     //     epoch: its queue timeout counted afresh (`queue_deadline` keeps
     //     the first wait's, from submit, which gives the timeout).
+    //     Tasks already queued again wait afresh from the upgrade.
     "ALTER TABLE errand_tasks ADD COLUMN requeue_deadline bigint;
+    UPDATE errand_tasks
+        SET requeue_deadline = (extract(epoch FROM now()) * 1e9)::int8
+            + (queue_deadline - created_at)
+        WHERE state = 0 AND attempts > 0;
     CREATE INDEX errand_tasks_requeue_deadlines ON errand_tasks (requeue_deadline)
         WHERE state = 0 AND attempts > 0;",
 ];

@@ -286,6 +286,44 @@ async fn a_version_1_database_is_migrated_and_keeps_its_tasks() {
     assert_eq!(got.retry_of, Some(id));
 }
 
+/// A task given back to the queue after a run before migration 10 (no
+/// `requeue_deadline`) still times out: the migration starts its fresh
+/// wait for a worker (its queue timeout, 2 s here) from the upgrade.
+#[tokio::test]
+async fn a_task_queued_again_before_the_upgrade_still_times_out() {
+    let Some(url) = url().await else { return };
+    let id = uuid::Uuid::new_v4();
+    let ns = |t: SystemTime| crate::store::sql::codec::time_to_i64(t);
+    let submitted = SystemTime::now() - Duration::from_secs(60);
+    let v9 = format!(
+        "{}
+         CREATE TABLE errand_schema (
+             version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO errand_schema (version) SELECT generate_series(1, 9);
+         INSERT INTO errand_tasks (id, session, tool, arguments, timeout_ns, created_at,
+             state, attempts, queue_deadline)
+         VALUES ('{id}', 's1', 'search', '{{}}', 1000, {}, 0, 1, {});",
+        schema::MIGRATIONS[..9].join("\n"),
+        ns(submitted),
+        ns(submitted + Duration::from_secs(2)),
+    );
+    crate::test_pg::Cluster::execute(&url, &v9).await;
+    let (a, _) = leased_pair(&url).await;
+    let upgraded = SystemTime::now();
+    assert_eq!(
+        a.reap(3).await.unwrap().count,
+        0,
+        "its fresh wait has begun"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.reap(3).await.unwrap().count == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never timed out");
+    }
+    assert!(SystemTime::now() >= upgraded + Duration::from_millis(1_500));
+    let task = a.get_task(id).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_a_clear_error() {
     let err = PostgresStore::connect(
