@@ -86,6 +86,7 @@ mod decode;
 mod errors;
 pub mod files;
 mod integrity;
+mod lost;
 mod rows;
 mod schema;
 mod session_seqs;

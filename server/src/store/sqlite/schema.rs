@@ -10,7 +10,8 @@ use rusqlite::Connection;
 use tracing::info;
 
 use super::errors::{io_error, open_error};
-use super::integrity::{Start, StartCheck, no_schema, quick_check};
+use super::integrity::{Start, StartCheck, quick_check};
+use super::lost::no_schema;
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
