@@ -2949,7 +2949,10 @@ type Register struct {
 	// The tools this worker serves (at least one). Registering a tool that is
 	// already known updates its description, schema and timeout.
 	Tools []*Tool `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
-	// Most tasks the worker runs at once; 0 means 1.
+	// Most tasks the worker runs at once; 0 means 1. In a later Register
+	// (see Connect): 0 or the first Register's value (another is
+	// INVALID_ARGUMENT: connect again to change it). A later Register's
+	// worker_name is ignored.
 	MaxConcurrency uint32 `protobuf:"varint,3,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -40,7 +40,8 @@ replays them.
 It connects on first use (the first call, `submit`, `start()` or an
 `AsyncAgent`), to `server=` / `target=`, else $ERRAND_SERVER, else
 127.0.0.1:7466, and fails fast with `Unavailable` when nothing answers there.
-Decorate every tool before that first use: a worker registers its tools once.
+A tool decorated after that first use is registered on the live stream
+(`Worker.add_tool`).
 """
 
 from __future__ import annotations
@@ -231,14 +232,6 @@ class AsyncToolManager(Worker):
                 self.client.list_tools()  # connect now: the first tool call answers at once
         return self
 
-    def _add_spec(self, spec: ToolDef) -> None:
-        if self._thread is not None and spec.name not in self._tools:
-            raise RuntimeError(
-                f"the manager has started: decorate {spec.name!r} before the first "
-                "tool call, submit or start() (a worker registers its tools once)"
-            )
-        super()._add_spec(spec)
-
     def _follow(self) -> None:
         if self._listener is None:
             # Completions and progress; a server without SessionEvents: its Completions.
@@ -260,10 +253,10 @@ class AsyncToolManager(Worker):
         The seed's signature. `fn`, when given, is the function that runs the
         call, served as the tool `tool_name` whatever its own name (a lambda
         too; an `@async_tool` function keeps its description and options).
-        A name no tool has yet must come before the manager starts (its
-        first call, submit or `start()`), as for a decorated function:
-        RuntimeError after. ValueError when another function already serves
-        `tool_name`, or for a name that is not 1-64 of [A-Za-z0-9_-].
+        A function first served once the manager has started is registered
+        on its live stream before the submit (`Worker.add_tool`). ValueError
+        when another function already serves `tool_name`, or for a name
+        that is not 1-64 of [A-Za-z0-9_-].
         """
         if fn is not None:
             self._serve_as(tool_name, fn)

@@ -42,6 +42,7 @@ from errand import _calls, _outgoing
 from errand._calls import Done, Running, failed
 from errand._common import MAX_SEND_MESSAGE_BYTES, RETRYABLE, Backoff, PathLike, connection
 from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
+from errand._loop import running_loop
 from errand._outgoing import DEFAULT_MAX_MESSAGE_BYTES
 from errand._pool import CallPool
 from errand.context import (
@@ -144,18 +145,62 @@ class Worker:
         self._thread: Optional[threading.Thread] = None
         self._started = False
         self._fail_fast = 0.0  # seconds start() gives the first connection
+        # The live connection's outgoing queue (a later Register goes there).
+        self._live: Optional[asyncio.Queue[Optional[pb.WorkerMessage]]] = None
 
     # -- configuration ---------------------------------------------------------
     def add_tool(self, fn: Callable[..., Any]) -> None:
-        """Serve one more tool (before `run()`/`start()`)."""
+        """Serve one more tool.
+
+        Before `run()`/`start()`, it is registered with the others. After, it
+        is registered on the worker's live stream (a later Register: running
+        calls go on), and, called from a thread other than the worker's
+        loop, this waits until the server has answered, up to 30 s: it
+        raises the server's refusal (e.g. FailedPrecondition for another
+        definition of a tool connected workers serve, which also stops the
+        worker, as a refused first registration does) or Unavailable on
+        timeout. While the worker is reconnecting, the tool is registered
+        with the next connection. ValueError when another function already
+        has its name.
+        """
         self._add_spec(tool_def(fn))
 
     def _add_spec(self, spec: ToolDef) -> None:
-        if getattr(self, "_started", False):
-            raise RuntimeError("add tools before the worker starts")
-        if spec.name in self._tools and self._tools[spec.name].fn is not spec.fn:
-            raise ValueError(f"two tools are named {spec.name!r}")
-        self._tools[spec.name] = spec
+        if spec.name in self._tools:
+            if self._tools[spec.name].fn is not spec.fn:
+                raise ValueError(f"two tools are named {spec.name!r}")
+            self._tools[spec.name] = spec
+            return
+        if not getattr(self, "_started", False):
+            self._tools[spec.name] = spec
+            return
+        with self._cond:
+            # Answered once more than now: by this Register, or by a
+            # reconnection's, which lists the new tool too.
+            count = self._registrations + 1
+            self._tools[spec.name] = spec
+        loop, live = self._loop, self._live
+        if loop is None or live is None or loop.is_closed():
+            return  # not connected: the next connection registers it
+        try:
+            loop.call_soon_threadsafe(self._register_again, live)
+        except RuntimeError:
+            return  # the loop closed meanwhile: nothing serves any tool
+        if running_loop() is loop or self._stopping.is_set():
+            return  # the worker's own loop cannot wait for itself
+        if not self.wait_registered(_LATE_REGISTER_TIMEOUT, count=count):
+            raise Unavailable(
+                grpc.StatusCode.UNAVAILABLE,
+                f"tool {spec.name!r} not registered with {self.target} within "
+                f"{_LATE_REGISTER_TIMEOUT}s",
+                "Connect",
+            )
+
+    def _register_again(self, live: asyncio.Queue[Optional[pb.WorkerMessage]]) -> None:
+        """On the loop: a later Register on `live`, if it is still the
+        connection's (else the reconnection's Register lists every tool)."""
+        if live is self._live:
+            live.put_nowait(self._register_message())
 
     @property
     def tools(self) -> dict[str, ToolDef]:
@@ -322,7 +367,8 @@ class Worker:
                 fallback=t.fallback.to_pb() if t.fallback is not None else None,
                 cancellable_by_model=t.cancellable_by_model,
             )
-            for t in self._tools.values()
+            # A copy: a tool added from another thread meanwhile (add_tool).
+            for t in list(self._tools.values())
         ]
         return pb.WorkerMessage(
             register=pb.Register(
@@ -334,6 +380,7 @@ class Worker:
         assert self._wake is not None
         outgoing: asyncio.Queue[Optional[pb.WorkerMessage]] = asyncio.Queue()
         outgoing.put_nowait(self._register_message())
+        self._live = outgoing
 
         async def requests() -> AsyncIterator[pb.WorkerMessage]:
             while True:
@@ -359,6 +406,7 @@ class Worker:
             if reader.done():
                 reader.result()  # the stream's end or error
         finally:
+            self._live = None
             stop_wait.cancel()
             done.closing = True  # assignments from now on are not started
             # The server gives this connection's tasks to other workers as new
@@ -446,6 +494,9 @@ class Worker:
             # wakes the loop once per batch.
             entry.call = pool.submit(_calls.run_plain, spec, args, kwargs, entry, done)
 
+
+#: Most seconds `add_tool` on a started worker waits for the server's answer.
+_LATE_REGISTER_TIMEOUT = 30.0
 
 #: Most seconds a closing connection waits for the server to end its stream
 #: (a round trip), then as long again once it cancelled the stream itself.

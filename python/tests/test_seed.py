@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 import typing
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -241,29 +241,37 @@ def test_a_first_call_before_any_agent_starts_the_manager(server: str) -> None:
         manager.stop()
 
 
-def test_a_tool_decorated_after_the_manager_started_is_refused_with_a_reason(
-    server: str,
-) -> None:
-    manager = AsyncToolManager(max_workers=1)
+def test_a_tool_decorated_after_the_manager_started_is_served_too(server: str) -> None:
+    # The seed's manager runs any function at any time. errand's refused a
+    # tool decorated (or first given to submit) once the manager had started:
+    # its worker registered its tools once. Now a later Register adds it on
+    # the live stream, and a call already running goes on.
+    manager = AsyncToolManager(max_workers=2)
+    release = threading.Event()
 
     @async_tool(manager)
     def first(x: int) -> int:
+        release.wait(EVENT_TIMEOUT)
         return x
 
     manager.start()
     try:
-        try:
+        running = first.submit(x=1).task_id
 
-            @async_tool(manager)
-            def late(x: int) -> int:
-                return x
+        @async_tool(manager)
+        def late(x: int) -> int:
+            return 10 * x
 
-        except RuntimeError as exc:
-            error: Optional[RuntimeError] = exc
-        else:
-            error = None
-        assert error is not None and "before the first tool call" in str(error)
+        assert manager.result(late.submit(x=2).task_id, timeout=EVENT_TIMEOUT) == 20
+        # The seed's submit(tool_name, fn) with a name new to the manager.
+        task_id = manager.submit("triple", lambda x: 3 * x, x=3)
+        assert manager.result(task_id, timeout=EVENT_TIMEOUT) == 9
+        release.set()
+        assert manager.result(running, timeout=EVENT_TIMEOUT) == 1
+        assert manager.get_task(running).attempts == 1  # not run again
+        assert set(manager.tools) == {"first", "late", "triple"}
     finally:
+        release.set()
         manager.stop()
 
 

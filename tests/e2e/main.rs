@@ -24,6 +24,7 @@ mod multi_server;
 mod ops;
 mod policies;
 mod progress;
+mod register_more;
 mod security;
 mod status_codes;
 mod store_damage;

@@ -747,6 +747,16 @@ class WorkerServiceServicer(object):
         RESOURCE_EXHAUSTED when the tenant would have more tools than the
         server's --max-tools-per-tenant (tools no worker serves and no queued
         task needs are forgotten first, to make room).
+
+        A worker may send Register again on the same stream to serve more tools
+        without giving up its running tasks (a tool defined after the worker
+        started). The tools it lists are added to those it serves (listing one
+        again with the same definition is harmless), by the first Register's
+        rules and limits, the tools it serves in all counting toward
+        --max-tools-per-worker; the server answers Registered again, with the
+        same worker_id. A refused later Register ends the stream with its
+        status, as a refused first one does, and its running tasks go to
+        another attempt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -14,8 +14,9 @@ use crate::{
     Error,
     auth::Caller,
     logs,
+    model::{Command, Registration},
     quota::{Slot, SlotCounter},
-    scheduler::{CommandTx, Scheduler, WorkerId},
+    scheduler::{CommandTx, Outgoing, Scheduler, WorkerId},
 };
 
 pub struct WorkerApi {
@@ -74,15 +75,7 @@ impl WorkerService for WorkerApi {
                 .into());
             }
         };
-        if let Some(denied) = register.tools.iter().find(|t| !caller.may_serve(&t.name)) {
-            return Err(Error::PermissionDenied(format!(
-                "this worker token may not serve tool {}: it may serve {}",
-                crate::error::quote(&denied.name),
-                crate::error::list(caller.tools.as_deref().unwrap_or_default())
-            ))
-            .into());
-        }
-        let reg = convert::registration(register, &caller.tenant)?;
+        let reg = registration(&caller, register)?;
         let capacity = 2 * reg.max_concurrency.max(1) as usize + 8;
         let (tx, rx) = mpsc::channel(capacity);
         let worker = self.sched.register(reg, tx.clone()).await?;
@@ -165,14 +158,29 @@ async fn serve_worker(
                 }
                 continue;
             }
-            Some(pb::worker_message::Kind::Register(_)) => {
-                protocol_error(
-                    &tx,
-                    worker,
-                    "Register may only be sent once, as the first message",
-                )
-                .await;
-                break;
+            Some(pb::worker_message::Kind::Register(register)) => {
+                // A later Register: the worker serves more tools.
+                let added = match registration(&caller, register) {
+                    Ok(reg) => sched.register_more(worker, reg).await,
+                    Err(e) => Err(e),
+                };
+                let max_message = sched.config().limits.max_message_bytes;
+                let answer = added.map(|()| Outgoing {
+                    command: Command::Registered {
+                        worker_id: worker,
+                        max_message_bytes: max_message,
+                    },
+                    after: None,
+                });
+                if let Err(e) = &answer {
+                    warn!(worker_id = worker, error = %e, "a later Register was refused: closing the worker's stream");
+                }
+                let refused = answer.is_err();
+                let _ = tx.send(answer).await;
+                if refused {
+                    break;
+                }
+                continue;
             }
             None => {
                 protocol_error(&tx, worker, "WorkerMessage has no kind set").await;
@@ -188,6 +196,19 @@ async fn serve_worker(
         }
     }
     sched.worker_gone(worker).await;
+}
+
+/// A Register as the scheduler takes it. Errors: PERMISSION_DENIED for a
+/// tool the caller's token may not serve; INVALID_ARGUMENT for a bad field.
+fn registration(caller: &Caller, register: pb::Register) -> Result<Registration, Error> {
+    if let Some(denied) = register.tools.iter().find(|t| !caller.may_serve(&t.name)) {
+        return Err(Error::PermissionDenied(format!(
+            "this worker token may not serve tool {}: it may serve {}",
+            crate::error::quote(&denied.name),
+            crate::error::list(caller.tools.as_deref().unwrap_or_default())
+        )));
+    }
+    convert::registration(register, &caller.tenant)
 }
 
 async fn protocol_error(tx: &CommandTx, worker: WorkerId, message: &str) {

@@ -162,6 +162,13 @@ pub enum Command {
     /// Stop running a task: `reason` is one of [`super::codes`], or
     /// "cancelled: " and the client's reason.
     Cancel { task_id: Uuid, reason: Arc<str> },
+    /// Answers a later Register on the worker's stream: its tools are
+    /// added (the first Registered is sent by the stream itself).
+    Registered {
+        worker_id: u64,
+        /// The server's message limit (`Registered.max_message_bytes`).
+        max_message_bytes: usize,
+    },
 }
 
 /// One attempt of a task, handed to a worker. `session` and `tool` are keys.

@@ -62,52 +62,131 @@ impl Scheduler {
         let _writes = self.registry_writes.lock().await;
         let (id, forgotten) = {
             let mut st = self.lock();
-            if st.is_draining() {
-                return Err(Error::Unavailable(
-                    "the server is shutting down: connect again once it is back".into(),
-                ));
-            }
-            for spec in &specs {
-                match st.differs(spec) {
-                    Some((fields, true)) => {
-                        return Err(Error::FailedPrecondition(format!(
-                            "tool `{}` is served by connected workers with a different \
-                             definition ({} differ): register the same definition, or stop \
-                             those workers first",
-                            spec.name.name(),
-                            fields.join(", ")
-                        )));
-                    }
-                    Some((fields, false)) => info!(
-                        tool = %logs::field(spec.name.name()),
-                        differ = ?fields,
-                        "no connected worker serves the tool: the new definition replaces the known one"
-                    ),
-                    None => {}
-                }
-            }
-            let tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
-            let tenant = specs[0].name.tenant();
-            let max = self.config.limits.max_tools_per_tenant;
-            let forgotten = st.make_room(tenant, &tools, max).map_err(|kept| {
-                Error::ResourceExhausted(format!(
-                    "your tenant has {kept} tools that workers serve or queued tasks need, and \
-                     this registration adds more than the limit of {max} allows: stop the \
-                     workers of tools you no longer need (unserved tools are forgotten) or ask \
-                     the operator to raise --max-tools-per-tenant"
-                ))
-            })?;
+            let forgotten = self.admit_tools(&mut st, &specs, &[])?;
+            let tools: Vec<&str> = specs.iter().map(|s| s.name.as_key()).collect();
             let id = st.add_worker(name.clone(), specs.clone(), max_concurrency, tx);
             info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
             st.start_worker(id, SystemTime::now());
             self.apply(&mut st);
             (id, forgotten)
         };
-        self.backlog.tools_changed();
-        self.forget_stored(&forgotten, "to make room for a registration")
-            .await;
-        self.store_tools(&specs, SystemTime::now()).await;
+        self.registered(&forgotten, &specs).await;
         Ok(id)
+    }
+
+    /// A later Register on connected worker `worker`'s stream: it serves
+    /// `reg.tools` too (those it serves already stay). Its `worker_name` is
+    /// ignored and its `max_concurrency` must be 0 or the first one's: the
+    /// worker's stream was sized by the first.
+    ///
+    /// Errors: [`Self::register`]'s; INVALID_ARGUMENT when the tools it
+    /// serves in all would be more than `--max-tools-per-worker`, or for
+    /// another `max_concurrency`; UNAVAILABLE when the worker is gone.
+    pub async fn register_more(
+        self: &Arc<Self>,
+        worker: super::WorkerId,
+        reg: Registration,
+    ) -> Result<(), Error> {
+        let specs = admission::check_registration(&reg, &self.config.limits)?;
+        let _writes = self.registry_writes.lock().await;
+        let forgotten = {
+            let mut st = self.lock();
+            let Some((served, max_concurrency)) =
+                (st.worker_tools(worker)).map(|(tools, max)| (tools.to_vec(), max))
+            else {
+                return Err(Error::Unavailable(
+                    "the worker's stream is closing: connect again".into(),
+                ));
+            };
+            if reg.max_concurrency != 0 && reg.max_concurrency as usize != max_concurrency {
+                return Err(Error::invalid(format!(
+                    "a later Register has max_concurrency {}, the worker registered {}: send \
+                     0 or the same value (connect again to change it)",
+                    reg.max_concurrency, max_concurrency
+                )));
+            }
+            let new = (specs.iter())
+                .filter(|s| !served.iter().any(|t| **t == *s.name.as_key()))
+                .count();
+            let max = self.config.limits.max_tools_per_worker;
+            if served.len() + new > max {
+                return Err(Error::invalid(format!(
+                    "the worker would serve {} tools, the limit is {max}: serve the others \
+                     from another worker",
+                    served.len() + new
+                )));
+            }
+            let forgotten = self.admit_tools(&mut st, &specs, &served)?;
+            if !st.add_tools(worker, specs.clone()) {
+                return Err(Error::Unavailable(
+                    "the worker's stream is closing: connect again".into(),
+                ));
+            }
+            let tools: Vec<&str> = specs.iter().map(|s| s.name.as_key()).collect();
+            info!(worker_id = worker, tools = ?tools, "worker registered more tools");
+            self.apply(&mut st);
+            forgotten
+        };
+        self.registered(&forgotten, &specs).await;
+        Ok(())
+    }
+
+    /// The checks a registration of `specs` passes before it changes
+    /// anything, by a worker that serves `served` already: not draining;
+    /// each definition the same as the one connected workers serve (an
+    /// unserved known one is replaced); room in the tenant's tool limit,
+    /// made by forgetting unneeded tools, which it returns.
+    fn admit_tools(
+        &self,
+        st: &mut super::State<super::Tokio>,
+        specs: &[ToolSpec],
+        served: &[Arc<str>],
+    ) -> Result<Vec<Arc<str>>, Error> {
+        if st.is_draining() {
+            return Err(Error::Unavailable(
+                "the server is shutting down: connect again once it is back".into(),
+            ));
+        }
+        for spec in specs {
+            match st.differs(spec) {
+                Some((fields, true)) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "tool `{}` is served by connected workers with a different \
+                         definition ({} differ): register the same definition, or stop \
+                         those workers first",
+                        spec.name.name(),
+                        fields.join(", ")
+                    )));
+                }
+                Some((fields, false)) => info!(
+                    tool = %logs::field(spec.name.name()),
+                    differ = ?fields,
+                    "no connected worker serves the tool: the new definition replaces the known one"
+                ),
+                None => {}
+            }
+        }
+        let mut tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
+        tools.extend(served.iter().cloned());
+        let tenant = specs[0].name.tenant();
+        let max = self.config.limits.max_tools_per_tenant;
+        st.make_room(tenant, &tools, max).map_err(|kept| {
+            Error::ResourceExhausted(format!(
+                "your tenant has {kept} tools that workers serve or queued tasks need, and \
+                 this registration adds more than the limit of {max} allows: stop the \
+                 workers of tools you no longer need (unserved tools are forgotten) or ask \
+                 the operator to raise --max-tools-per-tenant"
+            ))
+        })
+    }
+
+    /// After a registration: the tools' change told, the forgotten ones
+    /// deleted from the store, the registered ones stored.
+    async fn registered(&self, forgotten: &[Arc<str>], specs: &[ToolSpec]) {
+        self.backlog.tools_changed();
+        self.forget_stored(forgotten, "to make room for a registration")
+            .await;
+        self.store_tools(specs, SystemTime::now()).await;
     }
 
     /// Loads the stored tool definitions at start: each is known (listed,

@@ -493,6 +493,10 @@ pub fn command(command: Command) -> pb::WorkerCommand {
                 reason: reason.to_string(),
             })
         }
+        Command::Registered {
+            worker_id,
+            max_message_bytes,
+        } => return registered_within(worker_id, max_message_bytes),
     };
     pb::WorkerCommand { kind: Some(kind) }
 }

@@ -78,7 +78,7 @@ fn assigned(sent: &Sent) -> Vec<(Uuid, u32)> {
         .iter()
         .filter_map(|c| match c {
             Command::Assign(a) => Some((a.task_id, a.attempt)),
-            Command::Cancel { .. } => None,
+            Command::Cancel { .. } | Command::Registered { .. } => None,
         })
         .collect()
 }

@@ -61,6 +61,35 @@ impl<I: Io> State<I> {
         id
     }
 
+    /// Adds `specs` to the tools of connected worker `worker` (a later
+    /// Register on its stream); a tool it serves already stays, its spec
+    /// replaced by the (checked, equal) new one. `false` when the worker is
+    /// gone. Call `apply` after, so queued calls of the new tools reach it.
+    pub fn add_tools(&mut self, worker: WorkerId, specs: Vec<ToolSpec>) -> bool {
+        let Some(w) = self.workers.get_mut(&worker).filter(|w| !w.closed) else {
+            return false;
+        };
+        for spec in specs {
+            let name = spec.name.as_arc().clone();
+            let entry = self.tools.entry(name.clone()).or_default();
+            entry.spec = Some(spec);
+            if !entry.workers.contains(&worker) {
+                entry.workers.push(worker);
+                w.tools.push(name);
+            }
+            entry.unserved_since = None;
+        }
+        true
+    }
+
+    /// The tools connected worker `worker` serves and its max_concurrency;
+    /// `None` when it is gone.
+    pub fn worker_tools(&self, worker: WorkerId) -> Option<(&[Arc<str>], usize)> {
+        (self.workers.get(&worker))
+            .filter(|w| !w.closed)
+            .map(|w| (w.tools.as_slice(), w.max_concurrency))
+    }
+
     /// Sends a worker its queued work, up to its free slots.
     pub fn start_worker(&mut self, worker: WorkerId, now: SystemTime) {
         if let Some(w) = self.workers.get_mut(&worker) {
