@@ -122,6 +122,9 @@ type Task struct {
 	// Progress is the latest progress of its current run; nil when none was
 	// reported (or the server restarted: progress is not stored).
 	Progress *Progress
+	// Fallback is set when a fallback answered, as on its completion:
+	// Status, Result and Error are then the fallback's.
+	Fallback *FallbackUsed
 }
 
 // Completion is one finished task, as delivered by Completions.
@@ -235,6 +238,7 @@ func taskFromPB(t *pb.Task) *Task {
 		RetryOf:        t.GetRetryOf(),
 		Delivery:       Delivery(t.GetDelivery()),
 		Progress:       progressFromPB(t.GetProgress()),
+		Fallback:       fallbackUsedFromPB(t.GetFallback()),
 	}
 }
 

@@ -69,9 +69,11 @@ fn fallback_json(f: &pb::FallbackUsed) -> Value {
 /// " (answered by fallback tool `backup`: the call TIMED_OUT)", " (a stale
 /// result, 12300 ms old, of task ID: the call FAILED)", or "".
 fn fallback_note(c: &pb::Completion) -> String {
-    let Some(f) = &c.fallback else {
-        return String::new();
-    };
+    c.fallback.as_ref().map_or(String::new(), fallback_text)
+}
+
+/// [`fallback_note`] of a completion's or a task's `fallback`.
+fn fallback_text(f: &pb::FallbackUsed) -> String {
     let primary = status_name(f.primary_status);
     if f.tool.is_empty() {
         format!(
@@ -177,6 +179,7 @@ pub fn task_json(t: &pb::Task) -> Value {
         "finished_at_ms": time(&t.finished_at),
         "delivery": delivery_name(t.delivery),
         "progress": t.progress.as_ref().map(progress_json),
+        "fallback": t.fallback.as_ref().map_or(Value::Null, fallback_json),
     })
 }
 
@@ -191,6 +194,13 @@ pub fn task_text(t: &pb::Task) -> String {
         t.attempts,
         t.elapsed_ms
     );
+    if let Some(f) = &t.fallback {
+        // " (answered by …)": how the call itself ended, and what answered.
+        out.insert_str(
+            out.find("\nattempts").unwrap_or(out.len()),
+            &fallback_text(f),
+        );
+    }
     match &t.outcome {
         Some(pb::task::Outcome::ResultJson(r)) => out.push_str(&format!("\nresult   {r}")),
         Some(pb::task::Outcome::Error(e)) => {
@@ -312,6 +322,38 @@ mod tests {
             completion_line(&stale)
         );
         assert!(completion_json(&inline_without_fallback())["fallback"].is_null());
+    }
+
+    /// `errand status` says a fallback answered, as `errand watch` does.
+    #[test]
+    fn a_task_a_fallback_answered_says_so() {
+        let task = pb::Task {
+            task_id: "t1".into(),
+            status: pb::TaskStatus::Succeeded as i32,
+            fallback: Some(pb::FallbackUsed {
+                primary_status: pb::TaskStatus::Failed as i32,
+                primary_error: Some(pb::ToolError {
+                    code: "boom".into(),
+                    message: "it broke".into(),
+                    ..Default::default()
+                }),
+                last_good_age_ms: 1200,
+                task_id: "t0".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = task_text(&task);
+        assert!(
+            text.contains(
+                "status   SUCCEEDED (answered by a stale result, 1200 ms old, of task t0: the call FAILED)\nattempts"
+            ),
+            "{text}"
+        );
+        let json = task_json(&task);
+        assert_eq!(json["fallback"]["primary_status"], "FAILED");
+        assert_eq!(json["fallback"]["task_id"], "t0");
+        assert!(task_json(&pb::Task::default())["fallback"].is_null());
     }
 
     fn inline_without_fallback() -> pb::Completion {

@@ -2036,7 +2036,11 @@ type Task struct {
 	Delivery DeliveryPolicy `protobuf:"varint,19,opt,name=delivery,proto3,enum=errand.v1.DeliveryPolicy" json:"delivery,omitempty"`
 	// The latest progress of the current run; unset when none (or after a
 	// restart, since progress is not stored).
-	Progress      *Progress `protobuf:"bytes,20,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress *Progress `protobuf:"bytes,20,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Set when a fallback answered, as on its completion
+	// (Completion.fallback): the outcome is then the fallback's, and this
+	// says how the call itself ended and what answered.
+	Fallback      *FallbackUsed `protobuf:"bytes,21,opt,name=fallback,proto3" json:"fallback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2218,6 +2222,13 @@ func (x *Task) GetDelivery() DeliveryPolicy {
 func (x *Task) GetProgress() *Progress {
 	if x != nil {
 		return x.Progress
+	}
+	return nil
+}
+
+func (x *Task) GetFallback() *FallbackUsed {
+	if x != nil {
+		return x.Fallback
 	}
 	return nil
 }
@@ -3624,7 +3635,7 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\tup_to_seq\x18\x02 \x01(\x04R\aupToSeq\"O\n" +
 	"\x16AckCompletionsResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x01(\x04R\aremoved\x12\x1b\n" +
-	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\"\x8d\x06\n" +
+	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\"\xc2\x06\n" +
 	"\x04Task\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
 	"\n" +
@@ -3654,7 +3665,8 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"workerName\x12\x19\n" +
 	"\bretry_of\x18\x12 \x01(\tR\aretryOf\x125\n" +
 	"\bdelivery\x18\x13 \x01(\x0e2\x19.errand.v1.DeliveryPolicyR\bdelivery\x12/\n" +
-	"\bprogress\x18\x14 \x01(\v2\x13.errand.v1.ProgressR\bprogressB\t\n" +
+	"\bprogress\x18\x14 \x01(\v2\x13.errand.v1.ProgressR\bprogress\x123\n" +
+	"\bfallback\x18\x15 \x01(\v2\x17.errand.v1.FallbackUsedR\bfallbackB\t\n" +
 	"\aoutcome\"\xd7\x01\n" +
 	"\x10ListTasksRequest\x12\x1d\n" +
 	"\n" +
@@ -3868,54 +3880,55 @@ var file_errand_v1_errand_proto_depIdxs = []int32{
 	41, // 22: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 23: errand.v1.Task.delivery:type_name -> errand.v1.DeliveryPolicy
 	6,  // 24: errand.v1.Task.progress:type_name -> errand.v1.Progress
-	2,  // 25: errand.v1.ListTasksRequest.statuses:type_name -> errand.v1.TaskStatus
-	23, // 26: errand.v1.ListTasksResponse.tasks:type_name -> errand.v1.Task
-	28, // 27: errand.v1.ListWorkersResponse.workers:type_name -> errand.v1.WorkerInfo
-	41, // 28: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
-	41, // 29: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	2,  // 30: errand.v1.CancelTasksRequest.statuses:type_name -> errand.v1.TaskStatus
-	34, // 31: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
-	35, // 32: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
-	36, // 33: errand.v1.WorkerMessage.heartbeat:type_name -> errand.v1.Heartbeat
-	6,  // 34: errand.v1.WorkerMessage.progress:type_name -> errand.v1.Progress
-	3,  // 35: errand.v1.Register.tools:type_name -> errand.v1.Tool
-	32, // 36: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
-	38, // 37: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
-	39, // 38: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
-	40, // 39: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
-	7,  // 40: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
-	9,  // 41: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
-	11, // 42: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
-	19, // 43: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
-	20, // 44: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
-	21, // 45: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
-	24, // 46: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
-	26, // 47: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
-	29, // 48: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
-	31, // 49: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
-	13, // 50: errand.v1.ToolService.SessionEvents:input_type -> errand.v1.SessionEventsRequest
-	15, // 51: errand.v1.ToolService.PendingDigest:input_type -> errand.v1.PendingDigestRequest
-	17, // 52: errand.v1.ToolService.ReadResult:input_type -> errand.v1.ReadResultRequest
-	33, // 53: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
-	8,  // 54: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
-	10, // 55: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
-	12, // 56: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
-	23, // 57: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
-	23, // 58: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
-	22, // 59: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
-	25, // 60: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
-	27, // 61: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
-	30, // 62: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
-	10, // 63: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
-	14, // 64: errand.v1.ToolService.SessionEvents:output_type -> errand.v1.SessionEvent
-	16, // 65: errand.v1.ToolService.PendingDigest:output_type -> errand.v1.PendingDigestResponse
-	18, // 66: errand.v1.ToolService.ReadResult:output_type -> errand.v1.ResultChunk
-	37, // 67: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
-	54, // [54:68] is the sub-list for method output_type
-	40, // [40:54] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	5,  // 25: errand.v1.Task.fallback:type_name -> errand.v1.FallbackUsed
+	2,  // 26: errand.v1.ListTasksRequest.statuses:type_name -> errand.v1.TaskStatus
+	23, // 27: errand.v1.ListTasksResponse.tasks:type_name -> errand.v1.Task
+	28, // 28: errand.v1.ListWorkersResponse.workers:type_name -> errand.v1.WorkerInfo
+	41, // 29: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
+	41, // 30: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	2,  // 31: errand.v1.CancelTasksRequest.statuses:type_name -> errand.v1.TaskStatus
+	34, // 32: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
+	35, // 33: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
+	36, // 34: errand.v1.WorkerMessage.heartbeat:type_name -> errand.v1.Heartbeat
+	6,  // 35: errand.v1.WorkerMessage.progress:type_name -> errand.v1.Progress
+	3,  // 36: errand.v1.Register.tools:type_name -> errand.v1.Tool
+	32, // 37: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
+	38, // 38: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
+	39, // 39: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
+	40, // 40: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
+	7,  // 41: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
+	9,  // 42: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
+	11, // 43: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
+	19, // 44: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
+	20, // 45: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
+	21, // 46: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
+	24, // 47: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
+	26, // 48: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
+	29, // 49: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
+	31, // 50: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
+	13, // 51: errand.v1.ToolService.SessionEvents:input_type -> errand.v1.SessionEventsRequest
+	15, // 52: errand.v1.ToolService.PendingDigest:input_type -> errand.v1.PendingDigestRequest
+	17, // 53: errand.v1.ToolService.ReadResult:input_type -> errand.v1.ReadResultRequest
+	33, // 54: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
+	8,  // 55: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
+	10, // 56: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
+	12, // 57: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
+	23, // 58: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
+	23, // 59: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
+	22, // 60: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
+	25, // 61: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
+	27, // 62: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
+	30, // 63: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
+	10, // 64: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
+	14, // 65: errand.v1.ToolService.SessionEvents:output_type -> errand.v1.SessionEvent
+	16, // 66: errand.v1.ToolService.PendingDigest:output_type -> errand.v1.PendingDigestResponse
+	18, // 67: errand.v1.ToolService.ReadResult:output_type -> errand.v1.ResultChunk
+	37, // 68: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
+	55, // [55:69] is the sub-list for method output_type
+	41, // [41:55] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_errand_v1_errand_proto_init() }

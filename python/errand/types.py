@@ -222,6 +222,9 @@ class Task:
     delivery: DeliveryPolicy = DeliveryPolicy.UNSPECIFIED
     #: The latest progress of the current run; None when none (not durable).
     progress: Optional[Progress] = None
+    #: Set when a fallback answered (the outcome is then the fallback's), as
+    #: on its completion: how the call itself ended and what answered.
+    fallback: Optional[FallbackUsed] = None
 
     @property
     def arguments(self) -> Any:
@@ -418,6 +421,7 @@ def task_from_pb(msg: pb.Task) -> Task:
         idempotency_key=msg.idempotency_key,
         delivery=_member(DeliveryPolicy, msg.delivery),
         progress=progress_from_pb(msg.progress) if msg.HasField("progress") else None,
+        fallback=_fallback_used(msg.fallback) if msg.HasField("fallback") else None,
     )
 
 

@@ -62,6 +62,8 @@ async fn a_fallback_tool_answers_a_failure_once_without_chains() {
     }
     let task = client.get_task(&ack.task_id).await.unwrap();
     assert_eq!(status_of(task.status), pb::TaskStatus::Succeeded);
+    // The task says so too (`errand status` showed a plain success).
+    assert_eq!(task.fallback.as_ref(), Some(used));
 
     // No chains: the fallback's own failure is final.
     let ack = client
@@ -398,6 +400,7 @@ async fn a_fallback_run_timed_out_in_the_queue_ends_its_call() {
     assert_eq!(used.primary_error.as_ref().unwrap().code, "upstream_down");
     let task = client.get_task(&ack.task_id).await.unwrap();
     assert_eq!(status_of(task.status), pb::TaskStatus::TimedOut);
+    assert_eq!(task.fallback.as_ref(), Some(used));
     held.succeed("{}");
     let c = take_completions(&mut stream, 1).await.remove(0);
     assert_eq!(c.task_id, blocker, "no completion for the run: {c:?}");

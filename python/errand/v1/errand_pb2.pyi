@@ -322,7 +322,7 @@ class AckCompletionsResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ..., acked_seq: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "session_id", "tool", "arguments_json", "status", "result_json", "error", "attempts", "created_at", "started_at", "finished_at", "timeout_ms", "seq", "elapsed_ms", "idempotency_key", "worker_id", "worker_name", "retry_of", "delivery", "progress")
+    __slots__ = ("task_id", "session_id", "tool", "arguments_json", "status", "result_json", "error", "attempts", "created_at", "started_at", "finished_at", "timeout_ms", "seq", "elapsed_ms", "idempotency_key", "worker_id", "worker_name", "retry_of", "delivery", "progress", "fallback")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
@@ -343,6 +343,7 @@ class Task(_message.Message):
     RETRY_OF_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     session_id: str
     tool: str
@@ -363,7 +364,8 @@ class Task(_message.Message):
     retry_of: str
     delivery: DeliveryPolicy
     progress: Progress
-    def __init__(self, task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., seq: _Optional[int] = ..., elapsed_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., retry_of: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+    fallback: FallbackUsed
+    def __init__(self, task_id: _Optional[str] = ..., session_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments_json: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., result_json: _Optional[str] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., seq: _Optional[int] = ..., elapsed_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., retry_of: _Optional[str] = ..., delivery: _Optional[_Union[DeliveryPolicy, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., fallback: _Optional[_Union[FallbackUsed, _Mapping]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("session_id", "statuses", "tool", "page_size", "page_token", "newest_first")

@@ -15,9 +15,9 @@ use crate::{
     error::{Error, Kind},
     fields,
     model::{
-        Command, CompletionRecord, Delivery, Fallback, Outcome, ProgressRecord, ProgressReport,
-        Registration, Submission, TaskRecord, TaskResult, TaskState, ToolDef, ToolKey, ToolPolicy,
-        millis,
+        Command, CompletionRecord, Delivery, Fallback, FinishNotes, Outcome, ProgressRecord,
+        ProgressReport, Registration, Submission, TaskRecord, TaskResult, TaskState, ToolDef,
+        ToolKey, ToolPolicy, millis,
     },
     tenant, text,
     tools::ToolSpec,
@@ -115,8 +115,21 @@ pub fn task(task: &TaskRecord) -> pb::Task {
         worker_name: String::new(),
         retry_of: task.retry_of.map(|id| id.to_string()).unwrap_or_default(),
         delivery: delivery_policy(task.delivery) as i32,
+        fallback: fallback_used(&task.notes),
         ..Default::default()
     }
+}
+
+/// What answered a call a fallback answered (`Completion.fallback`,
+/// `Task.fallback`); `None` when the call answered itself.
+fn fallback_used(notes: &FinishNotes) -> Option<pb::FallbackUsed> {
+    notes.answered_by.as_ref().map(|a| pb::FallbackUsed {
+        primary_status: status(a.primary.state) as i32,
+        primary_error: Some(tool_error(&a.primary.code, &a.primary.message)),
+        tool: tenant::strip(&a.tool).to_string(),
+        last_good_age_ms: a.last_good_age_ms,
+        task_id: a.task_id.to_string(),
+    })
 }
 
 /// How a stream renders its completions.
@@ -170,13 +183,7 @@ fn completion(c: &CompletionRecord, budget: u64, by_reference: bool) -> pb::Comp
         attempts: c.attempts,
         completed_at: Some(timestamp(c.completed_at)),
         delivery: delivery_policy(c.delivery) as i32,
-        fallback: c.notes.answered_by.as_ref().map(|a| pb::FallbackUsed {
-            primary_status: status(a.primary.state) as i32,
-            primary_error: Some(tool_error(&a.primary.code, &a.primary.message)),
-            tool: tenant::strip(&a.tool).to_string(),
-            last_good_age_ms: a.last_good_age_ms,
-            task_id: a.task_id.to_string(),
-        }),
+        fallback: fallback_used(&c.notes),
         ..Default::default()
     };
     match &c.outcome {
