@@ -335,7 +335,6 @@ mod tests {
                 primary_error: Some(pb::ToolError {
                     code: "boom".into(),
                     message: "it broke".into(),
-                    ..Default::default()
                 }),
                 last_good_age_ms: 1200,
                 task_id: "t0".into(),
