@@ -225,7 +225,8 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled. With
+/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled, over
+/// `tls` when given (the gRPC port's certificate and client CA). With
 /// `token`, a scrape must send `Authorization: Bearer <token>` or gets 401.
 pub async fn serve(
     incoming: Incoming,
@@ -233,6 +234,7 @@ pub async fn serve(
     token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
     source: Arc<dyn LoadSource>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) {
     use axum::{
@@ -275,7 +277,7 @@ pub async fn serve(
             }
         }),
     );
-    crate::net::http::serve(incoming, app, &limits, shutdown).await;
+    crate::net::http::serve_tls(incoming, app, &limits, tls, shutdown).await;
 }
 
 /// Compared as hashes: equal-length values, and nothing about the token

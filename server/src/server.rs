@@ -71,8 +71,9 @@ pub struct Options {
     pub metrics_token: Option<Arc<str>>,
     /// Where to serve MCP (`POST /mcp`), with `Config::mcp`'s settings.
     pub mcp: Option<TcpListener>,
-    /// TLS of the MCP and A2A listeners (the gRPC port's certificate, key
-    /// and client CA, as [`net::tls::server_config`] builds them).
+    /// TLS of the HTTP listeners: MCP, A2A, the dashboard and metrics (the
+    /// gRPC port's certificate, key and client CA, as
+    /// [`net::tls::server_config`] builds them).
     pub http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Where to serve A2A (card, JSON-RPC, HTTP+JSON, gRPC), with
     /// `Config::a2a`'s settings.
@@ -154,6 +155,7 @@ pub async fn serve_with(
             options.metrics_token.clone(),
             metrics.clone(),
             source,
+            options.http_tls.clone(),
             shutdown_token.clone(),
         ))
     });
@@ -164,6 +166,7 @@ pub async fn serve_with(
             Incoming::new(l, connections.clone()),
             connections.clone(),
             ui,
+            options.http_tls.clone(),
             shutdown_token.clone(),
         ))
     });

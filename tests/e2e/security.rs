@@ -251,11 +251,93 @@ async fn tenants_never_see_each_others_tasks_tools_or_completions() {
     assert_eq!(a.list_tools().await.unwrap().len(), 1);
 }
 
+/// `GET` of `url` (https://127.0.0.1:PORT/PATH) over TLS trusting the
+/// test CA, with the client certificate when `identity`: the response's
+/// status line and body, or why the connection failed.
+async fn https_get(url: &str, pki: &Pki, identity: bool) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{
+        ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or(format!("not https: {url}"))?;
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pki.ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if identity {
+        let certs = CertificateDer::pem_slice_iter(&pki.client.0)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&pki.client.1).unwrap();
+        builder.with_client_auth_cert(certs, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
 #[tokio::test]
 async fn tls_and_mutual_tls() {
     let pki = Pki::new();
-    let flags = pki.serve_flags(true);
+    let mut flags = pki.serve_flags(true);
+    for f in [
+        "--ui-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ] {
+        flags.push(f.to_string());
+    }
     let mut server = Server::start(&strs(&flags)).await;
+    // The dashboard and metrics take the gRPC port's TLS and client CA: they
+    // served plain HTTP to anyone, admin tokens and every task's data too.
+    for url in [&server.ui_url, &server.metrics_url] {
+        let url = url.clone().expect("the listener's line");
+        assert!(url.starts_with("https://"), "{url}");
+        let page = https_get(&url, &pki, true).await.unwrap();
+        assert!(page.starts_with("HTTP/1.1 200"), "{url}: {page}");
+        let refused = https_get(&url, &pki, false).await;
+        let refused = refused.map_or(true, |r| !r.starts_with("HTTP/1.1 200"));
+        assert!(refused, "{url} answered a client without a certificate");
+        let plain = url.replace("https://", "http://");
+        let (addr, _) = plain["http://".len()..].split_once('/').unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = tcp
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer).await;
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
+            "{url} answered plain HTTP"
+        );
+    }
     server.tls = Some(pki.client(true));
     let mut gate = {
         // The Rust worker runtime over mTLS.

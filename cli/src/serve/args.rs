@@ -95,12 +95,16 @@ pub struct Args {
     /// or comma-separate in the variable); default: loopback names only.
     #[arg(long, env = "ERRAND_A2A_ALLOWED_HOSTS", value_delimiter = ',')]
     pub a2a_allowed_host: Vec<String>,
-    /// Serve Prometheus metrics on http://ADDR/metrics. A non-loopback
-    /// address needs --metrics-token (or --allow-unauthenticated).
+    /// Serve Prometheus metrics on http://ADDR/metrics (https with
+    /// --tls-cert, and a client certificate with --tls-client-ca, as the
+    /// gRPC port). A non-loopback address needs --metrics-token (or
+    /// --allow-unauthenticated).
     #[arg(long, env = "ERRAND_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
-    /// Serve the dashboard on http://ADDR/ (off by default). Loopback only
-    /// unless --tokens-file is set: then it asks for an agent token.
+    /// Serve the dashboard on http://ADDR/ (off by default; https with
+    /// --tls-cert, and a client certificate with --tls-client-ca, as the
+    /// gRPC port). Loopback only unless --tokens-file is set: then it asks
+    /// for an agent token.
     #[arg(long, env = "ERRAND_UI_LISTEN")]
     pub ui_listen: Option<String>,
     /// A `Host` the dashboard accepts besides its bound address (repeat, or

@@ -75,8 +75,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    // The gRPC port's TLS, and the same certificate for the MCP and A2A
-    // listeners.
+    // The gRPC port's TLS, and the same certificate (and client CA) for
+    // every HTTP listener: MCP, A2A, the dashboard and metrics.
     let (tls, http_tls) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
@@ -101,7 +101,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on --metrics-listen {a}"))?;
             let local = l.local_addr()?;
-            announce!("errand metrics on http://{local}/metrics");
+            announce!("errand metrics on {scheme}://{local}/metrics");
             Some(l)
         }
         None => None,
@@ -122,7 +122,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on --ui-listen {a}"))?;
-            announce!("errand dashboard on http://{}/", l.local_addr()?);
+            announce!("errand dashboard on {scheme}://{}/", l.local_addr()?);
             Some(l)
         }
         None => None,

@@ -243,8 +243,16 @@ pub fn router(ui: Ui) -> Router {
         .with_state(ui)
 }
 
-/// Serves the UI on `incoming` until `shutdown` is cancelled.
-pub async fn serve(incoming: Incoming, limits: Connections, ui: Ui, shutdown: CancellationToken) {
+/// Serves the UI on `incoming` until `shutdown` is cancelled, over `tls`
+/// when given (the gRPC port's certificate and client CA: the page and its
+/// API carry tokens and every task's data, as the gRPC port does).
+pub async fn serve(
+    incoming: Incoming,
+    limits: Connections,
+    ui: Ui,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
     stats::spawn(ui.stats.clone(), ui.sched.clone(), shutdown.clone());
-    crate::net::http::serve(incoming, router(ui), &limits, shutdown).await;
+    crate::net::http::serve_tls(incoming, router(ui), &limits, tls, shutdown).await;
 }
