@@ -154,12 +154,16 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
     let tools = connect(server, &args.conn).await?.list_tools().await?;
     for tool in &tools {
         if args.json {
-            println!("{}", output::tool_json(tool));
+            out!("{}", output::tool_json(tool));
         } else {
             let first_line = tool.description.lines().next().unwrap_or_default();
-            println!(
+            out!(
                 "{:<24} workers={:<3} queued={:<4} running={:<4} {}",
-                tool.name, tool.workers, tool.queued, tool.running, first_line
+                tool.name,
+                tool.workers,
+                tool.queued,
+                tool.running,
+                first_line
             );
         }
     }
@@ -225,12 +229,12 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
     if !args.wait {
         if args.json {
             let task = ack.task.as_ref().map(output::task_json);
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({"task_id": ack.task_id, "ack": ack.ack, "deduplicated": ack.deduplicated, "joined": ack.joined, "task": task})
             );
         } else {
-            println!("{}", ack.task_id);
+            out!("{}", ack.task_id);
             eprintln!("{}", ack.ack);
         }
         return Ok(ExitCode::SUCCESS);
@@ -252,10 +256,10 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             completion.outcome = Some(pb::completion::Outcome::ResultJson(full));
         }
         if args.json {
-            println!("{}", output::completion_json(&completion));
+            out!("{}", output::completion_json(&completion));
         } else {
             match &completion.outcome {
-                Some(pb::completion::Outcome::ResultJson(r)) => println!("{r}"),
+                Some(pb::completion::Outcome::ResultJson(r)) => out!("{r}"),
                 _ => eprintln!("{}", output::completion_line(&completion)),
             }
         }
@@ -282,9 +286,9 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     while let Some(completion) = stream.next().await {
         let completion = completion.map_err(|e| failed(e, "following completions"))?;
         if args.json {
-            println!("{}", output::completion_json(&completion));
+            out!("{}", output::completion_json(&completion));
         } else {
-            println!("{}", output::completion_line(&completion));
+            out!("{}", output::completion_line(&completion));
         }
         seen += 1;
         if args.count.is_some_and(|n| seen >= n) {
@@ -338,12 +342,12 @@ async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
                 Some(pb::session_event::Event::Completion(c)) => {
                     after = c.seq;
                     if args.json {
-                        println!(
+                        out!(
                             "{}",
                             serde_json::json!({"completion": output::completion_json(&c)})
                         );
                     } else {
-                        println!("{}", output::completion_line(&c));
+                        out!("{}", output::completion_line(&c));
                     }
                     seen += 1;
                     if args.count.is_some_and(|n| seen >= n) {
@@ -352,12 +356,12 @@ async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
                 }
                 Some(pb::session_event::Event::Progress(p)) => {
                     if args.json {
-                        println!(
+                        out!(
                             "{}",
                             serde_json::json!({"progress": output::progress_json(&p)})
                         );
                     } else {
-                        println!("{}", output::progress_line(&p));
+                        out!("{}", output::progress_line(&p));
                     }
                 }
                 None => {}
@@ -374,7 +378,7 @@ pub async fn pending(server: &str, args: PendingArgs) -> Result<ExitCode> {
         .await?;
     if args.json {
         let tasks: Vec<_> = digest.pending.iter().map(output::task_json).collect();
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "session_id": args.session,
@@ -392,10 +396,10 @@ pub async fn pending(server: &str, args: PendingArgs) -> Result<ExitCode> {
             args.session
         );
     } else if digest.text.ends_with('\n') {
-        print!("{}", digest.text);
+        out_raw!("{}", digest.text);
     } else {
         // A text cut at --max-bytes: the shell's prompt goes on a new line.
-        println!("{}", digest.text);
+        out!("{}", digest.text);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -414,7 +418,7 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
         .await?
         .ack_completions(&args.session, args.up_to)
         .await?;
-    println!(
+    out!(
         "released {removed} completions of session {:?}",
         args.session
     );
@@ -426,7 +430,7 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
 pub async fn result(server: &str, args: ResultArgs) -> Result<ExitCode> {
     use std::io::Write;
     let client = connect(server, &args.conn).await?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::output::Stdout::lock();
     copy_result(&client, &args.task_id, args.page_bytes, &mut stdout).await?;
     stdout.flush().context("writing the result to stdout")?;
     Ok(ExitCode::SUCCESS)

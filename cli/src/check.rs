@@ -29,7 +29,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Checked::Sound => "ok",
         Checked::Empty => "ok, empty: no store written yet (`errand serve` creates one)",
     };
-    println!(
+    out!(
         "{}: {what} (checked in {:.1} s)",
         args.data_dir.display(),
         started.elapsed().as_secs_f64()

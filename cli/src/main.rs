@@ -21,6 +21,22 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` for a command's output on stdout ([`output::Stdout`]): a
+/// reader that went away (`errand tasks | head -1`) ends the process as
+/// Unix tools end, by SIGPIPE, and no socket write can.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::output::print(format_args!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `print!` by [`out!`]'s rule.
+macro_rules! out_raw {
+    ($($t:tt)*) => {
+        $crate::output::print(format_args!($($t)*))
+    };
+}
+
 /// `println!` for the lines serve and worker announce themselves with
 /// ([`output::announce`]): a closed stdout does not stop them.
 macro_rules! announce {
@@ -243,32 +259,9 @@ port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 746
     line
 }
 
-/// Whether a command only prints to stdout: when the reader goes away
-/// (`errand tasks | head -1`) it ends as Unix tools do, killed by SIGPIPE,
-/// instead of panicking in `println!`. Not the long-running commands that
-/// write to sockets and to their programs' stdin: a closed peer there is an
-/// error they handle.
-fn dies_on_closed_stdout(command: &Command) -> bool {
-    !matches!(
-        command,
-        Command::Serve(_) | Command::Worker(_) | Command::Mcp(_)
-    )
-}
-
-/// Restores the default action of SIGPIPE (Rust's runtime ignores it).
-fn default_sigpipe() {
-    // SAFETY: setting a signal's disposition to SIG_DFL runs no handler code.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if dies_on_closed_stdout(&cli.command) {
-        default_sigpipe();
-    }
     let server = cli.command.server();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args).await,

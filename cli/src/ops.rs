@@ -115,7 +115,7 @@ pub async fn tasks(server: &str, args: TasksArgs) -> Result<ExitCode> {
                 obj["worker_id"] = json!(t.worker_id);
                 obj["worker_name"] = json!(t.worker_name);
                 obj["retry_of"] = json!(t.retry_of);
-                println!("{obj}");
+                out!("{obj}");
             } else {
                 rows.push(vec![
                     t.task_id.clone(),
@@ -137,7 +137,7 @@ pub async fn tasks(server: &str, args: TasksArgs) -> Result<ExitCode> {
         let head = [
             "TASK", "SESSION", "TOOL", "STATUS", "CREATED", "ELAPSED", "WORKER",
         ];
-        print!("{}", table(&head, &rows));
+        out_raw!("{}", table(&head, &rows));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,7 +150,7 @@ pub async fn workers(server: &str, args: WorkersArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for w in &workers {
         if args.json {
-            println!(
+            out!(
                 "{}",
                 json!({
                     "worker_id": w.worker_id,
@@ -176,7 +176,7 @@ pub async fn workers(server: &str, args: WorkersArgs) -> Result<ExitCode> {
     }
     if !args.json {
         let head = ["ID", "NAME", "TOOLS", "RUNNING", "CONNECTED", "LAST SEEN"];
-        print!("{}", table(&head, &rows));
+        out_raw!("{}", table(&head, &rows));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,9 +204,9 @@ pub async fn cancel(server: &str, args: CancelArgs) -> Result<ExitCode> {
         })
         .await?;
     if args.json {
-        println!("{}", json!({"session_id": session, "cancelled": cancelled}));
+        out!("{}", json!({"session_id": session, "cancelled": cancelled}));
     } else {
-        println!("cancelled {cancelled} tasks of session {session:?}");
+        out!("cancelled {cancelled} tasks of session {session:?}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -216,12 +216,12 @@ pub async fn retry(server: &str, args: RetryArgs) -> Result<ExitCode> {
     let again = client.retry_task(&args.task_id).await?;
     if args.json {
         let task = again.task.as_ref().map(output::task_json);
-        println!(
+        out!(
             "{}",
             json!({"task_id": again.task_id, "retry_of": args.task_id, "ack": again.ack, "task": task})
         );
     } else {
-        println!("{}", again.task_id);
+        out!("{}", again.task_id);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -225,9 +225,64 @@ pub fn tool_json(t: &pb::Tool) -> Value {
 
 pub fn print_task(task: &pb::Task, json: bool) {
     if json {
-        println!("{}", task_json(task));
+        out!("{}", task_json(task));
     } else {
-        println!("{}", task_text(task));
+        out!("{}", task_text(task));
+    }
+}
+
+/// A command's stdout. SIGPIPE stays ignored (Rust's default), because the
+/// same process writes to gRPC sockets, where a peer that closed (a TLS
+/// alert, a reset) must be an error the command reports, not a silent
+/// death; so a reader of stdout that went away (`errand tasks | head -1`)
+/// is seen here, as EPIPE, and the process then ends as Unix tools do,
+/// killed by SIGPIPE.
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    pub fn lock() -> Self {
+        Stdout(std::io::stdout().lock())
+    }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
+/// `e`, unless stdout's reader went away: then the process ends by SIGPIPE.
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        die_of_sigpipe();
+    }
+    e
+}
+
+/// Ends the process as a Unix tool whose reader went away ends: by SIGPIPE
+/// (a shell reports status 141).
+fn die_of_sigpipe() -> ! {
+    // SAFETY: the default disposition runs no handler code; raise() then
+    // ends the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
+}
+
+/// What [`out!`] prints, through [`Stdout`]; another write error ends the
+/// process with status 1, saying so (as `println!` would panic).
+pub fn print(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = Stdout::lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        eprintln!("errand: writing to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -68,7 +68,7 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
     };
     let token = auth::new_token().map_err(|e| anyhow!(e))?;
     let line = spec.line(&token).map_err(|e| anyhow!(e))?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::Stdout::lock();
     writeln!(out, "{token}")?;
     match args.append {
         Some(path) => {
