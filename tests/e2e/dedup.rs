@@ -167,3 +167,45 @@ async fn servers_sharing_a_database_join_one_call_between_them() {
         "one run"
     );
 }
+
+/// A submit that adds no task (a retried idempotency key, a join of an
+/// identical call in flight) is answered at the session's and the tenant's
+/// limits too: both were refused RESOURCE_EXHAUSTED there, so a client
+/// whose first answer was lost was told its running call failed.
+#[tokio::test]
+async fn repeats_and_joins_are_answered_at_the_pending_limits() {
+    for flag in ["--max-pending-per-session", "--max-pending-per-tenant"] {
+        let server = Server::start(&[flag, "2"]).await;
+        let _worker = server.gate_worker(&["lookup"], 1).await;
+        let client = server.client().await;
+        let keyed = pb::SubmitToolRequest {
+            idempotency_key: "K1".into(),
+            ..call(SAME[0], pb::DedupPolicy::Off)
+        };
+        let first = client.submit_request(keyed.clone()).await.unwrap();
+        let join = call(SAME[1], pb::DedupPolicy::JoinInFlight);
+        let joinable = client.submit_request(join.clone()).await.unwrap();
+        assert!(!joinable.joined, "{flag}: the first joinable call runs");
+
+        let again = client.submit_request(keyed).await.unwrap();
+        assert_eq!(again.task_id, first.task_id, "{flag}");
+        assert!(again.deduplicated, "{flag}");
+        let joined = client
+            .submit_request(call(SAME[2], pb::DedupPolicy::JoinInFlight))
+            .await
+            .unwrap();
+        assert_eq!(joined.task_id, joinable.task_id, "{flag}");
+        assert!(joined.joined, "{flag}");
+
+        // A call that would add a task is still refused.
+        let err = client
+            .submit_request(call("{}", pb::DedupPolicy::Off))
+            .await;
+        let err = err.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(tonic::Code::ResourceExhausted),
+            "{flag}: {err}"
+        );
+    }
+}

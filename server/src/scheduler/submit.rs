@@ -16,7 +16,7 @@ use crate::{
     logs,
     model::{SessionKey, Submission, TaskRecord, TaskState},
     sessions::{Activity, ActivityKind},
-    store::Inserted,
+    store::{Inserted, TaskQuery},
 };
 
 /// Longest a submit waits for a claim in flight to give back the room it
@@ -120,12 +120,14 @@ impl Scheduler {
         // once, as documented. Waited for until CLAIM_SETTLE, then queued
         // in the store as without room.
         let deadline = tokio::time::Instant::now() + CLAIM_SETTLE;
-        let placement = loop {
+        let placed = loop {
             let mut settled = {
                 let mut st = self.lock();
                 let session = SessionKey::from_key(task.session.clone());
                 let run = task.call.fallback_for.is_some();
-                admission::check_room(&st, &session, &self.config.limits, run)?;
+                if let Err(full) = admission::check_room(&st, &session, &self.config.limits, run) {
+                    break Err(full);
+                }
                 // A draining server dispatches nothing: what it admits (a
                 // fallback run) waits in the shared queue, not claimed here.
                 let mut room = None;
@@ -141,11 +143,15 @@ impl Scheduler {
                     None => {
                         held.room = room;
                         task.session = st.reserve(&task.session);
-                        break placement;
+                        break Ok(placement);
                     }
                 }
             };
             let _ = tokio::time::timeout_at(deadline, settled.changed()).await;
+        };
+        let placement = match placed {
+            Ok(placement) => placement,
+            Err(full) => return self.earlier_or(full, &task).await,
         };
         if let Placement::Here(state) = placement {
             task.state = state;
@@ -193,6 +199,49 @@ impl Scheduler {
             }
         }
         Ok((task, Admitted::New))
+    }
+
+    /// A submit refused for room (`refused`) that repeats an earlier call
+    /// is answered with that call, as it is with room: a retried submit of
+    /// an idempotency key, or an identical call in flight that it joins,
+    /// adds no task, so no limit on tasks may refuse it (a client whose
+    /// first answer was lost would be told its running call failed). The
+    /// same order as [`crate::store::Store::insert_task`]: the key first.
+    async fn earlier_or(
+        &self,
+        refused: Error,
+        task: &TaskRecord,
+    ) -> Result<(TaskRecord, Admitted), Error> {
+        if !matches!(refused, Error::ResourceExhausted(_)) {
+            return Err(refused);
+        }
+        if let Some(key) = &task.idempotency_key
+            && let Some(earlier) = self.store.task_by_key(&task.session, key).await?
+        {
+            let current = self.live_task(earlier.id).unwrap_or(earlier);
+            return Ok((current, Admitted::Repeat));
+        }
+        if task.call.joinable {
+            // Only on this refusal: at most the session's unfinished tasks.
+            let query = TaskQuery {
+                key_prefix: None,
+                session: Some(task.session.to_string()),
+                tool: Some(task.tool.to_string()),
+                states: vec![TaskState::Queued, TaskState::Running],
+                after: None,
+                newest_first: false,
+                limit: self.config.limits.max_pending_per_session.saturating_add(1),
+                fallback_runs: false,
+            };
+            let joined = (self.store.list_tasks(&query).await?)
+                .into_iter()
+                .find(|t| t.call.joinable && t.call.args_hash == task.call.args_hash);
+            if let Some(running) = joined {
+                let current = self.live_task(running.id).unwrap_or(running);
+                return Ok((current, Admitted::Joined));
+            }
+        }
+        Err(refused)
     }
 
     /// Queues tasks here whose sessions are reserved, and dispatches them,
