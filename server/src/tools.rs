@@ -161,7 +161,7 @@ pub fn check_timeout(what: &str, timeout_ms: u64, limits: &Limits) -> Result<(),
     let max = crate::model::millis(limits.max_timeout);
     if timeout_ms > max {
         return Err(Error::invalid(format!(
-            "{what} is {timeout_ms}, the limit is {max}"
+            "{what} is {timeout_ms}, the limit is {max} (the server's --max-timeout-ms)"
         )));
     }
     Ok(())

@@ -73,6 +73,10 @@ pub struct Config {
 /// timestamps, field tags and the texts errand writes around them.
 pub const MESSAGE_OVERHEAD: usize = 8 * 1024;
 
+/// The largest `--max-message-bytes` (1 GiB): gRPC's length prefix is 32
+/// bits, and every limit under it stays far from overflowing.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
 /// The longest duration any setting may have (10 years): longer ones would
 /// overflow the clock arithmetic they feed.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -211,14 +215,31 @@ impl Config {
         if let Some(timeout) = self.postgres.connect_timeout {
             duration("database-connect-timeout-ms", timeout, true)?;
         }
-        if self.default_timeout > l.max_timeout {
+        // A default no submit could ask for is refused, by the rule a
+        // submit's timeouts follow (`tools::check_timeout`).
+        for (flag, default) in [
+            ("default-timeout-ms", self.default_timeout),
+            ("default-queue-timeout-ms", self.default_queue_timeout),
+        ] {
+            if default > l.max_timeout {
+                return Err(ConfigError {
+                    flag,
+                    problem: format!(
+                        "{} ms is over --max-timeout-ms ({} ms): a default no submit could ask \
+                         for; lower it or raise --max-timeout-ms",
+                        default.as_millis(),
+                        l.max_timeout.as_millis()
+                    ),
+                });
+            }
+        }
+        if l.max_message_bytes > MAX_MESSAGE_BYTES {
             return Err(ConfigError {
-                flag: "default-timeout-ms",
+                flag: "max-message-bytes",
                 problem: format!(
-                    "{} ms is over --max-timeout-ms ({} ms): a default no submit could ask for; \
-                     lower it or raise --max-timeout-ms",
-                    self.default_timeout.as_millis(),
-                    l.max_timeout.as_millis()
+                    "{} is over the largest message errand sends or takes, {MAX_MESSAGE_BYTES} \
+                     bytes (1 GiB): pass large data by reference instead",
+                    l.max_message_bytes
                 ),
             });
         }
@@ -263,8 +284,10 @@ impl Config {
     pub fn largest_message(&self) -> usize {
         let l = &self.limits;
         let quoted = l.max_result_bytes.min(crate::text::MAX_QUOTED_BYTES);
-        let completion = l.max_arguments_bytes + l.max_result_bytes + quoted;
-        let ack = 2 * l.max_arguments_bytes;
+        // A task (GetTask, a listing) carries its session ID and key too.
+        let ids = l.max_session_id_bytes + l.max_idempotency_key_bytes;
+        let completion = l.max_arguments_bytes + l.max_result_bytes + quoted + ids;
+        let ack = 2 * l.max_arguments_bytes + ids;
         completion.max(ack) + MESSAGE_OVERHEAD
     }
 
@@ -277,13 +300,19 @@ impl Config {
                 flag: "max-message-bytes",
                 problem: format!(
                     "{} bytes cannot carry the largest completion the other limits accept \
-                     ({need} bytes: --max-arguments-bytes {}, --max-result-bytes {}, and up to \
-                     {} bytes of text and fields): raise --max-message-bytes to at least \
-                     {need}, or lower --max-result-bytes or --max-arguments-bytes",
+                     ({need} bytes: --max-arguments-bytes {}, --max-result-bytes {}, \
+                     --max-session-id-bytes {}, --max-idempotency-key-bytes {}, and up to {} \
+                     bytes of text and fields): raise --max-message-bytes to at least {need}, \
+                     or lower the others",
                     l.max_message_bytes,
                     l.max_arguments_bytes,
                     l.max_result_bytes,
-                    need - l.max_arguments_bytes - l.max_result_bytes,
+                    l.max_session_id_bytes,
+                    l.max_idempotency_key_bytes,
+                    need - l.max_arguments_bytes
+                        - l.max_result_bytes
+                        - l.max_session_id_bytes
+                        - l.max_idempotency_key_bytes,
                 ),
             });
         }

@@ -140,6 +140,28 @@ fn a_short_lease_and_a_default_over_the_maximum_are_refused() {
     let e = error(|c| c.default_timeout = c.limits.max_timeout + Duration::from_millis(1));
     assert_eq!(e.flag, "default-timeout-ms");
     assert!(e.problem.contains("--max-timeout-ms"), "{e}");
+    // The queue timeout's default by the same rule (it was accepted).
+    let e = error(|c| c.default_queue_timeout = c.limits.max_timeout + Duration::from_millis(1));
+    assert_eq!(e.flag, "default-queue-timeout-ms");
+    assert!(e.problem.contains("--max-timeout-ms"), "{e}");
+}
+
+/// The largest message counts every field the limits let grow: a task's
+/// session ID and idempotency key too. Limits that let a task outgrow the
+/// message limit were accepted, and its GetTask failed RESOURCE_EXHAUSTED.
+#[test]
+fn the_largest_message_counts_session_ids_and_keys() {
+    let mut c = Config::default();
+    let before = c.largest_message();
+    c.limits.max_session_id_bytes = 3_000_000;
+    c.limits.max_idempotency_key_bytes = 3_000_000;
+    assert_eq!(c.largest_message(), before + 6_000_000 - 256);
+    let e = c.validate().expect_err("the IDs do not fit");
+    assert_eq!(e.flag, "max-message-bytes");
+    assert!(e.problem.contains("--max-session-id-bytes 3000000"), "{e}");
+    let e = error(|c| c.limits.max_message_bytes = usize::MAX);
+    assert_eq!(e.flag, "max-message-bytes");
+    assert!(e.problem.contains("1 GiB"), "{e}");
 }
 
 #[test]
