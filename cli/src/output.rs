@@ -142,10 +142,11 @@ pub fn progress_json(p: &pb::Progress) -> Value {
 }
 
 pub fn progress_line(p: &pb::Progress) -> String {
+    use errand_server::text::number;
     let amount = if p.total > 0.0 {
-        format!("{}/{}", p.progress, p.total)
+        format!("{}/{}", number(p.progress), number(p.total))
     } else {
-        format!("{}", p.progress)
+        number(p.progress)
     };
     format!(
         "~ {id} {tool} progress {amount} after {ms} ms: {message}",

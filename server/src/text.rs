@@ -285,15 +285,42 @@ pub fn progress_status(progress: f64, total: f64, message: &str) -> String {
 }
 
 /// "3/5 (60%)" with a total, "3" without one, `None` when nothing counted.
+/// The worker's numbers as it sent them, short ([`number`]): a percentage
+/// past 100 or under 0 says the report is off, as "7/5 (140%)" does.
 fn progress_amount(progress: f64, total: f64) -> Option<String> {
     if total > 0.0 {
-        let pct = (progress / total * 100.0).clamp(0.0, 100.0);
-        Some(format!("{progress}/{total} ({pct:.0}%)"))
+        let pct = number((progress / total * 100.0).round());
+        Some(format!("{}/{} ({pct}%)", number(progress), number(total)))
     } else if progress > 0.0 {
-        Some(format!("{progress}"))
+        Some(number(progress))
     } else {
         None
     }
+}
+
+/// A number a worker reported, as text for a reader, at most about a dozen
+/// characters whatever it is: whole numbers as integers, others with up to
+/// 4 decimals, and magnitudes from 1e15 or under 1e-4 in scientific
+/// notation with up to 4 significant digits ("1.5e308"). `{}` wrote 1e308
+/// as 309 digits.
+pub fn number(x: f64) -> String {
+    fn trimmed(s: &str) -> &str {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            s
+        }
+    }
+    let a = x.abs();
+    if !x.is_finite() || x == 0.0 {
+        return if x.is_finite() { "0".into() } else { format!("{x}") };
+    }
+    if !(1e-4..1e15).contains(&a) {
+        let s = format!("{x:.3e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        return format!("{}e{exponent}", trimmed(mantissa));
+    }
+    trimmed(&format!("{x:.4}")).to_string()
 }
 
 /// A progress message as shown to the model: quoted within 200 bytes.
@@ -538,6 +565,24 @@ mod digest_tests {
             "{text}"
         );
         assert!(text.contains("Do not guess"), "{text}");
+    }
+
+    #[test]
+    fn reported_numbers_stay_short_and_honest() {
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(2.5), "2.5");
+        assert_eq!(number(1.0 / 3.0), "0.3333");
+        assert_eq!(number(1e308), "1e308");
+        assert_eq!(number(1.5e-308), "1.5e-308");
+        assert_eq!(number(-2e20), "-2e20");
+        assert_eq!(number(123456789012345.0), "123456789012345");
+        // It was 309 digits over 300-odd decimals, about 620 characters.
+        let text = progress_status(1e308, 1e-308, "");
+        assert!(text.len() < 40, "{text}");
+        // Past the total or below 0: the report is off, and the text says
+        // so instead of clamping to 100% or 0%.
+        assert_eq!(progress_status(7.0, 5.0, ""), "7/5 (140%)");
+        assert_eq!(progress_status(-5.0, 10.0, ""), "-5/10 (-50%)");
     }
 
     #[test]
