@@ -313,7 +313,11 @@ pub fn number(x: f64) -> String {
     }
     let a = x.abs();
     if !x.is_finite() || x == 0.0 {
-        return if x.is_finite() { "0".into() } else { format!("{x}") };
+        return if x.is_finite() {
+            "0".into()
+        } else {
+            format!("{x}")
+        };
     }
     if !(1e-4..1e15).contains(&a) {
         let s = format!("{x:.3e}");

@@ -524,3 +524,47 @@ async fn list_tools_pages_are_followed_to_the_last_tool() {
     let expected: Vec<_> = (0..60).map(|i| format!("tool{i:02}")).collect();
     assert_eq!(names, expected);
 }
+
+/// A page of ListTasks holds what fits the message limit, and its token
+/// goes on from there: the default page of a few tasks with large
+/// arguments failed RESOURCE_EXHAUSTED, and so did `errand tasks`.
+#[tokio::test]
+async fn a_page_of_large_tasks_stops_at_the_message_limit() {
+    let server = Server::start(&[
+        "--max-message-bytes",
+        "1048576",
+        "--max-result-bytes",
+        "524288",
+    ])
+    .await;
+    let _worker = server.gate_worker(&["big"], 1).await;
+    let client = server.client().await;
+    let args = format!(r#"{{"blob":"{}"}}"#, "x".repeat(200_000));
+    let mut ids = HashSet::new();
+    for _ in 0..8 {
+        ids.insert(client.submit("s", "big", &args).await.unwrap().task_id);
+    }
+    let mut req = pb::ListTasksRequest {
+        page_size: 100,
+        ..list("s", &[], "")
+    };
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    loop {
+        let page = client.list_tasks(req.clone()).await.unwrap();
+        pages += 1;
+        assert!(!page.tasks.is_empty(), "a page moves on");
+        assert_eq!(page.total_size, 8);
+        seen.extend(page.tasks.into_iter().map(|t| t.task_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        req.page_token = page.next_page_token;
+    }
+    assert_eq!(seen, ids, "every task, once");
+    assert!(pages >= 2, "8 × 200 KB do not fit one 1 MiB message");
+    let out = server.cli(&["tasks", "--session", "s"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(ids.iter().filter(|id| stdout.contains(*id)).count(), 8);
+}

@@ -2,10 +2,11 @@
 //! as store queries ([`crate::agents::listing`] keys and checks them), and
 //! tasks and workers with what the live state adds.
 use errand_proto::v1 as pb;
+use prost::Message;
 
 use super::convert;
 use crate::{
-    agents::listing,
+    agents::{TaskPage, listing},
     auth::Caller,
     config::Limits,
     error::Error,
@@ -62,6 +63,36 @@ fn state(code: i32) -> Result<TaskState, Error> {
 }
 
 /// A listed task with its runner.
+/// A page of ListTasks within `budget` bytes: the tasks that fit, in
+/// order; when some do not, the page ends before them and its
+/// next_page_token starts there. One task always fits (the server's limits
+/// are checked so at start: `Config::largest_message`), so paging always
+/// moves on. Pages were cut by count only, and a few large arguments or
+/// results made the default page fail RESOURCE_EXHAUSTED.
+pub fn task_page(page: TaskPage, newest_first: bool, budget: usize) -> pb::ListTasksResponse {
+    let mut tasks = Vec::with_capacity(page.tasks.len());
+    let mut used = 0usize;
+    let mut next_page_token = page.next_page_token;
+    for (i, view) in page.tasks.iter().enumerate() {
+        let task = task(view);
+        // Each repeated field: its tag, its length and its bytes.
+        let len = task.encoded_len();
+        let size = len + prost::length_delimiter_len(len) + 1;
+        if i > 0 && used + size > budget {
+            let last = &page.tasks[i - 1].task;
+            next_page_token = listing::page_token(&crate::store::Cursor::of(last), newest_first);
+            break;
+        }
+        used += size;
+        tasks.push(task);
+    }
+    pb::ListTasksResponse {
+        tasks,
+        next_page_token,
+        total_size: page.total_size,
+    }
+}
+
 pub fn task(view: &TaskView) -> pb::Task {
     let mut out = convert::task(&view.task);
     if let Some((id, name)) = &view.runner {

@@ -138,11 +138,13 @@ impl ToolService for ToolApi {
         let req = request.into_inner();
         let query = listing::task_query(&req, &caller, self.api.limits())?;
         let page = self.api.list_tasks(&query).await?;
-        Ok(Response::new(pb::ListTasksResponse {
-            tasks: page.tasks.iter().map(listing::task).collect(),
-            next_page_token: page.next_page_token,
-            total_size: page.total_size,
-        }))
+        // Room for the response's framing, total_size and next_page_token.
+        let budget = self.api.limits().max_message_bytes.saturating_sub(1024);
+        Ok(Response::new(listing::task_page(
+            page,
+            query.newest_first,
+            budget,
+        )))
     }
 
     async fn list_workers(
