@@ -2258,7 +2258,10 @@ type ListTasksRequest struct {
 	Statuses []TaskStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=errand.v1.TaskStatus" json:"statuses,omitempty"`
 	// Only this tool's tasks; empty means any.
 	Tool string `protobuf:"bytes,3,opt,name=tool,proto3" json:"tool,omitempty"`
-	// Most tasks in one response: 0 means 100; at most 1,000.
+	// Most tasks in one response: 0 means 100; at most 1,000. A response
+	// also holds no more tasks than fit the server's message limit (large
+	// arguments or results): it may then hold fewer, with a next_page_token
+	// that goes on from there.
 	PageSize uint32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous response of the same query; empty
 	// for the first page. Opaque. Tasks inserted meanwhile never make a page

@@ -293,8 +293,16 @@ class Completion:
         return _loads(self.result_json, None)
 
     def text(self) -> str:
-        """The model-facing text: the server's message, or one made here if it is empty."""
+        """The model-facing text: the server's message, or one made here if it is empty.
+
+        A result within the call's budget that the server's message does not
+        repeat (over 64 KiB) follows the message, so that the model sees what
+        the budget allows; a result sent by reference is read with ReadResult,
+        as the message says.
+        """
         if self.message:
+            if self.ok and self.result_json and self.result_json not in self.message:
+                return f"{self.message}\nResult: {self.result_json}"
             return self.message
         if self.ok:
             body = f"result: {self.result_json}"

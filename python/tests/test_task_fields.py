@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from errand.types import TaskStatus, task_from_pb
+from errand.types import TaskStatus, completion_from_pb, task_from_pb
 from errand.v1 import errand_pb2 as pb
 
 
@@ -28,3 +28,38 @@ def test_a_task_a_fallback_answered_says_what_answered() -> None:
     assert task.fallback.primary_error is not None
     assert task.fallback.primary_error.code == "upstream_down"
     assert task_from_pb(pb.Task(task_id="t3")).fallback is None
+
+
+def test_a_result_the_message_does_not_repeat_follows_it_for_the_model() -> None:
+    # Over 64 KiB the server's message does not repeat the result; within the
+    # call's budget it is inline, and the model saw only the sentence.
+    big = '"' + "x" * 70_000 + '"'
+    msg = pb.Completion(
+        seq=1,
+        task_id="t1",
+        tool="fetch",
+        status=pb.TASK_STATUS_SUCCEEDED,
+        result_json=big,
+        result_bytes=len(big),
+        message="Async result for task t1 (tool `fetch`) succeeded. Its result is 70002 bytes.",
+    )
+    text = completion_from_pb(msg).text()
+    assert text.startswith("Async result for task t1") and text.endswith(big)
+    small = pb.Completion(
+        seq=2,
+        task_id="t2",
+        tool="fetch",
+        status=pb.TASK_STATUS_SUCCEEDED,
+        result_json="[1]",
+        message="Async result for task t2 (tool `fetch`) succeeded: [1]",
+    )
+    assert completion_from_pb(small).text() == small.message
+    by_reference = pb.Completion(
+        seq=3,
+        task_id="t3",
+        tool="fetch",
+        status=pb.TASK_STATUS_SUCCEEDED,
+        result_bytes=70_002,
+        message="... the errand_read_result tool reads it ...",
+    )
+    assert completion_from_pb(by_reference).text() == by_reference.message

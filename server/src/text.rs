@@ -152,10 +152,16 @@ pub fn completion_message(c: &CompletionRecord, shown: Shown<'_>) -> String {
         (Outcome::Result(json), Shown::Whole) if json.len() <= MAX_QUOTED_BYTES => {
             format!("{head}) succeeded: {json}")
         }
+        // Not repeated (a completion is never twice its result), and a
+        // stream by reference carries no result_json: the text says how to
+        // read it, whichever way it travelled.
         (Outcome::Result(json), Shown::Whole) => format!(
-            "{head}) succeeded. Its result is {} bytes, too long to repeat here: it is the \
-             completion's result_json.",
-            json.len()
+            "{head}) succeeded. Its result is {} bytes, too long to repeat in this text: it \
+             comes with this message as the completion's result_json where the result is sent \
+             inline, and the errand_read_result tool reads it (ReadResult: task_id {}, in \
+             pages by byte offset).",
+            json.len(),
+            c.task_id
         ),
         (Outcome::Error { code, message }, _) => format!(
             "{head}) ended as {}: [{code}] {}",
@@ -442,6 +448,24 @@ mod tests {
         for needle in ["5000 bytes", "64 bytes", "ReadResult", "Preview: 11[...]11"] {
             assert!(m.contains(needle), "{needle}: {m}");
         }
+    }
+
+    /// A result within its budget but too long to repeat says how to read
+    /// it: a stream by reference carries no result_json, and the text only
+    /// pointed there.
+    #[test]
+    fn a_whole_result_too_long_to_repeat_says_how_to_read_it() {
+        let c = completion(Outcome::Result("1".repeat(MAX_QUOTED_BYTES + 1)), None);
+        let m = completion_message(&c, Shown::Whole);
+        for needle in [
+            "65537 bytes",
+            "result_json",
+            "errand_read_result",
+            "ReadResult",
+        ] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+        assert!(m.len() < 1024, "{m}");
     }
 
     #[test]
