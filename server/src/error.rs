@@ -16,6 +16,13 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Input over a size limit (arguments, a message): RESOURCE_EXHAUSTED,
+    /// as gRPC's table says, but permanent for this input, where a quota or
+    /// a rate frees up later. The HTTP front ends answer it as the caller's
+    /// mistake (invalid params, HTTP 400), never as "busy, retry later"
+    /// ([`Error::is_too_large`]).
+    #[error("{0}")]
+    TooLarge(String),
     /// Too many calls: retry after `retry_after`.
     #[error("{message}")]
     RateLimited {
@@ -72,7 +79,9 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => Kind::InvalidArgument,
             Error::NotFound(_) => Kind::NotFound,
-            Error::ResourceExhausted(_) | Error::RateLimited { .. } => Kind::ResourceExhausted,
+            Error::ResourceExhausted(_) | Error::TooLarge(_) | Error::RateLimited { .. } => {
+                Kind::ResourceExhausted
+            }
             Error::FailedPrecondition(_) => Kind::FailedPrecondition,
             Error::OutOfRange(_) => Kind::OutOfRange,
             Error::Unauthenticated(_) => Kind::Unauthenticated,
@@ -86,6 +95,12 @@ impl Error {
             Error::Store(StoreError::Internal(_)) => Kind::Internal,
             Error::Store(StoreError::Rejected(_)) => Kind::InvalidArgument,
         }
+    }
+
+    /// Input over a size limit ([`Error::TooLarge`]): retrying the same
+    /// input cannot help.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Error::TooLarge(_))
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {

@@ -176,7 +176,7 @@ pub fn parse_arguments(arguments_json: &str, limits: &Limits) -> Result<Value, E
     }
     let value =
         json_text::parse(arguments_json, limits.max_arguments_bytes).map_err(|p| match p {
-            Problem::TooLarge { .. } => Error::ResourceExhausted(format!(
+            Problem::TooLarge { .. } => Error::TooLarge(format!(
                 "arguments_json {p}: pass large data by reference (a URL or a path)"
             )),
             p => Error::invalid(format!("arguments_json {p}")),
@@ -307,7 +307,7 @@ mod tests {
         );
         assert!(matches!(
             s.check_arguments(r#"{"a":"0123456789abcdef"}"#, &limits),
-            Err(Error::ResourceExhausted(_))
+            Err(Error::TooLarge(_))
         ));
     }
 
@@ -394,7 +394,7 @@ pub fn fuzz_tool_input(name: &str, schema: &str, arguments: &str) {
     if let Ok(spec) = ToolSpec::new(&tool, &limits) {
         match spec.check_arguments(arguments, &limits) {
             Ok(args) => assert!(serde_json::from_str::<Value>(&args).is_ok_and(|v| v.is_object())),
-            Err(Error::InvalidArgument(_) | Error::ResourceExhausted(_)) => {}
+            Err(Error::InvalidArgument(_) | Error::TooLarge(_)) => {}
             Err(other) => panic!("unexpected error kind: {other:?}"),
         }
     }

@@ -219,10 +219,15 @@ pub fn final_events(v: &TaskView) -> Vec<a2a::StreamResponse> {
 
 /// An agent API error as an A2A error, by its kind: NOT_FOUND of a task is
 /// `TaskNotFoundError`; the caller's mistakes (INVALID_ARGUMENT, an unknown
-/// tool) are -32602; RESOURCE_EXHAUSTED is -32000, marked for
-/// [`super::busy`] (429 on HTTP+JSON, RESOURCE_EXHAUSTED on gRPC); auth
-/// errors keep their message; anything else is internal.
+/// tool, input over a size limit) are -32602; RESOURCE_EXHAUSTED for lack
+/// of room is -32000, marked for [`super::busy`] (429 on HTTP+JSON,
+/// RESOURCE_EXHAUSTED on gRPC); auth errors keep their message; anything
+/// else is internal.
 pub fn error(err: Error) -> A2AError {
+    if err.is_too_large() {
+        // Not "busy": a client told 429 retries the same input for ever.
+        return A2AError::invalid_params(err.into_message());
+    }
     let kind = err.kind();
     let message = err.into_message();
     match kind {
@@ -342,6 +347,11 @@ mod tests {
             error(Error::ResourceExhausted("10 pending".into())).code,
             SERVER_BUSY
         );
+        // Too large is the caller's input, not a busy server: it was -32000
+        // (HTTP 429), which clients retry for ever.
+        let big = error(Error::TooLarge("arguments_json is 262145 bytes".into()));
+        assert_eq!(big.code, a2a::error_code::INVALID_PARAMS);
+        assert!(big.message.contains("262145"), "{}", big.message);
         assert_eq!(
             error(Error::Unavailable("x".into())).code,
             a2a::error_code::INTERNAL_ERROR

@@ -59,7 +59,7 @@ pub fn oversized(status: &Status) -> Option<Error> {
         Direction::Response => ("response", "ask for less at once, or raise the limit"),
     };
     let sizes = sizes(status);
-    Some(Error::ResourceExhausted(format!(
+    Some(Error::TooLarge(format!(
         "the {what} message {sizes} (--max-message-bytes): {hint}"
     )))
 }
@@ -78,7 +78,7 @@ pub fn refused_worker_message(status: &Status) -> Option<Error> {
         return None;
     }
     let sizes = sizes(status);
-    Some(Error::ResourceExhausted(format!(
+    Some(Error::TooLarge(format!(
         "a message from this worker {sizes} (--max-message-bytes, sent in \
          Registered.max_message_bytes), so its stream ends and its tasks go to another \
          attempt: keep every message within the limit (send a result that does not fit \

@@ -150,6 +150,10 @@ pub fn detailed(v: &TaskView, timing: TaskTiming) -> DetailedTask {
 /// (-32000), auth errors keep their message, anything else is internal
 /// (-32603).
 pub fn error(err: Error) -> ErrorData {
+    if err.is_too_large() {
+        // The caller's input, not a busy server: retrying cannot help.
+        return ErrorData::invalid_params(err.into_message(), None);
+    }
     let kind = err.kind();
     let message = err.into_message();
     match kind {
@@ -239,6 +243,10 @@ mod tests {
         assert_eq!(
             error(Error::ResourceExhausted("10 pending".into())).code,
             SERVER_BUSY
+        );
+        assert_eq!(
+            error(Error::TooLarge("arguments_json is 262145 bytes".into())).code,
+            ErrorCode::INVALID_PARAMS
         );
         assert_eq!(
             error(Error::Unavailable("x".into())).code,

@@ -45,10 +45,12 @@ pub(super) fn ok(body: Value) -> Response {
 /// An errand error as an HTTP status and its message (the one a gRPC
 /// client gets). The status follows the error's [`Kind`](crate::error::Kind),
 /// by google.rpc.Code's HTTP mapping, except FAILED_PRECONDITION: 409, as
-/// the request conflicts with the task's state (a cancel of a finished task).
+/// the request conflicts with the task's state (a cancel of a finished task),
+/// and input over a size limit: 413, not 429, which says "retry later".
 pub(super) fn failed(e: crate::Error) -> Denied {
     use crate::error::Kind as K;
     let code = match e.kind() {
+        _ if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
         K::InvalidArgument | K::OutOfRange => StatusCode::BAD_REQUEST,
         K::NotFound => StatusCode::NOT_FOUND,
         K::FailedPrecondition => StatusCode::CONFLICT,
