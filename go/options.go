@@ -41,7 +41,7 @@ func defaultOptions() options {
 		minBackoff:   100 * time.Millisecond,
 		maxBackoff:   5 * time.Second,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		maxRecvBytes: 16 << 20,
+		maxRecvBytes: 1 << 30,
 	}
 }
 
@@ -205,7 +205,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithMaxRecvBytes sets the largest message the client accepts (default 16 MiB).
+// WithMaxRecvBytes sets the largest message the client accepts (default
+// 1 GiB, the largest --max-message-bytes a server accepts, so the server's
+// own limit is the one that applies).
 func WithMaxRecvBytes(n int) Option {
 	return func(o *options) error {
 		if n <= 0 {

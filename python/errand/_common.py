@@ -43,8 +43,12 @@ SERVICE_CONFIG = dumps(
     "the service config",
 )
 
-#: The most bytes one message this SDK sends may take (its channels' limit).
-MAX_SEND_MESSAGE_BYTES = 16 * 1024 * 1024
+#: The most bytes one message may take either way on this SDK's channels:
+#: the largest `--max-message-bytes` a server accepts (1 GiB), so that every
+#: server's limit, which it says in Registered.max_message_bytes and keeps
+#: its own messages within, is the one that applies. It was 16 MiB: a
+#: server set higher delivered completions the SDK refused.
+MAX_SEND_MESSAGE_BYTES = 1 << 30
 
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
 #: backoff grows to two minutes), retry calls cut by a broken connection,
@@ -67,7 +71,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_SEND_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
 ]
 

@@ -130,3 +130,44 @@ def unique_name(fn: Callable[..., object]) -> str:
     from errand.tool import tool_def
 
     return tool_def(fn).name
+
+
+def test_a_server_set_above_16_mib_delivers_whole_results(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # The SDK's channels took at most 16 MiB either way, whatever the server
+    # said: a 17 MiB result within the server's limits failed the task on the
+    # worker ("over the server's message limit of 16777216") and the agent's
+    # stream refused its completion.
+    size = 17 * 1024 * 1024
+    target = server_factory(
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--store",
+        "memory",
+        "--max-message-bytes",
+        str(40 * 1024 * 1024),
+        "--max-result-bytes",
+        str(20 * 1024 * 1024),
+        "--result-budget-bytes",
+        str(20 * 1024 * 1024),
+        "--max-result-budget-bytes",
+        str(20 * 1024 * 1024),
+    ).start()
+
+    @async_tool(name=unique("huge"))
+    def huge() -> str:
+        return "x" * (size - 2)  # a JSON string of `size` bytes
+
+    worker = Worker(target, tools=[huge])
+    worker.start(timeout=EVENT_TIMEOUT)
+    try:
+        with Client(target, session_id=unique("session")) as client:
+            ack = client.submit(unique_name(huge))
+            stream = client.completions()
+            completion = next(iter(stream))
+            assert completion.task_id == ack.task_id
+            assert completion.status is TaskStatus.SUCCEEDED, completion.error
+            assert len(completion.result_json or "") == size
+    finally:
+        worker.stop()
