@@ -97,6 +97,30 @@ impl Error {
         }
     }
 
+    /// This error as a front end that names errand's request fields its own
+    /// way says it: a message that starts with a field of `renames`
+    /// (errand's name, the front end's) starts with the front end's name,
+    /// errand's in brackets ("contextId (errand's session_id) is 129
+    /// bytes, ..."), so the caller is told the field it sent.
+    pub fn renamed(self, renames: &[(&str, &str)]) -> Error {
+        let rename = |m: String| {
+            for (ours, theirs) in renames {
+                if let Some(rest) = m.strip_prefix(ours)
+                    && rest.starts_with(' ')
+                {
+                    return format!("{theirs} (errand's {ours}){rest}");
+                }
+            }
+            m
+        };
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(rename(m)),
+            Error::TooLarge(m) => Error::TooLarge(rename(m)),
+            Error::ResourceExhausted(m) => Error::ResourceExhausted(rename(m)),
+            other => other,
+        }
+    }
+
     /// Input over a size limit ([`Error::TooLarge`]): retrying the same
     /// input cannot help.
     pub fn is_too_large(&self) -> bool {
@@ -186,6 +210,31 @@ pub fn cut(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A2A's contextId of 129 bytes was refused as "session_id is 129
+    /// bytes": a field the caller never sent.
+    #[test]
+    fn a_front_end_names_the_field_its_caller_sent() {
+        let fields = [
+            ("session_id", "contextId"),
+            ("idempotency_key", "messageId"),
+        ];
+        let e = Error::invalid("session_id is 129 bytes, the limit is 128").renamed(&fields);
+        assert_eq!(
+            e.to_string(),
+            "contextId (errand's session_id) is 129 bytes, the limit is 128"
+        );
+        let e = Error::invalid("idempotency_key is 300 bytes").renamed(&fields);
+        assert!(
+            e.to_string()
+                .starts_with("messageId (errand's idempotency_key) is")
+        );
+        // Only a leading field name; other errors as they were.
+        let e = Error::invalid("session_ids differ").renamed(&fields);
+        assert_eq!(e.to_string(), "session_ids differ");
+        let e = Error::NotFound("session_id is 1 byte".into()).renamed(&fields);
+        assert_eq!(e.to_string(), "session_id is 1 byte");
+    }
 
     #[test]
     fn quotes_lists_and_messages_are_bounded() {

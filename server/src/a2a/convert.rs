@@ -245,6 +245,13 @@ pub fn error(err: Error) -> A2AError {
     }
 }
 
+/// errand's request fields as an A2A message names them ([`Error::renamed`]):
+/// the context is the session, the message ID the idempotency key.
+pub const FIELDS: &[(&str, &str)] = &[
+    ("session_id", "contextId"),
+    ("idempotency_key", "messageId"),
+];
+
 /// JSON-RPC code of a call refused for lack of room (too many pending
 /// tasks, a rate limit), as on the MCP listener.
 pub const SERVER_BUSY: i32 = -32000;

@@ -89,11 +89,8 @@ impl A2aHandler {
         }
         let parsed = request::submit(req)?;
         let call = parsed.request;
-        let submitted = self
-            .api
-            .submit(caller, call)
-            .await
-            .map_err(convert::error)?;
+        let submitted = (self.api.submit(caller, call).await)
+            .map_err(|e| convert::error(e.renamed(convert::FIELDS)))?;
         Ok((submitted.task, submitted.ack, parsed.return_immediately))
     }
 

@@ -177,7 +177,10 @@ impl ServerHandler for McpHandler {
             arguments_json,
             idempotency_key: String::new(),
         };
-        let submitted = match self.agent.submit(&caller, call).await {
+        // The session comes from a header: an error names it.
+        let submitted = match (self.agent.submit(&caller, call).await)
+            .map_err(|e| e.renamed(&[("session_id", "the Errand-Session header")]))
+        {
             Ok(submitted) => submitted,
             // Arguments the schema refuses: a result the model can read and
             // fix, with no task created.
