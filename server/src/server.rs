@@ -176,7 +176,11 @@ pub async fn serve_with(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let mut builder = transport::grpc_server(&connections).layer(status_codes::layer());
+    let mut builder = transport::grpc_server(&connections)
+        .layer(status_codes::layer())
+        .layer(crate::grpc::request_deadline::layer(
+            connections.idle_timeout,
+        ));
     if let Some(tls) = options.tls {
         builder = builder.tls_config(tls)?;
     }

@@ -188,3 +188,96 @@ async fn a_thousand_silent_connections_lock_no_one_out_and_are_closed() {
     // The client that spoke is still connected and served.
     client.list_tools().await.unwrap();
 }
+
+/// A request body that sends part of its message, then nothing, for ever,
+/// while its connection stays alive (HTTP/2 answers pings by itself).
+struct HalfSent(Option<bytes::Bytes>);
+
+impl http_body::Body for HalfSent {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        match self.0.take() {
+            Some(part) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(part)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// Nothing waits for ever: a request whose message never arrives whole
+/// ends DEADLINE_EXCEEDED after --idle-timeout-ms. It held its stream for
+/// as long as the client kept the connection alive.
+#[tokio::test]
+async fn a_request_whose_message_never_arrives_ends_at_the_idle_timeout() {
+    use tower::ServiceExt;
+    let server = Server::start(&["--idle-timeout-ms", "1000"]).await;
+    // The client pings every 200 ms, so its connection is never idle.
+    let channel = errand_client::endpoint(&server.addr)
+        .unwrap()
+        .http2_keep_alive_interval(Duration::from_millis(200))
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .unwrap();
+    // A gRPC frame header announcing 100 bytes, and 10 of them.
+    let mut part = vec![0u8, 0, 0, 0, 100];
+    part.extend_from_slice(&[0u8; 10]);
+    let request = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{}/errand.v1.ToolService/SubmitTool",
+            server.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(HalfSent(Some(part.into()))))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), channel.oneshot(request))
+        .await
+        .expect("the server ended the call within 10 s");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "ended after {waited:?}"
+    );
+    // The server answers and resets the stream whose body it stopped
+    // reading: the client sees the answer, or its send cut.
+    if let Ok(response) = answer {
+        let status = match tonic::Status::from_header_map(response.headers()) {
+            Some(s) => s,
+            None => {
+                let trailers = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    trailers_of(response.into_body()),
+                )
+                .await
+                .expect("the body ended");
+                tonic::Status::from_header_map(&trailers).expect("a grpc-status")
+            }
+        };
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(status.message().contains("--idle-timeout-ms"), "{status:?}");
+    }
+}
+
+/// The trailers of `body`, once it ends.
+async fn trailers_of(mut body: tonic::body::Body) -> tonic::codegen::http::HeaderMap {
+    use http_body::Body as _;
+    let mut body = std::pin::Pin::new(&mut body);
+    loop {
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        match frame {
+            Some(Ok(frame)) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    return trailers;
+                }
+            }
+            _ => return Default::default(),
+        }
+    }
+}

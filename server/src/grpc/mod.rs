@@ -8,6 +8,7 @@ pub mod convert;
 pub mod failed_auth;
 pub mod listing;
 pub mod rate;
+pub mod request_deadline;
 pub mod results;
 pub mod status_codes;
 pub mod tool_service;
