@@ -332,14 +332,22 @@ impl TokenSpec {
 
 /// Parses `--expires`: an RFC 3339 time, or a duration from now ("30d", "12h").
 pub fn parse_expiry(s: &str, now: SystemTime) -> Result<SystemTime, String> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(t);
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => humantime::parse_duration(s)
+            .map(|d: Duration| now + d)
+            .map_err(|_| {
+                format!("--expires {s:?} is neither an RFC 3339 time (2027-01-01T00:00:00Z) nor a duration (30d, 12h)")
+            })?,
+    };
+    // A token made expired is refused at its first use: a typo, not a wish.
+    if at <= now {
+        return Err(format!(
+            "--expires {s:?} is not in the future: the token would be refused at once; give a \
+             later time or a duration above 0"
+        ));
     }
-    humantime::parse_duration(s)
-        .map(|d: Duration| now + d)
-        .map_err(|_| {
-            format!("--expires {s:?} is neither an RFC 3339 time (2027-01-01T00:00:00Z) nor a duration (30d, 12h)")
-        })
+    Ok(at)
 }
 
 #[cfg(test)]
@@ -461,5 +469,10 @@ mod tests {
         );
         assert!(parse_expiry("2030-01-01T00:00:00Z", now).is_ok());
         assert!(parse_expiry("tomorrow", now).is_err());
+        // Expired when made: `token new --expires 0s` made one silently.
+        for past in ["0s", "1970-01-01T00:00:00Z"] {
+            let e = parse_expiry(past, now).unwrap_err();
+            assert!(e.contains("not in the future"), "{past}: {e}");
+        }
     }
 }
