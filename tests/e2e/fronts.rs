@@ -77,3 +77,61 @@ async fn admin_tokens_act_as_agents_of_their_tenant_on_mcp_and_a2a() {
         );
     }
 }
+
+/// The HTTP status of a POST of `body` to `url` with `Origin: origin`.
+async fn post_from(url: &str, origin: &str, headers: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST /{path} HTTP/1.0\r\nHost: {host}\r\nOrigin: {origin}\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an HTTP answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// A page of another origin cannot drive MCP or A2A through a browser: a
+/// POST whose Origin is off the listener's hosts is refused 403 (the MCP
+/// transport spec's MUST). A2A took a text/plain JSON-RPC body from
+/// `Origin: http://evil.example` and ran the tool.
+#[tokio::test]
+async fn mcp_and_a2a_refuse_a_foreign_origin() {
+    let server =
+        Server::start(&["--mcp-listen", "127.0.0.1:0", "--a2a-listen", "127.0.0.1:0"]).await;
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let mcp = server.mcp_url.clone().expect("the MCP address");
+    let a2a = format!(
+        "{}/jsonrpc",
+        server.a2a_url.clone().expect("the A2A address")
+    );
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
+    let mcp_headers = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n";
+    let send = r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"m1","role":"ROLE_USER","parts":[{"data":{"tool":"echo","arguments":{}}}]}}}"#;
+    let a2a_headers = "Content-Type: text/plain\r\nA2A-Version: 1.0\r\n";
+    assert_eq!(
+        post_from(&mcp, "http://evil.example", mcp_headers, init).await,
+        403
+    );
+    assert_eq!(
+        post_from(&a2a, "http://evil.example", a2a_headers, send).await,
+        403
+    );
+    assert!(worker.try_next().is_none(), "no call ran");
+    // The listener's own origin passes.
+    let own = format!(
+        "http://{}",
+        mcp.strip_prefix("http://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+    );
+    assert_eq!(post_from(&mcp, &own, mcp_headers, init).await, 200);
+}

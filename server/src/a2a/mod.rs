@@ -65,11 +65,16 @@ pub struct Listener {
 /// get [`net::http::serve`]'s few seconds to finish).
 pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken) {
     let bearer = handler.bearer.clone();
-    let hosts = Arc::new(AllowedHosts::new(
-        &l.allowed_hosts,
-        Some(&handler.public_url),
-        "add it with --a2a-allowed-host, or set --a2a-public-url",
-    ));
+    let hosts = Arc::new(
+        AllowedHosts::new(
+            &l.allowed_hosts,
+            Some(&handler.public_url),
+            "add it with --a2a-allowed-host, or set --a2a-public-url",
+        )
+        // A page of another origin may not make a browser call it: a JSON-RPC
+        // POST sent as text/plain needs no preflight, and ran a tool.
+        .checking_origin(),
+    );
     let handler = Arc::new(handler);
     let grpc = A2aServiceServer::new(a2a_grpc::GrpcHandler::new(handler.clone()))
         .max_decoding_message_size(l.max_body_bytes)

@@ -78,11 +78,12 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
         .with_cancellation_token(shutdown.child_token())
         .with_max_request_body_bytes(l.max_body_bytes)
         .disable_allowed_hosts();
-    let hosts = Arc::new(AllowedHosts::new(
-        &l.allowed_hosts,
-        None,
-        "add it with --mcp-allowed-host",
-    ));
+    let hosts = Arc::new(
+        AllowedHosts::new(&l.allowed_hosts, None, "add it with --mcp-allowed-host")
+            // The MCP transport spec: servers MUST validate Origin (a page of
+            // another origin may not drive a local server through a browser).
+            .checking_origin(),
+    );
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
