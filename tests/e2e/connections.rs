@@ -281,3 +281,54 @@ async fn trailers_of(mut body: tonic::body::Body) -> tonic::codegen::http::Heade
         }
     }
 }
+
+/// The HTTP listeners by the same rule: a POST body trickled a byte at a
+/// time (so the connection is never idle) ends at --idle-timeout-ms. MCP
+/// and A2A held it for as long as the bytes kept coming.
+#[tokio::test]
+async fn an_http_body_that_never_ends_is_cut_at_the_idle_timeout() {
+    let server = Server::start(&[
+        "--idle-timeout-ms",
+        "1000",
+        "--mcp-listen",
+        "127.0.0.1:0",
+        "--a2a-listen",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let mcp = server.mcp_url.clone().expect("the MCP address");
+    let a2a = format!(
+        "{}/jsonrpc",
+        server.a2a_url.clone().expect("the A2A address")
+    );
+    for url in [mcp, a2a] {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut conn = TcpStream::connect(host).await.unwrap();
+        let head = format!(
+            "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nA2A-Version: 1.0\r\n\
+             Content-Length: 1000\r\n\r\n{{"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let (mut read, mut write) = conn.into_split();
+        let started = Instant::now();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if write.write_all(b" ").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(8), read.read_to_end(&mut answer)).await;
+        let waited = started.elapsed();
+        trickle.abort();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+            "{url}: ended after {waited:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}

@@ -1,22 +1,12 @@
-//! A deadline on a request's body. Every RPC but a worker's `Connect` takes
-//! one message: its body ends once that message is in. A client that sends
-//! the headers and part of the message, then only answers pings (which any
-//! HTTP/2 stack does by itself), held its stream, and the handler waiting
-//! on it, for as long as the connection lived: the idle timeout never fired,
-//! since the peer was not idle. Now such a body fails after the deadline
-//! (the server's `--idle-timeout-ms`) with DEADLINE_EXCEEDED, which ends the
-//! call.
-use std::{
-    future::Future as _,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+//! The gRPC listener's request-body deadline ([`crate::net::body_deadline`]):
+//! every RPC but a worker's `Connect` takes one message, which must arrive
+//! within `--idle-timeout-ms` of its headers; past it the call ends
+//! DEADLINE_EXCEEDED.
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
 use tonic::{Status, body::Body, codegen::http};
+
+use crate::net::body_deadline::{BoxError, Deadlined, overdue_text};
 
 /// The one RPC whose request is a stream of messages, for its whole life.
 const STREAMING_REQUEST: &str = "/errand.v1.WorkerService/Connect";
@@ -30,65 +20,11 @@ pub fn layer(
         if req.uri().path() == STREAMING_REQUEST {
             return req;
         }
-        let deadline = Instant::now() + limit;
-        req.map(|body| Body::new(Deadlined::new(body, deadline, limit)))
+        req.map(|body| Body::new(Deadlined::new(body, limit, deadline_exceeded)))
     })
 }
 
-/// A request body that fails once `deadline` passes before its end.
-struct Deadlined {
-    inner: Body,
-    deadline: Pin<Box<Sleep>>,
-    limit: Duration,
-    ended: bool,
-}
-
-impl Deadlined {
-    fn new(inner: Body, deadline: Instant, limit: Duration) -> Self {
-        Self {
-            inner,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            limit,
-            ended: false,
-        }
-    }
-}
-
-impl http_body::Body for Deadlined {
-    type Data = Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            if frame.is_none() {
-                self.ended = true;
-            }
-            return Poll::Ready(frame);
-        }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.ended = true;
-                Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
-                    "the request's message did not arrive within {} ms of its headers \
-                     (--idle-timeout-ms): send each request whole",
-                    self.limit.as_millis()
-                )))))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// DEADLINE_EXCEEDED, which tonic passes on as the call's status.
+fn deadline_exceeded(limit: Duration) -> BoxError {
+    Box::new(Status::deadline_exceeded(overdue_text(limit)))
 }

@@ -14,7 +14,11 @@ use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::debug;
 
-use super::{Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, bearer::Peer};
+use super::{
+    Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
+    bearer::Peer,
+    body_deadline::{self, Deadlined},
+};
 use crate::config::Connections;
 
 /// How long open connections may take to finish once shutdown starts.
@@ -73,11 +77,16 @@ pub async fn serve_tls(
         let (builder, app, shutdown, tls) =
             (builder.clone(), app.clone(), shutdown.clone(), tls.clone());
         let peer = conn.peer().ok().map(|a| Peer(a.ip()));
+        let idle = limits.idle_timeout;
         let app = tower::ServiceExt::map_request(app, move |mut req: Request<_>| {
             if let Some(peer) = peer {
                 req.extensions_mut().insert(peer);
             }
-            req
+            // Every HTTP request here carries one message (a JSON body, a
+            // unary or server-streaming gRPC call): it must arrive whole.
+            req.map(|body| {
+                axum::body::Body::new(Deadlined::new(body, idle, body_deadline::timed_out))
+            })
         });
         connections.spawn(async move {
             let io: Box<dyn Io> = match tls {

@@ -13,6 +13,8 @@
 //!   tonic's builder,
 //!   [`http::serve`] to a plain HTTP listener.
 //! - [`host`]: the HTTP listeners' `Host` allow-list (DNS rebinding).
+//! - [`body_deadline`]: a request's body must arrive within the idle
+//!   timeout of its headers (every listener).
 //! - [`raise_open_files_limit`]: the soft open-files limit raised to the hard
 //!   one at start, and [`connection_cap`] keeping the cap below it.
 use std::time::Duration;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 pub mod bearer;
+pub mod body_deadline;
 pub mod host;
 pub mod http;
 pub mod incoming;
