@@ -66,6 +66,9 @@ pub fn run(cmd: Command) -> Result<ExitCode> {
             .map_err(|e| anyhow!(e))?,
         name: args.name,
     };
+    if let Some(warning) = spec.expires.and_then(|at| auth::expired_warning(at, now)) {
+        eprintln!("errand: {warning}");
+    }
     let token = auth::new_token().map_err(|e| anyhow!(e))?;
     let line = spec.line(&token).map_err(|e| anyhow!(e))?;
     let mut out = crate::output::Stdout::lock();

@@ -340,14 +340,21 @@ pub fn parse_expiry(s: &str, now: SystemTime) -> Result<SystemTime, String> {
                 format!("--expires {s:?} is neither an RFC 3339 time (2027-01-01T00:00:00Z) nor a duration (30d, 12h)")
             })?,
     };
-    // A token made expired is refused at its first use: a typo, not a wish.
-    if at <= now {
-        return Err(format!(
-            "--expires {s:?} is not in the future: the token would be refused at once; give a \
-             later time or a duration above 0"
-        ));
-    }
     Ok(at)
+}
+
+/// A warning for a token made already expired (`--expires 0s`, a past
+/// time), which the server refuses at its first use; `None` otherwise.
+/// A warning, not a refusal: an expired token is what a test of expiry
+/// needs.
+pub fn expired_warning(expires: SystemTime, now: SystemTime) -> Option<String> {
+    (expires <= now).then(|| {
+        format!(
+            "warning: this token expired already ({}): the server refuses it; give a later \
+             --expires to use it",
+            humantime::format_rfc3339_seconds(expires)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -471,8 +478,10 @@ mod tests {
         assert!(parse_expiry("tomorrow", now).is_err());
         // Expired when made: `token new --expires 0s` made one silently.
         for past in ["0s", "1970-01-01T00:00:00Z"] {
-            let e = parse_expiry(past, now).unwrap_err();
-            assert!(e.contains("not in the future"), "{past}: {e}");
+            let at = parse_expiry(past, now).unwrap();
+            let warning = expired_warning(at, now).expect("a warning");
+            assert!(warning.contains("expired already"), "{past}: {warning}");
         }
+        assert!(expired_warning(now + Duration::from_secs(1), now).is_none());
     }
 }

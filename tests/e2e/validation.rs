@@ -504,3 +504,45 @@ async fn duplicate_keys_are_refused_in_arguments_results_and_schemas() {
         s.message()
     );
 }
+
+/// A Register over the message limit (each tool within its own limits, too
+/// many of them) says what to do about a Register: it said "pass large data
+/// by reference (a URL or a path)".
+#[tokio::test]
+async fn a_register_over_the_message_limit_says_to_serve_fewer_tools() {
+    let server = Server::start(&[
+        "--max-message-bytes",
+        "200000",
+        "--max-result-bytes",
+        "50000",
+        "--max-arguments-bytes",
+        "50000",
+    ])
+    .await;
+    let padding = "x".repeat(60_000);
+    let schema = format!(r#"{{"type":"object","description":"{padding}"}}"#);
+    let tools = (0..4).map(|i| tool(&format!("t{i}"), &schema)).collect();
+    let status = register(
+        &server,
+        pb::Register {
+            worker_name: "w".into(),
+            tools,
+            max_concurrency: 1,
+        },
+    )
+    .await
+    .expect_err("over the message limit");
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+    for needle in ["Register", "200000", "fewer tools"] {
+        assert!(
+            status.message().contains(needle),
+            "{needle}: {}",
+            status.message()
+        );
+    }
+}

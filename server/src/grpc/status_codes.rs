@@ -64,6 +64,20 @@ pub fn oversized(status: &Status) -> Option<Error> {
     )))
 }
 
+/// [`refused`] for a worker's Register that is over the message limit:
+/// what to do is register fewer or smaller tools, not pass data by
+/// reference. `None` for any other status.
+pub fn refused_register(status: &Status) -> Option<Error> {
+    if too_large(status)? != Direction::Request {
+        return None;
+    }
+    Some(Error::TooLarge(format!(
+        "the Register message {} (--max-message-bytes): serve fewer tools per worker (split \
+         them over several workers) or shorten their descriptions and schemas",
+        sizes(status)
+    )))
+}
+
 /// [`refused`] for a message a worker sent on its stream, which then ends:
 /// says what was wrong and what became of the worker's tasks. `None` for any
 /// other status (the worker went away: nobody to tell).

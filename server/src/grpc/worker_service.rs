@@ -62,7 +62,8 @@ impl WorkerService for WorkerApi {
                     "send Register as the first message within {} ms",
                     wait.as_millis()
                 ))
-            })??;
+            })?
+            .map_err(|s| status_codes::refused_register(&s).map_or(s, Status::from))?;
         let register = match first.and_then(|m| m.kind) {
             Some(pb::worker_message::Kind::Register(register)) => register,
             Some(_) => {
