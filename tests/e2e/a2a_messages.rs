@@ -277,3 +277,24 @@ async fn a2a_too_many_pending_tasks_is_resource_exhausted_not_internal() {
         "{body}"
     );
 }
+
+/// Integers stay integers on HTTP+JSON too, whose answers are
+/// `application/a2a+json`: the task's metadata read `"attempts":1.0`, and a
+/// result `{"n":1}` came back as `{"n":1.0}` (JSON-RPC's were right).
+#[tokio::test]
+async fn a2a_rest_answers_keep_integers_integers() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let headers = [("A2A-Version", "1.0".to_string())];
+    let rest = r#"{"message":{"messageId":"m-int","role":"ROLE_USER","parts":[{"data":{"n":1}}],"metadata":{"skill":"echo"}},"configuration":{"returnImmediately":true}}"#;
+    let sent = tokio::spawn({
+        let url = format!("{a2a}/rest/message:send");
+        async move { fronts::post_raw(&url, &headers, rest).await }
+    });
+    worker.next().await.succeed(r#"{"n":1}"#);
+    let answer = sent.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(!answer.body.contains("1.0"), "{}", answer.body);
+    assert!(answer.body.contains(r#""attempts":"#), "{}", answer.body);
+}

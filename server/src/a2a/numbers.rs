@@ -165,7 +165,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if kind.starts_with("application/json") {
+    if is_json(kind) {
         let (mut parts, body) = response.into_parts();
         let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -181,6 +181,14 @@ pub async fn layer(req: Request, next: Next) -> Response {
         return Response::from_parts(parts, Body::from_stream(events));
     }
     response
+}
+
+/// Whether a `Content-Type` is JSON: `application/json`, or a JSON-based
+/// type (`+json`: HTTP+JSON's `application/a2a+json`, errors'
+/// `application/problem+json`), parameters aside.
+fn is_json(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/json") || media.to_ascii_lowercase().ends_with("+json")
 }
 
 /// `bytes` with [`integral`] applied, if they are JSON.
