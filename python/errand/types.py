@@ -200,6 +200,11 @@ class Progress:
         return self.progress / self.total if self.total > 0 else None
 
 
+#: Most bytes of a result a completion's server message repeats (the
+#: server's 64 KiB); a longer one travels only in `result_json`.
+MESSAGE_QUOTES_AT_MOST = 64 * 1024
+
+
 @dataclass(frozen=True)
 class Task:
     """One tool call and its state, as GetTask and CancelTask return it."""
@@ -301,8 +306,9 @@ class Completion:
         as the message says.
         """
         if self.message:
-            if self.ok and self.result_json and self.result_json not in self.message:
-                return f"{self.message}\nResult: {self.result_json}"
+            inline = self.result_json or ""
+            if self.ok and len(inline) > MESSAGE_QUOTES_AT_MOST and inline not in self.message:
+                return f"{self.message}\nResult: {inline}"
             return self.message
         if self.ok:
             body = f"result: {self.result_json}"
