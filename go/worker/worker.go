@@ -94,6 +94,7 @@ type Worker struct {
 	mu     sync.Mutex
 	tools  []*tool
 	byName map[string]*tool
+	live   *session // Run's registered stream, if any (a later Register goes there)
 
 	// Whether Run runs, and what WaitRegistered waits for, guarded by regMu;
 	// regChanged is closed (and replaced) at every change. Run's start and
@@ -223,10 +224,13 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // Handle registers a tool: its name (1-64 of [A-Za-z0-9_-]), a description
 // for the model, the JSON Schema of its arguments (a string or []byte of JSON
 // text, or a value encoded with encoding/json; nil accepts any object) and
-// the handler. Call it before Run. It panics on a duplicate name, a nil
-// handler or a schema that is not JSON, as these are programming errors. An
-// option given a value it cannot send (a negative duration) makes Run fail
-// instead, naming the tool and the option.
+// the handler. Call it before Run, or while Run runs: a tool handled then is
+// registered on Run's stream at once (a later Register; running tasks go
+// on), and with every reconnect; OnRegistered and WaitRegistered do not
+// wait for it. It panics on a duplicate name, a nil handler or a schema
+// that is not JSON, as these are programming errors. An option given a
+// value it cannot send (a negative duration) makes Run fail instead, naming
+// the tool and the option; while Run runs, Handle panics with it.
 func (w *Worker) Handle(name, description string, schema any, h Handler, opts ...ToolOption) {
 	if h == nil {
 		panic("worker: Handle " + name + ": nil handler")
@@ -246,12 +250,49 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 		opt(t)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if _, dup := w.byName[name]; dup {
+		w.mu.Unlock()
 		panic("worker: Handle " + name + ": tool registered twice")
+	}
+	if w.live != nil && t.err != nil {
+		w.mu.Unlock()
+		panic(fmt.Sprintf("worker: Handle %s: %v", name, t.err))
 	}
 	w.byName[name] = t
 	w.tools = append(w.tools, t)
+	live := w.live
+	reg, _ := w.registerLocked()
+	w.mu.Unlock()
+	if live != nil {
+		// The server adds the tools it does not serve yet. A failed send
+		// means the stream broke: the reconnection registers every tool.
+		if err := live.sendRegister(reg); err != nil {
+			w.logger.Warn("errand worker: registering a tool on the live stream failed; the next connection registers it", "tool", name, "err", err)
+		}
+	}
+}
+
+// registerLocked is the Register of every tool handled so far, and the
+// first tool option's error; w.mu is held.
+func (w *Worker) registerLocked() (*pb.Register, error) {
+	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
+	var optErr error
+	for _, t := range w.tools {
+		if t.err != nil && optErr == nil {
+			optErr = fmt.Errorf("errand worker: tool %q: %w", t.name, t.err)
+		}
+		reg.Tools = append(reg.Tools, &pb.Tool{
+			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
+			TimeoutMs:          t.policy.GetTimeoutMs(),
+			QueueTimeoutMs:     t.policy.GetQueueTimeoutMs(),
+			Delivery:           t.policy.GetDelivery(),
+			Dedup:              t.policy.GetDedup(),
+			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
+			Fallback:           t.policy.GetFallback(),
+			CancellableByModel: t.policy.GetCancellableByModel(),
+		})
+	}
+	return reg, optErr
 }
 
 // Run connects, registers and serves until ctx is done, reconnecting with
@@ -285,23 +326,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		}
 	}()
 	w.mu.Lock()
-	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
-	var optErr error
-	for _, t := range w.tools {
-		if t.err != nil && optErr == nil {
-			optErr = fmt.Errorf("errand worker: tool %q: %w", t.name, t.err)
-		}
-		reg.Tools = append(reg.Tools, &pb.Tool{
-			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
-			TimeoutMs:          t.policy.GetTimeoutMs(),
-			QueueTimeoutMs:     t.policy.GetQueueTimeoutMs(),
-			Delivery:           t.policy.GetDelivery(),
-			Dedup:              t.policy.GetDedup(),
-			ResultBudgetBytes:  t.policy.GetResultBudgetBytes(),
-			Fallback:           t.policy.GetFallback(),
-			CancellableByModel: t.policy.GetCancellableByModel(),
-		})
-	}
+	reg, optErr := w.registerLocked()
 	w.mu.Unlock()
 	if len(reg.Tools) == 0 {
 		return errors.New("errand worker: no tools: call Handle before Run")
@@ -314,6 +339,10 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer handlers.Wait()
 	b := backoff.Backoff{Min: w.minBackoff, Max: w.maxBackoff}
 	for {
+		// Every tool handled so far, those handled while Run ran too.
+		w.mu.Lock()
+		reg, _ := w.registerLocked()
+		w.mu.Unlock()
 		err := w.serve(ctx, reg, &b, &handlers)
 		w.setRegistration(func() { w.registered = false })
 		if ctx.Err() != nil {
@@ -409,6 +438,21 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 
 	s := &session{w: w, stream: stream, ctx: ctx, running: map[string]*run{},
 		maxMessage: messageLimit(registered.GetMaxMessageBytes())}
+	w.mu.Lock()
+	w.live = s
+	// A tool handled between this stream's Register and now.
+	if later, _ := w.registerLocked(); len(later.GetTools()) > len(reg.GetTools()) {
+		if err := s.sendRegister(later); err != nil {
+			w.mu.Unlock()
+			return recvErr(stream, err)
+		}
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.live = nil
+		w.mu.Unlock()
+	}()
 	for {
 		cmd, err := stream.Recv()
 		if err != nil {
@@ -561,8 +605,16 @@ func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolEr
 	}
 }
 
+// sendRegister sends a later Register (the tools handled while Run runs);
+// the server answers Registered again, which serve's loop passes over.
+func (s *session) sendRegister(reg *pb.Register) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Register{Register: reg}})
+}
+
 // sendMsg sends msg made to fit the server's limit (fit): every message
-// after Register goes through here. Nothing is sent when fit drops it.
+// after the first Register goes through here. Nothing is sent when fit drops it.
 func (s *session) sendMsg(msg *pb.WorkerMessage) error {
 	fitted := fit(msg, s.maxMessage)
 	switch {

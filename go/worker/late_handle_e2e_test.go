@@ -1,0 +1,77 @@
+package worker_test
+
+// A tool handled while Run runs is registered on the live stream (a later
+// Register): it was kept until a reconnect, so its calls found no worker.
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	errand "github.com/errand-dev/errand/go"
+	"github.com/errand-dev/errand/go/internal/testkit"
+	"github.com/errand-dev/errand/go/worker"
+)
+
+func TestE2EAToolHandledWhileRunningIsServed(t *testing.T) {
+	c := testkit.Dial(t, testkit.Addr())
+	first, late := testkit.Name("first"), testkit.Name("late")
+	release := make(chan struct{})
+	tw := testkit.StartWorker(t, c, func(w *worker.Worker) {
+		w.Handle(first, "Waits.", nil, func(ctx context.Context, _ json.RawMessage) (any, error) {
+			select {
+			case <-release:
+				return "first", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+	}, worker.WithConcurrency(2))
+	ctx := testkit.Ctx(t)
+	session := testkit.Name("session")
+	completions := testkit.Follow(t, c, session, 0)
+	running, err := c.Submit(ctx, session, first, map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tw.Handle(late, "Answers at once.", nil, func(context.Context, json.RawMessage) (any, error) {
+		return "late", nil
+	})
+	// The server knows it once it has the later Register: await that.
+	deadline := time.Now().Add(testkit.Timeout)
+	for !serves(t, c, late) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not served within %v of Handle", late, testkit.Timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ack, err := c.Submit(ctx, session, late, map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := completions.Next(t); got.TaskID != ack.TaskID || got.Status != errand.StatusSucceeded {
+		t.Fatalf("the late tool's completion: %+v", got)
+	}
+	close(release)
+	got := completions.Next(t)
+	if got.TaskID != running.TaskID || got.Attempts != 1 {
+		t.Fatalf("the running call went on, once: %+v", got)
+	}
+}
+
+// serves says whether a worker serves tool now.
+func serves(t *testing.T, c *errand.Client, tool string) bool {
+	t.Helper()
+	tools, err := c.ListTools(testkit.Ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range tools {
+		if x.Name == tool && x.Workers > 0 {
+			return true
+		}
+	}
+	return false
+}
