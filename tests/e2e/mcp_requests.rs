@@ -427,3 +427,57 @@ async fn mcp_stdio_and_http_answer_what_is_not_a_request_alike_and_go_on() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// One 2025-11-25 request to `url` as the holder of `token`; the answer's
+/// head.
+async fn request_as(
+    method: &str,
+    url: &str,
+    token: &str,
+    session: Option<&str>,
+    body: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap();
+    let session = session.map_or(String::new(), |s| format!("Mcp-Session-Id: {s}\r\n"));
+    let req = format!(
+        "{method} /{path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2025-11-25\r\n{session}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an MCP answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    response.split_once("\r\n\r\n").unwrap().0.to_string()
+}
+
+/// A session is its opener's tenant's: another tenant's request naming it
+/// gets 404, as an unknown session does. Tenant B could end tenant A's
+/// session (204) and hold its stream open.
+#[tokio::test]
+async fn mcp_a_session_answers_only_its_own_tenant() {
+    let tokens = Tokens::new();
+    let a = tokens.add(&["--role", "agent", "--tenant", "a"]).await;
+    let b = tokens.add(&["--role", "agent", "--tenant", "b"]).await;
+    let mut flags = tokens.flag();
+    flags.extend(["--mcp-listen".to_string(), "127.0.0.1:0".to_string()]);
+    let server = Server::start(&strs(&flags)).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "a", "version": "1"},
+    }})
+    .to_string();
+    let head = request_as("POST", &url, &a, None, &init).await;
+    let session = session_of(&head);
+    let head = request_as("DELETE", &url, &b, Some(&session), "").await;
+    assert!(head.contains(" 404 "), "another tenant's DELETE: {head}");
+    let head = request_as("DELETE", &url, &a, Some(&session), "").await;
+    assert!(head.contains(" 204 "), "its own tenant's DELETE: {head}");
+}

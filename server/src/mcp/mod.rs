@@ -26,6 +26,7 @@ pub mod handler;
 pub mod incoming;
 pub mod lines;
 pub mod malformed;
+mod owners;
 
 use std::sync::Arc;
 
@@ -94,6 +95,10 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
         .layer(middleware::from_fn_with_state(
             l.max_body_bytes,
             screen_body,
+        ))
+        .layer(middleware::from_fn_with_state(
+            owners::Owners::default(),
+            owners::bind,
         ))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate))
         .layer(middleware::from_fn(session_ended))
