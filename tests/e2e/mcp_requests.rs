@@ -464,7 +464,7 @@ async fn mcp_a_session_answers_only_its_own_tenant() {
     let tokens = Tokens::new();
     let a = tokens.add(&["--role", "agent", "--tenant", "a"]).await;
     let b = tokens.add(&["--role", "agent", "--tenant", "b"]).await;
-    let mut flags = tokens.flag();
+    let mut flags = tokens.flag().to_vec();
     flags.extend(["--mcp-listen".to_string(), "127.0.0.1:0".to_string()]);
     let server = Server::start(&strs(&flags)).await;
     let url = server.mcp_url.clone().expect("the MCP address");
