@@ -3,7 +3,9 @@
 //! an agent ([`Role::may_act_as`]: agent and admin tokens), failed calls
 //! counted, logged and throttled per peer in the same [`FailedAuth`], and
 //! each authenticated request counted in its tenant's [`TenantRate`], the
-//! very bucket its gRPC calls use.
+//! very bucket its gRPC calls use. [`streams_end_at_expiry`] ends an event
+//! stream when the token that opened it expires, as the gRPC port's streams
+//! end.
 use std::{
     net::IpAddr,
     sync::Arc,
@@ -11,14 +13,16 @@ use std::{
 };
 
 use axum::{
+    body::Body,
     extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use futures::StreamExt;
 
 use crate::{
-    auth::{Caller, Role, Tokens},
+    auth::{Caller, Role, Tokens, expiry},
     error::Error,
     grpc::{failed_auth::FailedAuth, rate::TenantRate},
 };
@@ -127,6 +131,33 @@ pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: 
             }
         }
         Err((status, message)) => refusal(grpc, status.as_u16(), message, None),
+    }
+}
+
+/// Middleware, inside [`authenticate`]: a response that is a stream of
+/// server-sent events (an MCP session's GET stream, a call answered as a
+/// stream) ends when the caller's token expires. The token was checked once,
+/// when the stream opened, and must not keep it open after it stopped
+/// working; the client reconnects with a fresh token (the expired one gets
+/// 401). Other responses, and callers whose token never expires, pass as
+/// they are.
+pub async fn streams_end_at_expiry(req: Request, next: Next) -> Response {
+    let deadline = req.extensions().get::<Caller>().and_then(expiry::deadline);
+    let response = next.run(req).await;
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    match deadline {
+        Some(at) if streaming => {
+            let (parts, body) = response.into_parts();
+            let body = body
+                .into_data_stream()
+                .take_until(expiry::reached(Some(at)));
+            Response::from_parts(parts, Body::from_stream(body))
+        }
+        _ => response,
     }
 }
 
