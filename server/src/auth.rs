@@ -204,21 +204,40 @@ pub fn writable_by_others(mode: u32) -> Option<&'static str> {
     }
 }
 
+/// The fields errand reads on a line.
+const FIELDS: &str = "sha256, role, tenant, tools, expires, name";
+
+/// One line of the file. Errors say which field is wrong and why, and never
+/// quote a value: the message reaches logs, and a value may be a secret
+/// pasted in the wrong place (a token instead of its hash). A key is named
+/// when it is short and plain, as no secret is.
 fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
     let (mut hash, mut role, mut tenant, mut tools, mut expires) = (None, None, None, None, None);
-    for field in line.split_whitespace() {
-        let (k, v) = field
-            .split_once('=')
-            .ok_or_else(|| format!("{field:?} is not key=value"))?;
+    for (n, field) in line.split_whitespace().enumerate() {
+        let Some((k, v)) = field.split_once('=') else {
+            return Err(format!(
+                "field {} is not key=value{}",
+                n + 1,
+                if field.starts_with("ert_") {
+                    " (it looks like a token: the file holds the line `errand token new` prints, \
+                     sha256=<its hash>, never the token)"
+                } else {
+                    ""
+                }
+            ));
+        };
         match k {
             "sha256" => hash = Some(parse_hash(v)?),
             "role" => {
-                role = Some(Role::parse(v).ok_or_else(|| {
-                    format!("role {v:?} is unknown: use role=agent, worker, admin or viewer")
-                })?)
+                role = Some(
+                    Role::parse(v)
+                        .ok_or("the role is unknown: use role=agent, worker, admin or viewer")?,
+                )
             }
             "tenant" => {
-                tenant::check_name(v)?;
+                tenant::check_name(v).map_err(|_| {
+                    "the tenant is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_', '-' and '.'"
+                })?;
                 tenant = Some(v.to_string());
             }
             "tools" => {
@@ -231,11 +250,12 @@ fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
             }
             "expires" => {
                 expires = Some(humantime::parse_rfc3339_weak(v).map_err(|e| {
-                    format!("expires={v:?} is not an RFC 3339 time (2027-01-01T00:00:00Z): {e}")
+                    format!("expires= is not an RFC 3339 time (2027-01-01T00:00:00Z): {e}")
                 })?)
             }
             "name" => {}
-            _ => return Err(format!("unknown field {k:?}")),
+            _ if plain_key(k) => return Err(format!("unknown field {k:?}: use {FIELDS}")),
+            _ => return Err(format!("field {} has an unknown key: use {FIELDS}", n + 1)),
         }
     }
     let hash = hash.ok_or("sha256=<hex> is missing")?;
@@ -254,9 +274,29 @@ fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
     Ok((hash, Entry { caller, expires }))
 }
 
+/// Whether a key may be quoted in an error: a short word, as field names
+/// are, not something pasted.
+fn plain_key(k: &str) -> bool {
+    (1..=16).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// The hash of a `sha256=` value. Errors say what is wrong with it without
+/// quoting it.
 fn parse_hash(v: &str) -> Result<[u8; 32], String> {
-    let bad = || format!("sha256={v:?} is not 64 hex digits");
-    if v.len() != 64 {
+    if v.starts_with("ert_") {
+        return Err(
+            "sha256= holds a token itself, not its hash: put the line `errand token new` \
+             prints in the file (and treat the token as leaked: make a new one)"
+                .into(),
+        );
+    }
+    let bad = || {
+        format!(
+            "sha256= is not 64 hex digits (it has {} characters)",
+            v.chars().count()
+        )
+    };
+    if v.len() != 64 || !v.is_ascii() {
         return Err(bad());
     }
     let mut out = [0u8; 32];
@@ -440,6 +480,48 @@ mod tests {
             let err = Tokens::parse(&format!("\n{text}")).unwrap_err();
             assert!(err.starts_with("line 2: ") && err.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn bad_lines_never_quote_a_value_that_may_be_a_secret() {
+        // Tokens-file errors reach logs: a pasted token (or any value) must
+        // not appear in them, only the line, the key and what is wrong.
+        let secret = new_token().unwrap();
+        let h = "0".repeat(64);
+        let long_key = format!("{secret}x");
+        for (text, needle) in [
+            (secret.clone(), "not key=value"),
+            (
+                format!("sha256={h} role=agent tenant=a {secret}"),
+                "field 4",
+            ),
+            (
+                format!("sha256={secret} role=agent tenant=a"),
+                "token itself",
+            ),
+            (format!("sha256={h} role={secret} tenant=a"), "role"),
+            (format!("sha256={h} role=agent tenant={secret}!"), "tenant"),
+            (
+                format!("sha256={h} role=agent tenant=a expires={secret}"),
+                "RFC 3339",
+            ),
+            (
+                format!("sha256={h} role=agent tenant=a {long_key}=1"),
+                "unknown key",
+            ),
+        ] {
+            let err = Tokens::parse(&format!("\n{text}")).unwrap_err();
+            assert!(err.starts_with("line 2: ") && err.contains(needle), "{err}");
+            assert!(!err.contains(&secret[4..12]), "a value is quoted: {err}");
+            assert!(err.len() < 300, "bounded: {err}");
+        }
+        // 64 bytes that are not 64 ASCII characters: refused, not a panic.
+        let wide = format!("sha256=0\u{e9}{} role=agent tenant=a", "0".repeat(61));
+        assert!(Tokens::parse(&wide).unwrap_err().contains("64 hex digits"));
+        // A key name errand knows nothing of is named, as it is no secret.
+        let err = Tokens::parse(&format!("sha256={h} role=agent tenant=a colour=red")).unwrap_err();
+        assert!(err.contains(r#"unknown field "colour""#), "{err}");
+        assert!(!err.contains("red"), "{err}");
     }
 
     #[test]

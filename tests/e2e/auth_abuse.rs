@@ -80,3 +80,53 @@ async fn wrong_tokens_are_counted_per_peer_and_a_peer_that_keeps_failing_is_told
     );
     assert!(text.contains(&line), "{text}");
 }
+
+/// The head of one HTTP/1.0 POST of a JSON-RPC ping to `url`
+/// (`http://ADDR/PATH`) with `authorization` when given, lower-cased.
+async fn post_head(url: &str, authorization: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let req = format!(
+        "POST /{path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an HTTP answer", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (head, _) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    head.to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn mcp_and_a2a_401s_name_the_bearer_scheme() {
+    let tokens = Tokens::new();
+    tokens.add(&["--role", "agent", "--tenant", "acme"]).await;
+    let mut flags = tokens.flag().to_vec();
+    flags.extend(["--mcp-listen", "127.0.0.1:0", "--a2a-listen", "127.0.0.1:0"].map(String::from));
+    let server = Server::start(&strs(&flags)).await;
+    let mcp = server.mcp_url.clone().expect("the MCP address");
+    let a2a = format!(
+        "{}/jsonrpc",
+        server.a2a_url.clone().expect("the A2A address")
+    );
+    // RFC 9110 section 15.5.2 (and the MCP authorization spec): a 401
+    // carries the challenge, without a token, with a wrong one, with
+    // another scheme.
+    for url in [&mcp, &a2a] {
+        for authorization in [None, Some("Bearer ert_wrong"), Some("Basic abc")] {
+            let head = post_head(url, authorization).await;
+            assert!(head.contains(" 401 "), "{url} {authorization:?}: {head}");
+            assert!(
+                head.contains("\r\nwww-authenticate: bearer"),
+                "{url} {authorization:?}: {head}"
+            );
+        }
+    }
+}

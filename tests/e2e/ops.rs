@@ -240,3 +240,35 @@ async fn sigterm_drains_running_tasks_flushes_the_store_and_exits() {
     let job = gate.next().await;
     assert_eq!(job.task.task_id, queued.task_id);
 }
+
+#[tokio::test]
+async fn sighup_drains_and_stops_like_sigterm() {
+    // SIGHUP's default action killed the server at once: no drain, running
+    // tasks lost their result. It is handled as SIGTERM is.
+    let mut server = Server::start(&["--shutdown-grace-secs", "60"]).await;
+    let mut gate = server.gate_worker(&["search"], 1).await;
+    let client = server.client().await;
+    let mut completions = server
+        .raw()
+        .completions(pb::CompletionsRequest {
+            session_id: "s".into(),
+            after_seq: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let running = client.submit("s", "search", "{}").await.unwrap();
+    let job = gate.next().await;
+    // SAFETY: kill(2) with the pid of the server this test started.
+    unsafe { libc::kill(server.pid(), libc::SIGHUP) };
+    // Draining: the running task still finishes and is delivered...
+    job.succeed(r#""done""#);
+    let done = within("the drained completion", completions.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.task_id, running.task_id);
+    // ...then the server exits cleanly, not by the signal.
+    let status = server.exited().await;
+    assert!(status.success(), "{status:?}");
+}

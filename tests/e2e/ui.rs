@@ -518,3 +518,77 @@ async fn dashboard_accepts_the_hosts_given_with_ui_allowed_host() {
     let (status, body) = http_to(&ui, "localhost", "GET", "/api/me", &[]).await;
     assert_eq!(status, 403, "the list replaces the loopback names: {body}");
 }
+
+/// The head of one HTTP/1.0 GET of `path` from the dashboard at `url`, with
+/// `Host: host` and `headers`, lower-cased.
+async fn head_of(url: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    read_until(&mut conn, &mut seen, "\r\n\r\n").await;
+    let (head, _) = seen.split_once("\r\n\r\n").unwrap();
+    head.to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn dashboard_responses_forbid_framing_and_sniffing() {
+    let tokens = Tokens::new();
+    let viewer = tokens.add(&["--role", "viewer", "--tenant", "a"]).await;
+    let mut flags = tokens.flag().to_vec();
+    flags.extend(["--ui-listen".to_string(), "127.0.0.1:0".to_string()]);
+    let server = Server::start(&strs(&flags)).await;
+    let ui = server.ui_url.clone().unwrap();
+    let host = ui.trim_start_matches("http://").trim_end_matches('/');
+    let port = host.rsplit(':').next().unwrap();
+    let auth = format!("Bearer {viewer}");
+    let with_token = [("Authorization", auth.as_str())];
+
+    // Every answer, the page, its assets, the API (refused or not), the
+    // live events and a refused Host: a page of another site cannot frame
+    // the dashboard (clickjacking Cancel and Retry), nor a body be sniffed
+    // into another type.
+    let evil = format!("evil.com:{port}");
+    for (what, host, path, headers) in [
+        ("page", host, "/", &[][..]),
+        ("script", host, "/app.js", &[]),
+        ("style", host, "/style.css", &[]),
+        ("refused API", host, "/api/tasks", &[]),
+        ("API", host, "/api/tasks", &with_token),
+        ("events", host, "/api/events", &with_token),
+        ("unknown path", host, "/nope", &[]),
+        ("foreign host", evil.as_str(), "/", &[]),
+    ] {
+        let head = head_of(&ui, host, path, headers).await;
+        assert!(head.contains("\r\nx-frame-options: deny"), "{what}: {head}");
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff"),
+            "{what}: {head}"
+        );
+        let csp = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-security-policy: "))
+            .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy in {head}"));
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{what}: {directive} not in {csp}");
+        }
+    }
+    // A 401 names the scheme it wants (RFC 9110 section 15.5.2).
+    let head = head_of(&ui, host, "/api/tasks", &[]).await;
+    assert!(
+        head.starts_with("http/1.0 401") || head.starts_with("http/1.1 401"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nwww-authenticate: bearer"), "{head}");
+}

@@ -302,12 +302,23 @@ fn protect(e: &Exposure, allow: bool) -> Result<()> {
     Ok(())
 }
 
-/// SIGINT and SIGTERM listeners. Made before the server says it listens:
-/// until a listener exists a SIGTERM takes its default action and kills the
-/// server uncleanly (no drain, and the next start checks the whole store).
+/// SIGINT, SIGTERM and SIGHUP listeners. Made before the server says it
+/// listens: until a listener exists a signal takes its default action and
+/// kills the server uncleanly (no drain, and the next start checks the whole
+/// store).
+///
+/// SIGHUP drains and stops as SIGTERM does. Its default action killed the
+/// server at once (a closed terminal, or an operator's `kill -HUP` meant as
+/// "reload"), losing running tasks' results. It does not reload the tokens
+/// file: a reload would leave the streams a removed token opened running,
+/// so revoking stays a restart, which ends them. A SIGHUP ignored when the
+/// server starts (`nohup errand serve`) stays ignored: who started it asked
+/// for it to outlive its terminal.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    /// `None`: SIGHUP was ignored at start, and still is.
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -316,18 +327,43 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            hup: if hangup_ignored() {
+                None
+            } else {
+                Some(signal(SignalKind::hangup()).context("installing a SIGHUP handler")?)
+            },
         })
     }
 
     async fn next(&mut self) {
+        let Self { term, int, hup } = self;
+        let hup = async {
+            match hup {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup => {}
         }
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+/// Whether SIGHUP's disposition is "ignore" (inherited from `nohup`).
+fn hangup_ignored() -> bool {
+    // SAFETY: sigaction(2) with no new action only reads the current one
+    // into `old`, a zeroed (valid) struct sigaction.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Resolves on the first SIGINT, SIGTERM or SIGHUP; a second one exits at
+/// once.
 async fn shutdown_signal(mut signals: Signals) {
     signals.next().await;
     tokio::spawn(async move {

@@ -15,7 +15,9 @@
 //! agent or admin token, when tokens are configured; calls without a valid one are
 //! counted and throttled per peer as on the gRPC port, see
 //! [`crate::net::bearer`]), the session from the `Errand-Session` header,
-//! else [`handler::Settings::default_session`]. With `--tls-cert` the
+//! else [`handler::Settings::default_session`]; an event stream (a
+//! 2025-11-25 session's GET stream, a call answered as a stream) ends when
+//! the token that opened it expires. With `--tls-cert` the
 //! listener serves HTTPS with the gRPC port's certificate.
 //!
 //! A body rmcp cannot read as a JSON-RPC message is answered by
@@ -100,6 +102,8 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
             owners::Owners::default(),
             owners::bind,
         ))
+        // Inside the bearer layer, which leaves the caller it checks.
+        .layer(middleware::from_fn(bearer::streams_end_at_expiry))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate))
         .layer(middleware::from_fn(session_ended))
         .layer(middleware::from_fn_with_state(hosts, host::check_host));

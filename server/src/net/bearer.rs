@@ -3,7 +3,10 @@
 //! an agent ([`Role::may_act_as`]: agent and admin tokens), failed calls
 //! counted, logged and throttled per peer in the same [`FailedAuth`], and
 //! each authenticated request counted in its tenant's [`TenantRate`], the
-//! very bucket its gRPC calls use.
+//! very bucket its gRPC calls use. A 401 names the scheme it wants
+//! (`WWW-Authenticate: Bearer`, RFC 9110 section 15.5.2, as the MCP
+//! authorization spec asks); [`streams_end_at_expiry`] ends an event stream
+//! when the token that opened it expires, as the gRPC port's streams end.
 use std::{
     net::IpAddr,
     sync::Arc,
@@ -11,14 +14,16 @@ use std::{
 };
 
 use axum::{
+    body::Body,
     extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use futures::StreamExt;
 
 use crate::{
-    auth::{Caller, Role, Tokens},
+    auth::{Caller, Role, Tokens, expiry},
     error::Error,
     grpc::{failed_auth::FailedAuth, rate::TenantRate},
 };
@@ -130,6 +135,33 @@ pub async fn authenticate(State(bearer): State<Bearer>, mut req: Request, next: 
     }
 }
 
+/// Middleware, inside [`authenticate`]: a response that is a stream of
+/// server-sent events (an MCP session's GET stream, a call answered as a
+/// stream) ends when the caller's token expires. The token was checked once,
+/// when the stream opened, and must not keep it open after it stopped
+/// working; the client reconnects with a fresh token (the expired one gets
+/// 401). Other responses, and callers whose token never expires, pass as
+/// they are.
+pub async fn streams_end_at_expiry(req: Request, next: Next) -> Response {
+    let deadline = req.extensions().get::<Caller>().and_then(expiry::deadline);
+    let response = next.run(req).await;
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    match deadline {
+        Some(at) if streaming => {
+            let (parts, body) = response.into_parts();
+            let body = body
+                .into_data_stream()
+                .take_until(expiry::reached(Some(at)));
+            Response::from_parts(parts, Body::from_stream(body))
+        }
+        _ => response,
+    }
+}
+
 fn is_grpc(req: &Request) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -158,6 +190,12 @@ fn refusal(grpc: bool, status: u16, message: String, retry_after: Option<Duratio
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (status, message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        // The challenge a 401 must carry (RFC 9110 section 15.5.2): the
+        // scheme to answer with, as the metrics listener sends it.
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     if let Some(wait) = retry_after {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         r.headers_mut()
@@ -254,6 +292,38 @@ mod tests {
         let second = app.oneshot(request()).await.unwrap();
         assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(second.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn a_401_names_the_bearer_scheme() {
+        use axum::{body::Body, routing::get};
+        use tower::ServiceExt;
+
+        let (agents, _) = tokens(Role::Agent);
+        let bearer = Bearer {
+            tokens: Some(Arc::new(agents)),
+            failures: None,
+            rate: None,
+            what: "call tools",
+        };
+        let app = axum::Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(bearer, authenticate));
+        // RFC 9110 section 15.5.2: a 401 carries the challenge it wants.
+        for authorization in [None, Some("Bearer ert_wrong"), Some("Basic abc")] {
+            let mut r = Request::new(Body::empty());
+            if let Some(a) = authorization {
+                r.headers_mut()
+                    .insert(header::AUTHORIZATION, HeaderValue::from_static(a));
+            }
+            let refused = app.clone().oneshot(r).await.unwrap();
+            assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                refused.headers().get(header::WWW_AUTHENTICATE),
+                Some(&HeaderValue::from_static("Bearer")),
+                "{authorization:?}"
+            );
+        }
     }
 
     #[tokio::test]

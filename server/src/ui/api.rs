@@ -22,7 +22,15 @@ pub(crate) struct Denied(pub StatusCode, pub String);
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        json_response(self.0, &json!({ "error": self.1 }))
+        let mut r = json_response(self.0, &json!({ "error": self.1 }));
+        if self.0 == StatusCode::UNAUTHORIZED {
+            // The challenge a 401 must carry (RFC 9110 section 15.5.2).
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
     }
 }
 

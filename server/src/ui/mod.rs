@@ -11,6 +11,11 @@
 //! - `POST /api/tasks/{id}/cancel`, `/api/tasks/{id}/retry`: need the CSRF
 //!   token `/api/me` gives, in the `x-csrf-token` header.
 //!
+//! Every response forbids framing (`X-Frame-Options: DENY`, CSP
+//! `frame-ancestors 'none'`: no other site's page can overlay Cancel and
+//! Retry to trick a click) and sniffing (`nosniff`), and its CSP lets the
+//! page load its own script, style and API only ([`CSP`]).
+//!
 //! Every request's `Host` must be a loopback name, the listener's address
 //! or one given with `--ui-allowed-host`, and so must a POST's `Origin`
 //! when sent (403 otherwise): a guard against DNS rebinding.
@@ -25,7 +30,7 @@ use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
 use axum::{
     Router,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -203,6 +208,31 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// The dashboard's Content-Security-Policy: its page runs its own script
+/// and style (`/app.js`, `/style.css`; nothing inline, no CDN), talks to
+/// its own API, shows its `data:` favicon, and nothing else. `frame-ancestors
+/// 'none'`: no page may frame it (clickjacking of Cancel and Retry).
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// Middleware, outermost: [`CSP`], `X-Frame-Options: DENY` (browsers that
+/// predate `frame-ancestors`) and `X-Content-Type-Options: nosniff` on
+/// every response, a refused one (401, 403, 404) included.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 /// The UI's routes.
 pub fn router(ui: Ui) -> Router {
     let hosts = ui.hosts.clone();
@@ -240,6 +270,7 @@ pub fn router(ui: Ui) -> Router {
         .route("/api/workers", get(api::workers))
         .route("/api/events", get(live::events))
         .layer(middleware::from_fn_with_state(hosts, host::check_host))
+        .layer(middleware::map_response(security_headers))
         .with_state(ui)
 }
 
