@@ -159,9 +159,16 @@ pub async fn serve_with(
             shutdown_token.clone(),
         ))
     });
+    // Every port's budgets: failed calls per peer, requests per tenant.
+    let failures = Arc::new(FailedAuth::new(
+        sched.config().limits.auth_failures_per_minute,
+        metrics.clone(),
+    ));
+    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let ui_endpoint = options.ui.map(|l| {
         let ui = crate::ui::Ui::new(sched.clone(), hub_for_ui.clone(), options.tokens.clone())
-            .with_allowed_hosts(&ui_config.allowed_hosts, l.local_addr().ok());
+            .with_allowed_hosts(&ui_config.allowed_hosts, l.local_addr().ok())
+            .with_budgets(failures.clone(), rate.clone());
         tokio::spawn(crate::ui::serve(
             Incoming::new(l, connections.clone()),
             connections.clone(),
@@ -185,16 +192,12 @@ pub async fn serve_with(
         builder = builder.tls_config(tls)?;
     }
     let tokens = options.tokens;
-    let failures = Arc::new(FailedAuth::new(
-        sched.config().limits.auth_failures_per_minute,
-        metrics.clone(),
-    ));
+
     let max = sched.config().limits.max_message_bytes;
     let agent_api = Arc::new(AgentApi::new(sched.clone(), feed, metrics));
     let tool_api = Arc::new(ToolApi::new(agent_api.clone()));
     // MCP and A2A on their own listeners, over the very agent API gRPC
     // translates, with its tokens and failed-auth budget.
-    let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let bearer = |what| Bearer {
         tokens: tokens.clone(),
         failures: Some(failures.clone()),

@@ -592,3 +592,43 @@ async fn dashboard_responses_forbid_framing_and_sniffing() {
     );
     assert!(head.contains("\r\nwww-authenticate: bearer"), "{head}");
 }
+
+/// The dashboard keeps the budgets of the other ports: calls without a
+/// valid token count against --auth-failures-per-minute (past it, 429 with
+/// Retry-After), and a tenant's requests against
+/// --requests-per-second-per-tenant. It answered every call, 401 or 200.
+#[tokio::test]
+async fn the_dashboard_keeps_the_failed_auth_and_tenant_rate_budgets() {
+    let tokens = Tokens::new();
+    let agent = tokens.add(&["--role", "agent", "--tenant", "acme"]).await;
+    let mut flags = tokens.flag().to_vec();
+    for f in [
+        "--ui-listen",
+        "127.0.0.1:0",
+        "--auth-failures-per-minute",
+        "3",
+        "--requests-per-second-per-tenant",
+        "3",
+    ] {
+        flags.push(f.to_string());
+    }
+    let server = Server::start(&strs(&flags)).await;
+    let url = server.ui_url.clone().expect("the dashboard's address");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(http(&url, "GET", "/api/overview", &[]).await.0);
+    }
+    assert_eq!(&statuses[..3], [401, 401, 401], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let bearer = format!("Bearer {agent}");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(
+            http(&url, "GET", "/api/tasks", &[("Authorization", &bearer)])
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "the tenant's rate: {statuses:?}");
+}

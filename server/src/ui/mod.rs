@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{Caller, Role, Tokens},
     config::Connections,
+    grpc::{failed_auth::FailedAuth, rate::TenantRate},
     net::{
         Incoming,
         host::{self, AllowedHosts},
@@ -50,6 +51,7 @@ use crate::{
 };
 
 mod api;
+mod guard;
 mod live;
 mod query;
 pub mod stats;
@@ -68,6 +70,9 @@ pub struct Ui {
     csrf: Arc<str>,
     /// The `Host` (and state-changing `Origin`) values accepted.
     hosts: Arc<AllowedHosts>,
+    /// The failed-auth budget and tenant rate of the other ports; `None`:
+    /// not kept (tests).
+    budgets: Option<guard::Budgets>,
 }
 
 /// Who is looking: what they may see and change.
@@ -122,6 +127,16 @@ impl Ui {
             stats,
             csrf: uuid::Uuid::new_v4().simple().to_string().into(),
             hosts: Arc::new(Self::hosts(&[], None)),
+            budgets: None,
+        }
+    }
+
+    /// The UI counting failed calls in `failures` and tenants' requests in
+    /// `rate`, the budgets of the other ports ([`guard`]).
+    pub fn with_budgets(self, failures: Arc<FailedAuth>, rate: TenantRate) -> Self {
+        Self {
+            budgets: Some(guard::Budgets { failures, rate }),
+            ..self
         }
     }
 
@@ -269,6 +284,7 @@ pub fn router(ui: Ui) -> Router {
         .route("/api/sessions", get(api::sessions))
         .route("/api/workers", get(api::workers))
         .route("/api/events", get(live::events))
+        .layer(middleware::from_fn_with_state(ui.clone(), guard::guard))
         .layer(middleware::from_fn_with_state(hosts, host::check_host))
         .layer(middleware::map_response(security_headers))
         .with_state(ui)
