@@ -22,6 +22,10 @@ use errand_server::{
 };
 use rmcp::ServiceExt;
 
+/// Most bytes of tool definitions one `tools/list` page carries over stdio
+/// (8 MiB, the server's default message limit).
+const MCP_STDIO_PAGE_BYTES: usize = 8 << 20;
+
 #[derive(ClapArgs)]
 pub struct Args {
     #[command(flatten)]
@@ -120,6 +124,9 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
                 retention: Duration::from_secs(args.retention_secs),
                 poll_interval: poll,
             },
+            // The server's message limit is not known here; a host's own
+            // reader takes what stdout carries.
+            page_bytes: MCP_STDIO_PAGE_BYTES,
         },
     );
     let (stdin, stdout) = rmcp::transport::stdio();

@@ -231,6 +231,7 @@ pub async fn serve_with(
                     retention,
                     poll_interval: mcp_config.poll_interval,
                 },
+                page_bytes: max,
             },
         );
         let l = mcp::Listener {

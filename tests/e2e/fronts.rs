@@ -1,5 +1,6 @@
 //! The MCP and A2A front ends through the real binary: who may call them
 //! (the gRPC port's rule: agent and admin tokens, each within its tenant).
+use errand_client::pb;
 use errand_tests::{
     fronts::{Mcp, a2a_call_as},
     *,
@@ -134,4 +135,97 @@ async fn mcp_and_a2a_refuse_a_foreign_origin() {
             .unwrap()
     );
     assert_eq!(post_from(&mcp, &own, mcp_headers, init).await, 200);
+}
+
+/// A worker holding a Register stream open with `tools` (name, schema).
+async fn raw_worker(
+    server: &Server,
+    tools: Vec<pb::Tool>,
+) -> (
+    tokio::sync::mpsc::Sender<pb::WorkerMessage>,
+    tonic::Streaming<pb::WorkerCommand>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "w".into(),
+            tools,
+            max_concurrency: 1,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut commands = pb::worker_service_client::WorkerServiceClient::new(
+        errand_client::endpoint(&server.addr)
+            .unwrap()
+            .connect_lazy(),
+    )
+    .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+    .await
+    .unwrap()
+    .into_inner();
+    within("Registered", commands.message()).await.unwrap();
+    (tx, commands)
+}
+
+/// MCP's tools/list comes in pages within the server's message limit,
+/// `nextCursor` going on: it was one answer of every tool whatever its
+/// size (65 MB for 800 tools at the limits).
+#[tokio::test]
+async fn mcp_tools_list_pages_stop_at_the_message_limit() {
+    let server = Server::start(&[
+        "--mcp-listen",
+        "127.0.0.1:0",
+        "--max-message-bytes",
+        "200000",
+        "--max-result-bytes",
+        "50000",
+        "--max-arguments-bytes",
+        "50000",
+    ])
+    .await;
+    let schema = format!(
+        r#"{{"type":"object","description":"{}"}}"#,
+        "x".repeat(60_000)
+    );
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        let tools = (0..2)
+            .map(|i| pb::Tool {
+                name: format!("big_{w}{i}"),
+                input_schema_json: schema.clone(),
+                ..Default::default()
+            })
+            .collect();
+        workers.push(raw_worker(&server, tools).await);
+    }
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let (mut names, mut pages, mut params) = (Vec::new(), 0, json!({}));
+    loop {
+        let listed = mcp.call("tools/list", params).await.result();
+        pages += 1;
+        let tools = listed["tools"].as_array().expect("tools");
+        assert!(!tools.is_empty(), "a page moves on: {listed}");
+        names.extend(
+            tools
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string()),
+        );
+        match listed["nextCursor"].as_str() {
+            Some(cursor) => params = json!({"cursor": cursor}),
+            None => break,
+        }
+    }
+    assert_eq!(
+        names,
+        ["big_00", "big_01", "big_10", "big_11", "big_20", "big_21"]
+    );
+    assert!(pages >= 2, "360 KB of tools do not fit one 200 KB page");
+    // A cursor this server did not issue is invalid params.
+    let refused = mcp.call("tools/list", json!({"cursor": "nope"})).await;
+    assert_eq!(refused.json()["error"]["code"], -32602, "{}", refused.body);
 }

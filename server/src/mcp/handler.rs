@@ -37,6 +37,9 @@ pub struct Settings {
     /// The session of requests without an `Errand-Session` header.
     pub default_session: String,
     pub timing: TaskTiming,
+    /// Most bytes of tool definitions one `tools/list` page carries (the
+    /// server's message limit); a longer list goes on after `nextCursor`.
+    pub page_bytes: usize,
 }
 
 /// One handler per MCP connection (or stateless request).
@@ -127,29 +130,56 @@ impl ServerHandler for McpHandler {
         .with_server_info(Implementation::new("errand", env!("CARGO_PKG_VERSION")))
     }
 
+    /// The caller's tools by name, in pages of at most
+    /// [`Settings::page_bytes`] (a host reads one page at a time: 800 tools
+    /// at the schema and description limits made one answer of 65 MB);
+    /// `nextCursor`, opaque, goes on. A usual list is one page. Errors:
+    /// invalid params for a cursor this server did not issue.
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let (caller, _) = self.who(&ctx);
+        let after = match request.and_then(|r| r.cursor) {
+            Some(cursor) => {
+                Some(crate::agents::listing::parse_tool_token(&cursor).map_err(convert::error)?)
+            }
+            None => None,
+        };
         let tools = self
             .agent
             .list_tools(&caller)
             .await
             .map_err(convert::error)?;
-        Ok(ListToolsResult::with_all_items(
-            tools
-                .into_iter()
-                .map(|t| {
-                    Tool::new(
-                        t.name,
-                        convert::description(&t.description),
-                        convert::input_schema(&t.input_schema_json),
-                    )
-                })
-                .collect(),
-        ))
+        let (mut page, mut used, mut next) = (Vec::new(), 0usize, None);
+        for t in tools {
+            if after
+                .as_ref()
+                .is_some_and(|a| t.name.as_str() <= a.as_str())
+            {
+                continue;
+            }
+            let tool = Tool::new(
+                t.name,
+                convert::description(&t.description),
+                convert::input_schema(&t.input_schema_json),
+            );
+            let size = serde_json::to_vec(&tool).map_or(0, |v| v.len());
+            if let Some(last) = page
+                .last()
+                .filter(|_| used + size > self.settings.page_bytes)
+            {
+                let last: &Tool = last;
+                next = Some(crate::agents::listing::tool_page_token(&last.name));
+                break;
+            }
+            used += size;
+            page.push(tool);
+        }
+        let mut result = ListToolsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
     }
 
     async fn call_tool(
