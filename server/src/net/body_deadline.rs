@@ -45,7 +45,12 @@ pub fn timed_out(limit: Duration) -> BoxError {
 /// before its end.
 pub struct Deadlined<B> {
     inner: B,
-    deadline: Pin<Box<Sleep>>,
+    /// When the body must have ended.
+    due: Instant,
+    /// The timer, made only once the body first has to wait: a request's
+    /// message usually comes with its headers, and a timer per request
+    /// would cost every call on the hot path.
+    timer: Option<Pin<Box<Sleep>>>,
     limit: Duration,
     overdue: Overdue,
     ended: bool,
@@ -55,7 +60,8 @@ impl<B> Deadlined<B> {
     pub fn new(inner: B, limit: Duration, overdue: Overdue) -> Self {
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + limit)),
+            due: Instant::now() + limit,
+            timer: None,
             limit,
             overdue,
             ended: false,
@@ -84,7 +90,11 @@ where
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        match self.deadline.as_mut().poll(cx) {
+        let due = self.due;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 self.ended = true;
                 Poll::Ready(Some(Err((self.overdue)(self.limit))))
