@@ -87,6 +87,9 @@ pub struct PostgresStore {
     options: PostgresOptions,
     events: broadcast::Sender<SharedEvent>,
     tasks: Vec<JoinHandle<()>>,
+    /// Whether this server's latest reap found it in steady contact with
+    /// the database (back for a lease): logged when it stops being so.
+    steady: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for PostgresStore {
@@ -168,6 +171,7 @@ impl PostgresStore {
             options,
             events,
             tasks,
+            steady: Default::default(),
         })
     }
 
@@ -454,11 +458,12 @@ impl Store for PostgresStore {
                 .await
                 .map_err(pg_error)?,
         ) {}
-        // Seq counters stay (seqs never repeat); turns of idle sessions go.
+        // Seq counters stay (seqs never repeat); turns of idle sessions go,
+        // and the heartbeats of servers long gone.
         client
-            .execute(
-                "DELETE FROM errand_turns WHERE served_at < now() - interval '1 hour'",
-                &[],
+            .batch_execute(
+                "DELETE FROM errand_turns WHERE served_at < now() - interval '1 hour';
+                 DELETE FROM errand_servers WHERE seen_at < now() - interval '1 day';",
             )
             .await
             .map_err(pg_error)?;

@@ -2,6 +2,7 @@
 //! the hints of [`SharedEvent`]s.
 use std::{
     collections::HashSet,
+    sync::atomic::Ordering,
     time::{Duration, SystemTime},
 };
 
@@ -21,10 +22,26 @@ use super::rows::{
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
-use crate::store::{QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert};
+use crate::store::{
+    LostTask, QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert,
+};
 
 /// Advisory lock key ("ERND" + n) held by the one reaper at work.
 const REAPER_LOCK: i64 = 0x4552_4e44_0002;
+
+/// This server's heartbeat (`$1` its id, `$2` its lease in ms): `seen_at`
+/// now, and `back_at` now too when its previous contact is older than a
+/// lease (it could not reach the database meanwhile) or it is new. The
+/// database's clock throughout: a stopped, frozen or unreachable database
+/// all look the same.
+macro_rules! heartbeat {
+    () => {
+        "INSERT INTO errand_servers AS s (server_id, seen_at, back_at) VALUES ($1, now(), now())
+         ON CONFLICT (server_id) DO UPDATE SET seen_at = now(),
+             back_at = CASE WHEN s.seen_at < now() - $2 * interval '1 millisecond'
+                            THEN now() ELSE s.back_at END"
+    };
+}
 
 #[async_trait]
 impl SharedQueue for PostgresStore {
@@ -110,21 +127,16 @@ impl SharedQueue for PostgresStore {
     async fn renew(&self, held: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
         let client = self.client().await?;
         let lease_ms = self.options.lease.as_millis() as f64;
-        client
-            .execute(
-                "UPDATE errand_tools SET seen_at = now() WHERE server_id = $1",
-                &[&&*self.server_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
+        // One statement: this server's heartbeat, its tools' and its leases
+        // are renewed together, so no reaper sees the one without the other.
         let st = client
-            .prepare_cached(
-                "UPDATE errand_tasks SET lease_until = now() + $2 * interval '1 millisecond'
-                 WHERE id = ANY($3) AND owner = $1 AND state = 1 RETURNING id",
-            )
+            .prepare_cached(concat!(
+                "WITH beat AS (",
+                heartbeat!(),
+                "), tools AS (UPDATE errand_tools SET seen_at = now() WHERE server_id = $1)
+                 UPDATE errand_tasks SET lease_until = now() + $2 * interval '1 millisecond'
+                 WHERE id = ANY($3) AND owner = $1 AND state = 1 RETURNING id"
+            ))
             .await
             .map_err(pg_error)?;
         let ids: Vec<Uuid> = held.to_vec();
@@ -137,8 +149,53 @@ impl SharedQueue for PostgresStore {
             .collect())
     }
 
+    async fn lost(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, LostTask)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let sql = format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = ANY($1)");
+        let found: Vec<TaskRecord> = rows(&client, &sql, &[&ids])
+            .await?
+            .iter()
+            .map(task_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let why = match found.iter().find(|t| t.id == *id) {
+                    Some(t) if !t.state.is_final() => LostTask::Reclaimed,
+                    Some(t) => LostTask::Finished(t.state, t.outcome.clone()),
+                    None => LostTask::Gone,
+                };
+                (*id, why)
+            })
+            .collect())
+    }
+
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, StoreError> {
         let mut client = self.client().await?;
+        let lease_ms = self.options.lease.as_millis() as f64;
+        // This server's heartbeat, and whether it has been in contact for a
+        // lease since it last came back (`back_at`).
+        let steady: bool = client
+            .query_one(
+                concat!(
+                    heartbeat!(),
+                    " RETURNING s.back_at <= now() - $2 * interval '1 millisecond'"
+                ),
+                &[&&*self.server_id, &lease_ms],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if self.steady.swap(steady, Ordering::Relaxed) && !steady {
+            warn!(
+                lease_ms = self.options.lease.as_millis() as u64,
+                "this server could not reach the database for longer than a lease: it reclaims \
+                 no expired lease for a lease, so the other servers renew theirs first"
+            );
+        }
         let tx = client.transaction().await.map_err(pg_error)?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REAPER_LOCK])
@@ -150,6 +207,15 @@ impl SharedQueue for PostgresStore {
         }
         let lease = self.options.lease;
         let mut reaped = time_out_overdue(&tx, &self.server_id, lease).await?;
+        if !steady {
+            // Back from a silence longer than a lease (or just started): the
+            // other servers may have been cut off too, and get a lease to
+            // renew theirs before this one reclaims any.
+            if reaped.count > 0 || !reaped.handed.is_empty() {
+                tx.commit().await.map_err(pg_error)?;
+            }
+            return Ok(reaped);
+        }
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
              ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"

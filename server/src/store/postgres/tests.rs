@@ -2,6 +2,7 @@
 //! claims and leases, schema and connection errors.
 use super::*;
 use crate::model::{Outcome, TaskState};
+use crate::store::LostTask;
 use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
 
 /// A fresh database, or `None`: the test is skipped, visibly (see
@@ -515,4 +516,64 @@ async fn a_task_queued_again_after_a_run_waits_its_queue_timeout_afresh() {
         let task = b.get_task(t.id).await.unwrap().unwrap();
         assert_eq!(task.state, TaskState::TimedOut);
     }
+}
+
+/// Defect: after a database outage longer than the lease, the first server
+/// back reclaimed the running tasks of the others before they could renew
+/// (every lease had expired while nobody could reach the database). A
+/// lease is reclaimed only when its holder really stopped: a server back
+/// from a silence longer than a lease reaps no lease until a lease after
+/// its return, so the live ones renew first; one that never comes back is
+/// reclaimed then.
+#[tokio::test]
+async fn after_an_outage_longer_than_the_lease_no_live_servers_task_is_reclaimed() {
+    let Some(url) = url().await else { return };
+    let (a, b) = leased_pair(&url).await;
+    let t = task("s1", None, at(1));
+    insert_new(&a, &t).await;
+    assert_eq!(a.claim("search", 10).await.unwrap().len(), 1);
+    a.record_dispatch(t.id, 1, at(2)).wait().await.unwrap();
+    // Both servers in steady contact for more than a lease.
+    for _ in 0..5 {
+        assert_eq!(a.renew(&[t.id]).await.unwrap(), [t.id]);
+        b.renew(&[]).await.unwrap();
+        assert_eq!(b.reap(3).await.unwrap().count, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The outage: no server reaches the database for three leases.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // b is back first: it renews and reaps, and a's task stays a's.
+    b.renew(&[]).await.unwrap();
+    assert_eq!(b.reap(3).await.unwrap().count, 0, "b reclaimed a live task");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.renew(&[t.id]).await.unwrap(), [t.id], "a lost its task");
+    for _ in 0..6 {
+        a.renew(&[t.id]).await.unwrap();
+        b.renew(&[]).await.unwrap();
+        assert_eq!(b.reap(3).await.unwrap().count, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.renew(&[t.id]).await.unwrap(), [t.id]);
+    // a really stops: b, in steady contact, reclaims its task.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        b.renew(&[]).await.unwrap();
+        if b.reap(3).await.unwrap().count == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reclaimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let task = b.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Queued, 1));
+    // a's renewal no longer returns it, and a learns why: reclaimed, which
+    // its worker is told as such (not as a client's cancel).
+    assert!(a.renew(&[t.id]).await.unwrap().is_empty());
+    let gone = Uuid::new_v4();
+    assert_eq!(
+        a.lost(&[t.id, gone]).await.unwrap(),
+        [(t.id, LostTask::Reclaimed), (gone, LostTask::Gone)]
+    );
+    let (_, tell) = crate::scheduler::shared::lost_tell(&LostTask::Reclaimed);
+    assert!(tell.starts_with("lease_lost: "), "{tell}");
 }
