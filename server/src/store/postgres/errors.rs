@@ -4,6 +4,23 @@ use tokio_postgres::error::SqlState;
 
 use crate::store::StoreError;
 
+/// `e` and its causes, outermost first: tokio-postgres's own text is
+/// often only "error connecting to server", its source says why
+/// ("Connection refused", "failed to lookup address ...").
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Maps a PostgreSQL error to what the caller can do about it.
 pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {

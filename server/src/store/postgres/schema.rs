@@ -138,6 +138,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
 pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(pg_error)?;
+    // A migration of a large table may take longer than the connections'
+    // statement_timeout (the store's operation timeout): not this one.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await
         .map_err(pg_error)?;

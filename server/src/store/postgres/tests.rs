@@ -577,3 +577,152 @@ async fn after_an_outage_longer_than_the_lease_no_live_servers_task_is_reclaimed
     let (_, tell) = crate::scheduler::shared::lost_tell(&LostTask::Reclaimed);
     assert!(tell.starts_with("lease_lost: "), "{tell}");
 }
+
+/// A TCP proxy to the test cluster that can freeze: while frozen it keeps
+/// every connection open, accepts new ones, and forwards nothing either
+/// way, as a frozen (SIGSTOPped) database or a blackholed network does.
+async fn freezable(url: &str) -> (String, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (rest, db) = url.rsplit_once('/').unwrap();
+    let upstream: std::net::SocketAddr = rest.rsplit_once('@').unwrap().1.parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxied = format!("postgres://errand@{}/{db}", listener.local_addr().unwrap());
+    let (freeze, frozen) = tokio::sync::watch::channel(false);
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while *frozen.borrow_and_update() {
+                if frozen.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, frozen.clone()));
+            tokio::spawn(pump(sr, cw, frozen.clone()));
+        }
+    });
+    (proxied, freeze)
+}
+
+/// Defect: a database that accepts connections but never answers made
+/// every store call hang for the whole outage. Each one now fails with
+/// UNAVAILABLE within the store's operation timeout; a submit retried with
+/// its idempotency key after the database answers again is stored once.
+#[tokio::test]
+async fn a_silent_database_fails_each_call_within_the_timeout() {
+    let Some(url) = url().await else { return };
+    let (proxied, freeze) = freezable(&url).await;
+    let options = PostgresOptions {
+        op_timeout: Duration::from_millis(1_000),
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect(&proxied, options).await.unwrap();
+    let t = task("s1", None, at(1));
+    insert_new(&store, &t).await;
+    freeze.send_replace(true);
+    let keyed = task("s1", Some("k1"), at(2));
+    macro_rules! fails_in_time {
+        ($what:expr, $call:expr) => {{
+            let started = tokio::time::Instant::now();
+            let got = tokio::time::timeout(Duration::from_secs(6), $call)
+                .await
+                .unwrap_or_else(|_| panic!("{} hung on a silent database", $what));
+            assert!(
+                matches!(got, Err(StoreError::Unavailable(_))),
+                "{}: {got:?}",
+                $what
+            );
+            assert!(started.elapsed() < Duration::from_secs(4), "{}", $what);
+        }};
+    }
+    fails_in_time!("get_task", store.get_task(t.id));
+    fails_in_time!("insert_task", store.insert_task(&keyed));
+    fails_in_time!("claim", store.claim("search", 10));
+    fails_in_time!("renew", store.renew(&[t.id]));
+    fails_in_time!("reap", store.reap(3));
+    fails_in_time!("finish_task", store.finish_task(&succeed(&t, at(3))));
+    let all = crate::store::TaskQuery {
+        key_prefix: None,
+        session: None,
+        tool: None,
+        states: Vec::new(),
+        after: None,
+        newest_first: false,
+        limit: 10,
+        fallback_runs: false,
+    };
+    fails_in_time!("list_tasks", store.list_tasks(&all));
+    freeze.send_replace(false);
+    // The database answers again: calls succeed, and the keyed submit,
+    // retried, is stored once whether or not its first try landed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let again = loop {
+        match store.insert_task(&keyed).await {
+            Ok(inserted) => break inserted,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still failing: {e}"),
+        }
+    };
+    assert!(
+        matches!(again, Inserted::New | Inserted::Existing(_)),
+        "{again:?}"
+    );
+    let stored = store.task_by_key("s1", "k1").await.unwrap().unwrap();
+    assert_eq!(stored.id, keyed.id);
+    assert!(store.get_task(t.id).await.unwrap().is_some());
+}
+
+/// Defect: `connect_timeout` was ignored when the database accepted TCP
+/// and never answered: connecting hung, with nothing logged. Each attempt,
+/// from TCP to a query's answer, now ends within the timeout.
+#[tokio::test]
+async fn the_connect_timeout_bounds_a_database_that_never_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let silent = format!("postgres://errand@{addr}/none");
+    let connecting = PostgresStore::connect(
+        &silent,
+        PostgresOptions {
+            connect_timeout: Some(Duration::from_millis(1_000)),
+            ..PostgresOptions::default()
+        },
+    );
+    let err = tokio::time::timeout(Duration::from_secs(8), connecting)
+        .await
+        .expect("connecting hung on a silent database")
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("cannot reach PostgreSQL"), "{err}");
+}
