@@ -24,10 +24,10 @@ pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Maps a PostgreSQL error to what the caller can do about it.
 pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
-        return StoreError::Unavailable(format!("the database connection closed ({e})"));
+        return StoreError::Unavailable(format!("the database connection closed ({})", chain(&e)));
     }
     match e.code() {
-        None => StoreError::Unavailable(format!("the database is unreachable ({e})")),
+        None => StoreError::Unavailable(format!("the database is unreachable ({})", chain(&e))),
         Some(code) => {
             let class = &code.code()[..2];
             if *code == SqlState::DISK_FULL || *code == SqlState::OUT_OF_MEMORY {

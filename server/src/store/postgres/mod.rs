@@ -106,11 +106,7 @@ impl PostgresStore {
     /// database is unreachable it logs why and retries with backoff (up to
     /// `options.connect_timeout`); a schema newer than this binary is refused.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Internal(format!(
-                "the database URL is not valid ({e}): use postgres://USER@HOST:PORT/DBNAME"
-            ))
-        })?;
+        let mut config = parse_url(url).map_err(StoreError::Internal)?;
         bound_connections(&mut config, options.op_timeout);
         let target = describe(&config);
         let manager = Manager::from_config(
@@ -159,6 +155,8 @@ impl PostgresStore {
                         .connect_timeout
                         .is_some_and(|limit| started.elapsed() + backoff >= limit)
                     {
+                        error!(database = %target, error = %why,
+                            "cannot reach PostgreSQL; giving up (--database-connect-timeout-ms)");
                         return Err(StoreError::Unavailable(format!(
                             "cannot reach PostgreSQL at {target}: {why}"
                         )));
@@ -224,6 +222,38 @@ impl PostgresStore {
     pub fn stats(&self) -> WriterStats {
         self.tx.stats()
     }
+}
+
+/// Whether `url` is a database URL this store can use, saying why not: a
+/// URL that cannot work is refused at start, not retried as if the
+/// database were down (an empty or hostless one; one that requires TLS,
+/// which this store does not speak).
+///
+/// # Errors
+/// What is wrong with it, in words for the operator.
+pub fn check_url(url: &str) -> Result<(), String> {
+    parse_url(url).map(drop)
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    const FORM: &str = "use postgres://USER[:PASSWORD]@HOST:PORT/DBNAME";
+    if url.trim().is_empty() {
+        return Err(format!("the database URL is empty: {FORM}"));
+    }
+    let config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| format!("the database URL is not valid ({e}): {FORM}"))?;
+    if config.get_hosts().is_empty() {
+        return Err(format!("the database URL names no host: {FORM}"));
+    }
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "the database URL requires TLS (sslmode=require), and errand connects to \
+             PostgreSQL without TLS: use sslmode=disable or prefer (plain), over a trusted \
+             network, a Unix socket or a TLS tunnel (stunnel, an SSH tunnel)"
+                .into(),
+        );
+    }
+    Ok(config)
 }
 
 /// Runs `op` (store operation `what`) within `limit`; past it, logs and
