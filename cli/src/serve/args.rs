@@ -482,6 +482,7 @@ mod tests {
             "--max-schema-bytes=7",
             "--max-timeout-ms=8000",
             "--default-timeout-ms=8000",
+            "--default-queue-timeout-ms=8000",
             "--stream-buffer=9",
             "--register-timeout-ms=10",
             "--database-pool-size=11",

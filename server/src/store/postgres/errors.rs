@@ -58,6 +58,15 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
 pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        deadpool_postgres::PoolError::Timeout(what) => {
+            // Connecting (or waiting for a free connection) took longer
+            // than the operation timeout: the database does not answer.
+            tracing::warn!(timeout = ?what, "PostgreSQL did not answer in time (no connection)");
+            StoreError::Unavailable(format!(
+                "no database connection: the database did not answer in time ({})",
+                deadpool_postgres::PoolError::Timeout(what)
+            ))
+        }
         other => StoreError::Unavailable(format!("no database connection ({other})")),
     }
 }

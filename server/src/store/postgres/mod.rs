@@ -141,7 +141,7 @@ impl PostgresStore {
                 Ok(r) => r,
                 Err(_) => Err(StoreError::Unavailable(format!(
                     "no answer within {} ms",
-                    attempt.as_millis()
+                    shown_ms(attempt)
                 ))),
             };
             let outcome = match reached {
@@ -267,10 +267,21 @@ pub(super) async fn bounded<T>(
     what: &'static str,
     op: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
+    bounded_within(limit, limit, what, op).await
+}
+
+/// [`bounded`] to `limit`, what is left of a `budget` that the message
+/// names (the writer's retries share one).
+pub(super) async fn bounded_within<T>(
+    limit: Duration,
+    budget: Duration,
+    what: &'static str,
+    op: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, op).await {
         Ok(r) => r,
         Err(_) => {
-            let ms = limit.as_millis() as u64;
+            let ms = shown_ms(budget);
             warn!(
                 operation = what,
                 timeout_ms = ms,
@@ -281,6 +292,12 @@ pub(super) async fn bounded<T>(
             )))
         }
     }
+}
+
+/// `d` in whole milliseconds, rounded: what is left of a 2 s budget after a
+/// few microseconds reads "2000 ms", not "1999 ms".
+fn shown_ms(d: Duration) -> u64 {
+    (d.as_secs_f64() * 1000.0).round() as u64
 }
 
 /// Settings on every connection so that a silent database or a dead

@@ -102,8 +102,9 @@ impl Writer {
         let window = self.options.op_timeout;
         let result = loop {
             let left = window.saturating_sub(started.elapsed());
-            let attempt = super::bounded(
+            let attempt = super::bounded_within(
                 left,
+                window,
                 "writing a batch",
                 self.apply(&tasks, &dispatches, &fins, &released),
             );
