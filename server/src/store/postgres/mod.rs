@@ -24,7 +24,17 @@
 //! **Leases.** A claimed task carries `owner` (the server's id) and
 //! `lease_until` (database clock), renewed by its owner. An expired lease is
 //! reclaimed by one reaper at a time (`pg_try_advisory_xact_lock`): queued
-//! again, or failed with `worker_lost` once its attempts are used up.
+//! again, or failed with `worker_lost` once its attempts are used up. Only
+//! when its holder really stopped, not because nobody could reach the
+//! database: each server's heartbeat (`errand_servers`, renewed with its
+//! leases in one statement) records when it last came back from a silence
+//! longer than a lease, and a server reaps no lease until a lease after
+//! that, so after an outage every live server renews first.
+//!
+//! **Bounded.** Every operation (pool checkout, query, transaction, the
+//! writer's tries) ends within `op_timeout` (`--database-timeout-ms`) as
+//! UNAVAILABLE, so a database that accepts connections and never answers
+//! fails calls as a stopped one does.
 //!
 //! **Wake-ups.** `LISTEN`/`NOTIFY` on `errand_tasks` (a tool got work),
 //! `errand_completions` (session and seq), `errand_cancels` (task id) and
