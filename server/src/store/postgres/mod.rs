@@ -325,11 +325,16 @@ fn bound_connections(config: &mut tokio_postgres::Config, limit: Duration) {
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(limit);
     }
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(10))
-        .keepalives_interval(Duration::from_secs(2))
-        .keepalives_retries(3);
+    // tokio-postgres's default idle time before the first probe is 2 h.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(10));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(2));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
     let ours = format!(
         "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={}",
         ms * 2

@@ -726,3 +726,51 @@ async fn the_connect_timeout_bounds_a_database_that_never_answers() {
     );
     assert!(err.to_string().contains("cannot reach PostgreSQL"), "{err}");
 }
+
+/// Every connection is bounded (TCP connect, unacknowledged data,
+/// keepalives, `statement_timeout`, idle transactions), and what the URL
+/// sets itself is kept (its options come last, so they win).
+#[test]
+fn connections_are_bounded_and_the_urls_settings_kept() {
+    let mut plain = parse_url("postgres://errand@db:5432/errand").unwrap();
+    bound_connections(&mut plain, Duration::from_millis(2_500));
+    assert_eq!(
+        plain.get_connect_timeout(),
+        Some(&Duration::from_millis(2_500))
+    );
+    assert_eq!(
+        plain.get_tcp_user_timeout(),
+        Some(&Duration::from_millis(2_500))
+    );
+    assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(10));
+    assert_eq!(
+        plain.get_options(),
+        Some("-c statement_timeout=2500 -c idle_in_transaction_session_timeout=5000")
+    );
+    let mut theirs = parse_url(
+        "postgres://errand@db/errand?connect_timeout=3&keepalives_idle=60&options=-c%20statement_timeout%3D0",
+    )
+    .unwrap();
+    bound_connections(&mut theirs, Duration::from_millis(2_500));
+    assert_eq!(theirs.get_connect_timeout(), Some(&Duration::from_secs(3)));
+    assert_eq!(theirs.get_keepalives_idle(), Duration::from_secs(60));
+    assert!(
+        theirs
+            .get_options()
+            .unwrap()
+            .ends_with("-c statement_timeout=0"),
+        "{:?}",
+        theirs.get_options()
+    );
+    for bad in [
+        "",
+        "  ",
+        "postgres://",
+        "postgres:///errand",
+        "postgres://e@db/d?sslmode=require",
+    ] {
+        assert!(check_url(bad).is_err(), "{bad:?}");
+    }
+    assert!(check_url("postgres://e@db/d?sslmode=prefer").is_ok());
+    assert!(check_url("host=/var/run/postgresql dbname=errand").is_ok());
+}
