@@ -49,7 +49,9 @@ pub struct Args {
     /// connection, a query, a commit with its retries) may take before the
     /// call fails with UNAVAILABLE, so a database that accepts connections
     /// but never answers fails calls as a stopped one does; also each
-    /// connection's statement_timeout.
+    /// connection's statement_timeout. Keep it at most --lease-ms: a lease
+    /// renewal stuck on a connection the network dropped is retried on
+    /// another only after it.
     #[arg(long, env = "ERRAND_DATABASE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.postgres.op_timeout))]
     pub database_timeout_ms: u64,
     /// Serve a non-loopback address with no authentication (the gRPC
