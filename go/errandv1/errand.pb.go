@@ -3441,7 +3441,10 @@ type CancelAssignment struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// "cancelled" or "timeout"; for a cancel with a reason,
-	// "cancelled: " followed by it.
+	// "cancelled: " followed by it. With several servers on one database,
+	// "lease_lost: " followed by why: the server could not renew the task's
+	// lease in time (it lost the database for longer than its lease) and
+	// another server took the task over; a result sent for it is ignored.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -109,13 +109,19 @@ func WithSummary(result any, summary string) Summarized {
 }
 
 // cancelCause turns CancelAssignment.reason into the handler's cause:
-// "timeout", "cancelled", or "cancelled: " and the canceller's reason.
+// "timeout", "cancelled", or "cancelled: " and the canceller's reason; or,
+// with several servers on one database, "lease_lost: " and why: the server
+// lost the task's lease and another took the task over (ErrCancelled too,
+// saying so, since no client cancelled it).
 func cancelCause(reason string) error {
 	if reason == "timeout" {
 		return ErrTimedOut
 	}
 	if why, ok := strings.CutPrefix(reason, "cancelled: "); ok && why != "" {
 		return fmt.Errorf("%w: %s", ErrCancelled, why)
+	}
+	if why, ok := strings.CutPrefix(reason, "lease_lost: "); ok {
+		return fmt.Errorf("%w: lease lost: %s", ErrCancelled, why)
 	}
 	return ErrCancelled
 }

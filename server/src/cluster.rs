@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::{
     scheduler::{Scheduler, queue::SharedBacklog},
     sessions::SessionHub,
-    store::SharedEvent,
+    store::{LostTask, SharedEvent},
 };
 
 /// How often the claimer looks at the queue when nothing woke it.
@@ -168,23 +168,17 @@ impl Cluster {
 
     async fn upkeep(self) {
         let shared = self.backlog.queue();
-        let mut tick = tokio::time::interval(shared.lease() / 3);
+        let period = shared.lease() / 3;
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => return,
             }
-            let held = self.sched.held();
-            match shared.renew(&held).await {
-                Ok(still) => {
-                    let still: HashSet<_> = still.into_iter().collect();
-                    let lost: Vec<_> = held.into_iter().filter(|id| !still.contains(id)).collect();
-                    if !lost.is_empty() {
-                        self.sched.forget(&lost);
-                    }
-                }
-                Err(e) => warn!(error = %e, "renewing leases failed"),
-            }
+            let Some(()) = self.renew(period).await else {
+                return;
+            };
             match shared.reap(self.sched.config().max_attempts).await {
                 Ok(reaped) => {
                     if reaped.count > 0 {
@@ -199,6 +193,48 @@ impl Cluster {
             }
             self.refresh_tools().await;
             self.check_sessions().await;
+        }
+    }
+
+    /// Renews the leases of the tasks held here, and drops those the store
+    /// says are no longer ours (telling their workers why). A failed renewal
+    /// is tried again soon (100 ms, doubling) for up to `within`, not a
+    /// whole period later: a server whose store comes back renews at once,
+    /// well within the lease the other servers' reapers wait after their
+    /// own return. `None` when shutting down.
+    async fn renew(&self, within: std::time::Duration) -> Option<()> {
+        let shared = self.backlog.queue();
+        let until = tokio::time::Instant::now() + within;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let held = self.sched.held();
+            match shared.renew(&held).await {
+                Ok(still) => {
+                    let still: HashSet<_> = still.into_iter().collect();
+                    let lost: Vec<_> = held.into_iter().filter(|id| !still.contains(id)).collect();
+                    if !lost.is_empty() {
+                        let why = match shared.lost(&lost).await {
+                            Ok(why) => why,
+                            Err(e) => {
+                                warn!(error = %e, "asking why tasks are no longer held here failed");
+                                lost.iter().map(|id| (*id, LostTask::Gone)).collect()
+                            }
+                        };
+                        self.sched.forget(&why);
+                    }
+                    return Some(());
+                }
+                Err(e) => warn!(error = %e, "renewing leases failed"),
+            }
+            let now = tokio::time::Instant::now();
+            if now + backoff >= until {
+                return Some(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => return None,
+            }
+            backoff = (backoff * 2).min(within);
         }
     }
 

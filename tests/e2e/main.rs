@@ -7,6 +7,7 @@ mod budgets;
 mod cli;
 mod cli_ops;
 mod connections;
+mod database_start;
 mod dedup;
 mod delivery;
 mod digest;

@@ -45,6 +45,15 @@ pub struct Args {
     /// unreachable after this many milliseconds (default: keep trying).
     #[arg(long, env = "ERRAND_DATABASE_CONNECT_TIMEOUT_MS")]
     pub database_connect_timeout_ms: Option<u64>,
+    /// With --store postgres: the longest one database operation (a
+    /// connection, a query, a commit with its retries) may take before the
+    /// call fails with UNAVAILABLE, so a database that accepts connections
+    /// but never answers fails calls as a stopped one does; also each
+    /// connection's statement_timeout. Keep it at most --lease-ms: a lease
+    /// renewal stuck on a connection the network dropped is retried on
+    /// another only after it.
+    #[arg(long, env = "ERRAND_DATABASE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.postgres.op_timeout))]
+    pub database_timeout_ms: u64,
     /// Serve a non-loopback address with no authentication (the gRPC
     /// listener without --tokens-file, metrics without --metrics-token).
     /// Anyone who can reach the address can then submit tasks and serve
@@ -345,6 +354,7 @@ impl Args {
                 max_pending_per_session: self.max_pending_per_session,
                 pool_size: self.database_pool_size,
                 connect_timeout: self.database_connect_timeout_ms.map(Duration::from_millis),
+                op_timeout: Duration::from_millis(self.database_timeout_ms),
             },
             mcp: McpOptions {
                 default_session: self.mcp_default_session.clone(),
@@ -479,6 +489,7 @@ mod tests {
             "--register-timeout-ms=10",
             "--database-pool-size=11",
             "--database-connect-timeout-ms=12",
+            "--database-timeout-ms=14",
             "--max-pending-per-session=13",
         ])
         .config()
@@ -505,6 +516,7 @@ mod tests {
             Some(Duration::from_millis(12))
         );
         assert_eq!(config.postgres_options().max_pending_per_session, 13);
+        assert_eq!(config.postgres.op_timeout, Duration::from_millis(14));
     }
 
     #[test]

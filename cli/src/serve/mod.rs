@@ -23,7 +23,7 @@ use args::{LogFormat, StoreKind};
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     crate::init_logs(args.log_format == LogFormat::Json);
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     let config = args.config()?;
     let addr = resolve("--listen", &args.listen).await?;
     let tokens = match &args.tokens_file {
@@ -173,31 +173,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    // The check of a store file that was not closed cleanly (SQLite), which
-    // runs while serving: it resolves only if the file is found corrupt.
-    let mut corrupt = None;
-    let store: SharedStore = match args.store {
-        StoreKind::Sqlite => {
-            let dir = args.data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
-                .await?
-                .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
-            let store = Arc::new(store);
-            corrupt = Some(store_found_corrupt(store.clone()));
-            store
-        }
-        StoreKind::Memory => Arc::new(MemoryStore::default()),
-        StoreKind::Postgres => {
-            let Some(url) = args.database_url.as_deref() else {
-                bail!(
-                    "--store postgres needs --database-url URL (or ERRAND_DATABASE_URL), \
-                     e.g. postgres://errand@127.0.0.1:5432/errand"
-                );
-            };
-            let store = PostgresStore::connect(url, config.postgres_options())
-                .await
-                .context("cannot use the PostgreSQL store")?;
-            Arc::new(store)
+    // Opening the store may wait long (PostgreSQL retried until it
+    // answers): a signal meanwhile stops the server at once, as the README
+    // promises from the first moment; there is nothing to drain yet.
+    let opening = async { open_store(&args, &config).await };
+    let (store, corrupt) = tokio::select! {
+        opened = opening => opened?,
+        () = signals.next() => {
+            warn!("signal received while opening the store: stopping before serving");
+            return Ok(ExitCode::SUCCESS);
         }
     };
     let listener = tokio::net::TcpListener::bind(addr)
@@ -242,6 +226,55 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The check of a store file that was not closed cleanly (SQLite), which
+/// runs while serving: it resolves only if the file is found corrupt.
+type Corrupt = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
+/// Opens the store `args` name.
+async fn open_store(
+    args: &Args,
+    config: &errand_server::config::Config,
+) -> Result<(SharedStore, Option<Corrupt>)> {
+    let mut corrupt = None;
+    let store: SharedStore = match args.store {
+        StoreKind::Sqlite => {
+            let dir = args.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+                .await?
+                .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
+            let store = Arc::new(store);
+            corrupt = Some(Box::pin(store_found_corrupt(store.clone())) as Corrupt);
+            store
+        }
+        StoreKind::Memory => Arc::new(MemoryStore::default()),
+        StoreKind::Postgres => {
+            // An empty URL (`--database-url ""`, an empty variable) is an
+            // unset one, not a database to retry for ever.
+            let url = args
+                .database_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty());
+            let Some(url) = url else {
+                bail!(
+                    "--store postgres needs --database-url URL (or ERRAND_DATABASE_URL), \
+                     e.g. postgres://errand@127.0.0.1:5432/errand"
+                );
+            };
+            if let Err(why) = errand_server::store::postgres::check_url(url) {
+                bail!(
+                    "invalid --database-url (ERRAND_DATABASE_URL): {why}; \
+                     e.g. postgres://errand@127.0.0.1:5432/errand"
+                );
+            }
+            let store = PostgresStore::connect(url, config.postgres_options())
+                .await
+                .context("cannot use the PostgreSQL store")?;
+            Arc::new(store)
+        }
+    };
+    Ok((store, corrupt))
 }
 
 /// Resolves with what the SQLite store's check found, if it finds the file

@@ -205,6 +205,7 @@ impl Config {
             ("tool-retention-secs", self.tool_retention, true),
             ("shutdown-grace-secs", self.shutdown_grace, false),
             ("lease-ms", self.postgres.lease, true),
+            ("database-timeout-ms", self.postgres.op_timeout, true),
             ("handshake-timeout-ms", c.handshake_timeout, true),
             ("idle-timeout-ms", c.idle_timeout, true),
             ("mcp-poll-interval-ms", self.mcp.poll_interval, true),

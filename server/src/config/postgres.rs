@@ -17,6 +17,13 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// Give up connecting at start after this long (`None`: keep trying).
     pub connect_timeout: Option<Duration>,
+    /// The longest any one store operation may take (a pool checkout, a
+    /// query or transaction, the writer's commit with its retries) before
+    /// its caller gets UNAVAILABLE: a database that accepts connections
+    /// and never answers (frozen, or a blackholed connection) fails calls
+    /// as a stopped one does, instead of hanging them for the whole outage.
+    /// Also the connections' `statement_timeout`.
+    pub op_timeout: Duration,
 }
 
 /// The shortest lease: renewals run at a third of it, and a shorter one
@@ -30,6 +37,7 @@ impl Default for PostgresOptions {
             max_pending_per_session: Limits::default().max_pending_per_session,
             pool_size: 8,
             connect_timeout: None,
+            op_timeout: Duration::from_secs(10),
         }
     }
 }

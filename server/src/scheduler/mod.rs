@@ -46,7 +46,7 @@ mod lifecycle;
 mod progress;
 pub mod queue;
 mod registry;
-mod shared;
+pub(crate) mod shared;
 mod state;
 mod submit;
 mod timers;

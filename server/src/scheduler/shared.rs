@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Scheduler, state::Reservation};
 use crate::{
     model::{Outcome, TaskRecord, TaskState, ToolDef, ToolKey, codes, millis},
-    store::ToolAdvert,
+    store::{LostTask, ToolAdvert},
     tools::ToolSpec,
 };
 
@@ -54,12 +54,13 @@ impl Scheduler {
         self.lock().task_ids()
     }
 
-    /// Drops tasks this server no longer holds in the store (finished or
-    /// cancelled through another server, or reclaimed after an expired
-    /// lease): their workers are told to stop; nothing is stored.
-    pub fn forget(self: &Arc<Self>, ids: &[Uuid]) {
-        let outcome = Outcome::error(codes::CANCELLED, "no longer held by this server");
-        self.drop_held(ids, &outcome, &Arc::from(codes::CANCELLED));
+    /// Drops tasks this server no longer holds in the store, telling each
+    /// one's worker why (see [`lost_tell`]); nothing is stored.
+    pub fn forget(self: &Arc<Self>, lost: &[(Uuid, LostTask)]) {
+        for (id, why) in lost {
+            let (outcome, tell) = lost_tell(why);
+            self.drop_held(&[*id], &outcome, &tell);
+        }
     }
 
     /// A task of this server cancelled through another one with `reason`:
@@ -135,6 +136,39 @@ impl Scheduler {
         self.lock().set_remote_tools(remote);
     }
 }
+
+/// What the live state records, and what the worker is told
+/// (`CancelAssignment.reason`), for a task this server lost `why`: a task
+/// reclaimed after its lease ran out says so ("lease_lost: ..."), not a
+/// plain "cancelled" that reads as a user's cancel; one cancelled or timed
+/// out through another server says what that server would have said.
+pub(crate) fn lost_tell(why: &LostTask) -> (Outcome, Arc<str>) {
+    match why {
+        LostTask::Reclaimed => {
+            let why = "this server could not renew the task's lease in time (it could not reach \
+                       the store for longer than --lease-ms), so another server took the task \
+                       over; a result sent for it now is ignored";
+            (
+                Outcome::error(codes::WORKER_LOST, why),
+                format!("{LEASE_LOST}: {why}").into(),
+            )
+        }
+        LostTask::Finished(TaskState::Cancelled, Some(Outcome::Error { message, .. })) => {
+            let (why, tell) = crate::text::cancelled(crate::text::cancel_reason(message));
+            (Outcome::error(codes::CANCELLED, why), tell)
+        }
+        LostTask::Finished(TaskState::TimedOut, Some(outcome)) => {
+            (outcome.clone(), Arc::from(codes::TIMEOUT))
+        }
+        LostTask::Finished(..) | LostTask::Gone => (
+            Outcome::error(codes::CANCELLED, "no longer held by this server"),
+            Arc::from(codes::CANCELLED),
+        ),
+    }
+}
+
+/// The `CancelAssignment.reason` of a task whose lease this server lost.
+pub const LEASE_LOST: &str = "lease_lost";
 
 /// Room a submit holds on a worker here while its task is stored as
 /// claimed by this server. Given back when dropped unless the task took it

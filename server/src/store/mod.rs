@@ -371,6 +371,19 @@ pub struct Reaped {
     pub handed: Vec<Handed>,
 }
 
+/// Why this server no longer holds a task ([`SharedQueue::lost`]), so its
+/// worker is told precisely.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LostTask {
+    /// Its lease ran out and another server reclaimed it (queued again, or
+    /// running elsewhere): this server could not renew it in time.
+    Reclaimed,
+    /// Finished through another server (cancelled, timed out, ...).
+    Finished(crate::model::TaskState, Option<Outcome>),
+    /// No longer stored (a fallback run dropped with its call, purged).
+    Gone,
+}
+
 /// What [`SharedQueue::time_out_queued`] did with a queued task.
 #[derive(Debug)]
 pub enum QueuedEnding {
@@ -422,10 +435,21 @@ pub trait SharedQueue: Send + Sync {
     /// (the others were finished elsewhere or reclaimed).
     async fn renew(&self, held: &[Uuid]) -> Result<Vec<Uuid>, StoreError>;
 
+    /// Why this server no longer holds each of `ids` (tasks [`Self::renew`]
+    /// did not return). The default knows nothing: [`LostTask::Gone`].
+    async fn lost(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, LostTask)>, StoreError> {
+        Ok(ids.iter().map(|id| (*id, LostTask::Gone)).collect())
+    }
+
     /// Reclaims expired leases, if no other server is doing so right now:
     /// queues them again, or fails those with no attempt left; and times
     /// out queued tasks past their queue deadline. Endings that fall back
-    /// are left to this server ([`Reaped::handed`]).
+    /// are left to this server ([`Reaped::handed`]). A lease is reclaimed
+    /// only when its holder really stopped, not because nobody could reach
+    /// the store: a server reclaims none until it has been in steady
+    /// contact with the store for a lease (after its start, or after a
+    /// silence longer than a lease), so that after an outage every live
+    /// server renews its leases before any reaps.
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, StoreError>;
 
     /// Cancels an unfinished task that another server may hold, with the

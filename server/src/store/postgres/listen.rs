@@ -18,10 +18,20 @@ const NOTES_BUFFER: usize = 1024;
 /// each into a [`SharedEvent`]; reconnects with backoff, and sends
 /// [`SharedEvent::Resync`] after each (re)connection, since notifications
 /// may have been missed meanwhile.
-pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Sender<SharedEvent>) {
+pub(super) async fn listen(
+    config: tokio_postgres::Config,
+    events: broadcast::Sender<SharedEvent>,
+    limit: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match config.connect(NoTls).await {
+        // Within `limit`: a database that accepts connections and never
+        // answers is retried, not waited on for ever.
+        let connected = match tokio::time::timeout(limit, config.connect(NoTls)).await {
+            Ok(c) => c.map_err(|e| super::errors::chain(&e)),
+            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+        };
+        match connected {
             Ok((client, mut connection)) => {
                 let (note_tx, mut notes) = mpsc::channel(NOTES_BUFFER);
                 let driver = tokio::spawn(async move {
@@ -42,13 +52,18 @@ pub(super) async fn listen(config: tokio_postgres::Config, events: broadcast::Se
                         }
                     }
                 });
-                let listening = client
-                    .batch_execute(
+                let listening = tokio::time::timeout(
+                    limit,
+                    client.batch_execute(
                         "LISTEN errand_tasks; LISTEN errand_completions; LISTEN errand_cancels; \
                          LISTEN errand_tools;",
-                    )
-                    .await;
-                if let Err(e) = listening {
+                    ),
+                )
+                .await;
+                if let Err(e) = listening
+                    .map_err(|_| format!("no answer within {} ms", limit.as_millis()))
+                    .and_then(|r| r.map_err(|e| super::errors::chain(&e)))
+                {
                     warn!(error = %e, "LISTEN failed");
                     driver.abort();
                 } else {

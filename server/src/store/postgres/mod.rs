@@ -24,7 +24,17 @@
 //! **Leases.** A claimed task carries `owner` (the server's id) and
 //! `lease_until` (database clock), renewed by its owner. An expired lease is
 //! reclaimed by one reaper at a time (`pg_try_advisory_xact_lock`): queued
-//! again, or failed with `worker_lost` once its attempts are used up.
+//! again, or failed with `worker_lost` once its attempts are used up. Only
+//! when its holder really stopped, not because nobody could reach the
+//! database: each server's heartbeat (`errand_servers`, renewed with its
+//! leases in one statement) records when it last came back from a silence
+//! longer than a lease, and a server reaps no lease until a lease after
+//! that, so after an outage every live server renews first.
+//!
+//! **Bounded.** Every operation (pool checkout, query, transaction, the
+//! writer's tries) ends within `op_timeout` (`--database-timeout-ms`) as
+//! UNAVAILABLE, so a database that accepts connections and never answers
+//! fails calls as a stopped one does.
 //!
 //! **Wake-ups.** `LISTEN`/`NOTIFY` on `errand_tasks` (a tool got work),
 //! `errand_completions` (session and seq), `errand_cancels` (task id) and
@@ -87,6 +97,9 @@ pub struct PostgresStore {
     options: PostgresOptions,
     events: broadcast::Sender<SharedEvent>,
     tasks: Vec<JoinHandle<()>>,
+    /// Whether this server's latest reap found it in steady contact with
+    /// the database (back for a lease): logged when it stops being so.
+    steady: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for PostgresStore {
@@ -103,11 +116,8 @@ impl PostgresStore {
     /// database is unreachable it logs why and retries with backoff (up to
     /// `options.connect_timeout`); a schema newer than this binary is refused.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Internal(format!(
-                "the database URL is not valid ({e}): use postgres://USER@HOST:PORT/DBNAME"
-            ))
-        })?;
+        let mut config = parse_url(url).map_err(StoreError::Internal)?;
+        bound_connections(&mut config, options.op_timeout);
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -116,20 +126,47 @@ impl PostgresStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // A checkout waits for a free connection, or makes one (TCP,
+        // startup), within the operation timeout: never for ever.
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(options.op_timeout))
+            .create_timeout(Some(options.op_timeout))
+            .recycle_timeout(Some(options.op_timeout))
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(100);
         loop {
-            match migrate(&pool).await {
+            // Each attempt, from TCP to the first query's answer, within the
+            // operation timeout and what is left of the connect timeout: a
+            // database that accepts connections and never answers is
+            // retried (and logged) as an unreachable one is.
+            let left = options
+                .connect_timeout
+                .map(|limit| limit.saturating_sub(started.elapsed()));
+            let attempt = left.map_or(options.op_timeout, |l| l.min(options.op_timeout));
+            let reached = match tokio::time::timeout(attempt, reach(&pool)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "no answer within {} ms",
+                    shown_ms(attempt)
+                ))),
+            };
+            let outcome = match reached {
+                Ok(()) => migrate(&pool).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Ok(()) => break,
                 Err(StoreError::Unavailable(why)) => {
                     if options
                         .connect_timeout
-                        .is_some_and(|limit| started.elapsed() >= limit)
+                        .is_some_and(|limit| started.elapsed() + backoff >= limit)
                     {
+                        error!(database = %target, error = %why,
+                            "cannot reach PostgreSQL; giving up (--database-connect-timeout-ms)");
                         return Err(StoreError::Unavailable(format!(
                             "cannot reach PostgreSQL at {target}: {why}"
                         )));
@@ -158,7 +195,7 @@ impl PostgresStore {
         };
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
-            tokio::spawn(listen(config, events.clone())),
+            tokio::spawn(listen(config, events.clone(), options.op_timeout)),
         ];
         info!(database = %target, server_id = %server_id, "PostgreSQL store ready");
         Ok(Self {
@@ -168,11 +205,22 @@ impl PostgresStore {
             options,
             events,
             tasks,
+            steady: Default::default(),
         })
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs one store operation within the operation timeout (see
+    /// [`bounded`]).
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        bounded(self.options.op_timeout, what, op).await
     }
 
     /// Sends a change to the writer and waits until it is committed.
@@ -184,6 +232,127 @@ impl PostgresStore {
     pub fn stats(&self) -> WriterStats {
         self.tx.stats()
     }
+}
+
+/// Whether `url` is a database URL this store can use, saying why not: a
+/// URL that cannot work is refused at start, not retried as if the
+/// database were down (an empty or hostless one; one that requires TLS,
+/// which this store does not speak).
+///
+/// # Errors
+/// What is wrong with it, in words for the operator.
+pub fn check_url(url: &str) -> Result<(), String> {
+    parse_url(url).map(drop)
+}
+
+fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    const FORM: &str = "use postgres://USER[:PASSWORD]@HOST:PORT/DBNAME";
+    if url.trim().is_empty() {
+        return Err(format!("the database URL is empty: {FORM}"));
+    }
+    let config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| format!("the database URL is not valid ({e}): {FORM}"))?;
+    if config.get_hosts().is_empty() {
+        return Err(format!("the database URL names no host: {FORM}"));
+    }
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(
+            "the database URL requires TLS (sslmode=require), and errand connects to \
+             PostgreSQL without TLS: use sslmode=disable or prefer (plain), over a trusted \
+             network, a Unix socket or a TLS tunnel (stunnel, an SSH tunnel)"
+                .into(),
+        );
+    }
+    Ok(config)
+}
+
+/// Runs `op` (store operation `what`) within `limit`; past it, logs and
+/// answers UNAVAILABLE, as a stopped database does. Dropping `op` is safe:
+/// an open transaction is rolled back (tokio-postgres sends ROLLBACK when
+/// one is dropped unfinished); a commit already sent may still land, as
+/// when a connection breaks at commit, so UNAVAILABLE means "not known to
+/// be done": a submit retried with its idempotency key is stored once.
+pub(super) async fn bounded<T>(
+    limit: Duration,
+    what: &'static str,
+    op: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    bounded_within(limit, limit, what, op).await
+}
+
+/// [`bounded`] to `limit`, what is left of a `budget` that the message
+/// names (the writer's retries share one).
+pub(super) async fn bounded_within<T>(
+    limit: Duration,
+    budget: Duration,
+    what: &'static str,
+    op: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(r) => r,
+        Err(_) => {
+            let ms = shown_ms(budget);
+            warn!(
+                operation = what,
+                timeout_ms = ms,
+                "PostgreSQL did not answer in time"
+            );
+            Err(StoreError::Unavailable(format!(
+                "the database did not answer within {ms} ms ({what})"
+            )))
+        }
+    }
+}
+
+/// `d` in whole milliseconds, rounded: what is left of a 2 s budget after a
+/// few microseconds reads "2000 ms", not "1999 ms".
+fn shown_ms(d: Duration) -> u64 {
+    (d.as_secs_f64() * 1000.0).round() as u64
+}
+
+/// Settings on every connection so that a silent database or a dead
+/// network is noticed, not waited on for ever: TCP connect within `limit`,
+/// keepalives after 10 s idle and unacknowledged data for at most `limit`
+/// (a blackholed connection closes, and the pool drops it), and on the
+/// server `statement_timeout` at `limit` and an idle transaction ended
+/// after twice it (a server cut off mid-transaction does not hold row
+/// locks). Settings the URL gives are kept.
+fn bound_connections(config: &mut tokio_postgres::Config, limit: Duration) {
+    let ms = limit.as_millis().max(1);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(limit);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(limit);
+    }
+    // tokio-postgres's default idle time before the first probe is 2 h.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(10));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(2));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+    let ours = format!(
+        "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={}",
+        ms * 2
+    );
+    let options = match config.get_options() {
+        // The URL's own settings come last, so they win.
+        Some(theirs) if !theirs.is_empty() => format!("{ours} {theirs}"),
+        _ => ours,
+    };
+    config.options(options);
+}
+
+/// One connection from the pool and a query's answer: the database is
+/// there and answering.
+async fn reach(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    client.simple_query("SELECT 1").await.map_err(pg_error)?;
+    Ok(())
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -203,14 +372,18 @@ fn describe(config: &tokio_postgres::Config) -> String {
 #[async_trait]
 impl Store for PostgresStore {
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        let client = self.client().await?;
-        let sql =
-            format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state < 2 ORDER BY created_at");
-        rows(&client, &sql, &[])
-            .await?
-            .iter()
-            .map(task_from_row)
-            .collect()
+        self.bounded("unfinished_tasks", async {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state < 2 ORDER BY created_at"
+            );
+            rows(&client, &sql, &[])
+                .await?
+                .iter()
+                .map(task_from_row)
+                .collect()
+        })
+        .await
     }
 
     async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
@@ -235,13 +408,16 @@ impl Store for PostgresStore {
     }
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        let client = self.client().await?;
-        let sql = format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1");
-        rows(&client, &sql, &[&task_id])
-            .await?
-            .first()
-            .map(task_from_row)
-            .transpose()
+        self.bounded("get_task", async {
+            let client = self.client().await?;
+            let sql = format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1");
+            rows(&client, &sql, &[&task_id])
+                .await?
+                .first()
+                .map(task_from_row)
+                .transpose()
+        })
+        .await
     }
 
     async fn last_good(
@@ -251,38 +427,44 @@ impl Store for PostgresStore {
         args_hash: &crate::model::ArgsHash,
         not_before: SystemTime,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        let args_hash = args_hash.hex();
-        let client = self.client().await?;
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks
-             WHERE session = $1 AND tool = $2 AND args_hash = $3 AND {}
-               AND finished_at >= $4 AND answered_by IS NULL
-             ORDER BY finished_at DESC LIMIT 1",
-            crate::store::sql::call_columns::pg_last_good_candidate!()
-        );
-        rows(
-            &client,
-            &sql,
-            &[&session, &tool, &args_hash, &time_to_i64(not_before)],
-        )
-        .await?
-        .first()
-        .map(task_from_row)
-        .transpose()
+        self.bounded("last_good", async {
+            let args_hash = args_hash.hex();
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM errand_tasks
+                 WHERE session = $1 AND tool = $2 AND args_hash = $3 AND {}
+                   AND finished_at >= $4 AND answered_by IS NULL
+                 ORDER BY finished_at DESC LIMIT 1",
+                crate::store::sql::call_columns::pg_last_good_candidate!()
+            );
+            rows(
+                &client,
+                &sql,
+                &[&session, &tool, &args_hash, &time_to_i64(not_before)],
+            )
+            .await?
+            .first()
+            .map(task_from_row)
+            .transpose()
+        })
+        .await
     }
 
     async fn park(&self, task_id: Uuid) -> Result<(), StoreError> {
-        // Running with no owner and no lease: no claim (queued only) and no
-        // reaper (expired leases only) takes it; its fallback run finishes it.
-        let client = self.client().await?;
-        rows(
-            &client,
-            "UPDATE errand_tasks SET state = 1, owner = NULL, lease_until = NULL
-             WHERE id = $1 AND state < 2 RETURNING id",
-            &[&task_id],
-        )
-        .await?;
-        Ok(())
+        self.bounded("park", async {
+            // Running with no owner and no lease: no claim (queued only) and no
+            // reaper (expired leases only) takes it; its fallback run finishes it.
+            let client = self.client().await?;
+            rows(
+                &client,
+                "UPDATE errand_tasks SET state = 1, owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND state < 2 RETURNING id",
+                &[&task_id],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn task_by_key(
@@ -290,42 +472,51 @@ impl Store for PostgresStore {
         session: &str,
         key: &str,
     ) -> Result<Option<TaskRecord>, StoreError> {
-        let client = self.client().await?;
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE session = $1 AND idempotency_key = $2"
-        );
-        rows(&client, &sql, &[&session, &key])
-            .await?
-            .first()
-            .map(task_from_row)
-            .transpose()
+        self.bounded("task_by_key", async {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE session = $1 AND idempotency_key = $2"
+            );
+            rows(&client, &sql, &[&session, &key])
+                .await?
+                .first()
+                .map(task_from_row)
+                .transpose()
+        })
+        .await
     }
 
     async fn list_tasks(
         &self,
         query: &crate::store::TaskQuery,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let (sql, params) =
-            crate::store::sql::listing::select(query, "errand_tasks", |n| format!("${n}"));
-        let params = listing_values(params);
-        let client = self.client().await?;
-        rows(&client, &sql, &listing_refs(&params))
-            .await?
-            .iter()
-            .map(task_from_row)
-            .collect()
+        self.bounded("list_tasks", async {
+            let (sql, params) =
+                crate::store::sql::listing::select(query, "errand_tasks", |n| format!("${n}"));
+            let params = listing_values(params);
+            let client = self.client().await?;
+            rows(&client, &sql, &listing_refs(&params))
+                .await?
+                .iter()
+                .map(task_from_row)
+                .collect()
+        })
+        .await
     }
 
     async fn count_tasks(&self, query: &crate::store::TaskQuery) -> Result<u64, StoreError> {
-        let (sql, params) =
-            crate::store::sql::listing::count(query, "errand_tasks", |n| format!("${n}"));
-        let params = listing_values(params);
-        let client = self.client().await?;
-        let n: i64 = rows(&client, &sql, &listing_refs(&params))
-            .await?
-            .first()
-            .map_or(0, |row| row.get(0));
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.bounded("count_tasks", async {
+            let (sql, params) =
+                crate::store::sql::listing::count(query, "errand_tasks", |n| format!("${n}"));
+            let params = listing_values(params);
+            let client = self.client().await?;
+            let n: i64 = rows(&client, &sql, &listing_refs(&params))
+                .await?
+                .first()
+                .map_or(0, |row| row.get(0));
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
     }
 
     async fn completions_after(
@@ -334,22 +525,25 @@ impl Store for PostgresStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError> {
-        let client = self.client().await?;
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks
-             WHERE session = $1 AND seq > 0 AND seq > $2
-               AND seq > COALESCE((SELECT acked_seq FROM errand_sessions WHERE session = $1), 0)
-             ORDER BY seq LIMIT $3"
-        );
-        rows(
-            &client,
-            &sql,
-            &[&session, &to_i64(after_seq), &to_i64(limit as u64)],
-        )
-        .await?
-        .iter()
-        .map(|r| task_from_row(r).and_then(|t| completion_of(&t)))
-        .collect()
+        self.bounded("completions_after", async {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM errand_tasks
+                 WHERE session = $1 AND seq > 0 AND seq > $2
+                   AND seq > COALESCE((SELECT acked_seq FROM errand_sessions WHERE session = $1), 0)
+                 ORDER BY seq LIMIT $3"
+            );
+            rows(
+                &client,
+                &sql,
+                &[&session, &to_i64(after_seq), &to_i64(limit as u64)],
+            )
+            .await?
+            .iter()
+            .map(|r| task_from_row(r).and_then(|t| completion_of(&t)))
+            .collect()
+        })
+        .await
     }
 
     async fn ack_completions(
@@ -358,123 +552,140 @@ impl Store for PostgresStore {
         up_to_seq: u64,
         default_budget: u64,
     ) -> Result<Acked, StoreError> {
-        // After what this server has already sent, as the other stores do.
-        self.write(Op::Barrier).await?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        // The session's row is locked: concurrent acks raise acked_seq in turn.
-        let seqs = tx
-            .query_opt(
-                "SELECT last_seq, acked_seq FROM errand_sessions WHERE session = $1 FOR UPDATE",
-                &[&session],
+        self.bounded("ack_completions", async {
+            // After what this server has already sent, as the other stores do.
+            self.write(Op::Barrier).await?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // The session's row is locked: concurrent acks raise acked_seq in turn.
+            let seqs = tx
+                .query_opt(
+                    "SELECT last_seq, acked_seq FROM errand_sessions WHERE session = $1 FOR UPDATE",
+                    &[&session],
+                )
+                .await
+                .map_err(pg_error)?
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+            let (last, acked) = seqs.unwrap_or((0, 0));
+            let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
+            if up_to_seq > last_seq {
+                return Ok(Acked {
+                    removed: 0,
+                    acked_seq,
+                    last_seq,
+                });
+            }
+            if up_to_seq <= acked_seq {
+                return Ok(Acked {
+                    removed: 0,
+                    acked_seq,
+                    last_seq,
+                });
+            }
+            let (from, to) = (to_i64(acked_seq), to_i64(up_to_seq));
+            // Those above the acknowledged seq and not purged yet: released now.
+            let released: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM errand_tasks
+                     WHERE session = $1 AND seq > 0 AND seq > $2 AND seq <= $3",
+                    &[&session, &from, &to],
+                )
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            let budget = to_i64(default_budget);
+            tx.execute(rows::DELETE_ACKED, &[&session, &from, &to, &budget])
+                .await
+                .map_err(pg_error)?;
+            tx.execute(
+                "UPDATE errand_sessions SET acked_seq = $2 WHERE session = $1",
+                &[&session, &to],
             )
-            .await
-            .map_err(pg_error)?
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
-        let (last, acked) = seqs.unwrap_or((0, 0));
-        let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
-        if up_to_seq > last_seq {
-            return Ok(Acked {
-                removed: 0,
-                acked_seq,
-                last_seq,
-            });
-        }
-        if up_to_seq <= acked_seq {
-            return Ok(Acked {
-                removed: 0,
-                acked_seq,
-                last_seq,
-            });
-        }
-        let (from, to) = (to_i64(acked_seq), to_i64(up_to_seq));
-        // Those above the acknowledged seq and not purged yet: released now.
-        let released: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM errand_tasks
-                 WHERE session = $1 AND seq > 0 AND seq > $2 AND seq <= $3",
-                &[&session, &from, &to],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        let budget = to_i64(default_budget);
-        tx.execute(rows::DELETE_ACKED, &[&session, &from, &to, &budget])
             .await
             .map_err(pg_error)?;
-        tx.execute(
-            "UPDATE errand_sessions SET acked_seq = $2 WHERE session = $1",
-            &[&session, &to],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(Acked {
-            removed: released.max(0) as u64,
-            acked_seq: acked_seq.max(up_to_seq),
-            last_seq,
+            tx.commit().await.map_err(pg_error)?;
+            Ok(Acked {
+                removed: released.max(0) as u64,
+                acked_seq: acked_seq.max(up_to_seq),
+                last_seq,
+            })
         })
+        .await
     }
 
     async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT s.last_seq, s.acked_seq,
-                     (SELECT count(*) FROM errand_tasks t
-                      WHERE t.session = s.session AND t.seq > 0 AND t.seq > s.acked_seq)
-                 FROM errand_sessions s WHERE s.session = $1",
-                &[&session],
-            )
-            .await
-            .map_err(pg_error)?;
-        let (last, acked, count) = row.map_or((0, 0, 0), |r| {
-            (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
-        });
-        Ok(SessionSeqs {
-            last_seq: last.max(0) as u64,
-            acked_seq: acked.max(0) as u64,
-            unacknowledged: count.max(0) as u64,
+        self.bounded("session_seqs", async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT s.last_seq, s.acked_seq,
+                         (SELECT count(*) FROM errand_tasks t
+                          WHERE t.session = s.session AND t.seq > 0 AND t.seq > s.acked_seq)
+                     FROM errand_sessions s WHERE s.session = $1",
+                    &[&session],
+                )
+                .await
+                .map_err(pg_error)?;
+            let (last, acked, count) = row.map_or((0, 0, 0), |r| {
+                (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))
+            });
+            Ok(SessionSeqs {
+                last_seq: last.max(0) as u64,
+                acked_seq: acked.max(0) as u64,
+                unacknowledged: count.max(0) as u64,
+            })
         })
+        .await
     }
 
     async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let st = client
-            .prepare_cached(
-                "DELETE FROM errand_tasks WHERE id IN (
-                     SELECT id FROM errand_tasks WHERE seq > 0 AND finished_at < $1 LIMIT $2)",
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut purge = Purge::new(cutoff);
-        while purge.step(
-            client
-                .execute(&st, &[&time_to_i64(purge.cutoff), &PURGE_CHUNK])
+        self.bounded("purge_finished_before", async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(
+                    "DELETE FROM errand_tasks WHERE id IN (
+                         SELECT id FROM errand_tasks WHERE seq > 0 AND finished_at < $1 LIMIT $2)",
+                )
                 .await
-                .map_err(pg_error)?,
-        ) {}
-        // Seq counters stay (seqs never repeat); turns of idle sessions go.
-        client
-            .execute(
-                "DELETE FROM errand_turns WHERE served_at < now() - interval '1 hour'",
-                &[],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(purge.removed)
+                .map_err(pg_error)?;
+            let mut purge = Purge::new(cutoff);
+            while purge.step(
+                client
+                    .execute(&st, &[&time_to_i64(purge.cutoff), &PURGE_CHUNK])
+                    .await
+                    .map_err(pg_error)?,
+            ) {}
+            // Seq counters stay (seqs never repeat); turns of idle sessions go,
+            // and the heartbeats of servers long gone.
+            client
+                .batch_execute(
+                    "DELETE FROM errand_turns WHERE served_at < now() - interval '1 hour';
+                     DELETE FROM errand_servers WHERE seen_at < now() - interval '1 day';",
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(purge.removed)
+        })
+        .await
     }
 
     async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
-        tools::tools(&self.client().await?).await
+        self.bounded("tools", async { tools::tools(&self.client().await?).await })
+            .await
     }
 
     async fn put_tools(&self, defs: &[StoredTool]) -> Result<(), StoreError> {
-        tools::put_tools(&self.client().await?, defs).await
+        self.bounded("put_tools", async {
+            tools::put_tools(&self.client().await?, defs).await
+        })
+        .await
     }
 
     async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
-        tools::forget_tools(&self.client().await?, names).await
+        self.bounded("forget_tools", async {
+            tools::forget_tools(&self.client().await?, names).await
+        })
+        .await
     }
 
     fn shared(&self) -> Option<&dyn SharedQueue> {

@@ -2,6 +2,7 @@
 //! the hints of [`SharedEvent`]s.
 use std::{
     collections::HashSet,
+    sync::atomic::Ordering,
     time::{Duration, SystemTime},
 };
 
@@ -21,10 +22,26 @@ use super::rows::{
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
-use crate::store::{QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert};
+use crate::store::{
+    LostTask, QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert,
+};
 
 /// Advisory lock key ("ERND" + n) held by the one reaper at work.
 const REAPER_LOCK: i64 = 0x4552_4e44_0002;
+
+/// This server's heartbeat (`$1` its id, `$2` its lease in ms): `seen_at`
+/// now, and `back_at` now too when its previous contact is older than a
+/// lease (it could not reach the database meanwhile) or it is new. The
+/// database's clock throughout: a stopped, frozen or unreachable database
+/// all look the same.
+macro_rules! heartbeat {
+    () => {
+        "INSERT INTO errand_servers AS s (server_id, seen_at, back_at) VALUES ($1, now(), now())
+         ON CONFLICT (server_id) DO UPDATE SET seen_at = now(),
+             back_at = CASE WHEN s.seen_at < now() - $2 * interval '1 millisecond'
+                            THEN now() ELSE s.back_at END"
+    };
+}
 
 #[async_trait]
 impl SharedQueue for PostgresStore {
@@ -37,67 +54,70 @@ impl SharedQueue for PostgresStore {
     }
 
     async fn claim(&self, tool: &str, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        // Fair between sessions: every session's oldest queued tasks are
-        // ranked by their place in their session, then sessions take turns:
-        // the one served longest ago (or never) first.
-        let sql = format!(
-            "WITH heads AS (
-                 SELECT t.id, t.created_at, s.session,
-                        row_number() OVER (PARTITION BY s.session ORDER BY t.created_at) AS rn
-                 FROM (SELECT DISTINCT session FROM errand_tasks WHERE state = 0 AND tool = $1) s
-                 CROSS JOIN LATERAL (
-                     SELECT id, created_at FROM errand_tasks
-                     WHERE state = 0 AND tool = $1 AND session = s.session
-                     ORDER BY created_at LIMIT $2) t
-             ), picked AS (
-                 SELECT id FROM errand_tasks
-                 WHERE id IN (
-                     SELECT h.id FROM heads h LEFT JOIN errand_turns u ON u.session = h.session
-                     ORDER BY h.rn, u.served_at NULLS FIRST, h.created_at LIMIT $2)
-                   AND state = 0
-                 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE errand_tasks t SET state = 1, owner = $3,
-                 lease_until = now() + $4 * interval '1 millisecond'
-             FROM picked WHERE t.id = picked.id
-             RETURNING {}",
-            prefixed("t.")
-        );
-        let lease_ms = self.options.lease.as_millis() as f64;
-        let claimed: Vec<TaskRecord> = rows(
-            &client,
-            &sql,
-            &[&tool, &(limit as i64), &&*self.server_id, &lease_ms],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            // The claim is not a dispatch: the task is queued here until a
-            // worker takes it, and its attempts count only real dispatches.
-            task_from_row(r).map(|mut t| {
-                t.state = TaskState::Queued;
-                t
-            })
-        })
-        .collect::<Result<_, _>>()?;
-        if !claimed.is_empty() {
-            let mut sessions: Vec<&str> = claimed.iter().map(|t| &*t.session).collect();
-            sessions.sort_unstable();
-            sessions.dedup();
-            exec(
+        self.bounded("claim", async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let client = self.client().await?;
+            // Fair between sessions: every session's oldest queued tasks are
+            // ranked by their place in their session, then sessions take turns:
+            // the one served longest ago (or never) first.
+            let sql = format!(
+                "WITH heads AS (
+                     SELECT t.id, t.created_at, s.session,
+                            row_number() OVER (PARTITION BY s.session ORDER BY t.created_at) AS rn
+                     FROM (SELECT DISTINCT session FROM errand_tasks WHERE state = 0 AND tool = $1) s
+                     CROSS JOIN LATERAL (
+                         SELECT id, created_at FROM errand_tasks
+                         WHERE state = 0 AND tool = $1 AND session = s.session
+                         ORDER BY created_at LIMIT $2) t
+                 ), picked AS (
+                     SELECT id FROM errand_tasks
+                     WHERE id IN (
+                         SELECT h.id FROM heads h LEFT JOIN errand_turns u ON u.session = h.session
+                         ORDER BY h.rn, u.served_at NULLS FIRST, h.created_at LIMIT $2)
+                       AND state = 0
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE errand_tasks t SET state = 1, owner = $3,
+                     lease_until = now() + $4 * interval '1 millisecond'
+                 FROM picked WHERE t.id = picked.id
+                 RETURNING {}",
+                prefixed("t.")
+            );
+            let lease_ms = self.options.lease.as_millis() as f64;
+            let claimed: Vec<TaskRecord> = rows(
                 &client,
-                "INSERT INTO errand_turns (session, served_at)
-                 SELECT s, clock_timestamp() FROM unnest($1::text[]) AS s
-                 ON CONFLICT (session) DO UPDATE SET served_at = EXCLUDED.served_at",
-                &[&sessions],
+                &sql,
+                &[&tool, &(limit as i64), &&*self.server_id, &lease_ms],
             )
-            .await?;
-        }
-        Ok(claimed)
+            .await?
+            .iter()
+            .map(|r| {
+                // The claim is not a dispatch: the task is queued here until a
+                // worker takes it, and its attempts count only real dispatches.
+                task_from_row(r).map(|mut t| {
+                    t.state = TaskState::Queued;
+                    t
+                })
+            })
+            .collect::<Result<_, _>>()?;
+            if !claimed.is_empty() {
+                let mut sessions: Vec<&str> = claimed.iter().map(|t| &*t.session).collect();
+                sessions.sort_unstable();
+                sessions.dedup();
+                exec(
+                    &client,
+                    "INSERT INTO errand_turns (session, served_at)
+                     SELECT s, clock_timestamp() FROM unnest($1::text[]) AS s
+                     ON CONFLICT (session) DO UPDATE SET served_at = EXCLUDED.served_at",
+                    &[&sessions],
+                )
+                .await?;
+            }
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn release(&self, task_ids: Vec<Uuid>) -> Result<(), StoreError> {
@@ -108,129 +128,187 @@ impl SharedQueue for PostgresStore {
     }
 
     async fn renew(&self, held: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-        let client = self.client().await?;
-        let lease_ms = self.options.lease.as_millis() as f64;
-        client
-            .execute(
-                "UPDATE errand_tools SET seen_at = now() WHERE server_id = $1",
-                &[&&*self.server_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
-        let st = client
-            .prepare_cached(
-                "UPDATE errand_tasks SET lease_until = now() + $2 * interval '1 millisecond'
-                 WHERE id = ANY($3) AND owner = $1 AND state = 1 RETURNING id",
-            )
-            .await
-            .map_err(pg_error)?;
-        let ids: Vec<Uuid> = held.to_vec();
-        Ok(client
-            .query(&st, &[&&*self.server_id, &lease_ms, &ids])
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        self.bounded("renew", async {
+            let client = self.client().await?;
+            let lease_ms = self.options.lease.as_millis() as f64;
+            // One statement: this server's heartbeat, its tools' and its leases
+            // are renewed together, so no reaper sees the one without the other.
+            let st = client
+                .prepare_cached(concat!(
+                    "WITH beat AS (",
+                    heartbeat!(),
+                    "), tools AS (UPDATE errand_tools SET seen_at = now() WHERE server_id = $1)
+                     UPDATE errand_tasks SET lease_until = now() + $2 * interval '1 millisecond'
+                     WHERE id = ANY($3) AND owner = $1 AND state = 1 RETURNING id"
+                ))
+                .await
+                .map_err(pg_error)?;
+            let ids: Vec<Uuid> = held.to_vec();
+            Ok(client
+                .query(&st, &[&&*self.server_id, &lease_ms, &ids])
+                .await
+                .map_err(pg_error)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+        .await
+    }
+
+    async fn lost(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, LostTask)>, StoreError> {
+        self.bounded("lost", async {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let client = self.client().await?;
+            let sql = format!("SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = ANY($1)");
+            let found: Vec<TaskRecord> = rows(&client, &sql, &[&ids])
+                .await?
+                .iter()
+                .map(task_from_row)
+                .collect::<Result<_, _>>()?;
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    let why = match found.iter().find(|t| t.id == *id) {
+                        Some(t) if !t.state.is_final() => LostTask::Reclaimed,
+                        Some(t) => LostTask::Finished(t.state, t.outcome.clone()),
+                        None => LostTask::Gone,
+                    };
+                    (*id, why)
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REAPER_LOCK])
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        if !locked {
-            return Ok(Reaped::default());
-        }
-        let lease = self.options.lease;
-        let mut reaped = time_out_overdue(&tx, &self.server_id, lease).await?;
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
-             ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"
-        );
-        let expired: Vec<TaskRecord> = rows(&tx, &sql, &[])
-            .await?
-            .iter()
-            .map(task_from_row)
-            .collect::<Result<_, _>>()?;
-        if expired.is_empty() {
-            if reaped.count > 0 || !reaped.handed.is_empty() {
-                tx.commit().await.map_err(pg_error)?;
-            }
-            return Ok(reaped);
-        }
-        let now = SystemTime::now();
-        let (spent, again): (Vec<_>, Vec<_>) = expired
-            .into_iter()
-            .partition(|t| t.attempts >= max_attempts.max(1));
-        let endings = spent
-            .into_iter()
-            .map(|t| {
-                let message = format!(
-                    "the server running the task stopped, {}",
-                    crate::text::on_attempts(t.attempts)
+        self.bounded("reap", async {
+            let mut client = self.client().await?;
+            let lease_ms = self.options.lease.as_millis() as f64;
+            // This server's heartbeat, and whether it has been in contact for a
+            // lease since it last came back (`back_at`).
+            let steady: bool = client
+                .query_one(
+                    concat!(
+                        heartbeat!(),
+                        " RETURNING s.back_at <= now() - $2 * interval '1 millisecond'"
+                    ),
+                    &[&&*self.server_id, &lease_ms],
+                )
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            if self.steady.swap(steady, Ordering::Relaxed) && !steady {
+                warn!(
+                    lease_ms = self.options.lease.as_millis() as u64,
+                    "this server could not reach the database for longer than a lease: it reclaims \
+                     no expired lease for a lease, so the other servers renew theirs first"
                 );
-                let finish = Finish {
-                    task_id: t.id,
-                    state: TaskState::Failed,
-                    outcome: Outcome::error(codes::WORKER_LOST, message),
-                    attempts: t.attempts,
-                    finished_at: now,
-                    notes: Default::default(),
-                };
-                (t, finish)
-            })
-            .collect();
-        // Endings that fall back go to this server's scheduler.
-        let (kept, handed) = hand_over(&tx, &self.server_id, lease, endings).await?;
-        let finishes: Vec<(Finish, Guard)> = kept
-            .into_iter()
-            .map(|(t, finish)| {
-                // A fallback run's ending is its call's (and drops the run).
-                let finish = match &t.call.fallback_for {
-                    Some(link) => {
-                        crate::model::call::run_ending_as_call(&t, (**link).clone(), finish)
-                    }
-                    None => finish,
-                };
-                (finish, Guard::Any)
-            })
-            .collect();
-        finish_in(&tx, &finishes).await?;
-        let ids: Vec<Uuid> = again.iter().map(|t| t.id).collect();
-        tx.execute(
-            concat!(
-                "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL, ",
-                requeue_deadline_from!("$2"),
-                " WHERE id = ANY($1)"
-            ),
-            &[&ids, &time_to_i64(now)],
-        )
+            }
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let locked: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REAPER_LOCK])
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            if !locked {
+                return Ok(Reaped::default());
+            }
+            let lease = self.options.lease;
+            let mut reaped = time_out_overdue(&tx, &self.server_id, lease).await?;
+            if !steady {
+                // Back from a silence longer than a lease (or just started): the
+                // other servers may have been cut off too, and get a lease to
+                // renew theirs before this one reclaims any.
+                if reaped.count > 0 || !reaped.handed.is_empty() {
+                    tx.commit().await.map_err(pg_error)?;
+                }
+                return Ok(reaped);
+            }
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
+                 ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"
+            );
+            let expired: Vec<TaskRecord> = rows(&tx, &sql, &[])
+                .await?
+                .iter()
+                .map(task_from_row)
+                .collect::<Result<_, _>>()?;
+            if expired.is_empty() {
+                if reaped.count > 0 || !reaped.handed.is_empty() {
+                    tx.commit().await.map_err(pg_error)?;
+                }
+                return Ok(reaped);
+            }
+            let now = SystemTime::now();
+            let (spent, again): (Vec<_>, Vec<_>) = expired
+                .into_iter()
+                .partition(|t| t.attempts >= max_attempts.max(1));
+            let endings = spent
+                .into_iter()
+                .map(|t| {
+                    let message = format!(
+                        "the server running the task stopped, {}",
+                        crate::text::on_attempts(t.attempts)
+                    );
+                    let finish = Finish {
+                        task_id: t.id,
+                        state: TaskState::Failed,
+                        outcome: Outcome::error(codes::WORKER_LOST, message),
+                        attempts: t.attempts,
+                        finished_at: now,
+                        notes: Default::default(),
+                    };
+                    (t, finish)
+                })
+                .collect();
+            // Endings that fall back go to this server's scheduler.
+            let (kept, handed) = hand_over(&tx, &self.server_id, lease, endings).await?;
+            let finishes: Vec<(Finish, Guard)> = kept
+                .into_iter()
+                .map(|(t, finish)| {
+                    // A fallback run's ending is its call's (and drops the run).
+                    let finish = match &t.call.fallback_for {
+                        Some(link) => {
+                            crate::model::call::run_ending_as_call(&t, (**link).clone(), finish)
+                        }
+                        None => finish,
+                    };
+                    (finish, Guard::Any)
+                })
+                .collect();
+            finish_in(&tx, &finishes).await?;
+            let ids: Vec<Uuid> = again.iter().map(|t| t.id).collect();
+            tx.execute(
+                concat!(
+                    "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL, ",
+                    requeue_deadline_from!("$2"),
+                    " WHERE id = ANY($1)"
+                ),
+                &[&ids, &time_to_i64(now)],
+            )
+            .await
+            .map_err(pg_error)?;
+            let tools: Vec<String> = again
+                .iter()
+                .map(|t| t.tool.to_string())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            notify_tools(&tx, &tools).await?;
+            tx.commit().await.map_err(pg_error)?;
+            warn!(
+                requeued = again.len(),
+                failed = finishes.len(),
+                falling_back = handed.len(),
+                "reclaimed tasks whose server stopped renewing their lease"
+            );
+            reaped.count += again.len() + finishes.len();
+            reaped.handed.extend(handed);
+            Ok(reaped)
+        })
         .await
-        .map_err(pg_error)?;
-        let tools: Vec<String> = again
-            .iter()
-            .map(|t| t.tool.to_string())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        notify_tools(&tx, &tools).await?;
-        tx.commit().await.map_err(pg_error)?;
-        warn!(
-            requeued = again.len(),
-            failed = finishes.len(),
-            falling_back = handed.len(),
-            "reclaimed tasks whose server stopped renewing their lease"
-        );
-        reaped.count += again.len() + finishes.len();
-        reaped.handed.extend(handed);
-        Ok(reaped)
     }
 
     async fn cancel(
@@ -255,176 +333,197 @@ impl SharedQueue for PostgresStore {
         task_id: Uuid,
         outcome: Outcome,
     ) -> Result<Option<QueuedEnding>, StoreError> {
-        // One transaction, the row locked throughout: no worker claims the
-        // task between the check that it is queued and its ending.
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        // A task queued again after a run waits afresh: the timer of the
-        // server that gave it back may fire before the stored wait is over
-        // (the reaper ends it then).
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0
-                 AND NOT (attempts > 0 AND COALESCE(requeue_deadline >= $2, true))
-             FOR UPDATE"
-        );
-        let now = time_to_i64(SystemTime::now());
-        let Some(task) = rows(&tx, &sql, &[&task_id, &now])
-            .await?
-            .first()
-            .map(task_from_row)
-            .transpose()?
-        else {
-            return Ok(None);
-        };
-        let finish = Finish {
-            task_id,
-            state: TaskState::TimedOut,
-            outcome,
-            attempts: task.attempts,
-            finished_at: SystemTime::now(),
-            notes: Default::default(),
-        };
-        let (kept, mut handed) = hand_over(
-            &tx,
-            &self.server_id,
-            self.options.lease,
-            vec![(task, finish)],
-        )
-        .await?;
-        let ended = match handed.pop() {
-            Some(h) => Some(QueuedEnding::Handed(Box::new(h))),
-            None => {
-                let finishes: Vec<(Finish, Guard)> = kept
-                    .into_iter()
-                    .map(|(t, f)| queued_timeout(&t, f))
-                    .collect();
-                finish_in(&tx, &finishes)
-                    .await?
-                    .pop()
-                    .flatten()
-                    .map(|c| QueuedEnding::Finished(Box::new(c)))
-            }
-        };
-        tx.commit().await.map_err(pg_error)?;
-        Ok(ended)
+        self.bounded("time_out_queued", async {
+            // One transaction, the row locked throughout: no worker claims the
+            // task between the check that it is queued and its ending.
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            // A task queued again after a run waits afresh: the timer of the
+            // server that gave it back may fire before the stored wait is over
+            // (the reaper ends it then).
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE id = $1 AND state = 0
+                     AND NOT (attempts > 0 AND COALESCE(requeue_deadline >= $2, true))
+                 FOR UPDATE"
+            );
+            let now = time_to_i64(SystemTime::now());
+            let Some(task) = rows(&tx, &sql, &[&task_id, &now])
+                .await?
+                .first()
+                .map(task_from_row)
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            let finish = Finish {
+                task_id,
+                state: TaskState::TimedOut,
+                outcome,
+                attempts: task.attempts,
+                finished_at: SystemTime::now(),
+                notes: Default::default(),
+            };
+            let (kept, mut handed) = hand_over(
+                &tx,
+                &self.server_id,
+                self.options.lease,
+                vec![(task, finish)],
+            )
+            .await?;
+            let ended = match handed.pop() {
+                Some(h) => Some(QueuedEnding::Handed(Box::new(h))),
+                None => {
+                    let finishes: Vec<(Finish, Guard)> = kept
+                        .into_iter()
+                        .map(|(t, f)| queued_timeout(&t, f))
+                        .collect();
+                    finish_in(&tx, &finishes)
+                        .await?
+                        .pop()
+                        .flatten()
+                        .map(|c| QueuedEnding::Finished(Box::new(c)))
+                }
+            };
+            tx.commit().await.map_err(pg_error)?;
+            Ok(ended)
+        })
+        .await
     }
 
     async fn tell_cancelled(&self, task_id: Uuid, reason: &str) -> Result<(), StoreError> {
-        let payload = super::listen::cancel_payload(task_id, reason);
-        let client = self.client().await?;
-        exec(
-            &client,
-            "SELECT pg_notify('errand_cancels', $1)",
-            &[&payload],
-        )
-        .await?;
-        Ok(())
+        self.bounded("tell_cancelled", async {
+            let payload = super::listen::cancel_payload(task_id, reason);
+            let client = self.client().await?;
+            exec(
+                &client,
+                "SELECT pg_notify('errand_cancels', $1)",
+                &[&payload],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn publish_tools(&self, tools: Vec<ToolAdvert>) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        tx.execute(
-            "DELETE FROM errand_tools WHERE server_id = $1",
-            &[&&*self.server_id],
-        )
-        .await
-        .map_err(pg_error)?;
-        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-        let descriptions: Vec<&str> = tools.iter().map(|t| t.description.as_str()).collect();
-        let schemas: Vec<&str> = tools.iter().map(|t| t.input_schema.as_str()).collect();
-        // 0: no default timeout (the column predates `Option`).
-        let timeouts: Vec<i64> = tools
-            .iter()
-            .map(|t| to_i64(t.default_timeout_ms.unwrap_or(0)))
-            .collect();
-        let workers: Vec<i32> = tools.iter().map(|t| t.workers as i32).collect();
-        tx.execute(
-            "INSERT INTO errand_tools (server_id, name, description, input_schema_json, timeout_ms, workers)
-             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[])",
-            &[&&*self.server_id, &names, &descriptions, &schemas, &timeouts, &workers],
-        )
-        .await
-        .map_err(pg_error)?;
-        tx.execute("SELECT pg_notify('errand_tools', $1)", &[&&*self.server_id])
-            .await
-            .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)
-    }
-
-    async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError> {
-        let client = self.client().await?;
-        let stale_ms = 3.0 * self.options.lease.as_millis() as f64;
-        let rows = client
-            .query(
-                "SELECT name, description, input_schema_json, timeout_ms, workers FROM errand_tools
-                 WHERE server_id <> $1 AND seen_at > now() - $2 * interval '1 millisecond'
-                 ORDER BY name, seen_at DESC",
-                &[&&*self.server_id, &stale_ms],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut tools: Vec<ToolAdvert> = Vec::new();
-        for r in rows {
-            let name: String = r.get(0);
-            let workers: i32 = r.get(4);
-            match tools.last_mut() {
-                Some(t) if t.name == name => t.workers += workers.max(0) as u32,
-                _ => tools.push(ToolAdvert {
-                    name,
-                    description: r.get(1),
-                    input_schema: r.get(2),
-                    default_timeout_ms: Some(r.get::<_, i64>(3).max(0) as u64).filter(|&ms| ms > 0),
-                    workers: workers.max(0) as u32,
-                }),
-            }
-        }
-        Ok(tools)
-    }
-
-    async fn withdraw_tools(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
+        self.bounded("publish_tools", async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_error)?;
+            tx.execute(
                 "DELETE FROM errand_tools WHERE server_id = $1",
                 &[&&*self.server_id],
             )
             .await
             .map_err(pg_error)?;
-        Ok(())
+            let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+            let descriptions: Vec<&str> = tools.iter().map(|t| t.description.as_str()).collect();
+            let schemas: Vec<&str> = tools.iter().map(|t| t.input_schema.as_str()).collect();
+            // 0: no default timeout (the column predates `Option`).
+            let timeouts: Vec<i64> = tools
+                .iter()
+                .map(|t| to_i64(t.default_timeout_ms.unwrap_or(0)))
+                .collect();
+            let workers: Vec<i32> = tools.iter().map(|t| t.workers as i32).collect();
+            tx.execute(
+                "INSERT INTO errand_tools (server_id, name, description, input_schema_json, timeout_ms, workers)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int4[])",
+                &[&&*self.server_id, &names, &descriptions, &schemas, &timeouts, &workers],
+            )
+            .await
+            .map_err(pg_error)?;
+            tx.execute("SELECT pg_notify('errand_tools', $1)", &[&&*self.server_id])
+                .await
+                .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)
+        })
+        .await
+    }
+
+    async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError> {
+        self.bounded("remote_tools", async {
+            let client = self.client().await?;
+            let stale_ms = 3.0 * self.options.lease.as_millis() as f64;
+            let rows = client
+                .query(
+                    "SELECT name, description, input_schema_json, timeout_ms, workers FROM errand_tools
+                     WHERE server_id <> $1 AND seen_at > now() - $2 * interval '1 millisecond'
+                     ORDER BY name, seen_at DESC",
+                    &[&&*self.server_id, &stale_ms],
+                )
+                .await
+                .map_err(pg_error)?;
+            let mut tools: Vec<ToolAdvert> = Vec::new();
+            for r in rows {
+                let name: String = r.get(0);
+                let workers: i32 = r.get(4);
+                match tools.last_mut() {
+                    Some(t) if t.name == name => t.workers += workers.max(0) as u32,
+                    _ => tools.push(ToolAdvert {
+                        name,
+                        description: r.get(1),
+                        input_schema: r.get(2),
+                        default_timeout_ms: Some(r.get::<_, i64>(3).max(0) as u64).filter(|&ms| ms > 0),
+                        workers: workers.max(0) as u32,
+                    }),
+                }
+            }
+            Ok(tools)
+        })
+        .await
+    }
+
+    async fn withdraw_tools(&self) -> Result<(), StoreError> {
+        self.bounded("withdraw_tools", async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "DELETE FROM errand_tools WHERE server_id = $1",
+                    &[&&*self.server_id],
+                )
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn last_seqs(&self, sessions: &[String]) -> Result<Vec<(String, u64)>, StoreError> {
-        if sessions.is_empty() {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        Ok(client
-            .query(
-                "SELECT session, last_seq FROM errand_sessions WHERE session = ANY($1)",
-                &[&sessions],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
-            .collect())
+        self.bounded("last_seqs", async {
+            if sessions.is_empty() {
+                return Ok(Vec::new());
+            }
+            let client = self.client().await?;
+            Ok(client
+                .query(
+                    "SELECT session, last_seq FROM errand_sessions WHERE session = ANY($1)",
+                    &[&sessions],
+                )
+                .await
+                .map_err(pg_error)?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect())
+        })
+        .await
     }
 
     async fn queued_by_tool(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let client = self.client().await?;
-        // The partial index errand_tasks_queued holds exactly these rows.
-        Ok(client
-            .query(
-                "SELECT tool, count(*) FROM errand_tasks WHERE state = 0
-                 GROUP BY tool ORDER BY tool LIMIT $1",
-                &[&crate::store::MAX_QUEUED_TOOLS],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
-            .collect())
+        self.bounded("queued_by_tool", async {
+            let client = self.client().await?;
+            // The partial index errand_tasks_queued holds exactly these rows.
+            Ok(client
+                .query(
+                    "SELECT tool, count(*) FROM errand_tasks WHERE state = 0
+                     GROUP BY tool ORDER BY tool LIMIT $1",
+                    &[&crate::store::MAX_QUEUED_TOOLS],
+                )
+                .await
+                .map_err(pg_error)?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect())
+        })
+        .await
     }
 
     fn events(&self) -> broadcast::Receiver<SharedEvent> {

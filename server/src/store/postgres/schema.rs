@@ -122,12 +122,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE state = 0 AND attempts > 0;
     CREATE INDEX errand_tasks_requeue_deadlines ON errand_tasks (requeue_deadline)
         WHERE state = 0 AND attempts > 0;",
+    // 11: each server's contact with the database, on the database's clock:
+    //     `seen_at` its latest renewal or reap, `back_at` when it last came
+    //     back from a silence longer than its lease (or started). A server
+    //     reclaims expired leases only once it has been back for a lease,
+    //     so after an outage every live server renews before any reaps.
+    "CREATE TABLE errand_servers (
+        server_id text PRIMARY KEY,
+        seen_at   timestamptz NOT NULL,
+        back_at   timestamptz NOT NULL
+    );",
 ];
 
 /// Creates or upgrades the schema, one server at a time.
 pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(pg_error)?;
+    // A migration of a large table may take longer than the connections'
+    // statement_timeout (the store's operation timeout): not this one.
+    tx.batch_execute("SET LOCAL statement_timeout = 0")
+        .await
+        .map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await
         .map_err(pg_error)?;

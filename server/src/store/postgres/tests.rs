@@ -2,6 +2,7 @@
 //! claims and leases, schema and connection errors.
 use super::*;
 use crate::model::{Outcome, TaskState};
+use crate::store::LostTask;
 use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
 
 /// A fresh database, or `None`: the test is skipped, visibly (see
@@ -515,4 +516,261 @@ async fn a_task_queued_again_after_a_run_waits_its_queue_timeout_afresh() {
         let task = b.get_task(t.id).await.unwrap().unwrap();
         assert_eq!(task.state, TaskState::TimedOut);
     }
+}
+
+/// Defect: after a database outage longer than the lease, the first server
+/// back reclaimed the running tasks of the others before they could renew
+/// (every lease had expired while nobody could reach the database). A
+/// lease is reclaimed only when its holder really stopped: a server back
+/// from a silence longer than a lease reaps no lease until a lease after
+/// its return, so the live ones renew first; one that never comes back is
+/// reclaimed then.
+#[tokio::test]
+async fn after_an_outage_longer_than_the_lease_no_live_servers_task_is_reclaimed() {
+    let Some(url) = url().await else { return };
+    let (a, b) = leased_pair(&url).await;
+    let t = task("s1", None, at(1));
+    insert_new(&a, &t).await;
+    assert_eq!(a.claim("search", 10).await.unwrap().len(), 1);
+    a.record_dispatch(t.id, 1, at(2)).wait().await.unwrap();
+    // Both servers in steady contact for more than a lease.
+    for _ in 0..5 {
+        assert_eq!(a.renew(&[t.id]).await.unwrap(), [t.id]);
+        b.renew(&[]).await.unwrap();
+        assert_eq!(b.reap(3).await.unwrap().count, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The outage: no server reaches the database for three leases.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // b is back first: it renews and reaps, and a's task stays a's.
+    b.renew(&[]).await.unwrap();
+    assert_eq!(b.reap(3).await.unwrap().count, 0, "b reclaimed a live task");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.renew(&[t.id]).await.unwrap(), [t.id], "a lost its task");
+    for _ in 0..6 {
+        a.renew(&[t.id]).await.unwrap();
+        b.renew(&[]).await.unwrap();
+        assert_eq!(b.reap(3).await.unwrap().count, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.renew(&[t.id]).await.unwrap(), [t.id]);
+    // a really stops: b, in steady contact, reclaims its task.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        b.renew(&[]).await.unwrap();
+        if b.reap(3).await.unwrap().count == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reclaimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let task = b.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Queued, 1));
+    // a's renewal no longer returns it, and a learns why: reclaimed, which
+    // its worker is told as such (not as a client's cancel).
+    assert!(a.renew(&[t.id]).await.unwrap().is_empty());
+    let gone = Uuid::new_v4();
+    assert_eq!(
+        a.lost(&[t.id, gone]).await.unwrap(),
+        [(t.id, LostTask::Reclaimed), (gone, LostTask::Gone)]
+    );
+    let (_, tell) = crate::scheduler::shared::lost_tell(&LostTask::Reclaimed);
+    assert!(tell.starts_with("lease_lost: "), "{tell}");
+}
+
+/// A TCP proxy to the test cluster that can freeze: while frozen it keeps
+/// every connection open, accepts new ones, and forwards nothing either
+/// way, as a frozen (SIGSTOPped) database or a blackholed network does.
+async fn freezable(url: &str) -> (String, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (rest, db) = url.rsplit_once('/').unwrap();
+    let upstream: std::net::SocketAddr = rest.rsplit_once('@').unwrap().1.parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxied = format!("postgres://errand@{}/{db}", listener.local_addr().unwrap());
+    let (freeze, frozen) = tokio::sync::watch::channel(false);
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while *frozen.borrow_and_update() {
+                if frozen.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, frozen.clone()));
+            tokio::spawn(pump(sr, cw, frozen.clone()));
+        }
+    });
+    (proxied, freeze)
+}
+
+/// Defect: a database that accepts connections but never answers made
+/// every store call hang for the whole outage. Each one now fails with
+/// UNAVAILABLE within the store's operation timeout; a submit retried with
+/// its idempotency key after the database answers again is stored once.
+#[tokio::test]
+async fn a_silent_database_fails_each_call_within_the_timeout() {
+    let Some(url) = url().await else { return };
+    let (proxied, freeze) = freezable(&url).await;
+    let options = PostgresOptions {
+        op_timeout: Duration::from_millis(1_000),
+        lease: Duration::from_millis(300),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect(&proxied, options).await.unwrap();
+    let t = task("s1", None, at(1));
+    insert_new(&store, &t).await;
+    freeze.send_replace(true);
+    let keyed = task("s1", Some("k1"), at(2));
+    macro_rules! fails_in_time {
+        ($what:expr, $call:expr) => {{
+            let started = tokio::time::Instant::now();
+            let got = tokio::time::timeout(Duration::from_secs(6), $call)
+                .await
+                .unwrap_or_else(|_| panic!("{} hung on a silent database", $what));
+            assert!(
+                matches!(got, Err(StoreError::Unavailable(_))),
+                "{}: {got:?}",
+                $what
+            );
+            assert!(started.elapsed() < Duration::from_secs(4), "{}", $what);
+        }};
+    }
+    fails_in_time!("get_task", store.get_task(t.id));
+    fails_in_time!("insert_task", store.insert_task(&keyed));
+    fails_in_time!("claim", store.claim("search", 10));
+    fails_in_time!("renew", store.renew(&[t.id]));
+    fails_in_time!("reap", store.reap(3));
+    fails_in_time!("finish_task", store.finish_task(&succeed(&t, at(3))));
+    let all = crate::store::TaskQuery {
+        key_prefix: None,
+        session: None,
+        tool: None,
+        states: Vec::new(),
+        after: None,
+        newest_first: false,
+        limit: 10,
+        fallback_runs: false,
+    };
+    fails_in_time!("list_tasks", store.list_tasks(&all));
+    freeze.send_replace(false);
+    // The database answers again: calls succeed, and the keyed submit,
+    // retried, is stored once whether or not its first try landed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let again = loop {
+        match store.insert_task(&keyed).await {
+            Ok(inserted) => break inserted,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "still failing: {e}"),
+        }
+    };
+    assert!(
+        matches!(again, Inserted::New | Inserted::Existing(_)),
+        "{again:?}"
+    );
+    let stored = store.task_by_key("s1", "k1").await.unwrap().unwrap();
+    assert_eq!(stored.id, keyed.id);
+    assert!(store.get_task(t.id).await.unwrap().is_some());
+}
+
+/// Defect: `connect_timeout` was ignored when the database accepted TCP
+/// and never answered: connecting hung, with nothing logged. Each attempt,
+/// from TCP to a query's answer, now ends within the timeout.
+#[tokio::test]
+async fn the_connect_timeout_bounds_a_database_that_never_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let silent = format!("postgres://errand@{addr}/none");
+    let connecting = PostgresStore::connect(
+        &silent,
+        PostgresOptions {
+            connect_timeout: Some(Duration::from_millis(1_000)),
+            ..PostgresOptions::default()
+        },
+    );
+    let err = tokio::time::timeout(Duration::from_secs(8), connecting)
+        .await
+        .expect("connecting hung on a silent database")
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("cannot reach PostgreSQL"), "{err}");
+}
+
+/// Every connection is bounded (TCP connect, unacknowledged data,
+/// keepalives, `statement_timeout`, idle transactions), and what the URL
+/// sets itself is kept (its options come last, so they win).
+#[test]
+fn connections_are_bounded_and_the_urls_settings_kept() {
+    let mut plain = parse_url("postgres://errand@db:5432/errand").unwrap();
+    bound_connections(&mut plain, Duration::from_millis(2_500));
+    assert_eq!(
+        plain.get_connect_timeout(),
+        Some(&Duration::from_millis(2_500))
+    );
+    assert_eq!(
+        plain.get_tcp_user_timeout(),
+        Some(&Duration::from_millis(2_500))
+    );
+    assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(10));
+    assert_eq!(
+        plain.get_options(),
+        Some("-c statement_timeout=2500 -c idle_in_transaction_session_timeout=5000")
+    );
+    let mut theirs = parse_url(
+        "postgres://errand@db/errand?connect_timeout=3&keepalives_idle=60&options=-c%20statement_timeout%3D0",
+    )
+    .unwrap();
+    bound_connections(&mut theirs, Duration::from_millis(2_500));
+    assert_eq!(theirs.get_connect_timeout(), Some(&Duration::from_secs(3)));
+    assert_eq!(theirs.get_keepalives_idle(), Duration::from_secs(60));
+    assert!(
+        theirs
+            .get_options()
+            .unwrap()
+            .ends_with("-c statement_timeout=0"),
+        "{:?}",
+        theirs.get_options()
+    );
+    for bad in [
+        "",
+        "  ",
+        "postgres://",
+        "postgres:///errand",
+        "postgres://e@db/d?sslmode=require",
+    ] {
+        assert!(check_url(bad).is_err(), "{bad:?}");
+    }
+    assert!(check_url("postgres://e@db/d?sslmode=prefer").is_ok());
+    assert!(check_url("host=/var/run/postgresql dbname=errand").is_ok());
 }

@@ -22,10 +22,6 @@ use crate::store::sql::{
 };
 use crate::store::{Inserted, StoreError};
 
-/// How long the writer keeps retrying a batch on a lost database before it
-/// fails the callers (who may retry: nothing was acknowledged).
-const WRITE_RETRY_FOR: Duration = Duration::from_secs(10);
-
 /// Which finishes a stored task accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Guard {
@@ -99,10 +95,22 @@ impl Writer {
         let released: Vec<Uuid> = releases.iter().flat_map(|(ids, _)| ids.clone()).collect();
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
+        // The writer keeps retrying a batch on a lost database for the
+        // operation timeout, each try (connection, statements, commit)
+        // within what is left of it, then fails the callers (who may retry:
+        // nothing was acknowledged).
+        let window = self.options.op_timeout;
         let result = loop {
-            match self.apply(&tasks, &dispatches, &fins, &released).await {
+            let left = window.saturating_sub(started.elapsed());
+            let attempt = super::bounded_within(
+                left,
+                window,
+                "writing a batch",
+                self.apply(&tasks, &dispatches, &fins, &released),
+            );
+            match attempt.await {
                 Ok(a) => break Ok(a),
-                Err(e @ StoreError::Unavailable(_)) if started.elapsed() < WRITE_RETRY_FOR => {
+                Err(e @ StoreError::Unavailable(_)) if started.elapsed() + backoff < window => {
                     warn!(error = %e, "writing a batch to PostgreSQL failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -119,7 +127,12 @@ impl Writer {
             warn!(error = %why, "PostgreSQL refused an item of a batch: applying the batch's items one by one");
             self.counters.applied(count);
             let none = HashMap::new();
-            let alone = self.apply(&[], &dispatches, &[], &released).await;
+            let alone = super::bounded(
+                window,
+                "writing a batch",
+                self.apply(&[], &dispatches, &[], &released),
+            )
+            .await;
             if alone.is_ok() {
                 self.counters.committed();
             }
@@ -128,15 +141,23 @@ impl Writer {
                 let _ = reply.send(alone.as_ref().map(|_| ()).map_err(Clone::clone));
             }
             for (t, reply) in inserts {
-                let a = self.apply(&[&*t], &none, &[], &[]).await;
+                let a = super::bounded(
+                    window,
+                    "writing a task",
+                    self.apply(&[&*t], &none, &[], &[]),
+                )
+                .await;
                 let a =
                     a.and_then(|mut a| a.inserted.pop().unwrap_or(Ok(crate::store::Inserted::New)));
                 let _ = reply.send(a);
             }
             for ((_, _, reply), fin) in finishes.into_iter().zip(fins) {
-                let a = self
-                    .apply(&[], &none, std::slice::from_ref(&fin), &[])
-                    .await;
+                let a = super::bounded(
+                    window,
+                    "writing a result",
+                    self.apply(&[], &none, std::slice::from_ref(&fin), &[]),
+                )
+                .await;
                 let _ = reply.send(a.map(|mut a| a.finished.pop().flatten()));
             }
             for reply in barriers {
