@@ -21,7 +21,8 @@
 //! - `sqlite/`: the embedded engine: the store and its readers (`mod.rs`),
 //!   the writer thread (`writer.rs`), statements on task rows (`rows.rs`),
 //!   opening and migrations (`schema.rs`), error mapping (`errors.rs`);
-//! - `postgres/`: the shared engine: the store (`mod.rs`), the writer task
+//! - `postgres/`: the shared engine: the store (`mod.rs`), connecting and
+//!   each connection's bounds (`connection.rs`), the writer task
 //!   (`writer.rs`, `finish.rs`), claims, leases and the reaper (`queue.rs`),
 //!   `LISTEN`/`NOTIFY` (`listen.rs`), migrations (`schema.rs`), row helpers
 //!   (`rows.rs`), error mapping (`errors.rs`);

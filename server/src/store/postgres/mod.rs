@@ -67,12 +67,15 @@ use crate::store::sql::{
 use crate::store::{
     Acked, Durable, Inserted, SessionSeqs, SharedEvent, SharedQueue, Store, StoreError, StoredTool,
 };
+pub use connection::check_url;
+use connection::{bounded, bounded_within};
 use errors::{pg_error, pool_error};
 use listen::listen;
 use rows::{completion_of, rows, task_from_row};
 use schema::migrate;
 use writer::{Guard, Op, Writer};
 
+mod connection;
 mod errors;
 mod finish;
 mod handed;
@@ -111,104 +114,6 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (a `postgres://` URL or `key=value` string), runs
-    /// the migrations and starts the writer and the listener. While the
-    /// database is unreachable it logs why and retries with backoff (up to
-    /// `options.connect_timeout`); a schema newer than this binary is refused.
-    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let mut config = parse_url(url).map_err(StoreError::Internal)?;
-        bound_connections(&mut config, options.op_timeout);
-        let target = describe(&config);
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // A checkout waits for a free connection, or makes one (TCP,
-        // startup), within the operation timeout: never for ever.
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(2))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(options.op_timeout))
-            .create_timeout(Some(options.op_timeout))
-            .recycle_timeout(Some(options.op_timeout))
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
-        let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            // Each attempt, from TCP to the first query's answer, within the
-            // operation timeout and what is left of the connect timeout: a
-            // database that accepts connections and never answers is
-            // retried (and logged) as an unreachable one is.
-            let left = options
-                .connect_timeout
-                .map(|limit| limit.saturating_sub(started.elapsed()));
-            let attempt = left.map_or(options.op_timeout, |l| l.min(options.op_timeout));
-            let reached = match tokio::time::timeout(attempt, reach(&pool)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "no answer within {} ms",
-                    shown_ms(attempt)
-                ))),
-            };
-            let outcome = match reached {
-                Ok(()) => migrate(&pool).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => break,
-                Err(StoreError::Unavailable(why)) => {
-                    if options
-                        .connect_timeout
-                        .is_some_and(|limit| started.elapsed() + backoff >= limit)
-                    {
-                        error!(database = %target, error = %why,
-                            "cannot reach PostgreSQL; giving up (--database-connect-timeout-ms)");
-                        return Err(StoreError::Unavailable(format!(
-                            "cannot reach PostgreSQL at {target}: {why}"
-                        )));
-                    }
-                    error!(database = %target, error = %why, retry_in_ms = backoff.as_millis() as u64,
-                        "cannot reach PostgreSQL; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let server_id: Arc<str> = format!(
-            "{}-{}",
-            std::process::id(),
-            &Uuid::new_v4().simple().to_string()[..8]
-        )
-        .into();
-        let (events, _) = broadcast::channel(4096);
-        let (tx, rx) = batch::queue();
-        let writer = Writer {
-            pool: pool.clone(),
-            server_id: server_id.clone(),
-            options: options.clone(),
-            counters: rx.counters(),
-        };
-        let tasks = vec![
-            tokio::spawn(writer.run(rx)),
-            tokio::spawn(listen(config, events.clone(), options.op_timeout)),
-        ];
-        info!(database = %target, server_id = %server_id, "PostgreSQL store ready");
-        Ok(Self {
-            pool,
-            tx,
-            server_id,
-            options,
-            events,
-            tasks,
-            steady: Default::default(),
-        })
-    }
-
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -232,141 +137,6 @@ impl PostgresStore {
     pub fn stats(&self) -> WriterStats {
         self.tx.stats()
     }
-}
-
-/// Whether `url` is a database URL this store can use, saying why not: a
-/// URL that cannot work is refused at start, not retried as if the
-/// database were down (an empty or hostless one; one that requires TLS,
-/// which this store does not speak).
-///
-/// # Errors
-/// What is wrong with it, in words for the operator.
-pub fn check_url(url: &str) -> Result<(), String> {
-    parse_url(url).map(drop)
-}
-
-fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
-    const FORM: &str = "use postgres://USER[:PASSWORD]@HOST:PORT/DBNAME";
-    if url.trim().is_empty() {
-        return Err(format!("the database URL is empty: {FORM}"));
-    }
-    let config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| format!("the database URL is not valid ({e}): {FORM}"))?;
-    if config.get_hosts().is_empty() {
-        return Err(format!("the database URL names no host: {FORM}"));
-    }
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "the database URL requires TLS (sslmode=require), and errand connects to \
-             PostgreSQL without TLS: use sslmode=disable or prefer (plain), over a trusted \
-             network, a Unix socket or a TLS tunnel (stunnel, an SSH tunnel)"
-                .into(),
-        );
-    }
-    Ok(config)
-}
-
-/// Runs `op` (store operation `what`) within `limit`; past it, logs and
-/// answers UNAVAILABLE, as a stopped database does. Dropping `op` is safe:
-/// an open transaction is rolled back (tokio-postgres sends ROLLBACK when
-/// one is dropped unfinished); a commit already sent may still land, as
-/// when a connection breaks at commit, so UNAVAILABLE means "not known to
-/// be done": a submit retried with its idempotency key is stored once.
-pub(super) async fn bounded<T>(
-    limit: Duration,
-    what: &'static str,
-    op: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    bounded_within(limit, limit, what, op).await
-}
-
-/// [`bounded`] to `limit`, what is left of a `budget` that the message
-/// names (the writer's retries share one).
-pub(super) async fn bounded_within<T>(
-    limit: Duration,
-    budget: Duration,
-    what: &'static str,
-    op: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, op).await {
-        Ok(r) => r,
-        Err(_) => {
-            let ms = shown_ms(budget);
-            warn!(
-                operation = what,
-                timeout_ms = ms,
-                "PostgreSQL did not answer in time"
-            );
-            Err(StoreError::Unavailable(format!(
-                "the database did not answer within {ms} ms ({what})"
-            )))
-        }
-    }
-}
-
-/// `d` in whole milliseconds, rounded: what is left of a 2 s budget after a
-/// few microseconds reads "2000 ms", not "1999 ms".
-fn shown_ms(d: Duration) -> u64 {
-    (d.as_secs_f64() * 1000.0).round() as u64
-}
-
-/// Settings on every connection so that a silent database or a dead
-/// network is noticed, not waited on for ever: TCP connect within `limit`,
-/// keepalives after 10 s idle and unacknowledged data for at most `limit`
-/// (a blackholed connection closes, and the pool drops it), and on the
-/// server `statement_timeout` at `limit` and an idle transaction ended
-/// after twice it (a server cut off mid-transaction does not hold row
-/// locks). Settings the URL gives are kept.
-fn bound_connections(config: &mut tokio_postgres::Config, limit: Duration) {
-    let ms = limit.as_millis().max(1);
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(limit);
-    }
-    if config.get_tcp_user_timeout().is_none() {
-        config.tcp_user_timeout(limit);
-    }
-    // tokio-postgres's default idle time before the first probe is 2 h.
-    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-        config.keepalives_idle(Duration::from_secs(10));
-    }
-    if config.get_keepalives_interval().is_none() {
-        config.keepalives_interval(Duration::from_secs(2));
-    }
-    if config.get_keepalives_retries().is_none() {
-        config.keepalives_retries(3);
-    }
-    let ours = format!(
-        "-c statement_timeout={ms} -c idle_in_transaction_session_timeout={}",
-        ms * 2
-    );
-    let options = match config.get_options() {
-        // The URL's own settings come last, so they win.
-        Some(theirs) if !theirs.is_empty() => format!("{ours} {theirs}"),
-        _ => ours,
-    };
-    config.options(options);
-}
-
-/// One connection from the pool and a query's answer: the database is
-/// there and answering.
-async fn reach(pool: &Pool) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(pool_error)?;
-    client.simple_query("SELECT 1").await.map_err(pg_error)?;
-    Ok(())
-}
-
-fn describe(config: &tokio_postgres::Config) -> String {
-    let host = config
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().unwrap_or("(default)");
-    format!("{host}:{port}/{db}")
 }
 
 #[async_trait]

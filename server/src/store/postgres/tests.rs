@@ -1,5 +1,6 @@
 //! PostgreSQL-only behaviour: attempts, several stores on one database,
 //! claims and leases, schema and connection errors.
+use super::connection::{bound_connections, parse_url};
 use super::*;
 use crate::model::{Outcome, TaskState};
 use crate::store::LostTask;
