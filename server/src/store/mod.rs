@@ -23,7 +23,7 @@
 //!   opening and migrations (`schema.rs`), error mapping (`errors.rs`);
 //! - `postgres/`: the shared engine: the store (`mod.rs`), connecting and
 //!   each connection's bounds (`connection.rs`), the writer task
-//!   (`writer.rs`, `finish.rs`), claims, leases and the reaper (`queue.rs`),
+//!   (`writer.rs`, `finish.rs`), claims and leases (`queue.rs`), the reaper (`reap.rs`),
 //!   `LISTEN`/`NOTIFY` (`listen.rs`), migrations (`schema.rs`), row helpers
 //!   (`rows.rs`), error mapping (`errors.rs`);
 //! - `tests.rs`: the contract tests every engine runs; each engine's own

@@ -82,6 +82,7 @@ mod handed;
 mod insert;
 mod listen;
 mod queue;
+mod reap;
 mod rows;
 mod schema;
 #[cfg(test)]

@@ -1,47 +1,23 @@
-//! The shared queue: claims, leases and the reaper, published tools, and
-//! the hints of [`SharedEvent`]s.
-use std::{
-    collections::HashSet,
-    sync::atomic::Ordering,
-    time::{Duration, SystemTime},
-};
+//! The shared queue: claims, leases (the reaper is `reap.rs`), published
+//! tools, and the hints of [`SharedEvent`]s.
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio::sync::broadcast;
-use tracing::warn;
 use uuid::Uuid;
 
 use super::PostgresStore;
 use super::errors::pg_error;
 use super::finish::finish_in;
 use super::handed::hand_over;
-use super::rows::{
-    exec, notify_tools, prefixed, queue_wait_over, requeue_deadline_from, rows, task_from_row,
-};
+use super::rows::{exec, heartbeat, prefixed, rows, task_from_row};
 use super::writer::{Guard, Op};
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::sql::codec::{TASK_COLUMNS, time_to_i64, to_i64};
 use crate::store::{
     LostTask, QueuedEnding, Reaped, SharedEvent, SharedQueue, StoreError, ToolAdvert,
 };
-
-/// Advisory lock key ("ERND" + n) held by the one reaper at work.
-const REAPER_LOCK: i64 = 0x4552_4e44_0002;
-
-/// This server's heartbeat (`$1` its id, `$2` its lease in ms): `seen_at`
-/// now, and `back_at` now too when its previous contact is older than a
-/// lease (it could not reach the database meanwhile) or it is new. The
-/// database's clock throughout: a stopped, frozen or unreachable database
-/// all look the same.
-macro_rules! heartbeat {
-    () => {
-        "INSERT INTO errand_servers AS s (server_id, seen_at, back_at) VALUES ($1, now(), now())
-         ON CONFLICT (server_id) DO UPDATE SET seen_at = now(),
-             back_at = CASE WHEN s.seen_at < now() - $2 * interval '1 millisecond'
-                            THEN now() ELSE s.back_at END"
-    };
-}
 
 #[async_trait]
 impl SharedQueue for PostgresStore {
@@ -183,132 +159,7 @@ impl SharedQueue for PostgresStore {
     }
 
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, StoreError> {
-        self.bounded("reap", async {
-            let mut client = self.client().await?;
-            let lease_ms = self.options.lease.as_millis() as f64;
-            // This server's heartbeat, and whether it has been in contact for a
-            // lease since it last came back (`back_at`).
-            let steady: bool = client
-                .query_one(
-                    concat!(
-                        heartbeat!(),
-                        " RETURNING s.back_at <= now() - $2 * interval '1 millisecond'"
-                    ),
-                    &[&&*self.server_id, &lease_ms],
-                )
-                .await
-                .map_err(pg_error)?
-                .get(0);
-            if self.steady.swap(steady, Ordering::Relaxed) && !steady {
-                warn!(
-                    lease_ms = self.options.lease.as_millis() as u64,
-                    "this server could not reach the database for longer than a lease: it reclaims \
-                     no expired lease for a lease, so the other servers renew theirs first"
-                );
-            }
-            let tx = client.transaction().await.map_err(pg_error)?;
-            let locked: bool = tx
-                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REAPER_LOCK])
-                .await
-                .map_err(pg_error)?
-                .get(0);
-            if !locked {
-                return Ok(Reaped::default());
-            }
-            let lease = self.options.lease;
-            let mut reaped = time_out_overdue(&tx, &self.server_id, lease).await?;
-            if !steady {
-                // Back from a silence longer than a lease (or just started): the
-                // other servers may have been cut off too, and get a lease to
-                // renew theirs before this one reclaims any.
-                if reaped.count > 0 || !reaped.handed.is_empty() {
-                    tx.commit().await.map_err(pg_error)?;
-                }
-                return Ok(reaped);
-            }
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 1 AND lease_until < now()
-                 ORDER BY lease_until LIMIT 1000 FOR UPDATE SKIP LOCKED"
-            );
-            let expired: Vec<TaskRecord> = rows(&tx, &sql, &[])
-                .await?
-                .iter()
-                .map(task_from_row)
-                .collect::<Result<_, _>>()?;
-            if expired.is_empty() {
-                if reaped.count > 0 || !reaped.handed.is_empty() {
-                    tx.commit().await.map_err(pg_error)?;
-                }
-                return Ok(reaped);
-            }
-            let now = SystemTime::now();
-            let (spent, again): (Vec<_>, Vec<_>) = expired
-                .into_iter()
-                .partition(|t| t.attempts >= max_attempts.max(1));
-            let endings = spent
-                .into_iter()
-                .map(|t| {
-                    let message = format!(
-                        "the server running the task stopped, {}",
-                        crate::text::on_attempts(t.attempts)
-                    );
-                    let finish = Finish {
-                        task_id: t.id,
-                        state: TaskState::Failed,
-                        outcome: Outcome::error(codes::WORKER_LOST, message),
-                        attempts: t.attempts,
-                        finished_at: now,
-                        notes: Default::default(),
-                    };
-                    (t, finish)
-                })
-                .collect();
-            // Endings that fall back go to this server's scheduler.
-            let (kept, handed) = hand_over(&tx, &self.server_id, lease, endings).await?;
-            let finishes: Vec<(Finish, Guard)> = kept
-                .into_iter()
-                .map(|(t, finish)| {
-                    // A fallback run's ending is its call's (and drops the run).
-                    let finish = match &t.call.fallback_for {
-                        Some(link) => {
-                            crate::model::call::run_ending_as_call(&t, (**link).clone(), finish)
-                        }
-                        None => finish,
-                    };
-                    (finish, Guard::Any)
-                })
-                .collect();
-            finish_in(&tx, &finishes).await?;
-            let ids: Vec<Uuid> = again.iter().map(|t| t.id).collect();
-            tx.execute(
-                concat!(
-                    "UPDATE errand_tasks SET state = 0, owner = NULL, lease_until = NULL, ",
-                    requeue_deadline_from!("$2"),
-                    " WHERE id = ANY($1)"
-                ),
-                &[&ids, &time_to_i64(now)],
-            )
-            .await
-            .map_err(pg_error)?;
-            let tools: Vec<String> = again
-                .iter()
-                .map(|t| t.tool.to_string())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            notify_tools(&tx, &tools).await?;
-            tx.commit().await.map_err(pg_error)?;
-            warn!(
-                requeued = again.len(),
-                failed = finishes.len(),
-                falling_back = handed.len(),
-                "reclaimed tasks whose server stopped renewing their lease"
-            );
-            reaped.count += again.len() + finishes.len();
-            reaped.handed.extend(handed);
-            Ok(reaped)
-        })
-        .await
+        self.reap_leases(max_attempts).await
     }
 
     async fn cancel(
@@ -531,60 +382,12 @@ impl SharedQueue for PostgresStore {
     }
 }
 
-/// Ends queued tasks past their queue deadline as TIMED_OUT
-/// (`queue_timeout`), at most 1000 per call: the timer of the server that
-/// took the submit normally does, this covers its restarts. Those whose
-/// ending falls back are handed to `server_id` instead.
-async fn time_out_overdue(
-    tx: &deadpool_postgres::Transaction<'_>,
-    server_id: &str,
-    lease: Duration,
-) -> Result<Reaped, StoreError> {
-    let now = SystemTime::now();
-    let sql = format!(
-        "SELECT {TASK_COLUMNS} FROM errand_tasks WHERE state = 0 AND {}
-         ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED",
-        queue_wait_over!("$1")
-    );
-    let overdue: Vec<TaskRecord> = rows(tx, &sql, &[&time_to_i64(now)])
-        .await?
-        .iter()
-        .map(task_from_row)
-        .collect::<Result<_, _>>()?;
-    let endings = overdue
-        .into_iter()
-        .map(|t| {
-            let outcome = Outcome::error(codes::QUEUE_TIMEOUT, crate::text::queue_timeout(&t));
-            let finish = Finish {
-                task_id: t.id,
-                state: TaskState::TimedOut,
-                outcome,
-                attempts: t.attempts,
-                finished_at: now,
-                notes: Default::default(),
-            };
-            (t, finish)
-        })
-        .collect();
-    // Endings that fall back go to this server's scheduler.
-    let (kept, handed) = hand_over(tx, server_id, lease, endings).await?;
-    let finishes: Vec<(Finish, Guard)> = kept
-        .into_iter()
-        .map(|(t, finish)| queued_timeout(&t, finish))
-        .collect();
-    finish_in(tx, &finishes).await?;
-    Ok(Reaped {
-        count: finishes.len(),
-        handed,
-    })
-}
-
 /// How the store writes the queue timeout `finish` of `task` (locked, still
 /// queued) that does not fall back, for the reaper and the queue timers
 /// alike: a fallback run's ending is its call's (and drops the run), the
 /// call being parked (RUNNING), so not guarded as queued; any other task's
 /// is its own, only while it is queued.
-fn queued_timeout(task: &TaskRecord, finish: Finish) -> (Finish, Guard) {
+pub(super) fn queued_timeout(task: &TaskRecord, finish: Finish) -> (Finish, Guard) {
     match &task.call.fallback_for {
         Some(link) => (
             crate::model::call::run_ending_as_call(task, (**link).clone(), finish),

@@ -147,3 +147,18 @@ fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
 pub(super) fn completion_of(task: &TaskRecord) -> Result<CompletionRecord, StoreError> {
     codec::completion_of(task).map_err(|e| StoreError::Internal(e.to_string()))
 }
+
+/// This server's heartbeat (`$1` its id, `$2` its lease in ms): `seen_at`
+/// now, and `back_at` now too when its previous contact is older than a
+/// lease (it could not reach the database meanwhile) or it is new. The
+/// database's clock throughout: a stopped, frozen or unreachable database
+/// all look the same.
+macro_rules! heartbeat {
+    () => {
+        "INSERT INTO errand_servers AS s (server_id, seen_at, back_at) VALUES ($1, now(), now())
+         ON CONFLICT (server_id) DO UPDATE SET seen_at = now(),
+             back_at = CASE WHEN s.seen_at < now() - $2 * interval '1 millisecond'
+                            THEN now() ELSE s.back_at END"
+    };
+}
+pub(super) use heartbeat;
