@@ -120,3 +120,44 @@ async fn client_values_are_escaped_and_cut_in_json_logs() {
     }
     assert_safe(&lines);
 }
+
+/// A refused TLS handshake on an HTTP listener is logged (at most a line
+/// per 10 s, with how many): it went to debug only, so an operator whose
+/// clients could not connect under mTLS saw nothing.
+#[tokio::test]
+async fn refused_tls_handshakes_are_logged() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new();
+    let mut child = Command::new(errand_bin())
+        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .args(["--ui-listen", "127.0.0.1:0"])
+        .args(pki.serve_flags(true))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ui = within("the dashboard", wait_line(&mut out, "errand dashboard on "))
+        .await
+        .trim_start_matches("errand dashboard on https://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Plain HTTP on the TLS port: not a TLS hello.
+    let mut conn = tokio::net::TcpStream::connect(&ui).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let line = within("the log line", async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            if line.contains("refused TLS handshakes") {
+                return line;
+            }
+        }
+        panic!("the server's log ended");
+    })
+    .await;
+    assert!(line.contains("WARN") && line.contains("times=1"), "{line}");
+}

@@ -12,7 +12,7 @@ use hyper_util::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{
     Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
@@ -53,6 +53,10 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) {
     let tls = tls.map(TlsAcceptor::from);
+    // Refused handshakes (no client certificate under mTLS, an untrusted
+    // or expired one, plain HTTP on a TLS port) are what an operator needs
+    // to see when clients cannot connect: logged, at most one line per 10 s.
+    let refused = Arc::new(crate::logs::Throttle::new(Duration::from_secs(10)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -74,8 +78,13 @@ pub async fn serve_tls(
             next = incoming.next() => next,
         };
         let Some(Ok(conn)) = next else { break };
-        let (builder, app, shutdown, tls) =
-            (builder.clone(), app.clone(), shutdown.clone(), tls.clone());
+        let (builder, app, shutdown, tls, refused) = (
+            builder.clone(),
+            app.clone(),
+            shutdown.clone(),
+            tls.clone(),
+            refused.clone(),
+        );
         let peer = conn.peer().ok().map(|a| Peer(a.ip()));
         let idle = limits.idle_timeout;
         let app = tower::ServiceExt::map_request(app, move |mut req: Request<_>| {
@@ -99,7 +108,10 @@ pub async fn serve_tls(
                     match accepted {
                         Ok(stream) => Box::new(stream),
                         Err(e) => {
-                            debug!(error = %e, "TLS handshake failed");
+                            match refused.ready() {
+                                Some(times) => warn!(peer = ?peer.map(|p| p.0), times, error = %e, "refused TLS handshakes"),
+                                None => debug!(error = %e, "TLS handshake failed"),
+                            }
                             return;
                         }
                     }

@@ -252,6 +252,14 @@ async function follow() {
           const frame = buf.slice(0, i); buf = buf.slice(i + 2);
           const name = (frame.match(/^event: (.*)$/m) || [])[1];
           const data = (frame.match(/^data: (.*)$/m) || [])[1];
+          if (name === "expired") {
+            // The token ran out: the stream ends; log in again, whatever page is shown.
+            let error = "your token expired: log in with a fresh one";
+            try { error = JSON.parse(data || "{}").error || error; } catch { /* keep the default */ }
+            live.classList.remove("on");
+            showLogin(error);
+            return;
+          }
           if (name) { try { changed(name, JSON.parse(data || "{}")); } catch { changed("lagged", {}); } }
         }
       }
