@@ -339,14 +339,9 @@ impl Store for PostgresStore {
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
             let (last, acked) = seqs.unwrap_or((0, 0));
             let (last_seq, acked_seq) = (last.max(0) as u64, acked.max(0) as u64);
-            if up_to_seq > last_seq {
-                return Ok(Acked {
-                    removed: 0,
-                    acked_seq,
-                    last_seq,
-                });
-            }
-            if up_to_seq <= acked_seq {
+            // Beyond the last seq (the caller says OUT_OF_RANGE), or acknowledged
+            // already: nothing changes.
+            if up_to_seq > last_seq || up_to_seq <= acked_seq {
                 return Ok(Acked {
                     removed: 0,
                     acked_seq,

@@ -252,14 +252,9 @@ pub(super) fn ack(
         last: last_seq,
         acked: acked_seq,
     } = seqs.get(conn, session)?;
-    if up_to_seq > last_seq {
-        return Ok(Acked {
-            removed: 0,
-            acked_seq,
-            last_seq,
-        });
-    }
-    if up_to_seq <= acked_seq {
+    // Beyond the last seq (the caller says OUT_OF_RANGE), or acknowledged
+    // already: nothing changes.
+    if up_to_seq > last_seq || up_to_seq <= acked_seq {
         return Ok(Acked {
             removed: 0,
             acked_seq,
