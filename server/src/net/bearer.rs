@@ -175,7 +175,12 @@ fn is_grpc(req: &Request) -> bool {
 /// (an HTTP 429 would reach it as UNAVAILABLE, without the message):
 /// UNAUTHENTICATED, PERMISSION_DENIED or RESOURCE_EXHAUSTED with
 /// `retry-after-ms`, as the gRPC port answers.
-fn refusal(grpc: bool, status: u16, message: String, retry_after: Option<Duration>) -> Response {
+pub(crate) fn refusal(
+    grpc: bool,
+    status: u16,
+    message: String,
+    retry_after: Option<Duration>,
+) -> Response {
     if grpc {
         let error = match (status, retry_after) {
             (429, Some(retry_after)) => Error::RateLimited {

@@ -8,12 +8,13 @@ use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 
 use super::Ui;
+use crate::net::bearer::refusal;
 use crate::{
     error::Error, grpc::failed_auth::FailedAuth, grpc::rate::TenantRate, net::bearer::Peer,
 };
@@ -45,7 +46,7 @@ pub async fn guard(State(ui): State<Ui>, req: Request, next: Next) -> Response {
             retry_after,
         }) = budgets.rate.take(&caller.tenant)
     {
-        return too_many(message, retry_after);
+        return refusal(false, 429, message, Some(retry_after));
     }
     let response = next.run(req).await;
     if response.status() != StatusCode::UNAUTHORIZED {
@@ -56,22 +57,14 @@ pub async fn guard(State(ui): State<Ui>, req: Request, next: Next) -> Response {
         .failed(peer, "the dashboard: no valid token", Instant::now())
     {
         Ok(()) => response,
-        Err(wait) => too_many(
+        Err(wait) => refusal(
+            false,
+            429,
             format!(
                 "too many calls without a valid token from this address: retry in {} ms",
                 wait.as_millis().max(1)
             ),
-            wait,
+            Some(wait),
         ),
     }
-}
-
-/// 429 with `Retry-After` in whole seconds, rounded up.
-fn too_many(message: String, wait: std::time::Duration) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, message).into_response();
-    if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
 }
