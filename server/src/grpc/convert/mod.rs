@@ -1,23 +1,24 @@
 //! The wire mapping, in one place: every `errand.v1` message to and from
 //! its domain type, and every [`Error`] to its gRPC status ([`remote`]: a
-//! remote server's answers back to domain types, for the CLI).
+//! remote server's answers back to domain types, for the CLI; `worker.rs`:
+//! the messages of a worker's stream).
 use std::time::SystemTime;
 
 use errand_proto::v1 as pb;
 use tonic::{Code, Status, metadata::MetadataValue};
-use uuid::Uuid;
 
 pub mod remote;
+mod worker;
+
+pub use worker::{command, progress_report, registered_within, registration, task_result};
 
 use crate::{
     agents::Call,
     config::Limits,
     error::{Error, Kind},
-    fields,
     model::{
-        Command, CompletionRecord, Delivery, Fallback, FinishNotes, Outcome, ProgressRecord,
-        ProgressReport, Registration, Submission, TaskRecord, TaskResult, TaskState, ToolDef,
-        ToolKey, ToolPolicy, millis,
+        CompletionRecord, Delivery, Fallback, FinishNotes, Outcome, ProgressRecord, Submission,
+        TaskRecord, TaskState, ToolKey, ToolPolicy, millis,
     },
     tenant, text,
     tools::ToolSpec,
@@ -271,7 +272,7 @@ pub fn dedup(field: &str, value: i32) -> Result<Option<bool>, Error> {
 /// that [`fallback`] refuses (empty, the tool itself, an age of 0). The
 /// budget is checked with the registration
 /// (`scheduler::admission::check_tool_policy`).
-fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
+pub(super) fn tool_policy(tool: &pb::Tool, tenant: &str) -> Result<ToolPolicy, Error> {
     let field = |f: &str| format!("tool `{}`: {f}", tool.name);
     let fallback = match &tool.fallback {
         None => None,
@@ -313,19 +314,6 @@ pub fn progress(p: &ProgressRecord) -> pb::Progress {
         session_id: tenant::strip(&p.session).to_string(),
         attempt: 0,
     }
-}
-
-/// A worker's progress report; `Err` holds a `task_id` that is not a UUID.
-pub fn progress_report(p: pb::Progress) -> Result<ProgressReport, String> {
-    let task_id = Uuid::parse_str(&p.task_id).map_err(|_| p.task_id)?;
-    Ok(ProgressReport {
-        task_id,
-        attempt: p.attempt,
-        progress: p.progress,
-        total: p.total,
-        message: fields::free_text(p.message),
-        detail_json: p.detail_json,
-    })
 }
 
 /// A tool as `ListTools` shows it: the client's name, the async notice
@@ -420,100 +408,14 @@ pub fn fallback(f: pb::Fallback, tenant: &str, own: &str) -> Result<Fallback, Er
     }
 }
 
-/// A worker's registration for `tenant`. Errors: a tool name models would
-/// refuse ([`crate::tools::check_name`]); a worker name over
-/// [`fields::MAX_WORKER_NAME_BYTES`] (INVALID_ARGUMENT).
-pub fn registration(reg: pb::Register, tenant: &str) -> Result<Registration, Error> {
-    if reg.worker_name.len() > fields::MAX_WORKER_NAME_BYTES {
-        return Err(Error::invalid(format!(
-            "worker_name is {} bytes, the most is {}: a short name for logs and listings",
-            reg.worker_name.len(),
-            fields::MAX_WORKER_NAME_BYTES
-        )));
-    }
-    let tools = reg
-        .tools
-        .into_iter()
-        .map(|tool| {
-            crate::tools::check_name(&tool.name)?;
-            let policy = tool_policy(&tool, tenant)?;
-            Ok(ToolDef {
-                name: ToolKey::new(tenant, &tool.name),
-                description: fields::free_text(tool.description),
-                input_schema_json: tool.input_schema_json,
-                timeout_ms: tool.timeout_ms,
-                policy,
-                queue_timeout_ms: tool.queue_timeout_ms,
-            })
-        })
-        .collect::<Result<_, Error>>()?;
-    Ok(Registration {
-        worker_name: fields::free_text(reg.worker_name),
-        tools,
-        max_concurrency: reg.max_concurrency,
-    })
-}
-
-/// A worker's result; `Err` holds a `task_id` that is not a UUID.
-pub fn task_result(result: pb::TaskResult) -> Result<TaskResult, String> {
-    let task_id = Uuid::parse_str(&result.task_id).map_err(|_| result.task_id)?;
-    Ok(TaskResult {
-        task_id,
-        attempt: result.attempt,
-        summary: fields::free_text(result.summary),
-        outcome: result.outcome.map(|o| match o {
-            pb::task_result::Outcome::ResultJson(json) => Outcome::Result(json),
-            pb::task_result::Outcome::Error(e) => Outcome::Error {
-                code: fields::free_text(e.code),
-                message: fields::free_text(e.message),
-            },
-        }),
-    })
-}
-
-/// The first command on a worker's stream, telling the worker the most
-/// bytes one of its messages may take (`--max-message-bytes`), so it can
-/// fail a result too large to send instead of losing its stream.
-pub fn registered_within(worker_id: u64, max_message_bytes: usize) -> pb::WorkerCommand {
-    pb::WorkerCommand {
-        kind: Some(pb::worker_command::Kind::Registered(pb::Registered {
-            worker_id: worker_id.to_string(),
-            max_message_bytes: u64::try_from(max_message_bytes).unwrap_or(u64::MAX),
-        })),
-    }
-}
-
-pub fn command(command: Command) -> pb::WorkerCommand {
-    let kind = match command {
-        Command::Assign(a) => pb::worker_command::Kind::Assignment(pb::Assignment {
-            task_id: a.task_id.to_string(),
-            session_id: tenant::strip(&a.session).to_string(),
-            tool: tenant::strip(&a.tool).to_string(),
-            arguments_json: a.arguments.to_string(),
-            attempt: a.attempt,
-            timeout_ms: millis(a.timeout),
-            resume_detail_json: a.resume_detail.as_deref().unwrap_or_default().to_string(),
-        }),
-        Command::Cancel { task_id, reason } => {
-            pb::worker_command::Kind::Cancel(pb::CancelAssignment {
-                task_id: task_id.to_string(),
-                reason: reason.to_string(),
-            })
-        }
-        Command::Registered {
-            worker_id,
-            max_message_bytes,
-        } => return registered_within(worker_id, max_message_bytes),
-    };
-    pb::WorkerCommand { kind: Some(kind) }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use uuid::Uuid;
+
     use super::*;
-    use crate::store::StoreError;
+    use crate::{fields, model::ToolDef, store::StoreError};
 
     fn finished(result: &str, budget: u64, summary: Option<&str>) -> CompletionRecord {
         CompletionRecord {
