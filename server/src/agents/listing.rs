@@ -122,6 +122,28 @@ fn filter(
 
 /// The token after `last`: "v1", the order, created_at in nanoseconds and
 /// the task ID, made [`opaque`].
+/// The leading items of `items`, at most `max`, whose sizes (`size`, in
+/// bytes) add up to at most `budget`, and at least one: a listing's page
+/// within the message limit (the server's limits let any one item fit).
+/// Returns the page and whether items were left out.
+pub fn page_within<T>(
+    items: impl IntoIterator<Item = T>,
+    size: impl Fn(&T) -> usize,
+    budget: usize,
+    max: usize,
+) -> (Vec<T>, bool) {
+    let (mut page, mut used) = (Vec::new(), 0usize);
+    for item in items {
+        let n = size(&item);
+        if page.len() == max || (!page.is_empty() && used + n > budget) {
+            return (page, true);
+        }
+        used += n;
+        page.push(item);
+    }
+    (page, false)
+}
+
 pub fn page_token(last: &Cursor, newest_first: bool) -> String {
     let dir = if newest_first { 'd' } else { 'a' };
     opaque(&format!(

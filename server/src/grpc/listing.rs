@@ -70,22 +70,19 @@ fn state(code: i32) -> Result<TaskState, Error> {
 /// moves on. Pages were cut by count only, and a few large arguments or
 /// results made the default page fail RESOURCE_EXHAUSTED.
 pub fn task_page(page: TaskPage, newest_first: bool, budget: usize) -> pb::ListTasksResponse {
-    let mut tasks = Vec::with_capacity(page.tasks.len());
-    let mut used = 0usize;
-    let mut next_page_token = page.next_page_token;
-    for (i, view) in page.tasks.iter().enumerate() {
-        let task = task(view);
-        // Each repeated field: its tag, its length and its bytes.
-        let len = task.encoded_len();
-        let size = len + prost::length_delimiter_len(len) + 1;
-        if i > 0 && used + size > budget {
-            let last = &page.tasks[i - 1].task;
-            next_page_token = listing::page_token(&crate::store::Cursor::of(last), newest_first);
-            break;
+    // Each repeated field: its tag, its length and its bytes.
+    let size = |t: &pb::Task| {
+        let len = t.encoded_len();
+        len + prost::length_delimiter_len(len) + 1
+    };
+    let (tasks, cut) = listing::page_within(page.tasks.iter().map(task), size, budget, usize::MAX);
+    let next_page_token = match cut {
+        true => {
+            let last = &page.tasks[tasks.len() - 1].task;
+            listing::page_token(&crate::store::Cursor::of(last), newest_first)
         }
-        used += size;
-        tasks.push(task);
-    }
+        false => page.next_page_token,
+    };
     pb::ListTasksResponse {
         tasks,
         next_page_token,

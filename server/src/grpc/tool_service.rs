@@ -276,19 +276,14 @@ fn page(
     } else {
         req.page_size as usize
     };
-    let (mut out, mut used) = (Vec::new(), 0);
-    for t in &tools[start..] {
+    let listed = tools[start..].iter().map(|t| {
         let mut tool = convert::listed_tool(&t.spec, t.workers);
         tool.queued = u32::try_from(t.queued).unwrap_or(u32::MAX);
         tool.running = u32::try_from(t.running).unwrap_or(u32::MAX);
-        let size = tool.encoded_len() + 8;
-        if out.len() == max || (!out.is_empty() && used + size > budget) {
-            break;
-        }
-        used += size;
-        out.push(tool);
-    }
-    let more = start + out.len() < tools.len();
+        tool
+    });
+    let (out, more) =
+        crate::agents::listing::page_within(listed, |t| t.encoded_len() + 8, budget, max);
     let next_page_token = match out.last() {
         Some(last) if more => crate::agents::listing::tool_page_token(&last.name),
         _ => String::new(),

@@ -152,31 +152,22 @@ impl ServerHandler for McpHandler {
             .list_tools(&caller)
             .await
             .map_err(convert::error)?;
-        let (mut page, mut used, mut next) = (Vec::new(), 0usize, None);
-        for t in tools {
-            if after
-                .as_ref()
-                .is_some_and(|a| t.name.as_str() <= a.as_str())
-            {
-                continue;
-            }
-            let tool = Tool::new(
-                t.name,
-                convert::description(&t.description),
-                convert::input_schema(&t.input_schema_json),
-            );
-            let size = serde_json::to_vec(&tool).map_or(0, |v| v.len());
-            if let Some(last) = page
-                .last()
-                .filter(|_| used + size > self.settings.page_bytes)
-            {
-                let last: &Tool = last;
-                next = Some(crate::agents::listing::tool_page_token(&last.name));
-                break;
-            }
-            used += size;
-            page.push(tool);
-        }
+        let listed = tools
+            .into_iter()
+            .filter(|t| after.as_ref().is_none_or(|a| t.name.as_str() > a.as_str()))
+            .map(|t| {
+                Tool::new(
+                    t.name,
+                    convert::description(&t.description),
+                    convert::input_schema(&t.input_schema_json),
+                )
+            });
+        let size = |tool: &Tool| serde_json::to_vec(tool).map_or(0, |v| v.len());
+        let (page, cut) =
+            crate::agents::listing::page_within(listed, size, self.settings.page_bytes, usize::MAX);
+        let next = (page.last())
+            .filter(|_| cut)
+            .map(|last| crate::agents::listing::tool_page_token(&last.name));
         let mut result = ListToolsResult::with_all_items(page);
         result.next_cursor = next;
         Ok(result)
