@@ -335,3 +335,49 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("finding a free port")
 }
+
+/// A TCP proxy to `url`'s database that can freeze: while frozen it keeps
+/// its connections open and forwards nothing either way, as a network
+/// that drops one server's packets, or a frozen (SIGSTOPped) database,
+/// does. Returns the proxied URL and the switch.
+pub async fn freezable(url: &str) -> (String, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (rest, db) = url.rsplit_once('/').unwrap();
+    let upstream: std::net::SocketAddr = rest.rsplit_once('@').unwrap().1.parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxied = format!("postgres://errand@{}/{db}", listener.local_addr().unwrap());
+    let (freeze, frozen) = tokio::sync::watch::channel(false);
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while *frozen.borrow_and_update() {
+                if frozen.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, frozen.clone()));
+            tokio::spawn(pump(sr, cw, frozen.clone()));
+        }
+    });
+    (proxied, freeze)
+}

@@ -655,51 +655,6 @@ async fn next_command(worker: &mut raw::RawWorker) -> pb::worker_command::Kind {
         .expect("a command")
 }
 
-/// A TCP proxy to `url`'s database that can freeze: while frozen it keeps
-/// its connections open and forwards nothing either way, as a network
-/// that drops one server's packets does. Returns the proxied URL.
-async fn freezable(url: &str) -> (String, watch::Sender<bool>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (rest, db) = url.rsplit_once('/').unwrap();
-    let upstream: std::net::SocketAddr = rest.rsplit_once('@').unwrap().1.parse().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxied = format!("postgres://errand@{}/{db}", listener.local_addr().unwrap());
-    let (freeze, frozen) = watch::channel(false);
-    async fn pump(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        mut frozen: watch::Receiver<bool>,
-    ) {
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            while *frozen.borrow_and_update() {
-                if frozen.changed().await.is_err() {
-                    return;
-                }
-            }
-            if to.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    }
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                continue;
-            };
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, frozen.clone()));
-            tokio::spawn(pump(sr, cw, frozen.clone()));
-        }
-    });
-    (proxied, freeze)
-}
-
 /// A server cut off from the database for longer than its lease, while
 /// another is not, loses its running task to the other's reaper (that
 /// server really could not renew): its worker is told why, with the
@@ -712,7 +667,7 @@ async fn a_task_reclaimed_from_a_cut_off_server_tells_its_worker_lease_lost() {
         return;
     };
     let url = cluster.create_database().await;
-    let (proxied, freeze) = freezable(&url).await;
+    let (proxied, freeze) = pg::freezable(&url).await;
     let flags = ["--lease-ms", "900", "--database-timeout-ms", "1000"];
     let a = Server::start_postgres(&proxied, &flags).await;
     let _b = Server::start_postgres(&url, &flags).await;

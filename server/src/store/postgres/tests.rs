@@ -579,51 +579,6 @@ async fn after_an_outage_longer_than_the_lease_no_live_servers_task_is_reclaimed
     assert!(tell.starts_with("lease_lost: "), "{tell}");
 }
 
-/// A TCP proxy to the test cluster that can freeze: while frozen it keeps
-/// every connection open, accepts new ones, and forwards nothing either
-/// way, as a frozen (SIGSTOPped) database or a blackholed network does.
-async fn freezable(url: &str) -> (String, tokio::sync::watch::Sender<bool>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (rest, db) = url.rsplit_once('/').unwrap();
-    let upstream: std::net::SocketAddr = rest.rsplit_once('@').unwrap().1.parse().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxied = format!("postgres://errand@{}/{db}", listener.local_addr().unwrap());
-    let (freeze, frozen) = tokio::sync::watch::channel(false);
-    async fn pump(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        mut frozen: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            while *frozen.borrow_and_update() {
-                if frozen.changed().await.is_err() {
-                    return;
-                }
-            }
-            if to.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    }
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                continue;
-            };
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, frozen.clone()));
-            tokio::spawn(pump(sr, cw, frozen.clone()));
-        }
-    });
-    (proxied, freeze)
-}
-
 /// Defect: a database that accepts connections but never answers made
 /// every store call hang for the whole outage. Each one now fails with
 /// UNAVAILABLE within the store's operation timeout; a submit retried with
@@ -631,7 +586,7 @@ async fn freezable(url: &str) -> (String, tokio::sync::watch::Sender<bool>) {
 #[tokio::test]
 async fn a_silent_database_fails_each_call_within_the_timeout() {
     let Some(url) = url().await else { return };
-    let (proxied, freeze) = freezable(&url).await;
+    let (proxied, freeze) = errand_testkit::pg::freezable(&url).await;
     let options = PostgresOptions {
         op_timeout: Duration::from_millis(1_000),
         lease: Duration::from_millis(300),
