@@ -29,7 +29,8 @@ pub struct Args {
     pub store: StoreKind,
     /// The PostgreSQL database of `--store postgres`, as a URL
     /// (postgres://USER[:PASSWORD]@HOST:PORT/DBNAME) or key=value string.
-    /// Every server pointed at one database acts as one service.
+    /// Every server pointed at one database acts as one service. TLS as in
+    /// libpq: ?sslmode=verify-full&sslrootcert=CA.pem (or =system).
     #[arg(long, env = "ERRAND_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// With --store postgres: how long a task claimed by this server stays

@@ -10,12 +10,12 @@ impl PostgresStore {
     /// database is unreachable it logs why and retries with backoff (up to
     /// `options.connect_timeout`); a schema newer than this binary is refused.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let mut config = parse_url(url).map_err(StoreError::Internal)?;
+        let (mut config, tls) = parse_url(url).map_err(StoreError::Internal)?;
         bound_connections(&mut config, options.op_timeout);
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -89,7 +89,7 @@ impl PostgresStore {
         };
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
-            tokio::spawn(listen(config, events.clone(), options.op_timeout)),
+            tokio::spawn(listen(config, tls, events.clone(), options.op_timeout)),
         ];
         info!(database = %target, server_id = %server_id, "PostgreSQL store ready");
         Ok(Self {
@@ -106,8 +106,8 @@ impl PostgresStore {
 
 /// Whether `url` is a database URL this store can use, saying why not: a
 /// URL that cannot work is refused at start, not retried as if the
-/// database were down (an empty or hostless one; one that requires TLS,
-/// which this store does not speak).
+/// database were down (an empty or hostless one; TLS settings that cannot
+/// work: see `tls.rs`).
 ///
 /// # Errors
 /// What is wrong with it, in words for the operator.
@@ -115,25 +115,21 @@ pub fn check_url(url: &str) -> Result<(), String> {
     parse_url(url).map(drop)
 }
 
-pub(super) fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+/// `url`'s connection settings and the TLS connector its `ssl*`
+/// parameters ask for (`tls.rs`).
+pub(super) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
     const FORM: &str = "use postgres://USER[:PASSWORD]@HOST:PORT/DBNAME";
     if url.trim().is_empty() {
         return Err(format!("the database URL is empty: {FORM}"));
     }
-    let config = tokio_postgres::Config::from_str(url)
+    let (rest, ssl_mode, tls) = tls_settings(url)?;
+    let mut config = tokio_postgres::Config::from_str(&rest)
         .map_err(|e| format!("the database URL is not valid ({e}): {FORM}"))?;
     if config.get_hosts().is_empty() {
         return Err(format!("the database URL names no host: {FORM}"));
     }
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "the database URL requires TLS (sslmode=require), and errand connects to \
-             PostgreSQL without TLS: use sslmode=disable or prefer (plain), over a trusted \
-             network, a Unix socket or a TLS tunnel (stunnel, an SSH tunnel)"
-                .into(),
-        );
-    }
-    Ok(config)
+    config.ssl_mode(ssl_mode);
+    Ok((config, tls))
 }
 
 /// Runs `op` (store operation `what`) within `limit`; past it, logs and
@@ -219,8 +215,16 @@ pub(super) fn bound_connections(config: &mut tokio_postgres::Config, limit: Dura
 
 /// One connection from the pool and a query's answer: the database is
 /// there and answering.
+/// A TLS handshake that failed for good (a certificate refused, no TLS
+/// where it is required) fails the start at once: retrying cannot fix it.
 async fn reach(pool: &Pool) -> Result<(), StoreError> {
-    let client = pool.get().await.map_err(pool_error)?;
+    let client = pool.get().await.map_err(|e| match &e {
+        deadpool_postgres::PoolError::Backend(b) => match refused(b) {
+            Some(why) => StoreError::Internal(why),
+            None => pool_error(e),
+        },
+        _ => pool_error(e),
+    })?;
     client.simple_query("SELECT 1").await.map_err(pg_error)?;
     Ok(())
 }

@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -20,6 +21,7 @@ const NOTES_BUFFER: usize = 1024;
 /// may have been missed meanwhile.
 pub(super) async fn listen(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     events: broadcast::Sender<SharedEvent>,
     limit: Duration,
 ) {
@@ -27,7 +29,7 @@ pub(super) async fn listen(
     loop {
         // Within `limit`: a database that accepts connections and never
         // answers is retried, not waited on for ever.
-        let connected = match tokio::time::timeout(limit, config.connect(NoTls)).await {
+        let connected = match tokio::time::timeout(limit, config.connect(tls.clone())).await {
             Ok(c) => c.map_err(|e| super::errors::chain(&e)),
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         };

@@ -53,7 +53,7 @@ use std::{
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio::{sync::broadcast, task::JoinHandle};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -73,6 +73,7 @@ use errors::{pg_error, pool_error};
 use listen::listen;
 use rows::{completion_of, rows, task_from_row};
 use schema::migrate;
+use tls::{refused, tls_settings};
 use writer::{Guard, Op, Writer};
 
 mod connection;
@@ -87,6 +88,7 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod tools;
 mod writer;
 

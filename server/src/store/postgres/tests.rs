@@ -6,6 +6,8 @@ use crate::model::{Outcome, TaskState};
 use crate::store::LostTask;
 use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
 
+mod tls;
+
 /// A fresh database, or `None`: the test is skipped, visibly (see
 /// `pg_database`).
 async fn url() -> Option<String> {
@@ -688,7 +690,7 @@ async fn the_connect_timeout_bounds_a_database_that_never_answers() {
 /// sets itself is kept (its options come last, so they win).
 #[test]
 fn connections_are_bounded_and_the_urls_settings_kept() {
-    let mut plain = parse_url("postgres://errand@db:5432/errand").unwrap();
+    let mut plain = parse_url("postgres://errand@db:5432/errand").unwrap().0;
     bound_connections(&mut plain, Duration::from_millis(2_500));
     assert_eq!(
         plain.get_connect_timeout(),
@@ -706,7 +708,7 @@ fn connections_are_bounded_and_the_urls_settings_kept() {
     let mut theirs = parse_url(
         "postgres://errand@db/errand?connect_timeout=3&keepalives_idle=60&options=-c%20statement_timeout%3D0",
     )
-    .unwrap();
+    .unwrap().0;
     bound_connections(&mut theirs, Duration::from_millis(2_500));
     assert_eq!(theirs.get_connect_timeout(), Some(&Duration::from_secs(3)));
     assert_eq!(theirs.get_keepalives_idle(), Duration::from_secs(60));
@@ -723,10 +725,11 @@ fn connections_are_bounded_and_the_urls_settings_kept() {
         "  ",
         "postgres://",
         "postgres:///errand",
-        "postgres://e@db/d?sslmode=require",
+        "postgres://e@db/d?sslmode=bogus",
     ] {
         assert!(check_url(bad).is_err(), "{bad:?}");
     }
     assert!(check_url("postgres://e@db/d?sslmode=prefer").is_ok());
+    assert!(check_url("postgres://e@db/d?sslmode=require").is_ok());
     assert!(check_url("host=/var/run/postgresql dbname=errand").is_ok());
 }
