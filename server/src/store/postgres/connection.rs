@@ -13,23 +13,7 @@ impl PostgresStore {
         let (mut config, tls) = parse_url(url).map_err(StoreError::Internal)?;
         bound_connections(&mut config, options.op_timeout);
         let target = describe(&config);
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // A checkout waits for a free connection, or makes one (TCP,
-        // startup), within the operation timeout: never for ever.
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(2))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(options.op_timeout))
-            .create_timeout(Some(options.op_timeout))
-            .recycle_timeout(Some(options.op_timeout))
-            .build()
-            .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
+        let mut pool = pool(&config, &tls, &options)?;
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -43,14 +27,25 @@ impl PostgresStore {
             let attempt = left.map_or(options.op_timeout, |l| l.min(options.op_timeout));
             let reached = match tokio::time::timeout(attempt, reach(&pool)).await {
                 Ok(r) => r,
-                Err(_) => Err(StoreError::Unavailable(format!(
+                Err(_) => Err(Unreached::Store(StoreError::Unavailable(format!(
                     "no answer within {} ms",
                     shown_ms(attempt)
-                ))),
+                )))),
             };
             let outcome = match reached {
                 Ok(()) => migrate(&pool).await,
-                Err(e) => Err(e),
+                Err(Unreached::Tls(why, _)) if config.get_ssl_mode() == SslMode::Prefer => {
+                    // libpq's `prefer`: a handshake that fails is tried
+                    // again without TLS.
+                    warn!(database = %target, error = %why,
+                        "sslmode=prefer: the TLS handshake failed; connecting without TLS");
+                    config.ssl_mode(SslMode::Disable);
+                    pool = self::pool(&config, &tls, &options)?;
+                    continue;
+                }
+                Err(Unreached::Tls(why, true)) => Err(StoreError::Internal(why)),
+                Err(Unreached::Tls(why, false)) => Err(StoreError::Unavailable(why)),
+                Err(Unreached::Store(e)) => Err(e),
             };
             match outcome {
                 Ok(()) => break,
@@ -128,6 +123,25 @@ pub(super) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, MakeRustls
     if config.get_hosts().is_empty() {
         return Err(format!("the database URL names no host: {FORM}"));
     }
+    // An sslmode the driver found where `tls_settings` did not (after an
+    // unencoded `?` or `@` in the password) must not be overridden unseen.
+    if config.get_ssl_mode() != SslMode::Prefer {
+        return Err(format!(
+            "the database URL's sslmode could not be read: percent-encode `?`, `@` and `&` \
+             in the user name and password ({FORM})"
+        ));
+    }
+    if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct {
+        return Err("sslnegotiation=direct is not supported: leave it out (postgres)".into());
+    }
+    // As libpq: TLS is not used over Unix-domain sockets, whatever sslmode says.
+    let unix =
+        |h: &tokio_postgres::config::Host| matches!(h, tokio_postgres::config::Host::Unix(_));
+    let ssl_mode = if config.get_hosts().iter().all(unix) {
+        SslMode::Disable
+    } else {
+        ssl_mode
+    };
     config.ssl_mode(ssl_mode);
     Ok((config, tls))
 }
@@ -215,18 +229,50 @@ pub(super) fn bound_connections(config: &mut tokio_postgres::Config, limit: Dura
 
 /// One connection from the pool and a query's answer: the database is
 /// there and answering.
-/// A TLS handshake that failed for good (a certificate refused, no TLS
-/// where it is required) fails the start at once: retrying cannot fix it.
-async fn reach(pool: &Pool) -> Result<(), StoreError> {
+async fn reach(pool: &Pool) -> Result<(), Unreached> {
     let client = pool.get().await.map_err(|e| match &e {
-        deadpool_postgres::PoolError::Backend(b) => match refused(b) {
-            Some(why) => StoreError::Internal(why),
-            None => pool_error(e),
+        deadpool_postgres::PoolError::Backend(b) => match tls_failure(b) {
+            Some(TlsFailure::Refused(why)) => Unreached::Tls(why, true),
+            Some(TlsFailure::Failed(why)) => Unreached::Tls(why, false),
+            None => Unreached::Store(pool_error(e)),
         },
-        _ => pool_error(e),
+        _ => Unreached::Store(pool_error(e)),
     })?;
-    client.simple_query("SELECT 1").await.map_err(pg_error)?;
+    (client.simple_query("SELECT 1").await).map_err(|e| Unreached::Store(pg_error(e)))?;
     Ok(())
+}
+
+/// Why the database was not reached at start.
+enum Unreached {
+    /// A failed TLS handshake, and whether for good (a certificate
+    /// refused, no TLS where it is required: retrying cannot fix it, so the
+    /// start fails at once). `sslmode=prefer` goes on without TLS either way.
+    Tls(String, bool),
+    Store(StoreError),
+}
+
+/// The connection pool. A checkout waits for a free connection, or makes
+/// one (TCP, startup), within the operation timeout: never for ever.
+fn pool(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    options: &PostgresOptions,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        tls.clone(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(2))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(options.op_timeout))
+        .create_timeout(Some(options.op_timeout))
+        .recycle_timeout(Some(options.op_timeout))
+        .build()
+        .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {

@@ -53,6 +53,7 @@ use std::{
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio::{sync::broadcast, task::JoinHandle};
+use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{error, info, warn};
 use uuid::Uuid;
@@ -73,7 +74,7 @@ use errors::{pg_error, pool_error};
 use listen::listen;
 use rows::{completion_of, rows, task_from_row};
 use schema::migrate;
-use tls::{refused, tls_settings};
+use tls::{TlsFailure, tls_failure, tls_settings};
 use writer::{Guard, Op, Writer};
 
 mod connection;

@@ -7,13 +7,16 @@
 //! `host=db sslmode=verify-full sslrootcert=/etc/ca.pem`).
 //!
 //! What each mode checks, as libpq: `prefer` and `require` encrypt without
-//! checking the server's certificate (`require` refuses a server without
-//! TLS; given `sslrootcert`, it checks the chain as `verify-ca` does);
-//! `verify-ca` checks that a CA of `sslrootcert` signed it; `verify-full`
-//! also that it names the host connected to. `verify-ca` and `verify-full`
-//! without `sslrootcert` read `~/.postgresql/root.crt`, and
-//! `sslrootcert=system` needs `verify-full`, as in libpq. Files are read
-//! once, at start.
+//! checking the server's certificate (`prefer` goes on without TLS when the
+//! server has none, or at start when its handshake fails: `connection.rs`;
+//! `require` refuses a server without TLS; given `sslrootcert`, it checks
+//! the chain as `verify-ca` does); `verify-ca` checks that a CA of
+//! `sslrootcert` signed it; `verify-full` also that it names the host
+//! connected to. `verify-ca` and `verify-full` without `sslrootcert` read
+//! `~/.postgresql/root.crt` (`require` does not: only a named `sslrootcert`
+//! makes it check); `sslrootcert=system` implies `verify-full` and refuses
+//! a weaker mode; a Unix socket gets no TLS (`parse_url`), as in libpq.
+//! Files are read once, at start.
 use std::{path::PathBuf, sync::Arc};
 
 use tokio_postgres::config::SslMode;
@@ -69,18 +72,28 @@ impl Params {
 /// parameters.
 fn split_params(url: &str) -> Result<(String, Params), String> {
     let mut params = Params::default();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let Some((base, query)) = url.split_once('?') else {
+    if let Some(scheme) = ["postgres://", "postgresql://"]
+        .iter()
+        .find(|s| url.starts_with(*s))
+    {
+        // The query starts after the user info, which ends at the first
+        // `@`, as the driver reads it.
+        let from = url[scheme.len()..]
+            .find('@')
+            .map_or(scheme.len(), |at| scheme.len() + at + 1);
+        let Some(q) = url[from..].find('?').map(|q| from + q) else {
             return Ok((url.to_string(), params));
         };
+        let (base, query) = (&url[..q], &url[q + 1..]);
         let mut kept = Vec::new();
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if TLS_KEYS.contains(&key) {
+            let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+            if TLS_KEYS.contains(&&*key) {
                 let value = percent_encoding::percent_decode_str(value)
                     .decode_utf8()
                     .map_err(|_| format!("the database URL's {key} is not UTF-8"))?;
-                params.set(key, value.into_owned());
+                params.set(&key, value.into_owned());
             } else {
                 kept.push(pair);
             }
@@ -156,7 +169,10 @@ fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
 /// a verifying mode with no CA certificates to verify with.
 pub(super) fn tls_settings(url: &str) -> Result<(String, SslMode, MakeRustlsConnect), String> {
     let (url, params) = split_params(url)?;
+    let system = params.root_cert.as_deref() == Some("system");
     let mode = match params.mode.as_deref() {
+        // As libpq: the system's CAs vouch for names, so they imply verify-full.
+        None if system => Mode::VerifyFull,
         None | Some("prefer") => Mode::Prefer,
         Some("disable") => Mode::Disable,
         Some("require") => Mode::Require,
@@ -225,7 +241,6 @@ pub(super) fn tls_settings(url: &str) -> Result<(String, SslMode, MakeRustlsConn
 /// when it does not verify.
 fn roots(mode: Mode, root_cert: Option<&str>) -> Result<Option<RootCertStore>, String> {
     let file = match (mode, root_cert) {
-        (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => return Ok(None),
         (_, Some("system")) if mode != Mode::VerifyFull => {
             return Err(
                 "sslrootcert=system needs sslmode=verify-full (as in libpq): the system's \
@@ -233,6 +248,7 @@ fn roots(mode: Mode, root_cert: Option<&str>) -> Result<Option<RootCertStore>, S
                     .into(),
             );
         }
+        (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => return Ok(None),
         (_, Some("system")) => {
             let found = rustls_native_certs::load_native_certs();
             let mut roots = RootCertStore::empty();
@@ -379,34 +395,54 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// Whether `e` (a failed connection) is TLS refusing to go on: a
-/// certificate refused either way, or a server without TLS where TLS is
-/// required. Retrying cannot fix these; the operator must.
-pub(super) fn refused(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// How a failed connection failed in TLS, if it did.
+pub(super) enum TlsFailure {
+    /// A certificate refused either way, or no TLS where it is required:
+    /// retrying cannot fix it; the operator must.
+    Refused(String),
+    /// Any other failed handshake (a connection cut mid-handshake, a peer
+    /// that does not speak TLS after offering it).
+    Failed(String),
+}
+
+/// Whether, and how, `e` (a failed connection) failed in TLS.
+pub(super) fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut handshake = false;
     while let Some(c) = cause {
+        let text = c.to_string();
+        handshake |= text.starts_with("error performing TLS handshake");
         let tls = c.downcast_ref::<TlsError>().or_else(|| {
             c.downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref())
                 .and_then(|inner| inner.downcast_ref::<TlsError>())
         });
-        if let Some(
-            e @ (TlsError::InvalidCertificate(_)
-            | TlsError::NoCertificatesPresented
-            | TlsError::PeerIncompatible(_)
-            | TlsError::AlertReceived(_)),
-        ) = tls
-        {
-            return Some(format!("the TLS handshake with PostgreSQL failed: {e}"));
+        match tls {
+            Some(
+                e @ (TlsError::InvalidCertificate(_)
+                | TlsError::NoCertificatesPresented
+                | TlsError::PeerIncompatible(_)
+                | TlsError::AlertReceived(_)),
+            ) => {
+                return Some(TlsFailure::Refused(format!(
+                    "the TLS handshake with PostgreSQL failed: {e}"
+                )));
+            }
+            Some(e) => {
+                return Some(TlsFailure::Failed(format!(
+                    "the TLS handshake with PostgreSQL failed: {e}"
+                )));
+            }
+            None => {}
         }
-        if c.to_string() == "server does not support TLS" {
-            return Some(
+        if text == "server does not support TLS" {
+            return Some(TlsFailure::Refused(
                 "PostgreSQL does not offer TLS, and the database URL requires it (sslmode): \
                  turn ssl on in postgresql.conf, or use sslmode=prefer or disable"
                     .into(),
-            );
+            ));
         }
         cause = c.source();
     }
-    None
+    handshake.then(|| TlsFailure::Failed(super::errors::chain(e)))
 }

@@ -27,6 +27,51 @@ fn the_urls_tls_parameters_are_read_in_both_forms() {
     assert_eq!(config.get_dbname(), Some("d"));
 }
 
+/// The cases where reading the TLS parameters apart from the driver could
+/// have weakened the mode: each reads as the driver would.
+#[test]
+fn the_mode_is_never_weakened_unseen() {
+    use tokio_postgres::config::SslMode;
+    let mode = |url: &str| tls_settings(url).map(|(_, mode, _)| mode);
+    // A `?` in the password: the query starts after the user info.
+    let (rest, m, _) = tls_settings("postgres://u:p?w@h/d?sslmode=require").unwrap();
+    assert_eq!(
+        (rest.as_str(), m),
+        ("postgres://u:p?w@h/d", SslMode::Require)
+    );
+    // A percent-encoded key, and a value holding an encoded `&`.
+    assert_eq!(
+        mode("postgres://u@h/d?ssl%6Dode=require"),
+        Ok(SslMode::Require)
+    );
+    let (rest, _, _) =
+        tls_settings("postgres://u@h/d?application_name=a%26b&sslmode=disable").unwrap();
+    assert_eq!(rest, "postgres://u@h/d?application_name=a%26b");
+    // sslrootcert=system implies verify-full and refuses anything weaker.
+    match mode("postgres://u@h/d?sslrootcert=system") {
+        Ok(m) => assert_eq!(m, SslMode::Require),
+        Err(e) => assert!(e.contains("trust store"), "{e}"),
+    }
+    for weaker in ["prefer", "disable", "require", "verify-ca"] {
+        let err = mode(&format!(
+            "postgres://u@h/d?sslrootcert=system&sslmode={weaker}"
+        ));
+        assert!(
+            err.unwrap_err().contains("needs sslmode=verify-full"),
+            "{weaker}"
+        );
+    }
+    // As libpq: no TLS over a Unix-domain socket, whatever sslmode says.
+    let (config, _) = parse_url("host=/var/run/postgresql sslmode=require dbname=d").unwrap();
+    assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+    let (config, _) = parse_url("postgres://u@h/d?sslmode=require").unwrap();
+    assert_eq!(config.get_ssl_mode(), SslMode::Require);
+    let Err(err) = parse_url("postgres://u@h/d?sslnegotiation=direct&sslmode=require") else {
+        panic!("sslnegotiation=direct accepted");
+    };
+    assert!(err.contains("sslnegotiation=direct"), "{err}");
+}
+
 #[test]
 fn tls_settings_that_cannot_work_are_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -272,4 +317,57 @@ async fn a_certificate_refused_fails_the_start_at_once_saying_why() {
         Err(e) => e,
     };
     assert!(err.to_string().contains("does not offer TLS"), "{err}");
+}
+
+/// libpq's `prefer`: a server that offers TLS and then fails the handshake
+/// is connected to again without TLS. The server here is a proxy to the
+/// plain test cluster that answers each SSLRequest with "S" and then
+/// bytes that are not TLS, and forwards any other connection.
+#[tokio::test]
+async fn prefer_goes_on_without_tls_when_the_handshake_fails() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(plain) = url().await else { return };
+    let (rest, db) = plain.rsplit_once('/').unwrap();
+    let upstream = rest.rsplit_once('@').unwrap().1.to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let proxy = tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut first = [0u8; 8];
+                client.read_exact(&mut first).await?;
+                // SSLRequest: length 8, code 80877103.
+                if first == [0, 0, 0, 8, 4, 210, 22, 47] {
+                    client.write_all(b"Snot a TLS server hello").await?;
+                    return client.shutdown().await;
+                }
+                let mut server = tokio::net::TcpStream::connect(upstream).await?;
+                server.write_all(&first).await?;
+                tokio::io::copy_bidirectional(&mut client, &mut server)
+                    .await
+                    .map(drop)
+            });
+        }
+    });
+    let url = format!("postgres://errand@127.0.0.1:{port}/{db}");
+    let store = PostgresStore::connect(&url, options()).await.unwrap();
+    assert!(!encrypted(&store).await);
+    // sslmode=require takes no such fallback: the start fails, retried as
+    // an unreachable database until the connect timeout.
+    let err = match PostgresStore::connect(
+        &format!("{url}?sslmode=require"),
+        PostgresOptions {
+            connect_timeout: Some(Duration::from_millis(500)),
+            ..PostgresOptions::default()
+        },
+    )
+    .await
+    {
+        Ok(_) => panic!("sslmode=require connected without TLS"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("TLS handshake"), "{err}");
+    proxy.abort();
 }
