@@ -204,16 +204,23 @@ pub(super) fn tls_settings(url: &str) -> Result<(String, SslMode, MakeRustlsConn
     let builder = match (roots, mode) {
         (Some(roots), Mode::VerifyFull) => builder.with_root_certificates(roots),
         (Some(roots), _) => {
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| format!("sslrootcert: {e}"))?;
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| format!("sslrootcert: {e}"))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
+                .with_custom_certificate_verifier(Arc::new(Lenient {
+                    chain: Some(inner),
+                    provider,
+                }))
         }
         (None, _) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked(provider))),
+            .with_custom_certificate_verifier(Arc::new(Lenient {
+                chain: None,
+                provider,
+            })),
     };
     let config = match (params.cert, params.key) {
         (None, None) => builder.with_no_client_auth(),
@@ -294,11 +301,18 @@ fn roots(mode: Mode, root_cert: Option<&str>) -> Result<Option<RootCertStore>, S
     Ok(Some(roots))
 }
 
-/// `verify-ca`: the chain is checked, the name is not (libpq's meaning).
+/// The modes that check less than rustls does: `verify-ca` (`chain`: the
+/// chain is checked, the name is not) and `prefer`/`require` without
+/// `sslrootcert` (no `chain`: the certificate is not checked). Either way
+/// the handshake's signatures are, so the peer holds the key of the
+/// certificate it shows.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -307,13 +321,10 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        match (self.0).verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(TlsError::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -327,52 +338,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without `sslrootcert`: encrypted, the
-/// certificate not checked (libpq's meaning); the handshake's signatures
-/// still are, so the peer holds the key of the certificate it shows.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
         verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -386,12 +356,14 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
