@@ -146,7 +146,27 @@ fn tls_cluster() -> Option<&'static Tls> {
         let (cert_file, key_file) = (dir.path().join("db.pem"), dir.path().join("db.key"));
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        give_to_postgres(dir.path(), &[&cert_file, &key_file]);
+        // A client certificate for the role `certuser`, which may log in
+        // over TLS with it only (`cert` authentication: its CN is the role).
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut client = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        client
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "certuser");
+        let client = client.signed_by(&client_key, &issuer).unwrap();
+        std::fs::write(dir.path().join("client.pem"), client.pem()).unwrap();
+        std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
+        let hba = dir.path().join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "local all all trust\n\
+             hostssl all certuser 127.0.0.1/32 cert\n\
+             host all certuser 127.0.0.1/32 reject\n\
+             host all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        give_to_postgres(dir.path(), &[&cert_file, &key_file, &hba, &ca_file]);
         let cluster = Cluster::start(
             &bin,
             &[
@@ -154,8 +174,19 @@ fn tls_cluster() -> Option<&'static Tls> {
                 ("ssl", "on"),
                 ("ssl_cert_file", cert_file.to_str().unwrap()),
                 ("ssl_key_file", key_file.to_str().unwrap()),
+                ("ssl_ca_file", ca_file.to_str().unwrap()),
+                ("hba_file", hba.to_str().unwrap()),
             ],
         );
+        let admin = cluster.url("postgres");
+        let role = "CREATE ROLE certuser LOGIN SUPERUSER";
+        // Its own thread and runtime: this runs inside a test's runtime.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(Cluster::execute(&admin, role));
+        })
+        .join()
+        .unwrap();
         Some(Tls { cluster, dir })
     })
     .as_ref()
@@ -275,6 +306,36 @@ async fn each_sslmode_connects_as_libpq_does() {
     };
     let store = PostgresStore::connect(&url, options()).await.unwrap();
     assert!(!encrypted(&store).await, "{url}");
+}
+
+/// `sslcert`/`sslkey`: a role that may log in only with a certificate
+/// does so with one, and is refused without.
+#[tokio::test]
+async fn a_client_certificate_logs_in_where_one_is_required() {
+    let Some((url, tls)) = tls_url("db.example", "sslmode=verify-full&sslrootcert=CA").await else {
+        return;
+    };
+    let url = url.replacen("postgres://errand@", "postgres://certuser@", 1);
+    let file = |name: &str| tls.dir.path().join(name).display().to_string();
+    let with = format!(
+        "{url}&sslcert={}&sslkey={}",
+        file("client.pem"),
+        file("client.key")
+    );
+    let store = PostgresStore::connect(&with, options()).await.unwrap();
+    assert!(encrypted(&store).await);
+    let without = PostgresStore::connect(
+        &url,
+        PostgresOptions {
+            connect_timeout: Some(Duration::from_millis(500)),
+            ..PostgresOptions::default()
+        },
+    )
+    .await;
+    let err = without
+        .err()
+        .expect("certuser logged in without a certificate");
+    assert!(err.to_string().contains("client certificate"), "{err}");
 }
 
 #[tokio::test]
