@@ -34,7 +34,8 @@ impl PostgresStore {
             };
             let outcome = match reached {
                 Ok(()) => migrate(&pool).await,
-                Err(Unreached::Tls(why, _)) if config.get_ssl_mode() == SslMode::Prefer => {
+                Err(Unreached::Tls(failure)) if config.get_ssl_mode() == SslMode::Prefer => {
+                    let (TlsFailure::Refused(why) | TlsFailure::Failed(why)) = failure;
                     // libpq's `prefer`: a handshake that fails is tried
                     // again without TLS.
                     warn!(database = %target, error = %why,
@@ -43,8 +44,8 @@ impl PostgresStore {
                     pool = self::pool(&config, &tls, &options)?;
                     continue;
                 }
-                Err(Unreached::Tls(why, true)) => Err(StoreError::Internal(why)),
-                Err(Unreached::Tls(why, false)) => Err(StoreError::Unavailable(why)),
+                Err(Unreached::Tls(TlsFailure::Refused(why))) => Err(StoreError::Internal(why)),
+                Err(Unreached::Tls(TlsFailure::Failed(why))) => Err(StoreError::Unavailable(why)),
                 Err(Unreached::Store(e)) => Err(e),
             };
             match outcome {
@@ -232,8 +233,7 @@ pub(super) fn bound_connections(config: &mut tokio_postgres::Config, limit: Dura
 async fn reach(pool: &Pool) -> Result<(), Unreached> {
     let client = pool.get().await.map_err(|e| match &e {
         deadpool_postgres::PoolError::Backend(b) => match tls_failure(b) {
-            Some(TlsFailure::Refused(why)) => Unreached::Tls(why, true),
-            Some(TlsFailure::Failed(why)) => Unreached::Tls(why, false),
+            Some(failure) => Unreached::Tls(failure),
             None => Unreached::Store(pool_error(e)),
         },
         _ => Unreached::Store(pool_error(e)),
@@ -244,10 +244,9 @@ async fn reach(pool: &Pool) -> Result<(), Unreached> {
 
 /// Why the database was not reached at start.
 enum Unreached {
-    /// A failed TLS handshake, and whether for good (a certificate
-    /// refused, no TLS where it is required: retrying cannot fix it, so the
-    /// start fails at once). `sslmode=prefer` goes on without TLS either way.
-    Tls(String, bool),
+    /// A failed TLS handshake: a refused one fails the start at once, any
+    /// other is retried; `sslmode=prefer` goes on without TLS either way.
+    Tls(TlsFailure),
     Store(StoreError),
 }
 

@@ -250,29 +250,27 @@ async fn encrypted(store: &PostgresStore) -> bool {
 }
 
 /// Waits (up to 20 s) until the store's notification listener, which
-/// connects on its own, is connected over TLS.
+/// connects on its own, listens, then checks that its connection is
+/// encrypted. Listening shows as an event: the resync it sends once
+/// connected, or the notification sent here once it already was.
 async fn listener_encrypted(store: &PostgresStore) {
+    let mut events = store.events();
     let client = store.client().await.unwrap();
-    let listening = async {
-        loop {
-            let n: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-                     WHERE a.datname = current_database() AND a.query LIKE 'LISTEN %' AND s.ssl",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if n > 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), listening)
+    client.batch_execute("NOTIFY errand_tools").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), events.recv())
         .await
-        .expect("the listener connected over TLS within 20 s");
+        .expect("the listener listened within 20 s")
+        .unwrap();
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.datname = current_database() AND a.query LIKE 'LISTEN %' AND s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 1, "the listener's connection is not encrypted");
 }
 
 /// Bounded, so a refusal retried by mistake fails the test instead of
