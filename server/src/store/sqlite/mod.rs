@@ -93,6 +93,7 @@ mod session_seqs;
 #[cfg(test)]
 mod tests;
 mod tools;
+mod wal_vfs;
 mod writer;
 
 /// The database file inside the data dir.

@@ -6,12 +6,13 @@ use std::{
     path::Path,
 };
 
-use rusqlite::Connection;
-use tracing::info;
+use rusqlite::{Connection, OpenFlags};
+use tracing::{info, warn};
 
 use super::errors::{io_error, open_error};
 use super::integrity::{Start, StartCheck, quick_check};
 use super::lost::no_schema;
+use super::wal_vfs;
 use super::{LOCK_FILE, StoreError};
 
 /// Marks `errand.db` as errand's ("ERND"), so a foreign SQLite file is refused.
@@ -184,7 +185,19 @@ pub(super) fn open_writer(
 ) -> Result<(Connection, StartCheck), StoreError> {
     let err = |e| open_error(path, e);
     let check = start.check;
-    let conn = Connection::open(path).map_err(err)?;
+    // WAL appends gathered into one write per commit (`wal_vfs.rs`), which
+    // needs the `synchronous = FULL` set below.
+    let conn = match wal_vfs::register() {
+        Ok(vfs) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs),
+        Err(code) => {
+            warn!(
+                code,
+                "cannot register the store's WAL VFS: SQLite's default is used"
+            );
+            Connection::open(path)
+        }
+    }
+    .map_err(err)?;
     // Read before anything is written.
     let version = schema_version(&conn, path)?;
     if version == 0 {
