@@ -11,7 +11,8 @@
 //! Submits and results that arrive while a commit is in flight therefore
 //! share the next fsync: the cost of durability is one fsync per batch, not
 //! one per task. WAL checkpoints run on their own thread (`checkpoint.rs`),
-//! never inside a batch's commit. Each change is one statement, or a savepoint when it takes
+//! never inside a batch's commit. The writer's connection writes each
+//! commit's WAL frames in one `pwrite` (`wal_vfs.rs`). Each change is one statement, or a savepoint when it takes
 //! several (a tool registration), so a change that fails (a full disk) fails alone, unless SQLite
 //! abandons the whole transaction, in which case every change of that batch
 //! fails with it. A finish takes its seq, then writes its row, without a
