@@ -13,9 +13,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <sys/uio.h>
 #include <sys/resource.h>
-#include <time.h>
 static double cpu(){struct rusage r;getrusage(RUSAGE_SELF,&r);return r.ru_utime.tv_sec+r.ru_stime.tv_sec+(r.ru_utime.tv_usec+r.ru_stime.tv_usec)/1e6;}
 int main(int argc,char**argv){
   int mode=atoi(argv[1]); int frames=atoi(argv[2]); int commits=atoi(argv[3]);

@@ -74,6 +74,22 @@ pub(super) fn register() -> Result<&'static CStr, c_int> {
     done.map(|()| VFS_NAME)
 }
 
+// What the WAL files opened on this thread were asked and did (tests):
+// writes SQLite made, writes that reached the file, and writes below the
+// end of what came before them (a frame rewritten in place).
+#[cfg(test)]
+thread_local! {
+    static STATS: std::cell::Cell<(u64, u64, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
+}
+
+#[cfg(test)]
+fn count(asked: u64, written: u64, behind: u64) {
+    STATS.with(|s| {
+        let (a, w, b) = s.get();
+        s.set((a + asked, w + written, b + behind));
+    });
+}
+
 /// A WAL file: SQLite's handle, the appends not yet written, and the
 /// default VFS's handle at [`REAL_AT`] bytes from its start.
 #[repr(C)]
@@ -174,6 +190,8 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         let Some(write) = methods(file).xWrite else {
             return ffi::SQLITE_IOERR_WRITE;
         };
+        #[cfg(test)]
+        count(0, 1, 0);
         // Under BUFFER_BYTES, so it fits a c_int.
         let rc = write(
             real(file),
@@ -198,6 +216,8 @@ unsafe extern "C" fn write(
         let len = usize::try_from(amount).unwrap_or(0);
         let wal = &mut *file.cast::<WalFile>();
         let end = wal.start + wal.pending.len() as i64;
+        #[cfg(test)]
+        count(1, 0, u64::from(!wal.pending.is_empty() && offset < end));
         if !wal.pending.is_empty() && (offset != end || wal.pending.len() + len > BUFFER_BYTES) {
             let rc = flush(file);
             if rc != ffi::SQLITE_OK {
@@ -208,6 +228,8 @@ unsafe extern "C" fn write(
             let Some(write) = methods(file).xWrite else {
                 return ffi::SQLITE_IOERR_WRITE;
             };
+            #[cfg(test)]
+            count(0, 1, 0);
             return write(real(file), data, amount, offset);
         }
         let wal = &mut *file.cast::<WalFile>();
@@ -323,6 +345,8 @@ static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 mod tests {
     use rusqlite::{Connection, OpenFlags};
 
+    use super::STATS;
+
     /// The writer's settings on a connection through the VFS, and a reader
     /// on the default VFS.
     fn pair(dir: &std::path::Path) -> (Connection, Connection) {
@@ -347,39 +371,72 @@ mod tests {
         .unwrap()
     }
 
+    /// The WAL writes SQLite asked for and those that reached the file, on
+    /// this thread, while `f` runs; and the writes behind an earlier one.
+    fn writes(f: impl FnOnce()) -> (u64, u64, u64) {
+        STATS.with(|s| s.set((0, 0, 0)));
+        f();
+        STATS.with(|s| s.get())
+    }
+
+    #[test]
+    fn a_commit_goes_to_the_file_in_one_write_and_a_reader_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut writer, reader) = pair(dir.path());
+        let (asked, written, _) = writes(|| {
+            let tx = writer.transaction().unwrap();
+            for k in 0..8 {
+                tx.execute("INSERT INTO t VALUES (?1, zeroblob(3000))", [k])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        });
+        // Two writes a frame (header, page), at least one frame a row.
+        assert!(asked >= 16, "SQLite asked for {asked} writes");
+        assert_eq!(written, 1, "{asked} writes asked, {written} made");
+        assert_eq!(sum(&reader), (8, 8 * 3000));
+    }
+
     #[test]
     fn a_commit_larger_than_one_write_is_whole_for_a_reader() {
         let dir = tempfile::tempdir().unwrap();
         let (mut writer, reader) = pair(dir.path());
         // 1 MiB of pages: many times BUFFER_BYTES, which one write may not
         // exceed (a longer one failed as a full disk).
-        let tx = writer.transaction().unwrap();
-        for k in 0..256 {
-            tx.execute("INSERT INTO t VALUES (?1, zeroblob(4000))", [k])
-                .unwrap();
-        }
-        tx.commit().unwrap();
+        let (asked, written, _) = writes(|| {
+            let tx = writer.transaction().unwrap();
+            for k in 0..256 {
+                tx.execute("INSERT INTO t VALUES (?1, zeroblob(4000))", [k])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        });
+        assert!(
+            written > 1 && written * 20 < asked,
+            "{asked} asked, {written} made"
+        );
         assert_eq!(sum(&reader), (256, 256 * 4000));
     }
 
     #[test]
-    fn pages_written_twice_in_a_transaction_and_many_small_commits_read_back() {
+    fn frames_rewritten_in_place_and_a_restarted_wal_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let (mut writer, reader) = pair(dir.path());
-        for round in 0..50_i64 {
-            // Each commit a few frames, the same pages again and again: the
-            // frames of a page already in this transaction are rewritten in
-            // place, a write behind the appends kept back.
+        // A cache of a few pages spills the transaction's pages to the WAL
+        // before its commit; rewriting them then writes their frames again
+        // in place, behind the appends kept back.
+        writer.execute_batch("PRAGMA cache_size = 4").unwrap();
+        let (_, _, behind) = writes(|| {
             let tx = writer.transaction().unwrap();
-            tx.execute("INSERT INTO t VALUES (?1, randomblob(300))", [round])
-                .unwrap();
-            tx.execute("UPDATE t SET v = randomblob(301) WHERE k = ?1", [round])
-                .unwrap();
-            tx.execute("UPDATE t SET v = randomblob(302) WHERE k = ?1", [round])
-                .unwrap();
+            for k in 0..64 {
+                tx.execute("INSERT INTO t VALUES (?1, randomblob(3000))", [k])
+                    .unwrap();
+            }
+            tx.execute("UPDATE t SET v = randomblob(3001)", []).unwrap();
             tx.commit().unwrap();
-            assert_eq!(sum(&reader), (round + 1, (round + 1) * 302));
-        }
+        });
+        assert!(behind > 0, "no frame was rewritten in place");
+        assert_eq!(sum(&reader), (64, 64 * 3001));
         // The checkpoint reads the WAL back into the file; then a restart of
         // the WAL writes its header at offset 0, behind the appends.
         writer
@@ -388,6 +445,7 @@ mod tests {
         writer
             .execute("INSERT INTO t VALUES (1000, zeroblob(10))", [])
             .unwrap();
+        assert_eq!(sum(&reader), (65, 64 * 3001 + 10));
         drop(reader);
         writer.close().unwrap();
         let again = Connection::open(dir.path().join("t.db")).unwrap();
@@ -395,6 +453,6 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
-        assert_eq!(sum(&again), (51, 50 * 302 + 10));
+        assert_eq!(sum(&again), (65, 64 * 3001 + 10));
     }
 }
