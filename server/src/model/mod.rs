@@ -271,22 +271,25 @@ pub struct TaskHead {
     pub result_budget: u64,
 }
 
+impl TaskHead {
+    /// `task`'s head (its `Arc`s shared, not copied).
+    pub fn of(task: &TaskRecord) -> Self {
+        Self {
+            id: task.id,
+            session: task.session.clone(),
+            tool: task.tool.clone(),
+            arguments: task.arguments.clone(),
+            created_at: task.created_at,
+            delivery: task.delivery,
+            result_budget: task.call.result_budget,
+        }
+    }
+}
+
 impl CompletionRecord {
     /// The completion of `task` as `finish` ends it, numbered `seq`.
     pub fn new(task: &TaskRecord, finish: &Finish, seq: u64) -> Self {
-        Self::of_head(
-            TaskHead {
-                id: task.id,
-                session: task.session.clone(),
-                tool: task.tool.clone(),
-                arguments: task.arguments.clone(),
-                created_at: task.created_at,
-                delivery: task.delivery,
-                result_budget: task.call.result_budget,
-            },
-            finish,
-            seq,
-        )
+        Self::of_head(TaskHead::of(task), finish, seq)
     }
 
     /// The completion of the task `head` describes as `finish` ends it.

@@ -124,7 +124,7 @@ impl Scheduler {
         let started = tokio::time::Instant::now();
         let mut replaced = false;
         let completion = loop {
-            match self.store.finish_task(&finish).await {
+            match self.store.finish_held_task(&task, &finish).await {
                 Ok(c) => break c,
                 Err(StoreError::Rejected(why)) if !replaced => {
                     error!(task_id = %finish.task_id, error = %why, "the store refused a task's outcome: the task fails with store_rejected");

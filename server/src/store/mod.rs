@@ -202,6 +202,22 @@ pub trait Store: Send + Sync + 'static {
     /// the fallback run `finish.notes.drop_run` in the same write.
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError>;
 
+    /// [`Store::finish_task`] for a caller that holds the task: a store may
+    /// take what the completion carries and the task's row never changes
+    /// after its insert (session, tool, arguments, creation time, delivery,
+    /// result budget) from `task` instead of reading them back (the SQLite
+    /// store skips a lookup per finish). Used only when `task.id` is
+    /// `finish.task_id` (a fallback run's task ends its call, another
+    /// task); the result is what `finish_task` would return.
+    async fn finish_held_task(
+        &self,
+        task: &TaskRecord,
+        finish: &Finish,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
+        let _ = task;
+        self.finish_task(finish).await
+    }
+
     /// The latest task of `session` and `tool` whose arguments hash to
     /// `args_hash`, that SUCCEEDED at or after `not_before` by itself (no
     /// fallback answered it) and asked for a last-good fallback itself

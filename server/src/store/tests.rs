@@ -15,6 +15,7 @@ use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, cod
 
 mod acks;
 mod calls;
+mod held;
 mod listing;
 mod shared_queue;
 pub(super) mod tools;
@@ -26,6 +27,7 @@ use calls::{
     a_fallback_run_goes_with_its_call_s_finish, joinable_calls_join_while_unfinished,
     last_good_is_the_latest_own_success,
 };
+use held::finish_held_task_is_finish_task;
 use listing::{
     count_tasks_counts_every_match_not_a_page, fallback_runs_are_listed_only_when_asked,
     list_tasks_filters, list_tasks_pages_are_stable_under_inserts,
@@ -653,6 +655,7 @@ for_each_store! {
         task_round_trips,
         unknown_task_does_not_finish,
         finish_sets_outcome_once,
+        finish_held_task_is_finish_task,
         dispatch_marks_running,
         a_dispatch_is_stored_once_durable,
         unfinished_tasks_oldest_first,

@@ -72,7 +72,7 @@ use super::sql::{
     codec::to_i64,
 };
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
-use crate::model::{CompletionRecord, Finish, TaskRecord};
+use crate::model::{CompletionRecord, Finish, TaskHead, TaskRecord};
 use checkpoint::Checkpointer;
 use decode::task_from_row;
 use errors::{io_error, open_error, store_error_in};
@@ -320,7 +320,17 @@ impl Store for SqliteStore {
 
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         let finish = Box::new(finish.clone());
-        self.write(|reply| Op::Finish(finish, reply)).await
+        self.write(|reply| Op::Finish(finish, None, reply)).await
+    }
+
+    async fn finish_held_task(
+        &self,
+        task: &TaskRecord,
+        finish: &Finish,
+    ) -> Result<Option<CompletionRecord>, StoreError> {
+        let head = (task.id == finish.task_id).then(|| Box::new(TaskHead::of(task)));
+        let finish = Box::new(finish.clone());
+        self.write(|reply| Op::Finish(finish, head, reply)).await
     }
 
     async fn get_task(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {

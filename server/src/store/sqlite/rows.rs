@@ -186,55 +186,71 @@ fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
     head().map_err(Unreadable::into_sqlite)
 }
 
-/// Finishes a task: reads what its completion carries, takes the session's
-/// next seq (from `seqs`, written back with the batch), then writes the
-/// outcome. Without a savepoint: a savepoint
-/// copies every page the finish touches into its journal (8 % of the
-/// writer thread's samples). A failure between the seq and the row (only an
-/// I/O error can fail there) loses that seq, a gap no reader relies on
-/// (seqs are increasing, not contiguous), and leaves the task unfinished,
-/// as its caller is told.
+/// Finishes a task: takes what its completion carries from `held` (the
+/// caller's copy of the task's head, see [`crate::store::Store::finish_held_task`])
+/// or else reads it, takes the session's next seq (from `seqs`, written
+/// back with the batch), then writes the outcome if the task is still
+/// unfinished. Without a savepoint: a savepoint copies every page the
+/// finish touches into its journal (8 % of the writer thread's samples). A
+/// failure between the seq and the row (only an I/O error can fail there)
+/// loses that seq, a gap no reader relies on (seqs are increasing, not
+/// contiguous), and leaves the task unfinished, as its caller is told.
 pub(super) fn finish_task(
     conn: &Connection,
     seqs: &mut SessionSeqs,
     finish: &Finish,
+    held: Option<TaskHead>,
 ) -> rusqlite::Result<Option<CompletionRecord>> {
-    let task = conn
-        .prepare_cached(SELECT_HEAD)?
-        .query_row([&finish.task_id.as_bytes()[..]], |row| {
-            head_from_row(finish.task_id, row)
-        })
-        .optional()?;
+    let task = match held {
+        Some(head) => Some(head),
+        None => {
+            let unfinished =
+                |state| codec::state_from_code(state).is_some_and(|s| !s.is_final());
+            conn.prepare_cached(SELECT_HEAD)?
+                .query_row([&finish.task_id.as_bytes()[..]], |row| {
+                    head_from_row(finish.task_id, row)
+                })
+                .optional()?
+                .filter(|(_, state)| unfinished(*state))
+                .map(|(head, _)| head)
+        }
+    };
     if let Some(run) = finish.notes.drop_run {
         // The fallback run goes whether or not its call was still open: a
         // run left behind would be taken up again at every start.
         conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
             .execute([&run.as_bytes()[..]])?;
     }
-    let unfinished = |state| codec::state_from_code(state).is_some_and(|s| !s.is_final());
-    let Some((task, _)) = task.filter(|(_, state)| unfinished(*state)) else {
+    let Some(task) = task else {
         return Ok(None);
     };
     let seq = seqs.next(conn, &task.session)?;
     let (result, error_code, error_message) = outcome_columns(Some(&finish.outcome));
     let (summary, answered_by) = call_columns::finish_columns(&finish.notes);
-    conn.prepare_cached(
-        "UPDATE tasks SET state = ?2, attempts = ?3, finished_at = ?4, result = ?5,
-             error_code = ?6, error_message = ?7, seq = ?8, summary = ?9, answered_by = ?10
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        &finish.task_id.as_bytes()[..],
-        state_code(finish.state),
-        finish.attempts,
-        time_to_i64(finish.finished_at),
-        result,
-        error_code,
-        error_message,
-        to_i64(seq),
-        summary,
-        answered_by,
-    ])?;
+    // `state < 2`: a held head was not checked against the row; a task
+    // ended already (or never stored) changes nothing.
+    let changed = conn
+        .prepare_cached(
+            "UPDATE tasks SET state = ?2, attempts = ?3, finished_at = ?4, result = ?5,
+                 error_code = ?6, error_message = ?7, seq = ?8, summary = ?9, answered_by = ?10
+             WHERE id = ?1 AND state < 2",
+        )?
+        .execute(params![
+            &finish.task_id.as_bytes()[..],
+            state_code(finish.state),
+            finish.attempts,
+            time_to_i64(finish.finished_at),
+            result,
+            error_code,
+            error_message,
+            to_i64(seq),
+            summary,
+            answered_by,
+        ])?;
+    if changed == 0 {
+        seqs.give_back(&task.session, seq);
+        return Ok(None);
+    }
     Ok(Some(CompletionRecord::of_head(task, finish, seq)))
 }
 

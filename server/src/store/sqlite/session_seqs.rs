@@ -70,6 +70,17 @@ impl SessionSeqs {
         Ok(seqs.last)
     }
 
+    /// Returns `seq`, taken by [`Self::next`] for a finish that changed
+    /// nothing, so the session's seqs stay gapless; a no-op unless it is
+    /// still the session's last.
+    pub fn give_back(&mut self, session: &str, seq: u64) {
+        if let Some(seqs) = self.known.get(session).copied()
+            && seqs.last == seq
+        {
+            self.set(session, Seqs { last: seq - 1, ..seqs });
+        }
+    }
+
     /// Moves the session's acknowledged seq to `acked` (read with
     /// [`Self::get`] first, so the session is known).
     pub fn ack(&mut self, session: &str, acked: u64) {

@@ -12,7 +12,7 @@ use super::errors::store_error_in;
 use super::rows::{ack, dispatch, finish_task, insert, purge_step, reclaim_space};
 use super::session_seqs::SessionSeqs;
 use super::tools::{forget_tools, put_tools};
-use crate::model::{CompletionRecord, Finish, TaskRecord};
+use crate::model::{CompletionRecord, Finish, TaskHead, TaskRecord};
 use crate::store::sql::{
     Purge,
     batch::{self, Counters, MAX_BATCH, Reply},
@@ -28,7 +28,8 @@ pub(super) enum Op {
         attempt: u32,
         at: SystemTime,
     },
-    Finish(Box<Finish>, Reply<Option<CompletionRecord>>),
+    /// A finish, with the task's head when the caller held the task.
+    Finish(Box<Finish>, Option<Box<TaskHead>>, Reply<Option<CompletionRecord>>),
     Ack {
         session: String,
         up_to_seq: u64,
@@ -272,8 +273,8 @@ impl Writer {
                 }
                 (None, None, failed)
             }
-            Op::Finish(finish, reply) => {
-                let r = finish_task(conn, seqs, &finish).map_err(store_error);
+            Op::Finish(finish, head, reply) => {
+                let r = finish_task(conn, seqs, &finish, head.map(|h| *h)).map_err(store_error);
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
@@ -334,7 +335,7 @@ fn begin(conn: &Connection) -> rusqlite::Result<usize> {
 fn fail(op: Op, e: &StoreError) {
     match op {
         Op::Insert(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
-        Op::Finish(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
+        Op::Finish(_, _, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Ack { reply, .. } => answer(reply, Err(e.clone()))(Ok(())),
         Op::Purge(_, reply) | Op::ForgetTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::PutTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
