@@ -7,9 +7,10 @@
 //! stack, and no key twice in one object (`{"a":1,"a":2}`): parsers disagree
 //! on which one wins, so the schema check and the worker could read
 //! different values. The text itself is valid UTF-8: protobuf strings are.
-use std::{cell::RefCell, collections::HashSet};
+use std::{borrow::Cow, cell::RefCell, collections::HashSet};
 
-use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// Most arrays and objects nested in one JSON text: `[[1]]` is 2 levels.
@@ -56,18 +57,19 @@ pub fn check(text: &str, max_bytes: usize) -> Result<(), Problem> {
 }
 
 /// Checks `text` against the rule and parses it: for texts errand reads
-/// (arguments, schemas).
+/// (arguments, schemas). One pass of serde_json builds the value and finds
+/// a key given twice (before its value is read, so the position names it).
 pub fn parse(text: &str, max_bytes: usize) -> Result<Value, Problem> {
     scan(text, max_bytes)?;
-    unique_keys(text)?;
+    let duplicate = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
     // The scan bounded the depth, so serde_json's own (127-level) guard may
     // go: the documented limit is the one above.
-    let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
-    let value = serde::Deserialize::deserialize(&mut de)
-        .and_then(|v: Value| de.end().map(|()| v))
-        .map_err(|e| Problem::Syntax(e.to_string()))?;
-    Ok(value)
+    Build(&duplicate)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| problem(e, &duplicate))
 }
 
 /// The rule's duplicate-key part alone, for JSON errand reads through
@@ -84,8 +86,9 @@ pub fn duplicate_key(text: &str) -> Option<Problem> {
 }
 
 /// The syntax and duplicate-key checks, in one pass of serde_json that
-/// builds nothing but each object's set of keys. Called after [`scan`],
-/// which bounded the depth, so serde_json's own guard may go.
+/// builds nothing but each object's list of keys, borrowed from `text`
+/// where they hold no escape. Called after [`scan`], which bounded the
+/// depth, so serde_json's own guard may go.
 fn unique_keys(text: &str) -> Result<(), Problem> {
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
@@ -93,14 +96,85 @@ fn unique_keys(text: &str) -> Result<(), Problem> {
     UniqueKeys(&duplicate)
         .deserialize(&mut de)
         .and_then(|()| de.end())
-        .map_err(|e| match duplicate.take() {
-            Some(key) => Problem::DuplicateKey {
-                key,
-                line: e.line(),
-                column: e.column(),
-            },
-            None => Problem::Syntax(e.to_string()),
-        })
+        .map_err(|e| problem(e, &duplicate))
+}
+
+/// serde_json's error as a [`Problem`]: the duplicate key left in the cell,
+/// at the error's position, or the syntax error.
+fn problem(e: serde_json::Error, duplicate: &RefCell<Option<String>>) -> Problem {
+    match duplicate.take() {
+        Some(key) => Problem::DuplicateKey {
+            key,
+            line: e.line(),
+            column: e.column(),
+        },
+        None => Problem::Syntax(e.to_string()),
+    }
+}
+
+/// Leaves `key` (cut to [`MAX_KEY_IN_MESSAGE`] bytes) in the cell and
+/// returns the error that stops the parse.
+fn refuse<E: serde::de::Error>(cell: &RefCell<Option<String>>, key: &str) -> E {
+    let mut end = key.len().min(MAX_KEY_IN_MESSAGE);
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    *cell.borrow_mut() = Some(key[..end].to_string());
+    E::custom("duplicate key")
+}
+
+/// An object key, borrowed from the text unless it holds an escape.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Keys up to this many are compared one by one; past it they are hashed.
+const LISTED_KEYS: usize = 16;
+
+/// The keys of one object read so far.
+enum Seen<'de> {
+    List(Vec<Cow<'de, str>>),
+    Set(HashSet<Cow<'de, str>>),
+}
+
+impl<'de> Seen<'de> {
+    /// Adds `key`; false when the object had it already.
+    fn add(&mut self, key: Cow<'de, str>) -> bool {
+        match self {
+            Seen::List(keys) if keys.contains(&key) => false,
+            Seen::List(keys) if keys.len() < LISTED_KEYS => {
+                keys.push(key);
+                true
+            }
+            Seen::List(keys) => {
+                let mut set: HashSet<_> = keys.drain(..).collect();
+                set.insert(key);
+                *self = Seen::Set(set);
+                true
+            }
+            Seen::Set(set) => set.insert(key),
+        }
+    }
 }
 
 /// Visits a JSON value, refusing an object with a key twice; the key (cut
@@ -147,20 +221,77 @@ impl<'de> Visitor<'de> for UniqueKeys<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
-                let mut end = key.len().min(MAX_KEY_IN_MESSAGE);
-                while !key.is_char_boundary(end) {
-                    end -= 1;
-                }
-                *self.0.borrow_mut() = Some(key[..end].to_string());
-                return Err(A::Error::custom("duplicate key"));
+        let mut seen = Seen::List(Vec::new());
+        while let Some(Key(key)) = map.next_key()? {
+            if !seen.add(key.clone()) {
+                return Err(refuse(self.0, &key));
             }
             map.next_value_seed(self)?;
-            seen.insert(key);
         }
         Ok(())
+    }
+}
+
+/// Builds a JSON value as serde_json's own `Value` does, refusing an object
+/// with a key twice (the key is left in the cell).
+#[derive(Clone, Copy)]
+struct Build<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for Build<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Build<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity: serde_json's `Value` makes them null.
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key()? {
+            if object.contains_key(&*key) {
+                return Err(refuse(self.0, &key));
+            }
+            let value = map.next_value_seed(self)?;
+            object.insert(key.into_owned(), value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -331,6 +462,51 @@ mod tests {
         let message = problem.to_string();
         assert!(message.len() < 300, "{} bytes", message.len());
         assert!(message.contains("duplicate key \"kkk"), "{message}");
+    }
+
+    #[test]
+    fn parse_builds_what_serde_json_builds() {
+        for text in [
+            "null",
+            "true",
+            r#""x\n\u00e9😀""#,
+            "[]",
+            "{}",
+            "0",
+            "-0",
+            "-0.0",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1.5e300",
+            "3.141592653589793",
+            "1e-7",
+            r#"{"a":[1,-2,3.25,{"b":null,"c\"d":"e"}],"f":{"g":{}},"h":[]}"#,
+        ] {
+            let ours = parse(text, 1024).unwrap();
+            let theirs: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(ours, theirs, "{text}");
+            assert_eq!(ours.to_string(), theirs.to_string(), "{text}");
+        }
+    }
+
+    #[test]
+    fn many_keys_are_checked_past_the_short_list() {
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let unique = format!("{{{}}}", keys.join(","));
+        assert!(check(&unique, 1 << 20).is_ok());
+        assert_eq!(
+            parse(&unique, 1 << 20).unwrap().as_object().unwrap().len(),
+            40
+        );
+        for dup in [0, 15, 16, 17, 39] {
+            let text = format!(r#"{{{},"k{dup}":0}}"#, keys.join(","));
+            for result in [check(&text, 1 << 20), parse(&text, 1 << 20).map(|_| ())] {
+                match result {
+                    Err(Problem::DuplicateKey { key, .. }) => assert_eq!(key, format!("k{dup}")),
+                    other => panic!("k{dup}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

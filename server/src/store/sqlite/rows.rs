@@ -204,8 +204,7 @@ pub(super) fn finish_task(
     let task = match held {
         Some(head) => Some(head),
         None => {
-            let unfinished =
-                |state| codec::state_from_code(state).is_some_and(|s| !s.is_final());
+            let unfinished = |state| codec::state_from_code(state).is_some_and(|s| !s.is_final());
             conn.prepare_cached(SELECT_HEAD)?
                 .query_row([&finish.task_id.as_bytes()[..]], |row| {
                     head_from_row(finish.task_id, row)

@@ -77,7 +77,13 @@ impl SessionSeqs {
         if let Some(seqs) = self.known.get(session).copied()
             && seqs.last == seq
         {
-            self.set(session, Seqs { last: seq - 1, ..seqs });
+            self.set(
+                session,
+                Seqs {
+                    last: seq - 1,
+                    ..seqs
+                },
+            );
         }
     }
 

@@ -29,7 +29,11 @@ pub(super) enum Op {
         at: SystemTime,
     },
     /// A finish, with the task's head when the caller held the task.
-    Finish(Box<Finish>, Option<Box<TaskHead>>, Reply<Option<CompletionRecord>>),
+    Finish(
+        Box<Finish>,
+        Option<Box<TaskHead>>,
+        Reply<Option<CompletionRecord>>,
+    ),
     Ack {
         session: String,
         up_to_seq: u64,

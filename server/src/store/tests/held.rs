@@ -32,14 +32,29 @@ pub(super) async fn finish_held_task_is_finish_task(store: &dyn Store) {
         outcome: Outcome::error(codes::TOOL_ERROR, "late"),
         ..succeed(&first, at(5))
     };
-    assert!(store.finish_held_task(&first, &late).await.unwrap().is_none());
+    assert!(
+        store
+            .finish_held_task(&first, &late)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let got = store.get_task(first.id).await.unwrap().unwrap();
-    assert_eq!((got.state, got.finished_at), (TaskState::Succeeded, Some(at(4))));
+    assert_eq!(
+        (got.state, got.finished_at),
+        (TaskState::Succeeded, Some(at(4)))
+    );
 
     // Held but never stored: nothing is finished, no seq is taken.
     let ghost = task("s1", None, at(3));
     let ghostly = succeed(&ghost, at(6));
-    assert!(store.finish_held_task(&ghost, &ghostly).await.unwrap().is_none());
+    assert!(
+        store
+            .finish_held_task(&ghost, &ghostly)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The held task is another one than the finish's: the finished task's
     // own head is in its completion.
