@@ -188,13 +188,11 @@ fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
 
 /// Finishes a task: takes what its completion carries from `held` (the
 /// caller's copy of the task's head, see [`crate::store::Store::finish_held_task`])
-/// or else reads it, takes the session's next seq (from `seqs`, written
-/// back with the batch), then writes the outcome if the task is still
-/// unfinished. Without a savepoint: a savepoint copies every page the
-/// finish touches into its journal (8 % of the writer thread's samples). A
-/// failure between the seq and the row (only an I/O error can fail there)
-/// loses that seq, a gap no reader relies on (seqs are increasing, not
-/// contiguous), and leaves the task unfinished, as its caller is told.
+/// or else reads it, then writes the outcome with the session's next seq
+/// if the task is still unfinished; only then is the seq taken (in `seqs`,
+/// written back with the batch), so a finish that changed nothing or
+/// failed leaves no gap. Without a savepoint: a savepoint copies every page
+/// the finish touches into its journal (8 % of the writer thread's samples).
 pub(super) fn finish_task(
     conn: &Connection,
     seqs: &mut SessionSeqs,
@@ -247,9 +245,9 @@ pub(super) fn finish_task(
             answered_by,
         ])?;
     if changed == 0 {
-        seqs.give_back(&task.session, seq);
         return Ok(None);
     }
+    seqs.took(&task.session, seq);
     Ok(Some(CompletionRecord::of_head(task, finish, seq)))
 }
 

@@ -11,9 +11,9 @@
 //! Rollback: a batch whose transaction SQLite rolled back, or whose commit
 //! failed, may have moved counters that are not on disk. The writer then
 //! [`SessionSeqs::forget`]s them all and reads them again. A counter kept
-//! past a failed change that did not roll back is still right: a finish that
-//! failed after taking its seq leaves a gap (seqs are increasing, not
-//! contiguous), and an ack moves its counter only once its delete succeeded.
+//! past a failed change that did not roll back is still right: a finish takes
+//! its seq ([`SessionSeqs::took`]) only once its row is written, and an ack
+//! moves its counter only once its delete succeeded.
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -62,28 +62,17 @@ impl SessionSeqs {
         Ok(seqs)
     }
 
-    /// Takes the session's next seq.
+    /// The seq the session's next completion takes (not taken yet: see
+    /// [`Self::took`]).
     pub fn next(&mut self, conn: &Connection, session: &str) -> rusqlite::Result<u64> {
-        let mut seqs = self.get(conn, session)?;
-        seqs.last += 1;
-        self.set(session, seqs);
-        Ok(seqs.last)
+        Ok(self.get(conn, session)?.last + 1)
     }
 
-    /// Returns `seq`, taken by [`Self::next`] for a finish that changed
-    /// nothing, so the session's seqs stay gapless; a no-op unless it is
-    /// still the session's last.
-    pub fn give_back(&mut self, session: &str, seq: u64) {
-        if let Some(seqs) = self.known.get(session).copied()
-            && seqs.last == seq
-        {
-            self.set(
-                session,
-                Seqs {
-                    last: seq - 1,
-                    ..seqs
-                },
-            );
+    /// Records that the session's completion `seq` (from [`Self::next`])
+    /// was written.
+    pub fn took(&mut self, session: &str, seq: u64) {
+        if let Some(seqs) = self.known.get(session).copied() {
+            self.set(session, Seqs { last: seq, ..seqs });
         }
     }
 
