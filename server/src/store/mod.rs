@@ -206,9 +206,10 @@ pub trait Store: Send + Sync + 'static {
     /// take what the completion carries and the task's row never changes
     /// after its insert (session, tool, arguments, creation time, delivery,
     /// result budget) from `task` instead of reading them back (the SQLite
-    /// store skips a lookup per finish). Used only when `task.id` is
-    /// `finish.task_id` (a fallback run's task ends its call, another
-    /// task); the result is what `finish_task` would return.
+    /// store skips a lookup per finish). Where `task.id` is not
+    /// `finish.task_id` (a fallback run's task ending its call) the store
+    /// reads them as `finish_task` does. Either way the result is what
+    /// `finish_task` would return.
     async fn finish_held_task(
         &self,
         task: &TaskRecord,
