@@ -186,6 +186,17 @@ fn head_from_row(id: Uuid, row: &Row<'_>) -> rusqlite::Result<(TaskHead, i16)> {
     head().map_err(Unreadable::into_sqlite)
 }
 
+/// The head of task `id` if it is stored and unfinished.
+fn unfinished_head(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<TaskHead>> {
+    let unfinished = |state| codec::state_from_code(state).is_some_and(|s| !s.is_final());
+    Ok(conn
+        .prepare_cached(SELECT_HEAD)?
+        .query_row([&id.as_bytes()[..]], |row| head_from_row(id, row))
+        .optional()?
+        .filter(|(_, state)| unfinished(*state))
+        .map(|(head, _)| head))
+}
+
 /// Finishes a task: takes what its completion carries from `held` (the
 /// caller's copy of the task's head, see [`crate::store::Store::finish_held_task`])
 /// or else reads it, then writes the outcome with the session's next seq
@@ -201,16 +212,7 @@ pub(super) fn finish_task(
 ) -> rusqlite::Result<Option<CompletionRecord>> {
     let task = match held {
         Some(head) => Some(head),
-        None => {
-            let unfinished = |state| codec::state_from_code(state).is_some_and(|s| !s.is_final());
-            conn.prepare_cached(SELECT_HEAD)?
-                .query_row([&finish.task_id.as_bytes()[..]], |row| {
-                    head_from_row(finish.task_id, row)
-                })
-                .optional()?
-                .filter(|(_, state)| unfinished(*state))
-                .map(|(head, _)| head)
-        }
+        None => unfinished_head(conn, finish.task_id)?,
     };
     if let Some(run) = finish.notes.drop_run {
         // The fallback run goes whether or not its call was still open: a

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{assert_no_completions, at, insert_new, seqs, succeed, task};
-use crate::model::{Finish, Outcome, TaskState, codes};
+use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord, TaskState, codes};
 use crate::store::Store;
 
 /// Finishing with the task at hand gives what reading it back would: the
@@ -16,10 +16,7 @@ pub(super) async fn finish_held_task_is_finish_task(store: &dyn Store) {
     insert_new(store, &first).await;
     insert_new(store, &second).await;
 
-    let c = (store.finish_held_task(&first, &succeed(&first, at(4))))
-        .await
-        .unwrap()
-        .expect("a completion");
+    let c = completion(store, &first, &succeed(&first, at(4))).await;
     assert_eq!((c.seq, c.task_id), (1, first.id));
     assert_eq!((&*c.session, &*c.tool), ("s1", "search"));
     assert_eq!(c.arguments, first.arguments);
@@ -58,16 +55,13 @@ pub(super) async fn finish_held_task_is_finish_task(store: &dyn Store) {
 
     // The held task is another one than the finish's: the finished task's
     // own head is in its completion.
-    let other = crate::model::TaskRecord {
+    let other = TaskRecord {
         session: "elsewhere".into(),
         tool: "fetch".into(),
         arguments: r#"{"url":"x"}"#.into(),
         ..task("elsewhere", None, at(0))
     };
-    let c = (store.finish_held_task(&other, &succeed(&second, at(7))))
-        .await
-        .unwrap()
-        .expect("a completion");
+    let c = completion(store, &other, &succeed(&second, at(7))).await;
     assert_eq!((c.seq, c.task_id), (2, second.id));
     assert_eq!((&*c.session, &*c.tool), ("s1", "search"));
     assert_eq!(c.arguments, second.arguments);
@@ -76,4 +70,11 @@ pub(super) async fn finish_held_task_is_finish_task(store: &dyn Store) {
     let stored = store.completions_after("s1", 0, 10).await.unwrap();
     assert_eq!(seqs(&stored), [1, 2]);
     assert_no_completions(store, "elsewhere").await;
+}
+
+/// The completion `finish_held_task(held, finish)` must give.
+async fn completion(store: &dyn Store, held: &TaskRecord, finish: &Finish) -> CompletionRecord {
+    (store.finish_held_task(held, finish).await)
+        .unwrap()
+        .expect("a completion")
 }
