@@ -2,6 +2,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use errand_proto::v1::{self as pb, worker_service_server::WorkerService};
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ use crate::{
     logs,
     model::{Command, Registration},
     quota::{Slot, SlotCounter},
-    scheduler::{CommandTx, Outgoing, Scheduler, WorkerId},
+    scheduler::{CommandTx, Finishing, Outgoing, Scheduler, WorkerId},
 };
 
 pub struct WorkerApi {
@@ -120,9 +121,13 @@ async fn serve_worker(
 ) {
     let expiry = expiry::reached(expiry::deadline(&caller));
     tokio::pin!(expiry);
+    // This stream's results whose store writes are under way: polled here
+    // rather than spawned one task each.
+    let mut finishing = FuturesUnordered::<Finishing>::new();
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(()) = finishing.next(), if !finishing.is_empty() => continue,
             _ = &mut expiry => {
                 debug!(worker_id = worker, "the worker's token expired: closing its stream");
                 // Never waits: a worker that does not read its commands
@@ -190,13 +195,38 @@ async fn serve_worker(
         };
         match convert::task_result(result) {
             // Waits while the finisher is full: the stream is not read meanwhile.
-            Ok(result) => sched.on_result(worker, result).await,
+            Ok(result) => {
+                let rest = driving(&mut finishing, sched.take_result(worker, result)).await;
+                finishing.extend(rest);
+            }
             Err(task_id) => {
                 warn!(worker_id = worker, task_id = %logs::field(&task_id), "result with a malformed task_id ignored");
             }
         }
     }
+    // The finishes still under way go on without the stream.
+    if !finishing.is_empty() {
+        sched
+            .tracker()
+            .spawn(async move { while finishing.next().await.is_some() {} });
+    }
     sched.worker_gone(worker).await;
+}
+
+/// Awaits `start` while driving `finishing`: a result waiting for a place
+/// among the finisher's slots waits for finishes this stream drives, which
+/// would never free one if they were not polled meanwhile.
+async fn driving<T>(
+    finishing: &mut FuturesUnordered<Finishing>,
+    start: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(start);
+    loop {
+        tokio::select! {
+            done = &mut start => return done,
+            Some(()) = finishing.next(), if !finishing.is_empty() => {}
+        }
+    }
 }
 
 /// A Register as the scheduler takes it. Errors: PERMISSION_DENIED for a
@@ -216,4 +246,42 @@ async fn protocol_error(tx: &CommandTx, worker: WorkerId, message: &str) {
     let e = Error::invalid(message);
     warn!(worker_id = worker, error = %e, "protocol error: closing the worker's stream");
     let _ = tx.send(Err(e)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use futures::stream::FuturesUnordered;
+    use tokio::sync::Semaphore;
+
+    use super::driving;
+    use crate::scheduler::Finishing;
+
+    /// A result that waits for a finisher slot held by one of the stream's
+    /// own finishes gets it once that finish, driven meanwhile, ends.
+    #[tokio::test(start_paused = true)]
+    async fn a_result_waiting_for_a_slot_drives_the_finishes_that_hold_them() {
+        let slots = Arc::new(Semaphore::new(1));
+        let held = slots.clone().try_acquire_owned().unwrap();
+        let mut finishing = FuturesUnordered::<Finishing>::new();
+        finishing.push(Box::pin(async move {
+            // Not done at its first poll, as a durable write.
+            tokio::task::yield_now().await;
+            drop(held);
+        }));
+        // Bounded (the paused clock jumps to it once nothing can run), so
+        // that a regression fails at once rather than hangs.
+        let slot = tokio::time::timeout(
+            Duration::from_secs(30),
+            driving(&mut finishing, slots.clone().acquire_owned()),
+        )
+        .await
+        .expect("the slot was freed by the finish holding it");
+        assert!(slot.is_ok());
+        assert!(
+            finishing.is_empty(),
+            "the finish holding the slot ran to its end"
+        );
+    }
 }

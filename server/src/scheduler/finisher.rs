@@ -4,10 +4,13 @@
 //!
 //! Results from workers are finished in the background, up to
 //! [`MAX_FINISHING`] at once: past that, [`Scheduler::on_result`] waits, and
-//! so the worker's stream is not read until some are written. Every ending
+//! so the worker's stream is not read until some are written. A worker's
+//! stream drives the writes of its own results ([`Scheduler::take_result`]),
+//! which saves a spawned task per result with a durable store. Every ending
 //! is counted from [`Scheduler::take`] until it is stored (or dropped), so a
 //! drain can wait for the last ones before streams close.
 use std::{
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -24,6 +27,10 @@ use crate::{
     sessions::{Activity, ActivityKind},
     store::StoreError,
 };
+
+/// The rest of a finish whose store write is under way (see
+/// [`Scheduler::start_finish`]).
+pub type Finishing = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Worker results being written to the store at once, for the whole server.
 const MAX_FINISHING: usize = 4096;
@@ -78,28 +85,28 @@ impl Finisher {
 }
 
 impl Scheduler {
-    /// Finishes `ended` in the background; waits while [`MAX_FINISHING`]
-    /// are in flight.
+    /// Starts finishing `ended`; waits while [`MAX_FINISHING`] are in
+    /// flight. Returns the rest of the finish when its store write did not
+    /// complete at the first poll (with a durable store, always): the
+    /// caller drives it to the end, holding its place among
+    /// [`MAX_FINISHING`] until then.
     ///
-    /// The write is started here, in the caller's task, before the rest is
-    /// spawned: the first poll hands the completion to the store's queue, so
-    /// results reach the store (and take their seqs) in the order they
-    /// arrived, as they did when one worker stream drove its own writes.
-    pub(super) async fn finish_later(self: &Arc<Self>, ended: Ended) {
+    /// The write is started here, in the caller's task: the first poll
+    /// hands the completion to the store's queue, so results reach the
+    /// store (and take their seqs) in the order they arrived.
+    pub(super) async fn start_finish(self: &Arc<Self>, ended: Ended) -> Option<Finishing> {
         let slots = self.finisher.slots.clone();
         // The semaphore is never closed.
-        let Ok(slot) = slots.acquire_owned().await else {
-            return;
-        };
+        let slot = slots.acquire_owned().await.ok()?;
         let me = self.clone();
-        let mut write = Box::pin(async move { me.end(ended).await });
-        if futures::poll!(&mut write).is_ready() {
-            return;
-        }
-        self.tracker.spawn(async move {
-            write.await;
+        let mut write: Finishing = Box::pin(async move {
+            me.end(ended).await;
             drop(slot);
         });
+        if futures::poll!(&mut write).is_ready() {
+            return None;
+        }
+        Some(write)
     }
 
     /// Writes a finished task to the store and wakes its session's streams.

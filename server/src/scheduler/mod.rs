@@ -64,6 +64,7 @@ use uuid::Uuid;
 
 pub use admission::{not_found, parse_task_id};
 use finisher::Finisher;
+pub use finisher::Finishing;
 use queue::{Backlog, LocalBacklog};
 pub use state::WorkerId;
 use state::{Ended, State};
@@ -291,25 +292,37 @@ impl Scheduler {
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
-    /// Waits only while the finisher is full.
+    /// Waits only while the finisher is full; the store write goes on in
+    /// the background.
     pub async fn on_result(self: &Arc<Self>, worker: WorkerId, result: TaskResult) {
+        if let Some(rest) = self.take_result(worker, result).await {
+            self.tracker.spawn(rest);
+        }
+    }
+
+    /// [`Self::on_result`], but the finish's store write, once started, is
+    /// returned for the caller to drive (a worker's stream polls its own
+    /// finishes instead of spawning a task for each).
+    pub async fn take_result(
+        self: &Arc<Self>,
+        worker: WorkerId,
+        result: TaskResult,
+    ) -> Option<Finishing> {
         let (state, outcome) =
             admission::judge_result(result.outcome, self.config.limits.max_result_bytes);
         let id = result.task_id;
         self.touch(worker);
-        let ended = {
+        let mut ended = {
             let mut st = self.lock();
             if !st.holds(worker, id, result.attempt) {
                 tracing::warn!(worker_id = worker, task_id = %id, attempt = result.attempt, "result for a task the worker does not hold ignored");
-                return;
+                return None;
             }
-            self.take(&mut st, id, state, outcome, None)
+            self.take(&mut st, id, state, outcome, None)?
         };
-        if let Some(mut ended) = ended {
-            ended.finish.notes.summary =
-                admission::summary(result.summary, &ended, self.config.limits.max_result_bytes);
-            self.finish_later(ended).await;
-        }
+        ended.finish.notes.summary =
+            admission::summary(result.summary, &ended, self.config.limits.max_result_bytes);
+        self.start_finish(ended).await
     }
 
     /// A worker's stream ended: its running tasks go back to the queue with
