@@ -2,11 +2,11 @@
 //! store (retried: it must not be lost), then its completion goes to the
 //! session's streams through the hub.
 //!
-//! Results from workers are finished in the background, up to
-//! [`MAX_FINISHING`] at once: past that, [`Scheduler::on_result`] waits, and
-//! so the worker's stream is not read until some are written. A worker's
-//! stream drives the writes of its own results ([`Scheduler::take_result`]),
-//! which saves a spawned task per result with a durable store. Every ending
+//! Results from workers are finished beside the worker's stream, up to
+//! [`MAX_FINISHING`] at once: past that, [`Scheduler::take_result`] waits,
+//! and so the worker's stream is not read until some are written. The
+//! stream drives the writes of its own results, which saves a spawned task
+//! per result with a durable store. Every ending
 //! is counted from [`Scheduler::take`] until it is stored (or dropped), so a
 //! drain can wait for the last ones before streams close.
 use std::{

@@ -292,17 +292,10 @@ impl Scheduler {
     /// A worker's result. Results for tasks the worker does not hold
     /// (finished, cancelled, timed out, given to another attempt, or never
     /// its own) are logged and dropped: they never complete a task twice.
-    /// Waits only while the finisher is full; the store write goes on in
-    /// the background.
-    pub async fn on_result(self: &Arc<Self>, worker: WorkerId, result: TaskResult) {
-        if let Some(rest) = self.take_result(worker, result).await {
-            self.tracker.spawn(rest);
-        }
-    }
-
-    /// [`Self::on_result`], but the finish's store write, once started, is
-    /// returned for the caller to drive (a worker's stream polls its own
-    /// finishes instead of spawning a task for each).
+    /// Waits only while the finisher is full. Returns the rest of the
+    /// finish when its store write, once started, did not complete at once
+    /// (see [`Self::start_finish`]): the caller drives it (a worker's stream
+    /// polls its own finishes instead of spawning a task for each).
     pub async fn take_result(
         self: &Arc<Self>,
         worker: WorkerId,
@@ -323,6 +316,14 @@ impl Scheduler {
         ended.finish.notes.summary =
             admission::summary(result.summary, &ended, self.config.limits.max_result_bytes);
         self.start_finish(ended).await
+    }
+
+    /// [`Self::take_result`] with the rest of the finish spawned (tests).
+    #[cfg(test)]
+    pub async fn on_result(self: &Arc<Self>, worker: WorkerId, result: TaskResult) {
+        if let Some(rest) = self.take_result(worker, result).await {
+            self.tracker.spawn(rest);
+        }
     }
 
     /// A worker's stream ended: its running tasks go back to the queue with
