@@ -184,6 +184,9 @@ pub async fn serve_with(
             .await;
     }
     let mut builder = transport::grpc_server(&connections)
+        .layer(crate::grpc::metadata_limit::MetadataLimit::new(
+            connections.max_header_list_bytes,
+        ))
         .layer(status_codes::layer())
         .layer(crate::grpc::request_deadline::layer(
             connections.idle_timeout,

@@ -203,6 +203,48 @@ async fn an_unknown_method_is_unimplemented() {
     assert_eq!(s.code(), Code::Unimplemented, "{s:?}");
 }
 
+/// Metadata over `--max-header-list-bytes` is RESOURCE_EXHAUSTED with its
+/// size and the limit, on a unary call and on a stream, not HTTP/2's 431
+/// (which gRPC clients read as UNKNOWN); the connection goes on serving.
+#[tokio::test]
+async fn metadata_over_the_limit_is_resource_exhausted() {
+    let server = Server::start(&["--max-header-list-bytes", "4096"]).await;
+    let channel = errand_client::endpoint(&server.addr)
+        .unwrap()
+        .connect_lazy();
+    let mut tools = pb::tool_service_client::ToolServiceClient::new(channel.clone());
+    fn big<T>(msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut()
+            .insert("x-note", "n".repeat(6000).parse().unwrap());
+        req
+    }
+    let unary = tools
+        .list_tools(big(pb::ListToolsRequest::default()))
+        .await
+        .unwrap_err();
+    let stream = tools
+        .completions(big(pb::CompletionsRequest {
+            session_id: "s".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    for (what, s) in [("ListTools", unary), ("Completions", stream)] {
+        assert_eq!(s.code(), Code::ResourceExhausted, "{what}: {s:?}");
+        assert!(
+            s.message()
+                .contains("the server's limit is 4096 (--max-header-list-bytes)"),
+            "{what}: {}",
+            s.message()
+        );
+    }
+    tools
+        .list_tools(pb::ListToolsRequest::default())
+        .await
+        .expect("the same connection serves a call within the limit");
+}
+
 /// A tool list larger than one message no longer makes a response over the
 /// limit (issue 16: ListTools is paged): every tool arrives, each page
 /// within the limit. (The OUT_OF_RANGE -> RESOURCE_EXHAUSTED mapping of an

@@ -246,7 +246,9 @@ pub struct Args {
     /// HTTP/2 streams (concurrent RPCs) one connection may have open.
     #[arg(long, env = "ERRAND_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULTS.connections.max_concurrent_streams)]
     pub max_concurrent_streams: u32,
-    /// Largest HTTP/2 header list (all metadata of one request), in bytes.
+    /// Largest HTTP/2 header list (all metadata of one request), in bytes; a
+    /// gRPC call over it gets RESOURCE_EXHAUSTED (HTTP/2 takes up to 4x, so
+    /// that such a call can be answered).
     #[arg(long, env = "ERRAND_MAX_HEADER_LIST_BYTES", default_value_t = DEFAULTS.connections.max_header_list_bytes)]
     pub max_header_list_bytes: u32,
     /// HTTP/2 flow-control window per stream, in bytes.

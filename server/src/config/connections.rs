@@ -19,7 +19,9 @@ pub struct Connections {
     /// HTTP/2 streams one connection may have open at once; at least 1.
     pub max_concurrent_streams: u32,
     /// Largest HTTP/2 header list (all headers of one request), in bytes;
-    /// at least 1024.
+    /// at least 1024. The gRPC listener answers a call over it with
+    /// RESOURCE_EXHAUSTED ([`crate::grpc::metadata_limit`]); the HTTP ones
+    /// with HTTP/2's 431.
     pub max_header_list_bytes: u32,
     /// HTTP/2 flow-control window of one stream, in bytes: what a peer may
     /// send on it before the server reads; 65,535 to 2^31-1.

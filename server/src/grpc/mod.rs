@@ -7,6 +7,7 @@ pub mod completions;
 pub mod convert;
 pub mod failed_auth;
 pub mod listing;
+pub mod metadata_limit;
 pub mod rate;
 pub mod request_deadline;
 pub mod results;

@@ -6,18 +6,22 @@ use tonic::transport::{
     server::{Connected, TcpConnectInfo},
 };
 
+use super::metadata_limit;
 use crate::{
     config::Connections,
     net::{Conn, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT},
 };
 
 /// tonic's server builder with `limits`' HTTP/2 settings and keepalive pings.
+/// HTTP/2 takes header lists up to [`metadata_limit::hard_limit`] of
+/// `max_header_list_bytes`; [`metadata_limit::MetadataLimit`] refuses those
+/// over the limit itself, with a gRPC status.
 pub fn grpc_server(limits: &Connections) -> Server {
     Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_max_header_list_size(metadata_limit::hard_limit(limits.max_header_list_bytes))
         .initial_stream_window_size(limits.stream_window_bytes)
         .initial_connection_window_size(limits.connection_window_bytes)
 }
