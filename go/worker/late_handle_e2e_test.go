@@ -2,12 +2,12 @@ package worker_test
 
 // A tool handled while Run runs is registered on the live stream (a later
 // Register): it was kept until a reconnect, so its calls found no worker.
+// WaitRegistered waits for the server to accept it (it returned at once).
 
 import (
 	"context"
 	"encoding/json"
 	"testing"
-	"time"
 
 	errand "github.com/errand-dev/errand/go"
 	"github.com/errand-dev/errand/go/internal/testkit"
@@ -39,13 +39,13 @@ func TestE2EAToolHandledWhileRunningIsServed(t *testing.T) {
 	tw.Handle(late, "Answers at once.", nil, func(context.Context, json.RawMessage) (any, error) {
 		return "late", nil
 	})
-	// The server knows it once it has the later Register: await that.
-	deadline := time.Now().Add(testkit.Timeout)
-	for !serves(t, c, late) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not served within %v of Handle", late, testkit.Timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// WaitRegistered waits for the server's answer to the later Register:
+	// once it returns, the tool is served (no polling).
+	if err := tw.WaitRegistered(ctx); err != nil {
+		t.Fatalf("WaitRegistered after a later Handle: %v", err)
+	}
+	if !serves(t, c, late) {
+		t.Fatalf("WaitRegistered returned before the server served %s", late)
 	}
 	ack, err := c.Submit(ctx, session, late, map[string]any{})
 	if err != nil {

@@ -105,6 +105,7 @@ type Worker struct {
 	regChanged chan struct{}
 	running    bool  // Run is running
 	registered bool  // Run's current stream is registered
+	regTools   int   // how many tools the server has accepted on that stream
 	runEnded   bool  // Run has returned (runErr says why) and not started again
 	runErr     error // Run's error, when runEnded
 
@@ -226,8 +227,9 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // text, or a value encoded with encoding/json; nil accepts any object) and
 // the handler. Call it before Run, or while Run runs: a tool handled then is
 // registered on Run's stream at once (a later Register; running tasks go
-// on), and with every reconnect; OnRegistered and WaitRegistered do not
-// wait for it. It panics on a duplicate name, a nil handler or a schema
+// on), and with every reconnect. WaitRegistered waits for the server to
+// accept it too; OnRegistered is called only for a connection's first
+// registration. It panics on a duplicate name, a nil handler or a schema
 // that is not JSON, as these are programming errors. An option given a
 // value it cannot send (a negative duration) makes Run fail instead, naming
 // the tool and the option; while Run runs, Handle panics with it.
@@ -344,7 +346,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		reg, _ := w.registerLocked()
 		w.mu.Unlock()
 		err := w.serve(ctx, reg, &b, &handlers)
-		w.setRegistration(func() { w.registered = false })
+		w.setRegistration(func() { w.registered, w.regTools = false, 0 })
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -368,7 +370,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 //		return err // Run's error (a tool the server refuses, a bad token, ...) or ctx's
 //	}
 //
-// It returns nil at once while Run's stream is registered; otherwise it waits
+// It returns nil at once while Run's stream is registered with every tool
+// handled so far (a tool handled while Run runs is sent in a later
+// Register: it waits for the server's answer to that too); otherwise it waits
 // for the next registration (it also waits for Run to start, and through
 // reconnects). If Run returns first, or has returned, it returns Run's error;
 // if ctx ends first, ctx's error. OnRegistered is the callback form.
@@ -384,9 +388,10 @@ func (w *Worker) WaitRegistered(ctx context.Context) error {
 	for {
 		w.regMu.Lock()
 		registered, ended, err, changed := w.registered, w.runEnded, w.runErr, w.regChanged
+		accepted := w.regTools
 		w.regMu.Unlock()
 		switch {
-		case registered:
+		case registered && accepted >= w.toolCount():
 			return nil
 		case ended:
 			return err
@@ -397,6 +402,13 @@ func (w *Worker) WaitRegistered(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// toolCount is how many tools Handle has registered.
+func (w *Worker) toolCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.tools)
 }
 
 // setRegistration changes WaitRegistered's state with f and wakes its callers.
@@ -431,7 +443,7 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 	}
 	b.Reset()
 	w.logger.Info("errand worker: registered", "worker", w.name, "worker_id", registered.GetWorkerId(), "tools", len(reg.Tools))
-	w.setRegistration(func() { w.registered = true })
+	w.setRegistration(func() { w.registered, w.regTools = true, len(reg.GetTools()) })
 	if w.onRegistered != nil {
 		w.onRegistered(registered.GetWorkerId())
 	}
@@ -463,6 +475,10 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 			s.start(k.Assignment, handlers)
 		case *pb.WorkerCommand_Cancel:
 			s.cancel(k.Cancel)
+		case *pb.WorkerCommand_Registered:
+			// The answer to a later Register (the server answers them in order).
+			accepted := s.acceptedRegister()
+			w.setRegistration(func() { w.regTools = max(w.regTools, accepted) })
 		}
 	}
 }
@@ -497,6 +513,9 @@ type session struct {
 	sendMu  sync.Mutex // a gRPC stream allows one sender at a time
 	mu      sync.Mutex
 	running map[string]*run
+	// The tool counts of the later Registers sent and not answered yet, in
+	// the order sent; guarded by mu.
+	laterRegisters []int
 }
 
 type run struct {
@@ -606,11 +625,29 @@ func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolEr
 }
 
 // sendRegister sends a later Register (the tools handled while Run runs);
-// the server answers Registered again, which serve's loop passes over.
+// the server answers Registered again, which serve's loop counts. Counted
+// before it is sent, since the answer may come before Send returns (a failed
+// send ends the stream, and the count with it).
 func (s *session) sendRegister(reg *pb.Register) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	s.laterRegisters = append(s.laterRegisters, len(reg.GetTools()))
+	s.mu.Unlock()
 	return s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Register{Register: reg}})
+}
+
+// acceptedRegister is how many tools the later Register the server has just
+// answered carried (0 for an answer to none: nothing is counted).
+func (s *session) acceptedRegister() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.laterRegisters) == 0 {
+		return 0
+	}
+	n := s.laterRegisters[0]
+	s.laterRegisters = s.laterRegisters[1:]
+	return n
 }
 
 // sendMsg sends msg made to fit the server's limit (fit): every message
