@@ -851,7 +851,10 @@ type SubmitToolRequest struct {
 	// Optional. A retried submit with the same key in the same session returns
 	// the task of the first submit instead of running the tool again, for as
 	// long as that task is stored: until --retention-secs after it finished,
-	// acknowledged or not.
+	// acknowledged or not. A key names one call: a submit that reuses it for
+	// another tool, or for other arguments (compared as RFC 8785 canonical
+	// JSON, so spacing and key order do not matter), is INVALID_ARGUMENT,
+	// naming the first task; the other fields are the first submit's.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Queue timeout of this call in milliseconds, counted from submit: if no
 	// worker has taken the call by then, it completes as TIMED_OUT with error

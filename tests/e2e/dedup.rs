@@ -214,3 +214,57 @@ async fn repeats_and_joins_are_answered_at_the_pending_limits() {
         );
     }
 }
+
+/// An idempotency key names one call. A retried submit (the same tool, the
+/// same arguments in any spacing or key order) gets the first task; another
+/// call under the key is INVALID_ARGUMENT saying which part differs, on
+/// every path that finds the earlier task: the insert, a session without
+/// room for a new task, a tool that is not known.
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_call_is_refused() {
+    fn keyed(session: &str, tool: &str, args: &str) -> pb::SubmitToolRequest {
+        pb::SubmitToolRequest {
+            session_id: session.into(),
+            tool: tool.into(),
+            arguments_json: args.into(),
+            idempotency_key: "k1".into(),
+            ..Default::default()
+        }
+    }
+    let server = Server::start(&["--max-pending-per-session", "1"]).await;
+    let mut worker = server.gate_worker(&["lookup", "other"], 1).await;
+    let mut rpc = server.raw();
+    // "roomy": its first task ends, so a repeat meets it at the insert;
+    // "full": its first task holds the session's only room.
+    let done = rpc.submit_tool(keyed("roomy", "lookup", SAME[0])).await;
+    let done = done.unwrap().into_inner();
+    worker.next().await.succeed("1");
+    let held = rpc.submit_tool(keyed("full", "lookup", SAME[0])).await;
+    let held = held.unwrap().into_inner();
+    for (session, first) in [("roomy", &done), ("full", &held)] {
+        let again = rpc.submit_tool(keyed(session, "lookup", SAME[2])).await;
+        let again = again.unwrap().into_inner();
+        assert!(again.deduplicated, "{session}: {again:?}");
+        assert_eq!(again.task_id, first.task_id, "{session}");
+        for (tool, args, differs) in [
+            ("lookup", r#"{"city":"Paris"}"#, "with other arguments"),
+            ("other", SAME[0], r#"for tool "lookup""#),
+            ("unknown", SAME[0], r#"for tool "lookup""#),
+        ] {
+            let s = rpc.submit_tool(keyed(session, tool, args)).await;
+            let s = s.unwrap_err();
+            assert_eq!(
+                s.code(),
+                tonic::Code::InvalidArgument,
+                "{session} {tool}: {s:?}"
+            );
+            for part in [r#"idempotency_key "k1""#, differs, &first.task_id] {
+                assert!(
+                    s.message().contains(part),
+                    "{session} {tool}: {}",
+                    s.message()
+                );
+            }
+        }
+    }
+}

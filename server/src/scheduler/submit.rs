@@ -12,9 +12,9 @@ use super::{
     worker_tx::Tokio,
 };
 use crate::{
-    error::Error,
+    error::{self, Error},
     logs,
-    model::{SessionKey, Submission, TaskRecord, TaskState},
+    model::{ArgsHash, SessionKey, Submission, TaskRecord, TaskState, ToolKey},
     sessions::{Activity, ActivityKind},
     store::{Inserted, TaskQuery},
 };
@@ -63,6 +63,11 @@ impl Scheduler {
                         .task_by_key(sub.session.as_key(), &sub.idempotency_key)
                         .await?
                 {
+                    let arguments = match sub.arguments_json.as_str() {
+                        "" => "{}",
+                        given => given,
+                    };
+                    let earlier = repeated(earlier, sub.tool.as_key(), arguments)?;
                     let current = self.live_task(earlier.id).unwrap_or(earlier);
                     return Ok((current, Admitted::Repeat));
                 }
@@ -162,7 +167,8 @@ impl Scheduler {
             Ok(Inserted::New) => {}
             Ok(Inserted::Existing(earlier)) => {
                 self.lock().release(&task.session);
-                let current = self.live_task(earlier.id).unwrap_or(*earlier);
+                let earlier = repeated(*earlier, &task.tool, &task.arguments)?;
+                let current = self.live_task(earlier.id).unwrap_or(earlier);
                 return Ok((current, Admitted::Repeat));
             }
             Ok(Inserted::Joined(running)) => {
@@ -218,6 +224,7 @@ impl Scheduler {
         if let Some(key) = &task.idempotency_key
             && let Some(earlier) = self.store.task_by_key(&task.session, key).await?
         {
+            let earlier = repeated(earlier, &task.tool, &task.arguments)?;
             let current = self.live_task(earlier.id).unwrap_or(earlier);
             return Ok((current, Admitted::Repeat));
         }
@@ -311,4 +318,30 @@ impl Scheduler {
         st.dispatch_tool(&tool, SystemTime::now());
         self.apply(&mut st);
     }
+}
+
+/// `earlier`, the task a submit's idempotency key names, if the submit
+/// repeats its call: the same tool (`tool`, a key) and the same `arguments`,
+/// compared in RFC 8785 canonical form (spacing, key order and `3` against
+/// `3.0` do not matter). A key names one call: another call under it is
+/// INVALID_ARGUMENT (as HTTP's Idempotency-Key answers 422), never the
+/// earlier call's task, which the client would take for its new call's.
+fn repeated(earlier: TaskRecord, tool: &str, arguments: &str) -> Result<TaskRecord, Error> {
+    let differs = if *earlier.tool != *tool {
+        format!(
+            "for tool {}",
+            error::quote(ToolKey::from_key(earlier.tool.clone()).name())
+        )
+    } else if ArgsHash::of(&earlier.arguments) != ArgsHash::of(arguments) {
+        "with other arguments".to_string()
+    } else {
+        return Ok(earlier);
+    };
+    Err(Error::invalid(format!(
+        "idempotency_key {} was first used in this session {differs} (task {}): a key names \
+         one call; to get that task again, repeat its tool and arguments, and for a new \
+         call, use a new key",
+        error::quote(earlier.idempotency_key.as_deref().unwrap_or_default()),
+        earlier.id
+    )))
 }
