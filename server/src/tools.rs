@@ -45,6 +45,12 @@ impl std::fmt::Debug for ToolSpec {
 
 /// Checks a tool name: what model APIs accept as a function name.
 pub fn check_name(name: &str) -> Result<(), Error> {
+    check_name_in("tool name", name)
+}
+
+/// [`check_name`] for a tool name given in `field` (`fallback.tool`), which
+/// the error names.
+pub fn check_name_in(field: &str, name: &str) -> Result<(), Error> {
     let ok = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -53,7 +59,7 @@ pub fn check_name(name: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "tool name {} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+            "{field} {} is invalid: use 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
             crate::error::quote(name)
         )))
     }
@@ -125,10 +131,9 @@ impl ToolSpec {
             let mut errors = validator.iter_errors(&value);
             if let Some(first) = errors.next() {
                 let more = errors.count();
-                // The validator's text quotes the failing value, and the path
-                // the input's keys: a prefix of each says what failed.
+                // The path quotes the input's keys: a prefix says where.
                 let path = clip(&first.instance_path().to_string());
-                let first = clip(&first.to_string());
+                let first = reason(&first);
                 let path = if path.is_empty() {
                     "/".to_string()
                 } else {
@@ -203,6 +208,16 @@ fn compile_schema(
             crate::json_text::kind(&schema)
         )));
     }
+    if let Some(given) = schema.get("type")
+        && !admits_objects(given)
+    {
+        return Err(Error::invalid(format!(
+            "tool `{tool}`: input_schema_json has the root \"type\" {}, but a call's arguments \
+             are always a JSON object, so no call would pass: make it \"object\" and describe \
+             each argument under \"properties\"",
+            clip(&given.to_string())
+        )));
+    }
     let expansion = cost::check(&schema)
         .map_err(|e| Error::invalid(format!("tool `{tool}`: input_schema_json: {e}")))?;
     // The `regex` engine matches in linear time; the default (fancy-regex)
@@ -217,8 +232,15 @@ fn compile_schema(
         .map_err(|e| {
             let path = e.schema_path().to_string();
             let keyword = path.rsplit('/').find(|k| REGEX_KEYWORDS.contains(k));
+            let too_large = e.instance().as_str().is_some_and(pattern_too_large);
             let (at, e) = (clip(&path), clip(&e.to_string()));
             match keyword {
+                Some(keyword) if too_large => Error::invalid(format!(
+                    "tool `{tool}`: input_schema_json `{keyword}` at {at} is too large to \
+                     compile: over errand's bound of {} KiB per pattern (a counted repetition \
+                     like a{{1000}} multiplies its size); simplify it: {e}",
+                    REGEX_SIZE_LIMIT / 1024
+                )),
                 Some(keyword) => Error::invalid(format!(
                     "tool `{tool}`: input_schema_json `{keyword}` at {at} is not a regular expression errand runs: \
                      backreferences, lookaround and other backtracking features are refused (errand matches \
@@ -232,11 +254,57 @@ fn compile_schema(
     Ok((validator, expansion))
 }
 
+/// Whether a schema's root `type` (a name or a list of names) lets a JSON
+/// object through; anything else is left to the validator's own check.
+fn admits_objects(given: &Value) -> bool {
+    match given {
+        Value::String(name) => name == "object",
+        Value::Array(names) => names.iter().any(|n| n == "object"),
+        _ => true,
+    }
+}
+
+/// Whether `pattern` is refused only for its compiled size: the linear-time
+/// engine would run it were it smaller.
+fn pattern_too_large(pattern: &str) -> bool {
+    matches!(
+        regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build(),
+        Err(regex::Error::CompiledTooBig(_))
+    )
+}
+
 /// Schema keywords whose values (or keys) are regular expressions.
 const REGEX_KEYWORDS: [&str; 2] = ["pattern", "patternProperties"];
 
 /// Bytes one compiled pattern (and its lazy DFA cache) may take.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The validator's text for `error`, bounded. It quotes the failing value
+/// before the reason ("\"aaa…\" is longer than 5 characters"), so a long
+/// value is cut to a preview in place and the reason kept.
+fn reason(error: &jsonschema::ValidationError<'_>) -> String {
+    let full = error.to_string();
+    if full.len() <= 2 * crate::error::QUOTE_BYTES {
+        return full;
+    }
+    let value = error.instance().to_string();
+    let preview = crate::error::cut(&value, crate::error::QUOTE_BYTES / 2);
+    let shown = if preview.len() < value.len() {
+        format!("{preview}… ({} bytes)", value.len())
+    } else {
+        value
+    };
+    let masked = error.masked_with(shown).to_string();
+    let cut = crate::error::cut(&masked, 3 * crate::error::QUOTE_BYTES);
+    if cut.len() < masked.len() {
+        format!("{cut}…")
+    } else {
+        masked
+    }
+}
 
 /// `text` cut to twice [`crate::error::QUOTE_BYTES`], marked when cut.
 fn clip(text: &str) -> String {
@@ -289,6 +357,28 @@ mod tests {
             err.to_string().contains("required") || err.to_string().contains("\"q\""),
             "{err}"
         );
+    }
+
+    /// The message is bounded by cutting the value the validator quotes, not
+    /// the reason after it (a long value used to push the reason out).
+    #[test]
+    fn a_long_failing_value_is_cut_and_the_reason_kept() {
+        let s =
+            spec(r#"{"properties":{"x":{"type":"string","maxLength":5},"e":{"enum":["a","b"]}}}"#);
+        let limits = Limits::default();
+        let long = "a".repeat(300);
+        for (args, reason) in [
+            (
+                format!(r#"{{"x":"{long}"}}"#),
+                "is longer than 5 characters",
+            ),
+            (format!(r#"{{"e":"{long}"}}"#), "is not one of"),
+        ] {
+            let err = s.check_arguments(&args, &limits).unwrap_err().to_string();
+            assert!(err.contains(reason), "{err}");
+            assert!(err.contains(r#""aaaa"#), "a preview of the value: {err}");
+            assert!(err.len() < 400, "bounded: {} bytes: {err}", err.len());
+        }
     }
 
     #[test]
@@ -364,6 +454,52 @@ mod tests {
         let s = spec(r#"{"properties":{"x":{"type":"string","pattern":"^\\p{L}+[0-9]{1,3}$"}}}"#);
         assert!(s.check_arguments(r#"{"x":"été42"}"#, &limits).is_ok());
         assert!(s.check_arguments(r#"{"x":"42"}"#, &limits).is_err());
+    }
+
+    /// A pattern over the compiled-size bound is refused as too large, not
+    /// as a backtracking one (it uses no such feature).
+    #[test]
+    fn a_pattern_too_large_to_compile_says_so() {
+        let tool = ToolDef {
+            name: ToolKey::from_key("t"),
+            input_schema_json: r#"{"properties":{"x":{"pattern":"(a{1000}){1000}"}}}"#.into(),
+            ..Default::default()
+        };
+        let err = ToolSpec::new(&tool, &Limits::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(
+            text.contains("`pattern`") && text.contains("too large"),
+            "{text}"
+        );
+        assert!(!text.contains("backreferences"), "{text}");
+    }
+
+    /// The schema is of the arguments, always a JSON object: a root `type`
+    /// without "object" admits no call at all, and is refused at register.
+    #[test]
+    fn a_root_type_that_admits_no_object_is_refused() {
+        for (schema, ok) in [
+            (r#"{"type":"string"}"#, false),
+            (r#"{"type":["string","null"]}"#, false),
+            (r#"{"type":"object"}"#, true),
+            (r#"{"type":["object","null"]}"#, true),
+            (r#"{"properties":{}}"#, true),
+        ] {
+            let tool = ToolDef {
+                name: ToolKey::from_key("t"),
+                input_schema_json: schema.into(),
+                ..Default::default()
+            };
+            match ToolSpec::new(&tool, &Limits::default()) {
+                Ok(_) => assert!(ok, "{schema} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{schema}: {e}");
+                    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+                    assert!(e.to_string().contains(r#""object""#), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

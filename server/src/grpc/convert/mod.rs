@@ -389,7 +389,7 @@ pub fn fallback(f: pb::Fallback, tenant: &str, own: &str) -> Result<Fallback, Er
              leave fallback unset",
         )),
         Some(pb::fallback::Kind::Tool(tool)) => {
-            crate::tools::check_name(&tool)?;
+            crate::tools::check_name_in("fallback.tool", &tool)?;
             if tool == own {
                 return Err(Error::invalid(format!(
                     "fallback.tool is `{tool}`, the call's own tool: a fallback must be another \
@@ -463,6 +463,22 @@ mod tests {
             matches!(&e, Error::InvalidArgument(m) if m.contains("worker_name")),
             "{e:?}"
         );
+    }
+
+    /// A bad fallback tool name is named as `fallback.tool`, not as the
+    /// call's own tool.
+    #[test]
+    fn a_bad_fallback_tool_name_names_its_field() {
+        for bad in ["", "has space"] {
+            let f = pb::Fallback {
+                kind: Some(pb::fallback::Kind::Tool(bad.into())),
+            };
+            let e = fallback(f, "t", "search").unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidArgument(m) if m.starts_with("fallback.tool ")),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]
