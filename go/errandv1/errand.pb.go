@@ -2790,7 +2790,10 @@ type ToolError struct {
 	// non-zero). Workers may send codes of their own, of at most 128 bytes
 	// (a longer one is cut to 128 at a character boundary).
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	// Human-readable detail.
+	// Human-readable detail. A worker's message is kept to the call's result
+	// budget (as a result's inline part is: the submit's result_budget_bytes,
+	// else the tool's, else the server's --result-budget-bytes); a longer one
+	// is cut at a character boundary and says so, and how long it was.
 	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -351,6 +351,28 @@ pub fn summary(mut summary: String, ended: &Ended, max_result: usize) -> Option<
     Some(summary)
 }
 
+/// A failure's message (`outcome`, when an error) cut to the task's result
+/// budget (`budget`; 0: `default_budget`, the server's), as a result's
+/// inline part is: a failing tool cannot put more text before the model
+/// than a succeeding one. Where cut, the message says so and how long it
+/// was, in at most 96 bytes more.
+pub fn bound_error_message(outcome: &mut Outcome, budget: u64, default_budget: usize) {
+    let Outcome::Error { message, .. } = outcome else {
+        return;
+    };
+    let max = match usize::try_from(budget).unwrap_or(usize::MAX) {
+        0 => default_budget,
+        given => given,
+    };
+    if message.len() > max {
+        let len = message.len();
+        truncate_utf8(message, max);
+        message.push_str(&format!(
+            "… (cut to the call's result budget of {max} bytes; {len} bytes in all)"
+        ));
+    }
+}
+
 fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut end = max;
@@ -364,6 +386,32 @@ fn truncate_utf8(s: &mut String, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failures_message_keeps_to_the_result_budget() {
+        let failed = |message: &str| Outcome::error("x", message);
+        let mut long = failed(&"é".repeat(600));
+        bound_error_message(&mut long, 1001, 16 * 1024);
+        let Outcome::Error { message, .. } = &long else {
+            unreachable!()
+        };
+        assert!(message.starts_with(&"é".repeat(500)), "cut at a character");
+        assert!(
+            message
+                .ends_with("… (cut to the call's result budget of 1001 bytes; 1200 bytes in all)"),
+            "{message}"
+        );
+        assert!(message.len() <= 1001 + 96);
+        // No budget of its own: the server's; within it: untouched.
+        let mut default = failed(&"m".repeat(40));
+        bound_error_message(&mut default, 0, 32);
+        assert!(
+            matches!(&default, Outcome::Error { message, .. } if message.starts_with(&"m".repeat(32)) && message.contains("32 bytes; 40"))
+        );
+        let mut short = failed("fine");
+        bound_error_message(&mut short, 10, 10);
+        assert_eq!(short, failed("fine"));
+    }
 
     #[test]
     fn results_are_judged_by_size_and_json() {

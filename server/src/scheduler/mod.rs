@@ -315,6 +315,11 @@ impl Scheduler {
         };
         ended.finish.notes.summary =
             admission::summary(result.summary, &ended, self.config.limits.max_result_bytes);
+        admission::bound_error_message(
+            &mut ended.finish.outcome,
+            ended.task.call.result_budget,
+            self.config.limits.result_budget_bytes,
+        );
         self.start_finish(ended).await
     }
 
