@@ -447,3 +447,49 @@ async fn a_call_answered_by_its_fallback_is_listed_once() {
     let d = client.pending_digest("s", 0).await.unwrap();
     assert!(d.pending.is_empty() && d.pending_count == 0, "{d:?}");
 }
+
+/// A fallback tool no worker has registered (a tool's policy may name one
+/// that comes later) cannot answer: the call ends with its own failure, and
+/// its error says the fallback did not run and why, where only the server's
+/// log said so.
+#[tokio::test]
+async fn a_fallback_that_cannot_run_is_named_in_the_failure() {
+    let server = Server::start(&[]).await;
+    let tool = pb::Tool {
+        name: "primary".into(),
+        fallback: Some(pb::Fallback {
+            kind: Some(pb::fallback::Kind::Tool("ghost".into())),
+        }),
+        ..Default::default()
+    };
+    let mut worker = server.gate_worker_for(vec![tool], 1).await;
+    let client = server.client().await;
+    let mut stream = client.completions("s", 0);
+    let ack = client
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "primary".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    worker
+        .next()
+        .await
+        .fail("upstream_down", "the API answered 503");
+    let c = take_completions(&mut stream, 1).await.remove(0);
+    assert_eq!(c.task_id, ack.task_id);
+    assert_eq!(status_of(c.status), pb::TaskStatus::Failed);
+    assert!(c.fallback.is_none(), "{:?}", c.fallback);
+    let Some(pb::completion::Outcome::Error(e)) = &c.outcome else {
+        panic!("{:?}", c.outcome)
+    };
+    assert_eq!(e.code, "upstream_down");
+    for needle in [
+        "the API answered 503",
+        "fallback tool `ghost` did not run",
+        "unknown tool",
+    ] {
+        assert!(e.message.contains(needle), "{needle}: {}", e.message);
+    }
+}

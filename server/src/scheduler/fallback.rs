@@ -111,7 +111,7 @@ impl Scheduler {
             Ok(spec) => spec,
             Err(e) => {
                 warn!(task_id = %task.id, error = %e, "the fallback tool is unknown now: the call ends as it is");
-                return Fallen::Finish(Box::new(ended));
+                return Fallen::Finish(Box::new(without_fallback(ended, &e)));
             }
         };
         let run = TaskRecord {
@@ -161,7 +161,7 @@ impl Scheduler {
             }
             Err(e) => {
                 warn!(task_id = %task.id, error = %e, "the fallback run could not start: the call ends as it is");
-                Fallen::Finish(Box::new(ended))
+                Fallen::Finish(Box::new(without_fallback(ended, &e)))
             }
         }
     }
@@ -287,4 +287,22 @@ fn answer_call(ended: Ended, link: FallbackFor) -> Ended {
     let Ended { task, finish } = ended;
     let call = call::run_ending_as_call(&task, link, finish);
     Ended { task, finish: call }
+}
+
+/// A call whose fallback tool could not run ends with its own failure, and
+/// its error says so and why (`why`, cut to a few hundred bytes): the agent
+/// and its model learn the fallback was not tried, not just the server's log.
+fn without_fallback(mut ended: Ended, why: &Error) -> Ended {
+    let tool = match &ended.task.call.fallback {
+        Some(Fallback::Tool(key)) => ToolKey::from_key(key.clone()).name().to_string(),
+        _ => return ended,
+    };
+    if let Outcome::Error { message, .. } = &mut ended.finish.outcome {
+        let why = why.to_string();
+        message.push_str(&format!(
+            " (its fallback tool `{tool}` did not run: {})",
+            crate::error::cut(&why, 2 * crate::error::QUOTE_BYTES)
+        ));
+    }
+    ended
 }
