@@ -32,11 +32,11 @@ pub struct SubmitArgs {
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
     /// Timeout of the run in milliseconds (0: the tool's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     timeout_ms: u64,
     /// How long the call may wait for a worker, in milliseconds from submit,
     /// before it times out (0: the tool's, else the server's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     queue_timeout_ms: u64,
     /// Makes a retried submit return the first one's task.
     #[arg(long)]
@@ -53,7 +53,7 @@ pub struct SubmitArgs {
     /// Most bytes of the result delivered inline; a larger result arrives
     /// as a preview (read it whole with `errand result`). 0: the tool's,
     /// then the server's budget.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     budget: u64,
     /// Wait for the result and print it; exit 1 unless it succeeded.
     #[arg(long)]
@@ -72,10 +72,10 @@ pub struct WatchArgs {
     session: String,
     /// Start after this seq (0: everything retained). One past the
     /// session's last seq is refused (OUT_OF_RANGE), as `ack` refuses it.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     after: u64,
-    /// Stop after this many completions.
-    #[arg(long)]
+    /// Stop after this many completions (at least 1).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Also show running tasks' progress (through SessionEvents).
     #[arg(long)]
@@ -93,7 +93,7 @@ pub struct PendingArgs {
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
     /// Most bytes of the text (0: the server's default, 4096).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     max_bytes: u64,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -130,7 +130,7 @@ pub struct ResultArgs {
     /// The task whose full result to print.
     task_id: String,
     /// Bytes per ReadResult page (0: the server's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     page_bytes: u64,
 }
 
@@ -142,7 +142,7 @@ pub struct AckArgs {
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
     /// Completions with seq up to and including this are released.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     up_to: u64,
 }
 

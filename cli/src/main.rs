@@ -256,7 +256,23 @@ port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 746
     }) {
         line.push_str(": start one with errand serve, or set --server/ERRAND_SERVER");
     }
+    if sent_no_token(e) {
+        line.push_str(": give the CLI a token with --token or ERRAND_TOKEN (errand token new)");
+    }
     line
+}
+
+/// Whether the server refused a call that carried no token (its words for
+/// it: "no credentials"), where the server's own hint names gRPC metadata.
+fn sent_no_token(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<errand_client::Error>(),
+            Some(errand_client::Error::Status(s))
+                if s.code() == tonic::Code::Unauthenticated
+                    && s.message().starts_with("no credentials")
+        )
+    })
 }
 
 #[tokio::main]
@@ -335,6 +351,25 @@ mod tests {
         let mut cli = Cli::command();
         let tools = cli.find_subcommand_mut("tools").unwrap();
         assert!(tools.render_long_help().to_string().contains("--server"));
+    }
+
+    #[test]
+    fn a_call_without_a_token_is_told_the_flag() {
+        let refused = |message: &str| {
+            anyhow::Error::from(errand_client::Error::Status(
+                tonic::Status::unauthenticated(message),
+            ))
+        };
+        let line = error_line(
+            &refused("no credentials: send `authorization: Bearer <token>` metadata"),
+            None,
+        );
+        assert!(
+            line.ends_with("--token or ERRAND_TOKEN (errand token new)"),
+            "{line}"
+        );
+        let line = error_line(&refused("the token is not valid"), None);
+        assert!(!line.contains("--token"), "{line}");
     }
 
     #[test]

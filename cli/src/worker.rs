@@ -21,8 +21,8 @@ pub struct Args {
     /// Shell command run per call: arguments JSON on stdin, result on stdout.
     #[arg(long)]
     exec: String,
-    /// Most calls run at once.
-    #[arg(long, default_value_t = 1)]
+    /// Most calls run at once (at least 1).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: u32,
     /// What the tool does, for the model.
     #[arg(long, default_value = "")]
@@ -31,11 +31,11 @@ pub struct Args {
     #[arg(long, default_value = "")]
     schema: String,
     /// Default timeout of a call in milliseconds (0: the server's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     timeout_ms: u64,
     /// How long a call may wait for a worker, in milliseconds from submit
     /// (0: the server's default).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     queue_timeout_ms: u64,
     /// Worker name for logs.
     #[arg(long, default_value = "errand-worker")]

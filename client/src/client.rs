@@ -23,7 +23,11 @@ pub const DEFAULT_PORT: u16 = 7466;
 /// Parses `host:port`, `host` (port [`DEFAULT_PORT`]) or a URL into an
 /// endpoint. The connection is made lazily and re-made after failures.
 pub fn endpoint(addr: &str) -> Result<Endpoint, Error> {
-    let url = if addr.contains("://") {
+    let url = if let Some((scheme, _)) = addr.split_once("://") {
+        // gRPC is HTTP/2: another scheme is a mistake, not a host name.
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(Error::Address(addr.to_string()));
+        }
         addr.to_string()
     } else {
         format!("http://{addr}")
@@ -78,6 +82,16 @@ pub struct TlsOptions {
 /// Parses an address and applies `options`' TLS settings.
 pub fn endpoint_with(addr: &str, options: &ConnectOptions) -> Result<Endpoint, Error> {
     let Some(tls) = &options.tls else {
+        if addr
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
+            return Err(Error::Tls(format!(
+                "{addr} asks for TLS, but no CA was given to trust the server's certificate: \
+                 give it (the CLI's --tls-ca or ERRAND_TLS_CA), or use http:// (or HOST:PORT) \
+                 for a server without TLS"
+            )));
+        }
         return endpoint(addr);
     };
     let url = if addr.contains("://") {
@@ -457,5 +471,20 @@ mod tests {
         assert_eq!(uri("localhost:9000"), "http://localhost:9000/");
         assert_eq!(uri("http://h:1/x"), "http://h:1/x");
         assert!(matches!(endpoint("a b"), Err(Error::Address(_))));
+    }
+
+    /// A scheme gRPC does not speak is refused (`ftp://x` was read as host
+    /// `x`), and `https://` without TLS settings says what to give, where
+    /// the connection failed later as "no errand server".
+    #[test]
+    fn an_address_says_what_its_scheme_needs() {
+        assert!(matches!(endpoint("ftp://x"), Err(Error::Address(_))));
+        assert!(matches!(endpoint("unix:///tmp/s"), Err(Error::Address(_))));
+        let plain = ConnectOptions::default();
+        let Err(Error::Tls(why)) = endpoint_with("https://h:1", &plain) else {
+            panic!("https:// without TLS settings accepted")
+        };
+        assert!(why.contains("--tls-ca") && why.contains("http://"), "{why}");
+        assert!(endpoint_with("http://h:1", &plain).is_ok());
     }
 }

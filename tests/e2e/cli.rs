@@ -204,6 +204,68 @@ start one with errand serve, or set --server/ERRAND_SERVER\n"
     );
 }
 
+/// Numbers a flag cannot take are refused before anything is sent, saying
+/// which flag and why: a count or concurrency of 0 (0 workers' slots, a watch
+/// that stops before it starts), a negative number (clap read `-5` as a flag
+/// and advised `-- -5`, which made it a positional argument).
+#[tokio::test]
+async fn numbers_a_flag_cannot_take_are_refused_naming_the_flag() {
+    for (args, flag, why) in [
+        (
+            &[
+                "worker",
+                "--tool",
+                "t",
+                "--exec",
+                "cat",
+                "--concurrency",
+                "0",
+            ][..],
+            "--concurrency",
+            "0 is not in 1..",
+        ),
+        (&["watch", "--count", "0"][..], "--count", "0 is not in 1.."),
+        (
+            &["submit", "t", "--timeout-ms", "-5"][..],
+            "--timeout-ms",
+            "invalid digit",
+        ),
+        (&["watch", "--after", "-1"][..], "--after", "invalid digit"),
+    ] {
+        let out = tokio::process::Command::new(errand_bin())
+            .args(args)
+            .args(["--server", "127.0.0.1:1"])
+            .output()
+            .await
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains(why), "{args:?}: {err}");
+        assert!(!err.contains("-- -"), "{args:?}: {err}");
+    }
+}
+
+/// A listen address in use is refused before the store is touched: the
+/// data dir given is not created (nor a store in it made and migrated) by a
+/// server that cannot serve.
+#[tokio::test]
+async fn serve_on_a_port_in_use_fails_before_creating_its_store() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = tokio::process::Command::new(errand_bin())
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(&data)
+        .output()
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!data.exists(), "the data dir was made: {err}");
+}
+
 #[tokio::test]
 async fn serve_refuses_a_public_address_without_protection() {
     let out = tokio::process::Command::new(errand_bin())

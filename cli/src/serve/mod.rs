@@ -173,6 +173,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
+    // The gRPC address is bound now and listened on once the store is
+    // open: an address in use is refused before the store is created or
+    // migrated, and until the store is open a client is refused at once
+    // rather than kept waiting in the backlog.
+    let socket = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     // Opening the store may wait long (PostgreSQL retried until it
     // answers): a signal meanwhile stops the server at once, as the README
     // promises from the first moment; there is nothing to drain yet.
@@ -184,8 +189,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = socket
+        .listen(LISTEN_BACKLOG)
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     info!(addr = %local, "errand serving");
@@ -233,6 +238,22 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 type Corrupt = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
 
 /// Opens the store `args` name.
+/// Connections the kernel queues for the gRPC listener (tokio's default).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A TCP socket bound to `addr`, not listening yet; SO_REUSEADDR as
+/// `TcpListener::bind` sets it, so a restart binds over TIME_WAIT.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
 async fn open_store(
     args: &Args,
     config: &errand_server::config::Config,
