@@ -92,7 +92,7 @@ pub struct PendingArgs {
     /// The session to ask about.
     #[arg(long, env = "ERRAND_SESSION", default_value = "default")]
     session: String,
-    /// Most bytes of the text (0: the server's default, 4096).
+    /// Most bytes of the text: at least 256, or 0 for the server's default, 4096.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     max_bytes: u64,
     /// Print JSON instead of text.

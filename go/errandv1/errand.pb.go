@@ -1509,7 +1509,8 @@ type PendingDigestRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// Most bytes of text; 0 means 4096. Tasks beyond it are counted, not
-	// listed.
+	// listed. Below 256 (too small for the digest's sentences) or over the
+	// server's message limit: INVALID_ARGUMENT.
 	MaxBytes      uint64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

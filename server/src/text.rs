@@ -178,6 +178,11 @@ pub const DIGEST_ARGUMENTS_BYTES: usize = 120;
 /// results unacknowledged).
 const DIGEST_TAIL_BYTES: usize = 200;
 
+/// The smallest `max_bytes` a digest is asked for: its fixed sentences
+/// (what is pending, how many results wait) fit whole. Smaller, a cut one
+/// could read as another message ("No tool").
+pub const MIN_DIGEST_BYTES: usize = 256;
+
 /// The text `PendingDigest` gives the model: the session's pending calls
 /// (tool, short arguments, state, time so far, latest progress) and how many
 /// results are unacknowledged; at most `max_bytes` (cut at the end of a

@@ -180,6 +180,22 @@ async fn a_digest_larger_than_the_message_limit_is_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("max_bytes"), "{}", err.message());
+    // Too small to say anything whole: "No tool calls are pending. ..." cut
+    // to 10 bytes read "No tool", another message.
+    let err = server
+        .raw()
+        .pending_digest(pb::PendingDigestRequest {
+            session_id: "s".into(),
+            max_bytes: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("max_bytes 10 is below 256"),
+        "{}",
+        err.message()
+    );
     let err = ack(&server, 1).await.unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "no completion yet: {err:?}");
 }

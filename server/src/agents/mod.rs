@@ -331,6 +331,13 @@ impl AgentApi {
         let limit = self.limits().max_message_bytes;
         let max_bytes = match max_bytes {
             0 => DEFAULT_DIGEST_BYTES,
+            n if n < text::MIN_DIGEST_BYTES as u64 => {
+                return Err(Error::invalid(format!(
+                    "max_bytes {n} is below {}, the least a digest needs to say what is pending \
+                     in whole sentences: ask for at least that, or 0 for {DEFAULT_DIGEST_BYTES}",
+                    text::MIN_DIGEST_BYTES
+                )));
+            }
             n if n > limit as u64 => {
                 return Err(Error::invalid(format!(
                     "max_bytes {n} is over the server's message limit of {limit} (--max-message-bytes): ask for less, or 0 for {DEFAULT_DIGEST_BYTES}"
