@@ -73,10 +73,20 @@ async fn mcp_structured_content_is_an_object_or_absent() {
     let client = server.client().await;
     let mut completions = client.completions("m", 0);
 
-    for (result, structured) in [
-        (r#""Definition of a word""#, None),
-        (r#"[1,2]"#, None),
-        (r#"{"echo":"hi"}"#, Some(json!({"echo": "hi"}))),
+    // A string result's text is its value (no quotes or escapes), other
+    // JSON its text; structuredContent only for an object.
+    for (result, text, structured) in [
+        (
+            r#""Definition of a \"word\"""#,
+            r#"Definition of a "word""#,
+            None,
+        ),
+        (r#"[1,2]"#, r#"[1,2]"#, None),
+        (
+            r#"{"echo":"hi"}"#,
+            r#"{"echo":"hi"}"#,
+            Some(json!({"echo": "hi"})),
+        ),
     ] {
         let task = mcp.call_tool("echo", json!({"n": 1})).await;
         let id = task["taskId"].as_str().unwrap().to_string();
@@ -85,7 +95,7 @@ async fn mcp_structured_content_is_an_object_or_absent() {
         let got = mcp.get_task(&id).await;
         assert_eq!(got["status"], "completed", "{got}");
         let r = &got["result"];
-        assert_eq!(r["content"][0]["text"], result, "{got}");
+        assert_eq!(r["content"][0]["text"], text, "{got}");
         assert_eq!(r.get("structuredContent").cloned(), structured, "{got}");
     }
 }

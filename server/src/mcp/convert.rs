@@ -3,7 +3,7 @@
 //! | errand            | MCP task status | result                              |
 //! |-------------------|-----------------|-------------------------------------|
 //! | QUEUED, RUNNING   | `working`       | none yet                            |
-//! | SUCCEEDED         | `completed`     | the result as text, and as `structuredContent` when a JSON object |
+//! | SUCCEEDED         | `completed`     | the result as text (a JSON string: its value), and as `structuredContent` when a JSON object |
 //! | FAILED, TIMED_OUT | `completed`     | `isError: true`, text starts with the status |
 //! | CANCELLED         | `cancelled`     | none                                |
 //!
@@ -97,9 +97,17 @@ pub fn task(t: &TaskRecord, status_message: Option<String>, timing: TaskTiming) 
 pub fn call_result(t: &TaskRecord) -> Option<CallToolResult> {
     let mut result = match (t.state, &t.outcome) {
         (TaskState::Succeeded, Some(Outcome::Result(json))) => {
-            let mut r = CallToolResult::success(vec![ContentBlock::text(json.clone())]);
+            let value: Option<Value> = serde_json::from_str(json).ok();
+            // A string result is its text, as MCP servers give a tool's
+            // returned string (its JSON form would show the model quotes
+            // and escapes); any other JSON is its text.
+            let text = match &value {
+                Some(Value::String(s)) => s.clone(),
+                _ => json.to_string(),
+            };
+            let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
             // MCP's structuredContent is an object: other JSON is text only.
-            r.structured_content = serde_json::from_str(json).ok().filter(Value::is_object);
+            r.structured_content = value.filter(Value::is_object);
             r
         }
         (TaskState::Succeeded, _) => CallToolResult::success(vec![]),
@@ -214,6 +222,16 @@ mod tests {
         };
         assert_eq!(result["structuredContent"], json!({"echo": "hi"}));
         assert_eq!(result["content"][0]["text"], r#"{"echo":"hi"}"#);
+        // A string result is its value, not its JSON (quotes, escapes).
+        let said = task_of(
+            TaskState::Succeeded,
+            Some(Outcome::Result(r#""Definition of \"sun\"""#.into())),
+        );
+        let TaskPayload::Completed { result: said } = detailed(&said, timing()).payload else {
+            panic!("succeeded is completed")
+        };
+        assert_eq!(said["content"][0]["text"], r#"Definition of "sun""#);
+        assert!(said.get("structuredContent").is_none_or(Value::is_null));
         assert_eq!(
             result["_meta"][META_KEY],
             json!({"status": "SUCCEEDED", "attempts": 1, "seq": 7})
