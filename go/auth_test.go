@@ -319,6 +319,42 @@ func TestMutualTLS(t *testing.T) {
 	refusedWith(t, testkit.Dial(t, addr, s.mtls()), errand.ErrUnauthenticated)
 }
 
+// Without WithLazyConnect, a TLS handshake that fails makes Dial fail at
+// once (ErrUnavailable, naming the cause) instead of waiting for its ctx.
+func TestDialFailsFastOnATLSFailure(t *testing.T) {
+	s := newSecure(t)
+	tlsAddr, mtlsAddr := s.serve(t, tlsTokens), s.serve(t, mtlsTokens)
+	for _, tc := range []struct {
+		name, addr, cause string
+		opts              []errand.Option
+	}{
+		{"unknown CA", tlsAddr, "certificate", []errand.Option{errand.WithTLSFiles(s.pki.RogueCert, "", "")}},
+		{"wrong server name", tlsAddr, "elsewhere.test", []errand.Option{s.tlsCA(), errand.WithServerName("elsewhere.test")}},
+		{"plaintext to TLS", tlsAddr, "", nil},
+		{"no client certificate", mtlsAddr, "", []errand.Option{s.tlsCA()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			c, err := errand.Dial(testkit.Ctx(t), tc.addr, append(tc.opts, errand.WithBearerToken(s.agentA))...)
+			d := time.Since(start)
+			if err == nil {
+				c.Close()
+				t.Fatalf("Dial succeeded")
+			}
+			t.Logf("Dial after %v: %v", d, err)
+			if d > fastDial || errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Dial returned after %v (%v), want at the failed handshake", d, err)
+			}
+			if !errors.Is(err, errand.ErrUnavailable) || status.Code(err) != codes.Unavailable {
+				t.Errorf("Dial = %v, want ErrUnavailable", err)
+			}
+			if !strings.Contains(err.Error(), tc.cause) {
+				t.Errorf("Dial = %q, want the cause (%q)", err, tc.cause)
+			}
+		})
+	}
+}
+
 func TestTLSFilesErrors(t *testing.T) {
 	s := newSecure(t)
 	ctx := testkit.Ctx(t)

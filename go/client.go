@@ -3,13 +3,18 @@ package errand
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	pb "github.com/errand-dev/errand/go/errandv1"
 	"github.com/errand-dev/errand/go/internal/millis"
 	"github.com/errand-dev/errand/go/internal/rpcerr"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // Client is a connection to an errand server, for agents. It is safe for
@@ -24,10 +29,16 @@ type Client struct {
 // $ERRAND_SERVER, else DefaultAddr; an "https://" prefix means TLS with the
 // system's roots unless a TLS option says otherwise).
 //
-// Unless WithLazyConnect is given, Dial waits until the server is reachable
-// or ctx is done; in the latter case the error matches both ErrUnavailable and
-// ctx's error. Once connected, the client reconnects by itself after the
-// connection breaks.
+// Unless WithLazyConnect is given, Dial makes the first connection attempt
+// and waits for its outcome: it returns the client once connected, or an
+// error matching ErrUnavailable as soon as the attempt fails, naming the
+// cause (connection refused, a host name that does not resolve, a TLS
+// handshake that failed, ...; status.Code gives codes.Unavailable). If ctx
+// ends first (a server that accepts the connection but does not answer), the
+// error matches both ErrUnavailable and ctx's error. To dial a server that
+// is not up yet, use WithLazyConnect: the client connects when it is needed,
+// and retries with backoff meanwhile. Once connected, the client reconnects
+// by itself after the connection breaks.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -47,6 +58,12 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if !o.lazy {
 		conn.Connect()
 		for s := conn.GetState(); s != connectivity.Ready; s = conn.GetState() {
+			if s == connectivity.TransientFailure {
+				if cause := failedAttempt(ctx, conn, addr); cause != nil {
+					conn.Close()
+					return nil, fmt.Errorf("errand: dial %s: server not reachable (%w): %w", addr, ErrUnavailable, cause)
+				}
+			}
 			if !conn.WaitForStateChange(ctx, s) {
 				conn.Close()
 				return nil, fmt.Errorf("errand: dial %s: server not reachable (%w): %w", addr, ErrUnavailable, ctx.Err())
@@ -56,6 +73,36 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	o.logger.Debug("errand: connected", "addr", addr)
 	return &Client{conn: conn, tools: pb.NewToolServiceClient(conn), opts: o}, nil
 }
+
+// failedAttempt returns why conn's connection attempt failed, for a conn in
+// TRANSIENT_FAILURE: grpc-go keeps the cause for the RPCs it fails at once
+// (those without wait-for-ready), so it makes one, a gRPC health Check. It
+// returns nil if the call got through (the server came up meanwhile) or
+// ended otherwise (ctx).
+func failedAttempt(ctx context.Context, conn *grpc.ClientConn, addr string) error {
+	_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	st, ok := status.FromError(err)
+	if err == nil || !ok || st.Code() != codes.Unavailable {
+		return nil
+	}
+	// grpc-go's DNS resolver reports a name that does not exist as "produced
+	// zero addresses"; the lookup's own error names the host.
+	if strings.Contains(st.Message(), "produced zero addresses") {
+		if host, _, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host) == nil {
+			if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+				st = status.New(codes.Unavailable, fmt.Sprintf("%s (%v)", st.Message(), err))
+			}
+		}
+	}
+	return dialFailure{st}
+}
+
+// dialFailure is the cause of a failed Dial: the transport's message, and
+// the status for status.Code.
+type dialFailure struct{ st *status.Status }
+
+func (d dialFailure) Error() string              { return d.st.Message() }
+func (d dialFailure) GRPCStatus() *status.Status { return d.st }
 
 // Close closes the connection; streams and calls in flight fail.
 func (c *Client) Close() error { return c.conn.Close() }

@@ -328,18 +328,8 @@ func TestContextDeadlineRespected(t *testing.T) {
 		t.Errorf("ListTools(cancelled ctx) = %v, want context.Canceled", err)
 	}
 
-	// Dial gives up on a port nobody listens on when its deadline passes.
-	dead := deadAddr(t)
-	dctx, cancel4 := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel4()
-	start = time.Now()
-	_, err := errand.Dial(dctx, dead)
-	if !errors.Is(err, errand.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Dial(%s) = %v, want ErrUnavailable and DeadlineExceeded", dead, err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Dial returned %v after a 300ms deadline", d)
-	}
+	// Dial's own deadline: TestDialEndsWithCtxWhileTheFirstAttemptHangs and
+	// TestDialFailsFastNamingTheCause (dial_test.go).
 }
 
 // deadAddr is a loopback address with nothing listening.

@@ -174,8 +174,11 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 func (bearer) RequireTransportSecurity() bool { return false }
 
 // WithLazyConnect makes Dial return at once without waiting for the
-// connection: the first call (or stream) connects. By default Dial waits until
-// the server is reachable or ctx is done.
+// connection: the first call (or stream) connects, and the client retries
+// with backoff while the server cannot be reached (a call made meanwhile fails
+// with ErrUnavailable; a worker's Run keeps reconnecting). Use it to dial a
+// server that may not be up yet. By default Dial makes the first connection
+// attempt and fails as soon as it fails (see Dial).
 func WithLazyConnect() Option {
 	return func(o *options) error { o.lazy = true; return nil }
 }

@@ -121,8 +121,8 @@ func TestUsageSnippetOnAFreshServer(t *testing.T) {
 	}
 }
 
-// usageSnippet is the README's Usage snippet; only the address, the output
-// and the break after the first completion (the README's loop runs on) differ.
+// usageSnippet is go/README.md's Usage snippet; only the address and the
+// output differ.
 func usageSnippet(ctx context.Context, addr string, out *strings.Builder) error {
 	c, err := errand.Dial(ctx, addr) // errand.WithTLSFiles(...), errand.WithBearerToken(t), ...
 	if err != nil {
@@ -151,13 +151,21 @@ func usageSnippet(ctx context.Context, addr string, out *strings.Builder) error 
 	if err != nil {
 		return err // errors.Is(err, errand.ErrNotFound), status.Code(err), ...
 	}
-	fmt.Fprintln(out, ack.Text)                                 // for the model: the result comes later, don't invent it
+	fmt.Fprintln(out, ack.Text) // for the model: the result comes later, don't invent it
+	// The stream replays the completions the server still holds (earlier runs'
+	// too), then follows new ones: match the task ID, and acknowledge what you used.
 	for comp, err := range c.Completions(ctx, "session-1", 0) { // reconnects and resumes by itself
 		if err != nil {
 			return err
 		}
+		if comp.TaskID != ack.TaskID {
+			continue
+		}
 		fmt.Fprintln(out, comp.Seq, comp.TaskID, comp.Status, string(comp.Result), comp.Message)
-		break
+		if _, err := c.AckCompletions(ctx, "session-1", comp.Seq); err != nil {
+			return err // the server may drop them now
+		}
+		break // the result is in: leaving the loop closes the stream
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -66,13 +68,22 @@ type Error struct {
 	Op string
 	// Code is the gRPC status code.
 	Code codes.Code
-	// Message is the server's explanation, meant to say what to fix.
+	// Message is the server's explanation, meant to say what to fix. When
+	// what answered was not gRPC but HTTP (the address is another port, such
+	// as errand's MCP, A2A or dashboard listener), it says so instead of
+	// grpc-go's text, which GRPCStatus keeps.
 	Message string
 
-	status *status.Status
+	status  *status.Status
+	notGRPC bool // Message explains an HTTP answer; Code is grpc-go's mapping of it
 }
 
 func (e *Error) Error() string {
+	if e.notGRPC {
+		// The code is only grpc-go's reading of an HTTP status (404 is
+		// Unimplemented): printed, it would suggest an old errand server.
+		return fmt.Sprintf("errand: %s: %s", e.Op, e.Message)
+	}
 	return fmt.Sprintf("errand: %s: %s: %s", e.Op, codeText(e.Code), e.Message)
 }
 
@@ -102,7 +113,48 @@ func Wrap(op string, err error) error {
 	if !ok {
 		return fmt.Errorf("errand: %s: %w", op, err)
 	}
+	if what, ok := httpAnswer(st); ok {
+		msg := fmt.Sprintf("the address given to Dial answered HTTP, not errand's gRPC (%s): "+
+			"is this errand's MCP, A2A or dashboard port? Give Dial (or ERRAND_SERVER) the address of "+
+			"errand serve --listen (port 7466 by default)", what)
+		return &Error{Op: op, Code: st.Code(), Message: msg, status: st, notGRPC: true}
+	}
 	return &Error{Op: op, Code: st.Code(), Message: st.Message(), status: st}
+}
+
+// The texts of the statuses grpc-go's client transport makes of a response
+// that is not gRPC: an HTTP status other than 200
+// ("unexpected HTTP status code received from server: 404 (Not Found)") and
+// a content-type that is missing ("malformed header: missing HTTP
+// content-type") or not application/grpc ("transport: received unexpected
+// content-type \"text/html\""), joined by "; ".
+var (
+	httpStatusText  = regexp.MustCompile(`(?:^|; )unexpected HTTP status code received from server: (\d+)`)
+	contentTypeText = regexp.MustCompile(`(?:^|; )transport: received unexpected content-type ("(?:[^"\\]|\\.)*")`)
+)
+
+const missingContentType = "malformed header: missing HTTP content-type"
+
+// httpAnswer reports whether st is grpc-go's status for an HTTP answer that
+// is not gRPC, and describes that answer ("HTTP status 404"). A status the
+// HTTP answer maps to Unavailable (429, 502, 503, 504: a proxy or gateway in
+// front of the server) is left as it is, and stays worth retrying.
+func httpAnswer(st *status.Status) (string, bool) {
+	if st.Code() == codes.Unavailable || st.Code() == codes.OK {
+		return "", false
+	}
+	msg := st.Message()
+	ct := contentTypeText.FindStringSubmatch(msg)
+	if ct == nil && !strings.Contains(msg, missingContentType) {
+		return "", false // a gRPC answer (or not grpc-go's wording)
+	}
+	if m := httpStatusText.FindStringSubmatch(msg); m != nil {
+		return "HTTP status " + m[1], true
+	}
+	if ct != nil {
+		return "HTTP content-type " + ct[1], true
+	}
+	return "", false
 }
 
 func codeText(c codes.Code) string {
@@ -134,6 +186,11 @@ func codeText(c codes.Code) string {
 // again: the server went away or restarted, or the connection broke. Errors a
 // caller must fix (bad arguments, credentials, unknown RPC) are not transient.
 func Transient(err error) bool {
+	if st, ok := status.FromError(err); ok {
+		if _, http := httpAnswer(st); http {
+			return false // another port answered: retrying cannot fix the address
+		}
+	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.Unknown, codes.Internal, codes.Aborted,
 		codes.ResourceExhausted, codes.DeadlineExceeded:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -46,5 +47,58 @@ func TestTransient(t *testing.T) {
 	if !Transient(status.Error(codes.Unavailable, "")) || Transient(status.Error(codes.InvalidArgument, "")) ||
 		Transient(status.Error(codes.Unauthenticated, "")) {
 		t.Error("Unavailable is transient; InvalidArgument and Unauthenticated are not")
+	}
+}
+
+// grpc-go's client transport turns an answer that is not gRPC (an HTTP
+// listener: errand's MCP, A2A or dashboard port) into a status with the HTTP
+// status's code; its message read as an old server. Wrap says what the CLI
+// says, keeps the code (so the same sentinel matches) and the status.
+func TestWrapNamesAnHTTPAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		code     codes.Code
+		sentinel error
+		msg      string
+		says     string
+	}{
+		{codes.Unimplemented, ErrUnimplemented,
+			"unexpected HTTP status code received from server: 404 (Not Found); malformed header: missing HTTP content-type",
+			"(HTTP status 404)"},
+		{codes.Unknown, nil, `transport: received unexpected content-type "text/html; charset=utf-8"`,
+			`(HTTP content-type "text/html; charset=utf-8")`},
+		{codes.Internal, ErrInternal,
+			`unexpected HTTP status code received from server: 400 (Bad Request); transport: received unexpected content-type "text/plain"`,
+			"(HTTP status 400)"},
+		{codes.PermissionDenied, ErrPermissionDenied,
+			"unexpected HTTP status code received from server: 403 (Forbidden); malformed header: missing HTTP content-type",
+			"(HTTP status 403)"},
+	} {
+		orig := status.Error(tc.code, tc.msg)
+		err := Wrap("ListTools", orig)
+		got := err.Error()
+		t.Logf("%v", got)
+		for _, want := range []string{"errand: ListTools: ", "answered HTTP, not errand's gRPC " + tc.says,
+			"MCP, A2A or dashboard port", "ERRAND_SERVER", "errand serve --listen", "7466"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%v %q: Error() = %q, want it to say %q", tc.code, tc.msg, got, want)
+			}
+		}
+		if tc.sentinel != nil && !errors.Is(err, tc.sentinel) {
+			t.Errorf("%v: errors.Is(err, %v) = false", tc.code, tc.sentinel)
+		}
+		if st, _ := status.FromError(err); st.Code() != tc.code || st.Message() != tc.msg {
+			t.Errorf("status = %v, want the original %v", st, orig)
+		}
+		if Transient(err) {
+			t.Errorf("%v %q: transient, but retrying cannot fix the address", tc.code, tc.msg)
+		}
+	}
+	// A gRPC server's own UNIMPLEMENTED is unchanged.
+	if got := Wrap("ReadResult", status.Error(codes.Unimplemented, "unknown method ReadResult")).Error(); got != "errand: ReadResult: Unimplemented: unknown method ReadResult" {
+		t.Errorf("Error() = %q", got)
+	}
+	// A proxy's 503 in front of the server is still worth retrying.
+	if !Transient(status.Error(codes.Unavailable, "unexpected HTTP status code received from server: 503 (Service Unavailable); transport: received unexpected content-type \"text/plain\"")) {
+		t.Error("an HTTP 503 should stay transient")
 	}
 }
