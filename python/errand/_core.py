@@ -34,7 +34,14 @@ from errand._common import (
     submit_request,
 )
 from errand._connect import no_server
-from errand.errors import InvalidArgument, NotFound, RpcError, TaskFailed, from_grpc
+from errand.errors import (
+    InvalidArgument,
+    NotFound,
+    RpcError,
+    TaskFailed,
+    answered_http,
+    from_grpc,
+)
 from errand.types import (
     Ack,
     Completion,
@@ -135,14 +142,16 @@ class ClientCore:
 
     def failed(self, err: grpc.RpcError, method: str) -> RpcError:
         """The error to raise for a failed call: "no errand server at ADDR" when
-        the first call found nobody there."""
+        the first call found nobody there, "ADDR answered HTTP" when a web
+        server answered it (see `errors.from_grpc`)."""
         code = err.code() if callable(getattr(err, "code", None)) else None
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        fail_fast = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        if code in fail_fast and answered_http(err) is None:
             if not self.connected and self.wait_for_ready:
                 return no_server(self.target, self.conn.tls, method, code)
         else:
             self.connected = True
-        return from_grpc(err, method)
+        return from_grpc(err, method, self.target)
 
     def reached(self, state: grpc.ChannelConnectivity, method: str) -> Optional[RpcError]:
         """After waiting for the channel before a first stream (see

@@ -15,7 +15,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 import grpc
 
 from errand._core import Step, StreamCursor
-from errand.errors import from_grpc
+from errand.errors import answered_http, from_grpc
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
 E = TypeVar("E")
@@ -38,8 +38,11 @@ class StreamBase(Generic[E]):
         *,
         metadata: Metadata,
         reach: Optional[Callable[[str], Any]] = None,
+        target: str = "",
     ) -> None:
         self.session_id = cursor.session_id
+        #: The server's address, for the errors raised (see `errors.from_grpc`).
+        self._target = target
         self._cursor = cursor
         #: Gives the stub each call is opened on: the client's, which for an
         #: `AsyncClient` is that of its channel on the running loop.
@@ -76,7 +79,10 @@ class StreamBase(Generic[E]):
         """What follows a call that failed with `exc`; raises the SDK's error
         (`errand.errors`) where the cursor says `Step.RAISE`."""
         method = self._cursor.method
+        if answered_http(exc) is not None and not closed:
+            # A web server, not errand: neither a retry nor a fallback helps.
+            raise from_grpc(exc, method, self._target) from None
         step = self._cursor.failed(exc.code(), closed)
         if step is Step.RAISE:
-            raise from_grpc(exc, method) from None
+            raise from_grpc(exc, method, self._target) from None
         return step

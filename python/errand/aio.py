@@ -397,7 +397,11 @@ class AsyncClient(Settings):
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
         return AsyncCompletionStream(
-            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now,
+            cursor,
+            metadata=self._core.metadata,
+            reach=self._reach,
+            target=self._core.target,
         )
 
     def session_events(
@@ -425,7 +429,11 @@ class AsyncClient(Settings):
             fallback=fallback,
         )
         return AsyncSessionEventStream(
-            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now,
+            cursor,
+            metadata=self._core.metadata,
+            reach=self._reach,
+            target=self._core.target,
         )
 
 
@@ -444,8 +452,9 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
         *,
         metadata: Metadata,
         reach: Optional[Callable[[str], Awaitable[None]]] = None,
+        target: str = "",
     ) -> None:
-        super().__init__(stub, cursor, metadata=metadata, reach=reach)
+        super().__init__(stub, cursor, metadata=metadata, reach=reach, target=target)
         self._closed = asyncio.Event()
         self._reading = False  # a read of the call is in flight
         self._other_status_tasks: set[asyncio.Task[Any]] = set()

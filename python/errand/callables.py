@@ -100,15 +100,25 @@ def signature_from_schema(schema: Mapping[str, Any]) -> inspect.Signature:
 
 
 def call_arguments(
-    sig: inspect.Signature, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    sig: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    name: str = "",
 ) -> dict[str, Any]:
     """The arguments object for one call: what was passed, except None where None
     is the default anyway (frameworks pass every parameter).
 
-    Raises TypeError, as a Python call would, for unknown or missing arguments.
+    Raises TypeError, as a Python call would, for unknown or missing arguments;
+    an unknown keyword is named as Python names it (`name()` got an unexpected
+    keyword argument 'x'), before any parameter it leaves missing.
     """
-    bound = sig.bind(*args, **kwargs)
     params = sig.parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        for key in kwargs:
+            if key not in params:
+                # Signature.bind would first say that a required one is missing.
+                raise TypeError(f"{name or 'tool'}() got an unexpected keyword argument '{key}'")
+    bound = sig.bind(*args, **kwargs)
     return {
         k: v
         for k, v in bound.arguments.items()
@@ -133,7 +143,7 @@ def remote_tool(client: Client, info: ToolInfo) -> Callable[..., str]:
     sig = signature_from_schema(info.input_schema)
 
     def submit(*args: Any, **kwargs: Any) -> Ack:
-        return client.submit(info.name, call_arguments(sig, args, kwargs))
+        return client.submit(info.name, call_arguments(sig, args, kwargs, info.name))
 
     def call(*args: Any, **kwargs: Any) -> str:
         return submit(*args, **kwargs).ack
@@ -148,7 +158,7 @@ def async_remote_tool(client: AsyncClient, info: ToolInfo) -> Callable[..., Awai
     sig = signature_from_schema(info.input_schema)
 
     async def submit(*args: Any, **kwargs: Any) -> Ack:
-        return await client.submit(info.name, call_arguments(sig, args, kwargs))
+        return await client.submit(info.name, call_arguments(sig, args, kwargs, info.name))
 
     async def call(*args: Any, **kwargs: Any) -> str:
         return (await submit(*args, **kwargs)).ack

@@ -432,7 +432,11 @@ class Client(Settings):
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
         return CompletionStream(
-            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now,
+            cursor,
+            metadata=self._core.metadata,
+            reach=self._reach,
+            target=self._core.target,
         )
 
     def session_events(
@@ -469,5 +473,9 @@ class Client(Settings):
             fallback=fallback,
         )
         return SessionEventStream(
-            self._stub_now, cursor, metadata=self._core.metadata, reach=self._reach
+            self._stub_now,
+            cursor,
+            metadata=self._core.metadata,
+            reach=self._reach,
+            target=self._core.target,
         )

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import grpc
@@ -41,6 +42,7 @@ __all__ = [
     "ToolFailure",
     "Unauthenticated",
     "Unavailable",
+    "answered_http",
     "from_grpc",
 ]
 
@@ -164,8 +166,27 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
 }
 
 
-def from_grpc(err: grpc.RpcError, method: str = "") -> RpcError:
-    """Turn a `grpc.RpcError` (sync or aio) into the matching `RpcError` subclass."""
+#: How grpcio words a call that a web server answered: a status of the client's
+#: own making (UNIMPLEMENTED for a 404, UNKNOWN for most other HTTP statuses).
+_HTTP_ANSWER = re.compile(r"Received http2 header with status: (\d+)")
+
+
+def answered_http(err: grpc.RpcError) -> Optional[int]:
+    """The HTTP status of a call that an HTTP server answered instead of a gRPC
+    one (errand's MCP, A2A or dashboard listener, say), else None."""
+    details_fn = getattr(err, "details", None)
+    details = details_fn() if callable(details_fn) else None
+    match = _HTTP_ANSWER.search(details or "")
+    return int(match.group(1)) if match else None
+
+
+def from_grpc(err: grpc.RpcError, method: str = "", target: str = "") -> RpcError:
+    """Turn a `grpc.RpcError` (sync or aio) into the matching `RpcError` subclass.
+
+    `target` is the address the call went to (the `target=` given, or
+    $ERRAND_SERVER): an HTTP answer there, not errand's gRPC, says so (the class
+    stays the one of the code grpcio chose, e.g. `Unimplemented` for a 404).
+    """
     code: Optional[grpc.StatusCode] = None
     message = ""
     code_fn = getattr(err, "code", None)
@@ -177,5 +198,12 @@ def from_grpc(err: grpc.RpcError, method: str = "") -> RpcError:
     if code is None:
         code = grpc.StatusCode.UNKNOWN
         message = message or str(err)
+    http_status = answered_http(err)
+    if http_status is not None:
+        message = (
+            f"{target or 'the server'} answered HTTP, not errand's gRPC (HTTP status "
+            f"{http_status}): is this the MCP, A2A or dashboard port? Give target=/ERRAND_SERVER "
+            "the address of errand serve --listen (port 7466 by default)"
+        )
     cls = _BY_CODE.get(code, RpcError)
     return cls(code, message, method)

@@ -51,6 +51,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -568,9 +569,11 @@ def tool_function(manager: AsyncToolManager, spec: ToolDef) -> Callable[..., Any
         p.replace(annotation=hints.get(p.name, p.annotation)) for p in plain.parameters.values()
     ]
     sig = plain.replace(parameters=params, return_annotation=str)
+    # How Python names the function in a TypeError about its arguments.
+    shown = getattr(fn, "__qualname__" if sys.version_info >= (3, 10) else "__name__", spec.name)
 
     def submit(*args: Any, **kwargs: Any) -> Ack:
-        return manager.submit_call(spec.name, call_arguments(sig, args, kwargs))
+        return manager.submit_call(spec.name, call_arguments(sig, args, kwargs, shown))
 
     if spec.is_async:
 

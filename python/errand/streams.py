@@ -40,8 +40,9 @@ class _Stream(StreamBase[E], Iterator[E]):
         *,
         metadata: Metadata,
         reach: Optional[Callable[[str], None]] = None,
+        target: str = "",
     ) -> None:
-        super().__init__(stub, cursor, metadata=metadata, reach=reach)
+        super().__init__(stub, cursor, metadata=metadata, reach=reach, target=target)
         self._lock = threading.Lock()
         self._closed = threading.Event()
 

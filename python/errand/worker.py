@@ -275,7 +275,12 @@ class Worker:
             self.run()
         except BaseException as exc:
             self._error = exc
-            log.error("errand worker stopped: %s", exc)
+            if self._fail_fast and self.registrations == 0:
+                # start(wait=True) is waiting for the first registration: it
+                # raises this error itself, which is report enough.
+                log.debug("errand worker stopped before registering: %s", exc)
+            else:
+                log.error("errand worker stopped: %s", exc)
 
     def wait_registered(self, timeout: Optional[float] = None, *, count: int = 1) -> bool:
         """Block until the server has answered Registered `count` times in all.
@@ -340,7 +345,7 @@ class Worker:
                 await self._connection(channel, pool)
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE:
-                    raise from_grpc(exc, "Connect") from None
+                    raise from_grpc(exc, "Connect", self.target) from None
                 log.warning("errand worker: stream to %s broke: %s", self.target, exc.code())
             except _StreamEnded:
                 log.warning("errand worker: server %s ended the stream", self.target)
