@@ -318,3 +318,34 @@ fn floats(v: &Value) -> Vec<String> {
     walk(v, "", &mut out);
     out
 }
+
+/// A request the A2A port has no route for is answered at once, whatever
+/// its body: a worker's `Connect` stream sent here by mistake (its body
+/// never ends) waited for ever while the JSON check read the whole body.
+#[tokio::test]
+async fn a_stream_to_an_unknown_path_is_answered_without_its_body_ending() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let channel = errand_client::endpoint(&a2a).unwrap().connect_lazy();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(errand_client::pb::WorkerMessage::default())
+        .await
+        .unwrap();
+    let mut workers = errand_client::pb::worker_service_client::WorkerServiceClient::new(channel);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    // `tx` stays open: the request body never ends.
+    let answer = within(
+        "an answer to a stream on the A2A port",
+        workers.connect(stream),
+    )
+    .await;
+    // tonic gives a streaming call's HTTP error at its first message.
+    let status = match answer {
+        Err(status) => status,
+        Ok(r) => within("the stream's first message", r.into_inner().message())
+            .await
+            .expect_err("no route here"),
+    };
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    drop(tx);
+}

@@ -123,10 +123,14 @@ fn inexact_message(path: &str, number: &str) -> String {
 /// Structs are protobuf's own). A body that fails to read (past the size
 /// limit) gets 413.
 pub async fn layer(req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/lf.a2a.v1.A2AService/") {
+    // Only the JSON routes' bodies are read here. Any other request (the
+    // gRPC binding, a path with no route: a worker's stream sent to this
+    // port by mistake, whose body never ends) passes untouched and at once.
+    let path = req.uri().path();
+    let rest = path.starts_with(super::card::REST_PATH);
+    if !rest && !path.starts_with(super::card::JSONRPC_PATH) {
         return next.run(req).await;
     }
-    let rest = !req.uri().path().starts_with(super::card::JSONRPC_PATH);
     let (parts, body) = req.into_parts();
     let bytes = match body.collect().await {
         Ok(b) => b.to_bytes(),
