@@ -255,13 +255,18 @@ fn compile_schema(
 }
 
 /// Whether a schema's root `type` (a name or a list of names) lets a JSON
-/// object through; anything else is left to the validator's own check.
+/// object through. A value that is not a list of JSON Schema's type names
+/// is left to the validator, which says what is wrong with it.
 fn admits_objects(given: &Value) -> bool {
-    match given {
-        Value::String(name) => name == "object",
-        Value::Array(names) => names.iter().any(|n| n == "object"),
-        _ => true,
-    }
+    const TYPES: [&str; 7] = [
+        "array", "boolean", "integer", "null", "number", "object", "string",
+    ];
+    let names: Vec<&Value> = match given {
+        Value::Array(names) => names.iter().collect(),
+        one => vec![one],
+    };
+    let known = |n: &&Value| n.as_str().is_some_and(|n| TYPES.contains(&n));
+    !names.iter().all(known) || names.iter().any(|n| *n == "object")
 }
 
 /// Whether `pattern` is refused only for its compiled size: the linear-time
@@ -485,6 +490,8 @@ mod tests {
             (r#"{"type":"object"}"#, true),
             (r#"{"type":["object","null"]}"#, true),
             (r#"{"properties":{}}"#, true),
+            // Not a type name: the validator's error says so (below).
+            (r#"{"type":"wat"}"#, false),
         ] {
             let tool = ToolDef {
                 name: ToolKey::from_key("t"),
@@ -496,7 +503,12 @@ mod tests {
                 Err(e) => {
                     assert!(!ok, "{schema}: {e}");
                     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
-                    assert!(e.to_string().contains(r#""object""#), "{e}");
+                    let why = if schema.contains("wat") {
+                        "not a valid JSON Schema"
+                    } else {
+                        r#""object""#
+                    };
+                    assert!(e.to_string().contains(why), "{e}");
                 }
             }
         }

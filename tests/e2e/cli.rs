@@ -740,19 +740,43 @@ async fn a_bare_host_names_the_port_tried() {
     );
 }
 
-/// `pending --max-bytes` cuts at a word and ends the line.
+/// `pending --max-bytes` keeps the text within it, in whole sentences, and
+/// ends the line; below the least a digest needs (256) it is refused, where
+/// 10 bytes printed a fragment ("No tool") that read as another message.
 #[tokio::test]
 async fn pending_cut_short_ends_at_a_word_with_a_newline() {
     let server = Server::start(&[]).await;
     let mut worker = server.gate_worker(&["crawl"], 1).await;
     let client = server.client().await;
     client.submit("demo", "crawl", "{}").await.unwrap();
-    let _job = worker.next().await;
+    worker.next().await.succeed("1");
+    client.submit("demo", "crawl", "{}").await.unwrap();
+    let _held = worker.next().await;
+    let full = stdout(&server.cli(&["pending", "--session", "demo"]).await);
+    let out = server
+        .cli(&["pending", "--session", "demo", "--max-bytes", "256"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The task is counted, not listed, and the text stays whole sentences
+    // (the cut at a word is `text::digest`'s unit test).
+    let short = stdout(&out);
+    assert!(
+        short.len() <= 257 && short.len() < full.len(),
+        "{short:?} of {full:?}"
+    );
+    assert!(
+        short.ends_with(".\n") && short.contains("(1 not listed here.)"),
+        "{short:?}"
+    );
     let out = server
         .cli(&["pending", "--session", "demo", "--max-bytes", "10"])
         .await;
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "Pending\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("max_bytes 10 is below 256"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `watch --after` past the session's last seq is refused as `ack` refuses
