@@ -349,3 +349,29 @@ async fn a_stream_to_an_unknown_path_is_answered_without_its_body_ending() {
     assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
     drop(tx);
 }
+
+/// A JSON-RPC call without `A2A-Version` (which means 0.3) or in another
+/// version gets -32009 saying what to send, with the request's id; the
+/// SDK's router said only "version not supported: 0.3".
+#[tokio::test]
+async fn a2a_a_call_in_another_version_is_told_which_to_send() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "GetTask", "params": {"id": "x"}});
+    for (headers, sent) in [
+        (vec![], "0.3"),
+        (vec![("A2A-Version", "0.2".to_string())], "0.2"),
+    ] {
+        let answer = errand_tests::fronts::post(&format!("{a2a}/jsonrpc"), &headers, &body)
+            .await
+            .json();
+        assert_eq!(answer["id"], 7, "{answer}");
+        assert_eq!(answer["error"]["code"], -32009, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("A2A-Version \"{sent}\" is not supported"))
+                && message.contains("send the header `A2A-Version: 1.0`"),
+            "{answer}"
+        );
+    }
+}

@@ -90,6 +90,7 @@ pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken
         )
         .route_service("/lf.a2a.v1.A2AService/{*method}", grpc)
         .layer(middleware::from_fn(numbers::layer))
+        .layer(middleware::from_fn(request::version_layer))
         .layer(middleware::from_fn(busy::layer))
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate));
     let app = calls

@@ -22,18 +22,58 @@ pub fn check_version(params: &a2a_server::ServiceParams) -> Result<(), A2AError>
     let sent = params
         .get("a2a-version")
         .and_then(|v| v.first())
-        .map_or("0.3", |v| v.trim());
-    if sent == VERSION {
-        return Ok(());
+        .map(String::as_str);
+    refused_version(sent).map_or(Ok(()), Err)
+}
+
+/// The error for an `A2A-Version` this server does not speak (`None`: the
+/// header was not sent, which means 0.3); `None` for [`VERSION`].
+pub fn refused_version(sent: Option<&str>) -> Option<A2AError> {
+    let sent = sent.map_or("0.3", str::trim);
+    (sent != VERSION).then(|| {
+        A2AError::new(
+            a2a::error_code::VERSION_NOT_SUPPORTED,
+            format!(
+                "A2A-Version \"{}\" is not supported: this server speaks only {VERSION} \
+                 (send the header `A2A-Version: {VERSION}`)",
+                crate::logs::field(sent)
+            ),
+        )
+    })
+}
+
+/// Middleware on the JSON-RPC route: a request in an `A2A-Version` this
+/// server does not speak gets [`refused_version`]'s error, which says what
+/// to send (the SDK's router refused it first as "version not supported:
+/// 0.3"). Its body is read only then, for the request's id.
+pub async fn version_layer(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    if !req.uri().path().starts_with(super::card::JSONRPC_PATH) {
+        return next.run(req).await;
     }
-    Err(A2AError::new(
-        a2a::error_code::VERSION_NOT_SUPPORTED,
-        format!(
-            "A2A-Version \"{}\" is not supported: this server speaks only {VERSION} \
-             (send the header `A2A-Version: {VERSION}`)",
-            crate::logs::field(sent)
-        ),
-    ))
+    let sent = req
+        .headers()
+        .get("a2a-version")
+        .map(|v| v.to_str().unwrap_or("?"));
+    let Some(error) = refused_version(sent) else {
+        return next.run(req).await;
+    };
+    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+    let id = body
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    axum::Json(serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": error.code, "message": error.message},
+    }))
+    .into_response()
 }
 
 /// What a `SendMessage` asks for.
