@@ -156,7 +156,10 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
         if args.json {
             out!("{}", output::tool_json(tool));
         } else {
-            let first_line = tool.description.lines().next().unwrap_or_default();
+            let first_line = own_description(&tool.description)
+                .lines()
+                .next()
+                .unwrap_or_default();
             out!(
                 "{:<24} workers={:<3} queued={:<4} running={:<4} {}",
                 tool.name,
@@ -171,6 +174,17 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
         eprintln!("no tools yet: start a worker, e.g. errand worker --tool echo --exec cat");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server appends its notice for the model ("This tool is
+/// asynchronous: ...") to every listed description; the table shows the
+/// tool's own words (none: nothing), as the dashboard, MCP and A2A do.
+fn own_description(listed: &str) -> &str {
+    const NOTICE: &str = "This tool is asynchronous:";
+    match listed.find(NOTICE) {
+        Some(at) => listed[..at].trim_end(),
+        None => listed,
+    }
 }
 
 /// Most bytes `--args @FILE` or `--args -` reads: past any server's

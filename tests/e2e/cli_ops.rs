@@ -52,6 +52,9 @@ async fn tasks_workers_cancel_and_retry_from_the_cli() {
             && table[0].contains("running=1"),
         "{table:?}"
     );
+    // A tool without a description of its own shows none, not the notice
+    // the server appends for the model.
+    assert!(!table[0].contains("asynchronous"), "{table:?}");
 
     // Newest first; one object per line.
     let tasks = json_lines(&server.cli(&["tasks", "--session", "cli", "--json"]).await);
