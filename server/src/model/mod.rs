@@ -257,6 +257,18 @@ pub struct CompletionRecord {
     pub notes: FinishNotes,
 }
 
+impl CompletionRecord {
+    /// The bytes of its texts: arguments, the result or the error's message,
+    /// and the summary (what a read of completions is bounded by).
+    pub fn bytes(&self) -> usize {
+        let outcome = match &self.outcome {
+            Outcome::Result(json) => json.len(),
+            Outcome::Error { code, message } => code.len() + message.len(),
+        };
+        self.arguments.len() + outcome + self.notes.summary.as_deref().map_or(0, str::len)
+    }
+}
+
 /// What a completion carries of its task: what a store reads back when it
 /// finishes one (the SQLite store reads these columns, not the whole row).
 #[derive(Debug, Clone)]

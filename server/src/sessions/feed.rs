@@ -125,7 +125,11 @@ impl Feed {
                             "reading completions failed: {e}; reconnect with after_seq={cursor}"
                         ))
                     })?;
-                let full = batch.len() == BATCH;
+                // A read stops at BATCH completions or at the store's byte
+                // bound: either way there may be more.
+                let full = batch.len() == BATCH
+                    || batch.iter().map(CompletionRecord::bytes).sum::<usize>()
+                        >= crate::store::COMPLETIONS_READ_BYTES;
                 for completion in batch {
                     let seq = completion.seq;
                     if !self.send(tx, Arc::new(completion)).await? {
@@ -258,6 +262,11 @@ mod tests {
 
     /// Stores a task of `session` and finishes it; returns its completion.
     async fn complete(store: &MemoryStore, session: &str) -> CompletionRecord {
+        complete_with(store, session, "1").await
+    }
+
+    /// [`complete`] with `result` as the task's result.
+    async fn complete_with(store: &MemoryStore, session: &str, result: &str) -> CompletionRecord {
         let task = TaskRecord {
             id: Uuid::new_v4(),
             session: session.into(),
@@ -282,7 +291,7 @@ mod tests {
         let finish = Finish {
             task_id: task.id,
             state: TaskState::Succeeded,
-            outcome: Outcome::Result("1".into()),
+            outcome: Outcome::Result(result.into()),
             attempts: 1,
             finished_at: SystemTime::now(),
             notes: Default::default(),
@@ -304,6 +313,26 @@ mod tests {
         let c = complete(&f.store, "s").await;
         f.hub.completed(c);
         assert_eq!(seq(&mut rx).await, 3);
+    }
+
+    /// A replay read cut short by the store's byte bound is not taken for
+    /// the end of what is stored: every stored completion comes, with no
+    /// live wake-up to prompt another read.
+    #[tokio::test]
+    async fn a_replay_goes_on_past_a_read_cut_at_its_byte_bound() {
+        let f = fixture();
+        let big = format!(
+            "\"{}\"",
+            "r".repeat(crate::store::COMPLETIONS_READ_BYTES / 3)
+        );
+        for _ in 0..5 {
+            complete_with(&f.store, "s", &big).await;
+        }
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
+        for expected in 1..=5 {
+            let next = tokio::time::timeout(Duration::from_secs(10), seq(&mut rx)).await;
+            assert_eq!(next.ok(), Some(expected), "the replay stopped");
+        }
     }
 
     #[tokio::test]

@@ -267,7 +267,9 @@ impl Store for MemoryStore {
         };
         // The log is sorted by seq: skip to the first one after `after_seq`.
         let start = log.log.partition_point(|c| c.seq <= after_seq);
-        Ok(log.log.iter().skip(start).take(limit).cloned().collect())
+        Ok(super::within_read_bytes(
+            log.log.iter().skip(start).take(limit).cloned(),
+        ))
     }
 
     async fn ack_completions(

@@ -253,8 +253,10 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Option<TaskRecord>, StoreError>;
 
     /// Up to `limit` completions of `session` with seq > `after_seq`, in
-    /// order; never an acknowledged one (seq <= the acknowledged seq), even
-    /// while its task is kept. The SQLite store never skips one whose
+    /// order, and no more than [`COMPLETIONS_READ_BYTES`] of them (counted
+    /// by [`CompletionRecord::bytes`]; the one that crosses it is the last,
+    /// so one larger than the bound comes alone); never an acknowledged one
+    /// (seq <= the acknowledged seq), even while its task is kept. The SQLite store never skips one whose
     /// stored row no longer decodes: it returns those before it, and a read
     /// that starts with it fails naming it (`sqlite/decode.rs`).
     async fn completions_after(
@@ -520,5 +522,27 @@ pub trait SharedQueue: Send + Sync {
 
 /// Most tools [`SharedQueue::queued_by_tool`] answers for.
 pub const MAX_QUEUED_TOOLS: i64 = 10_000;
+
+/// Most bytes of completions (their [`CompletionRecord::bytes`]) one
+/// [`Store::completions_after`] read returns, the completion that crosses
+/// it included: what a feed replaying a session of large results holds per
+/// read, where 256 results of up to `--max-result-bytes` (4 MiB) each
+/// could take a gigabyte.
+pub const COMPLETIONS_READ_BYTES: usize = 8 << 20;
+
+/// The first completions of `read` within [`COMPLETIONS_READ_BYTES`]:
+/// each while the ones before it hold less than the bound.
+pub(crate) fn within_read_bytes(
+    read: impl IntoIterator<Item = CompletionRecord>,
+) -> Vec<CompletionRecord> {
+    let mut held = 0usize;
+    read.into_iter()
+        .take_while(|c| {
+            let take = held < COMPLETIONS_READ_BYTES;
+            held = held.saturating_add(c.bytes());
+            take
+        })
+        .collect()
+}
 
 pub type SharedStore = Arc<dyn Store>;

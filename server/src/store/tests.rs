@@ -391,6 +391,38 @@ async fn completions_after_pages_in_order(store: &dyn Store) {
     );
 }
 
+/// A read of completions holds at most `COMPLETIONS_READ_BYTES` of
+/// results (and one completion more), whatever `limit` says: a feed
+/// replaying a session of large results read `limit` of them at once.
+async fn completions_after_keeps_a_read_to_its_byte_bound(store: &dyn Store) {
+    use crate::store::COMPLETIONS_READ_BYTES;
+    let big = format!("\"{}\"", "r".repeat(COMPLETIONS_READ_BYTES / 3));
+    for i in 0..5 {
+        let t = task("s1", None, at(i));
+        insert_new(store, &t).await;
+        let mut done = succeed(&t, at(100 + i));
+        done.outcome = Outcome::Result(big.clone());
+        finish_seq(store, &done).await;
+    }
+    // 3 reach the bound (the third crosses it); the next read goes on.
+    let first = store.completions_after("s1", 0, 256).await.unwrap();
+    assert_eq!(seqs(&first), [1, 2, 3]);
+    assert_eq!(
+        seqs(&store.completions_after("s1", 3, 256).await.unwrap()),
+        [4, 5]
+    );
+    // One larger than the bound alone still comes, alone.
+    let t = task("s2", None, at(0));
+    insert_new(store, &t).await;
+    let mut done = succeed(&t, at(1));
+    done.outcome = Outcome::Result(format!("\"{}\"", "r".repeat(COMPLETIONS_READ_BYTES)));
+    finish_seq(store, &done).await;
+    assert_eq!(
+        seqs(&store.completions_after("s2", 0, 256).await.unwrap()),
+        [1]
+    );
+}
+
 async fn concurrent_finishes_get_distinct_gapless_seqs(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..200).map(|i| task("s1", None, at(i))).collect();
     for t in &tasks {
@@ -662,6 +694,7 @@ for_each_store! {
         idempotency_key_returns_the_earlier_task,
         seq_is_per_session_and_gapless,
         completions_after_pages_in_order,
+        completions_after_keeps_a_read_to_its_byte_bound,
         ack_removes_completions_and_tasks_and_keeps_seq,
         acknowledged_seq_is_monotonic_and_never_beyond_the_last,
         ack_keeps_what_read_result_and_last_good_need,

@@ -301,21 +301,42 @@ impl Store for PostgresStore {
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         self.bounded("completions_after", async {
             let client = self.client().await?;
+            // The byte bound in SQL too, so rows past it are not sent:
+            // a running sum of each row's texts (CompletionRecord::bytes),
+            // a row kept while the ones before it hold less than $4.
             let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM errand_tasks
-                 WHERE session = $1 AND seq > 0 AND seq > $2
-                   AND seq > COALESCE((SELECT acked_seq FROM errand_sessions WHERE session = $1), 0)
-                 ORDER BY seq LIMIT $3"
+                "SELECT {TASK_COLUMNS} FROM (
+                     SELECT {TASK_COLUMNS}, sum(own) OVER (ORDER BY seq) - own AS before
+                     FROM (
+                         SELECT {TASK_COLUMNS},
+                             octet_length(arguments) + COALESCE(octet_length(result), 0)
+                             + COALESCE(octet_length(error_code), 0)
+                             + COALESCE(octet_length(error_message), 0)
+                             + COALESCE(octet_length(summary), 0) AS own
+                         FROM errand_tasks
+                         WHERE session = $1 AND seq > 0 AND seq > $2
+                           AND seq > COALESCE(
+                               (SELECT acked_seq FROM errand_sessions WHERE session = $1), 0)
+                         ORDER BY seq LIMIT $3
+                     ) page
+                 ) counted
+                 WHERE before < $4 ORDER BY seq"
             );
-            rows(
+            let read: Vec<CompletionRecord> = rows(
                 &client,
                 &sql,
-                &[&session, &to_i64(after_seq), &to_i64(limit as u64)],
+                &[
+                    &session,
+                    &to_i64(after_seq),
+                    &to_i64(limit as u64),
+                    &to_i64(crate::store::COMPLETIONS_READ_BYTES as u64),
+                ],
             )
             .await?
             .iter()
             .map(|r| task_from_row(r).and_then(|t| completion_of(&t)))
-            .collect()
+            .collect::<Result<_, _>>()?;
+            Ok(crate::store::within_read_bytes(read))
         })
         .await
     }

@@ -444,9 +444,17 @@ impl Store for SqliteStore {
             // Never skipped (see `decode.rs`): those before an unreadable
             // one, or the error naming it when it comes first.
             let mut completions = Vec::new();
+            // Rows past the byte bound are not read (`within_read_bytes`'s rule).
+            let mut held = 0usize;
             for row in rows {
+                if held >= crate::store::COMPLETIONS_READ_BYTES {
+                    break;
+                }
                 match row? {
-                    Ok(completion) => completions.push(completion),
+                    Ok(completion) => {
+                        held = held.saturating_add(completion.bytes());
+                        completions.push(completion);
+                    }
                     Err(unreadable) if completions.is_empty() => {
                         error!(
                             session = %session,
