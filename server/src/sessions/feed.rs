@@ -125,11 +125,7 @@ impl Feed {
                             "reading completions failed: {e}; reconnect with after_seq={cursor}"
                         ))
                     })?;
-                // A read stops at BATCH completions or at the store's byte
-                // bound: either way there may be more.
-                let full = batch.len() == BATCH
-                    || batch.iter().map(CompletionRecord::bytes).sum::<usize>()
-                        >= crate::store::COMPLETIONS_READ_BYTES;
+                let full = crate::store::read_may_continue(&batch, BATCH);
                 for completion in batch {
                     let seq = completion.seq;
                     if !self.send(tx, Arc::new(completion)).await? {

@@ -530,6 +530,14 @@ pub const MAX_QUEUED_TOOLS: i64 = 10_000;
 /// could take a gigabyte.
 pub const COMPLETIONS_READ_BYTES: usize = 8 << 20;
 
+/// Whether a [`Store::completions_after`] read of `limit` that returned
+/// `read` may have left completions after it: it stopped at `limit` or at
+/// [`COMPLETIONS_READ_BYTES`], not at the end of what is stored.
+pub fn read_may_continue(read: &[CompletionRecord], limit: usize) -> bool {
+    read.len() >= limit
+        || read.iter().map(CompletionRecord::bytes).sum::<usize>() >= COMPLETIONS_READ_BYTES
+}
+
 /// The first completions of `read` within [`COMPLETIONS_READ_BYTES`]:
 /// each while the ones before it hold less than the bound.
 pub(crate) fn within_read_bytes(

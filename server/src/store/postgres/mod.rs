@@ -301,7 +301,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         self.bounded("completions_after", async {
             let client = self.client().await?;
-            // The byte bound in SQL too, so rows past it are not sent:
+            // The byte bound in SQL, so rows past it are not sent:
             // a running sum of each row's texts (CompletionRecord::bytes),
             // a row kept while the ones before it hold less than $4.
             let sql = format!(
@@ -322,7 +322,7 @@ impl Store for PostgresStore {
                  ) counted
                  WHERE before < $4 ORDER BY seq"
             );
-            let read: Vec<CompletionRecord> = rows(
+            rows(
                 &client,
                 &sql,
                 &[
@@ -335,8 +335,7 @@ impl Store for PostgresStore {
             .await?
             .iter()
             .map(|r| task_from_row(r).and_then(|t| completion_of(&t)))
-            .collect::<Result<_, _>>()?;
-            Ok(crate::store::within_read_bytes(read))
+            .collect()
         })
         .await
     }
