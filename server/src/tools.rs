@@ -153,11 +153,18 @@ impl ToolSpec {
                 )));
             }
         }
-        if arguments_json.trim().is_empty() {
-            Ok("{}".into())
-        } else {
-            Ok(arguments_json.into())
-        }
+        Ok(stored_arguments(arguments_json).into())
+    }
+}
+
+/// The arguments text a call is stored (and compared) with: `{}` for a
+/// blank text (empty or whitespace, which [`parse_arguments`] reads as an
+/// empty object), else the text as given.
+pub fn stored_arguments(arguments_json: &str) -> &str {
+    if arguments_json.trim().is_empty() {
+        "{}"
+    } else {
+        arguments_json
     }
 }
 

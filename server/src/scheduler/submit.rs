@@ -63,10 +63,7 @@ impl Scheduler {
                         .task_by_key(sub.session.as_key(), &sub.idempotency_key)
                         .await?
                 {
-                    let arguments = match sub.arguments_json.as_str() {
-                        "" => "{}",
-                        given => given,
-                    };
+                    let arguments = crate::tools::stored_arguments(&sub.arguments_json);
                     let earlier = repeated(earlier, sub.tool.as_key(), arguments)?;
                     let current = self.live_task(earlier.id).unwrap_or(earlier);
                     return Ok((current, Admitted::Repeat));

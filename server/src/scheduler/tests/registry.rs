@@ -142,9 +142,16 @@ async fn a_repeat_to_a_tool_unknown_here_is_answered_from_the_store() {
 
     // Its registry not loaded: `t` is unknown to this scheduler.
     let after = Core::new(Config::default(), store.clone());
-    let (again, repeated) = after.submit(keyed).await.unwrap();
+    let (again, repeated) = after.submit(keyed.clone()).await.unwrap();
     assert!(repeated);
     assert_eq!(again.id, first.id);
+    // Blank arguments mean `{}` here as at admission, whatever the blank.
+    for blank in ["", " \n\t "] {
+        let mut retry = keyed.clone();
+        retry.arguments_json = blank.into();
+        let (again, repeated) = after.submit(retry).await.unwrap();
+        assert!(repeated && again.id == first.id, "{blank:?}");
+    }
     let mut other = submit_request("s", "t");
     other.idempotency_key = "k2".into();
     assert!(matches!(
