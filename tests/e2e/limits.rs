@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use errand_client::pb;
 use errand_tests::*;
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 #[tokio::test]
@@ -211,4 +212,57 @@ async fn limits_that_cannot_add_up_are_refused_at_start() {
             && err.contains("at least"),
         "{err}"
     );
+}
+
+/// A stream's byte window (`--stream-buffer-bytes`) smaller than one result
+/// slows a reader's queue, never its delivery: every large result arrives,
+/// whole and in seq order, on `Completions` and on `SessionEvents`.
+#[tokio::test]
+async fn a_byte_window_smaller_than_a_result_still_delivers_every_result() {
+    let server = Server::start(&["--stream-buffer-bytes", "1000"]).await;
+    let mut gate = server.gate_worker(&["search"], 8).await;
+    let client = server.client().await;
+    let big = format!("\"{}\"", "x".repeat(100_000));
+    for _ in 0..8 {
+        client
+            .submit_request(pb::SubmitToolRequest {
+                session_id: "s".into(),
+                tool: "search".into(),
+                arguments_json: "{}".into(),
+                result_budget_bytes: 200_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    for _ in 0..8 {
+        gate.next().await.succeed(&big);
+    }
+    let mut stream = client.completions("s", 0);
+    let got = take_completions(&mut stream, 8).await;
+    let seqs: Vec<u64> = got.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    assert!(got.iter().all(|c| matches!(
+        &c.outcome,
+        Some(pb::completion::Outcome::ResultJson(r)) if r.len() == big.len()
+    )));
+    let mut events = server
+        .raw()
+        .session_events(pb::SessionEventsRequest {
+            session_id: "s".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("SessionEvents opens")
+        .into_inner();
+    for seq in 1..=8 {
+        let event = within("a session event", events.next()).await;
+        let Some(Ok(pb::SessionEvent {
+            event: Some(pb::session_event::Event::Completion(c)),
+        })) = event
+        else {
+            panic!("expected completion {seq}, got {event:?}");
+        };
+        assert_eq!(c.seq, seq);
+    }
 }

@@ -222,6 +222,10 @@ pub struct Args {
     /// Completions buffered per open stream before it waits for its client.
     #[arg(long, env = "ERRAND_STREAM_BUFFER", default_value_t = DEFAULTS.limits.stream_buffer)]
     pub stream_buffer: usize,
+    /// Bytes of completions buffered per open stream before it waits for
+    /// its client (one larger completion goes alone).
+    #[arg(long, env = "ERRAND_STREAM_BUFFER_BYTES", default_value_t = DEFAULTS.limits.stream_buffer_bytes)]
+    pub stream_buffer_bytes: usize,
     /// How long finished tasks and completions are kept, in seconds.
     #[arg(long, env = "ERRAND_RETENTION_SECS", default_value_t = DEFAULTS.retention.as_secs())]
     pub retention_secs: u64,
@@ -341,6 +345,7 @@ impl Args {
                 requests_per_second_per_tenant: self.requests_per_second_per_tenant,
                 max_tools_per_tenant: self.max_tools_per_tenant,
                 stream_buffer: self.stream_buffer,
+                stream_buffer_bytes: self.stream_buffer_bytes,
                 result_budget_bytes: self.result_budget_bytes,
                 max_result_budget_bytes: self.max_result_budget_bytes,
             },
@@ -489,6 +494,7 @@ mod tests {
             "--default-timeout-ms=8000",
             "--default-queue-timeout-ms=8000",
             "--stream-buffer=9",
+            "--stream-buffer-bytes=15",
             "--register-timeout-ms=10",
             "--database-pool-size=11",
             "--database-connect-timeout-ms=12",
@@ -511,6 +517,7 @@ mod tests {
             ),
             (1, 2, 3, 4, 5, 6, 7, 9)
         );
+        assert_eq!(l.stream_buffer_bytes, 15);
         assert_eq!(l.max_timeout, Duration::from_secs(8));
         assert_eq!(config.register_timeout, Duration::from_millis(10));
         assert_eq!(config.postgres.pool_size, 11);

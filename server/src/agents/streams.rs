@@ -15,8 +15,13 @@ use tokio::sync::mpsc;
 
 use super::AgentApi;
 use crate::{
-    Error, auth::Caller, auth::expiry, metrics::Metrics, model::CompletionRecord, quota::Slot,
-    sessions::Event,
+    Error,
+    auth::Caller,
+    auth::expiry,
+    metrics::Metrics,
+    model::CompletionRecord,
+    quota::Slot,
+    sessions::{ByteWindow, Event},
 };
 
 /// A session's items (`Arc<CompletionRecord>` from
@@ -25,6 +30,9 @@ use crate::{
 /// token's expiry it yields UNAUTHENTICATED "token expired ..." and ends.
 pub struct SessionStream<T> {
     items: mpsc::Receiver<Result<T, Error>>,
+    /// The stream's byte window: a completion's bytes are given back as
+    /// it leaves for the transport.
+    window: ByteWindow,
     metrics: Arc<Metrics>,
     _slot: Slot,
     /// Resolves at the token's expiry; `None` once the stream has ended.
@@ -56,6 +64,7 @@ impl<T> SessionStream<T> {
     /// Counts the stream open until it is dropped.
     fn new(
         items: mpsc::Receiver<Result<T, Error>>,
+        window: ByteWindow,
         metrics: Arc<Metrics>,
         slot: Slot,
         caller: Caller,
@@ -63,6 +72,7 @@ impl<T> SessionStream<T> {
         metrics.stream_opened();
         Self {
             items,
+            window,
             metrics,
             _slot: slot,
             expiry: Some(Box::pin(expiry::reached(expiry::deadline(&caller)))),
@@ -86,6 +96,7 @@ impl<T: Delivered> Stream for SessionStream<T> {
         if let Poll::Ready(Some(Ok(item))) = &item
             && let Some(c) = item.completion()
         {
+            self.window.give_back(c);
             let waited = SystemTime::now()
                 .duration_since(c.completed_at)
                 .unwrap_or_default();
@@ -113,6 +124,11 @@ impl AgentApi {
         })
     }
 
+    /// A new stream's byte window (`--stream-buffer-bytes`).
+    fn stream_window(&self) -> ByteWindow {
+        ByteWindow::new(self.limits().stream_buffer_bytes)
+    }
+
     /// The caller's session's completions after `after_seq` (0: every one
     /// retained), replayed then followed, each seq once and in order.
     /// Errors: a bad session name; RESOURCE_EXHAUSTED for the tenant's
@@ -126,9 +142,11 @@ impl AgentApi {
         let session = self.session_key(caller, session)?;
         let slot = self.stream_slot(caller)?;
         let after_seq = self.sched.stream_start(&session, after_seq, false).await?;
-        let feed = self.feed.open(session, after_seq);
+        let window = self.stream_window();
+        let feed = self.feed.open(session, after_seq, window.clone());
         Ok(SessionStream::new(
             feed,
+            window,
             self.metrics.clone(),
             slot,
             caller.clone(),
@@ -151,11 +169,12 @@ impl AgentApi {
         // Acknowledged completions are never sent again.
         let after_seq = self.sched.stream_start(&session, after_seq, true).await?;
         let buffer = self.limits().stream_buffer;
-        let events = self
-            .events
-            .open(session, after_seq, include_progress, buffer);
+        let window = self.stream_window();
+        let events =
+            (self.events).open(session, after_seq, include_progress, buffer, window.clone());
         Ok(SessionStream::new(
             events,
+            window,
             self.metrics.clone(),
             slot,
             caller.clone(),

@@ -51,6 +51,10 @@ pub struct Limits {
     /// Completions buffered per open stream before the stream waits for its
     /// client; a slow reader costs this much and no more.
     pub stream_buffer: usize,
+    /// Bytes of completions (their arguments, result or error, and summary,
+    /// plus 256 per completion) an open stream holds before it waits for
+    /// its client; one completion larger than this goes alone.
+    pub stream_buffer_bytes: usize,
     /// Most bytes of a result delivered inline when neither the submit nor
     /// the tool sets a budget (about 4 bytes per token); at least
     /// [`MIN_RESULT_BUDGET`], at most `max_result_budget_bytes`.
@@ -86,6 +90,7 @@ impl Default for Limits {
             auth_failures_per_minute: 60,
             requests_per_second_per_tenant: 5000,
             stream_buffer: 64,
+            stream_buffer_bytes: 8 * 1024 * 1024,
             result_budget_bytes: 16 * 1024,
             max_result_budget_bytes: 4 * 1024 * 1024,
         }

@@ -150,6 +150,7 @@ impl Config {
             ("max-streams-per-tenant", l.max_streams_per_tenant),
             ("max-workers-per-tenant", l.max_workers_per_tenant),
             ("stream-buffer", l.stream_buffer),
+            ("stream-buffer-bytes", l.stream_buffer_bytes),
             ("max-attempts", self.max_attempts as usize),
             ("max-connections", c.max_connections),
             ("max-connections-per-peer", c.max_connections_per_peer),

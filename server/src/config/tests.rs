@@ -25,6 +25,10 @@ fn a_zero_bound_names_its_flag() {
     );
     assert_eq!(error(|c| c.limits.stream_buffer = 0).flag, "stream-buffer");
     assert_eq!(
+        error(|c| c.limits.stream_buffer_bytes = 0).flag,
+        "stream-buffer-bytes"
+    );
+    assert_eq!(
         error(|c| c.limits.max_worker_concurrency = 0).flag,
         "max-worker-concurrency"
     );

@@ -75,13 +75,16 @@ impl Events {
 
     /// The completions of `session` with seq > `after_seq`, then with
     /// `include_progress` the running tasks' progress, then both live,
-    /// until the receiver is dropped or an error item ends them.
+    /// until the receiver is dropped or an error item ends them. The
+    /// completions are bounded by `window` as [`super::Feed::open`] says;
+    /// progress reports are not (they are small and coalesced).
     pub fn open(
         &self,
         session: SessionKey,
         after_seq: u64,
         include_progress: bool,
         buffer: usize,
+        window: super::ByteWindow,
     ) -> mpsc::Receiver<EventItem> {
         let (tx, rx) = mpsc::channel(buffer.max(1));
         // Subscribed before the replay starts, so no report falls between.
@@ -89,7 +92,7 @@ impl Events {
         let (signal, caught_up) = oneshot::channel();
         let feed = self
             .feed
-            .open_marked(session.clone(), after_seq, Some(signal));
+            .open_marked(session.clone(), after_seq, window, Some(signal));
         let me = self.clone();
         tokio::spawn(async move {
             me.run(session.as_key(), feed, caught_up, progress, &tx)
@@ -311,6 +314,10 @@ mod tests {
         events: Events,
     }
 
+    fn wide() -> crate::sessions::ByteWindow {
+        crate::sessions::ByteWindow::new(u32::MAX as usize)
+    }
+
     fn fixture(interval: Duration) -> Fixture {
         let store = Arc::new(MemoryStore::default());
         let hub = Arc::new(SessionHub::default());
@@ -395,7 +402,7 @@ mod tests {
             .lock()
             .unwrap()
             .insert(running, report(running, 4));
-        let mut rx = f.events.open(SessionKey::from_key("s"), 0, true, 8);
+        let mut rx = f.events.open(SessionKey::from_key("s"), 0, true, 8, wide());
         assert!(matches!(next(&mut rx).await, Event::Completion(c) if c.seq == 1));
         assert_eq!(
             index(&next(&mut rx).await),
@@ -436,7 +443,9 @@ mod tests {
     async fn without_progress_it_is_the_completions_feed() {
         let f = fixture(Duration::from_millis(1));
         let task = Uuid::new_v4();
-        let mut rx = f.events.open(SessionKey::from_key("s"), 0, false, 8);
+        let mut rx = f
+            .events
+            .open(SessionKey::from_key("s"), 0, false, 8, wide());
         f.report(report(task, 1));
         f.complete(task).await;
         assert!(matches!(next(&mut rx).await, Event::Completion(c) if c.seq == 1));

@@ -21,7 +21,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::hub::{SessionHub, Wake};
+use super::{
+    ByteWindow,
+    hub::{SessionHub, Wake},
+};
 use crate::{
     error::Error,
     model::{CompletionRecord, SessionKey},
@@ -74,9 +77,16 @@ impl Feed {
     }
 
     /// The completions of `session` with seq > `after_seq`, in order, until
-    /// the receiver is dropped or an error item ends them.
-    pub fn open(&self, session: SessionKey, after_seq: u64) -> mpsc::Receiver<FeedItem> {
-        self.open_marked(session, after_seq, None)
+    /// the receiver is dropped or an error item ends them. Each completion
+    /// is taken from `window` before it is queued: the reader gives it back
+    /// ([`ByteWindow::give_back`]) once it has passed the completion on.
+    pub fn open(
+        &self,
+        session: SessionKey,
+        after_seq: u64,
+        window: ByteWindow,
+    ) -> mpsc::Receiver<FeedItem> {
+        self.open_marked(session, after_seq, window, None)
     }
 
     /// [`Self::open`], and `caught_up` fires once the first replay from the
@@ -86,13 +96,15 @@ impl Feed {
         &self,
         session: SessionKey,
         after_seq: u64,
+        window: ByteWindow,
         caught_up: Option<oneshot::Sender<()>>,
     ) -> mpsc::Receiver<FeedItem> {
         let (tx, rx) = mpsc::channel(self.buffer);
         let feed = self.clone();
         tokio::spawn(async move {
+            let out = Out { tx: &tx, window };
             if let Err(e) = feed
-                .follow(session.as_key(), after_seq, &tx, caught_up)
+                .follow(session.as_key(), after_seq, &out, caught_up)
                 .await
             {
                 let _ = tx.send(Err(e)).await;
@@ -108,7 +120,7 @@ impl Feed {
         &self,
         session: &str,
         after_seq: u64,
-        tx: &mpsc::Sender<FeedItem>,
+        out: &Out<'_>,
         mut caught_up: Option<oneshot::Sender<()>>,
     ) -> Result<(), Error> {
         // Subscribe before the first read, so no completion falls between them.
@@ -128,7 +140,7 @@ impl Feed {
                 let full = crate::store::read_may_continue(&batch, BATCH);
                 for completion in batch {
                     let seq = completion.seq;
-                    if !self.send(tx, Arc::new(completion)).await? {
+                    if !self.send(out, Arc::new(completion)).await? {
                         return Ok(());
                     }
                     cursor = seq;
@@ -158,7 +170,7 @@ impl Feed {
                 };
                 let wake = tokio::select! {
                     wake = live.recv() => wake,
-                    _ = tx.closed() => return Ok(()),
+                    _ = out.tx.closed() => return Ok(()),
                     // One more read: completions of the drain go out first.
                     _ = self.shutdown.cancelled() => continue 'read_store,
                     // The missing seqs never came live: the store has them.
@@ -170,7 +182,7 @@ impl Feed {
                         let mut next = Some(c);
                         while let Some(c) = next {
                             let seq = c.seq;
-                            if !self.send(tx, c).await? {
+                            if !self.send(out, c).await? {
                                 return Ok(());
                             }
                             cursor = seq;
@@ -196,25 +208,32 @@ impl Feed {
         }
     }
 
-    /// Sends one completion: `Ok(false)` when the reader has gone. While the
-    /// server stops, a slow reader is waited for no longer than the flush
-    /// allows.
-    async fn send(
-        &self,
-        tx: &mpsc::Sender<FeedItem>,
-        completion: Arc<CompletionRecord>,
-    ) -> Result<bool, Error> {
-        let send = tx.send(Ok(completion));
+    /// Sends one completion once its bytes fit the window: `Ok(false)` when
+    /// the reader has gone. While the server stops, a slow reader is waited
+    /// for no longer than the flush allows.
+    async fn send(&self, out: &Out<'_>, completion: Arc<CompletionRecord>) -> Result<bool, Error> {
+        let send = async {
+            tokio::select! {
+                () = out.window.take(&completion) => {}
+                () = out.tx.closed() => return false,
+            }
+            out.tx.send(Ok(completion)).await.is_ok()
+        };
         tokio::pin!(send);
-        let sent = tokio::select! {
+        Ok(tokio::select! {
             sent = &mut send => sent,
             _ = self.shutdown.cancelled() => match tokio::time::timeout(SHUTDOWN_FLUSH, &mut send).await {
                 Ok(sent) => sent,
                 Err(_) => return Err(ended()),
             },
-        };
-        Ok(sent.is_ok())
+        })
     }
+}
+
+/// Where a feed sends: its channel, and the byte window its reader keeps.
+struct Out<'a> {
+    tx: &'a mpsc::Sender<FeedItem>,
+    window: ByteWindow,
 }
 
 fn ended() -> Error {
@@ -295,6 +314,11 @@ mod tests {
         store.finish_task(&finish).await.unwrap().unwrap()
     }
 
+    /// A window no test fills.
+    fn wide() -> ByteWindow {
+        ByteWindow::new(u32::MAX as usize)
+    }
+
     async fn seq(rx: &mut mpsc::Receiver<FeedItem>) -> u64 {
         rx.recv().await.expect("an item").expect("a completion").seq
     }
@@ -304,7 +328,7 @@ mod tests {
         let f = fixture();
         complete(&f.store, "s").await;
         complete(&f.store, "s").await;
-        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0, wide());
         assert_eq!((seq(&mut rx).await, seq(&mut rx).await), (1, 2));
         let c = complete(&f.store, "s").await;
         f.hub.completed(c);
@@ -324,7 +348,7 @@ mod tests {
         for _ in 0..5 {
             complete_with(&f.store, "s", &big).await;
         }
-        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0, wide());
         for expected in 1..=5 {
             let next = tokio::time::timeout(Duration::from_secs(10), seq(&mut rx)).await;
             assert_eq!(next.ok(), Some(expected), "the replay stopped");
@@ -336,14 +360,14 @@ mod tests {
         let f = fixture();
         complete(&f.store, "s").await;
         complete(&f.store, "s").await;
-        let mut rx = f.feed.open(SessionKey::from_key("s"), 1);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 1, wide());
         assert_eq!(seq(&mut rx).await, 2);
     }
 
     #[tokio::test]
     async fn a_gap_in_the_broadcast_is_filled_from_the_store() {
         let f = fixture();
-        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0, wide());
         let first = complete(&f.store, "s").await;
         f.hub.completed(first);
         assert_eq!(seq(&mut rx).await, 1);
@@ -360,7 +384,7 @@ mod tests {
         let (caught_up, replayed) = oneshot::channel();
         let mut rx = f
             .feed
-            .open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
+            .open_marked(SessionKey::from_key("s"), 0, wide(), Some(caught_up));
         replayed.await.unwrap();
         // Completed in another store: a read of the feed's store finds none
         // of them, so whatever arrives came from the broadcast.
@@ -383,7 +407,7 @@ mod tests {
         let (caught_up, replayed) = oneshot::channel();
         let mut rx = f
             .feed
-            .open_marked(SessionKey::from_key("s"), 0, Some(caught_up));
+            .open_marked(SessionKey::from_key("s"), 0, wide(), Some(caught_up));
         replayed.await.unwrap();
         complete(&f.store, "s").await;
         let second = complete(&f.store, "s").await;
@@ -397,7 +421,7 @@ mod tests {
         let f = fixture();
         complete(&f.store, "other").await;
         complete(&f.store, "s").await;
-        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0, wide());
         let first = rx.recv().await.unwrap().unwrap();
         assert_eq!((&*first.session, first.seq), ("s", 1));
     }
@@ -405,11 +429,37 @@ mod tests {
     #[tokio::test]
     async fn a_stop_sends_what_is_stored_then_ends_unavailable() {
         let f = fixture();
-        let mut rx = f.feed.open(SessionKey::from_key("s"), 0);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0, wide());
         complete(&f.store, "s").await;
         f.shutdown.cancel();
         assert_eq!(seq(&mut rx).await, 1);
         assert!(matches!(rx.recv().await, Some(Err(Error::Unavailable(_)))));
         assert!(rx.recv().await.is_none());
+    }
+
+    /// A reader that has not passed its completions on holds at most its
+    /// window of them (one, when one alone fills it), however many its
+    /// channel could take; each given back lets the next come.
+    #[tokio::test]
+    async fn a_slow_reader_holds_no_more_than_its_byte_window() {
+        let f = fixture();
+        let result = format!("\"{}\"", "r".repeat(10_000));
+        for _ in 0..3 {
+            complete_with(&f.store, "s", &result).await;
+        }
+        let window = ByteWindow::new(12_000);
+        let mut rx = f.feed.open(SessionKey::from_key("s"), 0, window.clone());
+        let first = rx.recv().await.unwrap().unwrap();
+        for _ in 0..10 {
+            // The feed runs on this thread: it has gone as far as it can.
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "a second 10 kB completion was queued"
+        );
+        window.give_back(&first);
+        let second = rx.recv().await.unwrap().unwrap();
+        assert_eq!(second.seq, 2);
     }
 }

@@ -6,8 +6,10 @@ pub mod activity;
 mod events;
 mod feed;
 mod hub;
+mod window;
 
 pub use activity::{Activity, ActivityKind};
 pub use events::{Event, EventItem, Events, ProgressSource};
 pub use feed::{Feed, FeedItem};
 pub use hub::{ActivitySink, SessionHub, Wake};
+pub use window::ByteWindow;
