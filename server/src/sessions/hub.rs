@@ -12,6 +12,11 @@ use crate::model::{CompletionRecord, ProgressRecord};
 /// Live completions buffered per watched session before slow readers lag
 /// (and fall back to the store).
 const LIVE_BUFFER: usize = 64;
+/// Largest completion (in [`CompletionRecord::bytes`]) handed to streams
+/// live; a larger one is announced by its seq and read from the store, so
+/// a watched session's buffer holds at most `LIVE_BUFFER` of this size
+/// (4 MiB), not `LIVE_BUFFER` whole results.
+pub const LIVE_INLINE_BYTES: usize = 64 * 1024;
 /// Task events buffered before the dashboard's slow readers lag (and
 /// reload their page).
 const ACTIVITY_BUFFER: usize = 1024;
@@ -35,8 +40,6 @@ pub struct SessionHub {
     /// that asked for them. Lossy: a lagging reader asks the scheduler for
     /// the latest instead.
     progress: Mutex<HashMap<Arc<str>, Progress>>,
-    /// Every completion committed here, for the dashboard's live events.
-    all: broadcast::Sender<Arc<CompletionRecord>>,
     /// Submits, starts, finishes and acks here, for the dashboard.
     activity: broadcast::Sender<Arc<Activity>>,
     /// Told of each [`Activity`] before it is broadcast, in the reporter's
@@ -56,7 +59,6 @@ impl Default for SessionHub {
         Self {
             watchers: Mutex::default(),
             progress: Mutex::default(),
-            all: broadcast::channel(LIVE_BUFFER).0,
             activity: broadcast::channel(ACTIVITY_BUFFER).0,
             sinks: RwLock::default(),
         }
@@ -81,18 +83,17 @@ impl SessionHub {
         }
     }
 
-    /// Hands a committed completion to the session's streams.
+    /// Hands a committed completion to the session's streams: itself, or
+    /// over [`LIVE_INLINE_BYTES`] its seq (the streams read it from the
+    /// store).
     pub fn completed(&self, completion: CompletionRecord) {
-        let completion = Arc::new(completion);
-        // No receiver (no dashboard open) is fine.
-        let _ = self.all.send(completion.clone());
-        self.wake(&completion.session.clone(), Wake::Completion(completion));
-    }
-
-    /// A receiver of every completion committed here from now on (lagging
-    /// receivers lose the oldest).
-    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<CompletionRecord>> {
-        self.all.subscribe()
+        let session = completion.session.clone();
+        let wake = if completion.bytes() > LIVE_INLINE_BYTES {
+            Wake::Seq(completion.seq)
+        } else {
+            Wake::Completion(Arc::new(completion))
+        };
+        self.wake(&session, wake);
     }
 
     /// Tells the dashboard's followers what happened; never waits. `make`
@@ -183,5 +184,45 @@ impl SessionHub {
             .filter(|(_, tx)| tx.receiver_count() > 0)
             .map(|(name, _)| name.to_string())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::model::{Outcome, TaskState};
+
+    fn completion(seq: u64, result_bytes: usize) -> CompletionRecord {
+        CompletionRecord {
+            seq,
+            task_id: Uuid::nil(),
+            session: "s".into(),
+            tool: "t".into(),
+            arguments: "{}".into(),
+            state: TaskState::Succeeded,
+            outcome: Outcome::Result("1".repeat(result_bytes)),
+            elapsed: Duration::ZERO,
+            attempts: 1,
+            completed_at: SystemTime::now(),
+            result_budget: 0,
+            notes: Default::default(),
+            delivery: Default::default(),
+        }
+    }
+
+    /// The live buffer keeps small completions whole and large ones by
+    /// seq: what it holds per session stays bounded by size, not count.
+    #[test]
+    fn a_large_completion_is_announced_by_its_seq() {
+        let hub = SessionHub::default();
+        let mut rx = hub.subscribe("s");
+        hub.completed(completion(1, 10));
+        hub.completed(completion(2, LIVE_INLINE_BYTES + 1));
+        assert!(matches!(rx.try_recv(), Ok(Wake::Completion(c)) if c.seq == 1));
+        assert!(matches!(rx.try_recv(), Ok(Wake::Seq(2))));
     }
 }
