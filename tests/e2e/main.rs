@@ -15,6 +15,7 @@ mod dispatch;
 mod durability;
 mod expiry;
 mod fallback;
+mod front_stops;
 mod fronts;
 mod isolation;
 mod limits;

@@ -17,6 +17,7 @@ use a2a::{
 use a2a_server::{RequestHandler, ServiceParams};
 use axum::http::HeaderValue;
 use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{convert, request, stream};
 use crate::{
@@ -38,6 +39,10 @@ pub struct A2aHandler {
     pub(super) bearer: Bearer,
     /// `http(s)://host:port` of this listener as clients reach it.
     pub(super) public_url: String,
+    /// Cancelled when the server stops (its drain over): a blocking
+    /// `SendMessage` still waiting answers with its task as it is then,
+    /// which runs again at the next start.
+    pub(super) stopping: CancellationToken,
 }
 
 impl A2aHandler {
@@ -46,6 +51,7 @@ impl A2aHandler {
             api,
             bearer,
             public_url: public_url.trim_end_matches('/').to_string(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -132,11 +138,14 @@ impl RequestHandler for A2aHandler {
         }
         // The run's timeout, plus slack for queueing and the result's trip.
         let until = Instant::now() + task.task.timeout + Duration::from_secs(5);
-        let task = self
-            .api
-            .wait(&caller, task, until)
-            .await
-            .map_err(convert::error)?;
+        let id = task.task.id.to_string();
+        let task = tokio::select! {
+            biased;
+            t = self.api.wait(&caller, task, until) => t.map_err(convert::error)?,
+            // Answered before the connection closes: the task as it is,
+            // not final, for GetTask once the server is back.
+            _ = self.stopping.cancelled() => self.get(&caller, &id).await?,
+        };
         Ok(SendMessageResponse::Task(convert::task(&task, None)))
     }
 

@@ -63,7 +63,8 @@ pub struct Listener {
 
 /// Serves A2A on `l` until `shutdown` is cancelled (then open connections
 /// get [`net::http::serve`]'s few seconds to finish).
-pub async fn serve(l: Listener, handler: A2aHandler, shutdown: CancellationToken) {
+pub async fn serve(l: Listener, mut handler: A2aHandler, shutdown: CancellationToken) {
+    handler.stopping = shutdown.clone();
     let bearer = handler.bearer.clone();
     let hosts = Arc::new(
         AllowedHosts::new(

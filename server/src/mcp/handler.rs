@@ -27,6 +27,7 @@ use rmcp::{
     },
     service::RequestContext,
 };
+use tokio_util::sync::CancellationToken;
 
 /// The header that names the errand session of an MCP request.
 pub const SESSION_HEADER: &str = "errand-session";
@@ -47,6 +48,10 @@ pub struct Settings {
 pub struct McpHandler {
     agent: Arc<dyn Agent>,
     settings: Arc<Settings>,
+    /// Cancelled when the server stops (its drain over): a call still
+    /// waiting for its task answers then, and leaves the task to run again
+    /// at the next start.
+    stopping: CancellationToken,
 }
 
 impl McpHandler {
@@ -54,7 +59,14 @@ impl McpHandler {
         Self {
             agent,
             settings: Arc::new(settings),
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// This handler, answering waiting calls once `stopping` is cancelled.
+    pub fn stopping_on(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// The caller (put in the HTTP request by the auth layer; anonymous over
@@ -88,7 +100,20 @@ impl McpHandler {
         let until = Instant::now() + task.task.timeout + Duration::from_secs(5);
         let id = task.task.id.to_string();
         let view = tokio::select! {
+            biased;
             t = self.agent.wait(caller, task, until) => t.map_err(convert::error)?,
+            // Before the request's own token: a stop is not the client's
+            // cancel, and the task is kept for the next start.
+            _ = self.stopping.cancelled() => {
+                return Err(ErrorData::internal_error(
+                    format!(
+                        "the server is shutting down before task {id} finished: the task was \
+                         not cancelled and runs again when the server restarts (with the \
+                         Tasks extension, tasks/get {id} follows it)"
+                    ),
+                    None,
+                ));
+            }
             _ = ctx.ct.cancelled() => {
                 if !own_task {
                     return Err(ErrorData::internal_error(

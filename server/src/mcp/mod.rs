@@ -23,6 +23,7 @@
 //! A body rmcp cannot read as a JSON-RPC message is answered by
 //! [`incoming`]'s rules, as `errand mcp --stdio` ([`lines`]) answers such a
 //! line: HTTP 400 with the JSON-RPC error (413 over `--max-message-bytes`).
+mod answers;
 pub mod convert;
 pub mod handler;
 pub mod incoming;
@@ -72,13 +73,17 @@ pub struct Listener {
     pub max_body_bytes: usize,
 }
 
-/// Serves MCP on `l` until `shutdown` is cancelled (then open connections
-/// get [`net::http::serve`]'s few seconds to finish).
+/// Serves MCP on `l` until `shutdown` is cancelled (the server's drain is
+/// over): a call still waiting is answered then, every answer is written
+/// ([`answers`]), and open connections get [`net::http::serve`]'s few
+/// seconds to finish.
 pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: CancellationToken) {
+    let handler = handler.stopping_on(shutdown.clone());
+    let written = tokio_util::task::TaskTracker::new();
     // errand's own Host guard (as on the A2A and dashboard listeners: its
     // 403 names the host and the flag), not rmcp's.
     let config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(shutdown.child_token())
+        .with_cancellation_token(answers::closing_after(shutdown.clone(), written.clone()))
         .with_max_request_body_bytes(l.max_body_bytes)
         .disable_allowed_hosts();
     let hosts = Arc::new(
@@ -94,6 +99,7 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
     );
     let app = axum::Router::new()
         .route_service(PATH, service)
+        .layer(middleware::from_fn_with_state(written, answers::track))
         .layer(middleware::from_fn_with_state(
             l.max_body_bytes,
             screen_body,
