@@ -161,6 +161,10 @@ async fn session(
                     token.cancel();
                 }
             }
+            // Answers a later Register, which this worker never sends.
+            Command::RegisterRefused(refused) => {
+                warn!(code = refused.code, message = %refused.message, "a Register was refused");
+            }
         }
     }
 }

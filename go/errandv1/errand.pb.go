@@ -3189,6 +3189,7 @@ type WorkerCommand struct {
 	//	*WorkerCommand_Registered
 	//	*WorkerCommand_Assignment
 	//	*WorkerCommand_Cancel
+	//	*WorkerCommand_RegisterRefused
 	Kind          isWorkerCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3258,6 +3259,15 @@ func (x *WorkerCommand) GetCancel() *CancelAssignment {
 	return nil
 }
 
+func (x *WorkerCommand) GetRegisterRefused() *RegisterRefused {
+	if x != nil {
+		if x, ok := x.Kind.(*WorkerCommand_RegisterRefused); ok {
+			return x.RegisterRefused
+		}
+	}
+	return nil
+}
+
 type isWorkerCommand_Kind interface {
 	isWorkerCommand_Kind()
 }
@@ -3274,11 +3284,80 @@ type WorkerCommand_Cancel struct {
 	Cancel *CancelAssignment `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
 }
 
+type WorkerCommand_RegisterRefused struct {
+	// The answer to a later Register the server refused (see Connect).
+	RegisterRefused *RegisterRefused `protobuf:"bytes,4,opt,name=register_refused,json=registerRefused,proto3,oneof"`
+}
+
 func (*WorkerCommand_Registered) isWorkerCommand_Kind() {}
 
 func (*WorkerCommand_Assignment) isWorkerCommand_Kind() {}
 
 func (*WorkerCommand_Cancel) isWorkerCommand_Kind() {}
+
+func (*WorkerCommand_RegisterRefused) isWorkerCommand_Kind() {}
+
+// A later Register refused: none of the tools it listed were added. Each
+// Register on a stream is answered in the order sent, by Registered or by
+// this.
+type RegisterRefused struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code (its google.rpc.Code number) a first Register
+	// refused alike ends its stream with: 3 INVALID_ARGUMENT (a bad
+	// definition), 7 PERMISSION_DENIED (a tool the worker's token may not
+	// serve), 8 RESOURCE_EXHAUSTED (over a limit), 9 FAILED_PRECONDITION (a
+	// name served with another definition).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What was refused and what to fix, at most 1 KiB (a status message's
+	// bound).
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterRefused) Reset() {
+	*x = RegisterRefused{}
+	mi := &file_errand_v1_errand_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRefused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRefused) ProtoMessage() {}
+
+func (x *RegisterRefused) ProtoReflect() protoreflect.Message {
+	mi := &file_errand_v1_errand_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRefused.ProtoReflect.Descriptor instead.
+func (*RegisterRefused) Descriptor() ([]byte, []int) {
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RegisterRefused) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *RegisterRefused) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
 
 type Registered struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3301,7 +3380,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_errand_v1_errand_proto_msgTypes[35]
+	mi := &file_errand_v1_errand_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3392,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[35]
+	mi := &file_errand_v1_errand_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3405,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{35}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Registered) GetWorkerId() string {
@@ -3365,7 +3444,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_errand_v1_errand_proto_msgTypes[36]
+	mi := &file_errand_v1_errand_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3456,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[36]
+	mi := &file_errand_v1_errand_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3469,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{36}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -3459,7 +3538,7 @@ type CancelAssignment struct {
 
 func (x *CancelAssignment) Reset() {
 	*x = CancelAssignment{}
-	mi := &file_errand_v1_errand_proto_msgTypes[37]
+	mi := &file_errand_v1_errand_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3471,7 +3550,7 @@ func (x *CancelAssignment) String() string {
 func (*CancelAssignment) ProtoMessage() {}
 
 func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_errand_v1_errand_proto_msgTypes[37]
+	mi := &file_errand_v1_errand_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3484,7 +3563,7 @@ func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssignment.ProtoReflect.Descriptor instead.
 func (*CancelAssignment) Descriptor() ([]byte, []int) {
-	return file_errand_v1_errand_proto_rawDescGZIP(), []int{37}
+	return file_errand_v1_errand_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CancelAssignment) GetTaskId() string {
@@ -3743,7 +3822,7 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x18\n" +
 	"\asummary\x18\x05 \x01(\tR\asummaryB\t\n" +
 	"\aoutcome\"\v\n" +
-	"\tHeartbeat\"\xc0\x01\n" +
+	"\tHeartbeat\"\x89\x02\n" +
 	"\rWorkerCommand\x127\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x15.errand.v1.RegisteredH\x00R\n" +
@@ -3751,8 +3830,12 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x15.errand.v1.AssignmentH\x00R\n" +
 	"assignment\x125\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x1b.errand.v1.CancelAssignmentH\x00R\x06cancelB\x06\n" +
-	"\x04kind\"U\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1b.errand.v1.CancelAssignmentH\x00R\x06cancel\x12G\n" +
+	"\x10register_refused\x18\x04 \x01(\v2\x1a.errand.v1.RegisterRefusedH\x00R\x0fregisterRefusedB\x06\n" +
+	"\x04kind\"?\n" +
+	"\x0fRegisterRefused\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"U\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12*\n" +
@@ -3822,7 +3905,7 @@ func file_errand_v1_errand_proto_rawDescGZIP() []byte {
 }
 
 var file_errand_v1_errand_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_errand_v1_errand_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_errand_v1_errand_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_errand_v1_errand_proto_goTypes = []any{
 	(DeliveryPolicy)(0),            // 0: errand.v1.DeliveryPolicy
 	(DedupPolicy)(0),               // 1: errand.v1.DedupPolicy
@@ -3862,10 +3945,11 @@ var file_errand_v1_errand_proto_goTypes = []any{
 	(*TaskResult)(nil),             // 35: errand.v1.TaskResult
 	(*Heartbeat)(nil),              // 36: errand.v1.Heartbeat
 	(*WorkerCommand)(nil),          // 37: errand.v1.WorkerCommand
-	(*Registered)(nil),             // 38: errand.v1.Registered
-	(*Assignment)(nil),             // 39: errand.v1.Assignment
-	(*CancelAssignment)(nil),       // 40: errand.v1.CancelAssignment
-	(*timestamppb.Timestamp)(nil),  // 41: google.protobuf.Timestamp
+	(*RegisterRefused)(nil),        // 38: errand.v1.RegisterRefused
+	(*Registered)(nil),             // 39: errand.v1.Registered
+	(*Assignment)(nil),             // 40: errand.v1.Assignment
+	(*CancelAssignment)(nil),       // 41: errand.v1.CancelAssignment
+	(*timestamppb.Timestamp)(nil),  // 42: google.protobuf.Timestamp
 }
 var file_errand_v1_errand_proto_depIdxs = []int32{
 	0,  // 0: errand.v1.Tool.delivery:type_name -> errand.v1.DeliveryPolicy
@@ -3880,7 +3964,7 @@ var file_errand_v1_errand_proto_depIdxs = []int32{
 	23, // 9: errand.v1.SubmitToolResponse.task:type_name -> errand.v1.Task
 	2,  // 10: errand.v1.Completion.status:type_name -> errand.v1.TaskStatus
 	32, // 11: errand.v1.Completion.error:type_name -> errand.v1.ToolError
-	41, // 12: errand.v1.Completion.completed_at:type_name -> google.protobuf.Timestamp
+	42, // 12: errand.v1.Completion.completed_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: errand.v1.Completion.delivery:type_name -> errand.v1.DeliveryPolicy
 	5,  // 14: errand.v1.Completion.fallback:type_name -> errand.v1.FallbackUsed
 	12, // 15: errand.v1.SessionEvent.completion:type_name -> errand.v1.Completion
@@ -3888,17 +3972,17 @@ var file_errand_v1_errand_proto_depIdxs = []int32{
 	23, // 17: errand.v1.PendingDigestResponse.pending:type_name -> errand.v1.Task
 	2,  // 18: errand.v1.Task.status:type_name -> errand.v1.TaskStatus
 	32, // 19: errand.v1.Task.error:type_name -> errand.v1.ToolError
-	41, // 20: errand.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	41, // 21: errand.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	41, // 22: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	42, // 20: errand.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	42, // 21: errand.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	42, // 22: errand.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 23: errand.v1.Task.delivery:type_name -> errand.v1.DeliveryPolicy
 	6,  // 24: errand.v1.Task.progress:type_name -> errand.v1.Progress
 	5,  // 25: errand.v1.Task.fallback:type_name -> errand.v1.FallbackUsed
 	2,  // 26: errand.v1.ListTasksRequest.statuses:type_name -> errand.v1.TaskStatus
 	23, // 27: errand.v1.ListTasksResponse.tasks:type_name -> errand.v1.Task
 	28, // 28: errand.v1.ListWorkersResponse.workers:type_name -> errand.v1.WorkerInfo
-	41, // 29: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
-	41, // 30: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	42, // 29: errand.v1.WorkerInfo.connected_at:type_name -> google.protobuf.Timestamp
+	42, // 30: errand.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
 	2,  // 31: errand.v1.CancelTasksRequest.statuses:type_name -> errand.v1.TaskStatus
 	34, // 32: errand.v1.WorkerMessage.register:type_name -> errand.v1.Register
 	35, // 33: errand.v1.WorkerMessage.result:type_name -> errand.v1.TaskResult
@@ -3906,42 +3990,43 @@ var file_errand_v1_errand_proto_depIdxs = []int32{
 	6,  // 35: errand.v1.WorkerMessage.progress:type_name -> errand.v1.Progress
 	3,  // 36: errand.v1.Register.tools:type_name -> errand.v1.Tool
 	32, // 37: errand.v1.TaskResult.error:type_name -> errand.v1.ToolError
-	38, // 38: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
-	39, // 39: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
-	40, // 40: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
-	7,  // 41: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
-	9,  // 42: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
-	11, // 43: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
-	19, // 44: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
-	20, // 45: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
-	21, // 46: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
-	24, // 47: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
-	26, // 48: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
-	29, // 49: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
-	31, // 50: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
-	13, // 51: errand.v1.ToolService.SessionEvents:input_type -> errand.v1.SessionEventsRequest
-	15, // 52: errand.v1.ToolService.PendingDigest:input_type -> errand.v1.PendingDigestRequest
-	17, // 53: errand.v1.ToolService.ReadResult:input_type -> errand.v1.ReadResultRequest
-	33, // 54: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
-	8,  // 55: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
-	10, // 56: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
-	12, // 57: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
-	23, // 58: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
-	23, // 59: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
-	22, // 60: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
-	25, // 61: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
-	27, // 62: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
-	30, // 63: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
-	10, // 64: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
-	14, // 65: errand.v1.ToolService.SessionEvents:output_type -> errand.v1.SessionEvent
-	16, // 66: errand.v1.ToolService.PendingDigest:output_type -> errand.v1.PendingDigestResponse
-	18, // 67: errand.v1.ToolService.ReadResult:output_type -> errand.v1.ResultChunk
-	37, // 68: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
-	55, // [55:69] is the sub-list for method output_type
-	41, // [41:55] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	39, // 38: errand.v1.WorkerCommand.registered:type_name -> errand.v1.Registered
+	40, // 39: errand.v1.WorkerCommand.assignment:type_name -> errand.v1.Assignment
+	41, // 40: errand.v1.WorkerCommand.cancel:type_name -> errand.v1.CancelAssignment
+	38, // 41: errand.v1.WorkerCommand.register_refused:type_name -> errand.v1.RegisterRefused
+	7,  // 42: errand.v1.ToolService.ListTools:input_type -> errand.v1.ListToolsRequest
+	9,  // 43: errand.v1.ToolService.SubmitTool:input_type -> errand.v1.SubmitToolRequest
+	11, // 44: errand.v1.ToolService.Completions:input_type -> errand.v1.CompletionsRequest
+	19, // 45: errand.v1.ToolService.GetTask:input_type -> errand.v1.GetTaskRequest
+	20, // 46: errand.v1.ToolService.CancelTask:input_type -> errand.v1.CancelTaskRequest
+	21, // 47: errand.v1.ToolService.AckCompletions:input_type -> errand.v1.AckCompletionsRequest
+	24, // 48: errand.v1.ToolService.ListTasks:input_type -> errand.v1.ListTasksRequest
+	26, // 49: errand.v1.ToolService.ListWorkers:input_type -> errand.v1.ListWorkersRequest
+	29, // 50: errand.v1.ToolService.CancelTasks:input_type -> errand.v1.CancelTasksRequest
+	31, // 51: errand.v1.ToolService.RetryTask:input_type -> errand.v1.RetryTaskRequest
+	13, // 52: errand.v1.ToolService.SessionEvents:input_type -> errand.v1.SessionEventsRequest
+	15, // 53: errand.v1.ToolService.PendingDigest:input_type -> errand.v1.PendingDigestRequest
+	17, // 54: errand.v1.ToolService.ReadResult:input_type -> errand.v1.ReadResultRequest
+	33, // 55: errand.v1.WorkerService.Connect:input_type -> errand.v1.WorkerMessage
+	8,  // 56: errand.v1.ToolService.ListTools:output_type -> errand.v1.ListToolsResponse
+	10, // 57: errand.v1.ToolService.SubmitTool:output_type -> errand.v1.SubmitToolResponse
+	12, // 58: errand.v1.ToolService.Completions:output_type -> errand.v1.Completion
+	23, // 59: errand.v1.ToolService.GetTask:output_type -> errand.v1.Task
+	23, // 60: errand.v1.ToolService.CancelTask:output_type -> errand.v1.Task
+	22, // 61: errand.v1.ToolService.AckCompletions:output_type -> errand.v1.AckCompletionsResponse
+	25, // 62: errand.v1.ToolService.ListTasks:output_type -> errand.v1.ListTasksResponse
+	27, // 63: errand.v1.ToolService.ListWorkers:output_type -> errand.v1.ListWorkersResponse
+	30, // 64: errand.v1.ToolService.CancelTasks:output_type -> errand.v1.CancelTasksResponse
+	10, // 65: errand.v1.ToolService.RetryTask:output_type -> errand.v1.SubmitToolResponse
+	14, // 66: errand.v1.ToolService.SessionEvents:output_type -> errand.v1.SessionEvent
+	16, // 67: errand.v1.ToolService.PendingDigest:output_type -> errand.v1.PendingDigestResponse
+	18, // 68: errand.v1.ToolService.ReadResult:output_type -> errand.v1.ResultChunk
+	37, // 69: errand.v1.WorkerService.Connect:output_type -> errand.v1.WorkerCommand
+	56, // [56:70] is the sub-list for method output_type
+	42, // [42:56] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_errand_v1_errand_proto_init() }
@@ -3979,6 +4064,7 @@ func file_errand_v1_errand_proto_init() {
 		(*WorkerCommand_Registered)(nil),
 		(*WorkerCommand_Assignment)(nil),
 		(*WorkerCommand_Cancel)(nil),
+		(*WorkerCommand_RegisterRefused)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3986,7 +4072,7 @@ func file_errand_v1_errand_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_errand_v1_errand_proto_rawDesc), len(file_errand_v1_errand_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -818,9 +818,11 @@ type WorkerServiceClient interface {
 	// again with the same definition is harmless), by the first Register's
 	// rules and limits, the tools it serves in all counting toward
 	// --max-tools-per-worker; the server answers Registered again, with the
-	// same worker_id. A refused later Register ends the stream with its
-	// status, as a refused first one does, and its running tasks go to
-	// another attempt.
+	// same worker_id. A refused later Register is answered with
+	// RegisterRefused instead, in its place in that order, and the stream
+	// stays open: the worker keeps serving the tools it served before, and
+	// its running tasks run on (only a refused first Register ends the
+	// stream).
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, WorkerCommand], error)
 }
 
@@ -869,9 +871,11 @@ type WorkerServiceServer interface {
 	// again with the same definition is harmless), by the first Register's
 	// rules and limits, the tools it serves in all counting toward
 	// --max-tools-per-worker; the server answers Registered again, with the
-	// same worker_id. A refused later Register ends the stream with its
-	// status, as a refused first one does, and its running tasks go to
-	// another attempt.
+	// same worker_id. A refused later Register is answered with
+	// RegisterRefused instead, in its place in that order, and the stream
+	// stays open: the worker keeps serving the tools it served before, and
+	// its running tasks run on (only a refused first Register ends the
+	// stream).
 	Connect(grpc.BidiStreamingServer[WorkerMessage, WorkerCommand]) error
 	mustEmbedUnimplementedWorkerServiceServer()
 }

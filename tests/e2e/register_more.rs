@@ -129,32 +129,57 @@ async fn a_later_register_adds_tools_and_keeps_running_tasks() {
     assert_eq!(task_a.attempts, 1, "a ran once: {task_a:?}");
 }
 
+impl Raw {
+    async fn refused(&mut self) -> pb::RegisterRefused {
+        match self.next().await.unwrap() {
+            pb::worker_command::Kind::RegisterRefused(r) => r,
+            other => panic!("expected RegisterRefused, got {other:?}"),
+        }
+    }
+}
+
+/// Defect: a refused later Register ended the worker's stream, so one tool
+/// the server would not take stopped every tool the worker served and
+/// lost its running tasks' results (the SDKs add a tool on first use).
+/// Now only the new tools are refused, with the status a first Register
+/// would end with; the stream, its tools and its running task go on.
 #[tokio::test]
-async fn a_refused_later_register_ends_the_stream_with_its_status() {
+async fn a_refused_later_register_is_answered_and_the_worker_serves_on() {
     let server = Server::start(&[]).await;
     let mut other = Raw::connect(&server, &[("c", "the one definition")], 1).await;
     other.registered().await;
+    let client = server.client().await;
 
-    // Another definition of a tool a connected worker serves.
-    let mut w = Raw::connect(&server, &[("a", "A")], 1).await;
+    let mut w = Raw::connect(&server, &[("a", "A")], 2).await;
     w.registered().await;
+    let mut completions = client.completions("s", 0);
+    let running = client.submit("s", "a", "{}").await.unwrap();
+    let job = w.assignment().await;
+    // Another definition of a tool a connected worker serves.
     w.tx.send(register(&[("c", "another definition")], 0))
         .await
         .unwrap();
-    let status = w.next().await.unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("description"), "{status:?}");
-
+    let refused = w.refused().await;
+    assert_eq!(refused.code, Code::FailedPrecondition as i32, "{refused:?}");
+    assert!(refused.message.contains("description"), "{refused:?}");
     // Another max_concurrency: the worker's stream was sized by the first.
-    let mut w = Raw::connect(&server, &[("a", "A")], 1).await;
-    w.registered().await;
     w.tx.send(register(&[("d", "D")], 3)).await.unwrap();
-    let status = w.next().await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("max_concurrency"), "{status:?}");
+    let refused = w.refused().await;
+    assert_eq!(refused.code, Code::InvalidArgument as i32, "{refused:?}");
+    assert!(refused.message.contains("max_concurrency"), "{refused:?}");
+    // A good one after them is still taken.
+    w.tx.send(register(&[("e", "E")], 0)).await.unwrap();
+    w.registered().await;
+
+    // The running task's result is taken, and `a` is still served here.
+    w.succeed(&job).await;
+    let done = take_completions(&mut completions, 1).await;
+    assert_eq!(done[0].task_id, running.task_id);
+    assert_eq!(status_of(done[0].status), pb::TaskStatus::Succeeded);
+    client.submit("s", "e", "{}").await.unwrap();
+    assert_eq!(w.assignment().await.tool, "e");
 
     // Nothing of a refused Register stays: d is not served.
-    let client = server.client().await;
     let tools: Vec<String> = (client.list_tools().await.unwrap())
         .into_iter()
         .map(|t| t.name)

@@ -498,14 +498,24 @@ class Heartbeat(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerCommand(_message.Message):
-    __slots__ = ("registered", "assignment", "cancel")
+    __slots__ = ("registered", "assignment", "cancel", "register_refused")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_REFUSED_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     assignment: Assignment
     cancel: CancelAssignment
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelAssignment, _Mapping]] = ...) -> None: ...
+    register_refused: RegisterRefused
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelAssignment, _Mapping]] = ..., register_refused: _Optional[_Union[RegisterRefused, _Mapping]] = ...) -> None: ...
+
+class RegisterRefused(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("worker_id", "max_message_bytes")

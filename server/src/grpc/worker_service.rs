@@ -170,22 +170,27 @@ async fn serve_worker(
                     Ok(reg) => sched.register_more(worker, reg).await,
                     Err(e) => Err(e),
                 };
-                let max_message = sched.config().limits.max_message_bytes;
-                let answer = added.map(|()| Outgoing {
-                    command: Command::Registered {
+                let command = match added {
+                    Ok(()) => Command::Registered {
                         worker_id: worker,
-                        max_message_bytes: max_message,
+                        max_message_bytes: sched.config().limits.max_message_bytes,
                     },
-                    after: None,
-                });
-                if let Err(e) = &answer {
-                    warn!(worker_id = worker, error = %e, "a later Register was refused: closing the worker's stream");
-                }
-                let refused = answer.is_err();
-                let _ = tx.send(answer).await;
-                if refused {
-                    break;
-                }
+                    // Only the new tools are refused: the stream, the
+                    // tools it served and its running tasks go on.
+                    Err(e) => {
+                        warn!(worker_id = worker, error = %e, "a later Register was refused");
+                        Command::RegisterRefused {
+                            kind: e.kind(),
+                            message: crate::error::bound(e.into_message()).into(),
+                        }
+                    }
+                };
+                let _ = tx
+                    .send(Ok(Outgoing {
+                        command,
+                        after: None,
+                    }))
+                    .await;
                 continue;
             }
             None => {

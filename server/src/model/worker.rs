@@ -169,6 +169,12 @@ pub enum Command {
         /// The server's message limit (`Registered.max_message_bytes`).
         max_message_bytes: usize,
     },
+    /// Answers a later Register that was refused: none of its tools were
+    /// added; the worker serves on with those it had.
+    RegisterRefused {
+        kind: crate::error::Kind,
+        message: Arc<str>,
+    },
 }
 
 /// One attempt of a task, handed to a worker. `session` and `tool` are keys.

@@ -108,6 +108,12 @@ pub fn command(command: Command) -> pb::WorkerCommand {
             worker_id,
             max_message_bytes,
         } => return registered_within(worker_id, max_message_bytes),
+        Command::RegisterRefused { kind, message } => {
+            pb::worker_command::Kind::RegisterRefused(pb::RegisterRefused {
+                code: super::code(kind) as i32,
+                message: message.to_string(),
+            })
+        }
     };
     pb::WorkerCommand { kind: Some(kind) }
 }

@@ -78,7 +78,9 @@ fn assigned(sent: &Sent) -> Vec<(Uuid, u32)> {
         .iter()
         .filter_map(|c| match c {
             Command::Assign(a) => Some((a.task_id, a.attempt)),
-            Command::Cancel { .. } | Command::Registered { .. } => None,
+            Command::Cancel { .. }
+            | Command::Registered { .. }
+            | Command::RegisterRefused { .. } => None,
         })
         .collect()
 }
