@@ -536,3 +536,81 @@ async fn an_a2a_stream_on_a_fallback_run_ends_with_its_call() {
     assert_eq!(status["status"]["state"], "TASK_STATE_COMPLETED", "{last}");
     assert_eq!(status["taskId"], call.as_str(), "the call's end: {last}");
 }
+
+/// Defect: a synchronous MCP `tools/call` with a `progressToken` heard no
+/// `notifications/progress` however its worker reported, so a host that
+/// resets its request timeout on progress gave up on a long tool. Now each
+/// new report reaches it, on the call's event stream, before the result.
+#[tokio::test]
+async fn a_synchronous_mcp_call_with_a_progress_token_hears_its_reports() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "crawl", "arguments": {}, "_meta": {
+            "progressToken": "p-1",
+            "io.modelcontextprotocol/protocolVersion": errand_tests::fronts::MCP_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }},
+    })
+    .to_string();
+    let host = url.trim_start_matches("http://").trim_end_matches("/mcp");
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST /mcp HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {}\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: crawl\r\nContent-Length: {}\r\n\r\n{body}",
+        errand_tests::fronts::MCP_VERSION,
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let id = worker.assignment().await.task_id;
+    worker.tx.send(report(&id, 3, "")).await.unwrap();
+
+    // The notification arrives while the call still waits for its result.
+    let mut seen = Vec::new();
+    within("notifications/progress", async {
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "the answer ended first: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    worker.tx.send(result(&id, r#""done""#)).await.unwrap();
+    within("the result", conn.read_to_end(&mut seen))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    let events: Vec<serde_json::Value> = (text.lines())
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect();
+    let note = &events[0];
+    assert_eq!(note["method"], "notifications/progress", "{text}");
+    assert_eq!(note["params"]["progressToken"], "p-1", "{text}");
+    assert_eq!(
+        (
+            note["params"]["progress"].as_f64(),
+            note["params"]["total"].as_f64()
+        ),
+        (Some(3.0), Some(5.0))
+    );
+    assert_eq!(
+        note["params"]["message"], "3/5 (60%): step 3 of 5",
+        "{text}"
+    );
+    let answer = events.last().unwrap();
+    assert_eq!(answer["id"], 3, "{text}");
+    assert_eq!(answer["result"]["content"][0]["text"], "done", "{text}");
+}

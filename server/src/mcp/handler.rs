@@ -10,6 +10,7 @@ use std::{
 use super::{
     convert::{self, TaskTiming},
     malformed,
+    progress::{self, Progress},
 };
 use crate::{
     agents::{Agent, Call},
@@ -94,14 +95,21 @@ impl McpHandler {
         caller: &Caller,
         task: TaskView,
         own_task: bool,
+        unserved: Option<String>,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // The run's timeout, plus slack for queueing and the result's trip.
         let until = Instant::now() + task.task.timeout + Duration::from_secs(5);
         let id = task.task.id.to_string();
+        let mut progress = ctx.meta.get_progress_token().map(Progress::new);
+        if let Some(p) = progress.as_mut()
+            && let Some(note) = unserved
+        {
+            let _ = ctx.peer.notify_progress(p.waiting(&note)).await;
+        }
         let view = tokio::select! {
             biased;
-            t = self.agent.wait(caller, task, until) => t.map_err(convert::error)?,
+            t = self.wait_reporting(caller, task, until, progress, ctx) => t.map_err(convert::error)?,
             // Before the request's own token: a stop is not the client's
             // cancel, and the task is kept for the next start.
             _ = self.stopping.cancelled() => {
@@ -141,6 +149,33 @@ impl McpHandler {
             r
         });
         Ok(result.into())
+    }
+}
+
+impl McpHandler {
+    /// `task` once final or at `until`; with `progress`, its new reports
+    /// go to the client meanwhile (looked at every [`progress::POLL`]).
+    async fn wait_reporting(
+        &self,
+        caller: &Caller,
+        mut task: TaskView,
+        until: Instant,
+        progress: Option<Progress>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<TaskView, crate::Error> {
+        let Some(mut progress) = progress else {
+            return self.agent.wait(caller, task, until).await;
+        };
+        loop {
+            let step = until.min(Instant::now() + progress::POLL);
+            task = self.agent.wait(caller, task, step).await?;
+            if task.task.state.is_final() || step >= until {
+                return Ok(task);
+            }
+            if let Some(note) = progress.report(&task) {
+                let _ = ctx.peer.notify_progress(note).await;
+            }
+        }
     }
 }
 
@@ -249,7 +284,11 @@ impl ServerHandler for McpHandler {
             .with_meta(convert::meta(&task.task));
             return Ok(CallToolResponse::Task(created));
         }
-        self.wait_for_result(&caller, task, own_task, &ctx).await
+        // The ack says when no worker serves the tool: the first progress.
+        let unserved = crate::text::unserved_notice(&task.task);
+        let unserved = submitted.ack.ends_with(&unserved).then_some(unserved);
+        self.wait_for_result(&caller, task, own_task, unserved, &ctx)
+            .await
     }
 
     async fn get_task(

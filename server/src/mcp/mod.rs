@@ -30,6 +30,7 @@ pub mod incoming;
 pub mod lines;
 pub mod malformed;
 mod owners;
+mod progress;
 
 use std::sync::Arc;
 
