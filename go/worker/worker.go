@@ -96,16 +96,15 @@ type Worker struct {
 	byName map[string]*tool
 	live   *session // Run's registered stream, if any (a later Register goes there)
 
-	// Whether Run runs, and what WaitRegistered waits for, guarded by regMu;
-	// regChanged is closed (and replaced) at every change. Run's start and
+	// Whether Run runs, guarded by regMu; regChanged is closed (and
+	// replaced) at every change of it and of what WaitRegistered waits for
+	// (live and the tools' registration, guarded by mu). Run's start and
 	// end change running and the rest in one critical section, so no one
 	// sees a Run that has ended and yet cannot be started again, or a new
 	// Run beside the old one's end.
 	regMu      sync.Mutex
 	regChanged chan struct{}
 	running    bool  // Run is running
-	registered bool  // Run's current stream is registered
-	regTools   int   // how many tools the server has accepted on that stream
 	runEnded   bool  // Run has returned (runErr says why) and not started again
 	runErr     error // Run's error, when runEnded
 
@@ -121,6 +120,13 @@ type tool struct {
 	handler     Handler
 	policy      *pb.Tool // timeouts, delivery, dedup, budget, fallback, cancellable_by_model
 	err         error    // the first option's error (a negative duration): Run returns it
+
+	// Its registration, guarded by Worker.mu: the stream its Register went
+	// out on and the one whose server accepted it (it is registered while
+	// that one is Worker.live), or the server's refusal of a later Register
+	// of it (RegisterRefused), after which it is registered no more.
+	sentOn, acceptedOn *session
+	refused            error
 }
 
 // millis converts an option's duration for the wire (internal/millis); the
@@ -226,10 +232,17 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // for the model, the JSON Schema of its arguments (a string or []byte of JSON
 // text, or a value encoded with encoding/json; nil accepts any object) and
 // the handler. Call it before Run, or while Run runs: a tool handled then is
-// registered on Run's stream at once (a later Register; running tasks go
-// on), and with every reconnect. WaitRegistered waits for the server to
-// accept it too; OnRegistered is called only for a connection's first
-// registration. It panics on a duplicate name, a nil handler or a schema
+// registered on Run's stream at once (a later Register of it alone; running
+// tasks go on), and with every reconnect. WaitRegistered waits for the
+// server to accept it too; OnRegistered is called only for a connection's
+// first registration. If the server refuses it (RegisterRefused: a name or
+// definition it rejects, a tool the token may not serve, a limit), only that
+// tool fails: the worker goes on serving its other tools and running its
+// tasks, the refused tool is not registered again (by a reconnect or a later
+// Run), and WaitRegistered returns the refusal from then on. (A tool
+// refused in a connection's first Register, one handled before Run or while
+// Run reconnects, makes Run fail instead.) It panics on
+// a duplicate name (a refused tool's too), a nil handler or a schema
 // that is not JSON, as these are programming errors. An option given a
 // value it cannot send (a negative duration) makes Run fail instead, naming
 // the tool and the option; while Run runs, Handle panics with it.
@@ -263,26 +276,39 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 	w.byName[name] = t
 	w.tools = append(w.tools, t)
 	live := w.live
-	reg, _ := w.registerLocked()
+	if live != nil {
+		t.sentOn = live
+	}
 	w.mu.Unlock()
 	if live != nil {
-		// The server adds the tools it does not serve yet. A failed send
-		// means the stream broke: the reconnection registers every tool.
-		if err := live.sendRegister(reg); err != nil {
+		// The server adds it to the tools it serves. A failed send means
+		// the stream broke: the reconnection registers every tool.
+		if err := live.sendRegister(t); err != nil {
 			w.logger.Warn("errand worker: registering a tool on the live stream failed; the next connection registers it", "tool", name, "err", err)
 		}
 	}
 }
 
-// registerLocked is the Register of every tool handled so far, and the
-// first tool option's error; w.mu is held.
-func (w *Worker) registerLocked() (*pb.Register, error) {
-	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
+// toolsLocked is every tool handled so far that the server has not
+// refused, and the first tool option's error; w.mu is held.
+func (w *Worker) toolsLocked() ([]*tool, error) {
+	var tools []*tool
 	var optErr error
 	for _, t := range w.tools {
 		if t.err != nil && optErr == nil {
 			optErr = fmt.Errorf("errand worker: tool %q: %w", t.name, t.err)
 		}
+		if t.refused == nil {
+			tools = append(tools, t)
+		}
+	}
+	return tools, optErr
+}
+
+// register is the Register of tools.
+func (w *Worker) register(tools []*tool) *pb.Register {
+	reg := &pb.Register{WorkerName: w.name, MaxConcurrency: w.concurrency}
+	for _, t := range tools {
 		reg.Tools = append(reg.Tools, &pb.Tool{
 			Name: t.name, Description: t.description, InputSchemaJson: t.schema,
 			TimeoutMs:          t.policy.GetTimeoutMs(),
@@ -294,7 +320,7 @@ func (w *Worker) registerLocked() (*pb.Register, error) {
 			CancellableByModel: t.policy.GetCancellableByModel(),
 		})
 	}
-	return reg, optErr
+	return reg
 }
 
 // Run connects, registers and serves until ctx is done, reconnecting with
@@ -303,7 +329,10 @@ func (w *Worker) registerLocked() (*pb.Register, error) {
 // *errand.Error the server answered that retrying cannot fix (a tool name or
 // schema it rejects, bad credentials, ...). It fails at once, without
 // connecting, when no tool was registered with Handle or a tool's option was
-// given a negative duration (an error matching errand.ErrInvalidArgument).
+// given a negative duration (an error matching errand.ErrInvalidArgument),
+// or with the refusal of a tool when the server refused every tool (see
+// Handle). A tool handled while Run runs that the server refuses does not
+// end Run (WaitRegistered reports it).
 // WaitRegistered tells when the server knows the tools. One Run at a time: a
 // Run called while another runs returns an error at once; once Run has
 // returned, it may be called again.
@@ -311,7 +340,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	started := false
 	w.setRegistration(func() {
 		if !w.running {
-			w.running, w.registered, w.runEnded, w.runErr = true, false, false, nil
+			w.running, w.runEnded, w.runErr = true, false, nil
 			started = true
 		}
 	})
@@ -322,15 +351,19 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	// Ended and no longer running in one step: a Run started as soon as
 	// WaitRegistered returns this one's error is not "called twice".
 	defer func() {
-		w.setRegistration(func() { w.running, w.registered, w.runEnded, w.runErr = false, false, true, err })
+		w.setRegistration(func() { w.running, w.runEnded, w.runErr = false, true, err })
 		if w.testHookEnded != nil {
 			w.testHookEnded()
 		}
 	}()
 	w.mu.Lock()
-	reg, optErr := w.registerLocked()
+	tools, optErr := w.toolsLocked()
+	_, refused := w.registeredLocked()
 	w.mu.Unlock()
-	if len(reg.Tools) == 0 {
+	if len(tools) == 0 {
+		if refused != nil {
+			return refused // every tool was refused by an earlier Run's server
+		}
 		return errors.New("errand worker: no tools: call Handle before Run")
 	}
 	if optErr != nil {
@@ -341,12 +374,13 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	defer handlers.Wait()
 	b := backoff.Backoff{Min: w.minBackoff, Max: w.maxBackoff}
 	for {
-		// Every tool handled so far, those handled while Run ran too.
+		// Every tool handled so far, those handled while Run ran too,
+		// but those the server refused.
 		w.mu.Lock()
-		reg, _ := w.registerLocked()
+		tools, _ := w.toolsLocked()
 		w.mu.Unlock()
-		err := w.serve(ctx, reg, &b, &handlers)
-		w.setRegistration(func() { w.registered, w.regTools = false, 0 })
+		err := w.serve(ctx, tools, &b, &handlers)
+		w.setRegistration(func() {})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -375,7 +409,12 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 // Register: it waits for the server's answer to that too); otherwise it waits
 // for the next registration (it also waits for Run to start, and through
 // reconnects). If Run returns first, or has returned, it returns Run's error;
-// if ctx ends first, ctx's error. OnRegistered is the callback form.
+// if ctx ends first, ctx's error. If the server refused a tool handled while
+// Run ran (see Handle), it returns that refusal at once, now and from then
+// on, since the tool will not be registered: an *errand.Error (op "Connect")
+// with the server's status code and message, as Run returns for a refused
+// first registration (errors.Is(err, errand.ErrPermissionDenied),
+// status.Code(err), ...). OnRegistered is the callback form.
 //
 // Run may be started again once it has returned, even from the moment
 // WaitRegistered reports its end; from the new Run's start on,
@@ -387,11 +426,15 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 func (w *Worker) WaitRegistered(ctx context.Context) error {
 	for {
 		w.regMu.Lock()
-		registered, ended, err, changed := w.registered, w.runEnded, w.runErr, w.regChanged
-		accepted := w.regTools
+		ended, err, changed := w.runEnded, w.runErr, w.regChanged
 		w.regMu.Unlock()
+		w.mu.Lock()
+		registered, refused := w.registeredLocked()
+		w.mu.Unlock()
 		switch {
-		case registered && accepted >= w.toolCount():
+		case refused != nil:
+			return refused
+		case registered:
 			return nil
 		case ended:
 			return err
@@ -404,11 +447,24 @@ func (w *Worker) WaitRegistered(ctx context.Context) error {
 	}
 }
 
-// toolCount is how many tools Handle has registered.
-func (w *Worker) toolCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.tools)
+// registeredLocked says whether Run's stream is registered with every tool
+// handled so far, or returns the refusal of the first tool the server
+// refused; w.mu is held.
+func (w *Worker) registeredLocked() (bool, error) {
+	for _, t := range w.tools {
+		if t.refused != nil {
+			return false, t.refused
+		}
+	}
+	if w.live == nil {
+		return false, nil
+	}
+	for _, t := range w.tools {
+		if t.acceptedOn != w.live {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // setRegistration changes WaitRegistered's state with f and wakes its callers.
@@ -423,7 +479,8 @@ func (w *Worker) setRegistration(f func()) {
 var errEnded = status.Error(codes.Unavailable, "the server ended the stream")
 
 // serve runs one stream: register, then execute commands until it breaks.
-func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff, handlers *sync.WaitGroup) error {
+func (w *Worker) serve(ctx context.Context, tools []*tool, b *backoff.Backoff, handlers *sync.WaitGroup) error {
+	reg := w.register(tools)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(ErrConnectionLost)
 	stream, err := pb.NewWorkerServiceClient(w.client.Conn()).Connect(ctx, grpc.WaitForReady(true))
@@ -443,20 +500,20 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 	}
 	b.Reset()
 	w.logger.Info("errand worker: registered", "worker", w.name, "worker_id", registered.GetWorkerId(), "tools", len(reg.Tools))
-	w.setRegistration(func() { w.registered, w.regTools = true, len(reg.GetTools()) })
-	if w.onRegistered != nil {
-		w.onRegistered(registered.GetWorkerId())
-	}
 
 	s := &session{w: w, stream: stream, ctx: ctx, running: map[string]*run{},
 		maxMessage: messageLimit(registered.GetMaxMessageBytes())}
 	w.mu.Lock()
+	for _, t := range tools {
+		t.sentOn, t.acceptedOn = s, s
+	}
 	w.live = s
-	// A tool handled between this stream's Register and now.
-	if later, _ := w.registerLocked(); len(later.GetTools()) > len(reg.GetTools()) {
-		if err := s.sendRegister(later); err != nil {
-			w.mu.Unlock()
-			return recvErr(stream, err)
+	// The tools handled between this stream's Register and now.
+	var later []*tool
+	for _, t := range w.tools {
+		if t.sentOn != s && t.refused == nil {
+			t.sentOn = s
+			later = append(later, t)
 		}
 	}
 	w.mu.Unlock()
@@ -465,6 +522,15 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 		w.live = nil
 		w.mu.Unlock()
 	}()
+	w.setRegistration(func() {})
+	if w.onRegistered != nil {
+		w.onRegistered(registered.GetWorkerId())
+	}
+	for _, t := range later {
+		if err := s.sendRegister(t); err != nil {
+			return recvErr(stream, err)
+		}
+	}
 	for {
 		cmd, err := stream.Recv()
 		if err != nil {
@@ -476,9 +542,10 @@ func (w *Worker) serve(ctx context.Context, reg *pb.Register, b *backoff.Backoff
 		case *pb.WorkerCommand_Cancel:
 			s.cancel(k.Cancel)
 		case *pb.WorkerCommand_Registered:
-			// The answer to a later Register (the server answers them in order).
-			accepted := s.acceptedRegister()
-			w.setRegistration(func() { w.regTools = max(w.regTools, accepted) })
+			// The answers to later Registers, in the order sent.
+			s.answered(nil)
+		case *pb.WorkerCommand_RegisterRefused:
+			s.answered(refusal(k.RegisterRefused))
 		}
 	}
 }
@@ -513,9 +580,9 @@ type session struct {
 	sendMu  sync.Mutex // a gRPC stream allows one sender at a time
 	mu      sync.Mutex
 	running map[string]*run
-	// The tool counts of the later Registers sent and not answered yet, in
-	// the order sent; guarded by mu.
-	laterRegisters []int
+	// The tools of the later Registers sent and not answered yet, in the
+	// order sent; guarded by mu.
+	laterRegisters []*tool
 }
 
 type run struct {
@@ -526,6 +593,9 @@ type run struct {
 func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
 	s.w.mu.Lock()
 	t := s.w.byName[a.GetTool()]
+	if t != nil && t.refused != nil {
+		t = nil // the server does not know it from this worker
+	}
 	s.w.mu.Unlock()
 	if t == nil {
 		s.send(a, "", "", &pb.ToolError{Code: "unknown_tool", Message: "this worker does not serve " + a.GetTool()})
@@ -624,30 +694,59 @@ func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolEr
 	}
 }
 
-// sendRegister sends a later Register (the tools handled while Run runs);
-// the server answers Registered again, which serve's loop counts. Counted
-// before it is sent, since the answer may come before Send returns (a failed
-// send ends the stream, and the count with it).
-func (s *session) sendRegister(reg *pb.Register) error {
+// sendRegister sends a later Register of t alone (a tool handled while Run
+// runs), so that a refusal fails no other tool; the server answers
+// Registered or RegisterRefused, which serve's loop hands to answered.
+// Queued before it is sent, since the answer may come before Send returns
+// (a failed send ends the stream, and the queue with it).
+func (s *session) sendRegister(t *tool) error {
+	reg := s.w.register([]*tool{t})
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	s.mu.Lock()
-	s.laterRegisters = append(s.laterRegisters, len(reg.GetTools()))
+	s.laterRegisters = append(s.laterRegisters, t)
 	s.mu.Unlock()
 	return s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Register{Register: reg}})
 }
 
-// acceptedRegister is how many tools the later Register the server has just
-// answered carried (0 for an answer to none: nothing is counted).
-func (s *session) acceptedRegister() int {
+// answered takes the server's answer to the oldest later Register not
+// answered yet: accepted (refused nil), its tool is registered on this
+// stream; refused, its tool is registered no more, on no stream, and
+// WaitRegistered returns refused. An answer to no Register changes nothing.
+func (s *session) answered(refused error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.laterRegisters) == 0 {
-		return 0
+	var t *tool
+	if len(s.laterRegisters) > 0 {
+		t = s.laterRegisters[0]
+		s.laterRegisters = s.laterRegisters[1:]
 	}
-	n := s.laterRegisters[0]
-	s.laterRegisters = s.laterRegisters[1:]
-	return n
+	s.mu.Unlock()
+	if t == nil {
+		return
+	}
+	s.w.mu.Lock()
+	if refused != nil {
+		t.refused = refused
+	} else {
+		t.acceptedOn = s
+	}
+	s.w.mu.Unlock()
+	if refused != nil {
+		s.w.logger.Warn("errand worker: the server refused a tool handled while Run runs; the worker serves its other tools",
+			"tool", t.name, "err", refused)
+	}
+	s.w.setRegistration(func() {})
+}
+
+// refusal is the error of a refused later Register: an *errand.Error of op
+// "Connect", as a refused first Register makes Run return, with the
+// refusal's status code and message.
+func refusal(r *pb.RegisterRefused) error {
+	code := codes.Code(uint32(r.GetCode()))
+	if code == codes.OK {
+		code = codes.Unknown // a refusal is never OK (status.Error would make it nil)
+	}
+	return rpcerr.Wrap("Connect", status.Error(code, r.GetMessage()))
 }
 
 // sendMsg sends msg made to fit the server's limit (fit): every message

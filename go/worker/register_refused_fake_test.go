@@ -1,0 +1,161 @@
+package worker_test
+
+// A later Register the server refuses (a tool handled while Run runs) is
+// answered with RegisterRefused and the stream goes on. The worker used to
+// ignore that answer: WaitRegistered waited for it forever, and the refused
+// tool went out again with every later Register and reconnect.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	errand "github.com/errand-dev/errand/go"
+	pb "github.com/errand-dev/errand/go/errandv1"
+	"github.com/errand-dev/errand/go/internal/fakeserver"
+	"github.com/errand-dev/errand/go/internal/testkit"
+	"github.com/errand-dev/errand/go/worker"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const refusal = `this worker's token may not serve tool "denied"`
+
+// refusingWorkers answers each Register in order, as the server does: with
+// RegisterRefused (PERMISSION_DENIED) when it lists the tool "denied", with
+// Registered otherwise. It hands each message the worker sends to got,
+// sends what the test puts on send, and ends the current stream
+// (UNAVAILABLE) when the test puts a value on end.
+type refusingWorkers struct {
+	pb.UnimplementedWorkerServiceServer
+	got  chan *pb.WorkerMessage
+	send chan *pb.WorkerCommand
+	end  chan struct{}
+}
+
+func (f *refusingWorkers) Connect(s grpc.BidiStreamingServer[pb.WorkerMessage, pb.WorkerCommand]) error {
+	errs := make(chan error, 1)
+	go func() {
+		for {
+			m, err := s.Recv()
+			if err != nil {
+				errs <- err
+				return
+			}
+			if reg := m.GetRegister(); reg != nil {
+				// Queued before the test sees the Register: it is answered
+				// before anything the test sends after.
+				f.send <- answer(reg)
+			}
+			f.got <- m
+		}
+	}()
+	for {
+		select {
+		case cmd := <-f.send:
+			if err := s.Send(cmd); err != nil {
+				return err
+			}
+		case <-f.end:
+			return status.Error(codes.Unavailable, "the fake server ends the stream")
+		case err := <-errs:
+			return err
+		case <-s.Context().Done():
+			return s.Context().Err()
+		}
+	}
+}
+
+func answer(reg *pb.Register) *pb.WorkerCommand {
+	if slices.Contains(toolNames(reg), "denied") {
+		return &pb.WorkerCommand{Kind: &pb.WorkerCommand_RegisterRefused{RegisterRefused: &pb.RegisterRefused{
+			Code: int32(codes.PermissionDenied), Message: refusal}}}
+	}
+	return &pb.WorkerCommand{Kind: &pb.WorkerCommand_Registered{Registered: &pb.Registered{WorkerId: "w1"}}}
+}
+
+func toolNames(reg *pb.Register) []string {
+	var names []string
+	for _, t := range reg.GetTools() {
+		names = append(names, t.GetName())
+	}
+	return names
+}
+
+func (f *refusingWorkers) nextRegister(t *testing.T) *pb.Register {
+	t.Helper()
+	m := await(t, f.got, "a message from the worker")
+	if m.GetRegister() == nil {
+		t.Fatalf("the worker sent %v, want Register", m)
+	}
+	return m.GetRegister()
+}
+
+func TestALaterRegisterRefusedFailsOnlyItsTool(t *testing.T) {
+	f := &refusingWorkers{got: make(chan *pb.WorkerMessage, 16), send: make(chan *pb.WorkerCommand, 16), end: make(chan struct{}, 1)}
+	c := testkit.Dial(t, fakeserver.Start(t, nil, f))
+	ctx := testkit.Ctx(t)
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	noop := func(context.Context, json.RawMessage) (any, error) { return nil, nil }
+	tw := testkit.StartWorker(t, c, func(w *worker.Worker) {
+		w.Handle("crawl", "Waits.", nil, func(ctx context.Context, _ json.RawMessage) (any, error) {
+			started <- struct{}{}
+			select {
+			case <-release:
+				return "crawled", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+	})
+	if got := toolNames(f.nextRegister(t)); !slices.Equal(got, []string{"crawl"}) {
+		t.Fatalf("first Register lists %v, want [crawl]", got)
+	}
+	f.send <- assign("t1", 1, "")
+	await(t, started, "the running task's start")
+
+	// A tool the server refuses, handled while a task runs.
+	tw.Handle("denied", "Refused.", nil, noop)
+	if got := toolNames(f.nextRegister(t)); !slices.Contains(got, "denied") {
+		t.Fatalf("the later Register lists %v, want denied among them", got)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- tw.WaitRegistered(ctx) }()
+	err := await(t, waited, "WaitRegistered's answer to the refusal")
+	if status.Code(err) != codes.PermissionDenied || !errors.Is(err, errand.ErrPermissionDenied) ||
+		!strings.Contains(err.Error(), refusal) {
+		t.Fatalf("WaitRegistered = %v, want the refusal: PERMISSION_DENIED, %q", err, refusal)
+	}
+	var e *errand.Error
+	if !errors.As(err, &e) || e.Code != codes.PermissionDenied || e.Message != refusal {
+		t.Errorf("WaitRegistered = %#v, want an *errand.Error with the refusal's code and message", err)
+	}
+
+	// The stream went on: the running task's result goes out on it.
+	close(release)
+	m := await(t, f.got, "the running task's result")
+	if res := m.GetResult(); res.GetTaskId() != "t1" || res.GetResultJson() != `"crawled"` {
+		t.Fatalf("the worker sent %v, want t1's result", m)
+	}
+
+	// A tool handled after it goes out without the refused one, and is
+	// accepted; WaitRegistered still reports the refused tool.
+	tw.Handle("later", "Accepted.", nil, noop)
+	if got := toolNames(f.nextRegister(t)); slices.Contains(got, "denied") || !slices.Contains(got, "later") {
+		t.Fatalf("the next later Register lists %v, want later without denied", got)
+	}
+	if err := tw.WaitRegistered(ctx); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("WaitRegistered after the refusal = %v, want the refusal still", err)
+	}
+
+	// A reconnect registers the tools the server accepted, not the refused one.
+	f.end <- struct{}{}
+	if got := toolNames(f.nextRegister(t)); !slices.Equal(got, []string{"crawl", "later"}) {
+		t.Fatalf("the Register after a reconnect lists %v, want [crawl later]", got)
+	}
+	tw.AwaitRegistered(t)
+}
