@@ -29,6 +29,25 @@ async fn mcp_malformed_params_are_invalid_params_and_tasks_update_is_acked() {
     assert!(text.contains("`arguments` must be a JSON object"), "{text}");
     assert!(worker.try_next().is_none());
 
+    // A tool name no tool can have is the request's error, not a tool
+    // result the model reads as the tool failing.
+    let answer = mcp
+        .call("tools/call", json!({"name": "bad name!", "arguments": {}}))
+        .await
+        .json();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    // Argument errors name MCP's field, not gRPC's.
+    let big = json!({"blob": "x".repeat(300 * 1024)});
+    let answer = mcp
+        .call("tools/call", json!({"name": "echo", "arguments": big}))
+        .await
+        .json();
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("arguments (errand's arguments_json)"),
+        "{answer}"
+    );
+
     let task = mcp.call_tool("echo", json!({"n": 1})).await;
     let id = task["taskId"].as_str().unwrap().to_string();
     let job = worker.next().await;

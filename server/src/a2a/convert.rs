@@ -250,6 +250,7 @@ pub fn error(err: Error) -> A2AError {
 pub const FIELDS: &[(&str, &str)] = &[
     ("session_id", "contextId"),
     ("idempotency_key", "messageId"),
+    ("arguments_json", "the data part"),
 ];
 
 /// JSON-RPC code of a call refused for lack of room (too many pending
@@ -346,6 +347,22 @@ mod tests {
 
     #[test]
     fn errors_map_to_a2a_codes() {
+        // A task ID that is not errand's is a task not found, as the
+        // README says, not the gRPC field's INVALID_ARGUMENT.
+        let garbage = super::super::handler::task_id_error(Error::invalid(
+            "task_id \"nope\" is not a UUID: pass the task_id SubmitTool returned",
+        ));
+        assert_eq!(
+            garbage.code,
+            a2a::error_code::TASK_NOT_FOUND,
+            "{}",
+            garbage.message
+        );
+        assert!(
+            !garbage.message.contains("SubmitTool"),
+            "{}",
+            garbage.message
+        );
         let unknown = error(Error::NotFound("no task 1234".into()));
         assert_eq!(unknown.code, a2a::error_code::TASK_NOT_FOUND);
         let tool = error(Error::NotFound("unknown tool `x`; known: echo".into()));

@@ -101,8 +101,21 @@ impl A2aHandler {
     }
 
     async fn get(&self, caller: &Caller, id: &str) -> Result<TaskView, A2AError> {
-        self.api.task(caller, id).await.map_err(convert::error)
+        self.api.task(caller, id).await.map_err(task_id_error)
     }
+}
+
+/// An error reading a task by its A2A id: an id that is not an errand task
+/// ID (a UUID) names no task, `TaskNotFoundError` as for an unknown one;
+/// others as [`convert::error`] maps them.
+pub(super) fn task_id_error(e: crate::Error) -> A2AError {
+    if e.kind() == crate::error::Kind::InvalidArgument {
+        return A2AError::new(
+            a2a::error_code::TASK_NOT_FOUND,
+            "no task with this id: errand's task ids are UUIDs, as SendMessage returned them",
+        );
+    }
+    convert::error(e)
 }
 
 /// errand's states of an A2A state, for `ListTasks`' filter.

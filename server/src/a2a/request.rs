@@ -133,6 +133,14 @@ pub fn submit(req: &SendMessageRequest) -> Result<Submit, A2AError> {
                     "several data parts: send exactly one data part, the tool's arguments as a JSON object",
                 ));
             }
+            // The bindings read a part with no content (`"data": null`, a
+            // data value left unset) as an empty text.
+            PartContent::Text(t) if t.is_empty() => {
+                return Err(A2AError::invalid_params(
+                    "a part has no content (data: null, or an empty text): send one data part, \
+                     the tool's arguments as a JSON object ({} for none)",
+                ));
+            }
             other => {
                 let kind = match other {
                     PartContent::Text(_) => "text",
@@ -278,6 +286,12 @@ mod tests {
         assert_eq!(e.code, a2a::error_code::INVALID_PARAMS);
         let e = submit(&send(vec![Part::data(json!([1]))], Some("echo"))).unwrap_err();
         assert!(e.message.contains("JSON object"), "{}", e.message);
+        // What the JSON and gRPC bindings read `{"data": null}` (a data
+        // part left unset) as: an empty text part. It was refused as a text
+        // part the client never sent.
+        let e = submit(&send(vec![Part::text("")], Some("echo"))).unwrap_err();
+        assert_eq!(e.code, a2a::error_code::INVALID_PARAMS);
+        assert!(e.message.contains("data: null"), "{}", e.message);
         let mut follow_up = send(vec![Part::data(json!({}))], Some("echo"));
         follow_up.message.task_id = Some("t1".into());
         let e = submit(&follow_up).unwrap_err();

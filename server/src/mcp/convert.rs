@@ -153,11 +153,20 @@ pub fn detailed(v: &TaskView, timing: TaskTiming) -> DetailedTask {
     DetailedTask::new(task(t, Some(message), timing), payload)
 }
 
+/// errand's request fields as MCP names them ([`Error::renamed`]).
+pub const FIELDS: &[(&str, &str)] = &[
+    ("session_id", "the Errand-Session header"),
+    ("arguments_json", "arguments"),
+    ("task_id", "taskId"),
+    ("page_token", "cursor"),
+];
+
 /// An agent API error as a JSON-RPC error, by its kind: NOT_FOUND and
 /// INVALID_ARGUMENT are the caller's (-32602), RESOURCE_EXHAUSTED is "busy"
 /// (-32000), auth errors keep their message, anything else is internal
 /// (-32603).
 pub fn error(err: Error) -> ErrorData {
+    let err = err.renamed(FIELDS);
     if err.is_too_large() {
         // The caller's input, not a busy server: retrying cannot help.
         return ErrorData::invalid_params(err.into_message(), None);
@@ -269,6 +278,26 @@ mod tests {
         assert_eq!(
             error(Error::Unavailable("x".into())).code,
             ErrorCode::INTERNAL_ERROR
+        );
+        // The fields as an MCP client sent them, not as gRPC names them.
+        let big = error(Error::TooLarge("arguments_json is 262145 bytes".into()));
+        assert!(
+            big.message
+                .starts_with("arguments (errand's arguments_json) is"),
+            "{}",
+            big.message
+        );
+        let id = error(Error::invalid("task_id \"x\" is not a UUID"));
+        assert!(
+            id.message.starts_with("taskId (errand's task_id)"),
+            "{}",
+            id.message
+        );
+        let page = error(Error::invalid("page_token is not one this server gave"));
+        assert!(
+            page.message.starts_with("cursor (errand's page_token)"),
+            "{}",
+            page.message
         );
     }
 }

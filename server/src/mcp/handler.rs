@@ -260,12 +260,15 @@ impl ServerHandler for McpHandler {
         };
         // The session comes from a header: an error names it.
         let submitted = match (self.agent.submit(&caller, call).await)
-            .map_err(|e| e.renamed(&[("session_id", "the Errand-Session header")]))
+            .map_err(|e| e.renamed(convert::FIELDS))
         {
             Ok(submitted) => submitted,
             // Arguments the schema refuses: a result the model can read and
-            // fix, with no task created.
-            Err(e) if e.kind() == Kind::InvalidArgument => {
+            // fix, with no task created. Other bad params (a tool name no
+            // tool can have, the session header) are the request's: -32602.
+            Err(e)
+                if e.kind() == Kind::InvalidArgument && e.to_string().starts_with("arguments") =>
+            {
                 return Ok(
                     CallToolResult::error(vec![ContentBlock::text(e.into_message())]).into(),
                 );
