@@ -375,3 +375,38 @@ async fn a2a_a_call_in_another_version_is_told_which_to_send() {
         );
     }
 }
+
+/// Defect: a body over the limit was answered 413 `text/plain` "length
+/// limit exceeded", with no limit and no fix and in neither binding's
+/// error form. Now a JSON-RPC error on /jsonrpc, problem+json on /rest,
+/// both naming the limit and the flag.
+#[tokio::test]
+async fn a2a_bodies_over_the_limit_are_answered_in_the_bindings_error_form() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    // Over the default limit, 8 MiB.
+    let big = message("m-big", json!({"blob": "x".repeat(9 * 1024 * 1024)}));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": big});
+    let headers = [("A2A-Version", "1.0".to_string())];
+    let answer = errand_tests::fronts::post(&format!("{a2a}/jsonrpc"), &headers, &body).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    let error = answer.json()["error"].clone();
+    assert_eq!(error["code"], -32600, "{error}");
+    let text = error["message"].as_str().unwrap();
+    assert!(
+        text.contains("8388608") && text.contains("--max-message-bytes"),
+        "{text}"
+    );
+
+    let rest =
+        errand_tests::fronts::post(&format!("{a2a}/rest/message:send"), &headers, &big).await;
+    assert_eq!(rest.status, 413, "{}", rest.body);
+    let problem: serde_json::Value = serde_json::from_str(&rest.body).expect("a JSON body");
+    assert!(
+        problem["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-message-bytes"),
+        "{problem}"
+    );
+}

@@ -31,7 +31,7 @@ use a2a_pb::proto::a2a_service_server::A2aServiceServer;
 use axum::{
     Json,
     extract::{Request, State},
-    http::header,
+    http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -119,8 +119,38 @@ async fn agent_card(State(handler): State<Arc<A2aHandler>>, req: Request) -> Res
 
 /// Caps every request body at `max` bytes (the SDK's routers set their own
 /// 10 MiB default, which this keeps from being the bound): a longer one
-/// fails to read, and the JSON-RPC and HTTP+JSON routers answer 413.
+/// fails to read, and is answered 413 in the binding's own error form
+/// (the routers' answer was a bare "length limit exceeded"): a JSON-RPC
+/// error on `/jsonrpc`, `application/problem+json` on `/rest`.
 async fn limit_body(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
-    next.run(req).await
+    let response = next.run(req).await;
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let message = format!(
+        "the request body is over the server's limit of {max} bytes (--max-message-bytes): \
+         pass large data by reference (a URL or a path)"
+    );
+    let (content_type, body) = if path.starts_with(card::JSONRPC_PATH) {
+        let error = serde_json::json!({
+            "jsonrpc": "2.0", "id": null,
+            "error": {"code": a2a::error_code::INVALID_REQUEST, "message": message},
+        });
+        ("application/json", error)
+    } else if path.starts_with(card::REST_PATH) {
+        let error = serde_json::json!({"error": {
+            "code": 413, "status": "INVALID_ARGUMENT", "message": message, "details": [],
+        }});
+        ("application/problem+json", error)
+    } else {
+        return response;
+    };
+    let mut answer = (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    answer
 }
