@@ -180,6 +180,11 @@ def answered_http(err: grpc.RpcError) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def error_class(code: grpc.StatusCode) -> type[RpcError]:
+    """The `RpcError` subclass errand raises for a gRPC status code."""
+    return _BY_CODE.get(code, RpcError)
+
+
 def from_grpc(err: grpc.RpcError, method: str = "", target: str = "") -> RpcError:
     """Turn a `grpc.RpcError` (sync or aio) into the matching `RpcError` subclass.
 

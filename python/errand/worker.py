@@ -27,6 +27,7 @@ Progress, resume and summaries: see `errand.context`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ from errand.context import (
     report_progress,
     resume_detail,
 )
-from errand.errors import ErrandError, Unavailable, from_grpc
+from errand.errors import ErrandError, RpcError, Unavailable, error_class, from_grpc
 from errand.tool import ToolDef, tool_def
 from errand.v1 import errand_pb2 as pb
 from errand.v1 import errand_pb2_grpc as pb_grpc
@@ -147,6 +148,11 @@ class Worker:
         self._fail_fast = 0.0  # seconds start() gives the first connection
         # The live connection's outgoing queue (a later Register goes there).
         self._live: Optional[asyncio.Queue[Optional[pb.WorkerMessage]]] = None
+        #: Tools added after start not yet answered for (see `_add_spec`).
+        self._tickets: list[_Ticket] = []
+        #: The live connection's Registers not answered yet, oldest first:
+        #: the tickets each one answers for.
+        self._asked: collections.deque[list[_Ticket]] = collections.deque()
 
     # -- configuration ---------------------------------------------------------
     def add_tool(self, fn: Callable[..., Any]) -> None:
@@ -156,9 +162,12 @@ class Worker:
         is registered on the worker's live stream (a later Register: running
         calls go on), and, called from a thread other than the worker's
         loop, this waits until the server has answered, up to 30 s: it
-        raises the server's refusal (e.g. FailedPrecondition for another
-        definition of a tool connected workers serve, which also stops the
-        worker, as a refused first registration does) or Unavailable on
+        raises the server's refusal (RegisterRefused) as the errand
+        exception of its status code, e.g. FailedPrecondition for another
+        definition of a tool connected workers serve, ResourceExhausted for
+        a result budget over the server's limit; the worker goes on serving
+        its other tools and running calls, and the refused tool is not
+        served (nor registered again on a reconnection). Unavailable on
         timeout. While the worker is reconnecting, the tool is registered
         with the next connection. ValueError when another function already
         has its name.
@@ -174,21 +183,31 @@ class Worker:
         if not getattr(self, "_started", False):
             self._tools[spec.name] = spec
             return
+        ticket = _Ticket(spec)
         with self._cond:
-            # Answered once more than now: by this Register, or by a
-            # reconnection's, which lists the new tool too.
-            count = self._registrations + 1
+            # Answered by this Register (Registered or RegisterRefused), or
+            # by a reconnection's, which lists the new tool too.
             self._tools[spec.name] = spec
+            self._tickets.append(ticket)
         loop, live = self._loop, self._live
         if loop is None or live is None or loop.is_closed():
             return  # not connected: the next connection registers it
         try:
-            loop.call_soon_threadsafe(self._register_again, live)
+            loop.call_soon_threadsafe(self._register_again, live, ticket)
         except RuntimeError:
             return  # the loop closed meanwhile: nothing serves any tool
         if running_loop() is loop or self._stopping.is_set():
             return  # the worker's own loop cannot wait for itself
-        if not self.wait_registered(_LATE_REGISTER_TIMEOUT, count=count):
+        with self._cond:
+            answered = self._cond.wait_for(
+                lambda: ticket.answered or self._error is not None or self._done(),
+                _LATE_REGISTER_TIMEOUT,
+            )
+            if ticket.refusal is not None:
+                raise ticket.refusal
+            if not ticket.answered and self._error is not None:
+                raise self._error
+        if not answered or not ticket.answered:
             raise Unavailable(
                 grpc.StatusCode.UNAVAILABLE,
                 f"tool {spec.name!r} not registered with {self.target} within "
@@ -196,11 +215,42 @@ class Worker:
                 "Connect",
             )
 
-    def _register_again(self, live: asyncio.Queue[Optional[pb.WorkerMessage]]) -> None:
-        """On the loop: a later Register on `live`, if it is still the
-        connection's (else the reconnection's Register lists every tool)."""
-        if live is self._live:
-            live.put_nowait(self._register_message())
+    def _register_again(
+        self, live: asyncio.Queue[Optional[pb.WorkerMessage]], ticket: _Ticket
+    ) -> None:
+        """On the loop: a later Register of the ticket's tool on `live`, if it
+        is still the connection's and the ticket is not in one of its
+        Registers already (else the reconnection's Register lists it)."""
+        if live is not self._live or ticket.sent_on is live or ticket.answered:
+            return
+        ticket.sent_on = live
+        # The new tool alone: a later Register adds the tools it lists, and
+        # one refused tool then refuses no other.
+        live.put_nowait(self._register_message([ticket.spec]))
+        self._asked.append([ticket])
+
+    def _answer(self, refusal: Optional[RpcError]) -> None:
+        """On the loop: the server answered the oldest Register not yet
+        answered on this connection (Registered, or RegisterRefused)."""
+        if not self._asked:
+            if refusal is not None:
+                log.warning("errand worker: a registration was refused: %s", refusal.message)
+            return
+        tickets = self._asked.popleft()
+        with self._cond:
+            for ticket in tickets:
+                if ticket.answered:
+                    continue
+                ticket.answered = True
+                ticket.refusal = refusal
+                if ticket in self._tickets:
+                    self._tickets.remove(ticket)
+                if refusal is not None and self._tools.get(ticket.spec.name) is ticket.spec:
+                    # Not served: the next connection does not register it.
+                    del self._tools[ticket.spec.name]
+            self._cond.notify_all()
+        if refusal is not None:
+            log.warning("errand worker: registration refused: %s", refusal.message)
 
     @property
     def tools(self) -> dict[str, ToolDef]:
@@ -358,7 +408,8 @@ class Worker:
             except asyncio.TimeoutError:
                 pass
 
-    def _register_message(self) -> pb.WorkerMessage:
+    def _register_message(self, specs: Optional[list[ToolDef]] = None) -> pb.WorkerMessage:
+        """A Register of `specs`, by default of every tool."""
         tools = [
             pb.Tool(
                 name=t.name,
@@ -373,7 +424,7 @@ class Worker:
                 cancellable_by_model=t.cancellable_by_model,
             )
             # A copy: a tool added from another thread meanwhile (add_tool).
-            for t in list(self._tools.values())
+            for t in (list(self._tools.values()) if specs is None else specs)
         ]
         return pb.WorkerMessage(
             register=pb.Register(
@@ -384,7 +435,12 @@ class Worker:
     async def _connection(self, channel: grpc.aio.Channel, pool: CallPool) -> None:
         assert self._wake is not None
         outgoing: asyncio.Queue[Optional[pb.WorkerMessage]] = asyncio.Queue()
-        outgoing.put_nowait(self._register_message())
+        with self._cond:
+            # Every tool, those added and not answered for yet included.
+            outgoing.put_nowait(self._register_message())
+            self._asked = collections.deque([list(self._tickets)])
+            for ticket in self._tickets:
+                ticket.sent_on = outgoing
         self._live = outgoing
 
         async def requests() -> AsyncIterator[pb.WorkerMessage]:
@@ -449,7 +505,11 @@ class Worker:
                 with self._cond:
                     self._registrations += 1
                     self._cond.notify_all()
+                self._answer(None)
                 log.info("errand worker registered as %s", self.worker_id)
+            elif kind == "register_refused":
+                refused = cmd.register_refused
+                self._answer(refusal(refused.code, refused.message))
             elif kind == "cancel":
                 entry = running.get(cmd.cancel.task_id)
                 if entry is not None:
@@ -519,6 +579,26 @@ async def _end(task: asyncio.Future[Any], timeout: float, stop: Callable[[], Any
         last_resort()
     if task.done() and not task.cancelled():
         task.exception()
+
+
+class _Ticket:
+    """A tool added to a started worker, until the server answers for it."""
+
+    __slots__ = ("answered", "refusal", "sent_on", "spec")
+
+    def __init__(self, spec: ToolDef) -> None:
+        self.spec = spec
+        self.answered = False
+        self.refusal: Optional[RpcError] = None
+        #: The connection's queue of the Register that lists it.
+        self.sent_on: Optional[asyncio.Queue[Optional[pb.WorkerMessage]]] = None
+
+
+def refusal(code: int, message: str) -> RpcError:
+    """The errand exception of a RegisterRefused: the class of its status code,
+    as for the same status on any call."""
+    status = next((s for s in grpc.StatusCode if s.value[0] == code), grpc.StatusCode.UNKNOWN)
+    return error_class(status)(status, message, "Connect")
 
 
 class _StreamEnded(ErrandError):
