@@ -10,8 +10,8 @@ from errand.agent import Agent, AsyncAgent
 from errand.aio import AsyncClient
 from errand.client import Client
 from errand.history import default_stub
-from errand.manager import AsyncToolManager
-from errand.types import Ack, Completion
+from errand.manager import AsyncTaskResult, AsyncToolManager
+from errand.types import Ack, Completion, Progress
 
 __all__ = ["SyncAgent"]
 
@@ -83,6 +83,50 @@ class SyncAgent:
         """The seq up to which every result was delivered and acknowledged."""
         return self.inner.acked_seq
 
+    @property
+    def queue(self) -> list[Completion]:
+        """The seed's name for `pending`."""
+        return self.inner.queue
+
+    @property
+    def busy(self) -> bool:
+        """True while a turn (a `send` or a delivery) is running."""
+        return self.inner.busy
+
+    @property
+    def state(self) -> str:
+        """The seed's state machine: "busy", "queued" or "idle" (see `AsyncAgent.state`)."""
+        return self.inner.state
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last completion received (persist it to resume with after_seq)."""
+        return self.inner.last_seq
+
+    def is_idle(self) -> bool:
+        """No turn runs and the wrapped agent (if it says) is idle."""
+        return self.inner.is_idle()
+
+    def start(self) -> SyncAgent:
+        """Start delivering. A `SyncAgent` starts when it is made: this only
+        checks it is not closed (ClosedError) and returns it."""
+        self._call(self.inner._start())
+        return self
+
+    def on_result(self, result: Union[AsyncTaskResult, Completion]) -> None:
+        """Take one result, from any thread: delivered at once when the agent
+        is idle, else queued, as in the seed (see `AsyncAgent.on_result`)."""
+        self.inner.on_result(result)
+
+    def on_completion(self, completion: Completion) -> None:
+        """Take one completion: deliver now if idle, else queue; returns once
+        it is taken (waits while `max_pending` results are held)."""
+        self._call(self.inner.on_completion(completion))
+
+    def on_progress(self, progress: Progress) -> None:
+        """A running task's progress: to `on_status("progress", [progress])`."""
+        self._call(self.inner.on_progress(progress))
+
     def send(self, message: str) -> Any:
         """Run the user's turn (ahead of pending results) and return the agent's reply."""
         if not isinstance(message, str):
@@ -96,6 +140,10 @@ class SyncAgent:
     def drain(self) -> None:
         """Deliver queued results now, if the agent is idle."""
         self._call(self.inner._drain())
+
+    def drain_queue(self) -> None:
+        """The seed's name for `drain`."""
+        self.drain()
 
     def prune(
         self,
