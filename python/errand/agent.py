@@ -79,7 +79,16 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Callable, Optional, Protocol, TypeVar, Union, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Optional,
+    Protocol,
+    TypeVar,
+    Union,
+    runtime_checkable,
+)
 
 from errand._core import checked_session_id
 from errand._loop import LoopThread, running_loop
@@ -99,6 +108,9 @@ from errand.errors import ClosedError
 from errand.history import prune_history
 from errand.manager import AsyncTaskResult, AsyncToolManager
 from errand.types import Ack, Completion, Progress
+
+if TYPE_CHECKING:
+    from errand._typing import DualAck
 
 __all__ = [
     "Agent",
@@ -502,10 +514,12 @@ class AsyncAgent(TurnLoop):
     # -- the agent's side --------------------------------------------------------
     def submit(
         self, tool: str, arguments: Optional[Mapping[str, Any]] = None, /, **kwargs: Any
-    ) -> Any:
+    ) -> DualAck:
         """Submit a tool call in this agent's session; returns the `Ack`
-        (awaitable, or blocking outside asyncio)."""
-        return self._dual(lambda: self._submit(tool, dict(arguments or {}), kwargs))
+        (awaitable, or blocking outside asyncio: type checkers see an `Ack`
+        either way)."""
+        ack: DualAck = self._dual(lambda: self._submit(tool, dict(arguments or {}), kwargs))
+        return ack
 
     async def _submit(self, tool: str, arguments: dict[str, Any], options: dict[str, Any]) -> Ack:
         if self.client is not None:

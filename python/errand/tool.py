@@ -38,6 +38,7 @@ from errand._jsonable import dumps
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 
 if TYPE_CHECKING:
+    from errand._typing import ManagerDecorator
     from errand.manager import AsyncToolManager
     from errand.worker import Worker
 
@@ -128,9 +129,28 @@ class _Binding:
 def async_tool(fn: F, /) -> F: ...
 
 
+# A manager is a Worker too: this narrower overload comes first, on purpose.
+@overload
+def async_tool(  # type: ignore[overload-overlap]
+    target: AsyncToolManager,
+    /,
+    *,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+    schema: Optional[Mapping[str, Any]] = None,
+    timeout_ms: int = 0,
+    queue_timeout_ms: int = 0,
+    delivery: Union[DeliveryPolicy, str, None] = None,
+    dedup: Union[DedupPolicy, str, None] = None,
+    result_budget_bytes: int = 0,
+    fallback: Union[Fallback, str, None] = None,
+    cancellable_by_model: bool = False,
+) -> ManagerDecorator: ...
+
+
 @overload
 def async_tool(
-    target: Union[Worker, AsyncToolManager, None] = None,
+    target: Union[Worker, None] = None,
     /,
     *,
     name: Optional[str] = None,
