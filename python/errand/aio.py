@@ -370,6 +370,12 @@ class AsyncClient(Settings):
         """One page of a task's full result; see `errand.Client.read_result`."""
         return await self._run(self._core.read_result(task_id, offset, max_bytes))
 
+    async def completion_result(self, completion: Completion) -> Any:
+        """The parsed result of a completion; see `errand.Client.completion_result`."""
+        if by_reference(completion):
+            return json.loads(await self.read_full_result(completion.task_id))
+        return outcome(completion)
+
     async def read_full_result(
         self, task_id: str, *, chunk_bytes: int = 0, max_total_bytes: int = 64 << 20
     ) -> str:

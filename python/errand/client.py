@@ -39,6 +39,7 @@ from errand.errors import ClosedError, DeadlineExceeded
 from errand.streams import CompletionStream, SessionEventStream
 from errand.types import (
     Ack,
+    Completion,
     DedupPolicy,
     DeliveryPolicy,
     PendingDigest,
@@ -388,6 +389,14 @@ class Client(Settings):
         finished or not succeeded), OutOfRange (offset past the end).
         """
         return self._run(self._core.read_result(task_id, offset, max_bytes))
+
+    def completion_result(self, completion: Completion) -> Any:
+        """The parsed result of a completion, read whole (ReadResult) when it
+        arrived over its budget (`result_truncated`: `completion.result` is
+        then None). Raises TaskFailed when the task did not succeed."""
+        if by_reference(completion):
+            return json.loads(self.read_full_result(completion.task_id))
+        return outcome(completion)
 
     def read_full_result(
         self, task_id: str, *, chunk_bytes: int = 0, max_total_bytes: int = 64 << 20

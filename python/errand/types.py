@@ -237,7 +237,15 @@ class Task:
 
     @property
     def result(self) -> Any:
-        """The parsed result when SUCCEEDED, else None."""
+        """The parsed result when SUCCEEDED and carried here, else None.
+
+        None too for a SUCCEEDED result over its task's budget
+        (`result_truncated`, or sent by reference): the completion carries
+        only `result_preview` and `result_bytes`. Read it whole with
+        `client.completion_result(completion)` (the parsed value, from
+        `Client` or `AsyncClient`), `client.read_full_result(task_id)` (its
+        JSON text) or `client.result(task_id)`; a page with `read_result`.
+        """
         return _loads(self.result_json, None)
 
 
@@ -294,7 +302,15 @@ class Completion:
 
     @property
     def result(self) -> Any:
-        """The parsed result when SUCCEEDED, else None."""
+        """The parsed result when SUCCEEDED and carried here, else None.
+
+        None too for a SUCCEEDED result over its task's budget
+        (`result_truncated`, or sent by reference): the completion carries
+        only `result_preview` and `result_bytes`. Read it whole with
+        `client.completion_result(completion)` (the parsed value, from
+        `Client` or `AsyncClient`), `client.read_full_result(task_id)` (its
+        JSON text) or `client.result(task_id)`; a page with `read_result`.
+        """
         return _loads(self.result_json, None)
 
     def text(self) -> str:
