@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any, Coroutine, Optional
 
-from errand._jsonable import not_finite, to_json
+from errand._jsonable import NotUTF8, not_finite, to_json
 from errand._pool import Call
 from errand.context import Summarized, TaskContext, _current
 from errand.errors import ToolFailure
@@ -154,6 +154,8 @@ def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
         if why is not None:
             return failed(ctx, "invalid_result", why)
         return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
+    except NotUTF8 as exc:
+        return failed(ctx, "invalid_result", f"the tool's result is not valid JSON: {exc}")
     except TypeError as exc:
         return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
     except Exception as exc:

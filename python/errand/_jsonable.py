@@ -78,9 +78,14 @@ def _find(
     return None
 
 
+class NotUTF8(TypeError):
+    """Bytes that JSON cannot carry as text: not UTF-8."""
+
+
 def to_json(value: Any) -> Any:
     """`json.dumps(default=...)` for pydantic models, dataclasses, enums, sets, dates,
-    bytes and Decimals; raises TypeError for anything else."""
+    UTF-8 bytes and Decimals; raises TypeError for anything else (NotUTF8 for
+    other bytes)."""
     dump = getattr(value, "model_dump", None)
     if callable(dump):  # pydantic 2 models
         return dump(mode="json")
@@ -95,7 +100,15 @@ def to_json(value: Any) -> Any:
     if isinstance(value, (_dt.datetime, _dt.date)):
         return value.isoformat()
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            # Replacing the bad bytes would change the value unseen.
+            raise NotUTF8(
+                f"bytes that are not UTF-8 text ({value[:32]!r}"
+                f"{'...' if len(value) > 32 else ''}): decode them, or encode them as "
+                "base64, before returning them"
+            ) from None
     if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

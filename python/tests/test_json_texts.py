@@ -46,3 +46,26 @@ def test_results_nested_past_the_limit_fail_and_within_it_decode(
     assert failed.error is not None
     assert failed.error.code == "invalid_result"
     assert "deeper than 128 levels" in failed.error.message
+
+
+def test_bytes_results_that_are_not_utf8_fail_not_corrupted(
+    client: Client,
+    start_worker: Callable[..., Worker],
+    collect: Callable[..., Collector],
+) -> None:
+    @async_tool(name=unique("raw"))
+    def raw(utf8: bool) -> bytes:
+        """Return bytes."""
+        return b"ok \xc3\xa9" if utf8 else b"\x00\xffabc"
+
+    name = raw.__errand_tool__.name  # type: ignore[attr-defined]
+    start_worker(raw)
+    stream = collect(client.completions())
+    client.submit(name, utf8=False)
+    (bad,) = stream.take(1)
+    assert bad.status is TaskStatus.FAILED, bad.result  # was '\x00\ufffdabc'
+    assert bad.error is not None and bad.error.code == "invalid_result"
+    assert "not UTF-8" in bad.error.message
+    client.submit(name, utf8=True)
+    (good,) = stream.take(1)
+    assert good.result == "ok \u00e9"
