@@ -220,6 +220,13 @@ class Backoff:
 def encode_arguments(
     arguments: Optional[Mapping[str, Any]], extra: Mapping[str, Any], method: str
 ) -> str:
+    if arguments is not None and not isinstance(arguments, Mapping):
+        raise NotAMapping(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "arguments must be a mapping (a JSON object: {name: value}) or keywords, "
+            f"not {type(arguments).__name__}",
+            method,
+        )
     merged: dict[str, Any] = dict(arguments or {})
     overlap = set(merged) & set(extra)
     if overlap:
@@ -237,6 +244,12 @@ def encode_arguments(
             f"arguments are not JSON serialisable: {exc}",
             method,
         ) from exc
+
+
+class NotAMapping(InvalidArgument, TypeError):
+    """Arguments given as something other than a mapping, refused before any
+    call: an InvalidArgument, as the server's refusal would be, and a
+    TypeError."""
 
 
 class NotJSON(InvalidArgument, ValueError):

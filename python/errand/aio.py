@@ -313,6 +313,8 @@ class AsyncClient(Settings):
 
     async def result(self, task_id: str, *, timeout: Optional[float] = None) -> Any:
         """Wait for a task to finish and return its result; see `errand.Client.result`."""
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
         task = await self.get_task(task_id)
         if task.status.finished:
             return outcome(task)

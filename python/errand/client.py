@@ -318,7 +318,10 @@ class Client(Settings):
             TaskFailed: the task failed, was cancelled or timed out.
             DeadlineExceeded: not finished within `timeout`.
             NotFound: unknown task, or no longer retained.
+            ValueError: a negative `timeout`.
         """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
         task = self.get_task(task_id)
         if task.status.finished:
             return outcome(task)
@@ -369,8 +372,9 @@ class Client(Settings):
 
     def cancel(self, task_id: str, *, reason: str = "") -> Task:
         """Cancel a queued or running task; `reason` (at most 1 KiB) reaches the
-        worker and the completion's message. Raises FailedPrecondition if it
-        finished, InvalidArgument for a longer reason."""
+        worker and the completion's message. A task already cancelled is
+        returned unchanged; FailedPrecondition if it finished otherwise
+        (succeeded, failed, timed out); InvalidArgument for a longer reason."""
         return self._run(self._core.cancel(task_id, reason))
 
     def pending_digest(

@@ -150,6 +150,8 @@ class AsyncToolManager(Worker):
         on_complete: a first completion callback (see `add_done_callback`).
         ack: let the server drop each completion once its consumers have
             taken it over (see the module doc); False: never acknowledge.
+        keep_results: how many finished tasks `result()` answers from
+            memory (1000); older ones it asks the server for.
         **kwargs: the other `Worker` arguments (token, tls_ca, name, ...).
     """
 
@@ -162,8 +164,13 @@ class AsyncToolManager(Worker):
         session_id: Optional[str] = None,
         on_complete: Optional[Callback] = None,
         ack: bool = True,
+        keep_results: int = 1000,
         **kwargs: Any,
     ) -> None:
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, not {max_workers!r}")
+        if keep_results < 0:
+            raise ValueError(f"keep_results must be >= 0, not {keep_results!r}")
         if target and server and target != server:
             raise ValueError("give the server address once: target= or server=")
         super().__init__(target or server, max_concurrency=max_workers, **kwargs)
@@ -188,7 +195,7 @@ class AsyncToolManager(Worker):
         self._stream: Optional[SessionEventStream] = None
         self._listener: Optional[threading.Thread] = None
         #: How many finished tasks `result()` remembers.
-        self.keep_results = 1000
+        self.keep_results = keep_results
         self._seen: OrderedDict[str, AsyncTaskResult] = OrderedDict()
         self._seen_cond = threading.Condition()
 
