@@ -184,7 +184,8 @@ class AsyncAgent(TurnLoop):
         agent: the object to deliver to (see `Agent`): it needs `send(message)`.
         source: an `AsyncClient` (its session's completion stream is followed)
             or an `AsyncToolManager` (the agent registers as its completion
-            callback, as in the seed text).
+            callback, as in the seed text, and starts itself at its first
+            result, which it delivers at once when idle: no `start()` needed).
         session_id: the session (default: the client's or the manager's).
         after_seq: with a client, resume after this completion seq (at most
             the session's last seq: beyond it the stream raises OutOfRange).
@@ -307,6 +308,12 @@ class AsyncAgent(TurnLoop):
         self._calls = 0
         self._no_calls: Optional[asyncio.Event] = None
         self._owner = self.on_result
+        # A manager's agent starts itself at its first result, as the
+        # seed's delivers at once: on the loop it was made in, else on a
+        # private one (blocking use). See `_start_for_result`.
+        self._made_in = running_loop()
+        self._start_lock = threading.Lock()
+        self._starting = False
         if self.manager is not None:
             # It owns what it is given: the manager acknowledges a result
             # only once the agent has delivered it (see `_record`).
@@ -322,15 +329,16 @@ class AsyncAgent(TurnLoop):
             if self._loop is not None and running is not self._loop:
                 raise RuntimeError("this AsyncAgent runs on another event loop")
             return make()
-        if self._loop is None:
-            self._own_loop = LoopThread()
-            try:
-                self._own_loop.call(self._start())
-            except BaseException:
-                # Not started (no server, say): a retry starts afresh, on a
-                # loop of its own; the client's channel on this one goes too.
-                self._end_own_loop()
-                raise
+        with self._start_lock:
+            if self._loop is None:
+                self._own_loop = LoopThread()
+                try:
+                    self._own_loop.call(self._start())
+                except BaseException:
+                    # Not started (no server, say): a retry starts afresh, on a
+                    # loop of its own; the client's channel on this one goes too.
+                    self._end_own_loop()
+                    raise
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
 
@@ -595,7 +603,12 @@ class AsyncAgent(TurnLoop):
             loop = self._loop
             if loop is None:
                 self._early.append(completion)
-                return
+                start = not self._starting and not self._closed
+                self._starting = True
+        if loop is None:
+            if start:
+                self._start_for_result()
+            return
         if loop.is_closed() or self._closed:
             return
         if running_loop() is loop:
@@ -617,6 +630,46 @@ class AsyncAgent(TurnLoop):
                     return
             except (concurrent.futures.CancelledError, RuntimeError):
                 return
+
+    def _start_for_result(self) -> None:
+        """A manager gave a result to an agent not started: start it, so that
+        it delivers at once when idle, as the seed's does. Made inside an
+        event loop, it starts there (still running); else on a private loop,
+        as a blocking `start()` would (the caller, the manager's listener,
+        waits for that). A start that fails is logged; the next `start()`,
+        `send()` or result tries again."""
+        made_in = self._made_in
+        try:
+            if made_in is not None:
+                if made_in.is_closed() or not made_in.is_running():
+                    return
+                if running_loop() is made_in:
+                    task = asyncio.ensure_future(self._start_quietly())
+                    self._handoffs.add(task)
+                    task.add_done_callback(self._handoffs.discard)
+                    task.add_done_callback(self._started_or_not)
+                else:
+                    future = asyncio.run_coroutine_threadsafe(self._start_quietly(), made_in)
+                    future.add_done_callback(self._started_or_not)
+                return
+            self.start()
+        except Exception as exc:
+            self._started_or_failed(exc)
+
+    async def _start_quietly(self) -> None:
+        await self._start()
+
+    def _started_or_not(self, future: Any) -> None:
+        if future.cancelled():
+            self._started_or_failed(None)
+        elif future.exception() is not None:
+            self._started_or_failed(future.exception())
+
+    def _started_or_failed(self, exc: Optional[BaseException]) -> None:
+        with self._early_lock:
+            self._starting = False
+        if exc is not None:
+            log.warning("errand AsyncAgent: starting at a first result failed: %s", exc)
 
     async def _listen(self, stream: AsyncSessionEventStream) -> None:
         try:
