@@ -112,16 +112,19 @@ impl McpHandler {
             t = self.wait_reporting(caller, task, until, progress, ctx) => t.map_err(convert::error)?,
             // Before the request's own token: a stop is not the client's
             // cancel, and the task is kept for the next start.
-            _ = self.stopping.cancelled() => {
-                return Err(ErrorData::internal_error(
+            // The drain is over: a task it finished (its wake-up may not
+            // have reached this wait yet) is answered with its result.
+            _ = self.stopping.cancelled() => match self.agent.get_task(caller, &id).await {
+                Ok(view) if view.task.state.is_final() => view,
+                _ => return Err(ErrorData::internal_error(
                     format!(
                         "the server is shutting down before task {id} finished: the task was \
                          not cancelled and runs again when the server restarts (with the \
                          Tasks extension, tasks/get {id} follows it)"
                     ),
                     None,
-                ));
-            }
+                )),
+            },
             _ = ctx.ct.cancelled() => {
                 if !own_task {
                     return Err(ErrorData::internal_error(
