@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
-from collections.abc import Coroutine
-from typing import Any, Optional, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Coroutine
+from typing import Any, Callable, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -34,6 +35,12 @@ class LoopThread:
                 asyncio.run_coroutine_threadsafe(_end_tasks(timeout), self.loop).result(timeout + 1)
             except Exception:  # the loop stopped meanwhile, or the wait ran out
                 pass
+            try:  # what waits for the loop's end (see `LoopEnd`), as asyncio.run does
+                asyncio.run_coroutine_threadsafe(self.loop.shutdown_asyncgens(), self.loop).result(
+                    timeout + 1
+                )
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
         if not self._thread.is_alive():
@@ -56,3 +63,56 @@ def running_loop() -> Optional[asyncio.AbstractEventLoop]:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+class LoopEnd:
+    """Has the running event loop await `end()` as it shuts down, while it
+    still runs: so that what belongs to it (a gRPC aio channel and its calls)
+    ends with it rather than after, when gRPC would hand their last events
+    to a closed loop ("RuntimeError: Event loop is closed").
+
+    asyncio has no hook for a loop's end, but a loop closes the async
+    generators begun on it in `shutdown_asyncgens()`, which `asyncio.run`,
+    `asyncio.Runner` (and `LoopThread.close`) await before closing it: this
+    begins one that awaits `end()` when closed. A loop closed without that
+    call never runs `end()`. Keep the `LoopEnd` (the loop holds its
+    generator weakly); `forget()` it once `end()` is no longer wanted.
+    """
+
+    def __init__(self, end: Callable[[], Awaitable[None]]) -> None:
+        self._end: Optional[Callable[[], Awaitable[None]]] = end
+        self._gen: Optional[AsyncGenerator[None, None]] = None
+        if sys.get_asyncgen_hooks().firstiter is None:
+            return  # a loop that does not follow its async generators
+        gen = self._watch()
+        _step(gen.__anext__())  # the loop's first-iteration hook notes it here
+        self._gen = gen
+
+    async def _watch(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            end, self._end = self._end, None
+            if end is not None:
+                await end()
+
+    def forget(self) -> None:
+        """Never run `end()`; the generator is closed here (at once), so the
+        loop, closed or not, has nothing left of it to finalize. Call it on
+        the loop's thread, or once the loop has closed."""
+        self._end = None
+        gen, self._gen = self._gen, None
+        if gen is not None:
+            try:
+                _step(gen.aclose())
+            except RuntimeError:
+                pass  # running its `end()` now (the loop is ending): it ends by itself
+
+
+def _step(step: Awaitable[Any]) -> None:
+    """Run an async generator's step that does not suspend (reaches its next
+    `yield` or its end), outside any loop."""
+    try:
+        step.__await__().send(None)
+    except (StopIteration, StopAsyncIteration):
+        pass

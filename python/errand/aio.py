@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, Literal, Optional, TypeVar, Union, overload
@@ -33,6 +35,7 @@ from errand._core import (
     outcome,
     unknown_tool,
 )
+from errand._loop import LoopEnd, running_loop
 from errand._stream import StreamBase
 from errand.callables import async_remote_tool
 from errand.errors import ClosedError, DeadlineExceeded
@@ -68,10 +71,13 @@ class AsyncClient(Settings):
     Takes the same arguments as `errand.Client` (the token and TLS ones too).
     It may be made anywhere, in an event loop or not (blocking code that
     hands it to an `AsyncAgent`, say): its gRPC channel, which belongs to
-    one event loop, is made on the loop of its first call, and made anew on
-    the next loop that uses the client once that one has closed (one
-    `asyncio.run` after another, or a blocking `AsyncAgent` whose private
-    loop ended, as after a `start()` that failed). A server that answered
+    one event loop, is made on the loop of its first call, closed as that
+    loop ends (its streams' calls there first: see `errand._loop.LoopEnd`;
+    `asyncio.run` and `asyncio.Runner` let it), and made anew on the next
+    loop that uses the client (one `asyncio.run` after another, or a
+    blocking `AsyncAgent` whose private loop ended, as after a `start()`
+    that failed). Its streams go on in the next loop, after the last item
+    they gave. A server that answered
     on an earlier loop still counts as reached (see `connect_timeout`).
     Calls from a second loop while the first still lives raise
     RuntimeError: use one client per live loop. A `channel=` given is used
@@ -112,20 +118,26 @@ class AsyncClient(Settings):
             connect_timeout=connect_timeout,
         )
         self.target = self._core.target
-        self._own_channel = channel is None
-        #: The channel, its stub, and the loop an own channel was made on:
-        #: made on first use (see `_stub_now`); a given channel at once.
-        self._channel: Optional[grpc.aio.Channel] = channel
-        self._stub: Optional[pb_grpc.ToolServiceStub] = (
+        #: A `channel=` given, used as it is (never closed here).
+        self._given = channel
+        self._given_stub: Optional[pb_grpc.ToolServiceStub] = (
             None if channel is None else pb_grpc.ToolServiceStub(channel)
         )
-        self._channel_loop: Optional[asyncio.AbstractEventLoop] = None
+        #: The client's own channel on the loop it was made on: made on first
+        #: use there (see `_channel_now`), closed as that loop ends.
+        self._on: Optional[_OnLoop] = None
+        #: The client's streams, whose calls end with their loop too.
+        self._streams: weakref.WeakSet[_AsyncStream[Any]] = weakref.WeakSet()
         self._closed = False
 
     def _channel_now(self) -> grpc.aio.Channel:
+        return self._on_now().channel
+
+    def _on_now(self) -> _OnLoop:
         """The channel for a call on the running loop: made here on first use,
-        or anew when the loop it was made on has closed (a gRPC aio channel
-        belongs to the loop it was made on, and is dead with it).
+        or anew once the loop it was made on has ended (a gRPC aio channel
+        belongs to the loop it was made on). The loop's end closes it, and
+        first ends the calls of the client's streams on it (see `_end_on`).
 
         Raises RuntimeError when it belongs to another loop that is still
         open: a call there would fail with gRPC's "attached to a different
@@ -133,38 +145,54 @@ class AsyncClient(Settings):
         """
         if self._closed:
             raise ClosedError("the client is closed")
-        if not self._own_channel:
-            assert self._channel is not None
-            return self._channel
+        if self._given is not None:
+            assert self._given_stub is not None
+            return _OnLoop(None, self._given, self._given_stub)
         loop = asyncio.get_running_loop()
-        made_on = self._channel_loop
-        if self._channel is None or made_on is None or made_on.is_closed():
-            self._channel = self._core.conn.aio_channel()
-            self._stub = pb_grpc.ToolServiceStub(self._channel)
-            self._channel_loop = loop
-        elif made_on is not loop:
-            raise RuntimeError(
-                "this AsyncClient's channel belongs to another event loop, which is "
-                "still open: use the client on that loop, or one AsyncClient per loop"
-            )
-        return self._channel
+        on = self._on
+        if on is not None and on.loop is not loop:
+            assert on.loop is not None
+            if not on.loop.is_closed():
+                raise RuntimeError(
+                    "this AsyncClient's channel belongs to another event loop, which is "
+                    "still open: use the client on that loop, or one AsyncClient per loop"
+                )
+            # That loop closed without shutting down its async generators
+            # (as asyncio.run does), so `_end_on` never ran there: its
+            # channel is left to gRPC.
+            self._on = on = None
+        if on is None:
+            channel = self._core.conn.aio_channel()
+            on = self._on = _OnLoop(loop, channel, pb_grpc.ToolServiceStub(channel))
+            made = on
+            on.end = LoopEnd(lambda: self._end_on(made))
+        return on
 
     def _stub_now(self) -> pb_grpc.ToolServiceStub:
         """The stub of `_channel_now()`: what every call and stream is opened on."""
-        self._channel_now()
-        assert self._stub is not None
-        return self._stub
+        return self._on_now().stub
+
+    async def _end_on(self, on: _OnLoop) -> None:
+        """On `on.loop`, before it ends (or at `close()`): end the calls of the
+        client's streams there (a stream stays open: its next read, on
+        another loop, opens a call there, after the last item it gave),
+        then close the channel. Nothing of it is left for gRPC to hand to
+        the loop once closed."""
+        if self._on is on:
+            self._on = None
+        for stream in list(self._streams):
+            await stream._let_go(on.loop)
+        await _close_quietly(on.channel)
 
     async def _leave_loop(self) -> None:
-        """Close the client's own channel if it belongs to the running loop, which
-        is about to end (a blocking `AsyncAgent`'s private loop): its calls end
-        now rather than with the loop, and the next loop the client is used
-        on makes its own channel. The client stays open."""
-        if not self._own_channel or self._channel_loop is not asyncio.get_running_loop():
+        """End the client's own channel if it belongs to the running loop,
+        which is about to end: `_end_on` now rather than as the loop ends.
+        The client stays open."""
+        on = self._on
+        if on is None or on.loop is not asyncio.get_running_loop():
             return
-        channel, self._channel, self._stub, self._channel_loop = self._channel, None, None, None
-        if channel is not None:
-            await channel.close(None)
+        on.forget()
+        await self._end_on(on)
 
     async def close(self) -> None:
         """Close the channel; open completion streams end.
@@ -175,20 +203,29 @@ class AsyncClient(Settings):
         if self._closed:
             return
         self._closed = True
-        if not self._own_channel:
+        for stream in list(self._streams):
+            stream._closed.set()  # a stream on another loop ends at its next read
+        on, self._on = self._on, None
+        if on is None or on.loop is None:
             return
-        channel, loop = self._channel, self._channel_loop
-        self._channel, self._stub, self._channel_loop = None, None, None
-        if channel is None or loop is None or loop.is_closed():
-            return
-        if loop is asyncio.get_running_loop():
-            await channel.close(None)
+        loop = on.loop
+        if loop.is_closed():
+            on.forget()
+        elif loop is asyncio.get_running_loop():
+            on.forget()
+            await self._end_on(on)
         elif loop.is_running():
-            closing = asyncio.run_coroutine_threadsafe(channel.close(None), loop)
+
+            async def there() -> None:
+                on.forget()
+                await self._end_on(on)
+
+            closing = asyncio.run_coroutine_threadsafe(there(), loop)
             try:
                 await asyncio.wait_for(asyncio.wrap_future(closing), _DRAIN_TIMEOUT)
             except (asyncio.TimeoutError, RuntimeError):
-                pass  # that loop is ending: the channel ends with it
+                pass  # that loop is ending: its end closes the channel
+        # else a loop stopped, not closed: its end (shutdown_asyncgens) closes it
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -404,13 +441,15 @@ class AsyncClient(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         cursor = self._core.cursor(session_id, after_seq, reconnect, backoff)
-        return AsyncCompletionStream(
+        stream = AsyncCompletionStream(
             self._stub_now,
             cursor,
             metadata=self._core.metadata,
             reach=self._reach,
             target=self._core.target,
         )
+        self._streams.add(stream)
+        return stream
 
     def session_events(
         self,
@@ -436,13 +475,56 @@ class AsyncClient(Settings):
             results_by_reference=results_by_reference,
             fallback=fallback,
         )
-        return AsyncSessionEventStream(
+        events = AsyncSessionEventStream(
             self._stub_now,
             cursor,
             metadata=self._core.metadata,
             reach=self._reach,
             target=self._core.target,
         )
+        self._streams.add(events)
+        return events
+
+
+async def _close_quietly(channel: grpc.aio.Channel) -> None:
+    """Close `channel` and return once gRPC has handed the loop what it owed
+    it: the last events of calls cancelled on it (whose waiting tasks were
+    cancelled too, as asyncio.run does before a loop's end) complete
+    moments after the cancel, and one handed to a loop already closed is
+    gRPC's "RuntimeError: Event loop is closed". A watch of the channel's
+    state, begun before the close, ends with it (SHUTDOWN), through the
+    same completion queue, after those events (at most `_DRAIN_TIMEOUT`)."""
+    state = channel.get_state()
+    watch = asyncio.ensure_future(channel.wait_for_state_change(state))
+    await asyncio.sleep(0)  # the watch is in gRPC
+    await channel.close(None)
+    await asyncio.wait({watch}, timeout=_DRAIN_TIMEOUT)
+    if not watch.done():
+        watch.cancel()
+    elif not watch.cancelled():
+        watch.exception()  # retrieved: nothing is reported unseen
+
+
+class _OnLoop:
+    """A client's channel on one event loop (None: a `channel=` given), its
+    stub, and what closes it as that loop ends."""
+
+    def __init__(
+        self,
+        loop: Optional[asyncio.AbstractEventLoop],
+        channel: grpc.aio.Channel,
+        stub: pb_grpc.ToolServiceStub,
+    ) -> None:
+        self.loop = loop
+        self.channel = channel
+        self.stub = stub
+        self.end: Optional[LoopEnd] = None
+
+    def forget(self) -> None:
+        """The loop's end is not to close the channel (it is closed now, or
+        its loop is gone)."""
+        if self.end is not None:
+            self.end.forget()
 
 
 class _AsyncStream(StreamBase[E], AsyncIterator[E]):
@@ -451,7 +533,9 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
     `last_seq` is the seq of the last completion yielded.
     """
 
-    _closed: asyncio.Event
+    #: A flag, not an asyncio.Event: the stream may be read on one loop
+    #: after another (see `_let_go`), and an asyncio.Event belongs to one.
+    _closed: threading.Event
 
     def __init__(
         self,
@@ -463,7 +547,11 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
         target: str = "",
     ) -> None:
         super().__init__(stub, cursor, metadata=metadata, reach=reach, target=target)
-        self._closed = asyncio.Event()
+        self._closed = threading.Event()
+        #: The loop `_call` was opened on (its client's channel's).
+        self._call_loop: Optional[asyncio.AbstractEventLoop] = None
+        #: What a wait between reconnects waits on, to end early at `aclose()`.
+        self._waiter: Optional[asyncio.Future[None]] = None
         self._reading = False  # a read of the call is in flight
         self._other_status_tasks: set[asyncio.Task[Any]] = set()
 
@@ -482,9 +570,18 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
         Returns once gRPC has ended the call (a local cancel: milliseconds;
         at most `_DRAIN_TIMEOUT` seconds)."""
         self._closed.set()
-        call, self._call = self._call, None
-        if call is None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and waiter.get_loop() is running_loop():
+            waiter.set_result(None)
+        await self._let_go(asyncio.get_running_loop())
+
+    async def _let_go(self, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+        """End the call if it was opened on `loop` (the running one), and
+        await gRPC's end of it; the stream itself stays as it is (open
+        unless closed): its next read opens a call after `last_seq`."""
+        if self._call is None or loop is None or self._call_loop is not loop:
             return
+        call, self._call = self._call, None
         # A cancelled call's gRPC operations (its read, its status) complete
         # later inside gRPC, and when that is after the loop closed, gRPC's
         # poller prints "RuntimeError: Event loop is closed". So the call is
@@ -511,12 +608,16 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
     def _start(self) -> Any:
         # gRPC's status tasks of other calls, already there: not this one's.
         self._other_status_tasks = _status_tasks()
-        return super()._start()
+        call = super()._start()
+        self._call_loop = asyncio.get_running_loop()
+        return call
 
     async def __anext__(self) -> E:
         while True:
             if self._closed.is_set():
                 raise StopAsyncIteration
+            if self._call is not None and self._call_loop is not asyncio.get_running_loop():
+                self._leave_call()
             if self._call is None:
                 if self._reach is not None:
                     await self._reach(self._cursor.method)  # never reached: Unavailable
@@ -548,10 +649,25 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
                 self._reading = False
             if step is Step.STOP:
                 raise StopAsyncIteration
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(self._closed.wait(), self._cursor.delay())
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=self._cursor.delay())
+            finally:
+                self._waiter = None
+                waiter.cancel()
+
+    def _leave_call(self) -> None:
+        """At a read on another loop than the call's: a call whose loop has
+        closed (without `_let_go`: its loop did not shut down its async
+        generators) is left, and a new one opened here; RuntimeError for
+        one whose loop is still open."""
+        loop = self._call_loop
+        if loop is not None and not loop.is_closed():
+            raise RuntimeError(
+                "this stream's call belongs to another event loop, which is still "
+                "open: read it on that loop"
+            )
+        self._call = None
 
     def _drop(self, call: Any) -> None:
         if self._call is call:
