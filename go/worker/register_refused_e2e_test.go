@@ -9,6 +9,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	errand "github.com/errand-dev/errand/go"
 	"github.com/errand-dev/errand/go/internal/testkit"
@@ -64,5 +65,47 @@ func TestE2EARefusedLaterToolFailsAloneAndTheTaskRunsOn(t *testing.T) {
 	}
 	if !serves(t, c, first) {
 		t.Errorf("%s is no longer served after the refusal", first)
+	}
+}
+
+// Against the server: a tool refused for its definition (a timeout over
+// --max-timeout-ms) does not fail WaitRegistered for another tool, and
+// handled again with a timeout the server accepts, it is registered and
+// served. Handle panicked on its name as a duplicate.
+func TestE2EARefusedToolHandledAgainFixedIsServed(t *testing.T) {
+	c := testkit.Dial(t, testkit.Addr())
+	first, fixed, other := testkit.Name("first"), testkit.Name("fixed"), testkit.Name("other")
+	answer := func(text string) worker.Handler {
+		return func(context.Context, json.RawMessage) (any, error) { return text, nil }
+	}
+	tw := testkit.StartWorker(t, c, func(w *worker.Worker) { w.Handle(first, "First.", nil, answer("first")) })
+	ctx := testkit.Ctx(t)
+
+	tw.Handle(fixed, "Too long.", nil, answer("refused"), worker.WithTimeout(8*24*time.Hour))
+	err := tw.WaitRegistered(ctx, fixed)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "--max-timeout-ms") {
+		t.Fatalf("WaitRegistered(%s) = %v, want the server's INVALID_ARGUMENT naming --max-timeout-ms", fixed, err)
+	}
+	tw.Handle(other, "Other.", nil, answer("other"))
+	if err := tw.WaitRegistered(ctx, other); err != nil {
+		t.Fatalf("WaitRegistered(%s) after another tool's refusal = %v, want nil", other, err)
+	}
+
+	tw.Handle(fixed, "Fixed.", nil, answer("fixed"), worker.WithTimeout(time.Minute))
+	if err := tw.WaitRegistered(ctx, fixed); err != nil {
+		t.Fatalf("WaitRegistered(%s) handled again with an accepted timeout = %v, want nil", fixed, err)
+	}
+	if err := tw.WaitRegistered(ctx); err != nil {
+		t.Errorf("WaitRegistered() with every tool registered = %v, want nil", err)
+	}
+	session := testkit.Name("session")
+	completions := testkit.Follow(t, c, session, 0)
+	ack, err := c.Submit(ctx, session, fixed, map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := completions.Next(t)
+	if got.TaskID != ack.TaskID || got.Status != errand.StatusSucceeded || string(got.Result) != `"fixed"` {
+		t.Fatalf("the fixed tool's call: %+v, want it succeeded with \"fixed\"", got)
 	}
 }

@@ -26,8 +26,8 @@ import (
 const refusal = `this worker's token may not serve tool "denied"`
 
 // refusingWorkers answers each Register in order, as the server does: with
-// RegisterRefused (PERMISSION_DENIED) when it lists the tool "denied", with
-// Registered otherwise. It hands each message the worker sends to got,
+// RegisterRefused (PERMISSION_DENIED) when it lists a tool it refuses
+// (refused), with Registered otherwise. It hands each message the worker sends to got,
 // sends what the test puts on send, and ends the current stream
 // (UNAVAILABLE) when the test puts a value on end.
 type refusingWorkers struct {
@@ -71,11 +71,18 @@ func (f *refusingWorkers) Connect(s grpc.BidiStreamingServer[pb.WorkerMessage, p
 }
 
 func answer(reg *pb.Register) *pb.WorkerCommand {
-	if slices.Contains(toolNames(reg), "denied") {
+	if slices.ContainsFunc(reg.GetTools(), refused) {
 		return &pb.WorkerCommand{Kind: &pb.WorkerCommand_RegisterRefused{RegisterRefused: &pb.RegisterRefused{
 			Code: int32(codes.PermissionDenied), Message: refusal}}}
 	}
 	return &pb.WorkerCommand{Kind: &pb.WorkerCommand_Registered{Registered: &pb.Registered{WorkerId: "w1"}}}
+}
+
+// refused says whether the fake server refuses t: the tool "denied" as
+// first handled ("Refused."), not once handled again with another
+// description.
+func refused(t *pb.Tool) bool {
+	return t.GetName() == "denied" && t.GetDescription() == "Refused."
 }
 
 func toolNames(reg *pb.Register) []string {
@@ -143,7 +150,7 @@ func TestALaterRegisterRefusedFailsOnlyItsTool(t *testing.T) {
 	}
 
 	// A tool handled after it goes out without the refused one, and is
-	// accepted; WaitRegistered still reports the refused tool.
+	// accepted; WaitRegistered for every tool still reports the refused one.
 	tw.Handle("later", "Accepted.", nil, noop)
 	if got := toolNames(f.nextRegister(t)); slices.Contains(got, "denied") || !slices.Contains(got, "later") {
 		t.Fatalf("the next later Register lists %v, want later without denied", got)
@@ -156,6 +163,68 @@ func TestALaterRegisterRefusedFailsOnlyItsTool(t *testing.T) {
 	f.end <- struct{}{}
 	if got := toolNames(f.nextRegister(t)); !slices.Equal(got, []string{"crawl", "later"}) {
 		t.Fatalf("the Register after a reconnect lists %v, want [crawl later]", got)
+	}
+	tw.AwaitRegistered(t)
+}
+
+// A refusal is reported only to a WaitRegistered that waits for the refused
+// tool, and its name is free again: handled again (fixed), it is registered
+// and served. WaitRegistered returned the refusal for any tool waited for
+// after it, and Handle panicked on the name as a duplicate.
+func TestARefusedToolIsWaitedForAloneAndCanBeHandledAgain(t *testing.T) {
+	f := &refusingWorkers{got: make(chan *pb.WorkerMessage, 16), send: make(chan *pb.WorkerCommand, 16), end: make(chan struct{}, 1)}
+	c := testkit.Dial(t, fakeserver.Start(t, nil, f))
+	ctx := testkit.Ctx(t)
+	noop := func(context.Context, json.RawMessage) (any, error) { return nil, nil }
+	tw := testkit.StartWorker(t, c, func(w *worker.Worker) { w.Handle("crawl", "Crawls.", nil, noop) })
+	f.nextRegister(t)
+
+	tw.Handle("denied", "Refused.", nil, noop)
+	f.nextRegister(t)
+	if err := tw.WaitRegistered(ctx, "denied"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("WaitRegistered(denied) = %v, want the refusal", err)
+	}
+	tw.Handle("later", "Accepted.", nil, noop)
+	f.nextRegister(t)
+	if err := tw.WaitRegistered(ctx, "later"); err != nil {
+		t.Fatalf("WaitRegistered(later) after another tool's refusal = %v, want nil", err)
+	}
+	if err := tw.WaitRegistered(ctx, "crawl", "later"); err != nil {
+		t.Errorf("WaitRegistered(crawl, later) = %v, want nil", err)
+	}
+	// Waiting for every tool includes the refused one until it is handled again.
+	if err := tw.WaitRegistered(ctx); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("WaitRegistered() with denied refused = %v, want the refusal", err)
+	}
+	if err := tw.WaitRegistered(ctx, "nothing"); !errors.Is(err, errand.ErrInvalidArgument) ||
+		!strings.Contains(err.Error(), `"nothing"`) {
+		t.Errorf("WaitRegistered(nothing) = %v, want ErrInvalidArgument naming the tool", err)
+	}
+
+	// Handled again, fixed: registered, and its calls reach the new handler.
+	tw.Handle("denied", "Fixed.", nil, func(context.Context, json.RawMessage) (any, error) { return "fixed", nil })
+	reg := f.nextRegister(t)
+	if got := reg.GetTools(); len(got) != 1 || got[0].GetName() != "denied" || got[0].GetDescription() != "Fixed." {
+		t.Fatalf("the Register of the tool handled again lists %v, want denied alone, Fixed.", got)
+	}
+	if err := tw.WaitRegistered(ctx, "denied"); err != nil {
+		t.Fatalf("WaitRegistered(denied) once handled again = %v, want nil", err)
+	}
+	if err := tw.WaitRegistered(ctx); err != nil {
+		t.Errorf("WaitRegistered() once every tool is registered = %v, want nil", err)
+	}
+	f.send <- &pb.WorkerCommand{Kind: &pb.WorkerCommand_Assignment{Assignment: &pb.Assignment{
+		TaskId: "t1", Tool: "denied", ArgumentsJson: `{}`, Attempt: 1}}}
+	m := await(t, f.got, "the call's result")
+	if res := m.GetResult(); res.GetTaskId() != "t1" || res.GetResultJson() != `"fixed"` {
+		t.Fatalf("the worker sent %v, want t1's result from the new handler", m)
+	}
+
+	// A reconnect registers each tool once, the fixed one with its new definition.
+	f.end <- struct{}{}
+	reg = f.nextRegister(t)
+	if got := toolNames(reg); !slices.Equal(got, []string{"crawl", "later", "denied"}) {
+		t.Fatalf("the Register after a reconnect lists %v, want [crawl later denied]", got)
 	}
 	tw.AwaitRegistered(t)
 }

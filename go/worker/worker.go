@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,7 +125,8 @@ type tool struct {
 	// Its registration, guarded by Worker.mu: the stream its Register went
 	// out on and the one whose server accepted it (it is registered while
 	// that one is Worker.live), or the server's refusal of a later Register
-	// of it (RegisterRefused), after which it is registered no more.
+	// of it (RegisterRefused), after which it is registered no more and a
+	// Handle of its name replaces it.
 	sentOn, acceptedOn *session
 	refused            error
 }
@@ -239,11 +241,12 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // definition it rejects, a tool the token may not serve, a limit), only that
 // tool fails: the worker goes on serving its other tools and running its
 // tasks, the refused tool is not registered again (by a reconnect or a later
-// Run), and WaitRegistered returns the refusal from then on. (A tool
-// refused in a connection's first Register, one handled before Run or while
-// Run reconnects, makes Run fail instead.) It panics on
-// a duplicate name (a refused tool's too), a nil handler or a schema
-// that is not JSON, as these are programming errors. An option given a
+// Run), and WaitRegistered for it returns the refusal until its name is
+// handled again: Handle it again (with a definition the server accepts) to
+// replace it, and it is registered then. (A tool refused in a connection's
+// first Register, one handled before Run or while Run reconnects, makes Run
+// fail instead.) It panics on a duplicate name (but a refused tool's), a nil
+// handler or a schema that is not JSON, as these are programming errors. An option given a
 // value it cannot send (a negative duration) makes Run fail instead, naming
 // the tool and the option; while Run runs, Handle panics with it.
 func (w *Worker) Handle(name, description string, schema any, h Handler, opts ...ToolOption) {
@@ -265,13 +268,18 @@ func (w *Worker) Handle(name, description string, schema any, h Handler, opts ..
 		opt(t)
 	}
 	w.mu.Lock()
-	if _, dup := w.byName[name]; dup {
+	old, dup := w.byName[name]
+	if dup && old.refused == nil {
 		w.mu.Unlock()
 		panic("worker: Handle " + name + ": tool registered twice")
 	}
 	if w.live != nil && t.err != nil {
 		w.mu.Unlock()
 		panic(fmt.Sprintf("worker: Handle %s: %v", name, t.err))
+	}
+	if dup {
+		// The server refused it: this definition replaces it.
+		w.tools = slices.DeleteFunc(w.tools, func(x *tool) bool { return x == old })
 	}
 	w.byName[name] = t
 	w.tools = append(w.tools, t)
@@ -358,7 +366,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	}()
 	w.mu.Lock()
 	tools, optErr := w.toolsLocked()
-	_, refused := w.registeredLocked()
+	_, refused, _ := w.registeredLocked(nil)
 	w.mu.Unlock()
 	if len(tools) == 0 {
 		if refused != nil {
@@ -404,17 +412,21 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 //		return err // Run's error (a tool the server refuses, a bad token, ...) or ctx's
 //	}
 //
-// It returns nil at once while Run's stream is registered with every tool
-// handled so far (a tool handled while Run runs is sent in a later
-// Register: it waits for the server's answer to that too); otherwise it waits
-// for the next registration (it also waits for Run to start, and through
-// reconnects). If Run returns first, or has returned, it returns Run's error;
-// if ctx ends first, ctx's error. If the server refused a tool handled while
-// Run ran (see Handle), it returns that refusal at once, now and from then
-// on, since the tool will not be registered: an *errand.Error (op "Connect")
+// It waits for the tools named, or, with no names, for every tool handled so
+// far; a name no Handle gave is an error matching errand.ErrInvalidArgument.
+// It returns nil at once while Run's stream is registered with those tools
+// (a tool handled while Run runs is sent in a later Register: it waits for
+// the server's answer to that too); otherwise it waits for the next
+// registration (it also waits for Run to start, and through reconnects). If
+// Run returns first, or has returned, it returns Run's error; if ctx ends
+// first, ctx's error. If the server refused one of those tools handled
+// while Run ran (see Handle), it returns that refusal at once, and again
+// until the tool's name is handled again: an *errand.Error (op "Connect")
 // with the server's status code and message, as Run returns for a refused
 // first registration (errors.Is(err, errand.ErrPermissionDenied),
-// status.Code(err), ...). OnRegistered is the callback form.
+// status.Code(err), ...). A refusal of another tool is not reported: name
+// the tools handled after a refusal to wait for them alone. OnRegistered is
+// the callback form.
 //
 // Run may be started again once it has returned, even from the moment
 // WaitRegistered reports its end; from the new Run's start on,
@@ -423,15 +435,18 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 // earlier Run has returned, it may still return that earlier Run's error
 // (the new goroutine may not have run). To restart and wait for certain,
 // select on the new Run's result and on a channel OnRegistered signals.
-func (w *Worker) WaitRegistered(ctx context.Context) error {
+func (w *Worker) WaitRegistered(ctx context.Context, names ...string) error {
 	for {
 		w.regMu.Lock()
 		ended, err, changed := w.runEnded, w.runErr, w.regChanged
 		w.regMu.Unlock()
 		w.mu.Lock()
-		registered, refused := w.registeredLocked()
+		registered, refused, unknown := w.registeredLocked(names)
 		w.mu.Unlock()
 		switch {
+		case unknown != "":
+			return fmt.Errorf("errand worker: WaitRegistered: no tool %q was handled: call Handle first (%w)",
+				unknown, errand.ErrInvalidArgument)
 		case refused != nil:
 			return refused
 		case registered:
@@ -447,24 +462,36 @@ func (w *Worker) WaitRegistered(ctx context.Context) error {
 	}
 }
 
-// registeredLocked says whether Run's stream is registered with every tool
-// handled so far, or returns the refusal of the first tool the server
-// refused; w.mu is held.
-func (w *Worker) registeredLocked() (bool, error) {
-	for _, t := range w.tools {
+// registeredLocked says whether Run's stream is registered with the tools
+// named (none: every tool handled so far), or returns the refusal of the
+// first of them the server refused, or the first name no Handle gave;
+// w.mu is held.
+func (w *Worker) registeredLocked(names []string) (registered bool, refused error, unknown string) {
+	tools := w.tools
+	if len(names) > 0 {
+		tools = make([]*tool, 0, len(names))
+		for _, name := range names {
+			t, ok := w.byName[name]
+			if !ok {
+				return false, nil, name
+			}
+			tools = append(tools, t)
+		}
+	}
+	for _, t := range tools {
 		if t.refused != nil {
-			return false, t.refused
+			return false, t.refused, ""
 		}
 	}
 	if w.live == nil {
-		return false, nil
+		return false, nil, ""
 	}
-	for _, t := range w.tools {
+	for _, t := range tools {
 		if t.acceptedOn != w.live {
-			return false, nil
+			return false, nil, ""
 		}
 	}
-	return true, nil
+	return true, nil, ""
 }
 
 // setRegistration changes WaitRegistered's state with f and wakes its callers.
@@ -712,7 +739,8 @@ func (s *session) sendRegister(t *tool) error {
 // answered takes the server's answer to the oldest later Register not
 // answered yet: accepted (refused nil), its tool is registered on this
 // stream; refused, its tool is registered no more, on no stream, and
-// WaitRegistered returns refused. An answer to no Register changes nothing.
+// WaitRegistered for it returns refused. An answer to no Register changes
+// nothing.
 func (s *session) answered(refused error) {
 	s.mu.Lock()
 	var t *tool
