@@ -1,8 +1,9 @@
 //! MCP requests whose params rmcp cannot read into its types (or would read
 //! wrongly: a key twice in one object): -32602 naming the problem for the
 //! methods errand serves, `tasks/update` without `inputResponses`
-//! acknowledged as the README says; input that is not a JSON-RPC request at
-//! all, answered alike on stdio and HTTP; and calls a client gives up on.
+//! acknowledged as the README says; methods errand does not serve, -32601
+//! naming them; input that is not a JSON-RPC request at all, answered alike
+//! on stdio and HTTP; and calls a client gives up on.
 use errand_client::pb;
 use errand_tests::{
     fronts::{self, Mcp},
@@ -78,6 +79,71 @@ async fn mcp_malformed_params_are_invalid_params_and_tasks_update_is_acked() {
         "{missing}"
     );
     job.succeed("{}");
+}
+
+/// Methods errand does not serve are -32601 Method not found, naming the
+/// method and what to call instead, not -32602 (`tasks/list`,
+/// `tasks/result`) nor rmcp's bare method name (`ping` in 2026-07-28, which
+/// removed it; `prompts/list`); the methods it serves still answer.
+#[tokio::test]
+async fn mcp_methods_not_served_are_method_not_found_saying_what_to_call() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mcp = Mcp {
+        url: url.clone(),
+        token: None,
+        session: "m".into(),
+    };
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let task = mcp.call_tool("echo", json!({"n": 1})).await;
+    let id = task["taskId"].as_str().unwrap().to_string();
+    let not_found = |method: &str, answer: &serde_json::Value, hint: &str| {
+        assert_eq!(answer["error"]["code"], -32601, "{method}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.starts_with("Method not found"), "{method}: {text}");
+        assert!(text.contains(&format!("\"{method}\"")), "{method}: {text}");
+        assert!(text.contains(hint), "{method}: {text}");
+    };
+    for (method, params, hint) in [
+        ("tasks/result", json!({"taskId": id}), "tasks/get"),
+        ("tasks/list", json!({}), "tasks/get"),
+        ("ping", json!({}), "server/discover"),
+        ("prompts/list", json!({}), "tools/call"),
+        ("resources/list", json!({}), "tools/call"),
+        ("nope/nothing", json!({}), "tools/call"),
+    ] {
+        let answer = mcp.call(method, params).await.json();
+        not_found(method, &answer, hint);
+    }
+    // The methods errand serves still answer.
+    assert_eq!(mcp.get_task(&id).await["status"], "working");
+    let listed = mcp.call("tools/list", json!({})).await.result();
+    assert_eq!(listed["tools"][0]["name"], "echo", "{listed}");
+
+    // A 2025-11-25 session: ping answers {}; what errand does not serve is
+    // -32601 with the same messages.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "old", "version": "1"},
+    }});
+    let (head, _) = legacy_post(&url, None, &init).await;
+    let session = session_of(&head);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    legacy_post(&url, Some(&session), &initialized).await;
+    let request = |method: &str, params: serde_json::Value| json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
+    let (_, body) = legacy_post(&url, Some(&session), &request("ping", json!({}))).await;
+    let pong = fronts::Answer { status: 200, body }.json();
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    for (method, params, hint) in [
+        ("tasks/list", json!({}), "tasks/get"),
+        ("tasks/result", json!({"taskId": id}), "tasks/get"),
+        ("prompts/list", json!({}), "tools/call"),
+    ] {
+        let (_, body) = legacy_post(&url, Some(&session), &request(method, params)).await;
+        not_found(method, &fronts::Answer { status: 200, body }.json(), hint);
+    }
+    worker.next().await.succeed("{}");
 }
 
 #[tokio::test]
@@ -450,6 +516,25 @@ async fn mcp_stdio_and_http_answer_what_is_not_a_request_alike_and_go_on() {
     let ping = answer(r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#).await;
     assert_eq!(ping["id"], 3, "{ping}");
     assert!(ping.get("result").is_some(), "{ping}");
+    // What errand does not serve: -32601 naming the method and what to call.
+    let list = answer(r#"{"jsonrpc":"2.0","id":6,"method":"tasks/list","params":{}}"#).await;
+    assert_eq!(list["error"]["code"], -32601, "{list}");
+    let message = list["error"]["message"].as_str().unwrap();
+    assert!(message.contains(r#""tasks/list""#), "{message}");
+    assert!(message.contains("tasks/get"), "{message}");
+    let prompts = answer(r#"{"jsonrpc":"2.0","id":7,"method":"prompts/list"}"#).await;
+    assert_eq!(prompts["error"]["code"], -32601, "{prompts}");
+    let message = prompts["error"]["message"].as_str().unwrap();
+    assert!(message.contains(r#""prompts/list""#), "{message}");
+    // A 2026-07-28 request's ping: that version removed ping.
+    let ping = answer(&format!(
+        r#"{{"jsonrpc":"2.0","id":8,"method":"ping","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"{}","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#,
+        fronts::MCP_VERSION
+    ))
+    .await;
+    assert_eq!(ping["error"]["code"], -32601, "{ping}");
+    let message = ping["error"]["message"].as_str().unwrap();
+    assert!(message.contains("server/discover"), "{message}");
     drop(stdin);
     let status = within("the bridge to end with its input", bridge.wait())
         .await

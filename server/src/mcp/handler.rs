@@ -1,7 +1,8 @@
 //! The MCP `ServerHandler` over errand's [`Agent`]: `tools/list`,
 //! `tools/call` (a task with the Tasks extension, else a wait for the
 //! result) and `tasks/get`, `tasks/update`, `tasks/cancel`, all on the
-//! store through the agent API: no task lives only in this adapter.
+//! store through the agent API: no task lives only in this adapter. The
+//! other methods are -32601 ([`malformed::not_found`]).
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -21,10 +22,16 @@ use crate::{
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-        CreateTaskResult, CustomRequest, CustomResult, GetTaskParams, GetTaskResult,
-        Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-        ServerCapabilities, ServerConfig, TaskAckResult, Tool, UpdateTaskParams,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+        CompleteRequestMethod, CompleteRequestParams, CompleteResult, ConstString, ContentBlock,
+        CreateTaskResult, CustomRequest, CustomResult, GetPromptRequestMethod,
+        GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation,
+        ListPromptsRequestMethod, ListPromptsResult, ListResourceTemplatesRequestMethod,
+        ListResourceTemplatesResult, ListResourcesRequestMethod, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ProtocolVersion, ReadResourceRequestMethod,
+        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+        SetLevelRequestMethod, SubscribeRequestMethod, SubscribeRequestParams, TaskAckResult, Tool,
+        UnsubscribeRequestMethod, UnsubscribeRequestParams, UpdateTaskParams,
     },
     service::RequestContext,
 };
@@ -359,6 +366,83 @@ impl ServerHandler for McpHandler {
             params,
             parse_error.map(|e| e.to_string()),
         ))
+    }
+
+    // The features errand does not serve: -32601 naming the method and what
+    // to call (rmcp's defaults answer with the bare method name).
+    async fn complete(
+        &self,
+        _: CompleteRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        Err(malformed::not_found(CompleteRequestMethod::VALUE))
+    }
+
+    #[allow(deprecated)] // Logging (SEP-2577), which errand does not serve.
+    async fn set_level(
+        &self,
+        _: rmcp::model::SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Err(malformed::not_found(SetLevelRequestMethod::VALUE))
+    }
+
+    async fn get_prompt(
+        &self,
+        _: GetPromptRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        Err(malformed::not_found(GetPromptRequestMethod::VALUE))
+    }
+
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Err(malformed::not_found(ListPromptsRequestMethod::VALUE))
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Err(malformed::not_found(ListResourcesRequestMethod::VALUE))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Err(malformed::not_found(
+            ListResourceTemplatesRequestMethod::VALUE,
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        _: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        Err(malformed::not_found(ReadResourceRequestMethod::VALUE))
+    }
+
+    async fn subscribe(
+        &self,
+        _: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Err(malformed::not_found(SubscribeRequestMethod::VALUE))
+    }
+
+    async fn unsubscribe(
+        &self,
+        _: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Err(malformed::not_found(UnsubscribeRequestMethod::VALUE))
     }
 
     async fn cancel_task(

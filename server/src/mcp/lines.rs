@@ -3,7 +3,8 @@
 //! each line is screened by [`super::incoming`], so one that is not a
 //! JSON-RPC request gets the error the HTTP endpoint gives, and the bridge
 //! goes on. Lines are bounded: a longer one is skipped to its end and
-//! refused, never buffered whole.
+//! refused, never buffered whole. rmcp's -32601 errors go out worded by
+//! [`super::malformed::explain`], as the HTTP endpoint words them.
 //!
 //! Until rmcp has answered a request other than `ping` or `discover` (its
 //! `initialize`, or the first request of a stateless 2026-07-28 client),
@@ -170,8 +171,11 @@ impl<R: AsyncRead + Unpin + Send> Transport<RoleServer> for Lines<R> {
 
     fn send(
         &mut self,
-        item: ServerJsonRpcMessage,
+        mut item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let ServerJsonRpcMessage::Error(e) = &mut item {
+            super::malformed::explain(&mut e.error);
+        }
         if let ServerJsonRpcMessage::Response(r) = &item
             && !matches!(
                 r.result,

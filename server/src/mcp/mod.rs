@@ -135,7 +135,8 @@ async fn session_ended(req: Request, next: Next) -> Response {
 /// headers, session) and its "cannot deserialize" answer (415 with a line
 /// of text) is replaced by the JSON-RPC error (400), or by 202 for a
 /// notification it cannot read. A body over `max` bytes is answered 413
-/// before rmcp sees it (it is not kept).
+/// before rmcp sees it (it is not kept). rmcp's 404 (-32601) is
+/// [`explained`].
 async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST || !is_json(req.headers()) {
         // rmcp answers these (405, 415) itself.
@@ -161,6 +162,9 @@ async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Resp
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
+    if response.status() == StatusCode::NOT_FOUND {
+        return explained(response).await;
+    }
     // With a JSON content type, rmcp answers 415 only for a body it cannot
     // read: then (and only then, off the hot path) the body is screened.
     if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
@@ -172,6 +176,35 @@ async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Resp
         incoming::Screened::Ignored => StatusCode::ACCEPTED.into_response(),
         incoming::Screened::Refused(error) => answer(StatusCode::BAD_REQUEST, &error),
     }
+}
+
+/// Most bytes of a 404 answer [`explained`] reads: a JSON-RPC error.
+const MAX_NOT_FOUND_BYTES: usize = 64 * 1024;
+
+/// rmcp's 404 answer, its -32601 for a 2026-07-28 request as JSON, with
+/// the error's message worded by [`malformed::explain`] (rmcp's own say
+/// only the method's name); any other answer as it is.
+async fn explained(response: Response) -> Response {
+    if !is_json(response.headers()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = http_body_util::Limited::new(body, MAX_NOT_FOUND_BYTES)
+        .collect()
+        .await
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let bytes = collected.to_bytes();
+    let body = match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
+        Ok(ServerJsonRpcMessage::Error(mut e)) => {
+            malformed::explain(&mut e.error);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            serde_json::to_vec(&ServerJsonRpcMessage::Error(e)).map_or(bytes, Into::into)
+        }
+        _ => bytes,
+    };
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Whether `Content-Type` is JSON as rmcp reads it (its essence, before
