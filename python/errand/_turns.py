@@ -111,6 +111,11 @@ class TurnLoop:
     _no_calls: Optional[asyncio.Event]
     #: The callback the agent registers with a manager, as the owner of what it is given.
     _owner: Callable[[Any], None]
+    #: Completions handed to the agent (by its stream's reader, a manager's
+    #: callback) and not taken in yet (`_received`), by id: those whose
+    #: hand-over the end of the agent's event loop cut short are held for
+    #: the next loop (see `AsyncAgent._leave`).
+    _arriving: dict[int, Completion]
 
     async def _start(self) -> Any:
         raise NotImplementedError  # AsyncAgent's
@@ -122,6 +127,7 @@ class TurnLoop:
         The stream listener calls this; call it yourself to feed completions
         from elsewhere. Waits while `max_pending` results are held.
         """
+        self._arriving.setdefault(id(completion), completion)
         if self._space is None:
             await self._start()
         assert self._space is not None and self._wake is not None
@@ -129,6 +135,7 @@ class TurnLoop:
         while len(self._results) + len(self._silent) >= self.max_pending:
             self._space.clear()
             await self._space.wait()
+        self._arriving.pop(id(completion), None)
         self._received(completion)
         busy = self._busy or not self._agent_idle()
         if completion.delivery == DeliveryPolicy.SILENT:
@@ -136,8 +143,13 @@ class TurnLoop:
             await self._status(QUEUED, [completion])
             return
         if completion.delivery == DeliveryPolicy.INTERRUPT:
-            if busy and await self._interrupt(completion):
-                return
+            try:
+                if busy and await self._interrupt(completion):
+                    return
+            except asyncio.CancelledError:
+                if completion.seq in self._undelivered or completion.seq <= 0:
+                    self._results.append(completion)  # not taken: for the next turn
+                raise
             self._urgent = True
             self._user_arrived.set()  # cut a batch window short
         self._results.append(completion)
@@ -251,17 +263,22 @@ class TurnLoop:
         batch = self._take_results(only_urgent=not self.results_with_user)
         self._showing = {c.seq for c in silent + batch}
         try:
-            digest = self._model_digest(found)
-            text = self.format_batch(batch) if batch else ""
-            message = self.format_user(turn.message, text) if batch else turn.message
-            lead = self.format_batch(silent) if silent else ""
-            parts = [digest, lead, message]
-            if batch or silent:
-                await self._status(DRAINING, silent + batch)
-            self._busy = True
             try:
-                reply = await self._call_agent(_join(parts))
+                digest = self._model_digest(found)
+                text = self.format_batch(batch) if batch else ""
+                message = self.format_user(turn.message, text) if batch else turn.message
+                lead = self.format_batch(silent) if silent else ""
+                parts = [digest, lead, message]
+                if batch or silent:
+                    await self._status(DRAINING, silent + batch)
+                self._busy = True
+                try:
+                    reply = await self._call_agent(_join(parts))
+                finally:
+                    self._busy = False
             except BaseException as exc:
+                # Not delivered (cancelled, as when the loop ends, or failed):
+                # kept for the next turn, on this loop or the next one.
                 self._results.extendleft(reversed(batch))
                 self._silent.extendleft(reversed(silent))
                 if not turn.future.done():
@@ -269,8 +286,6 @@ class TurnLoop:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
-            finally:
-                self._busy = False
             if not turn.future.done():
                 turn.future.set_result(reply)
             if silent:
@@ -287,22 +302,27 @@ class TurnLoop:
         batch = self._take_results()
         self._showing = {c.seq for c in batch}
         try:
-            digest = self._model_digest(found)
-            if draining:
-                await self._status(DRAINING, batch)
-            text = self.format_batch(batch)
-            message = _join([digest, text])
-            self._busy = True
             try:
-                await self._call_agent(message)
-            except Exception as exc:
-                self._results.extendleft(reversed(batch))  # kept for the next turn
+                digest = self._model_digest(found)
+                if draining:
+                    await self._status(DRAINING, batch)
+                text = self.format_batch(batch)
+                message = _join([digest, text])
+                self._busy = True
+                try:
+                    await self._call_agent(message)
+                finally:
+                    self._busy = False
+            except BaseException as exc:
+                # Kept for the next turn (on the next loop, when this one
+                # is ending: the turn was cancelled, not delivered).
+                self._results.extendleft(reversed(batch))
                 self._urgent = any(c.delivery == DeliveryPolicy.INTERRUPT for c in self._results)
+                if not isinstance(exc, Exception):
+                    raise
                 self.last_error = exc
                 log.error("errand AsyncAgent: delivery failed: %s", exc)
                 return False
-            finally:
-                self._busy = False
             await self._record(batch, text)
             return True
         finally:
@@ -560,9 +580,10 @@ _driving_lock = threading.Lock()
 
 
 def drives(agent: TurnLoop) -> None:
-    """`agent` delivers its session's results from now on (until `stops`)."""
+    """`agent` delivers its session's results from now on (until `stops`);
+    once, however often it starts (on one event loop after another)."""
     with _driving_lock:
-        refs = [r for r in _driving.get(agent.session_id, []) if r() is not None]
+        refs = [r for r in _driving.get(agent.session_id, []) if r() not in (None, agent)]
         _driving[agent.session_id] = [*refs, weakref.ref(agent)]
 
 

@@ -68,6 +68,13 @@ Blocking code (the seed's style) uses the same object without asyncio:
 event loop, running the agent on a private loop thread; `errand.SyncAgent`
 (in `errand.sync_agent`) is that spelled out with plain signatures.
 
+An agent left open as its event loop ends (one `asyncio.run` after another)
+leaves that loop as it ends (`errand._loop.LoopEnd`: its tasks end there)
+and starts again on the next loop that uses it, keeping what it held: its
+stream goes on after its last item, and results queued, cut short in a turn
+or given by a manager meanwhile are delivered there, once. A use from a
+second loop while the first still runs raises RuntimeError.
+
 The turn logic itself is in `errand._turns`.
 """
 
@@ -91,7 +98,7 @@ from typing import (
 )
 
 from errand._core import checked_session_id
-from errand._loop import LoopThread, running_loop
+from errand._loop import LoopEnd, LoopThread, running_loop
 from errand._turns import (
     DELIVERED,
     DRAINING,
@@ -293,10 +300,15 @@ class AsyncAgent(TurnLoop):
         self._busy = False
         self._closed = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        #: What has the agent leave `_loop` as that loop ends (see `_leave`).
+        self._loop_end: Optional[LoopEnd] = None
+        #: The last loop the agent left as it ended (it is not started there again).
+        self._left: Optional[asyncio.AbstractEventLoop] = None
         self._own_loop: Optional[LoopThread] = None
         # Results from the manager before a loop was bound (at most max_pending).
         self._early: list[Completion] = []
         self._early_lock = threading.Condition()
+        self._arriving = {}
         self._wake: Optional[asyncio.Event] = None
         self._user_arrived: Optional[asyncio.Event] = None
         self._space: Optional[asyncio.Event] = None
@@ -325,9 +337,25 @@ class AsyncAgent(TurnLoop):
         """Inside the agent's event loop: the coroutine, to await. Outside any
         loop: run it on the agent's loop (a private one if none) and block."""
         running = running_loop()
+        self._check_loop(running)
         if running is not None:
-            if self._loop is not None and running is not self._loop:
-                raise RuntimeError("this AsyncAgent runs on another event loop")
+            made_in = self._made_in
+            if (
+                self._loop is None
+                and self.manager is not None
+                and made_in is not None
+                and made_in is not running
+                and (made_in is self._left or made_in.is_closed())
+            ):
+                # Used on a loop after the one it was made in, or left, has
+                # ended: a manager's results start it here from now on,
+                # those that waited meanwhile now.
+                self._made_in = running
+                with self._early_lock:
+                    waiting = bool(self._early) and not self._starting and not self._closed
+                    self._starting = self._starting or waiting
+                if waiting:
+                    self._start_for_result()
             return make()
         with self._start_lock:
             if self._loop is None:
@@ -341,6 +369,20 @@ class AsyncAgent(TurnLoop):
                     raise
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+
+    def _check_loop(self, running: Optional[asyncio.AbstractEventLoop]) -> None:
+        """Before a use on `running` (None: blocking use): RuntimeError when
+        the agent runs on another event loop that is still open. One that
+        closed without shutting down its async generators, so that `_leave`
+        never ran there (`asyncio.run` and `asyncio.Runner` do), is left now."""
+        loop = self._loop
+        if loop is None or loop is running:
+            return
+        if not loop.is_closed():
+            if running is not None:
+                raise RuntimeError("this AsyncAgent runs on another event loop")
+            return  # blocking use: it runs on that loop
+        self._unbind(loop)
 
     def start(self) -> Any:
         """Start delivering (`await agent.start()`, or blocking outside asyncio).
@@ -373,21 +415,31 @@ class AsyncAgent(TurnLoop):
         self._space.set()
         self._no_calls = asyncio.Event()
         self._no_calls.set()
+        loop = asyncio.get_running_loop()
+        if loop is self._left:
+            raise RuntimeError("this AsyncAgent's event loop is ending")
         with self._early_lock:
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop
             early, self._early = self._early, []
             self._early_lock.notify_all()
+        # As the loop ends (asyncio.run's end), the agent leaves it, and
+        # starts again on the next loop it is used on.
+        self._loop_end = LoopEnd(lambda: self._leave(loop))
         drives(self)  # `errand_pending` in this process counts as this agent does
         for completion in early:
             await self.on_completion(completion)
         self._runner = asyncio.ensure_future(self._run())
+        if self._results or self._users:
+            self._wake.set()  # what an earlier loop left undelivered
         if self.client is not None:
-            self._stream = self.client.session_events(
-                self.session_id,
-                after_seq=self._after_seq,
-                include_progress=self.include_progress,
-                fallback=True,  # a server without SessionEvents: its Completions
-            )
+            if self._stream is None:
+                self._stream = self.client.session_events(
+                    self.session_id,
+                    after_seq=self._after_seq,
+                    include_progress=self.include_progress,
+                    fallback=True,  # a server without SessionEvents: its Completions
+                )
+            # else the stream of an earlier loop goes on after its last item
             self._listener = asyncio.ensure_future(self._listen(self._stream))
         elif self.manager is not None:
             await asyncio.to_thread(self.manager.ensure_started)
@@ -405,13 +457,18 @@ class AsyncAgent(TurnLoop):
         the client's per-call timeout). Whatever is still running at the
         deadline is cancelled and left.
         """
+        running = running_loop()
+        self._check_loop(running)
         if self._loop is None:
+            # Not started, or its loop has ended (see `_leave`): nothing runs.
             self._closed = True
             stops(self)
+            if self._stream is not None:
+                self._stream._closed.set()  # its call ended with its loop
             if self.manager is not None:
                 self.manager.remove_done_callback(self._owner)
                 self.manager.remove_progress_callback(self._progress_from_thread)
-            return _done() if running_loop() is not None else None
+            return _done() if running is not None else None
         result = self._dual(self._close)
         if self._own_loop is not None and running_loop() is None:
             self._end_own_loop()
@@ -434,6 +491,9 @@ class AsyncAgent(TurnLoop):
     async def _close(self) -> None:
         self._closed = True
         stops(self)
+        if self._loop_end is not None:
+            self._loop_end.forget()  # ended here, not by the loop's end
+            self._loop_end = None
         if self.manager is not None:
             self.manager.remove_done_callback(self._owner)
             self.manager.remove_progress_callback(self._progress_from_thread)
@@ -462,6 +522,57 @@ class AsyncAgent(TurnLoop):
             if not turn.future.done():
                 turn.future.set_exception(ClosedError("the AsyncAgent was closed"))
         self._release_drained()
+
+    async def _leave(self, loop: asyncio.AbstractEventLoop) -> None:
+        """As `loop` ends (its async generators shut down: `LoopEnd`), while it
+        still runs: what the agent runs there ends (asyncio.run has
+        cancelled it already), and the agent is no longer bound to it.
+        Nothing it holds is lost: results queued, or taken back from a turn
+        cut short, and those whose hand-over was cut short wait for the next
+        loop the agent is used on, which starts it again there (its stream
+        goes on after its last item; see `AsyncClient`)."""
+        if self._loop is not loop or self._closed:
+            return
+        self._left = loop
+        self._loop_end = None  # running now: nothing to forget
+        deadline = loop.time() + CLOSE_TIMEOUT
+        for task in (self._listener, self._runner, *self._handoffs):
+            if task is not None:
+                await _cancel(task, loop, deadline)
+        self._unbind(loop)
+
+    def _unbind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The agent no longer runs on `loop` (ended, or closed): it keeps its
+        results for the next loop, and drops what belonged to this one."""
+        end, self._loop_end = self._loop_end, None
+        if end is not None:
+            end.forget()
+        with self._early_lock:
+            if self._loop is not loop:
+                return
+            self._loop = None
+            self._left = loop
+            # What was being handed over, and results not taken in yet, first.
+            arriving = list(self._arriving.values())
+            self._arriving.clear()
+            self._early = sorted([*arriving, *self._early], key=lambda c: c.seq)
+            self._starting = False
+            # A manager's result does not start it again on a private loop:
+            # it waits for the agent's next use (see `_start_for_result`).
+            self._made_in = loop
+            self._early_lock.notify_all()
+        self._busy = False
+        self._wake = self._user_arrived = self._space = self._no_calls = None
+        self._listener = self._runner = None
+        self._handoffs = set()
+        self._calls = 0
+        users, self._users = list(self._users), deque()
+        waiters, self._drained = self._drained, []
+        for future in [t.future for t in users] + waiters:
+            try:
+                future.cancel()  # their callers were that loop's, cancelled
+            except RuntimeError:
+                pass  # a loop closed: nothing awaits them
 
     async def __aenter__(self) -> AsyncAgent:
         return await self._start()
@@ -593,33 +704,37 @@ class AsyncAgent(TurnLoop):
         thread while `max_pending` results wait.
         """
         completion = result.completion if isinstance(result, AsyncTaskResult) else result
+        if self._closed:
+            return
         with self._early_lock:
-            # Not started yet: hold it for the start, and hold the caller (the
-            # manager's stream) while max_pending wait, rather than grow.
-            while self._loop is None and len(self._early) >= self.max_pending:
+            # Not started yet (or its loop ended): hold it for the start, and
+            # hold the caller (the manager's stream) while max_pending wait,
+            # rather than grow.
+            while self._unstarted() and len(self._early) >= self.max_pending:
                 if self._closed:
                     return
                 self._early_lock.wait(1.0)
             loop = self._loop
-            if loop is None:
+            if loop is None or loop.is_closed():
                 self._early.append(completion)
-                start = not self._starting and not self._closed
-                self._starting = True
-        if loop is None:
+                start = loop is None and not self._starting and not self._closed
+                self._starting = self._starting or start
+            else:
+                # Until taken in: if the loop ends first, `_unbind` keeps it.
+                self._arriving[id(completion)] = completion
+        if loop is None or loop.is_closed():
             if start:
                 self._start_for_result()
             return
-        if loop.is_closed() or self._closed:
-            return
         if running_loop() is loop:
-            task = asyncio.ensure_future(self.on_completion(completion))
+            task = asyncio.ensure_future(self._hand_in(completion, loop))
             self._handoffs.add(task)
             task.add_done_callback(self._handoffs.discard)
             return
         try:
-            handed = asyncio.run_coroutine_threadsafe(self.on_completion(completion), loop)
+            handed = asyncio.run_coroutine_threadsafe(self._hand_in(completion, loop), loop)
         except RuntimeError:
-            return  # the loop closed: so was the agent
+            return  # the loop closed: `_check_loop` keeps it at the next use
         while True:  # wait for room (max_pending), but not on a loop that stopped
             try:
                 handed.result(timeout=1.0)
@@ -631,6 +746,16 @@ class AsyncAgent(TurnLoop):
             except (concurrent.futures.CancelledError, RuntimeError):
                 return
 
+    def _unstarted(self) -> bool:
+        loop = self._loop
+        return loop is None or loop.is_closed()
+
+    async def _hand_in(self, completion: Completion, loop: asyncio.AbstractEventLoop) -> None:
+        """`on_completion` on `loop`, unless the agent has left it meanwhile
+        (it holds the completion for its next loop then: see `_unbind`)."""
+        if self._loop is loop and not self._closed:
+            await self.on_completion(completion)
+
     def _start_for_result(self) -> None:
         """A manager gave a result to an agent not started: start it, so that
         it delivers at once when idle, as the seed's does. Made inside an
@@ -641,7 +766,9 @@ class AsyncAgent(TurnLoop):
         made_in = self._made_in
         try:
             if made_in is not None:
-                if made_in.is_closed() or not made_in.is_running():
+                if made_in.is_closed() or not made_in.is_running() or made_in is self._left:
+                    # Ended: the result waits for the agent's next use.
+                    self._started_or_failed(None)
                     return
                 if running_loop() is made_in:
                     task = asyncio.ensure_future(self._start_quietly())

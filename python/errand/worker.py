@@ -277,7 +277,11 @@ class Worker:
         asyncio.run(self.run_async())
 
     async def run_async(self) -> None:
-        """`run()` for code that already has an event loop."""
+        """`run()` for code that already has an event loop.
+
+        Cancelled (as `asyncio.run` cancels what still runs as it ends), it
+        closes its stream as `stop()` does and raises CancelledError, which is
+        not recorded as `error`: it may run again, on a later loop."""
         if not self._tools:
             raise ValueError("a worker needs at least one tool")
         self._started = True
@@ -285,9 +289,15 @@ class Worker:
         self._wake = asyncio.Event()
         if self._stopping.is_set():
             return
+        self._error = None  # a run after one that ended (its loop ended, say) starts afresh
         pool = CallPool(self._loop, self.max_concurrency, f"errand-{self.name}")
         try:
             await self._serve(pool)
+        except asyncio.CancelledError:
+            # Cancelled, as asyncio.run cancels what still runs as it ends:
+            # not an error that stopped the worker for good (`error`); it
+            # may run again, on another loop.
+            raise
         except BaseException as exc:
             self._error = exc
             raise
