@@ -222,54 +222,163 @@ fn arguments_text(arg: &str) -> Result<String> {
 pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
     let arguments_json = arguments_text(&args.args)?;
     let client = connect(server, &args.conn).await?;
-    let ack = client
-        .submit_request(pb::SubmitToolRequest {
-            session_id: args.session.clone(),
-            tool: args.tool,
-            arguments_json,
-            timeout_ms: args.timeout_ms,
-            queue_timeout_ms: args.queue_timeout_ms,
-            idempotency_key: args.idempotency_key.unwrap_or_default(),
-            delivery: args.delivery.map_or(0, |d| d as i32),
-            dedup: match args.dedup.as_deref() {
-                Some("join") => pb::DedupPolicy::JoinInFlight as i32,
-                Some(_) => pb::DedupPolicy::Off as i32,
-                None => pb::DedupPolicy::Unspecified as i32,
-            },
-            result_budget_bytes: args.budget,
-            ..Default::default()
-        })
-        .await?;
+    let request = pb::SubmitToolRequest {
+        session_id: args.session.clone(),
+        tool: args.tool,
+        arguments_json,
+        timeout_ms: args.timeout_ms,
+        queue_timeout_ms: args.queue_timeout_ms,
+        idempotency_key: args.idempotency_key.unwrap_or_default(),
+        delivery: args.delivery.map_or(0, |d| d as i32),
+        dedup: match args.dedup.as_deref() {
+            Some("join") => pb::DedupPolicy::JoinInFlight as i32,
+            Some(_) => pb::DedupPolicy::Off as i32,
+            None => pb::DedupPolicy::Unspecified as i32,
+        },
+        result_budget_bytes: args.budget,
+        ..Default::default()
+    };
     if !args.wait {
+        let ack = client.submit_request(request).await?;
         if args.json {
-            let task = ack.task.as_ref().map(output::task_json);
-            out!(
-                "{}",
-                serde_json::json!({"task_id": ack.task_id, "ack": ack.ack, "deduplicated": ack.deduplicated, "joined": ack.joined, "task": task})
-            );
+            out!("{}", submit_json(&ack, None));
         } else {
             out!("{}", ack.task_id);
             eprintln!("{}", ack.ack);
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // A stop (Ctrl-C, SIGTERM) while waiting leaves the task running on the
+    // server: say which task and how to reach it, rather than die in silence.
+    let mut stop = Stop::new()?;
+    let ack = tokio::select! {
+        ack = client.submit_request(request) => ack?,
+        signal = stop.next() => {
+            eprintln!(
+                "errand: interrupted before the server answered; the call may have been \
+    submitted: `errand tasks --session {}` lists the session's tasks",
+                args.session
+            );
+            return Ok(signal.exit_code());
+        }
+    };
+    // The ack (with the task ID) at once, as plain submit prints it: the wait
+    // may be long (a tool no worker serves waits for its queue timeout).
+    eprintln!("{}", ack.ack);
+    tokio::select! {
+        waited = wait_for(&client, server, &args.session, &ack.task_id, args.json) => waited,
+        signal = stop.next() => {
+            eprintln!("{}", left_running(&ack.task_id, &args.session, signal));
+            Ok(signal.exit_code())
+        }
+    }
+}
+
+/// What a stopped `submit --wait` says of the task it leaves running.
+fn left_running(id: &str, session: &str, signal: Signal) -> String {
+    format!(
+        "errand: stopped waiting ({}); task {id} goes on on the server: `errand status {id}` \
+shows it, `errand watch --session {session}` follows the session's results, `errand result {id}` \
+prints its result once it has one, `errand cancel {id}` cancels it",
+        signal.name()
+    )
+}
+
+/// `submit --json`'s object: the ack, and the task as `tasks --json` shows
+/// one.
+fn submit_json(ack: &pb::SubmitToolResponse, retry_of: Option<&str>) -> serde_json::Value {
+    let task = ack.task.as_ref().map(output::task_json);
+    let mut obj = serde_json::json!({
+        "task_id": ack.task_id,
+        "ack": ack.ack,
+        "deduplicated": ack.deduplicated,
+        "joined": ack.joined,
+        "task": task,
+    });
+    if let Some(original) = retry_of {
+        obj["retry_of"] = serde_json::json!(original);
+    }
+    obj
+}
+
+/// `retry --json`'s object (the retried task's ack, and what it retries).
+pub fn retry_json(ack: &pb::SubmitToolResponse, retry_of: &str) -> serde_json::Value {
+    submit_json(ack, Some(retry_of))
+}
+
+/// A stop signal a waiting command ends on: SIGINT or SIGTERM.
+#[derive(Clone, Copy)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+
+    /// 128 + the signal's number, as a shell reports a command it ended.
+    pub fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+        })
+    }
+}
+
+/// SIGINT and SIGTERM, caught from [`Stop::new`] on.
+pub struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    pub fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    /// The next stop signal.
+    pub async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.interrupt.recv() => Signal::Interrupt,
+            _ = self.terminate.recv() => Signal::Terminate,
+        }
+    }
+}
+
+/// Waits for task `id`'s completion on `session` and prints it.
+async fn wait_for(
+    client: &Client,
+    server: &str,
+    session: &str,
+    id: &str,
+    json: bool,
+) -> Result<ExitCode> {
     // Every retained completion is replayed from seq 0, so the task's own
     // cannot slip by between the submit and the stream.
-    let mut stream = client.completions(&args.session, 0);
-    while let Some(completion) = stream.next().await {
-        let mut completion = completion?;
-        if completion.task_id != ack.task_id {
+    let mut stream = Follow::new(client, server, session, 0, true);
+    loop {
+        let mut completion = stream.next().await?;
+        if completion.task_id != id {
             continue;
         }
         if completion.result_truncated {
             // Over the inline budget: the stream carries a preview, and
             // --wait promises the result, so read it whole.
             let mut full = Vec::with_capacity(completion.result_bytes.min(1 << 26) as usize);
-            copy_result(&client, &ack.task_id, 0, &mut full).await?;
+            copy_result(client, id, 0, &mut full).await?;
             let full = String::from_utf8(full).context("the result is not UTF-8")?;
             completion.outcome = Some(pb::completion::Outcome::ResultJson(full));
         }
-        if args.json {
+        if json {
             out!("{}", output::completion_json(&completion));
         } else {
             match &completion.outcome {
@@ -284,21 +393,137 @@ pub async fn submit(server: &str, args: SubmitArgs) -> Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    bail!(
-        "the completion stream ended before task {} finished",
-        ack.task_id
-    )
+}
+
+/// A session's completions from one `Completions` stream after another:
+/// when the server goes away it says so on stderr, with the cause, and
+/// each time it tries again (with backoff, at most every
+/// [`MAX_RETRY_WAIT`]), then that it is back; it resumes after the last
+/// seq it returned, so nothing is missed or repeated. Until a first stream
+/// opens, a failure ends it as any command's call would (unless
+/// `connected`: the server answered a call already).
+pub struct Follow<'a> {
+    client: &'a Client,
+    address: String,
+    session: String,
+    cursor: u64,
+    stream: Option<tonic::Streaming<pb::Completion>>,
+    connected: bool,
+    retries: u32,
+    wait: std::time::Duration,
+}
+
+/// Longest wait between two tries to reach a server that went away.
+pub const MAX_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const FIRST_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl<'a> Follow<'a> {
+    pub fn new(
+        client: &'a Client,
+        server: &str,
+        session: &str,
+        after: u64,
+        connected: bool,
+    ) -> Self {
+        Self {
+            client,
+            address: crate::shown_address(server),
+            session: session.to_string(),
+            cursor: after,
+            stream: None,
+            connected,
+            retries: 0,
+            wait: FIRST_RETRY_WAIT,
+        }
+    }
+
+    pub async fn next(&mut self) -> Result<pb::Completion> {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                match self
+                    .client
+                    .completions_once(&self.session, self.cursor)
+                    .await
+                {
+                    Ok(stream) => {
+                        if self.retries > 0 {
+                            eprintln!(
+                                "errand: reconnected to {}; following session {:?} after seq {}",
+                                self.address, self.session, self.cursor
+                            );
+                        }
+                        self.stream = Some(stream);
+                        self.connected = true;
+                        self.retries = 0;
+                        self.wait = FIRST_RETRY_WAIT;
+                    }
+                    Err(e) if self.connected && e.code().is_some_and(is_transient) => {
+                        self.retry(&e.to_string()).await;
+                    }
+                    Err(e) => return Err(failed(e, "following completions")),
+                }
+                continue;
+            };
+            let cause = match stream.message().await {
+                Ok(Some(completion)) => {
+                    // A server never repeats a seq on one stream; this
+                    // guards resumption.
+                    if completion.seq <= self.cursor {
+                        continue;
+                    }
+                    self.cursor = completion.seq;
+                    return Ok(completion);
+                }
+                Ok(None) => "the server ended the stream".to_string(),
+                Err(status) if is_transient(status.code()) => {
+                    errand_client::Error::from(status).to_string()
+                }
+                Err(status) => {
+                    return Err(errand_client::Error::from(status))
+                        .context("following completions");
+                }
+            };
+            self.stream = None;
+            eprintln!(
+                "errand: lost the connection to the errand server at {} ({cause})",
+                self.address
+            );
+            self.retry(&cause).await;
+        }
+    }
+
+    /// Says when it tries again, and why, then waits that long.
+    async fn retry(&mut self, cause: &str) {
+        self.retries += 1;
+        if self.retries > 1 {
+            eprintln!(
+                "errand: still no errand server at {} ({cause})",
+                self.address
+            );
+        }
+        eprintln!(
+            "errand: retrying in {:.1} s (attempt {})",
+            self.wait.as_secs_f64(),
+            self.retries
+        );
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(MAX_RETRY_WAIT);
+    }
+}
+
+fn is_transient(code: tonic::Code) -> bool {
+    errand_client::error::is_transient(code)
 }
 
 pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
     if args.progress {
-        return watch_events(&client, &args).await;
+        return watch_events(&client, server, &args).await;
     }
-    let mut stream = client.completions(&args.session, args.after);
+    let mut stream = Follow::new(&client, server, &args.session, args.after, false);
     let mut seen = 0;
-    while let Some(completion) = stream.next().await {
-        let completion = completion.map_err(|e| failed(e, "following completions"))?;
+    loop {
+        let completion = stream.next().await?;
         if args.json {
             out!("{}", output::completion_json(&completion));
         } else {
@@ -306,10 +531,9 @@ pub async fn watch(server: &str, args: WatchArgs) -> Result<ExitCode> {
         }
         seen += 1;
         if args.count.is_some_and(|n| seen >= n) {
-            break;
+            return Ok(ExitCode::SUCCESS);
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A server's answer speaks for itself, as on `ack` (an `--after` past the
@@ -324,9 +548,12 @@ fn failed(e: errand_client::Error, doing: &'static str) -> anyhow::Error {
 
 /// `watch --progress`: completions and progress from SessionEvents,
 /// reconnecting after the last seq when the server goes away.
-async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
+async fn watch_events(client: &Client, server: &str, args: &WatchArgs) -> Result<ExitCode> {
+    let address = crate::shown_address(server);
     let mut after = args.after;
     let mut seen = 0;
+    let (mut connected, mut retries) = (false, 0u32);
+    let mut wait = FIRST_RETRY_WAIT;
     loop {
         let request = pb::SessionEventsRequest {
             session_id: args.session.clone(),
@@ -335,9 +562,25 @@ async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
             results_by_reference: false,
         };
         let mut stream = match client.session_events(request).await {
-            Ok(stream) => stream,
-            Err(e) if e.code().is_some_and(errand_client::error::is_transient) => {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            Ok(stream) => {
+                if retries > 0 {
+                    eprintln!(
+                        "errand: reconnected to {address}; following session {:?} after seq {after}",
+                        args.session
+                    );
+                }
+                (connected, retries, wait) = (true, 0, FIRST_RETRY_WAIT);
+                stream
+            }
+            Err(e) if connected && e.code().is_some_and(is_transient) => {
+                retries += 1;
+                eprintln!("errand: still no errand server at {address} ({e})");
+                eprintln!(
+                    "errand: retrying in {:.1} s (attempt {retries})",
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
                 continue;
             }
             Err(e) => return Err(failed(e, "opening SessionEvents")),
@@ -345,12 +588,23 @@ async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
         loop {
             let event = match stream.next().await {
                 Some(Ok(event)) => event,
-                Some(Err(status)) if errand_client::error::is_transient(status.code()) => break,
+                Some(Err(status)) if is_transient(status.code()) => {
+                    eprintln!(
+                        "errand: lost the connection to the errand server at {address} ({})",
+                        errand_client::Error::from(status)
+                    );
+                    break;
+                }
                 Some(Err(status)) => {
                     return Err(errand_client::Error::from(status))
                         .context("following session events");
                 }
-                None => break,
+                None => {
+                    eprintln!(
+                        "errand: lost the connection to the errand server at {address} (the server ended the stream)"
+                    );
+                    break;
+                }
             };
             match event.event {
                 Some(pb::session_event::Event::Completion(c)) => {
@@ -381,7 +635,13 @@ async fn watch_events(client: &Client, args: &WatchArgs) -> Result<ExitCode> {
                 None => {}
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        retries += 1;
+        eprintln!(
+            "errand: retrying in {:.1} s (attempt {retries})",
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
 }
 

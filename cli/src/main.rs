@@ -221,7 +221,7 @@ fn answered_http(e: &anyhow::Error) -> Option<String> {
 }
 
 /// `HOST:PORT` as the client reads `--server` (a bare host means port 7466).
-fn shown_address(server: &str) -> String {
+pub fn shown_address(server: &str) -> String {
     errand_client::endpoint(server)
         .ok()
         .and_then(|e| e.uri().authority().map(|a| a.to_string()))

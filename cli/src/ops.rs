@@ -215,13 +215,11 @@ pub async fn retry(server: &str, args: RetryArgs) -> Result<ExitCode> {
     let client = connect(server, &args.conn).await?;
     let again = client.retry_task(&args.task_id).await?;
     if args.json {
-        let task = again.task.as_ref().map(output::task_json);
-        out!(
-            "{}",
-            json!({"task_id": again.task_id, "retry_of": args.task_id, "ack": again.ack, "task": task})
-        );
+        out!("{}", crate::agent::retry_json(&again, &args.task_id));
     } else {
+        // As submit: the task ID on stdout, the ack for people on stderr.
         out!("{}", again.task_id);
+        eprintln!("{}", again.ack);
     }
     Ok(ExitCode::SUCCESS)
 }

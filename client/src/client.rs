@@ -321,6 +321,21 @@ impl Client {
         Ok(self.rpc.clone().session_events(request).await?.into_inner())
     }
 
+    /// One `Completions` stream of the session after `after_seq` (no
+    /// reconnection, unlike [`Self::completions`]: on an error, open another
+    /// after the last completion's seq).
+    pub async fn completions_once(
+        &self,
+        session: &str,
+        after_seq: u64,
+    ) -> Result<tonic::Streaming<pb::Completion>, Error> {
+        let req = pb::CompletionsRequest {
+            session_id: session.to_string(),
+            after_seq,
+        };
+        Ok(self.rpc.clone().completions(req).await?.into_inner())
+    }
+
     /// One page of the caller's tasks; pass the response's
     /// `next_page_token` back for the next.
     pub async fn list_tasks(

@@ -6,6 +6,7 @@ mod auth_abuse;
 mod budgets;
 mod cli;
 mod cli_ops;
+mod cli_waits;
 mod connections;
 mod database_start;
 mod dedup;
