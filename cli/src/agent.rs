@@ -147,7 +147,7 @@ pub struct AckArgs {
 }
 
 async fn connect(server: &str, conn: &crate::ConnectArgs) -> Result<Client> {
-    Ok(Client::connect_with(server, &conn.options()?).await?)
+    conn.client(server).await
 }
 
 pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {

@@ -77,7 +77,42 @@ pub struct ConnectArgs {
     tls_domain: Option<String>,
 }
 
+/// How often a client command pings its server over HTTP/2 when nothing
+/// else has arrived, and how long it gives the ping's answer: a server
+/// that accepts the connection and never answers (a frozen process, a port
+/// that is not errand's) is given up on within their sum,
+/// [`ANSWER_DEADLINE`], however long a call itself may wait (`submit
+/// --wait`, `watch` wait for hours on a server that answers its pings).
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const ANSWER_DEADLINE: std::time::Duration =
+    std::time::Duration::from_secs(KEEPALIVE_INTERVAL.as_secs() + KEEPALIVE_TIMEOUT.as_secs());
+
 impl ConnectArgs {
+    /// A channel to `server`, failing at once when nothing listens there
+    /// (`no errand server at ADDR (connection refused)`), and within
+    /// [`ANSWER_DEADLINE`] of silence from a server that does not answer.
+    pub async fn channel(&self, server: &str) -> anyhow::Result<tonic::transport::Channel> {
+        let endpoint = errand_client::endpoint_with(server, &self.options()?)?
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let addr = shown_address(server);
+        Ok(endpoint
+            .connect()
+            .await
+            .map_err(|cause| errand_client::Error::Connect { addr, cause })?)
+    }
+
+    /// A client of `server` (see [`Self::channel`]) sending the token.
+    pub async fn client(&self, server: &str) -> anyhow::Result<errand_client::Client> {
+        let credentials = errand_client::Credentials::new(self.token.as_deref())?;
+        Ok(errand_client::Client::from_channel_with(
+            self.channel(server).await?,
+            credentials,
+        ))
+    }
+
     pub fn options(&self) -> anyhow::Result<errand_client::ConnectOptions> {
         use anyhow::Context;
         let read = |p: &std::path::PathBuf| {
@@ -239,6 +274,22 @@ port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 746
             shown_address(server)
         );
     }
+    if let (Some((status, timed_out)), Some(server)) = (transport_failure(e), server) {
+        let address = shown_address(server);
+        return if timed_out {
+            format!(
+                "the errand server at {address} did not answer within {} s ({status}): something \
+accepted the connection but sent no HTTP/2 answer; check that {address} is the address of errand \
+serve --listen (not another program's port) and that the server is not stuck",
+                ANSWER_DEADLINE.as_secs()
+            )
+        } else {
+            format!(
+                "lost the connection to the errand server at {address} ({status}): check that \
+errand serve is running there and reachable"
+            )
+        };
+    }
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -260,6 +311,20 @@ port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 746
         line.push_str(": give the CLI a token with --token or ERRAND_TOKEN (errand token new)");
     }
     line
+}
+
+/// A call that failed in the transport (the server sent no status; tonic
+/// made one from a connection error): its line, and whether it timed out.
+fn transport_failure(e: &anyhow::Error) -> Option<(String, bool)> {
+    e.chain().find_map(|c| {
+        let Some(errand_client::Error::Status(s)) = c.downcast_ref::<errand_client::Error>() else {
+            return None;
+        };
+        let source = std::error::Error::source(s)?;
+        let why = errand_client::error::reason(source);
+        let timed_out = why.contains("timed out") || s.message().contains("timed out");
+        Some((c.to_string(), timed_out))
+    })
 }
 
 /// Whether the server refused a call that carried no token (its words for

@@ -113,8 +113,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
         bail!("pass --stdio");
     }
     crate::init_logs(false); // stderr: stdout carries MCP
-    let options = args.conn.options()?;
-    let client = Client::connect_with(server, &options).await?;
+    let client = args.conn.client(server).await?;
     let poll = Duration::from_millis(args.poll_interval_ms.max(1));
     let handler = McpHandler::new(
         Arc::new(RemoteAgent { client, poll }),

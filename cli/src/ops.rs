@@ -91,7 +91,7 @@ fn parse_status(s: &str) -> Result<pb::TaskStatus, String> {
 }
 
 async fn connect(server: &str, conn: &crate::ConnectArgs) -> Result<Client> {
-    Ok(Client::connect_with(server, &conn.options()?).await?)
+    conn.client(server).await
 }
 
 pub async fn tasks(server: &str, args: TasksArgs) -> Result<ExitCode> {

@@ -4,7 +4,6 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use errand_client::{
-    connect_channel,
     exec::ExecTool,
     pb,
     worker::{self, WorkerConfig},
@@ -47,7 +46,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
     let options = args.conn.options()?;
     // The first connection is made here so that a wrong address fails at
     // once, as submit does; once connected, the worker reconnects for ever.
-    let channel = connect_channel(server, &options).await?;
+    let channel = args.conn.channel(server).await?;
     let config = WorkerConfig {
         name: args.name,
         tools: vec![pb::Tool {

@@ -131,3 +131,118 @@ async fn submit_wait_terminated_names_the_task_too() {
     assert!(seen.contains(&format!("errand cancel {id}")), "{seen}");
     job.succeed("1");
 }
+
+/// A listener that accepts connections and never answers (a frozen server,
+/// a wrong port): its address.
+fn black_hole() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// Commands against a server that accepts the connection and never
+/// answers fail within the HTTP/2 keep-alive deadline (about 10 s), naming
+/// the address and what to check; `watch` too, where it waited for ever.
+#[tokio::test]
+async fn a_server_that_never_answers_is_named_within_the_deadline() {
+    let addr = black_hole();
+    let started = std::time::Instant::now();
+    let runs = [
+        vec!["tools"],
+        vec!["submit", "t"],
+        vec!["status", "00000000-0000-0000-0000-000000000000"],
+        vec!["watch", "--count", "1"],
+    ]
+    .map(|args| {
+        let child = spawn_cli(&addr, &args);
+        tokio::spawn(async move { (args, child.wait_with_output().await.unwrap()) })
+    });
+    for run in runs {
+        let (args, out) = within("the command to give up", run).await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "errand server at {addr} did not answer within 10 s"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--listen"), "{args:?}: {err}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
+
+/// `watch` says when its server goes away, each time it tries again, and
+/// when it is back, then goes on after the last seq it printed.
+#[tokio::test]
+async fn watch_says_when_it_loses_the_server_and_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_durable(dir.path(), &[]).await;
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["job"], 1).await;
+    client.submit("rw", "job", "{}").await.unwrap();
+    worker.next().await.succeed("1");
+    let mut child = spawn_cli(&server.addr, &["watch", "--session", "rw"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut seen_out, mut seen_err) = (String::new(), String::new());
+    within(
+        "the first completion",
+        line_with(&mut out, "#1 ", &mut seen_out),
+    )
+    .await;
+    worker.stop();
+    server.kill().await;
+    let addr = server.addr.clone();
+    within(
+        "the loss on stderr",
+        line_with(
+            &mut err,
+            &format!("lost the connection to the errand server at {addr}"),
+            &mut seen_err,
+        ),
+    )
+    .await;
+    within(
+        "a retry on stderr",
+        line_with(&mut err, "retrying in", &mut seen_err),
+    )
+    .await;
+    within(
+        "another retry",
+        line_with(&mut err, "attempt 2", &mut seen_err),
+    )
+    .await;
+    assert!(
+        seen_err.contains(&format!("still no errand server at {addr}")),
+        "{seen_err}"
+    );
+    server = Server::start_on(
+        &addr,
+        vec!["--data-dir".into(), dir.path().display().to_string()],
+    )
+    .await;
+    within(
+        "the reconnection",
+        line_with(&mut err, "reconnected to", &mut seen_err),
+    )
+    .await;
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["job"], 1).await;
+    client.submit("rw", "job", "{}").await.unwrap();
+    worker.next().await.succeed("2");
+    let line = within(
+        "the next completion",
+        line_with(&mut out, "#", &mut seen_out),
+    )
+    .await;
+    assert!(line.starts_with("#2 "), "{seen_out}");
+    child.start_kill().unwrap();
+}
