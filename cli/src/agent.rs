@@ -132,6 +132,10 @@ pub struct ResultArgs {
     /// Bytes per ReadResult page (0: the server's default).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     page_bytes: u64,
+    /// One JSON object: task_id, result (the result's JSON, or its text
+    /// as a string) and result_bytes.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(ClapArgs)]
@@ -144,6 +148,9 @@ pub struct AckArgs {
     /// Completions with seq up to and including this are released.
     #[arg(long, allow_negative_numbers = true)]
     up_to: u64,
+    /// One JSON object: session_id, up_to and released (how many).
+    #[arg(long)]
+    json: bool,
 }
 
 async fn connect(server: &str, conn: &crate::ConnectArgs) -> Result<Client> {
@@ -307,14 +314,14 @@ pub fn retry_json(ack: &pb::SubmitToolResponse, retry_of: &str) -> serde_json::V
 }
 
 /// A stop signal a waiting command ends on: SIGINT or SIGTERM.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum Signal {
     Interrupt,
     Terminate,
 }
 
 impl Signal {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
@@ -692,10 +699,17 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
         .await?
         .ack_completions(&args.session, args.up_to)
         .await?;
-    out!(
-        "released {removed} completions of session {:?}",
-        args.session
-    );
+    if args.json {
+        out!(
+            "{}",
+            serde_json::json!({"session_id": args.session, "up_to": args.up_to, "released": removed})
+        );
+    } else {
+        out!(
+            "released {removed} completions of session {:?}",
+            args.session
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -704,6 +718,18 @@ pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
 pub async fn result(server: &str, args: ResultArgs) -> Result<ExitCode> {
     use std::io::Write;
     let client = connect(server, &args.conn).await?;
+    if args.json {
+        let mut whole = Vec::new();
+        copy_result(&client, &args.task_id, args.page_bytes, &mut whole).await?;
+        let text = String::from_utf8(whole).context("the result is not UTF-8")?;
+        let result = serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|_| serde_json::json!(text));
+        out!(
+            "{}",
+            serde_json::json!({"task_id": args.task_id, "result": result, "result_bytes": text.len()})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut stdout = crate::output::Stdout::lock();
     copy_result(&client, &args.task_id, args.page_bytes, &mut stdout).await?;
     stdout.flush().context("writing the result to stdout")?;

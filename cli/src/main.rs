@@ -168,7 +168,7 @@ enum Command {
     Cancel(ops::CancelArgs),
     /// List tasks, newest first: --session, --status, --tool, --limit.
     Tasks(ops::TasksArgs),
-    /// List the workers connected to the server.
+    /// List the workers connected to this server (with a shared PostgreSQL store, not those of other servers).
     Workers(ops::WorkersArgs),
     /// Run a FAILED, TIMED_OUT or CANCELLED task again as a new task.
     Retry(ops::RetryArgs),

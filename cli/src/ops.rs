@@ -111,11 +111,7 @@ pub async fn tasks(server: &str, args: TasksArgs) -> Result<ExitCode> {
         left -= page.tasks.len() as u32;
         for t in &page.tasks {
             if args.json {
-                let mut obj = output::task_json(t);
-                obj["worker_id"] = json!(t.worker_id);
-                obj["worker_name"] = json!(t.worker_name);
-                obj["retry_of"] = json!(t.retry_of);
-                out!("{obj}");
+                out!("{}", output::task_json(t));
             } else {
                 rows.push(vec![
                     t.task_id.clone(),
@@ -123,7 +119,7 @@ pub async fn tasks(server: &str, args: TasksArgs) -> Result<ExitCode> {
                     t.tool.clone(),
                     output::status_name(t.status).to_string(),
                     ago(&t.created_at),
-                    format!("{} ms", t.elapsed_ms),
+                    output::duration_text(Duration::from_millis(t.elapsed_ms)),
                     t.worker_name.clone(),
                 ]);
             }
@@ -178,6 +174,20 @@ pub async fn workers(server: &str, args: WorkersArgs) -> Result<ExitCode> {
         let head = ["ID", "NAME", "TOOLS", "RUNNING", "CONNECTED", "LAST SEEN"];
         out_raw!("{}", table(&head, &rows));
     }
+    if workers.is_empty() && !args.json {
+        // ListWorkers answers with the workers connected to the server
+        // asked; servers sharing a PostgreSQL store each list their own.
+        eprintln!(
+            "no workers are connected to this server ({}){}: this lists only the workers \
+connected to the server asked; with a shared PostgreSQL store, workers connected to other \
+servers are not listed (ask each with --server)",
+            crate::shown_address(server),
+            match &args.tool {
+                Some(t) => format!(" serving tool {t}"),
+                None => String::new(),
+            }
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,22 +234,14 @@ pub async fn retry(server: &str, args: RetryArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How long ago `t` was, as "12s ago", "5m ago", "3h ago", "2d ago".
+/// How long ago `t` was, in [`output::duration_text`]'s format: "12s ago", "5m3s ago".
 pub fn ago(t: &Option<prost_types::Timestamp>) -> String {
     let Some(t) = t else {
         return "-".into();
     };
     let at = SystemTime::UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32);
-    let secs = SystemTime::now()
-        .duration_since(at)
-        .unwrap_or_default()
-        .as_secs();
-    match secs {
-        0..60 => format!("{secs}s ago"),
-        60..3600 => format!("{}m ago", secs / 60),
-        3600..86400 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86400),
-    }
+    let age = SystemTime::now().duration_since(at).unwrap_or_default();
+    format!("{} ago", output::duration_text(age))
 }
 
 /// Rows under a header, each column as wide as its widest cell.

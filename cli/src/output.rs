@@ -181,7 +181,25 @@ pub fn task_json(t: &pb::Task) -> Value {
         "delivery": delivery_name(t.delivery),
         "progress": t.progress.as_ref().map(progress_json),
         "fallback": t.fallback.as_ref().map_or(Value::Null, fallback_json),
+        "worker_id": t.worker_id,
+        "worker_name": t.worker_name,
+        "retry_of": t.retry_of,
     })
+}
+
+/// A duration for people, in one format everywhere (`tasks`' ELAPSED and
+/// CREATED, `workers`' times): "340ms", "4.2s", "59s", "5m3s", "3h5m", "2d3h".
+pub fn duration_text(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    let secs = d.as_secs();
+    match secs {
+        _ if ms < 1000 => format!("{ms}ms"),
+        0..10 => format!("{:.1}s", d.as_secs_f64()),
+        10..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{}h", secs / 86400, secs % 86400 / 3600),
+    }
 }
 
 pub fn task_text(t: &pb::Task) -> String {

@@ -1,5 +1,13 @@
 //! `errand worker`: serve a tool by running a program per call.
-use std::{process::ExitCode, sync::Arc};
+use std::{
+    future::Future,
+    pin::Pin,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
@@ -61,28 +69,68 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
         token: options.token.clone(),
     };
     let shutdown = CancellationToken::new();
+    let mut stop = crate::agent::Stop::new()?;
+    let stopped_by = Arc::new(std::sync::OnceLock::new());
+    let counted = Counted {
+        inner: Arc::new(ExecTool::new(args.exec)),
+        running: Arc::new(AtomicUsize::new(0)),
+    };
     tokio::spawn({
-        let shutdown = shutdown.clone();
+        let (shutdown, stopped_by) = (shutdown.clone(), stopped_by.clone());
+        let running = counted.running.clone();
         async move {
-            let _ = tokio::signal::ctrl_c().await;
+            let signal = stop.next().await;
+            // Counted before the stop cancels them.
+            let _ = stopped_by.set((signal, running.load(Ordering::SeqCst)));
             shutdown.cancel();
         }
     });
     let tool = args.tool;
-    worker::run(
-        channel,
-        config,
-        Arc::new(ExecTool::new(args.exec)),
-        shutdown,
-        move |r| {
-            // A line on stdout that scripts and tests can wait for.
-            announce!(
-                "errand worker registered tool {tool} as worker {}",
-                r.worker_id
-            );
-        },
-    )
+    worker::run(channel, config, Arc::new(counted), shutdown, move |r| {
+        // A line on stdout that scripts and tests can wait for.
+        announce!(
+            "errand worker registered tool {tool} as worker {}",
+            r.worker_id
+        );
+    })
     .await
     .context("the server refused the worker")?;
-    Ok(ExitCode::SUCCESS)
+    let Some((signal, running)) = stopped_by.get().copied() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The stream's end stopped the running programs; the server puts their
+    // tasks back in the queue (or fails those whose attempts are used up).
+    tracing::warn!(
+        signal = signal.name(),
+        running,
+        "errand worker stopping: its {running} running task(s) go back to the queue for another \
+worker (a new attempt; a task whose attempts are used up fails with worker_lost)"
+    );
+    Ok(signal.exit_code())
+}
+
+/// A handler that counts the calls it is running, for the stop's log line.
+struct Counted {
+    inner: Arc<ExecTool>,
+    running: Arc<AtomicUsize>,
+}
+
+impl worker::Handler for Counted {
+    // `#[async_trait]`'s signature, written out.
+    fn run<'life0, 'async_trait>(
+        &'life0 self,
+        task: pb::Assignment,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<String, pb::ToolError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            self.running.fetch_add(1, Ordering::SeqCst);
+            let outcome = worker::Handler::run(&*self.inner, task, cancel).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            outcome
+        })
+    }
 }

@@ -103,3 +103,123 @@ async fn tasks_workers_cancel_and_retry_from_the_cli() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no task"));
 }
+
+fn err_text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One serializer for a task (submit --json carries tasks --json's
+/// fields), retry acknowledges on stderr as submit does, ack and result
+/// have --json, and ELAPSED reads as CREATED does.
+#[tokio::test]
+async fn commands_print_tasks_and_acks_alike() {
+    let server = Server::start(&[]).await;
+    let client = server.client().await;
+    let mut worker = server.gate_worker(&["job"], 1).await;
+    let sub = json_lines(
+        &server
+            .cli(&["submit", "job", "--session", "c3", "--json"])
+            .await,
+    );
+    for key in ["retry_of", "worker_id", "worker_name"] {
+        assert!(sub[0]["task"].get(key).is_some(), "{key}: {sub:?}");
+    }
+    let id = sub[0]["task_id"].as_str().unwrap().to_string();
+    worker.next().await.fail("tool_error", "no");
+    take_completions(&mut client.completions("c3", 0), 1).await;
+
+    let again = server.cli(&["retry", &id]).await;
+    assert!(again.status.success(), "{}", err_text(&again));
+    assert!(
+        err_text(&again).contains("submitted"),
+        "{}",
+        err_text(&again)
+    );
+    let retried = lines(&again)[0].clone();
+    worker.next().await.succeed("{\"n\":7}");
+    take_completions(&mut client.completions("c3", 1), 1).await;
+
+    let res = json_lines(&server.cli(&["result", &retried, "--json"]).await);
+    assert_eq!(res[0]["task_id"], retried.as_str());
+    assert_eq!(res[0]["result"]["n"], 7);
+    let plain = server.cli(&["result", &retried]).await;
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "{\"n\":7}");
+
+    let table = lines(&server.cli(&["tasks", "--session", "c3"]).await);
+    assert!(!table[1].contains(" ms"), "{table:?}");
+
+    let acked = json_lines(
+        &server
+            .cli(&["ack", "--session", "c3", "--up-to", "2", "--json"])
+            .await,
+    );
+    assert_eq!(acked[0]["released"], 2, "{acked:?}");
+    assert_eq!(acked[0]["session_id"], "c3");
+}
+
+/// `workers` with none says whose workers it lists.
+#[tokio::test]
+async fn workers_without_any_says_it_lists_this_servers() {
+    let server = Server::start(&[]).await;
+    let out = server.cli(&["workers"]).await;
+    assert!(out.status.success());
+    let err = err_text(&out);
+    assert!(
+        err.contains("no workers are connected to this server"),
+        "{err}"
+    );
+}
+
+/// A worker stopped mid-task by SIGINT says it stops and that its running
+/// task goes back to the queue, exits 130, and another worker gets the task.
+#[tokio::test]
+async fn a_worker_interrupted_mid_task_says_where_its_task_goes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let server = Server::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("started");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = tokio::process::Command::new(errand_bin())
+        .args(["worker", "--tool", "nap", "--exec"])
+        .arg(format!("echo go > {}; exec sleep 600", fifo.display()))
+        .env("ERRAND_SERVER", &server.addr)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    within(
+        "registration",
+        wait_line(&mut out, "errand worker registered"),
+    )
+    .await;
+    let client = server.client().await;
+    let id = client.submit("w", "nap", "{}").await.unwrap().task_id;
+    within(
+        "the program to start",
+        tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap()),
+    )
+    .await
+    .unwrap();
+    // SAFETY: signalling our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) },
+        0
+    );
+    let done = within("the worker to stop", child.wait_with_output())
+        .await
+        .unwrap();
+    let err = err_text(&done);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("stopping") && err.contains("back to the queue"),
+        "{err}"
+    );
+    let mut other = server.gate_worker(&["nap"], 1).await;
+    let job = other.next().await;
+    assert_eq!(job.task.task_id, id);
+    job.succeed("1");
+}
