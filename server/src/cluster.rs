@@ -246,7 +246,7 @@ impl Cluster {
                 _ = self.shutdown.cancelled() => return,
             }
             let mut backoff = Duration::from_millis(100);
-            while let Err(e) = shared.publish_tools(self.sched.local_tools()).await {
+            while let Err(e) = self.sched.publish_tools(shared).await {
                 if !e.is_transient() {
                     tracing::error!(error = %e, "this server's tools cannot be published: the store refuses them");
                     break;

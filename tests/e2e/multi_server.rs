@@ -710,3 +710,103 @@ async fn a_task_reclaimed_from_a_cut_off_server_tells_its_worker_lease_lost() {
     };
     assert_eq!((again.task_id.as_str(), again.attempt), (id.as_str(), 2));
 }
+
+/// Connects a raw worker serving `tool` to `addr` as soon as the servers
+/// accept its definition: a tool whose last worker left another server
+/// stays served there until that server withdraws it.
+async fn register_when_accepted(addr: &str, tool: pb::Tool) -> raw::RawWorker {
+    within("the definition to be accepted", async {
+        loop {
+            match raw::connect_worker(addr, None, vec![tool.clone()]).await {
+                Ok(w) => return w,
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(s) => panic!("registration failed: {s}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until `client` lists tool `name` with input schema `schema`.
+async fn listed_with(client: &Client, name: &str, schema: &str) {
+    within("the definition to be listed", async {
+        loop {
+            let tools = client.list_tools().await.unwrap();
+            if tools
+                .iter()
+                .any(|t| t.name == name && t.input_schema_json == schema)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// One definition per tool across the servers: while a worker on any
+/// server serves a tool, a different definition is refused on every
+/// server (as on one); once none serves it, a new one replaces it on all.
+#[tokio::test]
+async fn a_different_definition_is_refused_while_any_server_serves_the_tool() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let a = Server::start_postgres(&url, &[]).await;
+    let b = Server::start_postgres(&url, &[]).await;
+    let original = pb::Tool {
+        name: "t".into(),
+        description: "Look a term up.".into(),
+        input_schema_json: r#"{"type":"object"}"#.into(),
+        ..Default::default()
+    };
+    let different = pb::Tool {
+        description: "Different".into(),
+        input_schema_json: r#"{"type":"object","required":["zzz"]}"#.into(),
+        ..original.clone()
+    };
+    let first = raw::connect_worker(&a.addr, None, vec![original.clone()])
+        .await
+        .unwrap();
+    // At once, before B has heard of A's worker.
+    let refused = raw::connect_worker(&b.addr, None, vec![different.clone()])
+        .await
+        .err()
+        .expect("a different definition is refused while A's worker serves it");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("`t`")
+            && refused.message().contains("description")
+            && refused.message().contains("input_schema_json"),
+        "{}",
+        refused.message()
+    );
+    // The same definition is welcome on B; both servers list it, and a
+    // submit through B is checked against it.
+    let same = raw::connect_worker(&b.addr, None, vec![original.clone()])
+        .await
+        .unwrap();
+    let (on_a, on_b) = (a.client().await, b.client().await);
+    listed_with(&on_a, "t", &original.input_schema_json).await;
+    listed_with(&on_b, "t", &original.input_schema_json).await;
+    on_b.submit("s", "t", r#"{"term":"a"}"#).await.unwrap();
+
+    // Both leave; nothing serves `t` any more, and a new definition
+    // replaces the old one on every server.
+    for mut w in [first, same] {
+        drop(w.tx);
+        while let Ok(Some(_)) = within("the worker's departure", w.commands.message()).await {}
+    }
+    let _new = register_when_accepted(&b.addr, different.clone()).await;
+    listed_with(&on_a, "t", &different.input_schema_json).await;
+    // Now the old definition is the different one, on A too.
+    let refused = raw::connect_worker(&a.addr, None, vec![original])
+        .await
+        .err()
+        .expect("the old definition is refused while B's worker serves the new one");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+}

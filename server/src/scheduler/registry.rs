@@ -35,6 +35,17 @@ fn to_stored(spec: &ToolSpec, at: SystemTime) -> StoredTool {
     }
 }
 
+/// The refusal of a registration of tool `name` whose definition differs
+/// (`fields`) from the one connected workers serve (`where_`: "" here).
+fn differs_error(name: &str, fields: &[&str], where_: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "tool `{}` is served by connected workers{where_} with a different definition ({} \
+         differ): register the same definition, or stop those workers first",
+        name,
+        fields.join(", ")
+    ))
+}
+
 impl Scheduler {
     /// Adds a worker and its tools, and stores their definitions. Its
     /// commands (queued work first) arrive on `tx`, which must be new and
@@ -60,9 +71,13 @@ impl Scheduler {
             reg.worker_name
         };
         let _writes = self.registry_writes.lock().await;
+        self.refuse(&self.lock(), &specs, &[])?;
+        let advertised = self.register_shared(&specs).await?;
         let (id, forgotten) = {
             let mut st = self.lock();
-            let forgotten = self.admit_tools(&mut st, &specs, &[])?;
+            let forgotten = self
+                .admit_tools(&mut st, &specs, &[])
+                .inspect_err(|_| self.unadvertise(advertised))?;
             let tools: Vec<&str> = specs.iter().map(|s| s.name.as_key()).collect();
             let id = st.add_worker(name.clone(), specs.clone(), max_concurrency, tx);
             info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
@@ -89,33 +104,15 @@ impl Scheduler {
     ) -> Result<(), Error> {
         let specs = admission::check_registration(&reg, &self.config.limits)?;
         let _writes = self.registry_writes.lock().await;
-        let forgotten = {
+        {
+            let st = self.lock();
+            let served = self.check_more(&st, worker, &reg, &specs)?;
+            self.refuse(&st, &specs, &served)?;
+        }
+        let advertised = self.register_shared(&specs).await?;
+        let forgotten = (|| {
             let mut st = self.lock();
-            let Some((served, max_concurrency)) =
-                (st.worker_tools(worker)).map(|(tools, max)| (tools.to_vec(), max))
-            else {
-                return Err(Error::Unavailable(
-                    "the worker's stream is closing: connect again".into(),
-                ));
-            };
-            if reg.max_concurrency != 0 && reg.max_concurrency as usize != max_concurrency {
-                return Err(Error::invalid(format!(
-                    "a later Register has max_concurrency {}, the worker registered {}: send \
-                     0 or the same value (connect again to change it)",
-                    reg.max_concurrency, max_concurrency
-                )));
-            }
-            let new = (specs.iter())
-                .filter(|s| !served.iter().any(|t| **t == *s.name.as_key()))
-                .count();
-            let max = self.config.limits.max_tools_per_worker;
-            if served.len() + new > max {
-                return Err(Error::invalid(format!(
-                    "the worker would serve {} tools, the limit is {max}: serve the others \
-                     from another worker",
-                    served.len() + new
-                )));
-            }
+            let served = self.check_more(&st, worker, &reg, &specs)?;
             let forgotten = self.admit_tools(&mut st, &specs, &served)?;
             if !st.add_tools(worker, specs.clone()) {
                 return Err(Error::Unavailable(
@@ -125,23 +122,111 @@ impl Scheduler {
             let tools: Vec<&str> = specs.iter().map(|s| s.name.as_key()).collect();
             info!(worker_id = worker, tools = ?tools, "worker registered more tools");
             self.apply(&mut st);
-            forgotten
-        };
+            Ok(forgotten)
+        })()
+        .inspect_err(|_| self.unadvertise(advertised))?;
         self.registered(&forgotten, &specs).await;
         Ok(())
     }
 
-    /// The checks a registration of `specs` passes before it changes
-    /// anything, by a worker that serves `served` already: not draining;
-    /// each definition the same as the one connected workers serve (an
-    /// unserved known one is replaced); room in the tenant's tool limit,
-    /// made by forgetting unneeded tools, which it returns.
-    fn admit_tools(
+    /// The checks of a later Register `reg` (of `specs`) on worker
+    /// `worker`'s stream, beside [`Self::refuse`]'s; returns the tools the
+    /// worker serves already.
+    fn check_more(
         &self,
-        st: &mut super::State<super::Tokio>,
+        st: &super::State<super::Tokio>,
+        worker: super::WorkerId,
+        reg: &Registration,
+        specs: &[ToolSpec],
+    ) -> Result<Vec<Arc<str>>, Error> {
+        let Some((served, max_concurrency)) =
+            (st.worker_tools(worker)).map(|(tools, max)| (tools.to_vec(), max))
+        else {
+            return Err(Error::Unavailable(
+                "the worker's stream is closing: connect again".into(),
+            ));
+        };
+        if reg.max_concurrency != 0 && reg.max_concurrency as usize != max_concurrency {
+            return Err(Error::invalid(format!(
+                "a later Register has max_concurrency {}, the worker registered {}: send \
+                 0 or the same value (connect again to change it)",
+                reg.max_concurrency, max_concurrency
+            )));
+        }
+        let new = (specs.iter())
+            .filter(|s| !served.iter().any(|t| **t == *s.name.as_key()))
+            .count();
+        let max = self.config.limits.max_tools_per_worker;
+        if served.len() + new > max {
+            return Err(Error::invalid(format!(
+                "the worker would serve {} tools, the limit is {max}: serve the others \
+                 from another worker",
+                served.len() + new
+            )));
+        }
+        Ok(served)
+    }
+
+    /// Shared mode: the registration of `specs` decided for every server
+    /// at once by the store (`SharedQueue::register_tools`): refused
+    /// (FAILED_PRECONDITION) when a tool's stored definition differs and
+    /// another server's workers serve it; accepted, the definitions are
+    /// stored and advertised as served here. True when they were; false on
+    /// a single server, where [`Self::refuse`] decides alone.
+    ///
+    /// Errors: UNAVAILABLE when the store cannot tell (the registration
+    /// cannot be checked against the other servers').
+    async fn register_shared(&self, specs: &[ToolSpec]) -> Result<bool, Error> {
+        let Some(shared) = self.store.shared() else {
+            return Ok(false);
+        };
+        let tools: Vec<StoredTool> = specs
+            .iter()
+            .map(|s| to_stored(s, SystemTime::now()))
+            .collect();
+        let refused = shared.register_tools(&tools).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "the tool definitions could not be checked against the other servers' \
+                 ({e}): connect again once the database answers"
+            ))
+        })?;
+        let Some(stored) = refused.first() else {
+            return Ok(true);
+        };
+        let new = specs.iter().find(|s| *s.name.as_key() == *stored.name);
+        let mut fields = match (new, self.spec_of(stored.clone())) {
+            (Some(new), Ok(old)) => super::state::differing_fields(&old, new),
+            _ => Vec::new(),
+        };
+        if fields.is_empty() {
+            fields.push("definition");
+        }
+        Err(differs_error(
+            crate::tenant::strip(&stored.name),
+            &fields,
+            " on another server",
+        ))
+    }
+
+    /// After [`Self::register_shared`] advertised a registration that was
+    /// then refused here: the publisher writes this server's true list.
+    fn unadvertise(&self, advertised: bool) {
+        if advertised {
+            self.backlog.tools_changed();
+        }
+    }
+
+    /// The checks a registration of `specs` passes, by a worker that
+    /// serves `served` already, before it changes anything (here or, in
+    /// shared mode, in the store): not draining; each definition the same
+    /// as the one workers here serve (an unserved known one is replaced);
+    /// room in the tenant's tool limit, once unneeded tools are forgotten.
+    fn refuse(
+        &self,
+        st: &super::State<super::Tokio>,
         specs: &[ToolSpec],
         served: &[Arc<str>],
-    ) -> Result<Vec<Arc<str>>, Error> {
+    ) -> Result<(), Error> {
         if st.is_draining() {
             return Err(Error::Unavailable(
                 "the server is shutting down: connect again once it is back".into(),
@@ -149,15 +234,7 @@ impl Scheduler {
         }
         for spec in specs {
             match st.differs(spec) {
-                Some((fields, true)) => {
-                    return Err(Error::FailedPrecondition(format!(
-                        "tool `{}` is served by connected workers with a different \
-                         definition ({} differ): register the same definition, or stop \
-                         those workers first",
-                        spec.name.name(),
-                        fields.join(", ")
-                    )));
-                }
+                Some((fields, true)) => return Err(differs_error(spec.name.name(), &fields, "")),
                 Some((fields, false)) => info!(
                     tool = %logs::field(spec.name.name()),
                     differ = ?fields,
@@ -166,18 +243,44 @@ impl Scheduler {
                 None => {}
             }
         }
+        let (tenant, tools) = Self::registering(specs, served);
+        (st.room_for(tenant, &tools, self.config.limits.max_tools_per_tenant))
+            .map(|_| ())
+            .map_err(|kept| self.tool_limit(kept))
+    }
+
+    /// The tenant of a registration of `specs` by a worker that serves
+    /// `served` already, and every tool it will serve.
+    fn registering<'a>(specs: &'a [ToolSpec], served: &[Arc<str>]) -> (&'a str, Vec<Arc<str>>) {
         let mut tools: Vec<Arc<str>> = specs.iter().map(|s| s.name.as_arc().clone()).collect();
         tools.extend(served.iter().cloned());
-        let tenant = specs[0].name.tenant();
+        (specs[0].name.tenant(), tools)
+    }
+
+    /// RESOURCE_EXHAUSTED: the tenant keeps `kept` tools and a registration
+    /// would add more than the limit allows.
+    fn tool_limit(&self, kept: usize) -> Error {
         let max = self.config.limits.max_tools_per_tenant;
-        st.make_room(tenant, &tools, max).map_err(|kept| {
-            Error::ResourceExhausted(format!(
-                "your tenant has {kept} tools that workers serve or queued tasks need, and \
-                 this registration adds more than the limit of {max} allows: stop the \
-                 workers of tools you no longer need (unserved tools are forgotten) or ask \
-                 the operator to raise --max-tools-per-tenant"
-            ))
-        })
+        Error::ResourceExhausted(format!(
+            "your tenant has {kept} tools that workers serve or queued tasks need, and \
+             this registration adds more than the limit of {max} allows: stop the \
+             workers of tools you no longer need (unserved tools are forgotten) or ask \
+             the operator to raise --max-tools-per-tenant"
+        ))
+    }
+
+    /// [`Self::refuse`]'s checks, then the room made in the tenant's tool
+    /// limit by forgetting unneeded tools, which it returns.
+    fn admit_tools(
+        &self,
+        st: &mut super::State<super::Tokio>,
+        specs: &[ToolSpec],
+        served: &[Arc<str>],
+    ) -> Result<Vec<Arc<str>>, Error> {
+        self.refuse(st, specs, served)?;
+        let (tenant, tools) = Self::registering(specs, served);
+        st.make_room(tenant, &tools, self.config.limits.max_tools_per_tenant)
+            .map_err(|kept| self.tool_limit(kept))
     }
 
     /// After a registration: the tools' change told, the forgotten ones
@@ -232,18 +335,12 @@ impl Scheduler {
         let specs: Vec<(ToolSpec, SystemTime)> = stored
             .into_iter()
             .filter_map(|t| {
-                let def = ToolDef {
-                    name: ToolKey::from_key(t.name),
-                    description: t.description,
-                    input_schema_json: t.input_schema,
-                    timeout_ms: t.timeout_ms,
-                    queue_timeout_ms: t.queue_timeout_ms,
-                    policy: ToolPolicy::from_stored(&t.policy),
-                };
-                match ToolSpec::new(&def, &self.config.limits) {
-                    Ok(spec) => Some((spec, t.last_served_at)),
+                let at = t.last_served_at;
+                let name = t.name.clone();
+                match self.spec_of(t) {
+                    Ok(spec) => Some((spec, at)),
                     Err(e) => {
-                        warn!(tool = %logs::field(def.name.name()), error = %e, "a stored tool definition is not usable under this server's limits: left out");
+                        warn!(tool = %logs::field(crate::tenant::strip(&name)), error = %e, "a stored tool definition is not usable under this server's limits: left out");
                         None
                     }
                 }
@@ -251,6 +348,19 @@ impl Scheduler {
             .collect();
         let max = self.config.limits.max_tools_per_tenant;
         self.lock().learn_tools(specs, max)
+    }
+
+    /// The spec of a stored definition, checked as a registration's is.
+    fn spec_of(&self, t: StoredTool) -> Result<ToolSpec, Error> {
+        let def = ToolDef {
+            name: ToolKey::from_key(t.name),
+            description: t.description,
+            input_schema_json: t.input_schema,
+            timeout_ms: t.timeout_ms,
+            queue_timeout_ms: t.queue_timeout_ms,
+            policy: ToolPolicy::from_stored(&t.policy),
+        };
+        ToolSpec::new(&def, &self.config.limits)
     }
 
     /// Stores the definitions of `specs`, served at `at`. A failure is

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Scheduler, state::Reservation};
 use crate::{
     model::{Outcome, TaskRecord, TaskState, ToolDef, ToolKey, codes, millis},
-    store::{LostTask, ToolAdvert},
+    store::{LostTask, SharedQueue, StoreError, ToolAdvert},
     tools::ToolSpec,
 };
 
@@ -91,6 +91,15 @@ impl Scheduler {
             info!(task_id = %ended.task.id, "task no longer held here: its worker is told to stop");
             self.ended_one();
         }
+    }
+
+    /// Publishes the tools this server's workers serve. Read and written
+    /// under the registry's writes, so a registration's advert
+    /// (`SharedQueue::register_tools`) is never replaced by a list read
+    /// before it.
+    pub async fn publish_tools(&self, shared: &dyn SharedQueue) -> Result<(), StoreError> {
+        let _writes = self.registry_writes.lock().await;
+        shared.publish_tools(self.local_tools()).await
     }
 
     /// The tools this server's workers serve, to publish.

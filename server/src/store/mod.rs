@@ -496,6 +496,17 @@ pub trait SharedQueue: Send + Sync {
     /// Withdraws this server's tools (it is stopping).
     async fn withdraw_tools(&self) -> Result<(), StoreError>;
 
+    /// A registration's definitions, decided for every server at once:
+    /// while another live server's workers serve a tool (see
+    /// [`Self::remote_tools`]), its stored definition stays, and a
+    /// different one is refused. Returns the stored definitions that
+    /// refused `tools` (then nothing is written); when none does, stores
+    /// `tools` (as [`Store::put_tools`]) and advertises them as served by
+    /// this server (one worker each, until its next
+    /// [`Self::publish_tools`]), so that a registration elsewhere right
+    /// after is refused too.
+    async fn register_tools(&self, tools: &[StoredTool]) -> Result<Vec<StoredTool>, StoreError>;
+
     /// The tools other live servers' workers serve, `workers` summed.
     async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError>;
 

@@ -81,6 +81,21 @@ impl<I: Io> State<I> {
         names: &[Arc<str>],
         max: usize,
     ) -> Result<Vec<Arc<str>>, usize> {
+        let keys = self.room_for(tenant, names, max)?;
+        Ok(if keys.is_empty() {
+            keys
+        } else {
+            self.forget(keys)
+        })
+    }
+
+    /// What [`Self::make_room`] would forget, changing nothing.
+    pub fn room_for(
+        &self,
+        tenant: &str,
+        names: &[Arc<str>],
+        max: usize,
+    ) -> Result<Vec<Arc<str>>, usize> {
         let mine = |key: &str| tenant::of(key) == tenant;
         let known = self
             .tools
@@ -107,8 +122,7 @@ impl<I: Io> State<I> {
         }
         // Longest unserved first; not yet stamped (`None`) counts as now.
         candidates.sort_by_key(|(since, _)| (since.is_none(), *since));
-        let keys: Vec<Arc<str>> = candidates.into_iter().take(over).map(|(_, k)| k).collect();
-        Ok(self.forget(keys))
+        Ok(candidates.into_iter().take(over).map(|(_, k)| k).collect())
     }
 
     /// Forgets every tool unserved for `retention` at `now` (and entries

@@ -30,6 +30,7 @@ mod room;
 mod views;
 mod workers;
 
+pub use registry::differing_fields;
 pub use room::Reservation;
 pub use views::WorkerView;
 

@@ -91,38 +91,7 @@ impl<I: Io> State<I> {
     /// here serve that definition now. `None` when it is new or the same.
     pub fn differs(&self, spec: &ToolSpec) -> Option<(Vec<&'static str>, bool)> {
         let known = self.tools.get(spec.name.as_key())?;
-        let old = known.spec.as_ref()?;
-        let mut fields = Vec::new();
-        if old.description != spec.description {
-            fields.push("description");
-        }
-        if old.input_schema_json != spec.input_schema_json {
-            fields.push("input_schema_json");
-        }
-        if old.timeout != spec.timeout {
-            fields.push("timeout_ms");
-        }
-        if old.queue_timeout != spec.queue_timeout {
-            fields.push("queue_timeout_ms");
-        }
-        let (a, b) = (&old.policy, &spec.policy);
-        for (differ, field) in [
-            (a.delivery != b.delivery, "delivery"),
-            (a.join_in_flight != b.join_in_flight, "dedup"),
-            (
-                a.result_budget_bytes != b.result_budget_bytes,
-                "result_budget_bytes",
-            ),
-            (a.fallback != b.fallback, "fallback"),
-            (
-                a.cancellable_by_model != b.cancellable_by_model,
-                "cancellable_by_model",
-            ),
-        ] {
-            if differ {
-                fields.push(field);
-            }
-        }
+        let fields = differing_fields(known.spec.as_ref()?, spec);
         (!fields.is_empty()).then_some((fields, !known.workers.is_empty()))
     }
 
@@ -182,4 +151,41 @@ impl<I: Io> State<I> {
     pub fn set_remote_tools(&mut self, remote: HashMap<Arc<str>, (ToolSpec, u32)>) {
         self.remote = remote;
     }
+}
+
+/// The names of the fields in which tool definition `spec` differs from
+/// `old`; empty when they are the same.
+pub fn differing_fields(old: &ToolSpec, spec: &ToolSpec) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if old.description != spec.description {
+        fields.push("description");
+    }
+    if old.input_schema_json != spec.input_schema_json {
+        fields.push("input_schema_json");
+    }
+    if old.timeout != spec.timeout {
+        fields.push("timeout_ms");
+    }
+    if old.queue_timeout != spec.queue_timeout {
+        fields.push("queue_timeout_ms");
+    }
+    let (a, b) = (&old.policy, &spec.policy);
+    for (differ, field) in [
+        (a.delivery != b.delivery, "delivery"),
+        (a.join_in_flight != b.join_in_flight, "dedup"),
+        (
+            a.result_budget_bytes != b.result_budget_bytes,
+            "result_budget_bytes",
+        ),
+        (a.fallback != b.fallback, "fallback"),
+        (
+            a.cancellable_by_model != b.cancellable_by_model,
+            "cancellable_by_model",
+        ),
+    ] {
+        if differ {
+            fields.push(field);
+        }
+    }
+    fields
 }

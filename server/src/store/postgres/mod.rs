@@ -465,7 +465,24 @@ impl Store for PostgresStore {
 
     async fn put_tools(&self, defs: &[StoredTool]) -> Result<(), StoreError> {
         self.bounded("put_tools", async {
-            tools::put_tools(&self.client().await?, defs).await
+            let mut client = self.client().await?;
+            let kept = tools::put_checked(
+                &mut client,
+                &self.server_id,
+                self.options.lease,
+                defs,
+                tools::Put::Refresh,
+            )
+            .await?;
+            if !kept.is_empty() {
+                // Another server's workers serve these as stored: theirs stay.
+                info!(
+                    tools = kept.len(),
+                    first = %crate::logs::field(&kept[0].name),
+                    "tool definitions left as stored: other servers' workers serve them"
+                );
+            }
+            Ok(())
         })
         .await
     }

@@ -293,7 +293,7 @@ impl SharedQueue for PostgresStore {
     async fn remote_tools(&self) -> Result<Vec<ToolAdvert>, StoreError> {
         self.bounded("remote_tools", async {
             let client = self.client().await?;
-            let stale_ms = 3.0 * self.options.lease.as_millis() as f64;
+            let stale_ms = super::tools::stale_ms(self.options.lease);
             let rows = client
                 .query(
                     "SELECT name, description, input_schema_json, timeout_ms, workers FROM errand_tools
@@ -319,6 +319,24 @@ impl SharedQueue for PostgresStore {
                 }
             }
             Ok(tools)
+        })
+        .await
+    }
+
+    async fn register_tools(
+        &self,
+        tools: &[crate::store::StoredTool],
+    ) -> Result<Vec<crate::store::StoredTool>, StoreError> {
+        self.bounded("register_tools", async {
+            let mut client = self.client().await?;
+            super::tools::put_checked(
+                &mut client,
+                &self.server_id,
+                self.options.lease,
+                tools,
+                super::tools::Put::Register,
+            )
+            .await
         })
         .await
     }

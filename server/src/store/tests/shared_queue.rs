@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{at, barrier, finish_seq, insert_new, succeed, task};
 use crate::model::{TaskState, codes};
-use crate::store::{SharedQueue, Store, ToolAdvert};
+use crate::store::{SharedQueue, Store, StoredTool, ToolAdvert};
 
 fn shared(store: &dyn Store) -> &dyn SharedQueue {
     store.shared().expect("a store shared by several servers")
@@ -136,6 +136,75 @@ async fn tools_are_advertised_to_the_other_servers(a: &dyn Store, b: &dyn Store)
     assert!(shared(b).remote_tools().await.unwrap().is_empty());
 }
 
+/// One definition per tool across the servers: `register_tools` refuses a
+/// definition that differs from the stored one while another live server's
+/// workers serve the tool (returning the stored one, writing nothing), and
+/// advertises the tool for this server when it accepts; `put_tools` never
+/// replaces such a definition either. Once no other server serves the tool,
+/// a new definition replaces it.
+async fn one_definition_per_tool_while_any_server_serves_it(a: &dyn Store, b: &dyn Store) {
+    let (search, fetch) = super::tools::definitions();
+    let different = StoredTool {
+        description: "Different".into(),
+        input_schema: r#"{"type":"object","required":["zzz"]}"#.into(),
+        ..search.clone()
+    };
+    let accepted = shared(a)
+        .register_tools(&[search.clone(), fetch.clone()])
+        .await
+        .unwrap();
+    assert!(accepted.is_empty(), "{accepted:?}");
+    // A's registration advertises its tools at once, before its publisher runs.
+    let seen_by_b: Vec<String> = shared(b)
+        .remote_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(seen_by_b, [fetch.name.clone(), search.name.clone()]);
+    // Through B: refused whole, the stored definition returned.
+    let refused = shared(b)
+        .register_tools(&[different.clone(), fetch.clone()])
+        .await
+        .unwrap();
+    assert_eq!(refused, std::slice::from_ref(&search));
+    assert_eq!(b.tools().await.unwrap(), [fetch.clone(), search.clone()]);
+    // The upkeep's writes do not replace it either.
+    b.put_tools(std::slice::from_ref(&different)).await.unwrap();
+    assert_eq!(a.tools().await.unwrap(), [fetch.clone(), search.clone()]);
+    // The same definition is welcome on B.
+    assert!(
+        shared(b)
+            .register_tools(std::slice::from_ref(&search))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A's own advert does not hold A back: its local registry decides there.
+    shared(b).withdraw_tools().await.unwrap();
+    assert!(
+        shared(a)
+            .register_tools(std::slice::from_ref(&different))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(b.tools().await.unwrap(), [fetch.clone(), different.clone()]);
+    // A's workers left: nothing serves the tool, and B replaces it.
+    shared(a).publish_tools(Vec::new()).await.unwrap();
+    assert!(
+        shared(b)
+            .register_tools(std::slice::from_ref(&search))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(a.tools().await.unwrap(), [fetch.clone(), search.clone()]);
+    let refused = shared(a).register_tools(&[different]).await.unwrap();
+    assert_eq!(refused, [search]);
+}
+
 async fn last_seqs_reports_each_session_that_has_one(a: &dyn Store, b: &dyn Store) {
     for (session, n) in [("s1", 2), ("s2", 1)] {
         for i in 0..n {
@@ -186,5 +255,6 @@ for_each_shared_store! {
     renew_keeps_only_this_servers_claims,
     cancel_finishes_a_task_another_server_holds,
     tools_are_advertised_to_the_other_servers,
+    one_definition_per_tool_while_any_server_serves_it,
     last_seqs_reports_each_session_that_has_one,
 }
