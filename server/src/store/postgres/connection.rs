@@ -4,6 +4,10 @@
 //! backoff until `--database-connect-timeout-ms`.
 use super::*;
 
+/// At start, the time left for the last attempt before
+/// `--database-connect-timeout-ms`: with less left, connecting gives up.
+const LAST_TRY: Duration = Duration::from_millis(100);
+
 impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or `key=value` string), runs
     /// the migrations and starts the writer and the listener. While the
@@ -51,19 +55,27 @@ impl PostgresStore {
             match outcome {
                 Ok(()) => break,
                 Err(StoreError::Unavailable(why)) => {
-                    if options
+                    // The next try after the backoff, or, when that would
+                    // pass the connect timeout, a last one just before it:
+                    // the whole wait is the timeout, not the backoffs that
+                    // fit in it.
+                    let left = options
                         .connect_timeout
-                        .is_some_and(|limit| started.elapsed() + backoff >= limit)
-                    {
-                        error!(database = %target, error = %why,
-                            "cannot reach PostgreSQL; giving up (--database-connect-timeout-ms)");
-                        return Err(StoreError::Unavailable(format!(
-                            "cannot reach PostgreSQL at {target}: {why}"
-                        )));
-                    }
-                    error!(database = %target, error = %why, retry_in_ms = backoff.as_millis() as u64,
+                        .map(|limit| limit.saturating_sub(started.elapsed()));
+                    let wait = match left {
+                        Some(left) if left <= LAST_TRY => {
+                            error!(database = %target, error = %why,
+                                "cannot reach PostgreSQL; giving up (--database-connect-timeout-ms)");
+                            return Err(StoreError::Unavailable(format!(
+                                "cannot reach PostgreSQL at {target}: {why}"
+                            )));
+                        }
+                        Some(left) => backoff.min(left - LAST_TRY),
+                        None => backoff,
+                    };
+                    error!(database = %target, error = %why, retry_in_ms = wait.as_millis() as u64,
                         "cannot reach PostgreSQL; retrying");
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(wait).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e),

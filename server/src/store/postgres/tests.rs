@@ -348,6 +348,35 @@ async fn an_unreachable_database_is_a_clear_error() {
     );
 }
 
+/// Defect: a refused database was given up on after about half the
+/// connect timeout (3000 ms: after 1.5 s; 4000 ms: after 3.1 s): the
+/// retries stopped as soon as the next backoff would pass the limit. Now
+/// the last retry is made just before it, and the whole wait is what the
+/// flag says.
+#[tokio::test]
+async fn the_connect_timeout_is_the_whole_wait_for_a_refused_database() {
+    for ms in [3_000, 4_000] {
+        let limit = Duration::from_millis(ms);
+        let started = tokio::time::Instant::now();
+        let err = PostgresStore::connect(
+            "postgres://errand@127.0.0.1:1/none",
+            PostgresOptions {
+                connect_timeout: Some(limit),
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= limit - Duration::from_millis(200) && waited < limit + Duration::from_secs(1),
+            "{ms} ms asked, gave up after {waited:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_pending_limit_message_names_the_session_without_its_tenant() {
     let Some(url) = url().await else { return };
