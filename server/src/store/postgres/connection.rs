@@ -37,7 +37,10 @@ impl PostgresStore {
                 )))),
             };
             let outcome = match reached {
-                Ok(()) => migrate(&pool).await,
+                Ok(()) => {
+                    let role = config.get_user().unwrap_or("ROLE");
+                    migrate(&pool, role, config.get_dbname().unwrap_or(role)).await
+                }
                 Err(Unreached::Tls(failure)) if config.get_ssl_mode() == SslMode::Prefer => {
                     let (TlsFailure::Refused(why) | TlsFailure::Failed(why)) = failure;
                     // libpq's `prefer`: a handshake that fails is tried
@@ -130,6 +133,7 @@ pub(super) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, MakeRustls
     if url.trim().is_empty() {
         return Err(format!("the database URL is empty: {FORM}"));
     }
+    check_shape(url)?;
     let (rest, ssl_mode, tls) = tls_settings(url)?;
     let mut config = tokio_postgres::Config::from_str(&rest)
         .map_err(|e| format!("the database URL is not valid ({e}): {FORM}"))?;
@@ -157,6 +161,51 @@ pub(super) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, MakeRustls
     };
     config.ssl_mode(ssl_mode);
     Ok((config, tls))
+}
+
+/// Refuses a URL that is neither a `postgres://` (`postgresql://`) URL nor
+/// `key=value` settings, saying what is supported; the driver's own words
+/// for it ("... has no value (key=value)") say neither, and repeat the URL
+/// with any password in it. Never repeats the URL.
+fn check_shape(url: &str) -> Result<(), String> {
+    const SUPPORTED: &str = "write postgres://USER[:PASSWORD]@HOST:PORT/DBNAME (or \
+                             postgresql://...), or key=value settings such as \
+                             `host=HOST user=USER dbname=DBNAME`";
+    let url = url.trim_start();
+    let scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+    if let Some((scheme, _)) = url.split_once("://")
+        && !scheme.is_empty()
+        && scheme.chars().all(scheme_char)
+    {
+        if matches!(scheme, "postgres" | "postgresql") {
+            return Ok(());
+        }
+        let shown: String = scheme.chars().take(32).collect();
+        let sqlite = if shown.to_ascii_lowercase().starts_with("sqlite") {
+            "; for SQLite, use --store sqlite (the default) with --data-dir DIR, not a URL"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "the database URL's scheme `{shown}://` is not supported: errand's shared store \
+             is PostgreSQL only: {SUPPORTED}{sqlite}"
+        ));
+    }
+    // key=value settings start with a key and `=`.
+    let key = url
+        .split(|c: char| c == '=' || c.is_whitespace())
+        .next()
+        .unwrap_or_default();
+    let after_key = url[key.len()..].trim_start();
+    if !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && after_key.starts_with('=')
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "the database URL is neither a postgres:// URL nor key=value settings: {SUPPORTED}"
+    ))
 }
 
 /// Runs `op` (store operation `what`) within `limit`; past it, logs and

@@ -134,46 +134,86 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-/// Creates or upgrades the schema, one server at a time.
-pub(super) async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+/// Creates or upgrades the schema, one server at a time, as `role` on
+/// database `db` (named in a refusal for want of a privilege).
+pub(super) async fn migrate(pool: &Pool, role: &str, db: &str) -> Result<(), StoreError> {
+    migrate_as(pool).await.map_err(|e| match e {
+        Migrate::Privilege(why) => StoreError::Internal(privilege_hint(&why, role, db)),
+        Migrate::Store(e) => e,
+    })
+}
+
+/// Why a migration failed.
+enum Migrate {
+    /// PostgreSQL's `insufficient_privilege`, its message.
+    Privilege(String),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Migrate {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(d) if *d.code() == tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
+                Migrate::Privilege(d.message().to_string())
+            }
+            _ => Migrate::Store(pg_error(e)),
+        }
+    }
+}
+
+impl From<StoreError> for Migrate {
+    fn from(e: StoreError) -> Self {
+        Migrate::Store(e)
+    }
+}
+
+/// What to fix when `role` may not create errand's tables in `db`
+/// (PostgreSQL 15 and later give only the database's owner CREATE on the
+/// schema `public`). Bounded: the names come from the URL.
+fn privilege_hint(why: &str, role: &str, db: &str) -> String {
+    let bound = |s: &str| s.chars().take(64).collect::<String>();
+    let (why, role, db) = (bound(why), bound(role), bound(db));
+    format!(
+        "the database role `{role}` may not create errand's tables in database `{db}` \
+         ({why}): make the role the database's owner (`createdb -O {role} {db}` for a new \
+         database, or `ALTER DATABASE {db} OWNER TO {role}`), or give it CREATE on the \
+         schema (`GRANT CREATE ON SCHEMA public TO {role}`, run as the database's owner)"
+    )
+}
+
+async fn migrate_as(pool: &Pool) -> Result<(), Migrate> {
     let mut client = pool.get().await.map_err(pool_error)?;
-    let tx = client.transaction().await.map_err(pg_error)?;
+    let tx = client.transaction().await?;
     // A migration of a large table may take longer than the connections'
     // statement_timeout (the store's operation timeout): not this one.
-    tx.batch_execute("SET LOCAL statement_timeout = 0")
-        .await
-        .map_err(pg_error)?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
-        .await
-        .map_err(pg_error)?;
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS errand_schema (
              version    integer PRIMARY KEY,
              applied_at timestamptz NOT NULL DEFAULT now())",
     )
-    .await
-    .map_err(pg_error)?;
+    .await?;
     let version: i32 = tx
         .query_one("SELECT coalesce(max(version), 0) FROM errand_schema", &[])
-        .await
-        .map_err(pg_error)?
+        .await?
         .get(0);
     let known = MIGRATIONS.len() as i32;
     if version > known {
-        return Err(StoreError::Internal(format!(
+        return Err(Migrate::Store(StoreError::Internal(format!(
             "the database has errand schema version {version}, newer than this errand knows \
              ({known}): it was written by a newer errand; run that version or a later one"
-        )));
+        ))));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.batch_execute(sql).await.map_err(pg_error)?;
+        tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO errand_schema (version) VALUES ($1)",
             &[&(i as i32 + 1)],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         info!(version = i + 1, "database schema migrated");
     }
-    tx.commit().await.map_err(pg_error)
+    Ok(tx.commit().await?)
 }

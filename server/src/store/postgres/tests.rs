@@ -762,3 +762,58 @@ fn connections_are_bounded_and_the_urls_settings_kept() {
     assert!(check_url("postgres://e@db/d?sslmode=require").is_ok());
     assert!(check_url("host=/var/run/postgresql dbname=errand").is_ok());
 }
+
+/// Defect: a URL of another database (`mysql://...`) or of no known shape
+/// was refused as `"mysql://..." has no value (key=value)`, which says
+/// neither what is wrong nor what works, and repeats the URL (and any
+/// password in it). Now it names the scheme (or the shape) and what is
+/// supported, without the URL.
+#[test]
+fn a_url_of_another_scheme_or_shape_says_what_is_supported() {
+    for (url, says) in [
+        (
+            "mysql://errand:secret@127.0.0.1/errand",
+            "`mysql://` is not supported",
+        ),
+        ("sqlite:///var/lib/errand/secret.db", "--store sqlite"),
+        ("redis://secret@h", "`redis://` is not supported"),
+        ("errand:secret@127.0.0.1/errand", "postgres://"),
+        ("127.0.0.1:5432", "postgres://"),
+        ("postgres:/secret", "postgres://"),
+    ] {
+        let err = check_url(url).unwrap_err();
+        assert!(err.contains(says), "{url}: {err}");
+        assert!(
+            err.contains("postgres://") && err.contains("key=value"),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("secret"), "{url}: the URL is repeated: {err}");
+        assert!(err.len() < 400, "{err}");
+    }
+    assert!(check_url("postgresql://e@db/d").is_ok());
+    assert!(check_url("host=db user=e dbname=d").is_ok());
+}
+
+/// Defect: a role that may not create tables in the database failed at
+/// start with PostgreSQL's bare "permission denied for schema public".
+/// Now the error names the role and what to fix.
+#[tokio::test]
+async fn a_role_without_create_on_the_schema_is_told_what_to_grant() {
+    let Some(url) = url().await else { return };
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let role = format!("lowly_{db}");
+    crate::test_pg::Cluster::execute(&url, &format!("CREATE ROLE {role} LOGIN")).await;
+    let lowly = url.replacen("errand@", &format!("{role}@"), 1);
+    let err = PostgresStore::connect(&lowly, PostgresOptions::default())
+        .await
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("permission denied"), "{text}");
+    assert!(
+        text.contains(&format!("GRANT CREATE ON SCHEMA public TO {role}"))
+            && text.contains(&format!("createdb -O {role}")),
+        "{text}"
+    );
+    assert!(text.len() < 800, "{text}");
+}
