@@ -2967,8 +2967,12 @@ type Register struct {
 	// For logs and metrics; need not be unique. At most 256 bytes (longer:
 	// INVALID_ARGUMENT).
 	WorkerName string `protobuf:"bytes,1,opt,name=worker_name,json=workerName,proto3" json:"worker_name,omitempty"`
-	// The tools this worker serves (at least one). Registering a tool that is
-	// already known updates its description, schema and timeout.
+	// The tools this worker serves (at least one). A tool no connected worker
+	// serves takes the definition given here (its description, schema and
+	// timeout replace a stored one). A tool that connected workers serve with
+	// another definition is refused with FAILED_PRECONDITION naming the fields
+	// that differ; with several servers on one PostgreSQL database, workers on
+	// any live server count (one definition per tool across them).
 	Tools []*Tool `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
 	// Most tasks the worker runs at once; 0 means 1. In a later Register
 	// (see Connect): 0 or the first Register's value (another is
@@ -3306,7 +3310,9 @@ type RegisterRefused struct {
 	// refused alike ends its stream with: 3 INVALID_ARGUMENT (a bad
 	// definition), 7 PERMISSION_DENIED (a tool the worker's token may not
 	// serve), 8 RESOURCE_EXHAUSTED (over a limit), 9 FAILED_PRECONDITION (a
-	// name served with another definition).
+	// name served with another definition), 14 UNAVAILABLE (with the
+	// PostgreSQL store, the database could not be reached to check the
+	// definition: send the Register again later).
 	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// What was refused and what to fix, at most 1 KiB (a status message's
 	// bound).
