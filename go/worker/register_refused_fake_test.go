@@ -11,6 +11,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	errand "github.com/errand-dev/errand/go"
@@ -35,6 +36,9 @@ type refusingWorkers struct {
 	got  chan *pb.WorkerMessage
 	send chan *pb.WorkerCommand
 	end  chan struct{}
+	// How many Registers listing the tool "flaky" are still to be refused
+	// UNAVAILABLE (the database could not be reached to check it).
+	unavailable atomic.Int32
 }
 
 func (f *refusingWorkers) Connect(s grpc.BidiStreamingServer[pb.WorkerMessage, pb.WorkerCommand]) error {
@@ -49,7 +53,13 @@ func (f *refusingWorkers) Connect(s grpc.BidiStreamingServer[pb.WorkerMessage, p
 			if reg := m.GetRegister(); reg != nil {
 				// Queued before the test sees the Register: it is answered
 				// before anything the test sends after.
-				f.send <- answer(reg)
+				if slices.ContainsFunc(reg.GetTools(), func(t *pb.Tool) bool { return t.GetName() == "flaky" }) &&
+					f.unavailable.Add(-1) >= 0 {
+					f.send <- &pb.WorkerCommand{Kind: &pb.WorkerCommand_RegisterRefused{RegisterRefused: &pb.RegisterRefused{
+						Code: int32(codes.Unavailable), Message: "the database could not be reached"}}}
+				} else {
+					f.send <- answer(reg)
+				}
 			}
 			f.got <- m
 		}
@@ -227,4 +237,33 @@ func TestARefusedToolIsWaitedForAloneAndCanBeHandledAgain(t *testing.T) {
 		t.Fatalf("the Register after a reconnect lists %v, want [crawl later denied]", got)
 	}
 	tw.AwaitRegistered(t)
+}
+
+// A later Register refused UNAVAILABLE (the server could not reach its
+// database to check the definition) is sent again on the same stream until
+// it is answered otherwise; WaitRegistered waits meanwhile. The worker took
+// it as a refusal for good: the tool was never registered again.
+func TestALaterRegisterRefusedUnavailableIsSentAgain(t *testing.T) {
+	f := &refusingWorkers{got: make(chan *pb.WorkerMessage, 16), send: make(chan *pb.WorkerCommand, 16), end: make(chan struct{}, 1)}
+	f.unavailable.Store(2)
+	c := testkit.Dial(t, fakeserver.Start(t, nil, f))
+	ctx := testkit.Ctx(t)
+	noop := func(context.Context, json.RawMessage) (any, error) { return nil, nil }
+	tw := testkit.StartWorker(t, c, func(w *worker.Worker) { w.Handle("crawl", "Crawls.", nil, noop) })
+	f.nextRegister(t)
+
+	tw.Handle("flaky", "Checked late.", nil, noop)
+	waited := make(chan error, 1)
+	go func() { waited <- tw.WaitRegistered(ctx, "flaky") }()
+	for i := 0; i < 3; i++ { // two refused UNAVAILABLE, then accepted
+		if got := toolNames(f.nextRegister(t)); !slices.Equal(got, []string{"flaky"}) {
+			t.Fatalf("Register %d lists %v, want [flaky]", i+1, got)
+		}
+	}
+	if err := await(t, waited, "WaitRegistered(flaky)"); err != nil {
+		t.Fatalf("WaitRegistered(flaky) = %v, want nil once the server accepted it", err)
+	}
+	if err := tw.WaitRegistered(ctx); err != nil {
+		t.Errorf("WaitRegistered() = %v, want nil", err)
+	}
 }

@@ -129,6 +129,10 @@ type tool struct {
 	// Handle of its name replaces it.
 	sentOn, acceptedOn *session
 	refused            error
+	// Later Registers of it refused UNAVAILABLE in a row (the server could
+	// not reach its database to check it): each is sent again after
+	// unavailableDelay.
+	unavailable int
 }
 
 // millis converts an option's duration for the wire (internal/millis); the
@@ -243,7 +247,10 @@ func New(c *errand.Client, opts ...Option) *Worker {
 // tasks, the refused tool is not registered again (by a reconnect or a later
 // Run), and WaitRegistered for it returns the refusal until its name is
 // handled again: Handle it again (with a definition the server accepts) to
-// replace it, and it is registered then. (A tool refused in a connection's
+// replace it, and it is registered then. A refusal with UNAVAILABLE (the
+// server could not reach its database to check the tool) is no verdict: the
+// Register is sent again (after 250 ms, doubling to 10 s) and WaitRegistered
+// waits on. (A tool refused in a connection's
 // first Register, one handled before Run or while Run reconnects, makes Run
 // fail instead.) It panics on a duplicate name (but a refused tool's), a nil
 // handler or a schema that is not JSON, as these are programming errors. An option given a
@@ -753,6 +760,17 @@ func (s *session) answered(refused error) {
 		return
 	}
 	s.w.mu.Lock()
+	if status.Code(refused) == codes.Unavailable {
+		// Not a verdict on the tool: the server could not check it now.
+		t.unavailable++
+		delay := unavailableDelay(t.unavailable)
+		s.w.mu.Unlock()
+		s.w.logger.Warn("errand worker: the server could not check a tool's registration now; sending it again",
+			"tool", t.name, "in", delay, "err", refused)
+		time.AfterFunc(delay, func() { s.registerAgain(t) })
+		return
+	}
+	t.unavailable = 0
 	if refused != nil {
 		t.refused = refused
 	} else {
@@ -764,6 +782,32 @@ func (s *session) answered(refused error) {
 			"tool", t.name, "err", refused)
 	}
 	s.w.setRegistration(func() {})
+}
+
+// unavailableDelay is the wait before the n-th Register of a tool in a row
+// refused UNAVAILABLE is sent again: 250 ms, doubling, at most 10 s.
+func unavailableDelay(n int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 1; i < n && d < 10*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Second)
+}
+
+// registerAgain sends t's Register again on s, if s is still the live
+// stream and t is still the tool of that name; a stream that ended instead
+// registers it on the next one (its sentOn is not that one).
+func (s *session) registerAgain(t *tool) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.w.mu.Lock()
+	still := s.w.live == s && s.w.byName[t.name] == t && t.refused == nil
+	s.w.mu.Unlock()
+	if still {
+		// A send that fails broke the stream: Run reconnects and sends it.
+		_ = s.sendRegister(t)
+	}
 }
 
 // refusal is the error of a refused later Register: an *errand.Error of op
