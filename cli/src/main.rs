@@ -278,9 +278,9 @@ port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 746
         let address = shown_address(server);
         return if timed_out {
             format!(
-                "the errand server at {address} did not answer within {} s ({status}): something \
-accepted the connection but sent no HTTP/2 answer; check that {address} is the address of errand \
-serve --listen (not another program's port) and that the server is not stuck",
+                "the errand server at {address} did not answer within {} s ({status}): either \
+something else accepted the connection (check that {address} is the address of errand serve \
+--listen, not another program's port) or the server, or the network to it, stopped answering",
                 ANSWER_DEADLINE.as_secs()
             )
         } else {

@@ -106,7 +106,10 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
         "errand worker stopping: its {running} running task(s) go back to the queue for another \
 worker (a new attempt; a task whose attempts are used up fails with worker_lost)"
     );
-    Ok(signal.exit_code())
+    // A stop that was asked for is a clean end (exit 0), as systemd and
+    // Kubernetes expect of a service told to stop; an exit code of 143
+    // would mark the unit failed.
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A handler that counts the calls it is running, for the stop's log line.
