@@ -320,7 +320,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError>;
 
     /// Deletes the definitions of tool keys `names`; returns how many were
-    /// stored.
+    /// deleted. With PostgreSQL, a definition another live server's workers
+    /// serve is kept (one definition per tool across the servers).
     async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError>;
 
     /// The shared queue, when several servers share this store. `None` (the

@@ -489,7 +489,8 @@ impl Store for PostgresStore {
 
     async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
         self.bounded("forget_tools", async {
-            tools::forget_tools(&self.client().await?, names).await
+            let mut client = self.client().await?;
+            tools::forget_tools(&mut client, &self.server_id, self.options.lease, names).await
         })
         .await
     }

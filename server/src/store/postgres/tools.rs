@@ -231,14 +231,31 @@ async fn put_tools(client: &impl GenericClient, tools: &[StoredTool]) -> Result<
     Ok(())
 }
 
-/// Deletes the tools `names`; returns how many there were.
+/// Deletes the tools `names` that no other live server's workers serve
+/// (server `server_id` forgets what it no longer needs; a definition
+/// another server serves stays, or the next registration anywhere would
+/// take the tool as new and replace it); returns how many were deleted.
+/// Under [`TOOLS_LOCK`], as registrations decide on what is stored.
 pub(super) async fn forget_tools(
-    client: &impl GenericClient,
+    client: &mut Object,
+    server_id: &str,
+    lease: Duration,
     names: &[String],
 ) -> Result<u64, StoreError> {
-    let st = client
-        .prepare_cached("DELETE FROM errand_tool_defs WHERE name = ANY($1)")
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&TOOLS_LOCK])
         .await
         .map_err(pg_error)?;
-    client.execute(&st, &[&names]).await.map_err(pg_error)
+    let deleted = tx
+        .execute(
+            "DELETE FROM errand_tool_defs d WHERE d.name = ANY($1)
+             AND NOT EXISTS (SELECT 1 FROM errand_tools s WHERE s.name = d.name
+                 AND s.server_id <> $2 AND s.workers > 0
+                 AND s.seen_at > now() - $3 * interval '1 millisecond')",
+            &[&names, &server_id, &stale_ms(lease)],
+        )
+        .await
+        .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(deleted)
 }

@@ -201,6 +201,18 @@ async fn one_definition_per_tool_while_any_server_serves_it(a: &dyn Store, b: &d
             .is_empty()
     );
     assert_eq!(a.tools().await.unwrap(), [fetch.clone(), search.clone()]);
+    let refused = shared(a)
+        .register_tools(std::slice::from_ref(&different))
+        .await
+        .unwrap();
+    assert_eq!(refused, std::slice::from_ref(&search));
+    // A forgets the tool (none of its workers serves it, no task needs it):
+    // the definition B's workers serve stays, so a different one is still
+    // refused. It was deleted, and the next registration took the tool as new.
+    a.forget_tools(std::slice::from_ref(&search.name))
+        .await
+        .unwrap();
+    assert_eq!(a.tools().await.unwrap(), [fetch.clone(), search.clone()]);
     let refused = shared(a).register_tools(&[different]).await.unwrap();
     assert_eq!(refused, [search]);
 }
