@@ -204,7 +204,8 @@ impl Scheduler {
         Err(differs_error(
             crate::tenant::strip(&stored.name),
             &fields,
-            " on another server",
+            " on another server (one that stopped without saying so counts until three \
+             --lease-ms have passed)",
         ))
     }
 
