@@ -5,7 +5,7 @@
 use std::process::Stdio;
 
 use errand_client::pb;
-use errand_tests::{raw::connect_worker, *};
+use errand_tests::*;
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader, Lines},
     process::{Child, Command},
@@ -46,16 +46,6 @@ fn spawn_cli(addr: &str, args: &[&str]) -> Child {
         .expect("running errand")
 }
 
-/// Connects a worker serving `tool`, then lets it go and waits until the
-/// server has: the tool is known, and no worker serves it.
-async fn worker_came_and_went(server: &Server, tool: &str) {
-    let mut w = connect_worker(&server.addr, None, vec![raw::tool(tool, "")])
-        .await
-        .unwrap();
-    drop(w.tx);
-    while let Ok(Some(_)) = within("the worker's departure", w.commands.message()).await {}
-}
-
 /// `submit --wait` prints the ack (the task ID, and that no worker serves
 /// the tool) on stderr before it waits; SIGINT while it waits says the task
 /// goes on, its ID and how to follow or cancel it, and exits 130. The task
@@ -63,7 +53,7 @@ async fn worker_came_and_went(server: &Server, tool: &str) {
 #[tokio::test]
 async fn submit_wait_shows_the_ack_at_once_and_an_interrupt_names_the_task() {
     let server = Server::start(&[]).await;
-    worker_came_and_went(&server, "lonely").await;
+    raw::worker_came_and_went(&server.addr, "lonely").await;
     let mut child = spawn_cli(
         &server.addr,
         &["submit", "lonely", "--session", "sw", "--wait"],

@@ -3,20 +3,10 @@
 use errand_client::{Client, pb};
 use errand_tests::{pg, raw::connect_worker, *};
 
-/// Connects a worker serving `tool`, then lets it go and waits until the
-/// server has (its command stream ends).
-async fn worker_came_and_went(server: &Server, tool: &str) {
-    let mut w = connect_worker(&server.addr, None, vec![raw::tool(tool, "")])
-        .await
-        .unwrap();
-    drop(w.tx);
-    while let Ok(Some(_)) = within("the worker's departure", w.commands.message()).await {}
-}
-
 #[tokio::test]
 async fn a_call_no_worker_takes_times_out_in_the_queue() {
     let server = Server::start(&[]).await;
-    worker_came_and_went(&server, "t").await;
+    raw::worker_came_and_went(&server.addr, "t").await;
     let client = server.client().await;
     let mut stream = client.completions("s", 0);
     let call = pb::SubmitToolRequest {
@@ -43,7 +33,7 @@ async fn a_call_no_worker_takes_times_out_in_the_queue() {
 async fn a_queue_timeout_holds_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_durable(dir.path(), &[]).await;
-    worker_came_and_went(&server, "t").await;
+    raw::worker_came_and_went(&server.addr, "t").await;
     let call = pb::SubmitToolRequest {
         queue_timeout_ms: 1_500,
         ..tool_call("s", "t")
@@ -65,7 +55,7 @@ async fn a_queue_timeout_holds_across_a_restart() {
 #[tokio::test]
 async fn a_known_tool_without_workers_is_listed_and_its_calls_are_queued_with_a_warning() {
     let server = Server::start(&[]).await;
-    worker_came_and_went(&server, "t").await;
+    raw::worker_came_and_went(&server.addr, "t").await;
     let mut raw = server.raw();
     let listed = raw
         .list_tools(pb::ListToolsRequest::default())
@@ -224,7 +214,7 @@ fn call(tool: &str, queue_timeout_ms: u64, key: &str) -> pb::SubmitToolRequest {
 async fn after_a_restart_a_known_tool_takes_calls_that_wait_for_a_worker() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = restartable(dir.path()).await;
-    worker_came_and_went(&server, "t").await;
+    raw::worker_came_and_went(&server.addr, "t").await;
     let before = server
         .client()
         .await
@@ -318,7 +308,7 @@ async fn a_tool_registered_on_one_server_is_known_on_the_others() {
     let url = cluster.create_database().await;
     let one = Server::start_postgres(&url, &[]).await;
     let two = Server::start_postgres(&url, &[]).await;
-    worker_came_and_went(&two, "t").await;
+    raw::worker_came_and_went(&two.addr, "t").await;
     // Server one learns it from the stored registry (at its next upkeep).
     let c1 = one.client().await;
     within("server one to know the tool, unserved", async {

@@ -56,6 +56,17 @@ pub async fn connect_worker(
     }
 }
 
+/// Connects a worker serving `tool` at `addr`, then lets it go and waits
+/// until the server has (its command stream ends): the tool is known, and
+/// no worker serves it.
+pub async fn worker_came_and_went(addr: &str, tool: &str) {
+    let mut w = connect_worker(addr, None, vec![self::tool(tool, "")])
+        .await
+        .unwrap();
+    drop(w.tx);
+    while let Ok(Some(_)) = within("the worker's departure", w.commands.message()).await {}
+}
+
 impl RawWorker {
     /// The server's next command; panics when the stream fails or ends.
     pub async fn next_command(&mut self) -> pb::worker_command::Kind {

@@ -51,6 +51,13 @@ pub(super) fn stale_ms(lease: Duration) -> f64 {
     3.0 * lease.as_millis() as f64
 }
 
+/// Whether the tool of `errand_tool_defs d` is served by another live
+/// server than `$2`: an advert with workers renewed within `$3` ms
+/// ([`stale_ms`]).
+const SERVED_ELSEWHERE: &str = "EXISTS (SELECT 1 FROM errand_tools s WHERE s.name = d.name
+    AND s.server_id <> $2 AND s.workers > 0
+    AND s.seen_at > now() - $3 * interval '1 millisecond')";
+
 /// Whether `a` and `b` define the same tool (`last_served_at` aside).
 fn same_definition(a: &StoredTool, b: &StoredTool) -> bool {
     a.description == b.description
@@ -92,11 +99,11 @@ pub(super) async fn put_checked(
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
     let stored = rows(
         &tx,
-        "SELECT d.name, d.description, d.input_schema_json, d.timeout_ms, d.queue_timeout_ms,
-             d.last_served_at, d.policy,
-             EXISTS (SELECT 1 FROM errand_tools s WHERE s.name = d.name AND s.server_id <> $2
-                 AND s.workers > 0 AND s.seen_at > now() - $3 * interval '1 millisecond')
-         FROM errand_tool_defs d WHERE d.name = ANY($1)",
+        &format!(
+            "SELECT d.name, d.description, d.input_schema_json, d.timeout_ms,
+                 d.queue_timeout_ms, d.last_served_at, d.policy, {SERVED_ELSEWHERE}
+             FROM errand_tool_defs d WHERE d.name = ANY($1)"
+        ),
         &[&names, &server_id, &stale_ms(lease)],
     )
     .await?;
@@ -248,10 +255,9 @@ pub(super) async fn forget_tools(
         .map_err(pg_error)?;
     let deleted = tx
         .execute(
-            "DELETE FROM errand_tool_defs d WHERE d.name = ANY($1)
-             AND NOT EXISTS (SELECT 1 FROM errand_tools s WHERE s.name = d.name
-                 AND s.server_id <> $2 AND s.workers > 0
-                 AND s.seen_at > now() - $3 * interval '1 millisecond')",
+            &format!(
+                "DELETE FROM errand_tool_defs d WHERE d.name = ANY($1) AND NOT {SERVED_ELSEWHERE}"
+            ),
             &[&names, &server_id, &stale_ms(lease)],
         )
         .await
