@@ -47,10 +47,12 @@ macro_rules! announce {
 
 mod agent;
 mod check;
+mod follow;
 mod mcp;
 mod ops;
 mod output;
 mod serve;
+mod stop;
 mod token;
 mod worker;
 

@@ -69,7 +69,7 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
         token: options.token.clone(),
     };
     let shutdown = CancellationToken::new();
-    let mut stop = crate::agent::Stop::new()?;
+    let mut stop = crate::stop::Stop::new()?;
     let stopped_by = Arc::new(std::sync::OnceLock::new());
     let counted = Counted {
         inner: Arc::new(ExecTool::new(args.exec)),
