@@ -18,7 +18,8 @@ Layout:
                      whose calls submit through errand and answer at once; completion callbacks.
 - `errand.callables` — tools as plain functions for agent frameworks (`client.tool(name)`).
 - `errand.agent`   — `AsyncAgent`: delivers results to an agent, the user first, queueing
-                     while it is busy (its turn loop: `errand._turns`).
+                     while it is busy (its turn loop: `errand._turns`; its event loops:
+                     `errand._agent_loops`; results arriving: `errand._agent_intake`).
 - `errand.sync_agent` — `SyncAgent`: the same for blocking code (on `errand._loop`).
 - `errand.history` — `prune_history`: drop delivered results from a message history.
 - `errand.specs`   — tools in the formats of OpenAI, Anthropic and Bedrock Converse.
