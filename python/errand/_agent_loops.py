@@ -32,8 +32,9 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Callable, Optional, TypeVar
 
+from errand._digest import drives, stops
 from errand._loop import LoopEnd, LoopThread, running_loop
-from errand._turns import TurnLoop, drives, stops
+from errand._turns import TurnLoop
 from errand.aio import AsyncSessionEventStream
 from errand.errors import ClosedError
 from errand.types import Completion

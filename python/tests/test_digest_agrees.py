@@ -4,7 +4,7 @@ Two digests reach the model: the one `AsyncAgent` prepends to each turn, and
 the answer of the `errand_pending` session tool the framework adapters give
 the model. Both come from the server's PendingDigest, whose count takes in
 every completion not acknowledged yet; the agent acknowledges a turn's
-results after the turn. One rule (`errand._turns.digest_text`) makes that
+results after the turn. One rule (`errand._digest.digest_text`) makes that
 count the results the model has not been shown, for both: while the model
 handles the message that carries a result, `errand_pending` does not call that
 result "arrived and not yet acknowledged" any more than the digest leading the

@@ -4,7 +4,7 @@
 arrived truncated (or by reference); `errand_pending()` answers with the
 server's digest of what the conversation still waits for, its count of
 results made those the model has not been shown by the rule of the digest
-`AsyncAgent` prepends to turns (`errand._turns.digest_text`);
+`AsyncAgent` prepends to turns (`errand._digest.digest_text`);
 `errand_cancel(task_id, reason)` cancels one of the conversation's calls,
 refused unless its tool is registered `cancellable_by_model` (looked up with
 ListTools). The adapters wrap these `SessionTool`s in their framework's tool
@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
+from errand._digest import session_digest
 from errand._jsonable import dumps
-from errand._turns import session_digest
 from errand.aio import AsyncClient
 from errand.client import Client
 from errand.errors import (
@@ -117,7 +117,7 @@ class SessionTools:
 
         The server's count of unacknowledged results is made the number the
         model has not been shown, by the rule of the digest `AsyncAgent`
-        prepends (`errand._turns.digest_text`), with what the agent that
+        prepends (`errand._digest.digest_text`), with what the agent that
         drives this session in this process has shown its model (the message
         in its hands included): a result the model is handling is not called
         unacknowledged, and SILENT ones are said to come with the next user
