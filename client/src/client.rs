@@ -2,7 +2,6 @@
 use std::time::Duration;
 
 use errand_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
     Request, Status,
@@ -12,10 +11,10 @@ use tonic::{
 };
 use tracing::debug;
 
-use crate::error::{Error, is_transient};
-
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+use crate::{
+    error::Error,
+    follow::{self, FollowEvent, FollowOptions},
+};
 
 /// The port an address without one means: errand's default.
 pub const DEFAULT_PORT: u16 = 7466;
@@ -150,7 +149,7 @@ pub type AuthChannel = InterceptedService<Channel, Credentials>;
 /// A connection to errand's `ToolService`. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    rpc: ToolServiceClient<AuthChannel>,
+    pub(crate) rpc: ToolServiceClient<AuthChannel>,
 }
 
 /// Opens a channel to `addr` (as [`endpoint_with`] reads it), failing at
@@ -399,76 +398,33 @@ impl Client {
 
     /// The session's completions after `after_seq`, then live ones, for as
     /// long as the returned stream is read. Reconnects by itself with
-    /// backoff when the server or network goes away, resuming after the last
-    /// seq it delivered: nothing is missed or repeated. Ends with an error
-    /// only for errors that retrying cannot fix: OUT_OF_RANGE for an
-    /// `after_seq` beyond the session's last seq, say.
+    /// backoff (100 ms doubling to 5 s) when the server or network goes
+    /// away, resuming after the last seq it delivered: nothing is missed or
+    /// repeated. Ends with an error only for errors that retrying cannot
+    /// fix: OUT_OF_RANGE for an `after_seq` beyond the session's last seq,
+    /// say. [`Self::follow_completions`] is the same stream with its
+    /// reconnections shown and its waits chosen.
     pub fn completions(
         &self,
         session: &str,
         after_seq: u64,
     ) -> ReceiverStream<Result<pb::Completion, Error>> {
-        let (tx, rx) = mpsc::channel(64);
-        let rpc = self.rpc.clone();
-        let session = session.to_string();
-        tokio::spawn(async move {
-            let mut cursor = after_seq;
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match follow(rpc.clone(), &session, &mut cursor, &tx, &mut backoff).await {
-                    Ok(()) => return, // the caller stopped reading
-                    Err(status) if is_transient(status.code()) => {
-                        debug!(session_id = %session, %status, after_seq = cursor, "completions stream lost; reconnecting");
-                    }
-                    Err(status) => {
-                        let _ = tx.send(Err(status.into())).await;
-                        return;
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = tx.closed() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+        let session_id = session.to_string();
+        let keep = move |event| match event {
+            FollowEvent::Completion(completion) => Some(completion),
+            FollowEvent::Lost { cause } => {
+                debug!(%session_id, %cause, "completions stream lost; reconnecting");
+                None
             }
-        });
-        ReceiverStream::new(rx)
-    }
-}
-
-/// Follows one stream until it fails (`Err`) or the receiver is dropped.
-async fn follow(
-    mut rpc: ToolServiceClient<AuthChannel>,
-    session: &str,
-    cursor: &mut u64,
-    tx: &mpsc::Sender<Result<pb::Completion, Error>>,
-    backoff: &mut Duration,
-) -> Result<(), Status> {
-    let req = pb::CompletionsRequest {
-        session_id: session.to_string(),
-        after_seq: *cursor,
-    };
-    let mut stream = tokio::select! {
-        s = rpc.completions(req) => s?.into_inner(),
-        _ = tx.closed() => return Ok(()),
-    };
-    *backoff = Duration::from_millis(100);
-    loop {
-        let next = tokio::select! {
-            m = stream.message() => m?,
-            _ = tx.closed() => return Ok(()),
+            FollowEvent::Retrying { .. } | FollowEvent::Reconnected { .. } => None,
         };
-        let Some(completion) = next else {
-            return Err(Status::unavailable("the server ended the stream"));
-        };
-        // A server never repeats a seq on one stream; this guards resumption.
-        if completion.seq <= *cursor {
-            continue;
-        }
-        *cursor = completion.seq;
-        if tx.send(Ok(completion)).await.is_err() {
-            return Ok(());
-        }
+        follow::spawn(
+            self.rpc.clone(),
+            session,
+            after_seq,
+            FollowOptions::default(),
+            keep,
+        )
     }
 }
 

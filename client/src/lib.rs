@@ -17,13 +17,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`client`] (the agent side), [`worker`] (a worker's connection
+//! Layout: [`client`] (the agent side), [`follow`] (following completions
+//! across reconnections, observably), [`worker`] (a worker's connection
 //! loop around any [`worker::Handler`]), [`exec`] (a handler that runs a
 //! program per task), [`error`].
 
 pub mod client;
 pub mod error;
 pub mod exec;
+pub mod follow;
 pub mod worker;
 
 pub use client::{
@@ -31,3 +33,4 @@ pub use client::{
 };
 pub use errand_proto::v1 as pb;
 pub use error::Error;
+pub use follow::{FollowEvent, FollowOptions};

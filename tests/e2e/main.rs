@@ -16,6 +16,7 @@ mod dispatch;
 mod durability;
 mod expiry;
 mod fallback;
+mod follow;
 mod front_stops;
 mod fronts;
 mod isolation;

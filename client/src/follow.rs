@@ -1,0 +1,233 @@
+//! Following a session's completions across server restarts and network
+//! failures: the one reconnect loop behind [`Client::completions`] and
+//! [`Client::follow_completions`].
+use std::{fmt, time::Duration};
+
+use errand_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::{
+    client::{AuthChannel, Client},
+    error::{Error, is_transient},
+};
+
+/// How [`Client::follow_completions`] retries. The default is
+/// [`Client::completions`]'s: retry every transient failure, the first
+/// included, waiting 100 ms, then twice as long each time, at most 5 s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowOptions {
+    /// When no stream has opened yet, end with the failure (the stream's
+    /// one item) rather than retry it: for a caller that has not reached
+    /// the server yet and would rather say so than wait. Default `false`.
+    pub first_failure_ends: bool,
+    /// The wait before the first retry. Each failed attempt doubles it up to
+    /// [`max_backoff`](Self::max_backoff); a stream that opens resets it.
+    pub first_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        Self {
+            first_failure_ends: false,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What [`Client::follow_completions`] yields. A loss is followed by
+/// [`Retrying`](Self::Retrying) events, one per attempt, until a stream
+/// opens again ([`Reconnected`](Self::Reconnected)) or an attempt fails
+/// with an error retrying cannot fix (the stream's last item).
+#[derive(Debug, Clone)]
+pub enum FollowEvent {
+    /// The next completion of the session, in seq order, each once.
+    Completion(pb::Completion),
+    /// The open stream failed with a transient error or the server ended
+    /// it; a [`Retrying`](Self::Retrying) with the same cause follows.
+    Lost { cause: Cause },
+    /// About to wait `wait` before attempt number `attempt` (1, 2, ... since
+    /// the last stream opened) to open a stream again. `cause`: why, the
+    /// loss for the first attempt after one, otherwise the previous
+    /// attempt's failure (`UNAVAILABLE` while nothing answers, say).
+    Retrying {
+        attempt: u32,
+        wait: Duration,
+        cause: Cause,
+    },
+    /// A stream opened after one or more retries, resuming after
+    /// `after_seq`, the seq of the last completion delivered (or the
+    /// `after_seq` asked for when none was).
+    Reconnected { after_seq: u64 },
+}
+
+/// Why a stream was lost or a retry is needed.
+#[derive(Debug, Clone)]
+pub enum Cause {
+    /// The server ended the stream, as one does when it shuts down.
+    Ended,
+    /// A transient error ([`is_transient`]), of the stream or of the
+    /// attempt to open one.
+    Failed(Status),
+}
+
+impl fmt::Display for Cause {
+    /// `the server ended the stream`, or the status as [`Error`] shows it
+    /// (`UNAVAILABLE: tcp connect error (connection refused)`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Ended => f.write_str("the server ended the stream"),
+            Cause::Failed(status) => fmt::Display::fmt(&Error::Status(status.clone()), f),
+        }
+    }
+}
+
+impl Client {
+    /// The session's completions after `after_seq` (0: every retained one),
+    /// then live ones, as [`Client::completions`] gives them, with the
+    /// reconnections shown: a [`FollowEvent::Lost`] when the server or
+    /// network goes away, a [`FollowEvent::Retrying`] before each attempt,
+    /// waiting as `options` say, and a [`FollowEvent::Reconnected`] when a
+    /// stream opens again, after the last seq delivered, so nothing is
+    /// missed or repeated. Runs in a task while the stream is read; dropping
+    /// the stream stops it.
+    ///
+    /// Ends with an `Err`, its last item, on an error that retrying cannot
+    /// fix: OUT_OF_RANGE for an `after_seq` beyond the session's last seq,
+    /// UNAUTHENTICATED when the token expires, or, with
+    /// [`FollowOptions::first_failure_ends`], any failure before a first
+    /// stream opens.
+    pub fn follow_completions(
+        &self,
+        session: &str,
+        after_seq: u64,
+        options: FollowOptions,
+    ) -> ReceiverStream<Result<FollowEvent, Error>> {
+        spawn(self.rpc.clone(), session, after_seq, options, Some)
+    }
+}
+
+/// Runs the loop in a task, handing what `keep` makes of each event to the
+/// returned stream (`None`: nothing).
+pub(crate) fn spawn<T: Send + 'static>(
+    rpc: ToolServiceClient<AuthChannel>,
+    session: &str,
+    after_seq: u64,
+    options: FollowOptions,
+    keep: impl FnMut(FollowEvent) -> Option<T> + Send + 'static,
+) -> ReceiverStream<Result<T, Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    let out = Out { tx, keep };
+    tokio::spawn(run(rpc, session.to_string(), after_seq, options, out));
+    ReceiverStream::new(rx)
+}
+
+/// Where events go.
+struct Out<T, K> {
+    tx: mpsc::Sender<Result<T, Error>>,
+    keep: K,
+}
+
+impl<T, K: FnMut(FollowEvent) -> Option<T>> Out<T, K> {
+    /// False once the receiver is gone.
+    async fn send(&mut self, event: FollowEvent) -> bool {
+        match (self.keep)(event) {
+            Some(item) => self.tx.send(Ok(item)).await.is_ok(),
+            None => !self.tx.is_closed(),
+        }
+    }
+
+    async fn fail(self, status: Status) {
+        let _ = self.tx.send(Err(status.into())).await;
+    }
+}
+
+async fn run<T, K: FnMut(FollowEvent) -> Option<T>>(
+    mut rpc: ToolServiceClient<AuthChannel>,
+    session: String,
+    mut cursor: u64,
+    options: FollowOptions,
+    mut out: Out<T, K>,
+) {
+    // Retries since the last stream opened, and whether one ever did.
+    let (mut attempt, mut opened) = (0u32, false);
+    let mut wait = options.first_backoff;
+    loop {
+        let request = pb::CompletionsRequest {
+            session_id: session.clone(),
+            after_seq: cursor,
+        };
+        let answer = tokio::select! {
+            answer = rpc.completions(request) => answer,
+            _ = out.tx.closed() => return,
+        };
+        let cause = match answer {
+            Ok(response) => {
+                if attempt > 0
+                    && !out
+                        .send(FollowEvent::Reconnected { after_seq: cursor })
+                        .await
+                {
+                    return;
+                }
+                (attempt, opened, wait) = (0, true, options.first_backoff);
+                let mut stream = response.into_inner();
+                let cause = loop {
+                    let next = tokio::select! {
+                        next = stream.message() => next,
+                        _ = out.tx.closed() => return,
+                    };
+                    match next {
+                        // A server never repeats a seq on one stream; this
+                        // guards resumption.
+                        Ok(Some(completion)) if completion.seq <= cursor => {}
+                        Ok(Some(completion)) => {
+                            cursor = completion.seq;
+                            if !out.send(FollowEvent::Completion(completion)).await {
+                                return;
+                            }
+                        }
+                        Ok(None) => break Cause::Ended,
+                        Err(status) if is_transient(status.code()) => break Cause::Failed(status),
+                        Err(status) => return out.fail(status).await,
+                    }
+                };
+                if !out
+                    .send(FollowEvent::Lost {
+                        cause: cause.clone(),
+                    })
+                    .await
+                {
+                    return;
+                }
+                cause
+            }
+            Err(status)
+                if is_transient(status.code()) && (opened || !options.first_failure_ends) =>
+            {
+                Cause::Failed(status)
+            }
+            Err(status) => return out.fail(status).await,
+        };
+        attempt += 1;
+        if !out
+            .send(FollowEvent::Retrying {
+                attempt,
+                wait,
+                cause,
+            })
+            .await
+        {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = out.tx.closed() => return,
+        }
+        wait = (wait * 2).min(options.max_backoff);
+    }
+}
