@@ -42,8 +42,13 @@ impl Default for FollowOptions {
 /// What [`Client::follow_completions`] yields. A loss is followed by
 /// [`Retrying`](Self::Retrying) events, one per attempt, until a stream
 /// opens again ([`Reconnected`](Self::Reconnected)) or an attempt fails
-/// with an error retrying cannot fix (the stream's last item).
+/// with an error retrying cannot fix (the stream's last item). Non-exhaustive:
+/// events may be added (progress, say).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
+// Completions are nearly every event: boxing them would allocate for each
+// to shrink the rare others.
+#[allow(clippy::large_enum_variant)]
 pub enum FollowEvent {
     /// The next completion of the session, in seq order, each once.
     Completion(pb::Completion),
