@@ -175,7 +175,7 @@ pub async fn tools(server: &str, args: ToolsArgs) -> Result<ExitCode> {
                 tool.workers,
                 tool.queued,
                 tool.running,
-                first_line
+                output::shown(first_line)
             );
         }
     }

@@ -244,10 +244,14 @@ pub fn ago(t: &Option<prost_types::Timestamp>) -> String {
     format!("{} ago", output::duration_text(age))
 }
 
-/// Rows under a header, each column as wide as its widest cell.
+/// Rows under a header, each column as wide as its widest cell; each cell [`shown`](output::shown) on one line.
 pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| output::shown(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -261,7 +265,7 @@ pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(head.to_vec());
-    for row in rows {
+    for row in &rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
@@ -270,6 +274,20 @@ pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cell from outside (a worker's name, a session ID) cannot break the
+    /// table into forged rows or send terminal escapes.
+    #[test]
+    fn table_cells_stay_on_their_row() {
+        let t = table(
+            &["NAME", "N"],
+            &[vec!["w\nforged  row\u{1b}[2J".into(), "1".into()]],
+        );
+        assert_eq!(
+            t,
+            "NAME                     N\nw\\nforged  row\\u001b[2J  1\n"
+        );
+    }
 
     #[test]
     fn tables_align_and_statuses_parse() {

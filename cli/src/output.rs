@@ -3,6 +3,16 @@
 use errand_client::pb;
 use serde_json::{Value, json};
 
+/// Text from outside (a worker's error or progress message, a result, a
+/// call's arguments, a worker's name) as a person's terminal is shown it:
+/// on one line, its line breaks and other control characters escaped as
+/// JSON escapes them (`\n`, `\u001b`), so that it cannot print a line that
+/// passes for one of errand's, nor send the terminal escape sequences.
+/// `--json` output needs none of this: JSON escapes them itself.
+pub fn shown(text: &str) -> String {
+    errand_server::text::quote(text, usize::MAX)
+}
+
 pub fn status_name(status: i32) -> &'static str {
     pb::TaskStatus::try_from(status).map_or("UNKNOWN", |s| {
         s.as_str_name().trim_start_matches("TASK_STATUS_")
@@ -94,7 +104,9 @@ pub fn completion_line(c: &pb::Completion) -> String {
     let detail = match &c.outcome {
         _ if c.result_truncated => format!(
             "{} [result truncated: {} bytes in all; `errand result {}` prints it]",
-            c.result_preview, c.result_bytes, c.task_id
+            shown(&c.result_preview),
+            c.result_bytes,
+            c.task_id
         ),
         Some(pb::completion::Outcome::ResultJson(r)) if r.is_empty() && c.result_bytes > 0 => {
             format!(
@@ -102,8 +114,10 @@ pub fn completion_line(c: &pb::Completion) -> String {
                 c.result_bytes, c.task_id
             )
         }
-        Some(pb::completion::Outcome::ResultJson(r)) => r.clone(),
-        Some(pb::completion::Outcome::Error(e)) => format!("[{}] {}", e.code, e.message),
+        Some(pb::completion::Outcome::ResultJson(r)) => shown(r),
+        Some(pb::completion::Outcome::Error(e)) => {
+            format!("[{}] {}", shown(&e.code), shown(&e.message))
+        }
         None => String::new(),
     };
     format!(
@@ -153,7 +167,7 @@ pub fn progress_line(p: &pb::Progress) -> String {
         id = p.task_id,
         tool = p.tool,
         ms = p.elapsed_ms,
-        message = p.message,
+        message = shown(&p.message),
     )
 }
 
@@ -202,13 +216,17 @@ pub fn duration_text(d: std::time::Duration) -> String {
     }
 }
 
+/// Most bytes of a result `errand status` shows; `errand result` prints it
+/// all, and `--json` carries it whole.
+pub const STATUS_RESULT_BYTES: usize = 4096;
+
 pub fn task_text(t: &pb::Task) -> String {
     let mut out = format!(
         "task     {}\nsession  {}\ntool     {}\nargs     {}\nstatus   {}\nattempts {}\nelapsed  {} ms",
         t.task_id,
-        t.session_id,
+        shown(&t.session_id),
         t.tool,
-        t.arguments_json,
+        shown(&t.arguments_json),
         status_name(t.status),
         t.attempts,
         t.elapsed_ms
@@ -221,10 +239,20 @@ pub fn task_text(t: &pb::Task) -> String {
         );
     }
     match &t.outcome {
-        Some(pb::task::Outcome::ResultJson(r)) => out.push_str(&format!("\nresult   {r}")),
-        Some(pb::task::Outcome::Error(e)) => {
-            out.push_str(&format!("\nerror    [{}] {}", e.code, e.message))
+        Some(pb::task::Outcome::ResultJson(r)) if r.len() > STATUS_RESULT_BYTES => {
+            out.push_str(&format!(
+                "\nresult   {} [result truncated: {} bytes in all; `errand result {}` prints it]",
+                errand_server::text::quote(r, STATUS_RESULT_BYTES),
+                r.len(),
+                t.task_id
+            ))
         }
+        Some(pb::task::Outcome::ResultJson(r)) => out.push_str(&format!("\nresult   {}", shown(r))),
+        Some(pb::task::Outcome::Error(e)) => out.push_str(&format!(
+            "\nerror    [{}] {}",
+            shown(&e.code),
+            shown(&e.message)
+        )),
         None => {}
     }
     out
@@ -427,6 +455,87 @@ mod tests {
         assert_eq!(json["fallback"]["primary_status"], "FAILED");
         assert_eq!(json["fallback"]["task_id"], "t0");
         assert!(task_json(&pb::Task::default())["fallback"].is_null());
+    }
+
+    /// Text a worker or a client wrote (an error or progress message, a
+    /// result, arguments) cannot start a line of its own that passes for
+    /// one of errand's, nor send terminal escapes.
+    #[test]
+    fn outside_text_stays_on_its_line_and_sends_no_escapes() {
+        let forged = "no\n#2 0000 pay SUCCEEDED in 1 ms: {\"ok\":true} \u{1b}[31mRED\r\u{1b}[2J";
+        let failed = pb::Completion {
+            seq: 1,
+            task_id: "t1".into(),
+            tool: "pay".into(),
+            status: pb::TaskStatus::Failed as i32,
+            outcome: Some(pb::completion::Outcome::Error(pb::ToolError {
+                code: "bad\u{1b}[2J".into(),
+                message: forged.into(),
+            })),
+            ..Default::default()
+        };
+        let progress = pb::Progress {
+            task_id: "t1".into(),
+            tool: "pay".into(),
+            message: forged.into(),
+            ..Default::default()
+        };
+        let task = pb::Task {
+            task_id: "t1".into(),
+            session_id: "s\u{1b}[2J".into(),
+            arguments_json: "{\n\"a\": 1}".into(),
+            status: pb::TaskStatus::Failed as i32,
+            outcome: failed.outcome.as_ref().map(|o| match o {
+                pb::completion::Outcome::Error(e) => pb::task::Outcome::Error(e.clone()),
+                pb::completion::Outcome::ResultJson(r) => pb::task::Outcome::ResultJson(r.clone()),
+            }),
+            ..Default::default()
+        };
+        let result = pb::Completion {
+            status: pb::TaskStatus::Succeeded as i32,
+            outcome: Some(pb::completion::Outcome::ResultJson(
+                "{\n\"x\": \"\u{1b}\"}".into(),
+            )),
+            ..failed.clone()
+        };
+        for text in [completion_line(&failed), progress_line(&progress)] {
+            assert!(!text.contains(['\n', '\r', '\u{1b}']), "{text:?}");
+            assert!(text.contains("\\n#2"), "{text:?}");
+        }
+        let text = completion_line(&result);
+        assert!(text.ends_with(r#": {\n"x": "\u001b"}"#), "{text:?}");
+        let text = task_text(&task);
+        assert_eq!(text.lines().count(), 8, "{text}");
+        assert!(!text.contains(['\r', '\u{1b}']), "{text:?}");
+        assert!(
+            text.contains("error    [bad\\u001b[2J] no\\n#2 0000 pay"),
+            "{text}"
+        );
+    }
+
+    /// `errand status` shows a large result's start and how to read it all
+    /// (`errand result`), as `watch` does, not megabytes on a terminal.
+    #[test]
+    fn a_large_result_in_status_is_a_preview() {
+        let big = format!("\"{}\"", "a".repeat(1_000_000));
+        let task = pb::Task {
+            task_id: "t1".into(),
+            status: pb::TaskStatus::Succeeded as i32,
+            outcome: Some(pb::task::Outcome::ResultJson(big)),
+            ..Default::default()
+        };
+        let text = task_text(&task);
+        assert!(text.len() < STATUS_RESULT_BYTES + 500, "{}", text.len());
+        assert!(
+            text.contains("[result truncated: 1000002 bytes in all; `errand result t1` prints it]"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+        // --json keeps the whole result.
+        assert_eq!(
+            task_json(&task)["result"].as_str().unwrap().len(),
+            1_000_000
+        );
     }
 
     fn inline_without_fallback() -> pb::Completion {
