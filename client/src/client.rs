@@ -311,8 +311,9 @@ impl Client {
         Ok(self.rpc.clone().pending_digest(req).await?.into_inner())
     }
 
-    /// One `SessionEvents` stream (no reconnection: on an error, open
-    /// another after the last completion's seq).
+    /// One `SessionEvents` stream (no reconnection, unlike
+    /// [`Self::follow_session_events`]: on an error, open another after the
+    /// last completion's seq).
     pub async fn session_events(
         &self,
         request: pb::SessionEventsRequest,
@@ -416,15 +417,12 @@ impl Client {
                 debug!(%session_id, %cause, "completions stream lost; reconnecting");
                 None
             }
-            FollowEvent::Retrying { .. } | FollowEvent::Reconnected { .. } => None,
+            FollowEvent::Progress(_)
+            | FollowEvent::Retrying { .. }
+            | FollowEvent::Reconnected { .. } => None,
         };
-        follow::spawn(
-            self.rpc.clone(),
-            session,
-            after_seq,
-            FollowOptions::default(),
-            keep,
-        )
+        let source = follow::Source::completions(session, after_seq);
+        follow::spawn(self.rpc.clone(), source, FollowOptions::default(), keep)
     }
 }
 

@@ -1,19 +1,21 @@
-//! Following a session's completions across server restarts and network
-//! failures: the one reconnect loop behind [`Client::completions`] and
-//! [`Client::follow_completions`].
+//! Following a session's completions, or its events (completions and
+//! progress), across server restarts and network failures: the one
+//! reconnect loop behind [`Client::completions`],
+//! [`Client::follow_completions`] and [`Client::follow_session_events`].
 use std::{fmt, time::Duration};
 
-use errand_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
+use errand_proto::v1::{self as pb, session_event::Event, tool_service_client::ToolServiceClient};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Status;
+use tonic::{Status, Streaming};
 
 use crate::{
     client::{AuthChannel, Client},
     error::{Error, is_transient},
 };
 
-/// How [`Client::follow_completions`] retries. The default is
+/// How [`Client::follow_completions`] and [`Client::follow_session_events`]
+/// retry. The default is
 /// [`Client::completions`]'s: retry every transient failure, the first
 /// included, waiting 100 ms, then twice as long each time, at most 5 s.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +41,11 @@ impl Default for FollowOptions {
     }
 }
 
-/// What [`Client::follow_completions`] yields. A loss is followed by
-/// [`Retrying`](Self::Retrying) events, one per attempt, until a stream
-/// opens again ([`Reconnected`](Self::Reconnected)) or an attempt fails
-/// with an error retrying cannot fix (the stream's last item). Non-exhaustive:
-/// events may be added (progress, say).
+/// What [`Client::follow_completions`] and [`Client::follow_session_events`]
+/// yield. A loss is followed by [`Retrying`](Self::Retrying) events, one per
+/// attempt, until a stream opens again ([`Reconnected`](Self::Reconnected))
+/// or an attempt fails with an error retrying cannot fix (the stream's last
+/// item). Non-exhaustive: events may be added.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 // Completions are nearly every event: boxing them would allocate for each
@@ -52,6 +54,16 @@ impl Default for FollowOptions {
 pub enum FollowEvent {
     /// The next completion of the session, in seq order, each once.
     Completion(pb::Completion),
+    /// A running task's progress report, from
+    /// [`Client::follow_session_events`] with `include_progress` only.
+    /// Progress has no seq and is not replayed: reports made while the
+    /// stream was lost are gone, except that each stream opened starts with
+    /// the latest report of every task still running (so one may arrive
+    /// again after a reconnection); a restarted server has none until
+    /// workers report again. The server coalesces reports (at most one per
+    /// task per its `--progress-interval`, the latest wins) and sends none
+    /// after its task's completion.
+    Progress(pb::Progress),
     /// The open stream failed with a transient error or the server ended
     /// it; a [`Retrying`](Self::Retrying) with the same cause follows.
     Lost { cause: Cause },
@@ -66,7 +78,7 @@ pub enum FollowEvent {
     },
     /// A stream opened after one or more retries, resuming after
     /// `after_seq`, the seq of the last completion delivered (or the
-    /// `after_seq` asked for when none was).
+    /// `after_seq` asked for when none was). Progress events do not move it.
     Reconnected { after_seq: u64 },
 }
 
@@ -112,7 +124,114 @@ impl Client {
         after_seq: u64,
         options: FollowOptions,
     ) -> ReceiverStream<Result<FollowEvent, Error>> {
-        spawn(self.rpc.clone(), session, after_seq, options, Some)
+        let source = Source::completions(session, after_seq);
+        spawn(self.rpc.clone(), source, options, Some)
+    }
+
+    /// The session's events as [`Client::session_events`] streams them
+    /// (completions after `request.after_seq`, and with
+    /// `request.include_progress` running tasks' progress), reconnecting as
+    /// [`Client::follow_completions`] does and with the same events: each
+    /// new stream is opened with `request`, its `after_seq` set to the seq
+    /// of the last completion delivered, so no completion is missed or
+    /// repeated. Completions come as [`FollowEvent::Completion`], progress
+    /// as [`FollowEvent::Progress`] (which says what a reconnection loses
+    /// of it); an event kind this client does not know is skipped. Runs in
+    /// a task while the stream is read; dropping the stream stops it.
+    ///
+    /// Ends with an `Err`, its last item, as [`Client::follow_completions`]
+    /// does (OUT_OF_RANGE for an `after_seq` beyond the session's last seq,
+    /// say).
+    pub fn follow_session_events(
+        &self,
+        request: pb::SessionEventsRequest,
+        options: FollowOptions,
+    ) -> ReceiverStream<Result<FollowEvent, Error>> {
+        spawn(
+            self.rpc.clone(),
+            Source::SessionEvents(request),
+            options,
+            Some,
+        )
+    }
+}
+
+/// The stream followed: which RPC, and the request that opens it (its
+/// `after_seq` replaced by the loop's cursor on each opening).
+pub(crate) enum Source {
+    Completions(pb::CompletionsRequest),
+    SessionEvents(pb::SessionEventsRequest),
+}
+
+impl Source {
+    pub(crate) fn completions(session: &str, after_seq: u64) -> Self {
+        Source::Completions(pb::CompletionsRequest {
+            session_id: session.to_string(),
+            after_seq,
+        })
+    }
+
+    /// The `after_seq` asked for: where the cursor starts.
+    fn after_seq(&self) -> u64 {
+        match self {
+            Source::Completions(request) => request.after_seq,
+            Source::SessionEvents(request) => request.after_seq,
+        }
+    }
+
+    /// Opens a stream of its kind, starting after `after_seq`.
+    async fn open(
+        &self,
+        rpc: &mut ToolServiceClient<AuthChannel>,
+        after_seq: u64,
+    ) -> Result<Opened, Status> {
+        Ok(match self {
+            Source::Completions(request) => {
+                let request = pb::CompletionsRequest {
+                    after_seq,
+                    ..request.clone()
+                };
+                Opened::Completions(rpc.completions(request).await?.into_inner())
+            }
+            Source::SessionEvents(request) => {
+                let request = pb::SessionEventsRequest {
+                    after_seq,
+                    ..request.clone()
+                };
+                Opened::SessionEvents(rpc.session_events(request).await?.into_inner())
+            }
+        })
+    }
+}
+
+/// An open stream of either kind.
+enum Opened {
+    Completions(Streaming<pb::Completion>),
+    SessionEvents(Streaming<pb::SessionEvent>),
+}
+
+impl Opened {
+    /// The next item as a [`FollowEvent::Completion`] or
+    /// [`FollowEvent::Progress`]; `None` when the server ended the stream.
+    async fn next(&mut self) -> Result<Option<FollowEvent>, Status> {
+        match self {
+            Opened::Completions(stream) => Ok(stream.message().await?.map(FollowEvent::Completion)),
+            Opened::SessionEvents(stream) => loop {
+                let Some(item) = stream.message().await? else {
+                    return Ok(None);
+                };
+                match item.event {
+                    Some(Event::Completion(completion)) => {
+                        return Ok(Some(FollowEvent::Completion(completion)));
+                    }
+                    Some(Event::Progress(progress)) => {
+                        return Ok(Some(FollowEvent::Progress(progress)));
+                    }
+                    // A kind newer than this client.
+                    None => {}
+                }
+            },
+        }
     }
 }
 
@@ -120,14 +239,13 @@ impl Client {
 /// returned stream (`None`: nothing).
 pub(crate) fn spawn<T: Send + 'static>(
     rpc: ToolServiceClient<AuthChannel>,
-    session: &str,
-    after_seq: u64,
+    source: Source,
     options: FollowOptions,
     keep: impl FnMut(FollowEvent) -> Option<T> + Send + 'static,
 ) -> ReceiverStream<Result<T, Error>> {
     let (tx, rx) = mpsc::channel(64);
     let out = Out { tx, keep };
-    tokio::spawn(run(rpc, session.to_string(), after_seq, options, out));
+    tokio::spawn(run(rpc, source, options, out));
     ReceiverStream::new(rx)
 }
 
@@ -153,25 +271,22 @@ impl<T, K: FnMut(FollowEvent) -> Option<T>> Out<T, K> {
 
 async fn run<T, K: FnMut(FollowEvent) -> Option<T>>(
     mut rpc: ToolServiceClient<AuthChannel>,
-    session: String,
-    mut cursor: u64,
+    source: Source,
     options: FollowOptions,
     mut out: Out<T, K>,
 ) {
+    // The seq of the last completion delivered: where the next stream starts.
+    let mut cursor = source.after_seq();
     // Retries since the last stream opened, and whether one ever did.
     let (mut attempt, mut opened) = (0u32, false);
     let mut wait = options.first_backoff;
     loop {
-        let request = pb::CompletionsRequest {
-            session_id: session.clone(),
-            after_seq: cursor,
-        };
         let answer = tokio::select! {
-            answer = rpc.completions(request) => answer,
+            answer = source.open(&mut rpc, cursor) => answer,
             _ = out.tx.closed() => return,
         };
         let cause = match answer {
-            Ok(response) => {
+            Ok(mut stream) => {
                 if attempt > 0
                     && !out
                         .send(FollowEvent::Reconnected { after_seq: cursor })
@@ -180,19 +295,20 @@ async fn run<T, K: FnMut(FollowEvent) -> Option<T>>(
                     return;
                 }
                 (attempt, opened, wait) = (0, true, options.first_backoff);
-                let mut stream = response.into_inner();
                 let cause = loop {
                     let next = tokio::select! {
-                        next = stream.message() => next,
+                        next = stream.next() => next,
                         _ = out.tx.closed() => return,
                     };
                     match next {
                         // A server never repeats a seq on one stream; this
                         // guards resumption.
-                        Ok(Some(completion)) if completion.seq <= cursor => {}
-                        Ok(Some(completion)) => {
-                            cursor = completion.seq;
-                            if !out.send(FollowEvent::Completion(completion)).await {
+                        Ok(Some(FollowEvent::Completion(c))) if c.seq <= cursor => {}
+                        Ok(Some(event)) => {
+                            if let FollowEvent::Completion(completion) = &event {
+                                cursor = completion.seq;
+                            }
+                            if !out.send(event).await {
                                 return;
                             }
                         }

@@ -17,10 +17,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`client`] (the agent side), [`follow`] (following completions
-//! across reconnections, observably), [`worker`] (a worker's connection
-//! loop around any [`worker::Handler`]), [`exec`] (a handler that runs a
-//! program per task), [`error`].
+//! Layout: [`client`] (the agent side), [`follow`] (following completions,
+//! or session events with progress, across reconnections, observably),
+//! [`worker`] (a worker's connection loop around any [`worker::Handler`]),
+//! [`exec`] (a handler that runs a program per task), [`error`].
 
 pub mod client;
 pub mod error;
