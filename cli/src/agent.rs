@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use errand_client::{Client, pb};
-use tokio_stream::StreamExt;
 
-use crate::follow::{FIRST_RETRY_WAIT, Follow, MAX_RETRY_WAIT, is_transient};
+use crate::follow::Follow;
 use crate::output;
 use crate::stop::{Signal, Stop};
 
@@ -388,101 +387,43 @@ pub(crate) fn failed(e: errand_client::Error, doing: &'static str) -> anyhow::Er
 }
 
 /// `watch --progress`: completions and progress from SessionEvents,
-/// reconnecting after the last seq when the server goes away.
+/// reconnecting after the last completion's seq when the server goes away.
 async fn watch_events(client: &Client, server: &str, args: &WatchArgs) -> Result<ExitCode> {
-    let address = crate::shown_address(server);
-    let mut after = args.after;
+    let request = pb::SessionEventsRequest {
+        session_id: args.session.clone(),
+        after_seq: args.after,
+        include_progress: true,
+        results_by_reference: false,
+    };
+    let mut stream = Follow::session_events(client, server, request, false);
     let mut seen = 0;
-    let (mut connected, mut retries) = (false, 0u32);
-    let mut wait = FIRST_RETRY_WAIT;
     loop {
-        let request = pb::SessionEventsRequest {
-            session_id: args.session.clone(),
-            after_seq: after,
-            include_progress: true,
-            results_by_reference: false,
-        };
-        let mut stream = match client.session_events(request).await {
-            Ok(stream) => {
-                if retries > 0 {
-                    eprintln!(
-                        "errand: reconnected to {address}; following session {:?} after seq {after}",
-                        args.session
+        match stream.next_event().await? {
+            pb::session_event::Event::Completion(c) => {
+                if args.json {
+                    out!(
+                        "{}",
+                        serde_json::json!({"completion": output::completion_json(&c)})
                     );
+                } else {
+                    out!("{}", output::completion_line(&c));
                 }
-                (connected, retries, wait) = (true, 0, FIRST_RETRY_WAIT);
-                stream
+                seen += 1;
+                if args.count.is_some_and(|n| seen >= n) {
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
-            Err(e) if connected && e.code().is_some_and(is_transient) => {
-                retries += 1;
-                eprintln!("errand: still no errand server at {address} ({e})");
-                eprintln!(
-                    "errand: retrying in {:.1} s (attempt {retries})",
-                    wait.as_secs_f64()
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_RETRY_WAIT);
-                continue;
-            }
-            Err(e) => return Err(failed(e, "opening SessionEvents")),
-        };
-        loop {
-            let event = match stream.next().await {
-                Some(Ok(event)) => event,
-                Some(Err(status)) if is_transient(status.code()) => {
-                    eprintln!(
-                        "errand: lost the connection to the errand server at {address} ({})",
-                        errand_client::Error::from(status)
+            pb::session_event::Event::Progress(p) => {
+                if args.json {
+                    out!(
+                        "{}",
+                        serde_json::json!({"progress": output::progress_json(&p)})
                     );
-                    break;
+                } else {
+                    out!("{}", output::progress_line(&p));
                 }
-                Some(Err(status)) => {
-                    return Err(errand_client::Error::from(status))
-                        .context("following session events");
-                }
-                None => {
-                    eprintln!(
-                        "errand: lost the connection to the errand server at {address} (the server ended the stream)"
-                    );
-                    break;
-                }
-            };
-            match event.event {
-                Some(pb::session_event::Event::Completion(c)) => {
-                    after = c.seq;
-                    if args.json {
-                        out!(
-                            "{}",
-                            serde_json::json!({"completion": output::completion_json(&c)})
-                        );
-                    } else {
-                        out!("{}", output::completion_line(&c));
-                    }
-                    seen += 1;
-                    if args.count.is_some_and(|n| seen >= n) {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                Some(pb::session_event::Event::Progress(p)) => {
-                    if args.json {
-                        out!(
-                            "{}",
-                            serde_json::json!({"progress": output::progress_json(&p)})
-                        );
-                    } else {
-                        out!("{}", output::progress_line(&p));
-                    }
-                }
-                None => {}
             }
         }
-        retries += 1;
-        eprintln!(
-            "errand: retrying in {:.1} s (attempt {retries})",
-            wait.as_secs_f64()
-        );
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(MAX_RETRY_WAIT);
     }
 }
 

@@ -175,13 +175,25 @@ async fn a_server_that_never_answers_is_named_within_the_deadline() {
 /// when it is back, then goes on after the last seq it printed.
 #[tokio::test]
 async fn watch_says_when_it_loses_the_server_and_when_it_is_back() {
+    watch_across_a_restart(&[]).await;
+}
+
+/// `watch --progress` (SessionEvents) says the same, in the same words.
+#[tokio::test]
+async fn watch_progress_says_when_it_loses_the_server_and_when_it_is_back() {
+    watch_across_a_restart(&["--progress"]).await;
+}
+
+async fn watch_across_a_restart(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start_durable(dir.path(), &[]).await;
     let client = server.client().await;
     let mut worker = server.gate_worker(&["job"], 1).await;
     client.submit("rw", "job", "{}").await.unwrap();
     worker.next().await.succeed("1");
-    let mut child = spawn_cli(&server.addr, &["watch", "--session", "rw"]);
+    let mut args = vec!["watch", "--session", "rw"];
+    args.extend_from_slice(extra);
+    let mut child = spawn_cli(&server.addr, &args);
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut seen_out, mut seen_err) = (String::new(), String::new());
