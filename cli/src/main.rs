@@ -54,6 +54,7 @@ mod output;
 mod serve;
 mod stop;
 mod token;
+mod watch;
 mod worker;
 
 /// How client commands reach a server that requires a token or TLS.
@@ -160,7 +161,7 @@ enum Command {
     /// Submit a tool call; prints the task ID and the ack text (or waits).
     Submit(agent::SubmitArgs),
     /// Follow a session's completions, replaying retained ones first.
-    Watch(agent::WatchArgs),
+    Watch(watch::WatchArgs),
     /// Show one task.
     Status(agent::TaskArgs),
     /// Cancel a queued or running task, or with --session every one of a session.
@@ -350,7 +351,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args).await,
         Command::Tools(args) => agent::tools(&args.conn.server.clone(), args).await,
         Command::Submit(args) => agent::submit(&args.conn.server.clone(), args).await,
-        Command::Watch(args) => agent::watch(&args.conn.server.clone(), args).await,
+        Command::Watch(args) => watch::watch(&args.conn.server.clone(), args).await,
         Command::Status(args) => agent::status(&args.conn.server.clone(), args).await,
         Command::Cancel(args) => ops::cancel(&args.conn.server.clone(), args).await,
         Command::Tasks(args) => ops::tasks(&args.conn.server.clone(), args).await,
