@@ -111,6 +111,9 @@ func (c *Client) Close() error { return c.conn.Close() }
 // calling the generated errandv1 stubs directly.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
+// MaxRecvBytes is the largest message the client accepts (WithMaxRecvBytes).
+func (c *Client) MaxRecvBytes() int { return c.opts.maxRecvBytes }
+
 // SubmitOption configures one Submit. It sets fields of the request; a
 // non-nil error (an option given a value it cannot send, such as a negative
 // duration) makes Submit return it, wrapped, without calling the server.

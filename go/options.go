@@ -210,7 +210,17 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMaxRecvBytes sets the largest message the client accepts (default
 // 1 GiB, the largest --max-message-bytes a server accepts, so the server's
-// own limit is the one that applies).
+// own limit is the one that applies). A call or stream answered with a larger
+// message fails with ErrResourceExhausted naming both sizes; Completions,
+// SessionEvents and an Inbox end with it rather than reconnect, since the
+// server would send the same message again.
+//
+// A worker (package worker) built on the client takes every message the
+// server sends on its stream (they are within the server's
+// --max-message-bytes) and applies this limit to each task itself: a task
+// whose Assignment is larger fails at once with error code
+// "assignment_too_large", whose message names the sizes and this option,
+// and the worker goes on serving.
 func WithMaxRecvBytes(n int) Option {
 	return func(o *options) error {
 		if n <= 0 {

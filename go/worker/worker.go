@@ -44,6 +44,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Handler runs one tool call. args is the JSON arguments object. The result
@@ -512,12 +513,22 @@ func (w *Worker) setRegistration(f func()) {
 
 var errEnded = status.Error(codes.Unavailable, "the server ended the stream")
 
+// maxServerMessage is the largest --max-message-bytes a server accepts
+// (gRPC's length prefix is 32 bits; errand caps it at 1 GiB).
+const maxServerMessage = 1 << 30
+
 // serve runs one stream: register, then execute commands until it breaks.
 func (w *Worker) serve(ctx context.Context, tools []*tool, b *backoff.Backoff, handlers *sync.WaitGroup) error {
 	reg := w.register(tools)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(ErrConnectionLost)
-	stream, err := pb.NewWorkerServiceClient(w.client.Conn()).Connect(ctx, grpc.WaitForReady(true))
+	// Every message the server may send (up to the largest
+	// --max-message-bytes): an Assignment over the client's own limit is
+	// refused by start, naming it, instead of by grpc-go, which would end
+	// the stream and have the task sent again, attempt after attempt, with
+	// no word of why.
+	stream, err := pb.NewWorkerServiceClient(w.client.Conn()).Connect(ctx, grpc.WaitForReady(true),
+		grpc.MaxCallRecvMsgSize(max(w.client.MaxRecvBytes(), maxServerMessage)))
 	if err != nil {
 		return err
 	}
@@ -625,6 +636,14 @@ type run struct {
 }
 
 func (s *session) start(a *pb.Assignment, handlers *sync.WaitGroup) {
+	if size, limit := proto.Size(a), s.w.client.MaxRecvBytes(); size > limit {
+		msg := fmt.Sprintf("the task's Assignment is %d bytes, over this worker's limit of %d bytes "+
+			"(errand.WithMaxRecvBytes on the worker's Client): raise it, or pass large arguments by reference "+
+			"(a URL or a path)", size, limit)
+		s.w.logger.Warn("errand worker: task refused: "+msg, "tool", a.GetTool(), "task_id", a.GetTaskId())
+		s.send(a, "", "", &pb.ToolError{Code: "assignment_too_large", Message: msg})
+		return
+	}
 	s.w.mu.Lock()
 	t := s.w.byName[a.GetTool()]
 	if t != nil && t.refused != nil {

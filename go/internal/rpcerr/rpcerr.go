@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -24,7 +25,10 @@ var (
 	ErrInvalidArgument = errors.New("errand: invalid argument")
 	// ErrNotFound: unknown tool, or a task ID that is unknown or no longer retained.
 	ErrNotFound = errors.New("errand: not found")
-	// ErrResourceExhausted: arguments too large, or too many pending tasks in a session.
+	// ErrResourceExhausted: arguments too large, or too many pending tasks in
+	// a session, or a rate limit (worth retrying later); or a message from
+	// the server larger than the client's errand.WithMaxRecvBytes, which
+	// retrying cannot help (the message names the sizes and the option).
 	ErrResourceExhausted = errors.New("errand: resource exhausted")
 	// ErrFailedPrecondition: e.g. cancelling a task that already finished.
 	ErrFailedPrecondition = errors.New("errand: failed precondition")
@@ -119,7 +123,49 @@ func Wrap(op string, err error) error {
 			"errand serve --listen (port 7466 by default)", what)
 		return &Error{Op: op, Code: st.Code(), Message: msg, status: st, notGRPC: true}
 	}
+	if size, limit, ok := OverReceiveLimit(st); ok {
+		return &Error{Op: op, Code: st.Code(), Message: ReceiveLimitText("an answer from the server", size, limit), status: st}
+	}
 	return &Error{Op: op, Code: st.Code(), Message: st.Message(), status: st}
+}
+
+// The texts of grpc-go's own ResourceExhausted for a received message over
+// the client's limit (grpc.MaxCallRecvMsgSize, which errand.WithMaxRecvBytes
+// sets): "grpc: received message larger than max (24240 vs. 4096)", the same
+// after decompression, and "grpc: received message after decompression
+// larger than max 4096" (no size: decompression stopped at the limit).
+var recvLimitText = regexp.MustCompile(`^grpc: (?:received message|message after decompression|received message after decompression) ` +
+	`larger than max(?: length allowed on current machine)? \(?(\d+)(?: vs\. (\d+)\))?`)
+
+// OverReceiveLimit reports whether st is grpc-go's refusal of a received
+// message larger than the client accepts, with the message's size (0 when
+// grpc-go did not say) and the limit. The server's own RESOURCE_EXHAUSTED (a
+// rate limit, too many streams: worth retrying later) is not.
+func OverReceiveLimit(st *status.Status) (size, limit int, ok bool) {
+	if st.Code() != codes.ResourceExhausted {
+		return 0, 0, false
+	}
+	m := recvLimitText.FindStringSubmatch(st.Message())
+	if m == nil {
+		return 0, 0, false
+	}
+	a, _ := strconv.Atoi(m[1])
+	if m[2] == "" {
+		return 0, a, true
+	}
+	b, _ := strconv.Atoi(m[2])
+	return a, b, true
+}
+
+// ReceiveLimitText says that what (a message of size bytes; 0: unknown) is
+// over the client's receive limit, and which option raises it.
+func ReceiveLimitText(what string, size, limit int) string {
+	over := "is over"
+	if size > 0 {
+		over = fmt.Sprintf("is %d bytes, over", size)
+	}
+	return fmt.Sprintf("%s %s this client's limit of %d bytes: raise it with errand.WithMaxRecvBytes "+
+		"(retrying cannot help: the server sends the same message again)", what, over, limit)
 }
 
 // The texts of the statuses grpc-go's client transport makes of a response
@@ -183,12 +229,17 @@ func codeText(c codes.Code) string {
 }
 
 // Transient reports whether a stream that failed with err is worth opening
-// again: the server went away or restarted, or the connection broke. Errors a
-// caller must fix (bad arguments, credentials, unknown RPC) are not transient.
+// again: the server went away or restarted, or the connection broke, or it
+// said to try later (its RESOURCE_EXHAUSTED: a rate limit, too many streams).
+// Errors a caller must fix (bad arguments, credentials, unknown RPC, a message
+// over the client's own receive limit) are not transient.
 func Transient(err error) bool {
 	if st, ok := status.FromError(err); ok {
 		if _, http := httpAnswer(st); http {
 			return false // another port answered: retrying cannot fix the address
+		}
+		if _, _, over := OverReceiveLimit(st); over {
+			return false // the server would send the same message again
 		}
 	}
 	switch status.Code(err) {

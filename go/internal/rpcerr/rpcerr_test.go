@@ -102,3 +102,32 @@ func TestWrapNamesAnHTTPAnswer(t *testing.T) {
 		t.Error("an HTTP 503 should stay transient")
 	}
 }
+
+// grpc-go refuses a received message over the client's limit with
+// ResourceExhausted, as a server says "try later" (a rate limit, too many
+// streams): only the server's is worth retrying, and the local one says
+// which option to raise.
+func TestReceiveLimitIsNotTransient(t *testing.T) {
+	for _, msg := range []string{
+		"grpc: received message larger than max (24240 vs. 4096)",
+		"grpc: message after decompression larger than max (24240 vs. 4096)",
+		"grpc: received message after decompression larger than max 4096",
+	} {
+		err := status.Error(codes.ResourceExhausted, msg)
+		if Transient(err) {
+			t.Errorf("Transient(%q) = true, want false", msg)
+		}
+		werr := Wrap("Completions", err)
+		if !errors.Is(werr, ErrResourceExhausted) || status.Code(werr) != codes.ResourceExhausted {
+			t.Errorf("Wrap(%q) = %v, want ErrResourceExhausted", msg, werr)
+		}
+		if !strings.Contains(werr.Error(), "WithMaxRecvBytes") || !strings.Contains(werr.Error(), "4096") {
+			t.Errorf("Wrap(%q) = %q, want the limit and the option to raise", msg, werr)
+		}
+	}
+	for _, msg := range []string{"rate limit: retry in 200ms", "too many open streams for this tenant"} {
+		if !Transient(status.Error(codes.ResourceExhausted, msg)) {
+			t.Errorf("the server's %q should stay transient", msg)
+		}
+	}
+}
