@@ -27,7 +27,12 @@ type Client struct {
 
 // Dial connects to the errand server at addr ("host:port"; "" means
 // $ERRAND_SERVER, else DefaultAddr; an "https://" prefix means TLS with the
-// system's roots unless a TLS option says otherwise).
+// system's roots unless a TLS option says otherwise). Addresses read as the
+// errand CLI reads them: without a port, port 7466 (DefaultPort), so
+// "localhost" is localhost:7466, "[::1]" is [::1]:7466 and
+// "https://errand.example.com" is errand.example.com:7466 over TLS; an IPv6
+// address goes in brackets. A gRPC target URI ("dns:///host:port",
+// "unix:///path") is passed to grpc-go as it is.
 //
 // Unless WithLazyConnect is given, Dial makes the first connection attempt
 // and waits for its outcome: it returns the client once connected, or an

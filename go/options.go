@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
 )
 
 // Option configures Dial.
@@ -240,6 +242,62 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // DefaultAddr is the server address when Dial gets "" and $ERRAND_SERVER is unset.
 const DefaultAddr = "127.0.0.1:7466"
 
+// DefaultPort is the port of an address that names none, errand's.
+const DefaultPort = "7466"
+
+// parseAddr reads an address as the errand CLI and the Rust and Python
+// clients do: "host:port", "host" (port DefaultPort), "[v6]" or "[v6]:port",
+// each optionally as an http:// or https:// URL (https: TLS) with a trailing
+// "/". A gRPC target URI whose scheme grpc-go resolves ("dns:///host:port",
+// "unix:///path", "passthrough:///...") passes as it is. An IPv6 address
+// without brackets, or a URL of another scheme, is refused (matching
+// ErrInvalidArgument), saying what to write instead.
+func parseAddr(addr string) (target string, https bool, err error) {
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "https":
+			https = true
+		case "http":
+		default:
+			if resolver.Get(scheme) != nil {
+				return addr, false, nil
+			}
+			return "", false, fmt.Errorf("address %q: give host:port, or a URL with http:// or https:// (%w)",
+				addr, ErrInvalidArgument)
+		}
+		addr = rest
+	} else if scheme, rest, ok := strings.Cut(addr, ":"); ok && strings.Trim(rest, "0123456789") != "" &&
+		!strings.Contains(rest, ":") && resolver.Get(scheme) != nil {
+		return addr, false, nil // "unix:relative/path" and the like
+	}
+	addr = strings.TrimSuffix(addr, "/")
+	if strings.HasPrefix(addr, "[") {
+		end := strings.Index(addr, "]")
+		switch {
+		case end < 0:
+			return "", false, fmt.Errorf("address %q: no closing ] (%w)", addr, ErrInvalidArgument)
+		case end == len(addr)-1:
+			return addr + ":" + DefaultPort, https, nil
+		}
+		return addr, https, nil
+	}
+	switch strings.Count(addr, ":") {
+	case 0:
+		return addr + ":" + DefaultPort, https, nil
+	case 1:
+		if strings.HasSuffix(addr, ":") {
+			return addr + DefaultPort, https, nil
+		}
+		return addr, https, nil
+	}
+	hint := "[" + addr + "]:" + DefaultPort
+	if ip := net.ParseIP(addr); ip == nil {
+		hint = "[ADDRESS]:PORT"
+	}
+	return "", false, fmt.Errorf("address %q: an IPv6 address goes in brackets, as %s (%w)",
+		addr, hint, ErrInvalidArgument)
+}
+
 // resolve applies WithEnv and the address's scheme, and settles the transport
 // credentials; it returns the address to dial.
 func (o *options) resolve(addr string) (string, error) {
@@ -249,13 +307,10 @@ func (o *options) resolve(addr string) (string, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	https := false
-	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
-		addr, https = rest, true
-	} else if rest, ok := strings.CutPrefix(addr, "http://"); ok {
-		addr = rest
+	addr, https, err := parseAddr(addr)
+	if err != nil {
+		return "", err
 	}
-	addr = strings.TrimSuffix(addr, "/")
 	if o.env {
 		if o.perRPC == nil {
 			if tok := os.Getenv("ERRAND_TOKEN"); tok != "" {
