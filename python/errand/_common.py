@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import random
 import uuid
@@ -88,13 +89,52 @@ RETRYABLE = frozenset(
 )
 
 
+#: The port of an address that names none: errand's.
+DEFAULT_PORT = 7466
+
+#: Schemes of gRPC target URIs, which pass as they are ("dns:///host:port",
+#: "unix:/path", "ipv4:127.0.0.1:9000", ...).
+_GRPC_SCHEMES = ("dns", "unix", "unix-abstract", "ipv4", "ipv6", "vsock", "xds")
+
+
 def resolve_target(target: Optional[str]) -> str:
-    """HOST:PORT from `target`, else $ERRAND_SERVER (as the `errand` CLI reads it)."""
+    """HOST:PORT from `target`, else $ERRAND_SERVER, read as the `errand` CLI
+    (and the Go SDK) read addresses: "host:port", "host" (port 7466), "[v6]"
+    or "[v6]:port", each optionally as an http://, https:// or grpc:// URL
+    (any case) with a trailing "/". A gRPC target URI passes as it is. An
+    IPv6 address without brackets, or a URL of another scheme, is a
+    ValueError saying what to write instead."""
     value = target or os.environ.get("ERRAND_SERVER") or DEFAULT_TARGET
-    for scheme in ("http://", "https://", "grpc://"):
-        if value.startswith(scheme):
-            value = value[len(scheme) :]
-    return value.rstrip("/")
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        if scheme.lower() in _GRPC_SCHEMES:
+            return value
+        if scheme.lower() not in ("http", "https", "grpc"):
+            raise ValueError(
+                f"address {value!r}: give host:port, or a URL with http:// or https://"
+            )
+        value = rest
+    else:
+        scheme, sep, rest = value.partition(":")
+        if sep and scheme.lower() in _GRPC_SCHEMES and not rest.isdigit():
+            return value
+    value = value.rstrip("/")
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ValueError(f"address {value!r}: no closing ]")
+        return value + f":{DEFAULT_PORT}" if end == len(value) - 1 else value
+    colons = value.count(":")
+    if colons == 0:
+        return f"{value}:{DEFAULT_PORT}"
+    if colons == 1:
+        return value + str(DEFAULT_PORT) if value.endswith(":") else value
+    try:
+        ipaddress.IPv6Address(value)
+        hint = f"[{value}]:{DEFAULT_PORT}"
+    except ValueError:
+        hint = "[ADDRESS]:PORT"
+    raise ValueError(f"address {value!r}: an IPv6 address goes in brackets, as {hint}")
 
 
 #: A file path as the TLS arguments take it.
@@ -168,7 +208,7 @@ def connection(
     if (cert is None) != (key is None):
         raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
     credentials: Optional[grpc.ChannelCredentials] = None
-    if ca is not None or cert is not None or raw_target.startswith("https://"):
+    if ca is not None or cert is not None or raw_target.lower().startswith("https://"):
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read(ca, "CA certificate (tls_ca)") if ca is not None else None,
             private_key=_read(key, "client key (tls_key)") if key is not None else None,
