@@ -66,6 +66,12 @@ type Tool struct {
 	InputSchema json.RawMessage
 	Timeout     time.Duration // default timeout of one run; 0: the server's default
 	Workers     uint32        // connected workers serving it right now
+	// Queued counts its tasks waiting for a worker on this server. With
+	// several servers on one database, tasks waiting in the shared store are
+	// not counted until a server claims them.
+	Queued uint32
+	// Running counts its tasks running on this server's workers.
+	Running uint32
 	// QueueTimeout is how long its calls may wait for a worker by default,
 	// counted from submit; 0: the server's --default-queue-timeout-ms.
 	QueueTimeout time.Duration
@@ -116,7 +122,13 @@ type Task struct {
 	Seq            uint64 // seq of its completion; 0 while unfinished
 	Elapsed        time.Duration
 	IdempotencyKey string
-	RetryOf        string // the task this one retries; "" for a submitted task
+	// WorkerID is the server-chosen ID of the worker connection running the
+	// task (as worker.OnRegistered receives it); "" unless it is running on
+	// a worker of this server.
+	WorkerID string
+	// WorkerName is that worker's name (worker.WithName); "" when WorkerID is.
+	WorkerName string
+	RetryOf    string // the task this one retries; "" for a submitted task
 	// Delivery is how its completion reaches the model, as resolved at submit.
 	Delivery Delivery
 	// Progress is the latest progress of its current run; nil when none was
@@ -235,6 +247,8 @@ func taskFromPB(t *pb.Task) *Task {
 		Seq:            t.GetSeq(),
 		Elapsed:        ms(t.GetElapsedMs()),
 		IdempotencyKey: t.GetIdempotencyKey(),
+		WorkerID:       t.GetWorkerId(),
+		WorkerName:     t.GetWorkerName(),
 		RetryOf:        t.GetRetryOf(),
 		Delivery:       Delivery(t.GetDelivery()),
 		Progress:       progressFromPB(t.GetProgress()),
@@ -272,6 +286,8 @@ func toolFromPB(t *pb.Tool) Tool {
 		InputSchema: rawJSON(t.GetInputSchemaJson()),
 		Timeout:     ms(t.GetTimeoutMs()),
 		Workers:     t.GetWorkers(),
+		Queued:      t.GetQueued(),
+		Running:     t.GetRunning(),
 
 		QueueTimeout: ms(t.GetQueueTimeoutMs()),
 
