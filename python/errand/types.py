@@ -169,6 +169,12 @@ class ToolInfo:
     #: server's default (--default-queue-timeout-ms). `timeout_ms` bounds a
     #: run, from dispatch; 0 there too means the server's default.
     queue_timeout_ms: int = 0
+    #: Tasks of the tool waiting for a worker on this server. With several
+    #: servers on one database, tasks waiting in the shared store are not
+    #: counted until a server claims them.
+    queued: int = 0
+    #: Tasks of the tool running on this server's workers.
+    running: int = 0
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,14 @@ class Task:
     #: Set when a fallback answered (the outcome is then the fallback's), as
     #: on its completion: how the call itself ended and what answered.
     fallback: Optional[FallbackUsed] = None
+    #: The server-chosen ID of the worker connection running the task (as
+    #: the worker's registration gives it); empty unless RUNNING on a worker
+    #: of this server.
+    worker_id: str = ""
+    #: That worker's name; empty when `worker_id` is.
+    worker_name: str = ""
+    #: The task this one retries (RetryTask); empty for a submitted task.
+    retry_of: str = ""
 
     @property
     def arguments(self) -> Any:
@@ -429,6 +443,8 @@ def tool_from_pb(msg: pb.Tool) -> ToolInfo:
         fallback=fallback_from_pb(msg.fallback) if msg.HasField("fallback") else None,
         cancellable_by_model=msg.cancellable_by_model,
         queue_timeout_ms=msg.queue_timeout_ms,
+        queued=msg.queued,
+        running=msg.running,
     )
 
 
@@ -452,6 +468,9 @@ def task_from_pb(msg: pb.Task) -> Task:
         delivery=_member(DeliveryPolicy, msg.delivery),
         progress=progress_from_pb(msg.progress) if msg.HasField("progress") else None,
         fallback=_fallback_used(msg.fallback) if msg.HasField("fallback") else None,
+        worker_id=msg.worker_id,
+        worker_name=msg.worker_name,
+        retry_of=msg.retry_of,
     )
 
 

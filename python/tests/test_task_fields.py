@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from errand.types import TaskStatus, completion_from_pb, task_from_pb
+from errand.types import TaskStatus, completion_from_pb, task_from_pb, tool_from_pb
 from errand.v1 import errand_pb2 as pb
 
 
@@ -63,3 +63,14 @@ def test_a_result_the_message_does_not_repeat_follows_it_for_the_model() -> None
         message="... the errand_read_result tool reads it ...",
     )
     assert completion_from_pb(by_reference).text() == by_reference.message
+
+
+def test_every_output_field_of_task_and_tool_is_carried() -> None:
+    # Task dropped worker_id, worker_name and retry_of; ToolInfo dropped
+    # queued and running.
+    task = task_from_pb(
+        pb.Task(task_id="t1", worker_id="7", worker_name="crawler-1", retry_of="t0")
+    )
+    assert (task.worker_id, task.worker_name, task.retry_of) == ("7", "crawler-1", "t0")
+    tool = tool_from_pb(pb.Tool(name="fetch", workers=2, queued=3, running=1))
+    assert (tool.workers, tool.queued, tool.running) == (2, 3, 1)
