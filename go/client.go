@@ -238,7 +238,9 @@ func (c *Client) Submit(ctx context.Context, session, tool string, args any, opt
 	}, nil
 }
 
-// GetTask returns one task; ErrNotFound when it is unknown or no longer retained.
+// GetTask returns one task; ErrNotFound when it is unknown or no longer
+// retained, ErrInvalidArgument when taskID is not a UUID (not an ID Submit
+// returned).
 func (c *Client) GetTask(ctx context.Context, taskID string) (*Task, error) {
 	t, err := c.tools.GetTask(ctx, &pb.GetTaskRequest{TaskId: taskID})
 	if err != nil {
@@ -260,6 +262,8 @@ func WithReason(reason string) CancelOption {
 // Cancel cancels a queued or running task: it completes as StatusCancelled
 // and the worker running it is told to stop. Cancelling a cancelled task
 // returns it unchanged; one that finished otherwise gives ErrFailedPrecondition.
+// An unknown task gives ErrNotFound, a taskID that is not a UUID
+// ErrInvalidArgument, as for GetTask.
 func (c *Client) Cancel(ctx context.Context, taskID string, opts ...CancelOption) (*Task, error) {
 	req := &pb.CancelTaskRequest{TaskId: taskID}
 	for _, opt := range opts {

@@ -22,11 +22,16 @@ type Error = rpcerr.Error
 //	if _, err := c.Submit(ctx, "s1", "nope", nil); errors.Is(err, errand.ErrNotFound) { ... }
 var (
 	// ErrInvalidArgument: the request was malformed (empty session ID,
-	// arguments that are not a JSON object or fail the tool's schema, ...).
+	// arguments that are not a JSON object or fail the tool's schema, a task
+	// ID that is empty or not a UUID, ...).
 	ErrInvalidArgument = rpcerr.ErrInvalidArgument
-	// ErrNotFound: unknown tool, or a task ID that is unknown or no longer retained.
+	// ErrNotFound: unknown tool, or a task ID (a UUID) that is unknown or no
+	// longer retained; one that is not a UUID gives ErrInvalidArgument.
 	ErrNotFound = rpcerr.ErrNotFound
-	// ErrResourceExhausted: arguments too large, or too many pending tasks in a session.
+	// ErrResourceExhausted: arguments too large, or too many pending tasks in
+	// a session, or a rate limit (worth retrying later); or a message from
+	// the server larger than the client's WithMaxRecvBytes, which retrying
+	// cannot help (the message names the sizes and the option).
 	ErrResourceExhausted = rpcerr.ErrResourceExhausted
 	// ErrFailedPrecondition: e.g. cancelling a task that already finished.
 	ErrFailedPrecondition = rpcerr.ErrFailedPrecondition

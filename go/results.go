@@ -66,7 +66,8 @@ type ResultChunk struct {
 // ReadResult reads one page of a task's full result text (its JSON, as the
 // worker sent it), starting at byte offset and at most maxBytes long (0: the
 // server's 65536; a page may end up to 3 bytes short, on a character
-// boundary). Errors: ErrNotFound (unknown task), ErrFailedPrecondition (the
+// boundary). Errors: ErrNotFound (unknown task), ErrInvalidArgument (a task
+// ID that is not a UUID), ErrFailedPrecondition (the
 // task has no result: unfinished or not successful), ErrOutOfRange (offset
 // past the end), ErrUnimplemented (a server without issue 17's contract).
 func (c *Client) ReadResult(ctx context.Context, taskID string, offset, maxBytes uint64) (ResultChunk, error) {

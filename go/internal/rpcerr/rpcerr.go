@@ -21,9 +21,11 @@ import (
 //	if _, err := c.Submit(ctx, "s1", "nope", nil); errors.Is(err, errand.ErrNotFound) { ... }
 var (
 	// ErrInvalidArgument: the request was malformed (empty session ID,
-	// arguments that are not a JSON object or fail the tool's schema, ...).
+	// arguments that are not a JSON object or fail the tool's schema, a task
+	// ID that is empty or not a UUID, ...).
 	ErrInvalidArgument = errors.New("errand: invalid argument")
-	// ErrNotFound: unknown tool, or a task ID that is unknown or no longer retained.
+	// ErrNotFound: unknown tool, or a task ID (a UUID) that is unknown or no
+	// longer retained; one that is not a UUID gives ErrInvalidArgument.
 	ErrNotFound = errors.New("errand: not found")
 	// ErrResourceExhausted: arguments too large, or too many pending tasks in
 	// a session, or a rate limit (worth retrying later); or a message from
@@ -203,29 +205,29 @@ func httpAnswer(st *status.Status) (string, bool) {
 	return "", false
 }
 
+// codeText is how an *Error reads its code: the words of its sentinel
+// ("not found", "internal error"), and words alike for the codes without one.
 func codeText(c codes.Code) string {
+	if s, ok := sentinels[c]; ok {
+		return strings.TrimPrefix(s.Error(), "errand: ")
+	}
 	switch c {
-	case codes.InvalidArgument:
-		return "invalid argument"
-	case codes.NotFound:
-		return "not found"
-	case codes.ResourceExhausted:
-		return "resource exhausted"
-	case codes.FailedPrecondition:
-		return "failed precondition"
-	case codes.Unauthenticated:
-		return "unauthenticated"
-	case codes.PermissionDenied:
-		return "permission denied"
-	case codes.Unavailable:
-		return "unavailable"
-	case codes.DeadlineExceeded:
-		return "deadline exceeded"
+	case codes.OK:
+		return "ok"
 	case codes.Canceled:
 		return "canceled"
-	default:
-		return c.String()
+	case codes.Unknown:
+		return "unknown error"
+	case codes.DeadlineExceeded:
+		return "deadline exceeded"
+	case codes.AlreadyExists:
+		return "already exists"
+	case codes.Aborted:
+		return "aborted"
+	case codes.DataLoss:
+		return "data loss"
 	}
+	return fmt.Sprintf("code %d", uint32(c))
 }
 
 // Transient reports whether a stream that failed with err is worth opening

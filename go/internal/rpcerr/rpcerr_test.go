@@ -94,7 +94,7 @@ func TestWrapNamesAnHTTPAnswer(t *testing.T) {
 		}
 	}
 	// A gRPC server's own UNIMPLEMENTED is unchanged.
-	if got := Wrap("ReadResult", status.Error(codes.Unimplemented, "unknown method ReadResult")).Error(); got != "errand: ReadResult: Unimplemented: unknown method ReadResult" {
+	if got := Wrap("ReadResult", status.Error(codes.Unimplemented, "unknown method ReadResult")).Error(); got != "errand: ReadResult: unimplemented: unknown method ReadResult" {
 		t.Errorf("Error() = %q", got)
 	}
 	// A proxy's 503 in front of the server is still worth retrying.
@@ -128,6 +128,38 @@ func TestReceiveLimitIsNotTransient(t *testing.T) {
 	for _, msg := range []string{"rate limit: retry in 200ms", "too many open streams for this tenant"} {
 		if !Transient(status.Error(codes.ResourceExhausted, msg)) {
 			t.Errorf("the server's %q should stay transient", msg)
+		}
+	}
+}
+
+// Every code reads as words, as "not found" does: codes outside the list
+// printed grpc-go's name ("errand: AckCompletions: OutOfRange: ...").
+func TestEveryCodeReadsAsWords(t *testing.T) {
+	want := map[codes.Code]string{
+		codes.OutOfRange:    "out of range",
+		codes.Unimplemented: "unimplemented",
+		codes.Internal:      "internal error",
+		codes.DataLoss:      "data loss",
+		codes.AlreadyExists: "already exists",
+		codes.Unknown:       "unknown error",
+		codes.Aborted:       "aborted",
+		codes.NotFound:      "not found",
+	}
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		err := Wrap("Op", status.Error(c, "why"))
+		if c == codes.OK {
+			continue // not an error
+		}
+		got := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "errand: Op: "), ": why")
+		if got != strings.ToLower(got) || strings.ContainsAny(got, "()") {
+			t.Errorf("%v reads %q, want lower-case words", c, got)
+		}
+		if w, ok := want[c]; ok && got != w {
+			t.Errorf("%v reads %q, want %q", c, got, w)
+		}
+		// The sentinel's text and the error's agree.
+		if s, ok := sentinels[c]; ok && s.Error() != "errand: "+got {
+			t.Errorf("%v reads %q, its sentinel %q", c, got, s)
 		}
 	}
 }
