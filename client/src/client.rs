@@ -19,6 +19,14 @@ use crate::{
 /// The port an address without one means: errand's default.
 pub const DEFAULT_PORT: u16 = 7466;
 
+/// The largest message this client receives (1 GiB): the largest a server
+/// sends, as its `--max-message-bytes` is at most 1 GiB (gRPC's length
+/// prefix is 32 bits), so whatever a server accepted reaches its agents and
+/// workers; how much memory a message may take is the server's setting.
+/// tonic's own default (4 MiB) would end a stream at a larger task or
+/// completion.
+pub const MAX_RECEIVE_BYTES: usize = 1 << 30;
+
 /// Parses `host:port`, `host` (port [`DEFAULT_PORT`]) or a URL into an
 /// endpoint. The connection is made lazily and re-made after failures.
 pub fn endpoint(addr: &str) -> Result<Endpoint, Error> {
@@ -191,7 +199,7 @@ impl Client {
     pub fn from_channel_with(channel: Channel, credentials: Credentials) -> Self {
         Self {
             rpc: ToolServiceClient::with_interceptor(channel, credentials)
-                .max_decoding_message_size(64 * 1024 * 1024),
+                .max_decoding_message_size(MAX_RECEIVE_BYTES),
         }
     }
 

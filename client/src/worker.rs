@@ -96,7 +96,8 @@ async fn session(
         .await
         .map_err(|_| Error::Protocol("outbound stream closed".into()))?;
     let credentials = crate::Credentials::new(config.token.as_deref())?;
-    let mut rpc = WorkerServiceClient::with_interceptor(channel, credentials);
+    let mut rpc = WorkerServiceClient::with_interceptor(channel, credentials)
+        .max_decoding_message_size(crate::client::MAX_RECEIVE_BYTES);
     let mut commands = tokio::select! {
         r = rpc.connect(ReceiverStream::new(outbound)) => r?.into_inner(),
         _ = shutdown.cancelled() => return Ok(()),

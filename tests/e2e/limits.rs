@@ -266,3 +266,52 @@ async fn a_byte_window_smaller_than_a_result_still_delivers_every_result() {
         assert_eq!(c.seq, seq);
     }
 }
+
+/// The limits add up in the Rust clients too: a server sends a worker
+/// arguments, and an agent a completion, as large as its
+/// `--max-message-bytes` lets it (up to 1 GiB). tonic's own receive limits
+/// (4 MiB on a worker's stream, 64 MiB set on the agent's) ended the worker
+/// at the first larger task, and then the next worker that took the task;
+/// and ended the agent's completions with OUT_OF_RANGE.
+#[tokio::test]
+async fn arguments_and_results_past_tonics_receive_limits_reach_the_rust_worker_and_agent() {
+    let server = Server::start(&[
+        "--max-message-bytes",
+        "200000000",
+        "--max-arguments-bytes",
+        "6000000",
+        "--max-result-bytes",
+        "70000000",
+        "--max-result-budget-bytes",
+        "70000000",
+    ])
+    .await;
+    let mut gate = server.gate_worker(&["search"], 1).await;
+    let client = server.client().await;
+    let arguments = format!(r#"{{"blob":"{}"}}"#, "x".repeat(5_000_000));
+    client
+        .submit_request(pb::SubmitToolRequest {
+            session_id: "s".into(),
+            tool: "search".into(),
+            arguments_json: arguments.clone(),
+            result_budget_bytes: 70_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let job = gate.next().await;
+    assert_eq!(job.task.arguments_json.len(), arguments.len());
+    let big = format!("\"{}\"", "y".repeat(66 * 1024 * 1024));
+    job.succeed(&big);
+    let mut stream = client.completions("s", 0);
+    let got = take_completions(&mut stream, 1).await;
+    assert!(
+        matches!(
+            &got[0].outcome,
+            Some(pb::completion::Outcome::ResultJson(r)) if r.len() == big.len()
+        ),
+        "status {} message {}",
+        got[0].status,
+        got[0].message
+    );
+}
