@@ -391,6 +391,8 @@ def test_the_model_cancels_with_a_reason_only_where_allowed(
     require(server, "SessionEvents")
     running: dict[str, threading.Event] = {"soft": threading.Event(), "firm": threading.Event()}
     reasons: dict[str, str] = {}
+    # The server ends a cancelled task at once; its tool sees the cancel later.
+    seen = threading.Event()
 
     def body(kind: str) -> str:
         ctx = current_task()
@@ -398,6 +400,8 @@ def test_the_model_cancels_with_a_reason_only_where_allowed(
         running[kind].set()
         ctx.cancelled.wait(EVENT_TIMEOUT)
         reasons[kind] = ctx.cancel_reason
+        if kind == "soft":
+            seen.set()
         return "stopped"
 
     @async_tool(name=unique("soft"), cancellable_by_model=True)
@@ -427,6 +431,7 @@ def test_the_model_cancels_with_a_reason_only_where_allowed(
                 assert done.task_id == a.task_id and done.status == TaskStatus.CANCELLED
                 assert "the user moved on" in done.message
                 client.cancel(b.task_id)
+        assert seen.wait(EVENT_TIMEOUT), "the tool never saw its cancel"
         assert reasons["soft"] == "cancelled: the user moved on"
 
     run(scenario)
