@@ -108,17 +108,28 @@ pub fn endpoint_with(addr: &str, options: &ConnectOptions) -> Result<Endpoint, E
     };
     let mut config = ClientTlsConfig::new();
     if let Some(ca) = &tls.ca_pem {
+        if let Some(why) = crate::tls::ca_problem(ca) {
+            return Err(Error::Tls(format!("the CA certificate {why}")));
+        }
         config = config.ca_certificate(Certificate::from_pem(ca));
     }
     if let Some((cert, key)) = &tls.identity {
+        if let Some((part, why)) = crate::tls::identity_problem(cert, key) {
+            return Err(Error::Tls(match part {
+                crate::tls::IdentityPart::Cert => format!("the client certificate {why}"),
+                crate::tls::IdentityPart::Key => format!("the client key {why}"),
+                crate::tls::IdentityPart::Pair => format!("client certificate and key: {why}"),
+            }));
+        }
         config = config.identity(Identity::from_pem(cert, key));
     }
     if let Some(domain) = &tls.domain {
         config = config.domain_name(domain.clone());
     }
+    // tonic's own error says only "transport error": its causes say why.
     endpoint(&url)?
         .tls_config(config)
-        .map_err(|e| Error::Tls(e.to_string()))
+        .map_err(|e| Error::Tls(crate::error::chain(&e)))
 }
 
 /// Adds the bearer token, if any, to every call.

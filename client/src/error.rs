@@ -9,9 +9,12 @@ pub enum Error {
     #[error("{}", status_line(.0))]
     Status(Status),
     /// The server could not be reached: `no errand server at ADDR
-    /// (connection refused)`. The transport's own error (a chain that
-    /// repeats itself) is kept in `cause`, not shown.
-    #[error("no errand server at {addr} ({})", reason(.cause))]
+    /// (connection refused)`, or its TLS handshake failed, and then the
+    /// line says how (see [`crate::tls::handshake_failure`]): `the server
+    /// at ADDR presented a certificate that the trusted CA did not sign
+    /// (invalid peer certificate: UnknownIssuer)`. The transport's own
+    /// error (a chain that repeats itself) is kept in `cause`, not shown.
+    #[error("{}", connect_line(.addr, .cause))]
     Connect {
         addr: String,
         cause: tonic::transport::Error,
@@ -46,6 +49,31 @@ pub fn reason(err: &(dyn std::error::Error + 'static)) -> String {
         inner = next;
     }
     inner.to_string()
+}
+
+/// Why a connection to `addr` failed: no server there, or a failed TLS
+/// handshake.
+fn connect_line(addr: &str, cause: &tonic::transport::Error) -> String {
+    let why = reason(cause);
+    match crate::tls::handshake_failure(cause) {
+        Some(failure) => crate::tls::handshake_line(&failure, addr, &why),
+        None => format!("no errand server at {addr} ({why})"),
+    }
+}
+
+/// `err` and its causes, each once, joined with ": " (tonic's own texts
+/// are often only "transport error").
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// `CODE: message`, and the transport's reason when it adds one.

@@ -20,12 +20,14 @@
 //! Layout: [`client`] (the agent side), [`follow`] (following completions,
 //! or session events with progress, across reconnections, observably),
 //! [`worker`] (a worker's connection loop around any [`worker::Handler`]),
-//! [`exec`] (a handler that runs a program per task), [`error`].
+//! [`exec`] (a handler that runs a program per task), [`error`], [`tls`] (TLS settings checked,
+//! handshake failures named).
 
 pub mod client;
 pub mod error;
 pub mod exec;
 pub mod follow;
+pub mod tls;
 pub mod worker;
 
 pub use client::{

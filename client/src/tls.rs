@@ -1,0 +1,216 @@
+//! TLS settings checked before connecting (a CA file that holds no
+//! certificate, a key that is not the certificate's), and what a failed
+//! handshake means, so that errors say which setting to fix.
+use std::sync::Arc;
+
+use rustls::{
+    CertificateError, ClientConfig, Error as Rustls, RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
+
+/// Which file of a client identity a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityPart {
+    /// The certificate (chain).
+    Cert,
+    /// The private key.
+    Key,
+    /// The two together: the key is not the certificate's.
+    Pair,
+}
+
+/// Why `pem` cannot be the CA a client trusts, in words that follow the
+/// file's name ("holds no certificate ..."); `None` when it can.
+pub fn ca_problem(pem: &[u8]) -> Option<String> {
+    let certs = certificates(pem);
+    if certs.is_empty() {
+        return Some(
+            "holds no certificate (no PEM \"BEGIN CERTIFICATE\" block; a private key or an empty \
+             file is not a CA): give the certificate of the CA that signed the server's"
+                .to_string(),
+        );
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    (added == 0).then(|| "holds no certificate that can be parsed".to_string())
+}
+
+/// Why `cert` and `key` cannot be a client's identity, and in which of
+/// them; `None` when they can.
+pub fn identity_problem(cert: &[u8], key: &[u8]) -> Option<(IdentityPart, String)> {
+    let certs = certificates(cert);
+    if certs.is_empty() {
+        return Some((
+            IdentityPart::Cert,
+            "holds no certificate (no PEM \"BEGIN CERTIFICATE\" block)".to_string(),
+        ));
+    }
+    let Ok(key) = PrivateKeyDer::from_pem_slice(key) else {
+        return Some((
+            IdentityPart::Key,
+            "holds no private key (no PEM \"BEGIN ... PRIVATE KEY\" block)".to_string(),
+        ));
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(RootCertStore::empty());
+    match builder.with_client_auth_cert(certs, key) {
+        Ok(_) => None,
+        Err(Rustls::InconsistentKeys(_)) => Some((
+            IdentityPart::Pair,
+            "the private key is not the certificate's".to_string(),
+        )),
+        Err(Rustls::InvalidCertificate(why)) => Some((
+            IdentityPart::Cert,
+            format!(
+                "cannot be used as a client certificate ({}): it must be an X.509 v3 \
+                 certificate; `openssl x509 -req` makes a v1 one unless given extensions, for \
+                 example -extfile <(printf \"extendedKeyUsage=clientAuth\")",
+                why
+            ),
+        )),
+        Err(other) => Some((IdentityPart::Pair, other.to_string())),
+    }
+}
+
+/// The certificates in `pem` (none when it holds none, or only other
+/// blocks such as a private key).
+fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// What went wrong in a TLS handshake, as far as it tells which setting to
+/// fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The server's certificate is not signed by the CA the client trusts.
+    UntrustedCertificate,
+    /// The server's certificate does not carry the name connected to.
+    WrongName,
+    /// The server's certificate was refused for another reason (expired,
+    /// ...).
+    BadCertificate,
+    /// What answered does not speak TLS (a server without TLS).
+    NotTls,
+    /// The server refused the handshake with an alert (for example: a client
+    /// certificate is required, or it does not accept the one sent).
+    Refused,
+    /// Another TLS error.
+    Other,
+}
+
+/// The TLS failure in `err`'s chain of causes, if any.
+pub fn handshake_failure(err: &(dyn std::error::Error + 'static)) -> Option<HandshakeFailure> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let tls = e.downcast_ref::<Rustls>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Rustls>())
+        });
+        if let Some(tls) = tls {
+            return Some(classify(tls));
+        }
+        next = e.source();
+    }
+    None
+}
+
+fn classify(e: &Rustls) -> HandshakeFailure {
+    match e {
+        Rustls::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => HandshakeFailure::UntrustedCertificate,
+        Rustls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => HandshakeFailure::WrongName,
+        Rustls::InvalidCertificate(_) => HandshakeFailure::BadCertificate,
+        Rustls::InvalidMessage(_) => HandshakeFailure::NotTls,
+        Rustls::AlertReceived(_) => HandshakeFailure::Refused,
+        _ => HandshakeFailure::Other,
+    }
+}
+
+/// The sentence of a failed connection to `addr` whose handshake failed.
+pub(crate) fn handshake_line(failure: &HandshakeFailure, addr: &str, reason: &str) -> String {
+    match failure {
+        HandshakeFailure::UntrustedCertificate => format!(
+            "the server at {addr} presented a certificate that the trusted CA did not sign \
+             ({reason})"
+        ),
+        HandshakeFailure::WrongName => format!(
+            "the certificate of the server at {addr} is not valid for the name connected to \
+             ({reason})"
+        ),
+        HandshakeFailure::BadCertificate => {
+            format!("the certificate of the server at {addr} was refused ({reason})")
+        }
+        HandshakeFailure::NotTls => format!(
+            "the server at {addr} does not speak TLS ({reason}): connect to it without TLS, or \
+             start errand serve with --tls-cert and --tls-key"
+        ),
+        HandshakeFailure::Refused => {
+            format!("the server at {addr} refused the TLS handshake ({reason})")
+        }
+        HandshakeFailure::Other => {
+            format!("the TLS handshake with the server at {addr} failed ({reason})")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_pem() -> String {
+        rcgen::KeyPair::generate().unwrap().serialize_pem()
+    }
+
+    fn cert_and_key() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["client.test".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let (cert, key) = cert_and_key();
+        assert_eq!(ca_problem(cert.as_bytes()), None);
+        for not_a_ca in [key.as_bytes(), b"", b"garbage\n"] {
+            let why = ca_problem(not_a_ca).expect("refused");
+            assert!(why.starts_with("holds no certificate"), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_client_identity_names_the_file_at_fault() {
+        let (cert, key) = cert_and_key();
+        assert_eq!(identity_problem(cert.as_bytes(), key.as_bytes()), None);
+        let (part, why) = identity_problem(cert.as_bytes(), key_pem().as_bytes()).unwrap();
+        assert_eq!(part, IdentityPart::Pair, "{why}");
+        assert!(why.contains("not the certificate's"), "{why}");
+        let (part, _) = identity_problem(key.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(part, IdentityPart::Cert);
+        let (part, _) = identity_problem(cert.as_bytes(), cert.as_bytes()).unwrap();
+        assert_eq!(part, IdentityPart::Key);
+    }
+
+    /// `openssl x509 -req` without -extfile makes X.509 v1 certificates,
+    /// which rustls refuses: the error says so and how to make a v3 one.
+    #[test]
+    fn a_version_1_client_certificate_says_how_to_make_a_v3_one() {
+        let (part, why) = identity_problem(V1_CERT.as_bytes(), key_pem().as_bytes()).unwrap();
+        assert_eq!(part, IdentityPart::Cert, "{why}");
+        assert!(why.contains("UnsupportedCertVersion"), "{why}");
+        assert!(why.contains("extendedKeyUsage=clientAuth"), "{why}");
+    }
+
+    /// A certificate only (its key was thrown away): made with
+    /// `openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key`.
+    const V1_CERT: &str = include_str!("../testdata/v1-client.pem");
+}
