@@ -92,6 +92,87 @@ pub const ANSWER_DEADLINE: std::time::Duration =
     std::time::Duration::from_secs(KEEPALIVE_INTERVAL.as_secs() + KEEPALIVE_TIMEOUT.as_secs());
 
 impl ConnectArgs {
+    /// What to check when a call lost its connection (the transport
+    /// failed; the server sent no status), by the TLS settings given: a
+    /// TLS server breaks the connection of a client without TLS, and one
+    /// that requires client certificates that of a client without one.
+    fn lost_connection_advice(&self) -> String {
+        let running = "check that errand serve is running there and reachable";
+        match (&self.tls_ca, &self.tls_cert) {
+            (None, None) => format!(
+                "{running}; if it serves TLS (errand serve --tls-cert), give the CA that signed \
+its certificate with --tls-ca or ERRAND_TLS_CA"
+            ),
+            (_, None) => format!(
+                "{running}; if it requires client certificates (errand serve --tls-client-ca), \
+give one with --tls-cert and --tls-key (ERRAND_TLS_CERT, ERRAND_TLS_KEY)"
+            ),
+            (_, Some(cert)) => format!(
+                "{running}; if it requires client certificates, check that --tls-cert {} is \
+signed by the CA of its --tls-client-ca",
+                cert.display()
+            ),
+        }
+    }
+
+    /// What to do about a connection that failed before any call: no
+    /// server there, or a TLS handshake that failed (then which setting).
+    fn connect_advice(&self, cause: &tonic::transport::Error) -> String {
+        use errand_client::tls::{HandshakeFailure, handshake_failure};
+        match handshake_failure(cause) {
+            None => "start one with errand serve, or set --server/ERRAND_SERVER".to_string(),
+            Some(HandshakeFailure::UntrustedCertificate) => match &self.tls_ca {
+                Some(ca) => format!(
+                    "--tls-ca {} is not the CA that signed it: give that one (the CA of errand \
+serve's --tls-cert) with --tls-ca or ERRAND_TLS_CA",
+                    ca.display()
+                ),
+                None => "give the CA that signed it (the CA of errand serve's --tls-cert) with \
+--tls-ca or ERRAND_TLS_CA"
+                    .to_string(),
+            },
+            Some(HandshakeFailure::WrongName) => "connect by a name its certificate carries, or \
+give that name with --tls-domain or ERRAND_TLS_DOMAIN"
+                .to_string(),
+            Some(HandshakeFailure::NotTls) => "connect to it without TLS (leave out --tls-ca and \
+--tls-cert, and ERRAND_TLS_CA and ERRAND_TLS_CERT), or start errand serve with --tls-cert and \
+--tls-key"
+                .to_string(),
+            Some(HandshakeFailure::Refused) => self.lost_connection_advice(),
+            Some(HandshakeFailure::BadCertificate | HandshakeFailure::Other) => {
+                "check the certificate of errand serve's --tls-cert".to_string()
+            }
+        }
+    }
+
+    /// The line for a call whose transport failed (the server sent no
+    /// status: tonic made one from a connection error), with what to check;
+    /// `None` for an answer of the server. The MCP adapter's errors use it
+    /// too.
+    pub fn transport_line(&self, e: &errand_client::Error) -> Option<String> {
+        let errand_client::Error::Status(s) = e else {
+            return None;
+        };
+        let source = std::error::Error::source(s)?;
+        let why = errand_client::error::reason(source);
+        let address = shown_address(&self.server);
+        Some(
+            if why.contains("timed out") || s.message().contains("timed out") {
+                format!(
+                    "the errand server at {address} did not answer within {} s ({e}): either \
+something else accepted the connection (check that {address} is the address of errand serve \
+--listen, not another program's port) or the server, or the network to it, stopped answering",
+                    ANSWER_DEADLINE.as_secs()
+                )
+            } else {
+                format!(
+                    "lost the connection to the errand server at {address} ({e}): {}",
+                    self.lost_connection_advice()
+                )
+            },
+        )
+    }
+
     /// A channel to `server`, failing at once when nothing listens there
     /// (`no errand server at ADDR (connection refused)`), and within
     /// [`ANSWER_DEADLINE`] of silence from a server that does not answer.
@@ -116,19 +197,44 @@ impl ConnectArgs {
         ))
     }
 
+    /// The token and TLS settings, the files read and checked: a CA file
+    /// without a certificate, or a client key that is not the
+    /// certificate's, is refused here, naming the file, not at the
+    /// handshake.
     pub fn options(&self) -> anyhow::Result<errand_client::ConnectOptions> {
         use anyhow::Context;
+        use errand_client::tls::{IdentityPart, ca_problem, identity_problem};
         let read = |p: &std::path::PathBuf| {
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
         };
         let tls_wanted = self.tls_ca.is_some() || self.tls_cert.is_some();
         let tls = if tls_wanted {
+            let ca_pem = self.tls_ca.as_ref().map(read).transpose()?;
+            if let (Some(path), Some(pem)) = (&self.tls_ca, &ca_pem)
+                && let Some(why) = ca_problem(pem)
+            {
+                anyhow::bail!("TLS: --tls-ca {} {why}", path.display());
+            }
+            let identity = match (&self.tls_cert, &self.tls_key) {
+                (Some(c), Some(k)) => {
+                    let (cert, key) = (read(c)?, read(k)?);
+                    if let Some((part, why)) = identity_problem(&cert, &key) {
+                        let (c, k) = (c.display(), k.display());
+                        anyhow::bail!(match part {
+                            IdentityPart::Cert => format!("TLS: --tls-cert {c} {why}"),
+                            IdentityPart::Key => format!("TLS: --tls-key {k} {why}"),
+                            IdentityPart::Pair => format!(
+                                "TLS: --tls-key {k} and --tls-cert {c} do not go together: {why}"
+                            ),
+                        });
+                    }
+                    Some((cert, key))
+                }
+                _ => None,
+            };
             Some(errand_client::TlsOptions {
-                ca_pem: self.tls_ca.as_ref().map(read).transpose()?,
-                identity: match (&self.tls_cert, &self.tls_key) {
-                    (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
-                    _ => None,
-                },
+                ca_pem,
+                identity,
                 domain: self.tls_domain.clone(),
             })
         } else {
@@ -193,8 +299,8 @@ enum Command {
 }
 
 impl Command {
-    /// The `--server` a client command talks to.
-    fn server(&self) -> Option<String> {
+    /// How a client command reaches its server.
+    fn conn(&self) -> Option<ConnectArgs> {
         let conn = match self {
             Command::Tools(a) => &a.conn,
             Command::Submit(a) => &a.conn,
@@ -211,7 +317,7 @@ impl Command {
             Command::Mcp(a) => &a.conn,
             Command::Serve(_) | Command::Token(_) | Command::CheckStore(_) => return None,
         };
-        Some(conn.server.clone())
+        Some(conn.clone())
     }
 }
 
@@ -267,31 +373,23 @@ pub fn shown_address(server: &str) -> String {
 }
 
 /// The one line an error prints: the causes, each once; a server that
-/// cannot be reached says how to start or find one, and an HTTP port given
-/// for errand's gRPC one says so.
-fn error_line(e: &anyhow::Error, server: Option<&str>) -> String {
-    if let (Some(status), Some(server)) = (answered_http(e), server) {
+/// cannot be reached says how to start or find one, a failed TLS handshake
+/// which setting to fix, and an HTTP port given for errand's gRPC one says
+/// so.
+fn error_line(e: &anyhow::Error, conn: Option<&ConnectArgs>) -> String {
+    if let (Some(status), Some(conn)) = (answered_http(e), conn) {
         return format!(
             "{} answered HTTP, not errand's gRPC{status}: is this the MCP, A2A or dashboard \
 port? Give --server/ERRAND_SERVER the address of errand serve --listen (port 7466 by default)",
-            shown_address(server)
+            shown_address(&conn.server)
         );
     }
-    if let (Some((status, timed_out)), Some(server)) = (transport_failure(e), server) {
-        let address = shown_address(server);
-        return if timed_out {
-            format!(
-                "the errand server at {address} did not answer within {} s ({status}): either \
-something else accepted the connection (check that {address} is the address of errand serve \
---listen, not another program's port) or the server, or the network to it, stopped answering",
-                ANSWER_DEADLINE.as_secs()
-            )
-        } else {
-            format!(
-                "lost the connection to the errand server at {address} ({status}): check that \
-errand serve is running there and reachable"
-            )
-        };
+    if let Some(conn) = conn
+        && let Some(line) = e
+            .chain()
+            .find_map(|c| conn.transport_line(c.downcast_ref::<errand_client::Error>()?))
+    {
+        return line;
     }
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
@@ -302,32 +400,21 @@ errand serve is running there and reachable"
         }
     }
     let mut line = parts.join(": ");
-    if e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<errand_client::Error>(),
-            Some(errand_client::Error::Connect { .. })
-        )
+    if let Some(cause) = e.chain().find_map(|c| match c.downcast_ref() {
+        Some(errand_client::Error::Connect { cause, .. }) => Some(cause),
+        _ => None,
     }) {
-        line.push_str(": start one with errand serve, or set --server/ERRAND_SERVER");
+        let advice = match conn {
+            Some(conn) => conn.connect_advice(cause),
+            None => "start one with errand serve, or set --server/ERRAND_SERVER".to_string(),
+        };
+        line.push_str(": ");
+        line.push_str(&advice);
     }
     if sent_no_token(e) {
         line.push_str(": give the CLI a token with --token or ERRAND_TOKEN (errand token new)");
     }
     line
-}
-
-/// A call that failed in the transport (the server sent no status; tonic
-/// made one from a connection error): its line, and whether it timed out.
-fn transport_failure(e: &anyhow::Error) -> Option<(String, bool)> {
-    e.chain().find_map(|c| {
-        let Some(errand_client::Error::Status(s)) = c.downcast_ref::<errand_client::Error>() else {
-            return None;
-        };
-        let source = std::error::Error::source(s)?;
-        let why = errand_client::error::reason(source);
-        let timed_out = why.contains("timed out") || s.message().contains("timed out");
-        Some((c.to_string(), timed_out))
-    })
 }
 
 /// Whether the server refused a call that carried no token (its words for
@@ -346,7 +433,7 @@ fn sent_no_token(e: &anyhow::Error) -> bool {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = cli.command.server();
+    let conn = cli.command.conn();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args).await,
         Command::Tools(args) => agent::tools(&args.conn.server.clone(), args).await,
@@ -368,7 +455,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("errand: {}", error_line(&e, server.as_deref()));
+            eprintln!("errand: {}", error_line(&e, conn.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -51,21 +51,30 @@ pub struct Args {
 struct RemoteAgent {
     client: Client,
     poll: Duration,
+    /// For the words of a lost connection (see [`RemoteAgent::error`]).
+    conn: crate::ConnectArgs,
 }
 
-/// A client error as the agent API's: the server's status of its kind; a
-/// failure to reach it UNAVAILABLE.
-fn error(e: errand_client::Error) -> Error {
-    match e {
-        errand_client::Error::Status(s) => remote::error(&s),
-        other => Error::Unavailable(other.to_string()),
+impl RemoteAgent {
+    /// A client error as the agent API's: the server's status of its kind;
+    /// a failure to reach it UNAVAILABLE, with the CLI's advice (a TLS
+    /// server breaks the connection of a client without its CA: "transport
+    /// error" would not say so).
+    fn error(&self, e: errand_client::Error) -> Error {
+        if let Some(line) = self.conn.transport_line(&e) {
+            return Error::Unavailable(line);
+        }
+        match e {
+            errand_client::Error::Status(s) => remote::error(&s),
+            other => Error::Unavailable(other.to_string()),
+        }
     }
 }
 
 #[tonic::async_trait]
 impl Agent for RemoteAgent {
     async fn list_tools(&self, _: &Caller) -> Result<Vec<ToolListing>, Error> {
-        let tools = self.client.list_tools().await.map_err(error)?;
+        let tools = self.client.list_tools().await.map_err(|e| self.error(e))?;
         Ok(tools.into_iter().map(remote::tool).collect())
     }
 
@@ -74,16 +83,26 @@ impl Agent for RemoteAgent {
             .client
             .submit_request(remote::call(call))
             .await
-            .map_err(error)?;
+            .map_err(|e| self.error(e))?;
         remote::submitted(resp)
     }
 
     async fn get_task(&self, _: &Caller, task_id: &str) -> Result<TaskView, Error> {
-        remote::task_view(self.client.get_task(task_id).await.map_err(error)?)
+        remote::task_view(
+            self.client
+                .get_task(task_id)
+                .await
+                .map_err(|e| self.error(e))?,
+        )
     }
 
     async fn cancel_task(&self, _: &Caller, task_id: &str) -> Result<TaskView, Error> {
-        remote::task_view(self.client.cancel(task_id).await.map_err(error)?)
+        remote::task_view(
+            self.client
+                .cancel(task_id)
+                .await
+                .map_err(|e| self.error(e))?,
+        )
     }
 
     async fn wait(
@@ -116,7 +135,11 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
     let client = args.conn.client(server).await?;
     let poll = Duration::from_millis(args.poll_interval_ms.max(1));
     let handler = McpHandler::new(
-        Arc::new(RemoteAgent { client, poll }),
+        Arc::new(RemoteAgent {
+            client,
+            poll,
+            conn: args.conn.clone(),
+        }),
         Settings {
             default_session: args.session,
             timing: TaskTiming {

@@ -55,6 +55,19 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
     // The first connection is made here so that a wrong address fails at
     // once, as submit does; once connected, the worker reconnects for ever.
     let channel = args.conn.channel(server).await?;
+    // A TLS server breaks the connection of a client without its CA (one
+    // that requires client certificates, that of a client without one)
+    // only after it was made: one look at its health service makes that
+    // mistake fail here, saying what to fix, rather than in reconnections
+    // for ever. Any answer, whatever its status, will do.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    if let Err(status) = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        && std::error::Error::source(&status).is_some()
+    {
+        return Err(errand_client::Error::Status(status).into());
+    }
     let config = WorkerConfig {
         name: args.name,
         tools: vec![pb::Tool {

@@ -32,6 +32,7 @@ mod register_more;
 mod security;
 mod status_codes;
 mod store_damage;
+mod tls_messages;
 mod ui;
 mod unserved;
 mod validation;

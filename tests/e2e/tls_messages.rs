@@ -1,0 +1,171 @@
+//! A client's TLS mistakes, each told apart and named with the setting that
+//! fixes it: no CA for a TLS server, a CA that did not sign the server's
+//! certificate, a CA file that holds no certificate, a client key that is
+//! not the certificate's, an X.509 v1 client certificate, a missing client
+//! certificate, TLS to a server without it; the CLI's one line and
+//! `errand mcp --stdio`'s JSON-RPC error alike.
+use errand_tests::*;
+
+/// `errand ARGS` against `server`: its exit code and stderr.
+async fn cli(server: &Server, args: &[&str]) -> (Option<i32>, String) {
+    let out = server.cli(args).await;
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A version 1 certificate (`openssl x509 -req` without extensions); its
+/// key was thrown away: rustls refuses it before the key matters.
+fn v1_cert() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../client/testdata/v1-client.pem"
+    )
+    .to_string()
+}
+
+#[tokio::test]
+async fn cli_tls_mistakes_say_what_to_fix() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let server = Server::start(&strs(&pki.serve_flags(false))).await;
+    let ca = pki.path("ca.pem");
+
+    // No CA: a plain-text client of a TLS server. The connection breaks at
+    // the first call; the line still covers a server that is not running.
+    let (code, err) = cli(&server, &["tools"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    for words in ["serves TLS", "--tls-ca", "ERRAND_TLS_CA", "running"] {
+        assert!(err.contains(words), "{words:?} not in {err}");
+    }
+
+    // The same for a worker: it connects, then its stream breaks; it
+    // reconnected for ever, logging "connection closed", and now stops
+    // with the line.
+    let worker = tokio::process::Command::new(errand_bin())
+        .args([
+            "worker",
+            "--tool",
+            "t",
+            "--exec",
+            "cat",
+            "--server",
+            &server.addr,
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), worker)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--tls-ca"), "{err}");
+
+    // A CA from another authority: a server is running; it is the CA.
+    let other_ca = other.path("ca.pem");
+    let (code, err) = cli(&server, &["tools", "--tls-ca", &other_ca]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("did not sign"), "{err}");
+    assert!(err.contains(&other_ca), "{err}");
+    assert!(!err.contains("start one"), "{err}");
+    assert!(!err.contains("no errand server"), "{err}");
+
+    // A CA file that holds no certificate: refused before connecting.
+    let empty = pki.path("empty.pem");
+    std::fs::write(&empty, b"").unwrap();
+    for not_a_ca in [pki.path("client.key"), pki.path("server.key"), empty] {
+        let (code, err) = cli(&server, &["tools", "--tls-ca", &not_a_ca]).await;
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(&not_a_ca), "{err}");
+        assert!(err.contains("holds no certificate"), "{err}");
+        assert!(!err.contains("start one"), "{err}");
+    }
+
+    // TLS to a server without it.
+    let plain = Server::start(&[]).await;
+    let (code, err) = cli(&plain, &["tools", "--tls-ca", &ca]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not speak TLS"), "{err}");
+    assert!(!err.contains("start one"), "{err}");
+}
+
+#[tokio::test]
+async fn cli_client_certificate_mistakes_name_the_files() {
+    let pki = Pki::new();
+    let server = Server::start(&strs(&pki.serve_flags(true))).await;
+    let ca = pki.path("ca.pem");
+    let cert = pki.path("client.pem");
+
+    // A key that is not the certificate's: both files, and why.
+    let key = pki.path("server.key");
+    let args = [
+        "tools",
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    let (code, err) = cli(&server, &args).await;
+    assert_eq!(code, Some(1), "{err}");
+    for words in [cert.as_str(), key.as_str(), "not the certificate's"] {
+        assert!(err.contains(words), "{words:?} not in {err}");
+    }
+
+    // An X.509 v1 certificate: the file, why, and how to make a v3 one.
+    let v1 = v1_cert();
+    let key = pki.path("client.key");
+    let args = [
+        "tools",
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &v1,
+        "--tls-key",
+        &key,
+    ];
+    let (code, err) = cli(&server, &args).await;
+    assert_eq!(code, Some(1), "{err}");
+    for words in [v1.as_str(), "UnsupportedCertVersion", "extendedKeyUsage"] {
+        assert!(err.contains(words), "{words:?} not in {err}");
+    }
+
+    // No client certificate for a server that requires one.
+    let (code, err) = cli(&server, &["tools", "--tls-ca", &ca]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+}
+
+/// `errand mcp --stdio` without the CA: the JSON-RPC error carries the
+/// CLI's advice, not "transport error".
+#[tokio::test]
+async fn mcp_stdio_without_the_ca_says_so() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new();
+    let server = Server::start(&strs(&pki.serve_flags(false))).await;
+    let mut child = tokio::process::Command::new(errand_bin())
+        .args(["mcp", "--stdio", "--server", &server.addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let request = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("an answer")).unwrap();
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    for words in ["serves TLS", "--tls-ca", "ERRAND_TLS_CA"] {
+        assert!(message.contains(words), "{words:?} not in {stdout}");
+    }
+}
