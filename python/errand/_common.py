@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import os
 import random
+import re
+import ssl
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -151,6 +154,9 @@ class Connection:
     credentials: Optional[grpc.ChannelCredentials]
     options: tuple[tuple[str, Any], ...]
     metadata: tuple[tuple[str, str], ...]
+    #: The CA and client certificate files given, for errors that name them.
+    tls_ca: Optional[str] = None
+    tls_cert: Optional[str] = None
 
     @property
     def tls(self) -> bool:
@@ -181,6 +187,95 @@ def _read(path: PathLike, what: str) -> bytes:
         raise ValueError(f"cannot read the {what} {os.fspath(path)!r}: {exc}") from exc
 
 
+_CERT_BLOCK = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----"
+)
+
+
+def _certificates(pem: bytes) -> list[bytes]:
+    """The DER certificates in `pem` (none for a key or an empty file)."""
+    found = []
+    for block in _CERT_BLOCK.findall(pem):
+        try:
+            found.append(base64.b64decode(b"".join(block.split()), validate=True))
+        except ValueError:
+            continue
+    return found
+
+
+def _der_header(der: bytes, at: int) -> tuple[int, int]:
+    """The tag of the DER element at `at`, and where its contents start."""
+    tag, length = der[at], der[at + 1]
+    start = at + 2
+    if length & 0x80:
+        start += length & 0x7F
+    return tag, start
+
+
+def _x509_version(der: bytes) -> int:
+    """The X.509 version of a DER certificate: 1 when TBSCertificate has no [0] version."""
+    try:
+        _, tbs = _der_header(der, 0)  # Certificate SEQUENCE
+        _, first = _der_header(der, tbs)  # TBSCertificate SEQUENCE
+        if der[first] != 0xA0:
+            return 1
+        _, version = _der_header(der, first)
+        _, value = _der_header(der, version)  # INTEGER
+        return der[value] + 1
+    except IndexError:
+        return 0
+
+
+def _check_ca(path: PathLike, pem: bytes) -> None:
+    """Refuse a tls_ca file that holds no certificate (a key, an empty file): grpc would
+    take it and fail every handshake with an untrusted certificate."""
+    usable = bool(_certificates(pem))
+    if usable:
+        try:
+            ssl.create_default_context(cadata=pem.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError):
+            usable = False
+    if not usable:
+        raise ValueError(
+            f'TLS: tls_ca {os.fspath(path)} holds no certificate (no PEM "BEGIN CERTIFICATE" '
+            "block; a private key or an empty file is not a CA): give the certificate of the CA "
+            "that signed the server's"
+        )
+
+
+def _check_identity(cert_path: PathLike, key_path: PathLike, cert: bytes) -> None:
+    """Refuse a client certificate that cannot be used: none in the file, an X.509 v1 one
+    (errand serve refuses those), or a key that is not its own."""
+    cert_name, key_name = os.fspath(cert_path), os.fspath(key_path)
+    chain = _certificates(cert)
+    if not chain:
+        raise ValueError(
+            f'TLS: tls_cert {cert_name} holds no certificate (no PEM "BEGIN CERTIFICATE" block)'
+        )
+    if _x509_version(chain[0]) == 1:
+        raise ValueError(
+            f"TLS: tls_cert {cert_name} cannot be used as a client certificate (X.509 version 1; "
+            "errand serve refuses it): it must be an X.509 v3 certificate; `openssl x509 -req` "
+            "makes a v1 one unless given extensions, for example "
+            '-extfile <(printf "extendedKeyUsage=clientAuth")'
+        )
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_name, key_name)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            why = "the private key is not the certificate's"
+        elif "PEM" in str(exc) or "NO_START_LINE" in str(exc):
+            raise ValueError(
+                f'TLS: tls_key {key_name} holds no private key (no PEM "BEGIN ... PRIVATE KEY" '
+                f"block): {exc}"
+            ) from exc
+        else:
+            why = str(exc)
+        raise ValueError(
+            f"TLS: tls_key {key_name} and tls_cert {cert_name} do not go together: {why}"
+        ) from exc
+
+
 def connection(
     target: Optional[str],
     *,
@@ -209,12 +304,15 @@ def connection(
         raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
     credentials: Optional[grpc.ChannelCredentials] = None
     if ca is not None or cert is not None or raw_target.lower().startswith("https://"):
+        ca_pem = _read(ca, "CA certificate (tls_ca)") if ca is not None else None
+        if ca is not None and ca_pem is not None:
+            _check_ca(ca, ca_pem)
+        cert_pem = _read(cert, "client certificate (tls_cert)") if cert is not None else None
+        key_pem = _read(key, "client key (tls_key)") if key is not None else None
+        if cert is not None and key is not None and cert_pem is not None:
+            _check_identity(cert, key, cert_pem)
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=_read(ca, "CA certificate (tls_ca)") if ca is not None else None,
-            private_key=_read(key, "client key (tls_key)") if key is not None else None,
-            certificate_chain=_read(cert, "client certificate (tls_cert)")
-            if cert is not None
-            else None,
+            root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
         )
     options = list(CHANNEL_OPTIONS)
     if credentials is not None and domain is not None:
@@ -229,7 +327,14 @@ def connection(
             if not bearer.isascii() or not bearer.isprintable() or " " in bearer.strip():
                 raise ValueError("the token must be printable ASCII without spaces")
             md.append(("authorization", f"Bearer {bearer.strip()}"))
-    return Connection(resolved, credentials, tuple(options), tuple(md))
+    return Connection(
+        resolved,
+        credentials,
+        tuple(options),
+        tuple(md),
+        tls_ca=os.fspath(ca) if ca is not None else None,
+        tls_cert=os.fspath(cert) if cert is not None else None,
+    )
 
 
 def new_session_id() -> str:

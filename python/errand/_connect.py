@@ -5,7 +5,8 @@ timeout (30 s by default) and then says only "Deadline Exceeded", and a
 stream, which has no timeout, waits for ever. So a client's first call does
 not wait for the server (see `ClientCore`), and a worker's `start()` and a
 client's first stream wait for their channel here: all give up with a clear
-`Unavailable("no errand server at ADDR: is errand serve running?")` as soon
+`Unavailable("no errand server at ADDR: is errand serve running? ...")` (with
+what to check about TLS) as soon
 as the connection is refused, or after a few seconds without an answer.
 Later calls and streams keep `wait_for_ready`, so a server restart is
 ridden out.
@@ -21,6 +22,7 @@ from typing import Optional
 import grpc
 import grpc.aio
 
+from errand._common import Connection
 from errand.errors import Unavailable
 
 #: Default bound, in seconds, on the first connection to a server.
@@ -33,15 +35,47 @@ _DONE = (
 )
 
 
-def no_server(target: str, tls: bool, method: str, state: Optional[object]) -> Unavailable:
-    """The error for a server that cannot be reached at `target`; `state` is the
-    channel state or status code seen (a refusal, or no answer in time)."""
-    hint = " (or it refused the TLS handshake: check tls_ca, tls_cert)" if tls else ""
+def tls_advice(conn: Connection, detail: str = "") -> str:
+    """What to check about TLS when a server could not be reached with `conn`'s settings:
+    a TLS server breaks the connection of a client without its CA, one that requires client
+    certificates that of a client without one. `detail`, the transport's own words when
+    known, tells an untrusted certificate apart."""
+    if conn.credentials is None:
+        return (
+            "If it serves TLS (errand serve --tls-cert), give the CA that signed its "
+            "certificate with tls_ca= or ERRAND_TLS_CA"
+        )
+    ca = f"tls_ca {conn.tls_ca}" if conn.tls_ca else "the CA (tls_ca=, ERRAND_TLS_CA)"
+    if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
+        return (
+            f"its TLS certificate is not signed by the CA trusted: {ca} did not sign it; give "
+            "the CA that signed errand serve's --tls-cert"
+        )
+    clients = (
+        "if it requires client certificates (errand serve --tls-client-ca), give one with "
+        "tls_cert= and tls_key= (ERRAND_TLS_CERT, ERRAND_TLS_KEY)"
+        if conn.tls_cert is None
+        else f"if it requires client certificates, check that tls_cert {conn.tls_cert} is "
+        "signed by the CA of its --tls-client-ca"
+    )
+    return (
+        f"Or its TLS handshake failed: check that {ca} is the CA that signed its certificate, "
+        f"and, {clients}"
+    )
+
+
+def no_server(
+    target: str, conn: Connection, method: str, state: Optional[object], detail: str = ""
+) -> Unavailable:
+    """The error for a server that cannot be reached at `target` with `conn`'s settings;
+    `state` is the channel state or status code seen (a refusal, or no answer in time),
+    `detail` the transport's words when known (see `tls_advice`)."""
     refused = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.StatusCode.UNAVAILABLE)
-    waited = "" if state in refused else " (no answer in time)"
+    waited = " (no answer in time)" if state not in refused else ""
     return Unavailable(
         grpc.StatusCode.UNAVAILABLE,
-        f"no errand server at {target}: is errand serve running?{hint}{waited}",
+        f"no errand server at {target}: is errand serve running?{waited} "
+        f"{tls_advice(conn, detail)}",
         method,
     )
 

@@ -148,7 +148,8 @@ class ClientCore:
         fail_fast = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
         if code in fail_fast and answered_http(err) is None:
             if not self.connected and self.wait_for_ready:
-                return no_server(self.target, self.conn.tls, method, code)
+                detail = err.debug_error_string() if hasattr(err, "debug_error_string") else ""
+                return no_server(self.target, self.conn, method, code, detail or "")
         else:
             self.connected = True
         return from_grpc(err, method, self.target)
@@ -161,7 +162,7 @@ class ClientCore:
         if state is grpc.ChannelConnectivity.READY:
             self.connected = True
             return None
-        return no_server(self.target, self.conn.tls, method, state)
+        return no_server(self.target, self.conn, method, state)
 
     def list_tools(self) -> ToolPager:
         """The pages of one ListTools listing, to follow to the last (see `ToolPager`)."""

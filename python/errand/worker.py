@@ -400,7 +400,7 @@ class Worker:
                 state = await wait_ready_async(channel, self._fail_fast)
                 if state is not grpc.ChannelConnectivity.READY:
                     await channel.close(None)
-                    raise no_server(self.target, self._conn.tls, "Connect", state)
+                    raise no_server(self.target, self._conn, "Connect", state)
             try:
                 await self._connection(channel, pool)
             except grpc.RpcError as exc:

@@ -259,6 +259,46 @@ def test_tls_client_needs_the_servers_ca(tls_server: str, pki: Pki, tokens: Toke
     refused(Unavailable, tls_server, token=tokens.agent_a, tls_ca=pki.rogue_cert, **REFUSED)
 
 
+def no_connection(target: str, **kw: Any) -> str:
+    """The message of the Unavailable a client made with these settings gets on its first
+    call (waiting for the server as a first call does, not REFUSED's fail-fast)."""
+    with Client(target, **kw) as client, pytest.raises(Unavailable) as info:
+        client.list_tools()
+    return str(info.value)
+
+
+#: An X.509 v1 certificate (`openssl x509 -req` without extensions), its key thrown away.
+V1_CERT = Path(__file__).resolve().parents[2] / "client" / "testdata" / "v1-client.pem"
+
+
+def test_tls_mistakes_say_what_to_fix(
+    tls_server: str, mtls_server: str, pki: Pki, tokens: Tokens, tmp_path: Path
+) -> None:
+    # No CA for a TLS server: it may serve TLS, and the option that gives its CA.
+    message = no_connection(tls_server, token=tokens.agent_a, tls_ca="")
+    for words in ("is errand serve running", "serves TLS", "tls_ca", "ERRAND_TLS_CA"):
+        assert words in message, message
+    # A CA that did not sign the server's certificate: named, with the option.
+    message = no_connection(tls_server, token=tokens.agent_a, tls_ca=pki.rogue_cert)
+    assert str(pki.rogue_cert) in message and "did not sign" in message, message
+    # No client certificate for a server that requires one.
+    message = no_connection(mtls_server, token=tokens.agent_a, tls_ca=pki.ca)
+    assert "tls_cert" in message and "tls_key" in message, message
+    # Files that cannot be used are refused at once, named.
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    for not_a_ca in (pki.client_key, empty):
+        with pytest.raises(ValueError, match="holds no certificate") as info:
+            Client(tls_server, tls_ca=not_a_ca)
+        assert str(not_a_ca) in str(info.value)
+    with pytest.raises(ValueError, match="is not the certificate's") as info:
+        Client(mtls_server, tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.server_key)
+    assert str(pki.client_cert) in str(info.value) and str(pki.server_key) in str(info.value)
+    with pytest.raises(ValueError, match="extendedKeyUsage=clientAuth") as info:
+        Client(mtls_server, tls_ca=pki.ca, tls_cert=V1_CERT, tls_key=pki.client_key)
+    assert str(V1_CERT) in str(info.value) and "version 1" in str(info.value)
+
+
 # -- tokens ---------------------------------------------------------------------------------
 
 

@@ -50,7 +50,11 @@ def test_a_first_call_that_finds_no_server_says_so() -> None:
     c = core()
     err = c.failed(Refused(grpc.StatusCode.UNAVAILABLE), "SubmitTool")
     assert isinstance(err, Unavailable)
-    assert err.message == "no errand server at 127.0.0.1:1: is errand serve running?"
+    assert err.message == (
+        "no errand server at 127.0.0.1:1: is errand serve running? If it serves TLS "
+        "(errand serve --tls-cert), give the CA that signed its certificate with tls_ca= or "
+        "ERRAND_TLS_CA"
+    )
     silent = c.failed(Refused(grpc.StatusCode.DEADLINE_EXCEEDED), "SubmitTool")
     assert isinstance(silent, Unavailable) and "(no answer in time)" in silent.message
     c.answered()  # once connected, a restart is the caller's ordinary Unavailable
