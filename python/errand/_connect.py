@@ -74,8 +74,8 @@ def no_server(
     waited = " (no answer in time)" if state not in refused else ""
     return Unavailable(
         grpc.StatusCode.UNAVAILABLE,
-        f"no errand server at {target}: is errand serve running?{waited} "
-        f"{tls_advice(conn, detail)}",
+        f"no errand server at {target}: is errand serve running? {tls_advice(conn, detail)}"
+        f"{waited}",
         method,
     )
 
