@@ -355,6 +355,50 @@ func TestDialFailsFastOnATLSFailure(t *testing.T) {
 	}
 }
 
+// TLS mistakes say what to fix, as the CLI and the Python SDK do: no CA
+// for a TLS server (it may serve TLS: the option that gives its CA), a CA
+// that did not sign the server's certificate, no client certificate for a
+// server that requires one, TLS to a server without it; an X.509 v1 client
+// certificate and a key that is not the certificate's are refused naming
+// the files.
+func TestTLSMistakesSayWhatToFix(t *testing.T) {
+	s := newSecure(t)
+	tlsAddr, mtlsAddr := s.serve(t, tlsTokens), s.serve(t, mtlsTokens)
+	plainAddr := s.serve(t, plainTokens)
+	for _, tc := range []struct {
+		name, addr string
+		opts       []errand.Option
+		want       []string
+	}{
+		{"plaintext to TLS", tlsAddr, nil, []string{"running", "serves TLS", "WithTLSFiles", "ERRAND_TLS_CA"}},
+		{"unknown CA", tlsAddr, []errand.Option{errand.WithTLSFiles(s.pki.RogueCert, "", "")}, []string{"did not sign", "WithTLSFiles"}},
+		{"no client certificate", mtlsAddr, []errand.Option{s.tlsCA()}, []string{"client certificate", "ERRAND_TLS_CERT"}},
+		{"TLS to plaintext", plainAddr, []errand.Option{s.tlsCA()}, []string{"does not speak TLS"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := errand.Dial(testkit.Ctx(t), tc.addr, append(tc.opts, errand.WithBearerToken(s.agentA))...)
+			if err == nil {
+				c.Close()
+				t.Fatalf("Dial succeeded")
+			}
+			for _, words := range tc.want {
+				if !strings.Contains(err.Error(), words) {
+					t.Errorf("Dial = %q, want %q in it", err, words)
+				}
+			}
+		})
+	}
+	v1 := filepath.Join("..", "client", "testdata", "v1-client.pem")
+	_, err := errand.TLSConfigFromFiles(s.pki.CA, v1, s.pki.ClientKey)
+	if err == nil || !strings.Contains(err.Error(), v1) || !strings.Contains(err.Error(), "extendedKeyUsage=clientAuth") {
+		t.Errorf("a v1 certificate: %v, want its file and how to make a v3 one", err)
+	}
+	_, err = errand.TLSConfigFromFiles(s.pki.CA, s.pki.ClientCert, s.pki.RogueKey)
+	if err == nil || !strings.Contains(err.Error(), s.pki.ClientCert) || !strings.Contains(err.Error(), s.pki.RogueKey) {
+		t.Errorf("a key of another certificate: %v, want both files", err)
+	}
+}
+
 func TestTLSFilesErrors(t *testing.T) {
 	s := newSecure(t)
 	ctx := testkit.Ctx(t)

@@ -66,7 +66,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 			if s == connectivity.TransientFailure {
 				if cause := failedAttempt(ctx, conn, addr); cause != nil {
 					conn.Close()
-					return nil, fmt.Errorf("errand: dial %s: server not reachable (%w): %w", addr, ErrUnavailable, cause)
+					return nil, fmt.Errorf("errand: dial %s: server not reachable (%w): %w%s", addr, ErrUnavailable, cause, dialAdvice(o, cause))
 				}
 			}
 			if !conn.WaitForStateChange(ctx, s) {

@@ -115,9 +115,12 @@ func TLSConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return nil, errors.New("TLS client certificate: give both the certificate and its key, or neither")
 	}
 	if certFile != "" {
+		if err := checkClientCert(certFile); err != nil {
+			return nil, err
+		}
 		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate: %w", err)
+			return nil, fmt.Errorf("TLS client certificate %s and key %s: %w", certFile, keyFile, err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
