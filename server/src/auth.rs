@@ -213,6 +213,7 @@ const FIELDS: &str = "sha256, role, tenant, tools, expires, name";
 /// when it is short and plain, as no secret is.
 fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
     let (mut hash, mut role, mut tenant, mut tools, mut expires) = (None, None, None, None, None);
+    let mut seen: Vec<&str> = Vec::new();
     for (n, field) in line.split_whitespace().enumerate() {
         let Some((k, v)) = field.split_once('=') else {
             return Err(format!(
@@ -226,6 +227,15 @@ fn parse_line(line: &str) -> Result<([u8; 32], Entry), String> {
                 }
             ));
         };
+        // A key given twice is refused, as an unknown one is: the last value
+        // winning would let a stray tail change the role, the tenant or the
+        // expiry unseen. Only known keys get here named (no secret is).
+        if FIELDS.split(", ").any(|f| f == k) {
+            if seen.contains(&k) {
+                return Err(format!("{k}= given twice"));
+            }
+            seen.push(k);
+        }
         match k {
             "sha256" => hash = Some(parse_hash(v)?),
             "role" => {
@@ -479,6 +489,29 @@ mod tests {
         ] {
             let err = Tokens::parse(&format!("\n{text}")).unwrap_err();
             assert!(err.starts_with("line 2: ") && err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_not_overridden() {
+        // A stray tail must not turn an agent of acme that expired into a
+        // worker of beta that never does: the line is refused.
+        let h = "0".repeat(64);
+        let line = format!(
+            "sha256={h} role=agent tenant=acme expires=2026-01-01T00:00:00Z \
+             role=worker tenant=beta expires=2099-01-01T00:00:00Z"
+        );
+        let err = Tokens::parse(&format!("# tokens\n{line}")).unwrap_err();
+        assert_eq!(err, "line 2: role= given twice");
+        for key in ["sha256", "tenant", "tools", "expires", "name"] {
+            let value = match key {
+                "sha256" => h.clone(),
+                "expires" => "2027-01-01T00:00:00Z".into(),
+                _ => "x".into(),
+            };
+            let line = format!("sha256={h} role=worker tenant=a {key}={value} {key}={value}");
+            let err = Tokens::parse(&line).unwrap_err();
+            assert_eq!(err, format!("line 1: {key}= given twice"));
         }
     }
 

@@ -52,11 +52,19 @@ struct Params {
     root_cert: Option<String>,
     cert: Option<String>,
     key: Option<String>,
+    /// The keys set so far.
+    given: Vec<String>,
 }
 
 impl Params {
-    /// An empty value is an absent one, as in libpq.
-    fn set(&mut self, key: &str, value: String) {
+    /// An empty value is an absent one, as in libpq. Errors: `key` was
+    /// given already (libpq takes the last; a stray `sslmode=disable` after
+    /// the intended mode must not weaken it unseen).
+    fn set(&mut self, key: &str, value: String) -> Result<(), String> {
+        if self.given.contains(&key.to_string()) {
+            return Err(format!("the database URL has {key} given twice: keep one"));
+        }
+        self.given.push(key.to_string());
         let value = Some(value).filter(|v| !v.is_empty());
         match key {
             "sslmode" => self.mode = value,
@@ -64,6 +72,7 @@ impl Params {
             "sslcert" => self.cert = value,
             _ => self.key = value,
         }
+        Ok(())
     }
 }
 
@@ -93,7 +102,7 @@ fn split_params(url: &str) -> Result<(String, Params), String> {
                 let value = percent_encoding::percent_decode_str(value)
                     .decode_utf8()
                     .map_err(|_| format!("the database URL's {key} is not UTF-8"))?;
-                params.set(&key, value.into_owned());
+                params.set(&key, value.into_owned())?;
             } else {
                 kept.push(pair);
             }
@@ -108,7 +117,7 @@ fn split_params(url: &str) -> Result<(String, Params), String> {
     let mut kept = String::new();
     for (key, value) in key_values(url)? {
         if TLS_KEYS.contains(&key.as_str()) {
-            params.set(&key, value);
+            params.set(&key, value)?;
         } else {
             let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
             kept.push_str(&format!("{key}='{quoted}' "));

@@ -72,6 +72,29 @@ fn the_mode_is_never_weakened_unseen() {
     assert!(err.contains("sslnegotiation=direct"), "{err}");
 }
 
+/// A TLS parameter given twice is refused in either form of the URL: the
+/// last one winning would let a stray `sslmode=disable` (or another
+/// `sslrootcert`) after the intended one weaken the connection unseen.
+#[test]
+fn a_tls_parameter_given_twice_is_refused() {
+    for url in [
+        "postgres://u@h/d?sslmode=verify-full&sslmode=disable",
+        "postgres://u@h/d?sslmode=require&ssl%6Dode=disable",
+        "host=h dbname=d sslmode=verify-full sslmode=disable",
+    ] {
+        let err = match tls_settings(url) {
+            Ok(_) => panic!("{url}: accepted"),
+            Err(e) => e,
+        };
+        assert!(err.contains("sslmode given twice"), "{url}: {err}");
+    }
+    let err = match tls_settings("postgres://u@h/d?sslrootcert=/a.pem&sslrootcert=/b.pem") {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    assert!(err.contains("sslrootcert given twice"), "{err}");
+}
+
 #[test]
 fn tls_settings_that_cannot_work_are_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
