@@ -21,7 +21,18 @@ use tracing::warn;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Connections, model::TaskState, net::Incoming, tenant};
+use crate::{
+    config::Connections,
+    model::TaskState,
+    net::{Incoming, authorization},
+    tenant,
+};
+
+/// The `--metrics-token` as a scrape carries it, for a refusal's wording.
+const METRICS_TOKEN: authorization::Carrier = authorization::Carrier {
+    name: "the Authorization header",
+    send: "`Authorization: Bearer <the --metrics-token>`",
+};
 
 /// What the live state holds, read at each scrape.
 #[derive(Debug, Default)]
@@ -251,17 +262,20 @@ pub async fn serve(
             let source = source.clone();
             async move {
                 if let Some(expected) = expected {
-                    let presented = headers
-                        .get(header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.split_once(' '))
-                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                        .map(|(_, t)| hash(t.trim().as_bytes()));
-                    if presented != Some(expected) {
+                    let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                    let refused = match authorization::bearer_token(value) {
+                        Ok(t) if hash(t.as_bytes()) == expected => None,
+                        Ok(_) => Some(format!(
+                            "the bearer token is not the metrics token: send {}",
+                            METRICS_TOKEN.send
+                        )),
+                        Err(e) => Some(e.message(METRICS_TOKEN)),
+                    };
+                    if let Some(message) = refused {
                         return (
                             StatusCode::UNAUTHORIZED,
                             [(header::WWW_AUTHENTICATE, "Bearer")],
-                            "send `Authorization: Bearer <the --metrics-token>`\n",
+                            format!("{message}\n"),
                         )
                             .into_response();
                     }

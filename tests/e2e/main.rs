@@ -29,6 +29,7 @@ mod ops;
 mod policies;
 mod progress;
 mod register_more;
+mod schemes;
 mod security;
 mod status_codes;
 mod store_damage;

@@ -12,6 +12,7 @@ use super::failed_auth::FailedAuth;
 use crate::{
     auth::{Caller, Role, Tokens},
     error::Error,
+    net::authorization,
 };
 
 /// Who may call a service.
@@ -66,21 +67,9 @@ impl Auth {
             return Ok(Caller::anonymous());
         };
         let unauthenticated = |m: &str| Error::Unauthenticated(m.into());
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| {
-                unauthenticated("no credentials: send `authorization: Bearer <token>` metadata")
-            })?
-            .to_str()
-            .map_err(|_| unauthenticated("the authorization metadata is not text"))?;
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(|| {
-                unauthenticated("the authorization metadata must be `Bearer <token>`")
-            })?;
+        let value = request.metadata().get("authorization");
+        let token = authorization::bearer_token(value.map(|v| v.as_bytes()))
+            .map_err(|e| unauthenticated(&e.message(authorization::METADATA)))?;
         let caller = tokens.verify(token, SystemTime::now())?;
         if let (Some(need), Some(has)) = (self.role, caller.role)
             && !has.may_act_as(need)

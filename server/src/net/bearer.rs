@@ -26,6 +26,7 @@ use crate::{
     auth::{Caller, Role, Tokens, expiry},
     error::Error,
     grpc::{failed_auth::FailedAuth, rate::TenantRate},
+    net::authorization,
 };
 
 /// The peer address of an HTTP request, left in its extensions by
@@ -65,14 +66,8 @@ pub fn caller(
         return Ok(Caller::anonymous());
     };
     let unauthenticated = |m: &str| (StatusCode::UNAUTHORIZED, m.to_string());
-    let token = header
-        .ok_or_else(|| unauthenticated("no credentials: send `Authorization: Bearer <token>`"))?
-        .to_str()
-        .ok()
-        .and_then(|h| h.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .ok_or_else(|| unauthenticated("the Authorization header must be `Bearer <token>`"))?;
+    let token = authorization::bearer_token(header.map(HeaderValue::as_bytes))
+        .map_err(|e| unauthenticated(&e.message(authorization::HEADER)))?;
     let caller = tokens
         .verify(token, SystemTime::now())
         .map_err(|e| unauthenticated(&e.to_string()))?;

@@ -13,6 +13,7 @@
 //!   tonic's builder,
 //!   [`http::serve`] to a plain HTTP listener.
 //! - [`host`]: the HTTP listeners' `Host` allow-list (DNS rebinding).
+//! - [`authorization`]: every listener's reading of `Authorization: Bearer`.
 //! - [`body_deadline`]: a request's body must arrive within the idle
 //!   timeout of its headers (every listener).
 //! - [`raise_open_files_limit`]: the soft open-files limit raised to the hard
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+pub mod authorization;
 pub mod bearer;
 pub mod body_deadline;
 pub mod host;

@@ -14,7 +14,7 @@ use axum::{
 };
 
 use super::Ui;
-use crate::net::bearer::refusal;
+use crate::net::{authorization, bearer::refusal};
 use crate::{
     error::Error, grpc::failed_auth::FailedAuth, grpc::rate::TenantRate, net::bearer::Peer,
 };
@@ -35,11 +35,12 @@ pub async fn guard(State(ui): State<Ui>, req: Request, next: Next) -> Response {
         return next.run(req).await;
     };
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
-    let token = (req.headers().get(header::AUTHORIZATION))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(caller) =
-        token.and_then(|t| tokens.verify(t.trim(), std::time::SystemTime::now()).ok())
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let token = authorization::bearer_token(value).ok();
+    if let Some(caller) = token.and_then(|t| tokens.verify(t, std::time::SystemTime::now()).ok())
         && caller.role.is_some()
         && let Err(Error::RateLimited {
             message,

@@ -42,7 +42,7 @@ use crate::{
     config::Connections,
     grpc::{failed_auth::FailedAuth, rate::TenantRate},
     net::{
-        Incoming,
+        Incoming, authorization,
         host::{self, AllowedHosts},
     },
     scheduler::Scheduler,
@@ -168,18 +168,18 @@ impl Ui {
                 all: true,
             });
         };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                denied(
-                    StatusCode::UNAUTHORIZED,
-                    "log in with an agent, admin or viewer token",
-                )
-            })?;
+        let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let token = authorization::bearer_token(value).map_err(|e| {
+            let message = match e {
+                authorization::Refused::Missing => {
+                    "log in with an agent, admin or viewer token".to_string()
+                }
+                e => e.message(authorization::HEADER),
+            };
+            denied(StatusCode::UNAUTHORIZED, &message)
+        })?;
         let caller = tokens
-            .verify(token.trim(), SystemTime::now())
+            .verify(token, SystemTime::now())
             .map_err(|e| denied(StatusCode::UNAUTHORIZED, &e.to_string()))?;
         match caller.role {
             Some(Role::Worker) => Err(denied(
