@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Connections,
     model::TaskState,
-    net::{Incoming, authorization},
+    net::{Incoming, authorization, host::AllowedHosts},
     tenant,
 };
 
@@ -236,13 +236,21 @@ impl Metrics {
     }
 }
 
+/// Who may scrape: `hosts` (the `Host` allow-list the other HTTP listeners
+/// keep, against DNS rebinding: a page of another name gets 403) and, with
+/// `token`, only a scrape that sends `Authorization: Bearer <token>`.
+pub struct Access {
+    pub token: Option<Arc<str>>,
+    pub hosts: AllowedHosts,
+}
+
 /// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled, over
-/// `tls` when given (the gRPC port's certificate and client CA). With
-/// `token`, a scrape must send `Authorization: Bearer <token>` or gets 401.
+/// `tls` when given (the gRPC port's certificate and client CA), to the
+/// scrapes `access` lets in (403 for another `Host`, 401 without the token).
 pub async fn serve(
     incoming: Incoming,
     limits: Connections,
-    token: Option<Arc<str>>,
+    access: Access,
     metrics: Arc<Metrics>,
     source: Arc<dyn LoadSource>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
@@ -254,43 +262,49 @@ pub async fn serve(
         response::IntoResponse,
         routing::get,
     };
-    let expected = token.map(|t| hash(t.as_bytes()));
-    let app = Router::new().route(
-        "/metrics",
-        get(move |headers: HeaderMap| {
-            let metrics = metrics.clone();
-            let source = source.clone();
-            async move {
-                if let Some(expected) = expected {
-                    let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-                    let refused = match authorization::bearer_token(value) {
-                        Ok(t) if hash(t.as_bytes()) == expected => None,
-                        Ok(_) => Some(format!(
-                            "the bearer token is not the metrics token: send {}",
-                            METRICS_TOKEN.send
-                        )),
-                        Err(e) => Some(e.message(METRICS_TOKEN)),
-                    };
-                    if let Some(message) = refused {
-                        return (
-                            StatusCode::UNAUTHORIZED,
-                            [(header::WWW_AUTHENTICATE, "Bearer")],
-                            format!("{message}\n"),
-                        )
-                            .into_response();
+    let expected = access.token.map(|t| hash(t.as_bytes()));
+    let hosts = Arc::new(access.hosts);
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| {
+                let metrics = metrics.clone();
+                let source = source.clone();
+                async move {
+                    if let Some(expected) = expected {
+                        let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                        let refused = match authorization::bearer_token(value) {
+                            Ok(t) if hash(t.as_bytes()) == expected => None,
+                            Ok(_) => Some(format!(
+                                "the bearer token is not the metrics token: send {}",
+                                METRICS_TOKEN.send
+                            )),
+                            Err(e) => Some(e.message(METRICS_TOKEN)),
+                        };
+                        if let Some(message) = refused {
+                            return (
+                                StatusCode::UNAUTHORIZED,
+                                [(header::WWW_AUTHENTICATE, "Bearer")],
+                                format!("{message}\n"),
+                            )
+                                .into_response();
+                        }
                     }
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.render(&*source),
+                    )
+                        .into_response()
                 }
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.render(&*source),
-                )
-                    .into_response()
-            }
-        }),
-    );
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            hosts,
+            crate::net::host::check_host,
+        ));
     crate::net::http::serve_tls(incoming, app, &limits, tls, shutdown).await;
 }
 

@@ -110,6 +110,7 @@ pub async fn serve_with(
     let mcp_config = config.mcp.clone();
     let a2a_config = config.a2a.clone();
     let ui_config = config.ui.clone();
+    let metrics_config = config.metrics.clone();
     let retention = config.retention;
     let mut connections = config.connections.clone();
     connections.max_connections =
@@ -149,10 +150,18 @@ pub async fn serve_with(
     let cluster_loops = cluster.as_ref().map(Cluster::start).unwrap_or_default();
     let metrics_endpoint = options.metrics.map(|l| {
         let source: Arc<dyn LoadSource> = sched.clone();
+        let access = metrics::Access {
+            token: options.metrics_token.clone(),
+            hosts: net::host::AllowedHosts::bound(
+                &metrics_config.allowed_hosts,
+                l.local_addr().ok(),
+                "add it with --metrics-allowed-host",
+            ),
+        };
         tokio::spawn(metrics::serve(
             Incoming::new(l, connections.clone()),
             connections.clone(),
-            options.metrics_token.clone(),
+            access,
             metrics.clone(),
             source,
             options.http_tls.clone(),

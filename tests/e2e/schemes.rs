@@ -117,3 +117,41 @@ async fn every_listener_reads_the_bearer_scheme_in_any_case_and_names_a_wrong_on
         err.message()
     );
 }
+
+#[tokio::test]
+async fn metrics_answer_only_the_hosts_they_know() {
+    let server = Server::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let metrics = server.metrics_url.clone().unwrap();
+    let (status, body) = request("GET", &metrics, Some("attacker.example"), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("errand_"), "{body}");
+    assert!(body.contains("--metrics-allowed-host"), "{body}");
+    for host in ["localhost:9466", "127.0.0.1"] {
+        let (status, body) = request("GET", &metrics, Some(host), None).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+
+    // Names given with --metrics-allowed-host replace the loopback ones;
+    // the bound address stays allowed, as the dashboard's does.
+    let server = Server::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-allowed-host",
+        "prometheus-target.example,Other.Example",
+    ])
+    .await;
+    let metrics = server.metrics_url.clone().unwrap();
+    for host in ["prometheus-target.example:9466", "other.example"] {
+        let (status, body) = request("GET", &metrics, Some(host), None).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    let bound = metrics
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    let (status, body) = request("GET", &metrics, Some(bound), None).await;
+    assert_eq!(status, 200, "{bound}: {body}");
+    let (status, _) = request("GET", &metrics, Some("attacker.example"), None).await;
+    assert_eq!(status, 403);
+}

@@ -5,8 +5,8 @@ use std::{path::PathBuf, sync::LazyLock, time::Duration};
 
 use clap::{Args as ClapArgs, ValueEnum};
 use errand_server::config::{
-    A2aOptions, Config, ConfigError, Connections, Delivery, Limits, McpOptions, PostgresOptions,
-    UiOptions,
+    A2aOptions, Config, ConfigError, Connections, Delivery, Limits, McpOptions, MetricsOptions,
+    PostgresOptions, UiOptions,
 };
 
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
@@ -122,6 +122,11 @@ pub struct Args {
     /// against DNS rebinding.
     #[arg(long, env = "ERRAND_UI_ALLOWED_HOSTS", value_delimiter = ',')]
     pub ui_allowed_host: Vec<String>,
+    /// A `Host` the metrics listener accepts besides its bound address
+    /// (repeat, or comma-separate in the variable); default: loopback names
+    /// only, against DNS rebinding.
+    #[arg(long, env = "ERRAND_METRICS_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub metrics_allowed_host: Vec<String>,
     /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16
     /// characters; prefer the environment variable to the flag, which other
     /// local users can see).
@@ -375,6 +380,9 @@ impl Args {
             },
             ui: UiOptions {
                 allowed_hosts: self.ui_allowed_host.clone(),
+            },
+            metrics: MetricsOptions {
+                allowed_hosts: self.metrics_allowed_host.clone(),
             },
             connections: Connections {
                 max_connections: self.max_connections,

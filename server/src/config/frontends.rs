@@ -1,4 +1,4 @@
-//! The settings of the HTTP front ends (MCP, A2A, the dashboard), and their checks.
+//! The settings of the HTTP front ends (MCP, A2A, the dashboard, metrics), and their checks.
 use std::time::Duration;
 
 use super::ConfigError;
@@ -21,6 +21,15 @@ pub struct UiOptions {
     /// `Host` header values accepted on the dashboard's listener besides
     /// its bound address (a guard against DNS rebinding), also required of
     /// a state-changing request's `Origin`; empty: loopback names only.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// How the metrics listener behaves; `Default` is what `errand serve` uses.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsOptions {
+    /// `Host` header values accepted on the metrics listener besides its
+    /// bound address (a guard against DNS rebinding), as the dashboard's;
+    /// empty: loopback names only.
     pub allowed_hosts: Vec<String>,
 }
 

@@ -11,7 +11,8 @@
 //! - `limits.rs`: what clients may make the server hold ([`Limits`]).
 //! - `connections.rs`: what each connection and peer may hold ([`Connections`]).
 //! - `postgres.rs`: the PostgreSQL store's settings ([`PostgresOptions`]).
-//! - `frontends.rs`: the MCP and A2A front ends' and the dashboard's settings.
+//! - `frontends.rs`: the MCP and A2A front ends', the dashboard's and the
+//!   metrics listener's settings.
 mod connections;
 mod frontends;
 mod limits;
@@ -20,7 +21,7 @@ mod postgres;
 use std::time::Duration;
 
 pub use connections::{Connections, MAX_WINDOW};
-pub use frontends::{A2aOptions, McpOptions, UiOptions};
+pub use frontends::{A2aOptions, McpOptions, MetricsOptions, UiOptions};
 pub use limits::{Limits, MIN_RESULT_BUDGET};
 pub use postgres::{MIN_LEASE, PostgresOptions};
 
@@ -67,6 +68,8 @@ pub struct Config {
     pub a2a: A2aOptions,
     /// The dashboard's settings (used with `--ui-listen`).
     pub ui: UiOptions,
+    /// The metrics listener's settings (used with `--metrics-listen`).
+    pub metrics: MetricsOptions,
 }
 
 /// Room in a message for what is not arguments or result: IDs, names,
@@ -100,6 +103,7 @@ impl Default for Config {
             default_delivery: Delivery::WhenIdle,
             a2a: A2aOptions::default(),
             ui: UiOptions::default(),
+            metrics: MetricsOptions::default(),
         }
     }
 }

@@ -49,6 +49,21 @@ impl AllowedHosts {
         }
     }
 
+    /// The hosts of a listener bound to `bound`: `configured` (empty: the
+    /// loopback names), plus the bound address unless it is unspecified
+    /// (`0.0.0.0`, `::`), so a client that calls it by its address (a
+    /// browser, a Prometheus scrape) is let in.
+    pub fn bound(
+        configured: &[String],
+        bound: Option<std::net::SocketAddr>,
+        hint: &'static str,
+    ) -> Self {
+        let bound = bound
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| format!("http://{a}"));
+        Self::new(configured, bound.as_deref(), hint)
+    }
+
     /// These hosts, also required of a state-changing request's `Origin`
     /// (for a listener whose pages a browser loads, like the dashboard).
     pub fn checking_origin(self) -> Self {
@@ -154,5 +169,17 @@ mod tests {
         assert!(!hosts.allows("localhost"));
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("h:80"), "h");
+    }
+
+    #[test]
+    fn a_listener_bound_to_an_address_accepts_it_and_a_wildcard_adds_none() {
+        // A scrape or a browser that calls a listener by its bound address.
+        let hosts = AllowedHosts::bound(&[], Some("10.0.0.5:9466".parse().unwrap()), "");
+        assert!(hosts.allows("10.0.0.5:9466") && hosts.allows("localhost"));
+        assert!(!hosts.allows("attacker.example"));
+        let hosts = AllowedHosts::bound(&["m.example".into()], Some("[::]:9".parse().unwrap()), "");
+        assert_eq!(hosts.hosts(), ["m.example"]);
+        let hosts = AllowedHosts::bound(&[], Some("[fd00::5]:9".parse().unwrap()), "");
+        assert!(hosts.allows("[fd00::5]:9"));
     }
 }

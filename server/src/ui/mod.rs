@@ -152,11 +152,7 @@ impl Ui {
     }
 
     fn hosts(allowed: &[String], bound: Option<SocketAddr>) -> AllowedHosts {
-        let bound = bound
-            .filter(|a| !a.ip().is_unspecified())
-            .map(|a| format!("http://{a}"));
-        AllowedHosts::new(allowed, bound.as_deref(), "add it with --ui-allowed-host")
-            .checking_origin()
+        AllowedHosts::bound(allowed, bound, "add it with --ui-allowed-host").checking_origin()
     }
 
     /// Who sent the request. Errors: 401 without a valid token (when
