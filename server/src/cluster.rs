@@ -121,7 +121,7 @@ impl Cluster {
                         claimed.extend(tasks);
                     }
                     Err(e) => {
-                        warn!(tool = %crate::logs::field(&tool), error = %e, "claiming queued tasks failed");
+                        warn!(tenant = %crate::logs::field(crate::tenant::of(&tool)), tool = %crate::logs::field(crate::tenant::strip(&tool)), error = %e, "claiming queued tasks failed");
                         failed = true;
                     }
                 }

@@ -22,6 +22,22 @@ pub fn field(value: &str) -> Field<'_> {
     Field(value)
 }
 
+/// Tool keys of one tenant (a registration's) as log fields: the tenant,
+/// and the tool names comma-separated, each escaped and cut as [`field`]
+/// does (never the internal key that joins tenant and name).
+pub fn tools<'a>(keys: impl Iterator<Item = &'a str>) -> (String, String) {
+    let mut tenant = String::new();
+    let mut names = Vec::new();
+    for key in keys {
+        let (t, name) = crate::tenant::split(key);
+        if names.is_empty() {
+            tenant = field(t).to_string();
+        }
+        names.push(field(name).to_string());
+    }
+    (tenant, names.join(", "))
+}
+
 /// See [`field`].
 pub struct Field<'a>(&'a str);
 

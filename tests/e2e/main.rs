@@ -31,6 +31,7 @@ mod progress;
 mod register_more;
 mod schemes;
 mod security;
+mod server_logs;
 mod status_codes;
 mod store_damage;
 mod tls_messages;

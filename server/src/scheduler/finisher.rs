@@ -166,7 +166,7 @@ impl Scheduler {
         if let Some(c) = completion {
             self.metrics.finished(&task.tool, task.state);
             task.seq = c.seq;
-            debug!(task_id = %task.id, session_id = %crate::logs::field(&task.session), seq = c.seq, status = task.state.name(), "task completed");
+            debug!(task_id = %task.id, tenant = %crate::logs::field(crate::tenant::of(&task.session)), session_id = %crate::logs::field(crate::tenant::strip(&task.session)), seq = c.seq, status = task.state.name(), "task completed");
             let run = task
                 .started_at
                 .and_then(|s| c.completed_at.duration_since(s).ok());

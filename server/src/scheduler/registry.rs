@@ -78,9 +78,9 @@ impl Scheduler {
             let forgotten = self
                 .admit_tools(&mut st, &specs, &[])
                 .inspect_err(|_| self.unadvertise(advertised))?;
-            let tools: Vec<&str> = specs.iter().map(|s| s.name.as_key()).collect();
             let id = st.add_worker(name.clone(), specs.clone(), max_concurrency, tx);
-            info!(worker_id = id, worker = %logs::field(&name), tools = ?tools, max_concurrency, "worker registered");
+            let (tenant, tools) = logs::tools(specs.iter().map(|s| s.name.as_key()));
+            info!(worker_id = id, worker = %logs::field(&name), tenant = %tenant, tools = %tools, max_concurrency, "worker registered");
             st.start_worker(id, SystemTime::now());
             self.apply(&mut st);
             (id, forgotten)
@@ -119,8 +119,8 @@ impl Scheduler {
                     "the worker's stream is closing: connect again".into(),
                 ));
             }
-            let tools: Vec<&str> = specs.iter().map(|s| s.name.as_key()).collect();
-            info!(worker_id = worker, tools = ?tools, "worker registered more tools");
+            let (tenant, tools) = logs::tools(specs.iter().map(|s| s.name.as_key()));
+            info!(worker_id = worker, tenant = %tenant, tools = %tools, "worker registered more tools");
             self.apply(&mut st);
             Ok(forgotten)
         })()

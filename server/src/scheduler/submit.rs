@@ -179,7 +179,7 @@ impl Scheduler {
                 return Err(e.into());
             }
         }
-        debug!(task_id = %task.id, session_id = %logs::field(&task.session), tool = %logs::field(&task.tool), "task queued");
+        debug!(task_id = %task.id, tenant = %logs::field(crate::tenant::of(&task.session)), session_id = %logs::field(crate::tenant::strip(&task.session)), tool = %logs::field(crate::tenant::strip(&task.tool)), "task queued");
         self.metrics.submitted(&task.tool);
         // Before it is queued: a dispatch removes it.
         if let Some(deadline) = task.queue_deadline {

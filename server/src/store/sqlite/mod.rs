@@ -457,7 +457,8 @@ impl Store for SqliteStore {
                     }
                     Err(unreadable) if completions.is_empty() => {
                         error!(
-                            session = %session,
+                            tenant = %crate::logs::field(crate::tenant::of(&session)),
+                            session = %crate::logs::field(crate::tenant::strip(&session)),
                             task_id = unreadable.task_id.map(tracing::field::display),
                             row = %unreadable.row,
                             problem = %unreadable.what,

@@ -1,0 +1,106 @@
+//! What the server's own log lines say: names a client reads (tenant and
+//! tool apart, never the internal key that joins them), and refused TLS
+//! handshakes on the gRPC port, as on the HTTP listeners.
+use std::process::Stdio;
+
+use errand_client::{Credentials, endpoint, pb};
+use errand_tests::*;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+};
+
+/// `errand serve --store memory --listen 127.0.0.1:0 ARGS` with `RUST_LOG`
+/// = `log`: the process, its gRPC address and its log lines as they come
+/// (read as they come: a full pipe would stall the server).
+async fn serve_logging(
+    args: &[String],
+    log: &str,
+) -> (Child, String, mpsc::UnboundedReceiver<String>) {
+    let mut child = Command::new(errand_bin())
+        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = within("listening", wait_line(&mut out, "errand listening on "))
+        .await
+        .trim_start_matches("errand listening on ")
+        .to_string();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (line_tx, lines) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err.next_line().await {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, addr, lines)
+}
+
+/// The first log line holding `needle`.
+async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> String {
+    within(needle, async {
+        loop {
+            let line = lines.recv().await.expect("the server's log");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn worker_registrations_log_the_tenant_and_the_tool_names_apart() {
+    let tokens = Tokens::new();
+    let worker = tokens.add(&["--role", "worker", "--tenant", "beta"]).await;
+    let mut args = tokens.flag().to_vec();
+    args.extend(["--log-format".into(), "json".into()]);
+    let (_child, addr, mut lines) = serve_logging(&args, "info").await;
+    let mut client = pb::worker_service_client::WorkerServiceClient::with_interceptor(
+        endpoint(&addr).unwrap().connect_lazy(),
+        Credentials::new(Some(&worker)).unwrap(),
+    );
+    let register = |names: &[&str]| pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "w".into(),
+            tools: names
+                .iter()
+                .map(|n| pb::Tool {
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            max_concurrency: 1,
+        })),
+    };
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(register(&["research_topic"])).await.unwrap();
+    let _stream = client
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap();
+    let line = line_with(&mut lines, "\"worker registered\"").await;
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let fields = &json["fields"];
+    assert_eq!(fields["tenant"], "beta", "{line}");
+    assert_eq!(fields["tools"], "research_topic", "{line}");
+    tx.send(register(&["summarize", "translate"]))
+        .await
+        .unwrap();
+    let line = line_with(&mut lines, "\"worker registered more tools\"").await;
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json["fields"]["tenant"], "beta", "{line}");
+    assert_eq!(json["fields"]["tools"], "summarize, translate", "{line}");
+    assert!(
+        !line.contains("u{1f}") && !line.contains('\u{1f}'),
+        "{line}"
+    );
+}
