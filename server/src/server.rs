@@ -14,8 +14,9 @@ use errand_proto::v1::{
     FILE_DESCRIPTOR_SET, tool_service_server::ToolServiceServer,
     worker_service_server::WorkerServiceServer,
 };
+use futures::future::Either;
 use tokio::net::TcpListener;
-use tonic::{service::interceptor::InterceptedService, transport::ServerTlsConfig};
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
@@ -61,8 +62,11 @@ pub enum ServeError {
 pub struct Options {
     /// Accepted tokens; `None` turns authentication off.
     pub tokens: Option<Arc<Tokens>>,
-    /// TLS (and, with a client CA, mTLS) on the gRPC listener.
-    pub tls: Option<ServerTlsConfig>,
+    /// TLS (and, with a client CA, mTLS) on every listener: gRPC (with ALPN
+    /// `h2` only), MCP, A2A, the dashboard and metrics, as
+    /// [`net::tls::server_config`] builds it from the certificate, key and
+    /// client CA.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     pub metrics: Option<TcpListener>,
     /// Where to serve the dashboard ([`crate::ui`]).
@@ -71,10 +75,6 @@ pub struct Options {
     pub metrics_token: Option<Arc<str>>,
     /// Where to serve MCP (`POST /mcp`), with `Config::mcp`'s settings.
     pub mcp: Option<TcpListener>,
-    /// TLS of the HTTP listeners: MCP, A2A, the dashboard and metrics (the
-    /// gRPC port's certificate, key and client CA, as
-    /// [`net::tls::server_config`] builds them).
-    pub http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Where to serve A2A (card, JSON-RPC, HTTP+JSON, gRPC), with
     /// `Config::a2a`'s settings.
     pub a2a: Option<TcpListener>,
@@ -164,7 +164,7 @@ pub async fn serve_with(
             access,
             metrics.clone(),
             source,
-            options.http_tls.clone(),
+            options.tls.clone(),
             shutdown_token.clone(),
         ))
     });
@@ -182,7 +182,7 @@ pub async fn serve_with(
             Incoming::new(l, connections.clone()),
             connections.clone(),
             ui,
-            options.http_tls.clone(),
+            options.tls.clone(),
             shutdown_token.clone(),
         ))
     });
@@ -200,9 +200,15 @@ pub async fn serve_with(
         .layer(crate::grpc::request_deadline::layer(
             connections.idle_timeout,
         ));
-    if let Some(tls) = options.tls {
-        builder = builder.tls_config(tls)?;
-    }
+    // The gRPC port's handshakes are its own (not tonic's `tls_config`,
+    // which dropped refused ones unseen): bounded and logged as the HTTP
+    // listeners' are.
+    let grpc_tls = options.tls.as_deref().map(|config| {
+        net::handshake::Handshakes::new(
+            net::handshake::grpc_config(config),
+            connections.handshake_timeout,
+        )
+    });
     let tokens = options.tokens;
 
     let max = sched.config().limits.max_message_bytes;
@@ -219,7 +225,7 @@ pub async fn serve_with(
     let a2a_endpoint = options.a2a.map(|listener| {
         let public_url = match (&a2a_config.public_url, listener.local_addr()) {
             (Some(url), _) => url.clone(),
-            (None, Ok(addr)) if options.http_tls.is_some() => format!("https://{addr}"),
+            (None, Ok(addr)) if options.tls.is_some() => format!("https://{addr}"),
             (None, Ok(addr)) => format!("http://{addr}"),
             (None, Err(_)) => "http://127.0.0.1".into(),
         };
@@ -229,7 +235,7 @@ pub async fn serve_with(
             incoming: Incoming::new(listener, connections.clone()),
             limits: connections.clone(),
             allowed_hosts: a2a_config.allowed_hosts.clone(),
-            tls: options.http_tls.clone(),
+            tls: options.tls.clone(),
             max_body_bytes: max,
         };
         tokio::spawn(a2a::serve(l, handler, shutdown_token.clone()))
@@ -250,7 +256,7 @@ pub async fn serve_with(
             incoming: Incoming::new(listener, connections.clone()),
             limits: connections.clone(),
             allowed_hosts: mcp_config.allowed_hosts.clone(),
-            tls: options.http_tls.clone(),
+            tls: options.tls.clone(),
             max_body_bytes: max,
         };
         tokio::spawn(mcp::serve(
@@ -301,7 +307,7 @@ pub async fn serve_with(
                 .max_encoding_message_size(max),
             guard(Some(Role::Worker), "WorkerService"),
         ));
-    let serving = router.serve_with_incoming_shutdown(Incoming::new(listener, connections), {
+    let stop = {
         let sched = sched.clone();
         let shutdown_token = shutdown_token.clone();
         async move {
@@ -327,7 +333,14 @@ pub async fn serve_with(
             }
             shutdown_token.cancel();
         }
-    });
+    };
+    let incoming = Incoming::new(listener, connections);
+    let serving = match grpc_tls {
+        None => Either::Left(router.serve_with_incoming_shutdown(incoming, stop)),
+        Some(handshakes) => {
+            Either::Right(router.serve_with_incoming_shutdown(handshakes.incoming(incoming), stop))
+        }
+    };
     // Streams end once the drain is over; connections that stay open after
     // that (a health Watch, a client that never reads) are not waited for.
     let stopped = shutdown_token.clone();

@@ -245,7 +245,8 @@ pub struct Args {
     #[arg(long, env = "ERRAND_MAX_CONNECTIONS_PER_PEER", default_value_t = DEFAULTS.connections.max_connections_per_peer)]
     pub max_connections_per_peer: usize,
     /// How long a new connection may take to send its first bytes (HTTP/2
-    /// preface or TLS hello), in milliseconds; then it is closed.
+    /// preface or TLS hello), and to finish a TLS handshake, in
+    /// milliseconds; then it is closed.
     #[arg(long, env = "ERRAND_HANDSHAKE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.connections.handshake_timeout))]
     pub handshake_timeout_ms: u64,
     /// A connection whose peer sends nothing for this long is closed, in

@@ -13,7 +13,6 @@ use errand_server::{
         sqlite::{CheckState, SqliteStore},
     },
 };
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 mod args;
@@ -77,24 +76,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     // The gRPC port's TLS, and the same certificate (and client CA) for
     // every HTTP listener: MCP, A2A, the dashboard and metrics.
-    let (tls, http_tls) = match (&args.tls_cert, &args.tls_key) {
+    let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
                 std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
             };
             let (cert, key) = (read(cert)?, read(key)?);
             let ca = args.tls_client_ca.as_ref().map(read).transpose()?;
-            let http = errand_server::net::tls::server_config(&cert, &key, ca.as_deref())
+            let config = errand_server::net::tls::server_config(&cert, &key, ca.as_deref())
                 .map_err(anyhow::Error::msg)?;
-            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-            if let Some(ca) = ca {
-                tls = tls.client_ca_root(Certificate::from_pem(ca));
-            }
-            (Some(tls), Some(http))
+            Some(config)
         }
-        _ => (None, None),
+        _ => None,
     };
-    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics = match metrics_addr {
         Some(a) => {
             let l = tokio::net::TcpListener::bind(a)
@@ -204,7 +199,6 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         ui,
         mcp,
         a2a,
-        http_tls,
         metrics_token,
     };
     // A corrupt store file stops the server as a signal would (health says

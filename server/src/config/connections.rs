@@ -11,7 +11,7 @@ pub struct Connections {
     /// Open connections from one IP address; at least 1.
     pub max_connections_per_peer: usize,
     /// How long a new connection may take to send its first bytes (the
-    /// HTTP/2 preface or a TLS hello); > 0.
+    /// HTTP/2 preface or a TLS hello), and to finish a TLS handshake; > 0.
     pub handshake_timeout: Duration,
     /// A connection whose peer sends nothing for this long is closed; > 0.
     /// Live gRPC peers answer the server's pings every 15 s.

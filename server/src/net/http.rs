@@ -10,14 +10,14 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{debug, warn};
 
 use super::{
     Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
     bearer::Peer,
     body_deadline::{self, Deadlined},
+    handshake::Handshakes,
 };
 use crate::config::Connections;
 
@@ -43,8 +43,8 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// [`serve`], over TLS when `tls` is given (the handshake runs in the
-/// connection's task, bounded by the connection's handshake and idle
-/// timeouts; a failed one closes the connection).
+/// connection's task, bounded by the handshake timeout; a failed one closes
+/// the connection and is logged: [`Handshakes`]).
 pub async fn serve_tls(
     mut incoming: Incoming,
     app: axum::Router,
@@ -52,11 +52,7 @@ pub async fn serve_tls(
     tls: Option<Arc<ServerConfig>>,
     shutdown: CancellationToken,
 ) {
-    let tls = tls.map(TlsAcceptor::from);
-    // Refused handshakes (no client certificate under mTLS, an untrusted
-    // or expired one, plain HTTP on a TLS port) are what an operator needs
-    // to see when clients cannot connect: logged, at most one line per 10 s.
-    let refused = Arc::new(crate::logs::Throttle::new(Duration::from_secs(10)));
+    let tls = tls.map(|config| Handshakes::new(config, limits.handshake_timeout));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -78,13 +74,8 @@ pub async fn serve_tls(
             next = incoming.next() => next,
         };
         let Some(Ok(conn)) = next else { break };
-        let (builder, app, shutdown, tls, refused) = (
-            builder.clone(),
-            app.clone(),
-            shutdown.clone(),
-            tls.clone(),
-            refused.clone(),
-        );
+        let (builder, app, shutdown, tls) =
+            (builder.clone(), app.clone(), shutdown.clone(), tls.clone());
         let peer = conn.peer().ok().map(|a| Peer(a.ip()));
         let idle = limits.idle_timeout;
         let app = tower::ServiceExt::map_request(app, move |mut req: Request<_>| {
@@ -100,20 +91,14 @@ pub async fn serve_tls(
         connections.spawn(async move {
             let io: Box<dyn Io> = match tls {
                 None => Box::new(conn),
-                Some(acceptor) => {
+                Some(handshakes) => {
                     let accepted = tokio::select! {
-                        accepted = acceptor.accept(conn) => accepted,
+                        accepted = handshakes.accept(conn) => accepted,
                         _ = shutdown.cancelled() => return,
                     };
                     match accepted {
-                        Ok(stream) => Box::new(stream),
-                        Err(e) => {
-                            match refused.ready() {
-                                Some(times) => warn!(peer = ?peer.map(|p| p.0), times, error = %e, "refused TLS handshakes"),
-                                None => debug!(error = %e, "TLS handshake failed"),
-                            }
-                            return;
-                        }
+                        Some(stream) => Box::new(stream),
+                        None => return,
                     }
                 }
             };

@@ -12,6 +12,8 @@
 //!   flow-control windows): `grpc::transport::grpc_server` applies them to
 //!   tonic's builder,
 //!   [`http::serve`] to a plain HTTP listener.
+//! - [`handshake`]: TLS handshakes, bounded, refused ones logged (every
+//!   listener).
 //! - [`host`]: the HTTP listeners' `Host` allow-list (DNS rebinding).
 //! - [`authorization`]: every listener's reading of `Authorization: Bearer`.
 //! - [`body_deadline`]: a request's body must arrive within the idle
@@ -25,6 +27,7 @@ use tracing::{info, warn};
 pub mod authorization;
 pub mod bearer;
 pub mod body_deadline;
+pub mod handshake;
 pub mod host;
 pub mod http;
 pub mod incoming;
