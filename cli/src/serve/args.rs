@@ -88,8 +88,9 @@ pub struct Args {
     /// The `pollIntervalMs` suggested to MCP Tasks clients, in milliseconds.
     #[arg(long, env = "ERRAND_MCP_POLL_INTERVAL_MS", default_value_t = ms(DEFAULTS.mcp.poll_interval))]
     pub mcp_poll_interval_ms: u64,
-    /// A `Host` the MCP listener accepts (repeat, or comma-separate in the
-    /// variable); default: loopback names only, against DNS rebinding.
+    /// A `Host` name the MCP listener accepts (repeat, or comma-separate in
+    /// the variable); default: loopback names only, against DNS rebinding
+    /// (an IP address is always accepted).
     #[arg(long, env = "ERRAND_MCP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub mcp_allowed_host: Vec<String>,
     /// Serve A2A 1.0 on its own listener, off by default: the agent card at
@@ -101,8 +102,9 @@ pub struct Args {
     /// binding; default: http:// and the --a2a-listen address.
     #[arg(long, env = "ERRAND_A2A_PUBLIC_URL")]
     pub a2a_public_url: Option<String>,
-    /// A `Host` the A2A listener accepts besides the public URL's (repeat,
-    /// or comma-separate in the variable); default: loopback names only.
+    /// A `Host` name the A2A listener accepts besides the public URL's
+    /// (repeat, or comma-separate in the variable); default: loopback names
+    /// only (an IP address is always accepted).
     #[arg(long, env = "ERRAND_A2A_ALLOWED_HOSTS", value_delimiter = ',')]
     pub a2a_allowed_host: Vec<String>,
     /// Serve Prometheus metrics on http://ADDR/metrics (https with
@@ -117,14 +119,14 @@ pub struct Args {
     /// for an agent token.
     #[arg(long, env = "ERRAND_UI_LISTEN")]
     pub ui_listen: Option<String>,
-    /// A `Host` the dashboard accepts besides its bound address (repeat, or
-    /// comma-separate in the variable); default: loopback names only,
-    /// against DNS rebinding.
+    /// A `Host` name the dashboard accepts (repeat, or comma-separate in the
+    /// variable); default: loopback names only, against DNS rebinding (an IP
+    /// address is always accepted).
     #[arg(long, env = "ERRAND_UI_ALLOWED_HOSTS", value_delimiter = ',')]
     pub ui_allowed_host: Vec<String>,
-    /// A `Host` the metrics listener accepts besides its bound address
-    /// (repeat, or comma-separate in the variable); default: loopback names
-    /// only, against DNS rebinding.
+    /// A `Host` name the metrics listener accepts (repeat, or comma-separate
+    /// in the variable); default: loopback names only, against DNS rebinding
+    /// (an IP address is always accepted).
     #[arg(long, env = "ERRAND_METRICS_ALLOWED_HOSTS", value_delimiter = ',')]
     pub metrics_allowed_host: Vec<String>,
     /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16

@@ -1,6 +1,6 @@
-//! The DNS-rebinding guard of the HTTP listeners (A2A, the dashboard): a
-//! request whose `Host` (or HTTP/2 `:authority`) is not on the listener's
-//! list gets 403, so a browser page cannot point a DNS name of its own at
+//! The DNS-rebinding guard of the HTTP listeners (A2A, the dashboard,
+//! metrics): a request whose `Host` (or HTTP/2 `:authority`) is neither on
+//! the listener's list nor an IP address gets 403, so a browser page cannot point a DNS name of its own at
 //! the port and call it. Where asked ([`AllowedHosts::checking_origin`]), a
 //! state-changing request (not GET/HEAD/OPTIONS) whose `Origin` names a
 //! host off the list gets 403 too.
@@ -84,6 +84,20 @@ impl AllowedHosts {
             .contains(&strip_port(authority).to_ascii_lowercase())
     }
 
+    /// Whether a request's `Host` (`host[:port]`) is let in: an accepted
+    /// name, or an IP address. DNS rebinding needs a name of the
+    /// attacker's; a browser that called an address itself is on that
+    /// address's origin, so a listener bound to 0.0.0.0 answers a scrape or
+    /// a browser by the machine's address without configuration.
+    pub fn allows_host(&self, authority: &str) -> bool {
+        let host = strip_port(authority);
+        let ip = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        self.allows(authority) || ip.parse::<std::net::IpAddr>().is_ok()
+    }
+
     fn refuse(&self, what: &str, value: &str) -> Response {
         (
             StatusCode::FORBIDDEN,
@@ -135,7 +149,7 @@ pub async fn check_host(
     let Some(host) = host else {
         return (StatusCode::BAD_REQUEST, "no Host header").into_response();
     };
-    if !hosts.allows(&host) {
+    if !hosts.allows_host(&host) {
         return hosts.refuse("Host", strip_port(&host));
     }
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -169,6 +183,24 @@ mod tests {
         assert!(!hosts.allows("localhost"));
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("h:80"), "h");
+    }
+
+    /// A Host that is an IP address is let in on every listener: DNS
+    /// rebinding needs a name of the attacker's, and a browser that called
+    /// the address itself is on the listener's own origin. A listener bound
+    /// to 0.0.0.0 and scraped or opened by the machine's address works
+    /// without configuration. An `Origin` is still checked against the
+    /// names: a page served from another address is another site.
+    #[test]
+    fn a_host_that_is_an_ip_address_is_let_in_but_not_as_an_origin() {
+        let hosts = AllowedHosts::bound(&[], Some("[::]:9466".parse().unwrap()), "");
+        for host in ["10.0.0.5:9466", "10.0.0.5", "[fd00::5]:9466", "[::1]"] {
+            assert!(hosts.allows_host(host), "{host}");
+        }
+        for host in ["attacker.example", "10.0.0.5.nip.io", "[not-ip]", "1.2.3"] {
+            assert!(!hosts.allows_host(host), "{host}");
+        }
+        assert!(!hosts.allows("10.0.0.5:9466"));
     }
 
     #[test]
