@@ -1,15 +1,17 @@
 // The dashboard in a real browser: headless Chromium (Debian's package)
 // driven by playwright-core, against the real errand binary with a worker.
-// Run by run.sh, which starts one server (with tokens) and one worker and
+// Run by run.sh, which starts one server (with tokens) and two workers and
 // passes: UI_URL, ADMIN (an admin token), LIVE_TASK and CLICK_TASK (tasks the
 // worker runs until cancelled), BIG_TASK (a finished task whose result is
-// over the page's preview), ERRAND (the binary; ERRAND_SERVER and
+// over the page's preview), PROGRESS_TASK (a task of the Go example worker's
+// `sleep` tool, reporting "slept N of 600 s" every second, with one report
+// in already), ERRAND (the binary; ERRAND_SERVER and
 // ERRAND_TOKEN are set for it), OUT (the screenshot folder).
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 
-const { UI_URL, ADMIN, LIVE_TASK, CLICK_TASK, BIG_TASK, ERRAND, OUT } = process.env;
+const { UI_URL, ADMIN, LIVE_TASK, CLICK_TASK, BIG_TASK, PROGRESS_TASK, ERRAND, OUT } = process.env;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox"],
@@ -58,8 +60,62 @@ await page.locator("#filters select[name=status]").selectOption("running");
 await page.locator("#filters button").click();
 await page.locator("#main[data-route='/tasks?status=running']").waitFor();
 await page.locator(`a.task-link:text("${LIVE_TASK}")`).waitFor();
-assert.equal(await page.locator("a.task-link").count(), 2, "only the running tasks are listed");
+assert.equal(await page.locator("a.task-link").count(), 3, "only the running tasks are listed");
+// The running task's latest progress, compactly, and a later one live.
+const listed = page.locator("#tasks tbody tr", { hasText: PROGRESS_TASK }).locator(".progress");
+await listed.waitFor();
+assert.match(await listed.innerText(), /^\d+(\.\d+)?\/600 \(\d+%\) slept \d+ of 600 s$/);
+const listedIndex = await listed.getAttribute("data-index");
+await page.locator(`#tasks .progress[data-index]:not([data-index="${listedIndex}"])`).waitFor();
+assert.equal(await page.locator("#tasks tbody tr", { hasText: LIVE_TASK }).locator(".progress").count(), 0,
+  "no progress for a task that reported none");
 await shot("tasks");
+
+// A running task's progress in the API: the latest report, with its time;
+// the worker's resume detail stays out.
+const get = async path => {
+  const res = await fetch(new URL(path, UI_URL), { headers: { Authorization: "Bearer " + ADMIN } });
+  assert.equal(res.status, 200, path);
+  return res.json();
+};
+const running = await get(`api/tasks/${PROGRESS_TASK}`);
+assert.equal(running.status, "RUNNING");
+const p = running.progress;
+assert.ok(p, "a progress key: " + JSON.stringify(running));
+assert.match(p.message, /^slept \d+ of 600 s$/);
+assert.equal(p.total, 600);
+assert.ok(p.progress > 0 && p.index >= 1, JSON.stringify(p));
+assert.equal(p.reported_at, running.created_at + p.elapsed_ms);
+assert.ok(p.reported_at >= running.started_at, JSON.stringify(running));
+assert.equal(p.detail_json, undefined);
+assert.equal((await get(`api/tasks/${LIVE_TASK}`)).progress, null, "none reported");
+assert.equal((await get(`api/tasks/${BIG_TASK}`)).progress, null, "none once finished");
+const rows = (await get("api/tasks?tool=sleep&status=running")).tasks;
+assert.match(rows[0].progress.message, /^slept \d+ of 600 s$/);
+
+// The task page shows it and follows later reports live: no reload, not
+// even of the task's JSON.
+const fetched = [];
+page.on("request", r => { if (r.url().includes(`/api/tasks/${PROGRESS_TASK}`)) fetched.push(r.url()); });
+await page.goto(`${UI_URL}#/task/${PROGRESS_TASK}`);
+await page.locator("#task-status").getByText("RUNNING").waitFor();
+const shown = page.locator("#progress[data-index]");
+await shown.waitFor();
+const before = Number(await shown.getAttribute("data-index"));
+assert.match(await page.locator("#progress-message").innerText(), /^slept \d+ of 600 s$/);
+assert.match(await page.locator("#progress-amount").innerText(), /^\d+(\.\d+)?\/600 \(\d+%\)$/);
+assert.match(await page.locator("#progress-at").innerText(), /^reported \d+s ago$/);
+assert.equal(await page.locator("#progress progress").getAttribute("max"), "600");
+fetched.length = 0;
+await page.locator(`#progress:not([data-index="${before}"])`).waitFor();
+assert.ok(Number(await shown.getAttribute("data-index")) > before, "a later report");
+assert.match(await page.locator("#progress-message").innerText(), /^slept \d+ of 600 s$/);
+assert.deepEqual(fetched, [], "updated from the live event alone");
+await shot("task-progress");
+// Once the task ends, its progress goes.
+execFileSync(ERRAND, ["cancel", PROGRESS_TASK]);
+await page.locator("#task-status").getByText("CANCELLED").waitFor();
+assert.equal(await page.locator("#progress").count(), 0, "no progress on a finished task");
 
 // A finished task with a large result: cut, and the full text on demand.
 await page.goto(`${UI_URL}#/task/${BIG_TASK}`);

@@ -12,7 +12,7 @@
 //! feed can send it. Reports come through a lossy broadcast; a reader that
 //! lags asks for the latest again. Nothing here waits on the reader but the
 //! channel send, and the maps are bounded by the session's running tasks.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{broadcast, mpsc, oneshot},
@@ -21,7 +21,10 @@ use tokio::{
 use tracing::debug;
 use uuid::Uuid;
 
-use super::{Feed, SessionHub};
+use super::{
+    Feed, SessionHub,
+    coalesce::{Coalescer, recv, sleep_until},
+};
 use crate::{
     error::Error,
     model::{CompletionRecord, ProgressRecord, SessionKey},
@@ -165,12 +168,11 @@ impl Events {
                 () = sleep_until(wake), if wake.is_some() => {}
                 () = tx.closed() => return,
             }
-            if due.tasks.len() > prune_at {
+            if due.tracked() > prune_at {
                 // Tasks that ended without their completion passing here
                 // (acknowledged before this stream read it).
-                due.tasks
-                    .retain(|id, _| self.source.progress_of(*id).is_some());
-                prune_at = (2 * due.tasks.len()).max(PRUNE_AT);
+                due.retain(|id| self.source.progress_of(id).is_some());
+                prune_at = (2 * due.tracked()).max(PRUNE_AT);
             }
             if replayed {
                 for p in due.ready(Instant::now()) {
@@ -188,86 +190,9 @@ impl Events {
     }
 }
 
-async fn recv(
-    rx: &mut Option<broadcast::Receiver<Arc<ProgressRecord>>>,
-) -> Result<Arc<ProgressRecord>, broadcast::error::RecvError> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Per task: the report waiting to go out, and when and with which index
-/// the last one went.
-struct Coalescer {
-    interval: Duration,
-    tasks: HashMap<Uuid, Slot>,
-}
-
-#[derive(Default)]
-struct Slot {
-    waiting: Option<Arc<ProgressRecord>>,
-    /// Index of the last report sent or waiting; only higher ones are taken.
-    index: u64,
-    sent_at: Option<Instant>,
-}
-
-impl Coalescer {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            tasks: HashMap::new(),
-        }
-    }
-
-    /// A report: kept to go out if it is newer than what the task has.
-    fn offer(&mut self, p: Arc<ProgressRecord>) {
-        let slot = self.tasks.entry(p.task_id).or_default();
-        if p.index > slot.index {
-            slot.index = p.index;
-            slot.waiting = Some(p);
-        }
-    }
-
-    /// The task ended (or left): nothing more of it goes out.
-    fn forget(&mut self, task: Uuid) {
-        self.tasks.remove(&task);
-    }
-
-    /// When the next waiting report may go out.
-    fn next_due(&self) -> Option<Instant> {
-        self.tasks
-            .values()
-            .filter(|s| s.waiting.is_some())
-            .map(|s| s.sent_at.map_or_else(Instant::now, |at| at + self.interval))
-            .min()
-    }
-
-    /// The waiting reports that may go out at `now`, marked sent.
-    fn ready(&mut self, now: Instant) -> Vec<Arc<ProgressRecord>> {
-        let mut out = Vec::new();
-        for slot in self.tasks.values_mut() {
-            let free = slot.sent_at.is_none_or(|at| now >= at + self.interval);
-            if free && let Some(p) = slot.waiting.take() {
-                slot.sent_at = Some(now);
-                out.push(p);
-            }
-        }
-        out.sort_by_key(|p| p.elapsed);
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{sync::Mutex, time::SystemTime};
+    use std::{collections::HashMap, sync::Mutex, time::SystemTime};
 
     use tokio_util::sync::CancellationToken;
 
@@ -449,24 +374,5 @@ mod tests {
         f.report(report(task, 1));
         f.complete(task).await;
         assert!(matches!(next(&mut rx).await, Event::Completion(c) if c.seq == 1));
-    }
-
-    #[test]
-    fn the_coalescer_keeps_the_latest_and_spaces_them() {
-        let mut c = Coalescer::new(Duration::from_secs(1));
-        let task = Uuid::new_v4();
-        let t0 = Instant::now();
-        c.offer(report(task, 2));
-        c.offer(report(task, 1));
-        assert_eq!(c.ready(t0).iter().map(|p| p.index).collect::<Vec<_>>(), [2]);
-        c.offer(report(task, 3));
-        c.offer(report(task, 4));
-        assert!(c.ready(t0 + Duration::from_millis(500)).is_empty());
-        assert_eq!(c.next_due(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(c.ready(t0 + Duration::from_secs(1))[0].index, 4);
-        c.offer(report(task, 4));
-        assert!(c.next_due().is_none(), "an old index is not taken again");
-        c.forget(task);
-        assert!(c.tasks.is_empty());
     }
 }

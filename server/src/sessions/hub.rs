@@ -42,6 +42,11 @@ pub struct SessionHub {
     progress: Mutex<HashMap<Arc<str>, Progress>>,
     /// Submits, starts, finishes and acks here, for the dashboard.
     activity: broadcast::Sender<Arc<Activity>>,
+    /// Every session's progress reports, for the dashboard. Apart from
+    /// `activity`, so a chatty worker can only make the dashboard's readers
+    /// lag on progress, and each reader spaces what it sends
+    /// ([`super::coalesce::Coalescer`]).
+    all_progress: broadcast::Sender<Arc<ProgressRecord>>,
     /// Told of each [`Activity`] before it is broadcast, in the reporter's
     /// task: what they keep is up to date when the RPC that caused it
     /// returns.
@@ -60,6 +65,7 @@ impl Default for SessionHub {
             watchers: Mutex::default(),
             progress: Mutex::default(),
             activity: broadcast::channel(ACTIVITY_BUFFER).0,
+            all_progress: broadcast::channel(ACTIVITY_BUFFER).0,
             sinks: RwLock::default(),
         }
     }
@@ -165,8 +171,18 @@ impl SessionHub {
         }
     }
 
-    /// Hands an accepted progress report to the session's event streams.
+    /// A receiver of every session's progress reports from now on (lagging
+    /// receivers lose the oldest).
+    pub fn subscribe_all_progress(&self) -> broadcast::Receiver<Arc<ProgressRecord>> {
+        self.all_progress.subscribe()
+    }
+
+    /// Hands an accepted progress report to the session's event streams
+    /// and the dashboard's; never waits.
     pub fn progress(&self, record: Arc<ProgressRecord>) {
+        if self.all_progress.receiver_count() > 0 {
+            let _ = self.all_progress.send(record.clone());
+        }
         let mut progress = self.lock_progress();
         if let Some(tx) = progress.get(&*record.session) {
             let session = record.session.clone();

@@ -6,8 +6,8 @@
 //! - `GET /api/me`, `/api/overview`, `/api/tasks`, `/api/tasks/{id}`,
 //!   `/api/tasks/{id}/result`, `/api/sessions`, `/api/workers`: JSON (see
 //!   `api.rs`, `tasks.rs`); `/api/events`: server-sent events of task
-//!   activity (`live.rs`), fed by the session hub and the scheduler, never
-//!   by polling the store.
+//!   activity and progress (`live.rs`), fed by the session hub and the
+//!   scheduler, never by polling the store.
 //! - `POST /api/tasks/{id}/cancel`, `/api/tasks/{id}/retry`: need the CSRF
 //!   token `/api/me` gives, in the `x-csrf-token` header.
 //!

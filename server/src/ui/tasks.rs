@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     agents::listing,
-    model::{CompletionRecord, Finish, Outcome},
+    model::{CompletionRecord, Finish, Outcome, ProgressRecord},
     scheduler::{self, views::TaskView},
     store::Cursor,
     tenant, text,
@@ -26,8 +26,22 @@ use crate::{
 /// Characters of a result shown inline; `/api/tasks/{id}/result` has all.
 const RESULT_PREVIEW: usize = 4_000;
 
-/// A task as the UI shows it; `full` adds arguments, result, texts and
-/// attempts.
+/// A progress report as the UI shows it (in a task and in the `progress`
+/// live event): the worker's numbers and message (at most 1 KiB, cut when
+/// the report came in), and its time from submit; not its resume detail.
+pub(super) fn progress_json(p: &ProgressRecord) -> Value {
+    json!({
+        "index": p.index,
+        "progress": p.progress,
+        "total": p.total,
+        "message": p.message,
+        "elapsed_ms": p.elapsed.as_millis() as u64,
+    })
+}
+
+/// A task as the UI shows it, with the latest progress of its current run
+/// (`null`: none reported, or not running here); `full` adds arguments,
+/// result, texts and attempts.
 fn task_json(ui: &Ui, access: &Access, view: &TaskView, full: bool) -> Value {
     let t = &view.task;
     let elapsed = t
@@ -56,6 +70,12 @@ fn task_json(ui: &Ui, access: &Access, view: &TaskView, full: bool) -> Value {
         "worker_name": worker_name,
         "seq": t.seq,
         "retry_of": t.retry_of.map(|id| id.to_string()),
+        "progress": view.progress.as_deref().map(|p| {
+            let mut out = progress_json(p);
+            let created = t.created_at.duration_since(SystemTime::UNIX_EPOCH);
+            out["reported_at"] = json!(created.unwrap_or_default().as_millis() as u64 + p.elapsed.as_millis() as u64);
+            out
+        }),
     });
     if !full {
         return out;

@@ -3,7 +3,7 @@
 // shows when the server's live events say something on it changed.
 "use strict";
 
-const state = { me: null, route: "", taskId: null, pending: null };
+const state = { me: null, route: "", taskId: null, task: null, pending: null };
 
 function token() { return sessionStorage.getItem("errand-token") || ""; }
 
@@ -49,6 +49,42 @@ function duration(ms) {
   if (ms < 1000) return ms + " ms";
   if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
   return Math.round(ms / 60000) + " min";
+}
+
+// A worker's progress report: "3/5 (60%)" with a total, "3" without one.
+function num(x) { return String(Math.round(x * 100) / 100); }
+function amount(p) {
+  if (p.total > 0) return `${num(p.progress)}/${num(p.total)} (${Math.round(p.progress / p.total * 100)}%)`;
+  return p.progress > 0 ? num(p.progress) : "";
+}
+// Text cut to n characters (not UTF-16 units), with an ellipsis.
+function cut(text, n) {
+  const chars = Array.from(text);
+  return chars.length > n ? chars.slice(0, n - 1).join("") + "\u2026" : text;
+}
+
+// The listing's progress column: the latest report in one short line, all
+// of it in the tooltip. The worker's text only ever goes in as text.
+function progressCell(t) {
+  const cell = el("span", { "data-progress-of": t.task_id });
+  if (t.progress) showListed(cell, t.progress);
+  return cell;
+}
+function showListed(cell, p) {
+  const text = [amount(p), p.message].filter(Boolean).join(" ") || "progress reported";
+  cell.replaceChildren(el("span", { class: "progress", "data-index": p.index, title: text }, cut(text, 60)));
+}
+
+// A task page's progress: bar, amount, message, and when it was reported
+// (submitted at createdAt, plus the report's time from submit).
+function showProgress(dd, p, createdAt) {
+  if (!p) { dd.replaceChildren(el("span", { class: "muted" }, "none reported")); return; }
+  dd.dataset.index = p.index;
+  dd.replaceChildren(
+    ...(p.total > 0 ? [el("progress", { max: p.total, value: Math.min(Math.max(p.progress, 0), p.total) })] : []),
+    el("span", { id: "progress-amount" }, amount(p)),
+    el("span", { id: "progress-message" }, p.message),
+    el("span", { id: "progress-at", class: "muted" }, "reported " + ago(createdAt + p.elapsed_ms)));
 }
 
 function table(head, rows, id) {
@@ -120,8 +156,8 @@ async function tasks(main, params) {
   } }, ...(many() ? [input("tenant", "tenant")] : []), input("session", "session"), status, input("tool", "tool"),
     el("button", { type: "submit" }, "Filter"));
   const rows = data.tasks.map(t => [el("a", { href: "#/task/" + t.task_id, class: "task-link" }, t.task_id),
-    t.session_id, t.tool, statusCell(t.status), ago(t.created_at), duration(t.elapsed_ms), t.worker_name || ""]);
-  const [head, body] = withTenant(["Task", "Session", "Tool", "Status", "Created", "Elapsed", "Worker"], rows, data.tasks);
+    t.session_id, t.tool, statusCell(t.status), ago(t.created_at), duration(t.elapsed_ms), t.worker_name || "", progressCell(t)]);
+  const [head, body] = withTenant(["Task", "Session", "Tool", "Status", "Created", "Elapsed", "Worker", "Progress"], rows, data.tasks);
   const rest = Object.fromEntries([...params].filter(([k]) => k !== "page"));
   const nav = el("p", {},
     params.get("page") ? el("a", { href: "#/tasks?" + new URLSearchParams(rest).toString() }, "First page") : "", " ",
@@ -135,6 +171,7 @@ function pretty(text) {
 
 async function task(main, id) {
   const t = await api("/api/tasks/" + encodeURIComponent(id));
+  state.task = t;
   const act = (what) => async () => {
     try {
       const r = await api(`/api/tasks/${t.task_id}/${what}`, { method: "POST" });
@@ -157,6 +194,7 @@ async function task(main, id) {
   main.replaceChildren(el("h1", {}, "Task " + t.task_id),
     el("dl", {},
       el("dt", {}, "Status"), el("dd", { id: "task-status" }, statusCell(t.status)),
+      ...(unfinished ? [el("dt", {}, "Progress"), progressDd(t)] : []),
       ...(t.tenant ? [el("dt", {}, "Tenant"), el("dd", {}, t.tenant)] : []),
       el("dt", {}, "Session"), el("dd", {}, t.session_id),
       el("dt", {}, "Tool"), el("dd", {}, t.tool),
@@ -179,6 +217,12 @@ async function task(main, id) {
     t.error ? el("div", {}, el("h2", {}, "Error"), el("pre", {}, `[${t.error.code}] ${t.error.message}`)) : "",
     el("h2", {}, "What the model saw: the acknowledgement"), el("pre", { id: "ack" }, t.ack),
     t.completion_message ? el("div", {}, el("h2", {}, "What the model saw: the completion"), el("pre", { id: "completion" }, t.completion_message)) : "");
+}
+
+function progressDd(t) {
+  const dd = el("dd", { id: "progress" });
+  showProgress(dd, t.progress, t.created_at);
+  return dd;
 }
 
 async function sessions(main) {
@@ -219,10 +263,27 @@ async function render() {
   }
 }
 
+// A progress event: shown in place, on the task's page or its row of the
+// listing, if newer than what is shown; nothing is fetched.
+function progressed(data) {
+  const p = data.progress;
+  if (!p) return;
+  if (state.taskId) {
+    const dd = document.getElementById("progress");
+    if (data.task_id !== state.taskId || !dd || !state.task || state.task.task_id !== state.taskId) return;
+    if (Number(dd.dataset.index || 0) < p.index) showProgress(dd, p, state.task.created_at);
+    return;
+  }
+  const cell = document.querySelector(`[data-progress-of="${CSS.escape(data.task_id || "")}"]`);
+  const shown = cell && cell.querySelector(".progress");
+  if (cell && (!shown || Number(shown.dataset.index) < p.index)) showListed(cell, p);
+}
+
 // A live event: reload the page shown if the event concerns it, at most
 // every 300 ms for a task's page and every second for a listing, and not
-// while the user is typing in a filter.
+// while the user is typing in a filter. Progress is shown in place.
 function changed(name, data) {
+  if (name === "progress") { progressed(data); return; }
   if (state.taskId && name !== "lagged" && data.task_id !== state.taskId) return;
   if (state.pending) return;
   state.pending = setTimeout(() => {
