@@ -100,20 +100,7 @@ pub async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn report(task: Uuid, index: u64) -> Arc<ProgressRecord> {
-        Arc::new(ProgressRecord {
-            task_id: task,
-            session: "s".into(),
-            tool: "t".into(),
-            index,
-            progress: index as f64,
-            total: 10.0,
-            message: format!("step {index}"),
-            detail_json: "".into(),
-            elapsed: Duration::from_millis(index),
-        })
-    }
+    use crate::sessions::testing::report;
 
     #[test]
     fn the_coalescer_keeps_the_latest_and_spaces_them() {

@@ -192,45 +192,16 @@ impl Events {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashMap, sync::Mutex, time::SystemTime};
+    use std::time::SystemTime;
 
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use crate::sessions::testing::{Running, report};
     use crate::{
         model::{Finish, Outcome, TaskRecord, TaskState},
         store::{Store, memory::MemoryStore},
     };
-
-    #[derive(Default)]
-    struct Running(Mutex<HashMap<Uuid, Arc<ProgressRecord>>>);
-
-    impl ProgressSource for Running {
-        fn session_progress(&self, session: &str) -> Vec<Arc<ProgressRecord>> {
-            let map = self.0.lock().unwrap();
-            map.values()
-                .filter(|p| &*p.session == session)
-                .cloned()
-                .collect()
-        }
-        fn progress_of(&self, task: Uuid) -> Option<Arc<ProgressRecord>> {
-            self.0.lock().unwrap().get(&task).cloned()
-        }
-    }
-
-    fn report(task: Uuid, index: u64) -> Arc<ProgressRecord> {
-        Arc::new(ProgressRecord {
-            task_id: task,
-            session: "s".into(),
-            tool: "t".into(),
-            index,
-            progress: index as f64,
-            total: 10.0,
-            message: format!("step {index}"),
-            detail_json: "".into(),
-            elapsed: Duration::from_millis(index),
-        })
-    }
 
     struct Fixture {
         store: Arc<MemoryStore>,

@@ -8,6 +8,8 @@ pub mod coalesce;
 mod events;
 mod feed;
 mod hub;
+#[cfg(test)]
+pub(crate) mod testing;
 mod window;
 
 pub use activity::{Activity, ActivityKind};

@@ -223,35 +223,18 @@ fn follow(
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashMap, sync::Mutex};
 
     use futures::StreamExt;
     use serde_json::Value;
     use uuid::Uuid;
 
     use super::*;
+    use crate::sessions::testing::Running;
     use crate::{
         auth::{Caller, Role},
         model::TaskState,
         sessions::SessionHub,
     };
-
-    /// The running tasks' latest reports, as the scheduler keeps them.
-    #[derive(Default)]
-    struct Running(Mutex<HashMap<Uuid, Arc<ProgressRecord>>>);
-
-    impl ProgressSource for Running {
-        fn session_progress(&self, session: &str) -> Vec<Arc<ProgressRecord>> {
-            let map = self.0.lock().unwrap();
-            map.values()
-                .filter(|p| &*p.session == session)
-                .cloned()
-                .collect()
-        }
-        fn progress_of(&self, task: Uuid) -> Option<Arc<ProgressRecord>> {
-            self.0.lock().unwrap().get(&task).cloned()
-        }
-    }
 
     fn report(tenant: &str, task: Uuid, index: u64) -> Arc<ProgressRecord> {
         Arc::new(ProgressRecord {
