@@ -223,7 +223,6 @@ fn follow(
 
 #[cfg(test)]
 mod tests {
-
     use futures::StreamExt;
     use serde_json::Value;
     use uuid::Uuid;
