@@ -22,30 +22,8 @@ fn hostile(tag: &str, padding: usize) -> String {
 /// a hostile name, sends a result with a hostile megabyte task_id, and returns the
 /// log lines that mention them.
 async fn logged(format: &str) -> Vec<String> {
-    let mut child = Command::new(errand_bin())
-        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
-        .args(["--log-format", format])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = within("listening", wait_line(&mut out, "errand listening on "))
-        .await
-        .trim_start_matches("errand listening on ")
-        .to_string();
-    // Read the log as it comes: a full pipe would stall the server.
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = err.next_line().await {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (_server, addr, mut lines) =
+        serve_logging(&["--log-format".into(), format.into()], "info").await;
     let mut worker = pb::worker_service_client::WorkerServiceClient::new(
         endpoint(&addr).unwrap().connect_lazy(),
     )

@@ -5,7 +5,6 @@
 //! other HTTP listeners keep (against DNS rebinding).
 use errand_client::pb;
 use errand_tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, metadata::MetadataValue};
 
 const METRICS_TOKEN: &str = "a-metrics-token-of-some-length";
@@ -20,21 +19,11 @@ async fn request(
 ) -> (u16, String) {
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (addr, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let host = host.unwrap_or(addr);
-    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-    let head = format!(
-        "{method} /{path} HTTP/1.0\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: 2\r\n\r\n{{}}"
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    within("an HTTP response", conn.read_to_string(&mut response))
-        .await
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = authorization {
+        headers.push(("Authorization", a));
+    }
+    http_request(addr, host, method, &format!("/{path}"), &headers, "{}").await
 }
 
 /// `ListTools` on the gRPC port with `authorization` metadata as given.

@@ -1,48 +1,9 @@
 //! What the server's own log lines say: names a client reads (tenant and
 //! tool apart, never the internal key that joins them), and refused TLS
 //! handshakes on the gRPC port, as on the HTTP listeners.
-use std::process::Stdio;
-
 use errand_client::{ConnectOptions, Credentials, endpoint, pb};
 use errand_tests::*;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::{Child, Command},
-    sync::mpsc,
-};
-
-/// `errand serve --store memory --listen 127.0.0.1:0 ARGS` with `RUST_LOG`
-/// = `log`: the process, its gRPC address and its log lines as they come
-/// (read as they come: a full pipe would stall the server).
-async fn serve_logging(
-    args: &[String],
-    log: &str,
-) -> (Child, String, mpsc::UnboundedReceiver<String>) {
-    let mut child = Command::new(errand_bin())
-        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = within("listening", wait_line(&mut out, "errand listening on "))
-        .await
-        .trim_start_matches("errand listening on ")
-        .to_string();
-    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (line_tx, lines) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = err.next_line().await {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, addr, lines)
-}
+use tokio::{io::AsyncWriteExt, sync::mpsc};
 
 /// The first log line holding `needle`.
 async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> String {

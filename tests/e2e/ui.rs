@@ -23,20 +23,7 @@ async fn http_to(
     headers: &[(&str, &str)],
 ) -> (u16, String) {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    within("an HTTP response", conn.read_to_string(&mut response))
-        .await
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    http_request(addr, Some(host), method, path, headers, "").await
 }
 
 /// `/api/events` of the dashboard at `url`, as `authorization` (if any),

@@ -622,6 +622,77 @@ impl GateWorker {
     }
 }
 
+/// `errand serve --store memory --listen 127.0.0.1:0 ARGS` with `RUST_LOG`
+/// = `log`: the process, its gRPC address and its log lines as they come
+/// (read as they come: a full pipe would stall the server).
+pub async fn serve_logging(
+    args: &[String],
+    log: &str,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(errand_bin())
+        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = within("listening", wait_line(&mut out, "errand listening on "))
+        .await
+        .trim_start_matches("errand listening on ")
+        .to_string();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (line_tx, lines) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err.next_line().await {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, addr, lines)
+}
+
+/// One HTTP/1.0 request to `addr` (`host:port`): `METHOD path`, `Host:
+/// host` (`addr` when `None`), `headers`, and `body` with its
+/// Content-Length; the response's status code and body.
+pub async fn http_request(
+    addr: &str,
+    host: Option<&str>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let host = host.unwrap_or(addr);
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within("an HTTP response", conn.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
 /// Fetches `url` (http://HOST:PORT/PATH) with a bare HTTP/1.0 GET; the body.
 pub async fn http_get(url: &str) -> String {
     let (head, body) = http_get_as(url, None).await;
