@@ -236,9 +236,11 @@ impl Metrics {
     }
 }
 
-/// Who may scrape: `hosts` (the `Host` allow-list the other HTTP listeners
-/// keep, against DNS rebinding: a page of another name gets 403) and, with
-/// `token`, only a scrape that sends `Authorization: Bearer <token>`.
+/// Who may scrape: with `token`, only a scrape that sends `Authorization:
+/// Bearer <token>`, by whatever host name; without one, a scrape whose
+/// `Host` is in `hosts` (the allow-list the other HTTP listeners keep,
+/// against DNS rebinding: a page of another name gets 403; with a token a
+/// page cannot read the metrics anyway, as it has no token).
 pub struct Access {
     pub token: Option<Arc<str>>,
     pub hosts: AllowedHosts,
@@ -263,48 +265,52 @@ pub async fn serve(
         routing::get,
     };
     let expected = access.token.map(|t| hash(t.as_bytes()));
+    let guarded = expected.is_some();
     let hosts = Arc::new(access.hosts);
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move |headers: HeaderMap| {
-                let metrics = metrics.clone();
-                let source = source.clone();
-                async move {
-                    if let Some(expected) = expected {
-                        let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-                        let refused = match authorization::bearer_token(value) {
-                            Ok(t) if hash(t.as_bytes()) == expected => None,
-                            Ok(_) => Some(format!(
-                                "the bearer token is not the metrics token: send {}",
-                                METRICS_TOKEN.send
-                            )),
-                            Err(e) => Some(e.message(METRICS_TOKEN)),
-                        };
-                        if let Some(message) = refused {
-                            return (
-                                StatusCode::UNAUTHORIZED,
-                                [(header::WWW_AUTHENTICATE, "Bearer")],
-                                format!("{message}\n"),
-                            )
-                                .into_response();
-                        }
+    let app = Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let metrics = metrics.clone();
+            let source = source.clone();
+            async move {
+                if let Some(expected) = expected {
+                    let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+                    let refused = match authorization::bearer_token(value) {
+                        Ok(t) if hash(t.as_bytes()) == expected => None,
+                        Ok(_) => Some(format!(
+                            "the bearer token is not the metrics token: send {}",
+                            METRICS_TOKEN.send
+                        )),
+                        Err(e) => Some(e.message(METRICS_TOKEN)),
+                    };
+                    if let Some(message) = refused {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Bearer")],
+                            format!("{message}\n"),
+                        )
+                            .into_response();
                     }
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.render(&*source),
-                    )
-                        .into_response()
                 }
-            }),
-        )
-        .layer(axum::middleware::from_fn_with_state(
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(&*source),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let app = if guarded {
+        app
+    } else {
+        app.layer(axum::middleware::from_fn_with_state(
             hosts,
             crate::net::host::check_host,
-        ));
+        ))
+    };
     crate::net::http::serve_tls(incoming, app, &limits, tls, shutdown).await;
 }
 

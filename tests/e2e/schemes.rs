@@ -143,4 +143,21 @@ async fn metrics_answer_only_the_hosts_they_know() {
     assert_eq!(status, 200, "{bound}: {body}");
     let (status, _) = request("GET", &metrics, Some("attacker.example"), None).await;
     assert_eq!(status, 403);
+
+    // With --metrics-token a page cannot read them whatever its name (it
+    // has no token): a scrape by any name (a compose service's, say) is
+    // answered, and without the token refused 401.
+    let server = Server::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-token",
+        METRICS_TOKEN,
+    ])
+    .await;
+    let metrics = server.metrics_url.clone().unwrap();
+    let auth = format!("Bearer {METRICS_TOKEN}");
+    let (status, body) = request("GET", &metrics, Some("errand:9466"), Some(&auth)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = request("GET", &metrics, Some("errand:9466"), None).await;
+    assert_eq!(status, 401);
 }

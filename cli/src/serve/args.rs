@@ -124,9 +124,10 @@ pub struct Args {
     /// address is always accepted).
     #[arg(long, env = "ERRAND_UI_ALLOWED_HOSTS", value_delimiter = ',')]
     pub ui_allowed_host: Vec<String>,
-    /// A `Host` name the metrics listener accepts (repeat, or comma-separate
-    /// in the variable); default: loopback names only, against DNS rebinding
-    /// (an IP address is always accepted).
+    /// A `Host` name the metrics listener accepts without --metrics-token
+    /// (repeat, or comma-separate in the variable); default: loopback names
+    /// only, against DNS rebinding (an IP address is always accepted; with a
+    /// token, any name).
     #[arg(long, env = "ERRAND_METRICS_ALLOWED_HOSTS", value_delimiter = ',')]
     pub metrics_allowed_host: Vec<String>,
     /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16

@@ -158,9 +158,11 @@ pub async fn check_host(
         && let Some(origin) = req.headers().get(header::ORIGIN)
     {
         let origin = origin.to_str().unwrap_or("");
-        let allowed = origin
-            .split_once("://")
-            .is_some_and(|(_, authority)| hosts.allows(authority));
+        // An accepted name, or the request's own host (the page came from
+        // the address it posts to: same-origin).
+        let allowed = origin.split_once("://").is_some_and(|(_, authority)| {
+            hosts.allows(authority) || authority.eq_ignore_ascii_case(&host)
+        });
         if !allowed {
             return hosts.refuse("Origin", origin);
         }
@@ -201,6 +203,34 @@ mod tests {
             assert!(!hosts.allows_host(host), "{host}");
         }
         assert!(!hosts.allows("10.0.0.5:9466"));
+    }
+
+    /// A page the browser loaded from an address posts with that address as
+    /// its `Origin`, equal to the `Host`: same-origin, let in (the
+    /// dashboard's Cancel and Retry, opened at http://10.0.0.5:7469); an
+    /// `Origin` of another address is another site's page.
+    #[tokio::test]
+    async fn a_post_from_the_page_at_an_address_is_let_in_and_one_from_another_is_not() {
+        use axum::{Router, body::Body, routing::post};
+        use tower::ServiceExt;
+        let hosts =
+            AllowedHosts::bound(&[], Some("0.0.0.0:7469".parse().unwrap()), "").checking_origin();
+        let app = Router::new().route("/x", post(|| async { "ok" })).layer(
+            axum::middleware::from_fn_with_state(Arc::new(hosts), check_host),
+        );
+        let post_from = |origin: &str| {
+            Request::post("/x")
+                .header(header::HOST, "10.0.0.5:7469")
+                .header(header::ORIGIN, origin)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let same = app.clone().oneshot(post_from("http://10.0.0.5:7469")).await;
+        assert_eq!(same.unwrap().status(), StatusCode::OK);
+        let other = app.clone().oneshot(post_from("http://10.0.0.6:7469")).await;
+        assert_eq!(other.unwrap().status(), StatusCode::FORBIDDEN);
+        let named = app.oneshot(post_from("http://evil.example")).await;
+        assert_eq!(named.unwrap().status(), StatusCode::FORBIDDEN);
     }
 
     #[test]
