@@ -57,16 +57,29 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
     let channel = args.conn.channel(server).await?;
     // A TLS server breaks the connection of a client without its CA (one
     // that requires client certificates, that of a client without one)
-    // only after it was made: one look at its health service makes that
-    // mistake fail here, saying what to fix, rather than in reconnections
-    // for ever. Any answer, whatever its status, will do.
+    // only after it was made: one look at its health service says so at
+    // once, with what to fix. A handshake that failed on a certificate or
+    // an alert is the worker's settings: it stops. A connection broken
+    // without a handshake (plain text to a TLS server, but also a server
+    // at its connection limit or restarting) is said, then tried again as
+    // any lost connection is. Any answer, whatever its status, will do.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     if let Err(status) = health
         .check(tonic_health::pb::HealthCheckRequest::default())
         .await
-        && std::error::Error::source(&status).is_some()
+        && let Some(source) = std::error::Error::source(&status)
     {
-        return Err(errand_client::Error::Status(status).into());
+        let settings = errand_client::tls::handshake_failure(source)
+            .is_some_and(|f| f != errand_client::tls::HandshakeFailure::Other);
+        let error = errand_client::Error::Status(status);
+        if settings {
+            return Err(error.into());
+        }
+        let line = args
+            .conn
+            .transport_line(&error)
+            .unwrap_or_else(|| error.to_string());
+        tracing::warn!("{line}; trying again");
     }
     let config = WorkerConfig {
         name: args.name,
