@@ -26,10 +26,15 @@ pub struct FollowOptions {
     pub first_failure_ends: bool,
     /// The wait before the first retry. Each failed attempt doubles it up to
     /// [`max_backoff`](Self::max_backoff); a stream that opens resets it.
+    /// Taken as at least [`MIN_BACKOFF`] (1 ms): zero would retry without
+    /// a pause.
     pub first_backoff: Duration,
     /// The longest wait between two attempts.
     pub max_backoff: Duration,
 }
+
+/// The shortest wait between two attempts, whatever the options say.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
 impl Default for FollowOptions {
     fn default() -> Self {
@@ -279,7 +284,8 @@ async fn run<T, K: FnMut(FollowEvent) -> Option<T>>(
     let mut cursor = source.after_seq();
     // Retries since the last stream opened, and whether one ever did.
     let (mut attempt, mut opened) = (0u32, false);
-    let mut wait = options.first_backoff;
+    let first = options.first_backoff.max(MIN_BACKOFF);
+    let mut wait = first;
     loop {
         let answer = tokio::select! {
             answer = source.open(&mut rpc, cursor) => answer,
@@ -294,7 +300,7 @@ async fn run<T, K: FnMut(FollowEvent) -> Option<T>>(
                 {
                     return;
                 }
-                (attempt, opened, wait) = (0, true, options.first_backoff);
+                (attempt, opened, wait) = (0, true, first);
                 let cause = loop {
                     let next = tokio::select! {
                         next = stream.next() => next,
@@ -349,6 +355,6 @@ async fn run<T, K: FnMut(FollowEvent) -> Option<T>>(
             _ = tokio::time::sleep(wait) => {}
             _ = out.tx.closed() => return,
         }
-        wait = (wait * 2).min(options.max_backoff);
+        wait = wait.saturating_mul(2).min(options.max_backoff.max(first));
     }
 }

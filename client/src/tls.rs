@@ -35,6 +35,19 @@ pub fn ca_problem(pem: &[u8]) -> Option<String> {
     (added == 0).then(|| "holds no certificate that can be parsed".to_string())
 }
 
+/// Why an encrypted key cannot be used, and how to decrypt it.
+const ENCRYPTED_KEY: &str = "is encrypted (a passphrase protects it), which errand does not \
+read: write a decrypted copy with `openssl pkey -in KEY -out KEY.plain` and give that, kept \
+readable by its owner only";
+
+/// Whether `pem` holds an encrypted private key (PKCS#8's `BEGIN ENCRYPTED
+/// PRIVATE KEY`, or a legacy one with `Proc-Type: 4,ENCRYPTED`).
+fn encrypted(pem: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(pem);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
 /// Why `cert` and `key` cannot be a client's identity, and in which of
 /// them; `None` when they can.
 pub fn identity_problem(cert: &[u8], key: &[u8]) -> Option<(IdentityPart, String)> {
@@ -44,6 +57,9 @@ pub fn identity_problem(cert: &[u8], key: &[u8]) -> Option<(IdentityPart, String
             IdentityPart::Cert,
             "holds no certificate (no PEM \"BEGIN CERTIFICATE\" block)".to_string(),
         ));
+    }
+    if encrypted(key) {
+        return Some((IdentityPart::Key, ENCRYPTED_KEY.to_string()));
     }
     let Ok(key) = PrivateKeyDer::from_pem_slice(key) else {
         return Some((
@@ -199,6 +215,18 @@ mod tests {
         assert_eq!(part, IdentityPart::Cert);
         let (part, _) = identity_problem(cert.as_bytes(), cert.as_bytes()).unwrap();
         assert_eq!(part, IdentityPart::Key);
+        // An encrypted key is named as such, not as "no private key".
+        let pkcs8 =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIB\n-----END RSA PRIVATE KEY-----\n";
+        for key in [pkcs8, legacy] {
+            let (part, why) = identity_problem(cert.as_bytes(), key.as_bytes()).unwrap();
+            assert_eq!(part, IdentityPart::Key);
+            assert!(
+                why.contains("encrypted") && why.contains("openssl pkey"),
+                "{why}"
+            );
+        }
     }
 
     /// `openssl x509 -req` without -extfile makes X.509 v1 certificates,

@@ -259,9 +259,19 @@ def _check_identity(cert_path: PathLike, key_path: PathLike, cert: bytes) -> Non
             "makes a v1 one unless given extensions, for example "
             '-extfile <(printf "extendedKeyUsage=clientAuth")'
         )
+    key = Path(key_name).read_bytes()
+    if b"BEGIN ENCRYPTED PRIVATE KEY" in key or b"Proc-Type: 4,ENCRYPTED" in key:
+        raise ValueError(
+            f"TLS: tls_key {key_name} is encrypted (a passphrase protects it), which errand does "
+            "not read: write a decrypted copy with `openssl pkey -in KEY -out KEY.plain`, "
+            "readable by its owner only, and give that"
+        )
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_name, key_name)
-    except ssl.SSLError as exc:
+        # No passphrase, ever: without one OpenSSL would prompt on the terminal.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            cert_name, key_name, password=lambda: b""
+        )
+    except (ssl.SSLError, OSError) as exc:
         if "KEY_VALUES_MISMATCH" in str(exc):
             why = "the private key is not the certificate's"
         elif "PEM" in str(exc) or "NO_START_LINE" in str(exc):

@@ -297,6 +297,21 @@ def test_tls_mistakes_say_what_to_fix(
     with pytest.raises(ValueError, match="extendedKeyUsage=clientAuth") as info:
         Client(mtls_server, tls_ca=pki.ca, tls_cert=V1_CERT, tls_key=pki.client_key)
     assert str(V1_CERT) in str(info.value) and "version 1" in str(info.value)
+    # An encrypted key is named as such; nothing asks for a passphrase.
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(ValueError, match="is encrypted") as info:
+        Client(mtls_server, tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=encrypted)
+    assert str(encrypted) in str(info.value) and "openssl pkey" in str(info.value)
 
 
 # -- tokens ---------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 //! listener: the gRPC port (`authorization` metadata), MCP, A2A, the
 //! dashboard and metrics. The scheme is matched in any case (RFC 9110
 //! section 11.1: "bearer", "BEARER"), and a refusal says what was wrong:
-//! nothing sent, not text, another scheme (named when it is a plain word,
-//! as no secret is), or no token after the scheme. A message never quotes
-//! the token.
+//! nothing sent, not text, another scheme (named when it is a registered
+//! one: a first word that is not may be a token sent without its scheme),
+//! or no token after the scheme. A message never quotes the token.
 
 /// Where the value travels, for the refusal's wording.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +59,24 @@ impl Refused {
     }
 }
 
+/// Authorization schemes other than Bearer that a refusal names.
+const KNOWN_SCHEMES: &[&str] = &[
+    "Basic",
+    "Digest",
+    "Negotiate",
+    "NTLM",
+    "OAuth",
+    "HOBA",
+    "Mutual",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+    "AWS4-HMAC-SHA256",
+    "DPoP",
+    "PrivateToken",
+    "Token",
+];
+
 /// The token of `value` (`Bearer <token>`, the scheme in any case,
 /// surrounding spaces ignored).
 pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, Refused> {
@@ -70,11 +88,13 @@ pub fn bearer_token(value: Option<&[u8]>) -> Result<&str, Refused> {
         .trim();
     let (scheme, token) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        let plain = (1..=20).contains(&scheme.len())
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        return Err(Refused::Scheme(plain.then(|| scheme.to_string())));
+        // Named only when it is a scheme (IANA's HTTP Authentication
+        // Scheme Registry, and `Token`): a first word that is not one may
+        // be a token sent without its scheme, never echoed or logged.
+        let known = KNOWN_SCHEMES
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(scheme));
+        return Err(Refused::Scheme(known.map(|k| k.to_string())));
     }
     match token.trim() {
         "" => Err(Refused::NoToken),
@@ -110,10 +130,14 @@ mod tests {
         assert!(!message.contains("0123456789"), "{message}");
         assert_eq!(refused(Some("Bearer ")), Refused::NoToken);
         assert_eq!(refused(Some("Bearer\u{e9} t")), Refused::NotText);
-        // Not `Bearertoken`.
+        // Not `Bearertoken`; and a short token without its scheme (a
+        // 16-character metrics token, say) is not named as a scheme.
+        for value in ["Bearerxyz", "0123456789abcdef", "my-secret-token"] {
+            assert_eq!(refused(Some(value)), Refused::Scheme(None), "{value}");
+        }
         assert_eq!(
-            refused(Some("Bearerxyz")),
-            Refused::Scheme(Some("Bearerxyz".into()))
+            refused(Some("basic YTpi")),
+            Refused::Scheme(Some("Basic".into()))
         );
     }
 }

@@ -46,6 +46,13 @@ impl Handshakes {
         let peer: Option<IpAddr> = conn.peer().ok().map(|a| a.ip());
         let error = match tokio::time::timeout(self.timeout, self.acceptor.accept(conn)).await {
             Ok(Ok(stream)) => return Some(stream),
+            // A connection closed before its handshake ended: a TCP probe (a
+            // load balancer's, a `tcpSocket` check) or a client that left,
+            // not a refusal worth a warning.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                debug!(?peer, error = %e, "closed before its TLS handshake ended");
+                return None;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "the TLS handshake did not finish within --handshake-timeout-ms".into(),
         };

@@ -1,7 +1,7 @@
-//! TLS for the HTTP front ends (MCP, A2A), from the very certificate, key
-//! and client CA the gRPC port serves (`--tls-cert`, `--tls-key`,
-//! `--tls-client-ca`): with a client CA, a client without a certificate it
-//! signed is refused in the handshake, as on the gRPC port.
+//! TLS for every listener (the gRPC port, MCP, A2A, the dashboard,
+//! metrics) from one certificate, key and client CA (`--tls-cert`,
+//! `--tls-key`, `--tls-client-ca`): with a client CA, a client without a
+//! certificate it signed is refused in the handshake.
 use std::sync::Arc;
 
 use tokio_rustls::rustls::{
@@ -27,6 +27,15 @@ pub fn server_config(
         .map_err(|e| format!("--tls-cert is not a PEM certificate chain: {e}"))?;
     if certs.is_empty() {
         return Err("--tls-cert holds no certificate".into());
+    }
+    let text = String::from_utf8_lossy(key_pem);
+    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(
+            "--tls-key is encrypted (a passphrase protects it), which errand does not \
+read: write a decrypted copy with `openssl pkey -in KEY -out KEY.plain`, readable by errand's \
+user only, and give that"
+                .into(),
+        );
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("--tls-key holds no PEM private key: {e}"))?;
@@ -64,5 +73,18 @@ mod tests {
     fn files_that_are_not_pem_are_named() {
         let e = server_config(b"nope", b"nope", None).unwrap_err();
         assert!(e.contains("--tls-cert"), "{e}");
+    }
+
+    #[test]
+    fn an_encrypted_key_says_how_to_decrypt_it() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["s.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let e = server_config(cert.pem().as_bytes(), encrypted.as_bytes(), None).unwrap_err();
+        assert!(e.contains("encrypted") && e.contains("openssl pkey"), "{e}");
     }
 }

@@ -3,8 +3,9 @@
 //! it: bounded, and on one line.
 
 /// `text` as a model-facing text quotes it: at most `max` bytes of it, cut
-/// at a character and followed by "…" when cut; line breaks and other
-/// control characters escaped as JSON escapes them (`\n`, `\u001b`), so a
+/// at a character and followed by "…" when cut; line breaks, other control
+/// characters and bidirectional formatting ones escaped as JSON escapes
+/// them (`\n`, `\u001b`, `\u202e`), so a
 /// quoted text never begins a line of its own that could pass for one of
 /// errand's (a forged "Async result for task …" in a digest). Escapes count
 /// towards `max`; the "…" (3 bytes) does not.
@@ -16,7 +17,7 @@ pub fn quote(text: &str, max: usize) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_bidi(c) => {
                 out.push_str(&format!("\\u{:04x}", c as u32));
             }
             c => out.push(c),
@@ -28,6 +29,12 @@ pub fn quote(text: &str, max: usize) -> String {
         }
     }
     out
+}
+
+/// A bidirectional formatting character (marks, embeddings, overrides,
+/// isolates): shown, it reorders the text around it.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -47,6 +54,12 @@ mod tests {
             "a\\r\\tb\\u001b[31m\\u0085\\u2028"
         );
         assert_eq!(quote("plain", 100), "plain");
+        // Bidirectional controls would reorder the line as shown ("Trojan
+        // Source"): escaped too.
+        assert_eq!(
+            quote("a\u{202e}b\u{2066}c\u{200f}", 100),
+            "a\\u202eb\\u2066c\\u200f"
+        );
     }
 
     #[test]
