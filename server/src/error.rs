@@ -98,26 +98,47 @@ impl Error {
     }
 
     /// This error as a front end that names errand's request fields its own
-    /// way says it: a message that starts with a field of `renames`
+    /// way says it: a message that starts with a field of `words.fields`
     /// (errand's name, the front end's) starts with the front end's name,
-    /// errand's in brackets ("contextId (errand's session_id) is 129
-    /// bytes, ..."), so the caller is told the field it sent.
-    pub fn renamed(self, renames: &[(&str, &str)]) -> Error {
-        let rename = |m: String| {
-            for (ours, theirs) in renames {
+    /// so the caller is told the field it sent ("contextId is 129 bytes,
+    /// ..."), and each of `words.phrases` (errand's gRPC words) anywhere in
+    /// it is said the front end's way.
+    pub fn renamed(self, words: &Vocabulary) -> Error {
+        let rename = |mut m: String| {
+            for (ours, theirs) in words.phrases {
+                if m.contains(ours) {
+                    m = m.replace(ours, theirs);
+                }
+            }
+            for (ours, theirs) in words.fields {
                 if let Some(rest) = m.strip_prefix(ours)
                     && rest.starts_with(' ')
                 {
-                    return format!("{theirs} (errand's {ours}){rest}");
+                    return format!("{theirs}{rest}");
                 }
             }
             m
         };
         match self {
             Error::InvalidArgument(m) => Error::InvalidArgument(rename(m)),
-            Error::TooLarge(m) => Error::TooLarge(rename(m)),
+            Error::NotFound(m) => Error::NotFound(rename(m)),
             Error::ResourceExhausted(m) => Error::ResourceExhausted(rename(m)),
-            other => other,
+            Error::TooLarge(m) => Error::TooLarge(rename(m)),
+            Error::RateLimited {
+                message,
+                retry_after,
+            } => Error::RateLimited {
+                message: rename(message),
+                retry_after,
+            },
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(rename(m)),
+            Error::OutOfRange(m) => Error::OutOfRange(rename(m)),
+            Error::Unauthenticated(m) => Error::Unauthenticated(rename(m)),
+            Error::PermissionDenied(m) => Error::PermissionDenied(rename(m)),
+            Error::DeadlineExceeded(m) => Error::DeadlineExceeded(rename(m)),
+            Error::Unavailable(m) => Error::Unavailable(rename(m)),
+            Error::Internal(m) => Error::Internal(rename(m)),
+            store @ Error::Store(_) => store,
         }
     }
 
@@ -140,6 +161,33 @@ impl Error {
         };
         bound(message)
     }
+}
+
+/// How a front end (MCP, A2A) says what errand's gRPC API says its own
+/// way ([`Error::renamed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Vocabulary {
+    /// errand's request fields and the front end's names of them.
+    pub fields: &'static [(&'static str, &'static str)],
+    /// errand's [`phrases`] and the front end's words for them.
+    pub phrases: &'static [(&'static str, &'static str)],
+}
+
+/// The phrases of errand's messages that name its gRPC API (an RPC, a
+/// response's field); each front end's [`Vocabulary`] says every one of
+/// them ([`phrases::ALL`]) its own way.
+pub mod phrases {
+    /// Where a task ID comes from.
+    pub const TASK_ID_SOURCE: &str = "the task_id SubmitTool returned";
+    /// How to read a task that is finishing.
+    pub const READ_OUTCOME: &str = "read its outcome with GetTask";
+    /// The streams counted against `--max-streams-per-tenant`.
+    pub const STREAMS: &str = "Completions and SessionEvents streams";
+    /// The token of the next page of a listing.
+    pub const NEXT_PAGE: &str = "next_page_token";
+    /// A listing's order, which its page tokens keep.
+    pub const SAME_ORDER: &str = ", with the same newest_first,";
+    pub const ALL: &[&str] = &[TASK_ID_SOURCE, READ_OUTCOME, STREAMS, NEXT_PAGE, SAME_ORDER];
 }
 
 /// Most bytes of one client input that a status message quotes.
@@ -215,25 +263,55 @@ mod tests {
     /// bytes": a field the caller never sent.
     #[test]
     fn a_front_end_names_the_field_its_caller_sent() {
-        let fields = [
-            ("session_id", "contextId"),
-            ("idempotency_key", "messageId"),
-        ];
-        let e = Error::invalid("session_id is 129 bytes, the limit is 128").renamed(&fields);
+        const WORDS: Vocabulary = Vocabulary {
+            fields: &[
+                ("session_id", "contextId"),
+                ("idempotency_key", "messageId"),
+            ],
+            phrases: &[],
+        };
+        let e = Error::invalid("session_id is 129 bytes, the limit is 128").renamed(&WORDS);
+        assert_eq!(e.to_string(), "contextId is 129 bytes, the limit is 128");
+        let e = Error::invalid("idempotency_key is 300 bytes").renamed(&WORDS);
+        assert_eq!(e.to_string(), "messageId is 300 bytes");
+        // Only a leading field name; other errors as they were.
+        let e = Error::invalid("session_ids differ").renamed(&WORDS);
+        assert_eq!(e.to_string(), "session_ids differ");
+    }
+
+    /// Defect: MCP's `tasks/get` of "nope" answered `taskId (errand's
+    /// task_id) "nope" is not a UUID: pass the task_id SubmitTool
+    /// returned`: gRPC's field and RPC, which an MCP client never called.
+    #[test]
+    fn a_front_end_says_errands_grpc_phrases_in_its_own_words() {
+        const WORDS: Vocabulary = Vocabulary {
+            fields: &[("task_id", "taskId")],
+            phrases: &[
+                (
+                    phrases::TASK_ID_SOURCE,
+                    "the taskId its tools/call returned",
+                ),
+                (phrases::READ_OUTCOME, "read its outcome with tasks/get"),
+            ],
+        };
+        let e = crate::scheduler::parse_task_id("nope")
+            .unwrap_err()
+            .renamed(&WORDS);
         assert_eq!(
             e.to_string(),
-            "contextId (errand's session_id) is 129 bytes, the limit is 128"
+            "taskId \"nope\" is not a UUID: pass the taskId its tools/call returned"
         );
-        let e = Error::invalid("idempotency_key is 300 bytes").renamed(&fields);
-        assert!(
-            e.to_string()
-                .starts_with("messageId (errand's idempotency_key) is")
+        // Whatever the error's kind.
+        let e =
+            Error::FailedPrecondition(format!("task 1 is completing: {}", phrases::READ_OUTCOME))
+                .renamed(&WORDS);
+        assert_eq!(
+            e.to_string(),
+            "task 1 is completing: read its outcome with tasks/get"
         );
-        // Only a leading field name; other errors as they were.
-        let e = Error::invalid("session_ids differ").renamed(&fields);
-        assert_eq!(e.to_string(), "session_ids differ");
-        let e = Error::NotFound("session_id is 1 byte".into()).renamed(&fields);
-        assert_eq!(e.to_string(), "session_id is 1 byte");
+        let e = Error::NotFound("task_id is 1 byte".into()).renamed(&WORDS);
+        assert_eq!(e.to_string(), "taskId is 1 byte");
+        assert_eq!(e.kind(), Kind::NotFound);
     }
 
     #[test]
@@ -253,4 +331,64 @@ mod tests {
         assert!(b.len() <= MAX_MESSAGE_BYTES, "{}", b.len());
         assert!(b.ends_with("… (10000 bytes in all)"), "{b}");
     }
+}
+
+/// Errors as errand's gRPC API words them, each made by the code that makes
+/// it, for the front ends' tests: every one a front end may pass on.
+#[cfg(test)]
+pub(crate) mod grpc_worded {
+    use super::{Error, phrases};
+    use crate::{config::Limits, model::SessionKey};
+
+    pub fn errors() -> Vec<Error> {
+        let limits = Limits::default();
+        let schema = crate::tools::ToolSpec::new(
+            &crate::model::ToolDef {
+                name: crate::model::ToolKey::from_key("search"),
+                input_schema_json: r#"{"type":"object","required":["q"]}"#.into(),
+                ..Default::default()
+            },
+            &limits,
+        )
+        .unwrap();
+        let big = format!("\"{}\"", "x".repeat(limits.max_arguments_bytes));
+        vec![
+            crate::scheduler::parse_task_id("nope").unwrap_err(),
+            crate::scheduler::parse_task_id("").unwrap_err(),
+            crate::agents::listing::parse_tool_token("x").unwrap_err(),
+            crate::agents::listing::parse_token("x", false).unwrap_err(),
+            SessionKey::new("", &"s".repeat(200), &limits).unwrap_err(),
+            SessionKey::new("", "", &limits).unwrap_err(),
+            schema.check_arguments("{}", &limits).unwrap_err(),
+            crate::tools::parse_arguments(&big, &limits).unwrap_err(),
+            crate::tools::parse_arguments("[]", &limits).unwrap_err(),
+            crate::tools::check_name("bad name!").unwrap_err(),
+            Error::FailedPrecondition(format!(
+                "task 1 is completing right now: {}",
+                phrases::READ_OUTCOME
+            )),
+            Error::ResourceExhausted(format!(
+                "your tenant has 3 {} open, the limit is 3",
+                phrases::STREAMS
+            )),
+        ]
+    }
+
+    /// Words of errand's gRPC API: its RPCs, and its request fields as
+    /// they are spelt there.
+    pub const GRPC_WORDS: &[&str] = &[
+        "errand's",
+        "SubmitTool",
+        "ReadResult",
+        "Completions",
+        "AckCompletions",
+        "SessionEvents",
+        "ListTools",
+        "PendingDigest",
+        "task_id",
+        "session_id",
+        "arguments_json",
+        "page_token",
+        "newest_first",
+    ];
 }

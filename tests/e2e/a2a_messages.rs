@@ -410,3 +410,34 @@ async fn a2a_bodies_over_the_limit_are_answered_in_the_bindings_error_form() {
         "{problem}"
     );
 }
+
+/// Defect: a data part the skill's schema refused was answered "the data
+/// part (errand's arguments_json) fails ...": gRPC's field name, which an
+/// A2A client never sent.
+#[tokio::test]
+async fn a2a_errors_name_a2as_fields_not_grpcs() {
+    let server = Server::start(&["--a2a-listen", "127.0.0.1:0"]).await;
+    let a2a = server.a2a_url.clone().expect("the A2A address");
+    let _worker = errand_tests::raw::connect_worker(
+        &server.addr,
+        None,
+        vec![errand_tests::raw::tool(
+            "echo",
+            r#"{"type":"object","required":["q"]}"#,
+        )],
+    )
+    .await
+    .unwrap();
+    let answer = a2a_call_as(&a2a, None, "SendMessage", message("m-schema", json!({}))).await;
+    let error = answer.json()["error"].clone();
+    assert_eq!(error["code"], -32602, "{error}");
+    let text = error["message"].as_str().unwrap();
+    assert!(
+        text.starts_with("the data part fails the input schema of tool `echo`"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("errand's") && !text.contains("arguments_json"),
+        "{text}"
+    );
+}

@@ -44,10 +44,7 @@ async fn mcp_malformed_params_are_invalid_params_and_tasks_update_is_acked() {
         .await
         .json();
     let text = answer["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        text.starts_with("arguments (errand's arguments_json)"),
-        "{answer}"
-    );
+    assert!(text.starts_with("arguments is "), "{answer}");
 
     let task = mcp.call_tool("echo", json!({"n": 1})).await;
     let id = task["taskId"].as_str().unwrap().to_string();
@@ -594,4 +591,52 @@ async fn mcp_a_session_answers_only_its_own_tenant() {
     assert!(head.contains(" 404 "), "another tenant's DELETE: {head}");
     let head = request_as("DELETE", &url, &a, Some(&session), "").await;
     assert!(head.contains(" 204 "), "its own tenant's DELETE: {head}");
+}
+
+/// Defect: `tasks/get` of "nope" answered `taskId (errand's task_id)
+/// "nope" is not a UUID: pass the task_id SubmitTool returned`, and
+/// arguments a tool's schema refused `arguments (errand's arguments_json)
+/// fails ...`: gRPC's names, which an MCP client never sent nor called.
+#[tokio::test]
+async fn mcp_errors_name_mcps_fields_and_methods_not_grpcs() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let _worker = raw::connect_worker(
+        &server.addr,
+        None,
+        vec![raw::tool("search", r#"{"type":"object","required":["q"]}"#)],
+    )
+    .await
+    .unwrap();
+    let grpc = |text: &str| {
+        ["errand's", "SubmitTool", "task_id", "arguments_json"]
+            .into_iter()
+            .find(|w| text.contains(w))
+    };
+
+    let answer = mcp
+        .call("tasks/get", json!({"taskId": "nope"}))
+        .await
+        .json();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert_eq!(
+        text,
+        r#"taskId "nope" is not a UUID: pass the taskId its tools/call returned"#
+    );
+
+    let answer = mcp
+        .call("tools/call", json!({"name": "search", "arguments": {}}))
+        .await
+        .json();
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("arguments fails the input schema of tool `search`"),
+        "{answer}"
+    );
+    assert_eq!(grpc(text), None, "{text}");
 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::numbers;
 use crate::{
     Error,
-    error::Kind,
+    error::{Kind, Vocabulary, phrases},
     model::{Outcome, ProgressRecord, TaskRecord, TaskState as State},
     scheduler::views::TaskView,
     tenant,
@@ -224,6 +224,7 @@ pub fn final_events(v: &TaskView) -> Vec<a2a::StreamResponse> {
 /// RESOURCE_EXHAUSTED on gRPC); auth errors keep their message; anything
 /// else is internal.
 pub fn error(err: Error) -> A2AError {
+    let err = err.renamed(&WORDS);
     if err.is_too_large() {
         // Not "busy": a client told 429 retries the same input for ever.
         return A2AError::invalid_params(err.into_message());
@@ -245,13 +246,29 @@ pub fn error(err: Error) -> A2AError {
     }
 }
 
-/// errand's request fields as an A2A message names them ([`Error::renamed`]):
-/// the context is the session, the message ID the idempotency key.
-pub const FIELDS: &[(&str, &str)] = &[
-    ("session_id", "contextId"),
-    ("idempotency_key", "messageId"),
-    ("arguments_json", "the data part"),
-];
+/// errand's request fields and gRPC phrases as A2A says them
+/// ([`Error::renamed`]): the context is the session, the message ID the
+/// idempotency key, the skill the tool.
+pub const WORDS: Vocabulary = Vocabulary {
+    fields: &[
+        ("session_id", "contextId"),
+        ("idempotency_key", "messageId"),
+        ("arguments_json", "the data part"),
+        ("page_token", "pageToken"),
+        ("tool name", "skill"),
+        ("task_id", "the task id"),
+    ],
+    phrases: &[
+        (phrases::TASK_ID_SOURCE, "the task id SendMessage returned"),
+        (phrases::READ_OUTCOME, "read its outcome with GetTask"),
+        (
+            phrases::STREAMS,
+            "streams (SendStreamingMessage and SubscribeToTask among them)",
+        ),
+        (phrases::NEXT_PAGE, "nextPageToken"),
+        (phrases::SAME_ORDER, ","),
+    ],
+};
 
 /// JSON-RPC code of a call refused for lack of room (too many pending
 /// tasks, a rate limit), as on the MCP listener.
@@ -343,6 +360,38 @@ mod tests {
         assert_eq!(part.media_type.as_deref(), Some("application/json"));
         let text = task_of(State::Succeeded, Some(Outcome::Result("not json".into())));
         assert_eq!(artifact(&text.task).unwrap().parts[0].media_type, None);
+    }
+
+    /// Defect: a data part the tool's schema refused was answered "the
+    /// data part (errand's arguments_json) fails ...": gRPC's field. Every
+    /// error an A2A client may get is in A2A's words.
+    #[test]
+    fn errors_speak_a2a_not_errands_grpc_api() {
+        let schema = crate::error::grpc_worded::errors()
+            .into_iter()
+            .map(|e| (e.to_string(), error(e).message))
+            .find(|(grpc, _)| grpc.contains("input schema"))
+            .unwrap();
+        assert!(
+            schema.1.starts_with("the data part fails the input schema"),
+            "{schema:?}"
+        );
+        for phrase in crate::error::phrases::ALL {
+            assert!(WORDS.phrases.iter().any(|(p, _)| p == phrase), "{phrase}");
+        }
+        for e in crate::error::grpc_worded::errors() {
+            let grpc = e.to_string();
+            let message = error(e).message;
+            for word in crate::error::grpc_worded::GRPC_WORDS
+                .iter()
+                .chain(&["next_page_token", "tool name"])
+            {
+                assert!(
+                    !message.contains(word),
+                    "{word} in {message:?} (gRPC: {grpc:?})"
+                );
+            }
+        }
     }
 
     #[test]

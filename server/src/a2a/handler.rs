@@ -95,8 +95,7 @@ impl A2aHandler {
         }
         let parsed = request::submit(req)?;
         let call = parsed.request;
-        let submitted = (self.api.submit(caller, call).await)
-            .map_err(|e| convert::error(e.renamed(convert::FIELDS)))?;
+        let submitted = (self.api.submit(caller, call).await).map_err(convert::error)?;
         Ok((submitted.task, submitted.ack, parsed.return_immediately))
     }
 

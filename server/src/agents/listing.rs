@@ -9,7 +9,10 @@ use uuid::Uuid;
 use crate::{
     auth::Caller,
     config::Limits,
-    error::Error,
+    error::{
+        Error,
+        phrases::{NEXT_PAGE, SAME_ORDER},
+    },
     model::{SessionKey, TaskState, ToolKey},
     store::{Cursor, TaskQuery},
     tenant,
@@ -45,7 +48,7 @@ pub fn task_query(
 ) -> Result<TaskQuery, Error> {
     if page.size > MAX_PAGE {
         return Err(Error::invalid(format!(
-            "page_size {} is over the limit of {MAX_PAGE}: ask for fewer and follow next_page_token",
+            "page_size {} is over the limit of {MAX_PAGE}: ask for fewer and follow {NEXT_PAGE}",
             page.size
         )));
     }
@@ -188,10 +191,10 @@ pub fn parse_tool_token(token: &str) -> Result<String, Error> {
         .and_then(|p| p.strip_prefix("v1.t.").map(str::to_string))
         .filter(|name| crate::tools::check_name(name).is_ok())
         .ok_or_else(|| {
-            Error::invalid(
-                "page_token is not one this server gave: pass a next_page_token unchanged, or \
-                 leave it empty for the first page",
-            )
+            Error::invalid(format!(
+                "page_token is not one this server gave: pass a {NEXT_PAGE} unchanged, or leave \
+                 it empty for the first page"
+            ))
         })
 }
 
@@ -205,10 +208,10 @@ fn nanos(t: SystemTime) -> u64 {
 /// this server did not issue, or issued for the other order.
 pub fn parse_token(token: &str, newest_first: bool) -> Result<Cursor, Error> {
     let bad = || {
-        Error::invalid(
-            "page_token is not one this server issued for this order: pass next_page_token \
-             unchanged, with the same newest_first, or leave it empty for the first page",
-        )
+        Error::invalid(format!(
+            "page_token is not one this server issued for this order: pass {NEXT_PAGE} \
+             unchanged{SAME_ORDER} or leave it empty for the first page"
+        ))
     };
     let plain = plain(token).ok_or_else(bad)?;
     let mut parts = plain.split('.');

@@ -119,7 +119,8 @@ impl AgentApi {
         let max = self.limits().max_streams_per_tenant;
         self.streams.acquire(&caller.tenant, max).map_err(|open| {
             Error::ResourceExhausted(format!(
-                "your tenant has {open} Completions and SessionEvents streams open, the limit is {max}: close some (one stream per session is enough)"
+                "your tenant has {open} {} open, the limit is {max}: close some (one stream per session is enough)",
+                crate::error::phrases::STREAMS
             ))
         })
     }

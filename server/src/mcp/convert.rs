@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Error,
-    error::Kind,
+    error::{Kind, Vocabulary, phrases},
     model::{Outcome, TaskRecord, TaskState},
     scheduler::views::TaskView,
     tenant,
@@ -153,20 +153,33 @@ pub fn detailed(v: &TaskView, timing: TaskTiming) -> DetailedTask {
     DetailedTask::new(task(t, Some(message), timing), payload)
 }
 
-/// errand's request fields as MCP names them ([`Error::renamed`]).
-pub const FIELDS: &[(&str, &str)] = &[
-    ("session_id", "the Errand-Session header"),
-    ("arguments_json", "arguments"),
-    ("task_id", "taskId"),
-    ("page_token", "cursor"),
-];
+/// errand's request fields and gRPC phrases as MCP says them
+/// ([`Error::renamed`]).
+pub const WORDS: Vocabulary = Vocabulary {
+    fields: &[
+        ("session_id", "the Errand-Session header"),
+        ("arguments_json", "arguments"),
+        ("task_id", "taskId"),
+        ("page_token", "cursor"),
+    ],
+    phrases: &[
+        (
+            phrases::TASK_ID_SOURCE,
+            "the taskId its tools/call returned",
+        ),
+        (phrases::READ_OUTCOME, "read its outcome with tasks/get"),
+        (phrases::STREAMS, "event streams"),
+        (phrases::NEXT_PAGE, "nextCursor"),
+        (phrases::SAME_ORDER, ","),
+    ],
+};
 
 /// An agent API error as a JSON-RPC error, by its kind: NOT_FOUND and
 /// INVALID_ARGUMENT are the caller's (-32602), RESOURCE_EXHAUSTED is "busy"
 /// (-32000), auth errors keep their message, anything else is internal
 /// (-32603).
 pub fn error(err: Error) -> ErrorData {
-    let err = err.renamed(FIELDS);
+    let err = err.renamed(&WORDS);
     if err.is_too_large() {
         // The caller's input, not a busy server: retrying cannot help.
         return ErrorData::invalid_params(err.into_message(), None);
@@ -281,23 +294,41 @@ mod tests {
         );
         // The fields as an MCP client sent them, not as gRPC names them.
         let big = error(Error::TooLarge("arguments_json is 262145 bytes".into()));
-        assert!(
-            big.message
-                .starts_with("arguments (errand's arguments_json) is"),
-            "{}",
-            big.message
-        );
-        let id = error(Error::invalid("task_id \"x\" is not a UUID"));
-        assert!(
-            id.message.starts_with("taskId (errand's task_id)"),
-            "{}",
-            id.message
-        );
+        assert_eq!(big.message, "arguments is 262145 bytes");
         let page = error(Error::invalid("page_token is not one this server gave"));
         assert!(
-            page.message.starts_with("cursor (errand's page_token)"),
+            page.message.starts_with("cursor is not"),
             "{}",
             page.message
         );
+    }
+
+    /// Defect: `tasks/get` of "nope" answered `taskId (errand's task_id)
+    /// "nope" is not a UUID: pass the task_id SubmitTool returned`, and
+    /// schema errors `arguments (errand's arguments_json) fails ...`: an
+    /// MCP client never called SubmitTool nor sent arguments_json.
+    #[test]
+    fn errors_speak_mcp_not_errands_grpc_api() {
+        let id = error(crate::scheduler::parse_task_id("nope").unwrap_err());
+        assert_eq!(
+            id.message,
+            "taskId \"nope\" is not a UUID: pass the taskId its tools/call returned"
+        );
+        for phrase in crate::error::phrases::ALL {
+            assert!(WORDS.phrases.iter().any(|(p, _)| p == phrase), "{phrase}");
+        }
+        for e in crate::error::grpc_worded::errors() {
+            let grpc = e.to_string();
+            let message = error(e).message;
+            for word in crate::error::grpc_worded::GRPC_WORDS
+                .iter()
+                .chain(&["GetTask", "next_page_token"])
+            {
+                assert!(
+                    !message.contains(word),
+                    "{word} in {message:?} (gRPC: {grpc:?})"
+                );
+            }
+        }
     }
 }

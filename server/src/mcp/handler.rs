@@ -270,7 +270,7 @@ impl ServerHandler for McpHandler {
         };
         // The session comes from a header: an error names it.
         let submitted = match (self.agent.submit(&caller, call).await)
-            .map_err(|e| e.renamed(convert::FIELDS))
+            .map_err(|e| e.renamed(&convert::WORDS))
         {
             Ok(submitted) => submitted,
             // Arguments the schema refuses: a result the model can read and

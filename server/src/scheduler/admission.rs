@@ -26,8 +26,9 @@ pub fn parse_task_id(task_id: &str) -> Result<Uuid, Error> {
     }
     Uuid::parse_str(task_id).map_err(|_| {
         Error::invalid(format!(
-            "task_id {} is not a UUID: pass the task_id SubmitTool returned",
-            error::quote(task_id)
+            "task_id {} is not a UUID: pass {}",
+            error::quote(task_id),
+            error::phrases::TASK_ID_SOURCE
         ))
     })
 }

@@ -284,7 +284,8 @@ impl Scheduler {
                 state.name()
             ))),
             _ => Err(Error::FailedPrecondition(format!(
-                "task {id} is completing right now: read its outcome with GetTask"
+                "task {id} is completing right now: {}",
+                crate::error::phrases::READ_OUTCOME
             ))),
         }
     }
