@@ -125,6 +125,29 @@ impl Agent for RemoteAgent {
             .await;
         }
     }
+
+    async fn wait_progress(
+        &self,
+        caller: &Caller,
+        mut task: TaskView,
+        after: u64,
+        until: Instant,
+    ) -> Result<TaskView, Error> {
+        let id = task.task.id.to_string();
+        // One look per poll interval, each answered as it was read.
+        loop {
+            task = self.get_task(caller, &id).await?;
+            let newer = task.progress.as_ref().is_some_and(|p| p.index > after);
+            if task.task.state.is_final() || newer || Instant::now() >= until {
+                return Ok(task);
+            }
+            tokio::time::sleep(
+                self.poll
+                    .min(until.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+    }
 }
 
 pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
@@ -149,6 +172,8 @@ pub async fn run(server: &str, args: Args) -> Result<ExitCode> {
             // The server's message limit is not known here; a host's own
             // reader takes what stdout carries.
             page_bytes: MCP_STDIO_PAGE_BYTES,
+            // Reports are polled here: at most one per look.
+            progress_interval: poll,
         },
     );
     let (stdin, stdout) = rmcp::transport::stdio();

@@ -250,6 +250,7 @@ pub async fn serve_with(
                     poll_interval: mcp_config.poll_interval,
                 },
                 page_bytes: max,
+                progress_interval: agent_api.progress_interval(),
             },
         );
         let l = mcp::Listener {

@@ -614,3 +614,70 @@ async fn a_synchronous_mcp_call_with_a_progress_token_hears_its_reports() {
     assert_eq!(answer["id"], 3, "{text}");
     assert_eq!(answer["result"]["content"][0]["text"], "done", "{text}");
 }
+
+/// Defect: a synchronous MCP call's first `notifications/progress` came
+/// about 2 s after its worker's report (the README says reports are
+/// looked at once a second): each poll answered with the task as it was
+/// before the poll's wait. Now the report itself wakes the call: the first
+/// goes out at once, later ones at most one per `--progress-interval`.
+#[tokio::test]
+async fn a_synchronous_mcp_calls_first_progress_follows_the_report_at_once() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "crawl", "arguments": {}, "_meta": {
+            "progressToken": "p-1",
+            "io.modelcontextprotocol/protocolVersion": errand_tests::fronts::MCP_VERSION,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }},
+    })
+    .to_string();
+    let host = url.trim_start_matches("http://").trim_end_matches("/mcp");
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST /mcp HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {}\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: crawl\r\nContent-Length: {}\r\n\r\n{body}",
+        errand_tests::fronts::MCP_VERSION,
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let id = worker.assignment().await.task_id;
+    let mut seen = Vec::new();
+    let notes = |seen: &Vec<u8>| {
+        String::from_utf8_lossy(seen)
+            .matches("notifications/progress")
+            .count()
+    };
+    for n in 1..=2 {
+        worker.tx.send(report(&id, n, "")).await.unwrap();
+        let reported = Instant::now();
+        within("notifications/progress", async {
+            let mut chunk = [0u8; 4096];
+            while notes(&seen) < n as usize {
+                let read = conn.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "{}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&chunk[..read]);
+            }
+        })
+        .await;
+        let after = reported.elapsed();
+        // The first at once (bounded by the old promise, a look once a
+        // second); the second within the interval (500 ms) of the first.
+        let bound = Duration::from_millis(if n == 1 { 1000 } else { 1500 });
+        assert!(after < bound, "report {n} heard after {after:?}");
+    }
+    worker.tx.send(result(&id, r#""done""#)).await.unwrap();
+    within("the result", conn.read_to_end(&mut seen))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains(r#""text":"done""#), "{text}");
+}

@@ -101,6 +101,15 @@ pub trait Agent: Send + Sync + 'static {
         task: TaskView,
         until: Instant,
     ) -> Result<TaskView, Error>;
+    /// `task` once it is final or has a progress report with an index
+    /// above `after`, or as it is at `until`.
+    async fn wait_progress(
+        &self,
+        caller: &Caller,
+        task: TaskView,
+        after: u64,
+        until: Instant,
+    ) -> Result<TaskView, Error>;
 }
 
 #[async_trait::async_trait]
@@ -137,5 +146,15 @@ impl Agent for AgentApi {
         until: Instant,
     ) -> Result<TaskView, Error> {
         self.wait_final(caller, &task.task, until).await
+    }
+
+    async fn wait_progress(
+        &self,
+        caller: &Caller,
+        task: TaskView,
+        after: u64,
+        until: Instant,
+    ) -> Result<TaskView, Error> {
+        self.wait_progress(caller, &task.task, after, until).await
     }
 }

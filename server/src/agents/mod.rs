@@ -123,6 +123,12 @@ impl AgentApi {
         &self.sched.config().limits
     }
 
+    /// Least time between two progress events of one task on one stream
+    /// (`--progress-interval`).
+    pub fn progress_interval(&self) -> std::time::Duration {
+        self.sched.config().progress_interval
+    }
+
     /// This server's name in a shared store; "" for a single server.
     pub fn server_id(&self) -> &str {
         self.sched.server_id()
@@ -381,6 +387,56 @@ impl AgentApi {
             match tokio::time::timeout_at(until.into(), wakes.recv()).await {
                 Err(_) => return Ok(view),
                 Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) => {
+                    return Err(Error::Unavailable("the server is shutting down".into()));
+                }
+            }
+        }
+    }
+}
+
+impl AgentApi {
+    /// `task` (the caller's) once it is final or has a report with an
+    /// index above `after`, or as it is at `until`: read again at each
+    /// completion of its session and at each new report of the task, as
+    /// the session's event streams hear them (at once, not polled).
+    /// Errors: [`Self::task`]'s; UNAVAILABLE when the server shuts down
+    /// first.
+    pub async fn wait_progress(
+        &self,
+        caller: &Caller,
+        task: &TaskRecord,
+        after: u64,
+        until: Instant,
+    ) -> Result<TaskView, Error> {
+        use tokio::sync::broadcast::error::RecvError;
+        // Subscribed before each look, so a report or a completion between
+        // the look and the wait still wakes us.
+        let hub = self.sched.hub();
+        let mut wakes = hub.subscribe(&task.session);
+        let mut reports = hub.subscribe_progress(&task.session);
+        let id = task.id.to_string();
+        loop {
+            let view = self.task(caller, &id).await?;
+            let newer = view.progress.as_ref().is_some_and(|p| p.index > after);
+            if view.task.state.is_final() || newer || Instant::now() >= until {
+                return Ok(view);
+            }
+            let woken = async {
+                loop {
+                    tokio::select! {
+                        w = wakes.recv() => return w.map(drop),
+                        r = reports.recv() => match r {
+                            // Another task's, or one already sent.
+                            Ok(p) if p.task_id != task.id || p.index <= after => {}
+                            other => return other.map(drop),
+                        },
+                    }
+                }
+            };
+            match tokio::time::timeout_at(until.into(), woken).await {
+                // At `until`: the last look is at it.
+                Err(_) | Ok(Ok(()) | Err(RecvError::Lagged(_))) => {}
                 Ok(Err(RecvError::Closed)) => {
                     return Err(Error::Unavailable("the server is shutting down".into()));
                 }

@@ -11,7 +11,7 @@ use std::{
 use super::{
     convert::{self, TaskTiming},
     malformed,
-    progress::{self, Progress},
+    progress::Progress,
 };
 use crate::{
     agents::{Agent, Call},
@@ -49,6 +49,9 @@ pub struct Settings {
     /// Most bytes of tool definitions one `tools/list` page carries (the
     /// server's message limit); a longer list goes on after `nextCursor`.
     pub page_bytes: usize,
+    /// Least time between two `notifications/progress` of one call
+    /// (`--progress-interval`): the latest report waiting wins.
+    pub progress_interval: Duration,
 }
 
 /// One handler per MCP connection (or stateless request).
@@ -164,7 +167,11 @@ impl McpHandler {
 
 impl McpHandler {
     /// `task` once final or at `until`; with `progress`, its new reports
-    /// go to the client meanwhile (looked at every [`progress::POLL`]).
+    /// go to the client meanwhile: each as it is made, at most one per
+    /// [`Settings::progress_interval`] (a report made within the interval
+    /// waits for its end, the latest wins; one the result overtakes is not
+    /// sent, as no report follows its task's completion on a session's
+    /// event stream: the result says more).
     async fn wait_reporting(
         &self,
         caller: &Caller,
@@ -176,14 +183,26 @@ impl McpHandler {
         let Some(mut progress) = progress else {
             return self.agent.wait(caller, task, until).await;
         };
+        let interval = self.settings.progress_interval;
+        // When the next report may go out.
+        let mut free_at = Instant::now();
         loop {
-            let step = until.min(Instant::now() + progress::POLL);
-            task = self.agent.wait(caller, task, step).await?;
-            if task.task.state.is_final() || step >= until {
+            if Instant::now() < free_at {
+                let step = until.min(free_at);
+                task = self.agent.wait(caller, task, step).await?;
+                if task.task.state.is_final() || step >= until {
+                    return Ok(task);
+                }
+            }
+            task = (self.agent)
+                .wait_progress(caller, task, progress.last(), until)
+                .await?;
+            if task.task.state.is_final() || Instant::now() >= until {
                 return Ok(task);
             }
             if let Some(note) = progress.report(&task) {
                 let _ = ctx.peer.notify_progress(note).await;
+                free_at = Instant::now() + interval;
             }
         }
     }

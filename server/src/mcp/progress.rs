@@ -5,14 +5,9 @@
 //! Hosts show them, and clients that reset their request timeout on
 //! progress (the TypeScript SDK's `resetTimeoutOnProgress`) keep waiting
 //! for a long tool that reports.
-use std::time::Duration;
-
 use rmcp::model::{ProgressNotificationParam, ProgressToken};
 
 use crate::scheduler::views::TaskView;
-
-/// How often a waiting call looks at its task's progress.
-pub const POLL: Duration = Duration::from_secs(1);
 
 /// What one call has told its client so far.
 pub struct Progress {
@@ -30,6 +25,11 @@ impl Progress {
             last: 0,
             sent: f64::NEG_INFINITY,
         }
+    }
+
+    /// The index of the last worker report sent (0: none yet).
+    pub fn last(&self) -> u64 {
+        self.last
     }
 
     /// The notice that the call waits for a worker (`note`, the ack's
