@@ -15,8 +15,10 @@ ridden out.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 import time
+import weakref
 from typing import Optional
 
 import grpc
@@ -89,10 +91,40 @@ def _settled(state: grpc.ChannelConnectivity, first: bool) -> bool:
     return state in _DONE
 
 
+#: The blocking channels `wait_ready` has watched; those still open as the
+#: interpreter exits are closed then (`_close_watched`).
+_watched: weakref.WeakSet[grpc.Channel] = weakref.WeakSet()
+_watched_lock = threading.Lock()
+
+
+def _close_watched() -> None:
+    """At exit (atexit runs while daemon threads still run), close the
+    channels `wait_ready` watched that nobody closed. gRPC's connectivity
+    poller, on a daemon thread, goes on watching a channel for a moment
+    after its last unsubscribe; a channel still open when the interpreter
+    finalizes waits in its finalizer for that watch to end, which it never
+    does once daemon threads are frozen: the process would hang at exit
+    (a script that failed with Unavailable, say, without closing its client)."""
+    with _watched_lock:
+        channels = list(_watched)
+        _watched.clear()
+    for channel in channels:
+        try:
+            channel.close()
+        except Exception:
+            pass
+
+
+atexit.register(_close_watched)
+
+
 def wait_ready(channel: grpc.Channel, timeout: float) -> grpc.ChannelConnectivity:
     """Connect `channel` and wait, at most `timeout` seconds, until it is READY
     or its attempt failed (TRANSIENT_FAILURE: refused) or it was shut down;
-    returns the state it ended in (CONNECTING or IDLE: no answer in time)."""
+    returns the state it ended in (CONNECTING or IDLE: no answer in time).
+    A channel left open is closed at exit (see `_close_watched`)."""
+    with _watched_lock:
+        _watched.add(channel)
     seen: list[grpc.ChannelConnectivity] = []
     changed = threading.Condition()
 

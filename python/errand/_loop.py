@@ -41,6 +41,12 @@ class LoopThread:
                 )
             except Exception:
                 pass
+            try:  # the threads of `asyncio.to_thread` end with it, as asyncio.run's do
+                asyncio.run_coroutine_threadsafe(
+                    self.loop.shutdown_default_executor(), self.loop
+                ).result(timeout + 1)
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
         if not self._thread.is_alive():

@@ -242,11 +242,23 @@ class AsyncToolManager(Worker):
 
     def _follow(self) -> None:
         if self._listener is None:
+            made = self._client is None
             # Completions and progress; a server without SessionEvents: its Completions.
             stream = self.client.session_events(self.session_id, fallback=True)
             # The call starts here, not later on the listener thread (and
             # with no server there, Unavailable is raised here).
-            stream._open()
+            try:
+                stream._open()
+            except BaseException:
+                # Not following: what this attempt opened goes (the client's
+                # channel too, when it made the client); the next tries afresh.
+                stream.close()
+                if made:
+                    with self._guard:
+                        client, self._client = self._client, None
+                    if client is not None:
+                        client.close()
+                raise
             self._stream = stream
             self._listener = threading.Thread(
                 target=self._listen, args=(stream,), name="errand-manager", daemon=True

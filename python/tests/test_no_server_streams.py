@@ -23,7 +23,16 @@ from typing import Any, Callable
 
 import pytest
 
-from errand import AsyncAgent, AsyncClient, Client, SyncAgent, Unavailable, Worker, async_tool
+from errand import (
+    AsyncAgent,
+    AsyncClient,
+    AsyncToolManager,
+    Client,
+    SyncAgent,
+    Unavailable,
+    Worker,
+    async_tool,
+)
 from errand.tool import tool_def
 
 from .conftest import EVENT_TIMEOUT, Quiet, ServerProcess, free_port, unique
@@ -223,4 +232,41 @@ def test_a_blocking_agent_on_an_async_client_starts_once_a_server_is_there(
     finally:
         agent.close()
         asyncio.run(client.close())
+    quiet.check()
+
+
+def test_a_blocking_agent_on_a_manager_starts_once_a_server_is_there(
+    server_factory: Callable[..., ServerProcess], quiet: Quiet
+) -> None:
+    # As above, on an AsyncToolManager: the failed start closed what it had
+    # opened (the manager's client and channel, the agent's private loop);
+    # the same agent and manager start once a server is there.
+    address = no_server()
+
+    @async_tool(name=unique("echo"))
+    def echo(x: int) -> int:
+        return x
+
+    messages: queue.Queue[str] = queue.Queue()
+
+    class Recorder:
+        def send(self, message: str) -> str:
+            messages.put(message)
+            return "ok"
+
+    manager = AsyncToolManager(max_workers=1, server=address)
+    agent = AsyncAgent(Recorder(), manager)
+    try:
+        assert_no_server(outcome_within(agent.start, FAST_S), address)
+        assert manager._client is None  # the failed start's client is closed and gone
+        server_factory("--listen", address, "--store", "memory").start()
+        manager.add_tool(echo)
+        assert returned_within(agent.start, EVENT_TIMEOUT) is agent
+        task_id = manager.submit(tool_def(echo).name, x=7)
+        message = messages.get(timeout=EVENT_TIMEOUT)
+        assert task_id in message, message
+        assert message.endswith("succeeded: 7"), message
+    finally:
+        agent.close()
+        manager.stop()
     quiet.check()
