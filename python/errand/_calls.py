@@ -158,17 +158,21 @@ def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
         return failed(ctx, "invalid_result", f"the tool's result is not valid JSON: {exc}")
     except TypeError as exc:
         return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
-    except Exception as exc:
+    except Exception as exc:  # the tool's own code raised (a model_dump, say): logged as a raise
+        log.warning("the result of task %s could not be encoded", ctx.task_id, exc_info=exc)
         why = f"{type(exc).__name__}: {text_of(exc)}"
         return failed(ctx, "tool_error", f"the result is not JSON serialisable: {why}")
     return pb.WorkerMessage(result=msg)
 
 
 def outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:
-    """The FAILED result of a call that raised `exc`."""
+    """The FAILED result of a call that raised `exc`, logged with its
+    traceback (a `ToolFailure`, the tool's own answer, is not)."""
     if isinstance(exc, ToolFailure):
         return failed(ctx, str(exc.code), str(exc.message))
-    log.info("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc)
+    # The model sees only the short message; whoever runs the worker, where
+    # it raised (WARNING: shown by logging's defaults too).
+    log.warning("tool %s (task %s) raised %r", spec.name, ctx.task_id, exc, exc_info=exc)
     return failed(ctx, "tool_error", f"{type(exc).__name__}: {text_of(exc)}")
 
 

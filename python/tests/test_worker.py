@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Callable, Optional
 
@@ -61,6 +62,51 @@ def test_exceptions_become_failed_completions(
     assert done.error is not None and done.error.code == "quota"
     assert done.error.message == "quota used up"
     assert client.get_task(b.task_id).status == TaskStatus.FAILED
+
+
+def test_a_tool_that_raises_is_logged_with_its_traceback(
+    client: Client,
+    start_worker: Callable[..., Worker],
+    collect: Callable[..., Collector],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The model sees the short message; whoever runs the worker sees where it
+    # raised (at WARNING, shown by logging's defaults), in both modes.
+    caplog.set_level(logging.WARNING, logger="errand.worker")
+
+    def lookup_deep_inside(d: dict[str, int]) -> int:
+        return d["missing"]
+
+    @async_tool(name=unique("crash"))
+    def crash(n: int) -> int:
+        return lookup_deep_inside({})
+
+    @async_tool(name=unique("acrash"))
+    async def acrash(n: int) -> int:
+        return lookup_deep_inside({})
+
+    @async_tool(name=unique("refuse"))
+    def refuse() -> int:
+        raise ToolFailure("quota used up", code="quota")
+
+    start_worker(crash, acrash, refuse)
+    stream = collect(client.completions())
+    for fn in (crash, acrash):
+        ack = client.submit(name_of(fn), n=1)
+        (done,) = stream.take(1)  # logged before the result is sent
+        assert done.task_id == ack.task_id
+        assert done.error is not None and done.error.message == "KeyError: 'missing'"
+        (record,) = [r for r in caplog.records if ack.task_id in r.getMessage()]
+        assert record.levelno >= logging.WARNING, record
+        assert record.exc_info is not None and isinstance(record.exc_info[1], KeyError)
+        assert "lookup_deep_inside" in caplog.text
+        assert name_of(fn) in record.getMessage()
+        caplog.clear()
+    # A deliberate ToolFailure is the tool's answer, not a crash: no traceback.
+    ack = client.submit(name_of(refuse))
+    (done,) = stream.take(1)
+    assert done.error is not None and done.error.code == "quota"
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
 
 
 def test_values_async_tools_and_pydantic_arguments(
