@@ -513,17 +513,17 @@ def _pydantic_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-_PLAIN: tuple[Any, ...] = (Any, str, int, float, bool, bytes, dict, list, tuple, type(None), object)
+_PLAIN: tuple[Any, ...] = (Any, str, int, float, bool, bytes, dict, list, type(None), object)
 
 
 def _plain(tp: Any) -> bool:
-    """Whether `_coerce(tp, v)` is `v` for every `v`: no pydantic model or
-    Enum to build anywhere in `tp`."""
+    """Whether `_coerce(tp, v)` is `v` for every `v`: nothing to build
+    anywhere in `tp` (no pydantic model, Enum, tuple or set)."""
     if any(tp is p for p in _PLAIN):
         return True
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Literal or origin in (dict, Mapping, tuple):
+    if origin is typing.Literal:
         return True
     if origin is typing.Annotated:
         return _plain(args[0])
@@ -532,13 +532,50 @@ def _plain(tp: Any) -> bool:
         return len(members) != 1 or _plain(members[0])
     if origin in (list, Sequence):
         return not args or _plain(args[0])
+    if origin in (dict, Mapping):
+        return all(_plain(a) for a in args)
     return False
 
 
 def _coerce(tp: Any, value: Any) -> Any:
-    """Build pydantic models (also inside Optional/list) from their JSON form."""
+    """Build what `tp` names from its JSON form, at every level of it: Enum
+    members, pydantic models, tuples and sets (from arrays), inside
+    list/Sequence, dict/Mapping (keys and values), tuple, set, Optional and
+    Annotated. A value that does not fit is returned as it is (or refused by
+    the Enum or the model: ValueError)."""
     if value is None:
         return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _coerce(args[0], value)
+    if origin in _UNION_TYPES:
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _coerce(members[0], value)
+        return value
+    if isinstance(value, list):
+        if origin in (list, Sequence):
+            return [_coerce(args[0], v) for v in value] if args else value
+        if origin is tuple or tp is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_coerce(args[0], v) for v in value)
+            if args and args != ((),) and len(args) == len(value):
+                return tuple(_coerce(a, v) for a, v in zip(args, value))
+            return tuple(value)
+        if origin in (set, frozenset) or tp in (set, frozenset):
+            kind = origin or tp
+            return kind(_coerce(args[0], v) for v in value) if args else kind(value)
+    if origin in (dict, Mapping) and len(args) == 2 and isinstance(value, dict):
+        key, item = args
+        return {_coerce(key, k): _coerce(item, v) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    model = _pydantic_model(tp)
+    if model is not None and isinstance(value, dict):
+        validate = getattr(model, "model_validate", None) or model.parse_obj
+        return validate(value)
+    return value
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
