@@ -135,7 +135,8 @@ def failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
 
 def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
     """The result of the call of `ctx` that returned `value` (JSON, with the
-    summary of a `Summarized`); FAILED if it is not JSON serialisable.
+    summary of a `Summarized`); FAILED with `invalid_result` if it is not
+    JSON serialisable.
 
     Never raises: whatever the value does (a `model_dump` that raises, nesting
     too deep, text that is not UTF-8), the call still answers."""
@@ -153,16 +154,21 @@ def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
         why = not_finite(value, "the tool's result is not valid JSON:", "result", to_json)
         if why is not None:
             return failed(ctx, "invalid_result", why)
-        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
+        return not_serialisable(ctx, text_of(exc))
     except NotUTF8 as exc:
         return failed(ctx, "invalid_result", f"the tool's result is not valid JSON: {exc}")
     except TypeError as exc:
-        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {text_of(exc)}")
+        return not_serialisable(ctx, text_of(exc))
     except Exception as exc:  # the tool's own code raised (a model_dump, say): logged as a raise
         log.warning("the result of task %s could not be encoded", ctx.task_id, exc_info=exc)
-        why = f"{type(exc).__name__}: {text_of(exc)}"
-        return failed(ctx, "tool_error", f"the result is not JSON serialisable: {why}")
+        return not_serialisable(ctx, f"{type(exc).__name__}: {text_of(exc)}")
     return pb.WorkerMessage(result=msg)
+
+
+def not_serialisable(ctx: TaskContext, why: str) -> pb.WorkerMessage:
+    """A result JSON cannot carry: `invalid_result`, as the server's code for
+    every result it refuses (too large, not JSON) and ours for NaN."""
+    return failed(ctx, "invalid_result", f"the result is not JSON serialisable: {why}")
 
 
 def outcome_of_error(spec: ToolDef, ctx: TaskContext, exc: BaseException) -> pb.WorkerMessage:

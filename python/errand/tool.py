@@ -265,8 +265,10 @@ def tool_def(
 ) -> ToolDef:
     """The `ToolDef` of a function: the one `@async_tool` attached, or a new one.
 
-    Raises ValueError for a bad name, option or schema.
+    Raises ValueError for a bad name, option or schema, and TypeError for a
+    generator function (see `_not_a_generator`).
     """
+    _not_a_generator(fn)
     existing = getattr(fn, _ATTR, None)
     options: tuple[Any, ...] = (delivery, dedup, result_budget_bytes, fallback)
     options += (queue_timeout_ms, cancellable_by_model)
@@ -305,6 +307,25 @@ def tool_def(
         fallback=fallback,
         cancellable_by_model=cancellable_by_model,
     )
+
+
+def _not_a_generator(fn: Callable[..., Any]) -> None:
+    """TypeError for a generator or async generator function: a tool's call
+    has one result, and a generator is not JSON (every call would fail)."""
+    kind = (
+        "an async generator"
+        if inspect.isasyncgenfunction(fn)
+        else "a generator"
+        if inspect.isgeneratorfunction(fn)
+        else None
+    )
+    if kind is not None:
+        raise TypeError(
+            f"{getattr(fn, '__name__', fn)!r} is {kind} function: a tool call has one "
+            "result. return a list of the items instead, and to report how far it has "
+            "got while it runs, call errand.report_progress(progress, total, message) "
+            "(or current_task().report_progress) from the function"
+        )
 
 
 def renamed(spec: ToolDef, name: str) -> ToolDef:

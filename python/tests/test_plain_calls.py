@@ -227,7 +227,7 @@ def test_an_outcome_that_cannot_be_encoded_is_still_a_failed_result() -> None:
     results = run(scenario)
     assert sorted(results) == sorted(names)
     for name in ("deep", "model"):
-        assert results[name].error.code == "tool_error"
+        assert results[name].error.code == "invalid_result"
         assert "not JSON serialisable" in results[name].error.message
     assert "RecursionError" in results["deep"].error.message
     assert "KeyError" in results["model"].error.message
@@ -313,5 +313,5 @@ def test_text_that_is_not_utf8_in_an_outcome_is_escaped_not_lost() -> None:
     results = run(scenario)
     assert results["m"].error.message.startswith("FileNotFoundError: ")
     assert "\\udcff.txt" in results["m"].error.message
-    assert results["r"].error.code == "tool_error"
+    assert results["r"].error.code == "invalid_result"
     assert "not JSON serialisable" in results["r"].error.message
