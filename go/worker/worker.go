@@ -49,7 +49,8 @@ import (
 
 // Handler runs one tool call. args is the JSON arguments object. The result
 // is encoded like Submit's arguments (json.RawMessage and []byte as JSON
-// text, anything else through encoding/json). A non-nil error fails the task
+// text, anything else through encoding/json; a result that cannot be encoded
+// fails the task with code "invalid_result"). A non-nil error fails the task
 // with code "tool_error" and the error's text, or with the code and message of
 // an *errand.ToolError found in its chain (see ToolError).
 //
@@ -715,7 +716,7 @@ func (s *session) call(ctx context.Context, t *tool, a *pb.Assignment) (result, 
 	}
 	text, err := errand.JSONText(out)
 	if err != nil {
-		return "", "", &pb.ToolError{Code: "tool_error", Message: "the result could not be encoded as JSON: " + err.Error()}
+		return "", "", &pb.ToolError{Code: "invalid_result", Message: "the result could not be encoded as JSON: " + err.Error()}
 	}
 	if text == "" {
 		text = "null"

@@ -62,6 +62,7 @@ func TestServesTool(t *testing.T) {
 func TestHandlerErrorBecomesFailedCompletion(t *testing.T) {
 	c := testkit.Dial(t, testkit.Addr())
 	plain, coded, panics := testkit.Name("plain"), testkit.Name("coded"), testkit.Name("panics")
+	unencodable := testkit.Name("unencodable")
 	testkit.StartWorker(t, c, func(w *worker.Worker) {
 		w.Handle(plain, "Always fails.", nil, func(context.Context, json.RawMessage) (any, error) {
 			return nil, fmt.Errorf("disk on fire")
@@ -72,7 +73,12 @@ func TestHandlerErrorBecomesFailedCompletion(t *testing.T) {
 		w.Handle(panics, "Panics.", nil, func(context.Context, json.RawMessage) (any, error) {
 			panic("boom")
 		})
-	}, worker.WithConcurrency(3))
+		// A result JSON cannot carry is an invalid result, as one too large
+		// is, and as the Python SDK and the server name it.
+		w.Handle(unencodable, "Returns a channel.", nil, func(context.Context, json.RawMessage) (any, error) {
+			return make(chan int), nil
+		})
+	}, worker.WithConcurrency(4))
 	ctx := testkit.Ctx(t)
 	session := testkit.Name("session")
 	stream := testkit.Follow(t, c, session, 0)
@@ -81,6 +87,7 @@ func TestHandlerErrorBecomesFailedCompletion(t *testing.T) {
 		{plain, "tool_error", "disk on fire"},
 		{coded, "quota", "daily quota used up"},
 		{panics, "tool_error", "panic: boom"},
+		{unencodable, "invalid_result", "could not be encoded as JSON"},
 	} {
 		ack, err := c.Submit(ctx, session, tc.tool, nil)
 		if err != nil {
