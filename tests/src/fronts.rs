@@ -60,16 +60,30 @@ pub async fn post_raw(url: &str, headers: &[(&str, String)], body: &str) -> Answ
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let mut conn = within("a connection", tokio::net::TcpStream::connect(host))
+    let conn = within("a connection", tokio::net::TcpStream::connect(host))
         .await
         .unwrap();
-    conn.write_all(format!("{head}\r\n{body}").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    within("an HTTP answer", conn.read_to_string(&mut response))
-        .await
-        .unwrap();
+    // Sent while the answer is read: a server may answer a body over its
+    // limit (413) and close before the rest is sent, so writing fails with
+    // a broken pipe or reset while the answer is already on its way.
+    let (mut reader, mut writer) = conn.into_split();
+    let request = format!("{head}\r\n{body}");
+    let send = tokio::spawn(async move {
+        let _ = writer.write_all(request.as_bytes()).await;
+        writer
+    });
+    let mut bytes = Vec::new();
+    let read = within("an HTTP answer", reader.read_to_end(&mut bytes)).await;
+    if let Err(e) = read {
+        // A reset after the answer came (the server closed with the rest
+        // of the body unread) ends what is read, not the answer.
+        assert!(
+            e.kind() == std::io::ErrorKind::ConnectionReset && !bytes.is_empty(),
+            "reading the answer: {e}"
+        );
+    }
+    drop(send.await);
+    let response = String::from_utf8_lossy(&bytes).into_owned();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head
         .split(' ')
