@@ -537,17 +537,15 @@ async fn an_a2a_stream_on_a_fallback_run_ends_with_its_call() {
     assert_eq!(status["taskId"], call.as_str(), "the call's end: {last}");
 }
 
-/// Defect: a synchronous MCP `tools/call` with a `progressToken` heard no
-/// `notifications/progress` however its worker reported, so a host that
-/// resets its request timeout on progress gave up on a long tool. Now each
-/// new report reaches it, on the call's event stream, before the result.
-#[tokio::test]
-async fn a_synchronous_mcp_call_with_a_progress_token_hears_its_reports() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
+/// A server with MCP, a worker serving `crawl`, and an MCP `tools/call` of
+/// it with `progressToken` "p-1" (id 3) sent on the returned connection,
+/// whose answer (an event stream) is still to be read.
+async fn mcp_call_with_a_progress_token()
+-> (Server, errand_tests::raw::RawWorker, tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
     let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
     let url = server.mcp_url.clone().expect("the MCP address");
-    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
+    let worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
         .await
         .unwrap();
     let body = serde_json::json!({
@@ -569,6 +567,18 @@ async fn a_synchronous_mcp_call_with_a_progress_token_hears_its_reports() {
         body.len()
     );
     conn.write_all(request.as_bytes()).await.unwrap();
+    (server, worker, conn)
+}
+
+/// Defect: a synchronous MCP `tools/call` with a `progressToken` heard no
+/// `notifications/progress` however its worker reported, so a host that
+/// resets its request timeout on progress gave up on a long tool. Now each
+/// new report reaches it, on the call's event stream, before the result.
+#[tokio::test]
+async fn a_synchronous_mcp_call_with_a_progress_token_hears_its_reports() {
+    use tokio::io::AsyncReadExt;
+
+    let (_server, mut worker, mut conn) = mcp_call_with_a_progress_token().await;
     let id = worker.assignment().await.task_id;
     worker.tx.send(report(&id, 3, "")).await.unwrap();
 
@@ -623,32 +633,9 @@ async fn a_synchronous_mcp_call_with_a_progress_token_hears_its_reports() {
 #[tokio::test]
 async fn a_synchronous_mcp_calls_first_progress_follows_the_report_at_once() {
     use std::time::{Duration, Instant};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
 
-    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
-    let url = server.mcp_url.clone().expect("the MCP address");
-    let mut worker = connect_worker(&server.addr, None, vec![tool("crawl", "")])
-        .await
-        .unwrap();
-    let body = serde_json::json!({
-        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
-        "params": {"name": "crawl", "arguments": {}, "_meta": {
-            "progressToken": "p-1",
-            "io.modelcontextprotocol/protocolVersion": errand_tests::fronts::MCP_VERSION,
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }},
-    })
-    .to_string();
-    let host = url.trim_start_matches("http://").trim_end_matches("/mcp");
-    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!(
-        "POST /mcp HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {}\r\n\
-         Mcp-Method: tools/call\r\nMcp-Name: crawl\r\nContent-Length: {}\r\n\r\n{body}",
-        errand_tests::fronts::MCP_VERSION,
-        body.len()
-    );
-    conn.write_all(request.as_bytes()).await.unwrap();
+    let (_server, mut worker, mut conn) = mcp_call_with_a_progress_token().await;
     let id = worker.assignment().await.task_id;
     let mut seen = Vec::new();
     let notes = |seen: &Vec<u8>| {
