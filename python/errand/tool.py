@@ -597,21 +597,3 @@ def _coerce(tp: Any, value: Any) -> Any:
         validate = getattr(model, "model_validate", None) or model.parse_obj
         return validate(value)
     return value
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Annotated:
-        return _coerce(args[0], value)
-    if origin in _UNION_TYPES:
-        members = [a for a in args if a is not type(None)]
-        if len(members) == 1:
-            return _coerce(members[0], value)
-        return value
-    if origin in (list, Sequence) and args and isinstance(value, list):
-        return [_coerce(args[0], v) for v in value]
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    model = _pydantic_model(tp)
-    if model is not None and isinstance(value, dict):
-        validate = getattr(model, "model_validate", None) or model.parse_obj
-        return validate(value)
-    return value
