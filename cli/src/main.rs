@@ -60,13 +60,18 @@ mod worker;
 /// How client commands reach a server that requires a token or TLS.
 #[derive(clap::Args, Clone)]
 pub struct ConnectArgs {
-    /// Server address: HOST:PORT, HOST (port 7466) or http://HOST:PORT.
+    /// Server address: HOST:PORT, HOST (port 7466), http://HOST:PORT, or
+    /// https://HOST:PORT for TLS.
     #[arg(long, env = "ERRAND_SERVER", default_value = "127.0.0.1:7466")]
     pub server: String,
     /// Bearer token (from `errand token new`), sent on every call.
     #[arg(long, env = "ERRAND_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Connect with TLS, trusting this CA certificate (PEM).
+    /// Connect with TLS, trusting only this CA certificate (PEM). Without
+    /// it, TLS (an https:// --server, or --tls-cert) trusts the system's
+    /// trust store, as other gRPC clients do (SSL_CERT_FILE or SSL_CERT_DIR
+    /// replace it): give the CA that signed the server's certificate when
+    /// no CA of the system's did (the CA of errand serve's --tls-cert).
     #[arg(long, env = "ERRAND_TLS_CA")]
     tls_ca: Option<std::path::PathBuf>,
     /// Client certificate (PEM), for servers that require mutual TLS.
@@ -92,22 +97,33 @@ pub const ANSWER_DEADLINE: std::time::Duration =
     std::time::Duration::from_secs(KEEPALIVE_INTERVAL.as_secs() + KEEPALIVE_TIMEOUT.as_secs());
 
 impl ConnectArgs {
+    /// Whether the connection is TLS: an https:// address, or TLS files
+    /// given (as [`errand_client::endpoint_with`] reads them).
+    fn tls(&self) -> bool {
+        let https = self
+            .server
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        https || self.tls_ca.is_some() || self.tls_cert.is_some()
+    }
+
     /// What to check when a call lost its connection (the transport
     /// failed; the server sent no status), by the TLS settings given: a
     /// TLS server breaks the connection of a client without TLS, and one
     /// that requires client certificates that of a client without one.
     fn lost_connection_advice(&self) -> String {
         let running = "check that errand serve is running there and reachable";
-        match (&self.tls_ca, &self.tls_cert) {
-            (None, None) => format!(
-                "{running}; if it serves TLS (errand serve --tls-cert), give the CA that signed \
-its certificate with --tls-ca or ERRAND_TLS_CA"
+        match (self.tls(), &self.tls_cert) {
+            (false, _) => format!(
+                "{running}; if it serves TLS (errand serve --tls-cert), connect with https:// \
+(trusting the system's trust store) or give the CA that signed its certificate with --tls-ca or \
+ERRAND_TLS_CA"
             ),
-            (_, None) => format!(
+            (true, None) => format!(
                 "{running}; if it requires client certificates (errand serve --tls-client-ca), \
 give one with --tls-cert and --tls-key (ERRAND_TLS_CERT, ERRAND_TLS_KEY)"
             ),
-            (_, Some(cert)) => format!(
+            (true, Some(cert)) => format!(
                 "{running}; if it requires client certificates, check that --tls-cert {} is \
 signed by the CA of its --tls-client-ca",
                 cert.display()
@@ -127,6 +143,7 @@ signed by the CA of its --tls-client-ca",
 serve's --tls-cert) with --tls-ca or ERRAND_TLS_CA",
                     ca.display()
                 ),
+                // Signed by no CA of the system's trust store.
                 None => "give the CA that signed it (the CA of errand serve's --tls-cert) with \
 --tls-ca or ERRAND_TLS_CA"
                     .to_string(),
@@ -134,9 +151,9 @@ serve's --tls-cert) with --tls-ca or ERRAND_TLS_CA",
             Some(HandshakeFailure::WrongName) => "connect by a name its certificate carries, or \
 give that name with --tls-domain or ERRAND_TLS_DOMAIN"
                 .to_string(),
-            Some(HandshakeFailure::NotTls) => "connect to it without TLS (leave out --tls-ca and \
---tls-cert, and ERRAND_TLS_CA and ERRAND_TLS_CERT), or start errand serve with --tls-cert and \
---tls-key"
+            Some(HandshakeFailure::NotTls) => "connect to it without TLS (HOST:PORT or http://, \
+not https://; leave out --tls-ca and --tls-cert, and ERRAND_TLS_CA and ERRAND_TLS_CERT), or \
+start errand serve with --tls-cert and --tls-key"
                 .to_string(),
             Some(HandshakeFailure::Refused) => self.lost_connection_advice(),
             Some(HandshakeFailure::BadCertificate | HandshakeFailure::Other) => {
@@ -177,7 +194,8 @@ something else accepted the connection (check that {address} is the address of e
     /// (`no errand server at ADDR (connection refused)`), and within
     /// [`ANSWER_DEADLINE`] of silence from a server that does not answer.
     pub async fn channel(&self, server: &str) -> anyhow::Result<tonic::transport::Channel> {
-        let endpoint = errand_client::endpoint_with(server, &self.options()?)?
+        let options = self.options()?;
+        let endpoint = errand_client::endpoint_with(server, &options)?
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
@@ -185,7 +203,11 @@ something else accepted the connection (check that {address} is the address of e
         Ok(endpoint
             .connect()
             .await
-            .map_err(|cause| errand_client::Error::Connect { addr, cause })?)
+            .map_err(|cause| errand_client::Error::Connect {
+                addr,
+                trust: options.trust(),
+                cause,
+            })?)
     }
 
     /// A client of `server` (see [`Self::channel`]) sending the token.
@@ -207,8 +229,9 @@ something else accepted the connection (check that {address} is the address of e
         let read = |p: &std::path::PathBuf| {
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
         };
-        let tls_wanted = self.tls_ca.is_some() || self.tls_cert.is_some();
-        let tls = if tls_wanted {
+        // An https:// address alone would get TLS from endpoint_with too;
+        // here it also gets --tls-domain.
+        let tls = if self.tls() {
             let ca_pem = self.tls_ca.as_ref().map(read).transpose()?;
             if let (Some(path), Some(pem)) = (&self.tls_ca, &ca_pem)
                 && let Some(why) = ca_problem(pem)

@@ -2,6 +2,7 @@
 use std::time::Duration;
 
 use errand_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
+use rustls::pki_types::TrustAnchor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{
     Request, Status,
@@ -14,6 +15,7 @@ use tracing::debug;
 use crate::{
     error::Error,
     follow::{self, FollowEvent, FollowOptions},
+    tls::Trust,
 };
 
 /// The port an address without one means: errand's default.
@@ -70,15 +72,32 @@ fn with_default_port(url: String) -> String {
 pub struct ConnectOptions {
     /// Sent as `authorization: Bearer <token>` on every call.
     pub token: Option<String>,
-    /// Connect with TLS (the address's scheme becomes https).
+    /// Connect with TLS (the address's scheme becomes https). An
+    /// `https://` address without them connects with TLS too, as
+    /// `TlsOptions::default()`: trusting the system's trust store.
     pub tls: Option<TlsOptions>,
+}
+
+impl ConnectOptions {
+    /// What the server's certificate must be signed by, when the
+    /// connection is TLS: the CA given, or else the system's trust store.
+    pub fn trust(&self) -> Trust {
+        match self.tls.as_ref().and_then(|tls| tls.ca_pem.as_ref()) {
+            Some(_) => Trust::Ca,
+            None => Trust::System,
+        }
+    }
 }
 
 /// TLS for a client: the CA that signed the server's certificate, and the
 /// client's own certificate for mutual TLS. PEM contents, not paths.
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
-    /// Trusted CA; `None`: the system's roots are not used, so set this.
+    /// The CA that signed the server's certificate, the only one trusted;
+    /// `None`: the CAs of the system's trust store (the platform's, or
+    /// those `SSL_CERT_FILE` / `SSL_CERT_DIR` name), as every gRPC client
+    /// trusts without one: enough for a server whose certificate a public
+    /// CA signed, or a TLS proxy's. See [`crate::tls::system_roots`].
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate chain and key, for servers that require mTLS.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
@@ -86,20 +105,29 @@ pub struct TlsOptions {
     pub domain: Option<String>,
 }
 
-/// Parses an address and applies `options`' TLS settings.
+/// Parses an address and applies `options`' TLS settings: TLS when they
+/// ask for it or the address is `https://`, trusting the CA given or else
+/// the system's trust store. A CA file, client identity or system trust
+/// store that cannot be used is [`Error::Tls`], before connecting.
 pub fn endpoint_with(addr: &str, options: &ConnectOptions) -> Result<Endpoint, Error> {
-    let Some(tls) = &options.tls else {
-        if addr
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-        {
-            return Err(Error::Tls(format!(
-                "{addr} asks for TLS, but no CA was given to trust the server's certificate: \
-                 give it (the CLI's --tls-ca or ERRAND_TLS_CA), or use http:// (or HOST:PORT) \
-                 for a server without TLS"
-            )));
-        }
-        return endpoint(addr);
+    endpoint_trusting(addr, options, crate::tls::system_roots)
+}
+
+/// [`endpoint_with`], with the system's trust store read by `system_roots`
+/// (only when TLS is asked for without a CA).
+fn endpoint_trusting(
+    addr: &str,
+    options: &ConnectOptions,
+    system_roots: impl FnOnce() -> Result<Vec<TrustAnchor<'static>>, String>,
+) -> Result<Endpoint, Error> {
+    let https = addr
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let default = TlsOptions::default();
+    let tls = match &options.tls {
+        Some(tls) => tls,
+        None if https => &default,
+        None => return endpoint(addr),
     };
     let url = if addr.contains("://") {
         addr.replacen("http://", "https://", 1)
@@ -107,11 +135,14 @@ pub fn endpoint_with(addr: &str, options: &ConnectOptions) -> Result<Endpoint, E
         format!("https://{addr}")
     };
     let mut config = ClientTlsConfig::new();
-    if let Some(ca) = &tls.ca_pem {
-        if let Some(why) = crate::tls::ca_problem(ca) {
-            return Err(Error::Tls(format!("the CA certificate {why}")));
+    match &tls.ca_pem {
+        Some(ca) => {
+            if let Some(why) = crate::tls::ca_problem(ca) {
+                return Err(Error::Tls(format!("the CA certificate {why}")));
+            }
+            config = config.ca_certificate(Certificate::from_pem(ca));
         }
-        config = config.ca_certificate(Certificate::from_pem(ca));
+        None => config = config.trust_anchors(system_roots().map_err(Error::Tls)?),
     }
     if let Some((cert, key)) = &tls.identity {
         if let Some((part, why)) = crate::tls::identity_problem(cert, key) {
@@ -181,10 +212,11 @@ pub async fn connect_channel(addr: &str, options: &ConnectOptions) -> Result<Cha
         .uri()
         .authority()
         .map_or_else(|| addr.to_string(), |a| a.to_string());
-    endpoint
-        .connect()
-        .await
-        .map_err(|cause| Error::Connect { addr: shown, cause })
+    endpoint.connect().await.map_err(|cause| Error::Connect {
+        addr: shown,
+        trust: options.trust(),
+        cause,
+    })
 }
 
 impl Client {
@@ -462,17 +494,74 @@ mod tests {
     }
 
     /// A scheme gRPC does not speak is refused (`ftp://x` was read as host
-    /// `x`), and `https://` without TLS settings says what to give, where
-    /// the connection failed later as "no errand server".
+    /// `x`).
     #[test]
     fn an_address_says_what_its_scheme_needs() {
         assert!(matches!(endpoint("ftp://x"), Err(Error::Address(_))));
         assert!(matches!(endpoint("unix:///tmp/s"), Err(Error::Address(_))));
         let plain = ConnectOptions::default();
-        let Err(Error::Tls(why)) = endpoint_with("https://h:1", &plain) else {
-            panic!("https:// without TLS settings accepted")
-        };
-        assert!(why.contains("--tls-ca") && why.contains("http://"), "{why}");
         assert!(endpoint_with("http://h:1", &plain).is_ok());
+    }
+
+    /// A trust anchor of a throwaway certificate, standing for the
+    /// system's trust store.
+    fn a_root() -> Vec<TrustAnchor<'static>> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["ca.test".to_string()]).unwrap();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates([der]);
+        roots.roots
+    }
+
+    /// TLS without a CA (an `https://` address alone, or TLS settings
+    /// without one) trusts the system's trust store, as every gRPC client
+    /// does; a store without certificates is an error that says so; a CA
+    /// given is trusted alone, the system's store not read.
+    #[test]
+    fn tls_without_a_ca_trusts_the_systems_roots() {
+        let plain = ConnectOptions::default();
+        let uri = endpoint_trusting("https://h:1", &plain, || Ok(a_root()))
+            .expect("https:// alone is TLS with the system's roots")
+            .uri()
+            .to_string();
+        assert_eq!(uri, "https://h:1/");
+        assert_eq!(plain.trust(), Trust::System);
+
+        let no_ca = ConnectOptions {
+            tls: Some(TlsOptions::default()),
+            ..Default::default()
+        };
+        let uri = endpoint_trusting("h:1", &no_ca, || Ok(a_root()))
+            .unwrap()
+            .uri()
+            .to_string();
+        assert_eq!(uri, "https://h:1/");
+        assert_eq!(no_ca.trust(), Trust::System);
+
+        let none = || Err("the system's trust store holds no CA certificate".to_string());
+        for (addr, options) in [("https://h:1", &plain), ("h:1", &no_ca)] {
+            let Err(Error::Tls(why)) = endpoint_trusting(addr, options, none) else {
+                panic!("{addr}: TLS without roots accepted")
+            };
+            assert!(why.contains("holds no CA certificate"), "{why}");
+        }
+        // Without TLS, the store is not read.
+        assert!(endpoint_trusting("http://h:1", &plain, none).is_ok());
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["ca.test".to_string()]).unwrap();
+        let ca = ConnectOptions {
+            tls: Some(TlsOptions {
+                ca_pem: Some(params.self_signed(&key).unwrap().pem().into_bytes()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let unread = || -> Result<Vec<TrustAnchor<'static>>, String> {
+            panic!("the system's trust store read although a CA was given")
+        };
+        assert!(endpoint_trusting("https://h:1", &ca, unread).is_ok());
+        assert_eq!(ca.trust(), Trust::Ca);
     }
 }

@@ -1,6 +1,8 @@
 //! The client's one error type.
 use tonic::{Code, Status};
 
+use crate::tls::Trust;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server answered with an error status, or the transport failed
@@ -12,11 +14,16 @@ pub enum Error {
     /// (connection refused)`, or its TLS handshake failed, and then the
     /// line says how (see [`crate::tls::handshake_failure`]): `the server
     /// at ADDR presented a certificate that the trusted CA did not sign
-    /// (invalid peer certificate: UnknownIssuer)`. The transport's own
-    /// error (a chain that repeats itself) is kept in `cause`, not shown.
-    #[error("{}", connect_line(.addr, .cause))]
+    /// (invalid peer certificate: UnknownIssuer)`, or, with `trust`
+    /// [`Trust::System`], `... that no CA of the system's trust store
+    /// signed, and no CA was given (...)`. The transport's own error (a
+    /// chain that repeats itself) is kept in `cause`, not shown.
+    #[error("{}", connect_line(.addr, *.trust, .cause))]
     Connect {
         addr: String,
+        /// What the server's certificate had to be signed by
+        /// ([`crate::ConnectOptions::trust`]).
+        trust: Trust,
         cause: tonic::transport::Error,
     },
     /// An address that is not `host:port` or a URL.
@@ -53,10 +60,10 @@ pub fn reason(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Why a connection to `addr` failed: no server there, or a failed TLS
 /// handshake.
-fn connect_line(addr: &str, cause: &tonic::transport::Error) -> String {
+fn connect_line(addr: &str, trust: Trust, cause: &tonic::transport::Error) -> String {
     let why = reason(cause);
     match crate::tls::handshake_failure(cause) {
-        Some(failure) => crate::tls::handshake_line(&failure, addr, &why),
+        Some(failure) => crate::tls::handshake_line(&failure, addr, trust, &why),
         None => format!("no errand server at {addr} ({why})"),
     }
 }

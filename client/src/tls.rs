@@ -1,12 +1,81 @@
 //! TLS settings checked before connecting (a CA file that holds no
-//! certificate, a key that is not the certificate's), and what a failed
-//! handshake means, so that errors say which setting to fix.
+//! certificate, a key that is not the certificate's), the system's trust
+//! store for a client given no CA, and what a failed handshake means, so
+//! that errors say which setting to fix.
 use std::sync::Arc;
 
 use rustls::{
     CertificateError, ClientConfig, Error as Rustls, RootCertStore,
-    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, pem::PemObject},
 };
+
+/// What a TLS client trusts to have signed the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The CA given ([`crate::TlsOptions::ca_pem`]), and no other.
+    Ca,
+    /// The system's trust store, as every gRPC client without a CA: the
+    /// platform's CA certificates, or those of the files `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` name, which replace them (see [`system_roots`]).
+    System,
+}
+
+/// The variables that, when set, replace the platform's CA certificates as
+/// the system's trust store (rustls-native-certs reads them, as OpenSSL
+/// does).
+const STORE_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// "the system's trust store", with the variables that replace it when
+/// set: `the system's trust store (SSL_CERT_FILE=/etc/ca.pem)`.
+pub fn system_store() -> String {
+    let set: Vec<String> = STORE_VARIABLES
+        .iter()
+        .filter_map(|v| {
+            let value = std::env::var_os(v).filter(|value| !value.is_empty())?;
+            Some(format!("{v}={}", value.to_string_lossy()))
+        })
+        .collect();
+    if set.is_empty() {
+        "the system's trust store".to_string()
+    } else {
+        format!("the system's trust store ({})", set.join(", "))
+    }
+}
+
+/// The CA certificates of the system's trust store, read with
+/// rustls-native-certs (the library tonic's `tls-native-roots` and the
+/// server's PostgreSQL `sslrootcert=system` use): the platform's bundle, or
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` when set. When it holds none, why, and
+/// what to do, in words that follow "TLS: ".
+pub fn system_roots() -> Result<Vec<TrustAnchor<'static>>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        // Unreadable files beside readable ones: the readable ones serve.
+        tracing::debug!(%error, "reading the system's trust store");
+    }
+    roots_or_why(found.certs, found.errors.first().map(ToString::to_string))
+}
+
+/// `certs` as trust anchors, or, when none can be one, why (with
+/// `first_error`, the first file of the store that could not be read).
+fn roots_or_why(
+    certs: Vec<CertificateDer<'static>>,
+    first_error: Option<String>,
+) -> Result<Vec<TrustAnchor<'static>>, String> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(certs);
+    if !roots.is_empty() {
+        return Ok(roots.roots);
+    }
+    Err(format!(
+        "no CA was given, and {} holds no CA certificate to trust instead{}: give \
+         the CA that signed the server's certificate (the CLI's --tls-ca or ERRAND_TLS_CA), or \
+         install the system's CA certificates (the ca-certificates package) or point \
+         SSL_CERT_FILE at a file of them",
+        system_store(),
+        first_error.map(|e| format!(" ({e})")).unwrap_or_default()
+    ))
+}
 
 /// Which file of a client identity a problem is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +176,8 @@ fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 /// fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeFailure {
-    /// The server's certificate is not signed by the CA the client trusts.
+    /// The server's certificate is not signed by the CA the client trusts
+    /// (see [`Trust`]).
     UntrustedCertificate,
     /// The server's certificate does not carry the name connected to.
     WrongName,
@@ -155,13 +225,26 @@ fn classify(e: &Rustls) -> HandshakeFailure {
     }
 }
 
-/// The sentence of a failed connection to `addr` whose handshake failed.
-pub(crate) fn handshake_line(failure: &HandshakeFailure, addr: &str, reason: &str) -> String {
+/// The sentence of a failed connection to `addr` whose handshake failed,
+/// trusting `trust`.
+pub(crate) fn handshake_line(
+    failure: &HandshakeFailure,
+    addr: &str,
+    trust: Trust,
+    reason: &str,
+) -> String {
     match failure {
-        HandshakeFailure::UntrustedCertificate => format!(
-            "the server at {addr} presented a certificate that the trusted CA did not sign \
-             ({reason})"
-        ),
+        HandshakeFailure::UntrustedCertificate => match trust {
+            Trust::Ca => format!(
+                "the server at {addr} presented a certificate that the trusted CA did not sign \
+                 ({reason})"
+            ),
+            Trust::System => format!(
+                "the server at {addr} presented a certificate that no CA of {} signed, and no CA \
+                 was given ({reason})",
+                system_store()
+            ),
+        },
         HandshakeFailure::WrongName => format!(
             "the certificate of the server at {addr} is not valid for the name connected to \
              ({reason})"
@@ -237,6 +320,41 @@ mod tests {
         assert_eq!(part, IdentityPart::Cert, "{why}");
         assert!(why.contains("(UnsupportedCertVersion)"), "{why}");
         assert!(why.contains("extendedKeyUsage=clientAuth"), "{why}");
+    }
+
+    /// A store without a certificate that can be a trust anchor is said to
+    /// be empty, with the first file it could not read and the fix.
+    #[test]
+    fn a_system_store_without_certificates_says_what_to_do() {
+        let (cert, _) = cert_and_key();
+        let der = certificates(cert.as_bytes());
+        assert_eq!(roots_or_why(der, None).unwrap().len(), 1);
+        let why = roots_or_why(Vec::new(), None).unwrap_err();
+        for words in [
+            "the system's trust store",
+            "holds no CA certificate",
+            "--tls-ca",
+            "ERRAND_TLS_CA",
+        ] {
+            assert!(why.contains(words), "{words:?} not in {why}");
+        }
+        let unreadable = "failed to read PEM from file: No such file or directory at '/x.pem'";
+        let why = roots_or_why(Vec::new(), Some(unreadable.to_string())).unwrap_err();
+        assert!(why.contains(&format!("({unreadable})")), "{why}");
+    }
+
+    /// A certificate no CA signed is told by what was trusted: the CA
+    /// given, or the system's trust store when none was.
+    #[test]
+    fn an_untrusted_certificate_names_what_was_trusted() {
+        let failure = HandshakeFailure::UntrustedCertificate;
+        let line = handshake_line(&failure, "h:1", Trust::Ca, "UnknownIssuer");
+        assert!(line.contains("the trusted CA did not sign"), "{line}");
+        let line = handshake_line(&failure, "h:1", Trust::System, "UnknownIssuer");
+        assert!(
+            line.contains("no CA of the system's trust store") && line.contains("no CA was given"),
+            "{line}"
+        );
     }
 
     /// A certificate only (its key was thrown away): made with

@@ -3,7 +3,9 @@
 //! certificate, a CA file that holds no certificate, a client key that is
 //! not the certificate's, an X.509 v1 client certificate, a missing client
 //! certificate, TLS to a server without it; the CLI's one line and
-//! `errand mcp --stdio`'s JSON-RPC error alike.
+//! `errand mcp --stdio`'s JSON-RPC error alike. Without a CA, TLS trusts the
+//! system's trust store, as every gRPC client does, and says so when it
+//! fails.
 use errand_tests::*;
 
 /// `errand ARGS` against `server`: its exit code and stderr.
@@ -210,4 +212,130 @@ async fn mcp_stdio_without_the_ca_says_so() {
     for words in ["serves TLS", "--tls-ca", "ERRAND_TLS_CA"] {
         assert!(message.contains(words), "{words:?} not in {stdout}");
     }
+}
+
+/// `errand ARGS` with `SSL_CERT_FILE=store` standing for the system's trust
+/// store (rustls-native-certs reads it instead of the platform's bundle):
+/// its exit code, stdout and stderr.
+async fn cli_trusting(store: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(errand_bin())
+        .args(args)
+        .env("SSL_CERT_FILE", store)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .await
+        .expect("running errand");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An `https://` address without --tls-ca is verified against the system's
+/// trust store (as the Go and Python SDKs and every gRPC client do): a
+/// server whose certificate a CA of the system signed just works, for an
+/// agent's commands and a worker alike; one whose certificate none signed,
+/// or a system without CA certificates, fails saying so and naming
+/// --tls-ca. A CA given is the only one trusted.
+#[tokio::test]
+async fn cli_https_without_tls_ca_trusts_the_systems_roots() {
+    use tokio::io::AsyncBufReadExt;
+    let pki = Pki::new();
+    let other = Pki::new();
+    let server = Server::start(&strs(&pki.serve_flags(false))).await;
+    let https = format!("https://{}", server.addr);
+    let (ca, other_ca) = (pki.path("ca.pem"), other.path("ca.pem"));
+
+    // The system trusts the server's CA: https:// is all it takes.
+    let (code, _, err) = cli_trusting(&ca, &["tools", "--server", &https]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let mut worker = tokio::process::Command::new(errand_bin())
+        .args([
+            "worker", "--tool", "echo", "--exec", "cat", "--server", &https,
+        ])
+        .env("SSL_CERT_FILE", &ca)
+        .env_remove("SSL_CERT_DIR")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(worker.stdout.take().unwrap()).lines();
+    within(
+        "the worker's registration over https://",
+        wait_line(&mut lines, "errand worker registered"),
+    )
+    .await;
+    let args = ["submit", "echo", "--args", r#"{"x":1}"#, "--wait"];
+    let (code, out, err) = cli_trusting(&ca, &[&args[..], &["--server", &https]].concat()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), r#"{"x":1}"#, "{err}");
+    worker.kill().await.unwrap();
+
+    // A certificate no CA of the system signed: said so, with the fix, and
+    // not as a server that is not running.
+    let (code, _, err) = cli_trusting(&other_ca, &["tools", "--server", &https]).await;
+    assert_eq!(code, Some(1), "{err}");
+    for words in [
+        "system's trust store",
+        &other_ca,
+        "--tls-ca",
+        "ERRAND_TLS_CA",
+    ] {
+        assert!(err.contains(words), "{words:?} not in {err}");
+    }
+    assert!(!err.contains("start one"), "{err}");
+    assert!(!err.contains("no errand server"), "{err}");
+
+    // A CA given is the only one trusted: the system's do not add to it.
+    let (code, _, err) =
+        cli_trusting(&ca, &["tools", "--server", &https, "--tls-ca", &other_ca]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("did not sign") && err.contains(&other_ca),
+        "{err}"
+    );
+    let (code, _, err) =
+        cli_trusting(&other_ca, &["tools", "--server", &https, "--tls-ca", &ca]).await;
+    assert_eq!(code, Some(0), "{err}");
+
+    // No CA certificate in the system's trust store (an empty bundle, none
+    // at all): said plainly, with the fix, before connecting.
+    let empty = pki.path("empty.pem");
+    std::fs::write(&empty, b"").unwrap();
+    for store in [empty, pki.path("missing.pem")] {
+        let (code, _, err) = cli_trusting(&store, &["tools", "--server", &https]).await;
+        assert_eq!(code, Some(1), "{err}");
+        for words in [
+            "no CA certificate",
+            "system's trust store",
+            &store,
+            "--tls-ca",
+        ] {
+            assert!(err.contains(words), "{words:?} not in {err}");
+        }
+        assert!(!err.contains("start one"), "{err}");
+    }
+}
+
+/// TLS asked for by a client certificate alone (no --tls-ca, no https://)
+/// trusts the system's trust store too: with mutual TLS, the client
+/// certificate is all a client of a publicly trusted server gives.
+#[tokio::test]
+async fn cli_client_certificate_without_tls_ca_trusts_the_systems_roots() {
+    let pki = Pki::new();
+    let server = Server::start(&strs(&pki.serve_flags(true))).await;
+    let (cert, key) = (pki.path("client.pem"), pki.path("client.key"));
+    let args = [
+        "tools",
+        "--server",
+        &server.addr,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    let (code, _, err) = cli_trusting(&pki.path("ca.pem"), &args).await;
+    assert_eq!(code, Some(0), "{err}");
 }
