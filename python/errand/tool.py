@@ -28,12 +28,11 @@ import functools
 import inspect
 import json
 import re
-import sys
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
+from errand._coerce import UNION_TYPES, coerce, plain, pydantic_model
 from errand._jsonable import dumps
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 
@@ -86,7 +85,7 @@ class ToolDef:
                     kwargs[key] = value
                     continue
                 raise TypeError(f"{self.name}() got an unexpected argument {key!r}")
-            kwargs[key] = value if key in b.plain else _coerce(b.hints.get(key, Any), value)
+            kwargs[key] = value if key in b.plain else coerce(b.hints.get(key, Any), value)
         if b.positional_only or not b.required.issubset(kwargs):
             b.sig.bind(**kwargs)  # raises TypeError for missing arguments
         return [], kwargs
@@ -101,7 +100,7 @@ class ToolDef:
             sig=sig,
             hints=hints,
             var_keyword=_accepts_var_keyword(sig),
-            plain=frozenset(p.name for p in params if _plain(hints.get(p.name, Any))),
+            plain=frozenset(p.name for p in params if plain(hints.get(p.name, Any))),
             required=frozenset(
                 p.name
                 for p in params
@@ -118,7 +117,7 @@ class _Binding:
     sig: inspect.Signature
     hints: dict[str, Any]
     var_keyword: bool
-    #: Parameters whose values `_coerce` would return unchanged.
+    #: Parameters whose values `coerce` would return unchanged.
     plain: frozenset[str]
     #: Parameters without a default that a call must name.
     required: frozenset[str]
@@ -412,10 +411,6 @@ def _accepts_var_keyword(sig: inspect.Signature) -> bool:
     return any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
 
 
-_UNION_TYPES: tuple[Any, ...] = (Union,)
-if sys.version_info >= (3, 10):
-    _UNION_TYPES = (Union, types.UnionType)
-
 _SIMPLE: dict[Any, str] = {
     str: "string",
     int: "integer",
@@ -440,7 +435,7 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         return base
     if tp in _SIMPLE:
         return {"type": _SIMPLE[tp]}
-    if origin in _UNION_TYPES:
+    if origin in UNION_TYPES:
         members = [a for a in args if a is not type(None)]
         nullable = len(members) != len(args)
         subs = [_schema(a, defs) for a in members]
@@ -501,26 +496,13 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         if len(args) == 2 and args[1] is not Any:
             out["additionalProperties"] = _schema(args[1], defs)
         return out
-    model = _pydantic_model(tp)
+    model = pydantic_model(tp)
     if model is not None:
         return _pydantic_schema(model, defs)
     raise ValueError(
         f"no JSON Schema for the type {tp!r}: use str/int/float/bool/list/dict/"
         "Optional/Literal/Enum or a pydantic model, or pass schema= to @async_tool"
     )
-
-
-def _pydantic_model(tp: Any) -> Any:
-    base = sys.modules.get("pydantic")
-    if base is None:
-        try:
-            import pydantic as base
-        except ImportError:
-            return None
-    model_cls = getattr(base, "BaseModel", None)
-    if model_cls is not None and isinstance(tp, type) and issubclass(tp, model_cls):
-        return tp
-    return None
 
 
 def _pydantic_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
@@ -532,68 +514,3 @@ def _pydantic_schema(model: Any, defs: dict[str, Any]) -> dict[str, Any]:
     for key, value in schema.pop("$defs", {}).items():
         defs.setdefault(key, value)
     return schema
-
-
-_PLAIN: tuple[Any, ...] = (Any, str, int, float, bool, bytes, dict, list, type(None), object)
-
-
-def _plain(tp: Any) -> bool:
-    """Whether `_coerce(tp, v)` is `v` for every `v`: nothing to build
-    anywhere in `tp` (no pydantic model, Enum, tuple or set)."""
-    if any(tp is p for p in _PLAIN):
-        return True
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Literal:
-        return True
-    if origin is typing.Annotated:
-        return _plain(args[0])
-    if origin in _UNION_TYPES:
-        members = [a for a in args if a is not type(None)]
-        return len(members) != 1 or _plain(members[0])
-    if origin in (list, Sequence):
-        return not args or _plain(args[0])
-    if origin in (dict, Mapping):
-        return all(_plain(a) for a in args)
-    return False
-
-
-def _coerce(tp: Any, value: Any) -> Any:
-    """Build what `tp` names from its JSON form, at every level of it: Enum
-    members, pydantic models, tuples and sets (from arrays), inside
-    list/Sequence, dict/Mapping (keys and values), tuple, set, Optional and
-    Annotated. A value that does not fit is returned as it is (or refused by
-    the Enum or the model: ValueError)."""
-    if value is None:
-        return value
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Annotated:
-        return _coerce(args[0], value)
-    if origin in _UNION_TYPES:
-        members = [a for a in args if a is not type(None)]
-        if len(members) == 1:
-            return _coerce(members[0], value)
-        return value
-    if isinstance(value, list):
-        if origin in (list, Sequence):
-            return [_coerce(args[0], v) for v in value] if args else value
-        if origin is tuple or tp is tuple:
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(args[0], v) for v in value)
-            if args and args != ((),) and len(args) == len(value):
-                return tuple(_coerce(a, v) for a, v in zip(args, value))
-            return tuple(value)
-        if origin in (set, frozenset) or tp in (set, frozenset):
-            kind = origin or tp
-            return kind(_coerce(args[0], v) for v in value) if args else kind(value)
-    if origin in (dict, Mapping) and len(args) == 2 and isinstance(value, dict):
-        key, item = args
-        return {_coerce(key, k): _coerce(item, v) for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    model = _pydantic_model(tp)
-    if model is not None and isinstance(value, dict):
-        validate = getattr(model, "model_validate", None) or model.parse_obj
-        return validate(value)
-    return value
