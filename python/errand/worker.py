@@ -13,7 +13,9 @@ A worker holds one `WorkerService.Connect` stream: it registers its tools, runs
 each assignment (plain functions on a thread pool of `max_concurrency`
 threads, `async def` ones on its event loop), sends back the return value as
 JSON or the exception text as a FAILED result, stops a task the server
-cancels, and reconnects with backoff when the server goes away.
+cancels, and reconnects with backoff when the server goes away or says to
+try later (RESOURCE_EXHAUSTED: its limit of connected workers, say), with a
+WARNING that says so.
 
 A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
@@ -41,8 +43,8 @@ import grpc.aio
 
 from errand import _calls, _outgoing
 from errand._calls import Done, Running, failed
-from errand._common import MAX_SEND_MESSAGE_BYTES, RETRYABLE, Backoff, PathLike, connection
-from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
+from errand._common import MAX_SEND_MESSAGE_BYTES, Backoff, PathLike, connection
+from errand._connect import CONNECT_TIMEOUT, broke, no_server, transient, wait_ready_async
 from errand._loop import running_loop
 from errand._outgoing import DEFAULT_MAX_MESSAGE_BYTES
 from errand._pool import CallPool
@@ -401,20 +403,26 @@ class Worker:
                 if state is not grpc.ChannelConnectivity.READY:
                     await channel.close(None)
                     raise no_server(self.target, self._conn, "Connect", state)
+            what = ""
             try:
                 await self._connection(channel, pool)
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE:
+                if not transient(exc):
                     raise from_grpc(exc, "Connect", self.target) from None
-                log.warning("errand worker: stream to %s broke: %s", self.target, exc.code())
+                what = broke(exc, self.target)
             except _StreamEnded:
-                log.warning("errand worker: server %s ended the stream", self.target)
+                what = f"server {self.target} ended the stream"
             finally:
                 await channel.close(None)
             if self._stopping.is_set():
                 break
+            delay = self._backoff.next()
+            if what:
+                log.warning(
+                    "errand worker %s: %s; connecting again in %.2fs", self.name, what, delay
+                )
             try:
-                await asyncio.wait_for(self._wake.wait(), self._backoff.next())
+                await asyncio.wait_for(self._wake.wait(), delay)
             except asyncio.TimeoutError:
                 pass
 
