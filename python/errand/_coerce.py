@@ -4,16 +4,21 @@ from the JSON it is given before it calls a tool (`ToolDef.bind`).
 JSON has objects, arrays, strings, numbers, booleans and null; `coerce`
 builds what a hint names from them, at every level of it, and `plain` says
 which hints leave every value as it is (so that a call need not walk it).
+Object keys are text: a key is read back as its hint says (`_key`), the
+inverse of how the SDK writes it (errand._jsonable.key_text).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any, Optional, Union
+
+from errand._jsonable import key_text
 
 __all__ = ["UNION_TYPES", "coerce", "plain", "pydantic_model"]
 
@@ -37,36 +42,54 @@ def pydantic_model(tp: Any) -> Any:
     return None
 
 
-_PLAIN: tuple[Any, ...] = (Any, str, int, float, bool, bytes, dict, list, type(None), object)
+_NONE = type(None)
+_PLAIN: tuple[Any, ...] = (Any, str, int, float, bool, bytes, dict, list, _NONE, object)
 
 
 def plain(tp: Any) -> bool:
     """Whether `coerce(tp, v)` is `v` for every `v`: nothing to build
-    anywhere in `tp` (no pydantic model, Enum, tuple or set)."""
+    anywhere in `tp` (no pydantic model, Enum, tuple or set, no dict key
+    but text)."""
     if any(tp is p for p in _PLAIN):
         return True
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Literal:
-        return True
+        return not any(isinstance(a, enum.Enum) for a in args)
     if origin is typing.Annotated:
         return plain(args[0])
     if origin in UNION_TYPES:
-        members = [a for a in args if a is not type(None)]
+        members = [a for a in args if a is not _NONE]
         return len(members) != 1 or plain(members[0])
     if origin in (list, Sequence):
         return not args or plain(args[0])
     if origin in (dict, Mapping):
-        return all(plain(a) for a in args)
+        return len(args) != 2 or (_plain_key(args[0]) and plain(args[1]))
+    return False
+
+
+def _plain_key(tp: Any) -> bool:
+    """Whether `_key(tp, k)` is `k` for every key text `k`."""
+    if tp is Any or tp is str or tp is object:
+        return True
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _plain_key(args[0])
+    if origin is typing.Literal:
+        return all(type(a) is str for a in args)
+    if origin in UNION_TYPES:
+        return str in args or all(_plain_key(a) for a in args)
     return False
 
 
 def coerce(tp: Any, value: Any) -> Any:
     """Build what `tp` names from its JSON form, at every level of it: Enum
-    members, pydantic models, tuples and sets (from arrays), inside
-    list/Sequence, dict/Mapping (keys and values), tuple, set, Optional and
-    Annotated. A value that does not fit is returned as it is (or refused by
-    the Enum or the model: ValueError)."""
+    members, pydantic models, tuples and sets (from arrays), Literal Enum
+    members, inside list/Sequence, dict/Mapping (keys and values: a key from
+    its text, see `_key`), tuple, set, Optional and Annotated. A value that
+    does not fit is returned as it is (or refused by the Enum or the model:
+    ValueError)."""
     if value is None:
         return value
     origin = typing.get_origin(tp)
@@ -74,10 +97,15 @@ def coerce(tp: Any, value: Any) -> Any:
     if origin is typing.Annotated:
         return coerce(args[0], value)
     if origin in UNION_TYPES:
-        members = [a for a in args if a is not type(None)]
+        members = [a for a in args if a is not _NONE]
         if len(members) == 1:
             return coerce(members[0], value)
         return value
+    if origin is typing.Literal:
+        try:
+            return _literal(args, value)
+        except _Misfit:
+            return value
     if isinstance(value, list):
         if origin in (list, Sequence):
             return [coerce(args[0], v) for v in value] if args else value
@@ -92,11 +120,107 @@ def coerce(tp: Any, value: Any) -> Any:
             return kind(coerce(args[0], v) for v in value) if args else kind(value)
     if origin in (dict, Mapping) and len(args) == 2 and isinstance(value, dict):
         key, item = args
-        return {coerce(key, k): coerce(item, v) for k, v in value.items()}
+        return {_key(key, k): coerce(item, v) for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
     model = pydantic_model(tp)
     if model is not None and isinstance(value, dict):
-        validate = getattr(model, "model_validate", None) or model.parse_obj
-        return validate(value)
+        return _validate(model, value)
     return value
+
+
+class _Misfit(Exception):
+    """The value does not fit the type (see `_literal`, `_key_fit`)."""
+
+
+def _literal(args: tuple[Any, ...], value: Any) -> Any:
+    """The Literal's value `value` is: one of its own (of the same type), or
+    an Enum member of it whose value it is; else _Misfit."""
+    for arg in args:
+        if type(arg) is type(value) and arg == value:
+            return arg
+    for arg in args:
+        if isinstance(arg, enum.Enum) and type(arg.value) is type(value) and arg.value == value:
+            return arg
+    raise _Misfit
+
+
+def _validate(model: Any, value: dict[str, Any]) -> Any:
+    validate = getattr(model, "model_validate", None) or model.parse_obj
+    return validate(value)
+
+
+# -- dict keys ------------------------------------------------------------------
+#
+# JSON object keys are text: an int key arrives as "1", a bool as "true", an
+# Enum member as its value's text (errand._jsonable.key_text writes them).
+
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_BOOLS = {"true": True, "false": False}
+
+
+def _key(tp: Any, key: str) -> Any:
+    """A dict key as its hint `tp` says, from its text: an Enum member by
+    its value, an int, float or bool from how JSON writes it, and so on
+    (`_key_fit`). A key that fits no such reading is left as it is, but for
+    an Enum: ValueError, as for an Enum value."""
+    try:
+        return _key_fit(tp, key)
+    except _Misfit:
+        pass
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(key)  # ValueError: "'green' is not a valid Color"
+    return key
+
+
+def _key_fit(tp: Any, key: str) -> Any:
+    """`_key` when the key fits `tp` (the inverse of `key_text`); else _Misfit."""
+    if tp is Any or tp is object or tp is str:
+        return key
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _key_fit(args[0], key)
+    if origin in UNION_TYPES:
+        if str in args:
+            return key  # text fits text exactly
+        for member in args:
+            try:
+                return _key_fit(member, key)
+            except _Misfit:
+                continue
+        raise _Misfit
+    if origin is typing.Literal:
+        for arg in args:
+            if _written(arg) == key:
+                return arg
+        raise _Misfit
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(key)
+        except ValueError:
+            pass
+        for member in tp:
+            if _written(member) == key:
+                return member
+        raise _Misfit
+    if tp is bool and key in _BOOLS:
+        return _BOOLS[key]
+    if tp is int and _INT.fullmatch(key):
+        return int(key)
+    if tp is float and _FLOAT.fullmatch(key):
+        return float(key)
+    if (tp is None or tp is _NONE) and key == "null":
+        return None
+    raise _Misfit
+
+
+def _written(value: Any) -> Optional[str]:
+    """How JSON writes `value` as a key, or None when it cannot."""
+    try:
+        return key_text(value)
+    except (TypeError, ValueError):
+        return None

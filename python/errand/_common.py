@@ -407,10 +407,11 @@ class NotAMapping(InvalidArgument, TypeError):
     TypeError."""
 
 
-class NotJSON(InvalidArgument, ValueError):
-    """Arguments that cannot be sent as JSON (an object json cannot encode,
-    a NaN or an infinity), refused before any call: an InvalidArgument, as
-    the server's refusal would be, and a ValueError, as json's is."""
+class NotJSON(InvalidArgument, ValueError, TypeError):
+    """Arguments that cannot be sent as JSON (an object or a key json cannot
+    encode, a NaN or an infinity), refused before any call: an
+    InvalidArgument, as the server's refusal would be, and a ValueError and
+    a TypeError, as json's refusals are."""
 
 
 def submit_request(

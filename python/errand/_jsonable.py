@@ -1,6 +1,12 @@
 """Values as JSON texts (not public): what `json.dumps` does not know, and
 what JSON cannot carry.
 
+JSON object keys are strings: `json.dumps` writes str, int, float, bool and
+None keys as text ("1", "0.5", "true", "null") and refuses any other key.
+`plain_json` also writes an Enum key as its value (the worker's argument
+coercion reads a key back as its hint says: errand._coerce), and refuses a
+key JSON cannot carry, or two keys it would write alike, naming where.
+
 Every JSON text the SDK sends is made with `allow_nan=False`: JSON has no
 NaN or Infinity (`json.dumps` would write the bare words, which the server
 refuses as "not valid JSON at line 1 column 1"), so such a value is refused
@@ -18,7 +24,7 @@ import json
 import math
 from typing import Any, Callable, Optional
 
-__all__ = ["dumps", "not_finite", "to_json"]
+__all__ = ["dumps", "key_text", "not_finite", "plain_json", "to_json"]
 
 Default = Optional[Callable[[Any], Any]]
 
@@ -112,3 +118,115 @@ def to_json(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def key_text(key: Any) -> str:
+    """The text JSON writes for a dict key: a str as it is, an int in decimal,
+    a float as `repr` writes it, true, false or null; an Enum member as its
+    value would be. TypeError for any other key, ValueError for a NaN or an
+    infinity."""
+    while isinstance(key, enum.Enum):
+        key = key.value
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        if not math.isfinite(key):
+            raise ValueError(f"a key that is {key!r}: JSON has no NaN or Infinity")
+        return float.__repr__(key)
+    if key is None:
+        return "null"
+    raise TypeError(f"a key of type {type(key).__name__} ({key!r})")
+
+
+def plain_json(value: Any, what: str, default: Callable[[Any], Any] = to_json) -> Any:
+    """`value` as the plain data JSON carries (dicts with str keys, lists,
+    str, int, float, bool, None): what `json.loads(json.dumps(value,
+    default=default))` would give, and for Enum keys too (see `key_text`).
+
+    `value` is an arguments object: a problem is named from the argument on,
+    as `not_finite` names it ("`what` x['y'][0] ..."). TypeError for a key
+    or a value JSON cannot carry; ValueError for two keys of one dict that
+    JSON writes alike, or for a value that refers to itself. (A NaN or an
+    infinity is left for `dumps` to refuse.)
+    """
+    try:
+        return _plain(value, "", default, set(), top=True)
+    except RecursionError:
+        raise ValueError(f"{what}s are nested too deeply (or refer to themselves)") from None
+    except _Refused as refused:
+        place = f"{what} {refused.path}" if refused.path else what
+        raise refused.kind(f"{place} {refused.problem}") from None
+
+
+class _Refused(Exception):
+    """What `plain_json` refuses, and where."""
+
+    def __init__(self, kind: type[Exception], path: str, problem: str) -> None:
+        super().__init__(problem)
+        self.kind = kind
+        self.path = path
+        self.problem = problem
+
+
+def _plain(
+    value: Any, path: str, default: Callable[[Any], Any], active: set[int], top: bool = False
+) -> Any:
+    while isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, str):  # subclasses, as json writes them
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if not isinstance(value, (dict, list, tuple)):
+        try:
+            made = default(value)
+        except TypeError as exc:
+            raise _Refused(TypeError, path, f"is not JSON: {exc}") from None
+        return _plain(made, path, default, active)
+    if id(value) in active:
+        raise _Refused(ValueError, path, "refers to itself (a circular reference)")
+    active.add(id(value))
+    try:
+        if not isinstance(value, dict):
+            return [_plain(v, f"{path}[{i}]", default, active) for i, v in enumerate(value)]
+        out: dict[str, Any] = {}
+        keys: dict[str, Any] = {}
+        for key, item in value.items():
+            text = _key(key, path, keys)
+            inner = text if top else f"{path}[{text!r}]"
+            out[text] = _plain(item, inner, default, active)
+        return out
+    finally:
+        active.discard(id(value))
+
+
+def _key(key: Any, path: str, seen: dict[str, Any]) -> str:
+    """`key_text(key)`, once per dict (`seen`: the keys so far, by their text)."""
+    try:
+        text = key_text(key)
+    except TypeError as exc:
+        raise _Refused(
+            TypeError,
+            path,
+            f"has {exc}: JSON object keys are text; use str, int, float, bool, None "
+            "or an Enum of those as keys",
+        ) from None
+    except ValueError as exc:
+        raise _Refused(ValueError, path, f"has {exc}") from None
+    if text in seen:
+        raise _Refused(
+            ValueError,
+            path,
+            f"has two keys that JSON writes as {text!r} ({seen[text]!r} and {key!r}): "
+            "one would be lost",
+        )
+    seen[text] = key
+    return text

@@ -61,8 +61,7 @@ import grpc
 
 from errand._common import NotJSON, new_session_id
 from errand._core import by_reference, checked_session_id, outcome
-from errand._jsonable import dumps
-from errand._jsonable import to_json as _to_json
+from errand._jsonable import dumps, plain_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
 from errand.errors import DeadlineExceeded, NotFound
@@ -304,14 +303,14 @@ class AsyncToolManager(Worker):
         `options` are `Client.submit`'s (delivery=, dedup=, ...)."""
         # As JSON first: arguments JSON cannot carry are refused before connecting.
         try:
-            text = dumps(arguments, "argument", default=_to_json)
+            plain = plain_json(arguments, "argument")  # Enum keys as their values
+            dumps(plain, "argument")  # ValueError for a NaN or an infinity, naming it
         except (TypeError, ValueError) as exc:
             raise NotJSON(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"arguments are not JSON serialisable: {exc}",
                 "SubmitTool",
             ) from exc
-        plain = json.loads(text)
         self.ensure_started()
         ack: Ack = self.client.submit(tool_name, plain, **options)
         return ack
