@@ -5,7 +5,9 @@ JSON has objects, arrays, strings, numbers, booleans and null; `coerce`
 builds what a hint names from them, at every level of it, and `plain` says
 which hints leave every value as it is (so that a call need not walk it).
 Object keys are text: a key is read back as its hint says (`_key`), the
-inverse of how the SDK writes it (errand._jsonable.key_text).
+inverse of how the SDK writes it (errand._jsonable.key_text). A Union of
+several types takes the member pydantic's "smart" union mode would
+(`_smart`), and leaves a value that fits none as it is.
 """
 
 from __future__ import annotations
@@ -59,8 +61,7 @@ def plain(tp: Any) -> bool:
     if origin is typing.Annotated:
         return plain(args[0])
     if origin in UNION_TYPES:
-        members = [a for a in args if a is not _NONE]
-        return len(members) != 1 or plain(members[0])
+        return all(plain(a) for a in args)
     if origin in (list, Sequence):
         return not args or plain(args[0])
     if origin in (dict, Mapping):
@@ -87,9 +88,12 @@ def coerce(tp: Any, value: Any) -> Any:
     """Build what `tp` names from its JSON form, at every level of it: Enum
     members, pydantic models, tuples and sets (from arrays), Literal Enum
     members, inside list/Sequence, dict/Mapping (keys and values: a key from
-    its text, see `_key`), tuple, set, Optional and Annotated. A value that
-    does not fit is returned as it is (or refused by the Enum or the model:
-    ValueError)."""
+    its text, see `_key`), tuple, set, Optional, Union and Annotated. A
+    Union takes the first member the value fits exactly (an int for `int |
+    str`), else the first it fits in the members' order (`_smart`), as
+    pydantic's "smart" union mode does. A value that does not fit is
+    returned as it is (or refused by the Enum or the model: ValueError; in
+    a Union of several, it is left as it is)."""
     if value is None:
         return value
     origin = typing.get_origin(tp)
@@ -100,7 +104,10 @@ def coerce(tp: Any, value: Any) -> Any:
         members = [a for a in args if a is not _NONE]
         if len(members) == 1:
             return coerce(members[0], value)
-        return value
+        try:
+            return _smart(members, value)
+        except _Misfit:
+            return value
     if origin is typing.Literal:
         try:
             return _literal(args, value)
@@ -130,7 +137,101 @@ def coerce(tp: Any, value: Any) -> Any:
 
 
 class _Misfit(Exception):
-    """The value does not fit the type (see `_literal`, `_key_fit`)."""
+    """The value does not fit the type (see `_fit`)."""
+
+
+def _smart(members: Sequence[Any], value: Any) -> Any:
+    """`value` as the first of `members` it fits exactly (its JSON type is
+    the member: `type(value) is int` for int, a list for list[...], a
+    Literal's own value), else as the first it fits (`_fit`), in order.
+    _Misfit when it fits none."""
+    exact = [m for m in members if _exact(m, value)]
+    for member in [*exact, *(m for m in members if m not in exact)]:
+        try:
+            return _fit(member, value)
+        except _Misfit:
+            continue
+    raise _Misfit
+
+
+def _exact(tp: Any, value: Any) -> bool:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if tp in (str, int, float, bool, _NONE):
+        return type(value) is tp
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return any(type(a) is type(value) and a == value for a in typing.get_args(tp))
+    return (origin is list or tp is list) and type(value) is list
+
+
+def _fit(tp: Any, value: Any) -> Any:
+    """`value` built as `tp` says, as `coerce` builds it, when it fits `tp`
+    all through (an int for int, not a bool; a float or an int for float;
+    an array whose items all fit for list[...], ...); else _Misfit."""
+    if tp is Any or tp is object:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _fit(args[0], value)
+    if origin in UNION_TYPES:
+        return _smart(args, value)
+    if value is None or tp is None or tp is _NONE:
+        if value is None and (tp is None or tp is _NONE):
+            return None
+        raise _Misfit
+    if origin is typing.Literal:
+        return _literal(args, value)
+    if tp is int or tp is float:
+        kinds = (int, float) if tp is float else (int,)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise _Misfit
+        return value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except (ValueError, TypeError):
+            raise _Misfit from None
+    if origin in (list, Sequence, tuple, set, frozenset) or tp in (tuple, set, frozenset):
+        return _fit_array(origin or tp, args, value)
+    if origin in (dict, Mapping):
+        if not isinstance(value, dict):
+            raise _Misfit
+        if len(args) != 2:
+            return value
+        return {_key_fit(args[0], k): _fit(args[1], v) for k, v in value.items()}
+    model = pydantic_model(tp)
+    if model is not None:
+        if not isinstance(value, dict):
+            raise _Misfit
+        try:
+            return _validate(model, value)
+        except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+            raise _Misfit from None
+    if origin is None and isinstance(tp, type) and not isinstance(value, tp):
+        raise _Misfit  # str, bool, list, dict, ...
+    return value  # a hint this does not know: taken as it is
+
+
+def _fit_array(kind: Any, args: tuple[Any, ...], value: Any) -> Any:
+    """`_fit` for list/Sequence, tuple, set and frozenset hints: from an array."""
+    if not isinstance(value, list):
+        raise _Misfit
+    if kind in (list, Sequence):
+        return [_fit(args[0], v) for v in value] if args else value
+    if kind is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_fit(args[0], v) for v in value)
+        if args and args != ((),):
+            if len(args) != len(value):
+                raise _Misfit
+            return tuple(_fit(a, v) for a, v in zip(args, value))
+        return tuple(value)
+    try:
+        return kind(_fit(args[0], v) for v in value) if args else kind(value)
+    except TypeError:  # an item that cannot be in a set
+        raise _Misfit from None
 
 
 def _literal(args: tuple[Any, ...], value: Any) -> Any:
