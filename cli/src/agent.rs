@@ -127,7 +127,8 @@ pub struct AckArgs {
     /// Completions with seq up to and including this are released.
     #[arg(long, allow_negative_numbers = true)]
     up_to: u64,
-    /// One JSON object: session_id, up_to and released (how many).
+    /// One JSON object: session_id, up_to, released (how many this call
+    /// released) and acked_seq (the session's acknowledged seq after it).
     #[arg(long)]
     json: bool,
 }
@@ -386,19 +387,27 @@ pub async fn status(server: &str, args: TaskArgs) -> Result<ExitCode> {
 }
 
 pub async fn ack(server: &str, args: AckArgs) -> Result<ExitCode> {
-    let removed = connect(server, &args.conn)
+    let acked = connect(server, &args.conn)
         .await?
-        .ack_completions(&args.session, args.up_to)
+        .ack(&args.session, args.up_to)
         .await?;
+    let removed = acked.removed;
     if args.json {
         out!(
             "{}",
-            serde_json::json!({"session_id": args.session, "up_to": args.up_to, "released": removed})
+            serde_json::json!({
+                "session_id": args.session,
+                "up_to": args.up_to,
+                "released": removed,
+                "acked_seq": acked.acked_seq,
+            })
         );
     } else {
         out!(
-            "released {removed} completions of session {:?}",
-            args.session
+            "released {removed} completion{} of session {:?} (acknowledged up to seq {})",
+            if removed == 1 { "" } else { "s" },
+            args.session,
+            acked.acked_seq,
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -30,8 +30,11 @@ fn error_json(e: &pb::ToolError) -> Value {
     json!({ "code": e.code, "message": e.message })
 }
 
+/// The outcome as JSON values. An empty `result_json` (a result delivered
+/// truncated or by reference: see `result_truncated`/`result_bytes`) is no
+/// JSON value, so it is `null`, never `""` (a real empty-string result).
 fn outcome_json(result: Option<&str>, error: Option<&pb::ToolError>) -> (Value, Value) {
-    let result = result.map_or(Value::Null, |r| {
+    let result = result.filter(|r| !r.is_empty()).map_or(Value::Null, |r| {
         serde_json::from_str(r).unwrap_or_else(|_| json!(r))
     });
     (result, error.map_or(Value::Null, error_json))
@@ -536,6 +539,34 @@ mod tests {
             task_json(&task)["result"].as_str().unwrap().len(),
             1_000_000
         );
+    }
+
+    /// A result delivered truncated or by reference has an empty
+    /// `result_json`, which is no JSON value: `--json` says `null` (as for a
+    /// failed task) beside `result_truncated`/`result_bytes`, never `""`, a
+    /// tool's real empty-string result.
+    #[test]
+    fn a_result_left_off_is_null_not_an_empty_string() {
+        let truncated = pb::Completion {
+            status: pb::TaskStatus::Succeeded as i32,
+            outcome: Some(pb::completion::Outcome::ResultJson(String::new())),
+            result_truncated: true,
+            result_bytes: 9_000_000,
+            ..Default::default()
+        };
+        let json = completion_json(&truncated);
+        assert_eq!(json["result"], Value::Null, "{json}");
+        assert_eq!(json["result_truncated"], true);
+        let empty_string = pb::Completion {
+            outcome: Some(pb::completion::Outcome::ResultJson("\"\"".into())),
+            ..Default::default()
+        };
+        assert_eq!(completion_json(&empty_string)["result"], "");
+        let task = pb::Task {
+            outcome: Some(pb::task::Outcome::ResultJson(String::new())),
+            ..Default::default()
+        };
+        assert_eq!(task_json(&task)["result"], Value::Null);
     }
 
     fn inline_without_fallback() -> pb::Completion {

@@ -435,17 +435,23 @@ impl Client {
     /// be read or reused, kept until retention: see the proto's
     /// AckCompletions).
     pub async fn ack_completions(&self, session: &str, up_to_seq: u64) -> Result<u64, Error> {
+        Ok(self.ack(session, up_to_seq).await?.removed)
+    }
+
+    /// [`Self::ack_completions`] with the server's whole answer: how many
+    /// this call released (`removed`) and the session's acknowledged seq
+    /// after it (`acked_seq`; acknowledgement is monotonic, so a lower
+    /// `up_to_seq` releases nothing and this says where it stands).
+    pub async fn ack(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+    ) -> Result<pb::AckCompletionsResponse, Error> {
         let req = pb::AckCompletionsRequest {
             session_id: session.to_string(),
             up_to_seq,
         };
-        Ok(self
-            .rpc
-            .clone()
-            .ack_completions(req)
-            .await?
-            .into_inner()
-            .removed)
+        Ok(self.rpc.clone().ack_completions(req).await?.into_inner())
     }
 
     /// The session's completions after `after_seq`, then live ones, for as

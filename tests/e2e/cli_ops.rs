@@ -155,6 +155,30 @@ async fn commands_print_tasks_and_acks_alike() {
     );
     assert_eq!(acked[0]["released"], 2, "{acked:?}");
     assert_eq!(acked[0]["session_id"], "c3");
+    // The session's acknowledged seq after the call, as the RPC answers it:
+    // a lower --up-to releases nothing and says where acknowledgement is.
+    assert_eq!(acked[0]["acked_seq"], 2, "{acked:?}");
+    let again = lines(
+        &server
+            .cli(&["ack", "--session", "c3", "--up-to", "1"])
+            .await,
+    );
+    assert_eq!(
+        again,
+        ["released 0 completions of session \"c3\" (acknowledged up to seq 2)"],
+    );
+    server.cli(&["submit", "job", "--session", "c3"]).await;
+    worker.next().await.succeed("3");
+    take_completions(&mut client.completions("c3", 2), 1).await;
+    let one = lines(
+        &server
+            .cli(&["ack", "--session", "c3", "--up-to", "3"])
+            .await,
+    );
+    assert_eq!(
+        one,
+        ["released 1 completion of session \"c3\" (acknowledged up to seq 3)"],
+    );
 }
 
 /// `workers` with none says whose workers it lists.
