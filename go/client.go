@@ -48,17 +48,17 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return nil, fmt.Errorf("errand: dial %s: %w", addr, err)
+			return nil, badDial(addr, err)
 		}
 	}
 	resolved, err := o.resolve(addr)
 	if err != nil {
-		return nil, fmt.Errorf("errand: dial %s: %w", addr, err)
+		return nil, badDial(addr, err)
 	}
 	addr = resolved
 	conn, err := grpc.NewClient(addr, o.grpcOptions()...)
 	if err != nil {
-		return nil, fmt.Errorf("errand: dial %s: %w", addr, err)
+		return nil, badDial(addr, err)
 	}
 	if !o.lazy {
 		conn.Connect()
@@ -77,6 +77,16 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	}
 	o.logger.Debug("errand: connected", "addr", addr)
 	return &Client{conn: conn, tools: pb.NewToolServiceClient(conn), opts: o}, nil
+}
+
+// badDial is Dial's error for err, an option, address or setting it cannot
+// use (a nil logger, a CA file it cannot read, ...): the caller's to fix, so
+// it matches ErrInvalidArgument unless it has a code of its own.
+func badDial(addr string, err error) error {
+	if status.Code(err) == codes.Unknown {
+		return fmt.Errorf("errand: dial %s: %w (%w)", addr, err, ErrInvalidArgument)
+	}
+	return fmt.Errorf("errand: dial %s: %w", addr, err)
 }
 
 // failedAttempt returns why conn's connection attempt failed, for a conn in

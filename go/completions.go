@@ -3,7 +3,6 @@ package errand
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"iter"
 
@@ -66,7 +65,7 @@ func (c *Client) resume(ctx context.Context, op, session string, last *uint64,
 			if werr := rpcerr.Wrap(op, err); errors.Is(werr, ctx.Err()) {
 				yieldErr(werr)
 			} else {
-				yieldErr(fmt.Errorf("errand: %s: %w", op, ctx.Err()))
+				yieldErr(rpcerr.Wrap(op, status.FromContextError(ctx.Err()).Err()))
 			}
 			return
 		}
@@ -77,7 +76,7 @@ func (c *Client) resume(ctx context.Context, op, session string, last *uint64,
 		c.opts.logger.Warn("errand: "+op+" stream broke; reconnecting",
 			"session_id", session, "after_seq", *last, "err", err)
 		if werr := b.Wait(ctx); werr != nil {
-			yieldErr(fmt.Errorf("errand: %s: %w", op, werr))
+			yieldErr(rpcerr.Wrap(op, status.FromContextError(werr).Err()))
 			return
 		}
 	}

@@ -1,9 +1,8 @@
 package errand
 
 import (
-	"errors"
-
 	"github.com/errand-dev/errand/go/internal/rpcerr"
+	"google.golang.org/grpc/codes"
 )
 
 // Error is a failed call: which RPC (Op), the gRPC status code (Code) and the
@@ -13,6 +12,12 @@ import (
 // errors.Is(err, context.DeadlineExceeded) and context.Canceled match those
 // codes too; status.Code(err) and status.FromError(err) see the original
 // gRPC status.
+//
+// The errors the SDK raises itself, without asking the server (arguments
+// that are not JSON, a negative duration, a Dial option it cannot use, ...),
+// are not *Error but wrap a sentinel: errors.Is matches it, and status.Code
+// gives its code (codes.InvalidArgument for ErrInvalidArgument, ...), as
+// for an *Error.
 type Error = rpcerr.Error
 
 // Sentinel errors, one per gRPC status code a caller is expected to handle.
@@ -54,5 +59,6 @@ var (
 // ErrResultNotInline: a successful completion whose result is not on it,
 // because it exceeded the result budget (Completion.ResultTruncated) or the
 // stream left it off (WithResultsByReference). Client.CompletionResult and
-// Client.ReadFullResult fetch it. Not a server error.
-var ErrResultNotInline = errors.New("errand: the result is not inline; read it with ReadResult")
+// Client.ReadFullResult fetch it. Not a server error; it matches
+// ErrFailedPrecondition too, and status.Code gives codes.FailedPrecondition.
+var ErrResultNotInline = rpcerr.Sentinel(codes.FailedPrecondition, "errand: the result is not inline; read it with ReadResult")

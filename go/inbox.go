@@ -2,14 +2,17 @@ package errand
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/errand-dev/errand/go/internal/rpcerr"
+	"google.golang.org/grpc/codes"
 )
 
-// ErrInboxClosed: the Inbox was closed, or its context ended.
-var ErrInboxClosed = errors.New("errand: inbox closed")
+// ErrInboxClosed: the Inbox was closed, or its context ended. It matches
+// ErrFailedPrecondition too, and status.Code gives codes.FailedPrecondition.
+var ErrInboxClosed = rpcerr.Sentinel(codes.FailedPrecondition, "errand: inbox closed")
 
 // Inbox sorts a session's completions by their delivery policy, for an agent
 // loop. It follows SessionEvents in the background (reconnecting by itself)

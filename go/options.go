@@ -97,8 +97,17 @@ func WithEnv() Option {
 
 // TLSConfigFromFiles builds the TLS configuration of WithTLSFiles: the CA in
 // caFile ("" for the system's roots), and the client certificate and key of
-// certFile and keyFile ("" and "" for none). All files are PEM.
+// certFile and keyFile ("" and "" for none). All files are PEM. Its errors
+// (a file it cannot read or use) match ErrInvalidArgument.
 func TLSConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg, err := tlsConfigFromFiles(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%w)", err, ErrInvalidArgument)
+	}
+	return cfg, nil
+}
+
+func tlsConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)

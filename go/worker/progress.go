@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -11,10 +10,14 @@ import (
 
 	errand "github.com/errand-dev/errand/go"
 	pb "github.com/errand-dev/errand/go/errandv1"
+	"github.com/errand-dev/errand/go/internal/rpcerr"
+	"google.golang.org/grpc/codes"
 )
 
-// ErrNoTask: Progress was called with a context that is not a handler's.
-var ErrNoTask = errors.New("errand worker: not a tool handler's context")
+// ErrNoTask: Progress was called with a context that is not a handler's. It
+// matches errand.ErrInvalidArgument too, and status.Code gives
+// codes.InvalidArgument.
+var ErrNoTask = rpcerr.Sentinel(codes.InvalidArgument, "errand worker: not a tool handler's context")
 
 type taskKey struct{}
 

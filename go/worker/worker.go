@@ -345,14 +345,16 @@ func (w *Worker) register(tools []*tool) *pb.Register {
 // and every handler has returned (handlers must honour their context), or an
 // *errand.Error the server answered that retrying cannot fix (a tool name or
 // schema it rejects, bad credentials, ...). It fails at once, without
-// connecting, when no tool was registered with Handle or a tool's option was
-// given a negative duration (an error matching errand.ErrInvalidArgument),
+// connecting, when no tool was registered with Handle (an error matching
+// errand.ErrFailedPrecondition) or a tool's option was given a negative
+// duration (an error matching errand.ErrInvalidArgument),
 // or with the refusal of a tool when the server refused every tool (see
 // Handle). A tool handled while Run runs that the server refuses does not
 // end Run (WaitRegistered reports it).
 // WaitRegistered tells when the server knows the tools. One Run at a time: a
-// Run called while another runs returns an error at once; once Run has
-// returned, it may be called again.
+// Run called while another runs returns an error at once (matching
+// errand.ErrFailedPrecondition); once Run has returned, it may be called
+// again.
 func (w *Worker) Run(ctx context.Context) (err error) {
 	started := false
 	w.setRegistration(func() {
@@ -362,7 +364,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		}
 	})
 	if !started {
-		return errors.New("errand worker: Run called twice")
+		return fmt.Errorf("errand worker: Run called twice: one Run at a time (%w)", errand.ErrFailedPrecondition)
 	}
 	// Deferred first, so it runs last: after every handler has returned.
 	// Ended and no longer running in one step: a Run started as soon as
@@ -381,7 +383,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		if refused != nil {
 			return refused // every tool was refused by an earlier Run's server
 		}
-		return errors.New("errand worker: no tools: call Handle before Run")
+		return fmt.Errorf("errand worker: no tools: call Handle before Run (%w)", errand.ErrFailedPrecondition)
 	}
 	if optErr != nil {
 		return optErr

@@ -4,7 +4,6 @@ package rpcerr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -16,38 +15,70 @@ import (
 
 // Sentinel errors, one per gRPC status code a caller is expected to handle.
 // Every error returned by a Client or a worker that came from the server is an
-// *Error; test it with errors.Is against these, or with status.Code.
+// *Error; test it with errors.Is against these, or with status.Code. The
+// errors the SDK raises itself wrap one of these (or a sentinel of its own
+// made by Sentinel), so status.Code gives them its code too.
 //
 //	if _, err := c.Submit(ctx, "s1", "nope", nil); errors.Is(err, errand.ErrNotFound) { ... }
 var (
 	// ErrInvalidArgument: the request was malformed (empty session ID,
 	// arguments that are not a JSON object or fail the tool's schema, a task
 	// ID that is empty or not a UUID, ...).
-	ErrInvalidArgument = errors.New("errand: invalid argument")
+	ErrInvalidArgument = codeSentinel(codes.InvalidArgument, "errand: invalid argument")
 	// ErrNotFound: unknown tool, or a task ID (a UUID) that is unknown or no
 	// longer retained; one that is not a UUID gives ErrInvalidArgument.
-	ErrNotFound = errors.New("errand: not found")
+	ErrNotFound = codeSentinel(codes.NotFound, "errand: not found")
 	// ErrResourceExhausted: arguments too large, or too many pending tasks in
 	// a session, or a rate limit (worth retrying later); or a message from
 	// the server larger than the client's errand.WithMaxRecvBytes, which
 	// retrying cannot help (the message names the sizes and the option).
-	ErrResourceExhausted = errors.New("errand: resource exhausted")
+	ErrResourceExhausted = codeSentinel(codes.ResourceExhausted, "errand: resource exhausted")
 	// ErrFailedPrecondition: e.g. cancelling a task that already finished.
-	ErrFailedPrecondition = errors.New("errand: failed precondition")
+	ErrFailedPrecondition = codeSentinel(codes.FailedPrecondition, "errand: failed precondition")
 	// ErrUnauthenticated: missing or invalid credentials.
-	ErrUnauthenticated = errors.New("errand: unauthenticated")
+	ErrUnauthenticated = codeSentinel(codes.Unauthenticated, "errand: unauthenticated")
 	// ErrPermissionDenied: the credentials do not allow this call.
-	ErrPermissionDenied = errors.New("errand: permission denied")
+	ErrPermissionDenied = codeSentinel(codes.PermissionDenied, "errand: permission denied")
 	// ErrUnavailable: the server could not be reached.
-	ErrUnavailable = errors.New("errand: unavailable")
+	ErrUnavailable = codeSentinel(codes.Unavailable, "errand: unavailable")
 	// ErrInternal: the server failed; the message says how.
-	ErrInternal = errors.New("errand: internal error")
+	ErrInternal = codeSentinel(codes.Internal, "errand: internal error")
 	// ErrOutOfRange: an acknowledgement beyond the session's last seq, or a
 	// ReadResult offset past the end of the result.
-	ErrOutOfRange = errors.New("errand: out of range")
+	ErrOutOfRange = codeSentinel(codes.OutOfRange, "errand: out of range")
 	// ErrUnimplemented: the server is older than the call (it lacks the RPC).
-	ErrUnimplemented = errors.New("errand: unimplemented")
+	ErrUnimplemented = codeSentinel(codes.Unimplemented, "errand: unimplemented")
 )
+
+// sentinel is an error the SDK raises itself, or wraps in one it raises
+// ("... (errand: invalid argument)"): status.Code and status.FromError find
+// it in the chain (grpc-go looks for GRPCStatus with errors.As) and give its
+// code, and the whole error's text as the message. One made by Sentinel
+// also matches the sentinel of its code (errors.Is), so the two agree.
+type sentinel struct {
+	code codes.Code
+	text string
+	of   error // the sentinel of code, for one made by Sentinel
+}
+
+func codeSentinel(code codes.Code, text string) error { return &sentinel{code: code, text: text} }
+
+func (s *sentinel) Error() string              { return s.text }
+func (s *sentinel) GRPCStatus() *status.Status { return status.New(s.code, s.text) }
+func (s *sentinel) Is(target error) bool       { return s.of != nil && target == s.of }
+
+// Sentinel returns a new sentinel error with text, for a case of code that
+// callers may want to tell apart (errand.ErrResultNotInline): it matches
+// both itself and code's sentinel (ErrFailedPrecondition, ...), and
+// status.Code gives code for it and for every error wrapping it. code must
+// have a sentinel.
+func Sentinel(code codes.Code, text string) error {
+	of, ok := sentinels[code]
+	if !ok {
+		panic(fmt.Sprintf("rpcerr.Sentinel: no sentinel for %v", code))
+	}
+	return &sentinel{code: code, text: text, of: of}
+}
 
 var sentinels = map[codes.Code]error{
 	codes.InvalidArgument:    ErrInvalidArgument,
@@ -93,8 +124,14 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("errand: %s: %s: %s", e.Op, codeText(e.Code), e.Message)
 }
 
-// GRPCStatus lets status.Code and status.FromError see the original status.
-func (e *Error) GRPCStatus() *status.Status { return e.status }
+// GRPCStatus lets status.Code and status.FromError see the original status
+// (for an *Error built by hand, without one: its Code and Message).
+func (e *Error) GRPCStatus() *status.Status {
+	if e.status == nil {
+		return status.New(e.Code, e.Message)
+	}
+	return e.status
+}
 
 // Is reports whether target is the sentinel for e's code (or the context
 // error for DeadlineExceeded and Canceled).

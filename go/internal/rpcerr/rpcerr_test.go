@@ -163,3 +163,30 @@ func TestEveryCodeReadsAsWords(t *testing.T) {
 		}
 	}
 }
+
+// A sentinel answers status.Code with its code, and so does every error
+// wrapping it, as the SDK's own errors do ("... (errand: invalid
+// argument)"); the status's message is the whole error's text. An *Error
+// built by hand, without a status, answers its Code.
+func TestSentinelsAnswerStatusCode(t *testing.T) {
+	for code, sentinel := range sentinels {
+		for _, err := range []error{sentinel, fmt.Errorf("errand: Submit: bad (%w)", sentinel),
+			fmt.Errorf("outer: %w", fmt.Errorf("errand: x: %w (%w)", errors.New("why"), sentinel))} {
+			if got := status.Code(err); got != code {
+				t.Errorf("status.Code(%v) = %v, want %v", err, got, code)
+			}
+			if st, ok := status.FromError(err); !ok || st.Message() != err.Error() {
+				t.Errorf("status.FromError(%v) = %v, %v; want its text", err, st, ok)
+			}
+			for other, s := range sentinels {
+				if errors.Is(err, s) != (other == code) {
+					t.Errorf("errors.Is(%v, %v) = %v", err, s, errors.Is(err, s))
+				}
+			}
+		}
+	}
+	byHand := &Error{Op: "GetTask", Code: codes.NotFound, Message: "no task t"}
+	if st, ok := status.FromError(byHand); !ok || st.Code() != codes.NotFound || st.Message() != "no task t" {
+		t.Errorf("status.FromError(%v) = %v, %v", byHand, st, ok)
+	}
+}

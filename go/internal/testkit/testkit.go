@@ -230,3 +230,32 @@ func probe(t testing.TB, c *errand.Client, rpc string) error {
 	}
 	return nil
 }
+
+// sentinels is every errand sentinel and the status code it stands for.
+var sentinels = map[error]codes.Code{
+	errand.ErrInvalidArgument:    codes.InvalidArgument,
+	errand.ErrNotFound:           codes.NotFound,
+	errand.ErrResourceExhausted:  codes.ResourceExhausted,
+	errand.ErrFailedPrecondition: codes.FailedPrecondition,
+	errand.ErrUnauthenticated:    codes.Unauthenticated,
+	errand.ErrPermissionDenied:   codes.PermissionDenied,
+	errand.ErrUnavailable:        codes.Unavailable,
+	errand.ErrInternal:           codes.Internal,
+	errand.ErrOutOfRange:         codes.OutOfRange,
+	errand.ErrUnimplemented:      codes.Unimplemented,
+}
+
+// CheckCode fails t unless err answers status.Code with want and errors.Is
+// agrees with it for every sentinel: it matches the sentinel of want, and
+// no other.
+func CheckCode(t testing.TB, what string, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Errorf("%s: status.Code = %v, want %v (err: %v)", what, got, want, err)
+	}
+	for s, code := range sentinels {
+		if errors.Is(err, s) != (code == want) {
+			t.Errorf("%s: errors.Is(err, %v) = %v, but status.Code should be %v (err: %v)", what, s, errors.Is(err, s), want, err)
+		}
+	}
+}
