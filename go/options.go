@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/errand-dev/errand/go/internal/utf8field"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
@@ -373,6 +374,11 @@ func (o *options) grpcOptions() []grpc.DialOption {
 		// Pings on open streams notice a dead server or network that sends no
 		// RST (a Completions or worker stream may be quiet for long).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// A string field that is not UTF-8 is refused before sending, with
+		// INVALID_ARGUMENT naming it, rather than by grpc-go's marshalling
+		// (INTERNAL, no field named, and the end of a worker's stream).
+		grpc.WithChainUnaryInterceptor(utf8field.UnaryInterceptor),
+		grpc.WithChainStreamInterceptor(utf8field.StreamInterceptor),
 	}
 	if o.perRPC != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(o.perRPC))

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	pb "github.com/errand-dev/errand/go/errandv1"
+	"github.com/errand-dev/errand/go/internal/utf8field"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -302,28 +304,39 @@ func toolFromPB(t *pb.Tool) Tool {
 // JSONText encodes v as JSON text for the wire: json.RawMessage and []byte
 // are taken as JSON already (and checked), a nil v gives "", anything else
 // goes through json.Marshal. Used for tool arguments, results and schemas.
+// JSON text is UTF-8: text that is not (raw JSON, or what a MarshalJSON
+// returned) is not valid JSON.
 func JSONText(v any) (string, error) {
+	var text string
 	switch x := v.(type) {
 	case nil:
 		return "", nil
 	case json.RawMessage:
-		return checked(x)
+		text = string(x)
 	case []byte:
-		return checked(x)
+		text = string(x)
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", err
+		}
+		return checkUTF8(string(b))
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	return string(b), nil
-}
-
-func checked(b []byte) (string, error) {
-	if len(b) == 0 {
+	if text == "" {
 		return "", nil
 	}
-	if !json.Valid(b) {
-		return "", fmt.Errorf("not valid JSON: %.80q", b)
+	if !json.Valid([]byte(text)) {
+		return "", fmt.Errorf("not valid JSON: %.80q", text)
 	}
-	return string(b), nil
+	return checkUTF8(text)
+}
+
+// checkUTF8 is text, or an error if it is not UTF-8 (encoding/json's
+// parser lets that pass).
+func checkUTF8(text string) (string, error) {
+	if !utf8.ValidString(text) {
+		return "", fmt.Errorf("not valid JSON: not UTF-8 (%s): JSON text must be UTF-8: "+
+			"decode text to UTF-8, and encode binary data (as base64, say)", utf8field.Where(text))
+	}
+	return text, nil
 }

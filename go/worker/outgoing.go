@@ -16,10 +16,18 @@ package worker
 //     failure's message and a result's summary, texts the server cuts to its
 //     own bounds anyway, are cut to fit; a progress report that does not fit
 //     is dropped.
+//   - text that is not UTF-8, which grpc-go refuses to marshal, ending the
+//     stream: a result or detail JSON that is not UTF-8 is not JSON (the
+//     result fails its task with "invalid_result", the detail is an
+//     ErrInvalidArgument error), as errand.JSONText says; free text (a
+//     failure's code and message, a summary, a progress message) has each
+//     bad byte escaped as \xNN (validText), as the Python SDK escapes what
+//     UTF-8 cannot encode: the model still reads why the tool failed.
 
 import (
 	"fmt"
 	"math"
+	"strings"
 	"unicode/utf8"
 
 	errand "github.com/errand-dev/errand/go"
@@ -64,7 +72,7 @@ func progressMessage(a *pb.Assignment, progress, total float64, message, detailJ
 	}
 	msg := &pb.WorkerMessage{Kind: &pb.WorkerMessage_Progress{Progress: &pb.Progress{
 		TaskId: a.GetTaskId(), Attempt: a.GetAttempt(), Progress: progress, Total: total,
-		Message: cutUTF8(message, MaxProgressMessageBytes), DetailJson: detailJSON,
+		Message: cutUTF8(validText(message), MaxProgressMessageBytes), DetailJson: detailJSON,
 	}}}
 	if size := proto.Size(msg); size > limit {
 		return nil, fmt.Errorf("errand worker: Progress: a report of %d bytes does not fit the server's message limit of %d bytes (its --max-message-bytes): send a smaller detail (%w)",
@@ -108,6 +116,25 @@ func fit(msg *pb.WorkerMessage, limit int) *pb.WorkerMessage {
 // worded as the server's own for a result over --max-result-bytes.
 func tooLarge(size, limit int) string {
 	return fmt.Sprintf("the tool's result is %d bytes, the limit is %d (the server's largest message, --max-message-bytes)", size, limit)
+}
+
+// validText is s with each byte that is not UTF-8 written as the four
+// characters \xNN ("a\xffb" reads `a\xffb`).
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // cutUTF8 is s cut to at most n bytes, on a character boundary.

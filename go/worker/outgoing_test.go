@@ -53,3 +53,16 @@ func TestProgressMessageKeepsTheServersBounds(t *testing.T) {
 		t.Errorf("a report over the message limit: %v", err)
 	}
 }
+
+func TestValidTextEscapesOnlyTheBytesThatAreNotUTF8(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":         "plain",
+		"a\xffb":        `a\xffb`,
+		"é\xc3\xa9\xe2": `é` + "é" + `\xe2`,
+		"\ufffd kept":   "\ufffd kept",
+	} {
+		if got := validText(in); got != want {
+			t.Errorf("validText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

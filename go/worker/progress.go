@@ -38,7 +38,7 @@ func taskFrom(ctx context.Context) *taskCtx {
 // progress done of total, in the tool's own unit (either 0 when unknown;
 // both finite), a short status message for people and models (cut here at
 // MaxProgressMessageBytes, 1 KiB, on a character boundary, as the server
-// would cut it), and an optional detail the tool could resume from (encoded
+// would cut it; bytes that are not UTF-8 are sent escaped as \xNN), and an optional detail the tool could resume from (encoded
 // like a result: json.RawMessage, []byte of JSON, a value for encoding/json,
 // or nil for none; at most MaxDetailBytes, the server's bound). If the
 // worker is lost, the next attempt's ResumeDetail returns the last detail

@@ -49,10 +49,12 @@ import (
 
 // Handler runs one tool call. args is the JSON arguments object. The result
 // is encoded like Submit's arguments (json.RawMessage and []byte as JSON
-// text, anything else through encoding/json; a result that cannot be encoded
-// fails the task with code "invalid_result"). A non-nil error fails the task
-// with code "tool_error" and the error's text, or with the code and message of
-// an *errand.ToolError found in its chain (see ToolError).
+// text, anything else through encoding/json; a result that cannot be encoded,
+// or JSON text that is not valid or not UTF-8, fails the task with code
+// "invalid_result"). A non-nil error fails the task with code "tool_error"
+// and the error's text, or with the code and message of an *errand.ToolError
+// found in its chain (see ToolError); bytes of these texts, and of a
+// summary, that are not UTF-8 are sent escaped as \xNN.
 //
 // ctx is cancelled when the task is cancelled, times out or its worker loses
 // the server; context.Cause(ctx) tells which (errors.Is with ErrCancelled,
@@ -738,8 +740,9 @@ func (s *session) cancel(c *pb.CancelAssignment) {
 }
 
 func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolError) {
-	res := &pb.TaskResult{TaskId: a.GetTaskId(), Attempt: a.GetAttempt(), Summary: summary}
+	res := &pb.TaskResult{TaskId: a.GetTaskId(), Attempt: a.GetAttempt(), Summary: validText(summary)}
 	if terr != nil {
+		terr = &pb.ToolError{Code: validText(terr.GetCode()), Message: validText(terr.GetMessage())}
 		res.Outcome = &pb.TaskResult_Error{Error: terr}
 	} else {
 		res.Outcome = &pb.TaskResult_ResultJson{ResultJson: result}
@@ -754,21 +757,32 @@ func (s *session) send(a *pb.Assignment, result, summary string, terr *pb.ToolEr
 // runs), so that a refusal fails no other tool; the server answers
 // Registered or RegisterRefused, which serve's loop hands to answered.
 // Queued before it is sent, since the answer may come before Send returns
-// (a failed send ends the stream, and the queue with it).
+// (a failed send ends the stream, and the queue with it). A Register the
+// client refuses to send (INVALID_ARGUMENT from errand's check of the text
+// it sends: a name or description that is not UTF-8) is not sent and ends
+// nothing: its tool is refused as by the server (see answered).
 func (s *session) sendRegister(t *tool) error {
 	reg := s.w.register([]*tool{t})
 	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
 	s.mu.Lock()
 	s.laterRegisters = append(s.laterRegisters, t)
 	s.mu.Unlock()
-	return s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Register{Register: reg}})
+	err := s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Register{Register: reg}})
+	s.sendMu.Unlock()
+	if status.Code(err) != codes.InvalidArgument {
+		return err
+	}
+	s.mu.Lock()
+	if i := slices.Index(s.laterRegisters, t); i >= 0 {
+		s.laterRegisters = slices.Delete(s.laterRegisters, i, i+1) // never sent, so never answered
+	}
+	s.mu.Unlock()
+	s.settle(t, rpcerr.Wrap("Connect", err))
+	return nil
 }
 
 // answered takes the server's answer to the oldest later Register not
-// answered yet: accepted (refused nil), its tool is registered on this
-// stream; refused, its tool is registered no more, on no stream, and
-// WaitRegistered for it returns refused. An answer to no Register changes
+// answered yet and settles its tool. An answer to no Register changes
 // nothing.
 func (s *session) answered(refused error) {
 	s.mu.Lock()
@@ -778,9 +792,16 @@ func (s *session) answered(refused error) {
 		s.laterRegisters = s.laterRegisters[1:]
 	}
 	s.mu.Unlock()
-	if t == nil {
-		return
+	if t != nil {
+		s.settle(t, refused)
 	}
+}
+
+// settle takes the answer to t's later Register: accepted (refused nil), t
+// is registered on this stream; refused, it is registered no more, on no
+// stream, and WaitRegistered for it returns refused; refused UNAVAILABLE
+// (no verdict), its Register is sent again later.
+func (s *session) settle(t *tool, refused error) {
 	s.w.mu.Lock()
 	if status.Code(refused) == codes.Unavailable {
 		// Not a verdict on the tool: the server could not check it now.
@@ -800,7 +821,7 @@ func (s *session) answered(refused error) {
 	}
 	s.w.mu.Unlock()
 	if refused != nil {
-		s.w.logger.Warn("errand worker: the server refused a tool handled while Run runs; the worker serves its other tools",
+		s.w.logger.Warn("errand worker: a tool handled while Run runs was refused; the worker serves its other tools",
 			"tool", t.name, "err", refused)
 	}
 	s.w.setRegistration(func() {})
