@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/errand-dev/errand/go/internal/fakeserver"
 	"github.com/errand-dev/errand/go/internal/testkit"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -108,5 +110,28 @@ func TestTextThatIsNotUTF8IsInvalidArgumentNamingTheField(t *testing.T) {
 	// The connection goes on: the fake server answers what is sent to it.
 	if _, err := c.GetTask(ctx, "t"); !strings.Contains(err.Error(), "unimplemented") {
 		t.Errorf("GetTask after the refusals = %v, want the fake server's unimplemented", err)
+	}
+}
+
+// Metadata the caller adds to ctx that gRPC cannot send (a value that is
+// not printable ASCII, a key with a space) is refused by grpc-go
+// before sending, naming the header, but as INTERNAL, which streams retried
+// for ever: it is the caller's mistake, InvalidArgument, as for the fields.
+func TestMetadataGRPCCannotSendIsInvalidArgument(t *testing.T) {
+	c := testkit.Dial(t, fakeserver.Start(t, &pb.UnimplementedToolServiceServer{}, nil))
+	for _, kv := range [][2]string{{"x-trace", "a\xffb"}, {"x-trace", "line\nbreak"}, {"X Trace", "v"}} {
+		ctx := metadata.AppendToOutgoingContext(testkit.Ctx(t), kv[0], kv[1])
+		_, err := c.GetTask(ctx, "t")
+		streamCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		streamErr := first(c.Completions(streamCtx, "s", 0))
+		cancel()
+		for what, err := range map[string]error{"GetTask": err, "Completions": streamErr} {
+			what = fmt.Sprintf("%s with metadata %q: %q", what, kv[0], kv[1])
+			t.Logf("%s: %v", what, err)
+			testkit.CheckCode(t, what, err, codes.InvalidArgument)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", strings.ToLower(kv[0]))) {
+				t.Errorf("%s: %v, want it to name the header", what, err)
+			}
+		}
 	}
 }

@@ -165,6 +165,11 @@ func Wrap(op string, err error) error {
 	if size, limit, ok := OverReceiveLimit(st); ok {
 		return &Error{Op: op, Code: st.Code(), Message: ReceiveLimitText("an answer from the server", size, limit), status: st}
 	}
+	if badMetadata(st) {
+		msg := st.Message() + `: metadata added to a call's context must have keys of [0-9a-z-_.] and values of ` +
+			`printable ASCII (binary values go under a key ending in "-bin")`
+		return &Error{Op: op, Code: codes.InvalidArgument, Message: msg, status: status.New(codes.InvalidArgument, msg)}
+	}
 	return &Error{Op: op, Code: st.Code(), Message: st.Message(), status: st}
 }
 
@@ -205,6 +210,20 @@ func ReceiveLimitText(what string, size, limit int) string {
 	}
 	return fmt.Sprintf("%s %s this client's limit of %d bytes: raise it with errand.WithMaxRecvBytes "+
 		"(retrying cannot help: the server sends the same message again)", what, over, limit)
+}
+
+// The texts of grpc-go's refusals of metadata the caller added to a call's
+// context (metadata.AppendToOutgoingContext), which it answers INTERNAL
+// before sending anything: `header key "x k" contains illegal characters
+// not in [0-9a-z-_.]`, `header key "x" contains value with non-printable
+// ASCII characters` and "there is an empty key in the header".
+var badMetadataText = regexp.MustCompile(`^(?:header key "(?:[^"\\]|\\.)*" contains ` +
+	`(?:illegal characters not in \[0-9a-z-_.\]|value with non-printable ASCII characters)|there is an empty key in the header)$`)
+
+// badMetadata reports whether st is grpc-go's refusal of the caller's
+// metadata: the caller's mistake (INVALID_ARGUMENT), which retrying cannot fix.
+func badMetadata(st *status.Status) bool {
+	return st.Code() == codes.Internal && badMetadataText.MatchString(st.Message())
 }
 
 // The texts of the statuses grpc-go's client transport makes of a response
@@ -279,6 +298,9 @@ func Transient(err error) bool {
 		}
 		if _, _, over := OverReceiveLimit(st); over {
 			return false // the server would send the same message again
+		}
+		if badMetadata(st) {
+			return false // the same metadata would be refused again
 		}
 	}
 	switch status.Code(err) {
