@@ -79,19 +79,6 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
 ]
 
-#: Status codes after which a long-lived stream is opened again: the server
-#: went away or the connection broke. Anything else is the caller's to handle.
-RETRYABLE = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.CANCELLED,
-    }
-)
-
-
 #: The port of an address that names none: errand's.
 DEFAULT_PORT = 7466
 

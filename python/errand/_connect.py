@@ -9,8 +9,8 @@ client's first stream wait for their channel here: all give up with a clear
 what to check about TLS) as soon
 as the connection is refused, or after a few seconds without an answer.
 Later calls and streams keep `wait_for_ready`, so a server restart is
-ridden out; a worker whose stream fails connects again after the failures
-`transient` names, as the Go SDK's worker does.
+ridden out; a worker's or a client's stream that fails opens again after
+the failures `errand._retry.transient` names.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Optional
 import grpc
 import grpc.aio
 
-from errand._common import RETRYABLE, Connection
-from errand.errors import Unavailable, answered_http
+from errand._common import Connection
+from errand.errors import Unavailable
 
 #: Default bound, in seconds, on the first connection to a server.
 CONNECT_TIMEOUT = 5.0
@@ -157,33 +157,3 @@ async def wait_ready_async(channel: grpc.aio.Channel, timeout: float) -> grpc.Ch
             break
         state = channel.get_state(try_to_connect=True)
     return state
-
-
-#: The codes after which a worker connects again, as the Go SDK's worker
-#: decides (rpcerr.Transient): the server went away or restarted, the
-#: connection broke, or the server said to try later (RESOURCE_EXHAUSTED: its
-#: limit of connected workers, a rate limit). And CANCELLED, as before: the
-#: Go worker ends with its context instead.
-TRANSIENT = RETRYABLE | {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED}
-
-
-def transient(err: grpc.RpcError) -> bool:
-    """Whether the worker's stream is worth opening again after `err`: one of
-    `TRANSIENT`, unless an HTTP server answered (another port: retrying
-    cannot fix the address), as the Go SDK's worker decides. (The Go worker
-    also gives up on a message over its own receive limit; this one's limit
-    is the largest message a server sends.)"""
-    code = err.code()
-    if code not in TRANSIENT:
-        return False
-    return code == grpc.StatusCode.UNAVAILABLE or answered_http(err) is None
-
-
-def broke(err: grpc.RpcError, target: str) -> str:
-    """What happened to the stream, for the log: the code and the server's words."""
-    code = err.code()
-    details = err.details() or ""
-    said = f"{code.name}: {details}" if details else code.name
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return f"server {target} refused the stream for now ({said})"
-    return f"the stream to {target} broke ({said})"

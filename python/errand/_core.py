@@ -26,7 +26,6 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 import grpc
 
 from errand._common import (
-    RETRYABLE,
     Backoff,
     Connection,
     SubmitOptions,
@@ -34,6 +33,7 @@ from errand._common import (
     submit_request,
 )
 from errand._connect import no_server
+from errand._retry import TRANSIENT
 from errand.errors import (
     InvalidArgument,
     NotFound,
@@ -381,11 +381,17 @@ class StreamCursor:
         """The server ended a stream that should never end (a restart or shutdown)."""
         return self._again(closed)
 
-    def failed(self, code: Optional[grpc.StatusCode], closed: bool) -> Step:
-        """The stream failed with `code`: reconnect after the retryable ones."""
+    def failed(
+        self, code: Optional[grpc.StatusCode], closed: bool, transient: Optional[bool] = None
+    ) -> Step:
+        """The stream failed with `code`: reconnect after a transient failure.
+        `transient` is `errand._retry.transient` of the error (None: judged
+        from `code` alone, by its `TRANSIENT`)."""
         if closed:
             return Step.STOP
-        if not (self.reconnect and code in RETRYABLE):
+        if transient is None:
+            transient = code in TRANSIENT
+        if not (self.reconnect and transient):
             return Step.RAISE
         return self._again(closed)
 
@@ -450,11 +456,13 @@ class EventCursor(StreamCursor):
         self.backoff.reset()
         return event_from_pb(msg)  # progress (None for a kind this SDK does not know)
 
-    def failed(self, code: Optional[grpc.StatusCode], closed: bool) -> Step:
+    def failed(
+        self, code: Optional[grpc.StatusCode], closed: bool, transient: Optional[bool] = None
+    ) -> Step:
         if code == grpc.StatusCode.UNIMPLEMENTED and self.fallback and not self.legacy:
             self.legacy = True
             return Step.STOP if closed else Step.FALLBACK
-        return super().failed(code, closed)
+        return super().failed(code, closed, transient)
 
 
 class ResultPager:

@@ -1,13 +1,14 @@
 """What the blocking and the asyncio reconnecting streams share (not public).
 
 `streams._Stream` and `aio._AsyncStream` differ only in how they wait: one
-blocks a thread, the other awaits. Opening the call, the cursor's counters
-and what a failed call means are written once, here.
+blocks a thread, the other awaits. Opening the call, the cursor's counters,
+what a failed call means and what a retry logs are written once, here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, Callable, Generic, Optional, TypeVar, Union
@@ -15,11 +16,14 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 import grpc
 
 from errand._core import Step, StreamCursor
+from errand._retry import broke, transient
 from errand.errors import answered_http, from_grpc
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
 E = TypeVar("E")
 Metadata = Sequence[tuple[str, str]]
+
+log = logging.getLogger("errand.client")
 
 
 class StreamBase(Generic[E]):
@@ -56,6 +60,8 @@ class StreamBase(Generic[E]):
         #: reconnects after a lost server need, but a stream to an address
         #: where nothing ever answered would wait for ever.
         self._reach = reach
+        #: What ended the last call, for the WARNING before the next (`_delay`).
+        self._why = ""
 
     @property
     def last_seq(self) -> int:
@@ -77,12 +83,35 @@ class StreamBase(Generic[E]):
 
     def _failed(self, exc: grpc.RpcError, closed: bool) -> Step:
         """What follows a call that failed with `exc`; raises the SDK's error
-        (`errand.errors`) where the cursor says `Step.RAISE`."""
+        (`errand.errors`) where the cursor says `Step.RAISE`. Whether a
+        retry can help is `errand._retry.transient`'s to say, as for a
+        worker's stream."""
         method = self._cursor.method
-        if answered_http(exc) is not None and not closed:
+        retry = transient(exc)
+        if not retry and answered_http(exc) is not None and not closed:
             # A web server, not errand: neither a retry nor a fallback helps.
             raise from_grpc(exc, method, self._target) from None
-        step = self._cursor.failed(exc.code(), closed)
+        step = self._cursor.failed(exc.code(), closed, retry)
         if step is Step.RAISE:
             raise from_grpc(exc, method, self._target) from None
+        self._why = broke(exc, self._target)
         return step
+
+    def _ended(self, closed: bool) -> Step:
+        """What follows a call the server ended (a restart or shutdown)."""
+        self._why = f"server {self._target} ended the stream"
+        return self._cursor.ended(closed)
+
+    def _delay(self) -> float:
+        """Seconds to wait before the call is opened again (the cursor's
+        backoff), said at WARNING with what ended the last one."""
+        delay = self._cursor.delay()
+        log.warning(
+            "errand %s stream of session %s: %s; opening it again in %.2fs, after seq %d",
+            self._cursor.method,
+            self.session_id,
+            self._why,
+            delay,
+            self.last_seq,
+        )
+        return delay

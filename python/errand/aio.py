@@ -644,14 +644,14 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
                         continue
                     return item
                 self._drop(call)
-                step = self._cursor.ended(self._closed.is_set())
+                step = self._ended(self._closed.is_set())
             finally:
                 self._reading = False
             if step is Step.STOP:
                 raise StopAsyncIteration
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait({waiter}, timeout=self._cursor.delay())
+                await asyncio.wait({waiter}, timeout=self._delay())
             finally:
                 self._waiter = None
                 waiter.cancel()

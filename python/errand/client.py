@@ -426,9 +426,14 @@ class Client(Settings):
     ) -> CompletionStream:
         """Iterate over a session's completions, replayed after `after_seq`, then live.
 
-        The iterator never ends by itself: when the connection breaks it opens
-        the stream again with the last seq it yielded, waiting `backoff`
-        between tries, so nothing is missed or repeated. Call `close()` on it
+        The iterator never ends by itself: when the connection breaks, or the
+        server says to try later (RESOURCE_EXHAUSTED: its limit of open
+        streams, say), it opens the stream again with the last seq it
+        yielded, waiting `backoff` between tries, so nothing is missed or
+        repeated; each retry is logged at WARNING (logger `errand.client`:
+        the code, the server's words, the wait). Errors a retry cannot fix
+        (PERMISSION_DENIED, OUT_OF_RANGE, ...) end it with the SDK's error
+        (`errand.errors`). Call `close()` on it
         (from any thread) or leave the `with` block to stop. Its first
         connect fails fast as the first call does: with no server ever
         reached at the target, the first `next()` raises

@@ -90,7 +90,7 @@ class _Stream(StreamBase[E], Iterator[E]):
                 msg = next(call)
             except StopIteration:
                 self._drop(call)
-                step = self._cursor.ended(self._closed.is_set())
+                step = self._ended(self._closed.is_set())
             except grpc.RpcError as exc:
                 self._drop(call)
                 step = self._failed(exc, self._closed.is_set())
@@ -101,7 +101,7 @@ class _Stream(StreamBase[E], Iterator[E]):
                 if item is None:
                     continue
                 return item
-            if step is Step.STOP or self._closed.wait(self._cursor.delay()):
+            if step is Step.STOP or self._closed.wait(self._delay()):
                 raise StopIteration
 
 

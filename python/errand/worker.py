@@ -41,10 +41,10 @@ from typing import Any, Callable, Optional
 import grpc
 import grpc.aio
 
-from errand import _calls, _outgoing
+from errand import _calls, _outgoing, _retry
 from errand._calls import Done, Running, failed
 from errand._common import MAX_SEND_MESSAGE_BYTES, Backoff, PathLike, connection
-from errand._connect import CONNECT_TIMEOUT, broke, no_server, transient, wait_ready_async
+from errand._connect import CONNECT_TIMEOUT, no_server, wait_ready_async
 from errand._loop import running_loop
 from errand._outgoing import DEFAULT_MAX_MESSAGE_BYTES
 from errand._pool import CallPool
@@ -407,9 +407,9 @@ class Worker:
             try:
                 await self._connection(channel, pool)
             except grpc.RpcError as exc:
-                if not transient(exc):
+                if not _retry.transient(exc):
                     raise from_grpc(exc, "Connect", self.target) from None
-                what = broke(exc, self.target)
+                what = _retry.broke(exc, self.target)
             except _StreamEnded:
                 what = f"server {self.target} ended the stream"
             finally:

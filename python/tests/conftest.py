@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable, Optional, Union
 
 import pytest
 
@@ -371,3 +371,45 @@ def quiet(
     monkeypatch.setattr(sys, "unraisablehook", q.unraisable)
     caplog.set_level(logging.WARNING)
     return q
+
+
+class Watch(logging.Handler):
+    """A logger's WARNING records and the end of what the test watches
+    (`ended`: a worker's, a stream reader's error), in one queue to await."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.events: queue.Queue[Union[logging.LogRecord, BaseException]] = queue.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.put(record)
+
+    def ended(self, error: BaseException) -> None:
+        self.events.put(error)
+
+    def warning(self, containing: str) -> str:
+        """The first WARNING whose text contains `containing`; fails at the
+        watched thing's end (its error) or after EVENT_TIMEOUT seconds."""
+        while True:
+            try:
+                event = self.events.get(timeout=EVENT_TIMEOUT)
+            except queue.Empty:
+                missing = f"no warning with {containing!r} in {EVENT_TIMEOUT}s"
+                raise AssertionError(missing) from None
+            if isinstance(event, BaseException):
+                raise AssertionError(f"it stopped: {event!r}") from event
+            text = event.getMessage()
+            if containing in text:
+                return text
+
+
+def watching(logger_name: str) -> Iterator[Watch]:
+    """A `Watch` on the logger `logger_name`, for a fixture to yield from."""
+    handler = Watch()
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield handler
+    logger.setLevel(level)
+    logger.removeHandler(handler)

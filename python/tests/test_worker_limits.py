@@ -12,59 +12,21 @@ test_auth_tls.py and test_worker.py.
 from __future__ import annotations
 
 import asyncio
-import logging
-import queue
 import threading
 from collections.abc import Iterator
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import pytest
 
 from errand import Client, Worker, async_tool
 from errand._common import Backoff
 
-from .conftest import EVENT_TIMEOUT, ServerProcess, unique
-
-
-class Watch(logging.Handler):
-    """The worker's WARNING records and its end, in one queue to await."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.events: queue.Queue[Union[logging.LogRecord, BaseException]] = queue.Queue()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.events.put(record)
-
-    def ended(self, error: BaseException) -> None:
-        self.events.put(error)
-
-    def warning(self, containing: str) -> str:
-        """The first WARNING whose text contains `containing`; fails at the
-        worker's end (its error) or after EVENT_TIMEOUT seconds."""
-        while True:
-            try:
-                event = self.events.get(timeout=EVENT_TIMEOUT)
-            except queue.Empty:
-                missing = f"no warning with {containing!r} in {EVENT_TIMEOUT}s"
-                raise AssertionError(missing) from None
-            if isinstance(event, BaseException):
-                raise AssertionError(f"the worker stopped: {event!r}") from event
-            text = event.getMessage()
-            if containing in text:
-                return text
+from .conftest import EVENT_TIMEOUT, ServerProcess, Watch, unique, watching
 
 
 @pytest.fixture
 def watch() -> Iterator[Watch]:
-    handler = Watch()
-    logger = logging.getLogger("errand.worker")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield handler
-    logger.setLevel(level)
-    logger.removeHandler(handler)
+    yield from watching("errand.worker")
 
 
 @pytest.fixture
