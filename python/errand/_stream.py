@@ -16,7 +16,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 import grpc
 
 from errand._core import Step, StreamCursor
-from errand._retry import broke, transient
+from errand._retry import broke, pause, transient
 from errand.errors import answered_http, from_grpc
 from errand.v1 import errand_pb2_grpc as pb_grpc
 
@@ -60,8 +60,10 @@ class StreamBase(Generic[E]):
         #: reconnects after a lost server need, but a stream to an address
         #: where nothing ever answered would wait for ever.
         self._reach = reach
-        #: What ended the last call, for the WARNING before the next (`_delay`).
+        #: What ended the last call, for the WARNING before the next, and its
+        #: error (None: the server ended it), for how long to wait (`_delay`).
         self._why = ""
+        self._error: Optional[grpc.RpcError] = None
 
     @property
     def last_seq(self) -> int:
@@ -94,18 +96,20 @@ class StreamBase(Generic[E]):
         step = self._cursor.failed(exc.code(), closed, retry)
         if step is Step.RAISE:
             raise from_grpc(exc, method, self._target) from None
-        self._why = broke(exc, self._target)
+        self._why, self._error = broke(exc, self._target), exc
         return step
 
     def _ended(self, closed: bool) -> Step:
         """What follows a call the server ended (a restart or shutdown)."""
-        self._why = f"server {self._target} ended the stream"
+        self._why, self._error = f"server {self._target} ended the stream", None
         return self._cursor.ended(closed)
 
     def _delay(self) -> float:
-        """Seconds to wait before the call is opened again (the cursor's
-        backoff), said at WARNING with what ended the last one."""
-        delay = self._cursor.delay()
+        """Seconds to wait before the call is opened again (the server's
+        `retry-after-ms`, else the cursor's backoff: `errand._retry.pause`),
+        said at WARNING with what ended the last one."""
+        delay = pause(self._error, self._cursor.backoff)
+        self._error = None
         log.warning(
             "errand %s stream of session %s: %s; opening it again in %.2fs, after seq %d",
             self._cursor.method,

@@ -429,16 +429,16 @@ class Client(Settings):
         The iterator never ends by itself: when the connection breaks, or the
         server says to try later (RESOURCE_EXHAUSTED: its limit of open
         streams, say), it opens the stream again with the last seq it
-        yielded, waiting `backoff` between tries, so nothing is missed or
-        repeated; each retry is logged at WARNING (logger `errand.client`:
-        the code, the server's words, the wait). Errors a retry cannot fix
-        (PERMISSION_DENIED, OUT_OF_RANGE, ...) end it with the SDK's error
-        (`errand.errors`). Call `close()` on it
-        (from any thread) or leave the `with` block to stop. Its first
-        connect fails fast as the first call does: with no server ever
-        reached at the target, the first `next()` raises
-        Unavailable("no errand server at ADDR") (at once when refused, else
-        after `connect_timeout`).
+        yielded, waiting `backoff` between tries (or as long as a rate
+        limit's `retry-after-ms` asks, at most a minute), so nothing is
+        missed or repeated; each retry is logged at WARNING (logger
+        `errand.client`: the code, the server's words, the wait). Errors a
+        retry cannot fix (PERMISSION_DENIED, OUT_OF_RANGE, ...) end it with
+        the SDK's error (`errand.errors`). Call `close()` on it (from any
+        thread) or leave the `with` block to stop. Its first connect fails
+        fast as the first call does: with no server ever reached at the
+        target, the first `next()` raises Unavailable("no errand server at
+        ADDR") (at once when refused, else after `connect_timeout`).
 
         `after_seq` must be a seq this session assigned (at most its last
         seq; 0 for everything retained): beyond it the stream raises

@@ -14,8 +14,8 @@ each assignment (plain functions on a thread pool of `max_concurrency`
 threads, `async def` ones on its event loop), sends back the return value as
 JSON or the exception text as a FAILED result, stops a task the server
 cancels, and reconnects with backoff when the server goes away or says to
-try later (RESOURCE_EXHAUSTED: its limit of connected workers, say), with a
-WARNING that says so.
+try later (RESOURCE_EXHAUSTED: a limit of connected workers; after a rate
+limit, when its retry-after-ms says), with a WARNING that says so.
 
 A running tool can see its task through `errand.current_task()`; a plain
 function that runs long should poll `current_task().cancelled` (a
@@ -403,20 +403,20 @@ class Worker:
                 if state is not grpc.ChannelConnectivity.READY:
                     await channel.close(None)
                     raise no_server(self.target, self._conn, "Connect", state)
-            what = ""
+            what, error = "", None
             try:
                 await self._connection(channel, pool)
             except grpc.RpcError as exc:
                 if not _retry.transient(exc):
                     raise from_grpc(exc, "Connect", self.target) from None
-                what = _retry.broke(exc, self.target)
+                what, error = _retry.broke(exc, self.target), exc
             except _StreamEnded:
                 what = f"server {self.target} ended the stream"
             finally:
                 await channel.close(None)
             if self._stopping.is_set():
                 break
-            delay = self._backoff.next()
+            delay = _retry.pause(error, self._backoff)  # retry-after-ms, else backoff
             if what:
                 log.warning(
                     "errand worker %s: %s; connecting again in %.2fs", self.name, what, delay

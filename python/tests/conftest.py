@@ -43,6 +43,20 @@ def errand_bin() -> Path:
     return path
 
 
+def new_token(file: Path, role: str, tenant: str, *extra: str) -> str:
+    """A new token of `role` for `tenant`, appended to the tokens file `file`."""
+    args = ["token", "new", "--role", role, "--tenant", tenant, "--append", str(file), *extra]
+    out = subprocess.run(
+        [str(errand_bin()), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    secret = out.splitlines()[0].strip()
+    assert secret.startswith("ert_"), out
+    return secret
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,6 @@ with `errand token new --append`. Each server runs on 127.0.0.1:0 with
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from .conftest import (
     Collector,
     CuttableProxy,
     ServerProcess,
-    errand_bin,
+    new_token,
     unique,
 )
 
@@ -74,19 +73,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
             blob.write_to_path(str(cert), append=i > 0)
         leaf.private_key_pem.write_to_path(str(key))
     return p
-
-
-def new_token(file: Path, role: str, tenant: str, *extra: str) -> str:
-    args = ["token", "new", "--role", role, "--tenant", tenant, "--append", str(file), *extra]
-    out = subprocess.run(
-        [str(errand_bin()), *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    secret = out.splitlines()[0].strip()
-    assert secret.startswith("ert_"), out
-    return secret
 
 
 @pytest.fixture(scope="module")
