@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 import grpc
 import grpc.aio
 
-from errand._jsonable import dumps
+from errand._jsonable import dumps, encode
 from errand.errors import InvalidArgument
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 from errand.v1 import errand_pb2 as pb
@@ -379,7 +379,7 @@ def encode_arguments(
         )
     merged.update(extra)
     try:
-        return dumps(merged, "argument", ensure_ascii=False, separators=(",", ":"))
+        return encode(merged, "argument", compact=True)  # Enum keys and values as values
     except (TypeError, ValueError) as exc:
         raise NotJSON(
             grpc.StatusCode.INVALID_ARGUMENT,

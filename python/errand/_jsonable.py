@@ -6,6 +6,7 @@ None keys as text ("1", "0.5", "true", "null") and refuses any other key.
 `plain_json` also writes an Enum key as its value (the worker's argument
 coercion reads a key back as its hint says: errand._coerce), and refuses a
 key JSON cannot carry, or two keys it would write alike, naming where.
+`encode` is the one way the SDK makes the JSON it sends.
 
 Every JSON text the SDK sends is made with `allow_nan=False`: JSON has no
 NaN or Infinity (`json.dumps` would write the bare words, which the server
@@ -24,7 +25,7 @@ import json
 import math
 from typing import Any, Callable, Optional
 
-__all__ = ["dumps", "key_text", "not_finite", "plain_json", "to_json"]
+__all__ = ["dumps", "encode", "key_text", "not_finite", "plain_json", "to_json"]
 
 Default = Optional[Callable[[Any], Any]]
 
@@ -142,21 +143,45 @@ def key_text(key: Any) -> str:
     raise TypeError(f"a key of type {type(key).__name__} ({key!r})")
 
 
-def plain_json(value: Any, what: str, default: Callable[[Any], Any] = to_json) -> Any:
+def encode(value: Any, what: str, root: str = "", *, compact: bool = False) -> str:
+    """`value` as JSON text: the one encoder of what the SDK sends as JSON
+    (a call's arguments, a tool's result, a progress detail).
+
+    `plain_json`, then `dumps`: Enum keys and values as their values, what
+    `to_json` knows as JSON; a TypeError or ValueError that names where the
+    problem is, from `what` and `root` as `not_finite` names it ("argument
+    x['y']", "progress detail['v']"), for a key or a value JSON cannot
+    carry, two keys it would write alike, a NaN or an infinity. Text as it
+    is (`ensure_ascii=False`); `compact` leaves out the spaces after ","
+    and ":"."""
+    plain = plain_json(value, what, root)
+    separators = (",", ":") if compact else None
+    return dumps(plain, what, root, ensure_ascii=False, separators=separators)
+
+
+def plain_json(
+    value: Any, what: str, root: str = "", default: Callable[[Any], Any] = to_json
+) -> Any:
     """`value` as the plain data JSON carries (dicts with str keys, lists,
     str, int, float, bool, None): what `json.loads(json.dumps(value,
     default=default))` would give, and for Enum keys too (see `key_text`).
 
-    `value` is an arguments object: a problem is named from the argument on,
-    as `not_finite` names it ("`what` x['y'][0] ..."). TypeError for a key
+    A problem is named from `what` and `root` on, as `not_finite` names it
+    ("`what` `root`['y'][0] ...", or with an empty `root` "`what` y[0] ...":
+    an arguments object's keys are argument names). TypeError for a key
     or a value JSON cannot carry; ValueError for two keys of one dict that
     JSON writes alike, or for a value that refers to itself. (A NaN or an
     infinity is left for `dumps` to refuse.)
     """
     try:
-        return _plain(value, "", default, set(), top=True)
+        return _plain(value, root, default, set(), top=True)
     except RecursionError:
-        raise ValueError(f"{what}s are nested too deeply (or refer to themselves)") from None
+        nested = (
+            f"{what} {root} is nested too deeply (or refers to itself)"
+            if root
+            else f"{what}s are nested too deeply (or refer to themselves)"
+        )
+        raise ValueError(nested) from None
     except _Refused as refused:
         place = f"{what} {refused.path}" if refused.path else what
         raise refused.kind(f"{place} {refused.problem}") from None
@@ -201,7 +226,7 @@ def _plain(
         keys: dict[str, Any] = {}
         for key, item in value.items():
             text = _key(key, path, keys)
-            inner = text if top else f"{path}[{text!r}]"
+            inner = text if top and not path else f"{path}[{text!r}]"
             out[text] = _plain(item, inner, default, active)
         return out
     finally:

@@ -59,9 +59,8 @@ from typing import Any, Callable, Optional
 
 import grpc
 
-from errand._common import NotJSON, new_session_id
+from errand._common import encode_arguments, new_session_id
 from errand._core import by_reference, checked_session_id, outcome
-from errand._jsonable import dumps, plain_json
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
 from errand.errors import DeadlineExceeded, NotFound
@@ -301,18 +300,11 @@ class AsyncToolManager(Worker):
     def submit_call(self, tool_name: str, arguments: dict[str, Any], **options: Any) -> Ack:
         """Submit one call (arguments as a mapping) and return the whole `Ack`;
         `options` are `Client.submit`'s (delivery=, dedup=, ...)."""
-        # As JSON first: arguments JSON cannot carry are refused before connecting.
-        try:
-            plain = plain_json(arguments, "argument")  # Enum keys as their values
-            dumps(plain, "argument")  # ValueError for a NaN or an infinity, naming it
-        except (TypeError, ValueError) as exc:
-            raise NotJSON(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"arguments are not JSON serialisable: {exc}",
-                "SubmitTool",
-            ) from exc
+        # As the client encodes them, first: arguments JSON cannot carry are
+        # refused (NotJSON) before connecting.
+        encode_arguments(arguments, {}, "SubmitTool")
         self.ensure_started()
-        ack: Ack = self.client.submit(tool_name, plain, **options)
+        ack: Ack = self.client.submit(tool_name, arguments, **options)
         return ack
 
     def get_task(self, task_id: str) -> Task:

@@ -15,11 +15,20 @@ from __future__ import annotations
 import asyncio
 import enum
 import queue
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import pytest
 
-from errand import AsyncAgent, AsyncToolManager, InvalidArgument, async_tool
+from errand import (
+    AsyncAgent,
+    AsyncClient,
+    AsyncToolManager,
+    Client,
+    InvalidArgument,
+    Worker,
+    async_tool,
+)
+from errand.tool import tool_def
 
 from .conftest import EVENT_TIMEOUT, unique
 
@@ -75,11 +84,9 @@ SENT: dict[str, Any] = {
 }
 
 
-def test_enum_keys_arrive_as_sent_through_the_manager_and_an_agent(server: str) -> None:
-    manager = AsyncToolManager(max_workers=2, session_id=unique("session"))
-    received: queue.Queue[dict[str, Any]] = queue.Queue()
+def tally_into(received: queue.Queue[dict[str, Any]]) -> Callable[..., int]:
+    """A tool function that puts the arguments it got into `received`."""
 
-    @async_tool(manager, name=unique("tally"))
     def tally(
         counts: dict[Color, int],
         levels: dict[Level, str],
@@ -111,6 +118,13 @@ def test_enum_keys_arrive_as_sent_through_the_manager_and_an_agent(server: str) 
         )
         return len(counts)
 
+    return tally
+
+
+def test_enum_keys_arrive_as_sent_through_the_manager_and_an_agent(server: str) -> None:
+    manager = AsyncToolManager(max_workers=2, session_id=unique("session"))
+    received: queue.Queue[dict[str, Any]] = queue.Queue()
+    tally = async_tool(manager, name=unique("tally"))(tally_into(received))
     name = tally.__errand_tool__.name  # type: ignore[attr-defined]
 
     class Agent:
@@ -134,6 +148,47 @@ def test_enum_keys_arrive_as_sent_through_the_manager_and_an_agent(server: str) 
             assert typed(got) == typed(SENT)
     finally:
         manager.stop()
+
+
+def test_enum_keys_arrive_as_sent_through_a_client_its_tools_and_an_agent_on_one(
+    server: str, start_worker: Callable[..., Worker]
+) -> None:
+    """Client.submit, client.tool(), AsyncClient.submit and tool(), and an
+    AsyncAgent on an AsyncClient encode arguments as the manager does."""
+    received: queue.Queue[dict[str, Any]] = queue.Queue()
+    tally = async_tool(name=unique("tally"))(tally_into(received))
+    name = tool_def(tally).name
+    start_worker(tally)
+    session = unique("session")
+
+    class Agent:
+        async def send(self, message: str) -> str:
+            return "ok"
+
+    async def through_asyncio() -> list[str]:
+        async with AsyncClient(server, session_id=session) as aclient:
+            tool = await aclient.tool(name)
+            task_ids = [
+                (await aclient.submit(name, SENT)).task_id,
+                (await aclient.submit(name, **SENT)).task_id,
+                (await tool.submit(**SENT)).task_id,  # type: ignore[attr-defined]
+            ]
+            async with AsyncAgent(Agent(), aclient) as agent:
+                task_ids.append((await agent.submit(name, SENT)).task_id)
+            return task_ids
+
+    with Client(server, session_id=session) as client:
+        task_ids = [
+            client.submit(name, SENT).task_id,
+            client.submit(name, **SENT).task_id,
+            client.tool(name).submit(**SENT).task_id,  # type: ignore[attr-defined]
+            client.tool(name)(**SENT).split()[1],  # "Task <id> submitted: ..."
+            *asyncio.run(asyncio.wait_for(through_asyncio(), EVENT_TIMEOUT)),
+        ]
+        for task_id in task_ids:
+            assert client.result(task_id, timeout=EVENT_TIMEOUT) == 2
+            got = received.get(timeout=EVENT_TIMEOUT)
+            assert typed(got) == typed(SENT)
 
 
 @pytest.mark.parametrize(
@@ -162,3 +217,13 @@ def test_a_key_json_cannot_carry_is_refused_naming_the_argument(given: Any, said
     assert isinstance(caught.value, InvalidArgument)  # as any argument that is not JSON
     with pytest.raises(TypeError, match=said):
         manager.submit_call("spots", {"where": given})
+    with Client(NOWHERE) as client, pytest.raises(TypeError, match=said) as caught:
+        client.submit("spots", {"where": given})
+    assert isinstance(caught.value, InvalidArgument)
+
+    async def through_asyncio() -> None:
+        async with AsyncClient(NOWHERE) as aclient:
+            await aclient.submit("spots", where=given)
+
+    with pytest.raises(TypeError, match=said):
+        asyncio.run(through_asyncio())
