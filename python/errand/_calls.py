@@ -10,13 +10,12 @@ queue, unless the call was cancelled meanwhile.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 import threading
 from typing import Any, Coroutine, Optional
 
-from errand._jsonable import NotUTF8, not_finite, to_json
+from errand._jsonable import encode
 from errand._pool import Call
 from errand.context import Summarized, TaskContext, _current
 from errand.errors import ToolFailure
@@ -136,7 +135,10 @@ def failed(ctx: TaskContext, code: str, message: str) -> pb.WorkerMessage:
 def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
     """The result of the call of `ctx` that returned `value` (JSON, with the
     summary of a `Summarized`); FAILED with `invalid_result` if it is not
-    JSON serialisable.
+    JSON serialisable, saying where (`errand._jsonable.encode`, the encoder
+    of arguments and progress details too: Enum keys and values as their
+    values; a NaN, a key JSON cannot carry or two keys it writes alike
+    refused).
 
     Never raises: whatever the value does (a `model_dump` that raises, nesting
     too deep, text that is not UTF-8), the call still answers."""
@@ -144,21 +146,14 @@ def result(ctx: TaskContext, value: Any) -> pb.WorkerMessage:
         summary = ""
         if isinstance(value, Summarized):
             value, summary = value.value, value.summary
-        result_json = _ENCODER.encode(value)
+        result_json = encode(value, "the result is not JSON serialisable:", "result")
         msg = pb.TaskResult(
             task_id=ctx.task_id, result_json=result_json, attempt=ctx.attempt, summary=summary
         )
-    except ValueError as exc:
-        # NaN or an infinity (JSON has neither): the server would refuse the
-        # text as "not valid JSON"; said here, with where it is.
-        why = not_finite(value, "the tool's result is not valid JSON:", "result", to_json)
-        if why is not None:
-            return failed(ctx, "invalid_result", why)
+    except UnicodeError as exc:  # text protobuf cannot carry (lone surrogates)
         return not_serialisable(ctx, text_of(exc))
-    except NotUTF8 as exc:
-        return failed(ctx, "invalid_result", f"the tool's result is not valid JSON: {exc}")
-    except TypeError as exc:
-        return not_serialisable(ctx, text_of(exc))
+    except (TypeError, ValueError) as exc:  # said by `encode`, naming where
+        return failed(ctx, "invalid_result", text_of(exc))
     except Exception as exc:  # the tool's own code raised (a model_dump, say): logged as a raise
         log.warning("the result of task %s could not be encoded", ctx.task_id, exc_info=exc)
         return not_serialisable(ctx, f"{type(exc).__name__}: {text_of(exc)}")
@@ -254,8 +249,3 @@ else:
 
     def start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         return asyncio.ensure_future(coro)
-
-
-# One encoder for every result (json.dumps builds one per call when given options).
-# No NaN or Infinity: JSON has neither (see errand._jsonable).
-_ENCODER = json.JSONEncoder(default=to_json, ensure_ascii=False, allow_nan=False)

@@ -147,16 +147,69 @@ def encode(value: Any, what: str, root: str = "", *, compact: bool = False) -> s
     """`value` as JSON text: the one encoder of what the SDK sends as JSON
     (a call's arguments, a tool's result, a progress detail).
 
-    `plain_json`, then `dumps`: Enum keys and values as their values, what
-    `to_json` knows as JSON; a TypeError or ValueError that names where the
-    problem is, from `what` and `root` as `not_finite` names it ("argument
-    x['y']", "progress detail['v']"), for a key or a value JSON cannot
-    carry, two keys it would write alike, a NaN or an infinity. Text as it
-    is (`ensure_ascii=False`); `compact` leaves out the spaces after ","
-    and ":"."""
-    plain = plain_json(value, what, root)
+    The text of `plain_json(value)`: Enum keys and values as their values,
+    what `to_json` knows as JSON; a TypeError or ValueError that names where
+    the problem is, from `what` and `root` as `not_finite` names it
+    ("argument x['y']", "progress detail['v']"), for a key or a value JSON
+    cannot carry, two keys it would write alike, a NaN or an infinity
+    (`dumps`). Text as it is (`ensure_ascii=False`); `compact` leaves out
+    the spaces after "," and ":".
+
+    A result may be megabytes, and `plain_json` walks and copies it in
+    Python: json's C encoder goes first, and its text is kept when it is
+    the same text, that is when every dict in `value` is keyed by str only
+    (`_str_keys`; what `to_json` makes is made plain on the way, by
+    `_fast_default`). Anything else (an Enum or int key, a refusal to name)
+    goes through `plain_json`. Other errors (a RecursionError, a
+    `model_dump` that raises) pass through as json's encoder raised them.
+    """
     separators = (",", ":") if compact else None
+    try:
+        text: Optional[str] = _FAST[compact].encode(value)
+    except (TypeError, ValueError):
+        text = None  # said below, naming where
+    if text is not None and _str_keys(value):
+        return text
+    plain = plain_json(value, what, root)
     return dumps(plain, what, root, ensure_ascii=False, separators=separators)
+
+
+def _fast_default(value: Any) -> Any:
+    """`to_json(value)` made plain, for json's encoder in `encode`; TypeError
+    or ValueError (as `plain_json` raises them) sends `encode` the slow way."""
+    return plain_json(to_json(value), "value")
+
+
+#: json's C encoders for `encode`, spaced (False) and compact (True).
+_FAST = {
+    compact: json.JSONEncoder(
+        default=_fast_default,
+        ensure_ascii=False,
+        allow_nan=False,
+        separators=(",", ":") if compact else None,
+    )
+    for compact in (False, True)
+}
+_CONTAINERS = (dict, list, tuple)
+_STR = frozenset({str})
+
+
+def _str_keys(value: Any) -> bool:
+    """Whether every dict in `value` (through dicts, lists and tuples; not
+    cyclic: json's encoder checked) is keyed by str only: then json writes
+    each key as `key_text` does, and no two alike. Iterative: no depth limit."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        if isinstance(item, dict):
+            if not set(map(type, item)) <= _STR:
+                return False
+            item = item.values()
+        elif not isinstance(item, (list, tuple)):
+            continue
+        extend([v for v in item if isinstance(v, _CONTAINERS)])
+    return True
 
 
 def plain_json(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from errand._jsonable import dumps, to_json
+from errand._jsonable import encode
 from errand.v1 import errand_pb2 as pb
 
 log = logging.getLogger("errand.worker")
@@ -63,7 +63,7 @@ def progress(
     detail_json = ""
     if detail is not None:
         try:
-            detail_json = dumps(detail, "progress", "detail", default=to_json, ensure_ascii=False)
+            detail_json = encode(detail, "progress", "detail")  # as results and arguments
         except TypeError as exc:
             raise ValueError(f"a progress detail must be JSON-serialisable: {exc}") from None
         size = len(detail_json.encode())

@@ -85,7 +85,8 @@ class TaskContext:
             message: a short status for people and the model; cut here at
                 `MAX_PROGRESS_MESSAGE_BYTES` (1 KiB of UTF-8, on a character
                 boundary), as the server would cut it (proto `Progress.message`).
-            detail: JSON-serialisable state to resume from, at most
+            detail: JSON-serialisable state to resume from, encoded as
+                results are (Enum keys and values as their values), at most
                 `MAX_DETAIL_BYTES` (64 KiB) as JSON, the server's bound (proto
                 `Progress.detail_json`): a later attempt gets it as
                 `resume_detail`.
@@ -94,7 +95,8 @@ class TaskContext:
 
         Raises:
             ValueError: a negative progress or total; a detail that is not
-                JSON (NaN and infinities included) or is over
+                JSON (NaN and infinities, keys JSON cannot carry or would write
+                alike included) or is over
                 `MAX_DETAIL_BYTES`; or a report larger than the server's
                 message limit (`Registered.max_message_bytes`, its
                 --max-message-bytes), which would otherwise end the worker's
