@@ -110,11 +110,11 @@ def to_json(value: Any) -> Any:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            # Replacing the bad bytes would change the value unseen.
+            # Replacing the bad bytes would change the value unseen. Said for
+            # any place: `plain_json` names it (an argument, a result, a detail).
             raise NotUTF8(
                 f"bytes that are not UTF-8 text ({value[:32]!r}"
-                f"{'...' if len(value) > 32 else ''}): decode them, or encode them as "
-                "base64, before returning them"
+                f"{'...' if len(value) > 32 else ''}): decode them, or encode them as base64"
             ) from None
     if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
         return int(value) if value == value.to_integral_value() else float(value)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from errand import Client, TaskStatus, Worker, async_tool
+import pytest
+
+from errand import Client, InvalidArgument, TaskContext, TaskFailed, TaskStatus, Worker, async_tool
+from errand.tool import tool_def
 
 from .conftest import Collector, unique
 
@@ -69,3 +72,36 @@ def test_bytes_results_that_are_not_utf8_fail_not_corrupted(
     client.submit(name, utf8=True)
     (good,) = stream.take(1)
     assert good.result == "ok \u00e9"
+
+
+def test_bytes_that_are_not_utf8_are_refused_in_the_words_of_their_place(
+    client: Client, start_worker: Callable[..., Worker]
+) -> None:
+    """An argument, a result and a progress detail each name where the
+    bytes are, and what to do with them; none says "before returning them"
+    (an argument is not returned, a detail is reported)."""
+    raw = b"\x00\xffabc"
+    with Client("127.0.0.1:1") as nowhere, pytest.raises(InvalidArgument) as refused:
+        nowhere.submit("tool", {"data": [raw]})  # refused before any call
+    said = str(refused.value)
+    assert "argument data[0] is not JSON: bytes that are not UTF-8 text" in said, said
+    assert "base64" in said and "returning" not in said, said
+
+    ctx = TaskContext("t1", "s1", "crawl", 1, 0, _send=lambda msg: None)
+    with pytest.raises(ValueError) as refused_detail:
+        ctx.report_progress(detail={"blob": raw})
+    said = str(refused_detail.value)
+    assert "progress detail['blob'] is not JSON: bytes that are not UTF-8 text" in said, said
+    assert "base64" in said and "returning" not in said, said
+
+    @async_tool(name=unique("blob"))
+    def blob() -> object:
+        return {"blob": raw}
+
+    start_worker(blob)
+    with pytest.raises(TaskFailed) as failed:
+        client.submit(tool_def(blob).name, wait=True)
+    said = failed.value.message
+    assert failed.value.code == "invalid_result", said
+    assert "result['blob'] is not JSON: bytes that are not UTF-8 text" in said, said
+    assert "base64" in said, said
