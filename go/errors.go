@@ -13,6 +13,18 @@ import (
 // codes too; status.Code(err) and status.FromError(err) see the original
 // gRPC status.
 //
+// RetryAfter is the wait the server asked for before the call is made
+// again: with a RESOURCE_EXHAUSTED for its tenant rate limit (errand serve
+// --requests-per-second-per-tenant), the server's retry-after-ms, at most a
+// minute; 0 when the server asked for no particular wait (another code, or
+// another limit: too many pending tasks in a session, say). A call (Submit,
+// GetTask, ...) is not retried by the SDK, so honour it yourself:
+//
+//	var e *errand.Error
+//	if errors.As(err, &e) && e.RetryAfter > 0 {
+//		time.Sleep(e.RetryAfter) // then make the call again
+//	}
+//
 // The errors the SDK raises itself, without asking the server (arguments
 // that are not JSON, a negative duration, a Dial option it cannot use, ...),
 // are not *Error but wrap a sentinel: errors.Is matches it, and status.Code
@@ -34,7 +46,8 @@ var (
 	// longer retained; one that is not a UUID gives ErrInvalidArgument.
 	ErrNotFound = rpcerr.ErrNotFound
 	// ErrResourceExhausted: arguments too large, or too many pending tasks in
-	// a session, or a rate limit (worth retrying later); or a message from
+	// a session, or a rate limit (worth retrying later: after the wait
+	// Error.RetryAfter gives); or a message from
 	// the server larger than the client's WithMaxRecvBytes, which retrying
 	// cannot help (the message names the sizes and the option).
 	ErrResourceExhausted = rpcerr.ErrResourceExhausted

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/errand-dev/errand/go/internal/rpcerr"
 	"github.com/errand-dev/errand/go/internal/utf8field"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -379,6 +380,9 @@ func (o *options) grpcOptions() []grpc.DialOption {
 		// (INTERNAL, no field named, and the end of a worker's stream).
 		grpc.WithChainUnaryInterceptor(utf8field.UnaryInterceptor),
 		grpc.WithChainStreamInterceptor(utf8field.StreamInterceptor),
+		// A failure keeps the trailer the server sent with it: a rate
+		// limit's retry-after-ms, which *Error.RetryAfter gives.
+		grpc.WithChainUnaryInterceptor(rpcerr.UnaryInterceptor),
 	}
 	if o.perRPC != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(o.perRPC))

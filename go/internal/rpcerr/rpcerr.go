@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,7 +30,8 @@ var (
 	// longer retained; one that is not a UUID gives ErrInvalidArgument.
 	ErrNotFound = codeSentinel(codes.NotFound, "errand: not found")
 	// ErrResourceExhausted: arguments too large, or too many pending tasks in
-	// a session, or a rate limit (worth retrying later); or a message from
+	// a session, or a rate limit (worth retrying later: after the wait
+	// Error.RetryAfter gives); or a message from
 	// the server larger than the client's errand.WithMaxRecvBytes, which
 	// retrying cannot help (the message names the sizes and the option).
 	ErrResourceExhausted = codeSentinel(codes.ResourceExhausted, "errand: resource exhausted")
@@ -110,6 +112,14 @@ type Error struct {
 	// as errand's MCP, A2A or dashboard listener), it says so instead of
 	// grpc-go's text, which GRPCStatus keeps.
 	Message string
+	// RetryAfter is how long the server asked the caller to wait before
+	// calling again, with a RESOURCE_EXHAUSTED for a rate limit (its
+	// retry-after-ms trailer: errand serve --requests-per-second-per-tenant),
+	// at most a minute (MaxRetryAfter); 0 when it asked for no particular
+	// wait (another code, or another limit: too many pending tasks, streams
+	// or workers). The SDK does not retry a call itself: wait this long
+	// before making it again. See errand.Error.
+	RetryAfter time.Duration
 
 	status  *status.Status
 	notGRPC bool // Message explains an HTTP answer; Code is grpc-go's mapping of it
@@ -170,7 +180,7 @@ func Wrap(op string, err error) error {
 			`printable ASCII (binary values go under a key ending in "-bin")`
 		return &Error{Op: op, Code: codes.InvalidArgument, Message: msg, status: status.New(codes.InvalidArgument, msg)}
 	}
-	return &Error{Op: op, Code: st.Code(), Message: st.Message(), status: st}
+	return &Error{Op: op, Code: st.Code(), Message: st.Message(), status: st, RetryAfter: RetryAfter(err)}
 }
 
 // The texts of grpc-go's own ResourceExhausted for a received message over
