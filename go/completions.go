@@ -19,10 +19,14 @@ import (
 //
 // When the stream breaks (the server restarts, the connection drops), it
 // reconnects with jittered exponential backoff and resumes after the last Seq
-// it yielded, so a loop sees no gap and no duplicate. It ends when the loop
-// breaks, or after yielding one final error: ctx's (errors.Is with
-// context.Canceled or context.DeadlineExceeded), or one that retrying cannot
-// fix (ErrInvalidArgument for a bad session ID, ErrUnauthenticated, ...).
+// it yielded, so a loop sees no gap and no duplicate. A stream the server
+// refuses for the tenant's rate (RESOURCE_EXHAUSTED with retry-after-ms)
+// waits as long as the server asks instead (at most a minute). Each
+// reconnect is logged at WARN (WithLogger) with the error and the wait
+// ("in"). It ends when the loop breaks, or after yielding one final error:
+// ctx's (errors.Is with context.Canceled or context.DeadlineExceeded), or
+// one that retrying cannot fix (ErrInvalidArgument for a bad session ID,
+// ErrUnauthenticated, ...).
 //
 //	for c, err := range client.Completions(ctx, "s1", 0) {
 //		if err != nil {
@@ -49,10 +53,11 @@ func (c *Client) Completions(ctx context.Context, session string, afterSeq uint6
 	}
 }
 
-// resume runs follow (one stream) again and again, reconnecting with
-// jittered backoff, until the consumer stops, ctx ends or an error retrying
-// cannot fix; it hands that final error to yieldErr. *last is the seq the
-// next stream resumes after, for the log.
+// resume runs follow (one stream) again and again, reconnecting after
+// jittered backoff (or the wait a rate limit's retry-after-ms asks), until
+// the consumer stops, ctx ends or an error retrying cannot fix; it hands
+// that final error to yieldErr. *last is the seq the next stream resumes
+// after, for the log.
 func (c *Client) resume(ctx context.Context, op, session string, last *uint64,
 	follow func(b *backoff.Backoff) error, yieldErr func(error)) {
 	b := backoff.Backoff{Min: c.opts.minBackoff, Max: c.opts.maxBackoff}
@@ -73,9 +78,12 @@ func (c *Client) resume(ctx context.Context, op, session string, last *uint64,
 			yieldErr(rpcerr.Wrap(op, err))
 			return
 		}
+		// The server's wait when it asked for one (a rate limit), else the
+		// backoff's.
+		wait := rpcerr.Pause(err, &b)
 		c.opts.logger.Warn("errand: "+op+" stream broke; reconnecting",
-			"session_id", session, "after_seq", *last, "err", err)
-		if werr := b.Wait(ctx); werr != nil {
+			"session_id", session, "after_seq", *last, "in", wait, "err", err)
+		if werr := backoff.Sleep(ctx, wait); werr != nil {
 			yieldErr(rpcerr.Wrap(op, status.FromContextError(werr).Err()))
 			return
 		}

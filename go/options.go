@@ -381,8 +381,10 @@ func (o *options) grpcOptions() []grpc.DialOption {
 		grpc.WithChainUnaryInterceptor(utf8field.UnaryInterceptor),
 		grpc.WithChainStreamInterceptor(utf8field.StreamInterceptor),
 		// A failure keeps the trailer the server sent with it: a rate
-		// limit's retry-after-ms, which *Error.RetryAfter gives.
+		// limit's retry-after-ms, which *Error.RetryAfter gives and the
+		// streams wait out before reconnecting.
 		grpc.WithChainUnaryInterceptor(rpcerr.UnaryInterceptor),
+		grpc.WithChainStreamInterceptor(rpcerr.StreamInterceptor),
 	}
 	if o.perRPC != nil {
 		opts = append(opts, grpc.WithPerRPCCredentials(o.perRPC))

@@ -6,7 +6,10 @@ package errand_test
 // retried: its *errand.Error says the wait (RetryAfter).
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -58,5 +61,81 @@ func refusedSubmit(t *testing.T, c *errand.Client) error {
 		if !errors.Is(err, errand.ErrNotFound) { // let through: no tool echo
 			return err
 		}
+	}
+}
+
+// Past the rate, a Completions stream (or SessionEvents, or an Inbox's) is
+// refused when it opens: it waits as long as the server asks, not its own
+// backoff (far shorter here), says the wait in its WARN ("in"), and goes on.
+
+// ratedStreams serves an echo tool on r with a worker, submits one task to
+// it and spends the tenant's calls; it returns a client that logs to logs,
+// the session and the task's ID.
+func ratedStreams(t *testing.T, r *testkit.Rated, logs *testkit.Logs) (*errand.Client, string, string) {
+	t.Helper()
+	tool := serveEcho(t, testkit.Dial(t, r.Addr, errand.WithBearerToken(r.Worker)))
+	c := testkit.Dial(t, r.Addr, errand.WithBearerToken(r.Agent),
+		errand.WithReconnectBackoff(shortBackoff/2, shortBackoff), errand.WithLogger(logs.Logger()))
+	session := testkit.Name("session")
+	ack, err := c.Submit(testkit.Ctx(t), session, tool, map[string]string{"text": "hi"})
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	testkit.Spend(t, c)
+	return c, session, ack.TaskID
+}
+
+// shortBackoff is the streams' longest backoff: far shorter than any wait
+// the server asks for here.
+const shortBackoff = 10 * time.Millisecond
+
+// waitedAsAsked checks a stream's WARN: a RESOURCE_EXHAUSTED, and a wait
+// ("in") of the server's retry-after-ms, as its words say.
+func waitedAsAsked(t *testing.T, r slog.Record) {
+	t.Helper()
+	said := fmt.Sprint(testkit.Attr(t, r, "err").Any())
+	if status.Code(testkit.Attr(t, r, "err").Any().(error)) != codes.ResourceExhausted {
+		t.Fatalf("%s: err = %s, want the rate limit's RESOURCE_EXHAUSTED", r.Message, said)
+	}
+	in := testkit.Attr(t, r, "in")
+	if in.Kind() != slog.KindDuration || in.Duration() != testkit.Asked(t, said) || in.Duration() <= shortBackoff {
+		t.Errorf("%s: in = %v, want the server's wait (%s), not the backoff's", r.Message, in, said)
+	}
+}
+
+func TestE2ECompletionsWaitAsLongAsTheServerAsks(t *testing.T) {
+	r := testkit.StartRated(t)
+	logs := testkit.NewLogs()
+	c, session, taskID := ratedStreams(t, r, logs)
+	stream := testkit.Follow(t, c, session, 0)
+	waitedAsAsked(t, logs.Await(t, slog.LevelWarn, "errand: Completions stream broke; reconnecting"))
+	if got := stream.Next(t); got.TaskID != taskID {
+		t.Fatalf("completion of %s, want %s", got.TaskID, taskID)
+	}
+}
+
+func TestE2ESessionEventsWaitAsLongAsTheServerAsks(t *testing.T) {
+	r := testkit.StartRated(t)
+	logs := testkit.NewLogs()
+	c, session, taskID := ratedStreams(t, r, logs)
+	ctx, cancel := context.WithCancel(testkit.Ctx(t))
+	defer cancel()
+	events := make(chan testkit.Item, 1)
+	go func() {
+		for ev, err := range c.SessionEvents(ctx, session, 0) {
+			if ev.Completion != nil || err != nil {
+				events <- testkit.Item{C: ev.Completion, Err: err}
+				return
+			}
+		}
+	}()
+	waitedAsAsked(t, logs.Await(t, slog.LevelWarn, "errand: SessionEvents stream broke; reconnecting"))
+	select {
+	case it := <-events:
+		if it.Err != nil || it.C.TaskID != taskID {
+			t.Fatalf("SessionEvents = %+v, %v; want the completion of %s", it.C, it.Err, taskID)
+		}
+	case <-time.After(testkit.Timeout):
+		t.Fatalf("no completion within %v", testkit.Timeout)
 	}
 }

@@ -37,8 +37,12 @@ func (b *Backoff) Reset() { b.attempt = 0 }
 
 // Wait sleeps for Next() or until ctx is done, whichever is first, and returns
 // ctx's error in the latter case.
-func (b *Backoff) Wait(ctx context.Context) error {
-	t := time.NewTimer(b.Next())
+func (b *Backoff) Wait(ctx context.Context) error { return Sleep(ctx, b.Next()) }
+
+// Sleep sleeps for d or until ctx is done, whichever is first, and returns
+// ctx's error in the latter case.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

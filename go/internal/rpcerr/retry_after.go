@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/errand-dev/errand/go/internal/backoff"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -89,6 +90,16 @@ func RetryAfter(err error) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
+// Pause is the wait before a stream that failed with err is opened again:
+// the server's RetryAfter when it asked for one, else b's next delay (b does
+// not grow for a wait the server asked). The Python SDK's errand._retry.pause.
+func Pause(err error, b *backoff.Backoff) time.Duration {
+	if d := RetryAfter(err); d > 0 {
+		return d
+	}
+	return b.Next()
+}
+
 // UnaryInterceptor keeps, with a call's failure, the trailer the server
 // sent with it (WithTrailer), so that Wrap gives the *Error its RetryAfter.
 func UnaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
@@ -96,4 +107,27 @@ func UnaryInterceptor(ctx context.Context, method string, req, reply any, cc *gr
 	var md metadata.MD
 	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Trailer(&md))...)
 	return WithTrailer(err, md)
+}
+
+// StreamInterceptor keeps, with a stream's failure (as Recv returns it), the
+// trailer the server ended the stream with (WithTrailer), so that a stream
+// opened again waits as long as the server asked (Pause).
+func StreamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &trailerStream{ClientStream: cs}, nil
+}
+
+type trailerStream struct{ grpc.ClientStream }
+
+// RecvMsg: once it has failed, the stream's trailer is there to read.
+func (s *trailerStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil && status.Code(err) == codes.ResourceExhausted {
+		return WithTrailer(err, s.ClientStream.Trailer())
+	}
+	return err
 }

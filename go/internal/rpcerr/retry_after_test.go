@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/errand-dev/errand/go/internal/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -88,5 +89,23 @@ func TestWrapKeepsTheWait(t *testing.T) {
 	}
 	if e := Wrap("SubmitTool", status.Error(codes.ResourceExhausted, "too many pending tasks")).(*Error); e.RetryAfter != 0 {
 		t.Errorf("a RESOURCE_EXHAUSTED without the trailer: RetryAfter = %v, want 0", e.RetryAfter)
+	}
+}
+
+// Pause is the server's wait when it asked for one (the backoff does not
+// grow), else the backoff's.
+func TestPauseIsTheServersWaitElseTheBackoffs(t *testing.T) {
+	b := backoff.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}
+	if got := Pause(refused(codes.ResourceExhausted, "retry-after-ms", "700"), &b); got != 700*time.Millisecond {
+		t.Errorf("Pause(asked 700 ms) = %v", got)
+	}
+	if got := b.Next(); got > b.Min {
+		t.Errorf("after the server's wait, the backoff's next delay is %v, want its first (at most %v)", got, b.Min)
+	}
+	b.Reset()
+	for _, err := range []error{refused(codes.ResourceExhausted), refused(codes.Unavailable, "retry-after-ms", "700"), nil} {
+		if got := Pause(err, &b); got > b.Max {
+			t.Errorf("Pause(%v) = %v, want the backoff's (at most %v)", err, got, b.Max)
+		}
 	}
 }

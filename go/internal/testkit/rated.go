@@ -55,7 +55,7 @@ func StartRated(t testing.TB) *Rated {
 }
 
 // Spend makes calls with c (ListTools) until the server refuses one with a
-// wait of most of a refill (at least 0.6 of 1/Rate), so that the next call
+// wait of most of a refill (at least 0.8 of 1/Rate), so that the next call
 // is refused too; it returns that refusal.
 func Spend(t testing.TB, c *errand.Client) error {
 	t.Helper()
@@ -68,7 +68,7 @@ func Spend(t testing.TB, c *errand.Client) error {
 		if !errors.Is(err, errand.ErrResourceExhausted) {
 			t.Fatalf("spending the tenant's calls: %v", err)
 		}
-		if Asked(t, err.Error()) >= time.Second*6/(10*Rate) {
+		if Asked(t, err.Error()) >= time.Second*8/(10*Rate) {
 			return err
 		}
 	}
