@@ -25,8 +25,8 @@ import (
 //		time.Sleep(e.RetryAfter) // then make the call again
 //	}
 //
-// Completions and SessionEvents (and an Inbox), which reconnect by
-// themselves, wait that long before they do.
+// Completions and SessionEvents (and an Inbox) and a worker's Run, which
+// reconnect by themselves, wait that long before they do.
 //
 // The errors the SDK raises itself, without asking the server (arguments
 // that are not JSON, a negative duration, a Dial option it cannot use, ...),

@@ -382,7 +382,7 @@ func (o *options) grpcOptions() []grpc.DialOption {
 		grpc.WithChainStreamInterceptor(utf8field.StreamInterceptor),
 		// A failure keeps the trailer the server sent with it: a rate
 		// limit's retry-after-ms, which *Error.RetryAfter gives and the
-		// streams wait out before reconnecting.
+		// streams and workers wait out before reconnecting.
 		grpc.WithChainUnaryInterceptor(rpcerr.UnaryInterceptor),
 		grpc.WithChainStreamInterceptor(rpcerr.StreamInterceptor),
 	}

@@ -8,7 +8,6 @@ package errand_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -89,26 +88,12 @@ func ratedStreams(t *testing.T, r *testkit.Rated, logs *testkit.Logs) (*errand.C
 // the server asks for here.
 const shortBackoff = 10 * time.Millisecond
 
-// waitedAsAsked checks a stream's WARN: a RESOURCE_EXHAUSTED, and a wait
-// ("in") of the server's retry-after-ms, as its words say.
-func waitedAsAsked(t *testing.T, r slog.Record) {
-	t.Helper()
-	said := fmt.Sprint(testkit.Attr(t, r, "err").Any())
-	if status.Code(testkit.Attr(t, r, "err").Any().(error)) != codes.ResourceExhausted {
-		t.Fatalf("%s: err = %s, want the rate limit's RESOURCE_EXHAUSTED", r.Message, said)
-	}
-	in := testkit.Attr(t, r, "in")
-	if in.Kind() != slog.KindDuration || in.Duration() != testkit.Asked(t, said) || in.Duration() <= shortBackoff {
-		t.Errorf("%s: in = %v, want the server's wait (%s), not the backoff's", r.Message, in, said)
-	}
-}
-
 func TestE2ECompletionsWaitAsLongAsTheServerAsks(t *testing.T) {
 	r := testkit.StartRated(t)
 	logs := testkit.NewLogs()
 	c, session, taskID := ratedStreams(t, r, logs)
 	stream := testkit.Follow(t, c, session, 0)
-	waitedAsAsked(t, logs.Await(t, slog.LevelWarn, "errand: Completions stream broke; reconnecting"))
+	testkit.WaitedAsAsked(t, shortBackoff, logs.Await(t, slog.LevelWarn, "errand: Completions stream broke; reconnecting"))
 	if got := stream.Next(t); got.TaskID != taskID {
 		t.Fatalf("completion of %s, want %s", got.TaskID, taskID)
 	}
@@ -129,7 +114,7 @@ func TestE2ESessionEventsWaitAsLongAsTheServerAsks(t *testing.T) {
 			}
 		}
 	}()
-	waitedAsAsked(t, logs.Await(t, slog.LevelWarn, "errand: SessionEvents stream broke; reconnecting"))
+	testkit.WaitedAsAsked(t, shortBackoff, logs.Await(t, slog.LevelWarn, "errand: SessionEvents stream broke; reconnecting"))
 	select {
 	case it := <-events:
 		if it.Err != nil || it.C.TaskID != taskID {

@@ -176,7 +176,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithReconnectBackoff bounds the delay between reconnect attempts
-// (default 100ms to 5s, doubling, jittered).
+// (default 100ms to 5s, doubling, jittered). A connection refused for the
+// tenant's rate waits as long as the server asks instead (at most a minute).
 func WithReconnectBackoff(min, max time.Duration) Option {
 	return func(w *Worker) {
 		if min > 0 && max >= min {
@@ -343,10 +344,13 @@ func (w *Worker) register(tools []*tool) *pb.Register {
 }
 
 // Run connects, registers and serves until ctx is done, reconnecting with
-// backoff whenever the stream breaks. It returns ctx's error once ctx is done
-// and every handler has returned (handlers must honour their context), or an
-// *errand.Error the server answered that retrying cannot fix (a tool name or
-// schema it rejects, bad credentials, ...). It fails at once, without
+// backoff whenever the stream breaks (or, refused for the tenant's rate,
+// after the wait the server's retry-after-ms asks, at most a minute; each
+// reconnect is logged at WARN with the error and the wait, "in"). It
+// returns ctx's error once ctx is done and every handler has returned
+// (handlers must honour their context), or an *errand.Error the server
+// answered that retrying cannot fix (a tool name or schema it rejects, bad
+// credentials, ...). It fails at once, without
 // connecting, when no tool was registered with Handle (an error matching
 // errand.ErrFailedPrecondition) or a tool's option was given a negative
 // duration (an error matching errand.ErrInvalidArgument),
@@ -408,8 +412,11 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		if !rpcerr.Transient(err) {
 			return rpcerr.Wrap("Connect", err)
 		}
-		w.logger.Warn("errand worker: stream broke; reconnecting", "worker", w.name, "err", err)
-		if err := b.Wait(ctx); err != nil {
+		// The server's wait when it asked for one (a rate limit), else the
+		// backoff's.
+		wait := rpcerr.Pause(err, &b)
+		w.logger.Warn("errand worker: stream broke; reconnecting", "worker", w.name, "in", wait, "err", err)
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}

@@ -35,10 +35,6 @@ func (b *Backoff) Next() time.Duration {
 // Reset starts again from Min; call it after a success.
 func (b *Backoff) Reset() { b.attempt = 0 }
 
-// Wait sleeps for Next() or until ctx is done, whichever is first, and returns
-// ctx's error in the latter case.
-func (b *Backoff) Wait(ctx context.Context) error { return Sleep(ctx, b.Next()) }
-
 // Sleep sleeps for d or until ctx is done, whichever is first, and returns
 // ctx's error in the latter case.
 func Sleep(ctx context.Context, d time.Duration) error {

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 
 	errand "github.com/errand-dev/errand/go"
 	"github.com/errand-dev/errand/go/internal/testserver"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Rated is a server of one test's own whose tenant may make Rate calls a
@@ -85,4 +88,20 @@ func Asked(t testing.TB, text string) time.Duration {
 	}
 	ms, _ := strconv.Atoi(m[1])
 	return time.Duration(ms) * time.Millisecond
+}
+
+// WaitedAsAsked checks the WARN of a reconnect (a client's stream, a
+// worker's): a RESOURCE_EXHAUSTED (its "err") and a wait ("in") of the
+// server's retry-after-ms, as its words say, not a backoff's (at most
+// backoff).
+func WaitedAsAsked(t testing.TB, backoff time.Duration, r slog.Record) {
+	t.Helper()
+	err, _ := Attr(t, r, "err").Any().(error)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("%s: err = %v, want the rate limit's RESOURCE_EXHAUSTED", r.Message, err)
+	}
+	in := Attr(t, r, "in")
+	if in.Kind() != slog.KindDuration || in.Duration() != Asked(t, err.Error()) || in.Duration() <= backoff {
+		t.Errorf("%s: in = %v, want the server's wait (%v), not the backoff's", r.Message, in, err)
+	}
 }
