@@ -48,6 +48,7 @@ pub(super) async fn listen(
                             }
                             Ok(_) => {}
                             Err(e) => {
+                                let e = super::errors::chain(&e);
                                 warn!(error = %e, "the PostgreSQL notification connection failed");
                                 break;
                             }

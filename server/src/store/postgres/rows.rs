@@ -139,8 +139,9 @@ pub(super) fn task_from_row(row: &Row) -> Result<TaskRecord, StoreError> {
 
 /// Column `i` of `row`.
 fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
-    row.try_get(i)
-        .map_err(|e| StoreError::Internal(format!("reading a task row: {e}")))
+    row.try_get(i).map_err(|e| {
+        StoreError::Internal(format!("reading a task row: {}", super::errors::chain(&e)))
+    })
 }
 
 /// The completion a finished task row carries.

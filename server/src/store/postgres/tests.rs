@@ -817,3 +817,25 @@ async fn a_role_without_create_on_the_schema_is_told_what_to_grant() {
     );
     assert!(text.len() < 800, "{text}");
 }
+
+/// Defect: an error of a class the store retries (57: the database shutting
+/// down, a statement cancelled) lost its reason: "the database is
+/// unavailable (db error)", where the cause was "FATAL: the database system
+/// is shutting down". Every branch of `pg_error` keeps the source chain.
+#[tokio::test]
+async fn a_retried_database_error_keeps_its_reason() {
+    let Some(url) = url().await else { return };
+    let store = open(&url).await;
+    let client = store.client().await.unwrap();
+    let e = client
+        .batch_execute("SET statement_timeout = 1; SELECT pg_sleep(1)")
+        .await
+        .expect_err("cancelled by its statement timeout");
+    let err = errors::pg_error(e);
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("canceling statement due to statement timeout"),
+        "{err}"
+    );
+}
