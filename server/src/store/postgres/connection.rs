@@ -12,7 +12,9 @@ impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or `key=value` string), runs
     /// the migrations and starts the writer and the listener. While the
     /// database is unreachable it logs why and retries with backoff (up to
-    /// `options.connect_timeout`); a schema newer than this binary is refused.
+    /// `options.connect_timeout`); settings the database refuses (a missing
+    /// or wrong password, an unknown role or database: see `errors.rs`) and
+    /// a schema newer than this binary are refused at once.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let (mut config, tls) = parse_url(url).map_err(StoreError::Internal)?;
         bound_connections(&mut config, options.op_timeout);

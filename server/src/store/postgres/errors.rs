@@ -31,6 +31,9 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::Unavailable(format!("the database connection closed ({why})"));
     }
+    if let Some(fix) = misconfigured(&e) {
+        return StoreError::Internal(format!("{why}: {fix}"));
+    }
     match e.code() {
         None => StoreError::Unavailable(format!("the database is unreachable ({why})")),
         Some(code) => {
@@ -55,6 +58,49 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         }
     }
 }
+
+/// What to fix when `e` says that errand's connection settings cannot
+/// work with this database, so that trying again cannot help: [`pg_error`]
+/// answers `Internal` and a start fails at once (`connect` retries only
+/// `Unavailable`), as it does for a TLS certificate refused (`tls.rs`).
+/// Every other failure to reach the database (refused, unreachable, shutting
+/// down, too many connections, no answer) is transient and retried.
+fn misconfigured(e: &tokio_postgres::Error) -> Option<&'static str> {
+    if let Some(code) = e.code() {
+        return if code.code().starts_with("28") {
+            // Invalid authorization: a wrong password, an unknown role, no
+            // pg_hba.conf entry for it.
+            Some(LOGIN_REFUSED)
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            Some(NO_DATABASE)
+        } else {
+            None
+        };
+    }
+    // tokio-postgres's error kinds are private: its own text names them.
+    match e.to_string().as_str() {
+        "invalid configuration" if chain(e).ends_with("password missing") => Some(PASSWORD_MISSING),
+        "invalid configuration" | "invalid connection string" => Some(FIX_URL),
+        // A login this client cannot do: Kerberos, GSSAPI, SSPI, a SASL
+        // mechanism other than SCRAM-SHA-256, channel binding refused.
+        "authentication error" => Some(LOGIN_METHOD),
+        _ => None,
+    }
+}
+
+const PASSWORD_MISSING: &str = "the database asks for a password and the database URL has \
+     none: put it in the URL (postgres://USER:PASSWORD@HOST:PORT/DBNAME, with `@`, `:`, `/`, \
+     `?`, `#`, `&` and `%` in it percent-encoded) or in its key=value settings (password=...); \
+     errand reads neither PGPASSWORD nor ~/.pgpass, and ERRAND_DATABASE_URL keeps the URL off \
+     the command line";
+const LOGIN_REFUSED: &str = "check the user name and password in the database URL, and that \
+     the database's pg_hba.conf lets that user in from this host";
+const NO_DATABASE: &str = "create the database (`createdb -O USER DBNAME`) or name an existing \
+     one in the database URL";
+const FIX_URL: &str = "fix the database URL";
+const LOGIN_METHOD: &str = "errand logs in with a password (SCRAM-SHA-256, MD5 or cleartext) \
+     or none (trust): give this user such a method in the database's pg_hba.conf, or fix the \
+     database URL's settings";
 
 pub(super) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {

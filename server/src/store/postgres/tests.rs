@@ -839,3 +839,71 @@ async fn a_retried_database_error_keeps_its_reason() {
         "{err}"
     );
 }
+
+/// A database on a free loopback port that asks every client for a
+/// password with authentication request `request` (3 cleartext, 5 MD5 with
+/// its salt, 10 SASL with its mechanisms), as PostgreSQL does for a role
+/// pg_hba.conf does not trust; it turns down TLS. Its address.
+async fn asking_for_a_password(request: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SSL_REQUEST: u32 = 80_877_103;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                loop {
+                    // A length-prefixed startup packet: SSLRequest or StartupMessage.
+                    let Ok(len) = socket.read_u32().await else {
+                        return;
+                    };
+                    let mut body = vec![0; (len as usize).saturating_sub(4)];
+                    if socket.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if body.get(..4) == Some(&SSL_REQUEST.to_be_bytes()[..]) {
+                        let _ = socket.write_all(b"N").await;
+                        continue;
+                    }
+                    let mut reply = vec![b'R'];
+                    reply.extend_from_slice(&(4 + request.len() as u32).to_be_bytes());
+                    reply.extend_from_slice(request);
+                    let _ = socket.write_all(&reply).await;
+                    // Held open: the client is the one to give up.
+                    let _ = socket.read(&mut [0; 64]).await;
+                    return;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Defect: a database URL without a password, for a database that asks
+/// for one, was retried for ever as "the database is unreachable (invalid
+/// configuration: password missing)". Like a wrong password, it fails the
+/// start at once, saying to put the password in the URL.
+#[tokio::test]
+async fn a_url_without_the_password_the_database_asks_for_fails_at_once() {
+    let requests: [&[u8]; 3] = [
+        &[0, 0, 0, 3],
+        &[0, 0, 0, 5, 1, 2, 3, 4],
+        b"\0\0\0\x0aSCRAM-SHA-256\0\0",
+    ];
+    for request in requests {
+        let addr = asking_for_a_password(request).await;
+        let url = format!("postgres://errand@{addr}/errand");
+        let connecting = PostgresStore::connect(&url, PostgresOptions::default());
+        let err = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .unwrap_or_else(|_| panic!("request {request:?}: still retrying"))
+            .err()
+            .expect("refused");
+        assert!(!err.is_transient(), "{request:?}: {err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("password missing") && text.contains("postgres://USER:PASSWORD@"),
+            "{request:?}: {text}"
+        );
+    }
+}
