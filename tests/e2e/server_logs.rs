@@ -1,8 +1,10 @@
 //! What the server's own log lines say: names a client reads (tenant and
-//! tool apart, never the internal key that joins them), and refused TLS
-//! handshakes on the gRPC port, as on the HTTP listeners.
+//! tool apart, never the internal key that joins them), refused TLS
+//! handshakes on the gRPC port, as on the HTTP listeners, and its
+//! PostgreSQL database: news only (no notice about its own schema at every
+//! start), and that it answers again after warnings that it did not.
 use errand_client::{ConnectOptions, Credentials, endpoint, pb};
-use errand_tests::*;
+use errand_tests::{pg, *};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
 /// The first log line holding `needle`.
@@ -16,6 +18,32 @@ async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, needle: &str) ->
         }
     })
     .await
+}
+
+/// The log lines up to the first holding `needle`, that one included.
+async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> Vec<String> {
+    within(needle, async {
+        let mut read = Vec::new();
+        loop {
+            let line = lines.recv().await.expect("the server's log");
+            let last = line.contains(needle);
+            read.push(line);
+            if last {
+                return read;
+            }
+        }
+    })
+    .await
+}
+
+/// A fresh PostgreSQL database's `--store` flags with `url`, or `None`
+/// where PostgreSQL is not installed (the test is skipped, visibly).
+async fn postgres() -> Option<String> {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return None;
+    };
+    Some(cluster.create_database().await)
 }
 
 #[tokio::test]
@@ -121,4 +149,43 @@ async fn a_silent_client_on_the_grpc_tls_port_is_closed_within_the_handshake_tim
     let mut buf = [0u8; 16];
     let read = within("the close", silent.read(&mut buf)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+/// Defect: every start on an existing database logged, at INFO, PostgreSQL's
+/// notice that errand's schema table "already exists, skipping".
+#[tokio::test]
+async fn a_start_on_an_existing_schema_logs_no_notice_of_it() {
+    let Some(url) = postgres().await else { return };
+    let store = ["--store", "postgres", "--database-url", url.as_str()];
+    let (first, _, _) = serve_logging_on(&store, &[], "info").await;
+    drop(first);
+    let (_second, _, mut lines) = serve_logging_on(&store, &[], "info").await;
+    let start = lines_until(&mut lines, "PostgreSQL store ready").await;
+    assert!(
+        !start
+            .iter()
+            .any(|l| l.contains("NOTICE") || l.contains("already exists")),
+        "{start:#?}"
+    );
+}
+
+/// Defect: warnings said the database did not answer, and nothing said
+/// when it answered again. Now one INFO line does (at most one per 10 s).
+#[tokio::test]
+async fn a_database_that_answers_again_after_warnings_is_logged() {
+    let Some(url) = postgres().await else { return };
+    let (proxied, freeze) = pg::freezable(&url).await;
+    let store = ["--store", "postgres", "--database-url", proxied.as_str()];
+    let args = ["--database-timeout-ms", "1000", "--lease-ms", "1000"].map(String::from);
+    let (_child, addr, mut lines) = serve_logging_on(&store, &args, "info").await;
+    // Answered once the server serves, its start (and its reads) done.
+    let client = errand_client::Client::connect(&addr).await.unwrap();
+    client.list_tools().await.unwrap();
+    freeze.send_replace(true);
+    let warned = line_with(&mut lines, "renewing leases failed").await;
+    assert!(warned.contains("WARN"), "{warned}");
+    freeze.send_replace(false);
+    let back = lines_until(&mut lines, "answers again").await;
+    let line = back.last().unwrap();
+    assert!(line.contains("INFO"), "{line}");
 }

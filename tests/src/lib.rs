@@ -633,9 +633,24 @@ pub async fn serve_logging(
     String,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
+    serve_logging_on(&["--store", "memory"], args, log).await
+}
+
+/// [`serve_logging`] on the store `store` names (`--store ...` and its
+/// flags).
+pub async fn serve_logging_on(
+    store: &[&str],
+    args: &[String],
+    log: &str,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(errand_bin())
-        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(store)
         .args(args)
         .env("RUST_LOG", log)
         .stdout(std::process::Stdio::piped())

@@ -94,15 +94,23 @@ impl PostgresStore {
         .into();
         let (events, _) = broadcast::channel(4096);
         let (tx, rx) = batch::queue();
+        let contact = Arc::new(contact::Contact::default());
         let writer = Writer {
             pool: pool.clone(),
             server_id: server_id.clone(),
             options: options.clone(),
             counters: rx.counters(),
+            contact: contact.clone(),
         };
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
-            tokio::spawn(listen(config, tls, events.clone(), options.op_timeout)),
+            tokio::spawn(listen(
+                config,
+                tls,
+                events.clone(),
+                options.op_timeout,
+                contact.clone(),
+            )),
         ];
         info!(database = %target, server_id = %server_id, "PostgreSQL store ready");
         Ok(Self {
@@ -113,6 +121,7 @@ impl PostgresStore {
             events,
             tasks,
             steady: Default::default(),
+            contact,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! `LISTEN`/`NOTIFY`: the notification channels, turned into [`SharedEvent`]s.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
@@ -8,6 +8,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
+use super::contact::Contact;
 use crate::store::SharedEvent;
 
 /// Notifications read but not yet turned into events. The turning never
@@ -24,6 +25,7 @@ pub(super) async fn listen(
     tls: MakeRustlsConnect,
     events: broadcast::Sender<SharedEvent>,
     limit: Duration,
+    contact: Arc<Contact>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -36,6 +38,7 @@ pub(super) async fn listen(
         match connected {
             Ok((client, mut connection)) => {
                 let (note_tx, mut notes) = mpsc::channel(NOTES_BUFFER);
+                let lost = contact.clone();
                 let driver = tokio::spawn(async move {
                     let mut messages =
                         futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -49,6 +52,7 @@ pub(super) async fn listen(
                             Ok(_) => {}
                             Err(e) => {
                                 let e = super::errors::chain(&e);
+                                lost.unreached();
                                 warn!(error = %e, "the PostgreSQL notification connection failed");
                                 break;
                             }
@@ -67,9 +71,11 @@ pub(super) async fn listen(
                     .map_err(|_| format!("no answer within {} ms", limit.as_millis()))
                     .and_then(|r| r.map_err(|e| super::errors::chain(&e)))
                 {
+                    contact.unreached();
                     warn!(error = %e, "LISTEN failed");
                     driver.abort();
                 } else {
+                    contact.reached();
                     backoff = Duration::from_millis(100);
                     let _ = events.send(SharedEvent::Resync);
                     while let Some(n) = notes.recv().await {
@@ -81,6 +87,7 @@ pub(super) async fn listen(
                 }
             }
             Err(e) => {
+                contact.unreached();
                 warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                     "cannot open the PostgreSQL notification connection; retrying");
             }

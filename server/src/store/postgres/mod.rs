@@ -78,6 +78,7 @@ use tls::{TlsFailure, tls_failure, tls_settings};
 use writer::{Guard, Op, Writer};
 
 mod connection;
+mod contact;
 mod errors;
 mod finish;
 mod handed;
@@ -107,6 +108,8 @@ pub struct PostgresStore {
     /// Whether this server's latest reap found it in steady contact with
     /// the database (back for a lease): logged when it stops being so.
     steady: std::sync::atomic::AtomicBool,
+    /// Whether the calls reach the database: logged when it answers again.
+    contact: Arc<contact::Contact>,
 }
 
 impl Drop for PostgresStore {
@@ -129,7 +132,9 @@ impl PostgresStore {
         what: &'static str,
         op: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        bounded(self.options.op_timeout, what, op).await
+        let result = bounded(self.options.op_timeout, what, op).await;
+        self.contact.observe(&result);
+        result
     }
 
     /// Sends a change to the writer and waits until it is committed.

@@ -185,8 +185,11 @@ async fn migrate_as(pool: &Pool) -> Result<(), Migrate> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await?;
     // A migration of a large table may take longer than the connections'
-    // statement_timeout (the store's operation timeout): not this one.
-    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+    // statement_timeout (the store's operation timeout): not this one. Its
+    // notices are no news ("relation \"errand_schema\" already exists,
+    // skipping" at every start): the driver would log each at INFO.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL client_min_messages = warning")
+        .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await?;
     tx.batch_execute(

@@ -422,6 +422,7 @@ async fn a_twin_behind_a_refused_task_is_refused_too_not_new() {
         server_id: store.server_id.clone(),
         options,
         counters: Arc::new(Counters::default()),
+        contact: Arc::default(),
     };
     let keyed = [task("s1", Some("k"), at(2)), task("s1", Some("k"), at(3))];
     let joinable = [task("s1", None, at(4)), task("s1", None, at(5))].map(|mut t| {

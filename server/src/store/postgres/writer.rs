@@ -50,6 +50,8 @@ pub(super) struct Writer {
     pub(super) server_id: Arc<str>,
     pub(super) options: PostgresOptions,
     pub(super) counters: Arc<Counters>,
+    /// Whether the writes reach the database.
+    pub(super) contact: Arc<super::contact::Contact>,
 }
 
 /// The answers of one batch, sent after its commit.
@@ -108,7 +110,9 @@ impl Writer {
                 "writing a batch",
                 self.apply(&tasks, &dispatches, &fins, &released),
             );
-            match attempt.await {
+            let attempt = attempt.await;
+            self.contact.observe(&attempt);
+            match attempt {
                 Ok(a) => break Ok(a),
                 Err(e @ StoreError::Unavailable(_)) if started.elapsed() + backoff < window => {
                     warn!(error = %e, "writing a batch to PostgreSQL failed; retrying");
