@@ -252,7 +252,8 @@ pub async fn serve_with(
                 page_bytes: max,
                 progress_interval: agent_api.progress_interval(),
             },
-        );
+        )
+        .leaving_running(sched.left_running());
         let l = mcp::Listener {
             incoming: Incoming::new(listener, connections.clone()),
             limits: connections.clone(),
@@ -327,10 +328,7 @@ pub async fn serve_with(
             }
             let left = sched.drain(grace).await;
             if left > 0 {
-                warn!(
-                    running = left,
-                    "grace period over: tasks still running will run again at the next start"
-                );
+                warn!(running = left, "{}", sched.left_running().drain_line());
             }
             shutdown_token.cancel();
         }

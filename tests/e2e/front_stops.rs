@@ -122,7 +122,9 @@ async fn a_call_whose_task_outlives_the_grace_is_answered_and_its_task_kept() {
     let answer = within("the MCP answer", mcp).await.unwrap().json();
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("shutting down") && message.contains("not cancelled"),
+        message.contains("shutting down")
+            && message.contains("not cancelled")
+            && message.contains("runs again when the server restarts"),
         "{answer}"
     );
     let sent = within("the A2A answer", a2a).await.unwrap();

@@ -189,3 +189,44 @@ async fn a_database_that_answers_again_after_warnings_is_logged() {
     let line = back.last().unwrap();
     assert!(line.contains("INFO"), "{line}");
 }
+
+/// Defect: past the grace period the drain said "tasks still running will
+/// run again at the next start" whatever the store: with servers sharing a
+/// PostgreSQL database they go back to the shared queue at once (another
+/// server claims them), and the memory store keeps nothing. Each store's
+/// line now says what becomes of them.
+#[tokio::test]
+async fn the_drain_says_what_becomes_of_tasks_still_running_on_each_store() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().display().to_string();
+    let mut stores = vec![
+        (vec!["--store", "memory"], "lost"),
+        (
+            vec!["--store", "sqlite", "--data-dir", data.as_str()],
+            "at the next start",
+        ),
+    ];
+    let url = postgres().await;
+    if let Some(url) = &url {
+        stores.push((
+            vec!["--store", "postgres", "--database-url", url.as_str()],
+            "shared queue",
+        ));
+    }
+    for (store, says) in stores {
+        let args = ["--shutdown-grace-secs", "0"].map(String::from);
+        let (mut child, addr, mut lines) = serve_logging_on(&store, &args, "warn").await;
+        let channel = endpoint(&addr).unwrap().connect_lazy();
+        let mut gate = GateWorker::on_channel(channel, &["search"], 1).await;
+        let client = errand_client::Client::connect(&addr).await.unwrap();
+        client.submit("s", "search", "{}").await.unwrap();
+        let _running = gate.next().await;
+        // SAFETY: kill(2) on the child this test started.
+        unsafe {
+            libc::kill(child.id().unwrap() as i32, libc::SIGTERM);
+        }
+        let line = line_with(&mut lines, "grace period over").await;
+        assert!(line.contains(says), "{store:?}: {line}");
+        within("the server's exit", child.wait()).await.unwrap();
+    }
+}

@@ -41,7 +41,7 @@ pub struct A2aHandler {
     pub(super) public_url: String,
     /// Cancelled when the server stops (its drain over): a blocking
     /// `SendMessage` still waiting answers with its task as it is then,
-    /// which runs again at the next start.
+    /// not cancelled (`Scheduler::left_running` says what becomes of it).
     pub(super) stopping: CancellationToken,
 }
 
@@ -155,7 +155,8 @@ impl RequestHandler for A2aHandler {
             biased;
             t = self.api.wait(&caller, task, until) => t.map_err(convert::error)?,
             // Answered before the connection closes: the task as it is,
-            // not final, for GetTask once the server is back.
+            // not final, for GetTask (here once the server is back, or on
+            // another server sharing its store).
             _ = self.stopping.cancelled() => self.get(&caller, &id).await?,
         };
         Ok(SendMessageResponse::Task(convert::task(&task, None)))

@@ -50,7 +50,7 @@ pub struct Config {
     /// registers it again); > 0.
     pub tool_retention: Duration,
     /// On shutdown, how long running tasks may take to finish before the
-    /// server stops anyway (they are then run again at the next start).
+    /// server stops anyway (then see `Scheduler::left_running`).
     pub shutdown_grace: Duration,
     /// The PostgreSQL store's settings (used with `--store postgres`).
     pub postgres: PostgresOptions,

@@ -17,7 +17,7 @@ use crate::{
     agents::{Agent, Call},
     auth::Caller,
     error::Kind,
-    scheduler::views::TaskView,
+    scheduler::{LeftRunning, views::TaskView},
 };
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
@@ -60,9 +60,10 @@ pub struct McpHandler {
     agent: Arc<dyn Agent>,
     settings: Arc<Settings>,
     /// Cancelled when the server stops (its drain over): a call still
-    /// waiting for its task answers then, and leaves the task to run again
-    /// at the next start.
+    /// waiting for its task answers then, not cancelling the task, and
+    /// says what becomes of it (`left_running`).
     stopping: CancellationToken,
+    left_running: LeftRunning,
 }
 
 impl McpHandler {
@@ -71,7 +72,16 @@ impl McpHandler {
             agent,
             settings: Arc::new(settings),
             stopping: CancellationToken::new(),
+            left_running: LeftRunning::NextStart,
         }
+    }
+
+    /// This handler, telling a call still waiting when the server stops
+    /// that its task `left` ([`crate::scheduler::Scheduler::left_running`];
+    /// by default, that it runs again at the next start).
+    pub fn leaving_running(mut self, left: LeftRunning) -> Self {
+        self.left_running = left;
+        self
     }
 
     /// This handler, answering waiting calls once `stopping` is cancelled.
@@ -121,7 +131,7 @@ impl McpHandler {
             biased;
             t = self.wait_reporting(caller, task, until, progress, ctx) => t.map_err(convert::error)?,
             // Before the request's own token: a stop is not the client's
-            // cancel, and the task is kept for the next start.
+            // cancel, and the task is kept (`Scheduler::left_running`).
             // The drain is over: a task it finished (its wake-up may not
             // have reached this wait yet) is answered with its result.
             _ = self.stopping.cancelled() => match self.agent.get_task(caller, &id).await {
@@ -129,8 +139,8 @@ impl McpHandler {
                 _ => return Err(ErrorData::internal_error(
                     format!(
                         "the server is shutting down before task {id} finished: the task was \
-                         not cancelled and runs again when the server restarts (with the \
-                         Tasks extension, tasks/get {id} follows it)"
+                         not cancelled and {}",
+                        self.left_running.for_task(&id)
                     ),
                     None,
                 )),

@@ -83,8 +83,8 @@ impl Scheduler {
 
     /// Starts a graceful stop: no new submits, registrations or dispatches;
     /// waits until no task runs and every ending is stored, or `grace` has
-    /// passed. Returns how many tasks still run (they are taken up again at
-    /// the next start).
+    /// passed. Returns how many tasks still run ([`Self::left_running`]
+    /// says what becomes of them).
     pub async fn drain(&self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
         self.lock().start_draining();
@@ -100,6 +100,20 @@ impl Scheduler {
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 return self.lock().running();
             }
+        }
+    }
+
+    /// What becomes of the tasks still running when this server stops
+    /// (its drain over): given back to the shared queue at once with a
+    /// shared store (`Cluster::stop`), run again at the next start with a
+    /// durable one ([`Self::recover`]), lost with the memory store.
+    pub fn left_running(&self) -> LeftRunning {
+        if self.backlog.gives_back_at_stop() {
+            LeftRunning::GivenBack
+        } else if self.store.survives_restart() {
+            LeftRunning::NextStart
+        } else {
+            LeftRunning::Lost
         }
     }
 
@@ -121,6 +135,57 @@ impl Scheduler {
             }
             self.hub.prune();
             self.registry_upkeep().await;
+        }
+    }
+}
+
+/// What becomes of the tasks still running when a server stops
+/// ([`Scheduler::left_running`]), in the words of the drain's last line and
+/// of the answer to a call still waiting for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftRunning {
+    /// Back to the shared queue as the server stops: another server runs
+    /// them again.
+    GivenBack,
+    /// Run again at the next start.
+    NextStart,
+    /// Lost: the memory store keeps nothing across a restart.
+    Lost,
+}
+
+impl LeftRunning {
+    /// The drain's last line, when tasks still run at its end.
+    pub fn drain_line(self) -> &'static str {
+        match self {
+            Self::GivenBack => {
+                "grace period over: tasks still running go back to the shared queue as this \
+                 server stops, and another server runs them again (or this one, restarted)"
+            }
+            Self::NextStart => {
+                "grace period over: tasks still running will run again at the next start"
+            }
+            Self::Lost => {
+                "grace period over: tasks still running are lost (the memory store keeps \
+                 nothing across a restart): their callers get no result"
+            }
+        }
+    }
+
+    /// What a call waiting for task `id` is told as the server stops: the
+    /// task was not cancelled, and then this.
+    pub fn for_task(self, id: &str) -> String {
+        match self {
+            Self::GivenBack => format!(
+                "goes back to the shared queue as this server stops, and another server runs it \
+                 again (with the Tasks extension, tasks/get {id} on any server follows it)"
+            ),
+            Self::NextStart => format!(
+                "runs again when the server restarts (with the Tasks extension, tasks/get {id} \
+                 follows it)"
+            ),
+            Self::Lost => "is lost: this server keeps its tasks in memory only, and nothing \
+                 across a restart; call the tool again once it is back"
+                .to_string(),
         }
     }
 }

@@ -65,6 +65,7 @@ use uuid::Uuid;
 pub use admission::{not_found, parse_task_id};
 use finisher::Finisher;
 pub use finisher::Finishing;
+pub use lifecycle::LeftRunning;
 use queue::{Backlog, LocalBacklog};
 pub use state::WorkerId;
 use state::{Ended, State};

@@ -39,6 +39,11 @@ pub trait Backlog: Send + Sync {
     /// holds (shared: no, expired leases are reclaimed by the reaper).
     fn recovers(&self) -> bool;
 
+    /// Whether the tasks still held here when the server stops go back to
+    /// the shared queue at once, for another server (shared: yes, see
+    /// `Cluster::stop`), rather than wait for the next start.
+    fn gives_back_at_stop(&self) -> bool;
+
     /// Where a new task goes; `room_here` says whether a local worker could
     /// take it now, holding that room if so (asked only when it matters).
     fn place(&self, room_here: &mut dyn FnMut() -> bool) -> Placement;
@@ -92,6 +97,9 @@ pub struct LocalBacklog;
 impl Backlog for LocalBacklog {
     fn recovers(&self) -> bool {
         true
+    }
+    fn gives_back_at_stop(&self) -> bool {
+        false
     }
     fn place(&self, _: &mut dyn FnMut() -> bool) -> Placement {
         Placement::Here(TaskState::Queued)
@@ -170,6 +178,9 @@ impl SharedBacklog {
 impl Backlog for SharedBacklog {
     fn recovers(&self) -> bool {
         false
+    }
+    fn gives_back_at_stop(&self) -> bool {
+        true
     }
     fn place(&self, room_here: &mut dyn FnMut() -> bool) -> Placement {
         // A task a worker here can take at once is stored as claimed by this

@@ -120,6 +120,10 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn survives_restart(&self) -> bool {
+        false
+    }
+
     async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let inner = self.lock();
         let mut tasks: Vec<_> = inner

@@ -324,6 +324,13 @@ pub trait Store: Send + Sync + 'static {
     /// serve is kept (one definition per tool across the servers).
     async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError>;
 
+    /// Whether what it holds outlives the server's process, so that a
+    /// restarted server takes up the unfinished tasks (the memory store's
+    /// does not).
+    fn survives_restart(&self) -> bool {
+        true
+    }
+
     /// The shared queue, when several servers share this store. `None` (the
     /// default) keeps the queue in the server's memory.
     fn shared(&self) -> Option<&dyn SharedQueue> {
