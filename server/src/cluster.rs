@@ -146,22 +146,31 @@ impl Cluster {
                 _ = self.shutdown.cancelled() => return,
             };
             match event {
-                Ok(SharedEvent::TasksQueued { tool }) => {
-                    if self.sched.serves(&tool) {
-                        self.backlog.claim_wake().notify_one();
-                    }
-                }
-                Ok(SharedEvent::Completed { session, seq }) => self.hub.notify(&session, seq),
-                Ok(SharedEvent::Cancelled { task_id, reason }) => {
-                    self.sched.cancelled_elsewhere(task_id, &reason)
-                }
-                Ok(SharedEvent::ToolsChanged) => self.refresh_tools().await,
-                Ok(SharedEvent::Resync) | Err(RecvError::Lagged(_)) => {
-                    self.backlog.claim_wake().notify_one();
-                    self.refresh_tools().await;
-                    self.check_sessions().await;
-                }
+                Ok(event) => self.on_event(event).await,
+                Err(RecvError::Lagged(_)) => self.on_event(SharedEvent::Resync).await,
                 Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// What the listener does with one hint from the store.
+    pub(crate) async fn on_event(&self, event: SharedEvent) {
+        match event {
+            SharedEvent::TasksQueued { tool } => {
+                if self.sched.serves(&tool) {
+                    self.backlog.claim_wake().notify_one();
+                }
+            }
+            SharedEvent::Completed { session, seq } => self.hub.notify(&session, seq),
+            SharedEvent::Cancelled { task_id, reason } => {
+                self.sched.cancelled_elsewhere(task_id, &reason)
+            }
+            SharedEvent::ToolsChanged => self.refresh_tools().await,
+            // Hints may have been missed: check everything.
+            SharedEvent::Resync => {
+                self.backlog.claim_wake().notify_one();
+                self.refresh_tools().await;
+                self.check_sessions().await;
             }
         }
     }
