@@ -640,3 +640,47 @@ async fn mcp_errors_name_mcps_fields_and_methods_not_grpcs() {
     );
     assert_eq!(grpc(text), None, "{text}");
 }
+
+/// The `Errand-Session` header names the session as gRPC's `session_id`
+/// does: any UTF-8 name. One sent but unreadable (not UTF-8) or empty is
+/// the request's error (-32602), never the default session `mcp`.
+#[tokio::test]
+async fn mcp_an_unreadable_or_empty_session_header_is_refused_not_the_default() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let url = server.mcp_url.clone().expect("the MCP address");
+    let mut worker = server.gate_worker(&["echo"], 1).await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": fronts::MCP_VERSION,
+            "io.modelcontextprotocol/clientCapabilities":
+                {"extensions": {fronts::MCP_TASKS: {}}},
+        },
+    }})
+    .to_string();
+    let call = |session: &'static [u8]| {
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            let headers: [(&str, &[u8]); 5] = [
+                ("Accept", b"application/json, text/event-stream"),
+                ("MCP-Protocol-Version", fronts::MCP_VERSION.as_bytes()),
+                ("Mcp-Method", b"tools/call"),
+                ("Mcp-Name", b"echo"),
+                ("Errand-Session", session),
+            ];
+            fronts::post_bytes(&url, &headers, &body).await
+        }
+    };
+    for session in [&b"a\xff\xfeb"[..], b""] {
+        let answer = call(session).await.json();
+        assert_eq!(answer["error"]["code"], -32602, "{session:?}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains("Errand-Session"), "{text}");
+        assert!(worker.try_next().is_none(), "{session:?}: no task");
+    }
+    // A UTF-8 name that is not ASCII is a name like any other.
+    let answer = call("café".as_bytes()).await.result();
+    assert_eq!(answer["resultType"], "task", "{answer}");
+    let job = worker.next().await;
+    assert_eq!(job.task.session_id, "café");
+}

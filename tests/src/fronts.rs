@@ -50,15 +50,25 @@ pub async fn post(url: &str, headers: &[(&str, String)], body: &Value) -> Answer
 
 /// POSTs `body`, as it is, labelled `application/json`.
 pub async fn post_raw(url: &str, headers: &[(&str, String)], body: &str) -> Answer {
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    post_bytes(url, &headers, body).await
+}
+
+/// POSTs `body` as [`post_raw`] does, with header values as bytes, sent
+/// as they are (not UTF-8, say).
+pub async fn post_bytes(url: &str, headers: &[(&str, &[u8])], body: &str) -> Answer {
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut head = format!(
         "POST /{path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n",
         body.len()
-    );
+    )
+    .into_bytes();
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        head.extend_from_slice(format!("{name}: ").as_bytes());
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
     }
     let conn = within("a connection", tokio::net::TcpStream::connect(host))
         .await
@@ -67,9 +77,9 @@ pub async fn post_raw(url: &str, headers: &[(&str, String)], body: &str) -> Answ
     // limit (413) and close before the rest is sent, so writing fails with
     // a broken pipe or reset while the answer is already on its way.
     let (mut reader, mut writer) = conn.into_split();
-    let request = format!("{head}\r\n{body}");
+    let request = [&head[..], b"\r\n", body.as_bytes()].concat();
     let send = tokio::spawn(async move {
-        let _ = writer.write_all(request.as_bytes()).await;
+        let _ = writer.write_all(&request).await;
         writer
     });
     let mut bytes = Vec::new();

@@ -91,18 +91,46 @@ impl McpHandler {
     }
 
     /// The caller (put in the HTTP request by the auth layer; anonymous over
-    /// stdio, where the remote server checks the token) and the session.
-    fn who(&self, ctx: &RequestContext<RoleServer>) -> (Caller, String) {
-        let parts = ctx.extensions.get::<axum::http::request::Parts>();
-        let caller = parts
+    /// stdio, where the remote server checks the token).
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Caller {
+        ctx.extensions
+            .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<Caller>().cloned())
-            .unwrap_or_else(Caller::anonymous);
-        let session = parts
-            .and_then(|p| p.headers.get(SESSION_HEADER))
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-            .map_or_else(|| self.settings.default_session.clone(), str::to_string);
-        (caller, session)
+            .unwrap_or_else(Caller::anonymous)
+    }
+
+    /// The session the `Errand-Session` header names, any UTF-8 name as
+    /// gRPC's `session_id` (checked by the agent API), or the default
+    /// session without the header. Errors (-32602): a header that is sent
+    /// but empty or not UTF-8, which names no session and must not be
+    /// read as absent (its calls would land in the shared default session).
+    fn session(&self, ctx: &RequestContext<RoleServer>) -> Result<String, ErrorData> {
+        let header = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.headers.get(SESSION_HEADER));
+        let Some(header) = header else {
+            return Ok(self.settings.default_session.clone());
+        };
+        let default = crate::error::quote(&self.settings.default_session);
+        let refused = |what: String| {
+            ErrorData::invalid_params(
+                format!(
+                    "the Errand-Session header {what}: name the agent conversation in UTF-8, \
+                     or leave the header out for the default session {default}"
+                ),
+                None,
+            )
+        };
+        match std::str::from_utf8(header.as_bytes()) {
+            Ok("") => Err(refused("is empty".to_string())),
+            Ok(name) => Ok(name.to_string()),
+            Err(e) => Err(refused(format!(
+                "is not UTF-8 text (byte {} of {})",
+                e.valid_up_to(),
+                header.len()
+            ))),
+        }
     }
 
     /// Waits for `task` to finish. When the client gives up first (MCP
@@ -239,7 +267,7 @@ impl ServerHandler for McpHandler {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let (caller, _) = self.who(&ctx);
+        let caller = self.caller(&ctx);
         let after = match request.and_then(|r| r.cursor) {
             Some(cursor) => {
                 Some(crate::agents::listing::parse_tool_token(&cursor).map_err(convert::error)?)
@@ -277,7 +305,7 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (caller, session) = self.who(&ctx);
+        let (caller, session) = (self.caller(&ctx), self.session(&ctx)?);
         // Tasks need the extension and protocol 2026-07-28: a 2025-11-25
         // session waits for the result even if it declared the extension.
         let as_task = ctx
@@ -338,7 +366,7 @@ impl ServerHandler for McpHandler {
         request: GetTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        let (caller, _) = self.who(&ctx);
+        let caller = self.caller(&ctx);
         let task = self
             .agent
             .get_task(&caller, &request.task_id)
@@ -355,7 +383,7 @@ impl ServerHandler for McpHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         // errand never asks for input: the task must exist, nothing changes.
-        let (caller, _) = self.who(&ctx);
+        let caller = self.caller(&ctx);
         self.agent
             .get_task(&caller, &request.task_id)
             .await
@@ -374,7 +402,7 @@ impl ServerHandler for McpHandler {
         if request.method == "tasks/update"
             && let Some(task_id) = malformed::update_task_id(params)
         {
-            let (caller, _) = self.who(&ctx);
+            let caller = self.caller(&ctx);
             self.agent
                 .get_task(&caller, task_id)
                 .await
@@ -479,7 +507,7 @@ impl ServerHandler for McpHandler {
         request: CancelTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (caller, _) = self.who(&ctx);
+        let caller = self.caller(&ctx);
         match self.agent.cancel_task(&caller, &request.task_id).await {
             // A finished task does not change; the ack is empty either way.
             Ok(_) => Ok(()),
