@@ -684,3 +684,36 @@ async fn mcp_an_unreadable_or_empty_session_header_is_refused_not_the_default() 
     let job = worker.next().await;
     assert_eq!(job.task.session_id, "café");
 }
+
+/// rmcp's -32020 for an `Mcp-Name` or `Mcp-Method` header that does not
+/// match the body quotes both values: each is quoted as errand quotes
+/// client input (bounded), the whole message within errand's limit.
+#[tokio::test]
+async fn mcp_header_mismatch_errors_quote_the_request_bounded() {
+    let server = Server::start(&["--mcp-listen", "127.0.0.1:0"]).await;
+    let mcp = Mcp {
+        url: server.mcp_url.clone().expect("the MCP address"),
+        token: None,
+        session: "m".into(),
+    };
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": fronts::MCP_VERSION});
+    let long = "x".repeat(100_000);
+    let get = json!({"jsonrpc": "2.0", "id": 1, "method": "tasks/get",
+        "params": {"taskId": long, "_meta": meta}})
+    .to_string();
+    let other =
+        json!({"jsonrpc": "2.0", "id": 1, "method": long, "params": {"_meta": meta}}).to_string();
+    for (method, name, body, named) in [
+        ("tasks/get", Some("abc"), &get, "Mcp-Name"),
+        ("tools/list", None, &other, "Mcp-Method"),
+    ] {
+        let answer = mcp.post_text(method, name, body).await;
+        assert_eq!(answer.status, 400, "{named}");
+        let error = answer.json();
+        assert_eq!(error["error"]["code"], -32020, "{named}");
+        let text = error["error"]["message"].as_str().unwrap();
+        assert!(text.len() <= 1024, "{named}: {} bytes", text.len());
+        assert!(text.contains(named), "{text}");
+        assert!(text.contains("(100000 bytes)"), "{text}");
+    }
+}

@@ -75,6 +75,27 @@ pub fn not_found(method: &str) -> ErrorData {
     )
 }
 
+/// What rmcp's error `message` says, within errand's bounds: a header
+/// that does not match the body (rmcp's "NAME header `A` does not match
+/// body value `B`", or "body method `B`") with each value quoted as
+/// errand quotes client input ([`crate::error::quote`]); any message
+/// within [`crate::error::MAX_MESSAGE_BYTES`] ([`crate::error::bound`]).
+pub fn bounded(message: &str) -> String {
+    const MISMATCH: &str = " does not match body ";
+    let quoted = message.split_once(MISMATCH).and_then(|(header, body)| {
+        let (name, sent) = header.split_once(" `")?;
+        let sent = sent.strip_suffix('`')?;
+        let (what, expected) = body.split_once(" `")?;
+        let expected = expected.strip_suffix('`')?;
+        Some(format!(
+            "{name} {}{MISMATCH}{what} {}",
+            crate::error::quote(sent),
+            crate::error::quote(expected)
+        ))
+    });
+    crate::error::bound(quoted.unwrap_or_else(|| message.to_string()))
+}
+
 /// Words rmcp's own -32601 for a method (its message is the method's bare
 /// name) as [`not_found`] does; any other error is left as it is.
 pub fn explain(error: &mut ErrorData) {
@@ -92,6 +113,31 @@ pub fn update_task_id(params: Option<&Value>) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn header_mismatches_quote_each_value_bounded() {
+        let long = "x".repeat(4_000_000);
+        let m = bounded(&format!(
+            "Mcp-Name header `abc` does not match body value `{long}`"
+        ));
+        assert!(
+            m.starts_with("Mcp-Name header \"abc\" does not match body value \"xxx"),
+            "{m}"
+        );
+        assert!(m.ends_with("\"… (4000000 bytes)"), "{m}");
+        let m = bounded(&format!(
+            "Mcp-Method header `{long}` does not match body method `tools/list`"
+        ));
+        assert!(
+            m.ends_with("(4000000 bytes) does not match body method \"tools/list\""),
+            "{m}"
+        );
+        assert_eq!(
+            bounded("duplicate Mcp-Name header"),
+            "duplicate Mcp-Name header"
+        );
+        assert!(bounded(&long).len() <= crate::error::MAX_MESSAGE_BYTES);
+    }
     use serde_json::json;
 
     use super::*;

@@ -165,6 +165,9 @@ async fn screen_body(State(max): State<usize>, req: Request, next: Next) -> Resp
     if response.status() == StatusCode::NOT_FOUND {
         return explained(response).await;
     }
+    if response.status() == StatusCode::BAD_REQUEST {
+        return bounded(response).await;
+    }
     // With a JSON content type, rmcp answers 415 only for a body it cannot
     // read: then (and only then, off the hot path) the body is screened.
     if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
@@ -199,6 +202,30 @@ async fn explained(response: Response) -> Response {
     let body = match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
         Ok(ServerJsonRpcMessage::Error(mut e)) => {
             malformed::explain(&mut e.error);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            serde_json::to_vec(&ServerJsonRpcMessage::Error(e)).map_or(bytes, Into::into)
+        }
+        _ => bytes,
+    };
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// rmcp's 400 answer, a JSON-RPC error (-32020 for a header that does not
+/// match the body, which quotes both, unbounded), with its message as
+/// [`malformed::bounded`] words it; any other answer as it is. rmcp's
+/// answer is whole in memory already: reading it costs nothing more.
+async fn bounded(response: Response) -> Response {
+    if !is_json(response.headers()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let bytes = collected.to_bytes();
+    let body = match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
+        Ok(ServerJsonRpcMessage::Error(mut e)) => {
+            e.error.message = malformed::bounded(&e.error.message).into();
             parts.headers.remove(header::CONTENT_LENGTH);
             serde_json::to_vec(&ServerJsonRpcMessage::Error(e)).map_or(bytes, Into::into)
         }
