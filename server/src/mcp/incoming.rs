@@ -41,12 +41,7 @@ pub fn screen(bytes: &[u8]) -> Screened {
         Ok(v) => v,
         Err(e) => {
             return Screened::Refused(ServerJsonRpcMessage::error(
-                ErrorData::parse_error(
-                    bounded(format!(
-                        "Parse error: {e}: send one JSON-RPC request, a JSON object, per message"
-                    )),
-                    None,
-                ),
+                ErrorData::parse_error(bounded(parse_error(bytes, &e)), None),
                 None,
             ));
         }
@@ -117,6 +112,45 @@ pub fn screen(bytes: &[u8]) -> Screened {
             ),
         ),
     }
+}
+
+/// Most arrays and objects nested in one message that serde_json (rmcp's
+/// parser) reads: its recursion limit.
+const MAX_MESSAGE_DEPTH: usize = 127;
+
+/// What is wrong with `bytes`, which serde_json refused with `e`, and where:
+/// a lone surrogate escape (serde_json says only "unexpected end of hex
+/// escape") or nesting past [`MAX_MESSAGE_DEPTH`] by name; other errors
+/// as serde_json words them, with the hint for text that is not one
+/// JSON-RPC request.
+fn parse_error(bytes: &[u8], e: &serde_json::Error) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let at = |byte: usize| {
+        let before = &text[..byte.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("line {line} column {column}")
+    };
+    if let Err(crate::json_text::Problem::LoneSurrogate { at: byte }) =
+        crate::json_text::check(&text, usize::MAX)
+    {
+        return format!(
+            "Parse error: a lone UTF-16 surrogate escape {} at {}: JSON strings must be valid \
+             Unicode (a \\ud800-\\udbff escape must be followed by a \\udc00-\\udfff one)",
+            text.get(byte..byte + 6).unwrap_or("\\u"),
+            at(byte)
+        );
+    }
+    if e.to_string().starts_with("recursion limit exceeded") {
+        return format!(
+            "Parse error: the message nests arrays and objects deeper than {MAX_MESSAGE_DEPTH} \
+             levels (line {} column {}), the most the MCP endpoint reads, the JSON-RPC request \
+             and its params included: nest the arguments less deeply",
+            e.line(),
+            e.column()
+        );
+    }
+    format!("Parse error: {e}: send one JSON-RPC request, a JSON object, per message")
 }
 
 /// The -32602 error, with the request's `id`, for a request (a message
@@ -219,6 +253,28 @@ mod tests {
             e["error"]["message"].as_str().unwrap().contains("batch"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong_and_where() {
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"a":{}1{}}}}}}}"#,
+            "[".repeat(130),
+            "]".repeat(130)
+        );
+        let e = refusal(&deep);
+        assert_eq!(e["error"]["code"], ErrorCode::PARSE_ERROR.0, "{e}");
+        let text = e["error"]["message"].as_str().unwrap();
+        assert!(text.contains("deeper than 127 levels"), "{text}");
+        assert!(text.contains("line 1 column"), "{text}");
+        assert!(!text.contains("per message"), "{text}");
+        let e = refusal(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":"\ud800"}}}"#,
+        );
+        assert_eq!(e["error"]["code"], ErrorCode::PARSE_ERROR.0, "{e}");
+        let text = e["error"]["message"].as_str().unwrap();
+        assert!(text.contains("lone UTF-16 surrogate"), "{text}");
+        assert!(text.contains("line 1 column 86"), "{text}");
     }
 
     #[test]
