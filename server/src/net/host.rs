@@ -136,16 +136,21 @@ pub async fn check_host(
     req: Request,
     next: Next,
 ) -> Response {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+    let host = match req.uri().authority() {
+        Some(a) => Some(a.as_str().to_string()),
+        None => match req.headers().get(header::HOST).map(|h| h.to_str()) {
+            Some(Ok(h)) => Some(h.to_string()),
+            // Sent, but not a name: refused as such, never read as absent.
+            Some(Err(_)) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "the Host header is not ASCII text: send the server's host name or address",
+                )
+                    .into_response();
+            }
+            None => None,
+        },
+    };
     let Some(host) = host else {
         return (StatusCode::BAD_REQUEST, "no Host header").into_response();
     };
@@ -231,6 +236,30 @@ mod tests {
         assert_eq!(other.unwrap().status(), StatusCode::FORBIDDEN);
         let named = app.oneshot(post_from("http://evil.example")).await;
         assert_eq!(named.unwrap().status(), StatusCode::FORBIDDEN);
+    }
+
+    /// A `Host` that is sent but is not text is refused as such, not as
+    /// "no Host header".
+    #[tokio::test]
+    async fn a_host_that_is_not_text_is_named_as_such() {
+        use axum::http::HeaderValue;
+        use axum::{Router, body::Body, routing::get};
+        use tower::ServiceExt;
+        let hosts = AllowedHosts::new(&[], None, "");
+        let app = Router::new().route("/x", get(|| async { "ok" })).layer(
+            axum::middleware::from_fn_with_state(Arc::new(hosts), check_host),
+        );
+        let req = Request::get("/x")
+            .header(header::HOST, HeaderValue::from_bytes(b"a\xffb").unwrap())
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.oneshot(req).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(answer.into_body(), 1024)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("Host header is not ASCII text"), "{body}");
     }
 
     #[test]
