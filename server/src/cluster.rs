@@ -9,7 +9,9 @@
 //!   a notification that work was queued elsewhere) and once a second anyway;
 //! - the **listener** turns the store's hints into wake-ups: a completion
 //!   written by any server wakes this server's streams of that session, a
-//!   cancellation through another server stops the worker here;
+//!   cancellation through another server stops the worker here, and a task
+//!   this server accepted that left the shared queue (claimed, or ended,
+//!   anywhere) takes its queue deadline here with it;
 //! - **upkeep**, every third of a lease: renews the leases of the tasks held
 //!   here (and drops those the store says are no longer ours), reclaims
 //!   expired leases of dead servers (one reaper at a time), refreshes the
@@ -165,6 +167,7 @@ impl Cluster {
             SharedEvent::Cancelled { task_id, reason } => {
                 self.sched.cancelled_elsewhere(task_id, &reason)
             }
+            SharedEvent::LeftQueue { task_ids } => self.sched.left_queue(&task_ids),
             SharedEvent::ToolsChanged => self.refresh_tools().await,
             // Hints may have been missed: check everything.
             SharedEvent::Resync => {

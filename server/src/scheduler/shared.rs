@@ -54,6 +54,20 @@ impl Scheduler {
         self.lock().task_ids()
     }
 
+    /// Tasks `ids` left the shared queue (a server claimed them, or they
+    /// ended while queued): the queue deadlines this server keeps for those
+    /// it accepted are over, and nothing more is done for them here, in
+    /// memory, timers or the store. A task claimed by this server keeps
+    /// its deadline while it waits in the queue here.
+    pub fn left_queue(&self, ids: &[Uuid]) {
+        let st = self.lock();
+        for id in ids {
+            if st.task(*id).is_none() {
+                self.deadlines.disarm(*id);
+            }
+        }
+    }
+
     /// Drops tasks this server no longer holds in the store, telling each
     /// one's worker why (see [`lost_tell`]); nothing is stored.
     pub fn forget(self: &Arc<Self>, lost: &[(Uuid, LostTask)]) {

@@ -609,6 +609,7 @@ async fn attempt_deadlines_end_with_their_attempt() {
 }
 
 mod registry;
+mod shared;
 
 /// A call that fails while the server drains was accepted before the
 /// drain: its fallback run is still admitted (stored, queued for the next

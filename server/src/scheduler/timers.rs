@@ -9,7 +9,14 @@
 //! one ordered structure ([`QueueDeadlines`]) that one loop serves, rather
 //! than a timer task per submit. A dispatch or an ending removes the task's
 //! deadline, so nothing outlives its wait in the queue; a task still queued
-//! at its deadline ends as TIMED_OUT (`queue_timeout`).
+//! at its deadline ends as TIMED_OUT (`queue_timeout`). In shared mode a
+//! task accepted here may wait in the store's queue instead: its deadline
+//! here goes when any server claims or ends it (the store's hint,
+//! `Scheduler::left_queue`); one still in that queue at its deadline is
+//! timed out there (a hint lost leaves the deadline, which then finds the
+//! task no longer queued). A task claimed elsewhere and given back unrun is
+//! left to the reaper, which times out every queued task past its stored
+//! deadline at each pass (a third of a lease).
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{
@@ -266,8 +273,12 @@ impl Scheduler {
                 self.end_handed(*handed).await;
             }
             Ok(None) => {}
-            // The reaper times it out later from its stored deadline.
-            Err(e) => warn!(task_id = %id, error = %e, "timing out a queued task failed"),
+            // Not known to be queued: another server may have claimed or
+            // ended it, and a hint of that was lost. If it is still queued,
+            // the reaper times it out from its stored deadline.
+            Err(e) => warn!(task_id = %id, error = %e,
+                "checking whether a task accepted here is still queued at its queue deadline failed; \
+                 if it is, the reaper times it out"),
         }
     }
 

@@ -46,7 +46,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -432,6 +432,10 @@ pub enum SharedEvent {
     /// A running task was cancelled through another server, with the
     /// client's `reason` ("" when none).
     Cancelled { task_id: Uuid, reason: String },
+    /// Tasks left the shared queue: claimed by a server (this one too), or
+    /// ended (or dropped) while queued. Their queue deadlines are no
+    /// longer the accepting server's to watch.
+    LeftQueue { task_ids: Vec<Uuid> },
     /// Some server's set of tools changed.
     ToolsChanged,
     /// Hints may have been missed (the store reconnected): check everything.

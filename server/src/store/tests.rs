@@ -39,7 +39,7 @@ use tools::tool_definitions_round_trip_replace_and_forget;
 /// skip is never silent: it is written past the test harness's capture, so
 /// `SKIPPED <test>` shows in every run; and where `CI` or
 /// `ERRAND_REQUIRE_POSTGRES` is set, a missing PostgreSQL fails the test.
-pub(super) async fn pg_database() -> Option<String> {
+pub(crate) async fn pg_database() -> Option<String> {
     let Some(cluster) = crate::test_pg::cluster() else {
         let thread = std::thread::current();
         let test = thread.name().unwrap_or("a PostgreSQL test");

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use super::rows::{exec, rows, task_from_row};
+use super::rows::{exec, notify_left_queue, rows, task_from_row};
 use super::writer::Guard;
 use crate::model::{CompletionRecord, Finish, TaskRecord, TaskState};
 use crate::store::StoreError;
@@ -28,8 +28,19 @@ pub(super) async fn finish_in(
         .iter()
         .filter_map(|(f, _)| f.notes.drop_run)
         .collect();
+    // Tasks that leave the shared queue here: dropped or ended while queued.
+    let mut unqueued: Vec<Uuid> = Vec::new();
     if !drops.is_empty() {
-        exec(tx, "DELETE FROM errand_tasks WHERE id = ANY($1)", &[&drops]).await?;
+        unqueued = rows(
+            tx,
+            "DELETE FROM errand_tasks WHERE id = ANY($1) RETURNING id, state",
+            &[&drops],
+        )
+        .await?
+        .iter()
+        .filter(|r| r.get::<_, i16>(1) == state_code(TaskState::Queued))
+        .map(|r| r.get(0))
+        .collect();
     }
     // Task rows first, in id order, then session rows in name order: one
     // lock order for every server.
@@ -65,6 +76,14 @@ pub(super) async fn finish_in(
     for (t, _) in accepted.iter().flatten() {
         *per_session.entry(&t.session).or_default() += 1;
     }
+    unqueued.extend(
+        accepted
+            .iter()
+            .flatten()
+            .filter(|(t, _)| t.state == TaskState::Queued)
+            .map(|(t, _)| t.id),
+    );
+    notify_left_queue(tx, &unqueued).await?;
     if per_session.is_empty() {
         return Ok(accepted.iter().map(|_| None).collect());
     }

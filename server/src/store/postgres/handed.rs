@@ -34,6 +34,12 @@ pub(super) async fn hand_over(
     )
     .await
     .map_err(pg_error)?;
+    let unqueued: Vec<Uuid> = handed
+        .iter()
+        .filter(|(t, _)| t.state == TaskState::Queued)
+        .map(|(t, _)| t.id)
+        .collect();
+    super::rows::notify_left_queue(tx, &unqueued).await?;
     let handed = handed
         .into_iter()
         .map(|(mut task, finish)| {

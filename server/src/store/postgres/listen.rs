@@ -63,7 +63,7 @@ pub(super) async fn listen(
                     limit,
                     client.batch_execute(
                         "LISTEN errand_tasks; LISTEN errand_completions; LISTEN errand_cancels; \
-                         LISTEN errand_tools;",
+                         LISTEN errand_tools; LISTEN errand_left_queue;",
                     ),
                 )
                 .await;
@@ -102,6 +102,24 @@ pub(super) fn cancel_payload(id: Uuid, reason: &str) -> String {
     format!("{id}\t{reason}")
 }
 
+/// Task IDs per `errand_left_queue` payload: 37 bytes each with its comma,
+/// well within PostgreSQL's 8000-byte payload.
+const IDS_PER_PAYLOAD: usize = 200;
+
+/// The `errand_left_queue` payloads of tasks `ids`: their IDs,
+/// comma-separated, at most [`IDS_PER_PAYLOAD`] in each.
+pub(super) fn left_queue_payloads(ids: &[Uuid]) -> Vec<String> {
+    ids.chunks(IDS_PER_PAYLOAD)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
 fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
     match channel {
         "errand_tasks" => Some(SharedEvent::TasksQueued {
@@ -123,6 +141,13 @@ fn parse_event(channel: &str, payload: &str) -> Option<SharedEvent> {
             })
         }
         "errand_tools" => Some(SharedEvent::ToolsChanged),
+        // IDs that do not parse are left out (none from errand).
+        "errand_left_queue" => Some(SharedEvent::LeftQueue {
+            task_ids: payload
+                .split(',')
+                .filter_map(|id| Uuid::parse_str(id).ok())
+                .collect(),
+        }),
         other => {
             debug!(
                 channel = other,
@@ -161,5 +186,21 @@ mod tests {
             ""
         );
         assert_eq!(parse_event("errand_cancels", "not an id\tx"), None);
+    }
+
+    #[test]
+    fn tasks_that_left_the_queue_are_told_in_payloads_within_the_limit() {
+        let ids: Vec<Uuid> = (0..450).map(|_| Uuid::new_v4()).collect();
+        let payloads = left_queue_payloads(&ids);
+        assert_eq!(payloads.len(), 3);
+        assert!(payloads.iter().all(|p| p.len() < 8000));
+        let told: Vec<Uuid> = payloads
+            .iter()
+            .flat_map(|p| match parse_event("errand_left_queue", p) {
+                Some(SharedEvent::LeftQueue { task_ids }) => task_ids,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(told, ids);
     }
 }

@@ -37,9 +37,10 @@
 //! fails calls as a stopped one does.
 //!
 //! **Wake-ups.** `LISTEN`/`NOTIFY` on `errand_tasks` (a tool got work),
-//! `errand_completions` (session and seq), `errand_cancels` (task id) and
-//! `errand_tools` are hints, delivered to the core as [`SharedEvent`]s; the
-//! core also checks periodically, so a lost notification delays, never loses.
+//! `errand_completions` (session and seq), `errand_cancels` (task id),
+//! `errand_tools` and `errand_left_queue` (task ids claimed, or ended while
+//! queued) are hints, delivered to the core as [`SharedEvent`]s; the core
+//! also checks periodically, so a lost notification delays, never loses.
 //!
 //! **Schema.** Versioned migrations (`MIGRATIONS` in `schema.rs`), embedded
 //! in the binary, run at start under an advisory lock; a database whose

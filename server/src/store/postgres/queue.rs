@@ -82,12 +82,18 @@ impl SharedQueue for PostgresStore {
                 let mut sessions: Vec<&str> = claimed.iter().map(|t| &*t.session).collect();
                 sessions.sort_unstable();
                 sessions.dedup();
+                // With the sessions' turns, every server is told that these
+                // left the queue (the one that accepted each stops watching
+                // its queue deadline).
+                let ids: Vec<Uuid> = claimed.iter().map(|t| t.id).collect();
                 exec(
                     &client,
-                    "INSERT INTO errand_turns (session, served_at)
-                     SELECT s, clock_timestamp() FROM unnest($1::text[]) AS s
-                     ON CONFLICT (session) DO UPDATE SET served_at = EXCLUDED.served_at",
-                    &[&sessions],
+                    "WITH turns AS (
+                         INSERT INTO errand_turns (session, served_at)
+                         SELECT s, clock_timestamp() FROM unnest($1::text[]) AS s
+                         ON CONFLICT (session) DO UPDATE SET served_at = EXCLUDED.served_at)
+                     SELECT pg_notify('errand_left_queue', p) FROM unnest($2::text[]) AS p",
+                    &[&sessions, &super::listen::left_queue_payloads(&ids)],
                 )
                 .await?;
             }

@@ -5,8 +5,10 @@ use tokio_postgres::{
     Row,
     types::{FromSql, ToSql},
 };
+use uuid::Uuid;
 
 use super::errors::pg_error;
+
 use crate::model::{CompletionRecord, TaskRecord};
 use crate::store::StoreError;
 use crate::store::sql::call_columns::{CallRow, pg_last_good_candidate};
@@ -69,6 +71,23 @@ pub(super) async fn notify_tools(tx: &Transaction<'_>, tools: &[String]) -> Resu
         tx,
         "SELECT pg_notify('errand_tasks', p) FROM unnest($1::text[]) AS p",
         &[&tools],
+    )
+    .await
+}
+
+/// Tells every server (`errand_left_queue`) that tasks `ids` left the
+/// shared queue (claimed, or ended while queued).
+pub(super) async fn notify_left_queue(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    exec(
+        client,
+        "SELECT pg_notify('errand_left_queue', p) FROM unnest($1::text[]) AS p",
+        &[&super::listen::left_queue_payloads(ids)],
     )
     .await
 }

@@ -20,6 +20,29 @@ async fn open(url: &str) -> PostgresStore {
         .unwrap()
 }
 
+impl PostgresStore {
+    /// Its hints from the store ([`SharedQueue::events`]) once it listens:
+    /// after its first `Resync` (the listener sends one once `LISTEN` is
+    /// done), or a probe of its own (a cancel no task has), should that
+    /// `Resync` have come before this subscription.
+    pub(crate) async fn hints(&self) -> tokio::sync::broadcast::Receiver<SharedEvent> {
+        let mut hints = self.events();
+        let probe = Uuid::new_v4();
+        self.tell_cancelled(probe, "").await.unwrap();
+        loop {
+            let hint = tokio::time::timeout(Duration::from_secs(20), hints.recv())
+                .await
+                .expect("listening within 20 s")
+                .unwrap();
+            match hint {
+                SharedEvent::Resync => return hints,
+                SharedEvent::Cancelled { task_id, .. } if task_id == probe => return hints,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Two servers' stores on one database with the shortest lease (300 ms),
 /// so that one's claims expire soon after it stops renewing them.
 async fn leased_pair(url: &str) -> (PostgresStore, PostgresStore) {
@@ -907,4 +930,39 @@ async fn a_url_without_the_password_the_database_asks_for_fails_at_once() {
             "{request:?}: {text}"
         );
     }
+}
+
+/// Every way a task leaves the shared queue is told to every server
+/// (`LeftQueue`): a claim, a cancel, a queue timeout; so the server that
+/// accepted it stops watching its queue deadline.
+#[tokio::test]
+async fn every_server_hears_of_each_task_that_left_the_queue() {
+    let Some(url) = url().await else { return };
+    let (a, b) = (open(&url).await, open(&url).await);
+    let mut hints = a.hints().await;
+    let tasks: Vec<_> = (0..3).map(|i| task("s1", None, at(i))).collect();
+    for t in &tasks {
+        insert_new(&a, t).await;
+    }
+    let claimed = b.claim("search", 1).await.unwrap();
+    assert_eq!(claimed[0].id, tasks[0].id);
+    assert!(b.cancel(tasks[1].id, "").await.unwrap().is_some());
+    let outcome = Outcome::error(crate::model::codes::QUEUE_TIMEOUT, "no worker took it");
+    assert!(
+        b.time_out_queued(tasks[2].id, outcome)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let mut left = std::collections::HashSet::new();
+    while left.len() < tasks.len() {
+        let hint = tokio::time::timeout(Duration::from_secs(20), hints.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {left:?} told"))
+            .unwrap();
+        if let SharedEvent::LeftQueue { task_ids } = hint {
+            left.extend(task_ids);
+        }
+    }
+    assert!(tasks.iter().all(|t| left.contains(&t.id)), "{left:?}");
 }
