@@ -80,6 +80,28 @@ pub struct Options {
     pub a2a: Option<TcpListener>,
 }
 
+/// Reads the store at start (`what`), and again, with backoff, while it is
+/// unavailable: the database may go away between the store's connection
+/// and these first reads, and the server waits for it then as it does to
+/// connect (an outage later is waited out too). Any other error is final.
+async fn read_at_start<T, F: Future<Output = Result<T, StoreError>>>(
+    what: &'static str,
+    mut read: impl FnMut() -> F,
+) -> Result<T, StoreError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match read().await {
+            Err(StoreError::Unavailable(why)) => {
+                tracing::error!(reading = what, error = %why, retry_in_ms = backoff.as_millis() as u64,
+                    "reading the store at start failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            read => return read,
+        }
+    }
+}
+
 /// How long connections may stay open once every stream was told to end.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
@@ -136,8 +158,23 @@ pub async fn serve_with(
     );
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
     // Known tools first: a recovered task's tool is then known, and listed.
-    sched.load_tools().await.map_err(ServeError::LoadTools)?;
-    sched.recover().await?;
+    // A signal meanwhile (the store may be waited for) stops the server:
+    // nothing runs yet, nothing is to drain.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let first_reads = async {
+        read_at_start("the tool registry", || sched.load_tools())
+            .await
+            .map_err(ServeError::LoadTools)?;
+        read_at_start("unfinished tasks", || sched.recover()).await?;
+        Ok::<_, ServeError>(())
+    };
+    tokio::select! {
+        read = first_reads => read?,
+        () = &mut shutdown => {
+            warn!("signal received while reading the store at start: stopping before serving");
+            return Ok(());
+        }
+    }
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
     let hub_for_ui = hub.clone();

@@ -317,6 +317,29 @@ impl Cluster {
         self.url(&name)
     }
 
+    /// Takes `ACCESS EXCLUSIVE` on `table` of database `url` and holds it
+    /// until the returned sender is dropped: every statement that reads the
+    /// table waits meanwhile (until its `statement_timeout`), while the
+    /// database answers all others.
+    pub async fn lock_table(url: &str, table: &str) -> tokio::sync::oneshot::Sender<()> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test database");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .expect("locking a table");
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = released.await;
+            let _ = client.batch_execute("COMMIT").await;
+        });
+        release
+    }
+
     /// Runs one SQL batch on database `url` (tests that steer the database).
     pub async fn execute(url: &str, sql: &str) {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)

@@ -2,7 +2,7 @@
 //! down, silent or misconfigured, and signals while it waits for one.
 use std::time::{Duration, Instant};
 
-use errand_tests::*;
+use errand_tests::{pg, *};
 
 /// `errand serve --store postgres` with `args`, its output piped.
 fn serve(data_dir: &std::path::Path, args: &[&str]) -> tokio::process::Child {
@@ -153,4 +153,36 @@ async fn a_database_url_whose_tls_settings_cannot_work_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("sslrootcert=/nonexistent/ca.pem"), "{err}");
+}
+
+/// Defect: the database going away between the store's connection and the
+/// server's first reads (the tool registry) made `errand serve` exit
+/// ("loading the tool registry from the store failed"), where an outage at
+/// any other moment is waited out. Those reads are retried as connecting
+/// is, until the database answers.
+#[tokio::test]
+async fn the_first_reads_are_retried_while_the_database_does_not_answer() {
+    let Some(cluster) = pg::cluster() else {
+        eprintln!("skipped: PostgreSQL's binaries are not installed");
+        return;
+    };
+    let url = cluster.create_database().await;
+    let store = ["--store", "postgres", "--database-url", url.as_str()];
+    // The schema, made by a first start.
+    let (first, addr, _) = serve_logging_on(&store, &[], "warn").await;
+    let client = errand_client::Client::connect(&addr).await.unwrap();
+    client.list_tools().await.unwrap();
+    drop(first);
+    // The tool registry does not answer: each read ends at the timeout.
+    let release = pg::Cluster::lock_table(&url, "errand_tool_defs").await;
+    let args = ["--database-timeout-ms", "1000"].map(String::from);
+    let (mut child, addr, mut lines) = serve_logging_on(&store, &args, "info").await;
+    let retried = line_with(&mut lines, "retrying").await;
+    assert!(retried.contains("tool registry"), "{retried}");
+    drop(release);
+    let client = within("serving", errand_client::Client::connect(&addr))
+        .await
+        .unwrap();
+    within("the tools", client.list_tools()).await.unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "serve exited");
 }

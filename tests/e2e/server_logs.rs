@@ -7,19 +7,6 @@ use errand_client::{ConnectOptions, Credentials, endpoint, pb};
 use errand_tests::{pg, *};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
 
-/// The first log line holding `needle`.
-async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> String {
-    within(needle, async {
-        loop {
-            let line = lines.recv().await.expect("the server's log");
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    })
-    .await
-}
-
 /// The log lines up to the first holding `needle`, that one included.
 async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> Vec<String> {
     within(needle, async {

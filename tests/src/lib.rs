@@ -675,6 +675,22 @@ pub async fn serve_logging_on(
     (child, addr, lines)
 }
 
+/// The first of [`serve_logging`]'s log lines holding `needle`.
+pub async fn line_with(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> String {
+    within(needle, async {
+        loop {
+            let line = lines.recv().await.expect("the server's log");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    })
+    .await
+}
+
 /// One HTTP/1.0 request to `addr` (`host:port`): `METHOD path`, `Host:
 /// host` (`addr` when `None`), `headers`, and `body` with its
 /// Content-Length; the response's status code and body.
