@@ -95,6 +95,21 @@ and may time out (error code queue_timeout) if none takes it within {} ms.",
     )
 }
 
+/// `text` within `max` bytes in all (its marker too): unchanged when it
+/// fits, else cut at a character and ended by "… (cut to MAX bytes; LEN
+/// bytes in all)", so a reader knows it was cut and how long it was. The
+/// one way errand bounds a text it keeps whole rather than quotes (a
+/// failure's message, [`crate::fields::MAX_ERROR_MESSAGE_BYTES`]); a text
+/// it returns is returned again unchanged.
+pub fn cut_marked(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let tail = format!("… (cut to {max} bytes; {} bytes in all)", text.len());
+    let head = crate::error::cut(text, max.saturating_sub(tail.len()));
+    format!("{head}{tail}").into()
+}
+
 /// Most bytes of a call's arguments its ack quotes (the model sent them
 /// whole: the quote only ties the task ID to the call).
 pub const ACK_ARGUMENTS_BYTES: usize = 512;

@@ -15,6 +15,7 @@ mod digest;
 mod dispatch;
 mod durability;
 mod expiry;
+mod failure_messages;
 mod fallback;
 mod follow;
 mod front_stops;

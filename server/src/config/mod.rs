@@ -275,26 +275,49 @@ impl Config {
         Ok(())
     }
 
-    /// The largest message the other limits let the server send: a
-    /// completion (arguments, result, the message quoting at most
-    /// [`crate::text::MAX_QUOTED_BYTES`] of it, and its fields) or a submit's
-    /// answer (the arguments in the task and in the ack).
+    /// The largest message the other limits let the server send: a task
+    /// (GetTask, a ListTasks page of one), a completion or a submit's answer,
+    /// every field counted.
+    ///
+    /// A task carries its arguments, its outcome (a result within
+    /// `max_result_bytes`, or a failure: a code of at most
+    /// [`crate::fields::MAX_ERROR_CODE_BYTES`] and a message of at most
+    /// [`crate::fields::MAX_ERROR_MESSAGE_BYTES`]), a fallback's
+    /// `primary_error` (a failure too), its latest progress (a message and a
+    /// detail, [`crate::model::MAX_PROGRESS_MESSAGE_BYTES`] and
+    /// [`crate::model::MAX_PROGRESS_DETAIL_BYTES`]), its session ID (twice:
+    /// the progress names it) and key, and its worker's name. A completion
+    /// carries the arguments, the outcome, the primary's failure, and a
+    /// message quoting at most [`crate::text::MAX_QUOTED_BYTES`] of the
+    /// outcome and 1 KiB of the primary's message. Tool names, IDs,
+    /// numbers, timestamps and errand's own words are within
+    /// [`MESSAGE_OVERHEAD`].
     ///
     /// Result budgets only shrink a completion: a result is inline only
     /// within its budget, and a truncated one is replaced by a preview
     /// within it (a worker's summary is cut to the smaller of the budget and
-    /// `max_result_bytes`); error messages are bounded by
-    /// `max_result_bytes`. So the completion's bound is the larger of the
-    /// two, never more. A completion stored under larger limits is made to
-    /// fit when it is sent ([`crate::grpc::convert::fit`]).
+    /// `max_result_bytes`). A completion stored under larger limits is made
+    /// to fit when it is sent ([`crate::grpc::convert::fit`]). The primary's
+    /// failure was left out, and a task a fallback answered after a failure
+    /// as large as its result budget could be neither read nor listed.
     pub fn largest_message(&self) -> usize {
         let l = &self.limits;
         let quoted = l.max_result_bytes.min(crate::text::MAX_QUOTED_BYTES);
-        // A task (GetTask, a listing) carries its session ID and key too.
+        let failure = crate::fields::MAX_ERROR_CODE_BYTES + crate::fields::MAX_ERROR_MESSAGE_BYTES;
+        let outcome = l.max_result_bytes.max(failure);
         let ids = l.max_session_id_bytes + l.max_idempotency_key_bytes;
-        let completion = l.max_arguments_bytes + l.max_result_bytes + quoted + ids;
+        let progress = crate::model::MAX_PROGRESS_MESSAGE_BYTES
+            + crate::model::MAX_PROGRESS_DETAIL_BYTES
+            + l.max_session_id_bytes;
+        let task = l.max_arguments_bytes
+            + outcome
+            + failure
+            + progress
+            + ids
+            + crate::fields::MAX_WORKER_NAME_BYTES;
+        let completion = l.max_arguments_bytes + outcome + quoted + 1024 + failure + ids;
         let ack = 2 * l.max_arguments_bytes + ids;
-        completion.max(ack) + MESSAGE_OVERHEAD
+        task.max(completion).max(ack) + MESSAGE_OVERHEAD
     }
 
     /// Every accepted size must fit the message that carries it.

@@ -159,7 +159,8 @@ fn the_largest_message_counts_session_ids_and_keys() {
     let before = c.largest_message();
     c.limits.max_session_id_bytes = 3_000_000;
     c.limits.max_idempotency_key_bytes = 3_000_000;
-    assert_eq!(c.largest_message(), before + 6_000_000 - 256);
+    // The session ID twice: a task's progress names it too.
+    assert_eq!(c.largest_message(), before + 9_000_000 - 3 * 128);
     let e = c.validate().expect_err("the IDs do not fit");
     assert_eq!(e.flag, "max-message-bytes");
     assert!(e.problem.contains("--max-session-id-bytes 3000000"), "{e}");
@@ -197,4 +198,109 @@ fn the_store_enforces_the_session_bound_of_the_limits() {
     let mut config = Config::default();
     config.limits.max_pending_per_session = 7;
     assert_eq!(config.postgres_options().max_pending_per_session, 7);
+}
+
+/// "A thing accepted can always be delivered": a task and a completion
+/// with every field at the largest the limits accept fit
+/// [`Config::largest_message`], the size `--max-message-bytes` is checked
+/// against. Trial finding: a fallback's primary_error was left out, and a
+/// task answered by a fallback after a full-budget failure (8.65 MB) could
+/// not be read with GetTask nor paged past in ListTasks.
+#[test]
+fn the_largest_message_holds_a_task_and_a_completion_with_every_field_full() {
+    use errand_proto::v1 as pb;
+    use prost::Message;
+    let c = Config::default();
+    let l = &c.limits;
+    let s = |n: usize| "x".repeat(n);
+    let id = || uuid::Uuid::nil().to_string();
+    let name = || s(64);
+    let time = || Some(prost_types::Timestamp::default());
+    let error = || pb::ToolError {
+        code: s(crate::fields::MAX_ERROR_CODE_BYTES),
+        message: s(crate::fields::MAX_ERROR_MESSAGE_BYTES),
+    };
+    let fallback = || {
+        Some(pb::FallbackUsed {
+            primary_status: 6,
+            primary_error: Some(error()),
+            tool: name(),
+            last_good_age_ms: u64::MAX,
+            task_id: id(),
+        })
+    };
+    let task = pb::Task {
+        task_id: id(),
+        session_id: s(l.max_session_id_bytes),
+        tool: name(),
+        arguments_json: s(l.max_arguments_bytes),
+        status: 6,
+        outcome: Some(pb::task::Outcome::ResultJson(s(l.max_result_bytes))),
+        attempts: u32::MAX,
+        created_at: time(),
+        started_at: time(),
+        finished_at: time(),
+        timeout_ms: u64::MAX,
+        seq: u64::MAX,
+        elapsed_ms: u64::MAX,
+        idempotency_key: s(l.max_idempotency_key_bytes),
+        worker_id: u64::MAX.to_string(),
+        worker_name: s(crate::fields::MAX_WORKER_NAME_BYTES),
+        retry_of: id(),
+        delivery: 3,
+        progress: Some(pb::Progress {
+            task_id: id(),
+            tool: name(),
+            index: u64::MAX,
+            progress: 1.0,
+            total: 2.0,
+            message: s(crate::model::MAX_PROGRESS_MESSAGE_BYTES),
+            detail_json: s(crate::model::MAX_PROGRESS_DETAIL_BYTES),
+            elapsed_ms: u64::MAX,
+            session_id: s(l.max_session_id_bytes),
+            attempt: u32::MAX,
+        }),
+        fallback: fallback(),
+    };
+    // In a listing: a tag and a length more.
+    let listed = pb::ListTasksResponse {
+        tasks: vec![task],
+        next_page_token: s(256),
+        total_size: u64::MAX,
+    };
+    assert!(
+        listed.encoded_len() <= c.largest_message(),
+        "a task page of one is {} bytes, the largest message counted {}",
+        listed.encoded_len(),
+        c.largest_message()
+    );
+    let completion = pb::Completion {
+        seq: u64::MAX,
+        task_id: id(),
+        session_id: s(l.max_session_id_bytes),
+        tool: name(),
+        arguments_json: s(l.max_arguments_bytes),
+        status: 6,
+        outcome: Some(pb::completion::Outcome::ResultJson(s(l.max_result_bytes))),
+        elapsed_ms: u64::MAX,
+        attempts: u32::MAX,
+        // The result quoted, and the fallback's clause quoting the
+        // primary's message within 1 KiB, with errand's words around them.
+        message: s(crate::text::MAX_QUOTED_BYTES + 1024 + 3 * 1024),
+        completed_at: time(),
+        delivery: 3,
+        result_truncated: false,
+        result_bytes: u64::MAX,
+        result_preview: String::new(),
+        fallback: fallback(),
+    };
+    let event = pb::SessionEvent {
+        event: Some(pb::session_event::Event::Completion(completion)),
+    };
+    assert!(
+        event.encoded_len() <= c.largest_message(),
+        "a completion is {} bytes, the largest message counted {}",
+        event.encoded_len(),
+        c.largest_message()
+    );
 }

@@ -10,6 +10,7 @@ use super::state::{Ended, Io, State};
 use crate::{
     config::{Config, Limits},
     error::{self, Error},
+    fields::MAX_ERROR_MESSAGE_BYTES,
     json_text,
     model::{
         CallOptions, Delivery, Fallback, MAX_PROGRESS_DETAIL_BYTES, MAX_PROGRESS_MESSAGE_BYTES,
@@ -356,7 +357,10 @@ pub fn summary(mut summary: String, ended: &Ended, max_result: usize) -> Option<
 /// budget (`budget`; 0: `default_budget`, the server's), as a result's
 /// inline part is: a failing tool cannot put more text before the model
 /// than a succeeding one. Where cut, the message says so and how long it
-/// was, in at most 96 bytes more.
+/// was, in at most 96 bytes more. Whatever the budget, it is kept within
+/// [`MAX_ERROR_MESSAGE_BYTES`] in all ([`crate::text::cut_marked`]): a 4
+/// MiB budget let a 4 MiB failure ride beside a 4 MiB fallback result, and
+/// the task no longer fit a message.
 pub fn bound_error_message(outcome: &mut Outcome, budget: u64, default_budget: usize) {
     let Outcome::Error { message, .. } = outcome else {
         return;
@@ -365,7 +369,15 @@ pub fn bound_error_message(outcome: &mut Outcome, budget: u64, default_budget: u
         0 => default_budget,
         given => given,
     };
-    if message.len() > max {
+    // A budget's marker is at most 96 bytes: from this budget up, the
+    // message's own bound is the smaller.
+    if max >= MAX_ERROR_MESSAGE_BYTES - 96 {
+        if let std::borrow::Cow::Owned(cut) =
+            crate::text::cut_marked(message, MAX_ERROR_MESSAGE_BYTES)
+        {
+            *message = cut;
+        }
+    } else if message.len() > max {
         let len = message.len();
         truncate_utf8(message, max);
         message.push_str(&format!(
@@ -412,6 +424,43 @@ mod tests {
         let mut short = failed("fine");
         bound_error_message(&mut short, 10, 10);
         assert_eq!(short, failed("fine"));
+    }
+
+    /// Trial finding: a 4 MiB budget kept a 4 MiB failure message, which
+    /// beside a fallback's 4 MiB result made a task no message could carry.
+    #[test]
+    fn a_failures_message_keeps_to_its_own_bound_whatever_the_budget() {
+        let huge = "é".repeat(2 * 1024 * 1024);
+        for budget in [4 * 1024 * 1024, MAX_ERROR_MESSAGE_BYTES as u64, 0] {
+            let mut failed = Outcome::error("x", &huge);
+            bound_error_message(&mut failed, budget, 4 * 1024 * 1024);
+            let Outcome::Error { message, .. } = &failed else {
+                unreachable!()
+            };
+            assert!(
+                message.len() <= MAX_ERROR_MESSAGE_BYTES,
+                "{}",
+                message.len()
+            );
+            assert!(
+                message.len() > MAX_ERROR_MESSAGE_BYTES - 64,
+                "{}",
+                message.len()
+            );
+            assert!(
+                message.ends_with(&format!(
+                    "… (cut to {MAX_ERROR_MESSAGE_BYTES} bytes; {} bytes in all)",
+                    huge.len()
+                )),
+                "{}",
+                &message[message.len() - 100..]
+            );
+            // Bounded once, it stays as it is.
+            let again = message.clone();
+            let mut twice = Outcome::error("x", &again);
+            bound_error_message(&mut twice, budget, 4 * 1024 * 1024);
+            assert_eq!(twice, Outcome::error("x", &again));
+        }
     }
 
     #[test]

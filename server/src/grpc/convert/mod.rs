@@ -79,10 +79,14 @@ pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     }
 }
 
+/// A failure as the wire carries it: its message within
+/// [`crate::fields::MAX_ERROR_MESSAGE_BYTES`] whatever made or stored it
+/// (a message kept before the bound, or one no intake cut), as the
+/// largest message the limits allow counts it (`Config::largest_message`).
 fn tool_error(code: &str, message: &str) -> pb::ToolError {
     pb::ToolError {
         code: code.to_string(),
-        message: message.to_string(),
+        message: text::cut_marked(message, crate::fields::MAX_ERROR_MESSAGE_BYTES).into_owned(),
     }
 }
 
