@@ -396,18 +396,32 @@ impl Client {
         Ok(self.rpc.clone().list_tasks(request).await?.into_inner())
     }
 
-    /// The workers connected to the server (`tool` empty: all of them).
+    /// The workers connected to the server (`tool` empty: all of them),
+    /// every page of them ([`Self::list_workers_page`] until its
+    /// `next_page_token` is empty).
     pub async fn list_workers(&self, tool: &str) -> Result<Vec<pb::WorkerInfo>, Error> {
-        let req = pb::ListWorkersRequest {
+        let mut req = pb::ListWorkersRequest {
             tool: tool.to_string(),
+            ..Default::default()
         };
-        Ok(self
-            .rpc
-            .clone()
-            .list_workers(req)
-            .await?
-            .into_inner()
-            .workers)
+        let mut workers = Vec::new();
+        loop {
+            let page = self.list_workers_page(req.clone()).await?;
+            workers.extend(page.workers);
+            if page.next_page_token.is_empty() {
+                return Ok(workers);
+            }
+            req.page_token = page.next_page_token;
+        }
+    }
+
+    /// One page of the connected workers; pass the response's
+    /// `next_page_token` back for the next.
+    pub async fn list_workers_page(
+        &self,
+        request: pb::ListWorkersRequest,
+    ) -> Result<pb::ListWorkersResponse, Error> {
+        Ok(self.rpc.clone().list_workers(request).await?.into_inner())
     }
 
     /// Cancels every queued or running task matching `request`; returns

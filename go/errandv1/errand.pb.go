@@ -2421,7 +2421,18 @@ func (x *ListTasksResponse) GetTotalSize() uint64 {
 type ListWorkersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only workers serving this tool; empty means all of the caller's tenant.
-	Tool          string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	Tool string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Most workers in one response: 0 means 100; at most 1,000 (more:
+	// INVALID_ARGUMENT). A response also holds no more workers than fit the
+	// server's message limit (--max-message-bytes; a worker serving many
+	// tools is large): it may then hold fewer, with a next_page_token that
+	// goes on from there.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous response of the same query; empty
+	// for the first page. Opaque; one this server did not give:
+	// INVALID_ARGUMENT. Workers that connect or leave meanwhile never make a
+	// page repeat or skip a worker that stays connected.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2463,9 +2474,26 @@ func (x *ListWorkersRequest) GetTool() string {
 	return ""
 }
 
+func (x *ListWorkersRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListWorkersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workers       []*WorkerInfo          `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by worker_id, as a number (the order they registered here).
+	Workers []*WorkerInfo `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	// Pass it as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2505,6 +2533,13 @@ func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
 		return x.Workers
 	}
 	return nil
+}
+
+func (x *ListWorkersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // One connected worker, as ListWorkers shows it.
@@ -3786,11 +3821,15 @@ const file_errand_v1_errand_proto_rawDesc = "" +
 	"\x05tasks\x18\x01 \x03(\v2\x0f.errand.v1.TaskR\x05tasks\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x04R\ttotalSize\"(\n" +
+	"total_size\x18\x03 \x01(\x04R\ttotalSize\"d\n" +
 	"\x12ListWorkersRequest\x12\x12\n" +
-	"\x04tool\x18\x01 \x01(\tR\x04tool\"F\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"n\n" +
 	"\x13ListWorkersResponse\x12/\n" +
-	"\aworkers\x18\x01 \x03(\v2\x15.errand.v1.WorkerInfoR\aworkers\"\xb3\x02\n" +
+	"\aworkers\x18\x01 \x03(\v2\x15.errand.v1.WorkerInfoR\aworkers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb3\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1f\n" +

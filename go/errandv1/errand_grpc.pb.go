@@ -131,7 +131,9 @@ type ToolServiceClient interface {
 	// page_token that ListTasks did not issue for the same newest_first, an
 	// unknown status, a bad session_id or tool).
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
-	// Lists the workers connected to this server, sorted by worker_id.
+	// Lists the workers connected to this server, sorted by worker_id, a page
+	// at a time (page_size, page_token; INVALID_ARGUMENT for a page_size over
+	// 1,000 or a page_token it did not give).
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
 	// Cancels every queued or running task of the caller's that matches, as
 	// CancelTask would one by one; tasks that finish meanwhile are skipped.
@@ -396,7 +398,9 @@ type ToolServiceServer interface {
 	// page_token that ListTasks did not issue for the same newest_first, an
 	// unknown status, a bad session_id or tool).
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
-	// Lists the workers connected to this server, sorted by worker_id.
+	// Lists the workers connected to this server, sorted by worker_id, a page
+	// at a time (page_size, page_token; INVALID_ARGUMENT for a page_size over
+	// 1,000 or a page_token it did not give).
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
 	// Cancels every queued or running task of the caller's that matches, as
 	// CancelTask would one by one; tasks that finish meanwhile are skipped.

@@ -39,3 +39,4 @@ mod tls_messages;
 mod ui;
 mod unserved;
 mod validation;
+mod worker_pages;

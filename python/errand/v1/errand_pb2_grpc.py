@@ -211,7 +211,9 @@ class ToolServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """Lists the workers connected to this server, sorted by worker_id.
+        """Lists the workers connected to this server, sorted by worker_id, a page
+        at a time (page_size, page_token; INVALID_ARGUMENT for a page_size over
+        1,000 or a page_token it did not give).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -198,6 +198,57 @@ pub fn parse_tool_token(token: &str) -> Result<String, Error> {
         })
 }
 
+/// `ListWorkersRequest.page_size` when the request gives none.
+pub const DEFAULT_WORKER_PAGE: u32 = 100;
+/// The largest `ListWorkersRequest.page_size` accepted.
+pub const MAX_WORKER_PAGE: u32 = 1_000;
+
+/// Which page of `ListWorkers`: at most this many workers, after this
+/// worker ID (`None`: from the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerPage {
+    pub size: usize,
+    pub after: Option<u64>,
+}
+
+/// A `ListWorkers` request's page. Errors (INVALID_ARGUMENT): a page size
+/// over [`MAX_WORKER_PAGE`]; a token no `ListWorkers` answer gave.
+pub fn worker_page(size: u32, token: &str) -> Result<WorkerPage, Error> {
+    if size > MAX_WORKER_PAGE {
+        return Err(Error::invalid(format!(
+            "page_size {size} is over the limit of {MAX_WORKER_PAGE}: ask for fewer and follow \
+             {NEXT_PAGE}"
+        )));
+    }
+    let after = if token.is_empty() {
+        None
+    } else {
+        let id = plain(token)
+            .and_then(|p| p.strip_prefix("v1.w.").and_then(|id| id.parse().ok()))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "page_token is not one ListWorkers gave: pass a {NEXT_PAGE} unchanged, or \
+                     leave it empty for the first page"
+                ))
+            })?;
+        Some(id)
+    };
+    let size = match size {
+        0 => DEFAULT_WORKER_PAGE,
+        given => given,
+    };
+    Ok(WorkerPage {
+        size: size as usize,
+        after,
+    })
+}
+
+/// The token after worker `id` in `ListWorkers`: "v1.w." and the ID, made
+/// [`opaque`].
+pub fn worker_page_token(id: u64) -> String {
+    opaque(&format!("v1.w.{id}"))
+}
+
 /// Nanoseconds since the Unix epoch (0 before it).
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -251,6 +302,35 @@ mod tests {
         for junk in ["zz", "abc", "00", &"ab".repeat(200)] {
             assert!(matches!(
                 parse_token(junk, false),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn worker_pages_have_a_default_a_maximum_and_their_own_tokens() {
+        assert_eq!(
+            worker_page(0, "").unwrap(),
+            WorkerPage {
+                size: DEFAULT_WORKER_PAGE as usize,
+                after: None
+            }
+        );
+        let t = worker_page_token(42);
+        assert_eq!(
+            worker_page(7, &t).unwrap(),
+            WorkerPage {
+                size: 7,
+                after: Some(42)
+            }
+        );
+        assert!(matches!(
+            worker_page(MAX_WORKER_PAGE + 1, ""),
+            Err(Error::InvalidArgument(_))
+        ));
+        for junk in ["zz", "abc", &tool_page_token("x"), &opaque("v1.w.x")] {
+            assert!(matches!(
+                worker_page(1, junk),
                 Err(Error::InvalidArgument(_))
             ));
         }

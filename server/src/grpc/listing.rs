@@ -100,6 +100,39 @@ pub fn task(view: &TaskView) -> pb::Task {
     out
 }
 
+/// A page of `ListWorkers` (`workers` sorted by ID): at most `page.size`
+/// after `page.after`, and only as many as fit `budget` bytes (one always
+/// does: a worker's Register fit the message limit); when some are left
+/// out, next_page_token starts after the last one shown. The listing was
+/// one response, and 500 workers of 256 tools were past the default
+/// message limit with no way to ask for less.
+pub fn worker_page(
+    workers: &[WorkerView],
+    page: listing::WorkerPage,
+    server: &str,
+    budget: usize,
+) -> pb::ListWorkersResponse {
+    let size = |w: &pb::WorkerInfo| {
+        let len = w.encoded_len();
+        len + prost::length_delimiter_len(len) + 1
+    };
+    let rest = workers
+        .iter()
+        .filter(|w| page.after.is_none_or(|after| w.id > after))
+        .map(|w| worker(w, server));
+    let (workers, cut) = listing::page_within(rest, size, budget, page.size);
+    let next_page_token = match (cut, workers.last()) {
+        (true, Some(last)) => {
+            listing::worker_page_token(last.worker_id.parse().unwrap_or(u64::MAX))
+        }
+        _ => String::new(),
+    };
+    pb::ListWorkersResponse {
+        workers,
+        next_page_token,
+    }
+}
+
 /// A worker as `ListWorkers` shows it.
 pub fn worker(w: &WorkerView, server: &str) -> pb::WorkerInfo {
     let mut tools: Vec<String> = w

@@ -152,11 +152,17 @@ impl ToolService for ToolApi {
         request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let caller = caller(&request);
-        let workers = self.api.workers(&caller, &request.into_inner().tool)?;
-        let server = self.api.server_id();
-        Ok(Response::new(pb::ListWorkersResponse {
-            workers: workers.iter().map(|w| listing::worker(w, server)).collect(),
-        }))
+        let req = request.into_inner();
+        let page = crate::agents::listing::worker_page(req.page_size, &req.page_token)?;
+        let workers = self.api.workers(&caller, &req.tool)?;
+        // Room for the response's framing and its next_page_token.
+        let budget = self.api.limits().max_message_bytes.saturating_sub(1024);
+        Ok(Response::new(listing::worker_page(
+            &workers,
+            page,
+            self.api.server_id(),
+            budget,
+        )))
     }
 
     async fn cancel_tasks(
