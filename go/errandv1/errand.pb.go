@@ -501,7 +501,7 @@ type FallbackUsed struct {
 	// How the call itself ended: FAILED or TIMED_OUT.
 	PrimaryStatus TaskStatus `protobuf:"varint,1,opt,name=primary_status,json=primaryStatus,proto3,enum=errand.v1.TaskStatus" json:"primary_status,omitempty"`
 	// Why it did not succeed. Its message is bounded as every
-	// ToolError.message is (at most 16 KiB), so it never makes the task or
+	// ToolError.message is (at most 4 KiB), so it never makes the task or
 	// completion that carries it outgrow the server's message limit.
 	PrimaryError *ToolError `protobuf:"bytes,2,opt,name=primary_error,json=primaryError,proto3" json:"primary_error,omitempty"`
 	// The fallback tool that ran; empty when a last-good result answered.
@@ -2833,9 +2833,9 @@ type ToolError struct {
 	// else the tool's, else the server's --result-budget-bytes); a longer one
 	// is cut at a character boundary and says so, and how long it was.
 	// Whatever the budget, and whichever way it comes (a worker's error, a
-	// fallback's primary_error, one the server writes), it is at most 16,384
-	// bytes (16 KiB) in all: a longer one is cut at a character boundary and
-	// ends with "… (cut to 16384 bytes; N bytes in all)", N its length. Pass
+	// fallback's primary_error, one the server writes), it is at most 4,096
+	// bytes (4 KiB) in all: a longer one is cut at a character boundary and
+	// ends with "… (cut to 4096 bytes; N bytes in all)", N its length. Pass
 	// a longer account by reference (a URL or a path), or as a result.
 	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields

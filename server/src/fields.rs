@@ -24,11 +24,13 @@ pub const MAX_ERROR_CODE_BYTES: usize = 128;
 
 /// Most bytes of a failure's message (`ToolError.message`), whichever way
 /// it comes: a worker's error, a fallback's `primary_error`, one errand
-/// writes. Well under a result budget, so a failure never outgrows the
-/// message that carries it beside a full result (a fallback's answer): a
+/// writes. Well under a result budget (16 KiB by default), so a failure
+/// never outgrows the message that carries it beside a full result (a
+/// fallback's answer), even under small limits (a 64 KiB message limit
+/// with 16 KiB arguments and results still adds up): a
 /// longer message is cut to this at a character boundary, ending with a
 /// marker that says so and how long it was ([`crate::text::cut_marked`]).
-pub const MAX_ERROR_MESSAGE_BYTES: usize = 16 * 1024;
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Most bytes of a worker's name (`Register.worker_name`), which goes into
 /// every log line and listing about the worker; a longer one is refused.

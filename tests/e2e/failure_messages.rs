@@ -1,5 +1,5 @@
 //! A failure's message (`ToolError.message`) is bounded by its own limit,
-//! 16 KiB, whatever the call's result budget: a worker's error, a
+//! 4 KiB, whatever the call's result budget: a worker's error, a
 //! fallback's `primary_error`. So every task and completion the limits
 //! accept can be read (GetTask, ListTasks) and streamed, even by a client
 //! at grpc's default 4 MiB receive limit.
@@ -8,7 +8,7 @@ use errand_tests::*;
 use tokio_stream::StreamExt;
 
 /// `ToolError.message`'s documented bound.
-const MAX_ERROR_MESSAGE_BYTES: usize = 16 * 1024;
+const MAX_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
 fn is_cut(message: &str, len: usize) {
     assert!(

@@ -283,10 +283,11 @@ impl Config {
     /// `max_result_bytes`, or a failure: a code of at most
     /// [`crate::fields::MAX_ERROR_CODE_BYTES`] and a message of at most
     /// [`crate::fields::MAX_ERROR_MESSAGE_BYTES`]), a fallback's
-    /// `primary_error` (a failure too), its latest progress (a message and a
-    /// detail, [`crate::model::MAX_PROGRESS_MESSAGE_BYTES`] and
-    /// [`crate::model::MAX_PROGRESS_DETAIL_BYTES`]), its session ID (twice:
-    /// the progress names it) and key, and its worker's name. A completion
+    /// `primary_error` (a failure too), its session ID and key, and its
+    /// worker's name. Not counted: a running task's latest progress (a
+    /// message and a detail of up to
+    /// [`crate::model::MAX_PROGRESS_DETAIL_BYTES`], which a worker's message
+    /// limit bounds, but not beside the arguments). A completion
     /// carries the arguments, the outcome, the primary's failure, and a
     /// message quoting at most [`crate::text::MAX_QUOTED_BYTES`] of the
     /// outcome and 1 KiB of the primary's message. Tool names, IDs,
@@ -306,15 +307,8 @@ impl Config {
         let failure = crate::fields::MAX_ERROR_CODE_BYTES + crate::fields::MAX_ERROR_MESSAGE_BYTES;
         let outcome = l.max_result_bytes.max(failure);
         let ids = l.max_session_id_bytes + l.max_idempotency_key_bytes;
-        let progress = crate::model::MAX_PROGRESS_MESSAGE_BYTES
-            + crate::model::MAX_PROGRESS_DETAIL_BYTES
-            + l.max_session_id_bytes;
-        let task = l.max_arguments_bytes
-            + outcome
-            + failure
-            + progress
-            + ids
-            + crate::fields::MAX_WORKER_NAME_BYTES;
+        let task =
+            l.max_arguments_bytes + outcome + failure + ids + crate::fields::MAX_WORKER_NAME_BYTES;
         let completion = l.max_arguments_bytes + outcome + quoted + 1024 + failure + ids;
         let ack = 2 * l.max_arguments_bytes + ids;
         task.max(completion).max(ack) + MESSAGE_OVERHEAD

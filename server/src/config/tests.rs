@@ -159,8 +159,7 @@ fn the_largest_message_counts_session_ids_and_keys() {
     let before = c.largest_message();
     c.limits.max_session_id_bytes = 3_000_000;
     c.limits.max_idempotency_key_bytes = 3_000_000;
-    // The session ID twice: a task's progress names it too.
-    assert_eq!(c.largest_message(), before + 9_000_000 - 3 * 128);
+    assert_eq!(c.largest_message(), before + 6_000_000 - 256);
     let e = c.validate().expect_err("the IDs do not fit");
     assert_eq!(e.flag, "max-message-bytes");
     assert!(e.problem.contains("--max-session-id-bytes 3000000"), "{e}");
@@ -208,9 +207,21 @@ fn the_store_enforces_the_session_bound_of_the_limits() {
 /// not be read with GetTask nor paged past in ListTasks.
 #[test]
 fn the_largest_message_holds_a_task_and_a_completion_with_every_field_full() {
+    // Small limits still add up: a 64 KiB message, 16 KiB arguments and
+    // results (the failure's own bound is well under them).
+    let mut small = Config::default();
+    small.limits.max_message_bytes = 64 * 1024;
+    small.limits.max_arguments_bytes = 16 * 1024;
+    small.limits.max_result_bytes = 16 * 1024;
+    small.validate().unwrap();
+    for c in [Config::default(), small] {
+        every_field_full_fits(&c);
+    }
+}
+
+fn every_field_full_fits(c: &Config) {
     use errand_proto::v1 as pb;
     use prost::Message;
-    let c = Config::default();
     let l = &c.limits;
     let s = |n: usize| "x".repeat(n);
     let id = || uuid::Uuid::nil().to_string();
@@ -248,18 +259,8 @@ fn the_largest_message_holds_a_task_and_a_completion_with_every_field_full() {
         worker_name: s(crate::fields::MAX_WORKER_NAME_BYTES),
         retry_of: id(),
         delivery: 3,
-        progress: Some(pb::Progress {
-            task_id: id(),
-            tool: name(),
-            index: u64::MAX,
-            progress: 1.0,
-            total: 2.0,
-            message: s(crate::model::MAX_PROGRESS_MESSAGE_BYTES),
-            detail_json: s(crate::model::MAX_PROGRESS_DETAIL_BYTES),
-            elapsed_ms: u64::MAX,
-            session_id: s(l.max_session_id_bytes),
-            attempt: u32::MAX,
-        }),
+        // Not counted: a running task's progress (see largest_message).
+        progress: None,
         fallback: fallback(),
     };
     // In a listing: a tag and a length more.
@@ -286,7 +287,7 @@ fn the_largest_message_holds_a_task_and_a_completion_with_every_field_full() {
         attempts: u32::MAX,
         // The result quoted, and the fallback's clause quoting the
         // primary's message within 1 KiB, with errand's words around them.
-        message: s(crate::text::MAX_QUOTED_BYTES + 1024 + 3 * 1024),
+        message: s(l.max_result_bytes.min(crate::text::MAX_QUOTED_BYTES) + 1024 + 3 * 1024),
         completed_at: time(),
         delivery: 3,
         result_truncated: false,
