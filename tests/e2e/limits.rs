@@ -315,3 +315,85 @@ async fn arguments_and_results_past_tonics_receive_limits_reach_the_rust_worker_
         got[0].message
     );
 }
+
+#[tokio::test]
+async fn bytes_of_pending_arguments_are_bounded_per_tenant_and_given_back() {
+    if on_postgres() {
+        // As the count: the shared queue is in the database, held by no server.
+        eprintln!("skipped on PostgreSQL: the per-tenant limit is per server");
+        return;
+    }
+    let server = Server::start(&[
+        "--max-arguments-bytes",
+        "100",
+        "--max-pending-bytes-per-tenant",
+        "250",
+    ])
+    .await;
+    let mut gate = server.gate_worker(&["search"], 1).await;
+    let client = server.client().await;
+    // 100 bytes each: two fit, a third would hold 300.
+    let args = format!(r#"{{"p":"{}"}}"#, "x".repeat(92));
+    assert_eq!(args.len(), 100);
+    let keyed = |key: &str| pb::SubmitToolRequest {
+        session_id: "s1".into(),
+        tool: "search".into(),
+        arguments_json: args.clone(),
+        idempotency_key: key.into(),
+        ..Default::default()
+    };
+    let running = client.submit_request(keyed("k1")).await.unwrap();
+    let queued = client.submit("s2", "search", &args).await.unwrap();
+    let full = |err: errand_client::Error| {
+        assert_eq!(err.code(), Some(Code::ResourceExhausted), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("hold 200 bytes of arguments, the limit is 250")
+                && text.contains("--max-pending-bytes-per-tenant"),
+            "{text}"
+        );
+    };
+    full(client.submit("s3", "search", &args).await.unwrap_err());
+    // A repeat adds no task: answered at the limit as below it.
+    let again = client.submit_request(keyed("k1")).await.unwrap();
+    assert_eq!(again.task_id, running.task_id);
+    // A completion gives its bytes back.
+    let job = gate.next().await;
+    assert_eq!(job.task.task_id, running.task_id);
+    job.succeed("{}");
+    let third = within("room after a completion", async {
+        loop {
+            match client.submit("s3", "search", &args).await {
+                Ok(t) => return t,
+                Err(e) => full(e),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    full(client.submit("s4", "search", &args).await.unwrap_err());
+    // So does a cancel, of a queued task and of a running one.
+    client.cancel(&third.task_id).await.unwrap();
+    let fourth = client.submit("s4", "search", &args).await.unwrap();
+    let job = gate.next().await;
+    assert_eq!(job.task.task_id, queued.task_id);
+    client.cancel(&queued.task_id).await.unwrap();
+    let job4 = gate.next().await;
+    assert_eq!(job4.task.task_id, fourth.task_id);
+    job4.succeed("{}");
+    drop(job);
+    // Nothing unfinished once that completion is in: the bytes are back to
+    // zero, so two fit again and a third finds exactly their 200 held.
+    client.submit("s5", "search", &args).await.unwrap();
+    within("every byte given back", async {
+        loop {
+            match client.submit("s6", "search", &args).await {
+                Ok(_) => return,
+                Err(e) => full(e),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    full(client.submit("s7", "search", &args).await.unwrap_err());
+}

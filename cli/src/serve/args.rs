@@ -162,6 +162,14 @@ pub struct Args {
     /// Queued plus running tasks allowed per tenant, all sessions together.
     #[arg(long, env = "ERRAND_MAX_PENDING_PER_TENANT", default_value_t = DEFAULTS.limits.max_pending_per_tenant)]
     pub max_pending_per_tenant: usize,
+    /// Bytes of arguments the queued plus running tasks of one tenant may
+    /// hold, all sessions together; past it a submit is refused
+    /// (RESOURCE_EXHAUSTED) until some finish. The server keeps unfinished
+    /// tasks' arguments in memory, and the count limits alone do not bound
+    /// them (100,000 tasks of 256 KiB are 26 GB): the default of 1 GiB
+    /// bounds them to 1 GiB per tenant. At least --max-arguments-bytes.
+    #[arg(long, env = "ERRAND_MAX_PENDING_BYTES_PER_TENANT", default_value_t = DEFAULTS.limits.max_pending_bytes_per_tenant)]
+    pub max_pending_bytes_per_tenant: usize,
     /// Open Completions streams allowed per tenant.
     #[arg(long, env = "ERRAND_MAX_STREAMS_PER_TENANT", default_value_t = DEFAULTS.limits.max_streams_per_tenant)]
     pub max_streams_per_tenant: usize,
@@ -347,6 +355,7 @@ impl Args {
                 max_schema_bytes: self.max_schema_bytes,
                 max_timeout: Duration::from_millis(self.max_timeout_ms),
                 max_pending_per_tenant: self.max_pending_per_tenant,
+                max_pending_bytes_per_tenant: self.max_pending_bytes_per_tenant,
                 max_streams_per_tenant: self.max_streams_per_tenant,
                 max_workers_per_tenant: self.max_workers_per_tenant,
                 submits_per_second_per_token: self.submits_per_second,

@@ -33,6 +33,11 @@ pub struct Limits {
     pub max_timeout: Duration,
     /// Queued plus running tasks of one tenant, all sessions together.
     pub max_pending_per_tenant: usize,
+    /// Bytes of arguments the queued plus running tasks of one tenant hold,
+    /// all sessions together: what bounds the memory they take, which the
+    /// count alone does not (100,000 tasks of 256 KiB are 26 GB). At least
+    /// `max_arguments_bytes`, so any accepted submit fits alone.
+    pub max_pending_bytes_per_tenant: usize,
     /// Open `Completions` streams of one tenant.
     pub max_streams_per_tenant: usize,
     /// Connected workers of one tenant.
@@ -84,6 +89,7 @@ impl Default for Limits {
             max_schema_bytes: 64 * 1024,
             max_timeout: Duration::from_secs(7 * 24 * 3600),
             max_pending_per_tenant: 100_000,
+            max_pending_bytes_per_tenant: 1024 * 1024 * 1024,
             max_streams_per_tenant: 4096,
             max_workers_per_tenant: 1024,
             submits_per_second_per_token: 1000,

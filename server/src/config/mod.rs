@@ -151,6 +151,10 @@ impl Config {
             ("max-description-bytes", l.max_description_bytes),
             ("max-schema-bytes", l.max_schema_bytes),
             ("max-pending-per-tenant", l.max_pending_per_tenant),
+            (
+                "max-pending-bytes-per-tenant",
+                l.max_pending_bytes_per_tenant,
+            ),
             ("max-streams-per-tenant", l.max_streams_per_tenant),
             ("max-workers-per-tenant", l.max_workers_per_tenant),
             ("stream-buffer", l.stream_buffer),
@@ -197,6 +201,16 @@ impl Config {
                     "{} is over --max-result-budget-bytes ({}): a default no submit could ask \
                      for; lower it or raise --max-result-budget-bytes",
                     l.result_budget_bytes, l.max_result_budget_bytes
+                ),
+            });
+        }
+        if l.max_pending_bytes_per_tenant < l.max_arguments_bytes {
+            return Err(ConfigError {
+                flag: "max-pending-bytes-per-tenant",
+                problem: format!(
+                    "{} is under --max-arguments-bytes ({}): a submit of the largest accepted \
+                     arguments would never fit; raise it or lower --max-arguments-bytes",
+                    l.max_pending_bytes_per_tenant, l.max_arguments_bytes
                 ),
             });
         }

@@ -305,3 +305,19 @@ fn every_field_full_fits(c: &Config) {
         c.largest_message()
     );
 }
+
+#[test]
+fn the_pending_bytes_per_tenant_hold_at_least_the_largest_arguments() {
+    let e = error(|c| c.limits.max_pending_bytes_per_tenant = 0);
+    assert_eq!(e.flag, "max-pending-bytes-per-tenant");
+    let e = error(|c| {
+        c.limits.max_arguments_bytes = 4096;
+        c.limits.max_pending_bytes_per_tenant = 4095;
+    });
+    assert_eq!(e.flag, "max-pending-bytes-per-tenant");
+    assert!(e.problem.contains("--max-arguments-bytes (4096)"), "{e}");
+    let mut c = Config::default();
+    c.limits.max_arguments_bytes = 4096;
+    c.limits.max_pending_bytes_per_tenant = 4096;
+    c.validate().unwrap();
+}

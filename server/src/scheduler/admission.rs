@@ -177,14 +177,16 @@ pub fn call_options(
     call
 }
 
-/// Room for one more task of `session` and of its tenant, on a server that
-/// is not stopping. A fallback run (`run`) is admitted while the server
+/// Room for one more task of `session` and of its tenant, holding `bytes`
+/// of arguments (the tenant's unfinished tasks' and these together at most
+/// `max_pending_bytes_per_tenant`), on a server that is not stopping. A fallback run (`run`) is admitted while the server
 /// drains: it continues a call accepted before the drain, and is stored
 /// queued for the next start or another server (nothing is dispatched
 /// while draining), so the call still falls back as it would have.
 pub fn check_room<I: Io>(
     st: &State<I>,
     session: &SessionKey,
+    bytes: usize,
     limits: &Limits,
     run: bool,
 ) -> Result<(), Error> {
@@ -198,6 +200,14 @@ pub fn check_room<I: Io>(
         return Err(Error::ResourceExhausted(format!(
             "your tenant has {tenant_pending} unfinished tasks, the limit is {}: wait for completions or cancel some",
             limits.max_pending_per_tenant
+        )));
+    }
+    let held = st.tenant_pending_bytes(session.tenant());
+    if held.saturating_add(bytes) > limits.max_pending_bytes_per_tenant {
+        return Err(Error::ResourceExhausted(format!(
+            "your tenant's unfinished tasks hold {held} bytes of arguments, the limit is {} \
+             (--max-pending-bytes-per-tenant): wait for completions or cancel some",
+            limits.max_pending_bytes_per_tenant
         )));
     }
     let pending = st.pending(session.as_key());

@@ -56,12 +56,12 @@ impl Scheduler {
                     });
                     continue;
                 }
-                task.session = st.reserve(&task.session);
+                let held = st.reserve(&mut task);
                 // A call that ran waits for a worker afresh (the run
                 // outlasting its queue timeout must not end it).
                 let deadline = task.queue_deadline_from(now, self.config.default_queue_timeout);
                 timers.push((task.clone(), deadline));
-                st.enqueue(task);
+                st.enqueue(task, held);
             }
         }
         for (task, deadline) in timers {

@@ -40,8 +40,8 @@ impl Scheduler {
             let mut fresh = Vec::with_capacity(tasks.len());
             for mut task in tasks {
                 if st.task(task.id).is_none() {
-                    task.session = st.reserve(&task.session);
-                    fresh.push(task);
+                    let held = st.reserve(&mut task);
+                    fresh.push((task, held));
                 }
             }
             self.queue_locked(&mut st, fresh, rooms)

@@ -8,7 +8,7 @@ use super::{
     Scheduler, admission,
     queue::Placement,
     shared::HeldRoom,
-    state::{Reservation, State},
+    state::{Held, Reservation, State},
     worker_tx::Tokio,
 };
 use crate::{
@@ -127,7 +127,9 @@ impl Scheduler {
                 let mut st = self.lock();
                 let session = SessionKey::from_key(task.session.clone());
                 let run = task.call.fallback_for.is_some();
-                if let Err(full) = admission::check_room(&st, &session, &self.config.limits, run) {
+                let bytes = task.arguments.len();
+                let room = admission::check_room(&st, &session, bytes, &self.config.limits, run);
+                if let Err(full) = room {
                     break Err(full);
                 }
                 // A draining server dispatches nothing: what it admits (a
@@ -144,15 +146,14 @@ impl Scheduler {
                     Some(settled) => settled,
                     None => {
                         held.room = room;
-                        task.session = st.reserve(&task.session);
-                        break Ok(placement);
+                        break Ok((placement, st.reserve(&mut task)));
                     }
                 }
             };
             let _ = tokio::time::timeout_at(deadline, settled.changed()).await;
         };
-        let placement = match placed {
-            Ok(placement) => placement,
+        let (placement, pending) = match placed {
+            Ok(placed) => placed,
             Err(full) => return self.earlier_or(full, &task).await,
         };
         if let Placement::Here(state) = placement {
@@ -163,19 +164,19 @@ impl Scheduler {
         match stored {
             Ok(Inserted::New) => {}
             Ok(Inserted::Existing(earlier)) => {
-                self.lock().release(&task.session);
+                self.lock().release(pending);
                 let earlier = repeated(*earlier, &task.tool, &task.arguments)?;
                 let current = self.live_task(earlier.id).unwrap_or(earlier);
                 return Ok((current, Admitted::Repeat));
             }
             Ok(Inserted::Joined(running)) => {
-                self.lock().release(&task.session);
+                self.lock().release(pending);
                 let current = self.live_task(running.id).unwrap_or(*running);
                 debug!(task_id = %current.id, "identical call joined the one in flight");
                 return Ok((current, Admitted::Joined));
             }
             Err(e) => {
-                self.lock().release(&task.session);
+                self.lock().release(pending);
                 return Err(e.into());
             }
         }
@@ -193,9 +194,11 @@ impl Scheduler {
             at: task.created_at,
         });
         match placement {
-            Placement::Here(_) => self.queue_one(task.clone(), held.room.take()).await,
+            Placement::Here(_) => {
+                (self.queue_one(task.clone(), pending, held.room.take())).await;
+            }
             Placement::Elsewhere => {
-                self.lock().release(&task.session);
+                self.lock().release(pending);
                 // A claimer (this server's or another's) takes it for a
                 // worker with room.
                 self.backlog.wants_work();
@@ -248,12 +251,12 @@ impl Scheduler {
         Err(refused)
     }
 
-    /// Queues tasks here whose sessions are reserved, and dispatches them,
-    /// giving back the `rooms` held for them first. With a shared backlog,
-    /// those no local worker serves go back to it.
+    /// Queues tasks here with their reservations ([`State::reserve`]), and
+    /// dispatches them, giving back the `rooms` held for them first. With a
+    /// shared backlog, those no local worker serves go back to it.
     pub(super) async fn queue_here(
         self: &Arc<Self>,
-        tasks: Vec<TaskRecord>,
+        tasks: Vec<(TaskRecord, Held)>,
         rooms: Vec<Reservation>,
     ) {
         let released = {
@@ -268,7 +271,7 @@ impl Scheduler {
     pub(super) fn queue_locked(
         self: &Arc<Self>,
         st: &mut State<Tokio>,
-        tasks: Vec<TaskRecord>,
+        tasks: Vec<(TaskRecord, Held)>,
         rooms: Vec<Reservation>,
     ) -> Vec<uuid::Uuid> {
         let now = SystemTime::now();
@@ -276,11 +279,10 @@ impl Scheduler {
             st.release_room(room, now);
         }
         let mut tools: Vec<Arc<str>> = Vec::new();
-        for task in tasks {
-            let (session, tool) = (task.session.clone(), task.tool.clone());
-            if !st.enqueue(task) {
-                st.release(&session);
-            } else if !tools.contains(&tool) {
+        for (task, held) in tasks {
+            let tool = task.tool.clone();
+            // One live already gives its reservation back.
+            if st.enqueue(task, held) && !tools.contains(&tool) {
                 tools.push(tool);
             }
         }
@@ -297,19 +299,23 @@ impl Scheduler {
 
     /// [`Self::queue_here`] for one task, the submit's hot path; `room` is
     /// the slot held for it (shared mode).
-    async fn queue_one(self: &Arc<Self>, task: TaskRecord, room: Option<Reservation>) {
+    async fn queue_one(
+        self: &Arc<Self>,
+        task: TaskRecord,
+        pending: Held,
+        room: Option<Reservation>,
+    ) {
         if self.backlog.hands_back() {
             return self
-                .queue_here(vec![task], room.into_iter().collect())
+                .queue_here(vec![(task, pending)], room.into_iter().collect())
                 .await;
         }
         let mut st = self.lock();
         if let Some(room) = room {
             st.release_room(room, SystemTime::now());
         }
-        let (session, tool) = (task.session.clone(), task.tool.clone());
-        if !st.enqueue(task) {
-            st.release(&session);
+        let tool = task.tool.clone();
+        if !st.enqueue(task, pending) {
             return;
         }
         st.dispatch_tool(&tool, SystemTime::now());

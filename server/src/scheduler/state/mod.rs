@@ -92,8 +92,9 @@ pub struct State<I: Io> {
     /// Queued plus running tasks per session key. The key is the one
     /// `Arc<str>` every task of the session shares.
     pending: HashMap<Arc<str>, usize>,
-    /// Queued plus running tasks per tenant (see [`tenant`]; "" when auth is off).
-    tenant_pending: HashMap<Box<str>, usize>,
+    /// Queued plus running tasks per tenant (see [`tenant`]; "" when auth is
+    /// off), and the bytes of their arguments.
+    tenant_pending: HashMap<Box<str>, TenantPending>,
     /// Shutting down: no new submits, registrations or dispatches.
     draining: bool,
     next_worker: WorkerId,
@@ -109,8 +110,29 @@ pub struct State<I: Io> {
     effects: Effects,
 }
 
+/// What one tenant's unfinished tasks hold.
+#[derive(Debug, Default, Clone, Copy)]
+struct TenantPending {
+    tasks: usize,
+    bytes: usize,
+}
+
+/// One unfinished task's place in the pending counts ([`State::reserve`]):
+/// its session key and the bytes of arguments counted for it. It goes with
+/// the task into the live state ([`State::enqueue`]) and comes back to
+/// [`State::release`], which takes off exactly what was counted; neither
+/// `Clone` nor `Copy`, so no task is counted off twice.
+#[must_use = "a reservation not given to enqueue or release stays counted"]
+#[derive(Debug)]
+pub struct Held {
+    session: Arc<str>,
+    bytes: usize,
+}
+
 struct Live<I: Io> {
     task: TaskRecord,
+    /// Its place in the pending counts, given back when it leaves.
+    held: Held,
     worker: Option<WorkerId>,
     timer: Option<I::Timer>,
     /// The latest progress of the current run (cleared when it is lost).
@@ -211,50 +233,72 @@ impl<I: Io> State<I> {
 
     /// Queued plus running tasks of a tenant.
     pub fn tenant_pending(&self, tenant: &str) -> usize {
-        self.tenant_pending.get(tenant).copied().unwrap_or(0)
+        self.tenant_pending.get(tenant).map_or(0, |t| t.tasks)
     }
 
-    /// Counts one more pending task for the session key; returns the key
-    /// every pending task of the session shares.
-    pub fn reserve(&mut self, session: &Arc<str>) -> Arc<str> {
-        let tenant = tenant::of(session);
+    /// Bytes of arguments the queued plus running tasks of a tenant hold.
+    pub fn tenant_pending_bytes(&self, tenant: &str) -> usize {
+        self.tenant_pending.get(tenant).map_or(0, |t| t.bytes)
+    }
+
+    /// Counts `task` as pending: one more task of its session and tenant,
+    /// and its arguments' bytes (the payload the scheduler holds for it)
+    /// for its tenant. Sets `task.session` to the key every pending task of
+    /// the session shares. The reservation goes to [`Self::enqueue`] with
+    /// the task, or back to [`Self::release`].
+    pub fn reserve(&mut self, task: &mut TaskRecord) -> Held {
+        let bytes = task.arguments.len();
+        let tenant = tenant::of(&task.session);
         match self.tenant_pending.get_mut(tenant) {
-            Some(count) => *count += 1,
+            Some(t) => {
+                t.tasks += 1;
+                t.bytes += bytes;
+            }
             None => {
-                self.tenant_pending.insert(tenant.into(), 1);
+                let t = TenantPending { tasks: 1, bytes };
+                self.tenant_pending.insert(tenant.into(), t);
             }
         }
-        if let Some((name, count)) = self.pending.get_key_value(&**session) {
+        if let Some((name, count)) = self.pending.get_key_value(&*task.session) {
             let name = name.clone();
             let count = *count;
             self.pending.insert(name.clone(), count + 1);
-            return name;
+            task.session = name;
+        } else {
+            self.pending.insert(task.session.clone(), 1);
         }
-        self.pending.insert(session.clone(), 1);
-        session.clone()
-    }
-
-    /// Counts one pending task of the session off.
-    pub fn release(&mut self, session: &str) {
-        if let Some(count) = self.tenant_pending.get_mut(tenant::of(session)) {
-            *count -= 1;
-            if *count == 0 {
-                self.tenant_pending.remove(tenant::of(session));
-            }
-        }
-        if let Some(count) = self.pending.get_mut(session) {
-            *count -= 1;
-            if *count == 0 {
-                self.pending.remove(session);
-            }
+        Held {
+            session: task.session.clone(),
+            bytes,
         }
     }
 
-    /// Takes a task into the live state, queued behind its session's others.
-    /// Its session must be reserved (and `task.session` the reserved key).
-    /// Returns false, changing nothing, when the task is live already.
-    pub fn enqueue(&mut self, mut task: TaskRecord) -> bool {
+    /// Counts a pending task off: exactly what its reservation counted.
+    pub fn release(&mut self, held: Held) {
+        let Held { session, bytes } = held;
+        let tenant = tenant::of(&session);
+        if let Some(t) = self.tenant_pending.get_mut(tenant) {
+            t.tasks -= 1;
+            t.bytes -= bytes;
+            if t.tasks == 0 {
+                self.tenant_pending.remove(tenant);
+            }
+        }
+        if let Some(count) = self.pending.get_mut(&*session) {
+            *count -= 1;
+            if *count == 0 {
+                self.pending.remove(&*session);
+            }
+        }
+    }
+
+    /// Takes a task into the live state, queued behind its session's others,
+    /// with its reservation (`task` is the one [`Self::reserve`] was given).
+    /// Returns false when the task is live already, changing nothing but
+    /// giving the reservation back.
+    pub fn enqueue(&mut self, mut task: TaskRecord, held: Held) -> bool {
         if self.tasks.contains_key(&task.id) {
+            self.release(held);
             return false;
         }
         task.state = TaskState::Queued;
@@ -265,6 +309,7 @@ impl<I: Io> State<I> {
             task.id,
             Box::new(Live {
                 task,
+                held,
                 worker: None,
                 timer: None,
                 progress: None,
@@ -365,7 +410,7 @@ impl<I: Io> State<I> {
                 }
             }
         }
-        self.release(&live.task.session);
+        self.release(live.held);
         let finish = Finish {
             task_id: id,
             state,

@@ -122,12 +122,12 @@ impl<I: Io> State<I> {
             }
         }
         out.into_iter()
-            .map(|(session, id)| {
+            .map(|(_, id)| {
                 if let Some(live) = self.tasks.remove(&id) {
                     // Its next run, if it is claimed here again, resumes.
                     self.park_progress(id, live.reports, live.detail);
+                    self.release(live.held);
                 }
-                self.release(&session);
                 id
             })
             .collect()

@@ -46,12 +46,15 @@ fn worker(st: &mut State<Test>, tools: &[&str], max: usize) -> (WorkerId, Sent) 
 }
 
 fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
-    let session = st.reserve(&session.into());
-    let task = TaskRecord {
+    queue_args(st, session, tool, "{}")
+}
+
+fn record(session: &str, tool: &str, arguments: &str) -> TaskRecord {
+    TaskRecord {
         id: Uuid::new_v4(),
-        session,
+        session: session.into(),
         tool: tool.into(),
-        arguments: "{}".into(),
+        arguments: arguments.into(),
         timeout: Duration::from_secs(5),
         queue_deadline: None,
         idempotency_key: None,
@@ -66,9 +69,14 @@ fn queue(st: &mut State<Test>, session: &str, tool: &str) -> Uuid {
         call: Default::default(),
         notes: Default::default(),
         retry_of: None,
-    };
+    }
+}
+
+fn queue_args(st: &mut State<Test>, session: &str, tool: &str, arguments: &str) -> Uuid {
+    let mut task = record(session, tool, arguments);
+    let held = st.reserve(&mut task);
     let id = task.id;
-    assert!(st.enqueue(task));
+    assert!(st.enqueue(task, held));
     st.dispatch_tool(tool, now());
     id
 }
@@ -93,13 +101,77 @@ fn lost(attempts: u32) -> Outcome {
 fn pending_counts_follow_reserve_and_release_per_session_and_tenant() {
     let mut st = State::<Test>::default();
     let key = tenant::key("acme", "s");
-    let a = st.reserve(&key.as_str().into());
-    let b = st.reserve(&key.as_str().into());
-    assert!(Arc::ptr_eq(&a, &b), "one shared key per session");
+    let (mut a, mut b) = (record(&key, "t", "{}"), record(&key, "t", "[1]"));
+    let held_a = st.reserve(&mut a);
+    let held_b = st.reserve(&mut b);
+    assert!(
+        Arc::ptr_eq(&a.session, &b.session),
+        "one shared key per session"
+    );
     assert_eq!((st.pending(&key), st.tenant_pending("acme")), (2, 2));
-    st.release(&key);
-    st.release(&key);
+    assert_eq!(st.tenant_pending_bytes("acme"), 5);
+    st.release(held_a);
+    st.release(held_b);
     assert_eq!((st.pending(&key), st.tenant_pending("acme")), (0, 0));
+    assert_eq!(st.tenant_pending_bytes("acme"), 0);
+}
+
+#[test]
+fn argument_bytes_are_held_from_reserve_to_every_end_of_the_task() {
+    let mut st = State::<Test>::default();
+    let (w, _sent) = worker(&mut st, &["t"], 1);
+    let key = tenant::key("acme", "s");
+    let running = queue_args(&mut st, &key, "t", &format!("[{}]", "1".repeat(98)));
+    let queued = queue_args(&mut st, &key, "t", "[22]");
+    let other = queue_args(&mut st, &tenant::key("beta", "s"), "u", "[333]");
+    assert_eq!(st.tenant_pending_bytes("acme"), 104);
+    assert_eq!(st.tenant_pending_bytes("beta"), 5);
+    // A task live already is not taken twice, and its reservation is given back.
+    let mut twice = st.task(queued).unwrap().clone();
+    let held = st.reserve(&mut twice);
+    assert_eq!(st.tenant_pending_bytes("acme"), 108);
+    assert!(!st.enqueue(twice, held));
+    assert_eq!(st.tenant_pending_bytes("acme"), 104);
+    // A lost worker's task is requeued, still held.
+    drop(st.remove_worker(w, 3, lost, now()));
+    assert_eq!(st.tenant_pending_bytes("acme"), 104);
+    // Shared mode: handed back to the store, it is no longer held here.
+    assert_eq!(st.unservable(&["u".into()]), [other]);
+    assert_eq!(st.tenant_pending_bytes("beta"), 0);
+    let outcome = || Outcome::error("x", "y");
+    st.take(running, TaskState::Cancelled, outcome(), None, now())
+        .unwrap();
+    assert_eq!(st.tenant_pending_bytes("acme"), 4);
+    st.take(queued, TaskState::TimedOut, outcome(), None, now())
+        .unwrap();
+    assert_eq!(st.tenant_pending_bytes("acme"), 0);
+    assert_eq!(st.tenant_pending("acme"), 0);
+}
+
+#[test]
+fn a_submit_past_the_tenant_s_argument_bytes_is_refused_saying_what_to_do() {
+    use crate::{error::Error, model::SessionKey, scheduler::admission::check_room};
+    let mut st = State::<Test>::default();
+    let limits = Limits {
+        max_pending_bytes_per_tenant: 10,
+        ..Limits::default()
+    };
+    let key = tenant::key("acme", "s");
+    let session = SessionKey::from_key(key.as_str());
+    queue_args(&mut st, &key, "t", "[1,2,3]");
+    assert!(check_room(&st, &session, 3, &limits, false).is_ok());
+    let Err(Error::ResourceExhausted(message)) = check_room(&st, &session, 4, &limits, false)
+    else {
+        panic!("7 + 4 bytes is past 10")
+    };
+    assert_eq!(
+        message,
+        "your tenant's unfinished tasks hold 7 bytes of arguments, the limit is 10 \
+         (--max-pending-bytes-per-tenant): wait for completions or cancel some"
+    );
+    // Another tenant's bytes are its own.
+    let beta = SessionKey::from_key(tenant::key("beta", "s").as_str());
+    assert!(check_room(&st, &beta, 10, &limits, false).is_ok());
 }
 
 #[test]
@@ -356,8 +428,9 @@ fn a_task_handed_back_and_claimed_again_keeps_its_progress_count_and_detail() {
     assert_eq!(st.unservable(&["t".into()]), [id]);
     assert!(st.task(id).is_none());
     // Claimed again later, for a new worker.
-    st.reserve(&"s".into());
-    assert!(st.enqueue(task));
+    let mut task = task;
+    let held = st.reserve(&mut task);
+    assert!(st.enqueue(task, held));
     let (w2, sent) = worker(&mut st, &["t"], 1);
     assert_eq!(resume_of(&sent, id, 2).as_deref(), Some(r#"{"page":7}"#));
     let next = st.record_progress(w2, report(id, 0, ""), now()).unwrap();
