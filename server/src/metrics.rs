@@ -311,7 +311,15 @@ pub async fn serve(
             crate::net::host::check_host,
         ))
     };
-    crate::net::http::serve_tls(incoming, app, &limits, tls, shutdown).await;
+    crate::net::http::serve_tls(
+        incoming,
+        app,
+        &limits,
+        tls,
+        crate::net::http::Calls::RunToEnd,
+        shutdown,
+    )
+    .await;
 }
 
 /// Compared as hashes: equal-length values, and nothing about the token

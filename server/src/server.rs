@@ -417,3 +417,6 @@ pub async fn serve_with(
     }
     result.map_err(Into::into)
 }
+
+#[cfg(test)]
+mod tests;

@@ -465,3 +465,65 @@ async fn a_store_found_corrupt_after_a_crash_stops_the_server_and_is_refused_nex
         "{err}"
     );
 }
+
+/// Trial finding: a SubmitTool the client gave up on could leave its task
+/// stored but never queued, QUEUED for good. The server frozen (SIGSTOP)
+/// while a connected client's submit passes its deadline and is cancelled;
+/// resumed, the server reads the call and its cancel together, and stored
+/// the task then dropped the call before queueing it. Every stored task of
+/// the session now ends, as the submit made after the resume does.
+#[tokio::test]
+async fn a_submit_cancelled_while_the_server_was_frozen_runs_if_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_durable(dir.path(), &[]).await;
+    let _worker = server
+        .exec_worker("fast2", "cat", &["--concurrency", "4"])
+        .await;
+    let client = server.client().await;
+    let mut completions = client.completions("S", 0);
+    // Connected before the freeze, as the trial's client was.
+    let mut raw = server.raw();
+    raw.list_tools(pb::ListToolsRequest::default())
+        .await
+        .unwrap();
+    let submit = |timeout: Option<Duration>| {
+        let mut req = tonic::Request::new(pb::SubmitToolRequest {
+            session_id: "S".into(),
+            tool: "fast2".into(),
+            arguments_json: "{}".into(),
+            ..Default::default()
+        });
+        if let Some(timeout) = timeout {
+            req.set_timeout(timeout);
+        }
+        req
+    };
+    unsafe { libc::kill(server.pid(), libc::SIGSTOP) };
+    let given_up = raw
+        .submit_tool(submit(Some(Duration::from_millis(300))))
+        .await;
+    unsafe { libc::kill(server.pid(), libc::SIGCONT) };
+    assert!(given_up.is_err(), "a frozen server answered");
+    // On the same connection: read after the call given up on.
+    let after = (raw.submit_tool(submit(None)).await.unwrap().into_inner()).task_id;
+    let mut ended = std::collections::HashSet::new();
+    loop {
+        let listed = raw
+            .list_tasks(pb::ListTasksRequest {
+                session_id: "S".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tasks;
+        if ended.contains(&after) && listed.iter().all(|t| ended.contains(&t.task_id)) {
+            break;
+        }
+        let c = within("a completion of each stored task", completions.next())
+            .await
+            .unwrap()
+            .unwrap();
+        ended.insert(c.task_id);
+    }
+}

@@ -98,7 +98,15 @@ pub async fn serve(l: Listener, mut handler: A2aHandler, shutdown: CancellationT
         .route(card::PATH, get(agent_card).with_state(handler))
         .layer(middleware::from_fn_with_state(hosts, host::check_host))
         .layer(middleware::from_fn_with_state(l.max_body_bytes, limit_body));
-    net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
+    net::http::serve_tls(
+        l.incoming,
+        app,
+        &l.limits,
+        l.tls,
+        net::http::Calls::RunToEnd,
+        shutdown,
+    )
+    .await;
 }
 
 /// The card, with the skills of the caller's tenant when the request

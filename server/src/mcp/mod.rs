@@ -114,7 +114,18 @@ pub async fn serve(l: Listener, handler: McpHandler, bearer: Bearer, shutdown: C
         .layer(middleware::from_fn_with_state(bearer, bearer::authenticate))
         .layer(middleware::from_fn(session_ended))
         .layer(middleware::from_fn_with_state(hosts, host::check_host));
-    net::http::serve_tls(l.incoming, app, &l.limits, l.tls, shutdown).await;
+    // rmcp runs each request's handler as a task of its own, and a call
+    // whose client left ends with its request's future (the task it made
+    // is cancelled then): the requests here end with their clients.
+    net::http::serve_tls(
+        l.incoming,
+        app,
+        &l.limits,
+        l.tls,
+        net::http::Calls::EndWithClient,
+        shutdown,
+    )
+    .await;
 }
 
 /// A 2025-11-25 client's `DELETE` that ended its session: 204 No Content,

@@ -12,30 +12,47 @@ use hyper_util::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::util::Either;
 
 use super::{
     Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
     bearer::Peer,
     body_deadline::{self, Deadlined},
     handshake::Handshakes,
+    run_to_end::RunToEnd,
 };
 use crate::config::Connections;
 
 /// How long open connections may take to finish once shutdown starts.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
+/// What becomes of a request's call when its client goes away first (it
+/// resets the stream, closes the connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calls {
+    /// It runs to its end, unread ([`RunToEnd`]): what a handler that
+    /// writes and then changes the live state needs.
+    RunToEnd,
+    /// It is dropped. Only for MCP: rmcp runs each JSON-RPC request's
+    /// handler as a task of its own already, and takes the request's
+    /// future being dropped for the client leaving a call that waits for
+    /// its task, which is then cancelled.
+    EndWithClient,
+}
+
 /// Serves `app` on `incoming`'s connections with `limits`' HTTP/2 settings
 /// (and `handshake_timeout` for reading an HTTP/1 request's headers), each
-/// request carrying its peer's address as a [`Peer`] extension, until
-/// `shutdown` is cancelled; then lets open connections finish their
-/// requests, for up to 3 s.
+/// request carrying its peer's address as a [`Peer`] extension, its call
+/// run as `calls` says, until `shutdown` is cancelled; then lets open
+/// connections finish their requests, for up to 3 s.
 pub async fn serve(
     incoming: Incoming,
     app: axum::Router,
     limits: &Connections,
+    calls: Calls,
     shutdown: CancellationToken,
 ) {
-    serve_tls(incoming, app, limits, None, shutdown).await;
+    serve_tls(incoming, app, limits, None, calls, shutdown).await;
 }
 
 /// A connection's byte stream, plain or TLS.
@@ -50,6 +67,7 @@ pub async fn serve_tls(
     app: axum::Router,
     limits: &Connections,
     tls: Option<Arc<ServerConfig>>,
+    calls: Calls,
     shutdown: CancellationToken,
 ) {
     let tls = tls.map(|config| Handshakes::new(config, limits.handshake_timeout));
@@ -101,6 +119,10 @@ pub async fn serve_tls(
                         None => return,
                     }
                 }
+            };
+            let app = match calls {
+                Calls::RunToEnd => Either::Left(RunToEnd::new(app)),
+                Calls::EndWithClient => Either::Right(app),
             };
             let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
             tokio::pin!(conn);

@@ -18,6 +18,8 @@
 //! - [`authorization`]: every listener's reading of `Authorization: Bearer`.
 //! - [`body_deadline`]: a request's body must arrive within the idle
 //!   timeout of its headers (every listener).
+//! - [`run_to_end`]: a call runs to its end even when its client goes away
+//!   or its deadline passes (every listener).
 //! - [`raise_open_files_limit`]: the soft open-files limit raised to the hard
 //!   one at start, and [`connection_cap`] keeping the cap below it.
 use std::time::Duration;
@@ -31,6 +33,7 @@ pub mod handshake;
 pub mod host;
 pub mod http;
 pub mod incoming;
+pub mod run_to_end;
 pub mod tls;
 
 pub use incoming::{Conn, Incoming};

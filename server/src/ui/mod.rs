@@ -297,5 +297,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     stats::spawn(ui.stats.clone(), ui.sched.clone(), shutdown.clone());
-    crate::net::http::serve_tls(incoming, router(ui), &limits, tls, shutdown).await;
+    crate::net::http::serve_tls(
+        incoming,
+        router(ui),
+        &limits,
+        tls,
+        crate::net::http::Calls::RunToEnd,
+        shutdown,
+    )
+    .await;
 }
