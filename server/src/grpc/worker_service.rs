@@ -110,7 +110,10 @@ impl WorkerService for WorkerApi {
 }
 
 /// Reads a worker's messages until its stream ends (or its token expires),
-/// then gives its tasks back.
+/// then gives its tasks back. Either side ending ends it: the worker's
+/// messages, or its commands (the server ended them with an error, or the
+/// HTTP/2 stream carrying them is gone), after which a worker left
+/// registered would take tasks it never receives.
 async fn serve_worker(
     sched: Arc<Scheduler>,
     shutdown: CancellationToken,
@@ -124,8 +127,11 @@ async fn serve_worker(
     // This stream's results whose store writes are under way: polled here
     // rather than spawned one task each.
     let mut finishing = FuturesUnordered::<Finishing>::new();
+    let commands_gone = tx.closed();
+    tokio::pin!(commands_gone);
     loop {
         let msg = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             Some(()) = finishing.next(), if !finishing.is_empty() => continue,
             _ = &mut expiry => {
@@ -136,6 +142,13 @@ async fn serve_worker(
                 break;
             }
             msg = inbound.message() => msg,
+            // After the messages that arrived: a worker that sends its last
+            // result and hangs up ends both sides at once, and the result,
+            // read before the hang-up, is taken.
+            () = &mut commands_gone => {
+                debug!(worker_id = worker, "the worker's command stream ended: closing its registration");
+                break;
+            }
         };
         let kind = match msg {
             Ok(Some(msg)) => msg.kind,

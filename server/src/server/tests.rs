@@ -2,7 +2,10 @@
 //! that holds one write until the test lets it return: what a client that
 //! gives up in the middle of a call leaves behind.
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -48,12 +51,14 @@ impl Gate {
 }
 
 /// A memory store whose task inserts and tool writes can be held after
-/// they are made (durable, in a real store), before the caller hears so.
+/// they are made (durable, in a real store), before the caller hears so,
+/// and whose next dispatch record can be made to fail.
 #[derive(Default)]
 struct Held {
     store: MemoryStore,
     insert: Gate,
     put_tools: Gate,
+    fail_dispatch: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -67,6 +72,9 @@ impl Store for Held {
         inserted
     }
     fn record_dispatch(&self, id: Uuid, attempt: u32, at: SystemTime) -> Durable {
+        if self.fail_dispatch.swap(false, Ordering::SeqCst) {
+            return Durable::done(Err(StoreError::Unavailable("the disk is gone".into())));
+        }
         self.store.record_dispatch(id, attempt, at)
     }
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
@@ -314,4 +322,28 @@ async fn a_worker_whose_connect_was_dropped_while_registering_takes_no_task() {
         .into_inner();
     let a = assignment(&mut live).await;
     assert_eq!(a.task_id, submitted.task_id);
+}
+
+/// A worker whose command stream the server ended (here: a dispatch it
+/// could not record) while the worker's own side stayed open was left
+/// registered, its task RUNNING on it until the task's timeout. A worker's
+/// registration now ends when either side of its stream does: the task
+/// goes to another worker as a new attempt.
+#[tokio::test]
+async fn a_worker_whose_command_stream_ended_leaves_and_its_task_runs_elsewhere() {
+    let store = Arc::new(Held::default());
+    let (_, channel) = start(store.clone()).await;
+    let mut first = worker(&channel, "t", 1).await;
+    store.fail_dispatch.store(true, Ordering::SeqCst);
+    let submitted = ToolServiceClient::new(channel.clone())
+        .submit_tool(submit("t"))
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = within("the command stream's end", first.commands.message()).await;
+    assert_eq!(ended.unwrap_err().code(), Code::Unavailable);
+    // `first` keeps its own side open: it still holds its sender.
+    let mut second = worker(&channel, "t", 1).await;
+    let a = assignment(&mut second).await;
+    assert_eq!((a.task_id, a.attempt), (submitted.task_id, 2));
 }
