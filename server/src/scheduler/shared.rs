@@ -40,6 +40,12 @@ impl Scheduler {
             let mut fresh = Vec::with_capacity(tasks.len());
             for mut task in tasks {
                 if st.task(task.id).is_none() {
+                    // The server that holds a queued task keeps its deadline
+                    // (a dispatch removes it): the claim's own left-queue
+                    // hint may have disarmed it here before this adoption.
+                    if let Some(deadline) = task.queue_deadline {
+                        self.arm_queue_timer(&task, deadline);
+                    }
                     let held = st.reserve(&mut task);
                     fresh.push((task, held));
                 }
@@ -58,7 +64,8 @@ impl Scheduler {
     /// ended while queued): the queue deadlines this server keeps for those
     /// it accepted are over, and nothing more is done for them here, in
     /// memory, timers or the store. A task claimed by this server keeps
-    /// its deadline while it waits in the queue here.
+    /// its deadline while it waits in the queue here ([`Self::adopt`] arms
+    /// it again when the claim's own hint came first).
     pub fn left_queue(&self, ids: &[Uuid]) {
         let st = self.lock();
         for id in ids {

@@ -151,3 +151,34 @@ async fn a_task_no_server_claims_times_out_at_its_deadline_here() {
     assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
     assert_eq!(sched.deadlines.len(), 0);
 }
+
+/// Review finding: a claim's own left-queue hint can reach the listener
+/// before the claimed tasks are adopted here, and disarmed the queue
+/// deadline of a task this server accepted and then claimed itself; one
+/// that then waited here had nothing to time it out. The server that holds
+/// a queued task keeps its deadline: adopting arms it again.
+#[tokio::test]
+async fn a_task_adopted_after_its_claims_hint_keeps_its_queue_deadline() {
+    let Some(url) = pg_database().await else {
+        return;
+    };
+    let (cluster, mut hints, there) = server_and_another(&url).await;
+    let sched = cluster.sched.clone();
+    let (task, _) = sched.submit(submit_request("s", "t")).await.unwrap();
+    assert_eq!(sched.deadlines.len(), 1);
+    let claimed = there.claim("t", 1).await.unwrap();
+    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [task.id]);
+    // The hint first, as the listener may hear it before the claim returns.
+    loop {
+        let hint = within(hints.recv()).await.unwrap();
+        let left =
+            matches!(&hint, SharedEvent::LeftQueue { task_ids } if task_ids.contains(&task.id));
+        cluster.on_event(hint).await;
+        if left {
+            break;
+        }
+    }
+    assert_eq!(sched.deadlines.len(), 0);
+    sched.adopt(claimed, Vec::new()).await;
+    assert_eq!(sched.deadlines.len(), 1, "the adopted task's deadline");
+}
