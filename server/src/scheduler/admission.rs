@@ -206,7 +206,8 @@ pub fn check_room<I: Io>(
     if held.saturating_add(bytes) > limits.max_pending_bytes_per_tenant {
         return Err(Error::ResourceExhausted(format!(
             "your tenant's unfinished tasks hold {held} bytes of arguments, the limit is {} \
-             (--max-pending-bytes-per-tenant): wait for completions or cancel some",
+             (--max-pending-bytes-per-tenant), and this call's are {bytes}: wait for \
+             completions or cancel some",
             limits.max_pending_bytes_per_tenant
         )));
     }

@@ -167,7 +167,8 @@ fn a_submit_past_the_tenant_s_argument_bytes_is_refused_saying_what_to_do() {
     assert_eq!(
         message,
         "your tenant's unfinished tasks hold 7 bytes of arguments, the limit is 10 \
-         (--max-pending-bytes-per-tenant): wait for completions or cancel some"
+         (--max-pending-bytes-per-tenant), and this call's are 4: wait for completions or \
+         cancel some"
     );
     // Another tenant's bytes are its own.
     let beta = SessionKey::from_key(tenant::key("beta", "s").as_str());
