@@ -74,7 +74,8 @@ def retry_after(err: grpc.RpcError) -> Optional[float]:
     for key, value in (trailers() if callable(trailers) else None) or ():
         if key == "retry-after-ms":
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-            if text.isdigit() and int(text) > 0:
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+            if text.isascii() and text.isdigit() and int(text) > 0:
                 return min(int(text) / 1000, MAX_RETRY_AFTER)
             return None
     return None

@@ -56,7 +56,7 @@ def test_the_wait_is_the_servers_within_bounds() -> None:
     exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
     assert retry_after(Refused(exhausted, (("retry-after-ms", "1500"),))) == 1.5
     assert retry_after(Refused(exhausted, (("retry-after-ms", "99999999"),))) == MAX_RETRY_AFTER
-    for said in ("", "soon", "-5", "0", "1.5"):
+    for said in ("", "soon", "-5", "0", "1.5", "\u00b2", "\u0661\u0665"):
         assert retry_after(Refused(exhausted, (("retry-after-ms", said),))) is None, said
     assert retry_after(Refused(exhausted, (("retry-after", "2"),))) is None  # ms only
     assert retry_after(Refused(grpc.StatusCode.UNAVAILABLE, (("retry-after-ms", "5"),))) is None
