@@ -19,17 +19,19 @@ use uuid::Uuid;
 use super::queue::FairQueue;
 use crate::{
     model::{Assignment, Command, Finish, Outcome, ProgressRecord, TaskRecord, TaskState},
-    tenant,
     tools::ToolSpec,
 };
 
 mod forget;
+mod pending;
 mod progress;
 mod registry;
 mod room;
 mod views;
 mod workers;
 
+pub use pending::Held;
+use pending::TenantPending;
 pub use registry::differing_fields;
 pub use room::Reservation;
 pub use views::WorkerView;
@@ -108,25 +110,6 @@ pub struct State<I: Io> {
     /// Shared mode: which tool the next round of claims serves first.
     claim_turn: usize,
     effects: Effects,
-}
-
-/// What one tenant's unfinished tasks hold.
-#[derive(Debug, Default, Clone, Copy)]
-struct TenantPending {
-    tasks: usize,
-    bytes: usize,
-}
-
-/// One unfinished task's place in the pending counts ([`State::reserve`]):
-/// its session key and the bytes of arguments counted for it. It goes with
-/// the task into the live state ([`State::enqueue`]) and comes back to
-/// [`State::release`], which takes off exactly what was counted; neither
-/// `Clone` nor `Copy`, so no task is counted off twice.
-#[must_use = "a reservation not given to enqueue or release stays counted"]
-#[derive(Debug)]
-pub struct Held {
-    session: Arc<str>,
-    bytes: usize,
 }
 
 struct Live<I: Io> {
@@ -224,72 +207,6 @@ impl<I: Io> State<I> {
     /// What the transitions since the last call asked for.
     pub fn take_effects(&mut self) -> Effects {
         std::mem::take(&mut self.effects)
-    }
-
-    /// Queued plus running tasks of a session key.
-    pub fn pending(&self, session: &str) -> usize {
-        self.pending.get(session).copied().unwrap_or(0)
-    }
-
-    /// Queued plus running tasks of a tenant.
-    pub fn tenant_pending(&self, tenant: &str) -> usize {
-        self.tenant_pending.get(tenant).map_or(0, |t| t.tasks)
-    }
-
-    /// Bytes of arguments the queued plus running tasks of a tenant hold.
-    pub fn tenant_pending_bytes(&self, tenant: &str) -> usize {
-        self.tenant_pending.get(tenant).map_or(0, |t| t.bytes)
-    }
-
-    /// Counts `task` as pending: one more task of its session and tenant,
-    /// and its arguments' bytes (the payload the scheduler holds for it)
-    /// for its tenant. Sets `task.session` to the key every pending task of
-    /// the session shares. The reservation goes to [`Self::enqueue`] with
-    /// the task, or back to [`Self::release`].
-    pub fn reserve(&mut self, task: &mut TaskRecord) -> Held {
-        let bytes = task.arguments.len();
-        let tenant = tenant::of(&task.session);
-        match self.tenant_pending.get_mut(tenant) {
-            Some(t) => {
-                t.tasks += 1;
-                t.bytes += bytes;
-            }
-            None => {
-                let t = TenantPending { tasks: 1, bytes };
-                self.tenant_pending.insert(tenant.into(), t);
-            }
-        }
-        if let Some((name, count)) = self.pending.get_key_value(&*task.session) {
-            let name = name.clone();
-            let count = *count;
-            self.pending.insert(name.clone(), count + 1);
-            task.session = name;
-        } else {
-            self.pending.insert(task.session.clone(), 1);
-        }
-        Held {
-            session: task.session.clone(),
-            bytes,
-        }
-    }
-
-    /// Counts a pending task off: exactly what its reservation counted.
-    pub fn release(&mut self, held: Held) {
-        let Held { session, bytes } = held;
-        let tenant = tenant::of(&session);
-        if let Some(t) = self.tenant_pending.get_mut(tenant) {
-            t.tasks -= 1;
-            t.bytes -= bytes;
-            if t.tasks == 0 {
-                self.tenant_pending.remove(tenant);
-            }
-        }
-        if let Some(count) = self.pending.get_mut(&*session) {
-            *count -= 1;
-            if *count == 0 {
-                self.pending.remove(&*session);
-            }
-        }
     }
 
     /// Takes a task into the live state, queued behind its session's others,

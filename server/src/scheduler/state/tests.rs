@@ -3,6 +3,7 @@
 use std::{cell::RefCell, rc::Rc};
 
 use super::*;
+use crate::tenant;
 use crate::{
     config::Limits,
     model::{ProgressReport, ToolDef, ToolKey},
