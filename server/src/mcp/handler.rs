@@ -99,38 +99,14 @@ impl McpHandler {
             .unwrap_or_else(Caller::anonymous)
     }
 
-    /// The session the `Errand-Session` header names, any UTF-8 name as
-    /// gRPC's `session_id` (checked by the agent API), or the default
-    /// session without the header. Errors (-32602): a header that is sent
-    /// but empty or not UTF-8, which names no session and must not be
-    /// read as absent (its calls would land in the shared default session).
+    /// The session the `Errand-Session` header names (see
+    /// [`super::session_header::session`]).
     fn session(&self, ctx: &RequestContext<RoleServer>) -> Result<String, ErrorData> {
         let header = ctx
             .extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.headers.get(SESSION_HEADER));
-        let Some(header) = header else {
-            return Ok(self.settings.default_session.clone());
-        };
-        let default = crate::error::quote(&self.settings.default_session);
-        let refused = |what: String| {
-            ErrorData::invalid_params(
-                format!(
-                    "the Errand-Session header {what}: name the agent conversation in UTF-8, \
-                     or leave the header out for the default session {default}"
-                ),
-                None,
-            )
-        };
-        match std::str::from_utf8(header.as_bytes()) {
-            Ok("") => Err(refused("is empty".to_string())),
-            Ok(name) => Ok(name.to_string()),
-            Err(e) => Err(refused(format!(
-                "is not UTF-8 text (byte {} of {})",
-                e.valid_up_to(),
-                header.len()
-            ))),
-        }
+        super::session_header::session(header, &self.settings.default_session)
     }
 
     /// Waits for `task` to finish. When the client gives up first (MCP

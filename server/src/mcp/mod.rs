@@ -31,6 +31,7 @@ pub mod lines;
 pub mod malformed;
 mod owners;
 mod progress;
+mod session_header;
 
 use std::sync::Arc;
 
