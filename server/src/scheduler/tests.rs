@@ -336,13 +336,16 @@ impl crate::store::Store for Refusing {
     async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
         self.0.get_task(id).await
     }
-    async fn completions_after(
+    async fn completions_within(
         &self,
         session: &str,
         after_seq: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<crate::model::CompletionRecord>, StoreError> {
-        self.0.completions_after(session, after_seq, limit).await
+        self.0
+            .completions_within(session, after_seq, limit, max_bytes)
+            .await
     }
     async fn ack_completions(
         &self,

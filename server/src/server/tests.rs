@@ -90,14 +90,15 @@ impl Store for Held {
     ) -> Result<Option<TaskRecord>, StoreError> {
         self.store.task_by_key(session, key).await
     }
-    async fn completions_after(
+    async fn completions_within(
         &self,
         session: &str,
         after_seq: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         self.store
-            .completions_after(session, after_seq, limit)
+            .completions_within(session, after_seq, limit, max_bytes)
             .await
     }
     async fn ack_completions(

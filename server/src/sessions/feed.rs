@@ -34,6 +34,11 @@ use crate::{
 /// Completions read from the store per read.
 const BATCH: usize = 256;
 
+/// The least a replay read asks for (or the whole window, when smaller),
+/// so a reader that frees a little at a time does not cost a store read
+/// per completion.
+const READ_FLOOR_BYTES: usize = 64 * 1024;
+
 /// How long a stopping server waits for a reader to take one completion.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
@@ -128,16 +133,17 @@ impl Feed {
         let mut cursor = after_seq;
         'read_store: loop {
             loop {
+                let bytes = read_bytes(&out.window);
                 let batch = self
                     .store
-                    .completions_after(session, cursor, BATCH)
+                    .completions_within(session, cursor, BATCH, bytes)
                     .await
                     .map_err(|e| {
                         Error::Unavailable(format!(
                             "reading completions failed: {e}; reconnect with after_seq={cursor}"
                         ))
                     })?;
-                let full = crate::store::read_may_continue(&batch, BATCH);
+                let full = crate::store::read_may_continue(&batch, BATCH, bytes);
                 for completion in batch {
                     let seq = completion.seq;
                     if !self.send(out, Arc::new(completion)).await? {
@@ -228,6 +234,19 @@ impl Feed {
             },
         })
     }
+}
+
+/// How many bytes of completions a replay read may bring: what the window
+/// has free (at least [`READ_FLOOR_BYTES`] or the window's size, at most
+/// the store's [`COMPLETIONS_READ_BYTES`](crate::store::COMPLETIONS_READ_BYTES)).
+/// A read's completions are held until the window takes them, so a stalled
+/// reader's feed holds its window, a floor and one completion, not its
+/// window and a whole read beside it.
+fn read_bytes(window: &ByteWindow) -> usize {
+    let floor = READ_FLOOR_BYTES.min(window.size());
+    window
+        .available()
+        .clamp(floor, crate::store::COMPLETIONS_READ_BYTES.max(floor))
 }
 
 /// Where a feed sends: its channel, and the byte window its reader keeps.
@@ -435,6 +454,31 @@ mod tests {
         assert_eq!(seq(&mut rx).await, 1);
         assert!(matches!(rx.recv().await, Some(Err(Error::Unavailable(_)))));
         assert!(rx.recv().await.is_none());
+    }
+
+    /// A replay read asks the store for what the window has free, so a
+    /// stalled reader's feed does not hold a whole read beside its full
+    /// window; never less than the floor (or the window, when smaller), never
+    /// more than the store's own bound.
+    #[tokio::test]
+    async fn a_replay_read_asks_for_what_the_window_has_free() {
+        let f = fixture();
+        let big = complete_with(&f.store, "s", &format!("\"{}\"", "r".repeat(900_000))).await;
+        let window = ByteWindow::new(1 << 20);
+        assert_eq!(read_bytes(&window), 1 << 20);
+        window.take(&big).await;
+        let left = window.available();
+        assert!((READ_FLOOR_BYTES..200_000).contains(&left));
+        assert_eq!(read_bytes(&window), left);
+        // A window the big one fills exactly: the floor, not nothing.
+        let full = ByteWindow::new((1 << 20) - left);
+        full.take(&big).await;
+        assert_eq!((full.available(), read_bytes(&full)), (0, READ_FLOOR_BYTES));
+        let small = ByteWindow::new(12_000);
+        small.take(&complete(&f.store, "s").await).await;
+        assert_eq!(read_bytes(&small), 12_000);
+        let huge = ByteWindow::new(1 << 30);
+        assert_eq!(read_bytes(&huge), crate::store::COMPLETIONS_READ_BYTES);
     }
 
     /// A reader that has not passed its completions on holds at most its

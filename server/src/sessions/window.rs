@@ -57,9 +57,14 @@ impl ByteWindow {
         self.free.add_permits(self.weight(completion) as usize);
     }
 
-    /// Bytes free now (for tests and metrics).
+    /// Bytes free now.
     pub fn available(&self) -> usize {
         self.free.available_permits()
+    }
+
+    /// The window's whole size in bytes.
+    pub fn size(&self) -> usize {
+        self.size as usize
     }
 }
 

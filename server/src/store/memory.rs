@@ -259,11 +259,12 @@ impl Store for MemoryStore {
         Ok(n as u64)
     }
 
-    async fn completions_after(
+    async fn completions_within(
         &self,
         session: &str,
         after_seq: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         let inner = self.lock();
         let Some(log) = inner.sessions.get(session) else {
@@ -273,6 +274,7 @@ impl Store for MemoryStore {
         let start = log.log.partition_point(|c| c.seq <= after_seq);
         Ok(super::within_read_bytes(
             log.log.iter().skip(start).take(limit).cloned(),
+            max_bytes,
         ))
     }
 

@@ -253,17 +253,32 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Option<TaskRecord>, StoreError>;
 
     /// Up to `limit` completions of `session` with seq > `after_seq`, in
-    /// order, and no more than [`COMPLETIONS_READ_BYTES`] of them (counted
-    /// by [`CompletionRecord::bytes`]; the one that crosses it is the last,
-    /// so one larger than the bound comes alone); never an acknowledged one
-    /// (seq <= the acknowledged seq), even while its task is kept. The SQLite store never skips one whose
-    /// stored row no longer decodes: it returns those before it, and a read
-    /// that starts with it fails naming it (`sqlite/decode.rs`).
+    /// order, and no more than [`COMPLETIONS_READ_BYTES`] of them: as
+    /// [`Self::completions_within`] with that bound.
     async fn completions_after(
         &self,
         session: &str,
         after_seq: u64,
         limit: usize,
+    ) -> Result<Vec<CompletionRecord>, StoreError> {
+        self.completions_within(session, after_seq, limit, COMPLETIONS_READ_BYTES)
+            .await
+    }
+
+    /// Up to `limit` completions of `session` with seq > `after_seq`, in
+    /// order, and no more than `max_bytes` of them (counted by
+    /// [`CompletionRecord::bytes`]; the one that crosses it is the last, so
+    /// one larger than the bound comes alone, and a bound of 0 reads one);
+    /// never an acknowledged one (seq <= the acknowledged seq), even while
+    /// its task is kept. The SQLite store never skips one whose stored row
+    /// no longer decodes: it returns those before it, and a read that
+    /// starts with it fails naming it (`sqlite/decode.rs`).
+    async fn completions_within(
+        &self,
+        session: &str,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError>;
 
     /// Acknowledges a session's completions up to `up_to_seq`: raises the
@@ -553,23 +568,25 @@ pub const MAX_QUEUED_TOOLS: i64 = 10_000;
 /// could take a gigabyte.
 pub const COMPLETIONS_READ_BYTES: usize = 8 << 20;
 
-/// Whether a [`Store::completions_after`] read of `limit` that returned
-/// `read` may have left completions after it: it stopped at `limit` or at
-/// [`COMPLETIONS_READ_BYTES`], not at the end of what is stored.
-pub fn read_may_continue(read: &[CompletionRecord], limit: usize) -> bool {
+/// Whether a [`Store::completions_within`] read of `limit` and
+/// `max_bytes` that returned `read` may have left completions after it: it
+/// stopped at `limit` or at `max_bytes`, not at the end of what is stored.
+pub fn read_may_continue(read: &[CompletionRecord], limit: usize, max_bytes: usize) -> bool {
     read.len() >= limit
-        || read.iter().map(CompletionRecord::bytes).sum::<usize>() >= COMPLETIONS_READ_BYTES
+        || read.iter().map(CompletionRecord::bytes).sum::<usize>() >= max_bytes.max(1)
 }
 
-/// The first completions of `read` within [`COMPLETIONS_READ_BYTES`]:
-/// each while the ones before it hold less than the bound.
+/// The first completions of `read` within `max_bytes`: each while the ones
+/// before it hold less than the bound (so always the first).
 pub(crate) fn within_read_bytes(
     read: impl IntoIterator<Item = CompletionRecord>,
+    max_bytes: usize,
 ) -> Vec<CompletionRecord> {
+    let max_bytes = max_bytes.max(1);
     let mut held = 0usize;
     read.into_iter()
         .take_while(|c| {
-            let take = held < COMPLETIONS_READ_BYTES;
+            let take = held < max_bytes;
             held = held.saturating_add(c.bytes());
             take
         })

@@ -423,6 +423,37 @@ async fn completions_after_keeps_a_read_to_its_byte_bound(store: &dyn Store) {
     );
 }
 
+/// A caller's byte bound ([`Store::completions_within`]) is kept as the
+/// default one is: a feed with little room in its window reads little.
+async fn completions_within_keeps_to_the_callers_byte_bound(store: &dyn Store) {
+    let result = format!("\"{}\"", "r".repeat(1_000));
+    for i in 0..10 {
+        let t = task("s1", None, at(i));
+        insert_new(store, &t).await;
+        let mut done = succeed(&t, at(100 + i));
+        done.outcome = Outcome::Result(result.clone());
+        finish_seq(store, &done).await;
+    }
+    let one = store.completions_after("s1", 0, 256).await.unwrap()[0].bytes();
+    // Two and a half completions' worth: the third crosses the bound.
+    let read = store
+        .completions_within("s1", 0, 256, one * 5 / 2)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&read), [1, 2, 3]);
+    assert!(crate::store::read_may_continue(&read, 256, one * 5 / 2));
+    // A bound of 0 still reads one: a feed always makes progress.
+    let read = store.completions_within("s1", 3, 256, 0).await.unwrap();
+    assert_eq!(seqs(&read), [4]);
+    // The end of what is stored is not taken for a cut read.
+    let rest = store
+        .completions_within("s1", 4, 256, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&rest), [5, 6, 7, 8, 9, 10]);
+    assert!(!crate::store::read_may_continue(&rest, 256, usize::MAX));
+}
+
 async fn concurrent_finishes_get_distinct_gapless_seqs(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..200).map(|i| task("s1", None, at(i))).collect();
     for t in &tasks {
@@ -695,6 +726,7 @@ for_each_store! {
         seq_is_per_session_and_gapless,
         completions_after_pages_in_order,
         completions_after_keeps_a_read_to_its_byte_bound,
+        completions_within_keeps_to_the_callers_byte_bound,
         ack_removes_completions_and_tasks_and_keeps_seq,
         acknowledged_seq_is_monotonic_and_never_beyond_the_last,
         ack_keeps_what_read_result_and_last_good_need,

@@ -299,11 +299,12 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn completions_after(
+    async fn completions_within(
         &self,
         session: &str,
         after_seq: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         self.bounded("completions_after", async {
             let client = self.client().await?;
@@ -335,7 +336,7 @@ impl Store for PostgresStore {
                     &session,
                     &to_i64(after_seq),
                     &to_i64(limit as u64),
-                    &to_i64(crate::store::COMPLETIONS_READ_BYTES as u64),
+                    &to_i64(max_bytes.max(1) as u64),
                 ],
             )
             .await?

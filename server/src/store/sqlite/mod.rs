@@ -428,13 +428,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn completions_after(
+    async fn completions_within(
         &self,
         session: &str,
         after_seq: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<CompletionRecord>, StoreError> {
         let session = session.to_string();
+        let max_bytes = max_bytes.max(1);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(SELECT_COMPLETIONS)?;
             let rows = stmt.query_map(
@@ -447,7 +449,7 @@ impl Store for SqliteStore {
             // Rows past the byte bound are not read (`within_read_bytes`'s rule).
             let mut held = 0usize;
             for row in rows {
-                if held >= crate::store::COMPLETIONS_READ_BYTES {
+                if held >= max_bytes {
                     break;
                 }
                 match row? {
