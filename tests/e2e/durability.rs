@@ -527,3 +527,36 @@ async fn a_submit_cancelled_while_the_server_was_frozen_runs_if_stored() {
         ended.insert(c.task_id);
     }
 }
+
+/// A run the server's own stop interrupts is not its worker going away: the
+/// drain leaves it for the next start, as the drain's last line says, and on
+/// its last attempt it ends there saying why (`--max-attempts 1`: the stop
+/// used the only attempt), not "the worker ... went away" at the stop.
+#[tokio::test]
+async fn a_drain_leaves_running_tasks_to_the_next_start_with_the_true_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--max-attempts", "1", "--shutdown-grace-secs", "0"];
+    let mut server = Server::start_durable(dir.path(), &flags).await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    let client = server.client().await;
+    let id = client.submit("s", "t", "{}").await.unwrap().task_id;
+    let _running = worker.next().await;
+    server.terminate();
+    assert!(server.exited().await.success());
+    server.restart().await;
+    let task = server.client().await.get_task(&id).await.unwrap();
+    let Some(pb::task::Outcome::Error(error)) = task.outcome else {
+        panic!("no error on {task:?}");
+    };
+    assert_eq!(
+        (task.status, error.code.as_str()),
+        (pb::TaskStatus::Failed as i32, "worker_lost")
+    );
+    assert!(
+        error
+            .message
+            .contains("the server stopped while the task ran"),
+        "{}",
+        error.message
+    );
+}

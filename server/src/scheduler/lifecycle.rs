@@ -6,7 +6,7 @@ use std::{
 };
 
 use futures::future::join_all;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{Scheduler, state::Ended};
 use crate::{
@@ -41,6 +41,11 @@ impl Scheduler {
                     let message = format!(
                         "the server stopped while the task ran, {}",
                         crate::text::on_attempts(task.attempts)
+                    );
+                    warn!(
+                        task_id = %task.id,
+                        attempts = task.attempts,
+                        "the server stopped while the task ran on its last attempt (--max-attempts): it ends FAILED worker_lost"
                     );
                     self.finisher.started();
                     exhausted.push(Ended {

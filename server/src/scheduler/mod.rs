@@ -335,7 +335,17 @@ impl Scheduler {
 
     /// A worker's stream ended: its running tasks go back to the queue with
     /// their place kept, or fail once their attempts are used up.
+    /// As this server stops (its drain over), the streams it ends leave
+    /// their runs as stored, for the next start: that is what the drain's
+    /// last line promises, and ending them here would blame the worker.
     pub async fn worker_gone(self: &Arc<Self>, worker: WorkerId) {
+        if self.shutdown.is_cancelled() {
+            let left = self.lock().remove_worker_at_stop(worker, SystemTime::now());
+            if let Some((name, running)) = left {
+                info!(worker_id = worker, worker = %logs::field(&name), running, "worker stream ended as the server stops");
+            }
+            return;
+        }
         let max_attempts = self.config.max_attempts;
         let (ended, released, gone_tools) = {
             let mut st = self.lock();

@@ -98,6 +98,42 @@ impl<I: Io> State<I> {
         self.fill_worker(worker, now);
     }
 
+    /// Removes a worker whose stream ended because this server stops: a
+    /// stop is not the worker going away, so its running tasks stay RUNNING
+    /// as stored, for the next start ([`crate::scheduler::Scheduler::recover`])
+    /// or another server (the shared queue takes them back at stop); only
+    /// their run timers stop. Returns its name and how many it ran.
+    pub fn remove_worker_at_stop(
+        &mut self,
+        worker: WorkerId,
+        now: SystemTime,
+    ) -> Option<(String, usize)> {
+        let entry = self.detach_worker(worker, now)?;
+        for id in &entry.running {
+            if let Some(live) = self.tasks.get_mut(id) {
+                live.worker = None;
+                if let Some(timer) = live.timer.take() {
+                    I::stop(timer);
+                }
+            }
+        }
+        Some((entry.name, entry.running.len()))
+    }
+
+    /// Takes a worker out of the registry and its tools' worker lists.
+    fn detach_worker(&mut self, worker: WorkerId, now: SystemTime) -> Option<WorkerEntry<I>> {
+        let entry = self.workers.remove(&worker)?;
+        for tool in &entry.tools {
+            if let Some(t) = self.tools.get_mut(tool) {
+                t.workers.retain(|w| *w != worker);
+                if t.workers.is_empty() {
+                    t.unserved_since = Some(now);
+                }
+            }
+        }
+        Some(entry)
+    }
+
     /// Removes a worker: its running tasks go back to the queue with their
     /// place kept, or end as `lost(attempts)` says once `max_attempts` are
     /// used up.
@@ -108,15 +144,7 @@ impl<I: Io> State<I> {
         lost: impl Fn(u32) -> Outcome,
         now: SystemTime,
     ) -> Option<Departed> {
-        let entry = self.workers.remove(&worker)?;
-        for tool in &entry.tools {
-            if let Some(t) = self.tools.get_mut(tool) {
-                t.workers.retain(|w| *w != worker);
-                if t.workers.is_empty() {
-                    t.unserved_since = Some(now);
-                }
-            }
-        }
+        let entry = self.detach_worker(worker, now)?;
         let mut ended = Vec::new();
         let mut requeued = Vec::new();
         for id in &entry.running {
