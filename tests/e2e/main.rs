@@ -23,6 +23,7 @@ mod fronts;
 mod isolation;
 mod limits;
 mod listings;
+mod live_states;
 mod logs;
 mod mcp_requests;
 mod multi_server;

@@ -112,3 +112,43 @@ impl RawWorker {
             .unwrap();
     }
 }
+
+/// Connects a worker serving `tools` with room for `max_concurrency` tasks
+/// at once (no token); panics when the server refuses it.
+pub async fn connect_worker_for(
+    addr: &str,
+    tools: Vec<pb::Tool>,
+    max_concurrency: u32,
+) -> RawWorker {
+    let channel = endpoint(addr).unwrap().connect_lazy();
+    let mut rpc = pb::worker_service_client::WorkerServiceClient::new(channel);
+    let register = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Register(pb::Register {
+            worker_name: "raw".into(),
+            tools,
+            max_concurrency,
+        })),
+    };
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(register).await.unwrap();
+    let mut commands = within("the worker's Connect", rpc.connect(ReceiverStream::new(rx)))
+        .await
+        .expect("Connect refused")
+        .into_inner();
+    match within("Registered", commands.message()).await {
+        Ok(Some(pb::WorkerCommand {
+            kind: Some(pb::worker_command::Kind::Registered(_)),
+        })) => RawWorker { tx, commands },
+        other => panic!("expected Registered, got {other:?}"),
+    }
+}
+
+impl RawWorker {
+    /// Ends the worker's side of the stream and waits until the server has
+    /// let the worker go (its command stream ends).
+    pub async fn leave(self) {
+        let RawWorker { tx, mut commands } = self;
+        drop(tx);
+        while let Ok(Some(_)) = within("the worker's departure", commands.message()).await {}
+    }
+}

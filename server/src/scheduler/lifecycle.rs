@@ -16,7 +16,8 @@ use crate::{
 
 impl Scheduler {
     /// Takes up the work a previous run left: queued tasks are queued again,
-    /// running ones get a new attempt (or fail once attempts are used up).
+    /// running ones get a new attempt (or fail once attempts are used up),
+    /// stored as QUEUED again before it returns.
     /// Returns how many unfinished tasks the store held (0 with a shared
     /// backlog: expired leases are reclaimed by whichever server reaps first).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
@@ -33,6 +34,7 @@ impl Scheduler {
         let count = tasks.len();
         let mut exhausted = Vec::new();
         let mut timers = Vec::new();
+        let mut requeues = Vec::new();
         {
             let mut st = self.lock();
             let now = SystemTime::now();
@@ -61,6 +63,11 @@ impl Scheduler {
                     });
                     continue;
                 }
+                if task.state == TaskState::Running {
+                    // Queued again in the store too, as listings and filters
+                    // by status read it.
+                    requeues.push(self.store.record_requeue(task.id, task.attempts));
+                }
                 let held = st.reserve(&mut task);
                 // A call that ran waits for a worker afresh (the run
                 // outlasting its queue timeout must not end it).
@@ -72,6 +79,9 @@ impl Scheduler {
         for (task, deadline) in timers {
             self.arm_queue_timer(&task, deadline);
         }
+        // Stored before the server answers a listing; a failure (logged by
+        // the store) leaves only the listing behind: the task runs anyway.
+        join_all(requeues.into_iter().map(crate::store::Durable::wait)).await;
         join_all(exhausted.into_iter().map(|e| self.end(e))).await;
         if count > 0 {
             info!(tasks = count, "recovered unfinished tasks");

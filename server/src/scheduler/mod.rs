@@ -347,7 +347,7 @@ impl Scheduler {
             return;
         }
         let max_attempts = self.config.max_attempts;
-        let (ended, released, gone_tools) = {
+        let (ended, released, gone_tools, requeues) = {
             let mut st = self.lock();
             let lost = |attempts| {
                 Outcome::error(
@@ -363,8 +363,12 @@ impl Scheduler {
             };
             info!(worker_id = worker, worker = %logs::field(&gone.name), running = gone.running, "worker disconnected");
             let now = SystemTime::now();
+            let mut requeues = Vec::with_capacity(gone.requeued.len());
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
+                // The store too, so that listings and filters by status see
+                // it queued; before `apply` records its next dispatch.
+                requeues.push(self.store.record_requeue(*id, *attempt));
                 // It waits for a worker again, for its queue timeout.
                 if let Some(task) = st.task(*id) {
                     let deadline = task.queue_deadline_from(now, self.config.default_queue_timeout);
@@ -380,8 +384,10 @@ impl Scheduler {
             } else {
                 Vec::new()
             };
-            (gone.ended, released, gone.tools)
+            (gone.ended, released, gone.tools, requeues)
         };
+        // Failures are logged by the store; the task runs on regardless.
+        futures::future::join_all(requeues.into_iter().map(crate::store::Durable::wait)).await;
         self.backlog.tools_changed();
         self.backlog.give_back(released).await;
         self.unserved_now(&gone_tools).await;

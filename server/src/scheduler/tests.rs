@@ -317,6 +317,9 @@ impl crate::store::Store for Refusing {
     fn record_dispatch(&self, id: uuid::Uuid, attempt: u32, at: SystemTime) -> Durable {
         self.0.record_dispatch(id, attempt, at)
     }
+    fn record_requeue(&self, id: uuid::Uuid, attempt: u32) -> Durable {
+        self.0.record_requeue(id, attempt)
+    }
     async fn finish_task(
         &self,
         finish: &crate::model::Finish,

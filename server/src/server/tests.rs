@@ -77,6 +77,9 @@ impl Store for Held {
         }
         self.store.record_dispatch(id, attempt, at)
     }
+    fn record_requeue(&self, id: Uuid, attempt: u32) -> Durable {
+        self.store.record_requeue(id, attempt)
+    }
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         self.store.finish_task(finish).await
     }

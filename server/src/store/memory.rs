@@ -173,6 +173,13 @@ impl Store for MemoryStore {
         Durable::done(Ok(()))
     }
 
+    fn record_requeue(&self, task_id: Uuid, attempt: u32) -> Durable {
+        if let Some(task) = self.lock().tasks.get_mut(&task_id) {
+            task.requeue(attempt);
+        }
+        Durable::done(Ok(()))
+    }
+
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;

@@ -196,6 +196,19 @@ pub trait Store: Send + Sync + 'static {
     /// closed, the write failed) resolves the [`Durable`] with the error.
     fn record_dispatch(&self, task_id: Uuid, attempt: u32, at: SystemTime) -> Durable;
 
+    /// Records that attempt `attempt` of a running task went back to the
+    /// queue (its worker left, or a restart found it running): QUEUED
+    /// again, its attempts and `started_at` kept, as the scheduler shows
+    /// it, so that listings, status filters, counts and bulk cancels by
+    /// status see the task as GetTask does. A stored task that moved on
+    /// (finished, or running another attempt) is left alone. Like
+    /// [`Self::record_dispatch`]: called under the scheduler's lock, never
+    /// blocks, never dropped, applied after the task's earlier records and
+    /// before its later ones; the [`Durable`] resolves once it is durable.
+    /// A shared store keeps the task as a claim leaves it, held by this
+    /// server, so that no other server claims it.
+    fn record_requeue(&self, task_id: Uuid, attempt: u32) -> Durable;
+
     /// Finishes a task and appends its completion with the session's next seq.
     /// `None` when the task is unknown or already finished. Records
     /// `finish.notes` (summary, the fallback that answered), and deletes
@@ -310,16 +323,17 @@ pub trait Store: Send + Sync + 'static {
     async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError>;
 
     /// Up to `query.limit` stored tasks that match `query`, finished or not,
-    /// in its order (by created_at, then id). A dispatch not yet applied
-    /// may still show a task queued. The SQLite store leaves out a task
+    /// in its order (by created_at, then id). A dispatch or requeue record
+    /// not yet applied may still show a task's earlier state (for the
+    /// moment of a group commit). The SQLite store leaves out a task
     /// whose stored row no longer decodes, logged, the next task taking its
     /// place, so a page is short only at the listing's end
     /// (`sqlite/decode.rs`).
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
 
     /// How many stored tasks pass `query`'s filter, on every page: its
-    /// cursor and limit are ignored. As in [`Self::list_tasks`], a dispatch
-    /// not yet applied may still count a task as queued.
+    /// cursor and limit are ignored. As in [`Self::list_tasks`], a record
+    /// not yet applied may still count a task in its earlier state.
     async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError>;
 
     /// Removes completions and finished tasks that finished before `cutoff`,

@@ -29,8 +29,9 @@ use calls::{
 };
 use held::finish_held_task_is_finish_task;
 use listing::{
-    count_tasks_counts_every_match_not_a_page, fallback_runs_are_listed_only_when_asked,
-    list_tasks_filters, list_tasks_pages_are_stable_under_inserts,
+    a_requeue_lists_the_task_queued, count_tasks_counts_every_match_not_a_page,
+    fallback_runs_are_listed_only_when_asked, list_tasks_filters,
+    list_tasks_pages_are_stable_under_inserts,
 };
 use tools::tool_definitions_round_trip_replace_and_forget;
 
@@ -733,6 +734,7 @@ for_each_store! {
         ack_keeps_keyed_tasks_so_their_key_still_dedups,
         purge_removes_only_old_finished_work,
         list_tasks_filters,
+        a_requeue_lists_the_task_queued,
         list_tasks_pages_are_stable_under_inserts,
         count_tasks_counts_every_match_not_a_page,
         fallback_runs_are_listed_only_when_asked,

@@ -184,6 +184,14 @@ impl Stored {
         self.started_at = Some(at);
     }
 
+    /// Records that attempt `attempt` went back to the queue: QUEUED, its
+    /// attempts and start kept; unless the task moved on since.
+    pub fn requeue(&mut self, attempt: u32) {
+        if self.state == TaskState::Running && self.attempts == attempt {
+            self.state = TaskState::Queued;
+        }
+    }
+
     /// Records `finish`, whose completion took seq `seq`.
     pub fn finish(&mut self, finish: &Finish, seq: u64) {
         self.state = finish.state;

@@ -181,6 +181,16 @@ impl Store for PostgresStore {
         }
     }
 
+    fn record_requeue(&self, task_id: Uuid, attempt: u32) -> Durable {
+        match self.tx.record_requeue(task_id, attempt) {
+            Ok(durable) => durable,
+            Err(e) => {
+                warn!(task_id = %task_id, error = %e, "recording a requeue failed");
+                Durable::done(Err(e))
+            }
+        }
+    }
+
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         let finish = Box::new(finish.clone());
         self.write(|reply| Op::Finish(finish, Guard::Attempt, reply))

@@ -208,7 +208,7 @@ impl Writer {
     async fn apply(
         &self,
         inserts: &[&TaskRecord],
-        dispatches: &HashMap<Uuid, (u32, SystemTime)>,
+        dispatches: &HashMap<Uuid, (u32, Option<SystemTime>)>,
         finishes: &[(Finish, Guard)],
         releases: &[Uuid],
     ) -> Result<Answers, StoreError> {
@@ -222,9 +222,18 @@ impl Writer {
             if dispatches.is_empty() {
                 return Ok(());
             }
-            let ids: Vec<Uuid> = dispatches.keys().copied().collect();
-            let attempts: Vec<i32> = ids.iter().map(|id| dispatches[id].0 as i32).collect();
-            let at: Vec<i64> = ids.iter().map(|id| time_to_i64(dispatches[id].1)).collect();
+            // A requeue record (no start) leaves the row as it is: held
+            // by this server, as a claim leaves it, so no other claims it.
+            let started: Vec<(Uuid, u32, SystemTime)> = dispatches
+                .iter()
+                .filter_map(|(id, (a, at))| at.map(|at| (*id, *a, at)))
+                .collect();
+            if started.is_empty() {
+                return Ok(());
+            }
+            let ids: Vec<Uuid> = started.iter().map(|d| d.0).collect();
+            let attempts: Vec<i32> = started.iter().map(|d| d.1 as i32).collect();
+            let at: Vec<i64> = started.iter().map(|d| time_to_i64(d.2)).collect();
             let lease_ms = self.options.lease.as_millis() as f64;
             exec(
                 &tx,

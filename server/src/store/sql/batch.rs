@@ -47,8 +47,9 @@ pub const QUEUE_CAPACITY: usize = 2 * MAX_BATCH;
 /// Dispatch records waiting for the writer.
 #[derive(Debug)]
 pub(crate) struct Dispatches {
-    /// The latest recorded attempt of each task, and when it started.
-    pub latest: HashMap<Uuid, (u32, SystemTime)>,
+    /// The latest recorded attempt of each task, and when it started;
+    /// `None`: that attempt went back to the queue (a requeue record).
+    pub latest: HashMap<Uuid, (u32, Option<SystemTime>)>,
     /// How many records were merged into `latest` (for the counters).
     pub records: u64,
     /// Where the writer says whether these records are committed: every
@@ -83,11 +84,12 @@ impl Dispatches {
         self.records.saturating_sub(self.latest.len() as u64)
     }
 
-    /// Keeps the later of two records of one task.
-    fn merge(&mut self, task_id: Uuid, attempt: u32, at: SystemTime) {
+    /// Keeps the later of two records of one task: the later attempt, and
+    /// of one attempt its requeue, which only ever follows its dispatch.
+    fn merge(&mut self, task_id: Uuid, attempt: u32, at: Option<SystemTime>) {
         self.records += 1;
         let e = self.latest.entry(task_id).or_insert((attempt, at));
-        if attempt >= e.0 {
+        if attempt > e.0 || (attempt == e.0 && (at.is_none() || e.1.is_some())) {
             *e = (attempt, at);
         }
     }
@@ -199,6 +201,23 @@ impl<Op> Sender<Op> {
         task_id: Uuid,
         attempt: u32,
         at: SystemTime,
+    ) -> Result<Durable, StoreError> {
+        self.record(task_id, attempt, Some(at))
+    }
+
+    /// Records that attempt `attempt` of `task_id` went back to the queue,
+    /// as [`Self::record_dispatch`] records a start: never waits, never
+    /// dropped, applied after the task's earlier records and before its
+    /// later ones.
+    pub fn record_requeue(&self, task_id: Uuid, attempt: u32) -> Result<Durable, StoreError> {
+        self.record(task_id, attempt, None)
+    }
+
+    fn record(
+        &self,
+        task_id: Uuid,
+        attempt: u32,
+        at: Option<SystemTime>,
     ) -> Result<Durable, StoreError> {
         if self.tx.is_closed() {
             return Err(writer_gone());
@@ -355,8 +374,8 @@ mod tests {
         let dispatches = rx.take_dispatches();
         assert_eq!(dispatches.records, 4);
         assert_eq!(dispatches.latest.len(), 2);
-        assert_eq!(dispatches.latest[&a], (2, at(2)));
-        assert_eq!(dispatches.latest[&b], (1, at(3)));
+        assert_eq!(dispatches.latest[&a], (2, Some(at(2))));
+        assert_eq!(dispatches.latest[&b], (1, Some(at(3))));
 
         // Answering frees room: the waiting writes get in and are answered.
         let mut answered = 0;
@@ -377,6 +396,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_requeue_record_follows_its_dispatch_and_yields_to_a_later_attempt() {
+        let (tx, mut rx) = test_queue();
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        tx.record_dispatch(a, 1, at(1)).unwrap();
+        tx.record_requeue(a, 1).unwrap();
+        tx.record_dispatch(b, 1, at(2)).unwrap();
+        tx.record_requeue(b, 1).unwrap();
+        tx.record_dispatch(b, 2, at(3)).unwrap();
+        tx.record_requeue(c, 1).unwrap();
+        tx.record_dispatch(c, 1, at(4)).unwrap(); // late: the requeue stays
+        let mut ops = Vec::new();
+        assert!(rx.fill(&mut ops).await);
+        let taken = rx.take_dispatches();
+        assert_eq!(taken.records, 7);
+        assert_eq!(taken.latest[&a], (1, None), "queued again");
+        assert_eq!(
+            taken.latest[&b],
+            (2, Some(at(3))),
+            "running its next attempt"
+        );
+        assert_eq!(taken.latest[&c], (1, None));
+    }
+
+    #[tokio::test]
     async fn a_dispatch_record_wakes_an_idle_writer() {
         let (tx, mut rx) = test_queue();
         let id = Uuid::new_v4();
@@ -388,7 +431,7 @@ mod tests {
         });
         tx.record_dispatch(id, 1, at(1)).unwrap();
         let taken = writer.await.unwrap();
-        assert_eq!(taken.latest[&id], (1, at(1)));
+        assert_eq!(taken.latest[&id], (1, Some(at(1))));
     }
 
     #[tokio::test]
@@ -399,7 +442,7 @@ mod tests {
         drop(tx);
         let mut ops = Vec::new();
         assert!(rx.fill(&mut ops).await, "the records made before closing");
-        assert_eq!(rx.take_dispatches().latest[&id], (1, at(1)));
+        assert_eq!(rx.take_dispatches().latest[&id], (1, Some(at(1))));
         assert!(!rx.fill(&mut ops).await, "then nothing is left");
     }
 

@@ -318,6 +318,16 @@ impl Store for SqliteStore {
         }
     }
 
+    fn record_requeue(&self, task_id: Uuid, attempt: u32) -> Durable {
+        match (self.queue()).and_then(|q| q.record_requeue(task_id, attempt)) {
+            Ok(durable) => durable,
+            Err(e) => {
+                warn!(task_id = %task_id, error = %e, "recording a requeue failed");
+                Durable::done(Err(e))
+            }
+        }
+    }
+
     async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
         let finish = Box::new(finish.clone());
         self.write(|reply| Op::Finish(finish, None, reply)).await

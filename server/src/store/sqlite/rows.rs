@@ -149,6 +149,22 @@ pub(super) fn dispatch(
     Ok(())
 }
 
+/// Marks a task running its `attempt` queued again (its worker left, or the
+/// server restarted), keeping its attempts and start; a row that moved on
+/// (finished, or running a later attempt) is left alone.
+pub(super) fn requeue(conn: &Connection, id: Uuid, attempt: u32) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE tasks SET state = ?2 WHERE id = ?1 AND state = ?3 AND attempts = ?4",
+    )?
+    .execute(params![
+        &id.as_bytes()[..],
+        state_code(TaskState::Queued),
+        state_code(TaskState::Running),
+        attempt,
+    ])?;
+    Ok(())
+}
+
 /// The columns of a task its completion carries, and its state.
 const SELECT_HEAD: &str = "SELECT session, tool, arguments, created_at, delivery,
      result_budget, state FROM tasks WHERE id = ?1";

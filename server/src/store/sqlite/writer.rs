@@ -9,7 +9,7 @@ use tracing::{error, warn};
 use uuid::Uuid;
 
 use super::errors::store_error_in;
-use super::rows::{ack, dispatch, finish_task, insert, purge_step, reclaim_space};
+use super::rows::{ack, dispatch, finish_task, insert, purge_step, reclaim_space, requeue};
 use super::session_seqs::SessionSeqs;
 use super::tools::{forget_tools, put_tools};
 use crate::model::{CompletionRecord, Finish, TaskHead, TaskRecord};
@@ -22,11 +22,13 @@ use crate::store::{Acked, Inserted, StoreError, StoredTool};
 /// One change for the writer.
 pub(super) enum Op {
     Insert(Box<TaskRecord>, Reply<Inserted>),
-    /// Made by the writer from the queue's dispatch records, never sent.
+    /// Made by the writer from the queue's dispatch and requeue records,
+    /// never sent. `at`: when the attempt started; `None`: it went back to
+    /// the queue.
     Dispatch {
         task_id: Uuid,
         attempt: u32,
-        at: SystemTime,
+        at: Option<SystemTime>,
     },
     /// A finish, with the task's head when the caller held the task.
     Finish(
@@ -270,7 +272,11 @@ impl Writer {
                 attempt,
                 at,
             } => {
-                let r = dispatch(conn, task_id, attempt, at).map_err(store_error);
+                let r = match at {
+                    Some(at) => dispatch(conn, task_id, attempt, at),
+                    None => requeue(conn, task_id, attempt),
+                }
+                .map_err(store_error);
                 let failed = r.err();
                 if let Some(e) = &failed {
                     warn!(task_id = %task_id, error = %e, "recording a dispatch failed");

@@ -233,3 +233,63 @@ pub(in crate::store) async fn fallback_runs_are_listed_only_when_asked(store: &d
     );
     assert_eq!(store.count_tasks(&with_runs).await.unwrap(), 3);
 }
+
+/// A task whose worker left (or that a restart found running) is queued
+/// again: a store that keeps no shared queue lists, filters and counts it
+/// QUEUED from the requeue record's [`Durable`](crate::store::Durable) on;
+/// a shared store keeps it held by this server. A stale requeue (the task
+/// moved on) changes nothing, and the next attempt's dispatch applies.
+pub(in crate::store) async fn a_requeue_lists_the_task_queued(store: &dyn Store) {
+    let shared = store.shared().is_some();
+    let t = task("s1", None, at(1));
+    let done = task("s1", None, at(2));
+    for t in [&t, &done] {
+        insert_new(store, t).await;
+    }
+    let wait = |d: crate::store::Durable| async move { d.wait().await.expect("durable") };
+    wait(store.record_dispatch(t.id, 1, at(3))).await;
+    wait(store.record_dispatch(done.id, 1, at(3))).await;
+    let mut finish = succeed(&done, at(4));
+    finish.attempts = 1;
+    store.finish_task(&finish).await.unwrap();
+    wait(store.record_requeue(t.id, 1)).await;
+    wait(store.record_requeue(done.id, 1)).await;
+
+    let state = |s| TaskQuery {
+        states: vec![s],
+        ..query()
+    };
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    let (listed, other) = if shared {
+        (TaskState::Running, TaskState::Queued)
+    } else {
+        (TaskState::Queued, TaskState::Running)
+    };
+    assert_eq!(got.state, listed);
+    assert_eq!((got.attempts, got.started_at), (1, Some(at(3))), "kept");
+    assert_eq!(
+        ids(&store.list_tasks(&state(listed)).await.unwrap()),
+        [t.id]
+    );
+    assert_eq!(store.count_tasks(&state(listed)).await.unwrap(), 1);
+    assert!(store.list_tasks(&state(other)).await.unwrap().is_empty());
+    assert_eq!(store.count_tasks(&state(other)).await.unwrap(), 0);
+    let unfinished = store.unfinished_tasks().await.unwrap();
+    assert_eq!(ids(&unfinished), [t.id], "still unfinished");
+    let finished = store.get_task(done.id).await.unwrap().unwrap();
+    assert_eq!(
+        finished.state,
+        TaskState::Succeeded,
+        "a finished task stays"
+    );
+
+    // The next attempt runs; a late requeue of the first changes nothing.
+    wait(store.record_dispatch(t.id, 2, at(5))).await;
+    wait(store.record_requeue(t.id, 1)).await;
+    let got = store.get_task(t.id).await.unwrap().unwrap();
+    assert_eq!((got.state, got.attempts), (TaskState::Running, 2));
+    assert_eq!(
+        ids(&store.list_tasks(&state(TaskState::Running)).await.unwrap()),
+        [t.id]
+    );
+}
