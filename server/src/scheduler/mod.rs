@@ -7,7 +7,10 @@
 //! one after the lock is released (`finisher.rs`). Dispatch records go to
 //! [`Store::record_dispatch`](crate::store::Store::record_dispatch), which
 //! must not block, *under* the lock, so they reach the store before any
-//! finish of the same attempt; timers and worker commands are started and
+//! finish of the same attempt; so do requeue records
+//! ([`Store::record_requeue`](crate::store::Store::record_requeue): a worker
+//! left, a restart), so that listings filtering by state agree with the
+//! live state; timers and worker commands are started and
 //! queued under the lock too, without waiting.
 //!
 //! **Nothing leaves before its record is durable.** An Assignment is queued
@@ -386,12 +389,14 @@ impl Scheduler {
             };
             (gone.ended, released, gone.tools, requeues)
         };
-        // Failures are logged by the store; the task runs on regardless.
-        futures::future::join_all(requeues.into_iter().map(crate::store::Durable::wait)).await;
         self.backlog.tools_changed();
         self.backlog.give_back(released).await;
         self.unserved_now(&gone_tools).await;
         futures::future::join_all(ended.into_iter().map(|e| self.end(e))).await;
+        // Last, so nothing above waits on the store's commit: the worker's
+        // stream ends once listings see its tasks queued. Failures are
+        // logged by the store; the tasks run on regardless.
+        futures::future::join_all(requeues.into_iter().map(crate::store::Durable::wait)).await;
     }
 
     fn live_task(&self, id: Uuid) -> Option<TaskRecord> {
