@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import re
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -56,12 +57,38 @@ _TYPES: dict[str, Any] = {
 }
 
 
+# Where a docstring's sections begin: the frameworks' docstring parsers (griffe
+# for OpenAI Agents and Pydantic AI, LangChain's parse_docstring) keep only the
+# text before the first one as the tool's description. At the start of a line:
+# a Google section or admonition ("Args:", "Note: ...") over an indented line,
+# a NumPy header over its dashes, a Sphinx field (":param x:", ":returns:").
+_SECTION = re.compile(
+    r"^(?:[A-Za-z][\w \t-]*:(?:[ \t]+\S.*)?\n[ \t]+\S"
+    r"|[A-Za-z][\w \t]*\n[ \t]*-{3,}[ \t]*$"
+    r"|:[A-Za-z]+(?:[ \t]+[^:\n]*)?:)",
+    re.MULTILINE,
+)
+
+
 def with_notice(description: str) -> str:
-    """`description` followed by the async notice (once)."""
+    """`description` with the async notice (once): after its own paragraphs,
+    before its first docstring section (Google `Args:`/`Returns:`..., NumPy
+    `Parameters` over `----------`, Sphinx `:param x:`), where every
+    framework's docstring parser keeps it in the tool's description; at the
+    end when it has no section. A notice at the end (as the server lists a
+    tool) is moved there."""
     text = description.strip()
+    if text.endswith(ASYNC_NOTICE):
+        text = text[: -len(ASYNC_NOTICE)].strip()
     if ASYNC_NOTICE in text:
         return text
-    return f"{text}\n\n{ASYNC_NOTICE}" if text else ASYNC_NOTICE
+    if not text:
+        return ASYNC_NOTICE
+    section = _SECTION.search(text)
+    if section is None:
+        return f"{text}\n\n{ASYNC_NOTICE}"
+    head, rest = text[: section.start()].strip(), text[section.start() :]
+    return f"{head}\n\n{ASYNC_NOTICE}\n\n{rest}" if head else f"{ASYNC_NOTICE}\n\n{rest}"
 
 
 def _annotation(prop: Mapping[str, Any]) -> Any:

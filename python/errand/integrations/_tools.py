@@ -68,7 +68,7 @@ class ErrandTool:
 
     Attributes:
         name: the tool's registered name.
-        description: what the model reads, ending with `ASYNC_NOTICE`.
+        description: what the model reads, with `ASYNC_NOTICE` (see `with_notice`).
         input_schema: JSON Schema of the arguments object (an "object" schema).
         client: submits the calls: a `Client`, an `AsyncClient`, an
             `AsyncToolManager`, or the `submit` of a `client.tool()` callable.
