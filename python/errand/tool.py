@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
 from errand._coerce import UNION_TYPES, coerce, plain, pydantic_model
+from errand._foreign import context_parameters, not_a_tool_function
 from errand._jsonable import dumps
 from errand.types import DedupPolicy, DeliveryPolicy, Fallback, to_enum
 
@@ -242,7 +243,8 @@ def async_tool(
             target.add_tool(fn)
         return fn
 
-    if callable(target) and not hasattr(target, "add_tool"):
+    if target is not None and not hasattr(target, "add_tool"):
+        # A function (bare @async_tool), or what a framework's decorator made.
         fn, target = target, None
         return decorate(fn)
     return decorate
@@ -265,8 +267,14 @@ def tool_def(
     """The `ToolDef` of a function: the one `@async_tool` attached, or a new one.
 
     Raises ValueError for a bad name, option or schema, and TypeError for a
-    generator function (see `_not_a_generator`).
+    generator function (see `_not_a_generator`), for what is not a function
+    (a framework's tool object: the framework's decorator goes on top of
+    @async_tool, not under it), or for a parameter that is a framework's run
+    context (Pydantic AI's RunContext, ...: it cannot cross to a worker).
     """
+    refused = not_a_tool_function(fn)
+    if refused is not None:
+        raise TypeError(refused)
     _not_a_generator(fn)
     existing = getattr(fn, _ATTR, None)
     options: tuple[Any, ...] = (delivery, dedup, result_budget_bytes, fallback)
@@ -290,6 +298,13 @@ def tool_def(
         fallback = Fallback(tool=fallback)
     if fallback is not None and fallback.tool == tool_name:
         raise ValueError(f"tool {tool_name!r} cannot be its own fallback")
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        hints = {}  # said by schema_for_function, or by the worker at a call
+    refused = context_parameters(fn, hints)
+    if refused is not None:
+        raise TypeError(refused)
     doc = description if description is not None else inspect.getdoc(fn) or ""
     input_schema = dict(schema) if schema is not None else schema_for_function(fn)
     dumps(input_schema, f"tool {tool_name!r}:", "schema")  # ValueError: NaN or Infinity in it

@@ -1,0 +1,148 @@
+"""What `@async_tool` refuses from agent frameworks (not public), told by module
+name so that no framework is imported.
+
+- A framework's tool object (LangChain's `BaseTool`, OpenAI Agents'
+  `FunctionTool`, Pydantic AI's `Tool`, a Strands `@tool`): `@async_tool` was
+  put over the framework's decorator; the order is the other way round
+  (`not_a_tool_function`).
+- A run context parameter (Pydantic AI's `RunContext`, OpenAI Agents'
+  `RunContextWrapper`/`ToolContext`, LangChain's `RunnableConfig`/`ToolRuntime`
+  or an `Injected...` argument, Strands' `ToolContext`): the framework fills
+  it in-process, and it cannot cross to the worker that runs the tool
+  (`context_parameters`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from typing import Any, Callable, Optional
+
+__all__ = ["context_parameters", "not_a_tool_function"]
+
+#: Module roots of the frameworks, and how they are named to a person.
+_FRAMEWORKS = {
+    "langchain_core": "LangChain",
+    "langchain": "LangChain",
+    "langgraph": "LangGraph",
+    "agents": "OpenAI Agents",
+    "pydantic_ai": "Pydantic AI",
+    "strands": "Strands",
+}
+
+#: The right order, per framework.
+_ORDER = {
+    "LangChain": "@tool over @async_tool(manager)",
+    "LangGraph": "@tool over @async_tool(manager)",
+    "OpenAI Agents": "function_tool(fn) of the @async_tool(manager) function",
+    "Pydantic AI": "Tool(fn) or @agent.tool_plain over @async_tool(manager)",
+    "Strands": "@tool over @async_tool(manager)",
+}
+
+#: How to register a tool without the context, per framework.
+_PLAIN = {
+    "LangChain": "with @tool and no config/runtime parameter",
+    "LangGraph": "with @tool and no injected parameter",
+    "OpenAI Agents": "with function_tool and no context parameter",
+    "Pydantic AI": "with @agent.tool_plain (or Tool(fn, takes_ctx=False))",
+    "Strands": "with @tool (not context=True)",
+}
+
+_CONTEXT_NAMES = frozenset(
+    {
+        "RunnableConfig",
+        "ToolRuntime",
+        "CallbackManagerForToolRun",
+        "AsyncCallbackManagerForToolRun",
+        "BaseStore",
+        "Agent",
+    }
+)
+
+
+def _framework(cls: Any) -> Optional[str]:
+    """The framework whose module defines `cls` (or a base of it), or None."""
+    for klass in getattr(cls, "__mro__", (cls,)):
+        root = str(getattr(klass, "__module__", "") or "").split(".")[0]
+        if root in _FRAMEWORKS:
+            return _FRAMEWORKS[root]
+    return None
+
+
+def not_a_tool_function(fn: Any) -> Optional[str]:
+    """Why `fn` cannot be a tool's function, for a TypeError; None when it can
+    (a function, a method, a partial, or another callable that is not a
+    framework's tool object)."""
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, functools.partial):
+        return None
+    framework = _framework(type(fn))
+    if framework is not None:
+        name = getattr(fn, "name", None) or getattr(fn, "__name__", None) or ""
+        shown = f" {str(name)[:64]!r}" if name else ""
+        return (
+            f"@async_tool was given a {framework} tool object ({type(fn).__name__}{shown}), "
+            "not a function: apply @async_tool to the function first and put the "
+            f"framework's decorator on top ({_ORDER[framework]})"
+        )
+    if not callable(fn):
+        return (
+            f"@async_tool takes a function; {type(fn).__name__} {str(fn)[:64]!r} is not a "
+            "function (nor callable)"
+        )
+    return None
+
+
+def _owned(framework: str) -> str:
+    return f"{framework}'" if framework.endswith("s") else f"{framework}'s"
+
+
+def _context_of(hint: Any) -> Optional[tuple[str, str]]:
+    """(framework, type name) when `hint` is, or holds, a framework's run context."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        for meta in args[1:]:
+            kind = meta if isinstance(meta, type) else type(meta)
+            if kind.__name__.lstrip("_").startswith(("Injected", "DirectlyInjected")):
+                framework = _framework(kind)
+                if framework is not None:
+                    return framework, kind.__name__.lstrip("_")
+        return _context_of(args[0])
+    if origin is not None:
+        for arg in args:  # Optional[RunContext[...]], list[...], ...
+            found = _context_of(arg)
+            if found is not None:
+                return found
+    cls = origin if isinstance(origin, type) else hint
+    if not isinstance(cls, type):
+        return None
+    framework = _framework(cls)
+    name = cls.__name__
+    context = name.endswith("Context") or name.endswith("ContextWrapper")
+    if framework is not None and (context or name in _CONTEXT_NAMES):
+        return framework, name
+    return None
+
+
+def context_parameters(fn: Callable[..., Any], hints: dict[str, Any]) -> Optional[str]:
+    """Why `fn` cannot be an errand tool when one of its parameters is a
+    framework's run context, for a TypeError; None when none is."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    for pname in params:
+        found = _context_of(hints.get(pname))
+        if found is None:
+            continue
+        framework, name = found
+        return (
+            f"parameter {pname!r} of {getattr(fn, '__name__', 'the tool')!r} is "
+            f"{_owned(framework)} {name}: a run's context cannot cross to the worker that "
+            "runs an errand tool (another process, maybe another machine). Leave it out: "
+            "take what the tool "
+            "needs as ordinary arguments, or let the worker read it (its environment, a "
+            f"module-level client), and register the tool {_PLAIN[framework]}"
+        )
+    return None
