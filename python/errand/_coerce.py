@@ -20,6 +20,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
+from errand._formats import format_of, record
 from errand._jsonable import key_text
 
 __all__ = ["UNION_TYPES", "coerce", "plain", "pydantic_model"]
@@ -86,14 +87,17 @@ def _plain_key(tp: Any) -> bool:
 
 def coerce(tp: Any, value: Any) -> Any:
     """Build what `tp` names from its JSON form, at every level of it: Enum
-    members, pydantic models, tuples and sets (from arrays), Literal Enum
+    members, pydantic models, dataclasses and TypedDicts (from objects),
+    the value types of errand._formats (datetime, date, time, timedelta,
+    UUID, Decimal, Path), tuples and sets (from arrays), Literal Enum
     members, inside list/Sequence, dict/Mapping (keys and values: a key from
     its text, see `_key`), tuple, set, Optional, Union and Annotated. A
     Union takes the first member the value fits exactly (an int for `int |
     str`), else the first it fits in the members' order (`_smart`), as
     pydantic's "smart" union mode does. A value that does not fit is
-    returned as it is (or refused by the Enum or the model: ValueError; in
-    a Union of several, it is left as it is)."""
+    returned as it is (or refused by the Enum, the model, the record or the
+    value type: ValueError or TypeError; in a Union of several, it is left
+    as it is)."""
     if value is None:
         return value
     origin = typing.get_origin(tp)
@@ -130,9 +134,15 @@ def coerce(tp: Any, value: Any) -> Any:
         return {_key(key, k): coerce(item, v) for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
+    fmt = format_of(tp)
+    if fmt is not None:
+        return fmt.load(tp, value)  # ValueError naming a value that is not one
     model = pydantic_model(tp)
     if model is not None and isinstance(value, dict):
         return _validate(model, value)
+    fields = record(tp)
+    if fields is not None:
+        return fields.build(value, coerce)
     return value
 
 
@@ -201,6 +211,18 @@ def _fit(tp: Any, value: Any) -> Any:
         if len(args) != 2:
             return value
         return {_key_fit(args[0], k): _fit(args[1], v) for k, v in value.items()}
+    fmt = format_of(tp)
+    if fmt is not None:
+        try:
+            return fmt.load(tp, value)
+        except (ValueError, TypeError):
+            raise _Misfit from None
+    fields = record(tp)
+    if fields is not None and pydantic_model(tp) is None:
+        try:
+            return fields.build(value, _fit)
+        except (ValueError, TypeError):
+            raise _Misfit from None
     model = pydantic_model(tp)
     if model is not None:
         if not isinstance(value, dict):
@@ -316,7 +338,21 @@ def _key_fit(tp: Any, key: str) -> Any:
         return float(key)
     if (tp is None or tp is _NONE) and key == "null":
         return None
+    fmt = format_of(tp)
+    if fmt is not None:  # the inverse of key_text: its JSON, as text
+        for written in (key, *_number(key)):
+            try:
+                return fmt.load(tp, written)
+            except (ValueError, TypeError):
+                continue
     raise _Misfit
+
+
+def _number(key: str) -> tuple[Any, ...]:
+    """The number a key's text writes, if it writes one."""
+    if _INT.fullmatch(key):
+        return (int(key),)
+    return (float(key),) if _FLOAT.fullmatch(key) else ()
 
 
 def _written(value: Any) -> Optional[str]:

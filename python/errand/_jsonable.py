@@ -18,12 +18,12 @@ where it is made, with a ValueError that says where it is (`dumps`,
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import decimal
 import enum
 import json
 import math
 from typing import Any, Callable, Optional
+
+from errand._formats import format_of_value
 
 __all__ = ["dumps", "encode", "key_text", "not_finite", "plain_json", "to_json"]
 
@@ -90,9 +90,11 @@ class NotUTF8(TypeError):
 
 
 def to_json(value: Any) -> Any:
-    """`json.dumps(default=...)` for pydantic models, dataclasses, enums, sets, dates,
-    UTF-8 bytes and Decimals; raises TypeError for anything else (NotUTF8 for
-    other bytes)."""
+    """`json.dumps(default=...)` for pydantic models, dataclasses, enums, sets,
+    UTF-8 bytes, and the value types of errand._formats (datetime, date and
+    time as ISO 8601 text, timedelta as seconds, UUID and Path as text, a
+    Decimal as a number, or as text when a float would lose its digits);
+    raises TypeError for anything else (NotUTF8 for other bytes)."""
     dump = getattr(value, "model_dump", None)
     if callable(dump):  # pydantic 2 models
         return dump(mode="json")
@@ -104,8 +106,9 @@ def to_json(value: Any) -> Any:
         return value.value
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    if isinstance(value, (_dt.datetime, _dt.date)):
-        return value.isoformat()
+    fmt = format_of_value(value)
+    if fmt is not None:
+        return fmt.dump(value)
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -116,15 +119,14 @@ def to_json(value: Any) -> Any:
                 f"bytes that are not UTF-8 text ({value[:32]!r}"
                 f"{'...' if len(value) > 32 else ''}): decode them, or encode them as base64"
             ) from None
-    if isinstance(value, decimal.Decimal):  # DynamoDB numbers, for one
-        return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def key_text(key: Any) -> str:
     """The text JSON writes for a dict key: a str as it is, an int in decimal,
     a float as `repr` writes it, true, false or null; an Enum member as its
-    value would be. TypeError for any other key, ValueError for a NaN or an
+    value would be, a value type of errand._formats as its JSON (a date as
+    "2024-05-01"). TypeError for any other key, ValueError for a NaN or an
     infinity."""
     while isinstance(key, enum.Enum):
         key = key.value
@@ -140,6 +142,9 @@ def key_text(key: Any) -> str:
         return float.__repr__(key)
     if key is None:
         return "null"
+    fmt = format_of_value(key)
+    if fmt is not None:  # a date as its ISO 8601 text, a UUID as its text, ...
+        return key_text(fmt.dump(key))
     raise TypeError(f"a key of type {type(key).__name__} ({key!r})")
 
 

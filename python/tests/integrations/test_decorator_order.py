@@ -10,6 +10,8 @@ tool: refused with what to do instead, whichever order the decorators are in.
 """
 
 import dataclasses
+import datetime
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,3 +163,43 @@ def test_openai_agents_and_langchain_contexts_are_refused(manager: AsyncToolMana
     with pytest.raises(TypeError) as lc_exc:
         async_tool(manager)(lc)
     context_error(lc_exc, "RunnableConfig")
+
+
+@dataclasses.dataclass
+class Span:
+    start: "datetime.datetime"
+    days: int = 1
+
+
+def test_frameworks_make_tools_of_dates_and_dataclasses(manager: AsyncToolManager) -> None:
+    # Refused before with "no JSON Schema for the type <class 'datetime.datetime'>".
+    @async_tool(manager)
+    def plan(when: datetime.datetime, span: Span, id: uuid.UUID) -> str:
+        """Plan a trip."""
+        return ""
+
+    assert tool_def(plan).input_schema["properties"]["span"]["required"] == ["start"]
+    made = 0
+    try:
+        from agents import function_tool
+
+        assert "span" in function_tool(plan).params_json_schema["properties"]
+        made += 1
+    except ImportError:
+        pass
+    try:
+        from pydantic_ai import Tool
+
+        assert "when" in Tool(plan).tool_def.parameters_json_schema["properties"]
+        made += 1
+    except ImportError:
+        pass
+    try:
+        from langchain_core.tools import tool as lc_tool
+
+        assert "id" in lc_tool(plan).args
+        made += 1
+    except ImportError:
+        pass
+    if not made:
+        pytest.skip("needs a framework extra")
