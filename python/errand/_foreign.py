@@ -81,9 +81,10 @@ def not_a_tool_function(fn: Any) -> Optional[str]:
         name = getattr(fn, "name", None) or getattr(fn, "__name__", None) or ""
         shown = f" {str(name)[:64]!r}" if name else ""
         return (
-            f"@async_tool was given a {framework} tool object ({type(fn).__name__}{shown}), "
-            "not a function: apply @async_tool to the function first and put the "
-            f"framework's decorator on top ({_ORDER[framework]})"
+            f"@async_tool was given {_article(framework)} tool object "
+            f"({type(fn).__name__}{shown}), not a function: apply @async_tool to the "
+            "function first and put the framework's decorator on top "
+            f"({_ORDER[framework]})"
         )
     if not callable(fn):
         return (
@@ -91,6 +92,10 @@ def not_a_tool_function(fn: Any) -> Optional[str]:
             "function (nor callable)"
         )
     return None
+
+
+def _article(framework: str) -> str:
+    return f"an {framework}" if framework[0] in "AEIOU" else f"a {framework}"
 
 
 def _owned(framework: str) -> str:
