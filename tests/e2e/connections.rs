@@ -333,3 +333,25 @@ async fn an_http_body_that_never_ends_is_cut_at_the_idle_timeout() {
         );
     }
 }
+
+/// The server pings a quiet peer often enough for `--idle-timeout-ms`: an
+/// idle timeout below the default 15 s ping interval closes connections
+/// whose peer is gone, not live ones holding a quiet stream. (The client
+/// pings every 15 s itself, so only the server's pings keep this one open.)
+#[tokio::test]
+async fn a_quiet_stream_outlives_an_idle_timeout_shorter_than_the_ping_interval() {
+    let server = Server::start(&["--idle-timeout-ms", "1500"]).await;
+    let client = server.client().await;
+    let mut stream = client.completions_once("s", 0).await.unwrap();
+    // Three idle timeouts in which neither side has anything to say: the
+    // passing time is what is tested.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let mut worker = server.gate_worker(&["t"], 1).await;
+    server.client().await.submit("s", "t", "{}").await.unwrap();
+    worker.next().await.succeed("1");
+    let completion = within("the completion", stream.message())
+        .await
+        .expect("the quiet stream was cut")
+        .expect("a completion");
+    assert_eq!(completion.seq, 1);
+}

@@ -261,7 +261,8 @@ pub struct Args {
     #[arg(long, env = "ERRAND_HANDSHAKE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.connections.handshake_timeout))]
     pub handshake_timeout_ms: u64,
     /// A connection whose peer sends nothing for this long is closed, in
-    /// milliseconds (live gRPC peers answer the server's pings every 15 s).
+    /// milliseconds (the server pings quiet peers every 15 s, or every third
+    /// of this when shorter, and live HTTP/2 peers answer).
     #[arg(long, env = "ERRAND_IDLE_TIMEOUT_MS", default_value_t = ms(DEFAULTS.connections.idle_timeout))]
     pub idle_timeout_ms: u64,
     /// HTTP/2 streams (concurrent RPCs) one connection may have open.

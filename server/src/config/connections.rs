@@ -14,7 +14,8 @@ pub struct Connections {
     /// HTTP/2 preface or a TLS hello), and to finish a TLS handshake; > 0.
     pub handshake_timeout: Duration,
     /// A connection whose peer sends nothing for this long is closed; > 0.
-    /// Live gRPC peers answer the server's pings every 15 s.
+    /// The server pings quiet peers every 15 s, or every third of this when
+    /// shorter, and live HTTP/2 peers answer.
     pub idle_timeout: Duration,
     /// HTTP/2 streams one connection may have open at once; at least 1.
     pub max_concurrent_streams: u32,

@@ -10,7 +10,7 @@ use tower::layer::util::{Identity, Stack};
 use super::metadata_limit;
 use crate::{
     config::Connections,
-    net::{Conn, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, run_to_end::RunToEndLayer},
+    net::{Conn, KEEPALIVE_TIMEOUT, keepalive_interval, run_to_end::RunToEndLayer},
 };
 
 /// tonic's server builder with `limits`' HTTP/2 settings and keepalive pings.
@@ -22,7 +22,7 @@ use crate::{
 /// and finishes unread.
 pub fn grpc_server(limits: &Connections) -> Server<Stack<RunToEndLayer, Identity>> {
     Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_interval(Some(keepalive_interval(limits.idle_timeout)))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_header_list_size(metadata_limit::hard_limit(limits.max_header_list_bytes))

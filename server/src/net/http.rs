@@ -15,10 +15,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::util::Either;
 
 use super::{
-    Incoming, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
+    Incoming, KEEPALIVE_TIMEOUT,
     bearer::Peer,
     body_deadline::{self, Deadlined},
     handshake::Handshakes,
+    keepalive_interval,
     run_to_end::RunToEnd,
 };
 use crate::config::Connections;
@@ -79,7 +80,7 @@ pub async fn serve_tls(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_interval(keepalive_interval(limits.idle_timeout))
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_list_bytes)

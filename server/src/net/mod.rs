@@ -38,10 +38,19 @@ pub mod tls;
 
 pub use incoming::{Conn, Incoming};
 
-/// How often the server pings an HTTP/2 peer that sent nothing, and how long
-/// it waits for the answer before closing the connection.
+/// How often the server pings an HTTP/2 peer that sent nothing (at most;
+/// see [`keepalive_interval`]), and how long it waits for the answer
+/// before closing the connection.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The ping interval for connections closed after `idle` without a byte
+/// from their peer (`--idle-timeout-ms`): [`KEEPALIVE_INTERVAL`], or a third
+/// of `idle` when that is shorter (not under 10 ms), so a live peer's
+/// answers keep a quiet connection open however short the idle timeout.
+pub fn keepalive_interval(idle: Duration) -> Duration {
+    KEEPALIVE_INTERVAL.min((idle / 3).max(Duration::from_millis(10)))
+}
 
 /// File descriptors kept free of connections: the store, logs, TLS files.
 const RESERVED_FDS: u64 = 64;
@@ -91,6 +100,18 @@ pub fn connection_cap(configured: usize, open_files: Option<u64>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_peers_are_pinged_within_the_idle_timeout() {
+        let s = Duration::from_secs;
+        assert_eq!(keepalive_interval(s(120)), KEEPALIVE_INTERVAL);
+        assert_eq!(keepalive_interval(s(45)), KEEPALIVE_INTERVAL);
+        assert_eq!(keepalive_interval(s(6)), s(2));
+        assert_eq!(
+            keepalive_interval(Duration::from_millis(4)),
+            Duration::from_millis(10)
+        );
+    }
 
     #[test]
     fn the_cap_stays_below_the_open_files_limit() {
