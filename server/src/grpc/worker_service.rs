@@ -92,18 +92,30 @@ impl WorkerService for WorkerApi {
         let max_message = self.sched.config().limits.max_message_bytes;
         let registered = tokio_stream::once(Ok(convert::registered_within(worker, max_message)));
         // Sequential: an Assignment waits for its dispatch record to be
-        // durable, and the commands behind it wait with it.
-        let commands = futures::StreamExt::then(ReceiverStream::new(rx), move |c| async move {
-            let out = c?;
-            if let Some(after) = out.after
-                && let Err(e) = after.wait().await
-            {
-                warn!(worker_id = worker, error = %e, "a dispatch could not be recorded: closing the worker's stream, its tasks go back to the queue");
-                return Err(Status::unavailable(format!(
-                    "the server could not record a dispatch ({e}): connect again"
-                )));
+        // durable, and the commands behind it wait with it. One whose record
+        // could not be written is not sent: the scheduler takes it back (the
+        // store's fault is neither the worker's nor the task's).
+        let sched = self.sched.clone();
+        let commands = futures::StreamExt::filter_map(ReceiverStream::new(rx), move |c| {
+            let sched = sched.clone();
+            async move {
+                let out = match c {
+                    Ok(out) => out,
+                    Err(e) => return Some(Err(Status::from(e))),
+                };
+                if let Some(after) = out.after {
+                    match after.wait().await {
+                        Ok(()) => sched.dispatch_recorded(),
+                        Err(e) => {
+                            if let Command::Assign(a) = &out.command {
+                                sched.dispatch_unrecorded(worker, a.task_id, a.attempt, &e);
+                            }
+                            return None;
+                        }
+                    }
+                }
+                Some(Ok(convert::command(out.command)))
             }
-            Ok(convert::command(out.command))
         });
         Ok(Response::new(Box::pin(registered.chain(commands))))
     }

@@ -37,6 +37,8 @@
 //! - `finisher.rs`: store write with retry, then the session's streams.
 //! - `fallback.rs`: what answers a call that failed or timed out.
 //! - `timers.rs`: per-attempt timeouts, and the queue deadlines.
+//! - `unrecorded.rs`: a dispatch the store could not record is taken back,
+//!   charged to neither the task nor the worker.
 //! - `lifecycle.rs`: recover at start, drain at stop, purge meanwhile.
 //! - [`queue`]: the fair per-tool queue, and the [`queue::Backlog`] seam:
 //!   whether queued work waits here or (shared mode) in the store.
@@ -53,6 +55,7 @@ pub(crate) mod shared;
 mod state;
 mod submit;
 mod timers;
+mod unrecorded;
 pub mod views;
 mod worker_tx;
 
@@ -130,6 +133,8 @@ pub struct Scheduler {
     /// Held while the tool registry changes and is written to the store,
     /// so the store's copy ends as the live one.
     registry_writes: tokio::sync::Mutex<()>,
+    /// The wait before dispatching again after a dispatch record failed.
+    hold_backoff: unrecorded::HoldBackoff,
 }
 
 impl Scheduler {
@@ -148,6 +153,7 @@ impl Scheduler {
             deadlines: Arc::default(),
             attempt_deadlines: Arc::default(),
             registry_writes: tokio::sync::Mutex::new(()),
+            hold_backoff: Default::default(),
         })
     }
 

@@ -16,9 +16,10 @@ use crate::{
 pub struct Outgoing {
     pub command: Command,
     /// The dispatch record that explains an Assignment: the worker's stream
-    /// sends the Assignment only once the record is durable, and ends the
-    /// stream instead when it cannot be written (the worker's tasks then go
-    /// back to the queue). Commands behind it wait, so the order holds.
+    /// sends the Assignment only once the record is durable; when it cannot
+    /// be written the Assignment is not sent and the scheduler takes the
+    /// attempt back (`unrecorded.rs`), the worker kept. Commands behind it
+    /// wait, so the order holds.
     pub after: Option<Durable>,
 }
 

@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU32, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -52,13 +52,14 @@ impl Gate {
 
 /// A memory store whose task inserts and tool writes can be held after
 /// they are made (durable, in a real store), before the caller hears so,
-/// and whose next dispatch record can be made to fail.
+/// and whose next dispatch records can be made to fail (a full disk).
 #[derive(Default)]
 struct Held {
     store: MemoryStore,
     insert: Gate,
     put_tools: Gate,
-    fail_dispatch: AtomicBool,
+    /// How many of the next dispatch records fail.
+    fail_dispatch: AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -72,8 +73,10 @@ impl Store for Held {
         inserted
     }
     fn record_dispatch(&self, id: Uuid, attempt: u32, at: SystemTime) -> Durable {
-        if self.fail_dispatch.swap(false, Ordering::SeqCst) {
-            return Durable::done(Err(StoreError::Unavailable("the disk is gone".into())));
+        let failing = self.fail_dispatch.load(Ordering::SeqCst);
+        if failing > 0 {
+            self.fail_dispatch.store(failing - 1, Ordering::SeqCst);
+            return Durable::done(Err(StoreError::Full("the disk is full".into())));
         }
         self.store.record_dispatch(id, attempt, at)
     }
@@ -333,21 +336,49 @@ async fn a_worker_whose_connect_was_dropped_while_registering_takes_no_task() {
 /// registered, its task RUNNING on it until the task's timeout. A worker's
 /// registration now ends when either side of its stream does: the task
 /// goes to another worker as a new attempt.
+/// Trial defect: a dispatch record that could not be written (a full
+/// disk) ended the worker's stream, and the scheduler charged the task an
+/// attempt as if the worker were lost: 3 such and the task failed
+/// `worker_lost` unrun, while healthy workers were disconnected. The
+/// store's fault is charged to no one: the worker stays connected, and the
+/// task, queued meanwhile, reaches it as attempt 1 once records are written
+/// again.
 #[tokio::test]
-async fn a_worker_whose_command_stream_ended_leaves_and_its_task_runs_elsewhere() {
+async fn a_dispatch_the_store_could_not_record_spends_no_attempt_and_keeps_the_worker() {
     let store = Arc::new(Held::default());
     let (_, channel) = start(store.clone()).await;
     let mut first = worker(&channel, "t", 1).await;
-    store.fail_dispatch.store(true, Ordering::SeqCst);
+    // More failures than the default --max-attempts (3).
+    store.fail_dispatch.store(5, Ordering::SeqCst);
     let submitted = ToolServiceClient::new(channel.clone())
         .submit_tool(submit("t"))
         .await
         .unwrap()
         .into_inner();
-    let ended = within("the command stream's end", first.commands.message()).await;
-    assert_eq!(ended.unwrap_err().code(), Code::Unavailable);
-    // `first` keeps its own side open: it still holds its sender.
+    let a = assignment(&mut first).await;
+    assert_eq!((a.task_id, a.attempt), (submitted.task_id, 1));
+    assert_eq!(store.fail_dispatch.load(Ordering::SeqCst), 0);
+}
+
+/// A worker that stops reading its commands (its response stream dropped,
+/// its own side still open) leaves: a worker left registered would take
+/// tasks it never receives.
+#[tokio::test]
+async fn a_worker_whose_command_stream_ended_leaves_and_its_task_runs_elsewhere() {
+    let store = Arc::new(Held::default());
+    let (_, channel) = start(store.clone()).await;
+    let Worker {
+        _messages: first_messages,
+        commands,
+    } = worker(&channel, "t", 1).await;
+    drop(commands);
     let mut second = worker(&channel, "t", 1).await;
+    let submitted = ToolServiceClient::new(channel.clone())
+        .submit_tool(submit("t"))
+        .await
+        .unwrap()
+        .into_inner();
     let a = assignment(&mut second).await;
-    assert_eq!((a.task_id, a.attempt), (submitted.task_id, 2));
+    assert_eq!(a.task_id, submitted.task_id);
+    drop(first_messages);
 }

@@ -27,6 +27,7 @@ mod pending;
 mod progress;
 mod registry;
 mod room;
+mod unrecorded;
 mod views;
 mod workers;
 
@@ -99,6 +100,9 @@ pub struct State<I: Io> {
     tenant_pending: HashMap<Box<str>, TenantPending>,
     /// Shutting down: no new submits, registrations or dispatches.
     draining: bool,
+    /// A dispatch record could not be written: no dispatches until the
+    /// scheduler releases the hold (`unrecorded.rs`).
+    dispatch_held: bool,
     next_worker: WorkerId,
     /// Shared mode: tools other servers' workers serve, and how many.
     remote: HashMap<Arc<str>, (ToolSpec, u32)>,
@@ -184,6 +188,7 @@ impl<I: Io> Default for State<I> {
             pending: HashMap::new(),
             tenant_pending: HashMap::new(),
             draining: false,
+            dispatch_held: false,
             next_worker: 0,
             remote: HashMap::new(),
             progressing: HashMap::new(),
@@ -345,7 +350,7 @@ impl<I: Io> State<I> {
     /// Gives queued tasks of `tool` to its workers with room, the least
     /// loaded first.
     pub fn dispatch_tool(&mut self, tool: &str, now: SystemTime) {
-        if self.draining {
+        if self.draining || self.dispatch_held {
             return;
         }
         loop {
@@ -372,7 +377,7 @@ impl<I: Io> State<I> {
 
     /// Fills a worker's free slots, taking its tools in turn.
     fn fill_worker(&mut self, worker: WorkerId, now: SystemTime) {
-        if self.draining {
+        if self.draining || self.dispatch_held {
             return;
         }
         loop {

@@ -543,3 +543,29 @@ mod room {
         assert!(plan(&mut st, &[]).is_empty(), "w is busy, w2 is gone");
     }
 }
+
+/// A dispatch the store could not record is taken back: its attempt not
+/// spent, the task first in its queue, the worker kept; nothing is
+/// dispatched while held, and the release hands it out again as attempt 1.
+#[test]
+fn an_unrecorded_dispatch_is_taken_back_and_held_until_released() {
+    let mut st = State::<Test>::default();
+    let (w, sent) = worker(&mut st, &["t"], 1);
+    let first = queue(&mut st, "s", "t");
+    let second = queue(&mut st, "s", "t");
+    assert_eq!(assigned(&sent), [(first, 1)]);
+    sent.borrow_mut().clear();
+    assert!(st.unassign(w, first, 1));
+    assert!(st.hold_dispatch());
+    assert!(!st.hold_dispatch(), "held once");
+    let task = st.task(first).unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Queued, 0));
+    assert!(!st.unassign(w, first, 1), "taken back once");
+    // Held: the free slot takes nothing, neither now nor on a new task.
+    queue(&mut st, "s", "t");
+    assert!(sent.borrow().is_empty());
+    assert_eq!(st.running(), 0);
+    st.release_dispatch(now());
+    assert_eq!(assigned(&sent), [(first, 1)], "its place kept, attempt 1");
+    assert_ne!(first, second);
+}
