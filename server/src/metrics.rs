@@ -78,6 +78,13 @@ pub struct Metrics {
     delivery_latency: Histogram,
     store_retries: Family<OpLabels, Counter>,
     store_failures: Family<OpLabels, Counter>,
+    store_write_failures: Family<KindLabels, Counter>,
+    store_writable: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,7 +117,21 @@ impl Default for Metrics {
             registry: Registry::default(),
             store_retries: Family::default(),
             store_failures: Family::default(),
+            store_write_failures: Family::default(),
+            store_writable: Gauge::default(),
         };
+        m.store_writable.set(1);
+        registry.register(
+            "store_write_failures",
+            "Store writes that failed for a reason of the store's own, by kind \
+             (full: out of space; unavailable: unreachable; internal: corrupt or a bug)",
+            m.store_write_failures.clone(),
+        );
+        registry.register(
+            "store_writable",
+            "1 while the store's writes go through, 0 while the last one failed",
+            m.store_writable.clone(),
+        );
         registry.register(
             "store_retries",
             "Store writes retried after a transient error, by operation",
@@ -174,6 +195,20 @@ impl Metrics {
     pub fn store_failure(&self, op: &str) {
         let labels = OpLabels { op: op.to_string() };
         self.store_failures.get_or_create(&labels).inc();
+    }
+
+    /// A store write failed with an error of `kind` (full, unavailable,
+    /// internal).
+    pub fn store_write_failed(&self, kind: &str) {
+        let labels = KindLabels {
+            kind: kind.to_string(),
+        };
+        self.store_write_failures.get_or_create(&labels).inc();
+    }
+
+    /// Whether the store's writes go through.
+    pub fn store_writable(&self, writable: bool) {
+        self.store_writable.set(i64::from(writable));
     }
 
     pub fn submitted(&self, tool_key: &str) {

@@ -140,6 +140,7 @@ pub async fn serve_with(
     let stream_buffer = config.limits.stream_buffer;
     let hub = Arc::new(SessionHub::default());
     let metrics = Arc::new(Metrics::default());
+    let metrics_for_store = metrics.clone();
     let shutdown_token = CancellationToken::new();
     let shared = SharedBacklog::new(store.clone());
     let backlog: Arc<dyn Backlog> = match &shared {
@@ -156,6 +157,7 @@ pub async fn serve_with(
             backlog,
         },
     );
+    let write_health = store.write_health().map(|w| (w, store.clone()));
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
     // Known tools first: a recovered task's tool is then known, and listed.
     // A signal meanwhile (the store may be waited for) stops the server:
@@ -228,6 +230,18 @@ pub async fn serve_with(
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;
+    }
+    // Cancelled as the drain starts: the health status is the drain's then.
+    let draining = CancellationToken::new();
+    if let Some((writes, store)) = write_health {
+        writes.attach(metrics_for_store.clone());
+        tokio::spawn(store_health::follow(
+            writes,
+            store,
+            health.clone(),
+            draining.clone(),
+            shutdown_token.clone(),
+        ));
     }
     let mut builder = transport::grpc_server(&connections)
         .layer(crate::grpc::metadata_limit::MetadataLimit::new(
@@ -358,6 +372,7 @@ pub async fn serve_with(
             // Refuse new work before health says so: a client that sees
             // NOT_SERVING must not get a submit in.
             sched.stop_taking_work();
+            draining.cancel();
             for name in ["", SERVICES[0], SERVICES[1]] {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
@@ -418,5 +433,6 @@ pub async fn serve_with(
     result.map_err(Into::into)
 }
 
+mod store_health;
 #[cfg(test)]
 mod tests;

@@ -40,6 +40,7 @@ use uuid::Uuid;
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord};
 pub use listing::{Cursor, TaskQuery};
 
+pub mod health;
 pub mod listing;
 pub mod memory;
 pub mod postgres;
@@ -358,6 +359,20 @@ pub trait Store: Send + Sync + 'static {
     /// does not).
     fn survives_restart(&self) -> bool {
         true
+    }
+
+    /// Whether its writes go through, for a store that tracks it (`None`:
+    /// it does not, and health and metrics say nothing of it).
+    fn write_health(&self) -> Option<Arc<health::WriteHealth>> {
+        None
+    }
+
+    /// Makes one small write (and, after an out-of-space failure, gives
+    /// the space it can back first): how a server whose store refused
+    /// writes finds out, without traffic, that it takes them again.
+    /// Errors: the store's, as for any write.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// The shared queue, when several servers share this store. `None` (the

@@ -73,6 +73,7 @@ use super::sql::{
 };
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskHead, TaskRecord};
+use crate::store::health::WriteHealth;
 use checkpoint::Checkpointer;
 use decode::task_from_row;
 use errors::{io_error, open_error, store_error_in};
@@ -124,6 +125,8 @@ pub struct SqliteStore {
     corrupt: Arc<OnceLock<StoreError>>,
     read_permits: Semaphore,
     data_dir: PathBuf,
+    /// Whether writes go through; the writer notes each commit.
+    health: Arc<WriteHealth>,
     _lock: File,
 }
 
@@ -152,11 +155,13 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(&path)?;
         checkpointer.hook(&mut conn)?;
         let (tx, rx) = batch::queue();
+        let health = Arc::new(WriteHealth::default());
         let writer = std::thread::Builder::new()
             .name("errand-store-writer".into())
             .spawn({
                 let corrupt = corrupt.clone();
-                move || Writer::new(conn, rx.counters(), corrupt).run(rx)
+                let health = health.clone();
+                move || Writer::new(conn, rx.counters(), corrupt, health).run(rx)
             })
             .map_err(|e| io_error("cannot start the store's writer thread".into(), e))?;
         let readers = Arc::new(Readers {
@@ -176,6 +181,7 @@ impl SqliteStore {
             corrupt,
             read_permits: Semaphore::new(READERS),
             data_dir: data_dir.to_path_buf(),
+            health,
             _lock: lock,
         })
     }
@@ -550,6 +556,14 @@ impl Store for SqliteStore {
     async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
         let names = names.to_vec();
         self.write(|reply| Op::ForgetTools(names, reply)).await
+    }
+
+    fn write_health(&self) -> Option<Arc<WriteHealth>> {
+        Some(self.health.clone())
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.write(Op::Probe).await
     }
 }
 

@@ -597,6 +597,51 @@ async fn a_full_disk_fails_the_call_with_full() {
     assert_eq!(finish_seq(&store, &succeed(&small, at(3))).await, 1);
 }
 
+/// Trial defects 2 and 3: after an out-of-space failure the WAL is
+/// checkpointed and truncated, so the space it held is free for the next
+/// writes (before, a few MB freed were taken again by its growth); the
+/// store's write health says writes fail until one (a probe) goes through.
+#[tokio::test]
+async fn a_full_disk_truncates_the_wal_and_is_told_until_a_write_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tasks: Vec<_> = (0..200).map(|i| task("s1", None, at(i))).collect();
+    join_all(tasks.iter().map(|t| insert_new(&store, t))).await;
+    let wal = dir.path().join("errand.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    let health = store
+        .write_health()
+        .expect("the SQLite store tracks its writes");
+    let failing = health.watch();
+    assert!(!*failing.borrow());
+
+    fill_the_file(&store);
+    let mut big = task("s1", None, at(1_000));
+    big.arguments = format!(r#"{{"x":"{}"}}"#, "y".repeat(200_000)).into();
+    let err = store.insert_task(&big).await.expect_err("full");
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+    assert!(*failing.borrow(), "health says writes fail");
+    // The writer is done with the failed batch (and its reclaim) once it
+    // runs this.
+    let (done, after) = tokio::sync::oneshot::channel();
+    store.with_writer(move |_| {
+        let _ = done.send(());
+    });
+    after.await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&wal).unwrap().len(),
+        0,
+        "the WAL was truncated"
+    );
+
+    make_room(&store);
+    store.probe_write().await.unwrap();
+    assert!(!*failing.borrow(), "a write went through");
+    for t in &tasks {
+        assert!(store.get_task(t.id).await.unwrap().is_some());
+    }
+}
+
 /// The writer keeps each session's seq counters itself and writes them back
 /// with the batch: an ack in a batch that SQLite rolled back must not stay
 /// in those counters, or the next ack of the same seqs would find nothing

@@ -5,7 +5,7 @@ use std::{
 };
 
 use rusqlite::Connection;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use super::errors::store_error_in;
@@ -17,7 +17,7 @@ use crate::store::sql::{
     Purge,
     batch::{self, Counters, MAX_BATCH, Reply},
 };
-use crate::store::{Acked, Inserted, StoreError, StoredTool};
+use crate::store::{Acked, Inserted, StoreError, StoredTool, health::WriteHealth};
 
 /// One change for the writer.
 pub(super) enum Op {
@@ -51,6 +51,8 @@ pub(super) enum Op {
     PutTools(Vec<StoredTool>, Reply<()>),
     /// Deletes tool definitions by name.
     ForgetTools(Vec<String>, Reply<u64>),
+    /// One small write that changes nothing (see `Store::probe_write`).
+    Probe(Reply<()>),
     /// Runs on the writer's connection outside any batch (tests).
     #[cfg(test)]
     Exec(Box<dyn FnOnce(&Connection) + Send>),
@@ -85,6 +87,8 @@ pub(super) struct Writer {
     corrupt: Arc<OnceLock<StoreError>>,
     /// Each session's seq counters, written back before each COMMIT.
     seqs: SessionSeqs,
+    /// Told each commit's outcome.
+    health: Arc<WriteHealth>,
 }
 
 impl Writer {
@@ -92,12 +96,14 @@ impl Writer {
         conn: Connection,
         counters: Arc<Counters>,
         corrupt: Arc<OnceLock<StoreError>>,
+        health: Arc<WriteHealth>,
     ) -> Self {
         Self {
             conn,
             counters,
             corrupt,
             seqs: SessionSeqs::default(),
+            health,
         }
     }
 
@@ -143,6 +149,7 @@ impl Writer {
                 continue;
             }
             if let Some(e) = self.corrupt.get() {
+                let _ = self.health.failed(e);
                 self.counters.applied(batch.len() as u64);
                 for op in batch {
                     fail(op, e);
@@ -150,7 +157,10 @@ impl Writer {
                 dispatches.answer(Err(e.clone()));
                 continue;
             }
-            let (more, recorded) = self.apply_batch(&mut batch);
+            let (more, recorded, full) = self.apply_batch(&mut batch);
+            if full {
+                self.reclaim_wal();
+            }
             // Only now may the workers be sent what these records explain.
             dispatches.answer(recorded);
             if let Some(more) = more {
@@ -163,10 +173,37 @@ impl Writer {
         }
     }
 
+    /// After an out-of-space failure: copies the WAL into the file and
+    /// truncates it, so the space it held (up to `WAL_PAGES` pages, 32 MiB)
+    /// is free for the next writes; without it the WAL only restarts after
+    /// a checkpoint, which it asks for past `WAL_PAGES`, and a few MB freed
+    /// on the disk were taken again by the WAL's growth. Fails (logged)
+    /// while the file itself cannot grow or a reader holds old frames; the
+    /// next failure, or the server's probe, tries again.
+    fn reclaim_wal(&self) {
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match done {
+            Ok(0) => {
+                info!("the store's WAL was checkpointed and truncated after running out of space")
+            }
+            Ok(_) => warn!(
+                "truncating the store's WAL after running out of space was blocked by a reader; the next write tries again"
+            ),
+            Err(e) => {
+                warn!(error = %e, "truncating the store's WAL after running out of space failed; the next write tries again")
+            }
+        }
+    }
+
     /// Applies `batch` in one transaction and answers each change after the
-    /// commit. Returns a purge that has more to do, and whether the batch's
-    /// dispatch records are committed.
-    fn apply_batch(&mut self, batch: &mut Vec<Op>) -> (Option<Op>, Result<(), StoreError>) {
+    /// commit. Returns a purge that has more to do, whether the batch's
+    /// dispatch records are committed, and whether the store ran out of
+    /// space meanwhile.
+    fn apply_batch(&mut self, batch: &mut Vec<Op>) -> (Option<Op>, Result<(), StoreError>, bool) {
         let count = batch.len() as u64;
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
         let mut more = None;
@@ -177,12 +214,18 @@ impl Writer {
         if let Err(e) = begin(&self.conn) {
             let e = store_error_in(&self.conn, e);
             error!(error = %e, "starting a store transaction failed");
+            let _ = self.health.failed(&e);
             for op in batch.drain(..) {
                 fail(op, &e);
             }
             self.counters.applied(count);
-            return (None, Err(e));
+            let full = matches!(e, StoreError::Full(_));
+            return (None, Err(e), full);
         }
+        let mut full = false;
+        // A store failure in this batch: a later commit of the rest says
+        // nothing of the next write's chance.
+        let mut store_failed = false;
         let mut ops = std::mem::take(batch).into_iter();
         while let Some(op) = ops.next() {
             let dispatch = matches!(op, Op::Dispatch { .. });
@@ -202,6 +245,8 @@ impl Writer {
                 })
             });
             if let Some(e) = failed {
+                store_failed |= self.health.failed(&e);
+                full |= matches!(e, StoreError::Full(_));
                 if dispatch && recorded.is_ok() {
                     recorded = Err(e.clone());
                 }
@@ -222,11 +267,13 @@ impl Writer {
                     }
                     if let Err(e) = begin(&self.conn) {
                         let e = store_error_in(&self.conn, e);
+                        let _ = self.health.failed(&e);
+                        full |= matches!(e, StoreError::Full(_));
                         for op in ops {
                             fail(op, &e);
                         }
                         self.counters.applied(count);
-                        return (None, recorded);
+                        return (None, recorded, full);
                     }
                 }
             }
@@ -237,6 +284,8 @@ impl Writer {
             .map_err(|e| store_error_in(&self.conn, e));
         if let Err(e) = &commit {
             error!(error = %e, "committing to the store failed");
+            let _ = self.health.failed(e);
+            full |= matches!(e, StoreError::Full(_));
             self.seqs.forget();
             // A failed COMMIT may leave the transaction open: end it.
             if !self.conn.is_autocommit() {
@@ -244,6 +293,9 @@ impl Writer {
             }
             recorded = Err(e.clone());
         } else {
+            if !store_failed {
+                self.health.wrote();
+            }
             self.counters.committed();
         }
         self.counters.applied(count);
@@ -252,7 +304,7 @@ impl Writer {
         }
         // A failed commit loses the purge step too; its caller is told.
         let more = if commit.is_err() { None } else { more };
-        (more, recorded)
+        (more, recorded, full)
     }
 
     fn apply(&mut self, op: Op) -> Applied {
@@ -308,6 +360,11 @@ impl Writer {
                 let failed = r.as_ref().err().cloned();
                 (Some(self::answer(reply, r)), None, failed)
             }
+            Op::Probe(reply) => {
+                let r = probe(conn).map_err(store_error);
+                let failed = r.as_ref().err().cloned();
+                (Some(self::answer(reply, r)), None, failed)
+            }
             Op::Purge(mut purge, reply) => match purge_step(conn, purge.cutoff) {
                 Ok(n) if purge.step(n) => (None, Some(Op::Purge(purge, reply)), None),
                 Ok(_) => {
@@ -341,6 +398,13 @@ fn begin(conn: &Connection) -> rusqlite::Result<usize> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])
 }
 
+/// Rewrites the schema version as it is: the header page is written, so
+/// the commit needs room in the WAL as any change does, and nothing changes.
+fn probe(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+}
+
 /// Answers a change that could not be applied.
 fn fail(op: Op, e: &StoreError) {
     match op {
@@ -348,7 +412,7 @@ fn fail(op: Op, e: &StoreError) {
         Op::Finish(_, _, reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Ack { reply, .. } => answer(reply, Err(e.clone()))(Ok(())),
         Op::Purge(_, reply) | Op::ForgetTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
-        Op::PutTools(_, reply) => answer(reply, Err(e.clone()))(Ok(())),
+        Op::PutTools(_, reply) | Op::Probe(reply) => answer(reply, Err(e.clone()))(Ok(())),
         Op::Dispatch { task_id, .. } => {
             warn!(task_id = %task_id, error = %e, "recording a dispatch failed");
         }
