@@ -139,7 +139,7 @@ pub async fn serve_with(
         net::connection_cap(connections.max_connections, net::raise_open_files_limit());
     let stream_buffer = config.limits.stream_buffer;
     let hub = Arc::new(SessionHub::default());
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.limits.max_tools_per_tenant));
     let metrics_for_store = metrics.clone();
     let shutdown_token = CancellationToken::new();
     let shared = SharedBacklog::new(store.clone());
@@ -187,10 +187,16 @@ pub async fn serve_with(
         shutdown: shutdown_token.clone(),
     });
     let cluster_loops = cluster.as_ref().map(Cluster::start).unwrap_or_default();
+    // Every port's budgets: failed calls per peer, requests per tenant.
+    let failures = Arc::new(FailedAuth::new(
+        sched.config().limits.auth_failures_per_minute,
+        metrics.clone(),
+    ));
     let metrics_endpoint = options.metrics.map(|l| {
         let source: Arc<dyn LoadSource> = sched.clone();
         let access = metrics::Access {
             token: options.metrics_token.clone(),
+            failures: Some(failures.clone()),
             hosts: net::host::AllowedHosts::bound(
                 &metrics_config.allowed_hosts,
                 l.local_addr().ok(),
@@ -207,11 +213,6 @@ pub async fn serve_with(
             shutdown_token.clone(),
         ))
     });
-    // Every port's budgets: failed calls per peer, requests per tenant.
-    let failures = Arc::new(FailedAuth::new(
-        sched.config().limits.auth_failures_per_minute,
-        metrics.clone(),
-    ));
     let rate = TenantRate::new(sched.config().limits.requests_per_second_per_tenant);
     let ui_endpoint = options.ui.map(|l| {
         let ui = crate::ui::Ui::new(sched.clone(), hub_for_ui.clone(), options.tokens.clone())

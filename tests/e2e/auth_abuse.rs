@@ -130,3 +130,43 @@ async fn mcp_and_a2a_401s_name_the_bearer_scheme() {
         }
     }
 }
+
+/// The metrics listener keeps the budget every other listener keeps: wrong
+/// tokens count in errand_auth_failures_total, and past the budget a scrape
+/// gets 429 with Retry-After instead of 401; the right token still passes.
+#[tokio::test]
+async fn wrong_metrics_tokens_are_counted_and_throttled() {
+    const BUDGET: usize = 3;
+    let server = Server::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-token",
+        METRICS_TOKEN,
+        "--auth-failures-per-minute",
+        "3",
+    ])
+    .await;
+    let url = server.metrics_url.clone().expect("the metrics line");
+    let mut heads = Vec::new();
+    for _ in 0..BUDGET + 2 {
+        let (head, _) = within("a scrape", http_get_as(&url, Some("wrong"))).await;
+        heads.push(head);
+    }
+    for head in &heads[..BUDGET] {
+        assert!(head.contains(" 401 "), "{head}");
+    }
+    for head in &heads[BUDGET..] {
+        assert!(head.contains(" 429 "), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: "),
+            "{head}"
+        );
+    }
+    let (head, body) = within("a scrape", http_get_as(&url, Some(METRICS_TOKEN))).await;
+    assert!(head.contains(" 200 "), "{head}");
+    let line = format!(
+        r#"errand_auth_failures_total{{peer="127.0.0.1"}} {}"#,
+        BUDGET + 2
+    );
+    assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+}

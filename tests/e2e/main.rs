@@ -26,6 +26,7 @@ mod listings;
 mod live_states;
 mod logs;
 mod mcp_requests;
+mod metric_bounds;
 mod multi_server;
 mod ops;
 mod policies;

@@ -280,8 +280,12 @@ impl Scheduler {
     ) -> Result<Vec<Arc<str>>, Error> {
         self.refuse(st, specs, served)?;
         let (tenant, tools) = Self::registering(specs, served);
-        st.make_room(tenant, &tools, self.config.limits.max_tools_per_tenant)
-            .map_err(|kept| self.tool_limit(kept))
+        let forgotten = st
+            .make_room(tenant, &tools, self.config.limits.max_tools_per_tenant)
+            .map_err(|kept| self.tool_limit(kept))?;
+        // Under the state lock: the new tools' series find room.
+        self.metrics.forget_tools(&forgotten);
+        Ok(forgotten)
     }
 
     /// After a registration: the tools' change told, the forgotten ones
@@ -421,6 +425,9 @@ impl Scheduler {
         let (forgotten, served) = {
             let mut st = self.lock();
             let forgotten = st.forget_unserved(self.config.tool_retention, SystemTime::now());
+            // Also the series of tools forgotten without a definition, or
+            // counted after their tool was forgotten.
+            self.metrics.retain_tools(|key| st.knows_tool(key));
             let served: Vec<ToolSpec> = st.local_tools().into_iter().map(|(s, _)| s).collect();
             (forgotten, served)
         };

@@ -164,6 +164,11 @@ impl<I: Io> State<I> {
             .collect()
     }
 
+    /// Whether tool key `key` has an entry (a definition, or tasks queued).
+    pub fn knows_tool(&self, key: &str) -> bool {
+        self.tools.contains_key(key)
+    }
+
     /// Registered tools, every tenant together.
     #[cfg(test)]
     pub fn tool_count(&self) -> usize {

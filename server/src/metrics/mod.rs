@@ -1,11 +1,22 @@
-//! Prometheus metrics, served as text on `GET /metrics` of `--metrics-listen`.
+//! Prometheus metrics, served in the OpenMetrics text format on `GET
+//! /metrics` of `--metrics-listen`.
 //!
 //! Counters and histograms are updated where things happen (submit, dispatch,
 //! completion, delivery); the open-streams gauge moves as streams open and
 //! close; the gauges of the scheduler's live state (queue depth, running
 //! tasks, workers) are read from a [`LoadSource`] at each scrape, so they
 //! cannot drift.
-use std::{sync::Arc, time::Duration};
+//!
+//! Every labelled series is bounded: `tool` series go when the registry
+//! forgets the tool ([`Metrics::forget_tools`]) and are at most
+//! `--max-tools-per-tenant` per tenant (more count under `tool="(other)"`);
+//! tenants come from the tokens file; `peer` is capped in `FailedAuth`; `op`
+//! and `state` are fixed sets.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -19,20 +30,10 @@ use prometheus_client::{
 };
 use tracing::warn;
 
-use tokio_util::sync::CancellationToken;
+use crate::{model::TaskState, tenant};
 
-use crate::{
-    config::Connections,
-    model::TaskState,
-    net::{Incoming, authorization, host::AllowedHosts},
-    tenant,
-};
-
-/// The `--metrics-token` as a scrape carries it, for a refusal's wording.
-const METRICS_TOKEN: authorization::Carrier = authorization::Carrier {
-    name: "the Authorization header",
-    send: "`Authorization: Bearer <the --metrics-token>`",
-};
+mod serve;
+pub use serve::{Access, serve};
 
 /// What the live state holds, read at each scrape.
 #[derive(Debug, Default)]
@@ -65,8 +66,49 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+/// The `tool` label of a tenant's series past its bound: not a valid tool
+/// name, so it names no tool.
+pub const OTHER_TOOL: &str = "(other)";
+
+/// The states a finished task can end in (the `state` label).
+const FINAL: [TaskState; 4] = [
+    TaskState::Succeeded,
+    TaskState::Failed,
+    TaskState::Cancelled,
+    TaskState::TimedOut,
+];
+
+/// The tools with `submitted`/`finished` series, per tenant.
+#[derive(Default)]
+struct ToolSeries {
+    max_per_tenant: usize,
+    tenants: HashMap<String, HashSet<String>>,
+}
+
+impl ToolSeries {
+    /// The labels tool key `key` counts under: its own while its tenant has
+    /// room, else the tenant's [`OTHER_TOOL`].
+    fn labels(&mut self, key: &str) -> ToolLabels {
+        let (tenant, tool) = tenant::split(key);
+        let tools = self.tenants.entry(tenant.to_string()).or_default();
+        let tool = if tools.contains(tool) || tools.len() < self.max_per_tenant {
+            tools.insert(tool.to_string());
+            tool
+        } else {
+            OTHER_TOOL
+        };
+        ToolLabels {
+            tenant: tenant.to_string(),
+            tool: tool.to_string(),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Held while a tool's series are made or removed, so none outlives
+    /// its entry here.
+    tools: Mutex<ToolSeries>,
     auth_failures: Family<PeerLabels, Counter>,
     submitted: Family<ToolLabels, Counter>,
     finished: Family<StateLabels, Counter>,
@@ -101,9 +143,22 @@ fn labels(tool_key: &str) -> ToolLabels {
 }
 
 impl Default for Metrics {
+    /// With the default `--max-tools-per-tenant`.
     fn default() -> Self {
+        Self::new(crate::config::Limits::default().max_tools_per_tenant)
+    }
+}
+
+impl Metrics {
+    /// Metrics keeping at most `max_tools_per_tenant` tool series per tenant
+    /// (as many as the registry keeps tools; at least 1).
+    pub fn new(max_tools_per_tenant: usize) -> Self {
         let mut registry = Registry::with_prefix("errand");
         let m = Metrics {
+            tools: Mutex::new(ToolSeries {
+                max_per_tenant: max_tools_per_tenant.max(1),
+                tenants: HashMap::new(),
+            }),
             submitted: Family::default(),
             auth_failures: Family::default(),
             finished: Family::default(),
@@ -182,9 +237,65 @@ impl Default for Metrics {
         );
         Metrics { registry, ..m }
     }
-}
 
-impl Metrics {
+    fn tool_series(&self) -> std::sync::MutexGuard<'_, ToolSeries> {
+        self.tools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes the series of tool keys `keys` (tools the registry forgot):
+    /// their counters restart from 0 if the tool comes back.
+    pub fn forget_tools(&self, keys: &[Arc<str>]) {
+        let mut series = self.tool_series();
+        for key in keys {
+            let (tenant, tool) = tenant::split(key);
+            let Some(tools) = series.tenants.get_mut(tenant) else {
+                continue;
+            };
+            if !tools.remove(tool) {
+                continue;
+            }
+            if tools.is_empty() {
+                series.tenants.remove(tenant);
+            }
+            self.remove_series(tenant, tool);
+        }
+    }
+
+    /// Removes the series of every tool key for which `known` is false
+    /// (the tenants' overflow series stay).
+    pub fn retain_tools(&self, known: impl Fn(&str) -> bool) {
+        let mut series = self.tool_series();
+        let mut gone = Vec::new();
+        for (tenant, tools) in &mut series.tenants {
+            tools.retain(|tool| {
+                let keep = known(&tenant::key(tenant, tool));
+                if !keep {
+                    gone.push((tenant.clone(), tool.clone()));
+                }
+                keep
+            });
+        }
+        series.tenants.retain(|_, tools| !tools.is_empty());
+        for (tenant, tool) in gone {
+            self.remove_series(&tenant, &tool);
+        }
+    }
+
+    fn remove_series(&self, tenant: &str, tool: &str) {
+        let labels = ToolLabels {
+            tenant: tenant.to_string(),
+            tool: tool.to_string(),
+        };
+        self.submitted.remove(&labels);
+        for state in FINAL {
+            self.finished.remove(&StateLabels {
+                tenant: labels.tenant.clone(),
+                tool: labels.tool.clone(),
+                state: state.name().to_ascii_lowercase(),
+            });
+        }
+    }
+
     /// A store write of `op` is retried after a transient error.
     pub fn store_retry(&self, op: &str) {
         let labels = OpLabels { op: op.to_string() };
@@ -212,11 +323,13 @@ impl Metrics {
     }
 
     pub fn submitted(&self, tool_key: &str) {
-        self.submitted.get_or_create(&labels(tool_key)).inc();
+        let mut series = self.tool_series();
+        self.submitted.get_or_create(&series.labels(tool_key)).inc();
     }
 
     pub fn finished(&self, tool_key: &str, state: TaskState) {
-        let ToolLabels { tenant, tool } = labels(tool_key);
+        let mut series = self.tool_series();
+        let ToolLabels { tenant, tool } = series.labels(tool_key);
         self.finished
             .get_or_create(&StateLabels {
                 tenant,
@@ -251,7 +364,8 @@ impl Metrics {
         self.streams.dec();
     }
 
-    /// The metrics in Prometheus' text format, the live gauges read from `source`.
+    /// The metrics in the OpenMetrics text format (which Prometheus
+    /// scrapes), the live gauges read from `source`.
     pub fn render(&self, source: &dyn LoadSource) -> String {
         let load = source.load();
         self.queued.clear();
@@ -271,95 +385,67 @@ impl Metrics {
     }
 }
 
-/// Who may scrape: with `token`, only a scrape that sends `Authorization:
-/// Bearer <token>`, by whatever host name; without one, a scrape whose
-/// `Host` is in `hosts` (the allow-list the other HTTP listeners keep,
-/// against DNS rebinding: a page of another name gets 403; with a token a
-/// page cannot read the metrics anyway, as it has no token).
-pub struct Access {
-    pub token: Option<Arc<str>>,
-    pub hosts: AllowedHosts,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled, over
-/// `tls` when given (the gRPC port's certificate and client CA), to the
-/// scrapes `access` lets in (403 for another `Host`, 401 without the token).
-pub async fn serve(
-    incoming: Incoming,
-    limits: Connections,
-    access: Access,
-    metrics: Arc<Metrics>,
-    source: Arc<dyn LoadSource>,
-    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    shutdown: CancellationToken,
-) {
-    use axum::{
-        Router,
-        http::{HeaderMap, StatusCode, header},
-        response::IntoResponse,
-        routing::get,
-    };
-    let expected = access.token.map(|t| hash(t.as_bytes()));
-    let guarded = expected.is_some();
-    let hosts = Arc::new(access.hosts);
-    let app = Router::new().route(
-        "/metrics",
-        get(move |headers: HeaderMap| {
-            let metrics = metrics.clone();
-            let source = source.clone();
-            async move {
-                if let Some(expected) = expected {
-                    let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-                    let refused = match authorization::bearer_token(value) {
-                        Ok(t) if hash(t.as_bytes()) == expected => None,
-                        Ok(_) => Some(format!(
-                            "the bearer token is not the metrics token: send {}",
-                            METRICS_TOKEN.send
-                        )),
-                        Err(e) => Some(e.message(METRICS_TOKEN)),
-                    };
-                    if let Some(message) = refused {
-                        return (
-                            StatusCode::UNAUTHORIZED,
-                            [(header::WWW_AUTHENTICATE, "Bearer")],
-                            format!("{message}\n"),
-                        )
-                            .into_response();
-                    }
-                }
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.render(&*source),
-                )
-                    .into_response()
-            }
-        }),
-    );
-    let app = if guarded {
-        app
-    } else {
-        app.layer(axum::middleware::from_fn_with_state(
-            hosts,
-            crate::net::host::check_host,
-        ))
-    };
-    crate::net::http::serve_tls(
-        incoming,
-        app,
-        &limits,
-        tls,
-        crate::net::http::Calls::RunToEnd,
-        shutdown,
-    )
-    .await;
-}
+    struct Idle;
+    impl LoadSource for Idle {
+        fn load(&self) -> Load {
+            Load::default()
+        }
+    }
 
-/// Compared as hashes: equal-length values, and nothing about the token
-/// leaks through how long a comparison takes.
-fn hash(bytes: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).into()
+    /// Distinct `tool` values of `family` of `tenant` in `text`.
+    fn tools(text: &str, family: &str, tenant: &str) -> std::collections::HashSet<String> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{tenant=\"{tenant}\",")))
+            .filter_map(|l| l.split("tool=\"").nth(1)?.split('"').next())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn tool_series_are_bounded_per_tenant_with_an_overflow_value() {
+        let m = Metrics::default();
+        for i in 0..1100 {
+            let key = tenant::key("t", &format!("tool{i}"));
+            m.submitted(&key);
+            m.finished(&key, TaskState::Succeeded);
+        }
+        m.submitted(&tenant::key("u", "mine"));
+        let text = m.render(&Idle);
+        for family in [
+            "errand_tasks_submitted_total",
+            "errand_tasks_finished_total",
+        ] {
+            let seen = tools(&text, family, "t");
+            assert_eq!(seen.len(), 1024 + 1, "{family}");
+        }
+        let seen = tools(&text, "errand_tasks_submitted_total", "u");
+        assert!(seen.contains("mine"), "another tenant keeps its own room");
+        assert!(
+            text.lines()
+                .any(|l| l == r#"errand_tasks_submitted_total{tenant="t",tool="(other)"} 76"#),
+            "the overflow counts what it took in"
+        );
+    }
+
+    #[test]
+    fn forgotten_tools_lose_their_series_and_free_their_room() {
+        let m = Metrics::new(2);
+        let key = |t: &str| Arc::<str>::from(tenant::key("t", t));
+        for t in ["a", "b", "c"] {
+            m.submitted(&key(t));
+            m.finished(&key(t), TaskState::Failed);
+        }
+        m.forget_tools(&[key("a")]);
+        m.retain_tools(|k| k != &*key("b"));
+        m.submitted(&key("d"));
+        let text = m.render(&Idle);
+        let seen = tools(&text, "errand_tasks_submitted_total", "t");
+        assert_eq!(seen, ["d", OTHER_TOOL].map(String::from).into(), "{text}");
+        let seen = tools(&text, "errand_tasks_finished_total", "t");
+        assert_eq!(seen, [OTHER_TOOL].map(String::from).into(), "{text}");
+    }
 }
