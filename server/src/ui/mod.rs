@@ -53,6 +53,7 @@ use crate::{
 mod api;
 mod guard;
 mod live;
+mod lru;
 mod query;
 pub mod stats;
 mod tasks;

@@ -3,8 +3,10 @@
 //! [`ActivitySink`]; nothing is read from the store): per tool, finishes per minute over the last hour
 //! and the latest run times; queue depth sampled every
 //! [`DEPTH_EVERY`] for 15 minutes; the most recently active sessions; the
-//! attempts of recent tasks. Every collection is bounded; what this server
-//! saw since it started is all it knows.
+//! attempts of recent tasks. Every collection is bounded per tenant and in
+//! all (a [`TenantLru`]: one tenant's churn evicts its own least recently
+//! used entries, not another tenant's); what this server saw since it
+//! started is all it knows.
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
@@ -14,6 +16,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::lru::TenantLru;
 use crate::{
     model::TaskState,
     scheduler::Scheduler,
@@ -27,12 +30,17 @@ pub const DEPTH_EVERY: Duration = Duration::from_secs(10);
 const DEPTH_SAMPLES: usize = 90;
 /// Run times kept per tool for its percentiles.
 const RUNS_KEPT: usize = 512;
-/// Tools with statistics; finishes of further tools are not counted.
-const MAX_TOOLS: usize = 1024;
-/// Sessions remembered, most recently active first.
-const SESSIONS_KEPT: usize = 500;
-/// Tasks whose attempts are remembered, and attempts per task.
-const TASKS_KEPT: usize = 1000;
+/// Tools with statistics, per tenant and in all; a new tool evicts the
+/// least recently finished one.
+const TOOLS_PER_TENANT: usize = 512;
+const TOOLS_KEPT: usize = 1024;
+/// Sessions remembered (the most recently active), per tenant and in all.
+const SESSIONS_PER_TENANT: usize = 500;
+const SESSIONS_KEPT: usize = 5000;
+/// Tasks whose attempts are remembered (the most recently started), per
+/// tenant and in all, and attempts per task.
+const TASKS_PER_TENANT: usize = 1000;
+const TASKS_KEPT: usize = 5000;
 const ATTEMPTS_KEPT: usize = 16;
 
 /// One tool's last hour.
@@ -94,13 +102,22 @@ struct Sample {
     tenants: Vec<(Box<str>, usize, usize)>,
 }
 
-#[derive(Default)]
 struct Inner {
-    tools: HashMap<Arc<str>, ToolStats>,
+    tools: TenantLru<Arc<str>, ToolStats>,
     samples: VecDeque<Sample>,
-    sessions: HashMap<Arc<str>, SessionInfo>,
-    attempts: HashMap<Uuid, Vec<Attempt>>,
-    attempt_order: VecDeque<Uuid>,
+    sessions: TenantLru<Arc<str>, SessionInfo>,
+    attempts: TenantLru<Uuid, Vec<Attempt>>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            tools: TenantLru::new(TOOLS_PER_TENANT, TOOLS_KEPT),
+            samples: VecDeque::new(),
+            sessions: TenantLru::new(SESSIONS_PER_TENANT, SESSIONS_KEPT),
+            attempts: TenantLru::new(TASKS_PER_TENANT, TASKS_KEPT),
+        }
+    }
 }
 
 /// The dashboard's memory of recent activity.
@@ -138,7 +155,8 @@ impl Stats {
                 worker_name,
             } => {
                 inner.touch_session(&a.session, a.at);
-                inner.started(a.task_id, *attempt, *worker_id, worker_name, a.at);
+                let tenant = tenant::of(&a.session);
+                inner.started(tenant, a.task_id, *attempt, *worker_id, worker_name, a.at);
             }
             ActivityKind::Finished { state, seq, run } => {
                 let s = inner.touch_session(&a.session, a.at);
@@ -246,20 +264,9 @@ impl Stats {
 
 impl Inner {
     fn touch_session(&mut self, session: &Arc<str>, at: SystemTime) -> &mut SessionInfo {
-        if !self.sessions.contains_key(session) && self.sessions.len() >= SESSIONS_KEPT {
-            let oldest = self
-                .sessions
-                .values()
-                .min_by_key(|s| s.last_at)
-                .map(|s| s.session.clone());
-            if let Some(oldest) = oldest {
-                self.sessions.remove(&oldest);
-            }
-        }
         let s = self
             .sessions
-            .entry(session.clone())
-            .or_insert_with(|| SessionInfo {
+            .touch(tenant::of(session), session, || SessionInfo {
                 session: session.clone(),
                 last_seq: 0,
                 acked_seq: 0,
@@ -269,16 +276,16 @@ impl Inner {
         s
     }
 
-    fn started(&mut self, id: Uuid, attempt: u32, worker_id: u64, name: &str, at: SystemTime) {
-        if !self.attempts.contains_key(&id) {
-            if self.attempt_order.len() >= TASKS_KEPT
-                && let Some(old) = self.attempt_order.pop_front()
-            {
-                self.attempts.remove(&old);
-            }
-            self.attempt_order.push_back(id);
-        }
-        let list = self.attempts.entry(id).or_default();
+    fn started(
+        &mut self,
+        tenant: &str,
+        id: Uuid,
+        attempt: u32,
+        worker_id: u64,
+        name: &str,
+        at: SystemTime,
+    ) {
+        let list = self.attempts.touch(tenant, &id, Vec::new);
         if list.len() >= ATTEMPTS_KEPT {
             list.remove(0);
         }
@@ -299,10 +306,7 @@ impl Inner {
         run: Option<Duration>,
         at: SystemTime,
     ) {
-        if !self.tools.contains_key(tool) && self.tools.len() >= MAX_TOOLS {
-            return;
-        }
-        let t = self.tools.entry(tool.clone()).or_default();
+        let t = self.tools.touch(tenant::of(tool), tool, ToolStats::default);
         let m = minute(at);
         let slot = &mut t.minutes[(m % 60) as usize];
         if slot.0 != m {
@@ -366,122 +370,5 @@ pub fn spawn(stats: Arc<Stats>, sched: Arc<Scheduler>, shutdown: CancellationTok
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
-    }
-
-    fn event(kind: ActivityKind, id: Uuid, session: &str, secs: u64) -> Activity {
-        Activity {
-            kind,
-            task_id: id,
-            session: session.into(),
-            tool: "t".into(),
-            at: at(secs),
-        }
-    }
-
-    fn finished(state: TaskState, seq: u64, run_ms: u64) -> ActivityKind {
-        ActivityKind::Finished {
-            state,
-            seq,
-            run: Some(Duration::from_millis(run_ms)),
-        }
-    }
-
-    #[test]
-    fn counts_the_last_hour_and_percentiles_of_runs() {
-        let s = Stats::default();
-        for i in 1..=100 {
-            s.observe(&event(
-                finished(TaskState::Succeeded, i, i),
-                Uuid::new_v4(),
-                "a",
-                0,
-            ));
-        }
-        s.observe(&event(
-            finished(TaskState::Failed, 101, 5),
-            Uuid::new_v4(),
-            "a",
-            0,
-        ));
-        s.observe(&event(
-            finished(TaskState::Cancelled, 102, 5),
-            Uuid::new_v4(),
-            "a",
-            0,
-        ));
-        let now = s.tool("t", at(10));
-        assert_eq!((now.succeeded, now.failed), (100, 1));
-        assert_eq!(now.p50, Some(Duration::from_millis(50)));
-        assert_eq!(now.p99, Some(Duration::from_millis(99)));
-        let later = s.tool("t", at(3700));
-        assert_eq!(
-            later,
-            ToolSummary::default(),
-            "an hour later nothing counts"
-        );
-        assert_eq!(s.tool("other", at(10)), ToolSummary::default());
-    }
-
-    #[test]
-    fn sessions_attempts_and_depth_are_remembered_and_bounded() {
-        let s = Stats::default();
-        let id = Uuid::new_v4();
-        let started = |attempt| ActivityKind::Started {
-            attempt,
-            worker_id: 7,
-            worker_name: "w".into(),
-        };
-        s.observe(&event(ActivityKind::Submitted, id, "t1\u{1f}old", 0));
-        s.observe(&event(started(1), id, "t1\u{1f}s", 1));
-        s.observe(&event(started(2), id, "t1\u{1f}s", 2));
-        s.observe(&event(
-            finished(TaskState::Succeeded, 4, 9),
-            id,
-            "t1\u{1f}s",
-            3,
-        ));
-        s.observe(&event(
-            ActivityKind::Acked { up_to_seq: 3 },
-            Uuid::nil(),
-            "t1\u{1f}s",
-            4,
-        ));
-        let attempts = s.attempts(id);
-        assert_eq!(attempts.len(), 2);
-        assert_eq!(attempts[0].finished_at, None, "replaced by attempt 2");
-        assert_eq!(attempts[1].state, Some(TaskState::Succeeded));
-        let sessions = s.sessions(Some("t1"), 10);
-        assert_eq!(sessions[0].session.as_ref(), "t1\u{1f}s");
-        assert_eq!((sessions[0].last_seq, sessions[0].acked_seq), (4, 3));
-        assert_eq!(sessions.len(), 2);
-        assert!(s.sessions(Some("t2"), 10).is_empty());
-        for i in 0..(SESSIONS_KEPT as u64 + 10) {
-            s.observe(&event(
-                ActivityKind::Submitted,
-                id,
-                &format!("x{i}"),
-                10 + i,
-            ));
-        }
-        assert_eq!(s.sessions(None, usize::MAX).len(), SESSIONS_KEPT);
-
-        let depth: HashMap<Arc<str>, (usize, usize)> = [
-            (Arc::from("t1\u{1f}a"), (3, 1)),
-            (Arc::from("t1\u{1f}b"), (1, 0)),
-            (Arc::from("t2\u{1f}a"), (5, 2)),
-        ]
-        .into();
-        for i in 0..(DEPTH_SAMPLES as u64 + 5) {
-            s.sample(&depth, at(i));
-        }
-        let t1 = s.depth(Some("t1"));
-        assert_eq!(t1.len(), DEPTH_SAMPLES);
-        assert_eq!((t1[0].1, t1[0].2), (4, 1));
-        assert_eq!((s.depth(None)[0].1, s.depth(None)[0].2), (9, 3));
-    }
-}
+#[path = "stats_tests.rs"]
+mod tests;
