@@ -26,7 +26,7 @@ import grpc
 import grpc.aio
 
 from errand._common import Connection
-from errand.errors import Unavailable
+from errand.errors import DeadlineExceeded, RpcError, Unavailable, from_grpc
 
 #: Default bound, in seconds, on the first connection to a server.
 CONNECT_TIMEOUT = 5.0
@@ -81,6 +81,46 @@ def no_server(
         f"{waited}",
         method,
     )
+
+
+#: The words of `went_away`'s errors that end what the model is told (see
+#: `errand.integrations._tools.not_made`); the rest is for the developer.
+MAY_BE_DOWN = "it may be down or restarting"
+
+
+def went_away(err: grpc.RpcError, method: str, target: str, timeout: Optional[float]) -> RpcError:
+    """The error for a call to a server that answered this client before but
+    not this call: DeadlineExceeded "the errand server at ADDR did not answer
+    within N s" (a call that waits for the server, `wait_for_ready`, until its
+    `timeout`), or Unavailable "could not be reached" (one that does not
+    wait); either says it may be down or restarting. A SubmitTool given up
+    on may still have been made: its retry with the same idempotency_key
+    starts nothing twice. Other codes: `errors.from_grpc`'s error."""
+    code = err.code()
+    details = err.details() or ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        within = f" within {timeout:g}s" if timeout is not None else ""
+        said = "" if details in ("", "Deadline Exceeded") else f" ({details})"
+        made = (
+            "; the call may have been made before it stopped answering (a retry with the "
+            "same idempotency_key starts nothing twice)"
+            if method == "SubmitTool"
+            else ""
+        )
+        return DeadlineExceeded(
+            code,
+            f"the errand server at {target} did not answer{within}{said}: {MAY_BE_DOWN}{made} "
+            "(the client's timeout= sets how long a call waits)",
+            method,
+        )
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unavailable(
+            code,
+            f"the errand server at {target} could not be reached ({details or code.name}): "
+            f"{MAY_BE_DOWN}",
+            method,
+        )
+    return from_grpc(err, method, target)
 
 
 def _settled(state: grpc.ChannelConnectivity, first: bool) -> bool:

@@ -32,7 +32,7 @@ from errand._common import (
     new_session_id,
     submit_request,
 )
-from errand._connect import no_server
+from errand._connect import no_server, went_away
 from errand._retry import TRANSIENT
 from errand.errors import (
     InvalidArgument,
@@ -72,6 +72,8 @@ class Call(Generic[T]):
     method: str
     request: Any
     decode: Callable[[Any], T]
+    #: Seconds this call may take instead of the client's `timeout` (None: that).
+    timeout: Optional[float] = None
 
 
 def _removed(resp: pb.AckCompletionsResponse) -> int:
@@ -118,40 +120,43 @@ class ClientCore:
         self.wait_for_ready = wait_for_ready
         self.metadata = conn.metadata
 
-    def call_options(self) -> dict[str, Any]:
-        """The keyword arguments of a unary stub call.
+    def call_options(self, timeout: Optional[float] = None) -> dict[str, Any]:
+        """The keyword arguments of a unary stub call; `timeout` (seconds), when
+        given, bounds this call instead of the client's `timeout`.
 
         Until the channel has connected once, a call does not wait for the
         server (`wait_for_ready=False`, at most `connect_timeout` seconds), so
         that a missing server fails it at once; see `failed`.
         """
+        limit = self.timeout if timeout is None else timeout
         if self.connected or not self.wait_for_ready:
             return {
-                "timeout": self.timeout,
+                "timeout": limit,
                 "metadata": self.metadata,
                 "wait_for_ready": self.wait_for_ready,
             }
-        timeout = self.connect_timeout
-        if self.timeout is not None:
-            timeout = min(timeout, self.timeout)
-        return {"timeout": timeout, "metadata": self.metadata, "wait_for_ready": False}
+        first = self.connect_timeout if limit is None else min(self.connect_timeout, limit)
+        return {"timeout": first, "metadata": self.metadata, "wait_for_ready": False}
 
     def answered(self) -> None:
         """The server answered a call (with a result or an error status)."""
         self.connected = True
 
-    def failed(self, err: grpc.RpcError, method: str) -> RpcError:
+    def failed(self, err: grpc.RpcError, method: str, timeout: Optional[float] = None) -> RpcError:
         """The error to raise for a failed call: "no errand server at ADDR" when
         the first call found nobody there, "ADDR answered HTTP" when a web
-        server answered it (see `errors.from_grpc`)."""
+        server answered it (see `errors.from_grpc`), and, once connected, a
+        server that went away: "the errand server at ADDR did not answer
+        within N s" (DeadlineExceeded: the call's `timeout`, else the
+        client's) or "could not be reached" (Unavailable)."""
         code = err.code() if callable(getattr(err, "code", None)) else None
         fail_fast = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
         if code in fail_fast and answered_http(err) is None:
             if not self.connected and self.wait_for_ready:
                 detail = err.debug_error_string() if hasattr(err, "debug_error_string") else ""
                 return no_server(self.target, self.conn, method, code, detail or "")
-        else:
-            self.connected = True
+            return went_away(err, method, self.target, self.timeout if timeout is None else timeout)
+        self.connected = True
         return from_grpc(err, method, self.target)
 
     def reached(self, state: grpc.ChannelConnectivity, method: str) -> Optional[RpcError]:
@@ -210,13 +215,17 @@ class ClientCore:
         request = pb.CancelTaskRequest(task_id=task_id, reason=reason)
         return Call("CancelTask", request, task_from_pb)
 
-    def pending_digest(self, session_id: Optional[str], max_bytes: int) -> Call[PendingDigest]:
+    def pending_digest(
+        self, session_id: Optional[str], max_bytes: int, timeout: Optional[float] = None
+    ) -> Call[PendingDigest]:
         if max_bytes < 0:
             raise ValueError("max_bytes must be >= 0 (0: the server's 4096)")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, not {timeout!r}")
         request = pb.PendingDigestRequest(
             session_id=self.session_for(session_id), max_bytes=max_bytes
         )
-        return Call("PendingDigest", request, digest_from_pb)
+        return Call("PendingDigest", request, digest_from_pb, timeout)
 
     def read_result(self, task_id: str, offset: int, max_bytes: int) -> Call[ResultChunk]:
         if offset < 0 or max_bytes < 0:

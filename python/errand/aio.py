@@ -243,10 +243,10 @@ class AsyncClient(Settings):
             raise ClosedError("the client is closed")
         try:
             answer = await getattr(self._stub_now(), call.method)(
-                call.request, **self._core.call_options()
+                call.request, **self._core.call_options(call.timeout)
             )
         except grpc.RpcError as exc:
-            raise self._core.failed(exc, call.method) from None
+            raise self._core.failed(exc, call.method, call.timeout) from None
         self._core.answered()
         return call.decode(answer)
 
@@ -398,10 +398,14 @@ class AsyncClient(Settings):
         return await self._run(self._core.cancel(task_id, reason))
 
     async def pending_digest(
-        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+        self,
+        session_id: Optional[str] = None,
+        *,
+        max_bytes: int = 0,
+        timeout: Optional[float] = None,
     ) -> PendingDigest:
         """What the session waits for; see `errand.Client.pending_digest`."""
-        return await self._run(self._core.pending_digest(session_id, max_bytes))
+        return await self._run(self._core.pending_digest(session_id, max_bytes, timeout))
 
     async def read_result(
         self, task_id: str, *, offset: int = 0, max_bytes: int = 0

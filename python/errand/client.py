@@ -156,9 +156,11 @@ class Client(Settings):
         if self._closed:
             raise ClosedError("the client is closed")
         try:
-            answer = getattr(self._stub, call.method)(call.request, **self._core.call_options())
+            answer = getattr(self._stub, call.method)(
+                call.request, **self._core.call_options(call.timeout)
+            )
         except grpc.RpcError as exc:
-            raise self._core.failed(exc, call.method) from None
+            raise self._core.failed(exc, call.method, call.timeout) from None
         self._core.answered()
         return call.decode(answer)
 
@@ -378,12 +380,19 @@ class Client(Settings):
         return self._run(self._core.cancel(task_id, reason))
 
     def pending_digest(
-        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+        self,
+        session_id: Optional[str] = None,
+        *,
+        max_bytes: int = 0,
+        timeout: Optional[float] = None,
     ) -> PendingDigest:
         """What the session waits for: its unfinished tasks (with their latest
         progress), how many completions are unacknowledged, and `text` for the
-        model ("" when there is nothing to say), at most `max_bytes` (0: 4096)."""
-        return self._run(self._core.pending_digest(session_id, max_bytes))
+        model ("" when there is nothing to say), at most `max_bytes` (0: 4096).
+        `timeout`: seconds this call may wait (None: the client's `timeout`);
+        AsyncAgent asks with a short one, so that a server down cannot hold a
+        turn. ValueError for a timeout <= 0."""
+        return self._run(self._core.pending_digest(session_id, max_bytes, timeout))
 
     def read_result(self, task_id: str, *, offset: int = 0, max_bytes: int = 0) -> ResultChunk:
         """One page of a task's full result_json: bytes from `offset`, at most

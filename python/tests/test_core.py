@@ -59,7 +59,11 @@ def test_a_first_call_that_finds_no_server_says_so() -> None:
     assert isinstance(silent, Unavailable) and "(no answer in time)" in silent.message
     c.answered()  # once connected, a restart is the caller's ordinary Unavailable
     later = c.failed(Refused(grpc.StatusCode.UNAVAILABLE), "SubmitTool")
-    assert later.message == "failed to connect to all addresses"
+    assert isinstance(later, Unavailable)
+    assert later.message == (
+        "the errand server at 127.0.0.1:1 could not be reached (failed to connect to all "
+        "addresses): it may be down or restarting"
+    )
 
 
 def test_cursor_resumes_after_the_last_seq_and_drops_replays() -> None:

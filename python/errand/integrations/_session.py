@@ -31,7 +31,7 @@ from errand.errors import (
     OutOfRange,
     RpcError,
 )
-from errand.integrations._tools import AnyClient
+from errand.integrations._tools import NOT_MADE, AnyClient, not_made
 from errand.manager import AsyncToolManager
 
 __all__ = ["Refused", "SessionTool", "SessionTools", "run_session_tool", "session_tools"]
@@ -228,10 +228,12 @@ MODEL_VISIBLE = (Refused, InvalidArgument, NotFound, FailedPrecondition, OutOfRa
 
 
 async def run_session_tool(tool: SessionTool, arguments: Any) -> tuple[bool, str]:
-    """Run `tool` for a framework: (True, its text) or (False, why it was refused).
+    """Run `tool` for a framework: (True, its text) or (False, why it failed).
 
-    Only errors the model can act on are caught; others (the server is
-    unreachable, say) propagate to the framework.
+    Every errand error comes back as text for the model, never raised into
+    the framework (a LangGraph checkpoint would keep a tool call no
+    ToolMessage answers): a refusal with the server's message, a server down
+    or not answering with what that means (`_tools.not_made`).
     """
     if not isinstance(arguments, Mapping):
         return False, f"arguments of {tool.name} must be a JSON object"
@@ -239,6 +241,8 @@ async def run_session_tool(tool: SessionTool, arguments: Any) -> tuple[bool, str
         return True, await tool.call(arguments)
     except MODEL_VISIBLE as exc:
         return False, exc.message if isinstance(exc, RpcError) else str(exc)
+    except NOT_MADE as exc:
+        return False, not_made(tool.name, exc, submit=False)
 
 
 def _int(value: Any, name: str) -> int:

@@ -27,9 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from errand._connect import MAY_BE_DOWN
 from errand.aio import AsyncClient
 from errand.callables import ASYNC_NOTICE, with_notice
 from errand.client import Client
+from errand.errors import ClosedError, DeadlineExceeded, RpcError, Unavailable
 from errand.manager import AsyncToolManager
 from errand.tool import tool_def
 from errand.types import Ack, ToolInfo
@@ -38,8 +40,10 @@ __all__ = [
     "ASYNC_NOTICE",
     "AnyClient",
     "ErrandTool",
+    "NOT_MADE",
     "ToolSource",
     "missing",
+    "not_made",
     "resolve_tools",
 ]
 
@@ -47,6 +51,39 @@ __all__ = [
 ToolSource = Union[Callable[..., Any], ToolInfo, str]
 #: What submits the calls.
 AnyClient = Union[Client, AsyncClient, AsyncToolManager]
+
+
+#: What a tool call may raise that the model must read as the tool's error
+#: (`not_made`), never as an exception out of the framework: one raised out of
+#: a LangGraph ToolNode, say, leaves the checkpointed thread with a tool call no
+#: ToolMessage answers, and every later turn fails. The server's refusals
+#: (bad arguments, unknown tool, a limit) and a server down or not answering.
+NOT_MADE = (RpcError, ClosedError)
+
+
+def not_made(tool: str, exc: BaseException, *, submit: bool = True) -> str:
+    """The text the model reads for a call of `tool` that errand could not make.
+
+    What is true differs: UNAVAILABLE (the server could not be reached) and
+    every refusal mean the call was not started; DEADLINE_EXCEEDED (no answer
+    in time) means it may have been: a submit reached the server before it
+    stopped answering runs, and its result arrives later as usual. With
+    `submit=False` (a session tool: a read, or a cancel) only what failed.
+    """
+    said = exc.message if isinstance(exc, RpcError) else str(exc)
+    end = said.find(MAY_BE_DOWN)
+    if end >= 0:  # the developer's advice (timeout=, idempotency keys) is not the model's
+        said = said[: end + len(MAY_BE_DOWN)]
+    if not submit and isinstance(exc, (DeadlineExceeded, Unavailable)):
+        return f"{tool} failed: {said}. Try again later."
+    if isinstance(exc, DeadlineExceeded):
+        return (
+            f"{tool} may have started, or not: {said}. If it started, its result "
+            "arrives later as usual. Tell the user; try again later if no result comes."
+        )
+    if isinstance(exc, Unavailable):
+        return f"{tool} was not started: {said}. Tell the user; try again later."
+    return f"{tool} was not started: {exc}"
 
 
 def missing(adapter: str, package: str, extra: str, exc: ImportError) -> ImportError:

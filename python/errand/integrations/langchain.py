@@ -15,9 +15,11 @@
 
 Each tool is a `StructuredTool` with errand's JSON Schema as `args_schema`; its
 call submits through errand and returns the acknowledgement text at once (the
-`ToolMessage` the model reads). A call the server refuses raises
-`ToolException`, which the tool turns into the message the model reads
-(`handle_tool_error=True`). A result arrives later as a `HumanMessage` on the
+`ToolMessage` the model reads). A call errand could not make (refused, or the
+server down or not answering) raises `ToolException`, which the tool turns
+into the message the model reads (`handle_tool_error=True`): nothing raises
+out of the graph, so a checkpointed thread never keeps a tool call without
+its `ToolMessage`. A result arrives later as a `HumanMessage` on the
 graph's `messages` state: the conversation invokes the graph with it, on the
 checkpointer's thread when the graph has one, or else with the history it
 carries from turn to turn. Any compiled LangGraph graph whose state has
@@ -32,10 +34,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from errand.integrations._conversation import Conversation
 from errand.integrations._session import SessionTool, run_session_tool, session_tools
-from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.integrations._tools import (
+    NOT_MADE,
+    AnyClient,
+    ErrandTool,
+    ToolSource,
+    missing,
+    not_made,
+    resolve_tools,
+)
 
 try:
     from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage
@@ -51,8 +60,6 @@ __all__ = [
     "langchain_tools",
 ]
 
-_MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
-
 
 def langchain_tool(tool: ErrandTool) -> StructuredTool:
     """One `ErrandTool` as a `StructuredTool` whose call submits and returns the ack.
@@ -64,14 +71,14 @@ def langchain_tool(tool: ErrandTool) -> StructuredTool:
     async def acall(**arguments: Any) -> str:
         try:
             return (await tool.asubmit(arguments)).ack
-        except _MODEL_VISIBLE as exc:
-            raise ToolException(f"{tool.name} was not started: {exc}") from exc
+        except NOT_MADE as exc:
+            raise ToolException(not_made(tool.name, exc)) from exc
 
     def call(**arguments: Any) -> str:
         try:
             return tool.submit(arguments).ack
-        except _MODEL_VISIBLE as exc:
-            raise ToolException(f"{tool.name} was not started: {exc}") from exc
+        except NOT_MADE as exc:
+            raise ToolException(not_made(tool.name, exc)) from exc
 
     return StructuredTool.from_function(
         func=call if tool.blocking else None,

@@ -12,12 +12,13 @@
         await chat.send("Research tides for me.")         # the tool answers with its ack
         await chat.send("Meanwhile: what is the capital of France?")
 
-Each tool is a `FunctionTool` whose `on_invoke_tool` submits through errand and
-returns the acknowledgement text at once; a call the server refuses returns
-the server's message as the tool's output (the SDK's way to let the model
-correct itself). A result arrives later as a user message: the conversation
-runs `Runner.run` with it as the next input, on the SDK `Session` you give
-(e.g. `SQLiteSession`), or else on the input list `RunResult.to_input_list()`
+Each tool is a `FunctionTool` whose `on_invoke_tool` submits through errand
+and returns the acknowledgement text at once; a call errand could not make
+(the server refused it, or is down or not answering) returns why as the tool's
+output (the SDK's way to let the model correct itself or tell the user). A
+result arrives later as a user message: the conversation runs `Runner.run`
+with it as the next input, on the SDK `Session` you give (e.g.
+`SQLiteSession`), or else on the input list `RunResult.to_input_list()`
 carries from turn to turn.
 
 Needs `pip install 'errand-sdk[openai-agents]'` (openai-agents, Python 3.10+).
@@ -29,10 +30,17 @@ import json
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from errand.integrations._conversation import Conversation
 from errand.integrations._session import SessionTool, run_session_tool, session_tools
-from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.integrations._tools import (
+    NOT_MADE,
+    AnyClient,
+    ErrandTool,
+    ToolSource,
+    missing,
+    not_made,
+    resolve_tools,
+)
 from errand.specs import strict_schema
 
 try:
@@ -48,8 +56,6 @@ __all__ = [
     "openai_agents_tool",
     "openai_agents_tools",
 ]
-
-_MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
 
 
 def openai_agents_tool(tool: ErrandTool, *, strict: bool = False) -> FunctionTool:
@@ -76,8 +82,8 @@ def openai_agents_tool(tool: ErrandTool, *, strict: bool = False) -> FunctionToo
             arguments = {k: v for k, v in arguments.items() if v is not None or k not in optional}
         try:
             ack = await tool.asubmit(arguments)
-        except _MODEL_VISIBLE as exc:
-            return f"{tool.name} was not started: {exc}"
+        except NOT_MADE as exc:
+            return not_made(tool.name, exc)
         return ack.ack
 
     return FunctionTool(

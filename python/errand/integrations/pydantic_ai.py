@@ -14,11 +14,11 @@
 
 Each tool is a `Tool.from_schema` with errand's JSON Schema; its call submits
 through errand and returns the acknowledgement text at once. Arguments the
-server rejects raise `ModelRetry` (the model corrects them and calls again);
-a tool no worker serves, or a full queue, raises `ToolFailed` (the model sees
-the failure and adapts). A result arrives later as the user prompt of the
-next run, continuing `message_history`, which is how a Pydantic AI
-conversation goes on.
+server rejects raise `ModelRetry` (the model corrects them and calls again); a
+tool no worker serves, a full queue, or a server down or not answering, raises
+`ToolFailed` (the model sees the failure and adapts). A result arrives later
+as the user prompt of the next run, continuing `message_history`, which is how
+a Pydantic AI conversation goes on.
 
 Needs `pip install 'errand-sdk[pydantic-ai]'` (pydantic-ai-slim, Python 3.11+).
 """
@@ -28,10 +28,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from errand.errors import InvalidArgument
 from errand.integrations._conversation import Conversation
 from errand.integrations._session import SessionTool, run_session_tool, session_tools
-from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.integrations._tools import (
+    NOT_MADE,
+    AnyClient,
+    ErrandTool,
+    ToolSource,
+    missing,
+    not_made,
+    resolve_tools,
+)
 
 try:
     from pydantic_ai import Agent, ModelRetry, Tool, ToolFailed
@@ -55,8 +63,8 @@ def pydantic_ai_tool(tool: ErrandTool) -> Tool[Any]:
             return (await tool.asubmit(arguments)).ack
         except InvalidArgument as exc:
             raise ModelRetry(f"{tool.name} was not started: {exc}") from exc
-        except (NotFound, ResourceExhausted, FailedPrecondition) as exc:
-            raise ToolFailed(f"{tool.name} was not started: {exc}") from exc
+        except NOT_MADE as exc:
+            raise ToolFailed(not_made(tool.name, exc)) from exc
 
     return Tool.from_schema(
         call, name=tool.name, description=tool.description, json_schema=tool.schema()

@@ -14,11 +14,11 @@
         # each result reaches the agent as a user message naming its task ID
 
 A tool call returns a `ToolResult` whose text is errand's acknowledgement, at
-once; a call the server refuses (arguments that fail the schema, a tool no
-worker serves) returns an "error" result with the server's message, so the
-model can correct itself. Results arrive later as user text messages in
-`agent.messages`, through `agent.invoke_async`, which is how a Strands
-conversation takes new input.
+once; a call errand could not make (arguments that fail the schema, a tool no
+worker serves, the server down or not answering) returns an "error" result
+saying why, so the model can correct itself or tell the user. Results arrive
+later as user text messages in `agent.messages`, through `agent.invoke_async`,
+which is how a Strands conversation takes new input.
 
 Needs `pip install 'errand-sdk[strands]'` (strands-agents, Python 3.10+).
 """
@@ -28,10 +28,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from errand.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from errand.integrations._conversation import Conversation
 from errand.integrations._session import SessionTool, run_session_tool, session_tools
-from errand.integrations._tools import AnyClient, ErrandTool, ToolSource, missing, resolve_tools
+from errand.integrations._tools import (
+    NOT_MADE,
+    AnyClient,
+    ErrandTool,
+    ToolSource,
+    missing,
+    not_made,
+    resolve_tools,
+)
 
 try:
     from strands import Agent
@@ -42,10 +49,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing("strands", "strands-agents", "strands", exc) from exc
 
 __all__ = ["StrandsConversation", "strands_session_tools", "strands_tool", "strands_tools"]
-
-#: Refusals the model can act on (fix the arguments, pick another tool, wait):
-#: they become an "error" tool result instead of failing the agent's turn.
-_MODEL_VISIBLE = (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition)
 
 
 def strands_tool(tool: ErrandTool) -> AgentTool:
@@ -67,11 +70,11 @@ def strands_tool(tool: ErrandTool) -> AgentTool:
             }
         try:
             ack = await tool.asubmit(arguments)
-        except _MODEL_VISIBLE as exc:
+        except NOT_MADE as exc:  # an "error" tool result, not a failed turn
             return {
                 "toolUseId": tool_use_id,
                 "status": "error",
-                "content": [{"text": f"{tool.name} was not started: {exc}"}],
+                "content": [{"text": not_made(tool.name, exc)}],
             }
         return {"toolUseId": tool_use_id, "status": "success", "content": [{"text": ack.ack}]}
 
