@@ -32,12 +32,12 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from errand._digest import Seen, digest_text
 from errand._loop import running_loop
 from errand.aio import AsyncClient
-from errand.errors import Unimplemented
+from errand.errors import DeadlineExceeded, Unavailable, Unimplemented
 from errand.history import default_stub, drop_superseded_digests, prune_history, stub_results
 from errand.types import Completion, DeliveryPolicy, PendingDigest, Progress
 
@@ -349,33 +349,43 @@ class TurnLoop:
         await self._record([completion], text)
         return True
 
-    async def _digest(self) -> Optional[PendingDigest]:
-        """The session's PendingDigest (None when `digest` is off, from a
-        server without PendingDigest, or when the call failed)."""
+    async def _digest(self) -> Union[PendingDigest, str, None]:
+        """The session's PendingDigest, asked with `DIGEST_TIMEOUT`; None when
+        `digest` is off, from a server without PendingDigest, or when the call
+        failed; `UNREACHABLE` (the text the model reads instead) when the
+        server is down or did not answer in time."""
         if not self.digest:
             return None
         try:
             if self.client is not None:
                 found: PendingDigest = await self._own_call(
-                    self.client.pending_digest(self.session_id)
+                    self.client.pending_digest(self.session_id, timeout=DIGEST_TIMEOUT)
                 )
             elif self.manager is not None:
-                found = await asyncio.to_thread(self.manager.client.pending_digest, self.session_id)
+                found = await asyncio.to_thread(
+                    self.manager.client.pending_digest, self.session_id, timeout=DIGEST_TIMEOUT
+                )
             else:
                 return None
         except Unimplemented:
             self.digest = False  # an older server: never ask again
             log.info("errand AsyncAgent: the server has no PendingDigest; turns go without it")
             return None
+        except (Unavailable, DeadlineExceeded) as exc:
+            log.warning("errand AsyncAgent: the turn goes on without the pending digest: %s", exc)
+            return UNREACHABLE
         except Exception as exc:  # the turn goes on without it
             log.warning("errand AsyncAgent: PendingDigest failed: %s", exc)
             return None
         return found
 
-    def _model_digest(self, found: Optional[PendingDigest]) -> str:
+    def _model_digest(self, found: Union[PendingDigest, str, None]) -> str:
         """The digest text that leads the turn about to start ("" for none),
         by `digest_text`, and remembered for `prune`."""
-        text = "" if found is None else digest_text(found, self._seen())
+        if isinstance(found, str):
+            text = found
+        else:
+            text = "" if found is None else digest_text(found, self._seen())
         self._latest_digest = text
         if text:
             self._digests.pop(text, None)  # each text once, the latest last
@@ -503,3 +513,15 @@ def _join(parts: Sequence[str]) -> str:
 #: Most seconds `errand_pending` waits for the agent's loop to say what the
 #: model has been shown, before it answers with the server's count.
 SEEN_TIMEOUT = 5.0
+
+#: Most seconds a turn waits for the session's PendingDigest: the server
+#: down or restarting must not hold the user's turn for the client's whole
+#: `timeout` (30 s by default); the turn goes on without the digest.
+DIGEST_TIMEOUT = 2.0
+
+#: What leads a turn instead of the digest when the server could not be
+#: asked: the model can tell the user, and expect its tool calls to fail.
+UNREACHABLE = (
+    "[errand] Note: could not reach the errand server just now, so the state of earlier "
+    "tool calls is unknown; new tool calls may fail until it is back."
+)

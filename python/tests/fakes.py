@@ -93,7 +93,11 @@ class FakeSession(AsyncClient):
         return self.stream
 
     async def pending_digest(
-        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+        self,
+        session_id: Optional[str] = None,
+        *,
+        max_bytes: int = 0,
+        timeout: Optional[float] = None,
     ) -> PendingDigest:
         self.digest_calls += 1
         if self.digest_unimplemented:

@@ -309,10 +309,14 @@ class InFlight(AsyncClient):
         return await super().ack_completions(up_to_seq, session_id=session_id)
 
     async def pending_digest(
-        self, session_id: Optional[str] = None, *, max_bytes: int = 0
+        self,
+        session_id: Optional[str] = None,
+        *,
+        max_bytes: int = 0,
+        timeout: Optional[float] = None,
     ) -> PendingDigest:
         self.digesting.set()
-        return await super().pending_digest(session_id, max_bytes=max_bytes)
+        return await super().pending_digest(session_id, max_bytes=max_bytes, timeout=timeout)
 
 
 def test_closing_with_acks_and_digests_in_flight_prints_nothing(server: str, quiet: Quiet) -> None:

@@ -21,7 +21,15 @@ from typing import Callable
 
 import pytest
 
-from errand import AsyncClient, Client, DeadlineExceeded, Unavailable
+from errand import (
+    AsyncAgent,
+    AsyncClient,
+    AsyncToolManager,
+    Client,
+    DeadlineExceeded,
+    Unavailable,
+)
+from errand._turns import DIGEST_TIMEOUT
 
 from .conftest import ServerProcess, unique
 
@@ -81,9 +89,59 @@ def test_a_call_may_wait_less_than_the_clients_timeout(
         client.list_tools()
         gone.kill()
         started = time.monotonic()
-        with pytest.raises(DeadlineExceeded, match="within 0.5s"):
+        with pytest.raises(DeadlineExceeded, match=r"within 0\.5s"):
             client.pending_digest(timeout=0.5)
         assert time.monotonic() - started < 5
         with pytest.raises(ValueError, match="timeout"):
             client.pending_digest(timeout=0)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+class Chat:
+    """An agent that answers at once and keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def send(self, message: str) -> str:
+        self.seen.append(message)
+        return "ok"
+
+
+UNREACHABLE = "could not reach the errand server"
+
+
+def test_a_chat_turn_does_not_wait_for_a_server_gone_manager(gone: ServerProcess) -> None:
+    """The trial: with the server down every turn waited 30 s (the digest's
+    deadline was the client's); now at most DIGEST_TIMEOUT, and the model is
+    told why it has no digest."""
+    manager = AsyncToolManager(max_workers=1, target=gone.address, session_id=unique("s"))
+    chat = Chat()
+    agent = AsyncAgent(chat, manager)
+    try:
+        agent.send("hello")
+        gone.kill()
+        started = time.monotonic()
+        assert agent.send("just chatting, no tools") == "ok"
+        assert time.monotonic() - started < DIGEST_TIMEOUT + 3
+    finally:
+        agent.close()
+        manager.stop()
+    assert UNREACHABLE not in chat.seen[0]
+    assert UNREACHABLE in chat.seen[1] and chat.seen[1].endswith("just chatting, no tools")
+
+
+def test_a_chat_turn_does_not_wait_for_a_server_gone_client(gone: ServerProcess) -> None:
+    chat = Chat()
+
+    async def main() -> float:
+        client = AsyncClient(gone.address, session_id=unique("s"))
+        async with client, AsyncAgent(chat, client) as agent:
+            await agent.send("hello")
+            gone.kill()
+            started = time.monotonic()
+            await agent.send("just chatting")
+            return time.monotonic() - started
+
+    assert asyncio.run(main()) < DIGEST_TIMEOUT + 3
+    assert UNREACHABLE in chat.seen[1]
