@@ -137,12 +137,18 @@ class ResultIntake(LoopBound):
             log.warning("errand AsyncAgent: starting at a first result failed: %s", exc)
 
     async def _listen(self, stream: AsyncSessionEventStream) -> None:
+        resets = stream.resets
         try:
             async for event in stream:
                 if isinstance(event, Progress):
                     await self.on_progress(event)
-                else:
-                    await self.on_completion(event)
+                    continue
+                if stream.resets != resets:
+                    # The server lost the session's completions: its seqs
+                    # start again, and so do the ones this agent counts.
+                    resets = stream.resets
+                    self.acked_seq = self._max_seen = 0
+                await self.on_completion(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

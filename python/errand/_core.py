@@ -343,6 +343,7 @@ class Step(enum.Enum):
     STOP = "stop"  # end the iteration (closed, or reconnecting is off)
     RAISE = "raise"  # hand the error to the caller
     FALLBACK = "fallback"  # open the older Completions stream instead, at once
+    RESET = "reset"  # the server lost the session's seqs: open again from its first, at once
 
 
 class StreamCursor:
@@ -367,6 +368,13 @@ class StreamCursor:
         self.reconnect = reconnect
         self.backoff = backoff or Backoff()
         self.reconnects = 0
+        #: How many times a reconnect found the server had lost the session's
+        #: completions (`failed`: OUT_OF_RANGE), and the seq asked for then.
+        self.resets = 0
+        self.lost_seq = 0
+        #: The task IDs of the last `RECENT` completions yielded: after a
+        #: reset, one replayed from a restored store is not yielded twice.
+        self._recent: dict[str, None] = {}
 
     @property
     def method(self) -> str:
@@ -384,6 +392,11 @@ class StreamCursor:
             return None
         self.last_seq = msg.seq
         self.backoff.reset()
+        if self.resets and msg.task_id in self._recent:
+            return None  # yielded before the server lost (and restored) its seqs
+        self._recent[msg.task_id] = None
+        if len(self._recent) > RECENT:
+            del self._recent[next(iter(self._recent))]
         return completion_from_pb(msg)
 
     def ended(self, closed: bool) -> Step:
@@ -398,11 +411,25 @@ class StreamCursor:
         from `code` alone, by its `TRANSIENT`)."""
         if closed:
             return Step.STOP
+        if code == grpc.StatusCode.OUT_OF_RANGE and self.reconnects and self.reconnect:
+            return self._reset()
         if transient is None:
             transient = code in TRANSIENT
         if not (self.reconnect and transient):
             return Step.RAISE
         return self._again(closed)
+
+    def _reset(self) -> Step:
+        """A reconnect asked for what follows `last_seq`, a seq this server
+        assigned, and it answered OUT_OF_RANGE: it has lost the session's
+        completions (a --store memory server restarted, a store restored
+        from a backup). Follow the session afresh, from the first completion
+        it still holds (after_seq 0: it skips those acknowledged), rather
+        than stop for good; results it lost are lost. A first call's
+        OUT_OF_RANGE (an after_seq the caller gave) is still raised."""
+        self.lost_seq, self.last_seq = self.last_seq, 0
+        self.resets += 1
+        return Step.RESET
 
     def _again(self, closed: bool) -> Step:
         if closed or not self.reconnect:
@@ -413,6 +440,10 @@ class StreamCursor:
     def delay(self) -> float:
         """Seconds to wait before the next attempt (grows with each retry)."""
         return self.backoff.next()
+
+
+#: How many task IDs a cursor remembers to drop replays after a reset.
+RECENT = 1024
 
 
 class EventCursor(StreamCursor):

@@ -74,6 +74,14 @@ class StreamBase(Generic[E]):
         return self._cursor.reconnects
 
     @property
+    def resets(self) -> int:
+        """How many times the server turned out to have lost the session's
+        completions at a reconnect (see `StreamCursor._reset`): seqs start
+        again from the server's first, so a reader's seq bookkeeping starts
+        again too."""
+        return self._cursor.resets
+
+    @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
@@ -96,6 +104,18 @@ class StreamBase(Generic[E]):
         step = self._cursor.failed(exc.code(), closed, retry)
         if step is Step.RAISE:
             raise from_grpc(exc, method, self._target) from None
+        if step is Step.RESET:
+            log.warning(
+                "errand %s stream of session %s: server %s has lost the session's completions "
+                "(a --store memory server restarted, or its store was restored): it refused to "
+                "resume after seq %d (%s); following the session afresh from its first "
+                "completion (results it lost will not arrive)",
+                method,
+                self.session_id,
+                self._target,
+                self._cursor.lost_seq,
+                exc.details() or exc.code().name,
+            )
         self._why, self._error = broke(exc, self._target), exc
         return step
 

@@ -639,7 +639,7 @@ class _AsyncStream(StreamBase[E], AsyncIterator[E]):
             except grpc.RpcError as exc:
                 self._drop(call)
                 step = self._failed(exc, self._closed.is_set())
-                if step is Step.FALLBACK:
+                if step in (Step.FALLBACK, Step.RESET):
                     continue
             else:
                 if msg is not _EOF:

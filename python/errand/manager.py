@@ -512,11 +512,15 @@ class AsyncToolManager(Worker):
                 log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
 
     def _listen(self, stream: SessionEventStream) -> None:
+        resets = stream.resets
         try:
             for completion in stream:
                 if isinstance(completion, Progress):
                     self.on_progress(completion)
                     continue
+                if stream.resets != resets:  # the server lost its seqs: count afresh
+                    resets = stream.resets
+                    self._forget_seqs()
                 result = AsyncTaskResult.from_completion(completion)
                 with self._seen_cond:
                     self._seen[result.task_id] = result
@@ -533,6 +537,15 @@ class AsyncToolManager(Worker):
         except Exception as exc:
             self._error = exc
             log.error("errand AsyncToolManager: completion stream failed: %s", exc)
+
+    def _forget_seqs(self) -> None:
+        """The server lost the session's completions (the stream said so, see
+        `StreamCursor._reset`): the seqs given out and acknowledged were its
+        old ones, which it no longer has; the new ones start again from 1."""
+        with self._guard:
+            self._given_seq = self._acked_seq = 0
+            self._holding.clear()
+            self._held_results.clear()
 
     # -- lifecycle ---------------------------------------------------------------
     def stop(self, timeout: Optional[float] = 10.0) -> None:

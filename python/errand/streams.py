@@ -94,7 +94,7 @@ class _Stream(StreamBase[E], Iterator[E]):
             except grpc.RpcError as exc:
                 self._drop(call)
                 step = self._failed(exc, self._closed.is_set())
-                if step is Step.FALLBACK:
+                if step in (Step.FALLBACK, Step.RESET):
                     continue
             else:
                 item: Optional[E] = self._cursor.accept(msg)
