@@ -136,6 +136,14 @@ def _settled(state: grpc.ChannelConnectivity, first: bool) -> bool:
 #: interpreter exits are closed then (`_close_watched`).
 _watched: weakref.WeakSet[grpc.Channel] = weakref.WeakSet()
 _watched_lock = threading.Lock()
+#: Set as the interpreter exits (`_close_watched`): a stream whose channel
+#: closes then ends quietly, as when closed, rather than warn and reopen.
+_exiting = threading.Event()
+
+
+def exiting() -> bool:
+    """True once the interpreter has begun to exit (its atexit handlers run)."""
+    return _exiting.is_set()
 
 
 def _close_watched() -> None:
@@ -146,6 +154,7 @@ def _close_watched() -> None:
     finalizes waits in its finalizer for that watch to end, which it never
     does once daemon threads are frozen: the process would hang at exit
     (a script that failed with Unavailable, say, without closing its client)."""
+    _exiting.set()
     with _watched_lock:
         channels = list(_watched)
         _watched.clear()

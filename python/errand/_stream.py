@@ -15,6 +15,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar, Union
 
 import grpc
 
+from errand._connect import exiting
 from errand._core import Step, StreamCursor
 from errand._retry import broke, pause, transient
 from errand.errors import answered_http, from_grpc
@@ -97,6 +98,7 @@ class StreamBase(Generic[E]):
         retry can help is `errand._retry.transient`'s to say, as for a
         worker's stream."""
         method = self._cursor.method
+        closed = closed or exiting()  # its channel closed at exit: not a break
         retry = transient(exc)
         if not retry and answered_http(exc) is not None and not closed:
             # A web server, not errand: neither a retry nor a fallback helps.
@@ -122,7 +124,7 @@ class StreamBase(Generic[E]):
     def _ended(self, closed: bool) -> Step:
         """What follows a call the server ended (a restart or shutdown)."""
         self._why, self._error = f"server {self._target} ended the stream", None
-        return self._cursor.ended(closed)
+        return self._cursor.ended(closed or exiting())
 
     def _delay(self) -> float:
         """Seconds to wait before the call is opened again (the server's

@@ -60,6 +60,7 @@ from typing import Any, Callable, Optional
 import grpc
 
 from errand._common import encode_arguments, new_session_id
+from errand._connect import exiting
 from errand._core import by_reference, checked_session_id, outcome
 from errand.callables import call_arguments, with_notice
 from errand.client import Client, SessionEventStream
@@ -463,7 +464,8 @@ class AsyncToolManager(Worker):
         try:
             client.ack_completions(upto, session_id=self.session_id)
         except Exception as exc:  # the server's retention bounds what is kept
-            log.warning("errand AsyncToolManager: AckCompletions failed: %s", exc)
+            if not exiting():  # else its channel closed as the interpreter exits
+                log.warning("errand AsyncToolManager: AckCompletions failed: %s", exc)
             with self._guard:
                 if self._acked_seq == upto:
                     self._acked_seq = before  # the next _settle tries again
@@ -536,7 +538,8 @@ class AsyncToolManager(Worker):
                 self._settle()
         except Exception as exc:
             self._error = exc
-            log.error("errand AsyncToolManager: completion stream failed: %s", exc)
+            if not exiting():  # else its channel closed as the interpreter exits
+                log.error("errand AsyncToolManager: completion stream failed: %s", exc)
 
     def _forget_seqs(self) -> None:
         """The server lost the session's completions (the stream said so, see

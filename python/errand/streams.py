@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import grpc
 
+from errand._connect import exiting
 from errand._core import Step, StreamCursor
 from errand._stream import Metadata, StreamBase
 from errand.types import Completion, SessionEvent
@@ -69,7 +70,7 @@ class _Stream(StreamBase[E], Iterator[E]):
             reach(self._cursor.method)  # no server ever reached there: Unavailable
             self._reach = None
         with self._lock:
-            if self._closed.is_set():
+            if self._closed.is_set() or exiting():  # at exit its channel is closing
                 return None
             if self._call is None:
                 self._call = self._start()

@@ -274,9 +274,37 @@ class Worker:
         """Serve until `stop()` is called (from another thread or a signal handler).
 
         Raises the error that made the server refuse the worker, e.g.
-        InvalidArgument for a bad tool schema.
+        InvalidArgument for a bad tool schema. Ctrl-C ends it with
+        KeyboardInterrupt, as Python's own, without asyncio's chained
+        CancelledError.
         """
-        asyncio.run(self.run_async())
+
+        async def main() -> None:
+            # asyncio.run's SIGINT handler runs only once the main thread runs
+            # Python again; a Ctrl-C taken by one of gRPC's threads left the
+            # loop asleep in select(), the worker deaf to it until some I/O
+            # came. A tick on the main thread bounds that wait.
+            loop = asyncio.get_running_loop()
+            tick: Optional[asyncio.TimerHandle] = None
+
+            def again() -> None:
+                nonlocal tick
+                tick = loop.call_later(SIGNAL_TICK, again)
+
+            if threading.current_thread() is threading.main_thread():
+                again()
+            try:
+                await self.run_async()
+            finally:
+                if tick is not None:
+                    tick.cancel()
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            # asyncio.run raises it while it handles the CancelledError of the
+            # run it cancelled: that chain is asyncio's, not the user's, error.
+            raise KeyboardInterrupt from None
 
     async def run_async(self) -> None:
         """`run()` for code that already has an event loop.
@@ -621,6 +649,11 @@ def refusal(code: int, message: str) -> RpcError:
 
 class _StreamEnded(ErrandError):
     """The server closed the worker stream without an error (it is shutting down)."""
+
+
+#: Seconds between a blocking `Worker.run()`'s wakes of its main thread, so
+#: that a Ctrl-C another thread took is seen within it.
+SIGNAL_TICK = 0.5
 
 
 def __getattr__(name: str) -> Any:
