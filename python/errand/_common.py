@@ -56,7 +56,11 @@ MAX_SEND_MESSAGE_BYTES = 1 << 30
 
 #: Channel settings: reconnect quickly after a server restart (gRPC's default
 #: backoff grows to two minutes), retry calls cut by a broken connection,
-#: notice dead connections through keepalive, and allow the server's largest
+#: notice dead connections through keepalive (a ping every 20 s, a
+#: connection whose ping goes 10 s unanswered is closed: both
+#: `keepalive_timeout_ms` and `http2.ping_timeout_ms`, whose default of a
+#: minute otherwise decides, so a frozen server went unnoticed for 80 s),
+#: and allow the server's largest
 #: message. Each channel keeps its own connections: a new channel (a worker's
 #: next attempt, a new client) connects afresh instead of inheriting another
 #: channel's failure and backoff. `grpc.min_reconnect_backoff_ms` stays
@@ -75,6 +79,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", MAX_SEND_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
 ]

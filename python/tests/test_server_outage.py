@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -270,3 +272,40 @@ def test_client_streams_follow_a_memory_server_restart(
         assert got.result == 2 and got.seq == 1  # the new server's first seq
     finally:
         logging.getLogger("errand").removeHandler(heard)
+
+
+def test_a_frozen_server_is_noticed_by_the_keepalive_ping(
+    gone: ServerProcess, start_worker: Callable[..., Worker]
+) -> None:
+    """A server that stops answering while its connections stay open
+    (SIGSTOP: the kernel still acknowledges TCP) is noticed by the keepalive
+    ping going unanswered: the stream says it broke within the ping interval
+    and its timeout (20 s + 10 s), not after gRPC's default ping timeout of a
+    minute on top."""
+    broke = threading.Event()
+
+    class Broke(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "broke" in record.getMessage():
+                broke.set()
+
+    handler = Broke()
+    logging.getLogger("errand").addHandler(handler)
+    assert gone.proc is not None
+    pid = gone.proc.pid
+    try:
+        def ping() -> str:
+            return "pong"
+
+        start_worker(ping, target=gone.address)
+        with Client(gone.address, session_id=unique("s")) as client:
+            collector = Collector(client.completions())
+            client.submit("ping")
+            collector.take(1)  # the stream is open: what follows is the freeze
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                assert broke.wait(45), "the frozen server went unnoticed for 45 s"
+            finally:
+                os.kill(pid, signal.SIGCONT)
+    finally:
+        logging.getLogger("errand").removeHandler(handler)
