@@ -294,6 +294,7 @@ def test_a_frozen_server_is_noticed_by_the_keepalive_ping(
     assert gone.proc is not None
     pid = gone.proc.pid
     try:
+
         def ping() -> str:
             return "pong"
 
