@@ -593,9 +593,11 @@ type Progress struct {
 	// Output only: 1 for the task's first progress report, then rising; never
 	// reused within a task, across attempts too.
 	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
-	// Work done so far, in the tool's own unit (0 when unknown).
+	// Work done so far, in the tool's own unit (0 when unknown). A negative
+	// or non-finite value (NaN, infinity) is read as 0.
 	Progress float64 `protobuf:"fixed64,4,opt,name=progress,proto3" json:"progress,omitempty"`
-	// Total work in the same unit; 0 when unknown.
+	// Total work in the same unit; 0 when unknown. A negative or non-finite
+	// value is read as 0.
 	Total float64 `protobuf:"fixed64,5,opt,name=total,proto3" json:"total,omitempty"`
 	// A short human-readable status, at most 1 KiB (longer is cut).
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`

@@ -315,8 +315,14 @@ pub fn progress_status(progress: f64, total: f64, message: &str) -> String {
 /// past 100 or under 0 says the report is off, as "7/5 (140%)" does.
 fn progress_amount(progress: f64, total: f64) -> Option<String> {
     if total > 0.0 {
-        let pct = number((progress / total * 100.0).round());
-        Some(format!("{}/{} ({pct}%)", number(progress), number(total)))
+        let amount = format!("{}/{}", number(progress), number(total));
+        let pct = (progress / total * 100.0).round();
+        // A ratio too large for an f64 (1e300/1e-300) has no percentage.
+        Some(if pct.is_finite() {
+            format!("{amount} ({}%)", number(pct))
+        } else {
+            amount
+        })
     } else if progress > 0.0 {
         Some(number(progress))
     } else {
@@ -639,6 +645,10 @@ mod digest_tests {
         assert_eq!(progress_status(3.0, 0.0, ""), "3");
         assert_eq!(progress_status(0.0, 0.0, "warming up"), "warming up");
         assert_eq!(progress_status(0.0, 0.0, ""), "progress reported");
+        // Past the total stays visible (the report is off); a ratio too
+        // large for a number has no percentage.
+        assert_eq!(progress_status(7.0, 5.0, ""), "7/5 (140%)");
+        assert_eq!(progress_status(1e300, 1e-300, ""), "1e300/1e-300");
     }
 
     #[test]

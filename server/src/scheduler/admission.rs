@@ -268,8 +268,10 @@ pub fn check_progress(mut report: ProgressReport) -> Result<ProgressReport, Stri
             .map_err(|problem| format!("detail_json {problem}"))?;
     }
     truncate_utf8(&mut report.message, MAX_PROGRESS_MESSAGE_BYTES);
+    // Not a number, infinite or negative: no amount of work, read as the
+    // proto's "0 when unknown" rather than shown to the model.
     for n in [&mut report.progress, &mut report.total] {
-        if !n.is_finite() {
+        if !n.is_finite() || *n < 0.0 {
             *n = 0.0;
         }
     }
@@ -531,6 +533,14 @@ mod tests {
         let ok = check_progress(report(&"é".repeat(1000), r#"{"page":2}"#)).unwrap();
         assert!(ok.message.len() <= MAX_PROGRESS_MESSAGE_BYTES && ok.message.len() >= 1022);
         assert_eq!((ok.progress, ok.total), (0.0, 0.0));
+        // Negative amounts are not work done: read as unknown, as 0 is.
+        let negative = ProgressReport {
+            progress: -2.0,
+            total: -5.0,
+            ..Default::default()
+        };
+        let read = check_progress(negative).unwrap();
+        assert_eq!((read.progress, read.total), (0.0, 0.0));
         assert!(check_progress(report("m", "")).is_ok(), "no detail is fine");
         let bad = check_progress(report("m", "{nope")).unwrap_err();
         assert!(bad.starts_with("detail_json is not valid JSON"), "{bad}");
