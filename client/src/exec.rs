@@ -42,7 +42,10 @@ impl Handler for ExecTool {
         task: pb::Assignment,
         cancel: CancellationToken,
     ) -> Result<String, pb::ToolError> {
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        #[cfg(target_os = "linux")]
+        die_with_this_process(&mut command);
+        let mut child = command
             .arg("-c")
             .arg(&self.command)
             .env("ERRAND_TASK_ID", &task.task_id)
@@ -112,6 +115,31 @@ impl Handler for ExecTool {
             ));
         }
         Ok(as_json(&String::from_utf8_lossy(&stdout)))
+    }
+}
+
+/// Has the kernel SIGKILL the program when this process dies
+/// (`PR_SET_PDEATHSIG`), so a worker killed outright does not leave it
+/// running beside the task's next attempt. It reaches `sh` and what `sh`
+/// execs (a single command, or `exec` at the end); programs a shell forks
+/// and leaves running are not reached. The signal follows the thread that
+/// spawned: tokio's runtime threads live as long as the worker.
+#[cfg(target_os = "linux")]
+fn die_with_this_process(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls are made
+    // (prctl, getppid), and nothing is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The worker died before the call: the signal will not come.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 

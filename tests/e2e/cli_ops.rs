@@ -248,3 +248,39 @@ async fn a_worker_interrupted_mid_task_says_where_its_task_goes() {
     assert_eq!(job.task.task_id, id);
     job.succeed("1");
 }
+
+/// A program `errand worker --exec` runs does not outlive the worker: a
+/// worker killed outright (SIGKILL: no chance to clean up) takes its running
+/// program with it (PR_SET_PDEATHSIG), so the task's next attempt does not
+/// run beside an orphan of the last one.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_killed_exec_worker_takes_its_running_program_with_it() {
+    let server = Server::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let command = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
+    let mut worker = server.exec_worker("t", &command, &[]).await;
+    server.client().await.submit("s", "t", "{}").await.unwrap();
+    let pid: i32 = within("the program to start", async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&pid_file)
+                && text.ends_with('\n')
+            {
+                return text.trim().parse().unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    worker.kill().await.unwrap();
+    within("the program to end with its worker", async {
+        // Gone, or a zombie its new parent has yet to reap.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
