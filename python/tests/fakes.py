@@ -48,6 +48,9 @@ class FakeStream:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Union[Completion, Progress, None]] = asyncio.Queue()
         self.last_seq = 0
+        #: As the real stream's: how many times the server lost the
+        #: session's completions (never, here).
+        self.resets = 0
 
     def __aiter__(self) -> AsyncIterator[Union[Completion, Progress]]:
         return self._iter()
