@@ -234,7 +234,7 @@ impl Scheduler {
         });
         info!(task_id = %link.parent, fallback_task_id = %ended.task.id, "call cancelled during its fallback run");
         let run_id = ended.task.id;
-        self.end(ended).await;
+        self.end_detached(ended).await?;
         if !here {
             // Another server may run it: its worker hears why now, not at
             // that server's next lease renewal.

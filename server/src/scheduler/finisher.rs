@@ -23,6 +23,7 @@ use tracing::{debug, error, warn};
 
 use super::{Scheduler, fallback::Fallen, state::Ended};
 use crate::{
+    error::Error,
     model::{Outcome, TaskRecord, TaskState, codes},
     sessions::{Activity, ActivityKind},
     store::StoreError,
@@ -35,12 +36,19 @@ pub type Finishing = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Worker results being written to the store at once, for the whole server.
 const MAX_FINISHING: usize = 4096;
 
-/// First and longest wait between attempts to store a completion.
+/// First and longest wait between attempts to store a completion (a store
+/// that tracks its write health is waited on instead while it refuses
+/// writes: see [`Scheduler::pause`]).
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// How long transient store errors are retried before a completion is
-/// given up (the task stays unfinished in the store: the next start takes
-/// it up again).
+/// Longest wait for a store that says its writes fail to say they go
+/// through again (its health is probed every second while they fail), in
+/// case nothing probes it.
+const HEALTH_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How long an error that may be this one finish's own (`Internal`: a
+/// corrupt row, a bug) is retried before the store is asked whether it
+/// takes other writes: if it does, the finish is given up (the task stays
+/// unfinished in the store, and the next start takes it up again).
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
 pub(super) struct Finisher {
@@ -111,10 +119,19 @@ impl Scheduler {
 
     /// Writes a finished task to the store and wakes its session's streams.
     /// A permanent store error ends that one task FAILED with code
-    /// `store_rejected` instead; transient ones are retried for
-    /// [`RETRY_FOR`] (counted in `errand_store_retries`), then given up
-    /// (recovery at the next start runs the task again). Returns the task
-    /// as finished.
+    /// `store_rejected` instead. While the store refuses writes for a
+    /// reason of its own (out of space, unreachable, or any error its probe
+    /// write meets too) the finish is kept and retried, with no time limit,
+    /// until the store takes it or the server stops (counted in
+    /// `errand_store_retries`): what the server accepted is not lost to an
+    /// outage. An error only this finish meets is given up after
+    /// [`RETRY_FOR`] (counted in `errand_store_failures`; recovery at the
+    /// next start runs the task again). Returns the task as finished.
+    ///
+    /// Memory: a kept finish is one task taken out of the live state, so
+    /// those kept are bounded by what was queued and running when the
+    /// outage began (new tasks need a store write to be accepted), worker
+    /// results among them by [`MAX_FINISHING`].
     pub(super) async fn end(self: &Arc<Self>, ended: Ended) -> TaskRecord {
         let ended = match self.fall_back(ended).await {
             Fallen::Finish(ended) => *ended,
@@ -130,9 +147,15 @@ impl Scheduler {
         let mut backoff = RETRY_FIRST;
         let started = tokio::time::Instant::now();
         let mut replaced = false;
+        let mut retries = 0u64;
         let completion = loop {
             match self.store.finish_held_task(&task, &finish).await {
-                Ok(c) => break c,
+                Ok(c) => {
+                    if retries > 0 {
+                        debug!(task_id = %finish.task_id, retries, "a completion the store refused is stored");
+                    }
+                    break c;
+                }
                 Err(StoreError::Rejected(why)) if !replaced => {
                     error!(task_id = %finish.task_id, error = %why, "the store refused a task's outcome: the task fails with store_rejected");
                     self.metrics.store_failure("finish");
@@ -143,18 +166,22 @@ impl Scheduler {
                     );
                     replaced = true;
                 }
-                Err(e) if replaced || started.elapsed() >= RETRY_FOR => {
-                    error!(task_id = %finish.task_id, error = %e, "storing a completion failed for good: the task stays unfinished until the next start");
-                    self.metrics.store_failure("finish");
-                    break None;
-                }
                 Err(e) => {
-                    warn!(task_id = %finish.task_id, error = %e, "storing a completion failed; retrying");
-                    self.metrics.store_retry("finish");
-                    if self.shutdown.is_cancelled() {
+                    if !self.keeps_trying(&e, started).await {
+                        error!(task_id = %finish.task_id, error = %e, "storing a completion failed for good: the task stays unfinished until the next start");
+                        self.metrics.store_failure("finish");
                         break None;
                     }
-                    tokio::time::sleep(backoff).await;
+                    // One line per finish: an outage retries for as long
+                    // as it lasts (the metric counts every retry).
+                    if retries == 0 {
+                        warn!(task_id = %finish.task_id, error = %e, "storing a completion failed; it is kept and retried until the store takes it");
+                    }
+                    retries += 1;
+                    self.metrics.store_retry("finish");
+                    if !self.pause(backoff).await {
+                        break None;
+                    }
                     backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
@@ -185,6 +212,57 @@ impl Scheduler {
         }
         self.ended_one();
         task
+    }
+
+    /// [`Self::end`] on a task of its own, for a caller that may go away
+    /// (an RPC's handler, dropped when its client leaves): the ending,
+    /// already out of the live state, is stored whether or not the caller
+    /// still waits for it. Errors: INTERNAL if that task died (a bug).
+    pub(super) async fn end_detached(self: &Arc<Self>, ended: Ended) -> Result<TaskRecord, Error> {
+        let me = self.clone();
+        let id = ended.finish.task_id;
+        self.tracker
+            .spawn(async move { me.end(ended).await })
+            .await
+            .map_err(|e| Error::Internal(format!("ending task {id} failed: {e}")))
+    }
+
+    /// Whether a finish that failed with `e`, first tried at `started`, is
+    /// tried again: always while the store refuses writes for a reason of
+    /// its own (out of space, unreachable); for an error that may be the
+    /// finish's own, for [`RETRY_FOR`], then while the store's probe write
+    /// fails too (a read-only or failing disk is an outage as well). Never
+    /// for an outcome refused again.
+    async fn keeps_trying(&self, e: &StoreError, started: tokio::time::Instant) -> bool {
+        match e {
+            StoreError::Full(_) | StoreError::Unavailable(_) => true,
+            StoreError::Rejected(_) => false,
+            StoreError::Internal(_) | StoreError::LimitReached(_) => {
+                started.elapsed() < RETRY_FOR || self.store.probe_write().await.is_err()
+            }
+        }
+    }
+
+    /// Waits before a finish is tried again: `backoff`, or, while a store
+    /// that tracks its write health says its writes fail, until one goes
+    /// through ([`HEALTH_WAIT_MAX`] at most), so that kept finishes neither
+    /// hammer a full store nor wait long once it takes writes again. False
+    /// once the server stops (the task stays unfinished in the store: the
+    /// next start takes it up).
+    async fn pause(&self, backoff: Duration) -> bool {
+        let wait = async {
+            match self.store.write_health() {
+                Some(health) if *health.watch().borrow() => {
+                    let mut failing = health.watch();
+                    let _ = tokio::time::timeout(HEALTH_WAIT_MAX, failing.wait_for(|f| !*f)).await;
+                }
+                _ => tokio::time::sleep(backoff).await,
+            }
+        };
+        tokio::select! {
+            () = wait => !self.shutdown.is_cancelled(),
+            () = self.shutdown.cancelled() => false,
+        }
     }
 
     /// Counts off one ending taken by [`Scheduler::take`], stored or

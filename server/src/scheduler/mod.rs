@@ -271,7 +271,7 @@ impl Scheduler {
         };
         if let Some(ended) = ended {
             info!(task_id = %id, "task cancelled");
-            return Ok(self.end(ended).await);
+            return self.end_detached(ended).await;
         }
         if let Some(call) = self.cancel_fallback(id, &why, &tell).await? {
             return Ok(call);

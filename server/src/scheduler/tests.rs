@@ -614,6 +614,7 @@ async fn attempt_deadlines_end_with_their_attempt() {
     );
 }
 
+mod outage;
 mod registry;
 mod shared;
 

@@ -1,0 +1,328 @@
+//! Store outages: endings (a result, a timeout, a cancel) that the store
+//! cannot take while it refuses writes are kept and retried until it takes
+//! them, however long the outage; the paused clock makes a 10-minute
+//! outage take no wall time.
+use std::{sync::Mutex, time::SystemTime};
+
+use super::*;
+use crate::{
+    model::{CompletionRecord, Finish},
+    store::{Acked, SessionSeqs, Store, StoredTool, TaskQuery, health::WriteHealth},
+};
+
+/// Longer than the 120 s the finisher used to retry before giving up.
+const OUTAGE: Duration = Duration::from_secs(600);
+
+/// A memory store whose finishes fail with the error set, and whose write
+/// probe fails too unless told the error is only the finishes' own.
+#[derive(Default)]
+struct Faulty {
+    store: MemoryStore,
+    /// The error every finish meets; `None`: finishes go through.
+    refuse: Mutex<Option<StoreError>>,
+    /// Whether the probe write goes through while finishes fail (the
+    /// error is about the finishes' rows, not the store).
+    probe_ok: std::sync::atomic::AtomicBool,
+    /// Its write health, for a store that tracks it (as SQLite's does).
+    health: Option<Arc<WriteHealth>>,
+}
+
+impl Faulty {
+    fn refuse(&self, e: Option<StoreError>) {
+        *self.refuse.lock().unwrap() = e;
+    }
+
+    fn refused(&self) -> Result<(), StoreError> {
+        let refused = match &*self.refuse.lock().unwrap() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        };
+        if let (Err(e), Some(health)) = (&refused, &self.health) {
+            health.failed(e);
+        }
+        refused
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Faulty {
+    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.store.unfinished_tasks().await
+    }
+    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
+        self.store.insert_task(task).await
+    }
+    fn record_dispatch(&self, id: uuid::Uuid, attempt: u32, at: SystemTime) -> Durable {
+        self.store.record_dispatch(id, attempt, at)
+    }
+    fn record_requeue(&self, id: uuid::Uuid, attempt: u32) -> Durable {
+        self.store.record_requeue(id, attempt)
+    }
+    async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
+        self.refused()?;
+        self.store.finish_task(finish).await
+    }
+    async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        self.store.get_task(id).await
+    }
+    async fn task_by_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.store.task_by_key(session, key).await
+    }
+    async fn completions_within(
+        &self,
+        session: &str,
+        after_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<CompletionRecord>, StoreError> {
+        self.store
+            .completions_within(session, after_seq, limit, max_bytes)
+            .await
+    }
+    async fn ack_completions(
+        &self,
+        session: &str,
+        up_to_seq: u64,
+        default_budget: u64,
+    ) -> Result<Acked, StoreError> {
+        (self.store)
+            .ack_completions(session, up_to_seq, default_budget)
+            .await
+    }
+    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
+        self.store.session_seqs(session).await
+    }
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        self.store.list_tasks(query).await
+    }
+    async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError> {
+        self.store.count_tasks(query).await
+    }
+    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
+        self.store.purge_finished_before(cutoff).await
+    }
+    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
+        self.store.tools().await
+    }
+    async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError> {
+        self.store.put_tools(tools).await
+    }
+    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
+        self.store.forget_tools(names).await
+    }
+    fn write_health(&self) -> Option<Arc<WriteHealth>> {
+        self.health.clone()
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        if self.probe_ok.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.refused()
+    }
+}
+
+fn full() -> StoreError {
+    StoreError::Full("the disk holding the data dir is full".into())
+}
+
+/// A scheduler over a [`Faulty`] store, a worker of tool `t` running one
+/// task of session `s`, and the session's wake-ups.
+async fn running(
+    config: Config,
+) -> (
+    Arc<Faulty>,
+    Core,
+    WorkerId,
+    Commands,
+    pb::Assignment,
+    tokio::sync::broadcast::Receiver<crate::sessions::Wake>,
+) {
+    running_on(config, Faulty::default()).await
+}
+
+async fn running_on(
+    config: Config,
+    store: Faulty,
+) -> (
+    Arc<Faulty>,
+    Core,
+    WorkerId,
+    Commands,
+    pb::Assignment,
+    tokio::sync::broadcast::Receiver<crate::sessions::Wake>,
+) {
+    let store = Arc::new(store);
+    let core = Core::new(config, store.clone());
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
+    core.submit(submit_request("s", "t")).await.unwrap();
+    let a = assignment(&mut rx);
+    let announced = core.hub.subscribe("s");
+    (store, core, w, rx, a, announced)
+}
+
+async fn stored_state(core: &Core, task_id: &str) -> TaskState {
+    let id = parse_task_id(task_id).unwrap();
+    core.store().get_task(id).await.unwrap().unwrap().state
+}
+
+/// Trial defect: a result that arrived while the disk was full was retried
+/// for 120 s, then dropped from memory: the task stayed RUNNING in the
+/// store and nothing reached the session until a restart ran it again. It
+/// is kept until the store takes it, then stored and delivered once.
+#[tokio::test(start_paused = true)]
+async fn a_result_during_an_outage_longer_than_the_old_bound_is_stored_once_it_ends() {
+    let (store, core, w, _rx, a, mut announced) = running(Config::default()).await;
+    store.refuse(Some(full()));
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson("42".into())),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    core.on_result(w, convert::task_result(result).unwrap())
+        .await;
+    tokio::time::sleep(OUTAGE).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
+    assert_eq!(core.finisher.in_flight(), 1, "the ending is kept");
+    store.refuse(None);
+    ended_in(&mut announced, &a.task_id).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Succeeded);
+    let log = core.store().completions_after("s", 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].outcome, Outcome::Result("42".into()));
+    assert_eq!(core.finisher.in_flight(), 0);
+}
+
+/// An `Internal` error (a read-only file system, an I/O error) while the
+/// store's own probe write fails too is an outage: kept like a full disk.
+#[tokio::test(start_paused = true)]
+async fn an_internal_error_the_probe_meets_too_is_retried_until_the_store_takes_writes() {
+    let (store, core, w, _rx, a, mut announced) = running(Config::default()).await;
+    store.refuse(Some(StoreError::Internal("read-only file system".into())));
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    core.on_result(w, convert::task_result(result).unwrap())
+        .await;
+    tokio::time::sleep(OUTAGE).await;
+    store.refuse(None);
+    ended_in(&mut announced, &a.task_id).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Succeeded);
+}
+
+/// An `Internal` error that only this finish meets (the probe write goes
+/// through: a corrupt row, a bug) is given up as before, after the bound:
+/// nothing is held for ever for an ending no retry can store.
+#[tokio::test(start_paused = true)]
+async fn an_internal_error_of_one_finish_alone_is_given_up_after_the_bound() {
+    let (store, core, w, _rx, a, _announced) = running(Config::default()).await;
+    store.refuse(Some(StoreError::Internal("row is corrupt".into())));
+    store
+        .probe_ok
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    core.on_result(w, convert::task_result(result).unwrap())
+        .await;
+    tokio::time::sleep(OUTAGE).await;
+    assert_eq!(core.finisher.in_flight(), 0, "given up");
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
+}
+
+/// A run timeout that fires during an outage ends the task once the
+/// store takes writes; it used to be dropped after 120 s.
+#[tokio::test(start_paused = true)]
+async fn a_run_timeout_during_an_outage_is_stored_once_it_ends() {
+    let config = Config {
+        default_timeout: Duration::from_secs(30),
+        ..Config::default()
+    };
+    let (store, core, _w, _rx, a, mut announced) = running(config).await;
+    store.refuse(Some(full()));
+    tokio::time::sleep(OUTAGE).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
+    store.refuse(None);
+    ended_in(&mut announced, &a.task_id).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::TimedOut);
+}
+
+/// A queue timeout keeps counting while the store refuses writes (the
+/// caller's bound on the wait for a worker); its ending is kept and
+/// stored once the store takes writes, not dropped after 120 s.
+#[tokio::test(start_paused = true)]
+async fn a_queue_timeout_during_an_outage_is_stored_once_it_ends() {
+    let (store, core, _w, _rx, _busy, mut announced) = running(Config::default()).await;
+    let (waiting, _) = core
+        .submit(submit_with_queue_timeout("s", "t", 1_000))
+        .await
+        .unwrap();
+    store.refuse(Some(full()));
+    tokio::time::sleep(OUTAGE).await;
+    let id = waiting.id.to_string();
+    assert_eq!(stored_state(&core, &id).await, TaskState::Queued);
+    store.refuse(None);
+    ended_in(&mut announced, &id).await;
+    let task = core.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::TimedOut);
+    assert_eq!(error_code(&task), codes::QUEUE_TIMEOUT);
+}
+
+/// A cancel whose caller goes away (its deadline, a closed connection)
+/// while the store refuses writes: the task is out of the live state, so
+/// its ending must not go with the caller's call.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_whose_caller_leaves_during_an_outage_is_stored_once_it_ends() {
+    let (store, core, _w, _rx, a, mut announced) = running(Config::default()).await;
+    store.refuse(Some(full()));
+    let id = parse_task_id(&a.task_id).unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_secs(5), core.cancel(id, "")).await;
+    assert!(gave_up.is_err(), "the cancel waits for its write");
+    tokio::time::sleep(OUTAGE).await;
+    store.refuse(None);
+    ended_in(&mut announced, &a.task_id).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Cancelled);
+}
+
+/// A store that tracks its write health (SQLite's): a kept finish waits
+/// for it to say a write went through (the server's probe, every second)
+/// rather than trying every few seconds against a full disk, and so is
+/// stored at once when one does.
+#[tokio::test(start_paused = true)]
+async fn a_kept_finish_is_tried_again_as_soon_as_the_store_takes_a_write() {
+    let tracked = Faulty {
+        health: Some(Arc::default()),
+        ..Faulty::default()
+    };
+    let (store, core, w, _rx, a, mut announced) = running_on(Config::default(), tracked).await;
+    store.refuse(Some(full()));
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson("7".into())),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    core.on_result(w, convert::task_result(result).unwrap())
+        .await;
+    tokio::time::sleep(OUTAGE).await;
+    store.refuse(None);
+    // What the server's probe does once a write goes through.
+    store.health.as_ref().unwrap().wrote();
+    tokio::time::timeout(
+        Duration::from_millis(100),
+        ended_in(&mut announced, &a.task_id),
+    )
+    .await
+    .expect("stored within 100 ms of the store taking writes");
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Succeeded);
+}
