@@ -14,10 +14,16 @@ use crate::{
     store::StoreError,
 };
 
+/// Longest wait at start for the endings recovery gives tasks that used
+/// their last attempt to be stored.
+const RECOVER_WAIT: Duration = Duration::from_secs(10);
+
 impl Scheduler {
     /// Takes up the work a previous run left: queued tasks are queued again,
     /// running ones get a new attempt (or fail once attempts are used up),
-    /// stored as QUEUED again before it returns.
+    /// stored as QUEUED again before it returns. The endings of those that
+    /// fail are waited for [`RECOVER_WAIT`] at most: a store refusing writes
+    /// keeps them for later, and the server starts meanwhile.
     /// Returns how many unfinished tasks the store held (0 with a shared
     /// backlog: expired leases are reclaimed by whichever server reaps first).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
@@ -82,7 +88,18 @@ impl Scheduler {
         // Stored before the server answers a listing; a failure (logged by
         // the store) leaves only the listing behind: the task runs anyway.
         join_all(requeues.into_iter().map(crate::store::Durable::wait)).await;
-        join_all(exhausted.into_iter().map(|e| self.end(e))).await;
+        // Each on a task of its own: a store that refuses writes keeps
+        // them (see `Scheduler::end`) but must not keep the server from
+        // starting, so the start waits for them [`RECOVER_WAIT`] at most.
+        let ending = join_all(exhausted.into_iter().map(|e| {
+            let me = self.clone();
+            self.tracker.spawn(async move { me.end(e).await })
+        }));
+        if tokio::time::timeout(RECOVER_WAIT, ending).await.is_err() {
+            warn!(
+                "the endings of tasks that used their last attempt are not stored yet: they are kept and stored once the store takes writes"
+            );
+        }
         if count > 0 {
             info!(tasks = count, "recovered unfinished tasks");
         }
@@ -113,6 +130,14 @@ impl Scheduler {
             }
             info!(running, "waiting for running tasks to finish");
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                let unstored = self.finisher.in_flight();
+                if unstored > 0 {
+                    // Kept through a store outage (see `Scheduler::end`).
+                    warn!(
+                        endings = unstored,
+                        "grace period over: task endings the store has not taken are given up; their tasks run again at the next start"
+                    );
+                }
                 return self.lock().running();
             }
         }

@@ -326,3 +326,42 @@ async fn a_kept_finish_is_tried_again_as_soon_as_the_store_takes_a_write() {
     .expect("stored within 100 ms of the store taking writes");
     assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Succeeded);
 }
+
+/// A start whose recovery ends a task that used its last attempt, on a
+/// store that refuses writes: the start goes on (reads, health saying
+/// NOT_SERVING), the ending is kept and stored once writes go through. It
+/// used to hold the start for 120 s and drop the ending; retried for ever,
+/// it would hold the start for the whole outage.
+#[tokio::test(start_paused = true)]
+async fn a_start_during_an_outage_keeps_the_endings_of_exhausted_tasks_and_goes_on() {
+    let store = Arc::new(Faulty::default());
+    let config = Config {
+        max_attempts: 2,
+        ..Config::default()
+    };
+    let before = Core::new(config.clone(), store.clone());
+    let (_w, mut rx) = worker(&before, &["t"], 1).await;
+    let (exhausted, _) = before.submit(submit_request("s", "t")).await.unwrap();
+    let _ = assignment(&mut rx);
+    store
+        .store
+        .record_dispatch(exhausted.id, 2, SystemTime::now());
+    before.shutdown.cancel();
+    drop(before);
+
+    store.refuse(Some(full()));
+    let after = Core::new(config, store.clone());
+    let mut announced = after.hub.subscribe("s");
+    let recovered = tokio::time::timeout(Duration::from_secs(60), after.recover())
+        .await
+        .expect("the start does not wait for the store to take writes");
+    assert_eq!(recovered.unwrap(), 1);
+    tokio::time::sleep(OUTAGE).await;
+    let id = exhausted.id.to_string();
+    assert_eq!(stored_state(&after, &id).await, TaskState::Running);
+    store.refuse(None);
+    ended_in(&mut announced, &id).await;
+    let task = after.get_task(&id).await.unwrap();
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(error_code(&task), codes::WORKER_LOST);
+}
