@@ -365,3 +365,69 @@ async fn a_start_during_an_outage_keeps_the_endings_of_exhausted_tasks_and_goes_
     assert_eq!(task.state, TaskState::Failed);
     assert_eq!(error_code(&task), codes::WORKER_LOST);
 }
+
+/// The same on the SQLite store, its file full (capped at its size, as the
+/// store's own tests make a full disk): SQLITE_FULL is an outage, the kept
+/// result waits on the store's write health and is stored once the
+/// server's probe write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_result_the_full_file_refused_is_stored_once_a_probe_goes_through() {
+    use crate::store::sqlite::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let core = Core::new(Config::default(), store.clone());
+    let (w, mut rx) = worker(&core, &["t"], 1).await;
+    core.submit(submit_request("s", "t")).await.unwrap();
+    // The dispatch record is committed by the writer's thread: waited
+    // for, as a worker's stream does, rather than asserted done.
+    let out = rx.rx.recv().await.unwrap().unwrap();
+    out.after.expect("a dispatch record").wait().await.unwrap();
+    let pb::worker_command::Kind::Assignment(a) = convert::command(out.command).kind.unwrap()
+    else {
+        panic!("expected an assignment")
+    };
+    let mut announced = core.hub.subscribe("s");
+    store.with_writer(|conn| {
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    });
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson(format!(
+            "\"{}\"",
+            "y".repeat(200_000)
+        ))),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    core.on_result(w, convert::task_result(result).unwrap())
+        .await;
+    let health = store.write_health().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), health.watch().wait_for(|f| *f))
+        .await
+        .expect("the full file refused the result")
+        .unwrap();
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
+    assert_eq!(core.finisher.in_flight(), 1, "the ending is kept");
+    store.with_writer(|conn| {
+        let _: i64 = conn
+            .query_row("PRAGMA max_page_count = 1073741823", [], |r| r.get(0))
+            .unwrap();
+    });
+    // What the server's health loop does every second while writes fail.
+    store.probe_write().await.unwrap();
+    // A completion this large is announced by its seq (streams read it
+    // from the store).
+    let wake = tokio::time::timeout(Duration::from_secs(10), announced.recv())
+        .await
+        .expect("the ending was announced")
+        .unwrap();
+    assert!(matches!(wake, crate::sessions::Wake::Seq(1)), "{wake:?}");
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Succeeded);
+}
