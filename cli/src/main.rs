@@ -9,6 +9,8 @@
 //! - `token`: `errand token new`, a bearer token and its tokens-file line.
 //! - `agent`: `tools`, `submit`, `watch`, `status`, `ack`.
 //! - `ops`: `tasks`, `workers`, `cancel` (one task or a session's), `retry`.
+//! - `check`, `backup`: `check-store` and `backup`, on a data dir's SQLite
+//!   store (no server needed, and none disturbed).
 //! - `output`: how those commands print tasks, completions and tools (a
 //!   line for people, or JSON with `--json`).
 use std::process::ExitCode;
@@ -46,6 +48,7 @@ macro_rules! announce {
 }
 
 mod agent;
+mod backup;
 mod check;
 mod follow;
 mod mcp;
@@ -316,6 +319,8 @@ enum Command {
     Mcp(mcp::Args),
     /// Check the whole store file of a data dir for corruption (read-only).
     CheckStore(check::Args),
+    /// Copy a data dir's store to a file, also while a server runs on it.
+    Backup(backup::Args),
     /// Make tokens for the server's --tokens-file.
     #[command(subcommand)]
     Token(token::Command),
@@ -338,7 +343,9 @@ impl Command {
             Command::Result(a) => &a.conn,
             Command::Worker(a) => &a.conn,
             Command::Mcp(a) => &a.conn,
-            Command::Serve(_) | Command::Token(_) | Command::CheckStore(_) => return None,
+            Command::Serve(_) | Command::Token(_) | Command::CheckStore(_) | Command::Backup(_) => {
+                return None;
+            }
         };
         Some(conn.clone())
     }
@@ -474,6 +481,7 @@ async fn main() -> ExitCode {
         Command::Mcp(args) => mcp::run(&args.conn.server.clone(), args).await,
         Command::Token(cmd) => token::run(cmd),
         Command::CheckStore(args) => check::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 mod a2a_messages;
 mod abuse;
 mod auth_abuse;
+mod backup;
 mod budgets;
 mod cli;
 mod cli_ops;

@@ -25,7 +25,7 @@ async fn check_store(dir: &Path) -> (bool, String) {
 }
 
 /// A data dir with one finished task, left by a clean stop.
-async fn stopped_store(dir: &Path) {
+pub(crate) async fn stopped_store(dir: &Path) {
     let mut server = Server::start_durable(dir, &[]).await;
     let mut worker = server.gate_worker(&["t"], 1).await;
     let client = server.client().await;

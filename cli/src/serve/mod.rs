@@ -17,8 +17,8 @@ use tracing::{info, warn};
 
 mod args;
 pub use args::Args;
-pub(crate) use args::default_data_dir;
-use args::{LogFormat, StoreKind};
+use args::LogFormat;
+pub(crate) use args::{StoreKind, default_data_dir};
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     crate::init_logs(args.log_format == LogFormat::Json);

@@ -302,11 +302,7 @@ pub fn check_store(data_dir: &Path) -> Result<Checked, StoreError> {
             &evidence,
         ));
     }
-    let problems: Vec<String> = conn
-        .prepare("PRAGMA integrity_check(20)")
-        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-        .map_err(|e| open_error(&path, e))?;
-    verdict(&path, problems)?;
+    pages_sound(&conn, &path)?;
     match decode::unreadable_rows(&conn, &path.display().to_string()) {
         Ok(None) => Ok(Checked::Sound),
         Ok(Some(report)) => Err(StoreError::Internal(format!(
@@ -315,6 +311,16 @@ pub fn check_store(data_dir: &Path) -> Result<Checked, StoreError> {
         ))),
         Err(e) => Err(open_error(&path, e)),
     }
+}
+
+/// `PRAGMA integrity_check` (at most 20 problems), as `errand check-store`
+/// runs it: every page, index and constraint of the file at `path`.
+pub(super) fn pages_sound(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let problems: Vec<String> = conn
+        .prepare("PRAGMA integrity_check(20)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| open_error(path, e))?;
+    verdict(path, problems)
 }
 
 /// Where a check beside the serving store stands.

@@ -37,6 +37,8 @@
 //! An emptied `errand.db` (0 bytes) where the data dir says a store was
 //! written is refused before SQLite opens it, never taken as a new store.
 //! `errand check-store` ([`check_store`]) refuses what the start refuses.
+//! `errand backup` ([`backup_store`], `backup.rs`) copies the store while
+//! a server writes it.
 //!
 //! **Errors.** `errors.rs`: messages carry no `store:` prefix (the server's
 //! error type adds it once) and no path; an I/O error says which of the
@@ -74,6 +76,7 @@ use super::sql::{
 use super::{Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery};
 use crate::model::{CompletionRecord, Finish, TaskHead, TaskRecord};
 use crate::store::health::WriteHealth;
+pub use backup::{BackedUp, backup_store};
 use checkpoint::Checkpointer;
 use decode::task_from_row;
 use errors::{io_error, open_error, store_error_in};
@@ -83,6 +86,7 @@ use rows::{SELECT_COMPLETIONS, SELECT_TASK, SELECT_UNFINISHED};
 use schema::{lock_data_dir, open_writer};
 use writer::{Op, Writer};
 
+mod backup;
 mod checkpoint;
 mod decode;
 mod errors;

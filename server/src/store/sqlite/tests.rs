@@ -845,4 +845,5 @@ async fn listings_across_sessions_walk_their_index() {
     }
 }
 
+mod backup;
 mod damage;
