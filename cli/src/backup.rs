@@ -64,13 +64,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         "ok"
     };
     out!(
-        "{}: {} ({} unfinished), {}, {}, {} bytes; checked: {checked} (in {:.1} s)",
+        "{}: {} ({} unfinished), {}, {}, {} bytes ({:.1} MiB); checked: {checked} (in {:.1} s)",
         args.output.display(),
         plural(copied.tasks, "task"),
         copied.unfinished,
         plural(copied.sessions, "session"),
         plural(copied.tools, "tool"),
         copied.bytes,
+        copied.bytes as f64 / (1024.0 * 1024.0),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

@@ -191,6 +191,12 @@ async fn a_backup_refuses_what_it_cannot_copy_safely() {
     )
     .await;
     assert!(!ok && err.contains("is a directory"), "{err}");
+    let (ok, _, err) = backup(
+        &[&data[..], &["--force", path_str(dir.path())]].concat(),
+        &[],
+    )
+    .await;
+    assert!(!ok && err.contains("is the data dir"), "{err}");
     let before = std::fs::read(dir.path().join("errand.db")).unwrap();
     for name in ["errand.db", "errand.db-wal"] {
         let own = dir.path().join(name);

@@ -31,13 +31,13 @@ use std::{
 };
 
 use rusqlite::{
-    Connection, OpenFlags,
+    Connection, ErrorCode, OpenFlags,
     backup::{Backup, StepResult},
 };
 
 use super::errors::{io_error, open_error};
 use super::files::{DIR_MODE, FILE_MODE};
-use super::integrity::{CLEAN_FILE, CREATING, SUSPECT_FILE, pages_sound};
+use super::integrity::{CLEAN_FILE, CREATING, SUSPECT_FILE};
 use super::lost::{DbFile, db_file, lost, store_evidence};
 use super::{DB_FILE, LOCK_FILE, StoreError, decode, schema};
 
@@ -206,12 +206,29 @@ fn check_copy(dst: &Connection, copy: &Path, output: &Path) -> Result<BackedUp, 
             copy.display()
         )));
     }
-    pages_sound(dst, copy).map_err(|e| {
-        StoreError::Internal(format!(
-            "the copy failed its check, so the store is likely damaged too (run errand \
-             check-store on its data dir): {e}"
-        ))
-    })?;
+    // As check-store's check; a page SQLite cannot even read is a problem.
+    let problems: Vec<String> = match dst
+        .prepare("PRAGMA integrity_check(20)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+    {
+        Ok(problems) => problems,
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            ) =>
+        {
+            vec![e.to_string()]
+        }
+        Err(e) => return Err(err(e)),
+    };
+    if problems != ["ok"] {
+        return Err(StoreError::Internal(format!(
+            "the copy failed its check ({}), so the store is likely damaged too: errand \
+             check-store on its data dir says what is wrong",
+            problems.join("; ")
+        )));
+    }
     let unreadable = decode::unreadable_rows(dst, &output.display().to_string()).map_err(err)?;
     let count = |sql: &str| {
         dst.query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -273,10 +290,7 @@ impl Target {
             CLEAN_FILE,
             SUSPECT_FILE,
         ];
-        let in_data_dir = matches!(
-            (fs::canonicalize(&dir), fs::canonicalize(data_dir)),
-            (Ok(a), Ok(b)) if a == b
-        );
+        let in_data_dir = same_dir(&dir, data_dir);
         let existing = fs::metadata(output).ok();
         let linked = existing.as_ref().is_some_and(|m| {
             own.iter().any(|f| {
@@ -291,6 +305,12 @@ impl Target {
             ));
         }
         match existing {
+            Some(m) if m.is_dir() && same_dir(output, data_dir) => {
+                return refuse(format!(
+                    "OUTPUT {shown} is the data dir: write the backup elsewhere (another \
+                     directory, or another disk)"
+                ));
+            }
             Some(m) if m.is_dir() => {
                 return refuse(format!(
                     "OUTPUT {shown} is a directory: give the path of the file to write, e.g. \
@@ -334,6 +354,10 @@ impl Target {
             Err(e) => Err(failed(e)),
         }
     }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// The directory the copy is made in, beside `OUTPUT`; removed with

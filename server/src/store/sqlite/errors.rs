@@ -20,8 +20,9 @@ pub(super) fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
             StoreError::Internal(format!(
-                "{} is not a readable errand database ({e}): restore it from a backup, or move it \
-             away to start empty",
+                "{} is not a readable errand database ({e}): restore it from a backup (one errand \
+                 backup made; remove errand.db-wal and errand.db-shm beside it), or move it \
+                 away, with them, to start empty",
                 path.display()
             ))
         }

@@ -244,7 +244,8 @@ fn verdict(path: &Path, problems: Vec<String>) -> Result<(), StoreError> {
         return Ok(());
     }
     Err(StoreError::Internal(format!(
-        "{} is corrupt ({}): restore it from a backup, or move it away to start empty",
+        "{} is corrupt ({}): restore it from a backup (one errand backup made; remove \
+         errand.db-wal and errand.db-shm beside it), or move it away, with them, to start empty",
         path.display(),
         problems.join("; ")
     )))

@@ -76,7 +76,15 @@ async fn a_copy_that_fails_its_check_leaves_nothing_under_output() {
     let msg = backup_store(dir.path(), &out.path().join("copy.db"), false)
         .expect_err("refused")
         .to_string();
-    assert!(msg.contains("check-store"), "{msg}");
+    assert!(
+        msg.contains("the copy failed its check") && msg.contains("check-store"),
+        "{msg}"
+    );
+    // Not the work file's path, nor advice to restore the copy.
+    assert!(
+        !msg.contains("restore") && !msg.contains("errand-backup-"),
+        "{msg}"
+    );
     let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }

@@ -387,3 +387,20 @@ async fn an_unreadable_tool_definition_is_left_out_of_the_registry() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_backup_keeps_an_unreadable_row_and_names_it() {
+    // The store serves around such a row; its operator still needs a
+    // backup (before removing it, say): the copy keeps it, named.
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: Vec<_> = (0..5).map(|i| task("s1", None, at(i))).collect();
+    let bad = tasks[2].id;
+    damaged(dir.path(), &tasks, 0, bad, "arguments").await;
+    let out = tempfile::tempdir().unwrap();
+    let copy = out.path().join("copy.db");
+    let copied = backup_store(dir.path(), &copy, false).expect("backed up");
+    assert_eq!(copied.tasks, 5);
+    let named = copied.unreadable.expect("the row named");
+    assert!(named.contains(&bad.to_string()), "{named}");
+    assert!(named.contains(&copy.display().to_string()), "{named}");
+}
