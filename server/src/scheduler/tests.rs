@@ -617,6 +617,7 @@ async fn attempt_deadlines_end_with_their_attempt() {
 mod outage;
 mod registry;
 mod shared;
+mod unrecorded;
 
 /// A call that fails while the server drains was accepted before the
 /// drain: its fallback run is still admitted (stored, queued for the next

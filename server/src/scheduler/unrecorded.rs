@@ -83,6 +83,8 @@ impl Scheduler {
                 let deadline = task.queue_deadline_from(now, self.config.default_queue_timeout);
                 self.arm_queue_timer(task, deadline);
             }
+            // A drain waiting on this run is woken.
+            self.apply(&mut st);
         }
         if !st.hold_dispatch() {
             return;

@@ -16,6 +16,7 @@ impl<I: Io> State<I> {
     /// dispatch record could not be written: the task is queued again at
     /// the front, its attempt count as before the dispatch. False when the
     /// worker no longer holds that attempt (it ended or left meanwhile).
+    /// While draining, a run has ended (the drain waits for none).
     pub fn unassign(&mut self, worker: WorkerId, id: Uuid, attempt: u32) -> bool {
         if !self.holds(worker, id, attempt) || attempt == 0 {
             return false;
@@ -39,6 +40,9 @@ impl<I: Io> State<I> {
         }
         if let Some(w) = self.workers.get_mut(&worker) {
             w.running.remove(&id);
+        }
+        if self.draining {
+            self.effects.running_ended = true;
         }
         self.tools
             .entry(tool)
