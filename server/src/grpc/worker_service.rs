@@ -104,14 +104,15 @@ impl WorkerService for WorkerApi {
                     Err(e) => return Some(Err(Status::from(e))),
                 };
                 if let Some(after) = out.after {
-                    match after.wait().await {
-                        Ok(()) => sched.dispatch_recorded(),
-                        Err(e) => {
-                            if let Command::Assign(a) = &out.command {
-                                sched.dispatch_unrecorded(worker, a.task_id, a.attempt, &e);
-                            }
-                            return None;
+                    let recorded = after.wait().await;
+                    if let Command::Assign(a) = &out.command {
+                        match &recorded {
+                            Ok(()) => sched.dispatch_recorded(worker, a.task_id, a.attempt),
+                            Err(e) => sched.dispatch_unrecorded(worker, a.task_id, a.attempt, e),
                         }
+                    }
+                    if recorded.is_err() {
+                        return None;
                     }
                 }
                 Some(Ok(convert::command(out.command)))

@@ -175,19 +175,17 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Does what the last transitions asked: records and times dispatches,
-    /// asks for shared work, wakes a drain. Call with the lock held.
+    /// Does what the last transitions asked: times dispatches, asks for
+    /// shared work, wakes a drain. Call with the lock held. A dispatch is
+    /// shown and measured only once its record is durable
+    /// ([`Self::dispatch_recorded`]): one the store refuses is taken back.
     fn apply(self: &Arc<Self>, st: &mut State<Tokio>) {
         let effects = st.take_effects();
         for d in effects.dispatched {
-            if let Some(wait) = d.first_wait {
-                self.metrics.dispatched_after(wait);
-            }
             // Taken by a worker: its wait in the queue is over.
             self.deadlines.disarm(d.id);
             let timer = self.arm_timer(d.id, d.attempt, d.timeout);
             st.set_timer(d.id, d.attempt, timer);
-            self.record_start(st, d.id, d.attempt);
             debug!(task_id = %d.id, attempt = d.attempt, "task dispatched");
         }
         if effects.wants_work {
@@ -199,7 +197,7 @@ impl Scheduler {
     }
 
     /// Tells the dashboard that attempt `attempt` of task `id` started.
-    fn record_start(&self, st: &State<Tokio>, id: Uuid, attempt: u32) {
+    pub(super) fn record_start(&self, st: &State<Tokio>, id: Uuid, attempt: u32) {
         let (Some(task), Some((worker_id, name))) = (st.task(id), st.runner(id)) else {
             return;
         };

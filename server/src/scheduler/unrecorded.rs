@@ -55,12 +55,27 @@ impl HoldBackoff {
 }
 
 impl Scheduler {
-    /// A worker's stream wrote an Assignment's dispatch record: dispatches
-    /// held before wait no longer.
-    pub fn dispatch_recorded(&self) {
+    /// The dispatch record of attempt `attempt` of task `id`, assigned to
+    /// `worker`, is durable and its Assignment on its way: dispatches held
+    /// before wait no longer, and the attempt is a run, shown on the
+    /// dashboard and (the first) timed in `errand_dispatch_latency_seconds`.
+    /// Nothing is shown when the attempt ended meanwhile (cancelled).
+    pub fn dispatch_recorded(&self, worker: WorkerId, id: Uuid, attempt: u32) {
         if self.hold_backoff.reset() {
             info!("dispatch records are written again");
         }
+        let st = self.lock();
+        if !st.holds(worker, id, attempt) {
+            return;
+        }
+        if attempt == 1
+            && let Some(task) = st.task(id)
+            && let Some(at) = task.started_at
+        {
+            let wait = at.duration_since(task.created_at).unwrap_or_default();
+            self.metrics.dispatched_after(wait);
+        }
+        self.record_start(&st, id, attempt);
     }
 
     /// The dispatch record of attempt `attempt` of task `id`, assigned to

@@ -62,8 +62,6 @@ pub struct Dispatched {
     pub id: Uuid,
     pub attempt: u32,
     pub timeout: Duration,
-    /// From submit to this dispatch, for the first attempt only.
-    pub first_wait: Option<Duration>,
 }
 
 /// What the transitions since the last [`State::take_effects`] ask of the
@@ -437,8 +435,6 @@ impl<I: Io> State<I> {
             id,
             attempt,
             timeout: live.task.timeout,
-            first_wait: (attempt == 1)
-                .then(|| now.duration_since(live.task.created_at).unwrap_or_default()),
         });
     }
 }

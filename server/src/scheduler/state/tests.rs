@@ -185,7 +185,10 @@ fn a_queued_task_goes_to_a_worker_with_room_and_is_reported_dispatched() {
     assert_eq!(assigned(&sent), [(first, 1)]);
     let effects = st.take_effects();
     assert_eq!(effects.dispatched.len(), 1);
-    assert_eq!(effects.dispatched[0].first_wait, Some(Duration::ZERO));
+    assert_eq!(
+        (effects.dispatched[0].id, effects.dispatched[0].attempt),
+        (first, 1)
+    );
     assert_eq!(st.task(second).unwrap().state, TaskState::Queued);
     assert_eq!(st.running(), 1);
 }
