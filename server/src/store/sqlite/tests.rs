@@ -846,4 +846,5 @@ async fn listings_across_sessions_walk_their_index() {
 }
 
 mod backup;
+mod batch;
 mod damage;

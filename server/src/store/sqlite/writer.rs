@@ -201,8 +201,8 @@ impl Writer {
 
     /// Applies `batch` in one transaction and answers each change after the
     /// commit. Returns a purge that has more to do, whether the batch's
-    /// dispatch records are committed, and whether the store ran out of
-    /// space meanwhile.
+    /// dispatch records are committed (all or none: they share one answer),
+    /// and whether the store ran out of space meanwhile.
     fn apply_batch(&mut self, batch: &mut Vec<Op>) -> (Option<Op>, Result<(), StoreError>, bool) {
         let count = batch.len() as u64;
         let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
@@ -229,6 +229,12 @@ impl Writer {
         let mut ops = std::mem::take(batch).into_iter();
         while let Some(op) = ops.next() {
             let dispatch = matches!(op, Op::Dispatch { .. });
+            // The batch's dispatch records (first in it) share one answer:
+            // once one failed, none is stored, so the rest are not applied.
+            if dispatch && let Err(e) = &recorded {
+                fail(op, e);
+                continue;
+            }
             let applied = self.apply(op);
             if let Some(next) = applied.more {
                 more = Some(next);
@@ -249,6 +255,14 @@ impl Writer {
                 full |= matches!(e, StoreError::Full(_));
                 if dispatch && recorded.is_ok() {
                     recorded = Err(e.clone());
+                }
+                // A dispatch record refused within the transaction: those
+                // applied before it are undone, as their answer will say.
+                if dispatch
+                    && !self.conn.is_autocommit()
+                    && let Err(rollback) = self.conn.execute_batch("ROLLBACK")
+                {
+                    error!(error = %rollback, "rolling back a batch's dispatch records failed");
                 }
                 if self.conn.is_autocommit() {
                     // SQLite gave up the whole transaction (e.g. SQLITE_FULL):
