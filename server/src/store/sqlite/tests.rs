@@ -848,3 +848,4 @@ async fn listings_across_sessions_walk_their_index() {
 mod backup;
 mod batch;
 mod damage;
+mod full_disk;

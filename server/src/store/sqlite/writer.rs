@@ -1,7 +1,7 @@
 //! The writer thread: group commit over the one write connection.
 use std::{
     sync::{Arc, OnceLock},
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use rusqlite::Connection;
@@ -72,6 +72,10 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> 
     })
 }
 
+/// How often at most the WAL is truncated after out-of-space failures
+/// (`Writer::reclaim_wal`): each failing batch and each probe would try.
+const RECLAIM_EVERY: Duration = Duration::from_secs(5);
+
 /// What applying one change gave: its answer, and maybe a purge to continue.
 struct Applied {
     answer: Option<Answer>,
@@ -89,6 +93,8 @@ pub(super) struct Writer {
     seqs: SessionSeqs,
     /// Told each commit's outcome.
     health: Arc<WriteHealth>,
+    /// When the WAL was last truncated after running out of space.
+    last_reclaim: Option<Instant>,
 }
 
 impl Writer {
@@ -104,6 +110,7 @@ impl Writer {
             corrupt,
             seqs: SessionSeqs::default(),
             health,
+            last_reclaim: None,
         }
     }
 
@@ -178,23 +185,43 @@ impl Writer {
     /// is free for the next writes; without it the WAL only restarts after
     /// a checkpoint, which it asks for past `WAL_PAGES`, and a few MB freed
     /// on the disk were taken again by the WAL's growth. Fails (logged)
-    /// while the file itself cannot grow or a reader holds old frames; the
-    /// next failure, or the server's probe, tries again.
-    fn reclaim_wal(&self) {
-        let done = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
+    /// while the file itself cannot grow or a reader holds old frames: it
+    /// waits for no reader (the busy timeout is 0 meanwhile, or the one
+    /// writer thread would stall up to 5 s), and is tried at most once per
+    /// [`RECLAIM_EVERY`]; a later failure, or the server's probe, tries
+    /// again.
+    fn reclaim_wal(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_reclaim
+            .is_some_and(|at| now.duration_since(at) < RECLAIM_EVERY)
+        {
+            return;
+        }
+        self.last_reclaim = Some(now);
+        let conn = &self.conn;
+        let busy: i64 = conn
+            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .unwrap_or(5000);
+        let done = conn
+            .execute_batch("PRAGMA busy_timeout = 0")
+            .and_then(|()| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
             });
+        if let Err(e) = conn.execute_batch(&format!("PRAGMA busy_timeout = {busy}")) {
+            error!(error = %e, "restoring the store writer's busy timeout failed");
+        }
         match done {
             Ok(0) => {
                 info!("the store's WAL was checkpointed and truncated after running out of space")
             }
             Ok(_) => warn!(
-                "truncating the store's WAL after running out of space was blocked by a reader; the next write tries again"
+                "truncating the store's WAL after running out of space was blocked by a reader; a later out-of-space failure tries again"
             ),
             Err(e) => {
-                warn!(error = %e, "truncating the store's WAL after running out of space failed; the next write tries again")
+                warn!(error = %e, "truncating the store's WAL after running out of space failed; a later out-of-space failure tries again")
             }
         }
     }
