@@ -95,12 +95,14 @@ impl PostgresStore {
         let (events, _) = broadcast::channel(4096);
         let (tx, rx) = batch::queue();
         let contact = Arc::new(contact::Contact::default());
+        let health = Arc::new(WriteHealth::default());
         let writer = Writer {
             pool: pool.clone(),
             server_id: server_id.clone(),
             options: options.clone(),
             counters: rx.counters(),
             contact: contact.clone(),
+            health: health.clone(),
         };
         let tasks = vec![
             tokio::spawn(writer.run(rx)),
@@ -122,6 +124,7 @@ impl PostgresStore {
             tasks,
             steady: Default::default(),
             contact,
+            health,
         })
     }
 }

@@ -68,6 +68,7 @@ use crate::store::sql::{
 };
 use crate::store::{
     Acked, Durable, Inserted, SessionSeqs, SharedEvent, SharedQueue, Store, StoreError, StoredTool,
+    health::WriteHealth,
 };
 pub use connection::check_url;
 use connection::{bounded, bounded_within};
@@ -111,6 +112,8 @@ pub struct PostgresStore {
     steady: std::sync::atomic::AtomicBool,
     /// Whether the calls reach the database: logged when it answers again.
     contact: Arc<contact::Contact>,
+    /// Whether the writer's batches go through (health, metrics).
+    health: Arc<WriteHealth>,
 }
 
 impl Drop for PostgresStore {
@@ -510,6 +513,16 @@ impl Store for PostgresStore {
             tools::forget_tools(&mut client, &self.server_id, self.options.lease, names).await
         })
         .await
+    }
+
+    fn write_health(&self) -> Option<Arc<WriteHealth>> {
+        Some(self.health.clone())
+    }
+
+    /// A batch of its own through the writer: connects, begins and
+    /// commits (after the writer's retries, within the operation timeout).
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.write(Op::Probe).await
     }
 
     fn shared(&self) -> Option<&dyn SharedQueue> {

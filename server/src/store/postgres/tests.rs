@@ -6,6 +6,7 @@ use crate::model::{Outcome, TaskState};
 use crate::store::LostTask;
 use crate::store::tests::{at, finish_seq, insert_new, succeed, task};
 
+mod health;
 mod tls;
 
 /// A fresh database, or `None`: the test is skipped, visibly (see
@@ -446,6 +447,7 @@ async fn a_twin_behind_a_refused_task_is_refused_too_not_new() {
         options,
         counters: Arc::new(Counters::default()),
         contact: Arc::default(),
+        health: Arc::default(),
     };
     let keyed = [task("s1", Some("k"), at(2)), task("s1", Some("k"), at(3))];
     let joinable = [task("s1", None, at(4)), task("s1", None, at(5))].map(|mut t| {

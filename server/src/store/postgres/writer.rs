@@ -20,7 +20,7 @@ use crate::store::sql::{
     batch::{self, Counters, Dispatches, Reply},
     codec::time_to_i64,
 };
-use crate::store::{Inserted, StoreError};
+use crate::store::{Inserted, StoreError, health::WriteHealth};
 
 /// Which finishes a stored task accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,10 @@ pub(super) enum Op {
     Release(Vec<Uuid>, Reply<()>),
     /// Answered once every change sent before it is applied.
     Barrier(Reply<()>),
+    /// Answered with its batch's outcome: a round trip that commits, so
+    /// that a server whose writes failed sees them go through again
+    /// (`Store::probe_write`).
+    Probe(Reply<()>),
 }
 
 pub(super) struct Writer {
@@ -52,6 +56,8 @@ pub(super) struct Writer {
     pub(super) counters: Arc<Counters>,
     /// Whether the writes reach the database.
     pub(super) contact: Arc<super::contact::Contact>,
+    /// Told each batch's outcome, after its retries.
+    pub(super) health: Arc<WriteHealth>,
 }
 
 /// The answers of one batch, sent after its commit.
@@ -81,12 +87,14 @@ impl Writer {
         let mut finishes = Vec::new();
         let mut releases = Vec::new();
         let mut barriers = Vec::new();
+        let mut probes = Vec::new();
         for op in batch {
             match op {
                 Op::Insert(t, r) => inserts.push((t, r)),
                 Op::Finish(f, g, r) => finishes.push((f, g, r)),
                 Op::Release(ids, r) => releases.push((ids, r)),
                 Op::Barrier(r) => barriers.push(r),
+                Op::Probe(r) => probes.push(r),
             }
         }
         let tasks: Vec<&TaskRecord> = inserts.iter().map(|(t, _)| &**t).collect();
@@ -122,6 +130,7 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
+        self.note(&result);
         let items = tasks.len() + fins.len() + usize::from(!dispatches.is_empty());
         if let Err(StoreError::Rejected(why)) = &result
             && items + usize::from(!released.is_empty()) > 1
@@ -137,8 +146,12 @@ impl Writer {
                 self.apply(&[], &dispatches, &[], &released),
             )
             .await;
+            self.note(&alone);
             if alone.is_ok() {
                 self.counters.committed();
+            }
+            for reply in probes {
+                let _ = reply.send(alone.as_ref().map(|_| ()).map_err(Clone::clone));
             }
             recorded.send_replace(Some(alone.as_ref().map(|_| ()).map_err(Clone::clone)));
             for (_, reply) in releases {
@@ -178,6 +191,9 @@ impl Writer {
         for reply in barriers {
             let _ = reply.send(Ok(()));
         }
+        for reply in probes {
+            let _ = reply.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
+        }
         match result {
             Ok(answers) => {
                 for ((_, reply), a) in inserts.into_iter().zip(answers.inserted) {
@@ -201,6 +217,17 @@ impl Writer {
                 for (_, reply) in releases {
                     let _ = reply.send(Err(e.clone()));
                 }
+            }
+        }
+    }
+
+    /// Tells the write health a batch's outcome (one item's refused data
+    /// says nothing of the store: see [`WriteHealth::failed`]).
+    fn note<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.health.wrote(),
+            Err(e) => {
+                self.health.failed(e);
             }
         }
     }
