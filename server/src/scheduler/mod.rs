@@ -374,7 +374,12 @@ impl Scheduler {
             for (id, attempt) in &gone.requeued {
                 tracing::warn!(task_id = %id, attempt, "worker lost mid-task: task queued for another attempt");
                 // The store too, so that listings and filters by status see
-                // it queued; before `apply` records its next dispatch.
+                // it queued. `remove_worker` may have dispatched it already
+                // (attempt + 1, recorded first): this record of the older
+                // attempt then changes nothing, as each store keeps the
+                // later attempt (SQLite's and memory's `attempts` guard,
+                // the merge in `store/sql/batch.rs`, PostgreSQL leaving the
+                // row to its holder).
                 requeues.push(self.store.record_requeue(*id, *attempt));
                 // It waits for a worker again, for its queue timeout.
                 if let Some(task) = st.task(*id) {
