@@ -197,7 +197,7 @@ impl Scheduler {
     }
 
     /// Tells the dashboard that attempt `attempt` of task `id` started.
-    pub(super) fn record_start(&self, st: &State<Tokio>, id: Uuid, attempt: u32) {
+    fn record_start(&self, st: &State<Tokio>, id: Uuid, attempt: u32) {
         let (Some(task), Some((worker_id, name))) = (st.task(id), st.runner(id)) else {
             return;
         };
