@@ -112,7 +112,11 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
         base = _schema(args[0], defs)
         notes = [a for a in args[1:] if isinstance(a, str)]
         if notes:
-            base = {**base, "description": " ".join(notes)}
+            text = " ".join(notes)
+            # The type's own note (a timedelta's unit, a tuple's order) stays:
+            # the model needs both.
+            own = base.get("description")
+            base = {**base, "description": f"{text} ({own})" if own else text}
         return base
     if tp in _SIMPLE:
         return {"type": _SIMPLE[tp]}

@@ -17,7 +17,7 @@ import json
 import pathlib
 import sys
 import uuid
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import pytest
 
@@ -58,6 +58,46 @@ class Place(TypedDict):
 
 WHEN = dt.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=dt.timezone.utc)
 ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+@dataclasses.dataclass
+class Hold:
+    span: Annotated[dt.timedelta, "the hold's length"]
+
+
+def test_a_parameters_own_description_keeps_the_types_note() -> None:
+    """Annotated[timedelta, "how long to wait"] must still tell the model the
+    unit: the parameter's text first, then the type's note (review item 5:
+    the text replaced the note)."""
+
+    def wait(
+        pause: Annotated[dt.timedelta, "how long to wait"],
+        maybe: Annotated[Optional[dt.timedelta], "a second pause"],
+        pair: Annotated[tuple[int, str], "a count and a name"],
+        when: Annotated[dt.datetime, "when to start"],
+        hold: Hold,
+    ) -> None:
+        pass
+
+    props = schema_for_function(wait)["properties"]
+    assert props["pause"] == {
+        "type": "number",
+        "description": "how long to wait (a duration in seconds)",
+    }
+    # A union keeps the member's own note inside it; the parameter's text outside.
+    assert props["maybe"]["description"] == "a second pause"
+    assert props["maybe"]["anyOf"][0]["description"] == "a duration in seconds"
+    assert props["pair"]["description"] == (
+        "a count and a name (a tuple, in this order: integer, string)"
+    )
+    assert props["when"] == {
+        "type": "string",
+        "format": "date-time",
+        "description": "when to start",
+    }
+    assert props["hold"]["properties"]["span"]["description"] == (
+        "the hold's length (a duration in seconds)"
+    )
 
 
 def test_each_type_has_a_schema() -> None:
