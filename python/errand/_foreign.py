@@ -1,5 +1,5 @@
-"""What `@async_tool` refuses from agent frameworks (not public), told by module
-name so that no framework is imported.
+"""What `@async_tool` refuses from agent frameworks (not public), told by the
+frameworks' exact classes, found without importing any framework.
 
 - A framework's tool object (LangChain's `BaseTool`, OpenAI Agents'
   `FunctionTool`, Pydantic AI's `Tool`, a Strands `@tool`): `@async_tool` was
@@ -7,29 +7,95 @@ name so that no framework is imported.
   (`not_a_tool_function`).
 - A run context parameter (Pydantic AI's `RunContext`, OpenAI Agents'
   `RunContextWrapper`/`ToolContext`, LangChain's `RunnableConfig`/`ToolRuntime`
-  or an `Injected...` argument, Strands' `ToolContext`): the framework fills
-  it in-process, and it cannot cross to the worker that runs the tool
+  or an `Injected...` argument, Strands' `ToolContext`/`Agent`): the framework
+  fills it in-process, and it cannot cross to the worker that runs the tool
   (`context_parameters`).
+
+A class is the framework's when it (or a base) has the qualified name where the
+framework defines it, or is the object the framework's public module exports
+under that name (a class moved between versions). Not by module root alone:
+`agents`, `strands` are common names of a project's own packages.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import typing
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 __all__ = ["context_parameters", "not_a_tool_function"]
 
-#: Module roots of the frameworks, and how they are named to a person.
-_FRAMEWORKS = {
-    "langchain_core": "LangChain",
-    "langchain": "LangChain",
-    "langgraph": "LangGraph",
-    "agents": "OpenAI Agents",
-    "pydantic_ai": "Pydantic AI",
-    "strands": "Strands",
-}
+
+class _Known(NamedTuple):
+    framework: str
+    #: Where the framework defines the class: "module.QualName".
+    defined: str
+    #: Where it exports it: (module, name).
+    public: tuple[str, str]
+
+
+_TOOLS = (
+    _Known("LangChain", "langchain_core.tools.base.BaseTool", ("langchain_core.tools", "BaseTool")),
+    _Known("OpenAI Agents", "agents.tool.FunctionTool", ("agents", "FunctionTool")),
+    _Known("Pydantic AI", "pydantic_ai.tools.Tool", ("pydantic_ai", "Tool")),
+    _Known("Strands", "strands.types.tools.AgentTool", ("strands.types.tools", "AgentTool")),
+)
+
+#: In lookup order: a subclass before its base (LangGraph's InjectedState is
+#: LangChain's InjectedToolArg).
+_CONTEXTS = (
+    _Known(
+        "OpenAI Agents",
+        "agents.run_context.RunContextWrapper",
+        ("agents", "RunContextWrapper"),
+    ),
+    _Known("Pydantic AI", "pydantic_ai._run_context.RunContext", ("pydantic_ai", "RunContext")),
+    _Known(
+        "LangGraph",
+        "langgraph.prebuilt.tool_node.ToolRuntime",
+        ("langgraph.prebuilt", "ToolRuntime"),
+    ),
+    _Known(
+        "LangGraph",
+        "langgraph.prebuilt.tool_node.InjectedState",
+        ("langgraph.prebuilt", "InjectedState"),
+    ),
+    _Known(
+        "LangGraph",
+        "langgraph.prebuilt.tool_node.InjectedStore",
+        ("langgraph.prebuilt", "InjectedStore"),
+    ),
+    _Known("LangGraph", "langgraph.store.base.BaseStore", ("langgraph.store.base", "BaseStore")),
+    _Known(
+        "LangChain",
+        "langchain_core.runnables.config.RunnableConfig",
+        ("langchain_core.runnables", "RunnableConfig"),
+    ),
+    _Known(
+        "LangChain",
+        "langchain_core.callbacks.manager.CallbackManagerForToolRun",
+        ("langchain_core.callbacks", "CallbackManagerForToolRun"),
+    ),
+    _Known(
+        "LangChain",
+        "langchain_core.callbacks.manager.AsyncCallbackManagerForToolRun",
+        ("langchain_core.callbacks", "AsyncCallbackManagerForToolRun"),
+    ),
+    _Known(
+        "LangChain",
+        "langchain_core.tools.base.InjectedToolArg",
+        ("langchain_core.tools", "InjectedToolArg"),
+    ),
+    _Known(
+        "LangChain",
+        "langchain_core.tools.base._DirectlyInjectedToolArg",
+        ("langchain_core.tools.base", "_DirectlyInjectedToolArg"),
+    ),
+    _Known("Strands", "strands.types.tools.ToolContext", ("strands", "ToolContext")),
+    _Known("Strands", "strands.agent.agent.Agent", ("strands", "Agent")),
+)
 
 #: The right order, per framework.
 _ORDER = {
@@ -49,24 +115,22 @@ _PLAIN = {
     "Strands": "with @tool (not context=True)",
 }
 
-_CONTEXT_NAMES = frozenset(
-    {
-        "RunnableConfig",
-        "ToolRuntime",
-        "CallbackManagerForToolRun",
-        "AsyncCallbackManagerForToolRun",
-        "BaseStore",
-        "Agent",
-    }
-)
+
+def _is(klass: Any, known: _Known) -> bool:
+    name = f"{getattr(klass, '__module__', '')}.{getattr(klass, '__qualname__', '')}"
+    if name == known.defined:
+        return True
+    # Only a module already loaded: the class's framework is, if it is one.
+    module = sys.modules.get(known.public[0])
+    return module is not None and getattr(module, known.public[1], None) is klass
 
 
-def _framework(cls: Any) -> Optional[str]:
-    """The framework whose module defines `cls` (or a base of it), or None."""
+def _framework(cls: Any, table: tuple[_Known, ...]) -> Optional[str]:
+    """The framework whose class in `table` `cls` is (or derives from), or None."""
     for klass in getattr(cls, "__mro__", (cls,)):
-        root = str(getattr(klass, "__module__", "") or "").split(".")[0]
-        if root in _FRAMEWORKS:
-            return _FRAMEWORKS[root]
+        for known in table:
+            if _is(klass, known):
+                return known.framework
     return None
 
 
@@ -76,7 +140,7 @@ def not_a_tool_function(fn: Any) -> Optional[str]:
     framework's tool object)."""
     if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, functools.partial):
         return None
-    framework = _framework(type(fn))
+    framework = _framework(type(fn), _TOOLS)
     if framework is not None:
         name = getattr(fn, "name", None) or getattr(fn, "__name__", None) or ""
         shown = f" {str(name)[:64]!r}" if name else ""
@@ -107,12 +171,11 @@ def _context_of(hint: Any) -> Optional[tuple[str, str]]:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Annotated:
-        for meta in args[1:]:
+        for meta in args[1:]:  # Annotated[str, InjectedToolCallId]
             kind = meta if isinstance(meta, type) else type(meta)
-            if kind.__name__.lstrip("_").startswith(("Injected", "DirectlyInjected")):
-                framework = _framework(kind)
-                if framework is not None:
-                    return framework, kind.__name__.lstrip("_")
+            framework = _framework(kind, _CONTEXTS)
+            if framework is not None:
+                return framework, kind.__name__.lstrip("_")
         return _context_of(args[0])
     if origin is not None:
         for arg in args:  # Optional[RunContext[...]], list[...], ...
@@ -122,12 +185,8 @@ def _context_of(hint: Any) -> Optional[tuple[str, str]]:
     cls = origin if isinstance(origin, type) else hint
     if not isinstance(cls, type):
         return None
-    framework = _framework(cls)
-    name = cls.__name__
-    context = name.endswith("Context") or name.endswith("ContextWrapper")
-    if framework is not None and (context or name in _CONTEXT_NAMES):
-        return framework, name
-    return None
+    framework = _framework(cls, _CONTEXTS)
+    return None if framework is None else (framework, cls.__name__)
 
 
 def context_parameters(fn: Callable[..., Any], hints: dict[str, Any]) -> Optional[str]:

@@ -203,3 +203,98 @@ def test_frameworks_make_tools_of_dates_and_dataclasses(manager: AsyncToolManage
         pass
     if not made:
         pytest.skip("needs a framework extra")
+
+
+# A project's own package named like a framework's root ("agents" is common in
+# agent projects): its classes are not the framework's (review item 2: any
+# class under `agents.*` was taken for OpenAI Agents').
+@dataclasses.dataclass
+class TripContext:
+    city: str
+    nights: int = 1
+
+
+TripContext.__module__ = "agents.trip"
+
+
+class Planner:
+    def __call__(self, city: str) -> str:
+        return city
+
+
+Planner.__module__ = "agents.planner"
+
+
+@dataclasses.dataclass
+class SearchContext:
+    query: str
+
+
+SearchContext.__module__ = "strands.search"
+
+
+def test_a_projects_own_agents_package_is_not_a_framework(manager: AsyncToolManager) -> None:
+    @async_tool(manager)
+    def book(trip: TripContext, search: SearchContext) -> str:
+        """Book a trip."""
+        return trip.city
+
+    props = tool_def(book).input_schema["properties"]
+    assert props["trip"]["required"] == ["city"]
+    assert props["search"]["required"] == ["query"]
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    planned = async_tool(name="plan", schema=schema)(Planner())
+    assert tool_def(planned).name == "plan"
+
+
+def test_each_frameworks_contexts_are_refused(manager: AsyncToolManager) -> None:
+    """The exact classes, wherever the framework defines or re-exports them."""
+    from typing import Annotated
+
+    cases: list[tuple[Any, str]] = []
+    try:
+        from agents import RunContextWrapper
+        from agents.tool_context import ToolContext as OAToolContext
+
+        cases += [(RunContextWrapper[Any], "RunContextWrapper"), (OAToolContext, "ToolContext")]
+    except ImportError:
+        pass
+    try:
+        from langchain_core.callbacks import CallbackManagerForToolRun
+        from langchain_core.tools import InjectedToolCallId
+
+        cases += [
+            (CallbackManagerForToolRun, "CallbackManagerForToolRun"),
+            (Annotated[str, InjectedToolCallId], "InjectedToolCallId"),
+        ]
+    except ImportError:
+        pass
+    try:
+        from langgraph.prebuilt import InjectedState, ToolRuntime
+        from langgraph.store.base import BaseStore
+
+        cases += [
+            (ToolRuntime, "ToolRuntime"),
+            (Annotated[dict, InjectedState], "InjectedState"),
+            (BaseStore, "BaseStore"),
+        ]
+    except ImportError:
+        pass
+    try:
+        from strands import Agent as StrandsAgent
+        from strands import ToolContext as StrandsToolContext
+
+        cases += [(StrandsToolContext, "ToolContext"), (StrandsAgent, "Agent")]
+    except ImportError:
+        pass
+    if not cases:
+        pytest.skip("needs a framework extra")
+    for hint, name in cases:
+
+        def fn(topic: str, ctx: Any = None) -> str:
+            return topic
+
+        fn.__annotations__ = {"topic": str, "ctx": hint, "return": str}
+        with pytest.raises(TypeError) as exc:
+            async_tool(manager)(fn)
+        context_error(exc, name)
