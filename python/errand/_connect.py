@@ -88,6 +88,58 @@ def no_server(
 MAY_BE_DOWN = "it may be down or restarting"
 
 
+#: grpcio's own words for a call the transport failed (a refused or broken
+#: connection, a GOAWAY, an unanswered keepalive ping), lower-cased: no
+#: server answered it.
+_TRANSPORT_WORDS = (
+    "failed to connect",
+    "connection refused",
+    "connection reset",
+    "connection aborted",
+    "connection timed out",
+    "connections to all backends failing",
+    "socket closed",
+    "stream removed",
+    "transport closed",
+    "broken pipe",
+    "end of tcp stream",
+    "goaway",
+    "keepalive",
+    "ping timeout",
+    "too many pings",
+    "dns resolution failed",
+    "name resolution",
+    "no route to host",
+    "network is unreachable",
+    "endpoint closing",
+    "failed to pick subchannel",
+    "cancelling all calls",
+)
+
+
+def from_transport(err: grpc.RpcError) -> bool:
+    """Whether an UNAVAILABLE or DEADLINE_EXCEEDED `err` was made on this
+    side (no server answered: down, restarting, unreachable, or silent past
+    the deadline), not sent by a server. A server's status comes with its
+    response headers as trailing metadata (errand's: a `date`, at least);
+    without them, the words tell: grpcio's transport words, or none, are
+    this side's; any other UNAVAILABLE words are a server's own (a draining
+    one's "the server is shutting down: ..."), kept as it said them."""
+    trailers = getattr(err, "trailing_metadata", None)
+    try:
+        answered = bool(trailers()) if callable(trailers) else False
+    except Exception:  # an aio error before the call ended, say
+        answered = False
+    if answered:
+        return False
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return True
+    details = (err.details() if callable(getattr(err, "details", None)) else "") or ""
+    words = details.lower()
+    return not words or any(w in words for w in _TRANSPORT_WORDS)
+
+
 def went_away(err: grpc.RpcError, method: str, target: str, timeout: Optional[float]) -> RpcError:
     """The error for a call to a server that answered this client before but
     not this call: DeadlineExceeded "the errand server at ADDR did not answer

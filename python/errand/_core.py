@@ -32,7 +32,7 @@ from errand._common import (
     new_session_id,
     submit_request,
 )
-from errand._connect import no_server, went_away
+from errand._connect import from_transport, no_server, went_away
 from errand._retry import TRANSIENT
 from errand.errors import (
     InvalidArgument,
@@ -148,10 +148,13 @@ class ClientCore:
         server answered it (see `errors.from_grpc`), and, once connected, a
         server that went away: "the errand server at ADDR did not answer
         within N s" (DeadlineExceeded: the call's `timeout`, else the
-        client's) or "could not be reached" (Unavailable)."""
+        client's) or "could not be reached" (Unavailable). Only when no
+        server answered (`from_transport`): a server's own UNAVAILABLE (a
+        draining server's "the server is shutting down: ...") is its answer,
+        in its words."""
         code = err.code() if callable(getattr(err, "code", None)) else None
         fail_fast = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-        if code in fail_fast and answered_http(err) is None:
+        if code in fail_fast and answered_http(err) is None and from_transport(err):
             if not self.connected and self.wait_for_ready:
                 detail = err.debug_error_string() if hasattr(err, "debug_error_string") else ""
                 return no_server(self.target, self.conn, method, code, detail or "")

@@ -97,7 +97,10 @@ class PermissionDenied(RpcError):
 
 
 class Unavailable(RpcError):
-    """The server could not be reached; the call may be retried."""
+    """The server could not be reached ("could not be reached", "no errand
+    server at ADDR"), or it answered that it cannot take the call now (a
+    draining server: "the server is shutting down: ...", in its words); the
+    call may be retried."""
 
 
 class DeadlineExceeded(RpcError):

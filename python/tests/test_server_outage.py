@@ -310,3 +310,54 @@ def test_a_frozen_server_is_noticed_by_the_keepalive_ping(
                 os.kill(pid, signal.SIGCONT)
     finally:
         logging.getLogger("errand").removeHandler(handler)
+
+
+def test_a_draining_servers_refusal_is_its_own_words(
+    gone: ServerProcess, start_worker: Callable[..., Worker]
+) -> None:
+    """UNAVAILABLE the server itself sent (a draining server's refusal) is its
+    answer, not "could not be reached" (review item 3: every UNAVAILABLE on a
+    connected client was rewritten so, and a first call's into "no errand
+    server at ADDR"); the model is told the server's words."""
+    from errand.integrations._tools import not_made
+
+    running = threading.Event()
+    gate = threading.Event()
+
+    def hold() -> str:
+        running.set()
+        gate.wait(EVENT_TIMEOUT)
+        return "held"
+
+    start_worker(hold, target=gone.address)
+    try:
+        with Client(gone.address, session_id=unique("s")) as client:
+            client.submit("hold")
+            assert running.wait(EVENT_TIMEOUT)
+            assert gone.proc is not None
+            gone.proc.send_signal(signal.SIGTERM)  # drains: `hold` may finish
+            deadline = time.monotonic() + EVENT_TIMEOUT
+            while "draining running tasks" not in gone.log_path.read_text():
+                assert time.monotonic() < deadline, "the server never began to drain"
+                time.sleep(0.05)
+            with pytest.raises(Unavailable) as connected:
+                client.submit("hold")
+        first = Client(gone.address, session_id=unique("s"))
+        with first, pytest.raises(Unavailable) as fresh:
+            first.submit("hold")
+
+        async def main() -> Unavailable:
+            async with AsyncClient(gone.address, session_id=unique("s")) as aclient:
+                await aclient.list_tools()
+                with pytest.raises(Unavailable) as caught:
+                    await aclient.submit("hold")
+                return caught.value
+
+        aio = asyncio.run(main())
+    finally:
+        gate.set()
+    said = "the server is shutting down: submit again once it is back"
+    for exc in (connected.value, fresh.value, aio):
+        assert exc.message == said, exc.message
+    text = not_made("hold", connected.value)
+    assert said in text and "could not be reached" not in text, text
