@@ -169,6 +169,10 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
 }
 
 
+#: The words of `from_grpc`'s message for a call an HTTP server answered
+#: (the address is another port's): the developer's to fix.
+ANSWERED_HTTP = "answered HTTP, not errand's gRPC"
+
 #: How grpcio words a call that a web server answered: a status of the client's
 #: own making (UNIMPLEMENTED for a 404, UNKNOWN for most other HTTP statuses).
 _HTTP_ANSWER = re.compile(r"Received http2 header with status: (\d+)")
@@ -209,7 +213,7 @@ def from_grpc(err: grpc.RpcError, method: str = "", target: str = "") -> RpcErro
     http_status = answered_http(err)
     if http_status is not None:
         message = (
-            f"{target or 'the server'} answered HTTP, not errand's gRPC (HTTP status "
+            f"{target or 'the server'} {ANSWERED_HTTP} (HTTP status "
             f"{http_status}): is this the MCP, A2A or dashboard port? Give target=/ERRAND_SERVER "
             "the address of errand serve --listen (port 7466 by default)"
         )

@@ -31,7 +31,7 @@ from errand.errors import (
     OutOfRange,
     RpcError,
 )
-from errand.integrations._tools import NOT_MADE, AnyClient, not_made
+from errand.integrations._tools import NOT_MADE, AnyClient, for_developer, not_made
 from errand.manager import AsyncToolManager
 
 __all__ = ["Refused", "SessionTool", "SessionTools", "run_session_tool", "session_tools"]
@@ -242,6 +242,8 @@ async def run_session_tool(tool: SessionTool, arguments: Any) -> tuple[bool, str
     except MODEL_VISIBLE as exc:
         return False, exc.message if isinstance(exc, RpcError) else str(exc)
     except NOT_MADE as exc:
+        if for_developer(exc):
+            raise
         return False, not_made(tool.name, exc, submit=False)
 
 

@@ -31,7 +31,22 @@ from errand._connect import MAY_BE_DOWN
 from errand.aio import AsyncClient
 from errand.callables import ASYNC_NOTICE, with_notice
 from errand.client import Client
-from errand.errors import ClosedError, DeadlineExceeded, RpcError, Unavailable
+from errand.errors import (
+    ANSWERED_HTTP,
+    AlreadyExists,
+    ClosedError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    RpcError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
 from errand.manager import AsyncToolManager
 from errand.tool import tool_def
 from errand.types import Ack, ToolInfo
@@ -42,6 +57,7 @@ __all__ = [
     "ErrandTool",
     "NOT_MADE",
     "ToolSource",
+    "for_developer",
     "missing",
     "not_made",
     "resolve_tools",
@@ -57,18 +73,44 @@ AnyClient = Union[Client, AsyncClient, AsyncToolManager]
 #: (`not_made`), never as an exception out of the framework: one raised out of
 #: a LangGraph ToolNode, say, leaves the checkpointed thread with a tool call no
 #: ToolMessage answers, and every later turn fails. The server's refusals
-#: (bad arguments, unknown tool, a limit) and a server down or not answering.
+#: (bad arguments, unknown tool, a limit), a server down or not answering,
+#: its own failures; except what `for_developer` says the model cannot fix.
 NOT_MADE = (RpcError, ClosedError)
+
+#: The refusals after which the call certainly was not started.
+_REFUSED = (
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    ResourceExhausted,
+    FailedPrecondition,
+    OutOfRange,
+    Unavailable,
+)
+
+
+def for_developer(exc: BaseException) -> bool:
+    """Whether `exc` is the developer's to fix, not the model's: a missing or
+    wrong token (Unauthenticated, PermissionDenied), a server without the
+    call (Unimplemented: an older server), an address that answers HTTP
+    (another port). The adapters raise it out of the tool as before, so the
+    developer sees it; told to the model, it would only be retried."""
+    if isinstance(exc, (Unauthenticated, PermissionDenied, Unimplemented)):
+        return True
+    return isinstance(exc, RpcError) and ANSWERED_HTTP in exc.message
 
 
 def not_made(tool: str, exc: BaseException, *, submit: bool = True) -> str:
     """The text the model reads for a call of `tool` that errand could not make.
 
-    What is true differs: UNAVAILABLE (the server could not be reached) and
-    every refusal mean the call was not started; DEADLINE_EXCEEDED (no answer
-    in time) means it may have been: a submit reached the server before it
-    stopped answering runs, and its result arrives later as usual. With
+    What is true differs: UNAVAILABLE (the server could not be reached, or
+    would not take the call now) and every refusal mean the call was not
+    started; DEADLINE_EXCEEDED (no answer in time) means it may have been: a
+    submit that reached the server before it stopped answering runs, and its
+    result arrives later as usual; so may INTERNAL, UNKNOWN and the other
+    failures of the server's own (the store write may have been made). With
     `submit=False` (a session tool: a read, or a cancel) only what failed.
+    Not for `for_developer` errors, which the adapters raise.
     """
     said = exc.message if isinstance(exc, RpcError) else str(exc)
     end = said.find(MAY_BE_DOWN)
@@ -76,6 +118,8 @@ def not_made(tool: str, exc: BaseException, *, submit: bool = True) -> str:
         said = said[: end + len(MAY_BE_DOWN)]
     if not submit and isinstance(exc, (DeadlineExceeded, Unavailable)):
         return f"{tool} failed: {said}. Try again later."
+    if not submit and isinstance(exc, RpcError) and not isinstance(exc, _REFUSED):
+        return f"{tool} failed: {exc}"
     if isinstance(exc, DeadlineExceeded):
         return (
             f"{tool} may have started, or not: {said}. If it started, its result "
@@ -83,6 +127,12 @@ def not_made(tool: str, exc: BaseException, *, submit: bool = True) -> str:
         )
     if isinstance(exc, Unavailable):
         return f"{tool} was not started: {said}. Tell the user; try again later."
+    if isinstance(exc, RpcError) and not isinstance(exc, _REFUSED):
+        return (
+            f"{tool} may or may not have started: the server failed ({exc}). If it "
+            "started, its result arrives later as usual. Tell the user; try again later "
+            "if no result comes."
+        )
     return f"{tool} was not started: {exc}"
 
 

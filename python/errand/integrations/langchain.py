@@ -41,6 +41,7 @@ from errand.integrations._tools import (
     AnyClient,
     ErrandTool,
     ToolSource,
+    for_developer,
     missing,
     not_made,
     resolve_tools,
@@ -72,12 +73,16 @@ def langchain_tool(tool: ErrandTool) -> StructuredTool:
         try:
             return (await tool.asubmit(arguments)).ack
         except NOT_MADE as exc:
+            if for_developer(exc):
+                raise
             raise ToolException(not_made(tool.name, exc)) from exc
 
     def call(**arguments: Any) -> str:
         try:
             return tool.submit(arguments).ack
         except NOT_MADE as exc:
+            if for_developer(exc):
+                raise
             raise ToolException(not_made(tool.name, exc)) from exc
 
     return StructuredTool.from_function(

@@ -37,6 +37,7 @@ from errand.integrations._tools import (
     AnyClient,
     ErrandTool,
     ToolSource,
+    for_developer,
     missing,
     not_made,
     resolve_tools,
@@ -83,6 +84,8 @@ def openai_agents_tool(tool: ErrandTool, *, strict: bool = False) -> FunctionToo
         try:
             ack = await tool.asubmit(arguments)
         except NOT_MADE as exc:
+            if for_developer(exc):
+                raise
             return not_made(tool.name, exc)
         return ack.ack
 

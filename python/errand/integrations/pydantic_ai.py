@@ -36,6 +36,7 @@ from errand.integrations._tools import (
     AnyClient,
     ErrandTool,
     ToolSource,
+    for_developer,
     missing,
     not_made,
     resolve_tools,
@@ -64,6 +65,8 @@ def pydantic_ai_tool(tool: ErrandTool) -> Tool[Any]:
         except InvalidArgument as exc:
             raise ModelRetry(f"{tool.name} was not started: {exc}") from exc
         except NOT_MADE as exc:
+            if for_developer(exc):
+                raise
             raise ToolFailed(not_made(tool.name, exc)) from exc
 
     return Tool.from_schema(

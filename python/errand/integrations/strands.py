@@ -35,6 +35,7 @@ from errand.integrations._tools import (
     AnyClient,
     ErrandTool,
     ToolSource,
+    for_developer,
     missing,
     not_made,
     resolve_tools,
@@ -71,6 +72,8 @@ def strands_tool(tool: ErrandTool) -> AgentTool:
         try:
             ack = await tool.asubmit(arguments)
         except NOT_MADE as exc:  # an "error" tool result, not a failed turn
+            if for_developer(exc):
+                raise
             return {
                 "toolUseId": tool_use_id,
                 "status": "error",
