@@ -34,6 +34,10 @@ log = logging.getLogger("errand.agent")
 class ResultIntake(LoopBound):
     """Takes results into `AsyncAgent`, from any thread (see the module doc)."""
 
+    #: The epochs (see `TurnLoop._undelivered`) of the agent's own stream:
+    #: one more at each reset its reader takes.
+    _stream_epochs: int
+
     def on_result(self, result: Union[AsyncTaskResult, Completion]) -> None:
         """Take one result, from any thread (the manager's callback calls this).
 
@@ -44,6 +48,10 @@ class ResultIntake(LoopBound):
         completion = result.completion if isinstance(result, AsyncTaskResult) else result
         if self._closed:
             return
+        if self.manager is not None:
+            # Given out after the manager's `_resets` resets: its epoch, read
+            # now, on the manager's listener, in order (see `_received`).
+            self._epoch_of[id(completion)] = self.manager._resets
         with self._early_lock:
             # Not started yet (or its loop ended): hold it for the start, and
             # hold the caller (the manager's stream) while max_pending wait,
@@ -137,17 +145,17 @@ class ResultIntake(LoopBound):
             log.warning("errand AsyncAgent: starting at a first result failed: %s", exc)
 
     async def _listen(self, stream: AsyncSessionEventStream) -> None:
-        resets = stream.resets
         try:
             async for event in stream:
                 if isinstance(event, Progress):
                     await self.on_progress(event)
                     continue
-                if stream.resets != resets:
+                if stream.resets != self._stream_resets:
                     # The server lost the session's completions: its seqs
-                    # start again, and so do the ones this agent counts.
-                    resets = stream.resets
-                    self.acked_seq = self._max_seen = 0
+                    # start again; this one is the first of a new epoch.
+                    self._stream_resets = stream.resets
+                    self._stream_epochs += 1
+                self._epoch_of[id(event)] = self._stream_epochs
                 await self.on_completion(event)
         except asyncio.CancelledError:
             raise

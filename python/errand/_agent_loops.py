@@ -188,6 +188,7 @@ class LoopBound(TurnLoop):
                     include_progress=self.include_progress,
                     fallback=True,  # a server without SessionEvents: its Completions
                 )
+                self._stream_resets = self._stream.resets
             # else the stream of an earlier loop goes on after its last item
             self._listener = asyncio.ensure_future(self._listen(self._stream))
         elif self.manager is not None:

@@ -22,7 +22,10 @@ SILENT result still waiting holds the acknowledgement back, so that a restart
 replays it): never before, so that a result queued in the agent, or in one
 closed before it could deliver, stays on the server. On a manager, the agent
 tells it what it delivered (`AsyncToolManager.delivered`) and the manager
-acknowledges. The texts are the server's, verbatim (that one sentence aside).
+acknowledges. After a stream reset (the server lost the session's
+completions: its seqs start again), the old results still held are
+delivered but never acknowledged, nor taken for new ones of the same seq, and
+nothing is acknowledged until the new server's first completion arrives. The texts are the server's, verbatim (that one sentence aside).
 """
 
 from __future__ import annotations
@@ -75,10 +78,25 @@ class TurnLoop:
     acked_seq: int
     _silent: deque[Completion]
     _urgent: bool
-    _undelivered: set[int]
+    #: The (epoch, seq) of each result received and not yet delivered. An
+    #: epoch counts the stream's resets (the server lost the session's
+    #: completions; its seqs start again at 1): a result of an earlier epoch
+    #: is still delivered, but never acknowledged, nor taken for the new
+    #: server's result of the same seq.
+    _undelivered: set[tuple[int, int]]
+    #: The epoch of the newest result received, the highest seq received in
+    #: it, and each held result's (epoch, seq), by id (see `_key`).
+    _epoch: int
     _max_seen: int
-    #: The seqs of the message the model is handling now (see `_seen`).
-    _showing: set[int]
+    _keys: dict[int, tuple[int, int]]
+    #: The epoch of a result handed in but not received yet, by id: set by
+    #: the stream's reader or the manager's callback (none: the current).
+    _epoch_of: dict[int, int]
+    #: The stream's count of resets that its reader last took (see
+    #: `_reset_pending`).
+    _stream_resets: int
+    #: The (epoch, seq) of the message the model is handling now (see `_seen`).
+    _showing: set[tuple[int, int]]
     #: The digest texts prepended to turns (at most `keep_delivered`, each
     #: once), and the latest turn's ("" when it had none): for `prune`.
     _digests: dict[str, None]
@@ -144,7 +162,7 @@ class TurnLoop:
                 if busy and await self._interrupt(completion):
                     return
             except asyncio.CancelledError:
-                if completion.seq in self._undelivered or completion.seq <= 0:
+                if self._key(completion) in self._undelivered or completion.seq <= 0:
                     self._results.append(completion)  # not taken: for the next turn
                 raise
             self._urgent = True
@@ -258,7 +276,7 @@ class TurnLoop:
         found = await self._digest()  # first: results arriving meanwhile still join
         silent = self._take_silent()
         batch = self._take_results(only_urgent=not self.results_with_user)
-        self._showing = {c.seq for c in silent + batch}
+        self._showing = {self._key(c) for c in silent + batch}
         try:
             try:
                 digest = self._model_digest(found)
@@ -297,7 +315,7 @@ class TurnLoop:
         found = await self._digest()
         draining = self._queued_while_busy
         batch = self._take_results()
-        self._showing = {c.seq for c in batch}
+        self._showing = {self._key(c) for c in batch}
         try:
             try:
                 digest = self._model_digest(found)
@@ -400,8 +418,9 @@ class TurnLoop:
         those up to `after_seq` were a previous reader's), but those it still
         holds and the message in the model's hands (`_showing`) does not
         carry. Call it in the agent's loop (`_seen_from_anywhere` elsewhere)."""
-        held = frozenset(s for s in self._undelivered if s not in self._showing)
-        silent = frozenset(c.seq for c in self._silent if c.seq in held)
+        keys = {k for k in self._undelivered if k[0] == self._epoch and k not in self._showing}
+        held = frozenset(seq for _, seq in keys)
+        silent = frozenset(c.seq for c in self._silent if self._key(c) in keys)
         return Seen(self._max_seen, held, silent)
 
     async def _seen_from_anywhere(self) -> Optional[Seen]:
@@ -425,28 +444,57 @@ class TurnLoop:
             return None  # the loop closed or stopped meanwhile
 
     def _received(self, completion: Completion) -> None:
+        epoch = self._epoch_of.pop(id(completion), self._epoch)
+        if epoch > self._epoch:
+            # The first result after a reset: the new server's seqs start
+            # again; what is still held of the old ones keeps its epoch.
+            self._epoch = epoch
+            self.acked_seq = self._max_seen = 0
         if completion.seq > 0:
-            self._undelivered.add(completion.seq)
-            self._max_seen = max(self._max_seen, completion.seq)
+            key = (epoch, completion.seq)
+            self._keys[id(completion)] = key
+            self._undelivered.add(key)
+            if epoch == self._epoch:
+                self._max_seen = max(self._max_seen, completion.seq)
+
+    def _key(self, completion: Completion) -> tuple[int, int]:
+        """(epoch, seq) of a result received (see `_undelivered`)."""
+        return self._keys.get(id(completion), (self._epoch, completion.seq))
+
+    def _reset_pending(self) -> bool:
+        """Whether the agent's stream has reset and shown no new completion
+        yet: no seq of the new server is known, so none may be acknowledged."""
+        stream = getattr(self, "_stream", None)
+        return stream is not None and stream.resets != self._stream_resets
 
     async def _record(self, batch: list[Completion], text: str) -> None:
         self._delivered.extend(batch)
         self._delivered_texts.append(text)
-        for c in batch:
-            self._undelivered.discard(c.seq)
+        keys = [self._key(c) for c in batch]
+        for c, key in zip(batch, keys):
+            self._undelivered.discard(key)
+            self._keys.pop(id(c), None)
         await self._status(DELIVERED, batch)
-        # Everything at or below `upto` has been delivered.
-        upto = min(self._undelivered) - 1 if self._undelivered else self._max_seen
+        # Everything of this epoch at or below `upto` has been delivered.
+        held = [seq for epoch, seq in self._undelivered if epoch == self._epoch]
+        upto = min(held) - 1 if held else self._max_seen
         if self.manager is not None:
             # The manager acknowledges, once no consumer holds a seq (this
-            # agent holds each result it was given until here).
-            seqs = [c.seq for c in batch if c.seq > 0]
+            # agent holds each result it was given until here); per epoch,
+            # which the manager checks is still its own.
+            by_epoch: dict[int, list[int]] = {}
+            for epoch, seq in keys:
+                if seq > 0:
+                    by_epoch.setdefault(epoch, []).append(seq)
             try:
-                release = asyncio.to_thread(self.manager.delivered, self._owner, seqs)
-                await self._own_call(release)
+                for epoch, seqs in by_epoch.items():
+                    release = asyncio.to_thread(self.manager._release, self._owner, seqs, epoch)
+                    await self._own_call(release)
             except Exception as exc:  # delivered; the server keeps them until retention
                 log.warning("errand AsyncAgent: releasing results to the manager failed: %s", exc)
                 return
+        elif self._reset_pending():
+            return  # what was delivered is the old server's: nothing to acknowledge
         elif upto > self.acked_seq and self.ack and self.client is not None:
             try:
                 call = self.client.ack_completions(upto, session_id=self.session_id)

@@ -280,9 +280,14 @@ class AsyncAgent(ResultIntake):
         self._results: deque[Completion] = deque()
         self._silent: deque[Completion] = deque()
         self._urgent = False
-        self._undelivered: set[int] = set()
+        self._undelivered: set[tuple[int, int]] = set()
+        self._epoch = 0
         self._max_seen = after_seq
-        self._showing: set[int] = set()
+        self._keys: dict[int, tuple[int, int]] = {}
+        self._epoch_of: dict[int, int] = {}
+        self._stream_resets = 0
+        self._stream_epochs = 0
+        self._showing: set[tuple[int, int]] = set()
         self._digests: dict[str, None] = {}
         self._latest_digest = ""
         self._keep_digests = keep_delivered

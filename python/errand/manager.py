@@ -188,6 +188,13 @@ class AsyncToolManager(Worker):
         #: acknowledged (or being acknowledged) by this manager.
         self._given_seq = 0
         self._acked_seq = 0
+        #: How many times the listener has taken a reset of its stream (the
+        #: server lost the session's completions: its seqs started again;
+        #: see `_forget_seqs`), and the stream's own count it last took: a
+        #: stream whose count differs has reset and not shown a new
+        #: completion yet, so no seq of the new server is known.
+        self._resets = 0
+        self._stream_resets = 0
         self._progress_callbacks: list[ProgressCallback] = []
         self._guard = threading.RLock()
         self._client: Optional[Client] = None
@@ -434,7 +441,16 @@ class AsyncToolManager(Worker):
         completions `seqs`: acknowledge every seq up to the first one that a
         consumer still holds (a blocking AckCompletions when there is one to
         make; a failure is logged, and the next call tries again)."""
+        self._release(callback, seqs, None)
+
+    def _release(self, callback: Callback, seqs: Iterable[int], resets: Optional[int]) -> None:
+        """`delivered`, for completions given out when the listener had taken
+        `resets` resets (None: the current count): seqs given out before a
+        later reset were the old server's, and release nothing (the same
+        number now names another completion)."""
         with self._guard:
+            if resets is not None and resets != self._resets:
+                seqs = ()
             for seq in seqs:
                 holders = self._holding.get(seq)
                 if holders is not None and callback in holders:
@@ -450,6 +466,11 @@ class AsyncToolManager(Worker):
         manager acknowledges."""
         with self._guard:
             if not self.ack:
+                return
+            stream = self._stream
+            if stream is not None and stream.resets != self._stream_resets:
+                # Reset, and no new completion yet: what was given out is the
+                # old server's; the new one's seqs are not known.
                 return
             upto = self._given_seq
             if self._holding:
@@ -514,15 +535,15 @@ class AsyncToolManager(Worker):
                 log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
 
     def _listen(self, stream: SessionEventStream) -> None:
-        resets = stream.resets
+        with self._guard:
+            self._stream_resets = stream.resets
         try:
             for completion in stream:
                 if isinstance(completion, Progress):
                     self.on_progress(completion)
                     continue
-                if stream.resets != resets:  # the server lost its seqs: count afresh
-                    resets = stream.resets
-                    self._forget_seqs()
+                if stream.resets != self._stream_resets:  # the server lost its seqs
+                    self._forget_seqs(stream.resets)
                 result = AsyncTaskResult.from_completion(completion)
                 with self._seen_cond:
                     self._seen[result.task_id] = result
@@ -541,11 +562,15 @@ class AsyncToolManager(Worker):
             if not exiting():  # else its channel closed as the interpreter exits
                 log.error("errand AsyncToolManager: completion stream failed: %s", exc)
 
-    def _forget_seqs(self) -> None:
+    def _forget_seqs(self, stream_resets: int) -> None:
         """The server lost the session's completions (the stream said so, see
         `StreamCursor._reset`): the seqs given out and acknowledged were its
-        old ones, which it no longer has; the new ones start again from 1."""
+        old ones, which it no longer has; the new ones start again from 1.
+        What owners still hold of the old ones is theirs to deliver; its
+        delivery releases nothing (`_release`)."""
         with self._guard:
+            self._stream_resets = stream_resets
+            self._resets += 1
             self._given_seq = self._acked_seq = 0
             self._holding.clear()
             self._held_results.clear()

@@ -49,7 +49,8 @@ class FakeStream:
         self.queue: asyncio.Queue[Union[Completion, Progress, None]] = asyncio.Queue()
         self.last_seq = 0
         #: As the real stream's: how many times the server lost the
-        #: session's completions (never, here).
+        #: session's completions (`reset()`: as when a --store memory
+        #: server restarted and the stream followed the session afresh).
         self.resets = 0
 
     def __aiter__(self) -> AsyncIterator[Union[Completion, Progress]]:
@@ -123,6 +124,11 @@ class FakeSession(AsyncClient):
 
     def push(self, item: Union[Completion, Progress]) -> None:
         self.stream.queue.put_nowait(item)
+
+    def reset(self) -> None:
+        """The server lost the session's completions and the stream follows
+        it afresh: what is pushed next carries the new server's seqs (from 1)."""
+        self.stream.resets += 1
 
 
 class ScriptedModel:
