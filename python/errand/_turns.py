@@ -25,7 +25,8 @@ tells it what it delivered (`AsyncToolManager.delivered`) and the manager
 acknowledges. After a stream reset (the server lost the session's
 completions: its seqs start again), the old results still held are
 delivered but never acknowledged, nor taken for new ones of the same seq, and
-nothing is acknowledged until the new server's first completion arrives. The texts are the server's, verbatim (that one sentence aside).
+nothing is acknowledged until the new server's first completion arrives.
+The texts are the server's, verbatim (that one sentence aside).
 """
 
 from __future__ import annotations
