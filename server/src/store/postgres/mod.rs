@@ -519,8 +519,10 @@ impl Store for PostgresStore {
         Some(self.health.clone())
     }
 
-    /// A batch of its own through the writer: connects, begins and
-    /// commits (after the writer's retries, within the operation timeout).
+    /// A batch of its own through the writer that rewrites one schema row
+    /// unchanged and commits (after the writer's retries, within the
+    /// operation timeout): a real write, refused by a full disk or a
+    /// read-only database as a task's would be.
     async fn probe_write(&self) -> Result<(), StoreError> {
         self.write(Op::Probe).await
     }

@@ -43,9 +43,9 @@ pub(super) enum Op {
     Release(Vec<Uuid>, Reply<()>),
     /// Answered once every change sent before it is applied.
     Barrier(Reply<()>),
-    /// Answered with its batch's outcome: a round trip that commits, so
-    /// that a server whose writes failed sees them go through again
-    /// (`Store::probe_write`).
+    /// Answered with its batch's outcome; the batch then makes one real
+    /// write ([`PROBE`]), so that a server whose writes failed sees them go
+    /// through again only when they do (`Store::probe_write`).
     Probe(Reply<()>),
 }
 
@@ -59,6 +59,11 @@ pub(super) struct Writer {
     /// Told each batch's outcome, after its retries.
     pub(super) health: Arc<WriteHealth>,
 }
+
+/// The probe's write ([`Op::Probe`]): the newest schema row, rewritten as
+/// it is.
+const PROBE: &str = "UPDATE errand_schema SET applied_at = applied_at \
+     WHERE version = (SELECT max(version) FROM errand_schema)";
 
 /// The answers of one batch, sent after its commit.
 #[derive(Default)]
@@ -116,7 +121,7 @@ impl Writer {
                 left,
                 window,
                 "writing a batch",
-                self.apply(&tasks, &dispatches, &fins, &released),
+                self.apply(&tasks, &dispatches, &fins, &released, !probes.is_empty()),
             );
             let attempt = attempt.await;
             self.contact.observe(&attempt);
@@ -143,7 +148,7 @@ impl Writer {
             let alone = super::bounded(
                 window,
                 "writing a batch",
-                self.apply(&[], &dispatches, &[], &released),
+                self.apply(&[], &dispatches, &[], &released, !probes.is_empty()),
             )
             .await;
             self.note(&alone);
@@ -161,7 +166,7 @@ impl Writer {
                 let a = super::bounded(
                     window,
                     "writing a task",
-                    self.apply(&[&*t], &none, &[], &[]),
+                    self.apply(&[&*t], &none, &[], &[], false),
                 )
                 .await;
                 let a =
@@ -172,7 +177,7 @@ impl Writer {
                 let a = super::bounded(
                     window,
                     "writing a result",
-                    self.apply(&[], &none, std::slice::from_ref(&fin), &[]),
+                    self.apply(&[], &none, std::slice::from_ref(&fin), &[], false),
                 )
                 .await;
                 let _ = reply.send(a.map(|mut a| a.finished.pop().flatten()));
@@ -238,6 +243,7 @@ impl Writer {
         dispatches: &HashMap<Uuid, (u32, Option<SystemTime>)>,
         finishes: &[(Finish, Guard)],
         releases: &[Uuid],
+        probe: bool,
     ) -> Result<Answers, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(pg_error)?;
@@ -300,6 +306,13 @@ impl Writer {
             .into_iter()
             .collect();
             notify_tools(&tx, &tools).await?;
+        }
+        if probe {
+            // A real write: PostgreSQL commits a transaction that wrote
+            // nothing without writing, so BEGIN/COMMIT alone passes on a full
+            // disk or a read-only (failed-over) database. One row of the
+            // schema table is rewritten unchanged (only while writes fail).
+            tx.execute(PROBE, &[]).await.map_err(pg_error)?;
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(Answers { inserted, finished })

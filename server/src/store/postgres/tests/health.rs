@@ -39,3 +39,31 @@ async fn write_health_follows_a_database_that_stops_answering() {
     }
     assert!(!*failing.borrow(), "a write went through");
 }
+
+/// A probe is a real write: PostgreSQL commits a transaction that wrote
+/// nothing without writing anything, so a bare BEGIN/COMMIT went through on
+/// a full disk or a read-only (failed-over) database and turned health back
+/// to SERVING every second.
+#[tokio::test]
+async fn a_probe_is_a_real_write() {
+    let Some(url) = url().await else { return };
+    let store = open(&url).await;
+    let version_of_the_row = || async {
+        let client = store.pool.get().await.unwrap();
+        client
+            .query_one(
+                "SELECT xmin::text FROM errand_schema ORDER BY version DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let before = version_of_the_row().await;
+    store.probe_write().await.unwrap();
+    assert_ne!(
+        version_of_the_row().await,
+        before,
+        "the probe wrote nothing"
+    );
+}
