@@ -145,7 +145,8 @@ impl Scheduler {
             mut finish,
         } = ended;
         let mut backoff = RETRY_FIRST;
-        let started = tokio::time::Instant::now();
+        // Since when the finish has met only errors that may be its own.
+        let mut own_since = None;
         let mut replaced = false;
         let mut retries = 0u64;
         let completion = loop {
@@ -167,7 +168,7 @@ impl Scheduler {
                     replaced = true;
                 }
                 Err(e) => {
-                    if !self.keeps_trying(&e, started).await {
+                    if !self.keeps_trying(&e, &mut own_since).await {
                         error!(task_id = %finish.task_id, error = %e, "storing a completion failed for good: the task stays unfinished until the next start");
                         self.metrics.store_failure("finish");
                         break None;
@@ -227,18 +228,27 @@ impl Scheduler {
             .map_err(|e| Error::Internal(format!("ending task {id} failed: {e}")))
     }
 
-    /// Whether a finish that failed with `e`, first tried at `started`, is
-    /// tried again: always while the store refuses writes for a reason of
-    /// its own (out of space, unreachable); for an error that may be the
-    /// finish's own, for [`RETRY_FOR`], then while the store's probe write
-    /// fails too (a read-only or failing disk is an outage as well). Never
-    /// for an outcome refused again.
-    async fn keeps_trying(&self, e: &StoreError, started: tokio::time::Instant) -> bool {
+    /// Whether a finish that failed with `e` is tried again: always while
+    /// the store refuses writes for a reason of its own (out of space,
+    /// unreachable); for an error that may be the finish's own, for
+    /// [`RETRY_FOR`] counted from the first such error in a row
+    /// (`own_since`: an outage before it does not count), then while the
+    /// store's probe write fails too (a read-only or failing disk is an
+    /// outage as well). Never for an outcome refused again.
+    async fn keeps_trying(
+        &self,
+        e: &StoreError,
+        own_since: &mut Option<tokio::time::Instant>,
+    ) -> bool {
         match e {
-            StoreError::Full(_) | StoreError::Unavailable(_) => true,
+            StoreError::Full(_) | StoreError::Unavailable(_) => {
+                *own_since = None;
+                true
+            }
             StoreError::Rejected(_) => false,
             StoreError::Internal(_) | StoreError::LimitReached(_) => {
-                started.elapsed() < RETRY_FOR || self.store.probe_write().await.is_err()
+                let since = *own_since.get_or_insert_with(tokio::time::Instant::now);
+                since.elapsed() < RETRY_FOR || self.store.probe_write().await.is_err()
             }
         }
     }

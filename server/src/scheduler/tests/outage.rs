@@ -240,6 +240,38 @@ async fn an_internal_error_of_one_finish_alone_is_given_up_after_the_bound() {
     assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
 }
 
+/// The bound on an error only one finish meets counts from that error, not
+/// from the finish's first try: after a 10-minute full disk, one transient
+/// `Internal` (a batch rolled back as space came back) while the probe
+/// goes through must not drop the ending kept all that time.
+#[tokio::test(start_paused = true)]
+async fn a_transient_internal_error_after_a_long_outage_does_not_drop_the_kept_ending() {
+    let (store, core, w, _rx, a, mut announced) = running(Config::default()).await;
+    store.refuse(Some(full()));
+    let result = pb::TaskResult {
+        task_id: a.task_id.clone(),
+        outcome: Some(pb::task_result::Outcome::ResultJson("7".into())),
+        attempt: a.attempt,
+        ..Default::default()
+    };
+    core.on_result(w, convert::task_result(result).unwrap())
+        .await;
+    tokio::time::sleep(OUTAGE).await;
+    store
+        .probe_ok
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store.refuse(Some(StoreError::Internal(
+        "the store rolled a batch back: try again".into(),
+    )));
+    // Long enough for the finish to meet the Internal error (its backoff is
+    // at most 5 s), short of the bound.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(core.finisher.in_flight(), 1, "the kept ending was dropped");
+    store.refuse(None);
+    ended_in(&mut announced, &a.task_id).await;
+    assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Succeeded);
+}
+
 /// A run timeout that fires during an outage ends the task once the
 /// store takes writes; it used to be dropped after 120 s.
 #[tokio::test(start_paused = true)]
