@@ -220,12 +220,17 @@ impl Scheduler {
     /// already out of the live state, is stored whether or not the caller
     /// still waits for it. Errors: INTERNAL if that task died (a bug).
     pub(super) async fn end_detached(self: &Arc<Self>, ended: Ended) -> Result<TaskRecord, Error> {
-        let me = self.clone();
         let id = ended.finish.task_id;
-        self.tracker
-            .spawn(async move { me.end(ended).await })
+        self.spawn_end(ended)
             .await
             .map_err(|e| Error::Internal(format!("ending task {id} failed: {e}")))
+    }
+
+    /// [`Self::end`] spawned on the tracker: it runs to its end whether or
+    /// not the handle is awaited (see [`Self::end_detached`]).
+    pub(super) fn spawn_end(self: &Arc<Self>, ended: Ended) -> tokio::task::JoinHandle<TaskRecord> {
+        let me = self.clone();
+        self.tracker.spawn(async move { me.end(ended).await })
     }
 
     /// Whether a finish that failed with `e` is tried again: always while

@@ -257,18 +257,7 @@ impl Scheduler {
     /// the caller) reaches the worker and the completion's message.
     pub async fn cancel(self: &Arc<Self>, id: Uuid, reason: &str) -> Result<TaskRecord, Error> {
         let (why, tell) = crate::text::cancelled(reason);
-        let ended = {
-            let mut st = self.lock();
-            self.take(
-                &mut st,
-                id,
-                TaskState::Cancelled,
-                Outcome::error(codes::CANCELLED, why.clone()),
-                Some(tell.clone()),
-            )
-        };
-        if let Some(ended) = ended {
-            info!(task_id = %id, "task cancelled");
+        if let Some(ended) = self.take_cancelled(id, &why, &tell) {
             return self.end_detached(ended).await;
         }
         if let Some(call) = self.cancel_fallback(id, &why, &tell).await? {
@@ -296,6 +285,26 @@ impl Scheduler {
                 crate::error::phrases::READ_OUTCOME
             ))),
         }
+    }
+
+    /// Takes task `id`, queued or running here, out of the live state as
+    /// cancelled (`why` for its completion, `tell` for its worker); `None`
+    /// when it is not live here. Its ending is the caller's to store.
+    fn take_cancelled(self: &Arc<Self>, id: Uuid, why: &str, tell: &Arc<str>) -> Option<Ended> {
+        let ended = {
+            let mut st = self.lock();
+            self.take(
+                &mut st,
+                id,
+                TaskState::Cancelled,
+                Outcome::error(codes::CANCELLED, why),
+                Some(tell.clone()),
+            )
+        };
+        if ended.is_some() {
+            info!(task_id = %id, "task cancelled");
+        }
+        ended
     }
 
     /// A worker's result. Results for tasks the worker does not hold

@@ -28,6 +28,14 @@ pub struct TaskView {
 /// Tasks one bulk cancel reads from the store at a time.
 const CANCEL_PAGE: usize = 500;
 
+/// A bulk cancel so far: how many ended at once, and the endings of those
+/// taken out of the live state, spawned and not yet awaited.
+#[derive(Default)]
+struct Walk {
+    cancelled: u64,
+    ending: Vec<tokio::task::JoinHandle<TaskRecord>>,
+}
+
 impl Scheduler {
     /// One page of stored tasks matching `query`, each as the live state
     /// knows it now when it is queued or running here.
@@ -118,13 +126,17 @@ impl Scheduler {
     /// must be unfinished ones; its cursor and limit are the walk's own).
     /// Queued tasks go first, so slots that cancelled running tasks free
     /// are never given to a task about to be cancelled. Tasks that finish
-    /// meanwhile are skipped. Returns how many it cancelled.
+    /// meanwhile are skipped. Every match live here is taken out of the
+    /// live state before any ending is awaited, and their endings are
+    /// awaited together: while the store refuses writes (endings are kept
+    /// until it takes them) one wait covers them all, and a caller that
+    /// leaves meanwhile leaves none running. Returns how many it cancelled.
     pub async fn cancel_matching(
         self: &Arc<Self>,
         query: TaskQuery,
         reason: &str,
     ) -> Result<u64, Error> {
-        let mut cancelled = 0;
+        let mut walk = Walk::default();
         for state in [TaskState::Queued, TaskState::Running] {
             if query.states.is_empty() || query.states.contains(&state) {
                 let pass = TaskQuery {
@@ -134,7 +146,16 @@ impl Scheduler {
                     after: None,
                     ..query.clone()
                 };
-                cancelled += self.cancel_pass(pass, reason).await?;
+                // On an error, those taken out end anyway (spawned).
+                self.cancel_pass(pass, reason, &mut walk).await?;
+            }
+        }
+        let mut cancelled = walk.cancelled;
+        for ended in futures::future::join_all(walk.ending).await {
+            match ended {
+                Ok(t) if t.state == TaskState::Cancelled => cancelled += 1,
+                Ok(_) => {}
+                Err(e) => return Err(Error::Internal(format!("ending a task failed: {e}"))),
             }
         }
         info!(cancelled, reason = %crate::logs::field(reason), "tasks cancelled in bulk");
@@ -145,16 +166,23 @@ impl Scheduler {
         self: &Arc<Self>,
         mut query: TaskQuery,
         reason: &str,
-    ) -> Result<u64, Error> {
-        let mut cancelled = 0;
+        walk: &mut Walk,
+    ) -> Result<(), Error> {
+        let (why, tell) = crate::text::cancelled(reason);
         loop {
             let page = self.store.list_tasks(&query).await?;
             let Some(last) = page.last() else { break };
             query.after = Some(Cursor::of(last));
             let full = page.len() == CANCEL_PAGE;
             for task in page {
+                if let Some(ended) = self.take_cancelled(task.id, &why, &tell) {
+                    walk.ending.push(self.spawn_end(ended));
+                    continue;
+                }
+                // Not live here: in the store's queue, another server's, or
+                // a parked call's fallback run.
                 match self.cancel(task.id, reason).await {
-                    Ok(t) if t.state == TaskState::Cancelled => cancelled += 1,
+                    Ok(t) if t.state == TaskState::Cancelled => walk.cancelled += 1,
                     Ok(_) | Err(Error::FailedPrecondition(_) | Error::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -163,7 +191,7 @@ impl Scheduler {
                 break;
             }
         }
-        Ok(cancelled)
+        Ok(())
     }
 
     /// Submits finished task `original` again: same session, tool,

@@ -326,6 +326,59 @@ async fn a_cancel_whose_caller_leaves_during_an_outage_is_stored_once_it_ends() 
     assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Cancelled);
 }
 
+/// Review defect: a bulk cancel during an outage took one task out of the
+/// live state, then waited on its kept ending for the whole outage: the
+/// others kept running, and when the caller's deadline dropped the call
+/// only the first was ever cancelled. Every match is taken out first, and
+/// their endings are awaited together.
+#[tokio::test(start_paused = true)]
+async fn a_bulk_cancel_during_an_outage_takes_every_task_before_it_waits() {
+    let store = Arc::new(Faulty::default());
+    let core = Core::new(Config::default(), store.clone());
+    let (_w, mut rx) = worker(&core, &["t"], 3).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        core.submit(submit_request("s", "t")).await.unwrap();
+        ids.push(parse_task_id(&assignment(&mut rx).task_id).unwrap());
+    }
+    let mut announced = core.hub.subscribe("s");
+    store.refuse(Some(full()));
+    let query = TaskQuery {
+        key_prefix: None,
+        session: Some("s".into()),
+        tool: None,
+        states: vec![],
+        after: None,
+        newest_first: false,
+        limit: 100,
+        fallback_runs: false,
+    };
+    let gave_up =
+        tokio::time::timeout(Duration::from_secs(5), core.cancel_matching(query, "")).await;
+    assert!(gave_up.is_err(), "the bulk cancel waits for its writes");
+    for id in &ids {
+        assert!(core.live_task(*id).is_none(), "task {id} still live");
+    }
+    tokio::time::sleep(OUTAGE).await;
+    store.refuse(None);
+    let mut unannounced: std::collections::HashSet<_> = ids.iter().copied().collect();
+    while !unannounced.is_empty() {
+        let wake = tokio::time::timeout(Duration::from_secs(10), announced.recv())
+            .await
+            .expect("every ending is announced")
+            .unwrap();
+        if let crate::sessions::Wake::Completion(c) = wake {
+            unannounced.remove(&c.task_id);
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            stored_state(&core, &id.to_string()).await,
+            TaskState::Cancelled
+        );
+    }
+}
+
 /// A store that tracks its write health (SQLite's): a kept finish waits
 /// for it to say a write went through (the server's probe, every second)
 /// rather than trying every few seconds against a full disk, and so is
