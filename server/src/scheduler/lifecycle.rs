@@ -135,7 +135,8 @@ impl Scheduler {
                     // Kept through a store outage (see `Scheduler::end`).
                     warn!(
                         endings = unstored,
-                        "grace period over: task endings the store has not taken are given up; their tasks run again at the next start"
+                        "{}",
+                        self.left_running().unstored_line()
                     );
                 }
                 return self.lock().running();
@@ -211,6 +212,24 @@ impl LeftRunning {
         }
     }
 
+    /// The drain's line when endings the store has not taken (kept through
+    /// an outage) are given up at its end. Their tasks are out of the live
+    /// state, so a shared store does not give them back at the stop: they
+    /// wait for this server's lease on them to expire.
+    pub fn unstored_line(self) -> &'static str {
+        match self {
+            Self::GivenBack => {
+                "grace period over: task endings the store has not taken are given up; another                  server runs their tasks again once this server's lease on them expires (or                  this one, restarted)"
+            }
+            Self::NextStart => {
+                "grace period over: task endings the store has not taken are given up; their                  tasks run again at the next start"
+            }
+            Self::Lost => {
+                "grace period over: task endings the store has not taken are lost with their                  tasks (the memory store keeps nothing across a restart): their callers get no                  result"
+            }
+        }
+    }
+
     /// What a call waiting for task `id` is told as the server stops: the
     /// task was not cancelled, and then this.
     pub fn for_task(self, id: &str) -> String {
@@ -226,6 +245,28 @@ impl LeftRunning {
             Self::Lost => "is lost: this server keeps its tasks in memory only, and nothing \
                  across a restart; call the tool again once it is back"
                 .to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeftRunning;
+
+    /// Review defect: endings given up at the drain's end were said to run
+    /// again at the next start whatever the store; a shared store's wait
+    /// for the lease, and the memory store loses them.
+    #[test]
+    fn given_up_endings_are_told_per_store() {
+        assert!(LeftRunning::GivenBack.unstored_line().contains("lease"));
+        assert!(
+            LeftRunning::NextStart
+                .unstored_line()
+                .contains("next start")
+        );
+        assert!(LeftRunning::Lost.unstored_line().contains("lost"));
+        for left in [LeftRunning::GivenBack, LeftRunning::Lost] {
+            assert!(!left.unstored_line().contains("next start"), "{left:?}");
         }
     }
 }
