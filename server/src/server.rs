@@ -161,7 +161,9 @@ pub async fn serve_with(
     let feed = Feed::new(store, hub.clone(), shutdown_token.clone(), stream_buffer);
     // Known tools first: a recovered task's tool is then known, and listed.
     // A signal meanwhile (the store may be waited for) stops the server:
-    // nothing runs yet, nothing is to drain.
+    // nothing runs yet, nothing is to drain. Either way out, the shutdown
+    // token is cancelled: endings recovery kept (spawned, retried through
+    // an outage) stop with the server, not with the runtime.
     let mut shutdown = std::pin::pin!(shutdown);
     let first_reads = async {
         read_at_start("the tool registry", || sched.load_tools())
@@ -170,12 +172,16 @@ pub async fn serve_with(
         read_at_start("unfinished tasks", || sched.recover()).await?;
         Ok::<_, ServeError>(())
     };
-    tokio::select! {
-        read = first_reads => read?,
+    let read = tokio::select! {
+        read = first_reads => Some(read),
         () = &mut shutdown => {
             warn!("signal received while reading the store at start: stopping before serving");
-            return Ok(());
+            None
         }
+    };
+    if !matches!(read, Some(Ok(()))) {
+        shutdown_token.cancel();
+        return read.unwrap_or(Ok(()));
     }
     let purge = tokio::spawn(sched.clone().purge_loop());
     // Shared mode only: claiming, leases, reaping, cross-server wake-ups.
