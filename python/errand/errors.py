@@ -178,6 +178,18 @@ ANSWERED_HTTP = "answered HTTP, not errand's gRPC"
 _HTTP_ANSWER = re.compile(r"Received http2 header with status: (\d+)")
 
 
+#: The codes gRPC maps a proxy's 429, 502, 503 and 504 to (its HTTP-to-status
+#: table: UNAVAILABLE; the others for proxies that map their own): an outage
+#: of what is behind the proxy, not an address to fix.
+_OUTAGE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
 def answered_http(err: grpc.RpcError) -> Optional[int]:
     """The HTTP status of a call that an HTTP server answered instead of a gRPC
     one (errand's MCP, A2A or dashboard listener, say), else None."""
@@ -198,6 +210,8 @@ def from_grpc(err: grpc.RpcError, method: str = "", target: str = "") -> RpcErro
     `target` is the address the call went to (the `target=` given, or
     $ERRAND_SERVER): an HTTP answer there, not errand's gRPC, says so (the class
     stays the one of the code grpcio chose, e.g. `Unimplemented` for a 404).
+    A proxy's 429/502/503/504 (UNAVAILABLE) is an outage instead: "a proxy
+    at ADDR answered HTTP 503 (errand may be restarting)".
     """
     code: Optional[grpc.StatusCode] = None
     message = ""
@@ -211,7 +225,15 @@ def from_grpc(err: grpc.RpcError, method: str = "", target: str = "") -> RpcErro
         code = grpc.StatusCode.UNKNOWN
         message = message or str(err)
     http_status = answered_http(err)
-    if http_status is not None:
+    if http_status is not None and code in _OUTAGE:
+        # A proxy in front of errand (nginx grpc_pass, an ingress) answering
+        # 429/502/503/504 for it: errand restarting or not serving. An outage
+        # (see `integrations._tools.for_developer`), not the wrong port.
+        message = (
+            f"a proxy at {target or 'the server'} answered HTTP {http_status} "
+            "(errand may be restarting)"
+        )
+    elif http_status is not None:
         message = (
             f"{target or 'the server'} {ANSWERED_HTTP} (HTTP status "
             f"{http_status}): is this the MCP, A2A or dashboard port? Give target=/ERRAND_SERVER "

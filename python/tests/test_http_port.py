@@ -20,7 +20,7 @@ import pytest
 from errand import AsyncClient, Client, Worker, async_tool
 from errand._common import connection
 from errand._core import ClientCore
-from errand.errors import RpcError, Unimplemented, from_grpc
+from errand.errors import ANSWERED_HTTP, RpcError, Unavailable, Unimplemented, from_grpc
 
 from .conftest import ServerProcess, free_port
 
@@ -60,6 +60,31 @@ def test_from_grpc_names_the_target_and_keeps_the_class() -> None:
     other = from_grpc(HttpAnswer(grpc.StatusCode.UNKNOWN, 405), "SubmitTool", "h:1")
     assert type(other) is RpcError and other.code is grpc.StatusCode.UNKNOWN
     assert_says_http_port(other, "h:1", 405)
+
+
+@pytest.mark.parametrize("http_status", [429, 502, 503, 504])
+def test_a_proxys_outage_answer_is_an_outage_not_the_wrong_port(http_status: int) -> None:
+    """A proxy in front of errand (nginx grpc_pass, an ingress) answers 502/503
+    while errand restarts or is not serving; gRPC maps 429/502/503/504 to
+    UNAVAILABLE. Not the developer's wrong port: an outage, in a proxy's words."""
+    from errand.integrations._tools import for_developer
+
+    core = ClientCore(
+        connection("127.0.0.1:1", token=""),
+        session_id="s1",
+        timeout=2.0,
+        wait_for_ready=True,
+        connect_timeout=5.0,
+    )
+    core.connected = True
+    answer = HttpAnswer(grpc.StatusCode.UNAVAILABLE, http_status)
+    for err in (from_grpc(answer, "SubmitTool", "127.0.0.1:1"), core.failed(answer, "SubmitTool")):
+        assert type(err) is Unavailable
+        text = str(err)
+        assert f"a proxy at 127.0.0.1:1 answered HTTP {http_status}" in text, text
+        assert "errand may be restarting" in text, text
+        assert "MCP, A2A" not in text and ANSWERED_HTTP not in text, text
+        assert not for_developer(err)
 
 
 def test_the_client_core_gives_its_target() -> None:

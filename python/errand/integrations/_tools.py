@@ -93,10 +93,15 @@ def for_developer(exc: BaseException) -> bool:
     """Whether `exc` is the developer's to fix, not the model's: a missing or
     wrong token (Unauthenticated, PermissionDenied), a server without the
     call (Unimplemented: an older server), an address that answers HTTP
-    (another port). The adapters raise it out of the tool as before, so the
-    developer sees it; told to the model, it would only be retried."""
+    (another port: a 404, or another 4xx). The adapters raise it out of the
+    tool as before, so the developer sees it; told to the model, it would only
+    be retried. A proxy's 429/502/503/504 (errand behind it restarting) is an
+    outage, the model's: `errors.from_grpc` words it without ANSWERED_HTTP,
+    and its codes are excluded here whatever the words."""
     if isinstance(exc, (Unauthenticated, PermissionDenied, Unimplemented)):
         return True
+    if isinstance(exc, (Unavailable, DeadlineExceeded, ResourceExhausted)):
+        return False
     return isinstance(exc, RpcError) and ANSWERED_HTTP in exc.message
 
 

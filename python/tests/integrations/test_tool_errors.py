@@ -25,6 +25,7 @@ from errand.errors import (
     RpcError,
     Unauthenticated,
     Unimplemented,
+    from_grpc,
 )
 from errand.integrations._session import SessionTool, run_session_tool
 from errand.integrations._tools import ErrandTool
@@ -38,7 +39,7 @@ RAISED: list[RpcError] = [
     Unimplemented(grpc.StatusCode.UNIMPLEMENTED, "no such method", "SubmitTool"),
     RpcError(
         grpc.StatusCode.UNKNOWN,
-        "127.0.0.1:8080 answered HTTP, not errand's gRPC (HTTP status 502): is this the "
+        "127.0.0.1:8080 answered HTTP, not errand's gRPC (HTTP status 405): is this the "
         "MCP, A2A or dashboard port? ...",
         "SubmitTool",
     ),
@@ -49,6 +50,29 @@ TOLD: list[tuple[RpcError, str]] = [
     (RpcError(grpc.StatusCode.INTERNAL, "store write failed", "SubmitTool"), "may or may not"),
     (RpcError(grpc.StatusCode.UNKNOWN, "stream reset", "SubmitTool"), "may or may not"),
     (InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, "topic: required"), "was not started"),
+]
+
+
+class ProxyAnswer(grpc.RpcError):
+    """What grpcio raises when a proxy in front of errand (nginx grpc_pass, an
+    ingress) answered HTTP 429/502/503/504 itself: UNAVAILABLE, by gRPC's
+    HTTP-to-status mapping."""
+
+    def __init__(self, http_status: int) -> None:
+        self.http_status = http_status
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return f"Received http2 header with status: {self.http_status}"
+
+
+#: errand restarting (or NOT_SERVING) behind a proxy is an outage, the model's
+#: to read: raised, it left a LangGraph thread with an unanswered tool call.
+TOLD += [
+    (from_grpc(ProxyAnswer(status), "SubmitTool", "proxy:443"), "was not started")
+    for status in (429, 502, 503, 504)
 ]
 
 
@@ -139,6 +163,7 @@ def test_the_model_reads_the_rest(
         assert words in text and exc.message in text, (name, text)
         if words == "may or may not":
             assert "not started" not in text, text
+        assert "MCP, A2A" not in text, (name, text)
 
 
 def test_session_tools_the_same() -> None:
