@@ -94,8 +94,9 @@ class TurnLoop:
     #: the stream's reader or the manager's callback (none: the current).
     _epoch_of: dict[int, int]
     #: The stream's count of resets that its reader last took (see
-    #: `_reset_pending`).
+    #: `_reset_pending`), and the epoch its reader gives what follows.
     _stream_resets: int
+    _stream_epochs: int
     #: The (epoch, seq) of the message the model is handling now (see `_seen`).
     _showing: set[tuple[int, int]]
     #: The digest texts prepended to turns (at most `keep_delivered`, each
@@ -464,7 +465,12 @@ class TurnLoop:
 
     def _reset_pending(self) -> bool:
         """Whether the agent's stream has reset and shown no new completion
-        yet: no seq of the new server is known, so none may be acknowledged."""
+        yet: no seq of the new server is known, so none may be acknowledged.
+        Also while the listener has counted the reset (`_stream_epochs`) but
+        its first new completion waits for room (`max_pending`) before
+        `_received` moves `_epoch`: what is held is still the old server's."""
+        if self._stream_epochs > self._epoch:
+            return True
         stream = getattr(self, "_stream", None)
         return stream is not None and stream.resets != self._stream_resets
 

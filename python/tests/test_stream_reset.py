@@ -88,6 +88,53 @@ def test_no_ack_while_a_reset_is_pending() -> None:
     run(scenario)
 
 
+def test_no_ack_of_old_seqs_while_the_first_new_one_waits_for_room() -> None:
+    """The model reads old 41 while old 42 and 43 fill the agent
+    (max_pending=2); the server restarts and the new 1 arrives: the listener
+    has counted the reset, but the new 1 waits for room before the agent takes
+    it in. The end of 41's turn must not ack 41 to the new server (the reset
+    no longer looked pending, the epoch was still the old one); the new 1 is
+    acked."""
+
+    async def scenario() -> None:
+        session, model, statuses = FakeSession(), ScriptedModel(hold=True), Statuses()
+        async with AsyncAgent(
+            model, session, on_status=statuses, batch_window=0, max_pending=2
+        ) as agent:
+            waiting = asyncio.Event()
+            take = agent.on_completion
+
+            async def on_completion(c: Completion) -> None:
+                if c.task_id != f"old{c.seq}":
+                    waiting.set()  # `take` runs on to its wait for room
+                await take(c)
+
+            agent.on_completion = on_completion  # type: ignore[method-assign]
+            reply = asyncio.ensure_future(agent.send("plan"))
+            await model.turn(1)
+            session.push(old(41))
+            await statuses.until(lambda: statuses.count("queued") == 1)
+            model.release()
+            await reply
+            assert "<old 41>" in await model.turn(2)
+            session.push(old(42))
+            session.push(old(43))
+            await statuses.until(lambda: statuses.count("queued") == 3)
+            session.reset()
+            session.push(completion(1))
+            await asyncio.wait_for(waiting.wait(), TIMEOUT)
+            model.release()
+            assert "<old 42>" in await model.turn(3)
+            model.release()
+            await model.turn(4)
+            model.release()
+            await statuses.until(lambda: len(statuses.items("delivered")) == 4)
+            await agent.drain()
+            assert session.acks == [1]
+
+    run(scenario)
+
+
 class ResettingStream:
     """A manager's session stream the test drives: each step yields a
     completion, or runs an action between them."""
