@@ -49,9 +49,9 @@ class ResultIntake(LoopBound):
         if self._closed:
             return
         if self.manager is not None:
-            # Given out after the manager's `_resets` resets: its epoch, read
-            # now, on the manager's listener, in order (see `_received`).
-            self._epoch_of[id(completion)] = self.manager._resets
+            # Given out after the manager's `_given_resets()` resets: its
+            # epoch (a hand-over's: when it was taken), see `_received`.
+            self._epoch_of[id(completion)] = self.manager._given_resets()
         with self._early_lock:
             # Not started yet (or its loop ended): hold it for the start, and
             # hold the caller (the manager's stream) while max_pending wait,

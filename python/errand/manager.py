@@ -195,6 +195,8 @@ class AsyncToolManager(Worker):
         #: completion yet, so no seq of the new server is known.
         self._resets = 0
         self._stream_resets = 0
+        #: A hand-over thread's `_resets` when its results were given out.
+        self._giving = threading.local()
         self._progress_callbacks: list[ProgressCallback] = []
         self._guard = threading.RLock()
         self._client: Optional[Client] = None
@@ -405,21 +407,33 @@ class AsyncToolManager(Worker):
             for seq in waiting:
                 self._holding[seq] = [callback]
             results = [self._held_results[seq] for seq in waiting]
+            resets = self._resets
         if results:
             threading.Thread(
                 target=self._hand_over,
-                args=(callback, results),
+                args=(callback, results, resets),
                 name="errand-handover",
                 daemon=True,
             ).start()
 
-    def _hand_over(self, callback: Callback, results: list[AsyncTaskResult]) -> None:
-        """Gives a new owner the results whose owners went away undelivered."""
+    def _hand_over(self, callback: Callback, results: list[AsyncTaskResult], resets: int) -> None:
+        """Gives a new owner the results whose owners went away undelivered,
+        given out after `resets` resets (a reset since does not make them
+        the new server's: `_given_resets`)."""
+        self._giving.resets = resets
         for result in results:
             try:
                 callback(result)
             except Exception:
                 log.exception("errand AsyncToolManager: on_complete callback %r raised", callback)
+
+    def _given_resets(self) -> int:
+        """For an owning callback: how many resets the listener had taken when
+        the result it is being given was given out (the epoch its delivery
+        is released in, see `_release`). On the listener thread the current
+        count; on a hand-over thread the count when its results were taken."""
+        resets = getattr(self._giving, "resets", None)
+        return self._resets if resets is None else int(resets)
 
     def remove_done_callback(self, callback: Callback) -> None:
         """Stop calling `callback`. What an owning callback holds is not

@@ -244,3 +244,52 @@ def test_an_agent_on_a_manager_reports_only_the_new_servers_seqs() -> None:
             manager._stream = None
 
     run(scenario)
+
+
+def test_a_hand_over_keeps_the_epoch_its_results_were_given_out_in() -> None:
+    """An owner went away holding the old 1; the next owner is handed it on a
+    thread of its own, but the server restarts before that thread runs and
+    the new 1 is given out. The old 1 must keep the old epoch (the agent
+    read the manager's reset count when the hand-over ran): its delivery
+    releasing the new 1 acked it, undelivered."""
+    manager = AsyncToolManager(max_workers=1, target="127.0.0.1:1")
+    acks = Acks()
+    manager._client = acks  # type: ignore[assignment]
+
+    def first(result: AsyncTaskResult) -> None:
+        pass
+
+    manager.add_done_callback(first, owns=True)
+    before = ResettingStream([old(1)])
+    manager._stream = before  # type: ignore[assignment]
+    manager._listen(before)  # type: ignore[arg-type]
+    manager.remove_done_callback(first)  # the old 1 waits for the next owner
+    go, handed = threading.Event(), threading.Event()
+    given: list[tuple[str, int]] = []
+
+    def second(result: AsyncTaskResult) -> None:
+        if threading.current_thread().name == "errand-handover":
+            assert go.wait(TIMEOUT)  # the server restarts first
+        # What AsyncAgent.on_result records as the result's epoch:
+        given.append((result.task_id, manager._given_resets()))
+        handed.set()
+
+    manager.add_done_callback(second, owns=True)
+
+    def reset(stream: ResettingStream) -> None:
+        stream.resets += 1
+
+    after = ResettingStream([reset, completion(1)])
+    manager._stream = after  # type: ignore[assignment]
+    manager._listen(after)  # type: ignore[arg-type]
+    assert given == [(completion(1).task_id, 1)]
+    handed.clear()
+    go.set()
+    assert handed.wait(TIMEOUT)
+    (task_id, epoch), new_epoch = given[1], given[0][1]
+    assert task_id == "old1" and epoch == 0
+    manager._release(second, [1], epoch)  # the old 1 delivered: releases nothing
+    assert acks.seqs == []
+    manager._release(second, [1], new_epoch)
+    assert acks.seqs == [1]
+    manager._stream = None
