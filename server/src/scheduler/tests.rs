@@ -128,7 +128,9 @@ fn assignment(rx: &mut Commands) -> pb::Assignment {
     }
 }
 
-async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
+/// The worker's result `json` for assignment `a`, handed to the scheduler;
+/// its finish goes on in the background.
+async fn send_result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
     let result = pb::TaskResult {
         task_id: a.task_id.clone(),
         outcome: Some(pb::task_result::Outcome::ResultJson(json.into())),
@@ -137,6 +139,10 @@ async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
     };
     core.on_result(worker, convert::task_result(result).unwrap())
         .await;
+}
+
+async fn result(core: &Core, worker: WorkerId, a: &pb::Assignment, json: &str) {
+    send_result(core, worker, a, json).await;
     // The finisher writes in the background: wait until it has.
     core.tracker().close();
     core.tracker().wait().await;

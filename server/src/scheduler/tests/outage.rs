@@ -177,14 +177,7 @@ async fn stored_state(core: &Core, task_id: &str) -> TaskState {
 async fn a_result_during_an_outage_longer_than_the_old_bound_is_stored_once_it_ends() {
     let (store, core, w, _rx, a, mut announced) = running(Config::default()).await;
     store.refuse(Some(full()));
-    let result = pb::TaskResult {
-        task_id: a.task_id.clone(),
-        outcome: Some(pb::task_result::Outcome::ResultJson("42".into())),
-        attempt: a.attempt,
-        ..Default::default()
-    };
-    core.on_result(w, convert::task_result(result).unwrap())
-        .await;
+    send_result(&core, w, &a, "42").await;
     tokio::time::sleep(OUTAGE).await;
     assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
     assert_eq!(core.finisher.in_flight(), 1, "the ending is kept");
@@ -203,14 +196,7 @@ async fn a_result_during_an_outage_longer_than_the_old_bound_is_stored_once_it_e
 async fn an_internal_error_the_probe_meets_too_is_retried_until_the_store_takes_writes() {
     let (store, core, w, _rx, a, mut announced) = running(Config::default()).await;
     store.refuse(Some(StoreError::Internal("read-only file system".into())));
-    let result = pb::TaskResult {
-        task_id: a.task_id.clone(),
-        outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
-        attempt: a.attempt,
-        ..Default::default()
-    };
-    core.on_result(w, convert::task_result(result).unwrap())
-        .await;
+    send_result(&core, w, &a, "1").await;
     tokio::time::sleep(OUTAGE).await;
     store.refuse(None);
     ended_in(&mut announced, &a.task_id).await;
@@ -227,14 +213,7 @@ async fn an_internal_error_of_one_finish_alone_is_given_up_after_the_bound() {
     store
         .probe_ok
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let result = pb::TaskResult {
-        task_id: a.task_id.clone(),
-        outcome: Some(pb::task_result::Outcome::ResultJson("1".into())),
-        attempt: a.attempt,
-        ..Default::default()
-    };
-    core.on_result(w, convert::task_result(result).unwrap())
-        .await;
+    send_result(&core, w, &a, "1").await;
     tokio::time::sleep(OUTAGE).await;
     assert_eq!(core.finisher.in_flight(), 0, "given up");
     assert_eq!(stored_state(&core, &a.task_id).await, TaskState::Running);
@@ -248,14 +227,7 @@ async fn an_internal_error_of_one_finish_alone_is_given_up_after_the_bound() {
 async fn a_transient_internal_error_after_a_long_outage_does_not_drop_the_kept_ending() {
     let (store, core, w, _rx, a, mut announced) = running(Config::default()).await;
     store.refuse(Some(full()));
-    let result = pb::TaskResult {
-        task_id: a.task_id.clone(),
-        outcome: Some(pb::task_result::Outcome::ResultJson("7".into())),
-        attempt: a.attempt,
-        ..Default::default()
-    };
-    core.on_result(w, convert::task_result(result).unwrap())
-        .await;
+    send_result(&core, w, &a, "7").await;
     tokio::time::sleep(OUTAGE).await;
     store
         .probe_ok
@@ -391,14 +363,7 @@ async fn a_kept_finish_is_tried_again_as_soon_as_the_store_takes_a_write() {
     };
     let (store, core, w, _rx, a, mut announced) = running_on(Config::default(), tracked).await;
     store.refuse(Some(full()));
-    let result = pb::TaskResult {
-        task_id: a.task_id.clone(),
-        outcome: Some(pb::task_result::Outcome::ResultJson("7".into())),
-        attempt: a.attempt,
-        ..Default::default()
-    };
-    core.on_result(w, convert::task_result(result).unwrap())
-        .await;
+    send_result(&core, w, &a, "7").await;
     tokio::time::sleep(OUTAGE).await;
     store.refuse(None);
     // What the server's probe does once a write goes through.
@@ -482,17 +447,7 @@ async fn on_sqlite_a_result_the_full_file_refused_is_stored_once_a_probe_goes_th
             })
             .unwrap();
     });
-    let result = pb::TaskResult {
-        task_id: a.task_id.clone(),
-        outcome: Some(pb::task_result::Outcome::ResultJson(format!(
-            "\"{}\"",
-            "y".repeat(200_000)
-        ))),
-        attempt: a.attempt,
-        ..Default::default()
-    };
-    core.on_result(w, convert::task_result(result).unwrap())
-        .await;
+    send_result(&core, w, &a, &format!("\"{}\"", "y".repeat(200_000))).await;
     let health = store.write_health().unwrap();
     tokio::time::timeout(Duration::from_secs(10), health.watch().wait_for(|f| *f))
         .await
