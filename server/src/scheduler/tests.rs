@@ -13,7 +13,11 @@ use crate::{
     config::Limits,
     grpc::convert,
     model::Submission,
-    store::{Durable, Inserted, StoreError, memory::MemoryStore},
+    store::{
+        StoreError,
+        double::{Doubled, Hooks},
+        memory::MemoryStore,
+    },
 };
 
 /// A scheduler with the test's view of it: task IDs as a client sends them.
@@ -307,89 +311,20 @@ async fn recovery_requeues_unfinished_tasks_and_fails_exhausted_ones() {
     assert_eq!((a.task_id, a.attempt), (queued_once.id.to_string(), 2));
 }
 
-/// A memory store that refuses (permanently) any outcome whose result
-/// contains "poison", as PostgreSQL refuses a value it cannot hold.
+/// What [`Refusing`] changes in a memory store: it refuses (permanently)
+/// any outcome whose result contains "poison", as PostgreSQL refuses a
+/// value it cannot hold.
 #[derive(Default)]
-struct Refusing(MemoryStore);
+struct Poisoned;
 
-#[async_trait::async_trait]
-impl crate::store::Store for Refusing {
-    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.0.unfinished_tasks().await
-    }
-    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
-        self.0.insert_task(task).await
-    }
-    fn record_dispatch(&self, id: uuid::Uuid, attempt: u32, at: SystemTime) -> Durable {
-        self.0.record_dispatch(id, attempt, at)
-    }
-    fn record_requeue(&self, id: uuid::Uuid, attempt: u32) -> Durable {
-        self.0.record_requeue(id, attempt)
-    }
-    async fn finish_task(
-        &self,
-        finish: &crate::model::Finish,
-    ) -> Result<Option<crate::model::CompletionRecord>, StoreError> {
+type Refusing = Doubled<Poisoned>;
+
+impl Hooks for Poisoned {
+    fn finishing(&self, finish: &crate::model::Finish) -> Result<(), StoreError> {
         if matches!(&finish.outcome, Outcome::Result(r) if r.contains("poison")) {
             return Err(StoreError::Rejected("invalid byte sequence".into()));
         }
-        self.0.finish_task(finish).await
-    }
-    async fn task_by_key(
-        &self,
-        session: &str,
-        key: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        self.0.task_by_key(session, key).await
-    }
-    async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        self.0.get_task(id).await
-    }
-    async fn completions_within(
-        &self,
-        session: &str,
-        after_seq: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<crate::model::CompletionRecord>, StoreError> {
-        self.0
-            .completions_within(session, after_seq, limit, max_bytes)
-            .await
-    }
-    async fn ack_completions(
-        &self,
-        session: &str,
-        up_to_seq: u64,
-        default_budget: u64,
-    ) -> Result<crate::store::Acked, StoreError> {
-        self.0
-            .ack_completions(session, up_to_seq, default_budget)
-            .await
-    }
-
-    async fn session_seqs(&self, session: &str) -> Result<crate::store::SessionSeqs, StoreError> {
-        self.0.session_seqs(session).await
-    }
-    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        self.0.purge_finished_before(cutoff).await
-    }
-    async fn list_tasks(
-        &self,
-        query: &crate::store::TaskQuery,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.0.list_tasks(query).await
-    }
-    async fn count_tasks(&self, query: &crate::store::TaskQuery) -> Result<u64, StoreError> {
-        self.0.count_tasks(query).await
-    }
-    async fn tools(&self) -> Result<Vec<crate::store::StoredTool>, StoreError> {
-        self.0.tools().await
-    }
-    async fn put_tools(&self, tools: &[crate::store::StoredTool]) -> Result<(), StoreError> {
-        self.0.put_tools(tools).await
-    }
-    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
-        self.0.forget_tools(names).await
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use errand_proto::v1::{
@@ -16,14 +16,12 @@ use errand_testkit::within;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Streaming, codegen::http, transport::Channel};
-use uuid::Uuid;
 
 use crate::{
     config::Config,
-    model::{CompletionRecord, Finish, TaskRecord},
     store::{
-        Acked, Durable, Inserted, SessionSeqs, Store, StoreError, StoredTool, TaskQuery,
-        memory::MemoryStore,
+        StoreError,
+        double::{Doubled, Hooks},
     },
 };
 
@@ -50,95 +48,35 @@ impl Gate {
     }
 }
 
-/// A memory store whose task inserts and tool writes can be held after
-/// they are made (durable, in a real store), before the caller hears so,
-/// and whose next dispatch records can be made to fail (a full disk).
+/// What [`Held`] changes in a memory store: its task inserts and tool
+/// writes can be held after they are made (durable, in a real store),
+/// before the caller hears so, and its next dispatch records can be made
+/// to fail (a full disk).
 #[derive(Default)]
-struct Held {
-    store: MemoryStore,
+struct Holds {
     insert: Gate,
     put_tools: Gate,
     /// How many of the next dispatch records fail.
     fail_dispatch: AtomicU32,
 }
 
+type Held = Doubled<Holds>;
+
 #[async_trait::async_trait]
-impl Store for Held {
-    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.store.unfinished_tasks().await
-    }
-    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
-        let inserted = self.store.insert_task(task).await;
+impl Hooks for Holds {
+    async fn inserted(&self) {
         self.insert.pass().await;
-        inserted
     }
-    fn record_dispatch(&self, id: Uuid, attempt: u32, at: SystemTime) -> Durable {
+    fn dispatching(&self) -> Result<(), StoreError> {
         let failing = self.fail_dispatch.load(Ordering::SeqCst);
         if failing > 0 {
             self.fail_dispatch.store(failing - 1, Ordering::SeqCst);
-            return Durable::done(Err(StoreError::Full("the disk is full".into())));
+            return Err(StoreError::Full("the disk is full".into()));
         }
-        self.store.record_dispatch(id, attempt, at)
+        Ok(())
     }
-    fn record_requeue(&self, id: Uuid, attempt: u32) -> Durable {
-        self.store.record_requeue(id, attempt)
-    }
-    async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
-        self.store.finish_task(finish).await
-    }
-    async fn get_task(&self, id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        self.store.get_task(id).await
-    }
-    async fn task_by_key(
-        &self,
-        session: &str,
-        key: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        self.store.task_by_key(session, key).await
-    }
-    async fn completions_within(
-        &self,
-        session: &str,
-        after_seq: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<CompletionRecord>, StoreError> {
-        self.store
-            .completions_within(session, after_seq, limit, max_bytes)
-            .await
-    }
-    async fn ack_completions(
-        &self,
-        session: &str,
-        up_to_seq: u64,
-        default_budget: u64,
-    ) -> Result<Acked, StoreError> {
-        (self.store)
-            .ack_completions(session, up_to_seq, default_budget)
-            .await
-    }
-    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
-        self.store.session_seqs(session).await
-    }
-    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        self.store.list_tasks(query).await
-    }
-    async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError> {
-        self.store.count_tasks(query).await
-    }
-    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        self.store.purge_finished_before(cutoff).await
-    }
-    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
-        self.store.tools().await
-    }
-    async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError> {
-        let put = self.store.put_tools(tools).await;
+    async fn tools_put(&self) {
         self.put_tools.pass().await;
-        put
-    }
-    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
-        self.store.forget_tools(names).await
     }
 }
 

@@ -40,6 +40,8 @@ use uuid::Uuid;
 use crate::model::{CompletionRecord, Finish, Outcome, TaskRecord};
 pub use listing::{Cursor, TaskQuery};
 
+#[cfg(test)]
+pub(crate) mod double;
 pub mod health;
 pub mod listing;
 pub mod memory;

@@ -2,22 +2,22 @@
 //! cannot take while it refuses writes are kept and retried until it takes
 //! them, however long the outage; the paused clock makes a 10-minute
 //! outage take no wall time.
-use std::{sync::Mutex, time::SystemTime};
+use std::sync::Mutex;
 
 use super::*;
 use crate::{
-    model::{CompletionRecord, Finish},
-    store::{Acked, SessionSeqs, Store, StoredTool, TaskQuery, health::WriteHealth},
+    model::Finish,
+    store::{Store, TaskQuery, health::WriteHealth},
 };
 
 /// Longer than the 120 s the finisher used to retry before giving up.
 const OUTAGE: Duration = Duration::from_secs(600);
 
-/// A memory store whose finishes fail with the error set, and whose write
-/// probe fails too unless told the error is only the finishes' own.
+/// What [`Faulty`] changes in a memory store: its finishes fail with the
+/// error set, and its write probe fails too unless told the error is only
+/// the finishes' own.
 #[derive(Default)]
-struct Faulty {
-    store: MemoryStore,
+struct Faults {
     /// The error every finish meets; `None`: finishes go through.
     refuse: Mutex<Option<StoreError>>,
     /// Whether the probe write goes through while finishes fail (the
@@ -27,7 +27,9 @@ struct Faulty {
     health: Option<Arc<WriteHealth>>,
 }
 
-impl Faulty {
+type Faulty = Doubled<Faults>;
+
+impl Faults {
     fn refuse(&self, e: Option<StoreError>) {
         *self.refuse.lock().unwrap() = e;
     }
@@ -45,74 +47,9 @@ impl Faulty {
 }
 
 #[async_trait::async_trait]
-impl Store for Faulty {
-    async fn unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.store.unfinished_tasks().await
-    }
-    async fn insert_task(&self, task: &TaskRecord) -> Result<Inserted, StoreError> {
-        self.store.insert_task(task).await
-    }
-    fn record_dispatch(&self, id: uuid::Uuid, attempt: u32, at: SystemTime) -> Durable {
-        self.store.record_dispatch(id, attempt, at)
-    }
-    fn record_requeue(&self, id: uuid::Uuid, attempt: u32) -> Durable {
-        self.store.record_requeue(id, attempt)
-    }
-    async fn finish_task(&self, finish: &Finish) -> Result<Option<CompletionRecord>, StoreError> {
-        self.refused()?;
-        self.store.finish_task(finish).await
-    }
-    async fn get_task(&self, id: uuid::Uuid) -> Result<Option<TaskRecord>, StoreError> {
-        self.store.get_task(id).await
-    }
-    async fn task_by_key(
-        &self,
-        session: &str,
-        key: &str,
-    ) -> Result<Option<TaskRecord>, StoreError> {
-        self.store.task_by_key(session, key).await
-    }
-    async fn completions_within(
-        &self,
-        session: &str,
-        after_seq: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<CompletionRecord>, StoreError> {
-        self.store
-            .completions_within(session, after_seq, limit, max_bytes)
-            .await
-    }
-    async fn ack_completions(
-        &self,
-        session: &str,
-        up_to_seq: u64,
-        default_budget: u64,
-    ) -> Result<Acked, StoreError> {
-        (self.store)
-            .ack_completions(session, up_to_seq, default_budget)
-            .await
-    }
-    async fn session_seqs(&self, session: &str) -> Result<SessionSeqs, StoreError> {
-        self.store.session_seqs(session).await
-    }
-    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        self.store.list_tasks(query).await
-    }
-    async fn count_tasks(&self, query: &TaskQuery) -> Result<u64, StoreError> {
-        self.store.count_tasks(query).await
-    }
-    async fn purge_finished_before(&self, cutoff: SystemTime) -> Result<u64, StoreError> {
-        self.store.purge_finished_before(cutoff).await
-    }
-    async fn tools(&self) -> Result<Vec<StoredTool>, StoreError> {
-        self.store.tools().await
-    }
-    async fn put_tools(&self, tools: &[StoredTool]) -> Result<(), StoreError> {
-        self.store.put_tools(tools).await
-    }
-    async fn forget_tools(&self, names: &[String]) -> Result<u64, StoreError> {
-        self.store.forget_tools(names).await
+impl Hooks for Faults {
+    fn finishing(&self, _finish: &Finish) -> Result<(), StoreError> {
+        self.refused()
     }
     fn write_health(&self) -> Option<Arc<WriteHealth>> {
         self.health.clone()
@@ -357,10 +294,10 @@ async fn a_bulk_cancel_during_an_outage_takes_every_task_before_it_waits() {
 /// stored at once when one does.
 #[tokio::test(start_paused = true)]
 async fn a_kept_finish_is_tried_again_as_soon_as_the_store_takes_a_write() {
-    let tracked = Faulty {
+    let tracked = Faulty::new(Faults {
         health: Some(Arc::default()),
-        ..Faulty::default()
-    };
+        ..Faults::default()
+    });
     let (store, core, w, _rx, a, mut announced) = running_on(Config::default(), tracked).await;
     store.refuse(Some(full()));
     send_result(&core, w, &a, "7").await;
@@ -394,8 +331,8 @@ async fn a_start_during_an_outage_keeps_the_endings_of_exhausted_tasks_and_goes_
     let (exhausted, _) = before.submit(submit_request("s", "t")).await.unwrap();
     let _ = assignment(&mut rx);
     store
-        .store
-        .record_dispatch(exhausted.id, 2, SystemTime::now());
+        .memory
+        .record_dispatch(exhausted.id, 2, std::time::SystemTime::now());
     before.shutdown.cancel();
     drop(before);
 
